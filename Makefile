@@ -1,0 +1,37 @@
+# Every target creates or reuses .venv. torch goes first with an exact pin: on this project's machines
+# that pin resolves to a local CPU wheel, while a loose range pulls several GB of CUDA packages.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+DEMO_DIR ?= outputs/demo
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m jobs.make_demo_pool $(DEMO_DIR)/corpus --n 720 --seed 0
+	$(BIN)/python -m jobs.after jobs/configs/demo_after.yaml output_dir=$(DEMO_DIR)/run
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.selection
+	$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""Config loading: OmegaConf structured dataclasses, one YAML per experiment, dotted overrides.
+
+A schema is a dataclass whose fields carry defaults and a ``help`` string (see :func:`field`), and whose
+``__post_init__`` validates values. :func:`load_config` merges ``schema defaults <- YAML <- overrides``,
+lets OmegaConf reject unknown keys and wrong types, and returns a plain dataclass instance. A Ray Tune
+trial applies its sampled values through the same overrides path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ser_models.exceptions import ConfigError
+
+T = TypeVar("T")
+
+
+def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING):  # noqa: A002
+    """A dataclass field with a ``help`` string kept in its metadata (shown by ``--help`` of every job)."""
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build a config from its schema, an optional YAML file and dotted ``key.sub=value`` overrides.
+
+    Args:
+        schema: the dataclass type of the config.
+        path: YAML file with values; ``None`` uses the schema defaults.
+        overrides: strings like ``train.epochs=3`` or ``model.adapter.target_modules=[fc1,fc2]``.
+
+    Returns:
+        An instance of ``schema`` (its ``__post_init__`` validation has run).
+
+    Raises:
+        ConfigError: naming the file, the unknown key, or the key with a wrong type or invalid value.
+    """
+    base = OmegaConf.structured(schema)
+    layers = [base]
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            layers.append(OmegaConf.load(path))
+        except Exception as exc:  # yaml errors carry the line
+            raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"overrides must look like key.sub=value, got {bad}")
+    if overrides:
+        try:
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"cannot parse overrides {list(overrides)}: {exc}") from exc
+    try:
+        merged = OmegaConf.merge(*layers)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        where = f" (file {path})" if path is not None else ""
+        raise ConfigError(f"config key '{key}': {_first_line(exc)}{where}") from exc
+    except (ValueError, TypeError) as exc:  # raised by a __post_init__
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc)) from exc
+    return obj  # type: ignore[return-value]
+
+
+def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
+    """Parse ``CONFIG [key=value ...]`` (or ``--help``) as every job does."""
+    args = list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(f"usage: python -m {prog} CONFIG.yaml [key.sub=value ...]\n\nkeys:\n{describe(schema)}")
+        raise SystemExit(0 if args else 2)
+    path, overrides = args[0], args[1:]
+    if "=" in path:
+        path, overrides = None, args
+    return load_config(schema, path, overrides)
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config as a plain dict (for logs, Ray payloads and fingerprints)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def from_dict(schema: type[T], data: dict) -> T:
+    """Inverse of :func:`to_dict`, with the same validation as :func:`load_config`."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))  # type: ignore
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"config key '{getattr(exc, 'full_key', None)}': {_first_line(exc)}") from exc
+
+
+def to_yaml(cfg: Any) -> str:
+    """A config as YAML text (written next to every run's outputs)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def describe(schema: type, prefix: str = "") -> str:
+    """One line per key: dotted name, default and help text."""
+    lines = []
+    for f in dataclasses.fields(schema):
+        name = f"{prefix}{f.name}"
+        ftype = f.type if not isinstance(f.type, str) else None
+        nested = None
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            value = f.default_factory()  # type: ignore[misc]
+            if dataclasses.is_dataclass(value):
+                nested = type(value)
+        elif ftype is not None and dataclasses.is_dataclass(ftype):
+            nested = ftype
+        if nested is not None:
+            lines.append(describe(nested, prefix=f"{name}."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else "???"
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        lines.append(f"  {name} = {default!r}  # {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

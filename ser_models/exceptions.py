@@ -1,0 +1,66 @@
+"""Typed errors. Every message names the file, field or config key the user has to fix."""
+
+
+class SERError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(SERError, ValueError):
+    """A config key is unknown, has the wrong type, or holds an invalid value."""
+
+
+class ManifestError(SERError, ValueError):
+    """A manifest is malformed: missing column, duplicate id, unknown label (names column, row, value)."""
+
+
+class AudioError(SERError):
+    """A clip could not be turned into valid 16 kHz mono audio; `reason` is a quarantine reason code."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class PoolError(SERError):
+    """The prepared pool is missing, stale or inconsistent."""
+
+
+class PoolExhaustedError(PoolError):
+    """A query asked for more clips than the unlabelled pool still holds."""
+
+
+class LedgerError(SERError):
+    """The label ledger was asked to do something that would lose or duplicate labels."""
+
+
+class OracleError(SERError):
+    """An oracle could not provide labels."""
+
+
+class LabelImportError(OracleError):
+    """A human-filled label file has unknown labels or missing rows (message lists line numbers)."""
+
+
+class LabellingPending(OracleError):  # noqa: N818 - a state, not a failure
+    """Labels were requested from humans; the job stops until the file is filled in and rerun."""
+
+
+class EncoderError(SERError):
+    """An encoder could not be built or loaded."""
+
+
+class AdapterError(SERError):
+    """An adapter config does not fit the encoder."""
+
+
+class GradientCheckError(AdapterError):
+    """After building a model, some trainable parameters received no gradient."""
+
+
+class CheckpointError(SERError):
+    """A checkpoint is missing, incomplete or does not match the model config."""
+
+
+class TrainingError(SERError):
+    """Training failed in a way that a retry will not fix."""

@@ -1,0 +1,113 @@
+"""Atomic, crash-safe writes for local paths and ``pyarrow.fs`` URIs (``s3://...``).
+
+A local write goes to a temporary file in the same folder, is fsynced, then renamed over the target and the
+folder is fsynced, so a reader sees the old file or the new one, never half of one. Object stores have
+atomic single-object PUTs, so there the data is written in one stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def is_local(uri: str | os.PathLike) -> bool:
+    """True for plain paths and ``file://`` URIs."""
+    s = str(uri)
+    return "://" not in s or s.startswith("file://")
+
+
+def local_path(uri: str | os.PathLike) -> Path:
+    """A local path from a path or a ``file://`` URI."""
+    s = str(uri)
+    return Path(s[len("file://"):] if s.startswith("file://") else s)
+
+
+def filesystem(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """The ``pyarrow`` filesystem and in-filesystem path of a URI or local path."""
+    if is_local(uri):
+        return pafs.LocalFileSystem(), str(local_path(uri).absolute())
+    return pafs.FileSystem.from_uri(str(uri))
+
+
+def exists(uri: str | os.PathLike) -> bool:
+    fs, p = filesystem(uri)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` so that readers never see a partial file."""
+    if not is_local(uri):
+        fs, p = filesystem(uri)
+        with fs.open_output_stream(p) as out:
+            out.write(data)
+        return
+    path = local_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(uri: str | os.PathLike, obj: Any) -> None:
+    """JSON with sorted keys, written atomically."""
+    write_bytes_atomic(uri, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+
+
+def read_json(uri: str | os.PathLike) -> Any:
+    fs, p = filesystem(uri)
+    with fs.open_input_stream(p) as fh:
+        return json.loads(fh.read().decode())
+
+
+def write_parquet_atomic(uri: str | os.PathLike, table: pa.Table) -> None:
+    """One Parquet file, written atomically."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_bytes_atomic(uri, sink.getvalue().to_pybytes())
+
+
+def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    fs, p = filesystem(uri)
+    return pq.read_table(p, filesystem=fs, columns=columns)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,40 @@
+"""Shared fixtures. Ray starts once per test session (start-up costs seconds on 2 cores)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session (2 CPUs, no dashboard)."""
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level="WARNING",
+            runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}},
+        )
+    DataContext.get_current().enable_progress_bars = False
+    yield ray
+    # left running until interpreter exit: several test modules share it
+
+
+def pytest_sessionfinish(session, exitstatus):
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:
+        pass
