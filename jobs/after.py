@@ -1,0 +1,67 @@
+"""The AFTER active-learning loop on a prepared pool: optional TAPT, initial set, rounds of
+train -> evaluate -> score -> select -> label.
+
+    python -m jobs.after jobs/configs/demo_after.yaml [key.sub=value ...]
+    platform/submit.sh after jobs/configs/demo_after.yaml output_dir=/shared/runs/after1
+
+Rerunning with the same ``output_dir`` resumes (finished rounds are skipped, an unfinished one is redone and
+selects the same clips). With ``active.oracle=file`` the job stops after writing ``to_label.csv``; fill it in
+and rerun the same command.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from ser_models.active.loop_config import ActiveConfig
+from ser_models.config import field, parse_job_args, to_yaml
+from ser_models.model import ModelConfig
+from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.tapt_config import TaptConfig
+
+
+@dataclass
+class AfterJobConfig:
+    pool_dir: str = field(help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(help="run folder: ledger, rounds, report (rerun to resume)")
+    model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
+    train: TrainConfig = field(default_factory=TrainConfig, help="fine-tuning in every round")
+    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    active: ActiveConfig = field(default_factory=ActiveConfig, help="budget, strategy, scorer, oracle")
+    tapt_enabled: bool = field(True, help="run task-adaptive pre-training on the training split first (AFTER)")
+    tapt: TaptConfig = field(default_factory=TaptConfig, help="the TAPT stage (when tapt_enabled)")
+
+
+def main(argv: list[str] | None = None):
+    cfg = parse_job_args(AfterJobConfig, sys.argv[1:] if argv is None else argv, "jobs.after")
+    import ray
+
+    from ser_models.active.loop import ActiveLearningLoop
+    from ser_models.data import Pool
+    from ser_models.exceptions import LabellingPending
+    from ser_models.io import write_bytes_atomic
+
+    t0 = time.perf_counter()
+    ray.init(ignore_reinit_error=True)  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    write_bytes_atomic(f"{cfg.output_dir}/config.yaml", to_yaml(cfg).encode())
+    pool = Pool.open(cfg.pool_dir)
+    if cfg.tapt_enabled:
+        from ser_models.training.tapt import run_tapt
+
+        cfg.model.encoder.checkpoint = str(run_tapt(pool, cfg.model.encoder, cfg.tapt, cfg.scaling,
+                                                    f"{cfg.output_dir}/tapt"))
+    loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active)
+    try:
+        reports = loop.run()
+    except LabellingPending as pending:
+        print(f"\n*** waiting for labels ***\n{pending}")
+        return None
+    print(f"\ndone in {time.perf_counter() - t0:.0f}s: {cfg.output_dir}/metrics.jsonl, "
+          f"{cfg.output_dir}/report/learning_curve.png")
+    return reports
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Fine-tune adapters + an emotion head on a prepared pool with Ray Train.
+
+    python -m jobs.finetune jobs/configs/finetune_demo.yaml [key.sub=value ...]
+    platform/submit.sh finetune jobs/configs/finetune_demo.yaml output_dir=/shared/runs/ft1
+
+Rerunning with the same ``output_dir`` resumes an interrupted run, or reuses a finished one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from ser_models.config import field, parse_job_args, to_yaml
+from ser_models.exceptions import ConfigError
+from ser_models.model import ModelConfig
+from ser_models.training.config import ScalingSettings, TrainConfig
+
+
+@dataclass
+class FinetuneJobConfig:
+    pool_dir: str = field(help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(help="where checkpoints, metrics.json and confusion.png go")
+    model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
+    train: TrainConfig = field(default_factory=TrainConfig, help="optimisation")
+    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    train_split: str = field("train", help="pool split to train on")
+    dev_split: str = field("dev", help="pool split for model selection (early stopping)")
+    test_split: str = field("test", help="pool split reported at the end ('' = none)")
+
+    def __post_init__(self):
+        if not self.train_split:
+            raise ConfigError("train_split must not be empty")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune")
+    import ray
+
+    from ser_models.data import Pool
+    from ser_models.training import train_model
+
+    t0 = time.perf_counter()
+    ray.init(ignore_reinit_error=True)  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    pool = Pool.open(cfg.pool_dir)
+    labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]
+    counts = [int((labels == name).sum()) for name in cfg.model.labels]
+    print(f"pool {cfg.pool_dir}: {len(labels)} training clips, per class "
+          + ", ".join(f"{n}={c}" for n, c in zip(cfg.model.labels, counts)))
+    print(to_yaml(cfg))
+    datasets = {"train": pool.dataset(cfg.train_split)}
+    for name, split in (("dev", cfg.dev_split), ("test", cfg.test_split)):
+        if split:
+            datasets[name] = pool.dataset(split)
+    result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts)
+    m = result.metrics
+    print(f"\n{'split':<6} {'WA':>6} {'UA':>6} {'F1':>6} {'n':>6}")
+    for split in ("dev", "test"):
+        if m.get(split):
+            s = m[split]
+            print(f"{split:<6} {s['wa']:6.3f} {s['ua']:6.3f} {s['macro_f1']:6.3f} {s['n']:6d}")
+    print(f"best epoch {m['best_epoch']}; checkpoint {result.checkpoint_dir}; "
+          f"total {time.perf_counter() - t0:.1f}s")
+    return m
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+"""The AFTER active-learning loop: train, evaluate, score, select, label, persist; resumable round by round.
+
+Run layout under ``output_dir``::
+
+    labels/ledger.parquet          the truth: which clip got which label in which round
+    rounds/initial/selection.parquet
+    rounds/round=003/train/        Ray Train run (checkpoint/, metrics.json, confusion.png)
+    rounds/round=003/scores.parquet
+    rounds/round=003/selection.parquet   clips picked after training round 3 (labelled as round 4)
+    rounds/round=003/to_label.csv  (file oracle only)
+    rounds/round=003/metrics.json  written last: the round is finished
+    metrics.jsonl                  one line per finished round
+    report/learning_curve.png, report/confusion_round=003.png
+
+Resume: a finished round (its ``metrics.json`` exists) is skipped; an unfinished one is redone from its
+inputs. Training resumes from Ray Train's last epoch checkpoint, and a stored ``selection.parquet`` is
+reused, so a redone round labels exactly the clips it would have labelled; re-appending them to the ledger
+is a no-op.
+
+References:
+    Li et al., "Active Learning with Task Adaptation Pre-training for Speech Emotion Recognition",
+    arXiv 2405.00307 (AFTER).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ser_models.active.feature_cache import FeatureCache, cache_supported
+from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.oracles import FileOracle, SimulatedOracle
+from ser_models.active.scorer import Scores, score_dataset
+from ser_models.active.strategies import build_strategy
+from ser_models.config import to_dict
+from ser_models.data.ledger import LabelLedger
+from ser_models.exceptions import ConfigError
+from ser_models.io import exists, read_json, read_parquet, write_bytes_atomic, write_json_atomic, write_parquet_atomic
+from ser_models.metrics import plot_confusion
+from ser_models.training.config import ScalingSettings, TrainConfig
+
+
+@dataclass
+class RoundReport:
+    """What one round did. ``seconds`` holds per-stage wall times (train, score, select, label)."""
+
+    round: int
+    labelled: int
+    fraction: float
+    dev: dict | None
+    test: dict | None
+    selected: int
+    seconds: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        def m(split, d):
+            return f"{split} UA {d['ua']:.3f} WA {d['wa']:.3f} F1 {d['macro_f1']:.3f}" if d else f"{split} -"
+
+        stages = " ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%) | "
+                f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4} | {stages}")
+
+    def to_json(self) -> dict:
+        return {"round": self.round, "labelled": self.labelled, "fraction": self.fraction, "dev": self.dev,
+                "test": self.test, "selected": self.selected, "seconds": self.seconds}
+
+
+class ActiveLearningLoop:
+    """Runs AFTER over a prepared pool.
+
+    Args:
+        pool: an opened ``ser_models.data.Pool``.
+        output_dir: the run folder (local path).
+        model_cfg: ModelConfig (its ``encoder.checkpoint`` is the TAPT encoder when TAPT ran).
+        train_cfg / scaling: fine-tuning settings for every round.
+        active: the loop's budget, strategy, scorer and oracle.
+    """
+
+    def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings,
+                 active: ActiveConfig, verbose: bool = True):
+        self.pool = pool
+        self.out = Path(output_dir).absolute()
+        self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
+        self.verbose = verbose
+        self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
+        self.strategy = build_strategy(active.strategy)
+        self.labels = list(model_cfg.labels)
+        meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train")
+        self.train_ids = sorted(meta["utt_id"].astype(str))
+        self.clip_info = meta
+        self.targets = active.targets(len(self.train_ids))
+        self.cache = self._open_cache()
+        self._dev_test = None
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(msg, flush=True)
+
+    def round_dir(self, r: int) -> Path:
+        return self.out / "rounds" / f"round={r:03d}"
+
+    def _open_cache(self) -> FeatureCache | None:
+        mode = self.active.feature_cache
+        reason = cache_supported(self.model_cfg)
+        if mode == "off" or (mode == "auto" and reason):
+            return None
+        if reason:
+            raise ConfigError(f"active.feature_cache=on but {reason}")
+        from ser_models.encoders import build_encoder
+
+        encoder = build_encoder(self.model_cfg.encoder)
+        cache = FeatureCache(self.out / "feature_cache", encoder.fingerprint())
+        self._num_layers = encoder.num_layers
+        return cache
+
+    def _oracle(self, r: int):
+        if self.active.oracle == "file":
+            return FileOracle(self.round_dir(r) if r >= 0 else self.out / "rounds" / "initial", self.labels,
+                              self.clip_info)
+        # The only place that reads the pool's own training labels: it plays the human annotator.
+        truth = self.pool.metadata(columns=["utt_id", "label"], split="train")
+        return SimulatedOracle(dict(zip(truth["utt_id"].astype(str), truth["label"])))
+
+    def _datasets(self):
+        """Ray Datasets for training round ``r``: labelled train (ledger labels), dev, test."""
+        import ray.data
+
+        if self.cache is None:
+            feeds = {"train": self.pool.labelled(self.ledger)}
+            for split in ("dev", "test"):
+                feeds[split] = self.pool.dataset(split)
+            return feeds, None
+        if self._dev_test is None:
+            meta = {s: self.pool.metadata(columns=["utt_id", "label"], split=s) for s in ("dev", "test")}
+            self._dev_test = {s: ray.data.from_arrow(self.cache.table(
+                ids=m["utt_id"].astype(str), labels=dict(zip(m["utt_id"].astype(str), m["label"]))))
+                for s, m in meta.items()}
+        labelled = self.ledger.labels()
+        feeds = {"train": ray.data.from_arrow(self.cache.table(ids=labelled.keys(), labels=labelled)),
+                 **self._dev_test}
+        return feeds, self.cache.shape
+
+    def _score_input(self):
+        """Every training clip (labelled ones too: k-center uses them as centres), without labels."""
+        import ray.data
+
+        if self.cache is None:
+            return self.pool.dataset("train"), None
+        return ray.data.from_arrow(self.cache.table(ids=self.train_ids)), self.cache.shape
+
+    # -------------------------------------------------------------------------------------------- stages
+    def initial(self) -> None:
+        """Label the initial set (round 0 of the ledger) unless the ledger already has it."""
+        if len(self.ledger):
+            return
+        folder = self.out / "rounds" / "initial"
+        sel_path = folder / "selection.parquet"
+        n = self.targets[0]
+        t0 = time.perf_counter()
+        if exists(sel_path):
+            ids = read_parquet(sel_path)["utt_id"].to_pylist()
+        elif self.active.initial == "random":
+            rng = np.random.default_rng([self.active.seed, 0])
+            ids = sorted(rng.choice(self.train_ids, size=n, replace=False).tolist())
+        else:
+            # AFTER's cold start: cluster the (TAPT) encoder's pooled features of the unlabelled pool.
+            ds, shape = self._score_input()
+            scores = score_dataset(ds, None, self.active.scorer, model_cfg=to_dict(self.model_cfg),
+                                   feature_shape=shape, seed=self.active.seed, verbose=self.verbose)
+            from ser_models.active.config import StrategyConfig
+            from ser_models.active.strategies.base import ScoredPool
+
+            cold = build_strategy(StrategyConfig(name="cluster_cold_start",
+                                                 kmeans_iters=self.active.strategy.kmeans_iters))
+            scored = ScoredPool(ids=scores.ids.astype(str), probs=scores.probs, embeddings=scores.pooled)
+            ids = cold.query(scored, set(), n, self.active.seed)
+        if not exists(sel_path):
+            write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
+        self._label(ids, 0, -1)
+        self.log(f"initial set: {len(ids)} clips ({self.active.initial}) in {time.perf_counter() - t0:.1f}s")
+
+    def _label(self, ids: list[str], ledger_round: int, oracle_round: int) -> None:
+        oracle = self._oracle(oracle_round)
+        labels = oracle.label(list(ids), ledger_round)
+        self.ledger.append(ledger_round, list(ids), [labels[i] for i in ids], oracle=oracle.name)
+
+    def step(self, r: int) -> RoundReport:
+        """Run training round ``r`` (train, evaluate, then score/select/label the next batch)."""
+        from ser_models.training import train_model
+
+        folder = self.round_dir(r)
+        if exists(folder / "metrics.json"):
+            return _report_from_json(read_json(folder / "metrics.json"))
+        seconds = {}
+        have = len(self.ledger)
+        if have != self.targets[r]:
+            raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {have}: "
+                              "was the budget changed between runs of this output_dir?")
+        t0 = time.perf_counter()
+        feeds, shape = self._datasets()
+        counts = self._class_counts()
+        init = (self.round_dir(r - 1) / "train" / "checkpoint") if (self.active.warm_start and r > 0) else None
+        result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
+                             class_counts=counts, feature_shape=shape, init_checkpoint=init,
+                             run_name=f"round{r:03d}", verbose=self.verbose)
+        seconds["train"] = time.perf_counter() - t0
+        selected = 0
+        last = r == len(self.targets) - 1
+        if not last:
+            n = self.targets[r + 1] - self.targets[r]
+            t0 = time.perf_counter()
+            scores_path = folder / "scores.parquet"
+            if exists(scores_path):
+                scores = Scores.load(scores_path)
+            else:
+                ds, shape = self._score_input()
+                scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
+                                       seed=self.active.seed + r, verbose=self.verbose)
+                scores.save(scores_path)
+            seconds["score"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sel_path = folder / "selection.parquet"
+            if exists(sel_path):
+                ids = read_parquet(sel_path)["utt_id"].to_pylist()
+            else:
+                ids = self.strategy.query(scores.as_scored_pool(), self.ledger.ids(), n,
+                                          seed=self.active.seed * 1000 + r)
+                write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
+            seconds["select"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            self._label(ids, r + 1, r)
+            seconds["label"] = time.perf_counter() - t0
+            selected = len(ids)
+        m = result.metrics
+        report = RoundReport(round=r, labelled=self.targets[r], fraction=self.targets[r] / len(self.train_ids),
+                             dev=_slim(m.get("dev")), test=_slim(m.get("test")), selected=selected,
+                             seconds=seconds)
+        split = "test" if m.get("test") else "dev"
+        if m.get(split):
+            plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",
+                           title=f"round {r} ({100 * report.fraction:.0f}% labelled) {split} UA {m[split]['ua']:.3f}")
+        write_json_atomic(folder / "metrics.json", report.to_json())  # last: marks the round finished
+        return report
+
+    def _class_counts(self) -> list[int]:
+        values = list(self.ledger.labels().values())
+        return [values.count(name) for name in self.labels]
+
+    def run(self) -> list[RoundReport]:
+        """All rounds; finished rounds are skipped, and the report is rewritten after each."""
+        self.log(f"AFTER loop: {len(self.train_ids)} training clips, labelled per round {self.targets}, "
+                 f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}")
+        if self.cache is not None:
+            import ray.data  # noqa: F401
+
+            self.cache.build(self._all_splits(), self.model_cfg, self._num_layers,
+                             num_actors=self.active.scorer.num_actors, num_cpus=self.active.scorer.num_cpus,
+                             verbose=self.verbose)
+        self.initial()
+        reports = []
+        for r in range(len(self.targets)):
+            rep = self.step(r)
+            reports.append(rep)
+            self.log(rep.line())
+            self.write_report(reports)
+        return reports
+
+    def _all_splits(self):
+        return self.pool.dataset(None)
+
+    def write_report(self, reports: list[RoundReport]) -> None:
+        lines = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in reports)
+        write_bytes_atomic(self.out / "metrics.jsonl", lines.encode())
+        plot_learning_curves({"this run": [r.to_json() for r in reports]}, self.out / "report" / "learning_curve.png")
+
+
+def _slim(m: dict | None) -> dict | None:
+    return None if not m else {k: m[k] for k in ("wa", "ua", "macro_f1", "n", "confusion") if k in m}
+
+
+def _report_from_json(d: dict) -> RoundReport:
+    return RoundReport(**d)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The finished rounds of a run (``metrics.jsonl``), or a single full-data fine-tuning run
+    (``metrics.json`` of jobs.finetune) as one point at fraction 1.0."""
+    run_dir = Path(run_dir)
+    if (run_dir / "metrics.jsonl").exists():
+        return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    if (run_dir / "metrics.json").exists():
+        m = read_json(run_dir / "metrics.json")
+        return [{"round": 0, "labelled": (m.get("train_clips") or 0), "fraction": 1.0, "dev": m.get("dev"),
+                 "test": m.get("test"), "selected": 0, "seconds": {"train": m.get("train_wall_seconds", 0.0)}}]
+    raise FileNotFoundError(f"{run_dir} has neither metrics.jsonl (jobs.after) nor metrics.json (jobs.finetune)")
+
+
+def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: str = "test") -> None:
+    """UA vs labelled fraction, one line per run (a single-point run, e.g. full-data fine-tuning, is drawn as
+    a dashed horizontal reference)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, rows in runs.items():
+        pts = [(r["fraction"], r[split]["ua"]) for r in rows if r.get(split)]
+        if not pts:
+            continue
+        if len(pts) == 1 and pts[0][0] >= 1.0:
+            ax.axhline(pts[0][1], linestyle="--", color="gray", label=f"{name} (100%)")
+            continue
+        xs, ys = zip(*pts)
+        ax.plot([100 * x for x in xs], ys, marker="o", label=name)
+        if len(runs) == 1:
+            dev = [(r["fraction"], r["dev"]["ua"]) for r in rows if r.get("dev")]
+            if dev:
+                dx, dy = zip(*dev)
+                ax.plot([100 * x for x in dx], dy, marker="s", linestyle=":", label=f"{name} (dev)")
+    ax.set_xlabel("labelled share of the training pool (%)")
+    ax.set_ylabel(f"{split} UA (balanced accuracy)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def table(runs: dict[str, list[dict]], split: str = "test") -> pd.DataFrame:
+    """One row per (run, round): labelled share, dev/test UA and WA, seconds."""
+    rows = []
+    for name, rs in runs.items():
+        for r in rs:
+            rows.append({"run": name, "round": r["round"], "labelled": r["labelled"],
+                         "fraction": round(r["fraction"], 4),
+                         "dev_ua": (r.get("dev") or {}).get("ua"), "test_ua": (r.get("test") or {}).get("ua"),
+                         "test_wa": (r.get("test") or {}).get("wa"),
+                         "seconds": round(sum((r.get("seconds") or {}).values()), 1)})
+    return pd.DataFrame(rows)

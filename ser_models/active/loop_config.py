@@ -1,0 +1,65 @@
+"""Config of the active-learning loop (``active.*`` in a jobs.after config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ser_models.active.config import StrategyConfig
+from ser_models.active.scorer import ScorerConfig
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+_INITIAL = ("random", "cluster_cold_start")
+_ORACLES = ("simulated", "file")
+_CACHE = ("auto", "on", "off")
+
+
+@dataclass
+class ActiveConfig:
+    """Budget, rounds, initial set, strategy, scorer and oracle of the AFTER loop."""
+
+    strategy: StrategyConfig = field(default_factory=StrategyConfig, help="how each round's batch is chosen")
+    scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors scoring the pool")
+    initial: str = field("cluster_cold_start", help=f"initial labelled set, one of {list(_INITIAL)} (AFTER: clusters)")
+    budget_fractions: list[float] = field(
+        default_factory=lambda: [0.05, 0.10, 0.15, 0.20],
+        help="labelled fraction of the training pool at each round (AFTER: 5%% steps up to 20%%); "
+             "empty = use initial_size / query_size / rounds")
+    initial_size: int = field(0, help="clips in the initial set (when budget_fractions is empty)")
+    query_size: int = field(0, help="clips labelled per round (when budget_fractions is empty)")
+    rounds: int = field(0, help="training rounds (when budget_fractions is empty)")
+    warm_start: bool = field(False, help="start each round from the previous round's weights (AFTER retrains "
+                                          "from the TAPT checkpoint: false)")
+    oracle: str = field("simulated", help=f"who labels, one of {list(_ORACLES)}: 'file' writes to_label.csv for humans")
+    feature_cache: str = field("auto", help=f"{list(_CACHE)}: train/score from cached frozen-encoder features "
+                                            "('auto' = when model.adapter.kind=frozen and pooling=mean)")
+    seed: int = field(0, help="seed of the initial set and of every selection")
+
+    def __post_init__(self):
+        if self.initial not in _INITIAL:
+            raise ConfigError(f"active.initial must be one of {list(_INITIAL)}, got {self.initial!r}")
+        if self.oracle not in _ORACLES:
+            raise ConfigError(f"active.oracle must be one of {list(_ORACLES)}, got {self.oracle!r}")
+        if self.feature_cache not in _CACHE:
+            raise ConfigError(f"active.feature_cache must be one of {list(_CACHE)}, got {self.feature_cache!r}")
+        if self.budget_fractions:
+            f = list(self.budget_fractions)
+            if any(not 0 < x <= 1 for x in f) or any(b <= a for a, b in zip(f, f[1:])):
+                raise ConfigError(f"active.budget_fractions must increase within (0, 1], got {f}")
+        elif self.initial_size < 1 or self.rounds < 1 or (self.rounds > 1 and self.query_size < 1):
+            raise ConfigError("with empty active.budget_fractions set active.initial_size >= 1, "
+                              "active.rounds >= 1 and active.query_size >= 1")
+
+    def targets(self, pool_size: int) -> list[int]:
+        """Labelled clips wanted at each training round, for a training pool of ``pool_size`` clips."""
+        if self.budget_fractions:
+            counts = [max(1, int(round(f * pool_size))) for f in self.budget_fractions]
+        else:
+            counts = [self.initial_size + r * self.query_size for r in range(self.rounds)]
+        if counts[-1] > pool_size:
+            raise ConfigError(f"the budget asks for {counts[-1]} labelled clips but the training pool has "
+                              f"{pool_size}: lower active.budget_fractions / active.query_size")
+        if any(b <= a for a, b in zip(counts, counts[1:])):
+            raise ConfigError(f"rounds would label nothing new ({counts}): the pool is too small for "
+                              "active.budget_fractions")
+        return counts

@@ -1,0 +1,243 @@
+"""Scoring the pool with a round's checkpoint: a Ray Data callable class plus the driver-side runner.
+
+Each actor loads the checkpoint once, then for every batch emits per clip the class probabilities, T
+MC-dropout samples (dropout on in the head and adapters, everything else in eval mode), the head's
+penultimate embedding (k-center / BADGE / k-means) and the encoder's pooled features (cold start).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError, PoolError
+from ser_models.io import read_parquet, write_parquet_atomic
+
+SCORE_INPUT_AUDIO = ["utt_id", "audio", "audio_format", "num_samples"]
+SCORE_INPUT_FEATURES = ["utt_id", "features"]
+
+
+@dataclass
+class ScorerConfig:
+    """Ray Data actor pool that scores clips."""
+
+    batch_size: int = field(32, help="clips per Ray Data batch handed to one actor call")
+    micro_batch_size: int = field(16, help="clips per forward pass inside an actor (sorted by length)")
+    num_actors: int = field(1, help="scoring actors (each holds one model copy)")
+    num_cpus: float = field(1.0, help="CPUs per scoring actor (also its torch threads)")
+    num_gpus: float = field(0.0, help="GPUs per scoring actor (0 = CPU)")
+    mc_samples: int = field(0, help="MC-dropout passes per clip (BALD needs > 1; 0 = none)")
+    max_seconds: float = field(20.0, help="clips longer than this are centre-cropped for scoring (s)")
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.micro_batch_size < 1:
+            raise ConfigError("active.scorer.batch_size and micro_batch_size must be >= 1")
+        if self.num_actors < 1:
+            raise ConfigError(f"active.scorer.num_actors must be >= 1, got {self.num_actors}")
+        if self.mc_samples < 0 or self.mc_samples == 1:
+            raise ConfigError(f"active.scorer.mc_samples must be 0 or >= 2, got {self.mc_samples}")
+
+
+class PoolScorer:
+    """Ray Data callable class: ``ds.map_batches(PoolScorer, fn_constructor_kwargs=..., concurrency=k)``.
+
+    Args:
+        checkpoint_dir: an ``EmotionModel`` checkpoint (None = a freshly initialised model from ``model_cfg``,
+            used for the cold start before anything is trained).
+        model_cfg: ModelConfig dict, used only when ``checkpoint_dir`` is None.
+        feature_shape: (L, D) when rows carry cached pooled features instead of audio.
+        mc_samples: T MC-dropout passes.
+        micro_batch_size: clips per forward pass.
+        max_seconds: crop limit (s).
+        threads: torch threads.
+        seed: seeds the MC-dropout masks of each batch.
+    """
+
+    def __init__(self, checkpoint_dir: str | None, model_cfg: dict | None = None,
+                 feature_shape: tuple[int, int] | None = None, mc_samples: int = 0, micro_batch_size: int = 16,
+                 max_seconds: float = 20.0, threads: int = 1, seed: int = 0):
+        import torch
+
+        from ser_models.config import from_dict
+        from ser_models.model import EmotionModel, ModelConfig
+
+        torch.set_num_threads(max(int(threads), 1))
+        if checkpoint_dir is not None:
+            self.model = EmotionModel.load_checkpoint(checkpoint_dir)
+        else:
+            torch.manual_seed(seed)
+            self.model = EmotionModel(from_dict(ModelConfig, model_cfg))
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device).eval()
+        self.feature_shape = tuple(feature_shape) if feature_shape else None
+        self.mc_samples = mc_samples
+        self.micro = micro_batch_size
+        self.max_samples = int(max_seconds * 16000)
+        self.seed = seed
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        from ser_models.training.batching import collect_clips, make_batch, plan_batches
+
+        clips = collect_clips([batch], self.model.cfg.labels, feature_shape=self.feature_shape,
+                              require_labels=False)
+        n, c = len(clips), len(self.model.cfg.labels)
+        probs = np.zeros((n, c), np.float32)
+        mc = np.zeros((n, self.mc_samples, c), np.float32)
+        emb = pooled = None
+        with torch.no_grad():
+            for index in plan_batches(clips.lengths(), self.micro, None):  # sorted by length: little padding
+                b = make_batch(clips, index, self.max_samples, None).to(self.device)
+                out = self._forward(b)
+                probs[index] = torch.softmax(out.logits.float(), -1).cpu().numpy()
+                e = out.embedding.float().cpu().numpy()
+                p = out.pooled.float().cpu().numpy()
+                if emb is None:
+                    emb = np.zeros((n, e.shape[1]), np.float32)
+                    pooled = np.zeros((n, p.shape[1]), np.float32)
+                emb[index], pooled[index] = e, p
+                if self.mc_samples:
+                    # Masks seeded from the clips themselves: the same clip gets the same MC samples
+                    # whatever batch Ray Data put it in, so a redone round scores identically.
+                    torch.manual_seed(self.seed + _stable_hash(b.ids))
+                    with self.model.mc_dropout():
+                        for t in range(self.mc_samples):
+                            mc[index, t] = torch.softmax(self._forward(b).logits.float(), -1).cpu().numpy()
+        out = {"utt_id": np.asarray(clips.ids, dtype=object), "probs": _as_bytes(probs),
+               "embedding": _as_bytes(emb), "pooled": _as_bytes(pooled)}
+        if self.mc_samples:
+            out["mc_probs"] = _as_bytes(mc)
+        return out
+
+    def _forward(self, b):
+        if b.features is not None:
+            return self.model.forward_from_pooled(b.features)
+        return self.model(b.wavs, b.lengths)
+
+
+def _stable_hash(ids) -> int:
+    import zlib
+
+    return zlib.crc32("\x00".join(ids).encode()) % (2**31)
+
+
+def _as_bytes(arr: np.ndarray | None) -> np.ndarray:
+    # One float32 buffer per row keeps Ray blocks and Parquet simple whatever the shapes.
+    if arr is None:
+        return np.zeros(0, dtype=object)
+    return np.asarray([np.ascontiguousarray(row).tobytes() for row in arr], dtype=object)
+
+
+@dataclass
+class Scores:
+    """Scores of a pool, sorted by clip id.
+
+    Attributes:
+        ids: [N]; probs: [N, C]; mc_probs: [N, T, C] or None; embedding: [N, E] (head penultimate layer);
+        pooled: [N, D] (featurized, pooled encoder output).
+    """
+
+    ids: np.ndarray
+    probs: np.ndarray
+    embedding: np.ndarray
+    pooled: np.ndarray
+    mc_probs: np.ndarray | None = None
+
+    def to_table(self) -> pa.Table:
+        n = len(self.ids)
+        cols = {"utt_id": pa.array(self.ids.astype(str)),
+                "probs": _fixed(self.probs), "embedding": _fixed(self.embedding), "pooled": _fixed(self.pooled)}
+        if self.mc_probs is not None:
+            cols["mc_probs"] = _fixed(self.mc_probs.reshape(n, -1))
+        table = pa.table(cols)
+        meta = {"mc_shape": ",".join(map(str, self.mc_probs.shape[1:])) if self.mc_probs is not None else ""}
+        return table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> Scores:
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        ids = np.asarray(table.column("utt_id").to_pylist(), dtype=object)
+        mc = None
+        if "mc_probs" in table.column_names and meta.get("mc_shape"):
+            shape = tuple(int(x) for x in meta["mc_shape"].split(","))
+            mc = _unfixed(table.column("mc_probs")).reshape(len(ids), *shape)
+        return cls(ids, _unfixed(table.column("probs")), _unfixed(table.column("embedding")),
+                   _unfixed(table.column("pooled")), mc)
+
+    def save(self, path: str | Path) -> None:
+        write_parquet_atomic(path, self.to_table())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scores:
+        return cls.from_table(read_parquet(path))
+
+    def as_scored_pool(self):
+        from ser_models.active.strategies.base import ScoredPool
+
+        return ScoredPool(ids=self.ids.astype(str), probs=self.probs, embeddings=self.embedding,
+                          mc_probs=self.mc_probs)
+
+
+def _fixed(arr: np.ndarray) -> pa.FixedSizeListArray:
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1] if arr.ndim > 1 else 1)
+
+
+def _unfixed(col) -> np.ndarray:
+    col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+    width = col.type.list_size
+    return col.values.to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32, copy=False)
+
+
+def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
+                  feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True) -> Scores:
+    """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
+
+    Args:
+        ds: Ray Dataset of pool rows (audio mode) or cached features (``feature_shape`` given). Only the
+            audio/feature columns are read: labels never reach the scorer.
+        checkpoint_dir: the round's model checkpoint (None = fresh model from ``model_cfg``).
+        cfg: actor pool size, GPUs, batch sizes, MC samples.
+
+    Returns:
+        :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
+    """
+    t0 = time.perf_counter()
+    columns = SCORE_INPUT_FEATURES if feature_shape is not None else SCORE_INPUT_AUDIO
+    mapped = ds.select_columns(columns).map_batches(
+        PoolScorer,
+        fn_constructor_kwargs=dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+                                   model_cfg=model_cfg, feature_shape=feature_shape, mc_samples=cfg.mc_samples,
+                                   micro_batch_size=cfg.micro_batch_size, max_seconds=cfg.max_seconds,
+                                   threads=max(int(cfg.num_cpus), 1), seed=seed),
+        batch_size=cfg.batch_size, batch_format="numpy", concurrency=cfg.num_actors,
+        num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
+    )
+    ids, probs, emb, pooled, mc = [], [], [], [], []
+    for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+        ids.extend(batch["utt_id"].tolist())
+        probs.extend(batch["probs"])
+        emb.extend(batch["embedding"])
+        pooled.extend(batch["pooled"])
+        if "mc_probs" in batch:
+            mc.extend(batch["mc_probs"])
+    if not ids:
+        raise PoolError("scoring produced no rows: the dataset to score is empty")
+    order = np.argsort(np.asarray(ids, dtype=str), kind="stable")
+
+    def stack(rows):
+        return np.stack([np.frombuffer(rows[i], np.float32) for i in order])
+
+    c = len(np.frombuffer(probs[0], np.float32))
+    scores = Scores(np.asarray(ids, dtype=object)[order], stack(probs), stack(emb), stack(pooled),
+                    stack(mc).reshape(len(ids), cfg.mc_samples, c) if mc else None)
+    if verbose:
+        secs = time.perf_counter() - t0
+        print(f"  scored {len(ids)} clips in {secs:.1f}s ({len(ids) / max(secs, 1e-9):.0f} clips/s)")
+    return scores

@@ -1,0 +1,60 @@
+"""Training and Ray scaling configs (no torch/peft imports: Ray workers and drivers import this cheaply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """How to fine-tune adapters + head on labelled clips."""
+
+    epochs: int = field(10, help="maximum number of passes over the labelled training clips")
+    batch_size: int = field(8, help="clips per batch per worker")
+    lr_adapter: float = field(5e-4, help="learning rate of encoder-side trainable weights (adapters, or all under full)")
+    lr_head: float = field(1e-3, help="learning rate of the featurizer, pooling and head")
+    weight_decay: float = field(0.01, help="AdamW weight decay")
+    warmup_ratio: float = field(0.1, help="tri-stage schedule: fraction of steps warming up")
+    hold_ratio: float = field(0.4, help="tri-stage schedule: fraction of steps at the peak rate")
+    max_crop_seconds: float = field(4.0, help="training clips longer than this are randomly cropped (s)")
+    max_eval_seconds: float = field(20.0, help="evaluation clips longer than this are centre-cropped (s)")
+    early_stopping_patience: int = field(3, help="stop after this many epochs without a better dev UA (0 = off)")
+    class_weighted: bool = field(True, help="weight cross-entropy by inverse class frequency of the labelled set")
+    grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
+    eval_batch_size: int = field(16, help="clips per batch when evaluating")
+    seed: int = field(0, help="seed of shuffling, crops, dropout and head init")
+
+    def __post_init__(self):
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("lr_adapter", "lr_head"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"train.{key} must be > 0, got {getattr(self, key)}")
+        if not 0 <= self.warmup_ratio + self.hold_ratio <= 1 or min(self.warmup_ratio, self.hold_ratio) < 0:
+            raise ConfigError("train.warmup_ratio and train.hold_ratio must be >= 0 and sum to <= 1")
+        if self.max_crop_seconds <= 0:
+            raise ConfigError(f"train.max_crop_seconds must be > 0, got {self.max_crop_seconds}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError("train.early_stopping_patience must be >= 0")
+
+
+@dataclass
+class ScalingSettings:
+    """Where training runs (maps onto Ray Train's ScalingConfig and FailureConfig)."""
+
+    num_workers: int = field(1, help="Ray Train workers (data-parallel DDP replicas)")
+    use_gpu: bool = field(False, help="one GPU per worker")
+    cpus_per_worker: int = field(1, help="CPUs reserved per worker (also its torch thread count)")
+    max_failures: int = field(1, help="worker-group restarts from the last checkpoint before giving up")
+
+    def __post_init__(self):
+        if self.num_workers < 1:
+            raise ConfigError(f"scaling.num_workers must be >= 1, got {self.num_workers}")
+        if self.cpus_per_worker < 1:
+            raise ConfigError(f"scaling.cpus_per_worker must be >= 1, got {self.cpus_per_worker}")
+        if self.max_failures < -1:
+            raise ConfigError("scaling.max_failures must be >= -1 (-1 = retry forever)")

@@ -1,0 +1,38 @@
+"""Small helpers over torch.distributed that also work in a single process (no process group)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def all_reduce_min(value: int) -> int:
+    """The minimum of ``value`` over workers: every DDP replica must run the same number of steps, or the
+    replica with the longer shard waits forever in its gradient all-reduce."""
+    if not is_distributed():
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.long)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """Rank 0's decision (e.g. early stopping) applied on every worker."""
+    if not is_distributed():
+        return bool(flag)
+    t = torch.tensor([1 if flag else 0], dtype=torch.long)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()

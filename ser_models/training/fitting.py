@@ -1,0 +1,215 @@
+"""The fine-tuning algorithm itself, independent of Ray: epochs, evaluation, early stopping, resume state.
+
+:func:`ser_models.training.loop.train_loop_per_worker` feeds it Ray Train shards and reports through
+``ray.train.report``; tests and benchmarks can call it in-process with a plain reporter.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser_models.exceptions import TrainingError
+from ser_models.metrics import classification_metrics
+from ser_models.training.batching import ClipSet, iterate_batches, make_batch, plan_batches
+from ser_models.training.config import TrainConfig
+from ser_models.training.distributed import all_reduce_min, broadcast_flag, is_distributed, rank
+from ser_models.training.schedule import tri_stage_scheduler
+
+
+class _TrainForward(nn.Module):
+    """What DDP wraps: one forward for both input modes, returning logits [B, C] only."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, wavs=None, lengths=None, features=None):
+        if features is not None:
+            return self.model.forward_from_pooled(features).logits
+        return self.model(wavs, lengths).logits
+
+
+@dataclass
+class FitState:
+    """Everything needed to resume a fit after the last finished epoch."""
+
+    epoch: int = 0  # epochs finished
+    best_ua: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
+    finished: bool = False
+    best_weights: dict | None = None
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+
+
+def trainable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached CPU copies of the trainable parameters (adapter + featurizer + pooling + head)."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_weights(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Load trainable weights; every trainable parameter must be present (no silent partial load)."""
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
+    unknown = [n for n in weights if n not in params]
+    if missing or unknown:
+        raise TrainingError(f"weights do not match the model: missing {missing[:5]}, unexpected {unknown[:5]}")
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w.to(params[n].device))
+
+
+def class_weight_tensor(counts: list[int] | None, num_classes: int) -> torch.Tensor | None:
+    """Inverse-frequency weights, mean 1 over the classes present; absent classes weigh 0."""
+    if counts is None:
+        return None
+    c = np.asarray(counts, dtype=np.float64)
+    w = np.where(c > 0, 1.0 / np.maximum(c, 1), 0.0)
+    present = w > 0
+    if not present.any():
+        return None
+    w[present] /= w[present].mean()
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, clips: ClipSet, cfg: TrainConfig, device: torch.device) -> np.ndarray:
+    """[N, C] class probabilities of every clip (eval mode), in ``clips`` order."""
+    model.eval()
+    probs = np.zeros((len(clips), len(model.cfg.labels)), np.float32)
+    max_samples = int(cfg.max_eval_seconds * 16000)
+    for index in plan_batches(clips.lengths(), cfg.eval_batch_size, None):
+        batch = make_batch(clips, index, max_samples, None).to(device)
+        out = (model.forward_from_pooled(batch.features) if batch.features is not None
+               else model(batch.wavs, batch.lengths))
+        probs[index] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+    return probs
+
+
+def evaluate(model: nn.Module, clips: ClipSet, cfg: TrainConfig, device: torch.device) -> dict:
+    """WA / UA / macro-F1 / confusion on labelled clips."""
+    if len(clips) == 0:
+        return classification_metrics([], [], len(model.cfg.labels))
+    probs = predict(model, clips, cfg, device)
+    return classification_metrics(clips.labels, probs.argmax(1), len(model.cfg.labels))
+
+
+def fit(model: nn.Module, train: ClipSet, dev: ClipSet | None, cfg: TrainConfig, *,
+        device: torch.device | None = None, class_counts: list[int] | None = None,
+        state: FitState | None = None,
+        on_epoch_end: Callable[[FitState, nn.Module, torch.optim.Optimizer, object], None] | None = None,
+        log: Callable[[str], None] = print) -> FitState:
+    """Train ``model``'s trainable parameters on ``train``; keep the weights with the best dev UA.
+
+    Args:
+        model: an ``EmotionModel`` (only parameters with ``requires_grad`` train).
+        train: this worker's labelled clips (audio or cached features).
+        dev: labelled dev clips, evaluated on rank 0 only; None = select the last epoch.
+        cfg: training hyperparameters.
+        device: where to train (default CPU).
+        class_counts: [C] labelled clips per class over ALL workers (for the class-weighted loss).
+        state: a resumed :class:`FitState`; training continues after ``state.epoch``.
+        on_epoch_end: called on every worker after each epoch (checkpoint + report); must be called by all
+            workers the same number of times under Ray Train.
+        log: progress lines (rank 0 only).
+
+    Returns:
+        The final :class:`FitState`; ``model`` holds the best weights.
+    """
+    device = device or torch.device("cpu")
+    model.to(device)
+    state = state or FitState()
+    if state.finished:
+        if state.best_weights is not None:
+            load_trainable_weights(model, state.best_weights)
+        return state
+    params_adapter = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
+    params_head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+    groups = [g for g in ({"params": params_adapter, "lr": cfg.lr_adapter},
+                          {"params": params_head, "lr": cfg.lr_head}) if g["params"]]
+    if not groups:
+        raise TrainingError("the model has no trainable parameters: check model.adapter.kind")
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    n_local = len(plan_batches(train.lengths(), cfg.batch_size, np.random.default_rng(0)))
+    steps_per_epoch = all_reduce_min(n_local)
+    if steps_per_epoch == 0:
+        raise TrainingError(f"a worker got no training clips ({len(train)} here): use fewer scaling.num_workers "
+                            "or label more clips")
+    scheduler = tri_stage_scheduler(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_ratio, cfg.hold_ratio)
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+    weights = class_weight_tensor(class_counts, len(model.cfg.labels)) if cfg.class_weighted else None
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+    wrapped: nn.Module = _TrainForward(model)
+    if is_distributed():
+        wrapped = nn.parallel.DistributedDataParallel(
+            wrapped, device_ids=[device.index] if device.type == "cuda" else None)
+    me = rank()
+    for epoch in range(state.epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        # Seeded per epoch (not once per fit) so a resumed fit draws the same crops and batches.
+        rng = np.random.default_rng([cfg.seed, epoch, me])
+        torch.manual_seed(cfg.seed * 100_003 + epoch * 31 + me)
+        model.train()
+        total, count = 0.0, 0
+        for step, batch in enumerate(iterate_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng)):
+            if step >= steps_per_epoch:
+                break
+            batch = batch.to(device)
+            logits = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features)
+            loss = loss_fn(logits, batch.labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(batch.ids)
+            count += len(batch.ids)
+        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "train_seconds": time.perf_counter() - t0}
+        stop = False
+        if me == 0:
+            if dev is not None and len(dev):
+                t1 = time.perf_counter()
+                m = evaluate(model, dev, cfg, device)
+                record.update({f"dev_{k}": v for k, v in m.items() if k != "n"}, eval_seconds=time.perf_counter() - t1)
+                score = m["ua"]
+            else:
+                score = float(epoch)  # no dev split: the last epoch wins
+            if score > state.best_ua:
+                state.best_ua, state.best_epoch, state.bad_epochs = score, epoch + 1, 0
+                state.best_weights = trainable_weights(model)
+            else:
+                state.bad_epochs += 1
+            stop = cfg.early_stopping_patience > 0 and state.bad_epochs >= cfg.early_stopping_patience
+            log("  epoch {epoch:>3}  loss {train_loss:.4f}".format(**record)
+                + (f"  dev UA {record['dev_ua']:.3f} WA {record['dev_wa']:.3f}" if "dev_ua" in record else "")
+                + f"  ({record['train_seconds']:.1f}s)" + ("  early stop" if stop else ""))
+        stop = broadcast_flag(stop)
+        state.epoch = epoch + 1
+        state.history.append(record)
+        state.finished = stop or state.epoch >= cfg.epochs
+        state.optimizer, state.scheduler = optimizer.state_dict(), scheduler.state_dict()
+        if on_epoch_end is not None:
+            on_epoch_end(state, model, optimizer, scheduler)
+        if stop:
+            break
+    state.finished = True
+    if state.best_weights is not None:
+        load_trainable_weights(model, state.best_weights)
+    return state
+
+
+def copy_state(state: FitState) -> FitState:
+    return copy.deepcopy(state)

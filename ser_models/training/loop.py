@@ -1,0 +1,106 @@
+"""Ray Train worker function for fine-tuning: shards in, :func:`fit`, checkpoints and reports out."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ser_models.config import from_dict
+from ser_models.training.batching import collect_clips
+from ser_models.training.config import TrainConfig
+from ser_models.training.fitting import FitState, evaluate, fit, load_trainable_weights, trainable_weights
+
+STATE_FILE = "fit_state.pt"
+MODEL_DIR = "model"
+RESULT_FILE = "result.json"
+
+
+def _shard_clips(name: str, labels, feature_shape, require_labels=True):
+    import ray.train
+
+    shard = ray.train.get_dataset_shard(name)
+    if shard is None:
+        return None
+    clips = collect_clips(shard.iter_batches(batch_size=64, batch_format="numpy"), labels,
+                          feature_shape=feature_shape, require_labels=require_labels)
+    return clips.sorted_by_id()
+
+
+def train_loop_per_worker(config: dict) -> dict:
+    """Fine-tune an ``EmotionModel`` on this worker's shard of ``train``; rank 0 evaluates ``dev``/``test``.
+
+    Args:
+        config: ``{"model": ModelConfig dict, "train": TrainConfig dict, "feature_shape": [L, D] | None,
+            "class_counts": [C], "init_checkpoint": dir | None, "threads": int}``.
+
+    Returns:
+        On rank 0: ``{"history", "best_epoch", "best_dev_ua", "dev", "test"}`` (Ray Train hands it to the
+        driver as ``Result.return_value``); other ranks return ``{}``.
+    """
+    import ray.train
+    import ray.train.torch
+
+    from ser_models.model import EmotionModel, ModelConfig
+
+    torch.set_num_threads(max(int(config.get("threads", 1)), 1))
+    model_cfg = from_dict(ModelConfig, config["model"])
+    train_cfg = from_dict(TrainConfig, config["train"])
+    feature_shape = tuple(config["feature_shape"]) if config.get("feature_shape") else None
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(train_cfg.seed)  # identical head init on every replica
+    model = EmotionModel(model_cfg)
+    if config.get("init_checkpoint"):
+        # Warm start (an AL option): previous round's trainable weights.
+        init = EmotionModel.load_checkpoint(config["init_checkpoint"])
+        load_trainable_weights(model, trainable_weights(init))
+    if config.get("check_gradients", True) and feature_shape is None:
+        model.check_gradients()
+    labels = model_cfg.labels
+    train = _shard_clips("train", labels, feature_shape)
+    dev = _shard_clips("dev", labels, feature_shape) if rank == 0 else None
+    test = _shard_clips("test", labels, feature_shape) if rank == 0 else None
+
+    state = FitState()
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            saved = torch.load(Path(d) / STATE_FILE, weights_only=False)
+        state = saved["state"]
+        load_trainable_weights(model, saved["current"])
+        if rank == 0:
+            print(f"resuming after epoch {state.epoch} (best dev UA {state.best_ua:.3f} at epoch {state.best_epoch})")
+
+    def on_epoch_end(st: FitState, mdl, _opt, _sched) -> None:
+        metrics = dict(st.history[-1]) if st.history else {}
+        metrics.pop("dev_confusion", None)
+        if rank != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save({"state": st, "current": trainable_weights(mdl)}, Path(tmp) / STATE_FILE)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    state = fit(model, train, dev, train_cfg, device=device, class_counts=config.get("class_counts"),
+                state=state, on_epoch_end=on_epoch_end, log=print if rank == 0 else (lambda _: None))
+    if rank != 0:
+        ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=None)  # every rank reports equally
+        return {}
+    result = {
+        "history": state.history,
+        "best_epoch": state.best_epoch,
+        "best_dev_ua": state.best_ua,
+        "dev": evaluate(model, dev, train_cfg, device) if dev is not None and len(dev) else None,
+        "test": evaluate(model, test, train_cfg, device) if test is not None and len(test) else None,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_checkpoint(Path(tmp) / MODEL_DIR)
+        (Path(tmp) / RESULT_FILE).write_text(json.dumps(result, default=float))
+        torch.save({"state": state, "current": trainable_weights(model)}, Path(tmp) / STATE_FILE)
+        # Not reported as a metric row: Ray Train V2 keeps this checkpoint as the run's latest.
+        ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    return result

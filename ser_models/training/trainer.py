@@ -1,0 +1,125 @@
+"""Driver side of fine-tuning: build the Ray Train ``TorchTrainer``, run it, collect artifacts.
+
+Everything is written under one ``output_dir``::
+
+    output_dir/
+      ray_train/<name>/      Ray Train's run folder (checkpoints per epoch); rerunning resumes from it
+      checkpoint/            the best model (EmotionModel.save_checkpoint: trainable weights only)
+      metrics.json           history, best epoch, dev and test metrics
+      confusion.png          test (else dev) confusion matrix
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from ser_models.config import to_dict
+from ser_models.exceptions import TrainingError
+from ser_models.io import read_json, write_json_atomic
+from ser_models.metrics import plot_confusion
+from ser_models.training.batching import AUDIO_COLUMNS, FEATURE_COLUMNS
+from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
+
+
+@dataclass
+class TrainResult:
+    """What a finished fine-tuning run left behind."""
+
+    output_dir: Path
+    checkpoint_dir: Path
+    metrics: dict
+    seconds: float
+    resumed: bool = False
+
+
+def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, datasets: dict[str, ray.data.Dataset],
+                output_dir: str | Path, *, class_counts: list[int] | None = None,
+                feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
+                run_name: str = "finetune", verbose: bool = True) -> TrainResult:
+    """Fine-tune with Ray Train (or return the finished result of an earlier identical call).
+
+    Args:
+        model_cfg: a ``ModelConfig``.
+        train_cfg: training hyperparameters.
+        scaling: workers, GPUs, failure retries.
+        datasets: ``train`` (required), ``dev``, ``test`` Ray Datasets of pool rows (audio mode) or of cached
+            features (``feature_shape`` given). Only ``train`` is split across workers; rank 0 evaluates.
+        output_dir: local folder (Ray Train's storage must be visible to every node on a cluster: use a
+            shared filesystem path there).
+        class_counts: [C] labelled training clips per class (class-weighted loss).
+        feature_shape: (L, D) of cached pooled features; None trains on audio.
+        init_checkpoint: warm-start from this model checkpoint's trainable weights.
+        run_name: Ray Train run name under ``output_dir/ray_train``.
+
+    Returns:
+        A :class:`TrainResult`; ``metrics`` has ``history``, ``best_epoch``, ``dev`` and ``test``.
+
+    Raises:
+        TrainingError: when Ray Train gives up (after ``scaling.max_failures`` restarts).
+    """
+    output_dir = Path(output_dir).absolute()
+    ckpt_dir = output_dir / "checkpoint"
+    metrics_path = output_dir / "metrics.json"
+    if metrics_path.exists() and (ckpt_dir / "model.json").exists():
+        if verbose:
+            print(f"training already finished in {output_dir}: reusing it")
+        return TrainResult(output_dir, ckpt_dir, read_json(metrics_path), 0.0, resumed=True)
+    if "train" not in datasets:
+        raise TrainingError("datasets must contain 'train'")
+    columns = FEATURE_COLUMNS if feature_shape is not None else AUDIO_COLUMNS
+    feeds = {name: ds.select_columns(columns) for name, ds in datasets.items() if ds is not None}
+    for ds in feeds.values():
+        # Progress bars of datasets fed to workers would interleave with the epoch lines.
+        ds.context.enable_progress_bars = False
+    loop_config = {
+        "model": to_dict(model_cfg),
+        "train": to_dict(train_cfg),
+        "feature_shape": list(feature_shape) if feature_shape is not None else None,
+        "class_counts": class_counts,
+        "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
+        "threads": scaling.cpus_per_worker,
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+                                     resources_per_worker={"CPU": scaling.cpus_per_worker}),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(output_dir / "ray_train"),
+            failure_config=FailureConfig(max_failures=scaling.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=feeds,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    t0 = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # TrainingFailedError and friends
+        raise TrainingError(f"Ray Train run {run_name!r} in {output_dir} failed: {exc}") from exc
+    seconds = time.perf_counter() - t0
+    if result.checkpoint is None:
+        raise TrainingError(f"Ray Train run {run_name!r} finished without a checkpoint")
+    staging = output_dir / ".checkpoint.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    result.checkpoint.to_directory(str(staging))
+    metrics = result.return_value or read_json(staging / RESULT_FILE)
+    metrics["train_wall_seconds"] = seconds
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    (staging / MODEL_DIR).rename(ckpt_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    split = "test" if metrics.get("test") else "dev"
+    if metrics.get(split):
+        plot_confusion(metrics[split]["confusion"], model_cfg.labels, output_dir / "confusion.png",
+                       title=f"{split}: UA {metrics[split]['ua']:.3f}")
+    write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
+    return TrainResult(output_dir, ckpt_dir, metrics, seconds)
