@@ -15,11 +15,12 @@ import sys
 import time
 from dataclasses import dataclass
 
+from ser_models.model import ModelConfig
+from ser_models.training.tapt_config import TaptConfig
+
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.config import field, parse_job_args, to_yaml
-from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
-from ser_models.training.tapt_config import TaptConfig
 
 
 @dataclass

@@ -41,7 +41,14 @@ from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import ConfigError
-from ser_models.io import exists, read_json, read_parquet, write_bytes_atomic, write_json_atomic, write_parquet_atomic
+from ser_models.io import (
+    exists,
+    read_json,
+    read_parquet,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from ser_models.metrics import plot_confusion
 from ser_models.training.config import ScalingSettings, TrainConfig
 

@@ -161,6 +161,8 @@ def fit(model: nn.Module, train: ClipSet, dev: ClipSet | None, cfg: TrainConfig,
         # Seeded per epoch (not once per fit) so a resumed fit draws the same crops and batches.
         rng = np.random.default_rng([cfg.seed, epoch, me])
         torch.manual_seed(cfg.seed * 100_003 + epoch * 31 + me)
+        # HF speech encoders draw SpecAugment masks from numpy's global RNG in train mode.
+        np.random.seed((cfg.seed * 100_003 + epoch * 31 + me) % 2**32)
         model.train()
         total, count = 0.0, 0
         for step, batch in enumerate(iterate_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng)):

@@ -1,0 +1,52 @@
+"""Config of the query strategy (``active.strategy.*`` in a job config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+__all__ = ["StrategyConfig"]
+
+_KEY = "active.strategy"
+_NAMES = ("random", "entropy", "least_confidence", "margin", "bald", "badge", "kcenter", "kmeans",
+          "cluster_cold_start", "informative_diverse")
+_UNCERTAINTIES = ("entropy", "least_confidence", "margin", "bald")
+_PICKS = ("uncertain", "central")
+
+
+@dataclass
+class StrategyConfig:
+    """Which clips to label next, and how."""
+
+    name: str = field("informative_diverse", help=f"query strategy, one of {list(_NAMES)}")
+    uncertainty: str = field("entropy", help=f"uncertainty score used to rank clips, one of {list(_UNCERTAINTIES)}")
+    prefilter_factor: int = field(
+        10, help="informative_diverse keeps the prefilter_factor * n most uncertain clips, then picks n diverse ones")
+    kmeans_iters: int = field(20, help="k-means iterations (kmeans, cluster_cold_start)")
+    num_clusters: int | None = field(
+        None, help="cluster_cold_start: number of k-means clusters (null = n, one per requested clip)")
+    pick: str = field("uncertain", help="kmeans: per cluster take the most 'uncertain' or the most 'central' clip")
+    kcenter_dim: int | None = field(
+        None, help="k-center: project embeddings to this many PCA dimensions first (approximate, faster on "
+                   "very large pools); null = exact in the full dimension")
+    num_threads: int | None = field(None, help="threads for FAISS and BLAS during selection (null = all)")
+
+    def __post_init__(self) -> None:
+        if self.name not in _NAMES:
+            raise ConfigError(f"{_KEY}.name must be one of {list(_NAMES)}, got {self.name!r}")
+        if self.uncertainty not in _UNCERTAINTIES:
+            raise ConfigError(f"{_KEY}.uncertainty must be one of {list(_UNCERTAINTIES)}, got {self.uncertainty!r}")
+        if self.pick not in _PICKS:
+            raise ConfigError(f"{_KEY}.pick must be one of {list(_PICKS)}, got {self.pick!r}")
+        if self.prefilter_factor < 1:
+            raise ConfigError(f"{_KEY}.prefilter_factor must be >= 1, got {self.prefilter_factor}")
+        if self.kmeans_iters < 1:
+            raise ConfigError(f"{_KEY}.kmeans_iters must be >= 1, got {self.kmeans_iters}")
+        if self.num_clusters is not None and self.num_clusters < 1:
+            raise ConfigError(f"{_KEY}.num_clusters must be >= 1 or null, got {self.num_clusters}")
+        if self.kcenter_dim is not None and self.kcenter_dim < 1:
+            raise ConfigError(f"{_KEY}.kcenter_dim must be >= 1 or null, got {self.kcenter_dim}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"{_KEY}.num_threads must be >= 1 or null, got {self.num_threads}")

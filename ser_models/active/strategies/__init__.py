@@ -1,0 +1,45 @@
+"""Query strategies: registry ``STRATEGIES`` and ``build_strategy(cfg)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ser_models.active.config import StrategyConfig
+from ser_models.active.strategies.base import QueryStrategy, ScoredPool, uncertainty_scores
+from ser_models.active.strategies.diversity import (
+    BadgeStrategy,
+    ClusterColdStartStrategy,
+    InformativeDiverseStrategy,
+    KCenterStrategy,
+    KMeansStrategy,
+    badge_kmeanspp,
+)
+from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, pca_reduce
+from ser_models.active.strategies.uncertainty import RandomStrategy, UncertaintyStrategy
+
+__all__ = ["STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrategy",
+           "KCenterStats", "KCenterStrategy", "KMeansStrategy", "QueryStrategy", "RandomStrategy", "ScoredPool",
+           "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "greedy_kcenter", "pca_reduce",
+           "uncertainty_scores"]
+
+#: ``active.strategy.name`` -> builder from the config.
+STRATEGIES: dict[str, Callable[[StrategyConfig], QueryStrategy]] = {
+    "random": lambda c: RandomStrategy(num_threads=c.num_threads),
+    "entropy": lambda c: UncertaintyStrategy("entropy", num_threads=c.num_threads),
+    "least_confidence": lambda c: UncertaintyStrategy("least_confidence", num_threads=c.num_threads),
+    "margin": lambda c: UncertaintyStrategy("margin", num_threads=c.num_threads),
+    "bald": lambda c: UncertaintyStrategy("bald", num_threads=c.num_threads),
+    "badge": lambda c: BadgeStrategy(num_threads=c.num_threads),
+    "kcenter": lambda c: KCenterStrategy(reduce_dim=c.kcenter_dim, num_threads=c.num_threads),
+    "kmeans": lambda c: KMeansStrategy(c.uncertainty, c.pick, c.kmeans_iters, num_threads=c.num_threads),
+    "cluster_cold_start": lambda c: ClusterColdStartStrategy(c.num_clusters, c.kmeans_iters,
+                                                             num_threads=c.num_threads),
+    "informative_diverse": lambda c: InformativeDiverseStrategy(c.uncertainty, c.prefilter_factor,
+                                                                c.kcenter_dim, num_threads=c.num_threads),
+}
+
+
+def build_strategy(cfg: StrategyConfig | None = None) -> QueryStrategy:
+    """The strategy named by ``cfg.name`` (``active.strategy.name``), configured from ``cfg``."""
+    cfg = cfg or StrategyConfig()
+    return STRATEGIES[cfg.name](cfg)

@@ -1,0 +1,246 @@
+"""Diversity strategies over embeddings: k-center, informative+diverse (the default), BADGE, k-means."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from ser_models.active.index import VectorIndex, as_float32
+from ser_models.active.strategies.base import QueryStrategy, ScoredPool, rank_desc, uncertainty_scores
+from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, pca_reduce
+
+__all__ = ["BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrategy", "KCenterStrategy",
+           "KMeansStrategy", "badge_kmeanspp"]
+
+
+def _kcenter(scored: ScoredPool, rows: np.ndarray, labelled: np.ndarray, n: int, first: int | None,
+             reduce_dim: int | None, seed: int, stats: KCenterStats | None) -> np.ndarray:
+    # no gather when every row is a candidate: it would copy the whole [N, E] matrix for nothing
+    x = scored.embeddings if len(rows) == len(scored) else scored.embeddings[rows]
+    centres = scored.embeddings[labelled] if len(labelled) else None
+    if reduce_dim is not None and reduce_dim < x.shape[1]:
+        x, (c,) = pca_reduce(x, [centres if centres is not None else x[:0]], reduce_dim, seed)
+        centres = c if len(c) else None
+    return rows[greedy_kcenter(x, n, centres=centres, first=first, seed=seed, stats=stats)]
+
+
+class KCenterStrategy(QueryStrategy):
+    """Greedy core-set: each pick is the unlabelled clip farthest from the labelled set and earlier picks.
+
+    Labelled clips present in the scored pool are the initial centres (their distances come from one FAISS
+    k=1 search). With none, the first pick is a uniformly random unlabelled clip drawn with ``seed`` (a
+    random start keeps a cold-start batch from always opening on the same outlier).
+
+    Args:
+        reduce_dim: run on a PCA projection of this many dimensions (approximate; for multi-million pools),
+            None = exact in the full embedding dimension.
+
+    References:
+        Sener and Savarese, 2018, "Active Learning for Convolutional Neural Networks: A Core-Set Approach".
+    """
+
+    name = "kcenter"
+
+    def __init__(self, reduce_dim: int | None = None, num_threads: int | None = None):
+        super().__init__(num_threads)
+        self.reduce_dim = reduce_dim
+        self.last_stats: KCenterStats | None = None
+
+    def _select(self, scored, candidates, labelled, n, seed):
+        first = None if len(labelled) else int(np.random.default_rng(seed).integers(len(candidates)))
+        self.last_stats = KCenterStats()
+        return _kcenter(scored, candidates, labelled, n, first, self.reduce_dim, seed, self.last_stats)
+
+    def _params(self):
+        return {"reduce_dim": self.reduce_dim}
+
+
+class InformativeDiverseStrategy(QueryStrategy):
+    """Default: keep the ``prefilter_factor * n`` most uncertain clips, then k-center ``n`` of them.
+
+    Uncertainty alone fills a batch with near-duplicates from one confusing region; k-center alone spends
+    labels on easy outliers. The prefilter keeps only informative clips, the core-set step spreads the
+    batch over them, with the labelled clips of the pool as existing centres. With nothing labelled the first
+    pick is the most uncertain clip. This is where we go beyond AFTER, whose loop ranks by uncertainty only.
+
+    Args:
+        score: uncertainty score name (``active.strategy.uncertainty``).
+        prefilter_factor: M = prefilter_factor * n clips survive the prefilter (capped at the pool).
+        reduce_dim: as for :class:`KCenterStrategy`.
+
+    References:
+        Sener and Savarese, 2018 (core-set); Ash et al., 2020 (uncertainty + diversity);
+        Citovsky et al., 2021, "Batch Active Learning at Scale" (prefilter, then diversify).
+    """
+
+    name = "informative_diverse"
+
+    def __init__(self, score: str = "entropy", prefilter_factor: int = 10, reduce_dim: int | None = None,
+                 num_threads: int | None = None):
+        super().__init__(num_threads)
+        self.score, self.prefilter_factor, self.reduce_dim = score, prefilter_factor, reduce_dim
+        self.last_stats: KCenterStats | None = None
+
+    def _select(self, scored, candidates, labelled, n, seed):
+        u = uncertainty_scores(scored, self.score, repr(self))[candidates]
+        m = min(len(candidates), self.prefilter_factor * n)
+        top = candidates[rank_desc(u)[:m]]
+        self.last_stats = KCenterStats()
+        # top[0] is the most uncertain clip; kcenter rows are indices into `top`.
+        return _kcenter(scored, top, labelled, n, 0 if not len(labelled) else None, self.reduce_dim, seed,
+                        self.last_stats)
+
+    def _params(self):
+        return {"score": self.score, "prefilter_factor": self.prefilter_factor, "reduce_dim": self.reduce_dim}
+
+
+def badge_kmeanspp(a: np.ndarray, h: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """k-means++ seeding over gradient embeddings ``g_i = a_i h_i^T`` without building ``g`` [N, C*E].
+
+    ``||g_i - g_j||^2 = ||a_i||^2 ||h_i||^2 + ||a_j||^2 ||h_j||^2 - 2 (a_i.a_j)(h_i.h_j)``, so a pick costs
+    one [N, C] and one [N, E] matvec instead of an [N, C*E] one. The first centre is the largest gradient
+    (``argmax ||g_i||``); each later one is drawn with probability proportional to the squared distance to
+    the nearest centre, using one ``rng.random()`` per pick and an inverse-CDF lookup.
+
+    Args:
+        a: [N, C] ``p - onehot(argmax p)``.
+        h: [N, E] penultimate embeddings.
+        n: picks (<= N).
+        seed: seeds the draws.
+
+    Returns:
+        [n] int64 row indices in pick order.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    sq = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", h, h)
+    rng = np.random.default_rng(seed)
+    picks = [int(np.argmax(sq))]
+    chosen = np.zeros(len(a), bool)
+    d2 = np.full(len(a), np.inf)
+    for _ in range(1, n):
+        j = picks[-1]
+        chosen[j] = True
+        np.minimum(d2, np.maximum(sq + sq[j] - 2.0 * (a @ a[j]) * (h @ h[j]), 0.0), out=d2)
+        picks.append(_draw_d2(d2, chosen, rng))
+    return np.asarray(picks, dtype=np.int64)
+
+
+def _draw_d2(d2: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> int:
+    w = np.where(chosen, 0.0, d2)
+    total = w.sum()
+    if not total > 0:  # every remaining point duplicates a centre: fall back to uniform over the rest
+        w = (~chosen).astype(np.float64)
+        total = w.sum()
+    u = rng.random() * total
+    return int(min(np.searchsorted(np.cumsum(w), u, side="right"), len(w) - 1))
+
+
+class BadgeStrategy(QueryStrategy):
+    """BADGE: k-means++ seeding over hallucinated last-layer gradient embeddings.
+
+    Gradient magnitude carries uncertainty, k-means++ spreading carries diversity. Uses
+    ``scored.grad_embedding_parts`` when the scorer provides them, else ``a = p - onehot(argmax p)`` and
+    ``h = embeddings``.
+
+    References:
+        Ash et al., 2020, "Deep Batch Active Learning by Diverse, Uncertain Gradient Lower Bounds" (ICLR).
+        Arthur and Vassilvitskii, 2007, "k-means++: The Advantages of Careful Seeding".
+    """
+
+    name = "badge"
+
+    def _select(self, scored: ScoredPool, candidates, labelled, n, seed):
+        if scored.grad_embedding_parts is not None:
+            a, h = (v[candidates] for v in scored.grad_embedding_parts)
+        else:
+            p = scored.probs[candidates].astype(np.float64)
+            a = p.copy()
+            a[np.arange(len(p)), p.argmax(axis=1)] -= 1.0
+            h = scored.embeddings[candidates]
+        return candidates[badge_kmeanspp(a, h, n, seed)]
+
+
+def _kmeans(x: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FAISS k-means on all rows (no silent 256-per-centroid subsample); returns centroids, assign, sq dist."""
+    x = as_float32(x)
+    km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, max_points_per_centroid=max(256, len(x)),
+                      min_points_per_centroid=1, verbose=False)
+    km.train(x)
+    dist, assign = VectorIndex(x.shape[1]).build(km.centroids).search(x, 1)
+    return km.centroids, assign[:, 0], dist[:, 0]
+
+
+class KMeansStrategy(QueryStrategy):
+    """k-means with n clusters over the unlabelled embeddings; one clip per cluster.
+
+    Per cluster the most uncertain clip (``pick="uncertain"``) or the one nearest the centroid
+    (``pick="central"``). Clusters that end up empty leave slots, filled by the most uncertain clips not yet
+    taken, so exactly n come back.
+
+    References:
+        Zhdanov, 2019, "Diverse mini-batch Active Learning"; Citovsky et al., 2021.
+    """
+
+    name = "kmeans"
+
+    def __init__(self, score: str = "entropy", pick: str = "uncertain", iters: int = 20,
+                 num_threads: int | None = None):
+        super().__init__(num_threads)
+        self.score, self.pick, self.iters = score, pick, iters
+
+    def _select(self, scored, candidates, labelled, n, seed):
+        u = uncertainty_scores(scored, self.score, repr(self))[candidates]
+        if n == len(candidates):
+            return candidates[rank_desc(u)]
+        _, assign, dist = _kmeans(scored.embeddings[candidates], n, self.iters, seed)
+        key = -u if self.pick == "uncertain" else dist
+        order = np.lexsort((np.arange(len(candidates)), key, assign))  # by cluster, then best key, then pool order
+        first_of_cluster = np.r_[True, assign[order][1:] != assign[order][:-1]]
+        chosen = order[first_of_cluster]
+        if len(chosen) < n:
+            taken = np.zeros(len(candidates), bool)
+            taken[chosen] = True
+            rest = [i for i in rank_desc(u) if not taken[i]]
+            chosen = np.concatenate([chosen, rest[: n - len(chosen)]]).astype(np.int64)
+        return candidates[chosen[:n]]
+
+    def _params(self):
+        return {"score": self.score, "pick": self.pick, "iters": self.iters}
+
+
+class ClusterColdStartStrategy(QueryStrategy):
+    """AFTER's initial set: k-means over embeddings, the clip nearest each centre, round-robin to fill n.
+
+    Needs no model: usable before anything is labelled. Clusters are visited largest first; within each,
+    clips are taken nearest-centre first, one cluster at a time, until n are chosen.
+
+    Args:
+        num_clusters: None = n (one clip per cluster).
+
+    References:
+        Li et al., 2023, "AFTER: Active Learning Based Fine-Tuning Framework for Speech Emotion Recognition" (ASRU).
+    """
+
+    name = "cluster_cold_start"
+
+    def __init__(self, num_clusters: int | None = None, iters: int = 20, num_threads: int | None = None):
+        super().__init__(num_threads)
+        self.num_clusters, self.iters = num_clusters, iters
+
+    def _select(self, scored, candidates, labelled, n, seed):
+        k = min(self.num_clusters or n, len(candidates))
+        _, assign, dist = _kmeans(scored.embeddings[candidates], k, self.iters, seed)
+        sizes = np.bincount(assign, minlength=k)
+        cluster_rank = np.empty(k, np.int64)
+        cluster_rank[np.lexsort((np.arange(k), -sizes))] = np.arange(k)
+        order = np.lexsort((np.arange(len(candidates)), dist, assign))
+        within = np.empty(len(candidates), np.int64)  # position of each clip inside its cluster (0 = nearest)
+        sorted_assign = assign[order]
+        starts = np.r_[0, np.flatnonzero(sorted_assign[1:] != sorted_assign[:-1]) + 1]
+        within[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        round_robin = np.lexsort((cluster_rank[assign], within))
+        return candidates[round_robin[:n]]
+
+    def _params(self):
+        return {"num_clusters": self.num_clusters, "iters": self.iters}

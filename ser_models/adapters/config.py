@@ -1,0 +1,74 @@
+"""Schema of the parameter-efficient adapter (``model.adapter``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+ADAPTER_KINDS = ("lora", "ia3", "frozen", "full")
+
+#: Family -> modules LoRA targets when ``target_modules`` is null. WavLM's attention calls torch's fused
+#: ``multi_head_attention_forward`` with the raw q/k/v/out weights, bypassing any wrapper peft injects, so
+#: LoRA there would get no gradient: WavLM adapts the feed-forward block instead.
+LORA_DEFAULT_TARGETS: dict[str, list[str]] = {
+    "wav2vec2": ["q_proj", "k_proj", "v_proj", "out_proj"],
+    "hubert": ["q_proj", "k_proj", "v_proj", "out_proj"],
+    "wavlm": ["intermediate_dense", "output_dense"],
+}
+#: Family -> (target_modules, feedforward_modules) for IA3 when both are null (IA3 paper: keys, values and
+#: the feed-forward input; WavLM: feed-forward only, for the same fused-attention reason).
+IA3_DEFAULT_TARGETS: dict[str, tuple[list[str], list[str]]] = {
+    "wav2vec2": (["k_proj", "v_proj", "output_dense"], ["output_dense"]),
+    "hubert": (["k_proj", "v_proj", "output_dense"], ["output_dense"]),
+    "wavlm": (["intermediate_dense", "output_dense"], ["output_dense"]),
+}
+
+
+@dataclass
+class AdapterConfig:
+    """How the encoder is adapted: peft LoRA / IA3, frozen, or fully fine-tuned.
+
+    ``r``, ``alpha``, ``dropout``, ``target_modules``, ``feedforward_modules`` and ``layers_to_transform``
+    are ignored by the kinds they do not apply to, so a sweep can switch ``kind`` without editing the rest.
+    """
+
+    kind: str = field("lora", help="lora | ia3 | frozen (encoder untouched) | full (every encoder weight)")
+    r: int = field(8, help="LoRA rank")
+    alpha: int = field(16, help="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = field(0.05, help="LoRA dropout on the adapter input (also switched on for MC dropout)")
+    target_modules: list[str] | None = field(None, help="module name suffixes to adapt; null = family default "
+                                             "(wav2vec2/hubert: attention projections for lora; wavlm: "
+                                             "intermediate_dense, output_dense)")
+    feedforward_modules: list[str] | None = field(None, help="IA3 only: targets scaled on their input "
+                                                  "(subset of target_modules); null = family default")
+    layers_to_transform: list[int] | None = field(None, help="transformer layer indexes to adapt; null = all")
+    freeze_feature_encoder: bool = field(True, help="keep the CNN feature encoder frozen (also under full)")
+
+    def __post_init__(self) -> None:
+        if self.kind not in ADAPTER_KINDS:
+            raise ConfigError(f"model.adapter.kind must be one of {list(ADAPTER_KINDS)}, got {self.kind!r}")
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
+            raise ConfigError(f"model.adapter.r must be > 0, got {self.r!r}")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+            raise ConfigError(f"model.adapter.alpha must be > 0, got {self.alpha!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"model.adapter.dropout must be in [0, 1), got {self.dropout!r}")
+        for key in ("target_modules", "feedforward_modules"):
+            value = getattr(self, key)
+            if value is not None and (len(value) == 0 or not all(isinstance(v, str) and v for v in value)):
+                raise ConfigError(f"model.adapter.{key} must be null or a non-empty list of module names, "
+                                  f"got {value!r}")
+        if (self.kind == "ia3" and self.feedforward_modules is not None and self.target_modules is not None
+                and not set(self.feedforward_modules) <= set(self.target_modules)):
+            raise ConfigError("model.adapter.feedforward_modules must be a subset of model.adapter.target_modules"
+                              f", got {self.feedforward_modules} vs {self.target_modules}")
+        if self.layers_to_transform is not None:
+            if not self.layers_to_transform or any(
+                    isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.layers_to_transform):
+                raise ConfigError("model.adapter.layers_to_transform must be null or a non-empty list of "
+                                  f"layer indexes >= 0, got {self.layers_to_transform!r}")
+        if not isinstance(self.freeze_feature_encoder, bool):
+            raise ConfigError("model.adapter.freeze_feature_encoder must be true or false, got "
+                              f"{self.freeze_feature_encoder!r}")

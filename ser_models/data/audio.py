@@ -1,0 +1,260 @@
+"""Audio decode, resample, validation and the pool's byte encoding. Pure functions: no Ray, no torch.
+
+Every clip of a prepared pool is mono float audio at 16 kHz, stored as bytes (``pcm16`` or ``flac``) plus a
+``num_samples`` column, so the pool never holds ragged float arrays. A clip that cannot be turned into valid
+audio raises :class:`~ser_models.exceptions.AudioError` whose ``reason`` is one of :data:`REASONS`;
+:func:`decode_batch` turns those into a ``status`` column so one bad file never fails a Ray Data batch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from ser_models.data.config import AUDIO_FORMATS, POOL_SAMPLE_RATE
+from ser_models.exceptions import AudioError
+
+#: Quarantine reason codes (the ``reason`` column of ``quarantine.parquet``):
+#:
+#: - ``missing_file``: the path does not exist.
+#: - ``unreadable``: libsndfile cannot decode it (corrupt, truncated header, not audio at all such as a text
+#:   file named ``.wav``), or decoding failed in an unexpected way (exception type and message in ``detail``).
+#: - ``empty``: a 0-byte file, or a file / segment holding no samples. A 0-byte file is ``empty`` rather than
+#:   ``unreadable`` because its fix differs: it was truncated by a copy, not produced by a bad encoder.
+#: - ``too_short``: shorter than ``min_duration`` seconds.
+#: - ``too_long``: longer than ``max_duration`` seconds while ``long_policy="reject"``.
+#: - ``non_finite``: NaN or infinite samples (float WAVs written by a broken pipeline).
+#: - ``silent``: RMS level below ``silence_db`` dBFS.
+#: - ``bad_segment``: the manifest's ``start`` / ``end`` lie outside the file or ``start >= end``.
+REASONS = ("missing_file", "unreadable", "empty", "too_short", "too_long", "non_finite", "silent", "bad_segment")
+
+# A manifest's `end` may overshoot the file by rounding (e.g. end written with 2 decimals); beyond this the
+# segment is treated as wrong rather than clamped.
+_SEGMENT_TOLERANCE_S = 0.05
+_PCM16_SCALE_OUT = 32767.0
+_PCM16_SCALE_IN = 32768.0  # libsndfile's int16 -> float scale, so pcm16 and flac decode identically
+
+
+class ValidationSettings(Protocol):
+    """What :func:`validate` reads from a config (:class:`~ser_models.data.config.PoolConfig` has it)."""
+
+    min_duration: float
+    max_duration: float
+    long_policy: str
+    silence_db: float
+
+
+def load_clip(
+    path: str,
+    start: float | None = None,
+    end: float | None = None,
+    target_sr: int = POOL_SAMPLE_RATE,
+    max_duration: float | None = None,
+) -> tuple[np.ndarray, int, int]:
+    """Read a clip (or a segment of a file), downmix it to mono and resample it.
+
+    Args:
+        path: local audio file (anything libsndfile reads: WAV, FLAC, OGG, ...).
+        start: segment start in seconds; ``None`` or NaN = start of the file.
+        end: segment end in seconds; ``None`` or NaN = end of the file.
+        target_sr: output sample rate in Hz.
+        max_duration: if given, read at most this many seconds from ``start`` (a cheap crop before
+            resampling; :func:`validate` crops the same way).
+
+    Returns:
+        ``(wav [T] float32 at target_sr, orig_sample_rate Hz, orig_channels)``.
+
+    Raises:
+        AudioError: ``missing_file``, ``empty``, ``unreadable`` or ``bad_segment``.
+    """
+    if not os.path.exists(path):
+        raise AudioError("missing_file", f"no such file: {path}")
+    if os.path.getsize(path) == 0:
+        raise AudioError("empty", f"0-byte file: {path}")
+    try:
+        with sf.SoundFile(path) as fh:
+            orig_sr, channels, frames = fh.samplerate, fh.channels, fh.frames
+            first, last = _segment_frames(path, start, end, orig_sr, frames)
+            if max_duration is not None:
+                last = min(last, first + int(math.ceil(max_duration * orig_sr)))
+            fh.seek(first)
+            data = fh.read(last - first, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise AudioError("unreadable", f"{path}: {type(exc).__name__}: {exc}") from exc
+    if data.shape[0] == 0:
+        raise AudioError("empty", f"no samples in {path} (segment {start}-{end} s)")
+    # Mean, not first channel: a call recording often has the caller on one channel only.
+    wav = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
+    if orig_sr != target_sr and np.isfinite(wav).all():
+        wav = soxr.resample(wav, orig_sr, target_sr, quality="HQ")
+    return np.ascontiguousarray(wav, dtype=np.float32), int(orig_sr), int(channels)
+
+
+def _segment_frames(path: str, start: float | None, end: float | None, sr: int, frames: int) -> tuple[int, int]:
+    duration = frames / sr
+    s = 0.0 if start is None or _isnan(start) else float(start)
+    e = duration if end is None or _isnan(end) else float(end)
+    if s < 0 or s >= duration or e <= s or e > duration + _SEGMENT_TOLERANCE_S:
+        raise AudioError(
+            "bad_segment", f"{path}: segment start={start} end={end} s outside the file (0-{duration:.3f} s)"
+        )
+    return int(round(s * sr)), min(frames, int(round(e * sr)))
+
+
+def _isnan(x: Any) -> bool:
+    try:
+        return math.isnan(x)
+    except TypeError:
+        return False
+
+
+def rms_dbfs(wav: np.ndarray) -> float:
+    """RMS level of ``wav [T]`` in dB relative to full scale (``-inf`` for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) if wav.size else 0.0
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def validate(wav: np.ndarray, cfg: ValidationSettings, sample_rate: int = POOL_SAMPLE_RATE) -> np.ndarray:
+    """Check a decoded clip and apply the long-clip policy.
+
+    Checks run in this order: empty, non-finite samples, too short, too long (crop or reject), silent.
+    Cropping keeps the *first* ``max_duration`` seconds: deterministic, keeps the speech onset, and keeps
+    a transcript aligned with the start of the clip (a centre crop would cut both).
+
+    Args:
+        wav: ``[T]`` float32 mono samples at ``sample_rate`` Hz.
+        cfg: ``min_duration``, ``max_duration`` (seconds), ``long_policy`` ("crop" | "reject"),
+            ``silence_db`` (dBFS).
+        sample_rate: rate of ``wav`` in Hz.
+
+    Returns:
+        ``[T']`` the (possibly cropped) clip, ``T' <= max_duration * sample_rate``.
+
+    Raises:
+        AudioError: ``empty``, ``non_finite``, ``too_short``, ``too_long`` or ``silent``.
+    """
+    if wav.ndim != 1:
+        raise AudioError("unreadable", f"expected mono [T] audio, got shape {wav.shape}")
+    if wav.size == 0:
+        raise AudioError("empty", "clip has no samples")
+    if not np.isfinite(wav).all():
+        bad = int((~np.isfinite(wav)).sum())
+        raise AudioError("non_finite", f"{bad} of {wav.size} samples are NaN or infinite")
+    duration = wav.size / sample_rate
+    if duration < cfg.min_duration:
+        raise AudioError("too_short", f"{duration:.3f} s < min_duration {cfg.min_duration} s")
+    max_samples = int(round(cfg.max_duration * sample_rate))
+    if wav.size > max_samples:
+        if cfg.long_policy == "reject":
+            raise AudioError("too_long", f"{duration:.3f} s > max_duration {cfg.max_duration} s")
+        wav = wav[:max_samples]
+    level = rms_dbfs(wav)
+    if level < cfg.silence_db:
+        raise AudioError("silent", f"RMS {level:.1f} dBFS < silence_db {cfg.silence_db} dBFS")
+    return wav
+
+
+def encode_pool_audio(wav: np.ndarray, fmt: str) -> bytes:
+    """Encode ``wav [T]`` float32 16 kHz mono for the pool's ``audio`` column.
+
+    ``pcm16`` is little-endian int16 (values clipped to [-1, 1] first); ``flac`` is a 16-bit FLAC file.
+    """
+    clipped = np.clip(wav, -1.0, 1.0)
+    if fmt == "pcm16":
+        return np.round(clipped * _PCM16_SCALE_OUT).astype("<i2").tobytes()
+    if fmt == "flac":
+        buf = io.BytesIO()
+        sf.write(buf, clipped, POOL_SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        return buf.getvalue()
+    raise ValueError(f"audio_format must be one of {AUDIO_FORMATS}, got {fmt!r}")
+
+
+def decode_pool_audio(data: bytes, fmt: str) -> np.ndarray:
+    """Inverse of :func:`encode_pool_audio`: ``[T]`` float32 in [-1, 1] at 16 kHz."""
+    if fmt == "pcm16":
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(_PCM16_SCALE_IN)
+    if fmt == "flac":
+        wav, _ = sf.read(io.BytesIO(data), dtype="float32")
+        return wav
+    raise ValueError(f"audio_format must be one of {AUDIO_FORMATS}, got {fmt!r}")
+
+
+class DecodeSettings(ValidationSettings, Protocol):
+    audio_format: str
+    target_sample_rate: int
+
+
+def decode_clip(path: str, start: float | None, end: float | None, cfg: DecodeSettings) -> tuple[bytes, int, int, int]:
+    """Load, validate and encode one clip.
+
+    Returns:
+        ``(audio bytes, num_samples at 16 kHz, orig_sample_rate Hz, orig_channels)``.
+
+    Raises:
+        AudioError: with one of :data:`REASONS`.
+    """
+    # Under "crop" only max_duration seconds are read and resampled (a 1 h file costs as much as a 20 s one);
+    # one extra second lets validate() do the exact crop at the target rate.
+    read_limit = cfg.max_duration + 1.0 if cfg.long_policy == "crop" else None
+    wav, orig_sr, channels = load_clip(path, start, end, cfg.target_sample_rate, max_duration=read_limit)
+    wav = validate(wav, cfg, cfg.target_sample_rate)
+    return encode_pool_audio(wav, cfg.audio_format), int(wav.size), orig_sr, channels
+
+
+#: Columns :func:`decode_batch` adds to the manifest's, in the order the pool stores them.
+AUDIO_COLUMNS = ("audio", "audio_format", "num_samples", "duration", "orig_sample_rate", "orig_channels",
+                 "status", "detail")
+
+
+def decode_batch(batch: Mapping[str, Any], cfg: DecodeSettings) -> dict[str, np.ndarray]:
+    """The ``map_batches`` body: decode every row of a manifest batch, never failing the batch.
+
+    Args:
+        batch: columns of a manifest batch (numpy arrays or pandas Series): at least ``utt_id``, ``path``,
+            optionally ``start`` / ``end`` (seconds, NaN = whole file); every column is passed through.
+        cfg: a :class:`~ser_models.data.config.PoolConfig` (or anything with its decode fields).
+
+    Returns:
+        The input columns plus ``audio`` (bytes, ``None`` for bad rows), ``audio_format``, ``num_samples``
+        (int64, 16 kHz samples), ``duration`` (float64 s), ``orig_sample_rate`` / ``orig_channels`` (int32,
+        0 for quarantined rows), ``status`` (``"ok"`` or a reason code) and ``detail`` (error text, ``None`` if ok).
+    """
+    paths = np.asarray(batch["path"], dtype=object)
+    n = len(paths)
+    starts = np.asarray(batch["start"], dtype=np.float64) if "start" in batch else np.full(n, np.nan)
+    ends = np.asarray(batch["end"], dtype=np.float64) if "end" in batch else np.full(n, np.nan)
+    audio = np.empty(n, dtype=object)
+    num_samples = np.zeros(n, dtype=np.int64)
+    orig_sr = np.zeros(n, dtype=np.int32)
+    orig_ch = np.zeros(n, dtype=np.int32)
+    status = np.empty(n, dtype=object)
+    detail = np.empty(n, dtype=object)
+    for i in range(n):
+        try:
+            audio[i], num_samples[i], orig_sr[i], orig_ch[i] = decode_clip(str(paths[i]), starts[i], ends[i], cfg)
+            status[i] = "ok"
+        except AudioError as exc:
+            status[i], detail[i] = exc.reason, exc.detail
+        except Exception as exc:  # noqa: BLE001 - one strange file must never fail a whole batch
+            status[i], detail[i] = "unreadable", f"{paths[i]}: {type(exc).__name__}: {exc}"
+    out = {k: np.asarray(v) for k, v in batch.items()}
+    out.update(
+        audio=audio,
+        audio_format=np.full(n, cfg.audio_format, dtype=object),
+        num_samples=num_samples,
+        duration=num_samples / float(cfg.target_sample_rate),
+        orig_sample_rate=orig_sr,
+        orig_channels=orig_ch,
+        status=status,
+        detail=detail,
+    )
+    return out

@@ -1,0 +1,72 @@
+"""Configuration of the data package: how a manifest becomes a prepared pool."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+#: Sample rate of every clip in a prepared pool (Hz). Speech encoders (wav2vec2, HuBERT, WavLM) expect it.
+POOL_SAMPLE_RATE = 16000
+LONG_POLICIES = ("crop", "reject")
+AUDIO_FORMATS = ("pcm16", "flac")
+
+
+@dataclasses.dataclass
+class PoolConfig:
+    """How ``prepare_pool`` decodes, validates and stores a manifest's clips.
+
+    It is also the whole config of ``jobs.prepare_pool`` (top-level YAML keys ``manifest``, ``output_dir``,
+    ...). Only the fields that change the pool's content enter its fingerprint (see
+    :meth:`content_fields`); ``batch_size``, ``num_workers`` and ``rows_per_file`` only change speed and
+    file layout.
+    """
+
+    manifest: str = field("???", help="manifest file (CSV, Parquet or JSONL) listing the clips; required")
+    output_dir: str = field("outputs/pool", help="folder the pool is written to (replaced atomically)")
+    labels: list[str] = field(
+        default_factory=lambda: ["neutral", "happy", "angry", "sad"],
+        help="allowed categorical labels; an empty list accepts any label",
+    )
+    label_map: str | None = field(None, help="optional file mapping corpus labels to `labels` (see read_manifest)")
+    target_sample_rate: int = field(POOL_SAMPLE_RATE, help="sample rate of the pool in Hz (fixed: 16000)")
+    min_duration: float = field(0.5, help="clips shorter than this many seconds are quarantined (too_short)")
+    max_duration: float = field(20.0, help="longer clips are cropped or rejected, see long_policy (seconds)")
+    long_policy: str = field("crop", help="'crop' keeps the first max_duration seconds; 'reject' quarantines")
+    silence_db: float = field(-60.0, help="clips whose RMS level is below this (dBFS) are quarantined (silent)")
+    audio_format: str = field("pcm16", help="'pcm16' (int16 LE bytes, fast) or 'flac' (about half the size)")
+    batch_size: int = field(32, help="clips per map_batches call")
+    num_workers: int = field(2, help="concurrent decode tasks (each takes one CPU)")
+    rows_per_file: int = field(2000, help="approximate rows per Parquet file (sets the number of blocks)")
+
+    def __post_init__(self) -> None:
+        if not self.manifest or self.manifest == "???":
+            raise ConfigError("manifest is required (path to the clip table)")
+        if not self.output_dir:
+            raise ConfigError("output_dir must not be empty")
+        if self.target_sample_rate != POOL_SAMPLE_RATE:
+            raise ConfigError(
+                f"target_sample_rate must be {POOL_SAMPLE_RATE} (the encoders' rate), got {self.target_sample_rate}"
+            )
+        if not self.min_duration >= 0:
+            raise ConfigError(f"min_duration must be >= 0 seconds, got {self.min_duration}")
+        if not self.max_duration > self.min_duration:
+            raise ConfigError(
+                f"max_duration must be > min_duration ({self.min_duration}), got {self.max_duration}"
+            )
+        if self.long_policy not in LONG_POLICIES:
+            raise ConfigError(f"long_policy must be one of {LONG_POLICIES}, got {self.long_policy!r}")
+        if self.audio_format not in AUDIO_FORMATS:
+            raise ConfigError(f"audio_format must be one of {AUDIO_FORMATS}, got {self.audio_format!r}")
+        if not self.silence_db < 0:
+            raise ConfigError(f"silence_db must be < 0 dBFS, got {self.silence_db}")
+        for key in ("batch_size", "num_workers", "rows_per_file"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+    def content_fields(self) -> dict:
+        """The fields that change which clips are kept and their bytes (the fingerprint's config part)."""
+        keys = ("labels", "target_sample_rate", "min_duration", "max_duration", "long_policy", "silence_db",
+                "audio_format")
+        return {k: (list(getattr(self, k)) if k == "labels" else getattr(self, k)) for k in keys}

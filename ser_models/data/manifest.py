@@ -1,0 +1,302 @@
+"""Read and validate a clip table (manifest) into one canonical pandas DataFrame.
+
+Formats, by file extension: ``.csv``, ``.tsv``, ``.parquet`` (or ``.pq``), ``.jsonl`` and ``.json`` (JSON
+lines, or one JSON array of objects). EmoBox JSONL (rows with ``key, wav, emo, length, sample_rate,
+channel, dataset``) is detected by its keys and mapped: ``key -> utt_id``, ``wav -> path``, ``emo -> label``,
+``dataset -> corpus``.
+
+Output columns, in order (``MANIFEST_COLUMNS``), then any extra columns of the file in their original order:
+
+==============================================  ======================  ================================
+column                                          dtype                   notes
+==============================================  ======================  ================================
+utt_id                                          object (str)            unique, non-empty
+path                                            object (str)            absolute path, or a URI
+start, end                                      float64 (NaN)           seconds in the file; NaN = whole
+label                                           object (str or None)    after ``label_map``; in ``labels``
+arousal, valence, dominance                     float64 (NaN)
+speaker, language, corpus, split, transcript    object (str or None)    split in ``SPLITS``
+==============================================  ======================  ================================
+
+Missing optional columns are added (NaN / None). Text cells that are empty (or, except in ``transcript``,
+``nan`` / ``none`` / ``null``) are missing values. Relative paths are resolved against the manifest's folder;
+absolute paths are kept; ``file://`` URIs become local paths; other URIs (``s3://...``) are kept verbatim.
+
+**Where the label map comes from** (first match wins): the ``label_map`` argument (a mapping, or the path of
+a JSON object file); else ``label_map.json`` in the manifest's folder; else, for EmoBox manifests only,
+``label_map.json`` in the parent folder (EmoBox keeps one per dataset, above its ``fold_N/`` folders).
+Raw labels missing from the map are kept as they are (and then checked against ``labels``).
+
+Every error is a :class:`~ser_models.exceptions.ManifestError` naming the file, the 1-based data row (the
+first row after a CSV/TSV header is row 1, i.e. line 2; in JSONL, row = line), the column and the value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ser_models.exceptions import ManifestError
+
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "utt_id", "path", "start", "end", "label", "arousal", "valence", "dominance",
+    "speaker", "language", "corpus", "split", "transcript",
+)
+REQUIRED_COLUMNS: tuple[str, ...] = ("utt_id", "path")
+FLOAT_COLUMNS: tuple[str, ...] = ("start", "end", "arousal", "valence", "dominance")
+TEXT_COLUMNS: tuple[str, ...] = ("label", "speaker", "language", "corpus", "split", "transcript")
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+#: Keys that identify an EmoBox JSONL row, and how its fields map onto manifest columns.
+EMOBOX_KEYS: frozenset[str] = frozenset({"key", "wav", "emo"})
+EMOBOX_RENAME: dict[str, str] = {"key": "utt_id", "wav": "path", "emo": "label", "dataset": "corpus"}
+LABEL_MAP_FILE = "label_map.json"
+_MISSING_TEXT = frozenset({"", "nan", "none", "null"})
+_EXTENSIONS = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".json")
+
+
+def read_manifest(
+    path: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+    label_map: Mapping[str, str] | str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Read a manifest file into the canonical DataFrame (see the module docstring for columns and rules).
+
+    Args:
+        path: the manifest (``.csv``, ``.tsv``, ``.parquet``, ``.jsonl``, ``.json``); a ``file://`` URI works.
+        labels: allowed categorical labels (after mapping); ``None`` or empty accepts any label.
+        label_map: raw label -> label (e.g. ``{"hap": "happy", "exc": "happy"}``), or the path of a JSON
+            file holding that object; ``None`` looks for ``label_map.json`` next to the manifest.
+
+    Returns:
+        One row per clip: ``MANIFEST_COLUMNS`` in order, then the file's extra columns. Index is 0..N-1.
+
+    Raises:
+        ManifestError: unreadable file or unknown extension, no rows, a required column missing, a
+            duplicate ``utt_id``, an empty ``path``, a label outside ``labels``, a ``split`` outside
+            ``SPLITS``, non-numeric numbers, or ``end <= start``; each names file, row, column and value.
+    """
+    src = Path(str(path)[len("file://"):] if str(path).startswith("file://") else str(path))
+    if not src.is_file():
+        raise ManifestError(f"manifest not found: {src}")
+    ext = src.suffix.lower()
+    if ext not in _EXTENSIONS:
+        raise ManifestError(f"{src}: unknown manifest extension {ext!r}; use one of {', '.join(_EXTENSIONS)}")
+    df = _read_table(src, ext)
+    if len(df) == 0:
+        raise ManifestError(f"{src}: manifest has no rows (columns found: {list(df.columns)})")
+    df.columns = [str(c).strip() for c in df.columns]
+    emobox = EMOBOX_KEYS.issubset(df.columns) and "utt_id" not in df.columns
+    if emobox:
+        df = df.rename(columns={k: v for k, v in EMOBOX_RENAME.items() if v not in df.columns})
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ManifestError(
+            f"{src}: required column(s) {missing} missing; columns found: {list(df.columns)}"
+        )
+    mapping = _resolve_label_map(src, label_map, emobox)
+    where = _Where(src, ext)
+
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    for col in MANIFEST_COLUMNS:
+        raw = df[col] if col in df.columns else None
+        if col in FLOAT_COLUMNS:
+            out[col] = _floats(raw, col, len(df), where)
+        else:
+            out[col] = _texts(raw, col, len(df), keep_words=(col == "transcript"))
+    _check_ids(out, where)
+    out["path"] = _resolve_paths(out["path"], src.parent.absolute(), where)
+    _check_times(out, where)
+    if mapping:
+        out["label"] = pd.Series([mapping.get(v, v) if v is not None else None for v in out["label"]],
+                                 dtype=object)
+    if labels:
+        _check_allowed(out, "label", tuple(labels), where)
+    _check_allowed(out, "split", SPLITS, where, hint=" (use 'dev' for a validation split)")
+    extras = [c for c in df.columns if c not in MANIFEST_COLUMNS]
+    for c in extras:
+        out[c] = df[c].to_numpy()
+    return out
+
+
+class _Where:
+    """Formats 'file, row N' locations (CSV/TSV rows also give the file line)."""
+
+    def __init__(self, src: Path, ext: str):
+        self.src = src
+        self.header = ext in (".csv", ".tsv")
+
+    def __call__(self, i: int) -> str:
+        row = i + 1
+        return f"{self.src}: row {row} (line {row + 1})" if self.header else f"{self.src}: row {row}"
+
+
+def _read_table(src: Path, ext: str) -> pd.DataFrame:
+    try:
+        if ext in (".csv", ".tsv"):
+            # Everything as text: ids such as "007" must survive, and numbers are checked per cell below.
+            return pd.read_csv(src, sep="," if ext == ".csv" else "\t", dtype=str, keep_default_na=False,
+                               na_values=[], skipinitialspace=False)
+        if ext in (".parquet", ".pq"):
+            return pd.read_parquet(src)
+        return pd.DataFrame.from_records(_read_json_rows(src))
+    except ManifestError:
+        raise
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except Exception as exc:
+        raise ManifestError(f"{src}: cannot read manifest: {exc}") from exc
+
+
+def _read_json_rows(src: Path) -> list[dict]:
+    text = src.read_text(encoding="utf-8")
+    if src.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{src}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        bad = [i + 1 for i, r in enumerate(rows) if not isinstance(r, dict)]
+        if bad:
+            raise ManifestError(f"{src}: row {bad[0]} is not a JSON object")
+        return rows
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{src}: row {lineno}: invalid JSON ({exc.msg}): {line[:80]!r}") from exc
+        if not isinstance(row, dict):
+            raise ManifestError(f"{src}: row {lineno} is not a JSON object: {line[:80]!r}")
+        rows.append(row)
+    return rows
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT
+
+
+def _texts(raw: pd.Series | None, col: str, n: int, keep_words: bool) -> pd.Series:
+    if raw is None:
+        return pd.Series([None] * n, dtype=object)
+    vals = []
+    for v in raw.tolist():
+        if _is_missing(v):
+            vals.append(None)
+            continue
+        if isinstance(v, float) and v.is_integer():  # Parquet/JSON speaker ids stored as numbers
+            v = int(v)
+        s = str(v).strip()
+        vals.append(None if (s == "" or (not keep_words and s.lower() in _MISSING_TEXT)) else s)
+    return pd.Series(vals, dtype=object)
+
+
+def _floats(raw: pd.Series | None, col: str, n: int, where: _Where) -> pd.Series:
+    if raw is None:
+        return pd.Series(np.full(n, np.nan), dtype="float64")
+    out = np.full(n, np.nan)
+    for i, v in enumerate(raw.tolist()):
+        if _is_missing(v):
+            continue
+        if isinstance(v, bool):
+            raise ManifestError(f"{where(i)}: column '{col}' must be a number, got {v!r}")
+        if isinstance(v, str):
+            if v.strip().lower() in _MISSING_TEXT:
+                continue
+            try:
+                v = float(v)
+            except ValueError:
+                raise ManifestError(f"{where(i)}: column '{col}' must be a number, got {v!r}") from None
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            raise ManifestError(f"{where(i)}: column '{col}' must be a number, got {v!r}") from None
+        if not math.isfinite(out[i]):
+            raise ManifestError(f"{where(i)}: column '{col}' must be finite, got {v!r}")
+    return pd.Series(out, dtype="float64")
+
+
+def _check_ids(out: pd.DataFrame, where: _Where) -> None:
+    ids = out["utt_id"]
+    empty = ids.isna()
+    if empty.any():
+        raise ManifestError(f"{where(int(np.argmax(empty.to_numpy())))}: column 'utt_id' is empty")
+    first: dict[str, int] = {}
+    for i, u in enumerate(ids.tolist()):
+        if u in first:
+            raise ManifestError(
+                f"{where(i)}: column 'utt_id' value {u!r} duplicates row {first[u] + 1}; ids must be unique"
+            )
+        first[u] = i
+
+
+def _resolve_paths(paths: pd.Series, base: Path, where: _Where) -> pd.Series:
+    out = []
+    for i, p in enumerate(paths.tolist()):
+        if p is None:
+            raise ManifestError(f"{where(i)}: column 'path' is empty")
+        if p.startswith("file://"):
+            p = p[len("file://"):]
+        elif "://" in p:
+            out.append(p)  # object-store URI: resolved later by pyarrow.fs
+            continue
+        p = os.path.expanduser(p)
+        out.append(os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)))
+    return pd.Series(out, dtype=object)
+
+
+def _check_times(out: pd.DataFrame, where: _Where) -> None:
+    start, end = out["start"].to_numpy(), out["end"].to_numpy()
+    neg = np.flatnonzero(start < 0)
+    if len(neg):
+        i = int(neg[0])
+        raise ManifestError(f"{where(i)}: column 'start' must be >= 0 seconds, got {start[i]}")
+    bad = np.flatnonzero(~np.isnan(start) & ~np.isnan(end) & (end <= start))
+    if len(bad):
+        i = int(bad[0])
+        raise ManifestError(
+            f"{where(i)}: column 'end' ({end[i]}) must be greater than 'start' ({start[i]}) (seconds)"
+        )
+    bad = np.flatnonzero(end <= 0)
+    if len(bad):
+        i = int(bad[0])
+        raise ManifestError(f"{where(i)}: column 'end' must be > 0 seconds, got {end[i]}")
+
+
+def _check_allowed(out: pd.DataFrame, col: str, allowed: tuple[str, ...], where: _Where, hint: str = "") -> None:
+    ok = set(allowed)
+    for i, v in enumerate(out[col].tolist()):
+        if v is not None and v not in ok:
+            raise ManifestError(
+                f"{where(i)}: column '{col}' value {v!r} is not allowed; allowed: {', '.join(allowed)}{hint}"
+            )
+
+
+def _resolve_label_map(
+    src: Path, label_map: Mapping[str, str] | str | os.PathLike | None, emobox: bool
+) -> dict[str, str]:
+    if isinstance(label_map, Mapping):
+        return {str(k): str(v) for k, v in label_map.items()}
+    if label_map is not None:
+        file = Path(label_map)
+        if not file.is_file():
+            raise ManifestError(f"label_map file not found: {file} (given for manifest {src})")
+    else:
+        candidates = [src.parent / LABEL_MAP_FILE] + ([src.parent.parent / LABEL_MAP_FILE] if emobox else [])
+        file = next((c for c in candidates if c.is_file()), None)
+        if file is None:
+            return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"label_map {file}: cannot read JSON: {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ManifestError(f"label_map {file}: must be a JSON object of raw label -> label strings")
+    return {str(k): v for k, v in data.items()}

@@ -1,0 +1,199 @@
+"""The prepared pool: reading what ``prepare_pool`` wrote, as Ray Datasets and pandas metadata.
+
+Layout (docs/ARCHITECTURE.md, "Prepared pool on disk")::
+
+    <output_dir>/data/split=<split>/*.parquet   one row per kept clip (hive-partitioned by split)
+    <output_dir>/quarantine.parquet             utt_id, path, reason, detail
+    <output_dir>/summary.json                   written last: its presence marks a complete pool
+    <output_dir>/config.yaml
+
+The shards also hold a ``detail`` column (always null for kept clips: the decoder writes kept and
+quarantined rows in one pass); every reader here exposes exactly :data:`POOL_COLUMNS`.
+
+This module never imports torch: its ``map_batches`` functions run on Ray workers, where importing torch
+costs seconds per worker.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from ser_models.exceptions import PoolError
+from ser_models.io import exists, filesystem, read_json, read_parquet
+
+if TYPE_CHECKING:
+    import ray.data
+
+#: Arrow schema of a pool row (docs/ARCHITECTURE.md), in column order.
+POOL_SCHEMA = pa.schema(
+    [
+        ("utt_id", pa.string()),
+        ("path", pa.string()),
+        ("audio", pa.binary()),
+        ("audio_format", pa.string()),
+        ("num_samples", pa.int64()),
+        ("duration", pa.float64()),
+        ("orig_sample_rate", pa.int32()),
+        ("orig_channels", pa.int32()),
+        ("label", pa.string()),
+        ("arousal", pa.float64()),
+        ("valence", pa.float64()),
+        ("dominance", pa.float64()),
+        ("speaker", pa.string()),
+        ("language", pa.string()),
+        ("corpus", pa.string()),
+        ("split", pa.string()),
+        ("transcript", pa.string()),
+        ("status", pa.string()),
+    ]
+)
+POOL_COLUMNS = tuple(POOL_SCHEMA.names)
+#: Schema of the shards as written (pool columns + the decoder's ``detail``).
+SHARD_SCHEMA = POOL_SCHEMA.append(pa.field("detail", pa.string()))
+QUARANTINE_SCHEMA = pa.schema(
+    [("utt_id", pa.string()), ("path", pa.string()), ("reason", pa.string()), ("detail", pa.string())]
+)
+#: Columns an unlabelled view drops: scoring code can never read the truth.
+TARGET_COLUMNS = ("label", "arousal", "valence", "dominance")
+_HIVE_SPLIT = pads.partitioning(pa.schema([("split", pa.string())]), flavor="hive")
+
+
+class LabelSource(Protocol):
+    """Anything that knows the current labels (``LabelLedger`` does)."""
+
+    def labels(self) -> dict[str, str]: ...
+
+
+class Pool:
+    """A prepared pool on disk.
+
+    Use :meth:`open`; the constructor does no checks.
+
+    Args:
+        root: the pool's ``output_dir`` (local path or ``pyarrow.fs`` URI).
+        summary: the parsed ``summary.json``.
+    """
+
+    def __init__(self, root: str, summary: dict):
+        self.root = str(root).rstrip("/")
+        self.summary = summary
+
+    def __repr__(self) -> str:
+        return f"Pool(root={self.root!r}, kept={self.summary.get('kept')}, splits={self.splits})"
+
+    @classmethod
+    def open(cls, output_dir: str | os.PathLike) -> Pool:
+        """Open a complete pool.
+
+        Raises:
+            PoolError: naming the folder when it is missing or incomplete (no ``summary.json`` means a
+                build never finished: rerun ``python -m jobs.prepare_pool``).
+        """
+        root = str(output_dir).rstrip("/")
+        if not exists(root):
+            raise PoolError(f"no prepared pool at {root}: run `python -m jobs.prepare_pool CONFIG` first")
+        summary_path = f"{root}/summary.json"
+        if not exists(summary_path) or not exists(f"{root}/data"):
+            raise PoolError(
+                f"pool at {root} is incomplete (no summary.json or data/): a build did not finish; "
+                "rerun `python -m jobs.prepare_pool CONFIG`"
+            )
+        return cls(root, read_json(summary_path))
+
+    @property
+    def data_dir(self) -> str:
+        return f"{self.root}/data"
+
+    @property
+    def splits(self) -> list[str]:
+        """Splits with at least one kept clip, from the summary."""
+        return sorted(self.summary.get("splits", {}))
+
+    def _split_name(self, split: str) -> str:
+        if split not in self.splits:
+            raise PoolError(f"split {split!r} has no clips in pool {self.root}; available: {self.splits}")
+        return split
+
+    def dataset(self, split: str | None = None, columns: list[str] | None = None) -> ray.data.Dataset:
+        """The pool (or one split of it) as a Ray Dataset with :data:`POOL_COLUMNS`.
+
+        A split reads only its own partition folder. The ``split`` column is a plain string.
+
+        Args:
+            split: ``"train"``, ``"dev"``, ``"test"`` or ``None`` for all.
+            columns: subset of :data:`POOL_COLUMNS` to read (default: all, audio included).
+        """
+        import ray.data
+        from ray.data.datasource.partitioning import Partitioning
+
+        cols = _check_columns(columns, self.root)
+        fs, data_dir = filesystem(self.data_dir)
+        path = data_dir if split is None else f"{data_dir}/split={self._split_name(split)}"
+        # Explicit str type: inference would turn a split named "2024" into an int.
+        partitioning = Partitioning("hive", base_dir=data_dir, field_names=["split"], field_types={"split": str})
+        if not self.splits:
+            raise PoolError(f"pool {self.root} holds no clips (all quarantined: see quarantine.parquet)")
+        return ray.data.read_parquet(path, filesystem=fs, columns=cols, partitioning=partitioning)
+
+    def metadata(self, columns: list[str] | None = None, split: str | None = None) -> pd.DataFrame:
+        """Pool columns read on the driver with pyarrow; the ``audio`` column only when asked for."""
+        cols = [c for c in POOL_COLUMNS if c != "audio"] if columns is None else _check_columns(columns, self.root)
+        fs, path = filesystem(self.data_dir)
+        dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT)
+        flt = None if split is None else (pc.field("split") == split)
+        if split is not None:
+            self._split_name(split)
+        table = dataset.to_table(columns=cols, filter=flt)
+        return table.to_pandas()
+
+    def quarantine(self) -> pd.DataFrame:
+        """The quarantined clips: ``utt_id, path, reason, detail``."""
+        return read_parquet(f"{self.root}/quarantine.parquet").to_pandas()
+
+    def labelled(self, ledger: LabelSource, split: str = "train") -> ray.data.Dataset:
+        """Clips of ``split`` whose ``utt_id`` is in the ledger, ``label`` replaced by the ledger's label."""
+        labels = ledger.labels()
+        ids = pa.array(list(labels), type=pa.string())
+        values = pa.array(list(labels.values()), type=pa.string())
+        return self.dataset(split).map_batches(
+            _join_labels, fn_kwargs={"ids": ids, "values": values}, batch_format="pyarrow", zero_copy_batch=True
+        )
+
+    def unlabelled(self, ledger: LabelSource, split: str = "train") -> ray.data.Dataset:
+        """Clips of ``split`` not in the ledger, without ``label``/``arousal``/``valence``/``dominance``."""
+        ids = pa.array(list(ledger.labels()), type=pa.string())
+        cols = [c for c in POOL_COLUMNS if c not in TARGET_COLUMNS]
+        return self.dataset(split, columns=cols).map_batches(
+            _drop_ids, fn_kwargs={"ids": ids}, batch_format="pyarrow", zero_copy_batch=True
+        )
+
+
+def _check_columns(columns: list[str] | None, root: str) -> list[str]:
+    if columns is None:
+        return list(POOL_COLUMNS)
+    unknown = [c for c in columns if c not in POOL_COLUMNS]
+    if unknown:
+        raise PoolError(f"unknown pool columns {unknown} (pool {root}); available: {list(POOL_COLUMNS)}")
+    return list(columns)
+
+
+# --- map_batches bodies (run on Ray workers; keep them free of heavy imports) -------------------------------
+
+
+def _join_labels(table: pa.Table, ids: pa.Array, values: pa.Array) -> pa.Table:
+    idx = pc.index_in(table.column("utt_id"), value_set=ids)
+    keep = pc.is_valid(idx)
+    table, idx = table.filter(keep), idx.filter(keep)
+    new_labels = pc.take(values, idx)
+    return table.set_column(table.schema.get_field_index("label"), "label", new_labels)
+
+
+def _drop_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
+    return table.filter(pc.invert(pc.is_in(table.column("utt_id"), value_set=ids)))
+

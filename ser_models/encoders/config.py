@@ -1,0 +1,39 @@
+"""Schema of the speech encoder (``model.encoder`` in every job config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+
+@dataclass
+class EncoderConfig:
+    """Which pretrained speech encoder to build and how to feed it.
+
+    ``source`` is resolved in this order: a tiny preset name (random weights, built from a config, for tests
+    and demos), a local folder holding a Hugging Face ``config.json`` (and weights), else a hub id. Hub ids
+    are loaded with ``local_files_only=True`` unless ``allow_download`` is true, so a job never reaches the
+    network by accident.
+    """
+
+    source: str = field("tiny-wav2vec2", help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm), local "
+                        "folder with a HF config, or hub id (e.g. microsoft/wavlm-base-plus)")
+    checkpoint: str | None = field(None, help="safetensors state dict (keys of Encoder.hf_model, e.g. "
+                                   "written by TAPT) loaded over the built encoder; null = none")
+    normalize_waveform: bool = field(True, help="per-utterance zero-mean unit-variance over the valid "
+                                     "samples (what HF feature extractors do for these models); the demo "
+                                     "corpus sets it false")
+    allow_download: bool = field(False, help="let a hub id be downloaded; false = local cache only")
+    gradient_checkpointing: bool = field(False, help="recompute transformer activations in backward "
+                                         "(less memory, ~30% slower); only matters when the encoder trains")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ConfigError(f"model.encoder.source must be a non-empty string, got {self.source!r}")
+        if self.checkpoint is not None and not str(self.checkpoint).strip():
+            raise ConfigError("model.encoder.checkpoint must be a path or null, got an empty string")
+        for key in ("normalize_waveform", "allow_download", "gradient_checkpointing"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"model.encoder.{key} must be true or false, got {getattr(self, key)!r}")

@@ -1,0 +1,274 @@
+"""The ``Encoder`` contract over Hugging Face speech models (wav2vec2, HuBERT, WavLM).
+
+An encoder maps padded 16 kHz waveforms to *all* hidden states (CNN projection + every transformer layer),
+so that a featurizer can pick a layer or learn a weighted sum (SUPERB/s3prl style) and layer-wise analyses
+can read any layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+from ser_models.encoders.config import EncoderConfig
+from ser_models.encoders.presets import TINY_PRESETS, build_tiny, family_classes
+from ser_models.exceptions import CheckpointError, EncoderError
+from ser_models.io import filesystem, write_bytes_atomic
+
+#: 16 kHz input / total conv stride 320.
+FRAME_RATE = 50.0
+SAMPLE_RATE = 16_000
+#: Above this many weights the fingerprint hashes config + checkpoint file instead of every tensor.
+_HASH_WEIGHTS_MAX_PARAMS = 20_000_000
+# Keys of HF configs that say where a model came from, not what it computes.
+_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash", "_attn_implementation",
+                         "_attn_implementation_autoset", "torch_dtype", "dtype", "architectures")
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder returns.
+
+    Attributes:
+        hidden_states: L tensors ``[B, F, D]``; index 0 is the CNN projection (after the positional conv),
+            index i the output of transformer layer i. Frames at or beyond ``frame_lengths[b]`` are padding.
+        frame_lengths: ``[B]`` int64 valid frames per clip (conv length formula of the model).
+    """
+
+    hidden_states: tuple[torch.Tensor, ...]
+    frame_lengths: torch.Tensor
+
+
+class Encoder(nn.Module):
+    """A pretrained speech encoder returning all hidden states, padding-aware.
+
+    Args:
+        cfg: the encoder config (kept as ``self.cfg``).
+        family: ``"wav2vec2"`` | ``"hubert"`` | ``"wavlm"``.
+        hf_config: the HF config (``layerdrop`` forced to 0).
+        hf_model: the HF base model (``Wav2Vec2Model``, ``HubertModel`` or ``WavLMModel``).
+
+    Build one with :func:`build_encoder`. ``hf_config`` and ``hf_model`` are public so that TAPT can build
+    ``Wav2Vec2ForPreTraining(encoder.hf_config)`` and copy the encoder weights into it.
+    """
+
+    def __init__(self, cfg: EncoderConfig, family: str, hf_config: PretrainedConfig, hf_model: PreTrainedModel):
+        super().__init__()
+        self.cfg = cfg
+        self.family = family
+        self.hf_config = hf_config
+        self.hf_model = hf_model
+        self.frame_rate = FRAME_RATE
+        # Hashed now, before adapters are injected or weights train: it names the *base* weights that a
+        # trainable-only checkpoint or a feature cache was computed over.
+        self._fingerprint = self._compute_fingerprint()
+
+    @property
+    def num_layers(self) -> int:
+        """L: number of hidden states returned (transformer layers + 1 for the CNN projection)."""
+        return int(self.hf_config.num_hidden_layers) + 1
+
+    @property
+    def hidden_size(self) -> int:
+        """D: width of every hidden state."""
+        return int(self.hf_config.hidden_size)
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest clip (16 kHz samples) that yields at least one frame."""
+        n = 1
+        for kernel, stride in reversed(list(zip(self.hf_config.conv_kernel, self.hf_config.conv_stride))):
+            n = (n - 1) * stride + kernel
+        return n
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B]`` valid frames for ``[B]`` valid samples (the model's own conv formula)."""
+        return self.hf_model._get_feat_extract_output_lengths(lengths.long()).long()
+
+    def prepare_inputs(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalise and mask padded waveforms as the HF feature extractors do.
+
+        Args:
+            wavs: ``[B, T]`` float waveforms at 16 kHz, zero- or garbage-padded after ``lengths``.
+            lengths: ``[B]`` valid samples per clip.
+
+        Returns:
+            ``(input_values [B, T] float32, attention_mask [B, T] int64)``: padding is set to 0 and, when
+            ``normalize_waveform``, each clip is standardised over its valid samples only (so padding does
+            not shift its statistics).
+
+        Raises:
+            EncoderError: on shape mismatches or clips shorter than :attr:`min_samples`.
+        """
+        if wavs.dim() != 2:
+            raise EncoderError(f"wavs must be [B, T], got shape {tuple(wavs.shape)}")
+        lengths = torch.as_tensor(lengths, device=wavs.device).long()
+        if lengths.shape != (wavs.shape[0],):
+            raise EncoderError(f"lengths must be [B]={wavs.shape[0]}, got shape {tuple(lengths.shape)}")
+        if int(lengths.max()) > wavs.shape[1]:
+            raise EncoderError(f"a length ({int(lengths.max())}) exceeds the padded width {wavs.shape[1]}")
+        if int(lengths.min()) < self.min_samples:
+            raise EncoderError(f"clip of {int(lengths.min())} samples is shorter than the encoder's receptive "
+                               f"field ({self.min_samples} samples at 16 kHz); drop or pad such clips")
+        mask = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
+        x = wavs.float() * mask
+        if self.cfg.normalize_waveform:
+            n = lengths[:, None].to(x.dtype)
+            mean = x.sum(1, keepdim=True) / n
+            var = ((x - mean) * mask).pow(2).sum(1, keepdim=True) / n
+            x = (x - mean) / torch.sqrt(var + 1e-7) * mask
+        return x, mask.long()
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        """Encode a padded batch.
+
+        Args:
+            wavs: ``[B, T]`` float32 waveforms at 16 kHz.
+            lengths: ``[B]`` valid samples per clip.
+
+        Returns:
+            :class:`EncoderOutput` with L = :attr:`num_layers` hidden states ``[B, F, D]``.
+        """
+        input_values, attention_mask = self.prepare_inputs(wavs, lengths)
+        with warnings.catch_warnings():
+            # WavLM hands torch's MHA a float bias and a bool padding mask; torch warns, the result is right.
+            warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask.*")
+            out = self.hf_model(input_values, attention_mask=attention_mask, output_hidden_states=True)
+        hidden = tuple(out.hidden_states)
+        if len(hidden) != self.num_layers:
+            raise EncoderError(f"encoder returned {len(hidden)} hidden states, expected {self.num_layers}; "
+                               "is layerdrop > 0 in the model's config?")
+        return EncoderOutput(hidden_states=hidden, frame_lengths=self.frame_lengths(attention_mask.sum(1)))
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) naming the base encoder: its config plus its weights.
+
+        Stable across processes. Small models hash every weight tensor; large ones (over 20M parameters,
+        whose weights come from files) hash the config, the source and the bytes of ``cfg.checkpoint``.
+        Computed when the encoder is built, before adapters are injected.
+        """
+        return self._fingerprint
+
+    def _compute_fingerprint(self) -> str:
+        h = hashlib.sha256()
+        conf = {k: v for k, v in self.hf_config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+        h.update(json.dumps(conf, sort_keys=True, default=str).encode())
+        h.update(f"family={self.family};normalize={self.cfg.normalize_waveform}".encode())
+        n_params = sum(p.numel() for p in self.hf_model.parameters())
+        if n_params <= _HASH_WEIGHTS_MAX_PARAMS:
+            for name, tensor in sorted(self.hf_model.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(f"source={self.cfg.source}".encode())
+            if self.cfg.checkpoint:
+                fs, p = filesystem(self.cfg.checkpoint)
+                with fs.open_input_stream(p) as fh:
+                    while chunk := fh.read(1 << 24):
+                        h.update(chunk)
+        return h.hexdigest()
+
+    def extra_repr(self) -> str:
+        return (f"family={self.family!r}, source={self.cfg.source!r}, layers={self.num_layers}, "
+                f"hidden_size={self.hidden_size}, checkpoint={self.cfg.checkpoint!r}")
+
+
+def build_encoder(cfg: EncoderConfig) -> Encoder:
+    """Build the encoder named by ``cfg.source`` and load ``cfg.checkpoint`` over it.
+
+    Raises:
+        EncoderError: unknown family, or a hub id / folder that cannot be loaded (message says how to give a
+            local path or set ``model.encoder.allow_download=true``).
+        CheckpointError: ``cfg.checkpoint`` is missing or its keys do not match the model.
+    """
+    if cfg.source in TINY_PRESETS:
+        family, hf_config, hf_model = build_tiny(cfg.source)
+    else:
+        family, hf_config, hf_model = _load_pretrained(cfg)
+    # LayerDrop skips layers at random in training, changing how many hidden states come back.
+    hf_config.layerdrop = 0.0
+    hf_model.config.layerdrop = 0.0
+    if cfg.checkpoint:
+        load_encoder_weights(hf_model, cfg.checkpoint)
+    if cfg.gradient_checkpointing:
+        hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    hf_model.eval()
+    return Encoder(cfg, family, hf_config, hf_model)
+
+
+def _load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, PreTrainedModel]:
+    from transformers import AutoConfig
+
+    local = Path(cfg.source).expanduser()
+    is_local = local.is_dir()
+    where = str(local) if is_local else cfg.source
+    offline = not cfg.allow_download
+    how = ("pass a local folder holding config.json and the weights as model.encoder.source, or set "
+           "model.encoder.allow_download=true to fetch it from the hub")
+    if not is_local and cfg.source.startswith((".", "/", "~")):
+        raise EncoderError(f"model.encoder.source: folder {cfg.source} does not exist")
+    try:
+        hf_config = AutoConfig.from_pretrained(where, local_files_only=offline)
+    except Exception as exc:
+        raise EncoderError(f"model.encoder.source={cfg.source!r}: cannot load its config "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {how}"
+                           ) from exc
+    family = {"wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm"}.get(hf_config.model_type)
+    if family is None:
+        raise EncoderError(f"model.encoder.source={cfg.source!r} is a {hf_config.model_type!r} model; "
+                           "supported families: wav2vec2, hubert, wavlm")
+    hf_config.layerdrop = 0.0
+    _, model_cls = family_classes(family)
+    try:
+        hf_model = model_cls.from_pretrained(where, config=hf_config, local_files_only=offline)
+    except Exception as exc:
+        raise EncoderError(f"model.encoder.source={cfg.source!r}: cannot load its weights "
+                           f"({type(exc).__name__}); {how}") from exc
+    return family, hf_config, hf_model
+
+
+def load_encoder_weights(hf_model: nn.Module, path: str) -> None:
+    """Load a safetensors state dict (keys of ``Encoder.hf_model``) over ``hf_model``, strictly.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, or its keys or shapes do not match.
+    """
+    try:
+        fs, p = filesystem(path)
+        with fs.open_input_stream(p) as fh:
+            tensors = load_safetensors_bytes(fh.read())
+    except Exception as exc:
+        raise CheckpointError(f"model.encoder.checkpoint: cannot read {path} ({type(exc).__name__}: {exc})"
+                              ) from exc
+    expected = set(hf_model.state_dict())
+    missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"encoder checkpoint {path} does not match the model: missing keys "
+                              f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected keys "
+                              f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    try:
+        hf_model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:  # shape mismatches
+        raise CheckpointError(f"encoder checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+
+
+def save_encoder_weights(encoder: Encoder | nn.Module, path: str) -> None:
+    """Write the base-model weights (the format ``EncoderConfig.checkpoint`` reads), atomically.
+
+    Args:
+        encoder: an :class:`Encoder` or an HF base model (e.g. ``Wav2Vec2ForPreTraining(...).wav2vec2``).
+        path: local path or ``pyarrow.fs`` URI of the ``.safetensors`` file.
+    """
+    model = encoder.hf_model if isinstance(encoder, Encoder) else encoder
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    write_bytes_atomic(path, save_safetensors_bytes(state))

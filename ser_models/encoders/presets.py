@@ -1,0 +1,88 @@
+"""Tiny random-weight encoders: the real architectures at toy size, built from configs (never downloaded).
+
+Each preset keeps what the platform relies on from the real models: a convolutional feature encoder with a
+total stride of 320 samples (16 kHz -> 50 frames/s), all hidden states, and the codevector settings that
+``Wav2Vec2ForPreTraining`` needs for TAPT. It departs from ``*-base`` checkpoints in one deliberate way:
+``feat_extract_norm="layer"``. The group norm of wav2vec2-base / HuBERT-base normalises each CNN channel
+over the whole (padded) time axis, so their outputs for a clip change when it is batched with a longer one;
+a per-frame layer norm keeps padding invariance exact, which the tests check.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    HubertConfig,
+    HubertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    Wav2Vec2Config,
+    Wav2Vec2Model,
+    WavLMConfig,
+    WavLMModel,
+)
+
+#: Seed of every preset's random init: the same preset has the same weights in every process, so a
+#: checkpoint holding adapter and head weights only can be reloaded over it.
+PRESET_SEED = 0
+
+_TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=128,
+    conv_dim=(32, 32, 32, 32),
+    conv_stride=(5, 4, 4, 4),  # product 320, as in the real models
+    conv_kernel=(10, 8, 4, 4),  # receptive field 345 samples (real: 400)
+    conv_bias=False,
+    feat_extract_norm="layer",
+    do_stable_layer_norm=False,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+    layerdrop=0.0,
+    # Wav2Vec2ForPreTraining (TAPT) reads these; small so that the quantizer is tiny too.
+    num_codevector_groups=2,
+    num_codevectors_per_group=16,
+    codevector_dim=32,
+    proj_codevector_dim=32,
+)
+
+_FAMILIES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
+    "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+    "hubert": (HubertConfig, HubertModel),
+    "wavlm": (WavLMConfig, WavLMModel),
+}
+
+#: preset name -> encoder family
+TINY_PRESETS: dict[str, str] = {
+    "tiny-wav2vec2": "wav2vec2",
+    "tiny-hubert": "hubert",
+    "tiny-wavlm": "wavlm",
+}
+
+
+def family_classes(family: str) -> tuple[type[PretrainedConfig], type[PreTrainedModel]]:
+    """The HF config and base-model classes of a family (``wav2vec2`` | ``hubert`` | ``wavlm``)."""
+    return _FAMILIES[family]
+
+
+def tiny_config(name: str) -> PretrainedConfig:
+    """The HF config of a tiny preset (``KeyError`` for unknown names)."""
+    config_cls, _ = _FAMILIES[TINY_PRESETS[name]]
+    return config_cls(**_TINY)
+
+
+def build_tiny(name: str) -> tuple[str, PretrainedConfig, PreTrainedModel]:
+    """Build a tiny preset deterministically, without touching the caller's global RNG.
+
+    Returns:
+        ``(family, hf_config, hf_model)``.
+    """
+    family = TINY_PRESETS[name]
+    config = tiny_config(name)
+    _, model_cls = _FAMILIES[family]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PRESET_SEED)
+        model = model_cls(config)
+    return family, config, model
+

@@ -1,0 +1,272 @@
+"""``EmotionModel``: encoder + adapter + layer featurizer + pooling + categorical head.
+
+A checkpoint holds the trainable weights only (adapter, featurizer, pooling, head; the whole encoder under
+``full``) plus the config needed to rebuild the frozen rest, which comes from the encoder's source and is
+identified by the encoder fingerprint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, parameter_report
+from ser_models.config import field, from_dict, to_dict
+from ser_models.encoders import EncoderConfig, LayerFeaturizer, build_encoder
+from ser_models.exceptions import CheckpointError, ConfigError
+from ser_models.heads import POOLINGS, CategoricalHead, build_pooling, masked_mean
+from ser_models.io import exists, filesystem, read_json, write_bytes_atomic, write_json_atomic
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    """The whole emotion model (``model`` in every job config)."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig, help="speech encoder")
+    adapter: AdapterConfig = field(default_factory=AdapterConfig, help="how the encoder is adapted")
+    featurizer_layer: int | None = field(None, help="hidden state to use (0 = CNN projection, negative from the "
+                                         "end); null = learned softmax-weighted sum of all layers")
+    pooling: str = field("mean", help="mean | attentive_stats (only mean allows the frozen-encoder cache)")
+    head_hidden: int = field(128, help="width of the head's penultimate layer (the embedding E)")
+    head_dropout: float = field(0.1, help="head dropout; also the rate used for MC-dropout scoring")
+    labels: list[str] = field(default_factory=lambda: ["neutral", "happy", "angry", "sad"],
+                              help="class names, in logit order")
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"model.pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
+        if isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, int) or self.head_hidden <= 0:
+            raise ConfigError(f"model.head_hidden must be > 0, got {self.head_hidden!r}")
+        if not 0.0 <= float(self.head_dropout) < 1.0:
+            raise ConfigError(f"model.head_dropout must be in [0, 1), got {self.head_dropout!r}")
+        if self.featurizer_layer is not None and (isinstance(self.featurizer_layer, bool)
+                                                  or not isinstance(self.featurizer_layer, int)):
+            raise ConfigError(f"model.featurizer_layer must be an int or null, got {self.featurizer_layer!r}")
+        labels = list(self.labels)
+        if len(labels) < 2 or len(set(labels)) != len(labels) or not all(isinstance(x, str) and x for x in labels):
+            raise ConfigError(f"model.labels must be >= 2 distinct non-empty names, got {labels!r}")
+
+
+@dataclass
+class EmotionOutput:
+    """Model outputs.
+
+    Attributes:
+        logits: ``[B, C]``.
+        embedding: ``[B, E]`` penultimate head activation (diversity sampling works here).
+        pooled: ``[B, D']`` utterance vector fed to the head (D' = D for mean, 2D for attentive_stats).
+    """
+
+    logits: torch.Tensor
+    embedding: torch.Tensor
+    pooled: torch.Tensor
+
+
+class EmotionModel(nn.Module):
+    """Speech emotion classifier over a (possibly adapted) pretrained encoder.
+
+    Args:
+        cfg: the model config.
+        labels: class names; overrides ``cfg.labels`` when given (the stored config is updated to match).
+    """
+
+    def __init__(self, cfg: ModelConfig, labels: list[str] | None = None):
+        super().__init__()
+        if labels is not None:
+            cfg = dataclasses.replace(cfg, labels=list(labels))
+        self.cfg = cfg
+        self.labels = list(cfg.labels)
+        self.encoder = apply_adapter(build_encoder(cfg.encoder), cfg.adapter)
+        self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
+        self.pooling = build_pooling(cfg.pooling, self.encoder.hidden_size)
+        self.head = CategoricalHead(self.pooling.output_dim, len(self.labels), cfg.head_hidden, cfg.head_dropout)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> EmotionOutput:
+        """Classify padded waveforms.
+
+        Args:
+            wavs: ``[B, T]`` float32 at 16 kHz.
+            lengths: ``[B]`` valid samples per clip.
+
+        Returns:
+            :class:`EmotionOutput`.
+        """
+        enc = self.encoder(wavs, lengths)
+        pooled = self.pooling(self.featurizer(enc.hidden_states), enc.frame_lengths)
+        logits, embedding = self.head(pooled)
+        return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled)
+
+    @torch.no_grad()
+    def encode_pooled(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Per-layer masked means over frames, the frozen-encoder cache entry.
+
+        Args:
+            wavs: ``[B, T]`` float32 at 16 kHz.
+            lengths: ``[B]`` valid samples.
+
+        Returns:
+            ``[B, L, D]``.
+        """
+        enc = self.encoder(wavs, lengths)
+        return masked_mean(torch.stack(enc.hidden_states), enc.frame_lengths).transpose(0, 1)
+
+    def forward_from_pooled(self, pooled_layers: torch.Tensor) -> EmotionOutput:
+        """Classify from cached per-layer means (equal to :meth:`forward` when the encoder is frozen).
+
+        Args:
+            pooled_layers: ``[B, L, D]`` from :meth:`encode_pooled`.
+
+        Raises:
+            ConfigError: ``model.pooling`` is not ``mean`` (attentive pooling needs the frames).
+        """
+        if self.cfg.pooling != "mean":
+            raise ConfigError(f"forward_from_pooled needs model.pooling=mean (per-layer means commute with the "
+                              f"layer weighting); model.pooling={self.cfg.pooling!r} needs frame-level features")
+        pooled = self.featurizer.forward_pooled(pooled_layers)
+        logits, embedding = self.head(pooled)
+        return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters with ``requires_grad`` (what the optimizer gets)."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Detached CPU copies of the trainable parameters, by name (what a checkpoint holds)."""
+        return {n: p.detach().cpu().contiguous().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def parameter_report(self) -> dict:
+        """See :func:`ser_models.adapters.parameter_report`."""
+        return parameter_report(self)
+
+    def check_gradients(self, seconds: float = 0.5, batch: int = 2) -> dict:
+        """One forward/backward on random audio; every trainable parameter must get a gradient.
+
+        Raises:
+            GradientCheckError: naming the parameters left out (and the WavLM fix when relevant).
+        """
+        device = next(self.parameters()).device
+        gen = torch.Generator().manual_seed(0)
+        n = max(int(seconds * 16_000), self.encoder.min_samples)
+        wavs = (0.1 * torch.randn(batch, n, generator=gen)).to(device)
+        lengths = torch.full((batch,), n, dtype=torch.long, device=device)
+        lengths[1:] = max(n * 3 // 4, self.encoder.min_samples)
+
+        def loss() -> torch.Tensor:
+            return self(wavs, lengths).logits.logsumexp(-1).sum()
+
+        return check_gradients(self, loss, family=self.encoder.family)
+
+    @contextlib.contextmanager
+    def mc_dropout(self, enabled: bool = True) -> Iterator[EmotionModel]:
+        """Eval mode with the head's (and LoRA's) dropout switched on, for MC-dropout scoring.
+
+        The encoder's own dropout stays off: it would change the features, not sample the head's
+        uncertainty, and it is absent under a frozen-encoder cache. The previous train/eval state is restored
+        on exit.
+
+        References:
+            Gal and Ghahramani, 2016. Dropout as a Bayesian Approximation. ICML.
+        """
+        modes = {m: m.training for m in self.modules()}
+        self.eval()
+        if enabled:
+            for name, m in self.named_modules():
+                if isinstance(m, nn.Dropout) and (name.startswith("head.") or ".lora_dropout." in name):
+                    m.train()
+        try:
+            yield self
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+
+    def save_checkpoint(self, directory: str) -> None:
+        """Write ``directory/model.safetensors`` (trainable weights) and ``directory/model.json``.
+
+        ``model.json`` holds the format version, the ModelConfig (``config``), ``labels``, the parameter
+        report, the encoder fingerprint and the weight names. Both files are written atomically, weights
+        first, so a reader that finds ``model.json`` finds matching weights.
+        """
+        base = str(directory).rstrip("/")
+        state = self.trainable_state_dict()
+        write_bytes_atomic(f"{base}/{WEIGHTS_FILE}", save_safetensors_bytes(state, metadata={"format": "pt"}))
+        write_json_atomic(f"{base}/{META_FILE}", {
+            "format_version": FORMAT_VERSION,
+            "config": to_dict(self.cfg),
+            "labels": self.labels,
+            "parameter_report": self.parameter_report(),
+            "encoder_fingerprint": self.encoder.fingerprint(),
+            "weights": sorted(state),
+        })
+
+    @classmethod
+    def load_checkpoint(cls, directory: str, map_location: str | torch.device = "cpu") -> EmotionModel:
+        """Rebuild a model from ``model.json`` and load ``model.safetensors`` strictly (returned in eval mode).
+
+        Raises:
+            CheckpointError: a file is missing, the encoder's weights differ from those the checkpoint was
+                trained over (fingerprint), or the weight names/shapes do not match the rebuilt model.
+        """
+        base = str(directory).rstrip("/")
+        meta_path, weights_path = f"{base}/{META_FILE}", f"{base}/{WEIGHTS_FILE}"
+        for p in (meta_path, weights_path):
+            if not exists(p):
+                raise CheckpointError(f"checkpoint file {p} not found (expected {META_FILE} and {WEIGHTS_FILE})")
+        meta = read_json(meta_path)
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{meta_path}: format_version {meta.get('format_version')!r} is not "
+                                  f"{FORMAT_VERSION}")
+        try:
+            cfg = from_dict(ModelConfig, meta["config"])
+        except (ConfigError, KeyError) as exc:
+            raise CheckpointError(f"{meta_path}: stored model config is invalid: {exc}") from exc
+        model = cls(cfg)
+        fp = model.encoder.fingerprint()
+        if meta.get("encoder_fingerprint") != fp:
+            raise CheckpointError(f"{meta_path}: the encoder built from model.encoder (source "
+                                  f"{cfg.encoder.source!r}, checkpoint {cfg.encoder.checkpoint!r}) has fingerprint "
+                                  f"{fp[:12]}, but the checkpoint was trained over "
+                                  f"{str(meta.get('encoder_fingerprint'))[:12]}: the base weights differ")
+        fs, p = filesystem(weights_path)
+        try:
+            with fs.open_input_stream(p) as fh:
+                tensors = load_safetensors_bytes(fh.read())
+        except Exception as exc:
+            raise CheckpointError(f"cannot read {weights_path}: {type(exc).__name__}: {exc}") from exc
+        model.load_trainable_state_dict(tensors, source=weights_path)
+        return model.to(map_location).eval()
+
+    def load_trainable_state_dict(self, tensors: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Load exactly the trainable weights (names and shapes must match).
+
+        Raises:
+            CheckpointError: naming ``source`` and the missing / unexpected / mis-shaped keys.
+        """
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
+        shapes = [n for n in set(params) & set(tensors) if tuple(params[n].shape) != tuple(tensors[n].shape)]
+        if missing or unexpected or shapes:
+            raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected "
+                                  f"{unexpected[:5]}, wrong shape {sorted(shapes)[:5]} ({len(missing)} missing, "
+                                  f"{len(unexpected)} unexpected, {len(shapes)} mis-shaped)")
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(tensors[n].to(p.device, p.dtype))
+
+    def extra_repr(self) -> str:
+        return (f"labels={self.labels}, adapter={self.cfg.adapter.kind!r}, pooling={self.cfg.pooling!r}, "
+                f"featurizer_layer={self.cfg.featurizer_layer}")

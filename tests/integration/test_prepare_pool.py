@@ -1,0 +1,147 @@
+"""Ray Data pool build on a real local Ray: good clips at mixed rates plus one file per failure mode."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from ser_models.data import Pool, PoolConfig, decode_pool_audio, prepare_pool
+from ser_models.data.pool import POOL_SCHEMA
+
+pytestmark = pytest.mark.ray
+
+RATES = [(16000, "wav"), (22050, "flac"), (44100, "wav"), (16000, "flac"), (22050, "wav")]
+MAX_DURATION = 4.0
+
+
+def _tone(sr, seconds, freq, channels=1):
+    t = np.arange(int(round(sr * seconds))) / sr
+    x = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def write_corpus(root):
+    """~10 good clips + one file per failure mode; returns (manifest rows, expected {utt_id: status})."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows, expected, samples = [], {}, {}
+    for i in range(10):
+        sr, ext = RATES[i % len(RATES)]
+        seconds = 0.6 + 0.1 * i
+        sf.write(root / f"good{i}.{ext}", _tone(sr, seconds, 200 + 20 * i), sr, subtype="PCM_16")
+        uid = f"good{i}"
+        rows.append({"utt_id": uid, "path": f"good{i}.{ext}", "label": ["happy", "sad"][i % 2],
+                     "speaker": f"spk{i % 3}", "split": ["train", "train", "dev", "test", None][i % 5]})
+        expected[uid], samples[uid] = "ok", int(round(seconds * 16000))
+
+    def bad(uid, path, status, **extra):
+        rows.append({"utt_id": uid, "path": path, "label": "neutral", "split": "train", **extra})
+        expected[uid] = status
+
+    sf.write(root / "stereo48k.wav", _tone(48000, 1.0, 440, channels=2), 48000, subtype="PCM_16")
+    bad("stereo48k", "stereo48k.wav", "ok")
+    samples["stereo48k"] = 16000
+    sf.write(root / "long.flac", _tone(22050, MAX_DURATION + 2.0, 330), 22050, subtype="PCM_16")
+    bad("long", "long.flac", "ok")
+    samples["long"] = int(MAX_DURATION * 16000)
+    sf.write(root / "seg.wav", _tone(16000, 3.0, 250), 16000)
+    bad("segment", "seg.wav", "ok", start=1.0, end=2.5)
+    samples["segment"] = 24000
+    raw = bytearray((root / "good1.flac").read_bytes())
+    raw[:200] = bytes(range(200))
+    (root / "corrupt.flac").write_bytes(bytes(raw))
+    bad("corrupt", "corrupt.flac", "unreadable")
+    (root / "empty.wav").write_bytes(b"")
+    bad("empty", "empty.wav", "empty")
+    (root / "readme.wav").write_text("definitely not a RIFF header\n" * 20)
+    bad("text", "readme.wav", "unreadable")
+    bad("missing", "nowhere.wav", "missing_file")
+    sf.write(root / "nan.wav", np.full(16000, np.nan, np.float32), 16000, subtype="FLOAT")
+    bad("nanfloat", "nan.wav", "non_finite")
+    sf.write(root / "silent.wav", np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    bad("silent", "silent.wav", "silent")
+    sf.write(root / "short.wav", _tone(16000, 0.2, 300), 16000)
+    bad("short", "short.wav", "too_short")
+    bad("badseg", "seg.wav", "bad_segment", start=2.0, end=9.0)
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    return expected, samples
+
+
+@pytest.fixture(scope="module")
+def built(ray_local, tmp_path_factory):
+    root = tmp_path_factory.mktemp("prep")
+    expected, samples = write_corpus(root / "corpus")
+    cfg = PoolConfig(manifest=str(root / "corpus" / "manifest.csv"), output_dir=str(root / "pool"),
+                     max_duration=MAX_DURATION, batch_size=4, num_workers=2, labels=[])
+    summary = prepare_pool(cfg)
+    return cfg, summary, expected, samples
+
+
+def test_good_clips_kept_at_16k_and_bad_ones_quarantined(built):
+    cfg, summary, expected, samples = built
+    pool = Pool.open(cfg.output_dir)
+    meta = pool.metadata(columns=["utt_id", "num_samples", "orig_sample_rate", "orig_channels", "split",
+                                  "status", "audio", "audio_format"])
+    kept = {u for u, s in expected.items() if s == "ok"}
+    assert set(meta["utt_id"]) == kept and len(meta) == len(kept)
+    assert (meta["status"] == "ok").all() and (meta["audio_format"] == "pcm16").all()
+    for row in meta.itertuples():
+        assert row.num_samples == pytest.approx(samples[row.utt_id], abs=2), row.utt_id
+        assert decode_pool_audio(row.audio, "pcm16").size == row.num_samples
+    stereo = meta.set_index("utt_id").loc["stereo48k"]
+    assert (stereo.orig_sample_rate, stereo.orig_channels) == (48000, 2)
+    # a clip without a split lands in train
+    assert meta.set_index("utt_id").loc["good4", "split"] == "train"
+
+    quarantine = pool.quarantine()
+    assert list(quarantine.columns) == ["utt_id", "path", "reason", "detail"]
+    assert dict(zip(quarantine["utt_id"], quarantine["reason"])) == {
+        u: s for u, s in expected.items() if s != "ok"
+    }
+    assert quarantine["detail"].str.len().min() > 0
+
+
+def test_layout_schema_and_summary(built):
+    cfg, summary, expected, _ = built
+    out = summary.output_dir
+    n_bad = sum(s != "ok" for s in expected.values())
+    assert (summary.clips_in, summary.kept, summary.quarantined) == (len(expected), len(expected) - n_bad, n_bad)
+    assert summary.reasons == {"unreadable": 2, "empty": 1, "missing_file": 1, "non_finite": 1, "silent": 1,
+                               "too_short": 1, "bad_segment": 1}
+    on_disk = json.load(open(f"{out}/summary.json"))
+    assert on_disk["fingerprint"] == summary.fingerprint and on_disk["kept"] == summary.kept
+    assert sorted(on_disk["splits"]) == ["dev", "test", "train"]
+    assert sum(s["clips"] for s in on_disk["splits"].values()) == summary.kept
+    assert sorted(os.listdir(f"{out}/data")) == ["split=dev", "split=test", "split=train"]
+    assert os.path.exists(f"{out}/config.yaml")
+    shard = next(p for p in os.scandir(f"{out}/data/split=train") if p.name.endswith(".parquet"))
+    schema = pq.read_schema(shard.path)
+    for field in POOL_SCHEMA:
+        if field.name != "split":  # the partition folder carries it
+            assert schema.field(field.name).type == field.type, field.name
+
+
+def test_rerun_is_up_to_date_and_manifest_change_rebuilds(built, capsys):
+    cfg, summary, expected, _ = built
+    before = sorted(os.path.join(d, f) for d, _, fs in os.walk(cfg.output_dir) for f in fs)
+    again = prepare_pool(cfg)
+    assert again.up_to_date and "pool up to date" in capsys.readouterr().out
+    after = sorted(os.path.join(d, f) for d, _, fs in os.walk(cfg.output_dir) for f in fs)
+    assert after == before  # nothing rewritten, no duplicate shards
+
+    manifest = pd.read_csv(cfg.manifest)
+    manifest = manifest[manifest["utt_id"] != "good0"]
+    manifest.to_csv(cfg.manifest, index=False)
+    rebuilt = prepare_pool(cfg)
+    assert not rebuilt.up_to_date and rebuilt.fingerprint != summary.fingerprint
+    assert rebuilt.kept == summary.kept - 1
+    ids = Pool.open(cfg.output_dir).metadata(columns=["utt_id"])["utt_id"]
+    assert ids.is_unique and "good0" not in set(ids) and len(ids) == rebuilt.kept
+    leftovers = [p for p in os.listdir(os.path.dirname(cfg.output_dir)) if ".staging-" in p or ".old-" in p]
+    assert leftovers == []
+

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser_models.active import (
+    STRATEGIES,
+    ScoredPool,
+    StrategyConfig,
+    build_strategy,
+    greedy_kcenter,
+)
+from ser_models.active.strategies import KCenterStats, badge_kmeanspp
+from ser_models.exceptions import ConfigError, PoolError
+
+from .contract import StrategyContract, fake_pool
+
+
+def _cfg(name, **kw):
+    return build_strategy(StrategyConfig(name=name, **kw))
+
+
+class TestRandom(StrategyContract):
+    def make(self):
+        return _cfg("random")
+
+    def test_seeds_differ(self):
+        pool = fake_pool()
+        assert self.make().query(pool, set(), 10, 0) != self.make().query(pool, set(), 10, 1)
+
+
+@pytest.mark.parametrize("score", ["entropy", "least_confidence", "margin", "bald"])
+class TestUncertainty(StrategyContract):
+    @pytest.fixture(autouse=True)
+    def _score(self, score):
+        self.score = score
+
+    def make(self):
+        return _cfg(self.score)
+
+    def test_takes_most_uncertain(self):
+        probs = np.array([[0.97, 0.01, 0.01, 0.01], [0.25, 0.25, 0.25, 0.25], [0.6, 0.2, 0.1, 0.1]])
+        mc = np.stack([probs, probs[:, ::-1]], axis=1)
+        mc[1] = 0.25  # uniform samples that agree: high entropy, zero BALD
+        pool = ScoredPool(ids=["a", "b", "c"], probs=probs, embeddings=np.eye(3), mc_probs=mc)
+        got = self.make().query(pool, set(), 1, 0)
+        assert got == (["a"] if self.score == "bald" else ["b"])
+
+
+def test_bald_without_mc_probs_names_fix():
+    pool = fake_pool()
+    pool.mc_probs = None
+    with pytest.raises(PoolError, match="mc_probs.*active.strategy.uncertainty"):
+        _cfg("bald").query(pool, set(), 3, 0)
+
+
+class TestBadge(StrategyContract):
+    def make(self):
+        return _cfg("badge")
+
+
+def _badge_reference(probs, emb, n, seed):
+    """Materialises g = (p - onehot) outer h [N, C*E] and runs k-means++ on it directly."""
+    a = probs.astype(np.float64).copy()
+    a[np.arange(len(a)), a.argmax(1)] -= 1
+    g = (a[:, :, None] * emb.astype(np.float64)[:, None, :]).reshape(len(a), -1)
+    rng = np.random.default_rng(seed)
+    picks = [int(np.argmax((g * g).sum(1)))]
+    d2 = np.full(len(g), np.inf)
+    while len(picks) < n:
+        d2 = np.minimum(d2, ((g - g[picks[-1]]) ** 2).sum(1))
+        w = d2.copy()
+        w[picks] = 0
+        u = rng.random() * w.sum()
+        picks.append(int(min(np.searchsorted(np.cumsum(w), u, side="right"), len(w) - 1)))
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_badge_matches_materialised_reference(seed):
+    pool = fake_pool(n=80, dim=6, seed=seed)
+    a = pool.probs.astype(np.float64).copy()
+    a[np.arange(len(a)), a.argmax(1)] -= 1
+    got = badge_kmeanspp(a, pool.embeddings, 15, seed)
+    np.testing.assert_array_equal(got, _badge_reference(pool.probs, pool.embeddings, 15, seed))
+
+
+def _kcenter_reference(x, n, centres=None, first=None):
+    x = x.astype(np.float64)
+    if centres is not None:
+        mind, picks = ((x[:, None] - centres[None]) ** 2).sum(-1).min(1), []
+    else:
+        picks, mind = [first], ((x - x[first]) ** 2).sum(1)
+    while len(picks) < n:
+        mind[picks] = -1
+        picks.append(int(np.argmax(mind)))
+        mind = np.minimum(mind, ((x - x[picks[-1]]) ** 2).sum(1))
+    return np.array(picks)
+
+
+@pytest.mark.parametrize("cells", [1, 7, 40])
+@pytest.mark.parametrize("with_centres", [False, True])
+def test_greedy_kcenter_matches_reference(cells, with_centres):
+    rng = np.random.default_rng(cells)
+    # offset + clusters: exercises float32 cancellation (centring) and cell pruning
+    x = (rng.normal(size=(10, 12)) * 5)[rng.integers(0, 10, 500)] + rng.normal(size=(500, 12)) + 50
+    centres = x[:4] + 0.5 if with_centres else None
+    stats = KCenterStats()
+    got = greedy_kcenter(x, 40, centres=centres, first=None if with_centres else 11, num_cells=cells, stats=stats)
+    np.testing.assert_array_equal(got, _kcenter_reference(x, 40, centres, None if with_centres else 11))
+    if cells > 1:
+        assert stats.scan_fraction < 0.9  # pruning skipped work on clustered data
+
+
+class TestKCenter(StrategyContract):
+    def make(self):
+        return _cfg("kcenter")
+
+    def test_labelled_clips_are_centres(self):
+        # two far blobs; the labelled clip sits in blob A, so the first pick must come from blob B
+        emb = np.r_[np.zeros((5, 2)), np.full((5, 2), 100.0)] + np.arange(10)[:, None] * 0.01
+        pool = ScoredPool(ids=[f"i{k}" for k in range(10)], probs=np.full((10, 2), 0.5), embeddings=emb)
+        assert int(self.make().query(pool, {"i0"}, 1, 0)[0][1:]) >= 5
+
+    def test_pca_variant_runs(self):
+        pool = fake_pool(n=100, dim=16)
+        ids = _cfg("kcenter", kcenter_dim=4).query(pool, {"c000"}, 10, 0)
+        assert len(set(ids)) == 10
+
+
+class TestKMeansUncertain(StrategyContract):
+    def make(self):
+        return _cfg("kmeans", kmeans_iters=5)
+
+
+class TestKMeansCentral(StrategyContract):
+    def make(self):
+        return _cfg("kmeans", kmeans_iters=5, pick="central")
+
+
+class TestClusterColdStart(StrategyContract):
+    def make(self):
+        return _cfg("cluster_cold_start", kmeans_iters=5)
+
+    def test_one_per_blob_first(self):
+        rng = np.random.default_rng(0)
+        emb = np.repeat(np.eye(3) * 50, 10, axis=0) + rng.normal(size=(30, 3))
+        pool = ScoredPool(ids=[f"i{k:02d}" for k in range(30)], probs=np.full((30, 2), 0.5), embeddings=emb)
+        ids = _cfg("cluster_cold_start", num_clusters=3, kmeans_iters=10).query(pool, set(), 3, 0)
+        assert sorted(int(i[1:]) // 10 for i in ids) == [0, 1, 2]
+
+
+class TestInformativeDiverse(StrategyContract):
+    def make(self):
+        return _cfg("informative_diverse", prefilter_factor=3)
+
+    def test_only_picks_from_prefilter(self):
+        pool = fake_pool(n=100)
+        from ser_models.active import entropy
+
+        top = set(pool.ids[np.argsort(-entropy(pool.probs), kind="stable")[:15]].tolist())
+        ids = self.make().query(pool, set(), 5, 0)
+        assert set(ids) <= top
+
+
+def test_registry_and_default():
+    assert set(STRATEGIES) >= {"random", "entropy", "least_confidence", "margin", "bald", "badge", "kcenter",
+                               "kmeans", "cluster_cold_start", "informative_diverse"}
+    assert "InformativeDiverseStrategy(score='entropy', prefilter_factor=10" in repr(build_strategy())
+
+
+@pytest.mark.parametrize("kw,key", [({"name": "nope"}, "active.strategy.name"),
+                                    ({"uncertainty": "x"}, "active.strategy.uncertainty"),
+                                    ({"prefilter_factor": 0}, "active.strategy.prefilter_factor"),
+                                    ({"pick": "x"}, "active.strategy.pick"),
+                                    ({"num_threads": 0}, "active.strategy.num_threads")])
+def test_config_validation_names_key(kw, key):
+    with pytest.raises(ConfigError, match=key):
+        StrategyConfig(**kw)
+
+
+def test_scored_pool_rejects_duplicate_ids():
+    with pytest.raises(PoolError, match="unique.*'a'"):
+        ScoredPool(ids=["a", "a"], probs=np.full((2, 2), 0.5), embeddings=np.zeros((2, 3)))

@@ -1,0 +1,119 @@
+"""The fit algorithm in-process (no Ray): learning, early stopping, resume equivalence."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from ser_models.model import EmotionModel
+from ser_models.testing import tiny_model_config
+from ser_models.training.batching import ClipSet
+from ser_models.training.config import TrainConfig
+from ser_models.training.fitting import FitState, evaluate, fit, trainable_weights
+
+
+def _toy_clips(n, seed):
+    """Two classes separable by loudness and pitch: a model that trains must learn them."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    audio = []
+    for y in labels:
+        t = np.arange(int(16000 * rng.uniform(0.5, 0.8))) / 16000
+        f0 = 150 if y == 0 else 600
+        amp = 0.05 if y == 0 else 0.5
+        wav = amp * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(len(t))
+        audio.append((wav * 32767).astype(np.int16))
+    return ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=labels, audio=audio)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _toy_clips(24, 0), _toy_clips(12, 1)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    cfg = tiny_model_config("tiny-wav2vec2", "lora", labels=["low", "high"], normalize_waveform=False)
+    return EmotionModel(cfg)
+
+
+CFG = TrainConfig(epochs=6, batch_size=4, lr_adapter=3e-3, lr_head=1e-2, max_crop_seconds=0.5,
+                  early_stopping_patience=0, seed=0, eval_batch_size=8)
+
+
+def test_fit_learns_separable_classes(data):
+    train, dev = data
+    model = _model()
+    before = evaluate(model, dev, CFG, torch.device("cpu"))["ua"]
+    state = fit(model, train, dev, CFG, class_counts=[12, 12], log=lambda _: None)
+    after = evaluate(model, dev, CFG, torch.device("cpu"))["ua"]
+    assert state.finished and state.epoch == 6 and len(state.history) == 6
+    assert after >= 0.9 and after >= before
+    assert state.history[-1]["train_loss"] < state.history[0]["train_loss"]
+    assert after == pytest.approx(state.best_ua)  # the model ends with its best weights
+
+
+def test_early_stopping_stops(data):
+    train, dev = data
+    cfg = copy.deepcopy(CFG)
+    cfg.epochs, cfg.early_stopping_patience, cfg.lr_adapter, cfg.lr_head = 20, 1, 1e-9, 1e-9
+    state = fit(_model(), train, dev, cfg, log=lambda _: None)
+    assert state.epoch < 20 and state.bad_epochs == 1
+
+
+def test_resumed_fit_equals_uninterrupted():
+    """Crash after epoch 2, restore state + current weights into a fresh model: same history as one run."""
+    cfg = copy.deepcopy(CFG)
+    cfg.epochs = 4
+    train, dev = _toy_clips(12, 0), _toy_clips(6, 1)
+    full = fit(_model(), train, dev, cfg, log=lambda _: None)
+
+    saved = {}
+
+    def crash_after_2(st, mdl, _o, _s):
+        if st.epoch == 2:
+            saved["state"] = copy.deepcopy(st)
+            saved["current"] = trainable_weights(mdl)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), train, dev, cfg, on_epoch_end=crash_after_2, log=lambda _: None)
+    model = _model()
+    from ser_models.training.fitting import load_trainable_weights
+
+    load_trainable_weights(model, saved["current"])
+    state = saved["state"]
+    state.finished = False
+    resumed = fit(model, train, dev, cfg, state=state, log=lambda _: None)
+    strip = [{k: v for k, v in h.items() if "seconds" not in k} for h in full.history]
+    strip2 = [{k: v for k, v in h.items() if "seconds" not in k} for h in resumed.history]
+    assert len(strip2) == len(strip)
+    for a, b in zip(strip, strip2):
+        assert a["epoch"] == b["epoch"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["dev_ua"] == pytest.approx(b["dev_ua"])
+
+
+def test_feature_mode_trains_from_pooled_features():
+    rng = np.random.default_rng(0)
+    cfg = tiny_model_config("tiny-wav2vec2", "frozen", labels=["a", "b"])
+    model = EmotionModel(cfg)
+    L, D = model.encoder.num_layers, model.encoder.hidden_size
+    y = np.arange(40) % 2
+    feats = (rng.standard_normal((40, L, D)) + y[:, None, None] * 1.5).astype(np.float32)
+    clips = ClipSet(ids=[str(i) for i in range(40)], labels=y, features=feats)
+    state = fit(model, clips, clips, TrainConfig(epochs=5, batch_size=8, lr_head=1e-2, early_stopping_patience=0),
+                log=lambda _: None)
+    assert state.best_ua > 0.9
+
+
+def test_fit_without_trainable_parameters_fails(data):
+    from ser_models.exceptions import TrainingError
+
+    model = _model()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(TrainingError, match="no trainable parameters"):
+        fit(model, data[0], None, CFG, log=lambda _: None)
+    assert FitState().epoch == 0
