@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m jobs.make_demo_pool $(DEMO_DIR)/corpus --n 720 --seed 0
-	$(BIN)/python -m jobs.after jobs/configs/demo_after.yaml output_dir=$(DEMO_DIR)/run
+	$(BIN)/python -m jobs.make_demo_pool $(DEMO_DIR)/corpus --n 720 --seed 0 --workers 2
+	$(BIN)/python -m jobs.prepare_pool jobs/configs/prepare_pool_demo.yaml \
+		manifest=$(DEMO_DIR)/corpus/manifest.csv output_dir=$(DEMO_DIR)/pool
+	$(BIN)/python -m jobs.after jobs/configs/demo_after.yaml pool_dir=$(DEMO_DIR)/pool output_dir=$(DEMO_DIR)/run
 
 test: $(STAMP)
 	$(BIN)/ruff check .

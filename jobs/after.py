@@ -15,12 +15,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.model import ModelConfig
-from ser_models.training.tapt_config import TaptConfig
-
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.config import field, parse_job_args, to_yaml
+from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.tapt_config import TaptConfig
 
 
 @dataclass
@@ -49,10 +48,15 @@ def main(argv: list[str] | None = None):
     write_bytes_atomic(f"{cfg.output_dir}/config.yaml", to_yaml(cfg).encode())
     pool = Pool.open(cfg.pool_dir)
     if cfg.tapt_enabled:
-        from ser_models.training.tapt import run_tapt
+        from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
+        from ser_models.training.tapt_config import TaptJobConfig
 
-        cfg.model.encoder.checkpoint = str(run_tapt(pool, cfg.model.encoder, cfg.tapt, cfg.scaling,
-                                                    f"{cfg.output_dir}/tapt"))
+        tapt_job = TaptJobConfig(pool_dir=cfg.pool_dir, output_dir=f"{cfg.output_dir}/tapt",
+                                 encoder=cfg.model.encoder, tapt=cfg.tapt, scaling=cfg.scaling)
+        # Training split only: TAPT must never see the clips it is evaluated on.
+        tapt = run_tapt(tapt_job, pool.dataset("train", columns=TAPT_COLUMNS))
+        print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
+        cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
     loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active)
     try:
         reports = loop.run()

@@ -12,10 +12,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.model import ModelConfig
-
 from ser_models.config import field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
+from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
 
 

@@ -83,7 +83,7 @@ class FeatureCache:
         return int(meta["num_layers"]), int(meta["hidden_size"])
 
     def build(self, ds, model_cfg, num_layers: int, *, num_actors: int = 1, num_cpus: float = 1.0, batch_size: int = 32,
-              verbose: bool = True) -> None:
+              verbose: bool = True, in_process: bool = False) -> None:
         """Encode every row of ``ds`` (pool rows with audio) once; a no-op when the cache is ready.
 
         Args:
@@ -96,14 +96,23 @@ class FeatureCache:
         reason = cache_supported(model_cfg)
         if reason:
             raise ConfigError(f"the feature cache cannot be used: {reason}")
+        from ray.data import ActorPoolStrategy
+
         from ser_models.config import to_dict
 
         t0 = time.perf_counter()
-        mapped = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"]).map_batches(
-            EncoderPooler, fn_constructor_kwargs={"model_cfg": to_dict(model_cfg), "threads": max(int(num_cpus), 1)},
-            batch_size=batch_size, batch_format="numpy", concurrency=num_actors, num_cpus=num_cpus)
+        source = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"])
+        kwargs = {"model_cfg": to_dict(model_cfg), "threads": max(int(num_cpus), 1)}
+        if in_process:
+            pooler = EncoderPooler(**kwargs)
+            batches = (pooler(b) for b in source.iter_batches(batch_size=batch_size, batch_format="numpy"))
+        else:
+            batches = source.map_batches(
+                EncoderPooler, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="numpy",
+                compute=ActorPoolStrategy(size=num_actors), num_cpus=num_cpus,
+            ).iter_batches(batch_size=None, batch_format="numpy")
         ids, feats = [], []
-        for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in batches:
             ids.extend(batch["utt_id"].tolist())
             feats.extend(batch["features"].tolist())
         order = np.argsort(np.asarray(ids, dtype=str), kind="stable")

@@ -87,14 +87,18 @@ class ActiveLearningLoop:
         model_cfg: ModelConfig (its ``encoder.checkpoint`` is the TAPT encoder when TAPT ran).
         train_cfg / scaling: fine-tuning settings for every round.
         active: the loop's budget, strategy, scorer and oracle.
+        oracle: an ``Oracle`` to use instead of the one ``active.oracle`` names (e.g. labels held outside
+            the pool).
     """
 
     def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings,
-                 active: ActiveConfig, verbose: bool = True):
+                 active: ActiveConfig, oracle=None, verbose: bool = True):
         self.pool = pool
         self.out = Path(output_dir).absolute()
         self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
         self.verbose = verbose
+        self._oracle_override = oracle
+        self.in_process = scaling.backend == "in_process"
         self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
         self.strategy = build_strategy(active.strategy)
         self.labels = list(model_cfg.labels)
@@ -128,6 +132,8 @@ class ActiveLearningLoop:
         return cache
 
     def _oracle(self, r: int):
+        if self._oracle_override is not None:
+            return self._oracle_override
         if self.active.oracle == "file":
             return FileOracle(self.round_dir(r) if r >= 0 else self.out / "rounds" / "initial", self.labels,
                               self.clip_info)
@@ -140,10 +146,10 @@ class ActiveLearningLoop:
         import ray.data
 
         if self.cache is None:
-            feeds = {"train": self.pool.labelled(self.ledger)}
-            for split in ("dev", "test"):
-                feeds[split] = self.pool.dataset(split)
-            return feeds, None
+            if self._dev_test is None:
+                # Read once per run, not once per round: evaluation splits never change.
+                self._dev_test = {s: self.pool.dataset(s).materialize() for s in ("dev", "test")}
+            return {"train": self.pool.labelled(self.ledger), **self._dev_test}, None
         if self._dev_test is None:
             meta = {s: self.pool.metadata(columns=["utt_id", "label"], split=s) for s in ("dev", "test")}
             self._dev_test = {s: ray.data.from_arrow(self.cache.table(
@@ -180,7 +186,8 @@ class ActiveLearningLoop:
             # AFTER's cold start: cluster the (TAPT) encoder's pooled features of the unlabelled pool.
             ds, shape = self._score_input()
             scores = score_dataset(ds, None, self.active.scorer, model_cfg=to_dict(self.model_cfg),
-                                   feature_shape=shape, seed=self.active.seed, verbose=self.verbose)
+                                   feature_shape=shape, seed=self.active.seed, verbose=self.verbose,
+                                   in_process=self.in_process)
             from ser_models.active.config import StrategyConfig
             from ser_models.active.strategies.base import ScoredPool
 
@@ -229,7 +236,7 @@ class ActiveLearningLoop:
             else:
                 ds, shape = self._score_input()
                 scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
-                                       seed=self.active.seed + r, verbose=self.verbose)
+                                       seed=self.active.seed + r, verbose=self.verbose, in_process=self.in_process)
                 scores.save(scores_path)
             seconds["score"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -265,11 +272,9 @@ class ActiveLearningLoop:
         self.log(f"AFTER loop: {len(self.train_ids)} training clips, labelled per round {self.targets}, "
                  f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}")
         if self.cache is not None:
-            import ray.data  # noqa: F401
-
             self.cache.build(self._all_splits(), self.model_cfg, self._num_layers,
                              num_actors=self.active.scorer.num_actors, num_cpus=self.active.scorer.num_cpus,
-                             verbose=self.verbose)
+                             verbose=self.verbose, in_process=self.in_process)
         self.initial()
         reports = []
         for r in range(len(self.targets)):

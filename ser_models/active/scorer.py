@@ -196,7 +196,8 @@ def _unfixed(col) -> np.ndarray:
 
 
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
-                  feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True) -> Scores:
+                  feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True,
+                  in_process: bool = False) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
     Args:
@@ -204,23 +205,30 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
             audio/feature columns are read: labels never reach the scorer.
         checkpoint_dir: the round's model checkpoint (None = fresh model from ``model_cfg``).
         cfg: actor pool size, GPUs, batch sizes, MC samples.
+        in_process: call one :class:`PoolScorer` in this process instead of an actor pool (the loop's
+            ``scaling.backend=in_process``: no actor start-up, for quick local runs).
 
     Returns:
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
     """
+    from ray.data import ActorPoolStrategy
+
     t0 = time.perf_counter()
     columns = SCORE_INPUT_FEATURES if feature_shape is not None else SCORE_INPUT_AUDIO
-    mapped = ds.select_columns(columns).map_batches(
-        PoolScorer,
-        fn_constructor_kwargs=dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-                                   model_cfg=model_cfg, feature_shape=feature_shape, mc_samples=cfg.mc_samples,
-                                   micro_batch_size=cfg.micro_batch_size, max_seconds=cfg.max_seconds,
-                                   threads=max(int(cfg.num_cpus), 1), seed=seed),
-        batch_size=cfg.batch_size, batch_format="numpy", concurrency=cfg.num_actors,
-        num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
-    )
+    kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
+                  feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
+                  max_seconds=cfg.max_seconds, threads=max(int(cfg.num_cpus), 1), seed=seed)
+    if in_process:
+        scorer = PoolScorer(**kwargs)
+        batches = (scorer(b) for b in ds.select_columns(columns).iter_batches(batch_size=cfg.batch_size,
+                                                                              batch_format="numpy"))
+    else:
+        batches = ds.select_columns(columns).map_batches(
+            PoolScorer, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, batch_format="numpy",
+            compute=ActorPoolStrategy(size=cfg.num_actors), num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
+        ).iter_batches(batch_size=None, batch_format="numpy")
     ids, probs, emb, pooled, mc = [], [], [], [], []
-    for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in batches:
         ids.extend(batch["utt_id"].tolist())
         probs.extend(batch["probs"])
         emb.extend(batch["embedding"])

@@ -50,11 +50,15 @@ class ScalingSettings:
     use_gpu: bool = field(False, help="one GPU per worker")
     cpus_per_worker: int = field(1, help="CPUs reserved per worker (also its torch thread count)")
     max_failures: int = field(1, help="worker-group restarts from the last checkpoint before giving up")
+    backend: str = field("ray_train", help="'ray_train' (workers, DDP, fault tolerance) or 'in_process' (the "
+                                           "same fit in the driver: for quick local runs and sweeps of tiny fits)")
 
     def __post_init__(self):
         if self.num_workers < 1:
             raise ConfigError(f"scaling.num_workers must be >= 1, got {self.num_workers}")
         if self.cpus_per_worker < 1:
             raise ConfigError(f"scaling.cpus_per_worker must be >= 1, got {self.cpus_per_worker}")
+        if self.backend not in ("ray_train", "in_process"):
+            raise ConfigError(f"scaling.backend must be 'ray_train' or 'in_process', got {self.backend!r}")
         if self.max_failures < -1:
             raise ConfigError("scaling.max_failures must be >= -1 (-1 = retry forever)")

@@ -76,6 +76,14 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         raise TrainingError("datasets must contain 'train'")
     columns = FEATURE_COLUMNS if feature_shape is not None else AUDIO_COLUMNS
     feeds = {name: ds.select_columns(columns) for name, ds in datasets.items() if ds is not None}
+    if scaling.backend == "in_process":
+        from ser_models.training.in_process import train_in_process
+
+        t0 = time.perf_counter()
+        metrics = train_in_process(model_cfg, train_cfg, feeds, output_dir, class_counts=class_counts,
+                                   feature_shape=feature_shape, init_checkpoint=init_checkpoint,
+                                   threads=scaling.cpus_per_worker, verbose=verbose)
+        return _finish(model_cfg, output_dir, metrics, time.perf_counter() - t0)
     for ds in feeds.values():
         # Progress bars of datasets fed to workers would interleave with the epoch lines.
         ds.context.enable_progress_bars = False
@@ -87,6 +95,12 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
         "threads": scaling.cpus_per_worker,
     }
+    total_cpus = ray.cluster_resources().get("CPU", 0)
+    if scaling.num_workers * scaling.cpus_per_worker >= total_cpus > 0:
+        # Train workers would reserve every CPU and Ray Data could never read the shards: a silent hang.
+        print(f"WARNING: {scaling.num_workers} Ray Train worker(s) x {scaling.cpus_per_worker} CPUs reserve all "
+              f"{total_cpus:g} CPUs of this cluster; Ray Data needs a free CPU to feed them. Lower "
+              "scaling.cpus_per_worker or scaling.num_workers unless the cluster autoscales.")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -113,10 +127,16 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     shutil.rmtree(staging, ignore_errors=True)
     result.checkpoint.to_directory(str(staging))
     metrics = result.return_value or read_json(staging / RESULT_FILE)
-    metrics["train_wall_seconds"] = seconds
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     (staging / MODEL_DIR).rename(ckpt_dir)
     shutil.rmtree(staging, ignore_errors=True)
+    return _finish(model_cfg, output_dir, metrics, seconds)
+
+
+def _finish(model_cfg, output_dir: Path, metrics: dict, seconds: float) -> TrainResult:
+    """Plot, then write metrics.json last (its presence marks the run finished)."""
+    ckpt_dir, metrics_path = output_dir / "checkpoint", output_dir / "metrics.json"
+    metrics["train_wall_seconds"] = seconds
     split = "test" if metrics.get("test") else "dev"
     if metrics.get(split):
         plot_confusion(metrics[split]["confusion"], model_cfg.labels, output_dir / "confusion.png",

@@ -1,0 +1,128 @@
+"""Schemas of task-adaptive pre-training (TAPT): the objective's knobs and the ``jobs.tapt`` config.
+
+No torch imports here: the job parses its config (and ``--help``) without loading a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ser_models.config import field
+from ser_models.encoders.config import EncoderConfig
+from ser_models.exceptions import ConfigError
+from ser_models.training.config import ScalingSettings
+
+#: ``tapt.objective`` values; ``auto`` picks by encoder family (see :data:`OBJECTIVE_BY_FAMILY`).
+OBJECTIVES = ("auto", "contrastive", "masked_prediction")
+#: What each family was pre-trained with, hence what TAPT continues.
+OBJECTIVE_BY_FAMILY = {"wav2vec2": "contrastive", "hubert": "masked_prediction", "wavlm": "masked_prediction"}
+CLUSTER_FEATURES = ("mfcc", "layer")
+
+
+@dataclass
+class TaptConfig:
+    """How to continue self-supervised pre-training of the encoder on the pool's training audio.
+
+    ``mask_time_prob``, ``mask_time_length`` and ``num_negatives`` default to the encoder's HF config
+    (``null``). The published models were *pre-trained* with ``mask_time_prob`` 0.65 / length 10 while their
+    configs carry the fine-tuning value 0.05; set 0.65 to reproduce pre-training-strength masking.
+    """
+
+    objective: str = field("auto", help="auto (contrastive for wav2vec2, masked_prediction for hubert/wavlm) "
+                           "| contrastive | masked_prediction")
+    epochs: int = field(5, help="passes over the training clips")
+    batch_size: int = field(8, help="clips per batch per worker")
+    lr: float = field(5e-5, help="peak AdamW learning rate")
+    weight_decay: float = field(0.01, help="AdamW weight decay")
+    warmup_ratio: float = field(0.1, help="tri-stage schedule: fraction of steps warming up")
+    hold_ratio: float = field(0.4, help="tri-stage schedule: fraction of steps at the peak rate")
+    grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
+    max_crop_seconds: float = field(8.0, help="longer clips are randomly cropped to this many seconds each epoch")
+    mask_time_prob: float | None = field(None, help="fraction of frames that start a masked span "
+                                         "(null = the encoder config's mask_time_prob)")
+    mask_time_length: int | None = field(None, help="masked span length in frames (null = from the encoder config)")
+    num_negatives: int | None = field(None, help="contrastive distractors per masked frame (null = from config)")
+    diversity_loss_weight: float = field(0.1, help="weight of the codebook diversity loss (contrastive only)")
+    gumbel_temperature_start: float = field(2.0, help="Gumbel-softmax temperature of the quantizer at step 0")
+    gumbel_temperature_end: float = field(0.5, help="floor of the quantizer temperature")
+    gumbel_temperature_decay: float = field(0.999995, help="per-step multiplicative temperature decay")
+    num_clusters: int = field(100, help="k-means K of masked-prediction targets (HuBERT used 100 on MFCC)")
+    cluster_features: str = field("mfcc", help="k-means input: mfcc (first iteration) | layer (an encoder layer)")
+    cluster_layer: int = field(6, help="hidden-state index clustered when cluster_features=layer "
+                               "(0 = CNN projection, i = transformer layer i)")
+    kmeans_max_clips: int = field(1000, help="training clips whose frames k-means is fitted on")
+    kmeans_iterations: int = field(20, help="k-means iterations")
+    proj_dim: int = field(256, help="masked prediction: projection width of the cluster-embedding head")
+    freeze_feature_encoder: bool = field(True, help="keep the CNN feature encoder fixed (as in fine-tuning)")
+    seed: int = field(0, help="seed of crops, masks, negatives, k-means and head init")
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"tapt.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.cluster_features not in CLUSTER_FEATURES:
+            raise ConfigError(f"tapt.cluster_features must be one of {CLUSTER_FEATURES}, got "
+                              f"{self.cluster_features!r}")
+        for key in ("epochs", "batch_size", "kmeans_max_clips", "kmeans_iterations", "proj_dim"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"tapt.{key} must be >= 1, got {getattr(self, key)}")
+        if self.num_clusters < 2:
+            raise ConfigError(f"tapt.num_clusters must be >= 2, got {self.num_clusters}")
+        if self.lr <= 0:
+            raise ConfigError(f"tapt.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.diversity_loss_weight < 0:
+            raise ConfigError("tapt.weight_decay, tapt.grad_clip and tapt.diversity_loss_weight must be >= 0")
+        if min(self.warmup_ratio, self.hold_ratio) < 0 or self.warmup_ratio + self.hold_ratio > 1:
+            raise ConfigError("tapt.warmup_ratio and tapt.hold_ratio must be >= 0 and sum to <= 1, got "
+                              f"{self.warmup_ratio} and {self.hold_ratio}")
+        if self.max_crop_seconds <= 0:
+            raise ConfigError(f"tapt.max_crop_seconds must be > 0, got {self.max_crop_seconds}")
+        if self.mask_time_prob is not None and not 0 < self.mask_time_prob <= 1:
+            raise ConfigError(f"tapt.mask_time_prob must be in (0, 1] or null, got {self.mask_time_prob}")
+        if self.mask_time_length is not None and self.mask_time_length < 1:
+            raise ConfigError(f"tapt.mask_time_length must be >= 1 or null, got {self.mask_time_length}")
+        if self.num_negatives is not None and self.num_negatives < 1:
+            raise ConfigError(f"tapt.num_negatives must be >= 1 or null, got {self.num_negatives}")
+        if not 0 < self.gumbel_temperature_end <= self.gumbel_temperature_start:
+            raise ConfigError("tapt.gumbel_temperature_end must be > 0 and <= tapt.gumbel_temperature_start")
+        if not 0 < self.gumbel_temperature_decay <= 1:
+            raise ConfigError(f"tapt.gumbel_temperature_decay must be in (0, 1], got {self.gumbel_temperature_decay}")
+        if self.cluster_layer < 0:
+            raise ConfigError(f"tapt.cluster_layer must be >= 0, got {self.cluster_layer}")
+
+    def resolve_objective(self, family: str) -> str:
+        """The objective to run for an encoder ``family`` (``auto`` resolved).
+
+        Raises:
+            ConfigError: ``masked_prediction`` is fine for any family; ``contrastive`` needs wav2vec2's
+                quantizer, which HuBERT and WavLM checkpoints do not have.
+        """
+        if self.objective == "auto":
+            if family not in OBJECTIVE_BY_FAMILY:
+                raise ConfigError(f"tapt.objective=auto: unknown encoder family {family!r}")
+            return OBJECTIVE_BY_FAMILY[family]
+        if self.objective == "contrastive" and family != "wav2vec2":
+            raise ConfigError(f"tapt.objective=contrastive needs a wav2vec2 encoder (it has the quantizer); "
+                              f"this encoder is {family}: use masked_prediction or auto")
+        return self.objective
+
+
+@dataclass
+class TaptJobConfig:
+    """Config of ``python -m jobs.tapt``: which pool, which encoder, how to pre-train, where to write."""
+
+    pool_dir: str = field("???", help="prepared pool folder (written by jobs.prepare_pool); required")
+    output_dir: str = field("???", help="where encoder/encoder.safetensors, tapt_metrics.json and the loss "
+                            "curve go; rerunning with the same folder resumes or reuses the run")
+    split: str = field("train", help="pool split pre-trained on; only 'train' is allowed")
+    encoder: EncoderConfig = field(default_factory=EncoderConfig, help="the encoder to adapt")
+    tapt: TaptConfig = field(default_factory=TaptConfig, help="objective and optimisation")
+    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+
+    def __post_init__(self) -> None:
+        for key in ("pool_dir", "output_dir"):
+            if not getattr(self, key) or getattr(self, key) == "???":
+                raise ConfigError(f"{key} is required")
+        if self.split != "train":
+            raise ConfigError(f"split must be 'train', got {self.split!r}: TAPT must never see dev or test "
+                              "audio, or the encoder adapts to the very clips it is later evaluated on and "
+                              "the reported accuracy is optimistic")

@@ -1,0 +1,186 @@
+"""The AFTER loop end to end on a real prepared pool with the in-process backend (Ray Data still reads the
+pool): artifacts, resume after SIGKILL, no label leakage, the human file-oracle round trip, the feature cache.
+The Ray Train path of the loop runs in tests/jobs/test_after_job.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from ser_models.active.loop import ActiveLearningLoop
+from ser_models.active.oracles import SimulatedOracle
+from ser_models.config import load_config
+from ser_models.data import LabelLedger, Pool, PoolConfig, prepare_pool
+from ser_models.exceptions import LabellingPending
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+OVERRIDES = [
+    "tapt_enabled=false", "scaling.backend=in_process",
+    "model.encoder.normalize_waveform=false", "model.adapter.r=4", "model.adapter.alpha=8", "model.head_hidden=16",
+    "train.epochs=2", "train.batch_size=8", "train.max_crop_seconds=1.0", "train.early_stopping_patience=0",
+    "active.budget_fractions=[0.25,0.5,0.75]", "active.initial=cluster_cold_start",
+]
+
+
+def _job_cfg(pool_dir, out, extra=()):
+    from jobs.after import AfterJobConfig
+
+    return load_config(AfterJobConfig, None, [f"pool_dir={pool_dir}", f"output_dir={out}", *OVERRIDES, *extra])
+
+
+def _loop(cfg, oracle=None):
+    return ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
+                              cfg.active, oracle=oracle, verbose=False)
+
+
+def _ledger_rows(out):
+    df = LabelLedger(Path(out) / "labels" / "ledger.parquet").labelled()
+    return sorted(zip(df["utt_id"], df["label"], df["round"].astype(int)))
+
+
+@pytest.fixture(scope="module")
+def reference_run(demo_pool, tmp_path_factory):
+    """One uninterrupted run; other tests compare against it."""
+    out = tmp_path_factory.mktemp("after_ref")
+    cfg = _job_cfg(demo_pool.pool_dir, out)
+    reports = _loop(cfg).run()
+    return out, reports
+
+
+def test_loop_writes_rounds_ledger_and_report(reference_run, demo_pool):
+    out, reports = reference_run
+    train_n = len(Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id"], split="train"))
+    assert [r.labelled for r in reports] == [round(f * train_n) for f in (0.25, 0.5, 0.75)]
+    rows = _ledger_rows(out)
+    ids = [r[0] for r in rows]
+    assert len(ids) == len(set(ids)) == reports[-1].labelled  # nothing lost, nothing duplicated
+    assert sorted({r[2] for r in rows}) == [0, 1, 2]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["round"] for x in lines] == [0, 1, 2]
+    first = json.loads(lines[0])
+    assert set(first["seconds"]) == {"train", "score", "select", "label"}
+    assert 0 <= first["test"]["ua"] <= 1 and first["dev"]["n"] > 0
+    for r in range(3):
+        assert (out / "rounds" / f"round={r:03d}" / "train" / "checkpoint" / "model.safetensors").exists()
+        assert (out / "report" / f"confusion_round={r:03d}.png").exists()
+    assert (out / "rounds" / "round=000" / "scores.parquet").exists()
+    assert not (out / "rounds" / "round=002" / "selection.parquet").exists()  # budget spent: no selection
+    # the selection of round r is exactly what the ledger stamped r + 1
+    sel = pq.read_table(out / "rounds" / "round=000" / "selection.parquet")["utt_id"].to_pylist()
+    assert sorted(sel) == sorted(u for u, _, rnd in rows if rnd == 1)
+    assert (out / "report" / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_of_finished_run_changes_nothing(reference_run, demo_pool):
+    out, _ = reference_run
+    before = _ledger_rows(out)
+    mtime = (out / "labels" / "ledger.parquet").stat().st_mtime_ns
+    t0 = time.perf_counter()
+    reports = _loop(_job_cfg(demo_pool.pool_dir, out)).run()
+    assert time.perf_counter() - t0 < 60
+    assert _ledger_rows(out) == before
+    assert (out / "labels" / "ledger.parquet").stat().st_mtime_ns == mtime
+    assert len(reports) == 3
+
+
+def test_sigkill_mid_round_then_resume_gives_the_same_ledger(reference_run, demo_pool, tmp_path):
+    ref_out, _ = reference_run
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "jobs.after", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", *OVERRIDES]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    # Kill inside round 1: after its first training epoch was checkpointed, before the round finished.
+    marker = out / "rounds" / "round=001" / "train" / "in_process" / "fit_state.pt"
+    deadline = time.time() + 300
+    try:
+        while not marker.exists():
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "timed out waiting for round 1"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait()
+    assert not (out / "rounds" / "round=001" / "metrics.json").exists()
+    _loop(_job_cfg(demo_pool.pool_dir, out)).run()
+    assert _ledger_rows(out) == _ledger_rows(ref_out)
+
+
+def test_training_and_scoring_never_read_pool_labels(demo_pool, tmp_path):
+    """Every training clip's label in the pool is replaced by 'LEAKED' (not a model label): if any training
+    or scoring code read it, fitting would fail on the unknown label. Labels come only from the oracle."""
+    manifest = pd.read_csv(demo_pool.manifest)
+    truth = dict(zip(manifest.loc[manifest.split == "train", "utt_id"], manifest.loc[manifest.split == "train",
+                                                                                     "label"]))
+    manifest.loc[manifest.split == "train", "label"] = "LEAKED"
+    manifest["path"] = [str(Path(demo_pool.corpus_dir) / p) for p in manifest["path"]]
+    poisoned = tmp_path / "poisoned.csv"
+    manifest.to_csv(poisoned, index=False)
+    prepare_pool(PoolConfig(manifest=str(poisoned), output_dir=str(tmp_path / "pool"), labels=[]))
+    cfg = _job_cfg(tmp_path / "pool", tmp_path / "run", ["active.budget_fractions=[0.25,0.5]"])
+    reports = _loop(cfg, oracle=SimulatedOracle(truth)).run()
+    assert len(reports) == 2
+    assert set(LabelLedger(tmp_path / "run" / "labels" / "ledger.parquet").labels().values()) <= set(truth.values())
+
+
+def test_file_oracle_round_trip(demo_pool, tmp_path):
+    truth = pd.read_csv(demo_pool.manifest).set_index("utt_id")["label"].to_dict()
+    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, ["active.oracle=file", "active.budget_fractions=[0.25,0.5]",
+                                                  "active.initial=random"])
+
+    def fill(csv):
+        df = pd.read_csv(csv)
+        assert list(df.columns[:3]) == ["utt_id", "path", "duration"] and df["label"].isna().all()
+        df["label"] = df["utt_id"].map(truth)
+        df.to_csv(csv, index=False)
+
+    with pytest.raises(LabellingPending, match="to_label.csv"):
+        _loop(cfg).run()
+    fill(tmp_path / "rounds" / "initial" / "to_label.csv")
+    with pytest.raises(LabellingPending):
+        _loop(cfg).run()  # imports the initial labels, trains round 0, asks for round 1's clips
+    assert (tmp_path / "rounds" / "round=000" / "train" / "metrics.json").exists()
+    fill(tmp_path / "rounds" / "round=000" / "to_label.csv")
+    reports = _loop(cfg).run()
+    assert [r.round for r in reports] == [0, 1]
+    df = LabelLedger(tmp_path / "labels" / "ledger.parquet").labelled()
+    assert set(df["oracle"]) == {"file"} and len(df) == reports[-1].labelled
+
+
+def test_frozen_encoder_cache_encodes_once(demo_pool, tmp_path):
+    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, ["model.adapter.kind=frozen", "model.pooling=mean",
+                                                  "active.budget_fractions=[0.25,0.5]"])
+    loop = _loop(cfg)
+    assert loop.cache is not None
+    reports = loop.run()
+    assert len(reports) == 2
+    cache_file = next(tmp_path.glob("feature_cache/*/features.parquet"))
+    n_all = len(Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id"]))
+    assert pq.read_metadata(cache_file).num_rows == n_all
+    mtime = cache_file.stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "rounds" / "round=001")  # redo the last round: it must not re-encode
+    _loop(cfg).run()
+    assert cache_file.stat().st_mtime_ns == mtime
+
+
+def test_budget_larger_than_pool_is_a_config_error(demo_pool, tmp_path):
+    from ser_models.exceptions import ConfigError
+
+    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, ["active.budget_fractions=[]", "active.initial_size=5",
+                                                  "active.query_size=1000", "active.rounds=3"])
+    with pytest.raises(ConfigError, match="budget"):
+        _loop(cfg)
+
+

@@ -1,0 +1,222 @@
+"""Fine-tuning with Ray Train on the session's demo pool: artifacts, reload, DDP, resume after a killed driver.
+
+Every Ray Train start costs 20-40 s on the 2-core test machine, so each case is one run (the resume case is
+one killed run plus one resumed run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from ser_models.config import to_dict
+from ser_models.exceptions import TrainingError
+from ser_models.model import EmotionModel
+from ser_models.testing import tiny_model_config
+from ser_models.training import ScalingSettings, TrainConfig, evaluate, train_model
+from ser_models.training.batching import AUDIO_COLUMNS, collect_clips
+from ser_models.training.loop import STATE_FILE
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+LABELS = ["neutral", "happy", "angry", "sad"]
+SCORES = ("wa", "ua", "macro_f1", "confusion", "n")
+
+
+def model_config(labels=LABELS):
+    # The smoke config's model (jobs/configs/finetune_smoke.yaml).
+    return tiny_model_config(labels=labels, normalize_waveform=False, r=4, alpha=8, head_hidden=16)
+
+
+def train_config(epochs: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=8, max_crop_seconds=1.5, early_stopping_patience=0)
+
+
+def pool_inputs(demo_pool) -> tuple[dict, list[int]]:
+    """Ray Datasets of the three splits and the per-class training counts (what jobs.finetune passes)."""
+    pool = demo_pool.open()
+    labels = pool.metadata(columns=["label"], split="train")["label"]
+    counts = [int((labels == name).sum()) for name in LABELS]
+    return {split: pool.dataset(split) for split in ("train", "dev", "test")}, counts
+
+
+_KILLED_RUN = """
+import json, sys
+import ray
+from ser_models.config import from_dict
+from ser_models.data import Pool
+from ser_models.model import ModelConfig
+from ser_models.training import ScalingSettings, TrainConfig, train_model
+
+spec = json.loads(sys.argv[1])
+ray.init(address=spec["address"], logging_level="WARNING")
+pool = Pool.open(spec["pool_dir"])
+datasets = {split: pool.dataset(split) for split in ("train", "dev", "test")}
+train_model(from_dict(ModelConfig, spec["model"]), from_dict(TrainConfig, spec["train"]),
+            ScalingSettings(max_failures=0), datasets, spec["output_dir"], class_counts=spec["counts"])
+"""
+EPOCHS = 3
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint folder Ray Train V2 resumes from (its checkpoint manager's snapshot names it)."""
+    snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    return run_dir / snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+
+
+def kill_after_first_checkpoint(ray_local, demo_pool, out: Path, counts: list[int]) -> None:
+    """Start ``train_model`` in a separate driver process and SIGKILL it once an epoch is checkpointed."""
+    snapshot = out / "ray_train" / "finetune" / "checkpoint_manager_snapshot.json"
+    spec = {"address": ray_local.get_runtime_context().gcs_address, "pool_dir": str(demo_pool.pool_dir),
+            "output_dir": str(out), "counts": counts, "model": to_dict(model_config()),
+            "train": to_dict(train_config(EPOCHS))}
+    # The driver joins this session's Ray (a second local Ray would cost another start-up) in its own
+    # process group, so that the kill reaches it and nothing else; Ray cleans up what the dead driver owned.
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(spec)], cwd=REPO,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not snapshot.exists():  # written once Ray Train has registered an epoch's checkpoint
+            if proc.poll() is not None:
+                pytest.fail(f"training driver exited early ({proc.returncode}):\n{proc.stdout.read().decode()}")
+            if time.monotonic() > deadline:
+                pytest.fail("the training driver wrote no checkpoint in 300 s")
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(ray_local, demo_pool, tmp_path_factory):
+    """One-worker fine-tuning for EPOCHS epochs whose first driver was killed after its first checkpoint,
+    then rerun to completion in this process. Returns what the artifact and resume tests need."""
+    datasets, counts = pool_inputs(demo_pool)
+    out = tmp_path_factory.mktemp("ft_resumed")
+    kill_after_first_checkpoint(ray_local, demo_pool, out, counts)
+    run_dir = out / "ray_train" / "finetune"
+    killed_state = torch.load(latest_checkpoint(run_dir) / STATE_FILE, weights_only=False)["state"]
+    metrics_after_kill = (out / "metrics.json").exists()
+
+    logs = io.StringIO()
+    # Worker prints reach this driver through Ray's log forwarding thread, which writes to sys.stdout.
+    with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
+        result = train_model(model_config(), train_config(EPOCHS), ScalingSettings(max_failures=0), datasets,
+                             out, class_counts=counts)
+        deadline = time.monotonic() + 10
+        while "resuming after epoch" not in logs.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return SimpleNamespace(result=result, out=out, run_dir=run_dir, killed_state=killed_state,
+                           metrics_after_kill=metrics_after_kill, logs=logs.getvalue(), counts=counts)
+
+
+def test_rerun_after_killed_driver_resumes_from_last_checkpoint(resumed_run):
+    done = resumed_run.killed_state.epoch
+    assert 1 <= done < EPOCHS, f"the killed run got to epoch {done} of {EPOCHS}: nothing left to resume"
+    assert not resumed_run.metrics_after_kill
+    history = resumed_run.result.metrics["history"]
+    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+    # The finished epochs come from the checkpoint, wall-clock timings included: they were not rerun.
+    assert history[:done] == resumed_run.killed_state.history[:done]
+    assert history[0]["train_loss"] == resumed_run.killed_state.history[0]["train_loss"]
+    assert f"resuming after epoch {done}" in resumed_run.logs
+
+
+def test_finished_run_writes_every_artifact(resumed_run, demo_pool):
+    result, out = resumed_run.result, resumed_run.out
+    assert result.checkpoint_dir == out / "checkpoint"
+    assert (out / "checkpoint" / "model.json").is_file() and (out / "checkpoint" / "model.safetensors").is_file()
+    assert (out / "confusion.png").stat().st_size > 1000
+    assert not (out / ".checkpoint.staging").exists()
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert len(metrics["history"]) == EPOCHS
+    for h in metrics["history"]:
+        assert math.isfinite(h["train_loss"]) and h["train_loss"] > 0 and 0 <= h["dev_ua"] <= 1
+    best = metrics["history"][metrics["best_epoch"] - 1]["dev_ua"]
+    assert metrics["best_dev_ua"] == pytest.approx(best) == max(h["dev_ua"] for h in metrics["history"])
+    splits = demo_pool.summary.splits
+    for split in ("dev", "test"):
+        scores = metrics[split]
+        assert set(SCORES) <= set(scores) and scores["n"] == splits[split]["clips"]
+        confusion = np.asarray(scores["confusion"])
+        assert confusion.shape == (4, 4) and confusion.sum() == scores["n"]
+        assert scores["wa"] == pytest.approx(np.trace(confusion) / scores["n"])
+    # The kept model is the best epoch's: its dev UA is the one the history recorded for that epoch.
+    assert metrics["dev"]["ua"] == pytest.approx(best)
+
+
+def test_checkpoint_holds_the_best_weights_and_reproduces_test_metrics(resumed_run, demo_pool):
+    result = resumed_run.result
+    model = EmotionModel.load_checkpoint(result.checkpoint_dir)
+    assert model.cfg.labels == LABELS
+    final = torch.load(latest_checkpoint(resumed_run.run_dir) / STATE_FILE, weights_only=False)
+    assert final["state"].best_epoch == result.metrics["best_epoch"]
+    reloaded = model.trainable_state_dict()
+    assert sorted(reloaded) == sorted(final["state"].best_weights)
+    for name, weight in final["state"].best_weights.items():
+        torch.testing.assert_close(reloaded[name], weight, rtol=0, atol=0)
+    torch.manual_seed(train_config(EPOCHS).seed)  # the worker's initialisation
+    untrained = EmotionModel(model_config()).trainable_state_dict()
+    assert any(not torch.equal(untrained[n], reloaded[n]) for n in reloaded), "checkpoint holds untrained weights"
+
+    # Test clips read on the driver (pyarrow, no Ray Data job), in the worker's order.
+    rows = demo_pool.open().metadata(columns=AUDIO_COLUMNS, split="test")
+    batch = {c: rows[c].to_numpy() for c in AUDIO_COLUMNS}
+    clips = collect_clips([batch], LABELS).sorted_by_id()
+    scores = evaluate(model, clips, train_config(EPOCHS), torch.device("cpu"))
+    assert scores["n"] == result.metrics["test"]["n"]
+    assert scores["ua"] == result.metrics["test"]["ua"]
+    assert scores["confusion"] == result.metrics["test"]["confusion"]
+
+
+def test_second_call_reuses_the_finished_run(resumed_run, demo_pool, capsys):
+    datasets, counts = pool_inputs(demo_pool)
+    t0 = time.perf_counter()
+    again = train_model(model_config(), train_config(EPOCHS), ScalingSettings(), datasets, resumed_run.out,
+                        class_counts=counts)
+    assert time.perf_counter() - t0 < 5  # no Ray Train start-up
+    assert again.resumed and again.seconds == 0.0
+    assert again.metrics == json.loads((resumed_run.out / "metrics.json").read_text())
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_two_workers_ddp_on_cpu(demo_pool, tmp_path):
+    # gloo DDP over 2 CPU workers; both must agree on the number of steps (all_reduce_min) or one hangs.
+    datasets, counts = pool_inputs(demo_pool)
+    result = train_model(model_config(), train_config(1), ScalingSettings(num_workers=2, cpus_per_worker=1,
+                                                                          max_failures=0),
+                         datasets, tmp_path, class_counts=counts)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1]
+    assert math.isfinite(metrics["history"][0]["train_loss"])
+    # Rank 0 evaluates the whole dev and test splits, not a shard of them.
+    assert metrics["test"]["n"] == demo_pool.summary.splits["test"]["clips"]
+    assert metrics["dev"]["n"] == demo_pool.summary.splits["dev"]["clips"]
+    assert (result.checkpoint_dir / "model.safetensors").is_file()
+
+
+
+
+def test_label_outside_model_labels_names_clip_and_label(demo_pool, tmp_path):
+    datasets, _ = pool_inputs(demo_pool)
+    with pytest.raises(TrainingError, match=r"clip '[^']+' has label 'sad', not in model.labels"):
+        train_model(model_config(labels=["neutral", "happy", "angry"]), train_config(1),
+                    ScalingSettings(max_failures=0), datasets, tmp_path)
+    assert not (tmp_path / "metrics.json").exists()
