@@ -9,7 +9,6 @@ selects the same clips). With ``active.oracle=file`` the job stops after writing
 and rerun the same command.
 """
 
-from __future__ import annotations
 
 import sys
 import time

@@ -6,7 +6,6 @@
 Rerunning with the same ``output_dir`` resumes an interrupted run, or reuses a finished one.
 """
 
-from __future__ import annotations
 
 import sys
 import time

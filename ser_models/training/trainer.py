@@ -87,6 +87,10 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     for ds in feeds.values():
         # Progress bars of datasets fed to workers would interleave with the epoch lines.
         ds.context.enable_progress_bars = False
+    # Read on the driver, before the workers reserve their CPUs: when num_workers * cpus_per_worker takes
+    # every CPU (2 workers on 2 CPUs), reads started by the workers wait for a free CPU forever (a silent
+    # hang). Workers hold their whole shard in memory anyway (batching.ClipSet); this adds object-store use.
+    feeds = {name: ds.materialize() for name, ds in feeds.items()}
     loop_config = {
         "model": to_dict(model_cfg),
         "train": to_dict(train_cfg),
@@ -95,12 +99,6 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
         "threads": scaling.cpus_per_worker,
     }
-    total_cpus = ray.cluster_resources().get("CPU", 0)
-    if scaling.num_workers * scaling.cpus_per_worker >= total_cpus > 0:
-        # Train workers would reserve every CPU and Ray Data could never read the shards: a silent hang.
-        print(f"WARNING: {scaling.num_workers} Ray Train worker(s) x {scaling.cpus_per_worker} CPUs reserve all "
-              f"{total_cpus:g} CPUs of this cluster; Ray Data needs a free CPU to feed them. Lower "
-              "scaling.cpus_per_worker or scaling.num_workers unless the cluster autoscales.")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,

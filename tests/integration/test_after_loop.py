@@ -99,7 +99,11 @@ def test_sigkill_mid_round_then_resume_gives_the_same_ledger(reference_run, demo
     ref_out, _ = reference_run
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "jobs.after", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", *OVERRIDES]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    import ray
+
+    # The driver joins the session's Ray cluster, as a job on a real cluster would: killing it must not
+    # take the cluster down, and a fresh driver picks the run up.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     # Kill inside round 1: after its first training epoch was checkpointed, before the round finished.
@@ -111,7 +115,7 @@ def test_sigkill_mid_round_then_resume_gives_the_same_ledger(reference_run, demo
             assert time.time() < deadline, "timed out waiting for round 1"
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver, mid-round
         proc.wait()
     assert not (out / "rounds" / "round=001" / "metrics.json").exists()
     _loop(_job_cfg(demo_pool.pool_dir, out)).run()

@@ -1,0 +1,58 @@
+"""Smoke run of ``python -m jobs.finetune`` on its smoke config over the session's demo pool."""
+
+from __future__ import annotations
+
+import json
+import re
+import runpy
+import sys
+
+import pytest
+
+from ser_models.exceptions import ConfigError
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+CONFIG = "jobs/configs/finetune_smoke.yaml"
+
+
+def run_job(monkeypatch, *args: str):
+    monkeypatch.setattr(sys, "argv", ["jobs.finetune", *args])
+    return runpy.run_module("jobs.finetune", run_name="__main__")
+
+
+def test_finetune_smoke_config_end_to_end(ray_local, demo_pool, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ft"
+    run_job(monkeypatch, CONFIG, f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}")
+    printed = capsys.readouterr().out
+
+    for name in ("checkpoint/model.json", "checkpoint/model.safetensors", "metrics.json", "confusion.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]  # train.epochs in the smoke config
+    splits = demo_pool.summary.splits
+    assert metrics["dev"]["n"] == splits["dev"]["clips"] and metrics["test"]["n"] == splits["test"]["clips"]
+
+    # The class counts line and the resolved config come first, the score table last.
+    train_n = int(splits["train"]["clips"])
+    assert re.search(rf"{train_n} training clips, per class neutral=\d+, happy=\d+, angry=\d+, sad=\d+", printed)
+    assert f"output_dir: {out}" in printed and "epochs: 2" in printed
+    header = re.search(r"split\s+WA\s+UA\s+F1\s+n\n", printed)
+    assert header, printed
+    for split in ("dev", "test"):
+        s = metrics[split]
+        row = rf"{split}\s+{s['wa']:.3f}\s+{s['ua']:.3f}\s+{s['macro_f1']:.3f}\s+{s['n']}\n"
+        assert re.search(row, printed[header.end():]), (split, printed)
+    assert f"best epoch {metrics['best_epoch']}; checkpoint {out / 'checkpoint'}" in printed
+
+
+def test_unknown_override_is_rejected_before_any_ray_work(tmp_path, monkeypatch):
+    import ray
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("ray.init was called before the config was validated")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    with pytest.raises(ConfigError, match=r"train\.epochz"):
+        run_job(monkeypatch, CONFIG, f"pool_dir={tmp_path}", f"output_dir={tmp_path / 'ft'}", "train.epochz=3")
+    assert not (tmp_path / "ft").exists()
