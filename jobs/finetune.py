@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     ray.init(ignore_reinit_error=True)  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     pool = Pool.open(cfg.pool_dir)
+    pool.check_labels(cfg.model.labels, (cfg.train_split, cfg.dev_split, cfg.test_split))
     labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]
     counts = [int((labels == name).sum()) for name in cfg.model.labels]
     print(f"pool {cfg.pool_dir}: {len(labels)} training clips, per class "

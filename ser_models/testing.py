@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
 from ser_models.adapters import AdapterConfig
@@ -55,3 +58,69 @@ def random_waveforms(batch: int = 2, seconds: float = 0.5, seed: int = 0,
     wavs = wavs + 0.05 * torch.randn(batch, n, generator=gen)
     wavs = wavs * (torch.arange(n)[None, :] < lengths[:, None])
     return wavs.float(), lengths
+
+
+# ---------------------------------------------------------------------------------- demo pools
+#: Clips in the demo corpus: enough for speaker-disjoint train/dev/test with all 4 emotions in each split.
+DEMO_N = 48
+#: Corpus seed (same arguments give byte-identical audio).
+DEMO_SEED = 0
+#: The emotions of the synthetic corpus, in the order the smoke configs use as ``model.labels``.
+DEMO_LABELS = ("neutral", "happy", "angry", "sad")
+
+
+@dataclass(frozen=True)
+class DemoPool:
+    """Where the session's demo corpus and prepared pool live.
+
+    Attributes:
+        corpus_dir: generated corpus (``audio/``, ``manifest.csv``, ``clip_info.csv``).
+        manifest: ``corpus_dir / "manifest.csv"``.
+        pool_dir: the prepared pool (``data/``, ``summary.json``, ``quarantine.parquet``, ``config.yaml``).
+        summary: what :func:`ser_models.data.prepare_pool` reported.
+        labels: the label set the pool was validated against.
+    """
+
+    corpus_dir: Path
+    manifest: Path
+    pool_dir: Path
+    summary: object  # ser_models.data.PoolSummary
+    labels: tuple[str, ...] = DEMO_LABELS
+
+    def open(self):
+        """The prepared ``ser_models.data.Pool`` (cheap: reads ``summary.json`` only)."""
+        from ser_models.data import Pool
+
+        return Pool.open(self.pool_dir)
+
+
+_DEMO_POOLS: dict[Path, DemoPool] = {}
+
+
+def build_demo_pool(root: str | Path, n: int = DEMO_N, seed: int = DEMO_SEED) -> DemoPool:
+    """Generate ``n`` synthetic clips under ``root/corpus`` and prepare them into ``root/pool``.
+
+    Needs a running Ray (``prepare_pool`` is a Ray Data job). Memoised per ``root``: a second call returns
+    the first result without touching the disk.
+
+    Args:
+        root: an empty folder (e.g. from ``tmp_path_factory``).
+        n: clips in the corpus (>= 12).
+        seed: corpus seed.
+    """
+    from ser_models.data import PoolConfig, generate_corpus, prepare_pool
+
+    root = Path(root)
+    if root in _DEMO_POOLS:
+        return _DEMO_POOLS[root]
+    corpus = root / "corpus"
+    generate_corpus(corpus, n=n, seed=seed)
+    # Same storage settings as jobs/configs/prepare_pool_smoke.yaml, so the tests exercise what users run.
+    cfg = PoolConfig(manifest=str(corpus / "manifest.csv"), output_dir=str(root / "pool"),
+                     labels=list(DEMO_LABELS), max_duration=8.0, audio_format="flac", batch_size=8,
+                     num_workers=1)
+    summary = prepare_pool(cfg)
+    if summary.quarantined or set(summary.splits) != {"train", "dev", "test"}:
+        raise RuntimeError(f"demo pool build is not what the tests assume: {summary.table()}")
+    _DEMO_POOLS[root] = DemoPool(corpus, corpus / "manifest.csv", root / "pool", summary)
+    return _DEMO_POOLS[root]

@@ -30,6 +30,18 @@ def ray_local():
     # left running until interpreter exit: several test modules share it
 
 
+@pytest.fixture(scope="session")
+def demo_pool(ray_local, tmp_path_factory):
+    """The session's 48-clip demo corpus (seed 0) and its prepared pool (FLAC, all clips kept), built once.
+
+    Splits are speaker-disjoint train/dev/test, each holding all four emotions. Read-only for tests: write
+    outputs under your own ``tmp_path``. See ``ser_models.testing.build_demo_pool``.
+    """
+    from ser_models.testing import build_demo_pool
+
+    return build_demo_pool(tmp_path_factory.mktemp("demo_pool"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     try:
         import ray

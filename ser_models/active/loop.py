@@ -102,6 +102,8 @@ class ActiveLearningLoop:
         self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
         self.strategy = build_strategy(active.strategy)
         self.labels = list(model_cfg.labels)
+        # Evaluation labels come from the pool; training labels only ever from the ledger.
+        pool.check_labels(self.labels, ("dev", "test"))
         meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train")
         self.train_ids = sorted(meta["utt_id"].astype(str))
         self.clip_info = meta

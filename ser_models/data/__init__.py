@@ -13,9 +13,10 @@ from ser_models.data.ledger import LabelLedger
 from ser_models.data.manifest import MANIFEST_COLUMNS, SPLITS, read_manifest
 from ser_models.data.pool import POOL_COLUMNS, POOL_SCHEMA, Pool
 from ser_models.data.prepare import PoolSummary, prepare_pool
-from ser_models.data.synth import generate_corpus
+from ser_models.data.synth import EMOTIONS, generate_corpus, write_bad_clips
 
 __all__ = [
+    "EMOTIONS",
     "MANIFEST_COLUMNS",
     "POOL_COLUMNS",
     "POOL_SAMPLE_RATE",
@@ -34,4 +35,5 @@ __all__ = [
     "prepare_pool",
     "read_manifest",
     "validate",
+    "write_bad_clips",
 ]

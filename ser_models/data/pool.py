@@ -152,6 +152,25 @@ class Pool:
         table = dataset.to_table(columns=cols, filter=flt)
         return table.to_pandas()
 
+    def check_labels(self, labels: list[str], splits: tuple[str, ...] = ("train", "dev", "test"),
+                     key: str = "model.labels") -> None:
+        """Fail fast, before any Ray Train start, when a clip of ``splits`` has a label outside ``labels``.
+
+        Raises:
+            PoolError: naming the unknown labels, one clip of each, and the config key to change.
+        """
+        present = [s for s in splits if s in self.splits]
+        if not present:
+            return
+        meta = self.metadata(columns=["utt_id", "label", "split"])
+        meta = meta[meta["split"].isin(present) & meta["label"].notna()]
+        bad = meta[~meta["label"].isin(list(labels))]
+        if len(bad):
+            examples = bad.groupby("label")["utt_id"].first().to_dict()
+            raise PoolError(f"pool {self.root} has labels outside {key}={list(labels)}: "
+                            + ", ".join(f"{lab!r} (e.g. clip {uid!r})" for lab, uid in examples.items())
+                            + f"; add them to {key} or map them in the manifest (label_map)")
+
     def quarantine(self) -> pd.DataFrame:
         """The quarantined clips: ``utt_id, path, reason, detail``."""
         return read_parquet(f"{self.root}/quarantine.parquet").to_pandas()

@@ -733,11 +733,9 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
         TrainingError: Ray Train gives up after ``scaling.max_failures`` restarts, or no checkpoint came back.
         ConfigError: the objective does not fit the encoder.
     """
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     from ser_models.config import to_dict
     from ser_models.io import read_json, write_json_atomic
+    from ser_models.training.trainer import run_torch_trainer
 
     say = print if verbose else (lambda *_: None)
     out = Path(cfg.output_dir).absolute()
@@ -770,29 +768,12 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
             say(f"k-means: K={cfg.tapt.num_clusters} on {clusters.stats['frames']} {clusters.features} frames of "
                 f"{clusters.stats['clips']} clips ({clusters.stats['seconds']:.1f}s) -> {path}")
     del encoder
-    trainer = TorchTrainer(
-        tapt_loop_per_worker,
-        train_loop_config={"encoder": to_dict(cfg.encoder), "tapt": to_dict(cfg.tapt),
-                           "clusters": None if clusters is None else clusters.to_dict(),
-                           "threads": cfg.scaling.cpus_per_worker},
-        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
-                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
-        run_config=RunConfig(name=run_name, storage_path=str(out / "ray_train"),
-                             failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
-        datasets={"train": dataset},
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-    )
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # TrainingFailedError and friends
-        raise TrainingError(f"TAPT run {run_name!r} in {out} failed: {exc}") from exc
-    seconds = time.perf_counter() - t0
-    if result.checkpoint is None:
-        raise TrainingError(f"TAPT run {run_name!r} in {out} finished without a checkpoint")
-    staging = out / ".encoder.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    result.checkpoint.to_directory(str(staging))
+    loop_config = {"encoder": to_dict(cfg.encoder), "tapt": to_dict(cfg.tapt),
+                   "clusters": None if clusters is None else clusters.to_dict(),
+                   "threads": cfg.scaling.cpus_per_worker}
+    result, _, staging = run_torch_trainer(tapt_loop_per_worker, loop_config, cfg.scaling,
+                                           {"train": dataset}, out, run_name, staging_name=".encoder.staging")
+    seconds = time.perf_counter() - t0  # k-means targets included
     if not (staging / WEIGHTS_FILE).exists():
         raise TrainingError(f"TAPT run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}")
     metrics = result.return_value or read_json(staging / RESULT_FILE)

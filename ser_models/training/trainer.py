@@ -87,10 +87,6 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     for ds in feeds.values():
         # Progress bars of datasets fed to workers would interleave with the epoch lines.
         ds.context.enable_progress_bars = False
-    # Read on the driver, before the workers reserve their CPUs: when num_workers * cpus_per_worker takes
-    # every CPU (2 workers on 2 CPUs), reads started by the workers wait for a free CPU forever (a silent
-    # hang). Workers hold their whole shard in memory anyway (batching.ClipSet); this adds object-store use.
-    feeds = {name: ds.materialize() for name, ds in feeds.items()}
     loop_config = {
         "model": to_dict(model_cfg),
         "train": to_dict(train_cfg),
@@ -99,8 +95,35 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
         "threads": scaling.cpus_per_worker,
     }
+    result, seconds, staging = run_torch_trainer(train_loop_per_worker, loop_config, scaling, feeds, output_dir,
+                                                 run_name, staging_name=".checkpoint.staging")
+    metrics = result.return_value or read_json(staging / RESULT_FILE)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    (staging / MODEL_DIR).rename(ckpt_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    return _finish(model_cfg, output_dir, metrics, seconds)
+
+
+def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, datasets: dict, output_dir: Path,
+                      run_name: str, staging_name: str):
+    """Run ``loop_fn`` with Ray Train V2 and copy its last checkpoint to ``output_dir/staging_name``.
+
+    Shared by fine-tuning and TAPT: one place decides how scaling, failure retries, checkpoint retention and
+    dataset splitting map onto Ray Train. Rerunning with the same ``output_dir`` and ``run_name`` resumes
+    from the run's last checkpoint (Ray Train restores it; the worker reads it with ``get_checkpoint``).
+
+    Returns:
+        ``(result, seconds, staging_dir)``; the caller moves what it needs out of ``staging_dir``.
+
+    Raises:
+        TrainingError: Ray Train gave up after ``scaling.max_failures`` restarts, or left no checkpoint.
+    """
+    # Read on the driver, before the workers reserve their CPUs: when num_workers * cpus_per_worker takes
+    # every CPU (2 workers on 2 CPUs), reads started by the workers wait for a free CPU forever (a silent
+    # hang). Workers hold their whole shard in memory anyway (batching.ClipSet); this adds object-store use.
+    datasets = {name: ds.materialize() for name, ds in datasets.items()}
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop_fn,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker={"CPU": scaling.cpus_per_worker}),
@@ -110,7 +133,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
             failure_config=FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
-        datasets=feeds,
+        datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )
     t0 = time.perf_counter()
@@ -120,15 +143,11 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         raise TrainingError(f"Ray Train run {run_name!r} in {output_dir} failed: {exc}") from exc
     seconds = time.perf_counter() - t0
     if result.checkpoint is None:
-        raise TrainingError(f"Ray Train run {run_name!r} finished without a checkpoint")
-    staging = output_dir / ".checkpoint.staging"
+        raise TrainingError(f"Ray Train run {run_name!r} in {output_dir} finished without a checkpoint")
+    staging = output_dir / staging_name
     shutil.rmtree(staging, ignore_errors=True)
     result.checkpoint.to_directory(str(staging))
-    metrics = result.return_value or read_json(staging / RESULT_FILE)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    (staging / MODEL_DIR).rename(ckpt_dir)
-    shutil.rmtree(staging, ignore_errors=True)
-    return _finish(model_cfg, output_dir, metrics, seconds)
+    return result, seconds, staging
 
 
 def _finish(model_cfg, output_dir: Path, metrics: dict, seconds: float) -> TrainResult:

@@ -1,7 +1,9 @@
 """Fine-tuning with Ray Train on the session's demo pool: artifacts, reload, DDP, resume after a killed driver.
 
-Every Ray Train start costs 20-40 s on the 2-core test machine, so each case is one run (the resume case is
-one killed run plus one resumed run).
+Every Ray Train start costs 20-60 s on the 2-core test machine, so the artifact, reload and reuse checks share
+the resume case's run (one killed driver, then one resumed run), and the DDP case is one more run. A label
+outside ``model.labels`` is not tested here: it costs a full Ray Train start to fail inside the worker (the
+message check lives with ``collect_clips``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import pytest
 import torch
 
 from ser_models.config import to_dict
-from ser_models.exceptions import TrainingError
 from ser_models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 from ser_models.training import ScalingSettings, TrainConfig, evaluate, train_model
@@ -210,13 +211,3 @@ def test_two_workers_ddp_on_cpu(demo_pool, tmp_path):
     assert metrics["test"]["n"] == demo_pool.summary.splits["test"]["clips"]
     assert metrics["dev"]["n"] == demo_pool.summary.splits["dev"]["clips"]
     assert (result.checkpoint_dir / "model.safetensors").is_file()
-
-
-
-
-def test_label_outside_model_labels_names_clip_and_label(demo_pool, tmp_path):
-    datasets, _ = pool_inputs(demo_pool)
-    with pytest.raises(TrainingError, match=r"clip '[^']+' has label 'sad', not in model.labels"):
-        train_model(model_config(labels=["neutral", "happy", "angry"]), train_config(1),
-                    ScalingSettings(max_failures=0), datasets, tmp_path)
-    assert not (tmp_path / "metrics.json").exists()

@@ -87,3 +87,14 @@ def test_unlabelled_view_hides_targets(pool):
     assert sorted(unlabelled["utt_id"]) == ["c0", "c2", "c3", "c5"]
     assert not {"label", "arousal", "valence", "dominance"} & set(unlabelled.columns)
     assert "audio" in unlabelled.columns and set(unlabelled["split"]) == {"train"}
+
+
+def test_check_labels_names_unknown_labels_and_clips(demo_pool):
+    from ser_models.data import Pool
+    from ser_models.exceptions import PoolError
+
+    pool = Pool.open(demo_pool.pool_dir)
+    pool.check_labels(list(demo_pool.labels))
+    with pytest.raises(PoolError, match=r"'sad' \(e.g. clip .*model.labels"):
+        pool.check_labels(["neutral", "happy", "angry"])
+    pool.check_labels(["neutral", "happy", "angry"], splits=("nonexistent",))

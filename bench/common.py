@@ -1,0 +1,163 @@
+"""Helpers shared by the active-learning benchmarks (``bench.scoring``, ``bench.cache``,
+``bench.label_efficiency``): machine description, load average, timing, the demo pool, markdown tables.
+
+``bench.ingest`` and ``bench.selection`` keep their own machine-info code: their results files list
+different library versions (soxr, faiss), and switching them to this module would change their outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform as _platform  # stdlib (the repo's platform/ folder holds no Python)
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = Path(__file__).parent / "results"
+DEFAULT_WORKDIR = Path("/tmp/ser_bench")
+#: Load average (1 min) above which the 2-core machine counts as busy in the results text.
+BUSY_LOAD = 3.0
+
+
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return _platform.processor() or "unknown"
+
+
+def ram_gib() -> float:
+    """Total RAM in GiB from ``/proc/meminfo`` (-1 when unreadable)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return -1.0
+
+
+def machine_info() -> dict:
+    """CPU, cores, RAM, Python and library versions, UTC date: what a reader needs to compare runs."""
+    import numpy
+    import ray
+    import torch
+    import transformers
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "ram_gib": ram_gib(),
+            "python": _platform.python_version(), "torch": torch.__version__, "ray": ray.__version__,
+            "transformers": transformers.__version__, "numpy": numpy.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def loadavg() -> tuple[float, float, float]:
+    """1 / 5 / 15-minute load average ((-1, -1, -1) where the OS has none)."""
+    try:
+        return os.getloadavg()
+    except OSError:
+        return (-1.0, -1.0, -1.0)
+
+
+@dataclass
+class LoadWindow:
+    """Load average before and after a measurement (the machine is shared)."""
+
+    before: tuple[float, float, float] = field(default_factory=loadavg)
+    after: tuple[float, float, float] | None = None
+
+    def close(self) -> LoadWindow:
+        self.after = loadavg()
+        return self
+
+    @property
+    def busy(self) -> bool:
+        """True when the 1-minute load before or after exceeded :data:`BUSY_LOAD` on this machine."""
+        return max(self.before[0], (self.after or self.before)[0]) > BUSY_LOAD
+
+    def text(self) -> str:
+        def fmt(x):
+            return "/".join(f"{v:.1f}" for v in x)
+
+        after = fmt(self.after) if self.after else "-"
+        note = (f" -- **busy machine** (1-min load > {BUSY_LOAD:g} on {os.cpu_count()} cores): absolute rates "
+                "are pessimistic; ratios come from the same run and are less affected" if self.busy else "")
+        return f"Load average (1/5/15 min) before: {fmt(self.before)}, after: {after}{note}."
+
+
+def machine_markdown(info: dict, load: LoadWindow) -> str:
+    """Two markdown lines describing the machine and its load during the run."""
+    return (f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gib']} GiB RAM; Python {info['python']}, "
+            f"torch {info['torch']}, ray {info['ray']}, transformers {info['transformers']}, "
+            f"numpy {info['numpy']}; {info['date']}.\n{load.text()}")
+
+
+@contextmanager
+def timed(store: dict, key: str) -> Iterator[None]:
+    """Add the wall time (s) of the ``with`` body to ``store[key]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        store[key] = store.get(key, 0.0) + time.perf_counter() - t0
+
+
+def ensure_pool(pool_dir: str | Path, n: int = 720, seed: int = 0, workers: int = 2) -> Path:
+    """The demo pool at ``pool_dir``, built (corpus next to it, then ``jobs.prepare_pool``) when missing.
+
+    Runs the two documented commands in subprocesses so the pool is exactly the one a user gets:
+    ``jobs.make_demo_pool <parent>/corpus --n 720`` and ``jobs.prepare_pool
+    jobs/configs/prepare_pool_demo.yaml``.
+
+    Returns:
+        The pool folder (holding ``summary.json``).
+    """
+    pool_dir = Path(pool_dir).absolute()
+    if (pool_dir / "summary.json").exists():
+        return pool_dir
+    corpus = pool_dir.parent / "corpus"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if not (corpus / "manifest.csv").exists():
+        subprocess.run([sys.executable, "-m", "jobs.make_demo_pool", str(corpus), "--n", str(n), "--seed",
+                        str(seed), "--workers", str(workers)], cwd=REPO, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "jobs.prepare_pool", "jobs/configs/prepare_pool_demo.yaml",
+                    f"manifest={corpus / 'manifest.csv'}", f"output_dir={pool_dir}"], cwd=REPO, env=env, check=True)
+    return pool_dir
+
+
+def init_ray(num_cpus: int = 2) -> None:
+    """A quiet local Ray instance with ``num_cpus`` CPUs (no dashboard, no Ray Data progress bars)."""
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A GitHub markdown table (cells formatted with ``str``)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(path: str | Path, text: str) -> Path:
+    """Write a results markdown file (creating its folder) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip() + "\n")
+    return path

@@ -1,0 +1,309 @@
+"""Scoring benchmark: ``PoolScorer`` through Ray Data vs the model's own batched forward vs one clip at a time.
+
+    python -m bench.scoring                 # 200 train clips, tiny encoder + a bigger one; writes results
+    python -m bench.scoring --quick         # 24 clips, tiny encoder only; prints the table only
+    python -m bench.scoring --big base      # the big encoder at wav2vec2-base size (768 x 12) instead of mid
+
+The same N clips of the demo pool's training split are scored, on the same machine, in one run, by:
+
+(a) ``score_dataset`` with one Ray Data ``PoolScorer`` actor (``num_cpus=2``: the actor reserves both of
+    Ray's CPUs, so nothing else of Ray Data runs concurrently; its torch uses 2 threads). The actor pool is
+    created anew by every call, so the call is timed on a few clips and on N clips: the difference gives the
+    steady-state rate, and what is left of the small call is the fixed start-up (actor process, imports,
+    checkpoint load, first batch).
+(a') ``score_dataset(in_process=True)``: the same ``PoolScorer`` called in this process over Ray Data's
+    ``iter_batches`` (no actor): separates what the actor costs from what the scorer costs.
+(b) the model's own batched forward: ``EmotionModel.forward`` over length-sorted batches of the scorer's
+    micro-batch size, 2 torch threads, clips already decoded (an upper bound: no decode, no Arrow, no Ray).
+(c) one clip at a time (batch size 1, in this process): how AFTER's released code scores the pool.
+
+Every path emits the class probabilities of every clip; the table reports the largest difference to (b),
+so the rates compare the same work. MC dropout is off (``mc_samples=0``), as in a non-BALD round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import (
+    DEFAULT_WORKDIR,
+    RESULTS_DIR,
+    LoadWindow,
+    ensure_pool,
+    init_ray,
+    machine_info,
+    machine_markdown,
+    md_table,
+    write_results,
+)
+
+RESULTS = RESULTS_DIR / "scoring.md"
+LABELS = ["neutral", "happy", "angry", "sad"]
+THREADS = 2
+
+#: Big-encoder sizes (wav2vec2 family, random weights): ``base`` matches facebook/wav2vec2-base
+#: (95 M parameters); ``mid`` is a quarter of its width and half its depth, for slow shared CPUs.
+BIG_SIZES = {
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 conv_dim=(512,) * 7),
+    "mid": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024,
+                conv_dim=(256,) * 7),
+}
+
+
+@dataclass
+class PathResult:
+    """One scoring path over the N clips.
+
+    Attributes:
+        name: row label.
+        seconds: wall time of the steady-state part (s).
+        clips: clips scored in ``seconds``.
+        startup_s: fixed cost outside ``seconds`` (actor start-up or model load, s).
+        probs: [N, C] in the benchmark's clip order (for the agreement check).
+    """
+
+    name: str
+    seconds: float
+    clips: int
+    startup_s: float
+    probs: np.ndarray
+
+    @property
+    def rate(self) -> float:
+        """Clips per second of the steady-state part."""
+        return self.clips / max(self.seconds, 1e-9)
+
+
+def make_encoder_folder(folder: str | Path, size: str, seed: int = 0) -> Path:
+    """Save a randomly initialised wav2vec2 encoder of ``BIG_SIZES[size]`` as a HF folder (config + safetensors).
+
+    Reused when ``config.json`` is already there. Random weights give the same compute as trained ones.
+    """
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        return folder
+    dims = dict(BIG_SIZES[size])
+    conv = dims.pop("conv_dim")
+    cfg = Wav2Vec2Config(**dims, conv_dim=conv, conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+                         feat_extract_norm="layer", do_stable_layer_norm=False, layerdrop=0.0)
+    torch.manual_seed(seed)
+    Wav2Vec2Model(cfg).save_pretrained(folder)
+    return folder
+
+
+def make_checkpoint(folder: str | Path, encoder_source: str, seed: int = 0) -> Path:
+    """Save an ``EmotionModel`` checkpoint (LoRA r=8 on the encoder, mean pooling, 4 classes) at ``folder``."""
+    import torch
+
+    from ser_models.adapters import AdapterConfig
+    from ser_models.encoders import EncoderConfig
+    from ser_models.model import EmotionModel, ModelConfig
+
+    folder = Path(folder)
+    if (folder / "model.json").exists():
+        return folder
+    torch.manual_seed(seed)
+    cfg = ModelConfig(encoder=EncoderConfig(source=encoder_source, normalize_waveform=False),
+                      adapter=AdapterConfig(kind="lora", r=8, alpha=16), pooling="mean", head_hidden=64,
+                      labels=LABELS)
+    EmotionModel(cfg).save_checkpoint(str(folder))
+    return folder
+
+
+def time_forward(checkpoint: str | Path, clips, batch_size: int, threads: int = THREADS,
+                 max_seconds: float = 20.0, name: str = "") -> PathResult:
+    """Paths (b) and (c): ``EmotionModel.forward`` over length-sorted batches of ``batch_size``, in this process.
+
+    Args:
+        checkpoint: an ``EmotionModel`` checkpoint folder.
+        clips: a decoded ``ClipSet`` (audio mode).
+        batch_size: clips per forward (1 = one at a time).
+        threads: torch threads.
+        max_seconds: centre-crop limit (s), as the scorer's.
+
+    Returns:
+        A :class:`PathResult`; ``startup_s`` is the checkpoint load, and one warm-up forward (first batch)
+        runs before the clock starts.
+    """
+    import torch
+
+    from ser_models.model import EmotionModel
+    from ser_models.training.batching import make_batch, plan_batches
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model = EmotionModel.load_checkpoint(str(checkpoint)).eval()
+    load_s = time.perf_counter() - t0
+    max_samples = int(max_seconds * 16000)
+    plan = plan_batches(clips.lengths(), batch_size, None)
+    probs = np.zeros((len(clips), model.num_classes), np.float32)
+    with torch.no_grad():
+        b = make_batch(clips, plan[0], max_samples, None)
+        model(b.wavs, b.lengths)  # first call allocates and picks kernels
+        t0 = time.perf_counter()
+        for index in plan:
+            b = make_batch(clips, index, max_samples, None)
+            probs[index] = torch.softmax(model(b.wavs, b.lengths).logits.float(), -1).numpy()
+        secs = time.perf_counter() - t0
+    return PathResult(name or f"forward, batch {batch_size}", secs, len(clips), load_s, probs)
+
+
+def time_score_dataset(ds, small_ds, checkpoint: str | Path, cfg, ids: list[str], in_process: bool = False,
+                       name: str = "") -> PathResult:
+    """Paths (a) and (a'): ``score_dataset`` on ``small_ds`` (a few clips) and on ``ds`` (all N).
+
+    The steady-state rate is (N - n_small) / (T_N - T_small); start-up is what remains of T_small once its
+    clips are paid at that rate. Both calls build their own actor pool (or scorer), exactly as a round does.
+    """
+    from ser_models.active.scorer import score_dataset
+
+    n_small, n = small_ds.count(), ds.count()
+    t0 = time.perf_counter()
+    score_dataset(small_ds, checkpoint, cfg, verbose=False, in_process=in_process)
+    t_small = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = score_dataset(ds, checkpoint, cfg, verbose=False, in_process=in_process)
+    t_full = time.perf_counter() - t0
+    steady = max(t_full - t_small, 1e-9)
+    rate = (n - n_small) / steady
+    startup = max(t_small - n_small / rate, 0.0)
+    pos = {u: i for i, u in enumerate(scores.ids.astype(str))}
+    probs = scores.probs[[pos[u] for u in ids]]
+    res = PathResult(name, steady, n - n_small, startup, probs)
+    res.end_to_end_s = t_full  # type: ignore[attr-defined]
+    return res
+
+
+def load_clips(pool_dir: str | Path, n: int):
+    """The first ``n`` training clips of the pool: a materialised Ray Dataset (scorer input columns) and the
+    same clips decoded as a ``ClipSet``."""
+    from ser_models.active.scorer import SCORE_INPUT_AUDIO
+    from ser_models.data import Pool
+    from ser_models.training.batching import collect_clips
+
+    ds = Pool.open(pool_dir).dataset("train").select_columns(SCORE_INPUT_AUDIO).limit(n).materialize()
+    clips = collect_clips(ds.iter_batches(batch_size=None, batch_format="numpy"), LABELS, require_labels=False)
+    return ds, clips
+
+
+def bench_model(label: str, checkpoint: Path, ds, clips, args) -> list[PathResult]:
+    """All paths for one checkpoint; prints each row as it finishes."""
+    from ser_models.active.scorer import ScorerConfig
+
+    cfg = ScorerConfig(batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, num_actors=1,
+                       num_cpus=THREADS)
+    small = ds.limit(args.small).materialize()
+    out = []
+    for fn in (
+        lambda: time_forward(checkpoint, clips, args.micro_batch_size, name="(b) batched forward, in process"),
+        lambda: time_forward(checkpoint, clips, 1, name="(c) one clip at a time, in process"),
+        lambda: time_score_dataset(ds, small, checkpoint, cfg, clips.ids, name="(a) score_dataset, Ray Data actor"),
+        lambda: time_score_dataset(ds, small, checkpoint, cfg, clips.ids, in_process=True,
+                                   name="(a') score_dataset, in_process"),
+    ):
+        r = fn()
+        print(f"  [{label}] {r.name}: {r.rate:.1f} clips/s over {r.clips} clips ({r.seconds:.1f} s), "
+              f"fixed {r.startup_s:.1f} s", flush=True)
+        out.append(r)
+    return out
+
+
+def summarise(label: str, results: list[PathResult]) -> tuple[list[list], dict]:
+    by = {r.name[:4].strip(): r for r in results}
+    b = by["(b)"]
+    rows = []
+    for r in results:
+        e2e = getattr(r, "end_to_end_s", None)
+        rows.append([label, r.name, r.clips, f"{r.seconds:.2f}", f"{r.rate:.1f}", f"{r.rate / b.rate:.2f}",
+                     f"{r.startup_s:.1f}", f"{e2e:.1f}" if e2e else "-",
+                     f"{np.abs(r.probs - b.probs).max():.1e}"])
+    ratios = {"a/b": by["(a)"].rate / b.rate, "a/c": by["(a)"].rate / by["(c)"].rate,
+              "b/c": b.rate / by["(c)"].rate, "ap/b": by["(a')"].rate / b.rate,
+              "actor_startup_s": by["(a)"].startup_s,
+              "a_end_to_end_rate": len(b.probs) / by["(a)"].end_to_end_s}
+    return rows, ratios
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench.scoring", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="24 clips, tiny encoder only, no results file")
+    ap.add_argument("--pool-dir", default=str(DEFAULT_WORKDIR / "pool"), help="demo pool (built when missing)")
+    ap.add_argument("--workdir", default=str(DEFAULT_WORKDIR / "scoring"), help="checkpoints and encoders")
+    ap.add_argument("--n", type=int, default=200, help="clips scored by every path")
+    ap.add_argument("--small", type=int, default=8, help="clips of the start-up (differential) call")
+    ap.add_argument("--big", choices=[*BIG_SIZES, "none"], default="mid", help="size of the bigger encoder")
+    ap.add_argument("--big-n", type=int, default=None, help="clips for the bigger encoder (default: --n)")
+    ap.add_argument("--batch-size", type=int, default=32, help="ScorerConfig.batch_size (Ray Data batch)")
+    ap.add_argument("--micro-batch-size", type=int, default=16, help="clips per forward (a, a', b)")
+    ap.add_argument("--results", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.big, args.small = 24, "none", 4
+    import torch
+
+    torch.set_num_threads(THREADS)
+    pool_dir = ensure_pool(args.pool_dir)
+    work = Path(args.workdir)
+    init_ray(THREADS)
+    models = [("tiny-wav2vec2 + LoRA", make_checkpoint(work / "ckpt_tiny", "tiny-wav2vec2"), args.n)]
+    if args.big != "none":
+        enc = make_encoder_folder(work / f"encoder_{args.big}", args.big)
+        models.append((f"wav2vec2-{args.big} (random) + LoRA", make_checkpoint(work / f"ckpt_{args.big}", str(enc)),
+                       args.big_n or args.n))
+    load = LoadWindow()
+    rows, ratios, secs_audio = [], {}, {}
+    for label, ckpt, n in models:
+        ds, clips = load_clips(pool_dir, n)
+        secs_audio[label] = float(clips.lengths().sum()) / 16000
+        r, q = summarise(label, bench_model(label, ckpt, ds, clips, args))
+        rows += r
+        ratios[label] = q
+    load.close()
+    info = machine_info()
+    headers = ["model", "path", "clips timed", "seconds", "clips/s", "vs (b)", "fixed s", "end-to-end s",
+               "max |p - p_b|"]
+    table = md_table(headers, rows)
+    summary = md_table(["model", "audio s (N clips)", "a/b (target >= 0.8)", "a/c (target >= 5)", "b/c",
+                        "ap/b", "actor start-up s", "(a) end-to-end clips/s"],
+                       [[k, f"{secs_audio[k]:.0f}", f"**{v['a/b']:.2f}**", f"**{v['a/c']:.2f}**", f"{v['b/c']:.2f}",
+                         f"{v['ap/b']:.2f}", f"{v['actor_startup_s']:.1f}", f"{v['a_end_to_end_rate']:.1f}"]
+                        for k, v in ratios.items()])
+    print("\n" + table + "\n\n" + summary)
+    text = "\n".join([
+        "# Scoring benchmark",
+        "",
+        f"`python -m bench.scoring --n {args.n} --big {args.big}`: the same {args.n} training clips of the demo "
+        f"pool (720 clips, 16 kHz) scored by each path, in one run; Ray Data batch {args.batch_size}, "
+        f"forward micro-batch {args.micro_batch_size} (length-sorted), {THREADS} torch threads everywhere, "
+        "MC dropout off, CPU only (no GPU is lent to this task).",
+        "",
+        __doc__.split("The same N clips", 1)[1].split("\n\n", 1)[0].join(["The same N clips", ""]),
+        "",
+        table,
+        "",
+        "`seconds` / `clips/s`: steady state (for (a)/(a') the N-clip call minus the small call, see above); "
+        "`fixed s`: actor start-up + checkpoint load + first batch for (a)/(a'), checkpoint load for (b)/(c) "
+        "(which also get one untimed warm-up forward); `end-to-end s`: the whole N-clip `score_dataset` call.",
+        "",
+        summary,
+        "",
+        "{NOTES}",
+        "",
+        machine_markdown(info, load),
+    ])
+    if not args.quick:
+        write_results(args.results, text)
+    return {"ratios": ratios, "rows": rows, "text": text}
+
+
+if __name__ == "__main__":
+    main()
