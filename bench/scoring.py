@@ -6,15 +6,15 @@
 
 The same N clips of the demo pool's training split are scored, on the same machine, in one run, by:
 
-(a) ``score_dataset`` with one Ray Data ``PoolScorer`` actor (``num_cpus=2``: the actor reserves both of
-    Ray's CPUs, so nothing else of Ray Data runs concurrently; its torch uses 2 threads). The actor pool is
-    created anew by every call, so the call is timed on a few clips and on N clips: the difference gives the
-    steady-state rate, and what is left of the small call is the fixed start-up (actor process, imports,
-    checkpoint load, first batch).
+(a) ``score_dataset`` with one Ray Data ``PoolScorer`` actor (``num_cpus=1`` of ``ray.init(num_cpus=2)``, so
+    its torch uses 1 thread; ``num_cpus=2`` deadlocks, see ``THREADS``). The actor pool is
+    created anew by every call; the scorer logs when its first batch starts, which splits the call into a
+    fixed start-up (actor process, imports, checkpoint load) and the steady state (first batch -> all N
+    clips back on the driver).
 (a') ``score_dataset(in_process=True)``: the same ``PoolScorer`` called in this process over Ray Data's
     ``iter_batches`` (no actor): separates what the actor costs from what the scorer costs.
 (b) the model's own batched forward: ``EmotionModel.forward`` over length-sorted batches of the scorer's
-    micro-batch size, 2 torch threads, clips already decoded (an upper bound: no decode, no Arrow, no Ray).
+    micro-batch size, 1 torch thread, clips already decoded (an upper bound: no decode, no Arrow, no Ray).
 (c) one clip at a time (batch size 1, in this process): how AFTER's released code scores the pool.
 
 Every path emits the class probabilities of every clip; the table reports the largest difference to (b),
@@ -44,7 +44,12 @@ from bench.common import (
 
 RESULTS = RESULTS_DIR / "scoring.md"
 LABELS = ["neutral", "happy", "angry", "sad"]
-THREADS = 2
+#: Torch threads of every path, and the scoring actor's ``num_cpus``. One, not two: with ``num_cpus=2`` the
+#: actor reserves both CPUs of the 2-CPU Ray instance and the upstream ``select_columns``/read task that feeds
+#: it never gets a CPU (Ray Data deadlock, seen here with Ray 2.60); ``ScorerConfig`` derives the actor's
+#: torch threads from ``num_cpus``, so the actor cannot run 2 threads on a 1-CPU reservation.
+THREADS = 1
+RAY_CPUS = 2
 
 #: Big-encoder sizes (wav2vec2 family, random weights): ``base`` matches facebook/wav2vec2-base
 #: (95 M parameters); ``mid`` is a quarter of its width and half its depth, for slow shared CPUs.
@@ -78,6 +83,12 @@ class PathResult:
     def rate(self) -> float:
         """Clips per second of the steady-state part."""
         return self.clips / max(self.seconds, 1e-9)
+
+
+NOTES = """## Findings
+
+(filled in from the committed run)
+"""
 
 
 def make_encoder_folder(folder: str | Path, size: str, seed: int = 0) -> Path:
@@ -157,30 +168,64 @@ def time_forward(checkpoint: str | Path, clips, batch_size: int, threads: int = 
     return PathResult(name or f"forward, batch {batch_size}", secs, len(clips), load_s, probs)
 
 
-def time_score_dataset(ds, small_ds, checkpoint: str | Path, cfg, ids: list[str], in_process: bool = False,
-                       name: str = "") -> PathResult:
-    """Paths (a) and (a'): ``score_dataset`` on ``small_ds`` (a few clips) and on ``ds`` (all N).
+#: Where scoring actors append the wall-clock start of their first batch (one JSON line per actor).
+ACTOR_LOG = DEFAULT_WORKDIR / "scoring" / "actor_first_batch.jsonl"
 
-    The steady-state rate is (N - n_small) / (T_N - T_small); start-up is what remains of T_small once its
-    clips are paid at that rate. Both calls build their own actor pool (or scorer), exactly as a round does.
+
+def _timed_scorer_class():
+    """``PoolScorer`` subclass that logs the wall-clock time of its first batch to :data:`ACTOR_LOG`.
+
+    Defined in an importable module so that Ray ships it to the actor by reference; ``time.time()`` is
+    the same clock in the actor and the driver (one machine).
     """
-    from ser_models.active.scorer import score_dataset
+    import json
 
-    n_small, n = small_ds.count(), ds.count()
-    t0 = time.perf_counter()
-    score_dataset(small_ds, checkpoint, cfg, verbose=False, in_process=in_process)
-    t_small = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scores = score_dataset(ds, checkpoint, cfg, verbose=False, in_process=in_process)
-    t_full = time.perf_counter() - t0
-    steady = max(t_full - t_small, 1e-9)
-    rate = (n - n_small) / steady
-    startup = max(t_small - n_small / rate, 0.0)
+    from ser_models.active.scorer import PoolScorer
+
+    class _Timed(PoolScorer):
+        def __call__(self, batch):
+            if not getattr(self, "_logged", False):
+                self._logged = True
+                with open(ACTOR_LOG, "a") as fh:
+                    fh.write(json.dumps({"first_batch_start": time.time()}) + "\n")
+            return super().__call__(batch)
+
+    _Timed.__module__, _Timed.__qualname__ = __name__, "TimedPoolScorer"
+    return _Timed
+
+
+def time_score_dataset(ds, checkpoint: str | Path, cfg, ids: list[str], in_process: bool = False,
+                       name: str = "") -> PathResult:
+    """Paths (a) and (a'): one ``score_dataset`` call on all N clips.
+
+    The scorer class is swapped for :func:`_timed_scorer_class` (same code, plus a timestamp at its first
+    batch), so one call splits into fixed start-up (call start -> first batch: actor process, imports,
+    checkpoint load) and steady state (first batch -> all N clips gathered on the driver).
+    """
+    import ser_models.active.scorer as scorer_mod
+
+    ACTOR_LOG.parent.mkdir(parents=True, exist_ok=True)
+    ACTOR_LOG.unlink(missing_ok=True)
+    original = scorer_mod.PoolScorer
+    scorer_mod.PoolScorer = globals()["TimedPoolScorer"]
+    try:
+        t0_wall, t0 = time.time(), time.perf_counter()
+        scores = scorer_mod.score_dataset(ds, checkpoint, cfg, verbose=False, in_process=in_process)
+        t_full = time.perf_counter() - t0
+        t_end_wall = time.time()
+    finally:
+        scorer_mod.PoolScorer = original
+    import json
+
+    first = min(json.loads(x)["first_batch_start"] for x in ACTOR_LOG.read_text().splitlines())
     pos = {u: i for i, u in enumerate(scores.ids.astype(str))}
     probs = scores.probs[[pos[u] for u in ids]]
-    res = PathResult(name, steady, n - n_small, startup, probs)
+    res = PathResult(name, t_end_wall - first, len(ids), first - t0_wall, probs)
     res.end_to_end_s = t_full  # type: ignore[attr-defined]
     return res
+
+
+TimedPoolScorer = _timed_scorer_class()
 
 
 def load_clips(pool_dir: str | Path, n: int):
@@ -201,13 +246,12 @@ def bench_model(label: str, checkpoint: Path, ds, clips, args) -> list[PathResul
 
     cfg = ScorerConfig(batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, num_actors=1,
                        num_cpus=THREADS)
-    small = ds.limit(args.small).materialize()
     out = []
     for fn in (
         lambda: time_forward(checkpoint, clips, args.micro_batch_size, name="(b) batched forward, in process"),
         lambda: time_forward(checkpoint, clips, 1, name="(c) one clip at a time, in process"),
-        lambda: time_score_dataset(ds, small, checkpoint, cfg, clips.ids, name="(a) score_dataset, Ray Data actor"),
-        lambda: time_score_dataset(ds, small, checkpoint, cfg, clips.ids, in_process=True,
+        lambda: time_score_dataset(ds, checkpoint, cfg, clips.ids, name="(a) score_dataset, Ray Data actor"),
+        lambda: time_score_dataset(ds, checkpoint, cfg, clips.ids, in_process=True,
                                    name="(a') score_dataset, in_process"),
     ):
         r = fn()
@@ -239,7 +283,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pool-dir", default=str(DEFAULT_WORKDIR / "pool"), help="demo pool (built when missing)")
     ap.add_argument("--workdir", default=str(DEFAULT_WORKDIR / "scoring"), help="checkpoints and encoders")
     ap.add_argument("--n", type=int, default=200, help="clips scored by every path")
-    ap.add_argument("--small", type=int, default=8, help="clips of the start-up (differential) call")
     ap.add_argument("--big", choices=[*BIG_SIZES, "none"], default="mid", help="size of the bigger encoder")
     ap.add_argument("--big-n", type=int, default=None, help="clips for the bigger encoder (default: --n)")
     ap.add_argument("--batch-size", type=int, default=32, help="ScorerConfig.batch_size (Ray Data batch)")
@@ -247,13 +290,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.quick:
-        args.n, args.big, args.small = 24, "none", 4
+        args.n, args.big = 24, "none"
     import torch
 
     torch.set_num_threads(THREADS)
     pool_dir = ensure_pool(args.pool_dir)
     work = Path(args.workdir)
-    init_ray(THREADS)
+    init_ray(RAY_CPUS)
     models = [("tiny-wav2vec2 + LoRA", make_checkpoint(work / "ckpt_tiny", "tiny-wav2vec2"), args.n)]
     if args.big != "none":
         enc = make_encoder_folder(work / f"encoder_{args.big}", args.big)
@@ -273,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
                "max |p - p_b|"]
     table = md_table(headers, rows)
     summary = md_table(["model", "audio s (N clips)", "a/b (target >= 0.8)", "a/c (target >= 5)", "b/c",
-                        "ap/b", "actor start-up s", "(a) end-to-end clips/s"],
+                        "a'/b", "actor start-up s", "(a) end-to-end clips/s"],
                        [[k, f"{secs_audio[k]:.0f}", f"**{v['a/b']:.2f}**", f"**{v['a/c']:.2f}**", f"{v['b/c']:.2f}",
                          f"{v['ap/b']:.2f}", f"{v['actor_startup_s']:.1f}", f"{v['a_end_to_end_rate']:.1f}"]
                         for k, v in ratios.items()])
@@ -283,20 +326,22 @@ def main(argv: list[str] | None = None) -> dict:
         "",
         f"`python -m bench.scoring --n {args.n} --big {args.big}`: the same {args.n} training clips of the demo "
         f"pool (720 clips, 16 kHz) scored by each path, in one run; Ray Data batch {args.batch_size}, "
-        f"forward micro-batch {args.micro_batch_size} (length-sorted), {THREADS} torch threads everywhere, "
+        f"forward micro-batch {args.micro_batch_size} (length-sorted), {THREADS} torch thread(s) everywhere "
+        f"(ray.init(num_cpus={RAY_CPUS}), scoring actor num_cpus={THREADS}), "
         "MC dropout off, CPU only (no GPU is lent to this task).",
         "",
         __doc__.split("The same N clips", 1)[1].split("\n\n", 1)[0].join(["The same N clips", ""]),
         "",
         table,
         "",
-        "`seconds` / `clips/s`: steady state (for (a)/(a') the N-clip call minus the small call, see above); "
-        "`fixed s`: actor start-up + checkpoint load + first batch for (a)/(a'), checkpoint load for (b)/(c) "
+        "`seconds` / `clips/s`: steady state (for (a)/(a') from the scorer's first batch to the last result on "
+        "the driver); `fixed s`: call start to first batch for (a)/(a') (actor start-up, checkpoint load), "
+        "checkpoint load for (b)/(c) "
         "(which also get one untimed warm-up forward); `end-to-end s`: the whole N-clip `score_dataset` call.",
         "",
         summary,
         "",
-        "{NOTES}",
+        NOTES,
         "",
         machine_markdown(info, load),
     ])

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from ser_models.active.loop import ActiveLearningLoop
-from ser_models.active.oracles import SimulatedOracle
 from ser_models.config import load_config
 from ser_models.data import LabelLedger, Pool, PoolConfig, prepare_pool
 from ser_models.exceptions import LabellingPending
@@ -122,27 +121,20 @@ def test_sigkill_mid_round_then_resume_gives_the_same_ledger(reference_run, demo
     assert _ledger_rows(out) == _ledger_rows(ref_out)
 
 
-def test_training_and_scoring_never_read_pool_labels(demo_pool, tmp_path):
-    """Every training clip's label in the pool is replaced by 'LEAKED' (not a model label): if any training
-    or scoring code read it, fitting would fail on the unknown label. Labels come only from the oracle."""
+def test_file_oracle_round_trip_on_a_pool_with_poisoned_labels(demo_pool, tmp_path):
+    """The human path, and proof that nothing but the ledger feeds training: every training clip's label in
+    the pool is 'LEAKED' (not a model label), so any training or scoring code that read pool labels would fail
+    on it. The true labels reach the loop only through the to_label.csv files a 'human' fills in."""
     manifest = pd.read_csv(demo_pool.manifest)
-    truth = dict(zip(manifest.loc[manifest.split == "train", "utt_id"], manifest.loc[manifest.split == "train",
-                                                                                     "label"]))
-    manifest.loc[manifest.split == "train", "label"] = "LEAKED"
+    train = manifest.split == "train"
+    truth = dict(zip(manifest.loc[train, "utt_id"], manifest.loc[train, "label"]))
+    manifest.loc[train, "label"] = "LEAKED"
     manifest["path"] = [str(Path(demo_pool.corpus_dir) / p) for p in manifest["path"]]
-    poisoned = tmp_path / "poisoned.csv"
-    manifest.to_csv(poisoned, index=False)
-    prepare_pool(PoolConfig(manifest=str(poisoned), output_dir=str(tmp_path / "pool"), labels=[]))
-    cfg = _job_cfg(tmp_path / "pool", tmp_path / "run", ["active.budget_fractions=[0.25,0.5]"])
-    reports = _loop(cfg, oracle=SimulatedOracle(truth)).run()
-    assert len(reports) == 2
-    assert set(LabelLedger(tmp_path / "run" / "labels" / "ledger.parquet").labels().values()) <= set(truth.values())
-
-
-def test_file_oracle_round_trip(demo_pool, tmp_path):
-    truth = pd.read_csv(demo_pool.manifest).set_index("utt_id")["label"].to_dict()
-    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, ["active.oracle=file", "active.budget_fractions=[0.25,0.5]",
-                                                  "active.initial=random"])
+    manifest.to_csv(tmp_path / "poisoned.csv", index=False)
+    prepare_pool(PoolConfig(manifest=str(tmp_path / "poisoned.csv"), output_dir=str(tmp_path / "pool"), labels=[]))
+    out = tmp_path / "run"
+    cfg = _job_cfg(tmp_path / "pool", out, ["active.oracle=file", "active.budget_fractions=[0.25,0.5]",
+                                            "active.initial=random"])
 
     def fill(csv):
         df = pd.read_csv(csv)
@@ -152,15 +144,16 @@ def test_file_oracle_round_trip(demo_pool, tmp_path):
 
     with pytest.raises(LabellingPending, match="to_label.csv"):
         _loop(cfg).run()
-    fill(tmp_path / "rounds" / "initial" / "to_label.csv")
+    fill(out / "rounds" / "initial" / "to_label.csv")
     with pytest.raises(LabellingPending):
         _loop(cfg).run()  # imports the initial labels, trains round 0, asks for round 1's clips
-    assert (tmp_path / "rounds" / "round=000" / "train" / "metrics.json").exists()
-    fill(tmp_path / "rounds" / "round=000" / "to_label.csv")
+    assert (out / "rounds" / "round=000" / "train" / "metrics.json").exists()
+    fill(out / "rounds" / "round=000" / "to_label.csv")
     reports = _loop(cfg).run()
     assert [r.round for r in reports] == [0, 1]
-    df = LabelLedger(tmp_path / "labels" / "ledger.parquet").labelled()
+    df = LabelLedger(out / "labels" / "ledger.parquet").labelled()
     assert set(df["oracle"]) == {"file"} and len(df) == reports[-1].labelled
+    assert set(df["label"]) <= set(truth.values())
 
 
 def test_frozen_encoder_cache_encodes_once(demo_pool, tmp_path):

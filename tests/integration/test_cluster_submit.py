@@ -263,7 +263,7 @@ def test_submit_demo_pool_job(local_cluster, tmp_path):
     """The smallest real job through submit.sh: argument pass-through, working_dir upload, token auth."""
     _require_jobs(f"jobs/{DEMO_POOL_JOB}.py")
     out = tmp_path / "corpus"
-    proc = local_cluster.submit(DEMO_POOL_JOB, "--", str(out), "--n", "8", "--seed", "0")
+    proc = local_cluster.submit(DEMO_POOL_JOB, "--", str(out), "--n", "12", "--seed", "0")
     _assert_succeeded(proc, DEMO_POOL_JOB)
     assert (out / DEMO_MANIFEST).is_file()
 

@@ -23,7 +23,9 @@ def run_job(monkeypatch, *args: str):
 
 def test_finetune_smoke_config_end_to_end(ray_local, demo_pool, tmp_path, monkeypatch, capsys):
     out = tmp_path / "ft"
-    run_job(monkeypatch, CONFIG, f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}")
+    # The in-process backend: the Ray Train path of the same fit runs in tests/integration/test_finetune.py
+    # and, through `ray job submit`, in tests/integration/test_cluster_submit.py.
+    run_job(monkeypatch, CONFIG, f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", "scaling.backend=in_process")
     printed = capsys.readouterr().out
 
     for name in ("checkpoint/model.json", "checkpoint/model.safetensors", "metrics.json", "confusion.png"):

@@ -1,0 +1,257 @@
+"""Label-efficiency benchmark: every query strategy vs random at 5 / 10 / 20 % of the training pool, and
+full-data fine-tuning (100 %), over 3 seeds.
+
+    python -m bench.label_efficiency            # 9 strategies x 3 seeds + 3 full-data runs; writes results + PNG
+    python -m bench.label_efficiency --quick    # random + entropy, 1 seed, 2 epochs; prints the table only
+
+Every run is ``jobs.after``'s loop (``ActiveLearningLoop.run``) on the demo pool with a frozen tiny encoder and
+the feature cache (``model.adapter.kind=frozen model.pooling=mean active.feature_cache=on``), in process
+(``scaling.backend=in_process``), ``active.budget_fractions=[0.05,0.10,0.20]``, a random initial set
+(``active.initial=random``: the 5 % point is the same clips for every strategy under a seed, so the strategies
+differ only in what they query), and ``active.seed = train.seed = seed``. The cache is built once and shared
+by every run (each run's ``feature_cache/`` is a symlink to it). BALD scores with 8 MC-dropout samples. The
+100 % reference labels the whole training split at once (``budget_fractions=[1.0]``) and trains once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.cache import job_config
+from bench.common import (
+    DEFAULT_WORKDIR,
+    RESULTS_DIR,
+    LoadWindow,
+    ensure_pool,
+    init_ray,
+    machine_info,
+    machine_markdown,
+    md_table,
+    write_results,
+)
+
+RESULTS = RESULTS_DIR / "label_efficiency.md"
+PLOT = RESULTS_DIR / "label_efficiency.png"
+STRATEGIES = ["random", "entropy", "margin", "least_confidence", "bald", "badge", "kcenter", "kmeans",
+              "informative_diverse"]
+FRACTIONS = [0.05, 0.10, 0.20]
+SEEDS = [0, 1, 2]
+THREADS = 2
+
+
+NOTES = """## Findings
+
+(filled in from the committed run)
+"""
+
+
+def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[str] = ()) -> list[str]:
+    """Dotted overrides of one run (on top of ``bench.cache.BASE_OVERRIDES``)."""
+    out = ["scaling.backend=in_process", "active.feature_cache='on'", "active.initial=random",
+           f"active.budget_fractions=[{','.join(str(f) for f in fractions)}]",
+           f"active.strategy.name={strategy}", f"active.seed={seed}", f"train.seed={seed}"]
+    if strategy == "bald":
+        out.append("active.scorer.mc_samples=8")
+    return out + list(extra)
+
+
+def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] = ()) -> tuple[Path, float]:
+    """Encode every pool clip once under ``root`` (``FeatureCache`` layout); returns (root, seconds)."""
+    from ser_models.active.feature_cache import FeatureCache
+    from ser_models.data import Pool
+    from ser_models.encoders import build_encoder
+
+    cfg = job_config(pool_dir, Path(root).parent / "unused", run_overrides("random", 0, FRACTIONS, extra))
+    encoder = build_encoder(cfg.model.encoder)
+    cache = FeatureCache(root, encoder.fingerprint())
+    t0 = time.perf_counter()
+    cache.build(Pool.open(pool_dir).dataset(None), cfg.model, encoder.num_layers, num_cpus=THREADS, verbose=False,
+                in_process=True)
+    return Path(root), time.perf_counter() - t0
+
+
+def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, strategy: str, seed: int,
+            fractions: list[float], extra: list[str] = ()) -> list[dict]:
+    """One AL run (fresh folder sharing ``cache_root``); one record per round."""
+    from ser_models.active.loop import ActiveLearningLoop
+    from ser_models.data import Pool
+
+    output_dir = Path(output_dir)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    output_dir.mkdir(parents=True)
+    os.symlink(cache_root.absolute(), output_dir / "feature_cache")
+    cfg = job_config(pool_dir, output_dir, run_overrides(strategy, seed, fractions, extra))
+    t0 = time.perf_counter()
+    loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
+                              cfg.active, verbose=False)
+    reports = loop.run()
+    wall = time.perf_counter() - t0
+    return [{"strategy": strategy, "seed": seed, "fraction": fractions[i], "labelled": r.labelled,
+             "test_ua": r.test["ua"], "dev_ua": r.dev["ua"], "round_s": sum(r.seconds.values()), "run_s": wall}
+            for i, r in enumerate(reports)]
+
+
+def aggregate(records: list[dict]) -> pd.DataFrame:
+    """Mean and std over seeds per (strategy, fraction), plus the paired difference to random.
+
+    Args:
+        records: one dict per (strategy, seed, fraction) with ``test_ua``, ``dev_ua``, ``round_s``, ``run_s``.
+
+    Returns:
+        One row per (strategy, fraction): ``seeds``, ``test_mean/std``, ``dev_mean/std``, ``round_s``,
+        ``run_s``, ``diff_mean/std`` (test UA minus random's under the same seed; NaN without random) and
+        ``beats_random``: the strategy's mean - std band lies above random's mean + std band.
+    """
+    df = pd.DataFrame(records)
+    g = df.groupby(["strategy", "fraction"], sort=False)
+    out = g.agg(seeds=("seed", "nunique"), test_mean=("test_ua", "mean"), test_std=("test_ua", "std"),
+                dev_mean=("dev_ua", "mean"), dev_std=("dev_ua", "std"), round_s=("round_s", "mean"),
+                run_s=("run_s", "mean")).reset_index()
+    out[["test_std", "dev_std"]] = out[["test_std", "dev_std"]].fillna(0.0)
+    rand = df[df.strategy == "random"].set_index(["seed", "fraction"])["test_ua"]
+    diffs = []
+    for _, row in out.iterrows():
+        mine = df[(df.strategy == row.strategy) & (df.fraction == row.fraction)].set_index("seed")["test_ua"]
+        d = [mine[s] - rand[(s, row.fraction)] for s in mine.index if (s, row.fraction) in rand.index]
+        diffs.append((np.mean(d) if d else np.nan, np.std(d, ddof=1) if len(d) > 1 else 0.0))
+    out["diff_mean"], out["diff_std"] = zip(*diffs) if diffs else ([], [])
+    r = out[out.strategy == "random"].set_index("fraction")
+    out["beats_random"] = [
+        bool(row.strategy != "random" and row.fraction in r.index
+             and row.test_mean - row.test_std > r.loc[row.fraction, "test_mean"] + r.loc[row.fraction, "test_std"])
+        for _, row in out.iterrows()]
+    return out
+
+
+def plot(summary: pd.DataFrame, full: dict | None, path: str | Path) -> Path:
+    """Test UA (mean, std band) vs labelled fraction per strategy; full-data UA as a dashed line. Small PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, rows in summary.groupby("strategy", sort=False):
+        x = 100 * rows.fraction.to_numpy()
+        style = {"color": "black", "linewidth": 2.2} if name == "random" else {"linewidth": 1.2}
+        ax.plot(x, rows.test_mean, marker="o", markersize=3, label=name, **style)
+        if name == "random":
+            ax.fill_between(x, rows.test_mean - rows.test_std, rows.test_mean + rows.test_std, color="gray",
+                            alpha=0.25, linewidth=0)
+    if full:
+        ax.axhline(full["test_mean"], linestyle="--", color="gray", label="100 % labels")
+    ax.set_xlabel("labelled share of the training pool (%)")
+    ax.set_ylabel("test UA (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return Path(path)
+
+
+def format_table(summary: pd.DataFrame, full: dict | None) -> str:
+    rows = []
+    for _, r in summary.iterrows():
+        diff = "-" if r.strategy == "random" or np.isnan(r.diff_mean) else f"{r.diff_mean:+.3f} ± {r.diff_std:.3f}"
+        rows.append([r.strategy, f"{100 * r.fraction:g}%", f"{r.test_mean:.3f} ± {r.test_std:.3f}",
+                     f"{r.dev_mean:.3f} ± {r.dev_std:.3f}", diff, "**yes**" if r.beats_random else "",
+                     f"{r.round_s:.1f}", f"{r.run_s:.1f}"])
+    if full:
+        rows.append(["full data (fine-tune on all)", "100%", f"{full['test_mean']:.3f} ± {full['test_std']:.3f}",
+                     f"{full['dev_mean']:.3f} ± {full['dev_std']:.3f}", "", "", f"{full['round_s']:.1f}",
+                     f"{full['run_s']:.1f}"])
+    return md_table(["strategy", "labelled", "test UA", "dev UA", "test UA - random (paired)", "beats random",
+                     "round s", "run wall s"], rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench.label_efficiency", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="random + entropy, seed 0, 2 epochs; no results file")
+    ap.add_argument("--pool-dir", default=str(DEFAULT_WORKDIR / "pool"), help="demo pool (built when missing)")
+    ap.add_argument("--workdir", default=str(DEFAULT_WORKDIR / "label_efficiency"), help="run folders")
+    ap.add_argument("--strategies", nargs="+", default=STRATEGIES)
+    ap.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's 12)")
+    ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--plot", default=str(PLOT))
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.strategies, args.seeds, args.epochs = ["random", "entropy"], [0], 2
+    extra = [f"train.epochs={args.epochs}"] if args.epochs else []
+    import torch
+
+    torch.set_num_threads(THREADS)
+    pool_dir = ensure_pool(args.pool_dir)
+    work = Path(args.workdir)
+    init_ray(2)
+    load = LoadWindow()
+    t_all = time.perf_counter()
+    cache_root, build_s = build_shared_cache(pool_dir, work / "shared_cache", extra)
+    records, full_records = [], []
+    for seed in args.seeds:
+        for strategy in args.strategies:
+            recs = run_one(pool_dir, work / f"{strategy}_s{seed}", cache_root, strategy, seed, FRACTIONS, extra)
+            records += recs
+            print(f"  seed {seed} {strategy:<20} " + "  ".join(f"{100 * r['fraction']:g}%: {r['test_ua']:.3f}"
+                                                            for r in recs) + f"  ({recs[0]['run_s']:.1f} s)",
+                  flush=True)
+        full_records += run_one(pool_dir, work / f"full_s{seed}", cache_root, "random", seed, [1.0], extra)
+        print(f"  seed {seed} full data: test UA {full_records[-1]['test_ua']:.3f}", flush=True)
+    total_s = time.perf_counter() - t_all
+    load.close()
+    summary = aggregate(records)
+    fdf = pd.DataFrame(full_records)
+    full = {"test_mean": fdf.test_ua.mean(), "test_std": fdf.test_ua.std(ddof=1) if len(fdf) > 1 else 0.0,
+            "dev_mean": fdf.dev_ua.mean(), "dev_std": fdf.dev_ua.std(ddof=1) if len(fdf) > 1 else 0.0,
+            "round_s": fdf.round_s.mean(), "run_s": fdf.run_s.mean()}
+    table = format_table(summary, full)
+    winners = summary[summary.beats_random]
+    win_text = ("; ".join(f"{r.strategy} at {100 * r.fraction:g}% ({r.diff_mean:+.3f})" for _, r in winners.iterrows())
+                or "none")
+    info = machine_info()
+    n_train = int(summary.iloc[0].fraction and records[0]["labelled"] / records[0]["fraction"])
+    text = "\n".join([
+        "# Label-efficiency benchmark",
+        "",
+        f"`python -m bench.label_efficiency` on the demo pool (720 synthetic clips, ~{n_train} in the training "
+        f"split; dev and test splits fixed). Seeds {args.seeds}; train.epochs "
+        f"{args.epochs or 12} (early stopping patience 4 on dev UA).",
+        "",
+        __doc__.split("\n\n", 2)[2].strip(),
+        "",
+        table,
+        "",
+        "Mean ± std over seeds (std with ddof=1). `test UA - random (paired)`: per seed, the strategy's test UA "
+        "minus random's, mean ± std. `beats random`: the strategy's mean - std lies above random's mean + std "
+        "(bands do not overlap). `round s`: train + score + select + label of that round; `run wall s`: the whole "
+        "run (all rounds, reports included), per run.",
+        "",
+        f"**Beat random beyond the seed spread:** {win_text}.",
+        "",
+        f"Shared cache build (once, {len(records) // len(FRACTIONS) + len(full_records)} runs reuse it): "
+        f"{build_s:.1f} s. Whole benchmark: {total_s / 60:.1f} min.",
+        "",
+        f"![test UA vs labelled share]({Path(args.plot).name})",
+        "",
+        NOTES,
+        "",
+        machine_markdown(info, load),
+    ])
+    print("\n" + text)
+    if not args.quick:
+        write_results(args.results, text)
+        plot(summary, full, args.plot)
+    return {"summary": summary, "full": full, "text": text, "records": records}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Smoke runs of the benchmark building blocks (bench.scoring, bench.cache, bench.label_efficiency,
+bench.common) on tiny inputs, without Ray, so that the scripts do not rot between benchmark runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not an installed package
+
+from bench import cache as bench_cache  # noqa: E402
+from bench import common, scoring  # noqa: E402
+from bench import label_efficiency as le  # noqa: E402
+
+
+def test_batched_and_one_at_a_time_forward_agree(tmp_path):
+    from ser_models.training.batching import ClipSet
+
+    ckpt = scoring.make_checkpoint(tmp_path / "ckpt", "tiny-wav2vec2")
+    assert (ckpt / "model.json").exists()
+    rng = np.random.default_rng(0)
+    lengths = [4000, 9000, 5600, 12000, 7000]  # samples at 16 kHz: batches need padding
+    clips = ClipSet(ids=[f"c{i}" for i in range(5)], labels=np.full(5, -1),
+                    audio=[(rng.standard_normal(n) * 3000).astype(np.int16) for n in lengths])
+    batched = scoring.time_forward(ckpt, clips, batch_size=4)
+    single = scoring.time_forward(ckpt, clips, batch_size=1)
+    assert batched.clips == single.clips == 5 and batched.rate > 0 and single.rate > 0
+    assert batched.probs.shape == (5, len(scoring.LABELS))
+    np.testing.assert_allclose(batched.probs.sum(1), 1.0, atol=1e-5)
+    # padding + attention mask must not change what a clip is scored as: the paths do the same work
+    np.testing.assert_allclose(batched.probs, single.probs, atol=1e-4)
+
+
+def _records():
+    recs = []
+    for seed, jitter in zip((0, 1, 2), (0.0, 0.01, -0.01)):
+        for f in (0.05, 0.1):
+            recs.append({"strategy": "random", "seed": seed, "fraction": f, "test_ua": 0.5 + jitter,
+                         "dev_ua": 0.5, "round_s": 1.0, "run_s": 3.0})
+            recs.append({"strategy": "good", "seed": seed, "fraction": f, "test_ua": 0.5 + (f > 0.06) * 0.2 + jitter,
+                         "dev_ua": 0.6, "round_s": 1.0, "run_s": 3.0})
+            recs.append({"strategy": "noisy", "seed": seed, "fraction": f, "test_ua": 0.5 + 0.1 * (seed - 1),
+                         "dev_ua": 0.5, "round_s": 1.0, "run_s": 3.0})
+    return recs
+
+
+def test_aggregate_flags_only_strategies_beyond_seed_spread(tmp_path):
+    s = le.aggregate(_records()).set_index(["strategy", "fraction"])
+    assert s.loc[("good", 0.1), "beats_random"] and s.loc[("good", 0.1), "diff_mean"] == pytest.approx(0.2)
+    assert s.loc[("good", 0.1), "diff_std"] == pytest.approx(0.0)
+    assert not s.loc[("good", 0.05), "beats_random"]  # same start: no gain
+    assert not s.loc[("noisy", 0.1), "beats_random"]  # mean equal to random, large spread
+    assert not s.loc[("random", 0.1), "beats_random"]
+    assert s.loc[("random", 0.05), "test_std"] == pytest.approx(0.01)
+    full = {"test_mean": 0.8, "test_std": 0.0, "dev_mean": 0.8, "dev_std": 0.0, "round_s": 2.0, "run_s": 4.0}
+    table = le.format_table(le.aggregate(_records()), full)
+    assert "| good | 10% | 0.700 ± 0.010 |" in table and "full data" in table
+    png = le.plot(le.aggregate(_records()), full, tmp_path / "le.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size < 100_000
+
+
+def test_benchmark_configs_load_and_enable_the_cache(tmp_path):
+    from ser_models.active.feature_cache import cache_supported
+
+    cfg = bench_cache.job_config(tmp_path / "pool", tmp_path / "run", ["active.feature_cache='on'"])
+    assert cache_supported(cfg.model) is None and cfg.active.feature_cache == "on"
+    assert cfg.active.targets(500) == [25, 50, 75] and not cfg.tapt_enabled
+    bald = bench_cache.job_config(tmp_path / "pool", tmp_path / "run", le.run_overrides("bald", 2, le.FRACTIONS))
+    assert bald.active.scorer.mc_samples == 8 and bald.active.seed == bald.train.seed == 2
+    assert bald.scaling.backend == "in_process" and bald.active.budget_fractions == le.FRACTIONS
+    assert bench_cache.job_config(tmp_path, tmp_path, le.run_overrides("kmeans", 0, [1.0])).active.targets(10) == [10]
+
+
+def test_common_helpers(tmp_path):
+    info = common.machine_info()
+    assert {"cpu", "cores", "ram_gib", "torch", "ray", "transformers", "date"} <= set(info)
+    load = common.LoadWindow(before=(9.0, 1.0, 1.0)).close()
+    assert load.busy and "busy machine" in load.text()
+    assert not common.LoadWindow(before=(0.5, 0.5, 0.5), after=(0.4, 0.4, 0.4)).busy
+    assert "Machine:" in common.machine_markdown(info, load)
+    assert common.md_table(["a", "b"], [[1, 2]]).splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+    store: dict = {}
+    with common.timed(store, "x"):
+        pass
+    with common.timed(store, "x"):
+        pass
+    assert store["x"] >= 0
+    out = common.write_results(tmp_path / "r" / "x.md", "hi\n\n")
+    assert out.read_text() == "hi\n"
