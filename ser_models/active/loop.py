@@ -340,7 +340,7 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
                 dx, dy = zip(*dev)
                 ax.plot([100 * x for x in dx], dy, marker="s", linestyle=":", label=f"{name} (dev)")
     ax.set_xlabel("labelled share of the training pool (%)")
-    ax.set_ylabel(f"{split} UA (balanced accuracy)")
+    ax.set_ylabel("UA (balanced accuracy)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
