@@ -36,3 +36,27 @@ def broadcast_flag(flag: bool) -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` wrapped in DistributedDataParallel when a process group runs, else as is."""
+    if not is_distributed():
+        return module
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def seed_epoch(seed: int, epoch: int):
+    """Seed everything random in one epoch of one worker, and return the epoch's numpy Generator.
+
+    Seeded per epoch, not once per run, so that a run resumed after epoch k draws exactly the crops, batches,
+    dropout and masks an uninterrupted run would. numpy's global RNG is seeded too: HF speech encoders draw
+    their SpecAugment masks from it in train mode.
+    """
+    import numpy as np
+
+    me = rank()
+    mixed = seed * 100_003 + epoch * 31 + me
+    torch.manual_seed(mixed)
+    np.random.seed(mixed % 2**32)
+    return np.random.default_rng([seed, epoch, me])

@@ -20,7 +20,7 @@ from ser_models.exceptions import TrainingError
 from ser_models.metrics import classification_metrics
 from ser_models.training.batching import ClipSet, iterate_batches, make_batch, plan_batches
 from ser_models.training.config import TrainConfig
-from ser_models.training.distributed import all_reduce_min, broadcast_flag, is_distributed, rank
+from ser_models.training.distributed import all_reduce_min, broadcast_flag, rank, seed_epoch, wrap_ddp
 from ser_models.training.schedule import tri_stage_scheduler
 
 
@@ -151,18 +151,11 @@ def fit(model: nn.Module, train: ClipSet, dev: ClipSet | None, cfg: TrainConfig,
         scheduler.load_state_dict(state.scheduler)
     weights = class_weight_tensor(class_counts, len(model.cfg.labels)) if cfg.class_weighted else None
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
-    wrapped: nn.Module = _TrainForward(model)
-    if is_distributed():
-        wrapped = nn.parallel.DistributedDataParallel(
-            wrapped, device_ids=[device.index] if device.type == "cuda" else None)
+    wrapped = wrap_ddp(_TrainForward(model), device)
     me = rank()
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.perf_counter()
-        # Seeded per epoch (not once per fit) so a resumed fit draws the same crops and batches.
-        rng = np.random.default_rng([cfg.seed, epoch, me])
-        torch.manual_seed(cfg.seed * 100_003 + epoch * 31 + me)
-        # HF speech encoders draw SpecAugment masks from numpy's global RNG in train mode.
-        np.random.seed((cfg.seed * 100_003 + epoch * 31 + me) % 2**32)
+        rng = seed_epoch(cfg.seed, epoch)
         model.train()
         total, count = 0.0, 0
         for step, batch in enumerate(iterate_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng)):

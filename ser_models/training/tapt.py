@@ -53,7 +53,7 @@ from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import write_bytes_atomic
 from ser_models.training.batching import ClipSet, iterate_batches, plan_batches
-from ser_models.training.distributed import all_reduce_min, is_distributed, rank
+from ser_models.training.distributed import all_reduce_min, rank, seed_epoch, wrap_ddp
 from ser_models.training.mfcc import mfcc
 from ser_models.training.schedule import tri_stage_scheduler
 from ser_models.training.tapt_config import TaptConfig, TaptJobConfig
@@ -555,16 +555,11 @@ def pretrain(objective: TaptObjective, clips: ClipSet, cfg: TaptConfig, *, devic
         objective.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
-    wrapped: nn.Module = objective
-    if is_distributed():
-        wrapped = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None)
+    wrapped = wrap_ddp(objective, device)
     me = rank()
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.perf_counter()
-        # Seeded per epoch, not per run, so a resumed run draws the same crops, masks and negatives.
-        rng = np.random.default_rng([cfg.seed, epoch, me])
-        torch.manual_seed(cfg.seed * 100_003 + epoch * 31 + me)
+        rng = seed_epoch(cfg.seed, epoch)  # a resumed run draws the same crops, masks and negatives
         sums: dict[str, float] = {}
         steps = 0
         for batch in iterate_batches(clips, cfg.batch_size, cfg.max_crop_seconds, rng):
