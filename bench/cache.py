@@ -51,7 +51,7 @@ BASE_OVERRIDES = [
 
 NOTES = """## Findings
 
-(filled in from the committed run)
+Summarised, with what the numbers mean, in BENCHMARKS.md at the repository root.
 """
 
 

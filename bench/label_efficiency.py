@@ -48,7 +48,7 @@ THREADS = 2
 
 NOTES = """## Findings
 
-(filled in from the committed run)
+Summarised, with what the numbers mean, in BENCHMARKS.md at the repository root.
 """
 
 

@@ -87,7 +87,7 @@ class PathResult:
 
 NOTES = """## Findings
 
-(filled in from the committed run)
+Summarised, with what the numbers mean, in BENCHMARKS.md at the repository root.
 """
 
 
