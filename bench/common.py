@@ -82,17 +82,19 @@ class LoadWindow:
 
     @property
     def busy(self) -> bool:
-        """True when the 1-minute load before or after exceeded :data:`BUSY_LOAD` on this machine."""
-        return max(self.before[0], (self.after or self.before)[0]) > BUSY_LOAD
+        """True when the 1-minute load before the run exceeded :data:`BUSY_LOAD` (the load after includes
+        the benchmark's own threads and Ray processes, so it does not decide)."""
+        return self.before[0] > BUSY_LOAD
 
     def text(self) -> str:
         def fmt(x):
             return "/".join(f"{v:.1f}" for v in x)
 
         after = fmt(self.after) if self.after else "-"
-        note = (f" -- **busy machine** (1-min load > {BUSY_LOAD:g} on {os.cpu_count()} cores): absolute rates "
+        note = (f" -- **busy machine** (1-min load before > {BUSY_LOAD:g} on {os.cpu_count()} cores): absolute rates "
                 "are pessimistic; ratios come from the same run and are less affected" if self.busy else "")
-        return f"Load average (1/5/15 min) before: {fmt(self.before)}, after: {after}{note}."
+        return (f"Load average (1/5/15 min) before: {fmt(self.before)}, after: {after} (after includes this "
+                f"benchmark's own load){note}.")
 
 
 def machine_markdown(info: dict, load: LoadWindow) -> str:

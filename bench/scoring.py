@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"(ray.init(num_cpus={RAY_CPUS}), scoring actor num_cpus={THREADS}), "
         "MC dropout off, CPU only (no GPU is lent to this task).",
         "",
-        __doc__.split("The same N clips", 1)[1].split("\n\n", 1)[0].join(["The same N clips", ""]),
+        "The same N clips" + __doc__.split("The same N clips", 1)[1].split("\n\nEvery path", 1)[0],
         "",
         table,
         "",
