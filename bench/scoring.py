@@ -45,9 +45,9 @@ from bench.common import (
 RESULTS = RESULTS_DIR / "scoring.md"
 LABELS = ["neutral", "happy", "angry", "sad"]
 #: Torch threads of every path, and the scoring actor's ``num_cpus``. One, not two: with ``num_cpus=2`` the
-#: actor reserves both CPUs of the 2-CPU Ray instance and the upstream ``select_columns``/read task that feeds
-#: it never gets a CPU (Ray Data deadlock, seen here with Ray 2.60); ``ScorerConfig`` derives the actor's
-#: torch threads from ``num_cpus``, so the actor cannot run 2 threads on a 1-CPU reservation.
+#: actor would reserve both CPUs of the 2-CPU Ray instance and the read task that feeds it would never get a
+#: CPU (``score_dataset`` now rejects that; ``active.scorer.threads`` gives an actor more torch threads than it
+#: reserves). Every path uses the same one thread so the rates compare like with like.
 THREADS = 1
 RAY_CPUS = 2
 

@@ -40,6 +40,9 @@ class ActiveConfig:
             raise ConfigError(f"active.initial must be one of {list(_INITIAL)}, got {self.initial!r}")
         if self.oracle not in _ORACLES:
             raise ConfigError(f"active.oracle must be one of {list(_ORACLES)}, got {self.oracle!r}")
+        # YAML 1.1 (and so a dotted override) reads a bare on/off as a boolean, which OmegaConf then stores
+        # in this str field as "True"/"False": map it back instead of rejecting what the user typed.
+        self.feature_cache = {"true": "on", "false": "off"}.get(str(self.feature_cache).lower(), self.feature_cache)
         if self.feature_cache not in _CACHE:
             raise ConfigError(f"active.feature_cache must be one of {list(_CACHE)}, got {self.feature_cache!r}")
         if self.budget_fractions:

@@ -29,7 +29,10 @@ class ScorerConfig:
     batch_size: int = field(32, help="clips per Ray Data batch handed to one actor call")
     micro_batch_size: int = field(16, help="clips per forward pass inside an actor (sorted by length)")
     num_actors: int = field(1, help="scoring actors (each holds one model copy)")
-    num_cpus: float = field(1.0, help="CPUs per scoring actor (also its torch threads)")
+    num_cpus: float = field(1.0, help="CPUs Ray reserves per scoring actor; the actors together must leave at "
+                                      "least one CPU free for Ray Data's read tasks, or scoring waits forever")
+    threads: int = field(0, help="torch threads per scoring actor (0 = num_cpus); may exceed num_cpus to use "
+                                 "cores that Ray Data's read tasks leave idle")
     num_gpus: float = field(0.0, help="GPUs per scoring actor (0 = CPU)")
     mc_samples: int = field(0, help="MC-dropout passes per clip (BALD needs > 1; 0 = none)")
     max_seconds: float = field(20.0, help="clips longer than this are centre-cropped for scoring (s)")
@@ -39,8 +42,43 @@ class ScorerConfig:
             raise ConfigError("active.scorer.batch_size and micro_batch_size must be >= 1")
         if self.num_actors < 1:
             raise ConfigError(f"active.scorer.num_actors must be >= 1, got {self.num_actors}")
+        if self.num_cpus <= 0 or self.threads < 0:
+            raise ConfigError(f"active.scorer.num_cpus must be > 0 and threads >= 0, got {self.num_cpus} / "
+                              f"{self.threads}")
         if self.mc_samples < 0 or self.mc_samples == 1:
             raise ConfigError(f"active.scorer.mc_samples must be 0 or >= 2, got {self.mc_samples}")
+
+
+    def torch_threads(self) -> int:
+        """Torch threads per scoring actor: ``threads``, or ``num_cpus`` rounded down (at least 1)."""
+        return self.threads or max(int(self.num_cpus), 1)
+
+
+def check_reservation(cfg: ScorerConfig, cluster_cpus: float) -> None:
+    """Reject an actor pool that reserves every CPU of the cluster on a CPU-only run.
+
+    Ray Data's read tasks need a CPU of their own to feed the actors; when the actors hold them all, the
+    read tasks never start and scoring waits forever without an error. ``cluster_cpus`` = 0 (unknown, e.g.
+    a head node with no CPUs on an autoscaling cluster) skips the check.
+
+    Raises:
+        ConfigError: naming ``active.scorer.num_cpus`` / ``num_actors`` and the way out (``threads``).
+    """
+    if cfg.num_gpus or cluster_cpus <= 0:
+        return
+    reserved = cfg.num_actors * cfg.num_cpus
+    if reserved > cluster_cpus - 1:
+        raise ConfigError(
+            f"active.scorer.num_actors x active.scorer.num_cpus = {reserved:g} CPUs leaves less than one of the "
+            f"cluster's {cluster_cpus:g} CPUs for Ray Data's read tasks, so scoring would wait forever: lower "
+            "num_cpus or num_actors, and set active.scorer.threads to give each actor more torch threads "
+            "than it reserves")
+
+
+def _cluster_cpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else 0.0
 
 
 class PoolScorer:
@@ -90,7 +128,7 @@ class PoolScorer:
         n, c = len(clips), len(self.model.cfg.labels)
         probs = np.zeros((n, c), np.float32)
         mc = np.zeros((n, self.mc_samples, c), np.float32)
-        emb = pooled = None
+        emb = pooled = np.zeros((0, 0), np.float32)  # sized by the first forward
         with torch.no_grad():
             for index in plan_batches(clips.lengths(), self.micro, None):  # sorted by length: little padding
                 b = make_batch(clips, index, self.max_samples, None).to(self.device)
@@ -98,7 +136,7 @@ class PoolScorer:
                 probs[index] = torch.softmax(out.logits.float(), -1).cpu().numpy()
                 e = out.embedding.float().cpu().numpy()
                 p = out.pooled.float().cpu().numpy()
-                if emb is None:
+                if not emb.size:
                     emb = np.zeros((n, e.shape[1]), np.float32)
                     pooled = np.zeros((n, p.shape[1]), np.float32)
                 emb[index], pooled[index] = e, p
@@ -109,10 +147,10 @@ class PoolScorer:
                     with self.model.mc_dropout():
                         for t in range(self.mc_samples):
                             mc[index, t] = torch.softmax(self._forward(b).logits.float(), -1).cpu().numpy()
-        out = {"utt_id": np.asarray(clips.ids, dtype=object), "probs": _as_bytes(probs),
-               "embedding": _as_bytes(emb), "pooled": _as_bytes(pooled)}
+        # Plain float32 arrays: Ray Data carries them as tensor columns (no per-row Python objects).
+        out = {"utt_id": np.asarray(clips.ids, dtype=object), "probs": probs, "embedding": emb, "pooled": pooled}
         if self.mc_samples:
-            out["mc_probs"] = _as_bytes(mc)
+            out["mc_probs"] = mc
         return out
 
     def _forward(self, b):
@@ -125,13 +163,6 @@ def _stable_hash(ids) -> int:
     import zlib
 
     return zlib.crc32("\x00".join(ids).encode()) % (2**31)
-
-
-def _as_bytes(arr: np.ndarray | None) -> np.ndarray:
-    # One float32 buffer per row keeps Ray blocks and Parquet simple whatever the shapes.
-    if arr is None:
-        return np.zeros(0, dtype=object)
-    return np.asarray([np.ascontiguousarray(row).tobytes() for row in arr], dtype=object)
 
 
 @dataclass
@@ -217,34 +248,33 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
     columns = SCORE_INPUT_FEATURES if feature_shape is not None else SCORE_INPUT_AUDIO
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
-                  max_seconds=cfg.max_seconds, threads=max(int(cfg.num_cpus), 1), seed=seed)
+                  max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed)
     if in_process:
         scorer = PoolScorer(**kwargs)
         batches = (scorer(b) for b in ds.select_columns(columns).iter_batches(batch_size=cfg.batch_size,
                                                                               batch_format="numpy"))
     else:
+        check_reservation(cfg, _cluster_cpus())
         batches = ds.select_columns(columns).map_batches(
             PoolScorer, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, batch_format="numpy",
             compute=ActorPoolStrategy(size=cfg.num_actors), num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
         ).iter_batches(batch_size=None, batch_format="numpy")
-    ids, probs, emb, pooled, mc = [], [], [], [], []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs")}
     for batch in batches:
-        ids.extend(batch["utt_id"].tolist())
-        probs.extend(batch["probs"])
-        emb.extend(batch["embedding"])
-        pooled.extend(batch["pooled"])
-        if "mc_probs" in batch:
-            mc.extend(batch["mc_probs"])
-    if not ids:
+        for key, arrays in parts.items():
+            if key in batch:
+                arrays.append(np.asarray(batch[key]))
+    if not parts["utt_id"] or not sum(len(a) for a in parts["utt_id"]):
         raise PoolError("scoring produced no rows: the dataset to score is empty")
-    order = np.argsort(np.asarray(ids, dtype=str), kind="stable")
+    ids = np.concatenate(parts["utt_id"]).astype(str)
+    order = np.argsort(ids, kind="stable")
 
-    def stack(rows):
-        return np.stack([np.frombuffer(rows[i], np.float32) for i in order])
+    def stack(key):
+        arrays = [a for a in parts[key] if len(a)]  # an empty batch carries no shape
+        return np.concatenate(arrays).astype(np.float32, copy=False)[order] if arrays else None
 
-    c = len(np.frombuffer(probs[0], np.float32))
-    scores = Scores(np.asarray(ids, dtype=object)[order], stack(probs), stack(emb), stack(pooled),
-                    stack(mc).reshape(len(ids), cfg.mc_samples, c) if mc else None)
+    scores = Scores(ids[order].astype(object), stack("probs"), stack("embedding"), stack("pooled"),
+                    stack("mc_probs"))
     if verbose:
         secs = time.perf_counter() - t0
         print(f"  scored {len(ids)} clips in {secs:.1f}s ({len(ids) / max(secs, 1e-9):.0f} clips/s)")

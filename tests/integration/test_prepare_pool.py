@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -78,12 +79,36 @@ def built(ray_local, tmp_path_factory):
     expected, samples = write_corpus(root / "corpus")
     cfg = PoolConfig(manifest=str(root / "corpus" / "manifest.csv"), output_dir=str(root / "pool"),
                      max_duration=MAX_DURATION, batch_size=4, num_workers=2, labels=[])
-    summary = prepare_pool(cfg)
-    return cfg, summary, expected, samples
+    plans = _PlanRecorder()
+    logging.getLogger("ray.data").addHandler(plans)
+    try:
+        summary = prepare_pool(cfg)
+    finally:
+        logging.getLogger("ray.data").removeHandler(plans)
+    return cfg, summary, expected, samples, plans.lines
+
+
+class _PlanRecorder(logging.Handler):
+    """Keeps Ray Data's "Execution plan of Dataset ..." log lines."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        if "Execution plan" in record.getMessage():
+            self.lines.append(record.getMessage())
+
+
+def test_decode_and_write_run_as_one_fused_task(built):
+    # Unfused, every decoded block (the audio itself) crosses the object store to a separate Write task.
+    plans = built[-1]
+    assert plans, "Ray Data logged no execution plan"
+    assert any("MapBatches(decode_to_arrow)->Write" in line for line in plans), plans
 
 
 def test_good_clips_kept_at_16k_and_bad_ones_quarantined(built):
-    cfg, summary, expected, samples = built
+    cfg, summary, expected, samples, _ = built
     pool = Pool.open(cfg.output_dir)
     meta = pool.metadata(columns=["utt_id", "num_samples", "orig_sample_rate", "orig_channels", "split",
                                   "status", "audio", "audio_format"])
@@ -107,7 +132,7 @@ def test_good_clips_kept_at_16k_and_bad_ones_quarantined(built):
 
 
 def test_layout_schema_and_summary(built):
-    cfg, summary, expected, _ = built
+    cfg, summary, expected, _, _ = built
     out = summary.output_dir
     n_bad = sum(s != "ok" for s in expected.values())
     assert (summary.clips_in, summary.kept, summary.quarantined) == (len(expected), len(expected) - n_bad, n_bad)
@@ -127,7 +152,7 @@ def test_layout_schema_and_summary(built):
 
 
 def test_rerun_is_up_to_date_and_manifest_change_rebuilds(built, capsys):
-    cfg, summary, expected, _ = built
+    cfg, summary, expected, _, _ = built
     before = sorted(os.path.join(d, f) for d, _, fs in os.walk(cfg.output_dir) for f in fs)
     again = prepare_pool(cfg)
     assert again.up_to_date and "pool up to date" in capsys.readouterr().out

@@ -1,0 +1,48 @@
+"""ActiveConfig / ScorerConfig: values as users type them, and errors that name the key."""
+
+import pytest
+
+from jobs.after import AfterJobConfig
+from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.scorer import ScorerConfig, check_reservation
+from ser_models.config import load_config
+from ser_models.exceptions import ConfigError
+
+BASE = ["pool_dir=/p", "output_dir=/o"]
+
+
+@pytest.mark.parametrize("typed, stored", [("on", "on"), ("off", "off"), ("auto", "auto"), ("'on'", "on"),
+                                            ("true", "on"), ("False", "off")])
+def test_feature_cache_override_as_typed(typed, stored):
+    # A bare on/off is a YAML 1.1 boolean: the override must still mean on/off, not fail or become "True".
+    cfg = load_config(AfterJobConfig, None, [*BASE, f"active.feature_cache={typed}"])
+    assert cfg.active.feature_cache == stored
+
+
+def test_feature_cache_bad_value_names_key():
+    with pytest.raises(ConfigError, match="active.feature_cache"):
+        ActiveConfig(feature_cache="sometimes")
+
+
+def test_budget_fractions_must_increase():
+    with pytest.raises(ConfigError, match="budget_fractions"):
+        ActiveConfig(budget_fractions=[0.1, 0.05])
+    assert ActiveConfig(budget_fractions=[0.05, 0.1]).targets(200) == [10, 20]
+
+
+def test_scorer_threads_default_to_num_cpus():
+    assert ScorerConfig(num_cpus=2).torch_threads() == 2
+    assert ScorerConfig(num_cpus=0.5).torch_threads() == 1
+    assert ScorerConfig(num_cpus=1, threads=3).torch_threads() == 3
+    with pytest.raises(ConfigError, match="num_cpus"):
+        ScorerConfig(num_cpus=0)
+
+
+def test_reservation_that_starves_the_read_tasks_is_rejected():
+    with pytest.raises(ConfigError, match="active.scorer.threads"):
+        check_reservation(ScorerConfig(num_cpus=2), cluster_cpus=2)
+    with pytest.raises(ConfigError, match="num_actors"):
+        check_reservation(ScorerConfig(num_cpus=1, num_actors=2), cluster_cpus=2)
+    check_reservation(ScorerConfig(num_cpus=1, threads=2), cluster_cpus=2)  # one CPU left for reads
+    check_reservation(ScorerConfig(num_cpus=2, num_gpus=1), cluster_cpus=2)  # GPU actors: not CPU-bound
+    check_reservation(ScorerConfig(num_cpus=4), cluster_cpus=0)  # unknown (autoscaling head): no check
