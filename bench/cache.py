@@ -89,7 +89,7 @@ def run_variant(pool_dir: str | Path, output_dir: str | Path, cache: str, backen
     if loop.cache is not None:
         t0 = time.perf_counter()
         loop.cache.build(pool.dataset(None), cfg.model, build_encoder(cfg.model.encoder).num_layers,
-                         num_cpus=cfg.active.scorer.num_cpus, verbose=False, in_process=loop.in_process)
+                         cfg.active.scorer, verbose=False, in_process=loop.in_process)
         build_s = time.perf_counter() - t0
     loop.initial()
     out = []

@@ -16,6 +16,7 @@ by every run (each run's ``feature_cache/`` is a symlink to it). BALD scores wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import time
@@ -72,8 +73,8 @@ def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] 
     encoder = build_encoder(cfg.model.encoder)
     cache = FeatureCache(root, encoder.fingerprint())
     t0 = time.perf_counter()
-    cache.build(Pool.open(pool_dir).dataset(None), cfg.model, encoder.num_layers, num_cpus=THREADS, verbose=False,
-                in_process=True)
+    cache.build(Pool.open(pool_dir).dataset(None), cfg.model, encoder.num_layers,
+                dataclasses.replace(cfg.active.scorer, num_cpus=THREADS), verbose=False, in_process=True)
     return Path(root), time.perf_counter() - t0
 
 

@@ -32,15 +32,17 @@ def cache_supported(model_cfg) -> str | None:
 class EncoderPooler:
     """Ray Data callable class: per-layer mean-pooled encoder features of each clip, as float32 bytes."""
 
-    def __init__(self, model_cfg: dict, micro_batch_size: int = 16, max_seconds: float = 20.0, threads: int = 1):
+    def __init__(self, model_cfg: dict, micro_batch_size: int = 0, max_seconds: float = 20.0, threads: int = 1):
         import torch
 
+        from ser_models.active.scorer import auto_micro_batch
         from ser_models.config import from_dict
         from ser_models.model import EmotionModel, ModelConfig
 
         torch.set_num_threads(max(int(threads), 1))
-        self.model = EmotionModel(from_dict(ModelConfig, model_cfg)).eval()
-        self.micro = micro_batch_size
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = EmotionModel(from_dict(ModelConfig, model_cfg)).to(self.device).eval()
+        self.micro = micro_batch_size or auto_micro_batch(self.device.type)
         self.max_samples = int(max_seconds * 16000)
 
     def __call__(self, batch: dict) -> dict:
@@ -52,8 +54,8 @@ class EncoderPooler:
         feats: list[bytes | None] = [None] * len(clips)
         with torch.no_grad():
             for index in plan_batches(clips.lengths(), self.micro, None):
-                b = make_batch(clips, index, self.max_samples, None)
-                pooled = self.model.encode_pooled(b.wavs, b.lengths).float().numpy()  # [B, L, D]
+                b = make_batch(clips, index, self.max_samples, None).to(self.device)
+                pooled = self.model.encode_pooled(b.wavs, b.lengths).float().cpu().numpy()  # [B, L, D]
                 for row, i in enumerate(index):
                     feats[i] = np.ascontiguousarray(pooled[row]).tobytes()
         return {"utt_id": np.asarray(clips.ids, dtype=object), "features": np.asarray(feats, dtype=object)}
@@ -82,14 +84,16 @@ class FeatureCache:
         meta = read_json(self.dir / "meta.json")
         return int(meta["num_layers"]), int(meta["hidden_size"])
 
-    def build(self, ds, model_cfg, num_layers: int, *, num_actors: int = 1, num_cpus: float = 1.0, batch_size: int = 32,
-              verbose: bool = True, in_process: bool = False) -> None:
+    def build(self, ds, model_cfg, num_layers: int, scorer_cfg=None, *, verbose: bool = True,
+              in_process: bool = False) -> None:
         """Encode every row of ``ds`` (pool rows with audio) once; a no-op when the cache is ready.
 
         Args:
             ds: Ray Dataset of pool rows (every split that will be trained, evaluated or scored).
             model_cfg: the ModelConfig (frozen adapter, mean pooling).
             num_layers: L, the encoder's hidden-state count.
+            scorer_cfg: the loop's ``ScorerConfig``: the build runs on the same actor pool settings (actors,
+                CPUs, threads, GPUs, batch and micro-batch sizes). None = its defaults.
         """
         if self.ready:
             return
@@ -98,18 +102,22 @@ class FeatureCache:
             raise ConfigError(f"the feature cache cannot be used: {reason}")
         from ray.data import ActorPoolStrategy
 
+        from ser_models.active.scorer import ScorerConfig, _cluster_cpus, check_reservation
         from ser_models.config import to_dict
 
+        sc = scorer_cfg or ScorerConfig()
         t0 = time.perf_counter()
         source = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"])
-        kwargs = {"model_cfg": to_dict(model_cfg), "threads": max(int(num_cpus), 1)}
+        kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
+                  "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds}
         if in_process:
             pooler = EncoderPooler(**kwargs)
-            batches = (pooler(b) for b in source.iter_batches(batch_size=batch_size, batch_format="numpy"))
+            batches = (pooler(b) for b in source.iter_batches(batch_size=sc.batch_size, batch_format="numpy"))
         else:
+            check_reservation(sc, _cluster_cpus())
             batches = source.map_batches(
-                EncoderPooler, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="numpy",
-                compute=ActorPoolStrategy(size=num_actors), num_cpus=num_cpus,
+                EncoderPooler, fn_constructor_kwargs=kwargs, batch_size=sc.batch_size, batch_format="numpy",
+                compute=ActorPoolStrategy(size=sc.num_actors), num_cpus=sc.num_cpus, num_gpus=sc.num_gpus or None,
             ).iter_batches(batch_size=None, batch_format="numpy")
         ids, feats = [], []
         for batch in batches:

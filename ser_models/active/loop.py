@@ -274,8 +274,7 @@ class ActiveLearningLoop:
         self.log(f"AFTER loop: {len(self.train_ids)} training clips, labelled per round {self.targets}, "
                  f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}")
         if self.cache is not None:
-            self.cache.build(self._all_splits(), self.model_cfg, self._num_layers,
-                             num_actors=self.active.scorer.num_actors, num_cpus=self.active.scorer.num_cpus,
+            self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,
                              verbose=self.verbose, in_process=self.in_process)
         self.initial()
         reports = []
