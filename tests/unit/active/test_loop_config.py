@@ -46,3 +46,13 @@ def test_reservation_that_starves_the_read_tasks_is_rejected():
     check_reservation(ScorerConfig(num_cpus=1, threads=2), cluster_cpus=2)  # one CPU left for reads
     check_reservation(ScorerConfig(num_cpus=2, num_gpus=1), cluster_cpus=2)  # GPU actors: not CPU-bound
     check_reservation(ScorerConfig(num_cpus=4), cluster_cpus=0)  # unknown (autoscaling head): no check
+
+
+def test_auto_micro_batch_by_device_and_input():
+    from ser_models.active.scorer import auto_micro_batch
+
+    assert auto_micro_batch("cpu") == 1  # padded audio batches only cost time on CPU (bench.scoring)
+    assert auto_micro_batch("cuda") == 16
+    assert auto_micro_batch("cpu", features=True) == auto_micro_batch("cuda", features=True) >= 256
+    with pytest.raises(ConfigError, match="micro_batch_size"):
+        ScorerConfig(micro_batch_size=-1)
