@@ -200,7 +200,12 @@ def build_encoder(cfg: EncoderConfig) -> Encoder:
     if cfg.checkpoint:
         load_encoder_weights(hf_model, cfg.checkpoint)
     if cfg.gradient_checkpointing:
-        hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.x renamed it (the old name warns and goes in v6).
+        enable = getattr(hf_model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     hf_model.eval()
     return Encoder(cfg, family, hf_config, hf_model)
 
