@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None):
 
     t0 = time.perf_counter()
     ray.init(ignore_reinit_error=True)  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
+        from ser_models.active.scorer import check_reservation, cluster_cpus
+
+        check_reservation(cfg.active.scorer, cluster_cpus())
     write_bytes_atomic(f"{cfg.output_dir}/config.yaml", to_yaml(cfg).encode())
     pool = Pool.open(cfg.pool_dir)
     if cfg.tapt_enabled:

@@ -102,7 +102,7 @@ class FeatureCache:
             raise ConfigError(f"the feature cache cannot be used: {reason}")
         from ray.data import ActorPoolStrategy
 
-        from ser_models.active.scorer import ScorerConfig, _cluster_cpus, check_reservation
+        from ser_models.active.scorer import ScorerConfig, check_reservation, cluster_cpus
         from ser_models.config import to_dict
 
         sc = scorer_cfg or ScorerConfig()
@@ -114,7 +114,7 @@ class FeatureCache:
             pooler = EncoderPooler(**kwargs)
             batches = (pooler(b) for b in source.iter_batches(batch_size=sc.batch_size, batch_format="numpy"))
         else:
-            check_reservation(sc, _cluster_cpus())
+            check_reservation(sc, cluster_cpus())
             batches = source.map_batches(
                 EncoderPooler, fn_constructor_kwargs=kwargs, batch_size=sc.batch_size, batch_format="numpy",
                 compute=ActorPoolStrategy(size=sc.num_actors), num_cpus=sc.num_cpus, num_gpus=sc.num_gpus or None,

@@ -92,7 +92,8 @@ def check_reservation(cfg: ScorerConfig, cluster_cpus: float) -> None:
             "than it reserves")
 
 
-def _cluster_cpus() -> float:
+def cluster_cpus() -> float:
+    """CPUs the connected Ray cluster reports now (0 when Ray is not initialised)."""
     import ray
 
     return float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else 0.0
@@ -271,7 +272,7 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         batches = (scorer(b) for b in ds.select_columns(columns).iter_batches(batch_size=cfg.batch_size,
                                                                               batch_format="numpy"))
     else:
-        check_reservation(cfg, _cluster_cpus())
+        check_reservation(cfg, cluster_cpus())
         batches = ds.select_columns(columns).map_batches(
             PoolScorer, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, batch_format="numpy",
             compute=ActorPoolStrategy(size=cfg.num_actors), num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,

@@ -44,3 +44,13 @@ def test_after_job_smoke_then_compare(demo_pool, tmp_path, monkeypatch, capsys):
     table = capsys.readouterr().out
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "after" in table and "full" in table and "test_ua" in table
+
+
+def test_starving_scorer_reservation_fails_before_tapt(demo_pool, tmp_path, monkeypatch):
+    from ser_models.exceptions import ConfigError
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="active.scorer.threads"):
+        _run("jobs.after", ["jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
+                            "active.scorer.num_cpus=2"], monkeypatch)
+    assert not (out / "tapt").exists()  # refused up front, not after minutes of TAPT
