@@ -35,15 +35,15 @@ class AfterJobConfig:
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(AfterJobConfig, sys.argv[1:] if argv is None else argv, "jobs.after")
-    import ray
 
     from ser_models.active.loop import ActiveLearningLoop
     from ser_models.data import Pool
     from ser_models.exceptions import LabellingPending
     from ser_models.io import write_bytes_atomic
+    from ser_models.runtime import connect_ray
 
     t0 = time.perf_counter()
-    ray.init(ignore_reinit_error=True)  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
         from ser_models.active.scorer import check_reservation, cluster_cpus
 

@@ -35,13 +35,13 @@ class FinetuneJobConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune")
-    import ray
 
     from ser_models.data import Pool
+    from ser_models.runtime import connect_ray
     from ser_models.training import train_model
 
     t0 = time.perf_counter()
-    ray.init(ignore_reinit_error=True)  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     pool = Pool.open(cfg.pool_dir)
     pool.check_labels(cfg.model.labels, (cfg.train_split, cfg.dev_split, cfg.test_split))
     labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]

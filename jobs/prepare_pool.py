@@ -19,12 +19,13 @@ from ser_models.data.config import PoolConfig
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(PoolConfig, sys.argv[1:] if argv is None else argv, "jobs.prepare_pool")
-    import ray
+
     from ray.data import DataContext
 
     from ser_models.data.prepare import prepare_pool
+    from ser_models.runtime import connect_ray
 
-    ray.init(ignore_reinit_error=True)  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     DataContext.get_current().enable_progress_bars = True
     print(f"prepare_pool: {cfg}")
     summary = prepare_pool(cfg)

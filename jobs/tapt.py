@@ -18,13 +18,13 @@ from ser_models.training.tapt_config import TaptJobConfig
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(TaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.tapt")
-    import ray
 
     from ser_models.data import Pool
+    from ser_models.runtime import connect_ray
     from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
 
     t0 = time.perf_counter()
-    ray.init(ignore_reinit_error=True)  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     pool = Pool.open(cfg.pool_dir)
     meta = pool.metadata(columns=["utt_id", "duration"], split=cfg.split)
     print(f"pool {cfg.pool_dir}: {len(meta)} {cfg.split} clips, {meta['duration'].sum() / 60:.1f} min of audio")
