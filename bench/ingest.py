@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
             plain = ex.submit(plain_loop, manifest, str(workdir / "plain.parquet")).result()
         pipe = run_pipeline(manifest, workdir / "pool", 2, args.batch_size, args.num_workers)
         plain_cps, pipe_cps = plain["clips"] / plain["seconds"], pipe["clips"] / pipe["seconds"]
-        runs.append({"plain": plain, "pipeline": pipe, "ratio": (pipe_cps / 2) / plain_cps})
+        runs.append({"plain": plain, "pipeline": pipe, "plain_cps": plain_cps, "pipe_cps": pipe_cps,
+                     "ratio": (pipe_cps / 2) / plain_cps})
     load_after = os.getloadavg()
 
     ratios = sorted(r["ratio"] for r in runs)
@@ -195,8 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = ["| run | path | cores | seconds | clips/s | clips/s per core | Ray start-up s | peak RSS MB | ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(runs, 1):
-        plain, pipe = r["plain"], r["pipeline"]
-        plain_cps, pipe_cps = plain["clips"] / plain["seconds"], pipe["clips"] / pipe["seconds"]
+        plain, pipe, plain_cps, pipe_cps = r["plain"], r["pipeline"], r["plain_cps"], r["pipe_cps"]
         table.append(f"| {i} | plain loop (1 process) | 1 | {plain['seconds']:.1f} | {plain_cps:.1f} | "
                      f"{plain_cps:.1f} | - | {plain['maxrss_mb']:.0f} | |")
         table.append(f"| {i} | Ray Data prepare_pool | 2 | {pipe['seconds']:.1f} | {pipe_cps:.1f} | "

@@ -35,7 +35,6 @@ class AfterJobConfig:
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(AfterJobConfig, sys.argv[1:] if argv is None else argv, "jobs.after")
-
     from ser_models.active.loop import ActiveLearningLoop
     from ser_models.data import Pool
     from ser_models.exceptions import LabellingPending

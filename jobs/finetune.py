@@ -35,7 +35,6 @@ class FinetuneJobConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune")
-
     from ser_models.data import Pool
     from ser_models.runtime import connect_ray
     from ser_models.training import train_model

@@ -19,7 +19,6 @@ from ser_models.data.config import PoolConfig
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(PoolConfig, sys.argv[1:] if argv is None else argv, "jobs.prepare_pool")
-
     from ray.data import DataContext
 
     from ser_models.data.prepare import prepare_pool

@@ -18,7 +18,6 @@ from ser_models.training.tapt_config import TaptJobConfig
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(TaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.tapt")
-
     from ser_models.data import Pool
     from ser_models.runtime import connect_ray
     from ser_models.training.tapt import TAPT_COLUMNS, run_tapt

@@ -100,9 +100,7 @@ class FeatureCache:
         reason = cache_supported(model_cfg)
         if reason:
             raise ConfigError(f"the feature cache cannot be used: {reason}")
-        from ray.data import ActorPoolStrategy
-
-        from ser_models.active.scorer import ScorerConfig, check_reservation, cluster_cpus
+        from ser_models.active.scorer import ScorerConfig, run_on_actor_pool
         from ser_models.config import to_dict
 
         sc = scorer_cfg or ScorerConfig()
@@ -110,15 +108,7 @@ class FeatureCache:
         source = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"])
         kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
                   "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds}
-        if in_process:
-            pooler = EncoderPooler(**kwargs)
-            batches = (pooler(b) for b in source.iter_batches(batch_size=sc.batch_size, batch_format="numpy"))
-        else:
-            check_reservation(sc, cluster_cpus())
-            batches = source.map_batches(
-                EncoderPooler, fn_constructor_kwargs=kwargs, batch_size=sc.batch_size, batch_format="numpy",
-                compute=ActorPoolStrategy(size=sc.num_actors), num_cpus=sc.num_cpus, num_gpus=sc.num_gpus or None,
-            ).iter_batches(batch_size=None, batch_format="numpy")
+        batches = run_on_actor_pool(source, EncoderPooler, kwargs, sc, in_process)
         ids, feats = [], []
         for batch in batches:
             ids.extend(batch["utt_id"].tolist())

@@ -52,7 +52,6 @@ class ScorerConfig:
         if self.mc_samples < 0 or self.mc_samples == 1:
             raise ConfigError(f"active.scorer.mc_samples must be 0 or >= 2, got {self.mc_samples}")
 
-
     def torch_threads(self) -> int:
         """Torch threads per scoring actor: ``threads``, or ``num_cpus`` rounded down (at least 1)."""
         return self.threads or max(int(self.num_cpus), 1)
@@ -90,6 +89,27 @@ def check_reservation(cfg: ScorerConfig, cluster_cpus: float) -> None:
             f"cluster's {cluster_cpus:g} CPUs for Ray Data's read tasks, so scoring would wait forever: lower "
             "num_cpus or num_actors, and set active.scorer.threads to give each actor more torch threads "
             "than it reserves")
+
+
+def run_on_actor_pool(source, udf: type, kwargs: dict, cfg: ScorerConfig, in_process: bool = False):
+    """Numpy batches of ``udf`` (a Ray Data callable class) over ``source``, on the actor pool ``cfg`` describes.
+
+    The one place the scorer and the feature-cache build map a model over the pool: actors, CPUs, GPUs and
+    batch size from ``cfg``, the reservation check, or (``in_process``) one ``udf`` instance in this process.
+
+    Returns:
+        An iterator of dict-of-numpy batches, in no particular order.
+    """
+    if in_process:
+        instance = udf(**kwargs)
+        return (instance(b) for b in source.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"))
+    from ray.data import ActorPoolStrategy
+
+    check_reservation(cfg, cluster_cpus())
+    return source.map_batches(
+        udf, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, batch_format="numpy",
+        compute=ActorPoolStrategy(size=cfg.num_actors), num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
+    ).iter_batches(batch_size=None, batch_format="numpy")
 
 
 def cluster_cpus() -> float:
@@ -260,29 +280,18 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
     Returns:
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
     """
-    from ray.data import ActorPoolStrategy
-
     t0 = time.perf_counter()
     columns = SCORE_INPUT_FEATURES if feature_shape is not None else SCORE_INPUT_AUDIO
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed)
-    if in_process:
-        scorer = PoolScorer(**kwargs)
-        batches = (scorer(b) for b in ds.select_columns(columns).iter_batches(batch_size=cfg.batch_size,
-                                                                              batch_format="numpy"))
-    else:
-        check_reservation(cfg, cluster_cpus())
-        batches = ds.select_columns(columns).map_batches(
-            PoolScorer, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, batch_format="numpy",
-            compute=ActorPoolStrategy(size=cfg.num_actors), num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
-        ).iter_batches(batch_size=None, batch_format="numpy")
+    batches = run_on_actor_pool(ds.select_columns(columns), PoolScorer, kwargs, cfg, in_process)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs")}
     for batch in batches:
         for key, arrays in parts.items():
             if key in batch:
                 arrays.append(np.asarray(batch[key]))
-    if not parts["utt_id"] or not sum(len(a) for a in parts["utt_id"]):
+    if not sum(len(a) for a in parts["utt_id"]):
         raise PoolError("scoring produced no rows: the dataset to score is empty")
     ids = np.concatenate(parts["utt_id"]).astype(str)
     order = np.argsort(ids, kind="stable")
