@@ -50,3 +50,17 @@ def pytest_sessionfinish(session, exitstatus):
             ray.shutdown()
     except Exception:
         pass
+
+
+@pytest.fixture(scope="session")
+def smart_turn_dir():
+    """The pretrained Smart Turn v3.2 Whisper-tiny encoder, imported into ``<repo>/.cache/encoders``.
+
+    The same cached fetch as ``make demo`` (the ``pipecat-ai`` wheel alone, from the package registry, checked
+    by sha256), so a machine downloads it once. Tests about quality or conversion use it.
+    """
+    from pathlib import Path
+
+    from ser_models.encoders.smart_turn import cached_encoder
+
+    return cached_encoder(Path(__file__).parents[1] / ".cache", quiet=True)

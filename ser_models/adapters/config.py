@@ -16,6 +16,8 @@ LORA_DEFAULT_TARGETS: dict[str, list[str]] = {
     "wav2vec2": ["q_proj", "k_proj", "v_proj", "out_proj"],
     "hubert": ["q_proj", "k_proj", "v_proj", "out_proj"],
     "wavlm": ["intermediate_dense", "output_dense"],
+    # Attention and feed-forward, as usc-sail/peft-ser and the layer-anchoring paper adapt Whisper.
+    "whisper": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
 }
 #: Family -> (target_modules, feedforward_modules) for IA3 when both are null (IA3 paper: keys, values and
 #: the feed-forward input; WavLM: feed-forward only, for the same fused-attention reason).
@@ -23,6 +25,7 @@ IA3_DEFAULT_TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "wav2vec2": (["k_proj", "v_proj", "output_dense"], ["output_dense"]),
     "hubert": (["k_proj", "v_proj", "output_dense"], ["output_dense"]),
     "wavlm": (["intermediate_dense", "output_dense"], ["output_dense"]),
+    "whisper": (["k_proj", "v_proj", "fc2"], ["fc2"]),
 }
 
 
@@ -40,11 +43,13 @@ class AdapterConfig:
     dropout: float = field(0.05, help="LoRA dropout on the adapter input (also switched on for MC dropout)")
     target_modules: list[str] | None = field(None, help="module name suffixes to adapt; null = family default "
                                              "(wav2vec2/hubert: attention projections for lora; wavlm: "
-                                             "intermediate_dense, output_dense)")
+                                             "intermediate_dense, output_dense; whisper: q/k/v/out_proj, "
+                                             "fc1, fc2)")
     feedforward_modules: list[str] | None = field(None, help="IA3 only: targets scaled on their input "
                                                   "(subset of target_modules); null = family default")
     layers_to_transform: list[int] | None = field(None, help="transformer layer indexes to adapt; null = all")
-    freeze_feature_encoder: bool = field(True, help="keep the CNN feature encoder frozen (also under full)")
+    freeze_feature_encoder: bool = field(True, help="keep the CNN feature encoder (whisper: conv1, conv2) "
+                                         "frozen (also under full)")
 
     def __post_init__(self) -> None:
         if self.kind not in ADAPTER_KINDS:

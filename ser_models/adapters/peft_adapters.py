@@ -16,6 +16,13 @@ from ser_models.adapters.config import IA3_DEFAULT_TARGETS, LORA_DEFAULT_TARGETS
 from ser_models.encoders.encoder import Encoder
 from ser_models.exceptions import AdapterError
 
+#: Parameter-name prefixes of each family's convolutional front end (what ``freeze_feature_encoder`` freezes).
+CNN_PREFIXES = {"wav2vec2": ("feature_extractor.",), "hubert": ("feature_extractor.",),
+                "wavlm": ("feature_extractor.",), "whisper": ("conv1.", "conv2.")}
+#: Parameters that never train: wav2vec2's SpecAugment vector (see apply_adapter) and Whisper's positional
+#: table (fixed sinusoids in pre-training; ``WhisperEncoder`` freezes it too).
+NEVER_TRAINED_SUFFIXES = ("masked_spec_embed", "embed_positions.weight")
+
 #: Substrings of parameter names that peft adds (LoRA A/B, IA3 scaling vectors).
 ADAPTER_PARAM_MARKERS = ("lora_", "ia3_l")
 
@@ -62,10 +69,11 @@ def apply_adapter(encoder: Encoder, cfg: AdapterConfig) -> Encoder:
         for name, p in model.named_parameters():
             p.requires_grad_(is_adapter_parameter(name))
     elif cfg.kind == "full":
+        cnn = CNN_PREFIXES[encoder.family]
         for name, p in model.named_parameters():
-            p.requires_grad_(not (cfg.freeze_feature_encoder and name.startswith("feature_extractor.")))
+            p.requires_grad_(not (cfg.freeze_feature_encoder and name.startswith(cnn)))
     for name, p in model.named_parameters():
-        if name.endswith("masked_spec_embed"):
+        if name.endswith(NEVER_TRAINED_SUFFIXES):
             p.requires_grad_(False)
     return encoder
 
@@ -112,7 +120,8 @@ def _group_of(name: str) -> str:
     if is_adapter_parameter(name):
         return "adapter"
     if name.startswith("encoder.") or name.startswith("hf_model."):
-        return "encoder.cnn" if ".feature_extractor." in f".{name}" else "encoder"
+        cnn = (".feature_extractor.", ".conv1.", ".conv2.")
+        return "encoder.cnn" if any(c in f".{name}" for c in cnn) else "encoder"
     return name.split(".", 1)[0]
 
 

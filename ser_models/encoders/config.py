@@ -18,8 +18,9 @@ class EncoderConfig:
     network by accident.
     """
 
-    source: str = field("tiny-wav2vec2", help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm), local "
-                        "folder with a HF config, or hub id (e.g. microsoft/wavlm-base-plus)")
+    source: str = field("tiny-wav2vec2", help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper), "
+                        "local folder with a HF config (e.g. the Smart Turn Whisper-tiny encoder written by "
+                        "jobs.import_encoder), or hub id (e.g. microsoft/wavlm-base-plus, openai/whisper-base)")
     checkpoint: str | None = field(None, help="safetensors state dict (keys of Encoder.hf_model, e.g. "
                                    "written by TAPT) loaded over the built encoder; null = none")
     normalize_waveform: bool = field(True, help="per-utterance zero-mean unit-variance over the valid "

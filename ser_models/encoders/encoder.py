@@ -1,4 +1,4 @@
-"""The ``Encoder`` contract over Hugging Face speech models (wav2vec2, HuBERT, WavLM).
+"""The ``Encoder`` contract over Hugging Face speech models (wav2vec2, HuBERT, WavLM; Whisper in ``whisper.py``).
 
 An encoder maps padded 16 kHz waveforms to *all* hidden states (CNN projection + every transformer layer),
 so that a featurizer can pick a layer or learn a weighted sum (SUPERB/s3prl style) and layer-wise analyses
@@ -53,7 +53,7 @@ class Encoder(nn.Module):
 
     Args:
         cfg: the encoder config (kept as ``self.cfg``).
-        family: ``"wav2vec2"`` | ``"hubert"`` | ``"wavlm"``.
+        family: ``"wav2vec2"`` | ``"hubert"`` | ``"wavlm"`` | ``"whisper"`` (built as ``WhisperSpeechEncoder``).
         hf_config: the HF config (``layerdrop`` forced to 0).
         hf_model: the HF base model (``Wav2Vec2Model``, ``HubertModel`` or ``WavLMModel``).
 
@@ -207,6 +207,10 @@ def build_encoder(cfg: EncoderConfig) -> Encoder:
         else:
             hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     hf_model.eval()
+    if family == "whisper":
+        from ser_models.encoders.whisper import WhisperSpeechEncoder
+
+        return WhisperSpeechEncoder(cfg, family, hf_config, hf_model)
     return Encoder(cfg, family, hf_config, hf_model)
 
 
@@ -227,18 +231,70 @@ def _load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, PreTrai
         raise EncoderError(f"model.encoder.source={cfg.source!r}: cannot load its config "
                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {how}"
                            ) from exc
-    family = {"wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm"}.get(hf_config.model_type)
+    family = {"wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm", "whisper": "whisper"
+              }.get(hf_config.model_type)
     if family is None:
         raise EncoderError(f"model.encoder.source={cfg.source!r} is a {hf_config.model_type!r} model; "
-                           "supported families: wav2vec2, hubert, wavlm")
+                           "supported families: wav2vec2, hubert, wavlm, whisper")
     hf_config.layerdrop = 0.0
     _, model_cls = family_classes(family)
+    if family == "whisper":
+        return family, hf_config, _load_whisper_encoder(cfg, where, hf_config, how)
     try:
         hf_model = model_cls.from_pretrained(where, config=hf_config, local_files_only=offline)
     except Exception as exc:
         raise EncoderError(f"model.encoder.source={cfg.source!r}: cannot load its weights "
                            f"({type(exc).__name__}); {how}") from exc
     return family, hf_config, hf_model
+
+
+#: Prefixes under which Whisper checkpoints store the encoder: whole seq2seq models (``model.encoder.``),
+#: audio classifiers and our importer (``encoder.``), a bare encoder (none).
+_WHISPER_ENCODER_PREFIXES = ("model.encoder.", "encoder.", "")
+
+
+def _load_whisper_encoder(cfg: EncoderConfig, where: str, hf_config: PretrainedConfig, how: str) -> nn.Module:
+    """Build a ``WhisperEncoder`` and load only its weights from a Whisper checkpoint folder or hub id.
+
+    ``WhisperEncoder.from_pretrained`` does not strip the ``model.encoder.`` prefix of full Whisper checkpoints
+    (it loads nothing and keeps the random init), so the encoder's tensors are picked out here, and a
+    checkpoint that lacks any of them is refused.
+    """
+    from huggingface_hub import snapshot_download
+    from safetensors import safe_open
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    folder = Path(where)
+    if not folder.is_dir():
+        try:
+            folder = Path(snapshot_download(where, local_files_only=not cfg.allow_download,
+                                            allow_patterns=["*.json", "*.safetensors"]))
+        except Exception as exc:
+            raise EncoderError(f"model.encoder.source={cfg.source!r}: cannot load its weights "
+                               f"({type(exc).__name__}); {how}") from exc
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise EncoderError(f"model.encoder.source={cfg.source!r}: no *.safetensors weights in {folder} "
+                           "(convert .bin checkpoints with transformers' save_pretrained)")
+    model = WhisperEncoder(hf_config)
+    expected = set(model.state_dict())
+    found: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as fh:
+            for key in fh.keys():
+                for prefix in _WHISPER_ENCODER_PREFIXES:
+                    if key.startswith(prefix) and key[len(prefix):] in expected:
+                        found[key[len(prefix):]] = fh.get_tensor(key)
+                        break
+    missing = sorted(expected - set(found))
+    if missing:
+        raise EncoderError(f"model.encoder.source={cfg.source!r}: the checkpoint in {folder} lacks "
+                           f"{len(missing)} Whisper encoder tensors, e.g. {missing[:4]}")
+    try:
+        model.load_state_dict(found, strict=True)
+    except RuntimeError as exc:
+        raise EncoderError(f"model.encoder.source={cfg.source!r}: {str(exc).splitlines()[0]}") from exc
+    return model
 
 
 def load_encoder_weights(hf_model: nn.Module, path: str) -> None:

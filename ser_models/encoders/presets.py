@@ -2,7 +2,7 @@
 
 Each preset keeps what the platform relies on from the real models: a convolutional feature encoder with a
 total stride of 320 samples (16 kHz -> 50 frames/s), all hidden states, and the codevector settings that
-``Wav2Vec2ForPreTraining`` needs for TAPT. It departs from ``*-base`` checkpoints in one deliberate way:
+``Wav2Vec2ForPreTraining`` needs for TAPT (``tiny-whisper``: a log-mel front end, 2 s windows). It departs from ``*-base`` checkpoints in one deliberate way:
 ``feat_extract_norm="layer"``. The group norm of wav2vec2-base / HuBERT-base normalises each CNN channel
 over the whole (padded) time axis, so their outputs for a clip change when it is batched with a longer one;
 a per-frame layer norm keeps padding invariance exact, which the tests check.
@@ -20,7 +20,9 @@ from transformers import (
     Wav2Vec2Model,
     WavLMConfig,
     WavLMModel,
+    WhisperConfig,
 )
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 #: Seed of every preset's random init: the same preset has the same weights in every process, so a
 #: checkpoint holding adapter and head weights only can be reloaded over it.
@@ -47,10 +49,26 @@ _TINY = dict(
     proj_codevector_dim=32,
 )
 
+#: A Whisper encoder at toy size. Its window is 2 s (100 frames) rather than 30 s, so that tests exercise
+#: clips both shorter and longer than one window.
+_TINY_WHISPER = dict(
+    d_model=64,
+    encoder_layers=4,
+    encoder_attention_heads=4,
+    encoder_ffn_dim=128,
+    num_mel_bins=80,
+    max_source_positions=100,
+    decoder_layers=1,
+    decoder_attention_heads=4,
+    decoder_ffn_dim=128,
+    encoder_layerdrop=0.0,
+)
+
 _FAMILIES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
     "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
     "hubert": (HubertConfig, HubertModel),
     "wavlm": (WavLMConfig, WavLMModel),
+    "whisper": (WhisperConfig, WhisperEncoder),
 }
 
 #: preset name -> encoder family
@@ -58,18 +76,19 @@ TINY_PRESETS: dict[str, str] = {
     "tiny-wav2vec2": "wav2vec2",
     "tiny-hubert": "hubert",
     "tiny-wavlm": "wavlm",
+    "tiny-whisper": "whisper",
 }
 
 
 def family_classes(family: str) -> tuple[type[PretrainedConfig], type[PreTrainedModel]]:
-    """The HF config and base-model classes of a family (``wav2vec2`` | ``hubert`` | ``wavlm``)."""
+    """The HF config and base-model classes of a family (``wav2vec2`` | ``hubert`` | ``wavlm`` | ``whisper``)."""
     return _FAMILIES[family]
 
 
 def tiny_config(name: str) -> PretrainedConfig:
     """The HF config of a tiny preset (``KeyError`` for unknown names)."""
     config_cls, _ = _FAMILIES[TINY_PRESETS[name]]
-    return config_cls(**_TINY)
+    return config_cls(**(_TINY_WHISPER if TINY_PRESETS[name] == "whisper" else _TINY))
 
 
 def build_tiny(name: str) -> tuple[str, PretrainedConfig, PreTrainedModel]:

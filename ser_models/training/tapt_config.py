@@ -93,9 +93,15 @@ class TaptConfig:
         """The objective to run for an encoder ``family`` (``auto`` resolved).
 
         Raises:
-            ConfigError: ``masked_prediction`` is fine for any family; ``contrastive`` needs wav2vec2's
-                quantizer, which HuBERT and WavLM checkpoints do not have.
+            ConfigError: ``masked_prediction`` is fine for the waveform families; ``contrastive`` needs
+                wav2vec2's quantizer, which HuBERT and WavLM checkpoints do not have; Whisper has no TAPT
+                objective (its encoder was trained through a text decoder, and masked prediction on log-mel
+                frames is not built: see README, "Whisper encoders").
         """
+        if family == "whisper":
+            raise ConfigError("TAPT is not available for Whisper encoders (they were pre-trained through a text "
+                              "decoder, not with a self-supervised objective TAPT could continue): set "
+                              "tapt_enabled=false, or use a wav2vec2 / HuBERT / WavLM encoder for TAPT")
         if self.objective == "auto":
             if family not in OBJECTIVE_BY_FAMILY:
                 raise ConfigError(f"tapt.objective=auto: unknown encoder family {family!r}")

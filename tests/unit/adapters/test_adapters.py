@@ -10,7 +10,7 @@ from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.exceptions import AdapterError, ConfigError, GradientCheckError
 from ser_models.testing import random_waveforms
 
-FAMILIES = ["tiny-wav2vec2", "tiny-hubert", "tiny-wavlm"]
+FAMILIES = ["tiny-wav2vec2", "tiny-hubert", "tiny-wavlm", "tiny-whisper"]
 KINDS = ["lora", "ia3", "frozen", "full"]
 
 
@@ -31,12 +31,17 @@ def test_trainable_set_and_gradients(source, kind):
     if kind in ("lora", "ia3"):
         marker = "lora_" if kind == "lora" else "ia3_l"
         assert trainable and all(marker in n for n in trainable)
-        targets = {"tiny-wavlm": ("intermediate_dense", "output_dense")}.get(
+        targets = {"tiny-wavlm": ("intermediate_dense", "output_dense"),
+                   "tiny-whisper": ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2") if kind == "lora"
+                   else ("k_proj", "v_proj", "fc2")}.get(
             source, ("q_proj", "k_proj", "v_proj", "out_proj") if kind == "lora" else ("k_proj", "v_proj", "output_dense"))
-        assert {n.split(".")[4] for n in trainable} == set(targets)
+        assert {n.split(f".{marker}")[0].rsplit(".", 1)[-1] for n in trainable} == set(targets)
     elif kind == "frozen":
         assert trainable == []
         return
+    elif source == "tiny-whisper":
+        assert not any(n.startswith(("conv1.", "conv2.", "embed_positions.")) for n in trainable)
+        assert any(n.startswith("layers.0.fc1.") for n in trainable)
     else:
         assert not any(n.startswith("feature_extractor.") for n in trainable)
         assert any(n.startswith("feature_projection.") for n in trainable)

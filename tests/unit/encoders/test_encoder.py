@@ -24,10 +24,12 @@ def test_shapes_and_frame_rate(encoder):
     assert encoder.family == TINY_PRESETS[encoder.cfg.source]
     assert len(out.hidden_states) == encoder.num_layers == encoder.hf_config.num_hidden_layers + 1
     assert all(h.shape == (2, out.hidden_states[0].shape[1], encoder.hidden_size) for h in out.hidden_states)
-    # 1 s at 16 kHz -> 49 frames, as wav2vec2-base (total stride 320, i.e. 50 frames/s)
-    assert out.frame_lengths[0] == 49 == out.hidden_states[0].shape[1]
+    # 1 s at 16 kHz -> 49 frames for wav2vec2-base's conv stack (total stride 320, i.e. 50 frames/s); Whisper
+    # counts every started 20 ms (conv2's stride 2 over 10 ms mel frames), so 50.
+    expected = 50 if encoder.family == "whisper" else 49
+    assert out.frame_lengths[0] == expected == out.hidden_states[0].shape[1]
     assert encoder.frame_rate == 50.0
-    assert out.frame_lengths[1] == encoder.hf_model._get_feat_extract_output_lengths(lengths[1])
+    assert out.frame_lengths[1] == encoder.frame_lengths(lengths[1:2])[0]
 
 
 def test_padding_invariance(encoder):
