@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 DEMO_DIR ?= outputs/demo
+# The pretrained Whisper-tiny encoder (Smart Turn v3.2), imported once from the pipecat-ai wheel and reused.
+ENCODER_DIR ?= .cache/encoders/smart-turn-v3.2-whisper-tiny
 STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test lint bench clean
@@ -18,11 +20,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+DEMO_ARGS = pool_dir=$(DEMO_DIR)/pool model.encoder.source=$(ENCODER_DIR) active.feature_cache_dir=$(DEMO_DIR)/feature_cache
+
 demo: $(STAMP)
+	$(BIN)/python -m jobs.import_encoder smart-turn $(ENCODER_DIR)
 	$(BIN)/python -m jobs.make_demo_pool $(DEMO_DIR)/corpus --n 720 --seed 0 --workers 2
 	$(BIN)/python -m jobs.prepare_pool jobs/configs/prepare_pool_demo.yaml \
 		manifest=$(DEMO_DIR)/corpus/manifest.csv output_dir=$(DEMO_DIR)/pool
-	$(BIN)/python -m jobs.after jobs/configs/demo_after.yaml pool_dir=$(DEMO_DIR)/pool output_dir=$(DEMO_DIR)/run
+	$(BIN)/python -m jobs.after jobs/configs/demo_after.yaml $(DEMO_ARGS) output_dir=$(DEMO_DIR)/run
+	$(BIN)/python -m jobs.after jobs/configs/demo_after.yaml $(DEMO_ARGS) output_dir=$(DEMO_DIR)/random \
+		active.strategy.name=random active.initial=random
+	$(BIN)/python -m jobs.after jobs/configs/demo_after.yaml $(DEMO_ARGS) output_dir=$(DEMO_DIR)/full \
+		active.budget_fractions=[1.0] active.initial=random
+	$(BIN)/python -m jobs.compare $(DEMO_DIR)/run $(DEMO_DIR)/random $(DEMO_DIR)/full \
+		--names AFTER,random,full-data --out $(DEMO_DIR)/compare.png
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,8 +4,10 @@ full-data fine-tuning (100 %), over 3 seeds.
     python -m bench.label_efficiency            # 9 strategies x 3 seeds + 3 full-data runs; writes results + PNG
     python -m bench.label_efficiency --quick    # random + entropy, 1 seed, 2 epochs; prints the table only
 
-Every run is ``jobs.after``'s loop (``ActiveLearningLoop.run``) on the demo pool with a frozen tiny encoder and
-the feature cache (``model.adapter.kind=frozen model.pooling=mean active.feature_cache=on``), in process
+Every run is ``jobs.after``'s loop (``ActiveLearningLoop.run``) on the demo pool with the frozen pretrained
+Whisper-tiny encoder of Smart Turn v3.2 (``jobs.import_encoder smart-turn``; ``--encoder tiny-wav2vec2`` for the
+random tiny one), a learned weighted sum of its 5 hidden states, a 64-wide head (dropout 0.2, 30 epochs at most,
+early stopping patience 8 on dev UA), and the feature cache (``model.adapter.kind=frozen model.pooling=mean active.feature_cache=on``), in process
 (``scaling.backend=in_process``), ``active.budget_fractions=[0.05,0.10,0.20]``, a random initial set
 (``active.initial=random``: the 5 % point is the same clips for every strategy under a seed, so the strategies
 differ only in what they query), and ``active.seed = train.seed = seed``. The cache is built once and shared
@@ -45,6 +47,9 @@ STRATEGIES = ["random", "entropy", "margin", "least_confidence", "bald", "badge"
 FRACTIONS = [0.05, 0.10, 0.20]
 SEEDS = [0, 1, 2]
 THREADS = 2
+#: The demo's head settings over a pretrained encoder (jobs/configs/demo_after.yaml).
+PRETRAINED_OVERRIDES = ["model.encoder.normalize_waveform=true", "model.head_dropout=0.2", "train.epochs=30",
+                        "train.batch_size=16", "train.early_stopping_patience=8"]
 
 
 NOTES = """## Findings
@@ -65,13 +70,13 @@ def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[
 
 def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] = ()) -> tuple[Path, float]:
     """Encode every pool clip once under ``root`` (``FeatureCache`` layout); returns (root, seconds)."""
-    from ser_models.active.feature_cache import FeatureCache
+    from ser_models.active.feature_cache import FeatureCache, feature_cache_key
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
 
     cfg = job_config(pool_dir, Path(root).parent / "unused", run_overrides("random", 0, FRACTIONS, extra))
     encoder = build_encoder(cfg.model.encoder)
-    cache = FeatureCache(root, encoder.fingerprint())
+    cache = FeatureCache(root, feature_cache_key(Pool.open(pool_dir), encoder))
     t0 = time.perf_counter()
     cache.build(Pool.open(pool_dir).dataset(None), cfg.model, encoder.num_layers,
                 dataclasses.replace(cfg.active.scorer, num_cpus=THREADS), verbose=False, in_process=True)
@@ -181,13 +186,21 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workdir", default=str(DEFAULT_WORKDIR / "label_efficiency"), help="run folders")
     ap.add_argument("--strategies", nargs="+", default=STRATEGIES)
     ap.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
-    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's 12)")
+    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's 30)")
+    ap.add_argument("--encoder", default="smart-turn", help="smart-turn (the imported pretrained Whisper-tiny, "
+                    "fetched and cached on first use) or any model.encoder.source, e.g. tiny-wav2vec2")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--plot", default=str(PLOT))
     args = ap.parse_args(argv)
     if args.quick:
         args.strategies, args.seeds, args.epochs = ["random", "entropy"], [0], 2
-    extra = [f"train.epochs={args.epochs}"] if args.epochs else []
+    if args.encoder == "smart-turn":
+        from ser_models.encoders.smart_turn import cached_encoder
+
+        extra = [f"model.encoder.source={cached_encoder()}", *PRETRAINED_OVERRIDES]
+    else:
+        extra = [f"model.encoder.source={args.encoder}"]
+    extra += [f"train.epochs={args.epochs}"] if args.epochs else []
     import torch
 
     torch.set_num_threads(THREADS)
@@ -223,9 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
     text = "\n".join([
         "# Label-efficiency benchmark",
         "",
-        f"`python -m bench.label_efficiency` on the demo pool (720 synthetic clips, ~{n_train} in the training "
-        f"split; dev and test splits fixed). Seeds {args.seeds}; train.epochs "
-        f"{args.epochs or 12} (early stopping patience 4 on dev UA).",
+        f"`python -m bench.label_efficiency --encoder {args.encoder}` on the demo pool (720 synthetic clips, "
+        f"~{n_train} in the training split; dev and test splits fixed). Seeds {args.seeds}.",
         "",
         __doc__.split("\n\n", 2)[2].strip(),
         "",

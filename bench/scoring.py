@@ -3,6 +3,7 @@
     python -m bench.scoring                 # 200 train clips, tiny encoder + a bigger one; writes results
     python -m bench.scoring --quick         # 24 clips, tiny encoder only; prints the table only
     python -m bench.scoring --big base      # the big encoder at wav2vec2-base size (768 x 12) instead of mid
+    python -m bench.scoring --big smart-turn  # the imported pretrained Whisper-tiny (8 s windows) instead
 
 The same N clips of the demo pool's training split are scored, on the same machine, in one run, by:
 
@@ -288,7 +289,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pool-dir", default=str(DEFAULT_WORKDIR / "pool"), help="demo pool (built when missing)")
     ap.add_argument("--workdir", default=str(DEFAULT_WORKDIR / "scoring"), help="checkpoints and encoders")
     ap.add_argument("--n", type=int, default=400, help="clips scored by every path")
-    ap.add_argument("--big", choices=[*BIG_SIZES, "none"], default="mid", help="size of the bigger encoder")
+    ap.add_argument("--big", choices=[*BIG_SIZES, "smart-turn", "none"], default="mid",
+                    help="the bigger encoder: a random wav2vec2 of that size, or the imported Smart Turn Whisper-tiny")
     ap.add_argument("--big-n", type=int, default=200, help="clips for the bigger encoder")
     ap.add_argument("--batch-size", type=int, default=None, help="ScorerConfig.batch_size (Ray Data batch; "
                     "default: ScorerConfig's)")
@@ -310,7 +312,12 @@ def main(argv: list[str] | None = None) -> dict:
     work = Path(args.workdir)
     init_ray(RAY_CPUS)
     models = [("tiny-wav2vec2 + LoRA", make_checkpoint(work / "ckpt_tiny", "tiny-wav2vec2"), args.n)]
-    if args.big != "none":
+    if args.big == "smart-turn":
+        from ser_models.encoders.smart_turn import cached_encoder
+
+        models.append(("Smart Turn Whisper-tiny (pretrained) + LoRA",
+                       make_checkpoint(work / "ckpt_smart_turn", str(cached_encoder())), args.big_n or args.n))
+    elif args.big != "none":
         enc = make_encoder_folder(work / f"encoder_{args.big}", args.big)
         models.append((f"wav2vec2-{args.big} (random) + LoRA", make_checkpoint(work / f"ckpt_{args.big}", str(enc)),
                        args.big_n or args.n))

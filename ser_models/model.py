@@ -40,6 +40,8 @@ class ModelConfig:
     pooling: str = field("mean", help="mean | attentive_stats (only mean allows the frozen-encoder cache)")
     head_hidden: int = field(128, help="width of the head's penultimate layer (the embedding E)")
     head_dropout: float = field(0.1, help="head dropout; also the rate used for MC-dropout scoring")
+    head_input_norm: bool = field(True, help="LayerNorm on the pooled vector before the head (pretrained "
+                                  "encoders' outlier dimensions otherwise swamp a small head)")
     labels: list[str] = field(default_factory=lambda: ["neutral", "happy", "angry", "sad"],
                               help="class names, in logit order")
 
@@ -48,6 +50,8 @@ class ModelConfig:
             raise ConfigError(f"model.pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
         if isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, int) or self.head_hidden <= 0:
             raise ConfigError(f"model.head_hidden must be > 0, got {self.head_hidden!r}")
+        if not isinstance(self.head_input_norm, bool):
+            raise ConfigError(f"model.head_input_norm must be true or false, got {self.head_input_norm!r}")
         if not 0.0 <= float(self.head_dropout) < 1.0:
             raise ConfigError(f"model.head_dropout must be in [0, 1), got {self.head_dropout!r}")
         if self.featurizer_layer is not None and (isinstance(self.featurizer_layer, bool)
@@ -90,7 +94,8 @@ class EmotionModel(nn.Module):
         self.encoder = apply_adapter(build_encoder(cfg.encoder), cfg.adapter)
         self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
         self.pooling = build_pooling(cfg.pooling, self.encoder.hidden_size)
-        self.head = CategoricalHead(self.pooling.output_dim, len(self.labels), cfg.head_hidden, cfg.head_dropout)
+        self.head = CategoricalHead(self.pooling.output_dim, len(self.labels), cfg.head_hidden, cfg.head_dropout,
+                                    input_norm=cfg.head_input_norm)
 
     @property
     def num_classes(self) -> int:

@@ -61,6 +61,14 @@ class EncoderPooler:
         return {"utt_id": np.asarray(clips.ids, dtype=object), "features": np.asarray(feats, dtype=object)}
 
 
+def feature_cache_key(pool, encoder) -> str:
+    """sha256 naming the cached features of ``pool`` (its build fingerprint) under ``encoder`` (its weights and
+    config): a cache folder shared by several runs never serves one pool's features to another."""
+    import hashlib
+
+    return hashlib.sha256(f"{pool.summary.get('fingerprint')}:{encoder.fingerprint()}".encode()).hexdigest()
+
+
 class FeatureCache:
     """Cached [L, D] pooled features of every pool clip for one encoder.
 

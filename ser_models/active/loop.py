@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ser_models.active.feature_cache import FeatureCache, cache_supported
+from ser_models.active.feature_cache import FeatureCache, cache_supported, feature_cache_key
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.oracles import FileOracle, SimulatedOracle
 from ser_models.active.scorer import Scores, score_dataset
@@ -129,7 +129,8 @@ class ActiveLearningLoop:
         from ser_models.encoders import build_encoder
 
         encoder = build_encoder(self.model_cfg.encoder)
-        cache = FeatureCache(self.out / "feature_cache", encoder.fingerprint())
+        cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",
+                             feature_cache_key(self.pool, encoder))
         self._num_layers = encoder.num_layers
         return cache
 

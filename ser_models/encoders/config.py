@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
@@ -35,6 +36,12 @@ class EncoderConfig:
             raise ConfigError(f"model.encoder.source must be a non-empty string, got {self.source!r}")
         if self.checkpoint is not None and not str(self.checkpoint).strip():
             raise ConfigError("model.encoder.checkpoint must be a path or null, got an empty string")
+        # A relative local folder or file would resolve against each Ray worker's own working directory
+        # (not the driver's): pin what exists here to an absolute path. Hub ids and URIs are left alone.
+        for key in ("source", "checkpoint"):
+            value = getattr(self, key)
+            if isinstance(value, str) and "://" not in value and Path(value).expanduser().exists():
+                setattr(self, key, str(Path(value).expanduser().absolute()))
         for key in ("normalize_waveform", "allow_download", "gradient_checkpointing"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"model.encoder.{key} must be true or false, got {getattr(self, key)!r}")

@@ -54,3 +54,29 @@ def test_starving_scorer_reservation_fails_before_tapt(demo_pool, tmp_path, monk
         _run("jobs.after", ["jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
                             "active.scorer.num_cpus=2"], monkeypatch)
     assert not (out / "tapt").exists()  # refused up front, not after minutes of TAPT
+
+
+def test_demo_config_on_the_pretrained_encoder_shares_its_cache(demo_pool, smart_turn_dir, tmp_path, monkeypatch,
+                                                                capsys):
+    """The demo's own config (frozen Smart Turn Whisper-tiny, cache, Ray Train rounds), shortened; a second run
+    (random baseline) over the same pool reuses the first run's cached features. The encoder folder is given
+    relative to the cwd, as the Makefile does: Ray Train workers must still find it."""
+    import os
+
+    cache = tmp_path / "shared_cache"
+    source = os.path.relpath(smart_turn_dir)
+    common = ["jobs/configs/demo_after.yaml", f"pool_dir={demo_pool.pool_dir}", f"model.encoder.source={source}",
+              f"active.feature_cache_dir={cache}", "active.budget_fractions=[0.25,0.5]", "train.epochs=3"]
+    _run("jobs.after", [*common, f"output_dir={tmp_path / 'after'}"], monkeypatch)
+    first = capsys.readouterr().out
+    assert "feature cache: encoded 48 clips once" in first
+    _run("jobs.after", [*common, f"output_dir={tmp_path / 'random'}", "active.strategy.name=random",
+                        "active.initial=random"], monkeypatch)
+    second = capsys.readouterr().out
+    assert "feature cache: encoded" not in second and "round  1 | labelled" in second
+    for run in ("after", "random"):
+        rounds = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["round"] for r in rounds] == [0, 1] and all(0.0 <= r["test"]["ua"] <= 1.0 for r in rounds)
+    meta = json.loads((tmp_path / "after" / "rounds" / "round=000" / "train" / "checkpoint" / "model.json"
+                       ).read_text())
+    assert "smart-turn" in json.dumps(meta)
