@@ -3,6 +3,7 @@
     python -m bench.cache              # rounds 0 and 1 of the demo loop, cache on vs off; writes results
     python -m bench.cache --quick      # 2 epochs, prints the table only
     python -m bench.cache --ray-train  # also both variants with scaling.backend=ray_train
+    python -m bench.cache --encoder smart-turn --epochs 2   # the imported pretrained Whisper-tiny
 
 Both runs use the same job config (``jobs.after``'s schema, the demo's training settings) with
 ``model.adapter.kind=frozen model.pooling=mean``, ``scaling.backend=in_process``, a random initial set under
@@ -110,9 +111,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pool-dir", default=str(DEFAULT_WORKDIR / "pool"), help="demo pool (built when missing)")
     ap.add_argument("--workdir", default=str(DEFAULT_WORKDIR / "cache"), help="run folders (deleted first)")
     ap.add_argument("--ray-train", action="store_true", help="also compare both with scaling.backend=ray_train")
+    ap.add_argument("--encoder", default="tiny-wav2vec2", help="model.encoder.source, or smart-turn for the "
+                    "imported pretrained Whisper-tiny (fetched and cached on first use)")
+    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's)")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
     extra = ["train.epochs=2"] if args.quick else []
+    if args.encoder == "smart-turn":
+        from ser_models.encoders.smart_turn import cached_encoder
+
+        extra += [f"model.encoder.source={cached_encoder()}", "model.encoder.normalize_waveform=true"]
+    elif args.encoder != "tiny-wav2vec2":
+        extra += [f"model.encoder.source={args.encoder}"]
+    extra += [f"train.epochs={args.epochs}"] if args.epochs else []
     rounds = 2
     import torch
 
@@ -148,7 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
     text = "\n".join([
         "# Feature-cache benchmark",
         "",
-        f"`python -m bench.cache{' --ray-train' if args.ray_train else ''}` on the demo pool (720 clips; "
+        f"`python -m bench.cache{' --ray-train' if args.ray_train else ''} --encoder {args.encoder}"
+        f"{f' --epochs {args.epochs}' if args.epochs else ''}` on the demo pool (720 clips; "
         "training split scored every round).",
         "",
         __doc__.split("\n\n", 2)[2].strip(),

@@ -40,7 +40,7 @@ from ser_models.active.scorer import Scores, score_dataset
 from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
-from ser_models.exceptions import ConfigError
+from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.io import (
     exists,
     read_json,
@@ -98,6 +98,7 @@ class ActiveLearningLoop:
         self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
         self.verbose = verbose
         self._oracle_override = oracle
+        self._unlabelable_ids: set[str] | None = None
         self.in_process = scaling.backend == "in_process"
         self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
         self.strategy = build_strategy(active.strategy)
@@ -142,23 +143,34 @@ class ActiveLearningLoop:
                               self.clip_info)
         # The only place that reads the pool's own training labels: it plays the human annotator.
         truth = self.pool.metadata(columns=["utt_id", "label"], split="train")
-        return SimulatedOracle(dict(zip(truth["utt_id"].astype(str), truth["label"])))
+        return SimulatedOracle(dict(zip(truth["utt_id"].astype(str), truth["label"])), labels=self.labels)
 
-    def _datasets(self):
-        """Ray Datasets for training round ``r``: labelled train (ledger labels), dev, test."""
+    def _unlabelable(self) -> set[str]:
+        """Training clips the oracle cannot label (simulated: no true label, or one outside model.labels):
+        never selected, so the run neither crashes at labelling time nor writes a foreign label."""
+        if self._unlabelable_ids is None:
+            check = getattr(self._oracle(-1), "unlabelable", None)
+            self._unlabelable_ids = set(check(self.train_ids)) if check is not None else set()
+            if self._unlabelable_ids:
+                self.log(f"  {len(self._unlabelable_ids)} training clips cannot be labelled by the oracle (no true "
+                         f"label, or one outside model.labels) and are never selected")
+        return self._unlabelable_ids
+
+    def _datasets(self, ledger):
+        """Ray Datasets for a training round: labelled train (``ledger``'s labels), dev, test."""
         import ray.data
 
         if self.cache is None:
             if self._dev_test is None:
                 # Read once per run, not once per round: evaluation splits never change.
                 self._dev_test = {s: self.pool.dataset(s).materialize() for s in ("dev", "test")}
-            return {"train": self.pool.labelled(self.ledger), **self._dev_test}, None
+            return {"train": self.pool.labelled(ledger), **self._dev_test}, None
         if self._dev_test is None:
             meta = {s: self.pool.metadata(columns=["utt_id", "label"], split=s) for s in ("dev", "test")}
             self._dev_test = {s: ray.data.from_arrow(self.cache.table(
                 ids=m["utt_id"].astype(str), labels=dict(zip(m["utt_id"].astype(str), m["label"]))))
                 for s, m in meta.items()}
-        labelled = self.ledger.labels()
+        labelled = ledger.labels()
         feeds = {"train": ray.data.from_arrow(self.cache.table(ids=labelled.keys(), labels=labelled)),
                  **self._dev_test}
         return feeds, self.cache.shape
@@ -184,7 +196,12 @@ class ActiveLearningLoop:
             ids = read_parquet(sel_path)["utt_id"].to_pylist()
         elif self.active.initial == "random":
             rng = np.random.default_rng([self.active.seed, 0])
-            ids = sorted(rng.choice(self.train_ids, size=n, replace=False).tolist())
+            skip = self._unlabelable()
+            candidates = [i for i in self.train_ids if i not in skip]
+            if len(candidates) < n:
+                raise PoolExhaustedError(f"the initial set needs {n} clips but only {len(candidates)} training "
+                                         "clips can be labelled")
+            ids = sorted(rng.choice(candidates, size=n, replace=False).tolist())
         else:
             # AFTER's cold start: cluster the (TAPT) encoder's pooled features of the unlabelled pool.
             ds, shape = self._score_input()
@@ -197,7 +214,7 @@ class ActiveLearningLoop:
             cold = build_strategy(StrategyConfig(name="cluster_cold_start",
                                                  kmeans_iters=self.active.strategy.kmeans_iters))
             scored = ScoredPool(ids=scores.ids.astype(str), probs=scores.probs, embeddings=scores.pooled)
-            ids = cold.query(scored, set(), n, self.active.seed)
+            ids = cold.query(scored, self._unlabelable(), n, self.active.seed)
         if not exists(sel_path):
             write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
         self._label(ids, 0, -1)
@@ -216,13 +233,16 @@ class ActiveLearningLoop:
         if exists(folder / "metrics.json"):
             return _report_from_json(read_json(folder / "metrics.json"))
         seconds = {}
-        have = len(self.ledger)
+        # Rounds <= r only: a run killed after appending round r + 1's labels but before this round's
+        # metrics.json redoes round r on the labels it had, then re-appends the stored selection (a no-op).
+        ledger = self.ledger.as_of(r)
+        have = len(ledger)
         if have != self.targets[r]:
-            raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {have}: "
-                              "was the budget changed between runs of this output_dir?")
+            raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {have} in rounds "
+                              f"0..{r}: was the budget changed between runs of this output_dir?")
         t0 = time.perf_counter()
-        feeds, shape = self._datasets()
-        counts = self._class_counts()
+        feeds, shape = self._datasets(ledger)
+        counts = self._class_counts(ledger)
         init = (self.round_dir(r - 1) / "train" / "checkpoint") if (self.active.warm_start and r > 0) else None
         result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
                              class_counts=counts, feature_shape=shape, init_checkpoint=init,
@@ -247,7 +267,7 @@ class ActiveLearningLoop:
             if exists(sel_path):
                 ids = read_parquet(sel_path)["utt_id"].to_pylist()
             else:
-                ids = self.strategy.query(scores.as_scored_pool(), self.ledger.ids(), n,
+                ids = self.strategy.query(scores.as_scored_pool(), ledger.ids() | self._unlabelable(), n,
                                           seed=self.active.seed * 1000 + r)
                 write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
             seconds["select"] = time.perf_counter() - t0
@@ -266,8 +286,8 @@ class ActiveLearningLoop:
         write_json_atomic(folder / "metrics.json", report.to_json())  # last: marks the round finished
         return report
 
-    def _class_counts(self) -> list[int]:
-        values = list(self.ledger.labels().values())
+    def _class_counts(self, ledger) -> list[int]:
+        values = list(ledger.labels().values())
         return [values.count(name) for name in self.labels]
 
     def run(self) -> list[RoundReport]:

@@ -35,19 +35,41 @@ class SimulatedOracle:
 
     Args:
         truth: utt_id -> label.
+        labels: the model's class names (``model.labels``); a true label outside them (e.g. IEMOCAP's ``oth``)
+            is never handed out, so it can never reach the append-only ledger. None = any label.
     """
 
     name = "simulated"
 
-    def __init__(self, truth: Mapping[str, str]):
+    def __init__(self, truth: Mapping[str, str], labels: list[str] | None = None):
         self._truth = {str(k): str(v) for k, v in truth.items() if v is not None and not pd.isna(v)}
+        self.labels = None if labels is None else list(labels)
+
+    def unlabelable(self, ids) -> set[str]:
+        """The ``ids`` this oracle cannot label (no true label, or one outside ``labels``): the loop keeps
+        them out of every selection."""
+        allowed = None if self.labels is None else set(self.labels)
+        return {str(i) for i in ids if str(i) not in self._truth
+                or (allowed is not None and self._truth[str(i)] not in allowed)}
 
     def label(self, ids: list[str], round: int) -> dict[str, str]:  # noqa: A002
+        """True labels of ``ids``.
+
+        Raises:
+            OracleError: naming the clips with no true label, or with one outside ``labels``; nothing is
+                returned, so nothing is appended.
+        """
         missing = [i for i in ids if i not in self._truth]
         if missing:
             shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
             raise OracleError(f"SimulatedOracle has no true label for {len(missing)} of {len(ids)} requested clips "
                               f"in round {round}: {shown} (their manifest rows have an empty label column)")
+        if self.labels is not None:
+            bad = [f"{i!r} ({self._truth[i]!r})" for i in ids if self._truth[i] not in self.labels]
+            if bad:
+                raise OracleError(f"SimulatedOracle: {len(bad)} requested clips in round {round} have true labels "
+                                  f"outside model.labels={self.labels}: {', '.join(bad[:10])}"
+                                  f"{' ...' if len(bad) > 10 else ''}; map them (label_map) or drop them")
         return {i: self._truth[i] for i in ids}
 
     def __repr__(self) -> str:

@@ -160,5 +160,38 @@ class LabelLedger:
     def __len__(self) -> int:
         return self._table.num_rows
 
+    def as_of(self, round: int) -> LedgerView:  # noqa: A002
+        """A read-only snapshot of the rows labelled in rounds ``<= round``.
+
+        Training round ``r`` must see exactly these, even when a previous run died after appending round
+        ``r + 1``'s labels but before round ``r`` was marked finished: resuming then redoes round ``r`` on
+        the same labels instead of refusing the run.
+        """
+        import pyarrow.compute as pc
+
+        return LedgerView(self._table.filter(pc.less_equal(self._table["round"], round)), round)
+
     def __repr__(self) -> str:
         return f"LabelLedger(path={self.path!r}, labelled={len(self)}, rounds={self.rounds()})"
+
+
+class LedgerView:
+    """Rows of a :class:`LabelLedger` up to a round: ``labels()``, ``ids()``, ``len()`` (what training and
+    selection read), nothing that writes."""
+
+    def __init__(self, table: pa.Table, round: int):  # noqa: A002
+        self._table = table
+        self.round = round
+
+    def labels(self) -> dict[str, str]:
+        """utt_id -> label."""
+        return dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("label").to_pylist()))
+
+    def ids(self) -> set[str]:
+        return set(self._table.column("utt_id").to_pylist())
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __repr__(self) -> str:
+        return f"LedgerView(round<={self.round}, labelled={len(self)})"

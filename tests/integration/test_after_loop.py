@@ -121,6 +121,32 @@ def test_sigkill_mid_round_then_resume_gives_the_same_ledger(reference_run, demo
     assert _ledger_rows(out) == _ledger_rows(ref_out)
 
 
+def test_death_after_the_ledger_append_before_metrics_resumes(reference_run, demo_pool, tmp_path, monkeypatch):
+    """The crash window between appending round 1's labels and writing round 0's metrics.json (here: in
+    plot_confusion) used to leave a run that refused to resume ("round 0 expects N labelled clips, the ledger
+    has 2N"). Writes are atomic, so an exception at that point leaves exactly what a SIGKILL would."""
+    import ser_models.active.loop as loop_module
+
+    ref_out, ref_reports = reference_run
+    out = tmp_path / "died"
+    real = loop_module.plot_confusion
+
+    def die(*args, **kwargs):
+        raise RuntimeError("killed between the ledger append and metrics.json")
+
+    monkeypatch.setattr(loop_module, "plot_confusion", die)
+    with pytest.raises(RuntimeError, match="killed"):
+        _loop(_job_cfg(demo_pool.pool_dir, out)).run()
+    rounds = LabelLedger(out / "labels" / "ledger.parquet").rounds()
+    assert rounds == [0, 1] and not (out / "rounds" / "round=000" / "metrics.json").exists()
+    monkeypatch.setattr(loop_module, "plot_confusion", real)
+    reports = _loop(_job_cfg(demo_pool.pool_dir, out)).run()
+    assert _ledger_rows(out) == _ledger_rows(ref_out)
+    assert [r.labelled for r in reports] == [r.labelled for r in ref_reports]
+    # round 0 was redone on round 0's labels only, so it equals the uninterrupted run's round 0
+    assert reports[0].test == ref_reports[0].test
+
+
 def test_file_oracle_round_trip_on_a_pool_with_poisoned_labels(demo_pool, tmp_path):
     """The human path, and proof that nothing but the ledger feeds training: every training clip's label in
     the pool is 'LEAKED' (not a model label), so any training or scoring code that read pool labels would fail
