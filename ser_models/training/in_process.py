@@ -15,6 +15,7 @@ from ser_models.io import write_json_atomic
 from ser_models.training.batching import collect_clips
 from ser_models.training.fitting import FitState, evaluate, fit, load_trainable_weights, trainable_weights
 from ser_models.training.loop import STATE_FILE
+from ser_models.training.state_io import load_state, save_state
 
 
 def _clips(ds, labels, feature_shape):
@@ -44,8 +45,7 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: Path, *, 
     state_path = output_dir / "in_process" / STATE_FILE
     state = FitState()
     if state_path.exists():
-        saved = torch.load(state_path, weights_only=False)
-        state = saved["state"]
+        state, saved = load_state(state_path, FitState)
         load_trainable_weights(model, saved["current"])
         if verbose:
             print(f"resuming after epoch {state.epoch}")
@@ -53,7 +53,7 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: Path, *, 
     def on_epoch_end(st, mdl, _o, _s):
         state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"state": st, "current": trainable_weights(mdl)}, tmp)
+        save_state(tmp, st, current=trainable_weights(mdl))
         tmp.replace(state_path)
 
     state = fit(model, train, dev, train_cfg, class_counts=class_counts, state=state, on_epoch_end=on_epoch_end,

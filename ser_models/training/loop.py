@@ -12,6 +12,7 @@ from ser_models.config import from_dict
 from ser_models.training.batching import collect_clips
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import FitState, evaluate, fit, load_trainable_weights, trainable_weights
+from ser_models.training.state_io import load_state, save_state
 
 STATE_FILE = "fit_state.pt"
 MODEL_DIR = "model"
@@ -69,8 +70,7 @@ def train_loop_per_worker(config: dict) -> dict:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            saved = torch.load(Path(d) / STATE_FILE, weights_only=False)
-        state = saved["state"]
+            state, saved = load_state(Path(d) / STATE_FILE, FitState)
         load_trainable_weights(model, saved["current"])
         if rank == 0:
             print(f"resuming after epoch {state.epoch} (best dev UA {state.best_ua:.3f} at epoch {state.best_epoch})")
@@ -82,7 +82,7 @@ def train_loop_per_worker(config: dict) -> dict:
             ray.train.report(metrics, checkpoint=None)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save({"state": st, "current": trainable_weights(mdl)}, Path(tmp) / STATE_FILE)
+            save_state(Path(tmp) / STATE_FILE, st, current=trainable_weights(mdl))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     state = fit(model, train, dev, train_cfg, device=device, class_counts=config.get("class_counts"),
@@ -100,7 +100,7 @@ def train_loop_per_worker(config: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model.save_checkpoint(Path(tmp) / MODEL_DIR)
         (Path(tmp) / RESULT_FILE).write_text(json.dumps(result, default=float))
-        torch.save({"state": state, "current": trainable_weights(model)}, Path(tmp) / STATE_FILE)
+        save_state(Path(tmp) / STATE_FILE, state, current=trainable_weights(model))
         # Not reported as a metric row: Ray Train V2 keeps this checkpoint as the run's latest.
         ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     return result

@@ -56,6 +56,7 @@ from ser_models.training.batching import ClipSet, iterate_batches, plan_batches
 from ser_models.training.distributed import all_reduce_min, rank, seed_epoch, wrap_ddp
 from ser_models.training.mfcc import mfcc
 from ser_models.training.schedule import tri_stage_scheduler
+from ser_models.training.state_io import load_state, save_state
 from ser_models.training.tapt_config import TaptConfig, TaptJobConfig
 
 #: Pool columns TAPT reads: audio only, never labels.
@@ -631,13 +632,13 @@ def tapt_loop_per_worker(config: dict) -> dict:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            resume = torch.load(Path(d) / STATE_FILE, weights_only=False, map_location="cpu")
+            state, rest = load_state(Path(d) / STATE_FILE, TaptState)
+        resume = {"state": state, **rest}
         if me == 0:
-            print(f"resuming after epoch {resume['state'].epoch}")
+            print(f"resuming after epoch {state.epoch}")
 
-    def saved(state: TaptState, obj, opt, sched) -> dict:
-        return {"state": state, "model": obj.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict()}
+    def save(path: Path, state: TaptState, obj, opt, sched) -> None:
+        save_state(path, state, model=obj.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict())
 
     last: dict = {}
 
@@ -648,7 +649,7 @@ def tapt_loop_per_worker(config: dict) -> dict:
             return
         last["resume"] = (state, obj, opt, sched)
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save(saved(state, obj, opt, sched), Path(tmp) / STATE_FILE)
+            save(Path(tmp) / STATE_FILE, state, obj, opt, sched)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     state = pretrain(objective, clips, cfg, device=device, resume=resume, on_epoch_end=on_epoch_end,
@@ -662,9 +663,10 @@ def tapt_loop_per_worker(config: dict) -> dict:
         save_encoder_weights(encoder.hf_model, str(Path(tmp) / WEIGHTS_FILE))
         (Path(tmp) / RESULT_FILE).write_text(json.dumps(result, default=float))
         if "resume" in last:  # keep the final checkpoint resumable too
-            torch.save(saved(*last["resume"]), Path(tmp) / STATE_FILE)
+            save(Path(tmp) / STATE_FILE, *last["resume"])
         elif resume is not None:
-            torch.save(resume, Path(tmp) / STATE_FILE)
+            save_state(Path(tmp) / STATE_FILE, resume["state"],
+                       **{k: v for k, v in resume.items() if k != "state"})
         ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     return result
 

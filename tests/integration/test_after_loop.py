@@ -147,6 +147,25 @@ def test_death_after_the_ledger_append_before_metrics_resumes(reference_run, dem
     assert reports[0].test == ref_reports[0].test
 
 
+def test_clips_the_simulated_oracle_cannot_label_are_never_selected(demo_pool, tmp_path):
+    """A pool whose training split holds clips labelled 'oth' (outside model.labels) and clips with no label:
+    the loop runs, never selects them, and the ledger holds model labels only."""
+    manifest = pd.read_csv(demo_pool.manifest)
+    train_ids = manifest.loc[manifest.split == "train", "utt_id"].tolist()
+    oth, empty = set(train_ids[:4]), set(train_ids[4:7])
+    manifest.loc[manifest.utt_id.isin(oth), "label"] = "oth"
+    manifest.loc[manifest.utt_id.isin(empty), "label"] = None
+    manifest["path"] = [str(Path(demo_pool.corpus_dir) / p) for p in manifest["path"]]
+    manifest.to_csv(tmp_path / "mixed.csv", index=False)
+    prepare_pool(PoolConfig(manifest=str(tmp_path / "mixed.csv"), output_dir=str(tmp_path / "pool"), labels=[]))
+    out = tmp_path / "run"
+    cfg = _job_cfg(tmp_path / "pool", out, ["active.budget_fractions=[0.25,0.5]", "active.initial=random"])
+    _loop(cfg).run()
+    ledger = LabelLedger(out / "labels" / "ledger.parquet").labelled()
+    assert set(ledger["label"]) <= set(cfg.model.labels)
+    assert not (set(ledger["utt_id"]) & (oth | empty))
+
+
 def test_file_oracle_round_trip_on_a_pool_with_poisoned_labels(demo_pool, tmp_path):
     """The human path, and proof that nothing but the ledger feeds training: every training clip's label in
     the pool is 'LEAKED' (not a model label), so any training or scoring code that read pool labels would fail

@@ -20,6 +20,14 @@ def _fill(path, rows):
     pd.DataFrame(rows, columns=["utt_id", "path", "duration", "label"]).to_csv(path, index=False)
 
 
+def test_simulated_refuses_labels_outside_the_model_labels():
+    oracle = SimulatedOracle({"a": "happy", "b": "oth", "c": None}, labels=["happy", "sad"])
+    assert oracle.unlabelable(["a", "b", "c", "d"]) == {"b", "c", "d"}
+    assert oracle.label(["a"], round=1) == {"a": "happy"}
+    with pytest.raises(OracleError, match=r"'b' \('oth'\).*outside model.labels"):
+        oracle.label(["a", "b"], round=2)
+
+
 def test_file_oracle_request_then_import(tmp_path):
     o = FileOracle(tmp_path, ["hap", "sad"], INFO)
     with pytest.raises(LabellingPending, match=r"to_label.csv.*hap, sad.*rerun"):
