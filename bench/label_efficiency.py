@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's 30)")
     ap.add_argument("--encoder", default="smart-turn", help="smart-turn (the imported pretrained Whisper-tiny, "
                     "fetched and cached on first use) or any model.encoder.source, e.g. tiny-wav2vec2")
+    ap.add_argument("--override", nargs="*", default=[], help="extra dotted overrides of every run, e.g. "
+                    "train.lr_head=1e-3")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--plot", default=str(PLOT))
     args = ap.parse_args(argv)
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         extra = [f"model.encoder.source={args.encoder}"]
     extra += [f"train.epochs={args.epochs}"] if args.epochs else []
+    extra += list(args.override)
     import torch
 
     torch.set_num_threads(THREADS)
