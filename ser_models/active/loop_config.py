@@ -48,6 +48,12 @@ class ActiveConfig:
         self.feature_cache = {"true": "on", "false": "off"}.get(str(self.feature_cache).lower(), self.feature_cache)
         if self.feature_cache not in _CACHE:
             raise ConfigError(f"active.feature_cache must be one of {list(_CACHE)}, got {self.feature_cache!r}")
+        # Checked here, before any training: BALD with no MC-dropout samples would fail after round 0's fit.
+        uses_bald = self.strategy.name == "bald" or (
+            self.strategy.name in ("kmeans", "informative_diverse") and self.strategy.uncertainty == "bald")
+        if uses_bald and self.scorer.mc_samples < 2:
+            raise ConfigError(f"active.strategy.name={self.strategy.name} scores with BALD, which needs MC-dropout "
+                              f"samples: set active.scorer.mc_samples >= 2 (e.g. 8), got {self.scorer.mc_samples}")
         if self.budget_fractions:
             f = list(self.budget_fractions)
             if any(not 0 < x <= 1 for x in f) or any(b <= a for a, b in zip(f, f[1:])):

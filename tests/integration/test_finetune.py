@@ -29,7 +29,9 @@ from ser_models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 from ser_models.training import ScalingSettings, TrainConfig, evaluate, train_model
 from ser_models.training.batching import AUDIO_COLUMNS, collect_clips
+from ser_models.training.fitting import FitState
 from ser_models.training.loop import STATE_FILE
+from ser_models.training.state_io import load_state
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -111,7 +113,7 @@ def resumed_run(ray_local, demo_pool, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft_resumed")
     kill_after_first_checkpoint(ray_local, demo_pool, out, counts)
     run_dir = out / "ray_train" / "finetune"
-    killed_state = torch.load(latest_checkpoint(run_dir) / STATE_FILE, weights_only=False)["state"]
+    killed_state, _ = load_state(latest_checkpoint(run_dir) / STATE_FILE, FitState)
     metrics_after_kill = (out / "metrics.json").exists()
 
     logs = io.StringIO()
@@ -167,11 +169,11 @@ def test_checkpoint_holds_the_best_weights_and_reproduces_test_metrics(resumed_r
     result = resumed_run.result
     model = EmotionModel.load_checkpoint(result.checkpoint_dir)
     assert model.cfg.labels == LABELS
-    final = torch.load(latest_checkpoint(resumed_run.run_dir) / STATE_FILE, weights_only=False)
-    assert final["state"].best_epoch == result.metrics["best_epoch"]
+    final, _ = load_state(latest_checkpoint(resumed_run.run_dir) / STATE_FILE, FitState)
+    assert final.best_epoch == result.metrics["best_epoch"]
     reloaded = model.trainable_state_dict()
-    assert sorted(reloaded) == sorted(final["state"].best_weights)
-    for name, weight in final["state"].best_weights.items():
+    assert sorted(reloaded) == sorted(final.best_weights)
+    for name, weight in final.best_weights.items():
         torch.testing.assert_close(reloaded[name], weight, rtol=0, atol=0)
     torch.manual_seed(train_config(EPOCHS).seed)  # the worker's initialisation
     untrained = EmotionModel(model_config()).trainable_state_dict()

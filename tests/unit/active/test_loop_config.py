@@ -56,3 +56,14 @@ def test_auto_micro_batch_by_device_and_input():
     assert auto_micro_batch("cpu", features=True) == auto_micro_batch("cuda", features=True) >= 256
     with pytest.raises(ConfigError, match="micro_batch_size"):
         ScorerConfig(micro_batch_size=-1)
+
+
+@pytest.mark.parametrize("strategy", [{"name": "bald"}, {"name": "informative_diverse", "uncertainty": "bald"}])
+def test_bald_without_mc_samples_is_refused_up_front(strategy):
+    from ser_models.active.config import StrategyConfig
+
+    with pytest.raises(ConfigError, match="active.scorer.mc_samples >= 2"):
+        ActiveConfig(strategy=StrategyConfig(**strategy), scorer=ScorerConfig(mc_samples=0))
+    assert ActiveConfig(strategy=StrategyConfig(**strategy), scorer=ScorerConfig(mc_samples=8)).scorer.mc_samples == 8
+    with pytest.raises(ConfigError, match="mc_samples"):  # the same from a job's dotted overrides
+        load_config(AfterJobConfig, None, [*BASE, "active.strategy.name=bald"])
