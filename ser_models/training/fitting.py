@@ -164,6 +164,11 @@ def fit(model: nn.Module, train: ClipSet, dev: ClipSet | None, cfg: TrainConfig,
             batch = batch.to(device)
             logits = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features)
             loss = loss_fn(logits, batch.labels)
+            if not torch.isfinite(loss.detach()):
+                shown = ", ".join(map(repr, list(batch.ids)[:8]))
+                raise TrainingError(f"non-finite training loss ({float(loss.detach())}) at epoch {epoch + 1}, step "
+                                    f"{step + 1}, batch of clips {shown}: lower train.lr_head / train.lr_adapter, "
+                                    "set train.grad_clip, or check those clips' audio")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -51,6 +51,14 @@ class ScoredPool:
             if self.mc_probs.ndim != 3 or len(self.mc_probs) != n or self.mc_probs.shape[2] != self.probs.shape[1]:
                 raise PoolError(
                     f"ScoredPool.mc_probs must be [N={n}, T, C={self.probs.shape[1]}], got {self.mc_probs.shape}")
+        # A NaN probability would rank as the most certain clip (entropy) or the first BADGE pick: refuse it.
+        for name, values in (("probs", self.probs), ("embeddings", self.embeddings), ("mc_probs", self.mc_probs)):
+            if values is not None:
+                bad = ~np.isfinite(values.reshape(n, -1)).all(axis=1)
+                if bad.any():
+                    shown = ", ".join(repr(str(i)) for i in self.ids[bad][:10]) + (" ..." if bad.sum() > 10 else "")
+                    raise PoolError(f"ScoredPool.{name} holds non-finite values for {int(bad.sum())} of {n} clips: "
+                                    f"{shown} (the model diverged or a clip decoded to NaN; rerun scoring)")
         if self.grad_embedding_parts is not None:
             a, h = (np.asarray(v, dtype=np.float32) for v in self.grad_embedding_parts)
             if a.ndim != 2 or h.ndim != 2 or len(a) != n or len(h) != n:

@@ -182,3 +182,13 @@ def test_config_validation_names_key(kw, key):
 def test_scored_pool_rejects_duplicate_ids():
     with pytest.raises(PoolError, match="unique.*'a'"):
         ScoredPool(ids=["a", "a"], probs=np.full((2, 2), 0.5), embeddings=np.zeros((2, 3)))
+
+
+def test_non_finite_scores_are_refused_with_clip_ids():
+    from ser_models.active.strategies.base import ScoredPool
+    from ser_models.exceptions import PoolError
+
+    probs = np.full((4, 3), 1 / 3, np.float32)
+    probs[2, 1] = np.nan
+    with pytest.raises(PoolError, match=r"ScoredPool.probs holds non-finite values for 1 of 4 clips: 'u2'"):
+        ScoredPool(ids=[f"u{i}" for i in range(4)], probs=probs, embeddings=np.zeros((4, 2), np.float32))

@@ -117,3 +117,16 @@ def test_fit_without_trainable_parameters_fails(data):
     with pytest.raises(TrainingError, match="no trainable parameters"):
         fit(model, data[0], None, CFG, log=lambda _: None)
     assert FitState().epoch == 0
+
+
+def test_non_finite_loss_names_epoch_step_and_clips():
+    from ser_models.exceptions import TrainingError
+
+    cfg = tiny_model_config("tiny-wav2vec2", "frozen", labels=["a", "b"])
+    model = EmotionModel(cfg)
+    L, D = model.encoder.num_layers, model.encoder.hidden_size
+    feats = np.ones((8, L, D), np.float32)
+    feats[5, 0, 0] = np.inf  # one clip's features blow up the head
+    clips = ClipSet(ids=[f"clip{i}" for i in range(8)], labels=np.arange(8) % 2, features=feats)
+    with pytest.raises(TrainingError, match=r"non-finite training loss .* at epoch 1, step \d+, .*'clip5'"):
+        fit(model, clips, None, TrainConfig(epochs=2, batch_size=8, early_stopping_patience=0), log=lambda _: None)
