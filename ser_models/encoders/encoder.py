@@ -224,7 +224,9 @@ def _load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, PreTrai
     how = ("pass a local folder holding config.json and the weights as model.encoder.source, or set "
            "model.encoder.allow_download=true to fetch it from the hub")
     if not is_local and cfg.source.startswith((".", "/", "~")):
-        raise EncoderError(f"model.encoder.source: folder {cfg.source} does not exist")
+        hint = (" (import it first: python -m jobs.import_encoder smart-turn " + cfg.source + ")"
+                if "smart-turn" in cfg.source else "")
+        raise EncoderError(f"model.encoder.source: folder {cfg.source} does not exist{hint}")
     try:
         hf_config = AutoConfig.from_pretrained(where, local_files_only=offline)
     except Exception as exc:
