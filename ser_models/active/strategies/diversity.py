@@ -15,8 +15,11 @@ __all__ = ["BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrat
 
 def _kcenter(scored: ScoredPool, rows: np.ndarray, labelled: np.ndarray, n: int, first: int | None,
              reduce_dim: int | None, seed: int, stats: KCenterStats | None) -> np.ndarray:
-    # no gather when every row is a candidate: it would copy the whole [N, E] matrix for nothing
-    x = scored.embeddings if len(rows) == len(scored) else scored.embeddings[rows]
+    # No gather when the rows are the pool in pool order (it would copy the whole [N, E] matrix for nothing).
+    # A prefilter covering the whole pool hands over every row in *uncertainty* order: picks index into
+    # `rows`, so that order must be the embeddings' order too.
+    identity = len(rows) == len(scored) and bool(np.array_equal(rows, np.arange(len(rows))))
+    x = scored.embeddings if identity else scored.embeddings[rows]
     centres = scored.embeddings[labelled] if len(labelled) else None
     if reduce_dim is not None and reduce_dim < x.shape[1]:
         x, (c,) = pca_reduce(x, [centres if centres is not None else x[:0]], reduce_dim, seed)

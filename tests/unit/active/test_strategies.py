@@ -192,3 +192,20 @@ def test_non_finite_scores_are_refused_with_clip_ids():
     probs[2, 1] = np.nan
     with pytest.raises(PoolError, match=r"ScoredPool.probs holds non-finite values for 1 of 4 clips: 'u2'"):
         ScoredPool(ids=[f"u{i}" for i in range(4)], probs=probs, embeddings=np.zeros((4, 2), np.float32))
+
+
+def test_informative_diverse_when_the_prefilter_covers_the_whole_pool():
+    """Prefilter M >= N with nothing labelled: the rows handed to k-center are the whole pool in uncertainty
+    order, not pool order. The first pick is the most uncertain clip, the second the clip farthest from it."""
+    from ser_models.active.strategies import InformativeDiverseStrategy
+    from ser_models.active.strategies.base import ScoredPool
+
+    n_clips = 12
+    probs = np.tile(np.array([0.97, 0.01, 0.01, 0.01], np.float32), (n_clips, 1))
+    probs[7] = 0.25  # the most uncertain clip
+    probs[2] = [0.7, 0.1, 0.1, 0.1]  # second most uncertain: rank 1 in the prefilter
+    emb = np.zeros((n_clips, 2), np.float32)
+    emb[:, 0] = np.arange(n_clips)  # clip i at x = i: the farthest from clip 7 is clip 0
+    scored = ScoredPool(ids=[f"c{i:02d}" for i in range(n_clips)], probs=probs, embeddings=emb)
+    picks = InformativeDiverseStrategy("entropy", prefilter_factor=10).query(scored, set(), 2, seed=0)
+    assert picks[0] == "c07" and picks[1] == "c00"
