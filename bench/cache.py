@@ -25,6 +25,7 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    encoder_overrides,
     ensure_pool,
     init_ray,
     machine_info,
@@ -117,12 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
     extra = ["train.epochs=2"] if args.quick else []
-    if args.encoder == "smart-turn":
-        from ser_models.encoders.smart_turn import cached_encoder
-
-        extra += [f"model.encoder.source={cached_encoder()}", "model.encoder.normalize_waveform=true"]
-    elif args.encoder != "tiny-wav2vec2":
-        extra += [f"model.encoder.source={args.encoder}"]
+    extra += encoder_overrides(args.encoder)
     extra += [f"train.epochs={args.epochs}"] if args.epochs else []
     rounds = 2
     import torch

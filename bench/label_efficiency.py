@@ -32,6 +32,7 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    encoder_overrides,
     ensure_pool,
     init_ray,
     machine_info,
@@ -48,7 +49,7 @@ FRACTIONS = [0.05, 0.10, 0.20]
 SEEDS = [0, 1, 2]
 THREADS = 2
 #: The demo's head settings over a pretrained encoder (jobs/configs/demo_after.yaml).
-PRETRAINED_OVERRIDES = ["model.encoder.normalize_waveform=true", "model.head_dropout=0.2", "train.epochs=30",
+PRETRAINED_OVERRIDES = ["model.head_dropout=0.2", "train.epochs=30",
                         "train.batch_size=16", "train.early_stopping_patience=8"]
 
 
@@ -196,12 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.quick:
         args.strategies, args.seeds, args.epochs = ["random", "entropy"], [0], 2
-    if args.encoder == "smart-turn":
-        from ser_models.encoders.smart_turn import cached_encoder
-
-        extra = [f"model.encoder.source={cached_encoder()}", *PRETRAINED_OVERRIDES]
-    else:
-        extra = [f"model.encoder.source={args.encoder}"]
+    extra = encoder_overrides(args.encoder) + (PRETRAINED_OVERRIDES if args.encoder == "smart-turn" else [])
     extra += [f"train.epochs={args.epochs}"] if args.epochs else []
     extra += list(args.override)
     import torch

@@ -10,6 +10,7 @@ stale features.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -64,8 +65,6 @@ class EncoderPooler:
 def feature_cache_key(pool, encoder) -> str:
     """sha256 naming the cached features of ``pool`` (its build fingerprint) under ``encoder`` (its weights and
     config): a cache folder shared by several runs never serves one pool's features to another."""
-    import hashlib
-
     return hashlib.sha256(f"{pool.summary.get('fingerprint')}:{encoder.fingerprint()}".encode()).hexdigest()
 
 

@@ -99,6 +99,7 @@ class ActiveLearningLoop:
         self.verbose = verbose
         self._oracle_override = oracle
         self._unlabelable_ids: set[str] | None = None
+        self._simulated: SimulatedOracle | None = None
         self.in_process = scaling.backend == "in_process"
         self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
         self.strategy = build_strategy(active.strategy)
@@ -141,9 +142,12 @@ class ActiveLearningLoop:
         if self.active.oracle == "file":
             return FileOracle(self.round_dir(r) if r >= 0 else self.out / "rounds" / "initial", self.labels,
                               self.clip_info)
-        # The only place that reads the pool's own training labels: it plays the human annotator.
-        truth = self.pool.metadata(columns=["utt_id", "label"], split="train")
-        return SimulatedOracle(dict(zip(truth["utt_id"].astype(str), truth["label"])), labels=self.labels)
+        if self._simulated is None:
+            # The only place that reads the pool's own training labels: it plays the human annotator.
+            truth = self.pool.metadata(columns=["utt_id", "label"], split="train")
+            self._simulated = SimulatedOracle(dict(zip(truth["utt_id"].astype(str), truth["label"])),
+                                              labels=self.labels)
+        return self._simulated
 
     def _unlabelable(self) -> set[str]:
         """Training clips the oracle cannot label (simulated: no true label, or one outside model.labels):

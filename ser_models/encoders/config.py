@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
+from ser_models.io import is_local, local_path
 
 
 @dataclass
@@ -40,8 +40,8 @@ class EncoderConfig:
         # (not the driver's): pin what exists here to an absolute path. Hub ids and URIs are left alone.
         for key in ("source", "checkpoint"):
             value = getattr(self, key)
-            if isinstance(value, str) and "://" not in value and Path(value).expanduser().exists():
-                setattr(self, key, str(Path(value).expanduser().absolute()))
+            if isinstance(value, str) and is_local(value) and local_path(value).expanduser().exists():
+                setattr(self, key, str(local_path(value).expanduser().absolute()))
         for key in ("normalize_waveform", "allow_download", "gradient_checkpointing"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"model.encoder.{key} must be true or false, got {getattr(self, key)!r}")

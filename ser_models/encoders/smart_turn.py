@@ -30,7 +30,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,8 +73,6 @@ def sha256_of(data: bytes) -> str:
 
 def default_cache_dir() -> Path:
     """Where fetched wheels and imported encoders live: ``$SER_CACHE_DIR``, else ``.cache`` under the cwd."""
-    import os
-
     return Path(os.environ.get("SER_CACHE_DIR", ".cache")).absolute()
 
 
@@ -413,8 +413,6 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
         }
         (t / "import.json").write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
         if out.exists():
-            import shutil
-
             shutil.rmtree(out)
         Path(tmp).rename(out)
     if not quiet:

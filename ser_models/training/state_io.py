@@ -1,7 +1,7 @@
 """Resumable training state on disk, loaded without unpickling code.
 
-Per-epoch checkpoints live on shared storage that many people and jobs can write to. ``torch.load`` with
-``weights_only=False`` would run whatever a tampered file asks for, so state is stored as plain containers
+Per-epoch checkpoints live on shared storage that many people and jobs can write to. A full unpickling
+``torch.load`` would run whatever a tampered file asks for, so state is stored as plain containers
 (dicts, lists, numbers, strings, tensors) and read back with ``weights_only=True``; the dataclass holding the
 progress counters is flattened to a dict on save and rebuilt on load. ``map_location="cpu"`` lets a run that
 checkpointed on a GPU resume on a CPU machine (the training code moves tensors where it needs them).

@@ -665,8 +665,7 @@ def tapt_loop_per_worker(config: dict) -> dict:
         if "resume" in last:  # keep the final checkpoint resumable too
             save(Path(tmp) / STATE_FILE, *last["resume"])
         elif resume is not None:
-            save_state(Path(tmp) / STATE_FILE, resume["state"],
-                       **{k: v for k, v in resume.items() if k != "state"})
+            save_state(Path(tmp) / STATE_FILE, resume["state"], **rest)  # nothing ran: keep what was loaded
         ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     return result
 
