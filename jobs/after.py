@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.active.loop_config import ActiveConfig
-from ser_models.config import field, parse_job_args, to_yaml
+from ser_models.config import field, parse_job_args, to_dict, to_yaml
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.tapt_config import TaptConfig
@@ -38,17 +38,21 @@ def main(argv: list[str] | None = None):
     from ser_models.active.loop import ActiveLearningLoop
     from ser_models.data import Pool
     from ser_models.exceptions import LabellingPending
-    from ser_models.io import write_bytes_atomic
+    from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
 
     t0 = time.perf_counter()
+    # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
+    # second, and a rerun with result-changing settings is refused before it touches the folder.
+    pool = Pool.open(cfg.pool_dir)
+    pool.check_labels(cfg.model.labels, ("dev", "test"))
+    check_run(cfg.output_dir, "jobs.after", to_dict(cfg), inputs={"pool": pool.summary.get("fingerprint")},
+              config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
         from ser_models.active.scorer import check_reservation, cluster_cpus
 
         check_reservation(cfg.active.scorer, cluster_cpus())
-    write_bytes_atomic(f"{cfg.output_dir}/config.yaml", to_yaml(cfg).encode())
-    pool = Pool.open(cfg.pool_dir)
     if cfg.tapt_enabled:
         from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
         from ser_models.training.tapt_config import TaptJobConfig
@@ -71,4 +75,6 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    from ser_models.cli import run_job
+
+    run_job(main)

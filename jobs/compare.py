@@ -39,4 +39,6 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    from ser_models.cli import run_job
+
+    run_job(main)

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.config import field, parse_job_args, to_yaml
+from ser_models.config import field, parse_job_args, to_dict, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -36,13 +36,17 @@ class FinetuneJobConfig:
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune")
     from ser_models.data import Pool
+    from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
     from ser_models.training import train_model
 
     t0 = time.perf_counter()
-    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    # Config, pool and labels are checked before Ray starts: a wrong path or label fails in a second.
     pool = Pool.open(cfg.pool_dir)
     pool.check_labels(cfg.model.labels, (cfg.train_split, cfg.dev_split, cfg.test_split))
+    check_run(cfg.output_dir, "jobs.finetune", to_dict(cfg), inputs={"pool": pool.summary.get("fingerprint")},
+              config_yaml=to_yaml(cfg))
+    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]
     counts = [int((labels == name).sum()) for name in cfg.model.labels]
     print(f"pool {cfg.pool_dir}: {len(labels)} training clips, per class "
@@ -65,4 +69,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from ser_models.cli import run_job
+
+    run_job(main)

@@ -21,9 +21,10 @@ def main(argv: list[str] | None = None):
     cfg = parse_job_args(PoolConfig, sys.argv[1:] if argv is None else argv, "jobs.prepare_pool")
     from ray.data import DataContext
 
-    from ser_models.data.prepare import prepare_pool
+    from ser_models.data.prepare import pool_fingerprint, prepare_pool
     from ser_models.runtime import connect_ray
 
+    pool_fingerprint(cfg)  # the manifest and label map exist and are readable: checked before Ray starts
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     DataContext.get_current().enable_progress_bars = True
     print(f"prepare_pool: {cfg}")
@@ -34,4 +35,6 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    from ser_models.cli import run_job
+
+    run_job(main)

@@ -12,20 +12,23 @@ from __future__ import annotations
 import sys
 import time
 
-from ser_models.config import parse_job_args, to_yaml
+from ser_models.config import parse_job_args, to_dict, to_yaml
 from ser_models.training.tapt_config import TaptJobConfig
 
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(TaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.tapt")
     from ser_models.data import Pool
+    from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
     from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
 
     t0 = time.perf_counter()
-    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-    pool = Pool.open(cfg.pool_dir)
+    pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
     meta = pool.metadata(columns=["utt_id", "duration"], split=cfg.split)
+    check_run(cfg.output_dir, "jobs.tapt", to_dict(cfg), inputs={"pool": pool.summary.get("fingerprint")},
+              config_yaml=to_yaml(cfg))
+    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     print(f"pool {cfg.pool_dir}: {len(meta)} {cfg.split} clips, {meta['duration'].sum() / 60:.1f} min of audio")
     print(to_yaml(cfg))
     result = run_tapt(cfg, pool.dataset(cfg.split, columns=TAPT_COLUMNS))
@@ -40,4 +43,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from ser_models.cli import run_job
+
+    run_job(main)

@@ -42,6 +42,42 @@ def exists(uri: str | os.PathLike) -> bool:
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
+def read_bytes(uri: str | os.PathLike) -> bytes:
+    fs, p = filesystem(uri)
+    with fs.open_input_stream(p) as fh:
+        return fh.read()
+
+
+def open_input_file(uri: str | os.PathLike):
+    """A seekable binary file object for a local path or URI (what soundfile and pandas read from)."""
+    if is_local(uri):
+        return open(local_path(uri), "rb")  # noqa: SIM115 - the caller closes it
+    fs, p = filesystem(uri)
+    return fs.open_input_file(p)
+
+
+def list_dir(uri: str | os.PathLike) -> list[str]:
+    """Names of the direct children of a folder (empty when it does not exist)."""
+    fs, p = filesystem(uri)
+    if fs.get_file_info(p).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    return sorted(info.base_name for info in infos)
+
+
+def delete_dir(uri: str | os.PathLike) -> None:
+    """Remove a folder and everything under it; a missing folder is fine."""
+    fs, p = filesystem(uri)
+    if fs.get_file_info(p).type != pafs.FileType.NotFound:
+        fs.delete_dir(p)
+
+
+def join(uri: str | os.PathLike, *parts: str) -> str:
+    """``join("s3://b/run", "rounds", "x")`` -> ``"s3://b/run/rounds/x"``; local paths stay paths."""
+    base = str(uri).rstrip("/")
+    return "/".join([base, *(str(p).strip("/") for p in parts)])
+
+
 def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` so that readers never see a partial file."""
     if not is_local(uri):

@@ -1,11 +1,12 @@
 """The prepared pool: reading what ``prepare_pool`` wrote, as Ray Datasets and pandas metadata.
 
-Layout (docs/ARCHITECTURE.md, "Prepared pool on disk")::
+Layout (docs/ARCHITECTURE.md, "Prepared pool on disk"); ``<output_dir>`` may be a local path or a
+``pyarrow.fs`` URI (``s3://bucket/pool``)::
 
-    <output_dir>/data/split=<split>/*.parquet   one row per kept clip (hive-partitioned by split)
-    <output_dir>/quarantine.parquet             utt_id, path, reason, detail
-    <output_dir>/summary.json                   written last: its presence marks a complete pool
-    <output_dir>/config.yaml
+    <output_dir>/summary.json                           written last: names the current build
+    <output_dir>/build-<id>/data/split=<split>/*.parquet one row per kept clip (hive-partitioned by split)
+    <output_dir>/build-<id>/quarantine.parquet          utt_id, path, reason, detail
+    <output_dir>/build-<id>/config.yaml
 
 The shards also hold a ``detail`` column (always null for kept clips: the decoder writes kept and
 quarantined rows in one pass); every reader here exposes exactly :data:`POOL_COLUMNS`.
@@ -99,16 +100,27 @@ class Pool:
         if not exists(root):
             raise PoolError(f"no prepared pool at {root}: run `python -m jobs.prepare_pool CONFIG` first")
         summary_path = f"{root}/summary.json"
-        if not exists(summary_path) or not exists(f"{root}/data"):
-            raise PoolError(
-                f"pool at {root} is incomplete (no summary.json or data/): a build did not finish; "
-                "rerun `python -m jobs.prepare_pool CONFIG`"
-            )
-        return cls(root, read_json(summary_path))
+        if not exists(summary_path):
+            raise PoolError(f"pool at {root} is incomplete (no summary.json): a build did not finish; "
+                            "rerun `python -m jobs.prepare_pool CONFIG`")
+        summary = read_json(summary_path)
+        if "build" not in summary:
+            raise PoolError(f"pool at {root} was written by an older version (no build folder in summary.json); "
+                            "rerun `python -m jobs.prepare_pool CONFIG` to rebuild it")
+        pool = cls(root, summary)
+        if not exists(pool.data_dir):
+            raise PoolError(f"pool at {root}: summary.json names {pool.build_dir}, which is missing; rerun "
+                            "`python -m jobs.prepare_pool CONFIG`")
+        return pool
+
+    @property
+    def build_dir(self) -> str:
+        """The folder of the current build (named by ``summary.json``)."""
+        return f"{self.root}/{self.summary['build']}"
 
     @property
     def data_dir(self) -> str:
-        return f"{self.root}/data"
+        return f"{self.build_dir}/data"
 
     @property
     def splits(self) -> list[str]:
@@ -173,7 +185,7 @@ class Pool:
 
     def quarantine(self) -> pd.DataFrame:
         """The quarantined clips: ``utt_id, path, reason, detail``."""
-        return read_parquet(f"{self.root}/quarantine.parquet").to_pandas()
+        return read_parquet(f"{self.build_dir}/quarantine.parquet").to_pandas()
 
     def labelled(self, ledger: LabelSource, split: str = "train") -> ray.data.Dataset:
         """Clips of ``split`` whose ``utt_id`` is in the ledger, ``label`` replaced by the ledger's label."""

@@ -5,9 +5,12 @@ quarantine reason; a single ``write_parquet`` partitioned by split sends bad row
 reserved partition, which the driver then turns into ``quarantine.parquet`` and removes. No clip is decoded
 twice and nothing is materialised in the object store.
 
-The build is idempotent and crash-safe: it runs in a staging folder next to ``output_dir`` and is swapped in
-by rename once complete; ``summary.json`` (written last) holds a fingerprint of the manifest bytes and the
-content-relevant config, so a rerun with the same inputs does nothing.
+The build is idempotent and crash-safe without a single rename, so it works the same on a local disk and
+on an object store (``s3://``, ``gs://``): each build writes a new ``build-<id>/`` folder inside
+``output_dir``, and ``summary.json``, written last in one atomic write, names the build it describes. A crash
+at any point leaves ``summary.json`` naming the previous complete build (or none); the next build removes
+folders no summary names. ``summary.json`` holds a fingerprint of the manifest bytes and the content-relevant
+config, so a rerun with the same inputs does nothing.
 """
 
 from __future__ import annotations
@@ -16,12 +19,10 @@ import dataclasses
 import hashlib
 import json
 import math
-import shutil
 import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,16 +36,23 @@ from ser_models.data.manifest import read_manifest
 from ser_models.data.pool import _HIVE_SPLIT, QUARANTINE_SCHEMA, SHARD_SCHEMA, Pool
 from ser_models.exceptions import PoolError
 from ser_models.io import (
+    delete_dir,
+    exists,
+    filesystem,
     is_local,
+    join,
+    list_dir,
     local_path,
-    read_json,
+    read_bytes,
     write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
 )
 
 #: Bumped when the pool's layout or decoding changes, so old pools are rebuilt.
-POOL_FORMAT_VERSION = 1
+POOL_FORMAT_VERSION = 2
+#: Prefix of the per-build folders inside a pool (``summary.json`` names the current one).
+BUILD_PREFIX = "build-"
 #: Split given to every clip whose manifest row has none (a manifest without splits is one training pool).
 DEFAULT_SPLIT = "train"
 # Reserved partition value for quarantined rows during the build; never present in a finished pool.
@@ -118,16 +126,15 @@ def pool_fingerprint(cfg: PoolConfig) -> str:
     h.update(f"pool-format-{POOL_FORMAT_VERSION}\n".encode())
     label_map = cfg.label_map
     if label_map is None:  # read_manifest picks up a label_map.json next to the manifest
-        implicit = Path(cfg.manifest).parent / "label_map.json"
-        label_map = str(implicit) if implicit.is_file() else None
+        implicit = join(_parent(cfg.manifest), "label_map.json")
+        label_map = implicit if exists(implicit) else None
     for key, path in (("manifest", cfg.manifest), ("label_map", label_map)):
         if path is None:
             continue
-        p = Path(path)
-        if not p.is_file():
+        if not exists(path):
             raise PoolError(f"{key} file not found: {path}")
-        h.update(f"{key}:{p.resolve()}\n".encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        h.update(f"{key}:{_canonical(path)}\n".encode())
+        h.update(hashlib.sha256(read_bytes(path)).digest())
     h.update(json.dumps(cfg.content_fields(), sort_keys=True).encode())
     return h.hexdigest()[:32]
 
@@ -143,15 +150,10 @@ def prepare_pool(cfg: PoolConfig) -> PoolSummary:
 
     Raises:
         ManifestError: the manifest is malformed.
-        PoolError: ``output_dir`` is not a local path, or the build failed (the old pool is left intact).
+        PoolError: the build failed (the previous pool stays readable).
     """
     t0 = time.perf_counter()
-    if not is_local(cfg.output_dir):
-        raise PoolError(
-            f"output_dir must be a local or shared-filesystem path for prepare_pool, got {cfg.output_dir!r}; "
-            "build locally and copy the folder (Pool.open reads pyarrow.fs URIs)"
-        )
-    out = local_path(cfg.output_dir).absolute()
+    out = _canonical(cfg.output_dir)
     fingerprint = pool_fingerprint(cfg)
     current = _current_summary(out)
     if current is not None and current.get("fingerprint") == fingerprint:
@@ -166,17 +168,17 @@ def prepare_pool(cfg: PoolConfig) -> PoolSummary:
     if (manifest["split"] == _QUARANTINE_SPLIT).any():
         raise PoolError(f"manifest {cfg.manifest}: split value {_QUARANTINE_SPLIT!r} is reserved")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Left by a crashed build (one builder per output_dir is assumed, as for any job's output_dir).
-    for stale in [*out.parent.glob(f".{out.name}.staging-*"), *out.parent.glob(f".{out.name}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
+    # One builder per output_dir is assumed (as for any job's output_dir): builds that no summary names
+    # were left by a crash and are removed; the current one stays until the new summary replaces it.
+    keep = (current or {}).get("build")
+    _remove_builds(out, keep=keep)
+    build = f"{BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    staging = join(out, build)
     try:
-        _write_shards(manifest, cfg, staging / "data")
-        quarantine = _collect_quarantine(staging / "data")
-        write_parquet_atomic(staging / "quarantine.parquet", quarantine)
-        splits = _split_stats(staging / "data")
+        _write_shards(manifest, cfg, join(staging, "data"))
+        quarantine = _collect_quarantine(join(staging, "data"))
+        write_parquet_atomic(join(staging, "quarantine.parquet"), quarantine)
+        splits = _split_stats(join(staging, "data"))
         seconds = time.perf_counter() - t0
         summary = PoolSummary(
             clips_in=len(manifest),
@@ -187,27 +189,45 @@ def prepare_pool(cfg: PoolConfig) -> PoolSummary:
             seconds=round(seconds, 3),
             clips_per_s=round(len(manifest) / seconds, 2) if seconds > 0 else 0.0,
             fingerprint=fingerprint,
-            output_dir=str(out),
+            output_dir=out,
         )
         if summary.kept + summary.quarantined != summary.clips_in:
             raise PoolError(
                 f"pool build lost rows: {summary.clips_in} in, {summary.kept} kept + {summary.quarantined} "
-                f"quarantined (staging folder {staging})"
+                f"quarantined (build folder {staging})"
             )
-        write_bytes_atomic(staging / "config.yaml", to_yaml(cfg).encode())
-        write_json_atomic(staging / "summary.json", {**summary.to_dict(), "config": to_dict(cfg)})
-        _swap_in(staging, out)
+        write_bytes_atomic(join(staging, "config.yaml"), to_yaml(cfg).encode())
+        # The commit point: one atomic write switches readers from the old build to this one.
+        write_json_atomic(join(out, "summary.json"), {**summary.to_dict(), "build": build, "config": to_dict(cfg)})
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        delete_dir(staging)
         raise
+    _remove_builds(out, keep=build)
     print(summary.table())
     return summary
 
 
-def _current_summary(out: Path) -> dict | None:
+def _canonical(uri: str) -> str:
+    """Absolute local path, or the URI as given (trailing slash removed)."""
+    s = str(uri).rstrip("/")
+    return str(local_path(s).absolute()) if is_local(s) else s
+
+
+def _parent(uri: str) -> str:
+    s = _canonical(uri)
+    return s.rsplit("/", 1)[0] if "/" in s else "."
+
+
+def _remove_builds(out: str, keep: str | None) -> None:
+    """Delete ``build-*`` folders other than ``keep`` (and the pre-version-2 layout's ``data/``)."""
+    for name in list_dir(out):
+        if (name.startswith(BUILD_PREFIX) and name != keep) or name == "data":
+            delete_dir(join(out, name))
+
+
+def _current_summary(out: str) -> dict | None:
     try:
-        Pool.open(out)
-        return read_json(out / "summary.json")
+        return Pool.open(out).summary
     except (PoolError, OSError, ValueError):
         return None
 
@@ -219,12 +239,13 @@ def _num_blocks(n: int, cfg: PoolConfig) -> int:
     return max(1, min(math.ceil(n / cfg.batch_size), max(by_size, 4 * cfg.num_workers)))
 
 
-def _write_shards(manifest, cfg: PoolConfig, data_dir: Path) -> None:
+def _write_shards(manifest, cfg: PoolConfig, data_dir: str) -> None:
     import ray.data
 
+    fs, path = filesystem(data_dir)
     n = len(manifest)
     if n == 0:
-        data_dir.mkdir(parents=True)
+        fs.create_dir(path)
         return
     bounds = np.linspace(0, n, _num_blocks(n, cfg) + 1).astype(int)
     ds = ray.data.from_pandas([manifest.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
@@ -240,8 +261,8 @@ def _write_shards(manifest, cfg: PoolConfig, data_dir: Path) -> None:
     # no or a different value each decoded block crosses the object store to a separate Write task).
     # No max_rows_per_file: files follow the blocks (sized by _num_blocks from rows_per_file), and the
     # option cost ~15% throughput in bench/ingest.py by regrouping rows between decode and write.
-    decoded.write_parquet(str(data_dir), partition_cols=["split"], concurrency=cfg.num_workers)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    decoded.write_parquet(path, filesystem=fs, partition_cols=["split"], concurrency=cfg.num_workers)
+    fs.create_dir(path)  # an all-quarantined pool still has its (empty) data folder
 
 
 def decode_to_arrow(batch: Mapping[str, Any], cfg: PoolConfig) -> pa.Table:
@@ -269,20 +290,22 @@ def decode_to_arrow(batch: Mapping[str, Any], cfg: PoolConfig) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)
 
 
-def _collect_quarantine(data_dir: Path) -> pa.Table:
-    qdir = data_dir / f"split={_QUARANTINE_SPLIT}"
-    if not qdir.exists():
+def _collect_quarantine(data_dir: str) -> pa.Table:
+    qdir = join(data_dir, f"split={_QUARANTINE_SPLIT}")
+    if not exists(qdir):
         return QUARANTINE_SCHEMA.empty_table()
-    t = pads.dataset(str(qdir), format="parquet").to_table(columns=["utt_id", "path", "status", "detail"])
+    fs, path = filesystem(qdir)
+    t = pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=["utt_id", "path", "status", "detail"])
     t = t.rename_columns(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
-    shutil.rmtree(qdir)
+    delete_dir(qdir)
     return t.sort_by("utt_id")
 
 
-def _split_stats(data_dir: Path) -> dict[str, dict[str, float]]:
-    if not any(data_dir.glob("split=*")):
+def _split_stats(data_dir: str) -> dict[str, dict[str, float]]:
+    if not any(name.startswith("split=") for name in list_dir(data_dir)):
         return {}
-    t = pads.dataset(str(data_dir), format="parquet", partitioning=_HIVE_SPLIT).to_table(
+    fs, path = filesystem(data_dir)
+    t = pads.dataset(path, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT).to_table(
         columns=["split", "duration"]
     )
     stats = t.group_by("split").aggregate([("duration", "count"), ("duration", "sum")])
@@ -296,16 +319,5 @@ def _split_stats(data_dir: Path) -> dict[str, dict[str, float]]:
     }
 
 
-def _swap_in(staging: Path, out: Path) -> None:
-    # Two renames: a crash between them leaves no pool at `out` (a rerun rebuilds) but never half of one.
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        out.rename(old)
-    staging.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-__all__ = ["DEFAULT_SPLIT", "POOL_FORMAT_VERSION", "PoolSummary", "decode_to_arrow", "pool_fingerprint",
+__all__ = ["BUILD_PREFIX", "DEFAULT_SPLIT", "POOL_FORMAT_VERSION", "PoolSummary", "decode_to_arrow", "pool_fingerprint",
            "prepare_pool"]

@@ -45,7 +45,7 @@ def pool(ray_local, tmp_path_factory):
 def test_open_missing_or_incomplete_names_the_folder(tmp_path):
     with pytest.raises(PoolError, match=str(tmp_path / "nope")):
         Pool.open(tmp_path / "nope")
-    (tmp_path / "half" / "data").mkdir(parents=True)
+    (tmp_path / "half" / "build-x" / "data").mkdir(parents=True)
     with pytest.raises(PoolError, match="incomplete"):
         Pool.open(tmp_path / "half")
 

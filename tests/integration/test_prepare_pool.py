@@ -142,9 +142,11 @@ def test_layout_schema_and_summary(built):
     assert on_disk["fingerprint"] == summary.fingerprint and on_disk["kept"] == summary.kept
     assert sorted(on_disk["splits"]) == ["dev", "test", "train"]
     assert sum(s["clips"] for s in on_disk["splits"].values()) == summary.kept
-    assert sorted(os.listdir(f"{out}/data")) == ["split=dev", "split=test", "split=train"]
-    assert os.path.exists(f"{out}/config.yaml")
-    shard = next(p for p in os.scandir(f"{out}/data/split=train") if p.name.endswith(".parquet"))
+    build = f"{out}/{on_disk['build']}"
+    assert sorted(os.listdir(out)) == [on_disk["build"], "summary.json"]
+    assert sorted(os.listdir(f"{build}/data")) == ["split=dev", "split=test", "split=train"]
+    assert os.path.exists(f"{build}/config.yaml")
+    shard = next(p for p in os.scandir(f"{build}/data/split=train") if p.name.endswith(".parquet"))
     schema = pq.read_schema(shard.path)
     for field in POOL_SCHEMA:
         if field.name != "split":  # the partition folder carries it
@@ -167,6 +169,35 @@ def test_rerun_is_up_to_date_and_manifest_change_rebuilds(built, capsys):
     assert rebuilt.kept == summary.kept - 1
     ids = Pool.open(cfg.output_dir).metadata(columns=["utt_id"])["utt_id"]
     assert ids.is_unique and "good0" not in set(ids) and len(ids) == rebuilt.kept
-    leftovers = [p for p in os.listdir(os.path.dirname(cfg.output_dir)) if ".staging-" in p or ".old-" in p]
-    assert leftovers == []
+    # The old build is gone once the new summary names the new one.
+    assert sorted(os.listdir(cfg.output_dir)) == [json.load(open(f"{cfg.output_dir}/summary.json"))["build"],
+                                                  "summary.json"]
 
+
+
+def test_a_build_killed_before_its_summary_leaves_the_previous_pool(built, monkeypatch):
+    """No renames: a crash anywhere before summary.json is rewritten leaves the old pool readable, and the
+    next build removes the dead build's folder (a killed process cleans nothing up itself)."""
+    import ser_models.data.prepare as prepare
+
+    cfg = built[0]
+    before = Pool.open(cfg.output_dir)
+    ids = sorted(before.metadata(columns=["utt_id"])["utt_id"])
+    dead = os.path.join(cfg.output_dir, "build-killed")  # what SIGKILL mid-build leaves behind
+    os.makedirs(f"{dead}/data/split=train")
+    open(f"{dead}/data/split=train/half.parquet", "wb").write(b"PAR1 torn")
+    assert sorted(Pool.open(cfg.output_dir).metadata(columns=["utt_id"])["utt_id"]) == ids
+
+    manifest = pd.read_csv(cfg.manifest)
+    manifest[manifest["utt_id"] != "good2"].to_csv(cfg.manifest, index=False)
+
+    def killed(uri, obj):
+        raise KeyboardInterrupt("killed at the commit point")
+
+    monkeypatch.setattr(prepare, "write_json_atomic", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_pool(cfg)
+    after = Pool.open(cfg.output_dir)
+    assert after.build_dir == before.build_dir
+    assert sorted(after.metadata(columns=["utt_id"])["utt_id"]) == ids
+    assert sorted(os.listdir(cfg.output_dir)) == [before.summary["build"], "summary.json"]

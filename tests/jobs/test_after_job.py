@@ -46,13 +46,13 @@ def test_after_job_smoke_then_compare(demo_pool, tmp_path, monkeypatch, capsys):
     assert "after" in table and "full" in table and "test_ua" in table
 
 
-def test_starving_scorer_reservation_fails_before_tapt(demo_pool, tmp_path, monkeypatch):
-    from ser_models.exceptions import ConfigError
+def test_starving_scorer_reservation_fails_before_tapt(demo_pool, tmp_path, monkeypatch, capsys):
 
     out = tmp_path / "run"
-    with pytest.raises(ConfigError, match="active.scorer.threads"):
+    with pytest.raises(SystemExit) as exit_info:
         _run("jobs.after", ["jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
                             "active.scorer.num_cpus=2"], monkeypatch)
+    assert exit_info.value.code == 2 and "active.scorer.threads" in capsys.readouterr().err
     assert not (out / "tapt").exists()  # refused up front, not after minutes of TAPT
 
 

@@ -9,8 +9,6 @@ import sys
 
 import pytest
 
-from ser_models.exceptions import ConfigError
-
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 CONFIG = "jobs/configs/finetune_smoke.yaml"
@@ -48,13 +46,15 @@ def test_finetune_smoke_config_end_to_end(ray_local, demo_pool, tmp_path, monkey
     assert f"best epoch {metrics['best_epoch']}; checkpoint {out / 'checkpoint'}" in printed
 
 
-def test_unknown_override_is_rejected_before_any_ray_work(tmp_path, monkeypatch):
+def test_unknown_override_is_rejected_before_any_ray_work(tmp_path, monkeypatch, capsys):
     import ray
 
     def no_ray(*args, **kwargs):
         raise AssertionError("ray.init was called before the config was validated")
 
     monkeypatch.setattr(ray, "init", no_ray)
-    with pytest.raises(ConfigError, match=r"train\.epochz"):
+    with pytest.raises(SystemExit) as exit_info:
         run_job(monkeypatch, CONFIG, f"pool_dir={tmp_path}", f"output_dir={tmp_path / 'ft'}", "train.epochz=3")
+    assert exit_info.value.code == 2
+    assert re.search(r"^error: ConfigError: .*train\.epochz", capsys.readouterr().err, re.M)
     assert not (tmp_path / "ft").exists()

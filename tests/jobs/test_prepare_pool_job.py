@@ -33,8 +33,9 @@ def test_prepare_pool_smoke_config_end_to_end_then_up_to_date(ray_local, tmp_pat
     assert summary["config"]["manifest"] == str(manifest)
     expected = corpus["split"].value_counts().to_dict()
     assert {s: int(v["clips"]) for s, v in summary["splits"].items()} == expected
-    assert (out / "config.yaml").is_file() and (out / "quarantine.parquet").is_file()
-    assert sorted(p.name for p in (out / "data").iterdir()) == [f"split={s}" for s in sorted(expected)]
+    build = out / summary["build"]
+    assert (build / "config.yaml").is_file() and (build / "quarantine.parquet").is_file()
+    assert sorted(p.name for p in (build / "data").iterdir()) == [f"split={s}" for s in sorted(expected)]
     rows = Pool.open(out).metadata(columns=["utt_id", "audio_format", "label"])
     assert sorted(rows["utt_id"]) == sorted(corpus["utt_id"]) and set(rows["audio_format"]) == {"flac"}
     assert dict(zip(rows["utt_id"], rows["label"])) == dict(zip(corpus["utt_id"], corpus["label"]))
@@ -49,10 +50,19 @@ def test_prepare_pool_smoke_config_end_to_end_then_up_to_date(ray_local, tmp_pat
     assert (out / "summary.json").stat().st_mtime_ns == mtime
 
 
-def test_missing_manifest_names_the_file(ray_local, tmp_path, monkeypatch):
-    from ser_models.exceptions import PoolError
+def test_missing_manifest_names_the_file(tmp_path, monkeypatch, capsys):
+    import ray
 
+    def no_ray(*args, **kwargs):
+        raise AssertionError("ray.init was called before the manifest was checked")
+
+    monkeypatch.setattr(ray, "init", no_ray)
     missing = tmp_path / "nope" / "manifest.csv"
-    with pytest.raises(PoolError, match=re.escape(str(missing))):
+    with pytest.raises(SystemExit) as exit_info:
         run_job(monkeypatch, CONFIG, f"manifest={missing}", f"output_dir={tmp_path / 'pool'}")
+    # One line naming the file, exit code 2, no traceback.
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(r"^error: PoolError: manifest file not found: " + re.escape(str(missing)) + "$", err, re.M), err
+    assert "Traceback" not in err
     assert not (tmp_path / "pool").exists()

@@ -1,0 +1,117 @@
+"""What a run folder was made from, and the refusal to mix results of different configs in one folder.
+
+Every job that resumes from its ``output_dir`` (``after``, ``finetune``, ``tapt``) records, on its first
+start, the config that shapes its results in ``<output_dir>/run.json``. A later start compares its own
+config with it: keys that only change speed or placement (actor and worker counts, cache folders, the
+pool's location) may differ; any other difference is refused with the keys named, before Ray starts, so a
+rerun never reuses ``scores.parquet``, ``selection.parquet`` or a checkpoint made under other settings.
+``config.yaml`` beside it keeps the first start's full config (later starts do not overwrite it).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from typing import Any
+
+from ser_models import io
+from ser_models.exceptions import ConfigError
+
+RUN_FILE = "run.json"
+RUN_FORMAT = 1
+
+#: Config keys (fnmatch patterns over dotted names) that never change a result: they may differ between
+#: the starts of one run. Everything else is result-changing.
+SPEED_ONLY_KEYS: tuple[str, ...] = (
+    "output_dir",
+    "pool_dir",  # the pool's content is compared through its fingerprint instead of its location
+    "scaling.num_workers",
+    "scaling.cpus_per_worker",
+    "scaling.max_failures",
+    "scaling.backend",
+    "scaling.use_gpu",
+    "active.scorer.batch_size",
+    "active.scorer.num_actors",
+    "active.scorer.num_cpus",
+    "active.scorer.threads",
+    "active.strategy.num_threads",
+    "active.feature_cache",
+    "active.feature_cache_dir",
+    "train.eval_batch_size",
+)
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _speed_only(key: str, extra: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(key, pat) for pat in (*SPEED_ONLY_KEYS, *extra))
+
+
+def result_keys(cfg: dict, extra_speed_only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The flattened config without its speed-only keys."""
+    return {k: v for k, v in flatten(cfg).items() if not _speed_only(k, extra_speed_only)}
+
+
+def check_run(output_dir: str | os.PathLike, job: str, cfg: dict, *, inputs: dict[str, Any] | None = None,
+              config_yaml: str | None = None, extra_speed_only: tuple[str, ...] = ()) -> bool:
+    """Record this run's provenance on its first start; refuse a later start that would change results.
+
+    Args:
+        output_dir: the job's run folder (local path or ``pyarrow.fs`` URI).
+        job: the job's name (``jobs.after``); a folder is never shared between jobs.
+        cfg: the job's config as a plain dict.
+        inputs: fingerprints of what the run reads besides its config (e.g. ``{"pool": <fingerprint>}``).
+        config_yaml: the full config as YAML, written to ``config.yaml`` on the first start.
+        extra_speed_only: more speed-only key patterns for this job.
+
+    Returns:
+        True when the folder was new (provenance written), False when an earlier start matched.
+
+    Raises:
+        ConfigError: naming every result-changing key (old and new value) or input that differs, and what
+            to do (a new ``output_dir``, or the old values).
+    """
+    base = str(output_dir).rstrip("/")
+    path = f"{base}/{RUN_FILE}"
+    # Through JSON once, so that tuples and lists (and numpy scalars) compare as the stored record does.
+    keys = json.loads(json.dumps(result_keys(cfg, extra_speed_only), default=str))
+    inputs = json.loads(json.dumps(dict(inputs or {}), default=str))
+    if not io.exists(path):
+        io.write_json_atomic(path, {"format": RUN_FORMAT, "job": job, "config": keys, "inputs": inputs})
+        if config_yaml is not None:
+            io.write_bytes_atomic(f"{base}/config.yaml", config_yaml.encode())
+        return True
+    try:
+        stored = io.read_json(path)
+        old_keys, old_inputs, old_job = stored["config"], stored.get("inputs", {}), stored["job"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a run record this version understands ({exc}); use a new output_dir") from exc
+    if old_job != job:
+        raise ConfigError(f"output_dir {base} holds a {old_job} run; {job} needs its own output_dir")
+    diffs = [f"{k}: {old_keys.get(k, '<unset>')!r} -> {keys.get(k, '<unset>')!r}"
+             for k in sorted(set(old_keys) | set(keys)) if old_keys.get(k, _MISSING) != keys.get(k, _MISSING)]
+    diffs += [f"input {k}: {old_inputs.get(k)!r} -> {inputs.get(k)!r}"
+              for k in sorted(set(old_inputs) | set(inputs)) if old_inputs.get(k) != inputs.get(k)]
+    if diffs:
+        raise ConfigError(
+            f"output_dir {base} was started with other result-changing settings ({path}); resuming would mix "
+            f"artifacts of two configs. Differences: " + "; ".join(diffs)
+            + ". Use a new output_dir, or rerun with the recorded values (speed-only keys such as "
+            "scaling.num_workers may change freely)")
+    return False
+
+
+_MISSING = object()
+
+__all__ = ["RUN_FILE", "SPEED_ONLY_KEYS", "check_run", "flatten", "result_keys"]

@@ -1,0 +1,74 @@
+"""A run folder records what shapes its results and refuses a rerun that would mix two configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ser_models.cli import run_job
+from ser_models.exceptions import ConfigError, PoolError
+from ser_models.provenance import RUN_FILE, check_run
+
+CFG = {"output_dir": "x", "scaling": {"num_workers": 1}, "active": {"strategy": {"name": "entropy"},
+                                                                   "scorer": {"num_actors": 1, "mc_samples": 0}},
+       "train": {"epochs": 3, "lr_head": 1e-3}, "budget": [0.1, 0.2]}
+
+
+def _with(**changes):
+    cfg = json.loads(json.dumps(CFG))
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return cfg
+
+
+def test_first_start_records_then_identical_and_speed_only_reruns_pass(tmp_path):
+    assert check_run(tmp_path, "jobs.after", CFG, inputs={"pool": "abc"}, config_yaml="a: 1\n") is True
+    record = json.loads((tmp_path / RUN_FILE).read_text())
+    assert record["job"] == "jobs.after" and record["inputs"] == {"pool": "abc"}
+    assert "train.epochs" in record["config"] and "scaling.num_workers" not in record["config"]
+    assert (tmp_path / "config.yaml").read_text() == "a: 1\n"
+    faster = _with(scaling__num_workers=4, active__scorer__num_actors=3, output_dir="elsewhere")
+    assert check_run(tmp_path, "jobs.after", faster, inputs={"pool": "abc"}, config_yaml="b: 2\n") is False
+    assert (tmp_path / "config.yaml").read_text() == "a: 1\n"  # the first start's config is kept
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"active__strategy__name": "badge"}, "active.strategy.name: 'entropy' -> 'badge'"),
+    ({"train__lr_head": 1e-4}, "train.lr_head: 0.001 -> 0.0001"),
+    ({"budget": [0.1, 0.3]}, "budget: [0.1, 0.2] -> [0.1, 0.3]"),
+    ({"active__scorer__mc_samples": 4}, "active.scorer.mc_samples: 0 -> 4"),
+])
+def test_a_result_changing_key_is_refused_by_name(tmp_path, changes, named):
+    check_run(tmp_path, "jobs.after", CFG)
+    with pytest.raises(ConfigError) as info:
+        check_run(tmp_path, "jobs.after", _with(**changes))
+    assert named in str(info.value) and "new output_dir" in str(info.value)
+
+
+def test_a_changed_pool_or_another_job_is_refused(tmp_path):
+    check_run(tmp_path, "jobs.after", CFG, inputs={"pool": "abc"})
+    with pytest.raises(ConfigError, match="input pool: 'abc' -> 'def'"):
+        check_run(tmp_path, "jobs.after", CFG, inputs={"pool": "def"})
+    with pytest.raises(ConfigError, match="holds a jobs.after run; jobs.finetune needs its own"):
+        check_run(tmp_path, "jobs.finetune", CFG, inputs={"pool": "abc"})
+
+
+def test_jobs_end_a_typed_error_with_one_line_and_exit_code_2(monkeypatch, capsys):
+    def main():
+        raise PoolError("pool at /x is incomplete")
+
+    monkeypatch.delenv("SER_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_job(main)
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "error: PoolError: pool at /x is incomplete\n"
+    monkeypatch.setenv("SER_TRACEBACK", "1")
+    with pytest.raises(PoolError):
+        run_job(main)
+    with pytest.raises(ZeroDivisionError):  # a bug is not a user error: it keeps its traceback
+        run_job(lambda: 1 / 0)
