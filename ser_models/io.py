@@ -37,6 +37,31 @@ def filesystem(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(str(uri))
 
 
+class StoragePath(str):
+    """A local path or ``pyarrow.fs`` URI that joins with ``/`` like ``pathlib.Path`` but never turns
+    ``s3://bucket/run`` into ``s3:/bucket/run``. Read and write it through this module's functions."""
+
+    def __truediv__(self, part: str | os.PathLike) -> StoragePath:
+        return StoragePath(join(self, str(part)))
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> StoragePath:
+        head = self.rstrip("/").rsplit("/", 1)[0]
+        return StoragePath(head if head and not head.endswith(":/") else self)
+
+
+def storage_path(uri: str | os.PathLike) -> StoragePath:
+    """A :class:`StoragePath`: local paths made absolute (so Ray workers in other folders agree), URIs kept."""
+    s = str(uri)
+    if is_local(s):
+        return StoragePath(str(local_path(s).expanduser().absolute()))
+    return StoragePath(s.rstrip("/"))
+
+
 def exists(uri: str | os.PathLike) -> bool:
     fs, p = filesystem(uri)
     return fs.get_file_info(p).type != pafs.FileType.NotFound
@@ -112,6 +137,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fs_delete(uri: str | os.PathLike) -> None:
+    """Remove one file (local path or URI)."""
+    fs, p = filesystem(uri)
+    fs.delete_file(p)
+
+
+def copy_dir(src: str | os.PathLike, dst: str | os.PathLike, last: tuple[str, ...] = ()) -> None:
+    """Copy the files of folder ``src`` into ``dst`` (either may be a URI); files named in ``last`` are
+    copied after all others, so a reader that finds them finds the rest."""
+    src_fs, src_p = filesystem(src)
+    infos = [i for i in src_fs.get_file_info(pafs.FileSelector(src_p, recursive=True))
+             if i.type == pafs.FileType.File]
+    infos.sort(key=lambda i: (i.base_name in last, i.path))
+    for info in infos:
+        rel = info.path[len(src_p):].lstrip("/")
+        with src_fs.open_input_stream(info.path) as fh:
+            write_bytes_atomic(join(dst, rel), fh.read())
+
+
 def write_json_atomic(uri: str | os.PathLike, obj: Any) -> None:
     """JSON with sorted keys, written atomically."""
     write_bytes_atomic(uri, (json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
@@ -133,6 +177,15 @@ def write_parquet_atomic(uri: str | os.PathLike, table: pa.Table) -> None:
 def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     fs, p = filesystem(uri)
     return pq.read_table(p, filesystem=fs, columns=columns)
+
+
+def save_figure(fig, uri: str | os.PathLike, dpi: int = 100) -> None:
+    """Render a matplotlib figure as PNG and write it atomically to a local path or URI."""
+    import io as _io
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    write_bytes_atomic(uri, buf.getvalue())
 
 
 def _json_default(o: Any) -> Any:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
+from ser_models.io import save_figure
+
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> dict:
     """WA, UA, macro-F1 and the confusion matrix.
@@ -63,6 +65,5 @@ def plot_confusion(confusion: Sequence[Sequence[int]], labels: Sequence[str], pa
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)

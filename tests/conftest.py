@@ -12,6 +12,28 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+#: Where the session's S3 endpoint (moto's standalone server, started on first use by ``s3_bucket``) listens.
+#: pyarrow reads these standard AWS variables; Ray workers inherit them through the session's runtime_env,
+#: which is fixed when Ray starts, so they are set before any test starts Ray.
+S3_ENV = {
+    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+for _key, _value in S3_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole session (2 CPUs, no dashboard)."""
@@ -23,7 +45,8 @@ def ray_local():
             num_cpus=2,
             include_dashboard=False,
             logging_level="WARNING",
-            runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}},
+            runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                                      **{k: os.environ[k] for k in S3_ENV}}},
         )
     DataContext.get_current().enable_progress_bars = False
     yield ray
@@ -64,3 +87,46 @@ def smart_turn_dir():
     from ser_models.encoders.smart_turn import cached_encoder
 
     return cached_encoder(Path(__file__).parents[1] / ".cache", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 endpoint on 127.0.0.1 for the session: moto's standalone server in a subprocess.
+
+    Yields the endpoint URL (also in ``$AWS_ENDPOINT_URL``, which pyarrow and Ray workers read).
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    port = endpoint.rsplit(":", 1)[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto server did not start on {endpoint}") from None
+            time.sleep(0.2)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request):
+    """A fresh, empty bucket on the session's S3 endpoint: ``s3://<bucket>``."""
+    import re
+    import uuid
+
+    import pyarrow.fs as pafs
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
+    pafs.S3FileSystem(endpoint_override=s3_server, allow_bucket_creation=True).create_dir(name)
+    return f"s3://{name}"

@@ -18,7 +18,14 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.exceptions import ConfigError
-from ser_models.io import exists, read_json, read_parquet, write_json_atomic, write_parquet_atomic
+from ser_models.io import (
+    exists,
+    read_json,
+    read_parquet,
+    storage_path,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 
 
 def cache_supported(model_cfg) -> str | None:
@@ -76,7 +83,7 @@ class FeatureCache:
     """
 
     def __init__(self, root: str | Path, fingerprint: str):
-        self.dir = Path(root) / fingerprint[:16]
+        self.dir = storage_path(root) / fingerprint[:16]
         self.fingerprint = fingerprint
 
     def __repr__(self) -> str:

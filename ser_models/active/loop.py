@@ -42,9 +42,13 @@ from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.io import (
+    StoragePath,
     exists,
+    read_bytes,
     read_json,
     read_parquet,
+    save_figure,
+    storage_path,
     write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
@@ -83,7 +87,7 @@ class ActiveLearningLoop:
 
     Args:
         pool: an opened ``ser_models.data.Pool``.
-        output_dir: the run folder (local path).
+        output_dir: the run folder (local path or ``pyarrow.fs`` URI such as ``s3://bucket/run``).
         model_cfg: ModelConfig (its ``encoder.checkpoint`` is the TAPT encoder when TAPT ran).
         train_cfg / scaling: fine-tuning settings for every round.
         active: the loop's budget, strategy, scorer and oracle.
@@ -94,7 +98,7 @@ class ActiveLearningLoop:
     def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings,
                  active: ActiveConfig, oracle=None, verbose: bool = True):
         self.pool = pool
-        self.out = Path(output_dir).absolute()
+        self.out: StoragePath = storage_path(output_dir)
         self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
         self.verbose = verbose
         self._oracle_override = oracle
@@ -118,7 +122,7 @@ class ActiveLearningLoop:
         if self.verbose:
             print(msg, flush=True)
 
-    def round_dir(self, r: int) -> Path:
+    def round_dir(self, r: int) -> StoragePath:
         return self.out / "rounds" / f"round={r:03d}"
 
     def _open_cache(self) -> FeatureCache | None:
@@ -330,10 +334,10 @@ def _report_from_json(d: dict) -> RoundReport:
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The finished rounds of a run (``metrics.jsonl``), or a single full-data fine-tuning run
     (``metrics.json`` of jobs.finetune) as one point at fraction 1.0."""
-    run_dir = Path(run_dir)
-    if (run_dir / "metrics.jsonl").exists():
-        return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    if (run_dir / "metrics.json").exists():
+    run_dir = storage_path(run_dir)
+    if exists(run_dir / "metrics.jsonl"):
+        return [json.loads(x) for x in read_bytes(run_dir / "metrics.jsonl").decode().splitlines() if x.strip()]
+    if exists(run_dir / "metrics.json"):
         m = read_json(run_dir / "metrics.json")
         return [{"round": 0, "labelled": (m.get("train_clips") or 0), "fraction": 1.0, "dev": m.get("dev"),
                  "test": m.get("test"), "selected": 0, "seconds": {"train": m.get("train_wall_seconds", 0.0)}}]
@@ -368,8 +372,7 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -8,16 +8,18 @@ audio raises :class:`~ser_models.exceptions.AudioError` whose ``reason`` is one 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow.fs as pafs
 import soundfile as sf
 import soxr
 
+from ser_models import io as storage
 from ser_models.data.config import AUDIO_FORMATS, POOL_SAMPLE_RATE
 from ser_models.exceptions import AudioError
 
@@ -61,7 +63,8 @@ def load_clip(
     """Read a clip (or a segment of a file), downmix it to mono and resample it.
 
     Args:
-        path: local audio file (anything libsndfile reads: WAV, FLAC, OGG, ...).
+        path: audio file, a local path or a ``pyarrow.fs`` URI such as ``s3://bucket/clip.flac`` (anything
+            libsndfile reads: WAV, FLAC, OGG, ...).
         start: segment start in seconds; ``None`` or NaN = start of the file.
         end: segment end in seconds; ``None`` or NaN = end of the file.
         target_sr: output sample rate in Hz.
@@ -74,12 +77,21 @@ def load_clip(
     Raises:
         AudioError: ``missing_file``, ``empty``, ``unreadable`` or ``bad_segment``.
     """
-    if not os.path.exists(path):
+    try:
+        fs, in_fs = storage.filesystem(path)
+        info = fs.get_file_info(in_fs)
+    except (OSError, ValueError) as exc:  # unknown scheme, unreachable store
+        raise AudioError("unreadable", f"{path}: {type(exc).__name__}: {exc}") from exc
+    if info.type == pafs.FileType.NotFound:
         raise AudioError("missing_file", f"no such file: {path}")
-    if os.path.getsize(path) == 0:
+    if info.size == 0:
         raise AudioError("empty", f"0-byte file: {path}")
     try:
-        with sf.SoundFile(path) as fh:
+        # Local files by name (libsndfile's own I/O); remote ones through a seekable pyarrow file.
+        with contextlib.ExitStack() as stack:
+            source = (str(storage.local_path(path)) if storage.is_local(path)
+                      else stack.enter_context(fs.open_input_file(in_fs)))
+            fh = stack.enter_context(sf.SoundFile(source))
             orig_sr, channels, frames = fh.samplerate, fh.channels, fh.frames
             first, last = _segment_frames(path, start, end, orig_sr, frames)
             if max_duration is not None:

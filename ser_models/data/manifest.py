@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ser_models import io
 from ser_models.exceptions import ManifestError
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -82,10 +83,10 @@ def read_manifest(
             duplicate ``utt_id``, an empty ``path``, a label outside ``labels``, a ``split`` outside
             ``SPLITS``, non-numeric numbers, or ``end <= start``; each names file, row, column and value.
     """
-    src = Path(str(path)[len("file://"):] if str(path).startswith("file://") else str(path))
-    if not src.is_file():
+    src = io.storage_path(path)  # a local path or a pyarrow.fs URI (s3://bucket/corpus/manifest.csv)
+    if not io.exists(src):
         raise ManifestError(f"manifest not found: {src}")
-    ext = src.suffix.lower()
+    ext = os.path.splitext(src.name)[1].lower()
     if ext not in _EXTENSIONS:
         raise ManifestError(f"{src}: unknown manifest extension {ext!r}; use one of {', '.join(_EXTENSIONS)}")
     df = _read_table(src, ext)
@@ -111,7 +112,7 @@ def read_manifest(
         else:
             out[col] = _texts(raw, col, len(df), keep_words=(col == "transcript"))
     _check_ids(out, where)
-    out["path"] = _resolve_paths(out["path"], src.parent.absolute(), where)
+    out["path"] = _resolve_paths(out["path"], src.parent, where)
     _check_times(out, where)
     if mapping:
         out["label"] = pd.Series([mapping.get(v, v) if v is not None else None for v in out["label"]],
@@ -137,15 +138,18 @@ class _Where:
         return f"{self.src}: row {row} (line {row + 1})" if self.header else f"{self.src}: row {row}"
 
 
-def _read_table(src: Path, ext: str) -> pd.DataFrame:
+def _read_table(src: str, ext: str) -> pd.DataFrame:
+    import io as _bytes_io
+
     try:
+        raw = _bytes_io.BytesIO(io.read_bytes(src))
         if ext in (".csv", ".tsv"):
             # Everything as text: ids such as "007" must survive, and numbers are checked per cell below.
-            return pd.read_csv(src, sep="," if ext == ".csv" else "\t", dtype=str, keep_default_na=False,
+            return pd.read_csv(raw, sep="," if ext == ".csv" else "\t", dtype=str, keep_default_na=False,
                                na_values=[], skipinitialspace=False)
         if ext in (".parquet", ".pq"):
-            return pd.read_parquet(src)
-        return pd.DataFrame.from_records(_read_json_rows(src))
+            return pd.read_parquet(raw)
+        return pd.DataFrame.from_records(_read_json_rows(src, raw.getvalue().decode("utf-8"), ext))
     except ManifestError:
         raise
     except pd.errors.EmptyDataError:
@@ -154,9 +158,8 @@ def _read_table(src: Path, ext: str) -> pd.DataFrame:
         raise ManifestError(f"{src}: cannot read manifest: {exc}") from exc
 
 
-def _read_json_rows(src: Path) -> list[dict]:
-    text = src.read_text(encoding="utf-8")
-    if src.suffix.lower() == ".json" and text.lstrip().startswith("["):
+def _read_json_rows(src: str, text: str, ext: str) -> list[dict]:
+    if ext == ".json" and text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -237,7 +240,9 @@ def _check_ids(out: pd.DataFrame, where: _Where) -> None:
         first[u] = i
 
 
-def _resolve_paths(paths: pd.Series, base: Path, where: _Where) -> pd.Series:
+def _resolve_paths(paths: pd.Series, base: str, where: _Where) -> pd.Series:
+    """Absolute clip paths: relative ones resolve against the manifest's folder (a local folder or a URI)."""
+    remote_base = not io.is_local(base)
     out = []
     for i, p in enumerate(paths.tolist()):
         if p is None:
@@ -245,7 +250,10 @@ def _resolve_paths(paths: pd.Series, base: Path, where: _Where) -> pd.Series:
         if p.startswith("file://"):
             p = p[len("file://"):]
         elif "://" in p:
-            out.append(p)  # object-store URI: resolved later by pyarrow.fs
+            out.append(p)  # object-store URI: read through pyarrow.fs
+            continue
+        if remote_base and not os.path.isabs(p):
+            out.append(io.join(base, os.path.normpath(p)))
             continue
         p = os.path.expanduser(p)
         out.append(os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p)))
@@ -280,21 +288,21 @@ def _check_allowed(out: pd.DataFrame, col: str, allowed: tuple[str, ...], where:
 
 
 def _resolve_label_map(
-    src: Path, label_map: Mapping[str, str] | str | os.PathLike | None, emobox: bool
+    src: io.StoragePath, label_map: Mapping[str, str] | str | os.PathLike | None, emobox: bool
 ) -> dict[str, str]:
     if isinstance(label_map, Mapping):
         return {str(k): str(v) for k, v in label_map.items()}
     if label_map is not None:
-        file = Path(label_map)
-        if not file.is_file():
+        file = io.storage_path(label_map)
+        if not io.exists(file):
             raise ManifestError(f"label_map file not found: {file} (given for manifest {src})")
     else:
         candidates = [src.parent / LABEL_MAP_FILE] + ([src.parent.parent / LABEL_MAP_FILE] if emobox else [])
-        file = next((c for c in candidates if c.is_file()), None)
+        file = next((c for c in candidates if io.exists(c)), None)
         if file is None:
             return {}
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = json.loads(io.read_bytes(file).decode("utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ManifestError(f"label_map {file}: cannot read JSON: {exc}") from exc
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):

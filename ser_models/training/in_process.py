@@ -7,11 +7,10 @@ per epoch make it resumable exactly like the Ray Train path (``output_dir/in_pro
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from ser_models.io import write_json_atomic
+from ser_models.exceptions import ConfigError
+from ser_models.io import exists, storage_path, write_json_atomic
 from ser_models.training.batching import collect_clips
 from ser_models.training.fitting import FitState, evaluate, fit, load_trainable_weights, trainable_weights
 from ser_models.training.loop import STATE_FILE
@@ -25,11 +24,21 @@ def _clips(ds, labels, feature_shape):
                          feature_shape=feature_shape).sorted_by_id()
 
 
-def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: Path, *, class_counts=None,
-                     feature_shape=None, init_checkpoint=None, threads: int = 1, verbose: bool = True) -> dict:
+def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, class_counts=None,
+                     feature_shape=None, init_checkpoint=None, threads: int = 1, use_gpu: bool = False,
+                     verbose: bool = True) -> dict:
     """Fit in this process; returns the same metrics dict as the Ray Train worker and leaves the model in
-    ``output_dir/checkpoint``."""
+    ``output_dir/checkpoint``.
+
+    Raises:
+        ConfigError: ``use_gpu`` (``scaling.use_gpu``) is set but this process sees no CUDA device.
+    """
     from ser_models.model import EmotionModel
+
+    if use_gpu and not torch.cuda.is_available():
+        raise ConfigError("scaling.use_gpu=true but the in_process backend's process sees no CUDA device; set "
+                          "scaling.use_gpu=false or run where a GPU is visible")
+    device = torch.device("cuda" if use_gpu else "cpu")
 
     torch.set_num_threads(max(int(threads), 1))
     torch.manual_seed(train_cfg.seed)
@@ -42,23 +51,20 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: Path, *, 
     train = _clips(datasets["train"], labels, feature_shape)
     dev = _clips(datasets.get("dev"), labels, feature_shape)
     test = _clips(datasets.get("test"), labels, feature_shape)
+    output_dir = storage_path(output_dir)
     state_path = output_dir / "in_process" / STATE_FILE
     state = FitState()
-    if state_path.exists():
+    if exists(state_path):
         state, saved = load_state(state_path, FitState)
         load_trainable_weights(model, saved["current"])
         if verbose:
             print(f"resuming after epoch {state.epoch}")
 
     def on_epoch_end(st, mdl, _o, _s):
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state_path.with_suffix(".tmp")
-        save_state(tmp, st, current=trainable_weights(mdl))
-        tmp.replace(state_path)
+        save_state(state_path, st, current=trainable_weights(mdl))  # atomic
 
-    state = fit(model, train, dev, train_cfg, class_counts=class_counts, state=state, on_epoch_end=on_epoch_end,
-                log=print if verbose else (lambda _: None))
-    device = torch.device("cpu")
+    state = fit(model, train, dev, train_cfg, device=device, class_counts=class_counts, state=state,
+                on_epoch_end=on_epoch_end, log=print if verbose else (lambda _: None))
     result = {
         "history": state.history, "best_epoch": state.best_epoch, "best_dev_ua": state.best_ua,
         "dev": evaluate(model, dev, train_cfg, device) if dev is not None and len(dev) else None,

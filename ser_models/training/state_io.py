@@ -10,12 +10,14 @@ checkpointed on a GPU resume on a CPU machine (the training code moves tensors w
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from ser_models.exceptions import CheckpointError
+from ser_models.io import read_bytes, write_bytes_atomic
 
 T = TypeVar("T")
 
@@ -32,11 +34,13 @@ def _plain(value: Any) -> Any:
 
 
 def save_state(path: str | Path, state: Any, **extra: Any) -> None:
-    """Write ``{"state": fields of the dataclass state, **extra}`` with ``torch.save`` (not atomic: callers
-    write into a temporary folder or rename)."""
+    """Write ``{"state": fields of the dataclass state, **extra}`` with ``torch.save``, atomically, to a local
+    path or ``pyarrow.fs`` URI."""
     fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    buf = io.BytesIO()
     # -inf / inf survive as floats; history rows may hold numpy scalars from metrics.
-    torch.save({"state": _plain(fields), **extra}, path)
+    torch.save({"state": _plain(fields), **extra}, buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def load_state(path: str | Path, state_cls: type[T]) -> tuple[T, dict]:
@@ -50,7 +54,7 @@ def load_state(path: str | Path, state_cls: type[T]) -> tuple[T, dict]:
             tensors, or its state fields do not match ``state_cls``.
     """
     try:
-        saved = torch.load(path, weights_only=True, map_location="cpu")
+        saved = torch.load(io.BytesIO(read_bytes(path)), weights_only=True, map_location="cpu")
     except Exception as exc:
         raise CheckpointError(f"training state {path} cannot be loaded safely ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it to restart that "

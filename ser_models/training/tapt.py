@@ -51,7 +51,7 @@ from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.io import write_bytes_atomic
+from ser_models.io import exists, read_bytes, save_figure, storage_path, write_bytes_atomic
 from ser_models.training.batching import ClipSet, iterate_batches, plan_batches
 from ser_models.training.distributed import all_reduce_min, rank, seed_epoch, wrap_ddp
 from ser_models.training.mfcc import mfcc
@@ -279,15 +279,15 @@ class Clusters:
         return cls(np.asarray(d["centroids"], np.float32), np.asarray(d["mean"], np.float32),
                    np.asarray(d["std"], np.float32), str(d["features"]), int(d["layer"]), dict(d.get("stats", {})))
 
-    def save(self, path: Path) -> None:
+    def save(self, path: str) -> None:
         buf = io.BytesIO()
         np.savez(buf, centroids=self.centroids, mean=self.mean, std=self.std, features=self.features,
                  layer=self.layer)
         write_bytes_atomic(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: Path) -> Clusters:
-        with np.load(path) as z:
+    def load(cls, path: str) -> Clusters:
+        with np.load(io.BytesIO(read_bytes(path))) as z:
             return cls(z["centroids"], z["mean"], z["std"], str(z["features"]), int(z["layer"]))
 
 
@@ -708,8 +708,7 @@ def plot_loss_curve(history: list[dict], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -734,10 +733,10 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
     from ser_models.training.trainer import run_torch_trainer
 
     say = print if verbose else (lambda *_: None)
-    out = Path(cfg.output_dir).absolute()
+    out = storage_path(cfg.output_dir)
     weights = out / ENCODER_DIR / WEIGHTS_FILE
     metrics_path = out / METRICS_FILE
-    if metrics_path.exists() and weights.exists():
+    if exists(metrics_path) and exists(weights):
         say(f"TAPT already finished in {out}: reusing {weights}")
         return TaptResult(out, weights, read_json(metrics_path), 0.0, reused=True)
     if dataset is None:
@@ -752,14 +751,14 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
     clusters = None
     if objective == "masked_prediction":
         path = out / CLUSTERS_FILE
-        if path.exists():  # a resumed run must keep the targets its checkpoints were trained on
+        if exists(path):  # a resumed run must keep the targets its checkpoints were trained on
             clusters = Clusters.load(path)
             say(f"reusing k-means targets {path}")
         else:
             clips = _driver_clips(dataset, cfg.tapt.kmeans_max_clips, cfg.tapt.seed)
             clusters = fit_clusters(encoder, clips, cfg.tapt, batch_size=cfg.tapt.batch_size)
             clusters.save(path)
-            write_json_atomic(path.with_suffix(".json"), {"features": clusters.features, "layer": clusters.layer,
+            write_json_atomic(path[:-len(".npz")] + ".json" if path.endswith(".npz") else path + ".json", {"features": clusters.features, "layer": clusters.layer,
                                                           "num_clusters": cfg.tapt.num_clusters, **clusters.stats})
             say(f"k-means: K={cfg.tapt.num_clusters} on {clusters.stats['frames']} {clusters.features} frames of "
                 f"{clusters.stats['clips']} clips ({clusters.stats['seconds']:.1f}s) -> {path}")
@@ -768,15 +767,16 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
                    "clusters": None if clusters is None else clusters.to_dict(),
                    "threads": cfg.scaling.cpus_per_worker}
     result, _, staging = run_torch_trainer(tapt_loop_per_worker, loop_config, cfg.scaling,
-                                           {"train": dataset}, out, run_name, staging_name=".encoder.staging")
+                                           {"train": dataset}, out, run_name)
     seconds = time.perf_counter() - t0  # k-means targets included
-    if not (staging / WEIGHTS_FILE).exists():
-        raise TrainingError(f"TAPT run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}")
-    metrics = result.return_value or read_json(staging / RESULT_FILE)
-    metrics["seconds"] = seconds
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    (staging / WEIGHTS_FILE).replace(weights)
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if not (staging / WEIGHTS_FILE).exists():
+            raise TrainingError(f"TAPT run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}")
+        metrics = result.return_value or read_json(staging / RESULT_FILE)
+        metrics["seconds"] = seconds
+        write_bytes_atomic(weights, (staging / WEIGHTS_FILE).read_bytes())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     write_json_atomic(weights.parent / INFO_FILE, {
         "source_encoder": to_dict(cfg.encoder),
         "encoder": to_dict(TaptResult(out, weights, metrics, seconds).encoder_config(cfg.encoder)),

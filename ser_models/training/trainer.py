@@ -1,6 +1,7 @@
 """Driver side of fine-tuning: build the Ray Train ``TorchTrainer``, run it, collect artifacts.
 
-Everything is written under one ``output_dir``::
+Everything is written under one ``output_dir``, a local path or a ``pyarrow.fs`` URI (``s3://bucket/run``;
+Ray Train then writes its checkpoints there through ``storage_filesystem``)::
 
     output_dir/
       ray_train/<name>/      Ray Train's run folder (checkpoints per epoch); rerunning resumes from it
@@ -12,6 +13,7 @@ Everything is written under one ``output_dir``::
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,17 @@ from ray.train.torch import TorchTrainer
 
 from ser_models.config import to_dict
 from ser_models.exceptions import TrainingError
-from ser_models.io import read_json, write_json_atomic
+from ser_models.io import (
+    StoragePath,
+    copy_dir,
+    delete_dir,
+    exists,
+    filesystem,
+    is_local,
+    read_json,
+    storage_path,
+    write_json_atomic,
+)
 from ser_models.metrics import plot_confusion
 from ser_models.training.batching import AUDIO_COLUMNS, FEATURE_COLUMNS
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -33,8 +45,8 @@ from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_work
 class TrainResult:
     """What a finished fine-tuning run left behind."""
 
-    output_dir: Path
-    checkpoint_dir: Path
+    output_dir: StoragePath
+    checkpoint_dir: StoragePath
     metrics: dict
     seconds: float
     resumed: bool = False
@@ -52,8 +64,8 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         scaling: workers, GPUs, failure retries.
         datasets: ``train`` (required), ``dev``, ``test`` Ray Datasets of pool rows (audio mode) or of cached
             features (``feature_shape`` given). Only ``train`` is split across workers; rank 0 evaluates.
-        output_dir: local folder (Ray Train's storage must be visible to every node on a cluster: use a
-            shared filesystem path there).
+        output_dir: local folder or ``pyarrow.fs`` URI (Ray Train's storage must be visible to every node on
+            a cluster: use ``s3://``/``gs://`` or a shared filesystem path there).
         class_counts: [C] labelled training clips per class (class-weighted loss).
         feature_shape: (L, D) of cached pooled features; None trains on audio.
         init_checkpoint: warm-start from this model checkpoint's trainable weights.
@@ -65,10 +77,10 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     Raises:
         TrainingError: when Ray Train gives up (after ``scaling.max_failures`` restarts).
     """
-    output_dir = Path(output_dir).absolute()
+    output_dir = storage_path(output_dir)
     ckpt_dir = output_dir / "checkpoint"
     metrics_path = output_dir / "metrics.json"
-    if metrics_path.exists() and (ckpt_dir / "model.json").exists():
+    if exists(metrics_path) and exists(ckpt_dir / "model.json"):
         if verbose:
             print(f"training already finished in {output_dir}: reusing it")
         return TrainResult(output_dir, ckpt_dir, read_json(metrics_path), 0.0, resumed=True)
@@ -82,7 +94,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         t0 = time.perf_counter()
         metrics = train_in_process(model_cfg, train_cfg, feeds, output_dir, class_counts=class_counts,
                                    feature_shape=feature_shape, init_checkpoint=init_checkpoint,
-                                   threads=scaling.cpus_per_worker, verbose=verbose)
+                                   threads=scaling.cpus_per_worker, use_gpu=scaling.use_gpu, verbose=verbose)
         return _finish(model_cfg, output_dir, metrics, time.perf_counter() - t0)
     for ds in feeds.values():
         # Progress bars of datasets fed to workers would interleave with the epoch lines.
@@ -96,24 +108,28 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         "threads": scaling.cpus_per_worker,
     }
     result, seconds, staging = run_torch_trainer(train_loop_per_worker, loop_config, scaling, feeds, output_dir,
-                                                 run_name, staging_name=".checkpoint.staging")
-    metrics = result.return_value or read_json(staging / RESULT_FILE)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    (staging / MODEL_DIR).rename(ckpt_dir)
-    shutil.rmtree(staging, ignore_errors=True)
+                                                 run_name)
+    try:
+        metrics = result.return_value or read_json(staging / RESULT_FILE)
+        delete_dir(ckpt_dir)
+        # model.json last: a reader that finds it finds matching weights (EmotionModel.save_checkpoint's rule).
+        copy_dir(staging / MODEL_DIR, ckpt_dir, last=("model.json",))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return _finish(model_cfg, output_dir, metrics, seconds)
 
 
-def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, datasets: dict, output_dir: Path,
-                      run_name: str, staging_name: str):
-    """Run ``loop_fn`` with Ray Train V2 and copy its last checkpoint to ``output_dir/staging_name``.
+def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, datasets: dict, output_dir: str,
+                      run_name: str) -> tuple:
+    """Run ``loop_fn`` with Ray Train V2 and download its last checkpoint to a local temporary folder.
 
     Shared by fine-tuning and TAPT: one place decides how scaling, failure retries, checkpoint retention and
     dataset splitting map onto Ray Train. Rerunning with the same ``output_dir`` and ``run_name`` resumes
     from the run's last checkpoint (Ray Train restores it; the worker reads it with ``get_checkpoint``).
 
     Returns:
-        ``(result, seconds, staging_dir)``; the caller moves what it needs out of ``staging_dir``.
+        ``(result, seconds, staging_dir)``: ``staging_dir`` is a local ``Path``; the caller copies what it
+        needs out of it and removes it.
 
     Raises:
         TrainingError: Ray Train gave up after ``scaling.max_failures`` restarts, or left no checkpoint.
@@ -129,7 +145,7 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
                                      resources_per_worker={"CPU": scaling.cpus_per_worker}),
         run_config=RunConfig(
             name=run_name,
-            storage_path=str(output_dir / "ray_train"),
+            **_ray_storage(storage_path(output_dir) / "ray_train"),
             failure_config=FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
@@ -144,13 +160,20 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
     seconds = time.perf_counter() - t0
     if result.checkpoint is None:
         raise TrainingError(f"Ray Train run {run_name!r} in {output_dir} finished without a checkpoint")
-    staging = output_dir / staging_name
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"ser-{run_name}-checkpoint-"))
     result.checkpoint.to_directory(str(staging))
     return result, seconds, staging
 
 
-def _finish(model_cfg, output_dir: Path, metrics: dict, seconds: float) -> TrainResult:
+def _ray_storage(uri: str) -> dict:
+    """``storage_path`` (+ ``storage_filesystem`` for URIs) of a Ray Train ``RunConfig``."""
+    if is_local(uri):
+        return {"storage_path": str(uri)}
+    fs, path = filesystem(uri)
+    return {"storage_path": path, "storage_filesystem": fs}
+
+
+def _finish(model_cfg, output_dir: StoragePath, metrics: dict, seconds: float) -> TrainResult:
     """Plot, then write metrics.json last (its presence marks the run finished)."""
     ckpt_dir, metrics_path = output_dir / "checkpoint", output_dir / "metrics.json"
     metrics["train_wall_seconds"] = seconds
