@@ -41,6 +41,7 @@ from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import ConfigError, PoolExhaustedError
+from ser_models.failpoints import failpoint
 from ser_models.io import (
     StoragePath,
     exists,
@@ -225,6 +226,7 @@ class ActiveLearningLoop:
             ids = cold.query(scored, self._unlabelable(), n, self.active.seed)
         if not exists(sel_path):
             write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
+        failpoint("after_initial_selection")
         self._label(ids, 0, -1)
         self.log(f"initial set: {len(ids)} clips ({self.active.initial}) in {time.perf_counter() - t0:.1f}s")
 
@@ -256,6 +258,7 @@ class ActiveLearningLoop:
                              class_counts=counts, feature_shape=shape, init_checkpoint=init,
                              run_name=f"round{r:03d}", verbose=self.verbose)
         seconds["train"] = time.perf_counter() - t0
+        failpoint("after_train")
         selected = 0
         last = r == len(self.targets) - 1
         if not last:
@@ -269,6 +272,7 @@ class ActiveLearningLoop:
                 scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
                                        seed=self.active.seed + r, verbose=self.verbose, in_process=self.in_process)
                 scores.save(scores_path)
+            failpoint("after_score")
             seconds["score"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             sel_path = folder / "selection.parquet"
@@ -278,9 +282,11 @@ class ActiveLearningLoop:
                 ids = self.strategy.query(scores.as_scored_pool(), ledger.ids() | self._unlabelable(), n,
                                           seed=self.active.seed * 1000 + r)
                 write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
+            failpoint("after_select")
             seconds["select"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             self._label(ids, r + 1, r)
+            failpoint("after_label")
             seconds["label"] = time.perf_counter() - t0
             selected = len(ids)
         m = result.metrics
@@ -292,6 +298,7 @@ class ActiveLearningLoop:
             plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",
                            title=f"round {r} ({100 * report.fraction:.0f}% labelled) {split} UA {m[split]['ua']:.3f}")
         write_json_atomic(folder / "metrics.json", report.to_json())  # last: marks the round finished
+        failpoint("after_metrics")
         return report
 
     def _class_counts(self, ledger) -> list[int]:

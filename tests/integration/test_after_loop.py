@@ -5,6 +5,7 @@ The Ray Train path of the loop runs in tests/jobs/test_after_job.py."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -121,33 +122,49 @@ def test_sigkill_mid_round_then_resume_gives_the_same_ledger(reference_run, demo
     assert _ledger_rows(out) == _ledger_rows(ref_out)
 
 
-def test_death_after_the_ledger_append_before_metrics_resumes(reference_run, demo_pool, tmp_path, monkeypatch):
-    """The crash window between appending round 1's labels and writing round 0's metrics.json (here: in
-    plot_confusion) used to leave a run that refused to resume ("round 0 expects N labelled clips, the ledger
-    has 2N"). Writes are atomic, so an exception at that point leaves exactly what a SIGKILL would."""
-    import ser_models.active.loop as loop_module
+def test_sigkill_at_every_stage_boundary_then_resume_gives_the_same_ledger(demo_pool, tmp_path):
+    """The driver is SIGKILLed (SER_FAILPOINT) right after the initial selection, after training, scoring,
+    selecting, appending labels and writing a round's metrics, each in turn, in one run folder; every
+    restart picks up where the last died, and the final ledger equals an uninterrupted run's."""
+    import ray
 
-    ref_out, ref_reports = reference_run
-    out = tmp_path / "died"
-    real = loop_module.plot_confusion
+    from ser_models.failpoints import FAILPOINT_ENV, LOOP_FAILPOINTS
 
-    def die(*args, **kwargs):
-        raise RuntimeError("killed between the ledger append and metrics.json")
+    cached = ["active.budget_fractions=[0.25,0.375,0.5]", "model.adapter.kind=frozen", "model.pooling=mean",
+              f"active.feature_cache_dir={tmp_path / 'cache'}"]  # cached features: each restart takes seconds
+    ref = tmp_path / "uninterrupted"
+    _loop(_job_cfg(demo_pool.pool_dir, ref, cached)).run()
+    out = tmp_path / "killed"
+    argv = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", *OVERRIDES, *cached]
+    # Each driver is a fresh process that joins the session's Ray cluster, forked from a server that has
+    # already imported torch, transformers and ray (a cold interpreter spends ~7 s importing them).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["jobs.after", "ser_models.active.loop", "ser_models.training.in_process"])
+    address = ray.get_runtime_context().gcs_address
+    # after_label twice: once in round 0, once (after round 0 finished) in round 1.
+    for point in (*LOOP_FAILPOINTS, "after_label", None):
+        proc = ctx.Process(target=_run_after_job, args=(argv, {"RAY_ADDRESS": address, FAILPOINT_ENV: point}))
+        proc.start()
+        proc.join(300)
+        assert proc.exitcode == (-signal.SIGKILL if point else 0), (point, proc.exitcode)
+        if point == "after_metrics":
+            assert (out / "rounds" / "round=000" / "metrics.json").exists()
+    assert _ledger_rows(out) == _ledger_rows(ref)
+    ref_metrics = [json.loads(x) for x in (ref / "metrics.jsonl").read_text().splitlines()]
+    out_metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["test"] for m in out_metrics] == [m["test"] for m in ref_metrics]
 
-    # The reference run's first two rounds: selection is a pure function of (scores, ledger, seed), so a
-    # two-round run must end with the reference's round 0 and 1 labels.
-    two_rounds = ["active.budget_fractions=[0.25,0.5]"]
-    monkeypatch.setattr(loop_module, "plot_confusion", die)
-    with pytest.raises(RuntimeError, match="killed"):
-        _loop(_job_cfg(demo_pool.pool_dir, out, two_rounds)).run()
-    rounds = LabelLedger(out / "labels" / "ledger.parquet").rounds()
-    assert rounds == [0, 1] and not (out / "rounds" / "round=000" / "metrics.json").exists()
-    monkeypatch.setattr(loop_module, "plot_confusion", real)
-    reports = _loop(_job_cfg(demo_pool.pool_dir, out, two_rounds)).run()
-    assert _ledger_rows(out) == [row for row in _ledger_rows(ref_out) if row[2] <= 1]
-    assert [r.labelled for r in reports] == [r.labelled for r in ref_reports[:2]]
-    # round 0 was redone on round 0's labels only, so it equals the uninterrupted run's round 0
-    assert reports[0].test == ref_reports[0].test
+
+def _run_after_job(argv: list[str], env: dict) -> None:
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    os.chdir(REPO)
+    from jobs.after import main
+
+    main(argv)
 
 
 def test_clips_the_simulated_oracle_cannot_label_are_never_selected(demo_pool, tmp_path):
