@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -177,25 +177,40 @@ class EmotionModel(nn.Module):
         return check_gradients(self, loss, family=self.encoder.family)
 
     @contextlib.contextmanager
-    def mc_dropout(self, enabled: bool = True) -> Iterator[EmotionModel]:
+    def mc_dropout(self, enabled: bool = True, row_seeds: Sequence[int] | None = None) -> Iterator[EmotionModel]:
         """Eval mode with the head's (and LoRA's) dropout switched on, for MC-dropout scoring.
 
         The encoder's own dropout stays off: it would change the features, not sample the head's
         uncertainty, and it is absent under a frozen-encoder cache. The previous train/eval state is restored
         on exit.
 
+        Args:
+            enabled: False = plain eval mode.
+            row_seeds: one seed per row of the batches run inside the block. Each row's dropout masks are
+                then drawn from its own generator (seed, module), so a clip's MC sample does not depend on
+                which other clips share its batch or how long they are (a mask over ``[T, D]`` is generated
+                row-major, so its first ``T_valid`` frames are the same at any padded length). None = the
+                global RNG, as ``nn.Dropout`` does.
+
         References:
             Gal and Ghahramani, 2016. Dropout as a Bayesian Approximation. ICML.
         """
         modes = {m: m.training for m in self.modules()}
         self.eval()
+        hooks = []
         if enabled:
-            for name, m in self.named_modules():
-                if isinstance(m, nn.Dropout) and (name.startswith("head.") or ".lora_dropout." in name):
+            mc = [m for name, m in self.named_modules()
+                  if isinstance(m, nn.Dropout) and (name.startswith("head.") or ".lora_dropout." in name)]
+            for salt, m in enumerate(mc):
+                if row_seeds is None:
                     m.train()
+                elif m.p > 0:  # stays in eval mode (identity); the hook applies the per-row mask
+                    hooks.append(m.register_forward_hook(_row_seeded_dropout(list(row_seeds), salt, m.p)))
         try:
             yield self
         finally:
+            for h in hooks:
+                h.remove()
             for m, mode in modes.items():
                 m.training = mode
 
@@ -275,3 +290,19 @@ class EmotionModel(nn.Module):
     def extra_repr(self) -> str:
         return (f"labels={self.labels}, adapter={self.cfg.adapter.kind!r}, pooling={self.cfg.pooling!r}, "
                 f"featurizer_layer={self.cfg.featurizer_layer}")
+
+
+def _row_seeded_dropout(row_seeds: list[int], salt: int, p: float):
+    """A forward hook that drops ``p`` of each row's values with a mask from that row's own generator."""
+
+    def hook(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        if output.shape[0] != len(row_seeds):
+            raise ValueError(f"mc_dropout(row_seeds=...) got {len(row_seeds)} seeds for a batch of {output.shape[0]}")
+        masks = []
+        for seed in row_seeds:
+            gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + salt) % (2**63))
+            masks.append(torch.rand(tuple(output.shape[1:]), generator=gen) >= p)
+        keep = torch.stack(masks).to(device=output.device, dtype=output.dtype)
+        return output * keep / (1.0 - p)
+
+    return hook

@@ -179,11 +179,13 @@ class PoolScorer:
                     pooled = np.zeros((n, p.shape[1]), np.float32)
                 emb[index], pooled[index] = e, p
                 if self.mc_samples:
-                    # Masks seeded from the clips themselves: the same clip gets the same MC samples
-                    # whatever batch Ray Data put it in, so a redone round scores identically.
-                    torch.manual_seed(self.seed + _stable_hash(b.ids))
-                    with self.model.mc_dropout():
-                        for t in range(self.mc_samples):
+                    # Masks seeded per clip (id, sample): a clip gets the same MC samples whatever batch or
+                    # micro-batch it lands in and however long its neighbours are, so a redone round, or one
+                    # scored with other batch sizes, scores identically.
+                    base = [_stable_hash([str(i)]) for i in b.ids]
+                    for t in range(self.mc_samples):
+                        seeds = [(self.seed * 7919 + h) * 131 + t for h in base]
+                        with self.model.mc_dropout(row_seeds=seeds):
                             mc[index, t] = torch.softmax(self._forward(b).logits.float(), -1).cpu().numpy()
         # Plain float32 arrays: Ray Data carries them as tensor columns (no per-row Python objects).
         out = {"utt_id": np.asarray(clips.ids, dtype=object), "probs": probs, "embedding": emb, "pooled": pooled}

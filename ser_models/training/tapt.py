@@ -35,6 +35,7 @@ References:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import math
 import shutil
@@ -108,19 +109,23 @@ def sample_time_mask(frame_lengths: torch.Tensor, num_frames: int, prob: float, 
     return torch.from_numpy(mask) & valid
 
 
-def sample_negatives(frame_lengths: torch.Tensor, num_frames: int, num_negatives: int,
-                     rng: np.random.Generator) -> torch.Tensor:
-    """Distractor indices for every frame, drawn from the same clip's valid frames (as the reference
-    wav2vec2 pre-training collator of transformers does), via ``_sample_negative_indices``.
+def sample_negatives(mask: torch.Tensor, num_negatives: int, rng: np.random.Generator) -> torch.Tensor:
+    """Distractor indices for every masked frame, drawn from the *other masked frames of the same clip*, as
+    wav2vec 2.0 does (Baevski et al. 2020, section 3.2), via transformers' ``_sample_negative_indices``.
+
+    Args:
+        mask: ``[B, F]`` bool time mask (:func:`sample_time_mask`; at least 2 masked frames per clip).
+        num_negatives: distractors per masked frame.
 
     Returns:
-        ``[B, F, num_negatives]`` int64 indices into the flattened ``[B * F]`` frames.
+        ``[B, F, num_negatives]`` int64 indices into the flattened ``[B * F]`` frames (rows of unmasked
+        frames are unused).
     """
-    valid = _valid_frames(frame_lengths.cpu().long(), num_frames).numpy()
+    masked = mask.cpu().bool().numpy()
     saved = np.random.get_state()
     np.random.seed(int(rng.integers(0, 2**32 - 1)))
     try:
-        neg = _sample_negative_indices((valid.shape[0], num_frames), num_negatives, mask_time_indices=valid)
+        neg = _sample_negative_indices(masked.shape, num_negatives, mask_time_indices=masked)
     finally:
         np.random.set_state(saved)
     return torch.from_numpy(neg).long()
@@ -222,7 +227,7 @@ class ContrastiveObjective(TaptObjective):
         """Masks and negatives for a padded batch ``wavs [B, T]``, ``lengths [B]`` (16 kHz samples)."""
         input_values, attention_mask, frame_lengths, num_frames = self._frames(wavs, lengths)
         mask = sample_time_mask(frame_lengths, num_frames, self.mask_prob, self.mask_length, self.min_masks, rng)
-        negatives = sample_negatives(frame_lengths, num_frames, self.num_negatives, rng)
+        negatives = sample_negatives(mask, self.num_negatives, rng)
         return {"input_values": input_values, "attention_mask": attention_mask,
                 "mask_time_indices": mask.to(wavs.device), "sampled_negative_indices": negatives.to(wavs.device)}
 
@@ -356,6 +361,7 @@ def fit_clusters(encoder: Encoder, clips: ClipSet, cfg: TaptConfig, batch_size: 
     Raises:
         ConfigError: ``tapt.cluster_layer`` out of range for this encoder.
     """
+    cfg = resolve_targets(cfg, encoder)
     _check_layer(encoder, cfg)
     chunks = []
     for batch in iterate_batches(clips, batch_size, cfg.max_crop_seconds, rng=None):
@@ -367,6 +373,15 @@ def fit_clusters(encoder: Encoder, clips: ClipSet, cfg: TaptConfig, batch_size: 
     centroids, stats = fit_kmeans((frames - mean) / std, cfg.num_clusters, cfg.kmeans_iterations, cfg.seed)
     stats["clips"] = len(clips)
     return Clusters(centroids, mean, std, cfg.cluster_features, cfg.cluster_layer, stats)
+
+
+def resolve_targets(cfg: TaptConfig, encoder: Encoder) -> TaptConfig:
+    """``cfg`` with ``cluster_features=auto`` and ``cluster_layer=null`` made concrete for ``encoder``: a
+    randomly initialised tiny preset clusters MFCCs, anything with learnt weights its own middle layer."""
+    from ser_models.encoders.presets import TINY_PRESETS
+
+    random_init = encoder.cfg.source in TINY_PRESETS and not encoder.cfg.checkpoint
+    return cfg.resolve_targets(pretrained=not random_init, num_hidden_states=encoder.num_layers)
 
 
 def _check_layer(encoder: Encoder, cfg: TaptConfig) -> None:
@@ -397,6 +412,7 @@ class MaskedPredictionObjective(TaptObjective):
     name = "masked_prediction"
 
     def __init__(self, encoder: Encoder, cfg: TaptConfig, clusters: Clusters, teacher: Encoder | None = None):
+        cfg = resolve_targets(cfg, encoder)
         super().__init__(encoder, cfg)
         _check_layer(encoder, cfg)
         if clusters.features != cfg.cluster_features or (clusters.features == "layer"
@@ -748,6 +764,8 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
     t0 = time.perf_counter()
     encoder = build_encoder(cfg.encoder)
     objective = cfg.tapt.resolve_objective(encoder.family)
+    # Concrete k-means targets from here on: workers, tapt_info.json and a resumed run all see the same ones.
+    cfg = dataclasses.replace(cfg, tapt=resolve_targets(cfg.tapt, encoder))
     clusters = None
     if objective == "masked_prediction":
         path = out / CLUSTERS_FILE

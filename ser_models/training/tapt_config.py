@@ -5,6 +5,7 @@ No torch imports here: the job parses its config (and ``--help``) without loadin
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ser_models.config import field
@@ -16,7 +17,7 @@ from ser_models.training.config import ScalingSettings
 OBJECTIVES = ("auto", "contrastive", "masked_prediction")
 #: What each family was pre-trained with, hence what TAPT continues.
 OBJECTIVE_BY_FAMILY = {"wav2vec2": "contrastive", "hubert": "masked_prediction", "wavlm": "masked_prediction"}
-CLUSTER_FEATURES = ("mfcc", "layer")
+CLUSTER_FEATURES = ("auto", "mfcc", "layer")
 
 
 @dataclass
@@ -47,9 +48,12 @@ class TaptConfig:
     gumbel_temperature_end: float = field(0.5, help="floor of the quantizer temperature")
     gumbel_temperature_decay: float = field(0.999995, help="per-step multiplicative temperature decay")
     num_clusters: int = field(100, help="k-means K of masked-prediction targets (HuBERT used 100 on MFCC)")
-    cluster_features: str = field("mfcc", help="k-means input: mfcc (first iteration) | layer (an encoder layer)")
-    cluster_layer: int = field(6, help="hidden-state index clustered when cluster_features=layer "
-                               "(0 = CNN projection, i = transformer layer i)")
+    cluster_features: str = field("auto", help="k-means input: mfcc (HuBERT's first iteration) | layer (an encoder "
+                                  "layer) | auto = layer for pretrained weights, mfcc for a randomly initialised "
+                                  "encoder (MFCC targets would pull a pretrained model back to iteration one)")
+    cluster_layer: int | None = field(None, help="hidden-state index clustered when cluster_features=layer "
+                                      "(0 = CNN projection, i = transformer layer i); null = the middle layer "
+                                      "(6 of a 12-layer base model, as HuBERT's second iteration)")
     kmeans_max_clips: int = field(1000, help="training clips whose frames k-means is fitted on")
     kmeans_iterations: int = field(20, help="k-means iterations")
     proj_dim: int = field(256, help="masked prediction: projection width of the cluster-embedding head")
@@ -86,8 +90,21 @@ class TaptConfig:
             raise ConfigError("tapt.gumbel_temperature_end must be > 0 and <= tapt.gumbel_temperature_start")
         if not 0 < self.gumbel_temperature_decay <= 1:
             raise ConfigError(f"tapt.gumbel_temperature_decay must be in (0, 1], got {self.gumbel_temperature_decay}")
-        if self.cluster_layer < 0:
-            raise ConfigError(f"tapt.cluster_layer must be >= 0, got {self.cluster_layer}")
+        if self.cluster_layer is not None and self.cluster_layer < 0:
+            raise ConfigError(f"tapt.cluster_layer must be >= 0 or null, got {self.cluster_layer}")
+
+    def resolve_targets(self, pretrained: bool, num_hidden_states: int) -> TaptConfig:
+        """A copy with ``cluster_features`` and ``cluster_layer`` made concrete for one encoder.
+
+        Args:
+            pretrained: the encoder's weights were learnt (a checkpoint or hub/local model), not random.
+            num_hidden_states: the encoder's hidden-state count (CNN projection + transformer layers).
+        """
+        features = self.cluster_features
+        if features == "auto":
+            features = "layer" if pretrained else "mfcc"
+        layer = self.cluster_layer if self.cluster_layer is not None else num_hidden_states // 2
+        return dataclasses.replace(self, cluster_features=features, cluster_layer=layer)
 
     def resolve_objective(self, family: str) -> str:
         """The objective to run for an encoder ``family`` (``auto`` resolved).

@@ -142,7 +142,7 @@ def test_rerun_after_killed_driver_resumes_from_last_checkpoint(resumed_run):
 
 def test_finished_run_writes_every_artifact(resumed_run, demo_pool):
     result, out = resumed_run.result, resumed_run.out
-    assert result.checkpoint_dir == out / "checkpoint"
+    assert result.checkpoint_dir == str(out / "checkpoint")
     assert (out / "checkpoint" / "model.json").is_file() and (out / "checkpoint" / "model.safetensors").is_file()
     assert (out / "confusion.png").stat().st_size > 1000
     assert not (out / ".checkpoint.staging").exists()
@@ -212,4 +212,4 @@ def test_two_workers_ddp_on_cpu(demo_pool, tmp_path):
     # Rank 0 evaluates the whole dev and test splits, not a shard of them.
     assert metrics["test"]["n"] == demo_pool.summary.splits["test"]["clips"]
     assert metrics["dev"]["n"] == demo_pool.summary.splits["dev"]["clips"]
-    assert (result.checkpoint_dir / "model.safetensors").is_file()
+    assert (Path(result.checkpoint_dir) / "model.safetensors").is_file()

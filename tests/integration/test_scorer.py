@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model = EmotionModel(tiny_model_config(head_dropout=0.3))
+    model = EmotionModel(tiny_model_config(head_dropout=0.3, dropout=0.2))  # head and LoRA dropout
     folder = tmp_path_factory.mktemp("scorer") / "ckpt"
     model.save_checkpoint(folder)
     return folder
@@ -70,6 +70,14 @@ def test_mc_dropout_samples_vary_and_repeat(demo_pool, checkpoint):
     assert a.mc_probs.shape == (len(a.ids), 3, len(demo_pool.labels))
     np.testing.assert_array_equal(a.mc_probs, b.mc_probs)  # a redone round scores identically
     assert np.abs(a.mc_probs[:, 0] - a.mc_probs[:, 1]).max() > 1e-4  # dropout on: samples differ
+    # A clip's samples do not depend on its batch, micro-batch or neighbours' lengths (LoRA dropout runs on
+    # padded frames inside the encoder; the head's on pooled vectors).
+    for batch_size, micro in ((5, 1), (16, 7)):
+        other = score_dataset(ds, checkpoint, ScorerConfig(batch_size=batch_size, micro_batch_size=micro,
+                                                           mc_samples=3), verbose=False, in_process=True, seed=5)
+        np.testing.assert_allclose(other.mc_probs, a.mc_probs, atol=2e-5, err_msg=f"batch {batch_size}/{micro}")
+    c = score_dataset(ds, checkpoint, cfg, verbose=False, in_process=True, seed=6)
+    assert np.abs(c.mc_probs - a.mc_probs).max() > 1e-4  # the seed matters
 
 
 def test_starving_reservation_is_refused(demo_pool, checkpoint):

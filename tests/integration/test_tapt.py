@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,10 +35,10 @@ def test_run_writes_the_adapted_encoder_and_its_metrics(tapt_run):
     # The demo pool's training clips, not a fixed batch: the epoch loss goes down.
     assert history[1]["loss"] < history[0]["loss"], history
     assert result.metrics["objective"] == "contrastive"
-    info = json.loads((result.output_dir / "encoder" / "encoder.json").read_text())
+    info = json.loads((Path(result.output_dir) / "encoder" / "encoder.json").read_text())
     assert info["objective"] == "contrastive" and info["epochs"] == 2
     assert info["source_encoder"]["source"] == "tiny-wav2vec2"
-    assert (result.output_dir / "tapt_loss.png").stat().st_size > 0
+    assert (Path(result.output_dir) / "tapt_loss.png").stat().st_size > 0
     adapted = build_encoder(result.encoder_config(cfg.encoder))
     fresh = build_encoder(cfg.encoder)
     wavs, lengths = random_waveforms(2, 0.5, seed=0)

@@ -87,7 +87,7 @@ def test_pretraining_without_negatives_returns_no_loss():
     num_frames = int(encoder.frame_lengths(torch.tensor([wavs.shape[1]])))
     mask = sample_time_mask(frames, num_frames, 0.5, 5, 2, np.random.default_rng(0))
     assert model(values, attention_mask=attn, mask_time_indices=mask).loss is None
-    negatives = sample_negatives(frames, num_frames, 10, np.random.default_rng(0))
+    negatives = sample_negatives(mask, 10, np.random.default_rng(0))
     out = model(values, attention_mask=attn, mask_time_indices=mask, sampled_negative_indices=negatives)
     assert out.loss is not None and torch.isfinite(out.loss)
     # Our objective's loss is exactly transformers' combined loss per masked frame.
@@ -102,10 +102,14 @@ def test_masks_and_negatives_stay_inside_valid_frames():
     mask = sample_time_mask(frames, 40, 0.5, 5, 2, np.random.default_rng(1))
     assert mask.shape == (2, 40) and mask[0].any() and mask[1].any()
     assert not mask[1, 12:].any()
-    neg = sample_negatives(frames, 40, 7, np.random.default_rng(1))
+    neg = sample_negatives(mask, 7, np.random.default_rng(1))
     assert neg.shape == (2, 40, 7)
-    row1 = neg[1, :12] - 40  # flattened indices of clip 1 start at 40
-    assert row1.min() >= 0 and row1.max() < 12
+    # Distractors of a masked frame are other masked frames of the same clip (flattened: clip b starts at 40b).
+    for b in range(2):
+        masked = set(torch.nonzero(mask[b]).flatten().tolist())
+        for f in sorted(masked):
+            drawn = set((neg[b, f] - 40 * b).tolist())
+            assert drawn <= masked - {f}, (b, f, drawn - masked)
     again = sample_time_mask(frames, 40, 0.5, 5, 2, np.random.default_rng(1))
     assert torch.equal(mask, again)
 
@@ -190,3 +194,22 @@ def test_config_validation_names_keys():
         load_config(TaptJobConfig, None, ["pool_dir=/p", "output_dir=/o", "split=test"])
     cfg = load_config(TaptJobConfig, None, ["pool_dir=/p", "output_dir=/o", "tapt.epochs=2"])
     assert cfg.tapt.epochs == 2 and "num_clusters=100" in repr(cfg.tapt)
+
+
+def test_masked_prediction_targets_default_to_the_encoders_own_layer_when_pretrained(tmp_path):
+    """HuBERT's first-iteration MFCC targets would pull a pretrained model backwards: learnt weights cluster
+    their own middle layer, a randomly initialised preset clusters MFCCs; explicit values always win."""
+    from ser_models.encoders.encoder import save_encoder_weights
+    from ser_models.training.tapt import resolve_targets
+
+    random_init = build_encoder(EncoderConfig(source="tiny-hubert"))
+    auto = TaptConfig(objective="masked_prediction")
+    assert (auto.cluster_features, auto.cluster_layer) == ("auto", None)
+    resolved = resolve_targets(auto, random_init)
+    assert (resolved.cluster_features, resolved.cluster_layer) == ("mfcc", random_init.num_layers // 2)
+    save_encoder_weights(random_init, str(tmp_path / "w.safetensors"))  # now it carries learnt weights
+    learnt = build_encoder(EncoderConfig(source="tiny-hubert", checkpoint=str(tmp_path / "w.safetensors")))
+    resolved = resolve_targets(auto, learnt)
+    assert (resolved.cluster_features, resolved.cluster_layer) == ("layer", learnt.num_layers // 2)
+    explicit = resolve_targets(TaptConfig(cluster_features="mfcc", cluster_layer=1), learnt)
+    assert (explicit.cluster_features, explicit.cluster_layer) == ("mfcc", 1)
