@@ -26,7 +26,12 @@ class StrategyConfig:
         10, help="informative_diverse keeps the prefilter_factor * n most uncertain clips, then picks n diverse ones")
     kmeans_iters: int = field(20, help="k-means iterations (kmeans, cluster_cold_start)")
     num_clusters: int | None = field(
-        None, help="cluster_cold_start: number of k-means clusters (null = n, one per requested clip)")
+        None, help="cluster_cold_start: number of k-means clusters (null = n, one per requested clip; capped at "
+                   "max_clusters)")
+    max_clusters: int = field(1024, help="cluster_cold_start: cap on k (k = n would be 50k centres at 1M clips and "
+                              "a 5% budget); the rest of the budget is filled round-robin, nearest-centre first")
+    cold_start_dim: int | None = field(
+        64, help="cluster_cold_start: PCA dimensions the k-means runs in on pools above 100k clips (null = full)")
     pick: str = field("uncertain", help="kmeans: per cluster take the most 'uncertain' or the most 'central' clip")
     kcenter_dim: int | None = field(
         None, help="k-center: project embeddings to this many PCA dimensions first (approximate, faster on "
@@ -46,6 +51,10 @@ class StrategyConfig:
             raise ConfigError(f"{_KEY}.kmeans_iters must be >= 1, got {self.kmeans_iters}")
         if self.num_clusters is not None and self.num_clusters < 1:
             raise ConfigError(f"{_KEY}.num_clusters must be >= 1 or null, got {self.num_clusters}")
+        if self.max_clusters < 1:
+            raise ConfigError(f"{_KEY}.max_clusters must be >= 1, got {self.max_clusters}")
+        if self.cold_start_dim is not None and self.cold_start_dim < 1:
+            raise ConfigError(f"{_KEY}.cold_start_dim must be >= 1 or null, got {self.cold_start_dim}")
         if self.kcenter_dim is not None and self.kcenter_dim < 1:
             raise ConfigError(f"{_KEY}.kcenter_dim must be >= 1 or null, got {self.kcenter_dim}")
         if self.num_threads is not None and self.num_threads < 1:

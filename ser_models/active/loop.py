@@ -220,8 +220,10 @@ class ActiveLearningLoop:
             from ser_models.active.config import StrategyConfig
             from ser_models.active.strategies.base import ScoredPool
 
-            cold = build_strategy(StrategyConfig(name="cluster_cold_start",
-                                                 kmeans_iters=self.active.strategy.kmeans_iters))
+            s = self.active.strategy
+            cold = build_strategy(StrategyConfig(name="cluster_cold_start", kmeans_iters=s.kmeans_iters,
+                                                 num_clusters=s.num_clusters, max_clusters=s.max_clusters,
+                                                 cold_start_dim=s.cold_start_dim, num_threads=s.num_threads))
             scored = ScoredPool(ids=scores.ids.astype(str), probs=scores.probs, embeddings=scores.pooled)
             ids = cold.query(scored, self._unlabelable(), n, self.active.seed)
         if not exists(sel_path):

@@ -10,6 +10,7 @@ The job configs are young; the names and keys this test relies on are the consta
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -36,7 +37,7 @@ DEMO_MANIFEST = "manifest.csv"  # written by make_demo_pool into OUT_DIR
 PREPARE_JOB = "prepare_pool"
 PREPARE_CONFIG = "jobs/configs/prepare_pool_smoke.yaml"
 PREPARE_MANIFEST_KEY = "manifest"
-PREPARE_ARTIFACTS = ["summary.json", "data"]  # docs/ARCHITECTURE.md, "Prepared pool on disk"
+PREPARE_ARTIFACTS = ["summary.json"]  # docs/ARCHITECTURE.md, "Prepared pool on disk"
 FINETUNE_JOB = "finetune"
 FINETUNE_CONFIG = "jobs/configs/finetune_smoke.yaml"
 FINETUNE_POOL_KEY = "pool_dir"
@@ -296,6 +297,8 @@ def test_submit_prepare_pool_then_finetune_smoke(local_cluster, tmp_path):
     _assert_succeeded(proc, PREPARE_JOB)
     for name in PREPARE_ARTIFACTS:
         assert (pool / name).exists(), f"{PREPARE_JOB} did not write {pool / name}"
+    build = json.loads((pool / "summary.json").read_text())["build"]  # summary.json names the build folder
+    assert (pool / build / "data").is_dir(), f"{PREPARE_JOB} did not write {pool / build / 'data'}"
 
     proc = local_cluster.submit(
         FINETUNE_JOB, FINETUNE_CONFIG, f"{FINETUNE_POOL_KEY}={pool}", f"{OUTPUT_KEY}={ft}"

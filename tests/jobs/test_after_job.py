@@ -47,11 +47,11 @@ def test_after_job_smoke_then_compare(demo_pool, tmp_path, monkeypatch, capsys):
 
 
 def test_starving_scorer_reservation_fails_before_tapt(demo_pool, tmp_path, monkeypatch, capsys):
-
     out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["jobs.after", "jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}",
+                                      f"output_dir={out}", "active.scorer.num_cpus=2"])
     with pytest.raises(SystemExit) as exit_info:
-        _run("jobs.after", ["jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
-                            "active.scorer.num_cpus=2"], monkeypatch)
+        runpy.run_module("jobs.after", run_name="__main__")
     assert exit_info.value.code == 2 and "active.scorer.threads" in capsys.readouterr().err
     assert not (out / "tapt").exists()  # refused up front, not after minutes of TAPT
 

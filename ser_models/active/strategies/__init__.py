@@ -32,8 +32,8 @@ STRATEGIES: dict[str, Callable[[StrategyConfig], QueryStrategy]] = {
     "badge": lambda c: BadgeStrategy(num_threads=c.num_threads),
     "kcenter": lambda c: KCenterStrategy(reduce_dim=c.kcenter_dim, num_threads=c.num_threads),
     "kmeans": lambda c: KMeansStrategy(c.uncertainty, c.pick, c.kmeans_iters, num_threads=c.num_threads),
-    "cluster_cold_start": lambda c: ClusterColdStartStrategy(c.num_clusters, c.kmeans_iters,
-                                                             num_threads=c.num_threads),
+    "cluster_cold_start": lambda c: ClusterColdStartStrategy(c.num_clusters, c.kmeans_iters, c.max_clusters,
+                                                             c.cold_start_dim, num_threads=c.num_threads),
     "informative_diverse": lambda c: InformativeDiverseStrategy(c.uncertainty, c.prefilter_factor,
                                                                 c.kcenter_dim, num_threads=c.num_threads),
 }

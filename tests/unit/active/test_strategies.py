@@ -149,6 +149,27 @@ class TestClusterColdStart(StrategyContract):
         ids = _cfg("cluster_cold_start", num_clusters=3, kmeans_iters=10).query(pool, set(), 3, 0)
         assert sorted(int(i[1:]) // 10 for i in ids) == [0, 1, 2]
 
+    @pytest.mark.parametrize("reduce_above", [10**9, 1000])
+    def test_capped_k_and_pca_still_cover_every_blob_in_proportion(self, monkeypatch, reduce_above):
+        """k = min(n, max_clusters) clusters fitted on a sample (and, above REDUCE_ABOVE clips, in a PCA
+        projection): a budget far above k is filled round-robin, so each blob gets its share."""
+        from ser_models.active.strategies.diversity import ClusterColdStartStrategy
+
+        monkeypatch.setattr(ClusterColdStartStrategy, "REDUCE_ABOVE", reduce_above)
+        rng = np.random.default_rng(1)
+        sizes = [3000, 2000, 1000]  # three speakers' worth of clips, 32-d
+        centres = rng.normal(size=(3, 32)) * 40
+        emb = np.concatenate([c + rng.normal(size=(m, 32)) for c, m in zip(centres, sizes)]).astype(np.float32)
+        blob = np.repeat(np.arange(3), sizes)
+        pool = ScoredPool(ids=[f"c{i:05d}" for i in range(len(emb))], probs=np.full((len(emb), 2), 0.5),
+                          embeddings=emb)
+        strategy = _cfg("cluster_cold_start", kmeans_iters=10, max_clusters=12, cold_start_dim=8)
+        ids = strategy.query(pool, set(), 600, 0)
+        assert len(set(ids)) == 600
+        counts = np.bincount(blob[[int(i[1:]) for i in ids]], minlength=3)
+        assert all(c > 0 for c in counts) and counts[0] > counts[2], counts
+        assert strategy.query(pool, set(), 600, 0) == ids  # seeded
+
 
 class TestInformativeDiverse(StrategyContract):
     def make(self):
