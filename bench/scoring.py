@@ -276,7 +276,10 @@ def summarise(label: str, results: list[PathResult]) -> tuple[list[list], dict]:
         rows.append([label, r.name, r.clips, f"{r.seconds:.2f}", f"{r.rate:.1f}", f"{r.rate / b.rate:.2f}",
                      f"{r.startup_s:.1f}", f"{e2e:.1f}" if e2e else "-",
                      f"{np.abs(r.probs - b.probs).max():.1e}"])
-    ratios = {"a/b": by["(a)"].rate / b.rate, "a/c": by["(a)"].rate / by["(c)"].rate,
+    # The headline ratio includes every fixed cost a user pays: the actor's start-up for (a), the checkpoint
+    # load for (b). The steady-state ratio (a/b) says what the actor costs per clip once it runs.
+    ratios = {"a/b_e2e": (b.seconds + b.startup_s) / by["(a)"].end_to_end_s,
+              "a/b": by["(a)"].rate / b.rate, "a/c": by["(a)"].rate / by["(c)"].rate,
               "b/c": b.rate / by["(c)"].rate, "ap/b": by["(a')"].rate / b.rate,
               "actor_startup_s": by["(a)"].startup_s,
               "a_end_to_end_rate": len(b.probs) / by["(a)"].end_to_end_s}
@@ -340,9 +343,10 @@ def main(argv: list[str] | None = None) -> dict:
     headers = ["model", "path", "clips timed", "seconds", "clips/s", "vs (b)", "fixed s", "end-to-end s",
                "max |p - p_b|"]
     table = md_table(headers, rows)
-    summary = md_table(["model", "audio s (N clips)", "a/b (target >= 0.8)", "a/c (target >= 5)", "b/c",
-                        "a'/b", "actor start-up s", "(a) end-to-end clips/s"],
-                       [[k, f"{secs_audio[k]:.0f}", f"**{v['a/b']:.2f}**", f"**{v['a/c']:.2f}**", f"{v['b/c']:.2f}",
+    summary = md_table(["model", "audio s (N clips)", "a/b end to end (target >= 0.8)", "a/b steady state",
+                        "a/c (target >= 5)", "b/c", "a'/b", "actor start-up s", "(a) end-to-end clips/s"],
+                       [[k, f"{secs_audio[k]:.0f}", f"**{v['a/b_e2e']:.2f}**", f"{v['a/b']:.2f}",
+                         f"**{v['a/c']:.2f}**", f"{v['b/c']:.2f}",
                          f"{v['ap/b']:.2f}", f"{v['actor_startup_s']:.1f}", f"{v['a_end_to_end_rate']:.1f}"]
                         for k, v in ratios.items()])
     print("\n" + table + "\n\n" + summary)

@@ -168,10 +168,25 @@ def read_json(uri: str | os.PathLike) -> Any:
 
 
 def write_parquet_atomic(uri: str | os.PathLike, table: pa.Table) -> None:
-    """One Parquet file, written atomically."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    write_bytes_atomic(uri, sink.getvalue().to_pybytes())
+    """One Parquet file, written atomically and streamed to its destination (no in-memory copy of the file)."""
+    if not is_local(uri):
+        fs, p = filesystem(uri)
+        with fs.open_output_stream(p) as out:  # an object store publishes the object on close, whole
+            pq.write_table(table, out)
+        return
+    path = local_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:

@@ -21,7 +21,6 @@ from ser_models.exceptions import ConfigError
 from ser_models.io import (
     exists,
     read_json,
-    read_parquet,
     storage_path,
     write_json_atomic,
     write_parquet_atomic,
@@ -76,11 +75,20 @@ def feature_cache_key(pool, encoder) -> str:
 
 
 class FeatureCache:
-    """Cached [L, D] pooled features of every pool clip for one encoder.
+    """Per-clip [L, D] mean-pooled encoder features, written once, read every round, never held whole.
 
-    Layout: ``<root>/<encoder fingerprint>/features.parquet`` (utt_id, features: float32 bytes) and
-    ``meta.json`` (num_layers L, hidden_size D, clip count).
+    Layout (``root`` may be a local path or a ``pyarrow.fs`` URI)::
+
+        <root>/<encoder fingerprint[:16]>/meta.json          L, D, clip count, the shard folder; written last
+        <root>/<encoder fingerprint[:16]>/features-<id>/     Parquet shards: utt_id, features (float32 bytes)
+
+    The build streams: actors (or this process) encode batch by batch and the shards are written as the
+    batches come (Ray Data ``write_parquet``), so neither the driver nor any worker holds the pool's
+    features. A build killed before ``meta.json`` leaves folders that the next build removes. Readers get a
+    lazy Ray Dataset filtered to the clips they need (:meth:`dataset`).
     """
+
+    SHARDS_PREFIX = "features-"
 
     def __init__(self, root: str | Path, fingerprint: str):
         self.dir = storage_path(root) / fingerprint[:16]
@@ -91,12 +99,19 @@ class FeatureCache:
 
     @property
     def ready(self) -> bool:
-        return exists(self.dir / "meta.json") and exists(self.dir / "features.parquet")
+        if not exists(self.dir / "meta.json"):
+            return False
+        shards = read_json(self.dir / "meta.json").get("shards")
+        return bool(shards) and exists(self.dir / shards)
 
     @property
     def shape(self) -> tuple[int, int]:
         meta = read_json(self.dir / "meta.json")
         return int(meta["num_layers"]), int(meta["hidden_size"])
+
+    @property
+    def shards_dir(self):
+        return self.dir / read_json(self.dir / "meta.json")["shards"]
 
     def build(self, ds, model_cfg, num_layers: int, scorer_cfg=None, *, verbose: bool = True,
               in_process: bool = False) -> None:
@@ -108,43 +123,89 @@ class FeatureCache:
             num_layers: L, the encoder's hidden-state count.
             scorer_cfg: the loop's ``ScorerConfig``: the build runs on the same actor pool settings (actors,
                 CPUs, threads, GPUs, batch and micro-batch sizes). None = its defaults.
+            in_process: encode in this process (one batch at a time, each written as one shard).
         """
         if self.ready:
             return
         reason = cache_supported(model_cfg)
         if reason:
             raise ConfigError(f"the feature cache cannot be used: {reason}")
-        from ser_models.active.scorer import ScorerConfig, run_on_actor_pool
+        import uuid
+
+        import pyarrow.dataset as pads
+
+        from ser_models.active.scorer import ScorerConfig, map_on_actor_pool, run_on_actor_pool
         from ser_models.config import to_dict
+        from ser_models.io import delete_dir, filesystem, list_dir
 
         sc = scorer_cfg or ScorerConfig()
         t0 = time.perf_counter()
+        for name in list_dir(self.dir):  # left by a build that was killed before meta.json
+            if name.startswith(self.SHARDS_PREFIX):
+                delete_dir(self.dir / name)
+        shards = f"{self.SHARDS_PREFIX}{uuid.uuid4().hex[:8]}"
+        out = self.dir / shards
         source = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"])
         kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
                   "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds}
-        batches = run_on_actor_pool(source, EncoderPooler, kwargs, sc, in_process)
-        ids, feats = [], []
-        for batch in batches:
-            ids.extend(batch["utt_id"].tolist())
-            feats.extend(batch["features"].tolist())
-        order = np.argsort(np.asarray(ids, dtype=str), kind="stable")
-        table = pa.table({"utt_id": pa.array([ids[i] for i in order], pa.string()),
-                          "features": pa.array([feats[i] for i in order], pa.binary())})
-        first = np.frombuffer(feats[0], np.float32)
-        write_parquet_atomic(self.dir / "features.parquet", table)
-        write_json_atomic(self.dir / "meta.json", {"num_layers": num_layers, "hidden_size": len(first) // num_layers,
-                                                   "clips": len(ids), "fingerprint": self.fingerprint})
+        fs, path = filesystem(out)
+        if in_process:
+            fs.create_dir(path)
+            for i, batch in enumerate(run_on_actor_pool(source, EncoderPooler, kwargs, sc, in_process=True)):
+                write_parquet_atomic(out / f"part-{i:06d}.parquet", _feature_table(batch))
+        else:
+            # Binary features as an Arrow column (a numpy object column would be pickled), written as produced.
+            encoded = map_on_actor_pool(source, EncoderPooler, kwargs, sc)
+            encoded.map_batches(_feature_table, batch_format="numpy", batch_size=None).write_parquet(
+                path, filesystem=fs)
+        written = pads.dataset(path, filesystem=fs, format="parquet")
+        clips = written.count_rows()
+        first = written.head(1, columns=["features"]).column("features")[0].as_py() if clips else b""
+        write_json_atomic(self.dir / "meta.json", {  # last: marks the cache complete
+            "num_layers": num_layers, "hidden_size": len(first) // 4 // num_layers, "clips": clips,
+            "fingerprint": self.fingerprint, "shards": shards})
         if verbose:
-            print(f"  feature cache: encoded {len(ids)} clips once in {time.perf_counter() - t0:.1f}s -> {self.dir}")
+            print(f"  feature cache: encoded {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
+
+    def dataset(self, ids=None, labels: dict[str, str] | None = None):
+        """The cached rows as a lazy Ray Dataset: only ``ids`` (None = all), with a ``label`` column from
+        ``labels`` (None = no labels). Filtering runs on the workers, shard by shard."""
+        import ray.data
+
+        from ser_models.io import filesystem
+
+        fs, path = filesystem(self.shards_dir)
+        ds = ray.data.read_parquet(path, filesystem=fs, columns=["utt_id", "features"])
+        if ids is None and labels is None:
+            return ds
+        keep = pa.array(sorted(ids if ids is not None else labels), pa.string())
+        values = None
+        if labels is not None:
+            values = pa.array([labels.get(u) for u in keep.to_pylist()], pa.string())
+        return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
+                              zero_copy_batch=True)
 
     def table(self, ids=None, labels: dict[str, str] | None = None) -> pa.Table:
-        """Cached rows (optionally only ``ids``) with a ``label`` column from ``labels`` (None = no labels)."""
-        import pyarrow.compute as pc
+        """:meth:`dataset` gathered on the driver (small selections and tests only)."""
+        parts = list(self.dataset(ids, labels).iter_batches(batch_format="pyarrow", batch_size=None))
+        parts = [t for t in parts if t.num_rows]
+        if not parts:
+            return pa.table({"utt_id": pa.array([], pa.string()), "features": pa.array([], pa.binary())})
+        return pa.concat_tables(parts).sort_by("utt_id")
 
-        table = read_parquet(self.dir / "features.parquet")
-        if ids is not None:
-            table = table.filter(pc.is_in(table["utt_id"], value_set=pa.array(sorted(ids), pa.string())))
-        if labels is not None:
-            table = table.append_column("label", pa.array([labels.get(u) for u in table["utt_id"].to_pylist()],
-                                                          pa.string()))
-        return table
+
+def _feature_table(batch: dict) -> pa.Table:
+    return pa.table({"utt_id": pa.array([str(u) for u in batch["utt_id"]], pa.string()),
+                     "features": pa.array(list(batch["features"]), pa.binary())})
+
+
+def _select_rows(table: pa.Table, ids: pa.Array, values: pa.Array | None) -> pa.Table:
+    """Rows whose ``utt_id`` is in ``ids`` (sorted), with ``label = values[position in ids]`` when given."""
+    import pyarrow.compute as pc
+
+    idx = pc.index_in(table.column("utt_id"), value_set=ids)
+    keep = pc.is_valid(idx)
+    table, idx = table.filter(keep), idx.filter(keep)
+    if values is not None:
+        table = table.append_column("label", pc.take(values, idx))
+    return table

@@ -167,8 +167,6 @@ class ActiveLearningLoop:
 
     def _datasets(self, ledger):
         """Ray Datasets for a training round: labelled train (``ledger``'s labels), dev, test."""
-        import ray.data
-
         if self.cache is None:
             if self._dev_test is None:
                 # Read once per run, not once per round: evaluation splits never change.
@@ -176,21 +174,19 @@ class ActiveLearningLoop:
             return {"train": self.pool.labelled(ledger), **self._dev_test}, None
         if self._dev_test is None:
             meta = {s: self.pool.metadata(columns=["utt_id", "label"], split=s) for s in ("dev", "test")}
-            self._dev_test = {s: ray.data.from_arrow(self.cache.table(
-                ids=m["utt_id"].astype(str), labels=dict(zip(m["utt_id"].astype(str), m["label"]))))
-                for s, m in meta.items()}
+            # Read from the cache once per run (evaluation splits never change), filtered on the workers.
+            self._dev_test = {s: self.cache.dataset(labels=dict(zip(m["utt_id"].astype(str), m["label"])))
+                              .materialize() for s, m in meta.items()}
         labelled = ledger.labels()
-        feeds = {"train": ray.data.from_arrow(self.cache.table(ids=labelled.keys(), labels=labelled)),
-                 **self._dev_test}
+        feeds = {"train": self.cache.dataset(labels=labelled), **self._dev_test}
         return feeds, self.cache.shape
 
     def _score_input(self):
         """Every training clip (labelled ones too: k-center uses them as centres), without labels."""
-        import ray.data
 
         if self.cache is None:
             return self.pool.dataset("train"), None
-        return ray.data.from_arrow(self.cache.table(ids=self.train_ids)), self.cache.shape
+        return self.cache.dataset(ids=self.train_ids), self.cache.shape
 
     # -------------------------------------------------------------------------------------------- stages
     def initial(self) -> None:
@@ -216,7 +212,7 @@ class ActiveLearningLoop:
             ds, shape = self._score_input()
             scores = score_dataset(ds, None, self.active.scorer, model_cfg=to_dict(self.model_cfg),
                                    feature_shape=shape, seed=self.active.seed, verbose=self.verbose,
-                                   in_process=self.in_process)
+                                   in_process=self.in_process, keep_pooled=True)
             from ser_models.active.config import StrategyConfig
             from ser_models.active.strategies.base import ScoredPool
 

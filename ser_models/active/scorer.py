@@ -103,13 +103,19 @@ def run_on_actor_pool(source, udf: type, kwargs: dict, cfg: ScorerConfig, in_pro
     if in_process:
         instance = udf(**kwargs)
         return (instance(b) for b in source.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"))
+    return map_on_actor_pool(source, udf, kwargs, cfg).iter_batches(batch_size=None, batch_format="numpy")
+
+
+def map_on_actor_pool(source, udf: type, kwargs: dict, cfg: ScorerConfig):
+    """``source.map_batches(udf)`` on the actor pool ``cfg`` describes, as a lazy Ray Dataset (to iterate on
+    the driver, or to write straight to storage without passing through it)."""
     from ray.data import ActorPoolStrategy
 
     check_reservation(cfg, cluster_cpus())
     return source.map_batches(
         udf, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, batch_format="numpy",
         compute=ActorPoolStrategy(size=cfg.num_actors), num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
-    ).iter_batches(batch_size=None, batch_format="numpy")
+    )
 
 
 def cluster_cpus() -> float:
@@ -223,7 +229,9 @@ class Scores:
     def to_table(self) -> pa.Table:
         n = len(self.ids)
         cols = {"utt_id": pa.array(self.ids.astype(str)),
-                "probs": _fixed(self.probs), "embedding": _fixed(self.embedding), "pooled": _fixed(self.pooled)}
+                "probs": _fixed(self.probs), "embedding": _fixed(self.embedding)}
+        if self.pooled.size:  # gathered only for the cold start (score_dataset(keep_pooled=True))
+            cols["pooled"] = _fixed(self.pooled)
         if self.mc_probs is not None:
             cols["mc_probs"] = _fixed(self.mc_probs.reshape(n, -1))
         table = pa.table(cols)
@@ -238,8 +246,9 @@ class Scores:
         if "mc_probs" in table.column_names and meta.get("mc_shape"):
             shape = tuple(int(x) for x in meta["mc_shape"].split(","))
             mc = _unfixed(table.column("mc_probs")).reshape(len(ids), *shape)
-        return cls(ids, _unfixed(table.column("probs")), _unfixed(table.column("embedding")),
-                   _unfixed(table.column("pooled")), mc)
+        pooled = (_unfixed(table.column("pooled")) if "pooled" in table.column_names
+                  else np.zeros((len(ids), 0), np.float32))
+        return cls(ids, _unfixed(table.column("probs")), _unfixed(table.column("embedding")), pooled, mc)
 
     def save(self, path: str | Path) -> None:
         write_parquet_atomic(path, self.to_table())
@@ -268,7 +277,7 @@ def _unfixed(col) -> np.ndarray:
 
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
                   feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True,
-                  in_process: bool = False) -> Scores:
+                  in_process: bool = False, keep_pooled: bool = False) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
     Args:
@@ -278,6 +287,9 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         cfg: actor pool size, GPUs, batch sizes, MC samples.
         in_process: call one :class:`PoolScorer` in this process instead of an actor pool (the loop's
             ``scaling.backend=in_process``: no actor start-up, for quick local runs).
+        keep_pooled: gather the [N, D] pooled encoder vectors too (only the cold start needs them; at 1M
+            clips of a 768-d encoder they are 3 GB the driver otherwise never holds). When False,
+            ``Scores.pooled`` is an [N, 0] array.
 
     Returns:
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
@@ -289,10 +301,11 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed)
     batches = run_on_actor_pool(ds.select_columns(columns), PoolScorer, kwargs, cfg, in_process)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs")}
+    wanted = [k for k in parts if keep_pooled or k != "pooled"]
     for batch in batches:
-        for key, arrays in parts.items():
+        for key in wanted:
             if key in batch:
-                arrays.append(np.asarray(batch[key]))
+                parts[key].append(np.asarray(batch[key]))
     if not sum(len(a) for a in parts["utt_id"]):
         raise PoolError("scoring produced no rows: the dataset to score is empty")
     ids = np.concatenate(parts["utt_id"]).astype(str)
@@ -302,8 +315,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         arrays = [a for a in parts[key] if len(a)]  # an empty batch carries no shape
         return np.concatenate(arrays).astype(np.float32, copy=False)[order] if arrays else None
 
-    scores = Scores(ids[order].astype(object), stack("probs"), stack("embedding"), stack("pooled"),
-                    stack("mc_probs"))
+    pooled = stack("pooled") if keep_pooled else np.zeros((len(ids), 0), np.float32)
+    scores = Scores(ids[order].astype(object), stack("probs"), stack("embedding"), pooled, stack("mc_probs"))
     if verbose:
         secs = time.perf_counter() - t0
         print(f"  scored {len(ids)} clips in {secs:.1f}s ({len(ids) / max(secs, 1e-9):.0f} clips/s)")

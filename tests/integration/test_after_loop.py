@@ -229,13 +229,14 @@ def test_frozen_encoder_cache_encodes_once(demo_pool, tmp_path):
     assert loop.cache is not None
     reports = loop.run()
     assert len(reports) == 2
-    cache_file = next(tmp_path.glob("feature_cache/*/features.parquet"))
+    shards = sorted(tmp_path.glob("feature_cache/*/features-*/*.parquet"))  # written as encoded, in shards
     n_all = len(Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id"]))
-    assert pq.read_metadata(cache_file).num_rows == n_all
-    mtime = cache_file.stat().st_mtime_ns
+    assert sum(pq.read_metadata(f).num_rows for f in shards) == n_all
+    assert loop.cache.table(ids=["nope"]).num_rows == 0 and len(loop.cache.table()) == n_all
+    mtimes = [f.stat().st_mtime_ns for f in shards]
     shutil.rmtree(tmp_path / "rounds" / "round=001")  # redo the last round: it must not re-encode
     _loop(cfg).run()
-    assert cache_file.stat().st_mtime_ns == mtime
+    assert [f.stat().st_mtime_ns for f in shards] == mtimes
 
 
 def test_budget_larger_than_pool_is_a_config_error(demo_pool, tmp_path):

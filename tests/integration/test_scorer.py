@@ -32,8 +32,11 @@ def _train_split(demo_pool):
 def test_actor_and_in_process_agree_with_the_model(demo_pool, checkpoint, tmp_path):
     ds = _train_split(demo_pool)
     cfg = ScorerConfig(batch_size=8, micro_batch_size=4)
-    actor = score_dataset(ds, checkpoint, cfg, verbose=False)
-    local = score_dataset(ds, checkpoint, cfg, verbose=False, in_process=True)
+    actor = score_dataset(ds, checkpoint, cfg, verbose=False, keep_pooled=True)
+    local = score_dataset(ds, checkpoint, cfg, verbose=False, in_process=True, keep_pooled=True)
+    lean = score_dataset(ds, checkpoint, cfg, verbose=False, in_process=True)  # what every round gathers
+    assert lean.pooled.shape == (len(lean.ids), 0) and actor.pooled.shape[1] > 0
+    np.testing.assert_allclose(lean.probs, local.probs, atol=1e-6)
 
     meta = demo_pool.open().metadata(columns=["utt_id"], split="train")
     assert list(actor.ids) == sorted(meta["utt_id"])  # every clip once, sorted by id

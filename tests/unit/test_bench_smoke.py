@@ -91,15 +91,3 @@ def test_common_helpers(tmp_path):
     out = common.write_results(tmp_path / "r" / "x.md", "hi\n\n")
     assert out.read_text() == "hi\n"
 
-
-def test_selection_baselines_do_the_same_work_as_the_strategies():
-    """bench.selection's plain baselines pick what the library picks: the ratios compare equal work."""
-    from bench import selection
-    from ser_models.active import greedy_kcenter
-
-    pool = selection.make_pool(3000, dim=32)
-    plain = selection.plain_kcenter(pool.embeddings, 40, first=7)
-    ours = greedy_kcenter(pool.embeddings, 40, first=7, seed=0)
-    assert plain.tolist() == list(ours)
-    prefiltered = selection.plain_informative_diverse(pool, 20, prefilter_factor=5)
-    assert len(set(prefiltered.tolist())) == 20
