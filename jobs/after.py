@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None):
         tapt_job = TaptJobConfig(pool_dir=cfg.pool_dir, output_dir=f"{cfg.output_dir}/tapt",
                                  encoder=cfg.model.encoder, tapt=cfg.tapt, scaling=cfg.scaling)
         # Training split only: TAPT must never see the clips it is evaluated on.
-        tapt = run_tapt(tapt_job, pool.dataset("train", columns=TAPT_COLUMNS))
+        train_n = len(pool.metadata(columns=["utt_id"], split="train"))
+        tapt = run_tapt(tapt_job, pool.dataset("train", columns=TAPT_COLUMNS), train_rows=train_n)
         print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
         cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
     loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active)

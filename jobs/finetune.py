@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, split in (("dev", cfg.dev_split), ("test", cfg.test_split)):
         if split:
             datasets[name] = pool.dataset(split)
-    result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts)
+    result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts,
+                         train_rows=len(labels))
     m = result.metrics
     print(f"\n{'split':<6} {'WA':>6} {'UA':>6} {'F1':>6} {'n':>6}")
     for split in ("dev", "test"):

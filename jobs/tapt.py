@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     print(f"pool {cfg.pool_dir}: {len(meta)} {cfg.split} clips, {meta['duration'].sum() / 60:.1f} min of audio")
     print(to_yaml(cfg))
-    result = run_tapt(cfg, pool.dataset(cfg.split, columns=TAPT_COLUMNS))
+    result = run_tapt(cfg, pool.dataset(cfg.split, columns=TAPT_COLUMNS), train_rows=len(meta))
     m = result.metrics
     losses = [h["loss"] for h in m["history"]]
     print(f"\nTAPT {m['objective']}: {len(losses)} epochs, loss {losses[0]:.4f} -> {losses[-1]:.4f}"

@@ -254,7 +254,7 @@ class ActiveLearningLoop:
         init = (self.round_dir(r - 1) / "train" / "checkpoint") if (self.active.warm_start and r > 0) else None
         result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
                              class_counts=counts, feature_shape=shape, init_checkpoint=init,
-                             run_name=f"round{r:03d}", verbose=self.verbose)
+                             run_name=f"round{r:03d}", train_rows=len(ledger), verbose=self.verbose)
         seconds["train"] = time.perf_counter() - t0
         failpoint("after_train")
         selected = 0

@@ -187,3 +187,66 @@ def iterate_batches(clips: ClipSet, batch_size: int, max_seconds: float | None,
     max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
     for index in plan_batches(clips.lengths(), batch_size, rng, bucket_window):
         yield make_batch(clips, index, max_samples, rng)
+
+
+class StreamingClips:
+    """A worker's training clips read from its Ray Data shard anew every epoch, one window at a time.
+
+    For shards too large to hold (a 1,000 h pool is ~115 GB of int16 audio): each epoch iterates the shard
+    with a local shuffle buffer, decodes ``window`` clips at a time, and yields length-bucketed, randomly
+    cropped batches from that window, so a worker holds one window of audio (plus the shuffle buffer's
+    encoded rows) whatever the pool size. Small labelled sets keep the in-memory :class:`ClipSet` (chosen by
+    size: ``scaling.stream_above_clips``).
+
+    Args:
+        shard: a ``ray.data.DataIterator`` (``ray.train.get_dataset_shard`` or ``Dataset.iterator()``).
+        labels: the label set (``[]`` for TAPT).
+        rows: rows this worker reads per epoch (before any ``min_samples`` filtering): the epoch's step
+            count comes from it.
+        feature_shape: (L, D) in feature mode, None in audio mode.
+        require_labels: as in :func:`collect_clips`.
+        window: clips decoded at a time (rounded up to a whole number of length-bucketing windows).
+        min_samples: drop clips shorter than this (TAPT's masking needs a minimum length).
+    """
+
+    def __init__(self, shard, labels: Sequence[str], rows: int, feature_shape: tuple[int, int] | None = None,
+                 require_labels: bool = True, window: int = 1024, min_samples: int = 0):
+        self.shard, self.labels, self.rows = shard, list(labels), int(rows)
+        self.feature_shape, self.require_labels = feature_shape, require_labels
+        self.window, self.min_samples = max(int(window), 1), int(min_samples)
+        self.dropped = 0  # short clips skipped, summed over the epochs read (epochs_read)
+        self.epochs_read = 0
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def num_batches(self, batch_size: int) -> int:
+        """Batches per epoch: ``ceil(rows / batch_size)`` (windows are whole bucketing windows)."""
+        return -(-self.rows // batch_size)
+
+    def iterate(self, batch_size: int, max_seconds: float | None, rng: np.random.Generator,
+                bucket_window: int = 16) -> Iterator[Batch]:
+        """One epoch of shuffled, bucketed, cropped batches (``rng`` seeds the shuffle buffer too)."""
+        chunk = batch_size * max(bucket_window, 1)
+        window = -(-self.window // chunk) * chunk
+        seed = int(rng.integers(0, 2**31 - 1))
+        for rows in self.shard.iter_batches(batch_size=window, batch_format="numpy",
+                                            local_shuffle_buffer_size=window, local_shuffle_seed=seed):
+            clips = collect_clips([rows], self.labels, feature_shape=self.feature_shape,
+                                  require_labels=self.require_labels)
+            if self.min_samples and clips.audio is not None:
+                keep = np.flatnonzero(clips.lengths() >= self.min_samples)
+                self.dropped += len(clips) - len(keep)
+                clips = ClipSet(ids=[clips.ids[i] for i in keep], labels=clips.labels[keep],
+                                audio=[clips.audio[i] for i in keep])
+            yield from iterate_batches(clips, batch_size, max_seconds, rng, bucket_window)
+        self.epochs_read += 1
+
+
+def epoch_batches(clips: ClipSet | StreamingClips, batch_size: int, max_seconds: float | None,
+                  rng: np.random.Generator) -> tuple[int, Iterator[Batch]]:
+    """``(planned batches, batch iterator)`` of one training epoch over either kind of clip source."""
+    if isinstance(clips, StreamingClips):
+        return clips.num_batches(batch_size), clips.iterate(batch_size, max_seconds, rng)
+    return len(plan_batches(clips.lengths(), batch_size, np.random.default_rng(0))), \
+        iterate_batches(clips, batch_size, max_seconds, rng)

@@ -52,6 +52,10 @@ class ScalingSettings:
     max_failures: int = field(1, help="worker-group restarts from the last checkpoint before giving up")
     backend: str = field("ray_train", help="'ray_train' (workers, DDP, fault tolerance) or 'in_process' (the "
                                            "same fit in the driver: for quick local runs and sweeps of tiny fits)")
+    stream_above_clips: int = field(20_000, help="a worker whose share of the training set is larger reads it "
+                                    "from Ray Data every epoch, one decoded window at a time, instead of holding "
+                                    "it in memory (0 = always stream)")
+    stream_window: int = field(1024, help="clips a streaming worker decodes and length-buckets at a time")
 
     def __post_init__(self):
         if self.num_workers < 1:
@@ -60,5 +64,7 @@ class ScalingSettings:
             raise ConfigError(f"scaling.cpus_per_worker must be >= 1, got {self.cpus_per_worker}")
         if self.backend not in ("ray_train", "in_process"):
             raise ConfigError(f"scaling.backend must be 'ray_train' or 'in_process', got {self.backend!r}")
+        if self.stream_above_clips < 0 or self.stream_window < 1:
+            raise ConfigError("scaling.stream_above_clips must be >= 0 and scaling.stream_window >= 1")
         if self.max_failures < -1:
             raise ConfigError("scaling.max_failures must be >= -1 (-1 = retry forever)")

@@ -18,7 +18,13 @@ from torch import nn
 
 from ser_models.exceptions import TrainingError
 from ser_models.metrics import classification_metrics
-from ser_models.training.batching import ClipSet, iterate_batches, make_batch, plan_batches
+from ser_models.training.batching import (
+    ClipSet,
+    StreamingClips,
+    epoch_batches,
+    make_batch,
+    plan_batches,
+)
 from ser_models.training.config import TrainConfig
 from ser_models.training.distributed import all_reduce_min, broadcast_flag, rank, seed_epoch, wrap_ddp
 from ser_models.training.schedule import tri_stage_scheduler
@@ -104,7 +110,7 @@ def evaluate(model: nn.Module, clips: ClipSet, cfg: TrainConfig, device: torch.d
     return classification_metrics(clips.labels, probs.argmax(1), len(model.cfg.labels))
 
 
-def fit(model: nn.Module, train: ClipSet, dev: ClipSet | None, cfg: TrainConfig, *,
+def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, cfg: TrainConfig, *,
         device: torch.device | None = None, class_counts: list[int] | None = None,
         state: FitState | None = None,
         on_epoch_end: Callable[[FitState, nn.Module, torch.optim.Optimizer, object], None] | None = None,
@@ -113,7 +119,8 @@ def fit(model: nn.Module, train: ClipSet, dev: ClipSet | None, cfg: TrainConfig,
 
     Args:
         model: an ``EmotionModel`` (only parameters with ``requires_grad`` train).
-        train: this worker's labelled clips (audio or cached features).
+        train: this worker's labelled clips (audio or cached features), held (:class:`ClipSet`) or read
+            from its shard every epoch (:class:`StreamingClips`).
         dev: labelled dev clips, evaluated on rank 0 only; None = select the last epoch.
         cfg: training hyperparameters.
         device: where to train (default CPU).
@@ -140,7 +147,7 @@ def fit(model: nn.Module, train: ClipSet, dev: ClipSet | None, cfg: TrainConfig,
     if not groups:
         raise TrainingError("the model has no trainable parameters: check model.adapter.kind")
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    n_local = len(plan_batches(train.lengths(), cfg.batch_size, np.random.default_rng(0)))
+    n_local, _ = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, np.random.default_rng(0))
     steps_per_epoch = all_reduce_min(n_local)
     if steps_per_epoch == 0:
         raise TrainingError(f"a worker got no training clips ({len(train)} here): use fewer scaling.num_workers "
@@ -158,8 +165,12 @@ def fit(model: nn.Module, train: ClipSet, dev: ClipSet | None, cfg: TrainConfig,
         rng = seed_epoch(cfg.seed, epoch)
         model.train()
         total, count = 0.0, 0
-        for step, batch in enumerate(iterate_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng)):
-            if step >= steps_per_epoch:
+        _, batches = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng)
+        for step in range(steps_per_epoch):
+            batch = next(batches, None)
+            # Every replica takes the same steps: stop as soon as any shard runs dry (a streamed shard's
+            # clips are only counted as they are read).
+            if all_reduce_min(batch is not None) == 0:
                 break
             batch = batch.to(device)
             logits = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features)

@@ -11,7 +11,7 @@ import torch
 
 from ser_models.exceptions import ConfigError
 from ser_models.io import exists, storage_path, write_json_atomic
-from ser_models.training.batching import collect_clips
+from ser_models.training.batching import StreamingClips, collect_clips
 from ser_models.training.fitting import FitState, evaluate, fit, load_trainable_weights, trainable_weights
 from ser_models.training.loop import STATE_FILE
 from ser_models.training.state_io import load_state, save_state
@@ -26,9 +26,10 @@ def _clips(ds, labels, feature_shape):
 
 def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, class_counts=None,
                      feature_shape=None, init_checkpoint=None, threads: int = 1, use_gpu: bool = False,
-                     verbose: bool = True) -> dict:
+                     verbose: bool = True, stream_rows: int | None = None, stream_window: int = 1024) -> dict:
     """Fit in this process; returns the same metrics dict as the Ray Train worker and leaves the model in
-    ``output_dir/checkpoint``.
+    ``output_dir/checkpoint``. With ``stream_rows`` the training set is read from Ray Data every epoch, one
+    decoded window of ``stream_window`` clips at a time (:class:`StreamingClips`), instead of held.
 
     Raises:
         ConfigError: ``use_gpu`` (``scaling.use_gpu``) is set but this process sees no CUDA device.
@@ -48,7 +49,11 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
     if feature_shape is None:
         model.check_gradients()
     labels = model_cfg.labels
-    train = _clips(datasets["train"], labels, feature_shape)
+    if stream_rows is not None:
+        train = StreamingClips(datasets["train"].iterator(), labels, stream_rows, feature_shape=feature_shape,
+                               window=stream_window)
+    else:
+        train = _clips(datasets["train"], labels, feature_shape)
     dev = _clips(datasets.get("dev"), labels, feature_shape)
     test = _clips(datasets.get("test"), labels, feature_shape)
     output_dir = storage_path(output_dir)

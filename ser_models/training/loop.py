@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ser_models.config import from_dict
-from ser_models.training.batching import collect_clips
+from ser_models.training.batching import StreamingClips, collect_clips
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import FitState, evaluate, fit, load_trainable_weights, trainable_weights
 from ser_models.training.state_io import load_state, save_state
@@ -62,7 +62,14 @@ def train_loop_per_worker(config: dict) -> dict:
     if config.get("check_gradients", True) and feature_shape is None:
         model.check_gradients()
     labels = model_cfg.labels
-    train = _shard_clips("train", labels, feature_shape)
+    if config.get("stream_rows"):
+        # Too large to hold: read the shard anew every epoch, one decoded window at a time.
+        train = StreamingClips(ray.train.get_dataset_shard("train"), labels, int(config["stream_rows"]),
+                               feature_shape=feature_shape, window=int(config.get("stream_window", 1024)))
+        if rank == 0:
+            print(f"streaming {len(train)} training clips per worker, {train.window} decoded at a time")
+    else:
+        train = _shard_clips("train", labels, feature_shape)
     dev = _shard_clips("dev", labels, feature_shape) if rank == 0 else None
     test = _shard_clips("test", labels, feature_shape) if rank == 0 else None
 

@@ -53,7 +53,7 @@ from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import exists, read_bytes, save_figure, storage_path, write_bytes_atomic
-from ser_models.training.batching import ClipSet, iterate_batches, plan_batches
+from ser_models.training.batching import ClipSet, StreamingClips, epoch_batches, iterate_batches
 from ser_models.training.distributed import all_reduce_min, rank, seed_epoch, wrap_ddp
 from ser_models.training.mfcc import mfcc
 from ser_models.training.schedule import tri_stage_scheduler
@@ -537,13 +537,15 @@ def drop_short_clips(clips: ClipSet, min_samples: int) -> tuple[ClipSet, int]:
     return kept, len(clips) - len(keep)
 
 
-def pretrain(objective: TaptObjective, clips: ClipSet, cfg: TaptConfig, *, device: torch.device | None = None,
+def pretrain(objective: TaptObjective, clips: ClipSet | StreamingClips, cfg: TaptConfig, *,
+             device: torch.device | None = None,
              resume: dict | None = None, on_epoch_end=None, log=print) -> TaptState:
     """Run TAPT epochs over this worker's clips (AdamW, tri-stage schedule, random crops).
 
     Args:
         objective: from :func:`build_objective`; its trainable parameters are optimised.
-        clips: audio clips (labels unused), at least ``objective.min_samples`` long.
+        clips: audio clips (labels unused), at least ``objective.min_samples`` long: held, or streamed from
+            the worker's shard every epoch (:class:`StreamingClips`, which drops short clips as it reads).
         cfg: TAPT settings.
         device: where to train (default CPU).
         resume: ``{"state": TaptState, "model", "optimizer", "scheduler"}`` as saved by a checkpoint.
@@ -561,7 +563,8 @@ def pretrain(objective: TaptObjective, clips: ClipSet, cfg: TaptConfig, *, devic
     objective.to(device)
     params = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = all_reduce_min(len(plan_batches(clips.lengths(), cfg.batch_size, np.random.default_rng(0))))
+    steps_per_epoch = all_reduce_min(epoch_batches(clips, cfg.batch_size, cfg.max_crop_seconds,
+                                                   np.random.default_rng(0))[0])
     if steps_per_epoch == 0:
         raise TrainingError(f"a worker got no clips long enough for TAPT ({len(clips)} here, shortest allowed "
                             f"{objective.min_samples} samples): use fewer scaling.num_workers")
@@ -579,8 +582,10 @@ def pretrain(objective: TaptObjective, clips: ClipSet, cfg: TaptConfig, *, devic
         rng = seed_epoch(cfg.seed, epoch)  # a resumed run draws the same crops, masks and negatives
         sums: dict[str, float] = {}
         steps = 0
-        for batch in iterate_batches(clips, cfg.batch_size, cfg.max_crop_seconds, rng):
-            if steps >= steps_per_epoch:
+        _, batches = epoch_batches(clips, cfg.batch_size, cfg.max_crop_seconds, rng)
+        while steps < steps_per_epoch:
+            batch = next(batches, None)
+            if all_reduce_min(batch is not None) == 0:  # every replica takes the same steps
                 break
             objective.set_step(state.step)
             stats = train_step(objective, optimizer, batch.wavs.to(device), batch.lengths.to(device), rng,
@@ -637,9 +642,15 @@ def tapt_loop_per_worker(config: dict) -> dict:
     encoder = build_encoder(enc_cfg)
     objective = build_objective(encoder, cfg, config.get("clusters"))
     shard = ray.train.get_dataset_shard("train")
-    clips = collect_clips(shard.iter_batches(batch_size=64, batch_format="numpy"), labels=[],
-                          require_labels=False).sorted_by_id()
-    clips, dropped = drop_short_clips(clips, objective.min_samples)
+    if config.get("stream_rows"):
+        # Too large to hold: read the shard anew every epoch, one decoded window at a time.
+        clips = StreamingClips(shard, [], int(config["stream_rows"]), require_labels=False,
+                               window=int(config.get("stream_window", 1024)), min_samples=objective.min_samples)
+        dropped = 0  # counted while streaming
+    else:
+        clips = collect_clips(shard.iter_batches(batch_size=64, batch_format="numpy"), labels=[],
+                              require_labels=False).sorted_by_id()
+        clips, dropped = drop_short_clips(clips, objective.min_samples)
     if me == 0:
         print(f"TAPT ({objective.name}) on {len(clips)} clips per worker"
               + (f"; dropped {dropped} shorter than {objective.min_samples / 16000:.2f}s" if dropped else ""))
@@ -673,6 +684,8 @@ def tapt_loop_per_worker(config: dict) -> dict:
     if me != 0:
         ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=None)  # every rank reports equally
         return {}
+    if isinstance(clips, StreamingClips):
+        dropped = clips.dropped // max(clips.epochs_read, 1)  # per epoch (each epoch reads the shard again)
     result = {"history": state.history, "objective": objective.name, "clips": len(clips), "dropped_short": dropped,
               "final_loss": state.history[-1]["loss"] if state.history else None}
     with tempfile.TemporaryDirectory() as tmp:
@@ -728,7 +741,8 @@ def plot_loss_curve(history: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbose: bool = True) -> TaptResult:
+def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_rows: int | None = None,
+             verbose: bool = True) -> TaptResult:
     """Run TAPT with Ray Train, or reuse the finished run in ``cfg.output_dir``.
 
     Args:
@@ -736,6 +750,8 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
         dataset: a Ray Dataset of pool rows to use instead of ``Pool.open(cfg.pool_dir).dataset("train")``
             (only ``utt_id, audio, audio_format, num_samples`` are read).
         run_name: Ray Train run name under ``output_dir/ray_train``.
+        train_rows: clips in ``dataset`` when known (None = counted); above ``scaling.stream_above_clips``
+            per worker, workers stream their shard every epoch instead of holding it.
 
     Returns:
         A :class:`TaptResult`.
@@ -758,7 +774,9 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
     if dataset is None:
         from ser_models.data import Pool
 
-        dataset = Pool.open(cfg.pool_dir).dataset(cfg.split, columns=TAPT_COLUMNS)
+        pool = Pool.open(cfg.pool_dir)
+        dataset = pool.dataset(cfg.split, columns=TAPT_COLUMNS)
+        train_rows = len(pool.metadata(columns=["utt_id"], split=cfg.split))
     dataset = dataset.select_columns(TAPT_COLUMNS)
     dataset.context.enable_progress_bars = False  # bars would interleave with the epoch lines
     t0 = time.perf_counter()
@@ -785,7 +803,8 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", verbos
                    "clusters": None if clusters is None else clusters.to_dict(),
                    "threads": cfg.scaling.cpus_per_worker}
     result, _, staging = run_torch_trainer(tapt_loop_per_worker, loop_config, cfg.scaling,
-                                           {"train": dataset}, out, run_name)
+                                           {"train": dataset}, out, run_name,
+                                           train_rows=dataset.count() if train_rows is None else train_rows)
     seconds = time.perf_counter() - t0  # k-means targets included
     try:
         if not (staging / WEIGHTS_FILE).exists():

@@ -23,7 +23,7 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from ser_models.config import to_dict
-from ser_models.exceptions import TrainingError
+from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import (
     StoragePath,
     copy_dir,
@@ -55,7 +55,7 @@ class TrainResult:
 def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, datasets: dict[str, ray.data.Dataset],
                 output_dir: str | Path, *, class_counts: list[int] | None = None,
                 feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
-                run_name: str = "finetune", verbose: bool = True) -> TrainResult:
+                run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True) -> TrainResult:
     """Fine-tune with Ray Train (or return the finished result of an earlier identical call).
 
     Args:
@@ -70,6 +70,8 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         feature_shape: (L, D) of cached pooled features; None trains on audio.
         init_checkpoint: warm-start from this model checkpoint's trainable weights.
         run_name: Ray Train run name under ``output_dir/ray_train``.
+        train_rows: clips in ``datasets["train"]`` when the caller knows (None = counted here); above
+            ``scaling.stream_above_clips`` per worker the training set is streamed, not held.
 
     Returns:
         A :class:`TrainResult`; ``metrics`` has ``history``, ``best_epoch``, ``dev`` and ``test``.
@@ -88,13 +90,17 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         raise TrainingError("datasets must contain 'train'")
     columns = FEATURE_COLUMNS if feature_shape is not None else AUDIO_COLUMNS
     feeds = {name: ds.select_columns(columns) for name, ds in datasets.items() if ds is not None}
+    if train_rows is None:
+        train_rows = feeds["train"].count()
     if scaling.backend == "in_process":
         from ser_models.training.in_process import train_in_process
 
         t0 = time.perf_counter()
         metrics = train_in_process(model_cfg, train_cfg, feeds, output_dir, class_counts=class_counts,
                                    feature_shape=feature_shape, init_checkpoint=init_checkpoint,
-                                   threads=scaling.cpus_per_worker, use_gpu=scaling.use_gpu, verbose=verbose)
+                                   threads=scaling.cpus_per_worker, use_gpu=scaling.use_gpu, verbose=verbose,
+                                   stream_rows=train_rows if train_rows > scaling.stream_above_clips else None,
+                                   stream_window=scaling.stream_window)
         return _finish(model_cfg, output_dir, metrics, time.perf_counter() - t0)
     for ds in feeds.values():
         # Progress bars of datasets fed to workers would interleave with the epoch lines.
@@ -108,7 +114,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         "threads": scaling.cpus_per_worker,
     }
     result, seconds, staging = run_torch_trainer(train_loop_per_worker, loop_config, scaling, feeds, output_dir,
-                                                 run_name)
+                                                 run_name, train_rows=train_rows)
     try:
         metrics = result.return_value or read_json(staging / RESULT_FILE)
         delete_dir(ckpt_dir)
@@ -120,7 +126,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
 
 
 def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, datasets: dict, output_dir: str,
-                      run_name: str) -> tuple:
+                      run_name: str, train_rows: int | None = None) -> tuple:
     """Run ``loop_fn`` with Ray Train V2 and download its last checkpoint to a local temporary folder.
 
     Shared by fine-tuning and TAPT: one place decides how scaling, failure retries, checkpoint retention and
@@ -134,10 +140,14 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
     Raises:
         TrainingError: Ray Train gave up after ``scaling.max_failures`` restarts, or left no checkpoint.
     """
-    # Read on the driver, before the workers reserve their CPUs: when num_workers * cpus_per_worker takes
-    # every CPU (2 workers on 2 CPUs), reads started by the workers wait for a free CPU forever (a silent
-    # hang). Workers hold their whole shard in memory anyway (batching.ClipSet); this adds object-store use.
-    datasets = {name: ds.materialize() for name, ds in datasets.items()}
+    stream_rows = _stream_rows(scaling, train_rows)
+    loop_config = {**loop_config, "stream_rows": stream_rows, "stream_window": scaling.stream_window}
+    # A held training set is read on the driver, before the workers reserve their CPUs: when num_workers *
+    # cpus_per_worker takes every CPU (2 workers on 2 CPUs), reads started by the workers wait for a free CPU
+    # forever (a silent hang). A streamed one is read by the workers every epoch (_stream_rows checked that
+    # CPUs are left for its read tasks); dev/test are small and always read here.
+    datasets = {name: ds if (name == "train" and stream_rows is not None) else ds.materialize()
+                for name, ds in datasets.items()}
     trainer = TorchTrainer(
         loop_fn,
         train_loop_config=loop_config,
@@ -163,6 +173,29 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
     staging = Path(tempfile.mkdtemp(prefix=f"ser-{run_name}-checkpoint-"))
     result.checkpoint.to_directory(str(staging))
     return result, seconds, staging
+
+
+def _stream_rows(scaling: ScalingSettings, train_rows: int | None) -> int | None:
+    """Rows per worker when the training set is streamed (``scaling.stream_above_clips``), else None.
+
+    Raises:
+        ConfigError: streaming was chosen but the workers reserve every CPU of the cluster, so Ray Data's
+            read tasks could never run.
+    """
+    if train_rows is None:
+        return None
+    per_worker = train_rows // scaling.num_workers  # Ray Train splits the training set equally
+    if per_worker <= scaling.stream_above_clips:
+        return None
+    from ser_models.active.scorer import cluster_cpus
+
+    cpus, reserved = cluster_cpus(), scaling.num_workers * scaling.cpus_per_worker
+    if cpus and reserved >= cpus:
+        raise ConfigError(f"{train_rows} training clips are streamed (> scaling.stream_above_clips="
+                          f"{scaling.stream_above_clips} per worker), but the {scaling.num_workers} workers reserve "
+                          f"{reserved} of the cluster's {cpus:g} CPUs and leave none for reading: lower "
+                          "scaling.num_workers or scaling.cpus_per_worker")
+    return per_worker
 
 
 def _ray_storage(uri: str) -> dict:

@@ -1,0 +1,38 @@
+"""Streamed training sets: a worker reads its shard anew every epoch, one decoded window at a time. Streamed
+fits through Ray Train (TAPT, fine-tuning) and in process run in tests/integration/test_s3_storage.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ser_models.training.batching as batching
+from ser_models.training.batching import StreamingClips, epoch_batches
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def test_each_epoch_reads_every_clip_once_and_never_holds_more_than_a_window(demo_pool, monkeypatch):
+    ds = demo_pool.open().dataset("train")
+    rows = ds.count()
+    decoded_at_once = []
+    real = batching.collect_clips
+
+    def spy(batches, *args, **kwargs):
+        clips = real(batches, *args, **kwargs)
+        decoded_at_once.append(len(clips))
+        return clips
+
+    monkeypatch.setattr(batching, "collect_clips", spy)
+    stream = StreamingClips(ds.iterator(), list(demo_pool.labels), rows, window=8)
+    epochs = []
+    for epoch in range(2):
+        planned, batches = epoch_batches(stream, 4, 1.0, np.random.default_rng(epoch))
+        ids = [i for b in batches for i in b.ids]
+        assert planned == -(-rows // 4)
+        assert sorted(ids) == sorted(ds.to_pandas()["utt_id"])  # every clip once per epoch
+        epochs.append(ids)
+    assert max(decoded_at_once) <= 64  # a window: 8 rounded up to one bucketing window (4 x 16), not 32+ clips
+    assert len(decoded_at_once) >= 2 * (rows // 64)
+    assert epochs[0] != epochs[1]  # reshuffled every epoch
+
