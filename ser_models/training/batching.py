@@ -229,9 +229,16 @@ class StreamingClips:
         """One epoch of shuffled, bucketed, cropped batches (``rng`` seeds the shuffle buffer too)."""
         chunk = batch_size * max(bucket_window, 1)
         window = -(-self.window // chunk) * chunk
-        seed = int(rng.integers(0, 2**31 - 1))
-        for rows in self.shard.iter_batches(batch_size=window, batch_format="numpy",
-                                            local_shuffle_buffer_size=window, local_shuffle_seed=seed):
+        for clips in self.windows(window, seed=int(rng.integers(0, 2**31 - 1))):
+            yield from iterate_batches(clips, batch_size, max_seconds, rng, bucket_window)
+        self.epochs_read += 1
+
+    def windows(self, window: int | None = None, seed: int | None = None) -> Iterator[ClipSet]:
+        """The shard as decoded :class:`ClipSet` windows of ``window`` clips (shuffled with ``seed``; None =
+        in the shard's order, for evaluation)."""
+        window = window or self.window
+        shuffle = {} if seed is None else {"local_shuffle_buffer_size": window, "local_shuffle_seed": seed}
+        for rows in self.shard.iter_batches(batch_size=window, batch_format="numpy", **shuffle):
             clips = collect_clips([rows], self.labels, feature_shape=self.feature_shape,
                                   require_labels=self.require_labels)
             if self.min_samples and clips.audio is not None:
@@ -239,8 +246,7 @@ class StreamingClips:
                 self.dropped += len(clips) - len(keep)
                 clips = ClipSet(ids=[clips.ids[i] for i in keep], labels=clips.labels[keep],
                                 audio=[clips.audio[i] for i in keep])
-            yield from iterate_batches(clips, batch_size, max_seconds, rng, bucket_window)
-        self.epochs_read += 1
+            yield clips
 
 
 def epoch_batches(clips: ClipSet | StreamingClips, batch_size: int, max_seconds: float | None,

@@ -52,9 +52,10 @@ class ScalingSettings:
     max_failures: int = field(1, help="worker-group restarts from the last checkpoint before giving up")
     backend: str = field("ray_train", help="'ray_train' (workers, DDP, fault tolerance) or 'in_process' (the "
                                            "same fit in the driver: for quick local runs and sweeps of tiny fits)")
-    stream_above_clips: int = field(20_000, help="a worker whose share of the training set is larger reads it "
-                                    "from Ray Data every epoch, one decoded window at a time, instead of holding "
-                                    "it in memory (0 = always stream)")
+    stream_above_clips: int = field(2000, help="a worker whose share of the training set is larger (about 2 h of "
+                                    "3-s clips, ~200 MB decoded) reads it, and rank 0 its dev/test splits, from Ray "
+                                    "Data every epoch, one decoded window at a time, instead of holding them "
+                                    "(0 = always stream)")
     stream_window: int = field(1024, help="clips a streaming worker decodes and length-buckets at a time")
 
     def __post_init__(self):

@@ -102,8 +102,17 @@ def predict(model: nn.Module, clips: ClipSet, cfg: TrainConfig, device: torch.de
     return probs
 
 
-def evaluate(model: nn.Module, clips: ClipSet, cfg: TrainConfig, device: torch.device) -> dict:
-    """WA / UA / macro-F1 / confusion on labelled clips."""
+def evaluate(model: nn.Module, clips: ClipSet | StreamingClips, cfg: TrainConfig, device: torch.device) -> dict:
+    """WA / UA / macro-F1 / confusion on labelled clips (held, or streamed window by window)."""
+    if isinstance(clips, StreamingClips):
+        ys, preds = [], []
+        for window in clips.windows():
+            if len(window):
+                ys.append(window.labels)
+                preds.append(predict(model, window, cfg, device).argmax(1))
+        if not ys:
+            return classification_metrics([], [], len(model.cfg.labels))
+        return classification_metrics(np.concatenate(ys), np.concatenate(preds), len(model.cfg.labels))
     if len(clips) == 0:
         return classification_metrics([], [], len(model.cfg.labels))
     probs = predict(model, clips, cfg, device)

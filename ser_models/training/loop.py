@@ -70,8 +70,14 @@ def train_loop_per_worker(config: dict) -> dict:
             print(f"streaming {len(train)} training clips per worker, {train.window} decoded at a time")
     else:
         train = _shard_clips("train", labels, feature_shape)
-    dev = _shard_clips("dev", labels, feature_shape) if rank == 0 else None
-    test = _shard_clips("test", labels, feature_shape) if rank == 0 else None
+    if config.get("eval_rows") is not None:  # streamed: evaluated window by window, never held
+        window = int(config.get("stream_window", 1024))
+        dev, test = (StreamingClips(ray.train.get_dataset_shard(name), labels, config["eval_rows"][name],
+                                    feature_shape=feature_shape, window=window)
+                     if rank == 0 and name in config["eval_rows"] else None for name in ("dev", "test"))
+    else:
+        dev = _shard_clips("dev", labels, feature_shape) if rank == 0 else None
+        test = _shard_clips("test", labels, feature_shape) if rank == 0 else None
 
     state = FitState()
     checkpoint = ray.train.get_checkpoint()

@@ -141,13 +141,17 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
         TrainingError: Ray Train gave up after ``scaling.max_failures`` restarts, or left no checkpoint.
     """
     stream_rows = _stream_rows(scaling, train_rows)
-    loop_config = {**loop_config, "stream_rows": stream_rows, "stream_window": scaling.stream_window}
     # A held training set is read on the driver, before the workers reserve their CPUs: when num_workers *
     # cpus_per_worker takes every CPU (2 workers on 2 CPUs), reads started by the workers wait for a free CPU
-    # forever (a silent hang). A streamed one is read by the workers every epoch (_stream_rows checked that
-    # CPUs are left for its read tasks); dev/test are small and always read here.
-    datasets = {name: ds if (name == "train" and stream_rows is not None) else ds.materialize()
-                for name, ds in datasets.items()}
+    # forever (a silent hang). A streamed one, and then its evaluation splits too, is read by the workers
+    # (_stream_rows checked that CPUs are left for the read tasks).
+    if stream_rows is None:
+        datasets = {name: ds.materialize() for name, ds in datasets.items()}
+        eval_rows = None
+    else:
+        eval_rows = {name: ds.count() for name, ds in datasets.items() if name != "train"}
+    loop_config = {**loop_config, "stream_rows": stream_rows, "stream_window": scaling.stream_window,
+                   "eval_rows": eval_rows}
     trainer = TorchTrainer(
         loop_fn,
         train_loop_config=loop_config,

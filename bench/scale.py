@@ -1,0 +1,188 @@
+"""Scale benchmark: memory and time of the pool-sized stages on demo pools of ~1, 4 and 16 hours.
+
+    python -m bench.scale                    # 1 / 4 / 16 h, writes bench/results/scale.md
+    python -m bench.scale --hours 0.25 1     # other sizes (prints only)
+
+For each pool size, in a fresh process with its own local Ray (2 CPUs), one after the other:
+
+* **cache build**: ``FeatureCache.build`` over every clip (frozen tiny encoder, one Ray Data actor);
+* **scoring pass**: ``score_dataset`` over the training split (a fresh model, one actor);
+* **TAPT epoch**: ``run_tapt`` for one epoch through Ray Train (1 worker);
+* **fine-tuning epoch**: ``train_model`` for one epoch on every training clip through Ray Train (1 worker).
+
+Each with the library's defaults (``scaling.stream_above_clips`` decides whether a worker holds or streams its
+shard). Peak memory is the largest sum, sampled every 0.25 s, of the proportional set size (PSS: shared pages
+split between the processes sharing them, so the Ray object store and shared libraries count once) of the
+benchmark process and every process under it (Ray's GCS, raylet, workers, actors): the whole Ray job. Pools
+come from ``jobs.make_demo_pool`` + ``jobs.prepare_pool`` and are kept under ``--workdir`` between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "scale.md"
+SECONDS_PER_CLIP = 3.1  # mean duration of a demo clip (jobs.make_demo_pool)
+CROP = 2.0  # training crops (s): the stages' cost per clip stays the same at every pool size
+
+
+class PeakPss:
+    """Samples the summed PSS of this process and all its descendants in a background thread."""
+
+    def __init__(self, interval: float = 0.25):
+        import psutil
+
+        self.psutil, self.interval = psutil, interval
+        self.me = psutil.Process(os.getpid())
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def total(self) -> int:
+        total = 0
+        for proc in [self.me, *self.me.children(recursive=True)]:
+            try:
+                total += proc.memory_full_info().pss
+            except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, self.psutil.ZombieProcess):
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.total())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakPss:
+        self.peak = self.total()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.total())
+
+
+def ensure_pool(hours: float, workdir: Path) -> Path:
+    n = max(12, int(round(hours * 3600 / SECONDS_PER_CLIP)))
+    root = workdir / f"pool_{n}"
+    pool = root / "pool"
+    if (pool / "summary.json").exists():
+        return pool
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "jobs.make_demo_pool", str(root / "corpus"), "--n", str(n), "--seed", "0",
+                    "--workers", "2"], cwd=REPO, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "jobs.prepare_pool", "jobs/configs/prepare_pool_demo.yaml",
+                    f"manifest={root / 'corpus' / 'manifest.csv'}", f"output_dir={pool}"],
+                   cwd=REPO, env=env, check=True)
+    return pool
+
+
+def run_size(pool_dir: str, workdir: str) -> dict:
+    """All four stages on one pool, in this process (called through ``--case``)."""
+    import shutil
+
+    from bench.common import init_ray
+    from ser_models.active.feature_cache import FeatureCache, feature_cache_key
+    from ser_models.active.scorer import ScorerConfig, score_dataset
+    from ser_models.config import to_dict
+    from ser_models.data import Pool
+    from ser_models.encoders import EncoderConfig, build_encoder
+    from ser_models.testing import tiny_model_config
+    from ser_models.training import train_model
+    from ser_models.training.config import ScalingSettings, TrainConfig
+    from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
+    from ser_models.training.tapt_config import TaptConfig, TaptJobConfig
+
+    init_ray(2)
+    out = Path(workdir) / "scale_run"
+    shutil.rmtree(out, ignore_errors=True)
+    pool = Pool.open(pool_dir)
+    train_n = len(pool.metadata(columns=["utt_id"], split="train"))
+    row: dict = {"clips": pool.summary["kept"], "hours": round(sum(s["hours"] for s in pool.summary["splits"].values()), 2),
+                 "train_clips": train_n}
+    scorer = ScorerConfig(num_actors=1, num_cpus=1, threads=1, micro_batch_size=16)
+
+    def stage(name, fn):
+        t0 = time.perf_counter()
+        with PeakPss() as mem:
+            fn()
+        row[f"{name}_s"] = round(time.perf_counter() - t0, 1)
+        row[f"{name}_peak_gib"] = round(mem.peak / 2**30, 2)
+        print(json.dumps({name: [row[f"{name}_s"], row[f"{name}_peak_gib"]]}), flush=True)
+
+    frozen = tiny_model_config(adapter="frozen", normalize_waveform=False)
+    encoder = build_encoder(frozen.encoder)
+    cache = FeatureCache(out / "cache", feature_cache_key(pool, encoder))
+    stage("cache_build", lambda: cache.build(pool.dataset(None), frozen, encoder.num_layers, scorer, verbose=False))
+    lora = tiny_model_config(normalize_waveform=False)
+    stage("scoring", lambda: score_dataset(pool.dataset("train"), None, scorer, model_cfg=to_dict(lora),
+                                           verbose=False))
+    tapt = TaptJobConfig(pool_dir=pool_dir, output_dir=str(out / "tapt"),
+                         encoder=EncoderConfig(source="tiny-wav2vec2", normalize_waveform=False),
+                         tapt=TaptConfig(epochs=1, batch_size=8, max_crop_seconds=CROP), scaling=ScalingSettings())
+    stage("tapt_epoch", lambda: run_tapt(tapt, pool.dataset("train", columns=TAPT_COLUMNS), train_rows=train_n,
+                                         verbose=False))
+    labels = pool.metadata(columns=["label"], split="train")["label"]
+    counts = [int((labels == c).sum()) for c in lora.labels]
+    feeds = {s: pool.dataset(s) for s in ("train", "dev", "test")}
+    stage("finetune_epoch", lambda: train_model(
+        lora, TrainConfig(epochs=1, batch_size=8, max_crop_seconds=CROP, early_stopping_patience=0),
+        ScalingSettings(), feeds, out / "ft", class_counts=counts, train_rows=train_n, verbose=False))
+    shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bench.common import LoadWindow, machine_info, machine_markdown, md_table, write_results
+
+    ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
+    ap.add_argument("--hours", type=float, nargs="+", default=[1.0, 4.0, 16.0], help="pool sizes (hours)")
+    ap.add_argument("--workdir", default="/tmp/ser_bench_scale", help="pools are generated and kept here")
+    ap.add_argument("--case", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.case:
+        print("RESULT " + json.dumps(run_size(**json.loads(args.case))), flush=True)
+        return
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    pools = [ensure_pool(h, workdir) for h in args.hours]
+    load = LoadWindow()
+    rows = []
+    for pool in pools:
+        case = json.dumps({"pool_dir": str(pool), "workdir": str(workdir)})
+        proc = subprocess.run([sys.executable, "-m", "bench.scale", "--case", case], cwd=REPO, text=True,
+                              capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        result = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not result:
+            raise RuntimeError(f"bench.scale case {pool} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        rows.append(json.loads(result[0][len("RESULT "):]))
+        print(json.dumps(rows[-1]), flush=True)
+    load.close()
+    stages = ("cache_build", "scoring", "tapt_epoch", "finetune_epoch")
+    table = md_table(["hours", "clips", *[f"{s} s" for s in stages], *[f"{s} peak GiB" for s in stages]],
+                     [[r["hours"], r["clips"], *[r[f"{s}_s"] for s in stages], *[r[f"{s}_peak_gib"] for s in stages]]
+                      for r in rows])
+    small, big = rows[0], rows[-1]
+    growth = md_table(["stage", f"memory {big['hours']} h / {small['hours']} h (target <= 1.25)",
+                       f"time {big['hours']} h / {small['hours']} h", f"audio {big['hours']} h / {small['hours']} h"],
+                      [[s, f"**{big[f'{s}_peak_gib'] / small[f'{s}_peak_gib']:.2f}**",
+                        f"{big[f'{s}_s'] / small[f'{s}_s']:.1f}", f"{big['hours'] / small['hours']:.1f}"]
+                       for s in stages])
+    print(table + "\n\n" + growth)
+    if args.hours == [1.0, 4.0, 16.0]:
+        text = "\n\n".join(["# Scale benchmark", f"`python -m bench.scale`\n\n{__doc__.split(chr(10), 3)[3].strip()}",
+                            table, growth, machine_markdown(machine_info(), load)])
+        write_results(RESULTS, text)
+
+
+if __name__ == "__main__":
+    main()
