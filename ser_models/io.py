@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,17 +106,24 @@ def join(uri: str | os.PathLike, *parts: str) -> str:
 
 def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` so that readers never see a partial file."""
+    _write_atomic(uri, lambda fh: fh.write(data))
+
+
+def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
+    """Call ``write(file)`` on a stream that becomes ``uri`` only once complete: a temporary file in the same
+    folder, fsynced, renamed over the target, folder fsynced (local); one object, published whole on close
+    (object stores)."""
     if not is_local(uri):
         fs, p = filesystem(uri)
         with fs.open_output_stream(p) as out:
-            out.write(data)
+            write(out)
         return
     path = local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -169,24 +177,7 @@ def read_json(uri: str | os.PathLike) -> Any:
 
 def write_parquet_atomic(uri: str | os.PathLike, table: pa.Table) -> None:
     """One Parquet file, written atomically and streamed to its destination (no in-memory copy of the file)."""
-    if not is_local(uri):
-        fs, p = filesystem(uri)
-        with fs.open_output_stream(p) as out:  # an object store publishes the object on close, whole
-            pq.write_table(table, out)
-        return
-    path = local_path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    _write_atomic(uri, lambda fh: pq.write_table(table, fh))
 
 
 def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
