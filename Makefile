@@ -44,6 +44,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.selection
+	$(BIN)/python -m bench.cold_start
 	$(BIN)/python -m bench.ingest
 
 clean:
