@@ -1,5 +1,5 @@
-"""Every job on cluster storage: manifest, audio, pool, AL run, TAPT and fine-tuning in an S3 bucket, with
-every training set streamed (``scaling.stream_above_clips=0``: workers read their shard every epoch).
+"""Every job on cluster storage: manifest, audio, pool, AL run, TAPT and fine-tuning in an S3 bucket; the
+fine-tuning set is streamed from the bucket (``scaling.stream_above_clips=0``: read every epoch).
 
 The bucket lives on a real S3 endpoint the tests start on 127.0.0.1 (moto's standalone server, see
 ``conftest.s3_server``); pyarrow and the Ray workers reach it through the standard AWS variables. The jobs
@@ -54,8 +54,7 @@ def test_pool_after_loop_and_finetune_live_in_the_bucket(demo_pool, s3_bucket, t
     # AFTER with TAPT through Ray Train (its checkpoints in the bucket), rounds trained in process.
     run = f"{s3_bucket}/runs/after"
     args = ["jobs/configs/after_smoke.yaml", f"pool_dir={pool_uri}", f"output_dir={run}",
-            "scaling.backend=in_process", "active.budget_fractions=[0.25,0.375,0.5]", "train.epochs=1",
-            "scaling.stream_above_clips=0", "scaling.stream_window=8"]  # TAPT and rounds stream their clips
+            "scaling.backend=in_process", "active.budget_fractions=[0.25,0.375,0.5]", "train.epochs=1"]
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))  # configs are repo-relative
     _job("jobs.after", args, monkeypatch)
     for rel in ("run.json", "config.yaml", "labels/ledger.parquet", "metrics.jsonl", "report/learning_curve.png",

@@ -1,5 +1,5 @@
-"""Streamed training sets: a worker reads its shard anew every epoch, one decoded window at a time. Streamed
-fits through Ray Train (TAPT, fine-tuning) and in process run in tests/integration/test_s3_storage.py."""
+"""Streamed training sets: a worker reads its shard anew every epoch, one decoded window at a time. A streamed
+fit through Ray Train runs in tests/integration/test_s3_storage.py (fine-tuning from an S3 bucket)."""
 
 from __future__ import annotations
 
