@@ -214,8 +214,8 @@ class StreamingClips:
         self.shard, self.labels, self.rows = shard, list(labels), int(rows)
         self.feature_shape, self.require_labels = feature_shape, require_labels
         self.window, self.min_samples = max(int(window), 1), int(min_samples)
-        self.dropped = 0  # short clips skipped, summed over the epochs read (epochs_read)
-        self.epochs_read = 0
+        self.dropped = 0  # short clips skipped, summed over the epochs read
+        self.epochs_read = 0  # epochs started by iterate()
 
     def __len__(self) -> int:
         return self.rows
@@ -229,9 +229,9 @@ class StreamingClips:
         """One epoch of shuffled, bucketed, cropped batches (``rng`` seeds the shuffle buffer too)."""
         chunk = batch_size * max(bucket_window, 1)
         window = -(-self.window // chunk) * chunk
+        self.epochs_read += 1  # started (a fit stops after its planned steps, before the iterator ends)
         for clips in self.windows(window, seed=int(rng.integers(0, 2**31 - 1))):
             yield from iterate_batches(clips, batch_size, max_seconds, rng, bucket_window)
-        self.epochs_read += 1
 
     def windows(self, window: int | None = None, seed: int | None = None) -> Iterator[ClipSet]:
         """The shard as decoded :class:`ClipSet` windows of ``window`` clips (shuffled with ``seed``; None =

@@ -36,3 +36,32 @@ def test_each_epoch_reads_every_clip_once_and_never_holds_more_than_a_window(dem
     assert len(decoded_at_once) >= 2 * (rows // 64)
     assert epochs[0] != epochs[1]  # reshuffled every epoch
 
+
+
+def test_in_process_training_streams_above_the_threshold(demo_pool, tmp_path, monkeypatch):
+    """train_model(scaling.backend=in_process) streams its training set when it is above
+    scaling.stream_above_clips, and trains on it epoch after epoch."""
+    import ser_models.training.in_process as in_process
+    from ser_models.testing import tiny_model_config
+    from ser_models.training import train_model
+    from ser_models.training.config import ScalingSettings, TrainConfig
+
+    made = []
+
+    class Spy(StreamingClips):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(in_process, "StreamingClips", Spy)
+
+    pool = demo_pool.open()
+    feeds = {s: pool.dataset(s) for s in ("train", "dev", "test")}
+    result = train_model(tiny_model_config(normalize_waveform=False),
+                         TrainConfig(epochs=2, batch_size=8, max_crop_seconds=1.0, early_stopping_patience=0),
+                         ScalingSettings(backend="in_process", stream_above_clips=0, stream_window=8), feeds,
+                         tmp_path / "ft", train_rows=feeds["train"].count(), verbose=False)
+    history = result.metrics["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["train_loss"]) for h in history)
+    assert result.metrics["test"]["n"] == len(pool.metadata(columns=["utt_id"], split="test"))
+    assert len(made) == 1 and made[0].epochs_read == 2 and made[0].window == 8
