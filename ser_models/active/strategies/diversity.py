@@ -13,13 +13,19 @@ __all__ = ["BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrat
            "KMeansStrategy", "badge_kmeanspp"]
 
 
+def _rows_of(embeddings: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``embeddings[rows]``, without the gather (a copy of the whole [N, E] matrix at 1M clips) when ``rows``
+    is every row in pool order."""
+    identity = len(rows) == len(embeddings) and bool(np.array_equal(rows, np.arange(len(rows))))
+    return embeddings if identity else embeddings[rows]
+
+
 def _kcenter(scored: ScoredPool, rows: np.ndarray, labelled: np.ndarray, n: int, first: int | None,
              reduce_dim: int | None, seed: int, stats: KCenterStats | None) -> np.ndarray:
     # No gather when the rows are the pool in pool order (it would copy the whole [N, E] matrix for nothing).
     # A prefilter covering the whole pool hands over every row in *uncertainty* order: picks index into
     # `rows`, so that order must be the embeddings' order too.
-    identity = len(rows) == len(scored) and bool(np.array_equal(rows, np.arange(len(rows))))
-    x = scored.embeddings if identity else scored.embeddings[rows]
+    x = _rows_of(scored.embeddings, rows)
     centres = scored.embeddings[labelled] if len(labelled) else None
     if reduce_dim is not None and reduce_dim < x.shape[1]:
         x, (c,) = pca_reduce(x, [centres if centres is not None else x[:0]], reduce_dim, seed)
@@ -248,8 +254,7 @@ class ClusterColdStartStrategy(QueryStrategy):
 
     def _select(self, scored, candidates, labelled, n, seed):
         k = min(self.num_clusters or n, self.max_clusters, len(candidates))
-        identity = len(candidates) == len(scored) and bool(np.array_equal(candidates, np.arange(len(candidates))))
-        x = as_float32(scored.embeddings if identity else scored.embeddings[candidates])  # no copy at 1M
+        x = as_float32(_rows_of(scored.embeddings, candidates))
         rng = np.random.default_rng(seed)
         if self.reduce_dim is not None and len(x) > self.REDUCE_ABOVE and x.shape[1] > self.reduce_dim:
             x, _ = pca_reduce(x, [], self.reduce_dim, seed)
