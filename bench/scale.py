@@ -31,11 +31,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "scale.md"
 SECONDS_PER_CLIP = 3.1  # mean duration of a demo clip (jobs.make_demo_pool)
+STAGES = ("cache_build", "scoring", "tapt_epoch", "finetune_epoch")
 CROP = 2.0  # training crops (s): the stages' cost per clip stays the same at every pool size
 
 
 class PeakPss:
-    """Samples the summed PSS of this process and all its descendants in a background thread."""
+    """Samples the summed PSS of this process and all its descendants in a background thread, and keeps the
+    per-process breakdown of the peak sample (``by_kind``: bytes per process kind, e.g. ``raylet``,
+    ``ray::IDLE``, ``ray::MapWorker``, ``driver``), so that growth can be traced to a process."""
 
     def __init__(self, interval: float = 0.25):
         import psutil
@@ -43,32 +46,58 @@ class PeakPss:
         self.psutil, self.interval = psutil, interval
         self.me = psutil.Process(os.getpid())
         self.peak = 0
+        self.by_kind: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def total(self) -> int:
-        total = 0
+    def _kind(self, proc) -> str:
+        if proc.pid == self.me.pid:
+            return "driver"
+        name = proc.name()
+        if name.startswith("ray::"):  # Ray sets the title to ray::<actor class or task name>
+            return name.split("(")[0].split(".")[0][:40]
+        cmd = " ".join(proc.cmdline()[:3])
+        for tag in ("raylet", "gcs_server", "dashboard", "log_monitor", "runtime_env", "monitor.py"):
+            if tag in cmd:
+                return tag
+        return name[:40]
+
+    def sample(self) -> tuple[int, dict[str, int]]:
+        total, kinds = 0, {}
         for proc in [self.me, *self.me.children(recursive=True)]:
             try:
-                total += proc.memory_full_info().pss
+                pss = proc.memory_full_info().pss
+                kind = self._kind(proc)
             except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, self.psutil.ZombieProcess):
-                pass
-        return total
+                continue
+            total += pss
+            kinds[kind] = kinds.get(kind, 0) + pss
+        return total, kinds
+
+    def _update(self) -> None:
+        total, kinds = self.sample()
+        if total > self.peak:
+            self.peak, self.by_kind = total, kinds
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.total())
+            self._update()
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakPss:
-        self.peak = self.total()
+        self._update()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.total())
+        self._update()
+
+    def breakdown(self, top: int = 8) -> dict[str, float]:
+        """The peak sample's largest process kinds, in MiB."""
+        ranked = sorted(self.by_kind.items(), key=lambda kv: -kv[1])[:top]
+        return {k: round(v / 2**20) for k, v in ranked}
 
 
 def ensure_pool(hours: float, workdir: Path) -> Path:
@@ -86,7 +115,7 @@ def ensure_pool(hours: float, workdir: Path) -> Path:
     return pool
 
 
-def run_size(pool_dir: str, workdir: str) -> dict:
+def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> dict:
     """All four stages on one pool, in this process (called through ``--case``)."""
     import shutil
 
@@ -112,12 +141,16 @@ def run_size(pool_dir: str, workdir: str) -> dict:
     scorer = ScorerConfig(num_actors=1, num_cpus=1, threads=1, micro_batch_size=16)
 
     def stage(name, fn):
+        if stages and name not in stages:
+            return
         t0 = time.perf_counter()
         with PeakPss() as mem:
             fn()
         row[f"{name}_s"] = round(time.perf_counter() - t0, 1)
         row[f"{name}_peak_gib"] = round(mem.peak / 2**30, 2)
-        print(json.dumps({name: [row[f"{name}_s"], row[f"{name}_peak_gib"]]}), flush=True)
+        row[f"{name}_peak_mib_by_process"] = mem.breakdown()
+        print(json.dumps({name: [row[f"{name}_s"], row[f"{name}_peak_gib"], row[f"{name}_peak_mib_by_process"]]}),
+              flush=True)
 
     frozen = tiny_model_config(adapter="frozen", normalize_waveform=False)
     encoder = build_encoder(frozen.encoder)
@@ -147,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, nargs="+", default=[1.0, 4.0, 16.0], help="pool sizes (hours)")
     ap.add_argument("--workdir", default="/tmp/ser_bench_scale", help="pools are generated and kept here")
+    ap.add_argument("--stages", nargs="+", choices=STAGES, help="run only these stages (prints only)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.case:
@@ -158,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     load = LoadWindow()
     rows = []
     for pool in pools:
-        case = json.dumps({"pool_dir": str(pool), "workdir": str(workdir)})
+        case = json.dumps({"pool_dir": str(pool), "workdir": str(workdir), "stages": args.stages})
         proc = subprocess.run([sys.executable, "-m", "bench.scale", "--case", case], cwd=REPO, text=True,
                               capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         result = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -167,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(json.loads(result[0][len("RESULT "):]))
         print(json.dumps(rows[-1]), flush=True)
     load.close()
-    stages = ("cache_build", "scoring", "tapt_epoch", "finetune_epoch")
+    stages = [s for s in STAGES if not args.stages or s in args.stages]
     table = md_table(["hours", "clips", *[f"{s} s" for s in stages], *[f"{s} peak GiB" for s in stages]],
                      [[r["hours"], r["clips"], *[r[f"{s}_s"] for s in stages], *[r[f"{s}_peak_gib"] for s in stages]]
                       for r in rows])
@@ -178,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"{big[f'{s}_s'] / small[f'{s}_s']:.1f}", f"{big['hours'] / small['hours']:.1f}"]
                        for s in stages])
     print(table + "\n\n" + growth)
-    if args.hours == [1.0, 4.0, 16.0]:
+    if args.hours == [1.0, 4.0, 16.0] and not args.stages:
         text = "\n\n".join(["# Scale benchmark", f"`python -m bench.scale`\n\n{__doc__.split(chr(10), 3)[3].strip()}",
                             table, growth, machine_markdown(machine_info(), load)])
         write_results(RESULTS, text)

@@ -197,7 +197,9 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             scheduler.step()
             total += float(loss.detach()) * len(batch.ids)
             count += len(batch.ids)
-        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "train_seconds": time.perf_counter() - t0}
+        # train_clips: what this replica saw (its shard); the loss is its mean over them.
+        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "train_clips": count,
+                  "train_seconds": time.perf_counter() - t0}
         stop = False
         if me == 0:
             if dev is not None and len(dev):

@@ -62,6 +62,8 @@ def test_pool_after_loop_and_finetune_live_in_the_bucket(demo_pool, s3_bucket, t
                 "rounds/round=002/metrics.json", "rounds/round=002/train/checkpoint/model.json"):
         assert io.exists(f"{run}/{rel}"), rel
     assert io.list_dir(f"{run}/tapt/ray_train"), "Ray Train wrote no checkpoints to the bucket"
+    model_json = io.read_bytes(f"{run}/rounds/round=000/train/checkpoint/model.json").decode()
+    assert "tapt" in model_json  # the rounds trained on the TAPT-adapted encoder
     ledger = LabelLedger(f"{run}/labels/ledger.parquet").labelled()
 
     # Resume from the bucket: the last round is redone from its stored inputs and labels nothing new.
