@@ -1,26 +1,31 @@
 """Greedy k-center (core-set) selection, exact and fast on large pools.
 
-Greedy k-center repeatedly takes the point farthest from every centre chosen so far. Done naively, each pick
+Greedy k-center repeatedly takes the point farthest from every centre chosen so far. Done plainly, each pick
 costs a pass over all N x D embeddings (N = 1M, D = 768, 10k picks is 7.7e12 flops). We keep the greedy
-result exact and skip most of that work with the triangle inequality:
+result exact and skip most of that work:
 
-* the pool is split into K coarse cells (FAISS k-means on a small sample, one assignment pass) and stored
-  cell by cell, so a cell is a contiguous slice (a matvec over it needs no gather);
-* each cell keeps its radius ``r_j`` (farthest member from its centroid ``mu_j``) and the largest
-  nearest-centre distance of its members;
-* a new centre ``c`` can only lower a member's nearest-centre distance if
-  ``||mu_j - c|| - r_j < max_{i in j} d_i``; other cells are skipped untouched.
+* the pool is split into K coarse cells (FAISS k-means on a sample, in a 64-d random projection: the cells
+  only steer the pruning, so they need not be good clusters) and stored cell by cell, so a cell is a
+  contiguous slice (a product over it needs no gather);
+* each cell keeps its radius ``r_j`` (farthest member from its centroid ``mu_j``) and an upper bound ``u_j``
+  on its members' nearest-centre distances (their stored distances only ever fall);
+* lazy refresh: a new centre ``c`` is not applied to any cell when picked. Its squared lower bound
+  ``max(||mu_j - c|| - r_j, 0)^2`` per cell is noted. The next pick looks at the cell with the largest
+  ``u_j`` and applies the centres it has not absorbed yet, skipping those whose lower bound is at least
+  ``u_j`` (they cannot lower any member), as one matrix product; if ``u_j`` is still the largest bound, its
+  farthest member is the exact farthest point of the pool. Cells far from every new centre are never read.
 
 Skipping never changes a distance that could have changed, so the picks equal those of the plain algorithm
-(up to float32 rounding on exact ties). How much is skipped depends on the data: well-separated clusters
+(up to float32 rounding on near-ties). How much is skipped depends on the data: well-separated clusters
 (typical of speech embeddings across speakers/corpora) prune most cells; an isotropic blob in high dimension
-prunes little and the cost falls back to a full pass per pick (``stats`` reports the fraction scanned).
-For such pools ``reduce_dim`` runs k-center on a FAISS PCA projection instead (approximate).
+prunes little (``stats`` reports the fraction scanned). For such pools ``reduce_dim`` runs k-center on a FAISS
+PCA projection instead (approximate).
 
 References:
     Sener and Savarese, 2018, "Active Learning for Convolutional Neural Networks: A Core-Set Approach".
     Gonzalez, 1985, "Clustering to minimize the maximum intercluster distance" (the greedy 2-approximation).
     Elkan, 2003, "Using the Triangle Inequality to Accelerate k-Means" (the pruning idea).
+    Minoux, 1978, "Accelerated greedy algorithms for maximizing submodular set functions" (lazy evaluation).
 """
 
 from __future__ import annotations
@@ -34,11 +39,12 @@ from ser_models.active.index import VectorIndex, as_float32
 
 __all__ = ["KCenterStats", "greedy_kcenter", "pca_reduce"]
 
-# Below this many points the bookkeeping costs more than the scan it saves (bench.selection: over 10k rows a
-# plain matvec per pick beat 39 cells, 0.76 s vs 1.24 s for 1k picks).
-_MIN_POINTS_FOR_CELLS = 32768
-# When the cells to refresh hold more than this share of the pool, one full matvec beats a Python loop.
-_FULL_SCAN_SHARE = 0.5
+# Below this many points the bookkeeping costs about what the scan it saves (clustered 768-d pool, N / 100
+# picks: 10k rows 0.15 s one cell vs 0.21 s with 39; 16k rows 0.43 vs 0.37 s; 30k rows 1.23 vs 0.35 s).
+_MIN_POINTS_FOR_CELLS = 16384
+# The coarse cells are found in a random projection to this many dimensions (a k-means in 768-d costs more
+# than the whole selection at N = 100k).
+_CELL_DIM = 64
 
 
 @dataclass
@@ -75,12 +81,17 @@ def pca_reduce(x: np.ndarray, others: list[np.ndarray], dim: int, seed: int,
 
 
 def _cells(x: np.ndarray, num_cells: int, seed: int) -> np.ndarray:
-    """Coarse cell of each row: FAISS k-means on a small sample, then one exact assignment pass."""
-    km = faiss.Kmeans(x.shape[1], num_cells, niter=10, seed=seed, max_points_per_centroid=64)
+    """Coarse cell of each row [N]: FAISS k-means (5 iterations, 32 sample rows per cell) in a seeded random
+    projection to ``_CELL_DIM`` dimensions, then one assignment pass."""
+    if x.shape[1] > _CELL_DIM:
+        proj = np.random.default_rng(seed).standard_normal((x.shape[1], _CELL_DIM)).astype(np.float32)
+        x = x @ proj
+    km = faiss.Kmeans(x.shape[1], num_cells, niter=5, seed=seed, max_points_per_centroid=32,
+                      min_points_per_centroid=1)
     rng = np.random.default_rng(seed)
-    sample = x if len(x) <= 64 * num_cells else x[np.sort(rng.choice(len(x), 64 * num_cells, replace=False))]
+    sample = x if len(x) <= 32 * num_cells else x[np.sort(rng.choice(len(x), 32 * num_cells, replace=False))]
     km.train(as_float32(sample))
-    _, assign = VectorIndex(x.shape[1]).build(km.centroids).search(x, 1)
+    _, assign = VectorIndex(x.shape[1]).build(km.centroids).search(as_float32(x), 1)
     return assign[:, 0]
 
 
@@ -94,8 +105,8 @@ def greedy_kcenter(x: np.ndarray, n: int, centres: np.ndarray | None = None, fir
         n: number of picks, ``1 <= n <= N``.
         centres: [L, D] existing centres (the labelled set), or None.
         first: row of ``x`` to take first when there are no ``centres`` (required then).
-        num_cells: coarse cells for pruning; None picks ``clip(N / 256, 1, 1024)`` (1 below 32768 rows).
-        seed: seeds the coarse k-means (affects speed only, never the picks).
+        num_cells: coarse cells for pruning; None picks ``clip(N / 256, 1, 1024)`` (1 below 16384 rows).
+        seed: seeds the coarse cells (affects speed only, never the picks).
         stats: filled with the work done, when given.
 
     Returns:
@@ -120,11 +131,14 @@ def greedy_kcenter(x: np.ndarray, n: int, centres: np.ndarray | None = None, fir
     else:
         order = np.arange(num)
         cell_of_row = np.zeros(num, np.int64)
-    # Centring keeps xx - 2xc + cc accurate in float32 (distances are translation invariant); the copy also
-    # lays each cell out contiguously.
-    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-    xp = x[order] if num_cells > 1 else x.copy()
-    xp -= mean
+    # Centring keeps xx - 2xc + cc accurate in float32 (distances are translation invariant, so a sample's
+    # mean serves); the copy also lays each cell out contiguously.
+    mean = x[:: max(1, num // 4096)].mean(axis=0, dtype=np.float64).astype(np.float32)
+    if num_cells > 1:
+        xp = x[order]
+        xp -= mean
+    else:
+        xp = x - mean
     xx = np.einsum("ij,ij->i", xp, xp)
     cells, starts = np.unique(cell_of_row, return_index=True)
     ends = np.append(starts[1:], num)
@@ -142,8 +156,14 @@ def greedy_kcenter(x: np.ndarray, n: int, centres: np.ndarray | None = None, fir
         mind = np.ascontiguousarray(np.maximum(dist[:, 0], 0))
     else:
         mind = np.full(num, np.inf, dtype=np.float32)
+    if k == 1:
+        return _plain_kcenter(xp, xx, mind, n, first, stats)
     best_row = starts + np.array([np.argmax(mind[s:e]) for s, e in zip(starts, ends)], dtype=np.int64)
-    best = mind[best_row].copy()
+    bound = mind[best_row].copy()  # u_j: the largest stored distance in cell j
+    # lower2[j, t]: squared lower bound on the distance from any member of cell j to centre t; [K, n] float32
+    # (1024 x 10k picks = 40 MiB).
+    lower2 = np.empty((k, n), np.float32)
+    absorbed = np.zeros(k, np.int64)  # cell j has taken centres [0, absorbed[j]) into account
 
     inv = np.empty(num, np.int64)
     inv[order] = np.arange(num)
@@ -153,37 +173,56 @@ def greedy_kcenter(x: np.ndarray, n: int, centres: np.ndarray | None = None, fir
         if t == 0 and not has_centres:
             p = int(inv[first])
         else:
-            p = int(best_row[np.argmax(best)])
+            while True:
+                j = int(np.argmax(bound))
+                since, absorbed[j] = absorbed[j], t
+                if since == t:
+                    break
+                pending = since + np.flatnonzero(lower2[j, since:t] < bound[j])
+                if not len(pending):
+                    break  # no pending centre can lower cell j: its bound is exact and the largest
+                s, e = starts[j], ends[j]
+                cp = picks[pending]
+                d = xp[s:e] @ xp[cp].T  # [cell rows, pending centres]
+                d *= -2.0
+                d += xx[s:e, None]
+                d += xx[cp][None, :]
+                seg = mind[s:e]
+                np.minimum(seg, d.min(axis=1), out=seg)
+                a = int(np.argmax(seg))
+                best_row[j], bound[j] = s + a, seg[a]
+                stats.rows_scanned += int(e - s)
+            p = int(best_row[j])
         picks[t] = p
-        c = xp[p]
-        cc = xx[p]
-        d_c = np.sqrt(np.maximum(cn - 2.0 * (centroids @ c) + cc, 0))
-        lower = np.maximum(d_c - radius, 0)
-        refresh = lower * lower < best
-        refresh[cell_ids[p]] = True
-        idx = np.flatnonzero(refresh)
-        rows = int((ends[idx] - starts[idx]).sum())
-        stats.rows_scanned += rows
-        if rows > _FULL_SCAN_SHARE * num:
-            d = xp @ c
-            d *= -2.0
-            d += xx
-            d += cc
-            np.minimum(mind, d, out=mind)
-            mind[p] = -1.0  # never pick a centre twice (duplicates would otherwise tie at 0)
-            best_row = starts + np.array([np.argmax(mind[s:e]) for s, e in zip(starts, ends)], dtype=np.int64)
-            best = mind[best_row]
-            continue
-        mind[p] = -1.0
-        for j in idx:
-            s, e = starts[j], ends[j]
-            d = xp[s:e] @ c
-            d *= -2.0
-            d += xx[s:e]
-            d += cc
-            seg = mind[s:e]
-            np.minimum(seg, d, out=seg)
-            a = int(np.argmax(seg))
-            best_row[j] = s + a
-            best[j] = seg[a]
+        d_c = np.sqrt(np.maximum(cn - 2.0 * (centroids @ xp[p]) + xx[p], 0))
+        low = np.maximum(d_c - radius, 0)
+        lower2[:, t] = low * low
+        mind[p] = -1.0  # never pick a centre twice (duplicates would otherwise tie at 0)
+        own = cell_ids[p]
+        lower2[own, t] = -1.0  # its own cell always absorbs it
+        if best_row[own] == p:
+            s, e = starts[own], ends[own]
+            a = int(np.argmax(mind[s:e]))
+            best_row[own], bound[own] = s + a, mind[s + a]
     return order[picks]
+
+
+def _plain_kcenter(xp: np.ndarray, xx: np.ndarray, mind: np.ndarray, n: int, first: int | None,
+                   stats: KCenterStats) -> np.ndarray:
+    """One cell: one matvec per pick over the whole (centred) pool ``xp`` [N, D], nothing to prune."""
+    num = len(xp)
+    picks = np.empty(n, np.int64)
+    stats.num_cells, stats.rows_total, stats.picks = 1, num, n
+    p = int(np.argmax(mind)) if first is None else int(first)
+    d = np.empty(num, np.float32)
+    for t in range(n):
+        picks[t] = p
+        np.matmul(xp, xp[p], out=d)
+        d *= -2.0
+        d += xx
+        d += xx[p]
+        np.minimum(mind, d, out=mind)
+        mind[p] = -1.0  # never pick a centre twice (duplicates would otherwise tie at 0)
+        stats.rows_scanned += num
+        p = int(np.argmax(mind))
+    return picks
