@@ -62,16 +62,29 @@ class PeakPss:
                 return tag
         return name[:40]
 
+    @staticmethod
+    def _rollup(pid: int) -> dict[str, int]:
+        """PSS of one process split into anonymous (heap), shared memory (the object store) and file pages."""
+        out = {}
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("Pss", "Pss_Anon", "Pss_Shmem", "Pss_File"):
+                    out[key] = int(rest.split()[0]) * 1024
+        return out
+
     def sample(self) -> tuple[int, dict[str, int]]:
         total, kinds = 0, {}
         for proc in [self.me, *self.me.children(recursive=True)]:
             try:
-                pss = proc.memory_full_info().pss
+                mem = self._rollup(proc.pid)
                 kind = self._kind(proc)
-            except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, self.psutil.ZombieProcess):
+            except (OSError, self.psutil.NoSuchProcess, self.psutil.AccessDenied, self.psutil.ZombieProcess):
                 continue
-            total += pss
-            kinds[kind] = kinds.get(kind, 0) + pss
+            total += mem["Pss"]
+            for part, value in (("", mem["Pss"]), (" anon", mem.get("Pss_Anon", 0)),
+                                (" shmem", mem.get("Pss_Shmem", 0))):
+                kinds[kind + part] = kinds.get(kind + part, 0) + value
         return total, kinds
 
     def _update(self) -> None:
@@ -94,9 +107,10 @@ class PeakPss:
         self._thread.join()
         self._update()
 
-    def breakdown(self, top: int = 8) -> dict[str, float]:
-        """The peak sample's largest process kinds, in MiB."""
-        ranked = sorted(self.by_kind.items(), key=lambda kv: -kv[1])[:top]
+    def breakdown(self, top: int = 6) -> dict[str, float]:
+        """The peak sample's largest process kinds, in MiB, each with its anonymous and shared-memory parts."""
+        totals = sorted((k for k in self.by_kind if " " not in k), key=lambda k: -self.by_kind[k])[:top]
+        ranked = [(k + part, self.by_kind[k + part]) for k in totals for part in ("", " anon", " shmem")]
         return {k: round(v / 2**20) for k, v in ranked}
 
 

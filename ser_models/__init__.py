@@ -1,3 +1,15 @@
 """ser_models: speech emotion recognition with active learning (AFTER), PEFT adapters and Ray."""
 
+import os
+
 __version__ = "0.1.0"
+
+#: oneDNN (torch's CPU convolution backend) caches a compiled primitive, with its buffers, for every input
+#: shape it meets, up to 1024 of them by default. Clips come in hundreds of lengths, so a scoring actor or a
+#: training worker grew with the amount of audio it had seen (bench.scale: the cache-build actor's heap went
+#: from 1.6 GiB after 1 h of audio to 2.6 GiB after 4 h). 16 keeps the shapes of the batches in flight; it
+#: is read once, when the first convolution runs, so it is set here, before any of our code can run one, in
+#: every process that imports this package (drivers, Ray workers, actors). Set the variable yourself to
+#: override it.
+ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+os.environ.setdefault(ONEDNN_CACHE_ENV, "16")
