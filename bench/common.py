@@ -156,6 +156,9 @@ def init_ray(num_cpus: int = 2) -> None:
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False)
+    from ser_models.runtime import configure_ray_data
+
+    configure_ray_data()  # what connect_ray does for every job
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False

@@ -139,11 +139,16 @@ def pool_fingerprint(cfg: PoolConfig) -> str:
     return h.hexdigest()[:32]
 
 
-def prepare_pool(cfg: PoolConfig) -> PoolSummary:
+def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary:
     """Decode, validate and shard a manifest's clips into a prepared pool at ``cfg.output_dir``.
 
     The manifest is read and validated on the driver first, so manifest errors surface before any Ray work.
     Uses the current Ray instance (``ray.init()`` first to pick a cluster; otherwise Ray starts locally).
+
+    Args:
+        cfg: the pool's configuration.
+        fingerprint: ``pool_fingerprint(cfg)`` when the caller has already computed it (``jobs.prepare_pool``
+            does, to check the manifest before Ray starts): the manifest is then not hashed twice.
 
     Returns:
         The build's :class:`PoolSummary` (``up_to_date=True`` if the pool already matched).
@@ -154,7 +159,7 @@ def prepare_pool(cfg: PoolConfig) -> PoolSummary:
     """
     t0 = time.perf_counter()
     out = _canonical(cfg.output_dir)
-    fingerprint = pool_fingerprint(cfg)
+    fingerprint = fingerprint or pool_fingerprint(cfg)
     current = _current_summary(out)
     if current is not None and current.get("fingerprint") == fingerprint:
         summary = PoolSummary.from_dict(current, up_to_date=True)

@@ -210,7 +210,7 @@ class StreamingClips:
     """
 
     def __init__(self, shard, labels: Sequence[str], rows: int, feature_shape: tuple[int, int] | None = None,
-                 require_labels: bool = True, window: int = 1024, min_samples: int = 0):
+                 require_labels: bool = True, window: int = 256, min_samples: int = 0):
         self.shard, self.labels, self.rows = shard, list(labels), int(rows)
         self.feature_shape, self.require_labels = feature_shape, require_labels
         self.window, self.min_samples = max(int(window), 1), int(min_samples)

@@ -56,7 +56,7 @@ class ScalingSettings:
                                     "3-s clips, ~200 MB decoded) reads it, and rank 0 its dev/test splits, from Ray "
                                     "Data every epoch, one decoded window at a time, instead of holding them "
                                     "(0 = always stream)")
-    stream_window: int = field(1024, help="clips a streaming worker decodes and length-buckets at a time")
+    stream_window: int = field(256, help="clips a streaming worker decodes and length-buckets at a time")
 
     def __post_init__(self):
         if self.num_workers < 1:

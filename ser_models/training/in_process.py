@@ -26,7 +26,7 @@ def _clips(ds, labels, feature_shape):
 
 def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, class_counts=None,
                      feature_shape=None, init_checkpoint=None, threads: int = 1, use_gpu: bool = False,
-                     verbose: bool = True, stream_rows: int | None = None, stream_window: int = 1024) -> dict:
+                     verbose: bool = True, stream_rows: int | None = None, stream_window: int = 256) -> dict:
     """Fit in this process; returns the same metrics dict as the Ray Train worker and leaves the model in
     ``output_dir/checkpoint``. With ``stream_rows`` the training set is read from Ray Data every epoch, one
     decoded window of ``stream_window`` clips at a time (:class:`StreamingClips`), instead of held.

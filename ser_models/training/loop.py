@@ -65,13 +65,13 @@ def train_loop_per_worker(config: dict) -> dict:
     if config.get("stream_rows"):
         # Too large to hold: read the shard anew every epoch, one decoded window at a time.
         train = StreamingClips(ray.train.get_dataset_shard("train"), labels, int(config["stream_rows"]),
-                               feature_shape=feature_shape, window=int(config.get("stream_window", 1024)))
+                               feature_shape=feature_shape, window=int(config.get("stream_window", 256)))
         if rank == 0:
             print(f"streaming {len(train)} training clips per worker, {train.window} decoded at a time")
     else:
         train = _shard_clips("train", labels, feature_shape)
     if config.get("eval_rows") is not None:  # streamed: evaluated window by window, never held
-        window = int(config.get("stream_window", 1024))
+        window = int(config.get("stream_window", 256))
         dev, test = (StreamingClips(ray.train.get_dataset_shard(name), labels, config["eval_rows"][name],
                                     feature_shape=feature_shape, window=window)
                      if rank == 0 and name in config["eval_rows"] else None for name in ("dev", "test"))

@@ -645,7 +645,7 @@ def tapt_loop_per_worker(config: dict) -> dict:
     if config.get("stream_rows"):
         # Too large to hold: read the shard anew every epoch, one decoded window at a time.
         clips = StreamingClips(shard, [], int(config["stream_rows"]), require_labels=False,
-                               window=int(config.get("stream_window", 1024)), min_samples=objective.min_samples)
+                               window=int(config.get("stream_window", 256)), min_samples=objective.min_samples)
         dropped = 0  # counted while streaming
     else:
         clips = collect_clips(shard.iter_batches(batch_size=64, batch_format="numpy"), labels=[],
