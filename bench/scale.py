@@ -188,6 +188,20 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     return row
 
 
+def breakdown_md(rows: list[dict]) -> str:
+    """Per pool size and stage, the peak sample's largest processes (MiB: total / heap / object store)."""
+    lines = ["Peak samples by process kind (MiB, PSS total / heap `Pss_Anon` / object store `Pss_Shmem`):", ""]
+    for r in rows:
+        for stage in STAGES:
+            parts = r.get(f"{stage}_peak_mib_by_process")
+            if not parts:
+                continue
+            kinds = [k for k in parts if not k.endswith((" anon", " shmem"))]
+            cells = [f"{k} {parts[k]} / {parts.get(k + ' anon', 0)} / {parts.get(k + ' shmem', 0)}" for k in kinds]
+            lines.append(f"- {r['hours']} h, {stage}: " + "; ".join(cells))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     from bench.common import LoadWindow, machine_info, machine_markdown, md_table, write_results
 
@@ -228,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table + "\n\n" + growth)
     if args.hours == [1.0, 4.0, 16.0] and not args.stages:
         text = "\n\n".join(["# Scale benchmark", f"`python -m bench.scale`\n\n{__doc__.split(chr(10), 3)[3].strip()}",
-                            table, growth, machine_markdown(machine_info(), load)])
+                            table, growth, breakdown_md(rows), machine_markdown(machine_info(), load)])
         write_results(RESULTS, text)
 
 

@@ -91,3 +91,27 @@ def test_common_helpers(tmp_path):
     out = common.write_results(tmp_path / "r" / "x.md", "hi\n\n")
     assert out.read_text() == "hi\n"
 
+
+
+def test_scale_peak_sampler_splits_a_child_process_memory():
+    """bench.scale's sampler sees a child process, attributes its heap to it, and the breakdown formats."""
+    import subprocess
+
+    from bench import scale
+
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import sys, time; b = bytearray(64 * 2**20); b[::4096] = b'x' * len(b[::4096]);"
+                              " print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with scale.PeakPss(interval=0.05) as mem:
+            pass
+    finally:
+        child.kill()
+        child.wait()
+    child_kinds = [k for k in mem.by_kind if not k.endswith((" anon", " shmem")) and k != "driver"]
+    assert child_kinds and max(mem.by_kind[k + " anon"] for k in child_kinds) > 60 * 2**20
+    assert mem.peak >= sum(mem.by_kind[k] for k in ("driver", *child_kinds)) - 2**20
+    text = scale.breakdown_md([{"hours": 1.0, "cache_build_peak_mib_by_process": mem.breakdown()}])
+    top = max((k for k in mem.by_kind if not k.endswith((" anon", " shmem"))), key=mem.by_kind.get)
+    assert text.splitlines()[-1].startswith(f"- 1.0 h, cache_build: {top} {round(mem.by_kind[top] / 2**20)} / ")
