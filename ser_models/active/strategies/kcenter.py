@@ -144,11 +144,6 @@ def greedy_kcenter(x: np.ndarray, n: int, centres: np.ndarray | None = None, fir
     ends = np.append(starts[1:], num)
     k = len(cells)
     cell_ids = np.repeat(np.arange(k), ends - starts)
-    centroids = np.stack([xp[s:e].mean(axis=0) for s, e in zip(starts, ends)]).astype(np.float32)
-    cn = np.einsum("ij,ij->i", centroids, centroids)
-    # per-cell matvecs: gathering centroids[cell_ids] would allocate another [N, D] matrix
-    radius = np.array([np.sqrt(max(float((xx[s:e] - 2.0 * (xp[s:e] @ centroids[j]) + cn[j]).max()), 0.0))
-                       for j, (s, e) in enumerate(zip(starts, ends))], dtype=np.float32)
 
     if has_centres:
         cen = as_float32(centres, "centres") - mean
@@ -158,6 +153,11 @@ def greedy_kcenter(x: np.ndarray, n: int, centres: np.ndarray | None = None, fir
         mind = np.full(num, np.inf, dtype=np.float32)
     if k == 1:
         return _plain_kcenter(xp, xx, mind, n, first, stats)
+    centroids = np.stack([xp[s:e].mean(axis=0) for s, e in zip(starts, ends)]).astype(np.float32)
+    cn = np.einsum("ij,ij->i", centroids, centroids)
+    # per-cell matvecs: gathering centroids[cell_ids] would allocate another [N, D] matrix
+    radius = np.array([np.sqrt(max(float((xx[s:e] - 2.0 * (xp[s:e] @ centroids[j]) + cn[j]).max()), 0.0))
+                       for j, (s, e) in enumerate(zip(starts, ends))], dtype=np.float32)
     best_row = starts + np.array([np.argmax(mind[s:e]) for s, e in zip(starts, ends)], dtype=np.int64)
     bound = mind[best_row].copy()  # u_j: the largest stored distance in cell j
     # lower2[j, t]: squared lower bound on the distance from any member of cell j to centre t; [K, n] float32
