@@ -35,6 +35,20 @@ class AfterJobConfig:
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(AfterJobConfig, sys.argv[1:] if argv is None else argv, "jobs.after")
+    return run_after(cfg)
+
+
+def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
+    """The job's work on a parsed config (``main`` and every sweep trial of ``base: after`` call it).
+
+    Args:
+        cfg: the job config.
+        verbose: print progress (TAPT, rounds).
+        on_round: ``on_round(report, reports_so_far)`` after each round (see ``ActiveLearningLoop.run``).
+
+    Returns:
+        The rounds' ``RoundReport`` s, or None when the loop waits for labels (``active.oracle=file``).
+    """
     from ser_models.active.loop import ActiveLearningLoop
     from ser_models.data import Pool
     from ser_models.exceptions import LabellingPending
@@ -64,9 +78,10 @@ def main(argv: list[str] | None = None):
         tapt = run_tapt(tapt_job, pool.dataset("train", columns=TAPT_COLUMNS), train_rows=train_n)
         print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
         cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
-    loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active)
+    loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
+                              verbose=verbose)
     try:
-        reports = loop.run()
+        reports = loop.run(on_round=on_round)
     except LabellingPending as pending:
         print(f"\n*** waiting for labels ***\n{pending}")
         return None

@@ -35,6 +35,22 @@ class FinetuneJobConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune")
+    return run_finetune(cfg).metrics
+
+
+def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str = "finetune", report=None,
+                 callbacks: list | None = None):
+    """The job's work on a parsed config (``main`` and every sweep trial of ``base: finetune`` call it).
+
+    Args:
+        cfg: the job config.
+        verbose: print the config, per-epoch lines and the metrics table.
+        run_name: Ray Train run name under ``output_dir/ray_train`` (a sweep trial uses its trial id).
+        report / callbacks: see :func:`ser_models.training.train_model`.
+
+    Returns:
+        The :class:`~ser_models.training.trainer.TrainResult`.
+    """
     from ser_models.data import Pool
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
@@ -49,15 +65,19 @@ def main(argv: list[str] | None = None) -> dict:
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]
     counts = [int((labels == name).sum()) for name in cfg.model.labels]
-    print(f"pool {cfg.pool_dir}: {len(labels)} training clips, per class "
-          + ", ".join(f"{n}={c}" for n, c in zip(cfg.model.labels, counts)))
-    print(to_yaml(cfg))
+    if verbose:
+        print(f"pool {cfg.pool_dir}: {len(labels)} training clips, per class "
+              + ", ".join(f"{n}={c}" for n, c in zip(cfg.model.labels, counts)))
+        print(to_yaml(cfg))
     datasets = {"train": pool.dataset(cfg.train_split)}
     for name, split in (("dev", cfg.dev_split), ("test", cfg.test_split)):
         if split:
             datasets[name] = pool.dataset(split)
     result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts,
-                         train_rows=len(labels))
+                         train_rows=len(labels), run_name=run_name, verbose=verbose, report=report,
+                         callbacks=callbacks)
+    if not verbose:
+        return result
     m = result.metrics
     print(f"\n{'split':<6} {'WA':>6} {'UA':>6} {'F1':>6} {'n':>6}")
     for split in ("dev", "test"):
@@ -66,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{split:<6} {s['wa']:6.3f} {s['ua']:6.3f} {s['macro_f1']:6.3f} {s['n']:6d}")
     print(f"best epoch {m['best_epoch']}; checkpoint {result.checkpoint_dir}; "
           f"total {time.perf_counter() - t0:.1f}s")
-    return m
+    return result
 
 
 if __name__ == "__main__":

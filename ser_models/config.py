@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -58,7 +59,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     if overrides:
         try:
             layers.append(OmegaConf.from_dotlist(list(overrides)))
-        except OmegaConfBaseException as exc:
+        except (OmegaConfBaseException, yaml.YAMLError) as exc:  # a value that is not YAML: `k={a:[1]}`
             raise ConfigError(f"cannot parse overrides {list(overrides)}: {exc}") from exc
     try:
         merged = OmegaConf.merge(*layers)

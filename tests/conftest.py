@@ -82,11 +82,17 @@ def smart_turn_dir():
     The same cached fetch as ``make demo`` (the ``pipecat-ai`` wheel alone, from the package registry, checked
     by sha256), so a machine downloads it once. Tests about quality or conversion use it.
     """
+    import fcntl
     from pathlib import Path
 
     from ser_models.encoders.smart_turn import cached_encoder
 
-    return cached_encoder(Path(__file__).parents[1] / ".cache", quiet=True)
+    cache = Path(__file__).parents[1] / ".cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers share the cache: one imports, the others wait and reuse it
+    with open(cache / ".encoder.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return cached_encoder(cache, quiet=True)
 
 
 @pytest.fixture(scope="session")

@@ -170,12 +170,11 @@ class FeatureCache:
     def dataset(self, ids=None, labels: dict[str, str] | None = None):
         """The cached rows as a lazy Ray Dataset: only ``ids`` (None = all), with a ``label`` column from
         ``labels`` (None = no labels). Filtering runs on the workers, shard by shard."""
-        import ray.data
-
         from ser_models.io import filesystem
+        from ser_models.runtime import read_parquet_dataset
 
         fs, path = filesystem(self.shards_dir)
-        ds = ray.data.read_parquet(path, filesystem=fs, columns=["utt_id", "features"])
+        ds = read_parquet_dataset(path, filesystem=fs, columns=["utt_id", "features"])
         if ids is None and labels is None:
             return ds
         keep = pa.array(sorted(ids if ids is not None else labels), pa.string())

@@ -303,8 +303,13 @@ class ActiveLearningLoop:
         values = list(ledger.labels().values())
         return [values.count(name) for name in self.labels]
 
-    def run(self) -> list[RoundReport]:
-        """All rounds; finished rounds are skipped, and the report is rewritten after each."""
+    def run(self, on_round=None) -> list[RoundReport]:
+        """All rounds; finished rounds are skipped, and the report is rewritten after each.
+
+        Args:
+            on_round: called as ``on_round(report, reports_so_far)`` after every round, finished ones
+                included (a sweep trial reports them to Tune).
+        """
         self.log(f"AFTER loop: {len(self.train_ids)} training clips, labelled per round {self.targets}, "
                  f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}")
         if self.cache is not None:
@@ -317,6 +322,8 @@ class ActiveLearningLoop:
             reports.append(rep)
             self.log(rep.line())
             self.write_report(reports)
+            if on_round is not None:
+                on_round(rep, reports)
         return reports
 
     def _all_splits(self):

@@ -141,8 +141,9 @@ class Pool:
             split: ``"train"``, ``"dev"``, ``"test"`` or ``None`` for all.
             columns: subset of :data:`POOL_COLUMNS` to read (default: all, audio included).
         """
-        import ray.data
         from ray.data.datasource.partitioning import Partitioning
+
+        from ser_models.runtime import read_parquet_dataset
 
         cols = _check_columns(columns, self.root)
         fs, data_dir = filesystem(self.data_dir)
@@ -151,7 +152,8 @@ class Pool:
         partitioning = Partitioning("hive", base_dir=data_dir, field_names=["split"], field_types={"split": str})
         if not self.splits:
             raise PoolError(f"pool {self.root} holds no clips (all quarantined: see quarantine.parquet)")
-        return ray.data.read_parquet(path, filesystem=fs, columns=cols, partitioning=partitioning)
+        # Columns by name: the reader puts the partition column ("split") last.
+        return read_parquet_dataset(path, filesystem=fs, columns=cols, partitioning=partitioning)
 
     def metadata(self, columns: list[str] | None = None, split: str | None = None) -> pd.DataFrame:
         """Pool columns read on the driver with pyarrow; the ``audio`` column only when asked for."""

@@ -235,3 +235,32 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
 
 def copy_state(state: FitState) -> FitState:
     return copy.deepcopy(state)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """``{"trainable_params", "total_params"}`` of a model (what a sweep trades against its metric)."""
+    params = list(model.parameters())
+    return {"trainable_params": int(sum(p.numel() for p in params if p.requires_grad)),
+            "total_params": int(sum(p.numel() for p in params))}
+
+
+def epoch_row(state: FitState, counts: dict[str, int] | None = None) -> dict:
+    """The metrics row reported after an epoch: the last history record (no confusion matrix) + counts."""
+    row = {k: v for k, v in (state.history[-1] if state.history else {}).items() if not k.endswith("_confusion")}
+    return {**row, **(counts or {})}
+
+
+def final_row(result: dict) -> dict:
+    """The last row a fit reports, from its result dict (``history``, ``best_*``, ``dev``, ``test``, counts).
+
+    It repeats the last epoch's metrics, so a scheduler that reads ``dev_ua`` from every row finds it, and
+    adds ``final=1``, the best dev UA and epoch, the test UA/WA/F1 and the parameter counts.
+    """
+    last = {k: v for k, v in (result.get("history") or [{}])[-1].items() if not k.endswith("_confusion")}
+    row = {**last, "final": 1, "best_dev_ua": result.get("best_dev_ua"), "best_epoch": result.get("best_epoch")}
+    for key in ("trainable_params", "total_params"):
+        if key in result:
+            row[key] = result[key]
+    test = result.get("test") or {}
+    row.update({f"test_{k}": test[k] for k in ("ua", "wa", "macro_f1") if k in test})
+    return row

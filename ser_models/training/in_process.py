@@ -12,7 +12,16 @@ import torch
 from ser_models.exceptions import ConfigError
 from ser_models.io import exists, storage_path, write_json_atomic
 from ser_models.training.batching import StreamingClips, collect_clips
-from ser_models.training.fitting import FitState, evaluate, fit, load_trainable_weights, trainable_weights
+from ser_models.training.fitting import (
+    FitState,
+    epoch_row,
+    evaluate,
+    final_row,
+    fit,
+    load_trainable_weights,
+    parameter_counts,
+    trainable_weights,
+)
 from ser_models.training.loop import STATE_FILE
 from ser_models.training.state_io import load_state, save_state
 
@@ -26,10 +35,14 @@ def _clips(ds, labels, feature_shape):
 
 def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, class_counts=None,
                      feature_shape=None, init_checkpoint=None, threads: int = 1, use_gpu: bool = False,
-                     verbose: bool = True, stream_rows: int | None = None, stream_window: int = 256) -> dict:
+                     verbose: bool = True, stream_rows: int | None = None, stream_window: int = 256,
+                     report=None) -> dict:
     """Fit in this process; returns the same metrics dict as the Ray Train worker and leaves the model in
     ``output_dir/checkpoint``. With ``stream_rows`` the training set is read from Ray Data every epoch, one
     decoded window of ``stream_window`` clips at a time (:class:`StreamingClips`), instead of held.
+    ``report(row)``, when given, is called with the metrics row of every epoch and with the final row
+    (:func:`~ser_models.training.fitting.final_row`), as the Ray Train worker reports them (a Tune trial
+    passes ``ray.tune.report``).
 
     Raises:
         ConfigError: ``use_gpu`` (``scaling.use_gpu``) is set but this process sees no CUDA device.
@@ -65,8 +78,12 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
         if verbose:
             print(f"resuming after epoch {state.epoch}")
 
+    counts = parameter_counts(model)
+
     def on_epoch_end(st, mdl, _o, _s):
         save_state(state_path, st, current=trainable_weights(mdl))  # atomic
+        if report is not None:
+            report(epoch_row(st, counts))
 
     state = fit(model, train, dev, train_cfg, device=device, class_counts=class_counts, state=state,
                 on_epoch_end=on_epoch_end, log=print if verbose else (lambda _: None))
@@ -74,7 +91,10 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
         "history": state.history, "best_epoch": state.best_epoch, "best_dev_ua": state.best_ua,
         "dev": evaluate(model, dev, train_cfg, device) if dev is not None and len(dev) else None,
         "test": evaluate(model, test, train_cfg, device) if test is not None and len(test) else None,
+        **counts,
     }
     model.save_checkpoint(output_dir / "checkpoint")
     write_json_atomic(output_dir / "in_process" / "result.json", result)
+    if report is not None:
+        report(final_row(result))
     return result

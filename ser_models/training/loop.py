@@ -11,7 +11,16 @@ import torch
 from ser_models.config import from_dict
 from ser_models.training.batching import StreamingClips, collect_clips
 from ser_models.training.config import TrainConfig
-from ser_models.training.fitting import FitState, evaluate, fit, load_trainable_weights, trainable_weights
+from ser_models.training.fitting import (
+    FitState,
+    epoch_row,
+    evaluate,
+    final_row,
+    fit,
+    load_trainable_weights,
+    parameter_counts,
+    trainable_weights,
+)
 from ser_models.training.state_io import load_state, save_state
 
 STATE_FILE = "fit_state.pt"
@@ -88,9 +97,10 @@ def train_loop_per_worker(config: dict) -> dict:
         if rank == 0:
             print(f"resuming after epoch {state.epoch} (best dev UA {state.best_ua:.3f} at epoch {state.best_epoch})")
 
+    counts = parameter_counts(model)
+
     def on_epoch_end(st: FitState, mdl, _opt, _sched) -> None:
-        metrics = dict(st.history[-1]) if st.history else {}
-        metrics.pop("dev_confusion", None)
+        metrics = epoch_row(st, counts)
         if rank != 0:
             ray.train.report(metrics, checkpoint=None)
             return
@@ -109,11 +119,13 @@ def train_loop_per_worker(config: dict) -> dict:
         "best_dev_ua": state.best_ua,
         "dev": evaluate(model, dev, train_cfg, device) if dev is not None and len(dev) else None,
         "test": evaluate(model, test, train_cfg, device) if test is not None and len(test) else None,
+        **counts,
     }
     with tempfile.TemporaryDirectory() as tmp:
         model.save_checkpoint(Path(tmp) / MODEL_DIR)
         (Path(tmp) / RESULT_FILE).write_text(json.dumps(result, default=float))
         save_state(Path(tmp) / STATE_FILE, state, current=trainable_weights(model))
-        # Not reported as a metric row: Ray Train V2 keeps this checkpoint as the run's latest.
-        ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        # Ray Train V2 keeps this checkpoint as the run's latest; the row repeats the last epoch's metrics (a
+        # Tune scheduler reads dev_ua from every row) and adds the test metrics.
+        ray.train.report(final_row(result), checkpoint=ray.train.Checkpoint.from_directory(tmp))
     return result

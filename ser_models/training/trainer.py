@@ -55,7 +55,8 @@ class TrainResult:
 def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, datasets: dict[str, ray.data.Dataset],
                 output_dir: str | Path, *, class_counts: list[int] | None = None,
                 feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
-                run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True) -> TrainResult:
+                run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True,
+                report=None, callbacks: list | None = None) -> TrainResult:
     """Fine-tune with Ray Train (or return the finished result of an earlier identical call).
 
     Args:
@@ -72,6 +73,9 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         run_name: Ray Train run name under ``output_dir/ray_train``.
         train_rows: clips in ``datasets["train"]`` when the caller knows (None = counted here); above
             ``scaling.stream_above_clips`` per worker the training set is streamed, not held.
+        report: ``in_process`` only: called with every epoch's metrics row and the final row (a Tune trial
+            passes ``ray.tune.report``).
+        callbacks: Ray Train V2 ``UserCallback`` s for the run (a Tune trial passes ``TuneReportCallback``).
 
     Returns:
         A :class:`TrainResult`; ``metrics`` has ``history``, ``best_epoch``, ``dev`` and ``test``.
@@ -100,7 +104,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
                                    feature_shape=feature_shape, init_checkpoint=init_checkpoint,
                                    threads=scaling.cpus_per_worker, use_gpu=scaling.use_gpu, verbose=verbose,
                                    stream_rows=train_rows if train_rows > scaling.stream_above_clips else None,
-                                   stream_window=scaling.stream_window)
+                                   stream_window=scaling.stream_window, report=report)
         return _finish(model_cfg, output_dir, metrics, time.perf_counter() - t0)
     for ds in feeds.values():
         # Progress bars of datasets fed to workers would interleave with the epoch lines.
@@ -114,7 +118,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         "threads": scaling.cpus_per_worker,
     }
     result, seconds, staging = run_torch_trainer(train_loop_per_worker, loop_config, scaling, feeds, output_dir,
-                                                 run_name, train_rows=train_rows)
+                                                 run_name, train_rows=train_rows, callbacks=callbacks)
     try:
         metrics = result.return_value or read_json(staging / RESULT_FILE)
         delete_dir(ckpt_dir)
@@ -126,7 +130,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
 
 
 def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, datasets: dict, output_dir: str,
-                      run_name: str, train_rows: int | None = None) -> tuple:
+                      run_name: str, train_rows: int | None = None, callbacks: list | None = None) -> tuple:
     """Run ``loop_fn`` with Ray Train V2 and download its last checkpoint to a local temporary folder.
 
     Shared by fine-tuning and TAPT: one place decides how scaling, failure retries, checkpoint retention and
@@ -162,6 +166,7 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
             **_ray_storage(storage_path(output_dir) / "ray_train"),
             failure_config=FailureConfig(max_failures=scaling.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=list(callbacks or []),
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=["train"]),

@@ -24,6 +24,7 @@ JOBS = {
     "tapt_": ("tapt", "TaptJobConfig"),
     "demo_after": ("after", "AfterJobConfig"),
     "after_": ("after", "AfterJobConfig"),
+    "sweep_": ("sweep", "SweepConfig"),
 }
 
 CONFIGS = sorted(p for ext in ("*.yaml", "*.yml") for p in CONFIG_DIR.rglob(ext))
@@ -57,6 +58,10 @@ def test_config_loads_into_its_job_schema(path):
     schema = getattr(importlib.import_module(f"jobs.{module}"), schema_name)
     cfg = load_config(schema, path)  # raises ConfigError naming an unknown key, a wrong type or a bad value
     assert type(cfg) is schema
+    if module == "sweep":  # the base job's config and every swept key and value check out too
+        from ser_models.tune.sweep import plan_sweep
+
+        assert plan_sweep(cfg).trials >= cfg.num_samples
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))

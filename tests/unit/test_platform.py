@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ROOT / "platform"
 SUBMIT = PLATFORM / "submit.sh"
-RAYJOBS = ["kuberay/rayjob-finetune.yaml", "kuberay/rayjob-after.yaml"]
+RAYJOBS = ["kuberay/rayjob-finetune.yaml", "kuberay/rayjob-after.yaml", "kuberay/rayjob-sweep.yaml"]
 # Where platform/Dockerfile puts the repository copy that the RayJobs use as working_dir.
 IMAGE_SOURCE_DIR = "/opt/ser"
 
@@ -234,6 +234,16 @@ def test_rayjob_manifest(rel):
     assert (ROOT / "jobs" / f"{module}.py").is_file(), f"{rel}: jobs/{module}.py does not exist (yet?)"
     assert config.startswith("jobs/configs/"), config
     assert (ROOT / config).is_file(), f"{rel}: {config} does not exist (yet?)"
+
+    from ser_models.config import load_config
+
+    job_cfg = load_config(getattr(importlib.import_module(f"jobs.{module}"), {
+        "finetune": "FinetuneJobConfig", "after": "AfterJobConfig", "sweep": "SweepConfig"}[module]),
+        ROOT / config, entry[4:])  # the overrides are valid keys and values of the job
+    if module == "sweep":
+        from ser_models.tune.sweep import plan_sweep
+
+        plan_sweep(job_cfg)  # its search still names keys of the base job
 
     # output_dir must land on a volume mounted in the head pod (the driver writes the report there).
     mounts = [m["mountPath"] for m in _head_container(spec["rayClusterSpec"]).get("volumeMounts", [])]

@@ -1,0 +1,182 @@
+"""Sweep benchmark: ASHA against a full-budget search of the same 16 configurations, side by side in one run,
+and the fixed cost per trial of in-process and Ray Train trials.
+
+    python -m bench.sweep                 # 16 configs x 6 epochs, FIFO then ASHA, then the Ray Train trials
+    python -m bench.sweep --epochs 3      # quicker, prints the tables only
+
+Both searches run ``jobs.sweep`` (``ser_models.tune.sweep.run_sweep``) over the demo pool with the frozen
+pretrained Whisper-tiny encoder (Smart Turn v3.2), a 16-point grid (pooling x featurizer x head learning
+rate), the same seed, one in-process trial at a time with one CPU each. CPU-seconds are what the trials
+reserve: the sum of every trial's wall time x its CPUs (what a cluster bills), plus the driver's own CPU time.
+"Time to the final best" is the wall time from the start of ``Tuner.fit`` to the first report that reached the
+search's final best dev UA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bench.common import (
+    DEFAULT_WORKDIR,
+    RESULTS_DIR,
+    LoadWindow,
+    encoder_overrides,
+    ensure_pool,
+    init_ray,
+    machine_info,
+    machine_markdown,
+    md_table,
+    write_results,
+)
+
+RESULTS = RESULTS_DIR / "sweep.md"
+SPACE = {
+    "model.pooling": {"grid": ["mean", "attentive_stats"]},
+    "model.featurizer_layer": {"grid": [None, -1]},
+    "train.lr_head": {"grid": [3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2]},
+}
+
+
+def base_config(pool_dir: Path, epochs: int) -> dict:
+    source = encoder_overrides("smart-turn")[0].split("=", 1)[1]
+    return {
+        "pool_dir": str(pool_dir),
+        "model": {"encoder": {"source": source, "normalize_waveform": True}, "adapter": {"kind": "frozen"},
+                  "head_hidden": 64, "head_dropout": 0.2},
+        "train": {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "early_stopping_patience": 0,
+                  "seed": 0},
+        "scaling": {"backend": "in_process", "cpus_per_worker": 1},
+    }
+
+
+def sweep_config(out: Path, pool_dir: Path, epochs: int, scheduler: str, backend: str = "in_process",
+                 space: dict | None = None):
+    from ser_models.config import from_dict
+    from ser_models.tune.config import SweepConfig
+
+    base = base_config(pool_dir, epochs)
+    base["scaling"]["backend"] = backend
+    return from_dict(SweepConfig, {
+        "base": "finetune", "output_dir": str(out), "name": scheduler, "config": base,
+        "search": space or SPACE, "num_samples": 1, "search_alg": "grid", "seed": 0, "max_concurrent_trials": 1,
+        "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": 2},
+        "tracking": {"tensorboard": False, "mlflow": False}})
+
+
+def measure(cfg) -> dict:
+    """Run one sweep; its wall time, reserved CPU-seconds, best and time to the best."""
+    from ser_models.tune.sweep import run_sweep
+
+    shutil.rmtree(cfg.output_dir, ignore_errors=True)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.time()
+    outcome = run_sweep(cfg, verbose=0)
+    wall = time.time() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    frame = outcome.frame
+    trial_cpu = float(frame["seconds"].sum()) * cfg.config["scaling"]["cpus_per_worker"]
+    driver_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    best = frame.iloc[0]
+    first_best = min(
+        (float(row["timestamp"]) for r in outcome.grid if r.metrics_dataframe is not None
+         for _, row in r.metrics_dataframe.iterrows()
+         if pd.notna(row.get("dev_ua")) and row["dev_ua"] >= best["metric"] - 1e-12),
+        default=float("nan"))
+    epochs = int(frame["epoch"].sum())
+    overhead = []
+    for r in outcome.grid:
+        df = r.metrics_dataframe
+        if df is None or df.empty:
+            continue
+        per_epoch = df.drop_duplicates("epoch", keep="first")
+        work = float(per_epoch["train_seconds"].sum() + per_epoch.get("eval_seconds", pd.Series(0.0)).sum())
+        overhead.append(float(r.metrics["time_total_s"]) - work)
+    return {"frame": frame, "wall": wall, "trial_cpu": trial_cpu, "driver_cpu": driver_cpu,
+            "best_ua": float(best["metric"]), "best_config": {k: best[k] for k in SPACE},
+            "to_best": first_best - t0, "epochs": epochs, "stopped": int(frame["stopped_early"].sum()),
+            "overhead": overhead, "fit_seconds": outcome.seconds}
+
+
+def trial_costs(result: dict) -> tuple[float, float]:
+    """Mean fixed cost per trial (s) and mean training + evaluation time per trial (s)."""
+    frame = result["frame"]
+    over = sum(result["overhead"]) / max(len(result["overhead"]), 1)
+    work = float(frame["seconds"].mean()) - over
+    return over, work
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results/sweep.md")
+    args = parser.parse_args(argv)
+    work = Path(args.workdir)
+    pool = ensure_pool(work / "pool")
+    info, load = machine_info(), LoadWindow()
+    init_ray(2)
+    results = {}
+    for scheduler in ("fifo", "asha"):
+        results[scheduler] = measure(sweep_config(work / "sweep_bench" / scheduler, pool, args.epochs, scheduler))
+        r = results[scheduler]
+        print(f"{scheduler}: wall {r['wall']:.0f}s, trial CPU-s {r['trial_cpu']:.0f}, best {r['best_ua']:.4f} "
+              f"{r['best_config']}, {r['epochs']} epochs, {r['stopped']} stopped")
+    # Ray Train trials: two configurations of the same space, 2 epochs, for the fixed cost per trial.
+    small = {"model.pooling": {"grid": ["mean"]}, "train.lr_head": {"grid": [1.0e-3, 3.0e-3]}}
+    rt = measure(sweep_config(work / "sweep_bench" / "ray_train", pool, 2, "fifo", "ray_train", small))
+    load.close()
+
+    fifo, asha = results["fifo"], results["asha"]
+    same = fifo["best_config"] == asha["best_config"]
+    ratio = (asha["trial_cpu"] + asha["driver_cpu"]) / (fifo["trial_cpu"] + fifo["driver_cpu"])
+    rows = []
+    for name, r in (("full search (FIFO)", fifo), ("ASHA", asha)):
+        cfg = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["best_config"].items())
+        rows.append([name, f"{r['wall']:.0f}", f"{r['trial_cpu'] + r['driver_cpu']:.0f}", r["epochs"], r["stopped"],
+                     f"{r['best_ua']:.4f}", cfg, f"{r['to_best']:.0f}"])
+    table = md_table(["search", "wall s", "CPU-s", "epochs run", "stopped early", "best dev UA", "best config",
+                      "s to final best"], rows)
+    cost_rows = []
+    for name, r in (("in-process (FIFO sweep)", fifo), ("Ray Train, 1 worker", rt)):
+        over, work_s = trial_costs(r)
+        cost_rows.append([name, len(r["frame"]), f"{over:.1f}", f"{work_s:.1f}",
+                          f"{over / max(over + work_s, 1e-9):.0%}"])
+    costs = md_table(["trial kind", "trials", "fixed cost per trial s", "train + eval per trial s",
+                      "fixed share"], cost_rows)
+    verdict = (f"ASHA used **{ratio:.0%}** of the full search's CPU-seconds and "
+               + ("found the **same** best configuration" if same else "found a **different** best configuration")
+               + f" (target: the same best in <= 40 %: **{'met' if same and ratio <= 0.40 else 'not met'}**).")
+    text = f"""# Sweep benchmark: ASHA vs a full-budget search
+
+`python -m bench.sweep --epochs {args.epochs}`. {__doc__.split(chr(10) + chr(10), 1)[1].strip()}
+
+Space (16 grid points): {', '.join(f'`{k}` {v["grid"]}' for k, v in SPACE.items())}; frozen encoder,
+{args.epochs} epochs, ASHA grace period 1 epoch, reduction factor 2 (rungs at 1, 2, 4 epochs).
+
+{machine_markdown(info, load)}
+
+{table}
+
+{verdict}
+
+## Fixed cost per trial
+
+Fixed cost = a trial's wall time minus the training and evaluation seconds its epochs report (Tune's trial
+start, imports, pool opening and reads, model build, the final evaluation and checkpoint; for Ray Train also
+the worker group's start and per-epoch checkpoints).
+
+{costs}
+"""
+    print(text)
+    if not args.no_write:
+        print(f"wrote {write_results(RESULTS, text)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The sweep job's config: a base job with its full config, a search block, and how to search it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+SEARCH_ALGS = ("random", "grid", "optuna")
+SCHEDULERS = ("asha", "fifo")
+
+
+@dataclass
+class SchedulerConfig:
+    """Trial scheduling (Ray Tune's ``ASHAScheduler`` or FIFO)."""
+
+    name: str = field("asha", help="asha (stop weak trials early at rungs of the time unit) | fifo (run all)")
+    grace_period: int = field(1, help="asha: time units (epochs or rounds) every trial runs before it can stop")
+    reduction_factor: float = field(2.0, help="asha: 1/this of the trials at a rung go on to the next one")
+    max_t: int = field(0, help="asha: the longest a trial runs, in time units (0 = the most the space allows)")
+
+    def __post_init__(self):
+        if self.name not in SCHEDULERS:
+            raise ConfigError(f"scheduler.name must be one of {SCHEDULERS}, got {self.name!r}")
+        if self.grace_period < 1 or self.reduction_factor <= 1 or self.max_t < 0:
+            raise ConfigError("scheduler.grace_period must be >= 1, scheduler.reduction_factor > 1 and "
+                              "scheduler.max_t >= 0")
+
+
+@dataclass
+class TrackingConfig:
+    """Experiment tracking of every trial's reports."""
+
+    tensorboard: bool = field(True, help="TensorBoard event files per trial (tensorboardX) in the sweep folder")
+    mlflow: bool = field(True, help="one MLflow run per trial (Ray Tune's MLflowLoggerCallback)")
+    tracking_uri: str = field("", help="MLflow tracking URI ('' = sqlite:///<output_dir>/mlflow.db when "
+                                       "output_dir is local; set it, e.g. http://mlflow:5000, for a URI)")
+    experiment_name: str = field("", help="MLflow experiment ('' = the sweep's name)")
+
+
+@dataclass
+class SweepConfig:
+    """A Ray Tune sweep over any keys of a base job's config."""
+
+    base: str = field(help="the job each trial runs: finetune | after")
+    output_dir: str = field(help="sweep folder (local path or s3://, gs://); rerun the same command to resume")
+    config: dict[str, Any] = field(default_factory=dict, help="the base job's full config (as in its own YAML)")
+    search: dict[str, Any] = field(default_factory=dict, help="dotted key of `config` -> {choice|grid|uniform|"
+                                   "loguniform|randint|qrandint: [...], when: {other.key: value}}")
+    name: str = field("sweep", help="experiment name (folder under output_dir/tune, MLflow experiment)")
+    metric: str = field("", help="what trials are ranked by ('' = dev_ua for finetune, alc_test_ua for after)")
+    mode: str = field("max", help="max | min")
+    num_samples: int = field(8, help="sampled configurations (each repeated over every grid combination)")
+    max_concurrent_trials: int = field(0, help="0 = as many as the cluster's CPUs/GPUs hold, one CPU kept free "
+                                       "for Ray Data reads")
+    search_alg: str = field("random", help="random | grid (every choice/grid combination) | optuna (TPE)")
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig, help="early stopping of weak trials")
+    seed: int = field(0, help="seed of the search algorithm (the trials keep their own train.seed)")
+    max_failures: int = field(1, help="Tune retries of a failed trial (Ray Train retries inside a trial too)")
+    tracking: TrackingConfig = field(default_factory=TrackingConfig, help="TensorBoard and MLflow")
+    top_k: int = field(5, help="trials printed in the leaderboard")
+
+    def __post_init__(self):
+        if self.base not in ("finetune", "after"):
+            raise ConfigError(f"base must be 'finetune' or 'after', got {self.base!r}")
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        if self.search_alg not in SEARCH_ALGS:
+            raise ConfigError(f"search_alg must be one of {SEARCH_ALGS}, got {self.search_alg!r}")
+        if self.num_samples < 1 or self.max_concurrent_trials < 0 or self.max_failures < 0 or self.top_k < 1:
+            raise ConfigError("num_samples and top_k must be >= 1; max_concurrent_trials and max_failures >= 0")
+        if not self.output_dir:
+            raise ConfigError("output_dir must be set")
+
+
+#: Sweep keys that change speed or reporting only: they may differ when a sweep is resumed.
+SWEEP_SPEED_ONLY = ("max_concurrent_trials", "max_failures", "tracking.*", "top_k")

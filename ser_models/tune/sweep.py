@@ -1,0 +1,257 @@
+"""Run (or resume) a Ray Tune sweep of a base job and write what a person reads afterwards.
+
+    output_dir/
+      run.json, config.yaml   what the sweep was made from (a rerun with other result keys is refused)
+      tune/<name>/            Ray Tune's experiment folder (trial states, TensorBoard event files)
+      trials/<trial id>/      each trial's own job output (checkpoint, metrics.json, Ray Train run)
+      mlflow.db               MLflow runs, one per trial (SQLite; local output_dir, no tracking_uri)
+      results.parquet         one row per trial
+      best.yaml               the best trial's complete base-job config
+      report/*.png            metric vs each key, the ASHA curves, parameters vs metric
+
+Tune API used (Ray 2.60): a function trainable wrapped by ``tune.with_parameters`` and
+``tune.with_resources``; ``tune.Tuner(trainable, param_space, TuneConfig, tune.RunConfig)``; on a rerun,
+``Tuner.can_restore`` + ``Tuner.restore(resume_errored=True)``; ASHA and Optuna from ``ray.tune``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from ser_models.config import from_dict, to_dict, to_yaml
+from ser_models.exceptions import ConfigError, TrainingError
+from ser_models.io import filesystem, is_local, local_path, storage_path
+from ser_models.tune.config import SWEEP_SPEED_ONLY, SweepConfig
+from ser_models.tune.space import check_against, grid_size, param_space, parse_search
+from ser_models.tune.targets import TARGETS, TrialSpec
+
+
+@dataclass
+class SweepOutcome:
+    """What :func:`run_sweep` returns: the results table, the winner's job config, Tune's ``ResultGrid`` and
+    the wall time of ``Tuner.fit`` (s)."""
+
+    frame: object
+    best_config: object
+    grid: object
+    seconds: float
+
+
+@dataclass
+class SweepPlan:
+    """A checked sweep: the base job's config, the parsed search, and what Tune is given."""
+
+    cfg: SweepConfig
+    base_cfg: object
+    base_dict: dict
+    params: list
+    metric: str
+    time_attr: str
+    max_t: int
+    trials: int
+
+
+def plan_sweep(cfg: SweepConfig) -> SweepPlan:
+    """Validate everything that can be checked before Ray starts.
+
+    Raises:
+        ConfigError: a base config that does not validate, an empty search, a key that does not exist in the
+            base config (named), a value it rejects, a metric the base job does not report.
+    """
+    target = TARGETS[cfg.base]
+    schema = target.schema()
+    base = dict(cfg.config)
+    # The trial sets output_dir; the base needs none of its own.
+    base.setdefault("output_dir", f"{cfg.output_dir}/trials/base")
+    try:
+        base_cfg = from_dict(schema, base)
+    except ConfigError as exc:
+        raise ConfigError(f"config (the {cfg.base} job's config): {exc}") from None
+    base_dict = to_dict(base_cfg)
+    params = parse_search(cfg.search)
+    check_against(params, schema, base_dict)
+    metric = cfg.metric or target.default_metric
+    if metric not in target.metrics:
+        raise ConfigError(f"metric {metric!r} is not reported by base {cfg.base}; choose one of {target.metrics}")
+    if cfg.base == "finetune" and metric.startswith("dev_") and not base_cfg.dev_split:
+        raise ConfigError(f"metric {metric!r} needs a dev split: config.dev_split is empty")
+    max_t = cfg.scheduler.max_t or _max_time(target, schema, base_dict, params)
+    trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
+    return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials)
+
+
+def _max_time(target, schema, base: dict, params) -> int:
+    """The most time units any trial can run (the space's largest epochs / rounds)."""
+    from ser_models.tune.space import apply_values
+
+    best = target.max_time(from_dict(schema, base))
+    for p in params:
+        for value in p.sample_points():
+            best = max(best, target.max_time(apply_values(schema, base, {p.key: value})))
+    return best
+
+
+def default_concurrency(base_cfg, cluster: dict) -> int:
+    """Trials that fit at once: the cluster's CPUs (one kept free for Ray Data reads) or GPUs per trial.
+
+    An AL-loop trial's CPUs are its scoring actors' (``active.scorer``) or its Ray Train workers'."""
+    scaling = base_cfg.scaling
+    cpus = float(cluster.get("CPU", 1))
+    per_trial = scaling.cpus_per_worker * (1 if scaling.backend == "in_process" else scaling.num_workers)
+    if hasattr(base_cfg, "active"):
+        scorer = base_cfg.active.scorer
+        per_trial = max(per_trial if scaling.backend != "in_process" else 1, scorer.num_actors * scorer.num_cpus)
+    n = max(1, math.floor(max(cpus - 1, 1) / per_trial))
+    if scaling.use_gpu:
+        gpus_per_trial = 1 if scaling.backend == "in_process" else scaling.num_workers
+        n = min(n, max(1, math.floor(float(cluster.get("GPU", 0)) / gpus_per_trial)))
+    return n
+
+
+def trial_resources(base_cfg) -> dict:
+    """What Tune reserves for one trial's own process.
+
+    In-process trials train there (their CPUs and GPU); a Ray Train trial's process only drives the
+    ``TorchTrainer``, whose workers reserve their own resources, so it holds a sliver of a CPU.
+    """
+    scaling = base_cfg.scaling
+    if hasattr(base_cfg, "active"):
+        # An AL-loop trial orchestrates: its scoring actors and Ray Data reads reserve their own CPUs, which a
+        # trial holding them would starve (in-process rounds train on the trial's threads regardless).
+        return {"CPU": 0.01, **({"GPU": 1.0} if scaling.use_gpu and scaling.backend == "in_process" else {})}
+    if scaling.backend == "in_process":
+        res = {"CPU": float(scaling.cpus_per_worker)}
+        if scaling.use_gpu:
+            res["GPU"] = 1.0
+        return res
+    return {"CPU": 0.01}
+
+
+def build_scheduler(plan: SweepPlan):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    s = plan.cfg.scheduler
+    if s.name == "fifo":
+        return FIFOScheduler()
+    # max_t one past the last epoch: ASHA stops a trial that reaches max_t, which would cut the run before
+    # its final report (test metrics) and its checkpoint; the rungs below max_t are the same.
+    return ASHAScheduler(time_attr=plan.time_attr, max_t=plan.max_t + 1,
+                         grace_period=min(s.grace_period, plan.max_t), reduction_factor=s.reduction_factor)
+
+
+def build_search_alg(plan: SweepPlan, concurrency: int):
+    """Optuna's TPE (limited to ``concurrency`` by ``TuneConfig``) or the seeded random/grid generator,
+    which takes the limit itself (Tune ignores ``max_concurrent_trials`` for a ``SearchGenerator``)."""
+    cfg = plan.cfg
+    if cfg.search_alg == "optuna":
+        try:
+            from optuna.samplers import TPESampler
+            from ray.tune.search.optuna import OptunaSearch
+        except ImportError as exc:  # pragma: no cover - optuna is a dependency
+            raise ConfigError("search_alg=optuna needs the optuna package: pip install optuna") from exc
+        return OptunaSearch(sampler=TPESampler(seed=cfg.seed))
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency)
+
+
+def _callbacks(plan: SweepPlan) -> list:
+    cfg = plan.cfg
+    callbacks = []
+    if cfg.tracking.tensorboard:
+        from ray.tune.logger import TBXLoggerCallback
+
+        callbacks.append(TBXLoggerCallback())
+    if cfg.tracking.mlflow:
+        uri = cfg.tracking.tracking_uri
+        if not uri:
+            if not is_local(cfg.output_dir):
+                print(f"MLflow: off ({cfg.output_dir} is not a local folder and tracking.tracking_uri is unset; "
+                      "set it to your MLflow server)")
+                return callbacks
+            # MLflow 3 keeps its file store in maintenance mode (it refuses one by default): a SQLite
+            # database in the sweep folder is the local store that needs no server.
+            uri = f"sqlite:///{local_path(storage_path(cfg.output_dir) / 'mlflow.db')}"
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=cfg.tracking.experiment_name
+                                              or cfg.name, save_artifact=False))
+    return callbacks
+
+
+def _tune_storage(cfg: SweepConfig) -> tuple[str, object | None]:
+    """``(storage_path, storage_filesystem)`` of the Tune experiment (``output_dir/tune``)."""
+    uri = storage_path(cfg.output_dir) / "tune"
+    if is_local(uri):
+        return str(local_path(uri)), None
+    fs, path = filesystem(uri)
+    return path, fs
+
+
+def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
+    """Run the sweep, or resume it when ``output_dir`` holds an unfinished one; write the outputs.
+
+    Returns:
+        A :class:`SweepOutcome`.
+
+    Raises:
+        ConfigError: see :func:`plan_sweep`; also a rerun whose result-changing keys differ.
+        TrainingError: every trial failed.
+    """
+    from ray import tune
+
+    from ser_models.provenance import SPEED_ONLY_KEYS, check_run
+    from ser_models.runtime import connect_ray
+    from ser_models.tune.report import write_report
+    from ser_models.tune.results import print_leaderboard, results_frame, write_best, write_results
+
+    plan = plan_sweep(cfg)
+    check_run(cfg.output_dir, "jobs.sweep", to_dict(cfg), config_yaml=to_yaml(cfg),
+              extra_speed_only=(*SWEEP_SPEED_ONLY, *(f"config.{k}" for k in SPEED_ONLY_KEYS)))
+    connect_ray()
+    import ray
+
+    spec = TrialSpec(cfg.base, plan.base_dict, tuple(plan.params), str(storage_path(cfg.output_dir)))
+    trainable = tune.with_resources(tune.with_parameters(TARGETS[cfg.base].trial_fn(), spec=spec),
+                                    trial_resources(plan.base_cfg))
+    space = param_space(plan.params, plan.base_dict, cfg.search_alg)
+    concurrency = cfg.max_concurrent_trials or default_concurrency(plan.base_cfg, ray.cluster_resources())
+    path, fs = _tune_storage(cfg)
+    exp_path = f"{path}/{cfg.name}"
+    t0 = time.perf_counter()
+    if tune.Tuner.can_restore(exp_path, storage_filesystem=fs):
+        print(f"resuming the sweep in {cfg.output_dir}: finished trials are kept, unfinished ones resume")
+        tuner = tune.Tuner.restore(exp_path, trainable, resume_errored=True, param_space=space,
+                                   storage_filesystem=fs)
+    else:
+        print(f"sweep {cfg.name!r}: base {cfg.base}, {len(plan.params)} keys, {plan.trials} trials "
+              f"({cfg.search_alg}, {cfg.scheduler.name} on {plan.time_attr} up to {plan.max_t}), metric "
+              f"{plan.metric} ({cfg.mode}), {concurrency} at a time")
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(metric=plan.metric, mode=cfg.mode,
+                                        search_alg=build_search_alg(plan, concurrency),
+                                        scheduler=build_scheduler(plan), num_samples=cfg.num_samples,
+                                        max_concurrent_trials=concurrency if cfg.search_alg == "optuna" else None,
+                                        reuse_actors=True,
+                                        trial_dirname_creator=lambda trial: trial.trial_id),
+            run_config=tune.RunConfig(name=cfg.name, storage_path=path, storage_filesystem=fs,
+                                      failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                                      callbacks=_callbacks(plan), verbose=verbose),
+        )
+    grid = tuner.fit()
+    seconds = time.perf_counter() - t0
+    frame = results_frame(grid, plan)
+    if frame.empty or frame["metric"].isna().all():
+        errors = [str(r.error).splitlines()[0] for r in grid if r.error is not None][:3]
+        raise TrainingError(f"no trial of the sweep in {cfg.output_dir} reported {plan.metric}; first errors: "
+                            f"{errors}")
+    write_results(frame, cfg.output_dir)
+    best_cfg = write_best(frame, plan, cfg.output_dir)
+    write_report(frame, grid, plan, storage_path(cfg.output_dir) / "report")
+    print_leaderboard(frame, plan, top_k=cfg.top_k)
+    print(f"\n{len(frame)} trials in {seconds:.0f}s: {cfg.output_dir}/results.parquet, best.yaml, report/")
+    return SweepOutcome(frame, best_cfg, grid, seconds)
