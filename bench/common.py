@@ -124,9 +124,16 @@ def ensure_pool(pool_dir: str | Path, n: int = 720, seed: int = 0, workers: int 
     Returns:
         The pool folder (holding ``summary.json``).
     """
+    from ser_models.data import Pool
+    from ser_models.exceptions import PoolError
+
     pool_dir = Path(pool_dir).absolute()
     if (pool_dir / "summary.json").exists():
-        return pool_dir
+        try:
+            Pool.open(pool_dir)
+            return pool_dir
+        except PoolError as exc:  # an older layout: prepare it again (the corpus is reused)
+            print(f"rebuilding {pool_dir}: {exc}")
     corpus = pool_dir.parent / "corpus"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if not (corpus / "manifest.csv").exists():

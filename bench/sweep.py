@@ -1,8 +1,8 @@
 """Sweep benchmark: ASHA against a full-budget search of the same 16 configurations, side by side in one run,
 and the fixed cost per trial of in-process and Ray Train trials.
 
-    python -m bench.sweep                 # 16 configs x 6 epochs, FIFO then ASHA, then the Ray Train trials
-    python -m bench.sweep --epochs 3      # quicker, prints the tables only
+    python -m bench.sweep                 # 16 configs x 4 epochs on a 240-clip demo pool: FIFO, ASHA, Ray Train
+    python -m bench.sweep --clips 720 --epochs 6 --no-write   # make demo's pool (hours on 2 cores)
 
 Both searches run ``jobs.sweep`` (``ser_models.tune.sweep.run_sweep``) over the demo pool with the frozen
 pretrained Whisper-tiny encoder (Smart Turn v3.2), a 16-point grid (pooling x featurizer x head learning
@@ -114,11 +114,14 @@ def trial_costs(result: dict) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--clips", type=int, default=240,
+                        help="demo corpus size (720 = make demo's pool: one frozen-encoder epoch takes ~84 s on 2 "
+                             "cores there, so the two searches would take ~3 h)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results/sweep.md")
     args = parser.parse_args(argv)
     work = Path(args.workdir)
-    pool = ensure_pool(work / "pool")
+    pool = ensure_pool(work / f"sweep_pool_{args.clips}" / "pool", n=args.clips)
     info, load = machine_info(), LoadWindow()
     init_ray(2)
     results = {}
@@ -154,10 +157,11 @@ def main(argv: list[str] | None = None) -> None:
                + f" (target: the same best in <= 40 %: **{'met' if same and ratio <= 0.40 else 'not met'}**).")
     text = f"""# Sweep benchmark: ASHA vs a full-budget search
 
-`python -m bench.sweep --epochs {args.epochs}`. {__doc__.split(chr(10) + chr(10), 1)[1].strip()}
+`python -m bench.sweep --clips {args.clips} --epochs {args.epochs}`. {__doc__.split(chr(10) + chr(10), 1)[1].strip()}
 
 Space (16 grid points): {', '.join(f'`{k}` {v["grid"]}' for k, v in SPACE.items())}; frozen encoder,
-{args.epochs} epochs, ASHA grace period 1 epoch, reduction factor 2 (rungs at 1, 2, 4 epochs).
+{args.epochs} epochs, a {args.clips}-clip demo pool, ASHA grace period 1 epoch, reduction factor 2 (rungs at 1,
+2, 4, ... epochs below the last).
 
 {machine_markdown(info, load)}
 

@@ -53,12 +53,17 @@ class SweepPlan:
     trials: int
 
 
-def plan_sweep(cfg: SweepConfig) -> SweepPlan:
+def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
     """Validate everything that can be checked before Ray starts.
+
+    Args:
+        cfg: the sweep config.
+        check_pool: also open the base config's pool and check its labels (off to check a config alone).
 
     Raises:
         ConfigError: a base config that does not validate, an empty search, a key that does not exist in the
             base config (named), a value it rejects, a metric the base job does not report.
+        PoolError: the base pool is missing or holds labels outside ``model.labels``.
     """
     target = TARGETS[cfg.base]
     schema = target.schema()
@@ -78,6 +83,12 @@ def plan_sweep(cfg: SweepConfig) -> SweepPlan:
     if cfg.base == "finetune" and metric.startswith("dev_") and not base_cfg.dev_split:
         raise ConfigError(f"metric {metric!r} needs a dev split: config.dev_split is empty")
     max_t = cfg.scheduler.max_t or _max_time(target, schema, base_dict, params)
+    if check_pool and "pool_dir" not in {p.key for p in params}:  # a wrong pool or label fails here, not per trial
+        from ser_models.data import Pool
+
+        splits = ((base_cfg.train_split, base_cfg.dev_split, base_cfg.test_split) if cfg.base == "finetune"
+                  else ("dev", "test"))
+        Pool.open(base_cfg.pool_dir).check_labels(base_cfg.model.labels, splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
     return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials)
 

@@ -61,7 +61,7 @@ def test_config_loads_into_its_job_schema(path):
     if module == "sweep":  # the base job's config and every swept key and value check out too
         from ser_models.tune.sweep import plan_sweep
 
-        assert plan_sweep(cfg).trials >= cfg.num_samples
+        assert plan_sweep(cfg, check_pool=False).trials >= cfg.num_samples
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))

@@ -151,6 +151,7 @@ def test_ray_train_trials_report_every_epoch_through_the_driver_function(ray_loc
     ("metric=test_loss", "metric 'test_loss' is not reported by base finetune"),
     ("config.train.epochz=3", r"config \(the finetune job's config\).*epochz"),
     ("search_alg=hyperopt", "search_alg must be one of"),
+    ("config.pool_dir=/nonexistent/pool", r"PoolError: .*/nonexistent/pool"),
 ])
 def test_bad_sweeps_fail_before_ray_starts(tmp_path, monkeypatch, capsys, override, match):
     import ray

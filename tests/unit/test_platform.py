@@ -243,7 +243,7 @@ def test_rayjob_manifest(rel):
     if module == "sweep":
         from ser_models.tune.sweep import plan_sweep
 
-        plan_sweep(job_cfg)  # its search still names keys of the base job
+        plan_sweep(job_cfg, check_pool=False)  # its search still names keys of the base job
 
     # output_dir must land on a volume mounted in the head pod (the driver writes the report there).
     mounts = [m["mountPath"] for m in _head_container(spec["rayClusterSpec"]).get("volumeMounts", [])]
