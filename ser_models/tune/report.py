@@ -52,8 +52,9 @@ def _by_key(frame, plan, path) -> str:
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         else:
-            cats = [json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in p.values] + ["(inactive)"]
-            labels = ["(inactive)" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in vals]
+            cats = [_label(v) for v in p.values] + ["(inactive)"]
+            applied = [json.loads(c) for c in done["config_json"]]
+            labels = [_label(a[p.key]) if p.key in a else "(inactive)" for a in applied]
             pos = {c: i for i, c in enumerate(cats)}
             xs = [pos.get(lbl, len(cats) - 1) + np.random.default_rng(i).uniform(-0.12, 0.12)
                   for i, lbl in enumerate(labels)]
@@ -70,6 +71,10 @@ def _by_key(frame, plan, path) -> str:
     save_figure(fig, path)
     plt.close(fig)
     return str(path)
+
+
+def _label(value) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value)
 
 
 def _curves(frame, hist: dict, plan, path) -> str:
@@ -131,7 +136,9 @@ def _pareto(frame, plan, path) -> str:
     colours = ["tab:red" if s == "stopped" else "tab:blue" for s in done["status"]]
     ax.scatter(params, metric, c=colours, s=30, alpha=0.8)
     if len(front):
-        ax.step(params[front], metric[front], where="post", color="black", lw=1.2, label="Pareto front")
+        ax.step(params[front], metric[front], where="post", color="black", lw=1.2)
+        ax.scatter(params[front], metric[front], s=90, facecolors="none", edgecolors="black", lw=1.4,
+                   label="Pareto front (no trial is better with fewer trainable parameters)")
         ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters")

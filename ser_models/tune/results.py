@@ -47,7 +47,7 @@ def _cell(value):
 def results_frame(grid, plan) -> pd.DataFrame:
     """One row per trial.
 
-    Columns: ``trial_id``, ``status`` (``finished``, ``stopped`` by the scheduler, ``error``), one column per
+    Columns: ``trial_id``, ``config_json`` (the dotted values the trial applied), ``status`` (``finished``, ``stopped`` by the scheduler, ``error``), one column per
     swept key (None where inactive), ``metric`` (the ranking value), ``metric_last``, ``metric_best``,
     ``<time_attr>`` (epochs or rounds run), ``stopped_early``, ``trainable_params``, ``total_params``, the
     test metrics when reported, ``seconds``; sorted best first.
@@ -60,7 +60,8 @@ def results_frame(grid, plan) -> pd.DataFrame:
         last = dict(r.metrics or {})
         tid = last.get("trial_id") or _trial_id(r)
         values = trial_values(plan.params, plan.base_dict, r.config or {})
-        row = {"trial_id": tid}
+        # config_json: exactly what the trial applied (a null choice and an inactive key both read None below)
+        row = {"trial_id": tid, "config_json": json.dumps(values, sort_keys=True)}
         row.update({p.key: _cell(values.get(p.key)) for p in plan.params})
         series = hist.get(tid)
         vals = list(series[plan.metric]) if series is not None and len(series) else []
@@ -92,10 +93,7 @@ def write_results(frame: pd.DataFrame, output_dir: str) -> None:
 def best_config(frame: pd.DataFrame, plan):
     """The best trial's complete base-job config (its output_dir: ``<sweep>/best``)."""
     best = frame.dropna(subset=["metric"]).iloc[0]
-    values = {p.key: json.loads(best[p.key]) if isinstance(best[p.key], str) and best[p.key][:1] in "[{"
-              else best[p.key] for p in plan.params}
-    values = {k: _py(v) for k, v in values.items() if v is not None and not _isnan(v)}
-    cfg = apply_values(TARGETS[plan.cfg.base].schema(), plan.base_dict, values)
+    cfg = apply_values(TARGETS[plan.cfg.base].schema(), plan.base_dict, json.loads(best["config_json"]))
     cfg.output_dir = str(storage_path(plan.cfg.output_dir) / "best")
     return cfg
 
@@ -113,17 +111,12 @@ def _isnan(v) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def _py(v):
-    """numpy scalars to Python (OmegaConf rejects numpy types)."""
-    return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict, str)) else v
-
-
 def leaderboard(frame: pd.DataFrame, plan, top_k: int = 5) -> str:
     """The top trials, one line each."""
     lines = [f"{'#':>2} {'trial':<12} {plan.metric:>10} {plan.time_attr:>6} {'status':<9} {'trainable':>10}  config"]
     for i, row in frame.head(top_k).iterrows():
-        keys = " ".join(f"{p.key}={_show(row[p.key])}" for p in plan.params if row[p.key] is not None
-                        and not _isnan(row[p.key]))
+        applied = json.loads(row["config_json"])
+        keys = " ".join(f"{k}={_show(v)}" for k, v in applied.items())
         params = f"{int(row['trainable_params']):,}" if not pd.isna(row.get("trainable_params")) else "-"
         lines.append(f"{i + 1:>2} {row['trial_id']:<12} {row['metric']:>10.4f} {int(row[plan.time_attr]):>6} "
                      f"{row['status']:<9} {params:>10}  {keys}")

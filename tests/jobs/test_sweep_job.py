@@ -197,3 +197,14 @@ def test_after_sweep_runs_whole_loops_and_ranks_them_by_the_learning_curve(ray_l
         rounds = [json.loads(x) for x in (out / "trials" / row["trial_id"] / "metrics.jsonl").read_text().splitlines()]
         assert row["metric"] == pytest.approx(sum(r["test"]["ua"] for r in rounds) / len(rounds))
     assert "base: after" not in (out / "best.yaml").read_text() and "active:" in (out / "best.yaml").read_text()
+
+
+def test_optuna_tpe_samples_the_same_space(ray_local, demo_pool, tmp_path, monkeypatch):
+    out = tmp_path / "optuna"
+    run_module(monkeypatch, "jobs.sweep", CONFIG, f"config.pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
+               "search_alg=optuna", "num_samples=2", "scheduler.name=fifo", "config.train.epochs=1",
+               "tracking.mlflow=false", "tracking.tensorboard=false")
+    frame = pd.read_parquet(out / "results.parquet")
+    assert len(frame) == 2 and (frame["status"] == "finished").all()
+    assert frame["train.lr_head"].between(3e-3, 1e-1).all()
+    assert set(frame["model.adapter.kind"]) <= {"lora", "frozen"}
