@@ -80,28 +80,47 @@ def measure(cfg) -> dict:
     outcome = run_sweep(cfg, verbose=0)
     wall = time.time() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    frame = outcome.frame
-    trial_cpu = float(frame["seconds"].sum()) * cfg.config["scaling"]["cpus_per_worker"]
     driver_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return summarise(outcome.frame, outcome.grid, t0, wall, driver_cpu, cfg.config["scaling"]["cpus_per_worker"])
+
+
+def from_saved(out: Path, name: str, cpus_per_trial: int = 1) -> dict:
+    """:func:`measure`'s figures from a finished sweep folder (``--from-saved``): the wall time runs from the
+    first trial's start to the last report, as Tune recorded them; the driver's CPU time is not recorded."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    frame = pd.read_parquet(out / "results.parquet")
+    grid = ResultGrid(ExperimentAnalysis(str(out / "tune" / name)))
+    starts, ends = [], []
+    for r in grid:
+        df = r.metrics_dataframe
+        if df is not None and not df.empty:
+            starts.append(float(df["timestamp"].iloc[0] - df["time_total_s"].iloc[0]))
+            ends.append(float(df["timestamp"].iloc[-1]))
+    t0 = min(starts)
+    return summarise(frame, grid, t0, max(ends) - t0, 0.0, cpus_per_trial)
+
+
+def summarise(frame, grid, t0: float, wall: float, driver_cpu: float, cpus_per_trial: int) -> dict:
+    trial_cpu = float(frame["seconds"].sum()) * cpus_per_trial
     best = frame.iloc[0]
     first_best = min(
-        (float(row["timestamp"]) for r in outcome.grid if r.metrics_dataframe is not None
+        (float(row["timestamp"]) for r in grid if r.metrics_dataframe is not None
          for _, row in r.metrics_dataframe.iterrows()
          if pd.notna(row.get("dev_ua")) and row["dev_ua"] >= best["metric"] - 1e-12),
         default=float("nan"))
-    epochs = int(frame["epoch"].sum())
     overhead = []
-    for r in outcome.grid:
+    for r in grid:
         df = r.metrics_dataframe
         if df is None or df.empty:
             continue
         per_epoch = df.drop_duplicates("epoch", keep="first")
         work = float(per_epoch["train_seconds"].sum() + per_epoch.get("eval_seconds", pd.Series(0.0)).sum())
         overhead.append(float(r.metrics["time_total_s"]) - work)
-    return {"frame": frame, "wall": wall, "trial_cpu": trial_cpu, "driver_cpu": driver_cpu,
+    return {"frame": frame, "t0": t0, "wall": wall, "trial_cpu": trial_cpu, "driver_cpu": driver_cpu,
             "best_ua": float(best["metric"]), "best_config": json.loads(best["config_json"]),
-            "to_best": first_best - t0, "epochs": epochs, "stopped": int(frame["stopped_early"].sum()),
-            "overhead": overhead, "fit_seconds": outcome.seconds}
+            "to_best": first_best - t0, "epochs": int(frame["epoch"].sum()),
+            "stopped": int(frame["stopped_early"].sum()), "overhead": overhead}
 
 
 def trial_costs(result: dict) -> tuple[float, float]:
@@ -120,20 +139,28 @@ def main(argv: list[str] | None = None) -> None:
                         help="demo corpus size (720 = make demo's pool: one frozen-encoder epoch takes ~84 s on 2 "
                              "cores there, so the two searches would take ~3 h)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results/sweep.md")
+    parser.add_argument("--from-saved", action="store_true",
+                        help="rebuild the tables from the sweep folders of an earlier run (no new sweeps)")
     args = parser.parse_args(argv)
     work = Path(args.workdir)
-    pool = ensure_pool(work / f"sweep_pool_{args.clips}" / "pool", n=args.clips)
     info, load = machine_info(), LoadWindow()
-    init_ray(2)
     results = {}
-    for scheduler in ("fifo", "asha"):
-        results[scheduler] = measure(sweep_config(work / "sweep_bench" / scheduler, pool, args.epochs, scheduler))
-        r = results[scheduler]
-        print(f"{scheduler}: wall {r['wall']:.0f}s, trial CPU-s {r['trial_cpu']:.0f}, best {r['best_ua']:.4f} "
+    if args.from_saved:
+        for name in ("fifo", "asha", "ray_train"):
+            results[name] = from_saved(work / "sweep_bench" / name, "fifo" if name == "ray_train" else name)
+    else:
+        pool = ensure_pool(work / f"sweep_pool_{args.clips}" / "pool", n=args.clips)
+        init_ray(2)
+        for scheduler in ("fifo", "asha"):
+            results[scheduler] = measure(sweep_config(work / "sweep_bench" / scheduler, pool, args.epochs, scheduler))
+        # Ray Train trials: two configurations of the same space, 2 epochs, for the fixed cost per trial.
+        small = {"model.pooling": {"grid": ["mean"]}, "train.lr_head": {"grid": [1.0e-3, 3.0e-3]}}
+        results["ray_train"] = measure(sweep_config(work / "sweep_bench" / "ray_train", pool, 2, "fifo",
+                                                    "ray_train", small))
+    for name, r in results.items():
+        print(f"{name}: wall {r['wall']:.0f}s, trial CPU-s {r['trial_cpu']:.0f}, best {r['best_ua']:.4f} "
               f"{r['best_config']}, {r['epochs']} epochs, {r['stopped']} stopped")
-    # Ray Train trials: two configurations of the same space, 2 epochs, for the fixed cost per trial.
-    small = {"model.pooling": {"grid": ["mean"]}, "train.lr_head": {"grid": [1.0e-3, 3.0e-3]}}
-    rt = measure(sweep_config(work / "sweep_bench" / "ray_train", pool, 2, "fifo", "ray_train", small))
+    rt = results["ray_train"]
     load.close()
 
     fifo, asha = results["fifo"], results["asha"]
@@ -158,17 +185,33 @@ def main(argv: list[str] | None = None) -> None:
     costs = md_table(["trial kind", "trials", "fixed cost per trial s", "train + eval per trial s",
                       "fixed share"], cost_rows)
     verdict = (f"ASHA used **{ratio:.0%}** of the full search's CPU-seconds and "
-               + ("found the **same** best configuration" if same else "found a **different** best configuration")
+               + (f"picked a configuration **tied for the full search's best** dev UA ({len(tied)} configurations "
+                  "tie there)" if same else "picked a configuration **below** the full search's best")
                + f" (target: the same best in <= 40 %: **{'met' if same and ratio <= 0.40 else 'not met'}**).")
+    saved = ""
+    machine = machine_markdown(info, load)
+    if args.from_saved:
+        import datetime as dt
+
+        def utc(t):
+            return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+        start = min(r["t0"] for r in results.values())
+        end = max(r["t0"] + r["wall"] for r in results.values())
+        saved = (f" The sweeps ran {utc(start)}-{utc(end)} UTC; these tables were rebuilt from their folders with "
+                 "`--from-saved`: wall time runs from the first trial's start to the last report as Tune recorded "
+                 "them, and the driver's own CPU time is not included.")
+        machine = machine.splitlines()[0].rsplit(";", 1)[0] + "."  # the load lines would describe the rebuild
+    usage_free = __doc__.split("\n\n")[2].strip()
     text = f"""# Sweep benchmark: ASHA vs a full-budget search
 
-`python -m bench.sweep --clips {args.clips} --epochs {args.epochs}`. {__doc__.split(chr(10) + chr(10), 1)[1].strip()}
+`python -m bench.sweep --clips {args.clips} --epochs {args.epochs}`.{saved} {usage_free}
 
 Space (16 grid points): {', '.join(f'`{k}` {v["grid"]}' for k, v in SPACE.items())}; frozen encoder,
 {args.epochs} epochs, a {args.clips}-clip demo pool, ASHA grace period 1 epoch, reduction factor 2 (rungs at 1,
 2, 4, ... epochs below the last).
 
-{machine_markdown(info, load)}
+{machine}
 
 {table}
 

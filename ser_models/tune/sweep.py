@@ -247,7 +247,12 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
                                         search_alg=build_search_alg(plan, concurrency),
                                         scheduler=build_scheduler(plan), num_samples=cfg.num_samples,
                                         max_concurrent_trials=concurrency if cfg.search_alg == "optuna" else None,
-                                        reuse_actors=True,
+                                        # An in-process fit is the whole trial: its process can serve the
+                                        # next one. A stopped Ray Train or AL-loop trial must die with its
+                                        # process, which owns its Train controller or scoring actors.
+                                        reuse_actors=(cfg.base == "finetune"
+                                                      and plan.base_cfg.scaling.backend == "in_process"
+                                                      and all(p.key != "scaling.backend" for p in plan.params)),
                                         trial_dirname_creator=lambda trial: trial.trial_id),
             run_config=tune.RunConfig(name=cfg.name, storage_path=path, storage_filesystem=fs,
                                       failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
