@@ -107,10 +107,6 @@ def write_best(frame: pd.DataFrame, plan, output_dir: str):
     return cfg
 
 
-def _isnan(v) -> bool:
-    return isinstance(v, float) and math.isnan(v)
-
-
 def leaderboard(frame: pd.DataFrame, plan, top_k: int = 5) -> str:
     """The top trials, one line each."""
     lines = [f"{'#':>2} {'trial':<12} {plan.metric:>10} {plan.time_attr:>6} {'status':<9} {'trainable':>10}  config"]

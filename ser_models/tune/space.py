@@ -19,7 +19,6 @@ sees a flat space; grid keys are expanded here instead, skipping combinations th
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from omegaconf import OmegaConf
 
 from ser_models.config import from_dict
 from ser_models.exceptions import ConfigError
+from ser_models.provenance import flatten
 
 #: distribution name -> number of values its list holds (None = any number >= 1)
 DISTRIBUTIONS = {"choice": None, "grid": None, "uniform": 2, "loguniform": 2, "randint": 2, "qrandint": 3}
@@ -209,7 +209,7 @@ def grid_combinations(params: list[SearchParam], base: dict) -> list[dict]:
     grid = [p for p in params if p.kind == "grid"]
     if not grid:
         return []
-    flat = _flatten(base)
+    flat = flatten(base)
     seen, combos = set(), []
     for values in itertools.product(*(p.values for p in grid)):
         combo = dict(zip((p.key for p in grid), values))
@@ -255,7 +255,7 @@ def trial_values(params: list[SearchParam], base: dict, config: Mapping[str, Any
     """The dotted values a trial applies: its sampled values and grid combination, inactive keys dropped."""
     sampled = {k: _plain(v) for k, v in config.items() if k != GRID_KEY}
     sampled.update(dict(config.get(GRID_KEY) or {}))
-    view = {**_flatten(base), **sampled}
+    view = {**flatten(base), **sampled}
     return {p.key: sampled[p.key] for p in params if p.key in sampled and p.active(view)}
 
 
@@ -264,17 +264,3 @@ def grid_size(params: list[SearchParam], base: dict, search_alg: str) -> int:
     if search_alg == "grid":
         params = [SearchParam(p.key, "grid", p.values, p.when) for p in params]
     return max(len(grid_combinations(params, base)), 1)
-
-
-def _flatten(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
