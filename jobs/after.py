@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.active.loop_config import ActiveConfig
-from ser_models.config import field, parse_job_args, to_dict, to_yaml
+from ser_models.config import field, parse_job_args, to_yaml
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.tapt_config import TaptConfig
@@ -23,8 +23,8 @@ from ser_models.training.tapt_config import TaptConfig
 
 @dataclass
 class AfterJobConfig:
-    pool_dir: str = field(help="prepared pool folder (written by jobs.prepare_pool)")
-    output_dir: str = field(help="run folder: ledger, rounds, report (rerun to resume)")
+    pool_dir: str = field(speed_only=True, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(speed_only=True, help="run folder: ledger, rounds, report (rerun to resume)")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="fine-tuning in every round")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
@@ -60,7 +60,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     # second, and a rerun with result-changing settings is refused before it touches the folder.
     pool = Pool.open(cfg.pool_dir)
     pool.check_labels(cfg.model.labels, ("dev", "test"))
-    check_run(cfg.output_dir, "jobs.after", to_dict(cfg), inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.summary.get("fingerprint")},
               config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.config import field, parse_job_args, to_dict, to_yaml
+from ser_models.config import field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -19,8 +19,8 @@ from ser_models.training.config import ScalingSettings, TrainConfig
 
 @dataclass
 class FinetuneJobConfig:
-    pool_dir: str = field(help="prepared pool folder (written by jobs.prepare_pool)")
-    output_dir: str = field(help="where checkpoints, metrics.json and confusion.png go")
+    pool_dir: str = field(speed_only=True, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(speed_only=True, help="where checkpoints, metrics.json and confusion.png go")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="optimisation")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
@@ -60,7 +60,7 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     # Config, pool and labels are checked before Ray starts: a wrong path or label fails in a second.
     pool = Pool.open(cfg.pool_dir)
     pool.check_labels(cfg.model.labels, (cfg.train_split, cfg.dev_split, cfg.test_split))
-    check_run(cfg.output_dir, "jobs.finetune", to_dict(cfg), inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.finetune", cfg, inputs={"pool": pool.summary.get("fingerprint")},
               config_yaml=to_yaml(cfg))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]

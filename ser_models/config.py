@@ -22,11 +22,40 @@ from ser_models.exceptions import ConfigError
 T = TypeVar("T")
 
 
-def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING):  # noqa: A002
-    """A dataclass field with a ``help`` string kept in its metadata (shown by ``--help`` of every job)."""
+def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,  # noqa: A002
+          speed_only: bool = False):
+    """A dataclass field with a ``help`` string kept in its metadata (shown by ``--help`` of every job).
+
+    ``speed_only=True`` marks a key that changes speed or placement, never a result (worker counts, cache
+    folders): a resumed run may change it (:func:`speed_only_keys`, ``ser_models.provenance``). On a nested
+    config it covers every key below it.
+    """
+    metadata = {"help": help, "speed_only": speed_only}
     if default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _nested_schema(f: dataclasses.Field) -> type | None:
+    """The dataclass type of a nested-config field (found through its default), or None for a plain key."""
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = f.default_factory()  # type: ignore[misc]
+        return type(value) if dataclasses.is_dataclass(value) else None
+    ftype = f.type if not isinstance(f.type, str) else None
+    return ftype if ftype is not None and dataclasses.is_dataclass(ftype) else None
+
+
+def speed_only_keys(schema: type, prefix: str = "") -> tuple[str, ...]:
+    """Dotted names (fnmatch patterns) of the keys a schema marks ``speed_only``, nested configs included
+    (a marked nested config gives ``name.*``)."""
+    keys: list[str] = []
+    for f in dataclasses.fields(schema):
+        name, nested = f"{prefix}{f.name}", _nested_schema(f)
+        if f.metadata.get("speed_only"):
+            keys.append(f"{name}.*" if nested is not None else name)
+        elif nested is not None:
+            keys.extend(speed_only_keys(nested, prefix=f"{name}."))
+    return tuple(keys)
 
 
 def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
@@ -110,14 +139,7 @@ def describe(schema: type, prefix: str = "") -> str:
     lines = []
     for f in dataclasses.fields(schema):
         name = f"{prefix}{f.name}"
-        ftype = f.type if not isinstance(f.type, str) else None
-        nested = None
-        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            value = f.default_factory()  # type: ignore[misc]
-            if dataclasses.is_dataclass(value):
-                nested = type(value)
-        elif ftype is not None and dataclasses.is_dataclass(ftype):
-            nested = ftype
+        nested = _nested_schema(f)
         if nested is not None:
             lines.append(describe(nested, prefix=f"{name}."))
             continue

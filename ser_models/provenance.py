@@ -1,46 +1,27 @@
 """What a run folder was made from, and the refusal to mix results of different configs in one folder.
 
-Every job that resumes from its ``output_dir`` (``after``, ``finetune``, ``tapt``) records, on its first
-start, the config that shapes its results in ``<output_dir>/run.json``. A later start compares its own
-config with it: keys that only change speed or placement (actor and worker counts, cache folders, the
-pool's location) may differ; any other difference is refused with the keys named, before Ray starts, so a
-rerun never reuses ``scores.parquet``, ``selection.parquet`` or a checkpoint made under other settings.
+Every job that resumes from its ``output_dir`` (``after``, ``finetune``, ``tapt``, ``sweep``) records, on its
+first start, the config that shapes its results in ``<output_dir>/run.json``. A later start compares its own
+config with it: keys that only change speed or placement (actor and worker counts, cache folders, the pool's
+location: the schema fields marked ``speed_only``, see ``ser_models.config.field``) may differ; any other
+difference is refused with the keys named, before Ray starts, so a rerun never reuses ``scores.parquet``, ``selection.parquet`` or a checkpoint made under other settings.
 ``config.yaml`` beside it keeps the first start's full config (later starts do not overwrite it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
 from typing import Any
 
 from ser_models import io
+from ser_models.config import speed_only_keys, to_dict
 from ser_models.exceptions import ConfigError
 
 RUN_FILE = "run.json"
 RUN_FORMAT = 1
-
-#: Config keys (fnmatch patterns over dotted names) that never change a result: they may differ between
-#: the starts of one run. Everything else is result-changing.
-SPEED_ONLY_KEYS: tuple[str, ...] = (
-    "output_dir",
-    "pool_dir",  # the pool's content is compared through its fingerprint instead of its location
-    "scaling.num_workers",
-    "scaling.cpus_per_worker",
-    "scaling.max_failures",
-    "scaling.backend",
-    "scaling.use_gpu",
-    "active.scorer.batch_size",
-    "active.scorer.num_actors",
-    "active.scorer.num_cpus",
-    "active.scorer.threads",
-    "active.strategy.num_threads",
-    "active.feature_cache",
-    "active.feature_cache_dir",
-    "train.eval_batch_size",
-)
-
 
 def flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
@@ -54,26 +35,23 @@ def flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _speed_only(key: str, extra: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(key, pat) for pat in (*SPEED_ONLY_KEYS, *extra))
+def result_keys(cfg: dict, speed_only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The flattened config without the keys matching the ``speed_only`` fnmatch patterns."""
+    return {k: v for k, v in flatten(cfg).items() if not any(fnmatch.fnmatchcase(k, p) for p in speed_only)}
 
 
-def result_keys(cfg: dict, extra_speed_only: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The flattened config without its speed-only keys."""
-    return {k: v for k, v in flatten(cfg).items() if not _speed_only(k, extra_speed_only)}
-
-
-def check_run(output_dir: str | os.PathLike, job: str, cfg: dict, *, inputs: dict[str, Any] | None = None,
+def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict[str, Any] | None = None,
               config_yaml: str | None = None, extra_speed_only: tuple[str, ...] = ()) -> bool:
     """Record this run's provenance on its first start; refuse a later start that would change results.
 
     Args:
         output_dir: the job's run folder (local path or ``pyarrow.fs`` URI).
         job: the job's name (``jobs.after``); a folder is never shared between jobs.
-        cfg: the job's config as a plain dict.
+        cfg: the job's config (a schema dataclass: its ``speed_only`` fields may change between starts), or a
+            plain dict (only ``extra_speed_only`` may change).
         inputs: fingerprints of what the run reads besides its config (e.g. ``{"pool": <fingerprint>}``).
         config_yaml: the full config as YAML, written to ``config.yaml`` on the first start.
-        extra_speed_only: more speed-only key patterns for this job.
+        extra_speed_only: more speed-only key patterns (fnmatch over dotted names) for this run.
 
     Returns:
         True when the folder was new (provenance written), False when an earlier start matched.
@@ -85,7 +63,11 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: dict, *, inputs: dic
     base = str(output_dir).rstrip("/")
     path = f"{base}/{RUN_FILE}"
     # Through JSON once, so that tuples and lists (and numpy scalars) compare as the stored record does.
-    keys = json.loads(json.dumps(result_keys(cfg, extra_speed_only), default=str))
+    speed_only = tuple(extra_speed_only)
+    if dataclasses.is_dataclass(cfg):
+        speed_only += speed_only_keys(type(cfg))
+        cfg = to_dict(cfg)
+    keys = json.loads(json.dumps(result_keys(cfg, speed_only), default=str))
     inputs = json.loads(json.dumps(dict(inputs or {}), default=str))
     if not io.exists(path):
         io.write_json_atomic(path, {"format": RUN_FORMAT, "job": job, "config": keys, "inputs": inputs})
@@ -114,4 +96,4 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: dict, *, inputs: dic
 
 _MISSING = object()
 
-__all__ = ["RUN_FILE", "SPEED_ONLY_KEYS", "check_run", "flatten", "result_keys"]
+__all__ = ["RUN_FILE", "check_run", "flatten", "result_keys"]

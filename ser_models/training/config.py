@@ -24,7 +24,7 @@ class TrainConfig:
     early_stopping_patience: int = field(3, help="stop after this many epochs without a better dev UA (0 = off)")
     class_weighted: bool = field(True, help="weight cross-entropy by inverse class frequency of the labelled set")
     grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
-    eval_batch_size: int = field(16, help="clips per batch when evaluating")
+    eval_batch_size: int = field(16, speed_only=True, help="clips per batch when evaluating")
     seed: int = field(0, help="seed of shuffling, crops, dropout and head init")
 
     def __post_init__(self):
@@ -46,11 +46,11 @@ class TrainConfig:
 class ScalingSettings:
     """Where training runs (maps onto Ray Train's ScalingConfig and FailureConfig)."""
 
-    num_workers: int = field(1, help="Ray Train workers (data-parallel DDP replicas)")
-    use_gpu: bool = field(False, help="one GPU per worker")
-    cpus_per_worker: int = field(1, help="CPUs reserved per worker (also its torch thread count)")
-    max_failures: int = field(1, help="worker-group restarts from the last checkpoint before giving up")
-    backend: str = field("ray_train", help="'ray_train' (workers, DDP, fault tolerance) or 'in_process' (the "
+    num_workers: int = field(1, speed_only=True, help="Ray Train workers (data-parallel DDP replicas)")
+    use_gpu: bool = field(False, speed_only=True, help="one GPU per worker")
+    cpus_per_worker: int = field(1, speed_only=True, help="CPUs reserved per worker (also its torch thread count)")
+    max_failures: int = field(1, speed_only=True, help="worker-group restarts from the last checkpoint before giving up")
+    backend: str = field("ray_train", speed_only=True, help="'ray_train' (workers, DDP, fault tolerance) or 'in_process' (the "
                                            "same fit in the driver: for quick local runs and sweeps of tiny fits)")
     stream_above_clips: int = field(2000, help="a worker whose share of the training set is larger (about 2 h of "
                                     "3-s clips, ~200 MB decoded) reads it, and rank 0 its dev/test splits, from Ray "

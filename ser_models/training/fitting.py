@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -155,6 +154,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
                           {"params": params_head, "lr": cfg.lr_head}) if g["params"]]
     if not groups:
         raise TrainingError("the model has no trainable parameters: check model.adapter.kind")
+    peak_lrs = [g["lr"] for g in groups]  # read now: the optimizer shares these dicts, the schedule rewrites lr
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     n_local, _ = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, np.random.default_rng(0))
     steps_per_epoch = all_reduce_min(n_local)
@@ -165,6 +165,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
+        _apply_hyperparameters(optimizer, scheduler, peak_lrs, cfg.weight_decay)
     weights = class_weight_tensor(class_counts, len(model.cfg.labels)) if cfg.class_weighted else None
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     wrapped = wrap_ddp(_TrainForward(model), device)
@@ -233,8 +234,19 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     return state
 
 
-def copy_state(state: FitState) -> FitState:
-    return copy.deepcopy(state)
+def _apply_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, base_lrs: list[float],
+                           weight_decay: float) -> None:
+    """Make ``cfg``'s learning rates and weight decay win over a restored optimizer and schedule.
+
+    Restoring state brings back the peak learning rates and weight decay the state was saved with. A plain
+    resume has the same values; a Population Based Training trial that took over another trial's state must
+    go on with its own, mutated ones. The schedule's position (step count) and Adam's moments are kept.
+    """
+    scheduler.base_lrs = list(base_lrs)
+    for group, base, lr_lambda in zip(optimizer.param_groups, base_lrs, scheduler.lr_lambdas):
+        group["initial_lr"] = base
+        group["weight_decay"] = weight_decay
+        group["lr"] = base * lr_lambda(scheduler.last_epoch)
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:

@@ -169,7 +169,10 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
             callbacks=list(callbacks or []),
         ),
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        # Resolved here, in the driver: Train would otherwise read the controller actor's DataContext, which
+        # lacks the pool's object-store budget (runtime.configure_ray_data)
+        dataset_config=DataConfig(datasets_to_split=["train"],
+                                  execution_options=DataConfig.default_ingest_options()),
     )
     t0 = time.perf_counter()
     try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ser_models.config import from_dict, to_dict, to_yaml
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import filesystem, is_local, local_path, storage_path
-from ser_models.tune.config import SWEEP_SPEED_ONLY, SweepConfig
+from ser_models.tune.config import SweepConfig
 from ser_models.tune.space import check_against, grid_size, param_space, parse_search
 from ser_models.tune.targets import TARGETS, TrialSpec
 
@@ -104,40 +104,52 @@ def _max_time(target, schema, base: dict, params) -> int:
     return best
 
 
-def default_concurrency(base_cfg, cluster: dict) -> int:
-    """Trials that fit at once: the cluster's CPUs (one kept free for Ray Data reads) or GPUs per trial.
+@dataclass(frozen=True)
+class TrialFootprint:
+    """What one trial holds on the cluster.
 
-    An AL-loop trial's CPUs are its scoring actors' (``active.scorer``) or its Ray Train workers'."""
-    scaling = base_cfg.scaling
-    cpus = float(cluster.get("CPU", 1))
-    per_trial = scaling.cpus_per_worker * (1 if scaling.backend == "in_process" else scaling.num_workers)
-    if hasattr(base_cfg, "active"):
-        scorer = base_cfg.active.scorer
-        per_trial = max(per_trial if scaling.backend != "in_process" else 1, scorer.num_actors * scorer.num_cpus)
-    n = max(1, math.floor(max(cpus - 1, 1) / per_trial))
-    if scaling.use_gpu:
-        gpus_per_trial = 1 if scaling.backend == "in_process" else scaling.num_workers
-        n = min(n, max(1, math.floor(float(cluster.get("GPU", 0)) / gpus_per_trial)))
-    return n
+    Attributes:
+        own: what Tune reserves for the trial's own process (``tune.with_resources``).
+        cpus: CPUs the whole trial keeps busy: its process, Ray Train workers or scoring actors.
+        gpus: GPUs the whole trial holds.
+    """
+
+    own: dict
+    cpus: float
+    gpus: float
 
 
-def trial_resources(base_cfg) -> dict:
-    """What Tune reserves for one trial's own process.
+def trial_footprint(base_cfg) -> TrialFootprint:
+    """The footprint of a trial of ``base_cfg`` (a finetune or AL-loop job config).
 
-    In-process trials train there (their CPUs and GPU); a Ray Train trial's process only drives the
-    ``TorchTrainer``, whose workers reserve their own resources, so it holds a sliver of a CPU.
+    - In-process fit: the trial trains in its own process, which reserves its CPUs (and GPU).
+    - Ray Train fit: the trial only drives the ``TorchTrainer``, whose workers reserve their own resources, so
+      its process holds a sliver of a CPU.
+    - AL loop: the trial orchestrates; its scoring actors and Ray Data reads reserve their own CPUs, which a
+      trial holding them would starve (in-process rounds train on the trial's threads regardless).
     """
     scaling = base_cfg.scaling
+    in_process = scaling.backend == "in_process"
+    workers = 1 if in_process else scaling.num_workers
+    cpus, gpus = float(scaling.cpus_per_worker * workers), float(workers if scaling.use_gpu else 0)
+    sliver = {"CPU": 0.01}
     if hasattr(base_cfg, "active"):
-        # An AL-loop trial orchestrates: its scoring actors and Ray Data reads reserve their own CPUs, which a
-        # trial holding them would starve (in-process rounds train on the trial's threads regardless).
-        return {"CPU": 0.01, **({"GPU": 1.0} if scaling.use_gpu and scaling.backend == "in_process" else {})}
-    if scaling.backend == "in_process":
-        res = {"CPU": float(scaling.cpus_per_worker)}
-        if scaling.use_gpu:
-            res["GPU"] = 1.0
-        return res
-    return {"CPU": 0.01}
+        scorer = base_cfg.active.scorer
+        cpus = max(1.0 if in_process else cpus, scorer.num_actors * scorer.num_cpus)
+        own = {**sliver, **({"GPU": 1.0} if scaling.use_gpu and in_process else {})}
+    elif in_process:
+        own = {"CPU": float(scaling.cpus_per_worker), **({"GPU": 1.0} if scaling.use_gpu else {})}
+    else:
+        own = sliver
+    return TrialFootprint(own, cpus, gpus)
+
+
+def default_concurrency(footprint: TrialFootprint, cluster: dict) -> int:
+    """Trials that fit at once: the cluster's CPUs (one kept free for Ray Data reads) and GPUs per trial."""
+    n = max(1, math.floor(max(float(cluster.get("CPU", 1)) - 1, 1) / footprint.cpus))
+    if footprint.gpus:
+        n = min(n, max(1, math.floor(float(cluster.get("GPU", 0)) / footprint.gpus)))
+    return n
 
 
 def build_scheduler(plan: SweepPlan):
@@ -213,22 +225,24 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     """
     from ray import tune
 
-    from ser_models.provenance import SPEED_ONLY_KEYS, check_run
+    from ser_models.config import speed_only_keys
+    from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
     from ser_models.tune.report import write_report
     from ser_models.tune.results import print_leaderboard, results_frame, write_best, write_results
 
     plan = plan_sweep(cfg)
-    check_run(cfg.output_dir, "jobs.sweep", to_dict(cfg), config_yaml=to_yaml(cfg),
-              extra_speed_only=(*SWEEP_SPEED_ONLY, *(f"config.{k}" for k in SPEED_ONLY_KEYS)))
+    # the base job's speed-only keys may change too (the sweep holds its config as a plain dict)
+    check_run(cfg.output_dir, "jobs.sweep", cfg, config_yaml=to_yaml(cfg),
+              extra_speed_only=tuple(f"config.{k}" for k in speed_only_keys(TARGETS[cfg.base].schema())))
     connect_ray()
     import ray
 
     spec = TrialSpec(cfg.base, plan.base_dict, tuple(plan.params), str(storage_path(cfg.output_dir)))
-    trainable = tune.with_resources(tune.with_parameters(TARGETS[cfg.base].trial_fn(), spec=spec),
-                                    trial_resources(plan.base_cfg))
+    footprint = trial_footprint(plan.base_cfg)
+    trainable = tune.with_resources(tune.with_parameters(TARGETS[cfg.base].trial_fn(), spec=spec), footprint.own)
     space = param_space(plan.params, plan.base_dict, cfg.search_alg)
-    concurrency = cfg.max_concurrent_trials or default_concurrency(plan.base_cfg, ray.cluster_resources())
+    concurrency = cfg.max_concurrent_trials or default_concurrency(footprint, ray.cluster_resources())
     path, fs = _tune_storage(cfg)
     exp_path = f"{path}/{cfg.name}"
     t0 = time.perf_counter()

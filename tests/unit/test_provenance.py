@@ -26,15 +26,50 @@ def _with(**changes):
     return cfg
 
 
+SPEED = ("output_dir", "scaling.num_workers", "active.scorer.*")  # what a dict config names as speed-only
+
+
 def test_first_start_records_then_identical_and_speed_only_reruns_pass(tmp_path):
-    assert check_run(tmp_path, "jobs.after", CFG, inputs={"pool": "abc"}, config_yaml="a: 1\n") is True
+    assert check_run(tmp_path, "jobs.after", CFG, inputs={"pool": "abc"}, config_yaml="a: 1\n",
+                     extra_speed_only=SPEED) is True
     record = json.loads((tmp_path / RUN_FILE).read_text())
     assert record["job"] == "jobs.after" and record["inputs"] == {"pool": "abc"}
     assert "train.epochs" in record["config"] and "scaling.num_workers" not in record["config"]
     assert (tmp_path / "config.yaml").read_text() == "a: 1\n"
     faster = _with(scaling__num_workers=4, active__scorer__num_actors=3, output_dir="elsewhere")
-    assert check_run(tmp_path, "jobs.after", faster, inputs={"pool": "abc"}, config_yaml="b: 2\n") is False
+    assert check_run(tmp_path, "jobs.after", faster, inputs={"pool": "abc"}, config_yaml="b: 2\n",
+                     extra_speed_only=SPEED) is False
     assert (tmp_path / "config.yaml").read_text() == "a: 1\n"  # the first start's config is kept
+
+
+def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
+    """``speed_only`` field flags, read from the schemas (nested configs included)."""
+    from jobs.after import AfterJobConfig
+    from jobs.finetune import FinetuneJobConfig
+    from ser_models.config import speed_only_keys
+    from ser_models.tune.config import SweepConfig
+
+    scaling = {"scaling.num_workers", "scaling.cpus_per_worker", "scaling.max_failures", "scaling.backend",
+               "scaling.use_gpu"}
+    assert set(speed_only_keys(FinetuneJobConfig)) == {"output_dir", "pool_dir", "train.eval_batch_size", *scaling}
+    assert set(speed_only_keys(AfterJobConfig)) == {
+        "output_dir", "pool_dir", "train.eval_batch_size", *scaling, "active.scorer.batch_size",
+        "active.scorer.num_actors", "active.scorer.num_cpus", "active.scorer.threads",
+        "active.strategy.num_threads", "active.feature_cache", "active.feature_cache_dir"}
+    assert set(speed_only_keys(SweepConfig)) == {"output_dir", "max_concurrent_trials", "max_failures",
+                                                 "tracking.*", "top_k"}
+
+
+def test_a_dataclass_config_may_change_its_speed_only_keys_but_nothing_else(tmp_path):
+    from jobs.finetune import FinetuneJobConfig
+
+    cfg = FinetuneJobConfig(pool_dir="/p", output_dir=str(tmp_path))
+    check_run(tmp_path, "jobs.finetune", cfg)
+    cfg.scaling.num_workers, cfg.pool_dir, cfg.train.eval_batch_size = 4, "/moved/p", 64
+    assert check_run(tmp_path, "jobs.finetune", cfg) is False
+    cfg.train.epochs += 1
+    with pytest.raises(ConfigError, match="train.epochs"):
+        check_run(tmp_path, "jobs.finetune", cfg)
 
 
 @pytest.mark.parametrize("changes, named", [

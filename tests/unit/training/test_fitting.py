@@ -95,6 +95,46 @@ def test_resumed_fit_equals_uninterrupted():
         assert a["dev_ua"] == pytest.approx(b["dev_ua"])
 
 
+def test_resumed_state_takes_the_new_configs_learning_rates_at_its_schedule_position():
+    """Population Based Training hands a trial another trial's state with mutated learning rates: the
+    restored optimizer must run at the new peak rates (scaled by the schedule's position), keep its step count
+    and Adam moments, and take the new weight decay."""
+    from ser_models.training.schedule import tri_stage_lambda
+
+    cfg = copy.deepcopy(CFG)
+    cfg.epochs, cfg.warmup_ratio, cfg.hold_ratio = 4, 0.5, 0.0  # the multiplier changes at every step
+    train, dev = _toy_clips(12, 0), _toy_clips(6, 1)
+    saved = {}
+
+    def stop_after_1(st, _m, _o, _s):
+        saved["state"] = copy.deepcopy(st)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), train, dev, cfg, on_epoch_end=stop_after_1, log=lambda _: None)
+    state = saved["state"]
+    steps_done = state.scheduler["last_epoch"]
+    assert steps_done > 0
+    mutated = copy.deepcopy(cfg)
+    mutated.lr_adapter, mutated.lr_head, mutated.weight_decay = 1e-4, 5e-2, 0.3
+    seen = {}
+
+    def look(st, _m, opt, sched):
+        seen["groups"] = [(g["lr"], g["initial_lr"], g["weight_decay"]) for g in opt.param_groups]
+        seen["step"], seen["base"] = sched.last_epoch, list(sched.base_lrs)
+        seen["adam_step"] = float(next(iter(opt.state.values()))["step"])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), train, dev, mutated, state=state, on_epoch_end=look, log=lambda _: None)
+    mult = tri_stage_lambda(steps_done * cfg.epochs, 0.5, 0.0)(seen["step"])
+    assert seen["step"] == 2 * steps_done and seen["adam_step"] == 2 * steps_done
+    assert seen["base"] == [1e-4, 5e-2]
+    for (lr, initial, wd), base in zip(seen["groups"], [1e-4, 5e-2]):
+        assert initial == base and wd == 0.3
+        assert lr == pytest.approx(base * mult)
+
+
 def test_feature_mode_trains_from_pooled_features():
     rng = np.random.default_rng(0)
     cfg = tiny_model_config("tiny-wav2vec2", "frozen", labels=["a", "b"])

@@ -1,0 +1,45 @@
+"""What one sweep trial holds on the cluster, and how many trials fit at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.after import AfterJobConfig
+from jobs.finetune import FinetuneJobConfig
+from ser_models.tune.sweep import default_concurrency, trial_footprint
+
+
+def _finetune(**scaling):
+    cfg = FinetuneJobConfig(pool_dir="/p", output_dir="/o")
+    for key, value in scaling.items():
+        setattr(cfg.scaling, key, value)
+    return cfg
+
+
+@pytest.mark.parametrize("scaling, own, cpus, gpus", [
+    ({"backend": "in_process", "cpus_per_worker": 2}, {"CPU": 2.0}, 2.0, 0.0),
+    ({"backend": "in_process", "use_gpu": True}, {"CPU": 1.0, "GPU": 1.0}, 1.0, 1.0),
+    # a Ray Train trial's process only drives the trainer; its workers reserve their own CPUs and GPUs
+    ({"backend": "ray_train", "num_workers": 3, "cpus_per_worker": 2, "use_gpu": True}, {"CPU": 0.01}, 6.0, 3.0),
+])
+def test_fit_trials(scaling, own, cpus, gpus):
+    fp = trial_footprint(_finetune(**scaling))
+    assert (fp.own, fp.cpus, fp.gpus) == (own, cpus, gpus)
+
+
+def test_an_al_loop_trial_holds_a_sliver_and_counts_its_scoring_actors():
+    cfg = AfterJobConfig(pool_dir="/p", output_dir="/o")
+    cfg.scaling.backend = "in_process"
+    cfg.active.scorer.num_actors, cfg.active.scorer.num_cpus = 3, 1.0
+    fp = trial_footprint(cfg)
+    assert fp.own == {"CPU": 0.01} and fp.cpus == 3.0
+
+
+@pytest.mark.parametrize("scaling, cluster, expected", [
+    ({"backend": "in_process"}, {"CPU": 2.0}, 1),          # one CPU kept free for Ray Data reads
+    ({"backend": "in_process"}, {"CPU": 17.0}, 16),
+    ({"backend": "ray_train", "num_workers": 2, "cpus_per_worker": 4}, {"CPU": 33.0}, 4),
+    ({"backend": "ray_train", "num_workers": 2, "use_gpu": True}, {"CPU": 64.0, "GPU": 4.0}, 2),  # GPUs bind
+])
+def test_default_concurrency(scaling, cluster, expected):
+    assert default_concurrency(trial_footprint(_finetune(**scaling)), cluster) == expected
