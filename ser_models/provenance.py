@@ -4,7 +4,8 @@ Every job that resumes from its ``output_dir`` (``after``, ``finetune``, ``tapt`
 first start, the config that shapes its results in ``<output_dir>/run.json``. A later start compares its own
 config with it: keys that only change speed or placement (actor and worker counts, cache folders, the pool's
 location: the schema fields marked ``speed_only``, see ``ser_models.config.field``) may differ; any other
-difference is refused with the keys named, before Ray starts, so a rerun never reuses ``scores.parquet``, ``selection.parquet`` or a checkpoint made under other settings.
+difference is refused with the keys named, before Ray starts, so a rerun never reuses ``scores.parquet``,
+``selection.parquet`` or a checkpoint made under other settings.
 ``config.yaml`` beside it keeps the first start's full config (later starts do not overwrite it).
 """
 

@@ -72,4 +72,5 @@ def read_parquet_dataset(path: str, **kwargs):
     return ray.data.read_parquet(path, **kwargs)
 
 
-__all__ = ["DATA_CONSOLE_LEVEL_ENV", "POOL_BLOCK_BYTES", "POOL_OBJECT_STORE_BYTES_PER_CPU", "configure_ray_data", "connect_ray", "read_parquet_dataset"]
+__all__ = ["DATA_CONSOLE_LEVEL_ENV", "POOL_BLOCK_BYTES", "POOL_OBJECT_STORE_BYTES_PER_CPU", "configure_ray_data",
+           "connect_ray", "read_parquet_dataset"]
