@@ -36,7 +36,8 @@ class StrategyConfig:
     kcenter_dim: int | None = field(
         None, help="k-center: project embeddings to this many PCA dimensions first (approximate, faster on "
                    "very large pools); null = exact in the full dimension")
-    num_threads: int | None = field(None, speed_only=True, help="threads for FAISS and BLAS during selection (null = all)")
+    num_threads: int | None = field(None, speed_only=True,
+                                    help="threads for FAISS and BLAS during selection (null = all)")
 
     def __post_init__(self) -> None:
         if self.name not in _NAMES:

@@ -31,8 +31,9 @@ class ActiveConfig:
     warm_start: bool = field(False, help="start each round from the previous round's weights (AFTER retrains "
                                           "from the TAPT checkpoint: false)")
     oracle: str = field("simulated", help=f"who labels, one of {list(_ORACLES)}: 'file' writes to_label.csv for humans")
-    feature_cache: str = field("auto", speed_only=True, help=f"{list(_CACHE)}: train/score from cached frozen-encoder features "
-                                            "('auto' = when model.adapter.kind=frozen and pooling=mean)")
+    feature_cache: str = field("auto", speed_only=True,
+                               help=f"{list(_CACHE)}: train/score from cached frozen-encoder features "
+                                    "('auto' = when model.adapter.kind=frozen and pooling=mean)")
     feature_cache_dir: str | None = field(None, speed_only=True, help="where cached features live; null = <output_dir>/"
                                           "feature_cache. Runs over the same pool and encoder (e.g. AL vs random) "
                                           "can share one folder: entries are keyed by pool and encoder")

@@ -26,16 +26,19 @@ SCORE_INPUT_FEATURES = ["utt_id", "features"]
 class ScorerConfig:
     """Ray Data actor pool that scores clips."""
 
-    batch_size: int = field(128, speed_only=True, help="clips per Ray Data batch handed to one actor call (larger amortises "
-                                      "Ray's per-call cost; bench.scoring)")
+    batch_size: int = field(128, speed_only=True,
+                            help="clips per Ray Data batch handed to one actor call (larger amortises "
+                                 "Ray's per-call cost; bench.scoring)")
     micro_batch_size: int = field(0, help="clips per forward pass inside an actor, sorted by length; 0 = auto: "
                                           "16 on a GPU, 1 on CPU (there padded batches only cost time: "
                                           "bench.scoring measured 1.6x faster one at a time)")
     num_actors: int = field(1, speed_only=True, help="scoring actors (each holds one model copy)")
-    num_cpus: float = field(1.0, speed_only=True, help="CPUs Ray reserves per scoring actor; the actors together must leave at "
-                                      "least one CPU free for Ray Data's read tasks, or scoring waits forever")
-    threads: int = field(0, speed_only=True, help="torch threads per scoring actor (0 = num_cpus); may exceed num_cpus to use "
-                                 "cores that Ray Data's read tasks leave idle")
+    num_cpus: float = field(1.0, speed_only=True,
+                            help="CPUs Ray reserves per scoring actor; the actors together must leave at "
+                                 "least one CPU free for Ray Data's read tasks, or scoring waits forever")
+    threads: int = field(0, speed_only=True,
+                         help="torch threads per scoring actor (0 = num_cpus); may exceed num_cpus to use "
+                              "cores that Ray Data's read tasks leave idle")
     num_gpus: float = field(0.0, help="GPUs per scoring actor (0 = CPU)")
     mc_samples: int = field(0, help="MC-dropout passes per clip (BALD needs > 1; 0 = none)")
     max_seconds: float = field(20.0, help="clips longer than this are centre-cropped for scoring (s)")

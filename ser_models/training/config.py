@@ -49,9 +49,11 @@ class ScalingSettings:
     num_workers: int = field(1, speed_only=True, help="Ray Train workers (data-parallel DDP replicas)")
     use_gpu: bool = field(False, speed_only=True, help="one GPU per worker")
     cpus_per_worker: int = field(1, speed_only=True, help="CPUs reserved per worker (also its torch thread count)")
-    max_failures: int = field(1, speed_only=True, help="worker-group restarts from the last checkpoint before giving up")
-    backend: str = field("ray_train", speed_only=True, help="'ray_train' (workers, DDP, fault tolerance) or 'in_process' (the "
-                                           "same fit in the driver: for quick local runs and sweeps of tiny fits)")
+    max_failures: int = field(1, speed_only=True,
+                              help="worker-group restarts from the last checkpoint before giving up")
+    backend: str = field("ray_train", speed_only=True,
+                         help="'ray_train' (workers, DDP, fault tolerance) or 'in_process' (the "
+                              "same fit in the driver: for quick local runs and sweeps of tiny fits)")
     stream_above_clips: int = field(2000, help="a worker whose share of the training set is larger (about 2 h of "
                                     "3-s clips, ~200 MB decoded) reads it, and rank 0 its dev/test splits, from Ray "
                                     "Data every epoch, one decoded window at a time, instead of holding them "

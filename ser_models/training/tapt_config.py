@@ -134,8 +134,9 @@ class TaptJobConfig:
     """Config of ``python -m jobs.tapt``: which pool, which encoder, how to pre-train, where to write."""
 
     pool_dir: str = field("???", speed_only=True, help="prepared pool folder (written by jobs.prepare_pool); required")
-    output_dir: str = field("???", speed_only=True, help="where encoder/encoder.safetensors, tapt_metrics.json and the loss "
-                            "curve go; rerunning with the same folder resumes or reuses the run")
+    output_dir: str = field("???", speed_only=True,
+                            help="where encoder/encoder.safetensors, tapt_metrics.json and the loss "
+                                 "curve go; rerunning with the same folder resumes or reuses the run")
     split: str = field("train", help="pool split pre-trained on; only 'train' is allowed")
     encoder: EncoderConfig = field(default_factory=EncoderConfig, help="the encoder to adapt")
     tapt: TaptConfig = field(default_factory=TaptConfig, help="objective and optimisation")

@@ -45,7 +45,8 @@ class SweepConfig:
     """A Ray Tune sweep over any keys of a base job's config."""
 
     base: str = field(help="the job each trial runs: finetune | after")
-    output_dir: str = field(speed_only=True, help="sweep folder (local path or s3://, gs://); rerun the same command to resume")
+    output_dir: str = field(speed_only=True,
+                            help="sweep folder (local path or s3://, gs://); rerun the same command to resume")
     config: dict[str, Any] = field(default_factory=dict, help="the base job's full config (as in its own YAML)")
     search: dict[str, Any] = field(default_factory=dict, help="dotted key of `config` -> {choice|grid|uniform|"
                                    "loguniform|randint|qrandint: [...], when: {other.key: value}}")
@@ -53,12 +54,14 @@ class SweepConfig:
     metric: str = field("", help="what trials are ranked by ('' = dev_ua for finetune, alc_test_ua for after)")
     mode: str = field("max", help="max | min")
     num_samples: int = field(8, help="sampled configurations (each repeated over every grid combination)")
-    max_concurrent_trials: int = field(0, speed_only=True, help="0 = as many as the cluster's CPUs/GPUs hold, one CPU kept free "
-                                       "for Ray Data reads")
+    max_concurrent_trials: int = field(0, speed_only=True,
+                                       help="0 = as many as the cluster's CPUs/GPUs hold, one CPU kept free "
+                                            "for Ray Data reads")
     search_alg: str = field("random", help="random | grid (every choice/grid combination) | optuna (TPE)")
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig, help="early stopping of weak trials")
     seed: int = field(0, help="seed of the search algorithm (the trials keep their own train.seed)")
-    max_failures: int = field(1, speed_only=True, help="Tune retries of a failed trial (Ray Train retries inside a trial too)")
+    max_failures: int = field(1, speed_only=True,
+                              help="Tune retries of a failed trial (Ray Train retries inside a trial too)")
     tracking: TrackingConfig = field(default_factory=TrackingConfig, speed_only=True, help="TensorBoard and MLflow")
     top_k: int = field(5, speed_only=True, help="trials printed in the leaderboard")
 

@@ -47,8 +47,9 @@ def _cell(value):
 def results_frame(grid, plan) -> pd.DataFrame:
     """One row per trial.
 
-    Columns: ``trial_id``, ``config_json`` (the dotted values the trial applied), ``status`` (``finished``, ``stopped`` by the scheduler, ``error``), one column per
-    swept key (None where inactive), ``metric`` (the ranking value), ``metric_last``, ``metric_best``,
+    Columns: ``trial_id``, ``config_json`` (the dotted values the trial applied), ``status`` (``finished``,
+    ``stopped`` by the scheduler, ``error``), one column per swept key (None where inactive), ``metric`` (the
+    ranking value), ``metric_last``, ``metric_best``,
     ``<time_attr>`` (epochs or rounds run), ``stopped_early``, ``trainable_params``, ``total_params``, the
     test metrics when reported, ``seconds``; sorted best first.
     """
