@@ -115,18 +115,39 @@ class PeakPss:
 
 
 def ensure_pool(hours: float, workdir: Path) -> Path:
+    """The demo pool of about ``hours`` under ``workdir``: its corpus is generated once; the pool is rebuilt
+    when its files were laid out with more rows per file than ``prepare_pool_demo.yaml`` now asks for."""
+    import shutil
+
+    from ser_models.config import load_config
+    from ser_models.data.config import PoolConfig
+
     n = max(12, int(round(hours * 3600 / SECONDS_PER_CLIP)))
     root = workdir / f"pool_{n}"
     pool = root / "pool"
-    if (pool / "summary.json").exists():
+    manifest = root / "corpus" / "manifest.csv"
+    config = REPO / "jobs" / "configs" / "prepare_pool_demo.yaml"
+    rows_per_file = load_config(PoolConfig, config, [f"manifest={manifest}"]).rows_per_file
+    if (pool / "summary.json").exists() and pool_layout(pool)[1] <= rows_per_file:
         return pool
+    shutil.rmtree(pool, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "jobs.make_demo_pool", str(root / "corpus"), "--n", str(n), "--seed", "0",
-                    "--workers", "2"], cwd=REPO, env=env, check=True)
-    subprocess.run([sys.executable, "-m", "jobs.prepare_pool", "jobs/configs/prepare_pool_demo.yaml",
-                    f"manifest={root / 'corpus' / 'manifest.csv'}", f"output_dir={pool}"],
-                   cwd=REPO, env=env, check=True)
+    if not manifest.exists():
+        subprocess.run([sys.executable, "-m", "jobs.make_demo_pool", str(root / "corpus"), "--n", str(n), "--seed",
+                        "0", "--workers", "2"], cwd=REPO, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "jobs.prepare_pool", str(config), f"manifest={manifest}",
+                    f"output_dir={pool}"], cwd=REPO, env=env, check=True)
     return pool
+
+
+def pool_layout(pool_dir: str | Path) -> tuple[int, int]:
+    """``(Parquet files, most rows in one file)`` of a pool's clips (every split)."""
+    import pyarrow.parquet as pq
+
+    from ser_models.data import Pool
+
+    files = sorted(Path(Pool.open(str(pool_dir)).build_dir, "data").rglob("*.parquet"))
+    return len(files), max((pq.ParquetFile(f).metadata.num_rows for f in files), default=0)
 
 
 def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> dict:
@@ -150,8 +171,9 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     shutil.rmtree(out, ignore_errors=True)
     pool = Pool.open(pool_dir)
     train_n = len(pool.metadata(columns=["utt_id"], split="train"))
+    files, most = pool_layout(pool_dir)
     row: dict = {"clips": pool.summary["kept"], "hours": round(sum(s["hours"] for s in pool.summary["splits"].values()), 2),
-                 "train_clips": train_n}
+                 "train_clips": train_n, "files": files, "rows_per_file": most}
     scorer = ScorerConfig(num_actors=1, num_cpus=1, threads=1, micro_batch_size=16)
 
     def stage(name, fn):
@@ -230,9 +252,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(rows[-1]), flush=True)
     load.close()
     stages = [s for s in STAGES if not args.stages or s in args.stages]
-    table = md_table(["hours", "clips", *[f"{s} s" for s in stages], *[f"{s} peak GiB" for s in stages]],
-                     [[r["hours"], r["clips"], *[r[f"{s}_s"] for s in stages], *[r[f"{s}_peak_gib"] for s in stages]]
-                      for r in rows])
+    table = md_table(["hours", "clips", "files (most rows)", *[f"{s} s" for s in stages],
+                      *[f"{s} peak GiB" for s in stages]],
+                     [[r["hours"], r["clips"], f"{r['files']} ({r['rows_per_file']})", *[r[f"{s}_s"] for s in stages],
+                       *[r[f"{s}_peak_gib"] for s in stages]] for r in rows])
     small, big = rows[0], rows[-1]
     growth = md_table(["stage", f"memory {big['hours']} h / {small['hours']} h (target <= 1.25)",
                        f"time {big['hours']} h / {small['hours']} h", f"audio {big['hours']} h / {small['hours']} h"],

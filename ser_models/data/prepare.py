@@ -238,10 +238,10 @@ def _current_summary(out: str) -> dict | None:
 
 
 def _num_blocks(n: int, cfg: PoolConfig) -> int:
-    # Enough blocks to keep every worker busy with a short tail, few enough that files stay near
-    # rows_per_file and per-task overhead stays small.
+    # Files of at most rows_per_file rows (a reader's memory follows its file's size), and enough blocks to
+    # keep every worker busy with a short tail.
     by_size = math.ceil(n / cfg.rows_per_file)
-    return max(1, min(math.ceil(n / cfg.batch_size), max(by_size, 4 * cfg.num_workers)))
+    return max(1, by_size, min(math.ceil(n / cfg.batch_size), 4 * cfg.num_workers))
 
 
 def _write_shards(manifest, cfg: PoolConfig, data_dir: str) -> None:

@@ -239,8 +239,8 @@ def _apply_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, base_lrs
     """Make ``cfg``'s learning rates and weight decay win over a restored optimizer and schedule.
 
     Restoring state brings back the peak learning rates and weight decay the state was saved with. A plain
-    resume has the same values; a fit that takes over another fit's state with other rates (Population Based
-    Training, not in the tree yet: ../shared/notes/pbt_wip_s16.patch) must go on with its own. The schedule's
+    resume has the same values; a fit that takes over another fit's state with other rates (a Population Based
+    Training sweep trial, ``ser_models.tune.targets.adopt_checkpoint``) must go on with its own. The schedule's
     position (step count) and Adam's moments are kept.
     """
     scheduler.base_lrs = list(base_lrs)

@@ -9,17 +9,29 @@ from ser_models.config import field
 from ser_models.exceptions import ConfigError
 
 SEARCH_ALGS = ("random", "grid", "optuna")
-SCHEDULERS = ("asha", "fifo")
+SCHEDULERS = ("asha", "fifo", "pbt")
+#: Keys Population Based Training may change in the middle of a fit: the fit reads them afresh when it takes
+#: over another trial's state (``fitting._apply_hyperparameters`` re-applies the rates and weight decay).
+PBT_MUTABLE = ("train.lr_adapter", "train.lr_head", "train.weight_decay", "train.grad_clip")
 
 
 @dataclass
 class SchedulerConfig:
-    """Trial scheduling (Ray Tune's ``ASHAScheduler`` or FIFO)."""
+    """Trial scheduling (Ray Tune's ``ASHAScheduler``, FIFO, or ``PopulationBasedTraining``)."""
 
-    name: str = field("asha", help="asha (stop weak trials early at rungs of the time unit) | fifo (run all)")
+    name: str = field("asha", help="asha (stop weak trials early at rungs of the time unit) | fifo (run all) | "
+                                   "pbt (in-process finetune trials copy better trials' state and perturb)")
     grace_period: int = field(1, help="asha: time units (epochs or rounds) every trial runs before it can stop")
     reduction_factor: float = field(2.0, help="asha: 1/this of the trials at a rung go on to the next one")
     max_t: int = field(0, help="asha: the longest a trial runs, in time units (0 = the most the space allows)")
+    perturbation_interval: int = field(1, help="pbt: epochs between two exploit/explore decisions of a trial")
+    quantile_fraction: float = field(0.25, help="pbt: the bottom fraction of trials copies the top fraction")
+    resample_probability: float = field(0.25, help="pbt: chance a mutated key is drawn anew from its search "
+                                                   "range instead of scaled by 0.8 or 1.2")
+    synch: bool = field(False, help="pbt: every trial waits for the whole population at each perturbation "
+                                    "(else each decides on the others' latest scores)")
+    mutate: list[str] = field(default_factory=list, help="pbt: swept keys changed during a run (empty = every "
+                              f"swept key among {', '.join(PBT_MUTABLE)})")
 
     def __post_init__(self):
         if self.name not in SCHEDULERS:
@@ -27,6 +39,14 @@ class SchedulerConfig:
         if self.grace_period < 1 or self.reduction_factor <= 1 or self.max_t < 0:
             raise ConfigError("scheduler.grace_period must be >= 1, scheduler.reduction_factor > 1 and "
                               "scheduler.max_t >= 0")
+        if self.perturbation_interval < 1 or not 0 < self.quantile_fraction <= 0.5 or not (
+                0 <= self.resample_probability <= 1):
+            raise ConfigError("scheduler.perturbation_interval must be >= 1, scheduler.quantile_fraction in "
+                              "(0, 0.5] and scheduler.resample_probability in [0, 1]")
+        bad = [k for k in self.mutate if k not in PBT_MUTABLE]
+        if bad:
+            raise ConfigError(f"scheduler.mutate: {bad} cannot change in the middle of a fit; PBT may mutate "
+                              f"{list(PBT_MUTABLE)}")
 
 
 @dataclass
@@ -56,7 +76,7 @@ class SweepConfig:
     num_samples: int = field(8, help="sampled configurations (each repeated over every grid combination)")
     max_concurrent_trials: int = field(0, speed_only=True,
                                        help="0 = as many as the cluster's CPUs/GPUs hold, one CPU kept free "
-                                            "for Ray Data reads")
+                                            "for Ray Data reads (pbt: unused; trials run as resources allow)")
     search_alg: str = field("random", help="random | grid (every choice/grid combination) | optuna (TPE)")
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig, help="early stopping of weak trials")
     seed: int = field(0, help="seed of the search algorithm (the trials keep their own train.seed)")

@@ -16,6 +16,7 @@ Tune API used (Ray 2.60): a function trainable wrapped by ``tune.with_parameters
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from ser_models.config import from_dict, to_dict, to_yaml
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import filesystem, is_local, local_path, storage_path
-from ser_models.tune.config import SweepConfig
+from ser_models.tune.config import PBT_MUTABLE, SweepConfig
 from ser_models.tune.space import check_against, grid_size, param_space, parse_search
 from ser_models.tune.targets import TARGETS, TrialSpec
 
@@ -51,6 +52,7 @@ class SweepPlan:
     time_attr: str
     max_t: int
     trials: int
+    mutate: tuple = ()
 
 
 def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
@@ -90,7 +92,38 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
                   else ("dev", "test"))
         Pool.open(base_cfg.pool_dir).check_labels(base_cfg.model.labels, splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
-    return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials)
+    mutate = _pbt_mutations(cfg, base_cfg, params) if cfg.scheduler.name == "pbt" else ()
+    return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate)
+
+
+def _pbt_mutations(cfg: SweepConfig, base_cfg, params) -> tuple:
+    """The swept keys PBT perturbs, after checking that the sweep can run under PBT at all.
+
+    PBT restarts a trial from another trial's state, so it needs trials that keep their whole fit state in
+    their own folder (``finetune`` with ``scaling.backend=in_process``) and keys the fit reads afresh after
+    a restore (:data:`~ser_models.tune.config.PBT_MUTABLE`); the other swept keys stay as sampled and travel
+    with the copied state.
+    """
+    where = "scheduler.name=pbt"
+    if cfg.base != "finetune" or base_cfg.scaling.backend != "in_process" or any(
+            p.key == "scaling.backend" for p in params):
+        raise ConfigError(f"{where} needs base: finetune with config.scaling.backend=in_process (not swept): "
+                          "a trial must hold its whole fit state to hand it to another trial")
+    if cfg.search_alg == "optuna":
+        raise ConfigError(f"{where} changes trial configs in flight, which Optuna's TPE cannot model; use "
+                          "search_alg: random or grid")
+    by_key = {p.key: p for p in params}
+    keys = list(cfg.scheduler.mutate) or [k for k in PBT_MUTABLE if k in by_key]
+    if not keys:
+        raise ConfigError(f"{where}: nothing to mutate; sweep at least one of {list(PBT_MUTABLE)}")
+    for key in keys:
+        p = by_key.get(key)
+        if p is None:
+            raise ConfigError(f"scheduler.mutate: {key} is not a key of search (PBT perturbs within its range)")
+        if p.kind not in ("choice", "uniform", "loguniform") or cfg.search_alg == "grid":
+            raise ConfigError(f"search.{key}: PBT perturbs choice, uniform or loguniform keys, not {p.kind}"
+                              f"{' (search_alg=grid)' if cfg.search_alg == 'grid' else ''}")
+    return tuple(by_key[k] for k in keys)
 
 
 def _max_time(target, schema, base: dict, params) -> int:
@@ -144,6 +177,20 @@ def trial_footprint(base_cfg) -> TrialFootprint:
     return TrialFootprint(own, cpus, gpus)
 
 
+def trial_resources(plan: SweepPlan, footprint: TrialFootprint):
+    """What Tune reserves per trial: the footprint's own part, plus under PBT a one-CPU bundle in which the
+    trial runs its own Ray Data reads (see ``targets.finetune_trial``).
+
+    PBT keeps its whole population live (paused trials wait for a slot), so only resources bound how many
+    run; a trial whose reads needed a CPU outside its reservation could then starve on a full cluster.
+    """
+    if plan.cfg.scheduler.name != "pbt":
+        return footprint.own
+    from ray.tune import PlacementGroupFactory
+
+    return PlacementGroupFactory([footprint.own, {"CPU": 1.0}])
+
+
 def default_concurrency(footprint: TrialFootprint, cluster: dict) -> int:
     """Trials that fit at once: the cluster's CPUs (one kept free for Ray Data reads) and GPUs per trial."""
     n = max(1, math.floor(max(float(cluster.get("CPU", 1)) - 1, 1) / footprint.cpus))
@@ -153,15 +200,32 @@ def default_concurrency(footprint: TrialFootprint, cluster: dict) -> int:
 
 
 def build_scheduler(plan: SweepPlan):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     s = plan.cfg.scheduler
     if s.name == "fifo":
         return FIFOScheduler()
+    if s.name == "pbt":
+        # Choices go in as lists: PBT moves a list value to a neighbouring entry, but multiplies whatever a
+        # tune.choice domain holds by 0.8/1.2. Scaled values are clipped back into the search range.
+        mutations = {p.key: list(p.values) if p.kind == "choice" else p.tune_domain() for p in plan.mutate}
+        return PopulationBasedTraining(
+            time_attr=plan.time_attr, perturbation_interval=s.perturbation_interval,
+            quantile_fraction=s.quantile_fraction, resample_probability=s.resample_probability,
+            hyperparam_mutations=mutations, synch=s.synch,
+            custom_explore_fn=functools.partial(clip_to_ranges, plan.mutate))
     # max_t one past the last epoch: ASHA stops a trial that reaches max_t, which would cut the run before
     # its final report (test metrics) and its checkpoint; the rungs below max_t are the same.
     return ASHAScheduler(time_attr=plan.time_attr, max_t=plan.max_t + 1,
                          grace_period=min(s.grace_period, plan.max_t), reduction_factor=s.reduction_factor)
+
+
+def clip_to_ranges(params, config: dict) -> dict:
+    """PBT's explore hook: scaled ``uniform`` / ``loguniform`` values back inside ``[low, high]``."""
+    for p in params:
+        if p.kind in ("uniform", "loguniform") and p.key in config:
+            config[p.key] = min(max(config[p.key], p.values[0]), p.values[1])
+    return config
 
 
 def build_search_alg(plan: SweepPlan, concurrency: int):
@@ -177,7 +241,10 @@ def build_search_alg(plan: SweepPlan, concurrency: int):
         return OptunaSearch(sampler=TPESampler(seed=cfg.seed))
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrency)
+    # PBT needs its whole population created at once (a trial waits for, or copies, the others); trial
+    # resources then bound how many run (see trial_resources).
+    return BasicVariantGenerator(random_state=cfg.seed,
+                                 max_concurrent=0 if cfg.scheduler.name == "pbt" else concurrency)
 
 
 def _callbacks(plan: SweepPlan) -> list:
@@ -238,11 +305,16 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     connect_ray()
     import ray
 
-    spec = TrialSpec(cfg.base, plan.base_dict, tuple(plan.params), str(storage_path(cfg.output_dir)))
+    pbt = cfg.scheduler.name == "pbt"
+    spec = TrialSpec(cfg.base, plan.base_dict, tuple(plan.params), str(storage_path(cfg.output_dir)), pbt=pbt)
     footprint = trial_footprint(plan.base_cfg)
-    trainable = tune.with_resources(tune.with_parameters(TARGETS[cfg.base].trial_fn(), spec=spec), footprint.own)
+    trainable = tune.with_resources(tune.with_parameters(TARGETS[cfg.base].trial_fn(), spec=spec),
+                                    trial_resources(plan, footprint))
     space = param_space(plan.params, plan.base_dict, cfg.search_alg)
-    concurrency = cfg.max_concurrent_trials or default_concurrency(footprint, ray.cluster_resources())
+    if pbt:  # reads run inside each trial's own bundle, so no CPU is kept free for them
+        concurrency = max(1, math.floor(float(ray.cluster_resources().get("CPU", 1)) / (footprint.cpus + 1)))
+    else:
+        concurrency = cfg.max_concurrent_trials or default_concurrency(footprint, ray.cluster_resources())
     path, fs = _tune_storage(cfg)
     exp_path = f"{path}/{cfg.name}"
     t0 = time.perf_counter()
@@ -253,7 +325,9 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     else:
         print(f"sweep {cfg.name!r}: base {cfg.base}, {len(plan.params)} keys, {plan.trials} trials "
               f"({cfg.search_alg}, {cfg.scheduler.name} on {plan.time_attr} up to {plan.max_t}), metric "
-              f"{plan.metric} ({cfg.mode}), {concurrency} at a time")
+              f"{plan.metric} ({cfg.mode}), {concurrency} at a time"
+              + (f"; PBT mutates {[p.key for p in plan.mutate]} every "
+                 f"{cfg.scheduler.perturbation_interval} epoch(s)" if pbt else ""))
         tuner = tune.Tuner(
             trainable,
             param_space=space,
@@ -269,6 +343,9 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
                                                       and all(p.key != "scaling.backend" for p in plan.params)),
                                         trial_dirname_creator=lambda trial: trial.trial_id),
             run_config=tune.RunConfig(name=cfg.name, storage_path=path, storage_filesystem=fs,
+                                      # PBT copies a trial's latest checkpoint; Tune warns that keeping <= 2
+                                      # can delete one while it is being copied
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if pbt else None),
                                       failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                                       callbacks=_callbacks(plan), verbose=verbose),
         )

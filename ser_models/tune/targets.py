@@ -10,6 +10,12 @@ the scheduler counts in, and the default metric. Trial functions run inside Tune
   rank-0 reports with ``TuneReportCallback``; the trial itself holds almost no resources;
 - ``after`` runs the whole active-learning loop and reports once per round.
 
+Under Population Based Training (in-process ``finetune`` only) every epoch's report carries the trial's fit
+state as a Tune checkpoint (``fit_state.pt`` + ``origin.json``). When PBT restarts a weak trial from a strong
+one's checkpoint with perturbed rates, the trial replaces its folder with that state and goes on from the
+donor's epoch under its new config (the fit re-applies the config's learning rates over the restored
+optimizer).
+
 Every trial writes under ``<sweep output_dir>/trials/<trial id>``, the same folder when Tune restarts it,
 so a killed trial resumes from its last epoch or round instead of starting over.
 """
@@ -31,6 +37,7 @@ class TrialSpec:
     base_config: dict
     params: tuple[SearchParam, ...]
     output_dir: str
+    pbt: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,14 +101,88 @@ def finetune_trial(config: dict, spec: TrialSpec) -> None:
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(spec, config, trial_id)
     _quiet_data()
+    report = tune.report
+    if spec.pbt:
+        _reads_in_trial_bundle()
+        adopt_checkpoint(tune.get_checkpoint(), cfg.output_dir, trial_id)
+        report = _checkpointing_report(cfg.output_dir, trial_id)
     if cfg.scaling.backend == "in_process":
-        result = run_finetune(cfg, verbose=False, run_name=f"trial_{trial_id}", report=tune.report)
+        result = run_finetune(cfg, verbose=False, run_name=f"trial_{trial_id}", report=report)
     else:
         from ray.tune.integration.ray_train import TuneReportCallback
 
         result = run_finetune(cfg, verbose=False, run_name=f"trial_{trial_id}", callbacks=[TuneReportCallback()])
     if result.resumed:  # finished before a restart: report its final row again so Tune sees the metric
         tune.report(final_row(result.metrics))
+
+
+#: Files of a PBT trial checkpoint: the in-process fit state and which trial and epoch it comes from.
+ORIGIN_FILE = "origin.json"
+
+
+def _state_path(output_dir: str):
+    from ser_models.io import storage_path
+    from ser_models.training.loop import STATE_FILE
+
+    return storage_path(output_dir) / "in_process" / STATE_FILE
+
+
+def _checkpointing_report(output_dir: str, trial_id: str):
+    """``report(row)`` that hands Tune the fit state just saved (``on_epoch_end`` saves before reporting)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from ray import tune
+
+    from ser_models.io import read_bytes
+    from ser_models.training.loop import STATE_FILE
+
+    def report(row: dict) -> None:
+        with tempfile.TemporaryDirectory(prefix=f"pbt-{trial_id}-") as tmp:
+            (Path(tmp) / STATE_FILE).write_bytes(read_bytes(_state_path(output_dir)))
+            (Path(tmp) / ORIGIN_FILE).write_text(json.dumps({"trial_id": trial_id, "epoch": row.get("epoch")}))
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))  # copied to storage before return
+
+    return report
+
+
+def adopt_checkpoint(checkpoint, output_dir: str, trial_id: str) -> str | None:
+    """Put a PBT checkpoint's fit state in the trial's folder; returns the trial it came from (None: none).
+
+    Its own checkpoint (a paused trial going on) only resets the state to the reported epoch. Another
+    trial's replaces the whole folder, provenance included: the run now continues that trial's fit under
+    this trial's new config.
+    """
+    if checkpoint is None:
+        return None
+    import json
+    from pathlib import Path
+
+    from ser_models.io import delete_dir, storage_path, write_bytes_atomic
+    from ser_models.training.loop import STATE_FILE
+
+    with checkpoint.as_directory() as d:
+        origin = json.loads((Path(d) / ORIGIN_FILE).read_text())
+        state = (Path(d) / STATE_FILE).read_bytes()
+    if origin["trial_id"] != trial_id:
+        delete_dir(storage_path(output_dir))
+        print(f"trial {trial_id}: continues trial {origin['trial_id']}'s fit after epoch {origin['epoch']}")
+    write_bytes_atomic(_state_path(output_dir), state)
+    return origin["trial_id"]
+
+
+def _reads_in_trial_bundle() -> None:
+    """Schedule this process's Ray Data tasks in the trial's placement group (its spare one-CPU bundle)."""
+    import ray
+    from ray.data import DataContext
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = ray.util.get_current_placement_group()
+    if pg is None:
+        return
+    ctx = DataContext.get_current()
+    ctx.scheduling_strategy = ctx.scheduling_strategy_large_args = PlacementGroupSchedulingStrategy(pg)
 
 
 def after_trial(config: dict, spec: TrialSpec) -> None:

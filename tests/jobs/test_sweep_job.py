@@ -208,3 +208,29 @@ def test_optuna_tpe_samples_the_same_space(ray_local, demo_pool, tmp_path, monke
     assert len(frame) == 2 and (frame["status"] == "finished").all()
     assert frame["train.lr_head"].between(3e-3, 1e-1).all()
     assert set(frame["model.adapter.kind"]) <= {"lora", "frozen"}
+
+
+def test_pbt_copies_a_strong_trials_fit_and_perturbs_its_rates(ray_local, demo_pool, tmp_path, monkeypatch):
+    """Synchronous PBT over two in-process trials (one runs at a time on 2 CPUs: each reserves a CPU for its
+    own Ray Data reads): at each epoch the weaker trial takes over the stronger one's fit state, which its
+    history shows, and goes on with perturbed rates that stay inside the search range."""
+    out = tmp_path / "pbt"
+    run_module(monkeypatch, "jobs.sweep", CONFIG, f"config.pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
+               "num_samples=2", "config.train.epochs=3", "scheduler.name=pbt", "scheduler.synch=true",
+               "scheduler.quantile_fraction=0.5", "scheduler.resample_probability=0",
+               "tracking.mlflow=false", "tracking.tensorboard=false")
+    frame = pd.read_parquet(out / "results.parquet")
+    assert len(frame) == 2 and (frame["status"] == "finished").all() and (frame["epoch"] == 3).all()
+    assert frame["train.lr_head"].between(3e-3, 1e-1).all()
+    # Tune's log of exploits: [target tag, donor tag, target iter, donor iter, donor config, new config]
+    rows = [json.loads(line) for line in (out / "tune" / "smoke" / "pbt_global.txt").read_text().splitlines()]
+    assert len(rows) >= 2  # synch: one exploit per perturbation (epochs 1 and 2)
+    for target, donor, *_, old, new in rows:
+        assert old["model.adapter.kind"] == new["model.adapter.kind"]  # the architecture travels with the state
+        ratio = new["train.lr_head"] / old["train.lr_head"]
+        assert ratio == pytest.approx(0.8) or ratio == pytest.approx(1.2) or new["train.lr_head"] in (3e-3, 1e-1)
+    # the exploiting trial's fit history starts with the donor's epochs, not its own
+    histories = {tid: [h["train_loss"] for h in json.loads((out / "trials" / tid / "metrics.json").read_text())
+                       ["history"]] for tid in frame["trial_id"]}
+    a, b = histories.values()
+    assert a[0] == pytest.approx(b[0])
