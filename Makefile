@@ -8,6 +8,8 @@ DEMO_DIR ?= outputs/demo
 # The pretrained Whisper-tiny encoder (Smart Turn v3.2), imported once from the pipecat-ai wheel and reused.
 ENCODER_DIR ?= .cache/encoders/smart-turn-v3.2-whisper-tiny
 STAMP := $(VENV)/.installed
+# pytest-xdist processes for `make test`, each with its own local Ray (a test file stays in one process)
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test lint bench clean
 
@@ -37,7 +39,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --durations=20 tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""Shared fixtures. Ray starts once per test session (start-up costs seconds on 2 cores)."""
+"""Shared fixtures. Ray starts once per test process (start-up costs seconds on 2 cores; `make test` runs two
+processes with pytest-xdist, each with its own local Ray, demo pool and S3 endpoint)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,17 @@ def _checkpoint_staging() -> set[str]:
     return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith("ser-") and "-checkpoint-" in n}
 
 
-def test_pool_after_loop_and_finetune_live_in_the_bucket(demo_pool, s3_bucket, tmp_path, monkeypatch):
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """This process's temporary files in a folder of its own (another test process may be training too)."""
+    d = tmp_path / "tmp"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d
+
+
+def test_pool_after_loop_and_finetune_live_in_the_bucket(demo_pool, s3_bucket, tmp_path, monkeypatch,
+                                                          private_tmp):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
