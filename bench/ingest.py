@@ -119,7 +119,8 @@ class RssSampler:
         self._thread.join()
 
 
-def run_pipeline(manifest: str, out_dir: Path, num_cpus: int, batch_size: int, num_workers: int) -> dict:
+def run_pipeline(manifest: str, out_dir: Path, num_cpus: int, batch_size: int, num_workers: int,
+                 rows_per_file: int | None = None) -> dict:
     import ray
     from ray.data import DataContext
 
@@ -134,6 +135,8 @@ def run_pipeline(manifest: str, out_dir: Path, num_cpus: int, batch_size: int, n
         DataContext.get_current().enable_progress_bars = False
         cfg = PoolConfig(manifest=manifest, output_dir=str(out_dir), labels=[], batch_size=batch_size,
                          num_workers=num_workers)
+        if rows_per_file:
+            cfg.rows_per_file = rows_per_file
         t1 = time.perf_counter()
         summary = prepare_pool(cfg)
         seconds = time.perf_counter() - t1

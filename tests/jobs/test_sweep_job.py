@@ -225,7 +225,7 @@ def test_pbt_copies_a_strong_trials_fit_and_perturbs_its_rates(ray_local, demo_p
     # Tune's log of exploits: [target tag, donor tag, target iter, donor iter, donor config, new config]
     rows = [json.loads(line) for line in (out / "tune" / "smoke" / "pbt_global.txt").read_text().splitlines()]
     assert len(rows) >= 2  # synch: one exploit per perturbation (epochs 1 and 2)
-    for target, donor, *_, old, new in rows:
+    for *_, old, new in rows:
         assert old["model.adapter.kind"] == new["model.adapter.kind"]  # the architecture travels with the state
         ratio = new["train.lr_head"] / old["train.lr_head"]
         assert ratio == pytest.approx(0.8) or ratio == pytest.approx(1.2) or new["train.lr_head"] in (3e-3, 1e-1)
