@@ -19,6 +19,7 @@ pytestmark = pytest.mark.ray
 
 RATES = [(16000, "wav"), (22050, "flac"), (44100, "wav"), (16000, "flac"), (22050, "wav")]
 MAX_DURATION = 4.0
+ROWS_PER_FILE = 3  # below the decode block size (4 rows here), so the cap splits blocks
 
 
 def _tone(sr, seconds, freq, channels=1):
@@ -78,7 +79,8 @@ def built(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("prep")
     expected, samples = write_corpus(root / "corpus")
     cfg = PoolConfig(manifest=str(root / "corpus" / "manifest.csv"), output_dir=str(root / "pool"),
-                     max_duration=MAX_DURATION, batch_size=4, num_workers=2, labels=[])
+                     max_duration=MAX_DURATION, batch_size=4, num_workers=2, labels=[],
+                     rows_per_file=ROWS_PER_FILE)
     plans = _PlanRecorder()
     logging.getLogger("ray.data").addHandler(plans)
     try:
@@ -146,6 +148,10 @@ def test_layout_schema_and_summary(built):
     assert sorted(os.listdir(out)) == [on_disk["build"], "summary.json"]
     assert sorted(os.listdir(f"{build}/data")) == ["split=dev", "split=test", "split=train"]
     assert os.path.exists(f"{build}/config.yaml")
+    # Every pool reader holds about one file: no file may exceed rows_per_file rows.
+    files = [os.path.join(d, f) for d, _, fs in os.walk(f"{build}/data") for f in fs if f.endswith(".parquet")]
+    rows = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    assert max(rows) <= ROWS_PER_FILE and sum(rows) == summary.kept
     shard = next(p for p in os.scandir(f"{build}/data/split=train") if p.name.endswith(".parquet"))
     schema = pq.read_schema(shard.path)
     for field in POOL_SCHEMA:
