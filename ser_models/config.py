@@ -58,6 +58,26 @@ def speed_only_keys(schema: type, prefix: str = "") -> tuple[str, ...]:
     return tuple(keys)
 
 
+def key_default(schema: type, dotted: str) -> Any:
+    """The schema's default for a dotted key (a nested config as a dict), or ``dataclasses.MISSING`` when the
+    key has no default or is not in the schema (e.g. inside a plain-dict field)."""
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        f = {f.name: f for f in dataclasses.fields(schema)}.get(part)
+        schema = _nested_schema(f) if f is not None else None
+        if schema is None:
+            return dataclasses.MISSING
+    f = {f.name: f for f in dataclasses.fields(schema)}.get(leaf)
+    if f is None:
+        return dataclasses.MISSING
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        value = f.default_factory()  # type: ignore[misc]
+        return to_dict(value) if dataclasses.is_dataclass(value) else value
+    return dataclasses.MISSING
+
+
 def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Build a config from its schema, an optional YAML file and dotted ``key.sub=value`` overrides.
 

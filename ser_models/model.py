@@ -288,7 +288,8 @@ class EmotionModel(nn.Module):
                 p.copy_(tensors[n].to(p.device, p.dtype))
 
     def extra_repr(self) -> str:
-        return (f"labels={self.labels}, adapter={self.cfg.adapter.kind!r}, pooling={self.cfg.pooling!r}, "
+        return (f"labels={self.labels}, adapter={self.cfg.adapter.kind!r}, add={list(self.cfg.adapter.add)}, "
+                f"pooling={self.cfg.pooling!r}, "
                 f"featurizer_layer={self.cfg.featurizer_layer}")
 
 

@@ -18,7 +18,7 @@ import os
 from typing import Any
 
 from ser_models import io
-from ser_models.config import speed_only_keys, to_dict
+from ser_models.config import key_default, speed_only_keys, to_dict
 from ser_models.exceptions import ConfigError
 
 RUN_FILE = "run.json"
@@ -65,8 +65,9 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
     path = f"{base}/{RUN_FILE}"
     # Through JSON once, so that tuples and lists (and numpy scalars) compare as the stored record does.
     speed_only = tuple(extra_speed_only)
-    if dataclasses.is_dataclass(cfg):
-        speed_only += speed_only_keys(type(cfg))
+    schema = type(cfg) if dataclasses.is_dataclass(cfg) else None
+    if schema is not None:
+        speed_only += speed_only_keys(schema)
         cfg = to_dict(cfg)
     keys = json.loads(json.dumps(result_keys(cfg, speed_only), default=str))
     inputs = json.loads(json.dumps(dict(inputs or {}), default=str))
@@ -82,8 +83,12 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
         raise ConfigError(f"{path} is not a run record this version understands ({exc}); use a new output_dir") from exc
     if old_job != job:
         raise ConfigError(f"output_dir {base} holds a {old_job} run; {job} needs its own output_dir")
+    # A key a newer version added is missing from an older record: at its default it changes nothing.
+    added_at_default = {k for k in set(keys) - set(old_keys) if schema is not None
+                        and _same(key_default(schema, k), keys[k])}
     diffs = [f"{k}: {old_keys.get(k, '<unset>')!r} -> {keys.get(k, '<unset>')!r}"
-             for k in sorted(set(old_keys) | set(keys)) if old_keys.get(k, _MISSING) != keys.get(k, _MISSING)]
+             for k in sorted(set(old_keys) | set(keys) - added_at_default)
+             if old_keys.get(k, _MISSING) != keys.get(k, _MISSING)]
     diffs += [f"input {k}: {old_inputs.get(k)!r} -> {inputs.get(k)!r}"
               for k in sorted(set(old_inputs) | set(inputs)) if old_inputs.get(k) != inputs.get(k)]
     if diffs:
@@ -96,5 +101,12 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
 
 
 _MISSING = object()
+
+
+def _same(default: Any, value: Any) -> bool:
+    """A schema default equals a recorded (JSON-normalised) value."""
+    if default is dataclasses.MISSING:
+        return False
+    return json.loads(json.dumps(default, default=str)) == value
 
 __all__ = ["RUN_FILE", "check_run", "flatten", "result_keys"]

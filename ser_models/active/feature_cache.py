@@ -31,6 +31,8 @@ def cache_supported(model_cfg) -> str | None:
     """None when ``model_cfg`` can train from the cache, else the reason it cannot."""
     if model_cfg.adapter.kind != "frozen":
         return f"model.adapter.kind={model_cfg.adapter.kind!r} changes the encoder (the cache needs 'frozen')"
+    if model_cfg.adapter.add:
+        return f"model.adapter.add={list(model_cfg.adapter.add)} changes the encoder (the cache needs none)"
     if model_cfg.pooling != "mean":
         return f"model.pooling={model_cfg.pooling!r} needs frame features (the cache stores mean-pooled layers)"
     return None

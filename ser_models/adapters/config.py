@@ -8,6 +8,8 @@ from ser_models.config import field
 from ser_models.exceptions import ConfigError
 
 ADAPTER_KINDS = ("lora", "ia3", "frozen", "full")
+#: Modules that ``model.adapter.add`` puts on top of ``kind``, in the (fixed) order they are applied.
+ADDED_ADAPTERS = ("bottleneck", "gating")
 
 #: Family -> modules LoRA targets when ``target_modules`` is null. WavLM's attention calls torch's fused
 #: ``multi_head_attention_forward`` with the raw q/k/v/out weights, bypassing any wrapper peft injects, so
@@ -31,10 +33,12 @@ IA3_DEFAULT_TARGETS: dict[str, tuple[list[str], list[str]]] = {
 
 @dataclass
 class AdapterConfig:
-    """How the encoder is adapted: peft LoRA / IA3, frozen, or fully fine-tuned.
+    """How the encoder is adapted: peft LoRA / IA3, frozen, or fully fine-tuned (``kind``), plus bottleneck
+    adapters and layer gates on top (``add``).
 
     ``r``, ``alpha``, ``dropout``, ``target_modules``, ``feedforward_modules`` and ``layers_to_transform``
     are ignored by the kinds they do not apply to, so a sweep can switch ``kind`` without editing the rest.
+    ``layers_to_transform`` applies to every adapter of the combination.
     """
 
     kind: str = field("lora", help="lora | ia3 | frozen (encoder untouched) | full (every encoder weight)")
@@ -50,6 +54,16 @@ class AdapterConfig:
     layers_to_transform: list[int] | None = field(None, help="transformer layer indexes to adapt; null = all")
     freeze_feature_encoder: bool = field(True, help="keep the CNN feature encoder (whisper: conv1, conv2) "
                                          "frozen (also under full)")
+    add: list[str] = field(default_factory=list, help="adapters added on top of kind, any subset of "
+                           f"{list(ADDED_ADAPTERS)}; applied after kind in that order whatever the list's order "
+                           "(e.g. kind=lora, add=[bottleneck, gating])")
+    bottleneck_dim: int = field(32, help="bottleneck adapters: width of the down-projection (D -> dim -> D)")
+    bottleneck_blocks: list[str] = field(default_factory=lambda: ["attention", "feed_forward"],
+                                         help="bottleneck adapters: after which blocks of each layer "
+                                              "(attention, feed_forward)")
+    bottleneck_scale: float = field(1.0, help="bottleneck adapters: scale of the adapter branch")
+    gate_per_channel: bool = field(False, help="gating: one gate per channel of each layer's output instead "
+                                   "of one per layer")
 
     def __post_init__(self) -> None:
         if self.kind not in ADAPTER_KINDS:
@@ -74,6 +88,24 @@ class AdapterConfig:
                     isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.layers_to_transform):
                 raise ConfigError("model.adapter.layers_to_transform must be null or a non-empty list of "
                                   f"layer indexes >= 0, got {self.layers_to_transform!r}")
+        add = list(self.add)
+        bad = [a for a in add if a not in ADDED_ADAPTERS]
+        if bad or len(set(add)) != len(add):
+            raise ConfigError(f"model.adapter.add must list distinct names from {list(ADDED_ADAPTERS)}, got "
+                              f"{self.add!r}")
+        if isinstance(self.bottleneck_dim, bool) or not isinstance(self.bottleneck_dim, int) or \
+                self.bottleneck_dim <= 0:
+            raise ConfigError(f"model.adapter.bottleneck_dim must be > 0, got {self.bottleneck_dim!r}")
+        blocks = list(self.bottleneck_blocks or [])
+        if not blocks or len(set(blocks)) != len(blocks) or any(
+                b not in ("attention", "feed_forward") for b in blocks):
+            raise ConfigError("model.adapter.bottleneck_blocks must be a non-empty subset of [attention, "
+                              f"feed_forward], got {self.bottleneck_blocks!r}")
+        if isinstance(self.bottleneck_scale, bool) or not isinstance(self.bottleneck_scale, (int, float)) or \
+                self.bottleneck_scale <= 0:
+            raise ConfigError(f"model.adapter.bottleneck_scale must be > 0, got {self.bottleneck_scale!r}")
+        if not isinstance(self.gate_per_channel, bool):
+            raise ConfigError(f"model.adapter.gate_per_channel must be true or false, got {self.gate_per_channel!r}")
         if not isinstance(self.freeze_feature_encoder, bool):
             raise ConfigError("model.adapter.freeze_feature_encoder must be true or false, got "
                               f"{self.freeze_feature_encoder!r}")

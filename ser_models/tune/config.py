@@ -43,6 +43,9 @@ class SchedulerConfig:
                 0 <= self.resample_probability <= 1):
             raise ConfigError("scheduler.perturbation_interval must be >= 1, scheduler.quantile_fraction in "
                               "(0, 0.5] and scheduler.resample_probability in [0, 1]")
+        if self.mutate and self.name != "pbt":
+            raise ConfigError(f"scheduler.mutate applies to scheduler.name=pbt only (here {self.name!r}): "
+                              "remove it or switch the scheduler")
         bad = [k for k in self.mutate if k not in PBT_MUTABLE]
         if bad:
             raise ConfigError(f"scheduler.mutate: {bad} cannot change in the middle of a fit; PBT may mutate "

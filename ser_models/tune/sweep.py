@@ -191,9 +191,15 @@ def trial_resources(plan: SweepPlan, footprint: TrialFootprint):
     return PlacementGroupFactory([footprint.own, {"CPU": 1.0}])
 
 
-def default_concurrency(footprint: TrialFootprint, cluster: dict) -> int:
-    """Trials that fit at once: the cluster's CPUs (one kept free for Ray Data reads) and GPUs per trial."""
-    n = max(1, math.floor(max(float(cluster.get("CPU", 1)) - 1, 1) / footprint.cpus))
+def default_concurrency(footprint: TrialFootprint, cluster: dict, pbt: bool = False) -> int:
+    """Trials that fit at once, bound by the cluster's CPUs and GPUs.
+
+    ASHA / FIFO keep one CPU free for Ray Data's reads, which run outside the trials' reservations. Under PBT
+    every trial reserves a one-CPU bundle for its own reads (:func:`trial_resources`), so nothing is kept free
+    and a trial counts that bundle.
+    """
+    cpus = float(cluster.get("CPU", 1))
+    n = max(1, math.floor(cpus / (footprint.cpus + 1)) if pbt else math.floor(max(cpus - 1, 1) / footprint.cpus))
     if footprint.gpus:
         n = min(n, max(1, math.floor(float(cluster.get("GPU", 0)) / footprint.gpus)))
     return n
@@ -311,10 +317,8 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     trainable = tune.with_resources(tune.with_parameters(TARGETS[cfg.base].trial_fn(), spec=spec),
                                     trial_resources(plan, footprint))
     space = param_space(plan.params, plan.base_dict, cfg.search_alg)
-    if pbt:  # reads run inside each trial's own bundle, so no CPU is kept free for them
-        concurrency = max(1, math.floor(float(ray.cluster_resources().get("CPU", 1)) / (footprint.cpus + 1)))
-    else:
-        concurrency = cfg.max_concurrent_trials or default_concurrency(footprint, ray.cluster_resources())
+    concurrency = (0 if pbt else cfg.max_concurrent_trials) or default_concurrency(
+        footprint, ray.cluster_resources(), pbt=pbt)
     path, fs = _tune_storage(cfg)
     exp_path = f"{path}/{cfg.name}"
     t0 = time.perf_counter()

@@ -128,19 +128,36 @@ def _state_path(output_dir: str):
 
 
 def _checkpointing_report(output_dir: str, trial_id: str):
-    """``report(row)`` that hands Tune the fit state just saved (``on_epoch_end`` saves before reporting)."""
+    """``report(row)`` that hands Tune the fit state just saved (``on_epoch_end`` saves before reporting).
+
+    Tune copies a checkpoint folder into its storage before ``report`` returns. On a local trial folder the
+    state enters that folder as a hard link (no second copy of the state per epoch); on object storage it
+    is read once into a temporary folder.
+    """
     import json
+    import os
     import tempfile
     from pathlib import Path
 
     from ray import tune
 
-    from ser_models.io import read_bytes
+    from ser_models.io import is_local, local_path, read_bytes
     from ser_models.training.loop import STATE_FILE
 
+    state_uri = _state_path(output_dir)
+
     def report(row: dict) -> None:
-        with tempfile.TemporaryDirectory(prefix=f"pbt-{trial_id}-") as tmp:
-            (Path(tmp) / STATE_FILE).write_bytes(read_bytes(_state_path(output_dir)))
+        local = is_local(str(state_uri))
+        # next to the state when local, so the hard link stays on one filesystem
+        parent = local_path(str(state_uri)).parent if local else None
+        with tempfile.TemporaryDirectory(prefix=f"pbt-{trial_id}-", dir=parent) as tmp:
+            target = Path(tmp) / STATE_FILE
+            try:
+                if not local:
+                    raise OSError("object storage")
+                os.link(local_path(str(state_uri)), target)
+            except OSError:  # object storage, or a filesystem without hard links
+                target.write_bytes(read_bytes(state_uri))
             (Path(tmp) / ORIGIN_FILE).write_text(json.dumps({"trial_id": trial_id, "epoch": row.get("epoch")}))
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))  # copied to storage before return
 

@@ -72,7 +72,7 @@ datasets = {split: pool.dataset(split) for split in ("train", "dev", "test")}
 train_model(from_dict(ModelConfig, spec["model"]), from_dict(TrainConfig, spec["train"]),
             ScalingSettings(max_failures=0), datasets, spec["output_dir"], class_counts=spec["counts"])
 """
-EPOCHS = 3
+EPOCHS = 2  # the killed driver checkpoints epoch 1; the resumed run on two workers trains epoch 2
 
 
 def latest_checkpoint(run_dir: Path) -> Path:

@@ -107,3 +107,25 @@ def test_jobs_end_a_typed_error_with_one_line_and_exit_code_2(monkeypatch, capsy
         run_job(main)
     with pytest.raises(ZeroDivisionError):  # a bug is not a user error: it keeps its traceback
         run_job(lambda: 1 / 0)
+
+
+def test_a_key_added_since_the_record_passes_at_its_default_and_is_refused_otherwise(tmp_path):
+    # A run recorded by an older version lacks the keys added since (here model.adapter.add): resuming it
+    # must work while they keep their defaults, and name them when they do not.
+    from jobs.finetune import FinetuneJobConfig
+    from ser_models.config import load_config, to_dict
+    from ser_models.provenance import flatten
+
+    cfg = load_config(FinetuneJobConfig, overrides=["pool_dir=/p", f"output_dir={tmp_path}"])
+    check_run(tmp_path, "jobs.finetune", cfg)
+    record = json.loads((tmp_path / RUN_FILE).read_text())
+    assert record["config"]["model.adapter.add"] == [] and "model.adapter.bottleneck_dim" in record["config"]
+    for key in ("model.adapter.add", "model.adapter.bottleneck_dim"):
+        del record["config"][key]
+    (tmp_path / RUN_FILE).write_text(json.dumps(record))
+    assert check_run(tmp_path, "jobs.finetune", cfg) is False
+    changed = load_config(FinetuneJobConfig, overrides=["pool_dir=/p", f"output_dir={tmp_path}",
+                                                         "model.adapter.add=[gating]"])
+    with pytest.raises(ConfigError, match=r"model.adapter.add: '<unset>' -> \['gating'\]"):
+        check_run(tmp_path, "jobs.finetune", changed)
+    assert flatten(to_dict(cfg))["model.adapter.bottleneck_dim"] == 32

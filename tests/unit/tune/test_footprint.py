@@ -43,3 +43,13 @@ def test_an_al_loop_trial_holds_a_sliver_and_counts_its_scoring_actors():
 ])
 def test_default_concurrency(scaling, cluster, expected):
     assert default_concurrency(trial_footprint(_finetune(**scaling)), cluster) == expected
+
+
+@pytest.mark.parametrize("cluster, expected", [
+    ({"CPU": 2.0}, 1),   # each PBT trial holds its own CPU plus a one-CPU bundle for its reads
+    ({"CPU": 17.0}, 8),
+    ({"CPU": 1.0}, 1),   # never zero: the trial waits for resources instead
+])
+def test_pbt_concurrency_counts_each_trials_read_bundle(cluster, expected):
+    fp = trial_footprint(_finetune(backend="in_process"))
+    assert default_concurrency(fp, cluster, pbt=True) == expected

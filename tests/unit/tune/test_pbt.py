@@ -45,6 +45,12 @@ def test_only_keys_a_fit_rereads_may_be_mutated():
         SchedulerConfig(name="pbt", mutate=["train.epochs"])
 
 
+@pytest.mark.parametrize("name", ["asha", "fifo"])
+def test_mutate_outside_pbt_is_refused(name):
+    with pytest.raises(ConfigError, match=f"scheduler.mutate applies to scheduler.name=pbt only.*{name}"):
+        SchedulerConfig(name=name, mutate=["train.lr_head"])
+
+
 def test_scaled_values_are_clipped_into_the_search_range():
     params = (SearchParam("a", "loguniform", (1e-4, 1e-2)), SearchParam("b", "uniform", (0.0, 0.5)),
               SearchParam("c", "choice", (1, 2)))
