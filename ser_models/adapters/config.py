@@ -9,7 +9,7 @@ from ser_models.exceptions import ConfigError
 
 ADAPTER_KINDS = ("lora", "ia3", "frozen", "full")
 #: Modules that ``model.adapter.add`` puts on top of ``kind``, in the (fixed) order they are applied.
-ADDED_ADAPTERS = ("bottleneck", "gating")
+ADDED_ADAPTERS = ("bottleneck", "gating", "prompt")
 
 #: Family -> modules LoRA targets when ``target_modules`` is null. WavLM's attention calls torch's fused
 #: ``multi_head_attention_forward`` with the raw q/k/v/out weights, bypassing any wrapper peft injects, so
@@ -34,7 +34,7 @@ IA3_DEFAULT_TARGETS: dict[str, tuple[list[str], list[str]]] = {
 @dataclass
 class AdapterConfig:
     """How the encoder is adapted: peft LoRA / IA3, frozen, or fully fine-tuned (``kind``), plus bottleneck
-    adapters and layer gates on top (``add``).
+    adapters, layer gates and an embedding prompt on top (``add``).
 
     ``r``, ``alpha``, ``dropout``, ``target_modules``, ``feedforward_modules`` and ``layers_to_transform``
     are ignored by the kinds they do not apply to, so a sweep can switch ``kind`` without editing the rest.
@@ -64,6 +64,8 @@ class AdapterConfig:
     bottleneck_scale: float = field(1.0, help="bottleneck adapters: scale of the adapter branch")
     gate_per_channel: bool = field(False, help="gating: one gate per channel of each layer's output instead "
                                    "of one per layer")
+    prompt_length: int = field(8, help="prompt: learned vectors prepended to the CNN features "
+                                "(wav2vec2 / hubert / wavlm)")
 
     def __post_init__(self) -> None:
         if self.kind not in ADAPTER_KINDS:
@@ -104,6 +106,8 @@ class AdapterConfig:
         if isinstance(self.bottleneck_scale, bool) or not isinstance(self.bottleneck_scale, (int, float)) or \
                 self.bottleneck_scale <= 0:
             raise ConfigError(f"model.adapter.bottleneck_scale must be > 0, got {self.bottleneck_scale!r}")
+        if isinstance(self.prompt_length, bool) or not isinstance(self.prompt_length, int) or self.prompt_length <= 0:
+            raise ConfigError(f"model.adapter.prompt_length must be > 0, got {self.prompt_length!r}")
         if not isinstance(self.gate_per_channel, bool):
             raise ConfigError(f"model.adapter.gate_per_channel must be true or false, got {self.gate_per_channel!r}")
         if not isinstance(self.freeze_feature_encoder, bool):

@@ -14,6 +14,7 @@ from torch import nn
 
 from ser_models.adapters.bottleneck import BOTTLENECK_PREFIX, GATE_NAME, add_bottlenecks, add_gates
 from ser_models.adapters.config import IA3_DEFAULT_TARGETS, LORA_DEFAULT_TARGETS, AdapterConfig
+from ser_models.adapters.prompt import PROMPT_NAME, add_prompt
 from ser_models.encoders.encoder import Encoder
 from ser_models.exceptions import AdapterError
 
@@ -25,7 +26,7 @@ CNN_PREFIXES = {"wav2vec2": ("feature_extractor.",), "hubert": ("feature_extract
 NEVER_TRAINED_SUFFIXES = ("masked_spec_embed", "embed_positions.weight")
 
 #: Substrings of parameter names that adapters add (peft's LoRA A/B and IA3 vectors; bottlenecks, gates).
-ADAPTER_PARAM_MARKERS = ("lora_", "ia3_l", f".{BOTTLENECK_PREFIX}", f".{GATE_NAME}.")
+ADAPTER_PARAM_MARKERS = ("lora_", "ia3_l", f".{BOTTLENECK_PREFIX}", f".{GATE_NAME}.", f".{PROMPT_NAME}.")
 
 
 def is_adapter_parameter(name: str) -> bool:
@@ -39,8 +40,8 @@ def apply_adapter(encoder: Encoder, cfg: AdapterConfig) -> Encoder:
     - ``lora`` / ``ia3``: only the injected adapter weights train.
     - ``frozen``: no encoder weight trains (the featurizer and head still do).
     - ``full``: every encoder weight trains, except the CNN feature encoder when ``freeze_feature_encoder``.
-    - then ``add``: bottleneck adapters, then layer gates (:mod:`ser_models.adapters.bottleneck`), whose
-      weights always train.
+    - then ``add``: bottleneck adapters, layer gates (:mod:`ser_models.adapters.bottleneck`), then an
+      embedding prompt (:mod:`ser_models.adapters.prompt`), whose weights always train.
 
     In every kind the SpecAugment mask vector (``masked_spec_embed``) stays frozen: it only receives a
     gradient in steps where a random time mask happened to be drawn, which would make the gradient check
@@ -78,13 +79,15 @@ def apply_adapter(encoder: Encoder, cfg: AdapterConfig) -> Encoder:
     for name, p in model.named_parameters():
         if name.endswith(NEVER_TRAINED_SUFFIXES):
             p.requires_grad_(False)
-    # Added after kind, in a fixed order (bottlenecks inside the layers, then gates on their outputs); their
-    # weights are new, so they train under every kind.
+    # Added after kind, in a fixed order (bottlenecks inside the layers, gates on their outputs, the prompt
+    # before the first layer); their weights are new, so they train under every kind.
     if "bottleneck" in cfg.add:
         add_bottlenecks(encoder, cfg.bottleneck_dim, list(cfg.bottleneck_blocks), cfg.bottleneck_scale,
                         cfg.layers_to_transform)
     if "gating" in cfg.add:
         add_gates(encoder, cfg.gate_per_channel, cfg.layers_to_transform)
+    if "prompt" in cfg.add:
+        add_prompt(encoder, cfg.prompt_length)
     return encoder
 
 

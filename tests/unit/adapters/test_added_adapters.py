@@ -1,4 +1,5 @@
-"""Bottleneck adapters and layer gates (``model.adapter.add``), alone and combined with LoRA / IA3 / full."""
+"""Bottleneck adapters, layer gates and the embedding prompt (``model.adapter.add``), alone and combined with
+LoRA / IA3 / full."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _perturb(module: torch.nn.Module, seed: int = 1) -> None:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if "ser_bottleneck_" in name or "ser_gate" in name:
+            if "ser_bottleneck_" in name or "ser_gate" in name or "ser_prompt" in name:
                 p.add_(0.5 * torch.randn(p.shape, generator=gen))
 
 
@@ -94,11 +95,13 @@ def test_gate_values_stay_in_zero_two_and_start_at_one():
 
 
 def test_checkpoint_holds_the_added_weights_and_reloads_to_identical_outputs(tmp_path):
-    model = EmotionModel(tiny_model_config(add=BOTH, bottleneck_dim=4, labels=["a", "b", "c"]))
+    model = EmotionModel(tiny_model_config(add=[*BOTH, "prompt"], bottleneck_dim=4, prompt_length=3,
+                                           labels=["a", "b", "c"]))
     _perturb(model)
     model.save_checkpoint(str(tmp_path))
     saved = set(model.trainable_state_dict())
     assert any(".ser_bottleneck_attention." in n for n in saved) and any(".ser_gate." in n for n in saved)
+    assert "encoder.hf_model.encoder.ser_prompt.vectors" in saved
     assert not any(n.endswith(".attention.q_proj.weight") for n in saved)  # trainable weights only
     again = EmotionModel.load_checkpoint(str(tmp_path))
     wavs, lengths = random_waveforms(2, 0.5, seed=3)
@@ -108,7 +111,7 @@ def test_checkpoint_holds_the_added_weights_and_reloads_to_identical_outputs(tmp
 
 def test_a_deep_copy_hooks_its_own_adapters():
     # Ray and the training loop copy models: a copy's hooks must run the copy's adapters, not the original's.
-    enc = _adapted("tiny-hubert", kind="frozen", add=BOTH).eval()
+    enc = _adapted("tiny-hubert", kind="frozen", add=[*BOTH, "prompt"]).eval()
     twin = copy.deepcopy(enc)
     wavs, lengths = random_waveforms(1, 0.5, seed=0)
     with torch.no_grad():
@@ -119,12 +122,13 @@ def test_a_deep_copy_hooks_its_own_adapters():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"add": ["prompt"]}, "model.adapter.add must list distinct names"),
+    ({"add": ["prefix"]}, "model.adapter.add must list distinct names"),
     ({"add": ["gating", "gating"]}, "model.adapter.add must list distinct names"),
     ({"bottleneck_dim": 0}, "model.adapter.bottleneck_dim"),
     ({"bottleneck_blocks": ["mlp"]}, "model.adapter.bottleneck_blocks"),
     ({"bottleneck_scale": -1.0}, "model.adapter.bottleneck_scale"),
     ({"gate_per_channel": "yes"}, "model.adapter.gate_per_channel"),
+    ({"prompt_length": 0}, "model.adapter.prompt_length"),
 ])
 def test_config_errors_name_the_key(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -139,3 +143,42 @@ def test_layers_out_of_range_are_refused_with_the_range():
 def test_the_frozen_feature_cache_refuses_added_adapters():
     assert cache_supported(tiny_model_config(adapter="frozen")) is None
     assert "model.adapter.add=['gating']" in cache_supported(tiny_model_config(adapter="frozen", add=["gating"]))
+
+
+PROMPT_FAMILIES = ["tiny-wav2vec2", "tiny-hubert", "tiny-wavlm"]
+
+
+@pytest.mark.parametrize("source", PROMPT_FAMILIES)
+def test_the_prompt_acts_through_attention_and_leaves_frames_and_lengths_alone(source):
+    wavs, lengths = random_waveforms(2, 0.8, seed=2, min_fraction=0.4)
+    plain = _adapted(source, kind="frozen").eval()
+    prompted = _adapted(source, kind="frozen", add=["prompt"], prompt_length=5).eval()
+    with torch.no_grad():
+        a, b = plain(wavs, lengths), prompted(wavs, lengths)
+    assert torch.equal(a.frame_lengths, b.frame_lengths)
+    assert [h.shape for h in a.hidden_states] == [h.shape for h in b.hidden_states]
+    assert not torch.allclose(a.hidden_states[-1], b.hidden_states[-1])
+    names = [n for n, p in prompted.hf_model.named_parameters() if p.requires_grad]
+    assert names == ["encoder.ser_prompt.vectors"]
+    check_gradients(prompted, lambda: prompted(wavs, lengths).hidden_states[-1].pow(2).mean())
+
+
+@pytest.mark.parametrize("source", PROMPT_FAMILIES)
+def test_prompted_features_do_not_depend_on_batch_padding(source):
+    # The prompt's frames are added to the attention mask as valid: a clip batched with a longer one must
+    # still see the same prompt and none of the padding.
+    enc = _adapted(source, kind="frozen", add=["prompt"], prompt_length=4).eval()
+    _perturb(enc)
+    wavs, lengths = random_waveforms(2, 0.8, seed=2, min_fraction=0.4)
+    short = int(lengths[1])
+    with torch.no_grad():
+        batched = enc(wavs, lengths)
+        alone = enc(wavs[1:, :short], lengths[1:])
+    n = int(alone.frame_lengths[0])
+    for hb, ha in zip(batched.hidden_states, alone.hidden_states):
+        torch.testing.assert_close(hb[1, :n], ha[0, :n], atol=1e-4, rtol=1e-4)
+
+
+def test_whisper_refuses_a_prompt_by_name():
+    with pytest.raises(AdapterError, match=r"model.adapter.add=\[prompt\] needs a wav2vec2/hubert/wavlm encoder"):
+        _adapted("tiny-whisper", kind="lora", add=["prompt"])
