@@ -115,3 +115,21 @@ def test_scale_peak_sampler_splits_a_child_process_memory():
     text = scale.breakdown_md([{"hours": 1.0, "cache_build_peak_mib_by_process": mem.breakdown()}])
     top = max((k for k in mem.by_kind if not k.endswith((" anon", " shmem"))), key=mem.by_kind.get)
     assert text.splitlines()[-1].startswith(f"- 1.0 h, cache_build: {top} {round(mem.by_kind[top] / 2**20)} / ")
+
+
+def test_peft_bench_configs_are_valid_finetune_jobs_and_rows_show_the_spread(tmp_path):
+    from bench import peft
+    from jobs.finetune import FinetuneJobConfig
+    from ser_models.config import from_dict
+
+    for method in peft.METHODS:
+        cfg = from_dict(FinetuneJobConfig, peft.run_config(tmp_path / "pool", tmp_path / method, method, 1, 2,
+                                                           "tiny-wav2vec2"))
+        assert cfg.train.seed == 1 and cfg.train.epochs == 2 and cfg.scaling.backend == "in_process"
+        assert cfg.model.adapter.kind == peft.METHODS[method]["kind"]
+    full = from_dict(FinetuneJobConfig, peft.run_config(tmp_path, tmp_path, "full", 0, 1, "tiny-wav2vec2"))
+    assert full.train.lr_adapter == pytest.approx(5e-5)
+    runs = {"lora": [{"trainable": 10, "total": 1000, "dev_ua": 0.5, "test_ua": 0.4, "epoch_s": 2.0},
+                     {"trainable": 10, "total": 1000, "dev_ua": 0.7, "test_ua": 0.6, "epoch_s": 4.0}]}
+    (row,) = peft.summarise(runs)
+    assert row == ["lora", "10", "1.00 %", "0.600 +- 0.141", "0.500 +- 0.141", "0.400 / 0.600", "3.0"]
