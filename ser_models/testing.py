@@ -97,6 +97,24 @@ class DemoPool:
 _DEMO_POOLS: dict[Path, DemoPool] = {}
 
 
+def assert_padding_invariant(encoder, seed: int = 2) -> None:
+    """A clip's hidden states do not depend on what it is batched with: the shorter clip of a padded pair,
+    encoded alone, gives the same valid frames (tolerance 1e-4).
+
+    Raises:
+        AssertionError: from ``torch.testing.assert_close`` on the first layer that differs.
+    """
+    wavs, lengths = random_waveforms(2, 0.8, seed=seed, min_fraction=0.4)
+    short = int(lengths[1])
+    with torch.no_grad():
+        batched = encoder(wavs, lengths)
+        alone = encoder(wavs[1:, :short], lengths[1:])
+    n = int(alone.frame_lengths[0])
+    assert int(batched.frame_lengths[1]) == n
+    for hb, ha in zip(batched.hidden_states, alone.hidden_states):
+        torch.testing.assert_close(hb[1, :n], ha[0, :n], atol=1e-4, rtol=1e-4)
+
+
 def build_demo_pool(root: str | Path, n: int = DEMO_N, seed: int = DEMO_SEED) -> DemoPool:
     """Generate ``n`` synthetic clips under ``root/corpus`` and prepare them into ``root/pool``.
 
