@@ -135,7 +135,6 @@ def _checkpointing_report(output_dir: str, trial_id: str):
     is read once into a temporary folder.
     """
     import json
-    import os
     import tempfile
     from pathlib import Path
 
@@ -152,16 +151,23 @@ def _checkpointing_report(output_dir: str, trial_id: str):
         parent = local_path(str(state_uri)).parent if local else None
         with tempfile.TemporaryDirectory(prefix=f"pbt-{trial_id}-", dir=parent) as tmp:
             target = Path(tmp) / STATE_FILE
-            try:
-                if not local:
-                    raise OSError("object storage")
-                os.link(local_path(str(state_uri)), target)
-            except OSError:  # object storage, or a filesystem without hard links
-                target.write_bytes(read_bytes(state_uri))
+            if not (local and _hard_link(local_path(str(state_uri)), target)):
+                target.write_bytes(read_bytes(state_uri))  # object storage, or no hard links here
             (Path(tmp) / ORIGIN_FILE).write_text(json.dumps({"trial_id": trial_id, "epoch": row.get("epoch")}))
             tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))  # copied to storage before return
 
     return report
+
+
+def _hard_link(src, dst) -> bool:
+    """``os.link(src, dst)``; False where the filesystem refuses it."""
+    import os
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        return False
+    return True
 
 
 def adopt_checkpoint(checkpoint, output_dir: str, trial_id: str) -> str | None:
