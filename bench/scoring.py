@@ -116,6 +116,8 @@ def make_encoder_folder(folder: str | Path, size: str, seed: int = 0) -> Path:
 
 def make_checkpoint(folder: str | Path, encoder_source: str, seed: int = 0) -> Path:
     """Save an ``EmotionModel`` checkpoint (LoRA r=8 on the encoder, mean pooling, 4 classes) at ``folder``."""
+    import json
+
     import torch
 
     from ser_models.adapters import AdapterConfig
@@ -123,7 +125,9 @@ def make_checkpoint(folder: str | Path, encoder_source: str, seed: int = 0) -> P
     from ser_models.model import EmotionModel, ModelConfig
 
     folder = Path(folder)
-    if (folder / "model.json").exists():
+    meta = folder / "model.json"
+    # reuse only a checkpoint over the same encoder source (a folder source may have moved since)
+    if meta.exists() and json.loads(meta.read_text())["config"]["encoder"]["source"] == encoder_source:
         return folder
     torch.manual_seed(seed)
     cfg = ModelConfig(encoder=EncoderConfig(source=encoder_source, normalize_waveform=False),
