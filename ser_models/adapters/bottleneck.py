@@ -18,13 +18,10 @@ pickling keep each hook pointing at its own module).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
 from ser_models.encoders.encoder import Encoder
-from ser_models.exceptions import AdapterError
 
 #: Family -> (path of the transformer layer list in ``hf_model``, {block: child module whose output it adapts}).
 LAYER_BLOCKS: dict[str, tuple[str, dict[str, str]]] = {
@@ -34,7 +31,6 @@ LAYER_BLOCKS: dict[str, tuple[str, dict[str, str]]] = {
     # Whisper's feed-forward is fc1 -> activation -> fc2 inline in the layer: fc2's output is the block's.
     "whisper": ("layers", {"attention": "self_attn", "feed_forward": "fc2"}),
 }
-BOTTLENECK_BLOCKS = ("attention", "feed_forward")
 #: Name prefixes of the children this module registers (what ``is_adapter_parameter`` recognises).
 BOTTLENECK_PREFIX = "ser_bottleneck_"
 GATE_NAME = "ser_gate"
@@ -109,15 +105,10 @@ def transformer_layers(encoder: Encoder) -> list[nn.Module]:
     return list(module)
 
 
-def _selected(encoder: Encoder, layers: list[int] | None) -> Iterator[tuple[int, nn.Module]]:
+def _selected(encoder: Encoder, layers: list[int] | None) -> list[nn.Module]:
+    """The chosen transformer layers (None = all); ``apply_adapter`` has checked the indexes."""
     all_layers = transformer_layers(encoder)
-    chosen = range(len(all_layers)) if layers is None else layers
-    bad = [i for i in chosen if i >= len(all_layers)]
-    if bad:
-        raise AdapterError(f"model.adapter.layers_to_transform={layers}: layers {bad} do not exist (the encoder "
-                           f"has transformer layers 0..{len(all_layers) - 1})")
-    for i in chosen:
-        yield i, all_layers[i]
+    return all_layers if layers is None else [all_layers[i] for i in layers]
 
 
 def add_bottlenecks(encoder: Encoder, dim: int, blocks: list[str], scale: float,
@@ -127,7 +118,7 @@ def add_bottlenecks(encoder: Encoder, dim: int, blocks: list[str], scale: float,
     Args:
         encoder: the encoder (mutated).
         dim: bottleneck width.
-        blocks: a subset of :data:`BOTTLENECK_BLOCKS`.
+        blocks: a subset of :data:`~ser_models.adapters.config.BOTTLENECK_BLOCKS`.
         scale: the adapters' branch scale.
         layers: transformer layer indexes (None = all).
 
@@ -137,7 +128,7 @@ def add_bottlenecks(encoder: Encoder, dim: int, blocks: list[str], scale: float,
     children = LAYER_BLOCKS[encoder.family][1]
     hidden = encoder.hidden_size
     n = 0
-    for _, layer in _selected(encoder, layers):
+    for layer in _selected(encoder, layers):
         for block in blocks:
             adapter = BottleneckAdapter(hidden, dim, scale)
             layer.add_module(f"{BOTTLENECK_PREFIX}{block}", adapter)
@@ -149,7 +140,7 @@ def add_bottlenecks(encoder: Encoder, dim: int, blocks: list[str], scale: float,
 def add_gates(encoder: Encoder, per_channel: bool, layers: list[int] | None = None) -> int:
     """Hook a :class:`LayerGate` onto the output of each chosen transformer layer; returns how many."""
     n = 0
-    for _, layer in _selected(encoder, layers):
+    for layer in _selected(encoder, layers):
         gate = LayerGate(encoder.hidden_size, per_channel)
         layer.add_module(GATE_NAME, gate)
         layer.register_forward_hook(gate.hook)

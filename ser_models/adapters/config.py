@@ -10,6 +10,8 @@ from ser_models.exceptions import ConfigError
 ADAPTER_KINDS = ("lora", "ia3", "frozen", "full")
 #: Modules that ``model.adapter.add`` puts on top of ``kind``, in the (fixed) order they are applied.
 ADDED_ADAPTERS = ("bottleneck", "gating", "prompt")
+#: Blocks of a transformer layer a bottleneck adapter can follow.
+BOTTLENECK_BLOCKS = ("attention", "feed_forward")
 
 #: Family -> modules LoRA targets when ``target_modules`` is null. WavLM's attention calls torch's fused
 #: ``multi_head_attention_forward`` with the raw q/k/v/out weights, bypassing any wrapper peft injects, so
@@ -99,10 +101,9 @@ class AdapterConfig:
                 self.bottleneck_dim <= 0:
             raise ConfigError(f"model.adapter.bottleneck_dim must be > 0, got {self.bottleneck_dim!r}")
         blocks = list(self.bottleneck_blocks or [])
-        if not blocks or len(set(blocks)) != len(blocks) or any(
-                b not in ("attention", "feed_forward") for b in blocks):
-            raise ConfigError("model.adapter.bottleneck_blocks must be a non-empty subset of [attention, "
-                              f"feed_forward], got {self.bottleneck_blocks!r}")
+        if not blocks or len(set(blocks)) != len(blocks) or any(b not in BOTTLENECK_BLOCKS for b in blocks):
+            raise ConfigError(f"model.adapter.bottleneck_blocks must be a non-empty subset of "
+                              f"{list(BOTTLENECK_BLOCKS)}, got {self.bottleneck_blocks!r}")
         if isinstance(self.bottleneck_scale, bool) or not isinstance(self.bottleneck_scale, (int, float)) or \
                 self.bottleneck_scale <= 0:
             raise ConfigError(f"model.adapter.bottleneck_scale must be > 0, got {self.bottleneck_scale!r}")

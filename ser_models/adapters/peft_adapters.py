@@ -61,8 +61,9 @@ def apply_adapter(encoder: Encoder, cfg: AdapterConfig) -> Encoder:
     model = encoder.hf_model
     for p in model.parameters():
         p.requires_grad_(False)
-    if cfg.kind in ("lora", "ia3"):
+    if cfg.kind in ("lora", "ia3") or cfg.add:  # every adapter that layers_to_transform applies to
         _check_layers(encoder, cfg)
+    if cfg.kind in ("lora", "ia3"):
         peft_cfg = _peft_config(encoder.family, cfg)
         try:
             inject_adapter_in_model(peft_cfg, model)

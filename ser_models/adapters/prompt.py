@@ -51,13 +51,15 @@ class PromptEmbedding(nn.Module):
             kwargs["attention_mask"] = torch.cat([ones, mask], dim=1)
         return (hidden, *args), kwargs
 
-    def strip(self, module: nn.Module, args: tuple, kwargs: dict, output):
-        """Forward hook (inner encoder and outer model): drop the P prompt frames from ``last_hidden_state``
-        (inner) and from every hidden state that still has them."""
-        p = self.length
-        if module is not self._outer:  # the inner encoder: its last hidden state feeds the outer model
-            output.last_hidden_state = output.last_hidden_state[:, p:]
-        frames = output.last_hidden_state.shape[1]
+    def strip_inner(self, module: nn.Module, args: tuple, kwargs: dict, output):
+        """Forward hook on the inner encoder: its last hidden state (which the outer model returns) and any
+        hidden states lose the P prompt frames."""
+        output.last_hidden_state = output.last_hidden_state[:, self.length:]
+        return self.strip_outer(module, args, kwargs, output)
+
+    def strip_outer(self, module: nn.Module, args: tuple, kwargs: dict, output):
+        """Forward hook on the outer model: hidden states that still hold the P prompt frames lose them."""
+        p, frames = self.length, output.last_hidden_state.shape[1]
         hidden = getattr(output, "hidden_states", None)
         if hidden is not None:
             output.hidden_states = tuple(h[:, p:] if h.shape[1] == frames + p else h for h in hidden)
@@ -78,11 +80,9 @@ def add_prompt(encoder: Encoder, length: int) -> PromptEmbedding:
     inner = outer.encoder
     prompt = PromptEmbedding(length, encoder.hidden_size)
     inner.add_module(PROMPT_NAME, prompt)
-    # a plain attribute (not a child module): the outer model already owns the prompt through ``inner``
-    object.__setattr__(prompt, "_outer", outer)
     inner.register_forward_pre_hook(prompt.prepend, with_kwargs=True)
-    inner.register_forward_hook(prompt.strip, with_kwargs=True)
+    inner.register_forward_hook(prompt.strip_inner, with_kwargs=True)
     # transformers 5 collects hidden_states with hooks on the layers and returns them from the outer model
     # (``capture_outputs``), so they are stripped there too.
-    outer.register_forward_hook(prompt.strip, with_kwargs=True)
+    outer.register_forward_hook(prompt.strip_outer, with_kwargs=True)
     return prompt

@@ -144,11 +144,11 @@ def _checkpointing_report(output_dir: str, trial_id: str):
     from ser_models.training.loop import STATE_FILE
 
     state_uri = _state_path(output_dir)
+    local = is_local(str(state_uri))
+    # next to the state when local, so the hard link stays on one filesystem
+    parent = local_path(str(state_uri)).parent if local else None
 
     def report(row: dict) -> None:
-        local = is_local(str(state_uri))
-        # next to the state when local, so the hard link stays on one filesystem
-        parent = local_path(str(state_uri)).parent if local else None
         with tempfile.TemporaryDirectory(prefix=f"pbt-{trial_id}-", dir=parent) as tmp:
             target = Path(tmp) / STATE_FILE
             if not (local and _hard_link(local_path(str(state_uri)), target)):
