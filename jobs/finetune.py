@@ -52,6 +52,7 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
         The :class:`~ser_models.training.trainer.TrainResult`.
     """
     from ser_models.data import Pool
+    from ser_models.metrics import metrics_table
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
     from ser_models.training import train_model
@@ -59,15 +60,19 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     t0 = time.perf_counter()
     # Config, pool and labels are checked before Ray starts: a wrong path or label fails in a second.
     pool = Pool.open(cfg.pool_dir)
-    pool.check_labels(cfg.model.labels, (cfg.train_split, cfg.dev_split, cfg.test_split))
+    splits = (cfg.train_split, cfg.dev_split, cfg.test_split)
+    if cfg.model.labels:
+        pool.check_labels(cfg.model.labels, splits)
+    pool.check_dimensions(cfg.model.dimensions, tuple(cfg.model.dimension_range), splits)
     check_run(cfg.output_dir, "jobs.finetune", cfg, inputs={"pool": pool.summary.get("fingerprint")},
               config_yaml=to_yaml(cfg))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]
-    counts = [int((labels == name).sum()) for name in cfg.model.labels]
+    counts = [int((labels == name).sum()) for name in cfg.model.labels] or None
     if verbose:
-        print(f"pool {cfg.pool_dir}: {len(labels)} training clips, per class "
-              + ", ".join(f"{n}={c}" for n, c in zip(cfg.model.labels, counts)))
+        print(f"pool {cfg.pool_dir}: {len(labels)} training clips"
+              + (", per class " + ", ".join(f"{n}={c}" for n, c in zip(cfg.model.labels, counts)) if counts else "")
+              + (f"; dimensions {', '.join(cfg.model.dimensions)}" if cfg.model.dimensions else ""))
         print(to_yaml(cfg))
     datasets = {"train": pool.dataset(cfg.train_split)}
     for name, split in (("dev", cfg.dev_split), ("test", cfg.test_split)):
@@ -79,11 +84,7 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     if not verbose:
         return result
     m = result.metrics
-    print(f"\n{'split':<6} {'WA':>6} {'UA':>6} {'F1':>6} {'n':>6}")
-    for split in ("dev", "test"):
-        if m.get(split):
-            s = m[split]
-            print(f"{split:<6} {s['wa']:6.3f} {s['ua']:6.3f} {s['macro_f1']:6.3f} {s['n']:6d}")
+    print("\n" + metrics_table({split: m.get(split) for split in ("dev", "test")}))
     print(f"best epoch {m['best_epoch']}; checkpoint {result.checkpoint_dir}; "
           f"total {time.perf_counter() - t0:.1f}s")
     return result

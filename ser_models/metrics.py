@@ -1,7 +1,9 @@
-"""Classification metrics used everywhere (WA, UA, macro-F1, confusion) and their plots.
+"""Metrics used everywhere: classification (WA, UA, macro-F1, confusion), regression (CCC, Pearson r,
+RMSE per dimension) and their plots.
 
 WA (weighted accuracy) is plain accuracy; UA (unweighted accuracy) is the mean per-class recall over the
-classes present in ``y_true`` -- the SER literature's headline metric because corpora are imbalanced.
+classes present in ``y_true`` -- the SER literature's headline metric because corpora are imbalanced. For
+arousal / valence / dominance the headline is the concordance correlation coefficient (CCC).
 """
 
 from __future__ import annotations
@@ -41,6 +43,65 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], num_cla
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         "n": int(y_true.size),
     }
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, names: Sequence[str]) -> dict:
+    """CCC, Pearson r and RMSE per dimension, and the mean CCC over dimensions.
+
+    Args:
+        y_true: [N, K] true values, NaN where unknown (those rows are left out of that dimension only).
+        y_pred: [N, K] predictions.
+        names: K dimension names (``arousal``...).
+
+    Returns:
+        ``{"ccc_<name>", "pearson_<name>", "rmse_<name>"}`` per dimension plus ``"ccc"`` (their mean). A
+        dimension with fewer than 2 known values gives NaNs; a constant one gives r = NaN and CCC = 0 (or 1
+        when the predictions equal it exactly).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1, len(names))
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1, len(names))
+    out: dict = {}
+    cccs = []
+    for k, name in enumerate(names):
+        keep = np.isfinite(y_true[:, k])
+        t, p = y_true[keep, k], y_pred[keep, k]
+        if len(t) < 2:
+            out.update({f"ccc_{name}": float("nan"), f"pearson_{name}": float("nan"), f"rmse_{name}": float("nan")})
+            cccs.append(float("nan"))
+            continue
+        mt, mp = t.mean(), p.mean()
+        vt, vp, cov = t.var(), p.var(), ((t - mt) * (p - mp)).mean()
+        denom = vt + vp + (mt - mp) ** 2
+        ccc = 2 * cov / denom if denom > 0 else 1.0
+        pearson = cov / np.sqrt(vt * vp) if vt > 0 and vp > 0 else float("nan")
+        out.update({f"ccc_{name}": float(ccc), f"pearson_{name}": float(pearson),
+                    f"rmse_{name}": float(np.sqrt(((t - p) ** 2).mean()))})
+        cccs.append(float(ccc))
+    finite = [c for c in cccs if np.isfinite(c)]
+    out["ccc"] = float(np.mean(finite)) if finite else float("nan")
+    return out
+
+
+def metrics_table(by_split: dict[str, dict | None]) -> str:
+    """A plain-text table of :func:`~ser_models.training.fitting.evaluate` results, one row per split.
+
+    Columns are WA / UA / F1 when the results have classes, CCC (mean and per dimension) when they have
+    dimensions, then n.
+    """
+    rows = {k: v for k, v in by_split.items() if v}
+    if not rows:
+        return "(no evaluated split)"
+    first = next(iter(rows.values()))
+    cols = [c for c in ("wa", "ua", "macro_f1") if c in first]
+    cols += (["ccc"] + [k for k in first if k.startswith("ccc_")]) if "ccc" in first else []
+    names = {"wa": "WA", "ua": "UA", "macro_f1": "F1", "ccc": "CCC"}
+    heads = [names.get(c, c.replace("ccc_", "CCC ")) for c in cols]
+    widths = [max(6, len(h)) for h in heads]
+    lines = [f"{'split':<6} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, widths)) + f" {'n':>6}"]
+    for split, m in rows.items():
+        lines.append(f"{split:<6} " + " ".join(f"{m.get(c, float('nan')):{w}.3f}" for c, w in zip(cols, widths))
+                     + f" {m.get('n', 0):6d}")
+    return "\n".join(lines)
 
 
 def plot_confusion(confusion: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path,

@@ -1,4 +1,4 @@
-"""``EmotionModel``: encoder + adapter + layer featurizer + pooling + categorical head.
+"""``EmotionModel``: encoder + adapter + layer featurizer + pooling + emotion head (classes and/or A/V/D).
 
 A checkpoint holds the trainable weights only (adapter, featurizer, pooling, head; the whole encoder under
 ``full``) plus the config needed to rebuild the frozen rest, which comes from the encoder's source and is
@@ -21,7 +21,7 @@ from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, p
 from ser_models.config import field, from_dict, to_dict
 from ser_models.encoders import EncoderConfig, LayerFeaturizer, build_encoder
 from ser_models.exceptions import CheckpointError, ConfigError
-from ser_models.heads import POOLINGS, CategoricalHead, build_pooling, masked_mean
+from ser_models.heads import POOLINGS, EmotionHead, build_pooling, check_dimensions, masked_mean
 from ser_models.io import exists, filesystem, read_json, write_bytes_atomic, write_json_atomic
 
 WEIGHTS_FILE = "model.safetensors"
@@ -43,7 +43,13 @@ class ModelConfig:
     head_input_norm: bool = field(True, help="LayerNorm on the pooled vector before the head (pretrained "
                                   "encoders' outlier dimensions otherwise swamp a small head)")
     labels: list[str] = field(default_factory=lambda: ["neutral", "happy", "angry", "sad"],
-                              help="class names, in logit order")
+                              help="class names, in logit order ([] = no categorical output: dimensions alone)")
+    dimensions: list[str] = field(default_factory=list,
+                                  help="dimensional outputs, a subset of [arousal, valence, dominance] "
+                                       "(regression next to, or instead of, the classes)")
+    dimension_range: list[float] = field(default_factory=lambda: [1.0, 5.0],
+                                         help="[low, high] of the dimensional rating scale: predictions stay "
+                                              "inside it, labels outside it are refused")
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -57,9 +63,19 @@ class ModelConfig:
         if self.featurizer_layer is not None and (isinstance(self.featurizer_layer, bool)
                                                   or not isinstance(self.featurizer_layer, int)):
             raise ConfigError(f"model.featurizer_layer must be an int or null, got {self.featurizer_layer!r}")
+        self.dimensions = check_dimensions(self.dimensions)
         labels = list(self.labels)
-        if len(labels) < 2 or len(set(labels)) != len(labels) or not all(isinstance(x, str) and x for x in labels):
-            raise ConfigError(f"model.labels must be >= 2 distinct non-empty names, got {labels!r}")
+        if not labels and not self.dimensions:
+            raise ConfigError("model.labels is empty and model.dimensions too: the model would predict nothing")
+        if labels and (len(labels) < 2 or len(set(labels)) != len(labels)
+                       or not all(isinstance(x, str) and x for x in labels)):
+            raise ConfigError(f"model.labels must be >= 2 distinct non-empty names (or [] with model.dimensions), "
+                              f"got {labels!r}")
+        rng = list(self.dimension_range)
+        if len(rng) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng) \
+                or not rng[1] > rng[0]:
+            raise ConfigError(f"model.dimension_range must be [low, high] with high > low, got {rng!r}")
+        self.dimension_range = [float(v) for v in rng]
 
 
 @dataclass
@@ -67,14 +83,17 @@ class EmotionOutput:
     """Model outputs.
 
     Attributes:
-        logits: ``[B, C]``.
+        logits: ``[B, C]`` (``[B, 0]`` without a categorical output).
         embedding: ``[B, E]`` penultimate head activation (diversity sampling works here).
         pooled: ``[B, D']`` utterance vector fed to the head (D' = D for mean, 2D for attentive_stats).
+        dimensions: ``[B, K]`` arousal / valence / dominance values in ``model.dimension_range``, in
+            ``model.dimensions`` order (``[B, 0]`` without dimensional outputs).
     """
 
     logits: torch.Tensor
     embedding: torch.Tensor
     pooled: torch.Tensor
+    dimensions: torch.Tensor
 
 
 class EmotionModel(nn.Module):
@@ -94,8 +113,10 @@ class EmotionModel(nn.Module):
         self.encoder = apply_adapter(build_encoder(cfg.encoder), cfg.adapter)
         self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
         self.pooling = build_pooling(cfg.pooling, self.encoder.hidden_size)
-        self.head = CategoricalHead(self.pooling.output_dim, len(self.labels), cfg.head_hidden, cfg.head_dropout,
-                                    input_norm=cfg.head_input_norm)
+        self.dimensions = list(cfg.dimensions)
+        self.head = EmotionHead(self.pooling.output_dim, len(self.labels), cfg.head_hidden, cfg.head_dropout,
+                                input_norm=cfg.head_input_norm, num_dimensions=len(self.dimensions),
+                                value_range=tuple(cfg.dimension_range))
 
     @property
     def num_classes(self) -> int:
@@ -113,8 +134,8 @@ class EmotionModel(nn.Module):
         """
         enc = self.encoder(wavs, lengths)
         pooled = self.pooling(self.featurizer(enc.hidden_states), enc.frame_lengths)
-        logits, embedding = self.head(pooled)
-        return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled)
+        logits, dims, embedding = self.head(pooled)
+        return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
 
     @torch.no_grad()
     def encode_pooled(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -143,8 +164,8 @@ class EmotionModel(nn.Module):
             raise ConfigError(f"forward_from_pooled needs model.pooling=mean (per-layer means commute with the "
                               f"layer weighting); model.pooling={self.cfg.pooling!r} needs frame-level features")
         pooled = self.featurizer.forward_pooled(pooled_layers)
-        logits, embedding = self.head(pooled)
-        return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled)
+        logits, dims, embedding = self.head(pooled)
+        return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters with ``requires_grad`` (what the optimizer gets)."""
@@ -172,7 +193,9 @@ class EmotionModel(nn.Module):
         lengths[1:] = max(n * 3 // 4, self.encoder.min_samples)
 
         def loss() -> torch.Tensor:
-            return self(wavs, lengths).logits.logsumexp(-1).sum()
+            out = self(wavs, lengths)
+            categorical = out.logits.logsumexp(-1).sum() if out.logits.shape[1] else 0.0
+            return categorical + out.dimensions.sum()
 
         return check_gradients(self, loss, family=self.encoder.family)
 
@@ -288,7 +311,7 @@ class EmotionModel(nn.Module):
                 p.copy_(tensors[n].to(p.device, p.dtype))
 
     def extra_repr(self) -> str:
-        return (f"labels={self.labels}, adapter={self.cfg.adapter.kind!r}, add={list(self.cfg.adapter.add)}, "
+        return (f"labels={self.labels}, dimensions={self.dimensions}, adapter={self.cfg.adapter.kind!r}, add={list(self.cfg.adapter.add)}, "
                 f"pooling={self.cfg.pooling!r}, "
                 f"featurizer_layer={self.cfg.featurizer_layer}")
 

@@ -15,13 +15,13 @@ from ser_models.model import ModelConfig
 def tiny_model_config(source: str = "tiny-wav2vec2", adapter: str = "lora", *, pooling: str = "mean",
                       featurizer_layer: int | None = None, labels: list[str] | None = None,
                       normalize_waveform: bool = True, head_hidden: int = 16, head_dropout: float = 0.1,
-                      **adapter_kwargs) -> ModelConfig:
+                      dimensions: list[str] | None = None, **adapter_kwargs) -> ModelConfig:
     """A :class:`ModelConfig` over a tiny random encoder (``tiny-wav2vec2`` | ``tiny-hubert`` | ``tiny-wavlm``).
 
     Args:
         source: tiny preset name (or any ``model.encoder.source``).
         adapter: ``model.adapter.kind``.
-        pooling, featurizer_layer, labels, head_hidden, head_dropout: the ``ModelConfig`` fields.
+        pooling, featurizer_layer, labels, head_hidden, head_dropout, dimensions: the ``ModelConfig`` fields.
         normalize_waveform: ``model.encoder.normalize_waveform``.
         **adapter_kwargs: other :class:`AdapterConfig` fields (``r``, ``target_modules``, ...).
     """
@@ -33,6 +33,7 @@ def tiny_model_config(source: str = "tiny-wav2vec2", adapter: str = "lora", *, p
         head_hidden=head_hidden,
         head_dropout=head_dropout,
         labels=list(labels) if labels is not None else ["neutral", "happy", "angry", "sad"],
+        dimensions=list(dimensions or []),
     )
 
 

@@ -185,6 +185,32 @@ class Pool:
                             + ", ".join(f"{lab!r} (e.g. clip {uid!r})" for lab, uid in examples.items())
                             + f"; add them to {key} or map them in the manifest (label_map)")
 
+    def check_dimensions(self, dimensions: list[str], value_range: tuple[float, float],
+                         splits: tuple[str, ...] = ("train", "dev", "test"), key: str = "model.dimensions") -> None:
+        """Fail fast when a clip of ``splits`` lacks a value of ``dimensions`` or has one outside ``value_range``.
+
+        Raises:
+            PoolError: naming the column, how many clips, one clip of each problem and the config keys.
+        """
+        present = [s for s in splits if s in self.splits]
+        if not dimensions or not present:
+            return
+        low, high = value_range
+        meta = self.metadata(columns=["utt_id", *dimensions, "split"])
+        meta = meta[meta["split"].isin(present)]
+        problems = []
+        for name in dimensions:
+            values = pd.to_numeric(meta[name], errors="coerce")
+            missing, outside = meta[values.isna()], meta[(values < low) | (values > high)]
+            if len(missing):
+                problems.append(f"{len(missing)} clips have no {name} value (e.g. {missing['utt_id'].iloc[0]!r})")
+            if len(outside):
+                problems.append(f"{len(outside)} clips have {name} outside model.dimension_range=[{low:g}, {high:g}] "
+                                f"(e.g. {outside['utt_id'].iloc[0]!r}: {float(values[outside.index[0]]):g})")
+        if problems:
+            raise PoolError(f"pool {self.root}, splits {present}: " + "; ".join(problems)
+                            + f" -- fix the manifest, set model.dimension_range, or drop them from {key}")
+
     def quarantine(self) -> pd.DataFrame:
         """The quarantined clips: ``utt_id, path, reason, detail``."""
         return read_parquet(f"{self.build_dir}/quarantine.parquet").to_pandas()

@@ -1,6 +1,15 @@
-"""Pooling over frames and the categorical emotion head."""
+"""Pooling over frames and the emotion head (categorical and dimensional outputs, their losses)."""
 
-from ser_models.heads.categorical import CategoricalHead, class_weights, weighted_cross_entropy
+from ser_models.heads.categorical import class_weights, weighted_cross_entropy
+from ser_models.heads.dimensional import (
+    DIMENSIONAL_LOSSES,
+    DIMENSIONS,
+    DimensionalOutput,
+    check_dimensions,
+    concordance,
+    dimensional_loss,
+)
+from ser_models.heads.emotion_head import EmotionHead
 from ser_models.heads.pooling import (
     POOLINGS,
     AttentiveStatisticsPooling,
@@ -11,12 +20,18 @@ from ser_models.heads.pooling import (
 )
 
 __all__ = [
+    "DIMENSIONAL_LOSSES",
+    "DIMENSIONS",
     "POOLINGS",
     "AttentiveStatisticsPooling",
-    "CategoricalHead",
+    "DimensionalOutput",
+    "EmotionHead",
     "MeanPooling",
     "build_pooling",
+    "check_dimensions",
     "class_weights",
+    "concordance",
+    "dimensional_loss",
     "frame_mask",
     "masked_mean",
     "weighted_cross_entropy",

@@ -20,21 +20,44 @@ AUDIO_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples", "label"]
 FEATURE_COLUMNS = ["utt_id", "features", "label"]
 
 
+def training_columns(feature_mode: bool, dimensions: Sequence[str] = ()) -> list[str]:
+    """Columns a training or evaluation feed reads: inputs, ``label`` and the model's dimensions."""
+    return [*(FEATURE_COLUMNS if feature_mode else AUDIO_COLUMNS), *dimensions]
+
+
 @dataclass
 class ClipSet:
     """Clips of one split held by one worker.
 
     Attributes:
         ids: [N] clip ids.
-        labels: [N] class indices, -1 where unknown (unlabelled pool).
+        labels: [N] class indices, -1 where unknown (unlabelled pool, or no categorical output).
         audio: N int16 arrays [T_i] at 16 kHz (audio mode), or None.
         features: [N, L, D] float32 pooled per-layer features (frozen-encoder cache mode), or None.
+        targets: [N, K] float32 dimensional values (``model.dimensions`` order), NaN where unknown; [N, 0]
+            without dimensional outputs.
     """
 
     ids: list[str] = field(default_factory=list)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     audio: list[np.ndarray] | None = None
     features: np.ndarray | None = None
+    targets: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.targets is None:
+            self.targets = np.zeros((len(self.ids), 0), np.float32)
+
+    def subset(self, index) -> ClipSet:
+        """The clips at positions ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return ClipSet(
+            ids=[self.ids[i] for i in index],
+            labels=self.labels[index],
+            audio=None if self.audio is None else [self.audio[i] for i in index],
+            features=None if self.features is None else self.features[index],
+            targets=self.targets[index],
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -46,13 +69,7 @@ class ClipSet:
     def sorted_by_id(self) -> ClipSet:
         """The same clips ordered by id: Ray Data may hand rows over in any order, and a fit that should
         be reproducible (resume after a crash) must not depend on it."""
-        order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
-        return ClipSet(
-            ids=[self.ids[i] for i in order],
-            labels=self.labels[order],
-            audio=None if self.audio is None else [self.audio[i] for i in order],
-            features=None if self.features is None else self.features[order],
-        )
+        return self.subset(sorted(range(len(self.ids)), key=self.ids.__getitem__))
 
     def lengths(self) -> np.ndarray:
         """[N] lengths in samples (audio mode) or ones (feature mode)."""
@@ -62,32 +79,41 @@ class ClipSet:
 
 
 def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape: tuple[int, int] | None = None,
-                  require_labels: bool = True) -> ClipSet:
+                  require_labels: bool = True, dimensions: Sequence[str] = ()) -> ClipSet:
     """Materialise numpy batches (from ``DataIterator.iter_batches``) into a :class:`ClipSet`.
 
     Args:
         batches: dicts of numpy columns; audio mode needs ``utt_id, audio, audio_format``, feature mode
             ``utt_id, features`` (float32 bytes of a [L, D] array).
-        labels: the label set; ``label`` values are mapped to their index.
+        labels: the label set; ``label`` values are mapped to their index ([] = no categorical targets).
         feature_shape: (L, D) in feature mode, None in audio mode.
-        require_labels: raise if a clip has no label or one outside ``labels``.
+        require_labels: raise if a clip lacks a target the model trains on (a label when ``labels`` is set,
+            a value of each of ``dimensions``), or has a label outside ``labels``.
+        dimensions: dimensional columns to read into ``ClipSet.targets`` (``model.dimensions``).
 
     Raises:
-        TrainingError: a label outside the label set (naming clip and label), or no label when required.
+        TrainingError: a label outside the label set (naming clip and label), or a missing target when
+            required (naming clip and column).
     """
     from ser_models.data.audio import decode_pool_audio
 
     index = {name: i for i, name in enumerate(labels)}
+    dimensions = list(dimensions)
     ids: list[str] = []
     ys: list[int] = []
     audio: list[np.ndarray] = []
     feats: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
     for batch in batches:
         batch_ids = [str(x) for x in batch["utt_id"]]
-        batch_labels = batch.get("label")
+        batch_labels = batch.get("label") if index else None
+        if dimensions:
+            targets.append(_dimension_values(batch, batch_ids, dimensions, require_labels))
         for j, uid in enumerate(batch_ids):
             raw = None if batch_labels is None else batch_labels[j]
-            if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+            if not index:
+                ys.append(-1)
+            elif raw is None or (isinstance(raw, float) and np.isnan(raw)):
                 if require_labels:
                     raise TrainingError(f"clip {uid!r} has no label but the split is used for training/eval")
                 ys.append(-1)
@@ -106,7 +132,9 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
                     wav = decode_pool_audio(data, fmt)
                     audio.append(np.round(np.clip(wav, -1, 1) * 32767).astype(np.int16))
         ids.extend(batch_ids)
-    clips = ClipSet(ids=ids, labels=np.asarray(ys, np.int64))
+    clips = ClipSet(ids=ids, labels=np.asarray(ys, np.int64),
+                    targets=(np.concatenate(targets) if targets else np.zeros((0, len(dimensions)), np.float32))
+                    if dimensions else None)
     if feature_shape is not None:
         clips.features = (np.stack(feats) if feats else np.zeros((0, *feature_shape), np.float32))
     else:
@@ -114,20 +142,42 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     return clips
 
 
+def _dimension_values(batch: dict, ids: list[str], dimensions: list[str], required: bool) -> np.ndarray:
+    """[B, K] float32 of the batch's dimensional columns; NaN where missing (refused when ``required``)."""
+    missing_cols = [d for d in dimensions if d not in batch]
+    if missing_cols and required:
+        raise TrainingError(f"the clips have no {missing_cols} column(s) but model.dimensions={dimensions}")
+    out = np.full((len(ids), len(dimensions)), np.nan, np.float32)
+    for k, name in enumerate(dimensions):
+        if name in batch:
+            out[:, k] = np.asarray([np.nan if v is None else v for v in batch[name]], dtype=np.float64)
+    if required:
+        bad = ~np.isfinite(out)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise TrainingError(f"clip {ids[row]!r} has no {dimensions[col]} value ({int(bad.any(1).sum())} of "
+                                f"{len(ids)} clips in this batch lack one) but the split is used for training/eval "
+                                f"with model.dimensions={dimensions}")
+    return out
+
+
 @dataclass
 class Batch:
     """One model batch. ``wavs`` [B, T] float32 in [-1, 1] and ``lengths`` [B] samples in audio mode;
-    ``features`` [B, L, D] in feature mode; ``labels`` [B] (-1 unknown); ``ids`` [B]."""
+    ``features`` [B, L, D] in feature mode; ``labels`` [B] (-1 unknown); ``targets`` [B, K] dimensional
+    values (NaN unknown; K = 0 without dimensions); ``ids`` [B]."""
 
     ids: list[str]
     labels: torch.Tensor
     wavs: torch.Tensor | None = None
     lengths: torch.Tensor | None = None
     features: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: None if t is None else t.to(device))  # noqa: E731
-        return Batch(self.ids, self.labels.to(device), move(self.wavs), move(self.lengths), move(self.features))
+        return Batch(self.ids, self.labels.to(device), move(self.wavs), move(self.lengths), move(self.features),
+                     move(self.targets))
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
@@ -162,9 +212,11 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
     """Build a padded batch; clips longer than ``max_samples`` are cropped (random offset with ``rng``,
     centred without)."""
     labels = torch.as_tensor(clips.labels[index], dtype=torch.long)
+    targets = torch.from_numpy(np.ascontiguousarray(clips.targets[index], dtype=np.float32))
     ids = [clips.ids[i] for i in index]
     if clips.features is not None:
-        return Batch(ids, labels, features=torch.from_numpy(np.ascontiguousarray(clips.features[index])))
+        return Batch(ids, labels, features=torch.from_numpy(np.ascontiguousarray(clips.features[index])),
+                     targets=targets)
     assert clips.audio is not None
     pieces = []
     for i in index:
@@ -178,7 +230,7 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
     out = np.zeros((len(pieces), int(lengths.max())), np.float32)
     for row, piece in enumerate(pieces):
         out[row, :len(piece)] = piece.astype(np.float32) / 32768.0
-    return Batch(ids, labels, wavs=torch.from_numpy(out), lengths=torch.from_numpy(lengths))
+    return Batch(ids, labels, wavs=torch.from_numpy(out), lengths=torch.from_numpy(lengths), targets=targets)
 
 
 def iterate_batches(clips: ClipSet, batch_size: int, max_seconds: float | None,
@@ -207,11 +259,14 @@ class StreamingClips:
         require_labels: as in :func:`collect_clips`.
         window: clips decoded at a time (rounded up to a whole number of length-bucketing windows).
         min_samples: drop clips shorter than this (TAPT's masking needs a minimum length).
+        dimensions: as in :func:`collect_clips`.
     """
 
     def __init__(self, shard, labels: Sequence[str], rows: int, feature_shape: tuple[int, int] | None = None,
-                 require_labels: bool = True, window: int = 256, min_samples: int = 0):
+                 require_labels: bool = True, window: int = 256, min_samples: int = 0,
+                 dimensions: Sequence[str] = ()):
         self.shard, self.labels, self.rows = shard, list(labels), int(rows)
+        self.dimensions = list(dimensions)
         self.feature_shape, self.require_labels = feature_shape, require_labels
         self.window, self.min_samples = max(int(window), 1), int(min_samples)
         self.dropped = 0  # short clips skipped, summed over the epochs read
@@ -240,12 +295,11 @@ class StreamingClips:
         shuffle = {} if seed is None else {"local_shuffle_buffer_size": window, "local_shuffle_seed": seed}
         for rows in self.shard.iter_batches(batch_size=window, batch_format="numpy", **shuffle):
             clips = collect_clips([rows], self.labels, feature_shape=self.feature_shape,
-                                  require_labels=self.require_labels)
+                                  require_labels=self.require_labels, dimensions=self.dimensions)
             if self.min_samples and clips.audio is not None:
                 keep = np.flatnonzero(clips.lengths() >= self.min_samples)
                 self.dropped += len(clips) - len(keep)
-                clips = ClipSet(ids=[clips.ids[i] for i in keep], labels=clips.labels[keep],
-                                audio=[clips.audio[i] for i in keep])
+                clips = clips.subset(keep)
             yield clips
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
 
+#: ``train.select_metric`` choices.
+SELECT_METRICS = ("auto", "ua", "ccc", "ua_plus_ccc")
+
 
 @dataclass
 class TrainConfig:
@@ -21,8 +24,15 @@ class TrainConfig:
     hold_ratio: float = field(0.4, help="tri-stage schedule: fraction of steps at the peak rate")
     max_crop_seconds: float = field(4.0, help="training clips longer than this are randomly cropped (s)")
     max_eval_seconds: float = field(20.0, help="evaluation clips longer than this are centre-cropped (s)")
-    early_stopping_patience: int = field(3, help="stop after this many epochs without a better dev UA (0 = off)")
+    early_stopping_patience: int = field(3, help="stop after this many epochs without a better dev score "
+                                         "(train.select_metric; 0 = off)")
     class_weighted: bool = field(True, help="weight cross-entropy by inverse class frequency of the labelled set")
+    dimensional_loss: str = field("ccc", help="loss of the arousal/valence/dominance outputs: ccc (1 - CCC per "
+                                  "dimension, averaged) | mse")
+    dimensional_weight: float = field(1.0, help="weight of the dimensional loss next to the categorical one "
+                                      "(multi-task; cross-entropy weighs 1)")
+    select_metric: str = field("auto", help="dev metric that picks the best epoch and drives early stopping: ua | "
+                               "ccc (mean over model.dimensions) | ua_plus_ccc | auto (ua with classes, else ccc)")
     grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
     eval_batch_size: int = field(16, speed_only=True, help="clips per batch when evaluating")
     seed: int = field(0, help="seed of shuffling, crops, dropout and head init")
@@ -40,6 +50,24 @@ class TrainConfig:
             raise ConfigError(f"train.max_crop_seconds must be > 0, got {self.max_crop_seconds}")
         if self.early_stopping_patience < 0:
             raise ConfigError("train.early_stopping_patience must be >= 0")
+        if self.dimensional_loss not in ("ccc", "mse"):
+            raise ConfigError(f"train.dimensional_loss must be ccc or mse, got {self.dimensional_loss!r}")
+        if not self.dimensional_weight >= 0:
+            raise ConfigError(f"train.dimensional_weight must be >= 0, got {self.dimensional_weight!r}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ConfigError(f"train.select_metric must be one of {list(SELECT_METRICS)}, got {self.select_metric!r}")
+
+    def selection_metric(self, categorical: bool, dimensional: bool) -> str:
+        """The dev metric key (``ua``, ``ccc`` or ``ua_plus_ccc``) for a model with these outputs.
+
+        Raises:
+            ConfigError: the metric needs an output the model lacks.
+        """
+        name = self.select_metric if self.select_metric != "auto" else ("ua" if categorical else "ccc")
+        if ("ua" in name and not categorical) or ("ccc" in name and not dimensional):
+            raise ConfigError(f"train.select_metric={self.select_metric!r} needs "
+                              f"{'model.labels' if 'ua' in name and not categorical else 'model.dimensions'}")
+        return name
 
 
 @dataclass

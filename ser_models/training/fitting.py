@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ser_models.exceptions import TrainingError
-from ser_models.metrics import classification_metrics
+from ser_models.heads.dimensional import dimensional_loss
+from ser_models.metrics import classification_metrics, regression_metrics
 from ser_models.training.batching import (
     ClipSet,
     StreamingClips,
@@ -30,16 +31,15 @@ from ser_models.training.schedule import tri_stage_scheduler
 
 
 class _TrainForward(nn.Module):
-    """What DDP wraps: one forward for both input modes, returning logits [B, C] only."""
+    """What DDP wraps: one forward for both input modes, returning ``(logits [B, C], dimensions [B, K])``."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, wavs=None, lengths=None, features=None):
-        if features is not None:
-            return self.model.forward_from_pooled(features).logits
-        return self.model(wavs, lengths).logits
+        out = self.model.forward_from_pooled(features) if features is not None else self.model(wavs, lengths)
+        return out.logits, out.dimensions
 
 
 @dataclass
@@ -47,7 +47,7 @@ class FitState:
     """Everything needed to resume a fit after the last finished epoch."""
 
     epoch: int = 0  # epochs finished
-    best_ua: float = -math.inf
+    best_ua: float = -math.inf  # best dev score so far: UA, or the metric train.select_metric names
     best_epoch: int = -1
     bad_epochs: int = 0
     history: list[dict] = field(default_factory=list)
@@ -88,34 +88,75 @@ def class_weight_tensor(counts: list[int] | None, num_classes: int) -> torch.Ten
 
 
 @torch.no_grad()
-def predict(model: nn.Module, clips: ClipSet, cfg: TrainConfig, device: torch.device) -> np.ndarray:
-    """[N, C] class probabilities of every clip (eval mode), in ``clips`` order."""
+def predict_outputs(model: nn.Module, clips: ClipSet, cfg: TrainConfig,
+                    device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs [N, C], dimensions [N, K])`` of every clip (eval mode), in ``clips`` order."""
     model.eval()
     probs = np.zeros((len(clips), len(model.cfg.labels)), np.float32)
+    dims = np.zeros((len(clips), len(model.cfg.dimensions)), np.float32)
     max_samples = int(cfg.max_eval_seconds * 16000)
     for index in plan_batches(clips.lengths(), cfg.eval_batch_size, None):
         batch = make_batch(clips, index, max_samples, None).to(device)
         out = (model.forward_from_pooled(batch.features) if batch.features is not None
                else model(batch.wavs, batch.lengths))
         probs[index] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
-    return probs
+        dims[index] = out.dimensions.float().cpu().numpy()
+    return probs, dims
+
+
+def predict(model: nn.Module, clips: ClipSet, cfg: TrainConfig, device: torch.device) -> np.ndarray:
+    """[N, C] class probabilities of every clip (eval mode), in ``clips`` order."""
+    return predict_outputs(model, clips, cfg, device)[0]
 
 
 def evaluate(model: nn.Module, clips: ClipSet | StreamingClips, cfg: TrainConfig, device: torch.device) -> dict:
-    """WA / UA / macro-F1 / confusion on labelled clips (held, or streamed window by window)."""
-    if isinstance(clips, StreamingClips):
-        ys, preds = [], []
-        for window in clips.windows():
-            if len(window):
-                ys.append(window.labels)
-                preds.append(predict(model, window, cfg, device).argmax(1))
-        if not ys:
-            return classification_metrics([], [], len(model.cfg.labels))
-        return classification_metrics(np.concatenate(ys), np.concatenate(preds), len(model.cfg.labels))
-    if len(clips) == 0:
-        return classification_metrics([], [], len(model.cfg.labels))
-    probs = predict(model, clips, cfg, device)
-    return classification_metrics(clips.labels, probs.argmax(1), len(model.cfg.labels))
+    """Metrics on labelled clips (held, or streamed window by window).
+
+    Returns:
+        With classes: ``wa, ua, macro_f1, confusion, n``. With dimensions: ``ccc_<dim>, pearson_<dim>,
+        rmse_<dim>, ccc`` (mean), and ``n``. With both: also ``ua_plus_ccc``.
+    """
+    windows = clips.windows() if isinstance(clips, StreamingClips) else [clips]
+    labels, probs, targets, dims = [], [], [], []
+    for window in windows:
+        if len(window):
+            p, d = predict_outputs(model, window, cfg, device)
+            labels.append(window.labels)
+            targets.append(window.targets)
+            probs.append(p)
+            dims.append(d)
+    if not labels:
+        return evaluation_metrics(model.cfg, np.zeros(0, np.int64), np.zeros((0, len(model.cfg.labels))),
+                                  np.zeros((0, len(model.cfg.dimensions))), np.zeros((0, len(model.cfg.dimensions))))
+    return evaluation_metrics(model.cfg, np.concatenate(labels), np.concatenate(probs), np.concatenate(targets),
+                              np.concatenate(dims))
+
+
+def evaluation_metrics(model_cfg, labels: np.ndarray, probs: np.ndarray, targets: np.ndarray,
+                       dims: np.ndarray) -> dict:
+    """The metrics :func:`evaluate` returns, from true labels [N], probabilities [N, C], true dimensional
+    values [N, K] and predicted ones [N, K]."""
+    out: dict = {}
+    if model_cfg.labels:
+        out.update(classification_metrics(labels, probs.argmax(1), len(model_cfg.labels)))
+    if model_cfg.dimensions:
+        out.update(regression_metrics(targets, dims, model_cfg.dimensions))
+        out["n"] = int(len(targets))
+    if model_cfg.labels and model_cfg.dimensions:
+        out["ua_plus_ccc"] = out["ua"] + out["ccc"]
+    return out
+
+
+def training_loss(logits: torch.Tensor, dims: torch.Tensor, batch, class_loss: nn.Module | None,
+                  cfg: TrainConfig) -> torch.Tensor:
+    """Cross-entropy on the classes (when the model has them) + ``train.dimensional_weight`` x the
+    dimensional loss (1 - CCC or MSE, when it has dimensions)."""
+    loss = logits.new_zeros(())
+    if logits.shape[1]:
+        loss = loss + class_loss(logits, batch.labels)
+    if dims.shape[1]:
+        loss = loss + cfg.dimensional_weight * dimensional_loss(dims, batch.targets, cfg.dimensional_loss)
+    return loss
 
 
 def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, cfg: TrainConfig, *,
@@ -123,7 +164,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         state: FitState | None = None,
         on_epoch_end: Callable[[FitState, nn.Module, torch.optim.Optimizer, object], None] | None = None,
         log: Callable[[str], None] = print) -> FitState:
-    """Train ``model``'s trainable parameters on ``train``; keep the weights with the best dev UA.
+    """Train ``model``'s trainable parameters on ``train``; keep the weights with the best dev score.
 
     Args:
         model: an ``EmotionModel`` (only parameters with ``requires_grad`` train).
@@ -166,8 +207,10 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
         _apply_hyperparameters(optimizer, scheduler, peak_lrs, cfg.weight_decay)
-    weights = class_weight_tensor(class_counts, len(model.cfg.labels)) if cfg.class_weighted else None
+    num_classes = len(model.cfg.labels)
+    weights = class_weight_tensor(class_counts, num_classes) if cfg.class_weighted and num_classes else None
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+    select = cfg.selection_metric(bool(num_classes), bool(model.cfg.dimensions))
     wrapped = wrap_ddp(_TrainForward(model), device)
     me = rank()
     for epoch in range(state.epoch, cfg.epochs):
@@ -183,8 +226,8 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             if all_reduce_min(batch is not None) == 0:
                 break
             batch = batch.to(device)
-            logits = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features)
-            loss = loss_fn(logits, batch.labels)
+            logits, dims = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features)
+            loss = training_loss(logits, dims, batch, loss_fn, cfg)
             if not torch.isfinite(loss.detach()):
                 shown = ", ".join(map(repr, list(batch.ids)[:8]))
                 raise TrainingError(f"non-finite training loss ({float(loss.detach())}) at epoch {epoch + 1}, step "
@@ -207,10 +250,10 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
                 t1 = time.perf_counter()
                 m = evaluate(model, dev, cfg, device)
                 record.update({f"dev_{k}": v for k, v in m.items() if k != "n"}, eval_seconds=time.perf_counter() - t1)
-                score = m["ua"]
+                score = m[select] if math.isfinite(m[select]) else -math.inf
             else:
                 score = float(epoch)  # no dev split: the last epoch wins
-            if score > state.best_ua:
+            if score > state.best_ua or state.best_epoch < 0:
                 state.best_ua, state.best_epoch, state.bad_epochs = score, epoch + 1, 0
                 state.best_weights = trainable_weights(model)
             else:
@@ -218,6 +261,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             stop = cfg.early_stopping_patience > 0 and state.bad_epochs >= cfg.early_stopping_patience
             log("  epoch {epoch:>3}  loss {train_loss:.4f}".format(**record)
                 + (f"  dev UA {record['dev_ua']:.3f} WA {record['dev_wa']:.3f}" if "dev_ua" in record else "")
+                + (f"  dev CCC {record['dev_ccc']:.3f}" if "dev_ccc" in record else "")
                 + f"  ({record['train_seconds']:.1f}s)" + ("  early stop" if stop else ""))
         stop = broadcast_flag(stop)
         state.epoch = epoch + 1
@@ -275,5 +319,5 @@ def final_row(result: dict) -> dict:
         if key in result:
             row[key] = result[key]
     test = result.get("test") or {}
-    row.update({f"test_{k}": test[k] for k in ("ua", "wa", "macro_f1") if k in test})
+    row.update({f"test_{k}": v for k, v in test.items() if k not in ("confusion", "n")})
     return row

@@ -26,10 +26,10 @@ from ser_models.training.loop import STATE_FILE
 from ser_models.training.state_io import load_state, save_state
 
 
-def _clips(ds, labels, feature_shape):
+def _clips(ds, labels, feature_shape, dimensions=()):
     if ds is None:
         return None
-    return collect_clips(ds.iter_batches(batch_size=256, batch_format="numpy"), labels,
+    return collect_clips(ds.iter_batches(batch_size=256, batch_format="numpy"), labels, dimensions=dimensions,
                          feature_shape=feature_shape).sorted_by_id()
 
 
@@ -61,14 +61,15 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
         load_trainable_weights(model, trainable_weights(EmotionModel.load_checkpoint(init_checkpoint)))
     if feature_shape is None:
         model.check_gradients()
-    labels = model_cfg.labels
+    labels, dims = model_cfg.labels, model_cfg.dimensions
     if stream_rows is not None:
         train = StreamingClips(datasets["train"].iterator(), labels, stream_rows, feature_shape=feature_shape,
+                               dimensions=dims,
                                window=stream_window)
     else:
-        train = _clips(datasets["train"], labels, feature_shape)
-    dev = _clips(datasets.get("dev"), labels, feature_shape)
-    test = _clips(datasets.get("test"), labels, feature_shape)
+        train = _clips(datasets["train"], labels, feature_shape, dims)
+    dev = _clips(datasets.get("dev"), labels, feature_shape, dims)
+    test = _clips(datasets.get("test"), labels, feature_shape, dims)
     output_dir = storage_path(output_dir)
     state_path = output_dir / "in_process" / STATE_FILE
     state = FitState()

@@ -28,14 +28,14 @@ MODEL_DIR = "model"
 RESULT_FILE = "result.json"
 
 
-def _shard_clips(name: str, labels, feature_shape, require_labels=True):
+def _shard_clips(name: str, labels, feature_shape, dimensions=()):
     import ray.train
 
     shard = ray.train.get_dataset_shard(name)
     if shard is None:
         return None
     clips = collect_clips(shard.iter_batches(batch_size=64, batch_format="numpy"), labels,
-                          feature_shape=feature_shape, require_labels=require_labels)
+                          feature_shape=feature_shape, dimensions=dimensions)
     return clips.sorted_by_id()
 
 
@@ -70,23 +70,24 @@ def train_loop_per_worker(config: dict) -> dict:
         load_trainable_weights(model, trainable_weights(init))
     if config.get("check_gradients", True) and feature_shape is None:
         model.check_gradients()
-    labels = model_cfg.labels
+    labels, dims = model_cfg.labels, model_cfg.dimensions
     if config.get("stream_rows"):
         # Too large to hold: read the shard anew every epoch, one decoded window at a time.
         train = StreamingClips(ray.train.get_dataset_shard("train"), labels, int(config["stream_rows"]),
-                               feature_shape=feature_shape, window=int(config.get("stream_window", 256)))
+                               feature_shape=feature_shape, dimensions=dims,
+                               window=int(config.get("stream_window", 256)))
         if rank == 0:
             print(f"streaming {len(train)} training clips per worker, {train.window} decoded at a time")
     else:
-        train = _shard_clips("train", labels, feature_shape)
+        train = _shard_clips("train", labels, feature_shape, dims)
     if config.get("eval_rows") is not None:  # streamed: evaluated window by window, never held
         window = int(config.get("stream_window", 256))
         dev, test = (StreamingClips(ray.train.get_dataset_shard(name), labels, config["eval_rows"][name],
-                                    feature_shape=feature_shape, window=window)
+                                    feature_shape=feature_shape, dimensions=dims, window=window)
                      if rank == 0 and name in config["eval_rows"] else None for name in ("dev", "test"))
     else:
-        dev = _shard_clips("dev", labels, feature_shape) if rank == 0 else None
-        test = _shard_clips("test", labels, feature_shape) if rank == 0 else None
+        dev = _shard_clips("dev", labels, feature_shape, dims) if rank == 0 else None
+        test = _shard_clips("test", labels, feature_shape, dims) if rank == 0 else None
 
     state = FitState()
     checkpoint = ray.train.get_checkpoint()

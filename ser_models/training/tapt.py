@@ -533,7 +533,7 @@ def drop_short_clips(clips: ClipSet, min_samples: int) -> tuple[ClipSet, int]:
     if len(keep) == len(clips):
         return clips, 0
     assert clips.audio is not None
-    kept = ClipSet(ids=[clips.ids[i] for i in keep], labels=clips.labels[keep], audio=[clips.audio[i] for i in keep])
+    kept = clips.subset(keep)
     return kept, len(clips) - len(keep)
 
 

@@ -36,7 +36,7 @@ from ser_models.io import (
     write_json_atomic,
 )
 from ser_models.metrics import plot_confusion
-from ser_models.training.batching import AUDIO_COLUMNS, FEATURE_COLUMNS
+from ser_models.training.batching import training_columns
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
 
@@ -92,7 +92,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         return TrainResult(output_dir, ckpt_dir, read_json(metrics_path), 0.0, resumed=True)
     if "train" not in datasets:
         raise TrainingError("datasets must contain 'train'")
-    columns = FEATURE_COLUMNS if feature_shape is not None else AUDIO_COLUMNS
+    columns = training_columns(feature_shape is not None, model_cfg.dimensions)
     feeds = {name: ds.select_columns(columns) for name, ds in datasets.items() if ds is not None}
     if train_rows is None:
         train_rows = feeds["train"].count()
@@ -223,7 +223,7 @@ def _finish(model_cfg, output_dir: StoragePath, metrics: dict, seconds: float) -
     ckpt_dir, metrics_path = output_dir / "checkpoint", output_dir / "metrics.json"
     metrics["train_wall_seconds"] = seconds
     split = "test" if metrics.get("test") else "dev"
-    if metrics.get(split):
+    if metrics.get(split) and "confusion" in metrics[split]:
         plot_confusion(metrics[split]["confusion"], model_cfg.labels, output_dir / "confusion.png",
                        title=f"{split}: UA {metrics[split]['ua']:.3f}")
     write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished

@@ -23,7 +23,9 @@ def test_finetune_smoke_config_end_to_end(ray_local, demo_pool, tmp_path, monkey
     out = tmp_path / "ft"
     # The in-process backend: the Ray Train path of the same fit runs in tests/integration/test_finetune.py
     # and, through `ray job submit`, in tests/integration/test_cluster_submit.py.
-    run_job(monkeypatch, CONFIG, f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", "scaling.backend=in_process")
+    # Multi-task: the classes and the three dimensions of the demo pool (A/V/D drawn from each clip's prosody).
+    run_job(monkeypatch, CONFIG, f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", "scaling.backend=in_process",
+            "model.dimensions=[arousal,valence,dominance]")
     printed = capsys.readouterr().out
 
     for name in ("checkpoint/model.json", "checkpoint/model.safetensors", "metrics.json", "confusion.png"):
@@ -35,14 +37,18 @@ def test_finetune_smoke_config_end_to_end(ray_local, demo_pool, tmp_path, monkey
 
     # The class counts line and the resolved config come first, the score table last.
     train_n = int(splits["train"]["clips"])
-    assert re.search(rf"{train_n} training clips, per class neutral=\d+, happy=\d+, angry=\d+, sad=\d+", printed)
+    assert re.search(rf"{train_n} training clips, per class neutral=\d+, happy=\d+, angry=\d+, sad=\d+; "
+                     "dimensions arousal, valence, dominance", printed)
     assert f"output_dir: {out}" in printed and "epochs: 2" in printed
-    header = re.search(r"split\s+WA\s+UA\s+F1\s+n\n", printed)
+    header = re.search(r"split\s+WA\s+UA\s+F1\s+CCC\s+CCC arousal\s+CCC valence\s+CCC dominance\s+n\n", printed)
     assert header, printed
     for split in ("dev", "test"):
         s = metrics[split]
-        row = rf"{split}\s+{s['wa']:.3f}\s+{s['ua']:.3f}\s+{s['macro_f1']:.3f}\s+{s['n']}\n"
+        assert {"pearson_arousal", "rmse_dominance", "ua_plus_ccc"} <= set(s)
+        row = (rf"{split}\s+{s['wa']:.3f}\s+{s['ua']:.3f}\s+{s['macro_f1']:.3f}\s+{s['ccc']:.3f}\s+"
+               rf"{s['ccc_arousal']:.3f}\s+{s['ccc_valence']:.3f}\s+{s['ccc_dominance']:.3f}\s+{s['n']}\n")
         assert re.search(row, printed[header.end():]), (split, printed)
+    assert "dev_ccc_valence" in metrics["history"][-1]
     assert f"best epoch {metrics['best_epoch']}; checkpoint {out / 'checkpoint'}" in printed
 
 
@@ -58,3 +64,15 @@ def test_unknown_override_is_rejected_before_any_ray_work(tmp_path, monkeypatch,
     assert exit_info.value.code == 2
     assert re.search(r"^error: ConfigError: .*train\.epochz", capsys.readouterr().err, re.M)
     assert not (tmp_path / "ft").exists()
+
+
+def test_dimension_values_outside_the_range_are_refused_before_ray(demo_pool, tmp_path, monkeypatch, capsys):
+    import ray
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ray.init called")))
+    with pytest.raises(SystemExit):
+        run_job(monkeypatch, CONFIG, f"pool_dir={demo_pool.pool_dir}", f"output_dir={tmp_path / 'ft'}",
+                "model.dimensions=[arousal]", "model.dimension_range=[2.0,4.0]")
+    err = capsys.readouterr().err
+    assert re.search(r"PoolError: .*\d+ clips have arousal outside model.dimension_range=\[2, 4\] \(e\.g\. '[^']+': "
+                     r"[\d.]+\)", err), err

@@ -6,7 +6,7 @@ import torch
 from ser_models.exceptions import ConfigError
 from ser_models.heads import (
     AttentiveStatisticsPooling,
-    CategoricalHead,
+    EmotionHead,
     MeanPooling,
     build_pooling,
     class_weights,
@@ -60,12 +60,14 @@ def test_build_pooling_rejects_unknown():
 
 
 def test_head_returns_logits_and_embedding():
-    head = CategoricalHead(6, 4, hidden=5, dropout=0.5).eval()
-    logits, emb = head(torch.randn(3, 6))
-    assert logits.shape == (3, 4) and emb.shape == (3, 5) and bool((emb >= 0).all())
+    head = EmotionHead(6, 4, hidden=5, dropout=0.5).eval()
+    logits, dims, emb = head(torch.randn(3, 6))
+    assert logits.shape == (3, 4) and emb.shape == (3, 5) and dims.shape == (3, 0) and bool((emb >= 0).all())
     torch.testing.assert_close(logits, head.out(emb))
     with pytest.raises(ConfigError, match="model.labels"):
-        CategoricalHead(6, 1)
+        EmotionHead(6, 1)
+    with pytest.raises(ConfigError, match="no output"):
+        EmotionHead(6, 0)
 
 
 def test_class_weights():

@@ -70,3 +70,21 @@ def test_seeded_batches_repeat_exactly():
     a = [b.ids for b in iterate_batches(clips, 4, 0.05, np.random.default_rng([0, 3]))]
     b = [b.ids for b in iterate_batches(clips, 4, 0.05, np.random.default_rng([0, 3]))]
     assert a == b
+
+
+def test_collect_clips_reads_dimensions_and_names_a_clip_without_one():
+    from ser_models.exceptions import TrainingError
+    from ser_models.training.batching import collect_clips, make_batch
+
+    pcm = (np.zeros(800, np.int16)).tobytes()
+    batch = {"utt_id": np.array(["a", "b"], dtype=object), "audio": np.array([pcm, pcm], dtype=object),
+             "audio_format": np.array(["pcm16"] * 2, dtype=object), "label": np.array([None, None], dtype=object),
+             "arousal": np.array([2.5, 4.0]), "valence": np.array([3.0, None], dtype=object)}
+    clips = collect_clips([batch], [], dimensions=["arousal"])
+    assert clips.targets.tolist() == [[2.5], [4.0]] and clips.labels.tolist() == [-1, -1]
+    b = make_batch(clips, np.array([1, 0]), None, None)
+    assert b.targets.tolist() == [[4.0], [2.5]]
+    with pytest.raises(TrainingError, match=r"clip 'b' has no valence value"):
+        collect_clips([batch], [], dimensions=["arousal", "valence"])
+    unlabelled = collect_clips([batch], [], dimensions=["arousal", "valence"], require_labels=False)
+    assert np.isnan(unlabelled.targets[1, 1]) and unlabelled.subset([1]).ids == ["b"]

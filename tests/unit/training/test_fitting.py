@@ -170,3 +170,45 @@ def test_non_finite_loss_names_epoch_step_and_clips():
     clips = ClipSet(ids=[f"clip{i}" for i in range(8)], labels=np.arange(8) % 2, features=feats)
     with pytest.raises(TrainingError, match=r"non-finite training loss .* at epoch 1, step \d+, .*'clip5'"):
         fit(model, clips, None, TrainConfig(epochs=2, batch_size=8, early_stopping_patience=0), log=lambda _: None)
+
+
+def _feature_clips(n, L, D, seed, dims=True):
+    """Pooled features whose first channel sets the class and whose second sets arousal/valence linearly."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    a = rng.uniform(1.5, 4.5, n)
+    feats = rng.standard_normal((n, L, D)).astype(np.float32)
+    feats[:, :, 0] += 2.0 * y[:, None]
+    feats[:, :, 1] += (a[:, None] - 3.0) * 1.5
+    targets = np.stack([a, 6.0 - a], 1).astype(np.float32) if dims else None
+    return ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=y, features=feats, targets=targets)
+
+
+@pytest.mark.parametrize("labels,select", [([], "ccc"), (["a", "b"], "ua_plus_ccc")])
+def test_dimensional_and_multitask_fits_learn_and_report_ccc(labels, select):
+    cfg = tiny_model_config("tiny-wav2vec2", "frozen", labels=labels, dimensions=["arousal", "valence"])
+    torch.manual_seed(0)
+    model = EmotionModel(cfg)
+    L, D = model.encoder.num_layers, model.encoder.hidden_size
+    train, dev = _feature_clips(64, L, D, 0), _feature_clips(32, L, D, 1)
+    tc = TrainConfig(epochs=8, batch_size=8, lr_head=1e-2, early_stopping_patience=0, select_metric=select)
+    before = evaluate(model, dev, tc, torch.device("cpu"))
+    state = fit(model, train, dev, tc, class_counts=[32, 32] if labels else None, log=lambda _: None)
+    after = evaluate(model, dev, tc, torch.device("cpu"))
+    assert after["ccc"] > 0.6 and after["ccc"] > before["ccc"] + 0.3
+    assert {"ccc_arousal", "pearson_valence", "rmse_arousal"} <= set(after)
+    assert ("ua" in after) == bool(labels)
+    assert "dev_ccc" in state.history[-1] and after[select] == pytest.approx(state.best_ua)
+    if labels:
+        assert after["ua"] > 0.8
+
+
+def test_dimensional_fit_refuses_missing_targets_and_wrong_select_metric():
+    from ser_models.exceptions import ConfigError
+
+    cfg = tiny_model_config("tiny-wav2vec2", "frozen", labels=["a", "b"])
+    model = EmotionModel(cfg)
+    L, D = model.encoder.num_layers, model.encoder.hidden_size
+    with pytest.raises(ConfigError, match="select_metric.*model.dimensions"):
+        fit(model, _feature_clips(8, L, D, 0, dims=False), None, TrainConfig(epochs=1, select_metric="ccc"),
+            log=lambda _: None)
