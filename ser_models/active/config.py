@@ -10,9 +10,10 @@ from ser_models.exceptions import ConfigError
 __all__ = ["StrategyConfig"]
 
 _KEY = "active.strategy"
-_NAMES = ("random", "entropy", "least_confidence", "margin", "bald", "badge", "kcenter", "kmeans",
-          "cluster_cold_start", "informative_diverse")
-_UNCERTAINTIES = ("entropy", "least_confidence", "margin", "bald")
+_NAMES = ("random", "entropy", "least_confidence", "margin", "bald", "mc_variance", "badge", "kcenter", "kmeans",
+          "cluster_cold_start", "informative_diverse", "gsx", "gsy", "igs")
+#: Class-probability scores, then the dimensional one (MC-dropout variance of the A/V/D outputs).
+_UNCERTAINTIES = ("entropy", "least_confidence", "margin", "bald", "mc_variance")
 _PICKS = ("uncertain", "central")
 
 
@@ -20,7 +21,8 @@ _PICKS = ("uncertain", "central")
 class StrategyConfig:
     """Which clips to label next, and how."""
 
-    name: str = field("informative_diverse", help=f"query strategy, one of {list(_NAMES)}")
+    name: str = field("informative_diverse", help=f"query strategy, one of {list(_NAMES)} (gsx / gsy / igs: "
+                      "greedy sampling for dimensional targets in input / output / both spaces)")
     uncertainty: str = field("entropy", help=f"uncertainty score used to rank clips, one of {list(_UNCERTAINTIES)}")
     prefilter_factor: int = field(
         10, help="informative_diverse keeps the prefilter_factor * n most uncertain clips, then picks n diverse ones")

@@ -169,20 +169,28 @@ class FeatureCache:
         if verbose:
             print(f"  feature cache: encoded {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
 
-    def dataset(self, ids=None, labels: dict[str, str] | None = None):
-        """The cached rows as a lazy Ray Dataset: only ``ids`` (None = all), with a ``label`` column from
-        ``labels`` (None = no labels). Filtering runs on the workers, shard by shard."""
+    def dataset(self, ids=None, labels: dict[str, str] | None = None, targets: pa.Table | None = None):
+        """The cached rows as a lazy Ray Dataset: only ``ids`` (None = all), with target columns from
+        ``targets`` (a table of ``utt_id`` and any of ``label, arousal, valence, dominance``; its ids are the
+        rows kept when ``ids`` is None) or a ``label`` column from ``labels``. Filtering runs on the workers,
+        shard by shard."""
         from ser_models.io import filesystem
         from ser_models.runtime import read_parquet_dataset
 
         fs, path = filesystem(self.shards_dir)
         ds = read_parquet_dataset(path, filesystem=fs, columns=["utt_id", "features"])
-        if ids is None and labels is None:
-            return ds
-        keep = pa.array(sorted(ids if ids is not None else labels), pa.string())
-        values = None
         if labels is not None:
-            values = pa.array([labels.get(u) for u in keep.to_pylist()], pa.string())
+            targets = pa.table({"utt_id": pa.array(list(labels), pa.string()),
+                                "label": pa.array(list(labels.values()), pa.string())})
+        if ids is None and targets is None:
+            return ds
+        keep = pa.array(sorted(ids if ids is not None else targets.column("utt_id").to_pylist()), pa.string())
+        values = None
+        if targets is not None:
+            import pyarrow.compute as pc
+
+            where = pc.index_in(keep, value_set=targets.column("utt_id"))
+            values = {name: pc.take(targets.column(name), where) for name in targets.column_names if name != "utt_id"}
         return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
                               zero_copy_batch=True)
 
@@ -200,13 +208,14 @@ def _feature_table(batch: dict) -> pa.Table:
                      "features": pa.array(list(batch["features"]), pa.binary())})
 
 
-def _select_rows(table: pa.Table, ids: pa.Array, values: pa.Array | None) -> pa.Table:
-    """Rows whose ``utt_id`` is in ``ids`` (sorted), with ``label = values[position in ids]`` when given."""
+def _select_rows(table: pa.Table, ids: pa.Array, values: dict[str, pa.Array] | None) -> pa.Table:
+    """Rows whose ``utt_id`` is in ``ids`` (sorted), with column ``name = values[name][position in ids]`` for
+    each target column given."""
     import pyarrow.compute as pc
 
     idx = pc.index_in(table.column("utt_id"), value_set=ids)
     keep = pc.is_valid(idx)
     table, idx = table.filter(keep), idx.filter(keep)
-    if values is not None:
-        table = table.append_column("label", pc.take(values, idx))
+    for name, column in (values or {}).items():
+        table = table.append_column(name, pc.take(column, idx))
     return table

@@ -35,12 +35,12 @@ import pyarrow as pa
 
 from ser_models.active.feature_cache import FeatureCache, cache_supported, feature_cache_key
 from ser_models.active.loop_config import ActiveConfig
-from ser_models.active.oracles import FileOracle, SimulatedOracle
+from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations
 from ser_models.active.scorer import Scores, score_dataset
 from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
-from ser_models.exceptions import ConfigError, PoolExhaustedError
+from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
 from ser_models.failpoints import failpoint
 from ser_models.io import (
     StoragePath,
@@ -72,7 +72,11 @@ class RoundReport:
 
     def line(self) -> str:
         def m(split, d):
-            return f"{split} UA {d['ua']:.3f} WA {d['wa']:.3f} F1 {d['macro_f1']:.3f}" if d else f"{split} -"
+            if not d:
+                return f"{split} -"
+            parts = [f"UA {d['ua']:.3f} WA {d['wa']:.3f} F1 {d['macro_f1']:.3f}"] if "ua" in d else []
+            parts += [f"CCC {d['ccc']:.3f}"] if "ccc" in d else []
+            return f"{split} " + " ".join(parts)
 
         stages = " ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%) | "
@@ -109,8 +113,11 @@ class ActiveLearningLoop:
         self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
         self.strategy = build_strategy(active.strategy)
         self.labels = list(model_cfg.labels)
+        self.dimensions = list(model_cfg.dimensions)
         # Evaluation labels come from the pool; training labels only ever from the ledger.
-        pool.check_labels(self.labels, ("dev", "test"))
+        if self.labels:
+            pool.check_labels(self.labels, ("dev", "test"))
+        pool.check_dimensions(self.dimensions, tuple(model_cfg.dimension_range), ("dev", "test"))
         meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train")
         self.train_ids = sorted(meta["utt_id"].astype(str))
         self.clip_info = meta
@@ -146,12 +153,12 @@ class ActiveLearningLoop:
             return self._oracle_override
         if self.active.oracle == "file":
             return FileOracle(self.round_dir(r) if r >= 0 else self.out / "rounds" / "initial", self.labels,
-                              self.clip_info)
+                              self.clip_info, dimensions=self.dimensions,
+                              value_range=tuple(self.model_cfg.dimension_range))
         if self._simulated is None:
             # The only place that reads the pool's own training labels: it plays the human annotator.
-            truth = self.pool.metadata(columns=["utt_id", "label"], split="train")
-            self._simulated = SimulatedOracle(dict(zip(truth["utt_id"].astype(str), truth["label"])),
-                                              labels=self.labels)
+            truth = self.pool.metadata(columns=["utt_id", "label", *self.dimensions], split="train")
+            self._simulated = SimulatedOracle(truth, labels=self.labels, dimensions=self.dimensions)
         return self._simulated
 
     def _unlabelable(self) -> set[str]:
@@ -162,7 +169,8 @@ class ActiveLearningLoop:
             self._unlabelable_ids = set(check(self.train_ids)) if check is not None else set()
             if self._unlabelable_ids:
                 self.log(f"  {len(self._unlabelable_ids)} training clips cannot be labelled by the oracle (no true "
-                         f"label, or one outside model.labels) and are never selected")
+                         f"label, one outside model.labels, or no value of a model.dimensions) and are never "
+                         "selected")
         return self._unlabelable_ids
 
     def _datasets(self, ledger):
@@ -173,12 +181,12 @@ class ActiveLearningLoop:
                 self._dev_test = {s: self.pool.dataset(s).materialize() for s in ("dev", "test")}
             return {"train": self.pool.labelled(ledger), **self._dev_test}, None
         if self._dev_test is None:
-            meta = {s: self.pool.metadata(columns=["utt_id", "label"], split=s) for s in ("dev", "test")}
+            cols = ["utt_id", "label", *self.dimensions]
+            meta = {s: self.pool.metadata(columns=cols, split=s) for s in ("dev", "test")}
             # Read from the cache once per run (evaluation splits never change), filtered on the workers.
-            self._dev_test = {s: self.cache.dataset(labels=dict(zip(m["utt_id"].astype(str), m["label"])))
+            self._dev_test = {s: self.cache.dataset(targets=pa.Table.from_pandas(m[cols], preserve_index=False))
                               .materialize() for s, m in meta.items()}
-        labelled = ledger.labels()
-        feeds = {"train": self.cache.dataset(labels=labelled), **self._dev_test}
+        feeds = {"train": self.cache.dataset(targets=ledger.targets()), **self._dev_test}
         return feeds, self.cache.shape
 
     def _score_input(self):
@@ -230,8 +238,16 @@ class ActiveLearningLoop:
 
     def _label(self, ids: list[str], ledger_round: int, oracle_round: int) -> None:
         oracle = self._oracle(oracle_round)
-        labels = oracle.label(list(ids), ledger_round)
-        self.ledger.append(ledger_round, list(ids), [labels[i] for i in ids], oracle=oracle.name)
+        frame = as_annotations(oracle.label(list(ids), ledger_round), ids, self.dimensions)
+        low, high = self.model_cfg.dimension_range
+        for dim in self.dimensions:
+            bad = frame.index[~frame[dim].astype(float).between(low, high)].tolist()
+            if bad:
+                raise OracleError(f"{oracle.name} oracle gave {len(bad)} {dim} values that are missing or outside "
+                                  f"model.dimension_range=[{low:g}, {high:g}] in round {ledger_round}: "
+                                  + ", ".join(f"{i!r} ({frame.at[i, dim]})" for i in bad[:10]))
+        self.ledger.append(ledger_round, list(ids), frame["label"].tolist(), oracle=oracle.name,
+                           dimensions={d: frame[d].tolist() for d in self.dimensions})
 
     def step(self, r: int) -> RoundReport:
         """Run training round ``r`` (train, evaluate, then score/select/label the next batch)."""
@@ -277,7 +293,8 @@ class ActiveLearningLoop:
             if exists(sel_path):
                 ids = read_parquet(sel_path)["utt_id"].to_pylist()
             else:
-                ids = self.strategy.query(scores.as_scored_pool(), ledger.ids() | self._unlabelable(), n,
+                scored = scores.as_scored_pool(self._known_targets(scores.ids, ledger))
+                ids = self.strategy.query(scored, ledger.ids() | self._unlabelable(), n,
                                           seed=self.active.seed * 1000 + r)
                 write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
             failpoint("after_select")
@@ -292,16 +309,23 @@ class ActiveLearningLoop:
                              dev=_slim(m.get("dev")), test=_slim(m.get("test")), selected=selected,
                              seconds=seconds)
         split = "test" if m.get("test") else "dev"
-        if m.get(split):
+        if m.get(split) and "confusion" in m[split]:
             plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",
                            title=f"round {r} ({100 * report.fraction:.0f}% labelled) {split} UA {m[split]['ua']:.3f}")
         write_json_atomic(folder / "metrics.json", report.to_json())  # last: marks the round finished
         failpoint("after_metrics")
         return report
 
-    def _class_counts(self, ledger) -> list[int]:
+    def _known_targets(self, ids: np.ndarray, ledger) -> np.ndarray | None:
+        """[N, K] the ledger's dimensional values of ``ids`` (NaN for unlabelled clips); None without dimensions."""
+        if not self.dimensions:
+            return None
+        known = ledger.targets().to_pandas().set_index("utt_id")[self.dimensions]
+        return known.reindex(pd.Index(ids.astype(str))).to_numpy(np.float32)
+
+    def _class_counts(self, ledger) -> list[int] | None:
         values = list(ledger.labels().values())
-        return [values.count(name) for name in self.labels]
+        return [values.count(name) for name in self.labels] or None
 
     def run(self, on_round=None) -> list[RoundReport]:
         """All rounds; finished rounds are skipped, and the report is rewritten after each.
@@ -336,7 +360,15 @@ class ActiveLearningLoop:
 
 
 def _slim(m: dict | None) -> dict | None:
-    return None if not m else {k: m[k] for k in ("wa", "ua", "macro_f1", "n", "confusion") if k in m}
+    """What a round keeps of an evaluation: the class metrics and the dimensional ones (not the Pearson/RMSE
+    detail, which stays in the round's train/metrics.json)."""
+    keep = ("wa", "ua", "macro_f1", "n", "confusion", "ccc")
+    return None if not m else {k: v for k, v in m.items() if k in keep or k.startswith("ccc_")}
+
+
+def headline(m: dict) -> tuple[str, float]:
+    """``("UA", ua)`` of an evaluation with classes, else ``("CCC", mean ccc)``."""
+    return ("UA", m["ua"]) if "ua" in m else ("CCC", m["ccc"])
 
 
 def _report_from_json(d: dict) -> RoundReport:
@@ -366,7 +398,7 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for name, rows in runs.items():
-        pts = [(r["fraction"], r[split]["ua"]) for r in rows if r.get(split)]
+        pts = [(r["fraction"], headline(r[split])[1]) for r in rows if r.get(split)]
         if not pts:
             continue
         if len(pts) == 1 and pts[0][0] >= 1.0:
@@ -375,12 +407,14 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
         xs, ys = zip(*pts)
         ax.plot([100 * x for x in xs], ys, marker="o", label=name)
         if len(runs) == 1:
-            dev = [(r["fraction"], r["dev"]["ua"]) for r in rows if r.get("dev")]
+            dev = [(r["fraction"], headline(r["dev"])[1]) for r in rows if r.get("dev")]
             if dev:
                 dx, dy = zip(*dev)
                 ax.plot([100 * x for x in dx], dy, marker="s", linestyle=":", label=f"{name} (dev)")
     ax.set_xlabel("labelled share of the training pool (%)")
-    ax.set_ylabel("UA (balanced accuracy)")
+    names = {headline(r[s])[0] for rows in runs.values() for r in rows for s in (split, "dev") if r.get(s)}
+    ax.set_ylabel("UA (balanced accuracy)" if names == {"UA"} else "CCC (mean over dimensions)"
+                  if names == {"CCC"} else " / ".join(sorted(names)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -397,5 +431,6 @@ def table(runs: dict[str, list[dict]], split: str = "test") -> pd.DataFrame:
                          "fraction": round(r["fraction"], 4),
                          "dev_ua": (r.get("dev") or {}).get("ua"), "test_ua": (r.get("test") or {}).get("ua"),
                          "test_wa": (r.get("test") or {}).get("wa"),
+                         "dev_ccc": (r.get("dev") or {}).get("ccc"), "test_ccc": (r.get("test") or {}).get("ccc"),
                          "seconds": round(sum((r.get("seconds") or {}).values()), 1)})
     return pd.DataFrame(rows)

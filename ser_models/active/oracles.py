@@ -1,19 +1,26 @@
-"""Oracles: where labels come from. ``SimulatedOracle`` for benchmarks, ``FileOracle`` for humans."""
+"""Oracles: where labels come from. ``SimulatedOracle`` for benchmarks, ``FileOracle`` for humans.
+
+An oracle answers with an **annotation frame**: a ``pandas.DataFrame`` indexed by ``utt_id`` (in the order
+asked) with a ``label`` column (the class name, or None when the model has no categorical output) and one
+float column per dimension the model predicts (``arousal``, ``valence``, ``dominance``).
+"""
 
 from __future__ import annotations
 
 import csv
 import io as _io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
 
 from ser_models import io
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
 
-__all__ = ["FileOracle", "Oracle", "SimulatedOracle"]
+__all__ = ["FileOracle", "Oracle", "SimulatedOracle", "as_annotations"]
 
 
 @runtime_checkable
@@ -22,100 +29,172 @@ class Oracle(Protocol):
 
     name: str
 
-    def label(self, ids: list[str], round: int) -> dict[str, str]:  # noqa: A002
-        """Labels for ``ids`` (every id, no other) requested in ``round``."""
+    def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
+        """The annotation frame of ``ids`` (every id, no other) requested in ``round``."""
         ...
+
+
+def as_annotations(answer, ids: Sequence[str], dimensions: Sequence[str] = ()) -> pd.DataFrame:
+    """An oracle's answer as an annotation frame over exactly ``ids``.
+
+    Args:
+        answer: an annotation frame, or a plain ``{utt_id: label}`` dict (a classes-only oracle).
+        ids: the ids asked for.
+        dimensions: the dimensions the model needs; each must be a column of the answer.
+
+    Raises:
+        OracleError: ids missing from the answer, or a needed dimension column missing.
+    """
+    ids = [str(i) for i in ids]
+    if isinstance(answer, Mapping):
+        answer = pd.DataFrame({"label": pd.Series({str(k): v for k, v in answer.items()}, dtype=object)})
+    if not isinstance(answer, pd.DataFrame):
+        raise OracleError(f"an oracle must return an annotation DataFrame or a {{utt_id: label}} dict, got "
+                          f"{type(answer).__name__}")
+    frame = answer.copy()
+    frame.index = frame.index.astype(str)
+    missing = [i for i in ids if i not in frame.index]
+    lacking = [d for d in dimensions if d not in frame.columns]
+    if missing or lacking:
+        raise OracleError(f"the oracle's answer lacks ids {missing[:10]} and/or dimension columns {lacking} "
+                          f"(asked for {len(ids)} clips, dimensions {list(dimensions)})")
+    if "label" not in frame.columns:
+        frame["label"] = None
+    return frame.loc[ids, ["label", *dimensions]]
 
 
 class SimulatedOracle:
     """Reveals held-out labels: the benchmark stand-in for a human annotator.
 
-    The loop builds it from the pool manifest's train labels; it is the only component that reads them,
-    so scoring and selection can never peek.
+    The loop builds it from the pool's train split; it is the only component that reads the truth, so
+    scoring and selection can never peek.
 
     Args:
-        truth: utt_id -> label.
+        truth: ``utt_id -> label``, or a DataFrame with ``utt_id``, ``label`` and the dimension columns.
         labels: the model's class names (``model.labels``); a true label outside them (e.g. IEMOCAP's ``oth``)
-            is never handed out, so it can never reach the append-only ledger. None = any label.
+            is never handed out, so it can never reach the append-only ledger. None = any label; [] = the
+            model has no classes (no label is asked for).
+        dimensions: dimensions the model predicts (``model.dimensions``); a clip without a value of each
+            is never handed out.
     """
 
     name = "simulated"
 
-    def __init__(self, truth: Mapping[str, str], labels: list[str] | None = None):
-        self._truth = {str(k): str(v) for k, v in truth.items() if v is not None and not pd.isna(v)}
+    def __init__(self, truth: Mapping[str, str] | pd.DataFrame, labels: list[str] | None = None,
+                 dimensions: Sequence[str] = ()):
+        if isinstance(truth, Mapping):
+            truth = pd.DataFrame({"utt_id": list(truth), "label": list(truth.values())})
         self.labels = None if labels is None else list(labels)
+        self.dimensions = list(dimensions)
+        lacking = [d for d in self.dimensions if d not in truth.columns]
+        if lacking:
+            raise OracleError(f"SimulatedOracle: the truth has no {lacking} column(s)")
+        frame = truth.set_index(truth["utt_id"].astype(str))
+        self._truth = frame[["label", *self.dimensions]]
+
+    def _problems(self, ids) -> dict[str, str]:
+        """``{utt_id: why it cannot be labelled}`` for the ids among ``ids`` this oracle cannot label
+        (vectorised: the loop asks about every training clip once)."""
+        index = pd.Index([str(i) for i in ids])
+        sub = self._truth.reindex(index)
+        why = pd.Series("", index=index, dtype=object)
+        unknown = ~index.isin(self._truth.index)
+        if self.labels is None or self.labels:
+            lab = sub["label"]
+            why[lab.isna().to_numpy()] = "no true label"
+            if self.labels:
+                outside = (lab.notna() & ~lab.isin(self.labels)).to_numpy()
+                why[outside] = [f"label {v!r} outside model.labels" for v in lab[outside]]
+        for dim in self.dimensions:
+            gap = (sub[dim].isna() & (why == "")).to_numpy()
+            why[gap] = f"no {dim} value"
+        why[unknown] = "not in the truth"
+        bad = why[why != ""]
+        return dict(zip(bad.index, bad.to_numpy()))
 
     def unlabelable(self, ids) -> set[str]:
-        """The ``ids`` this oracle cannot label (no true label, or one outside ``labels``): the loop keeps
-        them out of every selection."""
-        allowed = None if self.labels is None else set(self.labels)
-        return {str(i) for i in ids if str(i) not in self._truth
-                or (allowed is not None and self._truth[str(i)] not in allowed)}
+        """The ``ids`` this oracle cannot label (no true label, one outside ``labels``, or a missing dimension
+        value): the loop keeps them out of every selection."""
+        return set(self._problems(ids))
 
-    def label(self, ids: list[str], round: int) -> dict[str, str]:  # noqa: A002
-        """True labels of ``ids``.
+    def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
+        """The true annotations of ``ids``.
 
         Raises:
-            OracleError: naming the clips with no true label, or with one outside ``labels``; nothing is
-                returned, so nothing is appended.
+            OracleError: naming the clips that cannot be labelled and why; nothing is returned, so nothing
+                is appended.
         """
-        missing = [i for i in ids if i not in self._truth]
-        if missing:
-            shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
-            raise OracleError(f"SimulatedOracle has no true label for {len(missing)} of {len(ids)} requested clips "
-                              f"in round {round}: {shown} (their manifest rows have an empty label column)")
-        if self.labels is not None:
-            bad = [f"{i!r} ({self._truth[i]!r})" for i in ids if self._truth[i] not in self.labels]
-            if bad:
-                raise OracleError(f"SimulatedOracle: {len(bad)} requested clips in round {round} have true labels "
-                                  f"outside model.labels={self.labels}: {', '.join(bad[:10])}"
-                                  f"{' ...' if len(bad) > 10 else ''}; map them (label_map) or drop them")
-        return {i: self._truth[i] for i in ids}
+        problems = self._problems(ids)
+        if problems:
+            shown = ", ".join(f"{i!r} ({why})" for i, why in list(problems.items())[:10])
+            hint = ("; map them (label_map) or drop them" if any("outside model.labels" in w for w in problems.values())
+                    else " (their manifest rows have empty label / dimension columns)")
+            raise OracleError(f"SimulatedOracle cannot label {len(problems)} of {len(ids)} requested clips in round "
+                              f"{round}: {shown}{' ...' if len(problems) > 10 else ''}{hint}")
+        frame = self._truth.loc[[str(i) for i in ids]].copy()
+        if self.labels == []:
+            frame["label"] = None
+        return frame
 
     def __repr__(self) -> str:
-        return f"SimulatedOracle(known={len(self._truth)})"
+        return f"SimulatedOracle(known={len(self._truth)}, dimensions={self.dimensions})"
 
 
-_COLUMNS = ["utt_id", "path", "duration", "label"]
+_INFO_COLUMNS = ["utt_id", "path", "duration"]
 
 
 class FileOracle:
     """Human labelling through a CSV file per round.
 
-    First call: writes ``round_dir/to_label.csv`` (utt_id, path, duration, label empty) and raises
-    :class:`LabellingPending`. A human fills the ``label`` column (any spreadsheet); rerunning the same
-    command imports it, after checking every row.
+    First call: writes ``round_dir/to_label.csv`` (utt_id, path, duration, then an empty ``label`` column when
+    the model has classes and one empty column per dimension) and raises :class:`LabellingPending`. A human
+    fills it in (any spreadsheet); rerunning the same command imports it, after checking every row.
 
     Args:
         round_dir: folder of the round (local path or ``pyarrow.fs`` URI).
-        labels: the allowed label names.
+        labels: the allowed label names ([] = no label column: dimensions only).
         clip_info: DataFrame with at least utt_id, path, duration (seconds) for the clips that may be asked.
+        dimensions: dimension columns to fill (``model.dimensions``).
+        value_range: (low, high) every dimensional value must lie in (``model.dimension_range``).
     """
 
     name = "file"
 
-    def __init__(self, round_dir: str | os.PathLike, labels: Sequence[str], clip_info: pd.DataFrame):
-        missing = [c for c in ("utt_id", "path", "duration") if c not in clip_info.columns]
+    def __init__(self, round_dir: str | os.PathLike, labels: Sequence[str], clip_info: pd.DataFrame,
+                 dimensions: Sequence[str] = (), value_range: tuple[float, float] = (1.0, 5.0)):
+        missing = [c for c in _INFO_COLUMNS if c not in clip_info.columns]
         if missing:
             raise OracleError(f"FileOracle clip_info lacks columns {missing}")
-        if not labels:
-            raise OracleError("FileOracle needs at least one allowed label")
+        if not labels and not dimensions:
+            raise OracleError("FileOracle needs at least one allowed label or one dimension")
         self.round_dir = str(round_dir).rstrip("/")
         self.labels = [str(x) for x in labels]
+        self.dimensions = list(dimensions)
+        self.value_range = (float(value_range[0]), float(value_range[1]))
         self._info = clip_info.set_index(clip_info["utt_id"].astype(str))
 
     @property
     def file(self) -> str:
         return f"{self.round_dir}/to_label.csv"
 
-    def label(self, ids: list[str], round: int) -> dict[str, str]:  # noqa: A002
+    @property
+    def columns(self) -> list[str]:
+        """The columns a human fills in."""
+        return (["label"] if self.labels else []) + self.dimensions
+
+    def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
         ids = [str(i) for i in ids]
         if not io.exists(self.file):
             self._write_request(ids)
+            hints = [f"allowed labels: {', '.join(self.labels)}"] if self.labels else []
+            if self.dimensions:
+                hints.append(f"{', '.join(self.dimensions)}: numbers in [{self.value_range[0]:g}, "
+                             f"{self.value_range[1]:g}]")
+            cols = ", ".join(repr(c) for c in self.columns)
             raise LabellingPending(
-                f"round {round}: {len(ids)} clips need labels. Fill in the 'label' column of {self.file} "
-                f"(allowed labels: {', '.join(self.labels)}), save it as CSV, then rerun the same command: "
-                "it imports the file and continues.")
+                f"round {round}: {len(ids)} clips need labels. Fill in the {cols} column(s) of {self.file} "
+                f"({'; '.join(hints)}), save it as CSV, then rerun the same command: it imports the file and "
+                "continues.")
         return self._import(ids)
 
     def _write_request(self, ids: list[str]) -> None:
@@ -123,30 +202,33 @@ class FileOracle:
         if unknown:
             raise OracleError(f"FileOracle has no path/duration for ids {unknown[:10]}")
         df = self._info.loc[ids, ["path", "duration"]].reset_index(names="utt_id")
-        df["label"] = ""
+        for col in self.columns:
+            df[col] = ""
         buf = _io.StringIO()
-        df[_COLUMNS].to_csv(buf, index=False)
+        df[_INFO_COLUMNS + self.columns].to_csv(buf, index=False)
         io.write_bytes_atomic(self.file, buf.getvalue().encode())
 
-    def _import(self, ids: list[str]) -> dict[str, str]:
+    def _import(self, ids: list[str]) -> pd.DataFrame:
         fs, p = io.filesystem(self.file)
         with fs.open_input_stream(p) as fh:
             text = fh.read().decode("utf-8-sig")  # spreadsheets often save a BOM
         rows = list(csv.reader(_io.StringIO(text)))
         where = self.file
-        if not rows or "utt_id" not in rows[0] or "label" not in rows[0]:
-            raise LabelImportError(f"{where}: line 1 must be a header with columns utt_id and label")
+        need = ["utt_id", *self.columns]
+        if not rows or any(c not in rows[0] for c in need):
+            raise LabelImportError(f"{where}: line 1 must be a header with columns {', '.join(need)}")
         head = rows[0]
-        ci, cl = head.index("utt_id"), head.index("label")
+        pos = {c: head.index(c) for c in need}
         wanted = set(ids)
         errors: list[str] = []
         seen: dict[str, int] = {}
-        out: dict[str, str] = {}
+        out: dict[str, dict] = {}
+        low, high = self.value_range
         for line, row in enumerate(rows[1:], start=2):
             if not any(cell.strip() for cell in row):
                 continue
-            uid = row[ci].strip() if ci < len(row) else ""
-            lab = row[cl].strip() if cl < len(row) else ""
+            cell = {c: (row[k].strip() if k < len(row) else "") for c, k in pos.items()}
+            uid = cell["utt_id"]
             if uid not in wanted:
                 errors.append(f"line {line}: unknown utt_id {uid!r} (not requested in this round)")
                 continue
@@ -154,20 +236,42 @@ class FileOracle:
                 errors.append(f"line {line}: utt_id {uid!r} repeats line {seen[uid]}")
                 continue
             seen[uid] = line
-            if not lab:
-                errors.append(f"line {line}: empty label for {uid!r}")
-            elif lab not in self.labels:
-                errors.append(f"line {line}: unknown label {lab!r} for {uid!r} (allowed: {', '.join(self.labels)})")
-            else:
-                out[uid] = lab
+            record: dict = {"label": None}
+            ok = True
+            if self.labels:
+                lab = cell["label"]
+                if not lab:
+                    errors.append(f"line {line}: empty label for {uid!r}")
+                    ok = False
+                elif lab not in self.labels:
+                    errors.append(f"line {line}: unknown label {lab!r} for {uid!r} (allowed: {', '.join(self.labels)})")
+                    ok = False
+                record["label"] = lab
+            for dim in self.dimensions:
+                raw = cell[dim]
+                try:
+                    value = float(raw)
+                except ValueError:
+                    errors.append(f"line {line}: {dim} for {uid!r} is "
+                                  + (f"not a number: {raw!r}" if raw else "empty"))
+                    ok = False
+                    continue
+                if not math.isfinite(value) or not low <= value <= high:
+                    errors.append(f"line {line}: {dim} {raw} for {uid!r} is outside [{low:g}, {high:g}] "
+                                  "(model.dimension_range)")
+                    ok = False
+                record[dim] = value
+            if ok:
+                out[uid] = record
         missing = [i for i in ids if i not in seen]
         if missing:
             errors.append(f"missing rows for {len(missing)} requested ids: {missing[:10]}")
         if errors:
             raise LabelImportError(f"{where}: {len(errors)} problems:\n  " + "\n  ".join(errors[:50]))
-        return out
+        frame = pd.DataFrame.from_dict(out, orient="index")
+        for dim in self.dimensions:
+            frame[dim] = frame[dim].astype(np.float64)
+        return frame.loc[ids, ["label", *self.dimensions]]
 
     def __repr__(self) -> str:
-        return f"FileOracle(file={self.file!r}, labels={self.labels})"
-
-
+        return f"FileOracle(file={self.file!r}, labels={self.labels}, dimensions={self.dimensions})"

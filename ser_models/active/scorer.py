@@ -1,8 +1,9 @@
 """Scoring the pool with a round's checkpoint: a Ray Data callable class plus the driver-side runner.
 
-Each actor loads the checkpoint once, then for every batch emits per clip the class probabilities, T
-MC-dropout samples (dropout on in the head and adapters, everything else in eval mode), the head's
-penultimate embedding (k-center / BADGE / k-means) and the encoder's pooled features (cold start).
+Each actor loads the checkpoint once, then for every batch emits per clip the class probabilities and/or the
+dimensional predictions, T MC-dropout samples of each (dropout on in the head and adapters, everything else in
+eval mode), the head's penultimate embedding (k-center / BADGE / k-means / greedy sampling) and the encoder's
+pooled features (cold start).
 """
 
 from __future__ import annotations
@@ -172,15 +173,18 @@ class PoolScorer:
 
         clips = collect_clips([batch], self.model.cfg.labels, feature_shape=self.feature_shape,
                               require_labels=False)
-        n, c = len(clips), len(self.model.cfg.labels)
+        n, c, k = len(clips), len(self.model.cfg.labels), len(self.model.cfg.dimensions)
         probs = np.zeros((n, c), np.float32)
         mc = np.zeros((n, self.mc_samples, c), np.float32)
+        dims = np.zeros((n, k), np.float32)
+        mc_dims = np.zeros((n, self.mc_samples, k), np.float32)
         emb = pooled = np.zeros((0, 0), np.float32)  # sized by the first forward
         with torch.no_grad():
             for index in plan_batches(clips.lengths(), self.micro, None):  # sorted by length: little padding
                 b = make_batch(clips, index, self.max_samples, None).to(self.device)
                 out = self._forward(b)
                 probs[index] = torch.softmax(out.logits.float(), -1).cpu().numpy()
+                dims[index] = out.dimensions.float().cpu().numpy()
                 e = out.embedding.float().cpu().numpy()
                 p = out.pooled.float().cpu().numpy()
                 if not emb.size:
@@ -195,11 +199,17 @@ class PoolScorer:
                     for t in range(self.mc_samples):
                         seeds = [(self.seed * 7919 + h) * 131 + t for h in base]
                         with self.model.mc_dropout(row_seeds=seeds):
-                            mc[index, t] = torch.softmax(self._forward(b).logits.float(), -1).cpu().numpy()
+                            sample = self._forward(b)
+                        mc[index, t] = torch.softmax(sample.logits.float(), -1).cpu().numpy()
+                        mc_dims[index, t] = sample.dimensions.float().cpu().numpy()
         # Plain float32 arrays: Ray Data carries them as tensor columns (no per-row Python objects).
         out = {"utt_id": np.asarray(clips.ids, dtype=object), "probs": probs, "embedding": emb, "pooled": pooled}
-        if self.mc_samples:
+        if self.mc_samples and c:
             out["mc_probs"] = mc
+        if k:
+            out["dims"] = dims
+            if self.mc_samples:
+                out["mc_dims"] = mc_dims
         return out
 
     def _forward(self, b):
@@ -219,8 +229,9 @@ class Scores:
     """Scores of a pool, sorted by clip id.
 
     Attributes:
-        ids: [N]; probs: [N, C]; mc_probs: [N, T, C] or None; embedding: [N, E] (head penultimate layer);
-        pooled: [N, D] (featurized, pooled encoder output).
+        ids: [N]; probs: [N, C] ([N, 0] without classes); mc_probs: [N, T, C] or None; embedding: [N, E]
+        (head penultimate layer); pooled: [N, D] (featurized, pooled encoder output); dims: [N, K] dimensional
+        predictions or None; mc_dims: [N, T, K] their MC-dropout samples or None.
     """
 
     ids: np.ndarray
@@ -228,30 +239,44 @@ class Scores:
     embedding: np.ndarray
     pooled: np.ndarray
     mc_probs: np.ndarray | None = None
+    dims: np.ndarray | None = None
+    mc_dims: np.ndarray | None = None
 
     def to_table(self) -> pa.Table:
         n = len(self.ids)
-        cols = {"utt_id": pa.array(self.ids.astype(str)),
-                "probs": _fixed(self.probs), "embedding": _fixed(self.embedding)}
+        cols = {"utt_id": pa.array(self.ids.astype(str)), "embedding": _fixed(self.embedding)}
+        if self.probs.shape[1]:  # a model without classes has none (Arrow lists cannot be 0 wide)
+            cols["probs"] = _fixed(self.probs)
         if self.pooled.size:  # gathered only for the cold start (score_dataset(keep_pooled=True))
             cols["pooled"] = _fixed(self.pooled)
         if self.mc_probs is not None:
             cols["mc_probs"] = _fixed(self.mc_probs.reshape(n, -1))
+        if self.dims is not None:
+            cols["dims"] = _fixed(self.dims)
+        if self.mc_dims is not None:
+            cols["mc_dims"] = _fixed(self.mc_dims.reshape(n, -1))
         table = pa.table(cols)
-        meta = {"mc_shape": ",".join(map(str, self.mc_probs.shape[1:])) if self.mc_probs is not None else ""}
+        meta = {"mc_shape": ",".join(map(str, self.mc_probs.shape[1:])) if self.mc_probs is not None else "",
+                "mc_dims_shape": ",".join(map(str, self.mc_dims.shape[1:])) if self.mc_dims is not None else ""}
         return table.replace_schema_metadata({k.encode(): v.encode() for k, v in meta.items()})
 
     @classmethod
     def from_table(cls, table: pa.Table) -> Scores:
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
         ids = np.asarray(table.column("utt_id").to_pylist(), dtype=object)
-        mc = None
-        if "mc_probs" in table.column_names and meta.get("mc_shape"):
-            shape = tuple(int(x) for x in meta["mc_shape"].split(","))
-            mc = _unfixed(table.column("mc_probs")).reshape(len(ids), *shape)
+        def samples(column: str, shape_key: str):
+            if column not in table.column_names or not meta.get(shape_key):
+                return None
+            shape = tuple(int(x) for x in meta[shape_key].split(","))
+            return _unfixed(table.column(column)).reshape(len(ids), *shape)
+
         pooled = (_unfixed(table.column("pooled")) if "pooled" in table.column_names
                   else np.zeros((len(ids), 0), np.float32))
-        return cls(ids, _unfixed(table.column("probs")), _unfixed(table.column("embedding")), pooled, mc)
+        dims = _unfixed(table.column("dims")) if "dims" in table.column_names else None
+        probs = (_unfixed(table.column("probs")) if "probs" in table.column_names
+                 else np.zeros((len(ids), 0), np.float32))
+        return cls(ids, probs, _unfixed(table.column("embedding")), pooled,
+                   samples("mc_probs", "mc_shape"), dims, samples("mc_dims", "mc_dims_shape"))
 
     def save(self, path: str | Path) -> None:
         write_parquet_atomic(path, self.to_table())
@@ -260,11 +285,14 @@ class Scores:
     def load(cls, path: str | Path) -> Scores:
         return cls.from_table(read_parquet(path))
 
-    def as_scored_pool(self):
+    def as_scored_pool(self, targets: np.ndarray | None = None):
+        """The :class:`~ser_models.active.strategies.ScoredPool` a strategy reads; ``targets`` [N, K] are the
+        known dimensional values of labelled clips (NaN elsewhere), for greedy sampling in output space."""
         from ser_models.active.strategies.base import ScoredPool
 
         return ScoredPool(ids=self.ids.astype(str), probs=self.probs, embeddings=self.embedding,
-                          mc_probs=self.mc_probs)
+                          mc_probs=self.mc_probs, predictions=self.dims, mc_predictions=self.mc_dims,
+                          targets=targets)
 
 
 def _fixed(arr: np.ndarray) -> pa.FixedSizeListArray:
@@ -275,6 +303,8 @@ def _fixed(arr: np.ndarray) -> pa.FixedSizeListArray:
 def _unfixed(col) -> np.ndarray:
     col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
     width = col.type.list_size
+    if width == 0:  # e.g. the probabilities of a model without classes
+        return np.zeros((len(col), 0), np.float32)
     return col.values.to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32, copy=False)
 
 
@@ -303,7 +333,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
                   feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed)
     batches = run_on_actor_pool(ds.select_columns(columns), PoolScorer, kwargs, cfg, in_process)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs",
+                                                          "dims", "mc_dims")}
     wanted = [k for k in parts if keep_pooled or k != "pooled"]
     for batch in batches:
         for key in wanted:
@@ -319,7 +350,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         return np.concatenate(arrays).astype(np.float32, copy=False)[order] if arrays else None
 
     pooled = stack("pooled") if keep_pooled else np.zeros((len(ids), 0), np.float32)
-    scores = Scores(ids[order].astype(object), stack("probs"), stack("embedding"), pooled, stack("mc_probs"))
+    scores = Scores(ids[order].astype(object), stack("probs"), stack("embedding"), pooled, stack("mc_probs"),
+                    stack("dims"), stack("mc_dims"))
     if verbose:
         secs = time.perf_counter() - t0
         print(f"  scored {len(ids)} clips in {secs:.1f}s ({len(ids) / max(secs, 1e-9):.0f} clips/s)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SCORES", "bald", "entropy", "least_confidence", "margin"]
+__all__ = ["REGRESSION_SCORES", "SCORES", "bald", "entropy", "least_confidence", "margin", "mc_variance"]
 
 _TINY = np.finfo(np.float64).tiny
 
@@ -82,6 +82,27 @@ def bald(mc_probs: np.ndarray) -> np.ndarray:
     mi = _entropy_last_axis(p.mean(axis=1)) - _entropy_last_axis(p).mean(axis=1)
     return np.maximum(mi, 0.0)
 
+
+def mc_variance(mc_predictions: np.ndarray) -> np.ndarray:
+    """Spread of MC-dropout regression outputs: the variance over samples, summed over dimensions.
+
+    Args:
+        mc_predictions: [N, T, K] dimensional predictions of T stochastic forward passes.
+
+    Returns:
+        [N] float64 >= 0; high where the dropout samples disagree (the regression analogue of BALD).
+
+    References:
+        Gal and Ghahramani, 2016, "Dropout as a Bayesian Approximation" (predictive variance).
+    """
+    p = np.asarray(mc_predictions, dtype=np.float64)
+    if p.ndim != 3 or p.shape[1] < 2 or p.shape[2] < 1:
+        raise ValueError(f"mc_predictions must be [N, T >= 2, K >= 1], got shape {p.shape}")
+    return p.var(axis=1).sum(axis=1)
+
+
+#: name -> score over ``mc_predictions [N, T, K]`` (dimensional outputs).
+REGRESSION_SCORES = {"mc_variance": mc_variance}
 
 #: name -> score over ``probs [N, C]`` (``bald`` takes ``mc_probs [N, T, C]``).
 SCORES = {

@@ -11,7 +11,7 @@ One writer at a time: the ledger assumes the active-learning driver is its only 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
 import numpy as np
@@ -21,15 +21,32 @@ import pyarrow as pa
 from ser_models import io
 from ser_models.exceptions import LedgerError
 
-__all__ = ["LEDGER_SCHEMA", "LabelLedger"]
+__all__ = ["DIMENSION_COLUMNS", "LEDGER_SCHEMA", "TARGETS_SCHEMA", "LabelLedger", "LedgerView"]
 
+#: Dimensional columns (``model.dimensions`` names); null where the oracle gave no value.
+DIMENSION_COLUMNS = ("arousal", "valence", "dominance")
 LEDGER_SCHEMA = pa.schema([
     ("utt_id", pa.string()),
     ("label", pa.string()),
     ("round", pa.int32()),
     ("oracle", pa.string()),
     ("time", pa.timestamp("us", tz="UTC")),
+    *((name, pa.float64()) for name in DIMENSION_COLUMNS),
 ])
+#: What training reads from a ledger: :meth:`LabelLedger.targets`.
+TARGETS_SCHEMA = pa.schema([LEDGER_SCHEMA.field(n) for n in ("utt_id", "label", *DIMENSION_COLUMNS)])
+
+
+def _same_value(a, b) -> bool:
+    """Equal floats, or both missing (None / NaN)."""
+    a_missing, b_missing = a is None or pd.isna(a), b is None or pd.isna(b)
+    return (a_missing and b_missing) or (not a_missing and not b_missing and float(a) == float(b))
+
+
+def _describe(label, values) -> str:
+    dims = ", ".join(f"{n}={float(values[n]):g}" for n in DIMENSION_COLUMNS
+                     if values[n] is not None and not pd.isna(values[n]))
+    return repr(label or None) + (f" ({dims})" if dims else "")
 
 
 def _show(ids: Sequence[str], limit: int = 10) -> str:
@@ -54,6 +71,9 @@ class LabelLedger:
             table = io.read_parquet(self.path)
         except Exception as exc:
             raise LedgerError(f"cannot read label ledger {self.path}: {exc}") from exc
+        for name in DIMENSION_COLUMNS:  # ledgers written before dimensional labels existed
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
         missing = [n for n in LEDGER_SCHEMA.names if n not in table.column_names]
         if missing:
             raise LedgerError(f"label ledger {self.path} lacks columns {missing}; expected {LEDGER_SCHEMA.names}")
@@ -62,77 +82,105 @@ class LabelLedger:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise LedgerError(f"label ledger {self.path} has unexpected column types: {exc}") from exc
 
-    def append(self, round: int, ids: Sequence[str], labels: Sequence[str], oracle: str) -> int:  # noqa: A002
-        """Record ``labels`` for ``ids`` in ``round``; rewrites the file atomically.
+    def append(self, round: int, ids: Sequence[str], labels: Sequence[str | None], oracle: str,  # noqa: A002
+               dimensions: Mapping[str, Sequence[float]] | None = None) -> int:
+        """Record ``labels`` (and dimensional values) for ``ids`` in ``round``; rewrites the file atomically.
 
-        Rows identical in (utt_id, label, round) to rows already in the ledger are skipped, so a resumed
-        round may re-append its labels safely.
+        Rows identical in (utt_id, label, dimensional values, round) to rows already in the ledger are
+        skipped, so a resumed round may re-append its labels safely.
 
         Args:
             round: the active-learning round (>= 0).
             ids: clip ids.
-            labels: one label per id.
+            labels: one label per id; None or "" where the clip gets dimensional values only.
             oracle: who labelled (``SimulatedOracle``, ``file:<path>``, ...).
+            dimensions: ``{name: [value per id]}`` for names in :data:`DIMENSION_COLUMNS` (NaN/None = none).
 
         Returns:
             The number of new rows written (0 for a pure re-append).
 
         Raises:
-            LedgerError: lengths differ, an id repeats within ``ids``, an id is already labelled with a
-                different label or in a different round, or a label is empty.
+            LedgerError: lengths differ, an id repeats within ``ids``, an id is already labelled differently
+                or in a different round, a row carries neither a label nor a dimensional value, a dimension
+                name is unknown, or a value is not finite.
         """
         ids = [str(i) for i in ids]
-        labels = [str(x) if x is not None else "" for x in labels]
+        labels = [str(x).strip() if x is not None and not (isinstance(x, float) and np.isnan(x)) else ""
+                  for x in labels]
         if int(round) != round or round < 0:
             raise LedgerError(f"ledger {self.path}: round must be an integer >= 0, got {round!r}")
         if len(ids) != len(labels):
             raise LedgerError(f"ledger {self.path}: {len(ids)} ids but {len(labels)} labels")
+        dims = self._dimension_arrays(ids, dimensions or {})
         counts = pd.Series(ids).value_counts()
         dup = counts[counts > 1].index.tolist()
         if dup:
             raise LedgerError(f"ledger {self.path}: ids repeated within one append: {_show(dup)}")
-        empty = [i for i, lab in zip(ids, labels) if not lab.strip()]
+        has_dims = np.isfinite(np.stack(list(dims.values()), 1)).any(1) if dims else np.zeros(len(ids), bool)
+        empty = [i for i, lab, d in zip(ids, labels, has_dims) if not lab and not d]
         if empty:
-            raise LedgerError(f"ledger {self.path}: empty labels for {_show(empty)}")
+            raise LedgerError(f"ledger {self.path}: empty labels for {_show(empty)} (and no dimensional values)")
         known = self.labelled().set_index("utt_id")
-        new_ids, new_labels, conflicts = [], [], []
-        for i, lab in zip(ids, labels):
+        new_rows, conflicts = [], []
+        for j, (i, lab) in enumerate(zip(ids, labels)):
+            values = {name: dims[name][j] if name in dims else np.nan for name in DIMENSION_COLUMNS}
             if i in known.index:
                 row = known.loc[i]
-                if row["label"] != lab or int(row["round"]) != int(round):
-                    conflicts.append(f"{i!r} (ledger: {row['label']!r} in round {int(row['round'])}; "
-                                     f"new: {lab!r} in round {int(round)})")
+                same = ((row["label"] or "") == lab and int(row["round"]) == int(round)
+                        and all(_same_value(row[n], values[n]) for n in DIMENSION_COLUMNS))
+                if not same:
+                    conflicts.append(f"{i!r} (ledger: {_describe(row['label'], row)} in round {int(row['round'])}; "
+                                     f"new: {_describe(lab, values)} in round {int(round)})")
             else:
-                new_ids.append(i)
-                new_labels.append(lab)
+                new_rows.append((i, lab, values))
         if conflicts:
             raise LedgerError(f"ledger {self.path}: {len(conflicts)} ids are already labelled differently: "
                               + "; ".join(conflicts[:10]) + (" ..." if len(conflicts) > 10 else ""))
-        if not new_ids:
+        if not new_rows:
             return 0
         now = datetime.now(timezone.utc)
+        n = len(new_rows)
         new = pa.table({
-            "utt_id": pa.array(new_ids, pa.string()),
-            "label": pa.array(new_labels, pa.string()),
-            "round": pa.array(np.full(len(new_ids), round, np.int32)),
-            "oracle": pa.array([str(oracle)] * len(new_ids), pa.string()),
-            "time": pa.array([now] * len(new_ids), pa.timestamp("us", tz="UTC")),
+            "utt_id": pa.array([r[0] for r in new_rows], pa.string()),
+            "label": pa.array([r[1] or None for r in new_rows], pa.string()),
+            "round": pa.array(np.full(n, round, np.int32)),
+            "oracle": pa.array([str(oracle)] * n, pa.string()),
+            "time": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+            **{name: pa.array([r[2][name] for r in new_rows], pa.float64(), from_pandas=True)
+               for name in DIMENSION_COLUMNS},
         }, schema=LEDGER_SCHEMA)
         table = pa.concat_tables([self._table, new])
         io.write_parquet_atomic(self.path, table)
         self._table = table
-        return len(new_ids)
+        return n
+
+    def _dimension_arrays(self, ids: list[str], dimensions: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
+        out = {}
+        for name, values in dimensions.items():
+            if name not in DIMENSION_COLUMNS:
+                raise LedgerError(f"ledger {self.path}: unknown dimension {name!r}; known: {list(DIMENSION_COLUMNS)}")
+            arr = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+            if len(arr) != len(ids):
+                raise LedgerError(f"ledger {self.path}: {len(ids)} ids but {len(arr)} {name} values")
+            if np.isinf(arr).any():
+                raise LedgerError(f"ledger {self.path}: infinite {name} for {_show([ids[k] for k in np.flatnonzero(np.isinf(arr))])}")
+            out[name] = arr
+        return out
 
     def labelled(self) -> pd.DataFrame:
-        """All rows: utt_id, label, round, oracle, time (in append order)."""
+        """All rows: utt_id, label, round, oracle, time, arousal, valence, dominance (in append order)."""
         return self._table.to_pandas()
 
     def ids(self) -> set[str]:
         return set(self._table.column("utt_id").to_pylist())
 
-    def labels(self) -> dict[str, str]:
-        """utt_id -> label."""
+    def labels(self) -> dict[str, str | None]:
+        """utt_id -> label (None for a clip labelled with dimensional values only)."""
         return dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("label").to_pylist()))
+
+    def targets(self) -> pa.Table:
+        """:data:`TARGETS_SCHEMA` rows (utt_id, label, arousal, valence, dominance): what training reads."""
+        return self._table.select(TARGETS_SCHEMA.names)
 
     def rounds(self) -> list[int]:
         """Sorted distinct rounds present."""
@@ -183,9 +231,13 @@ class LedgerView:
         self._table = table
         self.round = round
 
-    def labels(self) -> dict[str, str]:
-        """utt_id -> label."""
+    def labels(self) -> dict[str, str | None]:
+        """utt_id -> label (None for a clip labelled with dimensional values only)."""
         return dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("label").to_pylist()))
+
+    def targets(self) -> pa.Table:
+        """:data:`TARGETS_SCHEMA` rows (utt_id, label, arousal, valence, dominance): what training reads."""
+        return self._table.select(TARGETS_SCHEMA.names)
 
     def ids(self) -> set[str]:
         return set(self._table.column("utt_id").to_pylist())

@@ -216,12 +216,17 @@ class Pool:
         return read_parquet(f"{self.build_dir}/quarantine.parquet").to_pandas()
 
     def labelled(self, ledger: LabelSource, split: str = "train") -> ray.data.Dataset:
-        """Clips of ``split`` whose ``utt_id`` is in the ledger, ``label`` replaced by the ledger's label."""
-        labels = ledger.labels()
-        ids = pa.array(list(labels), type=pa.string())
-        values = pa.array(list(labels.values()), type=pa.string())
+        """Clips of ``split`` whose ``utt_id`` is in the ledger, with the ledger's targets: ``label`` and, when
+        the ledger has them (``ledger.targets()``), ``arousal`` / ``valence`` / ``dominance`` replaced by its
+        values (null where it has none) -- never the pool's own."""
+        if hasattr(ledger, "targets"):
+            targets = ledger.targets()
+        else:
+            labels = ledger.labels()
+            targets = pa.table({"utt_id": pa.array(list(labels), pa.string()),
+                                "label": pa.array(list(labels.values()), pa.string())})
         return self.dataset(split).map_batches(
-            _join_labels, fn_kwargs={"ids": ids, "values": values}, batch_format="pyarrow", zero_copy_batch=True
+            _join_targets, fn_kwargs={"targets": targets}, batch_format="pyarrow", zero_copy_batch=True
         )
 
     def unlabelled(self, ledger: LabelSource, split: str = "train") -> ray.data.Dataset:
@@ -245,12 +250,16 @@ def _check_columns(columns: list[str] | None, root: str) -> list[str]:
 # --- map_batches bodies (run on Ray workers; keep them free of heavy imports) -------------------------------
 
 
-def _join_labels(table: pa.Table, ids: pa.Array, values: pa.Array) -> pa.Table:
-    idx = pc.index_in(table.column("utt_id"), value_set=ids)
+def _join_targets(table: pa.Table, targets: pa.Table) -> pa.Table:
+    """Rows of ``table`` whose id is in ``targets``, their target columns replaced by ``targets``'."""
+    idx = pc.index_in(table.column("utt_id"), value_set=targets.column("utt_id"))
     keep = pc.is_valid(idx)
     table, idx = table.filter(keep), idx.filter(keep)
-    new_labels = pc.take(values, idx)
-    return table.set_column(table.schema.get_field_index("label"), "label", new_labels)
+    for name in TARGET_COLUMNS:
+        if name in targets.column_names:
+            values = pc.take(targets.column(name), idx).cast(table.schema.field(name).type)
+            table = table.set_column(table.schema.get_field_index(name), name, values)
+    return table
 
 
 def _drop_ids(table: pa.Table, ids: pa.Array) -> pa.Table:

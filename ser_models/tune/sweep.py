@@ -26,7 +26,7 @@ from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import filesystem, is_local, local_path, storage_path
 from ser_models.tune.config import PBT_MUTABLE, SweepConfig
 from ser_models.tune.space import check_against, grid_size, param_space, parse_search
-from ser_models.tune.targets import TARGETS, TrialSpec
+from ser_models.tune.targets import DIMENSIONAL_DEFAULT_METRIC, TARGETS, TrialSpec
 
 
 @dataclass
@@ -79,7 +79,7 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
     base_dict = to_dict(base_cfg)
     params = parse_search(cfg.search)
     check_against(params, schema, base_dict)
-    metric = cfg.metric or target.default_metric
+    metric = cfg.metric or (target.default_metric if base_cfg.model.labels else DIMENSIONAL_DEFAULT_METRIC[cfg.base])
     if metric not in target.metrics:
         raise ConfigError(f"metric {metric!r} is not reported by base {cfg.base}; choose one of {target.metrics}")
     if cfg.base == "finetune" and metric.startswith("dev_") and not base_cfg.dev_split:
@@ -90,7 +90,10 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
 
         splits = ((base_cfg.train_split, base_cfg.dev_split, base_cfg.test_split) if cfg.base == "finetune"
                   else ("dev", "test"))
-        Pool.open(base_cfg.pool_dir).check_labels(base_cfg.model.labels, splits)
+        pool = Pool.open(base_cfg.pool_dir)
+        if base_cfg.model.labels:
+            pool.check_labels(base_cfg.model.labels, splits)
+        pool.check_dimensions(base_cfg.model.dimensions, tuple(base_cfg.model.dimension_range), splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
     mutate = _pbt_mutations(cfg, base_cfg, params) if cfg.scheduler.name == "pbt" else ()
     return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate)

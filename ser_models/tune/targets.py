@@ -75,12 +75,18 @@ class Target:
         return len(cfg.active.budget_fractions)
 
 
+_DIMENSION_METRICS = tuple(f"dev_{m}_{d}" for m in ("ccc", "pearson", "rmse")
+                           for d in ("arousal", "valence", "dominance"))
 TARGETS = {
     "finetune": Target("finetune", "epoch", "dev_ua",
-                       ("dev_ua", "dev_wa", "dev_macro_f1", "train_loss")),
+                       ("dev_ua", "dev_wa", "dev_macro_f1", "train_loss", "dev_ccc", "dev_ua_plus_ccc",
+                        *_DIMENSION_METRICS)),
     "after": Target("after", "round", "alc_test_ua",
-                    ("alc_test_ua", "alc_dev_ua", "test_ua", "dev_ua", "test_wa", "dev_wa")),
+                    ("alc_test_ua", "alc_dev_ua", "test_ua", "dev_ua", "test_wa", "dev_wa",
+                     "alc_test_ccc", "alc_dev_ccc", "test_ccc", "dev_ccc")),
 }
+#: The default metric of a base job whose model has no classes (``model.labels: []``).
+DIMENSIONAL_DEFAULT_METRIC = {"finetune": "dev_ccc", "after": "alc_test_ccc"}
 
 
 def trial_config(spec: TrialSpec, config: Mapping[str, Any], trial_id: str):
@@ -247,8 +253,9 @@ def round_row(reports) -> dict:
     for split in ("dev", "test"):
         d = getattr(last, split)
         if d:
-            row.update({f"{split}_ua": d["ua"], f"{split}_wa": d["wa"], f"{split}_macro_f1": d["macro_f1"]})
-        uas = [getattr(r, split)["ua"] for r in reports if getattr(r, split)]
-        if uas:
-            row[f"alc_{split}_ua"] = sum(uas) / len(uas)
+            row.update({f"{split}_{k}": v for k, v in d.items() if k not in ("confusion", "n")})
+        for key in ("ua", "ccc"):  # classes and/or dimensions: an area under each learning curve
+            values = [getattr(r, split)[key] for r in reports if getattr(r, split) and key in getattr(r, split)]
+            if values:
+                row[f"alc_{split}_{key}"] = sum(values) / len(values)
     return row

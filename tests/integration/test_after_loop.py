@@ -248,3 +248,33 @@ def test_budget_larger_than_pool_is_a_config_error(demo_pool, tmp_path):
         _loop(cfg)
 
 
+
+
+@pytest.mark.parametrize("extra", [
+    # dimensions alone, greedy sampling in both spaces (iGS), frozen encoder: trains from the feature cache
+    ["model.labels=[]", "active.strategy.name=igs", "model.adapter.kind=frozen", "model.pooling=mean"],
+    # multi-task through the audio path (LoRA), informative + diverse with the MC-dropout variance of A/V/D
+    ["active.strategy.name=informative_diverse", "active.strategy.uncertainty=mc_variance"],
+], ids=["dimensions_igs_cached", "multitask_mc_variance_audio"])
+def test_regression_loop_on_arousal_valence_dominance(demo_pool, tmp_path, extra):
+    """The AL loop on dimensional targets: the oracle hands out A/V/D, the ledger records them, training reads
+    them from the ledger only, scoring emits dimensional predictions and MC samples, and each round reports CCC."""
+    out = tmp_path / "run"
+    dims = ["arousal", "valence", "dominance"]
+    cfg = _job_cfg(demo_pool.pool_dir, out, ["model.dimensions=[arousal,valence,dominance]",
+                                             "active.scorer.mc_samples=2", "active.budget_fractions=[0.25,0.5]",
+                                             "active.initial=random", *extra])
+    reports = _loop(cfg).run()
+    assert [r.round for r in reports] == [0, 1]
+    for r in reports:
+        assert -1 <= r.test["ccc"] <= 1 and {f"ccc_{d}" for d in dims} <= set(r.test)
+        assert ("ua" in r.test) == bool(cfg.model.labels)
+    ledger = LabelLedger(out / "labels" / "ledger.parquet").labelled().set_index("utt_id")
+    truth = Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id", "label", *dims], split="train")
+    truth = truth.set_index("utt_id").loc[ledger.index]
+    pd.testing.assert_frame_equal(ledger[dims], truth[dims])  # the oracle's values, unchanged
+    assert ledger["label"].isna().all() if not cfg.model.labels else (ledger["label"] == truth["label"]).all()
+    scores = pq.read_table(out / "rounds" / "round=000" / "scores.parquet")
+    assert {"dims", "mc_dims"} <= set(scores.column_names)
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "ccc_valence" in row["test"] and (out / "report" / "learning_curve.png").exists()

@@ -15,11 +15,13 @@ from ser_models.active.strategies.diversity import (
     badge_kmeanspp,
 )
 from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, pca_reduce
+from ser_models.active.strategies.regression import GreedySamplingStrategy, greedy_sampling
 from ser_models.active.strategies.uncertainty import RandomStrategy, UncertaintyStrategy
 
-__all__ = ["STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrategy",
+__all__ = ["STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", "GreedySamplingStrategy",
+           "InformativeDiverseStrategy",
            "KCenterStats", "KCenterStrategy", "KMeansStrategy", "QueryStrategy", "RandomStrategy", "ScoredPool",
-           "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "greedy_kcenter", "pca_reduce",
+           "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "greedy_kcenter", "greedy_sampling", "pca_reduce",
            "uncertainty_scores"]
 
 #: ``active.strategy.name`` -> builder from the config.
@@ -29,6 +31,10 @@ STRATEGIES: dict[str, Callable[[StrategyConfig], QueryStrategy]] = {
     "least_confidence": lambda c: UncertaintyStrategy("least_confidence", num_threads=c.num_threads),
     "margin": lambda c: UncertaintyStrategy("margin", num_threads=c.num_threads),
     "bald": lambda c: UncertaintyStrategy("bald", num_threads=c.num_threads),
+    "mc_variance": lambda c: UncertaintyStrategy("mc_variance", num_threads=c.num_threads),
+    "gsx": lambda c: GreedySamplingStrategy("input", reduce_dim=c.kcenter_dim, num_threads=c.num_threads),
+    "gsy": lambda c: GreedySamplingStrategy("output", num_threads=c.num_threads),
+    "igs": lambda c: GreedySamplingStrategy("both", num_threads=c.num_threads),
     "badge": lambda c: BadgeStrategy(num_threads=c.num_threads),
     "kcenter": lambda c: KCenterStrategy(reduce_dim=c.kcenter_dim, num_threads=c.num_threads),
     "kmeans": lambda c: KMeansStrategy(c.uncertainty, c.pick, c.kmeans_iters, num_threads=c.num_threads),

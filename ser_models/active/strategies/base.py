@@ -12,7 +12,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ser_models.active.index import as_float32
-from ser_models.active.scores import SCORES
+from ser_models.active.scores import REGRESSION_SCORES, SCORES
 from ser_models.exceptions import PoolError, PoolExhaustedError
 
 __all__ = ["QueryStrategy", "ScoredPool", "uncertainty_scores"]
@@ -29,6 +29,10 @@ class ScoredPool:
         mc_probs: [N, T, C] probabilities of T MC-dropout passes, or None when the scorer ran none.
         grad_embedding_parts: optional ``(a [N, C], h [N, E'])`` whose outer product ``a_i h_i^T`` is BADGE's
             gradient embedding; None derives ``a = p - onehot(argmax p)`` and ``h = embeddings``.
+        predictions: [N, K] dimensional predictions (arousal / valence / dominance), or None.
+        mc_predictions: [N, T, K] dimensional predictions of T MC-dropout passes, or None.
+        targets: [N, K] known dimensional values (the ledger's, for labelled clips), NaN elsewhere, or None:
+            greedy sampling in output space measures distances to them.
     """
 
     ids: np.ndarray
@@ -36,6 +40,9 @@ class ScoredPool:
     embeddings: np.ndarray
     mc_probs: np.ndarray | None = None
     grad_embedding_parts: tuple[np.ndarray, np.ndarray] | None = None
+    predictions: np.ndarray | None = None
+    mc_predictions: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids).astype(str)
@@ -51,8 +58,21 @@ class ScoredPool:
             if self.mc_probs.ndim != 3 or len(self.mc_probs) != n or self.mc_probs.shape[2] != self.probs.shape[1]:
                 raise PoolError(
                     f"ScoredPool.mc_probs must be [N={n}, T, C={self.probs.shape[1]}], got {self.mc_probs.shape}")
+        k = None
+        for name in ("predictions", "mc_predictions", "targets"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            values = np.asarray(values, dtype=np.float32)
+            want = 3 if name == "mc_predictions" else 2
+            if values.ndim != want or len(values) != n or (k is not None and values.shape[-1] != k):
+                raise PoolError(f"ScoredPool.{name} must be [N={n}, {'T, ' if want == 3 else ''}K] with one K "
+                                f"throughout, got shape {values.shape}")
+            k = values.shape[-1]
+            setattr(self, name, values)
         # A NaN probability would rank as the most certain clip (entropy) or the first BADGE pick: refuse it.
-        for name, values in (("probs", self.probs), ("embeddings", self.embeddings), ("mc_probs", self.mc_probs)):
+        for name, values in (("probs", self.probs), ("embeddings", self.embeddings), ("mc_probs", self.mc_probs),
+                             ("predictions", self.predictions), ("mc_predictions", self.mc_predictions)):
             if values is not None:
                 bad = ~np.isfinite(values.reshape(n, -1)).all(axis=1)
                 if bad.any():
@@ -80,7 +100,21 @@ class ScoredPool:
 
 
 def uncertainty_scores(scored: ScoredPool, name: str, who: str) -> np.ndarray:
-    """[N] uncertainty (higher = more uncertain) named by ``active.strategy.uncertainty``."""
+    """[N] uncertainty (higher = more uncertain) named by ``active.strategy.uncertainty``.
+
+    Raises:
+        PoolError: the score needs outputs the pool was not scored with (MC samples, classes, dimensions).
+    """
+    if name in REGRESSION_SCORES:
+        if scored.mc_predictions is None:
+            raise PoolError(
+                f"{who} uses {name}, which needs ScoredPool.mc_predictions [N, T, K] (MC-dropout samples of the "
+                "dimensional outputs): set model.dimensions and active.scorer.mc_samples >= 2")
+        return REGRESSION_SCORES[name](scored.mc_predictions)
+    if scored.probs.shape[1] < 2:
+        raise PoolError(f"{who} ranks by {name}, a class-probability score, but the model has no classes "
+                        "(model.labels is empty): use active.strategy.uncertainty=mc_variance or a greedy "
+                        "sampling strategy (gsx, gsy, igs)")
     if name == "bald":
         if scored.mc_probs is None:
             raise PoolError(

@@ -22,7 +22,8 @@ class UncertaintyStrategy(QueryStrategy):
     """The ``n`` most uncertain clips under one score (ties broken by pool order).
 
     Args:
-        score: ``"entropy"``, ``"least_confidence"``, ``"margin"`` or ``"bald"`` (needs ``mc_probs``).
+        score: ``"entropy"``, ``"least_confidence"``, ``"margin"``, ``"bald"`` (needs ``mc_probs``) or
+            ``"mc_variance"`` (dimensional outputs; needs ``mc_predictions``).
 
     References:
         Lewis and Gale, 1994, "A Sequential Algorithm for Training Text Classifiers" (least confidence).

@@ -14,8 +14,11 @@ def fake_pool(n: int = 60, classes: int = 4, dim: int = 8, mc: int = 3, seed: in
     centres = rng.normal(size=(5, dim)) * 4
     emb = centres[rng.integers(0, 5, n)] + rng.normal(size=(n, dim))
     mc_probs = rng.dirichlet(np.ones(classes), size=(n, mc))
+    # Arousal / valence on [1, 5] that follow the embedding (a regression model would predict them from it).
+    mc_dims = np.clip(3 + 0.3 * emb[:, None, :2] + rng.normal(0, 0.2, (n, mc, 2)), 1, 5)
+    truth = np.clip(mc_dims.mean(1) + rng.normal(0, 0.3, (n, 2)), 1, 5)  # only labelled rows are ever read
     return ScoredPool(ids=[f"c{i:03d}" for i in range(n)], probs=mc_probs.mean(1), embeddings=emb,
-                      mc_probs=mc_probs)
+                      mc_probs=mc_probs, predictions=mc_dims.mean(1), mc_predictions=mc_dims, targets=truth)
 
 
 class StrategyContract:

@@ -11,7 +11,7 @@ INFO = pd.DataFrame({"utt_id": ["a", "b", "c"], "path": ["/x/a.wav", "/x/b.wav",
 def test_simulated():
     o = SimulatedOracle({"a": "hap", "b": "sad", "c": None})
     assert isinstance(o, Oracle)
-    assert o.label(["b", "a"], 0) == {"b": "sad", "a": "hap"}
+    assert o.label(["b", "a"], 0)["label"].to_dict() == {"b": "sad", "a": "hap"}
     with pytest.raises(OracleError, match="'c'"):
         o.label(["a", "c"], 1)
 
@@ -23,8 +23,8 @@ def _fill(path, rows):
 def test_simulated_refuses_labels_outside_the_model_labels():
     oracle = SimulatedOracle({"a": "happy", "b": "oth", "c": None}, labels=["happy", "sad"])
     assert oracle.unlabelable(["a", "b", "c", "d"]) == {"b", "c", "d"}
-    assert oracle.label(["a"], round=1) == {"a": "happy"}
-    with pytest.raises(OracleError, match=r"outside model.labels.*'b' \('oth'\)"):
+    assert oracle.label(["a"], round=1)["label"].to_dict() == {"a": "happy"}
+    with pytest.raises(OracleError, match=r"'b' \(label 'oth' outside model.labels\)"):
         oracle.label(["a", "b"], round=2)
 
 
@@ -36,7 +36,7 @@ def test_file_oracle_request_then_import(tmp_path):
     assert req.columns.tolist() == ["utt_id", "path", "duration", "label"]
     assert req["utt_id"].tolist() == ["a", "b"] and (req["label"] == "").all()
     _fill(tmp_path / "to_label.csv", [["a", "", 1, "hap"], ["b", "", 2, " sad "]])
-    assert o.label(["a", "b"], 2) == {"a": "hap", "b": "sad"}
+    assert o.label(["a", "b"], 2)["label"].to_dict() == {"a": "hap", "b": "sad"}
 
 
 @pytest.mark.parametrize("rows,pattern", [
@@ -50,3 +50,58 @@ def test_file_oracle_rejects_with_line_numbers(tmp_path, rows, pattern):
     _fill(tmp_path / "to_label.csv", rows)
     with pytest.raises(LabelImportError, match=pattern):
         FileOracle(tmp_path, ["hap", "sad"], INFO).label(["a", "b"], 0)
+
+
+TRUTH = pd.DataFrame({"utt_id": ["a", "b", "c"], "label": ["hap", None, "sad"], "arousal": [4.0, 2.0, None],
+                      "valence": [3.5, 1.5, 2.0]})
+
+
+def test_simulated_hands_out_dimensions_and_skips_clips_without_them():
+    dims_only = SimulatedOracle(TRUTH, labels=[], dimensions=["arousal", "valence"])
+    assert dims_only.unlabelable(["a", "b", "c", "z"]) == {"c", "z"}
+    got = dims_only.label(["b", "a"], 0)
+    assert got.index.tolist() == ["b", "a"] and got["label"].isna().all()
+    assert got[["arousal", "valence"]].to_numpy().tolist() == [[2.0, 1.5], [4.0, 3.5]]
+    both = SimulatedOracle(TRUTH, labels=["hap", "sad"], dimensions=["arousal"])
+    assert both.unlabelable(["a", "b", "c"]) == {"b", "c"}
+    with pytest.raises(OracleError, match=r"'b' \(no true label\).*'c' \(no arousal value\)"):
+        both.label(["a", "b", "c"], 3)
+    with pytest.raises(OracleError, match="dominance"):
+        SimulatedOracle(TRUTH, dimensions=["dominance"])
+
+
+def test_file_oracle_with_dimensions_checks_every_value(tmp_path):
+    o = FileOracle(tmp_path, ["hap", "sad"], INFO, dimensions=["arousal", "valence"], value_range=(1, 5))
+    with pytest.raises(LabellingPending, match=r"'label', 'arousal', 'valence' column\(s\) of .*hap, sad; arousal, valence: numbers in \[1, 5\]"):
+        o.label(["a", "b"], 1)
+    req = pd.read_csv(tmp_path / "to_label.csv", keep_default_na=False)
+    assert req.columns.tolist() == ["utt_id", "path", "duration", "label", "arousal", "valence"]
+    cols = req.columns.tolist()
+    bad = [["a", "", 1, "hap", "5.5", "3"], ["b", "", 2, "sad", "", "x"], ["c", "", 3, "sad", "2", "2"]]
+    pd.DataFrame(bad, columns=cols).to_csv(tmp_path / "to_label.csv", index=False)
+    with pytest.raises(LabelImportError) as err:
+        o.label(["a", "b"], 1)
+    text = str(err.value)
+    assert "line 2: arousal 5.5 for 'a' is outside [1, 5]" in text
+    assert "line 3: arousal for 'b' is empty" in text and "line 3: valence for 'b' is not a number: 'x'" in text
+    assert "line 4: unknown utt_id 'c'" in text
+    good = [["a", "", 1, "hap", "4.5", "3"], ["b", "", 2, "sad", "1", "2.25"]]
+    pd.DataFrame(good, columns=cols).to_csv(tmp_path / "to_label.csv", index=False)
+    got = o.label(["b", "a"], 1)
+    assert got.to_dict("index") == {"b": {"label": "sad", "arousal": 1.0, "valence": 2.25},
+                                    "a": {"label": "hap", "arousal": 4.5, "valence": 3.0}}
+    dims_only = FileOracle(tmp_path / "r2", [], INFO, dimensions=["valence"])
+    with pytest.raises(LabellingPending):
+        dims_only.label(["c"], 2)
+    assert pd.read_csv(tmp_path / "r2" / "to_label.csv").columns.tolist() == ["utt_id", "path", "duration", "valence"]
+
+
+def test_as_annotations_accepts_a_label_dict_and_checks_columns():
+    from ser_models.active.oracles import as_annotations
+
+    frame = as_annotations({"x": "hap", "y": "sad"}, ["y", "x"])
+    assert frame.index.tolist() == ["y", "x"] and frame["label"].tolist() == ["sad", "hap"]
+    with pytest.raises(OracleError, match=r"lacks ids \['z'\]"):
+        as_annotations({"x": "hap"}, ["x", "z"])
+    with pytest.raises(OracleError, match=r"dimension columns \['arousal'\]"):
+        as_annotations({"x": "hap"}, ["x"], ["arousal"])

@@ -32,3 +32,12 @@ def test_shape_errors():
         bald(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="probs"):
         entropy(np.zeros((3, 4, 2)))
+
+
+def test_mc_variance_sums_the_sample_variance_over_dimensions():
+    from ser_models.active.scores import mc_variance
+
+    samples = np.array([[[3.0, 3.0], [3.0, 3.0]], [[2.0, 1.0], [4.0, 1.0]], [[1.0, 2.0], [5.0, 4.0]]])
+    np.testing.assert_allclose(mc_variance(samples), [0.0, 1.0, 4.0 + 1.0])
+    with pytest.raises(ValueError, match="T >= 2"):
+        mc_variance(samples[:, :1])

@@ -47,3 +47,39 @@ def test_unreadable_ledger_names_file(tmp_path):
     path.write_bytes(b"not parquet")
     with pytest.raises(LedgerError, match="l.parquet"):
         LabelLedger(path)
+
+
+def test_dimensional_values_are_recorded_compared_and_read_back(tmp_path):
+    path = tmp_path / "l.parquet"
+    led = LabelLedger(path)
+    dims = {"arousal": [4.0, 2.5], "valence": [3.0, None]}
+    assert led.append(0, ["a", "b"], ["hap", None], "o", dimensions=dims) == 2
+    # a resumed round re-appends the same values: a no-op; other values for the same clip: refused
+    assert led.append(0, ["a"], ["hap"], "o", dimensions={"arousal": [4.0], "valence": [3.0]}) == 0
+    with pytest.raises(LedgerError, match=r"'a' \(ledger: 'hap' \(arousal=4, valence=3\) in round 0; new: 'hap' "
+                                          r"\(arousal=3.5, valence=3\)"):
+        led.append(0, ["a"], ["hap"], "o", dimensions={"arousal": [3.5], "valence": [3.0]})
+    with pytest.raises(LedgerError, match=r"empty labels for 'c' \(and no dimensional values\)"):
+        led.append(1, ["c"], [None], "o", dimensions={"arousal": [None]})
+    with pytest.raises(LedgerError, match="unknown dimension 'joy'"):
+        led.append(1, ["c"], ["hap"], "o", dimensions={"joy": [1.0]})
+    again = LabelLedger(path)
+    t = again.targets().to_pandas().set_index("utt_id")
+    assert t.loc["a", "arousal"] == 4.0 and t["label"].isna()["b"] and np.isnan(t.loc["b", "valence"])
+    assert np.isnan(t.loc["a", "dominance"]) and again.labels() == {"a": "hap", "b": None}
+    assert again.as_of(0).targets().num_rows == 2
+
+
+def test_a_ledger_written_before_dimensions_existed_still_opens(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ser_models.data.ledger import LEDGER_SCHEMA
+
+    old = LEDGER_SCHEMA.empty_table().select(["utt_id", "label", "round", "oracle", "time"])
+    row = pa.table({"utt_id": ["a"], "label": ["hap"], "round": pa.array([0], pa.int32()), "oracle": ["o"],
+                    "time": pa.array([0], pa.timestamp("us", tz="UTC"))}, schema=old.schema)
+    pq.write_table(row, tmp_path / "l.parquet")
+    led = LabelLedger(tmp_path / "l.parquet")
+    assert led.labels() == {"a": "hap"} and led.targets().column("arousal").null_count == 1
+    assert led.append(1, ["b"], ["sad"], "o") == 1

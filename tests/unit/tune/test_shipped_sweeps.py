@@ -39,3 +39,11 @@ def test_every_peft_combination_builds_and_gets_gradients():
         blocks = values.get("model.adapter.bottleneck_blocks", [])
         for block in ("attention", "feed_forward"):
             assert any(f".ser_bottleneck_{block}." in n for n in names) == (block in blocks)
+
+
+@pytest.mark.parametrize("base, want", [("finetune", "dev_ccc"), ("after", "alc_test_ccc")])
+def test_a_model_without_classes_is_ranked_by_ccc(base, want):
+
+    cfg = SweepConfig(base=base, output_dir="/tmp/unused", search={"train.lr_head": {"choice": [1e-3, 1e-2]}},
+                      config={"pool_dir": "/p", "model": {"labels": [], "dimensions": ["arousal", "valence"]}})
+    assert plan_sweep(cfg, check_pool=False).metric == want
