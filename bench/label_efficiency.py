@@ -3,6 +3,7 @@ full-data fine-tuning (100 %), over 3 seeds.
 
     python -m bench.label_efficiency            # 9 strategies x 3 seeds + 3 full-data runs; writes results + PNG
     python -m bench.label_efficiency --quick    # random + entropy, 1 seed, 2 epochs; prints the table only
+    python -m bench.label_efficiency --task avd # arousal/valence/dominance alone: regression strategies, CCC
 
 Every run is ``jobs.after``'s loop (``ActiveLearningLoop.run``) on the demo pool with the frozen pretrained
 Whisper-tiny encoder of Smart Turn v3.2 (``jobs.import_encoder smart-turn``; ``--encoder tiny-wav2vec2`` for the
@@ -45,6 +46,12 @@ RESULTS = RESULTS_DIR / "label_efficiency.md"
 PLOT = RESULTS_DIR / "label_efficiency.png"
 STRATEGIES = ["random", "entropy", "margin", "least_confidence", "bald", "badge", "kcenter", "kmeans",
               "informative_diverse"]
+#: ``--task avd``: the model predicts arousal / valence / dominance alone and is scored by mean CCC.
+AVD_STRATEGIES = ["random", "mc_variance", "informative_diverse", "gsx", "gsy", "igs"]
+AVD_OVERRIDES = ["model.labels=[]", "model.dimensions=[arousal,valence,dominance]",
+                 "active.strategy.uncertainty=mc_variance"]
+#: Strategies that need MC-dropout samples from the scorer.
+MC_STRATEGIES = {"bald", "mc_variance"}
 FRACTIONS = [0.05, 0.10, 0.20]
 SEEDS = [0, 1, 2]
 THREADS = 2
@@ -64,7 +71,7 @@ def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[
     out = ["scaling.backend=in_process", "active.feature_cache='on'", "active.initial=random",
            f"active.budget_fractions=[{','.join(str(f) for f in fractions)}]",
            f"active.strategy.name={strategy}", f"active.seed={seed}", f"train.seed={seed}"]
-    if strategy == "bald":
+    if strategy in MC_STRATEGIES or "active.strategy.uncertainty=mc_variance" in extra:
         out.append("active.scorer.mc_samples=8")
     return out + list(extra)
 
@@ -85,8 +92,9 @@ def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] 
 
 
 def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, strategy: str, seed: int,
-            fractions: list[float], extra: list[str] = ()) -> list[dict]:
-    """One AL run (fresh folder sharing ``cache_root``); one record per round."""
+            fractions: list[float], extra: list[str] = (), metric: str = "ua") -> list[dict]:
+    """One AL run (fresh folder sharing ``cache_root``); one record per round (``test_ua`` / ``dev_ua`` hold
+    ``metric``: UA, or the mean CCC for ``--task avd``)."""
     from ser_models.active.loop import ActiveLearningLoop
     from ser_models.data import Pool
 
@@ -101,7 +109,7 @@ def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, stra
     reports = loop.run()
     wall = time.perf_counter() - t0
     return [{"strategy": strategy, "seed": seed, "fraction": fractions[i], "labelled": r.labelled,
-             "test_ua": r.test["ua"], "dev_ua": r.dev["ua"], "round_s": sum(r.seconds.values()), "run_s": wall}
+             "test_ua": r.test[metric], "dev_ua": r.dev[metric], "round_s": sum(r.seconds.values()), "run_s": wall}
             for i, r in enumerate(reports)]
 
 
@@ -137,7 +145,7 @@ def aggregate(records: list[dict]) -> pd.DataFrame:
     return out
 
 
-def plot(summary: pd.DataFrame, full: dict | None, path: str | Path) -> Path:
+def plot(summary: pd.DataFrame, full: dict | None, path: str | Path, metric: str = "UA") -> Path:
     """Test UA (mean, std band) vs labelled fraction per strategy; full-data UA as a dashed line. Small PNG."""
     import matplotlib
 
@@ -155,7 +163,7 @@ def plot(summary: pd.DataFrame, full: dict | None, path: str | Path) -> Path:
     if full:
         ax.axhline(full["test_mean"], linestyle="--", color="gray", label="100 % labels")
     ax.set_xlabel("labelled share of the training pool (%)")
-    ax.set_ylabel("test UA (mean over seeds)")
+    ax.set_ylabel(f"test {metric} (mean over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -165,7 +173,7 @@ def plot(summary: pd.DataFrame, full: dict | None, path: str | Path) -> Path:
     return Path(path)
 
 
-def format_table(summary: pd.DataFrame, full: dict | None) -> str:
+def format_table(summary: pd.DataFrame, full: dict | None, metric: str = "UA") -> str:
     rows = []
     for _, r in summary.iterrows():
         diff = "-" if r.strategy == "random" or np.isnan(r.diff_mean) else f"{r.diff_mean:+.3f} ± {r.diff_std:.3f}"
@@ -176,8 +184,8 @@ def format_table(summary: pd.DataFrame, full: dict | None) -> str:
         rows.append(["full data (fine-tune on all)", "100%", f"{full['test_mean']:.3f} ± {full['test_std']:.3f}",
                      f"{full['dev_mean']:.3f} ± {full['dev_std']:.3f}", "", "", f"{full['round_s']:.1f}",
                      f"{full['run_s']:.1f}"])
-    return md_table(["strategy", "labelled", "test UA", "dev UA", "test UA - random (paired)", "beats random",
-                     "round s", "run wall s"], rows)
+    return md_table(["strategy", "labelled", f"test {metric}", f"dev {metric}", f"test {metric} - random (paired)",
+                     "beats random", "round s", "run wall s"], rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -185,7 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="random + entropy, seed 0, 2 epochs; no results file")
     ap.add_argument("--pool-dir", default=str(DEFAULT_WORKDIR / "pool"), help="demo pool (built when missing)")
     ap.add_argument("--workdir", default=str(DEFAULT_WORKDIR / "label_efficiency"), help="run folders")
-    ap.add_argument("--strategies", nargs="+", default=STRATEGIES)
+    ap.add_argument("--task", choices=["classes", "avd"], default="classes",
+                    help="classes: the 4 emotions, UA; avd: arousal/valence/dominance alone, mean CCC")
+    ap.add_argument("--strategies", nargs="+", default=None, help="default: every strategy of the task")
     ap.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
     ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's 30)")
     ap.add_argument("--encoder", default="smart-turn", help="smart-turn (the imported pretrained Whisper-tiny, "
@@ -195,10 +205,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--plot", default=str(PLOT))
     args = ap.parse_args(argv)
+    avd = args.task == "avd"
+    metric_key, metric = ("ccc", "CCC") if avd else ("ua", "UA")
+    if args.strategies is None:
+        args.strategies = AVD_STRATEGIES if avd else STRATEGIES
+    if avd and args.results == str(RESULTS):
+        args.results, args.plot = str(RESULTS_DIR / "label_efficiency_avd.md"), str(RESULTS_DIR / "label_efficiency_avd.png")
     if args.quick:
-        args.strategies, args.seeds, args.epochs = ["random", "entropy"], [0], 2
+        args.strategies, args.seeds, args.epochs = ["random", "mc_variance" if avd else "entropy"], [0], 2
     extra = encoder_overrides(args.encoder) + (PRETRAINED_OVERRIDES if args.encoder == "smart-turn" else [])
     extra += [f"train.epochs={args.epochs}"] if args.epochs else []
+    extra += AVD_OVERRIDES if avd else []
     extra += list(args.override)
     import torch
 
@@ -212,13 +229,15 @@ def main(argv: list[str] | None = None) -> dict:
     records, full_records = [], []
     for seed in args.seeds:
         for strategy in args.strategies:
-            recs = run_one(pool_dir, work / f"{strategy}_s{seed}", cache_root, strategy, seed, FRACTIONS, extra)
+            recs = run_one(pool_dir, work / f"{args.task}_{strategy}_s{seed}", cache_root, strategy, seed, FRACTIONS,
+                           extra, metric_key)
             records += recs
             print(f"  seed {seed} {strategy:<20} " + "  ".join(f"{100 * r['fraction']:g}%: {r['test_ua']:.3f}"
                                                             for r in recs) + f"  ({recs[0]['run_s']:.1f} s)",
                   flush=True)
-        full_records += run_one(pool_dir, work / f"full_s{seed}", cache_root, "random", seed, [1.0], extra)
-        print(f"  seed {seed} full data: test UA {full_records[-1]['test_ua']:.3f}", flush=True)
+        full_records += run_one(pool_dir, work / f"{args.task}_full_s{seed}", cache_root, "random", seed, [1.0],
+                                extra, metric_key)
+        print(f"  seed {seed} full data: test {metric} {full_records[-1]['test_ua']:.3f}", flush=True)
     total_s = time.perf_counter() - t_all
     load.close()
     summary = aggregate(records)
@@ -226,23 +245,27 @@ def main(argv: list[str] | None = None) -> dict:
     full = {"test_mean": fdf.test_ua.mean(), "test_std": fdf.test_ua.std(ddof=1) if len(fdf) > 1 else 0.0,
             "dev_mean": fdf.dev_ua.mean(), "dev_std": fdf.dev_ua.std(ddof=1) if len(fdf) > 1 else 0.0,
             "round_s": fdf.round_s.mean(), "run_s": fdf.run_s.mean()}
-    table = format_table(summary, full)
+    table = format_table(summary, full, metric)
     winners = summary[summary.beats_random]
     win_text = ("; ".join(f"{r.strategy} at {100 * r.fraction:g}% ({r.diff_mean:+.3f})" for _, r in winners.iterrows())
                 or "none")
     info = machine_info()
     n_train = int(summary.iloc[0].fraction and records[0]["labelled"] / records[0]["fraction"])
     text = "\n".join([
-        "# Label-efficiency benchmark",
+        "# Label-efficiency benchmark" + (": arousal / valence / dominance" if avd else ""),
         "",
-        f"`python -m bench.label_efficiency --encoder {args.encoder}` on the demo pool (720 synthetic clips, "
-        f"~{n_train} in the training split; dev and test splits fixed). Seeds {args.seeds}.",
+        f"`python -m bench.label_efficiency --encoder {args.encoder} --task {args.task}` on the demo pool (720 "
+        f"synthetic clips, ~{n_train} in the training split; dev and test splits fixed). Seeds {args.seeds}.",
+        *(["", "`--task avd`: `model.labels=[]`, `model.dimensions=[arousal,valence,dominance]` (regression alone, "
+            "1 - CCC loss, best epoch by dev mean CCC), scored by the test mean CCC over the three dimensions; "
+            "every strategy's scorer draws 8 MC-dropout samples, `informative_diverse` ranks by their variance."]
+          if avd else []),
         "",
         __doc__.split("\n\n", 2)[2].strip(),
         "",
         table,
         "",
-        "Mean ± std over seeds (std with ddof=1). `test UA - random (paired)`: per seed, the strategy's test UA "
+        f"Mean ± std over seeds (std with ddof=1). `test {metric} - random (paired)`: per seed, the strategy's test {metric} "
         "minus random's, mean ± std. `beats random`: the strategy's mean - std lies above random's mean + std "
         "(bands do not overlap). `round s`: train + score + select + label of that round; `run wall s`: the whole "
         "run (all rounds, reports included), per run.",
@@ -252,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"Shared cache build (once, {len(records) // len(FRACTIONS) + len(full_records)} runs reuse it): "
         f"{build_s:.1f} s. Whole benchmark: {total_s / 60:.1f} min.",
         "",
-        f"![test UA vs labelled share]({Path(args.plot).name})",
+        f"![test {metric} vs labelled share]({Path(args.plot).name})",
         "",
         NOTES,
         "",
@@ -261,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n" + text)
     if not args.quick:
         write_results(args.results, text)
-        plot(summary, full, args.plot)
+        plot(summary, full, args.plot, metric)
     return {"summary": summary, "full": full, "text": text, "records": records}
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.config import field, parse_job_args, to_yaml
+from ser_models.config import field, parse_job_args, to_dict, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -27,6 +27,8 @@ class FinetuneJobConfig:
     train_split: str = field("train", help="pool split to train on")
     dev_split: str = field("dev", help="pool split for model selection (early stopping)")
     test_split: str = field("test", help="pool split reported at the end ('' = none)")
+    init_checkpoint: str = field("", help="warm start from this model checkpoint's trainable weights (a model "
+                                 "folder with model.json; '' = none); jobs.adapt's stage 2 sets it to stage 1's")
 
     def __post_init__(self):
         if not self.train_split:
@@ -60,6 +62,8 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     t0 = time.perf_counter()
     # Config, pool and labels are checked before Ray starts: a wrong path or label fails in a second.
     pool = Pool.open(cfg.pool_dir)
+    if cfg.init_checkpoint:
+        _check_init_checkpoint(cfg)
     splits = (cfg.train_split, cfg.dev_split, cfg.test_split)
     if cfg.model.labels:
         pool.check_labels(cfg.model.labels, splits)
@@ -80,7 +84,7 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
             datasets[name] = pool.dataset(split)
     result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts,
                          train_rows=len(labels), run_name=run_name, verbose=verbose, report=report,
-                         callbacks=callbacks)
+                         callbacks=callbacks, init_checkpoint=cfg.init_checkpoint or None)
     if not verbose:
         return result
     m = result.metrics
@@ -88,6 +92,30 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     print(f"best epoch {m['best_epoch']}; checkpoint {result.checkpoint_dir}; "
           f"total {time.perf_counter() - t0:.1f}s")
     return result
+
+
+def _check_init_checkpoint(cfg: FinetuneJobConfig) -> None:
+    """Refuse, before Ray starts, a warm start from a checkpoint of another architecture.
+
+    Raises:
+        CheckpointError: the file is missing, or its model differs from ``cfg.model`` in a way that changes the
+            trainable weights (encoder, adapter, head, labels, dimensions), naming the differing keys.
+    """
+    from ser_models.exceptions import CheckpointError
+    from ser_models.io import exists, read_json
+
+    meta_path = f"{cfg.init_checkpoint.rstrip('/')}/model.json"
+    if not exists(meta_path):
+        raise CheckpointError(f"init_checkpoint={cfg.init_checkpoint!r} holds no model.json (expected a model "
+                              "checkpoint folder, e.g. <run>/checkpoint)")
+    stored = read_json(meta_path)["config"]
+    mine = to_dict(cfg.model)
+    # Head dropout, input norm and the like change no weight shape but do change what the weights mean.
+    differ = [k for k in ("encoder", "adapter", "featurizer_layer", "pooling", "head_hidden", "head_input_norm",
+                          "labels", "dimensions") if stored.get(k) != mine.get(k)]
+    if differ:
+        raise CheckpointError(f"init_checkpoint={cfg.init_checkpoint!r} was trained with another model: "
+                              + ", ".join(f"model.{k} {stored.get(k)!r} there, {mine.get(k)!r} here" for k in differ))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Write the synthetic demo corpus: audio files at mixed rates/formats plus ``manifest.csv``.
 
     python -m jobs.make_demo_pool outputs/demo/corpus --n 720 --seed 0 [--workers 2]
+    python -m jobs.make_demo_pool outputs/acted/corpus --n 480 --seed 1 --corpus acted --style acted
 
 Same ``--n``/``--seed`` give byte-identical files, whatever ``--workers`` is. See ``ser_models.data.synth``.
 """
@@ -13,7 +14,7 @@ import time
 
 import pandas as pd
 
-from ser_models.data.synth import generate_corpus
+from ser_models.data.synth import STYLES, generate_corpus
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -26,14 +27,18 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--n", type=int, default=720, help="number of clips (>= 12; default 720)")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1; output is identical)")
-    parser.add_argument("--corpus", default="synth", help="value of the manifest's corpus column")
+    parser.add_argument("--corpus", default="synth", help="value of the manifest's corpus column (and the clip ids' "
+                        "prefix)")
+    parser.add_argument("--style", default="mixed", choices=list(STYLES),
+                        help="mixed (default); acted: exaggerated, well separated emotions in little noise; "
+                             "natural: subtle, overlapping emotions in more noise")
     args = parser.parse_args(argv)
     if args.n < 12 or args.workers < 1:
         parser.error(f"--n must be >= 12 and --workers >= 1, got --n {args.n} --workers {args.workers}")
 
     t0 = time.perf_counter()
     df = generate_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=args.corpus,
-                         progress=sys.stderr.isatty())
+                         progress=sys.stderr.isatty(), style=args.style)
     seconds = time.perf_counter() - t0
     audio_s = float(df["duration"].sum())
     print(f"wrote {len(df)} clips to {args.out_dir}/manifest.csv")

@@ -310,7 +310,7 @@ def _unfixed(col) -> np.ndarray:
 
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
                   feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True,
-                  in_process: bool = False, keep_pooled: bool = False) -> Scores:
+                  in_process: bool = False, keep_pooled: bool = False, keep_embedding: bool = True) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
     Args:
@@ -323,6 +323,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         keep_pooled: gather the [N, D] pooled encoder vectors too (only the cold start needs them; at 1M
             clips of a 768-d encoder they are 3 GB the driver otherwise never holds). When False,
             ``Scores.pooled`` is an [N, 0] array.
+        keep_embedding: gather the [N, E] head embeddings (selection needs them; evaluation does not, and
+            then ``Scores.embedding`` is an [N, 0] array).
 
     Returns:
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
@@ -335,7 +337,7 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
     batches = run_on_actor_pool(ds.select_columns(columns), PoolScorer, kwargs, cfg, in_process)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs",
                                                           "dims", "mc_dims")}
-    wanted = [k for k in parts if keep_pooled or k != "pooled"]
+    wanted = [k for k in parts if (keep_pooled or k != "pooled") and (keep_embedding or k != "embedding")]
     for batch in batches:
         for key in wanted:
             if key in batch:
@@ -350,7 +352,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         return np.concatenate(arrays).astype(np.float32, copy=False)[order] if arrays else None
 
     pooled = stack("pooled") if keep_pooled else np.zeros((len(ids), 0), np.float32)
-    scores = Scores(ids[order].astype(object), stack("probs"), stack("embedding"), pooled, stack("mc_probs"),
+    embedding = stack("embedding") if keep_embedding else np.zeros((len(ids), 0), np.float32)
+    scores = Scores(ids[order].astype(object), stack("probs"), embedding, pooled, stack("mc_probs"),
                     stack("dims"), stack("mc_dims"))
     if verbose:
         secs = time.perf_counter() - t0

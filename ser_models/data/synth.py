@@ -69,6 +69,31 @@ INFO_COLUMNS: tuple[str, ...] = (
     "breathiness",
 )
 SPLIT_FRACTIONS = {"train": 0.70, "dev": 0.15, "test": 0.15}
+
+
+@dataclasses.dataclass(frozen=True)
+class Style:
+    """How a corpus is performed: the acted / natural switch of the demo corpus.
+
+    Attributes:
+        expressiveness: factor on every speaker's distance between the emotions' prosody means and neutral's.
+        spread: factor on the prosody standard deviations (larger = classes overlap more).
+        snr_db: (low, high) of the background noise's signal-to-noise ratio, dB.
+    """
+
+    expressiveness: float
+    spread: float
+    snr_db: tuple[float, float]
+
+
+#: ``mixed`` is the default corpus (the demo, the tests, the benchmarks). ``acted``: exaggerated, well
+#: separated prosody in little noise, as in studio-acted corpora (IEMOCAP scripted, CREMA-D). ``natural``:
+#: subtle, overlapping prosody in more noise, as in spontaneous speech (MSP-Podcast).
+STYLES: dict[str, Style] = {
+    "mixed": Style(expressiveness=1.0, spread=1.0, snr_db=(5.0, 30.0)),
+    "acted": Style(expressiveness=1.6, spread=0.7, snr_db=(20.0, 35.0)),
+    "natural": Style(expressiveness=0.55, spread=1.2, snr_db=(0.0, 15.0)),
+}
 MIN_CLIPS = 12  # 4 emotions in each of 3 speaker-disjoint splits
 
 # ---------------------------------------------------------------------------------------------------------
@@ -169,13 +194,15 @@ class Speaker:
     split: str
 
 
-def draw_prosody(emotion: str, rng: np.random.Generator, expressiveness: float = 1.0) -> Prosody:
+def draw_prosody(emotion: str, rng: np.random.Generator, expressiveness: float = 1.0,
+                 spread: float = 1.0) -> Prosody:
     """Draw one clip's prosody from the emotion's Gaussians (clipped to plausible limits).
 
     Args:
         emotion: one of ``EMOTIONS``.
         rng: the clip's generator.
         expressiveness: the speaker's factor on the distance between the emotion's means and neutral's.
+        spread: factor on the emotion's standard deviations (the corpus style's).
     """
     if emotion not in EMOTION_PROSODY:
         raise ValueError(f"emotion must be one of {EMOTIONS}, got {emotion!r}")
@@ -185,7 +212,7 @@ def draw_prosody(emotion: str, rng: np.random.Generator, expressiveness: float =
         neutral_mean = EMOTION_PROSODY["neutral"][p][0]
         mean = neutral_mean + expressiveness * (mean - neutral_mean)
         lo, hi = PROSODY_LIMITS[p]
-        values[p] = float(np.clip(rng.normal(mean, sd), lo, hi))
+        values[p] = float(np.clip(rng.normal(mean, sd * spread), lo, hi))
     return Prosody(**values)
 
 
@@ -654,13 +681,15 @@ class ClipSpec:
     emotion: str
 
 
-def synthesize_clip(spec: ClipSpec, seed: int, sample_rate: int | None = None) -> tuple[np.ndarray, dict]:
+def synthesize_clip(spec: ClipSpec, seed: int, sample_rate: int | None = None,
+                    style: str = "mixed") -> tuple[np.ndarray, dict]:
     """Synthesise one clip: voice, background noise, loudness; deterministic in ``(seed, spec.index)``.
 
     Args:
         spec: the clip's speaker, emotion and index.
         seed: the corpus seed.
         sample_rate: force a rate (Hz); ``None`` draws one of ``SAMPLE_RATES``.
+        style: a key of :data:`STYLES` (acted / natural / mixed).
 
     Returns:
         wav: [T] float32 in (-1, 1) at the clip's sample rate, and a dict of its parameters (``INFO_COLUMNS``
@@ -669,13 +698,14 @@ def synthesize_clip(spec: ClipSpec, seed: int, sample_rate: int | None = None) -
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, spec.index)))
     sr = int(rng.choice(SAMPLE_RATES)) if sample_rate is None else int(sample_rate)
     file_format = str(rng.choice(FILE_FORMATS))
-    prosody = draw_prosody(spec.emotion, rng, spec.speaker.expressiveness)
+    look = STYLES[style]
+    prosody = draw_prosody(spec.emotion, rng, spec.speaker.expressiveness * look.expressiveness, look.spread)
     arousal, valence, dominance = affect_dimensions(prosody, spec.emotion, rng)
     target = rng.uniform(1.5, 4.7)  # planning overshoots by up to one syllable
     seg, transcript = plan_utterance(spec.speaker.language, prosody.rate_sps, target, rng)
     voice = render_utterance(seg, spec.speaker, prosody, rng)
     kind = str(rng.choice(NOISE_KINDS))
-    snr_db = float(rng.uniform(5.0, 30.0))
+    snr_db = float(rng.uniform(*look.snr_db))
     speech_rms = float(np.sqrt(np.mean(voice**2))) + 1e-9
     wav = voice + background_noise(kind, len(voice), rng) * np.float32(speech_rms * 10.0 ** (-snr_db / 20.0))
     if sr != SYNTH_RATE:
@@ -748,9 +778,9 @@ def plan_corpus(n: int, seed: int, n_speakers: int | None = None) -> list[ClipSp
     return specs
 
 
-def _make_clip(args: tuple[ClipSpec, int, str]) -> dict:
-    spec, seed, out_dir = args
-    wav, info = synthesize_clip(spec, seed)
+def _make_clip(args: tuple[ClipSpec, int, str, str]) -> dict:
+    spec, seed, out_dir, style = args
+    wav, info = synthesize_clip(spec, seed, style=style)
     rel = f"audio/{spec.speaker.split}/{spec.utt_id}.{info['file_format']}"
     sf.write(os.path.join(out_dir, rel), wav, info["sample_rate"], subtype="PCM_16",
              format=info["file_format"].upper())
@@ -760,12 +790,12 @@ def _make_clip(args: tuple[ClipSpec, int, str]) -> dict:
 
 def generate_corpus(
     out_dir: str | os.PathLike, n: int = 720, seed: int = 0, *, workers: int = 1, corpus: str = "synth",
-    n_speakers: int | None = None, progress: bool = False,
+    n_speakers: int | None = None, progress: bool = False, style: str = "mixed",
 ) -> pd.DataFrame:
     """Write a synthetic corpus: ``out_dir/audio/<split>/<utt_id>.{wav,flac}``, ``manifest.csv`` and
     ``clip_info.csv`` (generation parameters per clip).
 
-    The output depends only on ``(n, seed, corpus, n_speakers)``: same arguments give byte-identical files,
+    The output depends only on ``(n, seed, corpus, n_speakers, style)``: same arguments give byte-identical files,
     whatever ``workers`` is (each clip's randomness comes from ``SeedSequence(seed, spawn_key=(1, index))``).
 
     Args:
@@ -773,9 +803,13 @@ def generate_corpus(
         n: number of clips (>= 12).
         seed: corpus seed.
         workers: processes used to synthesise and encode (1 = in this process).
-        corpus: value of the ``corpus`` column.
+        corpus: value of the ``corpus`` column; also the clip ids' prefix (``<corpus>_000123``), so corpora
+            generated under different names never share an id.
         n_speakers: see :func:`plan_corpus`.
         progress: show a tqdm bar.
+        style: ``mixed`` (default), ``acted`` or ``natural`` (:data:`STYLES`): how far apart and how noisy
+            the emotions are. An acted and a natural corpus run the two-stage adaptation and the cross-corpus
+            matrix end to end (``jobs.adapt``, ``jobs.evaluate``).
 
     Returns:
         One row per clip: the ``CORPUS_COLUMNS`` (``path`` relative to ``out_dir``) followed by the rest of
@@ -783,11 +817,13 @@ def generate_corpus(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {list(STYLES)}, got {style!r}")
     out = Path(out_dir)
-    specs = plan_corpus(n, seed, n_speakers)
+    specs = [dataclasses.replace(s, utt_id=f"{corpus}_{s.index:06d}") for s in plan_corpus(n, seed, n_speakers)]
     for split in ("train", "dev", "test"):
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
-    jobs = [(s, seed, str(out)) for s in specs]
+    jobs = [(s, seed, str(out), style) for s in specs]
     if workers == 1:
         it = map(_make_clip, jobs)
         rows = list(_maybe_tqdm(it, n, progress))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
 
+#: ``train.freeze`` parts -> the parameter-name prefix of each in an ``EmotionModel``.
+FREEZABLE_PARTS = {"adapter": "encoder.", "featurizer": "featurizer.", "pooling": "pooling.", "head": "head."}
 #: ``train.select_metric`` choices.
 SELECT_METRICS = ("auto", "ua", "ccc", "ua_plus_ccc")
 
@@ -31,6 +33,9 @@ class TrainConfig:
                                   "dimension, averaged) | mse")
     dimensional_weight: float = field(1.0, help="weight of the dimensional loss next to the categorical one "
                                       "(multi-task; cross-entropy weighs 1)")
+    freeze: list[str] = field(default_factory=list,
+                              help=f"parts kept as they are (left out of the optimizer, still saved in checkpoints): "
+                                   f"any of {list(FREEZABLE_PARTS)}; for stage 2 of jobs.adapt and other warm starts")
     select_metric: str = field("auto", help="dev metric that picks the best epoch and drives early stopping: ua | "
                                "ccc (mean over model.dimensions) | ua_plus_ccc | auto (ua with classes, else ccc)")
     grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
@@ -54,6 +59,9 @@ class TrainConfig:
             raise ConfigError(f"train.dimensional_loss must be ccc or mse, got {self.dimensional_loss!r}")
         if not self.dimensional_weight >= 0:
             raise ConfigError(f"train.dimensional_weight must be >= 0, got {self.dimensional_weight!r}")
+        bad = [p for p in self.freeze if p not in FREEZABLE_PARTS]
+        if bad or len(set(self.freeze)) != len(self.freeze):
+            raise ConfigError(f"train.freeze must be distinct names from {list(FREEZABLE_PARTS)}, got {self.freeze!r}")
         if self.select_metric not in SELECT_METRICS:
             raise ConfigError(f"train.select_metric must be one of {list(SELECT_METRICS)}, got {self.select_metric!r}")
 

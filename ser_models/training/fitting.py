@@ -25,7 +25,7 @@ from ser_models.training.batching import (
     make_batch,
     plan_batches,
 )
-from ser_models.training.config import TrainConfig
+from ser_models.training.config import FREEZABLE_PARTS, TrainConfig
 from ser_models.training.distributed import all_reduce_min, broadcast_flag, rank, seed_epoch, wrap_ddp
 from ser_models.training.schedule import tri_stage_scheduler
 
@@ -189,12 +189,17 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         if state.best_weights is not None:
             load_trainable_weights(model, state.best_weights)
         return state
-    params_adapter = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
-    params_head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+    frozen = tuple(FREEZABLE_PARTS[p] for p in cfg.freeze)
+    # A frozen part keeps requires_grad (its weights stay in the checkpoint, which holds the trainable
+    # weights) and is only left out of the optimizer.
+    learned = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith(frozen)]
+    params_adapter = [p for n, p in learned if n.startswith("encoder.")]
+    params_head = [p for n, p in learned if not n.startswith("encoder.")]
     groups = [g for g in ({"params": params_adapter, "lr": cfg.lr_adapter},
                           {"params": params_head, "lr": cfg.lr_head}) if g["params"]]
     if not groups:
-        raise TrainingError("the model has no trainable parameters: check model.adapter.kind")
+        raise TrainingError("the model has no trainable parameters: check model.adapter.kind"
+                            + (f" and train.freeze={list(cfg.freeze)}" if cfg.freeze else ""))
     peak_lrs = [g["lr"] for g in groups]  # read now: the optimizer shares these dicts, the schedule rewrites lr
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     n_local, _ = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, np.random.default_rng(0))

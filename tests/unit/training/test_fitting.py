@@ -212,3 +212,24 @@ def test_dimensional_fit_refuses_missing_targets_and_wrong_select_metric():
     with pytest.raises(ConfigError, match="select_metric.*model.dimensions"):
         fit(model, _feature_clips(8, L, D, 0, dims=False), None, TrainConfig(epochs=1, select_metric="ccc"),
             log=lambda _: None)
+
+
+def test_frozen_parts_keep_their_weights_and_stay_in_the_checkpoint(data):
+    from ser_models.exceptions import ConfigError, TrainingError
+
+    train, dev = data
+    model = _model()
+    before = trainable_weights(model)
+    cfg = copy.deepcopy(CFG)
+    cfg.epochs, cfg.freeze = 1, ["adapter", "featurizer"]
+    fit(model, train, dev, cfg, class_counts=[12, 12], log=lambda _: None)
+    after = trainable_weights(model)
+    assert after.keys() == before.keys()  # every trainable weight is still saved
+    for name, w in after.items():
+        moved = not torch.equal(w, before[name])
+        assert moved == name.startswith("head."), name
+    cfg.freeze = ["adapter", "featurizer", "pooling", "head"]
+    with pytest.raises(TrainingError, match=r"train.freeze=\['adapter', 'featurizer', 'pooling', 'head'\]"):
+        fit(_model(), train, dev, cfg, log=lambda _: None)
+    with pytest.raises(ConfigError, match="train.freeze"):
+        TrainConfig(freeze=["encoder"])
