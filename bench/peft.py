@@ -6,8 +6,9 @@
 Every method fine-tunes the pretrained Whisper-tiny encoder (Smart Turn v3.2) on the same demo pool with the
 same head, data order and epochs (``jobs.finetune``'s code, in process, one CPU), once per seed. Reported per
 method: trainable / total parameters, dev and test UA (mean +- standard deviation over the seeds; test UA at
-the best dev epoch), and seconds per training epoch. Dimensional (A/V/D) metrics are not in yet: the
-dimensional heads do not exist.
+the best dev epoch), test CCC of arousal, valence and dominance, and seconds per training epoch. The model is
+multi-task (``model.dimensions=[arousal, valence, dominance]``, 1 - CCC loss at weight 1 next to the
+cross-entropy) and keeps the epoch with the best dev UA + mean CCC (``train.select_metric=ua_plus_ccc``).
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ METHODS: dict[str, dict] = {
                                "bottleneck_dim": 32},
 }
 FULL_LR_SCALE = 0.1
+DIMENSIONS = ("arousal", "valence", "dominance")
 
 
 def run_config(pool_dir: Path, out: Path, method: str, seed: int, epochs: int, encoder: str) -> dict:
     """The finetune job config (as a dict) of one method and seed."""
     adapter = dict(METHODS[method])
     train = {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "early_stopping_patience": 0,
-             "seed": seed}
+             "seed": seed, "select_metric": "ua_plus_ccc"}
     if method == "full":
         from ser_models.training import TrainConfig
 
@@ -61,7 +63,7 @@ def run_config(pool_dir: Path, out: Path, method: str, seed: int, epochs: int, e
     source = encoder_overrides(encoder)[0].split("=", 1)[1]
     return {"pool_dir": str(pool_dir), "output_dir": str(out),
             "model": {"encoder": {"source": source, "normalize_waveform": True}, "adapter": adapter,
-                      "head_hidden": 64, "pooling": "mean"},
+                      "head_hidden": 64, "pooling": "mean", "dimensions": list(DIMENSIONS)},
             "train": train, "scaling": {"backend": "in_process", "cpus_per_worker": 1}}
 
 
@@ -75,7 +77,9 @@ def run_one(cfg_dict: dict) -> dict:
     result = run_finetune(from_dict(FinetuneJobConfig, cfg_dict), verbose=False)
     m = result.metrics
     epochs = m["history"]
-    return {"dev_ua": float(m["best_dev_ua"]), "test_ua": float(m["test"]["ua"]),
+    best = epochs[m["best_epoch"] - 1]
+    return {"dev_ua": float(best["dev_ua"]), "test_ua": float(m["test"]["ua"]),
+            **{f"test_ccc_{d}": float(m["test"][f"ccc_{d}"]) for d in DIMENSIONS},
             "trainable": int(m["trainable_params"]), "total": int(m["total_params"]),
             "epoch_s": statistics.mean(h["train_seconds"] for h in epochs), "wall_s": time.perf_counter() - t0}
 
@@ -91,7 +95,9 @@ def summarise(runs: dict[str, list[dict]]) -> list[list]:
         r0 = rs[0]
         rows.append([method, f"{r0['trainable']:,}", f"{100 * r0['trainable'] / r0['total']:.2f} %",
                      ms([r["dev_ua"] for r in rs]), ms([r["test_ua"] for r in rs]),
-                     " / ".join(f"{r['test_ua']:.3f}" for r in rs), f"{statistics.mean(r['epoch_s'] for r in rs):.1f}"])
+                     " / ".join(f"{r['test_ua']:.3f}" for r in rs),
+                     *(ms([r[f"test_ccc_{d}"] for r in rs]) for d in DIMENSIONS),
+                     f"{statistics.mean(r['epoch_s'] for r in rs):.1f}"])
     return rows
 
 
@@ -124,15 +130,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{method:<24} seed {seed}: dev UA {r['dev_ua']:.3f} test UA {r['test_ua']:.3f} "
                   f"({r['trainable']:,} trainable, {r['epoch_s']:.1f} s/epoch)", flush=True)
     load.close()
-    table = md_table(["method", "trainable", "of total", "dev UA", "test UA", "test UA per seed", "s / epoch"],
-                     summarise(runs))
+    table = md_table(["method", "trainable", "of total", "dev UA", "test UA", "test UA per seed",
+                      *(f"test CCC {d}" for d in DIMENSIONS), "s / epoch"], summarise(runs))
     total = next(iter(runs.values()))[0]["total"]
     text = (f"# PEFT benchmark\n\n`python -m bench.peft --clips {args.clips} --epochs {args.epochs} "
             f"--seeds {args.seeds} --encoder {args.encoder}`: {len(methods)} methods x {len(seeds)} seeds in one "
             f"run, {time.perf_counter() - t0:.0f} s. Pretrained encoder ({args.encoder}), demo pool of "
             f"{args.clips} clips, in-process fits on 1 CPU, {args.epochs} epochs, batch 16, 3 s crops, head 64 "
-            f"wide, mean pooling over a learned layer sum; full fine-tuning at {FULL_LR_SCALE}x the adapter "
-            f"learning rate. Test UA is taken at the best dev epoch; +- is the standard deviation over "
+            f"wide, mean pooling over a learned layer sum, multi-task with A/V/D (1 - CCC); full fine-tuning at "
+            f"{FULL_LR_SCALE}x the adapter learning rate. Test metrics are taken at the best dev epoch (dev UA + "
+            f"mean CCC); +- is the standard deviation over "
             f"seeds. Total parameters of the base model: {total:,}.\n\n"
             f"{table}\n\n{machine_markdown(info, load)}\n\n```json\n"
             f"{json.dumps({m: rs for m, rs in runs.items()}, indent=1)}\n```\n")

@@ -129,7 +129,10 @@ def test_peft_bench_configs_are_valid_finetune_jobs_and_rows_show_the_spread(tmp
         assert cfg.model.adapter.kind == peft.METHODS[method]["kind"]
     full = from_dict(FinetuneJobConfig, peft.run_config(tmp_path, tmp_path, "full", 0, 1, "tiny-wav2vec2"))
     assert full.train.lr_adapter == pytest.approx(5e-5)
-    runs = {"lora": [{"trainable": 10, "total": 1000, "dev_ua": 0.5, "test_ua": 0.4, "epoch_s": 2.0},
-                     {"trainable": 10, "total": 1000, "dev_ua": 0.7, "test_ua": 0.6, "epoch_s": 4.0}]}
+    assert full.model.dimensions == ["arousal", "valence", "dominance"] and full.train.select_metric == "ua_plus_ccc"
+    ccc = {"test_ccc_arousal": 0.5, "test_ccc_valence": 0.1, "test_ccc_dominance": 0.3}
+    runs = {"lora": [{"trainable": 10, "total": 1000, "dev_ua": 0.5, "test_ua": 0.4, "epoch_s": 2.0, **ccc},
+                     {"trainable": 10, "total": 1000, "dev_ua": 0.7, "test_ua": 0.6, "epoch_s": 4.0, **ccc}]}
     (row,) = peft.summarise(runs)
-    assert row == ["lora", "10", "1.00 %", "0.600 +- 0.141", "0.500 +- 0.141", "0.400 / 0.600", "3.0"]
+    assert row == ["lora", "10", "1.00 %", "0.600 +- 0.141", "0.500 +- 0.141", "0.400 / 0.600", "0.500 +- 0.000",
+                   "0.100 +- 0.000", "0.300 +- 0.000", "3.0"]
