@@ -114,11 +114,12 @@ def timed(store: dict, key: str) -> Iterator[None]:
         store[key] = store.get(key, 0.0) + time.perf_counter() - t0
 
 
-def ensure_pool(pool_dir: str | Path, n: int = 720, seed: int = 0, workers: int = 2) -> Path:
+def ensure_pool(pool_dir: str | Path, n: int = 720, seed: int = 0, workers: int = 2, style: str = "mixed",
+                corpus_name: str = "synth") -> Path:
     """The demo pool at ``pool_dir``, built (corpus next to it, then ``jobs.prepare_pool``) when missing.
 
     Runs the two documented commands in subprocesses so the pool is exactly the one a user gets:
-    ``jobs.make_demo_pool <parent>/corpus --n 720`` and ``jobs.prepare_pool
+    ``jobs.make_demo_pool <parent>/corpus --n 720 [--style acted --corpus acted]`` and ``jobs.prepare_pool
     jobs/configs/prepare_pool_demo.yaml``.
 
     Returns:
@@ -138,7 +139,8 @@ def ensure_pool(pool_dir: str | Path, n: int = 720, seed: int = 0, workers: int 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if not (corpus / "manifest.csv").exists():
         subprocess.run([sys.executable, "-m", "jobs.make_demo_pool", str(corpus), "--n", str(n), "--seed",
-                        str(seed), "--workers", str(workers)], cwd=REPO, env=env, check=True)
+                        str(seed), "--workers", str(workers), "--style", style, "--corpus", corpus_name],
+                       cwd=REPO, env=env, check=True)
     subprocess.run([sys.executable, "-m", "jobs.prepare_pool", "jobs/configs/prepare_pool_demo.yaml",
                     f"manifest={corpus / 'manifest.csv'}", f"output_dir={pool_dir}"], cwd=REPO, env=env, check=True)
     return pool_dir

@@ -136,3 +136,18 @@ def test_peft_bench_configs_are_valid_finetune_jobs_and_rows_show_the_spread(tmp
     (row,) = peft.summarise(runs)
     assert row == ["lora", "10", "1.00 %", "0.600 +- 0.141", "0.500 +- 0.141", "0.400 / 0.600", "0.500 +- 0.000",
                    "0.100 +- 0.000", "0.300 +- 0.000", "3.0"]
+
+
+def test_adapt_bench_config_is_a_valid_adapt_job_and_rows_show_the_spread(tmp_path):
+    from bench import adapt
+    from jobs.adapt import AdaptJobConfig
+    from ser_models.config import from_dict
+
+    cfg = from_dict(AdaptJobConfig, adapt.job_config(tmp_path / "a", tmp_path / "n", tmp_path / "o", 3, 2,
+                                                     "tiny-wav2vec2"))
+    assert cfg.train.seed == cfg.target_train.seed == 3 and cfg.model.adapter.kind == "frozen"
+    assert cfg.names == ["acted", "natural"] and cfg.model.dimensions == ["arousal", "valence", "dominance"]
+    one = {m: {"acted": {"ua": 0.5, "ccc": 0.2}, "natural": {"ua": 0.3, "ccc": 0.1}} for m in adapt.MODELS}
+    two = {m: {"acted": {"ua": 0.7, "ccc": 0.2}, "natural": {"ua": 0.5, "ccc": 0.1}} for m in adapt.MODELS}
+    rows = adapt.summarise([one, two])
+    assert rows[0] == ["acted only", "0.400 +- 0.141", "0.100 +- 0.000", "0.600 +- 0.141", "0.200 +- 0.000"]
