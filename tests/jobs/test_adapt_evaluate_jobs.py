@@ -88,16 +88,16 @@ def test_rerun_reuses_both_finished_stages(adapted, demo_pool, natural_pool, mon
     assert (out / "stage2_target" / "metrics.json").stat().st_mtime_ns == before
 
 
-def test_evaluate_job_scores_a_checkpoint_on_pools_and_names_them(adapted, demo_pool, natural_pool, tmp_path,
-                                                                  monkeypatch, capsys):
+def test_evaluate_job_scores_a_checkpoint_on_a_pool_and_names_them(adapted, natural_pool, tmp_path, monkeypatch,
+                                                                   capsys):
     out, _ = adapted
     ckpt = out / "stage2_target" / "checkpoint"
-    run_module(monkeypatch, "jobs.evaluate", str(ckpt), str(demo_pool.pool_dir), str(natural_pool),
-                        "--metric", "ccc_valence", "--output-dir", str(tmp_path / "m"))  # on Ray Data actors
+    run_module(monkeypatch, "jobs.evaluate", str(ckpt), str(natural_pool), "--metric", "ccc_valence",
+               "--output-dir", str(tmp_path / "m"))  # on Ray Data actors
     printed = capsys.readouterr().out
     assert "ccc_valence (test split)" in printed and "stage2_target" in printed
     written = pd.read_csv(tmp_path / "m" / "matrix.csv", index_col="trained_on")
-    assert written.index.tolist() == ["stage2_target"] and written.columns.tolist() == ["synth", "natural"]
+    assert written.index.tolist() == ["stage2_target"] and written.columns.tolist() == ["natural"]
     same = json.loads((out / "cross_corpus" / "evaluations.json").read_text())["results"]
     assert written.loc["stage2_target", "natural"] == pytest.approx(
         same["acted->natural (stage 2)"]["natural"]["ccc_valence"], abs=1e-5)  # scored the same way
