@@ -35,12 +35,12 @@ import pyarrow as pa
 
 from ser_models.active.feature_cache import FeatureCache, cache_supported, feature_cache_key
 from ser_models.active.loop_config import ActiveConfig
-from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations
+from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations, check_annotations
 from ser_models.active.scorer import Scores, score_dataset
 from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
-from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
+from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.failpoints import failpoint
 from ser_models.io import (
     StoragePath,
@@ -239,13 +239,8 @@ class ActiveLearningLoop:
     def _label(self, ids: list[str], ledger_round: int, oracle_round: int) -> None:
         oracle = self._oracle(oracle_round)
         frame = as_annotations(oracle.label(list(ids), ledger_round), ids, self.dimensions)
-        low, high = self.model_cfg.dimension_range
-        for dim in self.dimensions:
-            bad = frame.index[~frame[dim].astype(float).between(low, high)].tolist()
-            if bad:
-                raise OracleError(f"{oracle.name} oracle gave {len(bad)} {dim} values that are missing or outside "
-                                  f"model.dimension_range=[{low:g}, {high:g}] in round {ledger_round}: "
-                                  + ", ".join(f"{i!r} ({frame.at[i, dim]})" for i in bad[:10]))
+        check_annotations(frame, self.labels, self.dimensions, tuple(self.model_cfg.dimension_range),
+                          f"{oracle.name} oracle, round {ledger_round}")
         self.ledger.append(ledger_round, list(ids), frame["label"].tolist(), oracle=oracle.name,
                            dimensions={d: frame[d].tolist() for d in self.dimensions})
 

@@ -20,7 +20,7 @@ import pandas as pd
 from ser_models import io
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
 
-__all__ = ["FileOracle", "Oracle", "SimulatedOracle", "as_annotations"]
+__all__ = ["FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
 
 
 @runtime_checkable
@@ -61,6 +61,37 @@ def as_annotations(answer, ids: Sequence[str], dimensions: Sequence[str] = ()) -
     if "label" not in frame.columns:
         frame["label"] = None
     return frame.loc[ids, ["label", *dimensions]]
+
+
+def check_annotations(frame: pd.DataFrame, labels: Sequence[str], dimensions: Sequence[str],
+                      value_range: tuple[float, float], who: str) -> None:
+    """Refuse an annotation frame the model cannot train on, before anything reaches the ledger.
+
+    Args:
+        frame: from :func:`as_annotations`.
+        labels: ``model.labels`` ([] = no classes: labels are not checked).
+        dimensions: ``model.dimensions``.
+        value_range: ``model.dimension_range``.
+        who: names the oracle and round in the message.
+
+    Raises:
+        OracleError: naming up to 10 clips whose label is missing or outside ``labels`` (a multi-task model
+            trains on both targets), or whose dimensional value is missing or outside ``value_range``.
+    """
+    problems = []
+    if labels:
+        bad = frame.index[~frame["label"].isin(list(labels))]
+        if len(bad):
+            problems.append(f"{len(bad)} labels missing or outside model.labels={list(labels)}: "
+                            + ", ".join(f"{i!r} ({frame.at[i, 'label']!r})" for i in bad[:10]))
+    low, high = value_range
+    for dim in dimensions:
+        bad = frame.index[~pd.to_numeric(frame[dim], errors="coerce").between(low, high)]
+        if len(bad):
+            problems.append(f"{len(bad)} {dim} values missing or outside model.dimension_range=[{low:g}, {high:g}]: "
+                            + ", ".join(f"{i!r} ({frame.at[i, dim]})" for i in bad[:10]))
+    if problems:
+        raise OracleError(f"{who}: " + "; ".join(problems) + " -- nothing was added to the ledger")
 
 
 class SimulatedOracle:

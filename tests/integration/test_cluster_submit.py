@@ -260,15 +260,6 @@ def test_job_api_requires_the_token(local_cluster):
     assert _http_status(f"{local_cluster.dashboard_url}/api/jobs/", local_cluster.token) == 200
 
 
-def test_submit_demo_pool_job(local_cluster, tmp_path):
-    """The smallest real job through submit.sh: argument pass-through, working_dir upload, token auth."""
-    _require_jobs(f"jobs/{DEMO_POOL_JOB}.py")
-    out = tmp_path / "corpus"
-    proc = local_cluster.submit(DEMO_POOL_JOB, "--", str(out), "--n", "12", "--seed", "0")
-    _assert_succeeded(proc, DEMO_POOL_JOB)
-    assert (out / DEMO_MANIFEST).is_file()
-
-
 def test_submit_prepare_pool_then_finetune_smoke(local_cluster, tmp_path):
     _require_jobs(
         f"jobs/{DEMO_POOL_JOB}.py",
@@ -278,15 +269,11 @@ def test_submit_prepare_pool_then_finetune_smoke(local_cluster, tmp_path):
         FINETUNE_CONFIG,
     )
     corpus, pool, ft = tmp_path / "corpus", tmp_path / "pool", tmp_path / "ft"
-    demo = subprocess.run(
-        [sys.executable, "-m", f"jobs.{DEMO_POOL_JOB}", str(corpus), "--n", str(DEMO_N), "--seed", "0"],
-        cwd=ROOT,
-        env=local_cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert demo.returncode == 0, demo.stderr[-3000:]
+    # Three real jobs through submit.sh: argument pass-through ("--" then the job's own flags), working_dir
+    # upload and token auth on the first; config + dotted overrides on the next two.
+    proc = local_cluster.submit(DEMO_POOL_JOB, "--", str(corpus), "--n", str(DEMO_N), "--seed", "0")
+    _assert_succeeded(proc, DEMO_POOL_JOB)
+    assert (corpus / DEMO_MANIFEST).is_file()
 
     proc = local_cluster.submit(
         PREPARE_JOB,

@@ -105,3 +105,14 @@ def test_as_annotations_accepts_a_label_dict_and_checks_columns():
         as_annotations({"x": "hap"}, ["x", "z"])
     with pytest.raises(OracleError, match=r"dimension columns \['arousal'\]"):
         as_annotations({"x": "hap"}, ["x"], ["arousal"])
+
+
+def test_check_annotations_refuses_what_the_model_cannot_train_on():
+    from ser_models.active.oracles import as_annotations, check_annotations
+
+    frame = pd.DataFrame({"label": ["hap", None, "joy"], "arousal": [3.0, 6.0, None]}, index=["a", "b", "c"])
+    check_annotations(frame.loc[["a"]], ["hap", "sad"], ["arousal"], (1, 5), "x")  # a clean row passes
+    with pytest.raises(OracleError, match=r"custom, round 2: 2 labels missing or outside model.labels=\['hap', "
+                                          r"'sad'\]: 'b' \(nan\), 'c' \('joy'\); 2 arousal values .*'b' \(6.0\)"):
+        check_annotations(frame, ["hap", "sad"], ["arousal"], (1, 5), "custom, round 2")
+    check_annotations(as_annotations({"a": None}, ["a"]), [], [], (1, 5), "x")  # no classes: labels unchecked
