@@ -25,6 +25,7 @@ JOBS = {
     "demo_after": ("after", "AfterJobConfig"),
     "after_": ("after", "AfterJobConfig"),
     "sweep_": ("sweep", "SweepConfig"),
+    "adapt_": ("adapt", "AdaptJobConfig"),
 }
 
 CONFIGS = sorted(p for ext in ("*.yaml", "*.yml") for p in CONFIG_DIR.rglob(ext))
