@@ -418,7 +418,8 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
 
 
 def table(runs: dict[str, list[dict]], split: str = "test") -> pd.DataFrame:
-    """One row per (run, round): labelled share, dev/test UA and WA, seconds."""
+    """One row per (run, round): labelled share, dev/test UA and WA and/or mean CCC, seconds (a metric no run
+    has, e.g. CCC of class-only runs, is left out)."""
     rows = []
     for name, rs in runs.items():
         for r in rs:
@@ -428,4 +429,4 @@ def table(runs: dict[str, list[dict]], split: str = "test") -> pd.DataFrame:
                          "test_wa": (r.get("test") or {}).get("wa"),
                          "dev_ccc": (r.get("dev") or {}).get("ccc"), "test_ccc": (r.get("test") or {}).get("ccc"),
                          "seconds": round(sum((r.get("seconds") or {}).values()), 1)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
