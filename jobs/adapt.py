@@ -86,9 +86,7 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
 
     # Both pools are opened and checked before any training: a wrong path fails in a second.
     for key in ("source_pool_dir", "target_pool_dir"):
-        pool = Pool.open(getattr(cfg, key))
-        if cfg.model.labels:
-            pool.check_labels(cfg.model.labels, key=f"model.labels (pool {key})")
+        Pool.open(getattr(cfg, key)).check_targets(cfg.model, key=f"model.labels (pool {key})")
     stage1, stage2 = stage_configs(cfg)
     if verbose:
         print(to_yaml(cfg))

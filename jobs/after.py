@@ -59,9 +59,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
     # second, and a rerun with result-changing settings is refused before it touches the folder.
     pool = Pool.open(cfg.pool_dir)
-    if cfg.model.labels:
-        pool.check_labels(cfg.model.labels, ("dev", "test"))
-    pool.check_dimensions(cfg.model.dimensions, tuple(cfg.model.dimension_range), ("dev", "test"))
+    pool.check_targets(cfg.model, ("dev", "test"))
     check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.summary.get("fingerprint")},
               config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance

@@ -64,10 +64,7 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     pool = Pool.open(cfg.pool_dir)
     if cfg.init_checkpoint:
         _check_init_checkpoint(cfg)
-    splits = (cfg.train_split, cfg.dev_split, cfg.test_split)
-    if cfg.model.labels:
-        pool.check_labels(cfg.model.labels, splits)
-    pool.check_dimensions(cfg.model.dimensions, tuple(cfg.model.dimension_range), splits)
+    pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
     check_run(cfg.output_dir, "jobs.finetune", cfg, inputs={"pool": pool.summary.get("fingerprint")},
               config_yaml=to_yaml(cfg))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance

@@ -43,9 +43,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
 
     model_cfg = EmotionModel.load_checkpoint(checkpoint).cfg  # also checks the checkpoint before any scoring
     pool = Pool.open(pool_dir)
-    if model_cfg.labels:
-        pool.check_labels(model_cfg.labels, (split,), key=f"the labels of checkpoint {checkpoint}")
-    pool.check_dimensions(model_cfg.dimensions, tuple(model_cfg.dimension_range), (split,))
+    pool.check_targets(model_cfg, (split,), key=f"the labels of checkpoint {checkpoint}")
     truth = pool.metadata(columns=["utt_id", "label", *model_cfg.dimensions], split=split)
     if model_cfg.labels and truth["label"].isna().any():
         missing = truth.loc[truth["label"].isna(), "utt_id"]

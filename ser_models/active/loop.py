@@ -40,6 +40,7 @@ from ser_models.active.scorer import Scores, score_dataset
 from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
+from ser_models.evaluation import headline_metric
 from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.failpoints import failpoint
 from ser_models.io import (
@@ -115,9 +116,7 @@ class ActiveLearningLoop:
         self.labels = list(model_cfg.labels)
         self.dimensions = list(model_cfg.dimensions)
         # Evaluation labels come from the pool; training labels only ever from the ledger.
-        if self.labels:
-            pool.check_labels(self.labels, ("dev", "test"))
-        pool.check_dimensions(self.dimensions, tuple(model_cfg.dimension_range), ("dev", "test"))
+        pool.check_targets(model_cfg, ("dev", "test"))
         meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train")
         self.train_ids = sorted(meta["utt_id"].astype(str))
         self.clip_info = meta
@@ -362,8 +361,9 @@ def _slim(m: dict | None) -> dict | None:
 
 
 def headline(m: dict) -> tuple[str, float]:
-    """``("UA", ua)`` of an evaluation with classes, else ``("CCC", mean ccc)``."""
-    return ("UA", m["ua"]) if "ua" in m else ("CCC", m["ccc"])
+    """``("UA", ua)`` of an evaluation with classes, else ``("CCC", mean ccc)`` (:func:`headline_metric`)."""
+    key = headline_metric(m)
+    return key.upper(), m[key]
 
 
 def _report_from_json(d: dict) -> RoundReport:

@@ -185,6 +185,18 @@ class Pool:
                             + ", ".join(f"{lab!r} (e.g. clip {uid!r})" for lab, uid in examples.items())
                             + f"; add them to {key} or map them in the manifest (label_map)")
 
+    def check_targets(self, model_cfg, splits: tuple[str, ...] = ("train", "dev", "test"),
+                      key: str = "model.labels") -> None:
+        """What every job checks on its pool before Ray starts: :meth:`check_labels` when the model
+        (``model_cfg``, a ``ModelConfig``) has classes, :meth:`check_dimensions` when it has dimensions.
+
+        Raises:
+            PoolError: see the two checks.
+        """
+        if model_cfg.labels:
+            self.check_labels(model_cfg.labels, splits, key=key)
+        self.check_dimensions(model_cfg.dimensions, tuple(model_cfg.dimension_range), splits)
+
     def check_dimensions(self, dimensions: list[str], value_range: tuple[float, float],
                          splits: tuple[str, ...] = ("train", "dev", "test"), key: str = "model.dimensions") -> None:
         """Fail fast when a clip of ``splits`` lacks a value of ``dimensions`` or has one outside ``value_range``.

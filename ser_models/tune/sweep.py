@@ -90,10 +90,7 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
 
         splits = ((base_cfg.train_split, base_cfg.dev_split, base_cfg.test_split) if cfg.base == "finetune"
                   else ("dev", "test"))
-        pool = Pool.open(base_cfg.pool_dir)
-        if base_cfg.model.labels:
-            pool.check_labels(base_cfg.model.labels, splits)
-        pool.check_dimensions(base_cfg.model.dimensions, tuple(base_cfg.model.dimension_range), splits)
+        Pool.open(base_cfg.pool_dir).check_targets(base_cfg.model, splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
     mutate = _pbt_mutations(cfg, base_cfg, params) if cfg.scheduler.name == "pbt" else ()
     return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate)

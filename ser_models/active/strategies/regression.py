@@ -34,10 +34,17 @@ GREEDY_SPACES = ("input", "output", "both")
 _CHUNK_ROWS = 4096
 
 
-def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """[A, B] Euclidean distances between rows (float32, via the Gram trick, clipped at 0)."""
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+def _distances(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray | None = None) -> np.ndarray:
+    """[A, B] Euclidean distances between rows (float32, via the Gram trick, clipped at 0); ``a_sq`` [A] are
+    the rows' squared norms when the caller has them (a per-pick update would recompute them every pick)."""
+    a_sq = (a * a).sum(1) if a_sq is None else a_sq
+    sq = a_sq[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
     return np.sqrt(np.maximum(sq, 0.0))
+
+
+def _central_row(x: np.ndarray) -> int:
+    """The row closest to the rows' mean: Wu et al.'s first pick when nothing is labelled."""
+    return int(np.argmin(_distances(x, x.mean(0, keepdims=True))[:, 0]))
 
 
 def greedy_sampling(x: np.ndarray, y_pred: np.ndarray, n: int, space: str, x_known: np.ndarray | None = None,
@@ -73,16 +80,17 @@ def greedy_sampling(x: np.ndarray, y_pred: np.ndarray, n: int, space: str, x_kno
                 d *= _distances(x[rows], xk)
             best[rows] = d.min(1)
     else:
-        picks.append(int(np.argmin(_distances(x, x.mean(0, keepdims=True))[:, 0])))
+        picks.append(_central_row(x))
+    x_sq, y_sq = (x * x).sum(1), (y_pred * y_pred).sum(1)
     taken = np.zeros(num, bool)
     for p in picks:
         taken[p] = True
     while len(picks) < n:
         if picks:  # fold the latest pick in as a centre (its predicted values stand in for a label)
             c = picks[-1]
-            d = _distances(y_pred, y_pred[c:c + 1])[:, 0]
+            d = _distances(y_pred, y_pred[c:c + 1], y_sq)[:, 0]
             if space == "both":
-                d *= _distances(x, x[c:c + 1])[:, 0]
+                d *= _distances(x, x[c:c + 1], x_sq)[:, 0]
             np.minimum(best, d, out=best)
         masked = np.where(taken, -np.inf, best)
         pick = int(np.argmax(masked))  # ties: the first row, so a seed fully fixes the result
@@ -114,7 +122,7 @@ class GreedySamplingStrategy(QueryStrategy):
             self.last_stats = KCenterStats()
             first = None
             if not len(labelled):
-                first = int(np.argmin(_distances(x[candidates], x[candidates].mean(0, keepdims=True))[:, 0]))
+                first = _central_row(x[candidates])
             return _kcenter(scored, candidates, labelled, n, first, self.reduce_dim, seed, self.last_stats)
         if scored.predictions is None or scored.predictions.shape[1] == 0:
             raise PoolError(f"{self!r} measures distances between dimensional outputs, but the pool was scored "
