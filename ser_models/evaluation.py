@@ -17,7 +17,7 @@ __all__ = ["evaluate_checkpoint", "headline_metric", "plot_matrix"]
 
 
 def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", scorer_cfg=None,
-                        in_process: bool = False, verbose: bool = False) -> dict:
+                        in_process: bool = False, verbose: bool = False, where: dict[str, str] | None = None) -> dict:
     """Metrics of a model checkpoint on one split of a prepared pool.
 
     Args:
@@ -27,6 +27,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
         scorer_cfg: a :class:`~ser_models.active.scorer.ScorerConfig` (actors, CPUs, GPUs, batch sizes).
         in_process: score in this process instead of on Ray Data actors.
         verbose: print the scoring speed.
+        where: evaluate only the split's clips whose columns equal these values (``{"language": "xx"}``).
 
     Returns:
         What :func:`~ser_models.training.fitting.evaluate` returns for the model's outputs (UA / WA / F1 /
@@ -44,12 +45,14 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
     model_cfg = EmotionModel.load_checkpoint(checkpoint).cfg  # also checks the checkpoint before any scoring
     pool = Pool.open(pool_dir)
     pool.check_targets(model_cfg, (split,), key=f"the labels of checkpoint {checkpoint}")
-    truth = pool.metadata(columns=["utt_id", "label", *model_cfg.dimensions], split=split)
+    truth = pool.metadata(columns=["utt_id", "label", *model_cfg.dimensions], split=split, where=where)
+    if truth.empty:
+        raise PoolError(f"pool {pool_dir}, split {split!r} has no clips" + (f" where {where}" if where else ""))
     if model_cfg.labels and truth["label"].isna().any():
         missing = truth.loc[truth["label"].isna(), "utt_id"]
         raise PoolError(f"pool {pool_dir}, split {split!r}: {len(missing)} clips have no label (e.g. "
                         f"{missing.iloc[0]!r}); the checkpoint predicts classes")
-    scores = score_dataset(pool.dataset(split), checkpoint, scorer_cfg or ScorerConfig(), verbose=verbose,
+    scores = score_dataset(pool.dataset(split, where=where), checkpoint, scorer_cfg or ScorerConfig(), verbose=verbose,
                            in_process=in_process, keep_embedding=False)
     truth = truth.set_index(truth["utt_id"].astype(str)).loc[scores.ids.astype(str)]
     index = {name: i for i, name in enumerate(model_cfg.labels)}

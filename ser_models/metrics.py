@@ -97,9 +97,10 @@ def metrics_table(by_split: dict[str, dict | None]) -> str:
     names = {"wa": "WA", "ua": "UA", "macro_f1": "F1", "ccc": "CCC"}
     heads = [names.get(c, c.replace("ccc_", "CCC ")) for c in cols]
     widths = [max(6, len(h)) for h in heads]
-    lines = [f"{'split':<6} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, widths)) + f" {'n':>6}"]
+    first_w = max(6, *(len(str(k)) for k in rows))
+    lines = [f"{'split':<{first_w}} " + " ".join(f"{h:>{w}}" for h, w in zip(heads, widths)) + f" {'n':>6}"]
     for split, m in rows.items():
-        lines.append(f"{split:<6} " + " ".join(f"{m.get(c, float('nan')):{w}.3f}" for c, w in zip(cols, widths))
+        lines.append(f"{split:<{first_w}} " + " ".join(f"{m.get(c, float('nan')):{w}.3f}" for c, w in zip(cols, widths))
                      + f" {m.get('n', 0):6d}")
     return "\n".join(lines)
 

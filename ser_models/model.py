@@ -132,10 +132,33 @@ class EmotionModel(nn.Module):
         Returns:
             :class:`EmotionOutput`.
         """
-        enc = self.encoder(wavs, lengths)
+        return self._outputs(self.encoder(wavs, lengths))
+
+    def _outputs(self, enc) -> EmotionOutput:
         pooled = self.pooling(self.featurizer(enc.hidden_states), enc.frame_lengths)
         logits, dims, embedding = self.head(pooled)
         return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
+
+    def forward_with_layer_means(self, wavs: torch.Tensor, lengths: torch.Tensor,
+                                 layers: Sequence[int]) -> tuple[EmotionOutput, torch.Tensor]:
+        """:meth:`forward` plus the utterance means of some hidden states, from one encoder pass.
+
+        Gradients flow through both (layer anchoring trains the encoder's adapters through the means).
+
+        Args:
+            wavs: ``[B, T]`` float32 at 16 kHz.
+            lengths: ``[B]`` valid samples per clip.
+            layers: U hidden-state indices.
+
+        Returns:
+            ``(EmotionOutput, [B, U, D])``.
+        """
+        enc = self.encoder(wavs, lengths)
+        return self._outputs(enc), _layer_means(enc, layers)
+
+    def layer_means(self, wavs: torch.Tensor, lengths: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
+        """Utterance means ``[B, U, D]`` of hidden states ``layers`` (encoder only, with gradients)."""
+        return _layer_means(self.encoder(wavs, lengths), layers)
 
     @torch.no_grad()
     def encode_pooled(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -314,6 +337,11 @@ class EmotionModel(nn.Module):
         return (f"labels={self.labels}, dimensions={self.dimensions}, adapter={self.cfg.adapter.kind!r}, add={list(self.cfg.adapter.add)}, "
                 f"pooling={self.cfg.pooling!r}, "
                 f"featurizer_layer={self.cfg.featurizer_layer}")
+
+
+def _layer_means(enc, layers: Sequence[int]) -> torch.Tensor:
+    """``[B, U, D]`` masked means over frames of ``enc.hidden_states[l]`` for each ``l`` in ``layers``."""
+    return masked_mean(torch.stack([enc.hidden_states[i] for i in layers]), enc.frame_lengths).transpose(0, 1)
 
 
 def _row_seeded_dropout(row_seeds: list[int], salt: int, p: float):

@@ -132,7 +132,8 @@ class Pool:
             raise PoolError(f"split {split!r} has no clips in pool {self.root}; available: {self.splits}")
         return split
 
-    def dataset(self, split: str | None = None, columns: list[str] | None = None) -> ray.data.Dataset:
+    def dataset(self, split: str | None = None, columns: list[str] | None = None,
+                where: dict[str, str] | None = None) -> ray.data.Dataset:
         """The pool (or one split of it) as a Ray Dataset with :data:`POOL_COLUMNS`.
 
         A split reads only its own partition folder. The ``split`` column is a plain string.
@@ -140,6 +141,8 @@ class Pool:
         Args:
             split: ``"train"``, ``"dev"``, ``"test"`` or ``None`` for all.
             columns: subset of :data:`POOL_COLUMNS` to read (default: all, audio included).
+            where: keep only rows whose columns equal these values (``{"language": "en"}``; a list value =
+                any of them, e.g. ``{"utt_id": ids}``), filtered on the workers block by block.
         """
         from ray.data.datasource.partitioning import Partitioning
 
@@ -152,17 +155,28 @@ class Pool:
         partitioning = Partitioning("hive", base_dir=data_dir, field_names=["split"], field_types={"split": str})
         if not self.splits:
             raise PoolError(f"pool {self.root} holds no clips (all quarantined: see quarantine.parquet)")
+        where = _check_where(where, self.root)
+        read = cols + [c for c in where if c not in cols]
         # Columns by name: the reader puts the partition column ("split") last.
-        return read_parquet_dataset(path, filesystem=fs, columns=cols, partitioning=partitioning)
+        ds = read_parquet_dataset(path, filesystem=fs, columns=read, partitioning=partitioning)
+        if where:
+            ds = ds.map_batches(_keep_where, fn_kwargs={"where": where, "columns": cols}, batch_format="pyarrow",
+                                zero_copy_batch=True)
+        return ds
 
-    def metadata(self, columns: list[str] | None = None, split: str | None = None) -> pd.DataFrame:
-        """Pool columns read on the driver with pyarrow; the ``audio`` column only when asked for."""
+    def metadata(self, columns: list[str] | None = None, split: str | None = None,
+                 where: dict[str, str] | None = None) -> pd.DataFrame:
+        """Pool columns read on the driver with pyarrow; the ``audio`` column only when asked for; only rows
+        whose columns equal ``where``'s values when given (as in :meth:`dataset`)."""
         cols = [c for c in POOL_COLUMNS if c != "audio"] if columns is None else _check_columns(columns, self.root)
         fs, path = filesystem(self.data_dir)
         dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT)
         flt = None if split is None else (pc.field("split") == split)
         if split is not None:
             self._split_name(split)
+        for name, value in _check_where(where, self.root).items():
+            term = pc.field(name).isin(value) if isinstance(value, (list, tuple)) else pc.field(name) == value
+            flt = term if flt is None else flt & term
         table = dataset.to_table(columns=cols, filter=flt)
         return table.to_pandas()
 
@@ -272,6 +286,22 @@ def _join_targets(table: pa.Table, targets: pa.Table) -> pa.Table:
             values = pc.take(targets.column(name), idx).cast(table.schema.field(name).type)
             table = table.set_column(table.schema.get_field_index(name), name, values)
     return table
+
+
+def _check_where(where: dict[str, str] | None, root: str) -> dict[str, str]:
+    where = dict(where or {})
+    _check_columns(list(where), root)
+    return where
+
+
+def _keep_where(table: pa.Table, where: dict[str, str], columns: list[str]) -> pa.Table:
+    """Rows of ``table`` whose columns equal ``where``'s values (or are in a list value), ``columns`` only."""
+    keep = None
+    for name, value in where.items():
+        term = (pc.is_in(table.column(name), value_set=pa.array(list(value), table.schema.field(name).type))
+                if isinstance(value, (list, tuple)) else pc.fill_null(pc.equal(table.column(name), value), False))
+        keep = term if keep is None else pc.and_(keep, term)
+    return table.filter(keep).select(columns)
 
 
 def _drop_ids(table: pa.Table, ids: pa.Array) -> pa.Table:

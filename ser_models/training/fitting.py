@@ -21,6 +21,7 @@ from ser_models.metrics import classification_metrics, regression_metrics
 from ser_models.training.batching import (
     ClipSet,
     StreamingClips,
+    collect_clips,
     epoch_batches,
     make_batch,
     plan_batches,
@@ -30,16 +31,60 @@ from ser_models.training.distributed import all_reduce_min, broadcast_flag, rank
 from ser_models.training.schedule import tri_stage_scheduler
 
 
-class _TrainForward(nn.Module):
-    """What DDP wraps: one forward for both input modes, returning ``(logits [B, C], dimensions [B, K])``."""
+@dataclass
+class AnchorFeed:
+    """Unlabelled target-domain clips and where to align them with the training batches (layer anchoring).
 
-    def __init__(self, model: nn.Module):
+    Attributes:
+        clips: the target clips (audio), held; each step draws ``batch_size`` of them at random.
+        groups: anchor layer groups (``ser_models.analysis.anchor_groups``).
+        weight: weight of the CORAL loss next to the emotion loss.
+        batch_size: target clips per step (>= 2).
+    """
+
+    clips: ClipSet
+    groups: list[list[int]]
+    weight: float
+    batch_size: int
+
+    @property
+    def layers(self) -> list[int]:
+        from ser_models.analysis.anchoring import union_layers
+
+        return union_layers(self.groups)
+
+
+def anchor_feed(spec: dict | None, batches) -> AnchorFeed | None:
+    """The :class:`AnchorFeed` of a training run from its ``anchoring`` spec (``groups``, ``weight``,
+    ``batch_size``) and the target clips' numpy batches; None without a spec."""
+    if not spec:
+        return None
+    clips = collect_clips(batches, [], require_labels=False).sorted_by_id()
+    return AnchorFeed(clips, [list(g) for g in spec["groups"]], float(spec["weight"]), int(spec["batch_size"]))
+
+
+class _TrainForward(nn.Module):
+    """What DDP wraps: one forward for both input modes, returning ``(logits [B, C], dimensions [B, K],
+    anchoring loss or None)``. Target clips go through the same call, so DDP syncs the gradients of both."""
+
+    def __init__(self, model: nn.Module, anchor: AnchorFeed | None = None):
         super().__init__()
         self.model = model
+        self.anchor = anchor
 
-    def forward(self, wavs=None, lengths=None, features=None):
-        out = self.model.forward_from_pooled(features) if features is not None else self.model(wavs, lengths)
-        return out.logits, out.dimensions
+    def forward(self, wavs=None, lengths=None, features=None, target_wavs=None, target_lengths=None):
+        if features is not None:
+            out = self.model.forward_from_pooled(features)
+            return out.logits, out.dimensions, None
+        if target_wavs is None:
+            out = self.model(wavs, lengths)
+            return out.logits, out.dimensions, None
+        from ser_models.analysis.anchoring import anchoring_loss
+
+        layers = self.anchor.layers
+        out, source = self.model.forward_with_layer_means(wavs, lengths, layers)
+        target = self.model.layer_means(target_wavs, target_lengths, layers)
+        return out.logits, out.dimensions, anchoring_loss(source, target, self.anchor.groups, layers)
 
 
 @dataclass
@@ -163,7 +208,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         device: torch.device | None = None, class_counts: list[int] | None = None,
         state: FitState | None = None,
         on_epoch_end: Callable[[FitState, nn.Module, torch.optim.Optimizer, object], None] | None = None,
-        log: Callable[[str], None] = print) -> FitState:
+        log: Callable[[str], None] = print, anchor: AnchorFeed | None = None) -> FitState:
     """Train ``model``'s trainable parameters on ``train``; keep the weights with the best dev score.
 
     Args:
@@ -178,6 +223,9 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         on_epoch_end: called on every worker after each epoch (checkpoint + report); must be called by all
             workers the same number of times under Ray Train.
         log: progress lines (rank 0 only).
+        anchor: layer anchoring (audio mode only): every step also encodes a random batch of these unlabelled
+            target clips and adds ``anchor.weight`` x the CORAL loss at the anchor layers. None or weight 0 =
+            plain training (the same batches, the same result).
 
     Returns:
         The final :class:`FitState`; ``model`` holds the best weights.
@@ -216,14 +264,23 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     weights = class_weight_tensor(class_counts, num_classes) if cfg.class_weighted and num_classes else None
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     select = cfg.selection_metric(bool(num_classes), bool(model.cfg.dimensions))
-    wrapped = wrap_ddp(_TrainForward(model), device)
+    if anchor is not None and anchor.weight == 0:
+        anchor = None
+    if anchor is not None and (train.is_features if isinstance(train, ClipSet) else train.feature_shape is not None):
+        raise TrainingError("layer anchoring needs audio (the anchor layers train through the encoder's adapters); "
+                            "it cannot train from the frozen-encoder feature cache")
+    if anchor is not None and len(anchor.clips) < 2:
+        raise TrainingError(f"layer anchoring got {len(anchor.clips)} target clips; it needs at least 2")
+    wrapped = wrap_ddp(_TrainForward(model, anchor), device)
     me = rank()
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.perf_counter()
         rng = seed_epoch(cfg.seed, epoch)
         model.train()
-        total, count = 0.0, 0
+        total, count, coral_total = 0.0, 0, 0.0
         _, batches = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng)
+        # Its own generator: the source batches are the same with and without anchoring.
+        target_rng = np.random.default_rng([cfg.seed, epoch, 1])
         for step in range(steps_per_epoch):
             batch = next(batches, None)
             # Every replica takes the same steps: stop as soon as any shard runs dry (a streamed shard's
@@ -231,8 +288,14 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             if all_reduce_min(batch is not None) == 0:
                 break
             batch = batch.to(device)
-            logits, dims = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features)
+            target = _target_batch(anchor, cfg, target_rng, device) if anchor is not None else None
+            logits, dims, coral = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features,
+                                          target_wavs=None if target is None else target.wavs,
+                                          target_lengths=None if target is None else target.lengths)
             loss = training_loss(logits, dims, batch, loss_fn, cfg)
+            if coral is not None:
+                loss = loss + anchor.weight * coral
+                coral_total += float(coral.detach()) * len(batch.ids)
             if not torch.isfinite(loss.detach()):
                 shown = ", ".join(map(repr, list(batch.ids)[:8]))
                 raise TrainingError(f"non-finite training loss ({float(loss.detach())}) at epoch {epoch + 1}, step "
@@ -249,6 +312,8 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         # train_clips: what this replica saw (its shard); the loss is its mean over them.
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "train_clips": count,
                   "train_seconds": time.perf_counter() - t0}
+        if anchor is not None:
+            record["train_coral"] = coral_total / max(count, 1)
         stop = False
         if me == 0:
             if dev is not None and len(dev):
@@ -265,6 +330,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
                 state.bad_epochs += 1
             stop = cfg.early_stopping_patience > 0 and state.bad_epochs >= cfg.early_stopping_patience
             log("  epoch {epoch:>3}  loss {train_loss:.4f}".format(**record)
+                + (f"  coral {record['train_coral']:.2e}" if "train_coral" in record else "")
                 + (f"  dev UA {record['dev_ua']:.3f} WA {record['dev_wa']:.3f}" if "dev_ua" in record else "")
                 + (f"  dev CCC {record['dev_ccc']:.3f}" if "dev_ccc" in record else "")
                 + f"  ({record['train_seconds']:.1f}s)" + ("  early stop" if stop else ""))
@@ -281,6 +347,13 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     if state.best_weights is not None:
         load_trainable_weights(model, state.best_weights)
     return state
+
+
+def _target_batch(anchor: AnchorFeed, cfg: TrainConfig, rng: np.random.Generator, device: torch.device):
+    """A random batch of ``anchor.batch_size`` target clips, cropped like training clips."""
+    n = len(anchor.clips)
+    index = rng.choice(n, size=anchor.batch_size, replace=n < anchor.batch_size)
+    return make_batch(anchor.clips, index, int(cfg.max_crop_seconds * 16000), rng).to(device)
 
 
 def _apply_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, base_lrs: list[float],

@@ -14,6 +14,7 @@ from ser_models.io import exists, storage_path, write_json_atomic
 from ser_models.training.batching import StreamingClips, collect_clips
 from ser_models.training.fitting import (
     FitState,
+    anchor_feed,
     epoch_row,
     evaluate,
     final_row,
@@ -36,7 +37,7 @@ def _clips(ds, labels, feature_shape, dimensions=()):
 def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, class_counts=None,
                      feature_shape=None, init_checkpoint=None, threads: int = 1, use_gpu: bool = False,
                      verbose: bool = True, stream_rows: int | None = None, stream_window: int = 256,
-                     report=None) -> dict:
+                     report=None, anchoring: dict | None = None) -> dict:
     """Fit in this process; returns the same metrics dict as the Ray Train worker and leaves the model in
     ``output_dir/checkpoint``. With ``stream_rows`` the training set is read from Ray Data every epoch, one
     decoded window of ``stream_window`` clips at a time (:class:`StreamingClips`), instead of held.
@@ -86,8 +87,10 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
         if report is not None:
             report(epoch_row(st, counts))
 
+    anchor = anchor_feed(anchoring, datasets["anchor_target"].iter_batches(batch_size=256, batch_format="numpy")
+                         if anchoring else None)
     state = fit(model, train, dev, train_cfg, device=device, class_counts=class_counts, state=state,
-                on_epoch_end=on_epoch_end, log=print if verbose else (lambda _: None))
+                on_epoch_end=on_epoch_end, log=print if verbose else (lambda _: None), anchor=anchor)
     result = {
         "history": state.history, "best_epoch": state.best_epoch, "best_dev_ua": state.best_ua,
         "dev": evaluate(model, dev, train_cfg, device) if dev is not None and len(dev) else None,

@@ -13,6 +13,7 @@ from ser_models.training.batching import StreamingClips, collect_clips
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import (
     FitState,
+    anchor_feed,
     epoch_row,
     evaluate,
     final_row,
@@ -44,7 +45,8 @@ def train_loop_per_worker(config: dict) -> dict:
 
     Args:
         config: ``{"model": ModelConfig dict, "train": TrainConfig dict, "feature_shape": [L, D] | None,
-            "class_counts": [C], "init_checkpoint": dir | None, "threads": int}``.
+            "class_counts": [C], "init_checkpoint": dir | None, "threads": int, "anchoring": {"groups",
+            "weight", "batch_size"} | None}`` (anchoring reads the ``anchor_target`` dataset).
 
     Returns:
         On rank 0: ``{"history", "best_epoch", "best_dev_ua", "dev", "test"}`` (Ray Train hands it to the
@@ -89,6 +91,11 @@ def train_loop_per_worker(config: dict) -> dict:
         dev = _shard_clips("dev", labels, feature_shape, dims) if rank == 0 else None
         test = _shard_clips("test", labels, feature_shape, dims) if rank == 0 else None
 
+    anchor = None
+    if config.get("anchoring"):  # unlabelled target clips, whole on every worker (not split)
+        target = ray.train.get_dataset_shard("anchor_target")
+        anchor = anchor_feed(config["anchoring"], target.iter_batches(batch_size=64, batch_format="numpy"))
+
     state = FitState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -110,7 +117,7 @@ def train_loop_per_worker(config: dict) -> dict:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
     state = fit(model, train, dev, train_cfg, device=device, class_counts=config.get("class_counts"),
-                state=state, on_epoch_end=on_epoch_end, log=print if rank == 0 else (lambda _: None))
+                state=state, on_epoch_end=on_epoch_end, log=print if rank == 0 else (lambda _: None), anchor=anchor)
     if rank != 0:
         ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=None)  # every rank reports equally
         return {}

@@ -40,6 +40,9 @@ from ser_models.training.batching import training_columns
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
 
+#: Columns of the unlabelled target clips that layer anchoring reads.
+ANCHOR_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples"]
+
 
 @dataclass
 class TrainResult:
@@ -56,7 +59,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
                 output_dir: str | Path, *, class_counts: list[int] | None = None,
                 feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
                 run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True,
-                report=None, callbacks: list | None = None) -> TrainResult:
+                report=None, callbacks: list | None = None, anchoring: dict | None = None) -> TrainResult:
     """Fine-tune with Ray Train (or return the finished result of an earlier identical call).
 
     Args:
@@ -76,6 +79,9 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         report: ``in_process`` only: called with every epoch's metrics row and the final row (a Tune trial
             passes ``ray.tune.report``).
         callbacks: Ray Train V2 ``UserCallback`` s for the run (a Tune trial passes ``TuneReportCallback``).
+        anchoring: layer anchoring, ``{"groups", "weight", "batch_size"}``: ``datasets["anchor_target"]``
+            (unlabelled target-domain pool rows) is held whole by every worker and aligned with the training
+            batches at the anchor layers (:class:`~ser_models.training.fitting.AnchorFeed`).
 
     Returns:
         A :class:`TrainResult`; ``metrics`` has ``history``, ``best_epoch``, ``dev`` and ``test``.
@@ -93,7 +99,10 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     if "train" not in datasets:
         raise TrainingError("datasets must contain 'train'")
     columns = training_columns(feature_shape is not None, model_cfg.dimensions)
-    feeds = {name: ds.select_columns(columns) for name, ds in datasets.items() if ds is not None}
+    if anchoring and "anchor_target" not in datasets:
+        raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")
+    feeds = {name: ds.select_columns(columns if name != "anchor_target" else ANCHOR_COLUMNS)
+             for name, ds in datasets.items() if ds is not None}
     if train_rows is None:
         train_rows = feeds["train"].count()
     if scaling.backend == "in_process":
@@ -104,7 +113,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
                                    feature_shape=feature_shape, init_checkpoint=init_checkpoint,
                                    threads=scaling.cpus_per_worker, use_gpu=scaling.use_gpu, verbose=verbose,
                                    stream_rows=train_rows if train_rows > scaling.stream_above_clips else None,
-                                   stream_window=scaling.stream_window, report=report)
+                                   stream_window=scaling.stream_window, report=report, anchoring=anchoring)
         return _finish(model_cfg, output_dir, metrics, time.perf_counter() - t0)
     for ds in feeds.values():
         # Progress bars of datasets fed to workers would interleave with the epoch lines.
@@ -116,6 +125,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         "class_counts": class_counts,
         "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
         "threads": scaling.cpus_per_worker,
+        "anchoring": anchoring,
     }
     result, seconds, staging = run_torch_trainer(train_loop_per_worker, loop_config, scaling, feeds, output_dir,
                                                  run_name, train_rows=train_rows, callbacks=callbacks)

@@ -67,7 +67,7 @@ class TrackingConfig:
 class SweepConfig:
     """A Ray Tune sweep over any keys of a base job's config."""
 
-    base: str = field(help="the job each trial runs: finetune | after")
+    base: str = field(help="the job each trial runs: finetune | anchor (cross-lingual layer anchoring) | after")
     output_dir: str = field(speed_only=True,
                             help="sweep folder (local path or s3://, gs://); rerun the same command to resume")
     config: dict[str, Any] = field(default_factory=dict, help="the base job's full config (as in its own YAML)")
@@ -90,8 +90,8 @@ class SweepConfig:
     top_k: int = field(5, speed_only=True, help="trials printed in the leaderboard")
 
     def __post_init__(self):
-        if self.base not in ("finetune", "after"):
-            raise ConfigError(f"base must be 'finetune' or 'after', got {self.base!r}")
+        if self.base not in ("finetune", "anchor", "after"):
+            raise ConfigError(f"base must be 'finetune', 'anchor' or 'after', got {self.base!r}")
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode must be 'max' or 'min', got {self.mode!r}")
         if self.search_alg not in SEARCH_ALGS:

@@ -15,7 +15,7 @@ from ser_models.tune.targets import TARGETS
 
 #: How a trial's ranking value is read from its reports: finetune keeps its best epoch's model, so the best
 #: report counts; an AL loop's area under the curve is only complete at its last round.
-RANK_BY = {"finetune": "best", "after": "last"}
+RANK_BY = {"finetune": "best", "anchor": "best", "after": "last"}
 
 
 def curves(grid, plan) -> dict[str, pd.DataFrame]:

@@ -82,13 +82,13 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
     metric = cfg.metric or (target.default_metric if base_cfg.model.labels else DIMENSIONAL_DEFAULT_METRIC[cfg.base])
     if metric not in target.metrics:
         raise ConfigError(f"metric {metric!r} is not reported by base {cfg.base}; choose one of {target.metrics}")
-    if cfg.base == "finetune" and metric.startswith("dev_") and not base_cfg.dev_split:
+    if target.fits and metric.startswith("dev_") and not base_cfg.dev_split:
         raise ConfigError(f"metric {metric!r} needs a dev split: config.dev_split is empty")
     max_t = cfg.scheduler.max_t or _max_time(target, schema, base_dict, params)
     if check_pool and "pool_dir" not in {p.key for p in params}:  # a wrong pool or label fails here, not per trial
         from ser_models.data import Pool
 
-        splits = ((base_cfg.train_split, base_cfg.dev_split, base_cfg.test_split) if cfg.base == "finetune"
+        splits = ((base_cfg.train_split, base_cfg.dev_split, base_cfg.test_split) if target.fits
                   else ("dev", "test"))
         Pool.open(base_cfg.pool_dir).check_targets(base_cfg.model, splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
@@ -342,7 +342,7 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
                                         # An in-process fit is the whole trial: its process can serve the
                                         # next one. A stopped Ray Train or AL-loop trial must die with its
                                         # process, which owns its Train controller or scoring actors.
-                                        reuse_actors=(cfg.base == "finetune"
+                                        reuse_actors=(TARGETS[cfg.base].fits
                                                       and plan.base_cfg.scaling.backend == "in_process"
                                                       and all(p.key != "scaling.backend" for p in plan.params)),
                                         trial_dirname_creator=lambda trial: trial.trial_id),

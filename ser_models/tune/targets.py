@@ -45,7 +45,7 @@ class Target:
     """A base job a sweep can run.
 
     Attributes:
-        name: ``finetune`` or ``after``.
+        name: ``finetune``, ``anchor`` or ``after``.
         time_attr: the reported counter the scheduler's rungs are measured in.
         default_metric: the metric when the sweep names none.
         metrics: metrics this target reports (a sweep's ``metric`` must be one of them).
@@ -61,32 +61,44 @@ class Target:
             from jobs.finetune import FinetuneJobConfig
 
             return FinetuneJobConfig
+        if self.name == "anchor":
+            from jobs.anchor import AnchorJobConfig
+
+            return AnchorJobConfig
         from jobs.after import AfterJobConfig
 
         return AfterJobConfig
 
+    @property
+    def fits(self) -> bool:
+        """True for bases whose trial is one fit reporting per epoch (``finetune``, ``anchor``)."""
+        return self.name in EPOCH_BASES
+
     def trial_fn(self):
-        return finetune_trial if self.name == "finetune" else after_trial
+        return {"finetune": finetune_trial, "anchor": anchor_trial}.get(self.name, after_trial)
 
     def max_time(self, cfg) -> int:
         """The largest value of ``time_attr`` a trial with job config ``cfg`` can reach."""
-        if self.name == "finetune":
+        if self.fits:
             return int(cfg.train.epochs)
         return len(cfg.active.budget_fractions)
 
 
 _DIMENSION_METRICS = tuple(f"dev_{m}_{d}" for m in ("ccc", "pearson", "rmse")
                            for d in ("arousal", "valence", "dominance"))
+#: Bases whose trial is one fit that reports every epoch.
+EPOCH_BASES = ("finetune", "anchor")
+_FIT_METRICS = ("dev_ua", "dev_wa", "dev_macro_f1", "train_loss", "dev_ccc", "dev_ua_plus_ccc", *_DIMENSION_METRICS)
 TARGETS = {
-    "finetune": Target("finetune", "epoch", "dev_ua",
-                       ("dev_ua", "dev_wa", "dev_macro_f1", "train_loss", "dev_ccc", "dev_ua_plus_ccc",
-                        *_DIMENSION_METRICS)),
+    "finetune": Target("finetune", "epoch", "dev_ua", _FIT_METRICS),
+    # dev = the target language's dev clips by default (jobs.anchor's dev_on)
+    "anchor": Target("anchor", "epoch", "dev_ua", (*_FIT_METRICS, "train_coral")),
     "after": Target("after", "round", "alc_test_ua",
                     ("alc_test_ua", "alc_dev_ua", "test_ua", "dev_ua", "test_wa", "dev_wa",
                      "alc_test_ccc", "alc_dev_ccc", "test_ccc", "dev_ccc")),
 }
 #: The default metric of a base job whose model has no classes (``model.labels: []``).
-DIMENSIONAL_DEFAULT_METRIC = {"finetune": "dev_ccc", "after": "alc_test_ccc"}
+DIMENSIONAL_DEFAULT_METRIC = {"finetune": "dev_ccc", "anchor": "dev_ccc", "after": "alc_test_ccc"}
 
 
 def trial_config(spec: TrialSpec, config: Mapping[str, Any], trial_id: str):
@@ -97,12 +109,22 @@ def trial_config(spec: TrialSpec, config: Mapping[str, Any], trial_id: str):
     return cfg
 
 
-def finetune_trial(config: dict, spec: TrialSpec) -> None:
-    """Tune function trainable for ``base: finetune`` (see the module docstring)."""
+def anchor_trial(config: dict, spec: TrialSpec) -> None:
+    """Tune function trainable for ``base: anchor`` (cross-lingual layer anchoring): as ``finetune``."""
+    from jobs.anchor import run_anchor
+
+    finetune_trial(config, spec, run=run_anchor)
+
+
+def finetune_trial(config: dict, spec: TrialSpec, run=None) -> None:
+    """Tune function trainable for ``base: finetune`` (see the module docstring); ``run`` = the base job's
+    ``run_*`` function (default ``jobs.finetune.run_finetune``)."""
     from ray import tune
 
-    from jobs.finetune import run_finetune
     from ser_models.training.fitting import final_row
+
+    if run is None:
+        from jobs.finetune import run_finetune as run
 
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(spec, config, trial_id)
@@ -113,11 +135,11 @@ def finetune_trial(config: dict, spec: TrialSpec) -> None:
         adopt_checkpoint(tune.get_checkpoint(), cfg.output_dir, trial_id)
         report = _checkpointing_report(cfg.output_dir, trial_id)
     if cfg.scaling.backend == "in_process":
-        result = run_finetune(cfg, verbose=False, run_name=f"trial_{trial_id}", report=report)
+        result = run(cfg, verbose=False, run_name=f"trial_{trial_id}", report=report)
     else:
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        result = run_finetune(cfg, verbose=False, run_name=f"trial_{trial_id}", callbacks=[TuneReportCallback()])
+        result = run(cfg, verbose=False, run_name=f"trial_{trial_id}", callbacks=[TuneReportCallback()])
     if result.resumed:  # finished before a restart: report its final row again so Tune sees the metric
         tune.report(final_row(result.metrics))
 

@@ -26,6 +26,8 @@ JOBS = {
     "after_": ("after", "AfterJobConfig"),
     "sweep_": ("sweep", "SweepConfig"),
     "adapt_": ("adapt", "AdaptJobConfig"),
+    "layer_analysis_": ("layer_analysis", "LayerAnalysisJobConfig"),
+    "anchor_": ("anchor", "AnchorJobConfig"),
 }
 
 CONFIGS = sorted(p for ext in ("*.yaml", "*.yml") for p in CONFIG_DIR.rglob(ext))

@@ -1,0 +1,201 @@
+"""Cross-lingual layer anchoring: align source- and target-language features at chosen encoder layers.
+
+While the emotion loss trains on labelled source-language clips, each step also encodes a batch of
+*unlabelled* target-language clips; at every anchor (one layer, or a group of consecutive layers whose
+utterance means are averaged: LAM-GL) a CORAL loss pulls the two batches' feature covariances together. The
+gradient reaches the encoder only through trainable encoder weights (LoRA, bottleneck adapters, full), so
+anchoring needs ``model.adapter.kind`` other than ``frozen``.
+
+References:
+    Upadhyay, Busso, Lee, 2024. A Layer-Anchoring Strategy for Enhancing Cross-Lingual Speech Emotion
+    Recognition. arXiv:2407.04966.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ser_models.analysis.coral import coral_loss
+from ser_models.analysis.similarity import ANCHOR_MODES
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+#: ``anchoring.auto`` values.
+AUTO_MODES = ("off", *ANCHOR_MODES)
+
+
+@dataclass
+class AnchoringConfig:
+    """Where and how strongly source and target features are aligned (``anchoring`` in ``jobs.anchor``)."""
+
+    weight: float = field(1.0e5, help="weight of the CORAL loss next to the emotion loss (0 = train on the "
+                          "source language alone, the no-anchoring baseline). CORAL is divided by 4 D^2, so it is "
+                          "tiny on wide layers (~1e-6 on Whisper-tiny's D = 384; each epoch's log line prints it): "
+                          "pick the weight that makes weight x CORAL about 0.1-1x the emotion loss")
+    layers: list[int] = field(default_factory=lambda: [2],
+                              help="anchor layers (hidden-state index: 0 = the encoder's input embedding, "
+                                   "negative from the end); one = single-layer anchoring, several = several "
+                                   "anchors; ignored when anchoring.auto chooses them")
+    group_size: int = field(1, help="each anchor aligns the mean of this many consecutive layers starting at it "
+                            "(group-layer anchoring, LAM-GL); 1 = single layers")
+    auto: str = field("off", help="off | most_similar | least_similar: choose anchoring.top_k anchors from the "
+                      "per-layer CKA of source and target clips of the same classes, measured before training")
+    top_k: int = field(1, help="anchors chosen by anchoring.auto")
+    similarity_clips_per_class: int = field(48, help="anchoring.auto: clips per class and language encoded for "
+                                            "the CKA measurement")
+    max_target_clips: int = field(1024, help="unlabelled target-language training clips held for anchoring "
+                                  "(a random sample when the target language has more)")
+    target_batch_size: int = field(0, help="target clips encoded per step (0 = train.batch_size)")
+
+    def __post_init__(self):
+        if not self.weight >= 0:
+            raise ConfigError(f"anchoring.weight must be >= 0, got {self.weight!r}")
+        if self.auto not in AUTO_MODES:
+            raise ConfigError(f"anchoring.auto must be one of {list(AUTO_MODES)}, got {self.auto!r}")
+        if self.auto == "off" and not self.layers:
+            raise ConfigError("anchoring.layers is empty and anchoring.auto=off: name the anchor layers")
+        for key in ("group_size", "top_k", "similarity_clips_per_class", "max_target_clips"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"anchoring.{key} must be >= 1, got {getattr(self, key)}")
+        if self.target_batch_size < 0:
+            raise ConfigError(f"anchoring.target_batch_size must be >= 0, got {self.target_batch_size}")
+        if self.target_batch_size == 1:
+            raise ConfigError("anchoring.target_batch_size must be >= 2 (a covariance needs two clips) or 0")
+
+
+def anchor_groups(layers: list[int], group_size: int, num_layers: int) -> list[list[int]]:
+    """The layer groups aligned by CORAL: ``[[l, l+1, ..., l+g-1] for each anchor l]``.
+
+    Args:
+        layers: anchor layers (negative = from the end).
+        group_size: g, consecutive layers per group.
+        num_layers: L, the encoder's hidden-state count.
+
+    Raises:
+        ConfigError: an anchor or its group falls outside ``0..L-1`` (naming the key and the range).
+    """
+    groups = []
+    for raw in layers:
+        if not -num_layers <= int(raw) < num_layers:
+            raise ConfigError(f"anchoring.layers holds {raw}, outside the encoder's {num_layers} hidden states "
+                              f"({-num_layers}..{num_layers - 1})")
+        start = int(raw) % num_layers
+        if start + group_size > num_layers:
+            raise ConfigError(f"anchor layer {raw} with anchoring.group_size={group_size} runs past the last hidden "
+                              f"state ({num_layers - 1}): lower one of them")
+        groups.append(list(range(start, start + group_size)))
+    return groups
+
+
+def anchoring_loss(source: torch.Tensor, target: torch.Tensor, groups: list[list[int]],
+                   layers: list[int]) -> torch.Tensor:
+    """Mean CORAL loss over the anchor groups.
+
+    Args:
+        source: ``[Bs, U, D]`` utterance means of the source batch at ``layers`` (U layers, in that order).
+        target: ``[Bt, U, D]`` the same for the target batch.
+        groups: anchor groups from :func:`anchor_groups` (every layer in ``layers``).
+        layers: which hidden state each of the U columns is.
+
+    Returns:
+        A scalar tensor.
+    """
+    where = {layer: i for i, layer in enumerate(layers)}
+    terms = []
+    for group in groups:
+        cols = [where[layer] for layer in group]
+        terms.append(coral_loss(source[:, cols].mean(1), target[:, cols].mean(1)))
+    return torch.stack(terms).mean()
+
+
+def union_layers(groups: list[list[int]]) -> list[int]:
+    """Sorted distinct layers of all groups (the hidden states the model must pool)."""
+    return sorted({layer for group in groups for layer in group})
+
+
+def encode_sample(pool, split: str, where: dict, model_cfg, per_class: int, seed: int = 0,
+                  threads: int = 1):
+    """Per-layer utterance means of a class-balanced sample of a split's clips, encoded in this process.
+
+    Reads at most ``per_class`` clips of each of ``model.labels`` (a bounded sample, never the pool) with the
+    encoder as configured, adapters off (the pretrained layers that anchoring chooses from).
+
+    Returns:
+        ``(features [N, L, D] float32, labels [N] class names)``.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from ser_models.model import EmotionModel
+    from ser_models.training.batching import collect_clips, make_batch, plan_batches
+
+    meta = pool.metadata(columns=["utt_id", "label"], split=split, where=where)
+    meta = meta[meta["label"].isin(list(model_cfg.labels))]
+    picked = meta.sample(frac=1.0, random_state=seed).groupby("label").head(per_class)
+    if picked.empty:
+        return np.zeros((0, 0, 0), np.float32), np.zeros(0, dtype=object)
+    rows = pool.metadata(columns=["utt_id", "label", "audio", "audio_format"], split=split,
+                         where={**where, "utt_id": picked["utt_id"].tolist()})
+    clips = collect_clips([{c: rows[c].to_numpy() for c in rows.columns}], model_cfg.labels).sorted_by_id()
+    torch.set_num_threads(max(int(threads), 1))
+    model = EmotionModel(dataclasses.replace(model_cfg, adapter=dataclasses.replace(model_cfg.adapter, kind="frozen",
+                                                                                     add=[]))).eval()
+    out = np.zeros((len(clips), model.encoder.num_layers, model.encoder.hidden_size), np.float32)
+    with torch.no_grad():
+        for index in plan_batches(clips.lengths(), 8, None):
+            b = make_batch(clips, index, 20 * 16000, None)
+            out[index] = model.encode_pooled(b.wavs, b.lengths).float().numpy()
+    names = np.asarray([model_cfg.labels[i] for i in clips.labels], dtype=object)
+    return out, names
+
+
+def choose_anchors(pool, cfg: AnchoringConfig, model_cfg, split: str, column: str, source: str,
+                   target: str, seed: int = 0, log=print) -> dict:
+    """Anchor layers from the per-layer CKA of source and target clips of the same classes (``anchoring.auto``).
+
+    Returns:
+        ``{"layers": anchors, "mode", "diagonal": [L] per-layer CKA, "cka": [L, L], "pairs"}``.
+    """
+    from ser_models.analysis.similarity import layer_similarity, suggest_anchors
+
+    fa, la = encode_sample(pool, split, {column: source}, model_cfg, cfg.similarity_clips_per_class, seed)
+    fb, lb = encode_sample(pool, split, {column: target}, model_cfg, cfg.similarity_clips_per_class, seed)
+    sim = layer_similarity(fa, la, fb, lb, repeats=5, seed=seed)
+    diag = [float(x) for x in sim["cka"].diagonal()]
+    layers = suggest_anchors(diag, cfg.top_k, cfg.auto)
+    log(f"  layer CKA {source} vs {target} ({sim['pairs']} class-matched pairs): "
+        + " ".join(f"L{i}={x:.2f}" for i, x in enumerate(diag)) + f" -> anchors ({cfg.auto}) {layers}")
+    return {"layers": layers, "mode": cfg.auto, "diagonal": diag, "cka": sim["cka"].tolist(), "pairs": sim["pairs"]}
+
+
+def resolve_anchors(pool, cfg: AnchoringConfig, model_cfg, split: str, column: str, source: str, target: str,
+                    record_path, num_layers: int, seed: int = 0, log=print) -> dict:
+    """The anchor groups of a run: from ``anchoring.layers`` or measured (``anchoring.auto``), recorded once.
+
+    The choice is written to ``record_path`` (``anchors.json``) and read back by a resumed run, so a rerun
+    trains with the same anchors without encoding the sample again.
+
+    Args:
+        num_layers: L, the encoder's hidden states.
+
+    Returns:
+        ``{"groups": [[layer, ...], ...], "layers": anchors, "mode": off | most_similar | least_similar, ...}``
+        (measured choices add the per-layer CKA).
+    """
+    from ser_models.io import exists, read_json, write_json_atomic
+
+    if exists(record_path):
+        return read_json(record_path)
+    if cfg.auto == "off":
+        record = {"layers": [int(x) % num_layers for x in cfg.layers], "mode": "off"}
+        anchor_groups(cfg.layers, cfg.group_size, num_layers)  # validates before anything is written
+    else:
+        record = choose_anchors(pool, cfg, model_cfg, split, column, source, target, seed=seed, log=log)
+        # A group that would run past the last layer starts lower instead (the top layer's group ends there).
+        record["layers"] = sorted({min(x, num_layers - cfg.group_size) for x in record["layers"]})
+    record["groups"] = anchor_groups(record["layers"], cfg.group_size, num_layers)
+    write_json_atomic(record_path, record)
+    return record
