@@ -70,7 +70,9 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]
     counts = [int((labels == name).sum()) for name in cfg.model.labels] or None
+    inputs = describe_inputs(cfg.model, pool, cfg.train_split)
     if verbose:
+        print(f"inputs: {inputs['inputs']}" + (f" ({inputs['note']})" if inputs.get("note") else ""))
         print(f"pool {cfg.pool_dir}: {len(labels)} training clips"
               + (", per class " + ", ".join(f"{n}={c}" for n, c in zip(cfg.model.labels, counts)) if counts else "")
               + (f"; dimensions {', '.join(cfg.model.dimensions)}" if cfg.model.dimensions else ""))
@@ -82,6 +84,7 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts,
                          train_rows=len(labels), run_name=run_name, verbose=verbose, report=report,
                          callbacks=callbacks, init_checkpoint=cfg.init_checkpoint or None)
+    result.metrics.update(inputs)
     if not verbose:
         return result
     m = result.metrics
@@ -89,6 +92,18 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     print(f"best epoch {m['best_epoch']}; checkpoint {result.checkpoint_dir}; "
           f"total {time.perf_counter() - t0:.1f}s")
     return result
+
+
+def describe_inputs(model_cfg, pool, split: str) -> dict:
+    """Which inputs the model reads: ``{"inputs": "audio" | "audio+text", "note"}``; with a text branch, how many
+    of the split's clips have a transcript (the others read as empty text)."""
+    if not model_cfg.text.enabled:
+        return {"inputs": "audio"}
+    texts = pool.metadata(columns=["transcript"], split=split)["transcript"]
+    have = int(texts.fillna("").astype(str).str.strip().astype(bool).sum())
+    note = f"text branch {model_cfg.text.source}: {have} of {len(texts)} {split} clips have a transcript"
+    return {"inputs": "audio+text" if have else "audio (no transcripts; the text branch reads empty text)",
+            "note": note, "transcribed_clips": have}
 
 
 def _check_init_checkpoint(cfg: FinetuneJobConfig) -> None:
@@ -105,11 +120,11 @@ def _check_init_checkpoint(cfg: FinetuneJobConfig) -> None:
     if not exists(meta_path):
         raise CheckpointError(f"init_checkpoint={cfg.init_checkpoint!r} holds no model.json (expected a model "
                               "checkpoint folder, e.g. <run>/checkpoint)")
-    stored = read_json(meta_path)["config"]
     mine = to_dict(cfg.model)
+    stored = {**to_dict(ModelConfig()), **read_json(meta_path)["config"]}  # keys added since: their defaults
     # Head dropout, input norm and the like change no weight shape but do change what the weights mean.
     differ = [k for k in ("encoder", "adapter", "featurizer_layer", "pooling", "head_hidden", "head_input_norm",
-                          "labels", "dimensions") if stored.get(k) != mine.get(k)]
+                          "labels", "dimensions", "text") if stored.get(k) != mine.get(k)]
     if differ:
         raise CheckpointError(f"init_checkpoint={cfg.init_checkpoint!r} was trained with another model: "
                               + ", ".join(f"model.{k} {stored.get(k)!r} there, {mine.get(k)!r} here" for k in differ))

@@ -20,6 +20,7 @@ from torch import nn
 from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, parameter_report
 from ser_models.config import field, from_dict, to_dict
 from ser_models.encoders import EncoderConfig, LayerFeaturizer, build_encoder
+from ser_models.encoders.text import TextConfig, TextEncoder
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.heads import POOLINGS, EmotionHead, build_pooling, check_dimensions, masked_mean
 from ser_models.io import exists, filesystem, read_json, write_bytes_atomic, write_json_atomic
@@ -50,6 +51,8 @@ class ModelConfig:
     dimension_range: list[float] = field(default_factory=lambda: [1.0, 5.0],
                                          help="[low, high] of the dimensional rating scale: predictions stay "
                                               "inside it, labels outside it are refused")
+    text: TextConfig = field(default_factory=TextConfig, help="text branch over the pool's transcripts, fused "
+                             "with the pooled audio in front of the head (source '' = audio only)")
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -114,7 +117,10 @@ class EmotionModel(nn.Module):
         self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
         self.pooling = build_pooling(cfg.pooling, self.encoder.hidden_size)
         self.dimensions = list(cfg.dimensions)
-        self.head = EmotionHead(self.pooling.output_dim, len(self.labels), cfg.head_hidden, cfg.head_dropout,
+        # Text branch: its pooled vector is concatenated with the audio's in front of the head.
+        self.text = TextEncoder(cfg.text) if cfg.text.enabled else None
+        fused = self.pooling.output_dim + (self.text.hidden_size if self.text is not None else 0)
+        self.head = EmotionHead(fused, len(self.labels), cfg.head_hidden, cfg.head_dropout,
                                 input_norm=cfg.head_input_norm, num_dimensions=len(self.dimensions),
                                 value_range=tuple(cfg.dimension_range))
 
@@ -122,25 +128,35 @@ class EmotionModel(nn.Module):
     def num_classes(self) -> int:
         return len(self.labels)
 
-    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> EmotionOutput:
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor,
+                transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
         """Classify padded waveforms.
 
         Args:
             wavs: ``[B, T]`` float32 at 16 kHz.
             lengths: ``[B]`` valid samples per clip.
+            transcripts: B transcripts for the text branch (None, or a None entry, = empty text); ignored
+                without ``model.text``.
 
         Returns:
             :class:`EmotionOutput`.
         """
-        return self._outputs(self.encoder(wavs, lengths))
+        return self._outputs(self.encoder(wavs, lengths), transcripts)
 
-    def _outputs(self, enc) -> EmotionOutput:
+    def _outputs(self, enc, transcripts=None) -> EmotionOutput:
         pooled = self.pooling(self.featurizer(enc.hidden_states), enc.frame_lengths)
+        return self._head(pooled, transcripts)
+
+    def _head(self, pooled: torch.Tensor, transcripts) -> EmotionOutput:
+        if self.text is not None:
+            texts = list(transcripts) if transcripts is not None else [None] * pooled.shape[0]
+            pooled = torch.cat([pooled, self.text(texts).to(pooled.dtype)], dim=-1)
         logits, dims, embedding = self.head(pooled)
         return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
 
-    def forward_with_layer_means(self, wavs: torch.Tensor, lengths: torch.Tensor,
-                                 layers: Sequence[int]) -> tuple[EmotionOutput, torch.Tensor]:
+    def forward_with_layer_means(self, wavs: torch.Tensor, lengths: torch.Tensor, layers: Sequence[int],
+                                 transcripts: Sequence[str | None] | None = None
+                                 ) -> tuple[EmotionOutput, torch.Tensor]:
         """:meth:`forward` plus the utterance means of some hidden states, from one encoder pass.
 
         Gradients flow through both (layer anchoring trains the encoder's adapters through the means).
@@ -154,7 +170,7 @@ class EmotionModel(nn.Module):
             ``(EmotionOutput, [B, U, D])``.
         """
         enc = self.encoder(wavs, lengths)
-        return self._outputs(enc), _layer_means(enc, layers)
+        return self._outputs(enc, transcripts), _layer_means(enc, layers)
 
     def layer_means(self, wavs: torch.Tensor, lengths: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
         """Utterance means ``[B, U, D]`` of hidden states ``layers`` (encoder only, with gradients)."""
@@ -174,11 +190,13 @@ class EmotionModel(nn.Module):
         enc = self.encoder(wavs, lengths)
         return masked_mean(torch.stack(enc.hidden_states), enc.frame_lengths).transpose(0, 1)
 
-    def forward_from_pooled(self, pooled_layers: torch.Tensor) -> EmotionOutput:
+    def forward_from_pooled(self, pooled_layers: torch.Tensor,
+                            transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
         """Classify from cached per-layer means (equal to :meth:`forward` when the encoder is frozen).
 
         Args:
             pooled_layers: ``[B, L, D]`` from :meth:`encode_pooled`.
+            transcripts: as in :meth:`forward`.
 
         Raises:
             ConfigError: ``model.pooling`` is not ``mean`` (attentive pooling needs the frames).
@@ -186,9 +204,7 @@ class EmotionModel(nn.Module):
         if self.cfg.pooling != "mean":
             raise ConfigError(f"forward_from_pooled needs model.pooling=mean (per-layer means commute with the "
                               f"layer weighting); model.pooling={self.cfg.pooling!r} needs frame-level features")
-        pooled = self.featurizer.forward_pooled(pooled_layers)
-        logits, dims, embedding = self.head(pooled)
-        return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
+        return self._head(self.featurizer.forward_pooled(pooled_layers), transcripts)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters with ``requires_grad`` (what the optimizer gets)."""
@@ -334,9 +350,9 @@ class EmotionModel(nn.Module):
                 p.copy_(tensors[n].to(p.device, p.dtype))
 
     def extra_repr(self) -> str:
-        return (f"labels={self.labels}, dimensions={self.dimensions}, adapter={self.cfg.adapter.kind!r}, add={list(self.cfg.adapter.add)}, "
-                f"pooling={self.cfg.pooling!r}, "
-                f"featurizer_layer={self.cfg.featurizer_layer}")
+        return (f"labels={self.labels}, dimensions={self.dimensions}, adapter={self.cfg.adapter.kind!r}, "
+                f"add={list(self.cfg.adapter.add)}, pooling={self.cfg.pooling!r}, "
+                f"featurizer_layer={self.cfg.featurizer_layer}, text={self.cfg.text.source or None!r}")
 
 
 def _layer_means(enc, layers: Sequence[int]) -> torch.Tensor:

@@ -35,6 +35,9 @@ def cache_supported(model_cfg) -> str | None:
         return f"model.adapter.add={list(model_cfg.adapter.add)} changes the encoder (the cache needs none)"
     if model_cfg.pooling != "mean":
         return f"model.pooling={model_cfg.pooling!r} needs frame features (the cache stores mean-pooled layers)"
+    if model_cfg.text.enabled:
+        return f"model.text.source={model_cfg.text.source!r} needs transcripts next to the features (the cache " \
+               "holds audio features only)"
     return None
 
 

@@ -219,7 +219,8 @@ class ActiveLearningLoop:
             ds, shape = self._score_input()
             scores = score_dataset(ds, None, self.active.scorer, model_cfg=to_dict(self.model_cfg),
                                    feature_shape=shape, seed=self.active.seed, verbose=self.verbose,
-                                   in_process=self.in_process, keep_pooled=True)
+                                   in_process=self.in_process, keep_pooled=True,
+                                   transcripts=shape is None and self.model_cfg.text.enabled)
             from ser_models.active.config import StrategyConfig
             from ser_models.active.strategies.base import ScoredPool
 
@@ -278,7 +279,8 @@ class ActiveLearningLoop:
             else:
                 ds, shape = self._score_input()
                 scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
-                                       seed=self.active.seed + r, verbose=self.verbose, in_process=self.in_process)
+                                       seed=self.active.seed + r, verbose=self.verbose, in_process=self.in_process,
+                                       transcripts=shape is None and self.model_cfg.text.enabled)
                 scores.save(scores_path)
             failpoint("after_score")
             seconds["score"] = time.perf_counter() - t0

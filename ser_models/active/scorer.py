@@ -214,8 +214,8 @@ class PoolScorer:
 
     def _forward(self, b):
         if b.features is not None:
-            return self.model.forward_from_pooled(b.features)
-        return self.model(b.wavs, b.lengths)
+            return self.model.forward_from_pooled(b.features, b.transcripts)
+        return self.model(b.wavs, b.lengths, b.transcripts)
 
 
 def _stable_hash(ids) -> int:
@@ -310,7 +310,8 @@ def _unfixed(col) -> np.ndarray:
 
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
                   feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True,
-                  in_process: bool = False, keep_pooled: bool = False, keep_embedding: bool = True) -> Scores:
+                  in_process: bool = False, keep_pooled: bool = False, keep_embedding: bool = True,
+                  transcripts: bool = False) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
     Args:
@@ -325,12 +326,15 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
             ``Scores.pooled`` is an [N, 0] array.
         keep_embedding: gather the [N, E] head embeddings (selection needs them; evaluation does not, and
             then ``Scores.embedding`` is an [N, 0] array).
+        transcripts: also read the ``transcript`` column (a model with a text branch; audio mode).
 
     Returns:
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
     """
     t0 = time.perf_counter()
     columns = SCORE_INPUT_FEATURES if feature_shape is not None else SCORE_INPUT_AUDIO
+    if transcripts:
+        columns = [*columns, "transcript"]
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed)

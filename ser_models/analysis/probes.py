@@ -113,8 +113,8 @@ class ProbeModel(nn.Module):
                                 input_norm=cfg.head_input_norm, num_dimensions=len(cfg.dimensions),
                                 value_range=tuple(cfg.dimension_range))
 
-    def forward_from_pooled(self, pooled_layers: torch.Tensor):
-        """``[B, L, D]`` -> ``EmotionOutput`` (the same computation as ``EmotionModel.forward_from_pooled``)."""
+    def forward_from_pooled(self, pooled_layers: torch.Tensor, transcripts=None):
+        """``[B, L, D]`` -> ``EmotionOutput`` (``EmotionModel.forward_from_pooled`` without a text branch)."""
         from ser_models.model import EmotionOutput
 
         pooled = self.featurizer.forward_pooled(pooled_layers)

@@ -30,6 +30,11 @@ class EncoderConfig:
     allow_download: bool = field(False, help="let a hub id be downloaded; false = local cache only")
     gradient_checkpointing: bool = field(False, help="recompute transformer activations in backward "
                                          "(less memory, ~30% slower); only matters when the encoder trains")
+    student_layers: int = field(0, help="keep only the first N transformer layers of the source (a distilled "
+                                "student's depth: jobs.distill writes the weights for model.encoder.checkpoint); "
+                                "0 = all")
+    student_ffn_ratio: float = field(1.0, help="fraction of feed-forward units the kept layers keep (a student's "
+                                     "width; only with student_layers > 0); 1 = all")
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -42,6 +47,13 @@ class EncoderConfig:
             value = getattr(self, key)
             if isinstance(value, str) and is_local(value) and local_path(value).expanduser().exists():
                 setattr(self, key, str(local_path(value).expanduser().absolute()))
+        if isinstance(self.student_layers, bool) or not isinstance(self.student_layers, int) \
+                or self.student_layers < 0:
+            raise ConfigError(f"model.encoder.student_layers must be an int >= 0, got {self.student_layers!r}")
+        if not 0 < float(self.student_ffn_ratio) <= 1:
+            raise ConfigError(f"model.encoder.student_ffn_ratio must be in (0, 1], got {self.student_ffn_ratio!r}")
+        if self.student_ffn_ratio != 1 and not self.student_layers:
+            raise ConfigError("model.encoder.student_ffn_ratio needs model.encoder.student_layers > 0")
         for key in ("normalize_waveform", "allow_download", "gradient_checkpointing"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"model.encoder.{key} must be true or false, got {getattr(self, key)!r}")

@@ -197,6 +197,10 @@ def build_encoder(cfg: EncoderConfig) -> Encoder:
     # LayerDrop skips layers at random in training, changing how many hidden states come back.
     hf_config.layerdrop = 0.0
     hf_model.config.layerdrop = 0.0
+    if cfg.student_layers:  # a distilled student: the source's first layers, narrower (encoders/student.py)
+        from ser_models.encoders.student import shrink_encoder
+
+        shrink_encoder(family, hf_config, hf_model, cfg.student_layers, float(cfg.student_ffn_ratio))
     if cfg.checkpoint:
         load_encoder_weights(hf_model, cfg.checkpoint)
     if cfg.gradient_checkpointing:

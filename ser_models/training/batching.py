@@ -20,9 +20,10 @@ AUDIO_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples", "label"]
 FEATURE_COLUMNS = ["utt_id", "features", "label"]
 
 
-def training_columns(feature_mode: bool, dimensions: Sequence[str] = ()) -> list[str]:
-    """Columns a training or evaluation feed reads: inputs, ``label`` and the model's dimensions."""
-    return [*(FEATURE_COLUMNS if feature_mode else AUDIO_COLUMNS), *dimensions]
+def training_columns(feature_mode: bool, dimensions: Sequence[str] = (), text: bool = False) -> list[str]:
+    """Columns a training or evaluation feed reads: inputs, ``label``, the model's dimensions and, with a
+    text branch, ``transcript``."""
+    return [*(FEATURE_COLUMNS if feature_mode else AUDIO_COLUMNS), *dimensions, *(["transcript"] if text else [])]
 
 
 @dataclass
@@ -36,6 +37,7 @@ class ClipSet:
         features: [N, L, D] float32 pooled per-layer features (frozen-encoder cache mode), or None.
         targets: [N, K] float32 dimensional values (``model.dimensions`` order), NaN where unknown; [N, 0]
             without dimensional outputs.
+        transcripts: N transcripts (None where a clip has none) when the feed carried them, else None.
     """
 
     ids: list[str] = field(default_factory=list)
@@ -43,6 +45,7 @@ class ClipSet:
     audio: list[np.ndarray] | None = None
     features: np.ndarray | None = None
     targets: np.ndarray | None = None
+    transcripts: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.targets is None:
@@ -57,6 +60,7 @@ class ClipSet:
             audio=None if self.audio is None else [self.audio[i] for i in index],
             features=None if self.features is None else self.features[index],
             targets=self.targets[index],
+            transcripts=None if self.transcripts is None else [self.transcripts[i] for i in index],
         )
 
     def __len__(self) -> int:
@@ -104,8 +108,11 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     audio: list[np.ndarray] = []
     feats: list[np.ndarray] = []
     targets: list[np.ndarray] = []
+    texts: list[str | None] | None = None
     for batch in batches:
         batch_ids = [str(x) for x in batch["utt_id"]]
+        if "transcript" in batch:
+            texts = (texts or []) + [t if isinstance(t, str) else None for t in batch["transcript"]]
         batch_labels = batch.get("label") if index else None
         if dimensions:
             targets.append(_dimension_values(batch, batch_ids, dimensions, require_labels))
@@ -134,7 +141,7 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
         ids.extend(batch_ids)
     clips = ClipSet(ids=ids, labels=np.asarray(ys, np.int64),
                     targets=(np.concatenate(targets) if targets else np.zeros((0, len(dimensions)), np.float32))
-                    if dimensions else None)
+                    if dimensions else None, transcripts=texts if texts is not None and len(texts) == len(ids) else None)
     if feature_shape is not None:
         clips.features = (np.stack(feats) if feats else np.zeros((0, *feature_shape), np.float32))
     else:
@@ -165,7 +172,7 @@ def _dimension_values(batch: dict, ids: list[str], dimensions: list[str], requir
 class Batch:
     """One model batch. ``wavs`` [B, T] float32 in [-1, 1] and ``lengths`` [B] samples in audio mode;
     ``features`` [B, L, D] in feature mode; ``labels`` [B] (-1 unknown); ``targets`` [B, K] dimensional
-    values (NaN unknown; K = 0 without dimensions); ``ids`` [B]."""
+    values (NaN unknown; K = 0 without dimensions); ``ids`` [B]; ``transcripts`` [B] or None."""
 
     ids: list[str]
     labels: torch.Tensor
@@ -173,11 +180,12 @@ class Batch:
     lengths: torch.Tensor | None = None
     features: torch.Tensor | None = None
     targets: torch.Tensor | None = None
+    transcripts: list[str | None] | None = None
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: None if t is None else t.to(device))  # noqa: E731
         return Batch(self.ids, self.labels.to(device), move(self.wavs), move(self.lengths), move(self.features),
-                     move(self.targets))
+                     move(self.targets), self.transcripts)
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
@@ -214,9 +222,10 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
     labels = torch.as_tensor(clips.labels[index], dtype=torch.long)
     targets = torch.from_numpy(np.ascontiguousarray(clips.targets[index], dtype=np.float32))
     ids = [clips.ids[i] for i in index]
+    texts = None if clips.transcripts is None else [clips.transcripts[i] for i in index]
     if clips.features is not None:
         return Batch(ids, labels, features=torch.from_numpy(np.ascontiguousarray(clips.features[index])),
-                     targets=targets)
+                     targets=targets, transcripts=texts)
     assert clips.audio is not None
     pieces = []
     for i in index:
@@ -230,7 +239,8 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
     out = np.zeros((len(pieces), int(lengths.max())), np.float32)
     for row, piece in enumerate(pieces):
         out[row, :len(piece)] = piece.astype(np.float32) / 32768.0
-    return Batch(ids, labels, wavs=torch.from_numpy(out), lengths=torch.from_numpy(lengths), targets=targets)
+    return Batch(ids, labels, wavs=torch.from_numpy(out), lengths=torch.from_numpy(lengths), targets=targets,
+                 transcripts=texts)
 
 
 def iterate_batches(clips: ClipSet, batch_size: int, max_seconds: float | None,

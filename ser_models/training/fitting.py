@@ -72,17 +72,18 @@ class _TrainForward(nn.Module):
         self.model = model
         self.anchor = anchor
 
-    def forward(self, wavs=None, lengths=None, features=None, target_wavs=None, target_lengths=None):
+    def forward(self, wavs=None, lengths=None, features=None, target_wavs=None, target_lengths=None,
+                transcripts=None):
         if features is not None:
-            out = self.model.forward_from_pooled(features)
+            out = self.model.forward_from_pooled(features, transcripts)
             return out.logits, out.dimensions, None
         if target_wavs is None:
-            out = self.model(wavs, lengths)
+            out = self.model(wavs, lengths, transcripts)
             return out.logits, out.dimensions, None
         from ser_models.analysis.anchoring import anchoring_loss
 
         layers = self.anchor.layers
-        out, source = self.model.forward_with_layer_means(wavs, lengths, layers)
+        out, source = self.model.forward_with_layer_means(wavs, lengths, layers, transcripts)
         target = self.model.layer_means(target_wavs, target_lengths, layers)
         return out.logits, out.dimensions, anchoring_loss(source, target, self.anchor.groups, layers)
 
@@ -142,8 +143,8 @@ def predict_outputs(model: nn.Module, clips: ClipSet, cfg: TrainConfig,
     max_samples = int(cfg.max_eval_seconds * 16000)
     for index in plan_batches(clips.lengths(), cfg.eval_batch_size, None):
         batch = make_batch(clips, index, max_samples, None).to(device)
-        out = (model.forward_from_pooled(batch.features) if batch.features is not None
-               else model(batch.wavs, batch.lengths))
+        out = (model.forward_from_pooled(batch.features, batch.transcripts) if batch.features is not None
+               else model(batch.wavs, batch.lengths, batch.transcripts))
         probs[index] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
         dims[index] = out.dimensions.float().cpu().numpy()
     return probs, dims
@@ -291,7 +292,8 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             target = _target_batch(anchor, cfg, target_rng, device) if anchor is not None else None
             logits, dims, coral = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features,
                                           target_wavs=None if target is None else target.wavs,
-                                          target_lengths=None if target is None else target.lengths)
+                                          target_lengths=None if target is None else target.lengths,
+                                          transcripts=batch.transcripts)
             loss = training_loss(logits, dims, batch, loss_fn, cfg)
             if coral is not None:
                 loss = loss + anchor.weight * coral

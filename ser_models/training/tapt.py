@@ -601,7 +601,8 @@ def pretrain(objective: TaptObjective, clips: ClipSet | StreamingClips, cfg: Tap
         record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()},
                   "steps": steps, "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
         if me == 0:
-            extra = "".join(f"  {k} {record[k]:.3f}" for k in ("contrastive", "diversity", "accuracy") if k in record)
+            extra = "".join(f"  {k} {record[k]:.3f}" for k in ("contrastive", "diversity", "accuracy", "l1", "cos")
+                            if k in record)
             log(f"  epoch {epoch + 1:>3}/{cfg.epochs}  loss {record['loss']:.4f}{extra}  ({record['seconds']:.1f}s)")
         state.epoch = epoch + 1
         state.history.append(record)
@@ -618,7 +619,8 @@ def tapt_loop_per_worker(config: dict) -> dict:
 
     Args:
         config: ``{"encoder": EncoderConfig dict, "tapt": TaptConfig dict, "clusters": Clusters dict | None,
-            "threads": int}``.
+            "threads": int}``; or, for distillation (:mod:`ser_models.training.distill`), ``"encoder"`` = the
+            teacher and ``"distill"``: a DistillConfig dict instead of ``"tapt"`` (the student is trained).
 
     Returns:
         On rank 0 ``{"history", "objective", "final_loss", "clips", "dropped_short"}``
@@ -635,12 +637,19 @@ def tapt_loop_per_worker(config: dict) -> dict:
 
     torch.set_num_threads(max(int(config.get("threads", 1)), 1))
     enc_cfg = from_dict(EncoderConfig, config["encoder"])
-    cfg = from_dict(TaptConfig, config["tapt"])
     me = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
-    torch.manual_seed(cfg.seed)  # identical head init on every replica
-    encoder = build_encoder(enc_cfg)
-    objective = build_objective(encoder, cfg, config.get("clusters"))
+    if config.get("distill"):  # layer-wise distillation into a student (ser_models.training.distill)
+        from ser_models.training.distill import DistillConfig, build_distill_objective
+
+        cfg = from_dict(DistillConfig, config["distill"])
+        torch.manual_seed(cfg.seed)  # identical head init on every replica
+        objective = build_distill_objective(enc_cfg, cfg)
+    else:
+        cfg = from_dict(TaptConfig, config["tapt"])
+        torch.manual_seed(cfg.seed)
+        objective = build_objective(build_encoder(enc_cfg), cfg, config.get("clusters"))
+    encoder = objective.encoder
     shard = ray.train.get_dataset_shard("train")
     if config.get("stream_rows"):
         # Too large to hold: read the shard anew every epoch, one decoded window at a time.
@@ -652,7 +661,8 @@ def tapt_loop_per_worker(config: dict) -> dict:
                               require_labels=False).sorted_by_id()
         clips, dropped = drop_short_clips(clips, objective.min_samples)
     if me == 0:
-        print(f"TAPT ({objective.name}) on {len(clips)} clips per worker"
+        print(f"{'distillation' if objective.name == 'distill' else f'TAPT ({objective.name})'} on {len(clips)} "
+              "clips per worker"
               + (f"; dropped {dropped} shorter than {objective.min_samples / 16000:.2f}s" if dropped else ""))
 
     resume = None

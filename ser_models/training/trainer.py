@@ -98,7 +98,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         return TrainResult(output_dir, ckpt_dir, read_json(metrics_path), 0.0, resumed=True)
     if "train" not in datasets:
         raise TrainingError("datasets must contain 'train'")
-    columns = training_columns(feature_shape is not None, model_cfg.dimensions)
+    columns = training_columns(feature_shape is not None, model_cfg.dimensions, model_cfg.text.enabled)
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")
     feeds = {name: ds.select_columns(columns if name != "anchor_target" else ANCHOR_COLUMNS)

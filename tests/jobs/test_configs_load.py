@@ -28,6 +28,7 @@ JOBS = {
     "adapt_": ("adapt", "AdaptJobConfig"),
     "layer_analysis_": ("layer_analysis", "LayerAnalysisJobConfig"),
     "anchor_": ("anchor", "AnchorJobConfig"),
+    "distill_": ("distill", "DistillJobConfig"),
 }
 
 CONFIGS = sorted(p for ext in ("*.yaml", "*.yml") for p in CONFIG_DIR.rglob(ext))
