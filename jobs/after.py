@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
 from ser_models.config import field, parse_job_args, to_yaml
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -31,6 +31,9 @@ class AfterJobConfig:
     active: ActiveConfig = field(default_factory=ActiveConfig, help="budget, strategy, scorer, oracle")
     tapt_enabled: bool = field(True, help="run task-adaptive pre-training on the training split first (AFTER)")
     tapt: TaptConfig = field(default_factory=TaptConfig, help="the TAPT stage (when tapt_enabled)")
+    cross_lingual: CrossLingualConfig = field(default_factory=CrossLingualConfig,
+                                              help="label a target language's pool with a labelled source "
+                                                   "language as extra training data, optionally anchored")
 
 
 def main(argv: list[str] | None = None):
@@ -58,6 +61,18 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     t0 = time.perf_counter()
     # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
     # second, and a rerun with result-changing settings is refused before it touches the folder.
+    if cfg.model.text.enabled:
+        from ser_models.exceptions import ConfigError
+
+        raise ConfigError(f"model.text.source={cfg.model.text.source!r}: the active-learning loop does not take a "
+                          "text branch yet (its scoring and feature cache are audio only); use it with "
+                          "jobs.finetune, jobs.anchor or jobs.adapt")
+    if cfg.cross_lingual.anchoring.weight > 0 and cfg.cross_lingual.enabled and cfg.model.adapter.kind == "frozen" \
+            and not cfg.model.adapter.add:
+        from ser_models.exceptions import ConfigError
+
+        raise ConfigError("cross_lingual.anchoring.weight > 0 needs trainable encoder weights (model.adapter.kind "
+                          "lora, ia3, full, or model.adapter.add)")
     pool = Pool.open(cfg.pool_dir)
     pool.check_targets(cfg.model, ("dev", "test"))
     check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.summary.get("fingerprint")},
@@ -79,7 +94,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
         cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
     loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
-                              verbose=verbose)
+                              verbose=verbose, cross_lingual=cfg.cross_lingual)
     try:
         reports = loop.run(on_round=on_round)
     except LabellingPending as pending:

@@ -99,10 +99,12 @@ class ActiveLearningLoop:
         active: the loop's budget, strategy, scorer and oracle.
         oracle: an ``Oracle`` to use instead of the one ``active.oracle`` names (e.g. labels held outside
             the pool).
+        cross_lingual: a ``CrossLingualConfig`` (``loop_config``): the loop labels the target group's clips,
+            trains on them plus the source group's labelled clips, optionally anchoring the two; None = off.
     """
 
     def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings,
-                 active: ActiveConfig, oracle=None, verbose: bool = True):
+                 active: ActiveConfig, oracle=None, verbose: bool = True, cross_lingual=None):
         self.pool = pool
         self.out: StoragePath = storage_path(output_dir)
         self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
@@ -115,14 +117,22 @@ class ActiveLearningLoop:
         self.strategy = build_strategy(active.strategy)
         self.labels = list(model_cfg.labels)
         self.dimensions = list(model_cfg.dimensions)
-        # Evaluation labels come from the pool; training labels only ever from the ledger.
+        self.cross = cross_lingual if cross_lingual is not None and cross_lingual.enabled else None
+        # The group the loop labels and is evaluated on ({} = the whole pool).
+        self.where = {self.cross.group_column: self.cross.target} if self.cross else {}
+        # Evaluation labels come from the pool; training labels only ever from the ledger (and, cross-lingual,
+        # the source group's own labels).
         pool.check_targets(model_cfg, ("dev", "test"))
-        meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train")
+        meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train", where=self.where)
+        if meta.empty:
+            raise ConfigError(f"the training split of pool {pool.root} has no clips"
+                              + (f" with {self.where}" if self.where else ""))
         self.train_ids = sorted(meta["utt_id"].astype(str))
         self.clip_info = meta
         self.targets = active.targets(len(self.train_ids))
         self.cache = self._open_cache()
         self._dev_test = None
+        self._anchors: dict | None = None
 
     # ----------------------------------------------------------------------------------------- helpers
     def log(self, msg: str) -> None:
@@ -134,7 +144,8 @@ class ActiveLearningLoop:
 
     def _open_cache(self) -> FeatureCache | None:
         mode = self.active.feature_cache
-        reason = cache_supported(self.model_cfg)
+        reason = cache_supported(self.model_cfg) or (
+            "cross_lingual trains on the source group's audio next to the ledger's" if self.cross else None)
         if mode == "off" or (mode == "auto" and reason):
             return None
         if reason:
@@ -177,8 +188,11 @@ class ActiveLearningLoop:
         if self.cache is None:
             if self._dev_test is None:
                 # Read once per run, not once per round: evaluation splits never change.
-                self._dev_test = {s: self.pool.dataset(s).materialize() for s in ("dev", "test")}
-            return {"train": self.pool.labelled(ledger), **self._dev_test}, None
+                self._dev_test = {s: self.pool.dataset(s, where=self.where).materialize() for s in ("dev", "test")}
+            train = self.pool.labelled(ledger)
+            if self.cross:
+                return {**self._cross_lingual_feeds(train), **self._dev_test}, None
+            return {"train": train, **self._dev_test}, None
         if self._dev_test is None:
             cols = ["utt_id", "label", *self.dimensions]
             meta = {s: self.pool.metadata(columns=cols, split=s) for s in ("dev", "test")}
@@ -188,11 +202,40 @@ class ActiveLearningLoop:
         feeds = {"train": self.cache.dataset(targets=ledger.targets()), **self._dev_test}
         return feeds, self.cache.shape
 
+    def _cross_lingual_feeds(self, labelled) -> dict:
+        """The round's training feed (the ledger's target clips + the source group's labelled clips) and, with
+        anchoring, the unlabelled target clips (``anchor_target``)."""
+        from ser_models.training.batching import training_columns
+
+        cols = training_columns(False, self.dimensions, self.model_cfg.text.enabled)
+        source = self.pool.dataset("train", where={self.cross.group_column: self.cross.source})
+        feeds = {"train": labelled.select_columns(cols).union(source.select_columns(cols))}
+        if self.cross.anchoring.weight > 0:
+            feeds["anchor_target"] = self.pool.dataset("train", where={
+                **self.where, "utt_id": self.train_ids[: self.cross.anchoring.max_target_clips]})
+        return feeds
+
+    def _anchoring(self) -> dict | None:
+        """The ``anchoring`` argument of ``train_model`` (None without anchoring); anchors resolved once."""
+        if not self.cross or self.cross.anchoring.weight <= 0:
+            return None
+        if self._anchors is None:
+            from ser_models.analysis.anchoring import resolve_anchors
+            from ser_models.encoders import build_encoder
+
+            c = self.cross
+            self._anchors = resolve_anchors(self.pool, c.anchoring, self.model_cfg, "train", c.group_column, c.source,
+                                            c.target, self.out / "anchors.json",
+                                            build_encoder(self.model_cfg.encoder).num_layers, seed=self.active.seed,
+                                            log=self.log)
+        return {"groups": self._anchors["groups"], "weight": self.cross.anchoring.weight,
+                "batch_size": self.cross.anchoring.target_batch_size or max(self.train_cfg.batch_size, 2)}
+
     def _score_input(self):
         """Every training clip (labelled ones too: k-center uses them as centres), without labels."""
 
         if self.cache is None:
-            return self.pool.dataset("train"), None
+            return self.pool.dataset("train", where=self.where), None
         return self.cache.dataset(ids=self.train_ids), self.cache.shape
 
     # -------------------------------------------------------------------------------------------- stages
@@ -265,7 +308,8 @@ class ActiveLearningLoop:
         init = (self.round_dir(r - 1) / "train" / "checkpoint") if (self.active.warm_start and r > 0) else None
         result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
                              class_counts=counts, feature_shape=shape, init_checkpoint=init,
-                             run_name=f"round{r:03d}", train_rows=len(ledger), verbose=self.verbose)
+                             run_name=f"round{r:03d}", train_rows=len(ledger) + self._source_rows(),
+                             verbose=self.verbose, anchoring=self._anchoring())
         seconds["train"] = time.perf_counter() - t0
         failpoint("after_train")
         selected = 0
@@ -321,7 +365,16 @@ class ActiveLearningLoop:
 
     def _class_counts(self, ledger) -> list[int] | None:
         values = list(ledger.labels().values())
+        if self.cross:  # the source group's labelled clips train too
+            values += self._source_labels()
         return [values.count(name) for name in self.labels] or None
+
+    def _source_labels(self) -> list:
+        return self.pool.metadata(columns=["label"], split="train",
+                                  where={self.cross.group_column: self.cross.source})["label"].tolist()
+
+    def _source_rows(self) -> int:
+        return len(self._source_labels()) if self.cross else 0
 
     def run(self, on_round=None) -> list[RoundReport]:
         """All rounds; finished rounds are skipped, and the report is rewritten after each.

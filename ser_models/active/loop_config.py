@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ser_models.active.config import StrategyConfig
 from ser_models.active.scorer import ScorerConfig
+from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
 
@@ -76,3 +77,29 @@ class ActiveConfig:
             raise ConfigError(f"rounds would label nothing new ({counts}): the pool is too small for "
                               "active.budget_fractions")
         return counts
+
+
+@dataclass
+class CrossLingualConfig:
+    """Cross-lingual active learning (``cross_lingual`` in ``jobs.after``; off while ``group_column`` is '').
+
+    The loop's pool becomes the target group's training clips (only they are scored, selected and labelled, and
+    dev/test are the target's); the source group's labelled training clips join every round's training set;
+    with ``anchoring.weight > 0`` every step also aligns the unlabelled target clips with the training batch
+    at the anchor layers (CORAL, as ``jobs.anchor``; it needs trainable encoder weights and audio, so the
+    feature cache is off).
+    """
+
+    group_column: str = field("", help="pool column that tells source from target (language | corpus); '' = off")
+    source: str = field("", help="value of group_column whose labelled clips are extra training data")
+    target: str = field("", help="value of group_column of the pool the loop labels and is evaluated on")
+    anchoring: AnchoringConfig = field(default_factory=lambda: AnchoringConfig(weight=0.0),
+                                       help="layer anchoring of the target clips (weight 0 = none)")
+
+    def __post_init__(self):
+        if self.group_column and (not self.source or not self.target or self.source == self.target):
+            raise ConfigError("cross_lingual needs distinct source and target values of cross_lingual.group_column")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.group_column)

@@ -1,6 +1,6 @@
-"""``python -m jobs.layer_analysis`` (probes per layer, learned layer weights, CKA between languages),
-``python -m jobs.anchor`` (cross-lingual layer anchoring) and the anchoring sweep through ``jobs.sweep``, end
-to end on the session's demo pool (two languages) with the tiny random encoder."""
+"""``python -m jobs.layer_analysis`` (probes per layer, learned layer weights, CKA between languages) and
+``python -m jobs.anchor`` (cross-lingual layer anchoring), end to end on the session's demo pool (two
+languages) with the tiny random encoder."""
 
 from __future__ import annotations
 
@@ -85,21 +85,3 @@ def test_anchor_job_refuses_bad_configs_before_ray(demo_pool, tmp_path):
     with pytest.raises(ConfigError, match="anchoring.layers holds 7"):
         main([*base, "anchoring.layers=[7]"])
     assert not (tmp_path / "x" / "anchors.json").exists()
-
-
-def test_anchoring_sweep_runs_through_jobs_sweep(ray_local, demo_pool, tmp_path, monkeypatch):
-    from jobs.anchor import AnchorJobConfig
-    from ser_models.config import load_config
-
-    out = tmp_path / "sweep"
-    run_module(monkeypatch, "jobs.sweep", "jobs/configs/sweep_anchoring_demo.yaml", f"output_dir={out}",
-               f"config.pool_dir={demo_pool.pool_dir}", *(f"config.{x}" for x in ANCHOR[1:]),
-               "config.anchoring.similarity_clips_per_class=3", "num_samples=2", "scheduler.name=fifo",
-               "tracking.mlflow=false", "tracking.tensorboard=false")
-    frame = pd.read_parquet(out / "results.parquet")
-    assert len(frame) == 2 and (frame["status"] == "finished").all()
-    assert {"anchoring.weight", "anchoring.group_size", "anchoring.auto"} <= set(frame.columns)
-    for tid in frame["trial_id"]:
-        assert json.loads((out / "trials" / tid / "cross_lingual.json").read_text())["test_source"]["n"] > 0
-    best = load_config(AnchorJobConfig, out / "best.yaml")
-    assert best.model.encoder.source == "tiny-wav2vec2" and best.anchoring.weight > 0

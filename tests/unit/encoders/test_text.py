@@ -89,3 +89,12 @@ def test_a_label_carried_only_by_the_text_is_learnt_with_the_text_branch():
         fit(model, train, dev, cfg, log=lambda _: None)
         results[source or "audio"] = evaluate(model, dev, cfg, torch.device("cpu"))["ua"]
     assert results[TINY_TEXT] >= 0.9 and results["audio"] <= 0.75
+
+
+def test_the_al_loop_refuses_a_text_branch_before_reading_anything(tmp_path):
+    from jobs.after import main
+
+    with pytest.raises(ConfigError, match="does not take a text branch"):
+        main(["jobs/configs/after_smoke.yaml", f"pool_dir={tmp_path / 'none'}", f"output_dir={tmp_path / 'o'}",
+              "model.text.source=tiny-text"])
+    assert not (tmp_path / "o").exists()
