@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from bench.common import (
     machine_info,
     machine_markdown,
     md_table,
+    mean_sd,
     write_results,
 )
 
@@ -81,11 +81,7 @@ def run_seed(acted: Path, natural: Path, work: Path, seed: int, epochs: int, enc
 
 def summarise(runs: list[dict]) -> list[list]:
     """One row per model: natural-test UA / CCC and acted-test UA / CCC, mean +- sd over seeds."""
-    def ms(values):
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.3f} +- {sd:.3f}"
-
-    return [[m, *(ms([r[m][pool][k] for r in runs]) for pool in ("natural", "acted") for k in ("ua", "ccc"))]
+    return [[m, *(mean_sd([r[m][pool][k] for r in runs]) for pool in ("natural", "acted") for k in ("ua", "ccc"))]
             for m in MODELS]
 
 

@@ -1,6 +1,7 @@
 """Cross-lingual layer anchoring against no anchoring, on the demo pool's two languages (en -> xx).
 
     python -m bench.anchoring                    # 4 variants x 2 seeds, 3 epochs, pretrained Whisper-tiny + LoRA
+    python -m bench.anchoring --variants none,single-1e4,group-1e4 --results bench/results/anchoring_1e4.md
     python -m bench.anchoring --seeds 0 --epochs 1 --variants none,single --no-write          # a quick look
 
 Per seed, ``jobs.anchor`` in process on the pretrained Whisper-tiny encoder (Smart Turn v3.2) with a LoRA
@@ -8,7 +9,8 @@ adapter (r 8) and a 4-class head: labelled English clips train, unlabelled clips
 aligned at the anchor layers (CORAL, weight 1e5), the epoch is picked on the target language's dev clips, and
 UA is reported on both languages' test clips. Variants: ``none`` (CORAL weight 0: source-only training, the
 baseline), ``single`` (layer 2), ``group`` (layers 2-3 averaged, LAM-GL), ``auto`` (the most similar layer
-by class-matched CKA, chosen before training). Mean +- standard deviation over seeds.
+by class-matched CKA, chosen before training); ``single-1e4`` and ``group-1e4`` the same at CORAL weight 1e4.
+Mean +- standard deviation over seeds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench.common import (
     machine_info,
     machine_markdown,
     md_table,
+    mean_sd,
     write_results,
 )
 
@@ -39,6 +42,9 @@ VARIANTS = {
     "single": {"layers": [2]},
     "group": {"layers": [2], "group_size": 2},
     "auto": {"auto": "most_similar", "top_k": 1},
+    # a tenth of the CORAL weight
+    "single-1e4": {"layers": [2], "weight": 1e4},
+    "group-1e4": {"layers": [2], "group_size": 2, "weight": 1e4},
 }
 
 
@@ -74,17 +80,12 @@ def run_one(pool: Path, work: Path, seed: int, epochs: int, encoder: str, varian
 
 
 def summarise(runs: dict[str, list[dict]]) -> list[list]:
-    def ms(values):
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.3f} +- {sd:.3f}"
-
     rows = []
     for variant, rs in runs.items():
         coral = [r["coral_last_epoch"] for r in rs if r["coral_last_epoch"] is not None]
-        rows.append([variant, str(rs[0]["anchors"]) if variant != "none" else "-", ms([r["target_ua"] for r in rs]),
-                     " / ".join(f"{r['target_ua']:.3f}" for r in rs), ms([r["source_ua"] for r in rs]),
-                     ms([r["dev_ua"] for r in rs]), f"{statistics.mean(coral):.2e}" if coral else "-",
-                     f"{statistics.mean(r['epoch_s'] for r in rs):.0f}"])
+        rows.append([variant, str(rs[0]["anchors"]) if variant != "none" else "-", mean_sd([r["target_ua"] for r in rs]),
+                     " / ".join(f"{r['target_ua']:.3f}" for r in rs), mean_sd([r["source_ua"] for r in rs]),
+                     mean_sd([r["dev_ua"] for r in rs]), f"{statistics.mean(coral):.2e}" if coral else "-"])
     return rows
 
 
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
                         "'' = build one of --clips clips under --workdir)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="none,single,group,auto", help=f"any of {list(VARIANTS)}")
+    parser.add_argument("--results", default=str(RESULTS), help="the markdown file written")
     parser.add_argument("--encoder", default="smart-turn", help="smart-turn (pretrained) or a tiny preset")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results/anchoring.md")
     args = parser.parse_args(argv)
@@ -116,14 +118,15 @@ def main(argv: list[str] | None = None) -> None:
                   f"anchors {r['anchors']}, {r['wall_s']:.0f}s", flush=True)
     load.close()
     table = md_table(["variant", "anchor groups", "target (xx) test UA", "per seed", "source (en) test UA",
-                      "target dev UA", "CORAL, last epoch", "s / epoch"], summarise(runs))
+                      "target dev UA", "CORAL, last epoch"], summarise(runs))
     text = (f"# Layer-anchoring benchmark\n\n`python -m bench.anchoring --clips {args.clips} --epochs {args.epochs} "
-            f"--seeds {args.seeds} --variants {args.variants} --encoder {args.encoder}`: "
-            f"{time.perf_counter() - t0:.0f} s.\n\n" + __doc__.split("\n\n", 2)[2].strip()
+            f"--seeds {args.seeds} --variants {args.variants} --encoder {args.encoder}"
+            + (f" --pool {args.pool}" if args.pool else "") + "`: "
+            + f"{time.perf_counter() - t0:.0f} s.\n\n" + __doc__.split("\n\n", 2)[2].strip()
             + f"\n\n{table}\n\n{machine_markdown(info, load)}\n\n```json\n{json.dumps(runs, indent=1)}\n```\n")
     print(text)
     if not args.no_write:
-        write_results(RESULTS, text)
+        write_results(args.results, text)
 
 
 if __name__ == "__main__":

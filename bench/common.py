@@ -173,6 +173,14 @@ def init_ray(num_cpus: int = 2) -> None:
     ctx.print_on_execution_start = False
 
 
+def mean_sd(values: Sequence[float]) -> str:
+    """``"mean +- sd"`` over seeds (sample standard deviation; 0 for one value), 3 decimals."""
+    import statistics
+
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} +- {sd:.3f}"
+
+
 def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A GitHub markdown table (cells formatted with ``str``)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

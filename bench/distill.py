@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from bench.common import (
     machine_info,
     machine_markdown,
     md_table,
+    mean_sd,
     write_results,
 )
 
@@ -158,18 +158,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"seed {seed}: " + "; ".join(f"{m} UA {r[-1]['ua']:.3f}" for m, r in runs.items()), flush=True)
     load.close()
 
-    def ms(values):
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.3f} +- {sd:.3f}"
-
     rows = [[m, f"{params[m]:,}", f"{params[m] / params['teacher']:.0%}", f"{speed[m] * 1000:.1f}",
-             ms([r["ua"] for r in rs]), *(ms([r[f"ccc_{d}"] for r in rs]) for d in DIMS)] for m, rs in runs.items()]
+             mean_sd([r["ua"] for r in rs]), *(mean_sd([r[f"ccc_{d}"] for r in rs]) for d in DIMS)] for m, rs in runs.items()]
     table = md_table(["model", "parameters", "of teacher", "ms / clip", "test UA", *(f"test CCC {d}" for d in DIMS)],
                      rows)
     hist = distilled.metrics["history"]
     text = (f"# Distillation benchmark\n\n`python -m bench.distill --encoder {args.encoder} --student-layers "
             f"{args.student_layers} --student-ffn-ratio {args.student_ffn_ratio} --distill-epochs "
-            f"{args.distill_epochs} --head-epochs {args.head_epochs} --seeds {args.seeds} --text {args.text}`: "
+            f"{args.distill_epochs} --head-epochs {args.head_epochs} --seeds {args.seeds} --text {args.text}"
+            + (f" --pool {args.pool}" if args.pool else "") + "`: "
             f"distillation {distill_s:.0f} s (loss {hist[0]['loss']:.3f} -> {hist[-1]['loss']:.3f}, cosine "
             f"{hist[0]['cos']:.3f} -> {hist[-1]['cos']:.3f}; teacher layers {distilled.metrics['teacher_layers']}), "
             f"{time.perf_counter() - t0:.0f} s in all.\n\n" + __doc__.split("\n\n", 2)[2].strip()

@@ -30,6 +30,7 @@ from bench.common import (
     machine_info,
     machine_markdown,
     md_table,
+    mean_sd,
     write_results,
 )
 
@@ -86,17 +87,13 @@ def run_one(cfg_dict: dict) -> dict:
 
 def summarise(runs: dict[str, list[dict]]) -> list[list]:
     """One table row per method: parameters, dev / test UA mean +- sd over seeds, seconds per epoch."""
-    def ms(values):
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.3f} +- {sd:.3f}"
-
     rows = []
     for method, rs in runs.items():
         r0 = rs[0]
         rows.append([method, f"{r0['trainable']:,}", f"{100 * r0['trainable'] / r0['total']:.2f} %",
-                     ms([r["dev_ua"] for r in rs]), ms([r["test_ua"] for r in rs]),
+                     mean_sd([r["dev_ua"] for r in rs]), mean_sd([r["test_ua"] for r in rs]),
                      " / ".join(f"{r['test_ua']:.3f}" for r in rs),
-                     *(ms([r[f"test_ccc_{d}"] for r in rs]) for d in DIMENSIONS),
+                     *(mean_sd([r[f"test_ccc_{d}"] for r in rs]) for d in DIMENSIONS),
                      f"{statistics.mean(r['epoch_s'] for r in rs):.1f}"])
     return rows
 

@@ -65,30 +65,29 @@ def test_transcripts_flow_through_collect_and_batch():
 
 
 def test_a_label_carried_only_by_the_text_is_learnt_with_the_text_branch():
-    """Audio: the same noise for both classes; the transcript names the class. Audio alone stays at chance."""
+    """Features: the same noise for both classes; the transcript names the class. Audio alone stays at chance.
+    (Cached-feature mode: the fusion is the same as on audio, and the test stays fast.)"""
+    from ser_models.training.batching import ClipSet
+
     def clips(n, seed):
         r = np.random.default_rng(seed)
         labels = np.arange(n) % 2
-        audio = [(r.standard_normal(8000) * 2000).astype(np.int16) for _ in range(n)]
         words = [("ka-mi lo-sen" if y == 0 else "tu-ru pe") + " " + "-".join(r.choice(["ba", "do", "ne"], 2))
                  for y in labels]
-        return collect_clips([{"utt_id": np.array([f"c{seed}_{i}" for i in range(n)], dtype=object),
-                               "audio": np.array([a.tobytes() for a in audio], dtype=object),
-                               "audio_format": np.array(["pcm16"] * n, dtype=object),
-                               "label": np.array([["lo", "hi"][y] for y in labels], dtype=object),
-                               "transcript": np.array(words, dtype=object)}], ["lo", "hi"])
+        return ClipSet(ids=[f"c{seed}_{i}" for i in range(n)], labels=labels,
+                       features=r.standard_normal((n, 5, 64)).astype(np.float32), transcripts=words)
 
-    train, dev = clips(24, 1), clips(16, 2)
-    cfg = TrainConfig(epochs=12, batch_size=8, lr_head=1e-2, max_crop_seconds=0.5, early_stopping_patience=0)
+    train, dev = clips(64, 1), clips(24, 2)
+    cfg = TrainConfig(epochs=30, batch_size=8, lr_head=1e-2, early_stopping_patience=0)
     results = {}
     for source in ("", TINY_TEXT):
         torch.manual_seed(0)
-        model_cfg = dataclasses.replace(tiny_model_config("tiny-wav2vec2", "frozen", labels=["lo", "hi"],
-                                                          normalize_waveform=False), text=TextConfig(source=source))
+        model_cfg = dataclasses.replace(tiny_model_config("tiny-wav2vec2", "frozen", labels=["lo", "hi"]),
+                                        text=TextConfig(source=source))
         model = EmotionModel(model_cfg)
         fit(model, train, dev, cfg, log=lambda _: None)
         results[source or "audio"] = evaluate(model, dev, cfg, torch.device("cpu"))["ua"]
-    assert results[TINY_TEXT] >= 0.9 and results["audio"] <= 0.75
+    assert results[TINY_TEXT] >= 0.9 and results["audio"] <= 0.75, results
 
 
 def test_the_al_loop_refuses_a_text_branch_before_reading_anything(tmp_path):
