@@ -280,8 +280,9 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         model.train()
         total, count, coral_total = 0.0, 0, 0.0
         _, batches = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng)
-        # Its own generator: the source batches are the same with and without anchoring.
-        target_rng = np.random.default_rng([cfg.seed, epoch, 1])
+        # Its own generator (the source batches are the same with and without anchoring), one per replica (each
+        # aligns with other target clips).
+        target_rng = np.random.default_rng([cfg.seed, epoch, 1, me])
         for step in range(steps_per_epoch):
             batch = next(batches, None)
             # Every replica takes the same steps: stop as soon as any shard runs dry (a streamed shard's
