@@ -30,10 +30,11 @@ AUTO_MODES = ("off", *ANCHOR_MODES)
 class AnchoringConfig:
     """Where and how strongly source and target features are aligned (``anchoring`` in ``jobs.anchor``)."""
 
-    weight: float = field(1.0e5, help="weight of the CORAL loss next to the emotion loss (0 = train on the "
+    weight: float = field(1.0e4, help="weight of the CORAL loss next to the emotion loss (0 = train on the "
                           "source language alone, the no-anchoring baseline). CORAL is divided by 4 D^2, so it is "
-                          "tiny on wide layers (~1e-6 on Whisper-tiny's D = 384; each epoch's log line prints it): "
-                          "pick the weight that makes weight x CORAL about 0.1-1x the emotion loss")
+                          "tiny on wide layers (~1e-6 on Whisper-tiny's D = 384; each epoch's log line prints it). "
+                          "Too large a weight lets the model squash the anchor layer (CORAL -> 0, one class "
+                          "predicted: 1e5 did on the demo); sweep it")
     layers: list[int] = field(default_factory=lambda: [2],
                               help="anchor layers (hidden-state index: 0 = the encoder's input embedding, "
                                    "negative from the end); one = single-layer anchoring, several = several "
