@@ -75,6 +75,10 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
                           "lora, ia3, full, or model.adapter.add)")
     pool = Pool.open(cfg.pool_dir)
     pool.check_targets(cfg.model, ("dev", "test"))
+    if cfg.cross_lingual.enabled:
+        from ser_models.active.loop import check_cross_lingual
+
+        check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
     check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.summary.get("fingerprint")},
               config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance

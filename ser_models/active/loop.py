@@ -130,6 +130,8 @@ class ActiveLearningLoop:
         self.train_ids = sorted(meta["utt_id"].astype(str))
         self.clip_info = meta
         self.targets = active.targets(len(self.train_ids))
+        if self.cross:
+            check_cross_lingual(pool, self.cross, model_cfg)
         self.cache = self._open_cache()
         self._dev_test = None
         self._anchors: dict | None = None
@@ -406,6 +408,29 @@ class ActiveLearningLoop:
         lines = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in reports)
         write_bytes_atomic(self.out / "metrics.jsonl", lines.encode())
         plot_learning_curves({"this run": [r.to_json() for r in reports]}, self.out / "report" / "learning_curve.png")
+
+
+def check_cross_lingual(pool, cross, model_cfg) -> None:
+    """Both groups exist in the training split, and every source-group training clip carries the model's
+    targets (they train every round as they are). Cheap (metadata only): jobs call it before Ray starts.
+
+    Raises:
+        ConfigError: a group without training clips, or a source clip without a label in ``model.labels`` or a
+            ``model.dimensions`` value (counted, one named).
+    """
+    dims = list(model_cfg.dimensions)
+    for key, value in (("target", cross.target), ("source", cross.source)):
+        meta = pool.metadata(columns=["utt_id", "label", *dims], split="train", where={cross.group_column: value})
+        if meta.empty:
+            raise ConfigError(f"cross_lingual.{key}={value!r}: the training split of pool {pool.root} has no clip "
+                              f"with {cross.group_column}={value!r}")
+    bad = meta[~meta["label"].isin(list(model_cfg.labels))] if model_cfg.labels else meta.iloc[:0]
+    if dims:
+        bad = pd.concat([bad, meta[meta[dims].isna().any(axis=1)]])
+    if len(bad):
+        raise ConfigError(f"cross_lingual.source={cross.source!r}: {len(bad)} of its {len(meta)} training clips lack "
+                          f"a label in model.labels or a model.dimensions value (e.g. {bad['utt_id'].iloc[0]!r}); "
+                          "they would train every round as they are")
 
 
 def _slim(m: dict | None) -> dict | None:

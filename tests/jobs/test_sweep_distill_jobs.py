@@ -89,3 +89,10 @@ def test_cross_lingual_active_learning_labels_only_the_target_and_anchors(ray_lo
         # the round trained on its ledger clips plus every labelled source clip
         assert train["history"][0]["train_clips"] == len(LabelLedger(out / "labels" / "ledger.parquet").as_of(r)) \
             + n_source
+    from jobs.after import main
+    from ser_models.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="cross_lingual.source='fr'.*no clip with language='fr'"):
+        main(["jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={tmp_path / 'fr'}",
+              "cross_lingual.group_column=language", "cross_lingual.source=fr", "cross_lingual.target=xx"])
+    assert not (tmp_path / "fr").exists()  # refused before the run folder is claimed
