@@ -135,6 +135,7 @@ class ActiveLearningLoop:
         self.cache = self._open_cache()
         self._dev_test = None
         self._anchors: dict | None = None
+        self._source_label_list: list | None = None
 
     # ----------------------------------------------------------------------------------------- helpers
     def log(self, msg: str) -> None:
@@ -372,8 +373,11 @@ class ActiveLearningLoop:
         return [values.count(name) for name in self.labels] or None
 
     def _source_labels(self) -> list:
-        return self.pool.metadata(columns=["label"], split="train",
-                                  where={self.cross.group_column: self.cross.source})["label"].tolist()
+        """The source group's training labels (read once: the pool does not change during a run)."""
+        if self._source_label_list is None:
+            self._source_label_list = self.pool.metadata(columns=["label"], split="train", where={
+                self.cross.group_column: self.cross.source})["label"].tolist()
+        return self._source_label_list
 
     def _source_rows(self) -> int:
         return len(self._source_labels()) if self.cross else 0

@@ -16,7 +16,9 @@ import torch
 from ser_models.exceptions import TrainingError
 
 SAMPLE_RATE = 16000
-AUDIO_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples", "label"]
+#: Columns a model reads from audio pool rows (scoring, TAPT, distillation, anchoring's target clips).
+AUDIO_INPUT_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples"]
+AUDIO_COLUMNS = [*AUDIO_INPUT_COLUMNS, "label"]
 FEATURE_COLUMNS = ["utt_id", "features", "label"]
 
 

@@ -46,12 +46,12 @@ class AnchorFeed:
     groups: list[list[int]]
     weight: float
     batch_size: int
+    layers: list[int] = field(init=False)  # the hidden states the groups use, pooled every step
 
-    @property
-    def layers(self) -> list[int]:
+    def __post_init__(self) -> None:
         from ser_models.analysis.anchoring import union_layers
 
-        return union_layers(self.groups)
+        self.layers = union_layers(self.groups)
 
 
 def anchor_feed(spec: dict | None, batches) -> AnchorFeed | None:

@@ -53,7 +53,13 @@ from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import exists, read_bytes, save_figure, storage_path, write_bytes_atomic
-from ser_models.training.batching import ClipSet, StreamingClips, epoch_batches, iterate_batches
+from ser_models.training.batching import (
+    AUDIO_INPUT_COLUMNS,
+    ClipSet,
+    StreamingClips,
+    epoch_batches,
+    iterate_batches,
+)
 from ser_models.training.distributed import all_reduce_min, rank, seed_epoch, wrap_ddp
 from ser_models.training.mfcc import mfcc
 from ser_models.training.schedule import tri_stage_scheduler
@@ -61,7 +67,7 @@ from ser_models.training.state_io import load_state, save_state
 from ser_models.training.tapt_config import TaptConfig, TaptJobConfig
 
 #: Pool columns TAPT reads: audio only, never labels.
-TAPT_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples"]
+TAPT_COLUMNS = AUDIO_INPUT_COLUMNS
 ENCODER_DIR = "encoder"
 WEIGHTS_FILE = "encoder.safetensors"
 INFO_FILE = "encoder.json"

@@ -36,12 +36,9 @@ from ser_models.io import (
     write_json_atomic,
 )
 from ser_models.metrics import plot_confusion
-from ser_models.training.batching import training_columns
+from ser_models.training.batching import AUDIO_INPUT_COLUMNS, training_columns
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
-
-#: Columns of the unlabelled target clips that layer anchoring reads.
-ANCHOR_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples"]
 
 
 @dataclass
@@ -101,7 +98,8 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     columns = training_columns(feature_shape is not None, model_cfg.dimensions, model_cfg.text.enabled)
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")
-    feeds = {name: ds.select_columns(columns if name != "anchor_target" else ANCHOR_COLUMNS)
+    # anchor_target: unlabelled target clips, audio only
+    feeds = {name: ds.select_columns(columns if name != "anchor_target" else AUDIO_INPUT_COLUMNS)
              for name, ds in datasets.items() if ds is not None}
     if train_rows is None:
         train_rows = feeds["train"].count()
