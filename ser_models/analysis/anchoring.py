@@ -116,22 +116,23 @@ def union_layers(groups: list[list[int]]) -> list[int]:
     return sorted({layer for group in groups for layer in group})
 
 
-def encode_sample(pool, split: str, where: dict, model_cfg, per_class: int, seed: int = 0,
-                  threads: int = 1):
+def encode_sample(pool, split: str, where: dict, model, per_class: int, seed: int = 0):
     """Per-layer utterance means of a class-balanced sample of a split's clips, encoded in this process.
 
-    Reads at most ``per_class`` clips of each of ``model.labels`` (a bounded sample, never the pool) with the
-    encoder as configured, adapters off (the pretrained layers that anchoring chooses from).
+    Reads at most ``per_class`` clips of each of ``model.labels`` (a bounded sample, never the pool).
+
+    Args:
+        model: an ``EmotionModel`` whose encoder is the one compared (:func:`choose_anchors` builds it frozen:
+            the pretrained layers that anchoring chooses from).
 
     Returns:
         ``(features [N, L, D] float32, labels [N] class names)``.
     """
-    import dataclasses
-
     import numpy as np
 
-    from ser_models.model import EmotionModel
     from ser_models.training.batching import collect_clips, make_batch, plan_batches
+
+    model_cfg = model.cfg
 
     meta = pool.metadata(columns=["utt_id", "label"], split=split, where=where)
     meta = meta[meta["label"].isin(list(model_cfg.labels))]
@@ -141,9 +142,6 @@ def encode_sample(pool, split: str, where: dict, model_cfg, per_class: int, seed
     rows = pool.metadata(columns=["utt_id", "label", "audio", "audio_format"], split=split,
                          where={**where, "utt_id": picked["utt_id"].tolist()})
     clips = collect_clips([{c: rows[c].to_numpy() for c in rows.columns}], model_cfg.labels).sorted_by_id()
-    torch.set_num_threads(max(int(threads), 1))
-    model = EmotionModel(dataclasses.replace(model_cfg, adapter=dataclasses.replace(model_cfg.adapter, kind="frozen",
-                                                                                     add=[]))).eval()
     out = np.zeros((len(clips), model.encoder.num_layers, model.encoder.hidden_size), np.float32)
     with torch.no_grad():
         for index in plan_batches(clips.lengths(), 8, None):
@@ -160,10 +158,16 @@ def choose_anchors(pool, cfg: AnchoringConfig, model_cfg, split: str, column: st
     Returns:
         ``{"layers": anchors, "mode", "diagonal": [L] per-layer CKA, "cka": [L, L], "pairs"}``.
     """
-    from ser_models.analysis.similarity import layer_similarity, suggest_anchors
+    import dataclasses
 
-    fa, la = encode_sample(pool, split, {column: source}, model_cfg, cfg.similarity_clips_per_class, seed)
-    fb, lb = encode_sample(pool, split, {column: target}, model_cfg, cfg.similarity_clips_per_class, seed)
+    from ser_models.analysis.similarity import layer_similarity, suggest_anchors
+    from ser_models.model import EmotionModel
+
+    # Built once for both groups, adapters off.
+    model = EmotionModel(dataclasses.replace(model_cfg, adapter=dataclasses.replace(model_cfg.adapter, kind="frozen",
+                                                                                     add=[]))).eval()
+    fa, la = encode_sample(pool, split, {column: source}, model, cfg.similarity_clips_per_class, seed)
+    fb, lb = encode_sample(pool, split, {column: target}, model, cfg.similarity_clips_per_class, seed)
     sim = layer_similarity(fa, la, fb, lb, repeats=5, seed=seed)
     diag = [float(x) for x in sim["cka"].diagonal()]
     layers = suggest_anchors(diag, cfg.top_k, cfg.auto)
@@ -191,12 +195,12 @@ def resolve_anchors(pool, cfg: AnchoringConfig, model_cfg, split: str, column: s
     if exists(record_path):
         return read_json(record_path)
     if cfg.auto == "off":
-        record = {"layers": [int(x) % num_layers for x in cfg.layers], "mode": "off"}
-        anchor_groups(cfg.layers, cfg.group_size, num_layers)  # validates before anything is written
+        record = {"groups": anchor_groups(cfg.layers, cfg.group_size, num_layers), "mode": "off"}
+        record["layers"] = [group[0] for group in record["groups"]]
     else:
         record = choose_anchors(pool, cfg, model_cfg, split, column, source, target, seed=seed, log=log)
         # A group that would run past the last layer starts lower instead (the top layer's group ends there).
         record["layers"] = sorted({min(x, num_layers - cfg.group_size) for x in record["layers"]})
-    record["groups"] = anchor_groups(record["layers"], cfg.group_size, num_layers)
+        record["groups"] = anchor_groups(record["layers"], cfg.group_size, num_layers)
     write_json_atomic(record_path, record)
     return record
