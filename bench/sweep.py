@@ -1,13 +1,13 @@
 """Sweep benchmark: ASHA against a full-budget search of the same 16 configurations, side by side in one run,
 and the fixed cost per trial of in-process and Ray Train trials.
 
-    python -m bench.sweep                 # 16 configs x 4 epochs on a 240-clip demo pool: FIFO, ASHA, Ray Train
-    python -m bench.sweep --clips 720 --epochs 6 --no-write   # make demo's pool (hours on 2 cores)
+    python -m bench.sweep                 # 16 configs x 8 epochs on a 240-clip demo pool: FIFO, ASHA, Ray Train
+    python -m bench.sweep --clips 720 --no-write   # make demo's pool (hours on 2 cores)
 
 Both searches run ``jobs.sweep`` (``ser_models.tune.sweep.run_sweep``) over the demo pool with the frozen
 pretrained Whisper-tiny encoder (Smart Turn v3.2), a 16-point grid (pooling x featurizer x head learning
-rate), the same seed, one in-process trial at a time with one CPU each. CPU-seconds are what the trials
-reserve: the sum of every trial's wall time x its CPUs (what a cluster bills), plus the driver's own CPU time.
+rate), the same seed, in-process trials with one CPU each, as many at once as the machine has cores.
+CPU-seconds are what the trials reserve: the sum of every trial's wall time x its CPUs (what a cluster bills), plus the driver's own CPU time.
 "Time to the final best" is the wall time from the start of ``Tuner.fit`` to the first report that reached the
 search's final best dev UA.
 """
@@ -57,7 +57,7 @@ def base_config(pool_dir: Path, epochs: int) -> dict:
 
 
 def sweep_config(out: Path, pool_dir: Path, epochs: int, scheduler: str, backend: str = "in_process",
-                 space: dict | None = None):
+                 space: dict | None = None, reduction_factor: float = 3.0, concurrent: int = 1):
     from ser_models.config import from_dict
     from ser_models.tune.config import SweepConfig
 
@@ -65,9 +65,18 @@ def sweep_config(out: Path, pool_dir: Path, epochs: int, scheduler: str, backend
     base["scaling"]["backend"] = backend
     return from_dict(SweepConfig, {
         "base": "finetune", "output_dir": str(out), "name": scheduler, "config": base,
-        "search": space or SPACE, "num_samples": 1, "search_alg": "grid", "seed": 0, "max_concurrent_trials": 1,
-        "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": 2},
+        "search": space or SPACE, "num_samples": 1, "search_alg": "grid", "seed": 0,
+        "max_concurrent_trials": concurrent,
+        "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": reduction_factor},
         "tracking": {"tensorboard": False, "mlflow": False}})
+
+
+def asha_rungs_for(epochs: int, reduction_factor: float) -> list[int]:
+    """The epochs after which the benchmark's ASHA may stop a trial (the scheduler ``jobs.sweep`` builds)."""
+    from ser_models.tune.sweep import asha_rungs, build_scheduler, plan_sweep
+
+    cfg = sweep_config(Path("/unused"), Path("/unused"), epochs, "asha", reduction_factor=reduction_factor)
+    return asha_rungs(build_scheduler(plan_sweep(cfg, check_pool=False)))
 
 
 def measure(cfg) -> dict:
@@ -134,7 +143,10 @@ def trial_costs(result: dict) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--reduction-factor", type=float, default=3.0,
+                        help="ASHA keeps 1/this of the trials at each rung (rungs at 1, rf, rf^2, ... epochs)")
+    parser.add_argument("--concurrent", type=int, default=2, help="trials at once (one CPU each)")
     parser.add_argument("--clips", type=int, default=240,
                         help="demo corpus size (720 = make demo's pool: one frozen-encoder epoch takes ~84 s on 2 "
                              "cores there, so the two searches would take ~3 h)")
@@ -152,11 +164,13 @@ def main(argv: list[str] | None = None) -> None:
         pool = ensure_pool(work / f"sweep_pool_{args.clips}" / "pool", n=args.clips)
         init_ray(2)
         for scheduler in ("fifo", "asha"):
-            results[scheduler] = measure(sweep_config(work / "sweep_bench" / scheduler, pool, args.epochs, scheduler))
+            results[scheduler] = measure(sweep_config(work / "sweep_bench" / scheduler, pool, args.epochs, scheduler,
+                                                      reduction_factor=args.reduction_factor,
+                                                      concurrent=args.concurrent))
         # Ray Train trials: two configurations of the same space, 2 epochs, for the fixed cost per trial.
         small = {"model.pooling": {"grid": ["mean"]}, "train.lr_head": {"grid": [1.0e-3, 3.0e-3]}}
         results["ray_train"] = measure(sweep_config(work / "sweep_bench" / "ray_train", pool, 2, "fifo",
-                                                    "ray_train", small))
+                                                    "ray_train", small, concurrent=args.concurrent))
     for name, r in results.items():
         print(f"{name}: wall {r['wall']:.0f}s, trial CPU-s {r['trial_cpu']:.0f}, best {r['best_ua']:.4f} "
               f"{r['best_config']}, {r['epochs']} epochs, {r['stopped']} stopped")
@@ -178,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     table = md_table(["search", "wall s", "CPU-s", "epochs run", "stopped early", "best dev UA", "best config",
                       "s to final best"], rows)
     cost_rows = []
-    for name, r in (("in-process (FIFO sweep)", fifo), ("Ray Train, 1 worker", rt)):
+    for name, r in ((f"in-process (FIFO sweep, {args.concurrent} at once)", fifo),
+                    (f"Ray Train, 1 worker ({args.concurrent} at once)", rt)):
         over, work_s = trial_costs(r)
         cost_rows.append([name, len(r["frame"]), f"{over:.1f}", f"{work_s:.1f}",
                           f"{over / max(over + work_s, 1e-9):.0%}"])
@@ -203,13 +218,14 @@ def main(argv: list[str] | None = None) -> None:
                  "them, and the driver's own CPU time is not included.")
         machine = machine.splitlines()[0].rsplit(";", 1)[0] + "."  # the load lines would describe the rebuild
     usage_free = __doc__.split("\n\n")[2].strip()
+    rungs = ", ".join(map(str, asha_rungs_for(args.epochs, args.reduction_factor)))
     text = f"""# Sweep benchmark: ASHA vs a full-budget search
 
 `python -m bench.sweep --clips {args.clips} --epochs {args.epochs}`.{saved} {usage_free}
 
 Space (16 grid points): {', '.join(f'`{k}` {v["grid"]}' for k, v in SPACE.items())}; frozen encoder,
-{args.epochs} epochs, a {args.clips}-clip demo pool, ASHA grace period 1 epoch, reduction factor 2 (rungs at 1,
-2, 4, ... epochs below the last).
+{args.epochs} epochs, a {args.clips}-clip demo pool, {args.concurrent} trials at once, ASHA grace period 1 epoch,
+reduction factor {args.reduction_factor:g}: rungs (where ASHA may stop a trial) after epochs {rungs}.
 
 {machine}
 

@@ -221,9 +221,20 @@ def build_scheduler(plan: SweepPlan):
             hyperparam_mutations=mutations, synch=s.synch,
             custom_explore_fn=functools.partial(clip_to_ranges, plan.mutate))
     # max_t one past the last epoch: ASHA stops a trial that reaches max_t, which would cut the run before
-    # its final report (test metrics) and its checkpoint; the rungs below max_t are the same.
-    return ASHAScheduler(time_attr=plan.time_attr, max_t=plan.max_t + 1,
+    # its final report (test metrics) and its checkpoint.
+    asha = ASHAScheduler(time_attr=plan.time_attr, max_t=plan.max_t + 1,
                          grace_period=min(s.grace_period, plan.max_t), reduction_factor=s.reduction_factor)
+    # Ray places rungs at grace * rf**k below max_t, so one can land on the last epoch (4 epochs, rf 2): a stop
+    # there saves no work and loses the trial's final report. Keep only the rungs before the last epoch.
+    for bracket in getattr(asha, "_brackets", []):
+        bracket._rungs = [rung for rung in bracket._rungs if rung[0] < plan.max_t]
+    return asha
+
+
+def asha_rungs(scheduler) -> list[float]:
+    """The epochs (or rounds) at which an ASHA scheduler may stop a trial, ascending."""
+    rungs = {float(rung[0]) for bracket in getattr(scheduler, "_brackets", []) for rung in bracket._rungs}
+    return sorted(int(r) if r.is_integer() else r for r in rungs)
 
 
 def clip_to_ranges(params, config: dict) -> dict:
