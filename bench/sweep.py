@@ -6,8 +6,8 @@ and the fixed cost per trial of in-process and Ray Train trials.
 
 Both searches run ``jobs.sweep`` (``ser_models.tune.sweep.run_sweep``) over the demo pool with the frozen
 pretrained Whisper-tiny encoder (Smart Turn v3.2), a 16-point grid (pooling x featurizer x head learning
-rate), the same seed, in-process trials with one CPU each, as many at once as the machine has cores.
-CPU-seconds are what the trials reserve: the sum of every trial's wall time x its CPUs (what a cluster bills), plus the driver's own CPU time.
+rate), the same seed, in-process trials with one CPU each, ``--concurrent`` at once (Ray gets one logical CPU
+more, for the trials' Ray Data reads). CPU-seconds are what the trials reserve: the sum of every trial's wall time x its CPUs (what a cluster bills), plus the driver's own CPU time.
 "Time to the final best" is the wall time from the start of ``Tuner.fit`` to the first report that reached the
 search's final best dev UA.
 """
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
             results[name] = from_saved(work / "sweep_bench" / name, "fifo" if name == "ray_train" else name)
     else:
         pool = ensure_pool(work / f"sweep_pool_{args.clips}" / "pool", n=args.clips)
-        init_ray(2)
+        # one logical CPU per trial plus one for the trials' Ray Data reads, which run outside their reservations
+        init_ray(args.concurrent + 1)
         for scheduler in ("fifo", "asha"):
             results[scheduler] = measure(sweep_config(work / "sweep_bench" / scheduler, pool, args.epochs, scheduler,
                                                       reduction_factor=args.reduction_factor,

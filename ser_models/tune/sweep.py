@@ -205,6 +205,21 @@ def default_concurrency(footprint: TrialFootprint, cluster: dict, pbt: bool = Fa
     return n
 
 
+def starved_reads_warning(concurrency: int, footprint: TrialFootprint, cluster: dict, pbt: bool) -> str | None:
+    """Why ``max_concurrent_trials`` may hang the sweep, or None.
+
+    Outside PBT, a trial's Ray Data reads need a CPU beyond the trial's own reservation. Trials that reserve
+    every CPU of the cluster leave none, and the reads wait until the cluster grows (an autoscaler may add
+    nodes, so this warns rather than refuses).
+    """
+    cpus = float(cluster.get("CPU", 0))
+    if pbt or not cpus or concurrency * footprint.cpus < cpus:
+        return None
+    return (f"max_concurrent_trials={concurrency} x {footprint.cpus:g} CPU(s) per trial reserves all {cpus:g} CPUs "
+            f"of the cluster, leaving none for the trials' Ray Data reads: they wait until the cluster grows. "
+            f"Set max_concurrent_trials <= {default_concurrency(footprint, cluster)} or add CPUs.")
+
+
 def build_scheduler(plan: SweepPlan):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
@@ -328,8 +343,11 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     trainable = tune.with_resources(tune.with_parameters(TARGETS[cfg.base].trial_fn(), spec=spec),
                                     trial_resources(plan, footprint))
     space = param_space(plan.params, plan.base_dict, cfg.search_alg)
-    concurrency = (0 if pbt else cfg.max_concurrent_trials) or default_concurrency(
-        footprint, ray.cluster_resources(), pbt=pbt)
+    cluster = ray.cluster_resources()
+    concurrency = (0 if pbt else cfg.max_concurrent_trials) or default_concurrency(footprint, cluster, pbt=pbt)
+    warning = starved_reads_warning(concurrency, footprint, cluster, pbt)
+    if warning:
+        print(f"WARNING: {warning}", flush=True)
     path, fs = _tune_storage(cfg)
     exp_path = f"{path}/{cfg.name}"
     t0 = time.perf_counter()

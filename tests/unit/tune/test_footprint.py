@@ -53,3 +53,18 @@ def test_default_concurrency(scaling, cluster, expected):
 def test_pbt_concurrency_counts_each_trials_read_bundle(cluster, expected):
     fp = trial_footprint(_finetune(backend="in_process"))
     assert default_concurrency(fp, cluster, pbt=True) == expected
+
+
+@pytest.mark.parametrize("concurrency, cluster, pbt, warns", [
+    (2, {"CPU": 2.0}, False, True),    # every CPU reserved: the trials' reads would wait forever
+    (1, {"CPU": 2.0}, False, False),
+    (2, {"CPU": 3.0}, False, False),
+    (2, {"CPU": 2.0}, True, False),    # PBT trials reserve a bundle for their own reads
+])
+def test_concurrency_that_starves_the_reads_is_warned_about(concurrency, cluster, pbt, warns):
+    from ser_models.tune.sweep import starved_reads_warning
+
+    warning = starved_reads_warning(concurrency, trial_footprint(_finetune(backend="in_process")), cluster, pbt)
+    assert bool(warning) == warns
+    if warns:
+        assert "max_concurrent_trials=2" in warning and "max_concurrent_trials <= 1" in warning
