@@ -60,7 +60,7 @@ def run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "a
         The :class:`~ser_models.training.trainer.TrainResult`; its ``metrics`` gain ``test_source`` and
         ``test_target`` (the evaluation of each language's test clips) and ``anchors``.
     """
-    from ser_models.analysis.anchoring import anchor_groups, resolve_anchors
+    from ser_models.analysis.anchoring import anchor_groups, resolve_anchors, sample_target_ids
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
     from ser_models.evaluation import evaluate_checkpoint
@@ -88,14 +88,14 @@ def run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "a
     connect_ray()
     labels = pool.metadata(columns=["label"], split=cfg.train_split, where=source)["label"]
     counts = [int((labels == name).sum()) for name in cfg.model.labels] or None
-    targets = pool.metadata(columns=["utt_id"], split=cfg.train_split, where=target)["utt_id"]
-    targets = targets.sample(n=min(len(targets), cfg.anchoring.max_target_clips), random_state=cfg.train.seed)
+    targets = sample_target_ids(pool.metadata(columns=["utt_id"], split=cfg.train_split, where=target)["utt_id"],
+                                cfg.anchoring.max_target_clips, cfg.train.seed)
     log(f"pool {cfg.pool_dir}: {len(labels)} labelled {cfg.source} training clips, {len(targets)} unlabelled "
         f"{cfg.target} clips for anchoring; anchor groups {anchors['groups']}, weight {cfg.anchoring.weight}")
     datasets = {"train": pool.dataset(cfg.train_split, where=source),
                 "dev": pool.dataset(cfg.dev_split, where=source if cfg.dev_on == "source" else target),
                 "test": pool.dataset(cfg.test_split, where=target),
-                "anchor_target": pool.dataset(cfg.train_split, where={**target, "utt_id": sorted(targets)})}
+                "anchor_target": pool.dataset(cfg.train_split, where={**target, "utt_id": targets})}
     anchoring = ({"groups": anchors["groups"], "weight": cfg.anchoring.weight,
                   "batch_size": cfg.anchoring.target_batch_size or max(cfg.train.batch_size, 2)}
                  if cfg.anchoring.weight > 0 else None)

@@ -214,8 +214,10 @@ class ActiveLearningLoop:
         source = self.pool.dataset("train", where={self.cross.group_column: self.cross.source})
         feeds = {"train": labelled.select_columns(cols).union(source.select_columns(cols))}
         if self.cross.anchoring.weight > 0:
-            feeds["anchor_target"] = self.pool.dataset("train", where={
-                **self.where, "utt_id": self.train_ids[: self.cross.anchoring.max_target_clips]})
+            from ser_models.analysis.anchoring import sample_target_ids
+
+            ids = sample_target_ids(self.train_ids, self.cross.anchoring.max_target_clips, self.active.seed)
+            feeds["anchor_target"] = self.pool.dataset("train", where={**self.where, "utt_id": ids})
         return feeds
 
     def _anchoring(self) -> dict | None:

@@ -116,6 +116,18 @@ def union_layers(groups: list[list[int]]) -> list[int]:
     return sorted({layer for group in groups for layer in group})
 
 
+def sample_target_ids(ids, max_clips: int, seed: int) -> list[str]:
+    """The unlabelled target clips held for anchoring: all of ``ids``, or a seeded random sample of
+    ``max_clips`` when there are more (the first ids in sort order would favour a few speakers). Sorted."""
+    ids = sorted(str(i) for i in ids)
+    if len(ids) <= max_clips:
+        return ids
+    import numpy as np
+
+    pick = np.random.default_rng(seed).choice(len(ids), size=max_clips, replace=False)
+    return sorted(ids[i] for i in pick)
+
+
 def encode_sample(pool, split: str, where: dict, model, per_class: int, seed: int = 0):
     """Per-layer utterance means of a class-balanced sample of a split's clips, encoded in this process.
 

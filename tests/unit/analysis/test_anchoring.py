@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ser_models.analysis import AnchoringConfig, anchor_groups, anchoring_loss, coral_loss
-from ser_models.analysis.anchoring import union_layers
+from ser_models.analysis.anchoring import sample_target_ids, union_layers
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.model import EmotionModel
 from ser_models.testing import tiny_model_config
@@ -37,6 +37,15 @@ def test_anchor_groups():
         anchor_groups([5], 1, 5)
     with pytest.raises(ConfigError, match="runs past"):
         anchor_groups([3], 3, 5)
+
+
+def test_target_clips_are_a_seeded_random_sample_not_the_first_ids():
+    ids = [f"spk{s:02d}_{i:03d}" for s in range(10) for i in range(50)]  # sort order groups speakers
+    assert sample_target_ids(ids[:8], 10, seed=0) == sorted(ids[:8])  # fewer than the cap: all of them
+    picked = sample_target_ids(reversed(ids), 100, seed=0)
+    assert len(picked) == 100 and picked == sorted(picked) and set(picked) <= set(ids)
+    assert len({i[:5] for i in picked}) == 10  # every speaker, not the first two
+    assert picked == sample_target_ids(ids, 100, seed=0) != sample_target_ids(ids, 100, seed=1)
 
 
 def test_anchoring_loss_is_the_mean_coral_of_group_means():
