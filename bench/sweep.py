@@ -150,27 +150,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=240,
                         help="demo corpus size (720 = make demo's pool: one frozen-encoder epoch takes ~84 s on 2 "
                              "cores there, so the two searches would take ~3 h)")
-    parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results/sweep.md")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write the results file")
+    parser.add_argument("--results", default=RESULTS.name, help="file name under bench/results/")
     parser.add_argument("--from-saved", action="store_true",
                         help="rebuild the tables from the sweep folders of an earlier run (no new sweeps)")
     args = parser.parse_args(argv)
-    work = Path(args.workdir)
+    work = Path(args.workdir) / f"sweep_bench_{args.clips}_rf{args.reduction_factor:g}"
     info, load = machine_info(), LoadWindow()
     results = {}
     if args.from_saved:
         for name in ("fifo", "asha", "ray_train"):
-            results[name] = from_saved(work / "sweep_bench" / name, "fifo" if name == "ray_train" else name)
+            results[name] = from_saved(work / name, "fifo" if name == "ray_train" else name)
     else:
-        pool = ensure_pool(work / f"sweep_pool_{args.clips}" / "pool", n=args.clips)
+        pool = ensure_pool(work.parent / f"sweep_pool_{args.clips}" / "pool", n=args.clips)
         # one logical CPU per trial plus one for the trials' Ray Data reads, which run outside their reservations
         init_ray(args.concurrent + 1)
         for scheduler in ("fifo", "asha"):
-            results[scheduler] = measure(sweep_config(work / "sweep_bench" / scheduler, pool, args.epochs, scheduler,
+            results[scheduler] = measure(sweep_config(work / scheduler, pool, args.epochs, scheduler,
                                                       reduction_factor=args.reduction_factor,
                                                       concurrent=args.concurrent))
         # Ray Train trials: two configurations of the same space, 2 epochs, for the fixed cost per trial.
         small = {"model.pooling": {"grid": ["mean"]}, "train.lr_head": {"grid": [1.0e-3, 3.0e-3]}}
-        results["ray_train"] = measure(sweep_config(work / "sweep_bench" / "ray_train", pool, 2, "fifo",
+        results["ray_train"] = measure(sweep_config(work / "ray_train", pool, 2, "fifo",
                                                     "ray_train", small, concurrent=args.concurrent))
     for name, r in results.items():
         print(f"{name}: wall {r['wall']:.0f}s, trial CPU-s {r['trial_cpu']:.0f}, best {r['best_ua']:.4f} "
@@ -201,8 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     costs = md_table(["trial kind", "trials", "fixed cost per trial s", "train + eval per trial s",
                       "fixed share"], cost_rows)
     verdict = (f"ASHA used **{ratio:.0%}** of the full search's CPU-seconds and "
-               + (f"picked a configuration **tied for the full search's best** dev UA ({len(tied)} configurations "
-                  "tie there)" if same else "picked a configuration **below** the full search's best")
+               + (("picked **the full search's best configuration**" if len(tied) == 1 else
+                  f"picked a configuration **tied for the full search's best** dev UA ({len(tied)} configurations "
+                  "tie there)") if same else "picked a configuration **below** the full search's best")
                + f" (target: the same best in <= 40 %: **{'met' if same and ratio <= 0.40 else 'not met'}**).")
     saved = ""
     machine = machine_markdown(info, load)
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     rungs = ", ".join(map(str, asha_rungs_for(args.epochs, args.reduction_factor)))
     text = f"""# Sweep benchmark: ASHA vs a full-budget search
 
-`python -m bench.sweep --clips {args.clips} --epochs {args.epochs}`.{saved} {usage_free}
+`python -m bench.sweep --clips {args.clips} --epochs {args.epochs} --reduction-factor {args.reduction_factor:g} --concurrent {args.concurrent}`.{saved} {usage_free}
 
 Space (16 grid points): {', '.join(f'`{k}` {v["grid"]}' for k, v in SPACE.items())}; frozen encoder,
 {args.epochs} epochs, a {args.clips}-clip demo pool, {args.concurrent} trials at once, ASHA grace period 1 epoch,
@@ -244,7 +246,7 @@ the worker group's start and per-epoch checkpoints).
 """
     print(text)
     if not args.no_write:
-        print(f"wrote {write_results(RESULTS, text)}")
+        print(f"wrote {write_results(RESULTS_DIR / args.results, text)}")
 
 
 if __name__ == "__main__":

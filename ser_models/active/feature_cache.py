@@ -55,21 +55,14 @@ class EncoderPooler:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = EmotionModel(from_dict(ModelConfig, model_cfg)).to(self.device).eval()
         self.micro = micro_batch_size or auto_micro_batch(self.device.type)
-        self.max_samples = int(max_seconds * 16000)
+        self.max_seconds = max_seconds
 
     def __call__(self, batch: dict) -> dict:
-        import torch
-
-        from ser_models.training.batching import collect_clips, make_batch, plan_batches
+        from ser_models.training.batching import collect_clips, pooled_layer_features
 
         clips = collect_clips([batch], self.model.cfg.labels, require_labels=False)
-        feats: list[bytes | None] = [None] * len(clips)
-        with torch.no_grad():
-            for index in plan_batches(clips.lengths(), self.micro, None):
-                b = make_batch(clips, index, self.max_samples, None).to(self.device)
-                pooled = self.model.encode_pooled(b.wavs, b.lengths).float().cpu().numpy()  # [B, L, D]
-                for row, i in enumerate(index):
-                    feats[i] = np.ascontiguousarray(pooled[row]).tobytes()
+        pooled = pooled_layer_features(self.model, clips, self.micro, self.max_seconds, self.device)  # [N, L, D]
+        feats = [np.ascontiguousarray(row).tobytes() for row in pooled]
         return {"utt_id": np.asarray(clips.ids, dtype=object), "features": np.asarray(feats, dtype=object)}
 
 

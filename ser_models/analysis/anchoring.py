@@ -142,7 +142,7 @@ def encode_sample(pool, split: str, where: dict, model, per_class: int, seed: in
     """
     import numpy as np
 
-    from ser_models.training.batching import collect_clips, make_batch, plan_batches
+    from ser_models.training.batching import collect_clips, pooled_layer_features
 
     model_cfg = model.cfg
 
@@ -154,11 +154,7 @@ def encode_sample(pool, split: str, where: dict, model, per_class: int, seed: in
     rows = pool.metadata(columns=["utt_id", "label", "audio", "audio_format"], split=split,
                          where={**where, "utt_id": picked["utt_id"].tolist()})
     clips = collect_clips([{c: rows[c].to_numpy() for c in rows.columns}], model_cfg.labels).sorted_by_id()
-    out = np.zeros((len(clips), model.encoder.num_layers, model.encoder.hidden_size), np.float32)
-    with torch.no_grad():
-        for index in plan_batches(clips.lengths(), 8, None):
-            b = make_batch(clips, index, 20 * 16000, None)
-            out[index] = model.encode_pooled(b.wavs, b.lengths).float().numpy()
+    out = pooled_layer_features(model, clips, micro_batch=8)
     names = np.asarray([model_cfg.labels[i] for i in clips.labels], dtype=object)
     return out, names
 

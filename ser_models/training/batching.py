@@ -253,6 +253,31 @@ def iterate_batches(clips: ClipSet, batch_size: int, max_seconds: float | None,
         yield make_batch(clips, index, max_samples, rng)
 
 
+def pooled_layer_features(model, clips: ClipSet, micro_batch: int, max_seconds: float = 20.0,
+                          device: torch.device | None = None) -> np.ndarray:
+    """Per-layer utterance means of every clip under ``model``'s encoder, no gradients, in sorted-length
+    micro-batches (``EmotionModel.encode_pooled``).
+
+    Args:
+        model: an ``EmotionModel`` already on ``device`` and in eval mode.
+        clips: the clips, in the row order of the result.
+        micro_batch: clips encoded per forward pass.
+        max_seconds: longer clips are cut to their first ``max_seconds`` (no random crop).
+        device: where the batches go (default CPU).
+
+    Returns:
+        ``[N, L, D]`` float32.
+    """
+    out = np.zeros((len(clips), model.encoder.num_layers, model.encoder.hidden_size), np.float32)
+    with torch.no_grad():
+        for index in plan_batches(clips.lengths(), micro_batch, None):
+            batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None)
+            if device is not None:
+                batch = batch.to(device)
+            out[index] = model.encode_pooled(batch.wavs, batch.lengths).float().cpu().numpy()
+    return out
+
+
 class StreamingClips:
     """A worker's training clips read from its Ray Data shard anew every epoch, one window at a time.
 
