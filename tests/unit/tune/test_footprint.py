@@ -60,11 +60,14 @@ def test_pbt_concurrency_counts_each_trials_read_bundle(cluster, expected):
     (1, {"CPU": 2.0}, False, False),
     (2, {"CPU": 3.0}, False, False),
     (2, {"CPU": 2.0}, True, False),    # PBT trials reserve a bundle for their own reads
+    (1, {"CPU": 1.0}, False, True),    # one trial alone takes the only CPU
 ])
 def test_concurrency_that_starves_the_reads_is_warned_about(concurrency, cluster, pbt, warns):
     from ser_models.tune.sweep import starved_reads_warning
 
     warning = starved_reads_warning(concurrency, trial_footprint(_finetune(backend="in_process")), cluster, pbt)
     assert bool(warning) == warns
-    if warns:
+    if warns and concurrency == 2:
         assert "max_concurrent_trials=2" in warning and "max_concurrent_trials <= 1" in warning
+    elif warns:
+        assert "Add CPUs" in warning
