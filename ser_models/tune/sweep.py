@@ -215,8 +215,8 @@ def starved_reads_warning(concurrency: int, footprint: TrialFootprint, cluster: 
     cpus = float(cluster.get("CPU", 0))
     if pbt or not cpus or concurrency * footprint.cpus < cpus:
         return None
-    fits = math.floor((cpus - 1) / footprint.cpus)
-    fix = (f"Set max_concurrent_trials <= {fits} or add CPUs." if 1 <= fits < concurrency
+    fits = default_concurrency(footprint, cluster)  # what leaves a CPU free (1 when even one trial cannot)
+    fix = (f"Set max_concurrent_trials <= {fits} or add CPUs." if fits < concurrency
            else "Add CPUs or lower the base config's CPUs per trial.")
     return (f"max_concurrent_trials={concurrency} x {footprint.cpus:g} CPU(s) per trial reserves all {cpus:g} CPUs "
             f"of the cluster, leaving none for the trials' Ray Data reads: they wait until the cluster grows. {fix}")
