@@ -37,6 +37,8 @@ from bench.common import (
 )
 
 RESULTS = RESULTS_DIR / "sweep.md"
+#: What ASHA may stop on (``--stop-metric``) and its direction; trials are always ranked by dev UA.
+STOP_MODES = {"dev_ua": "max", "dev_nll": "min", "dev_macro_f1": "max"}
 SPACE = {
     "model.pooling": {"grid": ["mean", "attentive_stats"]},
     "model.featurizer_layer": {"grid": [None, -1]},
@@ -57,7 +59,8 @@ def base_config(pool_dir: Path, epochs: int) -> dict:
 
 
 def sweep_config(out: Path, pool_dir: Path, epochs: int, scheduler: str, backend: str = "in_process",
-                 space: dict | None = None, reduction_factor: float = 3.0, concurrent: int = 1):
+                 space: dict | None = None, reduction_factor: float = 3.0, concurrent: int = 1,
+                 stop_metric: str = ""):
     from ser_models.config import from_dict
     from ser_models.tune.config import SweepConfig
 
@@ -67,7 +70,9 @@ def sweep_config(out: Path, pool_dir: Path, epochs: int, scheduler: str, backend
         "base": "finetune", "output_dir": str(out), "name": scheduler, "config": base,
         "search": space or SPACE, "num_samples": 1, "search_alg": "grid", "seed": 0,
         "max_concurrent_trials": concurrent,
-        "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": reduction_factor},
+        "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": reduction_factor,
+                      **({"metric": stop_metric, "mode": STOP_MODES[stop_metric]}
+                         if scheduler == "asha" and stop_metric else {})},
         "tracking": {"tensorboard": False, "mlflow": False}})
 
 
@@ -147,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reduction-factor", type=float, default=3.0,
                         help="ASHA keeps 1/this of the trials at each rung (rungs at 1, rf, rf^2, ... epochs)")
     parser.add_argument("--concurrent", type=int, default=2, help="trials at once (one CPU each)")
+    parser.add_argument("--stop-metric", default="dev_ua", choices=sorted(STOP_MODES),
+                        help="what ASHA stops trials on (scheduler.metric); the ranking stays dev UA")
     parser.add_argument("--clips", type=int, default=240,
                         help="demo corpus size (720 = make demo's pool: one frozen-encoder epoch takes ~84 s on 2 "
                              "cores there, so the two searches would take ~3 h)")
@@ -155,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--from-saved", action="store_true",
                         help="rebuild the tables from the sweep folders of an earlier run (no new sweeps)")
     args = parser.parse_args(argv)
-    work = Path(args.workdir) / f"sweep_bench_{args.clips}_rf{args.reduction_factor:g}"
+    work = Path(args.workdir) / (f"sweep_bench_{args.clips}_rf{args.reduction_factor:g}"
+                                 + ("" if args.stop_metric == "dev_ua" else f"_{args.stop_metric}"))
     info, load = machine_info(), LoadWindow()
     results = {}
     if args.from_saved:
@@ -168,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         for scheduler in ("fifo", "asha"):
             results[scheduler] = measure(sweep_config(work / scheduler, pool, args.epochs, scheduler,
                                                       reduction_factor=args.reduction_factor,
-                                                      concurrent=args.concurrent))
+                                                      concurrent=args.concurrent,
+                                                      stop_metric=args.stop_metric))
         # Ray Train trials: two configurations of the same space, 2 epochs, for the fixed cost per trial.
         small = {"model.pooling": {"grid": ["mean"]}, "train.lr_head": {"grid": [1.0e-3, 3.0e-3]}}
         results["ray_train"] = measure(sweep_config(work / "ray_train", pool, 2, "fifo",
@@ -224,11 +233,12 @@ def main(argv: list[str] | None = None) -> None:
     rungs = ", ".join(map(str, asha_rungs_for(args.epochs, args.reduction_factor)))
     text = f"""# Sweep benchmark: ASHA vs a full-budget search
 
-`python -m bench.sweep --clips {args.clips} --epochs {args.epochs} --reduction-factor {args.reduction_factor:g} --concurrent {args.concurrent}`.{saved} {usage_free}
+`python -m bench.sweep --clips {args.clips} --epochs {args.epochs} --reduction-factor {args.reduction_factor:g} --concurrent {args.concurrent} --stop-metric {args.stop_metric}`.{saved} {usage_free}
 
 Space (16 grid points): {', '.join(f'`{k}` {v["grid"]}' for k, v in SPACE.items())}; frozen encoder,
 {args.epochs} epochs, a {args.clips}-clip demo pool, {args.concurrent} trials at once, ASHA grace period 1 epoch,
-reduction factor {args.reduction_factor:g}: rungs (where ASHA may stop a trial) after epochs {rungs}.
+reduction factor {args.reduction_factor:g}: rungs (where ASHA may stop a trial) after epochs {rungs}; ASHA stops
+on {args.stop_metric} ({STOP_MODES[args.stop_metric]}), every search ranks by dev UA.
 
 {machine}
 

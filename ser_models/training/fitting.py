@@ -17,7 +17,7 @@ from torch import nn
 
 from ser_models.exceptions import TrainingError
 from ser_models.heads.dimensional import dimensional_loss
-from ser_models.metrics import classification_metrics, regression_metrics
+from ser_models.metrics import balanced_nll, classification_metrics, regression_metrics
 from ser_models.training.batching import (
     ClipSet,
     StreamingClips,
@@ -159,8 +159,8 @@ def evaluate(model: nn.Module, clips: ClipSet | StreamingClips, cfg: TrainConfig
     """Metrics on labelled clips (held, or streamed window by window).
 
     Returns:
-        With classes: ``wa, ua, macro_f1, confusion, n``. With dimensions: ``ccc_<dim>, pearson_<dim>,
-        rmse_<dim>, ccc`` (mean), and ``n``. With both: also ``ua_plus_ccc``.
+        With classes: ``wa, ua, macro_f1, confusion, n`` and ``nll`` (class-balanced, nats). With
+        dimensions: ``ccc_<dim>, pearson_<dim>, rmse_<dim>, ccc`` (mean), and ``n``. With both: also ``ua_plus_ccc``.
     """
     windows = clips.windows() if isinstance(clips, StreamingClips) else [clips]
     labels, probs, targets, dims = [], [], [], []
@@ -185,6 +185,7 @@ def evaluation_metrics(model_cfg, labels: np.ndarray, probs: np.ndarray, targets
     out: dict = {}
     if model_cfg.labels:
         out.update(classification_metrics(labels, probs.argmax(1), len(model_cfg.labels)))
+        out["nll"] = balanced_nll(labels, probs)
     if model_cfg.dimensions:
         out.update(regression_metrics(targets, dims, model_cfg.dimensions))
         out["n"] = int(len(targets))

@@ -24,6 +24,10 @@ class SchedulerConfig:
     grace_period: int = field(1, help="asha: time units (epochs or rounds) every trial runs before it can stop")
     reduction_factor: float = field(2.0, help="asha: 1/this of the trials at a rung go on to the next one")
     max_t: int = field(0, help="asha: the longest a trial runs, in time units (0 = the most the space allows)")
+    metric: str = field("", help="asha: what it stops trials on ('' = the sweep's metric); e.g. dev_nll, smooth "
+                                 "where an early epoch's dev_ua on a small dev set is mostly noise. Trials are "
+                                 "still ranked by the sweep's metric")
+    mode: str = field("", help="asha: max | min for scheduler.metric (needed with it; '' = the sweep's mode)")
     perturbation_interval: int = field(1, help="pbt: epochs between two exploit/explore decisions of a trial")
     quantile_fraction: float = field(0.25, help="pbt: the bottom fraction of trials copies the top fraction")
     resample_probability: float = field(0.25, help="pbt: chance a mutated key is drawn anew from its search "
@@ -43,6 +47,14 @@ class SchedulerConfig:
                 0 <= self.resample_probability <= 1):
             raise ConfigError("scheduler.perturbation_interval must be >= 1, scheduler.quantile_fraction in "
                               "(0, 0.5] and scheduler.resample_probability in [0, 1]")
+        if self.mode not in ("", "max", "min"):
+            raise ConfigError(f"scheduler.mode must be 'max', 'min' or '' (the sweep's mode), got {self.mode!r}")
+        if self.metric and not self.mode:
+            raise ConfigError(f"scheduler.metric={self.metric!r} needs scheduler.mode (max or min): its direction "
+                              "is not the sweep's by default (dev_nll and losses are lower-is-better)")
+        if (self.metric or self.mode) and self.name != "asha":
+            raise ConfigError(f"scheduler.metric and scheduler.mode apply to scheduler.name=asha only (here "
+                              f"{self.name!r}): remove them or switch the scheduler")
         if self.mutate and self.name != "pbt":
             raise ConfigError(f"scheduler.mutate applies to scheduler.name=pbt only (here {self.name!r}): "
                               "remove it or switch the scheduler")

@@ -53,6 +53,15 @@ class SweepPlan:
     max_t: int
     trials: int
     mutate: tuple = ()
+    #: What ASHA stops trials on, and its direction (the ranking metric and mode unless scheduler.metric is set).
+    stop_metric: str = ""
+    stop_mode: str = ""
+
+    @property
+    def own_stop_metric(self) -> bool:
+        """ASHA stops on something other than what trials are ranked by (Tune then gets the metric from the
+        scheduler and the searcher, not from ``TuneConfig``, which would hand its own to both)."""
+        return (self.stop_metric, self.stop_mode) != (self.metric, self.cfg.mode)
 
 
 def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
@@ -80,10 +89,12 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
     params = parse_search(cfg.search)
     check_against(params, schema, base_dict)
     metric = cfg.metric or (target.default_metric if base_cfg.model.labels else DIMENSIONAL_DEFAULT_METRIC[cfg.base])
-    if metric not in target.metrics:
-        raise ConfigError(f"metric {metric!r} is not reported by base {cfg.base}; choose one of {target.metrics}")
-    if target.fits and metric.startswith("dev_") and not base_cfg.dev_split:
-        raise ConfigError(f"metric {metric!r} needs a dev split: config.dev_split is empty")
+    stop_metric, stop_mode = cfg.scheduler.metric or metric, cfg.scheduler.mode or cfg.mode
+    for key, name in (("metric", metric), ("scheduler.metric", stop_metric)):
+        if name not in target.metrics:
+            raise ConfigError(f"{key} {name!r} is not reported by base {cfg.base}; choose one of {target.metrics}")
+        if target.fits and name.startswith("dev_") and not base_cfg.dev_split:
+            raise ConfigError(f"{key} {name!r} needs a dev split: config.dev_split is empty")
     max_t = cfg.scheduler.max_t or _max_time(target, schema, base_dict, params)
     if check_pool and "pool_dir" not in {p.key for p in params}:  # a wrong pool or label fails here, not per trial
         from ser_models.data import Pool
@@ -93,7 +104,8 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
         Pool.open(base_cfg.pool_dir).check_targets(base_cfg.model, splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
     mutate = _pbt_mutations(cfg, base_cfg, params) if cfg.scheduler.name == "pbt" else ()
-    return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate)
+    return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate,
+                     stop_metric, stop_mode)
 
 
 def _pbt_mutations(cfg: SweepConfig, base_cfg, params) -> tuple:
@@ -239,7 +251,8 @@ def build_scheduler(plan: SweepPlan):
             custom_explore_fn=functools.partial(clip_to_ranges, plan.mutate))
     # max_t one past the last epoch: ASHA stops a trial that reaches max_t, which would cut the run before
     # its final report (test metrics) and its checkpoint.
-    asha = ASHAScheduler(time_attr=plan.time_attr, max_t=plan.max_t + 1,
+    own = {"metric": plan.stop_metric, "mode": plan.stop_mode} if plan.own_stop_metric else {}
+    asha = ASHAScheduler(time_attr=plan.time_attr, max_t=plan.max_t + 1, **own,
                          grace_period=min(s.grace_period, plan.max_t), reduction_factor=s.reduction_factor)
     # Ray places rungs at grace * rf**k below max_t, so one can land on the last epoch (4 epochs, rf 2): a stop
     # there saves no work and loses the trial's final report. Keep only the rungs before the last epoch.
@@ -272,7 +285,8 @@ def build_search_alg(plan: SweepPlan, concurrency: int):
             from ray.tune.search.optuna import OptunaSearch
         except ImportError as exc:  # pragma: no cover - optuna is a dependency
             raise ConfigError("search_alg=optuna needs the optuna package: pip install optuna") from exc
-        return OptunaSearch(sampler=TPESampler(seed=cfg.seed))
+        own = {"metric": plan.metric, "mode": cfg.mode} if plan.own_stop_metric else {}
+        return OptunaSearch(sampler=TPESampler(seed=cfg.seed), **own)
     from ray.tune.search import BasicVariantGenerator
 
     # PBT needs its whole population created at once (a trial waits for, or copies, the others); trial
@@ -361,12 +375,14 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
         print(f"sweep {cfg.name!r}: base {cfg.base}, {len(plan.params)} keys, {plan.trials} trials "
               f"({cfg.search_alg}, {cfg.scheduler.name} on {plan.time_attr} up to {plan.max_t}), metric "
               f"{plan.metric} ({cfg.mode}), {concurrency} at a time"
+              + (f"; ASHA stops on {plan.stop_metric} ({plan.stop_mode})" if plan.own_stop_metric else "")
               + (f"; PBT mutates {[p.key for p in plan.mutate]} every "
                  f"{cfg.scheduler.perturbation_interval} epoch(s)" if pbt else ""))
         tuner = tune.Tuner(
             trainable,
             param_space=space,
-            tune_config=tune.TuneConfig(metric=plan.metric, mode=cfg.mode,
+            tune_config=tune.TuneConfig(metric=None if plan.own_stop_metric else plan.metric,
+                                        mode=None if plan.own_stop_metric else cfg.mode,
                                         search_alg=build_search_alg(plan, concurrency),
                                         scheduler=build_scheduler(plan), num_samples=cfg.num_samples,
                                         max_concurrent_trials=concurrency if cfg.search_alg == "optuna" else None,

@@ -67,13 +67,21 @@ def test_after_sweep_runs_whole_loops_and_ranks_them_by_the_learning_curve(ray_l
     assert "base: after" not in (out / "best.yaml").read_text() and "active:" in (out / "best.yaml").read_text()
 
 
-def test_optuna_tpe_samples_the_same_space(ray_local, demo_pool, tmp_path, monkeypatch):
+def test_optuna_tpe_samples_the_same_space_with_asha_stopping_on_dev_nll(ray_local, demo_pool, tmp_path,
+                                                                         monkeypatch, capsys):
+    """Optuna's TPE with ASHA stopping on its own metric: Tune then takes the metric from the scheduler and
+    the searcher, and trials are still ranked by dev UA."""
     out = tmp_path / "optuna"
     run_module(monkeypatch, "jobs.sweep", CONFIG, f"config.pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
-               "search_alg=optuna", "num_samples=2", "scheduler.name=fifo", "config.train.epochs=1",
-               "tracking.mlflow=false", "tracking.tensorboard=false")
+               "search_alg=optuna", "num_samples=2", "scheduler.name=asha", "scheduler.metric=dev_nll",
+               "scheduler.mode=min", "config.train.epochs=2", "tracking.mlflow=false", "tracking.tensorboard=false")
+    printed = capsys.readouterr().out
+    assert "ASHA stops on dev_nll (min)" in printed and "leaderboard (dev_ua, max; 2 trials" in printed
     frame = pd.read_parquet(out / "results.parquet")
-    assert len(frame) == 2 and (frame["status"] == "finished").all()
+    assert len(frame) == 2 and frame["status"].isin(["finished", "stopped"]).all()
+    for tid in frame["trial_id"]:
+        history = json.loads((out / "trials" / tid / "metrics.json").read_text())["history"]
+        assert all(h["dev_nll"] > 0 for h in history)
     assert frame["train.lr_head"].between(3e-3, 1e-1).all()
     assert set(frame["model.adapter.kind"]) <= {"lora", "frozen"}
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ser_models.metrics import classification_metrics, plot_confusion
+from ser_models.metrics import balanced_nll, classification_metrics, plot_confusion
 from ser_models.training.fitting import class_weight_tensor
 from ser_models.training.schedule import tri_stage_lambda, tri_stage_scheduler
 
@@ -33,6 +33,14 @@ def test_metrics_known_values():
     assert np.asarray(m["confusion"]).shape == (4, 4)
     assert m["confusion"][1] == [1, 1, 0, 0]
     assert np.isnan(classification_metrics([], [], 4)["ua"])
+
+
+def test_balanced_nll_weights_each_class_equally():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.5, 0.5]])
+    # class 0: three clips at -log 0.9; class 1: one at -log 0.5 -> the mean of the two class means
+    assert balanced_nll([0, 0, 0, 1], probs) == pytest.approx((-np.log(0.9) - np.log(0.5)) / 2)
+    assert balanced_nll([1], np.array([[1.0, 0.0]])) == pytest.approx(-np.log(1e-7))  # a sure miss is finite
+    assert np.isnan(balanced_nll([], np.zeros((0, 2))))
 
 
 def test_plot_confusion_writes_png(tmp_path):
