@@ -60,7 +60,7 @@ def base_config(pool_dir: Path, epochs: int) -> dict:
 
 def sweep_config(out: Path, pool_dir: Path, epochs: int, scheduler: str, backend: str = "in_process",
                  space: dict | None = None, reduction_factor: float = 3.0, concurrent: int = 1,
-                 stop_metric: str = ""):
+                 stop_metric: str = "", grace_period: int = 1):
     from ser_models.config import from_dict
     from ser_models.tune.config import SweepConfig
 
@@ -70,17 +70,18 @@ def sweep_config(out: Path, pool_dir: Path, epochs: int, scheduler: str, backend
         "base": "finetune", "output_dir": str(out), "name": scheduler, "config": base,
         "search": space or SPACE, "num_samples": 1, "search_alg": "grid", "seed": 0,
         "max_concurrent_trials": concurrent,
-        "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": reduction_factor,
+        "scheduler": {"name": scheduler, "grace_period": grace_period, "reduction_factor": reduction_factor,
                       **({"metric": stop_metric, "mode": STOP_MODES[stop_metric]}
                          if scheduler == "asha" and stop_metric else {})},
         "tracking": {"tensorboard": False, "mlflow": False}})
 
 
-def asha_rungs_for(epochs: int, reduction_factor: float) -> list[int]:
+def asha_rungs_for(epochs: int, reduction_factor: float, grace_period: int = 1) -> list[int]:
     """The epochs after which the benchmark's ASHA may stop a trial (the scheduler ``jobs.sweep`` builds)."""
     from ser_models.tune.sweep import asha_rungs, build_scheduler, plan_sweep
 
-    cfg = sweep_config(Path("/unused"), Path("/unused"), epochs, "asha", reduction_factor=reduction_factor)
+    cfg = sweep_config(Path("/unused"), Path("/unused"), epochs, "asha", reduction_factor=reduction_factor,
+                       grace_period=grace_period)
     return asha_rungs(build_scheduler(plan_sweep(cfg, check_pool=False)))
 
 
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reduction-factor", type=float, default=3.0,
                         help="ASHA keeps 1/this of the trials at each rung (rungs at 1, rf, rf^2, ... epochs)")
     parser.add_argument("--concurrent", type=int, default=2, help="trials at once (one CPU each)")
+    parser.add_argument("--grace", type=int, default=1, help="ASHA's grace period: epochs before the first rung")
     parser.add_argument("--stop-metric", default="dev_ua", choices=sorted(STOP_MODES),
                         help="what ASHA stops trials on (scheduler.metric); the ranking stays dev UA")
     parser.add_argument("--clips", type=int, default=240,
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="rebuild the tables from the sweep folders of an earlier run (no new sweeps)")
     args = parser.parse_args(argv)
     work = Path(args.workdir) / (f"sweep_bench_{args.clips}_rf{args.reduction_factor:g}"
+                                 + ("" if args.epochs == 8 else f"_e{args.epochs}")
+                                 + ("" if args.grace == 1 else f"_grace{args.grace}")
                                  + ("" if args.stop_metric == "dev_ua" else f"_{args.stop_metric}"))
     info, load = machine_info(), LoadWindow()
     results = {}
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             results[scheduler] = measure(sweep_config(work / scheduler, pool, args.epochs, scheduler,
                                                       reduction_factor=args.reduction_factor,
                                                       concurrent=args.concurrent,
-                                                      stop_metric=args.stop_metric))
+                                                      stop_metric=args.stop_metric, grace_period=args.grace))
         # Ray Train trials: two configurations of the same space, 2 epochs, for the fixed cost per trial.
         small = {"model.pooling": {"grid": ["mean"]}, "train.lr_head": {"grid": [1.0e-3, 3.0e-3]}}
         results["ray_train"] = measure(sweep_config(work / "ray_train", pool, 2, "fifo",
@@ -230,13 +234,13 @@ def main(argv: list[str] | None = None) -> None:
                  "them, and the driver's own CPU time is not included.")
         machine = machine.splitlines()[0].rsplit(";", 1)[0] + "."  # the load lines would describe the rebuild
     usage_free = __doc__.split("\n\n")[2].strip()
-    rungs = ", ".join(map(str, asha_rungs_for(args.epochs, args.reduction_factor)))
+    rungs = ", ".join(map(str, asha_rungs_for(args.epochs, args.reduction_factor, args.grace)))
     text = f"""# Sweep benchmark: ASHA vs a full-budget search
 
-`python -m bench.sweep --clips {args.clips} --epochs {args.epochs} --reduction-factor {args.reduction_factor:g} --concurrent {args.concurrent} --stop-metric {args.stop_metric}`.{saved} {usage_free}
+`python -m bench.sweep --clips {args.clips} --epochs {args.epochs} --reduction-factor {args.reduction_factor:g} --concurrent {args.concurrent} --grace {args.grace} --stop-metric {args.stop_metric}`.{saved} {usage_free}
 
 Space (16 grid points): {', '.join(f'`{k}` {v["grid"]}' for k, v in SPACE.items())}; frozen encoder,
-{args.epochs} epochs, a {args.clips}-clip demo pool, {args.concurrent} trials at once, ASHA grace period 1 epoch,
+{args.epochs} epochs, a {args.clips}-clip demo pool, {args.concurrent} trials at once, ASHA grace period {args.grace} epoch(s),
 reduction factor {args.reduction_factor:g}: rungs (where ASHA may stop a trial) after epochs {rungs}; ASHA stops
 on {args.stop_metric} ({STOP_MODES[args.stop_metric]}), every search ranks by dev UA.
 

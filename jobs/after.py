@@ -98,7 +98,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
         cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
     loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
-                              verbose=verbose, cross_lingual=cfg.cross_lingual)
+                              verbose=verbose, cross_lingual=cfg.cross_lingual, pool_checked=True)
     try:
         reports = loop.run(on_round=on_round)
     except LabellingPending as pending:

@@ -101,10 +101,13 @@ class ActiveLearningLoop:
             the pool).
         cross_lingual: a ``CrossLingualConfig`` (``loop_config``): the loop labels the target group's clips,
             trains on them plus the source group's labelled clips, optionally anchoring the two; None = off.
+        pool_checked: the caller already ran the pool's checks for this config (``Pool.check_targets`` on
+            dev/test, :func:`check_cross_lingual`), as ``jobs.after`` does before Ray starts; skip them here.
     """
 
     def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings,
-                 active: ActiveConfig, oracle=None, verbose: bool = True, cross_lingual=None):
+                 active: ActiveConfig, oracle=None, verbose: bool = True, cross_lingual=None,
+                 pool_checked: bool = False):
         self.pool = pool
         self.out: StoragePath = storage_path(output_dir)
         self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
@@ -122,7 +125,8 @@ class ActiveLearningLoop:
         self.where = {self.cross.group_column: self.cross.target} if self.cross else {}
         # Evaluation labels come from the pool; training labels only ever from the ledger (and, cross-lingual,
         # the source group's own labels).
-        pool.check_targets(model_cfg, ("dev", "test"))
+        if not pool_checked:
+            pool.check_targets(model_cfg, ("dev", "test"))
         meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train", where=self.where)
         if meta.empty:
             raise ConfigError(f"the training split of pool {pool.root} has no clips"
@@ -130,7 +134,7 @@ class ActiveLearningLoop:
         self.train_ids = sorted(meta["utt_id"].astype(str))
         self.clip_info = meta
         self.targets = active.targets(len(self.train_ids))
-        if self.cross:
+        if self.cross and not pool_checked:
             check_cross_lingual(pool, self.cross, model_cfg)
         self.cache = self._open_cache()
         self._dev_test = None
