@@ -88,7 +88,8 @@ _DIMENSION_METRICS = tuple(f"dev_{m}_{d}" for m in ("ccc", "pearson", "rmse")
                            for d in ("arousal", "valence", "dominance"))
 #: Bases whose trial is one fit that reports every epoch.
 EPOCH_BASES = ("finetune", "anchor")
-_FIT_METRICS = ("dev_ua", "dev_wa", "dev_macro_f1", "dev_nll", "train_loss", "dev_ccc", "dev_ua_plus_ccc", *_DIMENSION_METRICS)
+_FIT_METRICS = ("dev_ua", "dev_wa", "dev_macro_f1", "dev_nll", "train_loss", "dev_ccc", "dev_ua_plus_ccc",
+                *_DIMENSION_METRICS)
 TARGETS = {
     "finetune": Target("finetune", "epoch", "dev_ua", _FIT_METRICS),
     # dev = the target language's dev clips by default (jobs.anchor's dev_on)
