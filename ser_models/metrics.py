@@ -49,9 +49,9 @@ def balanced_nll(y_true: Sequence[int], probs: np.ndarray, eps: float = 1e-7) ->
     """Class-balanced negative log-likelihood (nats): the mean over the classes present in ``y_true`` of
     their clips' mean ``-log p(true class)``.
 
-    A smooth companion of UA for early stopping: UA on a small dev set moves in steps of one clip's recall,
-    so after one epoch it ranks configurations by noise; the likelihood of every clip moves with the weights.
-    Balanced over classes like UA, so a majority class does not dominate it.
+    A smooth companion of UA for early stopping (``scheduler.metric``): UA on a small dev set moves in steps
+    of one clip's recall, while the likelihood of every clip moves with the weights. Balanced over classes
+    like UA, so a majority class does not dominate it.
 
     Args:
         y_true: [N] true class indices.
