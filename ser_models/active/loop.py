@@ -430,7 +430,8 @@ def check_cross_lingual(pool, cross, model_cfg) -> None:
     """
     dims = list(model_cfg.dimensions)
     # The target group only needs to exist; the source group's labels are checked below (meta = its clips).
-    for key, value, columns in (("target", cross.target, ["utt_id"]), ("source", cross.source, ["utt_id", "label", *dims])):
+    for key, value, columns in (("target", cross.target, ["utt_id"]),
+                                ("source", cross.source, ["utt_id", "label", *dims])):
         meta = pool.metadata(columns=columns, split="train", where={cross.group_column: value})
         if meta.empty:
             raise ConfigError(f"cross_lingual.{key}={value!r}: the training split of pool {pool.root} has no clip "

@@ -53,9 +53,15 @@ class SweepPlan:
     max_t: int
     trials: int
     mutate: tuple = ()
-    #: What ASHA stops trials on, and its direction (the ranking metric and mode unless scheduler.metric is set).
-    stop_metric: str = ""
-    stop_mode: str = ""
+    @property
+    def stop_metric(self) -> str:
+        """What ASHA stops trials on: ``scheduler.metric``, else the ranking metric."""
+        return self.cfg.scheduler.metric or self.metric
+
+    @property
+    def stop_mode(self) -> str:
+        """The direction of :attr:`stop_metric`: ``scheduler.mode``, else the sweep's mode."""
+        return self.cfg.scheduler.mode or self.cfg.mode
 
     @property
     def own_stop_metric(self) -> bool:
@@ -89,8 +95,7 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
     params = parse_search(cfg.search)
     check_against(params, schema, base_dict)
     metric = cfg.metric or (target.default_metric if base_cfg.model.labels else DIMENSIONAL_DEFAULT_METRIC[cfg.base])
-    stop_metric, stop_mode = cfg.scheduler.metric or metric, cfg.scheduler.mode or cfg.mode
-    for key, name in (("metric", metric), ("scheduler.metric", stop_metric)):
+    for key, name in (("metric", metric), ("scheduler.metric", cfg.scheduler.metric or metric)):
         if name not in target.metrics:
             raise ConfigError(f"{key} {name!r} is not reported by base {cfg.base}; choose one of {target.metrics}")
         if target.fits and name.startswith("dev_") and not base_cfg.dev_split:
@@ -104,8 +109,7 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
         Pool.open(base_cfg.pool_dir).check_targets(base_cfg.model, splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
     mutate = _pbt_mutations(cfg, base_cfg, params) if cfg.scheduler.name == "pbt" else ()
-    return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate,
-                     stop_metric, stop_mode)
+    return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate)
 
 
 def _pbt_mutations(cfg: SweepConfig, base_cfg, params) -> tuple:
@@ -381,8 +385,8 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
         tuner = tune.Tuner(
             trainable,
             param_space=space,
-            tune_config=tune.TuneConfig(metric=None if plan.own_stop_metric else plan.metric,
-                                        mode=None if plan.own_stop_metric else cfg.mode,
+            # with its own stopping metric, ASHA and Optuna are built with theirs (Tune refuses both places)
+            tune_config=tune.TuneConfig(**({} if plan.own_stop_metric else {"metric": plan.metric, "mode": cfg.mode}),
                                         search_alg=build_search_alg(plan, concurrency),
                                         scheduler=build_scheduler(plan), num_samples=cfg.num_samples,
                                         max_concurrent_trials=concurrency if cfg.search_alg == "optuna" else None,
