@@ -46,29 +46,29 @@ SPACE = {
 }
 
 
-def base_config(pool_dir: Path, epochs: int) -> dict:
+def base_config(pool_dir: Path, epochs: int, seed: int = 0) -> dict:
     source = encoder_overrides("smart-turn")[0].split("=", 1)[1]
     return {
         "pool_dir": str(pool_dir),
         "model": {"encoder": {"source": source, "normalize_waveform": True}, "adapter": {"kind": "frozen"},
                   "head_hidden": 64, "head_dropout": 0.2},
         "train": {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "early_stopping_patience": 0,
-                  "seed": 0},
+                  "seed": seed},
         "scaling": {"backend": "in_process", "cpus_per_worker": 1},
     }
 
 
 def sweep_config(out: Path, pool_dir: Path, epochs: int, scheduler: str, backend: str = "in_process",
                  space: dict | None = None, reduction_factor: float = 3.0, concurrent: int = 1,
-                 stop_metric: str = "", grace_period: int = 1):
+                 stop_metric: str = "", grace_period: int = 1, seed: int = 0):
     from ser_models.config import from_dict
     from ser_models.tune.config import SweepConfig
 
-    base = base_config(pool_dir, epochs)
+    base = base_config(pool_dir, epochs, seed)
     base["scaling"]["backend"] = backend
     return from_dict(SweepConfig, {
         "base": "finetune", "output_dir": str(out), "name": scheduler, "config": base,
-        "search": space or SPACE, "num_samples": 1, "search_alg": "grid", "seed": 0,
+        "search": space or SPACE, "num_samples": 1, "search_alg": "grid", "seed": seed,
         "max_concurrent_trials": concurrent,
         "scheduler": {"name": scheduler, "grace_period": grace_period, "reduction_factor": reduction_factor,
                       **({"metric": stop_metric, "mode": STOP_MODES[stop_metric]}
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grace", type=int, default=1, help="ASHA's grace period: epochs before the first rung")
     parser.add_argument("--stop-metric", default="dev_ua", choices=sorted(STOP_MODES),
                         help="what ASHA stops trials on (scheduler.metric); the ranking stays dev UA")
+    parser.add_argument("--seed", type=int, default=0, help="every trial's train.seed (and the search's seed)")
     parser.add_argument("--clips", type=int, default=240,
                         help="demo corpus size (720 = make demo's pool: one frozen-encoder epoch takes ~84 s on 2 "
                              "cores there, so the two searches would take ~3 h)")
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.workdir) / (f"sweep_bench_{args.clips}_rf{args.reduction_factor:g}"
                                  + ("" if args.epochs == 8 else f"_e{args.epochs}")
                                  + ("" if args.grace == 1 else f"_grace{args.grace}")
-                                 + ("" if args.stop_metric == "dev_ua" else f"_{args.stop_metric}"))
+                                 + ("" if args.stop_metric == "dev_ua" else f"_{args.stop_metric}")
+                                 + ("" if args.seed == 0 else f"_seed{args.seed}"))
     info, load = machine_info(), LoadWindow()
     results = {}
     if args.from_saved:
@@ -181,11 +183,12 @@ def main(argv: list[str] | None = None) -> None:
             results[scheduler] = measure(sweep_config(work / scheduler, pool, args.epochs, scheduler,
                                                       reduction_factor=args.reduction_factor,
                                                       concurrent=args.concurrent,
-                                                      stop_metric=args.stop_metric, grace_period=args.grace))
+                                                      stop_metric=args.stop_metric, grace_period=args.grace,
+                                                      seed=args.seed))
         # Ray Train trials: two configurations of the same space, 2 epochs, for the fixed cost per trial.
         small = {"model.pooling": {"grid": ["mean"]}, "train.lr_head": {"grid": [1.0e-3, 3.0e-3]}}
         results["ray_train"] = measure(sweep_config(work / "ray_train", pool, 2, "fifo",
-                                                    "ray_train", small, concurrent=args.concurrent))
+                                                    "ray_train", small, concurrent=args.concurrent, seed=args.seed))
     for name, r in results.items():
         print(f"{name}: wall {r['wall']:.0f}s, trial CPU-s {r['trial_cpu']:.0f}, best {r['best_ua']:.4f} "
               f"{r['best_config']}, {r['epochs']} epochs, {r['stopped']} stopped")
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     rungs = ", ".join(map(str, asha_rungs_for(args.epochs, args.reduction_factor, args.grace)))
     text = f"""# Sweep benchmark: ASHA vs a full-budget search
 
-`python -m bench.sweep --clips {args.clips} --epochs {args.epochs} --reduction-factor {args.reduction_factor:g} --concurrent {args.concurrent} --grace {args.grace} --stop-metric {args.stop_metric}`.{saved} {usage_free}
+`python -m bench.sweep --clips {args.clips} --epochs {args.epochs} --reduction-factor {args.reduction_factor:g} --concurrent {args.concurrent} --grace {args.grace} --stop-metric {args.stop_metric} --seed {args.seed}`.{saved} {usage_free}
 
 Space (16 grid points): {', '.join(f'`{k}` {v["grid"]}' for k, v in SPACE.items())}; frozen encoder,
 {args.epochs} epochs, a {args.clips}-clip demo pool, {args.concurrent} trials at once, ASHA grace period {args.grace} epoch(s),

@@ -151,3 +151,22 @@ def test_adapt_bench_config_is_a_valid_adapt_job_and_rows_show_the_spread(tmp_pa
     two = {m: {"acted": {"ua": 0.7, "ccc": 0.2}, "natural": {"ua": 0.5, "ccc": 0.1}} for m in adapt.MODELS}
     rows = adapt.summarise([one, two])
     assert rows[0] == ["acted only", "0.400 +- 0.141", "0.100 +- 0.000", "0.600 +- 0.141", "0.200 +- 0.000"]
+
+
+def test_asha_replay_rates_over_orders_and_the_sweep_seed_reaches_every_trial():
+    from bench import asha_replay, sweep
+    from ser_models.tune.replay import TrialCurve
+
+    def curve(tid, values):
+        n = len(values)
+        return TrialCurve(tid, tuple(range(1, n + 1)), tuple(10.0 * e for e in range(1, n + 1)), tuple(values),
+                          tuple(values), 10.0 * n)
+
+    # "best" starts worst: ASHA keeps it only in orders where it reaches the rung first
+    curves = [curve("best", [0.1, 0.9, 0.9, 0.9])] + [curve(f"t{i}", [0.2 + 0.01 * i] * 4) for i in range(5)]
+    r = asha_replay.replay_setting(curves, [1], 3.0, "max", 1, orders=200, seed=0, target=0.9)
+    # grid order starts "best" first: alone at the rung it goes on, and then every later trial beats the cutoff
+    assert r["ratio"].shape == (200,) and r["grid_same"] and r["grid_ratio"] == pytest.approx(1.0)
+    assert 0.0 < r["same"].mean() < 1.0 and (r["meet"] <= r["same"]).all()
+    cfg = sweep.sweep_config(Path("/out"), Path("/pool"), 4, "asha", seed=3)
+    assert cfg.seed == 3 and cfg.config["train"]["seed"] == 3
