@@ -37,7 +37,7 @@ def load_run(folder: Path, scheduler: str):
     if not (folder / scheduler / "results.parquet").exists():
         return None
     cfg = yaml.safe_load((folder / scheduler / "config.yaml").read_text())
-    grid = ResultGrid(ExperimentAnalysis(str(folder / scheduler / "tune" / scheduler)))
+    grid = ResultGrid(ExperimentAnalysis(str(folder / scheduler / "tune" / cfg.get("name", scheduler))))
     metrics = set.intersection(*(set(r.metrics_dataframe.columns) for r in grid))
     curves = {m: curves_from_grid(grid, m, "dev_ua") for m in STOP_MODES if m in metrics}
     return curves, cfg
