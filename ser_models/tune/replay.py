@@ -74,7 +74,8 @@ class ReplayOutcome:
     best_trials: tuple[str, ...]
 
 
-def _better(mode: str) -> float:
+def _sign(mode: str) -> float:
+    """+1 for ``max``, -1 for ``min``: values times this are better when larger."""
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     return 1.0 if mode == "max" else -1.0
@@ -113,7 +114,7 @@ def replay_asha(curves: Sequence[TrialCurve], order: Sequence[str], rungs: Seque
         raise ValueError(f"order must hold each of the {len(by_id)} trial ids once, got {len(order)} ids")
     if reduction_factor <= 1 or concurrent < 1:
         raise ValueError(f"reduction_factor must be > 1 and concurrent >= 1, got {reduction_factor}, {concurrent}")
-    stop_sign, rank_sign = _better(stop_mode), _better(rank_mode)
+    stop_sign, rank_sign = _sign(stop_mode), _sign(rank_mode)
     milestones = sorted(rungs, reverse=True)  # Ray keeps its rungs descending and decides at the first match
     recorded: dict[float, list[float]] = {m: [] for m in milestones}
     passed: dict[str, set] = {t: set() for t in by_id}
@@ -132,7 +133,8 @@ def replay_asha(curves: Sequence[TrialCurve], order: Sequence[str], rungs: Seque
             return stop
         return False
 
-    # Events: (time, start index, report index, trial). Ties go to the trial started first, then the earlier report.
+    # Events: (report time, start index, report index, trial, trial start time); ties go to the trial started
+    # first, then to its earlier report.
     queue, events, epochs_run, stopped = list(order), [], {}, set()
     reserved, clock, started = 0.0, 0.0, 0
 
@@ -175,7 +177,7 @@ def replay_asha(curves: Sequence[TrialCurve], order: Sequence[str], rungs: Seque
 
 def full_search_best(curves: Sequence[TrialCurve], rank_mode: str = "max") -> tuple[float, tuple[str, ...]]:
     """The full search's best ``rank_value`` (over all epochs) and the trials tied at it."""
-    sign = _better(rank_mode)
+    sign = _sign(rank_mode)
     kept = {c.trial_id: max(sign * v for v in c.rank_value if not math.isnan(v)) for c in curves}
     best = max(kept.values())
     return sign * best, tuple(t for t, v in kept.items() if v >= best - 1e-12)
