@@ -22,24 +22,33 @@ import pandas as pd
 import yaml
 
 from bench.common import DEFAULT_WORKDIR, RESULTS_DIR, md_table, write_results
+from bench.sweep import STOP_MODES, asha_rungs_for
 
 RESULTS = RESULTS_DIR / "sweep_replay.md"
-STOP_MODES = {"dev_ua": "max", "dev_nll": "min"}
+#: The stopping metrics replayed (when the full search reported them); directions from ``bench.sweep``.
+REPLAYED = ("dev_ua", "dev_nll")
 SETTINGS = [(rf, grace) for grace in (1, 2) for rf in (2.0, 3.0, 4.0)]
 
 
+def finished_config(folder: Path, scheduler: str) -> dict | None:
+    """The sweep config of ``folder/scheduler``, or None when that sweep is missing or unfinished."""
+    if not (folder / scheduler / "results.parquet").exists():
+        return None
+    return yaml.safe_load((folder / scheduler / "config.yaml").read_text())
+
+
 def load_run(folder: Path, scheduler: str):
-    """``(curves, sweep config)`` of one finished sweep folder, or None when it is missing or unfinished."""
+    """``(curves by stopping metric, sweep config)`` of one finished sweep folder, or None."""
     from ray.tune import ExperimentAnalysis, ResultGrid
 
     from ser_models.tune.replay import curves_from_grid
 
-    if not (folder / scheduler / "results.parquet").exists():
+    cfg = finished_config(folder, scheduler)
+    if cfg is None:
         return None
-    cfg = yaml.safe_load((folder / scheduler / "config.yaml").read_text())
     grid = ResultGrid(ExperimentAnalysis(str(folder / scheduler / "tune" / cfg.get("name", scheduler))))
     metrics = set.intersection(*(set(r.metrics_dataframe.columns) for r in grid))
-    curves = {m: curves_from_grid(grid, m, "dev_ua") for m in STOP_MODES if m in metrics}
+    curves = {m: curves_from_grid(grid, m, "dev_ua") for m in REPLAYED if m in metrics}
     return curves, cfg
 
 
@@ -54,26 +63,23 @@ def replay_setting(curves, rungs, rf: float, stop_mode: str, concurrent: int, or
 
     def draw(order):
         out = replay_asha(curves, order, rungs, rf, stop_mode=stop_mode, concurrent=concurrent)
-        return out.reserved_seconds / full_cost, bool(set(out.best_trials) & set(winners)), out
+        return out.reserved_seconds / full_cost, bool(set(out.best_trials) & set(winners))
 
     rng = np.random.default_rng(seed)
-    draws = [draw(list(rng.permutation(grid_order))) for _ in range(orders)]
-    ratio = np.array([d[0] for d in draws])
-    same = np.array([d[1] for d in draws])
-    g_ratio, g_same, g_out = draw(grid_order)
-    return {"grid_ratio": g_ratio, "grid_same": g_same, "grid_out": g_out, "ratio": ratio, "same": same,
+    ratio, same = map(np.array, zip(*(draw(list(rng.permutation(grid_order))) for _ in range(orders))))
+    g_ratio, g_same = draw(grid_order)
+    return {"grid_ratio": g_ratio, "grid_same": g_same, "ratio": ratio, "same": same,
             "meet": same & (ratio <= target)}
 
 
 def check_against_real(folder: Path, curves_by_metric, concurrent: int) -> list | None:
     """The grid-order replay of the folder's real ASHA run, trial by trial: a table row, or None."""
-    from bench.sweep import asha_rungs_for
     from ser_models.tune.replay import replay_asha
 
-    real = load_run(folder, "asha")
-    if real is None:
+    real_cfg = finished_config(folder, "asha")
+    if real_cfg is None:
         return None
-    s = real[1]["scheduler"]
+    s = real_cfg["scheduler"]
     metric = s.get("metric") or "dev_ua"
     curves = curves_by_metric[metric]
     epochs = max(c.epochs[-1] for c in curves)
@@ -89,8 +95,6 @@ def check_against_real(folder: Path, curves_by_metric, concurrent: int) -> list 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from bench.sweep import asha_rungs_for
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     parser.add_argument("--runs", nargs="*", default=None, help="folder names under --workdir (default: all "

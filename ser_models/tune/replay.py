@@ -193,10 +193,12 @@ def curves_from_grid(grid, stop_metric: str, rank_metric: str, time_attr: str = 
     Raises:
         ValueError: a trial reported neither metric, or no trial reported.
     """
+    from ser_models.tune.results import trial_id
+
     out = []
     for r in grid:
         df = r.metrics_dataframe
-        tid = str((r.metrics or {}).get("trial_id") or str(r.path).rstrip("/").rsplit("/", 1)[-1])
+        tid = trial_id(r)
         if df is None or df.empty or time_attr not in df:
             raise ValueError(f"trial {tid} has no reports with {time_attr!r}")
         for metric in (stop_metric, rank_metric):

@@ -23,7 +23,7 @@ def curves(grid, plan) -> dict[str, pd.DataFrame]:
     out = {}
     for r in grid:
         df = r.metrics_dataframe
-        tid = (r.metrics or {}).get("trial_id") or _trial_id(r)
+        tid = trial_id(r)
         if df is None or df.empty or plan.metric not in df or plan.time_attr not in df:
             out[tid] = pd.DataFrame(columns=[plan.time_attr, plan.metric])
             continue
@@ -33,8 +33,9 @@ def curves(grid, plan) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _trial_id(result) -> str:
-    return str(result.path).rstrip("/").rsplit("/", 1)[-1]
+def trial_id(result) -> str:
+    """A Tune result's trial id: the one it reported, else its folder's name."""
+    return str((result.metrics or {}).get("trial_id") or str(result.path).rstrip("/").rsplit("/", 1)[-1])
 
 
 def _cell(value):
@@ -59,7 +60,7 @@ def results_frame(grid, plan) -> pd.DataFrame:
     rows = []
     for r in grid:
         last = dict(r.metrics or {})
-        tid = last.get("trial_id") or _trial_id(r)
+        tid = trial_id(r)
         values = trial_values(plan.params, plan.base_dict, r.config or {})
         # config_json: exactly what the trial applied (a null choice and an inactive key both read None below)
         row = {"trial_id": tid, "config_json": json.dumps(values, sort_keys=True)}
