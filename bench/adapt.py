@@ -47,7 +47,7 @@ def job_config(source: Path, target: Path, out: Path, seed: int, epochs: int, en
     source_path = encoder_overrides(encoder)[0].split("=", 1)[1]
     return {"source_pool_dir": str(source), "target_pool_dir": str(target), "output_dir": str(out),
             "names": ["acted", "natural"],
-            "model": {"encoder": {"source": source_path, "normalize_waveform": True}, "adapter": {"kind": "frozen"},
+            "model": {"encoder": {"source": source_path, "normalize_waveform": "auto"}, "adapter": {"kind": "frozen"},
                       "pooling": "mean", "head_hidden": 64, "head_dropout": 0.2,
                       "dimensions": ["arousal", "valence", "dominance"]},
             "train": train, "target_train": dict(train), "evaluate_split": "",

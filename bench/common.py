@@ -148,12 +148,12 @@ def ensure_pool(pool_dir: str | Path, n: int = 720, seed: int = 0, workers: int 
 
 def encoder_overrides(name: str) -> list[str]:
     """Dotted overrides selecting the benchmark's encoder: ``smart-turn`` is the imported pretrained Whisper-tiny
-    (fetched, imported and cached on first use, with per-clip waveform normalisation as it was trained), anything
-    else is passed as ``model.encoder.source``."""
+    (fetched, imported and cached on first use; ``normalize_waveform=auto`` reads its preprocessing from its own
+    files: none), anything else is passed as ``model.encoder.source``."""
     if name == "smart-turn":
         from ser_models.encoders.smart_turn import cached_encoder
 
-        return [f"model.encoder.source={cached_encoder()}", "model.encoder.normalize_waveform=true"]
+        return [f"model.encoder.source={cached_encoder()}"]
     return [f"model.encoder.source={name}"]
 
 

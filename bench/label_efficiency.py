@@ -1,19 +1,24 @@
 """Label-efficiency benchmark: every query strategy vs random at 5 / 10 / 20 % of the training pool, and
-full-data fine-tuning (100 %), over 3 seeds.
+full-data fine-tuning (100 %), over 5 seeds, with a logistic-regression probe as the reference.
 
-    python -m bench.label_efficiency            # 9 strategies x 3 seeds + 3 full-data runs; writes results + PNG
+    python -m bench.label_efficiency            # 9 strategies x 5 seeds + 5 full-data runs + probe; writes results + PNG
     python -m bench.label_efficiency --quick    # random + entropy, 1 seed, 2 epochs; prints the table only
     python -m bench.label_efficiency --task avd # arousal/valence/dominance alone: regression strategies, CCC
+    python -m bench.label_efficiency --pool-dir /data/espeak/pool --corpus "espeak-ng corpus" --results ...
 
-Every run is ``jobs.after``'s loop (``ActiveLearningLoop.run``) on the demo pool with the frozen pretrained
-Whisper-tiny encoder of Smart Turn v3.2 (``jobs.import_encoder smart-turn``; ``--encoder tiny-wav2vec2`` for the
-random tiny one), a learned weighted sum of its 5 hidden states, a 64-wide head (dropout 0.2, 30 epochs at most,
-early stopping patience 8 on dev UA), and the feature cache (``model.adapter.kind=frozen model.pooling=mean active.feature_cache=on``), in process
+Every run is ``jobs.after``'s loop (``ActiveLearningLoop.run``) with the frozen pretrained Whisper-tiny encoder of
+Smart Turn v3.2 (``jobs.import_encoder smart-turn``; ``--encoder tiny-wav2vec2`` for the random tiny one; its
+preprocessing read from its own files: no waveform normalisation), the head recipe ``--recipe`` (``RECIPES``;
+the default ``small-label`` is what the demo ships: features of hidden state 1 standardised with the training
+pool's own statistics, a linear head solved with L-BFGS, ``train.l2_c=1``), and the feature cache
+(``model.adapter.kind=frozen model.pooling=mean active.feature_cache=on``), in process
 (``scaling.backend=in_process``), ``active.budget_fractions=[0.05,0.10,0.20]``, a random initial set
 (``active.initial=random``: the 5 % point is the same clips for every strategy under a seed, so the strategies
 differ only in what they query), and ``active.seed = train.seed = seed``. The cache is built once and shared
 by every run (each run's ``feature_cache/`` is a symlink to it). BALD scores with 8 MC-dropout samples. The
-100 % reference labels the whole training split at once (``budget_fractions=[1.0]``) and trains once.
+100 % reference labels the whole training split at once (``budget_fractions=[1.0]``) and trains once. The
+``probe`` rows are the reference learner, scikit-learn's StandardScaler + LogisticRegression (C=1, balanced
+class weights) on the same cached layer, fit on exactly the clips each seed's random run labelled.
 """
 
 from __future__ import annotations
@@ -53,11 +58,20 @@ AVD_OVERRIDES = ["model.labels=[]", "model.dimensions=[arousal,valence,dominance
 #: Strategies that need MC-dropout samples from the scorer.
 MC_STRATEGIES = {"bald", "mc_variance"}
 FRACTIONS = [0.05, 0.10, 0.20]
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2, 3, 4]
 THREADS = 2
-#: The demo's head settings over a pretrained encoder (jobs/configs/demo_after.yaml).
-PRETRAINED_OVERRIDES = ["model.head_dropout=0.2", "train.epochs=30",
-                        "train.batch_size=16", "train.early_stopping_patience=8"]
+#: Head recipes over a pretrained encoder. ``small-label`` is what the demo ships (jobs/configs/demo_after.yaml):
+#: pool-standardised features of one layer, a linear head solved to convergence with L-BFGS (no dev split,
+#: no epochs). ``mlp`` is the recipe shipped before it: a learned layer sum, LayerNorm, a 64-wide MLP head,
+#: AdamW for up to 30 epochs with early stopping on dev UA.
+RECIPES = {
+    "small-label": ["model.feature_norm=pool", "model.featurizer_layer=1", "model.head_hidden=0",
+                    "model.head_input_norm=false", "model.head_dropout=0.2", "train.solver=lbfgs", "train.l2_c=1.0"],
+    "mlp": ["model.head_dropout=0.2", "train.epochs=30", "train.batch_size=16", "train.early_stopping_patience=8"],
+}
+#: The reference learner on the same cached features: scikit-learn's StandardScaler + LogisticRegression
+#: (C = 1, balanced class weights) fit on exactly the clips random sampling labelled.
+PROBE_C = 1.0
 
 
 NOTES = """## Findings
@@ -76,8 +90,8 @@ def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[
     return out + list(extra)
 
 
-def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] = ()) -> tuple[Path, float]:
-    """Encode every pool clip once under ``root`` (``FeatureCache`` layout); returns (root, seconds)."""
+def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] = ()):
+    """Encode every pool clip once under ``root`` (``FeatureCache`` layout); returns (root, seconds, cache)."""
     from ser_models.active.feature_cache import FeatureCache, feature_cache_key
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
@@ -88,7 +102,7 @@ def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] 
     t0 = time.perf_counter()
     cache.build(Pool.open(pool_dir).dataset(None), cfg.model, encoder.num_layers,
                 dataclasses.replace(cfg.active.scorer, num_cpus=THREADS), verbose=False, in_process=True)
-    return Path(root), time.perf_counter() - t0
+    return Path(root), time.perf_counter() - t0, cache
 
 
 def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, strategy: str, seed: int,
@@ -111,6 +125,52 @@ def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, stra
     return [{"strategy": strategy, "seed": seed, "fraction": fractions[i], "labelled": r.labelled,
              "test_ua": r.test[metric], "dev_ua": r.dev[metric], "round_s": sum(r.seconds.values()), "run_s": wall}
             for i, r in enumerate(reports)]
+
+
+def probe_records(work: Path, cache, pool_dir, task: str, seeds: list[int], fractions: list[float],
+                  layer: int) -> list[dict]:
+    """The probe's test UA on the labelled sets of every random run (same seeds, same rounds) and on all labels.
+
+    Args:
+        work: the benchmark's work folder (``<task>_random_s<seed>`` run folders).
+        cache: the shared ``FeatureCache``.
+        layer: the hidden state the probe reads (the recipe's ``model.featurizer_layer``).
+
+    Returns:
+        One record per (seed, fraction) with ``strategy="probe"`` and ``test_ua``; fraction 1.0 = all labels.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ser_models.active.feature_cache import features_array
+    from ser_models.data import LabelLedger, Pool
+
+    pool = Pool.open(pool_dir)
+    table = cache.table()
+    feats = features_array(table.column("features"), cache.shape)[:, layer]
+    row = {u: i for i, u in enumerate(table.column("utt_id").to_pylist())}
+    meta = pool.metadata(columns=["utt_id", "label", "split"])
+    label = dict(zip(meta.utt_id, meta.label))
+    test = [u for u, s in zip(meta.utt_id, meta.split) if s == "test"]
+    train_all = [u for u, s in zip(meta.utt_id, meta.split) if s == "train"]
+
+    def ua(ids: list[str]) -> float:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=5000, class_weight="balanced"))
+        clf.fit(feats[[row[u] for u in ids]], [label[u] for u in ids])
+        return float(balanced_accuracy_score([label[u] for u in test], clf.predict(feats[[row[u] for u in test]])))
+
+    out = []
+    for seed in seeds:
+        ledger = LabelLedger(work / f"{task}_random_s{seed}" / "labels" / "ledger.parquet")
+        for r, fraction in enumerate(fractions):
+            ids = sorted(ledger.as_of(r).ids())
+            out.append({"strategy": "probe", "seed": seed, "fraction": fraction, "labelled": len(ids),
+                        "test_ua": ua(ids), "dev_ua": float("nan"), "round_s": 0.0, "run_s": 0.0})
+        out.append({"strategy": "probe", "seed": seed, "fraction": 1.0, "labelled": len(train_all),
+                    "test_ua": ua(train_all), "dev_ua": float("nan"), "round_s": 0.0, "run_s": 0.0})
+    return out
 
 
 def aggregate(records: list[dict]) -> pd.DataFrame:
@@ -173,7 +233,8 @@ def plot(summary: pd.DataFrame, full: dict | None, path: str | Path, metric: str
     return Path(path)
 
 
-def format_table(summary: pd.DataFrame, full: dict | None, metric: str = "UA") -> str:
+def format_table(summary: pd.DataFrame, full: dict | None, metric: str = "UA",
+                 probe_full: list[float] = ()) -> str:
     rows = []
     for _, r in summary.iterrows():
         diff = "-" if r.strategy == "random" or np.isnan(r.diff_mean) else f"{r.diff_mean:+.3f} ± {r.diff_std:.3f}"
@@ -184,6 +245,10 @@ def format_table(summary: pd.DataFrame, full: dict | None, metric: str = "UA") -
         rows.append(["full data (fine-tune on all)", "100%", f"{full['test_mean']:.3f} ± {full['test_std']:.3f}",
                      f"{full['dev_mean']:.3f} ± {full['dev_std']:.3f}", "", "", f"{full['round_s']:.1f}",
                      f"{full['run_s']:.1f}"])
+    if len(probe_full):
+        sd = float(np.std(probe_full, ddof=1)) if len(probe_full) > 1 else 0.0
+        rows.append([f"probe (StandardScaler + LogisticRegression, C={PROBE_C:g})", "100%",
+                     f"{np.mean(probe_full):.3f} ± {sd:.3f}", "", "", "", "", ""])
     return md_table(["strategy", "labelled", f"test {metric}", f"dev {metric}", f"test {metric} - random (paired)",
                      "beats random", "round s", "run wall s"], rows)
 
@@ -202,6 +267,10 @@ def main(argv: list[str] | None = None) -> dict:
                     "fetched and cached on first use) or any model.encoder.source, e.g. tiny-wav2vec2")
     ap.add_argument("--override", nargs="*", default=[], help="extra dotted overrides of every run, e.g. "
                     "train.lr_head=1e-3")
+    ap.add_argument("--recipe", choices=list(RECIPES), default="small-label",
+                    help="head recipe over the pretrained encoder (small-label: what the demo ships)")
+    ap.add_argument("--corpus", default="the demo pool (synthetic, jobs.make_demo_pool)",
+                    help="how the results file names the pool")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--plot", default=str(PLOT))
     args = ap.parse_args(argv)
@@ -213,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.results, args.plot = str(RESULTS_DIR / "label_efficiency_avd.md"), str(RESULTS_DIR / "label_efficiency_avd.png")
     if args.quick:
         args.strategies, args.seeds, args.epochs = ["random", "mc_variance" if avd else "entropy"], [0], 2
-    extra = encoder_overrides(args.encoder) + (PRETRAINED_OVERRIDES if args.encoder == "smart-turn" else [])
+    extra = encoder_overrides(args.encoder) + (RECIPES[args.recipe] if args.encoder == "smart-turn" else [])
     extra += [f"train.epochs={args.epochs}"] if args.epochs else []
     extra += AVD_OVERRIDES if avd else []
     extra += list(args.override)
@@ -225,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
     init_ray(2)
     load = LoadWindow()
     t_all = time.perf_counter()
-    cache_root, build_s = build_shared_cache(pool_dir, work / "shared_cache", extra)
+    cache_root, build_s, cache = build_shared_cache(pool_dir, work / "shared_cache", extra)
     records, full_records = [], []
     for seed in args.seeds:
         for strategy in args.strategies:
@@ -238,15 +307,21 @@ def main(argv: list[str] | None = None) -> dict:
         full_records += run_one(pool_dir, work / f"{args.task}_full_s{seed}", cache_root, "random", seed, [1.0],
                                 extra, metric_key)
         print(f"  seed {seed} full data: test {metric} {full_records[-1]['test_ua']:.3f}", flush=True)
+    layer = next((int(o.split("=", 1)[1]) for o in extra if o.startswith("model.featurizer_layer=")
+                  and o.split("=", 1)[1] not in ("null", "None")), None)
+    probe = []
+    if not avd and "random" in args.strategies:
+        probe = probe_records(work, cache, pool_dir, args.task, args.seeds, FRACTIONS, 1 if layer is None else layer)
     total_s = time.perf_counter() - t_all
     load.close()
-    summary = aggregate(records)
+    summary = aggregate(records + [r for r in probe if r["fraction"] < 1.0])
     fdf = pd.DataFrame(full_records)
     full = {"test_mean": fdf.test_ua.mean(), "test_std": fdf.test_ua.std(ddof=1) if len(fdf) > 1 else 0.0,
             "dev_mean": fdf.dev_ua.mean(), "dev_std": fdf.dev_ua.std(ddof=1) if len(fdf) > 1 else 0.0,
             "round_s": fdf.round_s.mean(), "run_s": fdf.run_s.mean()}
-    table = format_table(summary, full, metric)
-    winners = summary[summary.beats_random]
+    probe_full = [r["test_ua"] for r in probe if r["fraction"] == 1.0]
+    table = format_table(summary, full, metric, probe_full)
+    winners = summary[summary.beats_random & (summary.strategy != "probe")]
     win_text = ("; ".join(f"{r.strategy} at {100 * r.fraction:g}% ({r.diff_mean:+.3f})" for _, r in winners.iterrows())
                 or "none")
     info = machine_info()
@@ -254,8 +329,9 @@ def main(argv: list[str] | None = None) -> dict:
     text = "\n".join([
         "# Label-efficiency benchmark" + (": arousal / valence / dominance" if avd else ""),
         "",
-        f"`python -m bench.label_efficiency --encoder {args.encoder} --task {args.task}` on the demo pool (720 "
-        f"synthetic clips, ~{n_train} in the training split; dev and test splits fixed). Seeds {args.seeds}.",
+        f"`python -m bench.label_efficiency --encoder {args.encoder} --task {args.task} --recipe {args.recipe}` on "
+        f"{args.corpus} (~{n_train} clips in the training split; speaker-disjoint dev and test splits fixed). "
+        f"Seeds {args.seeds}. Recipe overrides: `{' '.join(RECIPES[args.recipe])}`.",
         *(["", "`--task avd`: `model.labels=[]`, `model.dimensions=[arousal,valence,dominance]` (regression alone, "
             "1 - CCC loss, best epoch by dev mean CCC), scored by the test mean CCC over the three dimensions; "
             "every strategy's scorer draws 8 MC-dropout samples, `informative_diverse` ranks by their variance."]

@@ -63,7 +63,7 @@ def run_config(pool_dir: Path, out: Path, method: str, seed: int, epochs: int, e
         train["lr_adapter"] = TrainConfig().lr_adapter * FULL_LR_SCALE
     source = encoder_overrides(encoder)[0].split("=", 1)[1]
     return {"pool_dir": str(pool_dir), "output_dir": str(out),
-            "model": {"encoder": {"source": source, "normalize_waveform": True}, "adapter": adapter,
+            "model": {"encoder": {"source": source, "normalize_waveform": "auto"}, "adapter": adapter,
                       "head_hidden": 64, "pooling": "mean", "dimensions": list(DIMENSIONS)},
             "train": train, "scaling": {"backend": "in_process", "cpus_per_worker": 1}}
 

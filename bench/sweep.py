@@ -50,7 +50,7 @@ def base_config(pool_dir: Path, epochs: int, seed: int = 0) -> dict:
     source = encoder_overrides("smart-turn")[0].split("=", 1)[1]
     return {
         "pool_dir": str(pool_dir),
-        "model": {"encoder": {"source": source, "normalize_waveform": True}, "adapter": {"kind": "frozen"},
+        "model": {"encoder": {"source": source, "normalize_waveform": "auto"}, "adapter": {"kind": "frozen"},
                   "head_hidden": 64, "head_dropout": 0.2},
         "train": {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "early_stopping_patience": 0,
                   "seed": seed},

@@ -20,12 +20,15 @@ from torch import nn
 from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, parameter_report
 from ser_models.config import field, from_dict, to_dict
 from ser_models.encoders import EncoderConfig, LayerFeaturizer, build_encoder
+from ser_models.encoders.standardizer import LayerStandardizer, load_statistics
 from ser_models.encoders.text import TextConfig, TextEncoder
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.heads import POOLINGS, EmotionHead, build_pooling, check_dimensions, masked_mean
 from ser_models.io import exists, filesystem, read_json, write_bytes_atomic, write_json_atomic
 
 WEIGHTS_FILE = "model.safetensors"
+#: ``model.feature_norm`` choices.
+FEATURE_NORMS = ("none", "pool")
 META_FILE = "model.json"
 FORMAT_VERSION = 1
 
@@ -39,7 +42,13 @@ class ModelConfig:
     featurizer_layer: int | None = field(None, help="hidden state to use (0 = CNN projection, negative from the "
                                          "end); null = learned softmax-weighted sum of all layers")
     pooling: str = field("mean", help="mean | attentive_stats (only mean allows the frozen-encoder cache)")
-    head_hidden: int = field(128, help="width of the head's penultimate layer (the embedding E)")
+    feature_norm: str = field("none", help="none | pool: standardise every dimension of every hidden state with "
+                              "the unlabelled pool's mean and std (no labels used; the AL loop computes them from "
+                              "its feature cache and sets model.feature_stats)")
+    feature_stats: str | None = field(None, help="safetensors file of the pool statistics (mean, std [L, D]) that "
+                                      "model.feature_norm=pool uses; written and set by the AL loop")
+    head_hidden: int = field(128, help="width of the head's penultimate layer (the embedding E); 0 = a linear "
+                             "head (logits straight from the pooled vector, which is then the embedding)")
     head_dropout: float = field(0.1, help="head dropout; also the rate used for MC-dropout scoring")
     head_input_norm: bool = field(True, help="LayerNorm on the pooled vector before the head (pretrained "
                                   "encoders' outlier dimensions otherwise swamp a small head)")
@@ -57,8 +66,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ConfigError(f"model.pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        if isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, int) or self.head_hidden <= 0:
-            raise ConfigError(f"model.head_hidden must be > 0, got {self.head_hidden!r}")
+        if isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, int) or self.head_hidden < 0:
+            raise ConfigError(f"model.head_hidden must be >= 0 (0 = linear head), got {self.head_hidden!r}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ConfigError(f"model.feature_norm must be one of {list(FEATURE_NORMS)}, got {self.feature_norm!r}")
+        if self.feature_stats is not None and self.feature_norm != "pool":
+            raise ConfigError("model.feature_stats is set but model.feature_norm is not 'pool'")
         if not isinstance(self.head_input_norm, bool):
             raise ConfigError(f"model.head_input_norm must be true or false, got {self.head_input_norm!r}")
         if not 0.0 <= float(self.head_dropout) < 1.0:
@@ -114,6 +127,12 @@ class EmotionModel(nn.Module):
         self.cfg = cfg
         self.labels = list(cfg.labels)
         self.encoder = apply_adapter(build_encoder(cfg.encoder), cfg.adapter)
+        self.standardizer = None
+        if cfg.feature_norm == "pool":
+            self.standardizer = LayerStandardizer(self.encoder.num_layers, self.encoder.hidden_size)
+            if cfg.feature_stats:
+                mean, std, clips = load_statistics(cfg.feature_stats)
+                self.standardizer.set_statistics(mean, std, clips)
         self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
         self.pooling = build_pooling(cfg.pooling, self.encoder.hidden_size)
         self.dimensions = list(cfg.dimensions)
@@ -144,7 +163,8 @@ class EmotionModel(nn.Module):
         return self._outputs(self.encoder(wavs, lengths), transcripts)
 
     def _outputs(self, enc, transcripts=None) -> EmotionOutput:
-        pooled = self.pooling(self.featurizer(enc.hidden_states), enc.frame_lengths)
+        hidden = enc.hidden_states if self.standardizer is None else self.standardizer(enc.hidden_states)
+        pooled = self.pooling(self.featurizer(hidden), enc.frame_lengths)
         return self._head(pooled, transcripts)
 
     def _head(self, pooled: torch.Tensor, transcripts) -> EmotionOutput:
@@ -204,6 +224,8 @@ class EmotionModel(nn.Module):
         if self.cfg.pooling != "mean":
             raise ConfigError(f"forward_from_pooled needs model.pooling=mean (per-layer means commute with the "
                               f"layer weighting); model.pooling={self.cfg.pooling!r} needs frame-level features")
+        if self.standardizer is not None:
+            pooled_layers = self.standardizer.forward_pooled(pooled_layers)
         return self._head(self.featurizer.forward_pooled(pooled_layers), transcripts)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
@@ -211,8 +233,16 @@ class EmotionModel(nn.Module):
         return (p for p in self.parameters() if p.requires_grad)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Detached CPU copies of the trainable parameters, by name (what a checkpoint holds)."""
-        return {n: p.detach().cpu().contiguous().clone() for n, p in self.named_parameters() if p.requires_grad}
+        """Detached CPU copies of the trainable parameters and of the pool statistics of ``model.feature_norm``,
+        by name (what a checkpoint holds)."""
+        state = {n: p.detach().cpu().contiguous().clone() for n, p in self.named_parameters() if p.requires_grad}
+        return {**state, **self._statistics_buffers()}
+
+    def _statistics_buffers(self) -> dict[str, torch.Tensor]:
+        if self.standardizer is None:
+            return {}
+        return {f"standardizer.{n}": b.detach().cpu().contiguous().clone()
+                for n, b in self.standardizer.named_buffers()}
 
     def parameter_report(self) -> dict:
         """See :func:`ser_models.adapters.parameter_report`."""
@@ -316,7 +346,9 @@ class EmotionModel(nn.Module):
             cfg = from_dict(ModelConfig, meta["config"])
         except (ConfigError, KeyError) as exc:
             raise CheckpointError(f"{meta_path}: stored model config is invalid: {exc}") from exc
-        model = cls(cfg)
+        # The pool statistics travel in the weights file: the stats file the config names may be gone.
+        model = cls(dataclasses.replace(cfg, feature_stats=None))
+        model.cfg = cfg
         fp = model.encoder.fingerprint()
         if meta.get("encoder_fingerprint") != fp:
             raise CheckpointError(f"{meta_path}: the encoder built from model.encoder (source "
@@ -339,6 +371,8 @@ class EmotionModel(nn.Module):
             CheckpointError: naming ``source`` and the missing / unexpected / mis-shaped keys.
         """
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        if self.standardizer is not None:
+            params.update({f"standardizer.{n}": b for n, b in self.standardizer.named_buffers()})
         missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
         shapes = [n for n in set(params) & set(tensors) if tuple(params[n].shape) != tuple(tensors[n].shape)]
         if missing or unexpected or shapes:
@@ -352,7 +386,7 @@ class EmotionModel(nn.Module):
     def extra_repr(self) -> str:
         return (f"labels={self.labels}, dimensions={self.dimensions}, adapter={self.cfg.adapter.kind!r}, "
                 f"add={list(self.cfg.adapter.add)}, pooling={self.cfg.pooling!r}, "
-                f"featurizer_layer={self.cfg.featurizer_layer}, text={self.cfg.text.source or None!r}")
+                f"feature_norm={self.cfg.feature_norm!r}, featurizer_layer={self.cfg.featurizer_layer}, text={self.cfg.text.source or None!r}")
 
 
 def _layer_means(enc, layers: Sequence[int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ from ser_models.model import ModelConfig
 
 def tiny_model_config(source: str = "tiny-wav2vec2", adapter: str = "lora", *, pooling: str = "mean",
                       featurizer_layer: int | None = None, labels: list[str] | None = None,
-                      normalize_waveform: bool = True, head_hidden: int = 16, head_dropout: float = 0.1,
+                      normalize_waveform: bool | str = "auto", head_hidden: int = 16, head_dropout: float = 0.1,
                       dimensions: list[str] | None = None, **adapter_kwargs) -> ModelConfig:
     """A :class:`ModelConfig` over a tiny random encoder (``tiny-wav2vec2`` | ``tiny-hubert`` | ``tiny-wavlm``).
 

@@ -190,6 +190,19 @@ class FeatureCache:
         return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
                               zero_copy_batch=True)
 
+    def statistics(self, ids=None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Per-layer, per-dimension mean and std ``[L, D]`` of the cached features of ``ids`` (None = all),
+        streamed shard by shard (memory O(L x D), not O(clips)); returns ``(mean, std, clips)``."""
+        from ser_models.encoders.standardizer import RunningMoments
+
+        shape = self.shape
+        moments = RunningMoments()
+        for batch in self.dataset(ids).iter_batches(batch_format="pyarrow", batch_size=4096):
+            if batch.num_rows:
+                moments.add(features_array(batch.column("features"), shape))
+        mean, std = moments.result()
+        return mean, std, moments.n
+
     def table(self, ids=None, labels: dict[str, str] | None = None) -> pa.Table:
         """:meth:`dataset` gathered on the driver (small selections and tests only)."""
         parts = list(self.dataset(ids, labels).iter_batches(batch_format="pyarrow", batch_size=None))
@@ -197,6 +210,11 @@ class FeatureCache:
         if not parts:
             return pa.table({"utt_id": pa.array([], pa.string()), "features": pa.array([], pa.binary())})
         return pa.concat_tables(parts).sort_by("utt_id")
+
+
+def features_array(column, shape: tuple[int, int]) -> np.ndarray:
+    """``[N, L, D]`` float32 from a binary column of per-clip float32 bytes."""
+    return np.stack([np.frombuffer(b, np.float32).reshape(shape) for b in column.to_pylist()])
 
 
 def _feature_table(batch: dict) -> pa.Table:

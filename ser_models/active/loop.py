@@ -24,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -137,6 +138,10 @@ class ActiveLearningLoop:
         if self.cross and not pool_checked:
             check_cross_lingual(pool, self.cross, model_cfg)
         self.cache = self._open_cache()
+        if model_cfg.feature_norm == "pool" and self.cache is None:
+            raise ConfigError("model.feature_norm=pool takes its statistics from the frozen-encoder feature cache: "
+                              "set active.feature_cache=on (model.adapter.kind=frozen, model.pooling=mean), or "
+                              "model.feature_norm=none")
         self._dev_test = None
         self._anchors: dict | None = None
         self._source_label_list: list | None = None
@@ -400,6 +405,8 @@ class ActiveLearningLoop:
         if self.cache is not None:
             self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,
                              verbose=self.verbose, in_process=self.in_process)
+            if self.model_cfg.feature_norm == "pool":
+                self._use_pool_statistics()
         self.initial()
         reports = []
         for r in range(len(self.targets)):
@@ -410,6 +417,20 @@ class ActiveLearningLoop:
             if on_round is not None:
                 on_round(rep, reports)
         return reports
+
+    def _use_pool_statistics(self) -> None:
+        """Mean and std of every cached feature over the training split's clips (labelled or not; no labels are
+        read), written once per run to ``feature_stats.safetensors``; every model the run builds loads them."""
+        from ser_models.encoders.standardizer import save_statistics
+
+        path = self.out / "feature_stats.safetensors"
+        if not exists(path):
+            t0 = time.perf_counter()
+            mean, std, clips = self.cache.statistics(self.train_ids)
+            save_statistics(path, mean, std, clips)
+            self.log(f"  pool statistics: mean and std of {clips} training clips' features in "
+                     f"{time.perf_counter() - t0:.1f}s -> {path}")
+        self.model_cfg = dataclasses.replace(self.model_cfg, feature_stats=str(path))
 
     def _all_splits(self):
         return self.pool.dataset(None)

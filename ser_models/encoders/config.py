@@ -24,9 +24,11 @@ class EncoderConfig:
                         "jobs.import_encoder), or hub id (e.g. microsoft/wavlm-base-plus, openai/whisper-base)")
     checkpoint: str | None = field(None, help="safetensors state dict (keys of Encoder.hf_model, e.g. "
                                    "written by TAPT) loaded over the built encoder; null = none")
-    normalize_waveform: bool = field(True, help="per-utterance zero-mean unit-variance over the valid "
-                                     "samples (what HF feature extractors do for these models); the demo "
-                                     "corpus sets it false")
+    normalize_waveform: bool | str = field("auto", help="per-utterance zero-mean unit-variance over the valid "
+                                           "samples: auto = as the model was trained (do_normalize in the "
+                                           "source's preprocessor_config.json, else the family's convention: "
+                                           "true for wav2vec2 / HuBERT / WavLM, false for Whisper), or true / "
+                                           "false to force it")
     allow_download: bool = field(False, help="let a hub id be downloaded; false = local cache only")
     gradient_checkpointing: bool = field(False, help="recompute transformer activations in backward "
                                          "(less memory, ~30% slower); only matters when the encoder trains")
@@ -54,6 +56,9 @@ class EncoderConfig:
             raise ConfigError(f"model.encoder.student_ffn_ratio must be in (0, 1], got {self.student_ffn_ratio!r}")
         if self.student_ffn_ratio != 1 and not self.student_layers:
             raise ConfigError("model.encoder.student_ffn_ratio needs model.encoder.student_layers > 0")
-        for key in ("normalize_waveform", "allow_download", "gradient_checkpointing"):
+        if self.normalize_waveform != "auto" and not isinstance(self.normalize_waveform, bool):
+            raise ConfigError(f"model.encoder.normalize_waveform must be auto, true or false, "
+                              f"got {self.normalize_waveform!r}")
+        for key in ("allow_download", "gradient_checkpointing"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"model.encoder.{key} must be true or false, got {getattr(self, key)!r}")

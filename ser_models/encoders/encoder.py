@@ -20,6 +20,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from ser_models.encoders.config import EncoderConfig
+from ser_models.encoders.preprocessing import resolve_normalize_waveform
 from ser_models.encoders.presets import TINY_PRESETS, build_tiny, family_classes
 from ser_models.exceptions import CheckpointError, EncoderError
 from ser_models.io import filesystem, write_bytes_atomic
@@ -68,6 +69,9 @@ class Encoder(nn.Module):
         self.hf_config = hf_config
         self.hf_model = hf_model
         self.frame_rate = FRAME_RATE
+        # Resolved once: `auto` reads the source's preprocessor_config.json (the tiny presets follow their family).
+        self.normalize_waveform, self.normalize_reason = resolve_normalize_waveform(
+            cfg.normalize_waveform, family, None if cfg.source in TINY_PRESETS else cfg.source, cfg.allow_download)
         # Hashed now, before adapters are injected or weights train: it names the *base* weights that a
         # trainable-only checkpoint or a feature cache was computed over.
         self._fingerprint = self._compute_fingerprint()
@@ -103,8 +107,8 @@ class Encoder(nn.Module):
 
         Returns:
             ``(input_values [B, T] float32, attention_mask [B, T] int64)``: padding is set to 0 and, when
-            ``normalize_waveform``, each clip is standardised over its valid samples only (so padding does
-            not shift its statistics).
+            :attr:`normalize_waveform` (``model.encoder.normalize_waveform`` resolved for this model), each clip
+            is standardised over its valid samples only (so padding does not shift its statistics).
 
         Raises:
             EncoderError: on shape mismatches or clips shorter than :attr:`min_samples`.
@@ -121,7 +125,7 @@ class Encoder(nn.Module):
                                f"field ({self.min_samples} samples at 16 kHz); drop or pad such clips")
         mask = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
         x = wavs.float() * mask
-        if self.cfg.normalize_waveform:
+        if self.normalize_waveform:
             n = lengths[:, None].to(x.dtype)
             mean = x.sum(1, keepdim=True) / n
             var = ((x - mean) * mask).pow(2).sum(1, keepdim=True) / n
@@ -162,7 +166,7 @@ class Encoder(nn.Module):
         h = hashlib.sha256()
         conf = {k: v for k, v in self.hf_config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
         h.update(json.dumps(conf, sort_keys=True, default=str).encode())
-        h.update(f"family={self.family};normalize={self.cfg.normalize_waveform}".encode())
+        h.update(f"family={self.family};normalize={self.normalize_waveform}".encode())
         n_params = sum(p.numel() for p in self.hf_model.parameters())
         if n_params <= _HASH_WEIGHTS_MAX_PARAMS:
             for name, tensor in sorted(self.hf_model.state_dict().items()):
@@ -179,7 +183,8 @@ class Encoder(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"family={self.family!r}, source={self.cfg.source!r}, layers={self.num_layers}, "
-                f"hidden_size={self.hidden_size}, checkpoint={self.cfg.checkpoint!r}")
+                f"hidden_size={self.hidden_size}, checkpoint={self.cfg.checkpoint!r}, "
+                f"normalize_waveform={self.normalize_waveform} ({self.normalize_reason})")
 
 
 def build_encoder(cfg: EncoderConfig) -> Encoder:

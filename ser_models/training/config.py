@@ -11,6 +11,8 @@ from ser_models.exceptions import ConfigError
 FREEZABLE_PARTS = {"adapter": "encoder.", "featurizer": "featurizer.", "pooling": "pooling.", "head": "head."}
 #: ``train.select_metric`` choices.
 SELECT_METRICS = ("auto", "ua", "ccc", "ua_plus_ccc")
+#: ``train.solver`` choices.
+SOLVERS = ("adamw", "lbfgs")
 
 
 @dataclass
@@ -41,6 +43,12 @@ class TrainConfig:
     grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
     eval_batch_size: int = field(16, speed_only=True, help="clips per batch when evaluating")
     seed: int = field(0, help="seed of shuffling, crops, dropout and head init")
+    solver: str = field("adamw", help="adamw: minibatch epochs with early stopping on dev | lbfgs: the whole "
+                        "labelled set in one batch, solved to convergence with an L2 penalty (heads over cached "
+                        "frozen features only; no epochs, no learning rate, no dev split needed)")
+    l2_c: float = field(1.0, help="lbfgs: inverse L2 strength, as scikit-learn's C: the penalty is "
+                        "||W||^2 / (2 C n) for n labelled clips, so it grows as the labelled set shrinks")
+    lbfgs_max_iter: int = field(500, help="lbfgs: most objective evaluations")
 
     def __post_init__(self):
         for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -62,6 +70,12 @@ class TrainConfig:
         bad = [p for p in self.freeze if p not in FREEZABLE_PARTS]
         if bad or len(set(self.freeze)) != len(self.freeze):
             raise ConfigError(f"train.freeze must be distinct names from {list(FREEZABLE_PARTS)}, got {self.freeze!r}")
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"train.solver must be one of {list(SOLVERS)}, got {self.solver!r}")
+        if not self.l2_c > 0:
+            raise ConfigError(f"train.l2_c must be > 0, got {self.l2_c!r}")
+        if self.lbfgs_max_iter < 1:
+            raise ConfigError(f"train.lbfgs_max_iter must be >= 1, got {self.lbfgs_max_iter}")
         if self.select_metric not in SELECT_METRICS:
             raise ConfigError(f"train.select_metric must be one of {list(SELECT_METRICS)}, got {self.select_metric!r}")
 

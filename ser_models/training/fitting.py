@@ -234,6 +234,10 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     """
     device = device or torch.device("cpu")
     model.to(device)
+    standardizer = getattr(model, "standardizer", None)
+    if standardizer is not None and not standardizer.fitted:
+        raise TrainingError("model.feature_norm=pool but no pool statistics are loaded: set model.feature_stats (the "
+                            "AL loop computes them from its feature cache) or model.feature_norm=none")
     state = state or FitState()
     if state.finished:
         if state.best_weights is not None:
@@ -273,6 +277,8 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
                             "it cannot train from the frozen-encoder feature cache")
     if anchor is not None and len(anchor.clips) < 2:
         raise TrainingError(f"layer anchoring got {len(anchor.clips)} target clips; it needs at least 2")
+    if cfg.solver == "lbfgs":
+        return _fit_full_batch(model, train, dev, cfg, device, state, loss_fn, select, on_epoch_end, log, anchor)
     wrapped = wrap_ddp(_TrainForward(model, anchor), device)
     me = rank()
     for epoch in range(state.epoch, cfg.epochs):
@@ -351,6 +357,47 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     if state.best_weights is not None:
         load_trainable_weights(model, state.best_weights)
     return state
+
+
+def _fit_full_batch(model, train, dev, cfg: TrainConfig, device, state: FitState, loss_fn, select: str,
+                    on_epoch_end, log, anchor) -> FitState:
+    """``train.solver=lbfgs``: one full-batch solve recorded as a single epoch (dev is only evaluated)."""
+    from ser_models.training.lbfgs import fit_lbfgs
+
+    if anchor is not None:
+        raise TrainingError("layer anchoring trains through the encoder: use train.solver=adamw")
+    if not isinstance(train, ClipSet):
+        # A labelled set of cached features is small (L x D floats a clip, 7.7 kB for Whisper-tiny) even when
+        # its row count crosses the audio streaming limit: gather the windows into one batch.
+        train = concat_clips(list(train.windows()))
+    torch.manual_seed(cfg.seed)
+    record = {"epoch": 1, **fit_lbfgs(model, train, cfg, device,
+                                      lambda logits, dims, batch: training_loss(logits, dims, batch, loss_fn, cfg),
+                                      log)}
+    if dev is not None and len(dev):
+        t1 = time.perf_counter()
+        m = evaluate(model, dev, cfg, device)
+        record.update({f"dev_{k}": v for k, v in m.items() if k != "n"}, eval_seconds=time.perf_counter() - t1)
+        state.best_ua = m[select] if math.isfinite(m[select]) else -math.inf
+    state.best_epoch, state.epoch, state.finished = 1, 1, True
+    state.best_weights = trainable_weights(model)
+    state.history.append(record)
+    if on_epoch_end is not None:
+        on_epoch_end(state, model, None, None)
+    return state
+
+
+def concat_clips(parts: list[ClipSet]) -> ClipSet:
+    """One :class:`ClipSet` from several (cached features only; audio sets stay streamed)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return ClipSet()
+    if not all(p.is_features for p in parts):
+        raise TrainingError("only cached-feature clip sets can be gathered into one batch")
+    texts = None if parts[0].transcripts is None else [t for p in parts for t in p.transcripts]
+    return ClipSet(ids=[i for p in parts for i in p.ids], labels=np.concatenate([p.labels for p in parts]),
+                   features=np.concatenate([p.features for p in parts]),
+                   targets=np.concatenate([p.targets for p in parts]), transcripts=texts)
 
 
 def _target_batch(anchor: AnchorFeed, cfg: TrainConfig, rng: np.random.Generator, device: torch.device):

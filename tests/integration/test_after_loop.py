@@ -239,6 +239,31 @@ def test_frozen_encoder_cache_encodes_once(demo_pool, tmp_path):
     assert [f.stat().st_mtime_ns for f in shards] == mtimes
 
 
+def test_small_label_recipe_standardises_with_training_pool_statistics(demo_pool, tmp_path):
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from ser_models.active.feature_cache import features_array
+    from ser_models.encoders.standardizer import load_statistics
+
+    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
+        "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=pool", "model.head_hidden=0",
+        "model.featurizer_layer=1", "train.solver=lbfgs", "active.budget_fractions=[0.25,0.5]"])
+    loop = _loop(cfg)
+    reports = loop.run()
+    assert [r.labelled for r in reports] == loop.targets
+    mean, std, clips = load_statistics(tmp_path / "feature_stats.safetensors")
+    # every training clip, labelled or not, and nothing from dev / test
+    assert clips == len(loop.train_ids)
+    feats = features_array(loop.cache.table(ids=loop.train_ids).column("features"), loop.cache.shape)
+    np.testing.assert_allclose(mean, feats.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(std, feats.std(0), rtol=1e-3, atol=1e-5)
+    weights = load_file(str(tmp_path / "rounds" / "round=000" / "train" / "checkpoint" / "model.safetensors"))
+    np.testing.assert_allclose(weights["standardizer.mean"], mean)
+    assert json.loads((tmp_path / "rounds" / "round=000" / "train" / "metrics.json").read_text())["history"][0][
+        "iterations"] > 1  # solved by L-BFGS, one full-batch "epoch"
+
+
 def test_budget_larger_than_pool_is_a_config_error(demo_pool, tmp_path):
     from ser_models.exceptions import ConfigError
 

@@ -149,7 +149,7 @@ def test_fixed_layer_and_labels_override():
 
 @pytest.mark.parametrize("kwargs, key", [
     (dict(pooling="max"), "model.pooling"),
-    (dict(head_hidden=0), "model.head_hidden"),
+    (dict(head_hidden=-1), "model.head_hidden"),
     (dict(head_dropout=1.5), "model.head_dropout"),
     (dict(labels=["a", "a"]), "model.labels"),
     (dict(featurizer_layer=1.5), "model.featurizer_layer"),

@@ -1,0 +1,153 @@
+"""The small-label recipe: pool statistics, the standardiser, the linear head, and the L-BFGS solver, which must
+reach scikit-learn's logistic-regression optimum on the same features."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ser_models.encoders.standardizer import RunningMoments, load_statistics, save_statistics
+from ser_models.exceptions import ConfigError, TrainingError
+from ser_models.model import EmotionModel
+from ser_models.testing import random_waveforms, tiny_model_config
+from ser_models.training import TrainConfig
+from ser_models.training.batching import ClipSet
+from ser_models.training.fitting import fit, predict
+
+LABELS = ["neutral", "happy", "angry", "sad"]
+
+
+def _model(**kw) -> EmotionModel:
+    cfg = dataclasses.replace(tiny_model_config("tiny-wav2vec2", "frozen", labels=LABELS, normalize_waveform=False),
+                              **kw)
+    torch.manual_seed(0)
+    return EmotionModel(cfg)
+
+
+def _features(n: int, shape: tuple[int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """[N, L, D] features whose class shifts a few dimensions, on a large, uneven scale (as raw encoders have)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = rng.normal(size=(n, *shape)) * rng.uniform(0.1, 50.0, size=shape) + rng.normal(0, 20, size=shape)
+    x[:, :, :4] += 1.5 * np.eye(4)[y][:, None, :] * x[:, :, :4].std(0)
+    return x.astype(np.float32), y
+
+
+def test_running_moments_match_numpy_over_chunks():
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=(101, 3, 5))
+    m = RunningMoments()
+    for part in np.array_split(x, 7):
+        m.add(part)
+    mean, std = m.result()
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std, x.std(0), rtol=1e-5)
+    assert m.n == 101
+    with pytest.raises(ConfigError, match="no clips"):
+        RunningMoments().result()
+
+
+def test_statistics_file_round_trip_and_bad_file(tmp_path):
+    mean, std = np.arange(6, dtype=np.float32).reshape(2, 3), np.full((2, 3), 2.0, np.float32)
+    save_statistics(tmp_path / "s.safetensors", mean, std, 42)
+    m, s, n = load_statistics(tmp_path / "s.safetensors")
+    np.testing.assert_array_equal(m, mean)
+    np.testing.assert_array_equal(s, std)
+    assert n == 42
+    (tmp_path / "bad.safetensors").write_bytes(b"nope")
+    with pytest.raises(ConfigError, match="model.feature_stats"):
+        load_statistics(tmp_path / "bad.safetensors")
+
+
+def _pooled_stats(tmp_path, model: EmotionModel) -> tuple[str, np.ndarray, np.ndarray]:
+    shape = (model.encoder.num_layers, model.encoder.hidden_size)
+    x, _ = _features(64, shape)
+    mean, std = x.mean(0), x.std(0)
+    save_statistics(tmp_path / "stats.safetensors", mean, std, len(x))
+    return str(tmp_path / "stats.safetensors"), mean, std
+
+
+def test_standardised_model_is_the_head_over_standardised_features_and_commutes_with_pooling(tmp_path):
+    path, mean, std = _pooled_stats(tmp_path, _model())
+    model = _model(feature_norm="pool", feature_stats=path, featurizer_layer=None).eval()
+    plain = _model(featurizer_layer=None).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("standardizer.")})
+    wavs, lengths = random_waveforms(3, 0.5, seed=2)
+    with torch.no_grad():
+        pooled = model.encode_pooled(wavs, lengths)  # the cache keeps raw per-layer means
+        z = (pooled - torch.from_numpy(mean)) / torch.from_numpy(std)
+        torch.testing.assert_close(model.forward_from_pooled(pooled).logits, plain.forward_from_pooled(z).logits)
+        # standardising frames then mean-pooling == standardising the mean (what the cache relies on)
+        torch.testing.assert_close(model(wavs, lengths).logits, model.forward_from_pooled(pooled).logits,
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_checkpoint_carries_the_statistics_even_when_their_file_is_gone(tmp_path):
+    path, mean, _ = _pooled_stats(tmp_path, _model())
+    model = _model(feature_norm="pool", feature_stats=path)
+    model.save_checkpoint(str(tmp_path / "ckpt"))
+    (tmp_path / "stats.safetensors").unlink()
+    back = EmotionModel.load_checkpoint(str(tmp_path / "ckpt"))
+    np.testing.assert_allclose(back.standardizer.mean.numpy(), mean, rtol=1e-6)
+    assert int(back.standardizer.clips) == 64 and back.cfg.feature_stats == path
+
+
+def test_feature_stats_without_pool_norm_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="feature_norm"):
+        _model(feature_stats=str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="model.feature_norm"):
+        _model(feature_norm="zscore")
+
+
+def test_linear_head_embedding_is_its_input_and_mc_dropout_still_samples():
+    model = _model(head_hidden=0, head_input_norm=False, head_dropout=0.5)
+    assert model.head.proj is None and model.head.out.in_features == model.encoder.hidden_size
+    pooled = torch.randn(4, model.encoder.num_layers, model.encoder.hidden_size)
+    model.eval()
+    out = model.forward_from_pooled(pooled)
+    torch.testing.assert_close(out.embedding, model.featurizer.forward_pooled(pooled))
+    torch.testing.assert_close(out.logits, model.head.out(out.embedding))
+    with model.mc_dropout():
+        a, b = model.forward_from_pooled(pooled).logits, model.forward_from_pooled(pooled).logits
+    assert not torch.allclose(a, b)
+
+
+def _clipset(x: np.ndarray, y: np.ndarray) -> ClipSet:
+    return ClipSet(ids=[f"c{i}" for i in range(len(y))], labels=y.astype(np.int64), features=x)
+
+
+@pytest.mark.parametrize("c", [0.05, 1.0])
+def test_lbfgs_reaches_scikit_learns_logistic_regression_optimum(c):
+    from sklearn.linear_model import LogisticRegression
+
+    model = _model(head_hidden=0, head_input_norm=False, featurizer_layer=1)
+    x, y = _features(120, (model.encoder.num_layers, model.encoder.hidden_size), seed=3)
+    y[:50] = 0  # unbalanced: the class weights matter
+    cfg = TrainConfig(solver="lbfgs", l2_c=c, lbfgs_max_iter=2000)
+    state = fit(model, _clipset(x, y), None, cfg, class_counts=np.bincount(y, minlength=4).tolist(), log=lambda _: None)
+    assert state.finished and state.best_epoch == 1 and len(state.history) == 1
+    ours = predict(model, _clipset(x, y), cfg, torch.device("cpu"))
+    ref = LogisticRegression(C=c, class_weight="balanced", max_iter=10_000, tol=1e-10).fit(x[:, 1], y)
+    np.testing.assert_allclose(ours, ref.predict_proba(x[:, 1]), atol=2e-3)
+
+
+def test_lbfgs_gathers_a_streamed_feature_set_and_refuses_audio_or_missing_statistics():
+    model = _model(head_hidden=0)
+    wavs, _ = random_waveforms(4, 0.5, seed=1)
+    audio = ClipSet(ids=list("abcd"), labels=np.array([0, 1, 2, 3]),
+                    audio=[(w.numpy() * 3000).astype(np.int16) for w in wavs])
+    with pytest.raises(TrainingError, match="cached frozen features"):
+        fit(model, audio, None, TrainConfig(solver="lbfgs"), log=lambda _: None)
+    pooled = _model(feature_norm="pool")
+    x, y = _features(8, (pooled.encoder.num_layers, pooled.encoder.hidden_size))
+    with pytest.raises(TrainingError, match="no pool statistics"):
+        fit(pooled, _clipset(x, y), None, TrainConfig(solver="lbfgs"), log=lambda _: None)
+
+
+def test_solver_keys_are_checked():
+    with pytest.raises(ConfigError, match="train.solver"):
+        TrainConfig(solver="sgd")
+    with pytest.raises(ConfigError, match="train.l2_c"):
+        TrainConfig(l2_c=0)
