@@ -1,9 +1,12 @@
-"""Write the synthetic demo corpus: audio files at mixed rates/formats plus ``manifest.csv``.
+"""Write a synthetic demo/benchmark corpus: audio files at mixed rates/formats plus ``manifest.csv``.
 
     python -m jobs.make_demo_pool outputs/demo/corpus --n 720 --seed 0 [--workers 2]
     python -m jobs.make_demo_pool outputs/acted/corpus --n 480 --seed 1 --corpus acted --style acted
+    python -m jobs.make_demo_pool outputs/espeak/corpus --engine espeak --n 2400 --seed 0
 
-Same ``--n``/``--seed`` give byte-identical files, whatever ``--workers`` is. See ``ser_models.data.synth``.
+Same ``--n``/``--seed`` give byte-identical files, whatever ``--workers`` is. ``--engine synth`` (default) is
+the project's own voice synthesizer (``ser_models.data.synth``); ``--engine espeak`` speaks real English
+sentences with espeak-ng (``ser_models.data.espeak_corpus``; needs ``apt-get install espeak-ng``).
 """
 
 from __future__ import annotations
@@ -14,31 +17,43 @@ import time
 
 import pandas as pd
 
+from ser_models.data.espeak_corpus import espeak_version, generate_espeak_corpus
 from ser_models.data.synth import STYLES, generate_corpus
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(
         prog="python -m jobs.make_demo_pool",
-        description="Generate a synthetic emotional-speech corpus (4 emotions, 2 languages, noisy, "
-        "speaker-disjoint train/dev/test) as WAV/FLAC files at 16/22.05/44.1 kHz plus manifest.csv.",
+        description="Generate a synthetic emotional-speech corpus (4 emotions, noisy, speaker-disjoint "
+        "train/dev/test) as WAV/FLAC files at 16/22.05/44.1 kHz plus manifest.csv.",
     )
     parser.add_argument("out_dir", help="folder to write audio/, manifest.csv and clip_info.csv into")
+    parser.add_argument("--engine", default="synth", choices=["synth", "espeak"],
+                        help="synth (default): the project's own voice synthesizer, 2 toy languages; "
+                             "espeak: real English sentences spoken by espeak-ng voices")
     parser.add_argument("--n", type=int, default=720, help="number of clips (>= 12; default 720)")
     parser.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1; output is identical)")
-    parser.add_argument("--corpus", default="synth", help="value of the manifest's corpus column (and the clip ids' "
-                        "prefix)")
-    parser.add_argument("--style", default="mixed", choices=list(STYLES),
-                        help="mixed (default); acted: exaggerated, well separated emotions in little noise; "
-                             "natural: subtle, overlapping emotions in more noise")
+    parser.add_argument("--corpus", default=None, help="value of the manifest's corpus column (and the clip ids' "
+                        "prefix); default: the engine's name")
+    parser.add_argument("--style", default=None, choices=list(STYLES),
+                        help="synth only. mixed (default); acted: exaggerated, well separated emotions in little "
+                             "noise; natural: subtle, overlapping emotions in more noise")
     args = parser.parse_args(argv)
     if args.n < 12 or args.workers < 1:
         parser.error(f"--n must be >= 12 and --workers >= 1, got --n {args.n} --workers {args.workers}")
+    if args.engine == "espeak" and args.style is not None:
+        parser.error("--style applies to --engine synth only; the espeak corpus has one style")
+    corpus = args.corpus or args.engine
 
     t0 = time.perf_counter()
-    df = generate_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=args.corpus,
-                         progress=sys.stderr.isatty(), style=args.style)
+    if args.engine == "synth":
+        df = generate_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=corpus,
+                             progress=sys.stderr.isatty(), style=args.style or "mixed")
+    else:
+        print(espeak_version())
+        df = generate_espeak_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=corpus,
+                                    progress=sys.stderr.isatty())
     seconds = time.perf_counter() - t0
     audio_s = float(df["duration"].sum())
     print(f"wrote {len(df)} clips to {args.out_dir}/manifest.csv")

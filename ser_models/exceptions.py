@@ -22,6 +22,10 @@ class AudioError(SERError):
         self.detail = detail
 
 
+class CorpusError(SERError):
+    """A benchmark corpus could not be generated: a tool it needs is missing or failed (message says which)."""
+
+
 class PoolError(SERError):
     """The prepared pool is missing, stale or inconsistent."""
 
