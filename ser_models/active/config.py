@@ -38,6 +38,8 @@ class StrategyConfig:
     kcenter_dim: int | None = field(
         None, help="k-center: project embeddings to this many PCA dimensions first (approximate, faster on "
                    "very large pools); null = exact in the full dimension")
+    cost_aware: bool = field(False, help="divide each clip's uncertainty by its duration in seconds (informativeness "
+                             "per second of annotation); applies to strategies that rank by uncertainty")
     num_threads: int | None = field(None, speed_only=True,
                                     help="threads for FAISS and BLAS during selection (null = all)")
 

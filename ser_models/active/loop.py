@@ -6,6 +6,8 @@ Run layout under ``output_dir``::
     rounds/initial/selection.parquet
     rounds/round=003/train/        Ray Train run (checkpoint/, metrics.json, confusion.png)
     rounds/round=003/scores.parquet
+    rounds/round=003/stop_set.parquet    the round's predictions on the fixed stop set (stopping criteria)
+    rounds/round=003/pseudo_labels.parquet  pseudo-labels this round trained on (never in the ledger)
     rounds/round=003/selection.parquet   clips picked after training round 3 (labelled as round 4)
     rounds/round=003/to_label.csv  (file oracle only)
     rounds/round=003/metrics.json  written last: the round is finished
@@ -37,10 +39,12 @@ import pyarrow as pa
 from ser_models.active.feature_cache import FeatureCache, cache_supported, feature_cache_key
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations, check_annotations
+from ser_models.active.pseudo_labels import pseudo_labels
 from ser_models.active.scorer import Scores, score_dataset
+from ser_models.active.stopping import decide, stop_set_ids
 from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
-from ser_models.data.ledger import LabelLedger
+from ser_models.data.ledger import TARGETS_SCHEMA, LabelLedger
 from ser_models.evaluation import headline_metric
 from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.failpoints import failpoint
@@ -62,7 +66,10 @@ from ser_models.training.config import ScalingSettings, TrainConfig
 
 @dataclass
 class RoundReport:
-    """What one round did. ``seconds`` holds per-stage wall times (train, score, select, label)."""
+    """What one round did. ``seconds`` holds per-stage wall times (train, score, select, label);
+    ``labelled_seconds`` the audio labelled so far; ``stopping`` the stopping signals
+    (:class:`~ser_models.active.stopping.StopDecision`); ``pseudo_labels`` what the round trained on besides
+    the ledger."""
 
     round: int
     labelled: int
@@ -71,6 +78,9 @@ class RoundReport:
     test: dict | None
     selected: int
     seconds: dict = field(default_factory=dict)
+    labelled_seconds: float | None = None
+    stopping: dict | None = None
+    pseudo_labels: dict | None = None
 
     def line(self) -> str:
         def m(split, d):
@@ -81,12 +91,20 @@ class RoundReport:
             return f"{split} " + " ".join(parts)
 
         stages = " ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%) | "
-                f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4} | {stages}")
+        extra = ""
+        if self.pseudo_labels:
+            extra += f" | pseudo {self.pseudo_labels['clips']}"
+        if self.stopping and self.stopping.get("kappa") is not None:
+            extra += f" | kappa {self.stopping['kappa']:.3f}"
+        hours = f" {self.labelled_seconds / 3600:.2f} h" if self.labelled_seconds else ""
+        return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%{hours}) | "
+                f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4}{extra} | {stages}")
 
     def to_json(self) -> dict:
         return {"round": self.round, "labelled": self.labelled, "fraction": self.fraction, "dev": self.dev,
-                "test": self.test, "selected": self.selected, "seconds": self.seconds}
+                "test": self.test, "selected": self.selected, "seconds": self.seconds,
+                "labelled_seconds": self.labelled_seconds, "stopping": self.stopping,
+                "pseudo_labels": self.pseudo_labels}
 
 
 class ActiveLearningLoop:
@@ -134,7 +152,20 @@ class ActiveLearningLoop:
                               + (f" with {self.where}" if self.where else ""))
         self.train_ids = sorted(meta["utt_id"].astype(str))
         self.clip_info = meta
-        self.targets = active.targets(len(self.train_ids))
+        # Seconds per clip: what labelling it costs (the ledger records them; hour budgets spend them).
+        self.durations = pd.Series(meta["duration"].astype(float).to_numpy(), index=meta["utt_id"].astype(str))
+        self.unit = "seconds" if active.budget_hours else "clips"
+        self.targets = (active.seconds_targets(float(self.durations.sum())) if self.unit == "seconds"
+                        else active.targets(len(self.train_ids)))
+        cap = active.stopping.max_rounds
+        if cap is not None and cap < len(self.targets):
+            self.targets = self.targets[:cap]  # the round cap: later rounds are never run or labelled for
+        if active.semi_supervised.enabled and not self.labels:
+            raise ConfigError("active.semi_supervised makes class pseudo-labels, but model.labels is empty: set "
+                              "active.semi_supervised.method=none for a dimensional-only model")
+        # The fixed clips whose predictions, round after round, tell whether the model still changes its mind.
+        self.stop_ids = stop_set_ids(self.train_ids, active.stopping.stop_set_size, active.seed) if self.labels \
+            else []
         if self.cross and not pool_checked:
             check_cross_lingual(pool, self.cross, model_cfg)
         self.cache = self._open_cache()
@@ -196,7 +227,8 @@ class ActiveLearningLoop:
         return self._unlabelable_ids
 
     def _datasets(self, ledger):
-        """Ray Datasets for a training round: labelled train (``ledger``'s labels), dev, test."""
+        """Ray Datasets for a training round: labelled train (``ledger``'s labels: a ledger view or a
+        :class:`_Targets` of ledger + pseudo-labels), dev, test."""
         if self.cache is None:
             if self._dev_test is None:
                 # Read once per run, not once per round: evaluation splits never change.
@@ -259,7 +291,7 @@ class ActiveLearningLoop:
             return
         folder = self.out / "rounds" / "initial"
         sel_path = folder / "selection.parquet"
-        n = self.targets[0]
+        n = self._clips_wanted(self.targets[0], set())
         t0 = time.perf_counter()
         if exists(sel_path):
             ids = read_parquet(sel_path)["utt_id"].to_pylist()
@@ -270,7 +302,8 @@ class ActiveLearningLoop:
             if len(candidates) < n:
                 raise PoolExhaustedError(f"the initial set needs {n} clips but only {len(candidates)} training "
                                          "clips can be labelled")
-            ids = sorted(rng.choice(candidates, size=n, replace=False).tolist())
+            ids = rng.choice(candidates, size=n, replace=False).tolist()
+            ids = sorted(self._within_budget(ids, self.targets[0], "the initial set"))
         else:
             # AFTER's cold start: cluster the (TAPT) encoder's pooled features of the unlabelled pool.
             ds, shape = self._score_input()
@@ -286,7 +319,8 @@ class ActiveLearningLoop:
                                                  num_clusters=s.num_clusters, max_clusters=s.max_clusters,
                                                  cold_start_dim=s.cold_start_dim, num_threads=s.num_threads))
             scored = ScoredPool(ids=scores.ids.astype(str), probs=scores.probs, embeddings=scores.pooled)
-            ids = cold.query(scored, self._unlabelable(), n, self.active.seed)
+            ids = self._within_budget(cold.query(scored, self._unlabelable(), n, self.active.seed), self.targets[0],
+                                      "the initial set")
         if not exists(sel_path):
             write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
         failpoint("after_initial_selection")
@@ -299,7 +333,39 @@ class ActiveLearningLoop:
         check_annotations(frame, self.labels, self.dimensions, tuple(self.model_cfg.dimension_range),
                           f"{oracle.name} oracle, round {ledger_round}")
         self.ledger.append(ledger_round, list(ids), frame["label"].tolist(), oracle=oracle.name,
-                           dimensions={d: frame[d].tolist() for d in self.dimensions})
+                           dimensions={d: frame[d].tolist() for d in self.dimensions},
+                           seconds=self.durations.reindex(pd.Index([str(i) for i in ids])).tolist())
+
+    def _clips_wanted(self, target, labelled: set[str]) -> int:
+        """How many clips to ask the strategy for to reach ``target`` (clips, or seconds of audio).
+
+        With an hour budget it asks for a quarter more than the mean unlabelled duration suggests (at least one),
+        and :meth:`_within_budget` then keeps the picks, in pick order, that fit.
+        """
+        if self.unit == "clips":
+            return int(target) - len(labelled)
+        remaining = float(target) - float(self.durations.reindex(pd.Index(list(labelled))).sum())
+        free = self.durations.drop(index=list(labelled | self._unlabelable()), errors="ignore")
+        if free.empty:
+            raise PoolExhaustedError("no unlabelled training clip is left to label")
+        return int(min(len(free), max(1, np.ceil(1.25 * remaining / free.mean()) + 1)))
+
+    def _within_budget(self, ids: list[str], target, what: str, labelled: set[str] | None = None) -> list[str]:
+        """The picks that fit an hour budget, in pick order (a clip too long for what is left is skipped, later
+        shorter ones may still fit); ``ids`` unchanged with a clip budget."""
+        if self.unit == "clips":
+            return list(ids)
+        left = float(target) - float(self.durations.reindex(pd.Index(list(labelled or ()))).sum())
+        keep = []
+        for i in ids:
+            d = float(self.durations[str(i)])
+            if d <= left + 1e-9:
+                keep.append(i)
+                left -= d
+        if not keep:
+            raise ConfigError(f"active.budget_hours leaves {max(left, 0.0):.1f} s for {what}, shorter than every "
+                              "clip the strategy picked: widen the steps between active.budget_hours")
+        return keep
 
     def step(self, r: int) -> RoundReport:
         """Run training round ``r`` (train, evaluate, then score/select/label the next batch)."""
@@ -312,24 +378,24 @@ class ActiveLearningLoop:
         # Rounds <= r only: a run killed after appending round r + 1's labels but before this round's
         # metrics.json redoes round r on the labels it had, then re-appends the stored selection (a no-op).
         ledger = self.ledger.as_of(r)
-        have = len(ledger)
-        if have != self.targets[r]:
-            raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {have} in rounds "
-                              f"0..{r}: was the budget changed between runs of this output_dir?")
+        self._check_budget(r, ledger)
         t0 = time.perf_counter()
-        feeds, shape = self._datasets(ledger)
-        counts = self._class_counts(ledger)
+        pseudo, pseudo_report = self._pseudo_labels(r, ledger)
+        training = ledger if pseudo is None else _Targets(pa.concat_tables([
+            ledger.targets(), _as_targets(pseudo)]))
+        feeds, shape = self._datasets(training)
+        counts = self._class_counts(training)
         init = (self.round_dir(r - 1) / "train" / "checkpoint") if (self.active.warm_start and r > 0) else None
         result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
                              class_counts=counts, feature_shape=shape, init_checkpoint=init,
-                             run_name=f"round{r:03d}", train_rows=len(ledger) + self._source_rows(),
+                             run_name=f"round{r:03d}", train_rows=len(training) + self._source_rows(),
                              verbose=self.verbose, anchoring=self._anchoring())
         seconds["train"] = time.perf_counter() - t0
         failpoint("after_train")
         selected = 0
         last = r == len(self.targets) - 1
+        scores = None
         if not last:
-            n = self.targets[r + 1] - self.targets[r]
             t0 = time.perf_counter()
             scores_path = folder / "scores.parquet"
             if exists(scores_path):
@@ -342,14 +408,25 @@ class ActiveLearningLoop:
                 scores.save(scores_path)
             failpoint("after_score")
             seconds["score"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stopping = self._stopping(r, ledger, scores, result.checkpoint_dir, last)
+        seconds["stop"] = time.perf_counter() - t0
+        if stopping and stopping["message"]:
+            self.log(f"  stopping: {stopping['message']}" + (" -> the loop ends here" if stopping["stop"] else ""))
+        if not last and not (stopping and stopping["stop"]):
             t0 = time.perf_counter()
             sel_path = folder / "selection.parquet"
             if exists(sel_path):
                 ids = read_parquet(sel_path)["utt_id"].to_pylist()
             else:
-                scored = scores.as_scored_pool(self._known_targets(scores.ids, ledger))
-                ids = self.strategy.query(scored, ledger.ids() | self._unlabelable(), n,
-                                          seed=self.active.seed * 1000 + r)
+                costs = None
+                if self.active.strategy.cost_aware:
+                    costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()
+                scored = scores.as_scored_pool(self._known_targets(scores.ids, ledger), costs=costs)
+                have = ledger.ids()
+                n = self._clips_wanted(self.targets[r + 1], have)
+                ids = self.strategy.query(scored, have | self._unlabelable(), n, seed=self.active.seed * 1000 + r)
+                ids = self._within_budget(ids, self.targets[r + 1], f"round {r + 1}", have)
                 write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
             failpoint("after_select")
             seconds["select"] = time.perf_counter() - t0
@@ -359,9 +436,10 @@ class ActiveLearningLoop:
             seconds["label"] = time.perf_counter() - t0
             selected = len(ids)
         m = result.metrics
-        report = RoundReport(round=r, labelled=self.targets[r], fraction=self.targets[r] / len(self.train_ids),
+        report = RoundReport(round=r, labelled=len(ledger), fraction=len(ledger) / len(self.train_ids),
                              dev=_slim(m.get("dev")), test=_slim(m.get("test")), selected=selected,
-                             seconds=seconds)
+                             seconds=seconds, labelled_seconds=round(ledger.seconds(), 3), stopping=stopping,
+                             pseudo_labels=pseudo_report)
         split = "test" if m.get("test") else "dev"
         if m.get(split) and "confusion" in m[split]:
             plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",
@@ -369,6 +447,82 @@ class ActiveLearningLoop:
         write_json_atomic(folder / "metrics.json", report.to_json())  # last: marks the round finished
         failpoint("after_metrics")
         return report
+
+    def _check_budget(self, r: int, ledger) -> None:
+        """Round ``r`` sees exactly the labels its budget bought (a changed budget would mix two runs)."""
+        if self.unit == "clips" and len(ledger) != self.targets[r]:
+            raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {len(ledger)} in "
+                              f"rounds 0..{r}: was the budget changed between runs of this output_dir?")
+        if self.unit == "seconds" and ledger.seconds() > self.targets[r] + 1e-6:
+            raise ConfigError(f"round {r} may use {self.targets[r]:.1f} s of labelled audio, the ledger has "
+                              f"{ledger.seconds():.1f} s in rounds 0..{r}: was active.budget_hours changed between "
+                              "runs of this output_dir?")
+
+    def _pseudo_labels(self, r: int, ledger) -> tuple[pa.Table | None, dict | None]:
+        """Round ``r``'s pseudo-labels (:mod:`~ser_models.active.pseudo_labels`) from round ``r - 1``'s scores,
+        stored in the round's folder (a resumed round reuses them) and never appended to the ledger."""
+        cfg = self.active.semi_supervised
+        if not cfg.enabled or r == 0:
+            return None, None
+        path = self.round_dir(r) / "pseudo_labels.parquet"
+        if exists(path):
+            table = read_parquet(path)
+        else:
+            prev = self.round_dir(r - 1) / "scores.parquet"
+            if not exists(prev):
+                self.log(f"  pseudo-labels: round {r - 1} left no scores.parquet; round {r} trains on the ledger alone")
+                return None, None
+            scores = Scores.load(prev)
+            table = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, ledger.labels(), self.labels,
+                                  exclude=self._unlabelable())
+            write_parquet_atomic(path, table)
+        labels = table.column("label").to_pylist()
+        report = {"method": cfg.method, "clips": table.num_rows,
+                  "per_class": {c: labels.count(c) for c in self.labels},
+                  "mean_confidence": round(float(np.mean(table.column("confidence").to_numpy())), 4)
+                  if table.num_rows else None}
+        if self._oracle_override is None and self.active.oracle == "simulated":
+            # Only the simulated oracle knows the truth; the share is reported, never trained on.
+            acc = self._oracle(-1).accuracy(table.column("utt_id").to_pylist(), labels)
+            report["accuracy"] = None if acc is None else round(acc, 4)
+        return table, report
+
+    def _stopping(self, r: int, ledger, scores: Scores | None, checkpoint_dir, last: bool) -> dict | None:
+        """Round ``r``'s stopping signals (:func:`~ser_models.active.stopping.decide`) from its predictions on
+        the stop set (taken from the round's pool scores, or scored alone in the last round) and round
+        ``r - 1``'s."""
+        if not self.stop_ids:
+            return decide(self.active.stopping, r, None, None, None, None, last).to_json()
+        path = self.round_dir(r) / "stop_set.parquet"
+        if exists(path):
+            table = read_parquet(path)
+            probs = np.asarray(table.column("probs").to_pylist(), np.float32)
+        else:
+            if scores is None:
+                ds, shape = (self.cache.dataset(ids=self.stop_ids), self.cache.shape) if self.cache is not None \
+                    else (self.pool.dataset("train", where={**self.where, "utt_id": self.stop_ids}), None)
+                scores = score_dataset(ds, checkpoint_dir, dataclasses.replace(self.active.scorer, mc_samples=0),
+                                       feature_shape=shape, seed=self.active.seed + r, verbose=False,
+                                       in_process=self.in_process, keep_embedding=False,
+                                       transcripts=shape is None and self.model_cfg.text.enabled)
+            pos = pd.Index(scores.ids.astype(str)).get_indexer(self.stop_ids)
+            if (pos < 0).any():
+                raise ConfigError(f"round {r}: {int((pos < 0).sum())} stop-set clips were not scored")
+            probs = scores.probs[pos]
+            preds = [self.labels[int(k)] for k in probs.argmax(axis=1)]
+            table = pa.table({"utt_id": pa.array(self.stop_ids, pa.string()), "prediction": pa.array(preds),
+                              "probs": pa.array(probs.tolist(), pa.list_(pa.float32()))})
+            write_parquet_atomic(path, table)
+        previous, prev_stop = None, None
+        prev_path = self.round_dir(r - 1) / "stop_set.parquet"
+        if r > 0 and exists(prev_path):
+            prev_table = read_parquet(prev_path)
+            if prev_table.column("utt_id").to_pylist() == list(self.stop_ids):
+                previous = np.asarray(prev_table.column("prediction").to_pylist(), dtype=object)
+                prev_stop = (read_json(self.round_dir(r - 1) / "metrics.json").get("stopping")
+                             if exists(self.round_dir(r - 1) / "metrics.json") else None)
+        predictions = np.asarray(table.column("prediction").to_pylist(), dtype=object)
+        return decide(self.active.stopping, r, predictions, probs, previous, prev_stop, last).to_json()
 
     def _known_targets(self, ids: np.ndarray, ledger) -> np.ndarray | None:
         """[N, K] the ledger's dimensional values of ``ids`` (NaN for unlabelled clips); None without dimensions."""
@@ -416,6 +570,9 @@ class ActiveLearningLoop:
             self.write_report(reports)
             if on_round is not None:
                 on_round(rep, reports)
+            if rep.stopping and rep.stopping.get("stop"):
+                self.log(f"stopped after round {r}: {rep.stopping['message']}")
+                break
         return reports
 
     def _use_pool_statistics(self) -> None:
@@ -466,6 +623,30 @@ def check_cross_lingual(pool, cross, model_cfg) -> None:
                           "they would train every round as they are")
 
 
+class _Targets:
+    """A round's training targets (ledger rows plus pseudo-labels) where training reads a ledger view."""
+
+    def __init__(self, table: pa.Table):
+        self._table = table
+
+    def targets(self) -> pa.Table:
+        return self._table
+
+    def labels(self) -> dict[str, str | None]:
+        return dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("label").to_pylist()))
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+
+def _as_targets(pseudo: pa.Table) -> pa.Table:
+    """Pseudo-label rows in :data:`TARGETS_SCHEMA` (no dimensional values)."""
+    n = pseudo.num_rows
+    cols = {"utt_id": pseudo.column("utt_id"), "label": pseudo.column("label")}
+    cols.update({f.name: pa.nulls(n, f.type) for f in TARGETS_SCHEMA if f.name not in cols})
+    return pa.table(cols).select(TARGETS_SCHEMA.names).cast(TARGETS_SCHEMA)
+
+
 def _slim(m: dict | None) -> dict | None:
     """What a round keeps of an evaluation: the class metrics and the dimensional ones (not the Pearson/RMSE
     detail, which stays in the round's train/metrics.json)."""
@@ -513,12 +694,28 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
             ax.axhline(pts[0][1], linestyle="--", color="gray", label=f"{name} (100%)")
             continue
         xs, ys = zip(*pts)
-        ax.plot([100 * x for x in xs], ys, marker="o", label=name)
+        line, = ax.plot([100 * x for x in xs], ys, marker="o", label=name)
+        fired = [r for r in rows if (r.get("stopping") or {}).get("fired")]
+        if fired:  # the first round a stopping criterion fired: where labelling could have ended
+            first = fired[0]
+            ax.axvline(100 * first["fraction"], color=line.get_color(), linestyle=":", alpha=0.7)
+            ax.annotate("stop: " + "+".join(first["stopping"]["fired"]), (100 * first["fraction"], min(ys)),
+                        fontsize=7, rotation=90, va="bottom", ha="right", color=line.get_color())
         if len(runs) == 1:
             dev = [(r["fraction"], headline(r["dev"])[1]) for r in rows if r.get("dev")]
             if dev:
                 dx, dy = zip(*dev)
                 ax.plot([100 * x for x in dx], dy, marker="s", linestyle=":", label=f"{name} (dev)")
+            kappa = [(r["fraction"], r["stopping"]["kappa"]) for r in rows
+                     if (r.get("stopping") or {}).get("kappa") is not None]
+            if kappa:  # the stabilizing-predictions signal, on its own axis
+                kx, ky = zip(*kappa)
+                ax2 = ax.twinx()
+                ax2.plot([100 * x for x in kx], ky, marker="^", linestyle="--", color="gray", alpha=0.8,
+                         label="kappa vs previous round (stop set)")
+                ax2.set_ylabel("Cohen's kappa between rounds", fontsize=8)
+                ax2.set_ylim(min(0.0, min(ky)), 1.02)
+                ax2.legend(fontsize=7, loc="lower right")
     ax.set_xlabel("labelled share of the training pool (%)")
     names = {headline(r[s])[0] for rows in runs.values() for r in rows for s in (split, "dev") if r.get(s)}
     ax.set_ylabel("UA (balanced accuracy)" if names == {"UA"} else "CCC (mean over dimensions)"

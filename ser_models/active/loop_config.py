@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ser_models.active.config import StrategyConfig
+from ser_models.active.pseudo_labels import SemiSupervisedConfig
 from ser_models.active.scorer import ScorerConfig
+from ser_models.active.stopping import StoppingConfig
 from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
@@ -26,6 +28,10 @@ class ActiveConfig:
         default_factory=lambda: [0.05, 0.10, 0.15, 0.20],
         help="labelled fraction of the training pool at each round (AFTER: 5%% steps up to 20%%); "
              "empty = use initial_size / query_size / rounds")
+    budget_hours: list[float] = field(
+        default_factory=list,
+        help="hours of labelled audio at each round (e.g. [0.5, 1, 2]); when set it replaces budget_fractions "
+             "and each round labels clips until its hours are used (the ledger records seconds per clip)")
     initial_size: int = field(0, help="clips in the initial set (when budget_fractions is empty)")
     query_size: int = field(0, help="clips labelled per round (when budget_fractions is empty)")
     rounds: int = field(0, help="training rounds (when budget_fractions is empty)")
@@ -38,6 +44,11 @@ class ActiveConfig:
     feature_cache_dir: str | None = field(None, speed_only=True, help="where cached features live; null = <output_dir>/"
                                           "feature_cache. Runs over the same pool and encoder (e.g. AL vs random) "
                                           "can share one folder: entries are keyed by pool and encoder")
+    stopping: StoppingConfig = field(default_factory=StoppingConfig,
+                                     help="stopping criteria: kappa on a stop set, uncertainty, max rounds")
+    semi_supervised: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig,
+                                                  help="pseudo-labels of unlabelled clips in training (never "
+                                                       "in the ledger)")
     seed: int = field(0, help="seed of the initial set and of every selection")
 
     def __post_init__(self):
@@ -56,13 +67,26 @@ class ActiveConfig:
         if uses_bald and self.scorer.mc_samples < 2:
             raise ConfigError(f"active.strategy.name={self.strategy.name} scores with BALD, which needs MC-dropout "
                               f"samples: set active.scorer.mc_samples >= 2 (e.g. 8), got {self.scorer.mc_samples}")
-        if self.budget_fractions:
+        if self.budget_hours:
+            h = list(self.budget_hours)
+            if any(not x > 0 for x in h) or any(b <= a for a, b in zip(h, h[1:])):
+                raise ConfigError(f"active.budget_hours must increase and be > 0, got {h}")
+        elif self.budget_fractions:
             f = list(self.budget_fractions)
             if any(not 0 < x <= 1 for x in f) or any(b <= a for a, b in zip(f, f[1:])):
                 raise ConfigError(f"active.budget_fractions must increase within (0, 1], got {f}")
         elif self.initial_size < 1 or self.rounds < 1 or (self.rounds > 1 and self.query_size < 1):
             raise ConfigError("with empty active.budget_fractions set active.initial_size >= 1, "
                               "active.rounds >= 1 and active.query_size >= 1")
+
+    def seconds_targets(self, pool_seconds: float) -> list[float]:
+        """Labelled seconds of audio wanted at each training round (``budget_hours``), for a training pool of
+        ``pool_seconds`` seconds of audio."""
+        targets = [3600.0 * h for h in self.budget_hours]
+        if targets[-1] > pool_seconds + 1e-6:
+            raise ConfigError(f"active.budget_hours asks for {self.budget_hours[-1]:g} h of labelled audio but the "
+                              f"training pool holds {pool_seconds / 3600:.3f} h: lower active.budget_hours")
+        return targets
 
     def targets(self, pool_size: int) -> list[int]:
         """Labelled clips wanted at each training round, for a training pool of ``pool_size`` clips."""

@@ -148,6 +148,14 @@ class SimulatedOracle:
         value): the loop keeps them out of every selection."""
         return set(self._problems(ids))
 
+    def accuracy(self, ids: Sequence[str], labels: Sequence[str]) -> float | None:
+        """Share of ``labels`` equal to the true labels of ``ids`` (None for no ids): how good pseudo-labels were,
+        for the round's report only; nothing trains on it."""
+        if not len(ids):
+            return None
+        truth = self._truth["label"].reindex(pd.Index([str(i) for i in ids])).to_numpy()
+        return float(np.mean(truth == np.asarray(labels, dtype=object)))
+
     def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
         """The true annotations of ``ids``.
 

@@ -32,6 +32,7 @@ LEDGER_SCHEMA = pa.schema([
     ("oracle", pa.string()),
     ("time", pa.timestamp("us", tz="UTC")),
     *((name, pa.float64()) for name in DIMENSION_COLUMNS),
+    ("seconds", pa.float64()),  # the clip's duration: what its label cost (null when the caller did not say)
 ])
 #: What training reads from a ledger: :meth:`LabelLedger.targets`.
 TARGETS_SCHEMA = pa.schema([LEDGER_SCHEMA.field(n) for n in ("utt_id", "label", *DIMENSION_COLUMNS)])
@@ -47,6 +48,13 @@ def _describe(label, values) -> str:
     dims = ", ".join(f"{n}={float(values[n]):g}" for n in DIMENSION_COLUMNS
                      if values[n] is not None and not pd.isna(values[n]))
     return repr(label or None) + (f" ({dims})" if dims else "")
+
+
+def _total_seconds(table: pa.Table) -> float:
+    import pyarrow.compute as pc
+
+    total = pc.sum(table["seconds"]).as_py()
+    return float(total or 0.0)
 
 
 def _show(ids: Sequence[str], limit: int = 10) -> str:
@@ -71,7 +79,7 @@ class LabelLedger:
             table = io.read_parquet(self.path)
         except Exception as exc:
             raise LedgerError(f"cannot read label ledger {self.path}: {exc}") from exc
-        for name in DIMENSION_COLUMNS:  # ledgers written before dimensional labels existed
+        for name in (*DIMENSION_COLUMNS, "seconds"):  # ledgers written before these columns existed
             if name not in table.column_names:
                 table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
         missing = [n for n in LEDGER_SCHEMA.names if n not in table.column_names]
@@ -83,7 +91,8 @@ class LabelLedger:
             raise LedgerError(f"label ledger {self.path} has unexpected column types: {exc}") from exc
 
     def append(self, round: int, ids: Sequence[str], labels: Sequence[str | None], oracle: str,  # noqa: A002
-               dimensions: Mapping[str, Sequence[float]] | None = None) -> int:
+               dimensions: Mapping[str, Sequence[float]] | None = None,
+               seconds: Sequence[float] | None = None) -> int:
         """Record ``labels`` (and dimensional values) for ``ids`` in ``round``; rewrites the file atomically.
 
         Rows identical in (utt_id, label, dimensional values, round) to rows already in the ledger are
@@ -95,6 +104,8 @@ class LabelLedger:
             labels: one label per id; None or "" where the clip gets dimensional values only.
             oracle: who labelled (``SimulatedOracle``, ``file:<path>``, ...).
             dimensions: ``{name: [value per id]}`` for names in :data:`DIMENSION_COLUMNS` (NaN/None = none).
+            seconds: [len(ids)] each clip's duration in seconds (what labelling it cost); None = unknown.
+                Not part of a row's identity: a re-append with other durations is still a no-op.
 
         Returns:
             The number of new rows written (0 for a pure re-append).
@@ -112,6 +123,14 @@ class LabelLedger:
         if len(ids) != len(labels):
             raise LedgerError(f"ledger {self.path}: {len(ids)} ids but {len(labels)} labels")
         dims = self._dimension_arrays(ids, dimensions or {})
+        secs = np.full(len(ids), np.nan) if seconds is None else np.asarray(
+            [np.nan if v is None else v for v in seconds], dtype=np.float64)
+        if len(secs) != len(ids):
+            raise LedgerError(f"ledger {self.path}: {len(ids)} ids but {len(secs)} seconds values")
+        bad = np.isinf(secs) | (np.nan_to_num(secs, nan=0.0) < 0)
+        if bad.any():
+            raise LedgerError(f"ledger {self.path}: seconds must be finite and >= 0; bad for "
+                              f"{_show([ids[k] for k in np.flatnonzero(bad)])}")
         counts = pd.Series(ids).value_counts()
         dup = counts[counts > 1].index.tolist()
         if dup:
@@ -132,7 +151,7 @@ class LabelLedger:
                     conflicts.append(f"{i!r} (ledger: {_describe(row['label'], row)} in round {int(row['round'])}; "
                                      f"new: {_describe(lab, values)} in round {int(round)})")
             else:
-                new_rows.append((i, lab, values))
+                new_rows.append((i, lab, values, secs[j]))
         if conflicts:
             raise LedgerError(f"ledger {self.path}: {len(conflicts)} ids are already labelled differently: "
                               + "; ".join(conflicts[:10]) + (" ..." if len(conflicts) > 10 else ""))
@@ -148,6 +167,7 @@ class LabelLedger:
             "time": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
             **{name: pa.array([r[2][name] for r in new_rows], pa.float64(), from_pandas=True)
                for name in DIMENSION_COLUMNS},
+            "seconds": pa.array([r[3] for r in new_rows], pa.float64(), from_pandas=True),
         }, schema=LEDGER_SCHEMA)
         table = pa.concat_tables([self._table, new])
         io.write_parquet_atomic(self.path, table)
@@ -168,8 +188,12 @@ class LabelLedger:
         return out
 
     def labelled(self) -> pd.DataFrame:
-        """All rows: utt_id, label, round, oracle, time, arousal, valence, dominance (in append order)."""
+        """All rows: utt_id, label, round, oracle, time, arousal, valence, dominance, seconds (append order)."""
         return self._table.to_pandas()
+
+    def seconds(self) -> float:
+        """Seconds of audio labelled so far (clips of unknown duration count 0)."""
+        return _total_seconds(self._table)
 
     def ids(self) -> set[str]:
         return set(self._table.column("utt_id").to_pylist())
@@ -241,6 +265,10 @@ class LedgerView:
 
     def ids(self) -> set[str]:
         return set(self._table.column("utt_id").to_pylist())
+
+    def seconds(self) -> float:
+        """Seconds of audio labelled in these rounds (clips of unknown duration count 0)."""
+        return _total_seconds(self._table)
 
     def __len__(self) -> int:
         return self._table.num_rows

@@ -33,6 +33,8 @@ class ScoredPool:
         mc_predictions: [N, T, K] dimensional predictions of T MC-dropout passes, or None.
         targets: [N, K] known dimensional values (the ledger's, for labelled clips), NaN elsewhere, or None:
             greedy sampling in output space measures distances to them.
+        costs: [N] what labelling each clip costs (seconds of audio), or None: with it, uncertainty scores are
+            divided by the cost (``active.strategy.cost_aware``), so a long clip must be more informative to win.
     """
 
     ids: np.ndarray
@@ -43,6 +45,7 @@ class ScoredPool:
     predictions: np.ndarray | None = None
     mc_predictions: np.ndarray | None = None
     targets: np.ndarray | None = None
+    costs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids).astype(str)
@@ -79,6 +82,11 @@ class ScoredPool:
                     shown = ", ".join(repr(str(i)) for i in self.ids[bad][:10]) + (" ..." if bad.sum() > 10 else "")
                     raise PoolError(f"ScoredPool.{name} holds non-finite values for {int(bad.sum())} of {n} clips: "
                                     f"{shown} (the model diverged or a clip decoded to NaN; rerun scoring)")
+        if self.costs is not None:
+            self.costs = np.asarray(self.costs, dtype=np.float64)
+            if self.costs.shape != (n,) or not (np.isfinite(self.costs) & (self.costs > 0)).all():
+                raise PoolError(f"ScoredPool.costs must be [N={n}] finite values > 0 (seconds per clip), got shape "
+                                f"{self.costs.shape}")
         if self.grad_embedding_parts is not None:
             a, h = (np.asarray(v, dtype=np.float32) for v in self.grad_embedding_parts)
             if a.ndim != 2 or h.ndim != 2 or len(a) != n or len(h) != n:
@@ -100,11 +108,17 @@ class ScoredPool:
 
 
 def uncertainty_scores(scored: ScoredPool, name: str, who: str) -> np.ndarray:
-    """[N] uncertainty (higher = more uncertain) named by ``active.strategy.uncertainty``.
+    """[N] uncertainty (higher = more uncertain) named by ``active.strategy.uncertainty``, per unit of cost when
+    the pool carries ``costs``.
 
     Raises:
         PoolError: the score needs outputs the pool was not scored with (MC samples, classes, dimensions).
     """
+    u = _raw_uncertainty(scored, name, who)
+    return u if scored.costs is None else u / scored.costs
+
+
+def _raw_uncertainty(scored: ScoredPool, name: str, who: str) -> np.ndarray:
     if name in REGRESSION_SCORES:
         if scored.mc_predictions is None:
             raise PoolError(

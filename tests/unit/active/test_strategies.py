@@ -294,3 +294,18 @@ def test_regression_strategies_refuse_pools_without_dimensional_outputs():
     with pytest.raises(PoolError, match=r"targets must be \[N=60, K\] with one K throughout"):
         ScoredPool(ids=no_classes.ids, probs=no_classes.probs, embeddings=no_classes.embeddings,
                    predictions=np.zeros((60, 2)), targets=np.zeros((60, 3)))
+
+
+def test_cost_aware_uncertainty_is_per_second_of_audio():
+    from ser_models.active.strategies import uncertainty_scores
+
+    probs = np.array([[0.25, 0.25, 0.25, 0.25], [0.4, 0.4, 0.1, 0.1], [0.9, 0.05, 0.03, 0.02]])
+    plain = ScoredPool(ids=["long", "short", "sure"], probs=probs, embeddings=np.eye(3))
+    costs = np.array([10.0, 1.0, 1.0])  # seconds
+    aware = ScoredPool(ids=["long", "short", "sure"], probs=probs, embeddings=np.eye(3), costs=costs)
+    np.testing.assert_allclose(uncertainty_scores(aware, "entropy", "t"),
+                               uncertainty_scores(plain, "entropy", "t") / costs)
+    assert _cfg("entropy").query(plain, set(), 1, 0) == ["long"]
+    assert _cfg("entropy").query(aware, set(), 1, 0) == ["short"]  # the 10 s clip is not 10x as informative
+    with pytest.raises(PoolError, match="costs must be"):
+        ScoredPool(ids=["a"], probs=[[0.5, 0.5]], embeddings=[[1.0]], costs=[0.0])

@@ -82,4 +82,19 @@ def test_a_ledger_written_before_dimensions_existed_still_opens(tmp_path):
     pq.write_table(row, tmp_path / "l.parquet")
     led = LabelLedger(tmp_path / "l.parquet")
     assert led.labels() == {"a": "hap"} and led.targets().column("arousal").null_count == 1
+    assert led.seconds() == 0.0  # no durations recorded then
     assert led.append(1, ["b"], ["sad"], "o") == 1
+
+
+def test_ledger_records_seconds_labelled(tmp_path):
+    led = LabelLedger(tmp_path / "l.parquet")
+    led.append(0, ["a", "b"], ["hap", "sad"], "o", seconds=[2.5, 1.25])
+    led.append(1, ["c"], ["neu"], "o", seconds=[3.0])
+    again = LabelLedger(tmp_path / "l.parquet")
+    assert again.seconds() == 6.75 and again.as_of(0).seconds() == 3.75
+    assert again.labelled().set_index("utt_id")["seconds"].to_dict() == {"a": 2.5, "b": 1.25, "c": 3.0}
+    assert again.append(1, ["c"], ["neu"], "o", seconds=[3.0]) == 0  # a resumed re-append is still a no-op
+    with pytest.raises(LedgerError, match="seconds must be finite and >= 0; bad for 'd'"):
+        again.append(2, ["d"], ["neu"], "o", seconds=[-1.0])
+    with pytest.raises(LedgerError, match="1 ids but 2 seconds values"):
+        again.append(2, ["d"], ["neu"], "o", seconds=[1.0, 2.0])

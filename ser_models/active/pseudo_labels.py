@@ -1,0 +1,200 @@
+"""Semi-supervised rounds: train on pseudo-labels of unlabelled clips next to the ledger's labels.
+
+Two ways to label a clip without a person, both from what the previous round already computed (its
+``scores.parquet``: class probabilities and embeddings of every training clip), so they cost no extra encoder
+pass:
+
+* ``confident`` (CEAL, Wang et al. 2017): the previous round's model labels the unlabelled clips it is sure
+  of, ``max_c p_c >= threshold``.
+* ``propagation`` (label spreading, Zhou et al. 2004): the ledger's labels spread over the FAISS k-nearest-
+  neighbour graph of the clips' embeddings (cosine similarity, symmetric, normalised), so a clip takes the
+  label of the labelled clips it is connected to; kept where the spread class share is ``>= threshold``. Unlike
+  ``confident`` it uses this round's new labels, not just the previous model.
+
+Either way the pseudo-labels are capped at ``max_ratio`` times the labelled clips, split evenly across classes
+(most confident first), so a class the model over-predicts cannot flood the training set. They live in the
+round's ``pseudo_labels.parquet`` and train that round only: they are **never written to the label ledger**,
+which stays the record of what people labelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError
+
+__all__ = ["PSEUDO_SCHEMA", "SemiSupervisedConfig", "balanced_top", "confident_pseudo_labels", "label_spreading",
+           "pseudo_labels"]
+
+_KEY = "active.semi_supervised"
+_METHODS = ("none", "confident", "propagation")
+#: One row per pseudo-labelled clip: its label, how sure the method was, and which method.
+PSEUDO_SCHEMA = pa.schema([("utt_id", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
+                           ("method", pa.string())])
+
+
+@dataclass
+class SemiSupervisedConfig:
+    """Pseudo-labels for the AFTER loop's training rounds (``active.semi_supervised.*``)."""
+
+    method: str = field("none", help=f"one of {list(_METHODS)}: none; confident = the previous round's confident "
+                        "predictions (CEAL); propagation = label spreading over the FAISS kNN graph of embeddings")
+    threshold: float = field(0.9, help="keep a pseudo-label when its confidence (max class probability, or spread "
+                             "class share) is at least this")
+    max_ratio: float = field(1.0, help="at most max_ratio x the labelled clips get pseudo-labels per round, split "
+                             "evenly across classes")
+    neighbours: int = field(10, help="propagation: neighbours per clip in the kNN graph")
+    alpha: float = field(0.9, help="propagation: share of a clip's label mass that comes from its neighbours "
+                         "(label spreading's alpha, in (0, 1))")
+    iterations: int = field(30, help="propagation: spreading iterations")
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise ConfigError(f"{_KEY}.method must be one of {list(_METHODS)}, got {self.method!r}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"{_KEY}.threshold must be within [0, 1], got {self.threshold}")
+        if self.max_ratio <= 0:
+            raise ConfigError(f"{_KEY}.max_ratio must be > 0, got {self.max_ratio}")
+        if self.neighbours < 1:
+            raise ConfigError(f"{_KEY}.neighbours must be >= 1, got {self.neighbours}")
+        if not 0.0 < self.alpha < 1.0:
+            raise ConfigError(f"{_KEY}.alpha must be within (0, 1), got {self.alpha}")
+        if self.iterations < 1:
+            raise ConfigError(f"{_KEY}.iterations must be >= 1, got {self.iterations}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
+
+
+def balanced_top(labels: np.ndarray, confidence: np.ndarray, eligible: np.ndarray, num_classes: int,
+                 cap: int) -> np.ndarray:
+    """Positions of at most ``cap`` eligible items, ``cap // num_classes`` per class (most confident first; a
+    class with fewer eligible items leaves its share unused).
+
+    Args:
+        labels: [N] class index per item. confidence: [N]. eligible: [N] bool.
+        num_classes: C. cap: total items allowed.
+
+    Returns:
+        [M] positions, sorted ascending.
+    """
+    per_class = cap // num_classes
+    keep = []
+    for c in range(num_classes):
+        pos = np.flatnonzero(eligible & (labels == c))
+        order = np.argsort(-confidence[pos], kind="stable")  # ties: pool order
+        keep.append(pos[order[:per_class]])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
+def confident_pseudo_labels(probs: np.ndarray, unlabelled: np.ndarray, threshold: float,
+                            cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CEAL's high-confidence samples: unlabelled clips whose top class probability is at least ``threshold``.
+
+    Args:
+        probs: [N, C] class probabilities. unlabelled: [N] bool, True where the clip has no label.
+        threshold: minimum ``max_c p_c``. cap: at most this many, balanced across classes.
+
+    Returns:
+        positions [M], class indices [M], confidences [M].
+    """
+    probs = np.asarray(probs, np.float64)
+    labels, conf = probs.argmax(axis=1), probs.max(axis=1)
+    pos = balanced_top(labels, conf, unlabelled & (conf >= threshold), probs.shape[1], cap)
+    return pos, labels[pos], conf[pos]
+
+
+def label_spreading(embeddings: np.ndarray, seeds: np.ndarray, num_classes: int, neighbours: int = 10,
+                    alpha: float = 0.9, iterations: int = 30) -> np.ndarray:
+    """Label spreading over the symmetric kNN graph of ``embeddings`` (Zhou et al., 2004).
+
+    ``W`` keeps each clip's ``neighbours`` most cosine-similar clips (FAISS inner product on unit vectors,
+    negative similarities set to 0), made symmetric with ``max(W, W^T)``; ``S = D^-1/2 W D^-1/2``; then
+    ``F <- alpha S F + (1 - alpha) Y`` for ``iterations`` steps, with ``Y`` the one-hot seeds. Memory is
+    O(N * neighbours); the exact kNN search is O(N^2 E) time, fine for the tens of thousands of clips of a
+    labelling pool.
+
+    Args:
+        embeddings: [N, E] clip embeddings.
+        seeds: [N] class index of labelled clips, -1 for unlabelled ones.
+        num_classes: C.
+        neighbours: k. alpha: in (0, 1). iterations: >= 1.
+
+    Returns:
+        [N, C] spread class shares (rows sum to 1; uniform for a clip no label reached).
+    """
+    from scipy import sparse
+
+    x = np.ascontiguousarray(embeddings, dtype=np.float32).copy()
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"label spreading needs at least 2 clips, got {n}")
+    faiss.normalize_L2(x)
+    k = min(neighbours + 1, n)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    sims, nbrs = index.search(x, k)
+    rows = np.repeat(np.arange(n), k)
+    w = np.maximum(sims.reshape(-1), 0.0)
+    keep = (nbrs.reshape(-1) != rows) & (nbrs.reshape(-1) >= 0)  # no self loops
+    graph = sparse.csr_matrix((w[keep], (rows[keep], nbrs.reshape(-1)[keep])), shape=(n, n))
+    graph = graph.maximum(graph.T)
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
+    s = sparse.diags(inv_sqrt) @ graph @ sparse.diags(inv_sqrt)
+    y = np.zeros((n, num_classes))
+    labelled = seeds >= 0
+    y[np.flatnonzero(labelled), seeds[labelled]] = 1.0
+    f = y.copy()
+    for _ in range(iterations):
+        f = alpha * (s @ f) + (1.0 - alpha) * y
+    total = f.sum(axis=1, keepdims=True)
+    return np.where(total > 0, f / np.maximum(total, 1e-300), 1.0 / num_classes)
+
+
+def pseudo_labels(cfg: SemiSupervisedConfig, ids: np.ndarray, probs: np.ndarray, embeddings: np.ndarray,
+                  labelled: dict[str, str | None], class_names: list[str],
+                  exclude: set[str] | None = None) -> pa.Table:
+    """The round's pseudo-labels (:data:`PSEUDO_SCHEMA`), from the previous round's scores.
+
+    Args:
+        cfg: the method and its settings (``cfg.enabled`` must be true).
+        ids: [N] scored clip ids. probs: [N, C] their class probabilities. embeddings: [N, E].
+        labelled: the ledger's ``utt_id -> label`` as of this round (these clips never get a pseudo-label, and
+            seed the propagation).
+        class_names: ``model.labels`` (C names, in the probabilities' order).
+        exclude: ids that must never be pseudo-labelled (e.g. clips the oracle cannot label).
+
+    Returns:
+        One row per pseudo-labelled clip, sorted by ``utt_id``; at most ``max_ratio * len(labelled)`` rows.
+    """
+    ids = np.asarray(ids).astype(str)
+    index = {c: i for i, c in enumerate(class_names)}
+    known = pd.Index(ids).isin(list(labelled))
+    unlabelled = ~known
+    if exclude:
+        unlabelled &= ~pd.Index(ids).isin(list(exclude))
+    cap = int(cfg.max_ratio * len(labelled))
+    if cfg.method == "confident":
+        pos, cls, conf = confident_pseudo_labels(probs, unlabelled, cfg.threshold, cap)
+    elif cfg.method == "propagation":
+        seeds = np.full(len(ids), -1, np.int64)
+        for j in np.flatnonzero(known):
+            seeds[j] = index.get(labelled[ids[j]], -1)  # a dimensional-only label seeds nothing
+        spread = label_spreading(embeddings, seeds, len(class_names), cfg.neighbours, cfg.alpha, cfg.iterations)
+        cls_all, conf_all = spread.argmax(axis=1), spread.max(axis=1)
+        pos = balanced_top(cls_all, conf_all, unlabelled & (conf_all >= cfg.threshold), len(class_names), cap)
+        cls, conf = cls_all[pos], conf_all[pos]
+    else:
+        raise ConfigError(f"{_KEY}.method={cfg.method!r} makes no pseudo-labels")
+    return pa.table({"utt_id": pa.array(ids[pos].tolist(), pa.string()),
+                     "label": pa.array([class_names[int(c)] for c in cls], pa.string()),
+                     "confidence": pa.array(np.asarray(conf, np.float64)),
+                     "method": pa.array([cfg.method] * len(pos), pa.string())}, schema=PSEUDO_SCHEMA)
