@@ -69,6 +69,12 @@ RECIPES = {
                     "model.head_input_norm=false", "model.head_dropout=0.2", "train.solver=lbfgs", "train.l2_c=1.0"],
     "mlp": ["model.head_dropout=0.2", "train.epochs=30", "train.batch_size=16", "train.early_stopping_patience=8"],
 }
+#: ``--strategies margin+confident``: a strategy run with pseudo-labels of the unlabelled pool in training
+#: (``active.semi_supervised``; never in the ledger). The name after ``+`` picks the overrides.
+SEMI_SUPERVISED = {
+    "confident": ["active.semi_supervised.method=confident", "active.semi_supervised.threshold=0.9"],
+    "propagation": ["active.semi_supervised.method=propagation", "active.semi_supervised.threshold=0.6"],
+}
 #: The reference learner on the same cached features: scikit-learn's StandardScaler + LogisticRegression
 #: (C = 1, balanced class weights) fit on exactly the clips random sampling labelled.
 PROBE_C = 1.0
@@ -81,13 +87,17 @@ Summarised, with what the numbers mean, in BENCHMARKS.md at the repository root.
 
 
 def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[str] = ()) -> list[str]:
-    """Dotted overrides of one run (on top of ``bench.cache.BASE_OVERRIDES``)."""
+    """Dotted overrides of one run (on top of ``bench.cache.BASE_OVERRIDES``); ``strategy`` may carry a
+    ``+<semi-supervised variant>`` suffix (:data:`SEMI_SUPERVISED`)."""
+    strategy, _, semi = strategy.partition("+")
+    if semi and semi not in SEMI_SUPERVISED:
+        raise SystemExit(f"unknown semi-supervised variant {semi!r}; known: {list(SEMI_SUPERVISED)}")
     out = ["scaling.backend=in_process", "active.feature_cache='on'", "active.initial=random",
            f"active.budget_fractions=[{','.join(str(f) for f in fractions)}]",
            f"active.strategy.name={strategy}", f"active.seed={seed}", f"train.seed={seed}"]
     if strategy in MC_STRATEGIES or "active.strategy.uncertainty=mc_variance" in extra:
         out.append("active.scorer.mc_samples=8")
-    return out + list(extra)
+    return out + SEMI_SUPERVISED.get(semi, []) + list(extra)
 
 
 def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] = ()):
@@ -123,7 +133,9 @@ def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, stra
     reports = loop.run()
     wall = time.perf_counter() - t0
     return [{"strategy": strategy, "seed": seed, "fraction": fractions[i], "labelled": r.labelled,
-             "test_ua": r.test[metric], "dev_ua": r.dev[metric], "round_s": sum(r.seconds.values()), "run_s": wall}
+             "test_ua": r.test[metric], "dev_ua": r.dev[metric], "round_s": sum(r.seconds.values()), "run_s": wall,
+             "kappa": (r.stopping or {}).get("kappa"), "pseudo": (r.pseudo_labels or {}).get("clips"),
+             "pseudo_accuracy": (r.pseudo_labels or {}).get("accuracy")}
             for i, r in enumerate(reports)]
 
 
@@ -231,6 +243,25 @@ def plot(summary: pd.DataFrame, full: dict | None, path: str | Path, metric: str
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return Path(path)
+
+
+def signals_table(records: list[dict]) -> str:
+    """Per strategy and round: the stopping signal (kappa between this round's and the previous round's
+    predictions on the stop set) and, for semi-supervised runs, how many pseudo-labels trained and how many
+    were right (the simulated oracle's truth; reported only)."""
+    df = pd.DataFrame(records)
+    if df.empty or "kappa" not in df:
+        return ""
+    rows = []
+    for (strategy, fraction), g in df.groupby(["strategy", "fraction"], sort=False):
+        k = g.kappa.dropna()
+        p = g.pseudo.dropna() if "pseudo" in g else pd.Series(dtype=float)
+        acc = g.pseudo_accuracy.dropna() if "pseudo_accuracy" in g else pd.Series(dtype=float)
+        rows.append([strategy, f"{100 * fraction:g}%", f"{k.mean():.3f} ± {k.std(ddof=1) if len(k) > 1 else 0:.3f}"
+                     if len(k) else "-", f"{p.mean():.0f}" if len(p) else "-", f"{acc.mean():.3f}" if len(acc) else "-"])
+    return ("Stopping signal and pseudo-labels per round (mean over seeds):\n\n"
+            + md_table(["strategy", "labelled", "kappa vs previous round (stop set)", "pseudo-labels",
+                        "pseudo-label accuracy"], rows))
 
 
 def format_table(summary: pd.DataFrame, full: dict | None, metric: str = "UA",
@@ -347,6 +378,8 @@ def main(argv: list[str] | None = None) -> dict:
         "run (all rounds, reports included), per run.",
         "",
         f"**Beat random beyond the seed spread:** {win_text}.",
+        "",
+        signals_table(records),
         "",
         f"Shared cache build (once, {len(records) // len(FRACTIONS) + len(full_records)} runs reuse it): "
         f"{build_s:.1f} s. Whole benchmark: {total_s / 60:.1f} min.",

@@ -706,16 +706,7 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
             if dev:
                 dx, dy = zip(*dev)
                 ax.plot([100 * x for x in dx], dy, marker="s", linestyle=":", label=f"{name} (dev)")
-            kappa = [(r["fraction"], r["stopping"]["kappa"]) for r in rows
-                     if (r.get("stopping") or {}).get("kappa") is not None]
-            if kappa:  # the stabilizing-predictions signal, on its own axis
-                kx, ky = zip(*kappa)
-                ax2 = ax.twinx()
-                ax2.plot([100 * x for x in kx], ky, marker="^", linestyle="--", color="gray", alpha=0.8,
-                         label="kappa vs previous round (stop set)")
-                ax2.set_ylabel("Cohen's kappa between rounds", fontsize=8)
-                ax2.set_ylim(min(0.0, min(ky)), 1.02)
-                ax2.legend(fontsize=7, loc="lower right")
+    _plot_kappa(ax, runs)
     ax.set_xlabel("labelled share of the training pool (%)")
     names = {headline(r[s])[0] for rows in runs.values() for r in rows for s in (split, "dev") if r.get(s)}
     ax.set_ylabel("UA (balanced accuracy)" if names == {"UA"} else "CCC (mean over dimensions)"
@@ -725,6 +716,23 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
+
+
+def _plot_kappa(ax, runs: dict[str, list[dict]]) -> None:
+    """The stabilizing-predictions signal of the first run that has one, on its own right-hand axis."""
+    for name, rows in runs.items():
+        kappa = [(r["fraction"], r["stopping"]["kappa"]) for r in rows
+                 if (r.get("stopping") or {}).get("kappa") is not None]
+        if not kappa:
+            continue
+        kx, ky = zip(*kappa)
+        ax2 = ax.twinx()
+        ax2.plot([100 * x for x in kx], ky, marker="^", linestyle="--", color="gray", alpha=0.8,
+                 label=f"{name}: kappa vs previous round (stop set)")
+        ax2.set_ylabel("Cohen's kappa between rounds", fontsize=8)
+        ax2.set_ylim(min(0.0, min(ky)), 1.02)
+        ax2.legend(fontsize=7, loc="lower right")
+        return
 
 
 def table(runs: dict[str, list[dict]], split: str = "test") -> pd.DataFrame:
@@ -738,5 +746,7 @@ def table(runs: dict[str, list[dict]], split: str = "test") -> pd.DataFrame:
                          "dev_ua": (r.get("dev") or {}).get("ua"), "test_ua": (r.get("test") or {}).get("ua"),
                          "test_wa": (r.get("test") or {}).get("wa"),
                          "dev_ccc": (r.get("dev") or {}).get("ccc"), "test_ccc": (r.get("test") or {}).get("ccc"),
+                         "kappa": (r.get("stopping") or {}).get("kappa"),
+                         "pseudo_labels": (r.get("pseudo_labels") or {}).get("clips"),
                          "seconds": round(sum((r.get("seconds") or {}).values()), 1)})
     return pd.DataFrame(rows).dropna(axis=1, how="all")

@@ -70,7 +70,11 @@ def test_loop_writes_rounds_ledger_and_report(reference_run, demo_pool):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["round"] for x in lines] == [0, 1, 2]
     first = json.loads(lines[0])
-    assert set(first["seconds"]) == {"train", "score", "select", "label"}
+    assert set(first["seconds"]) == {"train", "score", "stop", "select", "label"}
+    # the stopping signal is reported every round, on every training clip here (the pool is small)
+    assert first["stopping"]["kappa"] is None and 0 <= first["stopping"]["uncertainty"] <= 0.75
+    assert -1 <= json.loads(lines[2])["stopping"]["kappa"] <= 1 and not json.loads(lines[2])["stopping"]["stop"]
+    assert all((out / "rounds" / f"round={r:03d}" / "stop_set.parquet").exists() for r in range(3))
     assert 0 <= first["test"]["ua"] <= 1 and first["dev"]["n"] > 0
     for r in range(3):
         assert (out / "rounds" / f"round={r:03d}" / "train" / "checkpoint" / "model.safetensors").exists()
