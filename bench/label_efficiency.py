@@ -10,7 +10,7 @@ Every run is ``jobs.after``'s loop (``ActiveLearningLoop.run``) with the frozen 
 Smart Turn v3.2 (``jobs.import_encoder smart-turn``; ``--encoder tiny-wav2vec2`` for the random tiny one; its
 preprocessing read from its own files: no waveform normalisation), the head recipe ``--recipe`` (``RECIPES``;
 the default ``small-label`` is what the demo ships: features of hidden state 1 standardised with the training
-pool's own statistics, a linear head solved with L-BFGS, ``train.l2_c=1``), and the feature cache
+pool's own statistics, a linear head solved with L-BFGS, ``train.l2_c=auto``: C by 5-fold CV on the labelled clips), and the feature cache
 (``model.adapter.kind=frozen model.pooling=mean active.feature_cache=on``), in process
 (``scaling.backend=in_process``), ``active.budget_fractions=[0.05,0.10,0.20]``, a random initial set
 (``active.initial=random``: the 5 % point is the same clips for every strategy under a seed, so the strategies
@@ -66,7 +66,7 @@ THREADS = 2
 #: AdamW for up to 30 epochs with early stopping on dev UA.
 RECIPES = {
     "small-label": ["model.feature_norm=pool", "model.featurizer_layer=1", "model.head_hidden=0",
-                    "model.head_input_norm=false", "model.head_dropout=0.2", "train.solver=lbfgs", "train.l2_c=1.0"],
+                    "model.head_input_norm=false", "model.head_dropout=0.2", "train.solver=lbfgs", "train.l2_c=auto"],
     "mlp": ["model.head_dropout=0.2", "train.epochs=30", "train.batch_size=16", "train.early_stopping_patience=8"],
 }
 #: ``--strategies margin+confident``: a strategy run with pseudo-labels of the unlabelled pool in training

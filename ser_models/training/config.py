@@ -46,8 +46,13 @@ class TrainConfig:
     solver: str = field("adamw", help="adamw: minibatch epochs with early stopping on dev | lbfgs: the whole "
                         "labelled set in one batch, solved to convergence with an L2 penalty (heads over cached "
                         "frozen features only; no epochs, no learning rate, no dev split needed)")
-    l2_c: float = field(1.0, help="lbfgs: inverse L2 strength, as scikit-learn's C: the penalty is "
-                        "||W||^2 / (2 C n) for n labelled clips, so it grows as the labelled set shrinks")
+    l2_c: float | str = field(1.0, help="lbfgs: inverse L2 strength, as scikit-learn's C: the penalty is "
+                              "||W||^2 / (2 C n) for n labelled clips, so it grows as the labelled set shrinks; "
+                              "auto = chosen from l2_c_grid by stratified k-fold cross-validation on the labelled "
+                              "clips alone (UA; no dev or test clip is read)")
+    l2_c_grid: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0],
+                                   help="lbfgs with l2_c=auto: the C values tried")
+    cv_folds: int = field(5, help="lbfgs with l2_c=auto: folds (fewer when a class has fewer labelled clips)")
     lbfgs_max_iter: int = field(500, help="lbfgs: most objective evaluations")
 
     def __post_init__(self):
@@ -72,8 +77,17 @@ class TrainConfig:
             raise ConfigError(f"train.freeze must be distinct names from {list(FREEZABLE_PARTS)}, got {self.freeze!r}")
         if self.solver not in SOLVERS:
             raise ConfigError(f"train.solver must be one of {list(SOLVERS)}, got {self.solver!r}")
-        if not self.l2_c > 0:
-            raise ConfigError(f"train.l2_c must be > 0, got {self.l2_c!r}")
+        if isinstance(self.l2_c, str) and self.l2_c != "auto":
+            try:  # a dotted override or YAML may hand a number over as text
+                self.l2_c = float(self.l2_c)
+            except ValueError:
+                raise ConfigError(f"train.l2_c must be a number > 0 or 'auto', got {self.l2_c!r}") from None
+        if self.l2_c != "auto" and not (isinstance(self.l2_c, (int, float)) and self.l2_c > 0):
+            raise ConfigError(f"train.l2_c must be a number > 0 or 'auto', got {self.l2_c!r}")
+        if not self.l2_c_grid or any(not (isinstance(c, (int, float)) and c > 0) for c in self.l2_c_grid):
+            raise ConfigError(f"train.l2_c_grid must be a non-empty list of numbers > 0, got {self.l2_c_grid!r}")
+        if self.cv_folds < 2:
+            raise ConfigError(f"train.cv_folds must be >= 2, got {self.cv_folds}")
         if self.lbfgs_max_iter < 1:
             raise ConfigError(f"train.lbfgs_max_iter must be >= 1, got {self.lbfgs_max_iter}")
         if self.select_metric not in SELECT_METRICS:

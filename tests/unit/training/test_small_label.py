@@ -133,6 +133,49 @@ def test_lbfgs_reaches_scikit_learns_logistic_regression_optimum(c):
     np.testing.assert_allclose(ours, ref.predict_proba(x[:, 1]), atol=2e-3)
 
 
+def test_l2_c_auto_cross_validates_on_the_labelled_clips_like_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+
+    from ser_models.training.lbfgs import stratified_folds
+
+    model = _model(head_hidden=0, head_input_norm=False, featurizer_layer=1)
+    x, y = _features(80, (model.encoder.num_layers, model.encoder.hidden_size), seed=5)
+    grid = [0.001, 0.1, 10.0]
+    cfg = TrainConfig(solver="lbfgs", l2_c="auto", l2_c_grid=grid, cv_folds=4, lbfgs_max_iter=2000, seed=2)
+    logs = []
+    state = fit(model, _clipset(x, y), None, cfg, class_counts=np.bincount(y, minlength=4).tolist(), log=logs.append)
+    record = state.history[0]
+    folds = stratified_folds(y, 4, seed=2)
+    assert np.bincount(folds).max() - np.bincount(folds).min() <= 4
+    for c_ in range(4):  # stratified: every fold holds each class's clips in equal share
+        assert np.bincount(folds[y == c_]).max() - np.bincount(folds[y == c_]).min() <= 1
+    ref = []
+    for c in grid:
+        pred = np.empty_like(y)
+        for f in range(4):
+            clf = LogisticRegression(C=c, class_weight="balanced", max_iter=10_000, tol=1e-10)
+            clf.fit(x[folds != f, 1], y[folds != f])
+            pred[folds == f] = clf.predict(x[folds == f, 1])
+        ref.append(balanced_accuracy_score(y, pred))
+    np.testing.assert_allclose(record["l2_c_cv"]["scores"], ref, atol=0.03)
+    assert record["l2_c"] == grid[int(np.argmax(ref))] and record["l2_c_cv"]["folds"] == 4
+    assert any("l2_c=auto: C=" in line for line in logs)
+    # The final model is the full-data solve at the chosen C: scikit-learn's fit at that C.
+    ours = predict(model, _clipset(x, y), cfg, torch.device("cpu"))
+    full = LogisticRegression(C=record["l2_c"], class_weight="balanced", max_iter=10_000, tol=1e-10).fit(x[:, 1], y)
+    np.testing.assert_allclose(ours, full.predict_proba(x[:, 1]), atol=2e-3)
+
+
+def test_l2_c_auto_falls_back_when_a_class_has_one_labelled_clip():
+    model = _model(head_hidden=0, head_input_norm=False, featurizer_layer=1)
+    x, y = _features(12, (model.encoder.num_layers, model.encoder.hidden_size), seed=1)
+    y[:] = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3]
+    state = fit(model, _clipset(x, y), None, TrainConfig(solver="lbfgs", l2_c="auto"),
+                class_counts=np.bincount(y, minlength=4).tolist(), log=lambda _: None)
+    assert state.history[0]["l2_c"] == 1.0 and state.history[0]["l2_c_cv"]["folds"] == 0
+
+
 def test_lbfgs_gathers_a_streamed_feature_set_and_refuses_audio_or_missing_statistics():
     model = _model(head_hidden=0)
     wavs, _ = random_waveforms(4, 0.5, seed=1)
@@ -151,3 +194,10 @@ def test_solver_keys_are_checked():
         TrainConfig(solver="sgd")
     with pytest.raises(ConfigError, match="train.l2_c"):
         TrainConfig(l2_c=0)
+    with pytest.raises(ConfigError, match="train.l2_c must be a number > 0 or 'auto', got 'best'"):
+        TrainConfig(l2_c="best")
+    assert TrainConfig(l2_c="0.5").l2_c == 0.5 and TrainConfig(l2_c="auto").l2_c == "auto"
+    with pytest.raises(ConfigError, match="train.l2_c_grid"):
+        TrainConfig(l2_c_grid=[])
+    with pytest.raises(ConfigError, match="train.cv_folds"):
+        TrainConfig(cv_folds=1)
