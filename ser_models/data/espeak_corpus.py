@@ -48,8 +48,6 @@ import itertools
 import os
 import shutil
 import subprocess
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -59,12 +57,12 @@ import soundfile as sf
 import soxr
 
 from ser_models.data.synth import (
-    CORPUS_COLUMNS,
     EMOTIONS,
     FILE_FORMATS,
     MIN_CLIPS,
     SAMPLE_RATES,
     SPLIT_FRACTIONS,
+    write_corpus,
 )
 from ser_models.exceptions import CorpusError
 
@@ -508,23 +506,5 @@ def generate_espeak_corpus(
     for split in ("train", "dev", "test"):
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
     jobs = [(s, seed, str(out), binary) for s in specs]
-    if workers == 1:
-        rows = list(_maybe_tqdm(map(_make_clip, jobs), n, progress))
-    else:
-        # spawn: safe whatever threads the parent runs (Ray, torch); results come back in index order.
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-            rows = list(_maybe_tqdm(ex.map(_make_clip, jobs, chunksize=max(1, n // (workers * 8))), n, progress))
-    df = pd.DataFrame(rows)
-    df["corpus"] = corpus
-    df = df[list(CORPUS_COLUMNS) + [c for c in INFO_COLUMNS if c != "utt_id"]]
-    df[list(CORPUS_COLUMNS)].to_csv(out / "manifest.csv", index=False)
-    df[list(INFO_COLUMNS)].to_csv(out / "clip_info.csv", index=False)
-    return df
-
-
-def _maybe_tqdm(it, total: int, enabled: bool):
-    if not enabled:
-        return it
-    from tqdm import tqdm
-
-    return tqdm(it, total=total, desc="espeak clips", unit="clip")
+    return write_corpus(out, _make_clip, jobs, workers=workers, corpus=corpus, info_columns=INFO_COLUMNS,
+                        progress=progress, desc="espeak clips")

@@ -824,27 +824,41 @@ def generate_corpus(
     for split in ("train", "dev", "test"):
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
     jobs = [(s, seed, str(out), style) for s in specs]
+    return write_corpus(out, _make_clip, jobs, workers=workers, corpus=corpus, info_columns=INFO_COLUMNS,
+                        progress=progress, desc="synth clips")
+
+
+def write_corpus(out: Path, make_clip, jobs: list, *, workers: int, corpus: str, info_columns: tuple[str, ...],
+                 progress: bool, desc: str) -> pd.DataFrame:
+    """Render every clip job with ``make_clip`` (in this process, or ``workers`` spawned processes; rows come
+    back in job order either way) and write ``manifest.csv`` (:data:`CORPUS_COLUMNS`) and ``clip_info.csv``
+    (``info_columns``) under ``out``. Shared by the corpus generators.
+
+    Returns:
+        One row per clip: ``CORPUS_COLUMNS`` then the rest of ``info_columns``.
+    """
+    n = len(jobs)
     if workers == 1:
-        it = map(_make_clip, jobs)
-        rows = list(_maybe_tqdm(it, n, progress))
+        rows = list(_maybe_tqdm(map(make_clip, jobs), n, progress, desc))
     else:
         # spawn: safe whatever threads the parent runs (Ray, torch); results are ordered by index anyway.
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-            rows = list(_maybe_tqdm(ex.map(_make_clip, jobs, chunksize=max(1, n // (workers * 8))), n, progress))
+            rows = list(_maybe_tqdm(ex.map(make_clip, jobs, chunksize=max(1, n // (workers * 8))), n, progress,
+                                    desc))
     df = pd.DataFrame(rows)
     df["corpus"] = corpus
-    df = df[list(CORPUS_COLUMNS) + [c for c in INFO_COLUMNS if c != "utt_id"]]
+    df = df[list(CORPUS_COLUMNS) + [c for c in info_columns if c != "utt_id"]]
     df[list(CORPUS_COLUMNS)].to_csv(out / "manifest.csv", index=False)
-    df[list(INFO_COLUMNS)].to_csv(out / "clip_info.csv", index=False)
+    df[list(info_columns)].to_csv(out / "clip_info.csv", index=False)
     return df
 
 
-def _maybe_tqdm(it, total: int, enabled: bool):
+def _maybe_tqdm(it, total: int, enabled: bool, desc: str):
     if not enabled:
         return it
     from tqdm import tqdm
 
-    return tqdm(it, total=total, desc="synth clips", unit="clip")
+    return tqdm(it, total=total, desc=desc, unit="clip")
 
 
 def synthesis_speed(seconds_of_audio: float = 60.0, seed: int = 0) -> dict[str, float]:
