@@ -706,20 +706,26 @@ def plot_learning_curves(runs: dict[str, list[dict]], path: str | Path, split: s
             if dev:
                 dx, dy = zip(*dev)
                 ax.plot([100 * x for x in dx], dy, marker="s", linestyle=":", label=f"{name} (dev)")
-    _plot_kappa(ax, runs)
+    ax2 = _plot_kappa(ax, runs)
     ax.set_xlabel("labelled share of the training pool (%)")
     names = {headline(r[s])[0] for rows in runs.values() for r in rows for s in (split, "dev") if r.get(s)}
     ax.set_ylabel("UA (balanced accuracy)" if names == {"UA"} else "CCC (mean over dimensions)"
                   if names == {"CCC"} else " / ".join(sorted(names)))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if ax2 is not None:  # one legend, drawn on the top axis so the kappa line cannot hide it
+        more = ax2.get_legend_handles_labels()
+        ax2.legend(handles + more[0], labels + more[1], fontsize=7, loc="lower right")
+    else:
+        ax.legend(handles, labels, fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
 
 
-def _plot_kappa(ax, runs: dict[str, list[dict]]) -> None:
-    """The stabilizing-predictions signal of the first run that has one, on its own right-hand axis."""
+def _plot_kappa(ax, runs: dict[str, list[dict]]):
+    """The stabilizing-predictions signal of the first run that has one, on its own right-hand axis (returned;
+    None when no run has a kappa)."""
     for name, rows in runs.items():
         kappa = [(r["fraction"], r["stopping"]["kappa"]) for r in rows
                  if (r.get("stopping") or {}).get("kappa") is not None]
@@ -731,8 +737,8 @@ def _plot_kappa(ax, runs: dict[str, list[dict]]) -> None:
                  label=f"{name}: kappa vs previous round (stop set)")
         ax2.set_ylabel("Cohen's kappa between rounds", fontsize=8)
         ax2.set_ylim(min(0.0, min(ky)), 1.02)
-        ax2.legend(fontsize=7, loc="lower right")
-        return
+        return ax2
+    return None
 
 
 def table(runs: dict[str, list[dict]], split: str = "test") -> pd.DataFrame:
