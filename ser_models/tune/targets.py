@@ -58,14 +58,14 @@ class Target:
 
     def schema(self) -> type:
         if self.name == "finetune":
-            from jobs.finetune import FinetuneJobConfig
+            from ser_models.runs.finetune import FinetuneJobConfig
 
             return FinetuneJobConfig
         if self.name == "anchor":
-            from jobs.anchor import AnchorJobConfig
+            from ser_models.runs.anchor import AnchorJobConfig
 
             return AnchorJobConfig
-        from jobs.after import AfterJobConfig
+        from ser_models.runs.after import AfterJobConfig
 
         return AfterJobConfig
 
@@ -112,7 +112,7 @@ def trial_config(spec: TrialSpec, config: Mapping[str, Any], trial_id: str):
 
 def anchor_trial(config: dict, spec: TrialSpec) -> None:
     """Tune function trainable for ``base: anchor`` (cross-lingual layer anchoring): as ``finetune``."""
-    from jobs.anchor import run_anchor
+    from ser_models.runs.anchor import run_anchor
 
     finetune_trial(config, spec, run=run_anchor)
 
@@ -125,7 +125,7 @@ def finetune_trial(config: dict, spec: TrialSpec, run=None) -> None:
     from ser_models.training.fitting import final_row
 
     if run is None:
-        from jobs.finetune import run_finetune as run
+        from ser_models.runs.finetune import run_finetune as run
 
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(spec, config, trial_id)
@@ -246,7 +246,7 @@ def after_trial(config: dict, spec: TrialSpec) -> None:
     """
     from ray import tune
 
-    from jobs.after import run_after
+    from ser_models.runs.after import run_after
 
     trial_id = tune.get_context().get_trial_id()
     cfg = trial_config(spec, config, trial_id)

@@ -1,0 +1,105 @@
+"""What ``python -m jobs.after`` runs. The AFTER active-learning loop on a prepared pool: optional TAPT, initial set, rounds of
+train -> evaluate -> score -> select -> label.
+
+    python -m jobs.after jobs/configs/demo_after.yaml [key.sub=value ...]
+    platform/submit.sh after jobs/configs/demo_after.yaml output_dir=/shared/runs/after1
+
+Rerunning with the same ``output_dir`` resumes (finished rounds are skipped, an unfinished one is redone and
+selects the same clips). With ``active.oracle=file`` the job stops after writing ``to_label.csv``; fill it in
+and rerun the same command.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
+from ser_models.config import field, to_yaml
+from ser_models.model import ModelConfig
+from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.tapt_config import TaptConfig
+
+
+@dataclass
+class AfterJobConfig:
+    pool_dir: str = field(speed_only=True, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(speed_only=True, help="run folder: ledger, rounds, report (rerun to resume)")
+    model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
+    train: TrainConfig = field(default_factory=TrainConfig, help="fine-tuning in every round")
+    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    active: ActiveConfig = field(default_factory=ActiveConfig, help="budget, strategy, scorer, oracle")
+    tapt_enabled: bool = field(True, help="run task-adaptive pre-training on the training split first (AFTER)")
+    tapt: TaptConfig = field(default_factory=TaptConfig, help="the TAPT stage (when tapt_enabled)")
+    cross_lingual: CrossLingualConfig = field(default_factory=CrossLingualConfig,
+                                              help="label a target language's pool with a labelled source "
+                                                   "language as extra training data, optionally anchored")
+
+
+
+def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
+    """The job's work on a parsed config (``main`` and every sweep trial of ``base: after`` call it).
+
+    Args:
+        cfg: the job config.
+        verbose: print progress (TAPT, rounds).
+        on_round: ``on_round(report, reports_so_far)`` after each round (see ``ActiveLearningLoop.run``).
+
+    Returns:
+        The rounds' ``RoundReport`` s, or None when the loop waits for labels (``active.oracle=file``).
+    """
+    from ser_models.active.loop import ActiveLearningLoop
+    from ser_models.data import Pool
+    from ser_models.exceptions import LabellingPending
+    from ser_models.provenance import check_run
+    from ser_models.runtime import connect_ray
+
+    t0 = time.perf_counter()
+    # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
+    # second, and a rerun with result-changing settings is refused before it touches the folder.
+    if cfg.model.text.enabled:
+        from ser_models.exceptions import ConfigError
+
+        raise ConfigError(f"model.text.source={cfg.model.text.source!r}: the active-learning loop does not take a "
+                          "text branch yet (its scoring and feature cache are audio only); use it with "
+                          "jobs.finetune, jobs.anchor or jobs.adapt")
+    if cfg.cross_lingual.anchoring.weight > 0 and cfg.cross_lingual.enabled and cfg.model.adapter.kind == "frozen" \
+            and not cfg.model.adapter.add:
+        from ser_models.exceptions import ConfigError
+
+        raise ConfigError("cross_lingual.anchoring.weight > 0 needs trainable encoder weights (model.adapter.kind "
+                          "lora, ia3, full, or model.adapter.add)")
+    pool = Pool.open(cfg.pool_dir)
+    pool.check_targets(cfg.model, ("dev", "test"))
+    if cfg.cross_lingual.enabled:
+        from ser_models.active.loop import check_cross_lingual
+
+        check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
+    check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+              config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
+    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
+        from ser_models.active.scorer import check_reservation, cluster_cpus
+
+        check_reservation(cfg.active.scorer, cluster_cpus())
+    if cfg.tapt_enabled:
+        from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
+        from ser_models.training.tapt_config import TaptJobConfig
+
+        tapt_job = TaptJobConfig(pool_dir=cfg.pool_dir, output_dir=f"{cfg.output_dir}/tapt",
+                                 encoder=cfg.model.encoder, tapt=cfg.tapt, scaling=cfg.scaling)
+        # Training split only: TAPT must never see the clips it is evaluated on.
+        train_n = len(pool.metadata(columns=["utt_id"], split="train"))
+        tapt = run_tapt(tapt_job, pool.dataset("train", columns=TAPT_COLUMNS), train_rows=train_n)
+        print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
+        cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
+    loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
+                              verbose=verbose, cross_lingual=cfg.cross_lingual, pool_checked=True)
+    try:
+        reports = loop.run(on_round=on_round)
+    except LabellingPending as pending:
+        print(f"\n*** waiting for labels ***\n{pending}")
+        return None
+    print(f"\ndone in {time.perf_counter() - t0:.0f}s: {cfg.output_dir}/metrics.jsonl, "
+          f"{cfg.output_dir}/report/learning_curve.png")
+    return reports

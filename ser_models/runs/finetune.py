@@ -1,0 +1,126 @@
+"""What ``python -m jobs.finetune`` runs. Fine-tune adapters + an emotion head on a prepared pool with Ray Train.
+
+    python -m jobs.finetune jobs/configs/finetune_demo.yaml [key.sub=value ...]
+    platform/submit.sh finetune jobs/configs/finetune_demo.yaml output_dir=/shared/runs/ft1
+
+Rerunning with the same ``output_dir`` resumes an interrupted run, or reuses a finished one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ser_models.config import field, to_dict, to_yaml
+from ser_models.exceptions import ConfigError
+from ser_models.model import ModelConfig
+from ser_models.training.config import ScalingSettings, TrainConfig
+
+
+@dataclass
+class FinetuneJobConfig:
+    pool_dir: str = field(speed_only=True, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(speed_only=True, help="where checkpoints, metrics.json and confusion.png go")
+    model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
+    train: TrainConfig = field(default_factory=TrainConfig, help="optimisation")
+    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    train_split: str = field("train", help="pool split to train on")
+    dev_split: str = field("dev", help="pool split for model selection (early stopping)")
+    test_split: str = field("test", help="pool split reported at the end ('' = none)")
+    init_checkpoint: str = field("", help="warm start from this model checkpoint's trainable weights (a model "
+                                 "folder with model.json; '' = none); jobs.adapt's stage 2 sets it to stage 1's")
+
+    def __post_init__(self):
+        if not self.train_split:
+            raise ConfigError("train_split must not be empty")
+
+
+
+def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str = "finetune", report=None,
+                 callbacks: list | None = None):
+    """The job's work on a parsed config (``main`` and every sweep trial of ``base: finetune`` call it).
+
+    Args:
+        cfg: the job config.
+        verbose: print the config, per-epoch lines and the metrics table.
+        run_name: Ray Train run name under ``output_dir/ray_train`` (a sweep trial uses its trial id).
+        report / callbacks: see :func:`ser_models.training.train_model`.
+
+    Returns:
+        The :class:`~ser_models.training.trainer.TrainResult`.
+    """
+    from ser_models.data import Pool
+    from ser_models.metrics import metrics_table
+    from ser_models.provenance import check_run
+    from ser_models.runtime import connect_ray
+    from ser_models.training import train_model
+
+    t0 = time.perf_counter()
+    # Config, pool and labels are checked before Ray starts: a wrong path or label fails in a second.
+    pool = Pool.open(cfg.pool_dir)
+    if cfg.init_checkpoint:
+        _check_init_checkpoint(cfg)
+    pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
+    check_run(cfg.output_dir, "jobs.finetune", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+              config_yaml=to_yaml(cfg))
+    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]
+    counts = [int((labels == name).sum()) for name in cfg.model.labels] or None
+    inputs = describe_inputs(cfg.model, pool, cfg.train_split)
+    if verbose:
+        print(f"inputs: {inputs['inputs']}" + (f" ({inputs['note']})" if inputs.get("note") else ""))
+        print(f"pool {cfg.pool_dir}: {len(labels)} training clips"
+              + (", per class " + ", ".join(f"{n}={c}" for n, c in zip(cfg.model.labels, counts)) if counts else "")
+              + (f"; dimensions {', '.join(cfg.model.dimensions)}" if cfg.model.dimensions else ""))
+        print(to_yaml(cfg))
+    datasets = {"train": pool.dataset(cfg.train_split)}
+    for name, split in (("dev", cfg.dev_split), ("test", cfg.test_split)):
+        if split:
+            datasets[name] = pool.dataset(split)
+    result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts,
+                         train_rows=len(labels), run_name=run_name, verbose=verbose, report=report,
+                         callbacks=callbacks, init_checkpoint=cfg.init_checkpoint or None)
+    result.metrics.update(inputs)
+    if not verbose:
+        return result
+    m = result.metrics
+    print("\n" + metrics_table({split: m.get(split) for split in ("dev", "test")}))
+    print(f"best epoch {m['best_epoch']}; checkpoint {result.checkpoint_dir}; "
+          f"total {time.perf_counter() - t0:.1f}s")
+    return result
+
+
+def describe_inputs(model_cfg, pool, split: str) -> dict:
+    """Which inputs the model reads: ``{"inputs": "audio" | "audio+text", "note"}``; with a text branch, how many
+    of the split's clips have a transcript (the others read as empty text)."""
+    if not model_cfg.text.enabled:
+        return {"inputs": "audio"}
+    texts = pool.metadata(columns=["transcript"], split=split)["transcript"]
+    have = int(texts.fillna("").astype(str).str.strip().astype(bool).sum())
+    note = f"text branch {model_cfg.text.source}: {have} of {len(texts)} {split} clips have a transcript"
+    return {"inputs": "audio+text" if have else "audio (no transcripts; the text branch reads empty text)",
+            "note": note, "transcribed_clips": have}
+
+
+def _check_init_checkpoint(cfg: FinetuneJobConfig) -> None:
+    """Refuse, before Ray starts, a warm start from a checkpoint of another architecture.
+
+    Raises:
+        CheckpointError: the file is missing, or its model differs from ``cfg.model`` in a way that changes the
+            trainable weights (encoder, adapter, head, labels, dimensions), naming the differing keys.
+    """
+    from ser_models.exceptions import CheckpointError
+    from ser_models.io import exists, read_json
+
+    meta_path = f"{cfg.init_checkpoint.rstrip('/')}/model.json"
+    if not exists(meta_path):
+        raise CheckpointError(f"init_checkpoint={cfg.init_checkpoint!r} holds no model.json (expected a model "
+                              "checkpoint folder, e.g. <run>/checkpoint)")
+    mine = to_dict(cfg.model)
+    stored = {**to_dict(ModelConfig()), **read_json(meta_path)["config"]}  # keys added since: their defaults
+    # Head dropout, input norm and the like change no weight shape but do change what the weights mean.
+    differ = [k for k in ("encoder", "adapter", "featurizer_layer", "pooling", "head_hidden", "head_input_norm",
+                          "labels", "dimensions", "text") if stored.get(k) != mine.get(k)]
+    if differ:
+        raise CheckpointError(f"init_checkpoint={cfg.init_checkpoint!r} was trained with another model: "
+                              + ", ".join(f"model.{k} {stored.get(k)!r} there, {mine.get(k)!r} here" for k in differ))
