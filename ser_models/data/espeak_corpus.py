@@ -59,9 +59,9 @@ import soxr
 from ser_models.data.synth import (
     EMOTIONS,
     FILE_FORMATS,
-    MIN_CLIPS,
     SAMPLE_RATES,
-    SPLIT_FRACTIONS,
+    assign_clips,
+    plan_speaker_splits,
     write_corpus,
 )
 from ser_models.exceptions import CorpusError
@@ -253,14 +253,7 @@ def plan_espeak_corpus(n: int, seed: int, n_speakers: int | None = None) -> list
         seed: corpus seed.
         n_speakers: default ``max(12, n // 20)``, capped at ``n // 2`` so each speaker has >= 2 clips.
     """
-    if n < MIN_CLIPS:
-        raise ValueError(f"n must be >= {MIN_CLIPS} (4 emotions x 3 speaker-disjoint splits), got {n}")
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
-    n_spk = n_speakers if n_speakers is not None else max(12, n // 20)
-    n_spk = max(3, min(n_spk, n // 2))
-    n_test = max(1, round(SPLIT_FRACTIONS["test"] * n_spk))
-    n_dev = max(1, round(SPLIT_FRACTIONS["dev"] * n_spk))
-    split_of = ["train"] * (n_spk - n_dev - n_test) + ["dev"] * n_dev + ["test"] * n_test
+    rng, split_of = plan_speaker_splits(n, seed, n_speakers if n_speakers is not None else max(12, n // 20))
     # Each gender walks a shuffled accent x variant grid, so voices repeat only once the grid is used up.
     voices = {}
     for g, variants in (("m", MALE_VARIANTS), ("f", FEMALE_VARIANTS)):
@@ -280,19 +273,7 @@ def plan_espeak_corpus(n: int, seed: int, n_speakers: int | None = None) -> list
             amplitude=round(float(np.clip(rng.normal(95.0, 8.0), 75.0, 115.0)), 2),
             expressiveness=round(float(rng.uniform(0.6, 1.3)), 3), split=split,
         ))
-    # Clips per split in proportion to its speakers, at least 4 (one per emotion).
-    counts = {s: max(len(EMOTIONS), round(n * pos_in_split[s] / n_spk)) for s in ("dev", "test")}
-    counts["train"] = n - counts["dev"] - counts["test"]
-    specs: list[EspeakClipSpec] = []
-    index = 0
-    for split in ("train", "dev", "test"):
-        spk = [s for s in speakers if s.split == split]
-        emotions = np.resize(np.arange(len(EMOTIONS)), counts[split])
-        rng.shuffle(emotions)
-        for c, e in enumerate(emotions):
-            specs.append(EspeakClipSpec(index, f"espeak_{index:06d}", spk[c % len(spk)], EMOTIONS[int(e)]))
-            index += 1
-    return specs
+    return assign_clips(n, speakers, rng, lambda i, spk, emotion: EspeakClipSpec(i, f"espeak_{i:06d}", spk, emotion))
 
 
 def draw_espeak_prosody(speaker: EspeakSpeaker, emotion: str, rng: np.random.Generator) -> dict[str, float]:

@@ -739,14 +739,7 @@ def plan_corpus(n: int, seed: int, n_speakers: int | None = None) -> list[ClipSp
         seed: corpus seed.
         n_speakers: default ``max(12, n // 12)``, capped at ``n // 2`` so each speaker has >= 2 clips.
     """
-    if n < MIN_CLIPS:
-        raise ValueError(f"n must be >= {MIN_CLIPS} (4 emotions x 3 speaker-disjoint splits), got {n}")
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
-    n_spk = n_speakers if n_speakers is not None else max(12, n // 12)
-    n_spk = max(3, min(n_spk, n // 2))
-    n_test = max(1, round(SPLIT_FRACTIONS["test"] * n_spk))
-    n_dev = max(1, round(SPLIT_FRACTIONS["dev"] * n_spk))
-    split_of = ["train"] * (n_spk - n_dev - n_test) + ["dev"] * n_dev + ["test"] * n_test
+    rng, split_of = plan_speaker_splits(n, seed, n_speakers if n_speakers is not None else max(12, n // 12))
     speakers: list[Speaker] = []
     pos_in_split: dict[str, int] = {}
     for i, split in enumerate(split_of):
@@ -762,19 +755,44 @@ def plan_corpus(n: int, seed: int, n_speakers: int | None = None) -> list[ClipSp
             bandwidth_factor=round(float(rng.uniform(_BW_LO, _BW_HI)), 3),
             language=language, split=split,
         ))
-    # Clips per split in proportion to its speakers, at least 4 (one per emotion).
-    counts = {s: max(len(EMOTIONS), round(n * pos_in_split[s] / n_spk)) for s in ("dev", "test")}
+    return assign_clips(n, speakers, rng, lambda i, spk, emotion: ClipSpec(i, f"synth_{i:06d}", spk, emotion))
+
+
+def plan_speaker_splits(n: int, seed: int, n_speakers: int) -> tuple[np.random.Generator, list[str]]:
+    """The plan's generator and each speaker's split (about 70/15/15, train first), shared by the corpus
+    generators.
+
+    Args:
+        n: number of clips (>= 12). seed: corpus seed. n_speakers: wanted speakers, capped at ``n // 2`` (each
+            speaker gets >= 2 clips) and raised to 3 (one per split).
+    """
+    if n < MIN_CLIPS:
+        raise ValueError(f"n must be >= {MIN_CLIPS} (4 emotions x 3 speaker-disjoint splits), got {n}")
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    n_spk = max(3, min(n_speakers, n // 2))
+    n_test = max(1, round(SPLIT_FRACTIONS["test"] * n_spk))
+    n_dev = max(1, round(SPLIT_FRACTIONS["dev"] * n_spk))
+    return rng, ["train"] * (n_spk - n_dev - n_test) + ["dev"] * n_dev + ["test"] * n_test
+
+
+def assign_clips(n: int, speakers: list, rng: np.random.Generator, make_spec) -> list:
+    """Clips per split in proportion to its speakers (at least one per emotion), round-robin over the split's
+    speakers, with a shuffled balanced list of emotions per split.
+
+    Args:
+        speakers: objects with a ``split`` attribute, in plan order. make_spec: ``(index, speaker, emotion) ->
+            spec``.
+    """
+    per_split = {s: sum(1 for spk in speakers if spk.split == s) for s in ("train", "dev", "test")}
+    counts = {s: max(len(EMOTIONS), round(n * per_split[s] / len(speakers))) for s in ("dev", "test")}
     counts["train"] = n - counts["dev"] - counts["test"]
-    specs: list[ClipSpec] = []
-    index = 0
+    specs = []
     for split in ("train", "dev", "test"):
         spk = [s for s in speakers if s.split == split]
-        m = counts[split]
-        emotions = np.resize(np.arange(len(EMOTIONS)), m)
+        emotions = np.resize(np.arange(len(EMOTIONS)), counts[split])
         rng.shuffle(emotions)
-        for c in range(m):
-            specs.append(ClipSpec(index, f"synth_{index:06d}", spk[c % len(spk)], EMOTIONS[int(emotions[c])]))
-            index += 1
+        for c, e in enumerate(emotions):
+            specs.append(make_spec(len(specs), spk[c % len(spk)], EMOTIONS[int(e)]))
     return specs
 
 

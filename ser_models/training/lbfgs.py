@@ -153,14 +153,15 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
         return fallback, {"metric": "none (a class has < 2 labelled clips)", "folds": 0, "grid": grid,
                           "scores": [float("nan")] * len(grid)}
     folds = stratified_folds(labels, k, cfg.seed)
+    # Each fold's batches once, reused for every C.
+    splits = [(make_batch(train, np.flatnonzero(folds != f), None, None).to(device), np.flatnonzero(folds == f),
+               make_batch(train, np.flatnonzero(folds == f), None, None).to(device)) for f in range(k)]
     scores = []
     for c in grid:
         truth, preds = [], []
-        for f in range(k):
-            fit, held = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        for fit_batch, held, held_batch in splits:
             _restore(params, start)
-            _solve(model, params, make_batch(train, fit, None, None).to(device), c, cfg, loss_fn)
-            held_batch = make_batch(train, held, None, None).to(device)
+            _solve(model, params, fit_batch, c, cfg, loss_fn)
             with torch.no_grad():
                 out = model.forward_from_pooled(held_batch.features, held_batch.transcripts)
             if has_classes:
