@@ -1,12 +1,6 @@
-"""What ``python -m jobs.after`` runs. The AFTER active-learning loop on a prepared pool: optional TAPT, initial set, rounds of
-train -> evaluate -> score -> select -> label.
+"""What ``python -m jobs.after`` runs: the AFTER active-learning loop (optional TAPT, then rounds of train, evaluate, score, select, label).
 
-    python -m jobs.after jobs/configs/demo_after.yaml [key.sub=value ...]
-    platform/submit.sh after jobs/configs/demo_after.yaml output_dir=/shared/runs/after1
-
-Rerunning with the same ``output_dir`` resumes (finished rounds are skipped, an unfinished one is redone and
-selects the same clips). With ``active.oracle=file`` the job stops after writing ``to_label.csv``; fill it in
-and rerun the same command.
+``AfterJobConfig`` is the job's config and ``run_after`` runs it; the job's module docstring has the commands.
 """
 
 from __future__ import annotations

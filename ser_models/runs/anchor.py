@@ -1,14 +1,6 @@
-"""What ``python -m jobs.anchor`` runs. Cross-lingual layer anchoring: train on a labelled source language, align an unlabelled target language.
+"""What ``python -m jobs.anchor`` runs: fine-tuning with cross-lingual layer anchoring (CORAL between source and target clips).
 
-    python -m jobs.anchor jobs/configs/anchor_demo.yaml [key.sub=value ...]
-    platform/submit.sh anchor jobs/configs/anchor_demo.yaml output_dir=/mnt/outputs/anchor
-
-The pool's ``group_column`` (``language``, or ``corpus`` for cross-corpus work) tells the two apart. Training
-clips are the source's labelled ``train_split``; every step also encodes unlabelled target ``train_split``
-clips and adds ``anchoring.weight`` x a CORAL loss at the anchor layers (one layer, a group of layers, or the
-top-k most / least similar layers by CKA with ``anchoring.auto``). The epoch is picked on ``dev_on``'s dev
-clips; UA/CCC are reported on both languages' test clips (``cross_lingual.json``). ``anchoring.weight=0`` is
-the no-anchoring baseline. Rerunning with the same ``output_dir`` resumes.
+``AnchorJobConfig`` is the job's config and ``run_anchor`` runs it; the job's module docstring has the commands.
 """
 
 from __future__ import annotations

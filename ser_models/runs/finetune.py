@@ -1,9 +1,6 @@
-"""What ``python -m jobs.finetune`` runs. Fine-tune adapters + an emotion head on a prepared pool with Ray Train.
+"""What ``python -m jobs.finetune`` runs: fine-tuning adapters and an emotion head on a prepared pool with Ray Train.
 
-    python -m jobs.finetune jobs/configs/finetune_demo.yaml [key.sub=value ...]
-    platform/submit.sh finetune jobs/configs/finetune_demo.yaml output_dir=/shared/runs/ft1
-
-Rerunning with the same ``output_dir`` resumes an interrupted run, or reuses a finished one.
+``FinetuneJobConfig`` is the job's config and ``run_finetune`` runs it; the job's module docstring has the commands.
 """
 
 from __future__ import annotations
