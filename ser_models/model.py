@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors_bytes
@@ -18,6 +19,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, parameter_report
+from ser_models.adapters.config import WapConfig
 from ser_models.config import field, from_dict, to_dict
 from ser_models.encoders import EncoderConfig, LayerFeaturizer, build_encoder
 from ser_models.encoders.standardizer import LayerStandardizer, load_statistics
@@ -62,6 +64,8 @@ class ModelConfig:
                                               "inside it, labels outside it are refused")
     text: TextConfig = field(default_factory=TextConfig, help="text branch over the pool's transcripts, fused "
                              "with the pooled audio in front of the head (source '' = audio only)")
+    wap: WapConfig = field(default_factory=WapConfig, help="WAP-Transformer adapter over the encoder's frames, "
+                           "pre-trainable on the unlabelled pool (seed method 1)")
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -92,6 +96,16 @@ class ModelConfig:
                 or not rng[1] > rng[0]:
             raise ConfigError(f"model.dimension_range must be [low, high] with high > low, got {rng!r}")
         self.dimension_range = [float(v) for v in rng]
+        if self.wap.enabled:
+            if self.feature_norm != "none":
+                raise ConfigError("model.wap.enabled standardises its input itself (pool statistics fitted at "
+                                  "adapter pre-training, stored in its checkpoint): set model.feature_norm=none")
+            if self.featurizer_layer is not None:
+                raise ConfigError("model.wap.enabled learns its own weighting of the hidden states: set "
+                                  "model.featurizer_layer=null")
+            ckpt = self.wap.checkpoint
+            if ckpt and "://" not in ckpt and Path(ckpt).exists():  # Ray workers run elsewhere
+                self.wap.checkpoint = str(Path(ckpt).resolve())
 
 
 @dataclass
@@ -134,7 +148,19 @@ class EmotionModel(nn.Module):
                 mean, std, clips = load_statistics(cfg.feature_stats)
                 self.standardizer.set_statistics(mean, std, clips)
         self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
-        self.pooling = build_pooling(cfg.pooling, self.encoder.hidden_size)
+        self.wap = None
+        if cfg.wap.enabled:
+            from ser_models.adapters.wap import WAPTransformer, load_wap_weights
+
+            self.wap = WAPTransformer(self.encoder.num_layers, self.encoder.hidden_size, cfg.wap)
+            if cfg.wap.checkpoint:
+                load_wap_weights(self.wap, cfg.wap.checkpoint)
+            self.featurizer.requires_grad_(False)  # the adapter weights the layers itself
+            self.wap.mask_embedding.requires_grad_(False)  # only pre-training masks frames
+            if cfg.wap.freeze:
+                self.wap.requires_grad_(False)
+        frame_dim = self.wap.output_dim if self.wap is not None else self.encoder.hidden_size
+        self.pooling = build_pooling(cfg.pooling, frame_dim)
         self.dimensions = list(cfg.dimensions)
         # Text branch: its pooled vector is concatenated with the audio's in front of the head.
         self.text = TextEncoder(cfg.text) if cfg.text.enabled else None
@@ -163,9 +189,43 @@ class EmotionModel(nn.Module):
         return self._outputs(self.encoder(wavs, lengths), transcripts)
 
     def _outputs(self, enc, transcripts=None) -> EmotionOutput:
+        if self.wap is not None:
+            return self.forward_from_frames(torch.stack(enc.hidden_states, dim=2), enc.frame_lengths, transcripts)
         hidden = enc.hidden_states if self.standardizer is None else self.standardizer(enc.hidden_states)
         pooled = self.pooling(self.featurizer(hidden), enc.frame_lengths)
         return self._head(pooled, transcripts)
+
+    def forward_from_frames(self, frames: torch.Tensor, frame_lengths: torch.Tensor,
+                            transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
+        """Classify from cached per-layer frames (equal to :meth:`forward` when the encoder is frozen).
+
+        Args:
+            frames: ``[B, F, L, D]`` from :meth:`encode_frames` (zero-padded).
+            frame_lengths: ``[B]`` valid frames.
+            transcripts: as in :meth:`forward`.
+        """
+        if self.wap is not None:
+            x = self.wap(frames, frame_lengths)  # [B, F, dim]
+        else:
+            if self.standardizer is not None:
+                frames = self.standardizer.forward_pooled(frames)
+            x = self.featurizer(tuple(frames.unbind(2)))
+        return self._head(self.pooling(x, frame_lengths), transcripts)
+
+    def forward_features(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
+                         transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
+        """Classify cached encoder outputs of either cache: ``[B, L, D]`` per-layer means
+        (:meth:`forward_from_pooled`) or ``[B, F, L, D]`` frames with ``lengths`` ``[B]`` valid frames
+        (:meth:`forward_from_frames`)."""
+        if features.dim() == 4:
+            return self.forward_from_frames(features, lengths, transcripts)
+        return self.forward_from_pooled(features, transcripts)
+
+    @torch.no_grad()
+    def encode_frames(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every hidden state's frames, the frame cache entry: ``([B, F, L, D], frame_lengths [B])``."""
+        enc = self.encoder(wavs, lengths)
+        return torch.stack(enc.hidden_states, dim=2), enc.frame_lengths
 
     def _head(self, pooled: torch.Tensor, transcripts) -> EmotionOutput:
         if self.text is not None:
@@ -221,8 +281,8 @@ class EmotionModel(nn.Module):
         Raises:
             ConfigError: ``model.pooling`` is not ``mean`` (attentive pooling needs the frames).
         """
-        if self.cfg.pooling != "mean":
-            raise ConfigError(f"forward_from_pooled needs model.pooling=mean (per-layer means commute with the "
+        if self.cfg.pooling != "mean" or self.wap is not None:
+            raise ConfigError(f"forward_from_pooled needs model.pooling=mean and no model.wap (per-layer means commute with the "
                               f"layer weighting); model.pooling={self.cfg.pooling!r} needs frame-level features")
         if self.standardizer is not None:
             pooled_layers = self.standardizer.forward_pooled(pooled_layers)
@@ -239,10 +299,14 @@ class EmotionModel(nn.Module):
         return {**state, **self._statistics_buffers()}
 
     def _statistics_buffers(self) -> dict[str, torch.Tensor]:
-        if self.standardizer is None:
-            return {}
-        return {f"standardizer.{n}": b.detach().cpu().contiguous().clone()
-                for n, b in self.standardizer.named_buffers()}
+        """Non-trained state a checkpoint must carry: the pool statistics and, with ``model.wap``, the whole
+        adapter (frozen or not), so a checkpoint never depends on the pre-training folder it started from."""
+        out = {}
+        if self.standardizer is not None:
+            out.update({f"standardizer.{n}": b for n, b in self.standardizer.named_buffers()})
+        if self.wap is not None:
+            out.update({f"wap.{n}": t for n, t in self.wap.state_dict().items()})
+        return {n: t.detach().cpu().contiguous().clone() for n, t in out.items()}
 
     def parameter_report(self) -> dict:
         """See :func:`ser_models.adapters.parameter_report`."""
@@ -347,7 +411,9 @@ class EmotionModel(nn.Module):
         except (ConfigError, KeyError) as exc:
             raise CheckpointError(f"{meta_path}: stored model config is invalid: {exc}") from exc
         # The pool statistics travel in the weights file: the stats file the config names may be gone.
-        model = cls(dataclasses.replace(cfg, feature_stats=None))
+        # ... and so does the WAP adapter: its pre-training folder may be gone too.
+        model = cls(dataclasses.replace(cfg, feature_stats=None,
+                                        wap=dataclasses.replace(cfg.wap, checkpoint=None)))
         model.cfg = cfg
         fp = model.encoder.fingerprint()
         if meta.get("encoder_fingerprint") != fp:
@@ -373,6 +439,8 @@ class EmotionModel(nn.Module):
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
         if self.standardizer is not None:
             params.update({f"standardizer.{n}": b for n, b in self.standardizer.named_buffers()})
+        if self.wap is not None:
+            params.update({f"wap.{n}": t for n, t in self.wap.state_dict().items()})
         missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
         shapes = [n for n in set(params) & set(tensors) if tuple(params[n].shape) != tuple(tensors[n].shape)]
         if missing or unexpected or shapes:
@@ -386,7 +454,8 @@ class EmotionModel(nn.Module):
     def extra_repr(self) -> str:
         return (f"labels={self.labels}, dimensions={self.dimensions}, adapter={self.cfg.adapter.kind!r}, "
                 f"add={list(self.cfg.adapter.add)}, pooling={self.cfg.pooling!r}, "
-                f"feature_norm={self.cfg.feature_norm!r}, featurizer_layer={self.cfg.featurizer_layer}, text={self.cfg.text.source or None!r}")
+                f"feature_norm={self.cfg.feature_norm!r}, featurizer_layer={self.cfg.featurizer_layer}, text={self.cfg.text.source or None!r}, "
+                f"wap={self.cfg.wap.enabled}")
 
 
 def _layer_means(enc, layers: Sequence[int]) -> torch.Tensor:

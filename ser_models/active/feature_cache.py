@@ -6,6 +6,11 @@ weighting is linear, so it commutes with the mean (``EmotionModel.forward_from_p
 are computed once per (clip, encoder) and stored as Parquet keyed by clip id under a folder named by the
 encoder's fingerprint (config + weights), so a changed encoder (e.g. a new TAPT checkpoint) never reuses
 stale features.
+
+Models that need frames (``model.pooling=attentive_stats``, or the WAP-Transformer adapter ``model.wap``) use
+the *frame* cache instead: every hidden state's frames ``[F, L, D]`` per clip, float16 (half the bytes; the
+adapter and the pooling run in float32). It is larger (Whisper-tiny: 384 kB per second of audio against
+7.7 kB per clip) but still needs no encoder forward after the one build.
 """
 
 from __future__ import annotations
@@ -26,15 +31,21 @@ from ser_models.io import (
     write_parquet_atomic,
 )
 
+#: Cache kinds: per-layer utterance means, or every hidden state's frames.
+CACHE_KINDS = ("pooled", "frames")
+
+
+def cache_kind(model_cfg) -> str:
+    """``pooled`` when the model only sees per-layer means (mean pooling, no WAP adapter), else ``frames``."""
+    return "pooled" if model_cfg.pooling == "mean" and not model_cfg.wap.enabled else "frames"
+
 
 def cache_supported(model_cfg) -> str | None:
-    """None when ``model_cfg`` can train from the cache, else the reason it cannot."""
+    """None when ``model_cfg`` can train from a cache (:func:`cache_kind` says which), else the reason it cannot."""
     if model_cfg.adapter.kind != "frozen":
         return f"model.adapter.kind={model_cfg.adapter.kind!r} changes the encoder (the cache needs 'frozen')"
     if model_cfg.adapter.add:
         return f"model.adapter.add={list(model_cfg.adapter.add)} changes the encoder (the cache needs none)"
-    if model_cfg.pooling != "mean":
-        return f"model.pooling={model_cfg.pooling!r} needs frame features (the cache stores mean-pooled layers)"
     if model_cfg.text.enabled:
         return f"model.text.source={model_cfg.text.source!r} needs transcripts next to the features (the cache " \
                "holds audio features only)"
@@ -42,9 +53,11 @@ def cache_supported(model_cfg) -> str | None:
 
 
 class EncoderPooler:
-    """Ray Data callable class: per-layer mean-pooled encoder features of each clip, as float32 bytes."""
+    """Ray Data callable class: per-layer mean-pooled encoder features of each clip, as float32 bytes, or with
+    ``frames`` every hidden state's frames ``[F, L, D]`` as float16 bytes (plus ``num_frames``)."""
 
-    def __init__(self, model_cfg: dict, micro_batch_size: int = 0, max_seconds: float = 20.0, threads: int = 1):
+    def __init__(self, model_cfg: dict, micro_batch_size: int = 0, max_seconds: float = 20.0, threads: int = 1,
+                 frames: bool = False):
         import torch
 
         from ser_models.active.scorer import auto_micro_batch
@@ -56,11 +69,17 @@ class EncoderPooler:
         self.model = EmotionModel(from_dict(ModelConfig, model_cfg)).to(self.device).eval()
         self.micro = micro_batch_size or auto_micro_batch(self.device.type)
         self.max_seconds = max_seconds
+        self.frames = frames
 
     def __call__(self, batch: dict) -> dict:
-        from ser_models.training.batching import collect_clips, pooled_layer_features
+        from ser_models.training.batching import collect_clips, frame_features, pooled_layer_features
 
         clips = collect_clips([batch], self.model.cfg.labels, require_labels=False)
+        if self.frames:
+            frames = frame_features(self.model, clips, self.micro, self.max_seconds, self.device)
+            return {"utt_id": np.asarray(clips.ids, dtype=object),
+                    "features": np.asarray([np.ascontiguousarray(f).tobytes() for f in frames], dtype=object),
+                    "num_frames": np.asarray([len(f) for f in frames], np.int64)}
         pooled = pooled_layer_features(self.model, clips, self.micro, self.max_seconds, self.device)  # [N, L, D]
         feats = [np.ascontiguousarray(row).tobytes() for row in pooled]
         return {"utt_id": np.asarray(clips.ids, dtype=object), "features": np.asarray(feats, dtype=object)}
@@ -88,12 +107,15 @@ class FeatureCache:
 
     SHARDS_PREFIX = "features-"
 
-    def __init__(self, root: str | Path, fingerprint: str):
-        self.dir = storage_path(root) / fingerprint[:16]
+    def __init__(self, root: str | Path, fingerprint: str, kind: str = "pooled"):
+        if kind not in CACHE_KINDS:
+            raise ConfigError(f"feature cache kind must be one of {CACHE_KINDS}, got {kind!r}")
+        self.kind = kind
+        self.dir = storage_path(root) / (fingerprint[:16] + ("-frames" if kind == "frames" else ""))
         self.fingerprint = fingerprint
 
     def __repr__(self) -> str:
-        return f"FeatureCache(dir={str(self.dir)!r})"
+        return f"FeatureCache(dir={str(self.dir)!r}, kind={self.kind!r})"
 
     @property
     def ready(self) -> bool:
@@ -103,9 +125,12 @@ class FeatureCache:
         return bool(shards) and exists(self.dir / shards)
 
     @property
-    def shape(self) -> tuple[int, int]:
+    def shape(self) -> tuple[int, ...]:
+        """``(L, D)`` of the pooled cache, ``(-1, L, D)`` of the frame cache (frames vary per clip): the
+        ``feature_shape`` that training and scoring take."""
         meta = read_json(self.dir / "meta.json")
-        return int(meta["num_layers"]), int(meta["hidden_size"])
+        shape = (int(meta["num_layers"]), int(meta["hidden_size"]))
+        return (-1, *shape) if self.kind == "frames" else shape
 
     @property
     def shards_dir(self):
@@ -145,7 +170,8 @@ class FeatureCache:
         out = self.dir / shards
         source = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"])
         kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
-                  "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds}
+                  "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds,
+                  "frames": self.kind == "frames"}
         fs, path = filesystem(out)
         if in_process:
             fs.create_dir(path)
@@ -159,8 +185,13 @@ class FeatureCache:
         written = pads.dataset(path, filesystem=fs, format="parquet")
         clips = written.count_rows()
         first = written.head(1, columns=["features"]).column("features")[0].as_py() if clips else b""
+        if self.kind == "frames":
+            frames = written.head(1, columns=["num_frames"]).column("num_frames")[0].as_py() if clips else 1
+            hidden = len(first) // 2 // num_layers // max(frames, 1)
+        else:
+            hidden = len(first) // 4 // num_layers
         write_json_atomic(self.dir / "meta.json", {  # last: marks the cache complete
-            "num_layers": num_layers, "hidden_size": len(first) // 4 // num_layers, "clips": clips,
+            "num_layers": num_layers, "hidden_size": hidden, "clips": clips, "kind": self.kind,
             "fingerprint": self.fingerprint, "shards": shards})
         if verbose:
             print(f"  feature cache: encoded {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
@@ -192,16 +223,25 @@ class FeatureCache:
 
     def statistics(self, ids=None) -> tuple[np.ndarray, np.ndarray, int]:
         """Per-layer, per-dimension mean and std ``[L, D]`` of the cached features of ``ids`` (None = all),
-        streamed shard by shard (memory O(L x D), not O(clips)); returns ``(mean, std, clips)``."""
+        streamed shard by shard (memory O(L x D), not O(clips)); returns ``(mean, std, clips)``. The frame
+        cache gives the statistics of every frame (what frame-level standardisation needs)."""
         from ser_models.encoders.standardizer import RunningMoments
+        from ser_models.training.batching import decode_features
 
         shape = self.shape
         moments = RunningMoments()
-        for batch in self.dataset(ids).iter_batches(batch_format="pyarrow", batch_size=4096):
-            if batch.num_rows:
+        clips = 0
+        for batch in self.dataset(ids).iter_batches(batch_format="pyarrow", batch_size=256):
+            if not batch.num_rows:
+                continue
+            clips += batch.num_rows
+            if self.kind == "frames":
+                moments.add(np.concatenate([decode_features(b, shape) for b in batch.column("features").to_pylist()])
+                            .astype(np.float32))
+            else:
                 moments.add(features_array(batch.column("features"), shape))
         mean, std = moments.result()
-        return mean, std, moments.n
+        return mean, std, clips
 
     def table(self, ids=None, labels: dict[str, str] | None = None) -> pa.Table:
         """:meth:`dataset` gathered on the driver (small selections and tests only)."""
@@ -218,8 +258,11 @@ def features_array(column, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _feature_table(batch: dict) -> pa.Table:
-    return pa.table({"utt_id": pa.array([str(u) for u in batch["utt_id"]], pa.string()),
-                     "features": pa.array(list(batch["features"]), pa.binary())})
+    columns = {"utt_id": pa.array([str(u) for u in batch["utt_id"]], pa.string()),
+               "features": pa.array(list(batch["features"]), pa.binary())}
+    if "num_frames" in batch:  # frame cache: lets meta.json derive D from the first clip
+        columns["num_frames"] = pa.array(np.asarray(batch["num_frames"], np.int64))
+    return pa.table(columns)
 
 
 def _select_rows(table: pa.Table, ids: pa.Array, values: dict[str, pa.Array] | None) -> pa.Table:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ser_models.active.feature_cache import FeatureCache, cache_supported, feature_cache_key
+from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_supported, feature_cache_key
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations, check_annotations
 from ser_models.active.pseudo_labels import pseudo_labels
@@ -171,7 +171,7 @@ class ActiveLearningLoop:
         self.cache = self._open_cache()
         if model_cfg.feature_norm == "pool" and self.cache is None:
             raise ConfigError("model.feature_norm=pool takes its statistics from the frozen-encoder feature cache: "
-                              "set active.feature_cache=on (model.adapter.kind=frozen, model.pooling=mean), or "
+                              "set active.feature_cache=on (model.adapter.kind=frozen), or "
                               "model.feature_norm=none")
         self._dev_test = None
         self._anchors: dict | None = None
@@ -197,7 +197,7 @@ class ActiveLearningLoop:
 
         encoder = build_encoder(self.model_cfg.encoder)
         cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",
-                             feature_cache_key(self.pool, encoder))
+                             feature_cache_key(self.pool, encoder), kind=cache_kind(self.model_cfg))
         self._num_layers = encoder.num_layers
         return cache
 

@@ -214,7 +214,7 @@ class PoolScorer:
 
     def _forward(self, b):
         if b.features is not None:
-            return self.model.forward_from_pooled(b.features, b.transcripts)
+            return self.model.forward_features(b.features, b.lengths, b.transcripts)
         return self.model(b.wavs, b.lengths, b.transcripts)
 
 

@@ -114,3 +114,43 @@ class AdapterConfig:
         if not isinstance(self.freeze_feature_encoder, bool):
             raise ConfigError("model.adapter.freeze_feature_encoder must be true or false, got "
                               f"{self.freeze_feature_encoder!r}")
+
+
+@dataclass
+class WapConfig:
+    """The WAP-Transformer adapter (``model.wap``): a learned weighted average of the frozen encoder's hidden
+    states feeding a small Transformer over frames, in front of the pooling. Pre-trained on the unlabelled
+    pool by ``jobs.adapter_pretrain`` (or ``jobs.after`` with ``tapt.objective=adapter``), then fine-tuned
+    with the pooling and head on the labelled clips."""
+
+    enabled: bool = field(False, help="put the WAP-Transformer between the encoder's hidden states and the "
+                          "pooling (replaces model.featurizer_layer's weighting)")
+    depth: int = field(2, help="Transformer blocks")
+    dim: int = field(256, help="width of the Transformer (narrower than the encoder)")
+    heads: int = field(4, help="attention heads (must divide dim)")
+    ff_dim: int = field(512, help="feed-forward width of each block")
+    dropout: float = field(0.1, help="dropout inside the blocks")
+    pos_kernel: int = field(15, help="depthwise convolutional positional embedding's kernel, in frames (odd; "
+                            "0 = none)")
+    checkpoint: str | None = field(None, help="pre-trained adapter weights (adapter/wap.safetensors of an "
+                                   "adapter pre-training run); null = random initialisation")
+    freeze: bool = field(False, help="keep the (pre-trained) adapter fixed while fine-tuning: only pooling and "
+                         "head train")
+
+    def __post_init__(self) -> None:
+        for key in ("depth", "dim", "heads", "ff_dim"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model.wap.{key} must be an integer >= 1, got {value!r}")
+        if self.dim % self.heads:
+            raise ConfigError(f"model.wap.heads={self.heads} must divide model.wap.dim={self.dim}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"model.wap.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.pos_kernel < 0 or (self.pos_kernel and self.pos_kernel % 2 == 0):
+            raise ConfigError(f"model.wap.pos_kernel must be 0 or odd, got {self.pos_kernel}")
+        if (self.checkpoint or self.freeze) and not self.enabled:
+            raise ConfigError("model.wap.checkpoint / model.wap.freeze are set but model.wap.enabled is false")
+
+    def architecture(self) -> dict:
+        """The keys that shape the weights (a pre-trained checkpoint must match them)."""
+        return {k: getattr(self, k) for k in ("depth", "dim", "heads", "ff_dim", "pos_kernel")}

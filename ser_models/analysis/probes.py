@@ -121,6 +121,10 @@ class ProbeModel(nn.Module):
         logits, dims, embedding = self.head(pooled)
         return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
 
+    def forward_features(self, features: torch.Tensor, lengths=None, transcripts=None):
+        """What ``fit`` calls: pooled features only (``EmotionModel.forward_features``)."""
+        return self.forward_from_pooled(features, transcripts)
+
 
 def run_probe(splits: dict[str, SplitFeatures], model_cfg, train_cfg, task: str, layer: int, seed: int,
               threads: int = 1) -> dict:

@@ -23,7 +23,9 @@ class AfterJobConfig:
     train: TrainConfig = field(default_factory=TrainConfig, help="fine-tuning in every round")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
     active: ActiveConfig = field(default_factory=ActiveConfig, help="budget, strategy, scorer, oracle")
-    tapt_enabled: bool = field(True, help="run task-adaptive pre-training on the training split first (AFTER)")
+    tapt_enabled: bool = field(True, help="run task-adaptive pre-training on the training split first (AFTER): the "
+                               "encoder's own objective, or for a frozen encoder (Whisper always) the WAP adapter's "
+                               "pre-training on the pool's frames (tapt.objective)")
     tapt: TaptConfig = field(default_factory=TaptConfig, help="the TAPT stage (when tapt_enabled)")
     cross_lingual: CrossLingualConfig = field(default_factory=CrossLingualConfig,
                                               help="label a target language's pool with a labelled source "
@@ -76,7 +78,21 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         from ser_models.active.scorer import check_reservation, cluster_cpus
 
         check_reservation(cfg.active.scorer, cluster_cpus())
+    objective = None
     if cfg.tapt_enabled:
+        from ser_models.encoders import build_encoder
+
+        objective = cfg.tapt.resolve_objective(build_encoder(cfg.model.encoder).family,
+                                               frozen=cfg.model.wap.enabled and cfg.model.adapter.kind == "frozen"
+                                               and not cfg.model.adapter.add)
+    if objective == "adapter":
+        from ser_models.runs.adapter_stage import pretrain_adapter_stage
+
+        # The adapter learns from the training split's cached frames, shared with the loop's frame cache.
+        cfg.model, _ = pretrain_adapter_stage(pool, cfg.model, cfg.tapt.adapter, cfg.scaling, f"{cfg.output_dir}/tapt",
+                                              cfg.active.feature_cache_dir or f"{cfg.output_dir}/feature_cache",
+                                              cfg.active.scorer, verbose=verbose)
+    elif cfg.tapt_enabled:
         from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
         from ser_models.training.tapt_config import TaptJobConfig
 

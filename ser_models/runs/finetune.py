@@ -12,6 +12,7 @@ from ser_models.config import field, to_dict, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.tapt_config import AdapterPretrainConfig
 
 
 @dataclass
@@ -27,9 +28,22 @@ class FinetuneJobConfig:
     init_checkpoint: str = field("", help="warm start from this model checkpoint's trainable weights (a model "
                                  "folder with model.json; '' = none); jobs.adapt's stage 2 sets it to stage 1's")
 
+    feature_cache_dir: str = field("", speed_only=True, help="train and evaluate from the frozen encoder's cache in "
+                                   "this folder (per-layer means, or frames for model.wap / attentive_stats), "
+                                   "encoding each clip once; '' = from audio every epoch")
+    pretrain_adapter: bool = field(False, help="first pre-train the WAP adapter (model.wap) on the training split's "
+                                   "cached frames (adapter_pretrain settings); needs feature_cache_dir")
+    adapter_pretrain: AdapterPretrainConfig = field(default_factory=AdapterPretrainConfig,
+                                                    help="the adapter pre-training stage (pretrain_adapter=true)")
+
     def __post_init__(self):
         if not self.train_split:
             raise ConfigError("train_split must not be empty")
+        if self.pretrain_adapter and not self.feature_cache_dir:
+            raise ConfigError("pretrain_adapter=true learns from cached frames: set feature_cache_dir")
+        if self.pretrain_adapter and self.train_split != "train":
+            raise ConfigError("pretrain_adapter=true learns from the 'train' split only (never dev or test): "
+                              f"train_split={self.train_split!r}")
 
 
 
@@ -70,13 +84,23 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
               + (", per class " + ", ".join(f"{n}={c}" for n, c in zip(cfg.model.labels, counts)) if counts else "")
               + (f"; dimensions {', '.join(cfg.model.dimensions)}" if cfg.model.dimensions else ""))
         print(to_yaml(cfg))
-    datasets = {"train": pool.dataset(cfg.train_split)}
-    for name, split in (("dev", cfg.dev_split), ("test", cfg.test_split)):
-        if split:
-            datasets[name] = pool.dataset(split)
+    splits = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
+    feature_shape = None
+    if cfg.feature_cache_dir:
+        if cfg.pretrain_adapter:
+            from ser_models.runs.adapter_stage import pretrain_adapter_stage
+
+            cfg.model, _ = pretrain_adapter_stage(pool, cfg.model, cfg.adapter_pretrain, cfg.scaling,
+                                                  f"{cfg.output_dir}/adapter_pretrain", cfg.feature_cache_dir,
+                                                  verbose=verbose)
+        datasets, feature_shape = cached_datasets(pool, cfg.model, cfg.feature_cache_dir, splits,
+                                                  in_process=cfg.scaling.backend == "in_process", verbose=verbose)
+    else:
+        datasets = {name: pool.dataset(split) for name, split in splits.items() if split}
     result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts,
                          train_rows=len(labels), run_name=run_name, verbose=verbose, report=report,
-                         callbacks=callbacks, init_checkpoint=cfg.init_checkpoint or None)
+                         callbacks=callbacks, init_checkpoint=cfg.init_checkpoint or None,
+                         feature_shape=feature_shape)
     result.metrics.update(inputs)
     if not verbose:
         return result
@@ -85,6 +109,34 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     print(f"best epoch {m['best_epoch']}; checkpoint {result.checkpoint_dir}; "
           f"total {time.perf_counter() - t0:.1f}s")
     return result
+
+
+def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, in_process: bool = False,
+                    verbose: bool = True) -> tuple[dict, tuple]:
+    """Training and evaluation feeds read from the frozen encoder's cache (built over every split if missing):
+    ``({"train" | "dev" | "test": Ray Dataset of utt_id, features and the targets}, feature_shape)``.
+
+    Raises:
+        ConfigError: the model changes the encoder (no cache can serve it).
+    """
+    import pyarrow as pa
+
+    from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_supported, feature_cache_key
+    from ser_models.encoders import build_encoder
+
+    reason = cache_supported(model_cfg)
+    if reason:
+        raise ConfigError(f"feature_cache_dir is set but {reason}")
+    encoder = build_encoder(model_cfg.encoder)
+    cache = FeatureCache(cache_dir, feature_cache_key(pool, encoder), kind=cache_kind(model_cfg))
+    cache.build(pool.dataset(None), model_cfg, encoder.num_layers, verbose=verbose, in_process=in_process)
+    columns = ["utt_id", *(["label"] if model_cfg.labels else []), *model_cfg.dimensions]
+    feeds = {}
+    for name, split in splits.items():
+        if split:
+            meta = pool.metadata(columns=columns, split=split)
+            feeds[name] = cache.dataset(targets=pa.Table.from_pandas(meta[columns], preserve_index=False))
+    return feeds, cache.shape
 
 
 def describe_inputs(model_cfg, pool, split: str) -> dict:

@@ -16,10 +16,25 @@ import torch
 from ser_models.exceptions import TrainingError
 
 SAMPLE_RATE = 16000
+#: Encoder frame hop (20 ms at 16 kHz): the CNN of wav2vec2 / HuBERT / WavLM and Whisper's conv stem alike.
+FRAME_HOP_SAMPLES = 320
 #: Columns a model reads from audio pool rows (scoring, TAPT, distillation, anchoring's target clips).
 AUDIO_INPUT_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples"]
 AUDIO_COLUMNS = [*AUDIO_INPUT_COLUMNS, "label"]
 FEATURE_COLUMNS = ["utt_id", "features", "label"]
+
+
+def is_frame_shape(feature_shape) -> bool:
+    """True for the frame cache's ``(-1, L, D)`` (float16 frames ``[F, L, D]`` per clip), False for the pooled
+    cache's ``(L, D)`` (float32 per-layer means)."""
+    return feature_shape is not None and len(feature_shape) == 3
+
+
+def decode_features(raw: bytes, feature_shape) -> np.ndarray:
+    """One clip's cached features: ``[L, D]`` float32 (pooled) or ``[F, L, D]`` float16 (frames)."""
+    if is_frame_shape(feature_shape):
+        return np.frombuffer(raw, dtype=np.float16).reshape(-1, *feature_shape[1:])
+    return np.frombuffer(raw, dtype=np.float32).reshape(feature_shape)
 
 
 def training_columns(feature_mode: bool, dimensions: Sequence[str] = (), text: bool = False) -> list[str]:
@@ -37,6 +52,7 @@ class ClipSet:
         labels: [N] class indices, -1 where unknown (unlabelled pool, or no categorical output).
         audio: N int16 arrays [T_i] at 16 kHz (audio mode), or None.
         features: [N, L, D] float32 pooled per-layer features (frozen-encoder cache mode), or None.
+        frames: N float16 arrays [F_i, L, D] of per-layer frame features (frame cache mode), or None.
         targets: [N, K] float32 dimensional values (``model.dimensions`` order), NaN where unknown; [N, 0]
             without dimensional outputs.
         transcripts: N transcripts (None where a clip has none) when the feed carried them, else None.
@@ -48,6 +64,7 @@ class ClipSet:
     features: np.ndarray | None = None
     targets: np.ndarray | None = None
     transcripts: list[str | None] | None = None
+    frames: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.targets is None:
@@ -63,6 +80,7 @@ class ClipSet:
             features=None if self.features is None else self.features[index],
             targets=self.targets[index],
             transcripts=None if self.transcripts is None else [self.transcripts[i] for i in index],
+            frames=None if self.frames is None else [self.frames[i] for i in index],
         )
 
     def __len__(self) -> int:
@@ -70,7 +88,8 @@ class ClipSet:
 
     @property
     def is_features(self) -> bool:
-        return self.features is not None
+        """Cached encoder outputs (pooled or frames), not audio."""
+        return self.features is not None or self.frames is not None
 
     def sorted_by_id(self) -> ClipSet:
         """The same clips ordered by id: Ray Data may hand rows over in any order, and a fit that should
@@ -78,7 +97,9 @@ class ClipSet:
         return self.subset(sorted(range(len(self.ids)), key=self.ids.__getitem__))
 
     def lengths(self) -> np.ndarray:
-        """[N] lengths in samples (audio mode) or ones (feature mode)."""
+        """[N] lengths in samples (audio mode), frames (frame mode) or ones (pooled feature mode)."""
+        if self.frames is not None:
+            return np.fromiter((len(f) for f in self.frames), np.int64, len(self.frames))
         if self.audio is None:
             return np.ones(len(self), np.int64)
         return np.fromiter((len(a) for a in self.audio), np.int64, len(self.audio))
@@ -90,9 +111,9 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
 
     Args:
         batches: dicts of numpy columns; audio mode needs ``utt_id, audio, audio_format``, feature mode
-            ``utt_id, features`` (float32 bytes of a [L, D] array).
+            ``utt_id, features`` (float32 bytes of a [L, D] array, or float16 bytes of [F, L, D] frames).
         labels: the label set; ``label`` values are mapped to their index ([] = no categorical targets).
-        feature_shape: (L, D) in feature mode, None in audio mode.
+        feature_shape: (L, D) in pooled feature mode, (-1, L, D) in frame mode, None in audio mode.
         require_labels: raise if a clip lacks a target the model trains on (a label when ``labels`` is set,
             a value of each of ``dimensions``), or has a label outside ``labels``.
         dimensions: dimensional columns to read into ``ClipSet.targets`` (``model.dimensions``).
@@ -131,7 +152,7 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
             else:
                 ys.append(index[raw])
             if feature_shape is not None:
-                feats.append(np.frombuffer(batch["features"][j], dtype=np.float32).reshape(feature_shape))
+                feats.append(decode_features(batch["features"][j], feature_shape))
             else:
                 fmt = batch["audio_format"][j]
                 data = batch["audio"][j]
@@ -144,7 +165,9 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     clips = ClipSet(ids=ids, labels=np.asarray(ys, np.int64),
                     targets=(np.concatenate(targets) if targets else np.zeros((0, len(dimensions)), np.float32))
                     if dimensions else None, transcripts=texts if texts is not None and len(texts) == len(ids) else None)
-    if feature_shape is not None:
+    if is_frame_shape(feature_shape):
+        clips.frames = feats
+    elif feature_shape is not None:
         clips.features = (np.stack(feats) if feats else np.zeros((0, *feature_shape), np.float32))
     else:
         clips.audio = audio
@@ -173,7 +196,8 @@ def _dimension_values(batch: dict, ids: list[str], dimensions: list[str], requir
 @dataclass
 class Batch:
     """One model batch. ``wavs`` [B, T] float32 in [-1, 1] and ``lengths`` [B] samples in audio mode;
-    ``features`` [B, L, D] in feature mode; ``labels`` [B] (-1 unknown); ``targets`` [B, K] dimensional
+    ``features`` [B, L, D] in pooled feature mode; ``features`` [B, F, L, D] float32 (zero-padded) and
+    ``lengths`` [B] valid frames in frame mode; ``labels`` [B] (-1 unknown); ``targets`` [B, K] dimensional
     values (NaN unknown; K = 0 without dimensions); ``ids`` [B]; ``transcripts`` [B] or None."""
 
     ids: list[str]
@@ -228,6 +252,22 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
     if clips.features is not None:
         return Batch(ids, labels, features=torch.from_numpy(np.ascontiguousarray(clips.features[index])),
                      targets=targets, transcripts=texts)
+    if clips.frames is not None:
+        max_frames = None if max_samples is None else max(max_samples // FRAME_HOP_SAMPLES, 1)
+        pieces = []
+        for i in index:
+            f = clips.frames[i]
+            if max_frames is not None and len(f) > max_frames:
+                extra = len(f) - max_frames
+                off = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
+                f = f[off:off + max_frames]
+            pieces.append(f)
+        lengths = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
+        out = np.zeros((len(pieces), max(int(lengths.max()), 1), *pieces[0].shape[1:]), np.float32)
+        for row, piece in enumerate(pieces):
+            out[row, :len(piece)] = piece
+        return Batch(ids, labels, features=torch.from_numpy(out), lengths=torch.from_numpy(lengths),
+                     targets=targets, transcripts=texts)
     assert clips.audio is not None
     pieces = []
     for i in index:
@@ -278,6 +318,27 @@ def pooled_layer_features(model, clips: ClipSet, micro_batch: int, max_seconds: 
     return out
 
 
+def frame_features(model, clips: ClipSet, micro_batch: int, max_seconds: float = 20.0,
+                   device: torch.device | None = None) -> list[np.ndarray]:
+    """Every hidden state's frames of every clip under ``model``'s encoder (``EmotionModel.encode_frames``), no
+    gradients, in sorted-length micro-batches; clips are cut to their first ``max_seconds``.
+
+    Returns:
+        N float16 arrays ``[F_i, L, D]`` (F_i: the clip's valid frames), in ``clips`` order.
+    """
+    out: list[np.ndarray | None] = [None] * len(clips)
+    with torch.no_grad():
+        for index in plan_batches(clips.lengths(), micro_batch, None):
+            batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None)
+            if device is not None:
+                batch = batch.to(device)
+            frames, lengths = model.encode_frames(batch.wavs, batch.lengths)
+            frames = frames.to(torch.float16).cpu().numpy()
+            for row, i in enumerate(index):
+                out[i] = frames[row, :int(lengths[row])]
+    return out
+
+
 class StreamingClips:
     """A worker's training clips read from its Ray Data shard anew every epoch, one window at a time.
 
@@ -292,7 +353,7 @@ class StreamingClips:
         labels: the label set (``[]`` for TAPT).
         rows: rows this worker reads per epoch (before any ``min_samples`` filtering): the epoch's step
             count comes from it.
-        feature_shape: (L, D) in feature mode, None in audio mode.
+        feature_shape: (L, D) or (-1, L, D) in feature mode, None in audio mode.
         require_labels: as in :func:`collect_clips`.
         window: clips decoded at a time (rounded up to a whole number of length-bucketing windows).
         min_samples: drop clips shorter than this (TAPT's masking needs a minimum length).

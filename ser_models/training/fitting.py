@@ -75,7 +75,7 @@ class _TrainForward(nn.Module):
     def forward(self, wavs=None, lengths=None, features=None, target_wavs=None, target_lengths=None,
                 transcripts=None):
         if features is not None:
-            out = self.model.forward_from_pooled(features, transcripts)
+            out = self.model.forward_features(features, lengths, transcripts)
             return out.logits, out.dimensions, None
         if target_wavs is None:
             out = self.model(wavs, lengths, transcripts)
@@ -143,7 +143,7 @@ def predict_outputs(model: nn.Module, clips: ClipSet, cfg: TrainConfig,
     max_samples = int(cfg.max_eval_seconds * 16000)
     for index in plan_batches(clips.lengths(), cfg.eval_batch_size, None):
         batch = make_batch(clips, index, max_samples, None).to(device)
-        out = (model.forward_from_pooled(batch.features, batch.transcripts) if batch.features is not None
+        out = (model.forward_features(batch.features, batch.lengths, batch.transcripts) if batch.features is not None
                else model(batch.wavs, batch.lengths, batch.transcripts))
         probs[index] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
         dims[index] = out.dimensions.float().cpu().numpy()
@@ -395,8 +395,10 @@ def concat_clips(parts: list[ClipSet]) -> ClipSet:
     if not all(p.is_features for p in parts):
         raise TrainingError("only cached-feature clip sets can be gathered into one batch")
     texts = None if parts[0].transcripts is None else [t for p in parts for t in p.transcripts]
+    frames = parts[0].frames is not None
     return ClipSet(ids=[i for p in parts for i in p.ids], labels=np.concatenate([p.labels for p in parts]),
-                   features=np.concatenate([p.features for p in parts]),
+                   features=None if frames else np.concatenate([p.features for p in parts]),
+                   frames=[f for p in parts for f in p.frames] if frames else None,
                    targets=np.concatenate([p.targets for p in parts]), transcripts=texts)
 
 

@@ -81,7 +81,7 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
                             "the features (model.feature_norm=pool standardises them) or lower train.l2_c")
     strength = 1.0 / (2.0 * float(c) * len(train))
     with torch.no_grad():
-        out = model.forward_from_pooled(batch.features, batch.transcripts)
+        out = model.forward_features(batch.features, batch.lengths, batch.transcripts)
         loss = float(loss_fn(out.logits, out.dimensions, batch))
         objective = loss + float(strength * l2_penalty(model))
     seconds = time.perf_counter() - t0
@@ -114,7 +114,7 @@ def _solve(model: nn.Module, params: list[torch.Tensor], batch, c: float, cfg: T
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        out = model.forward_from_pooled(batch.features, batch.transcripts)
+        out = model.forward_features(batch.features, batch.lengths, batch.transcripts)
         objective = loss_fn(out.logits, out.dimensions, batch) + strength * l2_penalty(model).to(batch.features.device)
         objective.backward()
         calls[0] += 1
@@ -163,7 +163,7 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
             _restore(params, start)
             _solve(model, params, fit_batch, c, cfg, loss_fn)
             with torch.no_grad():
-                out = model.forward_from_pooled(held_batch.features, held_batch.transcripts)
+                out = model.forward_features(held_batch.features, held_batch.lengths, held_batch.transcripts)
             if has_classes:
                 truth.append(labels[held])
                 preds.append(out.logits.argmax(dim=1).cpu().numpy())

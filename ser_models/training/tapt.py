@@ -482,6 +482,9 @@ def build_objective(encoder: Encoder, cfg: TaptConfig, clusters: Clusters | dict
         ConfigError: masked prediction without ``clusters``, or a contrastive objective on HuBERT/WavLM.
     """
     name = cfg.resolve_objective(encoder.family)
+    if name == "adapter":
+        raise ConfigError("tapt.objective=adapter pre-trains the WAP adapter on cached frames, not the encoder: "
+                          "run it with jobs.adapter_pretrain (or jobs.after / jobs.finetune, which dispatch to it)")
     if name == "contrastive":
         return ContrastiveObjective(encoder, cfg)
     if clusters is None:
@@ -798,6 +801,9 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_
     t0 = time.perf_counter()
     encoder = build_encoder(cfg.encoder)
     objective = cfg.tapt.resolve_objective(encoder.family)
+    if objective == "adapter":
+        raise ConfigError("tapt.objective=adapter (auto for Whisper) pre-trains the WAP adapter, not the encoder: "
+                          "use jobs.adapter_pretrain, or jobs.after / jobs.finetune with model.wap.enabled=true")
     # Concrete k-means targets from here on: workers, tapt_info.json and a resumed run all see the same ones.
     cfg = dataclasses.replace(cfg, tapt=resolve_targets(cfg.tapt, encoder))
     clusters = None

@@ -13,11 +13,75 @@ from ser_models.encoders.config import EncoderConfig
 from ser_models.exceptions import ConfigError
 from ser_models.training.config import ScalingSettings
 
-#: ``tapt.objective`` values; ``auto`` picks by encoder family (see :data:`OBJECTIVE_BY_FAMILY`).
-OBJECTIVES = ("auto", "contrastive", "masked_prediction")
+#: ``tapt.objective`` values; ``auto`` picks by encoder family (see :data:`OBJECTIVE_BY_FAMILY`) and, for a
+#: frozen encoder (Whisper always), pre-trains the WAP-Transformer adapter on the pool instead (``adapter``).
+OBJECTIVES = ("auto", "contrastive", "masked_prediction", "adapter")
 #: What each family was pre-trained with, hence what TAPT continues.
 OBJECTIVE_BY_FAMILY = {"wav2vec2": "contrastive", "hubert": "masked_prediction", "wavlm": "masked_prediction"}
 CLUSTER_FEATURES = ("auto", "mfcc", "layer")
+
+
+@dataclass
+class AdapterPretrainConfig:
+    """Pre-training the WAP-Transformer adapter on the unlabelled pool's frame cache (the encoder stays frozen).
+
+    The student sees frames with masked spans; the teacher (an exponential moving average of the student,
+    never trained by gradient) sees them unmasked. Losses on masked frames: reconstruct the standardised
+    input (mask prediction), regress the teacher's normalised frame targets (frame self-distillation) and
+    predict the k-means cluster of the teacher's target (local attributes); on the clip: cosine to the
+    teacher's mean target (utterance self-distillation).
+    """
+
+    epochs: int = field(20, help="passes over the training clips' cached frames")
+    batch_size: int = field(16, help="clips per batch per worker")
+    lr: float = field(5e-4, help="peak AdamW learning rate")
+    weight_decay: float = field(0.01, help="AdamW weight decay")
+    warmup_ratio: float = field(0.1, help="tri-stage schedule: fraction of steps warming up")
+    hold_ratio: float = field(0.4, help="tri-stage schedule: fraction of steps at the peak rate")
+    grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
+    max_crop_seconds: float = field(8.0, help="longer clips are randomly cropped to this many seconds each epoch")
+    mask_prob: float = field(0.5, help="fraction of frames that start a masked span (spans overlap: the masked "
+                             "share is lower)")
+    mask_length: int = field(5, help="masked span length in frames (20 ms each)")
+    ema_decay: float = field(0.99, help="teacher EMA decay at step 0 (teacher = d * teacher + (1 - d) * student)")
+    ema_decay_end: float = field(0.999, help="teacher EMA decay at the last step (linear in between)")
+    target_layers: int = field(0, help="teacher blocks averaged (after instance normalisation) into the frame "
+                               "targets, counted from the top; 0 = all")
+    num_clusters: int = field(32, help="k-means K of the local attributes")
+    refresh_every: int = field(2, help="refit the local-attribute clusters on the teacher every this many epochs")
+    kmeans_max_clips: int = field(400, help="training clips whose teacher targets k-means is fitted on")
+    kmeans_iterations: int = field(20, help="k-means iterations")
+    mask_weight: float = field(1.0, help="weight of the masked-input reconstruction loss (mask prediction)")
+    frame_weight: float = field(1.0, help="weight of the frame-level self-distillation loss")
+    utterance_weight: float = field(1.0, help="weight of the utterance-level self-distillation loss")
+    cluster_weight: float = field(1.0, help="weight of the local-attribute (cluster id) prediction loss")
+    collapse_std: float = field(1e-3, help="collapse guard: stop with an error when the teacher's raw outputs vary "
+                                "less than this across frames (mean std over dimensions) for a whole epoch")
+    seed: int = field(0, help="seed of crops, masks, k-means and initialisation")
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "mask_length", "refresh_every", "kmeans_max_clips",
+                    "kmeans_iterations"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"tapt.adapter.{key} must be >= 1, got {getattr(self, key)}")
+        if self.num_clusters < 2:
+            raise ConfigError(f"tapt.adapter.num_clusters must be >= 2, got {self.num_clusters}")
+        if self.lr <= 0 or self.max_crop_seconds <= 0:
+            raise ConfigError("tapt.adapter.lr and tapt.adapter.max_crop_seconds must be > 0")
+        if not 0 < self.mask_prob <= 1:
+            raise ConfigError(f"tapt.adapter.mask_prob must be in (0, 1], got {self.mask_prob}")
+        if not 0 <= self.ema_decay <= self.ema_decay_end <= 1:
+            raise ConfigError(f"tapt.adapter.ema_decay ({self.ema_decay}) and ema_decay_end ({self.ema_decay_end}) "
+                              "must satisfy 0 <= ema_decay <= ema_decay_end <= 1")
+        if self.target_layers < 0:
+            raise ConfigError(f"tapt.adapter.target_layers must be >= 0, got {self.target_layers}")
+        weights = (self.mask_weight, self.frame_weight, self.utterance_weight, self.cluster_weight)
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise ConfigError("tapt.adapter.*_weight must be >= 0 and not all 0")
+        if min(self.weight_decay, self.grad_clip, self.collapse_std) < 0:
+            raise ConfigError("tapt.adapter.weight_decay, grad_clip and collapse_std must be >= 0")
+        if min(self.warmup_ratio, self.hold_ratio) < 0 or self.warmup_ratio + self.hold_ratio > 1:
+            raise ConfigError("tapt.adapter.warmup_ratio and hold_ratio must be >= 0 and sum to <= 1")
 
 
 @dataclass
@@ -59,6 +123,9 @@ class TaptConfig:
     proj_dim: int = field(256, help="masked prediction: projection width of the cluster-embedding head")
     freeze_feature_encoder: bool = field(True, help="keep the CNN feature encoder fixed (as in fine-tuning)")
     seed: int = field(0, help="seed of crops, masks, negatives, k-means and head init")
+    adapter: AdapterPretrainConfig = field(default_factory=AdapterPretrainConfig,
+                                           help="objective=adapter: pre-training the WAP-Transformer adapter "
+                                                "(model.wap) on the pool's frames")
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -106,8 +173,14 @@ class TaptConfig:
         layer = self.cluster_layer if self.cluster_layer is not None else num_hidden_states // 2
         return dataclasses.replace(self, cluster_features=features, cluster_layer=layer)
 
-    def resolve_objective(self, family: str) -> str:
+    def resolve_objective(self, family: str, frozen: bool = False) -> str:
         """The objective to run for an encoder ``family`` (``auto`` resolved).
+
+        Args:
+            family: the encoder family.
+            frozen: the model keeps the encoder frozen (``model.adapter.kind=frozen``) under a WAP adapter
+                (``model.wap.enabled``): ``auto`` then pre-trains that adapter on the pool (``adapter``), as it
+                always does for Whisper.
 
         Raises:
             ConfigError: ``masked_prediction`` is fine for the waveform families; ``contrastive`` needs
@@ -115,10 +188,13 @@ class TaptConfig:
                 objective (its encoder was trained through a text decoder, and masked prediction on log-mel
                 frames is not built: see README, "Whisper encoders").
         """
+        if self.objective == "adapter" or (self.objective == "auto" and (frozen or family == "whisper")):
+            return "adapter"
         if family == "whisper":
-            raise ConfigError("TAPT is not available for Whisper encoders (they were pre-trained through a text "
-                              "decoder, not with a self-supervised objective TAPT could continue): set "
-                              "tapt_enabled=false, or use a wav2vec2 / HuBERT / WavLM encoder for TAPT")
+            raise ConfigError(f"tapt.objective={self.objective} is not available for Whisper encoders (they were "
+                              "pre-trained through a text decoder, not with a self-supervised objective TAPT could "
+                              "continue): use tapt.objective=adapter (or auto), which pre-trains the WAP adapter "
+                              "on the pool's frames with the encoder frozen")
         if self.objective == "auto":
             if family not in OBJECTIVE_BY_FAMILY:
                 raise ConfigError(f"tapt.objective=auto: unknown encoder family {family!r}")

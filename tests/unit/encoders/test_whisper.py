@@ -98,9 +98,10 @@ def test_incomplete_folder_is_refused(tmp_path):
         build_encoder(EncoderConfig(source=str(tmp_path)))
 
 
-def test_tapt_refuses_whisper():
-    with pytest.raises(ConfigError, match="tapt_enabled=false"):
-        TaptConfig().resolve_objective("whisper")
+def test_tapt_of_whisper_is_the_adapter_pretraining():
+    assert TaptConfig().resolve_objective("whisper") == "adapter"
+    with pytest.raises(ConfigError, match="tapt.objective=adapter"):
+        TaptConfig(objective="masked_prediction").resolve_objective("whisper")
 
 
 @pytest.mark.parametrize("kind", ["lora", "ia3", "full"])

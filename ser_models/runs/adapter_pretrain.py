@@ -1,0 +1,58 @@
+"""What ``python -m jobs.adapter_pretrain`` runs: the frame cache, then the WAP adapter's pre-training on the pool.
+
+``AdapterPretrainJobConfig`` is the job's config and ``run_adapter_pretrain_job`` runs it; the job's module
+docstring has the commands.
+"""
+
+# No `from __future__ import annotations`: OmegaConf resolves these annotations at run time.
+from dataclasses import dataclass
+
+from ser_models.active.scorer import ScorerConfig
+from ser_models.adapters import AdapterConfig
+from ser_models.adapters.config import WapConfig
+from ser_models.config import field, to_yaml
+from ser_models.exceptions import ConfigError
+from ser_models.model import ModelConfig
+from ser_models.training.config import ScalingSettings
+from ser_models.training.tapt_config import AdapterPretrainConfig
+
+
+def _default_model() -> ModelConfig:
+    return ModelConfig(adapter=AdapterConfig(kind="frozen"), pooling="attentive_stats", wap=WapConfig(enabled=True))
+
+
+@dataclass
+class AdapterPretrainJobConfig:
+    pool_dir: str = field(speed_only=True, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(speed_only=True, help="run folder: adapter/wap.safetensors, adapter_metrics.json, "
+                            "adapter_loss.png (rerun to resume or reuse)")
+    model: ModelConfig = field(default_factory=_default_model, help="the frozen encoder (model.encoder) and the "
+                               "adapter's architecture (model.wap); pooling and head are not used here")
+    pretrain: AdapterPretrainConfig = field(default_factory=AdapterPretrainConfig, help="the objective")
+    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors that build the frame cache")
+    feature_cache_dir: str = field("", speed_only=True, help="frame cache root ('' = output_dir/feature_cache); "
+                                   "give jobs.after's active.feature_cache_dir to share it")
+
+    def __post_init__(self):
+        if not self.model.wap.enabled:
+            raise ConfigError("jobs.adapter_pretrain pre-trains model.wap: set model.wap.enabled=true")
+
+
+def run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True):
+    """The job's work on a parsed config; returns the ``AdapterPretrainResult``."""
+    from ser_models.data import Pool
+    from ser_models.provenance import check_run
+    from ser_models.runs.adapter_stage import pretrain_adapter_stage
+    from ser_models.runtime import connect_ray
+
+    pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
+    check_run(cfg.output_dir, "jobs.adapter_pretrain", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+              config_yaml=to_yaml(cfg))
+    connect_ray()
+    if verbose:
+        print(to_yaml(cfg))
+    _, result = pretrain_adapter_stage(pool, cfg.model, cfg.pretrain, cfg.scaling, cfg.output_dir,
+                                       cfg.feature_cache_dir or f"{cfg.output_dir}/feature_cache", cfg.scorer,
+                                       verbose=verbose)
+    return result

@@ -1,0 +1,513 @@
+"""Pre-training the WAP-Transformer adapter on the unlabelled pool: teacher-student with local attributes.
+
+The frozen encoder's frames come from the frame cache (``FeatureCache(kind="frames")``), so no epoch runs
+the encoder. The student (:class:`~ser_models.adapters.wap.WAPTransformer`) sees frames with masked spans;
+the teacher is an exponential moving average of the student (updated after every optimizer step, never by
+gradient) and sees the unmasked frames. Four losses, each weighted by ``tapt.adapter.*_weight``:
+
+- mask prediction: reconstruct the standardised input (the mean over hidden states) of masked frames;
+- frame self-distillation: regress the teacher's targets on masked frames -- the average of its top
+  ``target_layers`` block outputs, each instance-normalised over time (as data2vec does; it keeps targets
+  from collapsing to a constant the student could trivially match);
+- utterance self-distillation: 1 - cosine between a projection of the student's mean output and the
+  teacher's mean target;
+- local attributes: cross-entropy of the cluster id of each masked frame's teacher target, from FAISS k-means
+  refitted on the teacher every ``refresh_every`` epochs (the "universal" unsupervised supervision).
+
+Collapse guard: every step measures the teacher's raw output spread (mean over dimensions of the std across
+frames) and the cluster usage (perplexity of the batch's cluster ids); both are logged per epoch, and an epoch
+whose mean spread is below ``collapse_std`` stops the run with a :class:`TrainingError` that names the knobs.
+
+Layers: objective (no Ray) -> :func:`pretrain_adapter` (epochs, EMA, cluster refresh, resume) ->
+:func:`adapter_pretrain_loop_per_worker` (Ray Train worker) -> :func:`run_adapter_pretrain` (driver)::
+
+    output_dir/
+      adapter/wap.safetensors, adapter/wap.json   the pre-trained adapter: model.wap.checkpoint takes the first
+      adapter_metrics.json                       losses and collapse statistics per epoch (written last)
+      adapter_loss.png                           loss curve
+      ray_train/adapter_pretrain/                per-epoch checkpoints; rerunning resumes from them
+
+Where we differ from the paper's description: masking spans are drawn with wav2vec 2.0's span sampler, the
+targets are instance-normalised averages of several teacher blocks (data2vec), and the clusters are fitted
+on the teacher's targets rather than fixed once.
+
+References:
+    Baevski et al., "data2vec: A General Framework for Self-supervised Learning in Speech, Vision and
+    Language", ICML 2022. Hsu et al., "HuBERT", IEEE/ACM TASLP 2021. Grill et al., "Bootstrap Your Own
+    Latent", NeurIPS 2020 (EMA teacher).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser_models.adapters.config import WapConfig
+from ser_models.adapters.wap import WAPTransformer, save_wap, valid_frames
+from ser_models.exceptions import ConfigError, TrainingError
+from ser_models.training.batching import ClipSet, StreamingClips, epoch_batches, iterate_batches
+from ser_models.training.distributed import all_reduce_min, is_distributed, rank, seed_epoch, wrap_ddp
+from ser_models.training.schedule import tri_stage_scheduler
+from ser_models.training.state_io import load_state, save_state
+from ser_models.training.tapt_config import AdapterPretrainConfig
+
+ADAPTER_DIR = "adapter"
+METRICS_FILE = "adapter_metrics.json"
+PLOT_FILE = "adapter_loss.png"
+STATE_FILE = "adapter_state.pt"
+RESULT_FILE = "result.json"
+RUN_NAME = "adapter_pretrain"
+#: Spans shorter than this many frames make the mask sampler refuse a clip.
+MIN_FRAMES = 4
+
+
+def ema_decay(cfg: AdapterPretrainConfig, step: int, total_steps: int) -> float:
+    """Teacher decay at ``step``: linear from ``ema_decay`` to ``ema_decay_end`` over ``total_steps``."""
+    frac = min(step / max(total_steps, 1), 1.0)
+    return cfg.ema_decay + (cfg.ema_decay_end - cfg.ema_decay) * frac
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
+    """``teacher = decay * teacher + (1 - decay) * student`` for every parameter; buffers are copied."""
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.mul_(decay).add_(s.detach(), alpha=1.0 - decay)
+    for t, s in zip(teacher.buffers(), student.buffers()):
+        t.copy_(s)
+
+
+def instance_norm(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per clip and channel, zero mean and unit variance over the valid frames: ``[B, F, C]`` -> same (padding 0)."""
+    w = valid[..., None].to(x.dtype)
+    n = w.sum(1, keepdim=True).clamp(min=1)
+    mean = (x * w).sum(1, keepdim=True) / n
+    var = ((x - mean).pow(2) * w).sum(1, keepdim=True) / n
+    return (x - mean) / (var + 1e-5).sqrt() * w
+
+
+def _masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    w = valid[..., None].to(x.dtype)
+    return (x * w).sum(1) / w.sum(1).clamp(min=1)
+
+
+class AdapterPretrainObjective(nn.Module):
+    """Student WAP-Transformer + prediction heads; the EMA teacher is a plain attribute (no gradient, not a
+    submodule, so DDP neither syncs nor trains it; it is checkpointed separately).
+
+    Args:
+        num_layers, in_dim: the encoder's L hidden states of width D.
+        wap: the adapter's architecture.
+        cfg: pre-training settings.
+        mean, std: ``[L, D]`` pool statistics of the frames (set into both standardizers), or None.
+    """
+
+    name = "adapter"
+
+    def __init__(self, num_layers: int, in_dim: int, wap: WapConfig, cfg: AdapterPretrainConfig,
+                 mean: np.ndarray | None = None, std: np.ndarray | None = None, clips: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.student = WAPTransformer(num_layers, in_dim, wap)
+        if mean is not None:
+            self.student.standardizer.set_statistics(mean, std, max(int(clips), 1))
+        d = wap.dim
+        self.recon_head = nn.Linear(d, in_dim)
+        self.frame_head = nn.Linear(d, d)
+        self.utterance_head = nn.Linear(d, d)
+        self.cluster_head = nn.Linear(d, cfg.num_clusters)
+        self.register_buffer("centroids", torch.zeros(cfg.num_clusters, d))
+        self.register_buffer("clusters_fitted", torch.zeros((), dtype=torch.bool))
+        teacher = copy.deepcopy(self.student)
+        teacher.eval().requires_grad_(False)
+        self.__dict__["teacher"] = teacher
+        self.target_layers = cfg.target_layers or wap.depth
+        if self.target_layers > wap.depth:
+            raise ConfigError(f"tapt.adapter.target_layers={cfg.target_layers} but model.wap.depth={wap.depth}")
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.__dict__["teacher"]._apply(fn)
+        return self
+
+    @torch.no_grad()
+    def teacher_targets(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(targets [B, F, d], raw spread [scalar])``: the instance-normalised mean of the teacher's top blocks
+        on unmasked frames, and the mean over dimensions of its last block's std across valid frames."""
+        teacher = self.__dict__["teacher"]
+        teacher.eval()
+        _, blocks = teacher(frames, lengths, return_blocks=True)
+        valid = valid_frames(lengths, frames.shape[1])
+        top = blocks[-self.target_layers:]
+        target = sum(instance_norm(b, valid) for b in top) / len(top)
+        last = blocks[-1][valid]  # [N, d]
+        spread = last.std(0).mean() if len(last) > 1 else torch.zeros((), device=frames.device)
+        return target, spread
+
+    @torch.no_grad()
+    def assign(self, targets: torch.Tensor) -> torch.Tensor:
+        """Nearest centroid of each target frame: ``[..., d]`` -> ``[...]`` int64."""
+        flat = targets.reshape(-1, targets.shape[-1])
+        return torch.cdist(flat, self.centroids).argmin(-1).view(targets.shape[:-1])
+
+    def prepare(self, frames: torch.Tensor, lengths: torch.Tensor, rng: np.random.Generator) -> dict:
+        """Masks and every target of a batch ``frames [B, F, L, D]``, ``lengths [B]`` (frames)."""
+        from ser_models.training.tapt import sample_time_mask
+
+        num_frames = frames.shape[1]
+        mask = sample_time_mask(lengths.cpu(), num_frames, self.cfg.mask_prob,
+                                min(self.cfg.mask_length, max(int(lengths.min()) - 1, 1)), 1, rng).to(frames.device)
+        target, spread = self.teacher_targets(frames, lengths)
+        with torch.no_grad():
+            st = self.student.standardizer.forward_pooled(frames).mean(2)  # [B, F, D]
+        ids = self.assign(target) if bool(self.clusters_fitted) else torch.full(mask.shape, -100, dtype=torch.long,
+                                                                              device=frames.device)
+        return {"frames": frames, "lengths": lengths, "mask": mask, "target": target, "recon": st,
+                "cluster_ids": ids, "spread": spread}
+
+    def forward(self, frames, lengths, mask, target, recon, cluster_ids, spread) -> dict:
+        c = self.cfg
+        out = self.student(frames, lengths, mask=mask)  # [B, F, d]
+        valid = valid_frames(lengths, frames.shape[1])
+        m = mask & valid
+        h = out[m]  # [M, d]
+        recon_loss = nn.functional.mse_loss(self.recon_head(h), recon[m])
+        frame_loss = nn.functional.smooth_l1_loss(self.frame_head(h), target[m])
+        utt = nn.functional.cosine_similarity(self.utterance_head(_masked_mean(out, valid)),
+                                              _masked_mean(target, valid), dim=-1)
+        utt_loss = (1.0 - utt).mean()
+        loss = c.mask_weight * recon_loss + c.frame_weight * frame_loss + c.utterance_weight * utt_loss
+        stats = {"recon": recon_loss, "frame": frame_loss, "utterance": utt_loss, "spread": spread}
+        if bool(self.clusters_fitted) and c.cluster_weight > 0:
+            logits = self.cluster_head(h)
+            y = cluster_ids[m]
+            cluster_loss = nn.functional.cross_entropy(logits.float(), y)
+            loss = loss + c.cluster_weight * cluster_loss
+            counts = torch.bincount(y, minlength=c.num_clusters).float()
+            p = counts / counts.sum().clamp(min=1)
+            stats.update(cluster=cluster_loss, cluster_accuracy=(logits.argmax(-1) == y).float().mean(),
+                         cluster_perplexity=torch.exp(-(p * (p + 1e-12).log()).sum()))
+        else:
+            loss = loss + 0.0 * self.cluster_head.weight.sum()  # every parameter in the graph (DDP)
+        return {"loss": loss, **{k: v.detach() for k, v in stats.items()}}
+
+    @torch.no_grad()
+    def refresh_clusters(self, clips: ClipSet | StreamingClips, max_clips: int, iterations: int, seed: int,
+                         max_seconds: float, batch_size: int) -> dict:
+        """Refit the local-attribute centroids with FAISS k-means on the teacher's targets of up to
+        ``max_clips`` clips (rank 0 fits, the others receive them), and return the fit's statistics."""
+        from ser_models.training.tapt import fit_kmeans
+
+        stats: dict = {}
+        if rank() == 0:
+            device = self.centroids.device
+            chunks, seen = [], 0
+            for batch in _batches_in_order(clips, batch_size, max_seconds):
+                target, _ = self.teacher_targets(batch.features.to(device), batch.lengths.to(device))
+                valid = valid_frames(batch.lengths.to(device), target.shape[1])
+                chunks.append(target[valid].float().cpu().numpy())
+                seen += len(batch.ids)
+                if seen >= max_clips:
+                    break
+            frames = np.concatenate(chunks) if chunks else np.zeros((0, self.centroids.shape[1]), np.float32)
+            centroids, stats = fit_kmeans(frames, self.cfg.num_clusters, iterations, seed)
+            stats["clips"] = seen
+            self.centroids.copy_(torch.from_numpy(centroids).to(device))
+        if is_distributed():
+            torch.distributed.broadcast(self.centroids, src=0)
+        self.clusters_fitted.fill_(True)
+        return stats
+
+
+def _batches_in_order(clips: ClipSet | StreamingClips, batch_size: int, max_seconds: float):
+    if isinstance(clips, StreamingClips):
+        for window in clips.windows():
+            yield from iterate_batches(window, batch_size, max_seconds, rng=None)
+    else:
+        yield from iterate_batches(clips, batch_size, max_seconds, rng=None)
+
+
+@dataclass
+class AdapterPretrainState:
+    """Progress of an adapter pre-training run (weights, teacher and optimizer are stored beside it)."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def pretrain_adapter(objective: AdapterPretrainObjective, clips: ClipSet | StreamingClips, *,
+                     device: torch.device | None = None, resume: dict | None = None, on_epoch_end=None,
+                     log=print) -> AdapterPretrainState:
+    """Run the pre-training epochs over this worker's cached frames.
+
+    Args:
+        objective: its student and heads are optimised; its teacher follows by EMA after every step.
+        clips: frame clips (``ClipSet.frames``), held or streamed from the worker's shard every epoch.
+        device: where to train (default CPU).
+        resume: ``{"state", "model", "teacher", "optimizer", "scheduler"}`` as saved by a checkpoint.
+        on_epoch_end: ``f(state, objective, optimizer, scheduler)`` after every epoch on every worker.
+        log: progress lines (rank 0).
+
+    Returns:
+        The final :class:`AdapterPretrainState` (``history``: one dict per epoch: losses, ``spread``,
+        ``cluster_perplexity``, ``ema_decay``, ``seconds``).
+
+    Raises:
+        TrainingError: a worker has no clips, the loss is not finite, or the collapse guard fires.
+    """
+    cfg = objective.cfg
+    device = device or torch.device("cpu")
+    objective.to(device)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = all_reduce_min(epoch_batches(clips, cfg.batch_size, cfg.max_crop_seconds,
+                                                   np.random.default_rng(0))[0])
+    if steps_per_epoch == 0:
+        raise TrainingError(f"a worker got no clips for adapter pre-training ({len(clips)} here): use fewer "
+                            "scaling.num_workers")
+    total = steps_per_epoch * cfg.epochs
+    scheduler = tri_stage_scheduler(optimizer, total, cfg.warmup_ratio, cfg.hold_ratio)
+    state = AdapterPretrainState()
+    teacher = objective.__dict__["teacher"]
+    if resume is not None:
+        state = resume["state"]
+        objective.load_state_dict(resume["model"])
+        teacher.load_state_dict(resume["teacher"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+    wrapped = wrap_ddp(objective, device)
+    me = rank()
+    for epoch in range(state.epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        kmeans = {}
+        if epoch % cfg.refresh_every == 0 or not bool(objective.clusters_fitted):
+            kmeans = objective.refresh_clusters(clips, cfg.kmeans_max_clips, cfg.kmeans_iterations,
+                                                cfg.seed + epoch, cfg.max_crop_seconds, cfg.batch_size)
+        rng = seed_epoch(cfg.seed, epoch)  # a resumed run draws the same crops and masks
+        sums: dict[str, float] = {}
+        steps = 0
+        _, batches = epoch_batches(clips, cfg.batch_size, cfg.max_crop_seconds, rng)
+        decay = cfg.ema_decay
+        while steps < steps_per_epoch:
+            batch = next(batches, None)
+            if all_reduce_min(batch is not None) == 0:  # every replica takes the same steps
+                break
+            objective.train()
+            inputs = objective.prepare(batch.features.to(device), batch.lengths.to(device), rng)
+            out = wrapped(**inputs)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            decay = ema_decay(cfg, state.step, total)
+            ema_update(teacher, objective.student, decay)
+            state.step += 1
+            steps += 1
+            stats = {k: float(v) for k, v in out.items()}
+            if not math.isfinite(stats["loss"]):
+                raise TrainingError(f"adapter pre-training loss is {stats['loss']} at epoch {epoch + 1} step "
+                                    f"{steps}: lower tapt.adapter.lr")
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+        record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}, "steps": steps,
+                  "lr": scheduler.get_last_lr()[0], "ema_decay": decay, "seconds": time.perf_counter() - t0}
+        if kmeans:
+            record["kmeans"] = {k: kmeans[k] for k in ("frames", "inertia", "clips", "seconds") if k in kmeans}
+        if me == 0:
+            extra = "".join(f"  {k} {record[k]:.3f}" for k in ("recon", "frame", "utterance", "cluster",
+                                                               "cluster_perplexity", "spread") if k in record)
+            log(f"  epoch {epoch + 1:>3}/{cfg.epochs}  loss {record['loss']:.4f}{extra}  ({record['seconds']:.1f}s)")
+        if record.get("spread", math.inf) < cfg.collapse_std:
+            raise TrainingError(
+                f"adapter pre-training collapsed at epoch {epoch + 1}: the teacher's outputs vary by "
+                f"{record['spread']:.2e} across frames (< tapt.adapter.collapse_std={cfg.collapse_std}); raise "
+                "tapt.adapter.ema_decay / ema_decay_end (a slower teacher), lower tapt.adapter.lr, or raise "
+                "tapt.adapter.mask_weight (the reconstruction loss cannot be met by a constant)")
+        state.epoch = epoch + 1
+        state.history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(state, objective, optimizer, scheduler)
+    return state
+
+
+# ------------------------------------------------------------------------------------------ Ray Train
+
+
+def adapter_pretrain_loop_per_worker(config: dict) -> dict:
+    """Ray Train worker: pre-train the adapter on this worker's shard of ``train`` (cached frames).
+
+    Args:
+        config: ``{"wap": WapConfig dict, "pretrain": AdapterPretrainConfig dict, "shape": [-1, L, D],
+            "mean", "std": [L, D] lists, "stats_clips": int, "threads": int, "stream_rows": int | None}``.
+
+    Returns:
+        On rank 0 ``{"history", "clips", "final_loss"}``; ``{}`` elsewhere.
+    """
+    import json
+
+    import ray.train
+    import ray.train.torch
+
+    from ser_models.config import from_dict
+    from ser_models.training.batching import collect_clips
+
+    torch.set_num_threads(max(int(config.get("threads", 1)), 1))
+    wap = from_dict(WapConfig, config["wap"])
+    cfg = from_dict(AdapterPretrainConfig, config["pretrain"])
+    shape = tuple(config["shape"])
+    me = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.seed)  # identical initialisation on every replica
+    objective = AdapterPretrainObjective(shape[1], shape[2], wap, cfg, np.asarray(config["mean"], np.float32),
+                                         np.asarray(config["std"], np.float32), config.get("stats_clips", 1))
+    shard = ray.train.get_dataset_shard("train")
+    if config.get("stream_rows"):
+        clips = StreamingClips(shard, [], int(config["stream_rows"]), feature_shape=shape, require_labels=False,
+                               window=int(config.get("stream_window", 256)))
+    else:
+        clips = collect_clips(shard.iter_batches(batch_size=64, batch_format="numpy"), labels=[],
+                              feature_shape=shape, require_labels=False).sorted_by_id()
+    if me == 0:
+        print(f"adapter pre-training on {len(clips)} clips per worker ({'streamed' if config.get('stream_rows') else 'held'})")
+
+    resume = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state, rest = load_state(Path(d) / STATE_FILE, AdapterPretrainState)
+        resume = {"state": state, **rest}
+        if me == 0:
+            print(f"resuming after epoch {state.epoch}")
+
+    def save(path: Path, state, obj, opt, sched) -> None:
+        save_state(path, state, model=obj.state_dict(), teacher=obj.__dict__["teacher"].state_dict(),
+                   optimizer=opt.state_dict(), scheduler=sched.state_dict())
+
+    def on_epoch_end(state, obj, opt, sched) -> None:
+        metrics = {k: v for k, v in state.history[-1].items() if not isinstance(v, dict)}
+        if me != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            save(Path(tmp) / STATE_FILE, state, obj, opt, sched)
+            if state.epoch == cfg.epochs:  # the last epoch's checkpoint also carries the finished adapter
+                save_wap(obj.student, tmp, {"epochs": state.epoch})
+                (Path(tmp) / RESULT_FILE).write_text(json.dumps(
+                    {"history": state.history, "clips": len(clips), "final_loss": state.history[-1]["loss"]},
+                    default=float))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    state = pretrain_adapter(objective, clips, device=device, resume=resume, on_epoch_end=on_epoch_end,
+                             log=print if me == 0 else (lambda _: None))
+    if me != 0:
+        return {}
+    return {"history": state.history, "clips": len(clips),
+            "final_loss": state.history[-1]["loss"] if state.history else None}
+
+
+@dataclass
+class AdapterPretrainResult:
+    """What a finished run left: ``checkpoint`` is what ``model.wap.checkpoint`` takes."""
+
+    output_dir: Path
+    checkpoint: Path
+    metrics: dict
+    seconds: float
+    reused: bool = False
+
+
+def plot_adapter_curve(history: list[dict], path, title: str) -> None:
+    """Total and component losses per epoch as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ser_models.io import save_figure
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    epochs = [h["epoch"] for h in history]
+    for key in ("loss", "recon", "frame", "utterance", "cluster"):
+        if all(key in h for h in history):
+            ax.plot(epochs, [h[key] for h in history], marker="o" if key == "loss" else None, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("pre-training loss")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def run_adapter_pretrain(cache, train_ids: list[str], wap: WapConfig, cfg: AdapterPretrainConfig, scaling,
+                         output_dir: str, *, verbose: bool = True) -> AdapterPretrainResult:
+    """Pre-train the adapter with Ray Train on the training clips' cached frames, or reuse a finished run.
+
+    Args:
+        cache: a ready frame cache (``FeatureCache(kind="frames")``).
+        train_ids: the clips to learn from (the pool's training split: never dev or test).
+        wap: the adapter architecture (``model.wap``).
+        cfg: pre-training settings (``tapt.adapter``).
+        scaling: Ray Train workers, CPUs, retries and streaming.
+        output_dir: run folder (local or URI); rerunning with it resumes or reuses.
+
+    Returns:
+        An :class:`AdapterPretrainResult`.
+
+    Raises:
+        ConfigError: the cache is not a ready frame cache.
+        TrainingError: Ray Train gives up after ``scaling.max_failures`` restarts, or no adapter came back.
+    """
+    from ser_models.config import to_dict
+    from ser_models.io import exists, read_json, storage_path, write_bytes_atomic, write_json_atomic
+    from ser_models.training.trainer import run_torch_trainer
+
+    say = print if verbose else (lambda *_: None)
+    out = storage_path(output_dir)
+    weights = out / ADAPTER_DIR / "wap.safetensors"
+    metrics_path = out / METRICS_FILE
+    if exists(metrics_path) and exists(weights):
+        say(f"adapter pre-training already finished in {out}: reusing {weights}")
+        return AdapterPretrainResult(out, weights, read_json(metrics_path), 0.0, reused=True)
+    if cache.kind != "frames" or not cache.ready:
+        raise ConfigError(f"adapter pre-training needs a ready frame cache, got {cache!r}")
+    t0 = time.perf_counter()
+    mean, std, clips = cache.statistics(train_ids)
+    say(f"adapter pre-training: frame statistics of {clips} training clips ({time.perf_counter() - t0:.1f}s)")
+    loop_config = {"wap": to_dict(wap), "pretrain": to_dict(cfg), "shape": list(cache.shape),
+                   "mean": mean.tolist(), "std": std.tolist(), "stats_clips": clips,
+                   "threads": scaling.cpus_per_worker}
+    dataset = cache.dataset(ids=train_ids)
+    dataset.context.enable_progress_bars = False  # bars would interleave with the epoch lines
+    result, _, staging = run_torch_trainer(adapter_pretrain_loop_per_worker, loop_config, scaling,
+                                           {"train": dataset}, out, RUN_NAME, train_rows=len(train_ids))
+    seconds = time.perf_counter() - t0
+    try:
+        if not (staging / "wap.safetensors").exists():
+            raise TrainingError(f"adapter pre-training: the last checkpoint in {out}/ray_train has no "
+                                "wap.safetensors")
+        metrics = result.return_value or read_json(staging / RESULT_FILE)
+        metrics["seconds"] = seconds
+        info = read_json(staging / "wap.json")
+        write_bytes_atomic(weights, (staging / "wap.safetensors").read_bytes())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_json_atomic(weights.parent / "wap.json", {**info, "pretrain": to_dict(cfg), "clips": metrics["clips"],
+                                                    "final_loss": metrics["final_loss"],
+                                                    "frame_cache": str(cache.dir)})
+    plot_adapter_curve(metrics["history"], out / PLOT_FILE, f"adapter pre-training ({metrics['clips']} clips)")
+    write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
+    say(f"adapter pre-training: {len(metrics['history'])} epochs in {seconds:.0f}s -> {weights}")
+    return AdapterPretrainResult(out, weights, metrics, seconds)
