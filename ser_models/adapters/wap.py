@@ -24,15 +24,11 @@ from torch import nn
 from ser_models.adapters.config import WapConfig
 from ser_models.encoders.standardizer import LayerStandardizer
 from ser_models.exceptions import CheckpointError
+from ser_models.heads.pooling import frame_mask as valid_frames
 from ser_models.io import exists, read_bytes, read_json, write_bytes_atomic, write_json_atomic
 
 WEIGHTS_FILE = "wap.safetensors"
 INFO_FILE = "wap.json"
-
-
-def valid_frames(frame_lengths: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """``[B, F]`` bool, True on real (non-padding) frames."""
-    return torch.arange(num_frames, device=frame_lengths.device)[None, :] < frame_lengths[:, None]
 
 
 class WAPTransformer(nn.Module):

@@ -6,10 +6,10 @@ from ser_models.encoders.encoder import (
     SAMPLE_RATE,
     Encoder,
     EncoderOutput,
-    build_encoder,
     load_encoder_weights,
     save_encoder_weights,
 )
+from ser_models.encoders.factory import build_encoder
 from ser_models.encoders.featurizer import LayerFeaturizer
 from ser_models.encoders.presets import TINY_PRESETS
 

@@ -21,7 +21,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from ser_models.encoders.config import EncoderConfig
 from ser_models.encoders.preprocessing import resolve_normalize_waveform
-from ser_models.encoders.presets import TINY_PRESETS, build_tiny, family_classes
+from ser_models.encoders.presets import TINY_PRESETS, family_classes
 from ser_models.exceptions import CheckpointError, EncoderError
 from ser_models.io import filesystem, write_bytes_atomic
 
@@ -185,42 +185,6 @@ class Encoder(nn.Module):
         return (f"family={self.family!r}, source={self.cfg.source!r}, layers={self.num_layers}, "
                 f"hidden_size={self.hidden_size}, checkpoint={self.cfg.checkpoint!r}, "
                 f"normalize_waveform={self.normalize_waveform} ({self.normalize_reason})")
-
-
-def build_encoder(cfg: EncoderConfig) -> Encoder:
-    """Build the encoder named by ``cfg.source`` and load ``cfg.checkpoint`` over it.
-
-    Raises:
-        EncoderError: unknown family, or a hub id / folder that cannot be loaded (message says how to give a
-            local path or set ``model.encoder.allow_download=true``).
-        CheckpointError: ``cfg.checkpoint`` is missing or its keys do not match the model.
-    """
-    if cfg.source in TINY_PRESETS:
-        family, hf_config, hf_model = build_tiny(cfg.source)
-    else:
-        family, hf_config, hf_model = _load_pretrained(cfg)
-    # LayerDrop skips layers at random in training, changing how many hidden states come back.
-    hf_config.layerdrop = 0.0
-    hf_model.config.layerdrop = 0.0
-    if cfg.student_layers:  # a distilled student: the source's first layers, narrower (encoders/student.py)
-        from ser_models.encoders.student import shrink_encoder
-
-        shrink_encoder(family, hf_config, hf_model, cfg.student_layers, float(cfg.student_ffn_ratio))
-    if cfg.checkpoint:
-        load_encoder_weights(hf_model, cfg.checkpoint)
-    if cfg.gradient_checkpointing:
-        # transformers 5.x renamed it (the old name warns and goes in v6).
-        enable = getattr(hf_model, "activation_checkpointing_enable", None)
-        if enable is not None:
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    hf_model.eval()
-    if family == "whisper":
-        from ser_models.encoders.whisper import WhisperSpeechEncoder
-
-        return WhisperSpeechEncoder(cfg, family, hf_config, hf_model)
-    return Encoder(cfg, family, hf_config, hf_model)
 
 
 def _load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, PreTrainedModel]:

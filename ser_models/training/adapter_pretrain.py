@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 from ser_models.adapters.config import WapConfig
-from ser_models.adapters.wap import WAPTransformer, save_wap, valid_frames
+from ser_models.adapters.wap import WAPTransformer, save_wap
 from ser_models.exceptions import ConfigError, TrainingError
+from ser_models.heads.pooling import frame_mask as valid_frames
 from ser_models.training.batching import ClipSet, StreamingClips, epoch_batches, iterate_batches
 from ser_models.training.distributed import all_reduce_min, is_distributed, rank, seed_epoch, wrap_ddp
 from ser_models.training.schedule import tri_stage_scheduler
@@ -160,7 +161,7 @@ class AdapterPretrainObjective(nn.Module):
 
     def prepare(self, frames: torch.Tensor, lengths: torch.Tensor, rng: np.random.Generator) -> dict:
         """Masks and every target of a batch ``frames [B, F, L, D]``, ``lengths [B]`` (frames)."""
-        from ser_models.training.tapt import sample_time_mask
+        from ser_models.training.masking import sample_time_mask
 
         num_frames = frames.shape[1]
         mask = sample_time_mask(lengths.cpu(), num_frames, self.cfg.mask_prob,
@@ -204,7 +205,7 @@ class AdapterPretrainObjective(nn.Module):
                          max_seconds: float, batch_size: int) -> dict:
         """Refit the local-attribute centroids with FAISS k-means on the teacher's targets of up to
         ``max_clips`` clips (rank 0 fits, the others receive them), and return the fit's statistics."""
-        from ser_models.training.tapt import fit_kmeans
+        from ser_models.training.kmeans_targets import fit_kmeans
 
         stats: dict = {}
         if rank() == 0:
@@ -314,7 +315,7 @@ def pretrain_adapter(objective: AdapterPretrainObjective, clips: ClipSet | Strea
             ema_update(teacher, objective.student, decay)
             state.step += 1
             steps += 1
-            stats = {k: float(v) for k, v in out.items()}
+            stats = {k: float(v.detach()) for k, v in out.items()}
             if not math.isfinite(stats["loss"]):
                 raise TrainingError(f"adapter pre-training loss is {stats['loss']} at epoch {epoch + 1} step "
                                     f"{steps}: lower tapt.adapter.lr")

@@ -195,9 +195,9 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
     from ser_models.config import from_dict, to_dict
     from ser_models.data import Pool
     from ser_models.io import exists, read_json, storage_path, write_bytes_atomic, write_json_atomic
-    from ser_models.training.tapt import (
+    from ser_models.training.batching import AUDIO_INPUT_COLUMNS as TAPT_COLUMNS
+    from ser_models.training.pretraining import (
         RESULT_FILE,
-        TAPT_COLUMNS,
         WEIGHTS_FILE,
         plot_loss_curve,
         tapt_loop_per_worker,
@@ -226,7 +226,8 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
         f"{counts['student_params'] / counts['teacher_params']:.0%}); predicting teacher layers "
         f"{counts['teacher_layers']} on {rows} clips of split {split!r}")
     t0 = time.perf_counter()
-    loop_config = {"encoder": to_dict(teacher), "distill": to_dict(cfg), "threads": scaling.cpus_per_worker}
+    loop_config = {"build": build_from_config, "encoder": to_dict(teacher), "distill": to_dict(cfg),
+                   "threads": scaling.cpus_per_worker}
     result, _, staging = run_torch_trainer(tapt_loop_per_worker, loop_config, scaling, {"train": dataset}, out,
                                            run_name, train_rows=rows)
     seconds = time.perf_counter() - t0
@@ -244,3 +245,13 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
     plot_loss_curve(metrics["history"], out / PLOT_FILE, f"distillation of {teacher.source}")
     write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
     return DistillResult(out, encoder, metrics, seconds)
+
+
+def build_from_config(config: dict):
+    """The Ray Train worker's builder (see :mod:`ser_models.training.pretraining`): ``(objective, DistillConfig)``
+    from ``{"encoder": the teacher's EncoderConfig dict, "distill": DistillConfig dict}``."""
+    from ser_models.config import from_dict
+
+    cfg = from_dict(DistillConfig, config["distill"])
+    torch.manual_seed(cfg.seed)  # identical head init on every replica
+    return build_distill_objective(from_dict(EncoderConfig, config["encoder"]), cfg), cfg

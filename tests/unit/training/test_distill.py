@@ -18,7 +18,7 @@ from ser_models.training.distill import (
     resolve_teacher_layers,
     student_config,
 )
-from ser_models.training.tapt import pretrain, probe_loss
+from ser_models.training.pretraining import pretrain, probe_loss
 
 
 @pytest.mark.parametrize("source", ["tiny-wav2vec2", "tiny-whisper", "tiny-wavlm"])

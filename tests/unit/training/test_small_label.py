@@ -159,7 +159,11 @@ def test_l2_c_auto_cross_validates_on_the_labelled_clips_like_scikit_learn():
             pred[folds == f] = clf.predict(x[folds == f, 1])
         ref.append(balanced_accuracy_score(y, pred))
     np.testing.assert_allclose(record["l2_c_cv"]["scores"], ref, atol=0.03)
-    assert record["l2_c"] == grid[int(np.argmax(ref))] and record["l2_c_cv"]["folds"] == 4
+    # The chosen C is scikit-learn's best up to near-ties: two C within one held-out clip of each other (1/80 of
+    # balanced accuracy here) may swap under solver tolerances (scikit-learn 1.9 and our L-BFGS differ there).
+    chosen = grid.index(record["l2_c"])
+    assert ref[chosen] >= max(ref) - 0.02 and record["l2_c_cv"]["folds"] == 4
+    assert record["l2_c"] == grid[int(np.argmax(record["l2_c_cv"]["scores"]))]  # our own CV's best
     assert any("l2_c=auto: C=" in line for line in logs)
     # The final model is the full-data solve at the chosen C: scikit-learn's fit at that C.
     ours = predict(model, _clipset(x, y), cfg, torch.device("cpu"))

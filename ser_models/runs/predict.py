@@ -1,0 +1,229 @@
+"""What ``python -m jobs.predict`` runs: a trained checkpoint applied to a prepared pool or a raw manifest.
+
+The input's Parquet files are grouped into shards of about ``shard_rows`` clips (the plan is stored with the
+run); each shard is scored on a Ray Data actor pool and written as one Parquet file, atomically, so a rerun
+skips finished shards and a kill loses at most the shard in flight. Nothing holds the pool: the driver holds
+one shard's predictions at a time.
+
+    output_dir/
+      pool/                         the manifest, prepared on the fly (manifest input only)
+      plan.json                     shards: which input files each one reads (fixed at the first run)
+      predictions/part-00000.parquet utt_id, predicted, confidence, probs [C], <dimensions>, embedding [E]
+      summary.json                  clips, counts per class, mean confidence, seconds (written last)
+"""
+
+# No `from __future__ import annotations`: OmegaConf resolves these annotations at run time.
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ser_models.active.scorer import ScorerConfig
+from ser_models.config import field, to_yaml
+from ser_models.exceptions import CheckpointError, ConfigError
+
+PLAN_FILE = "plan.json"
+SUMMARY_FILE = "summary.json"
+PREDICTIONS_DIR = "predictions"
+
+
+@dataclass
+class PredictJobConfig:
+    checkpoint: str = field(help="a model checkpoint folder (model.json), or a run that holds one: a jobs.finetune "
+                            "output (checkpoint/), an AL run (its last round's train/checkpoint), a sweep trial")
+    output_dir: str = field(speed_only=True, help="where predictions/, plan.json and summary.json go (rerun to "
+                            "resume)")
+    pool_dir: str = field("", speed_only=True, help="a prepared pool to predict (or set manifest)")
+    manifest: str = field("", help="a raw manifest (CSV / Parquet / JSONL) prepared on the fly into output_dir/pool "
+                          "with jobs/configs/prepare_pool_demo.yaml's settings (or set pool_dir)")
+    split: str = field("all", help="pool split to predict: all | train | dev | test")
+    shard_rows: int = field(4096, help="clips per output shard (a kill loses at most one shard's work)")
+    embedding: bool = field(False, help="also write the head's embedding [E] per clip")
+    scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors: count, CPUs, GPUs, batch sizes")
+
+    def __post_init__(self):
+        if bool(self.pool_dir) == bool(self.manifest):
+            raise ConfigError("set exactly one of pool_dir (a prepared pool) and manifest (prepared on the fly)")
+        if self.shard_rows < 1:
+            raise ConfigError(f"shard_rows must be >= 1, got {self.shard_rows}")
+        if self.split not in ("all", "train", "dev", "test"):
+            raise ConfigError(f"split must be all, train, dev or test, got {self.split!r}")
+
+
+def resolve_checkpoint(path: str) -> str:
+    """The model folder ``path`` names: itself, its ``checkpoint/``, or an AL run's last round's checkpoint.
+
+    Raises:
+        CheckpointError: none of those holds a ``model.json``, naming what was tried.
+    """
+    from ser_models.io import exists, list_dir
+
+    base = str(path).rstrip("/")
+    tried = [base, f"{base}/checkpoint"]
+    for candidate in tried:
+        if exists(f"{candidate}/model.json"):
+            return candidate
+    if exists(f"{base}/rounds"):
+        rounds = sorted(n for n in list_dir(f"{base}/rounds") if n.startswith("round="))
+        for name in reversed(rounds):
+            candidate = f"{base}/rounds/{name}/train/checkpoint"
+            tried.append(candidate)
+            if exists(f"{candidate}/model.json"):
+                return candidate
+    raise CheckpointError(f"checkpoint={path!r}: no model.json in " + ", ".join(tried))
+
+
+def plan_shards(pool, split: str, shard_rows: int) -> list[list[str]]:
+    """Group the pool's Parquet files (of ``split``, or all) into shards of about ``shard_rows`` clips, in a
+    fixed order (file names sorted): ``[[file, ...], ...]`` as full paths on the pool's filesystem."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from ser_models.io import filesystem
+
+    fs, data_dir = filesystem(pool.data_dir)
+    base = data_dir if split == "all" else f"{data_dir}/split={pool._split_name(split)}"
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    shards, current, rows = [], [], 0
+    for path in files:
+        with fs.open_input_file(path) as fh:
+            n = pq.ParquetFile(fh).metadata.num_rows
+        current.append(path)
+        rows += n
+        if rows >= shard_rows:
+            shards.append(current)
+            current, rows = [], 0
+    if current:
+        shards.append(current)
+    return shards
+
+
+def _prediction_table(batches: list[dict], labels: list[str], dimensions: list[str], embedding: bool) -> pa.Table:
+    ids = np.concatenate([np.asarray(b["utt_id"]) for b in batches]).astype(str)
+    order = np.argsort(ids, kind="stable")
+    columns = {"utt_id": pa.array(ids[order], pa.string())}
+    if labels:
+        probs = np.concatenate([b["probs"] for b in batches]).astype(np.float32)[order]
+        columns["predicted"] = pa.array(np.asarray(labels, dtype=object)[probs.argmax(1)], pa.string())
+        columns["confidence"] = pa.array(probs.max(1))
+        columns["probs"] = pa.FixedSizeListArray.from_arrays(pa.array(probs.ravel()), probs.shape[1])
+    if dimensions:
+        dims = np.concatenate([b["dims"] for b in batches]).astype(np.float32)[order]
+        for k, name in enumerate(dimensions):
+            columns[name] = pa.array(dims[:, k])
+    if embedding:
+        emb = np.concatenate([b["embedding"] for b in batches]).astype(np.float32)[order]
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), max(emb.shape[1], 1))
+    return pa.table(columns)
+
+
+def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
+    """The job's work on a parsed config; returns the summary.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be found or loaded.
+        ConfigError / PoolError: a bad input; a rerun whose plan no longer matches the pool.
+    """
+    from ser_models.active.scorer import SCORE_INPUT_AUDIO, PoolScorer, run_on_actor_pool
+    from ser_models.data import Pool
+    from ser_models.data.config import PoolConfig
+    from ser_models.io import (
+        exists,
+        read_json,
+        read_parquet,
+        storage_path,
+        write_json_atomic,
+        write_parquet_atomic,
+    )
+    from ser_models.model import EmotionModel
+    from ser_models.provenance import check_run
+    from ser_models.runtime import connect_ray, read_parquet_dataset
+
+    say = print if verbose else (lambda *_: None)
+    t0 = time.perf_counter()
+    out = storage_path(cfg.output_dir)
+    checkpoint = resolve_checkpoint(cfg.checkpoint)
+    model = EmotionModel.load_checkpoint(checkpoint)  # fails here, before Ray, on a bad checkpoint
+    labels, dimensions = list(model.cfg.labels), list(model.cfg.dimensions)
+    if model.cfg.text.enabled:
+        raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
+    del model
+    connect_ray()
+    if cfg.manifest:
+        from ser_models.data.prepare import pool_fingerprint, prepare_pool
+
+        # The pool's defaults (16 kHz mono, validation, quarantine), with the checkpoint's class names so that
+        # a labelled manifest keeps its labels; a re-run finds the pool up to date and reuses it.
+        pool_cfg = PoolConfig(manifest=cfg.manifest, output_dir=str(out / "pool"),
+                              **({"labels": labels} if labels else {}))
+        summary = prepare_pool(pool_cfg, pool_fingerprint(pool_cfg))
+        say(f"prepared {cfg.manifest}: kept {summary.kept} / {summary.clips_in} clips, quarantined "
+            f"{summary.quarantined} (see {out / 'pool'}/quarantine.parquet)")
+        pool_dir = str(out / "pool")
+    else:
+        pool_dir = cfg.pool_dir
+    pool = Pool.open(pool_dir)
+    check_run(cfg.output_dir, "jobs.predict", cfg, inputs={"pool": pool.summary.get("fingerprint"),
+                                                           "checkpoint": checkpoint}, config_yaml=to_yaml(cfg))
+    plan_path = out / PLAN_FILE
+    if exists(plan_path):
+        plan = read_json(plan_path)
+        if plan["pool"] != pool.summary.get("fingerprint"):
+            raise ConfigError(f"{plan_path} was planned on another build of the pool: use a new output_dir")
+        shards = plan["shards"]
+    else:
+        shards = plan_shards(pool, cfg.split, cfg.shard_rows)
+        write_json_atomic(plan_path, {"pool": pool.summary.get("fingerprint"), "shards": shards,
+                                      "checkpoint": checkpoint})
+    from ray.data.datasource.partitioning import Partitioning
+
+    from ser_models.failpoints import failpoint
+    from ser_models.io import filesystem
+
+    fs, data_dir = filesystem(pool.data_dir)
+    partitioning = Partitioning("hive", base_dir=data_dir, field_names=["split"], field_types={"split": str})
+    kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, feature_shape=None, mc_samples=0,
+                  micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
+                  threads=cfg.scorer.torch_threads(), seed=0)
+    done = sum(exists(out / PREDICTIONS_DIR / f"part-{k:05d}.parquet") for k in range(len(shards)))
+    say(f"predicting {pool_dir} ({cfg.split}) with {checkpoint}: {len(shards)} shards"
+        + (f", {done} already finished (skipped)" if done else ""))
+    for k, files in enumerate(shards):
+        part = out / PREDICTIONS_DIR / f"part-{k:05d}.parquet"
+        if exists(part):
+            continue
+        t1 = time.perf_counter()
+        ds = read_parquet_dataset(files, filesystem=fs, columns=SCORE_INPUT_AUDIO, partitioning=partitioning)
+        batches = [b for b in run_on_actor_pool(ds.select_columns(SCORE_INPUT_AUDIO), PoolScorer, kwargs,
+                                                cfg.scorer) if len(b["utt_id"])]
+        table = _prediction_table(batches, labels, dimensions, cfg.embedding) if batches else None
+        if table is None:
+            raise ConfigError(f"shard {k} ({files[0]}, ...) holds no clips")
+        write_parquet_atomic(part, table)  # the shard is finished once this file exists
+        secs = time.perf_counter() - t1
+        say(f"  shard {k + 1}/{len(shards)}: {table.num_rows} clips in {secs:.1f}s "
+            f"({table.num_rows / max(secs, 1e-9):.1f} clips/s) -> {part}")
+        failpoint("predict_after_shard")
+    counts: dict[str, int] = {name: 0 for name in labels}
+    clips, confidence = 0, 0.0
+    for k in range(len(shards)):  # one shard's labels at a time
+        t = read_parquet(out / PREDICTIONS_DIR / f"part-{k:05d}.parquet",
+                         columns=["utt_id", *(["predicted", "confidence"] if labels else [])])
+        clips += t.num_rows
+        if labels:
+            for name, n in zip(*np.unique(np.asarray(t.column("predicted").to_pylist()), return_counts=True)):
+                counts[str(name)] += int(n)
+            confidence += float(np.sum(t.column("confidence").to_numpy()))
+    summary = {"clips": clips, "shards": len(shards), "checkpoint": checkpoint, "pool": pool_dir,
+               "split": cfg.split, "labels": labels, "dimensions": dimensions,
+               "per_class": counts if labels else None,
+               "mean_confidence": confidence / clips if labels and clips else None,
+               "seconds": time.perf_counter() - t0}
+    write_json_atomic(out / SUMMARY_FILE, summary)  # last: marks the run finished
+    if verbose and labels:
+        say("predicted per class: " + ", ".join(f"{n} {c}" for n, c in counts.items())
+            + f"; mean confidence {summary['mean_confidence']:.3f}")
+    say(f"{clips} clips in {summary['seconds']:.1f}s -> {out / PREDICTIONS_DIR}")
+    return summary

@@ -1,0 +1,83 @@
+"""Adapter pre-training on Ray Train survives a killed driver: the rerun resumes after the last checkpointed
+epoch (student, EMA teacher, clusters, optimizer) and finishes with every epoch recorded once."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from ser_models.config import load_config
+from ser_models.runs.adapter_pretrain import AdapterPretrainJobConfig, run_adapter_pretrain_job
+from ser_models.training.adapter_pretrain import RUN_NAME, STATE_FILE, AdapterPretrainState
+from ser_models.training.state_io import load_state
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+EPOCHS = 3
+_KILLED_RUN = """
+import json, sys
+import ray
+from ser_models.config import load_config
+from ser_models.runs.adapter_pretrain import AdapterPretrainJobConfig, run_adapter_pretrain_job
+
+spec = json.loads(sys.argv[1])
+ray.init(address=spec["address"], logging_level="WARNING")
+run_adapter_pretrain_job(load_config(AdapterPretrainJobConfig, spec["config"], spec["overrides"]))
+"""
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    return run_dir / snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+
+
+def test_killed_driver_then_rerun_resumes_the_pretraining(ray_local, demo_pool, tmp_path):
+    out = tmp_path / "ap"
+    overrides = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", f"pretrain.epochs={EPOCHS}"]
+    config = str(REPO / "jobs/configs/adapter_pretrain_smoke.yaml")
+    spec = {"address": ray_local.get_runtime_context().gcs_address, "config": config, "overrides": overrides}
+    run_dir = out / "ray_train" / RUN_NAME
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(spec)], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not snapshot.exists():  # Ray Train registered the first epoch's checkpoint
+            if proc.poll() is not None:
+                pytest.fail(f"the driver exited early ({proc.returncode}):\n{proc.stdout.read().decode()}")
+            if time.monotonic() > deadline:
+                pytest.fail("the driver wrote no checkpoint in 300 s")
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    killed, _ = load_state(latest_checkpoint(run_dir) / STATE_FILE, AdapterPretrainState)
+    assert 1 <= killed.epoch < EPOCHS, f"the killed run reached epoch {killed.epoch}: nothing left to resume"
+    assert not (out / "adapter_metrics.json").exists()
+
+    logs = io.StringIO()
+    with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
+        result = run_adapter_pretrain_job(load_config(AdapterPretrainJobConfig, config, overrides))
+        deadline = time.monotonic() + 10
+        while "resuming after epoch" not in logs.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert f"resuming after epoch {killed.epoch}" in logs.getvalue()
+    history = result.metrics["history"]
+    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+    # The finished epochs come from the checkpoint (their wall-clock seconds too): they were not rerun.
+    assert history[:killed.epoch] == json.loads(json.dumps(killed.history, default=float))
+    assert "feature cache: encoded" not in logs.getvalue()  # the killed driver's frame cache was complete
+    weights = load_file(out / "adapter" / "wap.safetensors")
+    assert "layer_logits" in weights and int(weights["standardizer.clips"]) > 0

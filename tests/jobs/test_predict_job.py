@@ -1,0 +1,129 @@
+"""``jobs.predict``: a checkpoint over a prepared pool, a raw manifest and an S3 bucket; resumable by shard."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from ser_models.config import load_config
+from ser_models.exceptions import CheckpointError
+from ser_models.model import EmotionModel
+from ser_models.runs.predict import PredictJobConfig, resolve_checkpoint, run_predict
+from ser_models.testing import tiny_model_config
+from ser_models.training.batching import collect_clips
+
+pytestmark = [pytest.mark.ray]
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A real checkpoint folder of a tiny model with classes and arousal/valence (weights as initialised)."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config(labels=["neutral", "happy", "angry", "sad"], normalize_waveform=False, head_hidden=16,
+                            dimensions=["arousal", "valence"])
+    model = EmotionModel(cfg)
+    out = tmp_path_factory.mktemp("ckpt") / "ft"
+    model.save_checkpoint(str(out / "checkpoint"))
+    return out
+
+
+def _config(checkpoint, out, **kw) -> PredictJobConfig:
+    args = [f"checkpoint={checkpoint}", f"output_dir={out}", "shard_rows=16", "embedding=true",
+            "scorer.num_actors=1", "scorer.num_cpus=1", "scorer.micro_batch_size=8",
+            *[f"{k}={v}" for k, v in kw.items()]]
+    return load_config(PredictJobConfig, ROOT / "jobs/configs/predict_demo.yaml", args)
+
+
+def _read(out: Path):
+    return pq.read_table(sorted((out / "predictions").glob("part-*.parquet"))).to_pandas()
+
+
+def test_config_header_and_checkpoint_resolution(checkpoint, tmp_path):
+    header = (ROOT / "jobs/configs/predict_demo.yaml").read_text().splitlines()[:5]
+    assert any("python -m jobs.predict jobs/configs/predict_demo.yaml" in x for x in header)
+    assert resolve_checkpoint(str(checkpoint)) == str(checkpoint / "checkpoint")
+    run = tmp_path / "run" / "rounds"
+    for r in ("round=000", "round=001"):
+        EmotionModel.load_checkpoint(str(checkpoint / "checkpoint")).save_checkpoint(str(run / r / "train" / "checkpoint"))
+    assert resolve_checkpoint(str(tmp_path / "run")).endswith("round=001/train/checkpoint")
+    with pytest.raises(CheckpointError, match="no model.json in"):
+        resolve_checkpoint(str(tmp_path / "nothing"))
+
+
+def test_predicts_every_clip_as_the_model_does_and_resumes_after_a_kill(ray_local, demo_pool, checkpoint, tmp_path):
+    out = tmp_path / "pred"
+    cfg = _config(checkpoint, out, pool_dir=demo_pool.pool_dir)
+    # A driver killed (SIGKILL) right after its first shard: that shard stays, the rest is redone.
+    env = {**os.environ, "SER_FAILPOINT": "predict_after_shard", "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address,
+           "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "jobs.predict", str(ROOT / "jobs/configs/predict_demo.yaml"),
+            f"checkpoint={checkpoint}", f"output_dir={out}", f"pool_dir={demo_pool.pool_dir}", "shard_rows=16",
+            "embedding=true", "scorer.num_actors=1", "scorer.num_cpus=1", "scorer.micro_batch_size=8"]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    parts = sorted((out / "predictions").glob("part-*.parquet"))
+    assert len(parts) == 1 and not (out / "summary.json").exists()
+    first = parts[0].stat().st_mtime_ns
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(plan["shards"]) >= 2
+
+    summary = run_predict(cfg)
+    assert parts[0].stat().st_mtime_ns == first  # the finished shard was skipped, not redone
+    pred = _read(out)
+    meta = demo_pool.open().metadata(columns=["utt_id"])
+    assert sorted(pred.utt_id) == sorted(meta.utt_id) and pred.utt_id.is_unique
+    assert summary["clips"] == len(meta) and sum(summary["per_class"].values()) == len(meta)
+    assert set(pred.columns) >= {"predicted", "confidence", "probs", "arousal", "valence", "embedding"}
+    # Each clip's probabilities are the model's own, one clip at a time.
+    model = EmotionModel.load_checkpoint(str(checkpoint / "checkpoint"))
+    clips = collect_clips(demo_pool.open().dataset(None).iter_batches(batch_size=64, batch_format="numpy"),
+                          [], require_labels=False)
+    by_id = pred.set_index("utt_id")
+    with torch.no_grad():
+        for i in range(0, len(clips), 7):
+            wav = torch.from_numpy(clips.audio[i].astype(np.float32) / 32768.0)[None]
+            out_i = model(wav, torch.tensor([wav.shape[1]]))
+            row = by_id.loc[clips.ids[i]]
+            np.testing.assert_allclose(np.asarray(row.probs), torch.softmax(out_i.logits, -1)[0].numpy(), atol=1e-4)
+            np.testing.assert_allclose([row.arousal, row.valence], out_i.dimensions[0].numpy(), atol=1e-4)
+            assert row.predicted == model.labels[int(out_i.logits.argmax())]
+    # A finished run is skipped whole on a rerun (every shard exists).
+    again = run_predict(cfg)
+    assert again["clips"] == summary["clips"] and parts[0].stat().st_mtime_ns == first
+
+
+def test_a_raw_manifest_is_prepared_on_the_fly(ray_local, demo_pool, checkpoint, tmp_path):
+    out = tmp_path / "from_manifest"
+    summary = run_predict(_config(checkpoint, out, pool_dir="''", manifest=demo_pool.manifest, split="test"))
+    assert (out / "pool" / "summary.json").exists()
+    test_ids = demo_pool.open().metadata(columns=["utt_id"], split="test").utt_id
+    assert sorted(_read(out).utt_id) == sorted(test_ids) and summary["clips"] == len(test_ids)
+
+
+@pytest.mark.slow
+def test_predicts_from_and_into_a_bucket(ray_local, demo_pool, checkpoint, s3_bucket, tmp_path, monkeypatch):
+    from ser_models import io
+
+    io.copy_dir(demo_pool.pool_dir, f"{s3_bucket}/pool")
+    io.copy_dir(checkpoint / "checkpoint", f"{s3_bucket}/ckpt")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["jobs.predict", str(ROOT / "jobs/configs/predict_demo.yaml"),
+                                      f"checkpoint={s3_bucket}/ckpt", f"pool_dir={s3_bucket}/pool",
+                                      f"output_dir={s3_bucket}/pred", "shard_rows=16", "scorer.num_cpus=1"])
+    runpy.run_module("jobs.predict", run_name="__main__")
+    assert not list(cwd.iterdir())  # nothing written locally
+    summary = json.loads(io.read_bytes(f"{s3_bucket}/pred/summary.json"))
+    assert summary["clips"] == demo_pool.summary.kept
+    assert "part-00000.parquet" in io.list_dir(f"{s3_bucket}/pred/predictions")
