@@ -112,6 +112,7 @@ def main(argv=None) -> Path | None:
     ap.add_argument("--fractions", nargs="+", type=float, default=[0.05, 0.10, 0.20, 1.0])
     ap.add_argument("--ablation-fractions", nargs="+", type=float, default=[0.20, 1.0])
     ap.add_argument("--pretrain-epochs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 when two benchmarks share 2 cores)")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
 
@@ -128,7 +129,7 @@ def main(argv=None) -> Path | None:
     from ser_models.runs.adapter_stage import frame_cache
     from ser_models.training.config import TrainConfig
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     load = LoadWindow()
     init_ray(2)
     work = Path(args.workdir) / Path(args.pool_dir).resolve().parent.name

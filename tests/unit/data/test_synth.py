@@ -18,8 +18,10 @@ from ser_models.data.synth import (
     Speaker,
     draw_prosody,
     generate_corpus,
+    language,
     plan_corpus,
     synthesize_clip,
+    voice,
     write_bad_clips,
 )
 
@@ -50,15 +52,15 @@ def test_jitter_makes_periods_irregular():
 
 
 def test_resonator_response_peaks_at_its_centre_frequency():
-    _, b, c = synth._resonator_coefficients(np.array([700.0]), np.array([80.0]))
-    h = synth._inverse_polynomial_response(synth._denominator_polynomial([(b, c)]))  # [1, K]
-    freqs = np.arange(h.shape[1]) * synth.SYNTH_RATE / synth._NFFT
+    _, b, c = voice._resonator_coefficients(np.array([700.0]), np.array([80.0]))
+    h = voice._inverse_polynomial_response(voice._denominator_polynomial([(b, c)]))  # [1, K]
+    freqs = np.arange(h.shape[1]) * synth.SYNTH_RATE / voice._NFFT
     assert freqs[np.argmax(np.abs(h[0]))] == pytest.approx(700.0, abs=20.0)
 
 
 def test_sustained_vowel_f0_and_formant():
-    seg = synth._Segments()
-    seg.add(0.6, synth._VOWEL, synth.LANGUAGE_SPECS["en"].vowels["aa"], voice=1.0)
+    seg = language.Segments()
+    seg.add(0.6, language._VOWEL, synth.LANGUAGE_SPECS["en"].vowels["aa"], voice=1.0)
     flat = synth.Prosody(0.0, 0.3, 4.0, 0.0, 0.3, 0.6, 0.0, 0.0, 0.0)
     wav = synth.render_utterance(seg, SPEAKER, flat, np.random.default_rng(0))
     mid = wav[3000:7000]
