@@ -8,7 +8,10 @@ For each pool size, in a fresh process with its own local Ray (2 CPUs), one afte
 * **cache build**: ``FeatureCache.build`` over every clip (frozen tiny encoder, one Ray Data actor);
 * **scoring pass**: ``score_dataset`` over the training split (a fresh model, one actor);
 * **TAPT epoch**: ``run_tapt`` for one epoch through Ray Train (1 worker);
-* **fine-tuning epoch**: ``train_model`` for one epoch on every training clip through Ray Train (1 worker).
+* **fine-tuning epoch**: ``train_model`` for one epoch on every training clip through Ray Train (1 worker);
+* **frame cache build**: the frame cache (every hidden state's frames) over every clip;
+* **adapter epoch**: one epoch of the WAP adapter's pre-training on the training clips' cached frames through
+  Ray Train (1 worker; its shard streamed, ``scaling.stream_above_clips=0``, at every size).
 
 Each with the library's defaults (``scaling.stream_above_clips`` decides whether a worker holds or streams its
 shard). Peak memory is the largest sum, sampled every 0.25 s, of the proportional set size (PSS: shared pages
@@ -31,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "scale.md"
 SECONDS_PER_CLIP = 3.1  # mean duration of a demo clip (jobs.make_demo_pool)
-STAGES = ("cache_build", "scoring", "tapt_epoch", "finetune_epoch")
+STAGES = ("cache_build", "scoring", "tapt_epoch", "finetune_epoch", "frame_cache_build", "adapter_epoch")
 CROP = 2.0  # training crops (s): the stages' cost per clip stays the same at every pool size
 
 
@@ -206,6 +209,21 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     stage("finetune_epoch", lambda: train_model(
         lora, TrainConfig(epochs=1, batch_size=8, max_crop_seconds=CROP, early_stopping_patience=0),
         ScalingSettings(), feeds, out / "ft", class_counts=counts, train_rows=train_n, verbose=False))
+    from ser_models.adapters.config import WapConfig
+    from ser_models.training.adapter_pretrain import run_adapter_pretrain
+    from ser_models.training.tapt_config import AdapterPretrainConfig
+
+    framed = tiny_model_config(adapter="frozen", normalize_waveform=False, pooling="attentive_stats")
+    frames = FeatureCache(out / "cache", feature_cache_key(pool, encoder), kind="frames")
+    stage("frame_cache_build", lambda: frames.build(pool.dataset(None), framed, encoder.num_layers, scorer,
+                                                    verbose=False))
+    if not stages or "adapter_epoch" in stages:
+        train_ids = sorted(pool.metadata(columns=["utt_id"], split="train")["utt_id"].astype(str))
+        wap = WapConfig(enabled=True, depth=2, dim=32, heads=2, ff_dim=64)
+        stage("adapter_epoch", lambda: run_adapter_pretrain(
+            frames, train_ids, wap, AdapterPretrainConfig(epochs=1, batch_size=16, max_crop_seconds=CROP,
+                                                          num_clusters=16, kmeans_max_clips=256),
+            ScalingSettings(stream_above_clips=0), str(out / "adapter"), verbose=False))
     shutil.rmtree(out, ignore_errors=True)
     return row
 
@@ -231,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hours", type=float, nargs="+", default=[1.0, 4.0, 16.0], help="pool sizes (hours)")
     ap.add_argument("--workdir", default="/tmp/ser_bench_scale", help="pools are generated and kept here")
     ap.add_argument("--stages", nargs="+", choices=STAGES, help="run only these stages (prints only)")
+    ap.add_argument("--results", help="write this run's tables here (default: only the full 1/4/16 h run writes "
+                    "bench/results/scale.md)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.case:
@@ -263,10 +283,12 @@ def main(argv: list[str] | None = None) -> None:
                         f"{big[f'{s}_s'] / small[f'{s}_s']:.1f}", f"{big['hours'] / small['hours']:.1f}"]
                        for s in stages])
     print(table + "\n\n" + growth)
-    if args.hours == [1.0, 4.0, 16.0] and not args.stages:
-        text = "\n\n".join(["# Scale benchmark", f"`python -m bench.scale`\n\n{__doc__.split(chr(10), 3)[3].strip()}",
+    full = args.hours == [1.0, 4.0, 16.0] and not args.stages
+    if full or args.results:
+        command = "python -m bench.scale" + ("" if full else " " + " ".join(argv if argv is not None else sys.argv[1:]))
+        text = "\n\n".join(["# Scale benchmark", f"`{command}`\n\n{__doc__.split(chr(10), 3)[3].strip()}",
                             table, growth, breakdown_md(rows), machine_markdown(machine_info(), load)])
-        write_results(RESULTS, text)
+        write_results(args.results or RESULTS, text)
 
 
 if __name__ == "__main__":

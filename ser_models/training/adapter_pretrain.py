@@ -44,7 +44,7 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +55,9 @@ from ser_models.adapters.config import WapConfig
 from ser_models.adapters.wap import WAPTransformer, save_wap
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask as valid_frames
-from ser_models.training.batching import ClipSet, StreamingClips, epoch_batches, iterate_batches
-from ser_models.training.distributed import all_reduce_min, is_distributed, rank, seed_epoch, wrap_ddp
-from ser_models.training.schedule import tri_stage_scheduler
+from ser_models.training.batching import ClipSet, StreamingClips, iterate_batches
+from ser_models.training.distributed import is_distributed, rank
+from ser_models.training.pretraining import TaptState
 from ser_models.training.state_io import load_state, save_state
 from ser_models.training.tapt_config import AdapterPretrainConfig
 
@@ -134,10 +134,58 @@ class AdapterPretrainObjective(nn.Module):
         if self.target_layers > wap.depth:
             raise ConfigError(f"tapt.adapter.target_layers={cfg.target_layers} but model.wap.depth={wap.depth}")
 
+    config_key = "tapt.adapter"
+    log_keys = ("recon", "frame", "utterance", "cluster", "cluster_perplexity", "spread")
+    min_samples = 1  # clips are cached frames; masks adapt their span to the shortest clip
+
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         self.__dict__["teacher"]._apply(fn)
         return self
+
+    # The teacher travels in the objective's state dict (``teacher.*``), so a checkpoint resumes it exactly.
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name, value in self.__dict__["teacher"].state_dict(keep_vars=keep_vars).items():
+            destination[f"{prefix}teacher.{name}"] = value
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        head = f"{prefix}teacher."
+        teacher = {k[len(head):]: state_dict.pop(k) for k in [k for k in state_dict if k.startswith(head)]}
+        if teacher:
+            self.__dict__["teacher"].load_state_dict(teacher)
+        elif strict:
+            missing_keys.append(f"{head}*")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def set_step(self, step: int) -> None:
+        """(Protocol hook: nothing anneals per step before it.)"""
+
+    def start_epoch(self, epoch: int, clips) -> dict:
+        """Refit the local attributes every ``refresh_every`` epochs (and whenever none are fitted yet)."""
+        c = self.cfg
+        if epoch % c.refresh_every and bool(self.clusters_fitted):
+            return {}
+        fit = self.refresh_clusters(clips, c.kmeans_max_clips, c.kmeans_iterations, c.seed + epoch,
+                                    c.max_crop_seconds, c.batch_size)
+        return {"kmeans": {k: fit[k] for k in ("frames", "inertia", "clips", "seconds") if k in fit}}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """The teacher follows the student: ``ema_update`` with the scheduled decay."""
+        self.decay = ema_decay(self.cfg, step, total_steps)
+        ema_update(self.__dict__["teacher"], self.student, self.decay)
+
+    def end_epoch(self, record: dict) -> None:
+        """Record the decay, then the collapse guard: raise when the epoch's mean teacher spread is too small."""
+        record["ema_decay"] = getattr(self, "decay", self.cfg.ema_decay)
+        if record.get("spread", math.inf) < self.cfg.collapse_std:
+            raise TrainingError(
+                f"adapter pre-training collapsed at epoch {record['epoch']}: the teacher's outputs vary by "
+                f"{record['spread']:.2e} across frames (< tapt.adapter.collapse_std={self.cfg.collapse_std}); "
+                "raise tapt.adapter.ema_decay / ema_decay_end (a slower teacher), lower tapt.adapter.lr, or raise "
+                "tapt.adapter.mask_weight (the reconstruction loss cannot be met by a constant)")
 
     @torch.no_grad()
     def teacher_targets(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,110 +284,37 @@ def _batches_in_order(clips: ClipSet | StreamingClips, batch_size: int, max_seco
         yield from iterate_batches(clips, batch_size, max_seconds, rng=None)
 
 
-@dataclass
-class AdapterPretrainState:
-    """Progress of an adapter pre-training run (weights, teacher and optimizer are stored beside it)."""
-
-    epoch: int = 0
-    step: int = 0
-    history: list[dict] = field(default_factory=list)
+#: Progress of a run (epoch, step, history): the shared loop's state.
+AdapterPretrainState = TaptState
 
 
 def pretrain_adapter(objective: AdapterPretrainObjective, clips: ClipSet | StreamingClips, *,
                      device: torch.device | None = None, resume: dict | None = None, on_epoch_end=None,
                      log=print) -> AdapterPretrainState:
-    """Run the pre-training epochs over this worker's cached frames.
+    """Run the pre-training epochs over this worker's cached frames: the shared loop of
+    :func:`ser_models.training.pretraining.pretrain`, with this objective's hooks (cluster refresh at the start
+    of an epoch, the EMA update after every step, the collapse guard at the end of an epoch).
 
     Args:
         objective: its student and heads are optimised; its teacher follows by EMA after every step.
         clips: frame clips (``ClipSet.frames``), held or streamed from the worker's shard every epoch.
         device: where to train (default CPU).
-        resume: ``{"state", "model", "teacher", "optimizer", "scheduler"}`` as saved by a checkpoint.
+        resume: ``{"state", "model", "optimizer", "scheduler"}`` as saved by a checkpoint (``model`` holds the
+            teacher too).
         on_epoch_end: ``f(state, objective, optimizer, scheduler)`` after every epoch on every worker.
         log: progress lines (rank 0).
 
     Returns:
         The final :class:`AdapterPretrainState` (``history``: one dict per epoch: losses, ``spread``,
-        ``cluster_perplexity``, ``ema_decay``, ``seconds``).
+        ``cluster_perplexity``, ``ema_decay``, ``kmeans`` on refresh epochs, ``seconds``).
 
     Raises:
         TrainingError: a worker has no clips, the loss is not finite, or the collapse guard fires.
     """
-    cfg = objective.cfg
-    device = device or torch.device("cpu")
-    objective.to(device)
-    params = [p for p in objective.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = all_reduce_min(epoch_batches(clips, cfg.batch_size, cfg.max_crop_seconds,
-                                                   np.random.default_rng(0))[0])
-    if steps_per_epoch == 0:
-        raise TrainingError(f"a worker got no clips for adapter pre-training ({len(clips)} here): use fewer "
-                            "scaling.num_workers")
-    total = steps_per_epoch * cfg.epochs
-    scheduler = tri_stage_scheduler(optimizer, total, cfg.warmup_ratio, cfg.hold_ratio)
-    state = AdapterPretrainState()
-    teacher = objective.__dict__["teacher"]
-    if resume is not None:
-        state = resume["state"]
-        objective.load_state_dict(resume["model"])
-        teacher.load_state_dict(resume["teacher"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-    wrapped = wrap_ddp(objective, device)
-    me = rank()
-    for epoch in range(state.epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        kmeans = {}
-        if epoch % cfg.refresh_every == 0 or not bool(objective.clusters_fitted):
-            kmeans = objective.refresh_clusters(clips, cfg.kmeans_max_clips, cfg.kmeans_iterations,
-                                                cfg.seed + epoch, cfg.max_crop_seconds, cfg.batch_size)
-        rng = seed_epoch(cfg.seed, epoch)  # a resumed run draws the same crops and masks
-        sums: dict[str, float] = {}
-        steps = 0
-        _, batches = epoch_batches(clips, cfg.batch_size, cfg.max_crop_seconds, rng)
-        decay = cfg.ema_decay
-        while steps < steps_per_epoch:
-            batch = next(batches, None)
-            if all_reduce_min(batch is not None) == 0:  # every replica takes the same steps
-                break
-            objective.train()
-            inputs = objective.prepare(batch.features.to(device), batch.lengths.to(device), rng)
-            out = wrapped(**inputs)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            decay = ema_decay(cfg, state.step, total)
-            ema_update(teacher, objective.student, decay)
-            state.step += 1
-            steps += 1
-            stats = {k: float(v.detach()) for k, v in out.items()}
-            if not math.isfinite(stats["loss"]):
-                raise TrainingError(f"adapter pre-training loss is {stats['loss']} at epoch {epoch + 1} step "
-                                    f"{steps}: lower tapt.adapter.lr")
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
-        record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()}, "steps": steps,
-                  "lr": scheduler.get_last_lr()[0], "ema_decay": decay, "seconds": time.perf_counter() - t0}
-        if kmeans:
-            record["kmeans"] = {k: kmeans[k] for k in ("frames", "inertia", "clips", "seconds") if k in kmeans}
-        if me == 0:
-            extra = "".join(f"  {k} {record[k]:.3f}" for k in ("recon", "frame", "utterance", "cluster",
-                                                               "cluster_perplexity", "spread") if k in record)
-            log(f"  epoch {epoch + 1:>3}/{cfg.epochs}  loss {record['loss']:.4f}{extra}  ({record['seconds']:.1f}s)")
-        if record.get("spread", math.inf) < cfg.collapse_std:
-            raise TrainingError(
-                f"adapter pre-training collapsed at epoch {epoch + 1}: the teacher's outputs vary by "
-                f"{record['spread']:.2e} across frames (< tapt.adapter.collapse_std={cfg.collapse_std}); raise "
-                "tapt.adapter.ema_decay / ema_decay_end (a slower teacher), lower tapt.adapter.lr, or raise "
-                "tapt.adapter.mask_weight (the reconstruction loss cannot be met by a constant)")
-        state.epoch = epoch + 1
-        state.history.append(record)
-        if on_epoch_end is not None:
-            on_epoch_end(state, objective, optimizer, scheduler)
-    return state
+    from ser_models.training.pretraining import pretrain
+
+    return pretrain(objective, clips, objective.cfg, device=device, resume=resume, on_epoch_end=on_epoch_end,
+                    log=log)
 
 
 # ------------------------------------------------------------------------------------------ Ray Train
@@ -386,14 +361,13 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state, rest = load_state(Path(d) / STATE_FILE, AdapterPretrainState)
+            state, rest = load_state(Path(d) / STATE_FILE, TaptState)
         resume = {"state": state, **rest}
         if me == 0:
             print(f"resuming after epoch {state.epoch}")
 
     def save(path: Path, state, obj, opt, sched) -> None:
-        save_state(path, state, model=obj.state_dict(), teacher=obj.__dict__["teacher"].state_dict(),
-                   optimizer=opt.state_dict(), scheduler=sched.state_dict())
+        save_state(path, state, model=obj.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict())
 
     def on_epoch_end(state, obj, opt, sched) -> None:
         metrics = {k: v for k, v in state.history[-1].items() if not isinstance(v, dict)}

@@ -254,35 +254,29 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
                      targets=targets, transcripts=texts)
     if clips.frames is not None:
         max_frames = None if max_samples is None else max(max_samples // FRAME_HOP_SAMPLES, 1)
-        pieces = []
-        for i in index:
-            f = clips.frames[i]
-            if max_frames is not None and len(f) > max_frames:
-                extra = len(f) - max_frames
-                off = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
-                f = f[off:off + max_frames]
-            pieces.append(f)
-        lengths = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
-        out = np.zeros((len(pieces), max(int(lengths.max()), 1), *pieces[0].shape[1:]), np.float32)
-        for row, piece in enumerate(pieces):
-            out[row, :len(piece)] = piece
-        return Batch(ids, labels, features=torch.from_numpy(out), lengths=torch.from_numpy(lengths),
-                     targets=targets, transcripts=texts)
+        out, lengths = _crop_and_pad([clips.frames[i] for i in index], max_frames, rng, 1.0)
+        return Batch(ids, labels, features=out, lengths=lengths, targets=targets, transcripts=texts)
     assert clips.audio is not None
-    pieces = []
-    for i in index:
-        wav = clips.audio[i]
-        if max_samples is not None and len(wav) > max_samples:
-            extra = len(wav) - max_samples
+    out, lengths = _crop_and_pad([clips.audio[i] for i in index], max_samples, rng, 1.0 / 32768.0)
+    return Batch(ids, labels, wavs=out, lengths=lengths, targets=targets, transcripts=texts)
+
+
+def _crop_and_pad(pieces: list[np.ndarray], max_len: int | None, rng: np.random.Generator | None,
+                  scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop each array along its first axis to ``max_len`` (random offset with ``rng``, centred without), scale
+    it to float32 and zero-pad to the longest: ``([B, T, ...], lengths [B])``."""
+    cropped = []
+    for piece in pieces:
+        if max_len is not None and len(piece) > max_len:
+            extra = len(piece) - max_len
             off = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
-            wav = wav[off:off + max_samples]
-        pieces.append(wav)
-    lengths = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
-    out = np.zeros((len(pieces), int(lengths.max())), np.float32)
-    for row, piece in enumerate(pieces):
-        out[row, :len(piece)] = piece.astype(np.float32) / 32768.0
-    return Batch(ids, labels, wavs=torch.from_numpy(out), lengths=torch.from_numpy(lengths), targets=targets,
-                 transcripts=texts)
+            piece = piece[off:off + max_len]
+        cropped.append(piece)
+    lengths = np.fromiter((len(p) for p in cropped), np.int64, len(cropped))
+    out = np.zeros((len(cropped), max(int(lengths.max()), 1), *cropped[0].shape[1:]), np.float32)
+    for row, piece in enumerate(cropped):
+        out[row, :len(piece)] = piece.astype(np.float32) * np.float32(scale) if scale != 1.0 else piece
+    return torch.from_numpy(out), torch.from_numpy(lengths)
 
 
 def iterate_batches(clips: ClipSet, batch_size: int, max_seconds: float | None,

@@ -4,8 +4,13 @@ and the Ray Train worker. TAPT (:mod:`ser_models.training.tapt_objectives`) and 
 
 - ``objective.encoder``: the :class:`~ser_models.encoders.Encoder` being trained (its ``hf_model`` is saved);
 - ``objective.name``; ``objective.min_samples`` (shortest usable clip, 16 kHz samples);
-- ``objective.set_step(step)`` (annealing hook); ``objective.prepare(wavs, lengths, rng) -> dict`` (masks,
-  negatives, targets; no gradient); ``objective(**inputs) -> {"loss", ...detached stats}``.
+- ``objective.set_step(step)`` (annealing hook); ``objective.prepare(inputs, lengths, rng) -> dict`` (masks,
+  negatives, targets; no gradient) where ``inputs`` is the batch's audio ``[B, T]`` or, for objectives over
+  cached frames, its ``features [B, F, L, D]``; ``objective(**inputs) -> {"loss", ...detached stats}``;
+- optional: ``config_key`` (named in messages, default ``tapt``), ``log_keys`` (stats printed per epoch),
+  ``start_epoch(epoch, clips) -> dict`` (e.g. refit targets; merged into the epoch's record),
+  ``after_step(step, total_steps)`` (e.g. an EMA teacher's update), ``end_epoch(record)`` (e.g. a collapse
+  guard that raises).
 
 The driver passes the builder to the worker as ``config["build"]`` (``config -> (objective, settings)``;
 settings with ``epochs, batch_size, lr, weight_decay, warmup_ratio, hold_ratio, grad_clip, max_crop_seconds,
@@ -44,6 +49,7 @@ def train_step(objective: nn.Module, optimizer: torch.optim.Optimizer, wavs: tor
     """One optimisation step on a padded batch; returns the step's loss and stats as floats.
 
     Args:
+        wavs: ``[B, T]`` audio, or ``[B, F, L, D]`` cached frames for objectives over the frame cache.
         forward: the module to call (a DDP wrapper of ``objective``); default ``objective``.
     """
     objective.train()
@@ -90,13 +96,14 @@ def drop_short_clips(clips: ClipSet, min_samples: int) -> tuple[ClipSet, int]:
 def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg, *,
              device: torch.device | None = None,
              resume: dict | None = None, on_epoch_end=None, log=print) -> TaptState:
-    """Run TAPT epochs over this worker's clips (AdamW, tri-stage schedule, random crops).
+    """Run pre-training epochs over this worker's clips (AdamW, tri-stage schedule, random crops).
 
     Args:
-        objective: from :func:`build_objective`; its trainable parameters are optimised.
-        clips: audio clips (labels unused), at least ``objective.min_samples`` long: held, or streamed from
-            the worker's shard every epoch (:class:`StreamingClips`, which drops short clips as it reads).
-        cfg: TAPT settings.
+        objective: follows the protocol above; its trainable parameters are optimised.
+        clips: audio clips (labels unused), at least ``objective.min_samples`` long, or cached frames: held, or
+            streamed from the worker's shard every epoch (:class:`StreamingClips`, which drops short clips).
+        cfg: settings with ``epochs, batch_size, lr, weight_decay, warmup_ratio, hold_ratio, grad_clip,
+            max_crop_seconds, seed``.
         device: where to train (default CPU).
         resume: ``{"state": TaptState, "model", "optimizer", "scheduler"}`` as saved by a checkpoint.
         on_epoch_end: ``f(state, objective, optimizer, scheduler)`` after every epoch on every worker
@@ -115,10 +122,16 @@ def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg, *,
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = all_reduce_min(epoch_batches(clips, cfg.batch_size, cfg.max_crop_seconds,
                                                    np.random.default_rng(0))[0])
+    key = getattr(objective, "config_key", "tapt")
     if steps_per_epoch == 0:
-        raise TrainingError(f"a worker got no clips long enough for TAPT ({len(clips)} here, shortest allowed "
-                            f"{objective.min_samples} samples): use fewer scaling.num_workers")
-    scheduler = tri_stage_scheduler(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_ratio, cfg.hold_ratio)
+        raise TrainingError(f"a worker got no clips long enough for {key} ({len(clips)} here, shortest allowed "
+                            f"{getattr(objective, 'min_samples', 1)} samples): use fewer scaling.num_workers")
+    total = steps_per_epoch * cfg.epochs
+    scheduler = tri_stage_scheduler(optimizer, total, cfg.warmup_ratio, cfg.hold_ratio)
+    start_epoch = getattr(objective, "start_epoch", None)
+    after_step = getattr(objective, "after_step", None)
+    end_epoch = getattr(objective, "end_epoch", None)
+    log_keys = getattr(objective, "log_keys", ("contrastive", "diversity", "accuracy", "l1", "cos"))
     state = TaptState()
     if resume is not None:
         state = resume["state"]
@@ -129,6 +142,7 @@ def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg, *,
     me = rank()
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.perf_counter()
+        extra = start_epoch(epoch, clips) if start_epoch is not None else {}
         rng = seed_epoch(cfg.seed, epoch)  # a resumed run draws the same crops, masks and negatives
         sums: dict[str, float] = {}
         steps = 0
@@ -138,22 +152,26 @@ def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg, *,
             if all_reduce_min(batch is not None) == 0:  # every replica takes the same steps
                 break
             objective.set_step(state.step)
-            stats = train_step(objective, optimizer, batch.wavs.to(device), batch.lengths.to(device), rng,
+            inputs = batch.features if batch.features is not None else batch.wavs
+            stats = train_step(objective, optimizer, inputs.to(device), batch.lengths.to(device), rng,
                                grad_clip=cfg.grad_clip, forward=wrapped)
             if not math.isfinite(stats["loss"]):
-                raise TrainingError(f"TAPT loss is {stats['loss']} at epoch {epoch + 1} step {steps + 1}: lower "
-                                    "tapt.lr")
+                raise TrainingError(f"{key} loss is {stats['loss']} at epoch {epoch + 1} step {steps + 1}: lower "
+                                    f"{key}.lr")
             scheduler.step()
+            if after_step is not None:
+                after_step(state.step, total)
             state.step += 1
             steps += 1
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
         record = {"epoch": epoch + 1, **{k: v / max(steps, 1) for k, v in sums.items()},
-                  "steps": steps, "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+                  "steps": steps, "lr": scheduler.get_last_lr()[0], **extra, "seconds": time.perf_counter() - t0}
         if me == 0:
-            extra = "".join(f"  {k} {record[k]:.3f}" for k in ("contrastive", "diversity", "accuracy", "l1", "cos")
-                            if k in record)
-            log(f"  epoch {epoch + 1:>3}/{cfg.epochs}  loss {record['loss']:.4f}{extra}  ({record['seconds']:.1f}s)")
+            shown = "".join(f"  {k} {record[k]:.3f}" for k in log_keys if k in record)
+            log(f"  epoch {epoch + 1:>3}/{cfg.epochs}  loss {record['loss']:.4f}{shown}  ({record['seconds']:.1f}s)")
+        if end_epoch is not None:
+            end_epoch(record)
         state.epoch = epoch + 1
         state.history.append(record)
         if on_epoch_end is not None:
