@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
@@ -114,7 +115,11 @@ def main(argv=None) -> Path | None:
     ap.add_argument("--pretrain-epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (1 when two benchmarks share 2 cores)")
     ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--report-only", action="store_true", help="write the results from the fits already recorded "
+                    "under --workdir (records.jsonl, costs.jsonl) without running anything")
     args = ap.parse_args(argv)
+    if args.report_only:
+        return write_report(args)
 
     import torch
 
@@ -159,20 +164,28 @@ def main(argv=None) -> Path | None:
     recipe_cfg = dataclasses.replace(base, featurizer_layer=1, feature_norm="pool", head_input_norm=False,
                                      feature_stats=str(work / "pooled_stats.safetensors"))
     lbfgs = TrainConfig(solver="lbfgs", l2_c="auto")
-    records, costs = [], []
+    # Every finished fit and pre-training is appended to a JSONL file: a rerun (after a kill) skips them.
+    records, costs = _load_jsonl(work / "records.jsonl"), _load_jsonl(work / "costs.jsonl")
+    done = {(r["seed"], r["fraction"], r["variant"]) for r in records}
     for seed in args.seeds:
         ckpt = {}
         for name, weights in (("full", {}), ("no_distill", {"frame_weight": 0.0, "utterance_weight": 0.0}),
                               ("no_clusters", {"cluster_weight": 0.0}), ("scratch", None)):
             epochs = 0 if weights is None else args.pretrain_epochs
-            path, secs, hist = pretrain(wap, (fmean, fstd, fn), unlabelled, seed, work / f"wap_{name}_{seed}",
-                                        epochs, **(weights or {}))
+            folder = work / f"wap_{name}_{seed}"
+            if (folder / "wap.json").exists() and (not epochs or any(
+                    c["variant"] == name and c["seed"] == seed for c in costs)):
+                ckpt[name] = str(folder / "wap.safetensors")
+                continue
+            path, secs, hist = pretrain(wap, (fmean, fstd, fn), unlabelled, seed, folder, epochs, **(weights or {}))
             ckpt[name] = path
             if epochs:
-                costs.append({"variant": name, "seed": seed, "seconds": secs, "epochs": epochs,
-                              "s_per_epoch_per_hour": secs / epochs / audio_hours,
-                              "loss_first": hist[0]["loss"], "loss_last": hist[-1]["loss"],
-                              "spread_last": hist[-1].get("spread"), "perplexity_last": hist[-1].get("cluster_perplexity")})
+                cost = {"variant": name, "seed": seed, "seconds": secs, "epochs": epochs,
+                        "s_per_epoch_per_hour": secs / epochs / audio_hours,
+                        "loss_first": hist[0]["loss"], "loss_last": hist[-1]["loss"],
+                        "spread_last": hist[-1].get("spread"), "perplexity_last": hist[-1].get("cluster_perplexity")}
+                costs.append(cost)
+                _append_jsonl(work / "costs.jsonl", cost)
                 print(f"seed {seed} pre-train {name}: {secs:.0f}s, loss {hist[0]['loss']:.3f} -> {hist[-1]['loss']:.3f}")
         wapped = dataclasses.replace(base, pooling="attentive_stats")
         variants = {
@@ -192,17 +205,37 @@ def main(argv=None) -> Path | None:
         }
         for fraction in args.fractions:
             for name, (mcfg, tcfg, pooled) in variants.items():
-                if name in ABLATIONS and fraction not in args.ablation_fractions:
+                if (name in ABLATIONS and fraction not in args.ablation_fractions) or (seed, fraction, name) in done:
                     continue
                 src = psplits if pooled else splits
                 t1 = time.perf_counter()
                 ua = fit_variant(mcfg, tcfg, subset(src["train"], fraction, seed), src["test"], seed)
                 records.append({"seed": seed, "fraction": fraction, "variant": name, "ua": ua,
                                 "seconds": time.perf_counter() - t1})
+                _append_jsonl(work / "records.jsonl", records[-1])
                 print(f"seed {seed} {fraction:.0%} {name}: UA {ua:.3f} ({time.perf_counter() - t1:.0f}s)")
-    frame = pd.DataFrame(records)
-    text = report(frame, pd.DataFrame(costs), args, audio_hours, len(train_ids), machine_markdown(machine_info(), load))
+    return write_report(args, load)
+
+
+def write_report(args, load: LoadWindow | None = None) -> Path:
+    """The results file from the recorded fits and pre-trainings of ``--workdir``."""
+    from ser_models.data import Pool
+
+    work = Path(args.workdir) / Path(args.pool_dir).resolve().parent.name
+    meta = Pool.open(args.pool_dir).metadata(columns=["duration"], split="train")
+    records, costs = pd.DataFrame(_load_jsonl(work / "records.jsonl")), pd.DataFrame(_load_jsonl(work / "costs.jsonl"))
+    text = report(records, costs, args, float(meta["duration"].sum()) / 3600, len(meta),
+                  machine_markdown(machine_info(), load or LoadWindow().close()))
     return write_results(args.results, text)
+
+
+def _load_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 def _frame_stats(work: Path, mean, std, n) -> str:
@@ -221,7 +254,8 @@ def report(frame: pd.DataFrame, costs: pd.DataFrame, args, hours: float, clips: 
         cells = [variant]
         for fraction in args.fractions:
             v = frame[(frame.variant == variant) & (frame.fraction == fraction)].ua
-            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}" if len(v) else "-")
+            cells.append("-" if not len(v) else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1
+                         else f"{v.mean():.3f} (1 seed)")
         rows.append(cells)
     table = md_table(["variant", *[f"{f:.0%}" for f in args.fractions]], rows)
     diffs = []
@@ -233,7 +267,8 @@ def report(frame: pd.DataFrame, costs: pd.DataFrame, args, hours: float, clips: 
             x = frame[(frame.variant == a) & (frame.fraction == fraction)].set_index("seed").ua
             y = frame[(frame.variant == b) & (frame.fraction == fraction)].set_index("seed").ua
             d = (x - y).dropna() * 100
-            cells.append(f"{d.mean():+.1f} ± {d.std(ddof=1) if len(d) > 1 else 0:.1f}" if len(d) else "-")
+            cells.append("-" if not len(d) else f"{d.mean():+.1f} ± {d.std(ddof=1):.1f} (n={len(d)})" if len(d) > 1
+                         else f"{d.mean():+.1f} (1 seed)")
         diffs.append(cells)
     ratio_rows = []
     for variant in MAIN:
@@ -249,11 +284,13 @@ def report(frame: pd.DataFrame, costs: pd.DataFrame, args, hours: float, clips: 
     return "\n\n".join([
         f"# Seed method 1: WAP adapter pre-trained on the pool ({args.corpus})",
         f"`python -m bench.adapter_pretrain --pool-dir {args.pool_dir} --corpus \"{args.corpus}\"` "
-        f"(seeds {args.seeds}; {clips} training clips, {hours:.2f} h; test UA, chance 0.25).",
+        f"(seeds {sorted(frame.seed.unique().tolist())}; {clips} training clips, {hours:.2f} h; test UA, chance 0.25; "
+        "ablations at the fractions shown, seeds as counted).",
         "## Test UA (mean ± sd over seeds)", table,
         "## Paired differences (UA points, mean ± sd over seeds)", md_table(["pair", *[f"{f:.0%}" for f in args.fractions]], diffs),
         "## 20 % of the labels against all of them", md_table(["variant", "own", "recipe"], ratio_rows),
-        "## Pre-training cost and collapse statistics (last epoch)",
+        "## Pre-training loss and collapse statistics (last epoch; the seconds were taken while two benchmarks "
+        "shared the 2 cores: the cost per hour of audio is measured quietly in `bench/results/scale_adapter.md`)",
         md_table(["pre-training", "seconds", "s per epoch per hour of audio", "loss", "teacher spread",
                   "cluster perplexity"], cost_rows),
         machine])

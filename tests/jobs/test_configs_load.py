@@ -29,6 +29,8 @@ JOBS = {
     "layer_analysis_": ("layer_analysis", "LayerAnalysisJobConfig"),
     "anchor_": ("anchor", "AnchorJobConfig"),
     "distill_": ("distill", "DistillJobConfig"),
+    "adapter_pretrain_": ("adapter_pretrain", "AdapterPretrainJobConfig"),
+    "predict_": ("predict", "PredictJobConfig"),
 }
 
 CONFIGS = sorted(p for ext in ("*.yaml", "*.yml") for p in CONFIG_DIR.rglob(ext))

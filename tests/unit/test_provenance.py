@@ -51,7 +51,8 @@ def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
 
     scaling = {"scaling.num_workers", "scaling.cpus_per_worker", "scaling.max_failures", "scaling.backend",
                "scaling.use_gpu"}
-    assert set(speed_only_keys(FinetuneJobConfig)) == {"output_dir", "pool_dir", "train.eval_batch_size", *scaling}
+    assert set(speed_only_keys(FinetuneJobConfig)) == {"output_dir", "pool_dir", "train.eval_batch_size", *scaling,
+                                                      "feature_cache_dir"}
     assert set(speed_only_keys(AfterJobConfig)) == {
         "output_dir", "pool_dir", "train.eval_batch_size", *scaling, "active.scorer.batch_size",
         "active.scorer.num_actors", "active.scorer.num_cpus", "active.scorer.threads",
