@@ -112,6 +112,8 @@ def main(argv=None) -> Path | None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--fractions", nargs="+", type=float, default=[0.05, 0.10, 0.20, 1.0])
     ap.add_argument("--ablation-fractions", nargs="+", type=float, default=[0.20, 1.0])
+    ap.add_argument("--ablation-seeds", nargs="+", type=int, default=None, help="run the ablations (their "
+                    "pre-trainings and fits) for these seeds only (default: every seed)")
     ap.add_argument("--pretrain-epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (1 when two benchmarks share 2 cores)")
     ap.add_argument("--results", default=str(RESULTS))
@@ -172,6 +174,8 @@ def main(argv=None) -> Path | None:
         for name, weights in (("full", {}), ("no_distill", {"frame_weight": 0.0, "utterance_weight": 0.0}),
                               ("no_clusters", {"cluster_weight": 0.0}), ("scratch", None)):
             epochs = 0 if weights is None else args.pretrain_epochs
+            if name in ABLATIONS and args.ablation_seeds is not None and seed not in args.ablation_seeds:
+                continue
             folder = work / f"wap_{name}_{seed}"
             if (folder / "wap.json").exists() and (not epochs or any(
                     c["variant"] == name and c["seed"] == seed for c in costs)):
@@ -194,9 +198,9 @@ def main(argv=None) -> Path | None:
             "wap_pretrained": (dataclasses.replace(wapped, wap=dataclasses.replace(wap, checkpoint=ckpt["full"])), adamw, False),
             "wap_frozen": (dataclasses.replace(wapped, wap=dataclasses.replace(wap, checkpoint=ckpt["full"], freeze=True)),
                            adamw, False),
-            "no_distill": (dataclasses.replace(wapped, wap=dataclasses.replace(wap, checkpoint=ckpt["no_distill"])),
+            "no_distill": (dataclasses.replace(wapped, wap=dataclasses.replace(wap, checkpoint=ckpt.get("no_distill"))),
                            adamw, False),
-            "no_clusters": (dataclasses.replace(wapped, wap=dataclasses.replace(wap, checkpoint=ckpt["no_clusters"])),
+            "no_clusters": (dataclasses.replace(wapped, wap=dataclasses.replace(wap, checkpoint=ckpt.get("no_clusters"))),
                             adamw, False),
             "mean_pool": (dataclasses.replace(base, pooling="mean", wap=dataclasses.replace(wap, checkpoint=ckpt["full"])),
                           adamw, False),
@@ -205,7 +209,9 @@ def main(argv=None) -> Path | None:
         }
         for fraction in args.fractions:
             for name, (mcfg, tcfg, pooled) in variants.items():
-                if (name in ABLATIONS and fraction not in args.ablation_fractions) or (seed, fraction, name) in done:
+                skip_ablation = name in ABLATIONS and (fraction not in args.ablation_fractions or (
+                    args.ablation_seeds is not None and seed not in args.ablation_seeds))
+                if skip_ablation or (seed, fraction, name) in done:
                     continue
                 src = psplits if pooled else splits
                 t1 = time.perf_counter()
