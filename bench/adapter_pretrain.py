@@ -296,7 +296,7 @@ def report(frame: pd.DataFrame, costs: pd.DataFrame, args, hours: float, clips: 
         "## Paired differences (UA points, mean ± sd over seeds)", md_table(["pair", *[f"{f:.0%}" for f in args.fractions]], diffs),
         "## 20 % of the labels against all of them", md_table(["variant", "own", "recipe"], ratio_rows),
         "## Pre-training loss and collapse statistics (last epoch; the seconds were taken while two benchmarks "
-        "shared the 2 cores: the cost per hour of audio is measured quietly in `bench/results/scale_adapter.md`)",
+        "shared the 2 cores: the quiet cost per hour of audio is in BENCHMARKS.md, Seed method 1)",
         md_table(["pre-training", "seconds", "s per epoch per hour of audio", "loss", "teacher spread",
                   "cluster perplexity"], cost_rows),
         machine])
