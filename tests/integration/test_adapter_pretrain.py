@@ -32,7 +32,9 @@ from ser_models.config import load_config
 from ser_models.runs.adapter_pretrain import AdapterPretrainJobConfig, run_adapter_pretrain_job
 
 spec = json.loads(sys.argv[1])
-ray.init(address=spec["address"], logging_level="WARNING")
+# A Ray of its own: what the killed driver leaves running (its Train controller and dataset coordinators)
+# must not hold resources of the session's shared Ray, where later tests run.
+ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
 run_adapter_pretrain_job(load_config(AdapterPretrainJobConfig, spec["config"], spec["overrides"]))
 """
 
@@ -46,7 +48,7 @@ def test_killed_driver_then_rerun_resumes_the_pretraining(ray_local, demo_pool, 
     out = tmp_path / "ap"
     overrides = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", f"pretrain.epochs={EPOCHS}"]
     config = str(REPO / "jobs/configs/adapter_pretrain_smoke.yaml")
-    spec = {"address": ray_local.get_runtime_context().gcs_address, "config": config, "overrides": overrides}
+    spec = {"config": config, "overrides": overrides}
     run_dir = out / "ray_train" / RUN_NAME
     snapshot = run_dir / "checkpoint_manager_snapshot.json"
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(spec)], cwd=REPO, start_new_session=True,
