@@ -58,7 +58,6 @@ from ser_models.heads.pooling import frame_mask as valid_frames
 from ser_models.training.batching import ClipSet, StreamingClips, iterate_batches
 from ser_models.training.distributed import is_distributed, rank
 from ser_models.training.pretraining import TaptState
-from ser_models.training.state_io import load_state, save_state
 from ser_models.training.tapt_config import AdapterPretrainConfig
 
 ADAPTER_DIR = "adapter"
@@ -357,17 +356,10 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     if me == 0:
         print(f"adapter pre-training on {len(clips)} clips per worker ({'streamed' if config.get('stream_rows') else 'held'})")
 
-    resume = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state, rest = load_state(Path(d) / STATE_FILE, TaptState)
-        resume = {"state": state, **rest}
-        if me == 0:
-            print(f"resuming after epoch {state.epoch}")
+    from ser_models.training.pretraining import resume_from_checkpoint, save_progress
 
-    def save(path: Path, state, obj, opt, sched) -> None:
-        save_state(path, state, model=obj.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict())
+    resume = resume_from_checkpoint(STATE_FILE, verbose=me == 0)
+    save = save_progress
 
     def on_epoch_end(state, obj, opt, sched) -> None:
         metrics = {k: v for k, v in state.history[-1].items() if not isinstance(v, dict)}

@@ -181,6 +181,27 @@ def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg, *,
 
 
 
+def resume_from_checkpoint(state_file: str, verbose: bool = True) -> dict | None:
+    """Inside a Ray Train worker: ``{"state", "model", "optimizer", "scheduler"}`` from the run's last
+    checkpoint (``state_file`` in it), or None on a fresh start."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        state, rest = load_state(Path(d) / state_file, TaptState)
+    if verbose:
+        print(f"resuming after epoch {state.epoch}")
+    return {"state": state, **rest}
+
+
+def save_progress(path: Path, state: TaptState, objective, optimizer, scheduler) -> None:
+    """What :func:`resume_from_checkpoint` reads back: progress, weights, optimizer and schedule."""
+    save_state(path, state, model=objective.state_dict(), optimizer=optimizer.state_dict(),
+               scheduler=scheduler.state_dict())
+
+
 def tapt_loop_per_worker(config: dict) -> dict:
     """Ray Train worker: TAPT on this worker's shard of ``train``; checkpoints every epoch.
 
@@ -221,17 +242,8 @@ def tapt_loop_per_worker(config: dict) -> dict:
               "clips per worker"
               + (f"; dropped {dropped} shorter than {objective.min_samples / 16000:.2f}s" if dropped else ""))
 
-    resume = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state, rest = load_state(Path(d) / STATE_FILE, TaptState)
-        resume = {"state": state, **rest}
-        if me == 0:
-            print(f"resuming after epoch {state.epoch}")
-
-    def save(path: Path, state: TaptState, obj, opt, sched) -> None:
-        save_state(path, state, model=obj.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict())
+    resume = resume_from_checkpoint(STATE_FILE, verbose=me == 0)
+    save = save_progress
 
     last: dict = {}
 
@@ -260,7 +272,7 @@ def tapt_loop_per_worker(config: dict) -> dict:
         if "resume" in last:  # keep the final checkpoint resumable too
             save(Path(tmp) / STATE_FILE, *last["resume"])
         elif resume is not None:
-            save_state(Path(tmp) / STATE_FILE, resume["state"], **rest)  # nothing ran: keep what was loaded
+            save_state(Path(tmp) / STATE_FILE, resume["state"], **{k: v for k, v in resume.items() if k != "state"})  # nothing ran: keep what was loaded
         ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     return result
 
