@@ -8,10 +8,15 @@ DEMO_DIR ?= outputs/demo
 # The pretrained Whisper-tiny encoder (Smart Turn v3.2), imported once from the pipecat-ai wheel and reused.
 ENCODER_DIR ?= .cache/encoders/smart-turn-v3.2-whisper-tiny
 STAMP := $(VENV)/.installed
+# The Label Studio server (tests and local labelling) lives in its own environment: its pins (numpy, pyarrow,
+# Django) clash with ours. The platform only talks to it over HTTP.
+LS_VENV := .venv-labelstudio
+LS_PIN ?= label-studio==1.23.2
+LS_STAMP := $(LS_VENV)/.installed
 # pytest-xdist processes for `make test`, each with its own local Ray (a test file stays in one process)
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv labelstudio demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,6 +26,14 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+$(LS_STAMP):
+	@test -x $(LS_VENV)/bin/python || $(PY) -m venv $(LS_VENV) || python3 -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LS_VENV)/bin/python -m pip install -q "$(LS_PIN)"
+	@touch $(LS_STAMP)
+
+labelstudio: $(LS_STAMP)
 
 DEMO_ARGS = pool_dir=$(DEMO_DIR)/pool model.encoder.source=$(ENCODER_DIR) active.feature_cache_dir=$(DEMO_DIR)/feature_cache
 
@@ -37,9 +50,9 @@ demo: $(STAMP)
 	$(BIN)/python -m jobs.compare $(DEMO_DIR)/run $(DEMO_DIR)/random $(DEMO_DIR)/full \
 		--names AFTER,random,full-data --out $(DEMO_DIR)/compare.png
 
-test: $(STAMP)
+test: $(STAMP) $(LS_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20 tests
+	SER_REQUIRE_LABEL_STUDIO=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

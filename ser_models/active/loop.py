@@ -46,7 +46,7 @@ from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import TARGETS_SCHEMA, LabelLedger
 from ser_models.evaluation import headline_metric
-from ser_models.exceptions import ConfigError, PoolExhaustedError
+from ser_models.exceptions import ConfigError, LabellingPending, PoolExhaustedError
 from ser_models.failpoints import failpoint
 from ser_models.io import (
     StoragePath,
@@ -204,6 +204,13 @@ class ActiveLearningLoop:
     def _oracle(self, r: int):
         if self._oracle_override is not None:
             return self._oracle_override
+        if self.active.oracle == "label_studio":
+            from ser_models.active.label_studio_oracle import LabelStudioOracle
+
+            return LabelStudioOracle(self.active.label_studio, self.labels, self.dimensions,
+                                     tuple(self.model_cfg.dimension_range), self.clip_info,
+                                     self.round_dir(r) if r >= 0 else self.out / "rounds" / "initial",
+                                     run_name=self.out.name, log=self.log)
         if self.active.oracle == "file":
             return FileOracle(self.round_dir(r) if r >= 0 else self.out / "rounds" / "initial", self.labels,
                               self.clip_info, dimensions=self.dimensions,
@@ -220,6 +227,7 @@ class ActiveLearningLoop:
         if self._unlabelable_ids is None:
             check = getattr(self._oracle(-1), "unlabelable", None)
             self._unlabelable_ids = set(check(self.train_ids)) if check is not None else set()
+            self._unlabelable_ids |= set(self._dropped()["utt_id"])
             if self._unlabelable_ids:
                 self.log(f"  {len(self._unlabelable_ids)} training clips cannot be labelled by the oracle (no true "
                          f"label, one outside model.labels, or no value of a model.dimensions) and are never "
@@ -287,10 +295,11 @@ class ActiveLearningLoop:
     # -------------------------------------------------------------------------------------------- stages
     def initial(self) -> None:
         """Label the initial set (round 0 of the ledger) unless the ledger already has it."""
-        if len(self.ledger):
-            return
         folder = self.out / "rounds" / "initial"
         sel_path = folder / "selection.parquet"
+        if len(self.ledger) and (not exists(sel_path) or set(read_parquet(sel_path)["utt_id"].to_pylist())
+                                 <= self.ledger.ids() | set(self._dropped()["utt_id"])):
+            return  # labelled (a Label Studio round may have handed over part of it: then it goes on below)
         n = self._clips_wanted(self.targets[0], set())
         t0 = time.perf_counter()
         if exists(sel_path):
@@ -329,12 +338,63 @@ class ActiveLearningLoop:
 
     def _label(self, ids: list[str], ledger_round: int, oracle_round: int) -> None:
         oracle = self._oracle(oracle_round)
+        if hasattr(oracle, "collect"):  # people annotating on a server: finished clips go in as they finish
+            self._collect(oracle, [str(i) for i in ids], ledger_round)
+            return
         frame = as_annotations(oracle.label(list(ids), ledger_round), ids, self.dimensions)
+        self._append(frame, ledger_round, oracle.name)
+
+    def _append(self, frame: pd.DataFrame, ledger_round: int, oracle: str) -> None:
+        """Check an annotation frame (index utt_id) and append it to the ledger, with its ``annotator``,
+        ``time`` and ``soft_label`` columns when it has them."""
         check_annotations(frame, self.labels, self.dimensions, tuple(self.model_cfg.dimension_range),
-                          f"{oracle.name} oracle, round {ledger_round}")
-        self.ledger.append(ledger_round, list(ids), frame["label"].tolist(), oracle=oracle.name,
+                          f"{oracle} oracle, round {ledger_round}")
+        ids = [str(i) for i in frame.index]
+        extra = {key: frame[col].tolist() for key, col in (("annotators", "annotator"), ("times", "time"),
+                                                            ("soft_labels", "soft_label")) if col in frame.columns}
+        self.ledger.append(ledger_round, ids, frame["label"].tolist(), oracle=oracle,
                            dimensions={d: frame[d].tolist() for d in self.dimensions},
-                           seconds=self.durations.reindex(pd.Index([str(i) for i in ids])).tolist())
+                           seconds=self.durations.reindex(pd.Index(ids)).tolist(), **extra)
+
+    def _collect(self, oracle, ids: list[str], ledger_round: int) -> None:
+        """Hand the oracle's finished clips to the ledger and its dropped ones to ``labels/dropped.parquet``;
+        stop the job (LabellingPending) while any clip is still being annotated."""
+        got = oracle.collect(ids, ledger_round)
+        oracle.save(got)
+        if len(got.frame):
+            self._append(got.frame, ledger_round, oracle.name)
+        if got.dropped:
+            self._record_dropped(got.dropped, ledger_round)
+        a = got.agreement
+        agreement = (f"; {a['multi_annotated']} clips with several annotators: majority share "
+                     f"{a['majority_share']:.2f}, pairwise agreement {a['pairwise']:.2f}, Krippendorff alpha "
+                     + ("n/a" if a["alpha"] is None else f"{a['alpha']:.2f}")) if a["multi_annotated"] else ""
+        self.log(f"  labels for round {ledger_round}: {len(got.frame)} in the ledger, {len(got.dropped)} dropped, "
+                 f"{len(got.pending)} pending{agreement}")
+        if got.pending:
+            raise LabellingPending(oracle.pending_message(got, ledger_round))
+
+    def _dropped(self) -> pd.DataFrame:
+        """Clips an oracle dropped (``utt_id, round, reason``): never labelled, never selected again."""
+        path = self.out / "labels" / "dropped.parquet"
+        if not exists(path):
+            return pd.DataFrame({"utt_id": pd.Series(dtype=str), "round": pd.Series(dtype="int64"),
+                                 "reason": pd.Series(dtype=str)})
+        return read_parquet(path).to_pandas()
+
+    def _record_dropped(self, dropped: dict[str, str], ledger_round: int) -> None:
+        old = self._dropped()
+        new = pd.DataFrame({"utt_id": list(dropped), "round": ledger_round, "reason": list(dropped.values())})
+        new = new[~new["utt_id"].isin(set(old["utt_id"]))]
+        if new.empty:
+            return
+        table = pd.concat([old, new], ignore_index=True)
+        write_parquet_atomic(self.out / "labels" / "dropped.parquet",
+                             pa.Table.from_pandas(table.astype({"round": "int64"}), preserve_index=False))
+        if self._unlabelable_ids is not None:
+            self._unlabelable_ids |= set(new["utt_id"])
+        self.log(f"  {len(new)} clips dropped in round {ledger_round} (never selected again): "
+                 + ", ".join(f"{u!r} ({why})" for u, why in list(dropped.items())[:5]))
 
     def _clips_wanted(self, target, labelled: set[str]) -> int:
         """How many clips to ask the strategy for to reach ``target`` (clips, or seconds of audio).
@@ -423,7 +483,8 @@ class ActiveLearningLoop:
                 if self.active.strategy.cost_aware:
                     costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()
                 scored = scores.as_scored_pool(self._known_targets(scores.ids, ledger), costs=costs)
-                have = ledger.ids()
+                # Dropped clips were sent to annotators: they spent the budget as labelled ones did.
+                have = ledger.ids() | set(self._dropped().query("round <= @r")["utt_id"])
                 n = self._clips_wanted(self.targets[r + 1], have)
                 ids = self.strategy.query(scored, have | self._unlabelable(), n, seed=self.active.seed * 1000 + r)
                 ids = self._within_budget(ids, self.targets[r + 1], f"round {r + 1}", have)
@@ -450,9 +511,12 @@ class ActiveLearningLoop:
 
     def _check_budget(self, r: int, ledger) -> None:
         """Round ``r`` sees exactly the labels its budget bought (a changed budget would mix two runs)."""
-        if self.unit == "clips" and len(ledger) != self.targets[r]:
+        dropped = self._dropped()
+        lost = int((dropped["round"] <= r).sum())  # picked for rounds 0..r but dropped by the annotators
+        if self.unit == "clips" and len(ledger) + lost != self.targets[r]:
             raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {len(ledger)} in "
-                              f"rounds 0..{r}: was the budget changed between runs of this output_dir?")
+                              f"rounds 0..{r}" + (f" (+ {lost} dropped)" if lost else "")
+                              + ": was the budget changed between runs of this output_dir?")
         if self.unit == "seconds" and ledger.seconds() > self.targets[r] + 1e-6:
             raise ConfigError(f"round {r} may use {self.targets[r]:.1f} s of labelled audio, the ledger has "
                               f"{ledger.seconds():.1f} s in rounds 0..{r}: was active.budget_hours changed between "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ser_models.active.config import StrategyConfig
+from ser_models.active.label_studio_oracle import LabelStudioConfig
 from ser_models.active.pseudo_labels import SemiSupervisedConfig
 from ser_models.active.scorer import ScorerConfig
 from ser_models.active.stopping import StoppingConfig
@@ -13,7 +14,7 @@ from ser_models.config import field
 from ser_models.exceptions import ConfigError
 
 _INITIAL = ("random", "cluster_cold_start")
-_ORACLES = ("simulated", "file")
+_ORACLES = ("simulated", "file", "label_studio")
 _CACHE = ("auto", "on", "off")
 
 
@@ -37,7 +38,11 @@ class ActiveConfig:
     rounds: int = field(0, help="training rounds (when budget_fractions is empty)")
     warm_start: bool = field(False, help="start each round from the previous round's weights (AFTER retrains "
                                           "from the TAPT checkpoint: false)")
-    oracle: str = field("simulated", help=f"who labels, one of {list(_ORACLES)}: 'file' writes to_label.csv for humans")
+    oracle: str = field("simulated", help=f"who labels, one of {list(_ORACLES)}: 'file' writes to_label.csv for humans, "
+                                          "'label_studio' makes a Label Studio project of each round's clips")
+    label_studio: LabelStudioConfig = field(default_factory=LabelStudioConfig,
+                                            help="active.oracle=label_studio: server, project, annotators per clip, "
+                                                 "aggregation and disagreement policy")
     feature_cache: str = field("auto", speed_only=True,
                                help=f"{list(_CACHE)}: train/score from cached frozen-encoder features "
                                     "('auto' = when model.adapter.kind=frozen and pooling=mean)")

@@ -33,6 +33,9 @@ LEDGER_SCHEMA = pa.schema([
     ("time", pa.timestamp("us", tz="UTC")),
     *((name, pa.float64()) for name in DIMENSION_COLUMNS),
     ("seconds", pa.float64()),  # the clip's duration: what its label cost (null when the caller did not say)
+    ("annotator", pa.string()),  # who labelled it (comma-separated when several people did); null = unknown
+    # JSON {class: share of the annotators' votes} when several annotators' soft label is kept; null = hard
+    ("soft_label", pa.string()),
 ])
 #: What training reads from a ledger: :meth:`LabelLedger.targets`.
 TARGETS_SCHEMA = pa.schema([LEDGER_SCHEMA.field(n) for n in ("utt_id", "label", *DIMENSION_COLUMNS)])
@@ -42,6 +45,10 @@ def _same_value(a, b) -> bool:
     """Equal floats, or both missing (None / NaN)."""
     a_missing, b_missing = a is None or pd.isna(a), b is None or pd.isna(b)
     return (a_missing and b_missing) or (not a_missing and not b_missing and float(a) == float(b))
+
+
+def _missing(value) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def _describe(label, values) -> str:
@@ -79,9 +86,9 @@ class LabelLedger:
             table = io.read_parquet(self.path)
         except Exception as exc:
             raise LedgerError(f"cannot read label ledger {self.path}: {exc}") from exc
-        for name in (*DIMENSION_COLUMNS, "seconds"):  # ledgers written before these columns existed
+        for name in (*DIMENSION_COLUMNS, "seconds", "annotator", "soft_label"):  # ledgers written before them
             if name not in table.column_names:
-                table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
+                table = table.append_column(name, pa.nulls(table.num_rows, LEDGER_SCHEMA.field(name).type))
         missing = [n for n in LEDGER_SCHEMA.names if n not in table.column_names]
         if missing:
             raise LedgerError(f"label ledger {self.path} lacks columns {missing}; expected {LEDGER_SCHEMA.names}")
@@ -92,7 +99,8 @@ class LabelLedger:
 
     def append(self, round: int, ids: Sequence[str], labels: Sequence[str | None], oracle: str,  # noqa: A002
                dimensions: Mapping[str, Sequence[float]] | None = None,
-               seconds: Sequence[float] | None = None) -> int:
+               seconds: Sequence[float] | None = None, annotators: Sequence[str | None] | None = None,
+               times: Sequence | None = None, soft_labels: Sequence[str | None] | None = None) -> int:
         """Record ``labels`` (and dimensional values) for ``ids`` in ``round``; rewrites the file atomically.
 
         Rows identical in (utt_id, label, dimensional values, round) to rows already in the ledger are
@@ -106,6 +114,11 @@ class LabelLedger:
             dimensions: ``{name: [value per id]}`` for names in :data:`DIMENSION_COLUMNS` (NaN/None = none).
             seconds: [len(ids)] each clip's duration in seconds (what labelling it cost); None = unknown.
                 Not part of a row's identity: a re-append with other durations is still a no-op.
+            annotators: [len(ids)] who labelled each clip (None = unknown). Not part of a row's identity.
+            times: [len(ids)] when each clip was labelled (tz-aware or UTC datetimes; None = now). Not part of a
+                row's identity.
+            soft_labels: [len(ids)] JSON ``{class: vote share}`` per clip, None for a hard label. Not part of a
+                row's identity.
 
         Returns:
             The number of new rows written (0 for a pure re-append).
@@ -139,6 +152,10 @@ class LabelLedger:
         empty = [i for i, lab, d in zip(ids, labels, has_dims) if not lab and not d]
         if empty:
             raise LedgerError(f"ledger {self.path}: empty labels for {_show(empty)} (and no dimensional values)")
+        extra = {"annotator": annotators, "time": times, "soft_label": soft_labels}
+        for key, values in extra.items():
+            if values is not None and len(values) != len(ids):
+                raise LedgerError(f"ledger {self.path}: {len(ids)} ids but {len(values)} {key} values")
         known = self.labelled().set_index("utt_id")
         new_rows, conflicts = [], []
         for j, (i, lab) in enumerate(zip(ids, labels)):
@@ -151,7 +168,7 @@ class LabelLedger:
                     conflicts.append(f"{i!r} (ledger: {_describe(row['label'], row)} in round {int(row['round'])}; "
                                      f"new: {_describe(lab, values)} in round {int(round)})")
             else:
-                new_rows.append((i, lab, values, secs[j]))
+                new_rows.append((i, lab, values, secs[j], j))
         if conflicts:
             raise LedgerError(f"ledger {self.path}: {len(conflicts)} ids are already labelled differently: "
                               + "; ".join(conflicts[:10]) + (" ..." if len(conflicts) > 10 else ""))
@@ -159,15 +176,24 @@ class LabelLedger:
             return 0
         now = datetime.now(timezone.utc)
         n = len(new_rows)
+
+        def column(key, default=None):
+            values = extra[key]
+            return [default if values is None or _missing(values[r[4]]) else values[r[4]] for r in new_rows]
+
         new = pa.table({
             "utt_id": pa.array([r[0] for r in new_rows], pa.string()),
             "label": pa.array([r[1] or None for r in new_rows], pa.string()),
             "round": pa.array(np.full(n, round, np.int32)),
             "oracle": pa.array([str(oracle)] * n, pa.string()),
-            "time": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+            "time": pa.array([pd.Timestamp(t).tz_convert("UTC") if pd.Timestamp(t).tzinfo else
+                              pd.Timestamp(t).tz_localize("UTC") for t in column("time", now)],
+                             pa.timestamp("us", tz="UTC")),
             **{name: pa.array([r[2][name] for r in new_rows], pa.float64(), from_pandas=True)
                for name in DIMENSION_COLUMNS},
             "seconds": pa.array([r[3] for r in new_rows], pa.float64(), from_pandas=True),
+            "annotator": pa.array([None if v is None else str(v) for v in column("annotator")], pa.string()),
+            "soft_label": pa.array([None if v is None else str(v) for v in column("soft_label")], pa.string()),
         }, schema=LEDGER_SCHEMA)
         table = pa.concat_tables([self._table, new])
         io.write_parquet_atomic(self.path, table)
@@ -188,7 +214,8 @@ class LabelLedger:
         return out
 
     def labelled(self) -> pd.DataFrame:
-        """All rows: utt_id, label, round, oracle, time, arousal, valence, dominance, seconds (append order)."""
+        """All rows: utt_id, label, round, oracle, time, arousal, valence, dominance, seconds, annotator,
+        soft_label (append order)."""
         return self._table.to_pandas()
 
     def seconds(self) -> float:

@@ -1,0 +1,177 @@
+"""A small HTTP client for the Label Studio REST API (the calls the labelling oracle needs, nothing else).
+
+Plain ``requests`` against the documented endpoints, so the platform does not pin the server's own SDK (the
+``label-studio`` package pins numpy, pyarrow and Django versions of its own; it lives in its own environment).
+
+Authentication: a personal access token (a JWT refresh token, Label Studio >= 1.17) is exchanged for a
+short-lived access token (``Authorization: Bearer``) and refreshed on a 401; a legacy token is sent as
+``Authorization: Token``. The token is read by the caller from an environment variable and never appears in a
+message, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from ser_models.exceptions import OracleError
+
+__all__ = ["LabelStudioClient", "LabelStudioError"]
+
+
+class LabelStudioError(OracleError):
+    """The Label Studio server refused a request or could not be reached (message: method, path, status and
+    the server's own explanation; never the token)."""
+
+
+def _is_jwt(token: str) -> bool:
+    return token.count(".") == 2 and all(token.split("."))
+
+
+class LabelStudioClient:
+    """Talks to one Label Studio server as one user.
+
+    Args:
+        url: the server's base URL, e.g. ``http://127.0.0.1:8080``.
+        token: a personal access token or a legacy token (Account & Settings in the UI).
+        timeout: seconds per request.
+        retries: attempts for a request that fails to connect or gets a 5xx (a busy or restarting server).
+    """
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 3):
+        import requests
+
+        if not url:
+            raise LabelStudioError("no Label Studio URL: set active.label_studio.url or LABEL_STUDIO_URL")
+        if not token:
+            raise LabelStudioError("no Label Studio token (empty)")
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        self.retries = max(1, int(retries))
+        self._session = requests.Session()
+        self._token = token
+        self._access: str | None = None
+
+    def __repr__(self) -> str:
+        return f"LabelStudioClient(url={self.url!r})"
+
+    # ------------------------------------------------------------------------------------------ transport
+    def _auth_header(self, refresh: bool = False) -> dict[str, str]:
+        if not _is_jwt(self._token):
+            return {"Authorization": f"Token {self._token}"}
+        if self._access is None or refresh:
+            r = self._send("POST", "/api/token/refresh", json={"refresh": self._token}, auth=False)
+            self._access = r.json()["access"]
+        return {"Authorization": f"Bearer {self._access}"}
+
+    def _send(self, method: str, path: str, auth: bool = True, **kwargs):
+        import requests
+
+        last: Exception | None = None
+        for attempt in range(self.retries):
+            headers = self._auth_header() if auth else {}
+            try:
+                r = self._session.request(method, self.url + path, headers=headers, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                last = exc
+                time.sleep(min(2.0 ** attempt, 10.0))
+                continue
+            if r.status_code == 401 and auth and _is_jwt(self._token) and attempt == 0:
+                self._auth_header(refresh=True)  # the access token expired: refresh once and retry
+                continue
+            if r.status_code >= 500 and attempt + 1 < self.retries:
+                time.sleep(min(2.0 ** attempt, 10.0))
+                continue
+            if r.status_code >= 400:
+                raise LabelStudioError(f"Label Studio {method} {path} -> HTTP {r.status_code}: {_explain(r)}")
+            return r
+        raise LabelStudioError(f"Label Studio at {self.url} unreachable ({method} {path}): {last}")
+
+    def _json(self, method: str, path: str, **kwargs):
+        r = self._send(method, path, **kwargs)
+        return r.json() if r.content else None
+
+    # ------------------------------------------------------------------------------------------- endpoints
+    def whoami(self) -> dict:
+        """The token's user (checks URL and token in one call)."""
+        return self._json("GET", "/api/current-user/whoami")
+
+    def find_project(self, title: str) -> dict | None:
+        """The project titled exactly ``title`` (the newest one if several), or None."""
+        from urllib.parse import quote
+
+        found = self._json("GET", f"/api/projects/?title={quote(title)}&page_size=1000")
+        rows = [p for p in (found.get("results", found) if isinstance(found, dict) else found)
+                if p.get("title") == title]
+        return max(rows, key=lambda p: p["id"]) if rows else None
+
+    def create_project(self, **fields) -> dict:
+        return self._json("POST", "/api/projects/", json=fields)
+
+    def update_project(self, project: int, **fields) -> dict:
+        return self._json("PATCH", f"/api/projects/{project}/", json=fields)
+
+    def tasks(self, project: int, page_size: int = 500) -> Iterator[dict]:
+        """Every task of ``project`` with its annotations (``fields=all``), page by page."""
+        page = 1
+        while True:
+            try:
+                got = self._json("GET", f"/api/tasks/?project={project}&page={page}&page_size={page_size}&fields=all")
+            except LabelStudioError as exc:
+                if "HTTP 404" in str(exc) and page > 1:  # past the last page
+                    return
+                raise
+            tasks = got["tasks"] if isinstance(got, dict) else got
+            yield from tasks
+            if len(tasks) < page_size:
+                return
+            page += 1
+
+    def import_tasks(self, project: int, tasks: Sequence[dict]) -> list[int]:
+        """Create ``tasks`` (``{"data": {...}}`` each); returns their ids in order."""
+        got = self._json("POST", f"/api/projects/{project}/import?return_task_ids=true", json=list(tasks))
+        ids = got.get("task_ids")
+        if ids is None or len(ids) != len(tasks):
+            raise LabelStudioError(f"Label Studio import into project {project} returned {got!r} for "
+                                   f"{len(tasks)} tasks")
+        return [int(i) for i in ids]
+
+    def upload_file(self, project: int, name: str, data: bytes, content_type: str) -> str:
+        """Upload one file into ``project``'s storage without creating a task; returns the URL a task's data
+        uses to play it (``/data/upload/<project>/<name>``)."""
+        got = self._json("POST", f"/api/projects/{project}/import?commit_to_project=false",
+                         files={"file": (name, data, content_type)})
+        ids = got.get("file_upload_ids") or []
+        if len(ids) != 1:
+            raise LabelStudioError(f"Label Studio upload of {name!r} into project {project} returned {got!r}")
+        info = self._json("GET", f"/api/import/file-upload/{ids[0]}")
+        return "/data/" + str(info["file"]).lstrip("/")
+
+    def local_storages(self, project: int) -> list[dict]:
+        return self._json("GET", f"/api/storages/localfiles?project={project}")
+
+    def add_local_storage(self, project: int, path: str, title: str) -> dict:
+        """Connect a folder of the server's disk to ``project`` (the server serves files under it through
+        ``/data/local-files/?d=``; it must lie under the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)."""
+        return self._json("POST", "/api/storages/localfiles", json={
+            "project": project, "path": path, "title": title, "use_blob_urls": True, "regex_filter": ""})
+
+    def set_task_overlap(self, task: int, overlap: int) -> None:
+        """Ask for ``overlap`` annotations of ``task`` (puts a finished task back into annotators' queues)."""
+        self._json("PATCH", f"/api/tasks/{task}", json={"overlap": int(overlap)})
+
+    def users(self) -> dict[int, str]:
+        """``{user id: email}`` of the organisation's users (names annotators in the ledger)."""
+        return {int(u["id"]): str(u.get("email") or u.get("username") or u["id"])
+                for u in self._json("GET", "/api/users/")}
+
+
+def _explain(response) -> str:
+    """The server's explanation of an error, short: its validation errors or detail, else the body's start."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict):
+        return str(body.get("validation_errors") or body.get("detail") or body)[:500]
+    return str(body)[:500]

@@ -1,0 +1,448 @@
+"""``LabelStudioOracle``: people label each round's clips in a Label Studio project.
+
+Each round the oracle makes sure the run's project exists with the right labelling interface (an audio player,
+the run's class names as single choices, one slider per ``model.dimensions``), creates the round's tasks that
+are not there yet (audio uploaded to the server, served from a folder the server reads, or referenced by URL),
+and reads the annotations back. The server is the state: a rerun, or a driver killed while it waited, finds
+the tasks it made (``data.utt_id`` + ``data.ser_round``) and never creates them twice.
+
+A task is finished when it holds as many annotations as its ``overlap`` asks (skips included). Finished clips
+get one label from their annotators' votes (:mod:`ser_models.active.agreement`):
+
+* ``aggregate=majority``: the plurality label; ``aggregate=soft``: the plurality label plus the vote shares
+  (``soft_label`` in the ledger; training on soft targets uses them).
+* A clip is *disputed* when the top classes tie or the plurality share is below ``min_agreement``. Then
+  ``on_disagreement`` decides: ``requeue`` asks the server for one more annotation of the task (up to
+  ``max_annotations``, after which the clip is dropped), ``drop`` drops the clip, ``soft`` keeps it with its
+  soft label.
+* A dropped clip (disputed, or skipped by every annotator) never enters the ledger and is never selected again
+  (the loop records it in ``labels/dropped.parquet``). It counts against the budget like a labelled clip:
+  people spent time on it.
+* Dimensional values (arousal / valence / dominance sliders) are averaged over the annotators.
+
+Finished clips are handed over as soon as they are finished; the others keep the round open
+(:class:`~ser_models.exceptions.LabellingPending`), or the oracle polls until they finish (``wait``).
+Annotations the model cannot train on (a choice outside ``model.labels``, a missing choice or slider, a value
+out of range, one annotator twice on a task, two tasks for one clip) are refused with the task named, and
+nothing is handed over until they are fixed in Label Studio.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+import pandas as pd
+
+from ser_models import io
+from ser_models.active.agreement import agreement_report, tally
+from ser_models.active.label_studio_client import LabelStudioClient
+from ser_models.config import field
+from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending, OracleError
+
+__all__ = ["Collected", "LabelStudioConfig", "LabelStudioOracle", "label_config_xml"]
+
+_AGGREGATE = ("majority", "soft")
+_ON_DISAGREEMENT = ("requeue", "drop", "soft")
+_AUDIO = ("upload", "local_files", "url")
+#: The labelling interface's control names (the oracle reads results by them).
+AUDIO_NAME, CHOICES_NAME = "audio", "emotion"
+
+
+@dataclass
+class LabelStudioConfig:
+    """``active.label_studio``: where the project lives and how several annotators' votes become one label."""
+
+    url: str = field("", help="Label Studio base URL, e.g. http://labelstudio.internal:8080; '' = the "
+                              "LABEL_STUDIO_URL environment variable")
+    api_key_env: str = field("LABEL_STUDIO_API_KEY", help="name of the environment variable holding the access "
+                                                          "token (never put the token in a config)")
+    project: str = field("", help="project title; '' = 'SER active learning: <output_dir name>'")
+    annotators: int = field(1, help="annotations asked for per clip (the project's overlap)")
+    aggregate: str = field("majority", help=f"{list(_AGGREGATE)}: one label per clip, or the label plus the "
+                                            "annotators' vote shares (soft label)")
+    min_agreement: float = field(0.0, help="a clip whose plurality label has a smaller share of the votes is "
+                                           "disputed (a tie always is)")
+    on_disagreement: str = field("requeue", help=f"{list(_ON_DISAGREEMENT)}: ask one more annotator, drop the "
+                                                 "clip, or keep it with its soft label")
+    max_annotations: int = field(0, help="requeue stops here and drops the clip; 0 = annotators + 2")
+    audio: str = field("upload", help=f"{list(_AUDIO)}: upload each clip's file to the server; serve it from a "
+                                      "folder the server reads (local_files_root); or pass the clip's path as "
+                                      "the URL (http(s), or s3:// with the bucket connected to the project)")
+    local_files_root: str = field("", help="audio=local_files: the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+                                           " (every clip path lies under it; the project gets it as storage)")
+    wait: bool = field(False, help="poll until the round's tasks are finished instead of stopping the job")
+    poll_seconds: float = field(30.0, help="wait=true: seconds between polls")
+    wait_timeout_s: float = field(24 * 3600.0, help="wait=true: give up waiting (the job stops as with "
+                                                    "wait=false; rerun it later)")
+    timeout_s: float = field(60.0, help="seconds per HTTP request")
+
+    def __post_init__(self):
+        checks = [("aggregate", self.aggregate, _AGGREGATE), ("on_disagreement", self.on_disagreement,
+                                                               _ON_DISAGREEMENT), ("audio", self.audio, _AUDIO)]
+        for key, value, allowed in checks:
+            if value not in allowed:
+                raise ConfigError(f"active.label_studio.{key} must be one of {list(allowed)}, got {value!r}")
+        if self.annotators < 1:
+            raise ConfigError(f"active.label_studio.annotators must be >= 1, got {self.annotators}")
+        if self.max_annotations and self.max_annotations < self.annotators:
+            raise ConfigError(f"active.label_studio.max_annotations ({self.max_annotations}) is below annotators "
+                              f"({self.annotators})")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ConfigError(f"active.label_studio.min_agreement must lie in [0, 1], got {self.min_agreement}")
+        if self.poll_seconds <= 0 or self.wait_timeout_s < 0 or self.timeout_s <= 0:
+            raise ConfigError("active.label_studio.poll_seconds and timeout_s must be > 0, wait_timeout_s >= 0")
+        if self.audio == "local_files" and not self.local_files_root:
+            raise ConfigError("active.label_studio.audio=local_files needs local_files_root (the server's "
+                              "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+
+    @property
+    def annotation_cap(self) -> int:
+        return self.max_annotations or self.annotators + 2
+
+
+def label_config_xml(labels: Sequence[str], dimensions: Sequence[str], value_range: tuple[float, float]) -> str:
+    """The project's labelling interface: audio player, one single choice among ``labels``, one slider per
+    dimension over ``value_range``."""
+    parts = [f'<View><Header value="Listen to the clip, then label it"/>'
+             f'<Audio name="{AUDIO_NAME}" value="${AUDIO_NAME}" hotkey="space"/>']
+    if labels:
+        choices = "".join(f"<Choice value={quoteattr(str(c))}/>" for c in labels)
+        parts.append(f'<Header value="Emotion"/><Choices name="{CHOICES_NAME}" toName="{AUDIO_NAME}" '
+                     f'choice="single-radio" required="true" showInline="true">{choices}</Choices>')
+    low, high = value_range
+    for dim in dimensions:
+        parts.append(f'<Header value={quoteattr(dim.capitalize())}/><Number name={quoteattr(dim)} '
+                     f'toName="{AUDIO_NAME}" min="{low:g}" max="{high:g}" step="0.1" slider="true" required="true"/>')
+    return "".join(parts) + "</View>"
+
+
+@dataclass
+class Collected:
+    """What a round's tasks hold right now.
+
+    Attributes:
+        frame: finished, agreed clips: index ``utt_id``; ``label``, one column per dimension, ``annotator``
+            (comma-separated emails), ``time`` (UTC, the last annotation's), ``soft_label`` (JSON vote shares or
+            None).
+        dropped: ``{utt_id: reason}`` of clips that will never get a label this round.
+        pending: clips whose tasks are not finished (or were requeued).
+        annotations: one row per annotation of the finished tasks (utt_id, task, annotation, annotator, time,
+            label, dimensions, lead_time seconds).
+        agreement: :func:`~ser_models.active.agreement.agreement_report` over the finished clips' votes.
+        url: where the annotators work.
+    """
+
+    frame: pd.DataFrame
+    dropped: dict[str, str]
+    pending: list[str]
+    annotations: pd.DataFrame
+    agreement: dict
+    url: str
+
+
+class LabelStudioOracle:
+    """Labels from people annotating in Label Studio.
+
+    Args:
+        cfg: ``active.label_studio``.
+        labels: ``model.labels`` ([] = no class choice, dimensions only).
+        dimensions: ``model.dimensions`` (one slider each).
+        value_range: ``model.dimension_range``.
+        clip_info: DataFrame with ``utt_id, path, duration`` of every clip that may be asked.
+        round_dir: the round's folder: ``label_studio/annotations.parquet`` and ``agreement.json`` go there.
+        run_name: names the default project.
+        client: a :class:`LabelStudioClient` (None = built from ``cfg`` and the environment).
+        log: progress output.
+        sleep: what waiting calls (tests pass a fake clock).
+    """
+
+    name = "label_studio"
+
+    def __init__(self, cfg: LabelStudioConfig, labels: Sequence[str], dimensions: Sequence[str],
+                 value_range: tuple[float, float], clip_info: pd.DataFrame, round_dir, run_name: str,
+                 client: LabelStudioClient | None = None, log: Callable[[str], None] = print,
+                 sleep: Callable[[float], None] = time.sleep):
+        if not labels and not dimensions:
+            raise OracleError("LabelStudioOracle needs model.labels or model.dimensions")
+        self.cfg = cfg
+        self.labels = [str(x) for x in labels]
+        self.dimensions = list(dimensions)
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self._info = clip_info.set_index(clip_info["utt_id"].astype(str))
+        self.round_dir = str(round_dir).rstrip("/")
+        self.title = cfg.project or f"SER active learning: {run_name}"
+        self._client = client
+        self.log = log
+        self.sleep = sleep
+        self._project: dict | None = None
+        self._users: dict[int, str] | None = None
+
+    # ----------------------------------------------------------------------------------------- plumbing
+    @property
+    def client(self) -> LabelStudioClient:
+        if self._client is None:
+            url = self.cfg.url or os.environ.get("LABEL_STUDIO_URL", "")
+            token = os.environ.get(self.cfg.api_key_env, "")
+            if not url:
+                raise ConfigError("active.oracle=label_studio needs the server: set active.label_studio.url or the "
+                                  "LABEL_STUDIO_URL environment variable")
+            if not token:
+                raise ConfigError(f"active.oracle=label_studio needs an access token in the environment variable "
+                                  f"{self.cfg.api_key_env} (Label Studio: Account & Settings -> Access Token; "
+                                  "active.label_studio.api_key_env names another variable)")
+            self._client = LabelStudioClient(url, token, timeout=self.cfg.timeout_s)
+        return self._client
+
+    def project(self) -> dict:
+        """The run's project, created or brought up to date with this run's interface."""
+        if self._project is not None:
+            return self._project
+        xml = label_config_xml(self.labels, self.dimensions, self.value_range)
+        found = self.client.find_project(self.title)
+        if found is None:
+            found = self.client.create_project(
+                title=self.title, label_config=xml, maximum_annotations=self.cfg.annotators,
+                show_skip_button=True, description="Clips picked by active learning (ser_models); one task per "
+                                                   "clip, tagged with its round (data.ser_round).")
+            self.log(f"  Label Studio: created project {found['id']} {self.title!r} at {self.client.url}")
+        elif found.get("label_config") != xml or found.get("maximum_annotations") != self.cfg.annotators:
+            found = self.client.update_project(found["id"], label_config=xml,
+                                               maximum_annotations=self.cfg.annotators)
+        if self.cfg.audio == "local_files":
+            folder = self._clip_folder()
+            if not any(s.get("path", "").rstrip("/") == folder for s in self.client.local_storages(found["id"])):
+                self.client.add_local_storage(found["id"], folder, f"ser_models clips under {folder}")
+        self._project = found
+        return found
+
+    def _clip_folder(self) -> str:
+        """audio=local_files: the folder holding every clip (connected to the project as local storage; Label
+        Studio wants a subfolder of its document root, not the root itself)."""
+        root = os.path.abspath(self.cfg.local_files_root)
+        folder = os.path.commonpath([os.path.abspath(str(p)) for p in self._info["path"]] or [root])
+        if not os.path.isdir(folder):
+            folder = os.path.dirname(folder)
+        if os.path.commonpath([root, folder]) != root or folder == root:
+            raise OracleError(f"audio=local_files: the clips lie under {folder}, which must be a subfolder of "
+                              f"active.label_studio.local_files_root={root} (the server's "
+                              "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, which Label Studio refuses as storage "
+                              "itself); or use audio=upload")
+        return folder
+
+    @property
+    def project_url(self) -> str:
+        return f"{self.client.url}/projects/{self.project()['id']}/data"
+
+    def _audio_value(self, project: int, uid: str) -> str:
+        path = str(self._info.at[uid, "path"])
+        if self.cfg.audio == "url":
+            return path
+        if self.cfg.audio == "local_files":
+            root = os.path.abspath(self.cfg.local_files_root)
+            return f"/data/local-files/?d={quote(os.path.relpath(os.path.abspath(path), root))}"
+        suffix = os.path.splitext(path)[1] or ".wav"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", uid) + suffix
+        try:
+            data = io.read_bytes(path)
+        except Exception as exc:
+            raise OracleError(f"cannot read clip {uid!r} at {path} for upload to Label Studio: {exc}") from exc
+        return self.client.upload_file(project, name, data, mimetypes.guess_type(name)[0] or "audio/wav")
+
+    def _round_tasks(self, project: int, ids: list[str], round: int) -> dict[str, dict]:  # noqa: A002
+        """``{utt_id: task}`` of this round, refusing stray or duplicated tasks."""
+        wanted = set(ids)
+        mine: dict[str, list[dict]] = {}
+        for task in self.client.tasks(project):
+            data = task.get("data") or {}
+            if str(data.get("ser_round")) == str(round):
+                mine.setdefault(str(data.get("utt_id")), []).append(task)
+        problems = [f"task {t['id']}: clip {uid!r} was not selected in round {round}"
+                    for uid, ts in mine.items() if uid not in wanted for t in ts]
+        problems += [f"tasks {', '.join(str(t['id']) for t in ts)}: clip {uid!r} has {len(ts)} tasks in round "
+                     f"{round} (delete all but one)" for uid, ts in mine.items() if uid in wanted and len(ts) > 1]
+        if problems:
+            raise LabelImportError(f"Label Studio project {project} ({self.title!r}): " + "; ".join(problems[:20]))
+        return {uid: ts[0] for uid, ts in mine.items()}
+
+    def _create_tasks(self, project: int, ids: list[str], round: int) -> None:  # noqa: A002
+        unknown = [i for i in ids if i not in self._info.index]
+        if unknown:
+            raise OracleError(f"LabelStudioOracle has no path/duration for clips {unknown[:10]}")
+        chunk = 100
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            tasks = [{"data": {AUDIO_NAME: self._audio_value(project, uid), "utt_id": uid, "ser_round": int(round),
+                               "path": str(self._info.at[uid, "path"]),
+                               "duration": float(self._info.at[uid, "duration"])}} for uid in part]
+            self.client.import_tasks(project, tasks)
+            self.log(f"  Label Studio: created {start + len(part)}/{len(ids)} tasks of round {round}")
+
+    # -------------------------------------------------------------------------------------- annotations
+    def _user(self, uid) -> str:
+        if self._users is None or (uid is not None and int(uid) not in self._users):
+            self._users = self.client.users()
+        return "unknown" if uid is None else self._users.get(int(uid), str(uid))
+
+    def _parse(self, task: dict, uid: str, ann: dict, problems: list[str]) -> dict | None:
+        """One annotation as ``{annotator, time, label, <dims>, lead_time}``; problems go to ``problems``."""
+        who = self._user(ann.get("completed_by"))
+        where = f"task {task['id']} (clip {uid!r}, annotation {ann.get('id')} by {who})"
+        results = {r.get("from_name"): r for r in ann.get("result") or []}
+        row: dict = {"annotator": who, "time": pd.Timestamp(ann.get("updated_at") or ann.get("created_at")),
+                     "label": None, "lead_time": ann.get("lead_time"), "annotation": ann.get("id")}
+        ok = True
+        if self.labels:
+            choices = ((results.get(CHOICES_NAME) or {}).get("value") or {}).get("choices") or []
+            if not choices:
+                problems.append(f"{where}: no emotion chosen")
+                ok = False
+            elif len(choices) > 1:
+                problems.append(f"{where}: {len(choices)} emotions chosen {choices} (one only)")
+                ok = False
+            elif str(choices[0]) not in self.labels:
+                problems.append(f"{where}: unknown choice {choices[0]!r} (allowed: {', '.join(self.labels)})")
+                ok = False
+            else:
+                row["label"] = str(choices[0])
+        low, high = self.value_range
+        for dim in self.dimensions:
+            value = ((results.get(dim) or {}).get("value") or {}).get("number")
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                problems.append(f"{where}: no {dim} value" if value is None else f"{where}: {dim} {value!r} is not a number")
+                ok = False
+                continue
+            if not np.isfinite(value) or not low <= value <= high:
+                problems.append(f"{where}: {dim} {value:g} outside [{low:g}, {high:g}] (model.dimension_range)")
+                ok = False
+            row[dim] = value
+        return row if ok else None
+
+    def collect(self, ids: Sequence[str], round: int) -> Collected:  # noqa: A002
+        """Make sure the round's tasks exist, then read them once (or until finished with ``wait``).
+
+        Raises:
+            LabelImportError: naming every task whose annotations cannot be used; nothing is handed over.
+        """
+        ids = [str(i) for i in ids]
+        project = self.project()["id"]
+        tasks = self._round_tasks(project, ids, round)
+        missing = [i for i in ids if i not in tasks]
+        if missing:
+            self.log(f"  Label Studio: round {round} needs {len(missing)} new tasks in project {project} "
+                     f"({self.cfg.audio} audio)")
+            self._create_tasks(project, missing, round)
+            tasks = self._round_tasks(project, ids, round)
+        deadline = time.monotonic() + self.cfg.wait_timeout_s
+        while True:
+            got = self._read(tasks, ids, round)
+            if not got.pending or not self.cfg.wait or time.monotonic() >= deadline:
+                return got
+            self.log(f"  Label Studio: round {round}: {len(ids) - len(got.pending)}/{len(ids)} clips done, waiting "
+                     f"for {len(got.pending)} (next check in {self.cfg.poll_seconds:g} s; {self.project_url})")
+            self.sleep(self.cfg.poll_seconds)
+            tasks = self._round_tasks(project, ids, round)
+
+    def _read(self, tasks: dict[str, dict], ids: list[str], round: int) -> Collected:  # noqa: A002
+        problems: list[str] = []
+        rows, dropped, pending, votes, raw = {}, {}, [], [], []
+        cap = self.cfg.annotation_cap
+        for uid in ids:
+            task = tasks[uid]
+            anns = task.get("annotations") or []
+            done = [a for a in anns if not a.get("was_cancelled")]
+            need = int(task.get("overlap") or self.cfg.annotators)
+            if len(anns) < need:
+                pending.append(uid)
+                continue
+            who = [a.get("completed_by") for a in done]
+            twice = sorted({self._user(w) for w in who if who.count(w) > 1})
+            if twice:
+                problems.append(f"task {task['id']} (clip {uid!r}): annotated more than once by {', '.join(twice)}")
+                continue
+            parsed = [self._parse(task, uid, a, problems) for a in done]
+            if any(p is None for p in parsed):
+                continue
+            if not parsed:
+                dropped[uid] = f"skipped by every annotator ({len(anns)})"
+                continue
+            for p in parsed:
+                raw.append({"utt_id": uid, "task": int(task["id"]), **p})
+            record = {"annotator": ",".join(sorted({p["annotator"] for p in parsed})),
+                      "time": max(p["time"] for p in parsed), "soft_label": None, "label": None}
+            for dim in self.dimensions:
+                record[dim] = float(np.mean([p[dim] for p in parsed]))
+            if self.labels:
+                vote = tally([p["label"] for p in parsed], self.labels)
+                votes.append([p["label"] for p in parsed])
+                disputed = vote.tied or vote.share < self.cfg.min_agreement
+                shown = ", ".join(f"{c} {s:.0%}" for c, s in vote.soft.items())
+                if disputed and self.cfg.on_disagreement == "requeue" and need < cap:
+                    self.client.set_task_overlap(int(task["id"]), need + 1)
+                    self.log(f"  Label Studio: clip {uid!r} (task {task['id']}) disputed ({shown}): asking for "
+                             f"annotation {need + 1} of at most {cap}")
+                    pending.append(uid)
+                    continue
+                if disputed and self.cfg.on_disagreement != "soft":
+                    dropped[uid] = f"annotators disagree ({shown}) after {len(parsed)} annotations"
+                    continue
+                record["label"] = vote.label
+                if self.cfg.aggregate == "soft" or disputed:
+                    record["soft_label"] = json.dumps(vote.soft)
+            rows[uid] = record
+        if problems:
+            raise LabelImportError(f"Label Studio project {self.project()['id']} ({self.title!r}), round {round}: "
+                                   f"{len(problems)} annotations cannot be used -- fix them in Label Studio, then "
+                                   "rerun:\n  " + "\n  ".join(problems[:50]))
+        columns = ["label", *self.dimensions, "annotator", "time", "soft_label"]
+        frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+        annotations = pd.DataFrame(raw, columns=["utt_id", "task", "annotation", "annotator", "time", "label",
+                                                 *self.dimensions, "lead_time"])
+        return Collected(frame=frame.loc[[i for i in ids if i in rows]], dropped=dropped, pending=pending,
+                         annotations=annotations, agreement=agreement_report(votes), url=self.project_url)
+
+    def pending_message(self, got: Collected, round: int) -> str:  # noqa: A002
+        return (f"round {round}: {len(got.pending)} clips still need annotations in Label Studio project "
+                f"{self.title!r} ({got.url}); {len(got.frame)} are done"
+                + (f", {len(got.dropped)} dropped" if got.dropped else "")
+                + ". Annotate them, then rerun the same command (or set active.label_studio.wait=true to poll).")
+
+    def save(self, got: Collected) -> None:
+        """Write the round's annotations (one row each) and agreement next to the round's other files."""
+        folder = f"{self.round_dir}/label_studio"
+        table = got.annotations.copy()
+        table["time"] = pd.to_datetime(table["time"], utc=True)
+        io.write_parquet_atomic(f"{folder}/annotations.parquet", _to_arrow(table))
+        io.write_json_atomic(f"{folder}/agreement.json", {**got.agreement, "dropped": got.dropped,
+                                                          "pending": len(got.pending), "project": self.title})
+
+    def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
+        """The :class:`~ser_models.active.oracles.Oracle` protocol: every id's annotations, or
+        :class:`LabellingPending` while some are not finished (the loop itself uses :meth:`collect`, which
+        also hands over dropped clips and finished ones early)."""
+        got = self.collect(ids, round)
+        if got.pending:
+            raise LabellingPending(self.pending_message(got, round))
+        if got.dropped:
+            raise OracleError(f"round {round}: Label Studio dropped {len(got.dropped)} clips: "
+                              + ", ".join(f"{k!r} ({v})" for k, v in list(got.dropped.items())[:10]))
+        return got.frame
+
+    def __repr__(self) -> str:
+        return f"LabelStudioOracle(project={self.title!r}, annotators={self.cfg.annotators})"
+
+
+def _to_arrow(df: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(df, preserve_index=False)

@@ -1,0 +1,156 @@
+"""A real Label Studio server for tests and local trials: started on 127.0.0.1 with SQLite in a folder, plus the
+calls an annotator makes (sign up through the invite link, annotate, skip).
+
+The server comes from the ``label-studio`` package in its own environment (``make labelstudio`` creates
+``.venv-labelstudio``; its pins clash with ours). Nothing here is used by the platform itself.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["LabelStudioServer", "find_label_studio", "start_label_studio"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_label_studio() -> str | None:
+    """The ``label-studio`` executable: ``$SER_LABEL_STUDIO``, ``.venv-labelstudio`` of this checkout, or PATH."""
+    for candidate in (os.environ.get("SER_LABEL_STUDIO"), REPO / ".venv-labelstudio" / "bin" / "label-studio",
+                      shutil.which("label-studio")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LabelStudioServer:
+    """A running server: ``url``, the admin's ``token`` (legacy token auth) and helpers acting as annotators."""
+
+    url: str
+    token: str
+    data_dir: Path
+    process: subprocess.Popen
+    log_file: Path
+    annotators: dict[str, str] = field(default_factory=dict)  # email -> token
+
+    def admin(self):
+        import requests
+
+        s = requests.Session()
+        s.headers["Authorization"] = f"Token {self.token}"
+        return s
+
+    def signup(self, email: str, password: str = "annotator-pw-1") -> str:
+        """Sign ``email`` up through the organisation's invite link (as a person would in the browser) and
+        return the new user's API token."""
+        import requests
+
+        if email in self.annotators:
+            return self.annotators[email]
+        invite = self.admin().get(f"{self.url}/api/invite", timeout=30).json()["invite_url"]
+        s = requests.Session()
+        page = f"{self.url}{invite}"
+        s.get(page, timeout=30).raise_for_status()
+        r = s.post(page, data={"email": email, "password": password, "allow_newsletters": "false",
+                               "csrfmiddlewaretoken": s.cookies.get("csrftoken")},
+                   headers={"Referer": page}, timeout=30)
+        r.raise_for_status()
+        token = s.get(f"{self.url}/api/current-user/token", timeout=30).json()["token"]
+        self.annotators[email] = token
+        return token
+
+    def annotate(self, email: str, task: int, choice: str | None = None, numbers: dict | None = None,
+                 skip: bool = False, lead_time: float = 3.0) -> dict:
+        """POST one annotation of ``task`` as annotator ``email`` (a choice, slider values, or a skip)."""
+        import requests
+
+        result = []
+        if choice is not None:
+            result.append({"from_name": "emotion", "to_name": "audio", "type": "choices",
+                           "value": {"choices": [choice]}})
+        for name, value in (numbers or {}).items():
+            result.append({"from_name": name, "to_name": "audio", "type": "number", "value": {"number": value}})
+        body = {"result": [] if skip else result, "was_cancelled": bool(skip), "lead_time": lead_time}
+        r = requests.post(f"{self.url}/api/tasks/{task}/annotations/", json=body, timeout=30,
+                          headers={"Authorization": f"Token {self.signup(email)}"})
+        r.raise_for_status()
+        return r.json()
+
+    def tasks(self, title: str) -> list[dict]:
+        """Every task (with annotations) of the project titled ``title``."""
+        s = self.admin()
+        projects = [p for p in s.get(f"{self.url}/api/projects/?page_size=1000", timeout=30).json()["results"]
+                    if p["title"] == title]
+        assert len(projects) == 1, f"expected one project {title!r}, found {len(projects)}"
+        got = s.get(f"{self.url}/api/tasks/?project={projects[0]['id']}&page_size=1000&fields=all", timeout=30)
+        return got.json()["tasks"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def start_label_studio(data_dir: str | Path, executable: str, document_root: str | Path | None = None,
+                       timeout: float = 240.0) -> LabelStudioServer:
+    """Start ``label-studio`` on a free port of 127.0.0.1 with a SQLite database under ``data_dir``.
+
+    Args:
+        data_dir: the server's data folder (database, uploads, log).
+        executable: the ``label-studio`` command (:func:`find_label_studio`).
+        document_root: a folder the server may serve clips from (``/data/local-files/?d=``); None = off.
+        timeout: seconds to wait for ``/health``.
+
+    Raises:
+        RuntimeError: the server exited or did not answer in time (with the end of its log).
+    """
+    import requests
+
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port, token = _free_port(), secrets.token_hex(20)
+    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "DJANGO_DB": "sqlite",
+           "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
+    if document_root is not None:
+        env.update(LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
+                   LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(document_root))
+    log_file = data_dir / "server.log"
+    cmd = [executable, "start", "--no-browser", "--data-dir", str(data_dir), "--internal-host", "127.0.0.1",
+           "-p", str(port), "--username", "admin@example.com", "--password", secrets.token_hex(8),
+           "--user-token", token, "--enable-legacy-api-token", "--log-level", "WARNING"]
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=data_dir)
+    url = f"http://127.0.0.1:{port}"
+    server = LabelStudioServer(url=url, token=token, data_dir=data_dir, process=proc, log_file=log_file)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"label-studio exited with {proc.returncode}:\n{log_file.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                return server
+        except requests.RequestException:
+            pass
+        time.sleep(1.0)
+    server.stop()
+    raise RuntimeError(f"label-studio did not answer on {url} within {timeout:.0f} s:\n"
+                       f"{log_file.read_text()[-3000:]}")

@@ -1,0 +1,283 @@
+"""The Label Studio oracle against a real Label Studio server (the ``label-studio`` package, SQLite, 127.0.0.1),
+started by this module. Annotators sign up through the invite link and annotate through the REST API, as the
+browser does: the oracle's tasks, audio, several annotators, the disagreement policies, bad annotations, and
+a whole ``jobs.after`` run killed while it waited and resumed.
+
+The server lives in ``.venv-labelstudio`` (``make labelstudio``; ``make test`` builds it). Without it these
+tests skip, unless ``SER_REQUIRE_LABEL_STUDIO=1`` (set by ``make test``) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from ser_models.active.label_studio_client import LabelStudioClient, LabelStudioError
+from ser_models.active.label_studio_oracle import LabelStudioConfig, LabelStudioOracle
+from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending
+from ser_models.testing_label_studio import find_label_studio, start_label_studio
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.label_studio
+LABELS = ["ang", "hap", "neu", "sad"]
+
+
+@pytest.fixture(scope="module")
+def clips_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("ls_docroot")
+
+
+@pytest.fixture(scope="module")
+def server(clips_root, tmp_path_factory):
+    exe = find_label_studio()
+    if exe is None:
+        message = "label-studio is not installed: run `make labelstudio` (creates .venv-labelstudio)"
+        if os.environ.get("SER_REQUIRE_LABEL_STUDIO") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    srv = start_label_studio(tmp_path_factory.mktemp("ls_data"), exe, document_root=clips_root)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def clips(clips_root):
+    """Six short WAV clips under the server's document root (a subfolder, as Label Studio requires)."""
+    folder = clips_root / "pool" / "audio"
+    folder.mkdir(parents=True)
+    rows = []
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        path = folder / f"clip_{k}.wav"
+        sf.write(path, (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
+        rows.append({"utt_id": f"u{k}", "path": str(path), "duration": 0.5})
+    return pd.DataFrame(rows)
+
+
+def _oracle(server, clips, tmp_path, project, labels=LABELS, dimensions=(), **cfg):
+    cfg = LabelStudioConfig(url=server.url, project=project, **cfg)
+    client = LabelStudioClient(server.url, server.token)
+    return LabelStudioOracle(cfg, labels, list(dimensions), (1.0, 5.0), clips, tmp_path / "round", run_name="t",
+                             client=client, log=lambda m: None)
+
+
+def _task_of(server, project):
+    return {t["data"]["utt_id"]: t for t in server.tasks(project)}
+
+
+def test_tasks_audio_annotators_and_majority(server, clips, tmp_path):
+    oracle = _oracle(server, clips, tmp_path, "majority test", annotators=2, dimensions=["arousal"])
+    got = oracle.collect(["u0", "u1", "u2"], round=1)
+    assert got.pending == ["u0", "u1", "u2"] and got.frame.empty
+    tasks = _task_of(server, "majority test")
+    assert sorted(tasks) == ["u0", "u1", "u2"] and all(t["data"]["ser_round"] == 1 for t in tasks.values())
+    assert all(t["overlap"] == 2 for t in tasks.values())
+    # the uploaded audio is the clip's own bytes, served by Label Studio
+    audio = server.admin().get(server.url + tasks["u0"]["data"]["audio"], timeout=30)
+    assert audio.status_code == 200 and audio.content == Path(clips.path[0]).read_bytes()
+    # a second read (a rerun) creates nothing new
+    oracle.collect(["u0", "u1", "u2"], round=1)
+    assert len(server.tasks("majority test")) == 3
+    with pytest.raises(LabellingPending, match="3 clips still need annotations.*majority test"):
+        oracle.label(["u0", "u1", "u2"], round=1)
+
+    server.annotate("a1@example.com", tasks["u0"]["id"], "hap", {"arousal": 4.0})
+    server.annotate("a2@example.com", tasks["u0"]["id"], "hap", {"arousal": 3.0})
+    server.annotate("a1@example.com", tasks["u1"]["id"], "ang", {"arousal": 5.0})
+    got = oracle.collect(["u0", "u1", "u2"], round=1)
+    assert list(got.frame.index) == ["u0"] and sorted(got.pending) == ["u1", "u2"]  # u1 has one of two
+    row = got.frame.loc["u0"]
+    assert row["label"] == "hap" and row["arousal"] == 3.5 and row["soft_label"] is None
+    assert row["annotator"] == "a1@example.com,a2@example.com"
+    assert row["time"] == max(pd.Timestamp(a["updated_at"]) for a in _task_of(server, "majority test")["u0"]["annotations"])
+
+    server.annotate("a2@example.com", tasks["u1"]["id"], "ang", {"arousal": 4.0})
+    server.annotate("a1@example.com", tasks["u2"]["id"], "sad", {"arousal": 1.5})
+    server.annotate("a2@example.com", tasks["u2"]["id"], "sad", {"arousal": 2.5})
+    frame = oracle.label(["u0", "u1", "u2"], round=1)
+    assert frame["label"].tolist() == ["hap", "ang", "sad"] and frame["arousal"].tolist() == [3.5, 4.5, 2.0]
+    got = oracle.collect(["u0", "u1", "u2"], round=1)
+    assert got.agreement["multi_annotated"] == 3 and got.agreement["pairwise"] == 1.0
+    oracle.save(got)
+    saved = pd.read_parquet(tmp_path / "round" / "label_studio" / "annotations.parquet")
+    assert len(saved) == 6 and set(saved["annotator"]) == {"a1@example.com", "a2@example.com"}
+    assert json.loads((tmp_path / "round" / "label_studio" / "agreement.json").read_text())["pairwise"] == 1.0
+
+
+def test_disagreement_requeue_then_drop_and_skips(server, clips, tmp_path):
+    oracle = _oracle(server, clips, tmp_path, "requeue test", annotators=2, max_annotations=3)
+    ids = ["u0", "u1", "u2"]
+    oracle.collect(ids, round=0)
+    tasks = _task_of(server, "requeue test")
+    for uid, (first, second) in {"u0": ("ang", "hap"), "u1": ("neu", "neu")}.items():
+        server.annotate("a1@example.com", tasks[uid]["id"], first)
+        server.annotate("a2@example.com", tasks[uid]["id"], second)
+    server.annotate("a1@example.com", tasks["u2"]["id"], skip=True)
+    server.annotate("a2@example.com", tasks["u2"]["id"], skip=True)
+    got = oracle.collect(ids, round=0)
+    # u0 ties: one more annotation is asked for (the task goes back into the queue)
+    assert got.pending == ["u0"] and list(got.frame.index) == ["u1"]
+    assert got.dropped == {"u2": "skipped by every annotator (2)"}
+    assert _task_of(server, "requeue test")["u0"]["overlap"] == 3
+    server.annotate("a3@example.com", tasks["u0"]["id"], "sad")
+    got = oracle.collect(ids, round=0)  # still a three-way tie at the cap: dropped
+    assert not got.pending and "annotators disagree (ang 33%, hap 33%, sad 33%)" in got.dropped["u0"]
+
+    drop = _oracle(server, clips, tmp_path, "drop test", annotators=2, on_disagreement="drop")
+    drop.collect(["u3"], round=0)
+    task = _task_of(server, "drop test")["u3"]["id"]
+    server.annotate("a1@example.com", task, "ang")
+    server.annotate("a2@example.com", task, "sad")
+    assert "annotators disagree" in drop.collect(["u3"], round=0).dropped["u3"]
+
+    soft = _oracle(server, clips, tmp_path, "soft test", annotators=3, aggregate="soft", min_agreement=0.7,
+                   on_disagreement="soft")
+    soft.collect(["u4"], round=0)
+    task = _task_of(server, "soft test")["u4"]["id"]
+    for who, choice in (("a1@example.com", "sad"), ("a2@example.com", "ang"), ("a3@example.com", "sad")):
+        server.annotate(who, task, choice)
+    row = soft.collect(["u4"], round=0).frame.loc["u4"]
+    assert row["label"] == "sad" and json.loads(row["soft_label"]) == pytest.approx({"ang": 1 / 3, "sad": 2 / 3})
+
+
+def test_bad_annotations_are_refused_naming_the_task(server, clips, tmp_path):
+    oracle = _oracle(server, clips, tmp_path, "bad test", dimensions=["valence"])
+    ids = ["u0", "u1", "u2", "u3"]
+    oracle.collect(ids, round=2)
+    tasks = _task_of(server, "bad test")
+    server.annotate("a1@example.com", tasks["u0"]["id"], "fear", {"valence": 3.0})  # unknown choice
+    server.annotate("a1@example.com", tasks["u1"]["id"], None, {"valence": 3.0})  # empty choice
+    server.annotate("a1@example.com", tasks["u2"]["id"], "hap", {"valence": 9.0})  # out of range
+    server.annotate("a1@example.com", tasks["u3"]["id"], "hap", {"valence": 2.0})  # fine
+    with pytest.raises(LabelImportError) as err:
+        oracle.collect(ids, round=2)
+    text = str(err.value)
+    assert f"task {tasks['u0']['id']} (clip 'u0'" in text and "unknown choice 'fear'" in text
+    assert f"task {tasks['u1']['id']} (clip 'u1'" in text and "no emotion chosen" in text
+    assert "valence 9 outside [1, 5]" in text and "'u3'" not in text
+    # a duplicated task: the same clip imported twice for one round
+    project = oracle.project()["id"]
+    oracle.client.import_tasks(project, [{"data": {**tasks["u3"]["data"]}}])
+    with pytest.raises(LabelImportError, match="clip 'u3' has 2 tasks in round 2"):
+        oracle.collect(ids, round=2)
+
+
+def test_local_files_audio_and_personal_access_token(server, clips, tmp_path, clips_root):
+    import requests
+
+    pat = requests.post(f"{server.url}/api/token/", headers={"Authorization": f"Token {server.token}"},
+                        timeout=30).json()["token"]
+    client = LabelStudioClient(server.url, pat)  # a JWT: exchanged for a Bearer access token
+    assert client.whoami()["email"] == "admin@example.com"
+    cfg = LabelStudioConfig(url=server.url, project="local files test", audio="local_files",
+                            local_files_root=str(clips_root))
+    oracle = LabelStudioOracle(cfg, LABELS, [], (1.0, 5.0), clips, tmp_path, "t", client=client, log=lambda m: None)
+    oracle.collect(["u5"], round=0)
+    task = _task_of(server, "local files test")["u5"]
+    assert task["data"]["audio"] == "/data/local-files/?d=pool/audio/clip_5.wav"
+    audio = server.admin().get(server.url + task["data"]["audio"], timeout=30)
+    assert audio.status_code == 200 and audio.content == Path(clips.path[5]).read_bytes()
+    with pytest.raises(LabelStudioError, match="HTTP 401"):
+        LabelStudioClient(server.url, "not-a-token").whoami()
+
+
+def test_missing_token_names_the_variable(clips, tmp_path, monkeypatch):
+    monkeypatch.delenv("SER_TEST_LS_TOKEN", raising=False)
+    cfg = LabelStudioConfig(url="http://127.0.0.1:9", api_key_env="SER_TEST_LS_TOKEN")
+    oracle = LabelStudioOracle(cfg, LABELS, [], (1.0, 5.0), clips, tmp_path, "t", log=lambda m: None)
+    with pytest.raises(ConfigError, match="SER_TEST_LS_TOKEN"):
+        oracle.project()
+
+
+# ------------------------------------------------------------------------------ the whole loop, killed and resumed
+def _after_args(pool_dir, out, server):
+    return [sys.executable, "-m", "jobs.after", f"pool_dir={pool_dir}", f"output_dir={out}",
+            "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+            "model.adapter.r=4", "model.adapter.alpha=8", "model.head_hidden=16", "train.epochs=1",
+            "train.batch_size=8", "train.max_crop_seconds=1.0", "train.early_stopping_patience=0",
+            "active.budget_fractions=[0.25,0.5]", "active.initial=random", "active.oracle=label_studio",
+            f"active.label_studio.url={server.url}", "active.label_studio.project=loop test",
+            "active.label_studio.annotators=2", "active.label_studio.wait=true", "active.label_studio.poll_seconds=1"]
+
+
+def _annotate_round(server, truth, round_, skip=()):
+    done = 0
+    for task in server.tasks("loop test"):
+        uid = task["data"]["utt_id"]
+        if task["data"]["ser_round"] != round_ or task["annotations"]:
+            continue
+        for who in ("a1@example.com", "a2@example.com"):
+            server.annotate(who, task["id"], None if uid in skip else truth[uid], skip=uid in skip)
+        done += 1
+    return done
+
+
+def test_after_job_waits_is_killed_and_resumes(server, demo_pool, tmp_path):
+    """jobs.after with active.oracle=label_studio and wait=true: killed while it polls, rerun, finished."""
+    manifest = pd.read_csv(demo_pool.manifest)
+    truth = dict(zip(manifest["utt_id"], manifest["label"]))
+    out = tmp_path / "run"
+    # Each driver starts a Ray of its own: a killed driver leaves nothing behind on the tests' shared Ray.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(REPO), LABEL_STUDIO_API_KEY=server.token)
+    log = open(tmp_path / "first.log", "wb")
+    proc = subprocess.Popen(_after_args(demo_pool.pool_dir, out, server), cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while "waiting for" not in (tmp_path / "first.log").read_text():
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "timed out waiting for the job to wait"
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)  # killed while waiting for the initial set
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    n_initial = len(server.tasks("loop test"))
+    assert n_initial > 0
+    # the people annotate; one clip is skipped by both annotators and is dropped
+    skipped = sorted(t["data"]["utt_id"] for t in server.tasks("loop test"))[:1]
+    assert _annotate_round(server, truth, 0, skip=skipped) == n_initial
+    second = subprocess.Popen(_after_args(demo_pool.pool_dir, out, server), cwd=REPO, env=env,
+                              stdout=open(tmp_path / "second.log", "wb"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 400
+        while second.poll() is None:
+            assert time.time() < deadline, (tmp_path / "second.log").read_text()[-3000:]
+            _annotate_round(server, truth, 1)  # round 1's tasks, once the job has made them
+            time.sleep(1.0)
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+    text = (tmp_path / "second.log").read_text()
+    assert second.returncode == 0, text[-3000:]
+    assert server.token not in text + (tmp_path / "first.log").read_text()
+    tasks = server.tasks("loop test")
+    keys = [(t["data"]["utt_id"], t["data"]["ser_round"]) for t in tasks]
+    assert len(keys) == len(set(keys)), "a task was created twice"
+    assert sum(k[1] == 0 for k in keys) == n_initial  # the rerun made no new initial tasks
+    ledger = pd.read_parquet(out / "labels" / "ledger.parquet")
+    assert set(ledger["oracle"]) == {"label_studio"} and set(ledger["round"]) == {0, 1}
+    assert (ledger["label"] == ledger["utt_id"].map(truth)).all()
+    assert set(ledger["annotator"]) == {"a1@example.com,a2@example.com"}
+    assert not set(skipped) & set(ledger["utt_id"])
+    dropped = pd.read_parquet(out / "labels" / "dropped.parquet")
+    assert dropped["utt_id"].tolist() == skipped and dropped["round"].tolist() == [0]
+    # the budget counts the dropped clip: 25 % then 50 % of the training clips were sent to annotators
+    train_n = int((manifest["split"] == "train").sum())
+    assert len(ledger) + 1 == round(0.5 * train_n)
+    assert json.loads((out / "rounds" / "initial" / "label_studio" / "agreement.json").read_text())["pairwise"] == 1.0
+    with pytest.raises(ConfigError):  # a typo in the policy is refused before anything runs
+        LabelStudioConfig(on_disagreement="vote")
