@@ -361,8 +361,10 @@ class ActiveLearningLoop:
         stop the job (LabellingPending) while any clip is still being annotated."""
         got = oracle.collect(ids, ledger_round)
         oracle.save(got)
-        if len(got.frame):
-            self._append(got.frame, ledger_round, oracle.name)
+        # The ledger keeps a clip's label as first handed over (append-only): later edits in the tool are ignored.
+        fresh = got.frame[~got.frame.index.isin(self.ledger.ids())]
+        if len(fresh):
+            self._append(fresh, ledger_round, oracle.name)
         if got.dropped:
             self._record_dropped(got.dropped, ledger_round)
         a = got.agreement
@@ -373,6 +375,23 @@ class ActiveLearningLoop:
                  f"{len(got.pending)} pending{agreement}")
         if got.pending:
             raise LabellingPending(oracle.pending_message(got, ledger_round))
+
+    def _soft(self, training) -> bool:
+        """Train on soft labels: the round's targets hold some (several annotators, ``aggregate=soft`` or
+        ``on_disagreement=soft``). Cross-lingual rounds train on the plurality label (the source group has none)."""
+        import pyarrow.compute as pc
+
+        targets = training.targets()
+        if "soft_label" not in targets.column_names or not targets.num_rows:
+            return False
+        has = bool(pc.any(pc.is_valid(targets["soft_label"])).as_py())
+        if has and self.cross:
+            self.log("  cross_lingual: training on the plurality label of soft-labelled clips")
+            return False
+        if has:
+            n = int(pc.sum(pc.is_valid(targets["soft_label"])).as_py())
+            self.log(f"  training on soft labels: {n} of {targets.num_rows} clips carry their annotators' vote shares")
+        return has
 
     def _dropped(self) -> pd.DataFrame:
         """Clips an oracle dropped (``utt_id, round, reason``): never labelled, never selected again."""
@@ -449,7 +468,7 @@ class ActiveLearningLoop:
         result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
                              class_counts=counts, feature_shape=shape, init_checkpoint=init,
                              run_name=f"round{r:03d}", train_rows=len(training) + self._source_rows(),
-                             verbose=self.verbose, anchoring=self._anchoring())
+                             verbose=self.verbose, anchoring=self._anchoring(), soft_labels=self._soft(training))
         seconds["train"] = time.perf_counter() - t0
         failpoint("after_train")
         selected = 0

@@ -38,7 +38,7 @@ LEDGER_SCHEMA = pa.schema([
     ("soft_label", pa.string()),
 ])
 #: What training reads from a ledger: :meth:`LabelLedger.targets`.
-TARGETS_SCHEMA = pa.schema([LEDGER_SCHEMA.field(n) for n in ("utt_id", "label", *DIMENSION_COLUMNS)])
+TARGETS_SCHEMA = pa.schema([LEDGER_SCHEMA.field(n) for n in ("utt_id", "label", *DIMENSION_COLUMNS, "soft_label")])
 
 
 def _same_value(a, b) -> bool:
@@ -230,7 +230,8 @@ class LabelLedger:
         return dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("label").to_pylist()))
 
     def targets(self) -> pa.Table:
-        """:data:`TARGETS_SCHEMA` rows (utt_id, label, arousal, valence, dominance): what training reads."""
+        """:data:`TARGETS_SCHEMA` rows (utt_id, label, arousal, valence, dominance, soft_label): what training
+        reads."""
         return self._table.select(TARGETS_SCHEMA.names)
 
     def rounds(self) -> list[int]:
@@ -287,7 +288,8 @@ class LedgerView:
         return dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("label").to_pylist()))
 
     def targets(self) -> pa.Table:
-        """:data:`TARGETS_SCHEMA` rows (utt_id, label, arousal, valence, dominance): what training reads."""
+        """:data:`TARGETS_SCHEMA` rows (utt_id, label, arousal, valence, dominance, soft_label): what training
+        reads."""
         return self._table.select(TARGETS_SCHEMA.names)
 
     def ids(self) -> set[str]:

@@ -244,7 +244,7 @@ class Pool:
     def labelled(self, ledger: LabelSource, split: str = "train") -> ray.data.Dataset:
         """Clips of ``split`` whose ``utt_id`` is in the ledger, with the ledger's targets: ``label`` and, when
         the ledger has them (``ledger.targets()``), ``arousal`` / ``valence`` / ``dominance`` replaced by its
-        values (null where it has none) -- never the pool's own."""
+        values (null where it has none) -- never the pool's own -- and its ``soft_label`` column when it has one."""
         if hasattr(ledger, "targets"):
             targets = ledger.targets()
         else:
@@ -285,6 +285,8 @@ def _join_targets(table: pa.Table, targets: pa.Table) -> pa.Table:
         if name in targets.column_names:
             values = pc.take(targets.column(name), idx).cast(table.schema.field(name).type)
             table = table.set_column(table.schema.get_field_index(name), name, values)
+    if "soft_label" in targets.column_names:  # several annotators' vote shares: not a pool column
+        table = table.append_column("soft_label", pc.take(targets.column("soft_label"), idx))
     return table
 
 

@@ -37,10 +37,12 @@ def decode_features(raw: bytes, feature_shape) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.float32).reshape(feature_shape)
 
 
-def training_columns(feature_mode: bool, dimensions: Sequence[str] = (), text: bool = False) -> list[str]:
-    """Columns a training or evaluation feed reads: inputs, ``label``, the model's dimensions and, with a
-    text branch, ``transcript``."""
-    return [*(FEATURE_COLUMNS if feature_mode else AUDIO_COLUMNS), *dimensions, *(["transcript"] if text else [])]
+def training_columns(feature_mode: bool, dimensions: Sequence[str] = (), text: bool = False,
+                     soft: bool = False) -> list[str]:
+    """Columns a training or evaluation feed reads: inputs, ``label``, the model's dimensions, with a text branch
+    ``transcript`` and, for a training feed with soft labels, ``soft_label``."""
+    return [*(FEATURE_COLUMNS if feature_mode else AUDIO_COLUMNS), *dimensions, *(["transcript"] if text else []),
+            *(["soft_label"] if soft else [])]
 
 
 @dataclass
@@ -56,6 +58,8 @@ class ClipSet:
         targets: [N, K] float32 dimensional values (``model.dimensions`` order), NaN where unknown; [N, 0]
             without dimensional outputs.
         transcripts: N transcripts (None where a clip has none) when the feed carried them, else None.
+        soft: [N, C] float32 class probabilities (several annotators' vote shares; one-hot rows for hard labels)
+            when any clip of the feed has a soft label, else None: training then fits the shares.
     """
 
     ids: list[str] = field(default_factory=list)
@@ -65,6 +69,7 @@ class ClipSet:
     targets: np.ndarray | None = None
     transcripts: list[str | None] | None = None
     frames: list[np.ndarray] | None = None
+    soft: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.targets is None:
@@ -81,6 +86,7 @@ class ClipSet:
             targets=self.targets[index],
             transcripts=None if self.transcripts is None else [self.transcripts[i] for i in index],
             frames=None if self.frames is None else [self.frames[i] for i in index],
+            soft=None if self.soft is None else self.soft[index],
         )
 
     def __len__(self) -> int:
@@ -132,6 +138,7 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     feats: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     texts: list[str | None] | None = None
+    soft_rows: list[np.ndarray | None] = []
     for batch in batches:
         batch_ids = [str(x) for x in batch["utt_id"]]
         if "transcript" in batch:
@@ -151,6 +158,7 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
                 raise TrainingError(f"clip {uid!r} has label {raw!r}, not in model.labels {list(labels)}")
             else:
                 ys.append(index[raw])
+            soft_rows.append(_soft_row(batch, j, uid, index) if index and "soft_label" in batch else None)
             if feature_shape is not None:
                 feats.append(decode_features(batch["features"][j], feature_shape))
             else:
@@ -165,6 +173,9 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     clips = ClipSet(ids=ids, labels=np.asarray(ys, np.int64),
                     targets=(np.concatenate(targets) if targets else np.zeros((0, len(dimensions)), np.float32))
                     if dimensions else None, transcripts=texts if texts is not None and len(texts) == len(ids) else None)
+    if any(row is not None for row in soft_rows):
+        eye = np.eye(len(index), dtype=np.float32)
+        clips.soft = np.stack([row if row is not None else eye[y] for row, y in zip(soft_rows, ys)])
     if is_frame_shape(feature_shape):
         clips.frames = feats
     elif feature_shape is not None:
@@ -172,6 +183,27 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     else:
         clips.audio = audio
     return clips
+
+
+def _soft_row(batch: dict, j: int, uid: str, index: dict[str, int]) -> np.ndarray | None:
+    """Clip ``j``'s soft label (JSON ``{class: share}`` from the ledger) as [C] probabilities, or None."""
+    import json
+
+    raw = batch["soft_label"][j]
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+        return None
+    try:
+        shares = json.loads(raw)
+        row = np.zeros(len(index), np.float32)
+        for name, share in shares.items():
+            if name not in index:
+                raise TrainingError(f"clip {uid!r} has a soft label over {name!r}, not in model.labels {list(index)}")
+            row[index[name]] = float(share)
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise TrainingError(f"clip {uid!r} has an unreadable soft_label {raw!r}: {exc}") from exc
+    if not np.isclose(row.sum(), 1.0, atol=1e-3) or (row < 0).any():
+        raise TrainingError(f"clip {uid!r}: soft_label {raw!r} is not a probability distribution")
+    return row / row.sum()
 
 
 def _dimension_values(batch: dict, ids: list[str], dimensions: list[str], required: bool) -> np.ndarray:
@@ -198,7 +230,8 @@ class Batch:
     """One model batch. ``wavs`` [B, T] float32 in [-1, 1] and ``lengths`` [B] samples in audio mode;
     ``features`` [B, L, D] in pooled feature mode; ``features`` [B, F, L, D] float32 (zero-padded) and
     ``lengths`` [B] valid frames in frame mode; ``labels`` [B] (-1 unknown); ``targets`` [B, K] dimensional
-    values (NaN unknown; K = 0 without dimensions); ``ids`` [B]; ``transcripts`` [B] or None."""
+    values (NaN unknown; K = 0 without dimensions); ``ids`` [B]; ``transcripts`` [B] or None; ``soft`` [B, C]
+    class probabilities or None (see :class:`ClipSet`)."""
 
     ids: list[str]
     labels: torch.Tensor
@@ -207,11 +240,17 @@ class Batch:
     features: torch.Tensor | None = None
     targets: torch.Tensor | None = None
     transcripts: list[str | None] | None = None
+    soft: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: None if t is None else t.to(device))  # noqa: E731
         return Batch(self.ids, self.labels.to(device), move(self.wavs), move(self.lengths), move(self.features),
-                     move(self.targets), self.transcripts)
+                     move(self.targets), self.transcripts, move(self.soft))
+
+    @property
+    def class_targets(self) -> torch.Tensor:
+        """What the classification loss fits: ``soft`` probabilities [B, C] when present, else ``labels`` [B]."""
+        return self.soft if self.soft is not None else self.labels
 
 
 def plan_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
@@ -249,16 +288,17 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
     targets = torch.from_numpy(np.ascontiguousarray(clips.targets[index], dtype=np.float32))
     ids = [clips.ids[i] for i in index]
     texts = None if clips.transcripts is None else [clips.transcripts[i] for i in index]
+    soft = None if clips.soft is None else torch.from_numpy(np.ascontiguousarray(clips.soft[index]))
     if clips.features is not None:
         return Batch(ids, labels, features=torch.from_numpy(np.ascontiguousarray(clips.features[index])),
-                     targets=targets, transcripts=texts)
+                     targets=targets, transcripts=texts, soft=soft)
     if clips.frames is not None:
         max_frames = None if max_samples is None else max(max_samples // FRAME_HOP_SAMPLES, 1)
         out, lengths = _crop_and_pad([clips.frames[i] for i in index], max_frames, rng, 1.0)
-        return Batch(ids, labels, features=out, lengths=lengths, targets=targets, transcripts=texts)
+        return Batch(ids, labels, features=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft)
     assert clips.audio is not None
     out, lengths = _crop_and_pad([clips.audio[i] for i in index], max_samples, rng, 1.0 / 32768.0)
-    return Batch(ids, labels, wavs=out, lengths=lengths, targets=targets, transcripts=texts)
+    return Batch(ids, labels, wavs=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft)
 
 
 def _crop_and_pad(pieces: list[np.ndarray], max_len: int | None, rng: np.random.Generator | None,

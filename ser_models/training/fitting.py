@@ -200,7 +200,7 @@ def training_loss(logits: torch.Tensor, dims: torch.Tensor, batch, class_loss: n
     dimensional loss (1 - CCC or MSE, when it has dimensions)."""
     loss = logits.new_zeros(())
     if logits.shape[1]:
-        loss = loss + class_loss(logits, batch.labels)
+        loss = loss + class_loss(logits, batch.class_targets)  # soft vote shares when the batch has them
     if dims.shape[1]:
         loss = loss + cfg.dimensional_weight * dimensional_loss(dims, batch.targets, cfg.dimensional_loss)
     return loss
@@ -399,7 +399,16 @@ def concat_clips(parts: list[ClipSet]) -> ClipSet:
     return ClipSet(ids=[i for p in parts for i in p.ids], labels=np.concatenate([p.labels for p in parts]),
                    features=None if frames else np.concatenate([p.features for p in parts]),
                    frames=[f for p in parts for f in p.frames] if frames else None,
-                   targets=np.concatenate([p.targets for p in parts]), transcripts=texts)
+                   targets=np.concatenate([p.targets for p in parts]), transcripts=texts, soft=_concat_soft(parts))
+
+
+def _concat_soft(parts: list[ClipSet]) -> np.ndarray | None:
+    """The parts' soft labels in one [N, C] array (one-hot rows for parts without any), or None."""
+    if all(p.soft is None for p in parts):
+        return None
+    width = next(p.soft.shape[1] for p in parts if p.soft is not None)
+    eye = np.eye(width, dtype=np.float32)
+    return np.concatenate([p.soft if p.soft is not None else eye[p.labels] for p in parts])
 
 
 def _target_batch(anchor: AnchorFeed, cfg: TrainConfig, rng: np.random.Generator, device: torch.device):

@@ -56,7 +56,8 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
                 output_dir: str | Path, *, class_counts: list[int] | None = None,
                 feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
                 run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True,
-                report=None, callbacks: list | None = None, anchoring: dict | None = None) -> TrainResult:
+                report=None, callbacks: list | None = None, anchoring: dict | None = None,
+                soft_labels: bool = False) -> TrainResult:
     """Fine-tune with Ray Train (or return the finished result of an earlier identical call).
 
     Args:
@@ -79,6 +80,8 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         anchoring: layer anchoring, ``{"groups", "weight", "batch_size"}``: ``datasets["anchor_target"]``
             (unlabelled target-domain pool rows) is held whole by every worker and aligned with the training
             batches at the anchor layers (:class:`~ser_models.training.fitting.AnchorFeed`).
+        soft_labels: ``datasets["train"]`` has a ``soft_label`` column (JSON vote shares from several
+            annotators, null for hard labels): the classification loss fits the shares.
 
     Returns:
         A :class:`TrainResult`; ``metrics`` has ``history``, ``best_epoch``, ``dev`` and ``test``.
@@ -99,7 +102,8 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")
     # anchor_target: unlabelled target clips, audio only
-    feeds = {name: ds.select_columns(columns if name != "anchor_target" else AUDIO_INPUT_COLUMNS)
+    feeds = {name: ds.select_columns(columns + (["soft_label"] if soft_labels and name == "train" else [])
+                                     if name != "anchor_target" else AUDIO_INPUT_COLUMNS)
              for name, ds in datasets.items() if ds is not None}
     if train_rows is None:
         train_rows = feeds["train"].count()

@@ -207,7 +207,8 @@ def _after_args(pool_dir, out, server):
             "train.batch_size=8", "train.max_crop_seconds=1.0", "train.early_stopping_patience=0",
             "active.budget_fractions=[0.25,0.5]", "active.initial=random", "active.oracle=label_studio",
             f"active.label_studio.url={server.url}", "active.label_studio.project=loop test",
-            "active.label_studio.annotators=2", "active.label_studio.wait=true", "active.label_studio.poll_seconds=1"]
+            "active.label_studio.annotators=2", "active.label_studio.aggregate=soft", "active.label_studio.wait=true",
+            "active.label_studio.poll_seconds=1"]
 
 
 def _annotate_round(server, truth, round_, skip=()):
@@ -272,6 +273,9 @@ def test_after_job_waits_is_killed_and_resumes(server, demo_pool, tmp_path):
     assert set(ledger["oracle"]) == {"label_studio"} and set(ledger["round"]) == {0, 1}
     assert (ledger["label"] == ledger["utt_id"].map(truth)).all()
     assert set(ledger["annotator"]) == {"a1@example.com,a2@example.com"}
+    # aggregate=soft: every clip carries its vote shares (unanimous here), and the rounds trained on them
+    assert [json.loads(s) for s in ledger["soft_label"]] == [{t: 1.0} for t in ledger["label"]]
+    assert "training on soft labels" in text
     assert not set(skipped) & set(ledger["utt_id"])
     dropped = pd.read_parquet(out / "labels" / "dropped.parquet")
     assert dropped["utt_id"].tolist() == skipped and dropped["round"].tolist() == [0]

@@ -116,3 +116,24 @@ def test_check_annotations_refuses_what_the_model_cannot_train_on():
                                           r"'sad'\]: 'b' \(nan\), 'c' \('joy'\); 2 arousal values .*'b' \(6.0\)"):
         check_annotations(frame, ["hap", "sad"], ["arousal"], (1, 5), "custom, round 2")
     check_annotations(as_annotations({"a": None}, ["a"]), [], [], (1, 5), "x")  # no classes: labels unchecked
+
+
+def test_label_studio_config_checks_and_interface():
+    from xml.etree import ElementTree
+
+    from ser_models.active.label_studio_oracle import LabelStudioConfig, label_config_xml
+    from ser_models.exceptions import ConfigError
+
+    for bad, key in ((dict(aggregate="mean"), "aggregate"), (dict(on_disagreement="vote"), "on_disagreement"),
+                     (dict(audio="ftp"), "audio"), (dict(annotators=0), "annotators"),
+                     (dict(annotators=3, max_annotations=2), "max_annotations"), (dict(min_agreement=1.5), "min_agreement"),
+                     (dict(audio="local_files"), "local_files_root")):
+        with pytest.raises(ConfigError, match=key):
+            LabelStudioConfig(**bad)
+    assert LabelStudioConfig(annotators=2).annotation_cap == 4
+    xml = label_config_xml(['a"b', "<sad>"], ["arousal"], (1.0, 7.0))
+    root = ElementTree.fromstring(xml)  # well-formed despite the quotes and brackets in class names
+    assert [c.get("value") for c in root.iter("Choice")] == ['a"b', "<sad>"]
+    number = next(root.iter("Number"))
+    assert (number.get("name"), number.get("min"), number.get("max"), number.get("slider")) == ("arousal", "1", "7", "true")
+    assert next(root.iter("Audio")).get("value") == "$audio"

@@ -98,3 +98,29 @@ def test_ledger_records_seconds_labelled(tmp_path):
         again.append(2, ["d"], ["neu"], "o", seconds=[-1.0])
     with pytest.raises(LedgerError, match="1 ids but 2 seconds values"):
         again.append(2, ["d"], ["neu"], "o", seconds=[1.0, 2.0])
+
+
+def test_annotator_time_and_soft_label_are_kept_but_not_part_of_a_rows_identity(tmp_path):
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ledger = LabelLedger(tmp_path / "ledger.parquet")
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert ledger.append(1, ["a", "b"], ["ang", "sad"], oracle="label_studio", annotators=["x@e.org,y@e.org", None],
+                         times=[when, None], soft_labels=['{"ang": 0.5, "sad": 0.5}', None]) == 2
+    df = LabelLedger(tmp_path / "ledger.parquet").labelled()
+    assert df["annotator"].iloc[0] == "x@e.org,y@e.org" and df["annotator"].isna().iloc[1]
+    assert df["time"].iloc[0] == when and df["time"].iloc[1] > when  # None = now
+    assert df["soft_label"].iloc[0] == '{"ang": 0.5, "sad": 0.5}' and df["soft_label"].isna().iloc[1]
+    assert ledger.targets().column("soft_label").to_pylist() == ['{"ang": 0.5, "sad": 0.5}', None]
+    # a resumed round re-appends the same labels with other provenance: a no-op
+    assert ledger.append(1, ["a"], ["ang"], oracle="label_studio", annotators=["z@e.org"]) == 0
+    with pytest.raises(LedgerError, match="2 ids but 1 annotator values"):
+        ledger.append(2, ["c", "d"], ["ang", "sad"], oracle="o", annotators=["x"])
+    # a ledger written before these columns existed still opens, with nulls
+    old = pq.read_table(tmp_path / "ledger.parquet").drop_columns(["annotator", "soft_label"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    reopened = LabelLedger(tmp_path / "old.parquet")
+    assert reopened.labelled()["annotator"].isna().all() and reopened.targets().schema.field("soft_label").type == pa.string()

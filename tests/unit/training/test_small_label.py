@@ -205,3 +205,48 @@ def test_solver_keys_are_checked():
         TrainConfig(l2_c_grid=[])
     with pytest.raises(ConfigError, match="train.cv_folds"):
         TrainConfig(cv_folds=1)
+
+
+def test_soft_labels_reach_scikit_learns_optimum_on_the_annotators_votes():
+    """Soft labels (vote shares of 3 annotators) with L-BFGS equal scikit-learn's logistic regression on every
+    vote as its own row, weighted 1/3: the classification loss fits the shares, not the plurality label."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = _model(head_hidden=0, head_input_norm=False, featurizer_layer=1)
+    x, y = _features(90, (model.encoder.num_layers, model.encoder.hidden_size), seed=5)
+    rng = np.random.default_rng(1)
+    votes = np.where(rng.random((90, 3)) < 0.7, y[:, None], rng.integers(0, 4, (90, 3)))  # 3 annotators, noisy
+    soft = np.stack([np.bincount(v, minlength=4) / 3 for v in votes]).astype(np.float32)
+    clips = _clipset(x, soft.argmax(1))
+    clips.soft = soft
+    cfg = TrainConfig(solver="lbfgs", l2_c=0.5, lbfgs_max_iter=2000, class_weighted=False)
+    fit(model, clips, None, cfg, log=lambda _: None)
+    ours = predict(model, _clipset(x, y), cfg, torch.device("cpu"))
+    ref = LogisticRegression(C=0.5, max_iter=10_000, tol=1e-10).fit(
+        np.repeat(x[:, 1], 3, axis=0), votes.reshape(-1), sample_weight=np.full(270, 1 / 3))
+    np.testing.assert_allclose(ours, ref.predict_proba(x[:, 1]), atol=2e-3)
+    hard = _model(head_hidden=0, head_input_norm=False, featurizer_layer=1)
+    fit(hard, _clipset(x, soft.argmax(1)), None, cfg, log=lambda _: None)
+    assert np.abs(predict(hard, _clipset(x, y), cfg, torch.device("cpu")) - ours).max() > 0.05  # not the same fit
+
+
+def test_collect_clips_reads_soft_labels_and_refuses_bad_ones():
+    from ser_models.training.batching import collect_clips, make_batch
+
+    feats = np.zeros((3, 2, 4), np.float32)
+    batch = {"utt_id": np.array(["a", "b", "c"]), "label": np.array(["angry", "happy", "sad"], dtype=object),
+             "features": np.array([f.tobytes() for f in feats], dtype=object),
+             "soft_label": np.array(['{"angry": 0.5, "happy": 0.5}', None, '{"sad": 1.0}'], dtype=object)}
+    clips = collect_clips([batch], LABELS, feature_shape=(2, 4))
+    np.testing.assert_allclose(clips.soft, [[0, 0.5, 0.5, 0], np.eye(4)[LABELS.index("happy")],
+                                            np.eye(4)[LABELS.index("sad")]])
+    b = make_batch(clips.subset([2, 0]), np.array([0, 1]), None, None)
+    torch.testing.assert_close(b.class_targets, torch.tensor([np.eye(4)[LABELS.index("sad")], [0, 0.5, 0.5, 0]],
+                                                              dtype=torch.float32))
+    plain = collect_clips([{k: v for k, v in batch.items() if k != "soft_label"}], LABELS, feature_shape=(2, 4))
+    assert plain.soft is None and make_batch(plain, np.array([0]), None, None).class_targets.dtype == torch.long
+    for bad, why in (('{"fear": 1.0}', "not in model.labels"), ('{"angry": 0.2}', "not a probability"),
+                     ("oops", "unreadable")):
+        with pytest.raises(TrainingError, match=why):
+            collect_clips([{**batch, "soft_label": np.array([bad, None, None], dtype=object)}], LABELS,
+                          feature_shape=(2, 4))
