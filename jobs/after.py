@@ -6,7 +6,9 @@ train -> evaluate -> score -> select -> label.
 
 Rerunning with the same ``output_dir`` resumes (finished rounds are skipped, an unfinished one is redone and
 selects the same clips). With ``active.oracle=file`` the job stops after writing ``to_label.csv``; fill it in
-and rerun the same command.
+and rerun the same command. With ``active.oracle=label_studio`` (server and token from LABEL_STUDIO_URL and
+LABEL_STUDIO_API_KEY) it creates the round's tasks in a Label Studio project, then stops or, with
+``active.label_studio.wait=true``, polls until people have annotated them.
 """
 
 from __future__ import annotations

@@ -288,6 +288,8 @@ class LabelStudioOracle:
 
     # -------------------------------------------------------------------------------------- annotations
     def _user(self, uid) -> str:
+        if isinstance(uid, dict):  # some endpoints expand the user
+            return str(uid.get("email") or uid.get("username") or uid.get("id"))
         if self._users is None or (uid is not None and int(uid) not in self._users):
             self._users = self.client.users()
         return "unknown" if uid is None else self._users.get(int(uid), str(uid))

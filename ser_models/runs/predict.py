@@ -41,8 +41,14 @@ class PredictJobConfig:
     shard_rows: int = field(4096, help="clips per output shard (a kill loses at most one shard's work)")
     embedding: bool = field(False, help="also write the head's embedding [E] per clip")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors: count, CPUs, GPUs, batch sizes")
+    backend: str = field("ray", speed_only=True,
+                         help="ray: Ray Data actors (scorer.*; a cluster, several GPUs); in_process: one model in "
+                              "this process reading the shards' Parquet files batch by batch, no Ray (one machine: "
+                              "no start-up, and the model gets every core; scorer.threads, batch sizes still apply)")
 
     def __post_init__(self):
+        if self.backend not in ("ray", "in_process"):
+            raise ConfigError(f"backend must be ray or in_process, got {self.backend!r}")
         if bool(self.pool_dir) == bool(self.manifest):
             raise ConfigError("set exactly one of pool_dir (a prepared pool) and manifest (prepared on the fly)")
         if self.shard_rows < 1:
@@ -119,6 +125,20 @@ def _prediction_table(batches: list[dict], labels: list[str], dimensions: list[s
     return pa.table(columns)
 
 
+def _score_files(files: list[str], fs, scorer, batch_size: int):
+    """``backend=in_process``: ``scorer``'s output batches over ``files``, read ``batch_size`` rows at a time
+    (one batch of audio in memory)."""
+    import pyarrow.parquet as pq
+
+    from ser_models.active.scorer import SCORE_INPUT_AUDIO
+
+    for path in files:
+        with fs.open_input_file(path) as fh:
+            for rb in pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=SCORE_INPUT_AUDIO):
+                if rb.num_rows:
+                    yield scorer({c: rb.column(c).to_numpy(zero_copy_only=False) for c in SCORE_INPUT_AUDIO})
+
+
 def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     """The job's work on a parsed config; returns the summary.
 
@@ -150,7 +170,8 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     if model.cfg.text.enabled:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
     del model
-    connect_ray()
+    if cfg.backend == "ray" or cfg.manifest:  # preparing a manifest runs on Ray Data
+        connect_ray()
     if cfg.manifest:
         from ser_models.data.prepare import pool_fingerprint, prepare_pool
 
@@ -187,6 +208,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, feature_shape=None, mc_samples=0,
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0)
+    local_scorer = None
     done = sum(exists(out / PREDICTIONS_DIR / f"part-{k:05d}.parquet") for k in range(len(shards)))
     say(f"predicting {pool_dir} ({cfg.split}) with {checkpoint}: {len(shards)} shards"
         + (f", {done} already finished (skipped)" if done else ""))
@@ -195,9 +217,13 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         if exists(part):
             continue
         t1 = time.perf_counter()
-        ds = read_parquet_dataset(files, filesystem=fs, columns=SCORE_INPUT_AUDIO, partitioning=partitioning)
-        batches = [b for b in run_on_actor_pool(ds.select_columns(SCORE_INPUT_AUDIO), PoolScorer, kwargs,
-                                                cfg.scorer) if len(b["utt_id"])]
+        if cfg.backend == "in_process":
+            local_scorer = local_scorer or PoolScorer(**kwargs)
+            batches = list(_score_files(files, fs, local_scorer, cfg.scorer.batch_size))
+        else:
+            ds = read_parquet_dataset(files, filesystem=fs, columns=SCORE_INPUT_AUDIO, partitioning=partitioning)
+            batches = [b for b in run_on_actor_pool(ds.select_columns(SCORE_INPUT_AUDIO), PoolScorer, kwargs,
+                                                    cfg.scorer) if len(b["utt_id"])]
         table = _prediction_table(batches, labels, dimensions, cfg.embedding) if batches else None
         if table is None:
             raise ConfigError(f"shard {k} ({files[0]}, ...) holds no clips")

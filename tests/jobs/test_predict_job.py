@@ -103,6 +103,25 @@ def test_predicts_every_clip_as_the_model_does_and_resumes_after_a_kill(ray_loca
     assert again["clips"] == summary["clips"] and parts[0].stat().st_mtime_ns == first
 
 
+def test_in_process_backend_predicts_the_same_without_ray(demo_pool, checkpoint, tmp_path, monkeypatch):
+    import ser_models.runtime
+
+    ray_out, local_out = tmp_path / "ray", tmp_path / "local"
+    run_predict(_config(checkpoint, ray_out, pool_dir=demo_pool.pool_dir))
+
+    def no_ray(*_, **__):
+        raise AssertionError("backend=in_process connected to Ray")
+
+    monkeypatch.setattr(ser_models.runtime, "connect_ray", no_ray)
+    summary = run_predict(_config(checkpoint, local_out, pool_dir=demo_pool.pool_dir, backend="in_process"))
+    a, b = _read(ray_out).set_index("utt_id"), _read(local_out).set_index("utt_id")
+    assert sorted(a.index) == sorted(b.index) and summary["clips"] == len(a)
+    b = b.loc[a.index]
+    assert (a.predicted == b.predicted).all()
+    np.testing.assert_allclose(np.stack(a.probs), np.stack(b.probs), atol=1e-5)
+    np.testing.assert_allclose(np.stack(a.embedding), np.stack(b.embedding), atol=1e-5)
+
+
 def test_a_raw_manifest_is_prepared_on_the_fly(ray_local, demo_pool, checkpoint, tmp_path):
     out = tmp_path / "from_manifest"
     summary = run_predict(_config(checkpoint, out, pool_dir="''", manifest=demo_pool.manifest, split="test"))
