@@ -143,3 +143,66 @@ def build_demo_pool(root: str | Path, n: int = DEMO_N, seed: int = DEMO_SEED) ->
         raise RuntimeError(f"demo pool build is not what the tests assume: {summary.table()}")
     _DEMO_POOLS[root] = DemoPool(corpus, corpus / "manifest.csv", root / "pool", summary)
     return _DEMO_POOLS[root]
+
+
+def kill_when(cmd: list[str], ready, *, cwd: str | Path, env: dict | None = None, timeout: float = 300.0,
+              log_file: str | Path | None = None, poll: float = 0.05) -> str:
+    """Run ``cmd`` in a process group of its own and SIGKILL the group as soon as ``ready()`` is true: the
+    kill-and-resume tests' "die right after this point".
+
+    The output goes to a file, not a pipe: a chatty process would otherwise fill the pipe, block, and never
+    reach the point the caller waits for.
+
+    Args:
+        cmd: the command (e.g. ``[sys.executable, "-m", "jobs.after", ...]``).
+        ready: called every ``poll`` seconds; True = kill now (e.g. a checkpoint file exists).
+        cwd / env: of the process.
+        timeout: seconds to wait for ``ready``.
+        log_file: where the output goes (None = a temporary file, removed afterwards).
+        poll: seconds between checks.
+
+    Returns:
+        The process's output up to the kill.
+
+    Raises:
+        AssertionError: the process exited before ``ready()``, or ``timeout`` passed (with the output's end).
+    """
+    import os
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    own = log_file is None
+    log_path = Path(tempfile.mkstemp(suffix=".log")[1] if own else log_file)
+    try:
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready():
+                if proc.poll() is not None:
+                    raise AssertionError(f"{cmd[:3]} exited ({proc.returncode}) before the kill point:\n"
+                                         f"{log_path.read_text(errors='replace')[-4000:]}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{cmd[:3]} did not reach the kill point in {timeout:.0f} s:\n"
+                                         f"{log_path.read_text(errors='replace')[-4000:]}")
+                time.sleep(poll)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(60)
+        return log_path.read_text(errors="replace")
+    finally:
+        if own:
+            log_path.unlink(missing_ok=True)
+
+
+def latest_ray_train_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint folder Ray Train V2 resumes ``run_dir`` from (named by its checkpoint manager's snapshot)."""
+    import json
+
+    run_dir = Path(run_dir)
+    snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    return run_dir / snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]

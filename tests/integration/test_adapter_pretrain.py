@@ -6,11 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +14,7 @@ from safetensors.torch import load_file
 
 from ser_models.config import load_config
 from ser_models.runs.adapter_pretrain import AdapterPretrainJobConfig, run_adapter_pretrain_job
+from ser_models.testing import kill_when, latest_ray_train_checkpoint
 from ser_models.training.adapter_pretrain import RUN_NAME, STATE_FILE, AdapterPretrainState
 from ser_models.training.state_io import load_state
 
@@ -39,11 +36,6 @@ run_adapter_pretrain_job(load_config(AdapterPretrainJobConfig, spec["config"], s
 """
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
-    return run_dir / snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
-
-
 def test_killed_driver_then_rerun_resumes_the_pretraining(ray_local, demo_pool, tmp_path):
     out = tmp_path / "ap"
     overrides = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", f"pretrain.epochs={EPOCHS}"]
@@ -51,21 +43,8 @@ def test_killed_driver_then_rerun_resumes_the_pretraining(ray_local, demo_pool, 
     spec = {"config": config, "overrides": overrides}
     run_dir = out / "ray_train" / RUN_NAME
     snapshot = run_dir / "checkpoint_manager_snapshot.json"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(spec)], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 300
-        while not snapshot.exists():  # Ray Train registered the first epoch's checkpoint
-            if proc.poll() is not None:
-                pytest.fail(f"the driver exited early ({proc.returncode}):\n{proc.stdout.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("the driver wrote no checkpoint in 300 s")
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    killed, _ = load_state(latest_checkpoint(run_dir) / STATE_FILE, AdapterPretrainState)
+    kill_when([sys.executable, "-c", _KILLED_RUN, json.dumps(spec)], snapshot.exists, cwd=REPO)
+    killed, _ = load_state(latest_ray_train_checkpoint(run_dir) / STATE_FILE, AdapterPretrainState)
     assert 1 <= killed.epoch < EPOCHS, f"the killed run reached epoch {killed.epoch}: nothing left to resume"
     assert not (out / "adapter_metrics.json").exists()
 

@@ -12,9 +12,6 @@ import contextlib
 import io
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +23,7 @@ import torch
 
 from ser_models.config import to_dict
 from ser_models.model import EmotionModel
-from ser_models.testing import tiny_model_config
+from ser_models.testing import kill_when, latest_ray_train_checkpoint, tiny_model_config
 from ser_models.training import ScalingSettings, TrainConfig, evaluate, train_model
 from ser_models.training.batching import AUDIO_COLUMNS, collect_clips
 from ser_models.training.fitting import FitState
@@ -66,7 +63,7 @@ from ser_models.model import ModelConfig
 from ser_models.training import ScalingSettings, TrainConfig, train_model
 
 spec = json.loads(sys.argv[1])
-ray.init(address=spec["address"], logging_level="WARNING")
+ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
 pool = Pool.open(spec["pool_dir"])
 datasets = {split: pool.dataset(split) for split in ("train", "dev", "test")}
 train_model(from_dict(ModelConfig, spec["model"]), from_dict(TrainConfig, spec["train"]),
@@ -75,34 +72,14 @@ train_model(from_dict(ModelConfig, spec["model"]), from_dict(TrainConfig, spec["
 EPOCHS = 2  # the killed driver checkpoints epoch 1; the resumed run on two workers trains epoch 2
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint folder Ray Train V2 resumes from (its checkpoint manager's snapshot names it)."""
-    snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
-    return run_dir / snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
-
-
-def kill_after_first_checkpoint(ray_local, demo_pool, out: Path, counts: list[int]) -> None:
+def kill_after_first_checkpoint(demo_pool, out: Path, counts: list[int]) -> None:
     """Start ``train_model`` in a separate driver process and SIGKILL it once an epoch is checkpointed."""
     snapshot = out / "ray_train" / "finetune" / "checkpoint_manager_snapshot.json"
-    spec = {"address": ray_local.get_runtime_context().gcs_address, "pool_dir": str(demo_pool.pool_dir),
-            "output_dir": str(out), "counts": counts, "model": to_dict(model_config()),
-            "train": to_dict(train_config(EPOCHS))}
-    # The driver joins this session's Ray (a second local Ray would cost another start-up) in its own
-    # process group, so that the kill reaches it and nothing else; Ray cleans up what the dead driver owned.
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, json.dumps(spec)], cwd=REPO,
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 300
-        while not snapshot.exists():  # written once Ray Train has registered an epoch's checkpoint
-            if proc.poll() is not None:
-                pytest.fail(f"training driver exited early ({proc.returncode}):\n{proc.stdout.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("the training driver wrote no checkpoint in 300 s")
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
+    spec = {"pool_dir": str(demo_pool.pool_dir), "output_dir": str(out), "counts": counts,
+            "model": to_dict(model_config()), "train": to_dict(train_config(EPOCHS))}
+    # The driver starts a Ray of its own in its own process group: the kill reaches it and nothing else, and what
+    # a dead Ray Train driver leaves running (its controller) cannot hold the shared Ray's CPUs.
+    kill_when([sys.executable, "-c", _KILLED_RUN, json.dumps(spec)], snapshot.exists, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +88,9 @@ def resumed_run(ray_local, demo_pool, tmp_path_factory):
     then rerun to completion in this process on two DDP workers. Returns what the artifact and resume tests need."""
     datasets, counts = pool_inputs(demo_pool)
     out = tmp_path_factory.mktemp("ft_resumed")
-    kill_after_first_checkpoint(ray_local, demo_pool, out, counts)
+    kill_after_first_checkpoint(demo_pool, out, counts)
     run_dir = out / "ray_train" / "finetune"
-    killed_state, _ = load_state(latest_checkpoint(run_dir) / STATE_FILE, FitState)
+    killed_state, _ = load_state(latest_ray_train_checkpoint(run_dir) / STATE_FILE, FitState)
     metrics_after_kill = (out / "metrics.json").exists()
 
     logs = io.StringIO()
@@ -176,7 +153,7 @@ def test_checkpoint_holds_the_best_weights_and_reproduces_test_metrics(resumed_r
     result = resumed_run.result
     model = EmotionModel.load_checkpoint(result.checkpoint_dir)
     assert model.cfg.labels == LABELS
-    final, _ = load_state(latest_checkpoint(resumed_run.run_dir) / STATE_FILE, FitState)
+    final, _ = load_state(latest_ray_train_checkpoint(resumed_run.run_dir) / STATE_FILE, FitState)
     assert final.best_epoch == result.metrics["best_epoch"]
     reloaded = model.trainable_state_dict()
     assert sorted(reloaded) == sorted(final.best_weights)

@@ -25,6 +25,7 @@ import soundfile as sf
 from ser_models.active.label_studio_client import LabelStudioClient, LabelStudioError
 from ser_models.active.label_studio_oracle import LabelStudioConfig, LabelStudioOracle
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending
+from ser_models.testing import kill_when
 from ser_models.testing_label_studio import find_label_studio, start_label_studio
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,20 +232,10 @@ def test_after_job_waits_is_killed_and_resumes(server, demo_pool, tmp_path):
     # Each driver starts a Ray of its own: a killed driver leaves nothing behind on the tests' shared Ray.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(PYTHONPATH=str(REPO), LABEL_STUDIO_API_KEY=server.token)
-    log = open(tmp_path / "first.log", "wb")
-    proc = subprocess.Popen(_after_args(demo_pool.pool_dir, out, server), cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while "waiting for" not in (tmp_path / "first.log").read_text():
-            assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.time() < deadline, "timed out waiting for the job to wait"
-            time.sleep(0.5)
-        os.killpg(proc.pid, signal.SIGKILL)  # killed while waiting for the initial set
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    first = tmp_path / "first.log"
+    # killed while it waits for the initial set's annotations
+    kill_when(_after_args(demo_pool.pool_dir, out, server), lambda: "waiting for" in first.read_text(), cwd=REPO,
+              env=env, log_file=first)
     n_initial = len(server.tasks("loop test"))
     assert n_initial > 0
     # the people annotate; one clip is skipped by both annotators and is dropped
