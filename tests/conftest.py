@@ -137,3 +137,13 @@ def s3_bucket(s3_server, request):
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
     pafs.S3FileSystem(endpoint_override=s3_server, allow_bucket_creation=True).create_dir(name)
     return f"s3://{name}"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Modules with a ``slow`` test first, the rest after, each keeping its order.
+
+    ``make test`` hands whole files to two xdist workers in collection order (``--dist loadfile``): a long module
+    collected last runs alone while the other worker idles. Longest first keeps both busy to the end.
+    """
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the order within each group is kept

@@ -24,7 +24,7 @@ from ser_models.data import LabelLedger, Pool, PoolConfig, prepare_pool
 from ser_models.exceptions import LabellingPending
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 
 OVERRIDES = [
     "tapt_enabled=false", "scaling.backend=in_process",

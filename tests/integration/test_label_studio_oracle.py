@@ -29,7 +29,7 @@ from ser_models.testing import kill_when
 from ser_models.testing_label_studio import find_label_studio, start_label_studio
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.label_studio
+pytestmark = [pytest.mark.label_studio, pytest.mark.slow]
 LABELS = ["ang", "hap", "neu", "sad"]
 
 

@@ -16,6 +16,8 @@ from ser_models.config import load_config
 from ser_models.model import EmotionModel
 from ser_models.runs.adapter_pretrain import AdapterPretrainJobConfig
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).parents[2]
 SMOKE = ROOT / "jobs/configs/adapter_pretrain_smoke.yaml"
 WAP_SMALL = ["model.wap.enabled=true", "model.wap.depth=2", "model.wap.dim=32", "model.wap.heads=2",
