@@ -9,7 +9,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Vote", "agreement_report", "krippendorff_alpha_nominal", "tally"]
+__all__ = ["Vote", "agreement_report", "dimension_agreement", "krippendorff_alpha_interval",
+           "krippendorff_alpha_nominal", "tally"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,45 @@ def krippendorff_alpha_nominal(units: Sequence[Sequence[str]]) -> float | None:
     if expected == 0:
         return None
     return float(1.0 - (n - 1) * observed / expected)
+
+
+def krippendorff_alpha_interval(units: Sequence[Sequence[float]]) -> float | None:
+    """Krippendorff's alpha for interval values (slider ratings), any number of annotators per clip.
+
+    ``1 - D_o / D_e`` with squared differences: D_o over the pairs of values within a clip (each clip weighted
+    by ``1 / (m - 1)``), D_e over all pairs of pairable values. Clips with fewer than two values are left out.
+
+    Args:
+        units: one list of values per clip.
+
+    Returns:
+        alpha (1 = perfect agreement, 0 = chance), or None when undefined (fewer than two pairable values, or
+        every value equal).
+    """
+    pairable = [[float(v) for v in u] for u in units if len(u) >= 2]
+    values = [v for u in pairable for v in u]
+    n = len(values)
+    if n < 2:
+        return None
+    observed = 0.0
+    for unit in pairable:
+        m, total, squares = len(unit), sum(unit), sum(v * v for v in unit)
+        observed += 2.0 * (m * squares - total * total) / (m - 1)  # sum over ordered pairs i != j, / (m - 1)
+    total, squares = sum(values), sum(v * v for v in values)
+    expected = 2.0 * (n * squares - total * total) / (n - 1)
+    if expected <= 1e-12:
+        return None
+    return float(1.0 - observed / expected)
+
+
+def dimension_agreement(units: Sequence[Sequence[float]]) -> dict:
+    """How much annotators agree on one slider: ``alpha`` (Krippendorff, interval) and ``mean_sd`` (mean
+    standard deviation of a clip's values) over clips with >= 2 values; None without such clips."""
+    multi = [[float(v) for v in u] for u in units if len(u) >= 2]
+    if not multi:
+        return {"alpha": None, "mean_sd": None}
+    sds = [(sum((v - sum(u) / len(u)) ** 2 for v in u) / len(u)) ** 0.5 for u in multi]
+    return {"alpha": krippendorff_alpha_interval(multi), "mean_sd": sum(sds) / len(sds)}
 
 
 def agreement_report(units: Sequence[Sequence[str]]) -> dict:

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ser_models import io
-from ser_models.active.agreement import agreement_report, tally
+from ser_models.active.agreement import agreement_report, dimension_agreement, tally
 from ser_models.active.label_studio_client import LabelStudioClient
 from ser_models.config import field
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending, OracleError
@@ -137,7 +137,8 @@ class Collected:
         pending: clips whose tasks are not finished (or were requeued).
         annotations: one row per annotation of the finished tasks (utt_id, task, annotation, annotator, time,
             label, dimensions, lead_time seconds).
-        agreement: :func:`~ser_models.active.agreement.agreement_report` over the finished clips' votes.
+        agreement: :func:`~ser_models.active.agreement.agreement_report` over the finished clips' votes, plus
+            ``dimensions``: ``{dim: dimension_agreement(...)}`` over their slider values.
         url: where the annotators work.
     """
 
@@ -358,6 +359,7 @@ class LabelStudioOracle:
     def _read(self, tasks: dict[str, dict], ids: list[str], round: int) -> Collected:  # noqa: A002
         problems: list[str] = []
         rows, dropped, pending, votes, raw = {}, {}, [], [], []
+        ratings: dict[str, list[list[float]]] = {dim: [] for dim in self.dimensions}
         cap = self.cfg.annotation_cap
         for uid in ids:
             task = tasks[uid]
@@ -384,6 +386,7 @@ class LabelStudioOracle:
                       "time": max(p["time"] for p in parsed), "soft_label": None, "label": None}
             for dim in self.dimensions:
                 record[dim] = float(np.mean([p[dim] for p in parsed]))
+                ratings[dim].append([p[dim] for p in parsed])
             if self.labels:
                 vote = tally([p["label"] for p in parsed], self.labels)
                 votes.append([p["label"] for p in parsed])
@@ -411,7 +414,9 @@ class LabelStudioOracle:
         annotations = pd.DataFrame(raw, columns=["utt_id", "task", "annotation", "annotator", "time", "label",
                                                  *self.dimensions, "lead_time"])
         return Collected(frame=frame.loc[[i for i in ids if i in rows]], dropped=dropped, pending=pending,
-                         annotations=annotations, agreement=agreement_report(votes), url=self.project_url)
+                         annotations=annotations, url=self.project_url,
+                         agreement={**agreement_report(votes),
+                                    "dimensions": {d: dimension_agreement(u) for d, u in ratings.items()}})
 
     def pending_message(self, got: Collected, round: int) -> str:  # noqa: A002
         return (f"round {round}: {len(got.pending)} clips still need annotations in Label Studio project "

@@ -371,6 +371,9 @@ class ActiveLearningLoop:
         agreement = (f"; {a['multi_annotated']} clips with several annotators: majority share "
                      f"{a['majority_share']:.2f}, pairwise agreement {a['pairwise']:.2f}, Krippendorff alpha "
                      + ("n/a" if a["alpha"] is None else f"{a['alpha']:.2f}")) if a["multi_annotated"] else ""
+        for dim, d in (a.get("dimensions") or {}).items():
+            if d["alpha"] is not None:
+                agreement += f"; {dim}: alpha {d['alpha']:.2f}, mean sd {d['mean_sd']:.2f}"
         self.log(f"  labels for round {ledger_round}: {len(got.frame)} in the ledger, {len(got.dropped)} dropped, "
                  f"{len(got.pending)} pending{agreement}")
         if got.pending:

@@ -109,6 +109,8 @@ def test_tasks_audio_annotators_and_majority(server, clips, tmp_path):
     assert frame["label"].tolist() == ["hap", "ang", "sad"] and frame["arousal"].tolist() == [3.5, 4.5, 2.0]
     got = oracle.collect(["u0", "u1", "u2"], round=1)
     assert got.agreement["multi_annotated"] == 3 and got.agreement["pairwise"] == 1.0
+    assert got.agreement["dimensions"]["arousal"]["mean_sd"] == pytest.approx(0.5)  # every pair 1 apart
+    assert 0 < got.agreement["dimensions"]["arousal"]["alpha"] < 1
     oracle.save(got)
     saved = pd.read_parquet(tmp_path / "round" / "label_studio" / "annotations.parquet")
     assert len(saved) == 6 and set(saved["annotator"]) == {"a1@example.com", "a2@example.com"}

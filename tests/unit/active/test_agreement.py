@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ser_models.active.agreement import agreement_report, krippendorff_alpha_nominal, tally
+from ser_models.active.agreement import (
+    agreement_report,
+    dimension_agreement,
+    krippendorff_alpha_interval,
+    krippendorff_alpha_nominal,
+    tally,
+)
 
 
 def test_tally_plurality_ties_and_soft_shares():
@@ -23,6 +29,12 @@ def test_krippendorff_alpha_matches_the_published_nominal_example():
     units = [[1, 1, 1], [2, 2, 3, 2], [3, 3, 3, 3], [3, 3, 3, 3], [2, 2, 2, 2], [1, 2, 3, 4], [4, 4, 4, 4],
              [1, 1, 2, 1], [2, 2, 2, 2], [5, 5, 5], [1, 1], [3]]
     assert krippendorff_alpha_nominal([[str(x) for x in u] for u in units]) == pytest.approx(0.743, abs=5e-4)
+    # the same data as interval values (slider ratings): the paper's 0.849
+    assert krippendorff_alpha_interval(units) == pytest.approx(0.849, abs=5e-4)
+    assert krippendorff_alpha_interval([[2.0, 2.0], [4.0, 4.0]]) == 1.0
+    assert krippendorff_alpha_interval([[3.0, 3.0], [3.0, 3.0]]) is None
+    d = dimension_agreement([[1.0, 3.0], [4.0, 4.0], [5.0]])
+    assert d["mean_sd"] == pytest.approx(0.5) and d["alpha"] == krippendorff_alpha_interval([[1.0, 3.0], [4.0, 4.0]])
     assert krippendorff_alpha_nominal([["a", "a"], ["b", "b"]]) == 1.0
     assert krippendorff_alpha_nominal([["a", "a"], ["a", "b"]]) == pytest.approx(0.0)
     assert krippendorff_alpha_nominal([["a", "a"], ["a", "a"]]) is None  # no expected disagreement
