@@ -132,8 +132,18 @@ class Pool:
             raise PoolError(f"split {split!r} has no clips in pool {self.root}; available: {self.splits}")
         return split
 
+    def files(self, split: str | None = None) -> list[str]:
+        """The pool's Parquet files (of ``split``, or all), sorted, as paths on the pool's filesystem: the units
+        a job can plan its shards by (``jobs.predict``)."""
+        import pyarrow.fs as pafs
+
+        fs, data_dir = filesystem(self.data_dir)
+        base = data_dir if split is None else f"{data_dir}/split={self._split_name(split)}"
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
     def dataset(self, split: str | None = None, columns: list[str] | None = None,
-                where: dict[str, str] | None = None) -> ray.data.Dataset:
+                where: dict[str, str] | None = None, files: list[str] | None = None) -> ray.data.Dataset:
         """The pool (or one split of it) as a Ray Dataset with :data:`POOL_COLUMNS`.
 
         A split reads only its own partition folder. The ``split`` column is a plain string.
@@ -143,6 +153,7 @@ class Pool:
             columns: subset of :data:`POOL_COLUMNS` to read (default: all, audio included).
             where: keep only rows whose columns equal these values (``{"language": "en"}``; a list value =
                 any of them, e.g. ``{"utt_id": ids}``), filtered on the workers block by block.
+            files: read only these of the pool's files (from :meth:`files`) instead of ``split``'s folder.
         """
         from ray.data.datasource.partitioning import Partitioning
 
@@ -151,6 +162,8 @@ class Pool:
         cols = _check_columns(columns, self.root)
         fs, data_dir = filesystem(self.data_dir)
         path = data_dir if split is None else f"{data_dir}/split={self._split_name(split)}"
+        if files is not None:
+            path = list(files)
         # Explicit str type: inference would turn a split named "2024" into an int.
         partitioning = Partitioning("hive", base_dir=data_dir, field_names=["split"], field_types={"split": str})
         if not self.splits:

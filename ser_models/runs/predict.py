@@ -83,15 +83,12 @@ def resolve_checkpoint(path: str) -> str:
 def plan_shards(pool, split: str, shard_rows: int) -> list[list[str]]:
     """Group the pool's Parquet files (of ``split``, or all) into shards of about ``shard_rows`` clips, in a
     fixed order (file names sorted): ``[[file, ...], ...]`` as full paths on the pool's filesystem."""
-    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     from ser_models.io import filesystem
 
-    fs, data_dir = filesystem(pool.data_dir)
-    base = data_dir if split == "all" else f"{data_dir}/split={pool._split_name(split)}"
-    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
-    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+    fs, _ = filesystem(pool.data_dir)
+    files = pool.files(None if split == "all" else split)
     shards, current, rows = [], [], 0
     for path in files:
         with fs.open_input_file(path) as fh:
@@ -159,7 +156,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     )
     from ser_models.model import EmotionModel
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray, read_parquet_dataset
+    from ser_models.runtime import connect_ray
 
     say = print if verbose else (lambda *_: None)
     t0 = time.perf_counter()
@@ -198,13 +195,10 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         shards = plan_shards(pool, cfg.split, cfg.shard_rows)
         write_json_atomic(plan_path, {"pool": pool.summary.get("fingerprint"), "shards": shards,
                                       "checkpoint": checkpoint})
-    from ray.data.datasource.partitioning import Partitioning
-
     from ser_models.failpoints import failpoint
     from ser_models.io import filesystem
 
-    fs, data_dir = filesystem(pool.data_dir)
-    partitioning = Partitioning("hive", base_dir=data_dir, field_names=["split"], field_types={"split": str})
+    fs, _ = filesystem(pool.data_dir)
     kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, feature_shape=None, mc_samples=0,
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0)
@@ -221,9 +215,8 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
             local_scorer = local_scorer or PoolScorer(**kwargs)
             batches = list(_score_files(files, fs, local_scorer, cfg.scorer.batch_size))
         else:
-            ds = read_parquet_dataset(files, filesystem=fs, columns=SCORE_INPUT_AUDIO, partitioning=partitioning)
-            batches = [b for b in run_on_actor_pool(ds.select_columns(SCORE_INPUT_AUDIO), PoolScorer, kwargs,
-                                                    cfg.scorer) if len(b["utt_id"])]
+            ds = pool.dataset(columns=SCORE_INPUT_AUDIO, files=files)
+            batches = [b for b in run_on_actor_pool(ds, PoolScorer, kwargs, cfg.scorer) if len(b["utt_id"])]
         table = _prediction_table(batches, labels, dimensions, cfg.embedding) if batches else None
         if table is None:
             raise ConfigError(f"shard {k} ({files[0]}, ...) holds no clips")
