@@ -91,6 +91,18 @@ class LabelStudioServer:
         r.raise_for_status()
         return r.json()
 
+    def next_task(self, email: str, project: int) -> dict | None:
+        """The task the annotator's queue serves next in ``project`` (what the browser's "Label" button opens),
+        or None when the queue is empty."""
+        import requests
+
+        r = requests.get(f"{self.url}/api/projects/{project}/next", timeout=30,
+                         headers={"Authorization": f"Token {self.signup(email)}"})
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return r.json()
+
     def tasks(self, title: str) -> list[dict]:
         """Every task (with annotations) of the project titled ``title``."""
         s = self.admin()

@@ -68,24 +68,34 @@ class LabelStudioClient:
         import requests
 
         last: Exception | None = None
-        for attempt in range(self.retries):
+        # A POST that timed out may still have created its tasks: never send it twice (the oracle re-lists the
+        # round's tasks on the next read and creates only what is missing).
+        attempts = self.retries if method in ("GET", "PATCH") else 1
+        attempt, refreshed = 0, False
+        while attempt < attempts:
             headers = self._auth_header() if auth else {}
             try:
                 r = self._session.request(method, self.url + path, headers=headers, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:
                 last = exc
-                time.sleep(min(2.0 ** attempt, 10.0))
+                attempt += 1
+                if attempt < attempts:
+                    time.sleep(min(2.0 ** attempt, 10.0))
                 continue
-            if r.status_code == 401 and auth and _is_jwt(self._token) and attempt == 0:
-                self._auth_header(refresh=True)  # the access token expired: refresh once and retry
+            if r.status_code == 401 and auth and _is_jwt(self._token) and not refreshed:
+                # The access token expired; the server refused the request, so sending it again is safe.
+                self._auth_header(refresh=True)
+                refreshed = True
                 continue
-            if r.status_code >= 500 and attempt + 1 < self.retries:
+            attempt += 1
+            if r.status_code >= 500 and attempt < attempts:
                 time.sleep(min(2.0 ** attempt, 10.0))
                 continue
             if r.status_code >= 400:
                 raise LabelStudioError(f"Label Studio {method} {path} -> HTTP {r.status_code}: {_explain(r)}")
             return r
-        raise LabelStudioError(f"Label Studio at {self.url} unreachable ({method} {path}): {last}")
+        raise LabelStudioError(f"Label Studio at {self.url} unreachable ({method} {path}, {attempts} attempt"
+                               f"{'s' if attempts > 1 else ''}): {last}")
 
     def _json(self, method: str, path: str, **kwargs):
         r = self._send(method, path, **kwargs)
@@ -96,12 +106,30 @@ class LabelStudioClient:
         """The token's user (checks URL and token in one call)."""
         return self._json("GET", "/api/current-user/whoami")
 
+    def _pages(self, path: str, key: str) -> Iterator[dict]:
+        """Every item of a paginated list endpoint (``path`` with a query string), page by page until an empty or
+        missing page or the reported total: the server may cap the page size below the one asked for."""
+        page, seen = 1, 0
+        while True:
+            try:
+                got = self._json("GET", f"{path}&page={page}")
+            except LabelStudioError as exc:
+                if "HTTP 404" in str(exc) and page > 1:  # past the last page
+                    return
+                raise
+            items = got.get(key, []) if isinstance(got, dict) else got
+            yield from items
+            seen += len(items)
+            total = got.get("total", got.get("count")) if isinstance(got, dict) else None
+            if not items or (total is not None and seen >= int(total)) or not isinstance(got, dict):
+                return
+            page += 1
+
     def find_project(self, title: str) -> dict | None:
         """The project titled exactly ``title`` (the newest one if several), or None."""
         from urllib.parse import quote
 
-        found = self._json("GET", f"/api/projects/?title={quote(title)}&page_size=1000")
-        rows = [p for p in (found.get("results", found) if isinstance(found, dict) else found)
+        rows = [p for p in self._pages(f"/api/projects/?title={quote(title)}&page_size=100", "results")
                 if p.get("title") == title]
         return max(rows, key=lambda p: p["id"]) if rows else None
 
@@ -113,19 +141,7 @@ class LabelStudioClient:
 
     def tasks(self, project: int, page_size: int = 500) -> Iterator[dict]:
         """Every task of ``project`` with its annotations (``fields=all``), page by page."""
-        page = 1
-        while True:
-            try:
-                got = self._json("GET", f"/api/tasks/?project={project}&page={page}&page_size={page_size}&fields=all")
-            except LabelStudioError as exc:
-                if "HTTP 404" in str(exc) and page > 1:  # past the last page
-                    return
-                raise
-            tasks = got["tasks"] if isinstance(got, dict) else got
-            yield from tasks
-            if len(tasks) < page_size:
-                return
-            page += 1
+        yield from self._pages(f"/api/tasks/?project={project}&page_size={page_size}&fields=all", "tasks")
 
     def import_tasks(self, project: int, tasks: Sequence[dict]) -> list[int]:
         """Create ``tasks`` (``{"data": {...}}`` each); returns their ids in order."""
@@ -157,8 +173,9 @@ class LabelStudioClient:
             "project": project, "path": path, "title": title, "use_blob_urls": True, "regex_filter": ""})
 
     def set_task_overlap(self, task: int, overlap: int) -> None:
-        """Ask for ``overlap`` annotations of ``task`` (puts a finished task back into annotators' queues)."""
-        self._json("PATCH", f"/api/tasks/{task}", json={"overlap": int(overlap)})
+        """Ask for ``overlap`` annotations of ``task`` and put it back into the annotators' queue (the server
+        does not recompute ``is_labeled`` on this update, and its queue serves unlabelled tasks only)."""
+        self._json("PATCH", f"/api/tasks/{task}", json={"overlap": int(overlap), "is_labeled": False})
 
     def users(self) -> dict[int, str]:
         """``{user id: email}`` of the organisation's users (names annotators in the ledger)."""

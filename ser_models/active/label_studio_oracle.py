@@ -55,6 +55,9 @@ _ON_DISAGREEMENT = ("requeue", "drop", "soft")
 _AUDIO = ("upload", "local_files", "url")
 #: The labelling interface's control names (the oracle reads results by them).
 AUDIO_NAME, CHOICES_NAME = "audio", "emotion"
+#: A skip counts as one of a task's annotations, for the server's queue as for the oracle (its default,
+#: REQUEUE_FOR_OTHERS, keeps serving a skipped task while the oracle would count it finished).
+_SKIP_QUEUE = "IGNORE_SKIPPED"
 
 
 @dataclass
@@ -212,11 +215,12 @@ class LabelStudioOracle:
         if found is None:
             found = self.client.create_project(
                 title=self.title, label_config=xml, maximum_annotations=self.cfg.annotators,
-                show_skip_button=True, description="Clips picked by active learning (ser_models); one task per "
+                show_skip_button=True, skip_queue=_SKIP_QUEUE, description="Clips picked by active learning (ser_models); one task per "
                                                    "clip, tagged with its round (data.ser_round).")
             self.log(f"  Label Studio: created project {found['id']} {self.title!r} at {self.client.url}")
-        elif found.get("label_config") != xml or found.get("maximum_annotations") != self.cfg.annotators:
-            found = self.client.update_project(found["id"], label_config=xml,
+        elif (found.get("label_config") != xml or found.get("maximum_annotations") != self.cfg.annotators
+              or found.get("skip_queue") != _SKIP_QUEUE):
+            found = self.client.update_project(found["id"], label_config=xml, skip_queue=_SKIP_QUEUE,
                                                maximum_annotations=self.cfg.annotators)
         if self.cfg.audio == "local_files":
             folder = self._clip_folder()
@@ -331,8 +335,15 @@ class LabelStudioOracle:
             row[dim] = value
         return row if ok else None
 
-    def collect(self, ids: Sequence[str], round: int) -> Collected:  # noqa: A002
+    def collect(self, ids: Sequence[str], round: int, decided: frozenset[str] | set[str] = frozenset()
+                ) -> Collected:  # noqa: A002
         """Make sure the round's tasks exist, then read them once (or until finished with ``wait``).
+
+        Args:
+            ids: the round's clips.
+            round: the ledger round.
+            decided: clips among ``ids`` already handed over or dropped: their tasks exist but are not read
+                again (a decision is final; a later edit in Label Studio does not reopen it).
 
         Raises:
             LabelImportError: naming every task whose annotations cannot be used; nothing is handed over.
@@ -347,11 +358,12 @@ class LabelStudioOracle:
             self._create_tasks(project, missing, round)
             tasks = self._round_tasks(project, ids, round)
         deadline = time.monotonic() + self.cfg.wait_timeout_s
+        open_ids = [i for i in ids if i not in decided]
         while True:
-            got = self._read(tasks, ids, round)
+            got = self._read(tasks, open_ids, round)
             if not got.pending or not self.cfg.wait or time.monotonic() >= deadline:
                 return got
-            self.log(f"  Label Studio: round {round}: {len(ids) - len(got.pending)}/{len(ids)} clips done, waiting "
+            self.log(f"  Label Studio: round {round}: {len(ids) - len(got.pending)}/{len(ids)} clips decided, waiting "
                      f"for {len(got.pending)} (next check in {self.cfg.poll_seconds:g} s; {self.project_url})")
             self.sleep(self.cfg.poll_seconds)
             tasks = self._round_tasks(project, ids, round)
@@ -420,18 +432,31 @@ class LabelStudioOracle:
 
     def pending_message(self, got: Collected, round: int) -> str:  # noqa: A002
         return (f"round {round}: {len(got.pending)} clips still need annotations in Label Studio project "
-                f"{self.title!r} ({got.url}); {len(got.frame)} are done"
-                + (f", {len(got.dropped)} dropped" if got.dropped else "")
+                f"{self.title!r} ({got.url})"
+                + (f"; {len(got.dropped)} were dropped" if got.dropped else "")
                 + ". Annotate them, then rerun the same command (or set active.label_studio.wait=true to poll).")
 
-    def save(self, got: Collected) -> None:
-        """Write the round's annotations (one row each) and agreement next to the round's other files."""
+    def save(self, got: Collected) -> dict:
+        """Merge this read's annotations into the round's ``label_studio/annotations.parquet`` (one row per
+        annotation, by annotation id: earlier reads' rows are kept) and write ``agreement.json`` over all of
+        them; returns that agreement."""
         folder = f"{self.round_dir}/label_studio"
+        path = f"{folder}/annotations.parquet"
         table = got.annotations.copy()
         table["time"] = pd.to_datetime(table["time"], utc=True)
-        io.write_parquet_atomic(f"{folder}/annotations.parquet", _to_arrow(table))
-        io.write_json_atomic(f"{folder}/agreement.json", {**got.agreement, "dropped": got.dropped,
+        if io.exists(path):
+            old = io.read_parquet(path).to_pandas()
+            old = old[~old["annotation"].isin(set(table["annotation"]))]
+            table = pd.concat([old, table], ignore_index=True) if len(table) else old
+        io.write_parquet_atomic(path, _to_arrow(table))
+        groups = table.groupby("utt_id", sort=True)
+        votes = [g["label"].dropna().tolist() for _, g in groups] if self.labels else []
+        agreement = {**agreement_report([v for v in votes if v]),
+                     "dimensions": {d: dimension_agreement([g[d].dropna().tolist() for _, g in groups])
+                                    for d in self.dimensions}}
+        io.write_json_atomic(f"{folder}/agreement.json", {**agreement, "dropped_in_this_read": got.dropped,
                                                           "pending": len(got.pending), "project": self.title})
+        return agreement
 
     def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
         """The :class:`~ser_models.active.oracles.Oracle` protocol: every id's annotations, or

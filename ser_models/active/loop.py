@@ -46,7 +46,7 @@ from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import TARGETS_SCHEMA, LabelLedger
 from ser_models.evaluation import headline_metric
-from ser_models.exceptions import ConfigError, LabellingPending, PoolExhaustedError
+from ser_models.exceptions import ConfigError, LabellingPending, OracleError, PoolExhaustedError
 from ser_models.failpoints import failpoint
 from ser_models.io import (
     StoragePath,
@@ -210,7 +210,7 @@ class ActiveLearningLoop:
             return LabelStudioOracle(self.active.label_studio, self.labels, self.dimensions,
                                      tuple(self.model_cfg.dimension_range), self.clip_info,
                                      self.round_dir(r) if r >= 0 else self.out / "rounds" / "initial",
-                                     run_name=self.out.name, log=self.log)
+                                     run_name=self._run_label(), log=self.log)
         if self.active.oracle == "file":
             return FileOracle(self.round_dir(r) if r >= 0 else self.out / "rounds" / "initial", self.labels,
                               self.clip_info, dimensions=self.dimensions,
@@ -356,26 +356,33 @@ class ActiveLearningLoop:
                            dimensions={d: frame[d].tolist() for d in self.dimensions},
                            seconds=self.durations.reindex(pd.Index(ids)).tolist(), **extra)
 
+    def _run_label(self) -> str:
+        """Names the run's default Label Studio project: the folder's name and a hash of its full path, so two
+        runs whose folders share a name never share a project."""
+        import hashlib
+
+        return f"{self.out.name} {hashlib.sha1(str(self.out).encode()).hexdigest()[:8]}"
+
     def _collect(self, oracle, ids: list[str], ledger_round: int) -> None:
         """Hand the oracle's finished clips to the ledger and its dropped ones to ``labels/dropped.parquet``;
-        stop the job (LabellingPending) while any clip is still being annotated."""
-        got = oracle.collect(ids, ledger_round)
-        oracle.save(got)
-        # The ledger keeps a clip's label as first handed over (append-only): later edits in the tool are ignored.
-        fresh = got.frame[~got.frame.index.isin(self.ledger.ids())]
+        stop the job (LabellingPending) while any clip is still being annotated. A decision is final: clips
+        already in the ledger or dropped are not read again (append-only; later edits in the tool are ignored)."""
+        decided = (self.ledger.ids() | set(self._dropped()["utt_id"])) & set(ids)
+        got = oracle.collect(ids, ledger_round, decided=decided)
+        a = oracle.save(got)  # the round's agreement so far (every annotation read in this round)
+        fresh = got.frame[~got.frame.index.isin(decided)]
         if len(fresh):
             self._append(fresh, ledger_round, oracle.name)
         if got.dropped:
             self._record_dropped(got.dropped, ledger_round)
-        a = got.agreement
         agreement = (f"; {a['multi_annotated']} clips with several annotators: majority share "
                      f"{a['majority_share']:.2f}, pairwise agreement {a['pairwise']:.2f}, Krippendorff alpha "
                      + ("n/a" if a["alpha"] is None else f"{a['alpha']:.2f}")) if a["multi_annotated"] else ""
         for dim, d in (a.get("dimensions") or {}).items():
             if d["alpha"] is not None:
                 agreement += f"; {dim}: alpha {d['alpha']:.2f}, mean sd {d['mean_sd']:.2f}"
-        self.log(f"  labels for round {ledger_round}: {len(got.frame)} in the ledger, {len(got.dropped)} dropped, "
-                 f"{len(got.pending)} pending{agreement}")
+        self.log(f"  labels for round {ledger_round}: {len(fresh)} new in the ledger, {len(decided)} decided before, "
+                 f"{len(got.dropped)} dropped, {len(got.pending)} pending{agreement}")
         if got.pending:
             raise LabellingPending(oracle.pending_message(got, ledger_round))
 
@@ -407,7 +414,7 @@ class ActiveLearningLoop:
     def _record_dropped(self, dropped: dict[str, str], ledger_round: int) -> None:
         old = self._dropped()
         new = pd.DataFrame({"utt_id": list(dropped), "round": ledger_round, "reason": list(dropped.values())})
-        new = new[~new["utt_id"].isin(set(old["utt_id"]))]
+        new = new[~new["utt_id"].isin(set(old["utt_id"]) | self.ledger.ids())]
         if new.empty:
             return
         table = pd.concat([old, new], ignore_index=True)
@@ -533,8 +540,12 @@ class ActiveLearningLoop:
 
     def _check_budget(self, r: int, ledger) -> None:
         """Round ``r`` sees exactly the labels its budget bought (a changed budget would mix two runs)."""
+        if not len(ledger):
+            raise OracleError(f"round {r} has no labelled clip: the oracle dropped every clip of the initial set "
+                              f"(see {self.out / 'labels' / 'dropped.parquet'})")
         dropped = self._dropped()
-        lost = int((dropped["round"] <= r).sum())  # picked for rounds 0..r but dropped by the annotators
+        # Picked for rounds 0..r but dropped by the annotators (a clip is never both: see _record_dropped).
+        lost = len(set(dropped.loc[dropped["round"] <= r, "utt_id"]) - ledger.ids())
         if self.unit == "clips" and len(ledger) + lost != self.targets[r]:
             raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {len(ledger)} in "
                               f"rounds 0..{r}" + (f" (+ {lost} dropped)" if lost else "")
@@ -617,11 +628,24 @@ class ActiveLearningLoop:
         known = ledger.targets().to_pandas().set_index("utt_id")[self.dimensions]
         return known.reindex(pd.Index(ids.astype(str))).to_numpy(np.float32)
 
-    def _class_counts(self, ledger) -> list[int] | None:
-        values = list(ledger.labels().values())
-        if self.cross:  # the source group's labelled clips train too
-            values += self._source_labels()
-        return [values.count(name) for name in self.labels] or None
+    def _class_counts(self, ledger) -> list[float] | None:
+        """Training clips per class for the class-weighted loss; a soft-labelled clip counts by its vote shares
+        (so a class that only ever gets minority votes still has a weight)."""
+        import json
+
+        targets = ledger.targets()
+        labels = targets.column("label").to_pylist()
+        soft = (targets.column("soft_label").to_pylist() if "soft_label" in targets.column_names
+                else [None] * len(labels))
+        if self.cross:  # the source group's labelled clips train too (hard labels)
+            labels += self._source_labels()
+            soft += [None] * (len(labels) - len(soft))
+        counts = dict.fromkeys(self.labels, 0.0)
+        for label, shares in zip(labels, soft):
+            for name, share in (json.loads(shares).items() if shares and not self.cross else [(label, 1.0)]):
+                if name in counts:
+                    counts[name] += share
+        return [counts[name] for name in self.labels] or None
 
     def _source_labels(self) -> list:
         """The source group's training labels (read once: the pool does not change during a run)."""

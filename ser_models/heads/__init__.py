@@ -1,6 +1,6 @@
 """Pooling over frames and the emotion head (categorical and dimensional outputs, their losses)."""
 
-from ser_models.heads.categorical import class_weights, weighted_cross_entropy
+from ser_models.heads.categorical import class_weights, soft_cross_entropy, weighted_cross_entropy
 from ser_models.heads.dimensional import (
     DIMENSIONAL_LOSSES,
     DIMENSIONS,
@@ -34,5 +34,6 @@ __all__ = [
     "dimensional_loss",
     "frame_mask",
     "masked_mean",
+    "soft_cross_entropy",
     "weighted_cross_entropy",
 ]

@@ -54,3 +54,19 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights:
     """
     w = None if weights is None else weights.to(device=logits.device, dtype=torch.float32)
     return F.cross_entropy(logits.float(), targets, weight=w, label_smoothing=label_smoothing)
+
+
+def soft_cross_entropy(logits: torch.Tensor, probs: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against target distributions (several annotators' vote shares), class-weighted the way
+    ``F.cross_entropy`` weights hard labels: ``sum_i sum_c w_c p_ic (-log q_ic) / sum_i sum_c w_c p_ic``, so a
+    one-hot row gives exactly the hard-label loss. (``F.cross_entropy`` with probability targets divides by
+    the batch size instead, which rescales the loss with the weights and mixes badly with hard batches.)
+
+    Args:
+        logits: [B, C].
+        probs: [B, C] rows summing to 1.
+        weights: [C] class weights, or None.
+    """
+    logp = F.log_softmax(logits.float(), -1)
+    w = probs.float() if weights is None else probs.float() * weights.to(logits.device).float()[None, :]
+    return -(w * logp).sum() / w.sum().clamp_min(1e-12)

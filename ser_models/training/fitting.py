@@ -124,8 +124,8 @@ def class_weight_tensor(counts: list[int] | None, num_classes: int) -> torch.Ten
     """Inverse-frequency weights, mean 1 over the classes present; absent classes weigh 0."""
     if counts is None:
         return None
-    c = np.asarray(counts, dtype=np.float64)
-    w = np.where(c > 0, 1.0 / np.maximum(c, 1), 0.0)
+    c = np.asarray(counts, dtype=np.float64)  # may be fractional: summed vote shares of soft labels
+    w = np.where(c > 0, 1.0 / np.where(c > 0, c, 1.0), 0.0)
     present = w > 0
     if not present.any():
         return None
@@ -200,7 +200,12 @@ def training_loss(logits: torch.Tensor, dims: torch.Tensor, batch, class_loss: n
     dimensional loss (1 - CCC or MSE, when it has dimensions)."""
     loss = logits.new_zeros(())
     if logits.shape[1]:
-        loss = loss + class_loss(logits, batch.class_targets)  # soft vote shares when the batch has them
+        if batch.soft is not None:  # several annotators' vote shares
+            from ser_models.heads import soft_cross_entropy
+
+            loss = loss + soft_cross_entropy(logits, batch.soft, getattr(class_loss, "weight", None))
+        else:
+            loss = loss + class_loss(logits, batch.labels)
     if dims.shape[1]:
         loss = loss + cfg.dimensional_weight * dimensional_loss(dims, batch.targets, cfg.dimensional_loss)
     return loss
@@ -220,7 +225,8 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         dev: labelled dev clips, evaluated on rank 0 only; None = select the last epoch.
         cfg: training hyperparameters.
         device: where to train (default CPU).
-        class_counts: [C] labelled clips per class over ALL workers (for the class-weighted loss).
+        class_counts: [C] labelled clips per class over ALL workers (for the class-weighted loss); soft labels
+            count by their vote shares (fractional counts).
         state: a resumed :class:`FitState`; training continues after ``state.epoch``.
         on_epoch_end: called on every worker after each epoch (checkpoint + report); must be called by all
             workers the same number of times under Ray Train.

@@ -86,6 +86,9 @@ def test_tasks_audio_annotators_and_majority(server, clips, tmp_path):
     # the uploaded audio is the clip's own bytes, served by Label Studio
     audio = server.admin().get(server.url + tasks["u0"]["data"]["audio"], timeout=30)
     assert audio.status_code == 200 and audio.content == Path(clips.path[0]).read_bytes()
+    # pages: every task, whatever page size the server grants
+    assert sorted(t["data"]["utt_id"] for t in oracle.client.tasks(oracle.project()["id"], page_size=2)) == \
+        ["u0", "u1", "u2"]
     # a second read (a rerun) creates nothing new
     oracle.collect(["u0", "u1", "u2"], round=1)
     assert len(server.tasks("majority test")) == 3
@@ -105,15 +108,21 @@ def test_tasks_audio_annotators_and_majority(server, clips, tmp_path):
     server.annotate("a2@example.com", tasks["u1"]["id"], "ang", {"arousal": 4.0})
     server.annotate("a1@example.com", tasks["u2"]["id"], "sad", {"arousal": 1.5})
     server.annotate("a2@example.com", tasks["u2"]["id"], "sad", {"arousal": 2.5})
+    # a decided clip (already in the ledger) is not read again
+    got = oracle.collect(["u0", "u1", "u2"], round=1, decided={"u0"})
+    assert "u0" not in got.frame.index and "u0" not in got.pending and len(server.tasks("majority test")) == 3
     frame = oracle.label(["u0", "u1", "u2"], round=1)
     assert frame["label"].tolist() == ["hap", "ang", "sad"] and frame["arousal"].tolist() == [3.5, 4.5, 2.0]
     got = oracle.collect(["u0", "u1", "u2"], round=1)
     assert got.agreement["multi_annotated"] == 3 and got.agreement["pairwise"] == 1.0
     assert got.agreement["dimensions"]["arousal"]["mean_sd"] == pytest.approx(0.5)  # every pair 1 apart
     assert 0 < got.agreement["dimensions"]["arousal"]["alpha"] < 1
-    oracle.save(got)
+    first = oracle.save(oracle.collect(["u0", "u1", "u2"], round=1, decided={"u1", "u2"}))
+    assert first["multi_annotated"] == 1
+    merged = oracle.save(oracle.collect(["u0", "u1", "u2"], round=1, decided={"u0"}))  # a later read: merged
     saved = pd.read_parquet(tmp_path / "round" / "label_studio" / "annotations.parquet")
     assert len(saved) == 6 and set(saved["annotator"]) == {"a1@example.com", "a2@example.com"}
+    assert saved["annotation"].is_unique and merged["multi_annotated"] == 3  # u0 from the first read, u1, u2
     assert json.loads((tmp_path / "round" / "label_studio" / "agreement.json").read_text())["pairwise"] == 1.0
 
 
@@ -132,6 +141,9 @@ def test_disagreement_requeue_then_drop_and_skips(server, clips, tmp_path):
     assert got.pending == ["u0"] and list(got.frame.index) == ["u1"]
     assert got.dropped == {"u2": "skipped by every annotator (2)"}
     assert _task_of(server, "requeue test")["u0"]["overlap"] == 3
+    # ... and the server's queue serves it to the next annotator (u1 is finished, u2's skips count as done)
+    nxt = server.next_task("a3@example.com", oracle.project()["id"])
+    assert nxt is not None and nxt["id"] == tasks["u0"]["id"]
     server.annotate("a3@example.com", tasks["u0"]["id"], "sad")
     got = oracle.collect(ids, round=0)  # still a three-way tie at the cap: dropped
     assert not got.pending and "annotators disagree (ang 33%, hap 33%, sad 33%)" in got.dropped["u0"]

@@ -250,3 +250,21 @@ def test_collect_clips_reads_soft_labels_and_refuses_bad_ones():
         with pytest.raises(TrainingError, match=why):
             collect_clips([{**batch, "soft_label": np.array([bad, None, None], dtype=object)}], LABELS,
                           feature_shape=(2, 4))
+
+
+def test_soft_cross_entropy_weights_like_the_hard_label_loss():
+    import torch.nn.functional as F
+
+    from ser_models.heads import soft_cross_entropy
+    from ser_models.training.fitting import class_weight_tensor
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 4), torch.tensor([0, 1, 1, 2, 3, 3])
+    w = class_weight_tensor([1.0, 2.0, 0.5, 3.0], 4)  # fractional counts: summed vote shares
+    assert w is not None and (w > 0).all()
+    one_hot = torch.eye(4)[y]
+    torch.testing.assert_close(soft_cross_entropy(logits, one_hot, w), F.cross_entropy(logits, y, weight=w))
+    torch.testing.assert_close(soft_cross_entropy(logits, one_hot), F.cross_entropy(logits, y))
+    probs = torch.softmax(torch.randn(6, 4), -1)
+    manual = -(probs * w * F.log_softmax(logits, -1)).sum() / (probs * w).sum()
+    torch.testing.assert_close(soft_cross_entropy(logits, probs, w), manual)
