@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,9 @@ import soundfile as sf
 
 from ser_models.active.label_studio_client import LabelStudioClient, LabelStudioError
 from ser_models.active.label_studio_oracle import LabelStudioConfig, LabelStudioOracle
+from ser_models.config import load_config
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending
+from ser_models.runs.after import AfterJobConfig, run_after
 from ser_models.testing import kill_when
 from ser_models.testing_label_studio import find_label_studio, start_label_studio
 
@@ -238,7 +238,7 @@ def _annotate_round(server, truth, round_, skip=()):
     return done
 
 
-def test_after_job_waits_is_killed_and_resumes(server, demo_pool, tmp_path):
+def test_after_job_waits_is_killed_and_resumes(server, ray_local, demo_pool, tmp_path, monkeypatch, capsys):
     """jobs.after with active.oracle=label_studio and wait=true: killed while it polls, rerun, finished."""
     manifest = pd.read_csv(demo_pool.manifest)
     truth = dict(zip(manifest["utt_id"], manifest["label"]))
@@ -255,20 +255,26 @@ def test_after_job_waits_is_killed_and_resumes(server, demo_pool, tmp_path):
     # the people annotate; one clip is skipped by both annotators and is dropped
     skipped = sorted(t["data"]["utt_id"] for t in server.tasks("loop test"))[:1]
     assert _annotate_round(server, truth, 0, skip=skipped) == n_initial
-    second = subprocess.Popen(_after_args(demo_pool.pool_dir, out, server), cwd=REPO, env=env,
-                              stdout=open(tmp_path / "second.log", "wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    # The rerun, in this process on the session's Ray (it is not killed), while "people" annotate round 1's
+    # tasks as the job creates them.
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
+    done = threading.Event()
+
+    def annotators():
+        while not done.is_set():
+            _annotate_round(server, truth, 1)
+            done.wait(1.0)
+
+    helper = threading.Thread(target=annotators, daemon=True)
+    helper.start()
     try:
-        deadline = time.time() + 400
-        while second.poll() is None:
-            assert time.time() < deadline, (tmp_path / "second.log").read_text()[-3000:]
-            _annotate_round(server, truth, 1)  # round 1's tasks, once the job has made them
-            time.sleep(1.0)
+        cfg = load_config(AfterJobConfig, None, _after_args(demo_pool.pool_dir, out, server)[3:])
+        reports = run_after(cfg)
     finally:
-        if second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-    text = (tmp_path / "second.log").read_text()
-    assert second.returncode == 0, text[-3000:]
+        done.set()
+        helper.join(30)
+    text = capsys.readouterr().out
+    assert reports is not None and [r.round for r in reports] == [0, 1], text[-3000:]
     assert server.token not in text + (tmp_path / "first.log").read_text()
     tasks = server.tasks("loop test")
     keys = [(t["data"]["utt_id"], t["data"]["ser_round"]) for t in tasks]
