@@ -206,3 +206,12 @@ def latest_ray_train_checkpoint(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
     return run_dir / snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

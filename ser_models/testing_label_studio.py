@@ -11,11 +11,12 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ser_models.testing import free_port
 
 __all__ = ["LabelStudioServer", "find_label_studio", "start_label_studio"]
 
@@ -29,12 +30,6 @@ def find_label_studio() -> str | None:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -104,13 +99,13 @@ class LabelStudioServer:
         return r.json()
 
     def tasks(self, title: str) -> list[dict]:
-        """Every task (with annotations) of the project titled ``title``."""
-        s = self.admin()
-        projects = [p for p in s.get(f"{self.url}/api/projects/?page_size=1000", timeout=30).json()["results"]
-                    if p["title"] == title]
-        assert len(projects) == 1, f"expected one project {title!r}, found {len(projects)}"
-        got = s.get(f"{self.url}/api/tasks/?project={projects[0]['id']}&page_size=1000&fields=all", timeout=30)
-        return got.json()["tasks"]
+        """Every task (with annotations) of the project titled ``title``, read as the admin."""
+        from ser_models.active.label_studio_client import LabelStudioClient
+
+        client = LabelStudioClient(self.url, self.token)
+        project = client.find_project(title)
+        assert project is not None, f"no project {title!r}"
+        return list(client.tasks(project["id"]))
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -138,7 +133,7 @@ def start_label_studio(data_dir: str | Path, executable: str, document_root: str
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    port, token = _free_port(), secrets.token_hex(20)
+    port, token = free_port(), secrets.token_hex(20)
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "DJANGO_DB": "sqlite",
            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
     if document_root is not None:

@@ -12,20 +12,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from ser_models.testing import free_port  # noqa: E402  (after the offline settings above)
 
 #: Where the session's S3 endpoint (moto's standalone server, started on first use by ``s3_bucket``) listens.
 #: pyarrow reads these standard AWS variables; Ray workers inherit them through the session's runtime_env,
 #: which is fixed when Ray starts, so they are set before any test starts Ray.
 S3_ENV = {
-    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",

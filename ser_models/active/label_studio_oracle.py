@@ -370,8 +370,7 @@ class LabelStudioOracle:
 
     def _read(self, tasks: dict[str, dict], ids: list[str], round: int) -> Collected:  # noqa: A002
         problems: list[str] = []
-        rows, dropped, pending, votes, raw = {}, {}, [], [], []
-        ratings: dict[str, list[list[float]]] = {dim: [] for dim in self.dimensions}
+        rows, dropped, pending, raw = {}, {}, [], []
         cap = self.cfg.annotation_cap
         for uid in ids:
             task = tasks[uid]
@@ -398,10 +397,8 @@ class LabelStudioOracle:
                       "time": max(p["time"] for p in parsed), "soft_label": None, "label": None}
             for dim in self.dimensions:
                 record[dim] = float(np.mean([p[dim] for p in parsed]))
-                ratings[dim].append([p[dim] for p in parsed])
             if self.labels:
                 vote = tally([p["label"] for p in parsed], self.labels)
-                votes.append([p["label"] for p in parsed])
                 disputed = vote.tied or vote.share < self.cfg.min_agreement
                 shown = ", ".join(f"{c} {s:.0%}" for c, s in vote.soft.items())
                 if disputed and self.cfg.on_disagreement == "requeue" and need < cap:
@@ -426,9 +423,7 @@ class LabelStudioOracle:
         annotations = pd.DataFrame(raw, columns=["utt_id", "task", "annotation", "annotator", "time", "label",
                                                  *self.dimensions, "lead_time"])
         return Collected(frame=frame.loc[[i for i in ids if i in rows]], dropped=dropped, pending=pending,
-                         annotations=annotations, url=self.project_url,
-                         agreement={**agreement_report(votes),
-                                    "dimensions": {d: dimension_agreement(u) for d, u in ratings.items()}})
+                         annotations=annotations, url=self.project_url, agreement=self._agreement(annotations))
 
     def pending_message(self, got: Collected, round: int) -> str:  # noqa: A002
         return (f"round {round}: {len(got.pending)} clips still need annotations in Label Studio project "
@@ -449,14 +444,20 @@ class LabelStudioOracle:
             old = old[~old["annotation"].isin(set(table["annotation"]))]
             table = pd.concat([old, table], ignore_index=True) if len(table) else old
         io.write_parquet_atomic(path, _to_arrow(table))
-        groups = table.groupby("utt_id", sort=True)
-        votes = [g["label"].dropna().tolist() for _, g in groups] if self.labels else []
-        agreement = {**agreement_report([v for v in votes if v]),
-                     "dimensions": {d: dimension_agreement([g[d].dropna().tolist() for _, g in groups])
-                                    for d in self.dimensions}}
+        agreement = self._agreement(table)
         io.write_json_atomic(f"{folder}/agreement.json", {**agreement, "dropped_in_this_read": got.dropped,
                                                           "pending": len(got.pending), "project": self.title})
         return agreement
+
+    def _agreement(self, annotations: pd.DataFrame) -> dict:
+        """:func:`agreement_report` over the annotations' votes per clip, plus ``dimensions``:
+        ``{dim: dimension_agreement(...)}`` over their slider values (one row per annotation in, as
+        :attr:`Collected.annotations`)."""
+        groups = [g for _, g in annotations.groupby("utt_id", sort=True)]
+        votes = [g["label"].dropna().tolist() for g in groups] if self.labels else []
+        return {**agreement_report([v for v in votes if v]),
+                "dimensions": {d: dimension_agreement([g[d].dropna().tolist() for g in groups])
+                               for d in self.dimensions}}
 
     def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
         """The :class:`~ser_models.active.oracles.Oracle` protocol: every id's annotations, or

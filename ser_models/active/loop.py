@@ -133,6 +133,7 @@ class ActiveLearningLoop:
         self.verbose = verbose
         self._oracle_override = oracle
         self._unlabelable_ids: set[str] | None = None
+        self._dropped_table: pd.DataFrame | None = None
         self._simulated: SimulatedOracle | None = None
         self.in_process = scaling.backend == "in_process"
         self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
@@ -404,12 +405,13 @@ class ActiveLearningLoop:
         return has
 
     def _dropped(self) -> pd.DataFrame:
-        """Clips an oracle dropped (``utt_id, round, reason``): never labelled, never selected again."""
-        path = self.out / "labels" / "dropped.parquet"
-        if not exists(path):
-            return pd.DataFrame({"utt_id": pd.Series(dtype=str), "round": pd.Series(dtype="int64"),
-                                 "reason": pd.Series(dtype=str)})
-        return read_parquet(path).to_pandas()
+        """Clips an oracle dropped (``utt_id, round, reason``): never labelled, never selected again. Read from
+        ``labels/dropped.parquet`` once per run; :meth:`_record_dropped` keeps the copy current."""
+        if self._dropped_table is None:
+            path = self.out / "labels" / "dropped.parquet"
+            self._dropped_table = read_parquet(path).to_pandas() if exists(path) else pd.DataFrame(
+                {"utt_id": pd.Series(dtype=str), "round": pd.Series(dtype="int64"), "reason": pd.Series(dtype=str)})
+        return self._dropped_table
 
     def _record_dropped(self, dropped: dict[str, str], ledger_round: int) -> None:
         old = self._dropped()
@@ -418,8 +420,9 @@ class ActiveLearningLoop:
         if new.empty:
             return
         table = pd.concat([old, new], ignore_index=True)
-        write_parquet_atomic(self.out / "labels" / "dropped.parquet",
-                             pa.Table.from_pandas(table.astype({"round": "int64"}), preserve_index=False))
+        table = table.astype({"round": "int64"})
+        write_parquet_atomic(self.out / "labels" / "dropped.parquet", pa.Table.from_pandas(table, preserve_index=False))
+        self._dropped_table = table
         if self._unlabelable_ids is not None:
             self._unlabelable_ids |= set(new["utt_id"])
         self.log(f"  {len(new)} clips dropped in round {ledger_round} (never selected again): "
