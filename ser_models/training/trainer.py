@@ -98,12 +98,15 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         return TrainResult(output_dir, ckpt_dir, read_json(metrics_path), 0.0, resumed=True)
     if "train" not in datasets:
         raise TrainingError("datasets must contain 'train'")
-    columns = training_columns(feature_shape is not None, model_cfg.dimensions, model_cfg.text.enabled)
+
+    def columns(name: str) -> list[str]:  # only the training feed carries soft labels
+        return training_columns(feature_shape is not None, model_cfg.dimensions, model_cfg.text.enabled,
+                                soft=soft_labels and name == "train")
+
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")
     # anchor_target: unlabelled target clips, audio only
-    feeds = {name: ds.select_columns(columns + (["soft_label"] if soft_labels and name == "train" else [])
-                                     if name != "anchor_target" else AUDIO_INPUT_COLUMNS)
+    feeds = {name: ds.select_columns(columns(name) if name != "anchor_target" else AUDIO_INPUT_COLUMNS)
              for name, ds in datasets.items() if ds is not None}
     if train_rows is None:
         train_rows = feeds["train"].count()
