@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.active.scorer import ScorerConfig
-from ser_models.config import field, parse_job_args, to_yaml
+from ser_models.config import PATH, field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import TrainConfig
@@ -35,8 +35,8 @@ class SimilarityConfig:
 
 @dataclass
 class LayerAnalysisJobConfig:
-    pool_dir: str = field(speed_only=True, help="prepared pool folder (written by jobs.prepare_pool)")
-    output_dir: str = field(speed_only=True, help="where the tables and plots go")
+    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(speed_only=True, path=PATH, help="where the tables and plots go")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder (frozen, mean pooling) and the probe head")
     train: TrainConfig = field(default_factory=TrainConfig, help="how each probe trains")
     tasks: list[str] = field(default_factory=list, help="tasks probed: categorical and/or dimension names ([] = "
@@ -48,7 +48,7 @@ class LayerAnalysisJobConfig:
     test_split: str = field("test", help="split reported")
     max_clips_per_split: int = field(5000, help="labelled clips gathered per split at most (a seeded sample)")
     similarity: SimilarityConfig = field(default_factory=SimilarityConfig, help="layer similarity across groups")
-    feature_cache_dir: str = field("", speed_only=True, help="feature cache root ('' = output_dir/feature_cache); "
+    feature_cache_dir: str = field("", speed_only=True, path=PATH, help="feature cache root ('' = output_dir/feature_cache); "
                                    "share it with jobs.after runs over the same pool and encoder")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="actor pool that builds the feature cache")
     cpus_per_probe: float = field(1.0, speed_only=True, help="CPUs Ray reserves per probe task")

@@ -9,6 +9,7 @@ trial applies its sampled values through the same overrides path.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,15 +23,25 @@ from ser_models.exceptions import ConfigError
 T = TypeVar("T")
 
 
+#: ``field(path=...)`` values: a path or URI, or a name (preset, hub id) that may also be a local folder.
+PATH, PATH_OR_NAME = "path", "path_or_name"
+
+
 def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,  # noqa: A002
-          speed_only: bool = False):
+          speed_only: bool = False, path: str | None = None):
     """A dataclass field with a ``help`` string kept in its metadata (shown by ``--help`` of every job).
 
     ``speed_only=True`` marks a key that changes speed or placement, never a result (worker counts, cache
     folders): a resumed run may change it (:func:`speed_only_keys`, ``ser_models.provenance``). On a nested
     config it covers every key below it.
+
+    ``path=PATH`` marks a local path or URI, ``path=PATH_OR_NAME`` a value that is a local path only when it
+    exists (an encoder ``source`` may be a preset or hub id): :func:`resolve_paths` makes the relative ones
+    absolute in the driver, so that Ray workers and Tune trials (which run in other folders) read the same files.
     """
-    metadata = {"help": help, "speed_only": speed_only}
+    if path not in (None, PATH, PATH_OR_NAME):
+        raise ValueError(f"field(path=...) must be None, {PATH!r} or {PATH_OR_NAME!r}, got {path!r}")
+    metadata = {"help": help, "speed_only": speed_only, "path": path}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -58,16 +69,22 @@ def speed_only_keys(schema: type, prefix: str = "") -> tuple[str, ...]:
     return tuple(keys)
 
 
-def key_default(schema: type, dotted: str) -> Any:
-    """The schema's default for a dotted key (a nested config as a dict), or ``dataclasses.MISSING`` when the
-    key has no default or is not in the schema (e.g. inside a plain-dict field)."""
+def _leaf_field(schema: type, dotted: str) -> dataclasses.Field | None:
+    """The field a dotted key names in ``schema`` (through nested configs), or None when it is not there
+    (e.g. a key inside a plain-dict field)."""
     *parents, leaf = dotted.split(".")
     for part in parents:
         f = {f.name: f for f in dataclasses.fields(schema)}.get(part)
         schema = _nested_schema(f) if f is not None else None
         if schema is None:
-            return dataclasses.MISSING
-    f = {f.name: f for f in dataclasses.fields(schema)}.get(leaf)
+            return None
+    return {f.name: f for f in dataclasses.fields(schema)}.get(leaf)
+
+
+def key_default(schema: type, dotted: str) -> Any:
+    """The schema's default for a dotted key (a nested config as a dict), or ``dataclasses.MISSING`` when the
+    key has no default or is not in the schema (e.g. inside a plain-dict field)."""
+    f = _leaf_field(schema, dotted)
     if f is None:
         return dataclasses.MISSING
     if f.default is not dataclasses.MISSING:
@@ -106,6 +123,8 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     if bad:
         raise ConfigError(f"overrides must look like key.sub=value, got {bad}")
     if overrides:
+        # `key=` is how a shell passes `key=''` (the quotes are gone by then): an empty string, not null
+        overrides = [f"{o}''" if o.endswith("=") else o for o in overrides]
         try:
             layers.append(OmegaConf.from_dotlist(list(overrides)))
         except (OmegaConfBaseException, yaml.YAMLError) as exc:  # a value that is not YAML: `k={a:[1]}`
@@ -133,7 +152,62 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
     path, overrides = args[0], args[1:]
     if "=" in path:
         path, overrides = None, args
-    return load_config(schema, path, overrides)
+    return resolve_paths(load_config(schema, path, overrides))
+
+
+def _absolute(value: Any, kind: str, cwd: str) -> Any:
+    """``value`` made absolute against ``cwd`` when it is a relative local path of a ``path=kind`` field."""
+    if not isinstance(value, str) or not value or "://" in value:  # '' = unset; URIs stay as they are
+        return value
+    expanded = os.path.expanduser(value)
+    if os.path.isabs(expanded):
+        return expanded
+    if kind == PATH_OR_NAME and not os.path.exists(os.path.join(cwd, expanded)):
+        return value  # a preset or hub id, not a folder here
+    return os.path.normpath(os.path.join(cwd, expanded))
+
+
+def resolve_paths(cfg: T, cwd: str | os.PathLike | None = None) -> T:
+    """A copy of ``cfg`` whose relative local paths (fields marked ``path=``) are absolute against ``cwd``.
+
+    A relative path in a job's config means relative to the folder the user ran the command from. Ray Tune
+    runs each trial in a folder of its own, and a worker on another node has another current folder, so the
+    driver resolves every path once, before anything is shipped. URIs (``s3://...``) and empty values are
+    kept; ``~`` is expanded.
+
+    Args:
+        cfg: a config dataclass (nested configs, and lists of them, are walked).
+        cwd: the folder relative paths are taken from (default: the current one).
+    """
+    cwd = os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd())
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("path"):
+            new = _absolute(value, f.metadata["path"], cwd)
+        elif dataclasses.is_dataclass(value):
+            new = resolve_paths(value, cwd)
+        elif isinstance(value, list) and any(dataclasses.is_dataclass(v) for v in value):
+            new = [resolve_paths(v, cwd) if dataclasses.is_dataclass(v) else v for v in value]
+        else:
+            continue
+        if new is not value:
+            changes[f.name] = new
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def path_kind(schema: type, dotted: str) -> str | None:
+    """``PATH`` / ``PATH_OR_NAME`` when the dotted key of ``schema`` is a path field, else None."""
+    f = _leaf_field(schema, dotted)
+    return None if f is None else f.metadata.get("path")
+
+
+def resolve_path_value(schema: type, dotted: str, value: Any, cwd: str | os.PathLike | None = None) -> Any:
+    """One value of a dotted key (e.g. a swept ``pool_dir`` choice), resolved as :func:`resolve_paths` would."""
+    kind = path_kind(schema, dotted)
+    if kind is None:
+        return value
+    return _absolute(value, kind, os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd()))
 
 
 def to_dict(cfg: Any) -> dict:

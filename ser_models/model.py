@@ -20,7 +20,7 @@ from torch import nn
 
 from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, parameter_report
 from ser_models.adapters.config import WapConfig
-from ser_models.config import field, from_dict, to_dict
+from ser_models.config import PATH, field, from_dict, to_dict
 from ser_models.encoders import EncoderConfig, LayerFeaturizer, build_encoder
 from ser_models.encoders.standardizer import LayerStandardizer, load_statistics
 from ser_models.encoders.text import TextConfig, TextEncoder
@@ -47,7 +47,7 @@ class ModelConfig:
     feature_norm: str = field("none", help="none | pool: standardise every dimension of every hidden state with "
                               "the unlabelled pool's mean and std (no labels used; the AL loop computes them from "
                               "its feature cache and sets model.feature_stats)")
-    feature_stats: str | None = field(None, help="safetensors file of the pool statistics (mean, std [L, D]) that "
+    feature_stats: str | None = field(None, path=PATH, help="safetensors file of the pool statistics (mean, std [L, D]) that "
                                       "model.feature_norm=pool uses; written and set by the AL loop")
     head_hidden: int = field(128, help="width of the head's penultimate layer (the embedding E); 0 = a linear "
                              "head (logits straight from the pooled vector, which is then the embedding)")

@@ -145,10 +145,53 @@ def build_demo_pool(root: str | Path, n: int = DEMO_N, seed: int = DEMO_SEED) ->
     return _DEMO_POOLS[root]
 
 
+def session_pids(sid: int) -> list[int]:
+    """Every live process of session ``sid`` (read from ``/proc``; Linux)."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_session(sid: int, timeout: float = 30.0) -> None:
+    """SIGKILL every process of session ``sid`` until none is left: a machine that dies takes all of them.
+
+    Killing the process group is not enough: Ray puts each worker and actor (Train's controller and workers
+    among them) in a process group of its own, and those go on for seconds after their raylet died. A Ray Train
+    worker then finished the next epoch and wrote its checkpoint, and the controller recorded it, after the
+    "kill": the resumed run found nothing left to train (the fine-tuning resume test's flake).
+
+    Raises:
+        AssertionError: a process of the session outlived ``timeout`` seconds of kills.
+    """
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while pids := session_pids(sid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes {pids} of session {sid} survived SIGKILL for {timeout:.0f} s")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+
+
 def kill_when(cmd: list[str], ready, *, cwd: str | Path, env: dict | None = None, timeout: float = 300.0,
               log_file: str | Path | None = None, poll: float = 0.05) -> str:
-    """Run ``cmd`` in a process group of its own and SIGKILL the group as soon as ``ready()`` is true: the
-    kill-and-resume tests' "die right after this point".
+    """Run ``cmd`` in a session of its own and SIGKILL the whole session as soon as ``ready()`` is true: the
+    kill-and-resume tests' "die right after this point" (:func:`kill_session`: nothing it started writes
+    anything after the kill).
 
     The output goes to a file, not a pipe: a chatty process would otherwise fill the pipe, block, and never
     reach the point the caller waits for.
@@ -167,8 +210,6 @@ def kill_when(cmd: list[str], ready, *, cwd: str | Path, env: dict | None = None
     Raises:
         AssertionError: the process exited before ``ready()``, or ``timeout`` passed (with the output's end).
     """
-    import os
-    import signal
     import subprocess
     import tempfile
     import time
@@ -190,8 +231,7 @@ def kill_when(cmd: list[str], ready, *, cwd: str | Path, env: dict | None = None
                                          f"{log_path.read_text(errors='replace')[-4000:]}")
                 time.sleep(poll)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_session(proc.pid)
             proc.wait(60)
         return log_path.read_text(errors="replace")
     finally:

@@ -10,7 +10,7 @@ from ser_models.active.pseudo_labels import SemiSupervisedConfig
 from ser_models.active.scorer import ScorerConfig
 from ser_models.active.stopping import StoppingConfig
 from ser_models.analysis.anchoring import AnchoringConfig
-from ser_models.config import field
+from ser_models.config import PATH, field
 from ser_models.exceptions import ConfigError
 
 _INITIAL = ("random", "cluster_cold_start")
@@ -46,7 +46,7 @@ class ActiveConfig:
     feature_cache: str = field("auto", speed_only=True,
                                help=f"{list(_CACHE)}: train/score from cached frozen-encoder features "
                                     "('auto' = when model.adapter.kind=frozen and pooling=mean)")
-    feature_cache_dir: str | None = field(None, speed_only=True, help="where cached features live; null = <output_dir>/"
+    feature_cache_dir: str | None = field(None, speed_only=True, path=PATH, help="where cached features live; null = <output_dir>/"
                                           "feature_cache. Runs over the same pool and encoder (e.g. AL vs random) "
                                           "can share one folder: entries are keyed by pool and encoder")
     stopping: StoppingConfig = field(default_factory=StoppingConfig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ser_models.config import field
+from ser_models.config import PATH, field
 from ser_models.exceptions import ConfigError
 
 ADAPTER_KINDS = ("lora", "ia3", "frozen", "full")
@@ -132,7 +132,7 @@ class WapConfig:
     dropout: float = field(0.1, help="dropout inside the blocks")
     pos_kernel: int = field(15, help="depthwise convolutional positional embedding's kernel, in frames (odd; "
                             "0 = none)")
-    checkpoint: str | None = field(None, help="pre-trained adapter weights (adapter/wap.safetensors of an "
+    checkpoint: str | None = field(None, path=PATH, help="pre-trained adapter weights (adapter/wap.safetensors of an "
                                    "adapter pre-training run); null = random initialisation")
     freeze: bool = field(False, help="keep the (pre-trained) adapter fixed while fine-tuning: only pooling and "
                          "head train")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ser_models.config import field
+from ser_models.config import PATH, field
 from ser_models.exceptions import ConfigError
 
 #: Sample rate of every clip in a prepared pool (Hz). Speech encoders (wav2vec2, HuBERT, WavLM) expect it.
@@ -23,13 +23,13 @@ class PoolConfig:
     file layout.
     """
 
-    manifest: str = field("???", help="manifest file (CSV, Parquet or JSONL) listing the clips; required")
-    output_dir: str = field("outputs/pool", help="folder the pool is written to (replaced atomically)")
+    manifest: str = field("???", path=PATH, help="manifest file (CSV, Parquet or JSONL) listing the clips; required")
+    output_dir: str = field("outputs/pool", path=PATH, help="folder the pool is written to (replaced atomically)")
     labels: list[str] = field(
         default_factory=lambda: ["neutral", "happy", "angry", "sad"],
         help="allowed categorical labels; an empty list accepts any label",
     )
-    label_map: str | None = field(None, help="optional file mapping corpus labels to `labels` (see read_manifest)")
+    label_map: str | None = field(None, path=PATH, help="optional file mapping corpus labels to `labels` (see read_manifest)")
     target_sample_rate: int = field(POOL_SAMPLE_RATE, help="sample rate of the pool in Hz (fixed: 16000)")
     min_duration: float = field(0.5, help="clips shorter than this many seconds are quarantined (too_short)")
     max_duration: float = field(20.0, help="longer clips are cropped or rejected, see long_policy (seconds)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ser_models.config import field
+from ser_models.config import PATH, PATH_OR_NAME, field
 from ser_models.exceptions import ConfigError
 from ser_models.io import is_local, local_path
 
@@ -19,10 +19,10 @@ class EncoderConfig:
     network by accident.
     """
 
-    source: str = field("tiny-wav2vec2", help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper), "
+    source: str = field("tiny-wav2vec2", path=PATH_OR_NAME, help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper), "
                         "local folder with a HF config (e.g. the Smart Turn Whisper-tiny encoder written by "
                         "jobs.import_encoder), or hub id (e.g. microsoft/wavlm-base-plus, openai/whisper-base)")
-    checkpoint: str | None = field(None, help="safetensors state dict (keys of Encoder.hf_model, e.g. "
+    checkpoint: str | None = field(None, path=PATH, help="safetensors state dict (keys of Encoder.hf_model, e.g. "
                                    "written by TAPT) loaded over the built encoder; null = none")
     normalize_waveform: bool | str = field("auto", help="per-utterance zero-mean unit-variance over the valid "
                                            "samples: auto = as the model was trained (do_normalize in the "

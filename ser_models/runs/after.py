@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
-from ser_models.config import field, to_yaml
+from ser_models.config import PATH, field, to_yaml
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.tapt_config import TaptConfig
@@ -17,8 +17,8 @@ from ser_models.training.tapt_config import TaptConfig
 
 @dataclass
 class AfterJobConfig:
-    pool_dir: str = field(speed_only=True, help="prepared pool folder (written by jobs.prepare_pool)")
-    output_dir: str = field(speed_only=True, help="run folder: ledger, rounds, report (rerun to resume)")
+    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(speed_only=True, path=PATH, help="run folder: ledger, rounds, report (rerun to resume)")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="fine-tuning in every round")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")

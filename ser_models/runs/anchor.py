@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.analysis.anchoring import AnchoringConfig
-from ser_models.config import field, to_yaml
+from ser_models.config import PATH, field, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -17,8 +17,8 @@ from ser_models.training.config import ScalingSettings, TrainConfig
 
 @dataclass
 class AnchorJobConfig:
-    pool_dir: str = field(speed_only=True, help="prepared pool holding both languages (jobs.prepare_pool)")
-    output_dir: str = field(speed_only=True, help="where the checkpoint, metrics and anchors go")
+    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool holding both languages (jobs.prepare_pool)")
+    output_dir: str = field(speed_only=True, path=PATH, help="where the checkpoint, metrics and anchors go")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter (not frozen), pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="optimisation")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.active.scorer import ScorerConfig
-from ser_models.config import field, to_yaml
+from ser_models.config import PATH, field, to_yaml
 from ser_models.exceptions import CheckpointError, ConfigError
 
 PLAN_FILE = "plan.json"
@@ -30,12 +30,12 @@ PREDICTIONS_DIR = "predictions"
 
 @dataclass
 class PredictJobConfig:
-    checkpoint: str = field(help="a model checkpoint folder (model.json), or a run that holds one: a jobs.finetune "
+    checkpoint: str = field(path=PATH, help="a model checkpoint folder (model.json), or a run that holds one: a jobs.finetune "
                             "output (checkpoint/), an AL run (its last round's train/checkpoint), a sweep trial")
-    output_dir: str = field(speed_only=True, help="where predictions/, plan.json and summary.json go (rerun to "
+    output_dir: str = field(speed_only=True, path=PATH, help="where predictions/, plan.json and summary.json go (rerun to "
                             "resume)")
-    pool_dir: str = field("", speed_only=True, help="a prepared pool to predict (or set manifest)")
-    manifest: str = field("", help="a raw manifest (CSV / Parquet / JSONL) prepared on the fly into output_dir/pool "
+    pool_dir: str = field("", speed_only=True, path=PATH, help="a prepared pool to predict (or set manifest)")
+    manifest: str = field("", path=PATH, help="a raw manifest (CSV / Parquet / JSONL) prepared on the fly into output_dir/pool "
                           "with jobs/configs/prepare_pool_demo.yaml's settings (or set pool_dir)")
     split: str = field("all", help="pool split to predict: all | train | dev | test")
     shard_rows: int = field(4096, help="clips per output shard (a kill loses at most one shard's work)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ser_models.config import field
+from ser_models.config import PATH, field
 from ser_models.encoders.config import EncoderConfig
 from ser_models.exceptions import ConfigError
 from ser_models.training.config import ScalingSettings
@@ -209,9 +209,9 @@ class TaptConfig:
 class TaptJobConfig:
     """Config of ``python -m jobs.tapt``: which pool, which encoder, how to pre-train, where to write."""
 
-    pool_dir: str = field("???", speed_only=True, help="prepared pool folder (written by jobs.prepare_pool); required")
+    pool_dir: str = field("???", speed_only=True, path=PATH, help="prepared pool folder (written by jobs.prepare_pool); required")
     output_dir: str = field("???", speed_only=True,
-                            help="where encoder/encoder.safetensors, tapt_metrics.json and the loss "
+                            path=PATH, help="where encoder/encoder.safetensors, tapt_metrics.json and the loss "
                                  "curve go; rerunning with the same folder resumes or reuses the run")
     split: str = field("train", help="pool split pre-trained on; only 'train' is allowed")
     encoder: EncoderConfig = field(default_factory=EncoderConfig, help="the encoder to adapt")

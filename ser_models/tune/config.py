@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ser_models.config import field
+from ser_models.config import PATH, field
 from ser_models.exceptions import ConfigError
 
 SEARCH_ALGS = ("random", "grid", "optuna")
@@ -81,7 +81,7 @@ class SweepConfig:
 
     base: str = field(help="the job each trial runs: finetune | anchor (cross-lingual layer anchoring) | after")
     output_dir: str = field(speed_only=True,
-                            help="sweep folder (local path or s3://, gs://); rerun the same command to resume")
+                            path=PATH, help="sweep folder (local path or s3://, gs://); rerun the same command to resume")
     config: dict[str, Any] = field(default_factory=dict, help="the base job's full config (as in its own YAML)")
     search: dict[str, Any] = field(default_factory=dict, help="dotted key of `config` -> {choice|grid|uniform|"
                                    "loguniform|randint|qrandint: [...], when: {other.key: value}}")

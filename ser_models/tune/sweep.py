@@ -19,9 +19,9 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ser_models.config import from_dict, to_dict, to_yaml
+from ser_models.config import from_dict, path_kind, resolve_path_value, resolve_paths, to_dict, to_yaml
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import filesystem, is_local, local_path, storage_path
 from ser_models.tune.config import PBT_MUTABLE, SweepConfig
@@ -88,11 +88,13 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
     # The trial sets output_dir; the base needs none of its own.
     base.setdefault("output_dir", f"{cfg.output_dir}/trials/base")
     try:
-        base_cfg = from_dict(schema, base)
+        # Paths relative to where the sweep was started: a trial runs in its own folder (and maybe node).
+        base_cfg = resolve_paths(from_dict(schema, base))
     except ConfigError as exc:
         raise ConfigError(f"config (the {cfg.base} job's config): {exc}") from None
     base_dict = to_dict(base_cfg)
-    params = parse_search(cfg.search)
+    params = [replace(p, values=tuple(resolve_path_value(schema, p.key, v) for v in p.values))
+              if p.kind in ("choice", "grid") and path_kind(schema, p.key) else p for p in parse_search(cfg.search)]
     check_against(params, schema, base_dict)
     metric = cfg.metric or (target.default_metric if base_cfg.model.labels else DIMENSIONAL_DEFAULT_METRIC[cfg.base])
     for key, name in (("metric", metric), ("scheduler.metric", cfg.scheduler.metric or metric)):

@@ -1,9 +1,25 @@
+import dataclasses
+import os
 from dataclasses import dataclass
 
 import pytest
 
-from ser_models.config import describe, field, from_dict, load_config, parse_job_args, to_dict
+from ser_models.config import (
+    PATH,
+    PATH_OR_NAME,
+    describe,
+    field,
+    from_dict,
+    load_config,
+    parse_job_args,
+    path_kind,
+    resolve_path_value,
+    resolve_paths,
+    to_dict,
+)
+from ser_models.encoders.config import EncoderConfig
 from ser_models.exceptions import ConfigError
+from ser_models.runs.after import AfterJobConfig
 
 
 @dataclass
@@ -66,3 +82,90 @@ def test_parse_job_args_help(capsys):
     out = capsys.readouterr().out
     assert "inner.rate" in out and "a rate" in out
     assert "inner.rate = 0.1" in describe(Outer)
+
+
+# ---- relative paths: resolved once, in the driver, against the folder the command ran from -----------------
+
+
+@dataclass
+class Paths:
+    name_or_path: str = field("tiny-preset", path=PATH_OR_NAME, help="a preset, a hub id or a local folder")
+    labels: list[str] = field(default_factory=list, help="not a path")
+
+
+@dataclass
+class Job:
+    pool_dir: str = field("", path=PATH, help="a folder")
+    output_dir: str = field("out", path=PATH, help="a folder")
+    note: str = field("some/words", help="a plain string that looks like a path")
+    inner: Paths = field(default_factory=Paths, help="nested")
+
+
+def test_resolve_paths_makes_relative_local_paths_absolute(tmp_path, monkeypatch):
+    (tmp_path / "enc").mkdir()
+    cfg = Job(pool_dir="pools/a/../b", output_dir="s3://bucket/run", inner=Paths("enc"))
+    out = resolve_paths(cfg, tmp_path)
+    assert out.pool_dir == str(tmp_path / "pools" / "b")
+    assert out.output_dir == "s3://bucket/run"  # URIs are never touched
+    assert out.note == "some/words"  # only fields marked path=
+    assert out.inner.name_or_path == str(tmp_path / "enc")  # an existing folder
+    assert cfg.pool_dir == "pools/a/../b"  # a copy: the input is unchanged
+    for name in ("facebook/wav2vec2-base", "tiny-whisper"):  # a hub id or preset stays a name
+        assert resolve_paths(Job(inner=Paths(name)), tmp_path).inner.name_or_path == name
+    assert resolve_paths(Job(pool_dir="/abs/p"), tmp_path).pool_dir == "/abs/p"
+    assert resolve_paths(Job(pool_dir=""), tmp_path).pool_dir == ""  # unset stays unset
+    assert resolve_paths(Job(pool_dir="~/p"), tmp_path).pool_dir == os.path.expanduser("~/p")
+    monkeypatch.chdir(tmp_path)  # the default: the current folder
+    assert resolve_paths(Job()).output_dir == str(tmp_path / "out")
+
+
+def test_parse_job_args_resolves_paths_against_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_job_args(Job, ["pool_dir=outputs/demo/pool"], "jobs.x")
+    assert cfg.pool_dir == str(tmp_path / "outputs" / "demo" / "pool")
+    assert resolve_path_value(Job, "inner.name_or_path", "tiny-preset") == "tiny-preset"
+    assert resolve_path_value(Job, "pool_dir", "p") == str(tmp_path / "p")
+    assert resolve_path_value(Job, "note", "p") == "p"
+
+
+def _schemas() -> list[type]:
+    """Every config dataclass of the library and the jobs (those whose fields carry help strings)."""
+    import importlib
+    import pkgutil
+
+    import jobs
+    import ser_models
+
+    found = []
+    for pkg in (ser_models, jobs):
+        for info in pkgutil.walk_packages(pkg.__path__, f"{pkg.__name__}."):
+            if info.name.endswith(("testing", "testing_label_studio")):
+                continue
+            module = importlib.import_module(info.name)
+            for obj in vars(module).values():
+                if (isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__
+                        and any("help" in f.metadata for f in dataclasses.fields(obj))):
+                    found.append(obj)
+    return found
+
+
+def test_every_path_key_of_every_job_is_marked_as_a_path():
+    """A path key left unmarked would be read relative to a Tune trial's folder (issue: sweeps that fail as
+    written); the names below are the project's path keys."""
+    schemas = _schemas()
+    assert len(schemas) > 20
+    unmarked = [f"{s.__module__}.{s.__name__}.{f.name}" for s in schemas for f in dataclasses.fields(s)
+                if (f.name.endswith("_dir") or f.name in ("manifest", "checkpoint", "init_checkpoint",
+                                                           "feature_stats", "label_map"))
+                and not f.metadata.get("path")]
+    assert unmarked == []
+    assert path_kind(EncoderConfig, "source") == PATH_OR_NAME
+    assert path_kind(AfterJobConfig, "model.encoder.source") == PATH_OR_NAME
+    assert path_kind(AfterJobConfig, "active.feature_cache_dir") == PATH
+
+
+def test_an_empty_override_is_an_empty_string_as_the_shell_passes_it():
+    # `pool_dir=''` in a shell reaches the job as `pool_dir=`
+    assert load_config(Outer, None, ["path="]).path == ""
+    with pytest.raises(ConfigError, match="steps"):
+        load_config(Outer, None, ["path=p", "steps="])

@@ -420,6 +420,8 @@ def test_submit_sh_builds_the_ray_command_from_any_directory(tmp_path):
         "--runtime-env",
         "platform/runtime_env.yaml",
         "--no-wait",
+        "--submission-id",
+        argv[10],
         "--",
         "python",
         "-m",
@@ -428,6 +430,7 @@ def test_submit_sh_builds_the_ray_command_from_any_directory(tmp_path):
         "a.b=1",
         "output_dir=s3://x/y",
     ]
+    assert re.fullmatch(rf"ser-{job}-\d{{8}}-\d{{6}}-\d+", argv[10])  # a named job, so it can be followed
     assert "job submit" in proc.stdout  # the command is echoed before it runs
 
 
@@ -444,9 +447,11 @@ def test_submit_sh_passthrough_address_flag_and_token_mode(tmp_path):
         "RAY_AUTH_TOKEN_PATH": str(token_file),
         "HOME": str(tmp_path),
     }
-    proc = _submit("--address", "http://127.0.0.1:9", job, "--", "/tmp/out dir", "--n", "8", env=env)
+    proc = _submit("--address", "http://127.0.0.1:9", "--no-wait", "--submission-id", "my-id", job, "--",
+                   "/tmp/out dir", "--n", "8", env=env)
     assert proc.returncode == 0, proc.stderr
     _, auth, *argv = log.read_text().splitlines()
     assert auth == "auth=token"  # a token is available, so `ray job submit` must send it
     assert argv[2:4] == ["--address", "http://127.0.0.1:9"]
+    assert argv[argv.index("--no-wait"):argv.index("--")] == ["--no-wait", "--submission-id", "my-id"]
     assert argv[argv.index("--") :] == ["--", "python", "-m", f"jobs.{job}", "/tmp/out dir", "--n", "8"]
