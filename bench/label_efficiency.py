@@ -186,35 +186,64 @@ def probe_records(work: Path, cache, pool_dir, task: str, seeds: list[int], frac
 
 
 def aggregate(records: list[dict]) -> pd.DataFrame:
-    """Mean and std over seeds per (strategy, fraction), plus the paired difference to random.
+    """Per (strategy, fraction): the test metric's mean and 95 % t-interval over seeds, and the paired
+    difference to random under the same seeds (``ser_models.active.evidence.budget_table``).
 
     Args:
         records: one dict per (strategy, seed, fraction) with ``test_ua``, ``dev_ua``, ``round_s``, ``run_s``.
 
     Returns:
-        One row per (strategy, fraction): ``seeds``, ``test_mean/std``, ``dev_mean/std``, ``round_s``,
-        ``run_s``, ``diff_mean/std`` (test UA minus random's under the same seed; NaN without random) and
-        ``beats_random``: the strategy's mean - std band lies above random's mean + std band.
+        One row per (strategy, fraction): ``seeds``, ``test_mean/low/high``, ``dev_mean``, ``round_s``,
+        ``run_s``, ``diff/diff_low/diff_high/p`` (NaN without random) and ``beats_random``: the paired
+        difference's 95 % interval lies above 0.
     """
+    from ser_models.active.evidence import budget_table
+
     df = pd.DataFrame(records)
-    g = df.groupby(["strategy", "fraction"], sort=False)
-    out = g.agg(seeds=("seed", "nunique"), test_mean=("test_ua", "mean"), test_std=("test_ua", "std"),
-                dev_mean=("dev_ua", "mean"), dev_std=("dev_ua", "std"), round_s=("round_s", "mean"),
-                run_s=("run_s", "mean")).reset_index()
-    out[["test_std", "dev_std"]] = out[["test_std", "dev_std"]].fillna(0.0)
-    rand = df[df.strategy == "random"].set_index(["seed", "fraction"])["test_ua"]
-    diffs = []
-    for _, row in out.iterrows():
-        mine = df[(df.strategy == row.strategy) & (df.fraction == row.fraction)].set_index("seed")["test_ua"]
-        d = [mine[s] - rand[(s, row.fraction)] for s in mine.index if (s, row.fraction) in rand.index]
-        diffs.append((np.mean(d) if d else np.nan, np.std(d, ddof=1) if len(d) > 1 else 0.0))
-    out["diff_mean"], out["diff_std"] = zip(*diffs) if diffs else ([], [])
-    r = out[out.strategy == "random"].set_index("fraction")
-    out["beats_random"] = [
-        bool(row.strategy != "random" and row.fraction in r.index
-             and row.test_mean - row.test_std > r.loc[row.fraction, "test_mean"] + r.loc[row.fraction, "test_std"])
-        for _, row in out.iterrows()]
+    stats = budget_table(df, "random", metric="test_ua", budget="fraction")
+    stats = stats.rename(columns={"mean": "test_mean", "low": "test_low", "high": "test_high"})
+    extra = df.groupby(["strategy", "fraction"], sort=False).agg(
+        dev_mean=("dev_ua", "mean"), round_s=("round_s", "mean"), run_s=("run_s", "mean")).reset_index()
+    out = stats.merge(extra, on=["strategy", "fraction"])
+    for col in ("diff", "diff_low", "diff_high", "p"):
+        if col not in out:
+            out[col] = np.nan
+    out["beats_random"] = out["diff_low"].fillna(-1) > 0
     return out
+
+
+def efficiency_tables(records: list[dict], full: dict[int, float] | None, metric: str = "UA") -> str:
+    """AUBC per strategy (mean, 95 % CI, paired difference to random) and the label savings (labels to reach
+    random's largest-budget value and 95 % of all labels, interpolated per seed), as Markdown."""
+    from ser_models.active.evidence import aubc_table, format_ci, label_savings
+
+    df = pd.DataFrame(records)
+    rows = []
+    for _, r in aubc_table(df, "random", budget="fraction").iterrows():
+        paired = "-" if r.strategy == "random" or pd.isna(r.get("diff")) else (
+            f"{format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)} (p={r.p:.3f})")
+        rows.append([r.strategy, format_ci(r["mean"], r.low, r.high), paired])
+    aubc_md = md_table(["strategy", f"AUBC (test {metric})", "minus random, paired"], rows)
+    rows = []
+    savings = label_savings(df, "random", full=full, budget="labelled")
+    for _, r in savings.iterrows():
+        def reached(value, count, seeds=r.seeds):
+            return "not reached" if count == 0 else f"{value:.0f} ({count}/{seeds} seeds)"
+        rows.append([r.strategy, reached(r.to_baseline, r.to_baseline_reached),
+                     "-" if pd.isna(r.saving) else f"{100 * r.saving:+.0f} %", reached(r.to_full, r.to_full_reached)])
+    savings_md = md_table(["strategy", "labels to reach random's largest-budget value", "labels saved",
+                           f"labels to reach 95 % of all-labels {metric}"], rows)
+    return f"{aubc_md}\n\nLabel savings (per seed, interpolated between rounds; mean over the seeds that reach it):\n\n{savings_md}"
+
+
+def write_runs_csv(records: list[dict], path: str | Path) -> Path:
+    """One row per (strategy, seed, round): ``strategy, seed, round, labelled, fraction, test_ua`` and the rest."""
+    df = pd.DataFrame(records)
+    df.insert(2, "round", df.groupby(["strategy", "seed"], sort=False).cumcount())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return path
 
 
 def plot(summary: pd.DataFrame, full: dict | None, path: str | Path, metric: str = "UA") -> Path:
@@ -228,14 +257,13 @@ def plot(summary: pd.DataFrame, full: dict | None, path: str | Path, metric: str
     for name, rows in summary.groupby("strategy", sort=False):
         x = 100 * rows.fraction.to_numpy()
         style = {"color": "black", "linewidth": 2.2} if name == "random" else {"linewidth": 1.2}
-        ax.plot(x, rows.test_mean, marker="o", markersize=3, label=name, **style)
-        if name == "random":
-            ax.fill_between(x, rows.test_mean - rows.test_std, rows.test_mean + rows.test_std, color="gray",
-                            alpha=0.25, linewidth=0)
+        line, = ax.plot(x, rows.test_mean, marker="o", markersize=3, label=name, **style)
+        if rows.test_low.notna().all():  # 95 % t-interval over seeds
+            ax.fill_between(x, rows.test_low, rows.test_high, color=line.get_color(), alpha=0.15, linewidth=0)
     if full:
         ax.axhline(full["test_mean"], linestyle="--", color="gray", label="100 % labels")
     ax.set_xlabel("labelled share of the training pool (%)")
-    ax.set_ylabel(f"test {metric} (mean over seeds)")
+    ax.set_ylabel(f"test {metric} (mean, 95 % CI over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -266,22 +294,23 @@ def signals_table(records: list[dict]) -> str:
 
 def format_table(summary: pd.DataFrame, full: dict | None, metric: str = "UA",
                  probe_full: list[float] = ()) -> str:
+    from ser_models.active.evidence import format_ci, t_interval
+
     rows = []
     for _, r in summary.iterrows():
-        diff = "-" if r.strategy == "random" or np.isnan(r.diff_mean) else f"{r.diff_mean:+.3f} ± {r.diff_std:.3f}"
-        rows.append([r.strategy, f"{100 * r.fraction:g}%", f"{r.test_mean:.3f} ± {r.test_std:.3f}",
-                     f"{r.dev_mean:.3f} ± {r.dev_std:.3f}", diff, "**yes**" if r.beats_random else "",
-                     f"{r.round_s:.1f}", f"{r.run_s:.1f}"])
+        diff = "-" if r.strategy == "random" or np.isnan(r["diff"]) else (
+            f"{format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)} (p={r.p:.3f})")
+        rows.append([r.strategy, f"{100 * r.fraction:g}%", format_ci(r.test_mean, r.test_low, r.test_high),
+                     f"{r.dev_mean:.3f}", diff, "**yes**" if r.beats_random else "", f"{r.round_s:.1f}",
+                     f"{r.run_s:.1f}"])
     if full:
-        rows.append(["full data (fine-tune on all)", "100%", f"{full['test_mean']:.3f} ± {full['test_std']:.3f}",
-                     f"{full['dev_mean']:.3f} ± {full['dev_std']:.3f}", "", "", f"{full['round_s']:.1f}",
-                     f"{full['run_s']:.1f}"])
+        rows.append(["full data (all labels)", "100%", format_ci(*t_interval(full["values"])), f"{full['dev_mean']:.3f}",
+                     "", "", f"{full['round_s']:.1f}", f"{full['run_s']:.1f}"])
     if len(probe_full):
-        sd = float(np.std(probe_full, ddof=1)) if len(probe_full) > 1 else 0.0
         rows.append([f"probe (StandardScaler + LogisticRegression, C={PROBE_C:g})", "100%",
-                     f"{np.mean(probe_full):.3f} ± {sd:.3f}", "", "", "", "", ""])
-    return md_table(["strategy", "labelled", f"test {metric}", f"dev {metric}", f"test {metric} - random (paired)",
-                     "beats random", "round s", "run wall s"], rows)
+                     format_ci(*t_interval(probe_full)), "", "", "", "", ""])
+    return md_table(["strategy", "labelled", f"test {metric} (95 % CI)", f"dev {metric}",
+                     f"test {metric} - random, paired (95 % CI)", "beats random", "round s", "run wall s"], rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -293,6 +322,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="classes: the 4 emotions, UA; avd: arousal/valence/dominance alone, mean CCC")
     ap.add_argument("--strategies", nargs="+", default=None, help="default: every strategy of the task")
     ap.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    ap.add_argument("--fractions", nargs="+", type=float, default=FRACTIONS + [1.0],
+                    help="labelled shares of the training split, one AL round each; 1.0 = an all-labels run "
+                         "per seed (the ceiling and the 95 %% target of the label savings)")
+    ap.add_argument("--runs", default=None, help="write one CSV row per (strategy, seed, round): strategy, seed, "
+                    "round, labelled, fraction, test_ua, dev_ua, timings (the all-labels runs as strategy 'full')")
     ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's 30)")
     ap.add_argument("--encoder", default="smart-turn", help="smart-turn (the imported pretrained Whisper-tiny, "
                     "fetched and cached on first use) or any model.encoder.source, e.g. tiny-wav2vec2")
@@ -313,6 +347,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.results, args.plot = str(RESULTS_DIR / "label_efficiency_avd.md"), str(RESULTS_DIR / "label_efficiency_avd.png")
     if args.quick:
         args.strategies, args.seeds, args.epochs = ["random", "mc_variance" if avd else "entropy"], [0], 2
+    fractions = sorted(f for f in args.fractions if f < 1.0)
+    with_full = 1.0 in args.fractions
+    if not fractions or any(not 0 < f <= 1 for f in args.fractions):
+        ap.error(f"--fractions must lie in (0, 1] and include at least one below 1.0, got {args.fractions}")
     extra = encoder_overrides(args.encoder) + (RECIPES[args.recipe] if args.encoder == "smart-turn" else [])
     extra += [f"train.epochs={args.epochs}"] if args.epochs else []
     extra += AVD_OVERRIDES if avd else []
@@ -329,31 +367,33 @@ def main(argv: list[str] | None = None) -> dict:
     records, full_records = [], []
     for seed in args.seeds:
         for strategy in args.strategies:
-            recs = run_one(pool_dir, work / f"{args.task}_{strategy}_s{seed}", cache_root, strategy, seed, FRACTIONS,
+            recs = run_one(pool_dir, work / f"{args.task}_{strategy}_s{seed}", cache_root, strategy, seed, fractions,
                            extra, metric_key)
             records += recs
             print(f"  seed {seed} {strategy:<20} " + "  ".join(f"{100 * r['fraction']:g}%: {r['test_ua']:.3f}"
                                                             for r in recs) + f"  ({recs[0]['run_s']:.1f} s)",
                   flush=True)
-        full_records += run_one(pool_dir, work / f"{args.task}_full_s{seed}", cache_root, "random", seed, [1.0],
-                                extra, metric_key)
-        print(f"  seed {seed} full data: test {metric} {full_records[-1]['test_ua']:.3f}", flush=True)
+        if with_full:
+            full_records += [{**r, "strategy": "full"} for r in run_one(
+                pool_dir, work / f"{args.task}_full_s{seed}", cache_root, "random", seed, [1.0], extra, metric_key)]
+            print(f"  seed {seed} full data: test {metric} {full_records[-1]['test_ua']:.3f}", flush=True)
     layer = next((int(o.split("=", 1)[1]) for o in extra if o.startswith("model.featurizer_layer=")
                   and o.split("=", 1)[1] not in ("null", "None")), None)
     probe = []
     if not avd and "random" in args.strategies:
-        probe = probe_records(work, cache, pool_dir, args.task, args.seeds, FRACTIONS, 1 if layer is None else layer)
+        probe = probe_records(work, cache, pool_dir, args.task, args.seeds, fractions, 1 if layer is None else layer)
     total_s = time.perf_counter() - t_all
     load.close()
     summary = aggregate(records + [r for r in probe if r["fraction"] < 1.0])
     fdf = pd.DataFrame(full_records)
-    full = {"test_mean": fdf.test_ua.mean(), "test_std": fdf.test_ua.std(ddof=1) if len(fdf) > 1 else 0.0,
-            "dev_mean": fdf.dev_ua.mean(), "dev_std": fdf.dev_ua.std(ddof=1) if len(fdf) > 1 else 0.0,
-            "round_s": fdf.round_s.mean(), "run_s": fdf.run_s.mean()}
+    full = ({"test_mean": fdf.test_ua.mean(), "values": fdf.test_ua.tolist(), "dev_mean": fdf.dev_ua.mean(),
+             "round_s": fdf.round_s.mean(), "run_s": fdf.run_s.mean()} if with_full else None)
+    if args.runs:
+        print(f"wrote {write_runs_csv(records + full_records, args.runs)}")
     probe_full = [r["test_ua"] for r in probe if r["fraction"] == 1.0]
     table = format_table(summary, full, metric, probe_full)
     winners = summary[summary.beats_random & (summary.strategy != "probe")]
-    win_text = ("; ".join(f"{r.strategy} at {100 * r.fraction:g}% ({r.diff_mean:+.3f})" for _, r in winners.iterrows())
+    win_text = ("; ".join(f"{r.strategy} at {100 * r.fraction:g}% ({r['diff']:+.3f})" for _, r in winners.iterrows())
                 or "none")
     info = machine_info()
     n_train = int(summary.iloc[0].fraction and records[0]["labelled"] / records[0]["fraction"])
@@ -372,16 +412,18 @@ def main(argv: list[str] | None = None) -> dict:
         "",
         table,
         "",
-        f"Mean ± std over seeds (std with ddof=1). `test {metric} - random (paired)`: per seed, the strategy's test {metric} "
-        "minus random's, mean ± std. `beats random`: the strategy's mean - std lies above random's mean + std "
-        "(bands do not overlap). `round s`: train + score + select + label of that round; `run wall s`: the whole "
-        "run (all rounds, reports included), per run.",
+        f"Mean [95 % t-interval] over seeds. `test {metric} - random, paired`: per seed, the strategy's test {metric} "
+        "minus random's (the same initial set under a seed), mean [95 % t-interval], and the paired t-test's p. "
+        "`beats random`: that interval lies above 0. `round s`: train + score + select + label of that round; "
+        "`run wall s`: the whole run (all rounds, reports included), per run.",
         "",
-        f"**Beat random beyond the seed spread:** {win_text}.",
+        f"**Beat random (paired 95 % interval above 0):** {win_text}.",
+        "",
+        efficiency_tables(records, None if not with_full else dict(zip(fdf.seed, fdf.test_ua)), metric),
         "",
         signals_table(records),
         "",
-        f"Shared cache build (once, {len(records) // len(FRACTIONS) + len(full_records)} runs reuse it): "
+        f"Shared cache build (once, {len(records) // len(fractions) + len(full_records)} runs reuse it): "
         f"{build_s:.1f} s. Whole benchmark: {total_s / 60:.1f} min.",
         "",
         f"![test {metric} vs labelled share]({Path(args.plot).name})",

@@ -38,28 +38,37 @@ def _records():
     recs = []
     for seed, jitter in zip((0, 1, 2), (0.0, 0.01, -0.01)):
         for f in (0.05, 0.1):
-            recs.append({"strategy": "random", "seed": seed, "fraction": f, "test_ua": 0.5 + jitter,
-                         "dev_ua": 0.5, "round_s": 1.0, "run_s": 3.0})
-            recs.append({"strategy": "good", "seed": seed, "fraction": f, "test_ua": 0.5 + (f > 0.06) * 0.2 + jitter,
-                         "dev_ua": 0.6, "round_s": 1.0, "run_s": 3.0})
-            recs.append({"strategy": "noisy", "seed": seed, "fraction": f, "test_ua": 0.5 + 0.1 * (seed - 1),
-                         "dev_ua": 0.5, "round_s": 1.0, "run_s": 3.0})
+            common = {"seed": seed, "fraction": f, "labelled": int(1000 * f), "round_s": 1.0, "run_s": 3.0}
+            recs.append({"strategy": "random", "test_ua": 0.5 + (f > 0.06) * 0.05 + jitter, "dev_ua": 0.5, **common})
+            recs.append({"strategy": "good", "test_ua": 0.5 + (f > 0.06) * 0.2 + jitter, "dev_ua": 0.6, **common})
+            recs.append({"strategy": "noisy", "test_ua": 0.5 + 0.1 * (seed - 1), "dev_ua": 0.5, **common})
     return recs
 
 
-def test_aggregate_flags_only_strategies_beyond_seed_spread(tmp_path):
+def test_aggregate_flags_only_strategies_whose_paired_interval_is_above_zero(tmp_path):
     s = le.aggregate(_records()).set_index(["strategy", "fraction"])
-    assert s.loc[("good", 0.1), "beats_random"] and s.loc[("good", 0.1), "diff_mean"] == pytest.approx(0.2)
-    assert s.loc[("good", 0.1), "diff_std"] == pytest.approx(0.0)
+    assert s.loc[("good", 0.1), "beats_random"] and s.loc[("good", 0.1), "diff"] == pytest.approx(0.15)
+    assert s.loc[("good", 0.1), "p"] == 0.0  # the same gain under every seed
     assert not s.loc[("good", 0.05), "beats_random"]  # same start: no gain
-    assert not s.loc[("noisy", 0.1), "beats_random"]  # mean equal to random, large spread
+    assert not s.loc[("noisy", 0.1), "beats_random"]  # mean below random, large spread
     assert not s.loc[("random", 0.1), "beats_random"]
-    assert s.loc[("random", 0.05), "test_std"] == pytest.approx(0.01)
-    full = {"test_mean": 0.8, "test_std": 0.0, "dev_mean": 0.8, "dev_std": 0.0, "round_s": 2.0, "run_s": 4.0}
+    half = 4.3027 * 0.01 / 3 ** 0.5  # t(0.975, 2) * sd / sqrt(3)
+    assert s.loc[("random", 0.05), "test_high"] - s.loc[("random", 0.05), "test_mean"] == pytest.approx(half, rel=1e-4)
+    full = {"test_mean": 0.8, "values": [0.8, 0.79, 0.81], "dev_mean": 0.8, "round_s": 2.0, "run_s": 4.0}
     table = le.format_table(le.aggregate(_records()), full)
-    assert "| good | 10% | 0.700 ± 0.010 |" in table and "full data" in table
+    assert "| good | 10% | 0.700 [0.675, 0.725] |" in table and "full data" in table
+    assert "+0.150 [+0.150, +0.150] (p=0.000) | **yes**" in table
     png = le.plot(le.aggregate(_records()), full, tmp_path / "le.png")
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size < 100_000
+    text = le.efficiency_tables(_records(), {0: 0.6, 1: 0.6, 2: 0.6})
+    assert "| good | 0.600 [0.575, 0.625] | +0.075 [" in text  # AUBC: (0.5 + 0.7) / 2, random's (0.5 + 0.55) / 2
+    # random's final value (0.55 + the seed's jitter) is reached at 50 + 0.05 / 0.2 * 50 clips
+    assert "| good | 63 (3/3 seeds) | +37 % | 67 (3/3 seeds) |" in text
+    assert "| random | 100 (3/3 seeds) | +0 % | not reached |" in text
+    csv = le.write_runs_csv(_records(), tmp_path / "runs.csv")
+    runs = __import__("pandas").read_csv(csv)
+    assert {"strategy", "seed", "round", "labelled", "fraction", "test_ua"} <= set(runs.columns)
+    assert runs.groupby(["strategy", "seed"])["round"].apply(list).map(lambda r: r == [0, 1]).all()
 
 
 def test_benchmark_configs_load_and_enable_the_cache(tmp_path):
