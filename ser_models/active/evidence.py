@@ -213,5 +213,99 @@ def format_ci(mean: float, low: float, high: float, digits: int = 3, signed: boo
     return f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
 
 
-__all__ = ["RUN_COLUMNS", "aubc", "aubc_table", "budget_table", "format_ci", "label_savings", "labels_to_reach",
-           "paired_t_test", "t_interval"]
+
+
+def runs_frame(runs: Sequence[tuple[str, int, Sequence[dict]]], split: str = "test") -> pd.DataFrame:
+    """A runs table from ``(strategy, seed, rounds)`` triples, ``rounds`` as ``jobs.after`` writes them in
+    ``metrics.jsonl`` (``round``, ``labelled``, ``fraction`` and ``test`` / ``dev`` evaluations).
+
+    Returns:
+        One row per round with :data:`RUN_COLUMNS` (``test_ua`` holds ``split``'s UA, or its mean CCC for a
+        model without classes) and ``dev_ua``.
+    """
+    from ser_models.evaluation import headline_metric
+
+    rows = []
+    for strategy, seed, rounds in runs:
+        for r in rounds:
+            ev, dev = r.get(split) or {}, r.get("dev") or {}
+            rows.append({"strategy": strategy, "seed": seed, "round": r.get("round", 0), "labelled": r["labelled"],
+                         "fraction": r["fraction"], "test_ua": ev[headline_metric(ev)] if ev else math.nan,
+                         "dev_ua": dev[headline_metric(dev)] if dev else math.nan})
+    return pd.DataFrame(rows, columns=[*RUN_COLUMNS, "dev_ua"])
+
+
+def plot_bands(runs: pd.DataFrame, path, full: float | None = None, metric: str = "UA",
+               confidence: float = 0.95) -> None:
+    """Mean test metric per strategy against labelled clips, with its t-interval over seeds as a band; the
+    all-labels value as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ser_models.io import save_figure
+
+    stats = budget_table(runs, baseline=None, confidence=confidence)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for strategy, g in stats.groupby("strategy", sort=False):
+        line, = ax.plot(g.labelled, g["mean"], marker="o", label=f"{strategy} ({int(g.seeds.max())} seeds)")
+        if g.low.notna().all():
+            ax.fill_between(g.labelled, g.low, g.high, color=line.get_color(), alpha=0.18, linewidth=0)
+    if full is not None:
+        ax.axhline(full, linestyle="--", color="gray", label="all labels")
+    ax.set_xlabel("labelled clips")
+    ax.set_ylabel(f"test {metric} (mean, {100 * confidence:g} % CI over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def run_seed(run_dir) -> int | None:
+    """The seed a ``jobs.after`` (``active.seed``) or ``jobs.finetune`` (``train.seed``) run folder was made
+    with, from its ``run.json``; None when it has none."""
+    from ser_models import io
+    from ser_models.provenance import RUN_FILE
+
+    path = f"{str(run_dir).rstrip('/')}/{RUN_FILE}"
+    if not io.exists(path):
+        return None
+    config = io.read_json(path).get("config", {})
+    seed = config.get("active.seed", config.get("train.seed"))
+    return None if seed is None else int(seed)
+
+
+def evidence_report(runs: pd.DataFrame, baseline: str | None = "random", full: float | dict | None = None,
+                    metric: str = "UA") -> str:
+    """The printed comparison of several seeds per strategy: per budget mean [95 % CI] and the paired
+    difference to the baseline, then AUBC and label savings (plain text, one table each)."""
+    budgets = budget_table(runs, baseline if baseline in set(runs.strategy) else None)
+    lines = [f"per budget: test {metric}, mean [95 % CI] over seeds"
+             + (f"; paired difference to {baseline} [95 % CI], p (paired t-test)" if "diff" in budgets else "")]
+    for _, r in budgets.iterrows():
+        paired = (f"   {format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)}  p={r.p:.3f}  {r.verdict}"
+                  if isinstance(r.get("verdict"), str) else "")
+        lines.append(f"  {r.strategy:<20} {int(r.labelled):>6} labels  {r.seeds:>3} seeds  "
+                     f"{format_ci(r['mean'], r.low, r.high)}{paired}")
+    areas = aubc_table(runs, baseline if baseline in set(runs.strategy) else None)
+    lines.append(f"\nAUBC (normalised area under the test {metric} budget curve), mean [95 % CI]")
+    for _, r in areas.iterrows():
+        paired = (f"   {format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)}  p={r.p:.3f}  {r.verdict}"
+                  if isinstance(r.get("verdict"), str) else "")
+        lines.append(f"  {r.strategy:<20} {format_ci(r['mean'], r.low, r.high)}{paired}")
+    if baseline in set(runs.strategy):
+        lines.append(f"\nlabel savings: labels to reach {baseline}'s test {metric} at its largest budget"
+                     + (" / 95 % of the all-labels value" if full is not None else "") + " (per seed, interpolated)")
+        for _, r in label_savings(runs, baseline, full=full).iterrows():
+            reach = ("not reached" if r.to_baseline_reached == 0 else
+                     f"{r.to_baseline:.0f} labels ({r.to_baseline_reached}/{r.seeds} seeds, saving {100 * r.saving:+.0f} %)")
+            to_full = "" if full is None else ("  |  not reached" if r.to_full_reached == 0 else
+                                               f"  |  {r.to_full:.0f} labels ({r.to_full_reached}/{r.seeds} seeds)")
+            lines.append(f"  {r.strategy:<20} {reach}{to_full}")
+    return "\n".join(lines)
+
+
+__all__ = ["RUN_COLUMNS", "aubc", "aubc_table", "budget_table", "evidence_report", "format_ci", "label_savings",
+           "labels_to_reach", "paired_t_test", "plot_bands", "run_seed", "runs_frame", "t_interval"]
