@@ -86,8 +86,9 @@ class SweepConfig:
     search: dict[str, Any] = field(default_factory=dict, help="dotted key of `config` -> {choice|grid|uniform|"
                                    "loguniform|randint|qrandint: [...], when: {other.key: value}}")
     name: str = field("sweep", help="experiment name (folder under output_dir/tune, MLflow experiment)")
-    metric: str = field("", help="what trials are ranked by ('' = dev_ua for finetune, alc_test_ua for after; "
-                                   "dev_ccc / alc_test_ccc when the model has no classes)")
+    metric: str = field("", help="what trials are ranked by, always on dev ('' = dev_ua for finetune, alc_dev_ua "
+                                   "for after: the mean dev UA over the rounds; dev_ccc / alc_dev_ccc when the "
+                                   "model has no classes)")
     mode: str = field("max", help="max | min")
     num_samples: int = field(8, help="sampled configurations (each repeated over every grid combination)")
     max_concurrent_trials: int = field(0, speed_only=True,

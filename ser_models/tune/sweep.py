@@ -98,6 +98,10 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
     check_against(params, schema, base_dict)
     metric = cfg.metric or (target.default_metric if base_cfg.model.labels else DIMENSIONAL_DEFAULT_METRIC[cfg.base])
     for key, name in (("metric", metric), ("scheduler.metric", cfg.scheduler.metric or metric)):
+        if "test" in name.split("_"):
+            raise ConfigError(f"{key} {name!r} reads the test split: a sweep chooses settings, so it ranks and "
+                              f"stops trials on dev (e.g. {target.default_metric}); test numbers are reported "
+                              "beside the ranking in results.parquet")
         if name not in target.metrics:
             raise ConfigError(f"{key} {name!r} is not reported by base {cfg.base}; choose one of {target.metrics}")
         if target.fits and name.startswith("dev_") and not base_cfg.dev_split:

@@ -133,7 +133,8 @@ def test_killed_sweep_resumes_and_ends_with_the_uninterrupted_configs(sweep, dem
 @pytest.mark.parametrize("override, match", [
     ("search.model.adapter.rank={choice: [4]}", r"search.model.adapter.rank: 'model.adapter.rank' is not a key"),
     ("search.train.lr_head={choice:[4]}", r"cannot parse overrides"),
-    ("metric=test_loss", "metric 'test_loss' is not reported by base finetune"),
+    ("metric=dev_loss", "metric 'dev_loss' is not reported by base finetune"),
+    ("metric=test_ua", "metric 'test_ua' reads the test split"),
     ("config.train.epochz=3", r"config \(the finetune job's config\).*epochz"),
     ("search_alg=hyperopt", "search_alg must be one of"),
     ("config.pool_dir=/nonexistent/pool", r"PoolError: .*/nonexistent/pool"),

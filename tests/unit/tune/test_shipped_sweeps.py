@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ser_models.config import load_config
+from ser_models.exceptions import ConfigError
 from ser_models.model import EmotionModel
 from ser_models.tune.config import SweepConfig
 from ser_models.tune.space import apply_values, grid_combinations
@@ -21,6 +22,24 @@ CONFIGS = sorted((Path(__file__).resolve().parents[3] / "jobs" / "configs").glob
 def test_shipped_sweep_plans(path):
     plan = plan_sweep(load_config(SweepConfig, path), check_pool=False)
     assert plan.trials >= 1 and plan.params
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_no_shipped_sweep_ranks_or_stops_on_the_test_split(path):
+    plan = plan_sweep(load_config(SweepConfig, path), check_pool=False)
+    for name in (plan.metric, plan.stop_metric):
+        assert name.startswith(("dev_", "alc_dev_")), f"{path.name} ranks or stops on {name}"
+
+
+@pytest.mark.parametrize("metric", ["alc_test_ua", "test_ua"])
+def test_a_sweep_on_the_test_split_is_refused(metric):
+    cfg = SweepConfig(base="after", output_dir="/tmp/unused", metric=metric,
+                      search={"active.seed": {"randint": [0, 9]}}, config={"pool_dir": "/p"})
+    with pytest.raises(ConfigError, match=f"metric '{metric}' reads the test split"):
+        plan_sweep(cfg, check_pool=False)
+    cfg.metric, cfg.scheduler.metric, cfg.scheduler.mode = "", metric, "max"
+    with pytest.raises(ConfigError, match=f"scheduler.metric '{metric}' reads the test split"):
+        plan_sweep(cfg, check_pool=False)
 
 
 def test_every_peft_combination_builds_and_gets_gradients():
@@ -41,7 +60,7 @@ def test_every_peft_combination_builds_and_gets_gradients():
             assert any(f".ser_bottleneck_{block}." in n for n in names) == (block in blocks)
 
 
-@pytest.mark.parametrize("base, want", [("finetune", "dev_ccc"), ("after", "alc_test_ccc")])
+@pytest.mark.parametrize("base, want", [("finetune", "dev_ccc"), ("after", "alc_dev_ccc")])
 def test_a_model_without_classes_is_ranked_by_ccc(base, want):
 
     cfg = SweepConfig(base=base, output_dir="/tmp/unused", search={"train.lr_head": {"choice": [1e-3, 1e-2]}},
