@@ -5,11 +5,13 @@ full-data fine-tuning (100 %), over 5 seeds, with a logistic-regression probe as
     python -m bench.label_efficiency --quick    # random + entropy, 1 seed, 2 epochs; prints the table only
     python -m bench.label_efficiency --task avd # arousal/valence/dominance alone: regression strategies, CCC
     python -m bench.label_efficiency --pool-dir /data/espeak/pool --corpus "espeak-ng corpus" --results ...
+    python -m bench.label_efficiency --strategies random margin informative_diverse --seeds $(seq 0 19) \
+        --fractions 0.05 0.1 0.2 0.4 1.0 --runs runs.csv   # 20 paired seeds, one CSV row per round
 
 Every run is ``jobs.after``'s loop (``ActiveLearningLoop.run``) with the frozen pretrained Whisper-tiny encoder of
 Smart Turn v3.2 (``jobs.import_encoder smart-turn``; ``--encoder tiny-wav2vec2`` for the random tiny one; its
 preprocessing read from its own files: no waveform normalisation), the head recipe ``--recipe`` (``RECIPES``;
-the default ``small-label`` is what the demo ships: features of hidden state 1 standardised with the training
+the default ``small-label`` is what the demo ships, read from ``jobs/configs/demo_after.yaml``: features of hidden state 1 standardised with the training
 pool's own statistics, a linear head solved with L-BFGS, ``train.l2_c=auto``: C by 5-fold CV on the labelled clips), and the feature cache
 (``model.adapter.kind=frozen model.pooling=mean active.feature_cache=on``), in process
 (``scaling.backend=in_process``), ``active.budget_fractions=[0.05,0.10,0.20]``, a random initial set
@@ -60,13 +62,37 @@ MC_STRATEGIES = {"bald", "mc_variance"}
 FRACTIONS = [0.05, 0.10, 0.20]
 SEEDS = [0, 1, 2, 3, 4]
 THREADS = 2
-#: Head recipes over a pretrained encoder. ``small-label`` is what the demo ships (jobs/configs/demo_after.yaml):
-#: pool-standardised features of one layer, a linear head solved to convergence with L-BFGS (no dev split,
-#: no epochs). ``mlp`` is the recipe shipped before it: a learned layer sum, LayerNorm, a 64-wide MLP head,
-#: AdamW for up to 30 epochs with early stopping on dev UA.
+#: The demo's job config: the source of truth for the shipped recipe (``small-label``).
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "demo_after.yaml"
+
+
+def _yaml_value(value) -> str:
+    """A value as a dotted override's right-hand side (YAML flow style: ``true``, ``null``, ``[1, 2]``, ``'on'``)."""
+    import yaml
+
+    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    return text[:-3].strip() if text.endswith("...") else text
+
+
+def demo_recipe(path: str | Path = DEMO_CONFIG) -> list[str]:
+    """The demo's head recipe as dotted overrides: every ``model.*`` key but the encoder (the benchmark picks
+    its own with ``--encoder``) and every ``train.*`` key of ``jobs/configs/demo_after.yaml``."""
+    import yaml
+
+    from ser_models.provenance import flatten
+
+    cfg = yaml.safe_load(Path(path).read_text())
+    keys = flatten({"model": {k: v for k, v in cfg.get("model", {}).items() if k != "encoder"},
+                    "train": cfg.get("train", {})})
+    return [f"{key}={_yaml_value(value)}" for key, value in keys.items()]
+
+
+#: Head recipes over a pretrained encoder. ``small-label`` is what the demo ships, read from its config
+#: (``jobs/configs/demo_after.yaml``): pool-standardised features of one layer, a linear head solved to
+#: convergence with L-BFGS (no dev split, no epochs). ``mlp`` is the recipe shipped before it: a learned layer
+#: sum, LayerNorm, a 64-wide MLP head, AdamW for up to 30 epochs with early stopping on dev UA.
 RECIPES = {
-    "small-label": ["model.feature_norm=pool", "model.featurizer_layer=1", "model.head_hidden=0",
-                    "model.head_input_norm=false", "model.head_dropout=0.2", "train.solver=lbfgs", "train.l2_c=auto"],
+    "small-label": demo_recipe(),
     "mlp": ["model.head_dropout=0.2", "train.epochs=30", "train.batch_size=16", "train.early_stopping_patience=8"],
 }
 #: ``--strategies margin+confident``: a strategy run with pseudo-labels of the unlabelled pool in training

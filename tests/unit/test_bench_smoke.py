@@ -179,3 +179,16 @@ def test_asha_replay_rates_over_orders_and_the_sweep_seed_reaches_every_trial():
     assert 0.0 < r["same"].mean() < 1.0 and (r["meet"] <= r["same"]).all()
     cfg = sweep.sweep_config(Path("/out"), Path("/pool"), 4, "asha", seed=3)
     assert cfg.seed == 3 and cfg.config["train"]["seed"] == 3
+
+
+def test_the_benchmarks_shipped_recipe_is_read_from_the_demo_config(tmp_path):
+    from jobs.after import AfterJobConfig
+    from ser_models.config import load_config, to_dict
+    from ser_models.provenance import flatten
+
+    demo = flatten(to_dict(load_config(AfterJobConfig, le.DEMO_CONFIG)))
+    bench = flatten(to_dict(bench_cache.job_config(tmp_path / "pool", tmp_path / "run", le.RECIPES["small-label"])))
+    keys = [o.split("=", 1)[0] for o in le.RECIPES["small-label"]]
+    assert {"model.featurizer_layer", "model.feature_norm", "train.solver", "train.l2_c"} <= set(keys)
+    assert not any(k.startswith("model.encoder.") for k in keys)  # the benchmark picks its encoder
+    assert {k: bench[k] for k in keys} == {k: demo[k] for k in keys}
