@@ -3,6 +3,7 @@
     python -m jobs.make_demo_pool outputs/demo/corpus --n 720 --seed 0 [--workers 2]
     python -m jobs.make_demo_pool outputs/acted/corpus --n 480 --seed 1 --corpus acted --style acted
     python -m jobs.make_demo_pool outputs/espeak/corpus --engine espeak --n 2400 --seed 0
+    python -m jobs.make_demo_pool outputs/neutral/corpus --n 2400 --class-prior neutral=0.55,happy=0.2,angry=0.1,sad=0.15
 
 Same ``--n``/``--seed`` give byte-identical files, whatever ``--workers`` is. ``--engine synth`` (default) is
 the project's own voice synthesizer (``ser_models.data.synth``); ``--engine espeak`` speaks real English
@@ -19,6 +20,7 @@ import pandas as pd
 
 from ser_models.data.espeak_corpus import espeak_version, generate_espeak_corpus
 from ser_models.data.synth import STYLES, generate_corpus
+from ser_models.data.synth.corpus import parse_class_prior
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -39,21 +41,28 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--style", default=None, choices=list(STYLES),
                         help="synth only. mixed (default); acted: exaggerated, well separated emotions in little "
                              "noise; natural: subtle, overlapping emotions in more noise")
+    parser.add_argument("--class-prior", default=None, metavar="EMOTION=SHARE,...",
+                        help="shares of the emotions in every split, e.g. neutral=0.55,happy=0.2,angry=0.1,sad=0.15 "
+                             "(natural speech is mostly neutral); default: balanced")
     args = parser.parse_args(argv)
     if args.n < 12 or args.workers < 1:
         parser.error(f"--n must be >= 12 and --workers >= 1, got --n {args.n} --workers {args.workers}")
     if args.engine == "espeak" and args.style is not None:
         parser.error("--style applies to --engine synth only; the espeak corpus has one style")
     corpus = args.corpus or args.engine
+    try:
+        prior = None if args.class_prior is None else parse_class_prior(args.class_prior)
+    except ValueError as exc:
+        parser.error(f"--class-prior: {exc}")
 
     t0 = time.perf_counter()
     if args.engine == "synth":
         df = generate_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=corpus,
-                             progress=sys.stderr.isatty(), style=args.style or "mixed")
+                             progress=sys.stderr.isatty(), style=args.style or "mixed", class_prior=prior)
     else:
         print(espeak_version())
         df = generate_espeak_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=corpus,
-                                    progress=sys.stderr.isatty())
+                                    progress=sys.stderr.isatty(), class_prior=prior)
     seconds = time.perf_counter() - t0
     audio_s = float(df["duration"].sum())
     print(f"wrote {len(df)} clips to {args.out_dir}/manifest.csv")

@@ -241,7 +241,8 @@ class EspeakClipSpec:
     emotion: str
 
 
-def plan_espeak_corpus(n: int, seed: int, n_speakers: int | None = None) -> list[EspeakClipSpec]:
+def plan_espeak_corpus(n: int, seed: int, n_speakers: int | None = None,
+                       class_prior: tuple[float, ...] | None = None) -> list[EspeakClipSpec]:
     """Speakers, their speaker-disjoint splits and voices, and each clip's speaker and emotion.
 
     Speakers are split about 70/15/15; within each split clips go round-robin over its speakers and the
@@ -273,7 +274,8 @@ def plan_espeak_corpus(n: int, seed: int, n_speakers: int | None = None) -> list
             amplitude=round(float(np.clip(rng.normal(95.0, 8.0), 75.0, 115.0)), 2),
             expressiveness=round(float(rng.uniform(0.6, 1.3)), 3), split=split,
         ))
-    return assign_clips(n, speakers, rng, lambda i, spk, emotion: EspeakClipSpec(i, f"espeak_{i:06d}", spk, emotion))
+    return assign_clips(n, speakers, rng, lambda i, spk, emotion: EspeakClipSpec(i, f"espeak_{i:06d}", spk, emotion),
+                        class_prior)
 
 
 def draw_espeak_prosody(speaker: EspeakSpeaker, emotion: str, rng: np.random.Generator) -> dict[str, float]:
@@ -454,12 +456,12 @@ def _make_clip(args: tuple[EspeakClipSpec, int, str, str]) -> dict:
 
 def generate_espeak_corpus(
     out_dir: str | os.PathLike, n: int = 2400, seed: int = 0, *, workers: int = 1, corpus: str = "espeak",
-    n_speakers: int | None = None, progress: bool = False,
+    n_speakers: int | None = None, progress: bool = False, class_prior: tuple[float, ...] | None = None,
 ) -> pd.DataFrame:
     """Write an espeak-ng corpus: ``out_dir/audio/<split>/<utt_id>.{wav,flac}``, ``manifest.csv`` and
     ``clip_info.csv`` (generation parameters per clip).
 
-    The output depends only on ``(n, seed, corpus, n_speakers)`` and the espeak-ng version: same arguments
+    The output depends only on ``(n, seed, corpus, n_speakers, class_prior)`` and the espeak-ng version: same arguments
     give byte-identical files, whatever ``workers`` is.
 
     Args:
@@ -470,6 +472,7 @@ def generate_espeak_corpus(
         corpus: value of the ``corpus`` column; also the clip ids' prefix (``<corpus>_000123``).
         n_speakers: see :func:`plan_espeak_corpus` (default ``max(12, n // 20)``).
         progress: show a tqdm bar.
+        class_prior: shares of the emotions in every split (``parse_class_prior``); None = balanced.
 
     Returns:
         One row per clip: the ``CORPUS_COLUMNS`` (``path`` relative to ``out_dir``) followed by the rest of
@@ -483,7 +486,7 @@ def generate_espeak_corpus(
     binary = espeak_binary()  # fail before planning or spawning anything
     out = Path(out_dir)
     specs = [dataclasses.replace(s, utt_id=f"{corpus}_{s.index:06d}")
-             for s in plan_espeak_corpus(n, seed, n_speakers)]
+             for s in plan_espeak_corpus(n, seed, n_speakers, class_prior)]
     for split in ("train", "dev", "test"):
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
     jobs = [(s, seed, str(out), binary) for s in specs]

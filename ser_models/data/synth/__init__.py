@@ -43,7 +43,9 @@ prosody, speakers, A/V/D), ``language`` (formant targets, utterance plans), ``vo
 from ser_models.data.synth.bad_clips import write_bad_clips
 from ser_models.data.synth.corpus import (
     assign_clips,
+    emotion_counts,
     generate_corpus,
+    parse_class_prior,
     plan_corpus,
     plan_speaker_splits,
     synthesis_speed,
@@ -90,4 +92,4 @@ from ser_models.data.synth.voice import (
     synthesize_clip,
 )
 
-__all__ = ['FORMANT_BANDWIDTHS', 'Segments', 'CORPUS_COLUMNS', 'ClipSpec', 'DOMINANCE_PRIOR', 'EMOTIONS', 'EMOTION_PROSODY', 'FILE_FORMATS', 'INFO_COLUMNS', 'LANGUAGES', 'LANGUAGE_SPECS', 'Language', 'MIN_CLIPS', 'NOISE_KINDS', 'PROSODY_LIMITS', 'PROSODY_PARAMS', 'Prosody', 'SAMPLE_RATES', 'SPLIT_FRACTIONS', 'STYLES', 'SYNTH_RATE', 'Speaker', 'Style', 'VALENCE_PRIOR', 'affect_dimensions', 'assign_clips', 'background_noise', 'draw_prosody', 'f0_contour', 'generate_corpus', 'glottal_source', 'plan_corpus', 'plan_speaker_splits', 'plan_utterance', 'render_utterance', 'synthesis_speed', 'synthesize_clip', 'write_bad_clips', 'write_corpus']
+__all__ = ['FORMANT_BANDWIDTHS', 'Segments', 'CORPUS_COLUMNS', 'ClipSpec', 'DOMINANCE_PRIOR', 'EMOTIONS', 'EMOTION_PROSODY', 'FILE_FORMATS', 'INFO_COLUMNS', 'LANGUAGES', 'LANGUAGE_SPECS', 'Language', 'MIN_CLIPS', 'NOISE_KINDS', 'PROSODY_LIMITS', 'PROSODY_PARAMS', 'Prosody', 'SAMPLE_RATES', 'SPLIT_FRACTIONS', 'STYLES', 'SYNTH_RATE', 'Speaker', 'Style', 'VALENCE_PRIOR', 'affect_dimensions', 'assign_clips', 'emotion_counts', 'background_noise', 'draw_prosody', 'f0_contour', 'generate_corpus', 'glottal_source', 'parse_class_prior', 'plan_corpus', 'plan_speaker_splits', 'plan_utterance', 'render_utterance', 'synthesis_speed', 'synthesize_clip', 'write_bad_clips', 'write_corpus']

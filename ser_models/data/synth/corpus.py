@@ -32,7 +32,8 @@ from ser_models.data.synth.voice import ClipSpec, synthesize_clip
 _BW_LO, _BW_HI = 0.8, 1.25
 
 
-def plan_corpus(n: int, seed: int, n_speakers: int | None = None) -> list[ClipSpec]:
+def plan_corpus(n: int, seed: int, n_speakers: int | None = None,
+                class_prior: tuple[float, ...] | None = None) -> list[ClipSpec]:
     """Speakers, their speaker-disjoint splits and languages, and each clip's speaker and emotion.
 
     Speakers are split about 70/15/15; within each split clips go round-robin over its speakers and the
@@ -43,6 +44,7 @@ def plan_corpus(n: int, seed: int, n_speakers: int | None = None) -> list[ClipSp
         n: number of clips (>= 12).
         seed: corpus seed.
         n_speakers: default ``max(12, n // 12)``, capped at ``n // 2`` so each speaker has >= 2 clips.
+        class_prior: shares of the emotions in every split (:func:`assign_clips`); None = balanced.
     """
     rng, split_of = plan_speaker_splits(n, seed, n_speakers if n_speakers is not None else max(12, n // 12))
     speakers: list[Speaker] = []
@@ -60,7 +62,8 @@ def plan_corpus(n: int, seed: int, n_speakers: int | None = None) -> list[ClipSp
             bandwidth_factor=round(float(rng.uniform(_BW_LO, _BW_HI)), 3),
             language=language, split=split,
         ))
-    return assign_clips(n, speakers, rng, lambda i, spk, emotion: ClipSpec(i, f"synth_{i:06d}", spk, emotion))
+    return assign_clips(n, speakers, rng, lambda i, spk, emotion: ClipSpec(i, f"synth_{i:06d}", spk, emotion),
+                        class_prior)
 
 
 def plan_speaker_splits(n: int, seed: int, n_speakers: int) -> tuple[np.random.Generator, list[str]]:
@@ -80,13 +83,59 @@ def plan_speaker_splits(n: int, seed: int, n_speakers: int) -> tuple[np.random.G
     return rng, ["train"] * (n_spk - n_dev - n_test) + ["dev"] * n_dev + ["test"] * n_test
 
 
-def assign_clips(n: int, speakers: list, rng: np.random.Generator, make_spec) -> list:
+def parse_class_prior(text: str) -> tuple[float, ...]:
+    """``"neutral=0.55,happy=0.2,angry=0.1,sad=0.15"`` -> shares in :data:`EMOTIONS` order, summing to 1.
+
+    Raises:
+        ValueError: an unknown or missing emotion, a repeated one, or a share that is not a positive number.
+    """
+    shares: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if not eq or name not in EMOTIONS or name in shares:
+            raise ValueError(f"class prior {text!r}: {part!r} must be EMOTION=SHARE with EMOTION one of "
+                             f"{list(EMOTIONS)}, each once")
+        try:
+            shares[name] = float(value)
+        except ValueError:
+            raise ValueError(f"class prior {text!r}: the share of {name!r} is not a number: {value!r}") from None
+        if not shares[name] > 0:
+            raise ValueError(f"class prior {text!r}: the share of {name!r} must be > 0 (every split needs "
+                             "every emotion)")
+    missing = [e for e in EMOTIONS if e not in shares]
+    if missing:
+        raise ValueError(f"class prior {text!r} has no share for {missing}")
+    total = sum(shares.values())
+    return tuple(shares[e] / total for e in EMOTIONS)
+
+
+def emotion_counts(total: int, prior: tuple[float, ...]) -> np.ndarray:
+    """Clips per emotion for ``total`` clips: at least one each, the rest by the prior with largest-remainder
+    rounding (so the counts add up to ``total`` exactly).
+
+    Returns:
+        [len(EMOTIONS)] int counts.
+    """
+    k = len(EMOTIONS)
+    p = np.asarray(prior, dtype=float)
+    want = (total - k) * p / p.sum()
+    counts = np.floor(want).astype(int)
+    order = np.argsort(-(want - counts), kind="stable")
+    counts[order[: total - k - counts.sum()]] += 1
+    return counts + 1
+
+
+def assign_clips(n: int, speakers: list, rng: np.random.Generator, make_spec,
+                 class_prior: tuple[float, ...] | None = None) -> list:
     """Clips per split in proportion to its speakers (at least one per emotion), round-robin over the split's
-    speakers, with a shuffled balanced list of emotions per split.
+    speakers, with a shuffled list of emotions per split: balanced, or drawn to ``class_prior`` (the same
+    shares in every split, like a natural pool that is mostly neutral).
 
     Args:
         speakers: objects with a ``split`` attribute, in plan order. make_spec: ``(index, speaker, emotion) ->
             spec``.
+        class_prior: shares of :data:`EMOTIONS` (:func:`parse_class_prior`); None = balanced.
     """
     per_split = {s: sum(1 for spk in speakers if spk.split == s) for s in ("train", "dev", "test")}
     counts = {s: max(len(EMOTIONS), round(n * per_split[s] / len(speakers))) for s in ("dev", "test")}
@@ -94,7 +143,10 @@ def assign_clips(n: int, speakers: list, rng: np.random.Generator, make_spec) ->
     specs = []
     for split in ("train", "dev", "test"):
         spk = [s for s in speakers if s.split == split]
-        emotions = np.resize(np.arange(len(EMOTIONS)), counts[split])
+        if class_prior is None:
+            emotions = np.resize(np.arange(len(EMOTIONS)), counts[split])
+        else:
+            emotions = np.repeat(np.arange(len(EMOTIONS)), emotion_counts(counts[split], class_prior))
         rng.shuffle(emotions)
         for c, e in enumerate(emotions):
             specs.append(make_spec(len(specs), spk[c % len(spk)], EMOTIONS[int(e)]))
@@ -114,11 +166,12 @@ def _make_clip(args: tuple[ClipSpec, int, str, str]) -> dict:
 def generate_corpus(
     out_dir: str | os.PathLike, n: int = 720, seed: int = 0, *, workers: int = 1, corpus: str = "synth",
     n_speakers: int | None = None, progress: bool = False, style: str = "mixed",
+    class_prior: tuple[float, ...] | None = None,
 ) -> pd.DataFrame:
     """Write a synthetic corpus: ``out_dir/audio/<split>/<utt_id>.{wav,flac}``, ``manifest.csv`` and
     ``clip_info.csv`` (generation parameters per clip).
 
-    The output depends only on ``(n, seed, corpus, n_speakers, style)``: same arguments give byte-identical files,
+    The output depends only on ``(n, seed, corpus, n_speakers, style, class_prior)``: same arguments give byte-identical files,
     whatever ``workers`` is (each clip's randomness comes from ``SeedSequence(seed, spawn_key=(1, index))``).
 
     Args:
@@ -133,6 +186,8 @@ def generate_corpus(
         style: ``mixed`` (default), ``acted`` or ``natural`` (:data:`STYLES`): how far apart and how noisy
             the emotions are. An acted and a natural corpus run the two-stage adaptation and the cross-corpus
             matrix end to end (``jobs.adapt``, ``jobs.evaluate``).
+        class_prior: shares of the emotions (:func:`parse_class_prior`), e.g. mostly neutral like natural
+            speech; None = balanced.
 
     Returns:
         One row per clip: the ``CORPUS_COLUMNS`` (``path`` relative to ``out_dir``) followed by the rest of
@@ -143,7 +198,7 @@ def generate_corpus(
     if style not in STYLES:
         raise ValueError(f"style must be one of {list(STYLES)}, got {style!r}")
     out = Path(out_dir)
-    specs = [dataclasses.replace(s, utt_id=f"{corpus}_{s.index:06d}") for s in plan_corpus(n, seed, n_speakers)]
+    specs = [dataclasses.replace(s, utt_id=f"{corpus}_{s.index:06d}") for s in plan_corpus(n, seed, n_speakers, class_prior)]
     for split in ("train", "dev", "test"):
         (out / "audio" / split).mkdir(parents=True, exist_ok=True)
     jobs = [(s, seed, str(out), style) for s in specs]

@@ -246,3 +246,55 @@ def test_style_sets_the_noise_and_the_corpus_name_prefixes_ids(tmp_path):
     assert df["utt_id"].str.startswith("acted_").all() and set(df["corpus"]) == {"acted"}
     with pytest.raises(ValueError, match="style"):
         generate_corpus(tmp_path, n=12, style="operatic")
+
+
+# ---- class priors: pools that are mostly neutral, like natural speech -------------------------------------------
+
+NEUTRAL_HEAVY = "neutral=0.55,happy=0.2,angry=0.1,sad=0.15"
+
+
+def test_parse_class_prior_normalises_and_names_what_is_wrong():
+    prior = synth.parse_class_prior("sad=3, angry=2,happy=4,neutral=11")
+    assert prior == pytest.approx(tuple(x / 20 for x in (11, 4, 2, 3)))  # EMOTIONS order
+    assert list(synth.EMOTIONS) == ["neutral", "happy", "angry", "sad"]
+    for text, match in [("neutral=1,happy=1,angry=1", r"no share for \['sad'\]"),
+                        ("neutral=1,happy=1,angry=1,sad=0", "must be > 0"),
+                        ("neutral=1,happy=1,angry=1,sad=x", "not a number"),
+                        ("neutral=1,happy=1,angry=1,bored=1", "EMOTION=SHARE"),
+                        ("neutral=1,neutral=1,happy=1,angry=1,sad=1", "each once")]:
+        with pytest.raises(ValueError, match=match):
+            synth.parse_class_prior(text)
+
+
+@pytest.mark.parametrize("total", [4, 5, 37, 504])
+def test_emotion_counts_add_up_and_follow_the_prior(total):
+    prior = synth.parse_class_prior(NEUTRAL_HEAVY)
+    counts = synth.emotion_counts(total, prior)
+    assert counts.sum() == total and (counts >= 1).all()
+    assert np.abs(counts - 1 - (total - 4) * np.asarray(prior)).max() < 1  # largest remainder: within one clip
+
+
+def test_a_neutral_heavy_plan_keeps_the_prior_in_every_split_and_the_balanced_plan_unchanged():
+    prior = synth.parse_class_prior(NEUTRAL_HEAVY)
+    specs = synth.plan_corpus(720, seed=0, class_prior=prior)
+    df = pd.DataFrame({"split": [s.speaker.split for s in specs], "label": [s.emotion for s in specs]})
+    for split, g in df.groupby("split"):
+        shares = g.label.value_counts(normalize=True)
+        assert set(shares.index) == set(synth.EMOTIONS), split
+        assert shares["neutral"] == pytest.approx(0.55, abs=0.03) and shares["angry"] == pytest.approx(0.1, abs=0.03)
+    balanced = [(s.speaker.speaker_id, s.emotion) for s in synth.plan_corpus(720, seed=0)]
+    assert [(s.speaker.speaker_id, s.emotion) for s in synth.plan_corpus(720, seed=0, class_prior=None)] == balanced
+    assert pd.Series([e for _, e in balanced]).value_counts().max() - pd.Series(
+        [e for _, e in balanced]).value_counts().min() <= 3
+
+
+def test_make_demo_pool_takes_a_class_prior(tmp_path, capsys):
+    from jobs.make_demo_pool import main
+
+    df = main([str(tmp_path / "corpus"), "--n", "60", "--class-prior", NEUTRAL_HEAVY])
+    assert (tmp_path / "corpus" / "manifest.csv").is_file()
+    counts = df.label.value_counts()
+    assert counts["neutral"] > counts["happy"] > counts["angry"] >= 1 and counts.sum() == 60
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "bad"), "--n", "60", "--class-prior", "neutral=1"])
+    assert "--class-prior" in capsys.readouterr().err
