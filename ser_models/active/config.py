@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
 
-__all__ = ["StrategyConfig"]
+__all__ = ["AUTO_CANDIDATES", "StrategyConfig"]
 
 _KEY = "active.strategy"
 _NAMES = ("random", "entropy", "least_confidence", "margin", "bald", "mc_variance", "badge", "kcenter", "kmeans",
-          "cluster_cold_start", "informative_diverse", "gsx", "gsy", "igs")
+          "cluster_cold_start", "informative_diverse", "gsx", "gsy", "igs", "auto")
+#: What ``auto`` may choose among: strategies that need only class probabilities and embeddings.
+AUTO_CANDIDATES = ("random", "entropy", "least_confidence", "margin", "badge", "kcenter", "kmeans",
+                   "informative_diverse")
 #: Class-probability scores, then the dimensional one (MC-dropout variance of the A/V/D outputs).
 _UNCERTAINTIES = ("entropy", "least_confidence", "margin", "bald", "mc_variance")
 _PICKS = ("uncertain", "central")
@@ -22,7 +25,13 @@ class StrategyConfig:
     """Which clips to label next, and how."""
 
     name: str = field("informative_diverse", help=f"query strategy, one of {list(_NAMES)} (gsx / gsy / igs: "
-                      "greedy sampling for dimensional targets in input / output / both spaces)")
+                      "greedy sampling for dimensional targets in input / output / both spaces; auto: chosen per "
+                      "round among auto_candidates by simulating AL on the labelled clips)")
+    auto_candidates: list[str] = field(default_factory=lambda: ["random", "margin", "informative_diverse"],
+                                       help=f"auto: the strategies it chooses among, from {list(AUTO_CANDIDATES)}")
+    auto_repeats: int = field(8, help="auto: random splits of the labelled clips each round's simulation averages")
+    auto_margin: float = field(0.01, help="auto: simulated UA gain over random a candidate needs to replace random")
+    auto_min_labelled: int = field(40, help="auto: below this many labelled clips the round queries at random")
     uncertainty: str = field("entropy", help=f"uncertainty score used to rank clips, one of {list(_UNCERTAINTIES)}")
     prefilter_factor: int = field(
         10, help="informative_diverse keeps the prefilter_factor * n most uncertain clips, then picks n diverse ones")
@@ -62,5 +71,11 @@ class StrategyConfig:
             raise ConfigError(f"{_KEY}.cold_start_dim must be >= 1 or null, got {self.cold_start_dim}")
         if self.kcenter_dim is not None and self.kcenter_dim < 1:
             raise ConfigError(f"{_KEY}.kcenter_dim must be >= 1 or null, got {self.kcenter_dim}")
+        bad = [c for c in self.auto_candidates if c not in AUTO_CANDIDATES]
+        if bad or not self.auto_candidates or len(set(self.auto_candidates)) != len(self.auto_candidates):
+            raise ConfigError(f"{_KEY}.auto_candidates must be distinct names from {list(AUTO_CANDIDATES)}, got "
+                              f"{list(self.auto_candidates)}")
+        if self.auto_repeats < 1 or self.auto_min_labelled < 6 or self.auto_margin < 0:
+            raise ConfigError(f"{_KEY}.auto_repeats must be >= 1, auto_min_labelled >= 6 and auto_margin >= 0")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"{_KEY}.num_threads must be >= 1 or null, got {self.num_threads}")

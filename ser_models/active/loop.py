@@ -81,6 +81,7 @@ class RoundReport:
     labelled_seconds: float | None = None
     stopping: dict | None = None
     pseudo_labels: dict | None = None
+    strategy: dict | None = None
 
     def line(self) -> str:
         def m(split, d):
@@ -96,6 +97,8 @@ class RoundReport:
             extra += f" | pseudo {self.pseudo_labels['clips']}"
         if self.stopping and self.stopping.get("kappa") is not None:
             extra += f" | kappa {self.stopping['kappa']:.3f}"
+        if self.strategy:
+            extra += f" | auto -> {self.strategy['chosen']}"
         hours = f" {self.labelled_seconds / 3600:.2f} h" if self.labelled_seconds else ""
         return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%{hours}) | "
                 f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4}{extra} | {stages}")
@@ -104,7 +107,7 @@ class RoundReport:
         return {"round": self.round, "labelled": self.labelled, "fraction": self.fraction, "dev": self.dev,
                 "test": self.test, "selected": self.selected, "seconds": self.seconds,
                 "labelled_seconds": self.labelled_seconds, "stopping": self.stopping,
-                "pseudo_labels": self.pseudo_labels}
+                "pseudo_labels": self.pseudo_labels, "strategy": self.strategy}
 
 
 class ActiveLearningLoop:
@@ -505,22 +508,32 @@ class ActiveLearningLoop:
         seconds["stop"] = time.perf_counter() - t0
         if stopping and stopping["message"]:
             self.log(f"  stopping: {stopping['message']}" + (" -> the loop ends here" if stopping["stop"] else ""))
+        choice = None
         if not last and not (stopping and stopping["stop"]):
             t0 = time.perf_counter()
-            sel_path = folder / "selection.parquet"
+            sel_path, choice_path = folder / "selection.parquet", folder / "strategy.json"
             if exists(sel_path):
                 ids = read_parquet(sel_path)["utt_id"].to_pylist()
+                choice = read_json(choice_path) if exists(choice_path) else None
             else:
                 costs = None
                 if self.active.strategy.cost_aware:
                     costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()
-                scored = scores.as_scored_pool(self._known_targets(scores.ids, ledger), costs=costs)
+                scored = scores.as_scored_pool(self._known_targets(scores.ids, ledger), costs=costs,
+                                               labels=self._known_labels(scores.ids, ledger))
                 # Dropped clips were sent to annotators: they spent the budget as labelled ones did.
                 have = ledger.ids() | set(self._dropped().query("round <= @r")["utt_id"])
                 n = self._clips_wanted(self.targets[r + 1], have)
                 ids = self.strategy.query(scored, have | self._unlabelable(), n, seed=self.active.seed * 1000 + r)
                 ids = self._within_budget(ids, self.targets[r + 1], f"round {r + 1}", have)
+                choice = getattr(self.strategy, "last_choice", None)
+                if choice is not None:  # auto: kept before the selection, so a resumed round reports it too
+                    write_json_atomic(choice_path, choice)
                 write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
+            if choice is not None:
+                sims = " ".join(f"{k} {v:.3f}" for k, v in choice["simulated_ua"].items())
+                self.log(f"  auto: round {r + 1} queries with {choice['chosen']} ({choice['reason']}"
+                         + (f"; simulated UA {sims}" if sims else "") + ")")
             failpoint("after_select")
             seconds["select"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -532,7 +545,7 @@ class ActiveLearningLoop:
         report = RoundReport(round=r, labelled=len(ledger), fraction=len(ledger) / len(self.train_ids),
                              dev=_slim(m.get("dev")), test=_slim(m.get("test")), selected=selected,
                              seconds=seconds, labelled_seconds=round(ledger.seconds(), 3), stopping=stopping,
-                             pseudo_labels=pseudo_report)
+                             pseudo_labels=pseudo_report, strategy=choice)
         split = "test" if m.get("test") else "dev"
         if m.get(split) and "confusion" in m[split]:
             plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",
@@ -630,6 +643,14 @@ class ActiveLearningLoop:
             return None
         known = ledger.targets().to_pandas().set_index("utt_id")[self.dimensions]
         return known.reindex(pd.Index(ids.astype(str))).to_numpy(np.float32)
+
+    def _known_labels(self, ids: np.ndarray, ledger) -> np.ndarray | None:
+        """[N] the ledger's class index of ``ids`` (-1 for unlabelled or unlabelable clips); None without classes."""
+        if not self.labels:
+            return None
+        index = {name: i for i, name in enumerate(self.labels)}
+        known = ledger.labels()
+        return np.asarray([index.get(known.get(u), -1) for u in ids.astype(str)], dtype=np.int64)
 
     def _class_counts(self, ledger) -> list[float] | None:
         """Training clips per class for the class-weighted loss; a soft-labelled clip counts by its vote shares

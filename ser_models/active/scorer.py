@@ -285,15 +285,17 @@ class Scores:
     def load(cls, path: str | Path) -> Scores:
         return cls.from_table(read_parquet(path))
 
-    def as_scored_pool(self, targets: np.ndarray | None = None, costs: np.ndarray | None = None):
+    def as_scored_pool(self, targets: np.ndarray | None = None, costs: np.ndarray | None = None,
+                       labels: np.ndarray | None = None):
         """The :class:`~ser_models.active.strategies.ScoredPool` a strategy reads; ``targets`` [N, K] are the
         known dimensional values of labelled clips (NaN elsewhere), for greedy sampling in output space;
-        ``costs`` [N] the seconds each clip costs to label (cost-aware selection), or None."""
+        ``costs`` [N] the seconds each clip costs to label (cost-aware selection), or None; ``labels`` [N] the
+        known class index of labelled clips (-1 elsewhere), or None."""
         from ser_models.active.strategies.base import ScoredPool
 
         return ScoredPool(ids=self.ids.astype(str), probs=self.probs, embeddings=self.embedding,
                           mc_probs=self.mc_probs, predictions=self.dims, mc_predictions=self.mc_dims,
-                          targets=targets, costs=costs)
+                          targets=targets, costs=costs, labels=labels)
 
 
 def _fixed(arr: np.ndarray) -> pa.FixedSizeListArray:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from ser_models.active.config import StrategyConfig
+from ser_models.active.strategies.auto import AutoStrategy, simulate_strategies
 from ser_models.active.strategies.base import QueryStrategy, ScoredPool, uncertainty_scores
 from ser_models.active.strategies.diversity import (
     BadgeStrategy,
@@ -18,11 +20,11 @@ from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, p
 from ser_models.active.strategies.regression import GreedySamplingStrategy, greedy_sampling
 from ser_models.active.strategies.uncertainty import RandomStrategy, UncertaintyStrategy
 
-__all__ = ["STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", "GreedySamplingStrategy",
+__all__ = ["STRATEGIES", "AutoStrategy", "BadgeStrategy", "ClusterColdStartStrategy", "GreedySamplingStrategy",
            "InformativeDiverseStrategy",
            "KCenterStats", "KCenterStrategy", "KMeansStrategy", "QueryStrategy", "RandomStrategy", "ScoredPool",
            "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "greedy_kcenter", "greedy_sampling", "pca_reduce",
-           "uncertainty_scores"]
+           "simulate_strategies", "uncertainty_scores"]
 
 #: ``active.strategy.name`` -> builder from the config.
 STRATEGIES: dict[str, Callable[[StrategyConfig], QueryStrategy]] = {
@@ -42,6 +44,9 @@ STRATEGIES: dict[str, Callable[[StrategyConfig], QueryStrategy]] = {
                                                              c.cold_start_dim, num_threads=c.num_threads),
     "informative_diverse": lambda c: InformativeDiverseStrategy(c.uncertainty, c.prefilter_factor,
                                                                 c.kcenter_dim, num_threads=c.num_threads),
+    "auto": lambda c: AutoStrategy({name: build_strategy(dataclasses.replace(c, name=name))
+                                    for name in c.auto_candidates}, c.auto_repeats, c.auto_margin,
+                                   c.auto_min_labelled, num_threads=c.num_threads),
 }
 
 

@@ -35,6 +35,8 @@ class ScoredPool:
             greedy sampling in output space measures distances to them.
         costs: [N] what labelling each clip costs (seconds of audio), or None: with it, uncertainty scores are
             divided by the cost (``active.strategy.cost_aware``), so a long clip must be more informative to win.
+        labels: [N] int64 class index of each labelled clip (the ledger's), -1 elsewhere, or None: ``auto``
+            simulates active learning on the labelled clips with them.
     """
 
     ids: np.ndarray
@@ -46,10 +48,16 @@ class ScoredPool:
     mc_predictions: np.ndarray | None = None
     targets: np.ndarray | None = None
     costs: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids).astype(str)
         n = len(self.ids)
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            if self.labels.shape != (n,) or (self.labels >= self.probs.shape[-1]).any():
+                raise PoolError(f"ScoredPool.labels must be [N={n}] class indices below C or -1, got shape "
+                                f"{self.labels.shape}")
         self.probs = np.asarray(self.probs, dtype=np.float32)
         self.embeddings = as_float32(self.embeddings, "ScoredPool.embeddings")
         if self.probs.ndim != 2 or len(self.probs) != n:

@@ -1,0 +1,106 @@
+"""``active.strategy.name=auto``: the strategy contract, the simulation's decision on pools with a known
+answer, the fallbacks, and the config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser_models.active import ScoredPool, StrategyConfig, build_strategy
+from ser_models.active.strategies import AutoStrategy, QueryStrategy, simulate_strategies
+from ser_models.exceptions import ConfigError
+
+from .contract import StrategyContract, fake_pool
+
+
+class TestAuto(StrategyContract):
+    def make(self):
+        return build_strategy(StrategyConfig(name="auto", auto_repeats=2))
+
+
+class _ByClass(QueryStrategy):
+    """Picks only clips of the given classes (reading the truth the test knows): the chooser's known answer."""
+
+    def __init__(self, classes, truth):
+        super().__init__()
+        self.classes, self.truth = set(classes), truth
+
+    def _select(self, scored, candidates, labelled, n, seed):
+        rows = scored.ids.astype(int)[candidates]  # the simulation's ids are row positions of ``truth``
+        good = [c for c, r in zip(candidates, rows) if self.truth[r] in self.classes]
+        rest = [c for c in candidates if c not in set(good)]
+        return np.asarray((good + rest)[:n])
+
+
+def _imbalanced(n: int = 300, seed: int = 2):
+    """Class 0 is 95 % of the clips; the three others are rare and far from it and from each other, so a
+    simulated start set often lacks one of them, and a class it lacks has recall 0 on the held-out third."""
+    rng = np.random.default_rng(seed)
+    y = np.where(rng.random(n) < 0.95, 0, rng.integers(1, 4, n))
+    centres = np.array([[0, 0, 0], [6, 0, 0], [0, 6, 0], [0, 0, 6]], float)
+    return centres[y] + rng.normal(size=(n, 3)), y
+
+
+def test_the_simulation_measures_what_a_strategy_buys():
+    x, y = _imbalanced()
+    rare, common = _ByClass({1, 2, 3}, y), _ByClass({0}, y)
+    sims = simulate_strategies(x, y, {"rare": rare, "common": common}, growth=0.5, repeats=6, seed=0, num_classes=4)
+    assert len(sims["rare"]) == len(sims["common"]) == 6 and np.isfinite(sims["rare"]).all()
+    # a rare class missing from a split's start set is learnt from the rare picks alone (+0.25 UA), and the
+    # common picks add nothing the probe lacks: never worse beyond one held-out clip, better on average
+    assert all(a >= b - 0.01 for a, b in zip(sims["rare"], sims["common"]))
+    assert np.mean(sims["rare"]) > np.mean(sims["common"]) + 0.05
+
+
+def test_auto_queries_with_the_strategy_the_simulation_chose_and_records_why():
+    x, y = _imbalanced(300)  # labelled: the clips of the simulation test above
+    more_x, more_y = _imbalanced(100, seed=5)  # unlabelled
+    x, y = np.concatenate([x, more_x]), np.concatenate([y, more_y])
+    pool = ScoredPool(ids=[str(i) for i in range(400)], probs=np.full((400, 4), 0.25), embeddings=x,
+                      labels=np.where(np.arange(400) < 300, y, -1))
+    auto = AutoStrategy({"random": build_strategy(StrategyConfig("random")), "common": _ByClass({0}, y),
+                         "rare": _ByClass({1, 2, 3}, y)}, repeats=6)
+    ledger = {str(i) for i in range(300)}
+    ids = auto.query(pool, ledger, 60, seed=0)  # the real step adds 20 %, as the simulation test did
+    choice = auto.last_choice
+    assert choice["chosen"] == "rare" and set(choice["simulated_ua"]) == {"random", "common", "rare"}
+    assert choice["simulated_ua"]["common"] < choice["simulated_ua"]["random"] < choice["simulated_ua"]["rare"]
+    assert ids == auto.candidates["rare"].query(pool, ledger, 60, seed=0)  # the chosen strategy's own picks
+    # A margin no candidate can clear keeps random, and says so.
+    strict = AutoStrategy(dict(auto.candidates), repeats=6, margin=1.0)
+    strict.query(pool, ledger, 60, seed=0)
+    assert strict.last_choice["chosen"] == "random" and "auto_margin=1.0" in strict.last_choice["reason"]
+
+
+def test_too_few_labels_or_no_labels_fall_back_to_random():
+    pool = fake_pool()
+    auto = build_strategy(StrategyConfig(name="auto"))
+    assert auto.query(pool, {"c001"}, 5, seed=0) == build_strategy(StrategyConfig("random")).query(pool, {"c001"}, 5, 0)
+    assert auto.last_choice["chosen"] == "random" and "too few to simulate" in auto.last_choice["reason"]
+    pool.labels = np.where(np.arange(len(pool)) < 45, 0, -1)  # enough clips but one class
+    auto.query(pool, {f"c{i:03d}" for i in range(45)}, 5, seed=0)
+    assert auto.last_choice["chosen"] == "random" and "two classes" in auto.last_choice["reason"]
+
+
+def test_without_random_among_the_candidates_the_first_is_the_fallback():
+    auto = AutoStrategy({"margin": build_strategy(StrategyConfig("margin"))})
+    auto.query(fake_pool(), set(), 5, seed=0)
+    assert auto.last_choice["chosen"] == "margin"
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"auto_candidates": ["random", "bald"]}, "auto_candidates"),
+    ({"auto_candidates": ["random", "auto"]}, "auto_candidates"),
+    ({"auto_candidates": ["random", "random"]}, "auto_candidates"),
+    ({"auto_candidates": []}, "auto_candidates"),
+    ({"auto_repeats": 0}, "auto_repeats"),
+])
+def test_config_names_the_key(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        StrategyConfig(name="auto", **kw)
+
+
+def test_scored_pool_checks_labels():
+    pool = fake_pool(n=10)
+    with pytest.raises(Exception, match="labels"):
+        ScoredPool(ids=pool.ids, probs=pool.probs, embeddings=pool.embeddings, labels=np.full(10, 7))
