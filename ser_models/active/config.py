@@ -47,6 +47,9 @@ class StrategyConfig:
     kcenter_dim: int | None = field(
         None, help="k-center: project embeddings to this many PCA dimensions first (approximate, faster on "
                    "very large pools); null = exact in the full dimension")
+    class_balanced: bool = field(False, help="entropy / least_confidence / margin / bald: take each predicted "
+                                 "class's most uncertain clips by quota, filling the classes with the fewest labels "
+                                 "first (for imbalanced pools, e.g. mostly neutral speech)")
     cost_aware: bool = field(False, help="divide each clip's uncertainty by its duration in seconds (informativeness "
                              "per second of annotation); applies to strategies that rank by uncertainty")
     num_threads: int | None = field(None, speed_only=True,
@@ -71,6 +74,9 @@ class StrategyConfig:
             raise ConfigError(f"{_KEY}.cold_start_dim must be >= 1 or null, got {self.cold_start_dim}")
         if self.kcenter_dim is not None and self.kcenter_dim < 1:
             raise ConfigError(f"{_KEY}.kcenter_dim must be >= 1 or null, got {self.kcenter_dim}")
+        if self.class_balanced and self.name not in ("entropy", "least_confidence", "margin", "bald", "auto"):
+            raise ConfigError(f"{_KEY}.class_balanced applies to entropy, least_confidence, margin, bald (and to "
+                              f"those among auto's candidates), not to {self.name!r}")
         bad = [c for c in self.auto_candidates if c not in AUTO_CANDIDATES]
         if bad or not self.auto_candidates or len(set(self.auto_candidates)) != len(self.auto_candidates):
             raise ConfigError(f"{_KEY}.auto_candidates must be distinct names from {list(AUTO_CANDIDATES)}, got "

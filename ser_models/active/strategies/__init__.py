@@ -26,13 +26,16 @@ __all__ = ["STRATEGIES", "AutoStrategy", "BadgeStrategy", "ClusterColdStartStrat
            "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "greedy_kcenter", "greedy_sampling", "pca_reduce",
            "simulate_strategies", "uncertainty_scores"]
 
+#: Strategies that take ``active.strategy.class_balanced``.
+_RANKS_BY_UNCERTAINTY = ("entropy", "least_confidence", "margin", "bald")
+
 #: ``active.strategy.name`` -> builder from the config.
 STRATEGIES: dict[str, Callable[[StrategyConfig], QueryStrategy]] = {
     "random": lambda c: RandomStrategy(num_threads=c.num_threads),
-    "entropy": lambda c: UncertaintyStrategy("entropy", num_threads=c.num_threads),
-    "least_confidence": lambda c: UncertaintyStrategy("least_confidence", num_threads=c.num_threads),
-    "margin": lambda c: UncertaintyStrategy("margin", num_threads=c.num_threads),
-    "bald": lambda c: UncertaintyStrategy("bald", num_threads=c.num_threads),
+    "entropy": lambda c: UncertaintyStrategy("entropy", num_threads=c.num_threads, class_balanced=c.class_balanced),
+    "least_confidence": lambda c: UncertaintyStrategy("least_confidence", num_threads=c.num_threads, class_balanced=c.class_balanced),
+    "margin": lambda c: UncertaintyStrategy("margin", num_threads=c.num_threads, class_balanced=c.class_balanced),
+    "bald": lambda c: UncertaintyStrategy("bald", num_threads=c.num_threads, class_balanced=c.class_balanced),
     "mc_variance": lambda c: UncertaintyStrategy("mc_variance", num_threads=c.num_threads),
     "gsx": lambda c: GreedySamplingStrategy("input", reduce_dim=c.kcenter_dim, num_threads=c.num_threads),
     "gsy": lambda c: GreedySamplingStrategy("output", num_threads=c.num_threads),
@@ -44,9 +47,10 @@ STRATEGIES: dict[str, Callable[[StrategyConfig], QueryStrategy]] = {
                                                              c.cold_start_dim, num_threads=c.num_threads),
     "informative_diverse": lambda c: InformativeDiverseStrategy(c.uncertainty, c.prefilter_factor,
                                                                 c.kcenter_dim, num_threads=c.num_threads),
-    "auto": lambda c: AutoStrategy({name: build_strategy(dataclasses.replace(c, name=name))
-                                    for name in c.auto_candidates}, c.auto_repeats, c.auto_margin,
-                                   c.auto_min_labelled, num_threads=c.num_threads),
+    "auto": lambda c: AutoStrategy({name: build_strategy(dataclasses.replace(
+        c, name=name, class_balanced=c.class_balanced and name in _RANKS_BY_UNCERTAINTY))
+        for name in c.auto_candidates}, c.auto_repeats, c.auto_margin, c.auto_min_labelled,
+        num_threads=c.num_threads),
 }
 
 

@@ -309,3 +309,48 @@ def test_cost_aware_uncertainty_is_per_second_of_audio():
     assert _cfg("entropy").query(aware, set(), 1, 0) == ["short"]  # the 10 s clip is not 10x as informative
     with pytest.raises(PoolError, match="costs must be"):
         ScoredPool(ids=["a"], probs=[[0.5, 0.5]], embeddings=[[1.0]], costs=[0.0])
+
+
+# ---- class-balanced selection for imbalanced pools -------------------------------------------------------------
+
+def test_class_balanced_quotas_fill_the_classes_with_fewest_labels_first():
+    from ser_models.active.strategies.uncertainty import class_balanced_top
+
+    predicted = np.array([0] * 20 + [1] * 5 + [2] * 1 + [3] * 4)
+    u = np.linspace(1, 0, len(predicted))  # earlier = more uncertain
+    picks = class_balanced_top(u, predicted, 8, have=np.array([30, 2, 0, 1]))
+    taken = np.bincount(predicted[picks], minlength=4)
+    # water-filling from (30, 2, 0, 1) with 8 clips: class 2's one candidate, then 3 and 1 in turn (ties to the
+    # lower class) until class 3's four candidates are taken
+    assert taken.tolist() == [0, 3, 1, 4] and len(set(picks)) == 8
+    assert set(picks[predicted[picks] == 1]) == {20, 21, 22}  # each class's most uncertain first
+    # more wanted than the non-neutral classes hold: the rest goes to neutral's most uncertain
+    picks = class_balanced_top(u, predicted, 14, have=np.array([30, 2, 0, 1]))
+    assert np.bincount(predicted[picks], minlength=4).tolist() == [4, 5, 1, 4]
+    assert set(picks[predicted[picks] == 0]) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("score", ["entropy", "margin"])
+class TestClassBalanced(StrategyContract):
+    @pytest.fixture(autouse=True)
+    def _score(self, score):
+        self.score = score
+
+    def make(self):
+        return _cfg(self.score, class_balanced=True)
+
+    def test_balanced_picks_follow_the_ledger_counts(self):
+        pool = fake_pool(n=80)
+        pool.labels = np.where(np.arange(80) < 20, 0, -1)  # the ledger holds 20 clips, all of class 0
+        ids = self.make().query(pool, {f"c{i:03d}" for i in range(20)}, 12, seed=0)
+        predicted = pool.probs.argmax(1)[[int(i[1:]) for i in ids]]
+        assert (predicted != 0).sum() >= min(12, int((pool.probs[20:].argmax(1) != 0).sum()))
+        assert "class_balanced=True" in repr(self.make())
+
+
+def test_class_balanced_is_refused_where_it_means_nothing():
+    with pytest.raises(ConfigError, match="class_balanced"):
+        StrategyConfig(name="kcenter", class_balanced=True)
+    auto = build_strategy(StrategyConfig(name="auto", class_balanced=True,
+                                         auto_candidates=["random", "margin", "kcenter"]))
+    assert auto.candidates["margin"].class_balanced and "class_balanced" not in repr(auto.candidates["kcenter"])
