@@ -5,7 +5,7 @@ the README's code blocks is checked against the real CLI: the job's own ``main``
 config file, every dotted override, every flag) and is stopped right after parsing, so nothing runs. Sweep
 configs are also planned (base config and search keys validated). Then the README's sweep command runs as
 written, from a folder laid out as ``make demo`` leaves it (relative paths, the pretrained encoder, a tiny
-budget), and its ``best.yaml`` is rerun as the README says.
+budget), and its ``best.yaml`` is rerun as the README says (with a tiny random Whisper in the encoder's folder: paths are under test).
 """
 
 from __future__ import annotations
@@ -144,20 +144,33 @@ def _run(command: str, extra: list[str], monkeypatch) -> None:
     runpy.run_module(module, run_name="__main__")
 
 
+def _whisper_folder(path: Path) -> None:
+    """A Whisper encoder folder as ``jobs.import_encoder`` writes one (HF config + ``encoder.*`` safetensors),
+    with the tiny preset's random weights: the paths are under test here, not the encoder's quality."""
+    from safetensors.torch import save_file
+
+    from ser_models.encoders import EncoderConfig, build_encoder
+    from ser_models.encoders.presets import tiny_config
+
+    path.mkdir(parents=True)
+    tiny_config("tiny-whisper").save_pretrained(path)
+    state = build_encoder(EncoderConfig(source="tiny-whisper")).hf_model.state_dict()
+    save_file({f"encoder.{k}": v.contiguous() for k, v in state.items()}, str(path / "model.safetensors"))
+
+
 @pytest.mark.ray
 @pytest.mark.slow
-def test_readme_sweep_runs_as_written(ray_local, demo_pool, smart_turn_dir, tmp_path, monkeypatch):
+def test_readme_sweep_runs_as_written(ray_local, demo_pool, tmp_path, monkeypatch):
     """Tune runs each trial in a folder of its own: the config's relative pool and encoder paths must still
     mean the folder the command was run from (they did not: every trial failed with 'no prepared pool')."""
     readme = README.read_text()
     assert SWEEP in readme and BEST in readme
-    # The folder as `make demo` leaves it: configs, the demo pool, the imported encoder (links, read-only).
+    # The folder as `make demo` leaves it: configs and the demo pool (links, read-only), an encoder folder.
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "configs").symlink_to(REPO / "jobs" / "configs")
     (tmp_path / "outputs" / "demo").mkdir(parents=True)
     (tmp_path / "outputs" / "demo" / "pool").symlink_to(demo_pool.pool_dir)
-    (tmp_path / ".cache" / "encoders").mkdir(parents=True)
-    (tmp_path / ".cache" / "encoders" / "smart-turn-v3.2-whisper-tiny").symlink_to(smart_turn_dir)
+    _whisper_folder(tmp_path / ".cache" / "encoders" / "smart-turn-v3.2-whisper-tiny")
     monkeypatch.chdir(tmp_path)
 
     _run(SWEEP, TINY_BUDGET, monkeypatch)
