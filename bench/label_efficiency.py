@@ -95,11 +95,13 @@ RECIPES = {
     "small-label": demo_recipe(),
     "mlp": ["model.head_dropout=0.2", "train.epochs=30", "train.batch_size=16", "train.early_stopping_patience=8"],
 }
-#: ``--strategies margin+confident``: a strategy run with pseudo-labels of the unlabelled pool in training
-#: (``active.semi_supervised``; never in the ledger). The name after ``+`` picks the overrides.
-SEMI_SUPERVISED = {
+#: ``--strategies margin+confident``: a strategy run with a variant's overrides (the name after ``+``):
+#: pseudo-labels of the unlabelled pool in training (``active.semi_supervised``; never in the ledger), or
+#: class-balanced quotas for an imbalanced pool (``margin+balanced``: ``active.strategy.class_balanced``).
+VARIANTS = {
     "confident": ["active.semi_supervised.method=confident", "active.semi_supervised.threshold=0.9"],
     "propagation": ["active.semi_supervised.method=propagation", "active.semi_supervised.threshold=0.6"],
+    "balanced": ["active.strategy.class_balanced=true"],
 }
 #: The reference learner on the same cached features: scikit-learn's StandardScaler + LogisticRegression
 #: (C = 1, balanced class weights) fit on exactly the clips random sampling labelled.
@@ -114,16 +116,16 @@ Summarised, with what the numbers mean, in BENCHMARKS.md at the repository root.
 
 def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[str] = ()) -> list[str]:
     """Dotted overrides of one run (on top of ``bench.cache.BASE_OVERRIDES``); ``strategy`` may carry a
-    ``+<semi-supervised variant>`` suffix (:data:`SEMI_SUPERVISED`)."""
-    strategy, _, semi = strategy.partition("+")
-    if semi and semi not in SEMI_SUPERVISED:
-        raise SystemExit(f"unknown semi-supervised variant {semi!r}; known: {list(SEMI_SUPERVISED)}")
+    ``+<variant>`` suffix (:data:`VARIANTS`)."""
+    strategy, _, variant = strategy.partition("+")
+    if variant and variant not in VARIANTS:
+        raise SystemExit(f"unknown strategy variant {variant!r}; known: {list(VARIANTS)}")
     out = ["scaling.backend=in_process", "active.feature_cache='on'", "active.initial=random",
            f"active.budget_fractions=[{','.join(str(f) for f in fractions)}]",
            f"active.strategy.name={strategy}", f"active.seed={seed}", f"train.seed={seed}"]
     if strategy in MC_STRATEGIES or "active.strategy.uncertainty=mc_variance" in extra:
         out.append("active.scorer.mc_samples=8")
-    return out + SEMI_SUPERVISED.get(semi, []) + list(extra)
+    return out + VARIANTS.get(variant, []) + list(extra)
 
 
 def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] = ()):

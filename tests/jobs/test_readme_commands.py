@@ -53,7 +53,9 @@ def shell_commands(text: str) -> list[str]:
 
 
 def _job_argv(command: str) -> tuple[str, list[str]] | None:
-    """``(module, argv)`` of a python -m / submit.sh command, else None."""
+    """``(module, argv)`` of a python -m / submit.sh command, else None (``$(seq A B)`` expanded as bash does)."""
+    command = re.sub(r"\$\(seq (\d+) (\d+)\)",
+                     lambda m: " ".join(map(str, range(int(m[1]), int(m[2]) + 1))), command)
     tokens = shlex.split(command)
     if tokens[:2] == ["python", "-m"]:
         return tokens[2], tokens[3:]
