@@ -645,8 +645,10 @@ class ActiveLearningLoop:
         return known.reindex(pd.Index(ids.astype(str))).to_numpy(np.float32)
 
     def _known_labels(self, ids: np.ndarray, ledger) -> np.ndarray | None:
-        """[N] the ledger's class index of ``ids`` (-1 for unlabelled or unlabelable clips); None without classes."""
-        if not self.labels:
+        """[N] the ledger's class index of ``ids`` (-1 for unlabelled or unlabelable clips); None without classes
+        or when the strategy reads no labels (only ``auto`` and ``class_balanced`` do: a pass over every id)."""
+        s = self.active.strategy
+        if not self.labels or not (s.name == "auto" or s.class_balanced):
             return None
         index = {name: i for i, name in enumerate(self.labels)}
         known = ledger.labels()
