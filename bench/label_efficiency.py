@@ -240,6 +240,15 @@ def aggregate(records: list[dict]) -> pd.DataFrame:
     return out
 
 
+def _paired(r) -> str:
+    """A row's paired difference to random, ``+0.020 [-0.010, +0.050] (p=0.231)``; ``-`` for random itself."""
+    from ser_models.active.evidence import format_ci
+
+    if r.strategy == "random" or pd.isna(r.get("diff")):
+        return "-"
+    return f"{format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)} (p={r.p:.3f})"
+
+
 def efficiency_tables(records: list[dict], full: dict[int, float] | None, metric: str = "UA") -> str:
     """AUBC per strategy (mean, 95 % CI, paired difference to random) and the label savings (labels to reach
     random's largest-budget value and 95 % of all labels, interpolated per seed), as Markdown."""
@@ -248,9 +257,7 @@ def efficiency_tables(records: list[dict], full: dict[int, float] | None, metric
     df = pd.DataFrame(records)
     rows = []
     for _, r in aubc_table(df, "random", budget="fraction").iterrows():
-        paired = "-" if r.strategy == "random" or pd.isna(r.get("diff")) else (
-            f"{format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)} (p={r.p:.3f})")
-        rows.append([r.strategy, format_ci(r["mean"], r.low, r.high), paired])
+        rows.append([r.strategy, format_ci(r["mean"], r.low, r.high), _paired(r)])
     aubc_md = md_table(["strategy", f"AUBC (test {metric})", "minus random, paired"], rows)
     rows = []
     savings = label_savings(df, "random", full=full, budget="labelled")
@@ -326,10 +333,8 @@ def format_table(summary: pd.DataFrame, full: dict | None, metric: str = "UA",
 
     rows = []
     for _, r in summary.iterrows():
-        diff = "-" if r.strategy == "random" or np.isnan(r["diff"]) else (
-            f"{format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)} (p={r.p:.3f})")
         rows.append([r.strategy, f"{100 * r.fraction:g}%", format_ci(r.test_mean, r.test_low, r.test_high),
-                     f"{r.dev_mean:.3f}", diff, "**yes**" if r.beats_random else "", f"{r.round_s:.1f}",
+                     f"{r.dev_mean:.3f}", _paired(r), "**yes**" if r.beats_random else "", f"{r.round_s:.1f}",
                      f"{r.run_s:.1f}"])
     if full:
         rows.append(["full data (all labels)", "100%", format_ci(*t_interval(full["values"])), f"{full['dev_mean']:.3f}",

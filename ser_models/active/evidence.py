@@ -133,9 +133,10 @@ def aubc_table(runs: pd.DataFrame, baseline: str | None = "random", metric: str 
     Runs of one strategy must share their budgets (an all-labels run at fraction 1.0 is a run of its own).
     """
     _check(runs, metric, budget)
-    per_run = [{"strategy": s, "seed": seed, "budget": "AUBC",
-                "aubc": aubc(g.sort_values(budget)[budget], g.sort_values(budget)[metric])}
-               for (s, seed), g in runs.groupby(["strategy", "seed"], sort=False)]
+    per_run = []
+    for (s, seed), g in runs.groupby(["strategy", "seed"], sort=False):
+        g = g.sort_values(budget)
+        per_run.append({"strategy": s, "seed": seed, "budget": "AUBC", "aubc": aubc(g[budget], g[metric])})
     return budget_table(pd.DataFrame(per_run), baseline, metric="aubc", budget="budget",
                         confidence=confidence).drop(columns="budget")
 
@@ -155,6 +156,12 @@ def labels_to_reach(budgets: Sequence[float], values: Sequence[float], target: f
             # the straight line from the round before, which was below the target
             return float(x[i - 1] + (target - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
     return math.nan
+
+
+def _mean_reached(values) -> float:
+    """Mean over the finite values (the seeds that reached a target); NaN when none did."""
+    v = np.asarray(values, dtype=float)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
 
 
 def label_savings(runs: pd.DataFrame, baseline: str = "random", full: float | dict | None = None,
@@ -192,14 +199,10 @@ def label_savings(runs: pd.DataFrame, baseline: str = "random", full: float | di
             if target is not None:
                 to_full.append(labels_to_reach(x, y, share_of_full * target))
 
-        def mean_reached(v):
-            v = np.asarray(v, dtype=float)
-            return float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
-
         rows.append({"strategy": strategy, "seeds": len(seeds),
-                     "to_baseline": mean_reached(to_base), "to_baseline_reached": int(np.isfinite(to_base).sum()),
-                     "saving": mean_reached(saved),
-                     "to_full": mean_reached(to_full), "to_full_reached": int(np.isfinite(to_full).sum())})
+                     "to_baseline": _mean_reached(to_base), "to_baseline_reached": int(np.isfinite(to_base).sum()),
+                     "saving": _mean_reached(saved),
+                     "to_full": _mean_reached(to_full), "to_full_reached": int(np.isfinite(to_full).sum())})
     return pd.DataFrame(rows)
 
 
@@ -281,20 +284,20 @@ def evidence_report(runs: pd.DataFrame, baseline: str | None = "random", full: f
                     metric: str = "UA") -> str:
     """The printed comparison of several seeds per strategy: per budget mean [95 % CI] and the paired
     difference to the baseline, then AUBC and label savings (plain text, one table each)."""
+    def paired(r) -> str:
+        return (f"   {format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)}  p={r.p:.3f}  {r.verdict}"
+                if isinstance(r.get("verdict"), str) else "")
+
     budgets = budget_table(runs, baseline if baseline in set(runs.strategy) else None)
     lines = [f"per budget: test {metric}, mean [95 % CI] over seeds"
              + (f"; paired difference to {baseline} [95 % CI], p (paired t-test)" if "diff" in budgets else "")]
     for _, r in budgets.iterrows():
-        paired = (f"   {format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)}  p={r.p:.3f}  {r.verdict}"
-                  if isinstance(r.get("verdict"), str) else "")
         lines.append(f"  {r.strategy:<20} {int(r.labelled):>6} labels  {r.seeds:>3} seeds  "
-                     f"{format_ci(r['mean'], r.low, r.high)}{paired}")
+                     f"{format_ci(r['mean'], r.low, r.high)}{paired(r)}")
     areas = aubc_table(runs, baseline if baseline in set(runs.strategy) else None)
     lines.append(f"\nAUBC (normalised area under the test {metric} budget curve), mean [95 % CI]")
     for _, r in areas.iterrows():
-        paired = (f"   {format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)}  p={r.p:.3f}  {r.verdict}"
-                  if isinstance(r.get("verdict"), str) else "")
-        lines.append(f"  {r.strategy:<20} {format_ci(r['mean'], r.low, r.high)}{paired}")
+        lines.append(f"  {r.strategy:<20} {format_ci(r['mean'], r.low, r.high)}{paired(r)}")
     if baseline in set(runs.strategy):
         lines.append(f"\nlabel savings: labels to reach {baseline}'s test {metric} at its largest budget"
                      + (" / 95 % of the all-labels value" if full is not None else "") + " (per seed, interpolated)")
