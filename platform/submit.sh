@@ -29,6 +29,7 @@ options:
 environment:
   RAY_ADDRESS          default for --address
   RAY_BIN              the ray executable (default: .venv/bin/ray of this repository, else ray on PATH)
+  SUBMIT_AGENT_WAIT_S  seconds to keep resubmitting while a just-started head has no job agent yet (60)
 
 Token auth: the token is read by Ray from RAY_AUTH_TOKEN, else the file named by RAY_AUTH_TOKEN_PATH,
 else ~/.ray/auth_token. `ray job submit` sends it only when RAY_AUTH_MODE=token; this script sets that
@@ -128,10 +129,30 @@ cmd+=(-- python -m "jobs.$job" ${args[@]+"${args[@]}"})
 printf '+ (cd %q &&' "$root"
 printf ' %q' "${cmd[@]}"
 printf ')\n'
+# Right after `ray start --head` the job API answers before the head's dashboard agent has registered, and a
+# submission gets "No available agent to submit job, please try again later" (HTTP 500): nothing was
+# created, so the same submission is sent again, every 2 s for up to SUBMIT_AGENT_WAIT_S seconds. Any other
+# error ends the script at once.
+wait_s="${SUBMIT_AGENT_WAIT_S:-60}"
+started=$SECONDS
+while true; do
+    status=0
+    out="$("${cmd[@]}" 2>&1)" || status=$?
+    if [[ $status -ne 0 && "$out" == *"No available agent to submit job"* && $((SECONDS - started)) -lt $wait_s ]]; then
+        echo "submit.sh: the cluster's job agent is not up yet; submitting again in 2 s" >&2
+        sleep 2
+        continue
+    fi
+    if [[ $status -ne 0 ]]; then
+        printf '%s\n' "$out" >&2
+        exit "$status"
+    fi
+    printf '%s\n' "$out"
+    break
+done
 if [[ ${#no_wait[@]} -gt 0 ]]; then
-    exec "${cmd[@]}"
+    exit 0
 fi
-"${cmd[@]}"
 # The python beside `ray` has Ray's job SDK; run from the repository root, it imports ser_models from it.
 python_bin="$(dirname "$ray_bin")/python"
 [[ -x "$python_bin" ]] || python_bin="$(command -v python3)"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ser_models.exceptions import ConfigError
@@ -113,12 +113,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     layers = [base]
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            layers.append(OmegaConf.load(path))
-        except Exception as exc:  # yaml errors carry the line
-            raise ConfigError(f"cannot parse {path}: {exc}") from exc
+        layers += _file_layers(path)
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key.sub=value, got {bad}")
@@ -141,6 +136,25 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
             raise
         raise ConfigError(str(exc)) from exc
     return obj  # type: ignore[return-value]
+
+
+def _file_layers(path: Path, chain: tuple[Path, ...] = ()) -> list:
+    """The YAML layers of ``path``: those of the file its top-level ``extends:`` names (relative to ``path``'s
+    folder), then its own values, which win (one recipe, several jobs' configs)."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" + (f" (extended by {chain[-1]})" if chain else ""))
+    if path.resolve() in chain:
+        raise ConfigError(f"config {chain[0]}: 'extends' loops back to {path}")
+    try:
+        conf = OmegaConf.load(path)
+    except Exception as exc:  # yaml errors carry the line
+        raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    parent = conf.pop("extends", None) if isinstance(conf, DictConfig) else None
+    if parent is None:
+        return [conf]
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"config {path}: 'extends' must name a YAML file, got {parent!r}")
+    return [*_file_layers(path.parent / parent, (*chain, path.resolve())), conf]
 
 
 def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:

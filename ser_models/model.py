@@ -284,9 +284,21 @@ class EmotionModel(nn.Module):
         if self.cfg.pooling != "mean" or self.wap is not None:
             raise ConfigError(f"forward_from_pooled needs model.pooling=mean and no model.wap (per-layer means commute with the "
                               f"layer weighting); model.pooling={self.cfg.pooling!r} needs frame-level features")
+        return self._head(self.head_input_from_pooled(pooled_layers), transcripts)
+
+    def head_input_from_pooled(self, pooled_layers: torch.Tensor) -> torch.Tensor:
+        """What the head reads from cached per-layer means, ``[B, L, D]`` -> ``[B, D]``: standardised, then the
+        featurizer's layer (or layer mix). With a fixed layer nothing here trains, so a full-batch solver
+        computes it once (:meth:`head_from_input`) instead of at every objective evaluation."""
         if self.standardizer is not None:
             pooled_layers = self.standardizer.forward_pooled(pooled_layers)
-        return self._head(self.featurizer.forward_pooled(pooled_layers), transcripts)
+        return self.featurizer.forward_pooled(pooled_layers)
+
+    def head_from_input(self, head_input: torch.Tensor,
+                        transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
+        """The head (and text branch) on :meth:`head_input_from_pooled`'s output; with it equal to
+        :meth:`forward_from_pooled`."""
+        return self._head(head_input, transcripts)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters with ``requires_grad`` (what the optimizer gets)."""

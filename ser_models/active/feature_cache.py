@@ -33,6 +33,9 @@ from ser_models.io import (
 
 #: Cache kinds: per-layer utterance means, or every hidden state's frames.
 CACHE_KINDS = ("pooled", "frames")
+#: Pooled caches held in this process by :meth:`FeatureCache.pin`, by cache folder: every ``FeatureCache`` of
+#: that folder (each loop opens its own) then serves rows from memory instead of reading Parquet.
+_PINNED: dict[str, pa.Table] = {}
 
 
 def cache_kind(model_cfg) -> str:
@@ -196,21 +199,45 @@ class FeatureCache:
         if verbose:
             print(f"  feature cache: encoded {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
 
+    def pin(self, max_bytes: int) -> bool:
+        """Hold this pooled cache in this process when its features take at most ``max_bytes``, for many runs
+        over one small pool (``jobs.evidence``): each round then reads rows from memory, not Parquet through
+        Ray Data (about a second a round on 2 cores). Bigger caches, and frame caches, stay streamed.
+
+        Returns:
+            Whether the cache is now held (until :meth:`unpin`).
+        """
+        if self.kind != "pooled" or not self.ready:
+            return False
+        meta = read_json(self.dir / "meta.json")
+        if int(meta["clips"]) * int(meta["num_layers"]) * int(meta["hidden_size"]) * 4 > max_bytes:
+            return False
+        _PINNED[str(self.dir)] = self.table()
+        return True
+
+    def unpin(self) -> None:
+        """Stop serving this cache from memory."""
+        _PINNED.pop(str(self.dir), None)
+
     def dataset(self, ids=None, labels: dict[str, str] | None = None, targets: pa.Table | None = None):
         """The cached rows as a lazy Ray Dataset: only ``ids`` (None = all), with target columns from
         ``targets`` (a table of ``utt_id`` and any of ``label, arousal, valence, dominance``; its ids are the
         rows kept when ``ids`` is None) or a ``label`` column from ``labels``. Filtering runs on the workers,
         shard by shard."""
+        import ray
+
         from ser_models.io import filesystem
         from ser_models.runtime import read_parquet_dataset
 
-        fs, path = filesystem(self.shards_dir)
-        ds = read_parquet_dataset(path, filesystem=fs, columns=["utt_id", "features"])
         if labels is not None:
             targets = pa.table({"utt_id": pa.array(list(labels), pa.string()),
                                 "label": pa.array(list(labels.values()), pa.string())})
+        pinned = _PINNED.get(str(self.dir))
         if ids is None and targets is None:
-            return ds
+            if pinned is not None:
+                return ray.data.from_arrow(pinned)
+            fs, path = filesystem(self.shards_dir)
+            return read_parquet_dataset(path, filesystem=fs, columns=["utt_id", "features"])
         keep = pa.array(sorted(ids if ids is not None else targets.column("utt_id").to_pylist()), pa.string())
         values = None
         if targets is not None:
@@ -218,6 +245,10 @@ class FeatureCache:
 
             where = pc.index_in(keep, value_set=targets.column("utt_id"))
             values = {name: pc.take(targets.column(name), where) for name in targets.column_names if name != "utt_id"}
+        if pinned is not None:  # filtered here, in memory; the rows as the streamed path gives them
+            return ray.data.from_arrow(_select_rows(pinned, keep, values))
+        fs, path = filesystem(self.shards_dir)
+        ds = read_parquet_dataset(path, filesystem=fs, columns=["utt_id", "features"])
         return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
                               zero_copy_batch=True)
 

@@ -125,15 +125,16 @@ class ActiveLearningLoop:
             trains on them plus the source group's labelled clips, optionally anchoring the two; None = off.
         pool_checked: the caller already ran the pool's checks for this config (``Pool.check_targets`` on
             dev/test, :func:`check_cross_lingual`), as ``jobs.after`` does before Ray starts; skip them here.
+        plots: draw the confusion matrix and learning curve PNGs of every round (many-seed runs skip them).
     """
 
     def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings,
                  active: ActiveConfig, oracle=None, verbose: bool = True, cross_lingual=None,
-                 pool_checked: bool = False):
+                 pool_checked: bool = False, plots: bool = True):
         self.pool = pool
         self.out: StoragePath = storage_path(output_dir)
         self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
-        self.verbose = verbose
+        self.verbose, self.plots = verbose, plots
         self._oracle_override = oracle
         self._unlabelable_ids: set[str] | None = None
         self._dropped_table: pd.DataFrame | None = None
@@ -547,7 +548,7 @@ class ActiveLearningLoop:
                              seconds=seconds, labelled_seconds=round(ledger.seconds(), 3), stopping=stopping,
                              pseudo_labels=pseudo_report, strategy=choice)
         split = "test" if m.get("test") else "dev"
-        if m.get(split) and "confusion" in m[split]:
+        if self.plots and m.get(split) and "confusion" in m[split]:
             plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",
                            title=f"round {r} ({100 * report.fraction:.0f}% labelled) {split} UA {m[split]['ua']:.3f}")
         write_json_atomic(folder / "metrics.json", report.to_json())  # last: marks the round finished
@@ -731,7 +732,9 @@ class ActiveLearningLoop:
     def write_report(self, reports: list[RoundReport]) -> None:
         lines = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in reports)
         write_bytes_atomic(self.out / "metrics.jsonl", lines.encode())
-        plot_learning_curves({"this run": [r.to_json() for r in reports]}, self.out / "report" / "learning_curve.png")
+        if self.plots:
+            plot_learning_curves({"this run": [r.to_json() for r in reports]},
+                                 self.out / "report" / "learning_curve.png")
 
 
 def check_cross_lingual(pool, cross, model_cfg) -> None:

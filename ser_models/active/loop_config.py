@@ -29,10 +29,15 @@ class ActiveConfig:
         default_factory=lambda: [0.05, 0.10, 0.15, 0.20],
         help="labelled fraction of the training pool at each round (AFTER: 5%% steps up to 20%%); "
              "empty = use initial_size / query_size / rounds")
+    budget_labels: list[int] = field(
+        default_factory=list,
+        help="labelled clips at each round (e.g. [50, 100, 200, 400], what a team buys); when set it replaces "
+             "budget_fractions")
     budget_hours: list[float] = field(
         default_factory=list,
         help="hours of labelled audio at each round (e.g. [0.5, 1, 2]); when set it replaces budget_fractions "
-             "and each round labels clips until its hours are used (the ledger records seconds per clip)")
+             "and each round labels clips until its hours are used (the ledger records seconds per clip); "
+             "it cannot be combined with budget_labels")
     initial_size: int = field(0, help="clips in the initial set (when budget_fractions is empty)")
     query_size: int = field(0, help="clips labelled per round (when budget_fractions is empty)")
     rounds: int = field(0, help="training rounds (when budget_fractions is empty)")
@@ -72,7 +77,14 @@ class ActiveConfig:
         if uses_bald and self.scorer.mc_samples < 2:
             raise ConfigError(f"active.strategy.name={self.strategy.name} scores with BALD, which needs MC-dropout "
                               f"samples: set active.scorer.mc_samples >= 2 (e.g. 8), got {self.scorer.mc_samples}")
-        if self.budget_hours:
+        if self.budget_labels and self.budget_hours:
+            raise ConfigError("set one of active.budget_labels and active.budget_hours, not both")
+        if self.budget_labels:
+            n = list(self.budget_labels)
+            if any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in n) \
+                    or any(b <= a for a, b in zip(n, n[1:])):
+                raise ConfigError(f"active.budget_labels must be increasing whole numbers >= 1, got {n}")
+        elif self.budget_hours:
             h = list(self.budget_hours)
             if any(not x > 0 for x in h) or any(b <= a for a, b in zip(h, h[1:])):
                 raise ConfigError(f"active.budget_hours must increase and be > 0, got {h}")
@@ -93,8 +105,21 @@ class ActiveConfig:
                               f"training pool holds {pool_seconds / 3600:.3f} h: lower active.budget_hours")
         return targets
 
+    @property
+    def num_rounds(self) -> int:
+        """Training rounds the budget describes."""
+        for steps in (self.budget_labels, self.budget_hours, self.budget_fractions):
+            if steps:
+                return len(steps)
+        return int(self.rounds)
+
     def targets(self, pool_size: int) -> list[int]:
         """Labelled clips wanted at each training round, for a training pool of ``pool_size`` clips."""
+        if self.budget_labels:
+            if self.budget_labels[-1] > pool_size:
+                raise ConfigError(f"active.budget_labels asks for {self.budget_labels[-1]} labelled clips but the "
+                                  f"training pool has {pool_size}: lower active.budget_labels")
+            return [int(x) for x in self.budget_labels]
         if self.budget_fractions:
             counts = [max(1, int(round(f * pool_size))) for f in self.budget_fractions]
         else:

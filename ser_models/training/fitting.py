@@ -379,7 +379,7 @@ def _fit_full_batch(model, train, dev, cfg: TrainConfig, device, state: FitState
     torch.manual_seed(cfg.seed)
     record = {"epoch": 1, **fit_lbfgs(model, train, cfg, device,
                                       lambda logits, dims, batch: training_loss(logits, dims, batch, loss_fn, cfg),
-                                      log)}
+                                      log, class_loss=loss_fn)}
     if dev is not None and len(dev):
         t1 = time.perf_counter()
         m = evaluate(model, dev, cfg, device)

@@ -7,6 +7,8 @@ per epoch make it resumable exactly like the Ray Train path (``output_dir/in_pro
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from ser_models.exceptions import ConfigError
@@ -26,12 +28,24 @@ from ser_models.training.fitting import (
 from ser_models.training.loop import STATE_FILE
 from ser_models.training.state_io import load_state, save_state
 
+#: Clip sets already read from a materialised (so immutable) dataset, by dataset: the loop evaluates every
+#: round on the same materialised dev and test sets, and reading them again cost ~0.3 s each per round.
+_READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 def _clips(ds, labels, feature_shape, dimensions=()):
     if ds is None:
         return None
-    return collect_clips(ds.iter_batches(batch_size=256, batch_format="numpy"), labels, dimensions=dimensions,
-                         feature_shape=feature_shape).sorted_by_id()
+    from ray.data.dataset import MaterializedDataset
+
+    key = (tuple(labels), None if feature_shape is None else tuple(feature_shape), tuple(dimensions))
+    if isinstance(ds, MaterializedDataset) and key in _READ.get(ds, {}):
+        return _READ[ds][key]
+    clips = collect_clips(ds.iter_batches(batch_size=256, batch_format="numpy"), labels, dimensions=dimensions,
+                          feature_shape=feature_shape).sorted_by_id()
+    if isinstance(ds, MaterializedDataset):
+        _READ.setdefault(ds, {})[key] = clips
+    return clips
 
 
 def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, class_counts=None,

@@ -33,7 +33,7 @@ def l2_penalty(model: nn.Module) -> torch.Tensor:
 
 def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.device,
               loss_fn: Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor],
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, class_loss: nn.Module | None = None) -> dict:
     """Minimise ``mean loss + ||W||^2 / (2 C n)`` over the labelled set in one batch with L-BFGS.
 
     Args:
@@ -44,6 +44,9 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
         device: where to solve.
         loss_fn: ``(logits, dims, batch) -> scalar`` training loss (class-weighted cross-entropy + dimensions).
         log: a progress line.
+        class_loss: the ``nn.CrossEntropyLoss`` inside ``loss_fn``. With it, a linear softmax head on a fixed
+            layer with hard labels (the small-label recipe) is solved by :func:`solve_linear_softmax` (the same
+            objective in float64 with its exact gradient, ~10x faster on 2 cores); otherwise by torch's L-BFGS.
 
     Returns:
         ``{"train_loss", "train_objective", "iterations", "train_clips", "train_seconds", "l2_c"}`` and, with
@@ -70,12 +73,12 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
     model.eval()
     c, cv = cfg.l2_c, None
     if c == "auto":
-        c, cv = choose_l2_c(model, params, start, train, cfg, device, loss_fn)
+        c, cv = choose_l2_c(model, params, start, train, cfg, device, loss_fn, class_loss)
         log(f"  lbfgs  l2_c=auto: C={c:g} by {cv['folds']}-fold CV on {len(train)} labelled clips ("
             + ", ".join(f"{k:g}: {v:.3f}" for k, v in zip(cv["grid"], cv["scores"])) + f" {cv['metric']})")
         _restore(params, start)
     batch = make_batch(train, np.arange(len(train)), None, None).to(device)
-    objective, calls = _solve(model, params, batch, float(c), cfg, loss_fn)
+    objective, calls = _solve(model, params, batch, float(c), cfg, loss_fn, class_loss)
     if not np.isfinite(objective):
         raise TrainingError(f"train.solver=lbfgs diverged (objective {objective}) on {len(train)} clips: check "
                             "the features (model.feature_norm=pool standardises them) or lower train.l2_c")
@@ -100,21 +103,110 @@ def _restore(params: list[torch.Tensor], values: list[torch.Tensor]) -> None:
             p.copy_(v)
 
 
+def _forward(model: nn.Module, batch) -> Callable[[], object]:
+    """The model's output on ``batch`` as a function of the trainable weights alone.
+
+    With per-layer means and a fixed featurizer layer, nothing before the head trains: the head's input is
+    computed once here rather than at each of the solver's hundreds of objective evaluations (the same
+    numbers; on 2 cores the standardisation alone was a quarter of a round's fit).
+    """
+    fixed_front = batch.features.dim() == 3 and not any(p.requires_grad for p in model.featurizer.parameters())
+    if not fixed_front:
+        return lambda: model.forward_features(batch.features, batch.lengths, batch.transcripts)
+    with torch.no_grad():
+        head_input = model.head_input_from_pooled(batch.features)
+    return lambda: model.head_from_input(head_input, batch.transcripts)
+
+
+def _linear_softmax_layer(model: nn.Module, batch, class_loss: nn.Module | None) -> nn.Linear | None:
+    """The head's output layer when the objective is exactly weighted softmax cross-entropy of a linear map of
+    a fixed input plus the L2 penalty (what :func:`solve_linear_softmax` solves); else None."""
+    head = getattr(model, "head", None)
+    if not isinstance(class_loss, nn.CrossEntropyLoss) or class_loss.label_smoothing or head is None:
+        return None
+    if (batch.features is None or batch.features.dim() != 3 or batch.soft is not None or head.proj is not None
+            or head.dimensions is not None or head.out is None or not isinstance(head.input_norm, nn.Identity)
+            or getattr(model, "text", None) is not None or (batch.labels < 0).any()):
+        return None
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    return head.out if trainable == {id(head.out.weight), id(head.out.bias)} else None
+
+
+def solve_linear_softmax(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None, w0: np.ndarray, b0: np.ndarray,
+                         strength: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Minimise ``weighted-mean CE(x W^T + b, y) + strength ||W||^2`` with SciPy's L-BFGS-B and the exact
+    gradient: torch's ``nn.CrossEntropyLoss(weight)`` (sum of ``w[y_i] CE_i`` over the sum of ``w[y_i]``).
+
+    Args:
+        x: ``[N, D]`` head inputs.
+        y: ``[N]`` class indices.
+        weight: ``[C]`` class weights, or None (all 1).
+        w0, b0: ``[C, D]`` / ``[C]`` start.
+        strength: the penalty factor, ``1 / (2 C n)``.
+        max_iter: most iterations (torch's ``max_iter``; evaluations may be up to 5/4 of it).
+
+    Returns:
+        ``(W [C, D], b [C], objective, evaluations)``; float64.
+    """
+    from scipy.optimize import minimize
+    from threadpoolctl import threadpool_limits
+
+    x = np.asarray(x, np.float64)
+    classes, dim = w0.shape
+    per_clip = np.ones(len(y)) if weight is None else np.asarray(weight, np.float64)[y]
+    scale = per_clip / per_clip.sum()
+    onehot = np.zeros((len(y), classes))
+    onehot[np.arange(len(y)), y] = 1.0
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:classes * dim].reshape(classes, dim), theta[classes * dim:]
+        logits = x @ w.T + b
+        logits -= logits.max(axis=1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        value = -float(np.sum(scale * log_p[np.arange(len(y)), y])) + strength * float(np.sum(w * w))
+        g_logits = scale[:, None] * (np.exp(log_p) - onehot)
+        grad = np.concatenate([(g_logits.T @ x + 2.0 * strength * w).ravel(), g_logits.sum(axis=0)])
+        return value, grad
+
+    theta0 = np.concatenate([np.asarray(w0, np.float64).ravel(), np.asarray(b0, np.float64)])
+    # One BLAS thread: these products are too small to split, and two threads made each evaluation 10x slower
+    # on 2 cores (8 ms against 0.75 ms for 670 x 384 inputs).
+    with threadpool_limits(limits=1):
+        result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
+                          options={"maxiter": max_iter, "maxfun": max_iter * 5 // 4, "gtol": 1e-6, "ftol": 0.0,
+                                   "maxcor": 20})
+    theta = result.x
+    return theta[:classes * dim].reshape(classes, dim), theta[classes * dim:], float(result.fun), int(result.nfev)
+
+
 def _solve(model: nn.Module, params: list[torch.Tensor], batch, c: float, cfg: TrainConfig,
-           loss_fn: Callable) -> tuple[float, int]:
+           loss_fn: Callable, class_loss: nn.Module | None = None) -> tuple[float, int]:
     """Minimise ``mean loss + ||W||^2 / (2 C n)`` on one batch from the parameters' current values.
 
     Returns:
         (final objective, objective evaluations).
     """
+    layer = _linear_softmax_layer(model, batch, class_loss)
+    if layer is not None:
+        with torch.no_grad():
+            x = model.head_input_from_pooled(batch.features).double().cpu().numpy()
+        weight = None if class_loss.weight is None else class_loss.weight.double().cpu().numpy()
+        w, b, objective, calls = solve_linear_softmax(
+            x, batch.labels.cpu().numpy(), weight, layer.weight.detach().double().cpu().numpy(),
+            layer.bias.detach().double().cpu().numpy(), 1.0 / (2.0 * c * len(batch.ids)), cfg.lbfgs_max_iter)
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(w, dtype=layer.weight.dtype))
+            layer.bias.copy_(torch.as_tensor(b, dtype=layer.bias.dtype))
+        return objective, calls
     optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=cfg.lbfgs_max_iter, history_size=20,
                                   tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
     strength = 1.0 / (2.0 * c * len(batch.ids))
     calls = [0]
+    forward = _forward(model, batch)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        out = model.forward_features(batch.features, batch.lengths, batch.transcripts)
+        out = forward()
         objective = loss_fn(out.logits, out.dimensions, batch) + strength * l2_penalty(model).to(batch.features.device)
         objective.backward()
         calls[0] += 1
@@ -135,10 +227,11 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.Tensor], train: ClipSet,
-                cfg: TrainConfig, device: torch.device, loss_fn: Callable) -> tuple[float, dict]:
+                cfg: TrainConfig, device: torch.device, loss_fn: Callable,
+                class_loss: nn.Module | None = None) -> tuple[float, dict]:
     """``train.l2_c=auto``: the C of ``train.l2_c_grid`` with the best stratified k-fold score on the labelled
     clips alone (UA with classes, else minus the mean squared error of the dimensions); ties go to the smaller C
-    (the stronger penalty). Every fold starts from the same initial weights.
+    (the stronger penalty). Every fold starts from the same initial weights and walks the grid upwards, warm.
 
     Returns:
         (chosen C, ``{"metric", "folds", "grid": sorted C values, "scores": [one per grid value]}``).
@@ -156,21 +249,22 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
     # Each fold's batches once, reused for every C.
     splits = [(make_batch(train, np.flatnonzero(folds != f), None, None).to(device), np.flatnonzero(folds == f),
                make_batch(train, np.flatnonzero(folds == f), None, None).to(device)) for f in range(k)]
-    scores = []
-    for c in grid:
-        truth, preds = [], []
-        for fit_batch, held, held_batch in splits:
-            _restore(params, start)
-            _solve(model, params, fit_batch, c, cfg, loss_fn)
+    truth = [labels[held] if has_classes else np.asarray(train.targets[held], np.float64) for _, held, _ in splits]
+    preds: list[list[np.ndarray]] = [[] for _ in grid]
+    for fit_batch, _, held_batch in splits:
+        # The C path from the strongest penalty up, each solve starting where the previous one ended: for a
+        # linear head the objective is strictly convex, so the optimum is the same, in far fewer evaluations.
+        _restore(params, start)
+        for i, c in enumerate(grid):
+            _solve(model, params, fit_batch, c, cfg, loss_fn, class_loss)
             with torch.no_grad():
                 out = model.forward_features(held_batch.features, held_batch.lengths, held_batch.transcripts)
-            if has_classes:
-                truth.append(labels[held])
-                preds.append(out.logits.argmax(dim=1).cpu().numpy())
-            else:
-                truth.append(np.asarray(train.targets[held], np.float64))
-                preds.append(out.dimensions.cpu().numpy().astype(np.float64))
-        y, p = np.concatenate(truth), np.concatenate(preds)
+            preds[i].append(out.logits.argmax(dim=1).cpu().numpy() if has_classes
+                            else out.dimensions.cpu().numpy().astype(np.float64))
+    scores = []
+    y = np.concatenate(truth)
+    for fold_preds in preds:
+        p = np.concatenate(fold_preds)
         if has_classes:
             known = y >= 0
             recalls = [np.mean(p[known & (y == c_)] == c_) for c_ in np.unique(y[known])]

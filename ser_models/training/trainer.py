@@ -52,6 +52,19 @@ class TrainResult:
     resumed: bool = False
 
 
+def _feed(ds, name: str, columns, in_process: bool):
+    """The dataset a fit reads for feed ``name``: only the columns it needs, except an evaluation split that
+    is already materialised for an in-process fit, passed as it is so that ``train_in_process`` reads it once
+    per loop, not once per round (its extra columns are ignored)."""
+    from ray.data.dataset import MaterializedDataset
+
+    if name == "anchor_target":
+        return ds.select_columns(AUDIO_INPUT_COLUMNS)
+    if in_process and name != "train" and isinstance(ds, MaterializedDataset):
+        return ds
+    return ds.select_columns(columns(name))
+
+
 def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, datasets: dict[str, ray.data.Dataset],
                 output_dir: str | Path, *, class_counts: list[int] | None = None,
                 feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
@@ -106,7 +119,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")
     # anchor_target: unlabelled target clips, audio only
-    feeds = {name: ds.select_columns(columns(name) if name != "anchor_target" else AUDIO_INPUT_COLUMNS)
+    feeds = {name: _feed(ds, name, columns, scaling.backend == "in_process")
              for name, ds in datasets.items() if ds is not None}
     if train_rows is None:
         train_rows = feeds["train"].count()

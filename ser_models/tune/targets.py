@@ -81,7 +81,7 @@ class Target:
         """The largest value of ``time_attr`` a trial with job config ``cfg`` can reach."""
         if self.fits:
             return int(cfg.train.epochs)
-        return len(cfg.active.budget_fractions)
+        return cfg.active.num_rounds
 
 
 _DIMENSION_METRICS = tuple(f"dev_{m}_{d}" for m in ("ccc", "pearson", "rmse")

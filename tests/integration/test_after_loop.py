@@ -99,6 +99,7 @@ def test_rerun_of_finished_run_changes_nothing(reference_run, demo_pool):
     assert len(reports) == 3
 
 
+@pytest.mark.failure_model
 def test_sigkill_mid_round_then_resume_gives_the_same_ledger(reference_run, demo_pool, tmp_path):
     ref_out, _ = reference_run
     out = tmp_path / "killed"
@@ -126,6 +127,7 @@ def test_sigkill_mid_round_then_resume_gives_the_same_ledger(reference_run, demo
     assert _ledger_rows(out) == _ledger_rows(ref_out)
 
 
+@pytest.mark.failure_model
 def test_sigkill_at_every_stage_boundary_then_resume_gives_the_same_ledger(demo_pool, tmp_path):
     """The driver is SIGKILLed (SER_FAILPOINT) right after the initial selection, after training, scoring,
     selecting, appending labels and writing a round's metrics, each in turn, in one run folder; every

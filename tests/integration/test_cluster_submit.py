@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.failure_model]
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBMIT = ROOT / "platform" / "submit.sh"

@@ -238,6 +238,7 @@ def _annotate_round(server, truth, round_, skip=()):
     return done
 
 
+@pytest.mark.failure_model
 def test_after_job_waits_is_killed_and_resumes(server, ray_local, demo_pool, tmp_path, monkeypatch, capsys):
     """jobs.after with active.oracle=label_studio and wait=true: killed while it polls, rerun, finished."""
     manifest = pd.read_csv(demo_pool.manifest)

@@ -23,6 +23,8 @@ JOBS = {
     "finetune_": ("finetune", "FinetuneJobConfig"),
     "tapt_": ("tapt", "TaptJobConfig"),
     "demo_after": ("after", "AfterJobConfig"),
+    "demo_evidence": ("evidence", "EvidenceJobConfig"),
+    "evidence_": ("evidence", "EvidenceJobConfig"),
     "after_": ("after", "AfterJobConfig"),
     "sweep_": ("sweep", "SweepConfig"),
     "adapt_": ("adapt", "AdaptJobConfig"),

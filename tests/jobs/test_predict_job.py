@@ -60,6 +60,7 @@ def test_config_header_and_checkpoint_resolution(checkpoint, tmp_path):
         resolve_checkpoint(str(tmp_path / "nothing"))
 
 
+@pytest.mark.failure_model
 def test_predicts_every_clip_as_the_model_does_and_resumes_after_a_kill(ray_local, demo_pool, checkpoint, tmp_path):
     out = tmp_path / "pred"
     cfg = _config(checkpoint, out, pool_dir=demo_pool.pool_dir)

@@ -102,6 +102,7 @@ def _start(args, log):
                             stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
+@pytest.mark.failure_model
 def test_killed_sweep_resumes_and_ends_with_the_uninterrupted_configs(sweep, demo_pool, tmp_path):
     out = tmp_path / "killed"
     args = [CONFIG, f"config.pool_dir={demo_pool.pool_dir}", f"output_dir={out}", "tracking.mlflow=false"]

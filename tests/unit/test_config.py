@@ -48,6 +48,27 @@ def test_yaml_and_overrides_merge(tmp_path):
     assert from_dict(Outer, to_dict(cfg)) == cfg
 
 
+def test_extends_layers_a_config_over_another_file(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "root.yaml").write_text("path: /root\nsteps: 1\ninner:\n  rate: 0.2\n  names: [r]\n")
+    (tmp_path / "base" / "mid.yaml").write_text("extends: root.yaml\nsteps: 2\n")
+    top = tmp_path / "top.yaml"
+    top.write_text("extends: base/mid.yaml\ninner:\n  rate: 0.3\n")  # relative to the file's own folder
+    cfg = load_config(Outer, top, ["steps=9"])
+    assert (cfg.path, cfg.steps, cfg.inner.rate, cfg.inner.names) == ("/root", 9, 0.3, ["r"])
+    assert load_config(Outer, top).steps == 2
+    (tmp_path / "loop.yaml").write_text("extends: top2.yaml\n")
+    (tmp_path / "top2.yaml").write_text("extends: loop.yaml\npath: /x\n")
+    with pytest.raises(ConfigError, match="'extends' loops back"):
+        load_config(Outer, tmp_path / "top2.yaml")
+    (tmp_path / "lost.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere.yaml \(extended by .*lost.yaml\)"):
+        load_config(Outer, tmp_path / "lost.yaml")
+    (tmp_path / "bad.yaml").write_text("extends: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="'extends' must name a YAML file"):
+        load_config(Outer, tmp_path / "bad.yaml")
+
+
 def test_unknown_key_is_named(tmp_path):
     with pytest.raises(ConfigError, match="inner.rte"):
         load_config(Outer, None, ["path=p", "inner.rte=1"])

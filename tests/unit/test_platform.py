@@ -455,3 +455,34 @@ def test_submit_sh_passthrough_address_flag_and_token_mode(tmp_path):
     assert argv[2:4] == ["--address", "http://127.0.0.1:9"]
     assert argv[argv.index("--no-wait"):argv.index("--")] == ["--no-wait", "--submission-id", "my-id"]
     assert argv[argv.index("--") :] == ["--", "python", "-m", f"jobs.{job}", "/tmp/out dir", "--n", "8"]
+
+
+def _flaky_ray(tmp_path: Path, message: str, failures: int) -> Path:
+    """A stand-in `ray` whose first ``failures`` calls fail with ``message`` (a head whose job agent has not
+    registered yet answers HTTP 500 "No available agent ..."); counts its calls in ``$FAKE_RAY_LOG``."""
+    fake = tmp_path / "ray"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'echo call >> "$FAKE_RAY_LOG"\n'
+        f'if [[ $(wc -l < "$FAKE_RAY_LOG") -le {failures} ]]; then echo "RuntimeError: {message}" >&2; exit 1; fi\n'
+        'echo "Job submitted"\n'
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+@pytest.mark.parametrize("message, failures, rc, calls", [
+    ("Request failed with status code 500: No available agent to submit job, please try again later..", 2, 0, 3),
+    ("Request failed with status code 401: Unauthorized", 1, 1, 1),
+])
+def test_submit_sh_resubmits_only_while_the_job_agent_is_not_up(tmp_path, message, failures, rc, calls):
+    log = tmp_path / "calls"
+    env = {"RAY_BIN": str(_flaky_ray(tmp_path, message, failures)), "FAKE_RAY_LOG": str(log),
+           "RAY_AUTH_MODE": "", "RAY_AUTH_TOKEN": "", "RAY_AUTH_TOKEN_PATH": "", "HOME": str(tmp_path)}
+    proc = _submit("--no-wait", _some_job(), "--", "x", env=env)
+    assert proc.returncode == rc, proc.stderr
+    assert len(log.read_text().splitlines()) == calls
+    if rc == 0:
+        assert "Job submitted" in proc.stdout and "job agent is not up yet" in proc.stderr
+    else:
+        assert "401" in proc.stderr and "not up yet" not in proc.stderr

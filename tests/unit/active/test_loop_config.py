@@ -30,6 +30,26 @@ def test_budget_fractions_must_increase():
     assert ActiveConfig(budget_fractions=[0.05, 0.1]).targets(200) == [10, 20]
 
 
+def test_budget_labels_are_clip_counts_that_replace_the_fractions():
+    active = ActiveConfig(budget_labels=[50, 100, 200, 400])  # budget_fractions keeps its default
+    assert active.targets(2000) == [50, 100, 200, 400] and active.num_rounds == 4
+    cfg = load_config(AfterJobConfig, None, [*BASE, "active.budget_labels=[25,50]"])
+    assert cfg.active.targets(60) == [25, 50]
+    with pytest.raises(ConfigError, match="active.budget_labels asks for 400 .* training pool has 300"):
+        active.targets(300)
+    for bad in ([100, 50], [0, 10], [10.5, 20], [True, 2]):
+        with pytest.raises(ConfigError, match="active.budget_labels must be increasing whole numbers"):
+            ActiveConfig(budget_labels=bad)
+    with pytest.raises(ConfigError, match="budget_labels and active.budget_hours"):
+        ActiveConfig(budget_labels=[10], budget_hours=[0.5])
+
+
+def test_num_rounds_follows_whichever_budget_is_set():
+    assert ActiveConfig(budget_fractions=[0.1, 0.2]).num_rounds == 2
+    assert ActiveConfig(budget_hours=[0.5, 1, 2]).num_rounds == 3
+    assert ActiveConfig(budget_fractions=[], initial_size=5, query_size=5, rounds=6).num_rounds == 6
+
+
 def test_scorer_threads_default_to_num_cpus():
     assert ScorerConfig(num_cpus=2).torch_threads() == 2
     assert ScorerConfig(num_cpus=0.5).torch_threads() == 1
