@@ -130,13 +130,14 @@ def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[
 
 def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] = ()):
     """Encode every pool clip once under ``root`` (``FeatureCache`` layout); returns (root, seconds, cache)."""
-    from ser_models.active.feature_cache import FeatureCache, feature_cache_key
+    from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
 
     cfg = job_config(pool_dir, Path(root).parent / "unused", run_overrides("random", 0, FRACTIONS, extra))
     encoder = build_encoder(cfg.model.encoder)
-    cache = FeatureCache(root, feature_cache_key(Pool.open(pool_dir), encoder))
+    cache = FeatureCache(root, feature_cache_key(Pool.open(pool_dir), encoder),
+                         states=cache_states(cfg.model, encoder, cfg.active.feature_cache_layers))
     t0 = time.perf_counter()
     cache.build(Pool.open(pool_dir).dataset(None), cfg.model, encoder.num_layers,
                 dataclasses.replace(cfg.active.scorer, num_cpus=THREADS), verbose=False, in_process=True)

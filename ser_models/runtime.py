@@ -19,6 +19,9 @@ POOL_OBJECT_STORE_BYTES_PER_CPU = 8 * POOL_BLOCK_BYTES
 
 #: Set to ``INFO`` to see Ray Data's per-dataset lines (execution plans, progress summaries) on the console.
 DATA_CONSOLE_LEVEL_ENV = "SER_RAY_DATA_CONSOLE_LEVEL"
+#: Set to ``1`` to see Ray Data's progress bars (one per dataset execution and Parquet sampling; a loop round
+#: executes several, and they buried the job's own progress lines).
+PROGRESS_BARS_ENV = "SER_RAY_PROGRESS_BARS"
 
 
 def connect_ray() -> None:
@@ -38,17 +41,26 @@ def connect_ray() -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setLevel(level)
+            if _no_bars_notice not in handler.filters:
+                handler.addFilter(_no_bars_notice)
+
+
+def _no_bars_notice(record: logging.LogRecord) -> bool:
+    """Drop Ray Data's warning that progress bars are off: we turned them off (:data:`PROGRESS_BARS_ENV`)."""
+    return not str(record.msg).startswith("Progress bars disabled")
 
 
 def configure_ray_data() -> None:
     """The driver's Ray Data settings for audio pools (:data:`POOL_BLOCK_BYTES`, and an object-store budget of
-    :data:`POOL_OBJECT_STORE_BYTES_PER_CPU` per cluster CPU); datasets created afterwards use them. Called by
+    :data:`POOL_OBJECT_STORE_BYTES_PER_CPU` per cluster CPU) and progress bars off unless
+    ``$SER_RAY_PROGRESS_BARS=1``; datasets created afterwards use them. Called by
     :func:`connect_ray`; call it yourself after your own ``ray.init``."""
     import ray
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
     ctx.target_max_block_size = POOL_BLOCK_BYTES
+    ctx.enable_progress_bars = os.environ.get(PROGRESS_BARS_ENV, "") == "1"
     cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1.0)))
     limits = ctx.execution_options.resource_limits
     # min with Ray's own default (half the store) happens inside Ray Data; never raise a user's tighter cap

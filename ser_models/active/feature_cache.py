@@ -30,6 +30,7 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from ser_models.progress import progress_line
 
 #: Cache kinds: per-layer utterance means, or every hidden state's frames.
 CACHE_KINDS = ("pooled", "frames")
@@ -55,12 +56,27 @@ def cache_supported(model_cfg) -> str | None:
     return None
 
 
+def cache_states(model_cfg, encoder, layers: str = "auto") -> int | None:
+    """Hidden states a pooled cache needs to hold: ``0 .. featurizer_layer`` when ``layers`` is ``auto``, the
+    model reads one fixed layer below the top, and the encoder can stop there (:meth:`Encoder.limit_depth`,
+    Whisper: layer 1 of Whisper-tiny costs 30 % of the whole forward); None = every state."""
+    from ser_models.encoders.encoder import Encoder
+
+    if layers == "all" or model_cfg.featurizer_layer is None or cache_kind(model_cfg) != "pooled":
+        return None
+    states = int(model_cfg.featurizer_layer) % encoder.num_layers + 1
+    if states >= encoder.num_layers or type(encoder).limit_depth is Encoder.limit_depth:
+        return None
+    return states
+
+
 class EncoderPooler:
     """Ray Data callable class: per-layer mean-pooled encoder features of each clip, as float32 bytes, or with
-    ``frames`` every hidden state's frames ``[F, L, D]`` as float16 bytes (plus ``num_frames``)."""
+    ``frames`` every hidden state's frames ``[F, L, D]`` as float16 bytes (plus ``num_frames``). With ``states``
+    only hidden states ``0 .. states - 1`` are computed and kept (:func:`cache_states`)."""
 
     def __init__(self, model_cfg: dict, micro_batch_size: int = 0, max_seconds: float = 20.0, threads: int = 1,
-                 frames: bool = False):
+                 frames: bool = False, states: int | None = None):
         import torch
 
         from ser_models.active.scorer import auto_micro_batch
@@ -70,6 +86,8 @@ class EncoderPooler:
         torch.set_num_threads(max(int(threads), 1))
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = EmotionModel(from_dict(ModelConfig, model_cfg)).to(self.device).eval()
+        if states is not None and not self.model.encoder.limit_depth(states):
+            raise ConfigError(f"the {self.model.encoder.family} encoder cannot stop after hidden state {states - 1}")
         self.micro = micro_batch_size or auto_micro_batch(self.device.type)
         self.max_seconds = max_seconds
         self.frames = frames
@@ -110,11 +128,14 @@ class FeatureCache:
 
     SHARDS_PREFIX = "features-"
 
-    def __init__(self, root: str | Path, fingerprint: str, kind: str = "pooled"):
+    def __init__(self, root: str | Path, fingerprint: str, kind: str = "pooled", states: int | None = None):
         if kind not in CACHE_KINDS:
             raise ConfigError(f"feature cache kind must be one of {CACHE_KINDS}, got {kind!r}")
-        self.kind = kind
-        self.dir = storage_path(root) / (fingerprint[:16] + ("-frames" if kind == "frames" else ""))
+        if states is not None and kind != "pooled":
+            raise ConfigError("only a pooled feature cache can hold the first hidden states alone")
+        self.kind, self.states = kind, states
+        suffix = "-frames" if kind == "frames" else (f"-states{states}" if states is not None else "")
+        self.dir = storage_path(root) / (fingerprint[:16] + suffix)
         self.fingerprint = fingerprint
 
     def __repr__(self) -> str:
@@ -140,16 +161,18 @@ class FeatureCache:
         return self.dir / read_json(self.dir / "meta.json")["shards"]
 
     def build(self, ds, model_cfg, num_layers: int, scorer_cfg=None, *, verbose: bool = True,
-              in_process: bool = False) -> None:
+              in_process: bool = False, total: int | None = None) -> None:
         """Encode every row of ``ds`` (pool rows with audio) once; a no-op when the cache is ready.
 
         Args:
             ds: Ray Dataset of pool rows (every split that will be trained, evaluated or scored).
             model_cfg: the ModelConfig (frozen adapter, mean pooling).
-            num_layers: L, the encoder's hidden-state count.
+            num_layers: L, the encoder's hidden-state count (the cache holds ``states`` of them when set).
             scorer_cfg: the loop's ``ScorerConfig``: the build runs on the same actor pool settings (actors,
                 CPUs, threads, GPUs, batch and micro-batch sizes). None = its defaults.
-            in_process: encode in this process (one batch at a time, each written as one shard).
+            in_process: encode in this process (one batch at a time, each written as one shard), with a
+                progress line every 15 s.
+            total: the rows of ``ds``, for the progress line's share and ETA (None: count only).
         """
         if self.ready:
             return
@@ -174,12 +197,18 @@ class FeatureCache:
         source = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"])
         kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
                   "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds,
-                  "frames": self.kind == "frames"}
+                  "frames": self.kind == "frames", "states": self.states}
+        num_layers = self.states or num_layers
         fs, path = filesystem(out)
         if in_process:
             fs.create_dir(path)
+            done, last = 0, time.perf_counter()
             for i, batch in enumerate(run_on_actor_pool(source, EncoderPooler, kwargs, sc, in_process=True)):
                 write_parquet_atomic(out / f"part-{i:06d}.parquet", _feature_table(batch))
+                done += len(batch["utt_id"])
+                if verbose and (time.perf_counter() - last > 15 or done == total):
+                    last = time.perf_counter()
+                    print("  " + progress_line("feature cache", done, total, last - t0, "clips"), flush=True)
         else:
             # Binary features as an Arrow column (a numpy object column would be pickled), written as produced.
             encoded = map_on_actor_pool(source, EncoderPooler, kwargs, sc)

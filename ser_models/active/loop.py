@@ -36,7 +36,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_supported, feature_cache_key
+from ser_models.active.feature_cache import (
+    FeatureCache,
+    cache_kind,
+    cache_states,
+    cache_supported,
+    feature_cache_key,
+)
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations, check_annotations
 from ser_models.active.pseudo_labels import pseudo_labels
@@ -202,7 +208,8 @@ class ActiveLearningLoop:
 
         encoder = build_encoder(self.model_cfg.encoder)
         cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",
-                             feature_cache_key(self.pool, encoder), kind=cache_kind(self.model_cfg))
+                             feature_cache_key(self.pool, encoder), kind=cache_kind(self.model_cfg),
+                             states=cache_states(self.model_cfg, encoder, self.active.feature_cache_layers))
         self._num_layers = encoder.num_layers
         return cache
 
@@ -721,6 +728,10 @@ class ActiveLearningLoop:
         if not exists(path):
             t0 = time.perf_counter()
             mean, std, clips = self.cache.statistics(self.train_ids)
+            if len(mean) < self._num_layers:  # a cache of the first states: the model's layer is among them
+                pad = self._num_layers - len(mean)
+                mean = np.concatenate([mean, np.zeros((pad, mean.shape[1]))])
+                std = np.concatenate([std, np.ones((pad, std.shape[1]))])
             save_statistics(path, mean, std, clips)
             self.log(f"  pool statistics: mean and std of {clips} training clips' features in "
                      f"{time.perf_counter() - t0:.1f}s -> {path}")

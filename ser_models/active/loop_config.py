@@ -51,6 +51,11 @@ class ActiveConfig:
     feature_cache: str = field("auto", speed_only=True,
                                help=f"{list(_CACHE)}: train/score from cached frozen-encoder features "
                                     "('auto' = when model.adapter.kind=frozen and pooling=mean)")
+    feature_cache_layers: str = field("auto", speed_only=True,
+                                      help="'auto': when the model reads one fixed layer (model.featurizer_layer) "
+                                           "and the encoder can stop there (Whisper), encode and cache only the "
+                                           "hidden states up to it (Whisper-tiny layer 1: 3x faster); 'all': every "
+                                           "state (switching layers later reuses the cache)")
     feature_cache_dir: str | None = field(None, speed_only=True, path=PATH, help="where cached features live; null = <output_dir>/"
                                           "feature_cache. Runs over the same pool and encoder (e.g. AL vs random) "
                                           "can share one folder: entries are keyed by pool and encoder")
@@ -69,6 +74,8 @@ class ActiveConfig:
         # YAML 1.1 (and so a dotted override) reads a bare on/off as a boolean, which OmegaConf then stores
         # in this str field as "True"/"False": map it back instead of rejecting what the user typed.
         self.feature_cache = {"true": "on", "false": "off"}.get(str(self.feature_cache).lower(), self.feature_cache)
+        if self.feature_cache_layers not in ("auto", "all"):
+            raise ConfigError(f"active.feature_cache_layers must be 'auto' or 'all', got {self.feature_cache_layers!r}")
         if self.feature_cache not in _CACHE:
             raise ConfigError(f"active.feature_cache must be one of {list(_CACHE)}, got {self.feature_cache!r}")
         # Checked here, before any training: BALD with no MC-dropout samples would fail after round 0's fit.

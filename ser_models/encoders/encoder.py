@@ -78,8 +78,19 @@ class Encoder(nn.Module):
 
     @property
     def num_layers(self) -> int:
-        """L: number of hidden states returned (transformer layers + 1 for the CNN projection)."""
-        return int(self.hf_config.num_hidden_layers) + 1
+        """L: number of hidden states returned (transformer layers + 1 for the CNN projection); fewer after
+        :meth:`limit_depth`."""
+        return getattr(self, "_states", None) or int(self.hf_config.num_hidden_layers) + 1
+
+    def limit_depth(self, states: int) -> bool:
+        """From now on compute only hidden states ``0 .. states - 1``, each exactly as the whole encoder computes
+        it, and skip the layers above (a feature cache that needs one early layer). Encoding only.
+
+        Returns:
+            Whether this family can stop early; where it cannot (this base: the wav2vec2 family, whose last
+            state may pass a closing layer norm), every state is still computed and the call changes nothing.
+        """
+        return False
 
     @property
     def hidden_size(self) -> int:

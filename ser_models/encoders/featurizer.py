@@ -66,12 +66,15 @@ class LayerFeaturizer(nn.Module):
         """Combine per-layer utterance vectors.
 
         Args:
-            pooled: ``[B, L, D]`` (e.g. per-layer masked means over frames).
+            pooled: ``[B, L, D]`` (e.g. per-layer masked means over frames); with a fixed layer ``[B, S, D]``
+                for any ``S`` above it (the first S hidden states).
 
         Returns:
             ``[B, D]``.
         """
-        if pooled.dim() != 3 or pooled.shape[1] != self.num_layers:
+        # A fixed layer also reads a cache of the first hidden states alone (feature_cache.cache_states).
+        fits = pooled.shape[1] == self.num_layers or (self.layer is not None and self.layer < pooled.shape[1])
+        if pooled.dim() != 3 or not fits:
             raise EncoderError(f"forward_pooled expects [B, {self.num_layers}, D], got {tuple(pooled.shape)}")
         if self.layer is not None:
             return pooled[:, self.layer]

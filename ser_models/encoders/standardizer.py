@@ -65,8 +65,10 @@ class LayerStandardizer(nn.Module):
         return tuple((h - self.mean[i].to(h.dtype)) * self.scale[i].to(h.dtype) for i, h in enumerate(hidden_states))
 
     def forward_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
-        """``[B, L, D]`` per-layer utterance vectors -> the same, standardised."""
-        return (pooled - self.mean.to(pooled.dtype)) * self.scale.to(pooled.dtype)
+        """``[B, S, D]`` per-layer utterance vectors of the first ``S <= L`` hidden states -> the same,
+        standardised."""
+        states = pooled.shape[1]
+        return (pooled - self.mean[:states].to(pooled.dtype)) * self.scale[:states].to(pooled.dtype)
 
     def extra_repr(self) -> str:
         return f"layers={self.mean.shape[0]}, dim={self.mean.shape[1]}, clips={int(self.clips)}"

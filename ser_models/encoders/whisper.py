@@ -84,6 +84,18 @@ class WhisperSpeechEncoder(Encoder):
         self.register_buffer("mel_filters", whisper_mel_filters(int(self.hf_config.num_mel_bins)),
                              persistent=False)
 
+    def limit_depth(self, states: int) -> bool:
+        """Keep transformer layers ``1 .. states - 1`` and drop the closing layer norm, so that
+        ``hidden_states[states - 1]`` is that layer's raw output: what the whole encoder returns there (Whisper is
+        pre-norm; only its last state passes the closing norm). See :meth:`Encoder.limit_depth`."""
+        layers = int(states) - 1
+        if not 1 <= layers < len(self.hf_model.layers):
+            return False
+        self.hf_model.layers = self.hf_model.layers[:layers]
+        self.hf_model.layer_norm = nn.Identity()
+        self._states = layers + 1
+        return True
+
     @property
     def window_frames(self) -> int:
         """Encoder frames per window (``max_source_positions``)."""

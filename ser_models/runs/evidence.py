@@ -130,7 +130,7 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         verbose: print one line per run, the cache build and the report.
     """
     from ser_models.active.evidence import evidence_report, plot_bands
-    from ser_models.active.feature_cache import FeatureCache, cache_kind, feature_cache_key
+    from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_states, feature_cache_key
     from ser_models.active.loop import ActiveLearningLoop
     from ser_models.config import to_yaml
     from ser_models.data import Pool
@@ -154,11 +154,12 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     # The cache first, with its own progress line: every run after it reads features, never audio.
     encoder = build_encoder(cfg.model.encoder)
     active, _ = run_config(cfg, ev.baseline, seeds[0])
-    cache = FeatureCache(active.feature_cache_dir, feature_cache_key(pool, encoder), kind=cache_kind(cfg.model))
+    cache = FeatureCache(active.feature_cache_dir, feature_cache_key(pool, encoder), kind=cache_kind(cfg.model),
+                         states=cache_states(cfg.model, encoder, cfg.active.feature_cache_layers))
     if verbose and not cache.ready:
         print(f"feature cache: encoding every clip of the pool once -> {cache.dir}", flush=True)
     cache.build(pool.dataset(None), cfg.model, encoder.num_layers, cfg.active.scorer, verbose=verbose,
-                in_process=cfg.scaling.backend == "in_process")
+                in_process=cfg.scaling.backend == "in_process", total=len(pool.metadata(columns=["utt_id"])))
     if verbose:
         print(f"runs: {', '.join(names)} x {len(seeds)} seeds{', and all labels once' if ev.all_labels else ''}; "
               f"budgets {cfg.active.targets(len(pool.metadata(columns=['utt_id'], split='train')))} labels",

@@ -270,6 +270,39 @@ def test_small_label_recipe_standardises_with_training_pool_statistics(demo_pool
         "iterations"] > 1  # solved by L-BFGS, one full-batch "epoch"
 
 
+def test_a_cache_of_the_first_states_gives_the_run_that_every_state_gives(demo_pool, tmp_path):
+    """Whisper reading hidden state 1: the cache holds states 0-1 only (the encoder stops after layer 1), and
+    the run's ledger and metrics equal a run over the cache of every state; its checkpoint, which runs the
+    whole encoder on audio, carries statistics for every state."""
+    import numpy as np
+
+    from ser_models.io import read_json
+
+    recipe = ["model.encoder.source=tiny-whisper", "model.adapter.kind=frozen", "model.pooling=mean",
+              "model.feature_norm=pool", "model.head_hidden=0", "model.head_input_norm=false",
+              "model.featurizer_layer=1", "train.solver=lbfgs", "active.budget_fractions=[0.25,0.5]",
+              "active.initial=random", "active.strategy.name=margin"]
+    runs = {}
+    for layers in ("auto", "all"):
+        out = tmp_path / layers
+        loop = _loop(_job_cfg(demo_pool.pool_dir, out, [*recipe, f"active.feature_cache_layers={layers}"]))
+        runs[layers] = (loop, loop.run(), out)
+    (short, short_reports, short_out), (whole, whole_reports, whole_out) = runs["auto"], runs["all"]
+    assert short.cache.dir.name.endswith("-states2") and short.cache.shape[0] == 2
+    assert whole.cache.shape[0] == whole._num_layers > 2
+    assert read_json(short.cache.dir / "meta.json")["num_layers"] == 2
+    assert _ledger_rows(short_out) == _ledger_rows(whole_out)
+    for a, b in zip(short_reports, whole_reports):
+        assert a.test["ua"] == pytest.approx(b.test["ua"], abs=1e-9)
+        np.testing.assert_allclose(a.test["confusion"], b.test["confusion"])
+    from safetensors.numpy import load_file
+
+    weights = [load_file(str(out / "rounds" / "round=000" / "train" / "checkpoint" / "model.safetensors"))
+               for out in (short_out, whole_out)]
+    assert weights[0]["standardizer.mean"].shape == weights[1]["standardizer.mean"].shape
+    np.testing.assert_allclose(weights[0]["standardizer.mean"][:2], weights[1]["standardizer.mean"][:2], rtol=1e-5)
+
+
 def test_budget_larger_than_pool_is_a_config_error(demo_pool, tmp_path):
     from ser_models.exceptions import ConfigError
 

@@ -120,3 +120,43 @@ def test_emotion_model_checkpoint_round_trip(tmp_path, kind):
     wavs, lengths = random_waveforms(2, 2.5, seed=9)
     with torch.no_grad():
         torch.testing.assert_close(loaded(wavs, lengths).logits, model(wavs, lengths).logits)
+
+
+def test_limit_depth_computes_the_first_states_exactly_as_the_whole_encoder():
+    from ser_models.active.feature_cache import cache_states
+
+    full = build_encoder(EncoderConfig(source="tiny-whisper")).eval()
+    part = build_encoder(EncoderConfig(source="tiny-whisper")).eval()
+    total = full.num_layers
+    assert total >= 3
+    assert part.limit_depth(2) and part.num_layers == 2
+    wavs, lengths = random_waveforms(3, seed=4)
+    with torch.no_grad():
+        a, b = full(wavs, lengths), part(wavs, lengths)
+    assert len(b.hidden_states) == 2
+    for i in range(2):  # bit for bit: the dropped layers and closing norm never touch these states
+        assert torch.equal(a.hidden_states[i], b.hidden_states[i])
+    assert torch.equal(a.frame_lengths, b.frame_lengths)
+    # Nothing to drop (the top) or nothing left (state 0 alone): the encoder stays whole.
+    other = build_encoder(EncoderConfig(source="tiny-whisper"))
+    assert not other.limit_depth(total) and not other.limit_depth(1) and other.num_layers == total
+    wav2vec2 = build_encoder(EncoderConfig(source="tiny-wav2vec2"))
+    assert not wav2vec2.limit_depth(2) and wav2vec2.num_layers > 2
+
+    def model(layer, pooling="mean"):
+        return ModelConfig(encoder=EncoderConfig(source="tiny-whisper"), featurizer_layer=layer, pooling=pooling,
+                           adapter=AdapterConfig(kind="frozen"))
+
+    assert cache_states(model(1), full) == 2
+    assert cache_states(model(-total + 1), full) == 2  # a negative layer counts from the top
+    assert cache_states(model(1), full, "all") is None
+    assert cache_states(model(None), full) is None  # a learned layer mix reads every state
+    assert cache_states(model(total - 1), full) is None  # the top layer: nothing to skip
+    assert cache_states(model(1, "attentive_stats"), full) is None  # the frame cache keeps every state
+    assert cache_states(dataclasses_replace_encoder(model(1), "tiny-wav2vec2"), wav2vec2) is None
+
+
+def dataclasses_replace_encoder(cfg, source):
+    import dataclasses
+
+    return dataclasses.replace(cfg, encoder=EncoderConfig(source=source))

@@ -1,0 +1,82 @@
+"""jobs.evidence on the session's demo pool: strategies x paired seeds from one feature cache, the CSV, the
+report's statistics, the plot, and a rerun that redoes nothing."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ser_models.data import LabelLedger
+from ser_models.exceptions import ConfigError
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+RECIPE = ["tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+          "model.adapter.kind=frozen", "model.pooling=mean", "model.featurizer_layer=1", "model.feature_norm=pool",
+          "model.head_hidden=0", "model.head_input_norm=false", "train.solver=lbfgs", "train.l2_c=auto",
+          "active.initial=random", "active.budget_labels=[8,12,16]", "active.stopping.stop_set_size=0"]
+
+
+def _argv(demo_pool, out, extra=()):
+    return [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", *RECIPE, "evidence.strategies=[margin]",
+            "evidence.seeds=3", *extra]
+
+
+def test_paired_seeds_from_one_cache_with_csv_report_plot_and_resume(ray_local, demo_pool, tmp_path, capsys):
+    from jobs.evidence import main
+
+    out = tmp_path / "evidence"
+    frame = main(_argv(demo_pool, out))
+    printed = capsys.readouterr().out
+    runs = pd.read_csv(out / "runs.csv")
+    pd.testing.assert_frame_equal(runs, frame, check_dtype=False)
+    assert set(runs.columns) >= {"strategy", "seed", "round", "labelled", "fraction", "test_ua", "dev_ua"}
+    curves = runs[runs.strategy != "all-labels"]
+    assert sorted(curves.groupby(["strategy", "seed"]).size().items()) == [
+        ((s, seed), 3) for s in ("margin", "random") for seed in (0, 1, 2)]
+    assert curves.labelled.tolist() == [8, 12, 16] * 6
+    full = runs[runs.strategy == "all-labels"]
+    assert len(full) == 1 and full.labelled.iloc[0] == 32  # every training clip, trained once
+    assert runs.test_ua.between(0, 1).all()
+    for seed in (0, 1, 2):  # paired: under a seed both strategies start from the same labelled clips
+        first = [set(LabelLedger(out / "runs" / f"{s}_s{seed}" / "labels" / "ledger.parquet").as_of(0).ids())
+                 for s in ("random", "margin")]
+        assert first[0] == first[1] and len(first[0]) == 8
+    starts = [LabelLedger(out / "runs" / f"random_s{seed}" / "labels" / "ledger.parquet").as_of(0).ids()
+              for seed in (0, 1, 2)]
+    assert len({frozenset(s) for s in starts}) == 3  # and each seed draws its own
+    report = (out / "report.md").read_text()
+    for part in ("paired difference to random", "AUBC", "label savings", "all labels (32 clips)"):
+        assert part in report and part in printed
+    assert (out / "evidence.png").stat().st_size > 1000
+    assert printed.count("] seed ") == 7  # one progress line per run
+    assert "feature cache held in memory" in printed
+
+    again = main(_argv(demo_pool, out))  # every run finished: the same rows, nothing retrained
+    pd.testing.assert_frame_equal(again.drop(columns=["round_s", "run_s"]), frame.drop(columns=["round_s", "run_s"]))
+
+
+def test_in_memory_cache_serves_the_rows_the_stream_serves(ray_local, demo_pool, tmp_path):
+    from jobs.evidence import main
+
+    streamed = main(_argv(demo_pool, tmp_path / "a", ["evidence.cache_in_memory_mb=0", "evidence.seeds=2",
+                                                       "evidence.all_labels=false"]))
+    held = main(_argv(demo_pool, tmp_path / "b", ["evidence.seeds=2", "evidence.all_labels=false",
+                                                   f"active.feature_cache_dir={tmp_path / 'a' / 'feature_cache'}"]))
+    cols = ["strategy", "seed", "round", "labelled", "test_ua", "dev_ua"]
+    pd.testing.assert_frame_equal(streamed[cols], held[cols])
+
+
+@pytest.mark.parametrize("override, match", [
+    ("tapt_enabled=true", "tapt_enabled=false"),
+    ("active.oracle=file", "active.oracle must be 'simulated'"),
+    ("model.adapter.kind=lora", "needs the feature cache"),
+    ("evidence.seeds=1", "evidence.seeds must be >= 2"),
+    ("evidence.strategies=[random]", "must be distinct"),
+    ("evidence.strategies=[margin+fancy]", "unknown variant 'fancy'"),
+])
+def test_settings_that_cannot_give_paired_cached_runs_are_refused(demo_pool, tmp_path, override, match):
+    from jobs.evidence import main
+
+    with pytest.raises(ConfigError, match=match):
+        main(_argv(demo_pool, tmp_path / "x", [override]))
