@@ -14,9 +14,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from ser_models.testing import free_port  # noqa: E402  (after the offline settings above)
 
-#: Where the session's S3 endpoint (moto's standalone server, started on first use by ``s3_bucket``) listens.
+#: Where this process's S3 endpoint (moto's standalone server, started on first use by ``s3_bucket``) listens.
 #: pyarrow reads these standard AWS variables; Ray workers inherit them through the session's runtime_env,
-#: which is fixed when Ray starts, so they are set before any test starts Ray.
+#: which is fixed when Ray starts, so they are set before any test starts Ray. Set, not defaulted: pytest-xdist
+#: workers inherit the controller's environment, and with ``setdefault`` both workers got the controller's
+#: port, so one worker's tests used the other's server and failed ("Could not connect") once that worker ended
+#: and stopped it. A developer's real AWS settings must never reach the tests either.
 S3_ENV = {
     "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
     "AWS_ACCESS_KEY_ID": "testing",
@@ -25,7 +28,7 @@ S3_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 for _key, _value in S3_ENV.items():
-    os.environ.setdefault(_key, _value)
+    os.environ[_key] = _value
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +110,12 @@ def s3_server():
     deadline = time.monotonic() + 30
     while True:
         try:
+            if proc.poll() is not None:  # it could not listen (the port was taken): never serve from another's
+                raise RuntimeError(f"moto server exited ({proc.returncode}) before listening on {endpoint}")
             urllib.request.urlopen(endpoint, timeout=1)
             break
+        except RuntimeError:
+            raise
         except Exception:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()

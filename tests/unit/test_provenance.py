@@ -56,7 +56,12 @@ def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
     assert set(speed_only_keys(AfterJobConfig)) == {
         "output_dir", "pool_dir", "train.eval_batch_size", *scaling, "active.scorer.batch_size",
         "active.scorer.num_actors", "active.scorer.num_cpus", "active.scorer.threads",
-        "active.strategy.num_threads", "active.feature_cache", "active.feature_cache_dir"}
+        "active.strategy.num_threads", "active.feature_cache", "active.feature_cache_dir",
+        "active.feature_cache_layers"}
+    from jobs.evidence import EvidenceJobConfig
+
+    assert set(speed_only_keys(EvidenceJobConfig)) == {*speed_only_keys(AfterJobConfig),
+                                                       "evidence.cache_in_memory_mb"}
     assert set(speed_only_keys(SweepConfig)) == {"output_dir", "max_concurrent_trials", "max_failures",
                                                  "tracking.*", "top_k"}
 
