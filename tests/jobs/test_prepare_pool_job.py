@@ -66,3 +66,4 @@ def test_missing_manifest_names_the_file(tmp_path, monkeypatch, capsys):
     assert re.search(r"^error: PoolError: manifest file not found: " + re.escape(str(missing)) + "$", err, re.M), err
     assert "Traceback" not in err
     assert not (tmp_path / "pool").exists()
+
