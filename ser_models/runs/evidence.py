@@ -179,9 +179,10 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
                                       verbose=False, pool_checked=True, plots=False)
             reports = loop.run()
             seconds = time.perf_counter() - t0
-            rows += run_rows(name, seed, reports, seconds)
+            run = run_rows(name, seed, reports, seconds)
+            rows += run
             if verbose:
-                curve = "  ".join(f"{r.labelled}: {run_rows(name, seed, [r], 0)[0]['test_ua']:.3f}" for r in reports)
+                curve = "  ".join(f"{r['labelled']}: {r['test_ua']:.3f}" for r in run)
                 print(f"[{done:>3}/{len(plan)}] seed {seed:<3} {name:<22} test UA  {curve}  ({seconds:.1f}s)",
                       flush=True)
     finally:
