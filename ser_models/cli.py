@@ -15,19 +15,33 @@ from ser_models.exceptions import SERError
 
 #: Exit code of a job stopped by a typed error (bad config, pool, manifest, ledger, ...).
 USER_ERROR_EXIT = 2
+#: Exit code of a job whose Ray cluster lost its head node (rerun it on a live cluster: it resumes).
+HEAD_LOST_EXIT = 3
 TRACEBACK_ENV = "SER_TRACEBACK"
 
 
 def run_job(main: Callable[[], Any]) -> None:
-    """Call ``main()``; a :class:`SERError` prints ``error: <Type>: <message>`` and exits with code 2."""
+    """Call ``main()``; a :class:`SERError` prints ``error: <Type>: <message>`` and exits with code 2.
+
+    Any error while the Ray cluster's head node is gone prints ``error: HeadNodeLost: ...`` (what happened,
+    what to do, then the error that surfaced) and exits with code 3.
+    """
     try:
         main()
-    except SERError as exc:
-        if os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0"):
+    except Exception as exc:
+        from ser_models.runtime import lost_head_message
+
+        lost = lost_head_message()
+        verbose = os.environ.get(TRACEBACK_ENV, "").strip() not in ("", "0")
+        if verbose or (lost is None and not isinstance(exc, SERError)):
             raise
-        first = str(exc).strip() or type(exc).__name__
-        print(f"error: {type(exc).__name__}: {first}", file=sys.stderr, flush=True)
+        message = str(exc).strip() or type(exc).__name__
+        if lost is not None:
+            print(f"error: HeadNodeLost: {lost}. The error that surfaced: {type(exc).__name__}: "
+                  f"{message.splitlines()[0]}", file=sys.stderr, flush=True)
+            raise SystemExit(HEAD_LOST_EXIT) from None
+        print(f"error: {type(exc).__name__}: {message}", file=sys.stderr, flush=True)
         raise SystemExit(USER_ERROR_EXIT) from None
 
 
-__all__ = ["TRACEBACK_ENV", "USER_ERROR_EXIT", "run_job"]
+__all__ = ["HEAD_LOST_EXIT", "TRACEBACK_ENV", "USER_ERROR_EXIT", "run_job"]

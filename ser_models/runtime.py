@@ -24,6 +24,33 @@ DATA_CONSOLE_LEVEL_ENV = "SER_RAY_DATA_CONSOLE_LEVEL"
 PROGRESS_BARS_ENV = "SER_RAY_PROGRESS_BARS"
 
 
+def lost_head_message() -> str | None:
+    """Why the connected Ray cluster is gone, when its head node (the GCS) no longer answers; else None.
+
+    Ray cannot survive its head node without GCS fault tolerance: every actor and task ends, and the error
+    that reaches the driver names whatever call failed first (a Train controller, a Data executor). A job
+    that ends while Ray is connected asks this, so the user reads what happened and what to do.
+    """
+    import socket
+
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        address = ray.get_runtime_context().gcs_address
+        host, port = address.rsplit(":", 1)
+    except Exception:  # no address to check (a local mode, an old Ray): say nothing rather than guess
+        return None
+    try:
+        with socket.create_connection((host, int(port)), timeout=2.0):
+            return None
+    except OSError:
+        return (f"the Ray cluster's head node is gone (its GCS at {address} does not answer), and every job on "
+                "the cluster with it. Rerun the same command on a live cluster with the same output_dir: it "
+                "resumes from the checkpoints there")
+
+
 def connect_ray() -> None:
     """``ray.init()`` to ``RAY_ADDRESS`` (set by ``ray job submit``) or a new local instance.
 

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.exceptions import ConfigError
+from ser_models.failpoints import pausepoint
 from ser_models.io import (
     exists,
     read_json,
@@ -96,6 +97,7 @@ class EncoderPooler:
         from ser_models.training.batching import collect_clips, frame_features, pooled_layer_features
 
         clips = collect_clips([batch], self.model.cfg.labels, require_labels=False)
+        pausepoint("cache_encode")  # node-loss tests remove this actor's node here
         if self.frames:
             frames = frame_features(self.model, clips, self.micro, self.max_seconds, self.device)
             return {"utt_id": np.asarray(clips.ids, dtype=object),

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ser_models.config import field
 from ser_models.exceptions import ConfigError, PoolError
+from ser_models.failpoints import pausepoint
 from ser_models.io import read_parquet, write_parquet_atomic
 
 SCORE_INPUT_AUDIO = ["utt_id", "audio", "audio_format", "num_samples"]
@@ -173,6 +174,7 @@ class PoolScorer:
 
         clips = collect_clips([batch], self.model.cfg.labels, feature_shape=self.feature_shape,
                               require_labels=False)
+        pausepoint("score_batch")  # node-loss tests remove this actor's node here
         n, c, k = len(clips), len(self.model.cfg.labels), len(self.model.cfg.dimensions)
         probs = np.zeros((n, c), np.float32)
         mc = np.zeros((n, self.mc_samples, c), np.float32)

@@ -35,6 +35,7 @@ from ser_models.data.config import PoolConfig
 from ser_models.data.manifest import read_manifest
 from ser_models.data.pool import _HIVE_SPLIT, QUARANTINE_SCHEMA, SHARD_SCHEMA, Pool
 from ser_models.exceptions import PoolError
+from ser_models.failpoints import pausepoint
 from ser_models.io import (
     delete_dir,
     exists,
@@ -281,6 +282,7 @@ def decode_to_arrow(batch: Mapping[str, Any], cfg: PoolConfig) -> pa.Table:
     Quarantined rows get the reserved split so the partitioned write separates them from the pool.
     """
     out = decode_batch(batch, cfg)
+    pausepoint("prepare_decode")  # node-loss tests remove this task's node here
     bad = out["status"] != "ok"
     if bad.any():
         out["split"] = np.where(bad, _QUARANTINE_SPLIT, np.asarray(out["split"], dtype=object))

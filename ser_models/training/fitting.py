@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ser_models.exceptions import TrainingError
+from ser_models.failpoints import pausepoint
 from ser_models.heads.dimensional import dimensional_loss
 from ser_models.metrics import balanced_nll, classification_metrics, regression_metrics
 from ser_models.training.batching import (
@@ -101,6 +102,19 @@ class FitState:
     best_weights: dict | None = None
     optimizer: dict | None = None
     scheduler: dict | None = None
+    attempt: int = 0  # how many times this fit was resumed from a checkpoint (history rows carry it)
+    resumed_after: list[int] = field(default_factory=list)  # epochs finished at each resume
+
+    def mark_resumed(self) -> str:
+        """Record a resume from this (just loaded) state; returns the line to print.
+
+        The epoch after ``self.epoch`` had started in the previous attempt and is redone: history rows from
+        here on carry the new ``attempt``, so a reader sees which epochs ran again.
+        """
+        self.attempt += 1
+        self.resumed_after.append(self.epoch)
+        return (f"resuming after epoch {self.epoch} (attempt {self.attempt}; best dev score {self.best_ua:.3f} "
+                f"at epoch {self.best_epoch})")
 
 
 def trainable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -288,6 +302,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     wrapped = wrap_ddp(_TrainForward(model, anchor), device)
     me = rank()
     for epoch in range(state.epoch, cfg.epochs):
+        pausepoint(f"train_epoch_{epoch + 1}")  # node-loss tests remove this worker's node here
         t0 = time.perf_counter()
         rng = seed_epoch(cfg.seed, epoch)
         model.train()
@@ -326,7 +341,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             total += float(loss.detach()) * len(batch.ids)
             count += len(batch.ids)
         # train_clips: what this replica saw (its shard); the loss is its mean over them.
-        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "train_clips": count,
+        record = {"epoch": epoch + 1, "attempt": state.attempt, "train_loss": total / max(count, 1), "train_clips": count,
                   "train_seconds": time.perf_counter() - t0}
         if anchor is not None:
             record["train_coral"] = coral_total / max(count, 1)

@@ -91,8 +91,9 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
     if exists(state_path):
         state, saved = load_state(state_path, FitState)
         load_trainable_weights(model, saved["current"])
+        line = state.mark_resumed()
         if verbose:
-            print(f"resuming after epoch {state.epoch}")
+            print(line)
 
     counts = parameter_counts(model)
 
@@ -107,6 +108,7 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
                 on_epoch_end=on_epoch_end, log=print if verbose else (lambda _: None), anchor=anchor)
     result = {
         "history": state.history, "best_epoch": state.best_epoch, "best_dev_ua": state.best_ua,
+        "resumed_after": state.resumed_after,  # epochs finished at each resume: the next one was redone
         "dev": evaluate(model, dev, train_cfg, device) if dev is not None and len(dev) else None,
         "test": evaluate(model, test, train_cfg, device) if test is not None and len(test) else None,
         **counts,

@@ -102,8 +102,9 @@ def train_loop_per_worker(config: dict) -> dict:
         with checkpoint.as_directory() as d:
             state, saved = load_state(Path(d) / STATE_FILE, FitState)
         load_trainable_weights(model, saved["current"])
+        line = state.mark_resumed()
         if rank == 0:
-            print(f"resuming after epoch {state.epoch} (best dev UA {state.best_ua:.3f} at epoch {state.best_epoch})")
+            print(line)
 
     counts = parameter_counts(model)
 
@@ -125,6 +126,7 @@ def train_loop_per_worker(config: dict) -> dict:
         "history": state.history,
         "best_epoch": state.best_epoch,
         "best_dev_ua": state.best_ua,
+        "resumed_after": state.resumed_after,  # epochs finished at each restart: the next one was redone
         "dev": evaluate(model, dev, train_cfg, device) if dev is not None and len(dev) else None,
         "test": evaluate(model, test, train_cfg, device) if test is not None and len(test) else None,
         **counts,

@@ -178,7 +178,7 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
     # forever (a silent hang). A streamed one, and then its evaluation splits too, is read by the workers
     # (_stream_rows checked that CPUs are left for the read tasks).
     if stream_rows is None:
-        datasets = {name: ds.materialize() for name, ds in datasets.items()}
+        datasets = {name: held_on_driver_node(ds) for name, ds in datasets.items()}
         eval_rows = None
     else:
         eval_rows = {name: ds.count() for name, ds in datasets.items() if name != "train"}
@@ -213,6 +213,21 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
     staging = Path(tempfile.mkdtemp(prefix=f"ser-{run_name}-checkpoint-"))
     result.checkpoint.to_directory(str(staging))
     return result, seconds, staging
+
+
+def held_on_driver_node(ds):
+    """``ds`` read now, its blocks put in the object store of the driver's node (the head node of a cluster).
+
+    ``ds.materialize()`` would leave each block on the worker node that read it. When that node is lost, Ray
+    rebuilds the block by rerunning its read task, which needs a CPU, while the restarted Train workers hold
+    every CPU they asked for: a silent hang (seen on a two-node cluster with two 1-CPU workers). A held set is
+    small (``scaling.stream_above_clips`` bounds it), and blocks put by the driver live as long as the driver's
+    node. The driver holds one block at a time.
+    """
+    import ray
+    import ray.data
+
+    return ray.data.from_arrow_refs([ray.put(ray.get(ref)) for ref in ds.to_arrow_refs()])
 
 
 def _stream_rows(scaling: ScalingSettings, train_rows: int | None) -> int | None:
