@@ -41,6 +41,9 @@ class ActiveConfig:
     initial_size: int = field(0, help="clips in the initial set (when budget_fractions is empty)")
     query_size: int = field(0, help="clips labelled per round (when budget_fractions is empty)")
     rounds: int = field(0, help="training rounds (when budget_fractions is empty)")
+    query_batch: int = field(0, help="clips per query batch inside a budget step: the loop labels a batch, retrains "
+                             "on the labels so far and rescores the pool before the next one (0 = the whole step is "
+                             "one batch). Simulated oracle and clip budgets only; fast with the feature cache")
     warm_start: bool = field(False, help="start each round from the previous round's weights (AFTER retrains "
                                           "from the TAPT checkpoint: false)")
     oracle: str = field("simulated", help=f"who labels, one of {list(_ORACLES)}: 'file' writes to_label.csv for humans, "
@@ -86,6 +89,14 @@ class ActiveConfig:
                               f"samples: set active.scorer.mc_samples >= 2 (e.g. 8), got {self.scorer.mc_samples}")
         if self.budget_labels and self.budget_hours:
             raise ConfigError("set one of active.budget_labels and active.budget_hours, not both")
+        if isinstance(self.query_batch, bool) or not isinstance(self.query_batch, int) or self.query_batch < 0:
+            raise ConfigError(f"active.query_batch must be a whole number of clips >= 0, got {self.query_batch!r}")
+        if self.query_batch and self.budget_hours:
+            raise ConfigError("active.query_batch counts clips: use it with budget_labels or budget_fractions, "
+                              "not budget_hours")
+        if self.query_batch and self.oracle != "simulated":
+            raise ConfigError(f"active.query_batch retrains on each batch's labels at once, which only the simulated "
+                              f"oracle gives: set active.query_batch=0 with active.oracle={self.oracle}")
         if self.budget_labels:
             n = list(self.budget_labels)
             if any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in n) \

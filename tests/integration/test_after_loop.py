@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -159,6 +160,53 @@ def test_sigkill_at_every_stage_boundary_then_resume_gives_the_same_ledger(demo_
     ref_metrics = [json.loads(x) for x in (ref / "metrics.jsonl").read_text().splitlines()]
     out_metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["test"] for m in out_metrics] == [m["test"] for m in ref_metrics]
+
+
+@pytest.mark.failure_model
+def test_query_batches_retrain_between_batches_and_resume_after_a_kill(demo_pool, tmp_path):
+    """``active.query_batch=4``: each 8-clip budget step is two batches; the second is chosen by a model
+    retrained on the first batch's labels. A driver killed right after the first batch was labelled resumes
+    at the second, and the ledger equals an uninterrupted run's."""
+    import ray
+
+    from ser_models.active.scorer import Scores
+    from ser_models.failpoints import FAILPOINT_ENV
+
+    batched = ["active.budget_fractions=[0.25,0.5]", "model.adapter.kind=frozen", "model.pooling=mean",
+               f"active.feature_cache_dir={tmp_path / 'cache'}", "active.query_batch=4",
+               "active.initial=random"]
+    ref = tmp_path / "uninterrupted"
+    cfg = _job_cfg(demo_pool.pool_dir, ref, batched)
+    reports = _loop(cfg).run()
+    step = reports[1].labelled - reports[0].labelled
+    assert step == 8, [r.labelled for r in reports]
+    round0 = ref / "rounds" / "round=000"
+    batches = [pq.read_table(round0 / f"batch={b:03d}" / "selection.parquet").column("utt_id").to_pylist()
+               for b in range(2)]
+    assert [len(b) for b in batches] == [4, 4] and not set(batches[0]) & set(batches[1])
+    assert pq.read_table(round0 / "selection.parquet").column("utt_id").to_pylist() == batches[0] + batches[1]
+    assert not (round0 / "batch=000" / "train").exists()  # the first batch uses the round's own model
+    retrained, first = (Scores.load(round0 / name / "scores.parquet") for name in ("batch=001", "."))
+    order = np.argsort(first.ids)
+    assert list(retrained.ids[np.argsort(retrained.ids)]) == list(first.ids[order])
+    assert not np.allclose(retrained.probs[np.argsort(retrained.ids)], first.probs[order]), "no model was retrained"
+    rows = _ledger_rows(ref)
+    assert sum(1 for _, _, rnd in rows if rnd == 1) == 8
+
+    out = tmp_path / "killed"
+    argv = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", *OVERRIDES, *batched]
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["jobs.after", "ser_models.active.loop", "ser_models.training.in_process"])
+    address = ray.get_runtime_context().gcs_address
+    for point in ("after_query_batch", None):
+        proc = ctx.Process(target=_run_after_job, args=(argv, {"RAY_ADDRESS": address, FAILPOINT_ENV: point}))
+        proc.start()
+        proc.join(300)
+        assert proc.exitcode == (-signal.SIGKILL if point else 0), (point, proc.exitcode)
+        if point:
+            assert (out / "rounds" / "round=000" / "batch=000" / "selection.parquet").exists()
+            assert not (out / "rounds" / "round=000" / "batch=001").exists()
+    assert _ledger_rows(out) == rows
 
 
 def _run_after_job(argv: list[str], env: dict) -> None:

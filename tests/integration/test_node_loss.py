@@ -129,23 +129,46 @@ def test_after_round_loses_nodes_while_caching_and_scoring_and_ends_with_the_sam
     pd.testing.assert_frame_equal(ledger(tmp_path / "lossy"), ledger(tmp_path / "reference"))
 
 
-def test_finetune_loses_a_train_worker_node_and_resumes_from_the_last_checkpoint(cluster, built_pool, tmp_path):
-    """(b) Ray Train with ``max_failures=2``: each worker takes a whole node, so the lost block of a held
-    dataset could only be rebuilt on a free CPU; it lives on the head (``held_on_driver_node``) instead."""
+@pytest.fixture(scope="module")
+def finetuned(cluster, built_pool, tmp_path_factory):
+    """(b) ``jobs.finetune`` on Ray Train losing a worker's node in epoch 2: (output dir, process, arming)."""
     pool_dir, *_ = built_pool
-    out = tmp_path / "ft"
+    root = tmp_path_factory.mktemp("finetune")
+    out = root / "ft"
     # Ray Train learns of a checkpoint when its controller next polls the workers (every 2 s): the kill waits
     # until epoch 1's checkpoint is registered, or the restart would rightly begin at epoch 1.
     arming = cluster.arm("train_epoch_2", after=out / "ray_train" / "finetune" / "checkpoint_manager_snapshot.json")
-    proc = run_job(cluster, tmp_path / "ft.log", "jobs.finetune", "jobs/configs/finetune_smoke.yaml",
+    proc = run_job(cluster, root / "ft.log", "jobs.finetune", "jobs/configs/finetune_smoke.yaml",
                    f"pool_dir={pool_dir}", f"output_dir={out}", "scaling.backend=ray_train",
                    "scaling.num_workers=2", "scaling.cpus_per_worker=2", "scaling.max_failures=2", "train.epochs=3")
+    return out, proc, arming
+
+
+def test_finetune_loses_a_train_worker_node_and_resumes_from_the_last_checkpoint(cluster, finetuned):
+    """(b) Ray Train with ``max_failures=2``: each worker takes a whole node, so the lost block of a held
+    dataset could only be rebuilt on a free CPU; it lives on the head (``held_on_driver_node``) instead."""
+    out, proc, arming = finetuned
     assert proc.returncode == 0, tail(proc)
     assert len(cluster.losses(arming)) == 1, cluster.events()
     metrics = json.loads((out / "metrics.json").read_text())
     assert [(h["epoch"], h["attempt"]) for h in metrics["history"]] == [(1, 0), (2, 1), (3, 1)]
     assert metrics["resumed_after"] == [1]  # epoch 2 was redone by the restarted worker group
     assert "resuming after epoch 1 (attempt 1" in proc.output
+
+
+def test_predict_loses_a_scoring_node_and_predicts_every_clip_once(cluster, built_pool, finetuned, tmp_path):
+    pool_dir, manifest, *_ = built_pool
+    model_dir, trained, _ = finetuned
+    assert trained.returncode == 0, tail(trained)
+    arming = cluster.arm("score_batch")
+    proc = run_job(cluster, tmp_path / "predict.log", "jobs.predict", "jobs/configs/predict_demo.yaml",
+                   f"checkpoint={model_dir}", f"pool_dir={pool_dir}", f"output_dir={tmp_path / 'pred'}",
+                   "shard_rows=32", "scorer.num_actors=2", "scorer.num_cpus=1", "scorer.threads=1",
+                   "scorer.batch_size=8")
+    assert proc.returncode == 0, tail(proc)
+    assert len(cluster.losses(arming)) == 1, cluster.events()
+    pred = pads.dataset(str(tmp_path / "pred" / "predictions"), format="parquet").to_table(columns=["utt_id"])
+    assert sorted(pred.column("utt_id").to_pylist()) == sorted(manifest["utt_id"]), "a clip lost or predicted twice"
 
 
 def test_sweep_restores_the_trial_whose_node_was_lost(cluster, built_pool, tmp_path):

@@ -44,6 +44,18 @@ def test_budget_labels_are_clip_counts_that_replace_the_fractions():
         ActiveConfig(budget_labels=[10], budget_hours=[0.5])
 
 
+def test_query_batch_is_a_clip_count_for_the_simulated_oracle_and_clip_budgets():
+    assert ActiveConfig(budget_labels=[50, 100], query_batch=10).query_batch == 10
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match="active.query_batch must be a whole number of clips"):
+            ActiveConfig(query_batch=bad)
+    with pytest.raises(ConfigError, match="active.query_batch counts clips: use it with budget_labels"):
+        ActiveConfig(budget_hours=[0.5, 1.0], query_batch=10)
+    with pytest.raises(ConfigError, match="only the simulated oracle gives: set active.query_batch=0 with "
+                                          "active.oracle=file"):
+        ActiveConfig(oracle="file", query_batch=10)
+
+
 def test_num_rounds_follows_whichever_budget_is_set():
     assert ActiveConfig(budget_fractions=[0.1, 0.2]).num_rounds == 2
     assert ActiveConfig(budget_hours=[0.5, 1, 2]).num_rounds == 3
