@@ -528,7 +528,7 @@ class ActiveLearningLoop:
                 have = ledger.ids() | set(self._dropped().query("round <= @r")["utt_id"])
                 n = self._clips_wanted(self.targets[r + 1], have)
                 if self.active.query_batch and n > self.active.query_batch:
-                    ids, choice = self._query_in_batches(r, scores, have, n)
+                    ids, choice = self._query_in_batches(r, scores, have, n, result.metrics)
                 else:
                     ids, choice = self._query(scores, ledger, have, n, seed=self.active.seed * 1000 + r)
                     ids = self._within_budget(ids, self.targets[r + 1], f"round {r + 1}", have)
@@ -569,24 +569,32 @@ class ActiveLearningLoop:
         ids = self.strategy.query(scored, exclude | self._unlabelable(), n, seed=seed)
         return list(ids), getattr(self.strategy, "last_choice", None)
 
-    def _query_in_batches(self, r: int, scores: Scores, have: set[str], n: int) -> tuple[list[str], dict | None]:
+    def _query_in_batches(self, r: int, scores: Scores, have: set[str], n: int,
+                          round_metrics: dict) -> tuple[list[str], dict | None]:
         """Round ``r + 1``'s ``n`` clips in batches of ``active.query_batch``: each batch is labelled at once
         (stamped round ``r + 1``), and the next one is chosen by a model retrained on every label so far.
 
         A model that sees each small batch's labels asks better next questions than one that picks the whole
         step blind (on held-out features, margin sampling gained about twice as much over random). Each batch's
         selection, model and scores are kept in ``rounds/round=r/batch=b/``, so a killed run resumes at the
-        batch it was in. Returns ``(ids in pick order, the first batch's auto choice or None)``.
+        batch it was in. A strategy that ignores the model (random) skips the retraining. With
+        ``train.l2_c=auto`` the batch models reuse the C that the round's cross-validation chose (on the
+        round's labelled clips), which makes each retrain a single solve. Returns ``(ids in pick order, the
+        first batch's auto choice or None)``.
         """
         q, picked, choice, b = self.active.query_batch, [], None, 0
+        train_cfg = self.train_cfg
+        round_c = ((round_metrics.get("history") or [{}])[-1]).get("l2_c")
+        if str(train_cfg.l2_c) == "auto" and round_c is not None:
+            train_cfg = dataclasses.replace(train_cfg, l2_c=float(round_c))
         while len(picked) < n:
             folder = self.round_dir(r) / f"batch={b:03d}"
             path = folder / "selection.parquet"
             if exists(path):
                 ids = read_parquet(path)["utt_id"].to_pylist()
             else:
-                if b:
-                    scores = self._retrain_and_score(r, folder)
+                if b and self.strategy.uses_model:
+                    scores = self._retrain_and_score(r, folder, train_cfg)
                 labelled = self.ledger.as_of(r + 1)  # the round's labels plus this round's earlier batches
                 ids, batch_choice = self._query(scores, labelled, have | set(picked), min(q, n - len(picked)),
                                                 seed=(self.active.seed * 1000 + r) * 1000 + b)
@@ -599,7 +607,7 @@ class ActiveLearningLoop:
         self.log(f"  queried {len(picked)} clips in {b} batches of <= {q}, retraining between batches")
         return picked, choice
 
-    def _retrain_and_score(self, r: int, folder) -> Scores:
+    def _retrain_and_score(self, r: int, folder, train_cfg: TrainConfig) -> Scores:
         """Train on the ledger as of round ``r + 1`` (labels alone: no pseudo-labels, no dev or test) and score
         the pool with that model; kept in ``folder`` (``scores.parquet`` marks it done)."""
         from ser_models.training import train_model
@@ -610,7 +618,7 @@ class ActiveLearningLoop:
         labelled = self.ledger.as_of(r + 1)
         feeds, shape = self._datasets(labelled)
         feeds = {name: ds for name, ds in feeds.items() if name not in ("dev", "test")}
-        result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
+        result = train_model(self.model_cfg, train_cfg, self.scaling, feeds, folder / "train",
                              class_counts=self._class_counts(labelled), feature_shape=shape,
                              run_name=f"round{r:03d}_{folder.name.replace('=', '')}",
                              train_rows=len(labelled) + self._source_rows(), verbose=False,

@@ -174,7 +174,8 @@ def test_query_batches_retrain_between_batches_and_resume_after_a_kill(demo_pool
 
     batched = ["active.budget_fractions=[0.25,0.5]", "model.adapter.kind=frozen", "model.pooling=mean",
                f"active.feature_cache_dir={tmp_path / 'cache'}", "active.query_batch=4",
-               "active.initial=random"]
+               "active.initial=random", "model.head_hidden=0", "train.solver=lbfgs", "train.l2_c=auto",
+               "train.cv_folds=2"]
     ref = tmp_path / "uninterrupted"
     cfg = _job_cfg(demo_pool.pool_dir, ref, batched)
     reports = _loop(cfg).run()
@@ -192,6 +193,15 @@ def test_query_batches_retrain_between_batches_and_resume_after_a_kill(demo_pool
     assert not np.allclose(retrained.probs[np.argsort(retrained.ids)], first.probs[order]), "no model was retrained"
     rows = _ledger_rows(ref)
     assert sum(1 for _, _, rnd in rows if rnd == 1) == 8
+    # The batch model reuses the C the round's CV chose: one solve, no second CV.
+    round_fit = json.loads((round0 / "train" / "metrics.json").read_text())["history"][-1]
+    batch_fit = json.loads((round0 / "batch=001" / "train" / "metrics.json").read_text())["history"][-1]
+    assert "l2_c_cv" in round_fit and "l2_c_cv" not in batch_fit and batch_fit["l2_c"] == round_fit["l2_c"]
+    # Random picks ignore the model: batches without retraining.
+    plain = tmp_path / "random"
+    _loop(_job_cfg(demo_pool.pool_dir, plain, [*batched, "active.strategy.name=random"])).run()
+    assert (plain / "rounds" / "round=000" / "batch=001" / "selection.parquet").exists()
+    assert not (plain / "rounds" / "round=000" / "batch=001" / "train").exists()
 
     out = tmp_path / "killed"
     argv = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", *OVERRIDES, *batched]

@@ -177,6 +177,9 @@ class QueryStrategy:
     """
 
     name = "base"
+    #: False when the picks ignore the model's scores (random): the loop then skips retraining between query
+    #: batches (``active.query_batch``).
+    uses_model = True
 
     def __init__(self, num_threads: int | None = None):
         self.num_threads = num_threads

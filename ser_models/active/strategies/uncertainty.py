@@ -13,6 +13,7 @@ class RandomStrategy(QueryStrategy):
     """Uniform sample without replacement: the baseline every other strategy must beat."""
 
     name = "random"
+    uses_model = False
 
     def _select(self, scored, candidates, labelled, n, seed):
         return np.random.default_rng(seed).choice(candidates, size=n, replace=False)
