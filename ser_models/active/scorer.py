@@ -75,12 +75,21 @@ def auto_micro_batch(device_type: str, features: bool = False) -> int:
     return AUTO_MICRO_BATCH_FEATURES if features else AUTO_MICRO_BATCH.get(device_type, 16)
 
 
-def check_reservation(cfg: ScorerConfig, cluster_cpus: float) -> None:
-    """Reject an actor pool that reserves every CPU of the cluster on a CPU-only run.
+def check_reservation(cfg: ScorerConfig, cluster_cpus: float, cpu_nodes: int = 1) -> None:
+    """Reject an actor pool that can leave no node a whole CPU on a CPU-only run.
 
     Ray Data's read tasks need a CPU of their own to feed the actors; when the actors hold them all, the
-    read tasks never start and scoring waits forever without an error. ``cluster_cpus`` = 0 (unknown, e.g.
-    a head node with no CPUs on an autoscaling cluster) skips the check.
+    read tasks never start and scoring waits forever without an error. Actors of a fractional CPU can also
+    fragment a multi-node cluster: two 0.5-CPU actors spread over two 1-CPU nodes leave 1 CPU free in all
+    but half a CPU on each node, and a 1-CPU read task fits nowhere (seen on a two-node cluster). So a
+    fractional ``num_cpus`` must leave a CPU per node (``reserved <= cluster_cpus - cpu_nodes``: some node
+    then keeps a whole one, wherever Ray puts the actors); a whole one, a CPU in all. ``cluster_cpus`` = 0
+    (unknown, e.g. a head node with no CPUs on an autoscaling cluster) skips the check.
+
+    Args:
+        cfg: the scorer's actor pool.
+        cluster_cpus: CPUs of the cluster's live nodes.
+        cpu_nodes: live nodes that have CPUs.
 
     Raises:
         ConfigError: naming ``active.scorer.num_cpus`` / ``num_actors`` and the way out (``threads``).
@@ -88,10 +97,14 @@ def check_reservation(cfg: ScorerConfig, cluster_cpus: float) -> None:
     if cfg.num_gpus or cluster_cpus <= 0:
         return
     reserved = cfg.num_actors * cfg.num_cpus
-    if reserved > cluster_cpus - 1:
+    whole = float(cfg.num_cpus).is_integer()
+    if reserved > cluster_cpus - (1 if whole else max(cpu_nodes, 1)):
+        spread = "" if whole or cpu_nodes <= 1 else (
+            f" (fractional actors spread over the {cpu_nodes} nodes with CPUs can leave each with less than a "
+            "whole CPU: use a whole number of CPUs per actor there)")
         raise ConfigError(
-            f"active.scorer.num_actors x active.scorer.num_cpus = {reserved:g} CPUs leaves less than one of the "
-            f"cluster's {cluster_cpus:g} CPUs for Ray Data's read tasks, so scoring would wait forever: lower "
+            f"active.scorer.num_actors x active.scorer.num_cpus = {reserved:g} CPUs leaves no whole CPU of the "
+            f"cluster's {cluster_cpus:g} for Ray Data's read tasks{spread}, so scoring would wait forever: lower "
             "num_cpus or num_actors, and set active.scorer.threads to give each actor more torch threads "
             "than it reserves")
 
@@ -116,7 +129,7 @@ def map_on_actor_pool(source, udf: type, kwargs: dict, cfg: ScorerConfig):
     the driver, or to write straight to storage without passing through it)."""
     from ray.data import ActorPoolStrategy
 
-    check_reservation(cfg, cluster_cpus())
+    check_reservation(cfg, cluster_cpus(), cluster_cpu_nodes())
     return source.map_batches(
         udf, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, batch_format="numpy",
         compute=ActorPoolStrategy(size=cfg.num_actors), num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
@@ -128,6 +141,15 @@ def cluster_cpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else 0.0
+
+
+def cluster_cpu_nodes() -> int:
+    """Live nodes of the connected Ray cluster that have CPUs (1 when Ray is not initialised)."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    return sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0) or 1
 
 
 class PoolScorer:

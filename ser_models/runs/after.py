@@ -75,9 +75,9 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
               config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
-        from ser_models.active.scorer import check_reservation, cluster_cpus
+        from ser_models.active.scorer import check_reservation, cluster_cpu_nodes, cluster_cpus
 
-        check_reservation(cfg.active.scorer, cluster_cpus())
+        check_reservation(cfg.active.scorer, cluster_cpus(), cluster_cpu_nodes())
     objective = None
     if cfg.tapt_enabled:
         from ser_models.encoders import build_encoder

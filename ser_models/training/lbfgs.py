@@ -180,16 +180,20 @@ def solve_linear_softmax(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None
 
 
 def _solve(model: nn.Module, params: list[torch.Tensor], batch, c: float, cfg: TrainConfig,
-           loss_fn: Callable, class_loss: nn.Module | None = None) -> tuple[float, int]:
+           loss_fn: Callable, class_loss: nn.Module | None = None,
+           head_input: np.ndarray | None = None) -> tuple[float, int]:
     """Minimise ``mean loss + ||W||^2 / (2 C n)`` on one batch from the parameters' current values.
+
+    Args:
+        head_input: ``[N, D]`` float64 :func:`head_input` of ``batch``, when the caller solves the same batch
+            for several C (it is fixed: only the output layer trains on the exact path).
 
     Returns:
         (final objective, objective evaluations).
     """
     layer = _linear_softmax_layer(model, batch, class_loss)
     if layer is not None:
-        with torch.no_grad():
-            x = model.head_input_from_pooled(batch.features).double().cpu().numpy()
+        x = head_input if head_input is not None else _head_input(model, batch)
         weight = None if class_loss.weight is None else class_loss.weight.double().cpu().numpy()
         w, b, objective, calls = solve_linear_softmax(
             x, batch.labels.cpu().numpy(), weight, layer.weight.detach().double().cpu().numpy(),
@@ -213,6 +217,13 @@ def _solve(model: nn.Module, params: list[torch.Tensor], batch, c: float, cfg: T
         return objective
 
     return float(optimizer.step(closure).detach()), calls[0]
+
+
+def _head_input(model: nn.Module, batch) -> np.ndarray:
+    """``[N, D]`` float64: what the output layer of a linear head sees for ``batch`` (standardised, weighted,
+    pooled features)."""
+    with torch.no_grad():
+        return model.head_input_from_pooled(batch.features).double().cpu().numpy()
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -255,8 +266,10 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
         # The C path from the strongest penalty up, each solve starting where the previous one ended: for a
         # linear head the objective is strictly convex, so the optimum is the same, in far fewer evaluations.
         _restore(params, start)
+        exact = _linear_softmax_layer(model, fit_batch, class_loss) is not None
+        x = _head_input(model, fit_batch) if exact else None  # once per fold, not once per C
         for i, c in enumerate(grid):
-            _solve(model, params, fit_batch, c, cfg, loss_fn, class_loss)
+            _solve(model, params, fit_batch, c, cfg, loss_fn, class_loss, head_input=x)
             with torch.no_grad():
                 out = model.forward_features(held_batch.features, held_batch.lengths, held_batch.transcripts)
             preds[i].append(out.logits.argmax(dim=1).cpu().numpy() if has_classes

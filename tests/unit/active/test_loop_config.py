@@ -80,6 +80,17 @@ def test_reservation_that_starves_the_read_tasks_is_rejected():
     check_reservation(ScorerConfig(num_cpus=4), cluster_cpus=0)  # unknown (autoscaling head): no check
 
 
+def test_fractional_scoring_actors_must_leave_a_whole_cpu_on_some_node():
+    # Two 0.5-CPU actors on two 1-CPU nodes: 1 CPU free in all, but half a CPU on each node (a seen hang).
+    with pytest.raises(ConfigError, match="fractional actors spread over the 2 nodes with CPUs"):
+        check_reservation(ScorerConfig(num_cpus=0.5, num_actors=2), cluster_cpus=2, cpu_nodes=2)
+    check_reservation(ScorerConfig(num_cpus=0.5, num_actors=2), cluster_cpus=2, cpu_nodes=1)  # one node: fine
+    check_reservation(ScorerConfig(num_cpus=0.5, num_actors=2), cluster_cpus=4, cpu_nodes=2)  # 2-CPU nodes
+    check_reservation(ScorerConfig(num_cpus=1, num_actors=2), cluster_cpus=4, cpu_nodes=2)  # the node-loss test
+    # Whole CPUs cannot fragment: any CPU left over is a whole CPU on some node.
+    check_reservation(ScorerConfig(num_cpus=1, num_actors=1), cluster_cpus=2, cpu_nodes=2)
+
+
 def test_auto_micro_batch_by_device_and_input():
     from ser_models.active.scorer import auto_micro_batch
 
