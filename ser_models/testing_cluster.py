@@ -59,6 +59,10 @@ def serve(folder: Path, workers: int, cpus: int) -> int:
     os.environ[PAUSEPOINT_DIR_ENV] = str(pause)
     # Unix socket paths must stay under ~107 characters: a short temp dir of its own, outside pytest's.
     temp_dir = tempfile.mkdtemp(prefix="rn", dir="/tmp")
+    # Cluster writes its address to <Ray's temp dir>/ray/ray_current_cluster, and a plain ray.init() anywhere on
+    # the machine (another test process, a test's driver) reads that file and joins this cluster, whose nodes
+    # get killed. Ray's temp dir is this cluster's own.
+    os.environ["RAY_TMPDIR"] = temp_dir
     node_args = {"num_cpus": cpus, "object_store_memory": OBJECT_STORE_BYTES, "temp_dir": temp_dir}
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))

@@ -85,6 +85,15 @@ def test_prepare_pool_loses_a_node_and_writes_every_clip_exactly_once(cluster, b
     assert summary["kept"] == len(manifest) and summary["quarantined"] == 0
 
 
+def test_a_plain_ray_init_elsewhere_on_the_machine_does_not_join_the_test_cluster(cluster):
+    """``Cluster`` records its address where ``ray.init()`` looks for a running cluster; other test processes
+    (and their drivers) joined it and lost their actors with its nodes, until its temp dir became its own."""
+    from ray._common.utils import get_ray_address_file
+
+    machine_wide = Path(get_ray_address_file(None))
+    assert not (machine_wide.exists() and machine_wide.read_text().strip() == cluster.address)
+
+
 def _after(cluster, pool_dir, out: Path):
     return run_job(cluster, out.with_suffix(".log"), "jobs.after", "jobs/configs/after_smoke.yaml",
                    f"pool_dir={pool_dir}", f"output_dir={out}", "tapt_enabled=false", "train.epochs=1",
