@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -63,6 +64,7 @@ def serve(folder: Path, workers: int, cpus: int) -> int:
     # the machine (another test process, a test's driver) reads that file and joins this cluster, whose nodes
     # get killed. Ray's temp dir is this cluster's own.
     os.environ["RAY_TMPDIR"] = temp_dir
+    os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)  # where that file goes now
     node_args = {"num_cpus": cpus, "object_store_memory": OBJECT_STORE_BYTES, "temp_dir": temp_dir}
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -105,6 +107,7 @@ def serve(folder: Path, workers: int, cpus: int) -> int:
         else:  # the head is gone: remove what is left of the workers
             for node in list(cluster.worker_nodes):
                 cluster.remove_node(node, allow_graceful=False)
+        shutil.rmtree(temp_dir, ignore_errors=True)  # Ray's sessions and logs (the jobs' output is in DIR)
     return 0
 
 

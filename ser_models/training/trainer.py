@@ -227,7 +227,9 @@ def held_on_driver_node(ds):
     import ray
     import ray.data
 
-    return ray.data.from_arrow_refs([ray.put(ray.get(ref)) for ref in ds.to_arrow_refs()])
+    held = ray.data.from_arrow_refs([ray.put(ray.get(ref)) for ref in ds.to_arrow_refs()])
+    held.context.enable_progress_bars = ds.context.enable_progress_bars  # the caller's choice, not the default
+    return held
 
 
 def _stream_rows(scaling: ScalingSettings, train_rows: int | None) -> int | None:
