@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -37,11 +38,39 @@ def run_job(main: Callable[[], Any]) -> None:
             raise
         message = str(exc).strip() or type(exc).__name__
         if lost is not None:
-            print(f"error: HeadNodeLost: {lost}. The error that surfaced: {type(exc).__name__}: "
-                  f"{message.splitlines()[0]}", file=sys.stderr, flush=True)
-            raise SystemExit(HEAD_LOST_EXIT) from None
+            end_with_head_lost(f"{lost}. The error that surfaced: {type(exc).__name__}: {message.splitlines()[0]}")
         print(f"error: {type(exc).__name__}: {message}", file=sys.stderr, flush=True)
         raise SystemExit(USER_ERROR_EXIT) from None
 
 
-__all__ = ["HEAD_LOST_EXIT", "TRACEBACK_ENV", "USER_ERROR_EXIT", "run_job"]
+_head_lost_once = threading.Lock()
+
+
+def end_with_head_lost(reason: str) -> None:
+    """Print ``error: HeadNodeLost: <reason>`` once and end the process with :data:`HEAD_LOST_EXIT`.
+
+    Called by the job's error handler and by the driver's head watch (``runtime.watch_head_node``), whichever
+    comes first; the other waits here until the process ends.
+    """
+    with _head_lost_once:
+        print(f"error: HeadNodeLost: {reason}", file=sys.stderr, flush=True)
+        _exit_now(HEAD_LOST_EXIT)
+
+
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` without running Ray's shutdown against a dead head node.
+
+    A plain ``SystemExit`` runs ``ray.shutdown()`` at exit, which waits on the dead GCS; meanwhile the
+    driver's core worker gives up on the GCS (``gcs_rpc_server_reconnect_timeout_s``) and ends the process
+    itself with code 1, so the exit code would depend on which comes first (seen in CI). Everything the job
+    wrote is already closed (the error unwound every ``with``); logs and the standard streams are flushed here.
+    """
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+__all__ = ["HEAD_LOST_EXIT", "TRACEBACK_ENV", "USER_ERROR_EXIT", "end_with_head_lost", "run_job"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 #: Largest block Ray Data builds from a pool read (Ray's default is 128 MiB). Pool rows are ~100 KB of encoded
 #: audio; blocks of this size keep each read task's output buffer and the blocks waiting in the object store
@@ -24,6 +26,12 @@ DATA_CONSOLE_LEVEL_ENV = "SER_RAY_DATA_CONSOLE_LEVEL"
 PROGRESS_BARS_ENV = "SER_RAY_PROGRESS_BARS"
 
 
+#: Ray's own limit on a driver waiting for a lost GCS (``RAY_gcs_rpc_server_reconnect_timeout_s``; Ray's default
+#: is 60 s). When it runs out, Ray ends the driver with exit code 1 and no word from us.
+GCS_RECONNECT_TIMEOUT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
+_RAY_DEFAULT_GCS_RECONNECT_S = 60.0
+
+
 def lost_head_message() -> str | None:
     """Why the connected Ray cluster is gone, when its head node (the GCS) no longer answers; else None.
 
@@ -31,24 +39,95 @@ def lost_head_message() -> str | None:
     that reaches the driver names whatever call failed first (a Train controller, a Data executor). A job
     that ends while Ray is connected asks this, so the user reads what happened and what to do.
     """
-    import socket
-
     import ray
 
     if not ray.is_initialized():
         return None
+    address = _gcs_address()
+    if address is None or _gcs_answers(address):
+        return None
+    return _lost_message(address)
+
+
+def _gcs_address() -> str | None:
+    import ray
+
     try:
-        address = ray.get_runtime_context().gcs_address
-        host, port = address.rsplit(":", 1)
+        return ray.get_runtime_context().gcs_address
     except Exception:  # no address to check (a local mode, an old Ray): say nothing rather than guess
         return None
+
+
+def _gcs_answers(address: str, timeout: float = 2.0) -> bool:
+    import socket
+
+    host, port = address.rsplit(":", 1)
     try:
-        with socket.create_connection((host, int(port)), timeout=2.0):
-            return None
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
     except OSError:
-        return (f"the Ray cluster's head node is gone (its GCS at {address} does not answer), and every job on "
-                "the cluster with it. Rerun the same command on a live cluster with the same output_dir: it "
-                "resumes from the checkpoints there")
+        return False
+
+
+def _lost_message(address: str) -> str:
+    return (f"the Ray cluster's head node is gone (its GCS at {address} does not answer), and every job on "
+            "the cluster with it. Rerun the same command on a live cluster with the same output_dir: it "
+            "resumes from the checkpoints there")
+
+
+def head_watch_grace_s() -> float:
+    """Seconds without an answer from the GCS after which the driver's watch ends the job (half Ray's limit).
+
+    Half of Ray's own reconnect limit: a head that comes back within Ray's limit (GCS fault tolerance) may
+    still be cut off by us only in its second half, and our message always comes before Ray ends the driver
+    without one. Set ``RAY_gcs_rpc_server_reconnect_timeout_s`` on the driver to move both.
+    """
+    raw = os.environ.get(GCS_RECONNECT_TIMEOUT_ENV, "").strip()
+    try:
+        limit = float(raw) if raw else _RAY_DEFAULT_GCS_RECONNECT_S
+    except ValueError:
+        limit = _RAY_DEFAULT_GCS_RECONNECT_S
+    return max(1.0, limit / 2)
+
+
+def watch_head_node(poll_s: float = 1.0) -> threading.Thread | None:
+    """Start a daemon thread that ends the job with ``HeadNodeLost`` (exit 3) once the head stays unreachable.
+
+    Without it, a driver attached to a cluster whose head node died waits on its Ray calls until Ray gives up
+    on the GCS and ends the process with exit code 1 and no word of why; whether the job's own error arrives
+    first is a race (a Train controller on a worker node dies on the same clock). The watch polls the GCS
+    port every ``poll_s`` seconds and, after :func:`head_watch_grace_s` without an answer, prints the
+    ``HeadNodeLost`` line and exits. It stops by itself once Ray disconnects or connects elsewhere.
+
+    Returns:
+        The thread, or None when Ray has no GCS address to watch.
+    """
+    import ray
+
+    address = _gcs_address()
+    if address is None:
+        return None
+    grace = head_watch_grace_s()
+
+    def watch() -> None:
+        silent_since = None
+        while True:
+            time.sleep(poll_s)
+            if not ray.is_initialized() or _gcs_address() != address:
+                return
+            if _gcs_answers(address, timeout=min(2.0, poll_s * 2)):
+                silent_since = None
+                continue
+            silent_since = silent_since if silent_since is not None else time.monotonic()
+            if time.monotonic() - silent_since >= grace:
+                from ser_models.cli import end_with_head_lost
+
+                end_with_head_lost(f"{_lost_message(address)}. Nothing answered for {grace:g} s")
+                return  # not reached: the process has ended
+
+    thread = threading.Thread(target=watch, name="ser-head-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def connect_ray() -> None:
@@ -63,6 +142,8 @@ def connect_ray() -> None:
 
     if not ray.is_initialized():  # inside a Ray task or actor (a sweep trial) Ray is already connected
         ray.init()
+        if os.environ.get("RAY_ADDRESS"):  # attached to a cluster whose head can die without us
+            watch_head_node()
     configure_ray_data()
     level = os.environ.get(DATA_CONSOLE_LEVEL_ENV, "WARNING").upper()
     for handler in logging.getLogger("ray.data").handlers:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from ser_models.failpoints import PAUSEPOINT_DIR_ENV
+from ser_models.runtime import GCS_RECONNECT_TIMEOUT_ENV
 
 #: Failure detection within seconds instead of Ray's default ~30 s: GCS health checks every 1 s, a node is
 #: dead after 3 missed checks.
@@ -227,8 +228,13 @@ class ClusterProcess:
         return self.events(kind)
 
     def env(self) -> dict:
-        """The environment of a job driver attached to this cluster (``RAY_ADDRESS``)."""
-        return {**os.environ, "RAY_ADDRESS": self.address, PAUSEPOINT_DIR_ENV: str(self.folder / "pause")}
+        """The environment of a job driver attached to this cluster (``RAY_ADDRESS``).
+
+        Ray's limit on a driver waiting for a lost head is 20 s here (60 s by default), so the driver's head
+        watch (``runtime.watch_head_node``) ends a job whose head was lost after 10 s.
+        """
+        return {**os.environ, "RAY_ADDRESS": self.address, PAUSEPOINT_DIR_ENV: str(self.folder / "pause"),
+                GCS_RECONNECT_TIMEOUT_ENV: "20"}
 
     def stop(self) -> None:
         """Stop the cluster (SIGTERM, then SIGKILL of its whole process group after 60 s)."""

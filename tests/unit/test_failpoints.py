@@ -56,13 +56,20 @@ def test_run_job_names_a_lost_head_node_whatever_error_surfaced(capsys, monkeypa
     import ser_models.runtime as runtime
 
     monkeypatch.setattr(runtime, "lost_head_message", lambda: "the Ray cluster's head node is gone (...)")
+    exits = []
+
+    def exit_now(code):  # the real one ends the process at once (os._exit), which would end pytest
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli, "_exit_now", exit_now)
 
     def main():
         raise RuntimeError("The actor is temporarily unavailable: RpcError\nmore detail")
 
     with pytest.raises(SystemExit) as stop:
         cli.run_job(main)
-    assert stop.value.code == cli.HEAD_LOST_EXIT
+    assert stop.value.code == cli.HEAD_LOST_EXIT and exits == [cli.HEAD_LOST_EXIT]
     err = capsys.readouterr().err
     assert err.startswith("error: HeadNodeLost: the Ray cluster's head node is gone")
     assert "RuntimeError: The actor is temporarily unavailable: RpcError" in err and "more detail" not in err
@@ -72,3 +79,43 @@ def test_run_job_keeps_the_traceback_of_a_bug_while_the_cluster_is_alive(monkeyp
     monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
     with pytest.raises(ZeroDivisionError):
         cli.run_job(lambda: 1 / 0)
+
+
+def test_head_watch_ends_the_job_once_the_gcs_stays_silent_for_half_of_rays_limit(monkeypatch):
+    """The watch polls a real socket: while it answers nothing happens; once it is closed the job ends after
+    the grace period, with the address in the message."""
+    import socket
+    import threading
+    import time
+
+    import ray
+
+    import ser_models.runtime as runtime
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    monkeypatch.setenv(runtime.GCS_RECONNECT_TIMEOUT_ENV, "3")
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # a Ray connection is not what this is about
+    monkeypatch.setattr(runtime, "_gcs_address", lambda: address)
+    ended = threading.Event()
+    reasons = []
+
+    def end(reason):
+        reasons.append(reason)
+        ended.set()  # the real one ends the process (os._exit)
+
+    monkeypatch.setattr(cli, "end_with_head_lost", end)
+    assert runtime.head_watch_grace_s() == 1.5
+    thread = runtime.watch_head_node(poll_s=0.1)
+    time.sleep(0.5)
+    assert not ended.is_set()  # the GCS answers
+    server.close()
+    silent_at = time.monotonic()
+    assert ended.wait(timeout=10)
+    assert time.monotonic() - silent_at >= 1.5
+    assert reasons[0].startswith(f"the Ray cluster's head node is gone (its GCS at {address} does not answer)")
+    assert reasons[0].endswith("Nothing answered for 1.5 s")
+    thread.join(timeout=5)
+    assert not thread.is_alive()
