@@ -53,7 +53,8 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
         raise PoolError(f"pool {pool_dir}, split {split!r}: {len(missing)} clips have no label (e.g. "
                         f"{missing.iloc[0]!r}); the checkpoint predicts classes")
     scores = score_dataset(pool.dataset(split, where=where), checkpoint, scorer_cfg or ScorerConfig(), verbose=verbose,
-                           in_process=in_process, keep_embedding=False, transcripts=model_cfg.text.enabled)
+                           in_process=in_process, keep_embedding=False, transcripts=model_cfg.text.enabled,
+                           speakers=model_cfg.feature_norm == "speaker")
     truth = truth.set_index(truth["utt_id"].astype(str)).loc[scores.ids.astype(str)]
     index = {name: i for i, name in enumerate(model_cfg.labels)}
     labels = truth["label"].map(index).fillna(-1).to_numpy(np.int64) if model_cfg.labels else np.zeros(0)

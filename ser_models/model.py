@@ -22,6 +22,7 @@ from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, p
 from ser_models.adapters.config import WapConfig
 from ser_models.config import PATH, field, from_dict, to_dict
 from ser_models.encoders import EncoderConfig, LayerFeaturizer, build_encoder
+from ser_models.encoders.speaker_norm import SpeakerStandardizer, SpeakerStatistics
 from ser_models.encoders.standardizer import LayerStandardizer, load_statistics
 from ser_models.encoders.text import TextConfig, TextEncoder
 from ser_models.exceptions import CheckpointError, ConfigError
@@ -30,7 +31,9 @@ from ser_models.io import exists, filesystem, read_json, write_bytes_atomic, wri
 
 WEIGHTS_FILE = "model.safetensors"
 #: ``model.feature_norm`` choices.
-FEATURE_NORMS = ("none", "pool")
+FEATURE_NORMS = ("none", "pool", "speaker")
+#: The per-speaker statistics a checkpoint carries beside its weights (``model.feature_norm=speaker``).
+SPEAKER_STATS_FILE = "speaker_stats.safetensors"
 META_FILE = "model.json"
 FORMAT_VERSION = 1
 
@@ -46,9 +49,16 @@ class ModelConfig:
     pooling: str = field("mean", help="mean | attentive_stats (only mean allows the frozen-encoder cache)")
     feature_norm: str = field("none", help="none | pool: standardise every dimension of every hidden state with "
                               "the unlabelled pool's mean and std (no labels used; the AL loop computes them from "
-                              "its feature cache and sets model.feature_stats)")
+                              "its feature cache and sets model.feature_stats) | speaker: with each clip's "
+                              "speaker's mean and std, shrunk toward the pool's (model.speaker_stats)")
     feature_stats: str | None = field(None, path=PATH, help="safetensors file of the pool statistics (mean, std [L, D]) that "
                                       "model.feature_norm=pool uses; written and set by the AL loop")
+    speaker_stats: str | None = field(None, path=PATH, help="safetensors file of per-speaker statistics "
+                                      "(ser_models.encoders.speaker_norm) that model.feature_norm=speaker uses; "
+                                      "written and set by the AL loop and jobs.predict")
+    speaker_shrinkage: float = field(10.0, help="k of the shrinkage rule of model.feature_norm=speaker: a "
+                                     "speaker with n clips weighs their own statistics n / (n + k), the pool's "
+                                     "the rest")
     head_hidden: int = field(128, help="width of the head's penultimate layer (the embedding E); 0 = a linear "
                              "head (logits straight from the pooled vector, which is then the embedding)")
     head_dropout: float = field(0.1, help="head dropout; also the rate used for MC-dropout scoring")
@@ -76,6 +86,14 @@ class ModelConfig:
             raise ConfigError(f"model.feature_norm must be one of {list(FEATURE_NORMS)}, got {self.feature_norm!r}")
         if self.feature_stats is not None and self.feature_norm != "pool":
             raise ConfigError("model.feature_stats is set but model.feature_norm is not 'pool'")
+        if self.feature_norm == "speaker" and (self.pooling != "mean" or self.wap.enabled):
+            raise ConfigError("model.feature_norm=speaker standardises per-layer utterance means: it needs "
+                              "model.pooling=mean and no model.wap")
+        if self.speaker_stats is not None and self.feature_norm != "speaker":
+            raise ConfigError("model.speaker_stats is set but model.feature_norm is not 'speaker'")
+        if isinstance(self.speaker_shrinkage, bool) or not isinstance(self.speaker_shrinkage, (int, float)) \
+                or self.speaker_shrinkage < 0:
+            raise ConfigError(f"model.speaker_shrinkage must be a number of clips >= 0, got {self.speaker_shrinkage!r}")
         if not isinstance(self.head_input_norm, bool):
             raise ConfigError(f"model.head_input_norm must be true or false, got {self.head_input_norm!r}")
         if not 0.0 <= float(self.head_dropout) < 1.0:
@@ -147,6 +165,11 @@ class EmotionModel(nn.Module):
             if cfg.feature_stats:
                 mean, std, clips = load_statistics(cfg.feature_stats)
                 self.standardizer.set_statistics(mean, std, clips)
+        self.speaker_norm = None
+        if cfg.feature_norm == "speaker":
+            self.speaker_norm = SpeakerStandardizer(self.encoder.num_layers, self.encoder.hidden_size)
+            if cfg.speaker_stats:
+                self.speaker_norm.set_statistics(SpeakerStatistics.load(cfg.speaker_stats))
         self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
         self.wap = None
         if cfg.wap.enabled:
@@ -174,7 +197,7 @@ class EmotionModel(nn.Module):
         return len(self.labels)
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor,
-                transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
+                transcripts: Sequence[str | None] | None = None, speakers: Sequence | None = None) -> EmotionOutput:
         """Classify padded waveforms.
 
         Args:
@@ -182,44 +205,52 @@ class EmotionModel(nn.Module):
             lengths: ``[B]`` valid samples per clip.
             transcripts: B transcripts for the text branch (None, or a None entry, = empty text); ignored
                 without ``model.text``.
+            speakers: B speaker ids for ``model.feature_norm=speaker`` (None, or a None entry, = the pool's
+                statistics); ignored otherwise.
 
         Returns:
             :class:`EmotionOutput`.
         """
-        return self._outputs(self.encoder(wavs, lengths), transcripts)
+        return self._outputs(self.encoder(wavs, lengths), transcripts, speakers)
 
-    def _outputs(self, enc, transcripts=None) -> EmotionOutput:
+    def _outputs(self, enc, transcripts=None, speakers=None) -> EmotionOutput:
         if self.wap is not None:
             return self.forward_from_frames(torch.stack(enc.hidden_states, dim=2), enc.frame_lengths, transcripts)
         hidden = enc.hidden_states if self.standardizer is None else self.standardizer(enc.hidden_states)
+        if self.speaker_norm is not None:
+            hidden = self.speaker_norm(hidden, speakers)
         pooled = self.pooling(self.featurizer(hidden), enc.frame_lengths)
         return self._head(pooled, transcripts)
 
     def forward_from_frames(self, frames: torch.Tensor, frame_lengths: torch.Tensor,
-                            transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
+                            transcripts: Sequence[str | None] | None = None,
+                            speakers: Sequence | None = None) -> EmotionOutput:
         """Classify from cached per-layer frames (equal to :meth:`forward` when the encoder is frozen).
 
         Args:
             frames: ``[B, F, L, D]`` from :meth:`encode_frames` (zero-padded).
             frame_lengths: ``[B]`` valid frames.
-            transcripts: as in :meth:`forward`.
+            transcripts, speakers: as in :meth:`forward`.
         """
         if self.wap is not None:
             x = self.wap(frames, frame_lengths)  # [B, F, dim]
         else:
             if self.standardizer is not None:
                 frames = self.standardizer.forward_pooled(frames)
+            if self.speaker_norm is not None:
+                frames = self.speaker_norm.forward_pooled(frames, speakers)
             x = self.featurizer(tuple(frames.unbind(2)))
         return self._head(self.pooling(x, frame_lengths), transcripts)
 
     def forward_features(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
-                         transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
+                         transcripts: Sequence[str | None] | None = None,
+                         speakers: Sequence | None = None) -> EmotionOutput:
         """Classify cached encoder outputs of either cache: ``[B, L, D]`` per-layer means
         (:meth:`forward_from_pooled`) or ``[B, F, L, D]`` frames with ``lengths`` ``[B]`` valid frames
         (:meth:`forward_from_frames`)."""
         if features.dim() == 4:
-            return self.forward_from_frames(features, lengths, transcripts)
-        return self.forward_from_pooled(features, transcripts)
+            return self.forward_from_frames(features, lengths, transcripts, speakers)
+        return self.forward_from_pooled(features, transcripts, speakers)
 
     @torch.no_grad()
     def encode_frames(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,7 +266,7 @@ class EmotionModel(nn.Module):
         return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
 
     def forward_with_layer_means(self, wavs: torch.Tensor, lengths: torch.Tensor, layers: Sequence[int],
-                                 transcripts: Sequence[str | None] | None = None
+                                 transcripts: Sequence[str | None] | None = None, speakers: Sequence | None = None
                                  ) -> tuple[EmotionOutput, torch.Tensor]:
         """:meth:`forward` plus the utterance means of some hidden states, from one encoder pass.
 
@@ -250,7 +281,7 @@ class EmotionModel(nn.Module):
             ``(EmotionOutput, [B, U, D])``.
         """
         enc = self.encoder(wavs, lengths)
-        return self._outputs(enc, transcripts), _layer_means(enc, layers)
+        return self._outputs(enc, transcripts, speakers), _layer_means(enc, layers)
 
     def layer_means(self, wavs: torch.Tensor, lengths: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
         """Utterance means ``[B, U, D]`` of hidden states ``layers`` (encoder only, with gradients)."""
@@ -271,7 +302,8 @@ class EmotionModel(nn.Module):
         return masked_mean(torch.stack(enc.hidden_states), enc.frame_lengths).transpose(0, 1)
 
     def forward_from_pooled(self, pooled_layers: torch.Tensor,
-                            transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
+                            transcripts: Sequence[str | None] | None = None,
+                            speakers: Sequence | None = None) -> EmotionOutput:
         """Classify from cached per-layer means (equal to :meth:`forward` when the encoder is frozen).
 
         Args:
@@ -284,14 +316,16 @@ class EmotionModel(nn.Module):
         if self.cfg.pooling != "mean" or self.wap is not None:
             raise ConfigError(f"forward_from_pooled needs model.pooling=mean and no model.wap (per-layer means commute with the "
                               f"layer weighting); model.pooling={self.cfg.pooling!r} needs frame-level features")
-        return self._head(self.head_input_from_pooled(pooled_layers), transcripts)
+        return self._head(self.head_input_from_pooled(pooled_layers, speakers), transcripts)
 
-    def head_input_from_pooled(self, pooled_layers: torch.Tensor) -> torch.Tensor:
+    def head_input_from_pooled(self, pooled_layers: torch.Tensor, speakers: Sequence | None = None) -> torch.Tensor:
         """What the head reads from cached per-layer means, ``[B, L, D]`` -> ``[B, D]``: standardised, then the
         featurizer's layer (or layer mix). With a fixed layer nothing here trains, so a full-batch solver
         computes it once (:meth:`head_from_input`) instead of at every objective evaluation."""
         if self.standardizer is not None:
             pooled_layers = self.standardizer.forward_pooled(pooled_layers)
+        if self.speaker_norm is not None:
+            pooled_layers = self.speaker_norm.forward_pooled(pooled_layers, speakers)
         return self.featurizer.forward_pooled(pooled_layers)
 
     def head_from_input(self, head_input: torch.Tensor,
@@ -383,7 +417,8 @@ class EmotionModel(nn.Module):
                 m.training = mode
 
     def save_checkpoint(self, directory: str) -> None:
-        """Write ``directory/model.safetensors`` (trainable weights) and ``directory/model.json``.
+        """Write ``directory/model.safetensors`` (trainable weights) and ``directory/model.json`` (and, with
+        ``model.feature_norm=speaker``, ``directory/speaker_stats.safetensors``).
 
         ``model.json`` holds the format version, the ModelConfig (``config``), ``labels``, the parameter
         report, the encoder fingerprint and the weight names. Both files are written atomically, weights
@@ -392,6 +427,8 @@ class EmotionModel(nn.Module):
         base = str(directory).rstrip("/")
         state = self.trainable_state_dict()
         write_bytes_atomic(f"{base}/{WEIGHTS_FILE}", save_safetensors_bytes(state, metadata={"format": "pt"}))
+        if self.speaker_norm is not None and self.speaker_norm.fitted:  # beside the weights: S varies by pool
+            self.speaker_norm.stats.save(f"{base}/{SPEAKER_STATS_FILE}")
         write_json_atomic(f"{base}/{META_FILE}", {
             "format_version": FORMAT_VERSION,
             "config": to_dict(self.cfg),
@@ -424,9 +461,13 @@ class EmotionModel(nn.Module):
             raise CheckpointError(f"{meta_path}: stored model config is invalid: {exc}") from exc
         # The pool statistics travel in the weights file: the stats file the config names may be gone.
         # ... and so does the WAP adapter: its pre-training folder may be gone too.
-        model = cls(dataclasses.replace(cfg, feature_stats=None,
+        # ... and the speaker statistics in a file beside the weights.
+        model = cls(dataclasses.replace(cfg, feature_stats=None, speaker_stats=None,
                                         wap=dataclasses.replace(cfg.wap, checkpoint=None)))
         model.cfg = cfg
+        if model.speaker_norm is not None and exists(f"{base}/{SPEAKER_STATS_FILE}"):
+            model.speaker_norm.set_statistics(SpeakerStatistics.load(f"{base}/{SPEAKER_STATS_FILE}"))
+            model.cfg = dataclasses.replace(cfg, speaker_stats=f"{base}/{SPEAKER_STATS_FILE}")
         fp = model.encoder.fingerprint()
         if meta.get("encoder_fingerprint") != fp:
             raise CheckpointError(f"{meta_path}: the encoder built from model.encoder (source "

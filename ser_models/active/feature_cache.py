@@ -139,6 +139,7 @@ class FeatureCache:
         suffix = "-frames" if kind == "frames" else (f"-states{states}" if states is not None else "")
         self.dir = storage_path(root) / (fingerprint[:16] + suffix)
         self.fingerprint = fingerprint
+        self.side: pa.Table | None = None
 
     def __repr__(self) -> str:
         return f"FeatureCache(dir={str(self.dir)!r}, kind={self.kind!r})"
@@ -250,11 +251,17 @@ class FeatureCache:
         """Stop serving this cache from memory."""
         _PINNED.pop(str(self.dir), None)
 
+    def attach(self, side: pa.Table | None) -> None:
+        """Join the columns of ``side`` (``utt_id`` and, e.g., ``speaker``) into every row :meth:`dataset`
+        gives from now on (None = none); ``side`` then names the clips the whole cache stands for."""
+        self.side = side
+
     def dataset(self, ids=None, labels: dict[str, str] | None = None, targets: pa.Table | None = None):
         """The cached rows as a lazy Ray Dataset: only ``ids`` (None = all), with target columns from
         ``targets`` (a table of ``utt_id`` and any of ``label, arousal, valence, dominance``; its ids are the
-        rows kept when ``ids`` is None) or a ``label`` column from ``labels``. Filtering runs on the workers,
-        shard by shard."""
+        rows kept when ``ids`` is None) or a ``label`` column from ``labels``, and the :meth:`attach`-ed
+        columns. Filtering runs on the workers, shard by shard."""
+        import pyarrow.compute as pc
         import ray
 
         from ser_models.io import filesystem
@@ -264,18 +271,22 @@ class FeatureCache:
             targets = pa.table({"utt_id": pa.array(list(labels), pa.string()),
                                 "label": pa.array(list(labels.values()), pa.string())})
         pinned = _PINNED.get(str(self.dir))
-        if ids is None and targets is None:
+        if ids is None and targets is None and self.side is None:
             if pinned is not None:
                 return ray.data.from_arrow(pinned)
             fs, path = filesystem(self.shards_dir)
             return read_parquet_dataset(path, filesystem=fs, columns=["utt_id", "features"])
+        if ids is None and targets is None:
+            ids = self.side.column("utt_id").to_pylist()
         keep = pa.array(sorted(ids if ids is not None else targets.column("utt_id").to_pylist()), pa.string())
         values = None
         if targets is not None:
-            import pyarrow.compute as pc
-
             where = pc.index_in(keep, value_set=targets.column("utt_id"))
             values = {name: pc.take(targets.column(name), where) for name in targets.column_names if name != "utt_id"}
+        if self.side is not None:
+            where = pc.index_in(keep, value_set=self.side.column("utt_id"))
+            values = {**(values or {}), **{name: pc.take(self.side.column(name), where)
+                                           for name in self.side.column_names if name != "utt_id"}}
         if pinned is not None:  # filtered here, in memory; the rows as the streamed path gives them
             return ray.data.from_arrow(_select_rows(pinned, keep, values))
         fs, path = filesystem(self.shards_dir)
@@ -304,6 +315,27 @@ class FeatureCache:
                 moments.add(features_array(batch.column("features"), shape))
         mean, std = moments.result()
         return mean, std, clips
+
+    def speaker_statistics(self, shrink_clips: float):
+        """Per-speaker statistics (:class:`~ser_models.encoders.speaker_norm.SpeakerStatistics`) of the cached
+        features of every :meth:`attach`-ed clip, by its ``speaker`` column, streamed shard by shard (memory
+        O(speakers x L x D)). Pooled caches only.
+
+        Raises:
+            ConfigError: no ``speaker`` column is attached, or the cache holds frames.
+        """
+        from ser_models.encoders.speaker_norm import SpeakerMoments
+
+        if self.side is None or "speaker" not in self.side.column_names:
+            raise ConfigError("speaker statistics need the pool's speaker column attached to the feature cache")
+        if self.kind != "pooled":
+            raise ConfigError("model.feature_norm=speaker needs per-layer means (model.pooling=mean, no "
+                              "model.wap): the frame cache is not supported")
+        moments = SpeakerMoments()
+        for batch in self.dataset().iter_batches(batch_format="pyarrow", batch_size=256):
+            if batch.num_rows:
+                moments.add(features_array(batch.column("features"), self.shape), batch.column("speaker").to_pylist())
+        return moments.result(shrink_clips), moments.without_speaker
 
     def table(self, ids=None, labels: dict[str, str] | None = None) -> pa.Table:
         """:meth:`dataset` gathered on the driver (small selections and tests only)."""

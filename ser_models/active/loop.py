@@ -180,11 +180,12 @@ class ActiveLearningLoop:
         if self.cross and not pool_checked:
             check_cross_lingual(pool, self.cross, model_cfg)
         self.cache = self._open_cache()
-        if model_cfg.feature_norm == "pool" and self.cache is None:
-            raise ConfigError("model.feature_norm=pool takes its statistics from the frozen-encoder feature cache: "
-                              "set active.feature_cache=on (model.adapter.kind=frozen), or "
-                              "model.feature_norm=none")
+        if model_cfg.feature_norm in ("pool", "speaker") and self.cache is None:
+            raise ConfigError(f"model.feature_norm={model_cfg.feature_norm} takes its statistics from the "
+                              "frozen-encoder feature cache: set active.feature_cache=on (model.adapter.kind=frozen), "
+                              "or model.feature_norm=none")
         self._dev_test = None
+        self.speaker_summary: dict | None = None  # model.feature_norm=speaker: speakers and clips per speaker
         self._anchors: dict | None = None
         self._source_label_list: list | None = None
 
@@ -331,7 +332,8 @@ class ActiveLearningLoop:
             scores = score_dataset(ds, None, self.active.scorer, model_cfg=to_dict(self.model_cfg),
                                    feature_shape=shape, seed=self.active.seed, verbose=self.verbose,
                                    in_process=self.in_process, keep_pooled=True,
-                                   transcripts=shape is None and self.model_cfg.text.enabled)
+                                   transcripts=shape is None and self.model_cfg.text.enabled,
+                                   speakers=self.model_cfg.feature_norm == "speaker")
             from ser_models.active.config import StrategyConfig
             from ser_models.active.strategies.base import ScoredPool
 
@@ -507,7 +509,8 @@ class ActiveLearningLoop:
                 ds, shape = self._score_input()
                 scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
                                        seed=self.active.seed + r, verbose=self.verbose, in_process=self.in_process,
-                                       transcripts=shape is None and self.model_cfg.text.enabled)
+                                       transcripts=shape is None and self.model_cfg.text.enabled,
+                                       speakers=self.model_cfg.feature_norm == "speaker")
                 scores.save(scores_path)
             failpoint("after_score")
             seconds["score"] = time.perf_counter() - t0
@@ -626,7 +629,8 @@ class ActiveLearningLoop:
         ds, shape = self._score_input()
         scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
                                seed=self.active.seed + r, verbose=False, in_process=self.in_process,
-                               transcripts=shape is None and self.model_cfg.text.enabled)
+                               transcripts=shape is None and self.model_cfg.text.enabled,
+                               speakers=self.model_cfg.feature_norm == "speaker")
         scores.save(scores_path)
         return scores
 
@@ -693,7 +697,8 @@ class ActiveLearningLoop:
                 scores = score_dataset(ds, checkpoint_dir, dataclasses.replace(self.active.scorer, mc_samples=0),
                                        feature_shape=shape, seed=self.active.seed + r, verbose=False,
                                        in_process=self.in_process, keep_embedding=False,
-                                       transcripts=shape is None and self.model_cfg.text.enabled)
+                                       transcripts=shape is None and self.model_cfg.text.enabled,
+                                       speakers=self.model_cfg.feature_norm == "speaker")
             pos = pd.Index(scores.ids.astype(str)).get_indexer(self.stop_ids)
             if (pos < 0).any():
                 raise ConfigError(f"round {r}: {int((pos < 0).sum())} stop-set clips were not scored")
@@ -773,6 +778,8 @@ class ActiveLearningLoop:
                              verbose=self.verbose, in_process=self.in_process)
             if self.model_cfg.feature_norm == "pool":
                 self._use_pool_statistics()
+            elif self.model_cfg.feature_norm == "speaker":
+                self._use_speaker_statistics()
         self.initial()
         reports = []
         for r in range(len(self.targets)):
@@ -804,6 +811,30 @@ class ActiveLearningLoop:
             self.log(f"  pool statistics: mean and std of {clips} training clips' features in "
                      f"{time.perf_counter() - t0:.1f}s -> {path}")
         self.model_cfg = dataclasses.replace(self.model_cfg, feature_stats=str(path))
+
+    def _use_speaker_statistics(self) -> None:
+        """Every clip's features standardised by its speaker (``model.feature_norm=speaker``): the pool's
+        ``speaker`` column is joined into every cached row the run reads, and each speaker's statistics over
+        all their clips in the pool (every split, labelled or not; no labels are read), shrunk toward the
+        pool's by ``model.speaker_shrinkage``, are written once per run to ``speaker_stats.safetensors``;
+        every model the run builds loads them."""
+        from ser_models.encoders.speaker_norm import SpeakerStatistics
+
+        speakers = self.pool.metadata(columns=["utt_id", "speaker"])
+        self.cache.attach(pa.Table.from_pandas(speakers, preserve_index=False))
+        path = self.out / "speaker_stats.safetensors"
+        if not exists(path):
+            t0 = time.perf_counter()
+            stats, without = self.cache.speaker_statistics(self.model_cfg.speaker_shrinkage)
+            stats.save(path)
+            info = stats.summary()
+            self.log(f"  speaker statistics: {info['speakers']} speakers ({info['clips_min']}-{info['clips_max']} "
+                     f"clips each, shrunk toward the pool with k={info['shrink_clips']:g}); {without} clips without "
+                     f"a speaker use the pool's, in {time.perf_counter() - t0:.1f}s -> {path}")
+        else:
+            stats = SpeakerStatistics.load(path)
+        self.speaker_summary = stats.summary()
+        self.model_cfg = dataclasses.replace(self.model_cfg, speaker_stats=str(path))
 
     def _all_splits(self):
         return self.pool.dataset(None)

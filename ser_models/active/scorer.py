@@ -238,8 +238,8 @@ class PoolScorer:
 
     def _forward(self, b):
         if b.features is not None:
-            return self.model.forward_features(b.features, b.lengths, b.transcripts)
-        return self.model(b.wavs, b.lengths, b.transcripts)
+            return self.model.forward_features(b.features, b.lengths, b.transcripts, b.speakers)
+        return self.model(b.wavs, b.lengths, b.transcripts, b.speakers)
 
 
 def _stable_hash(ids) -> int:
@@ -338,7 +338,7 @@ def _unfixed(col) -> np.ndarray:
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
                   feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True,
                   in_process: bool = False, keep_pooled: bool = False, keep_embedding: bool = True,
-                  transcripts: bool = False) -> Scores:
+                  transcripts: bool = False, speakers: bool = False) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
     Args:
@@ -354,6 +354,7 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         keep_embedding: gather the [N, E] head embeddings (selection needs them; evaluation does not, and
             then ``Scores.embedding`` is an [N, 0] array).
         transcripts: also read the ``transcript`` column (a model with a text branch; audio mode).
+        speakers: also read the ``speaker`` column (``model.feature_norm=speaker``).
 
     Returns:
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
@@ -362,6 +363,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
     columns = SCORE_INPUT_FEATURES if feature_shape is not None else SCORE_INPUT_AUDIO
     if transcripts:
         columns = [*columns, "transcript"]
+    if speakers:
+        columns = [*columns, "speaker"]
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed)

@@ -113,17 +113,18 @@ class ProbeModel(nn.Module):
                                 input_norm=cfg.head_input_norm, num_dimensions=len(cfg.dimensions),
                                 value_range=tuple(cfg.dimension_range))
 
-    def forward_from_pooled(self, pooled_layers: torch.Tensor, transcripts=None):
-        """``[B, L, D]`` -> ``EmotionOutput`` (``EmotionModel.forward_from_pooled`` without a text branch)."""
+    def forward_from_pooled(self, pooled_layers: torch.Tensor, transcripts=None, speakers=None):
+        """``[B, L, D]`` -> ``EmotionOutput`` (``EmotionModel.forward_from_pooled`` without a text branch or
+        speaker statistics)."""
         from ser_models.model import EmotionOutput
 
         pooled = self.featurizer.forward_pooled(pooled_layers)
         logits, dims, embedding = self.head(pooled)
         return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
 
-    def forward_features(self, features: torch.Tensor, lengths=None, transcripts=None):
+    def forward_features(self, features: torch.Tensor, lengths=None, transcripts=None, speakers=None):
         """What ``fit`` calls: pooled features only (``EmotionModel.forward_features``)."""
-        return self.forward_from_pooled(features, transcripts)
+        return self.forward_from_pooled(features, transcripts, speakers)
 
 
 def run_probe(splits: dict[str, SplitFeatures], model_cfg, train_cfg, task: str, layer: int, seed: int,

@@ -28,8 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from safetensors.numpy import load as load_safetensors_bytes
 from safetensors.numpy import save as save_safetensors_bytes
+from torch import nn
 
 from ser_models.encoders.standardizer import MIN_STD, RunningMoments
 from ser_models.exceptions import ConfigError
@@ -178,3 +180,74 @@ class SpeakerStatistics:
         return {"speakers": len(self.speakers), "clips_min": int(counts.min()),
                 "clips_median": float(np.median(counts)), "clips_max": int(counts.max()),
                 "pool_clips": int(self.pool_clips), "shrink_clips": self.shrink_clips}
+
+
+class SpeakerStandardizer(nn.Module):
+    """The model's ``model.feature_norm=speaker`` step: ``(h - mean_s) / std_s`` per clip, by its speaker.
+
+    The statistics are not trained and not in the model's state dict (their speaker count varies from pool to
+    pool); a checkpoint carries them in a file of their own (``EmotionModel.save_checkpoint``). Until
+    :meth:`set_statistics` is called the model is not fitted, and training refuses it.
+
+    Args:
+        num_layers: L hidden states.
+        dim: D, their width.
+    """
+
+    def __init__(self, num_layers: int, dim: int):
+        super().__init__()
+        self.shape = (num_layers, dim)
+        self.stats: SpeakerStatistics | None = None
+        self._mean = self._scale = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.stats is not None
+
+    def set_statistics(self, stats: SpeakerStatistics) -> None:
+        """Use ``stats`` (``[S, L', D]`` per speaker, ``[L', D]`` for the pool, of the first ``L' <= L`` states).
+
+        Raises:
+            ConfigError: the statistics do not fit an encoder with ``[L, D]`` hidden states.
+        """
+        states, dim = stats.pool_mean.shape
+        if dim != self.shape[1] or states > self.shape[0] or stats.mean.shape[1:] != stats.pool_mean.shape:
+            raise ConfigError(f"speaker statistics of shape {tuple(stats.pool_mean.shape)} do not fit an encoder "
+                              f"with [L, D] = {self.shape}")
+        self.stats = stats
+        pad = self.shape[0] - states  # a cache of the first states: the model's layer is among them
+        mean = np.concatenate([stats.mean, stats.pool_mean[None]])  # row -1 = the pool
+        std = np.concatenate([stats.std, stats.pool_std[None]])
+        mean = np.pad(mean, ((0, 0), (0, pad), (0, 0)))
+        std = np.pad(std, ((0, 0), (0, pad), (0, 0)), constant_values=1.0)
+        self._mean = torch.from_numpy(np.ascontiguousarray(mean, np.float32))
+        self._scale = torch.from_numpy(np.ascontiguousarray(1.0 / np.maximum(std, MIN_STD), np.float32))
+
+    def _rows(self, speakers: Sequence | None, batch: int, states: int, like: torch.Tensor):
+        if self.stats is None:
+            raise ConfigError("model.feature_norm=speaker but no speaker statistics are loaded: set "
+                              "model.speaker_stats (the AL loop and jobs.predict compute them)")
+        index = (np.full(batch, -1, np.int64) if speakers is None else self.stats.index(speakers))
+        if len(index) != batch:
+            raise ValueError(f"{batch} clips but {len(index)} speakers")
+        index = torch.from_numpy(index)
+        return (self._mean[index, :states].to(like.device, like.dtype),
+                self._scale[index, :states].to(like.device, like.dtype))
+
+    def forward(self, hidden_states: Sequence[torch.Tensor], speakers: Sequence | None) -> tuple[torch.Tensor, ...]:
+        """L tensors ``[B, F, D]`` -> the same, standardised with each clip's speaker statistics (None = the
+        pool's for every clip)."""
+        first = hidden_states[0]
+        mean, scale = self._rows(speakers, first.shape[0], len(hidden_states), first)  # [B, L, D]
+        return tuple((h - mean[:, i, None]) * scale[:, i, None] for i, h in enumerate(hidden_states))
+
+    def forward_pooled(self, pooled: torch.Tensor, speakers: Sequence | None) -> torch.Tensor:
+        """``[B, S, D]`` per-layer utterance vectors of the first ``S <= L`` hidden states, or ``[B, F, S, D]``
+        frames -> the same, standardised."""
+        mean, scale = self._rows(speakers, pooled.shape[0], pooled.shape[-2], pooled)
+        if pooled.dim() == 4:
+            mean, scale = mean[:, None], scale[:, None]
+        return (pooled - mean) * scale
+
+    def extra_repr(self) -> str:
+        return f"layers={self.shape[0]}, dim={self.shape[1]}, speakers={len(self.stats.speakers) if self.stats else 0}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ser_models.encoders.speaker_norm import speaker_key
 from ser_models.exceptions import TrainingError
 
 SAMPLE_RATE = 16000
@@ -38,11 +39,12 @@ def decode_features(raw: bytes, feature_shape) -> np.ndarray:
 
 
 def training_columns(feature_mode: bool, dimensions: Sequence[str] = (), text: bool = False,
-                     soft: bool = False) -> list[str]:
+                     soft: bool = False, speakers: bool = False) -> list[str]:
     """Columns a training or evaluation feed reads: inputs, ``label``, the model's dimensions, with a text branch
-    ``transcript`` and, for a training feed with soft labels, ``soft_label``."""
+    ``transcript``, for a training feed with soft labels ``soft_label``, and with ``model.feature_norm=speaker``
+    ``speaker``."""
     return [*(FEATURE_COLUMNS if feature_mode else AUDIO_COLUMNS), *dimensions, *(["transcript"] if text else []),
-            *(["soft_label"] if soft else [])]
+            *(["soft_label"] if soft else []), *(["speaker"] if speakers else [])]
 
 
 @dataclass
@@ -60,6 +62,8 @@ class ClipSet:
         transcripts: N transcripts (None where a clip has none) when the feed carried them, else None.
         soft: [N, C] float32 class probabilities (several annotators' vote shares; one-hot rows for hard labels)
             when any clip of the feed has a soft label, else None: training then fits the shares.
+        speakers: N speaker ids (None where a clip has none) when the feed carried a ``speaker`` column, else
+            None (``model.feature_norm=speaker`` reads them).
     """
 
     ids: list[str] = field(default_factory=list)
@@ -70,6 +74,7 @@ class ClipSet:
     transcripts: list[str | None] | None = None
     frames: list[np.ndarray] | None = None
     soft: np.ndarray | None = None
+    speakers: list | None = None
 
     def __post_init__(self) -> None:
         if self.targets is None:
@@ -87,6 +92,7 @@ class ClipSet:
             transcripts=None if self.transcripts is None else [self.transcripts[i] for i in index],
             frames=None if self.frames is None else [self.frames[i] for i in index],
             soft=None if self.soft is None else self.soft[index],
+            speakers=None if self.speakers is None else [self.speakers[i] for i in index],
         )
 
     def __len__(self) -> int:
@@ -138,11 +144,14 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     feats: list[np.ndarray] = []
     targets: list[np.ndarray] = []
     texts: list[str | None] | None = None
+    speakers: list | None = None
     soft_rows: list[np.ndarray | None] = []
     for batch in batches:
         batch_ids = [str(x) for x in batch["utt_id"]]
         if "transcript" in batch:
             texts = (texts or []) + [t if isinstance(t, str) else None for t in batch["transcript"]]
+        if "speaker" in batch:
+            speakers = (speakers or []) + [speaker_key(v) for v in batch["speaker"]]
         batch_labels = batch.get("label") if index else None
         if dimensions:
             targets.append(_dimension_values(batch, batch_ids, dimensions, require_labels))
@@ -172,7 +181,8 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
         ids.extend(batch_ids)
     clips = ClipSet(ids=ids, labels=np.asarray(ys, np.int64),
                     targets=(np.concatenate(targets) if targets else np.zeros((0, len(dimensions)), np.float32))
-                    if dimensions else None, transcripts=texts if texts is not None and len(texts) == len(ids) else None)
+                    if dimensions else None, transcripts=texts if texts is not None and len(texts) == len(ids) else None,
+                    speakers=speakers if speakers is not None and len(speakers) == len(ids) else None)
     if any(row is not None for row in soft_rows):
         eye = np.eye(len(index), dtype=np.float32)
         clips.soft = np.stack([row if row is not None else eye[y] for row, y in zip(soft_rows, ys)])
@@ -231,7 +241,7 @@ class Batch:
     ``features`` [B, L, D] in pooled feature mode; ``features`` [B, F, L, D] float32 (zero-padded) and
     ``lengths`` [B] valid frames in frame mode; ``labels`` [B] (-1 unknown); ``targets`` [B, K] dimensional
     values (NaN unknown; K = 0 without dimensions); ``ids`` [B]; ``transcripts`` [B] or None; ``soft`` [B, C]
-    class probabilities or None (see :class:`ClipSet`)."""
+    class probabilities or None; ``speakers`` [B] or None (see :class:`ClipSet`)."""
 
     ids: list[str]
     labels: torch.Tensor
@@ -241,11 +251,12 @@ class Batch:
     targets: torch.Tensor | None = None
     transcripts: list[str | None] | None = None
     soft: torch.Tensor | None = None
+    speakers: list | None = None
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: None if t is None else t.to(device))  # noqa: E731
         return Batch(self.ids, self.labels.to(device), move(self.wavs), move(self.lengths), move(self.features),
-                     move(self.targets), self.transcripts, move(self.soft))
+                     move(self.targets), self.transcripts, move(self.soft), self.speakers)
 
     @property
     def class_targets(self) -> torch.Tensor:
@@ -289,16 +300,19 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
     ids = [clips.ids[i] for i in index]
     texts = None if clips.transcripts is None else [clips.transcripts[i] for i in index]
     soft = None if clips.soft is None else torch.from_numpy(np.ascontiguousarray(clips.soft[index]))
+    speakers = None if clips.speakers is None else [clips.speakers[i] for i in index]
     if clips.features is not None:
         return Batch(ids, labels, features=torch.from_numpy(np.ascontiguousarray(clips.features[index])),
-                     targets=targets, transcripts=texts, soft=soft)
+                     targets=targets, transcripts=texts, soft=soft, speakers=speakers)
     if clips.frames is not None:
         max_frames = None if max_samples is None else max(max_samples // FRAME_HOP_SAMPLES, 1)
         out, lengths = _crop_and_pad([clips.frames[i] for i in index], max_frames, rng, 1.0)
-        return Batch(ids, labels, features=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft)
+        return Batch(ids, labels, features=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft,
+                     speakers=speakers)
     assert clips.audio is not None
     out, lengths = _crop_and_pad([clips.audio[i] for i in index], max_samples, rng, 1.0 / 32768.0)
-    return Batch(ids, labels, wavs=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft)
+    return Batch(ids, labels, wavs=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft,
+                 speakers=speakers)
 
 
 def _crop_and_pad(pieces: list[np.ndarray], max_len: int | None, rng: np.random.Generator | None,

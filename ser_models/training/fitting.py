@@ -74,17 +74,17 @@ class _TrainForward(nn.Module):
         self.anchor = anchor
 
     def forward(self, wavs=None, lengths=None, features=None, target_wavs=None, target_lengths=None,
-                transcripts=None):
+                transcripts=None, speakers=None):
         if features is not None:
-            out = self.model.forward_features(features, lengths, transcripts)
+            out = self.model.forward_features(features, lengths, transcripts, speakers)
             return out.logits, out.dimensions, None
         if target_wavs is None:
-            out = self.model(wavs, lengths, transcripts)
+            out = self.model(wavs, lengths, transcripts, speakers)
             return out.logits, out.dimensions, None
         from ser_models.analysis.anchoring import anchoring_loss
 
         layers = self.anchor.layers
-        out, source = self.model.forward_with_layer_means(wavs, lengths, layers, transcripts)
+        out, source = self.model.forward_with_layer_means(wavs, lengths, layers, transcripts, speakers)
         target = self.model.layer_means(target_wavs, target_lengths, layers)
         return out.logits, out.dimensions, anchoring_loss(source, target, self.anchor.groups, layers)
 
@@ -157,8 +157,8 @@ def predict_outputs(model: nn.Module, clips: ClipSet, cfg: TrainConfig,
     max_samples = int(cfg.max_eval_seconds * 16000)
     for index in plan_batches(clips.lengths(), cfg.eval_batch_size, None):
         batch = make_batch(clips, index, max_samples, None).to(device)
-        out = (model.forward_features(batch.features, batch.lengths, batch.transcripts) if batch.features is not None
-               else model(batch.wavs, batch.lengths, batch.transcripts))
+        out = (model.forward_features(batch.features, batch.lengths, batch.transcripts, batch.speakers)
+               if batch.features is not None else model(batch.wavs, batch.lengths, batch.transcripts, batch.speakers))
         probs[index] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
         dims[index] = out.dimensions.float().cpu().numpy()
     return probs, dims
@@ -258,6 +258,11 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     if standardizer is not None and not standardizer.fitted:
         raise TrainingError("model.feature_norm=pool but no pool statistics are loaded: set model.feature_stats (the "
                             "AL loop computes them from its feature cache) or model.feature_norm=none")
+    speaker_norm = getattr(model, "speaker_norm", None)
+    if speaker_norm is not None and not speaker_norm.fitted:
+        raise TrainingError("model.feature_norm=speaker but no speaker statistics are loaded: set "
+                            "model.speaker_stats (the AL loop computes them from its feature cache) or another "
+                            "model.feature_norm")
     state = state or FitState()
     if state.finished:
         if state.best_weights is not None:
@@ -322,7 +327,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             logits, dims, coral = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features,
                                           target_wavs=None if target is None else target.wavs,
                                           target_lengths=None if target is None else target.lengths,
-                                          transcripts=batch.transcripts)
+                                          transcripts=batch.transcripts, speakers=batch.speakers)
             loss = training_loss(logits, dims, batch, loss_fn, cfg)
             if coral is not None:
                 loss = loss + anchor.weight * coral
@@ -416,11 +421,13 @@ def concat_clips(parts: list[ClipSet]) -> ClipSet:
     if not all(p.is_features for p in parts):
         raise TrainingError("only cached-feature clip sets can be gathered into one batch")
     texts = None if parts[0].transcripts is None else [t for p in parts for t in p.transcripts]
+    speakers = None if any(p.speakers is None for p in parts) else [s for p in parts for s in p.speakers]
     frames = parts[0].frames is not None
     return ClipSet(ids=[i for p in parts for i in p.ids], labels=np.concatenate([p.labels for p in parts]),
                    features=None if frames else np.concatenate([p.features for p in parts]),
                    frames=[f for p in parts for f in p.frames] if frames else None,
-                   targets=np.concatenate([p.targets for p in parts]), transcripts=texts, soft=_concat_soft(parts))
+                   targets=np.concatenate([p.targets for p in parts]), transcripts=texts, soft=_concat_soft(parts),
+                   speakers=speakers)
 
 
 def _concat_soft(parts: list[ClipSet]) -> np.ndarray | None:

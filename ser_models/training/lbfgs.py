@@ -84,7 +84,7 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
                             "the features (model.feature_norm=pool standardises them) or lower train.l2_c")
     strength = 1.0 / (2.0 * float(c) * len(train))
     with torch.no_grad():
-        out = model.forward_features(batch.features, batch.lengths, batch.transcripts)
+        out = model.forward_features(batch.features, batch.lengths, batch.transcripts, batch.speakers)
         loss = float(loss_fn(out.logits, out.dimensions, batch))
         objective = loss + float(strength * l2_penalty(model))
     seconds = time.perf_counter() - t0
@@ -112,9 +112,9 @@ def _forward(model: nn.Module, batch) -> Callable[[], object]:
     """
     fixed_front = batch.features.dim() == 3 and not any(p.requires_grad for p in model.featurizer.parameters())
     if not fixed_front:
-        return lambda: model.forward_features(batch.features, batch.lengths, batch.transcripts)
+        return lambda: model.forward_features(batch.features, batch.lengths, batch.transcripts, batch.speakers)
     with torch.no_grad():
-        head_input = model.head_input_from_pooled(batch.features)
+        head_input = model.head_input_from_pooled(batch.features, batch.speakers)
     return lambda: model.head_from_input(head_input, batch.transcripts)
 
 
@@ -223,7 +223,7 @@ def _head_input(model: nn.Module, batch) -> np.ndarray:
     """``[N, D]`` float64: what the output layer of a linear head sees for ``batch`` (standardised, weighted,
     pooled features)."""
     with torch.no_grad():
-        return model.head_input_from_pooled(batch.features).double().cpu().numpy()
+        return model.head_input_from_pooled(batch.features, batch.speakers).double().cpu().numpy()
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -271,7 +271,8 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
         for i, c in enumerate(grid):
             _solve(model, params, fit_batch, c, cfg, loss_fn, class_loss, head_input=x)
             with torch.no_grad():
-                out = model.forward_features(held_batch.features, held_batch.lengths, held_batch.transcripts)
+                out = model.forward_features(held_batch.features, held_batch.lengths, held_batch.transcripts,
+                                             held_batch.speakers)
             preds[i].append(out.logits.argmax(dim=1).cpu().numpy() if has_classes
                             else out.dimensions.cpu().numpy().astype(np.float64))
     scores = []

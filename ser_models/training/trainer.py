@@ -114,7 +114,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
 
     def columns(name: str) -> list[str]:  # only the training feed carries soft labels
         return training_columns(feature_shape is not None, model_cfg.dimensions, model_cfg.text.enabled,
-                                soft=soft_labels and name == "train")
+                                soft=soft_labels and name == "train", speakers=model_cfg.feature_norm == "speaker")
 
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")

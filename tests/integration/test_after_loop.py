@@ -328,6 +328,59 @@ def test_small_label_recipe_standardises_with_training_pool_statistics(demo_pool
         "iterations"] > 1  # solved by L-BFGS, one full-batch "epoch"
 
 
+def test_speaker_norm_standardises_every_clip_by_its_speaker_in_training_and_scoring(demo_pool, tmp_path):
+    """Each speaker's statistics are those of all their clips in the pool (every split; k=0: their own alone);
+    the round's checkpoint carries them; and the round's scores of unlabelled clips are the checkpoint's
+    output on each clip's cached features with its speaker."""
+    import torch
+
+    from ser_models.active.feature_cache import features_array
+    from ser_models.encoders.speaker_norm import SpeakerStatistics
+    from ser_models.model import EmotionModel
+
+    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
+        "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=speaker", "model.speaker_shrinkage=0",
+        "model.head_hidden=0", "model.head_input_norm=false", "model.featurizer_layer=1", "train.solver=lbfgs",
+        "train.class_weighted=false",
+        "active.budget_fractions=[0.25,0.5]", "active.initial=random", "active.strategy.name=margin"])
+    loop = _loop(cfg)
+    reports = loop.run()
+    assert [r.labelled for r in reports] == loop.targets
+    stats = SpeakerStatistics.load(tmp_path / "speaker_stats.safetensors")
+    meta = Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id", "speaker", "split"])
+    assert set(stats.speakers) == set(meta["speaker"]) and set(meta["split"]) == {"train", "dev", "test"}
+    table = loop.cache.table()  # every clip, with its speaker joined in
+    assert table.num_rows == len(meta)
+    feats, speakers = features_array(table.column("features"), loop.cache.shape), table.column("speaker").to_pylist()
+    for row, name in enumerate(stats.speakers):
+        mine = feats[[s == name for s in speakers]]
+        assert stats.counts[row] == len(mine)
+        np.testing.assert_allclose(stats.mean[row], mine.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stats.std[row], mine.std(0), rtol=1e-3, atol=1e-5)
+    assert loop.speaker_summary["speakers"] == len(stats.speakers)
+
+    ckpt = tmp_path / "rounds" / "round=000" / "train" / "checkpoint"
+    model = EmotionModel.load_checkpoint(str(ckpt))
+    np.testing.assert_array_equal(model.speaker_norm.stats.mean, stats.mean)
+    scores = pq.read_table(tmp_path / "rounds" / "round=000" / "scores.parquet").to_pandas().set_index("utt_id")
+    order = {u: i for i, u in enumerate(table.column("utt_id").to_pylist())}
+    ids = sorted(scores.index)[:8]
+    with torch.no_grad():
+        probs = torch.softmax(model.forward_from_pooled(
+            torch.from_numpy(feats[[order[u] for u in ids]]), speakers=[speakers[order[u]] for u in ids]).logits, -1)
+    np.testing.assert_allclose(np.stack(scores.loc[ids, "probs"].to_list()), probs.numpy(), atol=1e-5)
+    # ... and it was trained on them: its loss on round 0's labelled clips, with their speakers, is the fit's
+    labelled = [(u, label) for u, label, r in _ledger_rows(tmp_path) if r == 0]
+    x = torch.from_numpy(feats[[order[u] for u, _ in labelled]])
+    y = torch.tensor([model.labels.index(label) for _, label in labelled])
+    fit_loss = json.loads((ckpt.parent / "metrics.json").read_text())["history"][0]["train_loss"]
+    with torch.no_grad():
+        own = torch.nn.functional.cross_entropy(
+            model.forward_from_pooled(x, speakers=[speakers[order[u]] for u, _ in labelled]).logits, y)
+        pooled_only = torch.nn.functional.cross_entropy(model.forward_from_pooled(x).logits, y)
+    assert float(own) == pytest.approx(fit_loss, rel=1e-4) and float(pooled_only) != pytest.approx(fit_loss, rel=1e-2)
+
+
 def test_a_cache_of_the_first_states_gives_the_run_that_every_state_gives(demo_pool, tmp_path):
     """Whisper reading hidden state 1: the cache holds states 0-1 only (the encoder stops after layer 1), and
     the run's ledger and metrics equal a run over the cache of every state; its checkpoint, which runs the

@@ -177,7 +177,7 @@ def test_every_path_key_of_every_job_is_marked_as_a_path():
     assert len(schemas) > 20
     unmarked = [f"{s.__module__}.{s.__name__}.{f.name}" for s in schemas for f in dataclasses.fields(s)
                 if (f.name.endswith("_dir") or f.name in ("manifest", "checkpoint", "init_checkpoint",
-                                                           "feature_stats", "label_map"))
+                                                           "feature_stats", "speaker_stats", "label_map"))
                 and not f.metadata.get("path")]
     assert unmarked == []
     assert path_kind(EncoderConfig, "source") == PATH_OR_NAME
