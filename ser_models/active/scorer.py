@@ -165,11 +165,13 @@ class PoolScorer:
         max_seconds: crop limit (s).
         threads: torch threads.
         seed: seeds the MC-dropout masks of each batch.
+        speaker_stats: a speaker statistics file that replaces the checkpoint's (``model.feature_norm=speaker``;
+            ``jobs.predict`` computes one over its own input).
     """
 
     def __init__(self, checkpoint_dir: str | None, model_cfg: dict | None = None,
                  feature_shape: tuple[int, int] | None = None, mc_samples: int = 0, micro_batch_size: int = 0,
-                 max_seconds: float = 20.0, threads: int = 1, seed: int = 0):
+                 max_seconds: float = 20.0, threads: int = 1, seed: int = 0, speaker_stats: str | None = None):
         import torch
 
         from ser_models.config import from_dict
@@ -181,6 +183,12 @@ class PoolScorer:
         else:
             torch.manual_seed(seed)
             self.model = EmotionModel(from_dict(ModelConfig, model_cfg))
+        if speaker_stats is not None:
+            from ser_models.encoders.speaker_norm import SpeakerStatistics
+
+            if self.model.speaker_norm is None:
+                raise ConfigError("speaker statistics were given, but the model does not use model.feature_norm=speaker")
+            self.model.speaker_norm.set_statistics(SpeakerStatistics.load(speaker_stats))
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.feature_shape = tuple(feature_shape) if feature_shape else None

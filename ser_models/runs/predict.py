@@ -8,6 +8,9 @@ one shard's predictions at a time.
     output_dir/
       pool/                         the manifest, prepared on the fly (manifest input only)
       plan.json                     shards: which input files each one reads (fixed at the first run)
+      feature_cache/, speaker_stats.safetensors
+                                    a model.feature_norm=speaker checkpoint with speaker_stats=input: the
+                                    input's per-layer means, and its speakers' statistics (the pass before)
       predictions/part-00000.parquet utt_id, predicted, confidence, probs [C], <dimensions>, embedding [E]
       summary.json                  clips, counts per class, mean confidence, seconds (written last)
 """
@@ -20,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.active.scorer import ScorerConfig
-from ser_models.config import PATH, field, to_yaml
+from ser_models.config import PATH, PATH_OR_NAME, field, to_yaml
 from ser_models.exceptions import CheckpointError, ConfigError
 
 PLAN_FILE = "plan.json"
@@ -41,6 +44,11 @@ class PredictJobConfig:
     shard_rows: int = field(4096, help="clips per output shard (a kill loses at most one shard's work)")
     embedding: bool = field(False, help="also write the head's embedding [E] per clip")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors: count, CPUs, GPUs, batch sizes")
+    speaker_stats: str = field("input", path=PATH_OR_NAME,
+                               help="checkpoints with model.feature_norm=speaker: input = each speaker's statistics "
+                                    "over this input's clips (an encoder pass before predicting); checkpoint = "
+                                    "those of the pool it was trained on (unknown speakers use its pool "
+                                    "statistics); or a speaker_stats.safetensors file")
     backend: str = field("ray", speed_only=True,
                          help="ray: Ray Data actors (scorer.*; a cluster, several GPUs); in_process: one model in "
                               "this process reading the shards' Parquet files batch by batch, no Ray (one machine: "
@@ -122,18 +130,67 @@ def _prediction_table(batches: list[dict], labels: list[str], dimensions: list[s
     return pa.table(columns)
 
 
-def _score_files(files: list[str], fs, scorer, batch_size: int):
+def _score_files(files: list[str], fs, scorer, batch_size: int, columns: list[str]):
     """``backend=in_process``: ``scorer``'s output batches over ``files``, read ``batch_size`` rows at a time
     (one batch of audio in memory)."""
     import pyarrow.parquet as pq
 
-    from ser_models.active.scorer import SCORE_INPUT_AUDIO
-
     for path in files:
         with fs.open_input_file(path) as fh:
-            for rb in pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=SCORE_INPUT_AUDIO):
+            for rb in pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns):
                 if rb.num_rows:
-                    yield scorer({c: rb.column(c).to_numpy(zero_copy_only=False) for c in SCORE_INPUT_AUDIO})
+                    yield scorer({c: rb.column(c).to_numpy(zero_copy_only=False) for c in columns})
+
+
+def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, out, say) -> tuple[str, dict]:
+    """The speaker statistics a ``model.feature_norm=speaker`` checkpoint predicts with, and what they cover.
+
+    ``speaker_stats=input``: each clip's per-layer means are encoded once into ``output_dir/feature_cache``
+    (resumable, like the AL loop's cache), and each speaker's statistics over this input's clips are written
+    to ``output_dir/speaker_stats.safetensors``. ``checkpoint``: the training pool's, stored with the weights.
+    A path: that file. Clips without a speaker, or whose speaker the statistics do not hold, use the
+    statistics' pool part; their count is reported.
+
+    Returns:
+        ``(path, info)``: the statistics file, and ``{"statistics", "speakers", "fallback_clips", "clips"}``.
+    """
+    from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
+    from ser_models.encoders import build_encoder
+    from ser_models.encoders.speaker_norm import SpeakerStatistics
+    from ser_models.io import exists
+    from ser_models.model import SPEAKER_STATS_FILE, EmotionModel
+
+    split = None if cfg.split == "all" else cfg.split
+    meta = pool.metadata(columns=["utt_id", "speaker"], split=split)
+    if cfg.speaker_stats == "input":
+        path = out / SPEAKER_STATS_FILE
+        if not exists(path):
+            model_cfg = EmotionModel.load_checkpoint(checkpoint).cfg
+            encoder = build_encoder(model_cfg.encoder)
+            cache = FeatureCache(out / "feature_cache", feature_cache_key(pool, encoder), kind="pooled",
+                                 states=cache_states(model_cfg, encoder))
+            t0 = time.perf_counter()
+            cache.build(pool.dataset(split), model_cfg, encoder.num_layers, cfg.scorer, verbose=False,
+                        in_process=cfg.backend == "in_process", total=len(meta))
+            cache.attach(pa.Table.from_pandas(meta[["utt_id", "speaker"]], preserve_index=False))
+            stats, _ = cache.speaker_statistics(model_cfg.speaker_shrinkage)
+            stats.save(path)
+            say(f"speaker statistics over this input: {len(stats.speakers)} speakers, {len(meta)} clips "
+                f"({time.perf_counter() - t0:.1f}s, an encoder pass before predicting) -> {path}")
+    elif cfg.speaker_stats == "checkpoint":
+        path = f"{checkpoint}/{SPEAKER_STATS_FILE}"
+        if not exists(path):
+            raise CheckpointError(f"speaker_stats=checkpoint but {path} does not exist: the checkpoint carries no "
+                                  "speaker statistics; use speaker_stats=input")
+    else:
+        path = cfg.speaker_stats
+    stats = SpeakerStatistics.load(path)
+    fallback = int((stats.index(meta["speaker"].tolist()) < 0).sum())
+    info = {"statistics": cfg.speaker_stats, "speakers": len(stats.speakers), "clips": len(meta),
+            "fallback_clips": fallback}
+    say(f"speaker normalisation ({cfg.speaker_stats}): {fallback} of {len(meta)} clips have no speaker the "
+        "statistics know and use their pool statistics")
+    return str(path), info
 
 
 def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
@@ -166,6 +223,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     labels, dimensions = list(model.cfg.labels), list(model.cfg.dimensions)
     if model.cfg.text.enabled:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
+    speaker_model = model.speaker_norm is not None
     del model
     if cfg.backend == "ray" or cfg.manifest:  # preparing a manifest runs on Ray Data
         connect_ray()
@@ -199,9 +257,14 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     from ser_models.io import filesystem
 
     fs, _ = filesystem(pool.data_dir)
+    columns, speaker_info = SCORE_INPUT_AUDIO, None
     kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, feature_shape=None, mc_samples=0,
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0)
+    if speaker_model:
+        stats_path, speaker_info = _speaker_statistics(cfg, pool, checkpoint, out, say)
+        kwargs["speaker_stats"] = stats_path
+        columns = [*SCORE_INPUT_AUDIO, "speaker"]
     local_scorer = None
     done = sum(exists(out / PREDICTIONS_DIR / f"part-{k:05d}.parquet") for k in range(len(shards)))
     say(f"predicting {pool_dir} ({cfg.split}) with {checkpoint}: {len(shards)} shards"
@@ -213,9 +276,9 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         t1 = time.perf_counter()
         if cfg.backend == "in_process":
             local_scorer = local_scorer or PoolScorer(**kwargs)
-            batches = list(_score_files(files, fs, local_scorer, cfg.scorer.batch_size))
+            batches = list(_score_files(files, fs, local_scorer, cfg.scorer.batch_size, columns))
         else:
-            ds = pool.dataset(columns=SCORE_INPUT_AUDIO, files=files)
+            ds = pool.dataset(columns=columns, files=files)
             batches = [b for b in run_on_actor_pool(ds, PoolScorer, kwargs, cfg.scorer) if len(b["utt_id"])]
         table = _prediction_table(batches, labels, dimensions, cfg.embedding) if batches else None
         if table is None:
@@ -239,7 +302,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
                "split": cfg.split, "labels": labels, "dimensions": dimensions,
                "per_class": counts if labels else None,
                "mean_confidence": confidence / clips if labels and clips else None,
-               "seconds": time.perf_counter() - t0}
+               "speaker_norm": speaker_info, "seconds": time.perf_counter() - t0}
     write_json_atomic(out / SUMMARY_FILE, summary)  # last: marks the run finished
     if verbose and labels:
         say("predicted per class: " + ", ".join(f"{n} {c}" for n, c in counts.items())

@@ -149,3 +149,62 @@ def test_predicts_from_and_into_a_bucket(ray_local, demo_pool, checkpoint, s3_bu
     summary = json.loads(io.read_bytes(f"{s3_bucket}/pred/summary.json"))
     assert summary["clips"] == demo_pool.summary.kept
     assert "part-00000.parquet" in io.list_dir(f"{s3_bucket}/pred/predictions")
+
+
+@pytest.fixture(scope="module")
+def speaker_checkpoint(tmp_path_factory):
+    """A tiny frozen-encoder model with ``model.feature_norm=speaker`` whose stored statistics are those of a
+    'training pool' of two speakers the demo pool does not have."""
+    import dataclasses
+
+    from ser_models.encoders.speaker_norm import SpeakerMoments
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(tiny_model_config(adapter="frozen", labels=["neutral", "happy", "angry", "sad"],
+                                                normalize_waveform=False, head_hidden=0),
+                              feature_norm="speaker", featurizer_layer=1)
+    model = EmotionModel(cfg)
+    rng = np.random.default_rng(0)
+    moments = SpeakerMoments()
+    moments.add(rng.normal(size=(20, model.encoder.num_layers, model.encoder.hidden_size)), ["tr_a", "tr_b"] * 10)
+    model.speaker_norm.set_statistics(moments.result())
+    out = tmp_path_factory.mktemp("spk_ckpt") / "ft"
+    model.save_checkpoint(str(out / "checkpoint"))
+    return out
+
+
+def test_a_speaker_normalised_checkpoint_predicts_with_its_inputs_own_speaker_statistics(
+        ray_local, demo_pool, speaker_checkpoint, tmp_path):
+    """speaker_stats=input: each clip is standardised with its speaker's statistics over this input (computed
+    by hand here from the model's own per-layer means); speaker_stats=checkpoint: the training pool's, which
+    know none of these speakers, so every clip falls back to their pool part, and says so."""
+    from ser_models.encoders.speaker_norm import SpeakerMoments
+
+    out = tmp_path / "input"
+    summary = run_predict(_config(speaker_checkpoint, out, pool_dir=demo_pool.pool_dir, embedding="false"))
+    meta = demo_pool.open().metadata(columns=["utt_id", "speaker"])
+    assert summary["clips"] == len(meta)
+    assert summary["speaker_norm"] == {"statistics": "input", "speakers": meta["speaker"].nunique(),
+                                       "clips": len(meta), "fallback_clips": 0}
+    model = EmotionModel.load_checkpoint(str(speaker_checkpoint / "checkpoint"))
+    clips = collect_clips(demo_pool.open().dataset(None).iter_batches(batch_size=64, batch_format="numpy"),
+                          [], require_labels=False)
+    assert clips.speakers is not None
+    with torch.no_grad():
+        pooled = [model.encode_pooled(torch.from_numpy(a.astype(np.float32) / 32768.0)[None],
+                                      torch.tensor([len(a)]))[0].numpy() for a in clips.audio]
+    moments = SpeakerMoments()
+    moments.add(np.stack(pooled), clips.speakers)
+    model.speaker_norm.set_statistics(moments.result(model.cfg.speaker_shrinkage))
+    pred = _read(out).set_index("utt_id")
+    with torch.no_grad():
+        for i in range(0, len(clips), 5):
+            wav = torch.from_numpy(clips.audio[i].astype(np.float32) / 32768.0)[None]
+            probs = torch.softmax(model(wav, torch.tensor([wav.shape[1]]), speakers=[clips.speakers[i]]).logits, -1)
+            np.testing.assert_allclose(np.asarray(pred.loc[clips.ids[i], "probs"]), probs[0].numpy(), atol=1e-4)
+
+    stored = run_predict(_config(speaker_checkpoint, tmp_path / "stored", pool_dir=demo_pool.pool_dir,
+                                 embedding="false", speaker_stats="checkpoint"))
+    assert stored["speaker_norm"]["fallback_clips"] == len(meta) and stored["speaker_norm"]["speakers"] == 2
+    assert not np.allclose(np.stack(_read(tmp_path / "stored").sort_values("utt_id")["probs"]),
+                           np.stack(pred.sort_index()["probs"]))
