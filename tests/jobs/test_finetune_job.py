@@ -76,3 +76,46 @@ def test_dimension_values_outside_the_range_are_refused_before_ray(demo_pool, tm
     err = capsys.readouterr().err
     assert re.search(r"PoolError: .*\d+ clips have arousal outside model.dimension_range=\[2, 4\] \(e\.g\. '[^']+': "
                      r"[\d.]+\)", err), err
+
+
+def test_finetune_with_given_speaker_statistics_trains_and_evaluates_each_clip_by_its_speaker(
+        ray_local, demo_pool, tmp_path, monkeypatch):
+    """``model.feature_norm=speaker`` with ``model.speaker_stats`` given (here: each demo speaker's statistics of
+    the frozen tiny encoder's per-layer means): the checkpoint carries them, and the job's test NLL is the
+    checkpoint's own over the test clips, each standardised by its speaker (it would differ without them)."""
+    import numpy as np
+    import torch
+
+    from ser_models.encoders.speaker_norm import SpeakerMoments
+    from ser_models.model import EmotionModel
+    from ser_models.testing import tiny_model_config
+    from ser_models.training.batching import collect_clips
+
+    labels = ["neutral", "happy", "angry", "sad"]
+    encoder_model = EmotionModel(tiny_model_config(adapter="frozen", labels=labels, normalize_waveform=False))
+    clips = collect_clips(demo_pool.open().dataset(None).iter_batches(batch_size=64, batch_format="numpy"), labels)
+    wavs = [torch.from_numpy(a.astype(np.float32) / 32768.0)[None] for a in clips.audio]
+    with torch.no_grad():
+        pooled = np.stack([encoder_model.encode_pooled(w, torch.tensor([w.shape[1]]))[0].numpy() for w in wavs])
+    moments = SpeakerMoments()
+    moments.add(pooled, clips.speakers)
+    moments.result().save(tmp_path / "speakers.safetensors")
+
+    out = tmp_path / "ft"
+    run_job(monkeypatch, CONFIG, f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", "scaling.backend=in_process",
+            "model.adapter.kind=frozen", "model.feature_norm=speaker",
+            f"model.speaker_stats={tmp_path / 'speakers.safetensors'}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    model = EmotionModel.load_checkpoint(str(out / "checkpoint"))
+    assert model.speaker_norm.stats.speakers == sorted(set(clips.speakers))
+    test_ids = set(demo_pool.open().metadata(columns=["utt_id"], split="test")["utt_id"])
+    index = [i for i, u in enumerate(clips.ids) if u in test_ids]
+    with torch.no_grad():
+        def nll(speakers):
+            logp = [torch.log_softmax(model(wavs[i], torch.tensor([wavs[i].shape[1]]), speakers=s).logits, -1)[0]
+                    for i, s in zip(index, speakers)]
+            return float(-torch.stack([lp[clips.labels[i]] for lp, i in zip(logp, index)]).mean())
+
+        own, pooled_only = nll([[clips.speakers[i]] for i in index]), nll([None] * len(index))
+    assert metrics["test"]["nll"] == pytest.approx(own, rel=1e-4)
+    assert metrics["test"]["nll"] != pytest.approx(pooled_only, rel=1e-3)
