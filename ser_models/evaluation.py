@@ -39,7 +39,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
     """
     from ser_models.active.scorer import ScorerConfig, score_dataset
     from ser_models.data import Pool
-    from ser_models.model import EmotionModel
+    from ser_models.model import EmotionModel, reads_speakers
     from ser_models.training.fitting import evaluation_metrics
 
     model_cfg = EmotionModel.load_checkpoint(checkpoint).cfg  # also checks the checkpoint before any scoring
@@ -54,7 +54,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
                         f"{missing.iloc[0]!r}); the checkpoint predicts classes")
     scores = score_dataset(pool.dataset(split, where=where), checkpoint, scorer_cfg or ScorerConfig(), verbose=verbose,
                            in_process=in_process, keep_embedding=False, transcripts=model_cfg.text.enabled,
-                           speakers=model_cfg.feature_norm == "speaker")
+                           speakers=reads_speakers(model_cfg))
     truth = truth.set_index(truth["utt_id"].astype(str)).loc[scores.ids.astype(str)]
     index = {name: i for i, name in enumerate(model_cfg.labels)}
     labels = truth["label"].map(index).fillna(-1).to_numpy(np.int64) if model_cfg.labels else np.zeros(0)

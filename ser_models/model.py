@@ -31,7 +31,9 @@ from ser_models.io import exists, filesystem, read_json, write_bytes_atomic, wri
 
 WEIGHTS_FILE = "model.safetensors"
 #: ``model.feature_norm`` choices.
-FEATURE_NORMS = ("none", "pool", "speaker")
+FEATURE_NORMS = ("none", "pool", "speaker", "auto")
+#: What ``model.feature_norm=auto`` chooses between, by cross-validation on the labelled clips.
+AUTO_NORMS = ("pool", "speaker")
 #: The per-speaker statistics a checkpoint carries beside its weights (``model.feature_norm=speaker``).
 SPEAKER_STATS_FILE = "speaker_stats.safetensors"
 META_FILE = "model.json"
@@ -50,7 +52,11 @@ class ModelConfig:
     feature_norm: str = field("none", help="none | pool: standardise every dimension of every hidden state with "
                               "the unlabelled pool's mean and std (no labels used; the AL loop computes them from "
                               "its feature cache and sets model.feature_stats) | speaker: with each clip's "
-                              "speaker's mean and std, shrunk toward the pool's (model.speaker_stats)")
+                              "speaker's mean and std, shrunk toward the pool's (model.speaker_stats) | auto: pool or "
+                              "speaker, whichever scores better by k-fold CV on the labelled clips (train.solver=lbfgs; "
+                              "chosen with train.l2_c=auto, at every fit)")
+    feature_norm_choice: str | None = field(None, help="what model.feature_norm=auto chose (pool | speaker); "
+                                            "written by the fit into the checkpoint, never set by hand")
     feature_stats: str | None = field(None, path=PATH, help="safetensors file of the pool statistics (mean, std [L, D]) that "
                                       "model.feature_norm=pool uses; written and set by the AL loop")
     speaker_stats: str | None = field(None, path=PATH, help="safetensors file of per-speaker statistics "
@@ -84,13 +90,17 @@ class ModelConfig:
             raise ConfigError(f"model.head_hidden must be >= 0 (0 = linear head), got {self.head_hidden!r}")
         if self.feature_norm not in FEATURE_NORMS:
             raise ConfigError(f"model.feature_norm must be one of {list(FEATURE_NORMS)}, got {self.feature_norm!r}")
-        if self.feature_stats is not None and self.feature_norm != "pool":
-            raise ConfigError("model.feature_stats is set but model.feature_norm is not 'pool'")
-        if self.feature_norm == "speaker" and (self.pooling != "mean" or self.wap.enabled):
-            raise ConfigError("model.feature_norm=speaker standardises per-layer utterance means: it needs "
-                              "model.pooling=mean and no model.wap")
-        if self.speaker_stats is not None and self.feature_norm != "speaker":
-            raise ConfigError("model.speaker_stats is set but model.feature_norm is not 'speaker'")
+        if self.feature_stats is not None and self.feature_norm not in ("pool", "auto"):
+            raise ConfigError("model.feature_stats is set but model.feature_norm is not 'pool' (or 'auto')")
+        if self.feature_norm_choice not in (None, *AUTO_NORMS) or (self.feature_norm_choice is not None
+                                                                   and self.feature_norm != "auto"):
+            raise ConfigError(f"model.feature_norm_choice is what model.feature_norm=auto chose ({list(AUTO_NORMS)}); "
+                              f"got {self.feature_norm_choice!r} with model.feature_norm={self.feature_norm!r}")
+        if self.feature_norm in ("speaker", "auto") and (self.pooling != "mean" or self.wap.enabled):
+            raise ConfigError(f"model.feature_norm={self.feature_norm} standardises per-layer utterance means: it "
+                              "needs model.pooling=mean and no model.wap")
+        if self.speaker_stats is not None and self.feature_norm not in ("speaker", "auto"):
+            raise ConfigError("model.speaker_stats is set but model.feature_norm is not 'speaker' (or 'auto')")
         if isinstance(self.speaker_shrinkage, bool) or not isinstance(self.speaker_shrinkage, (int, float)) \
                 or self.speaker_shrinkage < 0:
             raise ConfigError(f"model.speaker_shrinkage must be a number of clips >= 0, got {self.speaker_shrinkage!r}")
@@ -124,6 +134,11 @@ class ModelConfig:
             ckpt = self.wap.checkpoint
             if ckpt and "://" not in ckpt and Path(ckpt).exists():  # Ray workers run elsewhere
                 self.wap.checkpoint = str(Path(ckpt).resolve())
+
+
+def reads_speakers(cfg: ModelConfig) -> bool:
+    """Whether a model of ``cfg`` needs each clip's speaker (``model.feature_norm=speaker`` or ``auto``)."""
+    return cfg.feature_norm in ("speaker", "auto")
 
 
 @dataclass
@@ -160,13 +175,13 @@ class EmotionModel(nn.Module):
         self.labels = list(cfg.labels)
         self.encoder = apply_adapter(build_encoder(cfg.encoder), cfg.adapter)
         self.standardizer = None
-        if cfg.feature_norm == "pool":
+        if cfg.feature_norm in ("pool", "auto"):
             self.standardizer = LayerStandardizer(self.encoder.num_layers, self.encoder.hidden_size)
             if cfg.feature_stats:
                 mean, std, clips = load_statistics(cfg.feature_stats)
                 self.standardizer.set_statistics(mean, std, clips)
         self.speaker_norm = None
-        if cfg.feature_norm == "speaker":
+        if cfg.feature_norm in ("speaker", "auto"):
             self.speaker_norm = SpeakerStandardizer(self.encoder.num_layers, self.encoder.hidden_size)
             if cfg.speaker_stats:
                 self.speaker_norm.set_statistics(SpeakerStatistics.load(cfg.speaker_stats))
@@ -193,6 +208,35 @@ class EmotionModel(nn.Module):
                                 value_range=tuple(cfg.dimension_range))
 
     @property
+    def norm(self) -> str:
+        """The standardisation in use: ``model.feature_norm``, or for ``auto`` what the fit chose (pool until
+        then)."""
+        if self.cfg.feature_norm != "auto":
+            return self.cfg.feature_norm
+        return self.cfg.feature_norm_choice or "pool"
+
+    def use_norm(self, choice: str) -> None:
+        """``model.feature_norm=auto``: standardise with ``choice`` (``pool`` | ``speaker``) from now on; the
+        choice goes into the config the checkpoint stores."""
+        if self.cfg.feature_norm != "auto" or choice not in AUTO_NORMS:
+            raise ConfigError(f"use_norm({choice!r}) needs model.feature_norm=auto and one of {list(AUTO_NORMS)}")
+        self.cfg = dataclasses.replace(self.cfg, feature_norm_choice=choice)
+
+    def _standardise(self, hidden, speakers):
+        if self.standardizer is not None and self.norm == "pool":
+            hidden = self.standardizer(hidden)
+        if self.speaker_norm is not None and self.norm == "speaker":
+            hidden = self.speaker_norm(hidden, speakers)
+        return hidden
+
+    def _standardise_pooled(self, pooled, speakers):
+        if self.standardizer is not None and self.norm == "pool":
+            pooled = self.standardizer.forward_pooled(pooled)
+        if self.speaker_norm is not None and self.norm == "speaker":
+            pooled = self.speaker_norm.forward_pooled(pooled, speakers)
+        return pooled
+
+    @property
     def num_classes(self) -> int:
         return len(self.labels)
 
@@ -216,9 +260,7 @@ class EmotionModel(nn.Module):
     def _outputs(self, enc, transcripts=None, speakers=None) -> EmotionOutput:
         if self.wap is not None:
             return self.forward_from_frames(torch.stack(enc.hidden_states, dim=2), enc.frame_lengths, transcripts)
-        hidden = enc.hidden_states if self.standardizer is None else self.standardizer(enc.hidden_states)
-        if self.speaker_norm is not None:
-            hidden = self.speaker_norm(hidden, speakers)
+        hidden = self._standardise(enc.hidden_states, speakers)
         pooled = self.pooling(self.featurizer(hidden), enc.frame_lengths)
         return self._head(pooled, transcripts)
 
@@ -235,10 +277,7 @@ class EmotionModel(nn.Module):
         if self.wap is not None:
             x = self.wap(frames, frame_lengths)  # [B, F, dim]
         else:
-            if self.standardizer is not None:
-                frames = self.standardizer.forward_pooled(frames)
-            if self.speaker_norm is not None:
-                frames = self.speaker_norm.forward_pooled(frames, speakers)
+            frames = self._standardise_pooled(frames, speakers)
             x = self.featurizer(tuple(frames.unbind(2)))
         return self._head(self.pooling(x, frame_lengths), transcripts)
 
@@ -322,11 +361,7 @@ class EmotionModel(nn.Module):
         """What the head reads from cached per-layer means, ``[B, L, D]`` -> ``[B, D]``: standardised, then the
         featurizer's layer (or layer mix). With a fixed layer nothing here trains, so a full-batch solver
         computes it once (:meth:`head_from_input`) instead of at every objective evaluation."""
-        if self.standardizer is not None:
-            pooled_layers = self.standardizer.forward_pooled(pooled_layers)
-        if self.speaker_norm is not None:
-            pooled_layers = self.speaker_norm.forward_pooled(pooled_layers, speakers)
-        return self.featurizer.forward_pooled(pooled_layers)
+        return self.featurizer.forward_pooled(self._standardise_pooled(pooled_layers, speakers))
 
     def head_from_input(self, head_input: torch.Tensor,
                         transcripts: Sequence[str | None] | None = None) -> EmotionOutput:

@@ -67,6 +67,7 @@ from ser_models.io import (
     write_parquet_atomic,
 )
 from ser_models.metrics import plot_confusion
+from ser_models.model import reads_speakers
 from ser_models.training.config import ScalingSettings, TrainConfig
 
 
@@ -75,7 +76,8 @@ class RoundReport:
     """What one round did. ``seconds`` holds per-stage wall times (train, score, select, label);
     ``labelled_seconds`` the audio labelled so far; ``stopping`` the stopping signals
     (:class:`~ser_models.active.stopping.StopDecision`); ``pseudo_labels`` what the round trained on besides
-    the ledger."""
+    the ledger; ``features`` what ``model.feature_norm=auto`` chose for the round's model (and the CV scores
+    it chose by)."""
 
     round: int
     labelled: int
@@ -88,6 +90,7 @@ class RoundReport:
     stopping: dict | None = None
     pseudo_labels: dict | None = None
     strategy: dict | None = None
+    features: dict | None = None
 
     def line(self) -> str:
         def m(split, d):
@@ -105,6 +108,8 @@ class RoundReport:
             extra += f" | kappa {self.stopping['kappa']:.3f}"
         if self.strategy:
             extra += f" | auto -> {self.strategy['chosen']}"
+        if self.features:
+            extra += f" | norm {self.features['feature_norm']}"
         hours = f" {self.labelled_seconds / 3600:.2f} h" if self.labelled_seconds else ""
         return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%{hours}) | "
                 f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4}{extra} | {stages}")
@@ -113,7 +118,7 @@ class RoundReport:
         return {"round": self.round, "labelled": self.labelled, "fraction": self.fraction, "dev": self.dev,
                 "test": self.test, "selected": self.selected, "seconds": self.seconds,
                 "labelled_seconds": self.labelled_seconds, "stopping": self.stopping,
-                "pseudo_labels": self.pseudo_labels, "strategy": self.strategy}
+                "pseudo_labels": self.pseudo_labels, "strategy": self.strategy, "features": self.features}
 
 
 class ActiveLearningLoop:
@@ -180,7 +185,7 @@ class ActiveLearningLoop:
         if self.cross and not pool_checked:
             check_cross_lingual(pool, self.cross, model_cfg)
         self.cache = self._open_cache()
-        if model_cfg.feature_norm in ("pool", "speaker") and self.cache is None:
+        if model_cfg.feature_norm in ("pool", "speaker", "auto") and self.cache is None:
             raise ConfigError(f"model.feature_norm={model_cfg.feature_norm} takes its statistics from the "
                               "frozen-encoder feature cache: set active.feature_cache=on (model.adapter.kind=frozen), "
                               "or model.feature_norm=none")
@@ -333,7 +338,7 @@ class ActiveLearningLoop:
                                    feature_shape=shape, seed=self.active.seed, verbose=self.verbose,
                                    in_process=self.in_process, keep_pooled=True,
                                    transcripts=shape is None and self.model_cfg.text.enabled,
-                                   speakers=self.model_cfg.feature_norm == "speaker")
+                                   speakers=reads_speakers(self.model_cfg))
             from ser_models.active.config import StrategyConfig
             from ser_models.active.strategies.base import ScoredPool
 
@@ -510,7 +515,7 @@ class ActiveLearningLoop:
                 scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
                                        seed=self.active.seed + r, verbose=self.verbose, in_process=self.in_process,
                                        transcripts=shape is None and self.model_cfg.text.enabled,
-                                       speakers=self.model_cfg.feature_norm == "speaker")
+                                       speakers=reads_speakers(self.model_cfg))
                 scores.save(scores_path)
             failpoint("after_score")
             seconds["score"] = time.perf_counter() - t0
@@ -553,7 +558,7 @@ class ActiveLearningLoop:
         report = RoundReport(round=r, labelled=len(ledger), fraction=len(ledger) / len(self.train_ids),
                              dev=_slim(m.get("dev")), test=_slim(m.get("test")), selected=selected,
                              seconds=seconds, labelled_seconds=round(ledger.seconds(), 3), stopping=stopping,
-                             pseudo_labels=pseudo_report, strategy=choice)
+                             pseudo_labels=pseudo_report, strategy=choice, features=_feature_choice(m))
         split = "test" if m.get("test") else "dev"
         if self.plots and m.get(split) and "confusion" in m[split]:
             plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",
@@ -630,7 +635,7 @@ class ActiveLearningLoop:
         scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
                                seed=self.active.seed + r, verbose=False, in_process=self.in_process,
                                transcripts=shape is None and self.model_cfg.text.enabled,
-                               speakers=self.model_cfg.feature_norm == "speaker")
+                               speakers=reads_speakers(self.model_cfg))
         scores.save(scores_path)
         return scores
 
@@ -698,7 +703,7 @@ class ActiveLearningLoop:
                                        feature_shape=shape, seed=self.active.seed + r, verbose=False,
                                        in_process=self.in_process, keep_embedding=False,
                                        transcripts=shape is None and self.model_cfg.text.enabled,
-                                       speakers=self.model_cfg.feature_norm == "speaker")
+                                       speakers=reads_speakers(self.model_cfg))
             pos = pd.Index(scores.ids.astype(str)).get_indexer(self.stop_ids)
             if (pos < 0).any():
                 raise ConfigError(f"round {r}: {int((pos < 0).sum())} stop-set clips were not scored")
@@ -776,9 +781,9 @@ class ActiveLearningLoop:
         if self.cache is not None:
             self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,
                              verbose=self.verbose, in_process=self.in_process)
-            if self.model_cfg.feature_norm == "pool":
+            if self.model_cfg.feature_norm in ("pool", "auto"):
                 self._use_pool_statistics()
-            elif self.model_cfg.feature_norm == "speaker":
+            if reads_speakers(self.model_cfg):
                 self._use_speaker_statistics()
         self.initial()
         reports = []
@@ -907,6 +912,15 @@ def headline(m: dict) -> tuple[str, float]:
     """``("UA", ua)`` of an evaluation with classes, else ``("CCC", mean ccc)`` (:func:`headline_metric`)."""
     key = headline_metric(m)
     return key.upper(), m[key]
+
+
+def _feature_choice(metrics: dict) -> dict | None:
+    """What ``model.feature_norm=auto`` chose in a fit (its last history row), for the round report."""
+    row = (metrics.get("history") or [{}])[-1]
+    if "feature_norm" not in row:
+        return None
+    return {"feature_norm": row["feature_norm"], "cv_scores": row["feature_norm_cv"]["scores"],
+            "reason": row["feature_norm_cv"]["reason"], "l2_c": row.get("l2_c")}
 
 
 def _report_from_json(d: dict) -> RoundReport:

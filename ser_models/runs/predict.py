@@ -223,7 +223,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     labels, dimensions = list(model.cfg.labels), list(model.cfg.dimensions)
     if model.cfg.text.enabled:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
-    speaker_model = model.speaker_norm is not None
+    speaker_model = model.norm == "speaker"
     del model
     if cfg.backend == "ray" or cfg.manifest:  # preparing a manifest runs on Ray Data
         connect_ray()

@@ -263,10 +263,16 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         raise TrainingError("model.feature_norm=speaker but no speaker statistics are loaded: set "
                             "model.speaker_stats (the AL loop computes them from its feature cache) or another "
                             "model.feature_norm")
+    if getattr(model.cfg, "feature_norm", None) == "auto" and cfg.solver != "lbfgs":
+        raise TrainingError("model.feature_norm=auto chooses by cross-validating the L-BFGS head: set "
+                            "train.solver=lbfgs, or model.feature_norm=pool or speaker")
     state = state or FitState()
     if state.finished:
         if state.best_weights is not None:
             load_trainable_weights(model, state.best_weights)
+        chosen = (state.history[-1] if state.history else {}).get("feature_norm")
+        if chosen and getattr(model.cfg, "feature_norm", None) == "auto":
+            model.use_norm(chosen)  # a resumed finished fit keeps the standardisation it chose
         return state
     frozen = tuple(FREEZABLE_PARTS[p] for p in cfg.freeze)
     # A frozen part keeps requires_grad (its weights stay in the checkpoint, which holds the trainable

@@ -10,6 +10,7 @@ set shrinks (the penalty is ``||W||^2 / (2 C n)``, scikit-learn's objective divi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -71,8 +72,14 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
     start = [p.detach().clone() for p in params]
     # Deterministic objective: dropout off while solving (MC-dropout scoring switches it on again).
     model.eval()
-    c, cv = cfg.l2_c, None
-    if c == "auto":
+    c, cv, norm = cfg.l2_c, None, None
+    if getattr(model.cfg, "feature_norm", None) == "auto":
+        norm, c, cv = choose_feature_norm(model, params, start, train, cfg, device, loss_fn, class_loss)
+        log(f"  lbfgs  feature_norm=auto: {norm['chosen']} by {cv['folds']}-fold CV on {len(train)} labelled "
+            f"clips (" + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in norm["scores"].items())
+            + f" {cv['metric']}; {norm['reason']}); C={c:g}")
+        _restore(params, start)
+    elif c == "auto":
         c, cv = choose_l2_c(model, params, start, train, cfg, device, loss_fn, class_loss)
         log(f"  lbfgs  l2_c=auto: C={c:g} by {cv['folds']}-fold CV on {len(train)} labelled clips ("
             + ", ".join(f"{k:g}: {v:.3f}" for k, v in zip(cv["grid"], cv["scores"])) + f" {cv['metric']})")
@@ -94,6 +101,8 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
               "train_seconds": seconds, "l2_c": float(c)}
     if cv is not None:
         record["l2_c_cv"] = cv
+    if norm is not None:
+        record["feature_norm"], record["feature_norm_cv"] = norm["chosen"], norm
     return record
 
 
@@ -235,6 +244,37 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
         pos = np.flatnonzero(labels == c)
         folds[rng.permutation(pos)] = np.arange(len(pos)) % k
     return folds
+
+
+def choose_feature_norm(model: nn.Module, params: list[torch.Tensor], start: list[torch.Tensor], train: ClipSet,
+                        cfg: TrainConfig, device: torch.device, loss_fn: Callable,
+                        class_loss: nn.Module | None = None) -> tuple[dict, float, dict]:
+    """``model.feature_norm=auto``: pool or speaker standardisation, whichever has the better k-fold score on the
+    labelled clips alone (the folds and grid of :func:`choose_l2_c`; with a fixed ``train.l2_c`` the grid is
+    that C). Jointly with C: each candidate's best C competes. Ties, and too few clips to cross-validate, go to
+    ``pool`` (no speaker assumption). The model is left using the choice.
+
+    Returns:
+        (``{"chosen", "scores": {norm: best CV score}, "reason"}``, the chosen norm's C, its C-grid CV record).
+    """
+    from ser_models.model import AUTO_NORMS
+
+    fixed = cfg if cfg.l2_c == "auto" else dataclasses.replace(cfg, l2_c_grid=[float(cfg.l2_c)])
+    results = {}
+    for candidate in AUTO_NORMS:
+        model.use_norm(candidate)
+        _restore(params, start)
+        results[candidate] = choose_l2_c(model, params, start, train, fixed, device, loss_fn, class_loss)
+    scores = {k: float(np.nanmax(cv["scores"])) if np.isfinite(cv["scores"]).any() else None
+              for k, (_, cv) in results.items()}
+    if any(v is None for v in scores.values()):
+        chosen, reason = "pool", "too few labelled clips per class to cross-validate"
+    else:
+        chosen = max(AUTO_NORMS, key=lambda k: (scores[k], k == "pool"))  # ties: pool
+        reason = "best CV score"
+    model.use_norm(chosen)
+    c, cv = results[chosen]
+    return {"chosen": chosen, "scores": scores, "reason": reason}, c, cv
 
 
 def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.Tensor], train: ClipSet,

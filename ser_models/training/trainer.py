@@ -36,6 +36,7 @@ from ser_models.io import (
     write_json_atomic,
 )
 from ser_models.metrics import plot_confusion
+from ser_models.model import reads_speakers
 from ser_models.training.batching import AUDIO_INPUT_COLUMNS, training_columns
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
@@ -114,7 +115,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
 
     def columns(name: str) -> list[str]:  # only the training feed carries soft labels
         return training_columns(feature_shape is not None, model_cfg.dimensions, model_cfg.text.enabled,
-                                soft=soft_labels and name == "train", speakers=model_cfg.feature_norm == "speaker")
+                                soft=soft_labels and name == "train", speakers=reads_speakers(model_cfg))
 
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")

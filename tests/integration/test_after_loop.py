@@ -381,6 +381,31 @@ def test_speaker_norm_standardises_every_clip_by_its_speaker_in_training_and_sco
     assert float(own) == pytest.approx(fit_loss, rel=1e-4) and float(pooled_only) != pytest.approx(fit_loss, rel=1e-2)
 
 
+def test_feature_norm_auto_chooses_each_round_by_cv_and_logs_it(demo_pool, tmp_path):
+    """``model.feature_norm=auto`` with ``train.l2_c=auto``: every round's fit cross-validates pool against speaker
+    standardisation on the labelled clips; the choice and its scores are in the round line, metrics.jsonl and
+    the round's checkpoint."""
+    from ser_models.model import EmotionModel
+
+    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
+        "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=auto", "model.head_hidden=0",
+        "model.head_input_norm=false", "model.featurizer_layer=1", "train.solver=lbfgs", "train.l2_c=auto",
+        "train.cv_folds=2", "active.budget_fractions=[0.5,0.75]", "active.initial=random",
+        "active.strategy.name=margin"])
+    loop = _loop(cfg)
+    reports = loop.run()
+    assert (tmp_path / "feature_stats.safetensors").exists() and (tmp_path / "speaker_stats.safetensors").exists()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for rep, row in zip(reports, rows):
+        chosen = rep.features["feature_norm"]
+        assert chosen in ("pool", "speaker") and row["features"] == rep.features
+        assert set(rep.features["cv_scores"]) == {"pool", "speaker"} and f"| norm {chosen}" in rep.line()
+        assert rep.features["reason"] == "best CV score", rep.features
+        model = EmotionModel.load_checkpoint(
+            str(tmp_path / "rounds" / f"round={rep.round:03d}" / "train" / "checkpoint"))
+        assert model.norm == chosen
+
+
 def test_a_cache_of_the_first_states_gives_the_run_that_every_state_gives(demo_pool, tmp_path):
     """Whisper reading hidden state 1: the cache holds states 0-1 only (the encoder stops after layer 1), and
     the run's ledger and metrics equal a run over the cache of every state; its checkpoint, which runs the

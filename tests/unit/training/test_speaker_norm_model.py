@@ -132,3 +132,73 @@ def test_speaker_norm_without_statistics_or_with_a_wrong_key_is_refused(tmp_path
         _model(speaker_stats=str(tmp_path / "x"))
     with pytest.raises(ConfigError, match="model.speaker_shrinkage"):
         _model(feature_norm="speaker", speaker_shrinkage=-1)
+
+
+def _auto_case(tmp_path, class_is_speaker: bool, n=160, seed=0):
+    """Features of 8 speakers. ``class_is_speaker=False``: a small class shift under large speaker offsets
+    (speaker standardisation reveals it). True: each speaker speaks one class, and the class lives in the
+    speaker's offset alone (speaker standardisation erases it)."""
+    model = _model()
+    shape = (model.encoder.num_layers, model.encoder.hidden_size)
+    rng = np.random.default_rng(seed)
+    spk = np.arange(n) % 8
+    if class_is_speaker:
+        y = spk % 4
+        centres = rng.normal(0, 3, size=(4, *shape))
+        x = centres[y] + rng.normal(0, 1, size=(n, *shape))
+    else:
+        y = rng.integers(0, 4, n)
+        x = rng.normal(0, 30, size=(8, *shape))[spk] + rng.normal(size=(n, *shape))
+        x += 2.0 * np.eye(4)[y][:, None, :].repeat(shape[1] // 4, -1)
+    names = [f"s{s}" for s in spk]
+    m = SpeakerMoments()
+    m.add(x.astype(np.float32), names)
+    m.result(shrink_clips=0).save(tmp_path / "spk.safetensors")
+    mean, std = x.mean(0), x.std(0)
+    from ser_models.encoders.standardizer import save_statistics
+
+    save_statistics(tmp_path / "pool.safetensors", mean, std, n)
+    clips = ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=y.astype(np.int64), features=x.astype(np.float32),
+                    speakers=names)
+    auto = _model(feature_norm="auto", feature_stats=str(tmp_path / "pool.safetensors"),
+                  speaker_stats=str(tmp_path / "spk.safetensors"), featurizer_layer=0, head_hidden=0,
+                  head_input_norm=False)
+    return auto, clips
+
+
+@pytest.mark.parametrize("class_is_speaker, expected", [(False, "speaker"), (True, "pool")])
+def test_auto_chooses_the_standardisation_that_cross_validates_better(tmp_path, class_is_speaker, expected):
+    auto, clips = _auto_case(tmp_path, class_is_speaker)
+    state = fit(auto, clips, None, TrainConfig(solver="lbfgs", l2_c="auto", epochs=1))
+    row = state.history[-1]
+    assert row["feature_norm"] == expected and auto.norm == expected
+    scores = row["feature_norm_cv"]["scores"]
+    assert scores[expected] > scores["pool" if expected == "speaker" else "speaker"]
+    assert row["l2_c_cv"]["scores"][row["l2_c_cv"]["grid"].index(row["l2_c"])] == pytest.approx(scores[expected])
+    # The checkpoint keeps the choice: the reloaded model standardises the same way.
+    auto.save_checkpoint(str(tmp_path / "ckpt"))
+    back = EmotionModel.load_checkpoint(str(tmp_path / "ckpt"))
+    assert back.cfg.feature_norm_choice == expected and back.norm == expected
+    probs = predict(auto, clips, TrainConfig(), torch.device("cpu"))
+    np.testing.assert_allclose(predict(back, clips, TrainConfig(), torch.device("cpu")), probs, atol=1e-5)
+
+
+def test_auto_with_too_few_labels_to_cross_validate_keeps_pool_and_says_why(tmp_path):
+    auto, clips = _auto_case(tmp_path, False)
+    few = clips.subset([i for i in range(len(clips)) if clips.labels[i] != 0][:10] + [
+        int(np.flatnonzero(clips.labels == 0)[0])])  # one clip of class 0: no fold can hold it out
+    state = fit(auto, few, None, TrainConfig(solver="lbfgs", l2_c="auto", epochs=1))
+    assert state.history[-1]["feature_norm"] == "pool"
+    assert "too few" in state.history[-1]["feature_norm_cv"]["reason"]
+
+
+def test_auto_needs_the_lbfgs_solver_and_a_resumed_fit_keeps_its_choice(tmp_path):
+    auto, clips = _auto_case(tmp_path, False)
+    with pytest.raises(TrainingError, match="train.solver=lbfgs"):
+        fit(auto, clips, None, TrainConfig(solver="adamw", epochs=1))
+    state = fit(auto, clips, None, TrainConfig(solver="lbfgs", l2_c=1.0, epochs=1))
+    fresh, _ = _auto_case(tmp_path, False)
+    fit(fresh, clips, None, TrainConfig(solver="lbfgs", l2_c=1.0, epochs=1), state=state)
+    assert fresh.norm == auto.norm == "speaker"
+    with pytest.raises(ConfigError, match="feature_norm_choice"):
+        _model(feature_norm_choice="speaker")
