@@ -89,7 +89,7 @@ def serve(folder: Path, workers: int, cpus: int) -> int:
                 if (name, plan.get("id")) in handled:
                     continue
                 handled.add((name, plan.get("id")))
-                if plan.get("after") and not _wait_for_file(Path(plan["after"]), WAIT_AFTER_S):
+                if plan.get("after") and not _poll(Path(plan["after"]).exists, WAIT_AFTER_S):
                     _event(folder, event="error", pausepoint=name,
                            error=f"{plan['after']} did not appear within {WAIT_AFTER_S:g} s")
                     (pause / f"{name}.released").touch()
@@ -112,12 +112,13 @@ def serve(folder: Path, workers: int, cpus: int) -> int:
     return 0
 
 
-def _wait_for_file(path: Path, timeout: float) -> bool:
+def _poll(done, timeout: float, every: float = 0.1) -> bool:
+    """Call ``done()`` every ``every`` seconds until it is true (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not done():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.1)
+        time.sleep(every)
     return True
 
 
@@ -220,11 +221,8 @@ class ClusterProcess:
         return [r for r in rows if kind is None or r["event"] == kind]
 
     def wait_for(self, kind: str, count: int = 1, timeout: float = 60.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while len(self.events(kind)) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no {count} {kind!r} events within {timeout:g} s: {self.events()}")
-            time.sleep(0.2)
+        if not _poll(lambda: len(self.events(kind)) >= count, timeout, every=0.2):
+            raise TimeoutError(f"no {count} {kind!r} events within {timeout:g} s: {self.events()}")
         return self.events(kind)
 
     def env(self) -> dict:

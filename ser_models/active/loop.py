@@ -507,16 +507,7 @@ class ActiveLearningLoop:
         scores = None
         if not last:
             t0 = time.perf_counter()
-            scores_path = folder / "scores.parquet"
-            if exists(scores_path):
-                scores = Scores.load(scores_path)
-            else:
-                ds, shape = self._score_input()
-                scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
-                                       seed=self.active.seed + r, verbose=self.verbose, in_process=self.in_process,
-                                       transcripts=shape is None and self.model_cfg.text.enabled,
-                                       speakers=reads_speakers(self.model_cfg))
-                scores.save(scores_path)
+            scores = self._score_pool(result.checkpoint_dir, r, folder / "scores.parquet", self.verbose)
             failpoint("after_score")
             seconds["score"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -631,9 +622,16 @@ class ActiveLearningLoop:
                              run_name=f"round{r:03d}_{folder.name.replace('=', '')}",
                              train_rows=len(labelled) + self._source_rows(), verbose=False,
                              anchoring=self._anchoring(), soft_labels=self._soft(labelled))
+        return self._score_pool(result.checkpoint_dir, r, scores_path, verbose=False)
+
+    def _score_pool(self, checkpoint_dir, r: int, scores_path, verbose: bool) -> Scores:
+        """Round ``r``'s scores of the unlabelled training pool under ``checkpoint_dir``, kept in ``scores_path``
+        (read back when it exists: a resumed round does not score again)."""
+        if exists(scores_path):
+            return Scores.load(scores_path)
         ds, shape = self._score_input()
-        scores = score_dataset(ds, result.checkpoint_dir, self.active.scorer, feature_shape=shape,
-                               seed=self.active.seed + r, verbose=False, in_process=self.in_process,
+        scores = score_dataset(ds, checkpoint_dir, self.active.scorer, feature_shape=shape,
+                               seed=self.active.seed + r, verbose=verbose, in_process=self.in_process,
                                transcripts=shape is None and self.model_cfg.text.enabled,
                                speakers=reads_speakers(self.model_cfg))
         scores.save(scores_path)
