@@ -164,7 +164,8 @@ def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, stra
     return [{"strategy": strategy, "seed": seed, "fraction": fractions[i], "labelled": r.labelled,
              "test_ua": r.test[metric], "dev_ua": r.dev[metric], "round_s": sum(r.seconds.values()), "run_s": wall,
              "kappa": (r.stopping or {}).get("kappa"), "pseudo": (r.pseudo_labels or {}).get("clips"),
-             "pseudo_accuracy": (r.pseudo_labels or {}).get("accuracy")}
+             "pseudo_accuracy": (r.pseudo_labels or {}).get("accuracy"),
+             "feature_norm": (r.features or {}).get("feature_norm")}
             for i, r in enumerate(reports)]
 
 
