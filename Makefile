@@ -16,7 +16,7 @@ LS_STAMP := $(LS_VENV)/.installed
 # pytest-xdist processes for `make test`, each with its own local Ray (a test file stays in one process)
 TEST_WORKERS ?= 2
 
-.PHONY: venv labelstudio demo test test-cluster lint bench clean
+.PHONY: venv labelstudio demo test test-cluster test-opensmile lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -58,6 +58,12 @@ test: $(STAMP) $(LS_STAMP)
 test-cluster: $(STAMP) $(LS_STAMP)
 	SER_REQUIRE_LABEL_STUDIO=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20 \
 		-m failure_model tests
+
+# The tests of the optional opensmile extra (eGeMAPS functionals; `make test` skips them): installs the extra
+# into .venv, then runs them. CI runs it last.
+test-opensmile: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[test,opensmile]"
+	$(BIN)/python -m pytest -q --durations=5 -m opensmile tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -182,15 +182,33 @@ class FeatureCache:
         reason = cache_supported(model_cfg)
         if reason:
             raise ConfigError(f"the feature cache cannot be used: {reason}")
+        from ser_models.active.scorer import ScorerConfig
+        from ser_models.config import to_dict
+
+        sc = scorer_cfg or ScorerConfig()
+        kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
+                  "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds,
+                  "frames": self.kind == "frames", "states": self.states}
+        self.build_with(ds, EncoderPooler, kwargs, self.states or num_layers, sc, verbose=verbose,
+                        in_process=in_process, total=total, what="encoded")
+
+    def build_with(self, ds, extractor, kwargs: dict, num_layers: int, scorer_cfg, *, verbose: bool = True,
+                   in_process: bool = False, total: int | None = None, what: str = "encoded") -> None:
+        """Write every row of ``ds`` through ``extractor`` (a Ray Data callable class built with ``kwargs``
+        that maps pool rows to ``utt_id`` and ``features`` bytes of ``[num_layers, D]``) on ``scorer_cfg``'s actor
+        pool, as shards, then ``meta.json`` (last: a killed build leaves no ready cache and is redone); a
+        no-op when the cache is ready. :meth:`build` passes the encoder; eGeMAPS functionals pass
+        ``EgemapsExtractor``."""
+        if self.ready:
+            return
         import uuid
 
         import pyarrow.dataset as pads
 
-        from ser_models.active.scorer import ScorerConfig, map_on_actor_pool, run_on_actor_pool
-        from ser_models.config import to_dict
+        from ser_models.active.scorer import map_on_actor_pool, run_on_actor_pool
         from ser_models.io import delete_dir, filesystem, list_dir
 
-        sc = scorer_cfg or ScorerConfig()
+        sc = scorer_cfg
         t0 = time.perf_counter()
         for name in list_dir(self.dir):  # left by a build that was killed before meta.json
             if name.startswith(self.SHARDS_PREFIX):
@@ -198,15 +216,11 @@ class FeatureCache:
         shards = f"{self.SHARDS_PREFIX}{uuid.uuid4().hex[:8]}"
         out = self.dir / shards
         source = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"])
-        kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
-                  "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds,
-                  "frames": self.kind == "frames", "states": self.states}
-        num_layers = self.states or num_layers
         fs, path = filesystem(out)
         if in_process:
             fs.create_dir(path)
             done, last = 0, time.perf_counter()
-            for i, batch in enumerate(run_on_actor_pool(source, EncoderPooler, kwargs, sc, in_process=True)):
+            for i, batch in enumerate(run_on_actor_pool(source, extractor, kwargs, sc, in_process=True)):
                 write_parquet_atomic(out / f"part-{i:06d}.parquet", _feature_table(batch))
                 done += len(batch["utt_id"])
                 if verbose and (time.perf_counter() - last > 15 or done == total):
@@ -214,7 +228,7 @@ class FeatureCache:
                     print("  " + progress_line("feature cache", done, total, last - t0, "clips"), flush=True)
         else:
             # Binary features as an Arrow column (a numpy object column would be pickled), written as produced.
-            encoded = map_on_actor_pool(source, EncoderPooler, kwargs, sc)
+            encoded = map_on_actor_pool(source, extractor, kwargs, sc)
             encoded.map_batches(_feature_table, batch_format="numpy", batch_size=None).write_parquet(
                 path, filesystem=fs)
         written = pads.dataset(path, filesystem=fs, format="parquet")
@@ -229,7 +243,7 @@ class FeatureCache:
             "num_layers": num_layers, "hidden_size": hidden, "clips": clips, "kind": self.kind,
             "fingerprint": self.fingerprint, "shards": shards})
         if verbose:
-            print(f"  feature cache: encoded {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
+            print(f"  feature cache: {what} {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
 
     def pin(self, max_bytes: int) -> bool:
         """Hold this pooled cache in this process when its features take at most ``max_bytes``, for many runs

@@ -1,0 +1,118 @@
+"""Prosodic functionals: the eGeMAPS v02 set of openSMILE, 88 values per clip (``model.functionals=egemaps``).
+
+eGeMAPS (Eyben et al., 2016, IEEE Trans. Affective Computing) is the field's reference set of acoustic
+parameters for affect: statistics over a clip of pitch, loudness, jitter, shimmer, formants, spectral slope and
+rhythm. openSMILE computes it from the waveform; it needs no labels and no GPU (about 50x real time on one
+core).
+
+openSMILE is an optional extra (``pip install 'ser-models[opensmile]'``) under audEERING's research licence:
+free for research and education, **no commercial use without a licence from audEERING**. The default install
+and the demo never import it.
+
+The functionals are cached like the encoder's per-layer means (``FeatureCache`` with one "layer" of 88
+values, keyed by the pool's build and the extractor's version), so a pool pays for them once, a killed build
+resumes, and the cache may live on ``s3://``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ser_models.exceptions import ConfigError
+
+#: ``model.functionals`` choices.
+FUNCTIONAL_SETS = ("none", "egemaps")
+#: Values per clip of eGeMAPS v02 functionals.
+EGEMAPS_DIM = 88
+#: What the error for a missing extra says, and the README repeats where the option is described.
+OPENSMILE_EXTRA = ("model.functionals=egemaps needs the optional opensmile extra: pip install "
+                   "'ser-models[opensmile]' (make test-opensmile installs it). openSMILE is under audEERING's "
+                   "research licence: no commercial use without a licence from audEERING")
+
+
+def require_opensmile():
+    """The ``opensmile`` module.
+
+    Raises:
+        ConfigError: it is not installed, naming the extra and its licence.
+    """
+    try:
+        import opensmile
+    except ImportError as exc:
+        raise ConfigError(f"{OPENSMILE_EXTRA} ({exc})") from None
+    return opensmile
+
+
+def functionals_fingerprint() -> str:
+    """What names the extractor's output: the feature set and the openSMILE version (a new version may compute
+    other values, so its cache is another)."""
+    opensmile = require_opensmile()
+    return f"egemaps-v02-functionals:opensmile-{getattr(opensmile, '__version__', 'unknown')}"
+
+
+def functionals_cache_key(pool) -> str:
+    """sha256 naming the cached functionals of ``pool`` (its build fingerprint) under this extractor."""
+    return hashlib.sha256(f"{pool.summary.get('fingerprint')}:{functionals_fingerprint()}".encode()).hexdigest()
+
+
+class EgemapsExtractor:
+    """Ray Data callable class: pool rows (``utt_id``, ``audio``, ``audio_format``) -> ``utt_id`` and
+    ``features``, the float32 bytes of ``[1, 88]`` eGeMAPS v02 functionals per clip (the pooled cache's
+    format with one "layer").
+
+    A clip too short for a value (openSMILE returns NaN, e.g. no voiced frame for the pitch statistics) gets
+    0 there, the pool mean after standardisation; :attr:`nan_values` counts them.
+    """
+
+    def __init__(self, threads: int = 1, **_):
+        opensmile = require_opensmile()
+        self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                     feature_level=opensmile.FeatureLevel.Functionals,
+                                     num_workers=max(int(threads), 1))
+        self.nan_values = 0
+
+    def __call__(self, batch: dict) -> dict:
+        from ser_models.training.batching import collect_clips
+
+        clips = collect_clips([batch], [], require_labels=False)
+        rows = [self.clip(audio) for audio in clips.audio]
+        return {"utt_id": np.asarray(clips.ids, dtype=object),
+                "features": np.asarray([r.tobytes() for r in rows], dtype=object)}
+
+    def clip(self, audio: np.ndarray) -> np.ndarray:
+        """``[1, 88]`` float32 functionals of one clip of int16 samples at 16 kHz."""
+        signal = np.asarray(audio, np.float32) / 32768.0
+        values = np.array(self.smile.process_signal(signal, 16_000).to_numpy(np.float32).reshape(1, -1))
+        if values.shape[1] != EGEMAPS_DIM:
+            raise ConfigError(f"openSMILE returned {values.shape[1]} eGeMAPS functionals, expected {EGEMAPS_DIM}: "
+                              "an unsupported opensmile version?")
+        bad = ~np.isfinite(values)
+        self.nan_values += int(bad.sum())
+        values[bad] = 0.0
+        return np.ascontiguousarray(values)
+
+
+def functionals_cache(root, pool):
+    """The :class:`~ser_models.active.feature_cache.FeatureCache` of ``pool``'s functionals under ``root``."""
+    from ser_models.active.feature_cache import FeatureCache
+
+    return FeatureCache(root, functionals_cache_key(pool), kind="pooled")
+
+
+def build_functionals_cache(root, pool, ds, scorer_cfg=None, *, verbose: bool = True, in_process: bool = False,
+                            total: int | None = None):
+    """Compute the functionals of every row of ``ds`` once into :func:`functionals_cache` (a no-op when it is
+    ready), on ``scorer_cfg``'s actor pool (its actors, CPUs and batch size); returns the cache.
+
+    Raises:
+        ConfigError: the opensmile extra is missing.
+    """
+    from ser_models.active.scorer import ScorerConfig
+
+    sc = scorer_cfg or ScorerConfig()
+    cache = functionals_cache(root, pool)
+    cache.build_with(ds, EgemapsExtractor, {"threads": sc.torch_threads()}, 1, sc, verbose=verbose,
+                     in_process=in_process, total=total, what="eGeMAPS functionals of")
+    return cache

@@ -1,0 +1,49 @@
+"""eGeMAPS functionals into the feature cache on Ray Data actors: every clip once, reused by a rerun, keyed apart
+from the encoder's cache (needs the optional opensmile extra: ``make test-opensmile``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.opensmile]
+
+
+def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo_pool, tmp_path):
+    pytest.importorskip("opensmile", reason="the optional opensmile extra is not installed "
+                                            "(make test-opensmile installs it and runs these tests)")
+    from ser_models.active.feature_cache import features_array
+    from ser_models.active.scorer import ScorerConfig
+    from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor, build_functionals_cache
+    from ser_models.training.batching import collect_clips
+
+    pool = demo_pool.open()
+    scorer = ScorerConfig(num_actors=1, num_cpus=1, batch_size=16)
+    cache = build_functionals_cache(tmp_path / "cache", pool, pool.dataset(None), scorer, verbose=False)
+    assert cache.ready and cache.shape == (1, EGEMAPS_DIM)
+    table = cache.table()
+    meta = pool.metadata(columns=["utt_id"])
+    assert sorted(table.column("utt_id").to_pylist()) == sorted(meta["utt_id"])
+    values = features_array(table.column("features"), cache.shape)
+    assert np.isfinite(values).all() and values.std(0).max() > 0
+
+    # the same values as the extractor on each clip's own audio
+    clips = collect_clips(pool.dataset(None).iter_batches(batch_size=64, batch_format="numpy"), [],
+                          require_labels=False)
+    by_id = dict(zip(table.column("utt_id").to_pylist(), values))
+    extractor = EgemapsExtractor()
+    for i in range(0, len(clips), 9):
+        np.testing.assert_allclose(by_id[clips.ids[i]], extractor.clip(clips.audio[i]), rtol=1e-5, atol=1e-6)
+
+    # a rerun reuses it; the encoder's cache of the same pool lives in another folder
+    from pathlib import Path
+
+    meta_file = Path(str(cache.dir)) / "meta.json"
+    stamp = meta_file.stat().st_mtime_ns
+    again = build_functionals_cache(tmp_path / "cache", pool, pool.dataset(None), scorer, verbose=False)
+    assert again.dir == cache.dir and meta_file.stat().st_mtime_ns == stamp
+    from ser_models.active.feature_cache import feature_cache_key
+    from ser_models.encoders import build_encoder
+    from ser_models.testing import tiny_model_config
+
+    assert feature_cache_key(pool, build_encoder(tiny_model_config().encoder))[:16] != cache.dir.name[:16]
