@@ -181,7 +181,9 @@ def test_a_speaker_normalised_checkpoint_predicts_with_its_inputs_own_speaker_st
     from ser_models.encoders.speaker_norm import SpeakerMoments
 
     out = tmp_path / "input"
-    summary = run_predict(_config(speaker_checkpoint, out, pool_dir=demo_pool.pool_dir, embedding="false"))
+    # In process (no actor start-ups): the Ray Data path of the same scoring is tested above.
+    summary = run_predict(_config(speaker_checkpoint, out, pool_dir=demo_pool.pool_dir, embedding="false",
+                                  backend="in_process"))
     meta = demo_pool.open().metadata(columns=["utt_id", "speaker"])
     assert summary["clips"] == len(meta)
     assert summary["speaker_norm"] == {"statistics": "input", "speakers": meta["speaker"].nunique(),
@@ -204,7 +206,7 @@ def test_a_speaker_normalised_checkpoint_predicts_with_its_inputs_own_speaker_st
             np.testing.assert_allclose(np.asarray(pred.loc[clips.ids[i], "probs"]), probs[0].numpy(), atol=1e-4)
 
     stored = run_predict(_config(speaker_checkpoint, tmp_path / "stored", pool_dir=demo_pool.pool_dir,
-                                 embedding="false", speaker_stats="checkpoint"))
+                                 embedding="false", speaker_stats="checkpoint", backend="in_process"))
     assert stored["speaker_norm"]["fallback_clips"] == len(meta) and stored["speaker_norm"]["speakers"] == 2
     assert not np.allclose(np.stack(_read(tmp_path / "stored").sort_values("utt_id")["probs"]),
                            np.stack(pred.sort_index()["probs"]))
