@@ -142,7 +142,7 @@ def _score_files(files: list[str], fs, scorer, batch_size: int, columns: list[st
                     yield scorer({c: rb.column(c).to_numpy(zero_copy_only=False) for c in columns})
 
 
-def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, out, say) -> tuple[str, dict]:
+def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg, out, say) -> tuple[str, dict]:
     """The speaker statistics a ``model.feature_norm=speaker`` checkpoint predicts with, and what they cover.
 
     ``speaker_stats=input``: each clip's per-layer means are encoded once into ``output_dir/feature_cache``
@@ -158,14 +158,13 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, out, say) 
     from ser_models.encoders import build_encoder
     from ser_models.encoders.speaker_norm import SpeakerStatistics
     from ser_models.io import exists
-    from ser_models.model import SPEAKER_STATS_FILE, EmotionModel
+    from ser_models.model import SPEAKER_STATS_FILE
 
     split = None if cfg.split == "all" else cfg.split
     meta = pool.metadata(columns=["utt_id", "speaker"], split=split)
     if cfg.speaker_stats == "input":
         path = out / SPEAKER_STATS_FILE
         if not exists(path):
-            model_cfg = EmotionModel.load_checkpoint(checkpoint).cfg
             encoder = build_encoder(model_cfg.encoder)
             cache = FeatureCache(out / "feature_cache", feature_cache_key(pool, encoder), kind="pooled",
                                  states=cache_states(model_cfg, encoder))
@@ -223,7 +222,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     labels, dimensions = list(model.cfg.labels), list(model.cfg.dimensions)
     if model.cfg.text.enabled:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
-    speaker_model = model.norm == "speaker"
+    speaker_model, model_cfg = model.norm == "speaker", model.cfg
     del model
     if cfg.backend == "ray" or cfg.manifest:  # preparing a manifest runs on Ray Data
         connect_ray()
@@ -262,7 +261,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0)
     if speaker_model:
-        stats_path, speaker_info = _speaker_statistics(cfg, pool, checkpoint, out, say)
+        stats_path, speaker_info = _speaker_statistics(cfg, pool, checkpoint, model_cfg, out, say)
         kwargs["speaker_stats"] = stats_path
         columns = [*SCORE_INPUT_AUDIO, "speaker"]
     local_scorer = None
