@@ -17,8 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ser_models.active.curves import plot_learning_curves, table
 from ser_models.active.evidence import evidence_report, plot_bands, run_seed, runs_frame
-from ser_models.active.loop import plot_learning_curves, read_metrics, table
+from ser_models.active.round_report import read_metrics
 
 
 def expand_names(spec: str) -> list[str]:

@@ -30,7 +30,7 @@ __all__ = ["SCORES", "STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", 
 _LAZY = {
     "ActiveConfig": "ser_models.active.loop_config",
     "ActiveLearningLoop": "ser_models.active.loop",
-    "RoundReport": "ser_models.active.loop",
+    "RoundReport": "ser_models.active.round_report",
     "FeatureCache": "ser_models.active.feature_cache",
     "PoolScorer": "ser_models.active.scorer",
     "ScorerConfig": "ser_models.active.scorer",

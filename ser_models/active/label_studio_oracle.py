@@ -20,6 +20,15 @@ get one label from their annotators' votes (:mod:`ser_models.active.agreement`):
   people spent time on it.
 * Dimensional values (arousal / valence / dominance sliders) are averaged over the annotators.
 
+Pre-annotations (``pre_annotate``, on by default): from round 1 on, each new task carries the model's guess as a
+Label Studio *prediction* (the class choice with its probability as the score, slider values for dimensions),
+stamped ``model_version`` = the run and round that made it, and the project's ``model_version`` is set to it
+after the import, since Label Studio only shows predictions whose version matches the project's. Annotators
+then confirm or correct a guess instead of starting blank: faster, but a guess can anchor a hesitant
+annotator toward the model's answer, which would feed the model its own mistakes. Turn it off where labels
+must be independent of the model (a test set, or an agreement study). The initial set has no model, so no
+guess.
+
 Finished clips are handed over as soon as they are finished; the others keep the round open
 (:class:`~ser_models.exceptions.LabellingPending`), or the oracle polls until they finish (``wait``).
 Annotations the model cannot train on (a choice outside ``model.labels``, a missing choice or slider, a value
@@ -87,6 +96,10 @@ class LabelStudioConfig:
     wait_timeout_s: float = field(24 * 3600.0, help="wait=true: give up waiting (the job stops as with "
                                                     "wait=false; rerun it later)")
     timeout_s: float = field(60.0, help="seconds per HTTP request")
+    pre_annotate: bool = field(True, help="send the round's model guess with each task as a Label Studio "
+                                          "prediction (class and its probability, dimension values) and make it "
+                                          "the project's model_version, so annotators start from it; false = "
+                                          "bare clips (no anchoring on the model's guess)")
 
     def __post_init__(self):
         checks = [("aggregate", self.aggregate, _AGGREGATE), ("on_disagreement", self.on_disagreement,
@@ -278,18 +291,53 @@ class LabelStudioOracle:
             raise LabelImportError(f"Label Studio project {project} ({self.title!r}): " + "; ".join(problems[:20]))
         return {uid: ts[0] for uid, ts in mine.items()}
 
-    def _create_tasks(self, project: int, ids: list[str], round: int) -> None:  # noqa: A002
+    def _create_tasks(self, project: int, ids: list[str], round: int,  # noqa: A002
+                      guesses: pd.DataFrame | None = None, model_version: str = "") -> None:
         unknown = [i for i in ids if i not in self._info.index]
         if unknown:
             raise OracleError(f"LabelStudioOracle has no path/duration for clips {unknown[:10]}")
-        chunk = 100
+        if not self.cfg.pre_annotate:
+            guesses = None
+        chunk, predicted = 100, 0
         for start in range(0, len(ids), chunk):
             part = ids[start:start + chunk]
-            tasks = [{"data": {AUDIO_NAME: self._audio_value(project, uid), "utt_id": uid, "ser_round": int(round),
-                               "path": str(self._info.at[uid, "path"]),
-                               "duration": float(self._info.at[uid, "duration"])}} for uid in part]
+            tasks = []
+            for uid in part:
+                task = {"data": {AUDIO_NAME: self._audio_value(project, uid), "utt_id": uid, "ser_round": int(round),
+                                 "path": str(self._info.at[uid, "path"]),
+                                 "duration": float(self._info.at[uid, "duration"])}}
+                prediction = self._prediction(guesses, uid, model_version)
+                if prediction is not None:
+                    task["predictions"] = [prediction]
+                    predicted += 1
+                tasks.append(task)
             self.client.import_tasks(project, tasks)
             self.log(f"  Label Studio: created {start + len(part)}/{len(ids)} tasks of round {round}")
+        if predicted:
+            # Label Studio shows a task's prediction only while its version is the project's: set it after
+            # the import, so annotators see this round's guesses (older rounds' tasks are finished or dropped).
+            self.client.update_project(project, model_version=model_version)
+            self._project = None
+            self.log(f"  Label Studio: {predicted} tasks pre-annotated with the model's guess ({model_version!r})")
+
+    def _prediction(self, guesses: pd.DataFrame | None, uid: str, model_version: str) -> dict | None:
+        """One clip's model guess as a Label Studio prediction (None without one)."""
+        if guesses is None or uid not in guesses.index:
+            return None
+        row = guesses.loc[uid]
+        result = []
+        if self.labels and "label" in guesses.columns:
+            result.append({"from_name": CHOICES_NAME, "to_name": AUDIO_NAME, "type": "choices",
+                           "value": {"choices": [str(row["label"])]}})
+        low, high = self.value_range
+        for dim in self.dimensions:
+            if dim in guesses.columns and np.isfinite(row[dim]):
+                value = round(min(max(float(row[dim]), low), high), 1)  # the slider's range and step
+                result.append({"from_name": dim, "to_name": AUDIO_NAME, "type": "number", "value": {"number": value}})
+        if not result:
+            return None
+        score = float(row["score"]) if "score" in guesses.columns else None
+        return {"model_version": model_version, "result": result, **({"score": score} if score is not None else {})}
 
     # -------------------------------------------------------------------------------------- annotations
     def _user(self, uid) -> str:
@@ -335,8 +383,8 @@ class LabelStudioOracle:
             row[dim] = value
         return row if ok else None
 
-    def collect(self, ids: Sequence[str], round: int, decided: frozenset[str] | set[str] = frozenset()
-                ) -> Collected:  # noqa: A002
+    def collect(self, ids: Sequence[str], round: int, decided: frozenset[str] | set[str] = frozenset(),  # noqa: A002
+                guesses: pd.DataFrame | None = None, model_version: str = "") -> Collected:
         """Make sure the round's tasks exist, then read them once (or until finished with ``wait``).
 
         Args:
@@ -344,6 +392,9 @@ class LabelStudioOracle:
             round: the ledger round.
             decided: clips among ``ids`` already handed over or dropped: their tasks exist but are not read
                 again (a decision is final; a later edit in Label Studio does not reopen it).
+            guesses: the model's guess per clip (index ``utt_id``; ``label`` and ``score``, and/or one column
+                per dimension): new tasks carry it as a prediction unless ``pre_annotate`` is off.
+            model_version: names the model that guessed (the run and round).
 
         Raises:
             LabelImportError: naming every task whose annotations cannot be used; nothing is handed over.
@@ -355,7 +406,7 @@ class LabelStudioOracle:
         if missing:
             self.log(f"  Label Studio: round {round} needs {len(missing)} new tasks in project {project} "
                      f"({self.cfg.audio} audio)")
-            self._create_tasks(project, missing, round)
+            self._create_tasks(project, missing, round, guesses, model_version)
             tasks = self._round_tasks(project, ids, round)
         deadline = time.monotonic() + self.cfg.wait_timeout_s
         open_ids = [i for i in ids if i not in decided]

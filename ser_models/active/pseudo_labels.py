@@ -29,8 +29,8 @@ import pyarrow as pa
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
 
-__all__ = ["PSEUDO_SCHEMA", "SemiSupervisedConfig", "balanced_top", "confident_pseudo_labels", "label_spreading",
-           "pseudo_labels"]
+__all__ = ["PSEUDO_SCHEMA", "SemiSupervisedConfig", "TrainingTargets", "balanced_top", "confident_pseudo_labels",
+           "label_spreading", "pseudo_labels"]
 
 _KEY = "active.semi_supervised"
 _METHODS = ("none", "confident", "propagation")
@@ -198,3 +198,34 @@ def pseudo_labels(cfg: SemiSupervisedConfig, ids: np.ndarray, probs: np.ndarray,
                      "label": pa.array([class_names[int(c)] for c in cls], pa.string()),
                      "confidence": pa.array(np.asarray(conf, np.float64)),
                      "method": pa.array([cfg.method] * len(pos), pa.string())}, schema=PSEUDO_SCHEMA)
+
+
+class TrainingTargets:
+    """A round's training targets (ledger rows plus pseudo-labels), read as a ledger view is read by training.
+
+    Args:
+        table: rows in :data:`~ser_models.data.ledger.TARGETS_SCHEMA`.
+    """
+
+    def __init__(self, table: pa.Table):
+        self._table = table
+
+    @classmethod
+    def of(cls, ledger, pseudo: pa.Table) -> TrainingTargets:
+        """The ledger view's targets followed by the pseudo-labelled rows (no dimensional values)."""
+        from ser_models.data.ledger import TARGETS_SCHEMA
+
+        n = pseudo.num_rows
+        cols = {"utt_id": pseudo.column("utt_id"), "label": pseudo.column("label")}
+        cols.update({f.name: pa.nulls(n, f.type) for f in TARGETS_SCHEMA if f.name not in cols})
+        rows = pa.table(cols).select(TARGETS_SCHEMA.names).cast(TARGETS_SCHEMA)
+        return cls(pa.concat_tables([ledger.targets(), rows]))
+
+    def targets(self) -> pa.Table:
+        return self._table
+
+    def labels(self) -> dict[str, str | None]:
+        return dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("label").to_pylist()))
+
+    def __len__(self) -> int:
+        return self._table.num_rows

@@ -68,7 +68,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     pool = Pool.open(cfg.pool_dir)
     pool.check_targets(cfg.model, ("dev", "test"))
     if cfg.cross_lingual.enabled:
-        from ser_models.active.loop import check_cross_lingual
+        from ser_models.active.cross_lingual import check_cross_lingual
 
         check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
     check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.summary.get("fingerprint")},

@@ -95,7 +95,7 @@ def test_hour_budget_spends_seconds_of_audio_cost_aware(demo_pool, tmp_path):
         f"active.budget_hours=[{hours[0]},{hours[1]}]", "active.strategy.name=entropy",
         "active.strategy.cost_aware=true", "active.stopping.max_rounds=5"])
     reports = loop.run()
-    assert loop.unit == "seconds" and len(reports) == 2
+    assert loop.budget.unit == "seconds" and len(reports) == 2
     ledger = LabelLedger(tmp_path / "labels" / "ledger.parquet")
     rows = ledger.labelled()
     durations = meta.set_index("utt_id")["duration"]

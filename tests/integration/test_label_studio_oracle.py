@@ -126,6 +126,42 @@ def test_tasks_audio_annotators_and_majority(server, clips, tmp_path):
     assert json.loads((tmp_path / "round" / "label_studio" / "agreement.json").read_text())["pairwise"] == 1.0
 
 
+def test_pre_annotations_carry_the_model_guess_and_annotators_see_it(server, clips, tmp_path):
+    oracle = _oracle(server, clips, tmp_path, "pre-annotation test", dimensions=["arousal"])
+    guesses = pd.DataFrame({"label": ["hap", "sad"], "score": [0.7, 0.55], "arousal": [3.94, 9.0]},
+                           index=pd.Index(["u0", "u1"], name="utt_id"))
+    oracle.collect(["u0", "u1", "u2"], round=1, guesses=guesses, model_version="run 1a2b round 0")
+    tasks = _task_of(server, "pre-annotation test")
+    project = LabelStudioClient(server.url, server.token).find_project("pre-annotation test")
+    assert project["model_version"] == "run 1a2b round 0"
+    (p0,), (p1,) = tasks["u0"]["predictions"], tasks["u1"]["predictions"]
+    assert p0["model_version"] == "run 1a2b round 0" and p0["score"] == pytest.approx(0.7)
+    by_name = {r["from_name"]: r["value"] for r in p0["result"]}
+    assert by_name == {"emotion": {"choices": ["hap"]}, "arousal": {"number": 3.9}}  # the slider's step
+    assert {r["from_name"]: r["value"] for r in p1["result"]}["arousal"] == {"number": 5.0}  # clipped to range
+    assert tasks["u2"]["predictions"] == []  # no guess, no prediction
+    # what an annotator's "Label" button opens carries the guess
+    served = server.next_task("pre@example.com", project["id"])
+    assert served is not None and served["data"]["utt_id"] in {"u0", "u1", "u2"}
+    want = {"u0": ["hap"], "u1": ["sad"], "u2": None}[served["data"]["utt_id"]]
+    got = [r["value"]["choices"] for p in served.get("predictions") or [] for r in p["result"]
+           if r["from_name"] == "emotion"]
+    assert got == ([want] if want else [])
+    # A rerun finds the tasks and adds nothing; the annotations still count as people's, not the model's.
+    server.annotate("pre@example.com", tasks["u0"]["id"], "neu", numbers={"arousal": 2.0})
+    got = oracle.collect(["u0", "u1", "u2"], round=1, guesses=guesses, model_version="run 1a2b round 0")
+    assert len(server.tasks("pre-annotation test")) == 3
+    assert got.frame.loc["u0", "label"] == "neu" and set(got.pending) == {"u1", "u2"}
+
+
+def test_pre_annotate_off_sends_bare_clips(server, clips, tmp_path):
+    oracle = _oracle(server, clips, tmp_path, "no pre-annotation test", pre_annotate=False)
+    guesses = pd.DataFrame({"label": ["hap"], "score": [0.9]}, index=pd.Index(["u0"], name="utt_id"))
+    oracle.collect(["u0", "u1"], round=1, guesses=guesses, model_version="run round 0")
+    assert all(t["predictions"] == [] for t in server.tasks("no pre-annotation test"))
+    assert not LabelStudioClient(server.url, server.token).find_project("no pre-annotation test").get("model_version")
+
+
 def test_disagreement_requeue_then_drop_and_skips(server, clips, tmp_path):
     oracle = _oracle(server, clips, tmp_path, "requeue test", annotators=2, max_annotations=3)
     ids = ["u0", "u1", "u2"]
@@ -281,6 +317,12 @@ def test_after_job_waits_is_killed_and_resumes(server, ray_local, demo_pool, tmp
     keys = [(t["data"]["utt_id"], t["data"]["ser_round"]) for t in tasks]
     assert len(keys) == len(set(keys)), "a task was created twice"
     assert sum(k[1] == 0 for k in keys) == n_initial  # the rerun made no new initial tasks
+    # Pre-annotations: round 1's tasks carry round 0's model guess, stamped with the run and round, and that
+    # version is the project's (so annotators see it); the initial set had no model to guess with.
+    versions = {p["model_version"] for t in tasks if t["data"]["ser_round"] == 1 for p in t["predictions"]}
+    assert len(versions) == 1 and next(iter(versions)).endswith(" round 0")
+    assert all(len(t["predictions"]) == (t["data"]["ser_round"] == 1) for t in tasks)
+    assert LabelStudioClient(server.url, server.token).find_project("loop test")["model_version"] in versions
     ledger = pd.read_parquet(out / "labels" / "ledger.parquet")
     assert set(ledger["oracle"]) == {"label_studio"} and set(ledger["round"]) == {0, 1}
     assert (ledger["label"] == ledger["utt_id"].map(truth)).all()

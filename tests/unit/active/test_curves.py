@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ser_models.active.loop import table
+from ser_models.active.curves import table
 
 
 def _row(r, dev, test):

@@ -1,0 +1,93 @@
+"""Budget accounting for the loop: how much each round may label (clips, or seconds of audio with
+``active.budget_hours``), how many clips to ask a strategy for, which picks fit, and whether a resumed run's
+ledger still matches its budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ser_models.active.loop_config import ActiveConfig
+from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
+
+
+class LabelBudget:
+    """The labelled total each round reaches, in clips or seconds of audio.
+
+    Args:
+        active: the loop's config (``budget_*`` keys and ``stopping.max_rounds``).
+        durations: seconds per training clip, indexed by ``utt_id`` (what labelling each clip costs).
+    """
+
+    def __init__(self, active: ActiveConfig, durations: pd.Series):
+        self.durations = durations
+        self.unit = "seconds" if active.budget_hours else "clips"
+        self.targets = (active.seconds_targets(float(durations.sum())) if self.unit == "seconds"
+                        else active.targets(len(durations)))
+        cap = active.stopping.max_rounds
+        if cap is not None and cap < len(self.targets):
+            self.targets = self.targets[:cap]  # the round cap: later rounds are never run or labelled for
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __repr__(self) -> str:
+        return f"LabelBudget(unit={self.unit!r}, targets={self.targets})"
+
+    def clips_wanted(self, target, labelled: set[str], unlabelable: set[str]) -> int:
+        """How many clips to ask the strategy for to reach ``target`` (clips, or seconds of audio).
+
+        With an hour budget it asks for a quarter more than the mean unlabelled duration suggests (at least one),
+        and :meth:`within` then keeps the picks, in pick order, that fit.
+        """
+        if self.unit == "clips":
+            return int(target) - len(labelled)
+        remaining = float(target) - float(self.durations.reindex(pd.Index(list(labelled))).sum())
+        free = self.durations.drop(index=list(labelled | unlabelable), errors="ignore")
+        if free.empty:
+            raise PoolExhaustedError("no unlabelled training clip is left to label")
+        return int(min(len(free), max(1, np.ceil(1.25 * remaining / free.mean()) + 1)))
+
+    def within(self, ids: list[str], target, what: str, labelled: set[str] | None = None) -> list[str]:
+        """The picks that fit an hour budget, in pick order (a clip too long for what is left is skipped, later
+        shorter ones may still fit); ``ids`` unchanged with a clip budget."""
+        if self.unit == "clips":
+            return list(ids)
+        left = float(target) - float(self.durations.reindex(pd.Index(list(labelled or ()))).sum())
+        keep = []
+        for i in ids:
+            d = float(self.durations[str(i)])
+            if d <= left + 1e-9:
+                keep.append(i)
+                left -= d
+        if not keep:
+            raise ConfigError(f"active.budget_hours leaves {max(left, 0.0):.1f} s for {what}, shorter than every "
+                              "clip the strategy picked: widen the steps between active.budget_hours")
+        return keep
+
+    def check(self, r: int, ledger, dropped: pd.DataFrame, dropped_path) -> None:
+        """Round ``r`` sees exactly the labels its budget bought (a changed budget would mix two runs).
+
+        Args:
+            r: the round.
+            ledger: the ledger as of round ``r``.
+            dropped: clips the oracle dropped (``utt_id, round, reason``); they spent the budget too.
+            dropped_path: where those are kept, for the error message.
+
+        Raises:
+            OracleError: the round has no labelled clip at all.
+            ConfigError: the ledger holds more or fewer labels than the budget allows (the budget changed).
+        """
+        if not len(ledger):
+            raise OracleError(f"round {r} has no labelled clip: the oracle dropped every clip of the initial set "
+                              f"(see {dropped_path})")
+        # Picked for rounds 0..r but dropped by the annotators (a clip is never both: see LabelHandover).
+        lost = len(set(dropped.loc[dropped["round"] <= r, "utt_id"]) - ledger.ids())
+        if self.unit == "clips" and len(ledger) + lost != self.targets[r]:
+            raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {len(ledger)} in "
+                              f"rounds 0..{r}" + (f" (+ {lost} dropped)" if lost else "")
+                              + ": was the budget changed between runs of this output_dir?")
+        if self.unit == "seconds" and ledger.seconds() > self.targets[r] + 1e-6:
+            raise ConfigError(f"round {r} may use {self.targets[r]:.1f} s of labelled audio, the ledger has "
+                              f"{ledger.seconds():.1f} s in rounds 0..{r}: was active.budget_hours changed between "
+                              "runs of this output_dir?")

@@ -1,0 +1,200 @@
+"""Oracle hand-over for the loop: which oracle labels a round, the clips it can never label, and how its
+answers reach the ledger (``labels/ledger.parquet``) or the dropped list (``labels/dropped.parquet``)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations, check_annotations
+from ser_models.data.ledger import LabelLedger
+from ser_models.exceptions import LabellingPending
+from ser_models.io import StoragePath, exists, read_parquet, write_parquet_atomic
+
+
+def model_guesses(scores, ids: list[str], labels: list[str], dimensions: list[str]) -> pd.DataFrame | None:
+    """The model's guess for each of ``ids`` from a round's pool scores, for annotators to see.
+
+    Args:
+        scores: :class:`~ser_models.active.scorer.Scores` of the round's model (holds every training clip).
+        ids: the clips about to be labelled.
+        labels / dimensions: ``model.labels`` / ``model.dimensions``.
+
+    Returns:
+        index ``utt_id``; ``label`` (the arg-max class) and ``score`` (its probability) with classes, one column
+        per dimension with dimensions; None when ``scores`` is None (the initial set has no model yet).
+    """
+    if scores is None or not ids:
+        return None
+    pos = pd.Index(scores.ids.astype(str)).get_indexer([str(i) for i in ids])
+    keep = pos >= 0
+    frame = pd.DataFrame(index=pd.Index([str(i) for i, k in zip(ids, keep) if k], name="utt_id"))
+    if labels and scores.probs.shape[1]:
+        probs = scores.probs[pos[keep]]
+        top = probs.argmax(axis=1)
+        frame["label"] = [labels[int(k)] for k in top]
+        frame["score"] = probs[np.arange(len(top)), top].astype(float)
+    if dimensions and scores.dims is not None:
+        for j, dim in enumerate(dimensions):
+            frame[dim] = scores.dims[pos[keep], j].astype(float)
+    return frame if len(frame.columns) else None
+
+
+class LabelHandover:
+    """Asks the run's oracle for labels and records its answers.
+
+    Args:
+        pool: the opened pool (the simulated oracle reads its training labels: it plays the annotator).
+        out: the run folder.
+        ledger: the run's label ledger.
+        active: the loop's config (``oracle``, ``label_studio``).
+        labels / dimensions / value_range: ``model.labels``, ``model.dimensions``, ``model.dimension_range``.
+        clip_info: ``utt_id, path, duration`` of every training clip.
+        durations: seconds per training clip (the ledger records them).
+        train_ids: the training clips the loop may select.
+        oracle: an oracle to use instead of the one ``active.oracle`` names.
+        log: progress output.
+    """
+
+    def __init__(self, pool, out: StoragePath, ledger: LabelLedger, active: ActiveConfig, labels: list[str],
+                 dimensions: list[str], value_range: tuple[float, float], clip_info: pd.DataFrame,
+                 durations: pd.Series, train_ids: list[str], oracle=None, log: Callable[[str], None] = print):
+        self.pool, self.out, self.ledger, self.active = pool, out, ledger, active
+        self.labels, self.dimensions, self.value_range = labels, dimensions, value_range
+        self.clip_info, self.durations, self.train_ids = clip_info, durations, train_ids
+        self.override = oracle
+        self.log = log
+        self._unlabelable_ids: set[str] | None = None
+        self._dropped_table: pd.DataFrame | None = None
+        self._simulated: SimulatedOracle | None = None
+
+    @property
+    def dropped_path(self) -> StoragePath:
+        return self.out / "labels" / "dropped.parquet"
+
+    @property
+    def simulated(self) -> bool:
+        """The labels come from the pool's own truth (benchmarks), so the truth may be used for reports."""
+        return self.override is None and self.active.oracle == "simulated"
+
+    def run_label(self) -> str:
+        """Names the run's default Label Studio project: the folder's name and a hash of its full path, so two
+        runs whose folders share a name never share a project."""
+        return f"{self.out.name} {hashlib.sha1(str(self.out).encode()).hexdigest()[:8]}"
+
+    def oracle(self, r: int):
+        """The oracle that labels the clips picked after round ``r`` (-1: the initial set)."""
+        if self.override is not None:
+            return self.override
+        folder = self.out / "rounds" / (f"round={r:03d}" if r >= 0 else "initial")
+        if self.active.oracle == "label_studio":
+            from ser_models.active.label_studio_oracle import LabelStudioOracle
+
+            return LabelStudioOracle(self.active.label_studio, self.labels, self.dimensions, self.value_range,
+                                     self.clip_info, folder, run_name=self.run_label(), log=self.log)
+        if self.active.oracle == "file":
+            return FileOracle(folder, self.labels, self.clip_info, dimensions=self.dimensions,
+                              value_range=self.value_range)
+        if self._simulated is None:
+            # The only place that reads the pool's own training labels: it plays the human annotator.
+            truth = self.pool.metadata(columns=["utt_id", "label", *self.dimensions], split="train")
+            self._simulated = SimulatedOracle(truth, labels=self.labels, dimensions=self.dimensions)
+        return self._simulated
+
+    def unlabelable(self) -> set[str]:
+        """Training clips the oracle cannot label (simulated: no true label, or one outside model.labels) or
+        dropped: never selected, so the run neither crashes at labelling time nor writes a foreign label."""
+        if self._unlabelable_ids is None:
+            check = getattr(self.oracle(-1), "unlabelable", None)
+            self._unlabelable_ids = set(check(self.train_ids)) if check is not None else set()
+            self._unlabelable_ids |= set(self.dropped()["utt_id"])
+            if self._unlabelable_ids:
+                self.log(f"  {len(self._unlabelable_ids)} training clips cannot be labelled by the oracle (no true "
+                         f"label, one outside model.labels, or no value of a model.dimensions) and are never "
+                         "selected")
+        return self._unlabelable_ids
+
+    def label(self, ids: list[str], ledger_round: int, oracle_round: int, guesses: pd.DataFrame | None = None,
+              model_version: str = "") -> None:
+        """Have ``ids`` labelled and append the answers to the ledger as ``ledger_round``.
+
+        Args:
+            guesses: the model's guess per clip (:func:`model_guesses`); an oracle that shows them to people
+                (Label Studio's pre-annotations) sends them with the clips, the others ignore them.
+            model_version: names the model that made ``guesses`` (the run and round).
+
+        Raises:
+            LabellingPending: people are still annotating some of the clips (what is finished is kept).
+        """
+        oracle = self.oracle(oracle_round)
+        if hasattr(oracle, "collect"):  # people annotating on a server: finished clips go in as they finish
+            self._collect(oracle, [str(i) for i in ids], ledger_round, guesses, model_version)
+            return
+        frame = as_annotations(oracle.label(list(ids), ledger_round), ids, self.dimensions)
+        self._append(frame, ledger_round, oracle.name)
+
+    def _append(self, frame: pd.DataFrame, ledger_round: int, oracle: str) -> None:
+        """Check an annotation frame (index utt_id) and append it to the ledger, with its ``annotator``,
+        ``time`` and ``soft_label`` columns when it has them."""
+        check_annotations(frame, self.labels, self.dimensions, self.value_range,
+                          f"{oracle} oracle, round {ledger_round}")
+        ids = [str(i) for i in frame.index]
+        extra = {key: frame[col].tolist() for key, col in (("annotators", "annotator"), ("times", "time"),
+                                                            ("soft_labels", "soft_label")) if col in frame.columns}
+        self.ledger.append(ledger_round, ids, frame["label"].tolist(), oracle=oracle,
+                           dimensions={d: frame[d].tolist() for d in self.dimensions},
+                           seconds=self.durations.reindex(pd.Index(ids)).tolist(), **extra)
+
+    def _collect(self, oracle, ids: list[str], ledger_round: int, guesses: pd.DataFrame | None,
+                 model_version: str) -> None:
+        """Hand the oracle's finished clips to the ledger and its dropped ones to ``labels/dropped.parquet``;
+        stop the job (LabellingPending) while any clip is still being annotated. A decision is final: clips
+        already in the ledger or dropped are not read again (append-only; later edits in the tool are ignored)."""
+        decided = (self.ledger.ids() | set(self.dropped()["utt_id"])) & set(ids)
+        got = oracle.collect(ids, ledger_round, decided=decided, guesses=guesses, model_version=model_version)
+        a = oracle.save(got)  # the round's agreement so far (every annotation read in this round)
+        fresh = got.frame[~got.frame.index.isin(decided)]
+        if len(fresh):
+            self._append(fresh, ledger_round, oracle.name)
+        if got.dropped:
+            self.record_dropped(got.dropped, ledger_round)
+        agreement = (f"; {a['multi_annotated']} clips with several annotators: majority share "
+                     f"{a['majority_share']:.2f}, pairwise agreement {a['pairwise']:.2f}, Krippendorff alpha "
+                     + ("n/a" if a["alpha"] is None else f"{a['alpha']:.2f}")) if a["multi_annotated"] else ""
+        for dim, d in (a.get("dimensions") or {}).items():
+            if d["alpha"] is not None:
+                agreement += f"; {dim}: alpha {d['alpha']:.2f}, mean sd {d['mean_sd']:.2f}"
+        self.log(f"  labels for round {ledger_round}: {len(fresh)} new in the ledger, {len(decided)} decided before, "
+                 f"{len(got.dropped)} dropped, {len(got.pending)} pending{agreement}")
+        if got.pending:
+            raise LabellingPending(oracle.pending_message(got, ledger_round))
+
+    def dropped(self) -> pd.DataFrame:
+        """Clips an oracle dropped (``utt_id, round, reason``): never labelled, never selected again. Read from
+        ``labels/dropped.parquet`` once per run; :meth:`record_dropped` keeps the copy current."""
+        if self._dropped_table is None:
+            path = self.dropped_path
+            self._dropped_table = read_parquet(path).to_pandas() if exists(path) else pd.DataFrame(
+                {"utt_id": pd.Series(dtype=str), "round": pd.Series(dtype="int64"), "reason": pd.Series(dtype=str)})
+        return self._dropped_table
+
+    def record_dropped(self, dropped: dict[str, str], ledger_round: int) -> None:
+        """Add ``{utt_id: reason}`` to the dropped list (a clip already labelled or dropped stays as it was)."""
+        old = self.dropped()
+        new = pd.DataFrame({"utt_id": list(dropped), "round": ledger_round, "reason": list(dropped.values())})
+        new = new[~new["utt_id"].isin(set(old["utt_id"]) | self.ledger.ids())]
+        if new.empty:
+            return
+        table = pd.concat([old, new], ignore_index=True)
+        table = table.astype({"round": "int64"})
+        write_parquet_atomic(self.dropped_path, pa.Table.from_pandas(table, preserve_index=False))
+        self._dropped_table = table
+        if self._unlabelable_ids is not None:
+            self._unlabelable_ids |= set(new["utt_id"])
+        self.log(f"  {len(new)} clips dropped in round {ledger_round} (never selected again): "
+                 + ", ".join(f"{u!r} ({why})" for u, why in list(dropped.items())[:5]))

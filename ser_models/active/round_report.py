@@ -1,0 +1,100 @@
+"""What one round of the loop did (:class:`RoundReport`, written to ``metrics.json`` and ``metrics.jsonl``), and
+reading those files back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ser_models.evaluation import headline_metric
+from ser_models.io import exists, read_bytes, read_json, storage_path
+
+
+@dataclass
+class RoundReport:
+    """What one round did. ``seconds`` holds per-stage wall times (train, score, select, label);
+    ``labelled_seconds`` the audio labelled so far; ``stopping`` the stopping signals
+    (:class:`~ser_models.active.stopping.StopDecision`); ``pseudo_labels`` what the round trained on besides
+    the ledger; ``features`` what ``model.feature_norm=auto`` chose for the round's model (and the CV scores
+    it chose by)."""
+
+    round: int
+    labelled: int
+    fraction: float
+    dev: dict | None
+    test: dict | None
+    selected: int
+    seconds: dict = field(default_factory=dict)
+    labelled_seconds: float | None = None
+    stopping: dict | None = None
+    pseudo_labels: dict | None = None
+    strategy: dict | None = None
+    features: dict | None = None
+
+    def line(self) -> str:
+        def m(split, d):
+            if not d:
+                return f"{split} -"
+            parts = [f"UA {d['ua']:.3f} WA {d['wa']:.3f} F1 {d['macro_f1']:.3f}"] if "ua" in d else []
+            parts += [f"CCC {d['ccc']:.3f}"] if "ccc" in d else []
+            return f"{split} " + " ".join(parts)
+
+        stages = " ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        extra = ""
+        if self.pseudo_labels:
+            extra += f" | pseudo {self.pseudo_labels['clips']}"
+        if self.stopping and self.stopping.get("kappa") is not None:
+            extra += f" | kappa {self.stopping['kappa']:.3f}"
+        if self.strategy:
+            extra += f" | auto -> {self.strategy['chosen']}"
+        if self.features:
+            extra += f" | norm {self.features['feature_norm']}"
+        hours = f" {self.labelled_seconds / 3600:.2f} h" if self.labelled_seconds else ""
+        return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%{hours}) | "
+                f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4}{extra} | {stages}")
+
+    def to_json(self) -> dict:
+        return {"round": self.round, "labelled": self.labelled, "fraction": self.fraction, "dev": self.dev,
+                "test": self.test, "selected": self.selected, "seconds": self.seconds,
+                "labelled_seconds": self.labelled_seconds, "stopping": self.stopping,
+                "pseudo_labels": self.pseudo_labels, "strategy": self.strategy, "features": self.features}
+
+    @classmethod
+    def from_json(cls, d: dict) -> RoundReport:
+        return cls(**d)
+
+
+def slim_metrics(m: dict | None) -> dict | None:
+    """What a round keeps of an evaluation: the class metrics and the dimensional ones (not the Pearson/RMSE
+    detail, which stays in the round's train/metrics.json)."""
+    keep = ("wa", "ua", "macro_f1", "n", "confusion", "ccc")
+    return None if not m else {k: v for k, v in m.items() if k in keep or k.startswith("ccc_")}
+
+
+def headline(m: dict) -> tuple[str, float]:
+    """``("UA", ua)`` of an evaluation with classes, else ``("CCC", mean ccc)`` (:func:`headline_metric`)."""
+    key = headline_metric(m)
+    return key.upper(), m[key]
+
+
+def feature_choice(metrics: dict) -> dict | None:
+    """What ``model.feature_norm=auto`` chose in a fit (its last history row), for the round report."""
+    row = (metrics.get("history") or [{}])[-1]
+    if "feature_norm" not in row:
+        return None
+    return {"feature_norm": row["feature_norm"], "cv_scores": row["feature_norm_cv"]["scores"],
+            "reason": row["feature_norm_cv"]["reason"], "l2_c": row.get("l2_c")}
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The finished rounds of a run (``metrics.jsonl``), or a single full-data fine-tuning run
+    (``metrics.json`` of jobs.finetune) as one point at fraction 1.0."""
+    run_dir = storage_path(run_dir)
+    if exists(run_dir / "metrics.jsonl"):
+        return [json.loads(x) for x in read_bytes(run_dir / "metrics.jsonl").decode().splitlines() if x.strip()]
+    if exists(run_dir / "metrics.json"):
+        m = read_json(run_dir / "metrics.json")
+        return [{"round": 0, "labelled": (m.get("train_clips") or 0), "fraction": 1.0, "dev": m.get("dev"),
+                 "test": m.get("test"), "selected": 0, "seconds": {"train": m.get("train_wall_seconds", 0.0)}}]
+    raise FileNotFoundError(f"{run_dir} has neither metrics.jsonl (jobs.after) nor metrics.json (jobs.finetune)")

@@ -1,0 +1,64 @@
+"""LabelBudget: clip and hour budgets, what a strategy is asked for, which picks fit, resume checks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ser_models.active.budget import LabelBudget
+from ser_models.active.loop_config import ActiveConfig
+from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
+
+DUR = pd.Series([2.0, 4.0, 6.0, 8.0], index=["a", "b", "c", "d"])  # 20 s, i.e. 1/180 h
+NO_DROPS = pd.DataFrame({"utt_id": pd.Series(dtype=str), "round": pd.Series(dtype="int64")})
+
+
+class _Ledger:
+    def __init__(self, ids, seconds=0.0):
+        self._ids, self._seconds = set(ids), seconds
+
+    def __len__(self):
+        return len(self._ids)
+
+    def ids(self):
+        return self._ids
+
+    def seconds(self):
+        return self._seconds
+
+
+def test_clip_budget_asks_for_the_difference_and_keeps_every_pick():
+    b = LabelBudget(ActiveConfig(budget_labels=[1, 3]), DUR)
+    assert b.unit == "clips" and b.targets == [1, 3] and len(b) == 2
+    assert b.clips_wanted(3, {"a"}, set()) == 2
+    assert b.within(["d", "c"], 3, "round 1") == ["d", "c"]
+
+
+def test_hour_budget_keeps_picks_that_fit_in_pick_order():
+    b = LabelBudget(ActiveConfig(budget_hours=[8 / 3600, 14 / 3600]), DUR)
+    assert b.unit == "seconds" and b.targets == pytest.approx([8.0, 14.0])
+    # 6 s left after "a": "d" (8 s) is skipped, "b" (4 s) fits, "c" (6 s) no longer does
+    assert b.within(["d", "b", "c"], 8.0, "round 0", labelled={"a"}) == ["b"]
+    with pytest.raises(ConfigError, match="budget_hours leaves"):
+        b.within(["d"], 8.0, "round 0", labelled={"a"})
+    # asks for a quarter more than the mean free duration suggests: ceil(1.25 * 12 / 6) + 1 = 4, capped at 3 free
+    assert b.clips_wanted(14.0, {"a"}, set()) == 3
+    with pytest.raises(PoolExhaustedError):
+        b.clips_wanted(14.0, {"a", "b"}, {"c", "d"})
+
+
+def test_round_cap_truncates_the_targets():
+    cfg = ActiveConfig(budget_labels=[1, 2, 3])
+    cfg.stopping.max_rounds = 2
+    assert LabelBudget(cfg, DUR).targets == [1, 2]
+
+
+def test_check_refuses_a_changed_budget_and_counts_dropped_clips():
+    b = LabelBudget(ActiveConfig(budget_labels=[2, 3]), DUR)
+    b.check(0, _Ledger(["a", "b"]), NO_DROPS, "dropped.parquet")
+    dropped = pd.DataFrame({"utt_id": ["c"], "round": [0]})
+    b.check(0, _Ledger(["a"]), dropped, "dropped.parquet")  # one labelled + one dropped = 2
+    with pytest.raises(ConfigError, match="round 1 expects 3 labelled clips, the ledger has 2"):
+        b.check(1, _Ledger(["a", "b"]), NO_DROPS, "dropped.parquet")
+    with pytest.raises(OracleError, match="dropped.parquet"):
+        b.check(0, _Ledger([]), dropped, "dropped.parquet")
