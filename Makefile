@@ -16,7 +16,7 @@ LS_STAMP := $(LS_VENV)/.installed
 # pytest-xdist processes for `make test`, each with its own local Ray (a test file stays in one process)
 TEST_WORKERS ?= 2
 
-.PHONY: venv labelstudio demo test test-cluster test-opensmile lint bench clean
+.PHONY: venv labelstudio demo test test-cluster test-opensmile docs lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -65,6 +65,16 @@ test-opensmile: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[test,opensmile]"
 	$(BIN)/python -m pytest -q --durations=5 -m opensmile tests
 
+# The docs site (Sphinx + MyST over docs/*.md; the jobs reference is generated from the config dataclasses):
+# warnings are errors. Output: docs/_build/html/index.html. CI builds it.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[test,docs]"
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -74,4 +84,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache docs/_build

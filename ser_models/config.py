@@ -157,11 +157,27 @@ def _file_layers(path: Path, chain: tuple[Path, ...] = ()) -> list:
     return [*_file_layers(path.parent / parent, (*chain, path.resolve())), conf]
 
 
+#: A job's ``--verbose`` flag: Ray Data's progress bars and its INFO lines come back (they are off by default
+#: because a round executes many datasets, each with a bar, which buried the job's own progress lines).
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+
 def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
-    """Parse ``CONFIG [key=value ...]`` (or ``--help``) as every job does."""
-    args = list(argv)
+    """Parse ``CONFIG [key=value ...] [--verbose]`` (or ``--help``) as every job does.
+
+    ``--verbose`` (anywhere) sets ``SER_RAY_PROGRESS_BARS=1`` and ``SER_RAY_DATA_CONSOLE_LEVEL=INFO`` for this
+    process before Ray starts (:func:`ser_models.runtime.connect_ray` reads them).
+    """
+    args = [a for a in argv if a not in VERBOSE_FLAGS]
+    if len(args) != len(argv):
+        from ser_models.runtime import DATA_CONSOLE_LEVEL_ENV, PROGRESS_BARS_ENV
+
+        os.environ[PROGRESS_BARS_ENV] = "1"
+        os.environ.setdefault(DATA_CONSOLE_LEVEL_ENV, "INFO")
     if not args or args[0] in ("-h", "--help"):
-        print(f"usage: python -m {prog} CONFIG.yaml [key.sub=value ...]\n\nkeys:\n{describe(schema)}")
+        print(f"usage: python -m {prog} CONFIG.yaml [key.sub=value ...] [--verbose]\n\n"
+              "--verbose: Ray Data's progress bars and INFO lines too (default: one line per stage)\n\n"
+              f"keys:\n{describe(schema)}")
         raise SystemExit(0 if args else 2)
     path, overrides = args[0], args[1:]
     if "=" in path:

@@ -67,21 +67,24 @@ def test_in_memory_cache_serves_the_rows_the_stream_serves(ray_local, demo_pool,
     pd.testing.assert_frame_equal(streamed[cols], held[cols])
 
 
-@pytest.mark.parametrize("bars", [False, True])
-def test_a_job_process_prints_progress_bars_only_when_asked(demo_pool, tmp_path, bars):
+@pytest.mark.parametrize("ask", ["", "env", "--verbose"])
+def test_a_job_process_prints_progress_bars_only_when_asked(demo_pool, tmp_path, ask):
     """A fresh job process reading Parquet through Ray Data: its bars ("Parquet dataset sampling", one per
-    dataset execution) are off unless SER_RAY_PROGRESS_BARS=1, so the output is the job's own lines."""
+    dataset execution) are off unless asked for (``--verbose``, or SER_RAY_PROGRESS_BARS=1), so the output is the
+    job's own lines."""
     import os
     import re
     import subprocess
     import sys
     from pathlib import Path
 
-    env = {k: v for k, v in os.environ.items() if k != "SER_RAY_PROGRESS_BARS"}
-    if bars:
+    env = {k: v for k, v in os.environ.items() if k not in ("SER_RAY_PROGRESS_BARS", "SER_RAY_DATA_CONSOLE_LEVEL")}
+    if ask == "env":
         env["SER_RAY_PROGRESS_BARS"] = "1"
+    bars = bool(ask)
     argv = _argv(demo_pool, tmp_path / "out", ["evidence.seeds=2", "evidence.all_labels=false",
-                                                "active.budget_labels=[8,12]", "evidence.cache_in_memory_mb=0"])
+                                                "active.budget_labels=[8,12]", "evidence.cache_in_memory_mb=0"]) + (
+        ["--verbose"] if ask == "--verbose" else [])
     proc = subprocess.run([sys.executable, "-m", "jobs.evidence", *argv], cwd=Path(__file__).resolve().parents[2],
                           env=env, capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""The README's commands work as written.
+"""The commands of the README and of the docs site (``docs/*.md``) work as written.
 
 Every ``python -m jobs.*`` / ``bench.*`` command, ``platform/submit.sh`` submission and ``make`` target in
 the README's code blocks is checked against the real CLI: the job's own ``main`` parses the exact argv (its
@@ -23,7 +23,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-DOCS = [README]
+# The README and every page of the docs site: their commands must work as written too.
+DOCS = [README, *sorted((REPO / "docs").glob("*.md"))]
 
 
 class _Parsed(Exception):  # noqa: N818 - a signal, not an error
@@ -101,8 +102,8 @@ def _readme_job_commands() -> list[tuple[str, str, list[str]]]:
 
 
 def test_readme_blocks_are_found():
-    commands = shell_commands(README.read_text())
-    assert "make demo" in commands and "make test" in commands
+    assert {"make demo", "make test"} <= set(shell_commands(README.read_text()))
+    commands = [c for doc in DOCS for c in shell_commands(doc.read_text())]
     jobs = _readme_job_commands()
     assert len(jobs) > 30
     assert any(m == "jobs.sweep" for _, m, _ in jobs)
@@ -165,8 +166,8 @@ def _whisper_folder(path: Path) -> None:
 def test_readme_sweep_runs_as_written(ray_local, demo_pool, tmp_path, monkeypatch):
     """Tune runs each trial in a folder of its own: the config's relative pool and encoder paths must still
     mean the folder the command was run from (they did not: every trial failed with 'no prepared pool')."""
-    readme = README.read_text()
-    assert SWEEP in readme and BEST in readme
+    cluster = (REPO / "docs" / "cluster.md").read_text()  # the sweep section of the docs site
+    assert SWEEP in cluster and BEST in cluster
     # The folder as `make demo` leaves it: configs and the demo pool (links, read-only), an encoder folder.
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "configs").symlink_to(REPO / "jobs" / "configs")

@@ -1,0 +1,69 @@
+"""``{job-config} jobs.after``: a table of a job's config keys (dotted name, default, help), generated from the
+config dataclasses' ``help`` strings, so the reference never drifts from the code."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from sphinx.errors import ExtensionError
+
+from ser_models.config import _nested_schema
+
+
+def _rows(schema: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    rows = []
+    for f in dataclasses.fields(schema):
+        name = f"{prefix}{f.name}"
+        nested = _nested_schema(f)
+        if nested is not None:
+            rows += _rows(nested, f"{name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else "(required)"
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        rows.append((name, repr(default), f.metadata.get("help", "")))
+    return rows
+
+
+def _schema(job: str) -> type:
+    """The config dataclass a job parses: its module's ``*Config`` class handed to ``parse_job_args``."""
+    module = importlib.import_module(job)
+    source = importlib.util.find_spec(job).loader.get_source(job) or ""
+    for name in dir(module):
+        if name.endswith("Config") and f"parse_job_args({name}," in source:
+            return getattr(module, name)
+    raise ExtensionError(f"job-config: {job} does not call parse_job_args with a *Config class")
+
+
+class JobConfig(Directive):
+    required_arguments = 1
+
+    def run(self):
+        job = self.arguments[0]
+        rows = _rows(_schema(job))
+        table = nodes.table(classes=["job-config"])
+        group = nodes.tgroup(cols=3)
+        table += group
+        for width in (30, 20, 50):
+            group += nodes.colspec(colwidth=width)
+        head = nodes.thead()
+        body = nodes.tbody()
+        group += head
+        group += body
+        for target, cells in ((head, ("key", "default", "what it sets")), *((body, r) for r in rows)):
+            row = nodes.row()
+            for i, text in enumerate(cells):
+                entry = nodes.entry()
+                entry += nodes.paragraph("", "", nodes.literal(text, text) if i < 2 and target is body
+                                         else nodes.Text(text))
+                row += entry
+            target += row
+        return [table]
+
+
+def setup(app):
+    app.add_directive("job-config", JobConfig)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
