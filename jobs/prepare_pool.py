@@ -19,14 +19,11 @@ from ser_models.data.config import PoolConfig
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(PoolConfig, sys.argv[1:] if argv is None else argv, "jobs.prepare_pool")
-    from ray.data import DataContext
-
     from ser_models.data.prepare import pool_fingerprint, prepare_pool
     from ser_models.runtime import connect_ray
 
     fingerprint = pool_fingerprint(cfg)  # the manifest and label map are readable: checked before Ray starts
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-    DataContext.get_current().enable_progress_bars = True
     print(f"prepare_pool: {cfg}")
     summary = prepare_pool(cfg, fingerprint)
     print(f"pool: {summary.output_dir}  kept {summary.kept} / {summary.clips_in} clips, "

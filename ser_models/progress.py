@@ -28,3 +28,86 @@ def progress_line(stage: str, done: int, total: int | None, seconds: float, unit
     left = (total - done) / rate if rate > 0 else float("nan")
     tail = "done" if done >= total else (f"{_duration(left)} left" if left == left else "")
     return f"{stage}: {done:,}/{total:,} {unit} ({100 * done / total:.0f}%), {rate:.1f} {unit}/s, {tail}".rstrip(", ")
+
+
+class WrittenRows:
+    """Counts the rows of the Parquet files written so far under a folder (local or any ``pyarrow.fs`` URI).
+
+    A Ray Data ``write_parquet`` shows no progress of its own once its bars are off; the files it has finished
+    are the progress. Each file's footer is read once; a file still being written (no footer yet) is counted
+    on a later call.
+
+    Args:
+        path: the output folder (searched recursively, e.g. through ``split=`` partitions).
+    """
+
+    def __init__(self, path: str):
+        from ser_models.io import filesystem
+
+        self.fs, self.root = filesystem(path)
+        self._rows: dict[str, int] = {}
+
+    def __call__(self) -> int:
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
+        except OSError:
+            return sum(self._rows.values())
+        for info in infos:
+            if info.type == pafs.FileType.File and info.path.endswith(".parquet") and info.path not in self._rows:
+                try:
+                    with self.fs.open_input_file(info.path) as f:
+                        self._rows[info.path] = pq.ParquetFile(f).metadata.num_rows
+                except Exception:  # noqa: BLE001 - still being written: counted next time
+                    continue
+        return sum(self._rows.values())
+
+
+class StageProgress:
+    """Prints ``progress_line`` for a stage every ``every`` seconds while it runs (from a background thread),
+    and once more when it ends, from ``done()``: the units finished so far.
+
+    Use as a context manager around a blocking call (a Ray Data write). Nothing is printed when
+    ``verbose`` is false; the final line only when the stage ended without an error.
+    """
+
+    def __init__(self, stage: str, total: int | None, unit: str, done, every: float = 10.0, verbose: bool = True,
+                 indent: str = "  "):
+        import threading
+
+        self.stage, self.total, self.unit, self.done, self.every = stage, total, unit, done, every
+        self.verbose, self.indent = verbose, indent
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name=f"progress:{stage}")
+        self._t0 = 0.0
+        self._last = -1
+
+    def _line(self) -> None:
+        import time
+
+        n = self.done()
+        if n != self._last:
+            self._last = n
+            print(self.indent + progress_line(self.stage, n, self.total, time.perf_counter() - self._t0, self.unit),
+                  flush=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            self._line()
+
+    def __enter__(self) -> StageProgress:
+        import time
+
+        self._t0 = time.perf_counter()
+        if self.verbose:
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self._stop.set()
+        if self.verbose:
+            self._thread.join()
+            if exc_type is None:
+                self._line()

@@ -31,7 +31,7 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from ser_models.progress import progress_line
+from ser_models.progress import StageProgress, WrittenRows, progress_line
 
 #: Cache kinds: per-layer utterance means, or every hidden state's frames.
 CACHE_KINDS = ("pooled", "frames")
@@ -229,8 +229,9 @@ class FeatureCache:
         else:
             # Binary features as an Arrow column (a numpy object column would be pickled), written as produced.
             encoded = map_on_actor_pool(source, extractor, kwargs, sc)
-            encoded.map_batches(_feature_table, batch_format="numpy", batch_size=None).write_parquet(
-                path, filesystem=fs)
+            with StageProgress("feature cache", total, "clips", WrittenRows(str(out)), every=15.0, verbose=verbose):
+                encoded.map_batches(_feature_table, batch_format="numpy", batch_size=None).write_parquet(
+                    path, filesystem=fs)
         written = pads.dataset(path, filesystem=fs, format="parquet")
         clips = written.count_rows()
         first = written.head(1, columns=["features"]).column("features")[0].as_py() if clips else b""

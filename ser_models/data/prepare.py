@@ -49,6 +49,7 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from ser_models.progress import StageProgress, WrittenRows
 
 #: Bumped when the pool's layout or decoding changes, so old pools are rebuilt.
 POOL_FORMAT_VERSION = 2
@@ -249,7 +250,7 @@ def _num_blocks(n: int, cfg: PoolConfig) -> int:
     return max(1, math.ceil(n / DECODE_BLOCK_ROWS), min(math.ceil(n / cfg.batch_size), 4 * cfg.num_workers))
 
 
-def _write_shards(manifest, cfg: PoolConfig, data_dir: str) -> None:
+def _write_shards(manifest, cfg: PoolConfig, data_dir: str, verbose: bool = True) -> None:
     import ray.data
 
     fs, path = filesystem(data_dir)
@@ -271,8 +272,9 @@ def _write_shards(manifest, cfg: PoolConfig, data_dir: str) -> None:
     # no or a different value each decoded block crosses the object store to a separate Write task).
     # max_rows_per_file only splits each task's output into files (pyarrow write_dataset): no regrouping
     # between tasks in Ray 2.60, unlike min_rows_per_file. Every pool reader holds about one file.
-    decoded.write_parquet(path, filesystem=fs, partition_cols=["split"], concurrency=cfg.num_workers,
-                          max_rows_per_file=cfg.rows_per_file)
+    with StageProgress("decode and write", n, "clips", WrittenRows(data_dir), verbose=verbose):
+        decoded.write_parquet(path, filesystem=fs, partition_cols=["split"], concurrency=cfg.num_workers,
+                              max_rows_per_file=cfg.rows_per_file)
     fs.create_dir(path)  # an all-quarantined pool still has its (empty) data folder
 
 

@@ -172,6 +172,7 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     plan = [(name, seed) for seed in seeds for name in names] + ([(ALL_LABELS, seeds[0])] if ev.all_labels else [])
     rows = []
     try:
+        t_runs = time.perf_counter()
         for done, (name, seed) in enumerate(plan, 1):
             active, train = run_config(cfg, name, seed)
             t0 = time.perf_counter()
@@ -183,8 +184,9 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
             rows += run
             if verbose:
                 curve = "  ".join(f"{r['labelled']}: {r['test_ua']:.3f}" for r in run)
-                print(f"[{done:>3}/{len(plan)}] seed {seed:<3} {name:<22} test UA  {curve}  ({seconds:.1f}s)",
-                      flush=True)
+                left = (time.perf_counter() - t_runs) / done * (len(plan) - done)
+                print(f"[{done:>3}/{len(plan)}] seed {seed:<3} {name:<22} test UA  {curve}  ({seconds:.1f}s; "
+                      f"{'done' if done == len(plan) else f'{left / 60:.1f} min left'})", flush=True)
     finally:
         cache.unpin()
     frame = pd.DataFrame(rows)
