@@ -192,3 +192,38 @@ def test_the_benchmarks_shipped_recipe_is_read_from_the_demo_config(tmp_path):
     assert {"model.featurizer_layer", "model.feature_norm", "train.solver", "train.l2_c"} <= set(keys)
     assert not any(k.startswith("model.encoder.") for k in keys)  # the benchmark picks its encoder
     assert {k: bench[k] for k in keys} == {k: demo[k] for k in keys}
+
+
+def test_features_bench_blocks_learner_and_report():
+    from bench import features
+
+    rng = np.random.default_rng(0)
+    speakers = ["a"] * 30 + ["b"] * 30
+    offset = np.where(np.array(speakers) == "a", 5.0, -5.0)[:, None]
+    rows = {"whisper": rng.standard_normal((60, 3)) + offset, "egemaps": rng.standard_normal((60, 2))}
+    train = np.arange(60) < 40
+    blocks = features.standardised_blocks(rows, [f"u{i}" for i in range(60)], speakers, train)
+    assert set(blocks) == {"whisper/pool", "whisper/speaker", "egemaps/pool", "egemaps/speaker"}
+    np.testing.assert_allclose(blocks["whisper/pool"][train].mean(0), 0.0, atol=1e-9)
+    # speaker statistics (30 clips each, shrunk with k = 10: 3/4 the speaker's own) take most of the gap
+    # between the two speakers out: about 2.0 pool standard deviations apart before, 0.7 after
+    def gap(b):
+        return abs(blocks[b][:30].mean() - blocks[b][30:].mean())
+
+    assert gap("whisper/pool") > 1.5 and gap("whisper/speaker") < 0.5 * gap("whisper/pool")
+    y = np.array(["x", "y"] * 30)
+    x = np.c_[np.where(y == "x", 1.0, -1.0), rng.standard_normal(60)]
+    model, cv = features.fit_cv(x, y, seed=0)
+    assert cv > 0.9 and (model.predict(x) == y).mean() > 0.9
+    runs = []
+    for seed in (0, 1):
+        for f in (0.1, 0.2):
+            for k, name in enumerate([f"{s}/{n}" for s in features.SETS for n in features.NORMS]):
+                runs.append({"strategy": name, "seed": seed, "fraction": f, "labelled": int(100 * f),
+                             "test_ua": 0.5 + 0.01 * k + f + 0.001 * seed})
+            runs.append({**runs[-1], "strategy": "auto", "picked": "whisper+egemaps/speaker"})
+    runs += [{**r, "fraction": 1.0, "seed": 0} for r in runs[-7:]]
+    text = features.report(__import__("pandas").DataFrame(runs), {"egemaps_s": 60.0, "pool_hours": 1.0,
+                                                                   "whisper_cache_s": 1.0, "fits_s": 1.0},
+                           "a test pool", [0, 1], common.LoadWindow().close())
+    assert "| auto |" in text and "60 s per pool hour" in text and "| all labels |" in text
