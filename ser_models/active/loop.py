@@ -423,7 +423,7 @@ class ActiveLearningLoop:
         scores = score_dataset(ds, checkpoint_dir, self.active.scorer, feature_shape=shape,
                                seed=self.active.seed + r, verbose=verbose, in_process=self.in_process,
                                transcripts=shape is None and self.model_cfg.text.enabled,
-                               speakers=reads_speakers(self.model_cfg))
+                               speakers=reads_speakers(self.model_cfg), total=len(self.train_ids))
         scores.save(scores_path)
         return scores
 

@@ -19,6 +19,7 @@ from ser_models.config import field
 from ser_models.exceptions import ConfigError, PoolError
 from ser_models.failpoints import pausepoint
 from ser_models.io import read_parquet, write_parquet_atomic
+from ser_models.progress import progress_line
 
 SCORE_INPUT_AUDIO = ["utt_id", "audio", "audio_format", "num_samples"]
 SCORE_INPUT_FEATURES = ["utt_id", "features"]
@@ -346,7 +347,7 @@ def _unfixed(col) -> np.ndarray:
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
                   feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True,
                   in_process: bool = False, keep_pooled: bool = False, keep_embedding: bool = True,
-                  transcripts: bool = False, speakers: bool = False) -> Scores:
+                  transcripts: bool = False, speakers: bool = False, total: int | None = None) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
     Args:
@@ -363,6 +364,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
             then ``Scores.embedding`` is an [N, 0] array).
         transcripts: also read the ``transcript`` column (a model with a text branch; audio mode).
         speakers: also read the ``speaker`` column (``model.feature_norm=speaker``).
+        total: rows in ``ds`` when the caller knows them: with ``verbose``, a progress line (done / total,
+            rate, time left) every 15 s of a long scoring pass.
 
     Returns:
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
@@ -380,10 +383,15 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs",
                                                           "dims", "mc_dims")}
     wanted = [k for k in parts if (keep_pooled or k != "pooled") and (keep_embedding or k != "embedding")]
+    done, shown = 0, t0
     for batch in batches:
         for key in wanted:
             if key in batch:
                 parts[key].append(np.asarray(batch[key]))
+        done += len(batch["utt_id"])
+        if verbose and time.perf_counter() - shown > 15:
+            shown = time.perf_counter()
+            print("  " + progress_line("scoring", done, total, shown - t0, "clips"), flush=True)
     if not sum(len(a) for a in parts["utt_id"]):
         raise PoolError("scoring produced no rows: the dataset to score is empty")
     ids = np.concatenate(parts["utt_id"]).astype(str)
