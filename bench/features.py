@@ -44,8 +44,7 @@ SHRINK_CLIPS = 10.0
 LAYER = 1
 
 
-def standardised_blocks(cache_rows: dict[str, np.ndarray], ids: list[str], speakers: list, train: np.ndarray
-                        ) -> dict[str, np.ndarray]:
+def standardised_blocks(cache_rows: dict[str, np.ndarray], speakers: list, train: np.ndarray) -> dict[str, np.ndarray]:
     """``{"<block>/<norm>": [N, D]}`` for every block and normalisation (rows in ``ids`` order)."""
     from ser_models.encoders.speaker_norm import SpeakerMoments
 
@@ -108,7 +107,7 @@ def run(pool_dir: str, workdir: Path, seeds: list[int], fractions: list[float]) 
         rows[name] = take(features_array(table.column("features"), cache.shape))[order].astype(np.float64)
     split = meta["split"].to_numpy()
     train = split == "train"
-    blocks = standardised_blocks(rows, ids, meta["speaker"].tolist(), train)
+    blocks = standardised_blocks(rows, meta["speaker"].tolist(), train)
     settings = {f"{s}/{n}": np.concatenate([blocks[f"{b}/{n}"] for b in s.split("+")], axis=1)
                 for s in SETS for n in NORMS}
     labels = meta["label"].to_numpy()
@@ -117,16 +116,14 @@ def run(pool_dir: str, workdir: Path, seeds: list[int], fractions: list[float]) 
     t0 = time.perf_counter()
 
     def fit_all(chosen: np.ndarray, seed: int, fraction: float) -> None:
-        cv = {}
+        fitted = {}
         for name, x in settings.items():
-            model, cv[name] = fit_cv(x[chosen], labels[chosen], seed)
+            model, cv = fit_cv(x[chosen], labels[chosen], seed)
             ua = balanced_accuracy_score(labels[test_idx], model.predict(x[test_idx]))
-            records.append({"strategy": name, "seed": seed, "fraction": fraction, "labelled": len(chosen),
-                            "test_ua": float(ua), "cv_ua": cv[name]})
-        pick = max(AUTO_CANDIDATES, key=lambda n: (cv[n], -AUTO_CANDIDATES.index(n)))
-        best = next(r for r in records[::-1] if r["strategy"] == pick and r["seed"] == seed
-                    and r["fraction"] == fraction)
-        records.append({**best, "strategy": "auto", "picked": pick})
+            fitted[name] = {"strategy": name, "seed": seed, "fraction": fraction, "labelled": len(chosen),
+                            "test_ua": float(ua), "cv_ua": cv}
+        pick = max(AUTO_CANDIDATES, key=lambda n: (fitted[n]["cv_ua"], -AUTO_CANDIDATES.index(n)))
+        records.extend([*fitted.values(), {**fitted[pick], "strategy": "auto", "picked": pick}])
 
     for seed in seeds:
         order = np.random.default_rng([seed, 0]).permutation(train_idx)

@@ -258,20 +258,26 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def describe(schema: type, prefix: str = "") -> str:
-    """One line per key: dotted name, default and help text."""
-    lines = []
+def config_keys(schema: type, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """``(dotted name, default, help)`` of every leaf key of ``schema`` (nested configs walked); a required
+    key's default is ``"???"``."""
+    rows = []
     for f in dataclasses.fields(schema):
         name = f"{prefix}{f.name}"
         nested = _nested_schema(f)
         if nested is not None:
-            lines.append(describe(nested, prefix=f"{name}."))
+            rows += config_keys(nested, prefix=f"{name}.")
             continue
         default = f.default if f.default is not dataclasses.MISSING else "???"
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = f.default_factory()  # type: ignore[misc]
-        lines.append(f"  {name} = {default!r}  # {f.metadata.get('help', '')}")
-    return "\n".join(lines)
+        rows.append((name, default, f.metadata.get("help", "")))
+    return rows
+
+
+def describe(schema: type, prefix: str = "") -> str:
+    """One line per key: dotted name, default and help text."""
+    return "\n".join(f"  {name} = {default!r}  # {text}" for name, default, text in config_keys(schema, prefix))
 
 
 def _first_line(exc: Exception) -> str:

@@ -3,29 +3,13 @@ config dataclasses' ``help`` strings, so the reference never drifts from the cod
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 
 from docutils import nodes
 from docutils.parsers.rst import Directive
 from sphinx.errors import ExtensionError
 
-from ser_models.config import _nested_schema
-
-
-def _rows(schema: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    rows = []
-    for f in dataclasses.fields(schema):
-        name = f"{prefix}{f.name}"
-        nested = _nested_schema(f)
-        if nested is not None:
-            rows += _rows(nested, f"{name}.")
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else "(required)"
-        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
-        rows.append((name, repr(default), f.metadata.get("help", "")))
-    return rows
+from ser_models.config import config_keys
 
 
 def _schema(job: str) -> type:
@@ -43,7 +27,7 @@ class JobConfig(Directive):
 
     def run(self):
         job = self.arguments[0]
-        rows = _rows(_schema(job))
+        rows = [(name, repr(default), text) for name, default, text in config_keys(_schema(job))]
         table = nodes.table(classes=["job-config"])
         group = nodes.tgroup(cols=3)
         table += group

@@ -82,6 +82,13 @@ class LabelHandover:
         """The labels come from the pool's own truth (benchmarks), so the truth may be used for reports."""
         return self.override is None and self.active.oracle == "simulated"
 
+    @property
+    def shows_guesses(self) -> bool:
+        """The oracle shows people the model's guess (Label Studio with ``pre_annotate``): only then are
+        guesses worth computing."""
+        return (self.override is None and self.active.oracle == "label_studio"
+                and self.active.label_studio.pre_annotate)
+
     def run_label(self) -> str:
         """Names the run's default Label Studio project: the folder's name and a hash of its full path, so two
         runs whose folders share a name never share a project."""

@@ -316,8 +316,7 @@ class LabelStudioOracle:
         if predicted:
             # Label Studio shows a task's prediction only while its version is the project's: set it after
             # the import, so annotators see this round's guesses (older rounds' tasks are finished or dropped).
-            self.client.update_project(project, model_version=model_version)
-            self._project = None
+            self._project = self.client.update_project(project, model_version=model_version)
             self.log(f"  Label Studio: {predicted} tasks pre-annotated with the model's guess ({model_version!r})")
 
     def _prediction(self, guesses: pd.DataFrame | None, uid: str, model_version: str) -> dict | None:

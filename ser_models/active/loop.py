@@ -203,7 +203,7 @@ class ActiveLearningLoop:
 
     def _label(self, ids: list[str], r: int, scores: Scores | None) -> None:
         """Label round ``r + 1``'s picks, with round ``r``'s model guesses for an oracle that shows them."""
-        guesses = model_guesses(scores, ids, self.labels, self.dimensions)
+        guesses = model_guesses(scores, ids, self.labels, self.dimensions) if self.handover.shows_guesses else None
         self.handover.label(ids, r + 1, r, guesses=guesses, model_version=f"{self.handover.run_label()} round {r}")
 
     # -------------------------------------------------------------------------------------------- stages
