@@ -11,134 +11,34 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, parameter_report
-from ser_models.adapters.config import WapConfig
-from ser_models.config import PATH, field, from_dict, to_dict
-from ser_models.encoders import EncoderConfig, LayerFeaturizer, build_encoder
+from ser_models.adapters import apply_adapter, check_gradients, parameter_report
+from ser_models.config import from_dict, to_dict
+from ser_models.encoders import LayerFeaturizer, build_encoder
+from ser_models.encoders.functionals import (
+    AUTO_FUNCTIONALS,
+    EGEMAPS_DIM,
+    FUNCTIONALS_SPEAKER_STATS_FILE,
+    FunctionalsNorm,
+)
 from ser_models.encoders.speaker_norm import SpeakerStandardizer, SpeakerStatistics
 from ser_models.encoders.standardizer import LayerStandardizer, load_statistics
-from ser_models.encoders.text import TextConfig, TextEncoder
+from ser_models.encoders.text import TextEncoder
 from ser_models.exceptions import CheckpointError, ConfigError
-from ser_models.heads import POOLINGS, EmotionHead, build_pooling, check_dimensions, masked_mean
+from ser_models.heads import EmotionHead, build_pooling, masked_mean
 from ser_models.io import exists, filesystem, read_json, write_bytes_atomic, write_json_atomic
+from ser_models.model_config import AUTO_NORMS, FEATURE_NORMS, ModelConfig, reads_speakers  # noqa: F401 (re-exported)
 
 WEIGHTS_FILE = "model.safetensors"
-#: ``model.feature_norm`` choices.
-FEATURE_NORMS = ("none", "pool", "speaker", "auto")
-#: What ``model.feature_norm=auto`` chooses between, by cross-validation on the labelled clips.
-AUTO_NORMS = ("pool", "speaker")
 #: The per-speaker statistics a checkpoint carries beside its weights (``model.feature_norm=speaker``).
 SPEAKER_STATS_FILE = "speaker_stats.safetensors"
 META_FILE = "model.json"
 FORMAT_VERSION = 1
-
-
-@dataclass
-class ModelConfig:
-    """The whole emotion model (``model`` in every job config)."""
-
-    encoder: EncoderConfig = field(default_factory=EncoderConfig, help="speech encoder")
-    adapter: AdapterConfig = field(default_factory=AdapterConfig, help="how the encoder is adapted")
-    featurizer_layer: int | None = field(None, help="hidden state to use (0 = CNN projection, negative from the "
-                                         "end); null = learned softmax-weighted sum of all layers")
-    pooling: str = field("mean", help="mean | attentive_stats (only mean allows the frozen-encoder cache)")
-    feature_norm: str = field("none", help="none | pool: standardise every dimension of every hidden state with "
-                              "the unlabelled pool's mean and std (no labels used; the AL loop computes them from "
-                              "its feature cache and sets model.feature_stats) | speaker: with each clip's "
-                              "speaker's mean and std, shrunk toward the pool's (model.speaker_stats) | auto: pool or "
-                              "speaker, whichever scores better by k-fold CV on the labelled clips (train.solver=lbfgs; "
-                              "chosen with train.l2_c=auto, at every fit)")
-    feature_norm_choice: str | None = field(None, help="what model.feature_norm=auto chose (pool | speaker); "
-                                            "written by the fit into the checkpoint, never set by hand")
-    feature_stats: str | None = field(None, path=PATH, help="safetensors file of the pool statistics (mean, std [L, D]) that "
-                                      "model.feature_norm=pool uses; written and set by the AL loop")
-    speaker_stats: str | None = field(None, path=PATH, help="safetensors file of per-speaker statistics "
-                                      "(ser_models.encoders.speaker_norm) that model.feature_norm=speaker uses; "
-                                      "written and set by the AL loop and jobs.predict")
-    speaker_shrinkage: float = field(10.0, help="k of the shrinkage rule of model.feature_norm=speaker: a "
-                                     "speaker with n clips weighs their own statistics n / (n + k), the pool's "
-                                     "the rest")
-    head_hidden: int = field(128, help="width of the head's penultimate layer (the embedding E); 0 = a linear "
-                             "head (logits straight from the pooled vector, which is then the embedding)")
-    head_dropout: float = field(0.1, help="head dropout; also the rate used for MC-dropout scoring")
-    head_input_norm: bool = field(True, help="LayerNorm on the pooled vector before the head (pretrained "
-                                  "encoders' outlier dimensions otherwise swamp a small head)")
-    labels: list[str] = field(default_factory=lambda: ["neutral", "happy", "angry", "sad"],
-                              help="class names, in logit order ([] = no categorical output: dimensions alone)")
-    dimensions: list[str] = field(default_factory=list,
-                                  help="dimensional outputs, a subset of [arousal, valence, dominance] "
-                                       "(regression next to, or instead of, the classes)")
-    dimension_range: list[float] = field(default_factory=lambda: [1.0, 5.0],
-                                         help="[low, high] of the dimensional rating scale: predictions stay "
-                                              "inside it, labels outside it are refused")
-    text: TextConfig = field(default_factory=TextConfig, help="text branch over the pool's transcripts, fused "
-                             "with the pooled audio in front of the head (source '' = audio only)")
-    wap: WapConfig = field(default_factory=WapConfig, help="WAP-Transformer adapter over the encoder's frames, "
-                           "pre-trainable on the unlabelled pool (seed method 1)")
-
-    def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"model.pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
-        if isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, int) or self.head_hidden < 0:
-            raise ConfigError(f"model.head_hidden must be >= 0 (0 = linear head), got {self.head_hidden!r}")
-        if self.feature_norm not in FEATURE_NORMS:
-            raise ConfigError(f"model.feature_norm must be one of {list(FEATURE_NORMS)}, got {self.feature_norm!r}")
-        if self.feature_stats is not None and self.feature_norm not in ("pool", "auto"):
-            raise ConfigError("model.feature_stats is set but model.feature_norm is not 'pool' (or 'auto')")
-        if self.feature_norm_choice not in (None, *AUTO_NORMS) or (self.feature_norm_choice is not None
-                                                                   and self.feature_norm != "auto"):
-            raise ConfigError(f"model.feature_norm_choice is what model.feature_norm=auto chose ({list(AUTO_NORMS)}); "
-                              f"got {self.feature_norm_choice!r} with model.feature_norm={self.feature_norm!r}")
-        if self.feature_norm in ("speaker", "auto") and (self.pooling != "mean" or self.wap.enabled):
-            raise ConfigError(f"model.feature_norm={self.feature_norm} standardises per-layer utterance means: it "
-                              "needs model.pooling=mean and no model.wap")
-        if self.speaker_stats is not None and self.feature_norm not in ("speaker", "auto"):
-            raise ConfigError("model.speaker_stats is set but model.feature_norm is not 'speaker' (or 'auto')")
-        if isinstance(self.speaker_shrinkage, bool) or not isinstance(self.speaker_shrinkage, (int, float)) \
-                or self.speaker_shrinkage < 0:
-            raise ConfigError(f"model.speaker_shrinkage must be a number of clips >= 0, got {self.speaker_shrinkage!r}")
-        if not isinstance(self.head_input_norm, bool):
-            raise ConfigError(f"model.head_input_norm must be true or false, got {self.head_input_norm!r}")
-        if not 0.0 <= float(self.head_dropout) < 1.0:
-            raise ConfigError(f"model.head_dropout must be in [0, 1), got {self.head_dropout!r}")
-        if self.featurizer_layer is not None and (isinstance(self.featurizer_layer, bool)
-                                                  or not isinstance(self.featurizer_layer, int)):
-            raise ConfigError(f"model.featurizer_layer must be an int or null, got {self.featurizer_layer!r}")
-        self.dimensions = check_dimensions(self.dimensions)
-        labels = list(self.labels)
-        if not labels and not self.dimensions:
-            raise ConfigError("model.labels is empty and model.dimensions too: the model would predict nothing")
-        if labels and (len(labels) < 2 or len(set(labels)) != len(labels)
-                       or not all(isinstance(x, str) and x for x in labels)):
-            raise ConfigError(f"model.labels must be >= 2 distinct non-empty names (or [] with model.dimensions), "
-                              f"got {labels!r}")
-        rng = list(self.dimension_range)
-        if len(rng) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng) \
-                or not rng[1] > rng[0]:
-            raise ConfigError(f"model.dimension_range must be [low, high] with high > low, got {rng!r}")
-        self.dimension_range = [float(v) for v in rng]
-        if self.wap.enabled:
-            if self.feature_norm != "none":
-                raise ConfigError("model.wap.enabled standardises its input itself (pool statistics fitted at "
-                                  "adapter pre-training, stored in its checkpoint): set model.feature_norm=none")
-            if self.featurizer_layer is not None:
-                raise ConfigError("model.wap.enabled learns its own weighting of the hidden states: set "
-                                  "model.featurizer_layer=null")
-            ckpt = self.wap.checkpoint
-            if ckpt and "://" not in ckpt and Path(ckpt).exists():  # Ray workers run elsewhere
-                self.wap.checkpoint = str(Path(ckpt).resolve())
-
-
-def reads_speakers(cfg: ModelConfig) -> bool:
-    """Whether a model of ``cfg`` needs each clip's speaker (``model.feature_norm=speaker`` or ``auto``)."""
-    return cfg.feature_norm in ("speaker", "auto")
 
 
 @dataclass
@@ -185,6 +85,13 @@ class EmotionModel(nn.Module):
             self.speaker_norm = SpeakerStandardizer(self.encoder.num_layers, self.encoder.hidden_size)
             if cfg.speaker_stats:
                 self.speaker_norm.set_statistics(SpeakerStatistics.load(cfg.speaker_stats))
+        self.functionals_norm = None
+        if cfg.functionals != "none":  # each block standardised on its own
+            self.functionals_norm = FunctionalsNorm()
+            if cfg.functionals_stats:
+                self.functionals_norm.pool.set_statistics(*load_statistics(cfg.functionals_stats))
+            if cfg.functionals_speaker_stats:
+                self.functionals_norm.speaker.set_statistics(SpeakerStatistics.load(cfg.functionals_speaker_stats))
         self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
         self.wap = None
         if cfg.wap.enabled:
@@ -202,7 +109,8 @@ class EmotionModel(nn.Module):
         self.dimensions = list(cfg.dimensions)
         # Text branch: its pooled vector is concatenated with the audio's in front of the head.
         self.text = TextEncoder(cfg.text) if cfg.text.enabled else None
-        fused = self.pooling.output_dim + (self.text.hidden_size if self.text is not None else 0)
+        fused = (self.pooling.output_dim + (EGEMAPS_DIM if self.functionals_norm is not None else 0)
+                 + (self.text.hidden_size if self.text is not None else 0))
         self.head = EmotionHead(fused, len(self.labels), cfg.head_hidden, cfg.head_dropout,
                                 input_norm=cfg.head_input_norm, num_dimensions=len(self.dimensions),
                                 value_range=tuple(cfg.dimension_range))
@@ -215,12 +123,39 @@ class EmotionModel(nn.Module):
             return self.cfg.feature_norm
         return self.cfg.feature_norm_choice or "pool"
 
-    def use_norm(self, choice: str) -> None:
-        """``model.feature_norm=auto``: standardise with ``choice`` (``pool`` | ``speaker``) from now on; the
-        choice goes into the config the checkpoint stores."""
-        if self.cfg.feature_norm != "auto" or choice not in AUTO_NORMS:
-            raise ConfigError(f"use_norm({choice!r}) needs model.feature_norm=auto and one of {list(AUTO_NORMS)}")
-        self.cfg = dataclasses.replace(self.cfg, feature_norm_choice=choice)
+    @property
+    def uses_functionals(self) -> bool:
+        """Whether the head reads the functionals: ``model.functionals=egemaps``, or ``auto`` having chosen them
+        (or not chosen yet)."""
+        return self.functionals_norm is not None and self.cfg.functionals_choice != "none"
+
+    def use_features(self, norm: str | None = None, functionals: str | None = None) -> None:
+        """``auto``: standardise with ``norm`` (``pool`` | ``speaker``) and read ``functionals`` (``none`` |
+        ``egemaps``) from now on; the choices go into the config the checkpoint stores. None = unchanged."""
+        if norm is not None:
+            if self.cfg.feature_norm != "auto" or norm not in AUTO_NORMS:
+                raise ConfigError(f"use_features(norm={norm!r}) needs model.feature_norm=auto and one of "
+                                  f"{list(AUTO_NORMS)}")
+            self.cfg = dataclasses.replace(self.cfg, feature_norm_choice=norm)
+        if functionals is not None:
+            if self.cfg.functionals != "auto" or functionals not in AUTO_FUNCTIONALS:
+                raise ConfigError(f"use_features(functionals={functionals!r}) needs model.functionals=auto and one "
+                                  f"of {list(AUTO_FUNCTIONALS)}")
+            self.cfg = dataclasses.replace(self.cfg, functionals_choice=functionals)
+
+    def _with_functionals(self, pooled: torch.Tensor, functionals, speakers) -> torch.Tensor:
+        """``[B, D]`` -> ``[B, D + 88]`` with the standardised functionals ``[B, 88]`` (zeros when
+        ``model.functionals=auto`` chose none: a linear head then ignores them exactly); unchanged without
+        ``model.functionals``."""
+        if self.functionals_norm is None:
+            return pooled
+        if not self.uses_functionals:
+            return torch.cat([pooled, pooled.new_zeros(pooled.shape[0], self.functionals_norm.dim)], dim=-1)
+        if functionals is None:
+            raise ConfigError(f"model.functionals={self.cfg.functionals} needs each clip's eGeMAPS functionals (the "
+                              "feature cache's functionals column; jobs.predict computes them from the audio)")
+        block = self.functionals_norm(functionals.to(pooled.device, pooled.dtype), speakers, self.norm == "speaker")
+        return torch.cat([pooled, block], dim=-1)
 
     def _standardise(self, hidden, speakers):
         if self.standardizer is not None and self.norm == "pool":
@@ -241,7 +176,8 @@ class EmotionModel(nn.Module):
         return len(self.labels)
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor,
-                transcripts: Sequence[str | None] | None = None, speakers: Sequence | None = None) -> EmotionOutput:
+                transcripts: Sequence[str | None] | None = None, speakers: Sequence | None = None,
+                functionals: torch.Tensor | None = None) -> EmotionOutput:
         """Classify padded waveforms.
 
         Args:
@@ -251,18 +187,19 @@ class EmotionModel(nn.Module):
                 without ``model.text``.
             speakers: B speaker ids for ``model.feature_norm=speaker`` (None, or a None entry, = the pool's
                 statistics); ignored otherwise.
+            functionals: ``[B, 88]`` raw eGeMAPS functionals, with ``model.functionals``; ignored otherwise.
 
         Returns:
             :class:`EmotionOutput`.
         """
-        return self._outputs(self.encoder(wavs, lengths), transcripts, speakers)
+        return self._outputs(self.encoder(wavs, lengths), transcripts, speakers, functionals)
 
-    def _outputs(self, enc, transcripts=None, speakers=None) -> EmotionOutput:
+    def _outputs(self, enc, transcripts=None, speakers=None, functionals=None) -> EmotionOutput:
         if self.wap is not None:
             return self.forward_from_frames(torch.stack(enc.hidden_states, dim=2), enc.frame_lengths, transcripts)
         hidden = self._standardise(enc.hidden_states, speakers)
         pooled = self.pooling(self.featurizer(hidden), enc.frame_lengths)
-        return self._head(pooled, transcripts)
+        return self._head(self._with_functionals(pooled, functionals, speakers), transcripts)
 
     def forward_from_frames(self, frames: torch.Tensor, frame_lengths: torch.Tensor,
                             transcripts: Sequence[str | None] | None = None,
@@ -283,13 +220,21 @@ class EmotionModel(nn.Module):
 
     def forward_features(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
                          transcripts: Sequence[str | None] | None = None,
-                         speakers: Sequence | None = None) -> EmotionOutput:
+                         speakers: Sequence | None = None, functionals: torch.Tensor | None = None) -> EmotionOutput:
         """Classify cached encoder outputs of either cache: ``[B, L, D]`` per-layer means
-        (:meth:`forward_from_pooled`) or ``[B, F, L, D]`` frames with ``lengths`` ``[B]`` valid frames
-        (:meth:`forward_from_frames`)."""
+        (:meth:`forward_from_pooled`, with ``functionals`` ``[B, 88]`` under ``model.functionals``) or
+        ``[B, F, L, D]`` frames with ``lengths`` ``[B]`` valid frames (:meth:`forward_from_frames`)."""
         if features.dim() == 4:
             return self.forward_from_frames(features, lengths, transcripts, speakers)
-        return self.forward_from_pooled(features, transcripts, speakers)
+        return self.forward_from_pooled(features, transcripts, speakers, functionals)
+
+    def forward_batch(self, batch) -> EmotionOutput:
+        """The model on a :class:`~ser_models.training.batching.Batch` of either input (cached features or
+        audio), with its transcripts, speakers and functionals."""
+        if batch.features is not None:
+            return self.forward_features(batch.features, batch.lengths, batch.transcripts, batch.speakers,
+                                         batch.functionals)
+        return self(batch.wavs, batch.lengths, batch.transcripts, batch.speakers, batch.functionals)
 
     @torch.no_grad()
     def encode_frames(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,7 +287,7 @@ class EmotionModel(nn.Module):
 
     def forward_from_pooled(self, pooled_layers: torch.Tensor,
                             transcripts: Sequence[str | None] | None = None,
-                            speakers: Sequence | None = None) -> EmotionOutput:
+                            speakers: Sequence | None = None, functionals: torch.Tensor | None = None) -> EmotionOutput:
         """Classify from cached per-layer means (equal to :meth:`forward` when the encoder is frozen).
 
         Args:
@@ -355,13 +300,16 @@ class EmotionModel(nn.Module):
         if self.cfg.pooling != "mean" or self.wap is not None:
             raise ConfigError(f"forward_from_pooled needs model.pooling=mean and no model.wap (per-layer means commute with the "
                               f"layer weighting); model.pooling={self.cfg.pooling!r} needs frame-level features")
-        return self._head(self.head_input_from_pooled(pooled_layers, speakers), transcripts)
+        return self._head(self.head_input_from_pooled(pooled_layers, speakers, functionals), transcripts)
 
-    def head_input_from_pooled(self, pooled_layers: torch.Tensor, speakers: Sequence | None = None) -> torch.Tensor:
-        """What the head reads from cached per-layer means, ``[B, L, D]`` -> ``[B, D]``: standardised, then the
-        featurizer's layer (or layer mix). With a fixed layer nothing here trains, so a full-batch solver
-        computes it once (:meth:`head_from_input`) instead of at every objective evaluation."""
-        return self.featurizer.forward_pooled(self._standardise_pooled(pooled_layers, speakers))
+    def head_input_from_pooled(self, pooled_layers: torch.Tensor, speakers: Sequence | None = None,
+                               functionals: torch.Tensor | None = None) -> torch.Tensor:
+        """What the head reads from cached per-layer means, ``[B, L, D]`` -> ``[B, D]`` (``[B, D + 88]`` with
+        the functionals): standardised, then the featurizer's layer (or layer mix). With a fixed layer nothing
+        here trains, so a full-batch solver computes it once (:meth:`head_from_input`) instead of at every
+        objective evaluation."""
+        pooled = self.featurizer.forward_pooled(self._standardise_pooled(pooled_layers, speakers))
+        return self._with_functionals(pooled, functionals, speakers)
 
     def head_from_input(self, head_input: torch.Tensor,
                         transcripts: Sequence[str | None] | None = None) -> EmotionOutput:
@@ -385,6 +333,8 @@ class EmotionModel(nn.Module):
         out = {}
         if self.standardizer is not None:
             out.update({f"standardizer.{n}": b for n, b in self.standardizer.named_buffers()})
+        if self.functionals_norm is not None:
+            out.update({f"functionals_norm.{n}": b for n, b in self.functionals_norm.named_buffers()})
         if self.wap is not None:
             out.update({f"wap.{n}": t for n, t in self.wap.state_dict().items()})
         return {n: t.detach().cpu().contiguous().clone() for n, t in out.items()}
@@ -464,6 +414,8 @@ class EmotionModel(nn.Module):
         write_bytes_atomic(f"{base}/{WEIGHTS_FILE}", save_safetensors_bytes(state, metadata={"format": "pt"}))
         if self.speaker_norm is not None and self.speaker_norm.fitted:  # beside the weights: S varies by pool
             self.speaker_norm.stats.save(f"{base}/{SPEAKER_STATS_FILE}")
+        if self.functionals_norm is not None and self.functionals_norm.speaker.fitted:
+            self.functionals_norm.speaker.stats.save(f"{base}/{FUNCTIONALS_SPEAKER_STATS_FILE}")
         write_json_atomic(f"{base}/{META_FILE}", {
             "format_version": FORMAT_VERSION,
             "config": to_dict(self.cfg),
@@ -497,12 +449,17 @@ class EmotionModel(nn.Module):
         # The pool statistics travel in the weights file: the stats file the config names may be gone.
         # ... and so does the WAP adapter: its pre-training folder may be gone too.
         # ... and the speaker statistics in a file beside the weights.
-        model = cls(dataclasses.replace(cfg, feature_stats=None, speaker_stats=None,
+        model = cls(dataclasses.replace(cfg, feature_stats=None, speaker_stats=None, functionals_stats=None,
+                                        functionals_speaker_stats=None,
                                         wap=dataclasses.replace(cfg.wap, checkpoint=None)))
         model.cfg = cfg
         if model.speaker_norm is not None and exists(f"{base}/{SPEAKER_STATS_FILE}"):
             model.speaker_norm.set_statistics(SpeakerStatistics.load(f"{base}/{SPEAKER_STATS_FILE}"))
-            model.cfg = dataclasses.replace(cfg, speaker_stats=f"{base}/{SPEAKER_STATS_FILE}")
+            model.cfg = dataclasses.replace(model.cfg, speaker_stats=f"{base}/{SPEAKER_STATS_FILE}")
+        if model.functionals_norm is not None and exists(f"{base}/{FUNCTIONALS_SPEAKER_STATS_FILE}"):
+            path = f"{base}/{FUNCTIONALS_SPEAKER_STATS_FILE}"
+            model.functionals_norm.speaker.set_statistics(SpeakerStatistics.load(path))
+            model.cfg = dataclasses.replace(model.cfg, functionals_speaker_stats=path)
         fp = model.encoder.fingerprint()
         if meta.get("encoder_fingerprint") != fp:
             raise CheckpointError(f"{meta_path}: the encoder built from model.encoder (source "
@@ -527,6 +484,8 @@ class EmotionModel(nn.Module):
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
         if self.standardizer is not None:
             params.update({f"standardizer.{n}": b for n, b in self.standardizer.named_buffers()})
+        if self.functionals_norm is not None:
+            params.update({f"functionals_norm.{n}": b for n, b in self.functionals_norm.named_buffers()})
         if self.wap is not None:
             params.update({f"wap.{n}": t for n, t in self.wap.state_dict().items()})
         missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
@@ -542,7 +501,7 @@ class EmotionModel(nn.Module):
     def extra_repr(self) -> str:
         return (f"labels={self.labels}, dimensions={self.dimensions}, adapter={self.cfg.adapter.kind!r}, "
                 f"add={list(self.cfg.adapter.add)}, pooling={self.cfg.pooling!r}, "
-                f"feature_norm={self.cfg.feature_norm!r}, featurizer_layer={self.cfg.featurizer_layer}, text={self.cfg.text.source or None!r}, "
+                f"feature_norm={self.cfg.feature_norm!r}, functionals={self.cfg.functionals!r}, featurizer_layer={self.cfg.featurizer_layer}, text={self.cfg.text.source or None!r}, "
                 f"wap={self.cfg.wap.enabled}")
 
 

@@ -7,6 +7,11 @@ are computed once per (clip, encoder) and stored as Parquet keyed by clip id und
 encoder's fingerprint (config + weights), so a changed encoder (e.g. a new TAPT checkpoint) never reuses
 stale features.
 
+With ``model.functionals=egemaps`` (or ``auto``) the same actors also compute each clip's 88 eGeMAPS
+functionals from the audio they already hold (``ser_models.encoders.functionals``) into a ``functionals``
+column beside ``features``: one pass, one cache (its folder named by the encoder and the openSMILE version),
+and every reader gets both from one row, with no join.
+
 Models that need frames (``model.pooling=attentive_stats``, or the WAP-Transformer adapter ``model.wap``) use
 the *frame* cache instead: every hidden state's frames ``[F, L, D]`` per clip, float16 (half the bytes; the
 adapter and the pooling run in float32). It is larger (Whisper-tiny: 384 kB per second of audio against
@@ -77,7 +82,7 @@ class EncoderPooler:
     only hidden states ``0 .. states - 1`` are computed and kept (:func:`cache_states`)."""
 
     def __init__(self, model_cfg: dict, micro_batch_size: int = 0, max_seconds: float = 20.0, threads: int = 1,
-                 frames: bool = False, states: int | None = None):
+                 frames: bool = False, states: int | None = None, functionals: str | None = None):
         import torch
 
         from ser_models.active.scorer import auto_micro_batch
@@ -92,6 +97,11 @@ class EncoderPooler:
         self.micro = micro_batch_size or auto_micro_batch(self.device.type)
         self.max_seconds = max_seconds
         self.frames = frames
+        self.functionals = None
+        if functionals:
+            from ser_models.encoders.functionals import EgemapsExtractor
+
+            self.functionals = EgemapsExtractor(threads)
 
     def __call__(self, batch: dict) -> dict:
         from ser_models.training.batching import collect_clips, frame_features, pooled_layer_features
@@ -105,7 +115,10 @@ class EncoderPooler:
                     "num_frames": np.asarray([len(f) for f in frames], np.int64)}
         pooled = pooled_layer_features(self.model, clips, self.micro, self.max_seconds, self.device)  # [N, L, D]
         feats = [np.ascontiguousarray(row).tobytes() for row in pooled]
-        return {"utt_id": np.asarray(clips.ids, dtype=object), "features": np.asarray(feats, dtype=object)}
+        out = {"utt_id": np.asarray(clips.ids, dtype=object), "features": np.asarray(feats, dtype=object)}
+        if self.functionals is not None:  # from the whole clip, not the encoder's crop
+            out["functionals"] = np.asarray([self.functionals.clip(a).tobytes() for a in clips.audio], dtype=object)
+        return out
 
 
 def feature_cache_key(pool, encoder) -> str:
@@ -121,6 +134,10 @@ class FeatureCache:
 
         <root>/<encoder fingerprint[:16]>/meta.json          L, D, clip count, the shard folder; written last
         <root>/<encoder fingerprint[:16]>/features-<id>/     Parquet shards: utt_id, features (float32 bytes)
+                                                             [, functionals (88 float32 bytes)]
+
+    ``functionals="egemaps"``: the cache also holds each clip's eGeMAPS functionals (its folder is then named
+    by the encoder and the openSMILE version, with the suffix ``-egemaps``).
 
     The build streams: actors (or this process) encode batch by batch and the shards are written as the
     batches come (Ray Data ``write_parquet``), so neither the driver nor any worker holds the pool's
@@ -130,13 +147,22 @@ class FeatureCache:
 
     SHARDS_PREFIX = "features-"
 
-    def __init__(self, root: str | Path, fingerprint: str, kind: str = "pooled", states: int | None = None):
+    def __init__(self, root: str | Path, fingerprint: str, kind: str = "pooled", states: int | None = None,
+                 functionals: str | None = None):
         if kind not in CACHE_KINDS:
             raise ConfigError(f"feature cache kind must be one of {CACHE_KINDS}, got {kind!r}")
         if states is not None and kind != "pooled":
             raise ConfigError("only a pooled feature cache can hold the first hidden states alone")
-        self.kind, self.states = kind, states
+        if functionals not in (None, "egemaps") or (functionals and kind != "pooled"):
+            raise ConfigError(f"a feature cache holds eGeMAPS functionals (functionals='egemaps') beside per-layer "
+                              f"means only; got functionals={functionals!r} with kind={kind!r}")
+        self.kind, self.states, self.functionals = kind, states, functionals
         suffix = "-frames" if kind == "frames" else (f"-states{states}" if states is not None else "")
+        if functionals:  # another openSMILE version may compute other values: another cache
+            from ser_models.encoders.functionals import functionals_fingerprint
+
+            fingerprint = hashlib.sha256(f"{fingerprint}:{functionals_fingerprint()}".encode()).hexdigest()
+            suffix += f"-{functionals}"
         self.dir = storage_path(root) / (fingerprint[:16] + suffix)
         self.fingerprint = fingerprint
         self.side: pa.Table | None = None
@@ -158,6 +184,20 @@ class FeatureCache:
         meta = read_json(self.dir / "meta.json")
         shape = (int(meta["num_layers"]), int(meta["hidden_size"]))
         return (-1, *shape) if self.kind == "frames" else shape
+
+    @property
+    def columns(self) -> list[str]:
+        """What every row holds: ``utt_id``, ``features`` and, with functionals, ``functionals``."""
+        return ["utt_id", "features", *(["functionals"] if self.functionals else [])]
+
+    def column_shape(self, column: str = "features") -> tuple[int, ...]:
+        """:attr:`shape` of ``features``; ``(1, 88)`` of ``functionals`` (one "layer" of 88 values)."""
+        if column == "features":
+            return self.shape
+        meta = read_json(self.dir / "meta.json")
+        if column != "functionals" or "functionals" not in meta:
+            raise ConfigError(f"the feature cache {self.dir} holds no {column!r} column")
+        return (1, int(meta["functionals"]["dim"]))
 
     @property
     def shards_dir(self):
@@ -188,7 +228,7 @@ class FeatureCache:
         sc = scorer_cfg or ScorerConfig()
         kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
                   "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds,
-                  "frames": self.kind == "frames", "states": self.states}
+                  "frames": self.kind == "frames", "states": self.states, "functionals": self.functionals}
         self.build_with(ds, EncoderPooler, kwargs, self.states or num_layers, sc, verbose=verbose,
                         in_process=in_process, total=total, what="encoded")
 
@@ -240,9 +280,14 @@ class FeatureCache:
             hidden = len(first) // 2 // num_layers // max(frames, 1)
         else:
             hidden = len(first) // 4 // num_layers
+        extra = {}
+        if self.functionals:
+            from ser_models.encoders.functionals import EGEMAPS_DIM
+
+            extra["functionals"] = {"set": self.functionals, "dim": EGEMAPS_DIM}
         write_json_atomic(self.dir / "meta.json", {  # last: marks the cache complete
             "num_layers": num_layers, "hidden_size": hidden, "clips": clips, "kind": self.kind,
-            "fingerprint": self.fingerprint, "shards": shards})
+            "fingerprint": self.fingerprint, "shards": shards, **extra})
         if verbose:
             print(f"  feature cache: {what} {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
 
@@ -290,7 +335,7 @@ class FeatureCache:
             if pinned is not None:
                 return ray.data.from_arrow(pinned)
             fs, path = filesystem(self.shards_dir)
-            return read_parquet_dataset(path, filesystem=fs, columns=["utt_id", "features"])
+            return read_parquet_dataset(path, filesystem=fs, columns=self.columns)
         if ids is None and targets is None:
             ids = self.side.column("utt_id").to_pylist()
         keep = pa.array(sorted(ids if ids is not None else targets.column("utt_id").to_pylist()), pa.string())
@@ -305,18 +350,19 @@ class FeatureCache:
         if pinned is not None:  # filtered here, in memory; the rows as the streamed path gives them
             return ray.data.from_arrow(_select_rows(pinned, keep, values))
         fs, path = filesystem(self.shards_dir)
-        ds = read_parquet_dataset(path, filesystem=fs, columns=["utt_id", "features"])
+        ds = read_parquet_dataset(path, filesystem=fs, columns=self.columns)
         return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
                               zero_copy_batch=True)
 
-    def statistics(self, ids=None) -> tuple[np.ndarray, np.ndarray, int]:
+    def statistics(self, ids=None, column: str = "features") -> tuple[np.ndarray, np.ndarray, int]:
         """Per-layer, per-dimension mean and std ``[L, D]`` of the cached features of ``ids`` (None = all),
         streamed shard by shard (memory O(L x D), not O(clips)); returns ``(mean, std, clips)``. The frame
-        cache gives the statistics of every frame (what frame-level standardisation needs)."""
+        cache gives the statistics of every frame (what frame-level standardisation needs). ``column=
+        "functionals"``: those of the functionals, ``[1, 88]``."""
         from ser_models.encoders.standardizer import RunningMoments
         from ser_models.training.batching import decode_features
 
-        shape = self.shape
+        shape = self.column_shape(column)
         moments = RunningMoments()
         clips = 0
         for batch in self.dataset(ids).iter_batches(batch_format="pyarrow", batch_size=256):
@@ -327,14 +373,14 @@ class FeatureCache:
                 moments.add(np.concatenate([decode_features(b, shape) for b in batch.column("features").to_pylist()])
                             .astype(np.float32))
             else:
-                moments.add(features_array(batch.column("features"), shape))
+                moments.add(features_array(batch.column(column), shape))
         mean, std = moments.result()
         return mean, std, clips
 
-    def speaker_statistics(self, shrink_clips: float):
+    def speaker_statistics(self, shrink_clips: float, column: str = "features"):
         """Per-speaker statistics (:class:`~ser_models.encoders.speaker_norm.SpeakerStatistics`) of the cached
-        features of every :meth:`attach`-ed clip, by its ``speaker`` column, streamed shard by shard (memory
-        O(speakers x L x D)). Pooled caches only.
+        features (or, with ``column="functionals"``, functionals) of every :meth:`attach`-ed clip, by its
+        ``speaker`` column, streamed shard by shard (memory O(speakers x L x D)). Pooled caches only.
 
         Raises:
             ConfigError: no ``speaker`` column is attached, or the cache holds frames.
@@ -349,7 +395,8 @@ class FeatureCache:
         moments = SpeakerMoments()
         for batch in self.dataset().iter_batches(batch_format="pyarrow", batch_size=256):
             if batch.num_rows:
-                moments.add(features_array(batch.column("features"), self.shape), batch.column("speaker").to_pylist())
+                moments.add(features_array(batch.column(column), self.column_shape(column)),
+                            batch.column("speaker").to_pylist())
         return moments.result(shrink_clips), moments.without_speaker
 
     def table(self, ids=None, labels: dict[str, str] | None = None) -> pa.Table:
@@ -357,7 +404,8 @@ class FeatureCache:
         parts = list(self.dataset(ids, labels).iter_batches(batch_format="pyarrow", batch_size=None))
         parts = [t for t in parts if t.num_rows]
         if not parts:
-            return pa.table({"utt_id": pa.array([], pa.string()), "features": pa.array([], pa.binary())})
+            return pa.table({"utt_id": pa.array([], pa.string()), "features": pa.array([], pa.binary()),
+                             **({"functionals": pa.array([], pa.binary())} if self.functionals else {})})
         return pa.concat_tables(parts).sort_by("utt_id")
 
 
@@ -369,6 +417,8 @@ def features_array(column, shape: tuple[int, int]) -> np.ndarray:
 def _feature_table(batch: dict) -> pa.Table:
     columns = {"utt_id": pa.array([str(u) for u in batch["utt_id"]], pa.string()),
                "features": pa.array(list(batch["features"]), pa.binary())}
+    if "functionals" in batch:
+        columns["functionals"] = pa.array(list(batch["functionals"]), pa.binary())
     if "num_frames" in batch:  # frame cache: lets meta.json derive D from the first clip
         columns["num_frames"] = pa.array(np.asarray(batch["num_frames"], np.int64))
     return pa.table(columns)

@@ -45,7 +45,7 @@ from ser_models.active.feature_cache import (
     cache_supported,
     feature_cache_key,
 )
-from ser_models.active.feature_stats import write_pool_statistics, write_speaker_statistics
+from ser_models.active.feature_stats import write_run_statistics
 from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, pseudo_labels
@@ -55,6 +55,7 @@ from ser_models.active.stopping import decide, stop_set_ids
 from ser_models.active.strategies import build_strategy
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
+from ser_models.encoders.functionals import reads_functionals
 from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.failpoints import failpoint
 from ser_models.io import (
@@ -139,6 +140,9 @@ class ActiveLearningLoop:
             raise ConfigError(f"model.feature_norm={model_cfg.feature_norm} takes its statistics from the "
                               "frozen-encoder feature cache: set active.feature_cache=on (model.adapter.kind=frozen), "
                               "or model.feature_norm=none")
+        if reads_functionals(model_cfg) and self.cache is None:
+            raise ConfigError(f"model.functionals={model_cfg.functionals} reads the functionals from the "
+                              "frozen-encoder feature cache: set active.feature_cache=on, or model.functionals=none")
         self._dev_test = None
         self.speaker_summary: dict | None = None  # model.feature_norm=speaker: speakers and clips per speaker
 
@@ -163,7 +167,8 @@ class ActiveLearningLoop:
         encoder = build_encoder(self.model_cfg.encoder)
         cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",
                              feature_cache_key(self.pool, encoder), kind=cache_kind(self.model_cfg),
-                             states=cache_states(self.model_cfg, encoder, self.active.feature_cache_layers))
+                             states=cache_states(self.model_cfg, encoder, self.active.feature_cache_layers),
+                             functionals="egemaps" if reads_functionals(self.model_cfg) else None)
         self._num_layers = encoder.num_layers
         return cache
 
@@ -234,7 +239,8 @@ class ActiveLearningLoop:
                                    feature_shape=shape, seed=self.active.seed, verbose=self.verbose,
                                    in_process=self.in_process, keep_pooled=True,
                                    transcripts=shape is None and self.model_cfg.text.enabled,
-                                   speakers=reads_speakers(self.model_cfg))
+                                   speakers=reads_speakers(self.model_cfg),
+                                   functionals=reads_functionals(self.model_cfg))
             from ser_models.active.config import StrategyConfig
             from ser_models.active.strategies.base import ScoredPool
 
@@ -423,7 +429,8 @@ class ActiveLearningLoop:
         scores = score_dataset(ds, checkpoint_dir, self.active.scorer, feature_shape=shape,
                                seed=self.active.seed + r, verbose=verbose, in_process=self.in_process,
                                transcripts=shape is None and self.model_cfg.text.enabled,
-                               speakers=reads_speakers(self.model_cfg), total=len(self.train_ids))
+                               speakers=reads_speakers(self.model_cfg),
+                               functionals=reads_functionals(self.model_cfg), total=len(self.train_ids))
         scores.save(scores_path)
         return scores
 
@@ -474,7 +481,8 @@ class ActiveLearningLoop:
                                        feature_shape=shape, seed=self.active.seed + r, verbose=False,
                                        in_process=self.in_process, keep_embedding=False,
                                        transcripts=shape is None and self.model_cfg.text.enabled,
-                                       speakers=reads_speakers(self.model_cfg))
+                                       speakers=reads_speakers(self.model_cfg),
+                                       functionals=reads_functionals(self.model_cfg))
             pos = pd.Index(scores.ids.astype(str)).get_indexer(self.stop_ids)
             if (pos < 0).any():
                 raise ConfigError(f"round {r}: {int((pos < 0).sum())} stop-set clips were not scored")
@@ -542,13 +550,8 @@ class ActiveLearningLoop:
         if self.cache is not None:
             self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,
                              verbose=self.verbose, in_process=self.in_process)
-            if self.model_cfg.feature_norm in ("pool", "auto"):
-                path = write_pool_statistics(self.cache, self.out, self.train_ids, self._num_layers, self.log)
-                self.model_cfg = dataclasses.replace(self.model_cfg, feature_stats=str(path))
-            if reads_speakers(self.model_cfg):
-                path, self.speaker_summary = write_speaker_statistics(self.cache, self.pool, self.out,
-                                                                      self.model_cfg.speaker_shrinkage, self.log)
-                self.model_cfg = dataclasses.replace(self.model_cfg, speaker_stats=str(path))
+            self.model_cfg, self.speaker_summary = write_run_statistics(
+                self.cache, self.pool, self.out, self.train_ids, self._num_layers, self.model_cfg, self.log)
         self.initial()
         reports = []
         for r in range(len(self.targets)):

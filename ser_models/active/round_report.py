@@ -16,8 +16,8 @@ class RoundReport:
     """What one round did. ``seconds`` holds per-stage wall times (train, score, select, label);
     ``labelled_seconds`` the audio labelled so far; ``stopping`` the stopping signals
     (:class:`~ser_models.active.stopping.StopDecision`); ``pseudo_labels`` what the round trained on besides
-    the ledger; ``features`` what ``model.feature_norm=auto`` chose for the round's model (and the CV scores
-    it chose by)."""
+    the ledger; ``features`` what ``model.feature_norm=auto`` and ``model.functionals=auto`` chose for the
+    round's model (and the CV scores it chose by)."""
 
     round: int
     labelled: int
@@ -49,7 +49,8 @@ class RoundReport:
         if self.strategy:
             extra += f" | auto -> {self.strategy['chosen']}"
         if self.features:
-            extra += f" | norm {self.features['feature_norm']}"
+            what = "features" if "functionals" in self.features else "norm"
+            extra += f" | {what} {self.features.get('chosen', self.features.get('feature_norm'))}"
         hours = f" {self.labelled_seconds / 3600:.2f} h" if self.labelled_seconds else ""
         return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%{hours}) | "
                 f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4}{extra} | {stages}")
@@ -79,12 +80,16 @@ def headline(m: dict) -> tuple[str, float]:
 
 
 def feature_choice(metrics: dict) -> dict | None:
-    """What ``model.feature_norm=auto`` chose in a fit (its last history row), for the round report."""
+    """What ``model.feature_norm=auto`` / ``model.functionals=auto`` chose in a fit (its last history row), for
+    the round report: ``{"chosen", "feature_norm", "functionals", "cv_scores", "reason", "l2_c"}`` (a fixed
+    setting is absent)."""
     row = (metrics.get("history") or [{}])[-1]
-    if "feature_norm" not in row:
+    cv = row.get("feature_norm_cv")
+    if not cv:
         return None
-    return {"feature_norm": row["feature_norm"], "cv_scores": row["feature_norm_cv"]["scores"],
-            "reason": row["feature_norm_cv"]["reason"], "l2_c": row.get("l2_c")}
+    fixed = {k: row[k] for k in ("feature_norm", "functionals") if k in row}
+    return {"chosen": cv.get("chosen", row.get("feature_norm")), **fixed, "cv_scores": cv["scores"],
+            "reason": cv["reason"], "l2_c": row.get("l2_c")}
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -168,11 +168,16 @@ class PoolScorer:
         seed: seeds the MC-dropout masks of each batch.
         speaker_stats: a speaker statistics file that replaces the checkpoint's (``model.feature_norm=speaker``;
             ``jobs.predict`` computes one over its own input).
+        functionals_speaker_stats: the same for the functionals (``model.functionals`` with speaker statistics).
+
+    A model with ``model.functionals`` reads each clip's eGeMAPS functionals from the feature cache's column;
+    given audio instead (``jobs.predict``, ``jobs.evaluate``), the scorer computes them from it.
     """
 
     def __init__(self, checkpoint_dir: str | None, model_cfg: dict | None = None,
                  feature_shape: tuple[int, int] | None = None, mc_samples: int = 0, micro_batch_size: int = 0,
-                 max_seconds: float = 20.0, threads: int = 1, seed: int = 0, speaker_stats: str | None = None):
+                 max_seconds: float = 20.0, threads: int = 1, seed: int = 0, speaker_stats: str | None = None,
+                 functionals_speaker_stats: str | None = None):
         import torch
 
         from ser_models.config import from_dict
@@ -190,6 +195,18 @@ class PoolScorer:
             if self.model.speaker_norm is None:
                 raise ConfigError("speaker statistics were given, but the model does not use model.feature_norm=speaker")
             self.model.speaker_norm.set_statistics(SpeakerStatistics.load(speaker_stats))
+        if functionals_speaker_stats is not None:
+            from ser_models.encoders.speaker_norm import SpeakerStatistics
+
+            if self.model.functionals_norm is None:
+                raise ConfigError("speaker statistics of the functionals were given, but the model reads none "
+                                  "(model.functionals=none)")
+            self.model.functionals_norm.speaker.set_statistics(SpeakerStatistics.load(functionals_speaker_stats))
+        self.egemaps = None
+        if self.model.uses_functionals and not feature_shape:  # audio in: functionals computed here
+            from ser_models.encoders.functionals import EgemapsExtractor
+
+            self.egemaps = EgemapsExtractor(threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.feature_shape = tuple(feature_shape) if feature_shape else None
@@ -205,6 +222,9 @@ class PoolScorer:
 
         clips = collect_clips([batch], self.model.cfg.labels, feature_shape=self.feature_shape,
                               require_labels=False)
+        if self.egemaps is not None and clips.audio is not None:
+            clips.functionals = np.concatenate([self.egemaps.clip(a) for a in clips.audio]) if len(clips) \
+                else np.zeros((0, self.model.functionals_norm.dim), np.float32)
         pausepoint("score_batch")  # node-loss tests remove this actor's node here
         n, c, k = len(clips), len(self.model.cfg.labels), len(self.model.cfg.dimensions)
         probs = np.zeros((n, c), np.float32)
@@ -246,9 +266,7 @@ class PoolScorer:
         return out
 
     def _forward(self, b):
-        if b.features is not None:
-            return self.model.forward_features(b.features, b.lengths, b.transcripts, b.speakers)
-        return self.model(b.wavs, b.lengths, b.transcripts, b.speakers)
+        return self.model.forward_batch(b)
 
 
 def _stable_hash(ids) -> int:
@@ -347,7 +365,8 @@ def _unfixed(col) -> np.ndarray:
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
                   feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True,
                   in_process: bool = False, keep_pooled: bool = False, keep_embedding: bool = True,
-                  transcripts: bool = False, speakers: bool = False, total: int | None = None) -> Scores:
+                  transcripts: bool = False, speakers: bool = False, functionals: bool = False,
+                  total: int | None = None) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
     Args:
@@ -364,6 +383,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
             then ``Scores.embedding`` is an [N, 0] array).
         transcripts: also read the ``transcript`` column (a model with a text branch; audio mode).
         speakers: also read the ``speaker`` column (``model.feature_norm=speaker``).
+        functionals: also read the feature cache's ``functionals`` column (``model.functionals``; from audio
+            the scorer computes them itself).
         total: rows in ``ds`` when the caller knows them: with ``verbose``, a progress line (done / total,
             rate, time left) every 15 s of a long scoring pass.
 
@@ -376,6 +397,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         columns = [*columns, "transcript"]
     if speakers:
         columns = [*columns, "speaker"]
+    if functionals and feature_shape is not None:
+        columns = [*columns, "functionals"]
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed)

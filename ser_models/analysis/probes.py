@@ -122,9 +122,14 @@ class ProbeModel(nn.Module):
         logits, dims, embedding = self.head(pooled)
         return EmotionOutput(logits=logits, embedding=embedding, pooled=pooled, dimensions=dims)
 
-    def forward_features(self, features: torch.Tensor, lengths=None, transcripts=None, speakers=None):
+    def forward_features(self, features: torch.Tensor, lengths=None, transcripts=None, speakers=None,
+                         functionals=None):
         """What ``fit`` calls: pooled features only (``EmotionModel.forward_features``)."""
         return self.forward_from_pooled(features, transcripts, speakers)
+
+    def forward_batch(self, batch):
+        """``EmotionModel.forward_batch``: a batch of pooled features."""
+        return self.forward_from_pooled(batch.features)
 
 
 def run_probe(splits: dict[str, SplitFeatures], model_cfg, train_cfg, task: str, layer: int, seed: int,

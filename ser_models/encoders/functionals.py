@@ -17,19 +17,31 @@ resumes, and the cache may live on ``s3://``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
 from ser_models.exceptions import ConfigError
 
-#: ``model.functionals`` choices.
-FUNCTIONAL_SETS = ("none", "egemaps")
+#: ``model.functionals`` choices: none, eGeMAPS, or by cross-validation (``auto``: on or off per fit).
+FUNCTIONAL_SETS = ("none", "egemaps", "auto")
+#: What ``model.functionals=auto`` chooses between (the simpler first: ties go to it).
+AUTO_FUNCTIONALS = ("none", "egemaps")
+#: The per-speaker statistics of the functionals a checkpoint carries beside its weights.
+FUNCTIONALS_SPEAKER_STATS_FILE = "functionals_speaker_stats.safetensors"
 #: Values per clip of eGeMAPS v02 functionals.
 EGEMAPS_DIM = 88
 #: What the error for a missing extra says, and the README repeats where the option is described.
 OPENSMILE_EXTRA = ("model.functionals=egemaps needs the optional opensmile extra: pip install "
                    "'ser-models[opensmile]' (make test-opensmile installs it). openSMILE is under audEERING's "
                    "research licence: no commercial use without a licence from audEERING")
+
+
+def reads_functionals(model_cfg) -> bool:
+    """Whether a model of ``model_cfg`` reads each clip's functionals (``model.functionals`` egemaps or auto)."""
+    return getattr(model_cfg, "functionals", "none") != "none"
 
 
 def require_opensmile():
@@ -116,3 +128,39 @@ def build_functionals_cache(root, pool, ds, scorer_cfg=None, *, verbose: bool = 
     cache.build_with(ds, EgemapsExtractor, {"threads": sc.torch_threads()}, 1, sc, verbose=verbose,
                      in_process=in_process, total=total, what="eGeMAPS functionals of")
     return cache
+
+
+class FunctionalsNorm(nn.Module):
+    """The functionals' own standardisation, ``[B, 88] -> [B, 88]``: with the pool's mean and std (buffers: a
+    checkpoint carries them in its weights) or, under ``model.feature_norm=speaker``, with each clip's speaker's
+    (shrunk toward the pool's; a file beside the weights). Each block of the head's input is standardised on
+    its own: the encoder's hidden state by ``model.feature_norm``, the functionals here."""
+
+    def __init__(self, dim: int = EGEMAPS_DIM):
+        super().__init__()
+        from ser_models.encoders.speaker_norm import SpeakerStandardizer
+        from ser_models.encoders.standardizer import LayerStandardizer
+
+        self.dim = dim
+        self.pool = LayerStandardizer(1, dim)
+        self.speaker = SpeakerStandardizer(1, dim)
+
+    def forward(self, values: torch.Tensor, speakers: Sequence | None, by_speaker: bool) -> torch.Tensor:
+        """Args: values ``[B, 88]`` raw functionals; speakers: B ids (None = the pool's statistics);
+        by_speaker: standardise per speaker (else with the pool's statistics).
+
+        Raises:
+            ConfigError: the statistics it needs are not loaded, or ``values`` is not ``[B, 88]``.
+        """
+        if values.dim() != 2 or values.shape[1] != self.dim:
+            raise ConfigError(f"eGeMAPS functionals must be [B, {self.dim}], got {tuple(values.shape)}")
+        if by_speaker:
+            if not self.speaker.fitted:
+                raise ConfigError("model.functionals with model.feature_norm=speaker but no speaker statistics of "
+                                  "the functionals are loaded: set model.functionals_speaker_stats (the AL loop, "
+                                  "jobs.finetune and jobs.predict compute them)")
+            return self.speaker.forward_pooled(values[:, None, :], speakers)[:, 0]
+        if not self.pool.fitted:
+            raise ConfigError("model.functionals but no pool statistics of the functionals are loaded: set "
+                              "model.functionals_stats (the AL loop and jobs.finetune compute them)")
+        return self.pool.forward_pooled(values[:, None, :])[:, 0]

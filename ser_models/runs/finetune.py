@@ -41,6 +41,9 @@ class FinetuneJobConfig:
             raise ConfigError("train_split must not be empty")
         if self.pretrain_adapter and not self.feature_cache_dir:
             raise ConfigError("pretrain_adapter=true learns from cached frames: set feature_cache_dir")
+        if self.model.functionals != "none" and not self.feature_cache_dir:
+            raise ConfigError(f"model.functionals={self.model.functionals} reads the eGeMAPS functionals from the "
+                              "feature cache: set feature_cache_dir")
         if self.pretrain_adapter and self.train_split != "train":
             raise ConfigError("pretrain_adapter=true learns from the 'train' split only (never dev or test): "
                               f"train_split={self.train_split!r}")
@@ -93,8 +96,16 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
             cfg.model, _ = pretrain_adapter_stage(pool, cfg.model, cfg.adapter_pretrain, cfg.scaling,
                                                   f"{cfg.output_dir}/adapter_pretrain", cfg.feature_cache_dir,
                                                   verbose=verbose)
-        datasets, feature_shape = cached_datasets(pool, cfg.model, cfg.feature_cache_dir, splits,
-                                                  in_process=cfg.scaling.backend == "in_process", verbose=verbose)
+        datasets, feature_shape, cache, num_layers = cached_datasets(
+            pool, cfg.model, cfg.feature_cache_dir, splits, in_process=cfg.scaling.backend == "in_process",
+            verbose=verbose)
+        # Statistics the model standardises with and the config does not give: from the cache, no label read.
+        from ser_models.active.feature_stats import write_run_statistics
+        from ser_models.io import storage_path
+
+        train_ids = pool.metadata(columns=["utt_id"], split=cfg.train_split)["utt_id"].tolist()
+        cfg.model, _ = write_run_statistics(cache, pool, storage_path(cfg.output_dir), train_ids, num_layers,
+                                            cfg.model, print if verbose else (lambda *_: None), only_missing=True)
     else:
         datasets = {name: pool.dataset(split) for name, split in splits.items() if split}
     result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts,
@@ -112,9 +123,10 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
 
 
 def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, in_process: bool = False,
-                    verbose: bool = True) -> tuple[dict, tuple]:
+                    verbose: bool = True) -> tuple[dict, tuple, object, int]:
     """Training and evaluation feeds read from the frozen encoder's cache (built over every split if missing):
-    ``({"train" | "dev" | "test": Ray Dataset of utt_id, features and the targets}, feature_shape)``.
+    ``({"train" | "dev" | "test": Ray Dataset of utt_id, features (and functionals) and the targets},
+    feature_shape, the FeatureCache, the encoder's hidden states L)``.
 
     Raises:
         ConfigError: the model changes the encoder (no cache can serve it).
@@ -123,20 +135,25 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
 
     from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_supported, feature_cache_key
     from ser_models.encoders import build_encoder
+    from ser_models.encoders.functionals import reads_functionals
 
     reason = cache_supported(model_cfg)
     if reason:
         raise ConfigError(f"feature_cache_dir is set but {reason}")
     encoder = build_encoder(model_cfg.encoder)
-    cache = FeatureCache(cache_dir, feature_cache_key(pool, encoder), kind=cache_kind(model_cfg))
+    cache = FeatureCache(cache_dir, feature_cache_key(pool, encoder), kind=cache_kind(model_cfg),
+                         functionals="egemaps" if reads_functionals(model_cfg) else None)
     cache.build(pool.dataset(None), model_cfg, encoder.num_layers, verbose=verbose, in_process=in_process)
-    columns = ["utt_id", *(["label"] if model_cfg.labels else []), *model_cfg.dimensions]
+    from ser_models.model import reads_speakers
+
+    columns = ["utt_id", *(["label"] if model_cfg.labels else []), *model_cfg.dimensions,
+               *(["speaker"] if reads_speakers(model_cfg) else [])]
     feeds = {}
     for name, split in splits.items():
         if split:
             meta = pool.metadata(columns=columns, split=split)
             feeds[name] = cache.dataset(targets=pa.Table.from_pandas(meta[columns], preserve_index=False))
-    return feeds, cache.shape
+    return feeds, cache.shape, cache, encoder.num_layers
 
 
 def describe_inputs(model_cfg, pool, split: str) -> dict:

@@ -8,9 +8,10 @@ one shard's predictions at a time.
     output_dir/
       pool/                         the manifest, prepared on the fly (manifest input only)
       plan.json                     shards: which input files each one reads (fixed at the first run)
-      feature_cache/, speaker_stats.safetensors
+      feature_cache/, speaker_stats.safetensors [, functionals_speaker_stats.safetensors]
                                     a model.feature_norm=speaker checkpoint with speaker_stats=input: the
-                                    input's per-layer means, and its speakers' statistics (the pass before)
+                                    input's per-layer means (and eGeMAPS functionals, with model.functionals),
+                                    and its speakers' statistics of each (the pass before)
       predictions/part-00000.parquet utt_id, predicted, confidence, probs [C], <dimensions>, embedding [E]
       summary.json                  clips, counts per class, mean confidence, seconds (written last)
 """
@@ -48,7 +49,8 @@ class PredictJobConfig:
                                help="checkpoints with model.feature_norm=speaker: input = each speaker's statistics "
                                     "over this input's clips (an encoder pass before predicting); checkpoint = "
                                     "those of the pool it was trained on (unknown speakers use its pool "
-                                    "statistics); or a speaker_stats.safetensors file")
+                                    "statistics); or a speaker_stats.safetensors file (the encoder's features; the "
+                                    "functionals' then come from the checkpoint)")
     backend: str = field("ray", speed_only=True,
                          help="ray: Ray Data actors (scorer.*; a cluster, several GPUs); in_process: one model in "
                               "this process reading the shards' Parquet files batch by batch, no Ray (one machine: "
@@ -142,7 +144,7 @@ def _score_files(files: list[str], fs, scorer, batch_size: int, columns: list[st
                     yield scorer({c: rb.column(c).to_numpy(zero_copy_only=False) for c in columns})
 
 
-def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg, out, say) -> tuple[str, dict]:
+def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg, out, say) -> tuple[dict, dict]:
     """The speaker statistics a ``model.feature_norm=speaker`` checkpoint predicts with, and what they cover.
 
     ``speaker_stats=input``: each clip's per-layer means are encoded once into ``output_dir/feature_cache``
@@ -152,44 +154,49 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
     statistics' pool part; their count is reported.
 
     Returns:
-        ``(path, info)``: the statistics file, and ``{"statistics", "speakers", "fallback_clips", "clips"}``.
+        ``(scorer arguments, info)``: ``speaker_stats`` (and, with ``model.functionals``,
+        ``functionals_speaker_stats``) files, and ``{"statistics", "speakers", "fallback_clips", "clips"}``.
     """
     from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
     from ser_models.encoders import build_encoder
+    from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
     from ser_models.encoders.speaker_norm import SpeakerStatistics
     from ser_models.io import exists
     from ser_models.model import SPEAKER_STATS_FILE
 
     split = None if cfg.split == "all" else cfg.split
     meta = pool.metadata(columns=["utt_id", "speaker"], split=split)
+    functionals = reads_functionals(model_cfg)
     if cfg.speaker_stats == "input":
-        path = out / SPEAKER_STATS_FILE
-        if not exists(path):
+        path, fpath = out / SPEAKER_STATS_FILE, out / FUNCTIONALS_SPEAKER_STATS_FILE
+        if not exists(path) or (functionals and not exists(fpath)):
             encoder = build_encoder(model_cfg.encoder)
             cache = FeatureCache(out / "feature_cache", feature_cache_key(pool, encoder), kind="pooled",
-                                 states=cache_states(model_cfg, encoder))
+                                 states=cache_states(model_cfg, encoder), functionals="egemaps" if functionals else None)
             t0 = time.perf_counter()
             cache.build(pool.dataset(split), model_cfg, encoder.num_layers, cfg.scorer, verbose=False,
                         in_process=cfg.backend == "in_process", total=len(meta))
             cache.attach(pa.Table.from_pandas(meta[["utt_id", "speaker"]], preserve_index=False))
+            if functionals:  # first: the features' file marks both done
+                cache.speaker_statistics(model_cfg.speaker_shrinkage, "functionals")[0].save(fpath)
             stats, _ = cache.speaker_statistics(model_cfg.speaker_shrinkage)
             stats.save(path)
             say(f"speaker statistics over this input: {len(stats.speakers)} speakers, {len(meta)} clips "
                 f"({time.perf_counter() - t0:.1f}s, an encoder pass before predicting) -> {path}")
-    elif cfg.speaker_stats == "checkpoint":
-        path = f"{checkpoint}/{SPEAKER_STATS_FILE}"
-        if not exists(path):
-            raise CheckpointError(f"speaker_stats=checkpoint but {path} does not exist: the checkpoint carries no "
-                                  "speaker statistics; use speaker_stats=input")
     else:
-        path = cfg.speaker_stats
+        fpath = f"{checkpoint}/{FUNCTIONALS_SPEAKER_STATS_FILE}"
+        path = f"{checkpoint}/{SPEAKER_STATS_FILE}" if cfg.speaker_stats == "checkpoint" else cfg.speaker_stats
+        for p in ([path] if cfg.speaker_stats == "checkpoint" else []) + ([fpath] if functionals else []):
+            if not exists(p):
+                raise CheckpointError(f"speaker_stats={cfg.speaker_stats} but {p} does not exist: the checkpoint "
+                                      "carries no speaker statistics; use speaker_stats=input")
     stats = SpeakerStatistics.load(path)
     fallback = int((stats.index(meta["speaker"].tolist()) < 0).sum())
     info = {"statistics": cfg.speaker_stats, "speakers": len(stats.speakers), "clips": len(meta),
             "fallback_clips": fallback}
     say(f"speaker normalisation ({cfg.speaker_stats}): {fallback} of {len(meta)} clips have no speaker the "
         "statistics know and use their pool statistics")
-    return str(path), info
+    return {"speaker_stats": str(path), **({"functionals_speaker_stats": str(fpath)} if functionals else {})}, info
 
 
 def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
@@ -261,8 +268,8 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0)
     if speaker_model:
-        stats_path, speaker_info = _speaker_statistics(cfg, pool, checkpoint, model_cfg, out, say)
-        kwargs["speaker_stats"] = stats_path
+        stats_paths, speaker_info = _speaker_statistics(cfg, pool, checkpoint, model_cfg, out, say)
+        kwargs.update(stats_paths)
         columns = [*SCORE_INPUT_AUDIO, "speaker"]
     local_scorer = None
     done = sum(exists(out / PREDICTIONS_DIR / f"part-{k:05d}.parquet") for k in range(len(shards)))

@@ -39,12 +39,13 @@ def decode_features(raw: bytes, feature_shape) -> np.ndarray:
 
 
 def training_columns(feature_mode: bool, dimensions: Sequence[str] = (), text: bool = False,
-                     soft: bool = False, speakers: bool = False) -> list[str]:
+                     soft: bool = False, speakers: bool = False, functionals: bool = False) -> list[str]:
     """Columns a training or evaluation feed reads: inputs, ``label``, the model's dimensions, with a text branch
-    ``transcript``, for a training feed with soft labels ``soft_label``, and with ``model.feature_norm=speaker``
-    ``speaker``."""
+    ``transcript``, for a training feed with soft labels ``soft_label``, with ``model.feature_norm=speaker``
+    ``speaker``, and with ``model.functionals`` the cache's ``functionals``."""
     return [*(FEATURE_COLUMNS if feature_mode else AUDIO_COLUMNS), *dimensions, *(["transcript"] if text else []),
-            *(["soft_label"] if soft else []), *(["speaker"] if speakers else [])]
+            *(["soft_label"] if soft else []), *(["speaker"] if speakers else []),
+            *(["functionals"] if functionals else [])]
 
 
 @dataclass
@@ -64,6 +65,8 @@ class ClipSet:
             when any clip of the feed has a soft label, else None: training then fits the shares.
         speakers: N speaker ids (None where a clip has none) when the feed carried a ``speaker`` column, else
             None (``model.feature_norm=speaker`` reads them).
+        functionals: [N, 88] float32 raw eGeMAPS functionals when the feed carried the feature cache's
+            ``functionals`` column, else None (``model.functionals`` reads them).
     """
 
     ids: list[str] = field(default_factory=list)
@@ -75,6 +78,7 @@ class ClipSet:
     frames: list[np.ndarray] | None = None
     soft: np.ndarray | None = None
     speakers: list | None = None
+    functionals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.targets is None:
@@ -93,6 +97,7 @@ class ClipSet:
             frames=None if self.frames is None else [self.frames[i] for i in index],
             soft=None if self.soft is None else self.soft[index],
             speakers=None if self.speakers is None else [self.speakers[i] for i in index],
+            functionals=None if self.functionals is None else self.functionals[index],
         )
 
     def __len__(self) -> int:
@@ -145,6 +150,7 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     targets: list[np.ndarray] = []
     texts: list[str | None] | None = None
     speakers: list | None = None
+    functionals: list[np.ndarray] = []
     soft_rows: list[np.ndarray | None] = []
     for batch in batches:
         batch_ids = [str(x) for x in batch["utt_id"]]
@@ -152,6 +158,8 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
             texts = (texts or []) + [t if isinstance(t, str) else None for t in batch["transcript"]]
         if "speaker" in batch:
             speakers = (speakers or []) + [speaker_key(v) for v in batch["speaker"]]
+        if "functionals" in batch:
+            functionals.extend(np.frombuffer(v, np.float32) for v in batch["functionals"])
         batch_labels = batch.get("label") if index else None
         if dimensions:
             targets.append(_dimension_values(batch, batch_ids, dimensions, require_labels))
@@ -182,7 +190,8 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     clips = ClipSet(ids=ids, labels=np.asarray(ys, np.int64),
                     targets=(np.concatenate(targets) if targets else np.zeros((0, len(dimensions)), np.float32))
                     if dimensions else None, transcripts=texts if texts is not None and len(texts) == len(ids) else None,
-                    speakers=speakers if speakers is not None and len(speakers) == len(ids) else None)
+                    speakers=speakers if speakers is not None and len(speakers) == len(ids) else None,
+                    functionals=np.stack(functionals) if functionals and len(functionals) == len(ids) else None)
     if any(row is not None for row in soft_rows):
         eye = np.eye(len(index), dtype=np.float32)
         clips.soft = np.stack([row if row is not None else eye[y] for row, y in zip(soft_rows, ys)])
@@ -241,7 +250,8 @@ class Batch:
     ``features`` [B, L, D] in pooled feature mode; ``features`` [B, F, L, D] float32 (zero-padded) and
     ``lengths`` [B] valid frames in frame mode; ``labels`` [B] (-1 unknown); ``targets`` [B, K] dimensional
     values (NaN unknown; K = 0 without dimensions); ``ids`` [B]; ``transcripts`` [B] or None; ``soft`` [B, C]
-    class probabilities or None; ``speakers`` [B] or None (see :class:`ClipSet`)."""
+    class probabilities or None; ``speakers`` [B] or None; ``functionals`` [B, 88] or None (see
+    :class:`ClipSet`)."""
 
     ids: list[str]
     labels: torch.Tensor
@@ -252,11 +262,12 @@ class Batch:
     transcripts: list[str | None] | None = None
     soft: torch.Tensor | None = None
     speakers: list | None = None
+    functionals: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         move = (lambda t: None if t is None else t.to(device))  # noqa: E731
         return Batch(self.ids, self.labels.to(device), move(self.wavs), move(self.lengths), move(self.features),
-                     move(self.targets), self.transcripts, move(self.soft), self.speakers)
+                     move(self.targets), self.transcripts, move(self.soft), self.speakers, move(self.functionals))
 
     @property
     def class_targets(self) -> torch.Tensor:
@@ -301,18 +312,19 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
     texts = None if clips.transcripts is None else [clips.transcripts[i] for i in index]
     soft = None if clips.soft is None else torch.from_numpy(np.ascontiguousarray(clips.soft[index]))
     speakers = None if clips.speakers is None else [clips.speakers[i] for i in index]
+    functionals = None if clips.functionals is None else torch.from_numpy(np.ascontiguousarray(clips.functionals[index]))
     if clips.features is not None:
         return Batch(ids, labels, features=torch.from_numpy(np.ascontiguousarray(clips.features[index])),
-                     targets=targets, transcripts=texts, soft=soft, speakers=speakers)
+                     targets=targets, transcripts=texts, soft=soft, speakers=speakers, functionals=functionals)
     if clips.frames is not None:
         max_frames = None if max_samples is None else max(max_samples // FRAME_HOP_SAMPLES, 1)
         out, lengths = _crop_and_pad([clips.frames[i] for i in index], max_frames, rng, 1.0)
         return Batch(ids, labels, features=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft,
-                     speakers=speakers)
+                     speakers=speakers, functionals=functionals)
     assert clips.audio is not None
     out, lengths = _crop_and_pad([clips.audio[i] for i in index], max_samples, rng, 1.0 / 32768.0)
     return Batch(ids, labels, wavs=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft,
-                 speakers=speakers)
+                 speakers=speakers, functionals=functionals)
 
 
 def _crop_and_pad(pieces: list[np.ndarray], max_len: int | None, rng: np.random.Generator | None,

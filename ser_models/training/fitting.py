@@ -29,6 +29,7 @@ from ser_models.training.batching import (
 )
 from ser_models.training.config import FREEZABLE_PARTS, TrainConfig
 from ser_models.training.distributed import all_reduce_min, broadcast_flag, rank, seed_epoch, wrap_ddp
+from ser_models.training.lbfgs import chooses_features
 from ser_models.training.schedule import tri_stage_scheduler
 
 
@@ -74,12 +75,12 @@ class _TrainForward(nn.Module):
         self.anchor = anchor
 
     def forward(self, wavs=None, lengths=None, features=None, target_wavs=None, target_lengths=None,
-                transcripts=None, speakers=None):
+                transcripts=None, speakers=None, functionals=None):
         if features is not None:
-            out = self.model.forward_features(features, lengths, transcripts, speakers)
+            out = self.model.forward_features(features, lengths, transcripts, speakers, functionals=functionals)
             return out.logits, out.dimensions, None
         if target_wavs is None:
-            out = self.model(wavs, lengths, transcripts, speakers)
+            out = self.model(wavs, lengths, transcripts, speakers, functionals=functionals)
             return out.logits, out.dimensions, None
         from ser_models.analysis.anchoring import anchoring_loss
 
@@ -157,8 +158,7 @@ def predict_outputs(model: nn.Module, clips: ClipSet, cfg: TrainConfig,
     max_samples = int(cfg.max_eval_seconds * 16000)
     for index in plan_batches(clips.lengths(), cfg.eval_batch_size, None):
         batch = make_batch(clips, index, max_samples, None).to(device)
-        out = (model.forward_features(batch.features, batch.lengths, batch.transcripts, batch.speakers)
-               if batch.features is not None else model(batch.wavs, batch.lengths, batch.transcripts, batch.speakers))
+        out = model.forward_batch(batch)
         probs[index] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
         dims[index] = out.dimensions.float().cpu().numpy()
     return probs, dims
@@ -263,16 +263,22 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         raise TrainingError("model.feature_norm=speaker but no speaker statistics are loaded: set "
                             "model.speaker_stats (the AL loop computes them from its feature cache) or another "
                             "model.feature_norm")
-    if getattr(model.cfg, "feature_norm", None) == "auto" and cfg.solver != "lbfgs":
-        raise TrainingError("model.feature_norm=auto chooses by cross-validating the L-BFGS head: set "
-                            "train.solver=lbfgs, or model.feature_norm=pool or speaker")
+    if chooses_features(model) and cfg.solver != "lbfgs":
+        raise TrainingError("model.feature_norm=auto and model.functionals=auto choose by cross-validating the "
+                            "L-BFGS head: set train.solver=lbfgs, or fix them (feature_norm=pool | speaker, "
+                            "functionals=none | egemaps)")
+    functionals_norm = getattr(model, "functionals_norm", None)
+    if functionals_norm is not None and not functionals_norm.pool.fitted:
+        raise TrainingError("model.functionals but no pool statistics of the functionals are loaded: set "
+                            "model.functionals_stats (the AL loop and jobs.finetune compute them from the cache)")
     state = state or FitState()
     if state.finished:
         if state.best_weights is not None:
             load_trainable_weights(model, state.best_weights)
-        chosen = (state.history[-1] if state.history else {}).get("feature_norm")
-        if chosen and getattr(model.cfg, "feature_norm", None) == "auto":
-            model.use_norm(chosen)  # a resumed finished fit keeps the standardisation it chose
+        last = state.history[-1] if state.history else {}
+        if chooses_features(model):  # a resumed finished fit keeps the features it chose
+            model.use_features(norm=last.get("feature_norm") if model.cfg.feature_norm == "auto" else None,
+                               functionals=last.get("functionals") if model.cfg.functionals == "auto" else None)
         return state
     frozen = tuple(FREEZABLE_PARTS[p] for p in cfg.freeze)
     # A frozen part keeps requires_grad (its weights stay in the checkpoint, which holds the trainable
@@ -333,7 +339,8 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             logits, dims, coral = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features,
                                           target_wavs=None if target is None else target.wavs,
                                           target_lengths=None if target is None else target.lengths,
-                                          transcripts=batch.transcripts, speakers=batch.speakers)
+                                          transcripts=batch.transcripts, speakers=batch.speakers,
+                                          functionals=batch.functionals)
             loss = training_loss(logits, dims, batch, loss_fn, cfg)
             if coral is not None:
                 loss = loss + anchor.weight * coral
@@ -428,12 +435,13 @@ def concat_clips(parts: list[ClipSet]) -> ClipSet:
         raise TrainingError("only cached-feature clip sets can be gathered into one batch")
     texts = None if parts[0].transcripts is None else [t for p in parts for t in p.transcripts]
     speakers = None if any(p.speakers is None for p in parts) else [s for p in parts for s in p.speakers]
+    functionals = None if any(p.functionals is None for p in parts) else np.concatenate([p.functionals for p in parts])
     frames = parts[0].frames is not None
     return ClipSet(ids=[i for p in parts for i in p.ids], labels=np.concatenate([p.labels for p in parts]),
                    features=None if frames else np.concatenate([p.features for p in parts]),
                    frames=[f for p in parts for f in p.frames] if frames else None,
                    targets=np.concatenate([p.targets for p in parts]), transcripts=texts, soft=_concat_soft(parts),
-                   speakers=speakers)
+                   speakers=speakers, functionals=functionals)
 
 
 def _concat_soft(parts: list[ClipSet]) -> np.ndarray | None:

@@ -73,9 +73,9 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
     # Deterministic objective: dropout off while solving (MC-dropout scoring switches it on again).
     model.eval()
     c, cv, norm = cfg.l2_c, None, None
-    if getattr(model.cfg, "feature_norm", None) == "auto":
-        norm, c, cv = choose_feature_norm(model, params, start, train, cfg, device, loss_fn, class_loss)
-        log(f"  lbfgs  feature_norm=auto: {norm['chosen']} by {cv['folds']}-fold CV on {len(train)} labelled "
+    if chooses_features(model):
+        norm, c, cv = choose_features(model, params, start, train, cfg, device, loss_fn, class_loss)
+        log(f"  lbfgs  {norm['what']}=auto: {norm['chosen']} by {cv['folds']}-fold CV on {len(train)} labelled "
             f"clips (" + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in norm["scores"].items())
             + f" {cv['metric']}; {norm['reason']}); C={c:g}")
         _restore(params, start)
@@ -91,7 +91,7 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
                             "the features (model.feature_norm=pool standardises them) or lower train.l2_c")
     strength = 1.0 / (2.0 * float(c) * len(train))
     with torch.no_grad():
-        out = model.forward_features(batch.features, batch.lengths, batch.transcripts, batch.speakers)
+        out = model.forward_batch(batch)
         loss = float(loss_fn(out.logits, out.dimensions, batch))
         objective = loss + float(strength * l2_penalty(model))
     seconds = time.perf_counter() - t0
@@ -102,7 +102,8 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
     if cv is not None:
         record["l2_c_cv"] = cv
     if norm is not None:
-        record["feature_norm"], record["feature_norm_cv"] = norm["chosen"], norm
+        record["feature_norm_cv"] = norm
+        record.update({k: v for k, v in norm["choice"].items() if v is not None})
     return record
 
 
@@ -121,9 +122,9 @@ def _forward(model: nn.Module, batch) -> Callable[[], object]:
     """
     fixed_front = batch.features.dim() == 3 and not any(p.requires_grad for p in model.featurizer.parameters())
     if not fixed_front:
-        return lambda: model.forward_features(batch.features, batch.lengths, batch.transcripts, batch.speakers)
+        return lambda: model.forward_batch(batch)
     with torch.no_grad():
-        head_input = model.head_input_from_pooled(batch.features, batch.speakers)
+        head_input = _head_input_tensor(model, batch)
     return lambda: model.head_from_input(head_input, batch.transcripts)
 
 
@@ -232,7 +233,11 @@ def _head_input(model: nn.Module, batch) -> np.ndarray:
     """``[N, D]`` float64: what the output layer of a linear head sees for ``batch`` (standardised, weighted,
     pooled features)."""
     with torch.no_grad():
-        return model.head_input_from_pooled(batch.features, batch.speakers).double().cpu().numpy()
+        return _head_input_tensor(model, batch).double().cpu().numpy()
+
+
+def _head_input_tensor(model: nn.Module, batch) -> torch.Tensor:
+    return model.head_input_from_pooled(batch.features, batch.speakers, batch.functionals)
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -246,35 +251,67 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return folds
 
 
-def choose_feature_norm(model: nn.Module, params: list[torch.Tensor], start: list[torch.Tensor], train: ClipSet,
-                        cfg: TrainConfig, device: torch.device, loss_fn: Callable,
-                        class_loss: nn.Module | None = None) -> tuple[dict, float, dict]:
-    """``model.feature_norm=auto``: pool or speaker standardisation, whichever has the better k-fold score on the
-    labelled clips alone (the folds and grid of :func:`choose_l2_c`; with a fixed ``train.l2_c`` the grid is
-    that C). Jointly with C: each candidate's best C competes. Ties, and too few clips to cross-validate, go to
-    ``pool`` (no speaker assumption). The model is left using the choice.
+def chooses_features(model: nn.Module) -> bool:
+    """Whether ``model`` picks its features by CV at each fit (``model.feature_norm=auto`` or
+    ``model.functionals=auto``)."""
+    cfg = getattr(model, "cfg", None)
+    return getattr(cfg, "feature_norm", None) == "auto" or getattr(cfg, "functionals", None) == "auto"
 
-    Returns:
-        (``{"chosen", "scores": {norm: best CV score}, "reason"}``, the chosen norm's C, its C-grid CV record).
-    """
+
+def feature_candidates(model_cfg) -> list[dict]:
+    """What an ``auto`` model chooses among, simplest first (ties go to the earlier one): every
+    ``model.feature_norm`` of :data:`~ser_models.model.AUTO_NORMS` under ``feature_norm=auto`` x every
+    ``model.functionals`` of :data:`~ser_models.encoders.functionals.AUTO_FUNCTIONALS` under
+    ``functionals=auto``; a fixed setting is None (unchanged)."""
+    from ser_models.encoders.functionals import AUTO_FUNCTIONALS
     from ser_models.model import AUTO_NORMS
 
+    norms = AUTO_NORMS if model_cfg.feature_norm == "auto" else (None,)
+    functionals = AUTO_FUNCTIONALS if model_cfg.functionals == "auto" else (None,)
+    return [{"feature_norm": n, "functionals": f} for f in functionals for n in norms]
+
+
+def candidate_name(choice: dict) -> str:
+    """``pool``, ``speaker+egemaps``, ...: a candidate of :func:`feature_candidates` for logs."""
+    parts = [choice["feature_norm"]] if choice["feature_norm"] else []
+    if choice["functionals"] == "egemaps":
+        parts.append("egemaps")
+    elif choice["functionals"] == "none" and not parts:
+        parts.append("no functionals")
+    return "+".join(parts)
+
+
+def choose_features(model: nn.Module, params: list[torch.Tensor], start: list[torch.Tensor], train: ClipSet,
+                    cfg: TrainConfig, device: torch.device, loss_fn: Callable,
+                    class_loss: nn.Module | None = None) -> tuple[dict, float, dict]:
+    """``model.feature_norm=auto`` and/or ``model.functionals=auto``: the candidate of
+    :func:`feature_candidates` (pool or speaker standardisation; with or without the eGeMAPS functionals) with
+    the best k-fold score on the labelled clips alone (the folds and grid of :func:`choose_l2_c`; with a fixed
+    ``train.l2_c`` the grid is that C). Jointly with C: each candidate's best C competes. Ties, and too few
+    clips to cross-validate, go to the simplest (pool, no functionals). The model is left using the choice.
+
+    Returns:
+        (``{"what", "chosen", "choice": {"feature_norm", "functionals"}, "scores": {name: best CV score},
+        "reason"}``, the chosen candidate's C, its C-grid CV record).
+    """
     fixed = cfg if cfg.l2_c == "auto" else dataclasses.replace(cfg, l2_c_grid=[float(cfg.l2_c)])
-    results = {}
-    for candidate in AUTO_NORMS:
-        model.use_norm(candidate)
+    candidates = feature_candidates(model.cfg)
+    results = []
+    for choice in candidates:
+        model.use_features(norm=choice["feature_norm"], functionals=choice["functionals"])
         _restore(params, start)
-        results[candidate] = choose_l2_c(model, params, start, train, fixed, device, loss_fn, class_loss)
-    scores = {k: float(np.nanmax(cv["scores"])) if np.isfinite(cv["scores"]).any() else None
-              for k, (_, cv) in results.items()}
-    if any(v is None for v in scores.values()):
-        chosen, reason = "pool", "too few labelled clips per class to cross-validate"
+        results.append(choose_l2_c(model, params, start, train, fixed, device, loss_fn, class_loss))
+    scores = [float(np.nanmax(cv["scores"])) if np.isfinite(cv["scores"]).any() else None for _, cv in results]
+    if any(v is None for v in scores):
+        best, reason = 0, "too few labelled clips per class to cross-validate"
     else:
-        chosen = max(AUTO_NORMS, key=lambda k: (scores[k], k == "pool"))  # ties: pool
-        reason = "best CV score"
-    model.use_norm(chosen)
-    c, cv = results[chosen]
-    return {"chosen": chosen, "scores": scores, "reason": reason}, c, cv
+        best, reason = int(np.argmax(scores)), "best CV score"  # the first maximum: the simplest among ties
+    choice = candidates[best]
+    model.use_features(norm=choice["feature_norm"], functionals=choice["functionals"])
+    what = " and ".join(k for k in ("feature_norm", "functionals") if choice[k] is not None)
+    c, cv = results[best]
+    return {"what": what, "chosen": candidate_name(choice), "choice": choice, "reason": reason,
+            "scores": {candidate_name(k): v for k, v in zip(candidates, scores)}}, c, cv
 
 
 def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.Tensor], train: ClipSet,
@@ -311,8 +348,7 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
         for i, c in enumerate(grid):
             _solve(model, params, fit_batch, c, cfg, loss_fn, class_loss, head_input=x)
             with torch.no_grad():
-                out = model.forward_features(held_batch.features, held_batch.lengths, held_batch.transcripts,
-                                             held_batch.speakers)
+                out = model.forward_batch(held_batch)
             preds[i].append(out.logits.argmax(dim=1).cpu().numpy() if has_classes
                             else out.dimensions.cpu().numpy().astype(np.float64))
     scores = []

@@ -23,6 +23,7 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from ser_models.config import to_dict
+from ser_models.encoders.functionals import reads_functionals
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import (
     StoragePath,
@@ -115,7 +116,8 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
 
     def columns(name: str) -> list[str]:  # only the training feed carries soft labels
         return training_columns(feature_shape is not None, model_cfg.dimensions, model_cfg.text.enabled,
-                                soft=soft_labels and name == "train", speakers=reads_speakers(model_cfg))
+                                soft=soft_labels and name == "train", speakers=reads_speakers(model_cfg),
+                                functionals=reads_functionals(model_cfg) and feature_shape is not None)
 
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")

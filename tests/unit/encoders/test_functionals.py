@@ -68,3 +68,15 @@ def test_silence_gives_zeros_where_opensmile_has_no_value_and_counts_them():
     assert values.shape == (1, EGEMAPS_DIM) and np.isfinite(values).all()
     assert extractor.nan_values == int((~np.isfinite(raw)).sum())
     np.testing.assert_array_equal(values[0, ~np.isfinite(raw)], 0.0)
+
+
+def test_a_cache_of_functionals_without_the_extra_is_refused_naming_it(monkeypatch, tmp_path):
+    """jobs.after / finetune / predict open the feature cache with the functionals first: without the extra that
+    fails at once, naming the extra, before any clip is encoded."""
+    from ser_models.active.feature_cache import FeatureCache
+
+    monkeypatch.setitem(sys.modules, "opensmile", None)
+    with pytest.raises(ConfigError, match=r"model.functionals=egemaps needs the optional opensmile extra"):
+        FeatureCache(tmp_path, "0" * 64, functionals="egemaps")
+    with pytest.raises(ConfigError, match="beside per-layer means only"):
+        FeatureCache(tmp_path, "0" * 64, kind="frames", functionals="egemaps")
