@@ -133,11 +133,13 @@ def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] 
     from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
+    from ser_models.encoders.functionals import reads_functionals
 
     cfg = job_config(pool_dir, Path(root).parent / "unused", run_overrides("random", 0, FRACTIONS, extra))
     encoder = build_encoder(cfg.model.encoder)
     cache = FeatureCache(root, feature_cache_key(Pool.open(pool_dir), encoder),
-                         states=cache_states(cfg.model, encoder, cfg.active.feature_cache_layers))
+                         states=cache_states(cfg.model, encoder, cfg.active.feature_cache_layers),
+                         functionals="egemaps" if reads_functionals(cfg.model) else None)
     t0 = time.perf_counter()
     cache.build(Pool.open(pool_dir).dataset(None), cfg.model, encoder.num_layers,
                 dataclasses.replace(cfg.active.scorer, num_cpus=THREADS), verbose=False, in_process=True)
@@ -165,7 +167,8 @@ def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, stra
              "test_ua": r.test[metric], "dev_ua": r.dev[metric], "round_s": sum(r.seconds.values()), "run_s": wall,
              "kappa": (r.stopping or {}).get("kappa"), "pseudo": (r.pseudo_labels or {}).get("clips"),
              "pseudo_accuracy": (r.pseudo_labels or {}).get("accuracy"),
-             "feature_norm": (r.features or {}).get("feature_norm")}
+             "feature_norm": (r.features or {}).get("feature_norm"),
+             "functionals": (r.features or {}).get("functionals")}
             for i, r in enumerate(reports)]
 
 

@@ -99,25 +99,26 @@ def test_after_chooses_the_functionals_by_cv_on_s3_and_predict_reproduces_them_f
 
 
 
-def test_finetune_with_functionals_trains_from_the_cache_and_computes_their_statistics(demo_pool, tmp_path,
-                                                                                        monkeypatch):
+def test_finetune_with_functionals_trains_from_a_cache_on_s3_and_predict_takes_the_inputs_speakers(
+        demo_pool, s3_bucket, tmp_path, monkeypatch):
     _opensmile()
+    import pyarrow.parquet as pq
+
     from ser_models.model import EmotionModel
 
-    out = tmp_path / "ft"
+    out = f"{s3_bucket}/ft"
     _job("jobs.finetune", ["jobs/configs/finetune_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
-                           f"feature_cache_dir={tmp_path / 'cache'}", "scaling.backend=in_process",
+                           f"feature_cache_dir={s3_bucket}/cache", "scaling.backend=in_process",
                            "model.adapter.kind=frozen", "model.functionals=egemaps", "model.feature_norm=speaker",
                            "train.epochs=2"], monkeypatch)
-    assert (out / "functionals_stats.safetensors").exists() and (out / "functionals_speaker_stats.safetensors").exists()
-    model = EmotionModel.load_checkpoint(str(out / "checkpoint"))
+    for name in ("speaker_stats", "functionals_stats", "functionals_speaker_stats"):  # computed from the cache
+        assert io.exists(f"{out}/{name}.safetensors"), name
+    model = EmotionModel.load_checkpoint(f"{out}/checkpoint")
     assert model.uses_functionals and model.functionals_norm.pool.fitted and model.functionals_norm.speaker.fitted
-    assert "ua" in json.loads((out / "metrics.json").read_text())["test"]
+    assert "ua" in json.loads(io.read_bytes(f"{out}/metrics.json"))["test"]
 
     # jobs.predict, speaker_stats=input: each block's speaker statistics over this input (the whole pool, as the
     # training run's were), so the same predictions as with the checkpoint's own.
-    import pyarrow.parquet as pq
-
     probs = {}
     for source in ("input", "checkpoint"):
         pred = tmp_path / f"pred_{source}"

@@ -1,0 +1,93 @@
+"""What the eGeMAPS functionals cost a pool: the feature cache built with and without them, side by side.
+
+    python -m bench.functionals_cost --pool-dir POOL --workdir WORK --results bench/results/functionals_cost.md
+
+Three builds of the same pool on Ray Data actors (``active.scorer``'s actor pool: ``--actors`` actors of one CPU
+each, the run's fixed costs included: actor start-up, reading the pool, writing Parquet):
+
+* ``encoder``: the recipe's cache, Whisper-tiny (Smart Turn v3.2) hidden states 0-1, what ``make demo`` builds;
+* ``encoder + egemaps``: the same cache with the 88 functionals of every clip computed by the same actors from
+  the audio they already hold (``model.functionals=egemaps | auto``): what a user pays;
+* ``egemaps``: the functionals alone (``build_functionals_cache``), the extractor's own cost.
+
+Each build starts from an empty folder, so nothing is reused. The cost per pool hour is seconds / hours of
+audio in the pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from bench.common import LoadWindow, encoder_overrides, init_ray, machine_info, machine_markdown
+
+
+def build(pool_dir: str, root: Path, variant: str, actors: int) -> float:
+    """Seconds to build ``variant``'s cache of the whole pool under an empty ``root``."""
+    from bench.label_efficiency import job_config, run_overrides
+    from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
+    from ser_models.active.scorer import ScorerConfig
+    from ser_models.data import Pool
+    from ser_models.encoders import build_encoder
+    from ser_models.encoders.functionals import build_functionals_cache
+
+    shutil.rmtree(root, ignore_errors=True)
+    pool = Pool.open(pool_dir)
+    scorer = ScorerConfig(num_actors=actors, num_cpus=1.0, threads=1)
+    t0 = time.perf_counter()
+    if variant == "egemaps":
+        build_functionals_cache(root, pool, pool.dataset(None), scorer, verbose=False)
+        return time.perf_counter() - t0
+    cfg = job_config(pool_dir, root.parent / "unused", run_overrides("random", 0, [0.05], encoder_overrides("smart-turn")))
+    encoder = build_encoder(cfg.model.encoder)
+    cache = FeatureCache(root, feature_cache_key(pool, encoder), states=cache_states(cfg.model, encoder),
+                         functionals="egemaps" if variant == "encoder + egemaps" else None)
+    cache.build(pool.dataset(None), cfg.model, encoder.num_layers, scorer, verbose=False)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool-dir", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--actors", type=int, default=2, help="Ray Data actors, one CPU each (default 2: this machine)")
+    ap.add_argument("--results", default="")
+    args = ap.parse_args(argv)
+    from ser_models.data import Pool
+
+    init_ray()
+    hours = float(Pool.open(args.pool_dir).metadata(columns=["duration"])["duration"].sum()) / 3600
+    clips = len(Pool.open(args.pool_dir).metadata(columns=["utt_id"]))
+    load = LoadWindow()
+    seconds = {}
+    for variant in ("encoder", "encoder + egemaps", "egemaps"):
+        seconds[variant] = build(args.pool_dir, Path(args.workdir) / variant.replace(" + ", "_"), variant, args.actors)
+        print(f"{variant}: {seconds[variant]:.1f}s", flush=True)
+    load = load.close()
+    rows = "\n".join(f"| {v} | {s:.1f} | {s / hours:.0f} |" for v, s in seconds.items())
+    extra = seconds["encoder + egemaps"] - seconds["encoder"]
+    text = f"""# eGeMAPS functionals: what they add to the feature cache
+
+`python -m bench.functionals_cost` on {args.pool_dir.rstrip('/').split('/')[-1]!r}: {clips:,} clips, {hours:.2f} h of
+audio; {args.actors} Ray Data actors of one CPU each; every build from an empty folder, fixed costs included.
+
+| cache | seconds | seconds per pool hour |
+|---|---|---|
+{rows}
+
+The functionals add **{extra:.1f} s ({extra / hours:.0f} s per pool hour, {100 * extra / seconds['encoder']:.0f} %)** to the
+recipe's cache build when the same actors compute both (`model.functionals=egemaps | auto`); alone they take
+{seconds['egemaps']:.1f} s.
+
+{machine_markdown(machine_info(), load)}
+"""
+    print(text)
+    if args.results:
+        Path(args.results).write_text(text)
+    return seconds
+
+
+if __name__ == "__main__":
+    main()
