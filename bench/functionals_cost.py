@@ -24,8 +24,9 @@ from pathlib import Path
 from bench.common import LoadWindow, encoder_overrides, init_ray, machine_info, machine_markdown
 
 
-def build(pool_dir: str, root: Path, variant: str, actors: int) -> float:
-    """Seconds to build ``variant``'s cache of the whole pool under an empty ``root``."""
+def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: str = "smart-turn") -> float:
+    """Seconds to build ``variant``'s cache of the whole pool under an empty ``root`` (``encoder_name``: what
+    ``bench.common.encoder_overrides`` takes)."""
     from bench.label_efficiency import job_config, run_overrides
     from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
     from ser_models.active.scorer import ScorerConfig
@@ -40,7 +41,7 @@ def build(pool_dir: str, root: Path, variant: str, actors: int) -> float:
     if variant == "egemaps":
         build_functionals_cache(root, pool, pool.dataset(None), scorer, verbose=False)
         return time.perf_counter() - t0
-    cfg = job_config(pool_dir, root.parent / "unused", run_overrides("random", 0, [0.05], encoder_overrides("smart-turn")))
+    cfg = job_config(pool_dir, root.parent / "unused", run_overrides("random", 0, [0.05], encoder_overrides(encoder_name)))
     encoder = build_encoder(cfg.model.encoder)
     cache = FeatureCache(root, feature_cache_key(pool, encoder), states=cache_states(cfg.model, encoder),
                          functionals="egemaps" if variant == "encoder + egemaps" else None)
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pool-dir", required=True)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--actors", type=int, default=2, help="Ray Data actors, one CPU each (default 2: this machine)")
+    ap.add_argument("--encoder", default="smart-turn", help="smart-turn (the imported Whisper-tiny) or any "
+                    "model.encoder.source")
     ap.add_argument("--results", default="")
     args = ap.parse_args(argv)
     from ser_models.data import Pool
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
     load = LoadWindow()
     seconds = {}
     for variant in ("encoder", "encoder + egemaps", "egemaps"):
-        seconds[variant] = build(args.pool_dir, Path(args.workdir) / variant.replace(" + ", "_"), variant, args.actors)
+        seconds[variant] = build(args.pool_dir, Path(args.workdir) / variant.replace(" + ", "_"), variant, args.actors,
+                                 args.encoder)
         print(f"{variant}: {seconds[variant]:.1f}s", flush=True)
     load = load.close()
     rows = "\n".join(f"| {v} | {s:.1f} | {s / hours:.0f} |" for v, s in seconds.items())

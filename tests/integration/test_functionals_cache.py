@@ -47,3 +47,22 @@ def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo
     from ser_models.testing import tiny_model_config
 
     assert feature_cache_key(pool, build_encoder(tiny_model_config().encoder))[:16] != cache.dir.name[:16]
+
+
+def test_functionals_cost_bench_builds_the_three_caches_and_reports_seconds_per_pool_hour(demo_pool, tmp_path):
+    pytest.importorskip("opensmile", reason="the optional opensmile extra is not installed "
+                                            "(make test-opensmile installs it and runs these tests)")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench import functionals_cost
+
+    results = tmp_path / "cost.md"
+    seconds = functionals_cost.main(["--pool-dir", str(demo_pool.pool_dir), "--workdir", str(tmp_path / "work"),
+                                     "--actors", "1", "--encoder", "tiny-wav2vec2", "--results", str(results)])
+    assert set(seconds) == {"encoder", "encoder + egemaps", "egemaps"} and min(seconds.values()) > 0
+    text = results.read_text()
+    for variant in seconds:
+        assert f"| {variant} | {seconds[variant]:.1f} |" in text
+    assert (tmp_path / "work" / "encoder_egemaps").is_dir()  # each build in its own folder
