@@ -2,8 +2,9 @@
 
     python -m bench.functionals_cost --pool-dir POOL --workdir WORK --results bench/results/functionals_cost.md
 
-Three builds of the same pool on Ray Data actors (``active.scorer``'s actor pool: ``--actors`` actors of one CPU
-each, the run's fixed costs included: actor start-up, reading the pool, writing Parquet):
+Three builds of the same pool on Ray Data actors with the demo's ``active.scorer`` (one actor reserving one CPU,
+two torch threads; the other CPU reads the pool), the run's fixed costs included: actor start-up, reading the
+pool, writing Parquet:
 
 * ``encoder``: the recipe's cache, Whisper-tiny (Smart Turn v3.2) hidden states 0-1, what ``make demo`` builds;
 * ``encoder + egemaps``: the same cache with the 88 functionals of every clip computed by the same actors from
@@ -36,7 +37,7 @@ def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: st
 
     shutil.rmtree(root, ignore_errors=True)
     pool = Pool.open(pool_dir)
-    scorer = ScorerConfig(num_actors=actors, num_cpus=1.0, threads=1)
+    scorer = ScorerConfig(num_actors=actors, num_cpus=1.0, threads=2)
     t0 = time.perf_counter()
     if variant == "egemaps":
         build_functionals_cache(root, pool, pool.dataset(None), scorer, verbose=False)
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool-dir", required=True)
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("--actors", type=int, default=2, help="Ray Data actors, one CPU each (default 2: this machine)")
+    ap.add_argument("--actors", type=int, default=1, help="Ray Data actors, one CPU and two torch threads each "
+                    "(default 1: the demo's scorer on 2 cores)")
     ap.add_argument("--encoder", default="smart-turn", help="smart-turn (the imported Whisper-tiny) or any "
                     "model.encoder.source")
     ap.add_argument("--results", default="")
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     extra = seconds["encoder + egemaps"] - seconds["encoder"]
     text = f"""# eGeMAPS functionals: what they add to the feature cache
 
-`python -m bench.functionals_cost` on {args.pool_dir.rstrip('/').split('/')[-1]!r}: {clips:,} clips, {hours:.2f} h of
-audio; {args.actors} Ray Data actors of one CPU each; every build from an empty folder, fixed costs included.
+`python -m bench.functionals_cost` on `{args.pool_dir}`: {clips:,} clips, {hours:.2f} h of
+audio; {args.actors} Ray Data actor(s) reserving one CPU each, 2 torch threads; every build from an empty folder, fixed costs included.
 
 | cache | seconds | seconds per pool hour |
 |---|---|---|
