@@ -2,9 +2,15 @@
 
     python -m bench.functionals_cost --pool-dir POOL --workdir WORK --results bench/results/functionals_cost.md
 
-Three builds of the same pool on Ray Data actors with the demo's ``active.scorer`` (one actor reserving one CPU,
-two torch threads; the other CPU reads the pool), the run's fixed costs included: actor start-up, reading the
-pool, writing Parquet:
+Three builds of the same pool, each on both paths a run can take, every fixed cost included (actor start-up,
+reading the pool, writing Parquet):
+
+* ``ray``: Ray Data actors with the demo's ``active.scorer`` (one actor reserving one CPU, two torch threads; the
+  other CPU reads the pool): ``scaling.backend=ray``, what a cluster runs;
+* ``in_process``: the same work in the driver, one batch at a time (``scaling.backend=in_process``, what
+  ``make demo`` runs on one machine).
+
+The builds:
 
 * ``encoder``: the recipe's cache, Whisper-tiny (Smart Turn v3.2) hidden states 0-1, what ``make demo`` builds;
 * ``encoder + egemaps``: the same cache with the 88 functionals of every clip computed by the same actors from
@@ -25,9 +31,10 @@ from pathlib import Path
 from bench.common import LoadWindow, encoder_overrides, init_ray, machine_info, machine_markdown
 
 
-def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: str = "smart-turn") -> float:
+def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: str = "smart-turn",
+          in_process: bool = False) -> float:
     """Seconds to build ``variant``'s cache of the whole pool under an empty ``root`` (``encoder_name``: what
-    ``bench.common.encoder_overrides`` takes)."""
+    ``bench.common.encoder_overrides`` takes; ``in_process``: in this process rather than on Ray Data actors)."""
     from bench.label_efficiency import job_config, run_overrides
     from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
     from ser_models.active.scorer import ScorerConfig
@@ -40,13 +47,13 @@ def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: st
     scorer = ScorerConfig(num_actors=actors, num_cpus=1.0, threads=2)
     t0 = time.perf_counter()
     if variant == "egemaps":
-        build_functionals_cache(root, pool, pool.dataset(None), scorer, verbose=False)
+        build_functionals_cache(root, pool, pool.dataset(None), scorer, verbose=False, in_process=in_process)
         return time.perf_counter() - t0
     cfg = job_config(pool_dir, root.parent / "unused", run_overrides("random", 0, [0.05], encoder_overrides(encoder_name)))
     encoder = build_encoder(cfg.model.encoder)
     cache = FeatureCache(root, feature_cache_key(pool, encoder), states=cache_states(cfg.model, encoder),
                          functionals="egemaps" if variant == "encoder + egemaps" else None)
-    cache.build(pool.dataset(None), cfg.model, encoder.num_layers, scorer, verbose=False)
+    cache.build(pool.dataset(None), cfg.model, encoder.num_layers, scorer, verbose=False, in_process=in_process)
     return time.perf_counter() - t0
 
 
@@ -67,25 +74,30 @@ def main(argv: list[str] | None = None) -> dict:
     clips = len(Pool.open(args.pool_dir).metadata(columns=["utt_id"]))
     load = LoadWindow()
     seconds = {}
-    for variant in ("encoder", "encoder + egemaps", "egemaps"):
-        seconds[variant] = build(args.pool_dir, Path(args.workdir) / variant.replace(" + ", "_"), variant, args.actors,
-                                 args.encoder)
-        print(f"{variant}: {seconds[variant]:.1f}s", flush=True)
+    for backend in ("ray", "in_process"):
+        for variant in ("encoder", "encoder + egemaps", "egemaps"):
+            root = Path(args.workdir) / backend / variant.replace(" + ", "_")
+            seconds[backend, variant] = build(args.pool_dir, root, variant, args.actors, args.encoder,
+                                              in_process=backend == "in_process")
+            print(f"{backend} {variant}: {seconds[backend, variant]:.1f}s", flush=True)
     load = load.close()
-    rows = "\n".join(f"| {v} | {s:.1f} | {s / hours:.0f} |" for v, s in seconds.items())
-    extra = seconds["encoder + egemaps"] - seconds["encoder"]
+    rows = "\n".join(f"| {b} | {v} | {s:.1f} | {s / hours:.0f} |" for (b, v), s in seconds.items())
+    added = "; ".join(
+        f"{b}: **{seconds[b, 'encoder + egemaps'] - seconds[b, 'encoder']:.1f} s, "
+        f"{(seconds[b, 'encoder + egemaps'] - seconds[b, 'encoder']) / hours:.0f} s per pool hour "
+        f"(+{100 * (seconds[b, 'encoder + egemaps'] / seconds[b, 'encoder'] - 1):.0f} %)**" for b in ("ray", "in_process"))
     text = f"""# eGeMAPS functionals: what they add to the feature cache
 
-`python -m bench.functionals_cost` on `{args.pool_dir}`: {clips:,} clips, {hours:.2f} h of
-audio; {args.actors} Ray Data actor(s) reserving one CPU each, 2 torch threads; every build from an empty folder, fixed costs included.
+`python -m bench.functionals_cost` on `{args.pool_dir}`: {clips:,} clips, {hours:.2f} h of audio. `ray`:
+{args.actors} Ray Data actor(s) reserving one CPU each, 2 torch threads; `in_process`: the driver, 2 torch threads.
+Every build from an empty folder, fixed costs included.
 
-| cache | seconds | seconds per pool hour |
-|---|---|---|
+| path | cache | seconds | seconds per pool hour |
+|---|---|---|---|
 {rows}
 
-The functionals add **{extra:.1f} s ({extra / hours:.0f} s per pool hour, {100 * extra / seconds['encoder']:.0f} %)** to the
-recipe's cache build when the same actors compute both (`model.functionals=egemaps | auto`); alone they take
-{seconds['egemaps']:.1f} s.
+What the functionals add to the recipe's cache build when the same pass computes both
+(`model.functionals=egemaps | auto`): {added}.
 
 {machine_markdown(machine_info(), load)}
 """

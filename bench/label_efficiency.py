@@ -440,7 +440,8 @@ def main(argv: list[str] | None = None) -> dict:
         "",
         f"`python -m bench.label_efficiency --encoder {args.encoder} --task {args.task} --recipe {args.recipe}` on "
         f"{args.corpus} (~{n_train} clips in the training split; speaker-disjoint dev and test splits fixed). "
-        f"Seeds {args.seeds}. Recipe overrides: `{' '.join(RECIPES[args.recipe])}`.",
+        f"Seeds {args.seeds}. Recipe overrides: `{' '.join(RECIPES[args.recipe])}`"
+        + (f"; then `--override {' '.join(args.override)}` (these win)." if args.override else "."),
         *(["", "`--task avd`: `model.labels=[]`, `model.dimensions=[arousal,valence,dominance]` (regression alone, "
             "1 - CCC loss, best epoch by dev mean CCC), scored by the test mean CCC over the three dimensions; "
             "every strategy's scorer draws 8 MC-dropout samples, `informative_diverse` ranks by their variance."]

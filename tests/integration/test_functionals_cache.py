@@ -49,7 +49,8 @@ def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo
     assert feature_cache_key(pool, build_encoder(tiny_model_config().encoder))[:16] != cache.dir.name[:16]
 
 
-def test_functionals_cost_bench_builds_the_three_caches_and_reports_seconds_per_pool_hour(demo_pool, tmp_path):
+def test_functionals_cost_bench_builds_the_three_caches_on_both_paths_and_reports_seconds_per_pool_hour(
+        demo_pool, tmp_path):
     pytest.importorskip("opensmile", reason="the optional opensmile extra is not installed "
                                             "(make test-opensmile installs it and runs these tests)")
     import sys
@@ -61,8 +62,11 @@ def test_functionals_cost_bench_builds_the_three_caches_and_reports_seconds_per_
     results = tmp_path / "cost.md"
     seconds = functionals_cost.main(["--pool-dir", str(demo_pool.pool_dir), "--workdir", str(tmp_path / "work"),
                                      "--actors", "1", "--encoder", "tiny-wav2vec2", "--results", str(results)])
-    assert set(seconds) == {"encoder", "encoder + egemaps", "egemaps"} and min(seconds.values()) > 0
+    variants = {"encoder", "encoder + egemaps", "egemaps"}
+    assert set(seconds) == {(b, v) for b in ("ray", "in_process") for v in variants}
+    assert min(seconds.values()) > 0
     text = results.read_text()
-    for variant in seconds:
-        assert f"| {variant} | {seconds[variant]:.1f} |" in text
-    assert (tmp_path / "work" / "encoder_egemaps").is_dir()  # each build in its own folder
+    for (backend, variant), s in seconds.items():
+        assert f"| {backend} | {variant} | {s:.1f} |" in text
+    for backend in ("ray", "in_process"):  # each build in its own folder, the functionals beside the features
+        assert list((tmp_path / "work" / backend / "encoder_egemaps").glob("*-egemaps/meta.json"))
