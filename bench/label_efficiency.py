@@ -50,7 +50,6 @@ from bench.common import (
 )
 
 RESULTS = RESULTS_DIR / "label_efficiency.md"
-PLOT = RESULTS_DIR / "label_efficiency.png"
 STRATEGIES = ["random", "entropy", "margin", "least_confidence", "bald", "badge", "kcenter", "kmeans",
               "informative_diverse"]
 #: ``--task avd``: the model predicts arousal / valence / dominance alone and is scored by mean CCC.
@@ -375,14 +374,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--corpus", default="the demo pool (synthetic, jobs.make_demo_pool)",
                     help="how the results file names the pool")
     ap.add_argument("--results", default=str(RESULTS))
-    ap.add_argument("--plot", default=str(PLOT))
+    ap.add_argument("--plot", default="", help="default: beside --results, same name, .png (a run with its own "
+                    "--results never overwrites another benchmark's plot)")
     args = ap.parse_args(argv)
     avd = args.task == "avd"
     metric_key, metric = ("ccc", "CCC") if avd else ("ua", "UA")
     if args.strategies is None:
         args.strategies = AVD_STRATEGIES if avd else STRATEGIES
     if avd and args.results == str(RESULTS):
-        args.results, args.plot = str(RESULTS_DIR / "label_efficiency_avd.md"), str(RESULTS_DIR / "label_efficiency_avd.png")
+        args.results = str(RESULTS_DIR / "label_efficiency_avd.md")
+    args.plot = args.plot or (str(Path(args.results).with_suffix(".png")) if args.results else "")
     if args.quick:
         args.strategies, args.seeds, args.epochs = ["random", "mc_variance" if avd else "entropy"], [0], 2
     fractions = sorted(f for f in args.fractions if f < 1.0)
