@@ -255,3 +255,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def write_m4a(path: str | Path, wav, sample_rate: int) -> None:
+    """Encode ``wav [n, C]`` (or ``[n]``) float32 as an M4A/AAC file with PyAV (libsndfile cannot write one).
+
+    FFmpeg's AAC encoder adds 1024 priming samples at the start that this container does not signal, so the
+    decoded file is about 1024 samples longer and later than ``wav``.
+    """
+    import av
+    import numpy as np
+
+    data = np.asarray(wav, dtype=np.float32)
+    data = data[:, None] if data.ndim == 1 else data
+    with av.open(str(path), "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=sample_rate, layout="mono" if data.shape[1] == 1 else "stereo")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data.T), format="fltp", layout=stream.layout.name)
+        frame.sample_rate = sample_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)

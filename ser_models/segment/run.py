@@ -1,0 +1,282 @@
+"""The segmentation job's body: VAD actors over the recordings (Ray Data), then rules, gate and labels.
+
+Output, under ``output_dir`` (a local path or URI)::
+
+    segments.parquet            one row per kept segment: a manifest ``jobs.prepare_pool`` reads
+    rejected_segments.parquet   segments the quality gate refused, with ``reason``
+    quarantine.parquet          recordings that gave nothing: recording, path, reason, detail
+    frames/<vad key>/<recording>.parquet   each stream's frame probabilities, power and clipping
+    summary.json, config.yaml
+
+**Resume.** The VAD pass writes one frames file per recording, atomically, when the recording is finished.
+A rerun skips every recording whose frames file exists (a killed job redoes only the recordings it was in the
+middle of) and rebuilds the segments from all frames files, so segment ids are identical. Failed recordings
+leave no frames file and are tried again. The folder's key changes with what changes the probabilities
+(``channels``, the model file), so changed rules reuse the stored probabilities and run no model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ser_models.config import to_dict, to_yaml
+from ser_models.exceptions import AudioError, ManifestError
+from ser_models.io import (
+    exists,
+    join,
+    list_dir,
+    read_parquet,
+    storage_path,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from ser_models.progress import StageProgress
+from ser_models.segment.config import SegmentConfig
+from ser_models.segment.overlap import labels_by_overlap
+from ser_models.segment.recordings import read_recordings
+from ser_models.segment.silero import model_file
+from ser_models.segment.streams import StreamFrames, segment_rows
+
+#: Bumped when the frames files' content changes, so old ones are not reused.
+FRAMES_FORMAT_VERSION = 1
+QUARANTINE_COLUMNS = ("recording", "path", "reason", "detail")
+
+
+@dataclasses.dataclass
+class SegmentSummary:
+    """What a segmentation run produced (also ``summary.json``)."""
+
+    recordings: int
+    segmented: int
+    quarantined: int
+    reasons: dict[str, int]
+    segments: int
+    rejected_segments: int
+    audio_hours: float
+    segment_hours: float
+    vad_recordings: int
+    vad_seconds: float
+    seconds: float
+    output_dir: str
+
+    def table(self) -> str:
+        """Human-readable summary (printed by the job)."""
+        rt = self.audio_hours * 3600 / self.vad_seconds if self.vad_seconds > 0 and self.vad_recordings else 0.0
+        lines = [f"segments {self.output_dir}",
+                 f"  recordings     {self.recordings:>8}  ({self.audio_hours:.2f} h of audio)",
+                 f"  segmented      {self.segmented:>8}",
+                 f"  quarantined    {self.quarantined:>8}" + "".join(f"  {k}: {v}" for k, v in sorted(self.reasons.items())),
+                 f"  segments       {self.segments:>8}  ({self.segment_hours:.2f} h)",
+                 f"  gated out      {self.rejected_segments:>8}  (rejected_segments.parquet)",
+                 f"  VAD pass       {self.vad_recordings:>8} recordings in {self.vad_seconds:.1f} s"
+                 + (f" ({rt:.0f}x real time)" if rt else " (all reused)")]
+        return "\n".join(lines)
+
+
+def vad_key(cfg: SegmentConfig) -> str:
+    """Key of the frames folder: what changes the frame probabilities (channels, model bytes, format)."""
+    h = hashlib.sha256()
+    h.update(f"frames-{FRAMES_FORMAT_VERSION}|channels={cfg.channels}|".encode())
+    h.update(hashlib.sha256(model_file().read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def frames_path(frames_dir: str, recording: str) -> str:
+    """The frames file of one recording."""
+    return join(frames_dir, f"{recording}.parquet")
+
+
+def write_frames(path: str, streams: list[StreamFrames], sample_rate: int, channels: int) -> None:
+    """One row per stream; written atomically (the file's existence means the recording is done)."""
+    table = pa.table({
+        "channel": pa.array([s.channel for s in streams], pa.int32()),
+        "samples": pa.array([s.samples for s in streams], pa.int64()),
+        "probs": pa.array([s.probs for s in streams], pa.list_(pa.float32())),
+        "power": pa.array([s.power for s in streams], pa.list_(pa.float32())),
+        "clipped": pa.array([s.clipped for s in streams], pa.list_(pa.int32())),
+        "sample_rate": pa.array([sample_rate] * len(streams), pa.int32()),
+        "file_channels": pa.array([channels] * len(streams), pa.int32()),
+    })
+    write_parquet_atomic(path, table)
+
+
+def read_frames(path: str) -> tuple[list[StreamFrames], int, int]:
+    """Inverse of :func:`write_frames`: ``(streams, sample_rate, channels in the file)``."""
+    t = read_parquet(path)
+    cols = {c: t.column(c).to_pylist() for c in ("channel", "samples", "sample_rate", "file_channels")}
+    streams = [
+        StreamFrames(int(cols["channel"][i]), int(cols["samples"][i]),
+                     t.column("probs")[i].values.to_numpy().astype(np.float32),
+                     t.column("power")[i].values.to_numpy().astype(np.float32),
+                     t.column("clipped")[i].values.to_numpy().astype(np.int32))
+        for i in range(t.num_rows)
+    ]
+    return streams, int(cols["sample_rate"][0]), int(cols["file_channels"][0])
+
+
+class VADWorker:
+    """Ray Data actor: loads the VAD once, then writes one frames file per recording of its batches."""
+
+    def __init__(self, frames_dir: str, block_seconds: float, max_seconds: float):
+        from ser_models.segment.silero import SileroVAD
+
+        self.vad = SileroVAD.from_wheel()
+        self.frames_dir, self.block_seconds, self.max_seconds = frames_dir, block_seconds, max_seconds
+
+    def __call__(self, batch: dict) -> dict:
+        from ser_models.failpoints import pausepoint
+        from ser_models.segment.streams import vad_pass
+
+        n = len(batch["recording"])
+        status, detail, seconds = np.empty(n, object), np.empty(n, object), np.zeros(n)
+        for i in range(n):
+            rec, path, policy = str(batch["recording"][i]), str(batch["path"][i]), str(batch["channels"][i])
+            try:
+                result = vad_pass(path, self.vad, policy, self.block_seconds, self.max_seconds)
+                pausepoint("segment_vad")  # kill tests stop a worker here, before its frames file exists
+                write_frames(frames_path(self.frames_dir, rec), result.streams, result.sample_rate, result.channels)
+                status[i], seconds[i] = "ok", result.duration
+            except AudioError as exc:
+                status[i], detail[i] = exc.reason, exc.detail
+            except Exception as exc:  # noqa: BLE001 - one strange file must never stop the archive
+                status[i], detail[i] = "unreadable", f"{path}: {type(exc).__name__}: {exc}"
+        return {"recording": np.asarray(batch["recording"], dtype=object), "status": status, "detail": detail,
+                "seconds": seconds}
+
+
+def _run_vad(todo: pd.DataFrame, cfg: SegmentConfig, frames_dir: str, verbose: bool) -> pd.DataFrame:
+    import ray.data
+
+    ds = ray.data.from_pandas([todo.iloc[[i]] for i in range(len(todo))])
+    out = ds.map_batches(
+        VADWorker,
+        fn_constructor_kwargs={"frames_dir": frames_dir, "block_seconds": cfg.block_seconds,
+                               "max_seconds": cfg.max_recording_hours * 3600.0},
+        batch_size=1, batch_format="numpy", num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(size=min(cfg.num_workers, len(todo))),
+    )
+    before = len(list_dir(frames_dir)) if exists(frames_dir) else 0
+    with StageProgress("VAD", len(todo), "recordings",
+                       lambda: (len(list_dir(frames_dir)) if exists(frames_dir) else 0) - before, verbose=verbose):
+        rows = out.to_pandas()
+    return rows
+
+
+def segment_archive(cfg: SegmentConfig, verbose: bool = True) -> SegmentSummary:
+    """Segment every recording of ``cfg.recordings`` (resuming a previous run in ``cfg.output_dir``).
+
+    Uses the current Ray instance (``ray.init()`` first to pick a cluster).
+
+    Returns:
+        The run's :class:`SegmentSummary`.
+
+    Raises:
+        ManifestError: the recordings manifest or the annotations are malformed.
+        ConfigError: a bad key, or the silero-vad wheel is missing.
+    """
+    t0 = time.perf_counter()
+    out = storage_path(cfg.output_dir)
+    recordings = read_recordings(cfg.recordings)
+    rules = cfg.rules.resolve(cfg.preset)
+    annotations = _read_annotations(cfg.annotations) if cfg.annotations else None
+    frames_dir = join(out, "frames", vad_key(cfg))
+    recordings["channels"] = recordings["channel"].where(recordings["channel"].notna(), cfg.channels)
+    done = {name[:-len(".parquet")] for name in (list_dir(frames_dir) if exists(frames_dir) else [])
+            if name.endswith(".parquet")}
+    todo = recordings[~recordings["recording"].isin(done)]
+    print(f"segment: {len(recordings)} recordings, {len(recordings) - len(todo)} already done; preset "
+          f"{cfg.preset}, channels {cfg.channels}")
+    t_vad = time.perf_counter()
+    failed = pd.DataFrame(columns=["recording", "status", "detail", "seconds"])
+    if len(todo):
+        results = _run_vad(todo[["recording", "path", "channels"]], cfg, frames_dir, verbose)
+        failed = results[results["status"] != "ok"]
+    vad_seconds = time.perf_counter() - t_vad
+
+    kept_parts, rejected_parts, quarantine = [], [], []
+    paths = dict(zip(recordings["recording"], recordings["path"]))
+    for row in failed.itertuples():
+        quarantine.append((row.recording, paths[row.recording], row.status, row.detail))
+    meta_cols = [c for c in recordings.columns if c not in ("channel", "channels")]
+    audio_seconds = 0.0
+    failed_ids = set(failed["recording"])
+    for meta in recordings[meta_cols].to_dict("records"):
+        rec = meta["recording"]
+        path = frames_path(frames_dir, rec)
+        if rec in failed_ids or not exists(path):
+            continue
+        streams, sample_rate, channels = read_frames(path)
+        audio_seconds += streams[0].samples / 16000.0 if streams else 0.0
+        kept, rejected = segment_rows(meta, streams, rules, cfg.gate)
+        if len(kept) + len(rejected) == 0:
+            quarantine.append((rec, meta["path"], "no_speech", f"no speech found with preset {cfg.preset}"))
+            continue
+        kept_parts.append(kept)
+        rejected_parts.append(rejected)
+    segments = _concat(kept_parts)
+    rejected = _concat(rejected_parts)
+    if annotations is not None and len(segments):
+        segments = pd.concat([segments, labels_by_overlap(segments, annotations, cfg.label_min_share)], axis=1)
+    quarantined = pd.DataFrame(quarantine, columns=list(QUARANTINE_COLUMNS))
+    write_parquet_atomic(join(out, "segments.parquet"), _to_arrow(segments))
+    write_parquet_atomic(join(out, "rejected_segments.parquet"), _to_arrow(rejected))
+    write_parquet_atomic(join(out, "quarantine.parquet"), _to_arrow(quarantined))
+    summary = SegmentSummary(
+        recordings=len(recordings), segmented=len(recordings) - len(quarantined), quarantined=len(quarantined),
+        reasons=dict(Counter(quarantined["reason"])), segments=len(segments), rejected_segments=len(rejected),
+        audio_hours=round(audio_seconds / 3600, 4),
+        segment_hours=round(float(segments["duration"].sum()) / 3600, 4) if len(segments) else 0.0,
+        vad_recordings=int(len(todo)), vad_seconds=round(vad_seconds, 3),
+        seconds=round(time.perf_counter() - t0, 3), output_dir=str(out),
+    )
+    write_bytes_atomic(join(out, "config.yaml"), to_yaml(cfg).encode())
+    write_json_atomic(join(out, "summary.json"), {**dataclasses.asdict(summary), "config": to_dict(cfg),
+                                                   "rules": dataclasses.asdict(rules)})
+    print(summary.table())
+    return summary
+
+
+def _read_annotations(path: str) -> pd.DataFrame:
+    from ser_models.data.manifest import _read_table
+
+    src = storage_path(path)
+    if not exists(src):
+        raise ManifestError(f"annotations file not found: {src}")
+    df = _read_table(src, os.path.splitext(src.name)[1].lower())
+    for col in ("start", "end"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="raise")
+    return df
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {"utt_id": pd.Series(dtype=object), "path": pd.Series(dtype=object), "recording": pd.Series(dtype=object)})
+
+
+def _to_arrow(df: pd.DataFrame) -> pa.Table:
+    # Text columns with only missing values would be typed null; keep them strings for readers.
+    table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def read_summary(output_dir: str) -> dict:
+    """``summary.json`` of a finished run."""
+    from ser_models.io import read_json
+
+    return read_json(join(output_dir, "summary.json"))
+
+
+__all__ = ["FRAMES_FORMAT_VERSION", "QUARANTINE_COLUMNS", "SegmentSummary", "VADWorker", "frames_path",
+           "read_frames", "read_summary", "segment_archive", "vad_key", "write_frames"]
