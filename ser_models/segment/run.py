@@ -142,8 +142,8 @@ class VADWorker:
             rec, path, policy = str(batch["recording"][i]), str(batch["path"][i]), str(batch["channels"][i])
             try:
                 result = vad_pass(path, self.vad, policy, self.block_seconds, self.max_seconds)
-                pausepoint("segment_vad")  # kill tests stop a worker here, before its frames file exists
                 write_frames(frames_path(self.frames_dir, rec), result.streams, result.sample_rate, result.channels)
+                pausepoint("segment_after_recording")  # kill tests: one recording done, the next not begun
                 status[i], seconds[i] = "ok", result.duration
             except AudioError as exc:
                 status[i], detail[i] = exc.reason, exc.detail

@@ -37,7 +37,9 @@ for valence and a little rater noise), not from the label alone.
 
 Modules, one job each: ``spec`` (what a corpus is: emotions, formats, columns, styles), ``prosody`` (emotion ->
 prosody, speakers, A/V/D), ``language`` (formant targets, utterance plans), ``voice`` (rendering one clip),
-``corpus`` (planning and writing a corpus), ``bad_clips`` (files the pool builder must reject).
+``corpus`` (planning and writing a corpus), ``bad_clips`` (files the pool builder must reject), ``recordings``
+(long episodes and calls with speech-region ground truth, for the segmenter) and ``soundscape`` (their noise
+floor, music bed and block-wise writer).
 """
 
 from ser_models.data.synth.bad_clips import write_bad_clips
@@ -69,6 +71,7 @@ from ser_models.data.synth.prosody import (
     affect_dimensions,
     draw_prosody,
 )
+from ser_models.data.synth.recordings import generate_archive
 from ser_models.data.synth.spec import (
     CORPUS_COLUMNS,
     EMOTIONS,
@@ -92,4 +95,4 @@ from ser_models.data.synth.voice import (
     synthesize_clip,
 )
 
-__all__ = ['FORMANT_BANDWIDTHS', 'Segments', 'CORPUS_COLUMNS', 'ClipSpec', 'DOMINANCE_PRIOR', 'EMOTIONS', 'EMOTION_PROSODY', 'FILE_FORMATS', 'INFO_COLUMNS', 'LANGUAGES', 'LANGUAGE_SPECS', 'Language', 'MIN_CLIPS', 'NOISE_KINDS', 'PROSODY_LIMITS', 'PROSODY_PARAMS', 'Prosody', 'SAMPLE_RATES', 'SPLIT_FRACTIONS', 'STYLES', 'SYNTH_RATE', 'Speaker', 'Style', 'VALENCE_PRIOR', 'affect_dimensions', 'assign_clips', 'emotion_counts', 'background_noise', 'draw_prosody', 'f0_contour', 'generate_corpus', 'glottal_source', 'parse_class_prior', 'plan_corpus', 'plan_speaker_splits', 'plan_utterance', 'render_utterance', 'synthesis_speed', 'synthesize_clip', 'write_bad_clips', 'write_corpus']
+__all__ = ['FORMANT_BANDWIDTHS', 'Segments', 'CORPUS_COLUMNS', 'ClipSpec', 'DOMINANCE_PRIOR', 'EMOTIONS', 'EMOTION_PROSODY', 'FILE_FORMATS', 'INFO_COLUMNS', 'LANGUAGES', 'LANGUAGE_SPECS', 'Language', 'MIN_CLIPS', 'NOISE_KINDS', 'PROSODY_LIMITS', 'PROSODY_PARAMS', 'Prosody', 'SAMPLE_RATES', 'SPLIT_FRACTIONS', 'STYLES', 'SYNTH_RATE', 'Speaker', 'Style', 'VALENCE_PRIOR', 'affect_dimensions', 'assign_clips', 'emotion_counts', 'background_noise', 'draw_prosody', 'f0_contour', 'generate_archive', 'generate_corpus', 'glottal_source', 'parse_class_prior', 'plan_corpus', 'plan_speaker_splits', 'plan_utterance', 'render_utterance', 'synthesis_speed', 'synthesize_clip', 'write_bad_clips', 'write_corpus']
