@@ -79,9 +79,9 @@ def plain_loop(manifest: str, out_file: str) -> dict:
     t0 = time.perf_counter()
     df = read_manifest(manifest)
     audio, num_samples, status = [], [], []
-    for path, start, end in zip(df["path"], df["start"], df["end"]):
+    for path, start, end, channel in zip(df["path"], df["start"], df["end"], df["channel"]):
         try:
-            data, ns, _, _ = decode_clip(path, start, end, cfg)
+            data, ns, _, _ = decode_clip(path, start, end, cfg, int(channel))
             audio.append(data), num_samples.append(ns), status.append("ok")
         except AudioError as exc:
             audio.append(None), num_samples.append(0), status.append(exc.reason)

@@ -274,3 +274,21 @@ def write_m4a(path: str | Path, wav, sample_rate: int) -> None:
         frame.sample_rate = sample_rate
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             container.mux(packet)
+
+
+def write_long_recording(path: str | Path, seconds: float, seed: int = 0, sample_rate: int = 16000) -> None:
+    """A mono PCM16 WAV of ``seconds``: a noise floor with a 1 s tone burst every 5 s, written in 60 s blocks
+    (so writing a many-hour file holds one block). For memory and throughput tests, not for accuracy."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    block = 60 * sample_rate
+    t = np.arange(block) / sample_rate
+    burst = (0.3 * np.sin(2 * np.pi * 220 * t) * ((t % 5.0) < 1.0)).astype(np.float32)
+    left = int(seconds * sample_rate)
+    with sf.SoundFile(str(path), "w", sample_rate, 1, subtype="PCM_16") as fh:
+        while left > 0:
+            n = min(block, left)
+            fh.write(burst[:n] + 0.01 * rng.standard_normal(n).astype(np.float32))
+            left -= n

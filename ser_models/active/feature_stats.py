@@ -40,6 +40,8 @@ def write_run_statistics(cache, pool, out: StoragePath, train_ids: list[str], nu
     updates, summary = {}, None
     if model_cfg.feature_norm in ("pool", "auto") and wanted("feature_stats"):
         updates["feature_stats"] = str(write_pool_statistics(cache, out, train_ids, num_layers, log))
+    if reads_speakers(model_cfg) and (wanted("speaker_stats") or wanted("functionals_speaker_stats")):
+        pool.log_stream_speakers(log)  # segments without a speaker: each stream is one
     if reads_speakers(model_cfg) and wanted("speaker_stats"):
         path, summary = write_speaker_statistics(cache, pool, out, model_cfg.speaker_shrinkage, log)
         updates["speaker_stats"] = str(path)
@@ -87,7 +89,8 @@ def write_speaker_statistics(cache, pool, out: StoragePath, shrinkage: float,
     """Each speaker's feature statistics, shrunk toward the pool's, in ``speaker_stats.safetensors``.
 
     The pool's ``speaker`` column is joined into every cached row the run reads (models standardise each clip
-    by its speaker); the statistics cover all of a speaker's clips in the pool, every split.
+    by its speaker); the statistics cover all of a speaker's clips in the pool, every split. A segment without
+    a speaker counts as its stream's (:func:`~ser_models.data.pool.speaker_key`: the pool gives it so).
 
     Args:
         cache: the run's feature cache (built).

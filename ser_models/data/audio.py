@@ -1,5 +1,9 @@
 """Audio decode, resample, validation and the pool's byte encoding. Pure functions: no Ray, no torch.
 
+Files decode through :mod:`~ser_models.data.audio_stream`: WAV, FLAC, OGG/Vorbis/Opus and MP3 through
+libsndfile, M4A/AAC and the rest through FFmpeg (PyAV). A clip is a whole file or a segment of one
+(``start`` / ``end`` seconds, and a ``channel`` of a multi-channel recording, or the channels averaged).
+
 Every clip of a prepared pool is mono float audio at 16 kHz, stored as bytes (``pcm16`` or ``flac``) plus a
 ``num_samples`` column, so the pool never holds ragged float arrays. A clip that cannot be turned into valid
 audio raises :class:`~ser_models.exceptions.AudioError` whose ``reason`` is one of :data:`REASONS`;
@@ -8,38 +12,41 @@ audio raises :class:`~ser_models.exceptions.AudioError` whose ``reason`` is one 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
-import pyarrow.fs as pafs
 import soundfile as sf
 import soxr
 
-from ser_models import io as storage
+from ser_models.data.audio_stream import open_audio
 from ser_models.data.config import AUDIO_FORMATS, POOL_SAMPLE_RATE
 from ser_models.exceptions import AudioError
 
 #: Quarantine reason codes (the ``reason`` column of ``quarantine.parquet``):
 #:
 #: - ``missing_file``: the path does not exist.
-#: - ``unreadable``: libsndfile cannot decode it (corrupt, truncated header, not audio at all such as a text
-#:   file named ``.wav``), or decoding failed in an unexpected way (exception type and message in ``detail``).
+#: - ``unreadable``: neither libsndfile nor FFmpeg can decode it (corrupt, truncated header, not audio at all
+#:   such as a text file named ``.wav``), or decoding failed in an unexpected way (exception type and message
+#:   in ``detail``).
 #: - ``empty``: a 0-byte file, or a file / segment holding no samples. A 0-byte file is ``empty`` rather than
 #:   ``unreadable`` because its fix differs: it was truncated by a copy, not produced by a bad encoder.
 #: - ``too_short``: shorter than ``min_duration`` seconds.
 #: - ``too_long``: longer than ``max_duration`` seconds while ``long_policy="reject"``.
 #: - ``non_finite``: NaN or infinite samples (float WAVs written by a broken pipeline).
 #: - ``silent``: RMS level below ``silence_db`` dBFS.
-#: - ``bad_segment``: the manifest's ``start`` / ``end`` lie outside the file or ``start >= end``.
+#: - ``bad_segment``: the manifest's ``start`` / ``end`` lie outside the file or ``start >= end``, or its
+#:   ``channel`` does not exist in the file.
 REASONS = ("missing_file", "unreadable", "empty", "too_short", "too_long", "non_finite", "silent", "bad_segment")
 
 # A manifest's `end` may overshoot the file by rounding (e.g. end written with 2 decimals); beyond this the
 # segment is treated as wrong rather than clamped.
 _SEGMENT_TOLERANCE_S = 0.05
+# Extensions whose files libsndfile decodes when intact (MP3 is left to FFmpeg too: libsndfile misses some
+# MP3 variants that FFmpeg reads whole).
+_LIBSNDFILE_ONLY = frozenset({"wav", "flac", "ogg", "oga", "opus", "aif", "aiff", "au"})
 _PCM16_SCALE_OUT = 32767.0
 _PCM16_SCALE_IN = 32768.0  # libsndfile's int16 -> float scale, so pcm16 and flac decode identically
 
@@ -59,67 +66,125 @@ def load_clip(
     end: float | None = None,
     target_sr: int = POOL_SAMPLE_RATE,
     max_duration: float | None = None,
+    channel: int | None = None,
 ) -> tuple[np.ndarray, int, int]:
-    """Read a clip (or a segment of a file), downmix it to mono and resample it.
+    """Read a clip (or a segment of a file), keep one channel or average them, and resample it.
+
+    Decoding goes through :mod:`~ser_models.data.audio_stream`: WAV, FLAC, OGG/Vorbis/Opus and MP3 through
+    libsndfile; M4A/AAC and the rest (WMA, AMR, video containers with an audio track) through FFmpeg (PyAV).
+    Only the segment is decoded, never the whole file.
 
     Args:
-        path: audio file, a local path or a ``pyarrow.fs`` URI such as ``s3://bucket/clip.flac`` (anything
-            libsndfile reads: WAV, FLAC, OGG, ...).
+        path: audio file, a local path or a ``pyarrow.fs`` URI such as ``s3://bucket/call.m4a``.
         start: segment start in seconds; ``None`` or NaN = start of the file.
         end: segment end in seconds; ``None`` or NaN = end of the file.
         target_sr: output sample rate in Hz.
         max_duration: if given, read at most this many seconds from ``start`` (a cheap crop before
             resampling; :func:`validate` crops the same way).
+        channel: 0-based channel to keep (a segment found on one side of a two-channel call); ``None`` or -1
+            averages the channels.
 
     Returns:
         ``(wav [T] float32 at target_sr, orig_sample_rate Hz, orig_channels)``.
 
     Raises:
-        AudioError: ``missing_file``, ``empty``, ``unreadable`` or ``bad_segment``.
+        AudioError: ``missing_file``, ``empty``, ``unreadable`` or ``bad_segment`` (the segment lies outside
+            the file, or the channel does not exist).
     """
-    try:
-        fs, in_fs = storage.filesystem(path)
-        info = fs.get_file_info(in_fs)
-    except (OSError, ValueError) as exc:  # unknown scheme, unreachable store
-        raise AudioError("unreadable", f"{path}: {type(exc).__name__}: {exc}") from exc
-    if info.type == pafs.FileType.NotFound:
-        raise AudioError("missing_file", f"no such file: {path}")
-    if info.size == 0:
-        raise AudioError("empty", f"0-byte file: {path}")
-    try:
-        # Local files by name (libsndfile's own I/O); remote ones through a seekable pyarrow file.
-        with contextlib.ExitStack() as stack:
-            source = (str(storage.local_path(path)) if storage.is_local(path)
-                      else stack.enter_context(fs.open_input_file(in_fs)))
-            fh = stack.enter_context(sf.SoundFile(source))
-            orig_sr, channels, frames = fh.samplerate, fh.channels, fh.frames
-            first, last = _segment_frames(path, start, end, orig_sr, frames)
-            if max_duration is not None:
-                last = min(last, first + int(math.ceil(max_duration * orig_sr)))
-            fh.seek(first)
-            data = fh.read(last - first, dtype="float32", always_2d=True)
-    except AudioError:
-        raise
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError("unreadable", f"{path}: {type(exc).__name__}: {exc}") from exc
+    if channel is not None and channel < 0:
+        channel = None
+    with open_audio(path) as stream:  # raises missing_file / empty / unreadable itself
+        _refuse_partial_recovery(path, stream.backend)
+        orig_sr, channels = stream.sample_rate, stream.channels
+        if channel is not None and channel >= channels:
+            raise AudioError("bad_segment", f"{path}: channel {channel} does not exist (the file has {channels} "
+                                            "channel(s), numbered from 0)")
+        first, seg_last = _segment_frames(path, start, end, orig_sr, stream.frames, stream.exact_frames)
+        last = seg_last
+        if max_duration is not None:
+            crop = first + int(math.ceil(max_duration * orig_sr))
+            last = crop if last is None else min(last, crop)
+        try:
+            data = stream.read(first, last)
+        except AudioError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - libsndfile and FFmpeg raise many types mid-file
+            raise AudioError("unreadable", f"{path}: {type(exc).__name__}: {exc}") from exc
+    if not stream.exact_frames:
+        _check_decoded_span(path, start, end, orig_sr, first, None if seg_last is None else last, len(data))
     if data.shape[0] == 0:
         raise AudioError("empty", f"no samples in {path} (segment {start}-{end} s)")
-    # Mean, not first channel: a call recording often has the caller on one channel only.
-    wav = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
+    if channel is not None:
+        wav = data[:, channel]
+    else:
+        # Mean, not first channel: a call recording often has the caller on one channel only.
+        wav = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
     if orig_sr != target_sr and np.isfinite(wav).all():
         wav = soxr.resample(wav, orig_sr, target_sr, quality="HQ")
     return np.ascontiguousarray(wav, dtype=np.float32), int(orig_sr), int(channels)
 
 
-def _segment_frames(path: str, start: float | None, end: float | None, sr: int, frames: int) -> tuple[int, int]:
-    duration = frames / sr
+def _refuse_partial_recovery(path: str, backend: str) -> None:
+    """A WAV/FLAC/OGG/AIFF/AU file that libsndfile cannot open is damaged: FFmpeg would resynchronise past the
+    damage and return only part of it (a labelled clip silently cut short), so it is ``unreadable``."""
+    ext = path.rsplit("/", 1)[-1].rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    if backend == "ffmpeg" and ext in _LIBSNDFILE_ONLY:
+        raise AudioError("unreadable", f"{path}: libsndfile cannot decode this .{ext} file (corrupt or truncated "
+                                       "header); FFmpeg would recover only the audio after the damage")
+
+
+def _segment_frames(path: str, start: float | None, end: float | None, sr: int, frames: int,
+                    exact: bool = True) -> tuple[int, int | None]:
+    """``[first, last)`` samples of a segment; ``last`` None = to the end of an FFmpeg file (length unknown).
+
+    libsndfile knows the length exactly, so a segment outside it is refused here. FFmpeg's length is the
+    container's estimate: only a segment that starts well past it is refused here, and
+    :func:`_check_decoded_span` judges the rest on the samples actually decoded.
+    """
     s = 0.0 if start is None or _isnan(start) else float(start)
-    e = duration if end is None or _isnan(end) else float(end)
-    if s < 0 or s >= duration or e <= s or e > duration + _SEGMENT_TOLERANCE_S:
+    e = None if end is None or _isnan(end) else float(end)
+    duration = frames / sr
+    if exact:
+        e = duration if e is None else e
+        if s < 0 or s >= duration or e <= s or e > duration + _SEGMENT_TOLERANCE_S:
+            raise AudioError(
+                "bad_segment", f"{path}: segment start={start} end={end} s outside the file (0-{duration:.3f} s)"
+            )
+        return int(round(s * sr)), min(frames, int(round(e * sr)))
+    if s < 0 or (e is not None and e <= s) or (frames > 0 and s >= duration + _estimate_slack(duration)):
         raise AudioError(
-            "bad_segment", f"{path}: segment start={start} end={end} s outside the file (0-{duration:.3f} s)"
+            "bad_segment", f"{path}: segment start={start} end={end} s outside the file (about 0-{duration:.3f} s)"
         )
-    return int(round(s * sr)), min(frames, int(round(e * sr)))
+    return int(round(s * sr)), None if e is None else int(round(e * sr))
+
+
+def _estimate_slack(duration: float) -> float:
+    # A container's duration can be off by its encoder delay and, for raw streams (ADTS AAC, MP3 without a
+    # header), by a bitrate-based estimate.
+    return max(1.0, 0.02 * duration)
+
+
+def _check_decoded_span(path: str, start, end, sr: int, first: int, last: int | None, got: int) -> None:
+    """An FFmpeg read that ended early means the file is shorter than the segment: ``bad_segment``."""
+    if last is None:
+        if got == 0 and first > 0:  # nothing at all from the start is an empty file, not a bad segment
+            raise AudioError("bad_segment", f"{path}: segment start={start} s lies past the end of the file")
+        return
+    missing = (last - first) - got
+    if missing > _SEGMENT_TOLERANCE_S * sr:
+        where = f"it ends at about {(first + got) / sr:.3f} s" if got else "it ends before the segment starts"
+        raise AudioError("bad_segment", f"{path}: segment start={start} end={end} s outside the file ({where})")
+
+
+def _channel(value: Any) -> int | None:
+    """A manifest ``channel`` cell as :func:`load_clip`'s argument: None (averaged) for None, NaN or -1."""
+    if value is None or _isnan(value):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):  # pandas' NA of a nullable integer column
+        return None
+    return None if number < 0 else number
 
 
 def _isnan(x: Any) -> bool:
@@ -205,8 +270,9 @@ class DecodeSettings(ValidationSettings, Protocol):
     target_sample_rate: int
 
 
-def decode_clip(path: str, start: float | None, end: float | None, cfg: DecodeSettings) -> tuple[bytes, int, int, int]:
-    """Load, validate and encode one clip.
+def decode_clip(path: str, start: float | None, end: float | None, cfg: DecodeSettings,
+                channel: int | None = None) -> tuple[bytes, int, int, int]:
+    """Load, validate and encode one clip (``channel``: as in :func:`load_clip`).
 
     Returns:
         ``(audio bytes, num_samples at 16 kHz, orig_sample_rate Hz, orig_channels)``.
@@ -217,7 +283,8 @@ def decode_clip(path: str, start: float | None, end: float | None, cfg: DecodeSe
     # Under "crop" only max_duration seconds are read and resampled (a 1 h file costs as much as a 20 s one);
     # one extra second lets validate() do the exact crop at the target rate.
     read_limit = cfg.max_duration + 1.0 if cfg.long_policy == "crop" else None
-    wav, orig_sr, channels = load_clip(path, start, end, cfg.target_sample_rate, max_duration=read_limit)
+    wav, orig_sr, channels = load_clip(path, start, end, cfg.target_sample_rate, max_duration=read_limit,
+                                       channel=channel)
     wav = validate(wav, cfg, cfg.target_sample_rate)
     return encode_pool_audio(wav, cfg.audio_format), int(wav.size), orig_sr, channels
 
@@ -232,7 +299,8 @@ def decode_batch(batch: Mapping[str, Any], cfg: DecodeSettings) -> dict[str, np.
 
     Args:
         batch: columns of a manifest batch (numpy arrays or pandas Series): at least ``utt_id``, ``path``,
-            optionally ``start`` / ``end`` (seconds, NaN = whole file); every column is passed through.
+            optionally ``start`` / ``end`` (seconds, NaN = whole file) and ``channel`` (0-based; -1 or NaN =
+            the channels averaged); every column is passed through.
         cfg: a :class:`~ser_models.data.config.PoolConfig` (or anything with its decode fields).
 
     Returns:
@@ -244,6 +312,7 @@ def decode_batch(batch: Mapping[str, Any], cfg: DecodeSettings) -> dict[str, np.
     n = len(paths)
     starts = np.asarray(batch["start"], dtype=np.float64) if "start" in batch else np.full(n, np.nan)
     ends = np.asarray(batch["end"], dtype=np.float64) if "end" in batch else np.full(n, np.nan)
+    chans = [_channel(c) for c in batch["channel"]] if "channel" in batch else [None] * n
     audio = np.empty(n, dtype=object)
     num_samples = np.zeros(n, dtype=np.int64)
     orig_sr = np.zeros(n, dtype=np.int32)
@@ -252,7 +321,8 @@ def decode_batch(batch: Mapping[str, Any], cfg: DecodeSettings) -> dict[str, np.
     detail = np.empty(n, dtype=object)
     for i in range(n):
         try:
-            audio[i], num_samples[i], orig_sr[i], orig_ch[i] = decode_clip(str(paths[i]), starts[i], ends[i], cfg)
+            audio[i], num_samples[i], orig_sr[i], orig_ch[i] = decode_clip(str(paths[i]), starts[i], ends[i],
+                                                                           cfg, chans[i])
             status[i] = "ok"
         except AudioError as exc:
             status[i], detail[i] = exc.reason, exc.detail

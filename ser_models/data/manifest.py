@@ -3,7 +3,8 @@
 Formats, by file extension: ``.csv``, ``.tsv``, ``.parquet`` (or ``.pq``), ``.jsonl`` and ``.json`` (JSON
 lines, or one JSON array of objects). EmoBox JSONL (rows with ``key, wav, emo, length, sample_rate,
 channel, dataset``) is detected by its keys and mapped: ``key -> utt_id``, ``wav -> path``, ``emo -> label``,
-``dataset -> corpus``.
+``dataset -> corpus``, ``channel -> channels`` (EmoBox's ``channel`` counts the file's channels; it is not a
+channel number).
 
 Output columns, in order (``MANIFEST_COLUMNS``), then any extra columns of the file in their original order:
 
@@ -16,9 +17,15 @@ start, end                                      float64 (NaN)           seconds 
 label                                           object (str or None)    after ``label_map``; in ``labels``
 arousal, valence, dominance                     float64 (NaN)
 speaker, language, corpus, split, transcript    object (str or None)    split in ``SPLITS``
+recording                                       object (str or None)    the long file a segment is cut from
+group                                           object (str or None)    show, campaign or customer
+channel                                         int64                   0-based; -1 = channels averaged
 ==============================================  ======================  ================================
 
-Missing optional columns are added (NaN / None). Text cells that are empty (or, except in ``transcript``,
+Missing optional columns are added (NaN / None; ``channel`` -1). A segments manifest (``jobs.segment``) names
+each row's ``recording`` and, for a multi-channel file, the ``channel`` it was found on; ``channel`` missing
+or -1 means the file's channels averaged. Splits never cross a ``recording`` or a ``group``
+(``prepare_pool`` refuses a manifest where one does). Text cells that are empty (or, except in ``transcript``,
 ``nan`` / ``none`` / ``null``) are missing values. Relative paths are resolved against the manifest's folder;
 absolute paths are kept; ``file://`` URIs become local paths; other URIs (``s3://...``) are kept verbatim.
 
@@ -48,15 +55,19 @@ from ser_models.exceptions import ManifestError
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "utt_id", "path", "start", "end", "label", "arousal", "valence", "dominance",
-    "speaker", "language", "corpus", "split", "transcript",
+    "speaker", "language", "corpus", "split", "transcript", "recording", "group", "channel",
 )
 REQUIRED_COLUMNS: tuple[str, ...] = ("utt_id", "path")
 FLOAT_COLUMNS: tuple[str, ...] = ("start", "end", "arousal", "valence", "dominance")
-TEXT_COLUMNS: tuple[str, ...] = ("label", "speaker", "language", "corpus", "split", "transcript")
+TEXT_COLUMNS: tuple[str, ...] = ("label", "speaker", "language", "corpus", "split", "transcript", "recording",
+                                 "group")
+#: Integer columns and the value a missing cell takes (``channel``: -1 = the file's channels averaged).
+INT_COLUMNS: dict[str, int] = {"channel": -1}
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 #: Keys that identify an EmoBox JSONL row, and how its fields map onto manifest columns.
 EMOBOX_KEYS: frozenset[str] = frozenset({"key", "wav", "emo"})
-EMOBOX_RENAME: dict[str, str] = {"key": "utt_id", "wav": "path", "emo": "label", "dataset": "corpus"}
+EMOBOX_RENAME: dict[str, str] = {"key": "utt_id", "wav": "path", "emo": "label", "dataset": "corpus",
+                                 "channel": "channels"}
 LABEL_MAP_FILE = "label_map.json"
 _MISSING_TEXT = frozenset({"", "nan", "none", "null"})
 _EXTENSIONS = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".json")
@@ -81,7 +92,8 @@ def read_manifest(
     Raises:
         ManifestError: unreadable file or unknown extension, no rows, a required column missing, a
             duplicate ``utt_id``, an empty ``path``, a label outside ``labels``, a ``split`` outside
-            ``SPLITS``, non-numeric numbers, or ``end <= start``; each names file, row, column and value.
+            ``SPLITS``, non-numeric numbers, ``end <= start``, or a ``channel`` that is not an integer >= 0
+            (or -1); each names file, row, column and value.
     """
     src = io.storage_path(path)  # a local path or a pyarrow.fs URI (s3://bucket/corpus/manifest.csv)
     if not io.exists(src):
@@ -109,6 +121,8 @@ def read_manifest(
         raw = df[col] if col in df.columns else None
         if col in FLOAT_COLUMNS:
             out[col] = _floats(raw, col, len(df), where)
+        elif col in INT_COLUMNS:
+            out[col] = _channels(raw, col, len(df), where, INT_COLUMNS[col])
         else:
             out[col] = _texts(raw, col, len(df), keep_words=(col == "transcript"))
     _check_ids(out, where)
@@ -224,6 +238,27 @@ def _floats(raw: pd.Series | None, col: str, n: int, where: _Where) -> pd.Series
         if not math.isfinite(out[i]):
             raise ManifestError(f"{where(i)}: column '{col}' must be finite, got {v!r}")
     return pd.Series(out, dtype="float64")
+
+
+def _channels(raw: pd.Series | None, col: str, n: int, where: _Where, missing: int) -> pd.Series:
+    """0-based channel numbers; a missing cell (or -1) is ``missing``: the channels averaged."""
+    out = np.full(n, missing, dtype=np.int64)
+    if raw is None:
+        return pd.Series(out, dtype="int64")
+    for i, v in enumerate(raw.tolist()):
+        if _is_missing(v) or (isinstance(v, str) and v.strip().lower() in _MISSING_TEXT):
+            continue
+        number = None
+        if not isinstance(v, bool):
+            try:
+                number = float(v.strip()) if isinstance(v, str) else float(v)
+            except (TypeError, ValueError):
+                number = None
+        if number is None or not math.isfinite(number) or not number.is_integer() or number < -1:
+            raise ManifestError(f"{where(i)}: column '{col}' must be a channel number (0, 1, ...; -1 or empty = "
+                                f"the channels averaged), got {v!r}")
+        out[i] = int(number)
+    return pd.Series(out, dtype="int64")
 
 
 def _check_ids(out: pd.DataFrame, where: _Where) -> None:

@@ -11,6 +11,9 @@ Layout (docs/ARCHITECTURE.md, "Prepared pool on disk"); ``<output_dir>`` may be 
 The shards also hold a ``detail`` column (always null for kept clips: the decoder writes kept and
 quarantined rows in one pass); every reader here exposes exactly :data:`POOL_COLUMNS`.
 
+A row is a clip or a segment of a long recording (``recording, channel, start, end``, ``group``); readers give
+``speaker`` as :func:`speaker_key` (a segment without a speaker is its stream's).
+
 This module never imports torch: its ``map_batches`` functions run on Ray workers, where importing torch
 costs seconds per worker.
 """
@@ -31,11 +34,17 @@ from ser_models.io import exists, filesystem, read_json, read_parquet
 if TYPE_CHECKING:
     import ray.data
 
-#: Arrow schema of a pool row (docs/ARCHITECTURE.md), in column order.
+#: Arrow schema of a pool row (docs/ARCHITECTURE.md), in column order. A segment keeps where it came from:
+#: ``recording`` (null for a clip pool), ``channel`` (0-based; -1 = the channels averaged), ``start`` / ``end``
+#: (seconds in the source file; NaN = the whole file) and ``group`` (show, campaign or customer).
 POOL_SCHEMA = pa.schema(
     [
         ("utt_id", pa.string()),
         ("path", pa.string()),
+        ("recording", pa.string()),
+        ("channel", pa.int32()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
         ("audio", pa.binary()),
         ("audio_format", pa.string()),
         ("num_samples", pa.int64()),
@@ -49,6 +58,7 @@ POOL_SCHEMA = pa.schema(
         ("speaker", pa.string()),
         ("language", pa.string()),
         ("corpus", pa.string()),
+        ("group", pa.string()),
         ("split", pa.string()),
         ("transcript", pa.string()),
         ("status", pa.string()),
@@ -146,7 +156,9 @@ class Pool:
                 where: dict[str, str] | None = None, files: list[str] | None = None) -> ray.data.Dataset:
         """The pool (or one split of it) as a Ray Dataset with :data:`POOL_COLUMNS`.
 
-        A split reads only its own partition folder. The ``split`` column is a plain string.
+        A split reads only its own partition folder. The ``split`` column is a plain string. The ``speaker``
+        column is each clip's :func:`speaker_key`: the manifest's speaker, or for a segment without one its
+        stream (``<recording>#ch<channel>``), so every reader groups speakers alike.
 
         Args:
             split: ``"train"``, ``"dev"``, ``"test"`` or ``None`` for all.
@@ -169,10 +181,10 @@ class Pool:
         if not self.splits:
             raise PoolError(f"pool {self.root} holds no clips (all quarantined: see quarantine.parquet)")
         where = _check_where(where, self.root)
-        read = cols + [c for c in where if c not in cols]
+        read = cols + [c for c in [*where, *speaker_sources(cols)] if c not in cols]
         # Columns by name: the reader puts the partition column ("split") last.
         ds = read_parquet_dataset(path, filesystem=fs, columns=read, partitioning=partitioning)
-        if where:
+        if where or "speaker" in cols:
             ds = ds.map_batches(_keep_where, fn_kwargs={"where": where, "columns": cols}, batch_format="pyarrow",
                                 zero_copy_batch=True)
         return ds
@@ -180,7 +192,8 @@ class Pool:
     def metadata(self, columns: list[str] | None = None, split: str | None = None,
                  where: dict[str, str] | None = None) -> pd.DataFrame:
         """Pool columns read on the driver with pyarrow; the ``audio`` column only when asked for; only rows
-        whose columns equal ``where``'s values when given (as in :meth:`dataset`)."""
+        whose columns equal ``where``'s values when given (as in :meth:`dataset`). ``speaker`` is each clip's
+        :func:`speaker_key`, as in :meth:`dataset`."""
         cols = [c for c in POOL_COLUMNS if c != "audio"] if columns is None else _check_columns(columns, self.root)
         fs, path = filesystem(self.data_dir)
         dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT)
@@ -190,8 +203,27 @@ class Pool:
         for name, value in _check_where(where, self.root).items():
             term = pc.field(name).isin(value) if isinstance(value, (list, tuple)) else pc.field(name) == value
             flt = term if flt is None else flt & term
-        table = dataset.to_table(columns=cols, filter=flt)
-        return table.to_pandas()
+        read = cols + [c for c in speaker_sources(cols) if c not in cols]
+        table = dataset.to_table(columns=read, filter=flt)
+        return fill_speaker_keys(table).select(cols).to_pandas()
+
+    def stream_speakers(self, split: str | None = None) -> int:
+        """Clips whose ``speaker`` the pool derives from their stream (no speaker, but a recording)."""
+        if split is not None:
+            self._split_name(split)
+        fs, path = filesystem(self.data_dir)
+        dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT)
+        flt = None if split is None else (pc.field("split") == split)
+        t = dataset.to_table(columns=["speaker", "recording"], filter=flt)
+        return int(pc.sum(_stream_mask(t.column("speaker"), t.column("recording"))).as_py() or 0)
+
+    def log_stream_speakers(self, log=print, split: str | None = None) -> int:
+        """Say once, in a job's log, how many clips take their stream as their speaker (see :func:`speaker_key`);
+        returns that count (nothing is said when it is 0)."""
+        n = self.stream_speakers(split)
+        if n:
+            log(f"speaker statistics: no speaker column; using recording and channel as the speaker for {n} clips")
+        return n
 
     def check_labels(self, labels: list[str], splits: tuple[str, ...] = ("train", "dev", "test"),
                      key: str = "model.labels") -> None:
@@ -277,6 +309,69 @@ class Pool:
         )
 
 
+def speaker_key(speaker, recording=None, channel=None) -> str | None:
+    """The speaker a clip is grouped under (per-speaker statistics, ``model.feature_norm=speaker``), or None.
+
+    The clip's ``speaker`` (text, stripped) when it has one; else, for a segment of a recording,
+    ``"<recording>#ch<channel>"``: one stream is one speaker, the usual case for the channels of a split call
+    (``channel`` -1 or missing = the channels averaged, itself one stream). None when it has neither (the
+    statistics then fall back to the pool's). This is the only definition: the pool's readers apply it, and
+    the feature statistics key on it.
+
+    Args:
+        speaker: the pool's ``speaker`` value (None, NaN or blank = none).
+        recording: the pool's ``recording`` value (None, NaN or blank = a plain clip).
+        channel: the pool's ``channel`` (0-based; -1, None or NaN = averaged).
+    """
+    key = _text(speaker)
+    if key is not None or recording is None:
+        return key
+    rec = _text(recording)
+    if rec is None:
+        return None
+    try:
+        ch = -1 if channel is None or channel != channel else int(channel)  # NaN != NaN
+    except (TypeError, ValueError):
+        ch = -1
+    return f"{rec}#ch{ch}"
+
+
+def _text(value) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def speaker_sources(columns: list[str]) -> list[str]:
+    """Columns a reader needs besides ``columns`` to give each clip's :func:`speaker_key` as ``speaker``."""
+    return ["recording", "channel"] if "speaker" in columns else []
+
+
+def _stream_mask(speaker: pa.ChunkedArray, recording: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a clip has no speaker but a recording (its stream is its speaker)."""
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(speaker), ""), True)
+    has_recording = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(recording), ""), False)
+    return pc.and_(blank, has_recording)
+
+
+def fill_speaker_keys(table: pa.Table) -> pa.Table:
+    """``table`` with its ``speaker`` column replaced by each row's :func:`speaker_key` (a no-op without the
+    ``speaker`` / ``recording`` / ``channel`` columns). Only rows that take their stream as speaker change."""
+    names = table.column_names
+    if not {"speaker", "recording", "channel"}.issubset(names) or table.num_rows == 0:
+        return table
+    speaker = table.column("speaker")
+    mask = _stream_mask(speaker, table.column("recording"))
+    if not pc.any(mask).as_py():
+        return table
+    values = speaker.to_pylist()
+    recordings, channels = table.column("recording").to_pylist(), table.column("channel").to_pylist()
+    for i in pc.indices_nonzero(mask).to_pylist():
+        values[i] = speaker_key(values[i], recordings[i], channels[i])
+    return table.set_column(names.index("speaker"), "speaker", pa.array(values, pa.string()))
+
+
 def _check_columns(columns: list[str] | None, root: str) -> list[str]:
     if columns is None:
         return list(POOL_COLUMNS)
@@ -310,13 +405,15 @@ def _check_where(where: dict[str, str] | None, root: str) -> dict[str, str]:
 
 
 def _keep_where(table: pa.Table, where: dict[str, str], columns: list[str]) -> pa.Table:
-    """Rows of ``table`` whose columns equal ``where``'s values (or are in a list value), ``columns`` only."""
+    """Rows of ``table`` whose columns equal ``where``'s values (or are in a list value), ``columns`` only, with
+    each clip's :func:`speaker_key` as ``speaker``."""
     keep = None
     for name, value in where.items():
         term = (pc.is_in(table.column(name), value_set=pa.array(list(value), table.schema.field(name).type))
                 if isinstance(value, (list, tuple)) else pc.fill_null(pc.equal(table.column(name), value), False))
         keep = term if keep is None else pc.and_(keep, term)
-    return table.filter(keep).select(columns)
+    table = table if keep is None else table.filter(keep)
+    return fill_speaker_keys(table).select(columns)
 
 
 def _drop_ids(table: pa.Table, ids: pa.Array) -> pa.Table:

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 
@@ -52,7 +53,7 @@ from ser_models.io import (
 from ser_models.progress import StageProgress, WrittenRows
 
 #: Bumped when the pool's layout or decoding changes, so old pools are rebuilt.
-POOL_FORMAT_VERSION = 2
+POOL_FORMAT_VERSION = 3  # 3: segments keep recording, channel, start, end and group
 #: Prefix of the per-build folders inside a pool (``summary.json`` names the current one).
 BUILD_PREFIX = "build-"
 #: Split given to every clip whose manifest row has none (a manifest without splits is one training pool).
@@ -157,7 +158,8 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
 
     Raises:
         ManifestError: the manifest is malformed.
-        PoolError: the build failed (the previous pool stays readable).
+        PoolError: one recording or group has clips in several splits (see :func:`check_split_leaks`), or the
+            build failed (the previous pool stays readable).
     """
     t0 = time.perf_counter()
     out = _canonical(cfg.output_dir)
@@ -174,6 +176,7 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
     manifest["split"] = manifest["split"].where(manifest["split"].notna(), DEFAULT_SPLIT).astype(object)
     if (manifest["split"] == _QUARANTINE_SPLIT).any():
         raise PoolError(f"manifest {cfg.manifest}: split value {_QUARANTINE_SPLIT!r} is reserved")
+    check_split_leaks(manifest, cfg.manifest)
 
     # One builder per output_dir is assumed (as for any job's output_dir): builds that no summary names
     # were left by a crash and are removed; the current one stays until the new summary replaces it.
@@ -212,6 +215,35 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
     _remove_builds(out, keep=build)
     print(summary.table())
     return summary
+
+
+#: Columns whose every value must lie in one split: segments of one recording (or one show, campaign or
+#: customer) in both train and test would let a model score on voices and rooms it trained on.
+SPLIT_KEYS = ("recording", "group")
+
+
+def check_split_leaks(manifest, source: str = "manifest") -> None:
+    """Refuse a manifest where one ``recording`` or one ``group`` has rows in more than one split.
+
+    Args:
+        manifest: the manifest DataFrame (``split`` already filled; rows without a recording / group are free).
+        source: the manifest's name, for the message.
+
+    Raises:
+        PoolError: naming the column, up to three offending values with the splits found for each, and how many
+            values straddle splits.
+    """
+    for col in SPLIT_KEYS:
+        if col not in manifest.columns:
+            continue
+        rows = manifest.loc[manifest[col].notna(), [col, "split"]]
+        splits = rows.groupby(col, sort=True)["split"].agg(lambda v: sorted(set(v)))
+        leaks = splits[splits.map(len) > 1]
+        if len(leaks):
+            shown = "; ".join(f"{col} {name!r} in {', '.join(found)}" for name, found in leaks.head(3).items())
+            raise PoolError(f"{source}: {len(leaks)} {col} value(s) have rows in more than one split ({shown}); "
+                            f"one {col} must stay in one split (train, dev or test): fix the manifest's "
+                            f"'split' column")
 
 
 def _canonical(uri: str) -> str:
@@ -292,7 +324,13 @@ def decode_to_arrow(batch: Mapping[str, Any], cfg: PoolConfig) -> pa.Table:
     arrays = []
     for f in SHARD_SCHEMA:
         col = out.get(f.name)
-        if col is None:
+        if f.name == "channel":  # -1 = the channels averaged (a clip pool, or a mixed segment)
+            ch = np.full(n, -1.0) if col is None else np.asarray(pd.to_numeric(pd.Series(col), errors="coerce"),
+                                                                  dtype=np.float64)
+            arrays.append(pa.array(np.where(np.isnan(ch), -1, ch).astype(np.int32), f.type))
+        elif f.name in ("start", "end"):  # NaN (not null) = the whole file
+            arrays.append(pa.array(np.full(n, np.nan) if col is None else np.asarray(col, np.float64), f.type))
+        elif col is None:
             arrays.append(pa.nulls(n, f.type))
         elif pa.types.is_string(f.type) or pa.types.is_binary(f.type):
             values = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in col]
@@ -333,5 +371,5 @@ def _split_stats(data_dir: str) -> dict[str, dict[str, float]]:
     }
 
 
-__all__ = ["BUILD_PREFIX", "DEFAULT_SPLIT", "POOL_FORMAT_VERSION", "PoolSummary", "decode_to_arrow", "pool_fingerprint",
-           "prepare_pool"]
+__all__ = ["BUILD_PREFIX", "DEFAULT_SPLIT", "POOL_FORMAT_VERSION", "SPLIT_KEYS", "PoolSummary", "check_split_leaks",
+           "decode_to_arrow", "pool_fingerprint", "prepare_pool"]

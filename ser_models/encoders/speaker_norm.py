@@ -33,20 +33,15 @@ from safetensors.numpy import load as load_safetensors_bytes
 from safetensors.numpy import save as save_safetensors_bytes
 from torch import nn
 
+# One definition of a clip's speaker (a segment without one is its stream's): the pool's readers give it as the
+# ``speaker`` column, and a value here is normalised by the same function (None, NaN or blank = unknown).
+from ser_models.data.pool import speaker_key  # noqa: F401 (re-exported)
 from ser_models.encoders.standardizer import MIN_STD, RunningMoments
 from ser_models.exceptions import ConfigError
 from ser_models.io import read_bytes, write_bytes_atomic
 
 #: Default ``k`` of the shrinkage rule, in clips (``model.speaker_shrinkage``).
 DEFAULT_SHRINK_CLIPS = 10.0
-
-
-def speaker_key(value) -> str | None:
-    """A pool's ``speaker`` value as a key: None for a missing one (None, NaN, empty or blank text)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 class SpeakerMoments:

@@ -41,6 +41,12 @@ class PredictJobConfig:
     pool_dir: str = field("", speed_only=True, path=PATH, help="a prepared pool to predict (or set manifest)")
     manifest: str = field("", path=PATH, help="a raw manifest (CSV / Parquet / JSONL) prepared on the fly into output_dir/pool "
                           "with jobs/configs/prepare_pool_demo.yaml's settings (or set pool_dir)")
+    recordings: str = field("", path=PATH, help="a recordings manifest of long files (or set pool_dir / manifest): "
+                            "segmented into output_dir/segments, prepared, predicted, and laid out as "
+                            "timeline.parquet with a timeline plot")
+    segment_preset: str = field("turns", help="recordings: the segmentation preset (see jobs.segment)")
+    channels: str = field("split", help="recordings: 'split' (one stream per channel), 'mix' or a channel number")
+    timeline_plot: str = field("", help="recordings: the recording whose timeline is drawn (default: the first)")
     split: str = field("all", help="pool split to predict: all | train | dev | test")
     shard_rows: int = field(4096, help="clips per output shard (a kill loses at most one shard's work)")
     embedding: bool = field(False, help="also write the head's embedding [E] per clip")
@@ -59,8 +65,9 @@ class PredictJobConfig:
     def __post_init__(self):
         if self.backend not in ("ray", "in_process"):
             raise ConfigError(f"backend must be ray or in_process, got {self.backend!r}")
-        if bool(self.pool_dir) == bool(self.manifest):
-            raise ConfigError("set exactly one of pool_dir (a prepared pool) and manifest (prepared on the fly)")
+        if sum(map(bool, (self.pool_dir, self.manifest, self.recordings))) != 1:
+            raise ConfigError("set exactly one of pool_dir (a prepared pool), manifest (prepared on the fly) and "
+                              "recordings (long files: segmented, prepared, predicted as a timeline)")
         if self.shard_rows < 1:
             raise ConfigError(f"shard_rows must be >= 1, got {self.shard_rows}")
         if self.split not in ("all", "train", "dev", "test"):
@@ -135,13 +142,18 @@ def _prediction_table(batches: list[dict], labels: list[str], dimensions: list[s
 def _score_files(files: list[str], fs, scorer, batch_size: int, columns: list[str]):
     """``backend=in_process``: ``scorer``'s output batches over ``files``, read ``batch_size`` rows at a time
     (one batch of audio in memory)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from ser_models.data.pool import fill_speaker_keys, speaker_sources
+
+    read = columns + [c for c in speaker_sources(columns) if c not in columns]
     for path in files:
         with fs.open_input_file(path) as fh:
-            for rb in pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns):
+            for rb in pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=read):
                 if rb.num_rows:
-                    yield scorer({c: rb.column(c).to_numpy(zero_copy_only=False) for c in columns})
+                    table = fill_speaker_keys(pa.Table.from_batches([rb]))  # as the pool's readers give it
+                    yield scorer({c: table.column(c).to_numpy(zero_copy_only=False) for c in columns})
 
 
 def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg, out, say) -> tuple[dict, dict]:
@@ -165,7 +177,8 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
     from ser_models.model import SPEAKER_STATS_FILE
 
     split = None if cfg.split == "all" else cfg.split
-    meta = pool.metadata(columns=["utt_id", "speaker"], split=split)
+    meta = pool.metadata(columns=["utt_id", "speaker"], split=split)  # speaker_key: a segment's stream if none
+    pool.log_stream_speakers(say, split)
     functionals = reads_functionals(model_cfg)
     if cfg.speaker_stats == "input":
         path, fpath = out / SPEAKER_STATS_FILE, out / FUNCTIONALS_SPEAKER_STATS_FILE
@@ -197,6 +210,42 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
     say(f"speaker normalisation ({cfg.speaker_stats}): {fallback} of {len(meta)} clips have no speaker the "
         "statistics know and use their pool statistics")
     return {"speaker_stats": str(path), **({"functionals_speaker_stats": str(fpath)} if functionals else {})}, info
+
+
+def _segment_recordings(cfg: PredictJobConfig, out, say) -> str:
+    """``recordings=``: segment them into ``output_dir/segments`` (resumable); the segments manifest's path."""
+    from ser_models.segment import SegmentConfig, segment_archive
+
+    seg_cfg = SegmentConfig(recordings=cfg.recordings, output_dir=str(out / "segments"), preset=cfg.segment_preset,
+                            channels=cfg.channels, num_workers=cfg.scorer.num_actors)
+    summary = segment_archive(seg_cfg, verbose=False)
+    say(f"segmented {cfg.recordings}: {summary.segments} segments from {summary.segmented} / "
+        f"{summary.recordings} recordings")
+    return str(out / "segments" / "segments.parquet")
+
+
+def _write_timeline(cfg: PredictJobConfig, out, n_shards: int, labels: list[str], say) -> dict:
+    """``timeline.parquet`` (every segment's prediction on its recording's time axis) and one plot."""
+    import pandas as pd
+
+    from ser_models.io import read_parquet, write_parquet_atomic
+    from ser_models.segment.timeline import TIMELINE_KEYS, build_timeline, plot_timeline
+
+    segments = read_parquet(out / "segments" / "segments.parquet", columns=["utt_id", *TIMELINE_KEYS]).to_pandas()
+    preds = pd.concat([read_parquet(out / PREDICTIONS_DIR / f"part-{k:05d}.parquet").to_pandas()
+                       for k in range(n_shards)], ignore_index=True)
+    timeline = build_timeline(preds, segments)
+    write_parquet_atomic(out / "timeline.parquet", pa.Table.from_pandas(timeline, preserve_index=False))
+    recording = cfg.timeline_plot or (str(timeline["recording"].iloc[0]) if len(timeline) else "")
+    plot = None
+    if recording and labels:
+        if recording not in set(timeline["recording"]):
+            raise ConfigError(f"timeline_plot={recording!r}: no predicted segment of that recording")
+        plot = str(out / f"timeline_{recording}.png")
+        plot_timeline(timeline, recording, labels, plot)
+    say(f"timeline: {len(timeline)} segments of {timeline['recording'].nunique()} recordings -> "
+        f"{out / 'timeline.parquet'}" + (f"; plot {plot}" if plot else ""))
+    return {"segments": len(timeline), "recordings": int(timeline["recording"].nunique()), "plot": plot}
 
 
 def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
@@ -231,17 +280,20 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
     speaker_model, model_cfg = model.norm == "speaker", model.cfg
     del model
-    if cfg.backend == "ray" or cfg.manifest:  # preparing a manifest runs on Ray Data
+    if cfg.backend == "ray" or cfg.manifest or cfg.recordings:  # segmenting and preparing run on Ray Data
         connect_ray()
-    if cfg.manifest:
+    manifest = cfg.manifest
+    if cfg.recordings:
+        manifest = _segment_recordings(cfg, out, say)
+    if manifest:
         from ser_models.data.prepare import pool_fingerprint, prepare_pool
 
         # The pool's defaults (16 kHz mono, validation, quarantine), with the checkpoint's class names so that
         # a labelled manifest keeps its labels; a re-run finds the pool up to date and reuses it.
-        pool_cfg = PoolConfig(manifest=cfg.manifest, output_dir=str(out / "pool"),
+        pool_cfg = PoolConfig(manifest=manifest, output_dir=str(out / "pool"),
                               **({"labels": labels} if labels else {}))
         summary = prepare_pool(pool_cfg, pool_fingerprint(pool_cfg))
-        say(f"prepared {cfg.manifest}: kept {summary.kept} / {summary.clips_in} clips, quarantined "
+        say(f"prepared {manifest}: kept {summary.kept} / {summary.clips_in} clips, quarantined "
             f"{summary.quarantined} (see {out / 'pool'}/quarantine.parquet)")
         pool_dir = str(out / "pool")
     else:
@@ -309,6 +361,8 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
                "per_class": counts if labels else None,
                "mean_confidence": confidence / clips if labels and clips else None,
                "speaker_norm": speaker_info, "seconds": time.perf_counter() - t0}
+    if cfg.recordings:
+        summary["timeline"] = _write_timeline(cfg, out, len(shards), labels, say)
     write_json_atomic(out / SUMMARY_FILE, summary)  # last: marks the run finished
     if verbose and labels:
         say("predicted per class: " + ", ".join(f"{n} {c}" for n, c in counts.items())

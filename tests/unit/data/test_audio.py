@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from ser_models.data.audio import (
     REASONS,
@@ -61,6 +62,69 @@ def test_stereo_downmix_is_channel_mean(tmp_path):
     wav, sr, ch = load_clip(str(path))
     assert (sr, ch) == (16000, 2)
     np.testing.assert_allclose(wav, left / 2, atol=1e-4)
+
+
+def test_a_chosen_channel_of_a_stereo_wav_is_kept_not_averaged(tmp_path):
+    path = tmp_path / "call.wav"
+    left, right = sine(440, 22050, 2.0, 0.6), sine(880, 22050, 2.0, 0.1)
+    sf.write(path, np.stack([left, right], axis=1), 22050, subtype="FLOAT")
+    for channel, source in ((0, left), (1, right)):
+        wav, sr, ch = load_clip(str(path), start=0.5, end=1.5, channel=channel)
+        assert (sr, ch) == (22050, 2)
+        expected = soxr.resample(source[11025:33075], 22050, 16000, quality="HQ")
+        np.testing.assert_allclose(wav, expected, atol=1e-6)
+    averaged, _, _ = load_clip(str(path), start=0.5, end=1.5, channel=-1)  # -1 = the channels averaged
+    np.testing.assert_allclose(averaged, soxr.resample((left + right)[11025:33075] / 2, 22050, 16000, quality="HQ"),
+                               atol=1e-6)
+    with pytest.raises(AudioError) as err:
+        load_clip(str(path), channel=2)
+    assert err.value.reason == "bad_segment" and "channel 2" in err.value.detail
+
+
+def write_stereo_m4a(path, left: np.ndarray, right: np.ndarray, sr: int) -> None:
+    """AAC in an MP4 (``.m4a``) container, written with PyAV (FFmpeg's native AAC encoder)."""
+    import av
+
+    planes = np.stack([left, right]).astype(np.float32)
+    with av.open(str(path), "w", format="ipod") as out:
+        stream = out.add_stream("aac", rate=sr, layout="stereo")
+        for i in range(0, planes.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, i:i + 1024]), format="fltp",
+                                               layout="stereo")
+            frame.sample_rate = sr
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_m4a_decodes_through_ffmpeg_with_a_chosen_channel(tmp_path):
+    path = tmp_path / "call.m4a"
+    sr = 44100
+    write_stereo_m4a(path, sine(440, sr, 2.0, 0.5), sine(880, sr, 2.0, 0.05), sr)
+    with pytest.raises(sf.LibsndfileError):
+        sf.info(str(path))  # only FFmpeg reads it
+    whole, orig_sr, channels = load_clip(str(path))
+    assert (orig_sr, channels) == (sr, 2)
+    # PyAV's AAC starts with 1024 unsignalled priming samples: durations agree to 0.1 s, not to the sample
+    assert whole.size / 16000 == pytest.approx(2.0, abs=0.1)
+    loud, _, _ = load_clip(str(path), start=0.5, end=1.5, channel=0)
+    quiet, _, _ = load_clip(str(path), start=0.5, end=1.5, channel=1)
+    mixed, _, _ = load_clip(str(path), start=0.5, end=1.5)
+    assert loud.size == quiet.size == mixed.size == 16000
+    # the chosen channel by its energy: 0.5 and 0.05 sines (RMS 0.354, 0.035); their mean in between
+    assert rms_dbfs(loud) == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.5)
+    assert rms_dbfs(quiet) == pytest.approx(20 * np.log10(0.05 / np.sqrt(2)), abs=0.5)
+    assert rms_dbfs(quiet) < rms_dbfs(mixed) < rms_dbfs(loud)
+    assert abs(peak_hz(loud, 16000) - 440) < 3 and abs(peak_hz(quiet, 16000) - 880) < 3
+    # FFmpeg's length is an estimate: a segment past the decoded end is still bad_segment
+    for start, end in ((1.5, 2.6), (2.5, 3.0)):
+        with pytest.raises(AudioError) as err:
+            load_clip(str(path), start=start, end=end, channel=0)
+        assert err.value.reason == "bad_segment", (start, end)
+    with pytest.raises(AudioError) as err:
+        load_clip(str(path), channel=3)
+    assert err.value.reason == "bad_segment"
 
 
 def test_segment_read_by_start_end(tmp_path):
@@ -179,6 +243,20 @@ def test_decode_batch_tags_rows_and_never_raises(tmp_path):
     assert out["audio"][1] is None and out["detail"][0] is None and "absent.wav" in out["detail"][1]
     assert decode_pool_audio(out["audio"][0], "flac").size == 16000
     assert list(out["speaker"]) == ["s1", None, "s2", None]
+
+
+def test_decode_batch_reads_each_rows_channel(tmp_path):
+    path = tmp_path / "call.wav"
+    left, right = sine(300, 16000, 1.0, 0.5), sine(300, 16000, 1.0, 0.05)
+    sf.write(path, np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    batch = {"utt_id": np.array(list("abcde"), dtype=object), "path": np.array([str(path)] * 5, dtype=object),
+             "channel": np.array([0, 1, -1, np.nan, 5], dtype=np.float64)}
+    out = decode_batch(batch, Settings(audio_format="pcm16"))
+    assert list(out["status"]) == ["ok", "ok", "ok", "ok", "bad_segment"]
+    levels = [rms_dbfs(decode_pool_audio(a, "pcm16")) for a in out["audio"][:4]]
+    expected = [rms_dbfs(left), rms_dbfs(right), rms_dbfs((left + right) / 2), rms_dbfs((left + right) / 2)]
+    np.testing.assert_allclose(levels, expected, atol=0.05)
+    assert list(out["channel"])[:3] == [0, 1, -1]  # passed through for the pool
 
 
 def test_pool_config_validation_names_the_key():

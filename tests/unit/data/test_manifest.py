@@ -115,6 +115,42 @@ def test_emobox_jsonl_with_label_map_in_the_dataset_folder(tmp_path):
     assert df.label.tolist() == ["Happy", "Neutral"]
     assert df.corpus.tolist() == ["iemocap", "iemocap"]
     assert df.length.tolist() == [1.94, 2.5]  # extra EmoBox fields are kept after the canonical columns
+    # EmoBox's "channel" counts channels: kept as "channels", never read as channel number 1 of a mono file
+    assert df.channel.tolist() == [-1, -1] and df.channels.tolist() == [1, 1]
+
+
+SEGMENT_ROWS = [
+    {"utt_id": "ep1-0", "path": "ep1.m4a", "recording": "ep1", "channel": 0, "start": 0.5, "end": 3.0,
+     "group": "show-a", "split": "train", "speech_ratio": 0.8},
+    {"utt_id": "ep1-1", "path": "ep1.m4a", "recording": "ep1", "channel": 1, "start": 1.0, "end": 2.0,
+     "group": "show-a", "split": "train", "speech_ratio": 0.6},
+    {"utt_id": "ep2-0", "path": "ep2.m4a", "recording": "2024", "channel": -1, "start": 0.0, "end": 1.5,
+     "split": "test", "speech_ratio": 0.9},
+    {"utt_id": "clip", "path": "clip.wav"},
+]
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.parquet", "m.jsonl"])
+def test_segment_columns_recording_group_channel(tmp_path, name):
+    df = read_manifest(write(tmp_path, name, SEGMENT_ROWS))
+    assert list(df.columns) == [*MANIFEST_COLUMNS, "speech_ratio"]
+    assert list(MANIFEST_COLUMNS[-3:]) == ["recording", "group", "channel"]
+    assert df.recording.tolist() == ["ep1", "ep1", "2024", None]
+    assert df.group.tolist() == ["show-a", "show-a", None, None]
+    assert df.channel.dtype == np.int64 and df.channel.tolist() == [0, 1, -1, -1]  # missing = -1 (averaged)
+    assert df.start.tolist()[:3] == [0.5, 1.0, 0.0]
+    assert pd.to_numeric(df.speech_ratio).tolist()[:3] == [0.8, 0.6, 0.9]  # quality columns pass through
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("left", "'left'"), ("1.5", "'1.5'"), ("-2", "'-2'"), (True, "True")],
+)
+def test_a_channel_that_is_not_a_channel_number_names_file_row_and_value(tmp_path, value, shown):
+    name = "m.jsonl" if isinstance(value, bool) else "m.csv"
+    rows = [{"utt_id": "a", "path": "1.wav", "channel": 0}, {"utt_id": "b", "path": "2.wav", "channel": value}]
+    msg = error(tmp_path, rows, name=name)
+    assert f"{name}: row 2" in msg and "column 'channel'" in msg and f"got {shown}" in msg
 
 
 # --- errors -------------------------------------------------------------------------------------------
