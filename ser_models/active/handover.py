@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ser_models.active.clips import CLIP_COLUMNS, segment_clips
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations, check_annotations
 from ser_models.data.ledger import LabelLedger
@@ -138,12 +139,30 @@ class LabelHandover:
         Raises:
             LabellingPending: people are still annotating some of the clips (what is finished is kept).
         """
+        self._segment_clips([str(i) for i in ids], oracle_round)
         oracle = self.oracle(oracle_round)
         if hasattr(oracle, "collect"):  # people annotating on a server: finished clips go in as they finish
             self._collect(oracle, [str(i) for i in ids], ledger_round, guesses, model_version)
             return
         frame = as_annotations(oracle.label(list(ids), ledger_round), ids, self.dimensions)
         self._append(frame, ledger_round, oracle.name)
+
+    def _segment_clips(self, ids: list[str], oracle_round: int) -> None:
+        """People hear segments, not their recordings: write the clips of ``ids`` that are segments into the
+        round's ``clips/`` folder and point ``clip_info`` at them (with the segment's times and source)."""
+        if self.override is not None or self.active.oracle not in ("file", "label_studio"):
+            return
+        folder = self.out / "rounds" / (f"round={oracle_round:03d}" if oracle_round >= 0 else "initial") / "clips"
+        clips = segment_clips(self.pool, ids, str(folder), self.active.clip_context)
+        if clips is None:
+            return
+        info = self.clip_info.set_index(self.clip_info["utt_id"].astype(str))
+        for col in CLIP_COLUMNS:
+            if col not in info.columns:
+                info[col] = None
+        info = info.astype({c: object for c in ("path", *CLIP_COLUMNS)})
+        info.loc[clips.index, ["path", *CLIP_COLUMNS]] = clips[["path", *CLIP_COLUMNS]].to_numpy(dtype=object)
+        self.clip_info = info.reset_index(drop=True)
 
     def _append(self, frame: pd.DataFrame, ledger_round: int, oracle: str) -> None:
         """Check an annotation frame (index utt_id) and append it to the ledger, with its ``annotator``,

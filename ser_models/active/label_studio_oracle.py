@@ -39,6 +39,7 @@ nothing is handed over until they are fixed in Label Studio.
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 import os
 import re
@@ -53,6 +54,7 @@ import pandas as pd
 
 from ser_models import io
 from ser_models.active.agreement import agreement_report, dimension_agreement, tally
+from ser_models.active.clips import CLIP_COLUMNS
 from ser_models.active.label_studio_client import LabelStudioClient
 from ser_models.config import field
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending, OracleError
@@ -305,7 +307,7 @@ class LabelStudioOracle:
             for uid in part:
                 task = {"data": {AUDIO_NAME: self._audio_value(project, uid), "utt_id": uid, "ser_round": int(round),
                                  "path": str(self._info.at[uid, "path"]),
-                                 "duration": float(self._info.at[uid, "duration"])}}
+                                 "duration": float(self._info.at[uid, "duration"]), **self._segment_fields(uid)}}
                 prediction = self._prediction(guesses, uid, model_version)
                 if prediction is not None:
                     task["predictions"] = [prediction]
@@ -318,6 +320,15 @@ class LabelStudioOracle:
             # the import, so annotators see this round's guesses (older rounds' tasks are finished or dropped).
             self._project = self.client.update_project(project, model_version=model_version)
             self.log(f"  Label Studio: {predicted} tasks pre-annotated with the model's guess ({model_version!r})")
+
+    def _segment_fields(self, uid: str) -> dict:
+        """A segment's place in its recording (source file, channel, times), shown beside its own clip."""
+        out = {}
+        for col in CLIP_COLUMNS:
+            value = self._info.at[uid, col] if col in self._info.columns else None
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                out[col] = value.item() if hasattr(value, "item") else value
+        return out
 
     def _prediction(self, guesses: pd.DataFrame | None, uid: str, model_version: str) -> dict | None:
         """One clip's model guess as a Label Studio prediction (None without one)."""

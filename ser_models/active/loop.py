@@ -53,6 +53,7 @@ from ser_models.active.round_report import RoundReport, feature_choice, slim_met
 from ser_models.active.scorer import Scores, score_dataset
 from ser_models.active.stopping import decide, stop_set_ids
 from ser_models.active.strategies import build_strategy
+from ser_models.active.strategies.capped import GroupCap
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
 from ser_models.encoders.functionals import reads_functionals
@@ -117,6 +118,10 @@ class ActiveLearningLoop:
             raise ConfigError(f"the training split of pool {pool.root} has no clips"
                               + (f" with {self.where}" if self.where else ""))
         self.train_ids = sorted(meta["utt_id"].astype(str))
+        if active.max_per_recording:
+            rec = pool.metadata(columns=["utt_id", "recording"], split="train", where=self.where)
+            groups = {u: (r if isinstance(r, str) else None) for u, r in zip(rec["utt_id"].astype(str), rec["recording"])}
+            self.strategy = GroupCap(self.strategy, groups, active.max_per_recording)
         self.clip_info = meta
         # Seconds per clip: what labelling it costs (the ledger records them; hour budgets spend them).
         self.durations = pd.Series(meta["duration"].astype(float).to_numpy(), index=meta["utt_id"].astype(str))

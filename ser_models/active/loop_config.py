@@ -44,6 +44,11 @@ class ActiveConfig:
     query_batch: int = field(0, help="clips per query batch inside a budget step: the loop labels a batch, retrains "
                              "on the labels so far and rescores the pool before the next one (0 = the whole step is "
                              "one batch). Simulated oracle and clip budgets only; fast with the feature cache")
+    max_per_recording: int = field(0, help="most segments of one recording in one query (0 = no cap): a batch is "
+                                           "not one uncertain episode; clips without a recording have no cap")
+    clip_context: float = field(0.0, help="active.oracle=file|label_studio: seconds of the source recording "
+                                          "added on each side of a segment's clip for annotators (0 = exactly "
+                                          "the segment, from the pool's audio)")
     warm_start: bool = field(False, help="start each round from the previous round's weights (AFTER retrains "
                                           "from the TAPT checkpoint: false)")
     oracle: str = field("simulated", help=f"who labels, one of {list(_ORACLES)}: 'file' writes to_label.csv for humans, "
@@ -89,6 +94,10 @@ class ActiveConfig:
                               f"samples: set active.scorer.mc_samples >= 2 (e.g. 8), got {self.scorer.mc_samples}")
         if self.budget_labels and self.budget_hours:
             raise ConfigError("set one of active.budget_labels and active.budget_hours, not both")
+        if self.max_per_recording < 0:
+            raise ConfigError(f"active.max_per_recording must be >= 0 (0 = no cap), got {self.max_per_recording}")
+        if self.clip_context < 0:
+            raise ConfigError(f"active.clip_context must be >= 0 seconds, got {self.clip_context}")
         if isinstance(self.query_batch, bool) or not isinstance(self.query_batch, int) or self.query_batch < 0:
             raise ConfigError(f"active.query_batch must be a whole number of clips >= 0, got {self.query_batch!r}")
         if self.query_batch and self.budget_hours:

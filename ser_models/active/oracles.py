@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ser_models import io
+from ser_models.active.clips import CLIP_COLUMNS
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
 
 __all__ = ["FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
@@ -185,8 +186,9 @@ _INFO_COLUMNS = ["utt_id", "path", "duration"]
 class FileOracle:
     """Human labelling through a CSV file per round.
 
-    First call: writes ``round_dir/to_label.csv`` (utt_id, path, duration, then an empty ``label`` column when
-    the model has classes and one empty column per dimension) and raises :class:`LabellingPending`. A human
+    First call: writes ``round_dir/to_label.csv`` (utt_id, path, duration; for segments of longer recordings
+    also source_path, recording, channel, start, end, clip_start, clip_end, with ``path`` the segment's own
+    clip; then an empty ``label`` column when the model has classes and one empty column per dimension) and raises :class:`LabellingPending`. A human
     fills it in (any spreadsheet); rerunning the same command imports it, after checking every row.
 
     Args:
@@ -240,11 +242,13 @@ class FileOracle:
         unknown = [i for i in ids if i not in self._info.index]
         if unknown:
             raise OracleError(f"FileOracle has no path/duration for ids {unknown[:10]}")
-        df = self._info.loc[ids, ["path", "duration"]].reset_index(names="utt_id")
+        # Segments of longer recordings also show where they lie (their clip is the path; see active.clips).
+        where = [c for c in CLIP_COLUMNS if c in self._info.columns and self._info.loc[ids, c].notna().any()]
+        df = self._info.loc[ids, ["path", "duration", *where]].reset_index(names="utt_id")
         for col in self.columns:
             df[col] = ""
         buf = _io.StringIO()
-        df[_INFO_COLUMNS + self.columns].to_csv(buf, index=False)
+        df[_INFO_COLUMNS + where + self.columns].to_csv(buf, index=False)
         io.write_bytes_atomic(self.file, buf.getvalue().encode())
 
     def _import(self, ids: list[str]) -> pd.DataFrame:

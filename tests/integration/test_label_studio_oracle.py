@@ -9,6 +9,7 @@ tests skip, unless ``SER_REQUIRE_LABEL_STUDIO=1`` (set by ``make test``) turns t
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -339,3 +340,48 @@ def test_after_job_waits_is_killed_and_resumes(server, ray_local, demo_pool, tmp
     assert json.loads((out / "rounds" / "initial" / "label_studio" / "agreement.json").read_text())["pairwise"] == 1.0
     with pytest.raises(ConfigError):  # a typo in the policy is refused before anything runs
         LabelStudioConfig(on_disagreement="vote")
+
+
+@pytest.mark.ray
+def test_annotators_of_a_segment_pool_get_the_segment_not_the_recording(server, tmp_path, ray_local, monkeypatch):
+    """A pool of segments of long recordings: each task's audio is the segment's own clip (written from the pool's
+    audio), and the task shows the recording, channel and times; the annotation goes to the ledger."""
+    from ser_models.active.handover import LabelHandover
+    from ser_models.active.loop_config import ActiveConfig
+    from ser_models.data import Pool, decode_pool_audio
+    from ser_models.data.ledger import LabelLedger
+    from ser_models.io import storage_path
+    from ser_models.testing import build_segment_pool
+
+    pool = Pool.open(build_segment_pool(tmp_path / "segpool"))
+    meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train")
+    ids = sorted(meta["utt_id"])[:3]
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
+    active = ActiveConfig(oracle="label_studio",
+                          label_studio=LabelStudioConfig(url=server.url, project="segments test"))
+    out = tmp_path / "run"
+    labels = ["neutral", "happy", "angry", "sad"]
+    handover = LabelHandover(pool, storage_path(out), LabelLedger(out / "labels" / "ledger.parquet"), active, labels,
+                             [], (1.0, 5.0), meta, pd.Series(meta["duration"].to_numpy(), index=meta["utt_id"]),
+                             sorted(meta["utt_id"]), log=lambda m: None)
+    with pytest.raises(LabellingPending):
+        handover.label(ids, 0, 0)
+    tasks = _task_of(server, "segments test")
+    assert sorted(tasks) == ids
+    rows = pool.metadata(columns=["utt_id", "path", "recording", "channel", "start", "end", "audio", "audio_format"],
+                         where={"utt_id": ids}).set_index("utt_id")
+    for uid, task in tasks.items():
+        data = task["data"]
+        assert (data["recording"], data["channel"]) == (rows.at[uid, "recording"], rows.at[uid, "channel"])
+        assert (data["start"], data["end"]) == pytest.approx((rows.at[uid, "start"], rows.at[uid, "end"]))
+        assert data["source_path"] == rows.at[uid, "path"] and data["path"].endswith(f"clips/{uid}.wav")
+        served = server.admin().get(server.url + data["audio"], timeout=30)
+        assert served.status_code == 200
+        wav, sr = sf.read(io.BytesIO(served.content), dtype="float32")
+        assert sr == 16000
+        np.testing.assert_allclose(wav, decode_pool_audio(rows.at[uid, "audio"], rows.at[uid, "audio_format"]),
+                                   atol=1 / 32768)
+    for task in tasks.values():
+        server.annotate("a1@example.com", task["id"], "sad")
+    handover.label(ids, 0, 0)
+    assert handover.ledger.labels() == {uid: "sad" for uid in ids}

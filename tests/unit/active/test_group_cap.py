@@ -1,0 +1,42 @@
+"""GroupCap: at most `cap` clips of one recording per query, in the inner strategy's order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ser_models.active.strategies.base import ScoredPool
+from ser_models.active.strategies.capped import GroupCap
+from ser_models.active.strategies.uncertainty import UncertaintyStrategy
+
+
+def pool(n: int = 12) -> ScoredPool:
+    # margins grow with the index: the inner strategy picks u0, u1, u2, ... in order
+    p = np.linspace(0.5, 0.95, n)
+    probs = np.stack([p, 1 - p], axis=1).astype(np.float32)
+    return ScoredPool(ids=np.array([f"u{i}" for i in range(n)]), probs=probs,
+                      embeddings=np.zeros((n, 2), np.float32))
+
+
+def test_cap_takes_the_next_best_clips_of_other_recordings():
+    groups = {f"u{i}": ("a" if i < 6 else "b") for i in range(10)}  # u10, u11 have no recording
+    inner = UncertaintyStrategy("margin")
+    assert inner.query(pool(), set(), 4, seed=0) == ["u0", "u1", "u2", "u3"]
+    capped = GroupCap(inner, groups, cap=2)
+    assert capped.query(pool(), set(), 4, seed=0) == ["u0", "u1", "u6", "u7"]
+    assert capped.query(pool(), set(), 6, seed=0) == ["u0", "u1", "u6", "u7", "u10", "u11"]
+    # already labelled clips are never returned, and they do not count against this query's cap
+    assert capped.query(pool(), {"u0", "u6"}, 4, seed=0) == ["u1", "u2", "u7", "u8"]
+
+
+def test_a_full_batch_is_not_possible_when_every_recording_is_capped():
+    groups = {f"u{i}": "a" for i in range(12)}
+    assert GroupCap(UncertaintyStrategy("margin"), groups, cap=3).query(pool(), set(), 5, seed=0) == \
+        ["u0", "u1", "u2"]
+    with pytest.raises(ValueError, match="cap"):
+        GroupCap(UncertaintyStrategy("margin"), groups, cap=0)
+
+
+def test_the_inner_strategys_attributes_show_through():
+    capped = GroupCap(UncertaintyStrategy("margin"), {}, cap=1)
+    assert capped.uses_model is True and "cap=1" in repr(capped)
