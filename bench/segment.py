@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calls", type=int, default=6)
     p.add_argument("--hours", type=float, nargs="*", default=[1, 2, 4, 8])
     p.add_argument("--plain-hours", type=float, nargs="*", default=[1, 2])
+    p.add_argument("--archive", default=None, help="an archive from jobs.make_demo_archive (default: generate "
+                                                    "--episodes / --calls under --workdir)")
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
     work = Path(args.workdir)
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from ser_models.data.synth import generate_archive
 
-    arch = work / "archive"
+    arch = Path(args.archive) if args.archive else work / "archive"
     if not (arch / "recordings.csv").exists():
         t0 = time.perf_counter()
         generate_archive(arch, seed=0, n_episodes=args.episodes, n_calls=args.calls, workers=2)
@@ -239,7 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n\n".join([
         "# Segmentation: jobs.segment against the plain Silero loop",
         machine_markdown(info, load),
-        f"Archive: {len(recs)} recordings ({args.episodes} episodes, {args.calls} two-channel calls), "
+        f"Archive: {len(recs)} recordings ({int((recs['kind'] == 'episode').sum())} episodes, "
+        f"{int((recs['kind'] == 'call').sum())} two-channel 8 kHz calls; "
+        f"{', '.join(f'{k} {v}' for k, v in recs['path'].str.rsplit('.', n=1).str[1].value_counts().items())}), "
         f"{audio_hours:.2f} h of audio, {stream_hours:.2f} stream-hours (a call's two channels are two streams); "
         f"Ray start-up {t_ray:.1f} s not counted. {summary.segments} segments.",
         "## Throughput (one core each)", through,

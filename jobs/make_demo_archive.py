@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"total: {out['hours']:.2f} h in {len(recs)} files, {sum(out['regions'].values())} speech regions "
           f"({regions}); took {seconds:.1f} s ({out['hours'] * 3600 / seconds:.0f} s of audio per s, "
           f"{args.workers} worker(s))")
+    print(f"recordings: {out['recordings']}  truth: {out['truth']}\nnext: python -m jobs.segment "
+          f"jobs/configs/segment_demo.yaml recordings={out['recordings']} annotations={out['truth']}")
     return out
 
 

@@ -33,6 +33,7 @@ JOBS = {
     "distill_": ("distill", "DistillJobConfig"),
     "adapter_pretrain_": ("adapter_pretrain", "AdapterPretrainJobConfig"),
     "predict_": ("predict", "PredictJobConfig"),
+    "segment_": ("segment", "SegmentConfig"),
 }
 
 CONFIGS = sorted(p for ext in ("*.yaml", "*.yml") for p in CONFIG_DIR.rglob(ext))

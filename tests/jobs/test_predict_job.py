@@ -210,3 +210,32 @@ def test_a_speaker_normalised_checkpoint_predicts_with_its_inputs_own_speaker_st
     assert stored["speaker_norm"]["fallback_clips"] == len(meta) and stored["speaker_norm"]["speakers"] == 2
     assert not np.allclose(np.stack(_read(tmp_path / "stored").sort_values("utt_id")["probs"]),
                            np.stack(pred.sort_index()["probs"]))
+
+
+def test_recordings_are_segmented_predicted_and_laid_out_as_timelines(ray_local, checkpoint, tmp_path, capsys):
+    """``recordings=``: long files in, a timeline per recording out (each segment where it lies in its file,
+    with the model's class, confidence, probabilities and dimensions), plus one recording's plot."""
+    import pandas as pd
+
+    from ser_models.data.synth import generate_archive
+
+    info = generate_archive(tmp_path / "archive", seed=2, n_episodes=1, n_calls=1, episode_minutes=(0.4, 0.4),
+                            call_minutes=(0.4, 0.4), music_share=0.0, m4a_share=0.5)
+    out = tmp_path / "pred"
+    cfg = _config(checkpoint, out, pool_dir="", recordings=info["recordings"], timeline_plot="call-0000")
+    summary = run_predict(cfg)
+    timeline = pd.read_parquet(out / "timeline.parquet")
+    segments = pd.read_parquet(out / "segments" / "segments.parquet")
+    assert summary["timeline"]["segments"] == len(timeline) == len(segments) == summary["clips"]
+    assert set(timeline["recording"]) == {"episode-0000", "call-0000"}
+    assert sorted(timeline.loc[timeline["recording"] == "call-0000", "channel"].unique()) == [0, 1]
+    assert list(timeline.columns[:5]) == ["recording", "channel", "start", "end", "utt_id"]
+    for col in ("predicted", "confidence", "probs", "arousal", "valence"):
+        assert col in timeline.columns
+    for _, g in timeline.groupby(["recording", "channel"]):
+        assert (g["start"].diff().dropna() > 0).all() and (g["start"].iloc[1:].to_numpy() >= g["end"].iloc[:-1].to_numpy()).all()
+    # every row's prediction is the one written for its segment
+    preds = _read(out).set_index("utt_id")
+    assert (preds.loc[timeline["utt_id"], "predicted"].to_numpy() == timeline["predicted"].to_numpy()).all()
+    assert (out / "timeline_call-0000.png").stat().st_size > 10_000
+    assert "timeline:" in capsys.readouterr().out

@@ -331,6 +331,23 @@ def _render_job(job: tuple) -> tuple[dict, list[dict], list[dict]]:
     return render_recording(*job)
 
 
+def group_splits(groups: pd.Series, kinds: pd.Series, seed: int, dev: float = 0.15,
+                 test: float = 0.15) -> dict[str, str]:
+    """Whole groups (shows, campaigns) to ``train`` / ``dev`` / ``test``, per kind of recording, so that no
+    show or campaign straddles splits and both kinds reach every split. A kind with fewer than 3 groups is all
+    ``train``. About ``dev`` and ``test`` of each kind's groups (at least one each) go to those splits."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
+    out: dict[str, str] = {}
+    for kind in sorted(set(kinds)):
+        names = sorted(set(groups[kinds == kind]))
+        order = [names[i] for i in rng.permutation(len(names))]
+        n_test = max(1, round(test * len(names))) if len(names) >= 3 else 0
+        n_dev = max(1, round(dev * len(names))) if len(names) >= 3 else 0
+        for k, g in enumerate(order):
+            out[g] = "test" if k < n_test else "dev" if k < n_test + n_dev else "train"
+    return out
+
+
 def generate_archive(out_dir: str | os.PathLike, *, seed: int = 0, n_episodes: int = 4, n_calls: int = 4,
                      episode_minutes: tuple[float, float] = (3.0, 6.0), call_minutes: tuple[float, float] = (1.0, 3.0),
                      snr_db: tuple[float, float] = (30.0, 10.0), music_share: float = 0.5,
@@ -338,7 +355,7 @@ def generate_archive(out_dir: str | os.PathLike, *, seed: int = 0, n_episodes: i
     """Write an archive of long recordings with ground truth under ``out_dir``.
 
     Writes ``audio/<recording>.<wav|flac|mp3|m4a>``, ``recordings.csv`` (:data:`RECORDING_COLUMNS`; ``speaker``
-    is set only for single-speaker episodes), ``truth.csv`` (:data:`TRUTH_COLUMNS`: one row per speech region,
+    is set only for single-speaker episodes; then ``split`` by whole show or campaign, see :func:`group_splits`), ``truth.csv`` (:data:`TRUTH_COLUMNS`: one row per speech region,
     start/end in seconds at exact sample times of the file's rate) and ``music.csv`` (:data:`MUSIC_COLUMNS`).
 
     Args:
@@ -376,6 +393,7 @@ def generate_archive(out_dir: str | os.PathLike, *, seed: int = 0, n_episodes: i
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as ex:
             results = list(ex.map(_render_job, jobs))
     recs = pd.DataFrame([r[0] for r in results], columns=list(RECORDING_COLUMNS))
+    recs["split"] = recs["group"].map(group_splits(recs["group"], recs["kind"], seed))
     truth = pd.DataFrame([t for r in results for t in r[1]], columns=list(TRUTH_COLUMNS))
     music = pd.DataFrame([m for r in results for m in r[2]], columns=list(MUSIC_COLUMNS))
     paths = {"recordings": out / "recordings.csv", "truth": out / "truth.csv", "music": out / "music.csv"}

@@ -54,7 +54,7 @@ def archive(tmp_path_factory):
 
 def test_archive_files_and_manifest(archive):
     out, info, recs, truth, music = archive
-    assert list(recs.columns) == list(RECORDING_COLUMNS) and list(truth.columns) == list(TRUTH_COLUMNS)
+    assert list(recs.columns) == [*RECORDING_COLUMNS, "split"] and list(truth.columns) == list(TRUTH_COLUMNS)
     assert list(music.columns) == list(MUSIC_COLUMNS)
     assert info["audio_dir"] == str(out / "audio") and info["hours"] == pytest.approx(recs.duration.sum() / 3600)
     assert sum(info["regions"].values()) == len(truth) and set(info["regions"]) == set(EMOTIONS)
@@ -199,8 +199,22 @@ def test_cli_writes_an_archive_and_prints_a_line_per_kind(tmp_path, capsys):
     out = main([str(tmp_path / "a"), "--episodes", "1", "--calls", "1", "--seed", "2", "--episode-minutes",
                 "0.3", "0.3", "--call-minutes", "0.2", "0.2", "--class-prior", "0.7,0.12,0.1,0.08"])
     lines = capsys.readouterr().out.splitlines()
-    assert [ln.split(":")[0] for ln in lines] == ["episode", "call", "total"] and "s of audio per s" in lines[-1]
+    assert [ln.split(":")[0] for ln in lines] == ["episode", "call", "total", "recordings", "next"]
+    assert "s of audio per s" in lines[2] and lines[-1].startswith("next: python -m jobs.segment")
     assert len(pd.read_csv(out["recordings"])) == 2 and len(pd.read_csv(out["truth"])) >= 4
     with pytest.raises(SystemExit):
         main([str(tmp_path / "b"), "--class-prior", "0.5,0.5"])
     assert "--class-prior" in capsys.readouterr().err
+
+
+def test_splits_follow_whole_shows_and_campaigns():
+    from ser_models.data.synth.recordings import group_splits
+
+    groups = pd.Series([f"show-{i % 7}" for i in range(21)] + [f"campaign-{i % 4}" for i in range(8)])
+    kinds = pd.Series(["episode"] * 21 + ["call"] * 8)
+    splits = group_splits(groups, kinds, seed=0)
+    assert set(splits) == set(groups)
+    for kind in ("episode", "call"):
+        got = [splits[g] for g in sorted(set(groups[kinds == kind]))]
+        assert got.count("test") >= 1 and got.count("dev") >= 1 and got.count("train") >= 2
+    assert set(group_splits(pd.Series(["a", "b"]), pd.Series(["call", "call"]), 0).values()) == {"train"}
