@@ -37,7 +37,7 @@ RESULTS = Path(__file__).parent / "results" / "segment.md"
 
 # The plain loop, run in its own process: importing silero_vad pins torch to one thread (its own behaviour).
 PLAIN = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np, soundfile as sf, soxr
 from silero_vad import get_speech_timestamps, load_silero_vad
 from ser_models.data.audio_stream import read_span
@@ -57,21 +57,25 @@ for path in files:
         ts = get_speech_timestamps(wav, model, sampling_rate=16000)
         spans.append([(t["start"] / 16000, t["end"] / 16000) for t in ts])
     out[path] = spans
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time(), "spans": out,
-                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "maxrss_mb": hwm / 1024}))
 """
 
+# Peak RSS is VmHWM (this process's own): ru_maxrss carries the forking parent's peak across exec on Linux.
 OURS_MEMORY = r"""
-import json, resource, sys, time
+import json, sys, time
 import torch
 torch.set_num_threads(1)
 from ser_models.segment import SileroVAD, vad_pass
+def hwm_mb():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
 vad = SileroVAD.from_wheel()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = hwm_mb()
 t0 = time.perf_counter()
 r = vad_pass(sys.argv[1], vad, "split")
 print(json.dumps({"seconds": time.perf_counter() - t0, "audio_s": r.duration, "base_mb": base,
-                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "maxrss_mb": hwm_mb()}))
 """
 
 

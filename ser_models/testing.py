@@ -294,16 +294,16 @@ def write_long_recording(path: str | Path, seconds: float, seed: int = 0, sample
             left -= n
 
 
-def build_segment_pool(root: str | Path, seed: int = 11, audio_format: str = "pcm16") -> Path:
-    """A small pool of segments: a generated archive (two short episodes, one two-channel call) under
-    ``root/archive``, segmented by ``jobs.segment``'s code into ``root/segments`` with labels by overlap, and
+def build_segment_pool(root: str | Path, seed: int = 11, audio_format: str = "pcm16", n_episodes: int = 2) -> Path:
+    """A small pool of segments: a generated archive (``n_episodes`` short episodes, one two-channel call; with 7
+    or more episodes their shows fill train, dev and test) under ``root/archive``, segmented by ``jobs.segment``'s code into ``root/segments`` with labels by overlap, and
     prepared into ``root/pool``. Needs a running Ray. Returns the pool folder."""
     from ser_models.data import PoolConfig, prepare_pool
     from ser_models.data.synth import generate_archive
     from ser_models.segment import SegmentConfig, segment_archive
 
     root = Path(root)
-    info = generate_archive(root / "archive", seed=seed, n_episodes=2, n_calls=1, episode_minutes=(0.4, 0.5),
+    info = generate_archive(root / "archive", seed=seed, n_episodes=n_episodes, n_calls=1, episode_minutes=(0.4, 0.5),
                             call_minutes=(0.4, 0.5), music_share=0.0, m4a_share=0.0)
     segment_archive(SegmentConfig(recordings=str(info["recordings"]), output_dir=str(root / "segments"),
                                   annotations=str(info["truth"]), num_workers=1), verbose=False)

@@ -113,6 +113,7 @@ class ActiveLearningLoop:
         # the source group's own labels).
         if not pool_checked:
             pool.check_targets(model_cfg, ("dev", "test"))
+            pool.check_evaluation_labels(model_cfg)
         meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train", where=self.where)
         if meta.empty:
             raise ConfigError(f"the training split of pool {pool.root} has no clips"

@@ -244,6 +244,28 @@ class Pool:
                             + ", ".join(f"{lab!r} (e.g. clip {uid!r})" for lab, uid in examples.items())
                             + f"; add them to {key} or map them in the manifest (label_map)")
 
+    def check_evaluation_labels(self, model_cfg, splits: tuple[str, ...] = ("dev", "test")) -> None:
+        """Fail fast, before any Ray Train start, when a clip of an evaluation split has no label (a model with
+        classes scores every dev / test clip against its label).
+
+        Raises:
+            PoolError: naming each split's count of unlabelled clips, a few of them, and the ways out.
+        """
+        present = [s for s in splits if s in self.splits]
+        if not model_cfg.labels or not present:
+            return
+        meta = self.metadata(columns=["utt_id", "label", "split"])
+        meta = meta[meta["split"].isin(present)]
+        missing = meta[meta["label"].isna()]
+        if len(missing):
+            counts = ", ".join(f"{int((missing['split'] == s).sum())} of {int((meta['split'] == s).sum())} {s}"
+                               for s in present if (missing["split"] == s).any())
+            raise PoolError(f"pool {self.root}: {counts} clips have no label (e.g. "
+                            f"{', '.join(repr(u) for u in missing['utt_id'].head(3))}); every dev / test clip needs "
+                            "one. Label them in the manifest, give segments labels by overlap (jobs.segment "
+                            "annotations=..., which leaves unlabelled dev / test segments out), or move them to "
+                            "train")
+
     def check_targets(self, model_cfg, splits: tuple[str, ...] = ("train", "dev", "test"),
                       key: str = "model.labels") -> None:
         """What every job checks on its pool before Ray starts: :meth:`check_labels` when the model

@@ -67,6 +67,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
                           "lora, ia3, full, or model.adapter.add)")
     pool = Pool.open(cfg.pool_dir)
     pool.check_targets(cfg.model, ("dev", "test"))
+    pool.check_evaluation_labels(cfg.model)
     if cfg.cross_lingual.enabled:
         from ser_models.active.cross_lingual import check_cross_lingual
 

@@ -143,6 +143,7 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     check_evidence_config(cfg)
     pool = Pool.open(cfg.pool_dir)
     pool.check_targets(cfg.model, ("dev", "test"))
+    pool.check_evaluation_labels(cfg.model)
     check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.summary.get("fingerprint")},
               config_yaml=to_yaml(cfg))
     connect_ray()

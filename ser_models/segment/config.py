@@ -34,6 +34,10 @@ class SegmentConfig:
                                                           "end, label): each segment takes the label covering most of it")
     label_min_share: float = field(DEFAULT_MIN_SHARE, help="share of a segment its label must cover; below it "
                                                            "the segment gets no label")
+    drop_unlabelled: str = field("eval", help="with annotations: segments that get no label go to "
+                                              "rejected_segments.parquet (reason no_label): 'eval' only those of "
+                                              "dev / test recordings (evaluation needs a label on every clip), "
+                                              "'all', or 'none'")
     max_recording_hours: float = field(12.0, help="longer recordings are quarantined (too_long)")
     block_seconds: float = field(30.0, speed_only=True, help="decode block length (s): memory per worker is a few blocks")
     num_workers: int = field(2, speed_only=True, help="VAD actors (one CPU each; the model is loaded once per actor)")
@@ -47,6 +51,8 @@ class SegmentConfig:
         self.rules.resolve(self.preset)  # a bad combination of preset and overrides fails here, before Ray
         if not 0 < self.label_min_share <= 1:
             raise ConfigError(f"label_min_share must be in (0, 1], got {self.label_min_share}")
+        if self.drop_unlabelled not in ("eval", "all", "none"):
+            raise ConfigError(f"drop_unlabelled must be eval, all or none, got {self.drop_unlabelled!r}")
         if not self.max_recording_hours > 0:
             raise ConfigError(f"max_recording_hours must be > 0, got {self.max_recording_hours}")
         if not self.block_seconds >= 1:

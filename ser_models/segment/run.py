@@ -226,6 +226,10 @@ def segment_archive(cfg: SegmentConfig, verbose: bool = True) -> SegmentSummary:
     rejected = _concat(rejected_parts)
     if annotations is not None and len(segments):
         segments = pd.concat([segments, labels_by_overlap(segments, annotations, cfg.label_min_share)], axis=1)
+        segments, unlabelled = _drop_unlabelled(segments, cfg.drop_unlabelled)
+        rejected = _concat([rejected, unlabelled])
+    if "reason" not in rejected.columns:  # nothing gated out: the file still says what its rows would hold
+        rejected["reason"] = pd.Series(dtype=object)
     quarantined = pd.DataFrame(quarantine, columns=list(QUARANTINE_COLUMNS))
     write_parquet_atomic(join(out, "segments.parquet"), _to_arrow(segments))
     write_parquet_atomic(join(out, "rejected_segments.parquet"), _to_arrow(rejected))
@@ -243,6 +247,18 @@ def segment_archive(cfg: SegmentConfig, verbose: bool = True) -> SegmentSummary:
                                                    "rules": dataclasses.asdict(rules)})
     print(summary.table())
     return summary
+
+
+def _drop_unlabelled(segments: pd.DataFrame, which: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(kept, dropped)``: segments the annotations gave no label, of dev / test recordings (``eval``) or all,
+    moved out with reason ``no_label``."""
+    drop = segments["label"].isna()
+    if which == "eval":
+        drop &= segments["split"].isin(["dev", "test"]) if "split" in segments.columns else False
+    elif which == "none":
+        drop &= False
+    return (segments[~drop].reset_index(drop=True),
+            segments[drop].assign(reason="no_label").reset_index(drop=True))
 
 
 def _read_annotations(path: str) -> pd.DataFrame:

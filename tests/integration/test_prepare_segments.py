@@ -122,3 +122,16 @@ def test_schema_on_disk_and_speakers_from_streams(segment_pool, capsys):
     assert "speaker statistics: no speaker column; using recording and channel as the speaker for 4 clips" \
         in capsys.readouterr().out
     assert pool.stream_speakers("dev") == 2
+
+
+def test_unlabelled_evaluation_clips_are_refused_before_training(segment_pool):
+    from types import SimpleNamespace
+
+    from ser_models.exceptions import PoolError
+
+    pool = segment_pool[0]
+    with pytest.raises(PoolError, match=r"2 of 2 dev, 1 of 1 test clips have no label \(e\.g\. "):
+        pool.check_evaluation_labels(SimpleNamespace(labels=["neutral", "sad"]))
+    pool.check_evaluation_labels(SimpleNamespace(labels=[]))  # a dimensional model: nothing to check
+    with pytest.raises(PoolError, match="3 of 3 train"):  # any split asked for (the train clips are unlabelled)
+        pool.check_evaluation_labels(SimpleNamespace(labels=["neutral"]), splits=("train",))

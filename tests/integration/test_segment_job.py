@@ -3,6 +3,8 @@ labels by overlap, resume, new rules without a second model pass, bad recordings
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,6 +29,8 @@ def archive(tmp_path_factory):
         for key in tables:
             df = pd.read_csv(info[key])
             df["recording"] = f"{name}-" + df["recording"]
+            if key == "recordings":  # one episode of each archive evaluates: clean for dev, noisy for test
+                df.loc[df["recording"] == f"{name}-episode-0001", "split"] = "dev" if name == "clean" else "test"
             if key == "recordings":
                 df["path"] = [str(root / name / p) for p in df["path"]]
             tables[key].append(df)
@@ -134,6 +138,10 @@ def test_segments_are_a_manifest_with_metadata_quality_and_labels(archive, segme
     assert row["utt_id"] == f"{row['recording']}_ch{row['channel']}_{round(row['start'] * 1000):09d}"
     # the generator's truth labels most segments (a segment straddling two utterances may stay unlabelled)
     assert segments["label"].notna().mean() > 0.7
+    # dev / test segments without a label are not in the manifest but in rejected_segments (drop_unlabelled=eval)
+    evaluation = segments[segments["split"].isin(["dev", "test"])]
+    assert len(evaluation) > 0 and evaluation["label"].notna().all()
+    assert set(pd.read_parquet(f"{cfg.output_dir}/rejected_segments.parquet")["reason"]) <= {"no_label"}
     labelled = segments[segments["label"].notna()]
     assert (labelled["label_share"] >= 0.5).all()
     # noisy episodes have a lower SNR estimate than clean ones
@@ -176,3 +184,35 @@ def test_bad_recordings_are_quarantined_with_their_reason_and_nothing_valid_is_l
     assert summary.segmented == 1 and summary.quarantined == 6
     seg = pd.read_parquet(tmp_path / "out" / "segments.parquet")
     assert set(seg["recording"]) == {"good"} and len(seg) >= 2
+
+
+def test_recordings_and_output_in_a_bucket(archive, ray_local, s3_bucket, tmp_path):
+    """Recordings read from S3 (M4A through FFmpeg on a remote file too), segments and frames written there;
+    the rerun resumes from the bucket."""
+    import pyarrow.fs as pafs
+
+    from ser_models.io import filesystem
+
+    _, info = archive
+    recs = pd.read_csv(info["recordings"]).groupby("kind").head(1)  # one episode (an M4A if any), one call
+    m4a = pd.read_csv(info["recordings"]).query("path.str.endswith('.m4a')").head(1)
+    recs = pd.concat([recs, m4a]).drop_duplicates("recording")
+    fs, bucket = filesystem(s3_bucket)
+    remote = []
+    for p in recs["path"]:
+        key = f"{bucket}/audio/{Path(p).name}"
+        with fs.open_output_stream(key) as fh:
+            fh.write(Path(p).read_bytes())
+        remote.append(f"{s3_bucket}/audio/{Path(p).name}")
+    recs = recs.assign(path=remote)
+    local = tmp_path / "recordings.csv"
+    recs.to_csv(local, index=False)
+    out = f"{s3_bucket}/segments"
+    summary = segment_archive(SegmentConfig(recordings=str(local), output_dir=out, preset="vad"), verbose=False)
+    assert summary.quarantined == 0 and summary.segmented == len(recs)
+    seg = pd.read_parquet(f"{bucket}/segments/segments.parquet", filesystem=fs)
+    assert set(seg["recording"]) == set(recs["recording"]) and seg["path"].str.startswith("s3://").all()
+    frames = fs.get_file_info(pafs.FileSelector(f"{bucket}/segments/frames", recursive=True))
+    assert sum(f.path.endswith(".parquet") for f in frames) == len(recs)
+    assert segment_archive(SegmentConfig(recordings=str(local), output_dir=out, preset="vad"),
+                           verbose=False).vad_recordings == 0

@@ -79,3 +79,42 @@ def test_context_comes_from_the_recording_around_the_segment(pool, tmp_path):
     src, sr, _ = read_span(r.source_path, r.clip_start, r.clip_end, int(r.channel))
     np.testing.assert_allclose(clip, soxr.resample(src, sr, 16000, quality="HQ")[: len(clip)], atol=2 / 32768)
     assert sf.info(io.BytesIO(open(r.path, "rb").read())).channels == 1
+
+
+def test_the_after_job_on_a_segment_pool_with_people_labelling_segments(tmp_path, ray_local, monkeypatch):
+    """The documented path: recordings -> segments -> pool -> jobs.after with the file oracle, at most two
+    segments of a recording per query; each round's sheet lists segment clips, filled from the truth."""
+    import runpy
+    import sys
+
+    pool_dir = build_segment_pool(tmp_path / "p", seed=5, n_episodes=7)
+    meta = Pool.open(pool_dir).metadata(columns=["utt_id", "label", "recording", "split"])
+    assert set(meta["split"]) == {"train", "dev", "test"}
+    truth = dict(zip(meta["utt_id"], meta["label"].fillna("neutral")))
+    out = tmp_path / "run"
+    argv = ["jobs.after", "jobs/configs/after_smoke.yaml", f"pool_dir={pool_dir}", f"output_dir={out}",
+            "tapt_enabled=false", "active.oracle=file", "active.max_per_recording=2", "active.initial=random",
+            "active.budget_fractions=[0.2,0.4]"]
+
+    def run():
+        monkeypatch.setattr(sys, "argv", argv)
+        try:
+            runpy.run_module("jobs.after", run_name="__main__")
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+
+    sheets = []
+    for folder in ("initial", "round=000"):
+        run()  # stops, waiting for this sheet
+        sheet = out / "rounds" / folder / "to_label.csv"
+        df = pd.read_csv(sheet)
+        assert df["path"].str.endswith(".wav").all() and df["recording"].notna().all()
+        assert np.allclose(df["clip_end"] - df["clip_start"], df["end"] - df["start"], atol=1e-3)
+        df["label"] = df["utt_id"].map(truth)
+        df.to_csv(sheet, index=False)
+        sheets.append(df)
+    run()
+    assert (out / "rounds" / "round=001" / "metrics.json").exists()
+    assert sheets[1].groupby("recording").size().max() <= 2  # the cap, on a query the model chose
+    ledger = LabelLedger(out / "labels" / "ledger.parquet").labelled()
+    assert set(ledger["utt_id"]) == set(sheets[0]["utt_id"]) | set(sheets[1]["utt_id"])

@@ -8,14 +8,18 @@ import sys
 
 from ser_models.testing import write_long_recording
 
+# VmHWM (this process's own peak RSS), not ru_maxrss: Linux carries ru_maxrss over from the forking parent
+# across exec, so a child of a large test process would report the parent's size.
 MEASURE = r"""
-import json, resource, sys
+import json, sys
 from ser_models.segment import SileroVAD, vad_pass
+def peak_kb():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 vad = SileroVAD.from_wheel()
 vad_pass(sys.argv[2], vad)  # warm-up on a short file: allocator pools and kernels exist before the baseline
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_kb()
 r = vad_pass(sys.argv[1], vad)
-print(json.dumps({"seconds": r.duration, "grew_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base}))
+print(json.dumps({"seconds": r.duration, "base_kb": base, "grew_kb": peak_kb() - base}))
 """
 
 

@@ -59,3 +59,15 @@ def test_annotations_without_channel_cover_every_channel_and_bad_rows_are_named(
         labels_by_overlap(seg, ann.assign(end=[0.0]))
     with pytest.raises(ManifestError, match="label"):
         labels_by_overlap(seg, ann.drop(columns=["label"]))
+
+
+def test_unlabelled_segments_leave_evaluation_splits_only_when_asked():
+    from ser_models.segment.run import _drop_unlabelled
+
+    seg = pd.DataFrame({"utt_id": list("abcd"), "split": ["train", "dev", "test", "dev"],
+                        "label": [None, None, None, "sad"]})
+    kept, dropped = _drop_unlabelled(seg, "eval")
+    assert kept["utt_id"].tolist() == ["a", "d"] and dropped["utt_id"].tolist() == ["b", "c"]
+    assert set(dropped["reason"]) == {"no_label"}
+    assert _drop_unlabelled(seg, "all")[0]["utt_id"].tolist() == ["d"]
+    assert len(_drop_unlabelled(seg, "none")[1]) == 0
