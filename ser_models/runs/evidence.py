@@ -93,19 +93,30 @@ def check_evidence_config(cfg: EvidenceJobConfig) -> None:
                           + (reason or "active.feature_cache is 'off'"))
 
 
-def run_config(cfg: EvidenceJobConfig, strategy: str, seed: int) -> tuple:
+def run_config(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: int | None = None) -> tuple:
     """The (active, train) settings of one run: ``strategy`` (``NAME+variant`` allowed, or :data:`ALL_LABELS`)
-    under ``seed``, sharing the job's feature cache."""
+    under ``seed``, sharing the job's feature cache. ``labelable``: training clips the oracle can label, which
+    the all-labels run labels (None: the whole training split)."""
     name, _, variant = strategy.partition("+")
     cache_dir = cfg.active.feature_cache_dir or f"{cfg.output_dir}/feature_cache"
     if strategy == ALL_LABELS:
-        active = dataclasses.replace(cfg.active, budget_labels=[], budget_hours=[], budget_fractions=[1.0],
+        budget = {"budget_labels": [labelable], "budget_fractions": []} if labelable else {"budget_fractions": [1.0]}
+        active = dataclasses.replace(cfg.active, **{"budget_labels": [], "budget_hours": [], **budget},
                                      strategy=dataclasses.replace(cfg.active.strategy, name="random"))
     else:
         active = dataclasses.replace(cfg.active, strategy=dataclasses.replace(
             cfg.active.strategy, name=name, **VARIANTS.get(variant, {})))
     active = dataclasses.replace(active, seed=seed, feature_cache="on", feature_cache_dir=cache_dir)
     return active, dataclasses.replace(cfg.train, seed=seed)
+
+
+def labelable_training_clips(pool, model_cfg) -> int:
+    """Training clips the simulated oracle can label (a label in ``model.labels``, every dimension present)."""
+    from ser_models.active.oracles import SimulatedOracle
+
+    truth = pool.metadata(columns=["utt_id", "label", *model_cfg.dimensions], split="train")
+    oracle = SimulatedOracle(truth, labels=list(model_cfg.labels), dimensions=list(model_cfg.dimensions))
+    return len(truth) - len(oracle.unlabelable(truth["utt_id"].tolist()))
 
 
 def run_rows(strategy: str, seed: int, reports, seconds: float) -> list[dict]:
@@ -169,13 +180,15 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     if verbose and pinned:
         print(f"feature cache held in memory for the runs (under evidence.cache_in_memory_mb="
               f"{ev.cache_in_memory_mb})", flush=True)
+    # Segments the truth gives no label (labels by overlap) stay in the pool; no run can label them.
+    labelable = labelable_training_clips(pool, cfg.model)
     # The all-labels reference trains on the same clips under every seed (only the CV folds differ): once.
     plan = [(name, seed) for seed in seeds for name in names] + ([(ALL_LABELS, seeds[0])] if ev.all_labels else [])
     rows = []
     try:
         t_runs = time.perf_counter()
         for done, (name, seed) in enumerate(plan, 1):
-            active, train = run_config(cfg, name, seed)
+            active, train = run_config(cfg, name, seed, labelable)
             t0 = time.perf_counter()
             loop = ActiveLearningLoop(pool, out / "runs" / f"{name}_s{seed}", cfg.model, train, cfg.scaling, active,
                                       verbose=False, pool_checked=True, plots=False)

@@ -118,3 +118,21 @@ def test_the_after_job_on_a_segment_pool_with_people_labelling_segments(tmp_path
     assert sheets[1].groupby("recording").size().max() <= 2  # the cap, on a query the model chose
     ledger = LabelLedger(out / "labels" / "ledger.parquet").labelled()
     assert set(ledger["utt_id"]) == set(sheets[0]["utt_id"]) | set(sheets[1]["utt_id"])
+
+
+def test_the_all_labels_reference_labels_every_segment_the_oracle_can(pool, tmp_path):
+    """Segments the truth leaves unlabelled stay in a simulated pool; the evidence job's all-labels run labels
+    every other training segment instead of asking for more than exist."""
+    from pathlib import Path
+
+    from ser_models.config import load_config
+    from ser_models.runs.evidence import ALL_LABELS, EvidenceJobConfig, labelable_training_clips, run_config
+
+    cfg = load_config(EvidenceJobConfig, Path(__file__).parents[2] / "jobs/configs/demo_evidence.yaml",
+                      [f"pool_dir={pool.root}", f"output_dir={tmp_path}"])
+    meta = pool.metadata(columns=["utt_id", "label"], split="train")
+    n = labelable_training_clips(pool, cfg.model)
+    assert n == int(meta["label"].isin(LABELS).sum())
+    active, _ = run_config(cfg, ALL_LABELS, 0, n)
+    assert active.budget_labels == [n] and active.budget_fractions == [] and active.strategy.name == "random"
+    assert run_config(cfg, ALL_LABELS, 0)[0].budget_fractions == [1.0]

@@ -75,3 +75,16 @@ def test_streaming_resampler_equals_one_shot_resampling():
     r = Resampler(44100, 16000, 2)
     out = np.concatenate([r(x[:50_000]), r(x[50_000:100_001]), r(x[100_001:], last=True)])
     np.testing.assert_allclose(out, soxr.resample(x, 44100, 16000, quality="HQ"), atol=1e-6)
+
+
+def test_mp3_decodes_through_libsndfile_by_span(tmp_path):
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile cannot write MP3")
+    x = tones(4.0, 16000)
+    sf.write(tmp_path / "a.mp3", x, 16000, format="MP3")
+    with open_audio(str(tmp_path / "a.mp3")) as s:
+        assert (s.backend, s.channels) == ("libsndfile", 2)
+        assert abs(s.frames - len(x)) <= 2304  # MP3 frames of 1152 samples and the decoder's delay
+    loud, sr, _ = read_span(str(tmp_path / "a.mp3"), 2.5, 3.5, channel=1)
+    quiet, _, _ = read_span(str(tmp_path / "a.mp3"), 0.5, 1.5, channel=1)
+    assert sr == 16000 and np.sqrt(np.mean(loud**2)) > 0.1 > 20 * np.sqrt(np.mean(quiet**2))
