@@ -93,8 +93,8 @@ def test_the_after_job_on_a_segment_pool_with_people_labelling_segments(tmp_path
     truth = dict(zip(meta["utt_id"], meta["label"].fillna("neutral")))
     out = tmp_path / "run"
     argv = ["jobs.after", "jobs/configs/after_smoke.yaml", f"pool_dir={pool_dir}", f"output_dir={out}",
-            "tapt_enabled=false", "active.oracle=file", "active.max_per_recording=2", "active.initial=random",
-            "active.budget_fractions=[0.2,0.4]"]
+            "tapt_enabled=false", "scaling.backend=in_process", "active.oracle=file", "active.max_per_recording=2",
+            "active.initial=random", "active.budget_fractions=[0.2,0.4]"]
 
     def run():
         monkeypatch.setattr(sys, "argv", argv)
