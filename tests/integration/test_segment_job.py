@@ -45,7 +45,7 @@ def archive(tmp_path_factory):
 def segmented(archive, ray_local, tmp_path_factory):
     root, info = archive
     out = tmp_path_factory.mktemp("segments")
-    cfg = SegmentConfig(recordings=str(info["recordings"]), output_dir=str(out), annotations=str(info["truth"]))
+    cfg = SegmentConfig(num_workers=1, recordings=str(info["recordings"]), output_dir=str(out), annotations=str(info["truth"]))
     summary = segment_archive(cfg, verbose=False)
     return cfg, summary, pd.read_parquet(out / "segments.parquet")
 
@@ -80,7 +80,7 @@ def test_speech_found_against_the_truth_on_clean_and_noisy_episodes(archive, seg
     recordings = pd.read_csv(info["recordings"])
     truth = pd.read_csv(info["truth"])
     # speech as found (the `vad` preset: no merging, no padding) from the stored probabilities: no model pass
-    cfg = SegmentConfig(recordings=str(info["recordings"]), output_dir=segmented[0].output_dir, preset="vad")
+    cfg = SegmentConfig(num_workers=1, recordings=str(info["recordings"]), output_dir=segmented[0].output_dir, preset="vad")
     summary = segment_archive(cfg, verbose=False)
     assert summary.vad_recordings == 0
     speech = pd.read_parquet(f"{cfg.output_dir}/segments.parquet")
@@ -175,7 +175,7 @@ def test_bad_recordings_are_quarantined_with_their_reason_and_nothing_valid_is_l
     sf.write(tmp_path / "silence.flac", np.zeros(5 * sr, np.float32), sr)
     files = ["good.wav", "long.wav", "empty.wav", "notes.wav", "corrupt.wav", "silence.flac", "missing.wav"]
     pd.DataFrame({"path": files}).to_csv(tmp_path / "recordings.csv", index=False)
-    cfg = SegmentConfig(recordings=str(tmp_path / "recordings.csv"), output_dir=str(tmp_path / "out"),
+    cfg = SegmentConfig(num_workers=1, recordings=str(tmp_path / "recordings.csv"), output_dir=str(tmp_path / "out"),
                         preset="vad", max_recording_hours=30 / 3600)
     summary = segment_archive(cfg, verbose=False)
     q = pd.read_parquet(tmp_path / "out" / "quarantine.parquet").set_index("recording")
@@ -208,11 +208,11 @@ def test_recordings_and_output_in_a_bucket(archive, ray_local, s3_bucket, tmp_pa
     local = tmp_path / "recordings.csv"
     recs.to_csv(local, index=False)
     out = f"{s3_bucket}/segments"
-    summary = segment_archive(SegmentConfig(recordings=str(local), output_dir=out, preset="vad"), verbose=False)
+    summary = segment_archive(SegmentConfig(num_workers=1, recordings=str(local), output_dir=out, preset="vad"), verbose=False)
     assert summary.quarantined == 0 and summary.segmented == len(recs)
     seg = pd.read_parquet(f"{bucket}/segments/segments.parquet", filesystem=fs)
     assert set(seg["recording"]) == set(recs["recording"]) and seg["path"].str.startswith("s3://").all()
     frames = fs.get_file_info(pafs.FileSelector(f"{bucket}/segments/frames", recursive=True))
     assert sum(f.path.endswith(".parquet") for f in frames) == len(recs)
-    assert segment_archive(SegmentConfig(recordings=str(local), output_dir=out, preset="vad"),
+    assert segment_archive(SegmentConfig(num_workers=1, recordings=str(local), output_dir=out, preset="vad"),
                            verbose=False).vad_recordings == 0

@@ -26,7 +26,8 @@ LABELS = ["neutral", "happy", "angry", "sad"]
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory, ray_local):
-    return Pool.open(build_segment_pool(tmp_path_factory.mktemp("segpool")))
+    """Seven short episodes (their three shows make train, dev and test) and a two-channel call, segmented."""
+    return Pool.open(build_segment_pool(tmp_path_factory.mktemp("segpool"), seed=5, n_episodes=7))
 
 
 def _handover(pool, out, **active):
@@ -81,14 +82,14 @@ def test_context_comes_from_the_recording_around_the_segment(pool, tmp_path):
     assert sf.info(io.BytesIO(open(r.path, "rb").read())).channels == 1
 
 
-def test_the_after_job_on_a_segment_pool_with_people_labelling_segments(tmp_path, ray_local, monkeypatch):
+def test_the_after_job_on_a_segment_pool_with_people_labelling_segments(pool, tmp_path, monkeypatch):
     """The documented path: recordings -> segments -> pool -> jobs.after with the file oracle, at most two
     segments of a recording per query; each round's sheet lists segment clips, filled from the truth."""
     import runpy
     import sys
 
-    pool_dir = build_segment_pool(tmp_path / "p", seed=5, n_episodes=7)
-    meta = Pool.open(pool_dir).metadata(columns=["utt_id", "label", "recording", "split"])
+    pool_dir = pool.root
+    meta = pool.metadata(columns=["utt_id", "label", "recording", "split"])
     assert set(meta["split"]) == {"train", "dev", "test"}
     truth = dict(zip(meta["utt_id"], meta["label"].fillna("neutral")))
     out = tmp_path / "run"
