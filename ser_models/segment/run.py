@@ -43,7 +43,7 @@ from ser_models.progress import StageProgress
 from ser_models.segment.config import SegmentConfig
 from ser_models.segment.overlap import labels_by_overlap
 from ser_models.segment.recordings import read_recordings
-from ser_models.segment.silero import model_file
+from ser_models.segment.silero import VAD_SAMPLE_RATE, model_file
 from ser_models.segment.streams import StreamFrames, segment_rows
 
 #: Bumped when the frames files' content changes, so old ones are not reused.
@@ -214,8 +214,8 @@ def segment_archive(cfg: SegmentConfig, verbose: bool = True) -> SegmentSummary:
         path = frames_path(frames_dir, rec)
         if rec in failed_ids or not exists(path):
             continue
-        streams, sample_rate, channels = read_frames(path)
-        audio_seconds += streams[0].samples / 16000.0 if streams else 0.0
+        streams = read_frames(path)[0]
+        audio_seconds += streams[0].samples / VAD_SAMPLE_RATE if streams else 0.0
         kept, rejected = segment_rows(meta, streams, rules, cfg.gate)
         if len(kept) + len(rejected) == 0:
             quarantine.append((rec, meta["path"], "no_speech", f"no speech found with preset {cfg.preset}"))

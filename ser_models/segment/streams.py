@@ -105,7 +105,7 @@ def vad_pass(path: str, vad: SileroVAD, channels: str = "split", block_seconds: 
         chans = _stream_channels(channels, audio.channels, path)
         resample = Resampler(audio.sample_rate, VAD_SAMPLE_RATE, len(chans))
         state = vad.new_state(len(chans))
-        acc = _FrameAccumulator(len(chans))
+        acc = _FrameAccumulator()
         carry = np.zeros((0, len(chans)), np.float32)
         block_frames = max(FRAME_SAMPLES, int(block_seconds * audio.sample_rate))
         for block in audio.blocks(block_frames):
@@ -133,7 +133,7 @@ def vad_pass(path: str, vad: SileroVAD, channels: str = "split", block_seconds: 
 class _FrameAccumulator:
     """Frame statistics of consecutive 16 kHz blocks ``[n, S]`` (``n`` a multiple of 512)."""
 
-    def __init__(self, streams: int):
+    def __init__(self):
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.samples = 0
 
