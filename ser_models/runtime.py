@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -30,6 +31,36 @@ PROGRESS_BARS_ENV = "SER_RAY_PROGRESS_BARS"
 #: is 60 s). When it runs out, Ray ends the driver with exit code 1 and no word from us.
 GCS_RECONNECT_TIMEOUT_ENV = "RAY_gcs_rpc_server_reconnect_timeout_s"
 _RAY_DEFAULT_GCS_RECONNECT_S = 60.0
+
+#: Exit code of a job whose Ray cluster lost its head node (rerun it on a live cluster: it resumes).
+HEAD_LOST_EXIT = 3
+
+_head_lost_once = threading.Lock()
+
+
+def end_with_head_lost(reason: str) -> None:
+    """Print ``error: HeadNodeLost: <reason>`` once and end the process with :data:`HEAD_LOST_EXIT`.
+
+    Called by the job's error handler and by the driver's head watch (:func:`watch_head_node`), whichever
+    comes first; the other waits here until the process ends.
+    """
+    with _head_lost_once:
+        print(f"error: HeadNodeLost: {reason}", file=sys.stderr, flush=True)
+        _exit_now(HEAD_LOST_EXIT)
+
+
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` without running Ray's shutdown against a dead head node.
+
+    A plain ``SystemExit`` runs ``ray.shutdown()`` at exit, which waits on the dead GCS; meanwhile the
+    driver's core worker gives up on the GCS (``gcs_rpc_server_reconnect_timeout_s``) and ends the process
+    itself with code 1, so the exit code would depend on which comes first (seen in CI). Everything the job
+    wrote is already closed (the error unwound every ``with``); logs and the standard streams are flushed here.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def lost_head_message() -> str | None:
@@ -120,8 +151,6 @@ def watch_head_node(poll_s: float = 1.0) -> threading.Thread | None:
                 continue
             silent_since = silent_since if silent_since is not None else time.monotonic()
             if time.monotonic() - silent_since >= grace:
-                from ser_models.cli import end_with_head_lost
-
                 end_with_head_lost(f"{_lost_message(address)}. Nothing answered for {grace:g} s")
                 return  # not reached: the process has ended
 

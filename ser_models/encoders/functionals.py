@@ -10,13 +10,12 @@ free for research and education, **no commercial use without a licence from audE
 and the demo never import it.
 
 The functionals are cached like the encoder's per-layer means (``FeatureCache`` with one "layer" of 88
-values, keyed by the pool's build and the extractor's version), so a pool pays for them once, a killed build
-resumes, and the cache may live on ``s3://``.
+values, keyed by the pool's build and the extractor's version; ``ser_models.active.functionals_cache``), so a
+pool pays for them once, a killed build resumes, and the cache may live on ``s3://``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,11 +63,6 @@ def functionals_fingerprint() -> str:
     return f"egemaps-v02-functionals:opensmile-{getattr(opensmile, '__version__', 'unknown')}"
 
 
-def functionals_cache_key(pool) -> str:
-    """sha256 naming the cached functionals of ``pool`` (its build fingerprint) under this extractor."""
-    return hashlib.sha256(f"{pool.summary.get('fingerprint')}:{functionals_fingerprint()}".encode()).hexdigest()
-
-
 class EgemapsExtractor:
     """Ray Data callable class: pool rows (``utt_id``, ``audio``, ``audio_format``) -> ``utt_id`` and
     ``features``, the float32 bytes of ``[1, 88]`` eGeMAPS v02 functionals per clip (the pooled cache's
@@ -104,30 +98,6 @@ class EgemapsExtractor:
         self.nan_values += int(bad.sum())
         values[bad] = 0.0
         return np.ascontiguousarray(values)
-
-
-def functionals_cache(root, pool):
-    """The :class:`~ser_models.active.feature_cache.FeatureCache` of ``pool``'s functionals under ``root``."""
-    from ser_models.active.feature_cache import FeatureCache
-
-    return FeatureCache(root, functionals_cache_key(pool), kind="pooled")
-
-
-def build_functionals_cache(root, pool, ds, scorer_cfg=None, *, verbose: bool = True, in_process: bool = False,
-                            total: int | None = None):
-    """Compute the functionals of every row of ``ds`` once into :func:`functionals_cache` (a no-op when it is
-    ready), on ``scorer_cfg``'s actor pool (its actors, CPUs and batch size); returns the cache.
-
-    Raises:
-        ConfigError: the opensmile extra is missing.
-    """
-    from ser_models.active.scorer import ScorerConfig
-
-    sc = scorer_cfg or ScorerConfig()
-    cache = functionals_cache(root, pool)
-    cache.build_with(ds, EgemapsExtractor, {"threads": sc.torch_threads()}, 1, sc, verbose=verbose,
-                     in_process=in_process, total=total, what="eGeMAPS functionals of")
-    return cache
 
 
 class FunctionalsNorm(nn.Module):

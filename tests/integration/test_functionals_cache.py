@@ -13,8 +13,9 @@ def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo
     pytest.importorskip("opensmile", reason="the optional opensmile extra is not installed "
                                             "(make test-opensmile installs it and runs these tests)")
     from ser_models.active.feature_cache import features_array
+    from ser_models.active.functionals_cache import build_functionals_cache
     from ser_models.active.scorer import ScorerConfig
-    from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor, build_functionals_cache
+    from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor
     from ser_models.training.batching import collect_clips
 
     pool = demo_pool.open()

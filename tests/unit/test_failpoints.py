@@ -62,7 +62,7 @@ def test_run_job_names_a_lost_head_node_whatever_error_surfaced(capsys, monkeypa
         exits.append(code)
         raise SystemExit(code)
 
-    monkeypatch.setattr(cli, "_exit_now", exit_now)
+    monkeypatch.setattr(runtime, "_exit_now", exit_now)
 
     def main():
         raise RuntimeError("The actor is temporarily unavailable: RpcError\nmore detail")
@@ -106,7 +106,7 @@ def test_head_watch_ends_the_job_once_the_gcs_stays_silent_for_half_of_rays_limi
         reasons.append(reason)
         ended.set()  # the real one ends the process (os._exit)
 
-    monkeypatch.setattr(cli, "end_with_head_lost", end)
+    monkeypatch.setattr(runtime, "end_with_head_lost", end)
     assert runtime.head_watch_grace_s() == 1.5
     thread = runtime.watch_head_node(poll_s=0.1)
     time.sleep(0.5)

@@ -38,3 +38,85 @@ def test_only_the_runs_import_the_loop():
             if isinstance(node, ast.ImportFrom) and node.module == "ser_models.active.loop":
                 offenders.append(f"{rel}:{node.lineno}")
     assert not offenders, offenders
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted name -> file of every module of the library (a package by its ``__init__``)."""
+    mods = {}
+    for path in LIBRARY.rglob("*.py"):
+        parts = list(path.relative_to(LIBRARY.parent).with_suffix("").parts)
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return mods
+
+
+def _import_graph() -> dict[str, dict[str, int]]:
+    """module -> {imported library module: line}, counting imports inside functions too (a lazy import is a
+    circle that only waits for the first call)."""
+    mods = _modules()
+
+    def resolve(name: str) -> str | None:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, dict[str, int]] = {m: {} for m in mods}
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [resolve(a.name) for a in node.names if a.name.split(".")[0] == "ser_models"]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parts, base] if base else parts)
+                if base.split(".")[0] == "ser_models":
+                    # ``from pkg import submodule`` imports the submodule; ``from mod import name`` the module.
+                    targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else resolve(base) for a in node.names]
+            for target in targets:
+                if target and target != mod:
+                    graph[mod].setdefault(target, node.lineno)
+    return graph
+
+
+def test_library_imports_form_no_circle():
+    """Tarjan's strongly connected components of the import graph: every one must be a single module."""
+    graph = _import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                members = set(component)
+                circles.append([f"{a} -> {b} (line {graph[a][b]})" for a in sorted(members)
+                                for b in sorted(graph[a]) if b in members])
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    assert not circles, "import circles:\n" + "\n\n".join("\n".join(c) for c in circles)
+
+
+def test_the_encoders_layer_never_imports_the_active_learning_layer():
+    offenders = [f"{mod} -> {target} (line {line})" for mod, targets in _import_graph().items()
+                 if mod.startswith("ser_models.encoders") for target, line in targets.items()
+                 if target.startswith("ser_models.active")]
+    assert not offenders, offenders
