@@ -1,0 +1,486 @@
+"""Plan a label budget before any label is bought: how many labels go to the test set, the dev set and the
+active-learning rounds, and how precise each test-set size makes the reported UA.
+
+**UA precision.** UA (unweighted accuracy) is the mean of the K per-class recalls. On a test set of ``n`` clips
+with class shares ``p_k``, class ``k`` has ``n_k = n * p_k`` clips and its recall is a binomial proportion, so
+
+    Var(UA) = deff * (1 / K^2) * sum_k r_k (1 - r_k) / n_k,    half-width = z * sqrt(Var(UA))
+
+with ``r_k`` the expected recall of class ``k`` (the expected UA for every class unless per-class recalls are
+given) and ``z`` the normal quantile of the confidence (1.96 for 95 %). ``deff`` is the design effect: clips
+are not independent when several come from one recording or speaker (a model that fails on one voice fails on
+most of its clips). With ``m`` test clips per recording on average (the clips' mean, ``sum m_r^2 / sum m_r``,
+when recordings differ in size) and an intra-recording correlation ``ICC`` of being right,
+``deff = 1 + (m - 1) * ICC`` (Kish): the test set is worth ``n / deff`` independent clips.
+
+The smallest ``n`` reaching a target half-width ``h`` has a closed form,
+``n = deff * z^2 * sum_k r_k (1 - r_k) / p_k / (K^2 h^2)``; a seeded simulation of random test sets (class
+counts drawn at random, recordings as clusters with a Beta-distributed recall) checks the formula's normal
+approximation at every size shown.
+
+**The rest of the budget.** The dev set (early stopping, model selection) defaults to half the test set; the
+initial training set holds ``ceil(m / p_min)`` clips, so the rarest class is expected ``m`` times in it (a random
+set of that size misses the class with probability ``(1 - p_min)^n``, about ``e^-m``: 0.7 % for ``m = 5``);
+the rounds then grow the labelled set to the training budget, doubling (equal ratios) or in equal steps.
+
+**The overrides it prints** are keys of ``jobs.after``: ``active.evaluation.test_size`` and
+``active.evaluation.dev_size`` are the loop's evaluation keys (how many clips the loop draws from the pool and
+labels as the test and dev sets before round 0), and ``active.budget_labels`` lists the labelled training clips
+at each round (the first entry is the initial set; evaluation labels are not counted in it).
+
+Pure numpy/scipy: no Ray. :func:`read_pool_stats` reads a prepared pool's metadata with pyarrow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from ser_models.config import PATH, field
+from ser_models.exceptions import ConfigError, PoolError
+
+__all__ = ["BudgetPlan", "PlanConfig", "PoolStats", "kish_design_effect", "plan_budget", "read_pool_stats",
+           "round_targets", "simulate_ua", "simulated_half_width", "required_test_size", "ua_half_width",
+           "ua_variance", "z_value"]
+
+_SCHEDULES = ("doubling", "equal")
+
+
+@dataclass
+class PlanConfig:
+    """Inputs of ``python -m jobs.plan``: the budget, the classes and how precise the test set must be."""
+
+    budget: int = field(0, help="total labels the team can buy (test + dev + training), in clips")
+    labels: list[str] = field(default_factory=list, help="class names, e.g. [angry,happy,neutral,sad]; empty = "
+                              "the labels found in pool_dir")
+    shares: list[float] = field(default_factory=list, help="expected share of each class in the pool (the class "
+                                "prior), in labels' order, normalised to sum 1; empty = the label shares of "
+                                "pool_dir when it has labels, else uniform")
+    expected_ua: float = field(0.6, help="expected UA (mean per-class recall) of the final model")
+    recalls: list[float] = field(default_factory=list, help="expected recall of each class, in labels' order "
+                                 "(empty = expected_ua for every class)")
+    target_half_width: float = field(0.05, help="wanted half-width of the test set's UA interval (+/- UA)")
+    confidence: float = field(0.95, help="confidence of the interval (0.95 = 95 %)")
+    max_test_share: float = field(0.3, help="most of the budget the test set may take; a warning says when "
+                                  "this cap leaves the interval wider than target_half_width")
+    dev_ratio: float = field(0.5, help="dev set size as a fraction of the test set size")
+    min_per_class: int = field(5, help="clips of the rarest class expected in the initial set (and at least "
+                                       "in the dev and test sets): sizes >= min_per_class / rarest share")
+    schedule: str = field("doubling", help=f"how rounds grow the labelled set, one of {list(_SCHEDULES)}: "
+                                           "'doubling' = the same ratio each round, 'equal' = equal steps")
+    rounds: int = field(0, help="training rounds, round 0 (the initial set) included; 0 = as many as make "
+                                "each round about double the labelled set")
+    design_effect: float | None = field(None, help="variance inflation of clustered test clips; null = "
+                                        "1 + (cluster_size - 1) * icc")
+    icc: float = field(0.1, help="intra-recording correlation of being right (used when cluster_size > 1)")
+    cluster_size: float | None = field(None, help="test clips per recording (or speaker), clips' mean (sum m^2 "
+                                       "/ sum m); null = from pool_dir's recordings, else its speakers (the loop "
+                                       "draws whole ones: active.evaluation.disjoint_by), else 1 (independent)")
+    table_sizes: list[int] = field(default_factory=lambda: [100, 200, 400, 800, 1600],
+                                   help="test sizes shown in the precision table")
+    simulate_draws: int = field(10000, help="random test sets simulated per size to check the formula "
+                                "(0 = no check)")
+    seed: int = field(0, help="seed of the simulation")
+    pool_dir: str | None = field(None, path=PATH, help="prepared pool (jobs.prepare_pool): class shares from "
+                                 "its labels, cluster size from its recordings (else speakers)")
+    output_dir: str | None = field(None, path=PATH, help="folder to write plan.json to (null = print only)")
+
+    def __post_init__(self):
+        checks = [
+            (isinstance(self.budget, int) and self.budget >= 1, f"budget must be a number of labels >= 1 (e.g. "
+                                                                f"budget=3000), got {self.budget!r}"),
+            (0 < self.expected_ua < 1, f"expected_ua must be in (0, 1), got {self.expected_ua}"),
+            (all(0 <= r <= 1 for r in self.recalls), f"recalls must be in [0, 1], got {list(self.recalls)}"),
+            (all(s > 0 for s in self.shares), f"shares must be > 0, got {list(self.shares)}"),
+            (0 < self.target_half_width < 1, f"target_half_width must be in (0, 1), got {self.target_half_width}"),
+            (0 < self.confidence < 1, f"confidence must be in (0, 1), got {self.confidence}"),
+            (0 < self.max_test_share < 1, f"max_test_share must be in (0, 1), got {self.max_test_share}"),
+            (self.dev_ratio >= 0, f"dev_ratio must be >= 0, got {self.dev_ratio}"),
+            (self.min_per_class >= 1, f"min_per_class must be >= 1, got {self.min_per_class}"),
+            (self.schedule in _SCHEDULES, f"schedule must be one of {list(_SCHEDULES)}, got {self.schedule!r}"),
+            (self.rounds >= 0, f"rounds must be >= 0 (0 = doubling), got {self.rounds}"),
+            (self.design_effect is None or self.design_effect >= 1,
+             f"design_effect must be >= 1 (1 = independent clips), got {self.design_effect}"),
+            (0 <= self.icc <= 1, f"icc must be in [0, 1], got {self.icc}"),
+            (self.cluster_size is None or self.cluster_size >= 1, f"cluster_size must be >= 1, got "
+                                                                  f"{self.cluster_size}"),
+            (all(n >= 1 for n in self.table_sizes), f"table_sizes must be >= 1, got {list(self.table_sizes)}"),
+            (self.simulate_draws >= 0, f"simulate_draws must be >= 0, got {self.simulate_draws}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        for key in ("shares", "recalls"):
+            values = getattr(self, key)
+            if values and self.labels and len(values) != len(self.labels):
+                raise ConfigError(f"{key} has {len(values)} values for {len(self.labels)} labels "
+                                  f"{list(self.labels)}: give one per label, in the same order")
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"labels has duplicates: {list(self.labels)}")
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+def z_value(confidence: float) -> float:
+    """Two-sided normal quantile of ``confidence`` (1.96 for 0.95)."""
+    return float(norm.ppf(0.5 + confidence / 2))
+
+
+def kish_design_effect(cluster_size: float, icc: float) -> float:
+    """Variance inflation ``1 + (m - 1) * ICC`` of clusters of ``m`` clips (clips' mean) with correlation ICC."""
+    return 1.0 + (float(cluster_size) - 1.0) * float(icc)
+
+
+def ua_variance(n: float, shares, recalls, design_effect: float = 1.0) -> float:
+    """Variance of UA on a test set of ``n`` clips.
+
+    Args:
+        n: test clips.
+        shares: ``[K]`` class shares (sum 1).
+        recalls: ``[K]`` expected per-class recalls.
+        design_effect: variance inflation of clustered clips (1 = independent).
+
+    Returns:
+        ``deff / K^2 * sum_k r_k (1 - r_k) / (n p_k)``, in UA^2.
+    """
+    p, r = np.asarray(shares, float), np.asarray(recalls, float)
+    return float(design_effect * np.sum(r * (1 - r) / (n * p)) / len(p) ** 2)
+
+
+def ua_half_width(n: float, shares, recalls, z: float = 1.96, design_effect: float = 1.0) -> float:
+    """Half-width ``z * sqrt(Var(UA))`` of the UA interval on ``n`` test clips (see :func:`ua_variance`)."""
+    return z * math.sqrt(ua_variance(n, shares, recalls, design_effect))
+
+
+def required_test_size(half_width: float, shares, recalls, z: float = 1.96, design_effect: float = 1.0) -> int:
+    """Smallest whole test size whose UA half-width is at most ``half_width`` (at least 1)."""
+    p, r = np.asarray(shares, float), np.asarray(recalls, float)
+    n = design_effect * z**2 * float(np.sum(r * (1 - r) / p)) / (len(p) ** 2 * half_width**2)
+    return max(1, math.ceil(n - 1e-9))
+
+
+def simulate_ua(n: int, shares, recalls, *, draws: int, seed: int, cluster_size: float = 1.0,
+                icc: float = 0.0) -> np.ndarray:
+    """UA of ``draws`` simulated test sets of ``n`` clips whose true per-class recalls are ``recalls``.
+
+    Independent clips (``cluster_size`` 1 or ``icc`` 0): each set's class counts are multinomial (a random draw
+    from a pool with these shares), each class's correct count binomial; a class absent from a set is left out
+    of its mean, as UA does. Clustered clips: class counts fixed at ``round(n p_k)`` (at least 1), split into
+    clusters of about ``cluster_size`` clips, each cluster's recall drawn from a Beta with mean ``r_k`` and
+    intra-cluster correlation ``icc`` (a beta-binomial: its variance carries exactly the design effect).
+
+    Returns:
+        ``[draws]`` UA values.
+    """
+    rng = np.random.default_rng(seed)
+    p, r = np.asarray(shares, float), np.asarray(recalls, float)
+    if cluster_size <= 1 or icc <= 0:
+        counts = rng.multinomial(n, p / p.sum(), size=draws)  # [draws, K]
+        correct = rng.binomial(counts, r)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nanmean(np.where(counts > 0, correct / counts, np.nan), axis=1)
+    recall = np.zeros((draws, len(p)))
+    for k, (share, rk) in enumerate(zip(p, r)):
+        nk = max(1, round(n * share))
+        sizes = np.array([len(c) for c in np.array_split(np.arange(nk), max(1, round(nk / cluster_size)))])
+        if 0 < rk < 1:
+            ab = 1 / icc - 1  # Beta(a, b) with a + b = 1/ICC - 1 has intra-cluster correlation ICC
+            q = rng.beta(rk * ab, (1 - rk) * ab, size=(draws, len(sizes))) if icc < 1 else \
+                (rng.random((draws, len(sizes))) < rk).astype(float)
+            recall[:, k] = rng.binomial(sizes, q).sum(axis=1) / nk
+        else:
+            recall[:, k] = rk
+    return recall.mean(axis=1)
+
+
+def simulated_half_width(n: int, shares, recalls, *, confidence: float = 0.95, draws: int = 10000, seed: int = 0,
+                         cluster_size: float = 1.0, icc: float = 0.0) -> float:
+    """Half the central ``confidence`` range of simulated UA values (:func:`simulate_ua`): the half-width the
+    formula approximates, without its normal approximation."""
+    ua = simulate_ua(n, shares, recalls, draws=draws, seed=seed, cluster_size=cluster_size, icc=icc)
+    lo, hi = np.nanquantile(ua, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return float(hi - lo) / 2
+
+
+def round_targets(initial: int, total: int, rounds: int = 0, schedule: str = "doubling") -> list[int]:
+    """Labelled training clips at each round, from ``initial`` (round 0) to ``total`` (the last round).
+
+    Args:
+        initial: the initial set.
+        total: the training budget (the last round's labelled clips).
+        rounds: rounds, round 0 included; 0 = ``1 + round(log2(total / initial))`` (about doubling).
+        schedule: ``doubling`` (the same ratio each round) or ``equal`` (the same number of clips each round).
+
+    Returns:
+        Strictly increasing targets, ``[initial, ..., total]`` (``[total]`` for one round).
+    """
+    if total < initial:
+        raise ConfigError(f"the training budget ({total}) is smaller than the initial set ({initial})")
+    if rounds == 0:
+        rounds = 1 + max(0, round(math.log2(total / initial)))
+    if rounds == 1:
+        return [int(total)]
+    if rounds > total - initial + 1:
+        raise ConfigError(f"rounds={rounds} cannot each add a label between {initial} and {total}: lower rounds")
+    steps = np.arange(rounds) / (rounds - 1)
+    raw = initial * (total / initial) ** steps if schedule == "doubling" else initial + (total - initial) * steps
+    targets = [int(initial)]
+    for i, x in enumerate(raw[1:], start=1):
+        # at least one new clip each round, and room left for the rounds still to come
+        targets.append(int(min(max(round(x), targets[-1] + 1), total - (rounds - 1 - i))))
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------- the pool
+
+
+@dataclass
+class PoolStats:
+    """What a prepared pool tells the planner.
+
+    Attributes:
+        clips: kept clips in the pool (every split).
+        label_counts: labelled clips per label found in the pool.
+        unit: what clusters the clips: ``recording`` when the pool has recordings, else ``speaker``, else
+            ``clip`` (the units the loop's evaluation draw keeps whole, group aside).
+        units: distinct units (a clip without one is a unit of its own).
+        mean_size: plain mean of clips per unit.
+        cluster_size: clips' mean unit size, ``sum m_u^2 / sum m_u`` (what the design effect uses).
+    """
+
+    clips: int
+    label_counts: dict[str, int]
+    unit: str
+    units: int
+    mean_size: float
+    cluster_size: float
+
+
+def read_pool_stats(pool_dir: str) -> PoolStats:
+    """Class counts and recording (else speaker) sizes of a prepared pool (metadata only, read with pyarrow).
+
+    Raises:
+        PoolError: no complete pool at ``pool_dir``.
+    """
+    from ser_models.data.pool import Pool
+
+    md = Pool.open(pool_dir).metadata(columns=["utt_id", "label", "recording", "speaker"])
+    if md.empty:
+        raise PoolError(f"pool {pool_dir} holds no clips")
+    unit = next((c for c in ("recording", "speaker") if md[c].notna().any()), "clip")
+    # A clip without a unit is a cluster of its own.
+    ids = "clip:" + md["utt_id"].astype(str)
+    cluster = ids if unit == "clip" else md[unit].where(md[unit].notna(), ids)
+    sizes = cluster.value_counts().to_numpy(dtype=float)
+    counts = md["label"].dropna().astype(str).value_counts()
+    return PoolStats(clips=len(md), label_counts={str(k): int(v) for k, v in counts.items()}, unit=unit,
+                     units=len(sizes), mean_size=float(sizes.mean()),
+                     cluster_size=float((sizes**2).sum() / sizes.sum()))
+
+
+# ---------------------------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class BudgetPlan:
+    """A proposed split of a label budget (:func:`plan_budget`); every size is in clips.
+
+    Attributes:
+        table: rows ``{"test_size", "rarest_clips", "half_width", "simulated_half_width", "over_cap"}`` (the
+            simulated half-width is None without a simulation).
+        budget_labels: labelled training clips at each round (``active.budget_labels``).
+        warnings: what the user should know before pasting the overrides.
+    """
+
+    budget: int
+    labels: list[str]
+    shares: list[float]
+    shares_source: str
+    recalls: list[float]
+    confidence: float
+    z: float
+    target_half_width: float
+    design_effect: float
+    cluster_size: float
+    icc: float
+    test_needed: int
+    test_cap: int
+    test_size: int
+    test_half_width: float
+    dev_size: int
+    dev_half_width: float
+    initial_size: int
+    initial_miss_probability: float
+    budget_labels: list[int]
+    schedule: str
+    table: list[dict]
+    warnings: list[str]
+    pool: dict | None = None
+
+    @property
+    def expected_ua(self) -> float:
+        return float(np.mean(self.recalls))
+
+    @property
+    def training_size(self) -> int:
+        return self.budget_labels[-1]
+
+    def overrides(self) -> list[str]:
+        """The ``jobs.after`` overrides that carry out this plan."""
+        return [f"active.evaluation.test_size={self.test_size}", f"active.evaluation.dev_size={self.dev_size}",
+                f"active.budget_labels=[{','.join(str(x) for x in self.budget_labels)}]"]
+
+    def to_dict(self) -> dict:
+        """The plan as plain JSON-ready values, the overrides and the expected UA included."""
+        return {**dataclasses.asdict(self), "expected_ua": self.expected_ua, "training_size": self.training_size,
+                "overrides": self.overrides()}
+
+    def format(self) -> str:
+        """The plan as text for a terminal: the inputs, the precision table, the sizes and the overrides."""
+        pct = f"{self.confidence * 100:g} %"
+        lines = [f"Label budget plan: {self.budget} labels, {len(self.labels)} classes, expected UA "
+                 f"{self.expected_ua:.2f}",
+                 f"  class shares ({self.shares_source}): "
+                 + ", ".join(f"{c} {s:.3f}" for c, s in zip(self.labels, self.shares))]
+        if len(set(self.recalls)) > 1:
+            lines.append("  expected recalls: " + ", ".join(f"{c} {r:.2f}" for c, r in zip(self.labels, self.recalls)))
+        if self.pool:
+            u = self.pool["unit"]
+            lines.append(f"  pool: {self.pool['clips']} clips, {self.pool['units']} {u}s, "
+                         f"{self.pool['mean_size']:.1f} clips per {u} (clips' mean {self.pool['cluster_size']:.1f})")
+        unit = self.pool["unit"] if self.pool and self.pool["unit"] != "clip" else "recording"
+        clustering = ("independent clips" if self.design_effect == 1 else
+                      f"{self.cluster_size:.3g} clips per {unit}, "
+                      f"ICC {self.icc:g}" if self.cluster_size > 1 else
+                      "design effect given")
+        lines.append(f"  test clips: {clustering} -> design effect {self.design_effect:.2f}")
+        if self.design_effect == 1:
+            lines.append("  (several test clips per recording or speaker? set cluster_size or pool_dir: they widen "
+                         "the interval)")
+        lines += ["",
+                  f"Test-set size vs the {pct} interval of UA (+/- half-width):",
+                  "    test clips  rarest class  formula  simulated"]
+        for row in self.table:
+            sim = "-" if row["simulated_half_width"] is None else f"{row['simulated_half_width']:.3f}"
+            mark = ">" if row["test_size"] == self.test_size else " "
+            note = "  chosen" if mark == ">" else "  over the cap" if row["over_cap"] else ""
+            lines.append(f"  {mark} {row['test_size']:>10}  {row['rarest_clips']:>12.1f}  {row['half_width']:>7.3f}"
+                         f"  {sim:>9}{note}")
+        cap = f"the cap is {self.test_cap} ({self.test_cap / self.budget:.0%} of the budget)"
+        need = (f"the smallest reaching +/-{self.target_half_width:.3f}" if self.test_size == self.test_needed
+                else f"{self.test_needed} would reach +/-{self.target_half_width:.3f}")
+        rounds = len(self.budget_labels)
+        lines += ["",
+                  f"Test:     {self.test_size} clips, UA +/-{self.test_half_width:.3f} ({pct}): {need}; {cap}",
+                  f"Dev:      {self.dev_size} clips, UA +/-{self.dev_half_width:.3f}: early stopping and model "
+                  "selection",
+                  f"Training: {self.training_size} clips in {rounds} round{'s' if rounds > 1 else ''}"
+                  + (f" ({self.schedule}), labelled clips per round: {self.budget_labels}" if rounds > 1 else ""),
+                  f"          initial set {self.initial_size}: the rarest class (share {min(self.shares):.3f}) is "
+                  f"expected {self.initial_size * min(self.shares):.1f} times; a random set misses it with "
+                  f"probability {self.initial_miss_probability:.1%}",
+                  "",
+                  "Overrides for jobs.after (paste after its config; quoted for bash and zsh):",
+                  "  " + " ".join(shlex.quote(o) for o in self.overrides())]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _classes(cfg: PlanConfig, pool: PoolStats | None) -> tuple[list[str], np.ndarray, str, list[str]]:
+    """Class names, shares, where the shares came from, and warnings."""
+    warnings: list[str] = []
+    labels = list(cfg.labels)
+    if not labels:
+        if pool is None or not pool.label_counts:
+            where = f"the pool at {cfg.pool_dir} has no labels" if pool is not None else "no pool_dir is given"
+            raise ConfigError(f"labels is empty and {where}: pass labels=[angry,happy,...]")
+        labels = sorted(pool.label_counts)
+    if cfg.shares:
+        if len(cfg.shares) != len(labels):
+            raise ConfigError(f"shares has {len(cfg.shares)} values for the pool's {len(labels)} labels {labels}")
+        shares, source = np.asarray(cfg.shares, float), "given"
+    elif pool is not None and pool.label_counts:
+        missing = [c for c in labels if not pool.label_counts.get(c)]
+        if missing:
+            raise ConfigError(f"labels {missing} have no labelled clip in the pool at {cfg.pool_dir}: pass "
+                              f"shares=[...] (one per label: {labels})")
+        other = sorted(set(pool.label_counts) - set(labels))
+        if other:
+            warnings.append(f"the pool's labels {other} are not in labels and are left out of the class shares")
+        shares = np.array([pool.label_counts[c] for c in labels], float)
+        source = f"from the pool's {int(shares.sum())} labelled clips"
+    else:
+        shares, source = np.ones(len(labels)), "uniform"
+    if len(labels) < 2:
+        raise ConfigError(f"labels must name at least 2 classes, got {labels}")
+    return labels, shares / shares.sum(), source, warnings
+
+
+def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
+    """Split ``cfg.budget`` into test, dev and training labels, with the training rounds.
+
+    Args:
+        cfg: the planner's inputs.
+        pool: statistics of ``cfg.pool_dir`` (:func:`read_pool_stats`), when one is given.
+
+    Raises:
+        ConfigError: the budget cannot hold a test set, a dev set and an initial set (the sizes are named),
+            or the labels, shares and recalls do not fit together.
+    """
+    labels, shares, source, warnings = _classes(cfg, pool)
+    if cfg.recalls and len(cfg.recalls) != len(labels):
+        raise ConfigError(f"recalls has {len(cfg.recalls)} values for the {len(labels)} labels {labels}")
+    recalls = np.asarray(cfg.recalls, float) if cfg.recalls else np.full(len(labels), cfg.expected_ua)
+    z, p_min = z_value(cfg.confidence), float(shares.min())
+    cluster = cfg.cluster_size if cfg.cluster_size is not None else pool.cluster_size if pool else 1.0
+    deff = cfg.design_effect if cfg.design_effect is not None else kish_design_effect(cluster, cfg.icc)
+    # Simulating clusters checks the Kish design effect; a design effect given as a number has no cluster model.
+    can_simulate = cfg.simulate_draws > 0 and (cfg.design_effect is None or cfg.design_effect == 1)
+    sim_cluster, sim_icc = (cluster, cfg.icc) if cfg.design_effect is None else (1.0, 0.0)
+
+    floor = math.ceil(cfg.min_per_class / p_min - 1e-9)  # the rarest class expected min_per_class times
+    needed = max(required_test_size(cfg.target_half_width, shares, recalls, z, deff), floor)
+    cap = int(cfg.max_test_share * cfg.budget)
+    test = max(min(needed, cap), floor)  # below the floor a class would be measured on a handful of clips
+    test_hw = ua_half_width(test, shares, recalls, z, deff)
+    if needed > cap:
+        warnings.append(f"the test set that reaches +/-{cfg.target_half_width:.3f} UA needs {needed} labels, more "
+                        f"than max_test_share={cfg.max_test_share:g} of the budget ({cap}): the test set is {test} "
+                        f"(+/-{test_hw:.3f}). Raise the budget or max_test_share, or accept the wider interval")
+    dev = max(math.ceil(cfg.dev_ratio * test - 1e-9), floor)
+    initial = floor
+    training = cfg.budget - test - dev
+    if training < initial:
+        raise ConfigError(f"budget={cfg.budget} cannot hold the test set ({test}), the dev set ({dev}) and an "
+                          f"initial set with {cfg.min_per_class} clips of the rarest class ({initial}): raise the "
+                          "budget, or lower max_test_share, dev_ratio or min_per_class")
+    targets = round_targets(initial, training, cfg.rounds, cfg.schedule)
+
+    table = []
+    for n in sorted({*cfg.table_sizes, test}):
+        sim = (simulated_half_width(n, shares, recalls, confidence=cfg.confidence, draws=cfg.simulate_draws,
+                                    seed=cfg.seed, cluster_size=sim_cluster, icc=sim_icc)
+               if can_simulate else None)
+        table.append({"test_size": n, "rarest_clips": n * p_min, "half_width": ua_half_width(n, shares, recalls, z, deff),
+                      "simulated_half_width": sim, "over_cap": n > cap})
+    chosen = next(row for row in table if row["test_size"] == test)
+    if chosen["simulated_half_width"] is not None and chosen["simulated_half_width"] > 1.1 * test_hw:
+        warnings.append(f"the simulation gives +/-{chosen['simulated_half_width']:.3f} at {test} test clips, more "
+                        f"than the formula's +/-{test_hw:.3f}: with so few clips per class the normal "
+                        "approximation is optimistic; prefer a larger test set")
+    if pool is not None and cfg.budget > pool.clips:
+        warnings.append(f"the budget ({cfg.budget}) is larger than the pool ({pool.clips} clips)")
+    return BudgetPlan(
+        budget=cfg.budget, labels=labels, shares=[float(s) for s in shares], shares_source=source,
+        recalls=[float(r) for r in recalls], confidence=cfg.confidence, z=z,
+        target_half_width=cfg.target_half_width, design_effect=float(deff), cluster_size=float(cluster),
+        icc=float(cfg.icc), test_needed=needed, test_cap=cap, test_size=test, test_half_width=test_hw,
+        dev_size=dev, dev_half_width=ua_half_width(dev, shares, recalls, z, deff),
+        initial_size=initial, initial_miss_probability=float((1 - p_min) ** initial), budget_labels=targets,
+        schedule=cfg.schedule, table=table, warnings=warnings, pool=dataclasses.asdict(pool) if pool else None)
