@@ -1,4 +1,4 @@
-"""Seed method 1 benchmark: does pre-training the WAP adapter on the unlabelled pool buy label efficiency?
+"""Adapter pre-training benchmark: does pre-training the WAP adapter on the unlabelled pool buy label efficiency?
 
     python -m bench.adapter_pretrain --pool-dir outputs/demo/pool --corpus "demo generator (720 clips)"
     python -m bench.adapter_pretrain --pool-dir /work/bench_data/espeak720/pool --corpus "espeak-ng (720 clips)" \
@@ -288,7 +288,7 @@ def report(frame: pd.DataFrame, costs: pd.DataFrame, args, hours: float, clips: 
     cost_rows = [[v, f"{r.seconds:.0f}", f"{r.per:.0f}", f"{r.first:.3f} -> {r.last:.3f}", f"{r.spread:.3f}",
                   f"{r.ppl:.1f}"] for v, r in cost.iterrows()]
     return "\n\n".join([
-        f"# Seed method 1: WAP adapter pre-trained on the pool ({args.corpus})",
+        f"# WAP adapter pre-trained on the unlabelled pool ({args.corpus})",
         f"`python -m bench.adapter_pretrain --pool-dir {args.pool_dir} --corpus \"{args.corpus}\"` "
         f"(seeds {sorted(frame.seed.unique().tolist())}; {clips} training clips, {hours:.2f} h; test UA, chance 0.25; "
         "ablations at the fractions shown, seeds as counted).",
@@ -296,7 +296,7 @@ def report(frame: pd.DataFrame, costs: pd.DataFrame, args, hours: float, clips: 
         "## Paired differences (UA points, mean ± sd over seeds)", md_table(["pair", *[f"{f:.0%}" for f in args.fractions]], diffs),
         "## 20 % of the labels against all of them", md_table(["variant", "own", "recipe"], ratio_rows),
         "## Pre-training loss and collapse statistics (last epoch; the seconds were taken while two benchmarks "
-        "shared the 2 cores: the quiet cost per hour of audio is in BENCHMARKS.md, Seed method 1)",
+        "shared the 2 cores: the quiet cost per hour of audio is in BENCHMARKS.md, \"Adapter pre-trained on the unlabelled pool\")",
         md_table(["pre-training", "seconds", "s per epoch per hour of audio", "loss", "teacher spread",
                   "cluster perplexity"], cost_rows),
         machine])

@@ -20,5 +20,16 @@ napoleon_numpy_docstring = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"  # the docstrings give shapes and units; long signatures would repeat them
 autodoc_mock_imports = []
-html_theme = "alabaster"
+# pydata-sphinx-theme: a search box in the header, the toctree as the left sidebar and each page's outline
+# (its headings) as the right ("secondary") sidebar.
+html_theme = "pydata_sphinx_theme"
 html_title = "ser-active"
+html_theme_options = {
+    "navbar_start": ["navbar-logo"],
+    "navbar_center": ["navbar-nav"],
+    "navbar_end": ["search-button", "theme-switcher"],
+    "secondary_sidebar_items": ["page-toc"],
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+}
+html_sidebars = {"**": ["sidebar-nav-bs"]}

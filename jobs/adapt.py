@@ -83,10 +83,13 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
     from jobs.evaluate import cross_corpus
     from jobs.finetune import run_finetune
     from ser_models.data import Pool
+    from ser_models.model_config import resolve_labels
 
     # Both pools are opened and checked before any training: a wrong path fails in a second.
     for key in ("source_pool_dir", "target_pool_dir"):
-        Pool.open(getattr(cfg, key)).check_targets(cfg.model, key=f"model.labels (pool {key})")
+        pool = Pool.open(getattr(cfg, key))
+        cfg.model = resolve_labels(cfg.model, pool)  # labels are declared once, at prepare_pool
+        pool.check_targets(cfg.model, key=f"model.labels (pool {key})")
     stage1, stage2 = stage_configs(cfg)
     if verbose:
         print(to_yaml(cfg))

@@ -1,7 +1,10 @@
-"""Pre-train the WAP-Transformer adapter on a pool's unlabelled training clips (seed method 1), encoder frozen.
+"""Pre-train the WAP-Transformer adapter on a pool's unlabelled training clips, encoder frozen (docs/methods.md,
+"An adapter pre-trained on the unlabelled pool").
 
-    python -m jobs.adapter_pretrain jobs/configs/adapter_pretrain_demo.yaml [key.sub=value ...]
-    platform/submit.sh adapter_pretrain jobs/configs/adapter_pretrain_demo.yaml output_dir=/shared/runs/adapter1
+    python -m jobs.adapter_pretrain jobs/configs/adapter_pretrain_smoke.yaml pool_dir=outputs/demo/pool \
+        model.encoder.source=.cache/encoders/smart-turn-v3.2-whisper-tiny output_dir=outputs/demo/adapter_pretrain
+    platform/submit.sh adapter_pretrain jobs/configs/adapter_pretrain_smoke.yaml pool_dir=/shared/pool \
+        output_dir=/shared/runs/adapter1
 
 Encodes every clip once into the frame cache, then trains the teacher-student adapter on Ray Train with
 per-epoch checkpoints. Writes ``output_dir/adapter/wap.safetensors``: point ``model.wap.checkpoint`` of a

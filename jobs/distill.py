@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     pool = Pool.open(cfg.pool_dir)
     pool.metadata(columns=["utt_id"], split=cfg.split)  # a missing split fails before Ray starts
-    check_run(cfg.output_dir, "jobs.distill", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.distill", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()
     result = run_distill(cfg.pool_dir, cfg.output_dir, cfg.teacher, cfg.distill, cfg.scaling, split=cfg.split)

@@ -90,8 +90,10 @@ def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dic
     tasks = probe_tasks(cfg.model, cfg.tasks)
     pool = Pool.open(cfg.pool_dir)
     splits = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
+    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, tuple(s for s in splits.values() if s))
-    check_run(cfg.output_dir, "jobs.layer_analysis", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.layer_analysis", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()
     out = storage_path(cfg.output_dir)

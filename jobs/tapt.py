@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
     meta = pool.metadata(columns=["utt_id", "duration"], split=cfg.split)
-    check_run(cfg.output_dir, "jobs.tapt", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.tapt", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     print(f"pool {cfg.pool_dir}: {len(meta)} {cfg.split} clips, {meta['duration'].sum() / 60:.1f} min of audio")

@@ -13,3 +13,13 @@ __version__ = "0.1.0"
 #: override it.
 ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 os.environ.setdefault(ONEDNN_CACHE_ENV, "16")
+
+
+def __getattr__(name: str):
+    """``ser_models.load`` (see :func:`ser_models.api.load`), imported on first use: ``import ser_models`` stays
+    cheap (no torch, no transformers) for the Ray workers and tools that only need a submodule."""
+    if name == "load":
+        from ser_models.api import load
+
+        return load
+    raise AttributeError(f"module 'ser_models' has no attribute {name!r}")

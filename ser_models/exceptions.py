@@ -66,5 +66,10 @@ class CheckpointError(SERError):
     """A checkpoint is missing, incomplete or does not match the model config."""
 
 
+class EncoderMismatchError(CheckpointError):
+    """No place a checkpoint's encoder was looked for holds the encoder it was trained over (the message names
+    every place tried, what each held, and the fingerprint expected)."""
+
+
 class TrainingError(SERError):
     """Training failed in a way that a retry will not fix."""

@@ -1,8 +1,10 @@
 """``EmotionModel``: encoder + adapter + layer featurizer + pooling + emotion head (classes and/or A/V/D).
 
 A checkpoint holds the trainable weights only (adapter, featurizer, pooling, head; the whole encoder under
-``full``) plus the config needed to rebuild the frozen rest, which comes from the encoder's source and is
-identified by the encoder fingerprint.
+``full``) plus the config needed to rebuild the frozen rest, which comes from the encoder's source. The
+checkpoint names that encoder by a provenance-checked reference (``model.json``'s ``encoder``): its content
+fingerprint, the source as configured and, for an encoder folder on a local disk, its path relative to the
+checkpoint folder, so a checkpoint copied together with its encoder (side by side, as they were) still loads.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from torch import nn
 
 from ser_models.adapters import apply_adapter, check_gradients, parameter_report
 from ser_models.config import from_dict, to_dict
+from ser_models.encoder_reference import (  # noqa: F401 (TESTING_ENV re-exported)
+    TESTING_ENV,
+    build_over_encoder,
+    encoder_reference,
+    warn_test_encoder,
+)
 from ser_models.encoders import LayerFeaturizer, build_encoder
 from ser_models.encoders.functionals import (
     AUTO_FUNCTIONALS,
@@ -26,12 +34,19 @@ from ser_models.encoders.functionals import (
     FUNCTIONALS_SPEAKER_STATS_FILE,
     FunctionalsNorm,
 )
+from ser_models.encoders.presets import TINY_PRESETS
 from ser_models.encoders.speaker_norm import SpeakerStandardizer, SpeakerStatistics
 from ser_models.encoders.standardizer import LayerStandardizer, load_statistics
 from ser_models.encoders.text import TextEncoder
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.heads import EmotionHead, build_pooling, masked_mean
-from ser_models.io import exists, filesystem, read_json, write_bytes_atomic, write_json_atomic
+from ser_models.io import (
+    exists,
+    filesystem,
+    read_json,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from ser_models.model_config import AUTO_NORMS, FEATURE_NORMS, ModelConfig, reads_speakers  # noqa: F401 (re-exported)
 
 WEIGHTS_FILE = "model.safetensors"
@@ -73,6 +88,8 @@ class EmotionModel(nn.Module):
             cfg = dataclasses.replace(cfg, labels=list(labels))
         self.cfg = cfg
         self.labels = list(cfg.labels)
+        if cfg.encoder.source in TINY_PRESETS:
+            warn_test_encoder(cfg.encoder.source)
         self.encoder = apply_adapter(build_encoder(cfg.encoder), cfg.adapter)
         self.standardizer = None
         if cfg.feature_norm in ("pool", "auto"):
@@ -406,8 +423,9 @@ class EmotionModel(nn.Module):
         ``model.feature_norm=speaker``, ``directory/speaker_stats.safetensors``).
 
         ``model.json`` holds the format version, the ModelConfig (``config``), ``labels``, the parameter
-        report, the encoder fingerprint and the weight names. Both files are written atomically, weights
-        first, so a reader that finds ``model.json`` finds matching weights.
+        report, the encoder fingerprint, the encoder reference (``encoder``: see :func:`encoder_reference`)
+        and the weight names. Both files are written atomically, weights first, so a reader that finds
+        ``model.json`` finds matching weights.
         """
         base = str(directory).rstrip("/")
         state = self.trainable_state_dict()
@@ -422,16 +440,31 @@ class EmotionModel(nn.Module):
             "labels": self.labels,
             "parameter_report": self.parameter_report(),
             "encoder_fingerprint": self.encoder.fingerprint(),
+            "encoder": encoder_reference(self.encoder, base),
             "weights": sorted(state),
         })
 
     @classmethod
-    def load_checkpoint(cls, directory: str, map_location: str | torch.device = "cpu") -> EmotionModel:
+    def load_checkpoint(cls, directory: str, map_location: str | torch.device = "cpu",
+                        encoder_source: str | None = None) -> EmotionModel:
         """Rebuild a model from ``model.json`` and load ``model.safetensors`` strictly (returned in eval mode).
 
+        The encoder is looked for, in order, at ``encoder_source``, at the path relative to the checkpoint
+        folder that ``model.json`` records (a checkpoint moved together with its encoder folder), and at the
+        source as configured; the first whose content fingerprint is the recorded one is used, and the
+        returned model's ``cfg.encoder.source`` names it. Checkpoints written before the reference existed
+        are looked up at ``encoder_source`` and their configured source.
+
+        Args:
+            directory: the checkpoint folder (local path or ``pyarrow.fs`` URI).
+            map_location: device the model is moved to (tensors are read on the CPU first).
+            encoder_source: where the encoder lives now (a local folder, a tiny preset or a hub id); None =
+                the recorded places only.
+
         Raises:
-            CheckpointError: a file is missing, the encoder's weights differ from those the checkpoint was
-                trained over (fingerprint), or the weight names/shapes do not match the rebuilt model.
+            EncoderMismatchError: no place holds the encoder the checkpoint was trained over; the message
+                names every place tried, what it held, and the expected fingerprint.
+            CheckpointError: a file is missing, or the weight names/shapes do not match the rebuilt model.
         """
         base = str(directory).rstrip("/")
         meta_path, weights_path = f"{base}/{META_FILE}", f"{base}/{WEIGHTS_FILE}"
@@ -449,9 +482,10 @@ class EmotionModel(nn.Module):
         # The pool statistics travel in the weights file: the stats file the config names may be gone.
         # ... and so does the WAP adapter: its pre-training folder may be gone too.
         # ... and the speaker statistics in a file beside the weights.
-        model = cls(dataclasses.replace(cfg, feature_stats=None, speaker_stats=None, functionals_stats=None,
-                                        functionals_speaker_stats=None,
-                                        wap=dataclasses.replace(cfg.wap, checkpoint=None)))
+        bare = dataclasses.replace(cfg, feature_stats=None, speaker_stats=None, functionals_stats=None,
+                                   functionals_speaker_stats=None, wap=dataclasses.replace(cfg.wap, checkpoint=None))
+        model, encoder_cfg = build_over_encoder(cls, bare, meta, base, meta_path, encoder_source)
+        cfg = dataclasses.replace(cfg, encoder=encoder_cfg)  # where the encoder was found
         model.cfg = cfg
         if model.speaker_norm is not None and exists(f"{base}/{SPEAKER_STATS_FILE}"):
             model.speaker_norm.set_statistics(SpeakerStatistics.load(f"{base}/{SPEAKER_STATS_FILE}"))
@@ -460,12 +494,6 @@ class EmotionModel(nn.Module):
             path = f"{base}/{FUNCTIONALS_SPEAKER_STATS_FILE}"
             model.functionals_norm.speaker.set_statistics(SpeakerStatistics.load(path))
             model.cfg = dataclasses.replace(model.cfg, functionals_speaker_stats=path)
-        fp = model.encoder.fingerprint()
-        if meta.get("encoder_fingerprint") != fp:
-            raise CheckpointError(f"{meta_path}: the encoder built from model.encoder (source "
-                                  f"{cfg.encoder.source!r}, checkpoint {cfg.encoder.checkpoint!r}) has fingerprint "
-                                  f"{fp[:12]}, but the checkpoint was trained over "
-                                  f"{str(meta.get('encoder_fingerprint'))[:12]}: the base weights differ")
         fs, p = filesystem(weights_path)
         try:
             with fs.open_input_stream(p) as fh:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ser_models.adapters import AdapterConfig
@@ -18,6 +18,8 @@ from ser_models.heads import POOLINGS, check_dimensions
 FEATURE_NORMS = ("none", "pool", "speaker", "auto")
 #: What ``model.feature_norm=auto`` chooses between, by cross-validation on the labelled clips.
 AUTO_NORMS = ("pool", "speaker")
+#: ``model.labels`` when a config does not set it; a job that opens a pool then takes the pool's (resolve_labels).
+DEFAULT_LABELS = ("neutral", "happy", "angry", "sad")
 
 
 @dataclass
@@ -64,8 +66,11 @@ class ModelConfig:
     head_dropout: float = field(0.1, help="head dropout; also the rate used for MC-dropout scoring")
     head_input_norm: bool = field(True, help="LayerNorm on the pooled vector before the head (pretrained "
                                   "encoders' outlier dimensions otherwise swamp a small head)")
-    labels: list[str] = field(default_factory=lambda: ["neutral", "happy", "angry", "sad"],
-                              help="class names, in logit order ([] = no categorical output: dimensions alone)")
+    labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS),
+                              help="class names, in logit order ([] = no categorical output: dimensions alone). "
+                                   "Unset (left at the default [neutral, happy, angry, sad]), a job takes the "
+                                   "labels its pool was prepared with (prepare_pool labels=); set, it must name "
+                                   "the same classes as the pool's")
     dimensions: list[str] = field(default_factory=list,
                                   help="dimensional outputs, a subset of [arousal, valence, dominance] "
                                        "(regression next to, or instead of, the classes)")
@@ -75,7 +80,7 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig, help="text branch over the pool's transcripts, fused "
                              "with the pooled audio in front of the head (source '' = audio only)")
     wap: WapConfig = field(default_factory=WapConfig, help="WAP-Transformer adapter over the encoder's frames, "
-                           "pre-trainable on the unlabelled pool (seed method 1)")
+                           "pre-trainable on the unlabelled pool (docs/methods.md)")
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -151,3 +156,33 @@ class ModelConfig:
 def reads_speakers(cfg: ModelConfig) -> bool:
     """Whether a model of ``cfg`` needs each clip's speaker (``model.feature_norm=speaker`` or ``auto``)."""
     return cfg.feature_norm in ("speaker", "auto")
+
+
+def resolve_labels(cfg: ModelConfig, pool) -> ModelConfig:
+    """``cfg`` with the label set of ``pool``: labels are declared once, when the pool is prepared.
+
+    The pool's labels are those ``prepare_pool`` validated against (``labels`` in its ``summary.json`` config).
+    Rules, in order: a pool prepared with ``labels: []`` (any label accepted) names no set, so ``cfg`` is
+    returned as it is (``Pool.check_targets`` then checks its clips against ``model.labels``); ``model.labels:
+    []`` (dimensions alone) stays; ``model.labels`` left at :data:`DEFAULT_LABELS` (unset) becomes the pool's
+    list; ``model.labels`` naming the pool's classes (in any order: the order is the model's logit order)
+    stays; any other ``model.labels`` is a conflict.
+
+    Args:
+        cfg: the job's model config.
+        pool: an open :class:`~ser_models.data.Pool` (reads ``pool.summary`` and ``pool.root``).
+
+    Returns:
+        ``cfg`` itself, or a copy with ``labels`` replaced.
+
+    Raises:
+        ConfigError: ``model.labels`` and the pool's labels name different classes (both lists named).
+    """
+    pool_labels = list((pool.summary.get("config") or {}).get("labels") or [])
+    labels = list(cfg.labels)
+    if not pool_labels or not labels or set(labels) == set(pool_labels):
+        return cfg
+    if labels == list(DEFAULT_LABELS):  # not set: the pool's list, in the pool's order
+        return replace(cfg, labels=pool_labels)
+    raise ConfigError(f"model.labels={labels} but pool {pool.root} was prepared with labels={pool_labels}: "
+                      "leave model.labels unset to use the pool's, or set it to the same classes")

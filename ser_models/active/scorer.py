@@ -169,6 +169,9 @@ class PoolScorer:
         speaker_stats: a speaker statistics file that replaces the checkpoint's (``model.feature_norm=speaker``;
             ``jobs.predict`` computes one over its own input).
         functionals_speaker_stats: the same for the functionals (``model.functionals`` with speaker statistics).
+        encoder_source: where the checkpoint's encoder lives now (``EmotionModel.load_checkpoint``); None = the
+            places the checkpoint records.
+        device: torch device to score on; None = CUDA when available, else CPU.
 
     A model with ``model.functionals`` reads each clip's eGeMAPS functionals from the feature cache's column;
     given audio instead (``jobs.predict``, ``jobs.evaluate``), the scorer computes them from it.
@@ -177,7 +180,8 @@ class PoolScorer:
     def __init__(self, checkpoint_dir: str | None, model_cfg: dict | None = None,
                  feature_shape: tuple[int, int] | None = None, mc_samples: int = 0, micro_batch_size: int = 0,
                  max_seconds: float = 20.0, threads: int = 1, seed: int = 0, speaker_stats: str | None = None,
-                 functionals_speaker_stats: str | None = None):
+                 functionals_speaker_stats: str | None = None, encoder_source: str | None = None,
+                 device: str | None = None):
         import torch
 
         from ser_models.config import from_dict
@@ -185,7 +189,7 @@ class PoolScorer:
 
         torch.set_num_threads(max(int(threads), 1))
         if checkpoint_dir is not None:
-            self.model = EmotionModel.load_checkpoint(checkpoint_dir)
+            self.model = EmotionModel.load_checkpoint(checkpoint_dir, encoder_source=encoder_source)
         else:
             torch.manual_seed(seed)
             self.model = EmotionModel(from_dict(ModelConfig, model_cfg))
@@ -207,7 +211,7 @@ class PoolScorer:
             from ser_models.encoders.functionals import EgemapsExtractor
 
             self.egemaps = EgemapsExtractor(threads)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model.to(self.device).eval()
         self.feature_shape = tuple(feature_shape) if feature_shape else None
         self.mc_samples = mc_samples

@@ -74,7 +74,9 @@ class Encoder(nn.Module):
             cfg.normalize_waveform, family, None if cfg.source in TINY_PRESETS else cfg.source, cfg.allow_download)
         # Hashed now, before adapters are injected or weights train: it names the *base* weights that a
         # trainable-only checkpoint or a feature cache was computed over.
+        self._base_params = sum(p.numel() for p in hf_model.parameters())
         self._fingerprint = self._compute_fingerprint()
+        self._portable_fingerprint = None
 
     @property
     def num_layers(self) -> int:
@@ -173,12 +175,36 @@ class Encoder(nn.Module):
         """
         return self._fingerprint
 
-    def _compute_fingerprint(self) -> str:
+    def portable_fingerprint(self) -> str:
+        """sha256 (hex) naming the base encoder by content alone, wherever its files live.
+
+        Equal to :meth:`fingerprint` for encoders it hashes weight by weight (up to 20M parameters, the tiny
+        presets and Whisper-tiny included). A larger one's :meth:`fingerprint` hashes its ``source`` string,
+        which changes when its folder moves; here a local folder's files (``*.json``, ``*.safetensors``,
+        ``*.bin`` at its top level, by name and bytes) are hashed instead. Computed on first use (a large
+        folder is read once per process), from the files, so adapters injected since do not change it.
+        """
+        if self._portable_fingerprint is None:
+            moves = self._base_params > _HASH_WEIGHTS_MAX_PARAMS and Path(self.cfg.source).expanduser().is_dir()
+            self._portable_fingerprint = self._compute_fingerprint(portable=True) if moves else self._fingerprint
+        return self._portable_fingerprint
+
+    def _compute_fingerprint(self, portable: bool = False) -> str:
         h = hashlib.sha256()
         conf = {k: v for k, v in self.hf_config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
         h.update(json.dumps(conf, sort_keys=True, default=str).encode())
         h.update(f"family={self.family};normalize={self.normalize_waveform}".encode())
-        n_params = sum(p.numel() for p in self.hf_model.parameters())
+        n_params = self._base_params  # counted at build, before adapters add any
+        if portable:
+            folder = Path(self.cfg.source).expanduser()
+            for file in sorted(f for pattern in ("*.json", "*.safetensors", "*.bin") for f in folder.glob(pattern)):
+                h.update(f"file={file.name}".encode())
+                with open(file, "rb") as fh:
+                    while chunk := fh.read(1 << 24):
+                        h.update(chunk)
+            if self.cfg.checkpoint:
+                _hash_file(h, self.cfg.checkpoint)
+            return h.hexdigest()
         if n_params <= _HASH_WEIGHTS_MAX_PARAMS:
             for name, tensor in sorted(self.hf_model.state_dict().items()):
                 h.update(name.encode())
@@ -186,16 +212,21 @@ class Encoder(nn.Module):
         else:
             h.update(f"source={self.cfg.source}".encode())
             if self.cfg.checkpoint:
-                fs, p = filesystem(self.cfg.checkpoint)
-                with fs.open_input_stream(p) as fh:
-                    while chunk := fh.read(1 << 24):
-                        h.update(chunk)
+                _hash_file(h, self.cfg.checkpoint)
         return h.hexdigest()
 
     def extra_repr(self) -> str:
         return (f"family={self.family!r}, source={self.cfg.source!r}, layers={self.num_layers}, "
                 f"hidden_size={self.hidden_size}, checkpoint={self.cfg.checkpoint!r}, "
                 f"normalize_waveform={self.normalize_waveform} ({self.normalize_reason})")
+
+
+def _hash_file(h, path: str) -> None:
+    """Feed the bytes of ``path`` (local path or URI) to the hash ``h``, 16 MiB at a time."""
+    fs, p = filesystem(path)
+    with fs.open_input_stream(p) as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
 
 
 def _load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, PreTrainedModel]:

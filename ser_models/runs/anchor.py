@@ -62,11 +62,13 @@ def run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "a
     log = print if verbose else (lambda _: None)
     pool = Pool.open(cfg.pool_dir)
     _check_groups(cfg, pool)
+    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
     num_layers = build_encoder(cfg.model.encoder).num_layers
     if cfg.anchoring.auto == "off":
         anchor_groups(cfg.anchoring.layers, cfg.anchoring.group_size, num_layers)  # a bad layer fails here
-    check_run(cfg.output_dir, "jobs.anchor", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.anchor", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     out = storage_path(cfg.output_dir)
     source, target = {cfg.group_column: cfg.source}, {cfg.group_column: cfg.target}

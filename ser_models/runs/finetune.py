@@ -74,8 +74,10 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
     pool = Pool.open(cfg.pool_dir)
     if cfg.init_checkpoint:
         _check_init_checkpoint(cfg)
+    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
-    check_run(cfg.output_dir, "jobs.finetune", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.finetune", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     labels = pool.metadata(columns=["label"], split=cfg.train_split)["label"]

@@ -38,6 +38,10 @@ class PredictJobConfig:
                             "output (checkpoint/), an AL run (its last round's train/checkpoint), a sweep trial")
     output_dir: str = field(speed_only=True, path=PATH, help="where predictions/, plan.json and summary.json go (rerun to "
                             "resume)")
+    encoder_source: str = field("", speed_only=True, path=PATH_OR_NAME,
+                                help="where the checkpoint's encoder lives now, when it moved without keeping its "
+                                     "place relative to the checkpoint ('' = the places model.json records; the "
+                                     "encoder's fingerprint is checked either way)")
     pool_dir: str = field("", speed_only=True, path=PATH, help="a prepared pool to predict (or set manifest)")
     manifest: str = field("", path=PATH, help="a raw manifest (CSV / Parquet / JSONL) prepared on the fly into output_dir/pool "
                           "with jobs/configs/prepare_pool_demo.yaml's settings (or set pool_dir)")
@@ -60,7 +64,10 @@ class PredictJobConfig:
     backend: str = field("ray", speed_only=True,
                          help="ray: Ray Data actors (scorer.*; a cluster, several GPUs); in_process: one model in "
                               "this process reading the shards' Parquet files batch by batch, no Ray (one machine: "
-                              "no start-up, and the model gets every core; scorer.threads, batch sizes still apply)")
+                              "no start-up, and the model gets every core; scorer.threads, batch sizes still apply). "
+                              "ray stays the default although in_process measured faster on one machine "
+                              "(BENCHMARKS.md, batch inference): jobs are submitted to clusters, where in_process "
+                              "would score the whole input on the driver's node alone")
 
     def __post_init__(self):
         if self.backend not in ("ray", "in_process"):
@@ -120,7 +127,10 @@ def plan_shards(pool, split: str, shard_rows: int) -> list[list[str]]:
     return shards
 
 
-def _prediction_table(batches: list[dict], labels: list[str], dimensions: list[str], embedding: bool) -> pa.Table:
+def prediction_table(batches: list[dict], labels: list[str], dimensions: list[str], embedding: bool) -> pa.Table:
+    """Scorer output batches -> one table sorted by ``utt_id``: ``predicted`` (argmax class), ``confidence``
+    (its probability), ``probs [C]``, one column per dimension, optional ``embedding [E]`` (the predictions
+    layout; ``ser_models.load(...).predict`` reads its rows too)."""
     ids = np.concatenate([np.asarray(b["utt_id"]) for b in batches]).astype(str)
     order = np.argsort(ids, kind="stable")
     columns = {"utt_id": pa.array(ids[order], pa.string())}
@@ -274,7 +284,9 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     t0 = time.perf_counter()
     out = storage_path(cfg.output_dir)
     checkpoint = resolve_checkpoint(cfg.checkpoint)
-    model = EmotionModel.load_checkpoint(checkpoint)  # fails here, before Ray, on a bad checkpoint
+    encoder_source = cfg.encoder_source or None
+    # Fails here, before Ray, on a bad checkpoint or an encoder found nowhere.
+    model = EmotionModel.load_checkpoint(checkpoint, encoder_source=encoder_source)
     labels, dimensions = list(model.cfg.labels), list(model.cfg.dimensions)
     if model.cfg.text.enabled:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
@@ -299,7 +311,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     else:
         pool_dir = cfg.pool_dir
     pool = Pool.open(pool_dir)
-    check_run(cfg.output_dir, "jobs.predict", cfg, inputs={"pool": pool.summary.get("fingerprint"),
+    check_run(cfg.output_dir, "jobs.predict", cfg, inputs={"pool": pool.lineage,
                                                            "checkpoint": checkpoint}, config_yaml=to_yaml(cfg))
     plan_path = out / PLAN_FILE
     if exists(plan_path):
@@ -318,7 +330,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     columns, speaker_info = SCORE_INPUT_AUDIO, None
     kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, feature_shape=None, mc_samples=0,
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
-                  threads=cfg.scorer.torch_threads(), seed=0)
+                  threads=cfg.scorer.torch_threads(), seed=0, encoder_source=encoder_source)
     if speaker_model:
         stats_paths, speaker_info = _speaker_statistics(cfg, pool, checkpoint, model_cfg, out, say)
         kwargs.update(stats_paths)
@@ -338,7 +350,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         else:
             ds = pool.dataset(columns=columns, files=files)
             batches = [b for b in run_on_actor_pool(ds, PoolScorer, kwargs, cfg.scorer) if len(b["utt_id"])]
-        table = _prediction_table(batches, labels, dimensions, cfg.embedding) if batches else None
+        table = prediction_table(batches, labels, dimensions, cfg.embedding) if batches else None
         if table is None:
             raise ConfigError(f"shard {k} ({files[0]}, ...) holds no clips")
         write_parquet_atomic(part, table)  # the shard is finished once this file exists

@@ -186,7 +186,7 @@ class TaptConfig:
             ConfigError: ``masked_prediction`` is fine for the waveform families; ``contrastive`` needs
                 wav2vec2's quantizer, which HuBERT and WavLM checkpoints do not have; Whisper has no TAPT
                 objective (its encoder was trained through a text decoder, and masked prediction on log-mel
-                frames is not built: see README, "Whisper encoders").
+                frames is not built: see docs/encoders.md, "Whisper encoders").
         """
         if self.objective == "adapter" or (self.objective == "auto" and (frozen or family == "whisper")):
             return "adapter"

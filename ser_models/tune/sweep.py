@@ -112,7 +112,10 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
 
         splits = ((base_cfg.train_split, base_cfg.dev_split, base_cfg.test_split) if target.fits
                   else ("dev", "test"))
-        Pool.open(base_cfg.pool_dir).check_targets(base_cfg.model, splits)
+        from ser_models.model_config import resolve_labels  # each trial's job takes the pool's labels too
+
+        pool = Pool.open(base_cfg.pool_dir)
+        pool.check_targets(resolve_labels(base_cfg.model, pool), splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
     mutate = _pbt_mutations(cfg, base_cfg, params) if cfg.scheduler.name == "pbt" else ()
     return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate)
