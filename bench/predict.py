@@ -42,7 +42,7 @@ from ser_models.model import EmotionModel
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(2)
 model = EmotionModel.load_checkpoint(spec["checkpoint"]).eval()
-files = sorted(Path(Pool.open(spec["pool_dir"]).data_dir).rglob("*.parquet"))
+files = sorted(Pool.open(spec["pool_dir"]).files())
 table = pa.concat_tables([pq.read_table(f, columns=["utt_id", "audio", "audio_format"]) for f in files])
 table = table.slice(0, spec["clips"]) if spec["clips"] else table
 wavs = [decode_pool_audio(a, f) for a, f in zip(table.column("audio").to_pylist(), table.column("audio_format").to_pylist())]

@@ -149,7 +149,7 @@ def pool_layout(pool_dir: str | Path) -> tuple[int, int]:
 
     from ser_models.data import Pool
 
-    files = sorted(Path(Pool.open(str(pool_dir)).build_dir, "data").rglob("*.parquet"))
+    files = sorted(Pool.open(str(pool_dir)).files())
     return len(files), max((pq.ParquetFile(f).metadata.num_rows for f in files), default=0)
 
 

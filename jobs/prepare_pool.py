@@ -5,8 +5,11 @@
         python -m jobs.prepare_pool jobs/configs/prepare_pool_demo.yaml
 
 The config is :class:`ser_models.data.PoolConfig` (top-level keys ``manifest``, ``output_dir``, ...).
-Rerunning with unchanged inputs prints "pool up to date" and does nothing; a changed manifest or config
-rebuilds the pool in a staging folder and swaps it in, so the output folder never holds half a pool.
+Rerunning with unchanged inputs prints "pool up to date" and does nothing. A changed manifest updates the
+pool in place (docs/jobs.md, "Pools that grow"): new clips are decoded, changed labels, splits and metadata
+are rewritten without decoding, an existing clip whose audio changed is refused; changed audio settings (or
+``grow=false``) rebuild it. Either way the new version is written beside the old one and committed by
+``summary.json`` last, so the output folder never holds half a pool.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ location: the schema fields marked ``speed_only``, see ``ser_models.config.field
 difference is refused with the keys named, before Ray starts, so a rerun never reuses ``scores.parquet``,
 ``selection.parquet`` or a checkpoint made under other settings.
 ``config.yaml`` beside it keeps the first start's full config (later starts do not overwrite it).
+
+A run's pool input is the pool's *lineage* (``Pool.lineage``), not its version: a pool that only grew (new
+clips) or changed labels, splits or metadata since the run started keeps its lineage, so the run resumes (its
+ledger and finished rounds stay valid; its next start sees the new clips). A pool whose existing clips' audio
+or audio settings changed is rebuilt by ``prepare_pool`` under a new lineage, and the run is refused.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
         job: the job's name (``jobs.after``); a folder is never shared between jobs.
         cfg: the job's config (a schema dataclass: its ``speed_only`` fields may change between starts), or a
             plain dict (only ``extra_speed_only`` may change).
-        inputs: fingerprints of what the run reads besides its config (e.g. ``{"pool": <fingerprint>}``).
+        inputs: identities of what the run reads besides its config (``{"pool": pool.lineage}``: the same
+            while the pool grows or is relabelled, new after a rebuild).
         config_yaml: the full config as YAML, written to ``config.yaml`` on the first start.
         extra_speed_only: more speed-only key patterns (fnmatch over dotted names) for this run.
 
@@ -89,7 +95,9 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
     diffs = [f"{k}: {old_keys.get(k, '<unset>')!r} -> {keys.get(k, '<unset>')!r}"
              for k in sorted(set(old_keys) | set(keys) - added_at_default)
              if old_keys.get(k, _MISSING) != keys.get(k, _MISSING)]
-    diffs += [f"input {k}: {old_inputs.get(k)!r} -> {inputs.get(k)!r}"
+    diffs += [f"input {k}: {old_inputs.get(k)!r} -> {inputs.get(k)!r}" + (
+              " (the pool was rebuilt: its clips' audio or audio settings changed, or it is another pool; a pool "
+              "that only grew or changed labels keeps its lineage)" if k == "pool" else "")
               for k in sorted(set(old_inputs) | set(inputs)) if old_inputs.get(k) != inputs.get(k)]
     if diffs:
         raise ConfigError(

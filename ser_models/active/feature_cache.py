@@ -16,6 +16,13 @@ Models that need frames (``model.pooling=attentive_stats``, or the WAP-Transform
 the *frame* cache instead: every hidden state's frames ``[F, L, D]`` per clip, float16 (half the bytes; the
 adapter and the pooling run in float32). It is larger (Whisper-tiny: 384 kB per second of audio against
 7.7 kB per clip) but still needs no encoder forward after the one build.
+
+**Growing pools.** A cache is named by the pool's *lineage* (``Pool.lineage``), not its version: a pool that
+grew or was relabelled keeps its cache, and the next :meth:`FeatureCache.build` (or :meth:`FeatureCache.ensure`)
+compares the clip ids the cache holds with the pool's and encodes only the missing ones, read from the pool
+files that hold them, into one more shard folder; ``meta.json`` lists the shard folders and is written last,
+so a build killed mid-way leaves the cache as it was (the next build removes the unlisted folder). A rebuilt
+pool (new lineage) gets a new cache. Relabels need nothing: the cache holds features, never labels.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ from ser_models.io import (
 )
 from ser_models.progress import StageProgress, WrittenRows, progress_line
 
+#: An extension of at most this many clips (a pool that grew a little) is encoded in this process: starting an
+#: actor pool (processes that import torch and load the encoder, ~10 s) costs more than encoding them here.
+INLINE_EXTENSION_CLIPS = 256
 #: Cache kinds: per-layer utterance means, or every hidden state's frames.
 CACHE_KINDS = ("pooled", "frames")
 #: Pooled caches held in this process by :meth:`FeatureCache.pin`, by cache folder: every ``FeatureCache`` of
@@ -121,10 +131,17 @@ class EncoderPooler:
         return out
 
 
+def pool_lineage(pool) -> str:
+    """``pool``'s lineage (``Pool.lineage``; the fingerprint of a pool that has none): what names its caches."""
+    lineage = getattr(pool, "lineage", None)
+    return str(lineage if lineage is not None else pool.summary.get("fingerprint"))
+
+
 def feature_cache_key(pool, encoder) -> str:
-    """sha256 naming the cached features of ``pool`` (its build fingerprint) under ``encoder`` (its weights and
-    config): a cache folder shared by several runs never serves one pool's features to another."""
-    return hashlib.sha256(f"{pool.summary.get('fingerprint')}:{encoder.fingerprint()}".encode()).hexdigest()
+    """sha256 naming the cached features of ``pool`` (its lineage: the same while it grows or is relabelled,
+    new after a rebuild) under ``encoder`` (its weights and config): a cache folder shared by several runs
+    never serves one pool's features to another, and a grown pool's cache only encodes its new clips."""
+    return hashlib.sha256(f"{pool_lineage(pool)}:{encoder.fingerprint()}".encode()).hexdigest()
 
 
 class FeatureCache:
@@ -132,9 +149,10 @@ class FeatureCache:
 
     Layout (``root`` may be a local path or a ``pyarrow.fs`` URI)::
 
-        <root>/<encoder fingerprint[:16]>/meta.json          L, D, clip count, the shard folder; written last
-        <root>/<encoder fingerprint[:16]>/features-<id>/     Parquet shards: utt_id, features (float32 bytes)
-                                                             [, functionals (88 float32 bytes)]
+        <root>/<key[:16]>/meta.json          L, D, clip count, the shard folders (a list); written last
+        <root>/<key[:16]>/features-<id>/     Parquet shards: utt_id, features (float32 bytes)
+                                             [, functionals (88 float32 bytes)]; one folder per build or
+                                             extension (the clips a grown pool added)
 
     ``functionals="egemaps"``: the cache also holds each clip's eGeMAPS functionals (its folder is then named
     by the encoder and the openSMILE version, with the suffix ``-egemaps``).
@@ -166,6 +184,8 @@ class FeatureCache:
         self.dir = storage_path(root) / (fingerprint[:16] + suffix)
         self.fingerprint = fingerprint
         self.side: pa.Table | None = None
+        #: Clips the last :meth:`build` / :meth:`ensure` call encoded (0: the cache already held them all).
+        self.last_encoded = 0
 
     def __repr__(self) -> str:
         return f"FeatureCache(dir={str(self.dir)!r}, kind={self.kind!r})"
@@ -174,8 +194,8 @@ class FeatureCache:
     def ready(self) -> bool:
         if not exists(self.dir / "meta.json"):
             return False
-        shards = read_json(self.dir / "meta.json").get("shards")
-        return bool(shards) and exists(self.dir / shards)
+        shards = _shard_names(read_json(self.dir / "meta.json"))
+        return bool(shards) and all(exists(self.dir / s) for s in shards)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -200,12 +220,43 @@ class FeatureCache:
         return (1, int(meta["functionals"]["dim"]))
 
     @property
+    def shard_dirs(self) -> list:
+        """The shard folders ``meta.json`` lists (the first build's, then one per extension)."""
+        return [self.dir / s for s in _shard_names(read_json(self.dir / "meta.json"))]
+
+    @property
     def shards_dir(self):
-        return self.dir / read_json(self.dir / "meta.json")["shards"]
+        """The first shard folder (a cache that was never extended has only this one)."""
+        return self.shard_dirs[0]
+
+    def clip_ids(self) -> pa.Array:
+        """The ids of every cached clip (read on the driver: the ``utt_id`` column only)."""
+        import pyarrow.dataset as pads
+
+        from ser_models.io import filesystem
+
+        fs, _ = filesystem(self.dir)
+        parts = [pads.dataset(filesystem(d)[1], filesystem=fs, format="parquet") for d in self.shard_dirs]
+        table = pads.dataset(parts).to_table(columns=["utt_id"]) if len(parts) > 1 else parts[0].to_table(
+            columns=["utt_id"])
+        return table.column("utt_id").combine_chunks()
+
+    def ensure(self, pool, model_cfg, num_layers: int, scorer_cfg=None, *, verbose: bool = True,
+               in_process: bool = False) -> int:
+        """Make the cache hold every clip of ``pool`` (all splits): build it, or encode only the clips it lacks
+        (a pool that grew since the cache was built). Call it at the start of a round to see new clips.
+
+        Returns:
+            The clips encoded now (0 when the cache already held them all).
+        """
+        self.build(pool.dataset(None), model_cfg, num_layers, scorer_cfg, verbose=verbose, in_process=in_process,
+                   total=int(pool.summary.get("kept", 0)) or None)
+        return self.last_encoded
 
     def build(self, ds, model_cfg, num_layers: int, scorer_cfg=None, *, verbose: bool = True,
               in_process: bool = False, total: int | None = None) -> None:
-        """Encode every row of ``ds`` (pool rows with audio) once; a no-op when the cache is ready.
+        """Encode every row of ``ds`` (pool rows with audio) once; a ready cache encodes only the rows it lacks
+        (none: a no-op), see :meth:`build_with`.
 
         Args:
             ds: Ray Dataset of pool rows (every split that will be trained, evaluated or scored).
@@ -217,8 +268,6 @@ class FeatureCache:
                 progress line every 15 s.
             total: the rows of ``ds``, for the progress line's share and ETA (None: count only).
         """
-        if self.ready:
-            return
         reason = cache_supported(model_cfg)
         if reason:
             raise ConfigError(f"the feature cache cannot be used: {reason}")
@@ -237,10 +286,11 @@ class FeatureCache:
         """Write every row of ``ds`` through ``extractor`` (a Ray Data callable class built with ``kwargs``
         that maps pool rows to ``utt_id`` and ``features`` bytes of ``[num_layers, D]``) on ``scorer_cfg``'s actor
         pool, as shards, then ``meta.json`` (last: a killed build leaves no ready cache and is redone); a
-        no-op when the cache is ready. :meth:`build` passes the encoder; eGeMAPS functionals pass
-        ``EgemapsExtractor``."""
-        if self.ready:
-            return
+        cache that holds every clip of ``ds`` already. :meth:`build` passes the encoder; eGeMAPS functionals pass
+        ``EgemapsExtractor``.
+
+        A ready cache is *extended*: the clips of ``ds`` it does not hold (a pool that grew) are encoded into
+        one more shard folder and ``meta.json`` is rewritten listing it (last, as for a build)."""
         import uuid
 
         import pyarrow.dataset as pads
@@ -250,12 +300,25 @@ class FeatureCache:
 
         sc = scorer_cfg
         t0 = time.perf_counter()
-        for name in list_dir(self.dir):  # left by a build that was killed before meta.json
-            if name.startswith(self.SHARDS_PREFIX):
+        self.last_encoded = 0
+        ready = self.ready
+        meta = read_json(self.dir / "meta.json") if ready else None
+        listed = set(_shard_names(meta)) if meta else set()
+        for name in list_dir(self.dir):  # left by a build or extension killed before meta.json
+            if name.startswith(self.SHARDS_PREFIX) and name not in listed:
                 delete_dir(self.dir / name)
+        columns = ["utt_id", "audio", "audio_format", "num_samples"]
+        if ready:
+            source, total = self._missing(ds, columns)
+            if source is None:
+                return
+            if verbose:
+                print(f"  feature cache: {total} clips of the pool are not cached yet (it grew): encoding them")
+            in_process = in_process or total <= INLINE_EXTENSION_CLIPS
+        else:
+            source = ds.select_columns(columns)
         shards = f"{self.SHARDS_PREFIX}{uuid.uuid4().hex[:8]}"
         out = self.dir / shards
-        source = ds.select_columns(["utt_id", "audio", "audio_format", "num_samples"])
         fs, path = filesystem(out)
         if in_process:
             fs.create_dir(path)
@@ -272,8 +335,17 @@ class FeatureCache:
             with StageProgress("feature cache", total, "clips", WrittenRows(str(out)), every=15.0, verbose=verbose):
                 encoded.map_batches(_feature_table, batch_format="numpy", batch_size=None).write_parquet(
                     path, filesystem=fs)
+        fs.create_dir(path)  # an extension whose clips all fell out of ``ds``'s filter still lists a folder
         written = pads.dataset(path, filesystem=fs, format="parquet")
         clips = written.count_rows()
+        self.last_encoded = clips
+        if ready:
+            _PINNED.pop(str(self.dir), None)  # a pinned table would miss the new clips
+            write_json_atomic(self.dir / "meta.json", {  # last: lists the new shard folder
+                **meta, "clips": int(meta["clips"]) + clips, "shards": [*_shard_names(meta), shards]})
+            if verbose:
+                print(f"  feature cache: {what} {clips} new clips in {time.perf_counter() - t0:.1f}s -> {out}")
+            return
         first = written.head(1, columns=["features"]).column("features")[0].as_py() if clips else b""
         if self.kind == "frames":
             frames = written.head(1, columns=["num_frames"]).column("num_frames")[0].as_py() if clips else 1
@@ -287,9 +359,40 @@ class FeatureCache:
             extra["functionals"] = {"set": self.functionals, "dim": EGEMAPS_DIM}
         write_json_atomic(self.dir / "meta.json", {  # last: marks the cache complete
             "num_layers": num_layers, "hidden_size": hidden, "clips": clips, "kind": self.kind,
-            "fingerprint": self.fingerprint, "shards": shards, **extra})
+            "fingerprint": self.fingerprint, "shards": [shards], **extra})
         if verbose:
             print(f"  feature cache: {what} {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
+
+    def _missing(self, ds, columns: list[str]):
+        """``(dataset of the rows of ds this cache lacks, their count)``, or ``(None, 0)`` when it lacks none.
+
+        A dataset from ``Pool.dataset`` says which files and filter it reads: the ids come from those files'
+        ``utt_id`` column (no audio read) and only the files holding missing clips are read. Any other
+        dataset is read once for its ids."""
+        import pyarrow.compute as pc
+
+        from ser_models.data.pool import POOL_READ_ATTR
+
+        have = self.clip_ids()
+        read = getattr(ds, POOL_READ_ATTR, None)
+        if read is not None:
+            ids = read.pool.ids_by_file(read.files, read.where)
+            lacking = ids.filter(pc.invert(pc.is_in(ids.column("utt_id"), value_set=have)))
+            if not lacking.num_rows:
+                return None, 0
+            files = sorted(set(lacking.column("file").to_pylist()))
+            missing = sorted(set(lacking.column("utt_id").to_pylist()))
+            return read.pool.dataset(None, columns=columns, files=files,
+                                     where={**read.where, "utt_id": missing}), len(missing)
+        parts = [b.column("utt_id") for b in ds.select_columns(["utt_id"]).iter_batches(batch_format="pyarrow",
+                                                                                         batch_size=None)]
+        ids = pa.concat_arrays([c.combine_chunks() for c in parts]) if parts else pa.array([], pa.string())
+        missing = pc.unique(ids.filter(pc.invert(pc.is_in(ids, value_set=have))))
+        if not len(missing):
+            return None, 0
+        keep = pa.array(sorted(missing.to_pylist()), pa.string())
+        return ds.select_columns(columns).map_batches(_select_rows, fn_kwargs={"ids": keep, "values": None},
+                                                      batch_format="pyarrow", zero_copy_batch=True), len(keep)
 
     def pin(self, max_bytes: int) -> bool:
         """Hold this pooled cache in this process when its features take at most ``max_bytes``, for many runs
@@ -324,7 +427,6 @@ class FeatureCache:
         import pyarrow.compute as pc
         import ray
 
-        from ser_models.io import filesystem
         from ser_models.runtime import read_parquet_dataset
 
         if labels is not None:
@@ -334,7 +436,7 @@ class FeatureCache:
         if ids is None and targets is None and self.side is None:
             if pinned is not None:
                 return ray.data.from_arrow(pinned)
-            fs, path = filesystem(self.shards_dir)
+            fs, path = self._shard_paths()
             return read_parquet_dataset(path, filesystem=fs, columns=self.columns)
         if ids is None and targets is None:
             ids = self.side.column("utt_id").to_pylist()
@@ -349,10 +451,17 @@ class FeatureCache:
                                            for name in self.side.column_names if name != "utt_id"}}
         if pinned is not None:  # filtered here, in memory; the rows as the streamed path gives them
             return ray.data.from_arrow(_select_rows(pinned, keep, values))
-        fs, path = filesystem(self.shards_dir)
+        fs, path = self._shard_paths()
         ds = read_parquet_dataset(path, filesystem=fs, columns=self.columns)
         return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
                               zero_copy_batch=True)
+
+    def _shard_paths(self):
+        """``(filesystem, [shard folder, ...])`` for a Ray Data read of every shard."""
+        from ser_models.io import filesystem
+
+        fs, _ = filesystem(self.dir)
+        return fs, [filesystem(d)[1] for d in self.shard_dirs]
 
     def statistics(self, ids=None, column: str = "features") -> tuple[np.ndarray, np.ndarray, int]:
         """Per-layer, per-dimension mean and std ``[L, D]`` of the cached features of ``ids`` (None = all),
@@ -407,6 +516,12 @@ class FeatureCache:
             return pa.table({"utt_id": pa.array([], pa.string()), "features": pa.array([], pa.binary()),
                              **({"functionals": pa.array([], pa.binary())} if self.functionals else {})})
         return pa.concat_tables(parts).sort_by("utt_id")
+
+
+def _shard_names(meta: dict) -> list[str]:
+    """The shard folders of a ``meta.json`` (a single name in caches written before caches could grow)."""
+    shards = meta.get("shards") or []
+    return [shards] if isinstance(shards, str) else list(shards)
 
 
 def features_array(column, shape: tuple[int, int]) -> np.ndarray:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import hashlib
 
-from ser_models.active.feature_cache import FeatureCache
+from ser_models.active.feature_cache import FeatureCache, pool_lineage
 from ser_models.active.scorer import ScorerConfig
 from ser_models.encoders.functionals import EgemapsExtractor, functionals_fingerprint
 
 
 def functionals_cache_key(pool) -> str:
-    """sha256 naming the cached functionals of ``pool`` (its build fingerprint) under this extractor."""
-    return hashlib.sha256(f"{pool.summary.get('fingerprint')}:{functionals_fingerprint()}".encode()).hexdigest()
+    """sha256 naming the cached functionals of ``pool`` (its lineage: a grown pool's cache computes only its new
+    clips) under this extractor."""
+    return hashlib.sha256(f"{pool_lineage(pool)}:{functionals_fingerprint()}".encode()).hexdigest()
 
 
 def functionals_cache(root, pool):

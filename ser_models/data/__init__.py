@@ -12,7 +12,7 @@ from ser_models.data.config import POOL_SAMPLE_RATE, PoolConfig
 from ser_models.data.ledger import LabelLedger
 from ser_models.data.manifest import MANIFEST_COLUMNS, SPLITS, read_manifest
 from ser_models.data.pool import POOL_COLUMNS, POOL_SCHEMA, Pool
-from ser_models.data.prepare import PoolSummary, prepare_pool
+from ser_models.data.prepare import PoolSummary, SourceChangedError, prepare_pool
 from ser_models.data.synth import EMOTIONS, generate_corpus, write_bad_clips
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Pool",
     "PoolConfig",
     "PoolSummary",
+    "SourceChangedError",
     "decode_batch",
     "decode_pool_audio",
     "encode_pool_audio",

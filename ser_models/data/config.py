@@ -11,6 +11,8 @@ from ser_models.exceptions import ConfigError
 POOL_SAMPLE_RATE = 16000
 LONG_POLICIES = ("crop", "reject")
 AUDIO_FORMATS = ("pcm16", "flac")
+#: What ``prepare_pool`` does with clips of a pool that are no longer in its manifest.
+REMOVED_POLICIES = ("drop", "keep")
 
 
 @dataclasses.dataclass
@@ -19,8 +21,9 @@ class PoolConfig:
 
     It is also the whole config of ``jobs.prepare_pool`` (top-level YAML keys ``manifest``, ``output_dir``,
     ...). Only the fields that change the pool's content enter its fingerprint (see
-    :meth:`content_fields`); ``batch_size``, ``num_workers`` and ``rows_per_file`` only change speed and
-    file layout.
+    :meth:`content_fields`); ``batch_size``, ``num_workers``, ``rows_per_file`` and ``grow`` only change speed
+    and file layout. Of those, the fields that change decoded audio (:meth:`audio_fields`) decide whether an
+    existing pool can grow in place: a change there rebuilds it.
     """
 
     manifest: str = field("???", path=PATH, help="manifest file (CSV, Parquet or JSONL) listing the clips; required")
@@ -42,6 +45,10 @@ class PoolConfig:
     # pool read however long the pool is (bench.scale: 2000-row files, ~190 MB at 16 h, cost +0.4-0.6 GiB).
     rows_per_file: int = field(128, help="most rows per Parquet file (~13 MB of 3 s pcm16 clips; also the "
                                          "most clips one read task decodes)")
+    grow: bool = field(True, help="update an existing pool in place: decode only new clips, rewrite changed "
+                                  "labels / splits / metadata without decoding (false: rebuild from scratch)")
+    removed: str = field("drop", help="clips in the pool but gone from the manifest: 'drop' removes them from "
+                                      "the pool (logged), 'keep' keeps them")
 
     def __post_init__(self) -> None:
         if not self.manifest or self.manifest == "???":
@@ -64,6 +71,8 @@ class PoolConfig:
             raise ConfigError(f"audio_format must be one of {AUDIO_FORMATS}, got {self.audio_format!r}")
         if not self.silence_db < 0:
             raise ConfigError(f"silence_db must be < 0 dBFS, got {self.silence_db}")
+        if self.removed not in REMOVED_POLICIES:
+            raise ConfigError(f"removed must be one of {REMOVED_POLICIES}, got {self.removed!r}")
         for key in ("batch_size", "num_workers", "rows_per_file"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -71,5 +80,11 @@ class PoolConfig:
     def content_fields(self) -> dict:
         """The fields that change which clips are kept and their bytes (the fingerprint's config part)."""
         keys = ("labels", "target_sample_rate", "min_duration", "max_duration", "long_policy", "silence_db",
-                "audio_format")
+                "audio_format", "removed")
         return {k: (list(getattr(self, k)) if k == "labels" else getattr(self, k)) for k in keys}
+
+    def audio_fields(self) -> dict:
+        """The fields that change a clip's decoded bytes or whether it is kept: a pool grows in place only
+        while these stay the same (``labels`` and ``removed`` change metadata, never audio)."""
+        keys = ("target_sample_rate", "min_duration", "max_duration", "long_policy", "silence_db", "audio_format")
+        return {k: getattr(self, k) for k in keys}

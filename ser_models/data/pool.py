@@ -3,13 +3,22 @@
 Layout (docs/ARCHITECTURE.md, "Prepared pool on disk"); ``<output_dir>`` may be a local path or a
 ``pyarrow.fs`` URI (``s3://bucket/pool``)::
 
-    <output_dir>/summary.json                           written last: names the current build
+    <output_dir>/summary.json                            written last: lineage, version, history, current build
+    <output_dir>/build-<id>/files.json                   the pool's live Parquet files, by split (relative paths)
     <output_dir>/build-<id>/data/split=<split>/*.parquet one row per kept clip (hive-partitioned by split)
-    <output_dir>/build-<id>/quarantine.parquet          utt_id, path, reason, detail
+    <output_dir>/build-<id>/quarantine.parquet           utt_id, path, reason, detail (+ source size / mtime)
     <output_dir>/build-<id>/config.yaml
 
+A pool grows in place (``prepare_pool`` on a longer manifest): each version writes only its new files into a
+new ``build-<id>/`` folder, and its ``files.json`` lists every live file, old builds' included. Readers read
+exactly the listed files, never a folder listing, so files a killed update left behind are invisible (the
+next ``prepare_pool`` removes them). A pool written before growing pools existed (no ``files.json``) is read
+from its build's ``data/`` folder.
+
 The shards also hold a ``detail`` column (always null for kept clips: the decoder writes kept and
-quarantined rows in one pass); every reader here exposes exactly :data:`POOL_COLUMNS`.
+quarantined rows in one pass) and the source file's signature (``source_size``, ``source_mtime_ns``,
+``source_sha256``: what ``prepare_pool`` compares to refuse an existing clip whose audio changed); every
+reader here exposes exactly :data:`POOL_COLUMNS`.
 
 A row is a clip or a segment of a long recording (``recording, channel, start, end``, ``group``); readers give
 ``speaker`` as :func:`speaker_key` (a segment without a speaker is its stream's).
@@ -21,7 +30,7 @@ costs seconds per worker.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -65,14 +74,36 @@ POOL_SCHEMA = pa.schema(
     ]
 )
 POOL_COLUMNS = tuple(POOL_SCHEMA.names)
-#: Schema of the shards as written (pool columns + the decoder's ``detail``).
-SHARD_SCHEMA = POOL_SCHEMA.append(pa.field("detail", pa.string()))
+#: The source file's signature when the clip was decoded: its size (bytes), modification time (ns since the
+#: epoch) and the sha256 of its bytes. ``prepare_pool`` re-hashes a source only when its path, size or mtime
+#: differ from these (a stat is cheap on S3, a read is not).
+SOURCE_SCHEMA = pa.schema([("source_size", pa.int64()), ("source_mtime_ns", pa.int64()),
+                           ("source_sha256", pa.string())])
+#: Schema of the shards as written (pool columns + the decoder's ``detail`` + the source signature).
+SHARD_SCHEMA = pa.schema([*POOL_SCHEMA, pa.field("detail", pa.string()), *SOURCE_SCHEMA])
 QUARANTINE_SCHEMA = pa.schema(
     [("utt_id", pa.string()), ("path", pa.string()), ("reason", pa.string()), ("detail", pa.string())]
 )
+#: ``quarantine.parquet`` as written: the source's size and mtime tell a later ``prepare_pool`` whether a
+#: quarantined file was replaced (then it is decoded again).
+QUARANTINE_FILE_SCHEMA = pa.schema([*QUARANTINE_SCHEMA, *SOURCE_SCHEMA.remove(2)])
+#: Name of the live-file list inside a build folder.
+FILES_NAME = "files.json"
 #: Columns an unlabelled view drops: scoring code can never read the truth.
 TARGET_COLUMNS = ("label", "arousal", "valence", "dominance")
 _HIVE_SPLIT = pads.partitioning(pa.schema([("split", pa.string())]), flavor="hive")
+
+
+#: Attribute :meth:`Pool.dataset` sets on the Ray Dataset it returns (a :class:`PoolRead`).
+POOL_READ_ATTR = "_ser_pool_read"
+
+
+class PoolRead(NamedTuple):
+    """What a :meth:`Pool.dataset` reads: the pool, its files (paths on the pool's filesystem) and the filter."""
+
+    pool: Pool
+    files: list[str]
+    where: dict
 
 
 class LabelSource(Protocol):
@@ -94,6 +125,7 @@ class Pool:
     def __init__(self, root: str, summary: dict):
         self.root = str(root).rstrip("/")
         self.summary = summary
+        self._files: dict[str, list[str]] | None = None  # split -> live files (paths on the pool's filesystem)
 
     def __repr__(self) -> str:
         return f"Pool(root={self.root!r}, kept={self.summary.get('kept')}, splits={self.splits})"
@@ -118,10 +150,72 @@ class Pool:
             raise PoolError(f"pool at {root} was written by an older version (no build folder in summary.json); "
                             "rerun `python -m jobs.prepare_pool CONFIG` to rebuild it")
         pool = cls(root, summary)
-        if not exists(pool.data_dir):
-            raise PoolError(f"pool at {root}: summary.json names {pool.build_dir}, which is missing; rerun "
-                            "`python -m jobs.prepare_pool CONFIG`")
+        listing = pool._files_path()
+        if not exists(listing or pool.data_dir):
+            raise PoolError(f"pool at {root}: summary.json names {listing or pool.build_dir}, which is missing; "
+                            "rerun `python -m jobs.prepare_pool CONFIG`")
         return pool
+
+    def refresh(self) -> bool:
+        """Re-read ``summary.json``: a pool that grew (or was relabelled) since :meth:`open` is then read at its
+        new version by every later call. Cheap (one small JSON read; the file list is read on next use).
+
+        Returns:
+            True when the pool changed (another version, or another lineage after a rebuild).
+
+        Raises:
+            PoolError: the pool is gone or incomplete (see :meth:`open`).
+        """
+        fresh = type(self).open(self.root)
+        changed = (fresh.version, fresh.lineage, fresh.summary.get("build")) != (
+            self.version, self.lineage, self.summary.get("build"))
+        self.summary, self._files = fresh.summary, None
+        return changed
+
+    @property
+    def lineage(self) -> str:
+        """The pool's identity across versions: the fingerprint of the build that started it. Growing or
+        relabelling keeps it; a rebuild (changed audio settings, ``grow=false``) starts a new one. Runs record
+        it (``check_run``) and feature caches are named by it."""
+        return str(self.summary.get("lineage") or self.summary.get("fingerprint"))
+
+    @property
+    def version(self) -> int:
+        """1 for a fresh build, +1 for each update that added, relabelled, moved or dropped clips."""
+        return int(self.summary.get("version", 1))
+
+    def _files_path(self) -> str | None:
+        name = self.summary.get("files")
+        return None if name is None else f"{self.root}/{name}"
+
+    def _file_map(self) -> dict[str, list[str]]:
+        """``{split: [file, ...]}`` of the live files, as paths on the pool's filesystem (cached)."""
+        if self._files is None:
+            import pyarrow.fs as pafs
+
+            fs, root_path = filesystem(self.root)
+            listing = self._files_path()
+            if listing is not None:
+                rel = read_json(listing)["files"]
+                self._files = {split: sorted(f"{root_path}/{f}" for f in names) for split, names in rel.items()}
+            else:  # written before growing pools: every file under the build's data folder
+                _, data_dir = filesystem(self.data_dir)
+                infos = fs.get_file_info(pafs.FileSelector(data_dir, recursive=True, allow_not_found=True))
+                files: dict[str, list[str]] = {}
+                for i in infos:
+                    if i.type == pafs.FileType.File and i.path.endswith(".parquet"):
+                        split = i.path[len(data_dir):].strip("/").split("/", 1)[0].split("=", 1)[-1]
+                        files.setdefault(split, []).append(i.path)
+                self._files = {k: sorted(v) for k, v in files.items()}
+        return self._files
+
+    def _arrow_dataset(self, files: list[str] | None = None) -> pads.Dataset:
+        """The live files (or ``files``) as one pyarrow dataset with the ``split`` partition column."""
+        fs, root_path = filesystem(self.root)
+        files = self.files() if files is None else files
+        # An explicit schema: a pool of older shards (no source columns) reads the same way.
+        return pads.dataset(files, schema=SHARD_SCHEMA, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT,
+                            partition_base_dir=root_path)
 
     @property
     def build_dir(self) -> str:
@@ -130,6 +224,8 @@ class Pool:
 
     @property
     def data_dir(self) -> str:
+        """The current build's own ``data/`` folder; a pool that grew also reads older builds' files (use
+        :meth:`files`, never a listing of this folder)."""
         return f"{self.build_dir}/data"
 
     @property
@@ -145,12 +241,10 @@ class Pool:
     def files(self, split: str | None = None) -> list[str]:
         """The pool's Parquet files (of ``split``, or all), sorted, as paths on the pool's filesystem: the units
         a job can plan its shards by (``jobs.predict``)."""
-        import pyarrow.fs as pafs
-
-        fs, data_dir = filesystem(self.data_dir)
-        base = data_dir if split is None else f"{data_dir}/split={self._split_name(split)}"
-        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
-        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+        files = self._file_map()
+        if split is not None:
+            return list(files.get(self._split_name(split), []))
+        return sorted(f for names in files.values() for f in names)
 
     def dataset(self, split: str | None = None, columns: list[str] | None = None,
                 where: dict[str, str] | None = None, files: list[str] | None = None) -> ray.data.Dataset:
@@ -172,14 +266,13 @@ class Pool:
         from ser_models.runtime import read_parquet_dataset
 
         cols = _check_columns(columns, self.root)
-        fs, data_dir = filesystem(self.data_dir)
-        path = data_dir if split is None else f"{data_dir}/split={self._split_name(split)}"
-        if files is not None:
-            path = list(files)
-        # Explicit str type: inference would turn a split named "2024" into an int.
-        partitioning = Partitioning("hive", base_dir=data_dir, field_names=["split"], field_types={"split": str})
+        fs, root_path = filesystem(self.root)
         if not self.splits:
             raise PoolError(f"pool {self.root} holds no clips (all quarantined: see quarantine.parquet)")
+        path = self.files(split) if files is None else list(files)
+        # Explicit str type: inference would turn a split named "2024" into an int. The base is the pool's
+        # root: a grown pool's files live in several build folders, each with its split=<name> folders.
+        partitioning = Partitioning("hive", base_dir=root_path, field_names=["split"], field_types={"split": str})
         where = _check_where(where, self.root)
         read = cols + [c for c in [*where, *speaker_sources(cols)] if c not in cols]
         # Columns by name: the reader puts the partition column ("split") last.
@@ -187,7 +280,20 @@ class Pool:
         if where or "speaker" in cols:
             ds = ds.map_batches(_keep_where, fn_kwargs={"where": where, "columns": cols}, batch_format="pyarrow",
                                 zero_copy_batch=True)
+        # Which pool rows this dataset holds, for a reader that only needs their ids (FeatureCache.build
+        # encodes the clips it lacks without reading any audio to find them).
+        setattr(ds, POOL_READ_ATTR, PoolRead(self, list(path), where))
         return ds
+
+    def ids_by_file(self, files: list[str] | None = None, where: dict | None = None) -> pa.Table:
+        """``utt_id`` and ``file`` (the live file holding it) of every clip (of ``files``; matching ``where`` as in
+        :meth:`metadata`), read on the driver without the audio: which files to read for a few clips."""
+        flt = None
+        for name, value in _check_where(where, self.root).items():
+            term = pc.field(name).isin(value) if isinstance(value, (list, tuple)) else pc.field(name) == value
+            flt = term if flt is None else flt & term
+        t = self._arrow_dataset(files).to_table(columns=["utt_id", "__filename"], filter=flt)
+        return t.rename_columns(["utt_id", "file"])
 
     def metadata(self, columns: list[str] | None = None, split: str | None = None,
                  where: dict[str, str] | None = None) -> pd.DataFrame:
@@ -195,8 +301,7 @@ class Pool:
         whose columns equal ``where``'s values when given (as in :meth:`dataset`). ``speaker`` is each clip's
         :func:`speaker_key`, as in :meth:`dataset`."""
         cols = [c for c in POOL_COLUMNS if c != "audio"] if columns is None else _check_columns(columns, self.root)
-        fs, path = filesystem(self.data_dir)
-        dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT)
+        dataset = self._arrow_dataset(None if split is None or split not in self.splits else self.files(split))
         flt = None if split is None else (pc.field("split") == split)
         if split is not None:
             self._split_name(split)
@@ -211,8 +316,7 @@ class Pool:
         """Clips whose ``speaker`` the pool derives from their stream (no speaker, but a recording)."""
         if split is not None:
             self._split_name(split)
-        fs, path = filesystem(self.data_dir)
-        dataset = pads.dataset(path, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT)
+        dataset = self._arrow_dataset()
         flt = None if split is None else (pc.field("split") == split)
         t = dataset.to_table(columns=["speaker", "recording"], filter=flt)
         return int(pc.sum(_stream_mask(t.column("speaker"), t.column("recording"))).as_py() or 0)
@@ -306,7 +410,8 @@ class Pool:
 
     def quarantine(self) -> pd.DataFrame:
         """The quarantined clips: ``utt_id, path, reason, detail``."""
-        return read_parquet(f"{self.build_dir}/quarantine.parquet").to_pandas()
+        name = self.summary.get("quarantine") or f"{self.summary['build']}/quarantine.parquet"
+        return read_parquet(f"{self.root}/{name}", columns=list(QUARANTINE_SCHEMA.names)).to_pandas()
 
     def labelled(self, ledger: LabelSource, split: str = "train") -> ray.data.Dataset:
         """Clips of ``split`` whose ``utt_id`` is in the ledger, with the ledger's targets: ``label`` and, when

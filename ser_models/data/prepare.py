@@ -1,16 +1,49 @@
-"""Build a prepared pool from a manifest with Ray Data (decode, mono, 16 kHz, validate, quarantine, shard).
+"""Build a prepared pool from a manifest with Ray Data, and grow or relabel it in place.
 
-One pass over the audio: ``map_batches`` decodes every clip and tags each row ``status = "ok"`` or a
-quarantine reason; a single ``write_parquet`` partitioned by split sends bad rows (whose audio is null) to a
-reserved partition, which the driver then turns into ``quarantine.parquet`` and removes. No clip is decoded
-twice and nothing is materialised in the object store.
+**A fresh build** is one pass over the audio: ``map_batches`` decodes every clip and tags each row
+``status = "ok"`` or a quarantine reason; a single ``write_parquet`` partitioned by split sends bad rows
+(whose audio is null) to a reserved partition, which the driver then turns into ``quarantine.parquet`` and
+removes. No clip is decoded twice and nothing is materialised in the object store.
 
-The build is idempotent and crash-safe without a single rename, so it works the same on a local disk and
-on an object store (``s3://``, ``gs://``): each build writes a new ``build-<id>/`` folder inside
-``output_dir``, and ``summary.json``, written last in one atomic write, names the build it describes. A crash
-at any point leaves ``summary.json`` naming the previous complete build (or none); the next build removes
-folders no summary names. ``summary.json`` holds a fingerprint of the manifest bytes and the content-relevant
-config, so a rerun with the same inputs does nothing.
+**A pool grows and changes in place.** Rerun ``prepare_pool`` on a changed manifest and, while the settings
+that shape decoded audio (:meth:`PoolConfig.audio_fields`) are unchanged, the pool is updated, not rebuilt:
+
+* *new* ``utt_id`` values are decoded (only they) and written as new Parquet files in a new
+  ``build-<id>/`` folder beside the existing ones;
+* an *existing* clip whose label, arousal / valence / dominance, speaker, language, corpus, group,
+  recording, transcript or split changed is **rewritten, not decoded**: each Parquet file holding such a clip
+  is read, its non-audio columns are replaced from the manifest, and its rows are written again under their
+  (new) split folder in the new build folder; the audio bytes are copied as they are. A clip moved from
+  train to test is therefore found in the test partition; files without a change are never touched;
+* an existing clip whose *audio* changed is refused with :class:`SourceChangedError` naming the id and the
+  file: its ``channel`` / ``start`` / ``end`` differ, or its source file's bytes differ from the sha256
+  recorded when it was decoded. Hashing every source on every update would read the whole corpus again
+  (one GET per file on S3), so sources are only stat-ed (size and mtime; a folder listing on S3) and a file
+  is hashed only when its path, size or mtime differ: a copied or touched file with the same bytes is
+  accepted and its new signature recorded;
+* clips gone from the manifest are dropped (``removed=drop``, the default; their files are rewritten
+  without them) or kept (``removed=keep``), with a log line naming how many and which;
+* a quarantined clip is decoded again only when its file changed (path, size or mtime).
+
+Why rewrite whole files rather than keep the audio apart and join a small metadata table at every read:
+readers stay exactly as fast as on a fresh pool (a split reads only its own partition folders, with no join)
+and every reader (Ray Data, pyarrow, ``jobs.predict``'s file plan) works unchanged. An update costs a copy of
+the files holding changed clips (``rows_per_file`` rows each, no decoding): small for the usual relabel of a
+few clips, a copy of the pool at worst.
+
+**Identity.** ``summary.json`` records the pool's ``lineage`` (the fingerprint of the build that started it;
+updates keep it, a rebuild starts a new one), its ``version`` (1, then +1 per update that changed clips) and
+a ``history`` of every build and update (clips added, decoded, relabelled, moved, dropped). Runs record the
+lineage (``check_run``), so they accept a pool that grew or changed labels and refuse a rebuilt one; feature
+caches are named by it and encode only the clips they lack.
+
+**Crash safety without renames** (the same on a local disk and on an object store): every build or update
+writes a new ``build-<id>/`` folder with its new Parquet files, ``quarantine.parquet``, ``config.yaml`` and
+``files.json`` (every live file of the pool, older builds' included); ``summary.json``, written last in one
+atomic write, names it. A crash at any point leaves ``summary.json`` naming the previous complete version,
+whose files are untouched (an update never modifies a file, it writes new ones); the next run removes the
+folders no live version references and redoes the update. ``summary.json`` holds a fingerprint of the
+manifest bytes and the content-relevant config, so a rerun with the same inputs does nothing.
 """
 
 from __future__ import annotations
@@ -28,15 +61,39 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from ser_models.config import to_dict, to_yaml
 from ser_models.data.audio import decode_batch
 from ser_models.data.config import PoolConfig
 from ser_models.data.manifest import read_manifest
-from ser_models.data.pool import _HIVE_SPLIT, QUARANTINE_SCHEMA, SHARD_SCHEMA, Pool
+from ser_models.data.pool import (
+    FILES_NAME,
+    QUARANTINE_FILE_SCHEMA,
+    SHARD_SCHEMA,
+    SOURCE_SCHEMA,
+    Pool,
+)
+from ser_models.data.pool_update import (  # noqa: F401 (SourceChangedError re-exported)
+    METADATA_COLUMNS,
+    SPAN_COLUMNS,
+    SourceChangedError,
+    changed_quarantine,
+    check_sources,
+    check_spans,
+    list_files,
+    manifest_frame,
+    read_index,
+    read_quarantine,
+    rewrite_file,
+    same_values,
+    schema_arrays,
+    source_signatures,
+    updates_table,
+)
 from ser_models.exceptions import PoolError
-from ser_models.failpoints import pausepoint
+from ser_models.failpoints import failpoint, pausepoint
 from ser_models.io import (
     delete_dir,
     exists,
@@ -46,6 +103,7 @@ from ser_models.io import (
     list_dir,
     local_path,
     read_bytes,
+    read_json,
     write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
@@ -53,7 +111,7 @@ from ser_models.io import (
 from ser_models.progress import StageProgress, WrittenRows
 
 #: Bumped when the pool's layout or decoding changes, so old pools are rebuilt.
-POOL_FORMAT_VERSION = 3  # 3: segments keep recording, channel, start, end and group
+POOL_FORMAT_VERSION = 4  # 4: pools grow in place (files.json, lineage, version, source signatures)
 #: Prefix of the per-build folders inside a pool (``summary.json`` names the current one).
 BUILD_PREFIX = "build-"
 #: Split given to every clip whose manifest row has none (a manifest without splits is one training pool).
@@ -64,19 +122,28 @@ _QUARANTINE_SPLIT = "_quarantine"
 
 @dataclasses.dataclass
 class PoolSummary:
-    """What a build did (also the content of ``summary.json``).
+    """What a build or update did (also the content of ``summary.json``).
 
     Attributes:
         clips_in: manifest rows.
-        kept: clips written to the pool.
-        quarantined: clips written to ``quarantine.parquet``.
+        kept: clips in the pool.
+        quarantined: clips in ``quarantine.parquet``.
         splits: ``{split: {"clips": int, "hours": float}}`` of kept clips.
         reasons: ``{reason: count}`` of quarantined clips.
-        seconds: wall time of the build (s).
+        seconds: wall time of the build or update (s).
         clips_per_s: ``clips_in / seconds``.
         fingerprint: hash of the manifest bytes and the content-relevant config.
         output_dir: where the pool lives.
         up_to_date: True when the pool already matched and nothing was done.
+        lineage: the pool's identity across versions (the fingerprint of the build that started it).
+        version: 1 for a fresh build, +1 per update that changed clips.
+        decoded: clips decoded by this call (a fresh build: every manifest row; an update: the new ones).
+        added: clips added to the pool by this call.
+        relabelled: existing clips whose non-split metadata this call changed (no decoding).
+        moved: existing clips this call moved to another split (no decoding).
+        dropped: clips this call removed because the manifest no longer lists them.
+        history: one entry per build and update: ``{"version", "kind", "added", "decoded", "relabelled",
+            "moved", "dropped", "kept", "fingerprint", "seconds", "at"}``.
     """
 
     clips_in: int
@@ -89,6 +156,14 @@ class PoolSummary:
     fingerprint: str
     output_dir: str
     up_to_date: bool = False
+    lineage: str = ""
+    version: int = 1
+    decoded: int = 0
+    added: int = 0
+    relabelled: int = 0
+    moved: int = 0
+    dropped: int = 0
+    history: list = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -104,6 +179,10 @@ class PoolSummary:
     def table(self) -> str:
         """A human-readable summary (printed by the job)."""
         lines = [f"pool {self.output_dir}" + ("  (up to date, nothing done)" if self.up_to_date else "")]
+        lines.append(f"  version       {self.version:>8}   (lineage {self.lineage[:12]})")
+        if not self.up_to_date:
+            lines.append(f"  this run      decoded {self.decoded}, added {self.added}, relabelled {self.relabelled}, "
+                         f"moved {self.moved}, dropped {self.dropped}")
         lines.append(f"  clips in      {self.clips_in:>8}")
         lines.append(f"  kept          {self.kept:>8}")
         lines.append(f"  quarantined   {self.quarantined:>8}")
@@ -122,8 +201,8 @@ def pool_fingerprint(cfg: PoolConfig) -> str:
     """sha256 over the manifest bytes and path, the label map bytes (explicit or implicit) and :meth:`PoolConfig.content_fields`.
 
     The manifest's own path is included because relative clip paths resolve against its folder. Audio
-    files are not hashed (that would read the whole corpus): replace a clip in place and you must rebuild
-    by removing the pool or changing the manifest.
+    files are not hashed here (that would read the whole corpus on every run): an update compares each
+    existing clip's source with the signature recorded when it was decoded (see the module docstring).
     """
     h = hashlib.sha256()
     h.update(f"pool-format-{POOL_FORMAT_VERSION}\n".encode())
@@ -143,7 +222,8 @@ def pool_fingerprint(cfg: PoolConfig) -> str:
 
 
 def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary:
-    """Decode, validate and shard a manifest's clips into a prepared pool at ``cfg.output_dir``.
+    """Decode, validate and shard a manifest's clips into a prepared pool at ``cfg.output_dir``, or update the
+    pool there in place (new clips decoded, changed metadata rewritten; see the module docstring).
 
     The manifest is read and validated on the driver first, so manifest errors surface before any Ray work.
     Uses the current Ray instance (``ray.init()`` first to pick a cluster; otherwise Ray starts locally).
@@ -154,10 +234,11 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
             does, to check the manifest before Ray starts): the manifest is then not hashed twice.
 
     Returns:
-        The build's :class:`PoolSummary` (``up_to_date=True`` if the pool already matched).
+        The :class:`PoolSummary` (``up_to_date=True`` if the pool already matched).
 
     Raises:
         ManifestError: the manifest is malformed.
+        SourceChangedError: an existing clip's audio changed (the pool stays as it was).
         PoolError: one recording or group has clips in several splits (see :func:`check_split_leaks`), or the
             build failed (the previous pool stays readable).
     """
@@ -167,7 +248,7 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
     current = _current_summary(out)
     if current is not None and current.get("fingerprint") == fingerprint:
         summary = PoolSummary.from_dict(current, up_to_date=True)
-        print(f"pool up to date: {out} (fingerprint {fingerprint})")
+        print(f"pool up to date: {out} (fingerprint {fingerprint}, version {summary.version})")
         return summary
 
     manifest = read_manifest(cfg.manifest, labels=list(cfg.labels) or None, label_map=cfg.label_map)
@@ -178,44 +259,177 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
         raise PoolError(f"manifest {cfg.manifest}: split value {_QUARANTINE_SPLIT!r} is reserved")
     check_split_leaks(manifest, cfg.manifest)
 
-    # One builder per output_dir is assumed (as for any job's output_dir): builds that no summary names
-    # were left by a crash and are removed; the current one stays until the new summary replaces it.
-    keep = (current or {}).get("build")
-    _remove_builds(out, keep=keep)
+    # One builder per output_dir is assumed (as for any job's output_dir): builds that no live version
+    # references were left by a crash and are removed; the live ones stay until a new summary replaces them.
+    _remove_builds(out, keep=_referenced(out, current))
     build = f"{BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    reason = _why_not_grow(cfg, current)
+    if reason is None:
+        record = _update(cfg, out, current, manifest, fingerprint, build, t0)
+    else:
+        if current is not None:
+            print(f"pool {out}: rebuilding from scratch ({reason}); runs started on the old pool will refuse it")
+        record = _build(cfg, out, manifest, fingerprint, build, t0)
+    _remove_builds(out, keep=_referenced(out, record))
+    summary = PoolSummary.from_dict(record)
+    print(summary.table())
+    return summary
+
+
+def _why_not_grow(cfg: PoolConfig, current: dict | None) -> str | None:
+    """None when the pool at hand can be updated in place; else why it is rebuilt."""
+    if current is None:
+        return "no pool yet"
+    if not cfg.grow:
+        return "grow=false"
+    if current.get("format_version") != POOL_FORMAT_VERSION or "files" not in current:
+        return f"the pool was written in format {current.get('format_version')}, this version writes " \
+               f"{POOL_FORMAT_VERSION}"
+    old = json.loads(json.dumps({k: (current.get("config") or {}).get(k) for k in cfg.audio_fields()}))
+    new = json.loads(json.dumps(cfg.audio_fields()))
+    changed = [f"{k} {old[k]!r} -> {new[k]!r}" for k in new if old[k] != new[k]]
+    return f"audio settings changed: {', '.join(changed)}" if changed else None
+
+
+def _build(cfg: PoolConfig, out: str, manifest: pd.DataFrame, fingerprint: str, build: str, t0: float) -> dict:
+    """A fresh pool (version 1, a new lineage) in ``out/build``; returns the committed summary record."""
     staging = join(out, build)
     try:
         _write_shards(manifest, cfg, join(staging, "data"))
         quarantine = _collect_quarantine(join(staging, "data"))
-        write_parquet_atomic(join(staging, "quarantine.parquet"), quarantine)
-        splits = _split_stats(join(staging, "data"))
-        seconds = time.perf_counter() - t0
-        summary = PoolSummary(
-            clips_in=len(manifest),
-            kept=int(sum(s["clips"] for s in splits.values())),
-            quarantined=quarantine.num_rows,
-            splits=splits,
-            reasons=dict(Counter(quarantine.column("reason").to_pylist())),
-            seconds=round(seconds, 3),
-            clips_per_s=round(len(manifest) / seconds, 2) if seconds > 0 else 0.0,
-            fingerprint=fingerprint,
-            output_dir=out,
-        )
-        if summary.kept + summary.quarantined != summary.clips_in:
-            raise PoolError(
-                f"pool build lost rows: {summary.clips_in} in, {summary.kept} kept + {summary.quarantined} "
-                f"quarantined (build folder {staging})"
-            )
-        write_bytes_atomic(join(staging, "config.yaml"), to_yaml(cfg).encode())
-        # The commit point: one atomic write switches readers from the old build to this one.
-        write_json_atomic(join(out, "summary.json"), {**summary.to_dict(), "build": build, "config": to_dict(cfg)})
+        files = list_files(join(staging, "data"), out)
+        record = _commit(cfg, out, build, files, quarantine, fingerprint, t0, clips_in=len(manifest), base=None,
+                         change={"kind": "build", "decoded": len(manifest), "relabelled": 0, "moved": 0,
+                                 "dropped": 0})
     except BaseException:
         delete_dir(staging)
         raise
-    _remove_builds(out, keep=build)
-    print(summary.table())
-    return summary
+    return record
 
+
+def _update(cfg: PoolConfig, out: str, current: dict, manifest: pd.DataFrame, fingerprint: str, build: str,
+            t0: float) -> dict:
+    """Grow / relabel the pool at ``out`` to match ``manifest`` without decoding existing clips; returns the
+    committed summary record."""
+    pool = Pool(out, current)
+    index = read_index(pool)  # existing clips: utt_id index; path, span, metadata, source, __filename
+    quarantine = read_quarantine(pool)
+    man = manifest.set_index(manifest["utt_id"].astype(str), drop=False)
+    present = index.index.intersection(man.index)
+    removed = index.index.difference(man.index)
+
+    check_spans(index.loc[present], man.loc[present])
+    restamp = check_sources(index.loc[present], man.loc[present])
+    new_meta = manifest_frame(man.loc[present], METADATA_COLUMNS)
+    old_meta = index.loc[present, list(METADATA_COLUMNS)]
+    differs = {c: ~same_values(old_meta[c], new_meta[c]) for c in METADATA_COLUMNS}
+    moved = present[differs["split"].to_numpy()]
+    relabelled = present[np.logical_or.reduce([differs[c].to_numpy() for c in METADATA_COLUMNS if c != "split"])] \
+        if len(present) else present
+    dropped = removed if cfg.removed == "drop" else removed[:0]
+    if len(removed):
+        shown = ", ".join(repr(u) for u in sorted(removed)[:5]) + (", ..." if len(removed) > 5 else "")
+        verb = "dropped from the pool (removed=drop)" if cfg.removed == "drop" else \
+            "kept in the pool (removed=keep)"
+        print(f"pool {out}: {len(removed)} clips are no longer in the manifest and are {verb}: {shown}")
+
+    q_listed = quarantine[quarantine["utt_id"].isin(man.index)]
+    retry = changed_quarantine(q_listed, man)
+    q_keep = q_listed[~q_listed["utt_id"].isin(retry)]
+    new_ids = man.index.difference(index.index).difference(pd.Index(q_keep["utt_id"]))
+    rewrite_ids = relabelled.union(moved).union(pd.Index(restamp.index)).union(dropped)
+    unchanged = not len(new_ids) and not len(rewrite_ids) and len(q_keep) == len(quarantine)
+    if unchanged:  # e.g. rows reordered, or a column the pool does not keep: same pool, new fingerprint
+        record = {**current, "fingerprint": fingerprint, "clips_in": len(manifest), "decoded": 0, "added": 0,
+                  "relabelled": 0, "moved": 0, "dropped": 0, "seconds": round(time.perf_counter() - t0, 3)}
+        write_json_atomic(join(out, "summary.json"), record)
+        return record
+
+    staging = join(out, build)
+    fs, root_path = filesystem(out)
+    try:
+        files: dict[str, list[str]] = {}
+        q_new = QUARANTINE_FILE_SCHEMA.empty_table()
+        if len(new_ids):
+            rows = man.loc[new_ids].reset_index(drop=True)
+            print(f"pool {out}: decoding {len(rows)} new clips (the pool holds {len(index)})")
+            _write_shards(rows, cfg, join(staging, "data"))
+            q_new = _collect_quarantine(join(staging, "data"))
+            files = list_files(join(staging, "data"), out)
+        failpoint("prepare_after_decode")  # kill tests: new shards written, summary not yet
+        old_files = pd.Series(index["__filename"])
+        touched = set(old_files.loc[rewrite_ids]) if len(rewrite_ids) else set()
+        if touched:
+            print(f"pool {out}: rewriting the metadata of {len(rewrite_ids)} clips in {len(touched)} files "
+                  f"(no decoding)")
+            updates = updates_table(man.loc[rewrite_ids.difference(dropped)], index, restamp)
+            for k, path in enumerate(sorted(touched)):
+                for split, rel in rewrite_file(fs, path, root_path, updates, dropped, join(staging, "data"), k):
+                    files.setdefault(split, []).append(rel)
+        live = read_json(join(out, current["files"]))["files"]
+        for split, names in live.items():
+            kept_names = [n for n in names if f"{root_path}/{n}" not in touched]
+            files.setdefault(split, []).extend(kept_names)
+        quarantine_table = pa.concat_tables([
+            pa.Table.from_pandas(q_keep, schema=QUARANTINE_FILE_SCHEMA, preserve_index=False), q_new])
+        record = _commit(cfg, out, build, files, quarantine_table, fingerprint, t0, clips_in=len(manifest),
+                         base=current, extra_kept=len(removed) - len(dropped),
+                         change={"kind": "update", "decoded": len(new_ids), "relabelled": len(relabelled),
+                                 "moved": len(moved), "dropped": len(dropped)})
+    except BaseException:
+        delete_dir(staging)
+        raise
+    return record
+
+
+def _commit(cfg: PoolConfig, out: str, build: str, files: dict[str, list[str]], quarantine: pa.Table,
+            fingerprint: str, t0: float, clips_in: int, base: dict | None, change: dict,
+            extra_kept: int = 0) -> dict:
+    """Write the build folder's quarantine, file list and config, then ``summary.json`` (the commit point)."""
+    staging = join(out, build)
+    quarantine = quarantine.sort_by("utt_id")
+    write_parquet_atomic(join(staging, "quarantine.parquet"), quarantine)
+    files = {split: sorted(names) for split, names in sorted(files.items()) if names}
+    write_json_atomic(join(staging, FILES_NAME), {"files": files})
+    write_bytes_atomic(join(staging, "config.yaml"), to_yaml(cfg).encode())
+    splits = _split_stats(out, files)
+    kept = int(sum(s["clips"] for s in splits.values()))
+    seconds = time.perf_counter() - t0
+    version = 1 if base is None else int(base.get("version", 1)) + 1
+    lineage = fingerprint if base is None else str(base.get("lineage") or base.get("fingerprint"))
+    added = kept if base is None else kept - int(base.get("kept", 0)) + change["dropped"]
+    entry = {"version": version, **change, "added": added, "kept": kept, "fingerprint": fingerprint,
+             "seconds": round(seconds, 3), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    summary = PoolSummary(
+        clips_in=clips_in,
+        kept=kept,
+        quarantined=quarantine.num_rows,
+        splits=splits,
+        reasons=dict(Counter(quarantine.column("reason").to_pylist())),
+        seconds=round(seconds, 3),
+        clips_per_s=round(clips_in / seconds, 2) if seconds > 0 else 0.0,
+        fingerprint=fingerprint,
+        output_dir=out,
+        lineage=lineage,
+        version=version,
+        decoded=change["decoded"],
+        added=added,
+        relabelled=change["relabelled"],
+        moved=change["moved"],
+        dropped=change["dropped"],
+        history=[*(base or {}).get("history", []), entry],
+    )
+    if summary.kept + summary.quarantined != summary.clips_in + extra_kept:
+        raise PoolError(
+            f"pool build lost rows: {summary.clips_in} in, {summary.kept} kept + {summary.quarantined} "
+            f"quarantined (build folder {staging})"
+        )
+    failpoint("prepare_before_commit")  # kill tests: everything written but the commit point
+    record = {**summary.to_dict(), "build": build, "files": f"{build}/{FILES_NAME}",
+              "quarantine": f"{build}/quarantine.parquet", "config": to_dict(cfg)}
+    # The commit point: one atomic write switches readers from the old version to this one.
+    write_json_atomic(join(out, "summary.json"), record)
+    return record
 
 #: Columns whose every value must lie in one split: segments of one recording (or one show, campaign or
 #: customer) in both train and test would let a model score on voices and rooms it trained on.
@@ -257,11 +471,22 @@ def _parent(uri: str) -> str:
     return s.rsplit("/", 1)[0] if "/" in s else "."
 
 
-def _remove_builds(out: str, keep: str | None) -> None:
-    """Delete ``build-*`` folders other than ``keep`` (and the pre-version-2 layout's ``data/``)."""
+def _remove_builds(out: str, keep: set[str]) -> None:
+    """Delete ``build-*`` folders not in ``keep`` (and the pre-version-2 layout's ``data/``)."""
     for name in list_dir(out):
-        if (name.startswith(BUILD_PREFIX) and name != keep) or name == "data":
+        if (name.startswith(BUILD_PREFIX) and name not in keep) or name == "data":
             delete_dir(join(out, name))
+
+
+def _referenced(out: str, summary: dict | None) -> set[str]:
+    """The build folders a committed summary reads from: its own and every live file's."""
+    if summary is None:
+        return set()
+    keep = {summary["build"]}
+    if "files" in summary:
+        listing = read_json(join(out, summary["files"]))["files"]
+        keep |= {name.split("/", 1)[0] for names in listing.values() for name in names}
+    return keep
 
 
 def _current_summary(out: str) -> dict | None:
@@ -311,65 +536,49 @@ def _write_shards(manifest, cfg: PoolConfig, data_dir: str, verbose: bool = True
 
 
 def decode_to_arrow(batch: Mapping[str, Any], cfg: PoolConfig) -> pa.Table:
-    """:func:`~ser_models.data.audio.decode_batch` as a pool-schema Arrow table (the map_batches UDF).
+    """:func:`~ser_models.data.audio.decode_batch` as a pool-schema Arrow table (the map_batches UDF), with each
+    row's source signature (size, mtime, sha256 of the file's bytes; see :func:`source_signatures`).
 
     Quarantined rows get the reserved split so the partitioned write separates them from the pool.
     """
+    # Signed before decoding: a file replaced in between is then seen as changed by the next update.
+    signatures = source_signatures(batch["path"])
     out = decode_batch(batch, cfg)
     pausepoint("prepare_decode")  # node-loss tests remove this task's node here
     bad = out["status"] != "ok"
     if bad.any():
         out["split"] = np.where(bad, _QUARANTINE_SPLIT, np.asarray(out["split"], dtype=object))
     n = len(out["status"])
-    arrays = []
-    for f in SHARD_SCHEMA:
-        col = out.get(f.name)
-        if f.name == "channel":  # -1 = the channels averaged (a clip pool, or a mixed segment)
-            ch = np.full(n, -1.0) if col is None else np.asarray(pd.to_numeric(pd.Series(col), errors="coerce"),
-                                                                  dtype=np.float64)
-            arrays.append(pa.array(np.where(np.isnan(ch), -1, ch).astype(np.int32), f.type))
-        elif f.name in ("start", "end"):  # NaN (not null) = the whole file
-            arrays.append(pa.array(np.full(n, np.nan) if col is None else np.asarray(col, np.float64), f.type))
-        elif col is None:
-            arrays.append(pa.nulls(n, f.type))
-        elif pa.types.is_string(f.type) or pa.types.is_binary(f.type):
-            values = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in col]
-            if pa.types.is_string(f.type):
-                values = [v if v is None else str(v) for v in values]
-            arrays.append(pa.array(values, f.type))
-        else:
-            arrays.append(pa.array(np.asarray(col), f.type, from_pandas=True))
-    return pa.Table.from_arrays(arrays, schema=SHARD_SCHEMA)
+    sig = [signatures[str(p)] for p in out["path"]]
+    for i, name in enumerate(SOURCE_SCHEMA.names):
+        out[name] = [s[i] for s in sig]
+    return pa.Table.from_arrays(schema_arrays(out, n, list(SHARD_SCHEMA)), schema=SHARD_SCHEMA)
 
 
 def _collect_quarantine(data_dir: str) -> pa.Table:
     qdir = join(data_dir, f"split={_QUARANTINE_SPLIT}")
     if not exists(qdir):
-        return QUARANTINE_SCHEMA.empty_table()
+        return QUARANTINE_FILE_SCHEMA.empty_table()
     fs, path = filesystem(qdir)
-    t = pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=["utt_id", "path", "status", "detail"])
-    t = t.rename_columns(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
+    t = pads.dataset(path, filesystem=fs, format="parquet").to_table(
+        columns=["utt_id", "path", "status", "detail", "source_size", "source_mtime_ns"])
+    t = t.rename_columns(QUARANTINE_FILE_SCHEMA.names).cast(QUARANTINE_FILE_SCHEMA)
     delete_dir(qdir)
     return t.sort_by("utt_id")
 
 
-def _split_stats(data_dir: str) -> dict[str, dict[str, float]]:
-    if not any(name.startswith("split=") for name in list_dir(data_dir)):
-        return {}
-    fs, path = filesystem(data_dir)
-    t = pads.dataset(path, filesystem=fs, format="parquet", partitioning=_HIVE_SPLIT).to_table(
-        columns=["split", "duration"]
-    )
-    stats = t.group_by("split").aggregate([("duration", "count"), ("duration", "sum")])
-    return {
-        s: {"clips": int(c), "hours": round(float(d) / 3600.0, 4)}
-        for s, c, d in zip(
-            stats.column("split").to_pylist(),
-            stats.column("duration_count").to_pylist(),
-            stats.column("duration_sum").to_pylist(),
-        )
-    }
+def _split_stats(out: str, files: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """``{split: {"clips", "hours"}}`` of the live ``files`` (paths relative to the pool root ``out``)."""
+    fs, root_path = filesystem(out)
+    stats = {}
+    for split, names in files.items():
+        t = pads.dataset([f"{root_path}/{n}" for n in names], filesystem=fs, format="parquet").to_table(
+            columns=["duration"])
+        if t.num_rows:
+            stats[split] = {"clips": t.num_rows, "hours": round(float(pc.sum(t.column("duration")).as_py()) / 3600.0, 4)}
+    return stats
 
 
-__all__ = ["BUILD_PREFIX", "DEFAULT_SPLIT", "POOL_FORMAT_VERSION", "SPLIT_KEYS", "PoolSummary", "check_split_leaks",
-           "decode_to_arrow", "pool_fingerprint", "prepare_pool"]
+__all__ = ["BUILD_PREFIX", "DEFAULT_SPLIT", "METADATA_COLUMNS", "POOL_FORMAT_VERSION", "SPAN_COLUMNS", "SPLIT_KEYS",
+           "PoolSummary", "SourceChangedError", "check_split_leaks", "decode_to_arrow", "pool_fingerprint",
+           "prepare_pool", "source_signatures"]

@@ -47,7 +47,7 @@ def run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = T
     from ser_models.runtime import connect_ray
 
     pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
-    check_run(cfg.output_dir, "jobs.adapter_pretrain", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.adapter_pretrain", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()
     if verbose:

@@ -317,7 +317,10 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     if exists(plan_path):
         plan = read_json(plan_path)
         if plan["pool"] != pool.summary.get("fingerprint"):
-            raise ConfigError(f"{plan_path} was planned on another build of the pool: use a new output_dir")
+            # A grown or relabelled pool rewrites files the plan names: predictions of its new version are a
+            # new run (the finished shards stay where they are).
+            raise ConfigError(f"{plan_path} was planned on another version of the pool (it grew, changed labels "
+                              f"or was rebuilt since; now version {pool.version}): use a new output_dir")
         shards = plan["shards"]
     else:
         shards = plan_shards(pool, cfg.split, cfg.shard_rows)

@@ -159,7 +159,7 @@ def test_layout_schema_and_summary(built):
             assert schema.field(field.name).type == field.type, field.name
 
 
-def test_rerun_is_up_to_date_and_manifest_change_rebuilds(built, capsys):
+def test_rerun_is_up_to_date_and_a_removed_clip_is_dropped_without_decoding(built, capsys):
     cfg, summary, expected, _, _ = built
     before = sorted(os.path.join(d, f) for d, _, fs in os.walk(cfg.output_dir) for f in fs)
     again = prepare_pool(cfg)
@@ -170,15 +170,22 @@ def test_rerun_is_up_to_date_and_manifest_change_rebuilds(built, capsys):
     manifest = pd.read_csv(cfg.manifest)
     manifest = manifest[manifest["utt_id"] != "good0"]
     manifest.to_csv(cfg.manifest, index=False)
-    rebuilt = prepare_pool(cfg)
-    assert not rebuilt.up_to_date and rebuilt.fingerprint != summary.fingerprint
-    assert rebuilt.kept == summary.kept - 1
+    updated = prepare_pool(cfg)
+    assert "no longer in the manifest and are dropped" in capsys.readouterr().out
+    assert not updated.up_to_date and updated.fingerprint != summary.fingerprint
+    assert (updated.kept, updated.dropped, updated.decoded, updated.version) == (summary.kept - 1, 1, 0, 2)
+    assert updated.lineage == summary.lineage
     ids = Pool.open(cfg.output_dir).metadata(columns=["utt_id"])["utt_id"]
-    assert ids.is_unique and "good0" not in set(ids) and len(ids) == rebuilt.kept
-    # The old build is gone once the new summary names the new one.
-    assert sorted(os.listdir(cfg.output_dir)) == [json.load(open(f"{cfg.output_dir}/summary.json"))["build"],
-                                                  "summary.json"]
+    assert ids.is_unique and "good0" not in set(ids) and len(ids) == updated.kept
+    # Only folders the live version reads from remain: the first build (untouched files) and the update's.
+    assert sorted(os.listdir(cfg.output_dir)) == live_folders(cfg.output_dir)
 
+
+def live_folders(out):
+    """summary.json and the build folders its version reads from (its own, and each live file's)."""
+    on_disk = json.load(open(f"{out}/summary.json"))
+    live = json.load(open(f"{out}/{on_disk['files']}"))["files"]
+    return sorted({on_disk["build"], "summary.json"} | {f.split("/", 1)[0] for names in live.values() for f in names})
 
 
 def test_a_build_killed_before_its_summary_leaves_the_previous_pool(built, monkeypatch):
@@ -206,4 +213,4 @@ def test_a_build_killed_before_its_summary_leaves_the_previous_pool(built, monke
     after = Pool.open(cfg.output_dir)
     assert after.build_dir == before.build_dir
     assert sorted(after.metadata(columns=["utt_id"])["utt_id"]) == ids
-    assert sorted(os.listdir(cfg.output_dir)) == [before.summary["build"], "summary.json"]
+    assert sorted(os.listdir(cfg.output_dir)) == live_folders(cfg.output_dir) and not os.path.exists(dead)

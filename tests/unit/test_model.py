@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ser_models.config import from_dict, to_dict
-from ser_models.exceptions import CheckpointError, ConfigError, GradientCheckError
+from ser_models.exceptions import CheckpointError, ConfigError, EncoderMismatchError, GradientCheckError
 from ser_models.model import EmotionModel, ModelConfig
 from ser_models.testing import random_waveforms, tiny_model_config
 
@@ -79,6 +79,11 @@ def test_load_rejects_mismatches(tmp_path):
 
     model.save_checkpoint(str(ckpt))
     meta = json.loads((ckpt / "model.json").read_text())
+    meta["encoder"]["fingerprint"] = "0" * 64
+    (ckpt / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(EncoderMismatchError, match="fingerprint 000000000000"):
+        EmotionModel.load_checkpoint(str(ckpt))
+    del meta["encoder"]  # as written before the encoder reference: its plain fingerprint is checked
     meta["encoder_fingerprint"] = "0" * 64
     (ckpt / "model.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="fingerprint"):

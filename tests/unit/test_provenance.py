@@ -61,7 +61,8 @@ def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
     from jobs.evidence import EvidenceJobConfig
 
     assert set(speed_only_keys(EvidenceJobConfig)) == {*speed_only_keys(AfterJobConfig),
-                                                       "evidence.cache_in_memory_mb"}
+                                                       "evidence.cache_in_memory_mb", "evidence.fan_out",
+                                                       "evidence.concurrency", "evidence.cpus_per_run"}
     assert set(speed_only_keys(SweepConfig)) == {"output_dir", "max_concurrent_trials", "max_failures",
                                                  "tracking.*", "top_k"}
 
