@@ -9,6 +9,10 @@ selects the same clips). With ``active.oracle=file`` the job stops after writing
 and rerun the same command. With ``active.oracle=label_studio`` (server and token from LABEL_STUDIO_URL and
 LABEL_STUDIO_API_KEY) it creates the round's tasks in a Label Studio project, then stops or, with
 ``active.label_studio.wait=true``, polls until people have annotated them.
+
+A pool without labelled dev / test splits (e.g. no labels at all) gets test and dev sets drawn from its
+training split before round 0 (``active.evaluation.*``: sizes, whole groups / recordings / speakers); they are
+labelled first, through the same oracle, and never train.
 """
 
 from __future__ import annotations

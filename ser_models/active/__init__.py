@@ -24,12 +24,14 @@ __all__ = ["SCORES", "STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", 
            "InformativeDiverseStrategy", "KCenterStrategy", "KMeansStrategy", "Oracle", "QueryStrategy",
            "RandomStrategy", "ScoredPool", "SimulatedOracle", "StrategyConfig", "UncertaintyStrategy",
            "VectorIndex", "bald", "build_strategy", "entropy", "greedy_kcenter", "least_confidence", "margin",
-           "ActiveConfig", "ActiveLearningLoop", "FeatureCache", "PoolScorer", "RoundReport", "ScorerConfig",
-           "Scores", "score_dataset"]
+           "ActiveConfig", "ActiveLearningLoop", "EvaluationConfig", "FeatureCache", "PoolScorer", "RoundReport",
+           "ScorerConfig", "Scores", "draw_evaluation_sets", "score_dataset"]
 
 _LAZY = {
     "ActiveConfig": "ser_models.active.loop_config",
     "ActiveLearningLoop": "ser_models.active.loop",
+    "EvaluationConfig": "ser_models.active.evaluation_sets",
+    "draw_evaluation_sets": "ser_models.active.evaluation_sets",
     "RoundReport": "ser_models.active.round_report",
     "FeatureCache": "ser_models.active.feature_cache",
     "PoolScorer": "ser_models.active.scorer",

@@ -1,6 +1,16 @@
 """Budget accounting for the loop: how much each round may label (clips, or seconds of audio with
 ``active.budget_hours``), how many clips to ask a strategy for, which picks fit, and whether a resumed run's
-ledger still matches its budget."""
+ledger still matches its budget.
+
+What the budget covers: the *training* labels, those the rounds buy (``active.budget_*`` steps, counted over
+the training pool, which excludes drawn evaluation sets). The evaluation sets a run draws for itself
+(``active.evaluation``, :mod:`~ser_models.active.evaluation_sets`) are a fixed cost paid once before round 0,
+sized by their own keys; they are reported beside the budget, never taken from it. Why: a learning curve's
+x-axis must mean the same thing in every run (labels the model trained on), whatever test set measured it,
+and a strategy comparison must not change with the evaluation sizes. The total a team pays is the budget's
+last step plus :meth:`LabelBudget.spent`'s ``test`` and ``dev``: the run log says it at the start, and
+``report/labels.json`` after every round.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +43,29 @@ class LabelBudget:
 
     def __repr__(self) -> str:
         return f"LabelBudget(unit={self.unit!r}, targets={self.targets})"
+
+    def describe_evaluation(self, evaluation: dict[str, str], durations: pd.Series) -> str:
+        """One line on the drawn evaluation sets' cost next to the budget (``evaluation``: ``{utt_id: purpose}``, {}
+        = the pool's own dev / test splits; ``durations``: seconds per clip of the training split)."""
+        if not evaluation:
+            return "dev / test from the pool's splits"
+        parts = []
+        for purpose in ("test", "dev"):
+            ids = [u for u, p in evaluation.items() if p == purpose]
+            if ids:
+                parts.append(f"{purpose} {len(ids)} clips ({durations.reindex(pd.Index(ids)).sum() / 3600:.2f} h)")
+        last = self.targets[-1]
+        budget = f"{last / 3600:.2f} h" if self.unit == "seconds" else f"{int(last)} clips"
+        return f"drawn {', '.join(parts)}, labelled on top of the training budget ({budget})"
+
+    def spent(self, ledger) -> dict:
+        """Labels paid for so far, by purpose: ``{"train" | "test" | "dev" | "total": {"clips", "seconds"}}`` plus
+        ``budget`` (the last step's target, in :attr:`unit`) and ``unit``. ``ledger`` is the whole
+        :class:`~ser_models.data.ledger.LabelLedger` (every purpose)."""
+        counts = ledger.counts()
+        out = {p: {"clips": counts[p], "seconds": round(ledger.seconds(p), 3)} for p in ("train", "test", "dev")}
+        out["total"] = {"clips": sum(counts.values()), "seconds": round(ledger.seconds(None), 3)}
+        return {**out, "budget": self.targets[-1], "unit": self.unit}
 
     def clips_wanted(self, target, labelled: set[str], unlabelable: set[str]) -> int:
         """How many clips to ask the strategy for to reach ``target`` (clips, or seconds of audio).

@@ -1,10 +1,15 @@
 """Oracle hand-over for the loop: which oracle labels a round, the clips it can never label, and how its
-answers reach the ledger (``labels/ledger.parquet``) or the dropped list (``labels/dropped.parquet``)."""
+answers reach the ledger (``labels/ledger.parquet``) or the dropped list (``labels/dropped.parquet``).
+
+The drawn evaluation sets (:mod:`~ser_models.active.evaluation_sets`) go through the same hand-over as one
+request of their own, before the initial set: the file oracle writes ``rounds/evaluation/to_label.csv``, Label
+Studio gets a project of its own (``<project> (evaluation)``), the simulated oracle answers at once, and the
+labels enter the ledger with purpose ``test`` / ``dev``."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -12,7 +17,14 @@ import pyarrow as pa
 
 from ser_models.active.clips import CLIP_COLUMNS, segment_clips
 from ser_models.active.loop_config import ActiveConfig
-from ser_models.active.oracles import FileOracle, SimulatedOracle, as_annotations, check_annotations
+from ser_models.active.oracles import (
+    DETAIL_COLUMNS,
+    FileOracle,
+    SimulatedOracle,
+    as_annotations,
+    check_annotations,
+)
+from ser_models.active.scores import REGRESSION_SCORES, SCORES
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import LabellingPending
 from ser_models.io import StoragePath, exists, read_parquet, write_parquet_atomic
@@ -44,6 +56,75 @@ def model_guesses(scores, ids: list[str], labels: list[str], dimensions: list[st
         for j, dim in enumerate(dimensions):
             frame[dim] = scores.dims[pos[keep], j].astype(float)
     return frame if len(frame.columns) else None
+
+
+def simulated_oracle(pool, labels: list[str], dimensions: list[str]) -> SimulatedOracle:
+    """The simulated annotator of a pool: its training split's own labels (the only reader of them)."""
+    truth = pool.metadata(columns=["utt_id", "label", *dimensions], split="train")
+    return SimulatedOracle(truth, labels=labels, dimensions=dimensions)
+
+
+#: Strategies that rank by ``active.strategy.uncertainty`` before their diversity step.
+_RANKS_BY_UNCERTAINTY = ("informative_diverse", "kmeans")
+
+
+def request_details(ids: list[str], reason: str | list[str], guesses: pd.DataFrame | None = None, scores=None,
+                    strategy: str | None = None, uncertainty: str = "entropy") -> pd.DataFrame:
+    """What a request file shows people about each clip (:data:`~ser_models.active.oracles.DETAIL_COLUMNS`).
+
+    Args:
+        ids: the clips asked for.
+        reason: why they were asked (one text for all, or one per id); with ``strategy`` the score is appended.
+        guesses: :func:`model_guesses` (``label`` and ``score`` = its probability, and/or dimension columns).
+        scores: the round's :class:`~ser_models.active.scorer.Scores` (the strategy's uncertainty is computed
+            from them for the picked clips; before dividing by duration when ``cost_aware``).
+        strategy: the strategy that picked them (``auto``: the one it chose); None = no strategy score.
+        uncertainty: ``active.strategy.uncertainty`` (what informative_diverse and kmeans rank by).
+
+    Returns:
+        index ``utt_id``: ``model_guess`` (class, or ``dim value`` pairs), ``model_confidence`` (the guessed
+        class's probability), ``score`` (the strategy's uncertainty score, higher = more uncertain) and ``reason``
+        (e.g. ``margin: top-2 gap 0.031``); None where there is none.
+    """
+    ids = [str(i) for i in ids]
+    frame = pd.DataFrame(index=pd.Index(ids, name="utt_id"), columns=list(DETAIL_COLUMNS), dtype=object)
+    frame["reason"] = reason if isinstance(reason, str) else list(reason)
+    if guesses is not None:
+        g = guesses.reindex(frame.index)
+        if "label" in g.columns:
+            frame["model_guess"] = g["label"].astype(object).where(g["label"].notna(), None)
+            frame["model_confidence"] = [None if pd.isna(v) else round(float(v), 4) for v in g["score"]]
+        dims = [c for c in g.columns if c not in ("label", "score")]
+        if dims and "label" not in g.columns:
+            frame["model_guess"] = ["; ".join(f"{d} {row[d]:.2f}" for d in dims if pd.notna(row[d])) or None
+                                    for _, row in g.iterrows()]
+    name = strategy if strategy in SCORES or strategy in REGRESSION_SCORES else (
+        uncertainty if strategy in _RANKS_BY_UNCERTAINTY else None)
+    values = _uncertainty(scores, ids, name) if name and scores is not None else None
+    if values is not None:
+        frame["score"] = [None if np.isnan(v) else round(float(v), 4) for v in values]
+        frame["reason"] = [f"{why}: " + (f"top-2 gap {1 - v:.3f}" if name == "margin" else f"{name} {v:.3f}")
+                           if not np.isnan(v) else why for why, v in zip(frame["reason"], values)]
+    return frame
+
+
+def _uncertainty(scores, ids: list[str], name: str) -> np.ndarray | None:
+    """[len(ids)] the ``name`` uncertainty of each id under ``scores`` (NaN for an unscored id); None when the
+    scores lack what it needs (MC samples, classes)."""
+    pos = pd.Index(scores.ids.astype(str)).get_indexer(ids)
+    out = np.full(len(ids), np.nan)
+    keep = pos >= 0
+    if name == "bald":
+        source = scores.mc_probs
+    elif name in REGRESSION_SCORES:
+        source = scores.mc_dims
+    else:
+        source = scores.probs if scores.probs.shape[1] >= 2 else None
+    if source is None or not keep.any():
+        return None
+    fn = REGRESSION_SCORES.get(name) or SCORES[name]
+    out[keep] = fn(source[pos[keep]])
+    return out
 
 
 class LabelHandover:
@@ -84,6 +165,12 @@ class LabelHandover:
         return self.override is None and self.active.oracle == "simulated"
 
     @property
+    def takes_details(self) -> bool:
+        """The oracle writes a file for people (``active.oracle=file``), which shows each clip's model guess, the
+        strategy's score and why it was asked (:func:`request_details`)."""
+        return self.override is None and self.active.oracle == "file"
+
+    @property
     def shows_guesses(self) -> bool:
         """The oracle shows people the model's guess (Label Studio with ``pre_annotate``): only then are
         guesses worth computing."""
@@ -95,23 +182,30 @@ class LabelHandover:
         runs whose folders share a name never share a project."""
         return f"{self.out.name} {hashlib.sha1(str(self.out).encode()).hexdigest()[:8]}"
 
-    def oracle(self, r: int):
-        """The oracle that labels the clips picked after round ``r`` (-1: the initial set)."""
+    def folder(self, r: int, evaluation: bool = False) -> StoragePath:
+        """Where the request of round ``r``'s picks lives (-1: the initial set; ``evaluation``: the evaluation
+        sets, ``rounds/evaluation``)."""
+        return self.out / "rounds" / ("evaluation" if evaluation else f"round={r:03d}" if r >= 0 else "initial")
+
+    def oracle(self, r: int, evaluation: bool = False):
+        """The oracle that labels the clips picked after round ``r`` (-1: the initial set), or with ``evaluation``
+        the evaluation sets."""
         if self.override is not None:
             return self.override
-        folder = self.out / "rounds" / (f"round={r:03d}" if r >= 0 else "initial")
+        folder = self.folder(r, evaluation)
         if self.active.oracle == "label_studio":
             from ser_models.active.label_studio_oracle import LabelStudioOracle
 
             return LabelStudioOracle(self.active.label_studio, self.labels, self.dimensions, self.value_range,
-                                     self.clip_info, folder, run_name=self.run_label(), log=self.log)
+                                     self.clip_info, folder, run_name=self.run_label(), log=self.log,
+                                     purpose="evaluation" if evaluation else "train")
         if self.active.oracle == "file":
             return FileOracle(folder, self.labels, self.clip_info, dimensions=self.dimensions,
-                              value_range=self.value_range)
+                              value_range=self.value_range,
+                              request="the evaluation sets (test and dev)" if evaluation else None)
         if self._simulated is None:
             # The only place that reads the pool's own training labels: it plays the human annotator.
-            truth = self.pool.metadata(columns=["utt_id", "label", *self.dimensions], split="train")
-            self._simulated = SimulatedOracle(truth, labels=self.labels, dimensions=self.dimensions)
+            self._simulated = simulated_oracle(self.pool, self.labels, self.dimensions)
         return self._simulated
 
     def unlabelable(self) -> set[str]:
@@ -128,31 +222,44 @@ class LabelHandover:
         return self._unlabelable_ids
 
     def label(self, ids: list[str], ledger_round: int, oracle_round: int, guesses: pd.DataFrame | None = None,
-              model_version: str = "") -> None:
+              model_version: str = "", purposes: Mapping[str, str] | None = None,
+              reason: str | list[str] | None = None, scores=None, strategy: str | None = None) -> None:
         """Have ``ids`` labelled and append the answers to the ledger as ``ledger_round``.
 
         Args:
             guesses: the model's guess per clip (:func:`model_guesses`); an oracle that shows them to people
                 (Label Studio's pre-annotations) sends them with the clips, the others ignore them.
             model_version: names the model that made ``guesses`` (the run and round).
+            purposes: ``{utt_id: "test" | "dev"}``: the clips are the evaluation sets (their own request folder
+                or project; their ledger rows carry the purpose). None = training picks.
+            reason / scores / strategy: why the clips are asked, the round's scores and the strategy that picked
+                them: an oracle that writes a file for people shows them with ``guesses``
+                (:func:`request_details`); the others ignore them.
 
         Raises:
             LabellingPending: people are still annotating some of the clips (what is finished is kept).
         """
-        self._segment_clips([str(i) for i in ids], oracle_round)
-        oracle = self.oracle(oracle_round)
+        ids = [str(i) for i in ids]
+        evaluation = purposes is not None
+        self._segment_clips(ids, oracle_round, evaluation)
+        oracle = self.oracle(oracle_round, evaluation)
         if hasattr(oracle, "collect"):  # people annotating on a server: finished clips go in as they finish
-            self._collect(oracle, [str(i) for i in ids], ledger_round, guesses, model_version)
+            self._collect(oracle, ids, ledger_round, guesses, model_version, purposes)
             return
-        frame = as_annotations(oracle.label(list(ids), ledger_round), ids, self.dimensions)
-        self._append(frame, ledger_round, oracle.name)
+        if getattr(oracle, "takes_details", False):
+            details = None if reason is None else request_details(ids, reason, guesses, scores, strategy,
+                                                                  self.active.strategy.uncertainty)
+            answer = oracle.label(list(ids), ledger_round, details=details)
+        else:
+            answer = oracle.label(list(ids), ledger_round)
+        self._append(as_annotations(answer, ids, self.dimensions), ledger_round, oracle.name, purposes)
 
-    def _segment_clips(self, ids: list[str], oracle_round: int) -> None:
+    def _segment_clips(self, ids: list[str], oracle_round: int, evaluation: bool = False) -> None:
         """People hear segments, not their recordings: write the clips of ``ids`` that are segments into the
-        round's ``clips/`` folder and point ``clip_info`` at them (with the segment's times and source)."""
+        request's ``clips/`` folder and point ``clip_info`` at them (with the segment's times and source)."""
         if self.override is not None or self.active.oracle not in ("file", "label_studio"):
             return
-        folder = self.out / "rounds" / (f"round={oracle_round:03d}" if oracle_round >= 0 else "initial") / "clips"
+        folder = self.folder(oracle_round, evaluation) / "clips"
         clips = segment_clips(self.pool, ids, str(folder), self.active.clip_context)
         if clips is None:
             return
@@ -164,29 +271,36 @@ class LabelHandover:
         info.loc[clips.index, ["path", *CLIP_COLUMNS]] = clips[["path", *CLIP_COLUMNS]].to_numpy(dtype=object)
         self.clip_info = info.reset_index(drop=True)
 
-    def _append(self, frame: pd.DataFrame, ledger_round: int, oracle: str) -> None:
+    def _append(self, frame: pd.DataFrame, ledger_round: int, oracle: str,
+                purposes: Mapping[str, str] | None = None) -> None:
         """Check an annotation frame (index utt_id) and append it to the ledger, with its ``annotator``,
-        ``time`` and ``soft_label`` columns when it has them."""
+        ``time`` and ``soft_label`` columns when it has them, and each clip's purpose (``purposes``; None =
+        training labels)."""
         check_annotations(frame, self.labels, self.dimensions, self.value_range,
-                          f"{oracle} oracle, round {ledger_round}")
-        ids = [str(i) for i in frame.index]
-        extra = {key: frame[col].tolist() for key, col in (("annotators", "annotator"), ("times", "time"),
-                                                            ("soft_labels", "soft_label")) if col in frame.columns}
-        self.ledger.append(ledger_round, ids, frame["label"].tolist(), oracle=oracle,
-                           dimensions={d: frame[d].tolist() for d in self.dimensions},
-                           seconds=self.durations.reindex(pd.Index(ids)).tolist(), **extra)
+                          f"{oracle} oracle, " + ("evaluation sets" if purposes is not None else f"round {ledger_round}"))
+        frame = frame.copy()
+        frame.index = frame.index.astype(str)
+        of = pd.Series([("train" if purposes is None else purposes[i]) for i in frame.index], index=frame.index)
+        for purpose in dict.fromkeys(of):  # one append per purpose, in first-seen order
+            part = frame[(of == purpose).to_numpy()]
+            ids = list(part.index)
+            extra = {key: part[col].tolist() for key, col in (("annotators", "annotator"), ("times", "time"),
+                                                               ("soft_labels", "soft_label")) if col in part.columns}
+            self.ledger.append(ledger_round, ids, part["label"].tolist(), oracle=oracle,
+                               dimensions={d: part[d].tolist() for d in self.dimensions},
+                               seconds=self.durations.reindex(pd.Index(ids)).tolist(), purpose=purpose, **extra)
 
     def _collect(self, oracle, ids: list[str], ledger_round: int, guesses: pd.DataFrame | None,
-                 model_version: str) -> None:
+                 model_version: str, purposes: Mapping[str, str] | None = None) -> None:
         """Hand the oracle's finished clips to the ledger and its dropped ones to ``labels/dropped.parquet``;
         stop the job (LabellingPending) while any clip is still being annotated. A decision is final: clips
         already in the ledger or dropped are not read again (append-only; later edits in the tool are ignored)."""
-        decided = (self.ledger.ids() | set(self.dropped()["utt_id"])) & set(ids)
+        decided = (self.ledger.ids(None) | set(self.dropped()["utt_id"])) & set(ids)
         got = oracle.collect(ids, ledger_round, decided=decided, guesses=guesses, model_version=model_version)
         a = oracle.save(got)  # the round's agreement so far (every annotation read in this round)
         fresh = got.frame[~got.frame.index.isin(decided)]
         if len(fresh):
-            self._append(fresh, ledger_round, oracle.name)
+            self._append(fresh, ledger_round, oracle.name, purposes)
         if got.dropped:
             self.record_dropped(got.dropped, ledger_round)
         agreement = (f"; {a['multi_annotated']} clips with several annotators: majority share "
@@ -195,7 +309,8 @@ class LabelHandover:
         for dim, d in (a.get("dimensions") or {}).items():
             if d["alpha"] is not None:
                 agreement += f"; {dim}: alpha {d['alpha']:.2f}, mean sd {d['mean_sd']:.2f}"
-        self.log(f"  labels for round {ledger_round}: {len(fresh)} new in the ledger, {len(decided)} decided before, "
+        what = "the evaluation sets" if purposes is not None else f"round {ledger_round}"
+        self.log(f"  labels for {what}: {len(fresh)} new in the ledger, {len(decided)} decided before, "
                  f"{len(got.dropped)} dropped, {len(got.pending)} pending{agreement}")
         if got.pending:
             raise LabellingPending(oracle.pending_message(got, ledger_round))
@@ -213,7 +328,7 @@ class LabelHandover:
         """Add ``{utt_id: reason}`` to the dropped list (a clip already labelled or dropped stays as it was)."""
         old = self.dropped()
         new = pd.DataFrame({"utt_id": list(dropped), "round": ledger_round, "reason": list(dropped.values())})
-        new = new[~new["utt_id"].isin(set(old["utt_id"]) | self.ledger.ids())]
+        new = new[~new["utt_id"].isin(set(old["utt_id"]) | self.ledger.ids(None))]
         if new.empty:
             return
         table = pd.concat([old, new], ignore_index=True)

@@ -182,6 +182,10 @@ class LabelStudioOracle:
         client: a :class:`LabelStudioClient` (None = built from ``cfg`` and the environment).
         log: progress output.
         sleep: what waiting calls (tests pass a fake clock).
+        purpose: ``"train"`` (the rounds' clips) or ``"evaluation"`` (the test and dev sets drawn before round
+            0): evaluation clips go to a project of their own, titled ``<project> (evaluation)``, whose tasks
+            carry ``data.ser_purpose`` and never a model guess, so annotators label them blind and the rounds'
+            queue never mixes with them.
     """
 
     name = "label_studio"
@@ -189,16 +193,20 @@ class LabelStudioOracle:
     def __init__(self, cfg: LabelStudioConfig, labels: Sequence[str], dimensions: Sequence[str],
                  value_range: tuple[float, float], clip_info: pd.DataFrame, round_dir, run_name: str,
                  client: LabelStudioClient | None = None, log: Callable[[str], None] = print,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, purpose: str = "train"):
         if not labels and not dimensions:
             raise OracleError("LabelStudioOracle needs model.labels or model.dimensions")
+        if purpose not in ("train", "evaluation"):
+            raise OracleError(f"LabelStudioOracle purpose must be 'train' or 'evaluation', got {purpose!r}")
+        self.purpose = purpose
         self.cfg = cfg
         self.labels = [str(x) for x in labels]
         self.dimensions = list(dimensions)
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self._info = clip_info.set_index(clip_info["utt_id"].astype(str))
         self.round_dir = str(round_dir).rstrip("/")
-        self.title = cfg.project or f"SER active learning: {run_name}"
+        self.title = (cfg.project or f"SER active learning: {run_name}") + (
+            " (evaluation)" if purpose == "evaluation" else "")
         self._client = client
         self.log = log
         self.sleep = sleep
@@ -230,8 +238,11 @@ class LabelStudioOracle:
         if found is None:
             found = self.client.create_project(
                 title=self.title, label_config=xml, maximum_annotations=self.cfg.annotators,
-                show_skip_button=True, skip_queue=_SKIP_QUEUE, description="Clips picked by active learning (ser_models); one task per "
-                                                   "clip, tagged with its round (data.ser_round).")
+                show_skip_button=True, skip_queue=_SKIP_QUEUE,
+                description="Test and dev clips drawn from the pool (ser_models): they measure the model and never "
+                            "train it; label them as carefully as any." if self.purpose == "evaluation" else
+                            "Clips picked by active learning (ser_models); one task per clip, tagged with its round "
+                            "(data.ser_round).")
             self.log(f"  Label Studio: created project {found['id']} {self.title!r} at {self.client.url}")
         elif (found.get("label_config") != xml or found.get("maximum_annotations") != self.cfg.annotators
               or found.get("skip_queue") != _SKIP_QUEUE):
@@ -298,14 +309,16 @@ class LabelStudioOracle:
         unknown = [i for i in ids if i not in self._info.index]
         if unknown:
             raise OracleError(f"LabelStudioOracle has no path/duration for clips {unknown[:10]}")
-        if not self.cfg.pre_annotate:
+        if not self.cfg.pre_annotate or self.purpose == "evaluation":
             guesses = None
         chunk, predicted = 100, 0
         for start in range(0, len(ids), chunk):
             part = ids[start:start + chunk]
             tasks = []
             for uid in part:
+                tag = {"ser_purpose": "evaluation"} if self.purpose == "evaluation" else {}
                 task = {"data": {AUDIO_NAME: self._audio_value(project, uid), "utt_id": uid, "ser_round": int(round),
+                                 **tag,
                                  "path": str(self._info.at[uid, "path"]),
                                  "duration": float(self._info.at[uid, "duration"]), **self._segment_fields(uid)}}
                 prediction = self._prediction(guesses, uid, model_version)
@@ -314,7 +327,7 @@ class LabelStudioOracle:
                     predicted += 1
                 tasks.append(task)
             self.client.import_tasks(project, tasks)
-            self.log(f"  Label Studio: created {start + len(part)}/{len(ids)} tasks of round {round}")
+            self.log(f"  Label Studio: created {start + len(part)}/{len(ids)} tasks of {self._what(round)}")
         if predicted:
             # Label Studio shows a task's prediction only while its version is the project's: set it after
             # the import, so annotators see this round's guesses (older rounds' tasks are finished or dropped).
@@ -414,7 +427,7 @@ class LabelStudioOracle:
         tasks = self._round_tasks(project, ids, round)
         missing = [i for i in ids if i not in tasks]
         if missing:
-            self.log(f"  Label Studio: round {round} needs {len(missing)} new tasks in project {project} "
+            self.log(f"  Label Studio: {self._what(round)} needs {len(missing)} new tasks in project {project} "
                      f"({self.cfg.audio} audio)")
             self._create_tasks(project, missing, round, guesses, model_version)
             tasks = self._round_tasks(project, ids, round)
@@ -424,7 +437,7 @@ class LabelStudioOracle:
             got = self._read(tasks, open_ids, round)
             if not got.pending or not self.cfg.wait or time.monotonic() >= deadline:
                 return got
-            self.log(f"  Label Studio: round {round}: {len(ids) - len(got.pending)}/{len(ids)} clips decided, waiting "
+            self.log(f"  Label Studio: {self._what(round)}: {len(ids) - len(got.pending)}/{len(ids)} clips decided, waiting "
                      f"for {len(got.pending)} (next check in {self.cfg.poll_seconds:g} s; {self.project_url})")
             self.sleep(self.cfg.poll_seconds)
             tasks = self._round_tasks(project, ids, round)
@@ -486,8 +499,11 @@ class LabelStudioOracle:
         return Collected(frame=frame.loc[[i for i in ids if i in rows]], dropped=dropped, pending=pending,
                          annotations=annotations, url=self.project_url, agreement=self._agreement(annotations))
 
+    def _what(self, round: int) -> str:  # noqa: A002
+        return "the evaluation sets" if self.purpose == "evaluation" else f"round {round}"
+
     def pending_message(self, got: Collected, round: int) -> str:  # noqa: A002
-        return (f"round {round}: {len(got.pending)} clips still need annotations in Label Studio project "
+        return (f"{self._what(round)}: {len(got.pending)} clips still need annotations in Label Studio project "
                 f"{self.title!r} ({got.url})"
                 + (f"; {len(got.dropped)} were dropped" if got.dropped else "")
                 + ". Annotate them, then rerun the same command (or set active.label_studio.wait=true to poll).")

@@ -2,7 +2,9 @@
 
 Run layout under ``output_dir``::
 
-    labels/ledger.parquet          the truth: which clip got which label in which round
+    labels/ledger.parquet          the truth: which clip got which label in which round, and for what
+    rounds/evaluation/selection.parquet  drawn test / dev clips (utt_id, purpose, unit) when the pool has no
+                                   labelled dev / test split (active.evaluation); labelled before round 0
     rounds/initial/selection.parquet
     rounds/round=003/train/        Ray Train run (checkpoint/, metrics.json, confusion.png)
     rounds/round=003/scores.parquet
@@ -12,7 +14,11 @@ Run layout under ``output_dir``::
     rounds/round=003/to_label.csv  (file oracle only)
     rounds/round=003/metrics.json  written last: the round is finished
     metrics.jsonl                  one line per finished round
+    report/labels.json             labels paid for by purpose (train / test / dev), next to the budget
     report/learning_curve.png, report/confusion_round=003.png
+
+Evaluation: the pool's dev / test splits, or sets drawn from the training split and labelled first
+(:mod:`~ser_models.active.evaluation_sets`), which the rounds never train on, score or select.
 
 Resume: a finished round (its ``metrics.json`` exists) is skipped; an unfinished one is redone from its
 inputs. Training resumes from Ray Train's last epoch checkpoint, and a stored ``selection.parquet`` is
@@ -38,6 +44,7 @@ import pyarrow as pa
 from ser_models.active.budget import LabelBudget
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
 from ser_models.active.curves import plot_learning_curves
+from ser_models.active.evaluation_sets import RunEvaluation, without_ids
 from ser_models.active.feature_cache import (
     FeatureCache,
     cache_kind,
@@ -90,7 +97,8 @@ class ActiveLearningLoop:
         cross_lingual: a ``CrossLingualConfig`` (``loop_config``): the loop labels the target group's clips,
             trains on them plus the source group's labelled clips, optionally anchoring the two; None = off.
         pool_checked: the caller already ran the pool's checks for this config (``Pool.check_targets`` on
-            dev/test, :func:`check_cross_lingual`), as ``jobs.after`` does before Ray starts; skip them here.
+            dev/test when they come from the pool, :func:`check_cross_lingual`), as ``jobs.after`` does before
+            Ray starts; skip them here.
         plots: draw the confusion matrix and learning curve PNGs of every round (many-seed runs skip them).
     """
 
@@ -109,28 +117,30 @@ class ActiveLearningLoop:
         self.cross = cross_lingual if cross_lingual is not None and cross_lingual.enabled else None
         # The group the loop labels and is evaluated on ({} = the whole pool).
         self.where = {self.cross.group_column: self.cross.target} if self.cross else {}
-        # Evaluation labels come from the pool; training labels only ever from the ledger (and, cross-lingual,
-        # the source group's own labels).
-        if not pool_checked:
-            pool.check_targets(model_cfg, ("dev", "test"))
-            pool.check_evaluation_labels(model_cfg)
         meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train", where=self.where)
         if meta.empty:
             raise ConfigError(f"the training split of pool {pool.root} has no clips"
                               + (f" with {self.where}" if self.where else ""))
-        self.train_ids = sorted(meta["utt_id"].astype(str))
+        # Every clip of the training split, evaluation sets included: what the oracle may be asked about.
+        split_ids = sorted(meta["utt_id"].astype(str))
+        seconds = pd.Series(meta["duration"].astype(float).to_numpy(), index=meta["utt_id"].astype(str))
+        self.handover = LabelHandover(pool, self.out, self.ledger, active, self.labels, self.dimensions,
+                                      tuple(model_cfg.dimension_range), meta, seconds, split_ids,
+                                      oracle=oracle, log=self.log)
+        # dev / test: the pool's splits, or drawn sets the ledger labels; training labels only from the ledger.
+        self.eval_sets = RunEvaluation(pool, self.out, active, model_cfg, self.handover, where=self.where,
+                                       pool_checked=pool_checked, cross_lingual=self.cross is not None, log=self.log)
+        self.evaluation, self.evaluation_ids = self.eval_sets.purposes, self.eval_sets.ids
+        # The clips the rounds may train on, score and select: the training split without the evaluation sets.
+        self.train_ids = [i for i in split_ids if i not in self.evaluation_ids]
         if active.max_per_recording:
             rec = pool.metadata(columns=["utt_id", "recording"], split="train", where=self.where)
             groups = {u: (r if isinstance(r, str) else None) for u, r in zip(rec["utt_id"].astype(str), rec["recording"])}
             self.strategy = GroupCap(self.strategy, groups, active.max_per_recording)
-        self.clip_info = meta
-        # Seconds per clip: what labelling it costs (the ledger records them; hour budgets spend them).
-        self.durations = pd.Series(meta["duration"].astype(float).to_numpy(), index=meta["utt_id"].astype(str))
+        # What labelling each training clip costs (hour budgets spend seconds of audio).
+        self.durations = seconds.drop(index=list(self.evaluation_ids))
         self.budget = LabelBudget(active, self.durations)
         self.targets = self.budget.targets
-        self.handover = LabelHandover(pool, self.out, self.ledger, active, self.labels, self.dimensions,
-                                      tuple(model_cfg.dimension_range), meta, self.durations, self.train_ids,
-                                      oracle=oracle, log=self.log)
         if active.semi_supervised.enabled and not self.labels:
             raise ConfigError("active.semi_supervised makes class pseudo-labels, but model.labels is empty: set "
                               "active.semi_supervised.method=none for a dimensional-only model")
@@ -180,21 +190,16 @@ class ActiveLearningLoop:
 
     def _datasets(self, ledger):
         """Ray Datasets for a training round: labelled train (``ledger``'s labels: a ledger view or a
-        :class:`~ser_models.active.pseudo_labels.TrainingTargets` of ledger + pseudo-labels), dev, test."""
+        :class:`~ser_models.active.pseudo_labels.TrainingTargets` of ledger + pseudo-labels), dev, test (the
+        pool's splits, or the drawn evaluation sets with the ledger's ``dev`` / ``test`` labels)."""
+        if self._dev_test is None:
+            # Read once per run, not once per round: evaluation sets never change.
+            self._dev_test = self.eval_sets.feeds(self.ledger, self.cache, self.dimensions)
         if self.cache is None:
-            if self._dev_test is None:
-                # Read once per run, not once per round: evaluation splits never change.
-                self._dev_test = {s: self.pool.dataset(s, where=self.where).materialize() for s in ("dev", "test")}
             train = self.pool.labelled(ledger)
             if self.cross:
                 return {**self.cross_feeds.feeds(train, self.dimensions), **self._dev_test}, None
             return {"train": train, **self._dev_test}, None
-        if self._dev_test is None:
-            cols = ["utt_id", "label", *self.dimensions]
-            meta = {s: self.pool.metadata(columns=cols, split=s) for s in ("dev", "test")}
-            # Read from the cache once per run (evaluation splits never change), filtered on the workers.
-            self._dev_test = {s: self.cache.dataset(targets=pa.Table.from_pandas(m[cols], preserve_index=False))
-                              .materialize() for s, m in meta.items()}
         feeds = {"train": self.cache.dataset(targets=ledger.targets()), **self._dev_test}
         return feeds, self.cache.shape
 
@@ -202,7 +207,11 @@ class ActiveLearningLoop:
         """Every training clip (labelled ones too: k-center uses them as centres), without labels."""
 
         if self.cache is None:
-            return self.pool.dataset("train", where=self.where), None
+            ds = self.pool.dataset("train", where=self.where)
+            held_out = pa.array(sorted(self.evaluation_ids), pa.string())  # never scored, so never selected
+            ds = ds.map_batches(without_ids, fn_kwargs={"ids": held_out}, batch_format="pyarrow", zero_copy_batch=True) \
+                if self.evaluation_ids else ds
+            return ds, None
         return self.cache.dataset(ids=self.train_ids), self.cache.shape
 
     def _source_rows(self) -> int:
@@ -212,10 +221,15 @@ class ActiveLearningLoop:
     def _anchoring(self) -> dict | None:
         return self.cross_feeds.anchoring(self.train_cfg.batch_size) if self.cross else None
 
-    def _label(self, ids: list[str], r: int, scores: Scores | None) -> None:
-        """Label round ``r + 1``'s picks, with round ``r``'s model guesses for an oracle that shows them."""
-        guesses = model_guesses(scores, ids, self.labels, self.dimensions) if self.handover.shows_guesses else None
-        self.handover.label(ids, r + 1, r, guesses=guesses, model_version=f"{self.handover.run_label()} round {r}")
+    def _label(self, ids: list[str], r: int, scores: Scores | None, choice: dict | None = None) -> None:
+        """Label round ``r + 1``'s picks, with round ``r``'s model guesses for an oracle that shows them (and, for
+        a request file, the strategy's score and the reason per clip; ``choice``: what ``auto`` chose)."""
+        shown = self.handover.shows_guesses or self.handover.takes_details
+        guesses = model_guesses(scores, ids, self.labels, self.dimensions) if shown else None
+        name = choice["chosen"] if choice else self.active.strategy.name
+        self.handover.label(ids, r + 1, r, guesses=guesses, model_version=f"{self.handover.run_label()} round {r}",
+                            reason=name if name == self.active.strategy.name else f"auto chose {name}",
+                            scores=scores, strategy=name)
 
     # -------------------------------------------------------------------------------------------- stages
     def initial(self) -> None:
@@ -260,7 +274,7 @@ class ActiveLearningLoop:
         if not exists(sel_path):
             write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
         failpoint("after_initial_selection")
-        self.handover.label(ids, 0, -1)
+        self.handover.label(ids, 0, -1, reason=f"initial set ({self.active.initial})")
         self.log(f"initial set: {len(ids)} clips ({self.active.initial}) in {time.perf_counter() - t0:.1f}s")
 
     def _soft(self, training) -> bool:
@@ -291,7 +305,7 @@ class ActiveLearningLoop:
         # Rounds <= r only: a run killed after appending round r + 1's labels but before this round's
         # metrics.json redoes round r on the labels it had, then re-appends the stored selection (a no-op).
         ledger = self.ledger.as_of(r)
-        self.budget.check(r, ledger, self.handover.dropped(), self.handover.dropped_path)
+        self.budget.check(r, ledger, self.eval_sets.training_dropped(), self.handover.dropped_path)
         t0 = time.perf_counter()
         pseudo, pseudo_report = self._pseudo_labels(r, ledger)
         training = ledger if pseudo is None else TrainingTargets.of(ledger, pseudo)
@@ -326,7 +340,7 @@ class ActiveLearningLoop:
                 choice = read_json(choice_path) if exists(choice_path) else None
             else:
                 # Dropped clips were sent to annotators: they spent the budget as labelled ones did.
-                have = ledger.ids() | set(self.handover.dropped().query("round <= @r")["utt_id"])
+                have = ledger.ids() | set(self.eval_sets.training_dropped().query("round <= @r")["utt_id"])
                 n = self.budget.clips_wanted(self.targets[r + 1], have, self.handover.unlabelable())
                 if self.active.query_batch and n > self.active.query_batch:
                     ids, choice = self._query_in_batches(r, scores, have, n, result.metrics)
@@ -343,7 +357,7 @@ class ActiveLearningLoop:
             failpoint("after_select")
             seconds["select"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            self._label(ids, r, scores)
+            self._label(ids, r, scores, choice)
             failpoint("after_label")
             seconds["label"] = time.perf_counter() - t0
             selected = len(ids)
@@ -367,7 +381,7 @@ class ActiveLearningLoop:
             costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()
         scored = scores.as_scored_pool(self._known_targets(scores.ids, ledger), costs=costs,
                                        labels=self._known_labels(scores.ids, ledger))
-        ids = self.strategy.query(scored, exclude | self.handover.unlabelable(), n, seed=seed)
+        ids = self.strategy.query(scored, exclude | self.handover.unlabelable() | self.evaluation_ids, n, seed=seed)
         return list(ids), getattr(self.strategy, "last_choice", None)
 
     def _query_in_batches(self, r: int, scores: Scores, have: set[str], n: int,
@@ -552,12 +566,14 @@ class ActiveLearningLoop:
                 included (a sweep trial reports them to Tune).
         """
         self.log(f"AFTER loop: {len(self.train_ids)} training clips, labelled per round {self.targets}, "
-                 f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}")
+                 f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}, evaluation: "
+                 + self.budget.describe_evaluation(self.evaluation, self.handover.durations))
         if self.cache is not None:
             self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,
                              verbose=self.verbose, in_process=self.in_process)
             self.model_cfg, self.speaker_summary = write_run_statistics(
                 self.cache, self.pool, self.out, self.train_ids, self._num_layers, self.model_cfg, self.log)
+        self.eval_sets.label(self.ledger)
         self.initial()
         reports = []
         for r in range(len(self.targets)):
@@ -578,6 +594,7 @@ class ActiveLearningLoop:
     def write_report(self, reports: list[RoundReport]) -> None:
         lines = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in reports)
         write_bytes_atomic(self.out / "metrics.jsonl", lines.encode())
+        write_json_atomic(self.out / "report" / "labels.json", self.budget.spent(self.ledger))
         if self.plots:
             plot_learning_curves({"this run": [r.to_json() for r in reports]},
                                  self.out / "report" / "learning_curve.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ser_models.active.config import StrategyConfig
+from ser_models.active.evaluation_sets import EvaluationConfig
 from ser_models.active.label_studio_oracle import LabelStudioConfig
 from ser_models.active.pseudo_labels import SemiSupervisedConfig
 from ser_models.active.scorer import ScorerConfig
@@ -27,8 +28,8 @@ class ActiveConfig:
     initial: str = field("cluster_cold_start", help=f"initial labelled set, one of {list(_INITIAL)} (AFTER: clusters)")
     budget_fractions: list[float] = field(
         default_factory=lambda: [0.05, 0.10, 0.15, 0.20],
-        help="labelled fraction of the training pool at each round (AFTER: 5%% steps up to 20%%); "
-             "empty = use initial_size / query_size / rounds")
+        help="labelled fraction of the training pool (without drawn evaluation sets) at each round (AFTER: "
+             "5%% steps up to 20%%); empty = use initial_size / query_size / rounds")
     budget_labels: list[int] = field(
         default_factory=list,
         help="labelled clips at each round (e.g. [50, 100, 200, 400], what a team buys); when set it replaces "
@@ -67,6 +68,11 @@ class ActiveConfig:
     feature_cache_dir: str | None = field(None, speed_only=True, path=PATH, help="where cached features live; null = <output_dir>/"
                                           "feature_cache. Runs over the same pool and encoder (e.g. AL vs random) "
                                           "can share one folder: entries are keyed by pool and encoder")
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig,
+                                         help="dev and test sets: the pool's splits, or drawn from the training "
+                                              "split and labelled through the oracle before round 0 (a pool "
+                                              "with no labels). Drawn evaluation labels are not part of the "
+                                              "budget_* steps, which count training labels only")
     stopping: StoppingConfig = field(default_factory=StoppingConfig,
                                      help="stopping criteria: kappa on a stop set, uncertainty, max rounds")
     semi_supervised: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig,

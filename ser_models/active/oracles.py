@@ -21,7 +21,12 @@ from ser_models import io
 from ser_models.active.clips import CLIP_COLUMNS
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
 
-__all__ = ["FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
+__all__ = ["DETAIL_COLUMNS", "FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
+
+#: What a request file shows after the columns people fill in: the model's guess and its probability, the
+#: strategy's score and why the clip was asked (e.g. ``margin: top-2 gap 0.031``, ``initial set (random)``,
+#: ``evaluation set (test)``). Read back never: importing a filled file ignores them.
+DETAIL_COLUMNS = ("model_guess", "model_confidence", "score", "reason")
 
 
 @runtime_checkable
@@ -188,8 +193,10 @@ class FileOracle:
 
     First call: writes ``round_dir/to_label.csv`` (utt_id, path, duration; for segments of longer recordings
     also source_path, recording, channel, start, end, clip_start, clip_end, with ``path`` the segment's own
-    clip; then an empty ``label`` column when the model has classes and one empty column per dimension) and raises :class:`LabellingPending`. A human
-    fills it in (any spreadsheet); rerunning the same command imports it, after checking every row.
+    clip; then an empty ``label`` column when the model has classes and one empty column per dimension; then,
+    when the caller gives ``details``, :data:`DETAIL_COLUMNS` for the annotator to read) and raises
+    :class:`LabellingPending`. A human fills it in (any spreadsheet); rerunning the same command imports it,
+    after checking every row (columns other than utt_id and the filled ones are ignored).
 
     Args:
         round_dir: folder of the round (local path or ``pyarrow.fs`` URI).
@@ -197,12 +204,16 @@ class FileOracle:
         clip_info: DataFrame with at least utt_id, path, duration (seconds) for the clips that may be asked.
         dimensions: dimension columns to fill (``model.dimensions``).
         value_range: (low, high) every dimensional value must lie in (``model.dimension_range``).
+        request: names the request in messages (None = ``round <r>``; e.g. ``the evaluation sets``).
     """
 
     name = "file"
+    #: ``label`` takes ``details`` (the model's guess, score and reason per clip) to show in the file.
+    takes_details = True
 
     def __init__(self, round_dir: str | os.PathLike, labels: Sequence[str], clip_info: pd.DataFrame,
-                 dimensions: Sequence[str] = (), value_range: tuple[float, float] = (1.0, 5.0)):
+                 dimensions: Sequence[str] = (), value_range: tuple[float, float] = (1.0, 5.0),
+                 request: str | None = None):
         missing = [c for c in _INFO_COLUMNS if c not in clip_info.columns]
         if missing:
             raise OracleError(f"FileOracle clip_info lacks columns {missing}")
@@ -213,6 +224,7 @@ class FileOracle:
         self.dimensions = list(dimensions)
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self._info = clip_info.set_index(clip_info["utt_id"].astype(str))
+        self.request = request
 
     @property
     def file(self) -> str:
@@ -223,22 +235,32 @@ class FileOracle:
         """The columns a human fills in."""
         return (["label"] if self.labels else []) + self.dimensions
 
-    def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
+    def label(self, ids: list[str], round: int, details: pd.DataFrame | None = None) -> pd.DataFrame:  # noqa: A002
+        """The filled file's annotations of ``ids``; the first call writes the request and raises.
+
+        Args:
+            details: index ``utt_id``; any of :data:`DETAIL_COLUMNS`, written after the columns to fill in
+                (blank where a clip has none). None = no such columns.
+
+        Raises:
+            LabellingPending: the request was written now; people fill it in, then the command is rerun.
+            LabelImportError: the filled file has problems (every one listed, with line numbers).
+        """
         ids = [str(i) for i in ids]
         if not io.exists(self.file):
-            self._write_request(ids)
+            self._write_request(ids, details)
             hints = [f"allowed labels: {', '.join(self.labels)}"] if self.labels else []
             if self.dimensions:
                 hints.append(f"{', '.join(self.dimensions)}: numbers in [{self.value_range[0]:g}, "
                              f"{self.value_range[1]:g}]")
             cols = ", ".join(repr(c) for c in self.columns)
             raise LabellingPending(
-                f"round {round}: {len(ids)} clips need labels. Fill in the {cols} column(s) of {self.file} "
+                f"{self.request or f'round {round}'}: {len(ids)} clips need labels. Fill in the {cols} column(s) of {self.file} "
                 f"({'; '.join(hints)}), save it as CSV, then rerun the same command: it imports the file and "
                 "continues.")
         return self._import(ids)
 
-    def _write_request(self, ids: list[str]) -> None:
+    def _write_request(self, ids: list[str], details: pd.DataFrame | None = None) -> None:
         unknown = [i for i in ids if i not in self._info.index]
         if unknown:
             raise OracleError(f"FileOracle has no path/duration for ids {unknown[:10]}")
@@ -247,8 +269,14 @@ class FileOracle:
         df = self._info.loc[ids, ["path", "duration", *where]].reset_index(names="utt_id")
         for col in self.columns:
             df[col] = ""
+        shown = []
+        if details is not None:
+            known = details.reindex(pd.Index(ids))
+            shown = list(DETAIL_COLUMNS)
+            for col in shown:
+                df[col] = (known[col].to_numpy(dtype=object) if col in known.columns else None)
         buf = _io.StringIO()
-        df[_INFO_COLUMNS + where + self.columns].to_csv(buf, index=False)
+        df[_INFO_COLUMNS + where + self.columns + shown].to_csv(buf, index=False)
         io.write_bytes_atomic(self.file, buf.getvalue().encode())
 
     def _import(self, ids: list[str]) -> pd.DataFrame:

@@ -1,9 +1,16 @@
 """``LabelLedger``: the append-only record of which clip got which label, in which round, from whom.
 
-The ledger is the truth of an active-learning run (DESIGN.md §3). It is one Parquet file rewritten
+The ledger is the truth of an active-learning run (docs/concepts.md, "Ledger"). It is one Parquet file rewritten
 atomically on every append (temporary file + fsync + rename through :mod:`ser_models.io`), so a crash
 leaves the previous complete file; a leftover temporary file is never read. Appends are idempotent: a
 resumed round that re-appends exactly the labels it already wrote changes nothing.
+
+Every label has a *purpose*: ``train`` (picked by the loop's rounds: it trains the model), or ``dev`` / ``test``
+(an evaluation set the loop drew from the pool and had labelled before round 0, see
+:mod:`ser_models.active.evaluation_sets`). Evaluation labels never train: every read that feeds training or
+selection (:meth:`LabelLedger.labels`, :meth:`~LabelLedger.targets`, :meth:`~LabelLedger.as_of`, ``len``)
+sees the ``train`` rows only unless it asks for another purpose. A ledger written before purposes existed
+reads as all ``train``.
 
 One writer at a time: the ledger assumes the active-learning driver is its only writer.
 """
@@ -21,7 +28,7 @@ import pyarrow as pa
 from ser_models import io
 from ser_models.exceptions import LedgerError
 
-__all__ = ["DIMENSION_COLUMNS", "LEDGER_SCHEMA", "TARGETS_SCHEMA", "LabelLedger", "LedgerView"]
+__all__ = ["DIMENSION_COLUMNS", "LEDGER_SCHEMA", "PURPOSES", "TARGETS_SCHEMA", "LabelLedger", "LedgerView"]
 
 #: Dimensional columns (``model.dimensions`` names); null where the oracle gave no value.
 DIMENSION_COLUMNS = ("arousal", "valence", "dominance")
@@ -36,7 +43,11 @@ LEDGER_SCHEMA = pa.schema([
     ("annotator", pa.string()),  # who labelled it (comma-separated when several people did); null = unknown
     # JSON {class: share of the annotators' votes} when several annotators' soft label is kept; null = hard
     ("soft_label", pa.string()),
+    # what the label is for: "train" (the rounds), "dev" or "test" (evaluation sets; never trained on)
+    ("purpose", pa.string()),
 ])
+#: The purposes a label may have; ``train`` is the only one training and selection read.
+PURPOSES = ("train", "dev", "test")
 #: What training reads from a ledger: :meth:`LabelLedger.targets`.
 TARGETS_SCHEMA = pa.schema([LEDGER_SCHEMA.field(n) for n in ("utt_id", "label", *DIMENSION_COLUMNS, "soft_label")])
 
@@ -64,6 +75,17 @@ def _total_seconds(table: pa.Table) -> float:
     return float(total or 0.0)
 
 
+def _for(purpose: str) -> str:
+    return "" if purpose == "train" else f" for the {purpose} set"
+
+
+def _of(table: pa.Table, purpose: str | None) -> pa.Table:
+    """The rows of ``table`` with ``purpose`` (None = every row)."""
+    import pyarrow.compute as pc
+
+    return table if purpose is None else table.filter(pc.equal(table["purpose"], purpose))
+
+
 def _show(ids: Sequence[str], limit: int = 10) -> str:
     ids = list(ids)
     return ", ".join(map(repr, ids[:limit])) + (f" ... ({len(ids)} in all)" if len(ids) > limit else "")
@@ -89,6 +111,8 @@ class LabelLedger:
         for name in (*DIMENSION_COLUMNS, "seconds", "annotator", "soft_label"):  # ledgers written before them
             if name not in table.column_names:
                 table = table.append_column(name, pa.nulls(table.num_rows, LEDGER_SCHEMA.field(name).type))
+        if "purpose" not in table.column_names:  # written before purposes: every label was a training label
+            table = table.append_column("purpose", pa.array(["train"] * table.num_rows, pa.string()))
         missing = [n for n in LEDGER_SCHEMA.names if n not in table.column_names]
         if missing:
             raise LedgerError(f"label ledger {self.path} lacks columns {missing}; expected {LEDGER_SCHEMA.names}")
@@ -100,7 +124,8 @@ class LabelLedger:
     def append(self, round: int, ids: Sequence[str], labels: Sequence[str | None], oracle: str,  # noqa: A002
                dimensions: Mapping[str, Sequence[float]] | None = None,
                seconds: Sequence[float] | None = None, annotators: Sequence[str | None] | None = None,
-               times: Sequence | None = None, soft_labels: Sequence[str | None] | None = None) -> int:
+               times: Sequence | None = None, soft_labels: Sequence[str | None] | None = None,
+               purpose: str = "train") -> int:
         """Record ``labels`` (and dimensional values) for ``ids`` in ``round``; rewrites the file atomically.
 
         Rows identical in (utt_id, label, dimensional values, round) to rows already in the ledger are
@@ -119,18 +144,23 @@ class LabelLedger:
                 row's identity.
             soft_labels: [len(ids)] JSON ``{class: vote share}`` per clip, None for a hard label. Not part of a
                 row's identity.
+            purpose: one of :data:`PURPOSES` for every row: ``train`` for the rounds' labels, ``dev`` / ``test``
+                for an evaluation set's. Part of a row's identity: a clip labelled for evaluation can never be
+                appended again as a training label (or the other way round).
 
         Returns:
             The number of new rows written (0 for a pure re-append).
 
         Raises:
             LedgerError: lengths differ, an id repeats within ``ids``, an id is already labelled differently
-                or in a different round, a row carries neither a label nor a dimensional value, a dimension
-                name is unknown, or a value is not finite.
+                or in a different round or for a different purpose, a row carries neither a label nor a
+                dimensional value, a dimension name is unknown, a value is not finite, or ``purpose`` is unknown.
         """
         ids = [str(i) for i in ids]
         labels = [str(x).strip() if x is not None and not (isinstance(x, float) and np.isnan(x)) else ""
                   for x in labels]
+        if purpose not in PURPOSES:
+            raise LedgerError(f"ledger {self.path}: purpose must be one of {list(PURPOSES)}, got {purpose!r}")
         if int(round) != round or round < 0:
             raise LedgerError(f"ledger {self.path}: round must be an integer >= 0, got {round!r}")
         if len(ids) != len(labels):
@@ -156,17 +186,19 @@ class LabelLedger:
         for key, values in extra.items():
             if values is not None and len(values) != len(ids):
                 raise LedgerError(f"ledger {self.path}: {len(ids)} ids but {len(values)} {key} values")
-        known = self.labelled().set_index("utt_id")
+        known = self._table.to_pandas().set_index("utt_id")
         new_rows, conflicts = [], []
         for j, (i, lab) in enumerate(zip(ids, labels)):
             values = {name: dims[name][j] if name in dims else np.nan for name in DIMENSION_COLUMNS}
             if i in known.index:
                 row = known.loc[i]
                 same = ((row["label"] or "") == lab and int(row["round"]) == int(round)
-                        and all(_same_value(row[n], values[n]) for n in DIMENSION_COLUMNS))
+                        and all(_same_value(row[n], values[n]) for n in DIMENSION_COLUMNS)
+                        and row["purpose"] == purpose)
                 if not same:
-                    conflicts.append(f"{i!r} (ledger: {_describe(row['label'], row)} in round {int(row['round'])}; "
-                                     f"new: {_describe(lab, values)} in round {int(round)})")
+                    conflicts.append(f"{i!r} (ledger: {_describe(row['label'], row)} in round {int(row['round'])}"
+                                     f"{_for(row['purpose'])}; new: {_describe(lab, values)} in round {int(round)}"
+                                     f"{_for(purpose)})")
             else:
                 new_rows.append((i, lab, values, secs[j], j))
         if conflicts:
@@ -194,6 +226,7 @@ class LabelLedger:
             "seconds": pa.array([r[3] for r in new_rows], pa.float64(), from_pandas=True),
             "annotator": pa.array([None if v is None else str(v) for v in column("annotator")], pa.string()),
             "soft_label": pa.array([None if v is None else str(v) for v in column("soft_label")], pa.string()),
+            "purpose": pa.array([purpose] * n, pa.string()),
         }, schema=LEDGER_SCHEMA)
         table = pa.concat_tables([self._table, new])
         io.write_parquet_atomic(self.path, table)
@@ -214,37 +247,47 @@ class LabelLedger:
         return out
 
     def labelled(self) -> pd.DataFrame:
-        """All rows: utt_id, label, round, oracle, time, arousal, valence, dominance, seconds, annotator,
-        soft_label (append order)."""
+        """All rows, every purpose: utt_id, label, round, oracle, time, arousal, valence, dominance, seconds,
+        annotator, soft_label, purpose (append order). The record; training reads :meth:`targets`."""
         return self._table.to_pandas()
 
-    def seconds(self) -> float:
-        """Seconds of audio labelled so far (clips of unknown duration count 0)."""
-        return _total_seconds(self._table)
+    def seconds(self, purpose: str | None = "train") -> float:
+        """Seconds of audio labelled so far for ``purpose`` (None = every purpose; clips of unknown duration
+        count 0)."""
+        return _total_seconds(_of(self._table, purpose))
 
-    def ids(self) -> set[str]:
-        return set(self._table.column("utt_id").to_pylist())
+    def ids(self, purpose: str | None = "train") -> set[str]:
+        """Ids labelled for ``purpose``; ``ids(None)``: every labelled clip, whatever its purpose (none of them
+        may be asked for again)."""
+        return set(_of(self._table, purpose).column("utt_id").to_pylist())
 
-    def labels(self) -> dict[str, str | None]:
-        """utt_id -> label (None for a clip labelled with dimensional values only)."""
-        return dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("label").to_pylist()))
+    def labels(self, purpose: str | None = "train") -> dict[str, str | None]:
+        """utt_id -> label of the ``purpose`` rows (None for a clip labelled with dimensional values only)."""
+        table = _of(self._table, purpose)
+        return dict(zip(table.column("utt_id").to_pylist(), table.column("label").to_pylist()))
 
-    def targets(self) -> pa.Table:
-        """:data:`TARGETS_SCHEMA` rows (utt_id, label, arousal, valence, dominance, soft_label): what training
-        reads."""
-        return self._table.select(TARGETS_SCHEMA.names)
+    def targets(self, purpose: str = "train") -> pa.Table:
+        """:data:`TARGETS_SCHEMA` rows (utt_id, label, arousal, valence, dominance, soft_label) of ``purpose``:
+        what training reads (``train``), or an evaluation set (``dev`` / ``test``)."""
+        return _of(self._table, purpose).select(TARGETS_SCHEMA.names)
+
+    def counts(self) -> dict[str, int]:
+        """``{purpose: labelled clips}`` for every purpose (0 where none)."""
+        values = self._table.column("purpose").to_pylist()
+        return {p: values.count(p) for p in PURPOSES}
 
     def rounds(self) -> list[int]:
-        """Sorted distinct rounds present."""
-        return sorted({int(r) for r in self._table.column("round").to_pylist()})
+        """Sorted distinct rounds of the training labels."""
+        return sorted({int(r) for r in _of(self._table, "train").column("round").to_pylist()})
 
     def round(self, r: int) -> pd.DataFrame:
-        """The rows labelled in round ``r`` (possibly empty)."""
-        df = self.labelled()
+        """The training rows labelled in round ``r`` (possibly empty)."""
+        df = _of(self._table, "train").to_pandas()
         return df[df["round"] == r].reset_index(drop=True)
 
     def labelled_map(self, ids: Sequence[str]) -> np.ndarray:
-        """Round stamp of each id, baal style: 0 = unlabelled, ``k = round + 1`` = labelled in round ``round``.
+        """Round stamp of each id, baal style: 0 = unlabelled, ``k = round + 1`` = labelled in round ``round``
+        (training labels only: an evaluation clip reads 0, it is never in the labelled set).
 
         The ``+1`` keeps round 0 (the cold-start set) distinct from "unlabelled".
 
@@ -254,14 +297,16 @@ class LabelLedger:
         Returns:
             [N] int64.
         """
-        stamp = dict(zip(self._table.column("utt_id").to_pylist(), self._table.column("round").to_pylist()))
+        table = _of(self._table, "train")
+        stamp = dict(zip(table.column("utt_id").to_pylist(), table.column("round").to_pylist()))
         return np.fromiter((stamp.get(str(i), -1) + 1 for i in ids), dtype=np.int64, count=len(ids))
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        """Training labels (evaluation labels: :meth:`counts`)."""
+        return _of(self._table, "train").num_rows
 
     def as_of(self, round: int) -> LedgerView:  # noqa: A002
-        """A read-only snapshot of the rows labelled in rounds ``<= round``.
+        """A read-only snapshot of the training rows labelled in rounds ``<= round``.
 
         Training round ``r`` must see exactly these, even when a previous run died after appending round
         ``r + 1``'s labels but before round ``r`` was marked finished: resuming then redoes round ``r`` on
@@ -269,10 +314,22 @@ class LabelLedger:
         """
         import pyarrow.compute as pc
 
-        return LedgerView(self._table.filter(pc.less_equal(self._table["round"], round)), round)
+        table = _of(self._table, "train")
+        return LedgerView(table.filter(pc.less_equal(table["round"], round)), round)
+
+    def view(self, purpose: str) -> LedgerView:
+        """A read-only snapshot of every row of ``purpose`` (``dev`` / ``test``: an evaluation set's labels, which
+        ``Pool.labelled`` and the feature cache join like training targets)."""
+        if purpose not in PURPOSES:
+            raise LedgerError(f"ledger {self.path}: purpose must be one of {list(PURPOSES)}, got {purpose!r}")
+        table = _of(self._table, purpose)
+        last = max((int(r) for r in table.column("round").to_pylist()), default=0)
+        return LedgerView(table, last)
 
     def __repr__(self) -> str:
-        return f"LabelLedger(path={self.path!r}, labelled={len(self)}, rounds={self.rounds()})"
+        evaluation = {p: n for p, n in self.counts().items() if p != "train" and n}
+        return (f"LabelLedger(path={self.path!r}, labelled={len(self)}, rounds={self.rounds()}"
+                + (f", evaluation={evaluation}" if evaluation else "") + ")")
 
 
 class LedgerView:

@@ -44,9 +44,18 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     Returns:
         The rounds' ``RoundReport`` s, or None when the loop waits for labels (``active.oracle=file``).
     """
+    import pyarrow as pa
+
+    from ser_models.active.evaluation_sets import (
+        check_evaluation_pool,
+        evaluation_sets,
+        evaluation_source,
+        without_ids,
+    )
     from ser_models.active.loop import ActiveLearningLoop
     from ser_models.data import Pool
     from ser_models.exceptions import LabellingPending
+    from ser_models.io import storage_path
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
 
@@ -66,14 +75,23 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         raise ConfigError("cross_lingual.anchoring.weight > 0 needs trainable encoder weights (model.adapter.kind "
                           "lora, ia3, full, or model.adapter.add)")
     pool = Pool.open(cfg.pool_dir)
-    pool.check_targets(cfg.model, ("dev", "test"))
-    pool.check_evaluation_labels(cfg.model)
+    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    cfg.model = resolve_labels(cfg.model, pool)
+    # dev / test: the pool's labelled splits, or sets drawn from the training split (a pool with no labels)
+    source = evaluation_source(cfg.active.evaluation, pool, cfg.model)
+    check_evaluation_pool(pool, cfg.model, source, cross_lingual=cfg.cross_lingual.enabled)
     if cfg.cross_lingual.enabled:
         from ser_models.active.cross_lingual import check_cross_lingual
 
         check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
-    check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
+    held_out = set()
+    if source == "loop":
+        # Drawn (or read back) before TAPT, which must never see the clips the rounds are evaluated on.
+        held_out = set(evaluation_sets(pool, storage_path(cfg.output_dir) / "rounds" / "evaluation",
+                                       cfg.active.evaluation, cfg.active.seed,
+                                       exclude=lambda: _oracle_cannot_label(pool, cfg), log=print)["utt_id"])
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
         from ser_models.active.scorer import check_reservation, cluster_cpu_nodes, cluster_cpus
@@ -99,9 +117,13 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
 
         tapt_job = TaptJobConfig(pool_dir=cfg.pool_dir, output_dir=f"{cfg.output_dir}/tapt",
                                  encoder=cfg.model.encoder, tapt=cfg.tapt, scaling=cfg.scaling)
-        # Training split only: TAPT must never see the clips it is evaluated on.
-        train_n = len(pool.metadata(columns=["utt_id"], split="train"))
-        tapt = run_tapt(tapt_job, pool.dataset("train", columns=TAPT_COLUMNS), train_rows=train_n)
+        # Training split only, without drawn evaluation sets: TAPT must never see the clips it is evaluated on.
+        train_n = len(pool.metadata(columns=["utt_id"], split="train")) - len(held_out)
+        tapt_ds = pool.dataset("train", columns=TAPT_COLUMNS)
+        if held_out:
+            tapt_ds = tapt_ds.map_batches(without_ids, fn_kwargs={"ids": pa.array(sorted(held_out), pa.string())},
+                                          batch_format="pyarrow", zero_copy_batch=True)
+        tapt = run_tapt(tapt_job, tapt_ds, train_rows=train_n)
         print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
         cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
     loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
@@ -114,3 +136,15 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     print(f"\ndone in {time.perf_counter() - t0:.0f}s: {cfg.output_dir}/metrics.jsonl, "
           f"{cfg.output_dir}/report/learning_curve.png")
     return reports
+
+
+def _oracle_cannot_label(pool, cfg: AfterJobConfig) -> set[str]:
+    """Training clips the run's oracle can never label (the simulated one: no true label, one outside
+    model.labels, a missing dimension value): never drawn into an evaluation set, as the loop never selects
+    them."""
+    if cfg.active.oracle != "simulated":
+        return set()
+    from ser_models.active.handover import simulated_oracle
+
+    oracle = simulated_oracle(pool, list(cfg.model.labels), list(cfg.model.dimensions))
+    return oracle.unlabelable(pool.metadata(columns=["utt_id"], split="train")["utt_id"].astype(str))

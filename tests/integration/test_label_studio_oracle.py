@@ -385,3 +385,115 @@ def test_annotators_of_a_segment_pool_get_the_segment_not_the_recording(server, 
         server.annotate("a1@example.com", task["id"], "sad")
     handover.label(ids, 0, 0)
     assert handover.ledger.labels() == {uid: "sad" for uid in ids}
+
+
+# ---------------------------------------------------------------- a pool with no labels: evaluation sets first
+ZERO = ["tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+        "model.adapter.kind=frozen", "model.pooling=mean", "model.head_hidden=0", "model.featurizer_layer=1",
+        "train.solver=lbfgs", "active.feature_cache=on", "active.initial=random", "active.budget_labels=[8,14]",
+        "model.labels=[neutral,happy,angry,sad]", "active.evaluation.test_size=10", "active.evaluation.dev_size=5",
+        "active.oracle=label_studio", "active.label_studio.project=zero"]
+
+
+@pytest.fixture(scope="module")
+def bare_pool(demo_pool, tmp_path_factory):
+    """The demo corpus prepared with no label and no split column; returns (pool dir, truth)."""
+    from ser_models.data import PoolConfig, prepare_pool
+
+    root = tmp_path_factory.mktemp("ls_zero_labels")
+    manifest = pd.read_csv(demo_pool.manifest)
+    bare = manifest.drop(columns=["label", "split"])
+    bare["path"] = [str(Path(demo_pool.corpus_dir) / p) for p in bare["path"]]
+    bare.to_csv(root / "manifest.csv", index=False)
+    prepare_pool(PoolConfig(manifest=str(root / "manifest.csv"), output_dir=str(root / "pool"), labels=[]))
+    return root / "pool", dict(zip(manifest["utt_id"], manifest["label"]))
+
+
+def _annotate(server, project, truth, skip=()) -> int:
+    done = 0
+    for task in server.tasks(project):
+        if task["annotations"]:
+            continue
+        uid = task["data"]["utt_id"]
+        server.annotate("a1@example.com", task["id"], None if uid in skip else truth[uid], skip=uid in skip)
+        done += 1
+    return done
+
+
+def test_evaluation_sets_get_their_own_project_and_the_loop_resumes_after_they_are_annotated(
+        server, bare_pool, tmp_path, monkeypatch, ray_local):
+    from ser_models.active.loop import ActiveLearningLoop
+    from ser_models.data import Pool
+    from ser_models.data.ledger import LabelLedger
+
+    pool_dir, truth = bare_pool
+    out = tmp_path / "run"
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
+    cfg = load_config(AfterJobConfig, None, [f"pool_dir={pool_dir}", f"output_dir={out}", *ZERO,
+                                             f"active.label_studio.url={server.url}"])
+
+    def run():
+        return ActiveLearningLoop(Pool.open(pool_dir), out, cfg.model, cfg.train, cfg.scaling, cfg.active,
+                                  verbose=False).run()
+
+    with pytest.raises(LabellingPending, match=r"the evaluation sets: 1\d clips still need annotations in Label "
+                                               r"Studio project 'zero \(evaluation\)'"):
+        run()
+    drawn = pd.read_parquet(out / "rounds" / "evaluation" / "selection.parquet")
+    tasks = server.tasks("zero (evaluation)")
+    assert sorted(t["data"]["utt_id"] for t in tasks) == sorted(drawn["utt_id"])
+    assert all(t["data"]["ser_purpose"] == "evaluation" and not t["predictions"] for t in tasks)
+    assert LabelStudioClient(server.url, server.token).find_project("zero") is None  # no round asked yet
+    # the annotators finish the evaluation sets, skipping one test clip: it leaves the test set
+    skipped = drawn.loc[drawn.purpose == "test", "utt_id"].iloc[0]
+    assert _annotate(server, "zero (evaluation)", truth, skip={skipped}) == len(drawn)
+    with pytest.raises(LabellingPending, match="round 0: 8 clips still need annotations.*'zero'"):
+        run()
+    ledger = LabelLedger(out / "labels" / "ledger.parquet")
+    assert ledger.counts() == {"train": 0, "test": int((drawn.purpose == "test").sum()) - 1,
+                               "dev": int((drawn.purpose == "dev").sum())}
+    assert not set(t["data"]["utt_id"] for t in server.tasks("zero")) & set(drawn["utt_id"])
+    _annotate(server, "zero", truth)
+    with pytest.raises(LabellingPending, match="round 1: 6 clips"):
+        run()  # trains round 0 on the 8 training labels, measured on the labelled evaluation clips
+    # round 1's tasks carry round 0's guess; the evaluation project's never do
+    assert all(t["predictions"] for t in server.tasks("zero") if t["data"]["ser_round"] == 1)
+    _annotate(server, "zero", truth)
+    reports = run()
+    counts = LabelLedger(out / "labels" / "ledger.parquet").counts()
+    assert [r.labelled for r in reports] == [8, 14] and counts["train"] == 14
+    assert all(r.test["n"] == counts["test"] and r.dev["n"] == counts["dev"] for r in reports)
+    dropped = pd.read_parquet(out / "labels" / "dropped.parquet")
+    assert dropped["utt_id"].tolist() == [skipped]  # spent no training budget: the rounds labelled 8 and 14
+    rows = LabelLedger(out / "labels" / "ledger.parquet").labelled()
+    assert (rows["label"] == rows["utt_id"].map(truth)).all() and set(rows["oracle"]) == {"label_studio"}
+    assert len(server.tasks("zero (evaluation)")) == len(drawn)  # nothing asked twice
+
+
+@pytest.mark.failure_model
+def test_after_job_killed_while_waiting_for_evaluation_labels_resumes(server, bare_pool, tmp_path, monkeypatch,
+                                                                      capsys):
+    """jobs.after (wait=true) killed while it polls for the evaluation sets' annotations; the rerun finds the
+    tasks it made, takes the annotations people gave meanwhile, and goes on to ask for the initial set."""
+    pool_dir, truth = bare_pool
+    out = tmp_path / "run"
+    args = [f"pool_dir={pool_dir}", f"output_dir={out}", *ZERO, f"active.label_studio.url={server.url}",
+            "active.label_studio.project=zero kill", "active.label_studio.wait=true",
+            "active.label_studio.poll_seconds=1", "active.label_studio.wait_timeout_s=5"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(PYTHONPATH=str(REPO), LABEL_STUDIO_API_KEY=server.token)
+    log = tmp_path / "first.log"
+    kill_when([sys.executable, "-m", "jobs.after", *args], lambda: "waiting for" in log.read_text(), cwd=REPO,
+              env=env, log_file=log)
+    drawn = pd.read_parquet(out / "rounds" / "evaluation" / "selection.parquet")
+    assert "evaluation sets drawn from the training split" in log.read_text()
+    assert len(server.tasks("zero kill (evaluation)")) == len(drawn)
+    assert not (out / "labels" / "ledger.parquet").exists()
+    _annotate(server, "zero kill (evaluation)", truth)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.token)
+    # polls 5 s for the initial set's annotations, then stops
+    assert run_after(load_config(AfterJobConfig, None, args)) is None
+    assert "round 0: 8 clips still need annotations" in capsys.readouterr().out
+    rows = pd.read_parquet(out / "labels" / "ledger.parquet")
+    assert dict(zip(rows["utt_id"], rows["purpose"])) == dict(zip(drawn["utt_id"], drawn["purpose"]))
+    assert len(server.tasks("zero kill (evaluation)")) == len(drawn) and len(server.tasks("zero kill")) == 8

@@ -137,3 +137,26 @@ def test_label_studio_config_checks_and_interface():
     number = next(root.iter("Number"))
     assert (number.get("name"), number.get("min"), number.get("max"), number.get("slider")) == ("arousal", "1", "7", "true")
     assert next(root.iter("Audio")).get("value") == "$audio"
+
+
+def test_file_oracle_request_shows_details_after_the_columns_to_fill_and_ignores_them_on_import(tmp_path):
+    details = pd.DataFrame({"model_guess": ["sad", None], "model_confidence": [0.81, None], "score": [0.37, None],
+                            "reason": ["margin: top-2 gap 0.630", "initial set (random)"]},
+                           index=pd.Index(["a", "b"], name="utt_id"))
+    o = FileOracle(tmp_path, ["hap", "sad"], INFO, dimensions=["arousal"], request="the evaluation sets")
+    with pytest.raises(LabellingPending, match=r"^the evaluation sets: 2 clips need labels"):
+        o.label(["a", "b"], 0, details=details)
+    req = pd.read_csv(tmp_path / "to_label.csv", keep_default_na=False)
+    assert req.columns.tolist() == ["utt_id", "path", "duration", "label", "arousal", "model_guess",
+                                    "model_confidence", "score", "reason"]
+    assert req["model_guess"].tolist() == ["sad", ""] and req["model_confidence"].astype(str).tolist() == ["0.81", ""]
+    assert req["reason"].tolist() == ["margin: top-2 gap 0.630", "initial set (random)"]
+    # a person fills the label columns (and scribbles in another); the rest is read back never
+    req["label"] = ["hap", "sad"]
+    req["arousal"] = [2.0, 4.5]
+    req["model_guess"] = ["whatever", "notes"]
+    req["note"] = ["loud", ""]
+    req.to_csv(tmp_path / "to_label.csv", index=False)
+    frame = o.label(["a", "b"], 0)
+    assert frame.columns.tolist() == ["label", "arousal"]
+    assert frame["label"].to_dict() == {"a": "hap", "b": "sad"} and frame["arousal"].tolist() == [2.0, 4.5]

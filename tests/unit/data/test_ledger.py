@@ -124,3 +124,46 @@ def test_annotator_time_and_soft_label_are_kept_but_not_part_of_a_rows_identity(
     pq.write_table(old, tmp_path / "old.parquet")
     reopened = LabelLedger(tmp_path / "old.parquet")
     assert reopened.labelled()["annotator"].isna().all() and reopened.targets().schema.field("soft_label").type == pa.string()
+
+
+def test_evaluation_labels_have_a_purpose_and_never_reach_training_reads(tmp_path):
+    path = tmp_path / "ledger.parquet"
+    led = LabelLedger(path)
+    assert led.append(0, ["t1", "t2"], ["hap", "sad"], "file", seconds=[1.0, 2.0], purpose="test") == 2
+    led.append(0, ["d1"], ["neu"], "file", seconds=[4.0], purpose="dev")
+    led.append(0, ["a"], ["ang"], "file", seconds=[8.0])
+    led.append(1, ["b"], ["hap"], "file", seconds=[16.0])
+    again = LabelLedger(path)
+    # training reads: train rows only
+    assert again.labels() == {"a": "ang", "b": "hap"} and again.ids() == {"a", "b"} and len(again) == 2
+    assert again.targets().column("utt_id").to_pylist() == ["a", "b"] and again.seconds() == 24.0
+    assert again.as_of(0).ids() == {"a"} and again.as_of(1).targets().num_rows == 2
+    assert again.rounds() == [0, 1] and again.round(0)["utt_id"].tolist() == ["a"]
+    np.testing.assert_array_equal(again.labelled_map(["t1", "a", "b"]), [0, 1, 2])
+    # the evaluation sets, asked for by purpose; the record holds every row
+    assert again.view("test").labels() == {"t1": "hap", "t2": "sad"} and len(again.view("dev")) == 1
+    assert again.targets("dev").column("label").to_pylist() == ["neu"]
+    assert again.ids(None) == {"t1", "t2", "d1", "a", "b"} and again.seconds(None) == 31.0
+    assert again.counts() == {"train": 2, "dev": 1, "test": 2}
+    assert again.labelled()["purpose"].tolist() == ["test", "test", "dev", "train", "train"]
+    assert "evaluation={'dev': 1, 'test': 2}" in repr(again)
+    # a resumed evaluation request re-appends: a no-op; an evaluation clip can never become a training label
+    assert again.append(0, ["t1"], ["hap"], "file", purpose="test") == 0
+    with pytest.raises(LedgerError, match=r"'t1' \(ledger: 'hap' in round 0 for the test set; new: 'hap' in round 0\)"):
+        again.append(0, ["t1"], ["hap"], "file")
+    with pytest.raises(LedgerError, match="purpose must be one of"):
+        again.append(2, ["c"], ["hap"], "file", purpose="holdout")
+
+
+def test_a_ledger_written_before_purposes_reads_as_training_labels(tmp_path):
+    import pyarrow.parquet as pq
+
+    LabelLedger(tmp_path / "new.parquet").append(0, ["a", "b"], ["hap", "sad"], "o")
+    old = pq.read_table(tmp_path / "new.parquet").drop_columns(["purpose"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    led = LabelLedger(tmp_path / "old.parquet")
+    assert led.labelled()["purpose"].tolist() == ["train", "train"] and led.labels() == {"a": "hap", "b": "sad"}
+    assert led.counts() == {"train": 2, "dev": 0, "test": 0}
+    assert led.append(0, ["a"], ["hap"], "o") == 0  # the old rows keep their identity: a re-append is a no-op
+    led.append(1, ["c"], ["neu"], "o", purpose="test")
+    assert pq.read_table(tmp_path / "old.parquet").column("purpose").to_pylist() == ["train", "train", "test"]

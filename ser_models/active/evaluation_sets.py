@@ -1,0 +1,404 @@
+"""Evaluation sets the loop draws itself, for a pool that comes with no labelled dev / test split.
+
+A team's pool often has no labels and no split column: every clip is ``train``. Before round 0 the loop then
+draws a test set and a dev set from the training split (``active.evaluation``), has them labelled through the
+run's oracle first, and records those labels in the ledger with purpose ``test`` / ``dev``
+(:mod:`ser_models.data.ledger`): they measure every round and never train, and the rounds never select them.
+
+How a draw works:
+
+* **Whole units** (``disjoint_by``): the sets take whole groups (shows, campaigns, customers), else whole
+  recordings, else whole speakers, so no group straddles evaluation and training (a model that has heard a
+  speaker in training would look better on that speaker's test clips than on a new one). A clip without a
+  value of the column is a unit of its own.
+* **Stratified** (``stratify``): units are spread over the values of a coarser column (e.g. recordings over
+  groups, speakers over languages) in proportion to each value's share of the candidate audio. Each unit
+  belongs to the value most of its clips have. Units are laid out on a line stratum by stratum in a seeded
+  random order, each at the middle of its share of its stratum, and the sets take units in that order: every
+  prefix of the order holds each stratum's share (systematic sampling).
+* **Sizes**: ``test_size`` / ``dev_size`` clips, or ``test_hours`` / ``dev_hours`` of audio. Whole units cannot
+  hit a size exactly: a set takes the next unit while the unit's first half still fits, skipping a unit that
+  would overshoot by more than half its own size, so it ends within half a unit of its size.
+* **Deterministic**: a pure function of (the training clips, the clips the oracle cannot label, the config,
+  ``active.seed``). The loop writes the draw once to ``rounds/evaluation/selection.parquet`` (``utt_id,
+  purpose, unit``; atomically) and a restart reads it back, never drawing again.
+
+How large to make them: the test set's size sets how finely runs can be compared (the 95 % interval of an
+accuracy near p on n independent clips is about ``1.96 * sqrt(p (1 - p) / n)``: +-5 points at n = 400; fewer
+whole speakers or recordings widen it). ``docs/planning.md`` weighs it against the training budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ser_models.config import field
+from ser_models.exceptions import ConfigError, PoolExhaustedError
+from ser_models.io import StoragePath, exists, read_parquet, write_json_atomic, write_parquet_atomic
+
+__all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "RunEvaluation", "check_evaluation_pool",
+           "draw_evaluation_sets", "evaluation_sets", "evaluation_source", "without_ids"]
+
+_SOURCES = ("auto", "pool", "loop")
+#: Coarse to fine: a set's units may be spread over a coarser column's values.
+_HIERARCHY = ("group", "recording", "speaker")
+_STRATIFY = ("auto", "none", *_HIERARCHY, "language")
+_DISJOINT = ("auto", "none", *_HIERARCHY)
+#: The evaluation purposes, in the order they are drawn.
+EVALUATION_PURPOSES = ("test", "dev")
+#: Pool columns a draw reads.
+DRAW_COLUMNS = ["utt_id", "duration", *_HIERARCHY, "language"]
+_KEY = "active.evaluation"
+
+
+@dataclass
+class EvaluationConfig:
+    """``active.evaluation``: where the dev and test sets come from, and how the loop draws them itself."""
+
+    source: str = field("auto", help=f"{list(_SOURCES)}: 'pool' = the pool's own dev / test splits (labelled in "
+                                     "the manifest); 'loop' = drawn from the training split before round 0 and "
+                                     "labelled through the oracle first; 'auto' = 'pool' when the pool has dev and "
+                                     "test splits with labels, else 'loop'")
+    test_size: int = field(300, help="source=loop: clips in the test set (about: whole units are taken)")
+    dev_size: int = field(100, help="source=loop: clips in the dev set (0 = no dev set)")
+    test_hours: float = field(0.0, help="source=loop: hours of audio in the test set instead of test_size (0 = "
+                                        "use test_size)")
+    dev_hours: float = field(0.0, help="source=loop: hours of audio in the dev set instead of dev_size (0 = use "
+                                       "dev_size)")
+    stratify: str = field("auto", help=f"source=loop: {list(_STRATIFY)}: spread the sets' units over this "
+                                       "column's values in proportion to the pool; 'auto' = the finest of "
+                                       "group > recording > speaker coarser than the disjoint_by unit that has "
+                                       "two or more values, else language when the pool has several, else none")
+    disjoint_by: str = field("auto", help=f"source=loop: {list(_DISJOINT)}: the sets take whole units of this "
+                                          "column, so none straddles evaluation and training; 'auto' = group, "
+                                          "else recording, else speaker (the first the pool has); 'none' = clips")
+
+    def __post_init__(self):
+        for key, value, allowed in (("source", self.source, _SOURCES), ("stratify", self.stratify, _STRATIFY),
+                                    ("disjoint_by", self.disjoint_by, _DISJOINT)):
+            if value not in allowed:
+                raise ConfigError(f"{_KEY}.{key} must be one of {list(allowed)}, got {value!r}")
+        for key in ("test_size", "dev_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{_KEY}.{key} must be a whole number of clips >= 0, got {value!r}")
+        for key in ("test_hours", "dev_hours"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"{_KEY}.{key} must be >= 0 hours, got {getattr(self, key)!r}")
+        if self.test_size < 1 and self.test_hours <= 0:
+            raise ConfigError(f"{_KEY}: the test set needs test_size >= 1 or test_hours > 0")
+
+    def target(self, purpose: str) -> tuple[float, str]:
+        """``(size, unit)`` of a set: ``(clips, "clips")`` or ``(seconds, "seconds")`` (0 = no such set)."""
+        hours = getattr(self, f"{purpose}_hours")
+        return (3600.0 * hours, "seconds") if hours > 0 else (float(getattr(self, f"{purpose}_size")), "clips")
+
+
+# ------------------------------------------------------------------------------------------------ source
+def _has_targets(pool, model_cfg, split: str) -> bool:
+    cols = ["utt_id", *(["label"] if model_cfg.labels else []), *model_cfg.dimensions]
+    meta = pool.metadata(columns=cols, split=split)
+    return bool(len(meta) and meta[cols[1:]].notna().any(axis=None))
+
+
+def evaluation_source(cfg: EvaluationConfig, pool, model_cfg) -> str:
+    """``"pool"`` or ``"loop"``: where a run's dev and test sets come from.
+
+    ``auto`` takes the pool's splits when both exist and hold labels (a split that is only partly labelled
+    then fails the pool's own check, naming the clips: a half-labelled test split is a mistake to fix, not
+    to paper over); a pool without them, or whose dev / test clips carry no label at all, gets drawn sets.
+
+    Raises:
+        ConfigError: ``source=pool`` on a pool without a dev or a test split.
+    """
+    have = [s for s in ("dev", "test") if s in pool.splits]
+    if cfg.source == "loop":
+        return "loop"
+    if cfg.source == "pool":
+        if len(have) < 2:
+            raise ConfigError(f"{_KEY}.source=pool but pool {pool.root} has the splits {pool.splits} (no "
+                              f"{' and no '.join(s for s in ('dev', 'test') if s not in have)}): give the manifest "
+                              f"a split column, or set {_KEY}.source=loop to draw them from the training split")
+        return "pool"
+    if len(have) < 2:
+        return "loop"
+    return "pool" if all(_has_targets(pool, model_cfg, s) for s in have) else "loop"
+
+
+def check_evaluation_pool(pool, model_cfg, source: str, cross_lingual: bool = False) -> None:
+    """The pool checks a run's evaluation needs before Ray starts: with the pool's splits every dev / test clip
+    has valid targets (``Pool.check_targets`` and ``Pool.check_evaluation_labels``); drawn sets are labelled by
+    the oracle, so there is nothing to check in the pool.
+
+    Raises:
+        ConfigError: drawn sets with ``cross_lingual`` on (it evaluates on the target group's pool splits).
+        PoolError: from the pool's checks.
+    """
+    if cross_lingual and source == "loop":
+        raise ConfigError("cross_lingual evaluates on the target group's dev / test splits of the pool: give the "
+                          f"pool labelled dev and test splits and set {_KEY}.source=pool (or auto)")
+    if source == "pool":
+        pool.check_targets(model_cfg, ("dev", "test"))
+        pool.check_evaluation_labels(model_cfg)
+
+
+# ------------------------------------------------------------------------------------------------ drawing
+def _present(values: pd.Series) -> pd.Series:
+    """True where a column holds a value (not null, not blank text)."""
+    return values.notna() & (values.astype(str).str.strip() != "")
+
+
+def _resolve(cfg: EvaluationConfig, clips: pd.DataFrame) -> tuple[str, str]:
+    """``(disjoint_by, stratify)`` with ``auto`` resolved against the candidate clips' columns."""
+    def distinct(col: str) -> int:
+        return int(clips.loc[_present(clips[col]), col].nunique()) if col in clips.columns else 0
+
+    disjoint = cfg.disjoint_by
+    if disjoint == "auto":
+        disjoint = next((c for c in _HIERARCHY if distinct(c)), "none")
+    elif disjoint != "none" and not distinct(disjoint):
+        raise ConfigError(f"{_KEY}.disjoint_by={disjoint} but no candidate clip has a {disjoint}: choose another "
+                          f"column, or 'auto' / 'none'")
+    stratify = cfg.stratify
+    if stratify == "auto":
+        coarser = _HIERARCHY if disjoint == "none" else _HIERARCHY[:_HIERARCHY.index(disjoint)]
+        stratify = next((c for c in reversed(coarser) if distinct(c) >= 2),
+                        "language" if distinct("language") >= 2 else "none")
+    elif stratify != "none" and not distinct(stratify):
+        raise ConfigError(f"{_KEY}.stratify={stratify} but no candidate clip has a {stratify}: choose another "
+                          "column, or 'auto' / 'none'")
+    return disjoint, stratify
+
+
+def _order(units: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Units in the order the sets take them: each stratum's units in a seeded random order, each placed at the
+    middle of its share of its stratum's size, then all sorted by that place (ties in the random order)."""
+    units = units.sort_values("unit", kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng([int(seed), 0xE7A1])  # a stream of its own: the initial set uses [seed, 0]
+    units["draw"] = rng.permutation(len(units))
+    units = units.sort_values("draw", kind="stable")
+    total = units.groupby("stratum")["size"].transform("sum")
+    before = units.groupby("stratum")["size"].cumsum() - units["size"]
+    units["place"] = (before + units["size"] / 2) / total
+    return units.sort_values(["place", "draw"], kind="stable").reset_index(drop=True)
+
+
+def _take(order: pd.DataFrame, target: float) -> list[int]:
+    """Positions in ``order`` a set of ``target`` size takes: the next unit while its first half still fits."""
+    taken, total = [], 0.0
+    for k, size in enumerate(order["size"].to_numpy()):
+        if total >= target:
+            break
+        if total + size / 2 <= target:
+            taken.append(k)
+            total += size
+    return taken
+
+
+def draw_evaluation_sets(clips: pd.DataFrame, cfg: EvaluationConfig, seed: int,
+                         exclude: Iterable[str] = ()) -> tuple[pd.DataFrame, dict]:
+    """Draw the test set, then the dev set, from ``clips``.
+
+    Args:
+        clips: the training split's clips: ``utt_id``, ``duration`` (seconds) and any of ``group, recording,
+            speaker, language`` (missing columns count as empty).
+        cfg: ``active.evaluation``.
+        seed: ``active.seed``.
+        exclude: clips the oracle cannot label: never drawn (their units may still be).
+
+    Returns:
+        ``(selection, summary)``: ``selection`` has columns ``utt_id, purpose, unit`` (``purpose`` test or dev,
+        ``unit`` the disjoint unit, e.g. ``speaker=spk3``), sorted by purpose and id; ``summary`` says what was
+        drawn (``disjoint_by``, ``stratify``, per purpose ``clips``, ``seconds``, ``units``, ``target``).
+
+    Raises:
+        PoolExhaustedError: the candidates cannot fill the sets and leave training clips, naming the sizes asked
+            for, the clips and units there are, and the keys to lower.
+        ConfigError: ``disjoint_by`` / ``stratify`` names a column no candidate has.
+    """
+    clips = clips.copy()
+    clips["utt_id"] = clips["utt_id"].astype(str)
+    for col in (*_HIERARCHY, "language"):
+        if col not in clips.columns:
+            clips[col] = None
+    skip = set(map(str, exclude))
+    clips = clips[~clips["utt_id"].isin(skip)].reset_index(drop=True)
+    disjoint, stratify = _resolve(cfg, clips)
+    if disjoint == "none":
+        clips["unit"] = "clip=" + clips["utt_id"]
+    else:
+        has = _present(clips[disjoint])
+        clips["unit"] = np.where(has, disjoint + "=" + clips[disjoint].astype(str), "clip=" + clips["utt_id"])
+    if stratify == "none":
+        clips["stratum"] = ""
+    else:
+        clips["stratum"] = np.where(_present(clips[stratify]), clips[stratify].astype(str), "")
+    clips["seconds"] = clips["duration"].astype(float)
+    stratum = clips.groupby("unit")["stratum"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    units = clips.groupby("unit").agg(clips=("utt_id", "size"), seconds=("seconds", "sum"))
+    units["stratum"] = stratum
+    units = units.reset_index()
+    chosen: dict[str, list[str]] = {}
+    summary: dict = {"disjoint_by": disjoint, "stratify": stratify, "seed": int(seed), "candidates": len(clips)}
+    left = units
+    for purpose in EVALUATION_PURPOSES:
+        target, unit = cfg.target(purpose)
+        if target <= 0:
+            chosen[purpose] = []
+            continue
+        available = float(left[unit].sum())
+        if available <= target:
+            asked = {p: cfg.target(p) for p in EVALUATION_PURPOSES}
+            shown = " + ".join(f"{_amount(*asked[p])} {p}" for p in EVALUATION_PURPOSES if asked[p][0] > 0)
+            raise PoolExhaustedError(
+                f"{_KEY} asks for {shown}, but the training split holds {len(clips)} clips "
+                f"({clips['seconds'].sum() / 3600:.3f} h) the oracle can label, in {len(units)} "
+                f"{'units' if disjoint == 'none' else disjoint + ' units'}; {_amount(available, unit)} are left "
+                f"for the {purpose} set, which must also leave clips to train on: lower {_KEY}."
+                f"{purpose}_{'hours' if unit == 'seconds' else 'size'} (and the other set's), or add audio")
+        order = _order(left.assign(size=left[unit].astype(float)), seed + EVALUATION_PURPOSES.index(purpose))
+        taken = order.iloc[_take(order, target)]
+        if taken.empty:
+            raise PoolExhaustedError(
+                f"{_KEY}: every {disjoint} unit is more than twice the {purpose} set's size "
+                f"({_amount(target, unit)}; the smallest holds {_amount(float(order['size'].min()), unit)}): raise "
+                f"{_KEY}.{purpose}_size / {purpose}_hours or set {_KEY}.disjoint_by to a finer column")
+        chosen[purpose] = taken["unit"].tolist()
+        left = left[~left["unit"].isin(set(chosen[purpose]))]
+        summary[purpose] = {"clips": int(taken["clips"].sum()), "seconds": round(float(taken["seconds"].sum()), 3),
+                            "units": len(taken), "target": round(target, 3), "target_unit": unit}
+    if left.empty:
+        raise PoolExhaustedError(f"{_KEY}: the test and dev sets would take every training clip "
+                                 f"({len(clips)}): lower {_KEY}.test_size / dev_size")
+    rows = [(u, p) for p in EVALUATION_PURPOSES for u in chosen[p]]
+    purpose_of = dict(rows)
+    picked = clips[clips["unit"].isin(purpose_of)]
+    selection = pd.DataFrame({"utt_id": picked["utt_id"].to_numpy(),
+                              "purpose": picked["unit"].map(purpose_of).to_numpy(),
+                              "unit": picked["unit"].to_numpy()})
+    rank = selection["purpose"].map({p: k for k, p in enumerate(EVALUATION_PURPOSES)})
+    selection = selection.assign(rank=rank).sort_values(["rank", "utt_id"]).drop(columns="rank")
+    return selection.reset_index(drop=True), summary
+
+
+def _amount(value: float, unit: str) -> str:
+    return f"{value / 3600:.3f} h" if unit == "seconds" else f"{int(round(value))} clips"
+
+
+def evaluation_sets(pool, folder: StoragePath, cfg: EvaluationConfig, seed: int, where: dict | None = None,
+                    exclude: Callable[[], Iterable[str]] | Iterable[str] = (),
+                    log: Callable[[str], None] = print) -> pd.DataFrame:
+    """The run's drawn evaluation sets: read from ``folder/selection.parquet``, or drawn from the pool's training
+    split (``where`` filters it, e.g. a cross-lingual target) and written there atomically
+    (``evaluation.json`` beside it says how).
+
+    Args:
+        exclude: the clips the oracle cannot label, or a function giving them (only called when drawing).
+
+    Returns:
+        ``utt_id, purpose, unit`` (:func:`draw_evaluation_sets`).
+    """
+    path = folder / "selection.parquet"
+    if exists(path):
+        return read_parquet(path).to_pandas()
+    clips = pool.metadata(columns=DRAW_COLUMNS, split="train", where=where)
+    selection, summary = draw_evaluation_sets(clips, cfg, seed, exclude() if callable(exclude) else exclude)
+    write_json_atomic(folder / "evaluation.json", summary)
+    write_parquet_atomic(path, pa.Table.from_pandas(selection, preserve_index=False))  # last: the draw is done
+    sets = ", ".join(f"{p} {summary[p]['clips']} clips ({summary[p]['seconds'] / 3600:.2f} h, {summary[p]['units']} "
+                     f"units)" for p in EVALUATION_PURPOSES if p in summary)
+    log(f"evaluation sets drawn from the training split: {sets}; whole {summary['disjoint_by']} units, stratified "
+        f"by {summary['stratify']} -> {path}")
+    return selection
+
+
+def without_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
+    """``map_batches`` body: the rows of ``table`` whose ``utt_id`` is not in ``ids`` (keeps a run's evaluation
+    clips out of what trains or is scored)."""
+    return table.filter(pc.invert(pc.is_in(table.column("utt_id"), value_set=ids)))
+
+
+class RunEvaluation:
+    """A run's dev and test sets as the loop uses them: where they come from, which clips were drawn, their
+    labelling through the run's oracle, and the datasets that measure each round.
+
+    Args:
+        pool: the opened pool.
+        out: the run folder (the draw lives in ``rounds/evaluation/``).
+        active: ``ActiveConfig`` (``evaluation``, ``seed``).
+        model_cfg: ``ModelConfig`` (its targets decide whether the pool's splits are labelled).
+        handover: the run's :class:`~ser_models.active.handover.LabelHandover` (its oracle labels the drawn
+            sets; the clips it cannot label are never drawn).
+        where: the pool filter of the loop (cross-lingual: the target group).
+        pool_checked: the caller already ran :func:`check_evaluation_pool`.
+        cross_lingual: cross-lingual runs evaluate on the pool's splits only.
+        log: progress output.
+
+    Attributes:
+        source: ``"pool"`` or ``"loop"``.
+        purposes: ``{utt_id: "test" | "dev"}`` of the drawn sets ({} with the pool's splits).
+        ids: the drawn clips (what training, scoring and selection leave out).
+    """
+
+    def __init__(self, pool, out: StoragePath, active, model_cfg, handover, where: dict | None = None,
+                 pool_checked: bool = False, cross_lingual: bool = False, log: Callable[[str], None] = print):
+        self.pool, self.handover, self.log = pool, handover, log
+        self.source = evaluation_source(active.evaluation, pool, model_cfg)
+        if not pool_checked:
+            check_evaluation_pool(pool, model_cfg, self.source, cross_lingual=cross_lingual)
+        self.purposes: dict[str, str] = {}
+        if self.source == "loop":
+            drawn = evaluation_sets(pool, out / "rounds" / "evaluation", active.evaluation, active.seed,
+                                    where=where, exclude=handover.unlabelable, log=log)
+            self.purposes = dict(zip(drawn["utt_id"].astype(str), drawn["purpose"]))
+        self.ids = set(self.purposes)
+        self.where = where or {}
+
+    def training_dropped(self) -> pd.DataFrame:
+        """Clips the oracle dropped among the training picks (``utt_id, round, reason``): a dropped evaluation
+        clip leaves its set and spends no training budget."""
+        dropped = self.handover.dropped()
+        return dropped[~dropped["utt_id"].isin(self.ids)] if self.ids else dropped
+
+    def label(self, ledger) -> None:
+        """Have the drawn sets labelled unless the ledger holds (or the oracle dropped) every clip: the simulated
+        oracle answers at once, people through ``rounds/evaluation/to_label.csv`` or the run's Label Studio
+        evaluation project (``LabellingPending`` until they are done).
+
+        Args:
+            ledger: the run's ledger (every purpose).
+        """
+        decided = ledger.ids(None) | set(self.handover.dropped()["utt_id"])
+        ids = [u for p in EVALUATION_PURPOSES for u in sorted(self.purposes) if self.purposes[u] == p]
+        if not set(ids) - decided:
+            return
+        self.handover.label(ids, 0, -1, purposes=self.purposes,
+                            reason=[f"evaluation set ({self.purposes[u]})" for u in ids])
+        counts = ledger.counts()
+        self.log(f"evaluation sets labelled: test {counts['test']}, dev {counts['dev']} clips "
+                 f"({ledger.seconds(None) - ledger.seconds():.0f} s of audio); they never train and are never "
+                 "selected")
+
+    def feeds(self, ledger, cache, dimensions: list[str]) -> dict:
+        """``{"dev": ds, "test": ds}`` materialized, from the feature cache when ``cache`` is given: the pool's
+        splits, or the drawn clips the ledger labelled for evaluation, with its labels (a set with no label,
+        e.g. ``dev_size=0``, is left out)."""
+        if self.source == "loop":
+            views = {p: ledger.view(p) for p in ("dev", "test")}
+            views = {p: v for p, v in views.items() if len(v)}
+            if cache is None:
+                return {p: self.pool.labelled(v).materialize() for p, v in views.items()}
+            return {p: cache.dataset(targets=v.targets()).materialize() for p, v in views.items()}
+        if cache is None:
+            return {s: self.pool.dataset(s, where=self.where).materialize() for s in ("dev", "test")}
+        cols = ["utt_id", "label", *dimensions]
+        meta = {s: self.pool.metadata(columns=cols, split=s) for s in ("dev", "test")}
+        # Filtered on the workers from the cache.
+        return {s: cache.dataset(targets=pa.Table.from_pandas(m[cols], preserve_index=False)).materialize()
+                for s, m in meta.items()}
