@@ -147,21 +147,20 @@ def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] 
 
 def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, strategy: str, seed: int,
             fractions: list[float], extra: list[str] = (), metric: str = "ua") -> list[dict]:
-    """One AL run (fresh folder sharing ``cache_root``); one record per round (``test_ua`` / ``dev_ua`` hold
-    ``metric``: UA, or the mean CCC for ``--task avd``)."""
-    from ser_models.active.loop import ActiveLearningLoop
+    """One AL run (fresh folder sharing ``cache_root``; ``ser_models.runs.simulation.run_simulation``, the runner
+    of ``jobs.evidence``); one record per round (``test_ua`` / ``dev_ua`` hold ``metric``: UA, or the mean CCC
+    for ``--task avd``)."""
     from ser_models.data import Pool
+    from ser_models.runs.simulation import run_simulation
 
     output_dir = Path(output_dir)
     shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.mkdir(parents=True)
     os.symlink(cache_root.absolute(), output_dir / "feature_cache")
     cfg = job_config(pool_dir, output_dir, run_overrides(strategy, seed, fractions, extra))
-    t0 = time.perf_counter()
-    loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
-                              cfg.active, verbose=False)
-    reports = loop.run()
-    wall = time.perf_counter() - t0
+    result = run_simulation(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
+                            plots=True)
+    reports, wall = result.reports, result.seconds
     return [{"strategy": strategy, "seed": seed, "fraction": fractions[i], "labelled": r.labelled,
              "test_ua": r.test[metric], "dev_ua": r.dev[metric], "round_s": sum(r.seconds.values()), "run_s": wall,
              "kappa": (r.stopping or {}).get("kappa"), "pseudo": (r.pseudo_labels or {}).get("clips"),

@@ -1,12 +1,14 @@
 """What active learning buys on a pool: the AFTER loop for several strategies and a baseline over many paired
-seeds, from one shared feature cache, in one process, with 95 % intervals, AUBC and label savings.
+seeds, from one shared feature cache, one Ray task per run, with 95 % intervals, AUBC and label savings.
 
     python -m jobs.evidence jobs/configs/demo_evidence.yaml [key.sub=value ...]
     python -m jobs.evidence jobs/configs/demo_evidence.yaml evidence.seeds=20 \\
         evidence.strategies=[informative_diverse,margin,auto] output_dir=outputs/demo/evidence20
 
 The config is a jobs.after config (every run's model, train and active settings) plus ``evidence``:
-strategies, baseline and seeds. Rerunning with the same ``output_dir`` resumes.
+strategies, baseline and seeds; ``evidence.fan_out=false`` runs them one after another in this process (same
+rows), ``evidence.concurrency`` / ``evidence.cpus_per_run`` size the fan-out. Rerunning with the same
+``output_dir`` resumes.
 """
 
 from __future__ import annotations

@@ -155,6 +155,11 @@ class LabelHandover:
         self._dropped_table: pd.DataFrame | None = None
         self._simulated: SimulatedOracle | None = None
 
+    def grow(self, clip_info: pd.DataFrame, durations: pd.Series, train_ids: list[str]) -> None:
+        """The pool grew (or was relabelled) during the run: the oracle may be asked about its new clips."""
+        self.clip_info, self.durations, self.train_ids = clip_info, durations, train_ids
+        self._unlabelable_ids = self._simulated = None  # rebuilt over the new clips on next use
+
     @property
     def dropped_path(self) -> StoragePath:
         return self.out / "labels" / "dropped.parquet"

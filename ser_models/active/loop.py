@@ -56,6 +56,7 @@ from ser_models.active.feature_stats import write_run_statistics
 from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, pseudo_labels
+from ser_models.active.round_inputs import class_counts, known_labels, known_targets
 from ser_models.active.round_report import RoundReport, feature_choice, slim_metrics
 from ser_models.active.scorer import Scores, score_dataset
 from ser_models.active.stopping import decide, stop_set_ids
@@ -134,9 +135,7 @@ class ActiveLearningLoop:
         # The clips the rounds may train on, score and select: the training split without the evaluation sets.
         self.train_ids = [i for i in split_ids if i not in self.evaluation_ids]
         if active.max_per_recording:
-            rec = pool.metadata(columns=["utt_id", "recording"], split="train", where=self.where)
-            groups = {u: (r if isinstance(r, str) else None) for u, r in zip(rec["utt_id"].astype(str), rec["recording"])}
-            self.strategy = GroupCap(self.strategy, groups, active.max_per_recording)
+            self.strategy = GroupCap(self.strategy, self._recordings(), active.max_per_recording)
         # What labelling each training clip costs (hour budgets spend seconds of audio).
         self.durations = seconds.drop(index=list(self.evaluation_ids))
         self.budget = LabelBudget(active, self.durations)
@@ -187,6 +186,31 @@ class ActiveLearningLoop:
                              functionals="egemaps" if reads_functionals(self.model_cfg) else None)
         self._num_layers = encoder.num_layers
         return cache
+
+    def _recordings(self) -> dict[str, str | None]:
+        rec = self.pool.metadata(columns=["utt_id", "recording"], split="train", where=self.where)
+        return {u: (r if isinstance(r, str) else None) for u, r in zip(rec["utt_id"].astype(str), rec["recording"])}
+
+    def _take_new_clips(self) -> None:
+        """A pool that grew (or was relabelled) since the run started: its new training clips are encoded into the
+        cache, scored and selectable from this round on. The budget's targets, the evaluation sets and the stop
+        set keep the values they had when the run started; clips the update dropped leave the candidates."""
+        if not self.pool.refresh():
+            return
+        meta = self.pool.metadata(columns=["utt_id", "path", "duration"], split="train", where=self.where)
+        split_ids = sorted(meta["utt_id"].astype(str))
+        seconds = pd.Series(meta["duration"].astype(float).to_numpy(), index=meta["utt_id"].astype(str))
+        before = len(self.train_ids)
+        self.handover.grow(meta, seconds, split_ids)
+        self.train_ids = [i for i in split_ids if i not in self.evaluation_ids]
+        self.durations = self.budget.durations = seconds.drop(index=list(self.evaluation_ids), errors="ignore")
+        if isinstance(self.strategy, GroupCap):
+            self.strategy.groups = self._recordings()
+        self._dev_test = None  # a clip may have moved between splits
+        if self.cache is not None:
+            self.cache.ensure(self.pool, self.model_cfg, self._num_layers, self.active.scorer,
+                              verbose=self.verbose, in_process=self.in_process)
+        self.log(f"pool version {self.pool.version}: {len(self.train_ids)} training clips ({len(self.train_ids) - before:+d})")
 
     def _datasets(self, ledger):
         """Ray Datasets for a training round: labelled train (``ledger``'s labels: a ledger view or a
@@ -301,6 +325,7 @@ class ActiveLearningLoop:
         folder = self.round_dir(r)
         if exists(folder / "metrics.json"):
             return RoundReport.from_json(read_json(folder / "metrics.json"))
+        self._take_new_clips()
         seconds = {}
         # Rounds <= r only: a run killed after appending round r + 1's labels but before this round's
         # metrics.json redoes round r on the labels it had, then re-appends the stored selection (a no-op).
@@ -379,8 +404,8 @@ class ActiveLearningLoop:
         costs = None
         if self.active.strategy.cost_aware:
             costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()
-        scored = scores.as_scored_pool(self._known_targets(scores.ids, ledger), costs=costs,
-                                       labels=self._known_labels(scores.ids, ledger))
+        scored = scores.as_scored_pool(known_targets(scores.ids, ledger, self.dimensions), costs=costs,
+                                       labels=known_labels(scores.ids, ledger, self.labels, self.active.strategy))
         ids = self.strategy.query(scored, exclude | self.handover.unlabelable() | self.evaluation_ids, n, seed=seed)
         return list(ids), getattr(self.strategy, "last_choice", None)
 
@@ -522,41 +547,8 @@ class ActiveLearningLoop:
         predictions = np.asarray(table.column("prediction").to_pylist(), dtype=object)
         return decide(self.active.stopping, r, predictions, probs, previous, prev_stop, last).to_json()
 
-    def _known_targets(self, ids: np.ndarray, ledger) -> np.ndarray | None:
-        """[N, K] the ledger's dimensional values of ``ids`` (NaN for unlabelled clips); None without dimensions."""
-        if not self.dimensions:
-            return None
-        known = ledger.targets().to_pandas().set_index("utt_id")[self.dimensions]
-        return known.reindex(pd.Index(ids.astype(str))).to_numpy(np.float32)
-
-    def _known_labels(self, ids: np.ndarray, ledger) -> np.ndarray | None:
-        """[N] the ledger's class index of ``ids`` (-1 for unlabelled or unlabelable clips); None without classes
-        or when the strategy reads no labels (only ``auto`` and ``class_balanced`` do: a pass over every id)."""
-        s = self.active.strategy
-        if not self.labels or not (s.name == "auto" or s.class_balanced):
-            return None
-        index = {name: i for i, name in enumerate(self.labels)}
-        known = ledger.labels()
-        return np.asarray([index.get(known.get(u), -1) for u in ids.astype(str)], dtype=np.int64)
-
     def _class_counts(self, ledger) -> list[float] | None:
-        """Training clips per class for the class-weighted loss; a soft-labelled clip counts by its vote shares
-        (so a class that only ever gets minority votes still has a weight)."""
-        import json
-
-        targets = ledger.targets()
-        labels = targets.column("label").to_pylist()
-        soft = (targets.column("soft_label").to_pylist() if "soft_label" in targets.column_names
-                else [None] * len(labels))
-        if self.cross:  # the source group's labelled clips train too (hard labels)
-            labels += self.cross_feeds.source_labels()
-            soft += [None] * (len(labels) - len(soft))
-        counts = dict.fromkeys(self.labels, 0.0)
-        for label, shares in zip(labels, soft):
-            for name, share in (json.loads(shares).items() if shares and not self.cross else [(label, 1.0)]):
-                if name in counts:
-                    counts[name] += share
-        return [counts[name] for name in self.labels] or None
+        return class_counts(ledger, self.labels, self.cross_feeds.source_labels() if self.cross else None)
 
     def run(self, on_round=None) -> list[RoundReport]:
         """All rounds; finished rounds are skipped, and the report is rewritten after each.

@@ -1,5 +1,6 @@
 """What ``python -m jobs.evidence`` runs: the AFTER loop for several strategies over many paired seeds, from one
-shared feature cache, in one process and one Ray session, and the statistics that say what active learning buys.
+shared feature cache, one Ray task per run across the cluster, and the statistics that say what active learning
+buys.
 
 One seed is a draw of the initial set, the selections and the head's start. Under a seed every strategy starts
 from the same initial set (``active.initial=random``) and differs only in what it queries, so the comparison
@@ -15,12 +16,24 @@ Layout of ``output_dir``::
     report.md                   the tables (per budget, AUBC, label savings) as printed
     evidence.png                test UA against labelled clips, mean and 95 % band per strategy
 
-A rerun with the same ``output_dir`` skips finished runs and rounds (each run folder resumes like jobs.after).
+A rerun with the same ``output_dir`` skips finished runs (their ``simulation.json``) and resumes unfinished ones
+round by round (each run folder resumes like jobs.after).
+
+Fan-out (``evidence.fan_out``): the driver encodes every clip once into the feature cache, then runs each
+(strategy, seed) as a Ray task that trains and scores in its own process (``scaling.backend=in_process``) and
+reads the cache by path (held in the worker's memory when it fits ``evidence.cache_in_memory_mb``). A run's
+task reserves no CPU in Ray's accounting: the run still starts short Ray Data tasks (projections and reads of
+cached rows, one CPU each), and a task holding its CPUs would leave them none on a small cluster (on 2 CPUs,
+two runs holding one each hang forever). The driver places the runs itself instead: each node hosts
+``node CPUs // evidence.cpus_per_run`` runs at a time (or ``evidence.concurrency`` in all), each with
+``evidence.cpus_per_run`` torch threads. The rows do not depend on the fan-out: every run sets its thread
+counts from ``evidence.cpus_per_run`` in both modes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -30,6 +43,7 @@ import pandas as pd
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
 from ser_models.runs.after import AfterJobConfig
+from ser_models.runs.simulation import SimulationResult
 
 #: The name of the all-labels reference runs in ``runs.csv`` and the run folders.
 ALL_LABELS = "all-labels"
@@ -51,11 +65,24 @@ class EvidenceConfig:
     all_labels: bool = field(True, help="also train once on every training label: the ceiling line and the "
                                         "target of the '95 % of all labels' savings")
     cache_in_memory_mb: int = field(1024, speed_only=True,
-                                    help="hold the feature cache in this process when its features take at most "
-                                         "this many MB (every round then reads rows from memory, not Parquet); "
-                                         "0 = always stream")
+                                    help="hold the feature cache in memory when its features take at most this "
+                                         "many MB (every round then reads rows from memory, not Parquet): in "
+                                         "this process, or once per Ray worker process with fan_out; 0 = always "
+                                         "stream")
+    fan_out: bool = field(True, speed_only=True,
+                          help="run every (strategy, seed) as a Ray task across the cluster; false = one after "
+                               "another in this process (same rows; for debugging)")
+    concurrency: int = field(0, speed_only=True,
+                             help="runs at once with fan_out; 0 = as many as the cluster's CPUs allow "
+                                  "(node CPUs // cpus_per_run on every node)")
+    cpus_per_run: int = field(1, speed_only=True,
+                              help="CPUs one run uses: its torch and FAISS threads (training, scoring, selection), "
+                                   "in both modes, so a serial and a fanned-out job give the same rows")
 
     def __post_init__(self):
+        if self.cpus_per_run < 1 or self.concurrency < 0:
+            raise ConfigError(f"evidence.cpus_per_run must be >= 1 and evidence.concurrency >= 0 (0 = auto), got "
+                              f"{self.cpus_per_run} and {self.concurrency}")
         if self.seeds < 2:
             raise ConfigError(f"evidence.seeds must be >= 2 (a 95 % interval needs two paired seeds), got {self.seeds}")
         names = [self.baseline, *self.strategies]
@@ -91,6 +118,10 @@ def check_evidence_config(cfg: EvidenceJobConfig) -> None:
     if reason or cfg.active.feature_cache == "off":
         raise ConfigError("jobs.evidence needs the feature cache (many runs, one encoder pass): "
                           + (reason or "active.feature_cache is 'off'"))
+    if cfg.evidence.fan_out and cfg.scaling.backend != "in_process":
+        # A Ray Train run inside a task would reserve a worker group of its own beside every other run's.
+        raise ConfigError(f"evidence.fan_out runs every loop inside one Ray task: scaling.backend must be "
+                          f"'in_process', got {cfg.scaling.backend!r} (or set evidence.fan_out=false)")
 
 
 def run_config(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: int | None = None) -> tuple:
@@ -108,6 +139,105 @@ def run_config(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: int 
             cfg.active.strategy, name=name, **VARIANTS.get(variant, {})))
     active = dataclasses.replace(active, seed=seed, feature_cache="on", feature_cache_dir=cache_dir)
     return active, dataclasses.replace(cfg.train, seed=seed)
+
+
+def run_dir(cfg: EvidenceJobConfig, strategy: str, seed: int):
+    """The run folder of ``strategy`` under ``seed``: ``<output_dir>/runs/<strategy>_s<seed>``."""
+    from ser_models.io import storage_path
+
+    return storage_path(cfg.output_dir) / "runs" / f"{strategy}_s{seed}"
+
+
+def run_slots(node_cpus: dict[str, float], cpus_per_run: int, concurrency: int = 0) -> list[str]:
+    """Where the fan-out runs: one node id per run that may run at once.
+
+    Args:
+        node_cpus: CPUs of every live node, by node id (nodes without CPUs host no run).
+        cpus_per_run: CPUs (threads) of one run.
+        concurrency: runs at once; 0 = ``node CPUs // cpus_per_run`` on every node. More than the nodes hold
+            is honoured (slots repeat, nodes round-robin).
+
+    Returns:
+        Node ids, nodes interleaved (the first runs spread over the nodes).
+
+    Raises:
+        ConfigError: no node has ``cpus_per_run`` CPUs (with ``concurrency=0``) or no node has a CPU at all.
+    """
+    per_node = {node: int(cpus // cpus_per_run) for node, cpus in sorted(node_cpus.items())}
+    slots = [node for k in range(max(per_node.values(), default=0)) for node, n in per_node.items() if k < n]
+    if not slots and concurrency:  # every node smaller than one run: still run, one per node with CPUs
+        slots = [node for node, cpus in sorted(node_cpus.items()) if cpus > 0]
+    if not slots:
+        raise ConfigError(f"no node of the cluster has evidence.cpus_per_run={cpus_per_run} CPUs (node CPUs: "
+                          f"{sorted(node_cpus.values())}): lower evidence.cpus_per_run or set evidence.concurrency")
+    return [slots[i % len(slots)] for i in range(concurrency)] if concurrency else slots
+
+
+#: Feature caches this process holds in memory for fanned-out runs, by folder, with the ``meta.json`` they were
+#: read under (a Ray worker keeps its copy for every later run it hosts, and reads it again when the cache
+#: grew); the driver's own copy is pinned and released by :func:`run_evidence`.
+_HELD: dict[str, str] = {}
+
+
+def simulate_run(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: int | None,
+                 cache_args: dict) -> dict:
+    """One (strategy, seed) run in this process (a fan-out task's body): :func:`run_simulation` in the run's
+    folder, from the job's feature cache, which this worker process holds in memory from its first run on
+    when it fits ``evidence.cache_in_memory_mb``.
+
+    Args:
+        cfg: the job config (its labels already resolved by the driver).
+        strategy / seed: the run (:func:`run_config`).
+        labelable: training clips the oracle can label (the all-labels run's budget).
+        cache_args: the driver's ``FeatureCache`` arguments (root, fingerprint, kind, states, functionals).
+
+    Returns:
+        The run's ``SimulationResult.to_json()``.
+    """
+    from ser_models.active.feature_cache import FeatureCache
+    from ser_models.data import Pool
+    from ser_models.io import read_json
+    from ser_models.runs.simulation import run_simulation
+    from ser_models.runtime import connect_ray
+
+    connect_ray()  # already connected in a worker: only quiets Ray Data's console output
+    cache = FeatureCache(**cache_args)
+    meta = json.dumps(read_json(cache.dir / "meta.json"), sort_keys=True)
+    if _HELD.get(str(cache.dir)) != meta:
+        if cache.pin(cfg.evidence.cache_in_memory_mb * 2**20):
+            _HELD[str(cache.dir)] = meta
+        else:
+            cache.unpin()  # a copy held under an older meta.json must not serve the rows
+            _HELD.pop(str(cache.dir), None)
+    active, train = run_config(cfg, strategy, seed, labelable)
+    result = run_simulation(Pool.open(cfg.pool_dir), run_dir(cfg, strategy, seed), cfg.model, train, cfg.scaling,
+                            active, threads=cfg.evidence.cpus_per_run, pool_checked=True)
+    return result.to_json()
+
+
+def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> tuple:
+    """Encode every clip of ``pool`` once into the job's feature cache (a no-op when it is ready), as every run's
+    loop opens it.
+
+    Returns:
+        ``(cache, cache_args)``: the ``FeatureCache`` and the arguments that open it again (a run's task).
+    """
+    from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_states, feature_cache_key
+    from ser_models.encoders import build_encoder
+    from ser_models.encoders.functionals import reads_functionals
+
+    encoder = build_encoder(cfg.model.encoder)
+    active, _ = run_config(cfg, cfg.evidence.baseline, cfg.evidence.first_seed)
+    cache_args = {"root": active.feature_cache_dir, "fingerprint": feature_cache_key(pool, encoder),
+                  "kind": cache_kind(cfg.model),
+                  "states": cache_states(cfg.model, encoder, cfg.active.feature_cache_layers),
+                  "functionals": "egemaps" if reads_functionals(cfg.model) else None}
+    cache = FeatureCache(**cache_args)
+    if verbose and not cache.ready:
+        print(f"feature cache: encoding every clip of the pool once -> {cache.dir}", flush=True)
+    cache.build(pool.dataset(None), cfg.model, encoder.num_layers, cfg.active.scorer, verbose=verbose,
+                in_process=cfg.scaling.backend == "in_process", total=len(pool.metadata(columns=["utt_id"])))
+    return cache, cache_args
 
 
 def labelable_training_clips(pool, model_cfg) -> int:
@@ -141,21 +271,22 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         verbose: print one line per run, the cache build and the report.
     """
     from ser_models.active.evidence import evidence_report, plot_bands
-    from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_states, feature_cache_key
-    from ser_models.active.loop import ActiveLearningLoop
-    from ser_models.config import to_yaml
+    from ser_models.config import resolve_paths, to_yaml
     from ser_models.data import Pool
-    from ser_models.encoders import build_encoder
     from ser_models.io import storage_path, write_bytes_atomic
     from ser_models.provenance import check_run
+    from ser_models.runs.simulation import finished_simulation, run_simulation
     from ser_models.runtime import connect_ray
 
     t_all = time.perf_counter()
+    cfg = resolve_paths(cfg)  # fanned-out runs work in other folders: every path absolute
     check_evidence_config(cfg)
     pool = Pool.open(cfg.pool_dir)
+    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, ("dev", "test"))
     pool.check_evaluation_labels(cfg.model)
-    check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.summary.get("fingerprint")},
+    check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()
     out = storage_path(cfg.output_dir)
@@ -164,45 +295,44 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     names = [ev.baseline, *ev.strategies]
 
     # The cache first, with its own progress line: every run after it reads features, never audio.
-    encoder = build_encoder(cfg.model.encoder)
-    active, _ = run_config(cfg, ev.baseline, seeds[0])
-    cache = FeatureCache(active.feature_cache_dir, feature_cache_key(pool, encoder), kind=cache_kind(cfg.model),
-                         states=cache_states(cfg.model, encoder, cfg.active.feature_cache_layers))
-    if verbose and not cache.ready:
-        print(f"feature cache: encoding every clip of the pool once -> {cache.dir}", flush=True)
-    cache.build(pool.dataset(None), cfg.model, encoder.num_layers, cfg.active.scorer, verbose=verbose,
-                in_process=cfg.scaling.backend == "in_process", total=len(pool.metadata(columns=["utt_id"])))
+    cache, cache_args = build_feature_cache(cfg, pool, verbose=verbose)
     if verbose:
         print(f"runs: {', '.join(names)} x {len(seeds)} seeds{', and all labels once' if ev.all_labels else ''}; "
               f"budgets {cfg.active.targets(len(pool.metadata(columns=['utt_id'], split='train')))} labels",
               flush=True)
-    pinned = cache.pin(ev.cache_in_memory_mb * 2**20)
-    if verbose and pinned:
-        print(f"feature cache held in memory for the runs (under evidence.cache_in_memory_mb="
-              f"{ev.cache_in_memory_mb})", flush=True)
     # Segments the truth gives no label (labels by overlap) stay in the pool; no run can label them.
     labelable = labelable_training_clips(pool, cfg.model)
     # The all-labels reference trains on the same clips under every seed (only the CV folds differ): once.
     plan = [(name, seed) for seed in seeds for name in names] + ([(ALL_LABELS, seeds[0])] if ev.all_labels else [])
-    rows = []
-    try:
-        t_runs = time.perf_counter()
-        for done, (name, seed) in enumerate(plan, 1):
-            active, train = run_config(cfg, name, seed, labelable)
-            t0 = time.perf_counter()
-            loop = ActiveLearningLoop(pool, out / "runs" / f"{name}_s{seed}", cfg.model, train, cfg.scaling, active,
-                                      verbose=False, pool_checked=True, plots=False)
-            reports = loop.run()
-            seconds = time.perf_counter() - t0
-            run = run_rows(name, seed, reports, seconds)
-            rows += run
-            if verbose:
-                curve = "  ".join(f"{r['labelled']}: {r['test_ua']:.3f}" for r in run)
-                left = (time.perf_counter() - t_runs) / done * (len(plan) - done)
-                print(f"[{done:>3}/{len(plan)}] seed {seed:<3} {name:<22} test UA  {curve}  ({seconds:.1f}s; "
-                      f"{'done' if done == len(plan) else f'{left / 60:.1f} min left'})", flush=True)
-    finally:
-        cache.unpin()
+    results: dict[int, SimulationResult] = {}
+    progress = _Progress(plan, verbose)
+    for i, (name, seed) in enumerate(plan):  # finished before a kill or in an earlier job: read, not rerun
+        done = finished_simulation(run_dir(cfg, name, seed))
+        if done is not None:
+            results[i] = done
+            progress.finished(i, done, earlier=True)
+    todo = [i for i in range(len(plan)) if i not in results]
+    if todo and ev.fan_out:
+        if verbose and _fits_in_memory(cache, ev.cache_in_memory_mb):
+            print(f"feature cache held in memory by every worker that runs (under evidence.cache_in_memory_mb="
+                  f"{ev.cache_in_memory_mb})", flush=True)
+        _fan_out(cfg, plan, todo, labelable, cache_args, results, progress)
+    elif todo:
+        pinned = cache.pin(ev.cache_in_memory_mb * 2**20)
+        if verbose and pinned:
+            print(f"feature cache held in memory for the runs (under evidence.cache_in_memory_mb="
+                  f"{ev.cache_in_memory_mb})", flush=True)
+        try:
+            for i in todo:
+                name, seed = plan[i]
+                active, train = run_config(cfg, name, seed, labelable)
+                results[i] = run_simulation(pool, run_dir(cfg, name, seed), cfg.model, train, cfg.scaling, active,
+                                            threads=ev.cpus_per_run, pool_checked=True)
+                progress.finished(i, results[i])
+        finally:
+            cache.unpin()
+    rows = [row for i, (name, seed) in enumerate(plan)
+            for row in run_rows(name, seed, results[i].reports, results[i].seconds)]
     frame = pd.DataFrame(rows)
     write_bytes_atomic(out / "runs.csv", frame.to_csv(index=False).encode())
     curves = frame[frame.strategy != ALL_LABELS]
@@ -218,3 +348,78 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         print(f"\n{report}\n\ndone in {(time.perf_counter() - t_all) / 60:.1f} min: {out / 'report.md'}, "
               f"{out / 'evidence.png'}, {out / 'runs.csv'}")
     return frame
+
+
+def _fits_in_memory(cache, mb: int) -> bool:
+    """Whether :meth:`FeatureCache.pin` holds ``cache`` under ``mb`` MB (a pooled cache of float32 features)."""
+    from ser_models.io import read_json
+
+    if cache.kind != "pooled" or not cache.ready:
+        return False
+    meta = read_json(cache.dir / "meta.json")
+    return int(meta["clips"]) * int(meta["num_layers"]) * int(meta["hidden_size"]) * 4 <= mb * 2**20
+
+
+class _Progress:
+    """One line per finished run: the running count, seed, strategy, the test UA curve, seconds, time left."""
+
+    def __init__(self, plan: list[tuple[str, int]], verbose: bool):
+        self.plan, self.verbose = plan, verbose
+        self.done, self.ran, self.t0 = 0, 0, time.perf_counter()
+
+    def finished(self, i: int, result, earlier: bool = False) -> None:
+        from ser_models.evaluation import headline_metric
+
+        self.done += 1
+        self.ran += not earlier
+        if not self.verbose:
+            return
+        name, seed = self.plan[i]
+        curve = "  ".join(f"{r.labelled}: {r.test[headline_metric(r.test)]:.3f}" if r.test else f"{r.labelled}: -"
+                          for r in result.reports)
+        left = len(self.plan) - self.done
+        if earlier:
+            when = "finished earlier"
+        elif left:
+            when = f"{(time.perf_counter() - self.t0) / self.ran * left / 60:.1f} min left"
+        else:
+            when = "done"
+        print(f"[{self.done:>3}/{len(self.plan)}] seed {seed:<3} {name:<22} test UA  {curve}  "
+              f"({result.seconds:.1f}s; {when})", flush=True)
+
+
+def _fan_out(cfg: EvidenceJobConfig, plan: list[tuple[str, int]], todo: list[int], labelable: int | None,
+             cache_args: dict, results: dict, progress: _Progress) -> None:
+    """Run ``plan[i]`` for every ``i`` of ``todo`` as Ray tasks, at most one per slot (:func:`run_slots`) at a
+    time, into ``results[i]``; the first failed run cancels the others and raises its error."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ser_models.runs.simulation import SimulationResult
+
+    ev = cfg.evidence
+    nodes = {n["NodeID"]: float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")}
+    free = run_slots(nodes, ev.cpus_per_run, ev.concurrency)
+    if progress.verbose:
+        print(f"fan-out: {len(todo)} runs, {len(free)} at a time on {len(set(free))} node(s), "
+              f"{ev.cpus_per_run} thread(s) each", flush=True)
+    # num_cpus=0: the run's own Ray Data tasks need the CPUs (see the module docstring); slots bound the load.
+    task = ray.remote(num_cpus=0)(simulate_run)
+    queue, running = list(todo), {}
+    try:
+        while queue or running:
+            while queue and free:
+                node, i = free.pop(0), queue.pop(0)
+                # soft: when the node dies, the retry runs elsewhere and resumes from the run's folder
+                ref = task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True)).remote(
+                    cfg, *plan[i], labelable, cache_args)
+                running[ref] = (i, node)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                i, node = running.pop(ref)
+                results[i] = SimulationResult.from_json(ray.get(ref))
+                free.append(node)
+                progress.finished(i, results[i])
+    finally:
+        for ref in running:  # a failed run (or Ctrl-C): the others stop; their folders resume on a rerun
+            ray.cancel(ref)

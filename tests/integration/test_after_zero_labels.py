@@ -146,3 +146,38 @@ def test_file_oracle_asks_for_the_evaluation_sets_first_then_the_rounds(bare_poo
     reports = loop.run()
     _check_run(out, loop, reports, speakers)
     assert set(LabelLedger(out / "labels" / "ledger.parquet").labelled()["oracle"]) == {"file"}
+
+
+def test_a_running_loop_takes_the_clips_a_pool_grew_by_into_its_next_round(demo_pool, tmp_path):
+    """Week 2's clips arrive while the run is between rounds: ``prepare_pool`` grows the pool in place, the next
+    round encodes only them into the feature cache, scores them and may select them; the ledger, the drawn
+    evaluation sets and the finished rounds stay as they were."""
+    manifest = pd.read_csv(demo_pool.manifest)
+    truth = dict(zip(manifest["utt_id"], manifest["label"]))
+    bare = manifest.drop(columns=["label", "split"])
+    bare["path"] = [str(Path(demo_pool.corpus_dir) / p) for p in bare["path"]]
+    new_speaker = sorted(bare["speaker"].unique())[-1]
+    week1, week2 = bare[bare["speaker"] != new_speaker], bare[bare["speaker"] == new_speaker]
+    week1.to_csv(tmp_path / "manifest.csv", index=False)
+    cfg = PoolConfig(manifest=str(tmp_path / "manifest.csv"), output_dir=str(tmp_path / "pool"), labels=[])
+    prepare_pool(cfg)
+    out = tmp_path / "run"
+    loop = _loop(tmp_path / "pool", out, ["active.budget_labels=[8,14,20]"],
+                 oracle=SimulatedOracle(truth, labels=list(DEMO_LABELS)))
+    evaluation = dict(loop.evaluation)
+
+    def grow(report, reports):
+        if report.round == 0:
+            bare.to_csv(tmp_path / "manifest.csv", index=False)  # week 1 + week 2
+            assert prepare_pool(cfg).kept == len(bare)
+
+    reports = loop.run(on_round=grow)
+    assert [r.labelled for r in reports] == [8, 14, 20]
+    new = set(week2["utt_id"])
+    assert new <= set(loop.train_ids) and loop.cache.last_encoded == len(new)  # only the new clips encoded
+    scored = lambda r: set(pq.read_table(out / "rounds" / f"round={r:03d}" / "scores.parquet")  # noqa: E731
+                           .column("utt_id").to_pylist())
+    assert not scored(0) & new and new <= scored(1)
+    assert loop.evaluation == evaluation and not _selections(out) & set(evaluation)
+    ledger = LabelLedger(out / "labels" / "ledger.parquet")
+    assert ledger.counts()["train"] == 20 and (ledger.labelled()["label"] == ledger.labelled()["utt_id"].map(truth)).all()
