@@ -353,7 +353,7 @@ def _update(cfg: PoolConfig, out: str, current: dict, manifest: pd.DataFrame, fi
         if len(new_ids):
             rows = man.loc[new_ids].reset_index(drop=True)
             print(f"pool {out}: decoding {len(rows)} new clips (the pool holds {len(index)})")
-            _write_shards(rows, cfg, join(staging, "data"))
+            _write_shards(rows, cfg, join(staging, "data"), update=True)
             q_new = _collect_quarantine(join(staging, "data"))
             files = list_files(join(staging, "data"), out)
         failpoint("prepare_after_decode")  # kill tests: new shards written, summary not yet
@@ -500,6 +500,8 @@ def _current_summary(out: str) -> dict | None:
 # 1024 rows). Files are capped separately (write_parquet's max_rows_per_file): one task writing several small
 # files is ~20 % faster than one task per small file (bench/ingest.py, stop 18).
 DECODE_BLOCK_ROWS = 1024
+#: An update adding at most this many clips decodes them in the job's own process (no Ray Data job).
+IN_PROCESS_DECODE_ROWS = 256
 
 
 def _num_blocks(n: int, cfg: PoolConfig) -> int:
@@ -507,13 +509,18 @@ def _num_blocks(n: int, cfg: PoolConfig) -> int:
     return max(1, math.ceil(n / DECODE_BLOCK_ROWS), min(math.ceil(n / cfg.batch_size), 4 * cfg.num_workers))
 
 
-def _write_shards(manifest, cfg: PoolConfig, data_dir: str, verbose: bool = True) -> None:
+def _write_shards(manifest, cfg: PoolConfig, data_dir: str, verbose: bool = True, update: bool = False) -> None:
+    """Decode ``manifest``'s clips into ``data_dir`` (``update``: the new clips of a grown pool, decoded in
+    process when there are few)."""
     import ray.data
 
     fs, path = filesystem(data_dir)
     n = len(manifest)
     if n == 0:
         fs.create_dir(path)
+        return
+    if update and n <= IN_PROCESS_DECODE_ROWS:
+        _write_shards_in_process(manifest, cfg, fs, path, verbose)
         return
     bounds = np.linspace(0, n, _num_blocks(n, cfg) + 1).astype(int)
     ds = ray.data.from_pandas([manifest.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
@@ -533,6 +540,22 @@ def _write_shards(manifest, cfg: PoolConfig, data_dir: str, verbose: bool = True
         decoded.write_parquet(path, filesystem=fs, partition_cols=["split"], concurrency=cfg.num_workers,
                               max_rows_per_file=cfg.rows_per_file)
     fs.create_dir(path)  # an all-quarantined pool still has its (empty) data folder
+
+
+def _write_shards_in_process(manifest, cfg: PoolConfig, fs, path: str, verbose: bool) -> None:
+    """A few clips (a pool grown by a week's calls) decoded here and written in the layout Ray Data writes
+    (hive partitions by split, at most ``rows_per_file`` rows per file): a Ray Data job's start-up would
+    cost more than decoding them (bench.grow)."""
+    t0 = time.perf_counter()
+    rows = manifest.reset_index(drop=True)
+    tables = [decode_to_arrow({c: rows[c].iloc[a:a + cfg.batch_size].to_numpy() for c in rows.columns}, cfg)
+              for a in range(0, len(rows), cfg.batch_size)]
+    pads.write_dataset(pa.concat_tables(tables), path, filesystem=fs, format="parquet",
+                       partitioning=pads.partitioning(pa.schema([("split", pa.string())]), flavor="hive"),
+                       basename_template=f"{uuid.uuid4().hex}-{{i}}.parquet", max_rows_per_file=cfg.rows_per_file,
+                       max_rows_per_group=cfg.rows_per_file, existing_data_behavior="overwrite_or_ignore")
+    if verbose:
+        print(f"  decode and write: {len(rows)} clips in process, {time.perf_counter() - t0:.1f}s", flush=True)
 
 
 def decode_to_arrow(batch: Mapping[str, Any], cfg: PoolConfig) -> pa.Table:
