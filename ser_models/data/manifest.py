@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from ser_models import io
-from ser_models.exceptions import ManifestError
+from ser_models.exceptions import ManifestError, PoolError
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "utt_id", "path", "start", "end", "label", "arousal", "valence", "dominance",
@@ -343,3 +343,32 @@ def _resolve_label_map(
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ManifestError(f"label_map {file}: must be a JSON object of raw label -> label strings")
     return {str(k): v for k, v in data.items()}
+
+
+#: Columns whose every value must lie in one split: segments of one recording (or one show, campaign or
+#: customer) in both train and test would let a model score on voices and rooms it trained on.
+SPLIT_KEYS = ("recording", "group")
+
+
+def check_split_leaks(manifest, source: str = "manifest") -> None:
+    """Refuse a manifest where one ``recording`` or one ``group`` has rows in more than one split.
+
+    Args:
+        manifest: the manifest DataFrame (``split`` already filled; rows without a recording / group are free).
+        source: the manifest's name, for the message.
+
+    Raises:
+        PoolError: naming the column, up to three offending values with the splits found for each, and how many
+            values straddle splits.
+    """
+    for col in SPLIT_KEYS:
+        if col not in manifest.columns:
+            continue
+        rows = manifest.loc[manifest[col].notna(), [col, "split"]]
+        splits = rows.groupby(col, sort=True)["split"].agg(lambda v: sorted(set(v)))
+        leaks = splits[splits.map(len) > 1]
+        if len(leaks):
+            shown = "; ".join(f"{col} {name!r} in {', '.join(found)}" for name, found in leaks.head(3).items())
+            raise PoolError(f"{source}: {len(leaks)} {col} value(s) have rows in more than one split ({shown}); "
+                            f"one {col} must stay in one split (train, dev or test): fix the manifest's "
+                            f"'split' column")

@@ -67,7 +67,7 @@ import pyarrow.dataset as pads
 from ser_models.config import to_dict, to_yaml
 from ser_models.data.audio import decode_batch
 from ser_models.data.config import PoolConfig
-from ser_models.data.manifest import read_manifest
+from ser_models.data.manifest import SPLIT_KEYS, check_split_leaks, read_manifest  # noqa: F401 (re-exported)
 from ser_models.data.pool import (
     FILES_NAME,
     QUARANTINE_FILE_SCHEMA,
@@ -430,35 +430,6 @@ def _commit(cfg: PoolConfig, out: str, build: str, files: dict[str, list[str]], 
     # The commit point: one atomic write switches readers from the old version to this one.
     write_json_atomic(join(out, "summary.json"), record)
     return record
-
-#: Columns whose every value must lie in one split: segments of one recording (or one show, campaign or
-#: customer) in both train and test would let a model score on voices and rooms it trained on.
-SPLIT_KEYS = ("recording", "group")
-
-
-def check_split_leaks(manifest, source: str = "manifest") -> None:
-    """Refuse a manifest where one ``recording`` or one ``group`` has rows in more than one split.
-
-    Args:
-        manifest: the manifest DataFrame (``split`` already filled; rows without a recording / group are free).
-        source: the manifest's name, for the message.
-
-    Raises:
-        PoolError: naming the column, up to three offending values with the splits found for each, and how many
-            values straddle splits.
-    """
-    for col in SPLIT_KEYS:
-        if col not in manifest.columns:
-            continue
-        rows = manifest.loc[manifest[col].notna(), [col, "split"]]
-        splits = rows.groupby(col, sort=True)["split"].agg(lambda v: sorted(set(v)))
-        leaks = splits[splits.map(len) > 1]
-        if len(leaks):
-            shown = "; ".join(f"{col} {name!r} in {', '.join(found)}" for name, found in leaks.head(3).items())
-            raise PoolError(f"{source}: {len(leaks)} {col} value(s) have rows in more than one split ({shown}); "
-                            f"one {col} must stay in one split (train, dev or test): fix the manifest's "
-                            f"'split' column")
-
 
 def _canonical(uri: str) -> str:
     """Absolute local path, or the URI as given (trailing slash removed)."""
