@@ -40,6 +40,7 @@ from ser_models.encoders.standardizer import LayerStandardizer, load_statistics
 from ser_models.encoders.text import TextEncoder
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.heads import EmotionHead, build_pooling, masked_mean
+from ser_models.heads.mc_dropout import row_seeded_dropout
 from ser_models.io import (
     exists,
     filesystem,
@@ -349,9 +350,9 @@ class EmotionModel(nn.Module):
         adapter (frozen or not), so a checkpoint never depends on the pre-training folder it started from."""
         out = {}
         if self.standardizer is not None:
-            out.update({f"standardizer.{n}": b for n, b in self.standardizer.named_buffers()})
+            out.update({f"standardizer.{n}": b for n, b in _saved_buffers(self.standardizer).items()})
         if self.functionals_norm is not None:
-            out.update({f"functionals_norm.{n}": b for n, b in self.functionals_norm.named_buffers()})
+            out.update({f"functionals_norm.{n}": b for n, b in _saved_buffers(self.functionals_norm).items()})
         if self.wap is not None:
             out.update({f"wap.{n}": t for n, t in self.wap.state_dict().items()})
         return {n: t.detach().cpu().contiguous().clone() for n, t in out.items()}
@@ -409,7 +410,7 @@ class EmotionModel(nn.Module):
                 if row_seeds is None:
                     m.train()
                 elif m.p > 0:  # stays in eval mode (identity); the hook applies the per-row mask
-                    hooks.append(m.register_forward_hook(_row_seeded_dropout(list(row_seeds), salt, m.p)))
+                    hooks.append(m.register_forward_hook(row_seeded_dropout(list(row_seeds), salt, m.p)))
         try:
             yield self
         finally:
@@ -511,9 +512,9 @@ class EmotionModel(nn.Module):
         """
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
         if self.standardizer is not None:
-            params.update({f"standardizer.{n}": b for n, b in self.standardizer.named_buffers()})
+            params.update({f"standardizer.{n}": b for n, b in _saved_buffers(self.standardizer).items()})
         if self.functionals_norm is not None:
-            params.update({f"functionals_norm.{n}": b for n, b in self.functionals_norm.named_buffers()})
+            params.update({f"functionals_norm.{n}": b for n, b in _saved_buffers(self.functionals_norm).items()})
         if self.wap is not None:
             params.update({f"wap.{n}": t for n, t in self.wap.state_dict().items()})
         missing, unexpected = sorted(set(params) - set(tensors)), sorted(set(tensors) - set(params))
@@ -533,22 +534,15 @@ class EmotionModel(nn.Module):
                 f"wap={self.cfg.wap.enabled}")
 
 
+def _saved_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s buffers that its state dict holds: not the non-persistent ones (speaker statistics, which a
+    checkpoint keeps in a file of their own)."""
+    kept = module.state_dict(keep_vars=True)
+    return {n: b for n, b in module.named_buffers() if n in kept}
+
+
 def _layer_means(enc, layers: Sequence[int]) -> torch.Tensor:
     """``[B, U, D]`` masked means over frames of ``enc.hidden_states[l]`` for each ``l`` in ``layers``."""
     return masked_mean(torch.stack([enc.hidden_states[i] for i in layers]), enc.frame_lengths).transpose(0, 1)
 
 
-def _row_seeded_dropout(row_seeds: list[int], salt: int, p: float):
-    """A forward hook that drops ``p`` of each row's values with a mask from that row's own generator."""
-
-    def hook(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
-        if output.shape[0] != len(row_seeds):
-            raise ValueError(f"mc_dropout(row_seeds=...) got {len(row_seeds)} seeds for a batch of {output.shape[0]}")
-        masks = []
-        for seed in row_seeds:
-            gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + salt) % (2**63))
-            masks.append(torch.rand(tuple(output.shape[1:]), generator=gen) >= p)
-        keep = torch.stack(masks).to(device=output.device, dtype=output.dtype)
-        return output * keep / (1.0 - p)
-
-    return hook

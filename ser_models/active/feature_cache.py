@@ -89,18 +89,22 @@ def cache_states(model_cfg, encoder, layers: str = "auto") -> int | None:
 class EncoderPooler:
     """Ray Data callable class: per-layer mean-pooled encoder features of each clip, as float32 bytes, or with
     ``frames`` every hidden state's frames ``[F, L, D]`` as float16 bytes (plus ``num_frames``). With ``states``
-    only hidden states ``0 .. states - 1`` are computed and kept (:func:`cache_states`)."""
+    only hidden states ``0 .. states - 1`` are computed and kept (:func:`cache_states`). It runs on CUDA only
+    when ``num_gpus`` (``active.scorer.num_gpus``) reserves a GPU (:func:`~ser_models.devices.actor_device`)."""
 
     def __init__(self, model_cfg: dict, micro_batch_size: int = 0, max_seconds: float = 20.0, threads: int = 1,
-                 frames: bool = False, states: int | None = None, functionals: str | None = None):
+                 frames: bool = False, states: int | None = None, functionals: str | None = None,
+                 num_gpus: float = 0.0):
         import torch
 
         from ser_models.active.scorer import auto_micro_batch
         from ser_models.config import from_dict
+        from ser_models.devices import actor_device, log_device
         from ser_models.model import EmotionModel, ModelConfig
 
         torch.set_num_threads(max(int(threads), 1))
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = actor_device(num_gpus)
+        log_device("feature cache", self.device, num_gpus)
         self.model = EmotionModel(from_dict(ModelConfig, model_cfg)).to(self.device).eval()
         if states is not None and not self.model.encoder.limit_depth(states):
             raise ConfigError(f"the {self.model.encoder.family} encoder cannot stop after hidden state {states - 1}")
@@ -277,7 +281,8 @@ class FeatureCache:
         sc = scorer_cfg or ScorerConfig()
         kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
                   "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds,
-                  "frames": self.kind == "frames", "states": self.states, "functionals": self.functionals}
+                  "frames": self.kind == "frames", "states": self.states, "functionals": self.functionals,
+                  "num_gpus": sc.num_gpus}
         self.build_with(ds, EncoderPooler, kwargs, self.states or num_layers, sc, verbose=verbose,
                         in_process=in_process, total=total, what="encoded")
 

@@ -171,7 +171,9 @@ class PoolScorer:
         functionals_speaker_stats: the same for the functionals (``model.functionals`` with speaker statistics).
         encoder_source: where the checkpoint's encoder lives now (``EmotionModel.load_checkpoint``); None = the
             places the checkpoint records.
-        device: torch device to score on; None = CUDA when available, else CPU.
+        device: torch device to score on; None = :func:`~ser_models.devices.actor_device` of ``num_gpus``
+            (CUDA only where a GPU is reserved), reported in one line.
+        num_gpus: the GPUs this actor reserved (``active.scorer.num_gpus``).
 
     A model with ``model.functionals`` reads each clip's eGeMAPS functionals from the feature cache's column;
     given audio instead (``jobs.predict``, ``jobs.evaluate``), the scorer computes them from it.
@@ -181,10 +183,11 @@ class PoolScorer:
                  feature_shape: tuple[int, int] | None = None, mc_samples: int = 0, micro_batch_size: int = 0,
                  max_seconds: float = 20.0, threads: int = 1, seed: int = 0, speaker_stats: str | None = None,
                  functionals_speaker_stats: str | None = None, encoder_source: str | None = None,
-                 device: str | None = None):
+                 device: str | None = None, num_gpus: float = 0.0):
         import torch
 
         from ser_models.config import from_dict
+        from ser_models.devices import actor_device, log_device
         from ser_models.model import EmotionModel, ModelConfig
 
         torch.set_num_threads(max(int(threads), 1))
@@ -211,7 +214,9 @@ class PoolScorer:
             from ser_models.encoders.functionals import EgemapsExtractor
 
             self.egemaps = EgemapsExtractor(threads)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device) if device else actor_device(num_gpus)
+        if not device:  # chosen here, so say so (a caller that names its device knows it)
+            log_device("scorer", self.device, num_gpus)
         self.model.to(self.device).eval()
         self.feature_shape = tuple(feature_shape) if feature_shape else None
         self.mc_samples = mc_samples
@@ -405,7 +410,7 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         columns = [*columns, "functionals"]
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
-                  max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed)
+                  max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed, num_gpus=cfg.num_gpus)
     batches = run_on_actor_pool(ds.select_columns(columns), PoolScorer, kwargs, cfg, in_process)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs",
                                                           "dims", "mc_dims")}

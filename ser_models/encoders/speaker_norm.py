@@ -193,7 +193,11 @@ class SpeakerStandardizer(nn.Module):
         super().__init__()
         self.shape = (num_layers, dim)
         self.stats: SpeakerStatistics | None = None
-        self._mean = self._scale = None
+        # Buffers, so .to(device) moves them with the model; not persistent: the checkpoint keeps them in a
+        # file of their own (their speaker count varies from pool to pool). Empty until set, so that they
+        # still record the device the model was moved to.
+        self.register_buffer("_mean", torch.zeros(0), persistent=False)
+        self.register_buffer("_scale", torch.zeros(0), persistent=False)
 
     @property
     def fitted(self) -> bool:
@@ -215,8 +219,10 @@ class SpeakerStandardizer(nn.Module):
         std = np.concatenate([stats.std, stats.pool_std[None]])
         mean = np.pad(mean, ((0, 0), (0, pad), (0, 0)))
         std = np.pad(std, ((0, 0), (0, pad), (0, 0)), constant_values=1.0)
-        self._mean = torch.from_numpy(np.ascontiguousarray(mean, np.float32))
-        self._scale = torch.from_numpy(np.ascontiguousarray(1.0 / np.maximum(std, MIN_STD), np.float32))
+        # On the device the model was moved to already (a loop sets new statistics every round).
+        device = self._mean.device
+        self._mean = torch.from_numpy(np.ascontiguousarray(mean, np.float32)).to(device)
+        self._scale = torch.from_numpy(np.ascontiguousarray(1.0 / np.maximum(std, MIN_STD), np.float32)).to(device)
 
     def _rows(self, speakers: Sequence | None, batch: int, states: int, like: torch.Tensor):
         if self.stats is None:
@@ -225,7 +231,7 @@ class SpeakerStandardizer(nn.Module):
         index = (np.full(batch, -1, np.int64) if speakers is None else self.stats.index(speakers))
         if len(index) != batch:
             raise ValueError(f"{batch} clips but {len(index)} speakers")
-        index = torch.from_numpy(index)
+        index = torch.from_numpy(index).to(self._mean.device)
         return (self._mean[index, :states].to(like.device, like.dtype),
                 self._scale[index, :states].to(like.device, like.dtype))
 

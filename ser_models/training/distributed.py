@@ -14,21 +14,56 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+#: The process-group backend Ray Train is asked for under ``scaling.use_gpu``: gloo carries CPU tensors (the
+#: small scalars of :func:`all_reduce_min` / :func:`broadcast_flag`, with no device sync), NCCL the gradients.
+GPU_BACKEND = "cpu:gloo,cuda:nccl"
+
+
+def collective_device(backend: str) -> torch.device:
+    """The device a collective's tensor must live on for a process group of ``backend``.
+
+    NCCL rejects CPU tensors; gloo takes CPU tensors (and CUDA ones, staged through the host). A mixed backend
+    (``"cpu:gloo,cuda:nccl"``) routes by the tensor's device, so CPU is the cheap choice there.
+
+    Args:
+        backend: ``torch.distributed.get_backend()``: ``"gloo"``, ``"nccl"``, ``"cpu:gloo,cuda:nccl"``, ...
+
+    Returns:
+        ``cuda:<current device>`` when only NCCL serves the group, else ``cpu``.
+    """
+    names = [part.strip().lower() for part in str(backend).split(",") if part.strip()]
+    if any(n.startswith("cpu:") for n in names):  # the group has a CPU backend of its own
+        return torch.device("cpu")
+    if any(n.rpartition(":")[2] == "nccl" for n in names):
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _in_group() -> bool:
+    # Any process group, one process included: a one-worker group runs the collective too (microseconds), so
+    # the path that multi-worker runs take is the one every run and the one-process tests exercise.
+    return dist.is_available() and dist.is_initialized()
+
+
+def _group_device() -> torch.device:
+    return collective_device(dist.get_backend())
+
+
 def all_reduce_min(value: int) -> int:
     """The minimum of ``value`` over workers: every DDP replica must run the same number of steps, or the
     replica with the longer shard waits forever in its gradient all-reduce."""
-    if not is_distributed():
+    if not _in_group():
         return int(value)
-    t = torch.tensor([int(value)], dtype=torch.long)
+    t = torch.tensor([int(value)], dtype=torch.long, device=_group_device())
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return int(t.item())
 
 
 def broadcast_flag(flag: bool) -> bool:
     """Rank 0's decision (e.g. early stopping) applied on every worker."""
-    if not is_distributed():
+    if not _in_group():
         return bool(flag)
-    t = torch.tensor([1 if flag else 0], dtype=torch.long)
+    t = torch.tensor([1 if flag else 0], dtype=torch.long, device=_group_device())
     dist.broadcast(t, src=0)
     return bool(t.item())
 

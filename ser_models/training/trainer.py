@@ -20,7 +20,7 @@ from pathlib import Path
 
 import ray
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from ser_models.config import to_dict
 from ser_models.encoders.functionals import reads_functionals
@@ -40,6 +40,7 @@ from ser_models.metrics import plot_confusion
 from ser_models.model import reads_speakers
 from ser_models.training.batching import AUDIO_INPUT_COLUMNS, training_columns
 from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.distributed import GPU_BACKEND
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
 
 
@@ -190,6 +191,9 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
     trainer = TorchTrainer(
         loop_fn,
         train_loop_config=loop_config,
+        # On GPUs NCCL carries the gradients and gloo the loop's small CPU collectives (NCCL rejects CPU
+        # tensors); on CPUs Ray's default (gloo) is kept.
+        torch_config=TorchConfig(backend=GPU_BACKEND) if scaling.use_gpu else None,
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker={"CPU": scaling.cpus_per_worker}),
         run_config=RunConfig(
