@@ -1,6 +1,6 @@
 """A short GPU check: scoring throughput and MFU, one-clip-at-a-time scoring, a fine-tune step, NCCL.
 
-    python bench/gpu_check.py                        # (or python -m bench.gpu_check) on one GPU, <= 8 minutes; writes bench/results/gpu.md
+    python bench/gpu_check.py                        # (or python -m bench.gpu_check) on one GPU, <= 8 minutes; writes gpu.md in bench/results
     python bench/gpu_check.py --device cpu --quick   # proves the script end to end on a CPU (prints only)
 
 It runs in one process and needs only torch, transformers, peft and numpy (no Ray, no FAISS, no OmegaConf):

@@ -23,6 +23,7 @@ JOBS = {
     "finetune_": ("finetune", "FinetuneJobConfig"),
     "tapt_": ("tapt", "TaptJobConfig"),
     "demo_after": ("after", "AfterJobConfig"),
+    "my_data_after": ("after", "AfterJobConfig"),
     "demo_evidence": ("evidence", "EvidenceJobConfig"),
     "evidence_": ("evidence", "EvidenceJobConfig"),
     "after_": ("after", "AfterJobConfig"),
