@@ -135,7 +135,10 @@ class Predictor:
             if wav.ndim != 1:
                 raise ConfigError(f"predict({name}): expected a mono waveform [T], got shape {wav.shape} (average "
                                   "the channels, or pick one, first)")
-            if np.issubdtype(wav.dtype, np.integer):
+            if np.issubdtype(wav.dtype, np.unsignedinteger):  # unsigned PCM (8-bit WAV) is centred on its midpoint
+                mid = float(np.iinfo(wav.dtype).max + 1) / 2
+                wav = (wav.astype(np.float32) - mid) / mid
+            elif np.issubdtype(wav.dtype, np.integer):
                 wav = wav.astype(np.float32) / float(np.iinfo(wav.dtype).max + 1)
             wav = np.ascontiguousarray(wav, dtype=np.float32)
             self._check_length(name, wav.size / float(sample_rate))

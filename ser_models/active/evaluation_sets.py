@@ -350,6 +350,11 @@ class RunEvaluation:
                  pool_checked: bool = False, cross_lingual: bool = False, log: Callable[[str], None] = print):
         self.pool, self.handover, self.log = pool, handover, log
         self.source = evaluation_source(active.evaluation, pool, model_cfg)
+        if self.source == "pool" and exists(out / "rounds" / "evaluation" / "selection.parquet"):
+            # The run drew its own sets: they stay its sets, even if the pool has labelled splits by now (the
+            # ledger labelled them for evaluation, and the learning curve keeps one test set).
+            log("evaluation: this run drew its own sets; it keeps them (the pool's dev / test splits are not used)")
+            self.source = "loop"
         if not pool_checked:
             check_evaluation_pool(pool, model_cfg, self.source, cross_lingual=cross_lingual)
         self.purposes: dict[str, str] = {}
@@ -357,8 +362,25 @@ class RunEvaluation:
             drawn = evaluation_sets(pool, out / "rounds" / "evaluation", active.evaluation, active.seed,
                                     where=where, exclude=handover.unlabelable, log=log)
             self.purposes = dict(zip(drawn["utt_id"].astype(str), drawn["purpose"]))
+            self.units = set(drawn["unit"].astype(str))
         self.ids = set(self.purposes)
         self.where = where or {}
+
+    def held_out(self) -> set[str]:
+        """The drawn clips and every training-split clip that shares a unit with them (a clip a grown pool
+        added to a test speaker or recording): none of them trains, is scored or is selected.
+
+        Returns:
+            Utt ids (empty with the pool's splits).
+        """
+        ids = set(self.ids)
+        units = getattr(self, "units", set())
+        for col in sorted({u.split("=", 1)[0] for u in units} - {"clip"}):
+            values = {u.split("=", 1)[1] for u in units if u.startswith(col + "=")}
+            meta = self.pool.metadata(columns=["utt_id", col], split="train", where=self.where)
+            shared = meta[col].notna() & meta[col].astype(str).isin(values)
+            ids |= set(meta.loc[shared, "utt_id"].astype(str))
+        return ids
 
     def training_dropped(self) -> pd.DataFrame:
         """Clips the oracle dropped among the training picks (``utt_id, round, reason``): a dropped evaluation

@@ -133,11 +133,12 @@ class ActiveLearningLoop:
                                        pool_checked=pool_checked, cross_lingual=self.cross is not None, log=self.log)
         self.evaluation, self.evaluation_ids = self.eval_sets.purposes, self.eval_sets.ids
         # The clips the rounds may train on, score and select: the training split without the evaluation sets.
-        self.train_ids = [i for i in split_ids if i not in self.evaluation_ids]
+        self.held_out = self.eval_sets.held_out()
+        self.train_ids = [i for i in split_ids if i not in self.held_out]
         if active.max_per_recording:
             self.strategy = GroupCap(self.strategy, self._recordings(), active.max_per_recording)
         # What labelling each training clip costs (hour budgets spend seconds of audio).
-        self.durations = seconds.drop(index=list(self.evaluation_ids))
+        self.durations = seconds.drop(index=list(self.held_out), errors="ignore")
         self.budget = LabelBudget(active, self.durations)
         self.targets = self.budget.targets
         if active.semi_supervised.enabled and not self.labels:
@@ -195,15 +196,20 @@ class ActiveLearningLoop:
         """A pool that grew (or was relabelled) since the run started: its new training clips are encoded into the
         cache, scored and selectable from this round on. The budget's targets, the evaluation sets and the stop
         set keep the values they had when the run started; clips the update dropped leave the candidates."""
+        lineage = self.pool.lineage
         if not self.pool.refresh():
             return
+        if self.pool.lineage != lineage:  # the cache, the ledger and the statistics describe the old audio
+            raise ConfigError(f"pool {self.pool.root} was rebuilt while this run was going (lineage {lineage[:12]} -> "
+                              f"{self.pool.lineage[:12]}): start a new run (a new output_dir) on the rebuilt pool")
         meta = self.pool.metadata(columns=["utt_id", "path", "duration"], split="train", where=self.where)
         split_ids = sorted(meta["utt_id"].astype(str))
         seconds = pd.Series(meta["duration"].astype(float).to_numpy(), index=meta["utt_id"].astype(str))
         before = len(self.train_ids)
         self.handover.grow(meta, seconds, split_ids)
-        self.train_ids = [i for i in split_ids if i not in self.evaluation_ids]
-        self.durations = self.budget.durations = seconds.drop(index=list(self.evaluation_ids), errors="ignore")
+        self.held_out = self.eval_sets.held_out()
+        self.train_ids = [i for i in split_ids if i not in self.held_out]
+        self.durations = self.budget.durations = seconds.drop(index=list(self.held_out), errors="ignore")
         if isinstance(self.strategy, GroupCap):
             self.strategy.groups = self._recordings()
         self._dev_test = None  # a clip may have moved between splits
@@ -232,9 +238,9 @@ class ActiveLearningLoop:
 
         if self.cache is None:
             ds = self.pool.dataset("train", where=self.where)
-            held_out = pa.array(sorted(self.evaluation_ids), pa.string())  # never scored, so never selected
+            held_out = pa.array(sorted(self.held_out), pa.string())  # never scored, so never selected
             ds = ds.map_batches(without_ids, fn_kwargs={"ids": held_out}, batch_format="pyarrow", zero_copy_batch=True) \
-                if self.evaluation_ids else ds
+                if self.held_out else ds
             return ds, None
         return self.cache.dataset(ids=self.train_ids), self.cache.shape
 
@@ -406,7 +412,7 @@ class ActiveLearningLoop:
             costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()
         scored = scores.as_scored_pool(known_targets(scores.ids, ledger, self.dimensions), costs=costs,
                                        labels=known_labels(scores.ids, ledger, self.labels, self.active.strategy))
-        ids = self.strategy.query(scored, exclude | self.handover.unlabelable() | self.evaluation_ids, n, seed=seed)
+        ids = self.strategy.query(scored, exclude | self.handover.unlabelable() | self.held_out, n, seed=seed)
         return list(ids), getattr(self.strategy, "last_choice", None)
 
     def _query_in_batches(self, r: int, scores: Scores, have: set[str], n: int,

@@ -461,10 +461,19 @@ def _referenced(out: str, summary: dict | None) -> set[str]:
 
 
 def _current_summary(out: str) -> dict | None:
+    """The pool's summary; None when there is no complete pool of this format (then it is built afresh).
+
+    Raises:
+        PoolError: ``summary.json`` exists but cannot be read (a storage error, a corrupt file): rebuilding over
+            it would delete builds that may hold the only copy of clips whose sources are gone.
+    """
     try:
         return Pool.open(out).summary
-    except (PoolError, OSError, ValueError):
+    except PoolError:
         return None
+    except (OSError, ValueError) as exc:
+        raise PoolError(f"cannot read the pool at {out} ({type(exc).__name__}: {exc}); nothing was changed: retry, "
+                        "or fix or remove its summary.json") from exc
 
 
 # A decode task holds its block's audio until the fused write has flushed it (~100 MB of 3 s pcm16 clips at

@@ -156,13 +156,15 @@ def test_a_running_loop_takes_the_clips_a_pool_grew_by_into_its_next_round(demo_
     truth = dict(zip(manifest["utt_id"], manifest["label"]))
     bare = manifest.drop(columns=["label", "split"])
     bare["path"] = [str(Path(demo_pool.corpus_dir) / p) for p in bare["path"]]
+    # week 2: one new speaker, and one more clip of every other speaker (test and dev speakers included)
     new_speaker = sorted(bare["speaker"].unique())[-1]
-    week1, week2 = bare[bare["speaker"] != new_speaker], bare[bare["speaker"] == new_speaker]
+    later = (bare["speaker"] == new_speaker) | ~bare.duplicated("speaker", keep="last")
+    week1, week2 = bare[~later], bare[later]
     week1.to_csv(tmp_path / "manifest.csv", index=False)
     cfg = PoolConfig(manifest=str(tmp_path / "manifest.csv"), output_dir=str(tmp_path / "pool"), labels=[])
     prepare_pool(cfg)
     out = tmp_path / "run"
-    loop = _loop(tmp_path / "pool", out, ["active.budget_labels=[8,14,20]"],
+    loop = _loop(tmp_path / "pool", out, ["active.budget_labels=[6,10,14]"],
                  oracle=SimulatedOracle(truth, labels=list(DEMO_LABELS)))
     evaluation = dict(loop.evaluation)
 
@@ -172,12 +174,17 @@ def test_a_running_loop_takes_the_clips_a_pool_grew_by_into_its_next_round(demo_
             assert prepare_pool(cfg).kept == len(bare)
 
     reports = loop.run(on_round=grow)
-    assert [r.labelled for r in reports] == [8, 14, 20]
+    assert [r.labelled for r in reports] == [6, 10, 14]
+    speakers = dict(zip(bare["utt_id"], bare["speaker"]))
+    held = {speakers[u] for u in evaluation}
     new = set(week2["utt_id"])
-    assert new <= set(loop.train_ids) and loop.cache.last_encoded == len(new)  # only the new clips encoded
+    assert loop.cache.last_encoded == len(new)  # only the new clips encoded
+    # a new clip of a test or dev speaker stays out of training, scoring and selection: units stay whole
+    new_held = {u for u in new if speakers[u] in held}
+    assert new_held and not new_held & set(loop.train_ids) and new - new_held <= set(loop.train_ids)
     scored = lambda r: set(pq.read_table(out / "rounds" / f"round={r:03d}" / "scores.parquet")  # noqa: E731
                            .column("utt_id").to_pylist())
-    assert not scored(0) & new and new <= scored(1)
+    assert not scored(0) & new and new - new_held <= scored(1) and not scored(1) & new_held
     assert loop.evaluation == evaluation and not _selections(out) & set(evaluation)
     ledger = LabelLedger(out / "labels" / "ledger.parquet")
-    assert ledger.counts()["train"] == 20 and (ledger.labelled()["label"] == ledger.labelled()["utt_id"].map(truth)).all()
+    assert ledger.counts()["train"] == 14 and (ledger.labelled()["label"] == ledger.labelled()["utt_id"].map(truth)).all()
