@@ -101,15 +101,17 @@ class ActiveLearningLoop:
             dev/test when they come from the pool, :func:`check_cross_lingual`), as ``jobs.after`` does before
             Ray starts; skip them here.
         plots: draw the confusion matrix and learning curve PNGs of every round (many-seed runs skip them).
+        follow_pool: take the clips a pool grows by into the next round; simulations keep the pool they started
+            on (paired runs compare the same pool, and only the driver extends the shared cache).
     """
 
     def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings,
                  active: ActiveConfig, oracle=None, verbose: bool = True, cross_lingual=None,
-                 pool_checked: bool = False, plots: bool = True):
+                 pool_checked: bool = False, plots: bool = True, follow_pool: bool = True):
         self.pool = pool
         self.out: StoragePath = storage_path(output_dir)
         self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
-        self.verbose, self.plots = verbose, plots
+        self.verbose, self.plots, self.follow_pool = verbose, plots, follow_pool
         self.in_process = scaling.backend == "in_process"
         self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
         self.strategy = build_strategy(active.strategy)
@@ -197,7 +199,7 @@ class ActiveLearningLoop:
         cache, scored and selectable from this round on. The budget's targets, the evaluation sets and the stop
         set keep the values they had when the run started; clips the update dropped leave the candidates."""
         lineage = self.pool.lineage
-        if not self.pool.refresh():
+        if not self.follow_pool or not self.pool.refresh():
             return
         if self.pool.lineage != lineage:  # the cache, the ledger and the statistics describe the old audio
             raise ConfigError(f"pool {self.pool.root} was rebuilt while this run was going (lineage {lineage[:12]} -> "

@@ -95,7 +95,7 @@ def run_simulation(pool, output_dir: str | Path, model_cfg, train_cfg, scaling, 
         if threads is not None:
             torch.set_num_threads(threads)
         loop = ActiveLearningLoop(pool, output_dir, model_cfg, train_cfg, scaling, active, verbose=verbose,
-                                  pool_checked=pool_checked, plots=plots)
+                                  pool_checked=pool_checked, plots=plots, follow_pool=False)
         result = SimulationResult(loop.run(), time.perf_counter() - t0)
     finally:
         torch.set_num_threads(before)  # the caller's process keeps its own setting (a serial job's driver)
