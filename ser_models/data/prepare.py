@@ -270,7 +270,9 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
         if current is not None:
             print(f"pool {out}: rebuilding from scratch ({reason}); runs started on the old pool will refuse it")
         record = _build(cfg, out, manifest, fingerprint, build, t0)
-    _remove_builds(out, keep=_referenced(out, record))
+    # An update keeps the previous version's files until the next one: a run reading it (a loop between two
+    # rounds) finishes its round before it refreshes. A rebuild keeps nothing: runs refuse the old lineage.
+    _remove_builds(out, keep=_referenced(out, record) | (_referenced(out, current) if reason is None else set()))
     summary = PoolSummary.from_dict(record)
     print(summary.table())
     return summary
