@@ -14,11 +14,24 @@ last step plus :meth:`LabelBudget.spent`'s ``test`` and ``dev``: the run log say
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
+from ser_models.io import exists, read_json, write_json_atomic
+
+
+def fixed_at_start(path, values: Callable[[], dict]) -> dict:
+    """What a run fixes at its first start (``values()``, written atomically to ``path``), read back on every
+    restart, so that a pool that grew or changed since cannot change it."""
+    if exists(path):
+        return read_json(path)
+    fixed = values()
+    write_json_atomic(path, fixed)
+    return fixed
 
 
 class LabelBudget:

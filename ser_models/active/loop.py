@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ser_models.active.budget import LabelBudget
+from ser_models.active.budget import LabelBudget, fixed_at_start
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
 from ser_models.active.curves import plot_learning_curves
 from ser_models.active.evaluation_sets import RunEvaluation, without_ids
@@ -133,7 +133,7 @@ class ActiveLearningLoop:
         # dev / test: the pool's splits, or drawn sets the ledger labels; training labels only from the ledger.
         self.eval_sets = RunEvaluation(pool, self.out, active, model_cfg, self.handover, where=self.where,
                                        pool_checked=pool_checked, cross_lingual=self.cross is not None, log=self.log)
-        self.evaluation, self.evaluation_ids = self.eval_sets.purposes, self.eval_sets.ids
+        self.evaluation = self.eval_sets.purposes
         # The clips the rounds may train on, score and select: the training split without the evaluation sets.
         self.held_out = self.eval_sets.held_out()
         self.train_ids = [i for i in split_ids if i not in self.held_out]
@@ -142,13 +142,13 @@ class ActiveLearningLoop:
         # What labelling each training clip costs (hour budgets spend seconds of audio).
         self.durations = seconds.drop(index=list(self.held_out), errors="ignore")
         self.budget = LabelBudget(active, self.durations)
-        self.targets = self.budget.targets
         if active.semi_supervised.enabled and not self.labels:
             raise ConfigError("active.semi_supervised makes class pseudo-labels, but model.labels is empty: set "
                               "active.semi_supervised.method=none for a dimensional-only model")
-        # The fixed clips whose predictions, round after round, tell whether the model still changes its mind.
-        self.stop_ids = stop_set_ids(self.train_ids, active.stopping.stop_set_size, active.seed) if self.labels \
-            else []
+        # Targets and stop set (whose predictions tell if the model still changes its mind): fixed at the first start.
+        plan = fixed_at_start(self.out / "rounds" / "plan.json", lambda: {"targets": self.budget.targets, "stop_ids": (
+            stop_set_ids(self.train_ids, active.stopping.stop_set_size, active.seed) if self.labels else [])})
+        self.budget.targets, self.targets, self.stop_ids = plan["targets"], plan["targets"], plan["stop_ids"]
         if self.cross and not pool_checked:
             check_cross_lingual(pool, self.cross, model_cfg)
         self.cross_feeds = CrossLingualFeeds(pool, self.cross, model_cfg, self.train_ids, active.seed,

@@ -166,7 +166,7 @@ def test_a_running_loop_takes_the_clips_a_pool_grew_by_into_its_next_round(demo_
     out = tmp_path / "run"
     loop = _loop(tmp_path / "pool", out, ["active.budget_labels=[6,10,14]"],
                  oracle=SimulatedOracle(truth, labels=list(DEMO_LABELS)))
-    evaluation = dict(loop.evaluation)
+    evaluation, stop_ids = dict(loop.evaluation), list(loop.stop_ids)
 
     def grow(report, reports):
         if report.round == 0:
@@ -186,5 +186,10 @@ def test_a_running_loop_takes_the_clips_a_pool_grew_by_into_its_next_round(demo_
                            .column("utt_id").to_pylist())
     assert not scored(0) & new and new - new_held <= scored(1) and not scored(1) & new_held
     assert loop.evaluation == evaluation and not _selections(out) & set(evaluation)
+    # a restart on the grown pool keeps the targets and the stop set it started with, and its finished rounds
+    again = _loop(tmp_path / "pool", out, ["active.budget_labels=[6,10,14]"],
+                  oracle=SimulatedOracle(truth, labels=list(DEMO_LABELS)))
+    assert again.stop_ids == stop_ids and again.targets == [6, 10, 14] and len(again.train_ids) > len(stop_ids)
+    assert [r.to_json() for r in again.run()] == [r.to_json() for r in reports]
     ledger = LabelLedger(out / "labels" / "ledger.parquet")
     assert ledger.counts()["train"] == 14 and (ledger.labelled()["label"] == ledger.labelled()["utt_id"].map(truth)).all()
