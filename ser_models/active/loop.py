@@ -5,7 +5,7 @@ Run layout under ``output_dir``::
     labels/ledger.parquet          the truth: which clip got which label in which round, and for what
     rounds/evaluation/selection.parquet  drawn test / dev clips (utt_id, purpose, unit) when the pool has no
                                    labelled dev / test split (active.evaluation); labelled before round 0
-    rounds/initial/selection.parquet
+    rounds/plan.json               budget targets and stop set, fixed at the first start; rounds/initial/selection.parquet
     rounds/round=003/train/        Ray Train run (checkpoint/, metrics.json, confusion.png)
     rounds/round=003/scores.parquet
     rounds/round=003/stop_set.parquet    the round's predictions on the fixed stop set (stopping criteria)
