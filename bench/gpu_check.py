@@ -59,13 +59,14 @@ WHISPER_DIR = ROOT / ".cache" / "encoders" / "smart-turn-v3.2-whisper-tiny"
 RESULTS = ROOT / "bench" / "results" / "gpu.md"
 SR = 16000
 
-#: Dense peak TFLOPs by card: (bf16 tensor, fp32 non-tensor). NVIDIA data sheets: H100 SXM5 989 / 67,
-#: H100 PCIe 756 / 51, H200 SXM 989 / 67 (same compute as H100 SXM), A100 (SXM and PCIe) 312 / 19.5.
+#: Dense peak TFLOPs by card: (bf16 tensor, fp32 non-tensor, tf32 tensor). NVIDIA data sheets (the tensor
+#: figures without sparsity): H100 SXM5 989 / 67 / 495, H100 PCIe 756 / 51 / 378, H200 SXM as H100 SXM,
+#: A100 (SXM and PCIe) 312 / 19.5 / 156.
 PEAK_TFLOPS = {
-    "H200": (989.0, 67.0),
-    "H100 PCIe": (756.0, 51.0),
-    "H100": (989.0, 67.0),
-    "A100": (312.0, 19.5),
+    "H200": (989.0, 67.0, 495.0),
+    "H100 PCIe": (756.0, 51.0, 378.0),
+    "H100": (989.0, 67.0, 495.0),
+    "A100": (312.0, 19.5, 156.0),
 }
 
 
@@ -82,14 +83,14 @@ distributed = _load_by_file("ser_distributed", "ser_models/training/distributed.
 whisper_windows = _load_by_file("ser_whisper_windows", "ser_models/encoders/whisper_windows.py")
 
 
-def peak_tflops(device: torch.device) -> tuple[str, float, float] | None:
-    """``(card, bf16, fp32)`` peak dense TFLOPs of ``device``'s card, or None (CPU, unknown card)."""
+def peak_tflops(device: torch.device) -> tuple[str, float, float, float] | None:
+    """``(card, bf16, fp32, tf32)`` peak dense TFLOPs of ``device``'s card, or None (CPU, unknown card)."""
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    for key, (bf16, fp32) in PEAK_TFLOPS.items():
+    for key, (bf16, fp32, tf32) in PEAK_TFLOPS.items():
         if all(part in name for part in key.split()):
-            return key, bf16, fp32
+            return key, bf16, fp32, tf32
     return None
 
 
@@ -334,7 +335,7 @@ def environment(device: torch.device) -> dict:
 def mfu(flops: float, seconds: float, peak: tuple[str, float, float] | None, precision: str) -> str:
     if not peak or not flops:
         return "n/a"
-    top = (peak[1] if precision == "bf16" else peak[2]) * 1e12
+    top = {"bf16": peak[1], "fp32": peak[2], "tf32": peak[3]}[precision] * 1e12
     return f"{100 * flops / seconds / top:.1f} %"
 
 
@@ -484,7 +485,7 @@ def render(env, peak, rows, single_rows, train_rows, coll, notes, total, quick) 
         json.dumps(env, indent=1),
         "```",
         "",
-        f"Peak used for MFU: {peak[0]} {peak[1]:g} TFLOPs bf16 / {peak[2]:g} TFLOPs fp32 (dense, NVIDIA data sheet)"
+        f"Peak used for MFU: {peak[0]} {peak[1]:g} TFLOPs bf16 / {peak[2]:g} fp32 / {peak[3]:g} tf32 (dense, NVIDIA data sheet)"
         if peak else "Peak used for MFU: none (CPU or a card not in PEAK_TFLOPS), so no MFU.",
         "",
         "## Scoring (1.5-5 s clips, length-sorted micro-batches, the faster of two passes)",

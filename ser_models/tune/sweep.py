@@ -195,6 +195,10 @@ def trial_footprint(base_cfg) -> TrialFootprint:
         scorer = base_cfg.active.scorer
         cpus = max(1.0 if in_process else cpus, scorer.num_actors * scorer.num_cpus)
         own = {**sliver, **({"GPU": 1.0} if scaling.use_gpu and in_process else {})}
+        # Scoring and cache actors reserve their own GPUs after training. An in-process trial keeps its GPU
+        # meanwhile, so they add to it; Ray Train workers have released theirs, so the larger of the two counts.
+        scoring = float(scorer.num_actors * scorer.num_gpus)
+        gpus = gpus + scoring if in_process else max(gpus, scoring)
     elif in_process:
         own = {"CPU": float(scaling.cpus_per_worker), **({"GPU": 1.0} if scaling.use_gpu else {})}
     else:
@@ -228,6 +232,22 @@ def default_concurrency(footprint: TrialFootprint, cluster: dict, pbt: bool = Fa
     if footprint.gpus:
         n = min(n, max(1, math.floor(float(cluster.get("GPU", 0)) / footprint.gpus)))
     return n
+
+
+def check_gpus(footprint: TrialFootprint, cluster: dict) -> None:
+    """Refuse a trial that needs more GPUs at once than the cluster has: it would wait forever.
+
+    Raises:
+        ConfigError: naming the keys that hold the GPUs (e.g. an in-process trial holding its GPU while its
+            scoring actors ask for one more on a one-GPU node).
+    """
+    have = float(cluster.get("GPU", 0))
+    if footprint.gpus > have + 1e-9:
+        raise ConfigError(
+            f"one trial needs {footprint.gpus:g} GPUs at once but the cluster has {have:g}: an in-process trial "
+            "keeps its GPU (scaling.use_gpu) while its scoring actors reserve active.scorer.num_actors x "
+            "active.scorer.num_gpus more. Set active.scorer.num_gpus=0 (score on CPU), or "
+            "scaling.backend=ray_train (the workers release their GPUs before scoring), or add GPUs")
 
 
 def starved_reads_warning(concurrency: int, footprint: TrialFootprint, cluster: dict, pbt: bool) -> str | None:
@@ -373,6 +393,7 @@ def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
                                     trial_resources(plan, footprint))
     space = param_space(plan.params, plan.base_dict, cfg.search_alg)
     cluster = ray.cluster_resources()
+    check_gpus(footprint, cluster)
     concurrency = (0 if pbt else cfg.max_concurrent_trials) or default_concurrency(footprint, cluster, pbt=pbt)
     warning = starved_reads_warning(concurrency, footprint, cluster, pbt)
     if warning:

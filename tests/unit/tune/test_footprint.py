@@ -6,7 +6,8 @@ import pytest
 
 from jobs.after import AfterJobConfig
 from jobs.finetune import FinetuneJobConfig
-from ser_models.tune.sweep import default_concurrency, trial_footprint
+from ser_models.exceptions import ConfigError
+from ser_models.tune.sweep import check_gpus, default_concurrency, trial_footprint
 
 
 def _finetune(**scaling):
@@ -33,6 +34,34 @@ def test_an_al_loop_trial_holds_a_sliver_and_counts_its_scoring_actors():
     cfg.active.scorer.num_actors, cfg.active.scorer.num_cpus = 3, 1.0
     fp = trial_footprint(cfg)
     assert fp.own == {"CPU": 0.01} and fp.cpus == 3.0
+
+
+def _after(num_gpus, **scaling):
+    cfg = AfterJobConfig(pool_dir="/p", output_dir="/o")
+    for key, value in scaling.items():
+        setattr(cfg.scaling, key, value)
+    cfg.active.scorer.num_actors, cfg.active.scorer.num_gpus = 2, num_gpus
+    return cfg
+
+
+@pytest.mark.parametrize("scaling, num_gpus, gpus", [
+    # an in-process trial keeps its GPU while its scoring actors reserve theirs: they add up
+    ({"backend": "in_process", "use_gpu": True}, 0.5, 2.0),
+    ({"backend": "in_process", "use_gpu": False}, 0.5, 1.0),
+    # Ray Train workers release their GPUs before scoring: the larger share counts
+    ({"backend": "ray_train", "num_workers": 3, "use_gpu": True}, 0.5, 3.0),
+    ({"backend": "ray_train", "num_workers": 1, "use_gpu": True}, 1.0, 2.0),
+])
+def test_an_al_loop_trial_counts_its_scoring_actors_gpus(scaling, num_gpus, gpus):
+    assert trial_footprint(_after(num_gpus, **scaling)).gpus == gpus
+
+
+def test_a_trial_needing_more_gpus_than_the_cluster_is_refused_with_the_keys():
+    fp = trial_footprint(_after(0.5, backend="in_process", use_gpu=True))
+    with pytest.raises(ConfigError, match="active.scorer.num_gpus=0"):
+        check_gpus(fp, {"CPU": 16.0, "GPU": 1.0})
+    check_gpus(fp, {"CPU": 16.0, "GPU": 2.0})
+    assert default_concurrency(fp, {"CPU": 64.0, "GPU": 4.0}) == 2
 
 
 @pytest.mark.parametrize("scaling, cluster, expected", [
