@@ -138,7 +138,7 @@ def make_checkpoint(folder: str | Path, encoder_source: str, seed: int = 0) -> P
 
 
 def time_forward(checkpoint: str | Path, clips, batch_size: int, threads: int = THREADS,
-                 max_seconds: float = 20.0, name: str = "") -> PathResult:
+                 max_seconds: float = 20.0, name: str = "", device: str = "cpu") -> PathResult:
     """Paths (b) and (c): ``EmotionModel.forward`` over length-sorted batches of ``batch_size``, in this process.
 
     Args:
@@ -147,9 +147,10 @@ def time_forward(checkpoint: str | Path, clips, batch_size: int, threads: int = 
         batch_size: clips per forward (1 = one at a time).
         threads: torch threads.
         max_seconds: centre-crop limit (s), as the scorer's.
+        device: where the model and batches live (``cuda`` on a GPU machine, as the scorer's actor would).
 
     Returns:
-        A :class:`PathResult`; ``startup_s`` is the checkpoint load, and one warm-up forward (first batch)
+        A :class:`PathResult`; ``startup_s`` is the checkpoint load (and the move to ``device``), and one warm-up forward (first batch)
         runs before the clock starts.
     """
     import torch
@@ -159,18 +160,18 @@ def time_forward(checkpoint: str | Path, clips, batch_size: int, threads: int = 
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    model = EmotionModel.load_checkpoint(str(checkpoint)).eval()
+    model = EmotionModel.load_checkpoint(str(checkpoint)).to(device).eval()
     load_s = time.perf_counter() - t0
     max_samples = int(max_seconds * 16000)
     plan = plan_batches(clips.lengths(), batch_size, None)
     probs = np.zeros((len(clips), model.num_classes), np.float32)
     with torch.no_grad():
-        b = make_batch(clips, plan[0], max_samples, None)
+        b = make_batch(clips, plan[0], max_samples, None).to(device)
         model(b.wavs, b.lengths)  # first call allocates and picks kernels
         t0 = time.perf_counter()
         for index in plan:
-            b = make_batch(clips, index, max_samples, None)
-            probs[index] = torch.softmax(model(b.wavs, b.lengths).logits.float(), -1).numpy()
+            b = make_batch(clips, index, max_samples, None).to(device)
+            probs[index] = torch.softmax(model(b.wavs, b.lengths).logits.float(), -1).cpu().numpy()
         secs = time.perf_counter() - t0
     return PathResult(name or f"forward, batch {batch_size}", secs, len(clips), load_s, probs)
 
@@ -252,17 +253,18 @@ def bench_model(label: str, checkpoint: Path, ds, clips, args, micro: int) -> li
     from ser_models.active.scorer import ScorerConfig
 
     cfg = ScorerConfig(batch_size=args.batch_size, micro_batch_size=micro, num_actors=1,
-                       num_cpus=THREADS)
+                       num_cpus=THREADS, num_gpus=1.0 if args.device == "cuda" else 0.0)
     out = []
     for fn in (
-        lambda: time_forward(checkpoint, clips, micro, name="(b) batched forward, in process"),
-        lambda: time_forward(checkpoint, clips, 1, name="(c) one clip at a time, in process"),
+        lambda: time_forward(checkpoint, clips, micro, name="(b) batched forward, in process", device=args.device),
+        lambda: time_forward(checkpoint, clips, 1, name="(c) one clip at a time, in process", device=args.device),
         lambda: time_score_dataset(ds, checkpoint, cfg, clips.ids, name="(a) score_dataset, Ray Data actor"),
         lambda: time_score_dataset(ds, checkpoint, cfg, clips.ids, in_process=True,
                                    name="(a') score_dataset, in_process"),
         # (b) again, last: the first path runs while Ray's own processes are still settling after
         # ray.init, so the baseline is the faster of the two (b) runs (the conservative choice for a/b).
-        lambda: time_forward(checkpoint, clips, micro, name="(b) batched forward, repeated last"),
+        lambda: time_forward(checkpoint, clips, micro, name="(b) batched forward, repeated last",
+                             device=args.device),
     ):
         r = fn()
         print(f"  [{label}] {r.name}: {r.rate:.1f} clips/s over {r.clips} clips ({r.seconds:.1f} s), "
@@ -304,6 +306,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--micro-batch-sizes", default="16,0",
                     help="clips per forward of (a), (a') and (b), one set of rows each; 0 = the scorer's auto "
                          "choice on this device (1 on CPU)")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="where every path scores: auto = cuda when visible (the scorer's actor then reserves "
+                         "one GPU), else cpu")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.quick:
@@ -314,6 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.batch_size = ScorerConfig().batch_size
     import torch
 
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(THREADS)
     pool_dir = ensure_pool(args.pool_dir)
     work = Path(args.workdir)
@@ -332,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows, ratios, secs_audio = [], {}, {}
     from ser_models.active.scorer import auto_micro_batch
 
-    micros = [int(m) or auto_micro_batch("cuda" if torch.cuda.is_available() else "cpu")
+    micros = [int(m) or auto_micro_batch(args.device)
               for m in args.micro_batch_sizes.split(",")]
     for model_label, ckpt, n in models:
         ds, clips = load_clips(pool_dir, n)
@@ -363,7 +370,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"forward micro-batches {', '.join(map(str, micros))} (length-sorted; 1 is what the scorer's "
         f"`micro_batch_size=0` picks on CPU), {THREADS} torch thread(s) everywhere "
         f"(ray.init(num_cpus={RAY_CPUS}), scoring actor num_cpus={THREADS}), "
-        "MC dropout off, CPU only (no GPU is lent to this task).",
+        "MC dropout off, " + ("on the GPU (the scorer's actor reserves one; the in-process paths move the "
+                              "model there)." if args.device == "cuda" else "CPU only."),
         "",
         "The same N clips" + __doc__.split("The same N clips", 1)[1].split("\n\nEvery path", 1)[0],
         "",
