@@ -1,24 +1,6 @@
 """Active learning: uncertainty scores, the FAISS ``VectorIndex``, query strategies, oracles, the pool scorer,
-the frozen-encoder feature cache and the AFTER loop (the last three load lazily: they pull in Ray and torch)."""
-
-from ser_models.active.config import StrategyConfig
-from ser_models.active.index import VectorIndex
-from ser_models.active.oracles import FileOracle, Oracle, SimulatedOracle
-from ser_models.active.scores import SCORES, bald, entropy, least_confidence, margin
-from ser_models.active.strategies import (
-    STRATEGIES,
-    BadgeStrategy,
-    ClusterColdStartStrategy,
-    InformativeDiverseStrategy,
-    KCenterStrategy,
-    KMeansStrategy,
-    QueryStrategy,
-    RandomStrategy,
-    ScoredPool,
-    UncertaintyStrategy,
-    build_strategy,
-    greedy_kcenter,
-)
+the frozen-encoder feature cache and the AFTER loop. Every name loads on first use, so a scoring actor or a
+training worker that imports ``ser_models.active.scorer`` does not load FAISS, scikit-learn or Ray with it."""
 
 __all__ = ["SCORES", "STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", "FileOracle",
            "InformativeDiverseStrategy", "KCenterStrategy", "KMeansStrategy", "Oracle", "QueryStrategy",
@@ -28,6 +10,14 @@ __all__ = ["SCORES", "STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", 
            "ScorerConfig", "Scores", "draw_evaluation_sets", "score_dataset"]
 
 _LAZY = {
+    "StrategyConfig": "ser_models.active.config",
+    "VectorIndex": "ser_models.active.index",
+    **{name: "ser_models.active.oracles" for name in ("FileOracle", "Oracle", "SimulatedOracle")},
+    **{name: "ser_models.active.scores" for name in ("SCORES", "bald", "entropy", "least_confidence", "margin")},
+    **{name: "ser_models.active.strategies" for name in (
+        "STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrategy", "KCenterStrategy",
+        "KMeansStrategy", "QueryStrategy", "RandomStrategy", "ScoredPool", "UncertaintyStrategy", "build_strategy",
+        "greedy_kcenter")},
     "ActiveConfig": "ser_models.active.loop_config",
     "ActiveLearningLoop": "ser_models.active.loop",
     "EvaluationConfig": "ser_models.active.evaluation_sets",
