@@ -114,6 +114,9 @@ class Scorer(nn.Module):
     def forward(self, inputs: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         if self.kind == "whisper-trim":
             hidden = self._trimmed(inputs, frames)
+        elif self.kind == "whisper":  # the log-mel on the device, as the platform computes it
+            mel = whisper_windows.log_mel_spectrogram(inputs, self.mel_filters)
+            hidden = self.encoder(mel.to(inputs.dtype)).last_hidden_state
         else:
             hidden = self.encoder(inputs).last_hidden_state  # [B, F, D]
         valid = torch.arange(hidden.shape[1], device=hidden.device)[None] < frames[:, None]
@@ -124,12 +127,13 @@ class Scorer(nn.Module):
     def _trimmed(self, inputs: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """The platform's ``trim`` windows: each clip's window cut to its frames rounded up to 1 s (50 frames),
         clips of one window length encoded together (``ser_models/encoders/whisper_windows.py``)."""
-        window = inputs.shape[-1] // 2
+        window = inputs.shape[-1] // 320
         sizes = [w[0] for w in whisper_windows.window_frames((frames * 320).tolist(), window, 50)]
         hidden = None
         for n in sorted(set(sizes)):
             rows = torch.as_tensor([i for i, k in enumerate(sizes) if k == n], device=inputs.device)
-            h = whisper_windows.encode(self.encoder, inputs[rows, :, : 2 * n])[-1]
+            mel = whisper_windows.log_mel_spectrogram(inputs[rows, : 320 * n], self.mel_filters)
+            h = whisper_windows.encode(self.encoder, mel)[-1]
             if hidden is None:
                 hidden = h.new_zeros(inputs.shape[0], max(sizes), h.shape[-1])
             hidden[rows, :n] = h
@@ -169,15 +173,19 @@ def build_whisper_tiny(device: torch.device, trim: bool = False) -> tuple[Scorer
     state = {k.removeprefix("encoder."): v for k, v in load_file(WHISPER_DIR / "model.safetensors").items()}
     encoder.load_state_dict(state, strict=True)
     torch.manual_seed(0)
-    model = Scorer(encoder, cfg.d_model, "whisper-trim" if trim else "whisper").to(device).eval()
-    features = WhisperFeatureExtractor.from_pretrained(WHISPER_DIR)
-    window = features.n_samples  # the encoder's fixed window (8 s): every clip is padded to it
+    model = Scorer(encoder, cfg.d_model, "whisper-trim" if trim else "whisper")
+    model.register_buffer("mel_filters", whisper_windows.whisper_mel_filters(cfg.num_mel_bins))
+    model = model.to(device).eval()
+    window = int(WhisperFeatureExtractor.from_pretrained(WHISPER_DIR).n_samples)  # 8 s: every clip padded to it
 
     def prepare(clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        norm = [((c - c.mean()) / (c.std() + 1e-7))[:window] for c in clips]
-        x = features(norm, sampling_rate=SR, return_tensors="np", padding="max_length").input_features
-        frames = torch.as_tensor([math.ceil(len(c) / features.hop_length / 2) for c in norm])
-        return torch.from_numpy(np.ascontiguousarray(x, np.float32)), frames
+        """Padded waveforms ``[B, window]`` (the log-mel is computed on the device) and valid frames."""
+        x = np.zeros((len(clips), window), np.float32)
+        for i, c in enumerate(clips):
+            c = c[:window]
+            x[i, : len(c)] = (c - c.mean()) / (c.std() + 1e-7)
+        frames = torch.as_tensor([math.ceil(min(len(c), window) / 320) for c in clips])
+        return torch.from_numpy(x), frames
 
     return model, prepare
 
