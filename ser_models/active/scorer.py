@@ -19,6 +19,7 @@ from ser_models.config import field
 from ser_models.exceptions import ConfigError, PoolError
 from ser_models.failpoints import pausepoint
 from ser_models.io import read_parquet, write_parquet_atomic
+from ser_models.precision import autocast, check_flag, check_precision
 from ser_models.progress import progress_line
 
 SCORE_INPUT_AUDIO = ["utt_id", "audio", "audio_format", "num_samples"]
@@ -33,8 +34,9 @@ class ScorerConfig:
                             help="clips per Ray Data batch handed to one actor call (larger amortises "
                                  "Ray's per-call cost; bench.scoring)")
     micro_batch_size: int = field(0, help="clips per forward pass inside an actor, sorted by length; 0 = auto: "
-                                          "16 on a GPU, 1 on CPU (there padded batches only cost time: "
-                                          "bench.scoring measured 1.6x faster one at a time)")
+                                          "on a GPU sized from its free memory (8-128, measured on the first "
+                                          "batch's longest clips), 1 on CPU (there padded batches only cost "
+                                          "time: bench.scoring measured 1.6x faster one at a time)")
     num_actors: int = field(1, speed_only=True, help="scoring actors (each holds one model copy)")
     num_cpus: float = field(1.0, speed_only=True,
                             help="CPUs Ray reserves per scoring actor; the actors together must leave at "
@@ -45,8 +47,16 @@ class ScorerConfig:
     num_gpus: float = field(0.0, help="GPUs per scoring actor (0 = CPU)")
     mc_samples: int = field(0, help="MC-dropout passes per clip (BALD needs > 1; 0 = none)")
     max_seconds: float = field(20.0, help="clips longer than this are centre-cropped for scoring (s)")
+    precision: str = field("fp32", help="forward passes of scoring and of the feature cache's encoder: fp32 | "
+                                        "bf16 (torch.autocast with bfloat16, on a GPU or a CPU; weights stay "
+                                        "float32, outputs are cast back to float32)")
+    allow_tf32: bool = field(True, help="on a GPU, float32 matmuls and convolutions use TF32 tensor cores "
+                                        "(2.4x strict fp32 for wav2vec2-base scoring on an H100); false = "
+                                        "strict float32. No effect on a CPU")
 
     def __post_init__(self):
+        check_precision(self.precision, "active.scorer.precision")
+        check_flag(self.allow_tf32, "active.scorer.allow_tf32")
         if self.batch_size < 1 or self.micro_batch_size < 0:
             raise ConfigError(f"active.scorer.batch_size must be >= 1 and micro_batch_size >= 0 (0 = auto), got "
                               f"{self.batch_size} / {self.micro_batch_size}")
@@ -63,8 +73,10 @@ class ScorerConfig:
         return self.threads or max(int(self.num_cpus), 1)
 
 
-#: ``micro_batch_size=0`` resolves to this per device type for audio. A GPU needs batches to fill it; on CPU a
-#: padded batch of audio costs more than its clips one by one (padding, working sets beyond the caches).
+#: ``micro_batch_size=0`` resolves to this per device type for audio where nothing is measured. On CPU a padded
+#: batch of audio costs more than its clips one by one (padding, working sets beyond the caches). A GPU needs
+#: batches to fill it: the scorer and the feature cache size theirs from free memory
+#: (:func:`ser_models.precision.size_micro_batch`); 16 is the size for callers that cannot measure.
 AUTO_MICRO_BATCH = {"cuda": 16, "cpu": 1}
 #: Cached pooled features are tiny and equal-sized: one forward per Ray Data batch, whatever the device.
 AUTO_MICRO_BATCH_FEATURES = 4096
@@ -174,6 +186,12 @@ class PoolScorer:
         device: torch device to score on; None = :func:`~ser_models.devices.actor_device` of ``num_gpus``
             (CUDA only where a GPU is reserved), reported in one line.
         num_gpus: the GPUs this actor reserved (``active.scorer.num_gpus``).
+        precision: ``fp32`` or ``bf16`` (autocast) forward passes (:mod:`ser_models.precision`).
+        allow_tf32: TF32 matmuls on CUDA (set process-wide here, the actor's own process).
+
+    On CUDA with ``micro_batch_size=0`` the first batch with clips measures the peak memory of a forward of its
+    longest clips and sizes the micro-batch from the memory left (:func:`~ser_models.precision.size_micro_batch`,
+    logged once); batches are built in pinned memory and copied asynchronously.
 
     A model with ``model.functionals`` reads each clip's eGeMAPS functionals from the feature cache's column;
     given audio instead (``jobs.predict``, ``jobs.evaluate``), the scorer computes them from it.
@@ -183,12 +201,14 @@ class PoolScorer:
                  feature_shape: tuple[int, int] | None = None, mc_samples: int = 0, micro_batch_size: int = 0,
                  max_seconds: float = 20.0, threads: int = 1, seed: int = 0, speaker_stats: str | None = None,
                  functionals_speaker_stats: str | None = None, encoder_source: str | None = None,
-                 device: str | None = None, num_gpus: float = 0.0):
+                 device: str | None = None, num_gpus: float = 0.0, precision: str = "fp32",
+                 allow_tf32: bool = True):
         import torch
 
         from ser_models.config import from_dict
         from ser_models.devices import actor_device, log_device
         from ser_models.model import EmotionModel, ModelConfig
+        from ser_models.precision import configure_device
 
         torch.set_num_threads(max(int(threads), 1))
         if checkpoint_dir is not None:
@@ -218,15 +238,22 @@ class PoolScorer:
         if not device:  # chosen here, so say so (a caller that names its device knows it)
             log_device("scorer", self.device, num_gpus)
         self.model.to(self.device).eval()
+        self.precision = check_precision(precision, "scorer.precision")
+        configure_device(self.device, allow_tf32)
         self.feature_shape = tuple(feature_shape) if feature_shape else None
         self.mc_samples = mc_samples
-        self.micro = micro_batch_size or auto_micro_batch(self.device.type, self.feature_shape is not None)
+        self.num_gpus = num_gpus
+        # None = sized from free memory on the first batch (audio on CUDA); else a fixed size.
+        self.micro = micro_batch_size or (
+            None if self.device.type == "cuda" and self.feature_shape is None
+            else auto_micro_batch(self.device.type, self.feature_shape is not None))
         self.max_samples = int(max_seconds * 16000)
         self.seed = seed
 
     def __call__(self, batch: dict) -> dict:
         import torch
 
+        from ser_models.precision import pin_for
         from ser_models.training.batching import collect_clips, make_batch, plan_batches
 
         clips = collect_clips([batch], self.model.cfg.labels, feature_shape=self.feature_shape,
@@ -241,9 +268,12 @@ class PoolScorer:
         dims = np.zeros((n, k), np.float32)
         mc_dims = np.zeros((n, self.mc_samples, k), np.float32)
         emb = pooled = np.zeros((0, 0), np.float32)  # sized by the first forward
+        pin = pin_for(self.device)
+        if self.micro is None and n:
+            self.micro = self._size_micro_batch(clips)
         with torch.no_grad():
-            for index in plan_batches(clips.lengths(), self.micro, None):  # sorted by length: little padding
-                b = make_batch(clips, index, self.max_samples, None).to(self.device)
+            for index in plan_batches(clips.lengths(), self.micro or 1, None):  # sorted by length: little padding
+                b = make_batch(clips, index, self.max_samples, None, pin).to(self.device)
                 out = self._forward(b)
                 probs[index] = torch.softmax(out.logits.float(), -1).cpu().numpy()
                 dims[index] = out.dimensions.float().cpu().numpy()
@@ -275,7 +305,18 @@ class PoolScorer:
         return out
 
     def _forward(self, b):
-        return self.model.forward_batch(b)
+        with autocast(self.device, self.precision):
+            return self.model.forward_batch(b)
+
+    def _size_micro_batch(self, clips) -> int:
+        """Clips per forward on CUDA, from a probe forward of the longest clips of ``clips`` (scaled to
+        ``max_seconds``) and the device memory left (:func:`~ser_models.precision.size_micro_batch`)."""
+        from ser_models.precision import AUTO_MICRO_BATCH_FLOOR, gpu_share, size_micro_batch
+        from ser_models.training.batching import probe_batch
+
+        probe, length = probe_batch(clips, AUTO_MICRO_BATCH_FLOOR, self.max_samples, self.device)
+        return size_micro_batch("scorer", lambda: self._forward(probe), self.device, len(probe.ids), length,
+                                self.max_samples, gpu_share(self.num_gpus))
 
 
 def _stable_hash(ids) -> int:
@@ -410,7 +451,8 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         columns = [*columns, "functionals"]
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
-                  max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed, num_gpus=cfg.num_gpus)
+                  max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed, num_gpus=cfg.num_gpus,
+                  precision=cfg.precision, allow_tf32=cfg.allow_tf32)
     batches = run_on_actor_pool(ds.select_columns(columns), PoolScorer, kwargs, cfg, in_process)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("utt_id", "probs", "embedding", "pooled", "mc_probs",
                                                           "dims", "mc_dims")}

@@ -334,7 +334,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, feature_shape=None, mc_samples=0,
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0, encoder_source=encoder_source,
-                  num_gpus=cfg.scorer.num_gpus)
+                  num_gpus=cfg.scorer.num_gpus, precision=cfg.scorer.precision, allow_tf32=cfg.scorer.allow_tf32)
     if speaker_model:
         stats_paths, speaker_info = _speaker_statistics(cfg, pool, checkpoint, model_cfg, out, say)
         kwargs.update(stats_paths)

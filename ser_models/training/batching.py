@@ -265,8 +265,17 @@ class Batch:
     functionals: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
-        move = (lambda t: None if t is None else t.to(device))  # noqa: E731
-        return Batch(self.ids, self.labels.to(device), move(self.wavs), move(self.lengths), move(self.features),
+        """This batch on ``device``. To CUDA, host tensors are pinned first (a no-op for those
+        :func:`make_batch` built pinned) and copied with ``non_blocking``: the host goes on to the next step
+        while the copy is in flight, instead of waiting for the GPU to drain as a pageable copy does."""
+        if torch.device(device).type == "cuda":
+            def move(t):
+                if t is None or t.device.type != "cpu":
+                    return None if t is None else t.to(device)
+                return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
+        else:
+            move = (lambda t: None if t is None else t.to(device))  # noqa: E731
+        return Batch(self.ids, move(self.labels), move(self.wavs), move(self.lengths), move(self.features),
                      move(self.targets), self.transcripts, move(self.soft), self.speakers, move(self.functionals))
 
     @property
@@ -303,9 +312,10 @@ def plan_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator 
 
 
 def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
-               rng: np.random.Generator | None) -> Batch:
+               rng: np.random.Generator | None, pin: bool = False) -> Batch:
     """Build a padded batch; clips longer than ``max_samples`` are cropped (random offset with ``rng``,
-    centred without)."""
+    centred without). ``pin``: build the padded audio / frames in pinned memory (batches bound for CUDA,
+    :func:`ser_models.precision.pin_for`), saving :meth:`Batch.to` a host copy."""
     labels = torch.as_tensor(clips.labels[index], dtype=torch.long)
     targets = torch.from_numpy(np.ascontiguousarray(clips.targets[index], dtype=np.float32))
     ids = [clips.ids[i] for i in index]
@@ -318,19 +328,20 @@ def make_batch(clips: ClipSet, index: np.ndarray, max_samples: int | None,
                      targets=targets, transcripts=texts, soft=soft, speakers=speakers, functionals=functionals)
     if clips.frames is not None:
         max_frames = None if max_samples is None else max(max_samples // FRAME_HOP_SAMPLES, 1)
-        out, lengths = _crop_and_pad([clips.frames[i] for i in index], max_frames, rng, 1.0)
+        out, lengths = _crop_and_pad([clips.frames[i] for i in index], max_frames, rng, 1.0, pin)
         return Batch(ids, labels, features=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft,
                      speakers=speakers, functionals=functionals)
     assert clips.audio is not None
-    out, lengths = _crop_and_pad([clips.audio[i] for i in index], max_samples, rng, 1.0 / 32768.0)
+    out, lengths = _crop_and_pad([clips.audio[i] for i in index], max_samples, rng, 1.0 / 32768.0, pin)
     return Batch(ids, labels, wavs=out, lengths=lengths, targets=targets, transcripts=texts, soft=soft,
                  speakers=speakers, functionals=functionals)
 
 
 def _crop_and_pad(pieces: list[np.ndarray], max_len: int | None, rng: np.random.Generator | None,
-                  scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+                  scale: float, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop each array along its first axis to ``max_len`` (random offset with ``rng``, centred without), scale
-    it to float32 and zero-pad to the longest: ``([B, T, ...], lengths [B])``."""
+    it to float32 and zero-pad to the longest: ``([B, T, ...], lengths [B])``, the first in pinned memory with
+    ``pin``."""
     cropped = []
     for piece in pieces:
         if max_len is not None and len(piece) > max_len:
@@ -339,18 +350,32 @@ def _crop_and_pad(pieces: list[np.ndarray], max_len: int | None, rng: np.random.
             piece = piece[off:off + max_len]
         cropped.append(piece)
     lengths = np.fromiter((len(p) for p in cropped), np.int64, len(cropped))
-    out = np.zeros((len(cropped), max(int(lengths.max()), 1), *cropped[0].shape[1:]), np.float32)
+    shape = (len(cropped), max(int(lengths.max()), 1), *cropped[0].shape[1:])
+    padded = torch.zeros(shape, dtype=torch.float32, pin_memory=pin)
+    out = padded.numpy()  # shares the tensor's (pinned or not) memory
     for row, piece in enumerate(cropped):
         out[row, :len(piece)] = piece.astype(np.float32) * np.float32(scale) if scale != 1.0 else piece
-    return torch.from_numpy(out), torch.from_numpy(lengths)
+    return padded, torch.from_numpy(lengths)
 
 
 def iterate_batches(clips: ClipSet, batch_size: int, max_seconds: float | None,
-                    rng: np.random.Generator | None = None, bucket_window: int = 16) -> Iterator[Batch]:
-    """Yield batches over ``clips``: shuffled, randomly cropped and bucketed with ``rng``, else sorted."""
+                    rng: np.random.Generator | None = None, bucket_window: int = 16,
+                    pin: bool = False) -> Iterator[Batch]:
+    """Yield batches over ``clips``: shuffled, randomly cropped and bucketed with ``rng``, else sorted
+    (``pin``: as in :func:`make_batch`)."""
     max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
     for index in plan_batches(clips.lengths(), batch_size, rng, bucket_window):
-        yield make_batch(clips, index, max_samples, rng)
+        yield make_batch(clips, index, max_samples, rng, pin)
+
+
+def probe_batch(clips: ClipSet, count: int, max_samples: int, device: torch.device) -> tuple[Batch, int]:
+    """The ``count`` longest clips of ``clips`` (cut to ``max_samples``) as one batch on ``device``, and their
+    longest length in samples: what a CUDA actor measures its memory per clip on
+    (:func:`ser_models.precision.size_micro_batch`)."""
+    lengths = np.minimum(clips.lengths(), max_samples)
+    index = np.argsort(lengths, kind="stable")[-count:]
+    batch = make_batch(clips, index, max_samples, None, device.type == "cuda").to(device)
+    return batch, int(lengths[index].max())
 
 
 def pooled_layer_features(model, clips: ClipSet, micro_batch: int, max_seconds: float = 20.0,
@@ -369,9 +394,10 @@ def pooled_layer_features(model, clips: ClipSet, micro_batch: int, max_seconds: 
         ``[N, L, D]`` float32.
     """
     out = np.zeros((len(clips), model.encoder.num_layers, model.encoder.hidden_size), np.float32)
+    pin = device is not None and device.type == "cuda"
     with torch.no_grad():
         for index in plan_batches(clips.lengths(), micro_batch, None):
-            batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None)
+            batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None, pin)
             if device is not None:
                 batch = batch.to(device)
             out[index] = model.encode_pooled(batch.wavs, batch.lengths).float().cpu().numpy()
@@ -387,9 +413,10 @@ def frame_features(model, clips: ClipSet, micro_batch: int, max_seconds: float =
         N float16 arrays ``[F_i, L, D]`` (F_i: the clip's valid frames), in ``clips`` order.
     """
     out: list[np.ndarray | None] = [None] * len(clips)
+    pin = device is not None and device.type == "cuda"
     with torch.no_grad():
         for index in plan_batches(clips.lengths(), micro_batch, None):
-            batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None)
+            batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None, pin)
             if device is not None:
                 batch = batch.to(device)
             frames, lengths = model.encode_frames(batch.wavs, batch.lengths)
@@ -438,13 +465,14 @@ class StreamingClips:
         return -(-self.rows // batch_size)
 
     def iterate(self, batch_size: int, max_seconds: float | None, rng: np.random.Generator,
-                bucket_window: int = 16) -> Iterator[Batch]:
-        """One epoch of shuffled, bucketed, cropped batches (``rng`` seeds the shuffle buffer too)."""
+                bucket_window: int = 16, pin: bool = False) -> Iterator[Batch]:
+        """One epoch of shuffled, bucketed, cropped batches (``rng`` seeds the shuffle buffer too; ``pin``: as
+        in :func:`make_batch`)."""
         chunk = batch_size * max(bucket_window, 1)
         window = -(-self.window // chunk) * chunk
         self.epochs_read += 1  # started (a fit stops after its planned steps, before the iterator ends)
         for clips in self.windows(window, seed=int(rng.integers(0, 2**31 - 1))):
-            yield from iterate_batches(clips, batch_size, max_seconds, rng, bucket_window)
+            yield from iterate_batches(clips, batch_size, max_seconds, rng, bucket_window, pin)
 
     def windows(self, window: int | None = None, seed: int | None = None) -> Iterator[ClipSet]:
         """The shard as decoded :class:`ClipSet` windows of ``window`` clips (shuffled with ``seed``; None =
@@ -462,9 +490,10 @@ class StreamingClips:
 
 
 def epoch_batches(clips: ClipSet | StreamingClips, batch_size: int, max_seconds: float | None,
-                  rng: np.random.Generator) -> tuple[int, Iterator[Batch]]:
-    """``(planned batches, batch iterator)`` of one training epoch over either kind of clip source."""
+                  rng: np.random.Generator, pin: bool = False) -> tuple[int, Iterator[Batch]]:
+    """``(planned batches, batch iterator)`` of one training epoch over either kind of clip source (``pin``:
+    build the batches in pinned memory, for a CUDA device)."""
     if isinstance(clips, StreamingClips):
-        return clips.num_batches(batch_size), clips.iterate(batch_size, max_seconds, rng)
+        return clips.num_batches(batch_size), clips.iterate(batch_size, max_seconds, rng, pin=pin)
     return len(plan_batches(clips.lengths(), batch_size, np.random.default_rng(0))), \
-        iterate_batches(clips, batch_size, max_seconds, rng)
+        iterate_batches(clips, batch_size, max_seconds, rng, pin=pin)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ser_models.config import field
 from ser_models.exceptions import ConfigError
+from ser_models.precision import check_flag, check_precision
 
 #: ``train.freeze`` parts -> the parameter-name prefix of each in an ``EmotionModel``.
 FREEZABLE_PARTS = {"adapter": "encoder.", "featurizer": "featurizer.", "pooling": "pooling.", "head": "head."}
@@ -54,6 +55,13 @@ class TrainConfig:
                                    help="lbfgs with l2_c=auto: the C values tried")
     cv_folds: int = field(5, help="lbfgs with l2_c=auto: folds (fewer when a class has fewer labelled clips)")
     lbfgs_max_iter: int = field(500, help="lbfgs: most objective evaluations")
+    precision: str = field("fp32", help="forward passes of training and dev evaluation: fp32 | bf16 "
+                           "(torch.autocast with bfloat16, on a GPU or a CPU; parameters, gradients and AdamW "
+                           "states stay float32, the loss is computed in float32, no loss scaling). "
+                           "train.solver=lbfgs always solves in float32")
+    allow_tf32: bool = field(True, help="on a GPU, float32 matmuls and convolutions use TF32 tensor cores "
+                             "(2.4x strict fp32 for a wav2vec2-base LoRA step on an H100); false = strict "
+                             "float32. No effect on a CPU")
 
     def __post_init__(self):
         for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -90,6 +98,8 @@ class TrainConfig:
             raise ConfigError(f"train.cv_folds must be >= 2, got {self.cv_folds}")
         if self.lbfgs_max_iter < 1:
             raise ConfigError(f"train.lbfgs_max_iter must be >= 1, got {self.lbfgs_max_iter}")
+        check_precision(self.precision, "train.precision")
+        check_flag(self.allow_tf32, "train.allow_tf32")
         if self.select_metric not in SELECT_METRICS:
             raise ConfigError(f"train.select_metric must be one of {list(SELECT_METRICS)}, got {self.select_metric!r}")
 

@@ -74,11 +74,21 @@ def barrier() -> None:
 
 
 def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``module`` wrapped in DistributedDataParallel when a process group runs, else as is."""
+    """``module`` wrapped in DistributedDataParallel when a process group runs, else as is.
+
+    Buffers are not re-broadcast before every forward: the platform's buffers are registered statistics (pool
+    and speaker feature statistics, mel filters, k-means centroids that their owner broadcasts itself) that no
+    training step changes, so a broadcast each step would be a collective for nothing. DDP still syncs them
+    once at construction where torch offers that separately (``forward_sync_buffers``, torch >= 2.13).
+    """
     if not is_distributed():
         return module
-    return torch.nn.parallel.DistributedDataParallel(
-        module, device_ids=[device.index] if device.type == "cuda" else None)
+    import inspect
+
+    ddp = torch.nn.parallel.DistributedDataParallel
+    no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+               else {"broadcast_buffers": False})
+    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
 
 
 def seed_epoch(seed: int, epoch: int):

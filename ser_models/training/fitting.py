@@ -19,6 +19,7 @@ from ser_models.exceptions import TrainingError
 from ser_models.failpoints import pausepoint
 from ser_models.heads.dimensional import dimensional_loss
 from ser_models.metrics import balanced_nll, classification_metrics, regression_metrics
+from ser_models.precision import autocast, configure_device, pin_for
 from ser_models.training.batching import (
     ClipSet,
     StreamingClips,
@@ -31,6 +32,10 @@ from ser_models.training.config import FREEZABLE_PARTS, TrainConfig
 from ser_models.training.distributed import all_reduce_min, broadcast_flag, rank, seed_epoch, wrap_ddp
 from ser_models.training.lbfgs import chooses_features
 from ser_models.training.schedule import tri_stage_scheduler
+
+#: Training steps between checks that the loss is finite (and one at the end of every epoch). A check reads a
+#: value back from the device, a host sync that stalls a GPU's queue: once a step it cost every step.
+FINITE_CHECK_STEPS = 50
 
 
 @dataclass
@@ -157,8 +162,9 @@ def predict_outputs(model: nn.Module, clips: ClipSet, cfg: TrainConfig,
     dims = np.zeros((len(clips), len(model.cfg.dimensions)), np.float32)
     max_samples = int(cfg.max_eval_seconds * 16000)
     for index in plan_batches(clips.lengths(), cfg.eval_batch_size, None):
-        batch = make_batch(clips, index, max_samples, None).to(device)
-        out = model.forward_batch(batch)
+        batch = make_batch(clips, index, max_samples, None, pin_for(device)).to(device)
+        with autocast(device, getattr(cfg, "precision", "fp32")):
+            out = model.forward_batch(batch)
         probs[index] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
         dims[index] = out.dimensions.float().cpu().numpy()
     return probs, dims
@@ -254,6 +260,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     """
     device = device or torch.device("cpu")
     model.to(device)
+    configure_device(device, cfg.allow_tf32)  # TF32 on CUDA: set by the worker that trains
     standardizer = getattr(model, "standardizer", None)
     if standardizer is not None and not standardizer.fitted:
         raise TrainingError("model.feature_norm=pool but no pool statistics are loaded: set model.feature_stats (the "
@@ -323,8 +330,12 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         t0 = time.perf_counter()
         rng = seed_epoch(cfg.seed, epoch)
         model.train()
-        total, count, coral_total = 0.0, 0, 0.0
-        _, batches = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng)
+        # Sums stay on the device (float64 where it has it: the same sums as Python floats on a CPU); they are
+        # read once, after the epoch.
+        total, coral_total = (torch.zeros((), dtype=_sum_dtype(device), device=device) for _ in range(2))
+        count = 0
+        window = _LossWindow(epoch)
+        _, batches = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng, pin=pin_for(device))
         # Its own generator (the source batches are the same with and without anchoring), one per replica (each
         # aligns with other target clips).
         target_rng = np.random.default_rng([cfg.seed, epoch, 1, me])
@@ -336,33 +347,33 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
                 break
             batch = batch.to(device)
             target = _target_batch(anchor, cfg, target_rng, device) if anchor is not None else None
-            logits, dims, coral = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features,
-                                          target_wavs=None if target is None else target.wavs,
-                                          target_lengths=None if target is None else target.lengths,
-                                          transcripts=batch.transcripts, speakers=batch.speakers,
-                                          functionals=batch.functionals)
-            loss = training_loss(logits, dims, batch, loss_fn, cfg)
+            with autocast(device, cfg.precision):  # bf16: the forward only; weights and grads stay float32
+                logits, dims, coral = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features,
+                                              target_wavs=None if target is None else target.wavs,
+                                              target_lengths=None if target is None else target.lengths,
+                                              transcripts=batch.transcripts, speakers=batch.speakers,
+                                              functionals=batch.functionals)
+            loss = training_loss(logits.float(), dims.float(), batch, loss_fn, cfg)
             if coral is not None:
-                loss = loss + anchor.weight * coral
-                coral_total += float(coral.detach()) * len(batch.ids)
-            if not torch.isfinite(loss.detach()):
-                shown = ", ".join(map(repr, list(batch.ids)[:8]))
-                raise TrainingError(f"non-finite training loss ({float(loss.detach())}) at epoch {epoch + 1}, step "
-                                    f"{step + 1}, batch of clips {shown}: lower train.lr_head / train.lr_adapter, "
-                                    "set train.grad_clip, or check those clips' audio")
+                loss = loss + anchor.weight * coral.float()
+                coral_total += coral.detach().to(coral_total.dtype) * len(batch.ids)
+            window.add(step, loss, batch.ids)
+            if len(window) >= FINITE_CHECK_STEPS:
+                window.check()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach()) * len(batch.ids)
+            total += loss.detach().to(total.dtype) * len(batch.ids)
             count += len(batch.ids)
+        window.check()
         # train_clips: what this replica saw (its shard); the loss is its mean over them.
-        record = {"epoch": epoch + 1, "attempt": state.attempt, "train_loss": total / max(count, 1), "train_clips": count,
-                  "train_seconds": time.perf_counter() - t0}
+        record = {"epoch": epoch + 1, "attempt": state.attempt, "train_loss": float(total) / max(count, 1),
+                  "train_clips": count, "train_seconds": time.perf_counter() - t0}
         if anchor is not None:
-            record["train_coral"] = coral_total / max(count, 1)
+            record["train_coral"] = float(coral_total) / max(count, 1)
         stop = False
         if me == 0:
             if dev is not None and len(dev):
@@ -396,6 +407,53 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     if state.best_weights is not None:
         load_trainable_weights(model, state.best_weights)
     return state
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    """float64 for on-device running sums, where the device has it (MPS does not)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class _LossWindow:
+    """The step losses (on the device) and clip ids since the last finiteness check of one epoch.
+
+    :meth:`check` reads them back once for the whole window instead of once a step; a non-finite loss is then
+    reported by its exact step and clips, with the window it was found in.
+    """
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+        self.steps: list[int] = []
+        self.losses: list[torch.Tensor] = []
+        self.ids: list[list[str]] = []
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def add(self, step: int, loss: torch.Tensor, ids) -> None:
+        self.steps.append(step)
+        self.losses.append(loss.detach())
+        self.ids.append(list(ids))
+
+    def check(self) -> None:
+        """Empty the window.
+
+        Raises:
+            TrainingError: a loss in it is NaN or infinite: naming the epoch, the step, the window and up to 8
+                clips of that step's batch.
+        """
+        if not self.steps:
+            return
+        losses = torch.stack(self.losses)
+        bad = ~torch.isfinite(losses)
+        if bool(bad.any()):  # the one host sync of the window
+            k = int(bad.nonzero()[0, 0])
+            shown = ", ".join(map(repr, self.ids[k][:8]))
+            raise TrainingError(f"non-finite training loss ({float(losses[k])}) at epoch {self.epoch + 1}, step "
+                                f"{self.steps[k] + 1}, batch of clips {shown} (checked over steps "
+                                f"{self.steps[0] + 1}-{self.steps[-1] + 1}): lower train.lr_head / "
+                                "train.lr_adapter, set train.grad_clip, or check those clips' audio")
+        self.steps, self.losses, self.ids = [], [], []
 
 
 def _fit_full_batch(model, train, dev, cfg: TrainConfig, device, state: FitState, loss_fn, select: str,
@@ -457,7 +515,7 @@ def _target_batch(anchor: AnchorFeed, cfg: TrainConfig, rng: np.random.Generator
     """A random batch of ``anchor.batch_size`` target clips, cropped like training clips."""
     n = len(anchor.clips)
     index = rng.choice(n, size=anchor.batch_size, replace=n < anchor.batch_size)
-    return make_batch(anchor.clips, index, int(cfg.max_crop_seconds * 16000), rng).to(device)
+    return make_batch(anchor.clips, index, int(cfg.max_crop_seconds * 16000), rng, pin_for(device)).to(device)
 
 
 def _apply_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, base_lrs: list[float],
