@@ -131,10 +131,11 @@ class Encoder(nn.Module):
         lengths = torch.as_tensor(lengths, device=wavs.device).long()
         if lengths.shape != (wavs.shape[0],):
             raise EncoderError(f"lengths must be [B]={wavs.shape[0]}, got shape {tuple(lengths.shape)}")
-        if int(lengths.max()) > wavs.shape[1]:
-            raise EncoderError(f"a length ({int(lengths.max())}) exceeds the padded width {wavs.shape[1]}")
-        if int(lengths.min()) < self.min_samples:
-            raise EncoderError(f"clip of {int(lengths.min())} samples is shorter than the encoder's receptive "
+        shortest, longest = torch.stack([lengths.min(), lengths.max()]).tolist()  # one host sync, not two
+        if longest > wavs.shape[1]:
+            raise EncoderError(f"a length ({longest}) exceeds the padded width {wavs.shape[1]}")
+        if shortest < self.min_samples:
+            raise EncoderError(f"clip of {shortest} samples is shorter than the encoder's receptive "
                                f"field ({self.min_samples} samples at 16 kHz); drop or pad such clips")
         mask = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
         x = wavs.float() * mask
