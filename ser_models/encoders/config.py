@@ -8,6 +8,9 @@ from ser_models.config import PATH, PATH_OR_NAME, field
 from ser_models.exceptions import ConfigError
 from ser_models.io import is_local, local_path
 
+#: ``model.encoder.whisper_windows``: pad to the whole window, or trim each clip's last window to its audio.
+WHISPER_WINDOWS = ("full", "trim")
+
 
 @dataclass
 class EncoderConfig:
@@ -37,6 +40,13 @@ class EncoderConfig:
                                 "0 = all")
     student_ffn_ratio: float = field(1.0, help="fraction of feed-forward units the kept layers keep (a student's "
                                      "width; only with student_layers > 0); 1 = all")
+    whisper_windows: str = field("full", help="Whisper encoders only (ignored by other families): full = pad "
+                                 "every clip to the encoder's whole window (8 s for Smart Turn, 30 s for OpenAI's "
+                                 "Whisper), as in pre-training; trim = cut each clip's last window to its audio, "
+                                 "rounded up to whisper_trim_seconds (less compute on short clips)")
+    whisper_trim_seconds: float = field(1.0, help="with whisper_windows=trim: a trimmed window's length is rounded "
+                                        "up to a multiple of this many seconds (multiples of 20 ms; windows of "
+                                        "one length are encoded together)")
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -59,6 +69,13 @@ class EncoderConfig:
         if self.normalize_waveform != "auto" and not isinstance(self.normalize_waveform, bool):
             raise ConfigError(f"model.encoder.normalize_waveform must be auto, true or false, "
                               f"got {self.normalize_waveform!r}")
+        if self.whisper_windows not in WHISPER_WINDOWS:
+            raise ConfigError(f"model.encoder.whisper_windows must be one of {', '.join(WHISPER_WINDOWS)}, "
+                              f"got {self.whisper_windows!r}")
+        seconds = self.whisper_trim_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0.02:
+            raise ConfigError(f"model.encoder.whisper_trim_seconds must be a number of seconds >= 0.02 (one "
+                              f"Whisper frame), got {seconds!r}")
         for key in ("allow_download", "gradient_checkpointing"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"model.encoder.{key} must be true or false, got {getattr(self, key)!r}")

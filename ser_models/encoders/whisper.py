@@ -12,12 +12,15 @@ Whisper differs from the wav2vec2 family in three ways that this module hides fr
   (what Whisper saw in pre-training), a longer one is split into ``ceil(T / window)`` windows, each encoded on
   its own, and the windows' frames are concatenated in time. Frame ``f`` of the output is always the 20 ms
   of audio starting at ``f * 320`` samples, so pooling, attention and frame masks work as for wav2vec2. We
-  chose chunking over cropping (which would drop audio) and over slicing the positional embeddings to the
-  clip's length (which feeds the encoder inputs it was never trained on and changes a clip's features with
-  the batch's padding). Windows that hold no sample of a clip are skipped, not encoded.
-- **No attention mask.** Whisper attends to the padded tail of a window. Its outputs are still exactly
-  batch-invariant here, because every clip is padded to whole windows of zeros whatever else is in the batch;
-  frames past ``frame_lengths`` are masked out downstream.
+  chose chunking over cropping (which would drop audio). Windows that hold no sample of a clip are skipped,
+  not encoded. With ``model.encoder.whisper_windows=trim`` a clip's last window is instead cut to its audio
+  rounded up to ``whisper_trim_seconds`` and encoded on the first positional embeddings only
+  (:mod:`ser_models.encoders.whisper_windows`): a clip then costs its length rounded up, not 8 s or 30 s,
+  and the encoder attends to less padding than it saw in pre-training (docs/encoders.md has the accuracy
+  measured).
+- **No attention mask.** Whisper attends to the padded tail of a window. Its outputs are still batch-invariant
+  here, because a clip's padding (zeros to whole windows, or to its trimmed length) depends on its own length
+  alone, whatever else is in the batch; frames past ``frame_lengths`` are masked out downstream.
 
 References:
     Radford et al., 2023. Robust Speech Recognition via Large-Scale Weak Supervision. ICML.
@@ -25,48 +28,26 @@ References:
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 
 import torch
 from torch import nn
-from transformers.audio_utils import mel_filter_bank
 
+from ser_models.encoders import whisper_windows
 from ser_models.encoders.encoder import SAMPLE_RATE, Encoder, EncoderOutput
+from ser_models.encoders.whisper_windows import (  # re-exported: callers import the front end from here
+    HOP_LENGTH,
+    N_FFT,
+    SAMPLES_PER_FRAME,
+    log_mel_spectrogram,
+    whisper_mel_filters,
+)
+from ser_models.heads.mc_dropout import row_subset
 
-#: STFT of Whisper's front end: 25 ms window, 10 ms hop at 16 kHz.
-N_FFT = 400
-HOP_LENGTH = 160
-#: Two mel frames (10 ms each) per encoder frame: conv2 has stride 2.
-SAMPLES_PER_FRAME = 2 * HOP_LENGTH
-
-
-def whisper_mel_filters(num_mel_bins: int) -> torch.Tensor:
-    """``[N_FFT // 2 + 1, num_mel_bins]`` Slaney mel filters, 0-8 kHz, as ``WhisperFeatureExtractor`` builds."""
-    filters = mel_filter_bank(num_frequency_bins=1 + N_FFT // 2, num_mel_filters=num_mel_bins, min_frequency=0.0,
-                              max_frequency=8000.0, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")
-    return torch.from_numpy(filters).float()
-
-
-def log_mel_spectrogram(wavs: torch.Tensor, mel_filters: torch.Tensor) -> torch.Tensor:
-    """Whisper's log-mel features of fixed-length windows.
-
-    Args:
-        wavs: ``[M, W]`` float waveforms at 16 kHz (W a multiple of 160 samples).
-        mel_filters: ``[201, n_mels]`` from :func:`whisper_mel_filters`.
-
-    Returns:
-        ``[M, n_mels, W // 160]`` float32, roughly in [-1, 1]; each window is floored at its own maximum - 8
-        (log10 units), as in ``WhisperFeatureExtractor``.
-    """
-    window = torch.hann_window(N_FFT, device=wavs.device)
-    stft = torch.stft(wavs.float(), N_FFT, HOP_LENGTH, window=window, return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # [M, 201, W // 160]: the extra centred frame is dropped
-    mel = torch.einsum("fm,bft->bmt", mel_filters.to(power.device), power)
-    log_spec = torch.clamp(mel, min=1e-10).log10()
-    peak = log_spec.amax(dim=(1, 2), keepdim=True)
-    log_spec = torch.maximum(log_spec, peak - 8.0)
-    return (log_spec + 4.0) / 4.0
+__all__ = ["HOP_LENGTH", "N_FFT", "SAMPLES_PER_FRAME", "WhisperSpeechEncoder", "log_mel_spectrogram",
+           "whisper_mel_filters"]
 
 
 class WhisperSpeechEncoder(Encoder):
@@ -115,6 +96,22 @@ class WhisperSpeechEncoder(Encoder):
         """``[B]`` valid frames for ``[B]`` valid samples: every started 20 ms counts."""
         return torch.div(lengths.long() + SAMPLES_PER_FRAME - 1, SAMPLES_PER_FRAME, rounding_mode="floor")
 
+    @property
+    def trim_frames(self) -> int | None:
+        """Frames a trimmed window is rounded up to (``whisper_trim_seconds`` x 50), or None in ``full`` mode."""
+        if self.cfg.whisper_windows != "trim":
+            return None
+        return max(1, round(float(self.cfg.whisper_trim_seconds) * SAMPLE_RATE / SAMPLES_PER_FRAME))
+
+    def fingerprint(self) -> str:
+        """:meth:`Encoder.fingerprint`, plus the window mode in ``trim`` mode: trimmed windows give other
+        features, so a feature cache built with full windows is never read for trimmed ones (``full`` keeps the
+        fingerprint it always had). :meth:`portable_fingerprint` names the weights alone and ignores the mode."""
+        bucket = self.trim_frames
+        if bucket is None:
+            return self._fingerprint
+        return hashlib.sha256(f"{self._fingerprint};whisper_windows=trim;bucket={bucket}".encode()).hexdigest()
+
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """Encode a padded batch window by window.
 
@@ -127,6 +124,19 @@ class WhisperSpeechEncoder(Encoder):
         """
         x, mask = self.prepare_inputs(wavs, lengths)
         lengths = mask.sum(1)
+        frames = self.frame_lengths(lengths)
+        num_frames = int(frames.max())
+        if self.trim_frames is None:
+            hidden = self._full_windows(x, lengths)
+        else:
+            hidden = self._trimmed_windows(x, lengths, self.trim_frames)
+        hidden = tuple(h[:, :num_frames] for h in hidden)
+        if len(hidden) != self.num_layers:
+            raise RuntimeError(f"Whisper encoder returned {len(hidden)} hidden states, expected {self.num_layers}")
+        return EncoderOutput(hidden_states=hidden, frame_lengths=frames)
+
+    def _full_windows(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Every clip in whole windows of zeros: L states ``[B, K * window, D]`` (K = windows of the longest)."""
         batch, window = x.shape[0], self.window_samples
         num_windows = max(1, math.ceil(int(lengths.max()) / window))
         total = num_windows * window
@@ -134,19 +144,53 @@ class WhisperSpeechEncoder(Encoder):
         starts = torch.arange(num_windows, device=x.device) * window
         in_use = (lengths[:, None] > starts[None, :]).reshape(-1)  # [B * K]: windows holding any sample
         features = log_mel_spectrogram(x.reshape(batch * num_windows, window)[in_use], self.mel_filters)
-        with warnings.catch_warnings():
+        # Each window's batch row, so per-row MC-dropout masks follow their clip (a long clip is several rows).
+        rows = torch.arange(batch).repeat_interleave(num_windows)[in_use.cpu()].tolist()
+        with warnings.catch_warnings(), row_subset(rows):
             warnings.filterwarnings("ignore", message=".*input_features.*")
             out = self.hf_model(features.to(next(self.hf_model.parameters()).dtype), output_hidden_states=True)
-        frames = self.frame_lengths(lengths)
-        num_frames = int(frames.max())
         hidden = []
         for h in out.hidden_states:
             full = h.new_zeros(batch * num_windows, h.shape[1], h.shape[2])
             full[in_use] = h
-            hidden.append(full.reshape(batch, num_windows * h.shape[1], h.shape[2])[:, :num_frames])
-        if len(hidden) != self.num_layers:
-            raise RuntimeError(f"Whisper encoder returned {len(hidden)} hidden states, expected {self.num_layers}")
-        return EncoderOutput(hidden_states=tuple(hidden), frame_lengths=frames)
+            hidden.append(full.reshape(batch, num_windows * h.shape[1], h.shape[2]))
+        return hidden
+
+    def _trimmed_windows(self, x: torch.Tensor, lengths: torch.Tensor, bucket: int) -> list[torch.Tensor]:
+        """Each clip's last window cut to its audio rounded up to ``bucket`` frames (``whisper_windows.
+        window_frames``); windows of one length encoded together. L states ``[B, F', D]``, frame ``f`` of clip
+        ``b`` the 20 ms from sample ``f * 320`` as in :meth:`_full_windows`."""
+        sizes = whisper_windows.window_frames(lengths.tolist(), self.window_frames, bucket)
+        groups: dict[int, list[tuple[int, int]]] = {}  # window frames -> (batch row, first frame) per window
+        for row, clip in enumerate(sizes):
+            start = 0
+            for n in clip:
+                groups.setdefault(n, []).append((row, start))
+                start += n
+        width = max(sum(clip) for clip in sizes)
+        if x.shape[1] < width * SAMPLES_PER_FRAME:  # the bucket may round a window past the batch's padding
+            x = nn.functional.pad(x, (0, width * SAMPLES_PER_FRAME - x.shape[1]))
+        dtype = next(self.hf_model.parameters()).dtype
+        hidden: list[torch.Tensor] | None = None
+        for n, windows in sorted(groups.items()):
+            rows = [row for row, _ in windows]
+            row_index = torch.as_tensor(rows, device=x.device)[:, None]  # [M, 1]
+            frame_index = torch.as_tensor([s for _, s in windows], device=x.device)[:, None] + \
+                torch.arange(n, device=x.device)[None, :]  # [M, n]: each window's frames in its clip
+            samples = (frame_index[:, :1] * SAMPLES_PER_FRAME
+                       + torch.arange(n * SAMPLES_PER_FRAME, device=x.device)[None, :])  # [M, n * 320]
+            features = log_mel_spectrogram(x[row_index, samples], self.mel_filters)  # [M, n_mels, 2n]
+            # Rows of the batch (a clip longer than one window appears once per window): MC-dropout hooks
+            # then draw each window's masks from its own clip's seed.
+            with row_subset(rows):
+                states = whisper_windows.encode(self.hf_model, features.to(dtype))
+            if hidden is None:
+                hidden = [s.new_zeros(x.shape[0], width, s.shape[-1]) for s in states]
+            for full, s in zip(hidden, states):
+                full[row_index, frame_index] = s
+        return hidden
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", window_seconds={self.window_samples / SAMPLE_RATE:g}"
+        trim = "" if self.trim_frames is None else f", trim_seconds={self.trim_frames * SAMPLES_PER_FRAME / SAMPLE_RATE:g}"
+        return super().extra_repr() + f", window_seconds={self.window_samples / SAMPLE_RATE:g}, " \
+            f"whisper_windows={self.cfg.whisper_windows}{trim}"

@@ -7,11 +7,12 @@ here layer by layer on the first ``n`` positional embeddings. A clip's windows d
 never on the other clips of its batch, so its features stay batch-invariant; windows of the same length are
 encoded together.
 
-Trimming changes what the encoder sees (fewer padded frames to attend to, as Whisper never saw in
-pre-training), so it is a choice measured for accuracy before it is a default (docs/gpu.md).
+Trimming changes what the encoder sees (less padding to attend to than Whisper saw in pre-training): on the
+bundled encoder it cost a fraction of a UA point, so ``full`` stays the default (docs/encoders.md, "Whisper
+encoders", has the measurement).
 
-This module imports torch alone, so ``bench/gpu_check.py`` can load it by file on a machine without the
-platform's other dependencies.
+The log-mel front end lives here too. This module imports only torch and ``transformers.audio_utils``, so
+``bench/gpu_check.py`` can load it by file on a machine without the platform's other dependencies.
 """
 
 from __future__ import annotations
@@ -20,9 +21,43 @@ import math
 
 import torch
 from torch import nn
+from transformers.audio_utils import mel_filter_bank
 
+#: Whisper reads 16 kHz audio.
+SAMPLE_RATE = 16_000
+#: STFT of Whisper's front end: 25 ms window, 10 ms hop at 16 kHz.
+N_FFT = 400
+HOP_LENGTH = 160
 #: 16 kHz samples per Whisper encoder frame (10 ms mel hop x conv2 stride 2).
-SAMPLES_PER_FRAME = 320
+SAMPLES_PER_FRAME = 2 * HOP_LENGTH
+
+
+def whisper_mel_filters(num_mel_bins: int) -> torch.Tensor:
+    """``[N_FFT // 2 + 1, num_mel_bins]`` Slaney mel filters, 0-8 kHz, as ``WhisperFeatureExtractor`` builds."""
+    filters = mel_filter_bank(num_frequency_bins=1 + N_FFT // 2, num_mel_filters=num_mel_bins, min_frequency=0.0,
+                              max_frequency=8000.0, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+    return torch.from_numpy(filters).float()
+
+
+def log_mel_spectrogram(wavs: torch.Tensor, mel_filters: torch.Tensor) -> torch.Tensor:
+    """Whisper's log-mel features of fixed-length windows.
+
+    Args:
+        wavs: ``[M, W]`` float waveforms at 16 kHz (W a multiple of 160 samples).
+        mel_filters: ``[201, n_mels]`` from :func:`whisper_mel_filters`.
+
+    Returns:
+        ``[M, n_mels, W // 160]`` float32, roughly in [-1, 1]; each window is floored at its own maximum - 8
+        (log10 units), as in ``WhisperFeatureExtractor``.
+    """
+    window = torch.hann_window(N_FFT, device=wavs.device)
+    stft = torch.stft(wavs.float(), N_FFT, HOP_LENGTH, window=window, return_complex=True)
+    power = stft[..., :-1].abs() ** 2  # [M, 201, W // 160]: the extra centred frame is dropped
+    mel = torch.einsum("fm,bft->bmt", mel_filters.to(power.device), power)
+    log_spec = torch.clamp(mel, min=1e-10).log10()
+    peak = log_spec.amax(dim=(1, 2), keepdim=True)
+    log_spec = torch.maximum(log_spec, peak - 8.0)
+    return (log_spec + 4.0) / 4.0
 
 
 def window_frames(lengths: list[int], window: int, bucket: int) -> list[list[int]]:
