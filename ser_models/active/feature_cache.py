@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ser_models.active.encoder_pooler import EncoderPooler
 from ser_models.exceptions import ConfigError
-from ser_models.failpoints import pausepoint
 from ser_models.io import (
     exists,
     read_json,
@@ -86,82 +86,16 @@ def cache_states(model_cfg, encoder, layers: str = "auto") -> int | None:
     return states
 
 
-class EncoderPooler:
-    """Ray Data callable class: per-layer mean-pooled encoder features of each clip, as float32 bytes, or with
-    ``frames`` every hidden state's frames ``[F, L, D]`` as float16 bytes (plus ``num_frames``). With ``states``
-    only hidden states ``0 .. states - 1`` are computed and kept (:func:`cache_states`). It runs on CUDA only
-    when ``num_gpus`` (``active.scorer.num_gpus``) reserves a GPU (:func:`~ser_models.devices.actor_device`).
-    The encoder runs in ``precision`` (``active.scorer.precision``: ``bf16`` autocast or ``fp32``, with TF32 per
-    ``allow_tf32`` on CUDA); what is stored is float32 means (float16 frames) either way. On CUDA with
-    ``micro_batch_size=0`` the micro-batch is sized from free memory on the first batch, as the scorer's."""
+def functionals_actors(sc) -> tuple[int, float]:
+    """``(actors, CPUs each)`` for the separate eGeMAPS stage: what the cluster's CPUs leave after the encoding
+    actors and one CPU for Ray Data's reads; up to 8 one-CPU actors (openSMILE runs one core per actor), or one
+    actor on the fraction that is left; ``(0, 0.0)`` when nothing is left."""
+    from ser_models.active.scorer import cluster_cpus
 
-    def __init__(self, model_cfg: dict, micro_batch_size: int = 0, max_seconds: float = 20.0, threads: int = 1,
-                 frames: bool = False, states: int | None = None, functionals: str | None = None,
-                 num_gpus: float = 0.0, precision: str = "fp32", allow_tf32: bool = True):
-        import torch
-
-        from ser_models.active.scorer import auto_micro_batch
-        from ser_models.config import from_dict
-        from ser_models.devices import actor_device, log_device
-        from ser_models.model import EmotionModel, ModelConfig
-        from ser_models.precision import check_precision, configure_device
-
-        torch.set_num_threads(max(int(threads), 1))
-        self.device = actor_device(num_gpus)
-        log_device("feature cache", self.device, num_gpus)
-        self.precision = check_precision(precision, "active.scorer.precision")
-        configure_device(self.device, allow_tf32)
-        self.model = EmotionModel(from_dict(ModelConfig, model_cfg)).to(self.device).eval()
-        if states is not None and not self.model.encoder.limit_depth(states):
-            raise ConfigError(f"the {self.model.encoder.family} encoder cannot stop after hidden state {states - 1}")
-        # None = sized from free memory on the first batch (CUDA); else a fixed size.
-        self.micro = micro_batch_size or (None if self.device.type == "cuda" else auto_micro_batch(self.device.type))
-        self.num_gpus = num_gpus
-        self.max_seconds = max_seconds
-        self.frames = frames
-        self.functionals = None
-        if functionals:
-            from ser_models.encoders.functionals import EgemapsExtractor
-
-            self.functionals = EgemapsExtractor(threads)
-
-    def __call__(self, batch: dict) -> dict:
-        from ser_models.precision import autocast
-        from ser_models.training.batching import collect_clips
-
-        clips = collect_clips([batch], self.model.cfg.labels, require_labels=False)
-        pausepoint("cache_encode")  # node-loss tests remove this actor's node here
-        if self.micro is None and len(clips):
-            self.micro = self._size_micro_batch(clips)
-        with autocast(self.device, self.precision):  # the helpers cast what they return to float32 / float16
-            return self._encode(clips)
-
-    def _encode(self, clips) -> dict:
-        from ser_models.training.batching import frame_features, pooled_layer_features
-
-        if self.frames:
-            frames = frame_features(self.model, clips, self.micro or 1, self.max_seconds, self.device)
-            return {"utt_id": np.asarray(clips.ids, dtype=object),
-                    "features": np.asarray([np.ascontiguousarray(f).tobytes() for f in frames], dtype=object),
-                    "num_frames": np.asarray([len(f) for f in frames], np.int64)}
-        pooled = pooled_layer_features(self.model, clips, self.micro or 1, self.max_seconds, self.device)  # [N, L, D]
-        feats = [np.ascontiguousarray(row).tobytes() for row in pooled]
-        out = {"utt_id": np.asarray(clips.ids, dtype=object), "features": np.asarray(feats, dtype=object)}
-        if self.functionals is not None:  # from the whole clip, not the encoder's crop
-            out["functionals"] = np.asarray([self.functionals.clip(a).tobytes() for a in clips.audio], dtype=object)
-        return out
-
-    def _size_micro_batch(self, clips) -> int:
-        """Clips per forward on CUDA, from a probe encode of the longest clips (as the scorer's)."""
-        from ser_models.precision import AUTO_MICRO_BATCH_FLOOR, autocast, gpu_share, size_micro_batch
-        from ser_models.training.batching import SAMPLE_RATE, probe_batch
-
-        max_samples = int(self.max_seconds * SAMPLE_RATE)
-        probe, length = probe_batch(clips, AUTO_MICRO_BATCH_FLOOR, max_samples, self.device)
-        encode = self.model.encode_frames if self.frames else self.model.encode_pooled
-        with autocast(self.device, self.precision):
-            return size_micro_batch("feature cache", lambda: encode(probe.wavs, probe.lengths), self.device,
-                                    len(probe.ids), length, max_samples, gpu_share(self.num_gpus))
+    spare = cluster_cpus() - sc.num_actors * sc.num_cpus - 1
+    if spare >= 1:
+        return min(8, int(spare)), 1.0
+    return (1, round(spare, 3)) if spare >= 0.1 else (0, 0.0)
 
 
 def pool_lineage(pool) -> str:
@@ -308,15 +242,27 @@ class FeatureCache:
         from ser_models.config import to_dict
 
         sc = scorer_cfg or ScorerConfig()
+        # On their own CPU actors ahead of the encoder (a GPU actor would wait on openSMILE), or in it.
+        separate = bool(self.functionals) and sc.separate_functionals() and not in_process
+        if separate and functionals_actors(sc)[0] == 0:
+            if sc.functionals_stage == "separate":
+                raise ConfigError("active.scorer.functionals_stage=separate needs a CPU beyond the encoding actors' "
+                                  "(active.scorer.num_actors x num_cpus) and one for Ray Data's reads; lower "
+                                  "active.scorer.num_cpus or set functionals_stage=actor")
+            separate = False
+            if verbose:
+                print("  feature cache: no CPU left for a separate eGeMAPS stage; the encoding actors compute them")
         kwargs = {"model_cfg": to_dict(model_cfg), "threads": sc.torch_threads(),
                   "micro_batch_size": sc.micro_batch_size, "max_seconds": sc.max_seconds,
-                  "frames": self.kind == "frames", "states": self.states, "functionals": self.functionals,
+                  "frames": self.kind == "frames", "states": self.states,
+                  "functionals": None if separate else self.functionals,
                   "num_gpus": sc.num_gpus, "precision": sc.precision, "allow_tf32": sc.allow_tf32}
         self.build_with(ds, EncoderPooler, kwargs, self.states or num_layers, sc, verbose=verbose,
-                        in_process=in_process, total=total, what="encoded")
+                        in_process=in_process, total=total, what="encoded", functionals_stage=separate)
 
     def build_with(self, ds, extractor, kwargs: dict, num_layers: int, scorer_cfg, *, verbose: bool = True,
-                   in_process: bool = False, total: int | None = None, what: str = "encoded") -> None:
+                   in_process: bool = False, total: int | None = None, what: str = "encoded",
+                   functionals_stage: bool = False) -> None:
         """Write every row of ``ds`` through ``extractor`` (a Ray Data callable class built with ``kwargs``
         that maps pool rows to ``utt_id`` and ``features`` bytes of ``[num_layers, D]``) on ``scorer_cfg``'s actor
         pool, as shards, then ``meta.json`` (last: a killed build leaves no ready cache and is redone); a
@@ -324,7 +270,11 @@ class FeatureCache:
         ``EgemapsExtractor``.
 
         A ready cache is *extended*: the clips of ``ds`` it does not hold (a pool that grew) are encoded into
-        one more shard folder and ``meta.json`` is rewritten listing it (last, as for a build)."""
+        one more shard folder and ``meta.json`` is rewritten listing it (last, as for a build).
+
+        ``functionals_stage``: the rows pass through :class:`~ser_models.encoders.functionals.FunctionalsColumn`
+        on CPU actors of their own first (:func:`functionals_actors`), and ``extractor`` carries that
+        column through (Ray Data runs both stages at once, streaming)."""
         import uuid
 
         import pyarrow.dataset as pads
@@ -364,6 +314,17 @@ class FeatureCache:
                     last = time.perf_counter()
                     print("  " + progress_line("feature cache", done, total, last - t0, "clips"), flush=True)
         else:
+            if functionals_stage:
+                from ray.data import ActorPoolStrategy
+
+                from ser_models.encoders.functionals import FunctionalsColumn
+
+                actors, cpus = functionals_actors(sc)
+                if verbose:
+                    print(f"  feature cache: eGeMAPS functionals on {actors} CPU actor(s) of their own "
+                          f"({cpus:g} CPU each)")
+                source = source.map_batches(FunctionalsColumn, batch_size=sc.batch_size, batch_format="numpy",
+                                            compute=ActorPoolStrategy(size=actors), num_cpus=cpus)
             # Binary features as an Arrow column (a numpy object column would be pickled), written as produced.
             encoded = map_on_actor_pool(source, extractor, kwargs, sc)
             with StageProgress("feature cache", total, "clips", WrittenRows(str(out)), every=15.0, verbose=verbose):

@@ -53,10 +53,18 @@ class ScorerConfig:
     allow_tf32: bool = field(True, help="on a GPU, float32 matmuls and convolutions use TF32 tensor cores "
                                         "(2.4x strict fp32 for wav2vec2-base scoring on an H100); false = "
                                         "strict float32. No effect on a CPU")
+    functionals_stage: str = field("auto", speed_only=True,
+                                   help="where the feature cache computes eGeMAPS functionals (model.functionals): "
+                                        "actor = inside each encoding actor, on its threads | separate = on CPU "
+                                        "actors of their own ahead of it, so a GPU actor never waits on "
+                                        "openSMILE | auto = separate when the actors reserve GPUs")
 
     def __post_init__(self):
         check_precision(self.precision, "active.scorer.precision")
         check_flag(self.allow_tf32, "active.scorer.allow_tf32")
+        if self.functionals_stage not in ("auto", "actor", "separate"):
+            raise ConfigError(f"active.scorer.functionals_stage must be auto, actor or separate, got "
+                              f"{self.functionals_stage!r}")
         if self.batch_size < 1 or self.micro_batch_size < 0:
             raise ConfigError(f"active.scorer.batch_size must be >= 1 and micro_batch_size >= 0 (0 = auto), got "
                               f"{self.batch_size} / {self.micro_batch_size}")
@@ -67,6 +75,11 @@ class ScorerConfig:
                               f"{self.threads}")
         if self.mc_samples < 0 or self.mc_samples == 1:
             raise ConfigError(f"active.scorer.mc_samples must be 0 or >= 2, got {self.mc_samples}")
+
+    def separate_functionals(self) -> bool:
+        """Whether the feature cache computes eGeMAPS functionals on CPU actors of their own
+        (``functionals_stage``; auto = when the encoding actors reserve GPUs)."""
+        return self.functionals_stage == "separate" or (self.functionals_stage == "auto" and self.num_gpus > 0)
 
     def torch_threads(self) -> int:
         """Torch threads per scoring actor: ``threads``, or ``num_cpus`` rounded down (at least 1)."""

@@ -100,6 +100,22 @@ class EgemapsExtractor:
         return np.ascontiguousarray(values)
 
 
+class FunctionalsColumn(EgemapsExtractor):
+    """Ray Data callable class: the pool rows it is given, plus a ``functionals`` column (the float32 bytes of
+    each clip's ``[1, 88]`` eGeMAPS functionals, from the whole clip).
+
+    It runs on CPU actors of its own ahead of a GPU encoding stage (``active.scorer.functionals_stage``), so
+    the GPU actor never waits on openSMILE's single-threaded C code.
+    """
+
+    def __call__(self, batch: dict) -> dict:
+        from ser_models.training.batching import collect_clips
+
+        clips = collect_clips([batch], [], require_labels=False)
+        by_id = {u: self.clip(a).tobytes() for u, a in zip(clips.ids, clips.audio)}
+        return {**batch, "functionals": np.asarray([by_id[str(u)] for u in batch["utt_id"]], dtype=object)}
+
+
 class FunctionalsNorm(nn.Module):
     """The functionals' own standardisation, ``[B, 88] -> [B, 88]``: with the pool's mean and std (buffers: a
     checkpoint carries them in its weights) or, under ``model.feature_norm=speaker``, with each clip's speaker's

@@ -71,3 +71,47 @@ def test_functionals_cost_bench_builds_the_three_caches_on_both_paths_and_report
         assert f"| {backend} | {variant} | {s:.1f} |" in text
     for backend in ("ray", "in_process"):  # each build in its own folder, the functionals beside the features
         assert list((tmp_path / "work" / backend / "encoder_egemaps").glob("*-egemaps/meta.json"))
+
+
+def test_functionals_computed_on_cpu_actors_of_their_own_equal_those_of_the_encoding_actor(demo_pool, tmp_path):
+    # active.scorer.functionals_stage=separate (auto picks it when the encoding actors reserve GPUs): openSMILE runs
+    # on CPU actors ahead of the encoder, and the encoder's actor carries the column through.
+    pytest.importorskip("opensmile", reason="the optional opensmile extra is not installed "
+                                            "(make test-opensmile installs it and runs these tests)")
+    import dataclasses
+
+    from ser_models.active.feature_cache import FeatureCache, features_array
+    from ser_models.active.scorer import ScorerConfig
+    from ser_models.encoders.functionals import EGEMAPS_DIM
+    from ser_models.testing import tiny_model_config
+
+    pool = demo_pool.open()
+    ds = pool.dataset("train").limit(24)
+    from ser_models.encoders import build_encoder
+
+    model_cfg = dataclasses.replace(tiny_model_config(adapter="frozen"), functionals="egemaps")
+    layers = build_encoder(model_cfg.encoder).num_layers
+    tables = {}
+    for stage in ("actor", "separate"):
+        # half a CPU for the encoder leaves the separate stage half a CPU beside Ray Data's reads on 2 CPUs
+        sc = ScorerConfig(num_actors=1, num_cpus=0.5, threads=1, batch_size=8, functionals_stage=stage)
+        assert sc.separate_functionals() is (stage == "separate")
+        cache = FeatureCache(tmp_path / stage, "k", functionals="egemaps")
+        cache.build(ds, model_cfg, layers, sc, verbose=False)
+        table = cache.table()
+        order = np.argsort(table.column("utt_id").to_pylist())
+        tables[stage] = (np.asarray(table.column("utt_id").to_pylist())[order],
+                         features_array(table.column("functionals"), (1, EGEMAPS_DIM))[order],
+                         features_array(table.column("features"), cache.shape)[order])
+    ids, funcs, feats = tables["actor"]
+    np.testing.assert_array_equal(tables["separate"][0], ids)
+    np.testing.assert_allclose(tables["separate"][1], funcs, rtol=1e-6)
+    np.testing.assert_allclose(tables["separate"][2], feats, rtol=1e-6)
+    assert len(ids) == 24 and np.isfinite(funcs).all()
+    assert ScorerConfig(num_gpus=1.0).separate_functionals() and not ScorerConfig().separate_functionals()
+    # a separate stage that would leave Ray Data's reads no CPU is refused with the keys (auto falls back)
+    from ser_models.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="functionals_stage=separate needs a CPU"):
+        FeatureCache(tmp_path / "full", "k", functionals="egemaps").build(
+            ds, model_cfg, layers, ScorerConfig(num_cpus=1, functionals_stage="separate"), verbose=False)
