@@ -50,14 +50,17 @@ def log_mel_spectrogram(wavs: torch.Tensor, mel_filters: torch.Tensor) -> torch.
         ``[M, n_mels, W // 160]`` float32, roughly in [-1, 1]; each window is floored at its own maximum - 8
         (log10 units), as in ``WhisperFeatureExtractor``.
     """
-    window = torch.hann_window(N_FFT, device=wavs.device)
-    stft = torch.stft(wavs.float(), N_FFT, HOP_LENGTH, window=window, return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # [M, 201, W // 160]: the extra centred frame is dropped
-    mel = torch.einsum("fm,bft->bmt", mel_filters.to(power.device), power)
-    log_spec = torch.clamp(mel, min=1e-10).log10()
-    peak = log_spec.amax(dim=(1, 2), keepdim=True)
-    log_spec = torch.maximum(log_spec, peak - 8.0)
-    return (log_spec + 4.0) / 4.0
+    # Always float32, also under bf16 autocast: the power spectrum spans ~10 decades before the log, which an
+    # 8-bit mantissa would coarsen before the encoder ever saw it.
+    with torch.autocast(device_type=wavs.device.type, enabled=False):
+        window = torch.hann_window(N_FFT, device=wavs.device)
+        stft = torch.stft(wavs.float(), N_FFT, HOP_LENGTH, window=window, return_complex=True)
+        power = stft[..., :-1].abs() ** 2  # [M, 201, W // 160]: the extra centred frame is dropped
+        mel = torch.einsum("fm,bft->bmt", mel_filters.to(power.device).float(), power)
+        log_spec = torch.clamp(mel, min=1e-10).log10()
+        peak = log_spec.amax(dim=(1, 2), keepdim=True)
+        log_spec = torch.maximum(log_spec, peak - 8.0)
+        return (log_spec + 4.0) / 4.0
 
 
 def window_frames(lengths: list[int], window: int, bucket: int) -> list[list[int]]:

@@ -122,3 +122,45 @@ def test_collectives_run_on_the_nccl_groups_device():
         assert all_reduce_min(5) == 5 and broadcast_flag(True) is True
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_fit_on_cuda_trains_with_float32_weights_and_a_finite_loss(precision):
+    from ser_models.training.batching import ClipSet
+    from ser_models.training.config import TrainConfig
+    from ser_models.training.fitting import fit
+
+    def clips(n, seed):
+        rng = np.random.default_rng(seed)
+        labels = np.arange(n) % 2
+        audio = []
+        for y in labels:
+            t = np.arange(int(16000 * rng.uniform(0.4, 0.6))) / 16000
+            wav = (0.05 if y == 0 else 0.5) * np.sin(2 * np.pi * (150 if y == 0 else 600) * t)
+            audio.append((wav * 32767).astype(np.int16))
+        return ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=labels, audio=audio)
+
+    torch.manual_seed(0)
+    model = EmotionModel(tiny_model_config("tiny-wav2vec2", "lora", labels=["low", "high"], normalize_waveform=False))
+    cfg = TrainConfig(epochs=2, batch_size=4, lr_adapter=3e-3, lr_head=1e-2, max_crop_seconds=0.5,
+                      early_stopping_patience=0, eval_batch_size=8, precision=precision)
+    state = fit(model.to(CUDA), clips(12, 0), clips(6, 1), cfg, device=CUDA, class_counts=[6, 6], log=lambda _: None)
+    assert state.finished and all(np.isfinite(r["train_loss"]) for r in state.history)
+    assert all(p.dtype == torch.float32 and p.device.type == CUDA.type for p in model.parameters())
+
+
+def test_trimmed_whisper_windows_give_the_cpu_outputs_on_cuda():
+    import dataclasses
+
+    cfg = tiny_model_config("tiny-whisper")
+    cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, whisper_windows="trim"))
+    torch.manual_seed(0)
+    model = EmotionModel(cfg).eval()
+    wavs, lengths = _waves([40000, 9000, 2000])  # longer than the 2 s window, and shorter ones
+    with torch.no_grad():
+        cpu = model(wavs, lengths).logits
+        gpu = model.to(CUDA)(wavs.to(CUDA), lengths.to(CUDA)).logits.cpu()
+        with model.mc_dropout(row_seeds=[1, 2, 3]):
+            mc = model(wavs.to(CUDA), lengths.to(CUDA)).logits
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-3)
+    assert torch.isfinite(mc).all()

@@ -185,3 +185,15 @@ def test_other_families_ignore_the_key():
     wavs, lengths = random_waveforms(2, 1.0, seed=19)
     with torch.no_grad():
         assert torch.equal(keyed(wavs, lengths).hidden_states[-1], plain(wavs, lengths).hidden_states[-1])
+
+
+def test_the_log_mel_stays_float32_under_bf16_autocast():
+    from ser_models.encoders.whisper_windows import log_mel_spectrogram, whisper_mel_filters
+
+    wavs = 0.1 * torch.randn(2, 3200)
+    filters = whisper_mel_filters(80)
+    plain = log_mel_spectrogram(wavs, filters)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = log_mel_spectrogram(wavs, filters)
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, plain)
