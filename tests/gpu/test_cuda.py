@@ -157,10 +157,16 @@ def test_trimmed_whisper_windows_give_the_cpu_outputs_on_cuda():
     torch.manual_seed(0)
     model = EmotionModel(cfg).eval()
     wavs, lengths = _waves([40000, 9000, 2000])  # longer than the 2 s window, and shorter ones
-    with torch.no_grad():
-        cpu = model(wavs, lengths).logits
-        gpu = model.to(CUDA)(wavs.to(CUDA), lengths.to(CUDA)).logits.cpu()
-        with model.mc_dropout(row_seeds=[1, 2, 3]):
-            mc = model(wavs.to(CUDA), lengths.to(CUDA)).logits
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    # cuDNN runs Whisper's front-end convolutions in TF32 by default: compare strict float32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            cpu = model(wavs, lengths).logits
+            gpu = model.to(CUDA)(wavs.to(CUDA), lengths.to(CUDA)).logits.cpu()
+            with model.mc_dropout(row_seeds=[1, 2, 3]):
+                mc = model(wavs.to(CUDA), lengths.to(CUDA)).logits
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
     torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-3)
     assert torch.isfinite(mc).all()
