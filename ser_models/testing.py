@@ -37,6 +37,32 @@ def tiny_model_config(source: str = "tiny-wav2vec2", adapter: str = "lora", *, p
     )
 
 
+def tone_clips(n: int, seed: int, seconds: tuple[float, float] = (0.5, 0.8), noise: float = 0.01):
+    """A ``ClipSet`` of ``n`` int16 tones in two classes separable by loudness and pitch (quiet 150 Hz = 0, loud
+    600 Hz = 1, alternating), ``seconds`` long (uniform); a model that trains must learn them.
+
+    Args:
+        n: clips.
+        seed: draws the lengths (and the noise).
+        seconds: ``(shortest, longest)`` clip length (s).
+        noise: white-noise amplitude added to each tone (0 = none, and no draw for it).
+    """
+    import numpy as np
+
+    from ser_models.training.batching import ClipSet
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    audio = []
+    for y in labels:
+        t = np.arange(int(16000 * rng.uniform(*seconds))) / 16000
+        wav = (0.05 if y == 0 else 0.5) * np.sin(2 * np.pi * (150 if y == 0 else 600) * t)
+        if noise:
+            wav = wav + noise * rng.standard_normal(len(t))
+        audio.append((wav * 32767).astype(np.int16))
+    return ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=labels, audio=audio)
+
+
 def random_waveforms(batch: int = 2, seconds: float = 0.5, seed: int = 0,
                      min_fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-padded random clips of different lengths at 16 kHz.

@@ -126,19 +126,12 @@ def test_collectives_run_on_the_nccl_groups_device():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_fit_on_cuda_trains_with_float32_weights_and_a_finite_loss(precision):
-    from ser_models.training.batching import ClipSet
+    from ser_models.testing import tone_clips
     from ser_models.training.config import TrainConfig
     from ser_models.training.fitting import fit
 
     def clips(n, seed):
-        rng = np.random.default_rng(seed)
-        labels = np.arange(n) % 2
-        audio = []
-        for y in labels:
-            t = np.arange(int(16000 * rng.uniform(0.4, 0.6))) / 16000
-            wav = (0.05 if y == 0 else 0.5) * np.sin(2 * np.pi * (150 if y == 0 else 600) * t)
-            audio.append((wav * 32767).astype(np.int16))
-        return ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=labels, audio=audio)
+        return tone_clips(n, seed, seconds=(0.4, 0.6), noise=0.0)
 
     torch.manual_seed(0)
     model = EmotionModel(tiny_model_config("tiny-wav2vec2", "lora", labels=["low", "high"], normalize_waveform=False))

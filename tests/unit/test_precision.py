@@ -21,7 +21,7 @@ from ser_models.precision import (
     configure_device,
     micro_batch_from_memory,
 )
-from ser_models.testing import tiny_model_config
+from ser_models.testing import tiny_model_config, tone_clips
 from ser_models.training.batching import ClipSet
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import fit
@@ -109,14 +109,7 @@ def test_bf16_scoring_on_cpu_runs_in_bf16_and_stays_close_to_fp32():
 
 
 def _toy_clips(n: int, seed: int) -> ClipSet:
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    audio = []
-    for y in labels:
-        t = np.arange(int(16000 * rng.uniform(0.4, 0.6))) / 16000
-        wav = (0.05 if y == 0 else 0.5) * np.sin(2 * np.pi * (150 if y == 0 else 600) * t)
-        audio.append((wav * 32767).astype(np.int16))
-    return ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=labels, audio=audio)
+    return tone_clips(n, seed, seconds=(0.4, 0.6), noise=0.0)
 
 
 def test_bf16_training_on_cpu_keeps_float32_weights_and_a_finite_loss():

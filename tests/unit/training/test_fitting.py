@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ser_models.model import EmotionModel
-from ser_models.testing import tiny_model_config
+from ser_models.testing import tiny_model_config, tone_clips
 from ser_models.training.batching import ClipSet
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import FitState, evaluate, fit, trainable_weights
@@ -15,16 +15,7 @@ from ser_models.training.fitting import FitState, evaluate, fit, trainable_weigh
 
 def _toy_clips(n, seed):
     """Two classes separable by loudness and pitch: a model that trains must learn them."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 2
-    audio = []
-    for y in labels:
-        t = np.arange(int(16000 * rng.uniform(0.5, 0.8))) / 16000
-        f0 = 150 if y == 0 else 600
-        amp = 0.05 if y == 0 else 0.5
-        wav = amp * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(len(t))
-        audio.append((wav * 32767).astype(np.int16))
-    return ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=labels, audio=audio)
+    return tone_clips(n, seed)
 
 
 @pytest.fixture(scope="module")
