@@ -55,7 +55,7 @@ def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
                                                       "feature_cache_dir"}
     assert set(speed_only_keys(AfterJobConfig)) == {
         "output_dir", "pool_dir", "train.eval_batch_size", *scaling, "active.scorer.batch_size",
-        "active.scorer.num_actors", "active.scorer.num_cpus", "active.scorer.threads",
+        "active.scorer.num_actors", "active.scorer.num_cpus", "active.scorer.threads", "active.scorer.functionals_stage",
         "active.strategy.num_threads", "active.feature_cache", "active.feature_cache_dir",
         "active.feature_cache_layers"}
     from jobs.evidence import EvidenceJobConfig
