@@ -10,7 +10,9 @@ checkpoint folder, so a checkpoint copied together with its encoder (side by sid
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from ser_models.adapters import apply_adapter, check_gradients, parameter_report
+from ser_models.adapters import check_gradients, parameter_report
 from ser_models.config import from_dict, to_dict
 from ser_models.encoder_reference import (  # noqa: F401 (TESTING_ENV re-exported)
     TESTING_ENV,
@@ -27,7 +29,8 @@ from ser_models.encoder_reference import (  # noqa: F401 (TESTING_ENV re-exporte
     encoder_reference,
     warn_test_encoder,
 )
-from ser_models.encoders import LayerFeaturizer, build_encoder
+from ser_models.encoder_reuse import adapted_encoder
+from ser_models.encoders import LayerFeaturizer
 from ser_models.encoders.functionals import (
     AUTO_FUNCTIONALS,
     EGEMAPS_DIM,
@@ -91,7 +94,7 @@ class EmotionModel(nn.Module):
         self.labels = list(cfg.labels)
         if cfg.encoder.source in TINY_PRESETS:
             warn_test_encoder(cfg.encoder.source)
-        self.encoder = apply_adapter(build_encoder(cfg.encoder), cfg.adapter)
+        self.encoder = adapted_encoder(cfg)  # shared by the models of a simulated run (encoder_reuse)
         self.standardizer = None
         if cfg.feature_norm in ("pool", "auto"):
             self.standardizer = LayerStandardizer(self.encoder.num_layers, self.encoder.hidden_size)
@@ -477,7 +480,7 @@ class EmotionModel(nn.Module):
             raise CheckpointError(f"{meta_path}: format_version {meta.get('format_version')!r} is not "
                                   f"{FORMAT_VERSION}")
         try:
-            cfg = from_dict(ModelConfig, meta["config"])
+            cfg = _stored_config(meta["config"])
         except (ConfigError, KeyError) as exc:
             raise CheckpointError(f"{meta_path}: stored model config is invalid: {exc}") from exc
         # The pool statistics travel in the weights file: the stats file the config names may be gone.
@@ -532,6 +535,21 @@ class EmotionModel(nn.Module):
                 f"add={list(self.cfg.adapter.add)}, pooling={self.cfg.pooling!r}, "
                 f"feature_norm={self.cfg.feature_norm!r}, functionals={self.cfg.functionals!r}, featurizer_layer={self.cfg.featurizer_layer}, text={self.cfg.text.source or None!r}, "
                 f"wap={self.cfg.wap.enabled}")
+
+
+#: ModelConfigs read from ``model.json`` in this process, by their JSON text: validating one takes ~60 ms, and
+#: a simulated run reads the same config back for every scoring pass.
+_STORED_CONFIGS: dict[str, ModelConfig] = {}
+
+
+def _stored_config(data: dict) -> ModelConfig:
+    """``from_dict(ModelConfig, data)``, validated once per distinct ``data`` in this process (a copy each call)."""
+    key = json.dumps(data, sort_keys=True, default=str)
+    if key not in _STORED_CONFIGS:
+        if len(_STORED_CONFIGS) >= 64:
+            _STORED_CONFIGS.clear()
+        _STORED_CONFIGS[key] = from_dict(ModelConfig, data)
+    return copy.deepcopy(_STORED_CONFIGS[key])
 
 
 def _saved_buffers(module: nn.Module) -> dict[str, torch.Tensor]:

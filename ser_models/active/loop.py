@@ -100,7 +100,7 @@ class ActiveLearningLoop:
         pool_checked: the caller already ran the pool's checks for this config (``Pool.check_targets`` on
             dev/test when they come from the pool, :func:`check_cross_lingual`), as ``jobs.after`` does before
             Ray starts; skip them here.
-        plots: draw the confusion matrix and learning curve PNGs of every round (many-seed runs skip them).
+        plots: draw every round's confusion matrices (training's too) and the learning curve.
         follow_pool: take the clips a pool grows by into the next round; simulations keep the pool they started
             on (paired runs compare the same pool, and only the driver extends the shared cache).
     """
@@ -180,9 +180,9 @@ class ActiveLearningLoop:
             return None
         if reason:
             raise ConfigError(f"active.feature_cache=on but {reason}")
-        from ser_models.encoders import build_encoder
+        from ser_models.encoder_reuse import base_encoder  # build_encoder, or a simulation's shared one
 
-        encoder = build_encoder(self.model_cfg.encoder)
+        encoder = base_encoder(self.model_cfg.encoder)
         cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",
                              feature_cache_key(self.pool, encoder), kind=cache_kind(self.model_cfg),
                              states=cache_states(self.model_cfg, encoder, self.active.feature_cache_layers),
@@ -346,7 +346,7 @@ class ActiveLearningLoop:
         counts = self._class_counts(training)
         init = (self.round_dir(r - 1) / "train" / "checkpoint") if (self.active.warm_start and r > 0) else None
         result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
-                             class_counts=counts, feature_shape=shape, init_checkpoint=init,
+                             class_counts=counts, feature_shape=shape, init_checkpoint=init, plots=self.plots,
                              run_name=f"round{r:03d}", train_rows=len(training) + self._source_rows(),
                              verbose=self.verbose, anchoring=self._anchoring(), soft_labels=self._soft(training))
         seconds["train"] = time.perf_counter() - t0
@@ -468,7 +468,7 @@ class ActiveLearningLoop:
         feeds = {name: ds for name, ds in feeds.items() if name not in ("dev", "test")}
         result = train_model(self.model_cfg, train_cfg, self.scaling, feeds, folder / "train",
                              class_counts=self._class_counts(labelled), feature_shape=shape,
-                             run_name=f"round{r:03d}_{folder.name.replace('=', '')}",
+                             run_name=f"round{r:03d}_{folder.name.replace('=', '')}", plots=self.plots,
                              train_rows=len(labelled) + self._source_rows(), verbose=False,
                              anchoring=self._anchoring(), soft_labels=self._soft(labelled))
         return self._score_pool(result.checkpoint_dir, r, scores_path, verbose=False)

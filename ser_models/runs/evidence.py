@@ -12,6 +12,7 @@ Layout of ``output_dir``::
 
     runs/<strategy>_s<seed>/    a jobs.after run folder per (strategy, seed): ledger, rounds, metrics.jsonl
     runs/all-labels_s<seed>/    the all-labels reference, trained once (``evidence.all_labels``)
+    cv_choices/                 the runs' cross-validated C choices, shared while the job runs (then removed)
     runs.csv                    one row per (strategy, seed, round): labelled, fraction, test_ua, dev_ua, seconds
     report.md                   the tables (per budget, AUBC, label savings) as printed
     evidence.png                test UA against labelled clips, mean and 95 % band per strategy
@@ -28,6 +29,11 @@ two runs holding one each hang forever). The driver places the runs itself inste
 ``node CPUs // evidence.cpus_per_run`` runs at a time (or ``evidence.concurrency`` in all), each with
 ``evidence.cpus_per_run`` torch threads. The rows do not depend on the fan-out: every run sets its thread
 counts from ``evidence.cpus_per_run`` in both modes.
+
+Runs of one seed share work without changing a number: every strategy starts from the same labelled clips, and
+``auto`` often queries what ``random`` queries, so several runs cross-validate ``train.l2_c`` on the same clips;
+the first to do so leaves the choice in ``cv_choices/`` for the others. The fan-out starts a block of seeds'
+first runs before their other strategies, so that those find the choices of their first rounds made.
 """
 
 from __future__ import annotations
@@ -179,6 +185,13 @@ def run_slots(node_cpus: dict[str, float], cpus_per_run: int, concurrency: int =
 _HELD: dict[str, str] = {}
 
 
+def cv_choices_dir(cfg: EvidenceJobConfig):
+    """Where the job's runs share their cross-validated C choices: ``<output_dir>/cv_choices``."""
+    from ser_models.io import storage_path
+
+    return storage_path(cfg.output_dir) / "cv_choices"
+
+
 def simulate_run(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: int | None,
                  cache_args: dict) -> dict:
     """One (strategy, seed) run in this process (a fan-out task's body): :func:`run_simulation` in the run's
@@ -211,7 +224,8 @@ def simulate_run(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: in
             _HELD.pop(str(cache.dir), None)
     active, train = run_config(cfg, strategy, seed, labelable)
     result = run_simulation(Pool.open(cfg.pool_dir), run_dir(cfg, strategy, seed), cfg.model, train, cfg.scaling,
-                            active, threads=cfg.evidence.cpus_per_run, pool_checked=True)
+                            active, threads=cfg.evidence.cpus_per_run, pool_checked=True,
+                            cv_choices=cv_choices_dir(cfg))
     return result.to_json()
 
 
@@ -273,7 +287,7 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     from ser_models.active.evidence import evidence_report, plot_bands
     from ser_models.config import resolve_paths, to_yaml
     from ser_models.data import Pool
-    from ser_models.io import storage_path, write_bytes_atomic
+    from ser_models.io import delete_dir, storage_path, write_bytes_atomic
     from ser_models.provenance import check_run
     from ser_models.runs.simulation import finished_simulation, run_simulation
     from ser_models.runtime import connect_ray
@@ -327,10 +341,12 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
                 name, seed = plan[i]
                 active, train = run_config(cfg, name, seed, labelable)
                 results[i] = run_simulation(pool, run_dir(cfg, name, seed), cfg.model, train, cfg.scaling, active,
-                                            threads=ev.cpus_per_run, pool_checked=True)
+                                            threads=ev.cpus_per_run, pool_checked=True,
+                                            cv_choices=cv_choices_dir(cfg))
                 progress.finished(i, results[i])
         finally:
             cache.unpin()
+    delete_dir(cv_choices_dir(cfg))  # every run is finished: nothing will look there again
     rows = [row for i, (name, seed) in enumerate(plan)
             for row in run_rows(name, seed, results[i].reports, results[i].seconds)]
     frame = pd.DataFrame(rows)
@@ -388,6 +404,17 @@ class _Progress:
               f"({result.seconds:.1f}s; {when})", flush=True)
 
 
+def seeds_apart(plan: list[tuple[str, int]], todo: list[int], slots: int) -> list[int]:
+    """``todo`` (positions in ``plan``) in the order the fan-out starts them: seeds in blocks of ``slots``, and in
+    a block every seed's run of the first strategy, then of the next, and so on. The runs that start together
+    are of different seeds, and a seed's later runs find its first run's early choices made (``cv_choices``).
+    """
+    seeds = list(dict.fromkeys(plan[i][1] for i in todo))
+    names = list(dict.fromkeys(name for name, _ in plan))
+    block = {seed: k // max(slots, 1) for k, seed in enumerate(seeds)}
+    return sorted(todo, key=lambda i: (block[plan[i][1]], names.index(plan[i][0]), seeds.index(plan[i][1])))
+
+
 def _fan_out(cfg: EvidenceJobConfig, plan: list[tuple[str, int]], todo: list[int], labelable: int | None,
              cache_args: dict, results: dict, progress: _Progress) -> None:
     """Run ``plan[i]`` for every ``i`` of ``todo`` as Ray tasks, at most one per slot (:func:`run_slots`) at a
@@ -405,7 +432,7 @@ def _fan_out(cfg: EvidenceJobConfig, plan: list[tuple[str, int]], todo: list[int
               f"{ev.cpus_per_run} thread(s) each", flush=True)
     # num_cpus=0: the run's own Ray Data tasks need the CPUs (see the module docstring); slots bound the load.
     task = ray.remote(num_cpus=0)(simulate_run)
-    queue, running = list(todo), {}
+    queue, running = seeds_apart(plan, todo, len(free)), {}
     try:
         while queue or running:
             while queue and free:

@@ -2,6 +2,11 @@
 frozen-encoder feature cache, in this process. ``jobs.evidence`` (serially or one Ray task per run) and the
 label-efficiency benchmark both call :func:`run_simulation`, so their numbers come from one code path.
 
+A run whose feature cache is ready builds its models' frozen encoder once per process
+(:func:`~ser_models.encoder_reuse.reusing_frozen_encoders`: the same models and numbers, without reloading the
+encoder's weights for every fit and scoring pass), takes a cross-validated C that another run of its job
+already chose on the same labelled clips (``cv_choices``), and draws no plots unless asked.
+
 A finished run leaves ``simulation.json`` in its folder (written last, atomically): the round reports and the
 run's seconds. :func:`finished_simulation` reads it back, so a rerun of a many-run job skips finished runs
 without opening the pool or the cache; an unfinished run resumes round by round like ``jobs.after``.
@@ -9,6 +14,7 @@ without opening the pool or the cache; an unfinished run resumes round by round 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -63,7 +69,7 @@ def finished_simulation(output_dir: str | Path) -> SimulationResult | None:
 
 def run_simulation(pool, output_dir: str | Path, model_cfg, train_cfg, scaling, active, *,
                    threads: int | None = None, pool_checked: bool = False, plots: bool = False,
-                   verbose: bool = False) -> SimulationResult:
+                   verbose: bool = False, cv_choices: str | Path | None = None) -> SimulationResult:
     """Run (or resume) one simulated AFTER run in this process and mark it finished.
 
     Args:
@@ -77,11 +83,15 @@ def run_simulation(pool, output_dir: str | Path, model_cfg, train_cfg, scaling, 
         pool_checked: the caller already checked the pool's dev/test targets for ``model_cfg``.
         plots: draw the loop's confusion matrices and learning curve.
         verbose: the loop's own progress lines.
+        cv_choices: a folder the runs of one job share their cross-validated ``train.l2_c`` choices in
+            (:func:`~ser_models.training.lbfgs.sharing_cv_choices`); None = this process's memory only.
 
     Returns:
         The :class:`SimulationResult`; ``reports`` hold the rounds in order (a stopped run has fewer).
     """
     from ser_models.active.loop import ActiveLearningLoop
+    from ser_models.encoder_reuse import reusing_frozen_encoders
+    from ser_models.training.lbfgs import sharing_cv_choices
 
     done = finished_simulation(output_dir)
     if done is not None:
@@ -94,9 +104,15 @@ def run_simulation(pool, output_dir: str | Path, model_cfg, train_cfg, scaling, 
     try:
         if threads is not None:
             torch.set_num_threads(threads)
-        loop = ActiveLearningLoop(pool, output_dir, model_cfg, train_cfg, scaling, active, verbose=verbose,
-                                  pool_checked=pool_checked, plots=plots, follow_pool=False)
-        result = SimulationResult(loop.run(), time.perf_counter() - t0)
+        with reusing_frozen_encoders():  # the loop's encoder only names its cache and gives its shape
+            loop = ActiveLearningLoop(pool, output_dir, model_cfg, train_cfg, scaling, active, verbose=verbose,
+                                      pool_checked=pool_checked, plots=plots, follow_pool=False)
+        # From a ready cache every model of the run reads cached features: none runs (or cuts) its encoder.
+        reads_cache = loop.cache is not None and loop.cache.ready
+        with (reusing_frozen_encoders() if reads_cache else contextlib.nullcontext(),
+              sharing_cv_choices(cv_choices) if cv_choices is not None else contextlib.nullcontext()):
+            reports = loop.run()
+        result = SimulationResult(reports, time.perf_counter() - t0)
     finally:
         torch.set_num_threads(before)  # the caller's process keeps its own setting (a serial job's driver)
     write_json_atomic(storage_path(output_dir) / SIMULATION_FILE, result.to_json())  # last: the run is finished

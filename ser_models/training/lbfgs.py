@@ -10,9 +10,14 @@ set shrinks (the penalty is ``||W||^2 / (2 C n)``, scikit-learn's objective divi
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import hashlib
+import json
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -22,6 +27,15 @@ from ser_models.exceptions import TrainingError
 from ser_models.training.batching import ClipSet, make_batch
 from ser_models.training.config import TrainConfig
 from ser_models.training.distributed import is_distributed
+
+#: This process's threadpoolctl controller (:func:`_one_blas_thread`), made at the first solve.
+_BLAS = None
+#: Cross-validated C choices of this process (:func:`choose_l2_c`), by :func:`_cv_key`, most recent last.
+_CV_CHOICES: OrderedDict[str, tuple[float, dict]] = OrderedDict()
+#: How many choices :data:`_CV_CHOICES` keeps (each is a few hundred bytes).
+CV_CHOICES_KEPT = 256
+#: Folders (innermost last) where choices are also kept for other processes (:func:`sharing_cv_choices`).
+_CV_FOLDERS: list = []
 
 
 def l2_penalty(model: nn.Module) -> torch.Tensor:
@@ -159,7 +173,6 @@ def solve_linear_softmax(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None
         ``(W [C, D], b [C], objective, evaluations)``; float64.
     """
     from scipy.optimize import minimize
-    from threadpoolctl import threadpool_limits
 
     x = np.asarray(x, np.float64)
     classes, dim = w0.shape
@@ -181,12 +194,28 @@ def solve_linear_softmax(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None
     theta0 = np.concatenate([np.asarray(w0, np.float64).ravel(), np.asarray(b0, np.float64)])
     # One BLAS thread: these products are too small to split, and two threads made each evaluation 10x slower
     # on 2 cores (8 ms against 0.75 ms for 670 x 384 inputs).
-    with threadpool_limits(limits=1):
+    with _one_blas_thread():
         result = minimize(objective, theta0, jac=True, method="L-BFGS-B",
                           options={"maxiter": max_iter, "maxfun": max_iter * 5 // 4, "gtol": 1e-6, "ftol": 0.0,
                                    "maxcor": 20})
     theta = result.x
     return theta[:classes * dim].reshape(classes, dim), theta[classes * dim:], float(result.fun), int(result.nfev)
+
+
+def _one_blas_thread():
+    """A context that holds the BLAS libraries at one thread (restoring their counts on exit).
+
+    One ``threadpoolctl`` controller per process, made at the first solve: ``threadpool_limits`` scans every
+    loaded shared library on each call (2-4 ms on 2 cores, a few hundred ms of a simulated run's hundred solves).
+    The controller knows the libraries loaded when it was made; the products here run in numpy's BLAS, loaded
+    with numpy, and the solver in SciPy's, loaded with ``scipy.optimize`` before the first solve.
+    """
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1)
 
 
 def _solve(model: nn.Module, params: list[torch.Tensor], batch, c: float, cfg: TrainConfig,
@@ -321,6 +350,11 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
     clips alone (UA with classes, else minus the mean squared error of the dimensions); ties go to the smaller C
     (the stronger penalty). Every fold starts from the same initial weights and walks the grid upwards, warm.
 
+    A choice made by the exact solver is kept in this process (and in the folder of :func:`sharing_cv_choices`)
+    by a hash of everything it depends on (:func:`_cv_key`), and returned as it was for the same problem again:
+    paired simulations (every strategy of a seed starts from the same labelled clips and the same head) pose the
+    same problem in their first round, and ``auto`` keeping ``random`` queries what the random run queries.
+
     Returns:
         (chosen C, ``{"metric", "folds", "grid": sorted C values, "scores": [one per grid value]}``).
     """
@@ -337,6 +371,10 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
     # Each fold's batches once, reused for every C.
     splits = [(make_batch(train, np.flatnonzero(folds != f), None, None).to(device), np.flatnonzero(folds == f),
                make_batch(train, np.flatnonzero(folds == f), None, None).to(device)) for f in range(k)]
+    key = _cv_key(model, train, cfg, device, class_loss, [fit_batch for fit_batch, _, _ in splits])
+    kept = _kept_choice(key)
+    if kept is not None:
+        return kept
     truth = [labels[held] if has_classes else np.asarray(train.targets[held], np.float64) for _, held, _ in splits]
     preds: list[list[np.ndarray]] = [[] for _ in grid]
     for fit_batch, _, held_batch in splits:
@@ -362,4 +400,93 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
         else:
             scores.append(-float(np.nanmean((y - p) ** 2)))
     best = int(np.argmax(scores))  # the first maximum: the smallest C among ties
-    return grid[best], {"metric": "ua" if has_classes else "-mse", "folds": k, "grid": grid, "scores": scores}
+    cv = {"metric": "ua" if has_classes else "-mse", "folds": k, "grid": grid, "scores": scores}
+    if key is not None:
+        _keep_choice(key, grid[best], cv, share=True)
+    return grid[best], cv
+
+
+@contextlib.contextmanager
+def sharing_cv_choices(folder) -> Iterator[None]:
+    """Within the block, :func:`choose_l2_c` also keeps its choices in ``folder`` (one JSON file per problem,
+    written atomically) and looks there before solving: the processes of a fanned-out ``jobs.evidence`` then
+    share them, as one process shares them in memory. A file holds the record as computed; JSON gives the same
+    floats back."""
+    from ser_models.io import storage_path
+
+    _CV_FOLDERS.append(storage_path(folder))
+    try:
+        yield
+    finally:
+        _CV_FOLDERS.pop()
+
+
+def _kept_choice(key: str | None) -> tuple[float, dict] | None:
+    """``(C, CV record)`` kept for ``key`` in this process or in the shared folder (a copy); None if none is."""
+    if key is None:
+        return None
+    if key not in _CV_CHOICES and _CV_FOLDERS:
+        from ser_models.io import exists, read_json
+
+        path = _CV_FOLDERS[-1] / f"{key}.json"
+        if exists(path):
+            stored = read_json(path)
+            cv = {name: stored["cv"][name] for name in ("metric", "folds", "grid", "scores")}  # the computed order
+            _keep_choice(key, float(stored["c"]), cv, share=False)
+    if key not in _CV_CHOICES:
+        return None
+    _CV_CHOICES.move_to_end(key)
+    c, cv = _CV_CHOICES[key]
+    return c, copy.deepcopy(cv)
+
+
+def _keep_choice(key: str, c: float, cv: dict, share: bool) -> None:
+    """Keep a choice in this process and, with ``share`` inside :func:`sharing_cv_choices`, in its folder."""
+    _CV_CHOICES[key] = (c, copy.deepcopy(cv))
+    while len(_CV_CHOICES) > CV_CHOICES_KEPT:
+        _CV_CHOICES.popitem(last=False)
+    if share and _CV_FOLDERS:
+        from ser_models.io import write_json_atomic
+
+        write_json_atomic(_CV_FOLDERS[-1] / f"{key}.json", {"c": c, "cv": cv})
+
+
+def _cv_key(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.device,
+            class_loss: nn.Module | None, fit_batches: list) -> str | None:
+    """sha256 (hex) of everything :func:`choose_l2_c` reads when every fold is solved exactly
+    (:func:`solve_linear_softmax`): the training config, the model's config and encoder fingerprint, every
+    weight and buffer outside the encoder (the head's start, the pool statistics), the class weights, the
+    labelled clips (ids, features, labels, targets, speakers, functionals), the device and torch's thread count.
+    None (nothing is kept) for the torch solver, for a model in training mode (its dropout draws from the
+    RNG), and for a model holding speaker statistics: they are kept outside its buffers.
+    """
+    if class_loss is None or any(_linear_softmax_layer(model, b, class_loss) is None for b in fit_batches):
+        return None
+    if any(m.training for m in model.modules()):
+        return None
+    held = [getattr(model, "speaker_norm", None), getattr(getattr(model, "functionals_norm", None), "speaker", None)]
+    if any(m is not None and m.fitted for m in held):
+        return None
+    # The statistics files differ by run folder; their values are in the buffers hashed below.
+    settings = {k: v for k, v in dataclasses.asdict(model.cfg).items()
+                if k not in ("feature_stats", "functionals_stats")}
+    h = hashlib.sha256(json.dumps(
+        {"train": dataclasses.asdict(cfg), "model": settings, "encoder": model.encoder.fingerprint(), "device": str(device),
+         "torch_threads": torch.get_num_threads(), "loss": [type(class_loss).__name__, class_loss.label_smoothing],
+         "ids": list(train.ids), "speakers": train.speakers}, sort_keys=True, default=str).encode())
+
+    def add(name: str, value) -> None:
+        if value is None:
+            h.update(f"{name}=None;".encode())
+            return
+        t = torch.as_tensor(value).detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if not name.startswith("encoder."):
+            add(name, t)
+    add("class_weight", class_loss.weight)
+    for name in ("features", "labels", "targets", "functionals", "soft"):
+        add(f"train.{name}", getattr(train, name))
+    return h.hexdigest()

@@ -73,7 +73,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
                 feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
                 run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True,
                 report=None, callbacks: list | None = None, anchoring: dict | None = None,
-                soft_labels: bool = False) -> TrainResult:
+                soft_labels: bool = False, plots: bool = True) -> TrainResult:
     """Fine-tune with Ray Train (or return the finished result of an earlier identical call).
 
     Args:
@@ -98,6 +98,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
             batches at the anchor layers (:class:`~ser_models.training.fitting.AnchorFeed`).
         soft_labels: ``datasets["train"]`` has a ``soft_label`` column (JSON vote shares from several
             annotators, null for hard labels): the classification loss fits the shares.
+        plots: draw ``confusion.png`` of the evaluation split (many-seed simulations skip it).
 
     Returns:
         A :class:`TrainResult`; ``metrics`` has ``history``, ``best_epoch``, ``dev`` and ``test``.
@@ -136,7 +137,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
                                    threads=scaling.cpus_per_worker, use_gpu=scaling.use_gpu, verbose=verbose,
                                    stream_rows=train_rows if train_rows > scaling.stream_above_clips else None,
                                    stream_window=scaling.stream_window, report=report, anchoring=anchoring)
-        return _finish(model_cfg, output_dir, metrics, time.perf_counter() - t0)
+        return _finish(model_cfg, output_dir, metrics, time.perf_counter() - t0, plots)
     for ds in feeds.values():
         # Progress bars of datasets fed to workers would interleave with the epoch lines.
         ds.context.enable_progress_bars = False
@@ -158,7 +159,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         copy_dir(staging / MODEL_DIR, ckpt_dir, last=("model.json",))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return _finish(model_cfg, output_dir, metrics, seconds)
+    return _finish(model_cfg, output_dir, metrics, seconds, plots)
 
 
 def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, datasets: dict, output_dir: str,
@@ -270,12 +271,12 @@ def _ray_storage(uri: str) -> dict:
     return {"storage_path": path, "storage_filesystem": fs}
 
 
-def _finish(model_cfg, output_dir: StoragePath, metrics: dict, seconds: float) -> TrainResult:
-    """Plot, then write metrics.json last (its presence marks the run finished)."""
+def _finish(model_cfg, output_dir: StoragePath, metrics: dict, seconds: float, plots: bool = True) -> TrainResult:
+    """Plot (unless ``plots`` is false), then write metrics.json last (its presence marks the run finished)."""
     ckpt_dir, metrics_path = output_dir / "checkpoint", output_dir / "metrics.json"
     metrics["train_wall_seconds"] = seconds
     split = "test" if metrics.get("test") else "dev"
-    if metrics.get(split) and "confusion" in metrics[split]:
+    if plots and metrics.get(split) and "confusion" in metrics[split]:
         plot_confusion(metrics[split]["confusion"], model_cfg.labels, output_dir / "confusion.png",
                        title=f"{split}: UA {metrics[split]['ua']:.3f}")
     write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished

@@ -55,3 +55,18 @@ def test_a_finished_simulation_is_read_back_as_it_was_written(tmp_path):
                                            test={"ua": 2 / 7}, selected=4, seconds={"train": 0.5})], 1.25)
     write_json_atomic(tmp_path / SIMULATION_FILE, result.to_json())
     assert finished_simulation(tmp_path) == result  # floats exact through JSON: rows identical on a rerun
+
+
+def test_the_fan_out_starts_a_block_of_seeds_first_runs_before_their_other_strategies():
+    from ser_models.runs.evidence import seeds_apart
+
+    plan = [(name, seed) for seed in range(5) for name in ("random", "margin", "auto")] + [("all-labels", 0)]
+    order = [plan[i] for i in seeds_apart(plan, list(range(len(plan))), slots=2)]
+    assert order[:7] == [("random", 0), ("random", 1), ("margin", 0), ("margin", 1), ("auto", 0), ("auto", 1),
+                         ("all-labels", 0)]
+    assert order[7:10] == [("random", 2), ("random", 3), ("margin", 2)] and order[-3:] == [
+        ("random", 4), ("margin", 4), ("auto", 4)]
+    # a resumed job starts only what is left, in the same pattern
+    left = [i for i, (name, seed) in enumerate(plan) if seed >= 3]
+    assert [plan[i] for i in seeds_apart(plan, left, slots=2)][:2] == [("random", 3), ("random", 4)]
+    assert sorted(seeds_apart(plan, left, slots=1)) == left
