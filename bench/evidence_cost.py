@@ -132,6 +132,24 @@ def profile_runs(cfg, pool, labelable: int) -> dict:
     return out
 
 
+def shared_cv_problems(runs_dir: Path) -> dict:
+    """How many of the workload's cross-validations a run could take from another run of its seed: per round,
+    the runs whose labelled training clips equal an earlier run's (read from each run's ledger)."""
+    import pandas as pd
+
+    sets: dict[tuple[int, int], list[frozenset]] = {}
+    for run in sorted(runs_dir.iterdir()):
+        seed = int(run.name.rsplit("_s", 1)[1])
+        ledger = pd.read_parquet(run / "labels" / "ledger.parquet", columns=["utt_id", "round", "purpose"])
+        ledger = ledger[ledger.purpose == "train"]
+        for r in sorted(ledger["round"].unique()):
+            sets.setdefault((seed, int(r)), []).append(frozenset(ledger[ledger["round"] <= r].utt_id))
+    shared = {r: 0 for _, r in sets}
+    for (_, r), found in sets.items():
+        shared[r] += len(found) - len(set(found))
+    return {"problems": sum(len(v) for v in sets.values()), "shared_by_round": shared}
+
+
 def worker_library() -> str:
     """Where a Ray worker of this session imports ``ser_models`` from (the tree under test)."""
     import ray
@@ -207,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     per_run = frame.groupby(["strategy", "seed"]).run_s.first()
     result["run_s_mean"] = {k: float(v) for k, v in per_run.groupby(level="strategy").mean().items()}
     result["rows"] = frame[ROW_COLUMNS].to_dict(orient="list")
+    result["cv"] = shared_cv_problems(work / "workload" / "runs")
     print(f"workload: {result['runs']} runs in {result['workload_s']:.1f} s (goal {GOAL_S:.0f} s)", flush=True)
     before = json.loads(Path(args.baseline).read_text()) if args.baseline else None
     if before is not None:
@@ -268,12 +287,23 @@ def report(after: dict, before: dict | None, args) -> str:
                      f"**{sum(saved(n, labels, minus) for n in STRATEGIES) / len(STRATEGIES):.2f}**"]
                     for change, labels, minus in CHANGES]
             lines += [md_table(["change", *STRATEGIES, "mean"], rows), ""]
+            yardstick = "auto's simulated active learning"
+            drift = abs(before["profile"]["parts"]["auto"][yardstick] - after["profile"]["parts"]["auto"][yardstick])
+            lines += [f"Each profile is one run on a shared machine: {yardstick}, which no change touched, moved by "
+                      f"{drift:.2f} s between the two, a yardstick for the noise in every cell.", ""]
     lines += ["## The workload, fanned out (2 runs at a time)", ""]
     rows = [[side, f"{d['workload_s']:.1f}", f"{d['workload_s'] / d['runs']:.2f}",
              f"{d['workload_s'] / GOAL_S:.2f}x", "met" if d["workload_s"] <= GOAL_S else "not met",
              _load_text(d["workload_load"])] for side, d in sides]
     lines += [md_table(["code", "wall s", "wall s per run", "of the 3-min goal", "goal", "load (1/5/15 min)"], rows),
               ""]
+    if "cv" in after:
+        shared = after["cv"]["shared_by_round"]
+        lines += [f"Of the workload's {after['cv']['problems']} cross-validations of C (one per run and round), "
+                  f"**{sum(shared.values())}** are on labelled clips that another run of the same seed "
+                  "cross-validates too (by round: " + ", ".join(f"{r}: {n}" for r, n in sorted(shared.items()))
+                  + "): every strategy's first round, and `auto`'s rounds while it has queried as `random` does. "
+                  "With `cv_choices` each of those is solved once.", ""]
     if before:
         lines += [f"runs.csv rows ({len(after['rows']['seed'])}, everything but timings) identical before and "
                   f"after: **{'yes' if after.get('rows_identical_to_baseline') else 'no'}**. Before: the same "

@@ -102,9 +102,12 @@ def request_details(ids: list[str], reason: str | list[str], guesses: pd.DataFra
         uncertainty if strategy in _RANKS_BY_UNCERTAINTY else None)
     values = _uncertainty(scores, ids, name) if name and scores is not None else None
     if values is not None:
-        frame["score"] = [None if np.isnan(v) else round(float(v), 4) for v in values]
-        frame["reason"] = [f"{why}: " + (f"top-2 gap {1 - v:.3f}" if name == "margin" else f"{name} {v:.3f}")
-                           if not np.isnan(v) else why for why, v in zip(frame["reason"], values)]
+        # The reason quotes the very number in the score column (rounded once, to 4 places): rounding the raw
+        # value to 3 places for the reason and to 4 for the column made the two disagree at rounding boundaries.
+        shown = [None if np.isnan(v) else round(float(v), 4) for v in values]
+        frame["score"] = shown
+        frame["reason"] = [f"{why}: " + (f"top-2 gap {1 - s:.4f}" if name == "margin" else f"{name} {s:.4f}")
+                           if s is not None else why for why, s in zip(frame["reason"], shown)]
     return frame
 
 

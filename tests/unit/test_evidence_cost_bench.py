@@ -28,7 +28,9 @@ def _result(scale: float, seconds: float, tree: str) -> dict:
 def test_report_shows_both_sides_what_each_change_bought_and_the_goal():
     before, after = _result(1.0, 220.0, "/old"), _result(0.5, 160.0, "/new")
     after["rows_identical_to_baseline"] = True
+    after["cv"] = {"problems": 240, "shared_by_round": {0: 40, 1: 15}}
     text = ec.report(after, before, argparse.Namespace(seeds=20, pool_dir="pool"))
+    assert "Of the workload's 240 cross-validations of C" in text and "**55** are on" in text
     assert "| before | 220.0 |" in text and "not met" in text and "| after | 160.0 |" in text
     assert "identical before and after: **yes**" in text
     # plots are the 6th part (6.0 before, 3.0 after): 3.0 bought in every strategy

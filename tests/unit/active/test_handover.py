@@ -38,7 +38,7 @@ def test_request_details_show_the_guess_the_strategy_score_and_why():
     assert d["model_guess"].tolist() == ["ang", "ang"] and d["model_confidence"].tolist() == pytest.approx([0.6, 0.5])
     # margin scores 1 - (top1 - top2): y's gap is 0.2, z's 0 (most uncertain)
     assert d["score"].tolist() == pytest.approx([0.8, 1.0], abs=1e-4)
-    assert d["reason"].tolist() == ["margin: top-2 gap 0.200", "margin: top-2 gap 0.000"]
+    assert d["reason"].tolist() == ["margin: top-2 gap 0.2000", "margin: top-2 gap 0.0000"]
     # informative_diverse ranks by its uncertainty; random has no score; no model, no guess
     d = request_details(["x"], "round 2 pick", guesses=None, scores=scores, strategy="informative_diverse",
                         uncertainty="least_confidence")
