@@ -6,22 +6,58 @@ Plain ``requests`` against the documented endpoints, so the platform does not pi
 Authentication: a personal access token (a JWT refresh token, Label Studio >= 1.17) is exchanged for a
 short-lived access token (``Authorization: Bearer``) and refreshed on a 401; a legacy token is sent as
 ``Authorization: Token``. The token is read by the caller from an environment variable and never appears in a
-message, a log line or a repr.
+message, a log line or a repr: every error text passes through :meth:`LabelStudioClient.redact`, which also
+hides the access token, whatever a server or a network library puts in its messages.
+
+Plain ``http://`` sends the token in clear text, so it is refused unless the server is on this machine
+(``127.0.0.1`` and the rest of 127.0.0.0/8, ``::1``, ``localhost``) or the caller allows it
+(``allow_insecure_http``, the config key ``active.label_studio.allow_insecure_http``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterator, Sequence
+from urllib.parse import urlsplit
 
-from ser_models.exceptions import OracleError
+from ser_models.exceptions import ConfigError, OracleError
 
-__all__ = ["LabelStudioClient", "LabelStudioError"]
+__all__ = ["LabelStudioClient", "LabelStudioError", "check_server_url", "is_loopback_host"]
+
+_REDACTED = "<redacted>"
 
 
 class LabelStudioError(OracleError):
     """The Label Studio server refused a request or could not be reached (message: method, path, status and
     the server's own explanation; never the token)."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ``::1``): traffic that never leaves the host."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_server_url(url: str, allow_insecure_http: bool) -> str:
+    """``url`` without a trailing slash, or ConfigError for a scheme other than http(s) or a plain-http server
+    beyond this machine."""
+    parts = urlsplit(url)
+    shown = parts._replace(netloc=parts.hostname or "").geturl() if parts.username or parts.password else url
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"active.label_studio.url must be an http(s):// URL of the server, got {shown!r}")
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback_host(parts.hostname):
+        raise ConfigError(f"active.label_studio.url={shown} is plain http to another machine: the access token "
+                          "would cross the network in clear text. Use https://, reach the server through a "
+                          "loopback address (e.g. a port-forward to 127.0.0.1), or set "
+                          "active.label_studio.allow_insecure_http=true on a network you trust")
+    return url.rstrip("/")
 
 
 def _is_jwt(token: str) -> bool:
@@ -32,20 +68,26 @@ class LabelStudioClient:
     """Talks to one Label Studio server as one user.
 
     Args:
-        url: the server's base URL, e.g. ``http://127.0.0.1:8080``.
+        url: the server's base URL, e.g. ``https://labelstudio.internal`` or ``http://127.0.0.1:8080``.
         token: a personal access token or a legacy token (Account & Settings in the UI).
         timeout: seconds per request.
         retries: attempts for a request that fails to connect or gets a 5xx (a busy or restarting server).
+        allow_insecure_http: accept a plain ``http://`` URL of another machine (the token then travels in clear
+            text); loopback addresses never need it.
+
+    Raises:
+        ConfigError: a URL that is not http(s), or plain http beyond loopback without ``allow_insecure_http``.
     """
 
-    def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 3):
+    def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 3,
+                 allow_insecure_http: bool = False):
         import requests
 
         if not url:
             raise LabelStudioError("no Label Studio URL: set active.label_studio.url or LABEL_STUDIO_URL")
         if not token:
             raise LabelStudioError("no Label Studio token (empty)")
-        self.url = url.rstrip("/")
+        self.url = check_server_url(url, allow_insecure_http)
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
         self._session = requests.Session()
@@ -53,7 +95,14 @@ class LabelStudioClient:
         self._access: str | None = None
 
     def __repr__(self) -> str:
-        return f"LabelStudioClient(url={self.url!r})"
+        return f"LabelStudioClient(url={self.url!r}, token={_REDACTED})"
+
+    def redact(self, text: str) -> str:
+        """``text`` with the token and the current access token replaced by ``<redacted>``."""
+        for secret in (self._token, self._access):
+            if secret:
+                text = text.replace(secret, _REDACTED)
+        return text
 
     # ------------------------------------------------------------------------------------------ transport
     def _auth_header(self, refresh: bool = False) -> dict[str, str]:
@@ -92,10 +141,11 @@ class LabelStudioClient:
                 time.sleep(min(2.0 ** attempt, 10.0))
                 continue
             if r.status_code >= 400:
-                raise LabelStudioError(f"Label Studio {method} {path} -> HTTP {r.status_code}: {_explain(r)}")
+                raise LabelStudioError(self.redact(f"Label Studio {method} {path} -> HTTP {r.status_code}: "
+                                                   f"{_explain(r)}"))
             return r
-        raise LabelStudioError(f"Label Studio at {self.url} unreachable ({method} {path}, {attempts} attempt"
-                               f"{'s' if attempts > 1 else ''}): {last}")
+        raise LabelStudioError(self.redact(f"Label Studio at {self.url} unreachable ({method} {path}, {attempts} "
+                                           f"attempt{'s' if attempts > 1 else ''}): {last}"))
 
     def _json(self, method: str, path: str, **kwargs):
         r = self._send(method, path, **kwargs)
@@ -172,10 +222,14 @@ class LabelStudioClient:
         return self._json("POST", "/api/storages/localfiles", json={
             "project": project, "path": path, "title": title, "use_blob_urls": True, "regex_filter": ""})
 
-    def set_task_overlap(self, task: int, overlap: int) -> None:
-        """Ask for ``overlap`` annotations of ``task`` and put it back into the annotators' queue (the server
-        does not recompute ``is_labeled`` on this update, and its queue serves unlabelled tasks only)."""
-        self._json("PATCH", f"/api/tasks/{task}", json={"overlap": int(overlap), "is_labeled": False})
+    def set_task_overlap(self, task: int, overlap: int, is_labeled: bool = False, data: dict | None = None) -> None:
+        """Ask for ``overlap`` annotations of ``task``; ``is_labeled=False`` puts it back into the annotators'
+        queue (the server does not recompute ``is_labeled`` on this update, and its queue serves unlabelled
+        tasks only). ``data``: the task's whole new data, when it changes too."""
+        fields = {"overlap": int(overlap), "is_labeled": bool(is_labeled)}
+        if data is not None:
+            fields["data"] = data
+        self._json("PATCH", f"/api/tasks/{task}", json=fields)
 
     def users(self) -> dict[int, str]:
         """``{user id: email}`` of the organisation's users (names annotators in the ledger)."""

@@ -6,8 +6,10 @@ are not there yet (audio uploaded to the server, served from a folder the server
 and reads the annotations back. The server is the state: a rerun, or a driver killed while it waited, finds
 the tasks it made (``data.utt_id`` + ``data.ser_round``) and never creates them twice.
 
-A task is finished when it holds as many annotations as its ``overlap`` asks (skips included). Finished clips
-get one label from their annotators' votes (:mod:`ser_models.active.agreement`):
+A task is finished when it holds as many annotations as ``annotators`` asks (skips included), plus one per
+requeue; the count comes from the config, never from the server's project settings or a task's ``overlap``
+(which the oracle sets back when someone changed them in the UI). Finished clips get one label from their
+annotators' votes (:mod:`ser_models.active.agreement`):
 
 * ``aggregate=majority``: the plurality label; ``aggregate=soft``: the plurality label plus the vote shares
   (``soft_label`` in the ledger; training on soft targets uses them).
@@ -55,8 +57,8 @@ import pandas as pd
 from ser_models import io
 from ser_models.active.agreement import agreement_report, dimension_agreement, tally
 from ser_models.active.clips import CLIP_COLUMNS
-from ser_models.active.label_studio_client import LabelStudioClient
-from ser_models.config import field
+from ser_models.active.label_studio_client import LabelStudioClient, check_server_url
+from ser_models.config import LOCATION, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending, OracleError
 
 __all__ = ["Collected", "LabelStudioConfig", "LabelStudioOracle", "label_config_xml"]
@@ -69,39 +71,49 @@ AUDIO_NAME, CHOICES_NAME = "audio", "emotion"
 #: A skip counts as one of a task's annotations, for the server's queue as for the oracle (its default,
 #: REQUEUE_FOR_OTHERS, keeps serving a skipped task while the oracle would count it finished).
 _SKIP_QUEUE = "IGNORE_SKIPPED"
+#: Task data key recording how many annotations the oracle asked for after a requeue (the server's own
+#: ``overlap`` follows project settings anyone may edit, so it is never the count).
+_ASKED = "ser_annotations"
 
 
 @dataclass
 class LabelStudioConfig:
     """``active.label_studio``: where the project lives and how several annotators' votes become one label."""
 
-    url: str = field("", help="Label Studio base URL, e.g. http://labelstudio.internal:8080; '' = the "
-                              "LABEL_STUDIO_URL environment variable")
-    api_key_env: str = field("LABEL_STUDIO_API_KEY", help="name of the environment variable holding the access "
-                                                          "token (never put the token in a config)")
-    project: str = field("", help="project title; '' = 'SER active learning: <output_dir name>'")
-    annotators: int = field(1, help="annotations asked for per clip (the project's overlap)")
-    aggregate: str = field("majority", help=f"{list(_AGGREGATE)}: one label per clip, or the label plus the "
-                                            "annotators' vote shares (soft label)")
-    min_agreement: float = field(0.0, help="a clip whose plurality label has a smaller share of the votes is "
-                                           "disputed (a tie always is)")
-    on_disagreement: str = field("requeue", help=f"{list(_ON_DISAGREEMENT)}: ask one more annotator, drop the "
-                                                 "clip, or keep it with its soft label")
-    max_annotations: int = field(0, help="requeue stops here and drops the clip; 0 = annotators + 2")
-    audio: str = field("upload", help=f"{list(_AUDIO)}: upload each clip's file to the server; serve it from a "
-                                      "folder the server reads (local_files_root); or pass the clip's path as "
-                                      "the URL (http(s), or s3:// with the bucket connected to the project)")
-    local_files_root: str = field("", help="audio=local_files: the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
-                                           " (every clip path lies under it; the project gets it as storage)")
-    wait: bool = field(False, help="poll until the round's tasks are finished instead of stopping the job")
-    poll_seconds: float = field(30.0, help="wait=true: seconds between polls")
-    wait_timeout_s: float = field(24 * 3600.0, help="wait=true: give up waiting (the job stops as with "
-                                                    "wait=false; rerun it later)")
-    timeout_s: float = field(60.0, help="seconds per HTTP request")
-    pre_annotate: bool = field(True, help="send the round's model guess with each task as a Label Studio "
-                                          "prediction (class and its probability, dimension values) and make it "
-                                          "the project's model_version, so annotators start from it; false = "
-                                          "bare clips (no anchoring on the model's guess)")
+    url: str = field("", effect=LOCATION, help="Label Studio base URL, e.g. https://labelstudio.internal or "
+                                               "http://127.0.0.1:8080 (plain http only to loopback, see "
+                                               "allow_insecure_http); '' = the LABEL_STUDIO_URL environment "
+                                               "variable")
+    api_key_env: str = field("LABEL_STUDIO_API_KEY", effect=LOCATION, help="name of the environment variable holding the access "
+                                                                           "token (never put the token in a config)")
+    project: str = field("", effect=LOCATION, help="project title; '' = 'SER active learning: <output_dir name>'")
+    annotators: int = field(1, effect=RESULT, help="annotations asked for per clip (the count, whatever the "
+                                                   "server's project settings say)")
+    aggregate: str = field("majority", effect=RESULT, help=f"{list(_AGGREGATE)}: one label per clip, or the label plus the "
+                                                           "annotators' vote shares (soft label)")
+    min_agreement: float = field(0.0, effect=RESULT, help="a clip whose plurality label has a smaller share of the votes is "
+                                                          "disputed (a tie always is)")
+    on_disagreement: str = field("requeue", effect=RESULT, help=f"{list(_ON_DISAGREEMENT)}: ask one more annotator, drop the "
+                                                                "clip, or keep it with its soft label")
+    max_annotations: int = field(0, effect=RESULT, help="requeue stops here and drops the clip; 0 = annotators + 2")
+    audio: str = field("upload", effect=LOCATION, help=f"{list(_AUDIO)}: upload each clip's file to the server; serve it from a "
+                                                       "folder the server reads (local_files_root); or pass the clip's path as "
+                                                       "the URL (http(s), or s3:// with the bucket connected to the project)")
+    local_files_root: str = field("", effect=LOCATION, help="audio=local_files: the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
+                                                            " (every clip path lies under it; the project gets it as storage)")
+    wait: bool = field(False, effect=SPEED, help="poll until the round's tasks are finished instead of stopping the job")
+    poll_seconds: float = field(30.0, effect=SPEED, help="wait=true: seconds between polls")
+    wait_timeout_s: float = field(24 * 3600.0, effect=SPEED, help="wait=true: give up waiting (the job stops as with "
+                                                                  "wait=false; rerun it later)")
+    timeout_s: float = field(60.0, effect=SPEED, help="seconds per HTTP request")
+    allow_insecure_http: bool = field(False, effect=LOCATION, help="accept a plain http:// url of another machine "
+                                                                  "(the access token then crosses the network in "
+                                                                  "clear text); loopback (127.0.0.1, ::1, "
+                                                                  "localhost) never needs it, else use https://")
+    pre_annotate: bool = field(True, effect=RESULT, help="send the round's model guess with each task as a Label Studio "
+                                                         "prediction (class and its probability, dimension values) and make it "
+                                                         "the project's model_version, so annotators start from it; false = "
+                                                         "bare clips (no anchoring on the model's guess)")
 
     def __post_init__(self):
         checks = [("aggregate", self.aggregate, _AGGREGATE), ("on_disagreement", self.on_disagreement,
@@ -118,6 +130,8 @@ class LabelStudioConfig:
             raise ConfigError(f"active.label_studio.min_agreement must lie in [0, 1], got {self.min_agreement}")
         if self.poll_seconds <= 0 or self.wait_timeout_s < 0 or self.timeout_s <= 0:
             raise ConfigError("active.label_studio.poll_seconds and timeout_s must be > 0, wait_timeout_s >= 0")
+        if self.url:  # refused when the config loads, not at the first round
+            check_server_url(self.url, self.allow_insecure_http)
         if self.audio == "local_files" and not self.local_files_root:
             raise ConfigError("active.label_studio.audio=local_files needs local_files_root (the server's "
                               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
@@ -226,7 +240,8 @@ class LabelStudioOracle:
                 raise ConfigError(f"active.oracle=label_studio needs an access token in the environment variable "
                                   f"{self.cfg.api_key_env} (Label Studio: Account & Settings -> Access Token; "
                                   "active.label_studio.api_key_env names another variable)")
-            self._client = LabelStudioClient(url, token, timeout=self.cfg.timeout_s)
+            self._client = LabelStudioClient(url, token, timeout=self.cfg.timeout_s,
+                                             allow_insecure_http=self.cfg.allow_insecure_http)
         return self._client
 
     def project(self) -> dict:
@@ -446,11 +461,17 @@ class LabelStudioOracle:
         problems: list[str] = []
         rows, dropped, pending, raw = {}, {}, [], []
         cap = self.cfg.annotation_cap
+        realigned = []
         for uid in ids:
             task = tasks[uid]
             anns = task.get("annotations") or []
             done = [a for a in anns if not a.get("was_cancelled")]
-            need = int(task.get("overlap") or self.cfg.annotators)
+            need = self._asked(task)
+            if int(task.get("overlap") or 0) != need:
+                # The server's overlap follows its project settings, which anyone may change in its UI; the
+                # count is ours. Setting it back also keeps the server's queue serving the task while it is short.
+                self.client.set_task_overlap(int(task["id"]), need, is_labeled=len(anns) >= need)
+                realigned.append(f"{task['id']} ({task.get('overlap')} -> {need})")
             if len(anns) < need:
                 pending.append(uid)
                 continue
@@ -476,7 +497,8 @@ class LabelStudioOracle:
                 disputed = vote.tied or vote.share < self.cfg.min_agreement
                 shown = ", ".join(f"{c} {s:.0%}" for c, s in vote.soft.items())
                 if disputed and self.cfg.on_disagreement == "requeue" and need < cap:
-                    self.client.set_task_overlap(int(task["id"]), need + 1)
+                    self.client.set_task_overlap(int(task["id"]), need + 1,
+                                                 data={**(task.get("data") or {}), _ASKED: need + 1})
                     self.log(f"  Label Studio: clip {uid!r} (task {task['id']}) disputed ({shown}): asking for "
                              f"annotation {need + 1} of at most {cap}")
                     pending.append(uid)
@@ -488,6 +510,9 @@ class LabelStudioOracle:
                 if self.cfg.aggregate == "soft" or disputed:
                     record["soft_label"] = json.dumps(vote.soft)
             rows[uid] = record
+        if realigned:
+            self.log(f"  Label Studio: {len(realigned)} tasks asked for another number of annotations than "
+                     f"active.label_studio sets; set back: {', '.join(realigned[:10])}")
         if problems:
             raise LabelImportError(f"Label Studio project {self.project()['id']} ({self.title!r}), round {round}: "
                                    f"{len(problems)} annotations cannot be used -- fix them in Label Studio, then "
@@ -498,6 +523,15 @@ class LabelStudioOracle:
                                                  *self.dimensions, "lead_time"])
         return Collected(frame=frame.loc[[i for i in ids if i in rows]], dropped=dropped, pending=pending,
                          annotations=annotations, url=self.project_url, agreement=self._agreement(annotations))
+
+    def _asked(self, task: dict) -> int:
+        """Annotations this task needs: ``annotators``, or more where the oracle requeued it (recorded in the
+        task's ``data.ser_annotations``, capped at ``max_annotations``); never the server's own overlap."""
+        try:
+            requeued = int((task.get("data") or {}).get(_ASKED) or 0)
+        except (TypeError, ValueError):
+            requeued = 0
+        return min(max(self.cfg.annotators, requeued), self.cfg.annotation_cap)
 
     def _what(self, round: int) -> str:  # noqa: A002
         return "the evaluation sets" if self.purpose == "evaluation" else f"round {round}"

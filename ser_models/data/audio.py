@@ -34,7 +34,8 @@ from ser_models.exceptions import AudioError
 #: - ``empty``: a 0-byte file, or a file / segment holding no samples. A 0-byte file is ``empty`` rather than
 #:   ``unreadable`` because its fix differs: it was truncated by a copy, not produced by a bad encoder.
 #: - ``too_short``: shorter than ``min_duration`` seconds.
-#: - ``too_long``: longer than ``max_duration`` seconds while ``long_policy="reject"``.
+#: - ``too_long``: longer than ``max_duration`` seconds while ``long_policy="reject"`` (counted in decoded
+#:   samples; decoding stops one second past the limit, whatever length the file's header claims).
 #: - ``non_finite``: NaN or infinite samples (float WAVs written by a broken pipeline).
 #: - ``silent``: RMS level below ``silence_db`` dBFS.
 #: - ``bad_segment``: the manifest's ``start`` / ``end`` lie outside the file or ``start >= end``, or its
@@ -47,6 +48,8 @@ _SEGMENT_TOLERANCE_S = 0.05
 # Extensions whose files libsndfile decodes when intact (MP3 is left to FFmpeg too: libsndfile misses some
 # MP3 variants that FFmpeg reads whole).
 _LIBSNDFILE_ONLY = frozenset({"wav", "flac", "ogg", "oga", "opus", "aif", "aiff", "au"})
+# Seconds decoded past max_duration, so validate() crops or rejects on the exact count at the target rate.
+_READ_MARGIN_S = 1.0
 _PCM16_SCALE_OUT = 32767.0
 _PCM16_SCALE_IN = 32768.0  # libsndfile's int16 -> float scale, so pcm16 and flac decode identically
 
@@ -91,6 +94,17 @@ def load_clip(
         AudioError: ``missing_file``, ``empty``, ``unreadable`` or ``bad_segment`` (the segment lies outside
             the file, or the channel does not exist).
     """
+    wav, orig_sr, channels, _ = _load_clip(path, start, end, target_sr, max_duration, channel)
+    return wav, orig_sr, channels
+
+
+def _load_clip(path: str, start: float | None, end: float | None, target_sr: int, max_duration: float | None,
+               channel: int | None) -> tuple[np.ndarray, int, int, bool]:
+    """:func:`load_clip`, plus whether decoding stopped at ``max_duration`` with the clip going on past it.
+
+    The stop is judged on samples decoded, never on the header's length: a container whose duration field
+    claims one second while it holds an hour still stops at ``max_duration``.
+    """
     if channel is not None and channel < 0:
         channel = None
     with open_audio(path) as stream:  # raises missing_file / empty / unreadable itself
@@ -100,10 +114,11 @@ def load_clip(
             raise AudioError("bad_segment", f"{path}: channel {channel} does not exist (the file has {channels} "
                                             "channel(s), numbered from 0)")
         first, seg_last = _segment_frames(path, start, end, orig_sr, stream.frames, stream.exact_frames)
-        last = seg_last
+        last, crop = seg_last, None
         if max_duration is not None:
             crop = first + int(math.ceil(max_duration * orig_sr))
-            last = crop if last is None else min(last, crop)
+            # One sample past the crop tells a clip that goes on from one that ends exactly there.
+            last = crop + 1 if last is None else min(last, crop + 1)
         try:
             data = stream.read(first, last)
         except AudioError:
@@ -114,6 +129,11 @@ def load_clip(
         _check_decoded_span(path, start, end, orig_sr, first, None if seg_last is None else last, len(data))
     if data.shape[0] == 0:
         raise AudioError("empty", f"no samples in {path} (segment {start}-{end} s)")
+    # Judged on the decoder's position, not on the samples counted: an FFmpeg stream whose first frame starts
+    # late (an encoder's priming samples) hands out fewer samples than the span it covers.
+    cut = crop is not None and stream.reached > crop
+    if cut:
+        data = data[:data.shape[0] - (stream.reached - crop)]
     if channel is not None:
         wav = data[:, channel]
     else:
@@ -121,7 +141,7 @@ def load_clip(
         wav = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
     if orig_sr != target_sr and np.isfinite(wav).all():
         wav = soxr.resample(wav, orig_sr, target_sr, quality="HQ")
-    return np.ascontiguousarray(wav, dtype=np.float32), int(orig_sr), int(channels)
+    return np.ascontiguousarray(wav, dtype=np.float32), int(orig_sr), int(channels), cut
 
 
 def _refuse_partial_recovery(path: str, backend: str) -> None:
@@ -280,11 +300,14 @@ def decode_clip(path: str, start: float | None, end: float | None, cfg: DecodeSe
     Raises:
         AudioError: with one of :data:`REASONS`.
     """
-    # Under "crop" only max_duration seconds are read and resampled (a 1 h file costs as much as a 20 s one);
-    # one extra second lets validate() do the exact crop at the target rate.
-    read_limit = cfg.max_duration + 1.0 if cfg.long_policy == "crop" else None
-    wav, orig_sr, channels = load_clip(path, start, end, cfg.target_sample_rate, max_duration=read_limit,
-                                       channel=channel)
+    # Under either policy at most max_duration + 1 s is decoded and resampled, counted in decoded samples
+    # (a 1 h file costs as much as a 21 s one, whatever its header claims); the extra second lets validate()
+    # crop, or judge a clip just past the limit, exactly at the target rate.
+    read_limit = cfg.max_duration + _READ_MARGIN_S
+    wav, orig_sr, channels, cut = _load_clip(path, start, end, cfg.target_sample_rate, read_limit, channel)
+    if cut and cfg.long_policy == "reject":
+        raise AudioError("too_long", f"{path}: longer than max_duration {cfg.max_duration:g} s (long_policy=reject "
+                                     f"stopped decoding at {read_limit:g} s)")
     wav = validate(wav, cfg, cfg.target_sample_rate)
     return encode_pool_audio(wav, cfg.audio_format), int(wav.size), orig_sr, channels
 

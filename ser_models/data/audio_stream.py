@@ -38,8 +38,12 @@ class AudioStream:
         sample_rate: the file's rate in Hz.
         channels: the file's channel count.
         frames: samples per channel; exact for libsndfile, estimated from the container for FFmpeg formats
-            (``exact_frames`` says which).
+            (``exact_frames`` says which; 0 when the container has no duration). An estimate is never a limit:
+            a container may claim a second and hold an hour, so limits count decoded samples.
         backend: ``"libsndfile"`` or ``"ffmpeg"``.
+        reached: the sample position just past the last sample :meth:`blocks` handed out, in the file's
+            timeline (FFmpeg's from frame timestamps, so a stream whose first frame starts late has handed out
+            fewer samples than this): a read that stopped at ``stop`` with ``reached == stop`` may go on.
     """
 
     def __init__(self, path: str, sample_rate: int, channels: int, frames: int, backend: str, exact: bool):
@@ -49,6 +53,7 @@ class AudioStream:
         self.frames = int(frames)
         self.backend = backend
         self.exact_frames = exact
+        self.reached = 0
 
     @property
     def duration(self) -> float:
@@ -81,6 +86,7 @@ class _SndfileStream(AudioStream):
             if len(data) == 0:
                 return
             pos += len(data)
+            self.reached = pos
             yield data
 
 
@@ -134,12 +140,15 @@ class _FFmpegStream(AudioStream):
                 continue
             buf.append(arr[lo:hi])
             held += hi - lo
+            end = first + hi  # timeline position just past the buffered samples
             while held >= block_frames:
                 joined = np.concatenate(buf)
-                yield np.ascontiguousarray(joined[:block_frames], dtype=np.float32)
                 rest = joined[block_frames:]
+                self.reached = end - len(rest)
+                yield np.ascontiguousarray(joined[:block_frames], dtype=np.float32)
                 buf, held = ([rest] if len(rest) else []), len(rest)
         if held:
+            self.reached = end
             yield np.ascontiguousarray(np.concatenate(buf), dtype=np.float32)
 
 

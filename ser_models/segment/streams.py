@@ -90,7 +90,9 @@ def vad_pass(path: str, vad: SileroVAD, channels: str = "split", block_seconds: 
         vad: the model.
         channels: ``split``, ``mix`` or a channel number (see :data:`CHANNEL_POLICIES`).
         block_seconds: decode block length (s): memory is a few copies of one block.
-        max_seconds: longer files raise ``too_long`` before any decoding.
+        max_seconds: longer files raise ``too_long``: before any decoding when the length is exact
+            (libsndfile), else as soon as the decoded samples pass it (an FFmpeg container's duration is an
+            estimate, may be missing, or may lie), so a file never costs more than ``max_seconds`` of decoding.
 
     Returns:
         The streams' frame statistics.
@@ -99,9 +101,13 @@ def vad_pass(path: str, vad: SileroVAD, channels: str = "split", block_seconds: 
         AudioError: ``missing_file``, ``empty``, ``unreadable``, ``too_long``, ``non_finite`` or ``bad_channel``.
     """
     with open_audio(path) as audio:
-        if audio.duration > max_seconds:
+        if audio.exact_frames and audio.duration > max_seconds:
             raise AudioError("too_long", f"{path}: {audio.duration / 3600:.2f} h > max_recording_hours "
                                          f"{max_seconds / 3600:.2f} h")
+        # Samples of the file's rate allowed, counted as they are decoded: decoding stops within one block of
+        # the limit, whatever the header claimed (a block is about block_seconds).
+        limit = None if math.isinf(max_seconds) else int(math.floor(max_seconds * audio.sample_rate))
+        decoded = 0
         chans = _stream_channels(channels, audio.channels, path)
         resample = Resampler(audio.sample_rate, VAD_SAMPLE_RATE, len(chans))
         state = vad.new_state(len(chans))
@@ -109,6 +115,12 @@ def vad_pass(path: str, vad: SileroVAD, channels: str = "split", block_seconds: 
         carry = np.zeros((0, len(chans)), np.float32)
         block_frames = max(FRAME_SAMPLES, int(block_seconds * audio.sample_rate))
         for block in audio.blocks(block_frames):
+            decoded += len(block)
+            if limit is not None and decoded > limit:
+                said = f"its header says {audio.duration:.0f} s" if audio.frames else "its header has no duration"
+                raise AudioError("too_long", f"{path}: longer than max_recording_hours {max_seconds / 3600:g} h "
+                                             f"({said}; decoding stopped at the limit, "
+                                             f"{decoded / audio.sample_rate:.0f} s)")
             picked = block.mean(axis=1, keepdims=True) if chans == [MIXED] and block.shape[1] > 1 else block[:, chans]
             if not np.isfinite(picked).all():
                 raise AudioError("non_finite", f"{path}: NaN or infinite samples near "

@@ -25,6 +25,7 @@ from ser_models.active.label_studio_client import LabelStudioClient, LabelStudio
 from ser_models.active.label_studio_oracle import LabelStudioConfig, LabelStudioOracle
 from ser_models.config import load_config
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending
+from ser_models.names import safe_file_name
 from ser_models.runs.after import AfterJobConfig, run_after
 from ser_models.testing import kill_when
 from ser_models.testing_label_studio import find_label_studio, start_label_studio
@@ -276,7 +277,8 @@ def _annotate_round(server, truth, round_, skip=()):
 
 
 @pytest.mark.failure_model
-def test_after_job_waits_is_killed_and_resumes(server, ray_local, demo_pool, tmp_path, monkeypatch, capsys):
+def test_after_job_waits_is_killed_and_resumes(server, ray_local, demo_pool, tmp_path, monkeypatch, capsys,
+                                               caplog):
     """jobs.after with active.oracle=label_studio and wait=true: killed while it polls, rerun, finished."""
     manifest = pd.read_csv(demo_pool.manifest)
     truth = dict(zip(manifest["utt_id"], manifest["label"]))
@@ -314,6 +316,7 @@ def test_after_job_waits_is_killed_and_resumes(server, ray_local, demo_pool, tmp
     text = capsys.readouterr().out
     assert reports is not None and [r.round for r in reports] == [0, 1], text[-3000:]
     assert server.token not in text + (tmp_path / "first.log").read_text()
+    _assert_token_nowhere(server.token, out, text, caplog.text, (tmp_path / "first.log").read_text())
     tasks = server.tasks("loop test")
     keys = [(t["data"]["utt_id"], t["data"]["ser_round"]) for t in tasks]
     assert len(keys) == len(set(keys)), "a task was created twice"
@@ -374,7 +377,8 @@ def test_annotators_of_a_segment_pool_get_the_segment_not_the_recording(server, 
         data = task["data"]
         assert (data["recording"], data["channel"]) == (rows.at[uid, "recording"], rows.at[uid, "channel"])
         assert (data["start"], data["end"]) == pytest.approx((rows.at[uid, "start"], rows.at[uid, "end"]))
-        assert data["source_path"] == rows.at[uid, "path"] and data["path"].endswith(f"clips/{uid}.wav")
+        assert data["source_path"] == rows.at[uid, "path"]
+        assert data["path"].endswith(f"clips/{safe_file_name(uid, '.wav')}")
         served = server.admin().get(server.url + data["audio"], timeout=30)
         assert served.status_code == 200
         wav, sr = sf.read(io.BytesIO(served.content), dtype="float32")
@@ -497,3 +501,47 @@ def test_after_job_killed_while_waiting_for_evaluation_labels_resumes(server, ba
     rows = pd.read_parquet(out / "labels" / "ledger.parquet")
     assert dict(zip(rows["utt_id"], rows["purpose"])) == dict(zip(drawn["utt_id"], drawn["purpose"]))
     assert len(server.tasks("zero kill (evaluation)")) == len(drawn) and len(server.tasks("zero kill")) == 8
+
+
+# ------------------------------------------------------------------------------------------- safety of the oracle
+def _assert_token_nowhere(token: str, output_dir: Path, *logs: str) -> None:
+    """The token's bytes are in no file under ``output_dir`` (Parquet, JSON, logs, checkpoints alike) and in no
+    captured log text; the run must have written files for this to mean anything."""
+    files = [p for p in output_dir.rglob("*") if p.is_file()]
+    assert len(files) > 5, f"the run wrote almost nothing under {output_dir}: {files}"
+    leaked = [str(p) for p in files if token.encode() in p.read_bytes()]
+    assert not leaked, f"the Label Studio token is written in {leaked}"
+    assert all(token not in text for text in logs), "the Label Studio token is in the run's log"
+
+
+def test_annotations_per_task_come_from_the_config_not_the_server(server, clips, tmp_path):
+    oracle = _oracle(server, clips, tmp_path, "overlap test", annotators=2, max_annotations=3)
+    oracle.collect(["u0", "u1"], round=0)
+    project = oracle.project()["id"]
+    # Someone lowers "Annotations per task" in the project's settings, and edits one task by hand.
+    admin = server.admin()
+    admin.patch(f"{server.url}/api/projects/{project}/", json={"maximum_annotations": 1}, timeout=30).raise_for_status()
+    tasks = _task_of(server, "overlap test")
+    admin.patch(f"{server.url}/api/tasks/{tasks['u1']['id']}", json={"overlap": 1}, timeout=30).raise_for_status()
+    assert _task_of(server, "overlap test")["u1"]["overlap"] == 1
+    server.annotate("a1@example.com", tasks["u0"]["id"], "hap")
+    server.annotate("a1@example.com", tasks["u1"]["id"], "sad")
+    # One annotation is not enough for annotators=2: both stay pending, and the server asks for 2 again.
+    got = oracle.collect(["u0", "u1"], round=0)
+    assert sorted(got.pending) == ["u0", "u1"] and got.frame.empty
+    assert {uid: t["overlap"] for uid, t in _task_of(server, "overlap test").items()} == {"u0": 2, "u1": 2}
+    # ... so the server's queue serves them to a second annotator
+    assert server.next_task("a2@example.com", project) is not None
+    server.annotate("a2@example.com", tasks["u0"]["id"], "hap")
+    server.annotate("a2@example.com", tasks["u1"]["id"], "ang")
+    got = oracle.collect(["u0", "u1"], round=0)
+    assert list(got.frame.index) == ["u0"] and got.pending == ["u1"]  # u1 tied: requeued for a third
+    task = _task_of(server, "overlap test")["u1"]
+    assert task["overlap"] == 3 and task["data"]["ser_annotations"] == 3 and task["data"]["utt_id"] == "u1"
+    # A server that raised the overlap on its own does not make the oracle wait for more than it asked.
+    admin.patch(f"{server.url}/api/tasks/{tasks['u0']['id']}", json={"overlap": 5}, timeout=30).raise_for_status()
+    server.annotate("a3@example.com", tasks["u1"]["id"], "ang")
+    got = oracle.collect(["u0", "u1"], round=0)
+    assert sorted(got.frame.index) == ["u0", "u1"] and not got.pending and got.frame.loc["u1", "label"] == "ang"
+    assert _task_of(server, "overlap test")["u0"]["overlap"] == 2
+
