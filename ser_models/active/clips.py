@@ -7,7 +7,11 @@ right channel). With ``context`` seconds of context the clip is cut from the sou
 wider on each side (never past the file), and ``clip_start`` / ``clip_end`` say where the clip lies in the
 recording, so the annotator knows which part is the segment. Rows that are whole files keep their own path.
 
-Clips are written once, atomically, under the round's folder (``clips/<utt_id>.wav``); a rerun reuses them.
+Clips are written once, atomically, under the round's folder, each named by its id's safe file name
+(``clips/<slug>-<hash>.wav``, :func:`ser_models.names.safe_file_name`): an ``utt_id`` such as ``../../x`` or
+``a/b`` can neither leave the folder nor share a file with another id (``Abc`` and ``abc`` included). A rerun
+reuses a clip only where that name already holds one inside the clips folder (:func:`~ser_models.names.safe_child`
+refuses a symbolic link that leads out of it), so a file found anywhere else is never taken as a clip.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import soxr
 from ser_models.data.audio import decode_pool_audio
 from ser_models.data.audio_stream import read_span
 from ser_models.data.config import POOL_SAMPLE_RATE
-from ser_models.io import exists, join, read_bytes, write_bytes_atomic
+from ser_models.io import exists, read_bytes, write_bytes_atomic
+from ser_models.names import safe_child, safe_file_name
 
 #: Columns a segment's clip adds to what an annotator sees (besides ``path``, the clip itself).
 CLIP_COLUMNS = ("source_path", "recording", "channel", "start", "end", "clip_start", "clip_end")
@@ -35,13 +40,22 @@ def _wav_bytes(wav: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def clip_path(folder: str, utt_id: str) -> str:
+    """Where the clip of ``utt_id`` lives in ``folder``: its safe file name, checked to stay inside ``folder``.
+
+    Raises:
+        UnsafePathError: the clip would lie outside ``folder`` (a symbolic link in the clips folder).
+    """
+    return safe_child(folder, safe_file_name(str(utt_id), ".wav"))
+
+
 def segment_clips(pool, ids: list[str], folder: str, context: float = 0.0) -> pd.DataFrame | None:
     """Write the clips of those ``ids`` that are segments; describe every clip written.
 
     Args:
         pool: the opened :class:`~ser_models.data.Pool`.
         ids: clips about to be labelled.
-        folder: where ``<utt_id>.wav`` files go (local path or URI).
+        folder: where the clips go (local path or URI), one ``<safe_file_name(utt_id)>.wav`` each.
         context: seconds of the source recording added on each side (0: exactly the pool's audio).
 
     Returns:
@@ -60,7 +74,7 @@ def segment_clips(pool, ids: list[str], folder: str, context: float = 0.0) -> pd
                               where={"utt_id": seg["utt_id"].tolist()}).set_index("utt_id")
     rows = []
     for r in seg.itertuples():
-        clip = join(folder, f"{r.utt_id}.wav")
+        clip = clip_path(folder, r.utt_id)
         channel = None if int(r.channel) < 0 else int(r.channel)
         start = 0.0 if _missing(r.start) else float(r.start)
         clip_start = max(0.0, start - context) if context > 0 else start
@@ -85,4 +99,4 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-__all__ = ["CLIP_COLUMNS", "segment_clips"]
+__all__ = ["CLIP_COLUMNS", "clip_path", "segment_clips"]

@@ -20,6 +20,7 @@ import pandas as pd
 from ser_models import io
 from ser_models.active.clips import CLIP_COLUMNS
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
+from ser_models.spreadsheet import match_ids, neutralise_frame, restore_cell
 
 __all__ = ["DETAIL_COLUMNS", "FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
 
@@ -198,6 +199,11 @@ class FileOracle:
     :class:`LabellingPending`. A human fills it in (any spreadsheet); rerunning the same command imports it,
     after checking every row (columns other than utt_id and the filled ones are ignored).
 
+    Text cells that a spreadsheet would run as formulas (starting with ``=``, ``+``, ``-``, ``@``, tab or CR)
+    are written with a leading ``'``, and so are cells starting with ``'``; the import removes exactly that
+    prefix, or finds it already dropped by a spreadsheet, so every id comes back as it was
+    (:mod:`ser_models.spreadsheet`).
+
     Args:
         round_dir: folder of the round (local path or ``pyarrow.fs`` URI).
         labels: the allowed label names ([] = no label column: dimensions only).
@@ -276,7 +282,8 @@ class FileOracle:
             for col in shown:
                 df[col] = (known[col].to_numpy(dtype=object) if col in known.columns else None)
         buf = _io.StringIO()
-        df[_INFO_COLUMNS + where + self.columns + shown].to_csv(buf, index=False)
+        # Ids, paths and reasons come from data: a cell such as "=cmd|..." must reach people as text.
+        neutralise_frame(df[_INFO_COLUMNS + where + self.columns + shown]).to_csv(buf, index=False)
         io.write_bytes_atomic(self.file, buf.getvalue().encode())
 
     def _import(self, ids: list[str]) -> pd.DataFrame:
@@ -295,11 +302,12 @@ class FileOracle:
         seen: dict[str, int] = {}
         out: dict[str, dict] = {}
         low, high = self.value_range
-        for line, row in enumerate(rows[1:], start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            cell = {c: (row[k].strip() if k < len(row) else "") for c, k in pos.items()}
-            uid = cell["utt_id"]
+        filled = [(line, row) for line, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
+        cells = [{c: (row[k].strip() if k < len(row) else "") for c, k in pos.items()} for _, row in filled]
+        # The request neutralised formula-like cells with a leading "'"; a text editor keeps it, a spreadsheet
+        # drops it on saving: match_ids tells which for this file.
+        uids = match_ids([c["utt_id"] for c in cells], wanted)
+        for (line, _), cell, uid in zip(filled, cells, uids):
             if uid not in wanted:
                 errors.append(f"line {line}: unknown utt_id {uid!r} (not requested in this round)")
                 continue
@@ -311,6 +319,7 @@ class FileOracle:
             ok = True
             if self.labels:
                 lab = cell["label"]
+                lab = lab if lab in self.labels or restore_cell(lab) not in self.labels else restore_cell(lab)
                 if not lab:
                     errors.append(f"line {line}: empty label for {uid!r}")
                     ok = False
@@ -319,7 +328,7 @@ class FileOracle:
                     ok = False
                 record["label"] = lab
             for dim in self.dimensions:
-                raw = cell[dim]
+                raw = restore_cell(cell[dim])
                 try:
                     value = float(raw)
                 except ValueError:

@@ -22,6 +22,13 @@ group                                           object (str or None)    show, ca
 channel                                         int64                   0-based; -1 = channels averaged
 ==============================================  ======================  ================================
 
+**Ids.** Every value of :data:`ID_COLUMNS` (``utt_id``, ``recording``, ``speaker``, ``group``, ``label``,
+``corpus``, ``language``) is 1 to 200 characters (``ser_models.names.MAX_ID_CHARS``) without control
+characters, tabs or line breaks (:mod:`ser_models.names`); all offending rows of a column are named in one error. Anything else is a valid id:
+``a/b``, ``../x``, ``=x``, ``%2e``, Unicode look-alikes, ``Abc`` beside ``abc``. A file is never named after an
+id as it is, only after its :func:`~ser_models.names.safe_file_name`, so such ids neither escape their folder nor
+share a file.
+
 Missing optional columns are added (NaN / None; ``channel`` -1). A segments manifest (``jobs.segment``) names
 each row's ``recording`` and, for a multi-channel file, the ``channel`` it was found on; ``channel`` missing
 or -1 means the file's channels averaged. Splits never cross a ``recording`` or a ``group``
@@ -52,6 +59,7 @@ import pandas as pd
 
 from ser_models import io
 from ser_models.exceptions import ManifestError, PoolError
+from ser_models.names import check_ids
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "utt_id", "path", "start", "end", "label", "arousal", "valence", "dominance",
@@ -61,6 +69,10 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("utt_id", "path")
 FLOAT_COLUMNS: tuple[str, ...] = ("start", "end", "arousal", "valence", "dominance")
 TEXT_COLUMNS: tuple[str, ...] = ("label", "speaker", "language", "corpus", "split", "transcript", "recording",
                                  "group")
+#: Columns whose values are names of things (clips, recordings, speakers, groups, classes, corpora, languages):
+#: each value must be a valid id (:func:`ser_models.names.id_problem`). Files are never named after them as they
+#: are, only through :func:`ser_models.names.safe_file_name`.
+ID_COLUMNS: tuple[str, ...] = ("utt_id", "recording", "speaker", "group", "label", "corpus", "language")
 #: Integer columns and the value a missing cell takes (``channel``: -1 = the file's channels averaged).
 INT_COLUMNS: dict[str, int] = {"channel": -1}
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -91,7 +103,8 @@ def read_manifest(
 
     Raises:
         ManifestError: unreadable file or unknown extension, no rows, a required column missing, a
-            duplicate ``utt_id``, an empty ``path``, a label outside ``labels``, a ``split`` outside
+            duplicate ``utt_id``, an id longer than 200 characters or with control characters (one error
+            per column, naming up to 10 rows), an empty ``path``, a label outside ``labels``, a ``split`` outside
             ``SPLITS``, non-numeric numbers, ``end <= start``, or a ``channel`` that is not an integer >= 0
             (or -1); each names file, row, column and value.
     """
@@ -126,6 +139,8 @@ def read_manifest(
         else:
             out[col] = _texts(raw, col, len(df), keep_words=(col == "transcript"))
     _check_ids(out, where)
+    for col in ID_COLUMNS:
+        check_ids(out[col].tolist(), col, where.row, str(src))
     out["path"] = _resolve_paths(out["path"], src.parent, where)
     _check_times(out, where)
     if mapping:
@@ -148,8 +163,11 @@ class _Where:
         self.header = ext in (".csv", ".tsv")
 
     def __call__(self, i: int) -> str:
-        row = i + 1
-        return f"{self.src}: row {row} (line {row + 1})" if self.header else f"{self.src}: row {row}"
+        return f"{self.src}: {self.row(i)}"
+
+    def row(self, i: int) -> str:
+        """``row N (line M)`` of 0-based data row ``i``, without the file."""
+        return f"row {i + 1} (line {i + 2})" if self.header else f"row {i + 1}"
 
 
 def _read_table(src: str, ext: str) -> pd.DataFrame:

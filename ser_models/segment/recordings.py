@@ -6,7 +6,7 @@ One row per file (CSV / TSV, Parquet or JSONL, as clip manifests). Columns:
 column      required  meaning
 ==========  ========  ===================================================================================
 path        yes       the file: a path relative to the manifest, an absolute path or a URI (``s3://``)
-recording   no        the recording's id (default: the file name without extension; must be unique)
+recording   no        the recording's id (default: the file name without extension; unique ignoring case)
 group       no        show, campaign or customer: splits never cross it
 speaker     no        the speaker, when one person speaks throughout (else leave it empty)
 split       no        ``train`` / ``dev`` / ``test`` for every segment of the recording
@@ -28,6 +28,7 @@ import pandas as pd
 from ser_models import io
 from ser_models.data.manifest import SPLITS, _check_allowed, _read_table, _resolve_paths, _texts, _Where
 from ser_models.exceptions import ConfigError, ManifestError
+from ser_models.names import MAX_ID_CHARS, check_ids
 from ser_models.segment.streams import check_channels
 
 RECORDING_COLUMNS = ("path", "recording", "group", "speaker", "split", "language", "corpus", "channel")
@@ -62,15 +63,9 @@ def read_recordings(path: str | os.PathLike) -> pd.DataFrame:
     out["path"] = _resolve_paths(out["path"], src.parent, where)
     missing = out["recording"].isna()
     out.loc[missing, "recording"] = [_stem(p) for p in out.loc[missing, "path"]]
-    seen: dict[str, int] = {}
-    for i, rec in enumerate(out["recording"].tolist()):
-        if not _ID_OK.match(rec):
-            raise ManifestError(f"{where(i)}: recording id {rec!r} must be letters, digits, '.', '_' or '-' "
-                                "(it names files and segment ids); give a 'recording' column")
-        if rec in seen:
-            hint = "" if "recording" in df.columns else " (two files share a name: add a 'recording' column)"
-            raise ManifestError(f"{where(i)}: recording {rec!r} duplicates row {seen[rec] + 1}{hint}")
-        seen[rec] = i
+    _check_recording_ids(out["recording"].tolist(), where, given="recording" in df.columns)
+    for col in ("group", "speaker", "language", "corpus"):
+        check_ids(out[col].tolist(), col, where.row, str(src))
     _check_allowed(out, "split", SPLITS, where)
     for i, ch in enumerate(out["channel"].tolist()):
         if ch is not None:
@@ -82,6 +77,46 @@ def read_recordings(path: str | os.PathLike) -> pd.DataFrame:
         if col not in RECORDING_COLUMNS:
             out[col] = df[col].to_numpy()
     return out
+
+
+def _check_recording_ids(recordings: list[str], where: _Where, given: bool) -> None:
+    """Refuse unusable or clashing recording ids, naming every offending row (the first ten) in one error.
+
+    A recording id names its frames file (``frames/<key>/<recording>.parquet``, listed back to know which
+    recordings are done) and starts its segments' ids, so it is held to :data:`_ID_OK` (ASCII letters, digits,
+    ``.``, ``_``, ``-``; never starting with ``.`` or ``-``, so never ``..``) and at most ``MAX_ID_CHARS``
+    characters. Ids equal up to case (``Ep1`` and ``ep1``) are refused as duplicates: on a case-insensitive
+    file system (macOS, Windows, some mounted volumes) they would share one frames file.
+
+    Raises:
+        ManifestError: naming each bad row (``row 3 (line 4) 'a b'``) or each clash (``row 4 'Ep1' duplicates
+            row 2 'ep1'``), and what to do.
+    """
+    bad, clash = [], []
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(recordings):
+        if not _ID_OK.match(rec) or len(rec) > MAX_ID_CHARS:
+            bad.append(f"{where.row(i)} {rec!r}")
+            continue
+        key = rec.casefold()
+        if key in seen:
+            j = seen[key]
+            clash.append(f"{where.row(i)} {rec!r} duplicates row {j + 1} {recordings[j]!r}")
+        else:
+            seen[key] = i
+    problems = []
+    if bad:
+        problems.append(f"{len(bad)} recording id(s) must be 1 to {MAX_ID_CHARS} letters, digits, '.', '_' or '-', "
+                        "starting with a letter or digit (they name files and segment ids)"
+                        + ("" if given else "; give a 'recording' column") + ": " + "; ".join(bad[:10])
+                        + (f"; and {len(bad) - 10} more" if len(bad) > 10 else ""))
+    if clash:
+        problems.append(f"{len(clash)} recording id(s) repeat an earlier one (ignoring case: they would share a "
+                        "file on case-insensitive file systems)"
+                        + ("" if given else "; two files share a name: add a 'recording' column") + ": "
+                        + "; ".join(clash[:10]) + (f"; and {len(clash) - 10} more" if len(clash) > 10 else ""))
+    if problems:
+        raise ManifestError(f"{where.src}: column 'recording': " + "; ".join(problems))
 
 
 def _stem(path: str) -> str:

@@ -18,6 +18,7 @@ from ser_models.data.audio_stream import read_span
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import LabellingPending
 from ser_models.io import storage_path
+from ser_models.names import safe_file_name
 from ser_models.testing import build_segment_pool
 
 pytestmark = [pytest.mark.ray]
@@ -58,7 +59,7 @@ def test_to_label_csv_has_each_segments_own_audio_and_its_place(pool, tmp_path):
                          where={"utt_id": ids}).set_index("utt_id")
     for r in sheet.itertuples():
         clip, sr = sf.read(r.path, dtype="float32")
-        assert sr == 16000 and r.path.endswith(f"clips/{r.utt_id}.wav")
+        assert sr == 16000 and r.path.endswith(f"clips/{safe_file_name(r.utt_id, '.wav')}")
         np.testing.assert_allclose(clip, decode_pool_audio(rows.at[r.utt_id, "audio"], rows.at[r.utt_id, "audio_format"]),
                                    atol=1 / 32768)
         assert r.source_path == rows.at[r.utt_id, "path"] and r.channel == rows.at[r.utt_id, "channel"]
