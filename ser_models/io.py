@@ -1,8 +1,13 @@
 """Atomic, crash-safe writes for local paths and ``pyarrow.fs`` URIs (``s3://...``).
 
 A local write goes to a temporary file in the same folder, is fsynced, then renamed over the target and the
-folder is fsynced, so a reader sees the old file or the new one, never half of one. Object stores have
-atomic single-object PUTs, so there the data is written in one stream.
+folder is fsynced, so a reader sees the old file or the new one, never half of one. On an object store the
+object is written to a temporary key beside the target, then published by one server-side copy: a stream's
+``close()`` completes its upload even while an exception unwinds (pyarrow offers no abort), so streaming
+straight to the target could publish half an object. An interrupted write leaves the previous version.
+
+A folder of several files (a model checkpoint) is replaced by :func:`replace_dir`, which keeps one complete
+version, old or new, at every moment; :func:`complete_dir` finds it after a crash.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from ser_models.exceptions import CheckpointError
+from ser_models.failpoints import failpoint
 
 
 def is_local(uri: str | os.PathLike) -> bool:
@@ -109,14 +118,34 @@ def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
     _write_atomic(uri, lambda fh: fh.write(data))
 
 
+def _temp_name(name: str) -> str:
+    """A hidden sibling name for a write in progress: never ends in the target's extension, so folder listings
+    that look for ``*.parquet`` / ``*.json`` never pick it up (and Arrow's dataset readers skip ``.`` files)."""
+    return f".{name}.{uuid.uuid4().hex}.tmp"
+
+
 def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
-    """Call ``write(file)`` on a stream that becomes ``uri`` only once complete: a temporary file in the same
-    folder, fsynced, renamed over the target, folder fsynced (local); one object, published whole on close
-    (object stores)."""
+    """Call ``write(file)`` on a stream that becomes ``uri`` only once complete.
+
+    Local: a temporary file in the same folder, fsynced, renamed over the target, folder fsynced. Object
+    store: a temporary key in the same folder, then one server-side copy over the target (atomic: readers see
+    the old object or the new one), then the temporary key is deleted. On any exception (KeyboardInterrupt
+    included) the temporary file or key is removed and the target is never touched; a SIGKILL leaves at most
+    a hidden temporary file or key (or an unfinished multipart upload, which S3 never shows as an object).
+    """
     if not is_local(uri):
         fs, p = filesystem(uri)
-        with fs.open_output_stream(p) as out:
-            write(out)
+        parent, _, name = p.rpartition("/")
+        tmp = f"{parent}/{_temp_name(name)}"
+        try:
+            # close() publishes the temporary object even when write() raised: it is deleted below, never
+            # copied, so the target only ever receives a whole object.
+            with fs.open_output_stream(tmp) as out:
+                write(out)
+            failpoint("atomic_write_before_publish")
+            fs.copy_file(tmp, p)
+        finally:
+            _delete_quietly(fs, tmp)
         return
     path = local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,11 +155,21 @@ def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        failpoint("atomic_write_before_publish")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    """Remove a temporary object; one that never came to exist is fine (the failure that stopped the write
+    is what the caller needs to see, not a second one from the clean-up)."""
+    try:
+        fs.delete_file(path)
+    except OSError:  # FileNotFoundError included
+        pass
 
 
 def fsync_dir(path: Path) -> None:
@@ -153,15 +192,154 @@ def fs_delete(uri: str | os.PathLike) -> None:
 
 def copy_dir(src: str | os.PathLike, dst: str | os.PathLike, last: tuple[str, ...] = ()) -> None:
     """Copy the files of folder ``src`` into ``dst`` (either may be a URI); files named in ``last`` are
-    copied after all others, so a reader that finds them finds the rest."""
+    copied after all others, so a reader that finds them finds the rest. Each file is written atomically;
+    within one object store the bytes never leave it (server-side copy)."""
     src_fs, src_p = filesystem(src)
+    dst_fs, dst_p = filesystem(dst)
+    same_store = not is_local(src) and not is_local(dst) and src_fs.equals(dst_fs)
     infos = [i for i in src_fs.get_file_info(pafs.FileSelector(src_p, recursive=True))
              if i.type == pafs.FileType.File]
     infos.sort(key=lambda i: (i.base_name in last, i.path))
     for info in infos:
         rel = info.path[len(src_p):].lstrip("/")
+        if same_store:
+            dst_fs.copy_file(info.path, f"{dst_p}/{rel}")  # one CopyObject: the target appears whole
+            continue
         with src_fs.open_input_stream(info.path) as fh:
             write_bytes_atomic(join(dst, rel), fh.read())
+
+
+#: Suffix of the hidden sibling folder that :func:`replace_dir` stages a folder's next version in.
+SWAP_SUFFIX = ".incoming"
+
+
+def _incoming(dst: str | os.PathLike) -> str:
+    """``<parent>/.<name>.incoming``: a sibling, so paths relative to the folder (``../encoder``) still hold."""
+    d = storage_path(dst)
+    return join(d.parent, f".{d.name}{SWAP_SUFFIX}")
+
+
+def complete_dir(dst: str | os.PathLike, marker: str) -> StoragePath | None:
+    """The complete version of a folder that :func:`replace_dir` writes: ``dst`` when its ``marker`` file is
+    there, else the staged next version when a swap was interrupted after staging it, else None.
+
+    Args:
+        dst: the folder (local path or URI).
+        marker: the file written last into each version (``model.json`` of a checkpoint).
+    """
+    for folder in (storage_path(dst), storage_path(_incoming(dst))):
+        if exists(join(folder, marker)):
+            return folder
+    return None
+
+
+def finish_dir_swap(dst: str | os.PathLike, marker: str) -> None:
+    """Complete or undo a :func:`replace_dir` that a crash interrupted, so that ``dst`` is the one complete
+    version again: a complete staged version replaces an incomplete ``dst``; any other staged folder (half
+    written, or already published) is removed."""
+    incoming = _incoming(dst)
+    if not exists(incoming):
+        return
+    if exists(join(incoming, marker)) and not exists(join(dst, marker)):
+        print(f"{dst}: finishing a replacement that was interrupted (the new version in {incoming} is complete)")
+        _retire(dst, marker)
+        _publish(incoming, dst, marker)
+    _retire(incoming, marker)
+
+
+def begin_dir_swap(dst: str | os.PathLike, marker: str) -> StoragePath:
+    """Start replacing folder ``dst``: returns the empty hidden sibling (``.<name>.incoming``) to write the new
+    version into, ``marker`` last; :func:`commit_dir_swap` then puts it in place. The sibling sits beside
+    ``dst``, so paths the new version records relative to its folder (``../encoder``) stay right."""
+    finish_dir_swap(dst, marker)
+    return storage_path(_incoming(dst))
+
+
+def commit_dir_swap(dst: str | os.PathLike, marker: str) -> None:
+    """Finish what :func:`begin_dir_swap` started: the old version loses its ``marker`` first (incomplete from
+    then on), then the rest; the staged version is published at ``dst`` (a rename locally; a copy,
+    ``marker`` last, on object stores); the staging folder is removed, its ``marker`` first. A crash at any
+    point leaves one complete version, old or new, that :func:`complete_dir` finds.
+
+    Raises:
+        CheckpointError: the staged version has no ``marker`` (an incomplete version is never published).
+    """
+    incoming = _incoming(dst)
+    if not exists(join(incoming, marker)):
+        raise CheckpointError(f"{incoming} has no {marker}: refusing to replace {dst} with an incomplete version")
+    failpoint("replace_dir_staged")
+    _retire(dst, marker)
+    failpoint("replace_dir_old_removed")
+    _publish(incoming, dst, marker)
+    _retire(incoming, marker)
+
+
+def replace_dir(src: str | os.PathLike, dst: str | os.PathLike, marker: str) -> None:
+    """Replace folder ``dst`` by a copy of folder ``src`` so that a crash at any point leaves one complete
+    version, the old or the new, that :func:`complete_dir` finds (see :func:`commit_dir_swap`).
+
+    Args:
+        src: folder holding the complete new version, its ``marker`` file included (local path or URI).
+        dst: the folder readers know (local path or URI).
+        marker: the file whose presence makes a version complete (``model.json`` of a checkpoint).
+
+    Raises:
+        CheckpointError: ``src`` has no ``marker`` file.
+    """
+    if not exists(join(src, marker)):
+        raise CheckpointError(f"{src} has no {marker}: refusing to replace {dst} with an incomplete version")
+    copy_dir(src, begin_dir_swap(dst, marker), last=(marker,))
+    commit_dir_swap(dst, marker)
+
+
+def _retire(folder: str | os.PathLike, marker: str) -> None:
+    """Delete a version of a folder, its ``marker`` first, so a half-deleted version never looks complete."""
+    if exists(join(folder, marker)):
+        fs_delete(join(folder, marker))
+    delete_dir(folder)
+
+
+def _publish(incoming: str, dst: str | os.PathLike, marker: str) -> None:
+    """Make the complete staged version ``dst`` (which no longer exists)."""
+    if is_local(dst):
+        staged = local_path(incoming)
+        for file in (f for f in staged.rglob("*") if f.is_file()):  # durable before the rename makes it live
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(staged, local_path(dst))  # one rename; the staged folder is gone after it
+        fsync_dir(local_path(dst).parent)
+        return
+    copy_dir(incoming, dst, last=(marker,))
+
+
+def parquet_problem(uri: str | os.PathLike) -> str | None:
+    """Why the Parquet file at ``uri`` is not whole, or None when it is.
+
+    Reads only the footer (one ranged read): the magic bytes, a footer that parses, row groups whose rows add
+    up to the rows the footer declares, and column chunks that end before the footer. A file cut short at any
+    byte fails (its footer sits at the end), so "the file exists" can be trusted as "the work is done".
+    """
+    fs, p = filesystem(uri)
+    try:
+        info = fs.get_file_info(p)
+        if info.type != pafs.FileType.File:
+            return "missing"
+        with fs.open_input_file(p) as fh:
+            meta = pq.ParquetFile(fh).metadata
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        return f"unreadable footer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    rows = sum(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    if rows != meta.num_rows:
+        return f"row groups hold {rows} rows, the footer declares {meta.num_rows}"
+    data_end = info.size - meta.serialized_size - 8  # footer, its 4-byte length, "PAR1"
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            col = group.column(j)
+            start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+            if start + col.total_compressed_size > data_end:
+                return f"column {col.path_in_schema!r} of row group {i} runs past the data ({info.size} bytes)"
+    return None
 
 
 def write_json_atomic(uri: str | os.PathLike, obj: Any) -> None:

@@ -45,6 +45,7 @@ from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.heads import EmotionHead, build_pooling, masked_mean
 from ser_models.heads.mc_dropout import row_seeded_dropout
 from ser_models.io import (
+    complete_dir,
     exists,
     filesystem,
     read_json,
@@ -470,7 +471,8 @@ class EmotionModel(nn.Module):
                 names every place tried, what it held, and the expected fingerprint.
             CheckpointError: a file is missing, or the weight names/shapes do not match the rebuilt model.
         """
-        base = str(directory).rstrip("/")
+        # A replacement a kill interrupted leaves the complete version beside the folder (io.replace_dir).
+        base = str(complete_dir(directory, META_FILE) or directory).rstrip("/")
         meta_path, weights_path = f"{base}/{META_FILE}", f"{base}/{WEIGHTS_FILE}"
         for p in (meta_path, weights_path):
             if not exists(p):

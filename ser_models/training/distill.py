@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ser_models.config import field
+from ser_models.config import RESULT, field
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
 
@@ -47,21 +47,21 @@ PLOT_FILE = "distill_loss.png"
 class DistillConfig:
     """The student's size and how it is distilled (``distill`` in ``jobs.distill``)."""
 
-    student_layers: int = field(1, help="transformer layers the student keeps (the teacher's first ones)")
-    student_ffn_ratio: float = field(0.5, help="fraction of each kept layer's feed-forward units")
-    teacher_layers: list[int] = field(default_factory=list,
+    student_layers: int = field(1, effect=RESULT, help="transformer layers the student keeps (the teacher's first ones)")
+    student_ffn_ratio: float = field(0.5, effect=RESULT, help="fraction of each kept layer's feed-forward units")
+    teacher_layers: list[int] = field(effect=RESULT, default_factory=list,
                                       help="teacher hidden states the student predicts, one head each ([] = three "
                                            "evenly spaced up to the last: 4, 8, 12 of 12 as in DistilHuBERT)")
-    cos_weight: float = field(1.0, help="weight of -log sigmoid(cosine) next to the L1 term")
-    epochs: int = field(10, help="passes over the pool's audio")
-    batch_size: int = field(8, help="clips per batch per worker")
-    lr: float = field(2e-4, help="peak learning rate (AdamW, tri-stage schedule)")
-    weight_decay: float = field(0.0, help="AdamW weight decay")
-    warmup_ratio: float = field(0.1, help="fraction of steps warming up")
-    hold_ratio: float = field(0.4, help="fraction of steps at the peak rate")
-    max_crop_seconds: float = field(4.0, help="clips longer than this are randomly cropped (s)")
-    grad_clip: float = field(10.0, help="max gradient norm (0 = off)")
-    seed: int = field(0, help="seed of shuffling, crops and head init")
+    cos_weight: float = field(1.0, effect=RESULT, help="weight of -log sigmoid(cosine) next to the L1 term")
+    epochs: int = field(10, effect=RESULT, help="passes over the pool's audio")
+    batch_size: int = field(8, effect=RESULT, help="clips per batch per worker")
+    lr: float = field(2e-4, effect=RESULT, help="peak learning rate (AdamW, tri-stage schedule)")
+    weight_decay: float = field(0.0, effect=RESULT, help="AdamW weight decay")
+    warmup_ratio: float = field(0.1, effect=RESULT, help="fraction of steps warming up")
+    hold_ratio: float = field(0.4, effect=RESULT, help="fraction of steps at the peak rate")
+    max_crop_seconds: float = field(4.0, effect=RESULT, help="clips longer than this are randomly cropped (s)")
+    grad_clip: float = field(10.0, effect=RESULT, help="max gradient norm (0 = off)")
+    seed: int = field(0, effect=RESULT, help="seed of shuffling, crops and head init")
 
     def __post_init__(self):
         if self.student_layers < 1:
@@ -194,7 +194,16 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
     """
     from ser_models.config import from_dict, to_dict
     from ser_models.data import Pool
-    from ser_models.io import exists, read_json, storage_path, write_bytes_atomic, write_json_atomic
+    from ser_models.io import (
+        begin_dir_swap,
+        commit_dir_swap,
+        exists,
+        finish_dir_swap,
+        read_json,
+        storage_path,
+        write_bytes_atomic,
+        write_json_atomic,
+    )
     from ser_models.training.batching import AUDIO_INPUT_COLUMNS as TAPT_COLUMNS
     from ser_models.training.pretraining import (
         RESULT_FILE,
@@ -208,6 +217,7 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
     out = storage_path(output_dir)
     weights, info_path, metrics_path = out / STUDENT_DIR / WEIGHTS_FILE, out / STUDENT_DIR / "encoder.json", \
         out / METRICS_FILE
+    finish_dir_swap(info_path.parent, info_path.name)  # a replacement a kill interrupted: the complete one goes in
     if exists(metrics_path) and exists(info_path):
         say(f"distillation already finished in {out}: reusing {weights}")
         info = read_json(info_path)
@@ -236,12 +246,16 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
             raise TrainingError(f"distillation run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}")
         metrics = result.return_value or read_json(staging / RESULT_FILE)
         metrics.update(seconds=seconds, **counts)
-        write_bytes_atomic(weights, (staging / WEIGHTS_FILE).read_bytes())
+        # A swap: the new weights and encoder.json (the completion marker, written last) go beside the old
+        # student folder first, so a kill at any point leaves one complete pair.
+        incoming = begin_dir_swap(info_path.parent, info_path.name)
+        write_bytes_atomic(incoming / WEIGHTS_FILE, (staging / WEIGHTS_FILE).read_bytes())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     encoder = student_config(teacher, cfg, checkpoint=str(weights))
-    write_json_atomic(info_path, {"encoder": to_dict(encoder), "teacher": to_dict(teacher), "distill": to_dict(cfg),
-                                  **counts})
+    write_json_atomic(incoming / info_path.name, {"encoder": to_dict(encoder), "teacher": to_dict(teacher),
+                                                  "distill": to_dict(cfg), **counts})
+    commit_dir_swap(info_path.parent, info_path.name)
     plot_loss_curve(metrics["history"], out / PLOT_FILE, f"distillation of {teacher.source}")
     write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
     return DistillResult(out, encoder, metrics, seconds)

@@ -12,7 +12,7 @@ import weakref
 import torch
 
 from ser_models.exceptions import ConfigError
-from ser_models.io import exists, storage_path, write_json_atomic
+from ser_models.io import begin_dir_swap, commit_dir_swap, exists, storage_path, write_json_atomic
 from ser_models.training.batching import StreamingClips, collect_clips
 from ser_models.training.fitting import (
     FitState,
@@ -113,7 +113,9 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
         "test": evaluate(model, test, train_cfg, device) if test is not None and len(test) else None,
         **counts,
     }
-    model.save_checkpoint(output_dir / "checkpoint")
+    # Swapped in: the previous checkpoint stays whole until this one is (model.json is written last).
+    model.save_checkpoint(begin_dir_swap(output_dir / "checkpoint", "model.json"))
+    commit_dir_swap(output_dir / "checkpoint", "model.json")
     write_json_atomic(output_dir / "in_process" / "result.json", result)
     if report is not None:
         report(final_row(result))

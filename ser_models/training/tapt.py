@@ -43,7 +43,14 @@ from pathlib import Path
 
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.io import exists, storage_path, write_bytes_atomic
+from ser_models.io import (
+    begin_dir_swap,
+    commit_dir_swap,
+    exists,
+    finish_dir_swap,
+    storage_path,
+    write_bytes_atomic,
+)
 from ser_models.training.batching import AUDIO_INPUT_COLUMNS, ClipSet
 from ser_models.training.kmeans_targets import Clusters, fit_clusters, resolve_targets
 from ser_models.training.pretraining import RESULT_FILE, WEIGHTS_FILE, plot_loss_curve, tapt_loop_per_worker
@@ -110,6 +117,7 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_
     out = storage_path(cfg.output_dir)
     weights = out / ENCODER_DIR / WEIGHTS_FILE
     metrics_path = out / METRICS_FILE
+    finish_dir_swap(weights.parent, INFO_FILE)  # a replacement a kill interrupted: the complete version goes in
     if exists(metrics_path) and exists(weights):
         say(f"TAPT already finished in {out}: reusing {weights}")
         return TaptResult(out, weights, read_json(metrics_path), 0.0, reused=True)
@@ -156,14 +164,18 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_
             raise TrainingError(f"TAPT run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}")
         metrics = result.return_value or read_json(staging / RESULT_FILE)
         metrics["seconds"] = seconds
-        write_bytes_atomic(weights, (staging / WEIGHTS_FILE).read_bytes())
+        # A swap: the new weights and their encoder.json (the completion marker, written last) go beside the
+        # old folder first, so a kill at any point leaves one complete pair.
+        incoming = begin_dir_swap(weights.parent, INFO_FILE)
+        write_bytes_atomic(incoming / WEIGHTS_FILE, (staging / WEIGHTS_FILE).read_bytes())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_json_atomic(weights.parent / INFO_FILE, {
+    write_json_atomic(incoming / INFO_FILE, {
         "source_encoder": to_dict(cfg.encoder),
         "encoder": to_dict(TaptResult(out, weights, metrics, seconds).encoder_config(cfg.encoder)),
         "objective": metrics["objective"], "epochs": len(metrics["history"]), "final_loss": metrics["final_loss"],
         "tapt": to_dict(cfg.tapt), "clusters": None if clusters is None else str(out / CLUSTERS_FILE)})
+    commit_dir_swap(weights.parent, INFO_FILE)
     plot_loss_curve(metrics["history"], out / PLOT_FILE, f"TAPT {metrics['objective']} on {cfg.encoder.source}")
     write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
     return TaptResult(out, weights, metrics, seconds)

@@ -27,17 +27,17 @@ from ser_models.encoders.functionals import reads_functionals
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import (
     StoragePath,
-    copy_dir,
-    delete_dir,
     exists,
     filesystem,
+    finish_dir_swap,
     is_local,
     read_json,
+    replace_dir,
     storage_path,
     write_json_atomic,
 )
 from ser_models.metrics import plot_confusion
-from ser_models.model import reads_speakers
+from ser_models.model import META_FILE, reads_speakers
 from ser_models.training.batching import AUDIO_INPUT_COLUMNS, training_columns
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.distributed import GPU_BACKEND
@@ -109,7 +109,8 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     output_dir = storage_path(output_dir)
     ckpt_dir = output_dir / "checkpoint"
     metrics_path = output_dir / "metrics.json"
-    if exists(metrics_path) and exists(ckpt_dir / "model.json"):
+    finish_dir_swap(ckpt_dir, META_FILE)  # a replacement a kill interrupted: the complete version goes in place
+    if exists(metrics_path) and exists(ckpt_dir / META_FILE):
         if verbose:
             print(f"training already finished in {output_dir}: reusing it")
         return TrainResult(output_dir, ckpt_dir, read_json(metrics_path), 0.0, resumed=True)
@@ -154,9 +155,9 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
                                                  run_name, train_rows=train_rows, callbacks=callbacks)
     try:
         metrics = result.return_value or read_json(staging / RESULT_FILE)
-        delete_dir(ckpt_dir)
-        # model.json last: a reader that finds it finds matching weights (EmotionModel.save_checkpoint's rule).
-        copy_dir(staging / MODEL_DIR, ckpt_dir, last=("model.json",))
+        # A swap: the new checkpoint is complete beside the old one before the old one goes, and model.json
+        # (written last) marks a complete version, so a kill at any point leaves one that loads.
+        replace_dir(staging / MODEL_DIR, ckpt_dir, META_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return _finish(model_cfg, output_dir, metrics, seconds, plots)

@@ -1,0 +1,49 @@
+"""The Smart Turn importer replaces only its own folder, and by a swap: a kill mid-replacement leaves an import
+that the next call finds whole (issue 51)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ser_models.encoders.smart_turn import ONNX_SHA256, EncoderImportError, fetch_wheel, import_smart_turn
+from ser_models.io import complete_dir
+
+pytest.importorskip("onnxruntime", reason="the importer's graph conversion needs onnx")
+
+
+@pytest.fixture(scope="module")
+def wheel(smart_turn_dir):
+    return fetch_wheel(smart_turn_dir.parents[1], quiet=True)  # cached by the import the fixture made
+
+
+def test_a_folder_the_importer_did_not_make_is_refused_untouched(wheel, tmp_path):
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "chapter1.tex").write_text("years of work")
+    with pytest.raises(EncoderImportError, match=r"thesis is a non-empty folder .*chapter1\.tex"):
+        import_smart_turn(out, wheel, quiet=True)
+    assert sorted(os.listdir(out)) == ["chapter1.tex"] and (out / "chapter1.tex").read_text() == "years of work"
+
+
+def test_a_kill_mid_reimport_leaves_an_import_the_next_call_finds(wheel, tmp_path):
+    out = tmp_path / "encoders" / "smart-turn"
+    import_smart_turn(out, wheel, quiet=True)
+    code = ("import sys; from ser_models.encoders.smart_turn import import_smart_turn; "
+            "import_smart_turn(sys.argv[1], sys.argv[2], force=True, quiet=True)")
+    proc = subprocess.run([sys.executable, "-c", code, str(out), str(wheel)], timeout=300,
+                          env={**os.environ, "SER_FAILPOINT": "replace_dir_old_removed"})
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()  # killed with the old import gone and the new one staged beside it
+
+    assert complete_dir(out, "import.json") == str(out.parent / ".smart-turn.incoming")
+    # The next call finishes the swap and reuses the import: it never reads a source (this one does not exist).
+    assert import_smart_turn(out, tmp_path / "no-such.whl", quiet=True) == out
+    assert json.loads((out / "import.json").read_text())["onnx_sha256"] == ONNX_SHA256
+    assert (out / "model.safetensors").stat().st_size > 1_000_000
+    assert sorted(os.listdir(out.parent)) == ["smart-turn"]  # no staging folder left
