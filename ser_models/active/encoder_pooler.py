@@ -31,6 +31,7 @@ class EncoderPooler:
         from ser_models.devices import actor_device, log_device
         from ser_models.model import EmotionModel, ModelConfig
         from ser_models.precision import check_precision, configure_device
+        from ser_models.training.micro_batches import MicroBatcher
 
         torch.set_num_threads(max(int(threads), 1))
         self.device = actor_device(num_gpus)
@@ -40,10 +41,12 @@ class EncoderPooler:
         self.model = EmotionModel(from_dict(ModelConfig, model_cfg)).to(self.device).eval()
         if states is not None and not self.model.encoder.limit_depth(states):
             raise ConfigError(f"the {self.model.encoder.family} encoder cannot stop after hidden state {states - 1}")
-        # None = sized from free memory on the first batch (CUDA); else a fixed size.
-        self.micro = micro_batch_size or (None if self.device.type == "cuda" else auto_micro_batch(self.device.type))
         self.num_gpus = num_gpus
         self.max_seconds = max_seconds
+        # None = sized from free memory on the first batch (CUDA); else a fixed size. Either way it halves on an
+        # out-of-memory error (MicroBatcher), which changes speed only: features do not depend on the batch.
+        micro = micro_batch_size or (None if self.device.type == "cuda" else auto_micro_batch(self.device.type))
+        self.batcher = None if micro is None else MicroBatcher(micro, "feature cache", max_seconds)
         self.frames = frames
         self.functionals = None
         if functionals:
@@ -54,11 +57,12 @@ class EncoderPooler:
     def __call__(self, batch: dict) -> dict:
         from ser_models.precision import autocast
         from ser_models.training.batching import collect_clips
+        from ser_models.training.micro_batches import MicroBatcher
 
         clips = collect_clips([batch], self.model.cfg.labels, require_labels=False)
         pausepoint("cache_encode")  # node-loss tests remove this actor's node here
-        if self.micro is None and len(clips):
-            self.micro = self._size_micro_batch(clips)
+        if self.batcher is None and len(clips):
+            self.batcher = MicroBatcher(self._size_micro_batch(clips), "feature cache", self.max_seconds)
         with autocast(self.device, self.precision):  # the helpers cast what they return to float32 / float16
             return self._encode(clips, batch)
 
@@ -66,11 +70,11 @@ class EncoderPooler:
         from ser_models.training.batching import frame_features, pooled_layer_features
 
         if self.frames:
-            frames = frame_features(self.model, clips, self.micro or 1, self.max_seconds, self.device)
+            frames = frame_features(self.model, clips, self.batcher or 1, self.max_seconds, self.device)
             return {"utt_id": np.asarray(clips.ids, dtype=object),
                     "features": np.asarray([np.ascontiguousarray(f).tobytes() for f in frames], dtype=object),
                     "num_frames": np.asarray([len(f) for f in frames], np.int64)}
-        pooled = pooled_layer_features(self.model, clips, self.micro or 1, self.max_seconds, self.device)  # [N, L, D]
+        pooled = pooled_layer_features(self.model, clips, self.batcher or 1, self.max_seconds, self.device)  # [N, L, D]
         feats = [np.ascontiguousarray(row).tobytes() for row in pooled]
         out = {"utt_id": np.asarray(clips.ids, dtype=object), "features": np.asarray(feats, dtype=object)}
         if self.functionals is not None:  # from the whole clip, not the encoder's crop
@@ -84,10 +88,15 @@ class EncoderPooler:
         """Clips per forward on CUDA, from a probe encode of the longest clips (as the scorer's)."""
         from ser_models.precision import AUTO_MICRO_BATCH_FLOOR, autocast, gpu_share, size_micro_batch
         from ser_models.training.batching import SAMPLE_RATE, probe_batch
+        from ser_models.training.micro_batches import size_or_halve
 
         max_samples = int(self.max_seconds * SAMPLE_RATE)
         probe, length = probe_batch(clips, AUTO_MICRO_BATCH_FLOOR, max_samples, self.device)
         encode = self.model.encode_frames if self.frames else self.model.encode_pooled
-        with autocast(self.device, self.precision):
-            return size_micro_batch("feature cache", lambda: encode(probe.wavs, probe.lengths), self.device,
-                                    len(probe.ids), length, max_samples, gpu_share(self.num_gpus))
+
+        def measure() -> int:
+            with autocast(self.device, self.precision):
+                return size_micro_batch("feature cache", lambda: encode(probe.wavs, probe.lengths), self.device,
+                                        len(probe.ids), length, max_samples, gpu_share(self.num_gpus))
+
+        return size_or_halve("feature cache", measure, len(probe.ids))

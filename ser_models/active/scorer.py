@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ser_models.config import field
+from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, PoolError
 from ser_models.failpoints import pausepoint
 from ser_models.io import read_parquet, write_parquet_atomic
@@ -30,30 +30,30 @@ SCORE_INPUT_FEATURES = ["utt_id", "features"]
 class ScorerConfig:
     """Ray Data actor pool that scores clips."""
 
-    batch_size: int = field(128, speed_only=True,
+    batch_size: int = field(128, effect=SPEED,
                             help="clips per Ray Data batch handed to one actor call (larger amortises "
                                  "Ray's per-call cost; bench.scoring)")
-    micro_batch_size: int = field(0, help="clips per forward pass inside an actor, sorted by length; 0 = auto: "
-                                          "on a GPU sized from its free memory (8-128, measured on the first "
-                                          "batch's longest clips), 1 on CPU (there padded batches only cost "
-                                          "time: bench.scoring measured 1.6x faster one at a time)")
-    num_actors: int = field(1, speed_only=True, help="scoring actors (each holds one model copy)")
-    num_cpus: float = field(1.0, speed_only=True,
+    micro_batch_size: int = field(0, effect=SPEED, help="clips per forward pass inside an actor, sorted by length; 0 = auto: "
+                                                        "on a GPU sized from its free memory (8-128, measured on the first "
+                                                        "batch's longest clips), 1 on CPU (there padded batches only cost "
+                                                        "time: bench.scoring measured 1.6x faster one at a time)")
+    num_actors: int = field(1, effect=SPEED, help="scoring actors (each holds one model copy)")
+    num_cpus: float = field(1.0, effect=SPEED,
                             help="CPUs Ray reserves per scoring actor; the actors together must leave at "
                                  "least one CPU free for Ray Data's read tasks, or scoring waits forever")
-    threads: int = field(0, speed_only=True,
+    threads: int = field(0, effect=SPEED,
                          help="torch threads per scoring actor (0 = num_cpus); may exceed num_cpus to use "
                               "cores that Ray Data's read tasks leave idle")
-    num_gpus: float = field(0.0, help="GPUs per scoring actor (0 = CPU)")
-    mc_samples: int = field(0, help="MC-dropout passes per clip (BALD needs > 1; 0 = none)")
-    max_seconds: float = field(20.0, help="clips longer than this are centre-cropped for scoring (s)")
-    precision: str = field("fp32", help="forward passes of scoring and of the feature cache's encoder: fp32 | "
-                                        "bf16 (torch.autocast with bfloat16, on a GPU or a CPU; weights stay "
-                                        "float32, outputs are cast back to float32)")
-    allow_tf32: bool = field(True, help="on a GPU, float32 matmuls and convolutions use TF32 tensor cores "
-                                        "(2.4x strict fp32 for wav2vec2-base scoring on an H100); false = "
-                                        "strict float32. No effect on a CPU")
-    functionals_stage: str = field("auto", speed_only=True,
+    num_gpus: float = field(0.0, effect=RESULT, help="GPUs per scoring actor (0 = CPU)")
+    mc_samples: int = field(0, effect=RESULT, help="MC-dropout passes per clip (BALD needs > 1; 0 = none)")
+    max_seconds: float = field(20.0, effect=RESULT, help="clips longer than this are centre-cropped for scoring (s)")
+    precision: str = field("fp32", effect=RESULT, help="forward passes of scoring and of the feature cache's encoder: fp32 | "
+                                                       "bf16 (torch.autocast with bfloat16, on a GPU or a CPU; weights stay "
+                                                       "float32, outputs are cast back to float32)")
+    allow_tf32: bool = field(True, effect=RESULT, help="on a GPU, float32 matmuls and convolutions use TF32 tensor cores "
+                                                       "(2.4x strict fp32 for wav2vec2-base scoring on an H100); false = "
+                                                       "strict float32. No effect on a CPU")
+    functionals_stage: str = field("auto", effect=SPEED,
                                    help="where the feature cache computes eGeMAPS functionals (model.functionals): "
                                         "actor = inside each encoding actor, on its threads | separate = on CPU "
                                         "actors of their own ahead of it, so a GPU actor never waits on "
@@ -220,8 +220,11 @@ class PoolScorer:
 
         from ser_models.config import from_dict
         from ser_models.devices import actor_device, log_device
+        from ser_models.encoders import FRAME_RATE
         from ser_models.model import EmotionModel, ModelConfig
         from ser_models.precision import configure_device
+        from ser_models.training.batching import is_frame_shape
+        from ser_models.training.micro_batches import MicroBatcher
 
         torch.set_num_threads(max(int(threads), 1))
         if checkpoint_dir is not None:
@@ -256,10 +259,16 @@ class PoolScorer:
         self.feature_shape = tuple(feature_shape) if feature_shape else None
         self.mc_samples = mc_samples
         self.num_gpus = num_gpus
-        # None = sized from free memory on the first batch (audio on CUDA); else a fixed size.
-        self.micro = micro_batch_size or (
+        # None = sized from free memory on the first batch (audio on CUDA); else a fixed size. Either way it
+        # halves on an out-of-memory error (MicroBatcher): a clip's scores do not depend on its batch, so the
+        # size changes speed only.
+        micro = micro_batch_size or (
             None if self.device.type == "cuda" and self.feature_shape is None
             else auto_micro_batch(self.device.type, self.feature_shape is not None))
+        self.max_seconds = max_seconds
+        # Lengths the batcher sees: samples of audio, frames of cached frames, nothing of pooled features.
+        self.rate = 16000 if self.feature_shape is None else (FRAME_RATE if is_frame_shape(self.feature_shape) else None)
+        self.batcher = None if micro is None else MicroBatcher(micro, "scorer", max_seconds, self.rate)
         self.max_samples = int(max_seconds * 16000)
         self.seed = seed
 
@@ -267,7 +276,8 @@ class PoolScorer:
         import torch
 
         from ser_models.precision import pin_for
-        from ser_models.training.batching import collect_clips, make_batch, plan_batches
+        from ser_models.training.batching import collect_clips, make_batch
+        from ser_models.training.micro_batches import MicroBatcher
 
         clips = collect_clips([batch], self.model.cfg.labels, feature_shape=self.feature_shape,
                               require_labels=False)
@@ -282,31 +292,36 @@ class PoolScorer:
         mc_dims = np.zeros((n, self.mc_samples, k), np.float32)
         emb = pooled = np.zeros((0, 0), np.float32)  # sized by the first forward
         pin = pin_for(self.device)
-        if self.micro is None and n:
-            self.micro = self._size_micro_batch(clips)
+        if self.batcher is None and n:
+            self.batcher = MicroBatcher(self._size_micro_batch(clips), "scorer", self.max_seconds, self.rate)
+
+        def step(index: np.ndarray) -> None:  # one micro-batch; redone whole after an out-of-memory error
+            nonlocal emb, pooled
+            b = make_batch(clips, index, self.max_samples, None, pin).to(self.device)
+            out = self._forward(b)
+            probs[index] = torch.softmax(out.logits.float(), -1).cpu().numpy()
+            dims[index] = out.dimensions.float().cpu().numpy()
+            e = out.embedding.float().cpu().numpy()
+            p = out.pooled.float().cpu().numpy()
+            if not emb.size:
+                emb = np.zeros((n, e.shape[1]), np.float32)
+                pooled = np.zeros((n, p.shape[1]), np.float32)
+            emb[index], pooled[index] = e, p
+            if self.mc_samples:
+                # Masks seeded per clip (id, sample): a clip gets the same MC samples whatever batch or
+                # micro-batch it lands in and however long its neighbours are, so a redone round, or one
+                # scored with other batch sizes, scores identically.
+                base = [_stable_hash([str(i)]) for i in b.ids]
+                for t in range(self.mc_samples):
+                    seeds = [(self.seed * 7919 + h) * 131 + t for h in base]
+                    with self.model.mc_dropout(row_seeds=seeds):
+                        sample = self._forward(b)
+                    mc[index, t] = torch.softmax(sample.logits.float(), -1).cpu().numpy()
+                    mc_dims[index, t] = sample.dimensions.float().cpu().numpy()
+
         with torch.no_grad():
-            for index in plan_batches(clips.lengths(), self.micro or 1, None):  # sorted by length: little padding
-                b = make_batch(clips, index, self.max_samples, None, pin).to(self.device)
-                out = self._forward(b)
-                probs[index] = torch.softmax(out.logits.float(), -1).cpu().numpy()
-                dims[index] = out.dimensions.float().cpu().numpy()
-                e = out.embedding.float().cpu().numpy()
-                p = out.pooled.float().cpu().numpy()
-                if not emb.size:
-                    emb = np.zeros((n, e.shape[1]), np.float32)
-                    pooled = np.zeros((n, p.shape[1]), np.float32)
-                emb[index], pooled[index] = e, p
-                if self.mc_samples:
-                    # Masks seeded per clip (id, sample): a clip gets the same MC samples whatever batch or
-                    # micro-batch it lands in and however long its neighbours are, so a redone round, or one
-                    # scored with other batch sizes, scores identically.
-                    base = [_stable_hash([str(i)]) for i in b.ids]
-                    for t in range(self.mc_samples):
-                        seeds = [(self.seed * 7919 + h) * 131 + t for h in base]
-                        with self.model.mc_dropout(row_seeds=seeds):
-                            sample = self._forward(b)
-                        mc[index, t] = torch.softmax(sample.logits.float(), -1).cpu().numpy()
-                        mc_dims[index, t] = sample.dimensions.float().cpu().numpy()
+            if n:  # sorted by length: little padding
+                self.batcher.run(clips.lengths(), clips.ids, step)
         # Plain float32 arrays: Ray Data carries them as tensor columns (no per-row Python objects).
         out = {"utt_id": np.asarray(clips.ids, dtype=object), "probs": probs, "embedding": emb, "pooled": pooled}
         if self.mc_samples and c:
@@ -326,10 +341,12 @@ class PoolScorer:
         ``max_seconds``) and the device memory left (:func:`~ser_models.precision.size_micro_batch`)."""
         from ser_models.precision import AUTO_MICRO_BATCH_FLOOR, gpu_share, size_micro_batch
         from ser_models.training.batching import probe_batch
+        from ser_models.training.micro_batches import size_or_halve
 
         probe, length = probe_batch(clips, AUTO_MICRO_BATCH_FLOOR, self.max_samples, self.device)
-        return size_micro_batch("scorer", lambda: self._forward(probe), self.device, len(probe.ids), length,
-                                self.max_samples, gpu_share(self.num_gpus))
+        return size_or_halve("scorer", lambda: size_micro_batch(
+            "scorer", lambda: self._forward(probe), self.device, len(probe.ids), length, self.max_samples,
+            gpu_share(self.num_gpus)), len(probe.ids))
 
 
 def _stable_hash(ids) -> int:

@@ -2,10 +2,20 @@
 
 Each preset keeps what the platform relies on from the real models: a convolutional feature encoder with a
 total stride of 320 samples (16 kHz -> 50 frames/s), all hidden states, and the codevector settings that
-``Wav2Vec2ForPreTraining`` needs for TAPT (``tiny-whisper``: a log-mel front end, 2 s windows). It departs from ``*-base`` checkpoints in one deliberate way:
-``feat_extract_norm="layer"``. The group norm of wav2vec2-base / HuBERT-base normalises each CNN channel
-over the whole (padded) time axis, so their outputs for a clip change when it is batched with a longer one;
-a per-frame layer norm keeps padding invariance exact, which the tests check.
+``Wav2Vec2ForPreTraining`` needs for TAPT (``tiny-whisper``: a log-mel front end, 2 s windows).
+
+The wav2vec2 family comes in the three layouts the real checkpoints use, one preset each per family:
+
+- ``tiny-<family>``: a per-frame layer norm in every CNN layer, post-LN transformer (the platform's default
+  test encoder since the start; its weights, and so its fingerprint, never change);
+- ``tiny-<family>-group``: a group norm in the first CNN layer, post-LN transformer, as wav2vec2-base,
+  HuBERT-base and WavLM base / base+ (``feat_extract_norm="group"``). That group norm normalises each channel
+  over the whole time axis, which :class:`~ser_models.encoders.encoder.Encoder` makes padding-aware;
+- ``tiny-<family>-stable``: layer-norm CNN, pre-LN transformer, as wav2vec2-large-lv60, HuBERT-large and
+  WavLM-large (``feat_extract_norm="layer"``, ``do_stable_layer_norm=True``).
+
+tests/unit/encoders/test_batch_independence.py checks on every preset that a clip's features do not depend
+on its batch.
 """
 
 from __future__ import annotations
@@ -71,11 +81,16 @@ _FAMILIES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
     "whisper": (WhisperConfig, WhisperEncoder),
 }
 
+#: Config changes of each layout of the wav2vec2 family (see the module docstring), by preset-name suffix.
+_LAYOUTS: dict[str, dict] = {
+    "": {},
+    "-group": dict(feat_extract_norm="group"),  # *-base
+    "-stable": dict(feat_extract_norm="layer", do_stable_layer_norm=True),  # *-large
+}
+
 #: preset name -> encoder family
 TINY_PRESETS: dict[str, str] = {
-    "tiny-wav2vec2": "wav2vec2",
-    "tiny-hubert": "hubert",
-    "tiny-wavlm": "wavlm",
+    **{f"tiny-{family}{suffix}": family for family in ("wav2vec2", "hubert", "wavlm") for suffix in _LAYOUTS},
     "tiny-whisper": "whisper",
 }
 
@@ -87,8 +102,11 @@ def family_classes(family: str) -> tuple[type[PretrainedConfig], type[PreTrained
 
 def tiny_config(name: str) -> PretrainedConfig:
     """The HF config of a tiny preset (``KeyError`` for unknown names)."""
-    config_cls, _ = _FAMILIES[TINY_PRESETS[name]]
-    return config_cls(**(_TINY_WHISPER if TINY_PRESETS[name] == "whisper" else _TINY))
+    family = TINY_PRESETS[name]
+    config_cls, _ = _FAMILIES[family]
+    if family == "whisper":
+        return config_cls(**_TINY_WHISPER)
+    return config_cls(**{**_TINY, **_LAYOUTS[name[len(f"tiny-{family}"):]]})
 
 
 def build_tiny(name: str) -> tuple[str, PretrainedConfig, PreTrainedModel]:

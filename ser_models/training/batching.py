@@ -15,6 +15,7 @@ import torch
 
 from ser_models.encoders.speaker_norm import speaker_key
 from ser_models.exceptions import TrainingError
+from ser_models.training.micro_batches import MicroBatcher
 
 SAMPLE_RATE = 16000
 #: Encoder frame hop (20 ms at 16 kHz): the CNN of wav2vec2 / HuBERT / WavLM and Whisper's conv stem alike.
@@ -378,7 +379,13 @@ def probe_batch(clips: ClipSet, count: int, max_samples: int, device: torch.devi
     return batch, int(lengths[index].max())
 
 
-def pooled_layer_features(model, clips: ClipSet, micro_batch: int, max_seconds: float = 20.0,
+def _batcher(micro_batch: int | MicroBatcher, max_seconds: float) -> MicroBatcher:
+    if isinstance(micro_batch, MicroBatcher):
+        return micro_batch
+    return MicroBatcher(micro_batch, "encoder", max_seconds)
+
+
+def pooled_layer_features(model, clips: ClipSet, micro_batch: int | MicroBatcher, max_seconds: float = 20.0,
                           device: torch.device | None = None) -> np.ndarray:
     """Per-layer utterance means of every clip under ``model``'s encoder, no gradients, in sorted-length
     micro-batches (``EmotionModel.encode_pooled``).
@@ -386,7 +393,8 @@ def pooled_layer_features(model, clips: ClipSet, micro_batch: int, max_seconds: 
     Args:
         model: an ``EmotionModel`` already on ``device`` and in eval mode.
         clips: the clips, in the row order of the result.
-        micro_batch: clips encoded per forward pass.
+        micro_batch: clips encoded per forward pass, or a :class:`MicroBatcher` (which halves its size on
+            out-of-memory errors and keeps it for the next call).
         max_seconds: longer clips are cut to their first ``max_seconds`` (no random crop).
         device: where the batches go (default CPU).
 
@@ -395,34 +403,41 @@ def pooled_layer_features(model, clips: ClipSet, micro_batch: int, max_seconds: 
     """
     out = np.zeros((len(clips), model.encoder.num_layers, model.encoder.hidden_size), np.float32)
     pin = device is not None and device.type == "cuda"
+
+    def step(index: np.ndarray) -> None:
+        batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None, pin)
+        if device is not None:
+            batch = batch.to(device)
+        out[index] = model.encode_pooled(batch.wavs, batch.lengths).float().cpu().numpy()
+
     with torch.no_grad():
-        for index in plan_batches(clips.lengths(), micro_batch, None):
-            batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None, pin)
-            if device is not None:
-                batch = batch.to(device)
-            out[index] = model.encode_pooled(batch.wavs, batch.lengths).float().cpu().numpy()
+        _batcher(micro_batch, max_seconds).run(clips.lengths(), clips.ids, step)
     return out
 
 
-def frame_features(model, clips: ClipSet, micro_batch: int, max_seconds: float = 20.0,
+def frame_features(model, clips: ClipSet, micro_batch: int | MicroBatcher, max_seconds: float = 20.0,
                    device: torch.device | None = None) -> list[np.ndarray]:
     """Every hidden state's frames of every clip under ``model``'s encoder (``EmotionModel.encode_frames``), no
-    gradients, in sorted-length micro-batches; clips are cut to their first ``max_seconds``.
+    gradients, in sorted-length micro-batches (``micro_batch`` as in :func:`pooled_layer_features`); clips are
+    cut to their first ``max_seconds``.
 
     Returns:
         N float16 arrays ``[F_i, L, D]`` (F_i: the clip's valid frames), in ``clips`` order.
     """
     out: list[np.ndarray | None] = [None] * len(clips)
     pin = device is not None and device.type == "cuda"
+
+    def step(index: np.ndarray) -> None:
+        batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None, pin)
+        if device is not None:
+            batch = batch.to(device)
+        frames, lengths = model.encode_frames(batch.wavs, batch.lengths)
+        frames = frames.to(torch.float16).cpu().numpy()
+        for row, i in enumerate(index):
+            out[i] = frames[row, :int(lengths[row])]
+
     with torch.no_grad():
-        for index in plan_batches(clips.lengths(), micro_batch, None):
-            batch = make_batch(clips, index, int(max_seconds * SAMPLE_RATE), None, pin)
-            if device is not None:
-                batch = batch.to(device)
-            frames, lengths = model.encode_frames(batch.wavs, batch.lengths)
-            frames = frames.to(torch.float16).cpu().numpy()
-            for row, i in enumerate(index):
-                out[i] = frames[row, :int(lengths[row])]
+        _batcher(micro_batch, max_seconds).run(clips.lengths(), clips.ids, step)
     return out
 
 
