@@ -12,7 +12,11 @@ selection (:meth:`LabelLedger.labels`, :meth:`~LabelLedger.targets`, :meth:`~Lab
 sees the ``train`` rows only unless it asks for another purpose. A ledger written before purposes existed
 reads as all ``train``.
 
-One writer at a time: the ledger assumes the active-learning driver is its only writer.
+Appends never lose a row another process committed: each append takes the ledger's own short lock (a
+``.<file>.lock`` lock file beside it, :class:`~ser_models.locks.FolderLock`; a second appender waits up to
+:data:`APPEND_WAIT_S`), *re-reads the file* under it, checks the new rows against what is there now, and
+writes the union. When this process holds the run folder's lock, that lock is checked right before the
+write, so a writer whose run lock was taken over stops without committing.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ import pyarrow as pa
 
 from ser_models import io
 from ser_models.exceptions import LedgerError
+from ser_models.locks import FolderLock, assert_held_for
 
 __all__ = ["DIMENSION_COLUMNS", "LEDGER_SCHEMA", "PURPOSES", "TARGETS_SCHEMA", "LabelLedger", "LedgerView"]
 
+#: Seconds an append waits for another process's append to the same ledger (each holds it for one rewrite).
+APPEND_WAIT_S = 30.0
 #: Dimensional columns (``model.dimensions`` names); null where the oracle gave no value.
 DIMENSION_COLUMNS = ("arousal", "valence", "dominance")
 LEDGER_SCHEMA = pa.schema([
@@ -186,6 +193,20 @@ class LabelLedger:
         for key, values in extra.items():
             if values is not None and len(values) != len(ids):
                 raise LedgerError(f"ledger {self.path}: {len(ids)} ids but {len(values)} {key} values")
+        with self._append_lock():
+            # Under the lock, against the file as it is now: rows another process appended since this ledger
+            # was loaded are kept (and checked against), never overwritten by a stale copy.
+            self._table = self._load()
+            return self._append_rows(round, ids, labels, oracle, dims, secs, extra, purpose)
+
+    def _append_lock(self) -> FolderLock:
+        name = self.path.rstrip("/").rsplit("/", 1)[-1]
+        return FolderLock(io.storage_path(self.path).parent, f"label ledger {self.path}", name=f".{name}.lock",
+                          wait_s=APPEND_WAIT_S)
+
+    def _append_rows(self, round: int, ids: list[str], labels: list[str], oracle: str,  # noqa: A002
+                     dims: dict[str, np.ndarray], secs: np.ndarray, extra: dict, purpose: str) -> int:
+        """:meth:`append`'s check and write against the freshly loaded table (under the append lock)."""
         known = self._table.to_pandas().set_index("utt_id")
         new_rows, conflicts = [], []
         for j, (i, lab) in enumerate(zip(ids, labels)):
@@ -229,6 +250,7 @@ class LabelLedger:
             "purpose": pa.array([purpose] * n, pa.string()),
         }, schema=LEDGER_SCHEMA)
         table = pa.concat_tables([self._table, new])
+        assert_held_for(self.path)  # the run's lock, when this process holds it: still ours before the commit
         io.write_parquet_atomic(self.path, table)
         self._table = table
         return n

@@ -64,6 +64,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from ser_models import ownership
 from ser_models.config import to_dict, to_yaml
 from ser_models.data.audio import decode_batch
 from ser_models.data.config import PoolConfig
@@ -75,6 +76,7 @@ from ser_models.data.pool import (
     SOURCE_SCHEMA,
     Pool,
 )
+from ser_models.data.pool_builds import BUILD_PREFIX, drop_build, legacy_pool, referenced, remove_builds
 from ser_models.data.pool_update import (  # noqa: F401 (SourceChangedError re-exported)
     METADATA_COLUMNS,
     SPAN_COLUMNS,
@@ -95,12 +97,10 @@ from ser_models.data.pool_update import (  # noqa: F401 (SourceChangedError re-e
 from ser_models.exceptions import PoolError
 from ser_models.failpoints import failpoint, pausepoint
 from ser_models.io import (
-    delete_dir,
     exists,
     filesystem,
     is_local,
     join,
-    list_dir,
     local_path,
     read_bytes,
     read_json,
@@ -108,12 +108,11 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from ser_models.locks import assert_held_for
 from ser_models.progress import StageProgress, WrittenRows
 
 #: Bumped when the pool's layout or decoding changes, so old pools are rebuilt.
 POOL_FORMAT_VERSION = 4  # 4: pools grow in place (files.json, lineage, version, source signatures)
-#: Prefix of the per-build folders inside a pool (``summary.json`` names the current one).
-BUILD_PREFIX = "build-"
 #: Split given to every clip whose manifest row has none (a manifest without splits is one training pool).
 DEFAULT_SPLIT = "train"
 # Reserved partition value for quarantined rows during the build; never present in a finished pool.
@@ -245,6 +244,13 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
     t0 = time.perf_counter()
     out = _canonical(cfg.output_dir)
     fingerprint = fingerprint or pool_fingerprint(cfg)
+    # Refuses a folder that is not a pool of ours (nothing is written there), and a second writer.
+    with ownership.open_output(out, "pool", what="pool", recognise=legacy_pool):
+        return _prepare_locked(cfg, out, fingerprint, t0)
+
+
+def _prepare_locked(cfg: PoolConfig, out: str, fingerprint: str, t0: float) -> PoolSummary:
+    """:func:`prepare_pool`'s work, under the pool's lock."""
     current = _current_summary(out)
     if current is not None and current.get("fingerprint") == fingerprint:
         summary = PoolSummary.from_dict(current, up_to_date=True)
@@ -259,10 +265,11 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
         raise PoolError(f"manifest {cfg.manifest}: split value {_QUARANTINE_SPLIT!r} is reserved")
     check_split_leaks(manifest, cfg.manifest)
 
-    # One builder per output_dir is assumed (as for any job's output_dir): builds that no live version
-    # references were left by a crash and are removed; the live ones stay until a new summary replaces them.
-    _remove_builds(out, keep=_referenced(out, current))
+    # We hold the pool's lock: builds that no live version references were left by a crash and are removed
+    # (only those the pool's marker records as ours); the live ones stay until a new summary replaces them.
+    remove_builds(out, keep=referenced(out, current))
     build = f"{BUILD_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    ownership.record(out, "pool", [build])  # before the folder exists: a crash never leaves a build we could not clean
     reason = _why_not_grow(cfg, current)
     if reason is None:
         record = _update(cfg, out, current, manifest, fingerprint, build, t0)
@@ -272,7 +279,7 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
         record = _build(cfg, out, manifest, fingerprint, build, t0)
     # An update keeps the previous version's files until the next one: a run reading it (a loop between two
     # rounds) finishes its round before it refreshes. A rebuild keeps nothing: runs refuse the old lineage.
-    _remove_builds(out, keep=_referenced(out, record) | (_referenced(out, current) if reason is None else set()))
+    remove_builds(out, keep=referenced(out, record) | (referenced(out, current) if reason is None else set()))
     summary = PoolSummary.from_dict(record)
     print(summary.table())
     return summary
@@ -298,13 +305,13 @@ def _build(cfg: PoolConfig, out: str, manifest: pd.DataFrame, fingerprint: str, 
     staging = join(out, build)
     try:
         _write_shards(manifest, cfg, join(staging, "data"))
-        quarantine = _collect_quarantine(join(staging, "data"))
+        quarantine = _collect_quarantine(out, build)
         files = list_files(join(staging, "data"), out)
         record = _commit(cfg, out, build, files, quarantine, fingerprint, t0, clips_in=len(manifest), base=None,
                          change={"kind": "build", "decoded": len(manifest), "relabelled": 0, "moved": 0,
                                  "dropped": 0})
     except BaseException:
-        delete_dir(staging)
+        drop_build(out, build)
         raise
     return record
 
@@ -344,6 +351,7 @@ def _update(cfg: PoolConfig, out: str, current: dict, manifest: pd.DataFrame, fi
     if unchanged:  # e.g. rows reordered, or a column the pool does not keep: same pool, new fingerprint
         record = {**current, "fingerprint": fingerprint, "clips_in": len(manifest), "decoded": 0, "added": 0,
                   "relabelled": 0, "moved": 0, "dropped": 0, "seconds": round(time.perf_counter() - t0, 3)}
+        assert_held_for(join(out, "summary.json"))
         write_json_atomic(join(out, "summary.json"), record)
         return record
 
@@ -356,7 +364,7 @@ def _update(cfg: PoolConfig, out: str, current: dict, manifest: pd.DataFrame, fi
             rows = man.loc[new_ids].reset_index(drop=True)
             print(f"pool {out}: decoding {len(rows)} new clips (the pool holds {len(index)})")
             _write_shards(rows, cfg, join(staging, "data"), update=True)
-            q_new = _collect_quarantine(join(staging, "data"))
+            q_new = _collect_quarantine(out, build)
             files = list_files(join(staging, "data"), out)
         failpoint("prepare_after_decode")  # kill tests: new shards written, summary not yet
         old_files = pd.Series(index["__filename"])
@@ -379,7 +387,7 @@ def _update(cfg: PoolConfig, out: str, current: dict, manifest: pd.DataFrame, fi
                          change={"kind": "update", "decoded": len(new_ids), "relabelled": len(relabelled),
                                  "moved": len(moved), "dropped": len(dropped)})
     except BaseException:
-        delete_dir(staging)
+        drop_build(out, build)
         raise
     return record
 
@@ -429,7 +437,9 @@ def _commit(cfg: PoolConfig, out: str, build: str, files: dict[str, list[str]], 
     failpoint("prepare_before_commit")  # kill tests: everything written but the commit point
     record = {**summary.to_dict(), "build": build, "files": f"{build}/{FILES_NAME}",
               "quarantine": f"{build}/quarantine.parquet", "config": to_dict(cfg)}
-    # The commit point: one atomic write switches readers from the old version to this one.
+    # The commit point: one atomic write switches readers from the old version to this one; only while this
+    # writer still holds the pool's lock (a writer whose stale lock was taken over stops here).
+    assert_held_for(join(out, "summary.json"))
     write_json_atomic(join(out, "summary.json"), record)
     return record
 
@@ -442,24 +452,6 @@ def _canonical(uri: str) -> str:
 def _parent(uri: str) -> str:
     s = _canonical(uri)
     return s.rsplit("/", 1)[0] if "/" in s else "."
-
-
-def _remove_builds(out: str, keep: set[str]) -> None:
-    """Delete ``build-*`` folders not in ``keep`` (and the pre-version-2 layout's ``data/``)."""
-    for name in list_dir(out):
-        if (name.startswith(BUILD_PREFIX) and name not in keep) or name == "data":
-            delete_dir(join(out, name))
-
-
-def _referenced(out: str, summary: dict | None) -> set[str]:
-    """The build folders a committed summary reads from: its own and every live file's."""
-    if summary is None:
-        return set()
-    keep = {summary["build"]}
-    if "files" in summary:
-        listing = read_json(join(out, summary["files"]))["files"]
-        keep |= {name.split("/", 1)[0] for names in listing.values() for name in names}
-    return keep
 
 
 def _current_summary(out: str) -> dict | None:
@@ -560,15 +552,17 @@ def decode_to_arrow(batch: Mapping[str, Any], cfg: PoolConfig) -> pa.Table:
     return pa.Table.from_arrays(schema_arrays(out, n, list(SHARD_SCHEMA)), schema=SHARD_SCHEMA)
 
 
-def _collect_quarantine(data_dir: str) -> pa.Table:
-    qdir = join(data_dir, f"split={_QUARANTINE_SPLIT}")
+def _collect_quarantine(out: str, build: str) -> pa.Table:
+    """The quarantined rows of ``out/build/data`` (the build this run is writing), removed from it."""
+    rel = f"{build}/data/split={_QUARANTINE_SPLIT}"
+    qdir = join(out, rel)
     if not exists(qdir):
         return QUARANTINE_FILE_SCHEMA.empty_table()
     fs, path = filesystem(qdir)
     t = pads.dataset(path, filesystem=fs, format="parquet").to_table(
         columns=["utt_id", "path", "status", "detail", "source_size", "source_mtime_ns"])
     t = t.rename_columns(QUARANTINE_FILE_SCHEMA.names).cast(QUARANTINE_FILE_SCHEMA)
-    delete_dir(qdir)
+    ownership.remove(out, "pool", rel, recorded_only=True)
     return t.sort_by("utt_id")
 
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
-from ser_models.config import PATH, field, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.tapt_config import TaptConfig
@@ -17,19 +17,24 @@ from ser_models.training.tapt_config import TaptConfig
 
 @dataclass
 class AfterJobConfig:
-    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
-    output_dir: str = field(speed_only=True, path=PATH, help="run folder: ledger, rounds, report (rerun to resume)")
+    pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(effect=LOCATION, path=PATH, help="run folder: ledger, rounds, report (rerun to resume)")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="fine-tuning in every round")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
     active: ActiveConfig = field(default_factory=ActiveConfig, help="budget, strategy, scorer, oracle")
-    tapt_enabled: bool = field(True, help="run task-adaptive pre-training on the training split first (AFTER): the "
+    tapt_enabled: bool = field(True, effect=RESULT, help="run task-adaptive pre-training on the training split first (AFTER): the "
                                "encoder's own objective, or for a frozen encoder (Whisper always) the WAP adapter's "
                                "pre-training on the pool's frames (tapt.objective)")
     tapt: TaptConfig = field(default_factory=TaptConfig, help="the TAPT stage (when tapt_enabled)")
     cross_lingual: CrossLingualConfig = field(default_factory=CrossLingualConfig,
                                               help="label a target language's pool with a labelled source "
                                                    "language as extra training data, optionally anchored")
+
+
+#: What a jobs.after run folder holds (besides run.json and config.yaml): a folder of an earlier version with
+#: exactly these is adopted as a run folder (docs/safety.md).
+AFTER_RUN_LAYOUT = ("labels", "rounds", "metrics.jsonl", "report", "tapt", "feature_cache", "anchors.json")
 
 
 
@@ -44,20 +49,13 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     Returns:
         The rounds' ``RoundReport`` s, or None when the loop waits for labels (``active.oracle=file``).
     """
-    import pyarrow as pa
 
     from ser_models.active.evaluation_sets import (
         check_evaluation_pool,
-        evaluation_sets,
         evaluation_source,
-        without_ids,
     )
-    from ser_models.active.loop import ActiveLearningLoop
     from ser_models.data import Pool
-    from ser_models.exceptions import LabellingPending
-    from ser_models.io import storage_path
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
 
     t0 = time.perf_counter()
     # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
@@ -84,8 +82,39 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         from ser_models.active.cross_lingual import check_cross_lingual
 
         check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
-    check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.lineage},
-              config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
+    # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
+    # before anything is written there: a second jobs.after on it stops here, naming the first.
+    with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT):
+        check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.lineage},
+                  config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
+        return _run_claimed(cfg, pool, source, t0, verbose, on_round)
+
+
+def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...]):
+    """Refuse a folder that is not a run folder of ours, lock it and mark it (:func:`ser_models.ownership.open_output`).
+
+    Returns:
+        The held lock (a context manager).
+
+    Raises:
+        ForeignFolderError: the folder holds things this platform did not make.
+        LockHeldError: another process runs in it.
+    """
+    from ser_models.ownership import open_output, recognise_run
+
+    return open_output(output_dir, "run", what="run folder", recognise=recognise_run(job, layout))
+
+
+def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round):
+    """:func:`run_after` after its checks, holding the run folder's lock."""
+    import pyarrow as pa
+
+    from ser_models.active.evaluation_sets import evaluation_sets, without_ids
+    from ser_models.active.loop import ActiveLearningLoop
+    from ser_models.exceptions import LabellingPending
+    from ser_models.io import storage_path
+    from ser_models.runtime import connect_ray
+
     held_out = set()
     if source == "loop":
         # Drawn (or read back) before TAPT, which must never see the clips the rounds are evaluated on.

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ser_models.config import field
+from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 from ser_models.runs.after import AfterJobConfig
 from ser_models.runs.simulation import SimulationResult
@@ -61,27 +61,27 @@ VARIANTS = {"balanced": {"class_balanced": True}}
 class EvidenceConfig:
     """Which strategies, against which baseline, over how many paired seeds."""
 
-    strategies: list[str] = field(default_factory=lambda: ["informative_diverse"],
+    strategies: list[str] = field(effect=RESULT, default_factory=lambda: ["informative_diverse"],
                                   help="strategies compared with the baseline (active.strategy.name values; "
                                        "NAME+balanced adds class-balanced quotas)")
-    baseline: str = field("random", help="the strategy every other one is compared with, seed by seed")
-    seeds: int = field(10, help="paired seeds per strategy (first_seed .. first_seed + seeds - 1); 20 resolve "
-                                "differences of about 2-3 UA points, 3 only about 7")
-    first_seed: int = field(0, help="the first seed")
-    all_labels: bool = field(True, help="also train once on every training label: the ceiling line and the "
-                                        "target of the '95 % of all labels' savings")
-    cache_in_memory_mb: int = field(1024, speed_only=True,
+    baseline: str = field("random", effect=RESULT, help="the strategy every other one is compared with, seed by seed")
+    seeds: int = field(10, effect=RESULT, help="paired seeds per strategy (first_seed .. first_seed + seeds - 1); 20 resolve "
+                                               "differences of about 2-3 UA points, 3 only about 7")
+    first_seed: int = field(0, effect=RESULT, help="the first seed")
+    all_labels: bool = field(True, effect=RESULT, help="also train once on every training label: the ceiling line and the "
+                                                       "target of the '95 % of all labels' savings")
+    cache_in_memory_mb: int = field(1024, effect=SPEED,
                                     help="hold the feature cache in memory when its features take at most this "
                                          "many MB (every round then reads rows from memory, not Parquet): in "
                                          "this process, or once per Ray worker process with fan_out; 0 = always "
                                          "stream")
-    fan_out: bool = field(True, speed_only=True,
+    fan_out: bool = field(True, effect=SPEED,
                           help="run every (strategy, seed) as a Ray task across the cluster; false = one after "
                                "another in this process (same rows; for debugging)")
-    concurrency: int = field(0, speed_only=True,
+    concurrency: int = field(0, effect=SPEED,
                              help="runs at once with fan_out; 0 = as many as the cluster's CPUs allow "
                                   "(node CPUs // cpus_per_run on every node)")
-    cpus_per_run: int = field(1, speed_only=True,
+    cpus_per_run: int = field(1, effect=SPEED,
                               help="CPUs one run uses: its torch and FAISS threads (training, scoring, selection), "
                                    "in both modes, so a serial and a fanned-out job give the same rows")
 
@@ -242,7 +242,7 @@ def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> t
 
     encoder = build_encoder(cfg.model.encoder)
     active, _ = run_config(cfg, cfg.evidence.baseline, cfg.evidence.first_seed)
-    cache_args = {"root": active.feature_cache_dir, "fingerprint": feature_cache_key(pool, encoder),
+    cache_args = {"root": active.feature_cache_dir, "fingerprint": feature_cache_key(pool, encoder, cfg.active.scorer),
                   "kind": cache_kind(cfg.model),
                   "states": cache_states(cfg.model, encoder, cfg.active.feature_cache_layers),
                   "functionals": "egemaps" if reads_functionals(cfg.model) else None}
@@ -284,13 +284,10 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         cfg: the job config.
         verbose: print one line per run, the cache build and the report.
     """
-    from ser_models.active.evidence import evidence_report, plot_bands
     from ser_models.config import resolve_paths, to_yaml
     from ser_models.data import Pool
-    from ser_models.io import delete_dir, storage_path, write_bytes_atomic
+    from ser_models.ownership import open_output, recognise_run
     from ser_models.provenance import check_run
-    from ser_models.runs.simulation import finished_simulation, run_simulation
-    from ser_models.runtime import connect_ray
 
     t_all = time.perf_counter()
     cfg = resolve_paths(cfg)  # fanned-out runs work in other folders: every path absolute
@@ -300,8 +297,27 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, ("dev", "test"))
     pool.check_evaluation_labels(cfg.model)
-    check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.lineage},
-              config_yaml=to_yaml(cfg))
+    # Ours (marked, or an earlier version's evidence folder) and this process its one writer, before anything
+    # is written there; cv_choices/ below is deleted only inside a folder marked as evidence.
+    with open_output(cfg.output_dir, "evidence", what="evidence folder",
+                     recognise=recognise_run("jobs.evidence", EVIDENCE_LAYOUT)):
+        check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.lineage}, config_yaml=to_yaml(cfg))
+        return _run_claimed(cfg, pool, t_all, verbose)
+
+
+#: What an evidence folder holds besides run.json and config.yaml (an earlier version's folder with only these
+#: is adopted).
+EVIDENCE_LAYOUT = ("runs", "cv_choices", "runs.csv", "report.md", "evidence.png", "feature_cache")
+
+
+def _run_claimed(cfg: EvidenceJobConfig, pool, t_all: float, verbose: bool) -> pd.DataFrame:
+    """:func:`run_evidence` after its checks, holding the evidence folder's lock."""
+    from ser_models.active.evidence import evidence_report, plot_bands
+    from ser_models.io import storage_path, write_bytes_atomic
+    from ser_models.ownership import remove
+    from ser_models.runs.simulation import finished_simulation, run_simulation
+    from ser_models.runtime import connect_ray
+
     connect_ray()
     out = storage_path(cfg.output_dir)
     ev = cfg.evidence
@@ -346,7 +362,8 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
                 progress.finished(i, results[i])
         finally:
             cache.unpin()
-    delete_dir(cv_choices_dir(cfg))  # every run is finished: nothing will look there again
+    # every run is finished: nothing will look there again (a fixed name of the evidence folder's layout)
+    remove(out, "evidence", cv_choices_dir(cfg).name, recorded_only=False)
     rows = [row for i, (name, seed) in enumerate(plan)
             for row in run_rows(name, seed, results[i].reports, results[i].seconds)]
     frame = pd.DataFrame(rows)

@@ -147,6 +147,10 @@ def finetune_trial(config: dict, spec: TrialSpec, run=None) -> None:
 
 #: Files of a PBT trial checkpoint: the in-process fit state and which trial and epoch it comes from.
 ORIGIN_FILE = "origin.json"
+#: What a fine-tuning trial's folder holds besides run.json and config.yaml (an earlier version's folder with
+#: only these is adopted before PBT replaces its content).
+TRIAL_LAYOUT = ("checkpoint", ".checkpoint.incoming", "in_process", "ray_train", "metrics.json", "confusion.png",
+                "anchors.json", "cross_lingual.json")
 
 
 def _state_path(output_dir: str):
@@ -204,21 +208,25 @@ def adopt_checkpoint(checkpoint, output_dir: str, trial_id: str) -> str | None:
 
     Its own checkpoint (a paused trial going on) only resets the state to the reported epoch. Another
     trial's replaces the whole folder, provenance included: the run now continues that trial's fit under
-    this trial's new config.
+    this trial's new config. The folder is emptied only once it is marked as a run folder of ours
+    (:mod:`ser_models.ownership`: a new one is marked; one an earlier version wrote is adopted when it holds
+    a fine-tuning run's layout alone); anything else is refused with ``ForeignFolderError``.
     """
     if checkpoint is None:
         return None
     import json
     from pathlib import Path
 
-    from ser_models.io import delete_dir, storage_path, write_bytes_atomic
+    from ser_models.io import write_bytes_atomic
+    from ser_models.ownership import claim, clear, recognise_run
     from ser_models.training.loop import STATE_FILE
 
     with checkpoint.as_directory() as d:
         origin = json.loads((Path(d) / ORIGIN_FILE).read_text())
         state = (Path(d) / STATE_FILE).read_bytes()
     if origin["trial_id"] != trial_id:
-        delete_dir(storage_path(output_dir))
+        claim(output_dir, "run", recognise=recognise_run(("jobs.finetune", "jobs.anchor"), TRIAL_LAYOUT))
+        clear(output_dir, "run")
         print(f"trial {trial_id}: continues trial {origin['trial_id']}'s fit after epoch {origin['epoch']}")
     write_bytes_atomic(_state_path(output_dir), state)
     return origin["trial_id"]

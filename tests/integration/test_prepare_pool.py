@@ -145,7 +145,7 @@ def test_layout_schema_and_summary(built):
     assert sorted(on_disk["splits"]) == ["dev", "test", "train"]
     assert sum(s["clips"] for s in on_disk["splits"].values()) == summary.kept
     build = f"{out}/{on_disk['build']}"
-    assert sorted(os.listdir(out)) == [on_disk["build"], "summary.json"]
+    assert sorted(os.listdir(out)) == [".ser-output.json", on_disk["build"], "summary.json"]  # + ownership marker
     assert sorted(os.listdir(f"{build}/data")) == ["split=dev", "split=test", "split=train"]
     assert os.path.exists(f"{build}/config.yaml")
     # Every pool reader holds about one file: no file may exceed rows_per_file rows.
@@ -185,7 +185,8 @@ def live_folders(out):
     """summary.json and the build folders its version reads from (its own, and each live file's)."""
     on_disk = json.load(open(f"{out}/summary.json"))
     live = json.load(open(f"{out}/{on_disk['files']}"))["files"]
-    return sorted({on_disk["build"], "summary.json"} | {f.split("/", 1)[0] for names in live.values() for f in names})
+    return sorted({".ser-output.json", on_disk["build"], "summary.json"}  # the pool's ownership marker too
+                  | {f.split("/", 1)[0] for names in live.values() for f in names})
 
 
 def test_a_build_killed_before_its_summary_leaves_the_previous_pool(built, monkeypatch):
@@ -197,6 +198,11 @@ def test_a_build_killed_before_its_summary_leaves_the_previous_pool(built, monke
     before = Pool.open(cfg.output_dir)
     ids = sorted(before.metadata(columns=["utt_id"])["utt_id"])
     dead = os.path.join(cfg.output_dir, "build-killed")  # what SIGKILL mid-build leaves behind
+    from ser_models.locks import FolderLock
+    from ser_models.ownership import record
+
+    with FolderLock(cfg.output_dir, "pool"):  # as prepare_pool does: recorded in the marker before it is made
+        record(cfg.output_dir, "pool", ["build-killed"])
     os.makedirs(f"{dead}/data/split=train")
     open(f"{dead}/data/split=train/half.parquet", "wb").write(b"PAR1 torn")
     assert sorted(Pool.open(cfg.output_dir).metadata(columns=["utt_id"])["utt_id"]) == ids
