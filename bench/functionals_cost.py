@@ -51,7 +51,7 @@ def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: st
         return time.perf_counter() - t0
     cfg = job_config(pool_dir, root.parent / "unused", run_overrides("random", 0, [0.05], encoder_overrides(encoder_name)))
     encoder = build_encoder(cfg.model.encoder)
-    cache = FeatureCache(root, feature_cache_key(pool, encoder), states=cache_states(cfg.model, encoder),
+    cache = FeatureCache(root, feature_cache_key(pool, encoder, scorer), states=cache_states(cfg.model, encoder),
                          functionals="egemaps" if variant == "encoder + egemaps" else None)
     cache.build(pool.dataset(None), cfg.model, encoder.num_layers, scorer, verbose=False, in_process=in_process)
     return time.perf_counter() - t0

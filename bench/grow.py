@@ -100,7 +100,7 @@ def run(clips: int, grow: float, seconds: float, workdir: Path) -> dict:
         summary = prepare_pool(cfg)
         times[phase]["decode"] = time.perf_counter() - t1
         pool = Pool.open(cfg.output_dir)
-        cache = FeatureCache(out / "cache", feature_cache_key(pool, encoder))
+        cache = FeatureCache(out / "cache", feature_cache_key(pool, encoder, scorer))
         t2 = time.perf_counter()
         cache.build(pool.dataset(None), model, encoder.num_layers, scorer, verbose=False)
         times[phase]["encode"] = time.perf_counter() - t2

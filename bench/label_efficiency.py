@@ -136,7 +136,7 @@ def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] 
 
     cfg = job_config(pool_dir, Path(root).parent / "unused", run_overrides("random", 0, FRACTIONS, extra))
     encoder = build_encoder(cfg.model.encoder)
-    cache = FeatureCache(root, feature_cache_key(Pool.open(pool_dir), encoder),
+    cache = FeatureCache(root, feature_cache_key(Pool.open(pool_dir), encoder, cfg.active.scorer),
                          states=cache_states(cfg.model, encoder, cfg.active.feature_cache_layers),
                          functionals="egemaps" if reads_functionals(cfg.model) else None)
     t0 = time.perf_counter()

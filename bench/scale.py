@@ -193,7 +193,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
 
     frozen = tiny_model_config(adapter="frozen", normalize_waveform=False)
     encoder = build_encoder(frozen.encoder)
-    cache = FeatureCache(out / "cache", feature_cache_key(pool, encoder))
+    cache = FeatureCache(out / "cache", feature_cache_key(pool, encoder, scorer))
     stage("cache_build", lambda: cache.build(pool.dataset(None), frozen, encoder.num_layers, scorer, verbose=False))
     lora = tiny_model_config(normalize_waveform=False)
     stage("scoring", lambda: score_dataset(pool.dataset("train"), None, scorer, model_cfg=to_dict(lora),
@@ -214,7 +214,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     from ser_models.training.tapt_config import AdapterPretrainConfig
 
     framed = tiny_model_config(adapter="frozen", normalize_waveform=False, pooling="attentive_stats")
-    frames = FeatureCache(out / "cache", feature_cache_key(pool, encoder), kind="frames")
+    frames = FeatureCache(out / "cache", feature_cache_key(pool, encoder, scorer), kind="frames")
     stage("frame_cache_build", lambda: frames.build(pool.dataset(None), framed, encoder.num_layers, scorer,
                                                     verbose=False))
     if not stages or "adapter_epoch" in stages:

@@ -23,7 +23,7 @@ References:
 import sys
 from dataclasses import dataclass
 
-from ser_models.config import PATH, field, parse_job_args, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -38,18 +38,18 @@ def _stage2_defaults() -> TrainConfig:
 
 @dataclass
 class AdaptJobConfig:
-    source_pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool of the source domain (stage 1, e.g. acted)")
-    target_pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool of the target domain (stage 2, e.g. natural)")
-    output_dir: str = field(speed_only=True, path=PATH, help="run folder: stage1_source/, stage2_target/, cross_corpus/")
+    source_pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool of the source domain (stage 1, e.g. acted)")
+    target_pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool of the target domain (stage 2, e.g. natural)")
+    output_dir: str = field(effect=LOCATION, path=PATH, help="run folder: stage1_source/, stage2_target/, cross_corpus/")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapters and head (both stages)")
     train: TrainConfig = field(default_factory=TrainConfig, help="stage 1 optimisation (source pool)")
-    target_train: TrainConfig = field(default_factory=_stage2_defaults,
+    target_train: TrainConfig = field(effect=RESULT, default_factory=_stage2_defaults,
                                       help="stage 2 optimisation (target pool); target_train.freeze names the "
                                            "parts stage 2 keeps from stage 1 (adapter, featurizer, pooling, head)")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
-    evaluate_split: str = field("test", help="split of both pools the cross-corpus matrix is computed on "
+    evaluate_split: str = field("test", effect=RESULT, help="split of both pools the cross-corpus matrix is computed on "
                                 "('' = no matrix)")
-    names: list[str] = field(default_factory=lambda: ["source", "target"],
+    names: list[str] = field(effect=RESULT, default_factory=lambda: ["source", "target"],
                              help="names of the source and target domains in the matrix")
 
     def __post_init__(self):

@@ -13,7 +13,7 @@ Rerunning with the same ``output_dir`` resumes an interrupted run, or reuses a f
 import sys
 from dataclasses import dataclass
 
-from ser_models.config import PATH, field, parse_job_args, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders import EncoderConfig
 from ser_models.training.config import ScalingSettings
 from ser_models.training.distill import DistillConfig
@@ -21,12 +21,12 @@ from ser_models.training.distill import DistillConfig
 
 @dataclass
 class DistillJobConfig:
-    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool whose audio the student learns from")
-    output_dir: str = field(speed_only=True, path=PATH, help="where student/encoder.safetensors and the metrics go")
+    pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool whose audio the student learns from")
+    output_dir: str = field(effect=LOCATION, path=PATH, help="where student/encoder.safetensors and the metrics go")
     teacher: EncoderConfig = field(default_factory=EncoderConfig, help="the encoder distilled (as model.encoder)")
     distill: DistillConfig = field(default_factory=DistillConfig, help="student size and training")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
-    split: str = field("train", help="pool split whose audio is used (labels are never read)")
+    split: str = field("train", effect=RESULT, help="pool split whose audio is used (labels are never read)")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.active.scorer import ScorerConfig
-from ser_models.config import PATH, field, parse_job_args, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import TrainConfig
@@ -24,34 +24,34 @@ from ser_models.training.config import TrainConfig
 
 @dataclass
 class SimilarityConfig:
-    group_by: list[str] = field(default_factory=lambda: ["language", "corpus"],
+    group_by: list[str] = field(effect=RESULT, default_factory=lambda: ["language", "corpus"],
                                 help="pool columns whose values are compared pairwise (linear CKA per layer)")
-    split: str = field("train", help="pool split whose labelled clips are compared")
-    clips_per_class: int = field(0, help="class-matched pairs per class in each pairing (0 = all the smaller "
+    split: str = field("train", effect=RESULT, help="pool split whose labelled clips are compared")
+    clips_per_class: int = field(0, effect=RESULT, help="class-matched pairs per class in each pairing (0 = all the smaller "
                                  "side has)")
-    repeats: int = field(5, help="random class-matched pairings averaged")
-    top_k: int = field(2, help="anchor layers suggested (most and least similar)")
+    repeats: int = field(5, effect=RESULT, help="random class-matched pairings averaged")
+    top_k: int = field(2, effect=RESULT, help="anchor layers suggested (most and least similar)")
 
 
 @dataclass
 class LayerAnalysisJobConfig:
-    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
-    output_dir: str = field(speed_only=True, path=PATH, help="where the tables and plots go")
+    pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(effect=LOCATION, path=PATH, help="where the tables and plots go")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder (frozen, mean pooling) and the probe head")
     train: TrainConfig = field(default_factory=TrainConfig, help="how each probe trains")
-    tasks: list[str] = field(default_factory=list, help="tasks probed: categorical and/or dimension names ([] = "
+    tasks: list[str] = field(effect=RESULT, default_factory=list, help="tasks probed: categorical and/or dimension names ([] = "
                              "every output of the model)")
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], help="probe seeds (the spread drawn as a band)")
-    weighted_sum: bool = field(True, help="also train a learned weighted-sum head per task and seed")
-    train_split: str = field("train", help="split the probes train on")
-    dev_split: str = field("dev", help="split that picks each probe's epoch")
-    test_split: str = field("test", help="split reported")
-    max_clips_per_split: int = field(5000, help="labelled clips gathered per split at most (a seeded sample)")
+    seeds: list[int] = field(effect=RESULT, default_factory=lambda: [0, 1, 2], help="probe seeds (the spread drawn as a band)")
+    weighted_sum: bool = field(True, effect=RESULT, help="also train a learned weighted-sum head per task and seed")
+    train_split: str = field("train", effect=RESULT, help="split the probes train on")
+    dev_split: str = field("dev", effect=RESULT, help="split that picks each probe's epoch")
+    test_split: str = field("test", effect=RESULT, help="split reported")
+    max_clips_per_split: int = field(5000, effect=RESULT, help="labelled clips gathered per split at most (a seeded sample)")
     similarity: SimilarityConfig = field(default_factory=SimilarityConfig, help="layer similarity across groups")
-    feature_cache_dir: str = field("", speed_only=True, path=PATH, help="feature cache root ('' = output_dir/feature_cache); "
+    feature_cache_dir: str = field("", effect=LOCATION, path=PATH, help="feature cache root ('' = output_dir/feature_cache); "
                                    "share it with jobs.after runs over the same pool and encoder")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="actor pool that builds the feature cache")
-    cpus_per_probe: float = field(1.0, speed_only=True, help="CPUs Ray reserves per probe task")
+    cpus_per_probe: float = field(1.0, effect=SPEED, help="CPUs Ray reserves per probe task")
 
     def __post_init__(self):
         if not self.seeds:
@@ -98,7 +98,7 @@ def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dic
     connect_ray()
     out = storage_path(cfg.output_dir)
     encoder = build_encoder(cfg.model.encoder)
-    cache = FeatureCache(cfg.feature_cache_dir or out / "feature_cache", feature_cache_key(pool, encoder))
+    cache = FeatureCache(cfg.feature_cache_dir or out / "feature_cache", feature_cache_key(pool, encoder, cfg.scorer))
     cache.build(pool.dataset(), cfg.model, encoder.num_layers, cfg.scorer, verbose=verbose)
     data, metas = {}, {}
     for name, split in splits.items():

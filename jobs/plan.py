@@ -4,25 +4,47 @@
     python -m jobs.plan budget=3000 labels='[angry,happy,neutral,sad]' shares='[0.1,0.2,0.55,0.15]'
     python -m jobs.plan budget=3000 pool_dir=outputs/demo/pool output_dir=outputs/demo/plan
     python -m jobs.plan CONFIG.yaml [key=value ...]
+    python -m jobs.plan budget=0 run_dir=outputs/demo/after [target_ua=0.7]
 
 Prints the precision table, the sizes and the ``jobs.after`` overrides that carry out the plan
 (``active.evaluation.test_size``, ``active.evaluation.dev_size``, ``active.budget_labels``); with
 ``output_dir`` it also writes ``plan.json``. ``pool_dir`` reads class shares and recording sizes from a prepared
-pool. No Ray. The formula and its assumptions: docs/planning.md.
+pool. With ``run_dir`` (a ``jobs.after`` run) it also prints the labels forecast from the run's rounds (dev UA
+against training labels, ``ser_models.active.forecast``); ``budget=0`` prints only that. No Ray. The formula
+and its assumptions: docs/planning.md.
 """
 
 from __future__ import annotations
 
 import sys
 
+from ser_models.active.forecast import Forecast, ForecastConfig, forecast_rounds
 from ser_models.active.planner import BudgetPlan, PlanConfig, plan_budget, read_pool_stats
 from ser_models.config import parse_job_args
+from ser_models.exceptions import ConfigError
 
 __all__ = ["PlanConfig", "main"]
 
 
-def main(argv: list[str] | None = None) -> BudgetPlan:
+def main(argv: list[str] | None = None) -> BudgetPlan | Forecast:
+    """The plan (or, with ``budget=0 run_dir=...``, the run's forecast alone)."""
     cfg = parse_job_args(PlanConfig, sys.argv[1:] if argv is None else argv, "jobs.plan")
+    forecast = None
+    if cfg.run_dir:
+        from ser_models.active.round_report import read_metrics
+
+        try:
+            rows = read_metrics(cfg.run_dir)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"run_dir: {exc}: point it at a jobs.after output_dir") from exc
+        forecast = forecast_rounds(rows, ForecastConfig(target_ua=cfg.target_ua))
+        print(f"run {cfg.run_dir}: " + forecast.format(), flush=True)
+        if cfg.output_dir:
+            from ser_models.io import join, write_json_atomic
+
+            write_json_atomic(join(cfg.output_dir, "forecast.json"), forecast.to_json())
+        if cfg.budget == 0:
+            return forecast
     pool = read_pool_stats(cfg.pool_dir) if cfg.pool_dir else None
     plan = plan_budget(cfg, pool)
     print(plan.format(), flush=True)

@@ -26,14 +26,34 @@ T = TypeVar("T")
 #: ``field(path=...)`` values: a path or URI, or a name (preset, hub id) that may also be a local folder.
 PATH, PATH_OR_NAME = "path", "path_or_name"
 
+#: ``field(effect=...)`` values: what a key may change.
+#:
+#: - ``RESULT``: the numbers a job writes (scores, selections, checkpoints, features, metrics). Precision and
+#:   TF32 (bf16 or TF32 matmuls round differently), the device (``use_gpu``, ``num_gpus``: other kernels), the
+#:   data-parallel worker count (each replica's batch and the all-reduce) and every model, training and
+#:   selection setting. A resumed run must keep them; the run record, the resume check and the feature cache
+#:   key (for the keys that reach the encoder) hold them.
+#: - ``SPEED``: when and where the same work runs (actor, worker and thread counts, batch sizes of ``map_batches``
+#:   calls, retries, progress output), never what it computes. A resumed run may change them. A thread count
+#:   may still reorder a floating-point reduction inside a BLAS call (last-bit differences), which no check of
+#:   this platform treats as a different result.
+#: - ``LOCATION``: where inputs and outputs live (``pool_dir``, ``output_dir``, cache folders). They name the
+#:   artifact instead of shaping it: a pool is identified by its lineage, not its folder, so a moved pool or
+#:   run folder resumes.
+RESULT, SPEED, LOCATION = "result", "speed", "location"
+EFFECTS = (RESULT, SPEED, LOCATION)
+
 
 def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any = dataclasses.MISSING,  # noqa: A002
-          speed_only: bool = False, path: str | None = None):
+          effect: str | None = None, speed_only: bool = False, path: str | None = None):
     """A dataclass field with a ``help`` string kept in its metadata (shown by ``--help`` of every job).
 
-    ``speed_only=True`` marks a key that changes speed or placement, never a result (worker counts, cache
-    folders): a resumed run may change it (:func:`speed_only_keys`, ``ser_models.provenance``). On a nested
-    config it covers every key below it.
+    ``effect`` says what the key may change (:data:`RESULT`, :data:`SPEED` or :data:`LOCATION`, see
+    :data:`EFFECTS`); every key of a job config carries one (``tests/unit/test_config_keys.py`` lists them all and
+    names any that does not), and the jobs reference shows it. Speed and location keys may change when a run
+    resumes (:func:`speed_only_keys`, ``ser_models.provenance``); result keys are recorded in ``run.json`` and a
+    resume that changes one is refused. On a nested config the effect covers every key below it; a nested config
+    without one leaves it to its own fields. ``speed_only=True`` is the older spelling of ``effect=SPEED``.
 
     ``path=PATH`` marks a local path or URI, ``path=PATH_OR_NAME`` a value that is a local path only when it
     exists (an encoder ``source`` may be a preset or hub id): :func:`resolve_paths` makes the relative ones
@@ -41,7 +61,13 @@ def field(default: Any = dataclasses.MISSING, *, help: str, default_factory: Any
     """
     if path not in (None, PATH, PATH_OR_NAME):
         raise ValueError(f"field(path=...) must be None, {PATH!r} or {PATH_OR_NAME!r}, got {path!r}")
-    metadata = {"help": help, "speed_only": speed_only, "path": path}
+    if speed_only:
+        if effect not in (None, SPEED):
+            raise ValueError(f"field(speed_only=True) contradicts effect={effect!r}")
+        effect = SPEED
+    if effect not in (None, *EFFECTS):
+        raise ValueError(f"field(effect=...) must be one of {EFFECTS}, got {effect!r}")
+    metadata = {"help": help, "effect": effect, "speed_only": effect in (SPEED, LOCATION), "path": path}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -56,13 +82,32 @@ def _nested_schema(f: dataclasses.Field) -> type | None:
     return ftype if ftype is not None and dataclasses.is_dataclass(ftype) else None
 
 
+def key_effects(schema: type, prefix: str = "", inherited: str | None = None) -> dict[str, str | None]:
+    """``{dotted name: effect}`` of every leaf key of ``schema`` (nested configs walked; a nested config's own
+    effect covers the keys below it); None for a key that carries none (treated as :data:`RESULT`)."""
+    out: dict[str, str | None] = {}
+    for f in dataclasses.fields(schema):
+        name, nested = f"{prefix}{f.name}", _nested_schema(f)
+        effect = inherited or f.metadata.get("effect")
+        if nested is not None:
+            out.update(key_effects(nested, prefix=f"{name}.", inherited=effect))
+        else:
+            out[name] = effect
+    return out
+
+
+def keys_with_effect(schema: type, effect: str) -> tuple[str, ...]:
+    """Dotted names of the leaf keys of ``schema`` with ``effect`` (an unmarked key counts as :data:`RESULT`)."""
+    return tuple(k for k, e in key_effects(schema).items() if (e or RESULT) == effect)
+
+
 def speed_only_keys(schema: type, prefix: str = "") -> tuple[str, ...]:
-    """Dotted names (fnmatch patterns) of the keys a schema marks ``speed_only``, nested configs included
-    (a marked nested config gives ``name.*``)."""
+    """Dotted names (fnmatch patterns) of the keys a resumed run may change: those marked :data:`SPEED` or
+    :data:`LOCATION`, nested configs included (a marked nested config gives ``name.*``)."""
     keys: list[str] = []
     for f in dataclasses.fields(schema):
         name, nested = f"{prefix}{f.name}", _nested_schema(f)
-        if f.metadata.get("speed_only"):
+        if f.metadata.get("effect") in (SPEED, LOCATION):
             keys.append(f"{name}.*" if nested is not None else name)
         elif nested is not None:
             keys.extend(speed_only_keys(nested, prefix=f"{name}."))
@@ -276,8 +321,10 @@ def config_keys(schema: type, prefix: str = "") -> list[tuple[str, Any, str]]:
 
 
 def describe(schema: type, prefix: str = "") -> str:
-    """One line per key: dotted name, default and help text."""
-    return "\n".join(f"  {name} = {default!r}  # {text}" for name, default, text in config_keys(schema, prefix))
+    """One line per key: dotted name, default, effect (:data:`EFFECTS`; unmarked = result) and help text."""
+    effects = key_effects(schema, prefix)
+    return "\n".join(f"  {name} = {default!r}  # [{effects.get(name) or RESULT}] {text}"
+                     for name, default, text in config_keys(schema, prefix))
 
 
 def _first_line(exc: Exception) -> str:

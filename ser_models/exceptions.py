@@ -73,3 +73,41 @@ class EncoderMismatchError(CheckpointError):
 
 class TrainingError(SERError):
     """Training failed in a way that a retry will not fix."""
+
+
+class UnsafePathError(SERError, ValueError):
+    """A path built from data (an id, a name in a file) would leave its folder (names the folder and the name)."""
+
+
+class ForeignFolderError(SERError):
+    """An output folder holds things this platform did not make (no ownership marker, or another kind's): the
+    job refuses to write or delete there (the message names the folder, its kind if any and some entries)."""
+
+
+class LockHeldError(SERError):
+    """Another process holds the writer's lock of a pool, run folder, feature cache or segment output (the
+    message names the holder's host, pid and start time, and how to take over a stale lock)."""
+
+
+class LockLostError(LockHeldError):
+    """A writer found, before committing, that its lock was taken over by another process: it stops without
+    committing."""
+
+
+class FeatureCacheMissError(SERError):
+    """A feature cache was asked for clips it does not hold (the message names them): a reader never skips a
+    clip silently."""
+
+
+class ResumeMismatchError(ConfigError):
+    """A rerun on a run folder changes a result-changing key or input recorded by its first start (the message
+    names each key with its recorded and new value; ``.changes`` holds them as ``(key, old, new)``)."""
+
+    def __init__(self, message: str, changes: list[tuple[str, object, object]] | None = None):
+        super().__init__(message)
+        self.changes = list(changes or [])
+
+
+class DeviceMemoryError(SERError):
+    """A forward pass ran out of device memory with a micro-batch of one clip, after halving down to it (the
+    message names the clip, its length in seconds, the stage and the config key that bounds clip length)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
-from ser_models.config import PATH, field
+from ser_models.config import PATH, RESULT, field
 from ser_models.encoders import EncoderConfig
 from ser_models.encoders.functionals import AUTO_FUNCTIONALS, FUNCTIONAL_SETS
 from ser_models.encoders.text import TextConfig
@@ -28,53 +28,53 @@ class ModelConfig:
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig, help="speech encoder")
     adapter: AdapterConfig = field(default_factory=AdapterConfig, help="how the encoder is adapted")
-    featurizer_layer: int | None = field(None, help="hidden state to use (0 = CNN projection, negative from the "
+    featurizer_layer: int | None = field(None, effect=RESULT, help="hidden state to use (0 = CNN projection, negative from the "
                                          "end); null = learned softmax-weighted sum of all layers")
-    pooling: str = field("mean", help="mean | attentive_stats (only mean allows the frozen-encoder cache)")
-    feature_norm: str = field("none", help="none | pool: standardise every dimension of every hidden state with "
+    pooling: str = field("mean", effect=RESULT, help="mean | attentive_stats (only mean allows the frozen-encoder cache)")
+    feature_norm: str = field("none", effect=RESULT, help="none | pool: standardise every dimension of every hidden state with "
                               "the unlabelled pool's mean and std (no labels used; the AL loop computes them from "
                               "its feature cache and sets model.feature_stats) | speaker: with each clip's "
                               "speaker's mean and std, shrunk toward the pool's (model.speaker_stats) | auto: pool or "
                               "speaker, whichever scores better by k-fold CV on the labelled clips (train.solver=lbfgs; "
                               "chosen with train.l2_c=auto, at every fit)")
-    feature_norm_choice: str | None = field(None, help="what model.feature_norm=auto chose (pool | speaker); "
+    feature_norm_choice: str | None = field(None, effect=RESULT, help="what model.feature_norm=auto chose (pool | speaker); "
                                             "written by the fit into the checkpoint, never set by hand")
-    feature_stats: str | None = field(None, path=PATH, help="safetensors file of the pool statistics (mean, std [L, D]) that "
+    feature_stats: str | None = field(None, effect=RESULT, path=PATH, help="safetensors file of the pool statistics (mean, std [L, D]) that "
                                       "model.feature_norm=pool uses; written and set by the AL loop")
-    speaker_stats: str | None = field(None, path=PATH, help="safetensors file of per-speaker statistics "
+    speaker_stats: str | None = field(None, effect=RESULT, path=PATH, help="safetensors file of per-speaker statistics "
                                       "(ser_models.encoders.speaker_norm) that model.feature_norm=speaker uses; "
                                       "written and set by the AL loop and jobs.predict")
-    speaker_shrinkage: float = field(10.0, help="k of the shrinkage rule of model.feature_norm=speaker: a "
+    speaker_shrinkage: float = field(10.0, effect=RESULT, help="k of the shrinkage rule of model.feature_norm=speaker: a "
                                      "speaker with n clips weighs their own statistics n / (n + k), the pool's "
                                      "the rest")
-    functionals: str = field("none", help="none | egemaps: the 88 eGeMAPS v02 prosodic functionals of openSMILE "
+    functionals: str = field("none", effect=RESULT, help="none | egemaps: the 88 eGeMAPS v02 prosodic functionals of openSMILE "
                              "(the optional [opensmile] extra, audEERING's research licence: no commercial use "
                              "without theirs) beside the encoder's hidden state in front of the head, standardised "
                              "on their own (needs the frozen-encoder feature cache, which then holds them) | auto: "
                              "with or without them, whichever scores better by k-fold CV on the labelled clips "
                              "(train.solver=lbfgs; chosen with model.feature_norm and train.l2_c, at every fit)")
-    functionals_choice: str | None = field(None, help="what model.functionals=auto chose (none | egemaps); "
+    functionals_choice: str | None = field(None, effect=RESULT, help="what model.functionals=auto chose (none | egemaps); "
                                            "written by the fit into the checkpoint, never set by hand")
-    functionals_stats: str | None = field(None, path=PATH, help="safetensors file of the pool statistics of the "
+    functionals_stats: str | None = field(None, effect=RESULT, path=PATH, help="safetensors file of the pool statistics of the "
                                           "functionals (mean, std [1, 88]); written and set by the AL loop and "
                                           "jobs.finetune")
-    functionals_speaker_stats: str | None = field(None, path=PATH, help="per-speaker statistics of the "
+    functionals_speaker_stats: str | None = field(None, effect=RESULT, path=PATH, help="per-speaker statistics of the "
                                                   "functionals (model.feature_norm=speaker | auto); written and "
                                                   "set by the AL loop, jobs.finetune and jobs.predict")
-    head_hidden: int = field(128, help="width of the head's penultimate layer (the embedding E); 0 = a linear "
+    head_hidden: int = field(128, effect=RESULT, help="width of the head's penultimate layer (the embedding E); 0 = a linear "
                              "head (logits straight from the pooled vector, which is then the embedding)")
-    head_dropout: float = field(0.1, help="head dropout; also the rate used for MC-dropout scoring")
-    head_input_norm: bool = field(True, help="LayerNorm on the pooled vector before the head (pretrained "
+    head_dropout: float = field(0.1, effect=RESULT, help="head dropout; also the rate used for MC-dropout scoring")
+    head_input_norm: bool = field(True, effect=RESULT, help="LayerNorm on the pooled vector before the head (pretrained "
                                   "encoders' outlier dimensions otherwise swamp a small head)")
-    labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS),
+    labels: list[str] = field(effect=RESULT, default_factory=lambda: list(DEFAULT_LABELS),
                               help="class names, in logit order ([] = no categorical output: dimensions alone). "
                                    "Unset (left at the default [neutral, happy, angry, sad]), a job takes the "
                                    "labels its pool was prepared with (prepare_pool labels=); set, it must name "
                                    "the same classes as the pool's")
-    dimensions: list[str] = field(default_factory=list,
+    dimensions: list[str] = field(effect=RESULT, default_factory=list,
                                   help="dimensional outputs, a subset of [arousal, valence, dominance] "
                                        "(regression next to, or instead of, the classes)")
-    dimension_range: list[float] = field(default_factory=lambda: [1.0, 5.0],
+    dimension_range: list[float] = field(effect=RESULT, default_factory=lambda: [1.0, 5.0],
                                          help="[low, high] of the dimensional rating scale: predictions stay "
                                               "inside it, labels outside it are refused")
     text: TextConfig = field(default_factory=TextConfig, help="text branch over the pool's transcripts, fused "

@@ -1,11 +1,13 @@
 """What a run folder was made from, and the refusal to mix results of different configs in one folder.
 
-Every job that resumes from its ``output_dir`` (``after``, ``finetune``, ``tapt``, ``sweep``) records, on its
-first start, the config that shapes its results in ``<output_dir>/run.json``. A later start compares its own
-config with it: keys that only change speed or placement (actor and worker counts, cache folders, the pool's
-location: the schema fields marked ``speed_only``, see ``ser_models.config.field``) may differ; any other
-difference is refused with the keys named, before Ray starts, so a rerun never reuses ``scores.parquet``,
-``selection.parquet`` or a checkpoint made under other settings.
+Every job that resumes from its ``output_dir`` (``after``, ``finetune``, ``tapt``, ``sweep``, ...) records, on its
+first start, the config that shapes its results in ``<output_dir>/run.json``: every key its schema marks
+``effect=RESULT`` (``ser_models.config.field``; a key with no mark counts as one). A later start compares its own
+config with it: keys marked ``SPEED`` (actor, worker and thread counts, batch sizes of Ray calls) or ``LOCATION``
+(the pool's and the run's folders, cache folders) may differ; any other difference is refused with a
+:class:`~ser_models.exceptions.ResumeMismatchError` naming each key with its recorded and new value, before Ray
+starts, so a rerun never reuses ``scores.parquet``, ``selection.parquet`` or a checkpoint made under other
+settings. ``tests/unit/test_config_keys.py`` keeps every key of every job classified.
 ``config.yaml`` beside it keeps the first start's full config (later starts do not overwrite it).
 
 A run's pool input is the pool's *lineage* (``Pool.lineage``), not its version: a pool that only grew (new
@@ -24,7 +26,7 @@ from typing import Any
 
 from ser_models import io
 from ser_models.config import key_default, speed_only_keys, to_dict
-from ser_models.exceptions import ConfigError
+from ser_models.exceptions import ConfigError, ResumeMismatchError
 
 RUN_FILE = "run.json"
 RUN_FORMAT = 1
@@ -53,8 +55,8 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
     Args:
         output_dir: the job's run folder (local path or ``pyarrow.fs`` URI).
         job: the job's name (``jobs.after``); a folder is never shared between jobs.
-        cfg: the job's config (a schema dataclass: its ``speed_only`` fields may change between starts), or a
-            plain dict (only ``extra_speed_only`` may change).
+        cfg: the job's config (a schema dataclass: its ``SPEED`` and ``LOCATION`` keys may change between
+            starts), or a plain dict (only ``extra_speed_only`` may change).
         inputs: identities of what the run reads besides its config (``{"pool": pool.lineage}``: the same
             while the pool grows or is relabelled, new after a rebuild).
         config_yaml: the full config as YAML, written to ``config.yaml`` on the first start.
@@ -64,8 +66,9 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
         True when the folder was new (provenance written), False when an earlier start matched.
 
     Raises:
-        ConfigError: naming every result-changing key (old and new value) or input that differs, and what
-            to do (a new ``output_dir``, or the old values).
+        ResumeMismatchError: (a ``ConfigError``) naming every result-changing key (old and new value) or input
+            that differs, and what to do (a new ``output_dir``, or the old values); ``.changes`` lists them.
+        ConfigError: the folder holds another job's run, or a record this version cannot read.
     """
     base = str(output_dir).rstrip("/")
     path = f"{base}/{RUN_FILE}"
@@ -89,22 +92,26 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
         raise ConfigError(f"{path} is not a run record this version understands ({exc}); use a new output_dir") from exc
     if old_job != job:
         raise ConfigError(f"output_dir {base} holds a {old_job} run; {job} needs its own output_dir")
-    # A key a newer version added is missing from an older record: at its default it changes nothing.
+    # A key a newer version added is missing from an older record: at its default it changes nothing. (So is a
+    # key an older version counted as speed-only, e.g. scaling.num_workers: it is refused unless at its default.)
     added_at_default = {k for k in set(keys) - set(old_keys) if schema is not None
                         and _same(key_default(schema, k), keys[k])}
-    diffs = [f"{k}: {old_keys.get(k, '<unset>')!r} -> {keys.get(k, '<unset>')!r}"
-             for k in sorted(set(old_keys) | set(keys) - added_at_default)
-             if old_keys.get(k, _MISSING) != keys.get(k, _MISSING)]
+    changes = [(k, old_keys.get(k, "<unset>"), keys.get(k, "<unset>"))
+               for k in sorted(set(old_keys) | set(keys) - added_at_default)
+               if old_keys.get(k, _MISSING) != keys.get(k, _MISSING)]
+    diffs = [f"{k}: {old!r} -> {new!r}" for k, old, new in changes]
     diffs += [f"input {k}: {old_inputs.get(k)!r} -> {inputs.get(k)!r}" + (
               " (the pool was rebuilt: its clips' audio or audio settings changed, or it is another pool; a pool "
               "that only grew or changed labels keeps its lineage)" if k == "pool" else "")
               for k in sorted(set(old_inputs) | set(inputs)) if old_inputs.get(k) != inputs.get(k)]
+    changes += [(f"input {k}", old_inputs.get(k), inputs.get(k))
+                for k in sorted(set(old_inputs) | set(inputs)) if old_inputs.get(k) != inputs.get(k)]
     if diffs:
-        raise ConfigError(
+        raise ResumeMismatchError(
             f"output_dir {base} was started with other result-changing settings ({path}); resuming would mix "
             f"artifacts of two configs. Differences: " + "; ".join(diffs)
-            + ". Use a new output_dir, or rerun with the recorded values (speed-only keys such as "
-            "scaling.num_workers may change freely)")
+            + ". Use a new output_dir, or rerun with the recorded values (speed-only and location keys such as "
+            "active.scorer.num_actors or pool_dir may change freely)", changes)
     return False
 
 

@@ -1,5 +1,5 @@
-"""``{job-config} jobs.after``: a table of a job's config keys (dotted name, default, help), generated from the
-config dataclasses' ``help`` strings, so the reference never drifts from the code."""
+"""``{job-config} jobs.after``: a table of a job's config keys (dotted name, default, effect, help), generated from
+the config dataclasses' ``help`` strings and ``effect`` marks, so the reference never drifts from the code."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 from sphinx.errors import ExtensionError
 
-from ser_models.config import config_keys
+from ser_models.config import RESULT, config_keys, key_effects
 
 
 def _schema(job: str) -> type:
@@ -27,17 +27,20 @@ class JobConfig(Directive):
 
     def run(self):
         job = self.arguments[0]
-        rows = [(name, repr(default), text) for name, default, text in config_keys(_schema(job))]
+        schema = _schema(job)
+        effects = key_effects(schema)  # result | speed | location (docs/jobs.md, "What a key may change")
+        rows = [(name, repr(default), effects.get(name) or RESULT, text)
+                for name, default, text in config_keys(schema)]
         table = nodes.table(classes=["job-config"])
-        group = nodes.tgroup(cols=3)
+        group = nodes.tgroup(cols=4)
         table += group
-        for width in (30, 20, 50):
+        for width in (28, 18, 9, 45):
             group += nodes.colspec(colwidth=width)
         head = nodes.thead()
         body = nodes.tbody()
         group += head
         group += body
-        for target, cells in ((head, ("key", "default", "what it sets")), *((body, r) for r in rows)):
+        for target, cells in ((head, ("key", "default", "effect", "what it sets")), *((body, r) for r in rows)):
             row = nodes.row()
             for i, text in enumerate(cells):
                 entry = nodes.entry()

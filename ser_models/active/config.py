@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ser_models.config import field
+from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 
 __all__ = ["AUTO_CANDIDATES", "StrategyConfig"]
@@ -24,35 +24,35 @@ _PICKS = ("uncertain", "central")
 class StrategyConfig:
     """Which clips to label next, and how."""
 
-    name: str = field("informative_diverse", help=f"query strategy, one of {list(_NAMES)} (gsx / gsy / igs: "
+    name: str = field("informative_diverse", effect=RESULT, help=f"query strategy, one of {list(_NAMES)} (gsx / gsy / igs: "
                       "greedy sampling for dimensional targets in input / output / both spaces; auto: chosen per "
                       "round among auto_candidates by simulating AL on the labelled clips)")
-    auto_candidates: list[str] = field(default_factory=lambda: ["random", "margin", "informative_diverse"],
+    auto_candidates: list[str] = field(effect=RESULT, default_factory=lambda: ["random", "margin", "informative_diverse"],
                                        help=f"auto: the strategies it chooses among, from {list(AUTO_CANDIDATES)}")
-    auto_repeats: int = field(8, help="auto: random splits of the labelled clips each round's simulation averages")
-    auto_margin: float = field(0.01, help="auto: simulated UA gain over random a candidate needs to replace random")
-    auto_min_labelled: int = field(40, help="auto: below this many labelled clips the round queries at random")
-    uncertainty: str = field("entropy", help=f"uncertainty score used to rank clips, one of {list(_UNCERTAINTIES)}")
+    auto_repeats: int = field(8, effect=RESULT, help="auto: random splits of the labelled clips each round's simulation averages")
+    auto_margin: float = field(0.01, effect=RESULT, help="auto: simulated UA gain over random a candidate needs to replace random")
+    auto_min_labelled: int = field(40, effect=RESULT, help="auto: below this many labelled clips the round queries at random")
+    uncertainty: str = field("entropy", effect=RESULT, help=f"uncertainty score used to rank clips, one of {list(_UNCERTAINTIES)}")
     prefilter_factor: int = field(
-        10, help="informative_diverse keeps the prefilter_factor * n most uncertain clips, then picks n diverse ones")
-    kmeans_iters: int = field(20, help="k-means iterations (kmeans, cluster_cold_start)")
+        10, effect=RESULT, help="informative_diverse keeps the prefilter_factor * n most uncertain clips, then picks n diverse ones")
+    kmeans_iters: int = field(20, effect=RESULT, help="k-means iterations (kmeans, cluster_cold_start)")
     num_clusters: int | None = field(
-        None, help="cluster_cold_start: number of k-means clusters (null = n, one per requested clip; capped at "
-                   "max_clusters)")
-    max_clusters: int = field(1024, help="cluster_cold_start: cap on k (k = n would be 50k centres at 1M clips and "
+        None, effect=RESULT, help="cluster_cold_start: number of k-means clusters (null = n, one per requested clip; capped at "
+                                  "max_clusters)")
+    max_clusters: int = field(1024, effect=RESULT, help="cluster_cold_start: cap on k (k = n would be 50k centres at 1M clips and "
                               "a 5% budget); the rest of the budget is filled round-robin, nearest-centre first")
     cold_start_dim: int | None = field(
-        64, help="cluster_cold_start: PCA dimensions the k-means runs in on pools above 100k clips (null = full)")
-    pick: str = field("uncertain", help="kmeans: per cluster take the most 'uncertain' or the most 'central' clip")
+        64, effect=RESULT, help="cluster_cold_start: PCA dimensions the k-means runs in on pools above 100k clips (null = full)")
+    pick: str = field("uncertain", effect=RESULT, help="kmeans: per cluster take the most 'uncertain' or the most 'central' clip")
     kcenter_dim: int | None = field(
-        None, help="k-center: project embeddings to this many PCA dimensions first (approximate, faster on "
-                   "very large pools); null = exact in the full dimension")
-    class_balanced: bool = field(False, help="entropy / least_confidence / margin / bald: take each predicted "
+        None, effect=RESULT, help="k-center: project embeddings to this many PCA dimensions first (approximate, faster on "
+                                  "very large pools); null = exact in the full dimension")
+    class_balanced: bool = field(False, effect=RESULT, help="entropy / least_confidence / margin / bald: take each predicted "
                                  "class's most uncertain clips by quota, filling the classes with the fewest labels "
                                  "first (for imbalanced pools, e.g. mostly neutral speech)")
-    cost_aware: bool = field(False, help="divide each clip's uncertainty by its duration in seconds (informativeness "
+    cost_aware: bool = field(False, effect=RESULT, help="divide each clip's uncertainty by its duration in seconds (informativeness "
                              "per second of annotation); applies to strategies that rank by uncertainty")
-    num_threads: int | None = field(None, speed_only=True,
+    num_threads: int | None = field(None, effect=SPEED,
                                     help="threads for FAISS and BLAS during selection (null = all)")
 
     def __post_init__(self) -> None:

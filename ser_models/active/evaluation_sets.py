@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ser_models.config import field
+from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.io import StoragePath, exists, read_parquet, write_json_atomic, write_parquet_atomic
 
@@ -61,23 +61,23 @@ _KEY = "active.evaluation"
 class EvaluationConfig:
     """``active.evaluation``: where the dev and test sets come from, and how the loop draws them itself."""
 
-    source: str = field("auto", help=f"{list(_SOURCES)}: 'pool' = the pool's own dev / test splits (labelled in "
-                                     "the manifest); 'loop' = drawn from the training split before round 0 and "
-                                     "labelled through the oracle first; 'auto' = 'pool' when the pool has dev and "
-                                     "test splits with labels, else 'loop'")
-    test_size: int = field(300, help="source=loop: clips in the test set (about: whole units are taken)")
-    dev_size: int = field(100, help="source=loop: clips in the dev set (0 = no dev set)")
-    test_hours: float = field(0.0, help="source=loop: hours of audio in the test set instead of test_size (0 = "
-                                        "use test_size)")
-    dev_hours: float = field(0.0, help="source=loop: hours of audio in the dev set instead of dev_size (0 = use "
-                                       "dev_size)")
-    stratify: str = field("auto", help=f"source=loop: {list(_STRATIFY)}: spread the sets' units over this "
-                                       "column's values in proportion to the pool; 'auto' = the finest of "
-                                       "group > recording > speaker coarser than the disjoint_by unit that has "
-                                       "two or more values, else language when the pool has several, else none")
-    disjoint_by: str = field("auto", help=f"source=loop: {list(_DISJOINT)}: the sets take whole units of this "
-                                          "column, so none straddles evaluation and training; 'auto' = group, "
-                                          "else recording, else speaker (the first the pool has); 'none' = clips")
+    source: str = field("auto", effect=RESULT, help=f"{list(_SOURCES)}: 'pool' = the pool's own dev / test splits (labelled in "
+                                                    "the manifest); 'loop' = drawn from the training split before round 0 and "
+                                                    "labelled through the oracle first; 'auto' = 'pool' when the pool has dev and "
+                                                    "test splits with labels, else 'loop'")
+    test_size: int = field(300, effect=RESULT, help="source=loop: clips in the test set (about: whole units are taken)")
+    dev_size: int = field(100, effect=RESULT, help="source=loop: clips in the dev set (0 = no dev set)")
+    test_hours: float = field(0.0, effect=RESULT, help="source=loop: hours of audio in the test set instead of test_size (0 = "
+                                                       "use test_size)")
+    dev_hours: float = field(0.0, effect=RESULT, help="source=loop: hours of audio in the dev set instead of dev_size (0 = use "
+                                                      "dev_size)")
+    stratify: str = field("auto", effect=RESULT, help=f"source=loop: {list(_STRATIFY)}: spread the sets' units over this "
+                                                      "column's values in proportion to the pool; 'auto' = the finest of "
+                                                      "group > recording > speaker coarser than the disjoint_by unit that has "
+                                                      "two or more values, else language when the pool has several, else none")
+    disjoint_by: str = field("auto", effect=RESULT, help=f"source=loop: {list(_DISJOINT)}: the sets take whole units of this "
+                                                         "column, so none straddles evaluation and training; 'auto' = group, "
+                                                         "else recording, else speaker (the first the pool has); 'none' = clips")
 
     def __post_init__(self):
         for key, value, allowed in (("source", self.source, _SOURCES), ("stratify", self.stratify, _STRATIFY),

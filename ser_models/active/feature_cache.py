@@ -28,14 +28,27 @@ pool (new lineage) gets a new cache. Relabels need nothing: the cache holds feat
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from ser_models import ownership
+from ser_models.active.cache_guard import (
+    CACHE_LOCK_WAIT_S,
+    check_holds,
+    drop_abandoned,
+    legacy_cache,
+    settle_shards,
+)
+from ser_models.active.cache_rows import feature_table as _feature_table
+from ser_models.active.cache_rows import features_array  # noqa: F401 (re-exported)
+from ser_models.active.cache_rows import select_rows as _select_rows
+from ser_models.active.cache_rows import shard_names as _shard_names
 from ser_models.active.encoder_pooler import EncoderPooler
-from ser_models.exceptions import ConfigError
+from ser_models.exceptions import ConfigError, FeatureCacheMissError
 from ser_models.io import (
     exists,
     read_json,
@@ -43,6 +56,7 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from ser_models.locks import assert_held_for
 from ser_models.progress import StageProgress, WrittenRows, progress_line
 
 #: An extension of at most this many clips (a pool that grew a little) is encoded in this process: starting an
@@ -104,11 +118,36 @@ def pool_lineage(pool) -> str:
     return str(lineage if lineage is not None else pool.summary.get("fingerprint"))
 
 
-def feature_cache_key(pool, encoder) -> str:
+#: Result-changing keys of ``ScorerConfig`` that never reach the cached features: the cache holds the encoder's
+#: output, and MC dropout runs in the adapters and head when a round scores. Every other ``effect=RESULT`` key
+#: of ``ScorerConfig`` is part of :func:`feature_cache_key` (``tests/unit/test_config_keys.py`` checks both).
+SCORER_KEYS_NOT_IN_FEATURES = ("mc_samples",)
+
+
+def feature_settings(scorer_cfg=None) -> dict:
+    """The scorer settings a cached clip's features depend on: every ``effect=RESULT`` key of ``ScorerConfig``
+    (``precision``, ``allow_tf32``, ``max_seconds``, ``num_gpus``, ...) but :data:`SCORER_KEYS_NOT_IN_FEATURES`;
+    ``num_gpus`` enters as the device it picks (``cuda`` / ``cpu``), since a share of a GPU changes no number.
+    Speed-only keys (batch sizes, actors, threads) stay out: a cache built with other ones is reused.
+    ``scorer_cfg``: the ``ScorerConfig`` of the build (None = its defaults)."""
+    from ser_models.active.scorer import ScorerConfig
+    from ser_models.config import RESULT, keys_with_effect
+
+    sc = scorer_cfg or ScorerConfig()
+    settings = {k: getattr(sc, k) for k in keys_with_effect(ScorerConfig, RESULT) if k not in SCORER_KEYS_NOT_IN_FEATURES}
+    if "num_gpus" in settings:
+        settings["num_gpus"] = "cuda" if sc.num_gpus > 0 else "cpu"  # actor_device picks the device from it
+    return settings
+
+
+def feature_cache_key(pool, encoder, scorer_cfg=None) -> str:
     """sha256 naming the cached features of ``pool`` (its lineage: the same while it grows or is relabelled,
-    new after a rebuild) under ``encoder`` (its weights and config): a cache folder shared by several runs
-    never serves one pool's features to another, and a grown pool's cache only encodes its new clips."""
-    return hashlib.sha256(f"{pool_lineage(pool)}:{encoder.fingerprint()}".encode()).hexdigest()
+    new after a rebuild) under ``encoder`` (its weights and config) made with ``scorer_cfg``'s result keys
+    (:func:`feature_settings`; None = the defaults, as :meth:`FeatureCache.build` takes None: pass both the same
+    config): a shared cache folder never serves one pool's features to another, nor bf16 or cropped features to
+    a run with other settings, and a grown pool's cache only encodes its new clips."""
+    settings = json.dumps(feature_settings(scorer_cfg), sort_keys=True)
+    return hashlib.sha256(f"{pool_lineage(pool)}:{encoder.fingerprint()}:{settings}".encode()).hexdigest()
 
 
 class FeatureCache:
@@ -274,24 +313,38 @@ class FeatureCache:
 
         ``functionals_stage``: the rows pass through :class:`~ser_models.encoders.functionals.FunctionalsColumn`
         on CPU actors of their own first (:func:`functionals_actors`), and ``extractor`` carries that
-        column through (Ray Data runs both stages at once, streaming)."""
+        column through (Ray Data runs both stages at once, streaming).
+
+        Raises:
+            LockHeldError: another process kept the cache's lock for :data:`CACHE_LOCK_WAIT_S` (a live
+                writer), naming it.
+        """
+        columns = ["utt_id", "audio", "audio_format", "num_samples"]
+        self.last_encoded = 0
+        # Lock-free when there is nothing to write: many runs sharing a ready cache (jobs.evidence's fanned-out
+        # runs) never wait for each other; a writer takes the cache's lock and checks again under it.
+        if self.ready and self._missing(ds, columns)[0] is None:
+            return
+        with ownership.open_output(self.dir, "feature_cache", what="feature cache", recognise=legacy_cache,
+                                   wait_s=CACHE_LOCK_WAIT_S):
+            self._build_locked(ds, extractor, kwargs, num_layers, scorer_cfg, columns, verbose=verbose,
+                               in_process=in_process, total=total, what=what, functionals_stage=functionals_stage)
+
+    def _build_locked(self, ds, extractor, kwargs: dict, num_layers: int, scorer_cfg, columns: list[str], *,
+                      verbose: bool, in_process: bool, total: int | None, what: str, functionals_stage: bool) -> None:
+        """:meth:`build_with` under the cache's lock."""
         import uuid
 
         import pyarrow.dataset as pads
 
         from ser_models.active.scorer import map_on_actor_pool, run_on_actor_pool
-        from ser_models.io import delete_dir, filesystem, list_dir
+        from ser_models.io import filesystem
 
         sc = scorer_cfg
         t0 = time.perf_counter()
-        self.last_encoded = 0
         ready = self.ready
         meta = read_json(self.dir / "meta.json") if ready else None
-        listed = set(_shard_names(meta)) if meta else set()
-        for name in list_dir(self.dir):  # left by a build or extension killed before meta.json
-            if name.startswith(self.SHARDS_PREFIX) and name not in listed:
-                delete_dir(self.dir / name)
-        columns = ["utt_id", "audio", "audio_format", "num_samples"]
+        drop_abandoned(self.dir, self.SHARDS_PREFIX, set(_shard_names(meta)) if meta else set(), verbose)
         if ready:
             source, total = self._missing(ds, columns)
             if source is None:
@@ -302,61 +355,70 @@ class FeatureCache:
         else:
             source = ds.select_columns(columns)
         shards = f"{self.SHARDS_PREFIX}{uuid.uuid4().hex[:8]}"
-        out = self.dir / shards
-        fs, path = filesystem(out)
-        if in_process:
-            fs.create_dir(path)
-            done, last = 0, time.perf_counter()
-            for i, batch in enumerate(run_on_actor_pool(source, extractor, kwargs, sc, in_process=True)):
-                write_parquet_atomic(out / f"part-{i:06d}.parquet", _feature_table(batch))
-                done += len(batch["utt_id"])
-                if verbose and (time.perf_counter() - last > 15 or done == total):
-                    last = time.perf_counter()
-                    print("  " + progress_line("feature cache", done, total, last - t0, "clips"), flush=True)
-        else:
-            if functionals_stage:
-                from ray.data import ActorPoolStrategy
+        ownership.record(self.dir, "feature_cache", [shards])  # before it exists: a crash leaves it cleanable
+        committed = False
+        try:
+            out = self.dir / shards
+            fs, path = filesystem(out)
+            if in_process:
+                fs.create_dir(path)
+                done, last = 0, time.perf_counter()
+                for i, batch in enumerate(run_on_actor_pool(source, extractor, kwargs, sc, in_process=True)):
+                    write_parquet_atomic(out / f"part-{i:06d}.parquet", _feature_table(batch))
+                    done += len(batch["utt_id"])
+                    if verbose and (time.perf_counter() - last > 15 or done == total):
+                        last = time.perf_counter()
+                        print("  " + progress_line("feature cache", done, total, last - t0, "clips"), flush=True)
+            else:
+                if functionals_stage:
+                    from ray.data import ActorPoolStrategy
 
-                from ser_models.encoders.functionals import FunctionalsColumn
+                    from ser_models.encoders.functionals import FunctionalsColumn
 
-                actors, cpus = functionals_actors(sc)
+                    actors, cpus = functionals_actors(sc)
+                    if verbose:
+                        print(f"  feature cache: eGeMAPS functionals on {actors} CPU actor(s) of their own "
+                              f"({cpus:g} CPU each)")
+                    source = source.map_batches(FunctionalsColumn, batch_size=sc.batch_size, batch_format="numpy",
+                                                compute=ActorPoolStrategy(size=actors), num_cpus=cpus)
+                # Binary features as an Arrow column (a numpy object column would be pickled), written as produced.
+                encoded = map_on_actor_pool(source, extractor, kwargs, sc)
+                with StageProgress("feature cache", total, "clips", WrittenRows(str(out)), every=15.0, verbose=verbose):
+                    encoded.map_batches(_feature_table, batch_format="numpy", batch_size=None).write_parquet(
+                        path, filesystem=fs)
+            fs.create_dir(path)  # an extension whose clips all fell out of ``ds``'s filter still lists a folder
+            written = pads.dataset(path, filesystem=fs, format="parquet")
+            clips = written.count_rows()
+            self.last_encoded = clips
+            if ready:
+                _PINNED.pop(str(self.dir), None)  # a pinned table would miss the new clips
+                assert_held_for(self.dir / "meta.json")  # a writer whose lock was taken over publishes nothing
+                write_json_atomic(self.dir / "meta.json", {  # last: lists the new shard folder
+                    **meta, "clips": int(meta["clips"]) + clips, "shards": [*_shard_names(meta), shards]})
+                committed = True
                 if verbose:
-                    print(f"  feature cache: eGeMAPS functionals on {actors} CPU actor(s) of their own "
-                          f"({cpus:g} CPU each)")
-                source = source.map_batches(FunctionalsColumn, batch_size=sc.batch_size, batch_format="numpy",
-                                            compute=ActorPoolStrategy(size=actors), num_cpus=cpus)
-            # Binary features as an Arrow column (a numpy object column would be pickled), written as produced.
-            encoded = map_on_actor_pool(source, extractor, kwargs, sc)
-            with StageProgress("feature cache", total, "clips", WrittenRows(str(out)), every=15.0, verbose=verbose):
-                encoded.map_batches(_feature_table, batch_format="numpy", batch_size=None).write_parquet(
-                    path, filesystem=fs)
-        fs.create_dir(path)  # an extension whose clips all fell out of ``ds``'s filter still lists a folder
-        written = pads.dataset(path, filesystem=fs, format="parquet")
-        clips = written.count_rows()
-        self.last_encoded = clips
-        if ready:
-            _PINNED.pop(str(self.dir), None)  # a pinned table would miss the new clips
-            write_json_atomic(self.dir / "meta.json", {  # last: lists the new shard folder
-                **meta, "clips": int(meta["clips"]) + clips, "shards": [*_shard_names(meta), shards]})
-            if verbose:
-                print(f"  feature cache: {what} {clips} new clips in {time.perf_counter() - t0:.1f}s -> {out}")
-            return
-        first = written.head(1, columns=["features"]).column("features")[0].as_py() if clips else b""
-        if self.kind == "frames":
-            frames = written.head(1, columns=["num_frames"]).column("num_frames")[0].as_py() if clips else 1
-            hidden = len(first) // 2 // num_layers // max(frames, 1)
-        else:
-            hidden = len(first) // 4 // num_layers
-        extra = {}
-        if self.functionals:
-            from ser_models.encoders.functionals import EGEMAPS_DIM
+                    print(f"  feature cache: {what} {clips} new clips in {time.perf_counter() - t0:.1f}s -> {out}")
+                return
+            first = written.head(1, columns=["features"]).column("features")[0].as_py() if clips else b""
+            if self.kind == "frames":
+                frames = written.head(1, columns=["num_frames"]).column("num_frames")[0].as_py() if clips else 1
+                hidden = len(first) // 2 // num_layers // max(frames, 1)
+            else:
+                hidden = len(first) // 4 // num_layers
+            extra = {}
+            if self.functionals:
+                from ser_models.encoders.functionals import EGEMAPS_DIM
 
-            extra["functionals"] = {"set": self.functionals, "dim": EGEMAPS_DIM}
-        write_json_atomic(self.dir / "meta.json", {  # last: marks the cache complete
-            "num_layers": num_layers, "hidden_size": hidden, "clips": clips, "kind": self.kind,
-            "fingerprint": self.fingerprint, "shards": [shards], **extra})
-        if verbose:
-            print(f"  feature cache: {what} {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
+                extra["functionals"] = {"set": self.functionals, "dim": EGEMAPS_DIM}
+            assert_held_for(self.dir / "meta.json")
+            write_json_atomic(self.dir / "meta.json", {  # last: marks the cache complete
+                "num_layers": num_layers, "hidden_size": hidden, "clips": clips, "kind": self.kind,
+                "fingerprint": self.fingerprint, "shards": [shards], **extra})
+            committed = True
+            if verbose:
+                print(f"  feature cache: {what} {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")
+        finally:
+            settle_shards(self.dir, shards, committed)
 
     def _missing(self, ds, columns: list[str]):
         """``(dataset of the rows of ds this cache lacks, their count)``, or ``(None, 0)`` when it lacks none.
@@ -436,6 +498,7 @@ class FeatureCache:
         if ids is None and targets is None:
             ids = self.side.column("utt_id").to_pylist()
         keep = pa.array(sorted(ids if ids is not None else targets.column("utt_id").to_pylist()), pa.string())
+        check_holds(self.dir, keep, pinned.column("utt_id") if pinned is not None else self._held_ids())
         values = None
         if targets is not None:
             where = pc.index_in(keep, value_set=targets.column("utt_id"))
@@ -450,6 +513,18 @@ class FeatureCache:
         ds = read_parquet_dataset(path, filesystem=fs, columns=self.columns)
         return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
                               zero_copy_batch=True)
+
+    def _held_ids(self) -> pa.Array:
+        """:meth:`clip_ids`, read once per set of shard folders (``meta.json`` lists a new one per extension)."""
+        shards = tuple(_shard_names(read_json(self.dir / "meta.json")))
+        gone = [name for name in shards if not exists(self.dir / name)]
+        if gone:  # its clips would read as absent: name the folder rather than the clips
+            raise FeatureCacheMissError(f"feature cache {self.dir}: meta.json lists shard folders that are gone: "
+                                        f"{', '.join(gone)}; its clips cannot be read. Remove {self.dir} to rebuild it")
+        cached = getattr(self, "_ids_cache", None)
+        if cached is None or cached[0] != shards:
+            self._ids_cache = (shards, self.clip_ids())
+        return self._ids_cache[1]
 
     def _shard_paths(self):
         """``(filesystem, [shard folder, ...])`` for a Ray Data read of every shard."""
@@ -511,37 +586,3 @@ class FeatureCache:
             return pa.table({"utt_id": pa.array([], pa.string()), "features": pa.array([], pa.binary()),
                              **({"functionals": pa.array([], pa.binary())} if self.functionals else {})})
         return pa.concat_tables(parts).sort_by("utt_id")
-
-
-def _shard_names(meta: dict) -> list[str]:
-    """The shard folders of a ``meta.json`` (a single name in caches written before caches could grow)."""
-    shards = meta.get("shards") or []
-    return [shards] if isinstance(shards, str) else list(shards)
-
-
-def features_array(column, shape: tuple[int, int]) -> np.ndarray:
-    """``[N, L, D]`` float32 from a binary column of per-clip float32 bytes."""
-    return np.stack([np.frombuffer(b, np.float32).reshape(shape) for b in column.to_pylist()])
-
-
-def _feature_table(batch: dict) -> pa.Table:
-    columns = {"utt_id": pa.array([str(u) for u in batch["utt_id"]], pa.string()),
-               "features": pa.array(list(batch["features"]), pa.binary())}
-    if "functionals" in batch:
-        columns["functionals"] = pa.array(list(batch["functionals"]), pa.binary())
-    if "num_frames" in batch:  # frame cache: lets meta.json derive D from the first clip
-        columns["num_frames"] = pa.array(np.asarray(batch["num_frames"], np.int64))
-    return pa.table(columns)
-
-
-def _select_rows(table: pa.Table, ids: pa.Array, values: dict[str, pa.Array] | None) -> pa.Table:
-    """Rows whose ``utt_id`` is in ``ids`` (sorted), with column ``name = values[name][position in ids]`` for
-    each target column given."""
-    import pyarrow.compute as pc
-
-    idx = pc.index_in(table.column("utt_id"), value_set=ids)
-    keep = pc.is_valid(idx)
-    table, idx = table.filter(keep), idx.filter(keep)
-    for name, column in (values or {}).items():
-        table = table.append_column(name, pc.take(column, idx))
-    return table

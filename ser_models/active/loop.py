@@ -15,7 +15,7 @@ Run layout under ``output_dir``::
     rounds/round=003/metrics.json  written last: the round is finished
     metrics.jsonl                  one line per finished round
     report/labels.json             labels paid for by purpose (train / test / dev), next to the budget
-    report/learning_curve.png, report/confusion_round=003.png
+    report/learning_curve.png, report/confusion_round=003.png, report/forecast.json (labels still needed)
 
 Evaluation: the pool's dev / test splits, or sets drawn from the training split and labelled first
 (:mod:`~ser_models.active.evaluation_sets`), which the rounds never train on, score or select.
@@ -33,7 +33,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -57,7 +56,7 @@ from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets
-from ser_models.active.round_report import RoundReport, feature_choice, slim_metrics
+from ser_models.active.round_report import RoundReport, feature_choice, slim_metrics, write_run_metrics
 from ser_models.active.scorer import Scores, score_dataset
 from ser_models.active.stopping import decide, stop_set_ids
 from ser_models.active.strategies import build_strategy
@@ -73,7 +72,6 @@ from ser_models.io import (
     read_json,
     read_parquet,
     storage_path,
-    write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -184,7 +182,7 @@ class ActiveLearningLoop:
 
         encoder = base_encoder(self.model_cfg.encoder)
         cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",
-                             feature_cache_key(self.pool, encoder), kind=cache_kind(self.model_cfg),
+                             feature_cache_key(self.pool, encoder, self.active.scorer), kind=cache_kind(self.model_cfg),
                              states=cache_states(self.model_cfg, encoder, self.active.feature_cache_layers),
                              functionals="egemaps" if reads_functionals(self.model_cfg) else None)
         self._num_layers = encoder.num_layers
@@ -579,8 +577,8 @@ class ActiveLearningLoop:
         for r in range(len(self.targets)):
             rep = self.step(r)
             reports.append(rep)
+            self.write_report(reports)  # first: it adds the labels forecast that the round line shows
             self.log(rep.line())
-            self.write_report(reports)
             if on_round is not None:
                 on_round(rep, reports)
             if rep.stopping and rep.stopping.get("stop"):
@@ -592,8 +590,7 @@ class ActiveLearningLoop:
         return self.pool.dataset(None)
 
     def write_report(self, reports: list[RoundReport]) -> None:
-        lines = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in reports)
-        write_bytes_atomic(self.out / "metrics.jsonl", lines.encode())
+        write_run_metrics(self.out, reports, self.active.forecast)
         write_json_atomic(self.out / "report" / "labels.json", self.budget.spent(self.ledger))
         if self.plots:
             plot_learning_curves({"this run": [r.to_json() for r in reports]},

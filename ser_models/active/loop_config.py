@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 from ser_models.active.config import StrategyConfig
 from ser_models.active.evaluation_sets import EvaluationConfig
+from ser_models.active.forecast import ForecastConfig
 from ser_models.active.label_studio_oracle import LabelStudioConfig
 from ser_models.active.pseudo_labels import SemiSupervisedConfig
 from ser_models.active.scorer import ScorerConfig
 from ser_models.active.stopping import StoppingConfig
 from ser_models.analysis.anchoring import AnchoringConfig
-from ser_models.config import PATH, field
+from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 
 _INITIAL = ("random", "cluster_cold_start")
@@ -25,47 +26,47 @@ class ActiveConfig:
 
     strategy: StrategyConfig = field(default_factory=StrategyConfig, help="how each round's batch is chosen")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors scoring the pool")
-    initial: str = field("cluster_cold_start", help=f"initial labelled set, one of {list(_INITIAL)} (AFTER: clusters)")
+    initial: str = field("cluster_cold_start", effect=RESULT, help=f"initial labelled set, one of {list(_INITIAL)} (AFTER: clusters)")
     budget_fractions: list[float] = field(
-        default_factory=lambda: [0.05, 0.10, 0.15, 0.20],
+        effect=RESULT, default_factory=lambda: [0.05, 0.10, 0.15, 0.20],
         help="labelled fraction of the training pool (without drawn evaluation sets) at each round (AFTER: "
              "5%% steps up to 20%%); empty = use initial_size / query_size / rounds")
     budget_labels: list[int] = field(
-        default_factory=list,
+        effect=RESULT, default_factory=list,
         help="labelled clips at each round (e.g. [50, 100, 200, 400], what a team buys); when set it replaces "
              "budget_fractions")
     budget_hours: list[float] = field(
-        default_factory=list,
+        effect=RESULT, default_factory=list,
         help="hours of labelled audio at each round (e.g. [0.5, 1, 2]); when set it replaces budget_fractions "
              "and each round labels clips until its hours are used (the ledger records seconds per clip); "
              "it cannot be combined with budget_labels")
-    initial_size: int = field(0, help="clips in the initial set (when budget_fractions is empty)")
-    query_size: int = field(0, help="clips labelled per round (when budget_fractions is empty)")
-    rounds: int = field(0, help="training rounds (when budget_fractions is empty)")
-    query_batch: int = field(0, help="clips per query batch inside a budget step: the loop labels a batch, retrains "
+    initial_size: int = field(0, effect=RESULT, help="clips in the initial set (when budget_fractions is empty)")
+    query_size: int = field(0, effect=RESULT, help="clips labelled per round (when budget_fractions is empty)")
+    rounds: int = field(0, effect=RESULT, help="training rounds (when budget_fractions is empty)")
+    query_batch: int = field(0, effect=RESULT, help="clips per query batch inside a budget step: the loop labels a batch, retrains "
                              "on the labels so far and rescores the pool before the next one (0 = the whole step is "
                              "one batch). Simulated oracle and clip budgets only; fast with the feature cache")
-    max_per_recording: int = field(0, help="most segments of one recording in one query (0 = no cap): a batch is "
-                                           "not one uncertain episode; clips without a recording have no cap")
-    clip_context: float = field(0.0, help="active.oracle=file|label_studio: seconds of the source recording "
-                                          "added on each side of a segment's clip for annotators (0 = exactly "
-                                          "the segment, from the pool's audio)")
-    warm_start: bool = field(False, help="start each round from the previous round's weights (AFTER retrains "
-                                          "from the TAPT checkpoint: false)")
-    oracle: str = field("simulated", help=f"who labels, one of {list(_ORACLES)}: 'file' writes to_label.csv for humans, "
-                                          "'label_studio' makes a Label Studio project of each round's clips")
+    max_per_recording: int = field(0, effect=RESULT, help="most segments of one recording in one query (0 = no cap): a batch is "
+                                                          "not one uncertain episode; clips without a recording have no cap")
+    clip_context: float = field(0.0, effect=RESULT, help="active.oracle=file|label_studio: seconds of the source recording "
+                                                         "added on each side of a segment's clip for annotators (0 = exactly "
+                                                         "the segment, from the pool's audio)")
+    warm_start: bool = field(False, effect=RESULT, help="start each round from the previous round's weights (AFTER retrains "
+                                                         "from the TAPT checkpoint: false)")
+    oracle: str = field("simulated", effect=RESULT, help=f"who labels, one of {list(_ORACLES)}: 'file' writes to_label.csv for humans, "
+                                                         "'label_studio' makes a Label Studio project of each round's clips")
     label_studio: LabelStudioConfig = field(default_factory=LabelStudioConfig,
                                             help="active.oracle=label_studio: server, project, annotators per clip, "
                                                  "aggregation and disagreement policy")
-    feature_cache: str = field("auto", speed_only=True,
+    feature_cache: str = field("auto", effect=SPEED,
                                help=f"{list(_CACHE)}: train/score from cached frozen-encoder features "
                                     "('auto' = when model.adapter.kind=frozen and pooling=mean)")
-    feature_cache_layers: str = field("auto", speed_only=True,
+    feature_cache_layers: str = field("auto", effect=SPEED,
                                       help="'auto': when the model reads one fixed layer (model.featurizer_layer) "
                                            "and the encoder can stop there (Whisper), encode and cache only the "
                                            "hidden states up to it (Whisper-tiny layer 1: 3x faster); 'all': every "
                                            "state (switching layers later reuses the cache)")
-    feature_cache_dir: str | None = field(None, speed_only=True, path=PATH, help="where cached features live; null = <output_dir>/"
+    feature_cache_dir: str | None = field(None, effect=LOCATION, path=PATH, help="where cached features live; null = <output_dir>/"
                                           "feature_cache. Runs over the same pool and encoder (e.g. AL vs random) "
                                           "can share one folder: entries are keyed by pool and encoder")
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig,
@@ -75,10 +76,13 @@ class ActiveConfig:
                                               "budget_* steps, which count training labels only")
     stopping: StoppingConfig = field(default_factory=StoppingConfig,
                                      help="stopping criteria: kappa on a stop set, uncertainty, max rounds")
+    forecast: ForecastConfig = field(default_factory=ForecastConfig,
+                                     help="the learning-curve forecast of the labels still needed (from the third "
+                                          "round with a dev UA; reporting only)")
     semi_supervised: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig,
                                                   help="pseudo-labels of unlabelled clips in training (never "
                                                        "in the ledger)")
-    seed: int = field(0, help="seed of the initial set and of every selection")
+    seed: int = field(0, effect=RESULT, help="seed of the initial set and of every selection")
 
     def __post_init__(self):
         if self.initial not in _INITIAL:
@@ -177,10 +181,10 @@ class CrossLingualConfig:
     feature cache is off).
     """
 
-    group_column: str = field("", help="pool column that tells source from target (language | corpus); '' = off")
-    source: str = field("", help="value of group_column whose labelled clips are extra training data")
-    target: str = field("", help="value of group_column of the pool the loop labels and is evaluated on")
-    anchoring: AnchoringConfig = field(default_factory=lambda: AnchoringConfig(weight=0.0),
+    group_column: str = field("", effect=RESULT, help="pool column that tells source from target (language | corpus); '' = off")
+    source: str = field("", effect=RESULT, help="value of group_column whose labelled clips are extra training data")
+    target: str = field("", effect=RESULT, help="value of group_column of the pool the loop labels and is evaluated on")
+    anchoring: AnchoringConfig = field(effect=RESULT, default_factory=lambda: AnchoringConfig(weight=0.0),
                                        help="layer anchoring of the target clips (weight 0 = none)")
 
     def __post_init__(self):

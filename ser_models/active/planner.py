@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from ser_models.config import PATH, field
+from ser_models.config import LOCATION, PATH, RESULT, field
 from ser_models.exceptions import ConfigError, PoolError
 
 __all__ = ["BudgetPlan", "PlanConfig", "PoolStats", "kish_design_effect", "plan_budget", "read_pool_stats",
@@ -55,45 +55,50 @@ _SCHEDULES = ("doubling", "equal")
 class PlanConfig:
     """Inputs of ``python -m jobs.plan``: the budget, the classes and how precise the test set must be."""
 
-    budget: int = field(0, help="total labels the team can buy (test + dev + training), in clips")
-    labels: list[str] = field(default_factory=list, help="class names, e.g. [angry,happy,neutral,sad]; empty = "
+    budget: int = field(0, effect=RESULT, help="total labels the team can buy (test + dev + training), in clips")
+    labels: list[str] = field(effect=RESULT, default_factory=list, help="class names, e.g. [angry,happy,neutral,sad]; empty = "
                               "the labels found in pool_dir")
-    shares: list[float] = field(default_factory=list, help="expected share of each class in the pool (the class "
+    shares: list[float] = field(effect=RESULT, default_factory=list, help="expected share of each class in the pool (the class "
                                 "prior), in labels' order, normalised to sum 1; empty = the label shares of "
                                 "pool_dir when it has labels, else uniform")
-    expected_ua: float = field(0.6, help="expected UA (mean per-class recall) of the final model")
-    recalls: list[float] = field(default_factory=list, help="expected recall of each class, in labels' order "
+    expected_ua: float = field(0.6, effect=RESULT, help="expected UA (mean per-class recall) of the final model")
+    recalls: list[float] = field(effect=RESULT, default_factory=list, help="expected recall of each class, in labels' order "
                                  "(empty = expected_ua for every class)")
-    target_half_width: float = field(0.05, help="wanted half-width of the test set's UA interval (+/- UA)")
-    confidence: float = field(0.95, help="confidence of the interval (0.95 = 95 %)")
-    max_test_share: float = field(0.3, help="most of the budget the test set may take; a warning says when "
+    target_half_width: float = field(0.05, effect=RESULT, help="wanted half-width of the test set's UA interval (+/- UA)")
+    confidence: float = field(0.95, effect=RESULT, help="confidence of the interval (0.95 = 95 %)")
+    max_test_share: float = field(0.3, effect=RESULT, help="most of the budget the test set may take; a warning says when "
                                   "this cap leaves the interval wider than target_half_width")
-    dev_ratio: float = field(0.5, help="dev set size as a fraction of the test set size")
-    min_per_class: int = field(5, help="clips of the rarest class expected in the initial set (and at least "
-                                       "in the dev and test sets): sizes >= min_per_class / rarest share")
-    schedule: str = field("doubling", help=f"how rounds grow the labelled set, one of {list(_SCHEDULES)}: "
-                                           "'doubling' = the same ratio each round, 'equal' = equal steps")
-    rounds: int = field(0, help="training rounds, round 0 (the initial set) included; 0 = as many as make "
-                                "each round about double the labelled set")
-    design_effect: float | None = field(None, help="variance inflation of clustered test clips; null = "
+    dev_ratio: float = field(0.5, effect=RESULT, help="dev set size as a fraction of the test set size")
+    min_per_class: int = field(5, effect=RESULT, help="clips of the rarest class expected in the initial set (and at least "
+                                                      "in the dev and test sets): sizes >= min_per_class / rarest share")
+    schedule: str = field("doubling", effect=RESULT, help=f"how rounds grow the labelled set, one of {list(_SCHEDULES)}: "
+                                                          "'doubling' = the same ratio each round, 'equal' = equal steps")
+    rounds: int = field(0, effect=RESULT, help="training rounds, round 0 (the initial set) included; 0 = as many as make "
+                                               "each round about double the labelled set")
+    design_effect: float | None = field(None, effect=RESULT, help="variance inflation of clustered test clips; null = "
                                         "1 + (cluster_size - 1) * icc")
-    icc: float = field(0.1, help="intra-recording correlation of being right (used when cluster_size > 1)")
-    cluster_size: float | None = field(None, help="test clips per recording (or speaker), clips' mean (sum m^2 "
+    icc: float = field(0.1, effect=RESULT, help="intra-recording correlation of being right (used when cluster_size > 1)")
+    cluster_size: float | None = field(None, effect=RESULT, help="test clips per recording (or speaker), clips' mean (sum m^2 "
                                        "/ sum m); null = from pool_dir's recordings, else its speakers (the loop "
                                        "draws whole ones: active.evaluation.disjoint_by), else 1 (independent)")
-    table_sizes: list[int] = field(default_factory=lambda: [100, 200, 400, 800, 1600],
+    table_sizes: list[int] = field(effect=RESULT, default_factory=lambda: [100, 200, 400, 800, 1600],
                                    help="test sizes shown in the precision table")
-    simulate_draws: int = field(10000, help="random test sets simulated per size to check the formula "
+    simulate_draws: int = field(10000, effect=RESULT, help="random test sets simulated per size to check the formula "
                                 "(0 = no check)")
-    seed: int = field(0, help="seed of the simulation")
-    pool_dir: str | None = field(None, path=PATH, help="prepared pool (jobs.prepare_pool): class shares from "
+    seed: int = field(0, effect=RESULT, help="seed of the simulation")
+    pool_dir: str | None = field(None, effect=LOCATION, path=PATH, help="prepared pool (jobs.prepare_pool): class shares from "
                                  "its labels, cluster size from its recordings (else speakers)")
-    output_dir: str | None = field(None, path=PATH, help="folder to write plan.json to (null = print only)")
+    output_dir: str | None = field(None, effect=LOCATION, path=PATH, help="folder to write plan.json to (null = print only)")
+    run_dir: str | None = field(None, effect=LOCATION, path=PATH, help="a jobs.after run (its output_dir): also print the "
+                                "labels forecast from its rounds' dev UA (docs/planning.md); with budget=0, only that")
+    target_ua: float | None = field(None, effect=RESULT, help="with run_dir: the dev UA to forecast the labels for; null = "
+                                    "where the learning curve flattens")
 
     def __post_init__(self):
         checks = [
-            (isinstance(self.budget, int) and self.budget >= 1, f"budget must be a number of labels >= 1 (e.g. "
-                                                                f"budget=3000), got {self.budget!r}"),
+            (isinstance(self.budget, int) and (self.budget >= 1 or (self.run_dir and self.budget == 0)),
+             f"budget must be a number of labels >= 1 (e.g. budget=3000; 0 only with run_dir), got {self.budget!r}"),
+            (self.target_ua is None or 0 < self.target_ua <= 1, f"target_ua must be in (0, 1], got {self.target_ua}"),
             (0 < self.expected_ua < 1, f"expected_ua must be in (0, 1), got {self.expected_ua}"),
             (all(0 <= r <= 1 for r in self.recalls), f"recalls must be in [0, 1], got {list(self.recalls)}"),
             (all(s > 0 for s in self.shares), f"shares must be > 0, got {list(self.shares)}"),

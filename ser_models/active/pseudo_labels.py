@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ser_models.config import field
+from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
 
 __all__ = ["PSEUDO_SCHEMA", "SemiSupervisedConfig", "TrainingTargets", "balanced_top", "confident_pseudo_labels",
@@ -43,16 +43,16 @@ PSEUDO_SCHEMA = pa.schema([("utt_id", pa.string()), ("label", pa.string()), ("co
 class SemiSupervisedConfig:
     """Pseudo-labels for the AFTER loop's training rounds (``active.semi_supervised.*``)."""
 
-    method: str = field("none", help=f"one of {list(_METHODS)}: none; confident = the previous round's confident "
+    method: str = field("none", effect=RESULT, help=f"one of {list(_METHODS)}: none; confident = the previous round's confident "
                         "predictions (CEAL); propagation = label spreading over the FAISS kNN graph of embeddings")
-    threshold: float = field(0.9, help="keep a pseudo-label when its confidence (max class probability, or spread "
+    threshold: float = field(0.9, effect=RESULT, help="keep a pseudo-label when its confidence (max class probability, or spread "
                              "class share) is at least this")
-    max_ratio: float = field(1.0, help="at most max_ratio x the labelled clips get pseudo-labels per round, split "
+    max_ratio: float = field(1.0, effect=RESULT, help="at most max_ratio x the labelled clips get pseudo-labels per round, split "
                              "evenly across classes")
-    neighbours: int = field(10, help="propagation: neighbours per clip in the kNN graph")
-    alpha: float = field(0.9, help="propagation: share of a clip's label mass that comes from its neighbours "
+    neighbours: int = field(10, effect=RESULT, help="propagation: neighbours per clip in the kNN graph")
+    alpha: float = field(0.9, effect=RESULT, help="propagation: share of a clip's label mass that comes from its neighbours "
                          "(label spreading's alpha, in (0, 1))")
-    iterations: int = field(30, help="propagation: spreading iterations")
+    iterations: int = field(30, effect=RESULT, help="propagation: spreading iterations")
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:

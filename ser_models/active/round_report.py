@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ser_models.active.forecast import ForecastConfig, forecast_rounds
 from ser_models.evaluation import headline_metric
-from ser_models.io import exists, read_bytes, read_json, storage_path
+from ser_models.io import exists, read_bytes, read_json, storage_path, write_bytes_atomic, write_json_atomic
 
 
 @dataclass
@@ -17,7 +18,9 @@ class RoundReport:
     ``labelled_seconds`` the audio labelled so far; ``stopping`` the stopping signals
     (:class:`~ser_models.active.stopping.StopDecision`); ``pseudo_labels`` what the round trained on besides
     the ledger; ``features`` what ``model.feature_norm=auto`` and ``model.functionals=auto`` chose for the
-    round's model (and the CV scores it chose by)."""
+    round's model (and the CV scores it chose by); ``forecast`` the labels forecast from the rounds so far
+    (:meth:`~ser_models.active.forecast.Forecast.to_json`; in ``metrics.jsonl`` only: the round's
+    ``metrics.json`` is written before it)."""
 
     round: int
     labelled: int
@@ -31,6 +34,7 @@ class RoundReport:
     pseudo_labels: dict | None = None
     strategy: dict | None = None
     features: dict | None = None
+    forecast: dict | None = None
 
     def line(self) -> str:
         def m(split, d):
@@ -51,6 +55,8 @@ class RoundReport:
         if self.features:
             what = "features" if "functionals" in self.features else "norm"
             extra += f" | {what} {self.features.get('chosen', self.features.get('feature_norm'))}"
+        if self.forecast:
+            extra += f" | forecast: {self.forecast['text']}"
         hours = f" {self.labelled_seconds / 3600:.2f} h" if self.labelled_seconds else ""
         return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%{hours}) | "
                 f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4}{extra} | {stages}")
@@ -59,11 +65,21 @@ class RoundReport:
         return {"round": self.round, "labelled": self.labelled, "fraction": self.fraction, "dev": self.dev,
                 "test": self.test, "selected": self.selected, "seconds": self.seconds,
                 "labelled_seconds": self.labelled_seconds, "stopping": self.stopping,
-                "pseudo_labels": self.pseudo_labels, "strategy": self.strategy, "features": self.features}
+                "pseudo_labels": self.pseudo_labels, "strategy": self.strategy, "features": self.features,
+                "forecast": self.forecast}
 
     @classmethod
     def from_json(cls, d: dict) -> RoundReport:
         return cls(**d)
+
+
+def write_run_metrics(out, reports: list[RoundReport], forecast: ForecastConfig) -> None:
+    """After a round: give the last report the labels forecast of the rounds so far (recomputed on a resumed
+    run; the bootstrap is seeded), and rewrite ``metrics.jsonl`` and ``report/forecast.json`` under ``out``."""
+    reports[-1].forecast = forecast_rounds([r.to_json() for r in reports], forecast).to_json()
+    lines = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in reports)
+    write_bytes_atomic(out / "metrics.jsonl", lines.encode())
+    write_json_atomic(out / "report" / "forecast.json", reports[-1].forecast)
 
 
 def slim_metrics(m: dict | None) -> dict | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ser_models.config import field
+from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
 
 __all__ = ["StopDecision", "StoppingConfig", "cohen_kappa", "decide", "stop_set_ids"]
@@ -36,16 +36,16 @@ _KEY = "active.stopping"
 class StoppingConfig:
     """Stopping criteria of the AFTER loop (``active.stopping.*``)."""
 
-    stop_set_size: int = field(1000, help="training clips (labelled or not) predicted every round to measure how "
+    stop_set_size: int = field(1000, effect=RESULT, help="training clips (labelled or not) predicted every round to measure how "
                                "much predictions still change; capped at the training pool; 0 = no stop set")
-    kappa_threshold: float = field(0.99, help="stabilizing predictions: kappa between consecutive rounds' stop-set "
+    kappa_threshold: float = field(0.99, effect=RESULT, help="stabilizing predictions: kappa between consecutive rounds' stop-set "
                                    "predictions at or above this counts as stable")
-    kappa_rounds: int = field(2, help="consecutive stable rounds before the kappa criterion fires")
+    kappa_rounds: int = field(2, effect=RESULT, help="consecutive stable rounds before the kappa criterion fires")
     uncertainty_threshold: float | None = field(
-        None, help="fire once the stop set's mean least-confidence (1 - max prob) is at or below this; null = "
-                   "report only")
-    max_rounds: int | None = field(None, help="train at most this many rounds, whatever the budget (null = no cap)")
-    end_loop: bool = field(False, help="end the loop when a criterion fires (no further labels are bought); "
+        None, effect=RESULT, help="fire once the stop set's mean least-confidence (1 - max prob) is at or below this; null = "
+                                  "report only")
+    max_rounds: int | None = field(None, effect=RESULT, help="train at most this many rounds, whatever the budget (null = no cap)")
+    end_loop: bool = field(False, effect=RESULT, help="end the loop when a criterion fires (no further labels are bought); "
                            "false = only report the signal")
 
     def __post_init__(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ser_models.config import PATH, field
+from ser_models.config import PATH, RESULT, field
 from ser_models.exceptions import ConfigError
 
 ADAPTER_KINDS = ("lora", "ia3", "frozen", "full")
@@ -43,30 +43,30 @@ class AdapterConfig:
     ``layers_to_transform`` applies to every adapter of the combination.
     """
 
-    kind: str = field("lora", help="lora | ia3 | frozen (encoder untouched) | full (every encoder weight)")
-    r: int = field(8, help="LoRA rank")
-    alpha: int = field(16, help="LoRA scaling numerator (scale = alpha / r)")
-    dropout: float = field(0.05, help="LoRA dropout on the adapter input (also switched on for MC dropout)")
-    target_modules: list[str] | None = field(None, help="module name suffixes to adapt; null = family default "
+    kind: str = field("lora", effect=RESULT, help="lora | ia3 | frozen (encoder untouched) | full (every encoder weight)")
+    r: int = field(8, effect=RESULT, help="LoRA rank")
+    alpha: int = field(16, effect=RESULT, help="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = field(0.05, effect=RESULT, help="LoRA dropout on the adapter input (also switched on for MC dropout)")
+    target_modules: list[str] | None = field(None, effect=RESULT, help="module name suffixes to adapt; null = family default "
                                              "(wav2vec2/hubert: attention projections for lora; wavlm: "
                                              "intermediate_dense, output_dense; whisper: q/k/v/out_proj, "
                                              "fc1, fc2)")
-    feedforward_modules: list[str] | None = field(None, help="IA3 only: targets scaled on their input "
+    feedforward_modules: list[str] | None = field(None, effect=RESULT, help="IA3 only: targets scaled on their input "
                                                   "(subset of target_modules); null = family default")
-    layers_to_transform: list[int] | None = field(None, help="transformer layer indexes to adapt; null = all")
-    freeze_feature_encoder: bool = field(True, help="keep the CNN feature encoder (whisper: conv1, conv2) "
+    layers_to_transform: list[int] | None = field(None, effect=RESULT, help="transformer layer indexes to adapt; null = all")
+    freeze_feature_encoder: bool = field(True, effect=RESULT, help="keep the CNN feature encoder (whisper: conv1, conv2) "
                                          "frozen (also under full)")
-    add: list[str] = field(default_factory=list, help="adapters added on top of kind, any subset of "
+    add: list[str] = field(effect=RESULT, default_factory=list, help="adapters added on top of kind, any subset of "
                            f"{list(ADDED_ADAPTERS)}; applied after kind in that order whatever the list's order "
                            "(e.g. kind=lora, add=[bottleneck, gating])")
-    bottleneck_dim: int = field(32, help="bottleneck adapters: width of the down-projection (D -> dim -> D)")
-    bottleneck_blocks: list[str] = field(default_factory=lambda: ["attention", "feed_forward"],
+    bottleneck_dim: int = field(32, effect=RESULT, help="bottleneck adapters: width of the down-projection (D -> dim -> D)")
+    bottleneck_blocks: list[str] = field(effect=RESULT, default_factory=lambda: ["attention", "feed_forward"],
                                          help="bottleneck adapters: after which blocks of each layer "
                                               "(attention, feed_forward)")
-    bottleneck_scale: float = field(1.0, help="bottleneck adapters: scale of the adapter branch")
-    gate_per_channel: bool = field(False, help="gating: one gate per channel of each layer's output instead "
+    bottleneck_scale: float = field(1.0, effect=RESULT, help="bottleneck adapters: scale of the adapter branch")
+    gate_per_channel: bool = field(False, effect=RESULT, help="gating: one gate per channel of each layer's output instead "
                                    "of one per layer")
-    prompt_length: int = field(8, help="prompt: learned vectors prepended to the CNN features "
+    prompt_length: int = field(8, effect=RESULT, help="prompt: learned vectors prepended to the CNN features "
                                 "(wav2vec2 / hubert / wavlm)")
 
     def __post_init__(self) -> None:
@@ -123,18 +123,18 @@ class WapConfig:
     pool by ``jobs.adapter_pretrain`` (or ``jobs.after`` with ``tapt.objective=adapter``), then fine-tuned
     with the pooling and head on the labelled clips."""
 
-    enabled: bool = field(False, help="put the WAP-Transformer between the encoder's hidden states and the "
+    enabled: bool = field(False, effect=RESULT, help="put the WAP-Transformer between the encoder's hidden states and the "
                           "pooling (replaces model.featurizer_layer's weighting)")
-    depth: int = field(2, help="Transformer blocks")
-    dim: int = field(256, help="width of the Transformer (narrower than the encoder)")
-    heads: int = field(4, help="attention heads (must divide dim)")
-    ff_dim: int = field(512, help="feed-forward width of each block")
-    dropout: float = field(0.1, help="dropout inside the blocks")
-    pos_kernel: int = field(15, help="depthwise convolutional positional embedding's kernel, in frames (odd; "
+    depth: int = field(2, effect=RESULT, help="Transformer blocks")
+    dim: int = field(256, effect=RESULT, help="width of the Transformer (narrower than the encoder)")
+    heads: int = field(4, effect=RESULT, help="attention heads (must divide dim)")
+    ff_dim: int = field(512, effect=RESULT, help="feed-forward width of each block")
+    dropout: float = field(0.1, effect=RESULT, help="dropout inside the blocks")
+    pos_kernel: int = field(15, effect=RESULT, help="depthwise convolutional positional embedding's kernel, in frames (odd; "
                             "0 = none)")
-    checkpoint: str | None = field(None, path=PATH, help="pre-trained adapter weights (adapter/wap.safetensors of an "
+    checkpoint: str | None = field(None, effect=RESULT, path=PATH, help="pre-trained adapter weights (adapter/wap.safetensors of an "
                                    "adapter pre-training run); null = random initialisation")
-    freeze: bool = field(False, help="keep the (pre-trained) adapter fixed while fine-tuning: only pooling and "
+    freeze: bool = field(False, effect=RESULT, help="keep the (pre-trained) adapter fixed while fine-tuning: only pooling and "
                          "head train")
 
     def __post_init__(self) -> None:

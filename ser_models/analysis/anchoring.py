@@ -19,7 +19,7 @@ import torch
 
 from ser_models.analysis.coral import coral_loss
 from ser_models.analysis.similarity import ANCHOR_MODES
-from ser_models.config import field
+from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
 
 #: ``anchoring.auto`` values.
@@ -30,25 +30,25 @@ AUTO_MODES = ("off", *ANCHOR_MODES)
 class AnchoringConfig:
     """Where and how strongly source and target features are aligned (``anchoring`` in ``jobs.anchor``)."""
 
-    weight: float = field(1.0e4, help="weight of the CORAL loss next to the emotion loss (0 = train on the "
+    weight: float = field(1.0e4, effect=RESULT, help="weight of the CORAL loss next to the emotion loss (0 = train on the "
                           "source language alone, the no-anchoring baseline). CORAL is divided by 4 D^2, so it is "
                           "tiny on wide layers (~1e-6 on Whisper-tiny's D = 384; each epoch's log line prints it). "
                           "Too large a weight lets the model squash the anchor layer (CORAL -> 0, one class "
                           "predicted: 1e5 did on the demo); sweep it")
-    layers: list[int] = field(default_factory=lambda: [2],
+    layers: list[int] = field(effect=RESULT, default_factory=lambda: [2],
                               help="anchor layers (hidden-state index: 0 = the encoder's input embedding, "
                                    "negative from the end); one = single-layer anchoring, several = several "
                                    "anchors; ignored when anchoring.auto chooses them")
-    group_size: int = field(1, help="each anchor aligns the mean of this many consecutive layers starting at it "
+    group_size: int = field(1, effect=RESULT, help="each anchor aligns the mean of this many consecutive layers starting at it "
                             "(group-layer anchoring, LAM-GL); 1 = single layers")
-    auto: str = field("off", help="off | most_similar | least_similar: choose anchoring.top_k anchors from the "
+    auto: str = field("off", effect=RESULT, help="off | most_similar | least_similar: choose anchoring.top_k anchors from the "
                       "per-layer CKA of source and target clips of the same classes, measured before training")
-    top_k: int = field(1, help="anchors chosen by anchoring.auto")
-    similarity_clips_per_class: int = field(48, help="anchoring.auto: clips per class and language encoded for "
+    top_k: int = field(1, effect=RESULT, help="anchors chosen by anchoring.auto")
+    similarity_clips_per_class: int = field(48, effect=RESULT, help="anchoring.auto: clips per class and language encoded for "
                                             "the CKA measurement")
-    max_target_clips: int = field(1024, help="unlabelled target-language training clips held for anchoring "
+    max_target_clips: int = field(1024, effect=RESULT, help="unlabelled target-language training clips held for anchoring "
                                   "(a random sample when the target language has more)")
-    target_batch_size: int = field(0, help="target clips encoded per step (0 = train.batch_size)")
+    target_batch_size: int = field(0, effect=RESULT, help="target clips encoded per step (0 = train.batch_size)")
 
     def __post_init__(self):
         if not self.weight >= 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ser_models.config import PATH, field
+from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 
 #: Sample rate of every clip in a prepared pool (Hz). Speech encoders (wav2vec2, HuBERT, WavLM) expect it.
@@ -26,29 +26,29 @@ class PoolConfig:
     existing pool can grow in place: a change there rebuilds it.
     """
 
-    manifest: str = field("???", path=PATH, help="manifest file (CSV, Parquet or JSONL) listing the clips; required")
-    output_dir: str = field("outputs/pool", path=PATH, help="folder the pool is written to (replaced atomically)")
+    manifest: str = field("???", effect=RESULT, path=PATH, help="manifest file (CSV, Parquet or JSONL) listing the clips; required")
+    output_dir: str = field("outputs/pool", effect=LOCATION, path=PATH, help="folder the pool is written to (replaced atomically)")
     labels: list[str] = field(
-        default_factory=lambda: ["neutral", "happy", "angry", "sad"],
+        effect=RESULT, default_factory=lambda: ["neutral", "happy", "angry", "sad"],
         help="allowed categorical labels; an empty list accepts any label",
     )
-    label_map: str | None = field(None, path=PATH, help="optional file mapping corpus labels to `labels` (see read_manifest)")
-    target_sample_rate: int = field(POOL_SAMPLE_RATE, help="sample rate of the pool in Hz (fixed: 16000)")
-    min_duration: float = field(0.5, help="clips shorter than this many seconds are quarantined (too_short)")
-    max_duration: float = field(20.0, help="longer clips are cropped or rejected, see long_policy (seconds)")
-    long_policy: str = field("crop", help="'crop' keeps the first max_duration seconds; 'reject' quarantines")
-    silence_db: float = field(-60.0, help="clips whose RMS level is below this (dBFS) are quarantined (silent)")
-    audio_format: str = field("pcm16", help="'pcm16' (int16 LE bytes, fast) or 'flac' (about half the size)")
-    batch_size: int = field(32, help="clips per map_batches call")
-    num_workers: int = field(2, help="concurrent decode tasks (each takes one CPU)")
+    label_map: str | None = field(None, effect=RESULT, path=PATH, help="optional file mapping corpus labels to `labels` (see read_manifest)")
+    target_sample_rate: int = field(POOL_SAMPLE_RATE, effect=RESULT, help="sample rate of the pool in Hz (fixed: 16000)")
+    min_duration: float = field(0.5, effect=RESULT, help="clips shorter than this many seconds are quarantined (too_short)")
+    max_duration: float = field(20.0, effect=RESULT, help="longer clips are cropped or rejected, see long_policy (seconds)")
+    long_policy: str = field("crop", effect=RESULT, help="'crop' keeps the first max_duration seconds; 'reject' quarantines")
+    silence_db: float = field(-60.0, effect=RESULT, help="clips whose RMS level is below this (dBFS) are quarantined (silent)")
+    audio_format: str = field("pcm16", effect=RESULT, help="'pcm16' (int16 LE bytes, fast) or 'flac' (about half the size)")
+    batch_size: int = field(32, effect=SPEED, help="clips per map_batches call")
+    num_workers: int = field(2, effect=SPEED, help="concurrent decode tasks (each takes one CPU)")
     # Every reader holds about one file's worth of decoded rows: bounding the file bounds the memory of every
     # pool read however long the pool is (bench.scale: 2000-row files, ~190 MB at 16 h, cost +0.4-0.6 GiB).
-    rows_per_file: int = field(128, help="most rows per Parquet file (~13 MB of 3 s pcm16 clips; also the "
-                                         "most clips one read task decodes)")
-    grow: bool = field(True, help="update an existing pool in place: decode only new clips, rewrite changed "
-                                  "labels / splits / metadata without decoding (false: rebuild from scratch)")
-    removed: str = field("drop", help="clips in the pool but gone from the manifest: 'drop' removes them from "
-                                      "the pool (logged), 'keep' keeps them")
+    rows_per_file: int = field(128, effect=SPEED, help="most rows per Parquet file (~13 MB of 3 s pcm16 clips; also the "
+                                                       "most clips one read task decodes)")
+    grow: bool = field(True, effect=SPEED, help="update an existing pool in place: decode only new clips, rewrite changed "
+                                                "labels / splits / metadata without decoding (false: rebuild from scratch)")
+    removed: str = field("drop", effect=RESULT, help="clips in the pool but gone from the manifest: 'drop' removes them from "
+                                                     "the pool (logged), 'keep' keeps them")
 
     def __post_init__(self) -> None:
         if not self.manifest or self.manifest == "???":

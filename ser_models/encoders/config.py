@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ser_models.config import PATH, PATH_OR_NAME, field
+from ser_models.config import PATH, PATH_OR_NAME, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 from ser_models.io import is_local, local_path
 
@@ -22,29 +22,29 @@ class EncoderConfig:
     network by accident.
     """
 
-    source: str = field("tiny-wav2vec2", path=PATH_OR_NAME, help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper), "
+    source: str = field("tiny-wav2vec2", effect=RESULT, path=PATH_OR_NAME, help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper), "
                         "local folder with a HF config (e.g. the Smart Turn Whisper-tiny encoder written by "
                         "jobs.import_encoder), or hub id (e.g. microsoft/wavlm-base-plus, openai/whisper-base)")
-    checkpoint: str | None = field(None, path=PATH, help="safetensors state dict (keys of Encoder.hf_model, e.g. "
+    checkpoint: str | None = field(None, effect=RESULT, path=PATH, help="safetensors state dict (keys of Encoder.hf_model, e.g. "
                                    "written by TAPT) loaded over the built encoder; null = none")
-    normalize_waveform: bool | str = field("auto", help="per-utterance zero-mean unit-variance over the valid "
+    normalize_waveform: bool | str = field("auto", effect=RESULT, help="per-utterance zero-mean unit-variance over the valid "
                                            "samples: auto = as the model was trained (do_normalize in the "
                                            "source's preprocessor_config.json, else the family's convention: "
                                            "true for wav2vec2 / HuBERT / WavLM, false for Whisper), or true / "
                                            "false to force it")
-    allow_download: bool = field(False, help="let a hub id be downloaded; false = local cache only")
-    gradient_checkpointing: bool = field(False, help="recompute transformer activations in backward "
+    allow_download: bool = field(False, effect=SPEED, help="let a hub id be downloaded; false = local cache only")
+    gradient_checkpointing: bool = field(False, effect=SPEED, help="recompute transformer activations in backward "
                                          "(less memory, ~30% slower); only matters when the encoder trains")
-    student_layers: int = field(0, help="keep only the first N transformer layers of the source (a distilled "
+    student_layers: int = field(0, effect=RESULT, help="keep only the first N transformer layers of the source (a distilled "
                                 "student's depth: jobs.distill writes the weights for model.encoder.checkpoint); "
                                 "0 = all")
-    student_ffn_ratio: float = field(1.0, help="fraction of feed-forward units the kept layers keep (a student's "
+    student_ffn_ratio: float = field(1.0, effect=RESULT, help="fraction of feed-forward units the kept layers keep (a student's "
                                      "width; only with student_layers > 0); 1 = all")
-    whisper_windows: str = field("full", help="Whisper encoders only (ignored by other families): full = pad "
+    whisper_windows: str = field("full", effect=RESULT, help="Whisper encoders only (ignored by other families): full = pad "
                                  "every clip to the encoder's whole window (8 s for Smart Turn, 30 s for OpenAI's "
                                  "Whisper), as in pre-training; trim = cut each clip's last window to its audio, "
                                  "rounded up to whisper_trim_seconds (less compute on short clips)")
-    whisper_trim_seconds: float = field(1.0, help="with whisper_windows=trim: a trimmed window's length is rounded "
+    whisper_trim_seconds: float = field(1.0, effect=RESULT, help="with whisper_windows=trim: a trimmed window's length is rounded "
                                         "up to a multiple of this many seconds (multiples of 20 ms; windows of "
                                         "one length are encoded together)")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ser_models.config import PATH_OR_NAME, field
+from ser_models.config import PATH_OR_NAME, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, EncoderError
 
 #: The tiny random text preset (tests, demo).
@@ -32,11 +32,11 @@ _PAD, _CLS, _SEP = 0, 1, 2
 class TextConfig:
     """Which text encoder reads the transcripts (``model.text``); ``source: ''`` = audio only."""
 
-    source: str = field("", path=PATH_OR_NAME, help="'' = audio only | tiny-text (random tiny BERT, byte tokenizer: tests and demo) | "
+    source: str = field("", effect=RESULT, path=PATH_OR_NAME, help="'' = audio only | tiny-text (random tiny BERT, byte tokenizer: tests and demo) | "
                         "local folder with a HF text model and its tokenizer | hub id (e.g. a BERT or RoBERTa)")
-    max_tokens: int = field(64, help="transcripts are cut to this many tokens")
-    freeze: bool = field(True, help="keep the text encoder as loaded (only the head learns from its vectors)")
-    allow_download: bool = field(False, help="let a hub id be downloaded; false = local cache only")
+    max_tokens: int = field(64, effect=RESULT, help="transcripts are cut to this many tokens")
+    freeze: bool = field(True, effect=RESULT, help="keep the text encoder as loaded (only the head learns from its vectors)")
+    allow_download: bool = field(False, effect=SPEED, help="let a hub id be downloaded; false = local cache only")
 
     def __post_init__(self):
         if not isinstance(self.source, str):

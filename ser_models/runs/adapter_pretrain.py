@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ser_models.active.scorer import ScorerConfig
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
-from ser_models.config import PATH, field, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings
@@ -23,15 +23,15 @@ def _default_model() -> ModelConfig:
 
 @dataclass
 class AdapterPretrainJobConfig:
-    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
-    output_dir: str = field(speed_only=True, path=PATH, help="run folder: adapter/wap.safetensors, adapter_metrics.json, "
+    pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(effect=LOCATION, path=PATH, help="run folder: adapter/wap.safetensors, adapter_metrics.json, "
                             "adapter_loss.png (rerun to resume or reuse)")
-    model: ModelConfig = field(default_factory=_default_model, help="the frozen encoder (model.encoder) and the "
+    model: ModelConfig = field(effect=RESULT, default_factory=_default_model, help="the frozen encoder (model.encoder) and the "
                                "adapter's architecture (model.wap); pooling and head are not used here")
     pretrain: AdapterPretrainConfig = field(default_factory=AdapterPretrainConfig, help="the objective")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors that build the frame cache")
-    feature_cache_dir: str = field("", speed_only=True, path=PATH, help="frame cache root ('' = output_dir/feature_cache); "
+    feature_cache_dir: str = field("", effect=LOCATION, path=PATH, help="frame cache root ('' = output_dir/feature_cache); "
                                    "give jobs.after's active.feature_cache_dir to share it")
 
     def __post_init__(self):

@@ -30,7 +30,7 @@ def frame_cache(pool, model_cfg, cache_dir: str, scorer_cfg=None, *, in_process:
     if reason:
         raise ConfigError(f"the adapter trains on the frozen encoder's cached frames, but {reason}")
     encoder = build_encoder(model_cfg.encoder)
-    cache = FeatureCache(cache_dir, feature_cache_key(pool, encoder), kind="frames")
+    cache = FeatureCache(cache_dir, feature_cache_key(pool, encoder, scorer_cfg), kind="frames")
     frozen = dataclasses.replace(model_cfg, adapter=AdapterConfig(kind="frozen"), wap=dataclasses.replace(
         model_cfg.wap, checkpoint=None))
     cache.build(pool.dataset(None), frozen, encoder.num_layers, scorer_cfg, verbose=verbose, in_process=in_process)

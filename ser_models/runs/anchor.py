@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.analysis.anchoring import AnchoringConfig
-from ser_models.config import PATH, field, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -17,20 +17,20 @@ from ser_models.training.config import ScalingSettings, TrainConfig
 
 @dataclass
 class AnchorJobConfig:
-    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool holding both languages (jobs.prepare_pool)")
-    output_dir: str = field(speed_only=True, path=PATH, help="where the checkpoint, metrics and anchors go")
+    pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool holding both languages (jobs.prepare_pool)")
+    output_dir: str = field(effect=LOCATION, path=PATH, help="where the checkpoint, metrics and anchors go")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter (not frozen), pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="optimisation")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
     anchoring: AnchoringConfig = field(default_factory=AnchoringConfig, help="anchor layers and CORAL weight")
-    group_column: str = field("language", help="pool column that tells source from target (language | corpus)")
-    source: str = field("en", help="value of group_column of the labelled source clips")
-    target: str = field("xx", help="value of group_column of the target clips (their labels are never trained on)")
-    dev_on: str = field("target", help="whose dev clips pick the best epoch: target (a small labelled target dev "
+    group_column: str = field("language", effect=RESULT, help="pool column that tells source from target (language | corpus)")
+    source: str = field("en", effect=RESULT, help="value of group_column of the labelled source clips")
+    target: str = field("xx", effect=RESULT, help="value of group_column of the target clips (their labels are never trained on)")
+    dev_on: str = field("target", effect=RESULT, help="whose dev clips pick the best epoch: target (a small labelled target dev "
                         "set, the usual protocol) | source (no target labels at all)")
-    train_split: str = field("train", help="pool split of the training (source) and anchoring (target) clips")
-    dev_split: str = field("dev", help="pool split for model selection")
-    test_split: str = field("test", help="pool split reported for both languages")
+    train_split: str = field("train", effect=RESULT, help="pool split of the training (source) and anchoring (target) clips")
+    dev_split: str = field("dev", effect=RESULT, help="pool split for model selection")
+    test_split: str = field("test", effect=RESULT, help="pool split reported for both languages")
 
     def __post_init__(self):
         if self.dev_on not in ("target", "source"):

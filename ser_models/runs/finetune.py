@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ser_models.config import PATH, field, to_dict, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, to_dict, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -17,21 +17,21 @@ from ser_models.training.tapt_config import AdapterPretrainConfig
 
 @dataclass
 class FinetuneJobConfig:
-    pool_dir: str = field(speed_only=True, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
-    output_dir: str = field(speed_only=True, path=PATH, help="where checkpoints, metrics.json and confusion.png go")
+    pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
+    output_dir: str = field(effect=LOCATION, path=PATH, help="where checkpoints, metrics.json and confusion.png go")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="optimisation")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
-    train_split: str = field("train", help="pool split to train on")
-    dev_split: str = field("dev", help="pool split for model selection (early stopping)")
-    test_split: str = field("test", help="pool split reported at the end ('' = none)")
-    init_checkpoint: str = field("", path=PATH, help="warm start from this model checkpoint's trainable weights (a model "
+    train_split: str = field("train", effect=RESULT, help="pool split to train on")
+    dev_split: str = field("dev", effect=RESULT, help="pool split for model selection (early stopping)")
+    test_split: str = field("test", effect=RESULT, help="pool split reported at the end ('' = none)")
+    init_checkpoint: str = field("", effect=RESULT, path=PATH, help="warm start from this model checkpoint's trainable weights (a model "
                                  "folder with model.json; '' = none); jobs.adapt's stage 2 sets it to stage 1's")
 
-    feature_cache_dir: str = field("", speed_only=True, path=PATH, help="train and evaluate from the frozen encoder's cache in "
+    feature_cache_dir: str = field("", effect=LOCATION, path=PATH, help="train and evaluate from the frozen encoder's cache in "
                                    "this folder (per-layer means, or frames for model.wap / attentive_stats), "
                                    "encoding each clip once; '' = from audio every epoch")
-    pretrain_adapter: bool = field(False, help="first pre-train the WAP adapter (model.wap) on the training split's "
+    pretrain_adapter: bool = field(False, effect=RESULT, help="first pre-train the WAP adapter (model.wap) on the training split's "
                                    "cached frames (adapter_pretrain settings); needs feature_cache_dir")
     adapter_pretrain: AdapterPretrainConfig = field(default_factory=AdapterPretrainConfig,
                                                     help="the adapter pre-training stage (pretrain_adapter=true)")

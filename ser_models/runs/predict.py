@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.active.scorer import ScorerConfig
-from ser_models.config import PATH, PATH_OR_NAME, field, to_yaml
+from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, to_yaml
 from ser_models.exceptions import CheckpointError, ConfigError
 
 PLAN_FILE = "plan.json"
@@ -34,34 +34,34 @@ PREDICTIONS_DIR = "predictions"
 
 @dataclass
 class PredictJobConfig:
-    checkpoint: str = field(path=PATH, help="a model checkpoint folder (model.json), or a run that holds one: a jobs.finetune "
+    checkpoint: str = field(effect=RESULT, path=PATH, help="a model checkpoint folder (model.json), or a run that holds one: a jobs.finetune "
                             "output (checkpoint/), an AL run (its last round's train/checkpoint), a sweep trial")
-    output_dir: str = field(speed_only=True, path=PATH, help="where predictions/, plan.json and summary.json go (rerun to "
+    output_dir: str = field(effect=LOCATION, path=PATH, help="where predictions/, plan.json and summary.json go (rerun to "
                             "resume)")
-    encoder_source: str = field("", speed_only=True, path=PATH_OR_NAME,
+    encoder_source: str = field("", effect=LOCATION, path=PATH_OR_NAME,
                                 help="where the checkpoint's encoder lives now, when it moved without keeping its "
                                      "place relative to the checkpoint ('' = the places model.json records; the "
                                      "encoder's fingerprint is checked either way)")
-    pool_dir: str = field("", speed_only=True, path=PATH, help="a prepared pool to predict (or set manifest)")
-    manifest: str = field("", path=PATH, help="a raw manifest (CSV / Parquet / JSONL) prepared on the fly into output_dir/pool "
+    pool_dir: str = field("", effect=LOCATION, path=PATH, help="a prepared pool to predict (or set manifest)")
+    manifest: str = field("", effect=RESULT, path=PATH, help="a raw manifest (CSV / Parquet / JSONL) prepared on the fly into output_dir/pool "
                           "with jobs/configs/prepare_pool_demo.yaml's settings (or set pool_dir)")
-    recordings: str = field("", path=PATH, help="a recordings manifest of long files (or set pool_dir / manifest): "
+    recordings: str = field("", effect=RESULT, path=PATH, help="a recordings manifest of long files (or set pool_dir / manifest): "
                             "segmented into output_dir/segments, prepared, predicted, and laid out as "
                             "timeline.parquet with a timeline plot")
-    segment_preset: str = field("turns", help="recordings: the segmentation preset (see jobs.segment)")
-    channels: str = field("split", help="recordings: 'split' (one stream per channel), 'mix' or a channel number")
-    timeline_plot: str = field("", help="recordings: the recording whose timeline is drawn (default: the first)")
-    split: str = field("all", help="pool split to predict: all | train | dev | test")
-    shard_rows: int = field(4096, help="clips per output shard (a kill loses at most one shard's work)")
-    embedding: bool = field(False, help="also write the head's embedding [E] per clip")
+    segment_preset: str = field("turns", effect=RESULT, help="recordings: the segmentation preset (see jobs.segment)")
+    channels: str = field("split", effect=RESULT, help="recordings: 'split' (one stream per channel), 'mix' or a channel number")
+    timeline_plot: str = field("", effect=RESULT, help="recordings: the recording whose timeline is drawn (default: the first)")
+    split: str = field("all", effect=RESULT, help="pool split to predict: all | train | dev | test")
+    shard_rows: int = field(4096, effect=SPEED, help="clips per output shard (a kill loses at most one shard's work)")
+    embedding: bool = field(False, effect=RESULT, help="also write the head's embedding [E] per clip")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors: count, CPUs, GPUs, batch sizes")
-    speaker_stats: str = field("input", path=PATH_OR_NAME,
+    speaker_stats: str = field("input", effect=RESULT, path=PATH_OR_NAME,
                                help="checkpoints with model.feature_norm=speaker: input = each speaker's statistics "
                                     "over this input's clips (an encoder pass before predicting); checkpoint = "
                                     "those of the pool it was trained on (unknown speakers use its pool "
                                     "statistics); or a speaker_stats.safetensors file (the encoder's features; the "
                                     "functionals' then come from the checkpoint)")
-    backend: str = field("ray", speed_only=True,
+    backend: str = field("ray", effect=SPEED,
                          help="ray: Ray Data actors (scorer.*; a cluster, several GPUs); in_process: one model in "
                               "this process reading the shards' Parquet files batch by batch, no Ray (one machine: "
                               "no start-up, and the model gets every core; scorer.threads, batch sizes still apply). "
@@ -194,7 +194,7 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
         path, fpath = out / SPEAKER_STATS_FILE, out / FUNCTIONALS_SPEAKER_STATS_FILE
         if not exists(path) or (functionals and not exists(fpath)):
             encoder = build_encoder(model_cfg.encoder)
-            cache = FeatureCache(out / "feature_cache", feature_cache_key(pool, encoder), kind="pooled",
+            cache = FeatureCache(out / "feature_cache", feature_cache_key(pool, encoder, cfg.scorer), kind="pooled",
                                  states=cache_states(model_cfg, encoder), functionals="egemaps" if functionals else None)
             t0 = time.perf_counter()
             cache.build(pool.dataset(split), model_cfg, encoder.num_layers, cfg.scorer, verbose=False,
@@ -251,7 +251,9 @@ def _write_timeline(cfg: PredictJobConfig, out, n_shards: int, labels: list[str]
     if recording and labels:
         if recording not in set(timeline["recording"]):
             raise ConfigError(f"timeline_plot={recording!r}: no predicted segment of that recording")
-        plot = str(out / f"timeline_{recording}.png")
+        from ser_models.names import safe_child
+
+        plot = safe_child(out, f"timeline_{recording}.png")  # a recording id from data names this file
         plot_timeline(timeline, recording, labels, plot)
     say(f"timeline: {len(timeline)} segments of {timeline['recording'].nunique()} recordings -> "
         f"{out / 'timeline.parquet'}" + (f"; plot {plot}" if plot else ""))
@@ -270,6 +272,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     from ser_models.data.config import PoolConfig
     from ser_models.io import (
         exists,
+        parquet_problem,
         read_json,
         read_parquet,
         storage_path,
@@ -340,13 +343,18 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         kwargs.update(stats_paths)
         columns = [*SCORE_INPUT_AUDIO, "speaker"]
     local_scorer = None
-    done = sum(exists(out / PREDICTIONS_DIR / f"part-{k:05d}.parquet") for k in range(len(shards)))
+    # A shard counts as finished only when its file reads back whole (footer and extents), never on existence.
+    finished = {k for k in range(len(shards))
+                if parquet_problem(out / PREDICTIONS_DIR / f"part-{k:05d}.parquet") is None}
+    done = len(finished)
     say(f"predicting {pool_dir} ({cfg.split}) with {checkpoint}: {len(shards)} shards"
         + (f", {done} already finished (skipped)" if done else ""))
     for k, files in enumerate(shards):
         part = out / PREDICTIONS_DIR / f"part-{k:05d}.parquet"
-        if exists(part):
+        if k in finished:
             continue
+        if exists(part):
+            say(f"  shard {k + 1}: {part} is incomplete ({parquet_problem(part)}); predicting it again")
         t1 = time.perf_counter()
         if cfg.backend == "in_process":
             local_scorer = local_scorer or PoolScorer(**kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ser_models.config import PATH, field
+from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 from ser_models.segment.overlap import DEFAULT_MIN_SHARE
 from ser_models.segment.quality import QualityGate
@@ -20,27 +20,27 @@ class SegmentConfig:
     how its stored frame probabilities become segments, so changing them reruns no model.
     """
 
-    recordings: str = field("???", path=PATH, help="recordings manifest (CSV, Parquet or JSONL with a 'path' "
-                                                   "column; see docs/recordings.md); required")
-    output_dir: str = field("outputs/segments", path=PATH, help="folder for segments.parquet, the frame "
-                                                               "probabilities, quarantine.parquet and summary.json")
-    preset: str = field("turns", help=f"segmentation rules preset: {', '.join(sorted(PRESETS))}")
+    recordings: str = field("???", effect=RESULT, path=PATH, help="recordings manifest (CSV, Parquet or JSONL with a 'path' "
+                                                                  "column; see docs/recordings.md); required")
+    output_dir: str = field("outputs/segments", effect=LOCATION, path=PATH, help="folder for segments.parquet, the frame "
+                                                                                "probabilities, quarantine.parquet and summary.json")
+    preset: str = field("turns", effect=RESULT, help=f"segmentation rules preset: {', '.join(sorted(PRESETS))}")
     rules: SegmentRules = field(default_factory=SegmentRules, help="rule overrides of the preset (seconds)")
-    channels: str = field("split", help="'split' (each channel its own stream: one speaker per channel), 'mix' "
-                                        "(their mean), or a channel number; a manifest 'channel' column wins")
+    channels: str = field("split", effect=RESULT, help="'split' (each channel its own stream: one speaker per channel), 'mix' "
+                                                       "(their mean), or a channel number; a manifest 'channel' column wins")
     gate: QualityGate = field(default_factory=QualityGate, help="quality gate: failing segments go to "
                                                                 "rejected_segments.parquet with the reason")
-    annotations: str | None = field(None, path=PATH, help="time-stamped labels (recording, [channel,] start, "
-                                                          "end, label): each segment takes the label covering most of it")
-    label_min_share: float = field(DEFAULT_MIN_SHARE, help="share of a segment its label must cover; below it "
-                                                           "the segment gets no label")
-    drop_unlabelled: str = field("eval", help="with annotations: segments that get no label go to "
-                                              "rejected_segments.parquet (reason no_label): 'eval' only those of "
-                                              "dev / test recordings (evaluation needs a label on every clip), "
-                                              "'all', or 'none'")
-    max_recording_hours: float = field(12.0, help="longer recordings are quarantined (too_long)")
-    block_seconds: float = field(30.0, speed_only=True, help="decode block length (s): memory per worker is a few blocks")
-    num_workers: int = field(2, speed_only=True, help="VAD actors (one CPU each; the model is loaded once per actor)")
+    annotations: str | None = field(None, effect=RESULT, path=PATH, help="time-stamped labels (recording, [channel,] start, "
+                                                                         "end, label): each segment takes the label covering most of it")
+    label_min_share: float = field(DEFAULT_MIN_SHARE, effect=RESULT, help="share of a segment its label must cover; below it "
+                                                                          "the segment gets no label")
+    drop_unlabelled: str = field("eval", effect=RESULT, help="with annotations: segments that get no label go to "
+                                                             "rejected_segments.parquet (reason no_label): 'eval' only those of "
+                                                             "dev / test recordings (evaluation needs a label on every clip), "
+                                                             "'all', or 'none'")
+    max_recording_hours: float = field(12.0, effect=RESULT, help="longer recordings are quarantined (too_long)")
+    block_seconds: float = field(30.0, effect=SPEED, help="decode block length (s): memory per worker is a few blocks")
+    num_workers: int = field(2, effect=SPEED, help="VAD actors (one CPU each; the model is loaded once per actor)")
 
     def __post_init__(self) -> None:
         if not self.recordings or self.recordings == "???":

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ser_models.config import field
+from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
 from ser_models.segment.silero import FRAME_SAMPLES
 
@@ -33,10 +33,10 @@ _TINY = 1e-12
 class QualityGate:
     """Segments outside these bounds go to ``rejected_segments.parquet`` with the reason, not to the pool."""
 
-    min_snr_db: float | None = field(None, help="reject segments whose VAD-gated SNR is below this (dB)")
-    min_speech_ratio: float = field(0.0, help="reject segments with a smaller share of speech frames")
-    max_clipping: float = field(0.01, help="reject segments with a larger share of clipped samples")
-    min_level_dbfs: float = field(-60.0, help="reject segments quieter than this RMS level (dBFS)")
+    min_snr_db: float | None = field(None, effect=RESULT, help="reject segments whose VAD-gated SNR is below this (dB)")
+    min_speech_ratio: float = field(0.0, effect=RESULT, help="reject segments with a smaller share of speech frames")
+    max_clipping: float = field(0.01, effect=RESULT, help="reject segments with a larger share of clipped samples")
+    min_level_dbfs: float = field(-60.0, effect=RESULT, help="reject segments quieter than this RMS level (dBFS)")
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_speech_ratio <= 1:

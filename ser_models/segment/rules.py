@@ -27,7 +27,7 @@ import dataclasses
 
 import numpy as np
 
-from ser_models.config import field
+from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
 from ser_models.segment.silero import FRAME_SAMPLES, VAD_SAMPLE_RATE
 
@@ -42,18 +42,18 @@ class SegmentRules:
     fills them in. The functions of this module take resolved rules.
     """
 
-    mode: str | None = field(None, help="'turns' (VAD speech turns) or 'windows' (fixed windows over speech)")
-    threshold: float | None = field(None, help="a frame with speech probability >= this starts speech (0.5)")
-    neg_threshold: float | None = field(None, help="speech ends below this probability (threshold - 0.15)")
-    min_speech: float | None = field(None, help="speech shorter than this (s) is dropped before merging (0.25)")
-    min_silence: float | None = field(None, help="silence must last this long (s) to end speech (turns 0.3)")
-    merge_gap: float | None = field(None, help="gaps shorter than this (s) are bridged (turns 0.5)")
-    min_length: float | None = field(None, help="shorter segments (s) are dropped (turns 1.5)")
-    max_length: float | None = field(None, help="longer speech (s) is cut at its least speech-like frame (turns 11)")
-    pad: float | None = field(None, help="seconds added on each side, never overlapping a neighbour (turns 0.2)")
-    window: float | None = field(None, help="window length (s) in 'windows' mode (4)")
-    hop: float | None = field(None, help="window step (s) in 'windows' mode (4)")
-    min_speech_ratio: float | None = field(None, help="a window is kept if this share of it is speech (0.5)")
+    mode: str | None = field(None, effect=RESULT, help="'turns' (VAD speech turns) or 'windows' (fixed windows over speech)")
+    threshold: float | None = field(None, effect=RESULT, help="a frame with speech probability >= this starts speech (0.5)")
+    neg_threshold: float | None = field(None, effect=RESULT, help="speech ends below this probability (threshold - 0.15)")
+    min_speech: float | None = field(None, effect=RESULT, help="speech shorter than this (s) is dropped before merging (0.25)")
+    min_silence: float | None = field(None, effect=RESULT, help="silence must last this long (s) to end speech (turns 0.3)")
+    merge_gap: float | None = field(None, effect=RESULT, help="gaps shorter than this (s) are bridged (turns 0.5)")
+    min_length: float | None = field(None, effect=RESULT, help="shorter segments (s) are dropped (turns 1.5)")
+    max_length: float | None = field(None, effect=RESULT, help="longer speech (s) is cut at its least speech-like frame (turns 11)")
+    pad: float | None = field(None, effect=RESULT, help="seconds added on each side, never overlapping a neighbour (turns 0.2)")
+    window: float | None = field(None, effect=RESULT, help="window length (s) in 'windows' mode (4)")
+    hop: float | None = field(None, effect=RESULT, help="window step (s) in 'windows' mode (4)")
+    min_speech_ratio: float | None = field(None, effect=RESULT, help="a window is kept if this share of it is speech (0.5)")
 
     def __post_init__(self) -> None:
         if any(getattr(self, f.name) is None for f in dataclasses.fields(self) if f.name != "neg_threshold"):

@@ -9,10 +9,11 @@ Output, under ``output_dir`` (a local path or URI)::
     summary.json, config.yaml
 
 **Resume.** The VAD pass writes one frames file per recording, atomically, when the recording is finished.
-A rerun skips every recording whose frames file exists (a killed job redoes only the recordings it was in the
-middle of) and rebuilds the segments from all frames files, so segment ids are identical. Failed recordings
-leave no frames file and are tried again. The folder's key changes with what changes the probabilities
-(``channels``, the model file), so changed rules reuse the stored probabilities and run no model.
+A rerun skips every recording whose frames file exists and reads back whole (a killed job redoes only the
+recordings it was in the middle of; a truncated file is redone too) and rebuilds the segments from all frames
+files, so segment ids are identical. Failed recordings leave no frames file and are tried again. The
+folder's key changes with what changes the probabilities (``channels``, the model file), so changed rules
+reuse the stored probabilities and run no model.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from ser_models.io import (
     exists,
     join,
     list_dir,
+    parquet_problem,
     read_parquet,
     storage_path,
     write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
 )
+from ser_models.ownership import open_output
 from ser_models.progress import StageProgress
 from ser_models.segment.config import SegmentConfig
 from ser_models.segment.overlap import labels_by_overlap
@@ -92,7 +95,9 @@ def vad_key(cfg: SegmentConfig) -> str:
 
 def frames_path(frames_dir: str, recording: str) -> str:
     """The frames file of one recording."""
-    return join(frames_dir, f"{recording}.parquet")
+    from ser_models.names import safe_child
+
+    return safe_child(frames_dir, f"{recording}.parquet")  # read_recordings checks ids; this checks the path
 
 
 def write_frames(path: str, streams: list[StreamFrames], sample_rate: int, channels: int) -> None:
@@ -107,6 +112,27 @@ def write_frames(path: str, streams: list[StreamFrames], sample_rate: int, chann
         "file_channels": pa.array([channels] * len(streams), pa.int32()),
     })
     write_parquet_atomic(path, table)
+
+
+def done_recordings(frames_dir: str) -> set[str]:
+    """Recordings whose frames file reads back whole (footer, row counts, data extents: see
+    :func:`ser_models.io.parquet_problem`). A file cut short (a store that published half an object, a disk
+    that filled) is not trusted: it is named in a log line and its recording is segmented again, which
+    replaces it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [n for n in (list_dir(frames_dir) if exists(frames_dir) else []) if n.endswith(".parquet")]
+    # One footer read per file; on an object store each is a round trip, so they overlap.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        problems = list(pool.map(lambda n: parquet_problem(join(frames_dir, n)), names))
+    done = set()
+    for name, problem in zip(names, problems):
+        if problem is None:
+            done.add(name[:-len(".parquet")])
+        else:
+            print(f"segment: frames file {join(frames_dir, name)} is incomplete ({problem}); segmenting its "
+                  "recording again")
+    return done
 
 
 def read_frames(path: str) -> tuple[list[StreamFrames], int, int]:
@@ -182,16 +208,34 @@ def segment_archive(cfg: SegmentConfig, verbose: bool = True) -> SegmentSummary:
     Raises:
         ManifestError: the recordings manifest or the annotations are malformed.
         ConfigError: a bad key, or the silero-vad wheel is missing.
+        ForeignFolderError: ``output_dir`` holds things this platform did not make (nothing is written there).
+        LockHeldError: another process is segmenting into ``output_dir``.
     """
     t0 = time.perf_counter()
     out = storage_path(cfg.output_dir)
-    recordings = read_recordings(cfg.recordings)
+    recordings = read_recordings(cfg.recordings)  # a malformed manifest fails before the folder is touched
+    # Refuse a folder that is not a segment output of ours, and a second writer (both would mix frames files).
+    with open_output(out, "segments", what="segment output", recognise=_legacy_segments):
+        return _segment_locked(cfg, out, recordings, t0, verbose)
+
+
+#: What a segment output holds: a folder of an earlier version with only these (and frames/ or summary.json) is
+#: adopted.
+SEGMENT_LAYOUT = ("segments.parquet", "rejected_segments.parquet", "quarantine.parquet", "frames", "summary.json",
+                  "config.yaml")
+
+
+def _legacy_segments(folder: str, names: list[str]) -> list[str] | None:
+    return [] if set(names) <= set(SEGMENT_LAYOUT) and {"frames", "summary.json"} & set(names) else None
+
+
+def _segment_locked(cfg: SegmentConfig, out: str, recordings: pd.DataFrame, t0: float, verbose: bool) -> SegmentSummary:
+    """:func:`segment_archive` holding the output folder's lock."""
     rules = cfg.rules.resolve(cfg.preset)
     annotations = _read_annotations(cfg.annotations) if cfg.annotations else None
     frames_dir = join(out, "frames", vad_key(cfg))
     recordings["channels"] = recordings["channel"].where(recordings["channel"].notna(), cfg.channels)
-    done = {name[:-len(".parquet")] for name in (list_dir(frames_dir) if exists(frames_dir) else [])
-            if name.endswith(".parquet")}
+    done = done_recordings(frames_dir)
     todo = recordings[~recordings["recording"].isin(done)]
     print(f"segment: {len(recordings)} recordings, {len(recordings) - len(todo)} already done; preset "
           f"{cfg.preset}, channels {cfg.channels}")
@@ -294,5 +338,5 @@ def read_summary(output_dir: str) -> dict:
     return read_json(join(output_dir, "summary.json"))
 
 
-__all__ = ["FRAMES_FORMAT_VERSION", "QUARANTINE_COLUMNS", "SegmentSummary", "VADWorker", "frames_path",
-           "read_frames", "read_summary", "segment_archive", "vad_key", "write_frames"]
+__all__ = ["FRAMES_FORMAT_VERSION", "QUARANTINE_COLUMNS", "SegmentSummary", "VADWorker", "done_recordings",
+           "frames_path", "read_frames", "read_summary", "segment_archive", "vad_key", "write_frames"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ser_models.config import field
+from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 from ser_models.precision import check_flag, check_precision
 
@@ -20,46 +20,46 @@ SOLVERS = ("adamw", "lbfgs")
 class TrainConfig:
     """How to fine-tune adapters + head on labelled clips."""
 
-    epochs: int = field(10, help="maximum number of passes over the labelled training clips")
-    batch_size: int = field(8, help="clips per batch per worker")
-    lr_adapter: float = field(5e-4, help="learning rate of encoder-side trainable weights (adapters, or all under full)")
-    lr_head: float = field(1e-3, help="learning rate of the featurizer, pooling and head")
-    weight_decay: float = field(0.01, help="AdamW weight decay")
-    warmup_ratio: float = field(0.1, help="tri-stage schedule: fraction of steps warming up")
-    hold_ratio: float = field(0.4, help="tri-stage schedule: fraction of steps at the peak rate")
-    max_crop_seconds: float = field(4.0, help="training clips longer than this are randomly cropped (s)")
-    max_eval_seconds: float = field(20.0, help="evaluation clips longer than this are centre-cropped (s)")
-    early_stopping_patience: int = field(3, help="stop after this many epochs without a better dev score "
+    epochs: int = field(10, effect=RESULT, help="maximum number of passes over the labelled training clips")
+    batch_size: int = field(8, effect=RESULT, help="clips per batch per worker")
+    lr_adapter: float = field(5e-4, effect=RESULT, help="learning rate of encoder-side trainable weights (adapters, or all under full)")
+    lr_head: float = field(1e-3, effect=RESULT, help="learning rate of the featurizer, pooling and head")
+    weight_decay: float = field(0.01, effect=RESULT, help="AdamW weight decay")
+    warmup_ratio: float = field(0.1, effect=RESULT, help="tri-stage schedule: fraction of steps warming up")
+    hold_ratio: float = field(0.4, effect=RESULT, help="tri-stage schedule: fraction of steps at the peak rate")
+    max_crop_seconds: float = field(4.0, effect=RESULT, help="training clips longer than this are randomly cropped (s)")
+    max_eval_seconds: float = field(20.0, effect=RESULT, help="evaluation clips longer than this are centre-cropped (s)")
+    early_stopping_patience: int = field(3, effect=RESULT, help="stop after this many epochs without a better dev score "
                                          "(train.select_metric; 0 = off)")
-    class_weighted: bool = field(True, help="weight cross-entropy by inverse class frequency of the labelled set")
-    dimensional_loss: str = field("ccc", help="loss of the arousal/valence/dominance outputs: ccc (1 - CCC per "
+    class_weighted: bool = field(True, effect=RESULT, help="weight cross-entropy by inverse class frequency of the labelled set")
+    dimensional_loss: str = field("ccc", effect=RESULT, help="loss of the arousal/valence/dominance outputs: ccc (1 - CCC per "
                                   "dimension, averaged) | mse")
-    dimensional_weight: float = field(1.0, help="weight of the dimensional loss next to the categorical one "
+    dimensional_weight: float = field(1.0, effect=RESULT, help="weight of the dimensional loss next to the categorical one "
                                       "(multi-task; cross-entropy weighs 1)")
-    freeze: list[str] = field(default_factory=list,
+    freeze: list[str] = field(effect=RESULT, default_factory=list,
                               help=f"parts kept as they are (left out of the optimizer, still saved in checkpoints): "
                                    f"any of {list(FREEZABLE_PARTS)}; for stage 2 of jobs.adapt and other warm starts")
-    select_metric: str = field("auto", help="dev metric that picks the best epoch and drives early stopping: ua | "
+    select_metric: str = field("auto", effect=RESULT, help="dev metric that picks the best epoch and drives early stopping: ua | "
                                "ccc (mean over model.dimensions) | ua_plus_ccc | auto (ua with classes, else ccc)")
-    grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
-    eval_batch_size: int = field(16, speed_only=True, help="clips per batch when evaluating")
-    seed: int = field(0, help="seed of shuffling, crops, dropout and head init")
-    solver: str = field("adamw", help="adamw: minibatch epochs with early stopping on dev | lbfgs: the whole "
+    grad_clip: float = field(1.0, effect=RESULT, help="max gradient norm (0 = off)")
+    eval_batch_size: int = field(16, effect=SPEED, help="clips per batch when evaluating")
+    seed: int = field(0, effect=RESULT, help="seed of shuffling, crops, dropout and head init")
+    solver: str = field("adamw", effect=RESULT, help="adamw: minibatch epochs with early stopping on dev | lbfgs: the whole "
                         "labelled set in one batch, solved to convergence with an L2 penalty (heads over cached "
                         "frozen features only; no epochs, no learning rate, no dev split needed)")
-    l2_c: float | str = field(1.0, help="lbfgs: inverse L2 strength, as scikit-learn's C: the penalty is "
+    l2_c: float | str = field(1.0, effect=RESULT, help="lbfgs: inverse L2 strength, as scikit-learn's C: the penalty is "
                               "||W||^2 / (2 C n) for n labelled clips, so it grows as the labelled set shrinks; "
                               "auto = chosen from l2_c_grid by stratified k-fold cross-validation on the labelled "
                               "clips alone (UA; no dev or test clip is read)")
-    l2_c_grid: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0],
+    l2_c_grid: list[float] = field(effect=RESULT, default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0],
                                    help="lbfgs with l2_c=auto: the C values tried")
-    cv_folds: int = field(5, help="lbfgs with l2_c=auto: folds (fewer when a class has fewer labelled clips)")
-    lbfgs_max_iter: int = field(500, help="lbfgs: most objective evaluations")
-    precision: str = field("fp32", help="forward passes of training and dev evaluation: fp32 | bf16 "
+    cv_folds: int = field(5, effect=RESULT, help="lbfgs with l2_c=auto: folds (fewer when a class has fewer labelled clips)")
+    lbfgs_max_iter: int = field(500, effect=RESULT, help="lbfgs: most objective evaluations")
+    precision: str = field("fp32", effect=RESULT, help="forward passes of training and dev evaluation: fp32 | bf16 "
                            "(torch.autocast with bfloat16, on a GPU or a CPU; parameters, gradients and AdamW "
                            "states stay float32, the loss is computed in float32, no loss scaling). "
                            "train.solver=lbfgs always solves in float32")
-    allow_tf32: bool = field(True, help="on a GPU, float32 matmuls and convolutions use TF32 tensor cores "
+    allow_tf32: bool = field(True, effect=RESULT, help="on a GPU, float32 matmuls and convolutions use TF32 tensor cores "
                              "(2.4x strict fp32 for a wav2vec2-base LoRA step on an H100); false = strict "
                              "float32. No effect on a CPU")
 
@@ -120,19 +120,19 @@ class TrainConfig:
 class ScalingSettings:
     """Where training runs (maps onto Ray Train's ScalingConfig and FailureConfig)."""
 
-    num_workers: int = field(1, speed_only=True, help="Ray Train workers (data-parallel DDP replicas)")
-    use_gpu: bool = field(False, speed_only=True, help="one GPU per worker")
-    cpus_per_worker: int = field(1, speed_only=True, help="CPUs reserved per worker (also its torch thread count)")
-    max_failures: int = field(1, speed_only=True,
+    num_workers: int = field(1, effect=RESULT, help="Ray Train workers (data-parallel DDP replicas)")
+    use_gpu: bool = field(False, effect=RESULT, help="one GPU per worker")
+    cpus_per_worker: int = field(1, effect=SPEED, help="CPUs reserved per worker (also its torch thread count)")
+    max_failures: int = field(1, effect=SPEED,
                               help="worker-group restarts from the last checkpoint before giving up")
-    backend: str = field("ray_train", speed_only=True,
+    backend: str = field("ray_train", effect=SPEED,
                          help="'ray_train' (workers, DDP, fault tolerance) or 'in_process' (the "
                               "same fit in the driver: for quick local runs and sweeps of tiny fits)")
-    stream_above_clips: int = field(2000, help="a worker whose share of the training set is larger (about 2 h of "
+    stream_above_clips: int = field(2000, effect=RESULT, help="a worker whose share of the training set is larger (about 2 h of "
                                     "3-s clips, ~200 MB decoded) reads it, and rank 0 its dev/test splits, from Ray "
                                     "Data every epoch, one decoded window at a time, instead of holding them "
                                     "(0 = always stream)")
-    stream_window: int = field(256, help="clips a streaming worker decodes and length-buckets at a time")
+    stream_window: int = field(256, effect=RESULT, help="clips a streaming worker decodes and length-buckets at a time")
 
     def __post_init__(self):
         if self.num_workers < 1:

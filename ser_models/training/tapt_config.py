@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ser_models.config import PATH, field
+from ser_models.config import LOCATION, PATH, RESULT, field
 from ser_models.encoders.config import EncoderConfig
 from ser_models.exceptions import ConfigError
 from ser_models.training.config import ScalingSettings
@@ -32,32 +32,32 @@ class AdapterPretrainConfig:
     teacher's mean target (utterance self-distillation).
     """
 
-    epochs: int = field(20, help="passes over the training clips' cached frames")
-    batch_size: int = field(16, help="clips per batch per worker")
-    lr: float = field(5e-4, help="peak AdamW learning rate")
-    weight_decay: float = field(0.01, help="AdamW weight decay")
-    warmup_ratio: float = field(0.1, help="tri-stage schedule: fraction of steps warming up")
-    hold_ratio: float = field(0.4, help="tri-stage schedule: fraction of steps at the peak rate")
-    grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
-    max_crop_seconds: float = field(8.0, help="longer clips are randomly cropped to this many seconds each epoch")
-    mask_prob: float = field(0.5, help="fraction of frames that start a masked span (spans overlap: the masked "
+    epochs: int = field(20, effect=RESULT, help="passes over the training clips' cached frames")
+    batch_size: int = field(16, effect=RESULT, help="clips per batch per worker")
+    lr: float = field(5e-4, effect=RESULT, help="peak AdamW learning rate")
+    weight_decay: float = field(0.01, effect=RESULT, help="AdamW weight decay")
+    warmup_ratio: float = field(0.1, effect=RESULT, help="tri-stage schedule: fraction of steps warming up")
+    hold_ratio: float = field(0.4, effect=RESULT, help="tri-stage schedule: fraction of steps at the peak rate")
+    grad_clip: float = field(1.0, effect=RESULT, help="max gradient norm (0 = off)")
+    max_crop_seconds: float = field(8.0, effect=RESULT, help="longer clips are randomly cropped to this many seconds each epoch")
+    mask_prob: float = field(0.5, effect=RESULT, help="fraction of frames that start a masked span (spans overlap: the masked "
                              "share is lower)")
-    mask_length: int = field(5, help="masked span length in frames (20 ms each)")
-    ema_decay: float = field(0.99, help="teacher EMA decay at step 0 (teacher = d * teacher + (1 - d) * student)")
-    ema_decay_end: float = field(0.999, help="teacher EMA decay at the last step (linear in between)")
-    target_layers: int = field(0, help="teacher blocks averaged (after instance normalisation) into the frame "
+    mask_length: int = field(5, effect=RESULT, help="masked span length in frames (20 ms each)")
+    ema_decay: float = field(0.99, effect=RESULT, help="teacher EMA decay at step 0 (teacher = d * teacher + (1 - d) * student)")
+    ema_decay_end: float = field(0.999, effect=RESULT, help="teacher EMA decay at the last step (linear in between)")
+    target_layers: int = field(0, effect=RESULT, help="teacher blocks averaged (after instance normalisation) into the frame "
                                "targets, counted from the top; 0 = all")
-    num_clusters: int = field(32, help="k-means K of the local attributes")
-    refresh_every: int = field(2, help="refit the local-attribute clusters on the teacher every this many epochs")
-    kmeans_max_clips: int = field(400, help="training clips whose teacher targets k-means is fitted on")
-    kmeans_iterations: int = field(20, help="k-means iterations")
-    mask_weight: float = field(1.0, help="weight of the masked-input reconstruction loss (mask prediction)")
-    frame_weight: float = field(1.0, help="weight of the frame-level self-distillation loss")
-    utterance_weight: float = field(1.0, help="weight of the utterance-level self-distillation loss")
-    cluster_weight: float = field(1.0, help="weight of the local-attribute (cluster id) prediction loss")
-    collapse_std: float = field(1e-3, help="collapse guard: stop with an error when the teacher's raw outputs vary "
+    num_clusters: int = field(32, effect=RESULT, help="k-means K of the local attributes")
+    refresh_every: int = field(2, effect=RESULT, help="refit the local-attribute clusters on the teacher every this many epochs")
+    kmeans_max_clips: int = field(400, effect=RESULT, help="training clips whose teacher targets k-means is fitted on")
+    kmeans_iterations: int = field(20, effect=RESULT, help="k-means iterations")
+    mask_weight: float = field(1.0, effect=RESULT, help="weight of the masked-input reconstruction loss (mask prediction)")
+    frame_weight: float = field(1.0, effect=RESULT, help="weight of the frame-level self-distillation loss")
+    utterance_weight: float = field(1.0, effect=RESULT, help="weight of the utterance-level self-distillation loss")
+    cluster_weight: float = field(1.0, effect=RESULT, help="weight of the local-attribute (cluster id) prediction loss")
+    collapse_std: float = field(1e-3, effect=RESULT, help="collapse guard: stop with an error when the teacher's raw outputs vary "
                                 "less than this across frames (mean std over dimensions) for a whole epoch")
-    seed: int = field(0, help="seed of crops, masks, k-means and initialisation")
+    seed: int = field(0, effect=RESULT, help="seed of crops, masks, k-means and initialisation")
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "mask_length", "refresh_every", "kmeans_max_clips",
@@ -93,36 +93,36 @@ class TaptConfig:
     configs carry the fine-tuning value 0.05; set 0.65 to reproduce pre-training-strength masking.
     """
 
-    objective: str = field("auto", help="auto (contrastive for wav2vec2, masked_prediction for hubert/wavlm) "
+    objective: str = field("auto", effect=RESULT, help="auto (contrastive for wav2vec2, masked_prediction for hubert/wavlm) "
                            "| contrastive | masked_prediction")
-    epochs: int = field(5, help="passes over the training clips")
-    batch_size: int = field(8, help="clips per batch per worker")
-    lr: float = field(5e-5, help="peak AdamW learning rate")
-    weight_decay: float = field(0.01, help="AdamW weight decay")
-    warmup_ratio: float = field(0.1, help="tri-stage schedule: fraction of steps warming up")
-    hold_ratio: float = field(0.4, help="tri-stage schedule: fraction of steps at the peak rate")
-    grad_clip: float = field(1.0, help="max gradient norm (0 = off)")
-    max_crop_seconds: float = field(8.0, help="longer clips are randomly cropped to this many seconds each epoch")
-    mask_time_prob: float | None = field(None, help="fraction of frames that start a masked span "
+    epochs: int = field(5, effect=RESULT, help="passes over the training clips")
+    batch_size: int = field(8, effect=RESULT, help="clips per batch per worker")
+    lr: float = field(5e-5, effect=RESULT, help="peak AdamW learning rate")
+    weight_decay: float = field(0.01, effect=RESULT, help="AdamW weight decay")
+    warmup_ratio: float = field(0.1, effect=RESULT, help="tri-stage schedule: fraction of steps warming up")
+    hold_ratio: float = field(0.4, effect=RESULT, help="tri-stage schedule: fraction of steps at the peak rate")
+    grad_clip: float = field(1.0, effect=RESULT, help="max gradient norm (0 = off)")
+    max_crop_seconds: float = field(8.0, effect=RESULT, help="longer clips are randomly cropped to this many seconds each epoch")
+    mask_time_prob: float | None = field(None, effect=RESULT, help="fraction of frames that start a masked span "
                                          "(null = the encoder config's mask_time_prob)")
-    mask_time_length: int | None = field(None, help="masked span length in frames (null = from the encoder config)")
-    num_negatives: int | None = field(None, help="contrastive distractors per masked frame (null = from config)")
-    diversity_loss_weight: float = field(0.1, help="weight of the codebook diversity loss (contrastive only)")
-    gumbel_temperature_start: float = field(2.0, help="Gumbel-softmax temperature of the quantizer at step 0")
-    gumbel_temperature_end: float = field(0.5, help="floor of the quantizer temperature")
-    gumbel_temperature_decay: float = field(0.999995, help="per-step multiplicative temperature decay")
-    num_clusters: int = field(100, help="k-means K of masked-prediction targets (HuBERT used 100 on MFCC)")
-    cluster_features: str = field("auto", help="k-means input: mfcc (HuBERT's first iteration) | layer (an encoder "
+    mask_time_length: int | None = field(None, effect=RESULT, help="masked span length in frames (null = from the encoder config)")
+    num_negatives: int | None = field(None, effect=RESULT, help="contrastive distractors per masked frame (null = from config)")
+    diversity_loss_weight: float = field(0.1, effect=RESULT, help="weight of the codebook diversity loss (contrastive only)")
+    gumbel_temperature_start: float = field(2.0, effect=RESULT, help="Gumbel-softmax temperature of the quantizer at step 0")
+    gumbel_temperature_end: float = field(0.5, effect=RESULT, help="floor of the quantizer temperature")
+    gumbel_temperature_decay: float = field(0.999995, effect=RESULT, help="per-step multiplicative temperature decay")
+    num_clusters: int = field(100, effect=RESULT, help="k-means K of masked-prediction targets (HuBERT used 100 on MFCC)")
+    cluster_features: str = field("auto", effect=RESULT, help="k-means input: mfcc (HuBERT's first iteration) | layer (an encoder "
                                   "layer) | auto = layer for pretrained weights, mfcc for a randomly initialised "
                                   "encoder (MFCC targets would pull a pretrained model back to iteration one)")
-    cluster_layer: int | None = field(None, help="hidden-state index clustered when cluster_features=layer "
+    cluster_layer: int | None = field(None, effect=RESULT, help="hidden-state index clustered when cluster_features=layer "
                                       "(0 = CNN projection, i = transformer layer i); null = the middle layer "
                                       "(6 of a 12-layer base model, as HuBERT's second iteration)")
-    kmeans_max_clips: int = field(1000, help="training clips whose frames k-means is fitted on")
-    kmeans_iterations: int = field(20, help="k-means iterations")
-    proj_dim: int = field(256, help="masked prediction: projection width of the cluster-embedding head")
-    freeze_feature_encoder: bool = field(True, help="keep the CNN feature encoder fixed (as in fine-tuning)")
-    seed: int = field(0, help="seed of crops, masks, negatives, k-means and head init")
+    kmeans_max_clips: int = field(1000, effect=RESULT, help="training clips whose frames k-means is fitted on")
+    kmeans_iterations: int = field(20, effect=RESULT, help="k-means iterations")
+    proj_dim: int = field(256, effect=RESULT, help="masked prediction: projection width of the cluster-embedding head")
+    freeze_feature_encoder: bool = field(True, effect=RESULT, help="keep the CNN feature encoder fixed (as in fine-tuning)")
+    seed: int = field(0, effect=RESULT, help="seed of crops, masks, negatives, k-means and head init")
     adapter: AdapterPretrainConfig = field(default_factory=AdapterPretrainConfig,
                                            help="objective=adapter: pre-training the WAP-Transformer adapter "
                                                 "(model.wap) on the pool's frames")
@@ -209,11 +209,11 @@ class TaptConfig:
 class TaptJobConfig:
     """Config of ``python -m jobs.tapt``: which pool, which encoder, how to pre-train, where to write."""
 
-    pool_dir: str = field("???", speed_only=True, path=PATH, help="prepared pool folder (written by jobs.prepare_pool); required")
-    output_dir: str = field("???", speed_only=True,
+    pool_dir: str = field("???", effect=LOCATION, path=PATH, help="prepared pool folder (written by jobs.prepare_pool); required")
+    output_dir: str = field("???", effect=LOCATION,
                             path=PATH, help="where encoder/encoder.safetensors, tapt_metrics.json and the loss "
                                  "curve go; rerunning with the same folder resumes or reuses the run")
-    split: str = field("train", help="pool split pre-trained on; only 'train' is allowed")
+    split: str = field("train", effect=RESULT, help="pool split pre-trained on; only 'train' is allowed")
     encoder: EncoderConfig = field(default_factory=EncoderConfig, help="the encoder to adapt")
     tapt: TaptConfig = field(default_factory=TaptConfig, help="objective and optimisation")
     scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")

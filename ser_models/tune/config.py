@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ser_models.config import PATH, field
+from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 
 SEARCH_ALGS = ("random", "grid", "optuna")
@@ -19,22 +19,22 @@ PBT_MUTABLE = ("train.lr_adapter", "train.lr_head", "train.weight_decay", "train
 class SchedulerConfig:
     """Trial scheduling (Ray Tune's ``ASHAScheduler``, FIFO, or ``PopulationBasedTraining``)."""
 
-    name: str = field("asha", help="asha (stop weak trials early at rungs of the time unit) | fifo (run all) | "
-                                   "pbt (in-process finetune trials copy better trials' state and perturb)")
-    grace_period: int = field(1, help="asha: time units (epochs or rounds) every trial runs before it can stop")
-    reduction_factor: float = field(2.0, help="asha: 1/this of the trials at a rung go on to the next one")
-    max_t: int = field(0, help="asha: the longest a trial runs, in time units (0 = the most the space allows)")
-    metric: str = field("", help="asha: what it stops trials on ('' = the sweep's metric); e.g. dev_nll, smooth "
-                                 "where an early epoch's dev_ua on a small dev set is mostly noise. Trials are "
-                                 "still ranked by the sweep's metric")
-    mode: str = field("", help="asha: max | min for scheduler.metric (needed with it; '' = the sweep's mode)")
-    perturbation_interval: int = field(1, help="pbt: epochs between two exploit/explore decisions of a trial")
-    quantile_fraction: float = field(0.25, help="pbt: the bottom fraction of trials copies the top fraction")
-    resample_probability: float = field(0.25, help="pbt: chance a mutated key is drawn anew from its search "
-                                                   "range instead of scaled by 0.8 or 1.2")
-    synch: bool = field(False, help="pbt: every trial waits for the whole population at each perturbation "
-                                    "(else each decides on the others' latest scores)")
-    mutate: list[str] = field(default_factory=list, help="pbt: swept keys changed during a run (empty = every "
+    name: str = field("asha", effect=RESULT, help="asha (stop weak trials early at rungs of the time unit) | fifo (run all) | "
+                                                  "pbt (in-process finetune trials copy better trials' state and perturb)")
+    grace_period: int = field(1, effect=RESULT, help="asha: time units (epochs or rounds) every trial runs before it can stop")
+    reduction_factor: float = field(2.0, effect=RESULT, help="asha: 1/this of the trials at a rung go on to the next one")
+    max_t: int = field(0, effect=RESULT, help="asha: the longest a trial runs, in time units (0 = the most the space allows)")
+    metric: str = field("", effect=RESULT, help="asha: what it stops trials on ('' = the sweep's metric); e.g. dev_nll, smooth "
+                                                "where an early epoch's dev_ua on a small dev set is mostly noise. Trials are "
+                                                "still ranked by the sweep's metric")
+    mode: str = field("", effect=RESULT, help="asha: max | min for scheduler.metric (needed with it; '' = the sweep's mode)")
+    perturbation_interval: int = field(1, effect=RESULT, help="pbt: epochs between two exploit/explore decisions of a trial")
+    quantile_fraction: float = field(0.25, effect=RESULT, help="pbt: the bottom fraction of trials copies the top fraction")
+    resample_probability: float = field(0.25, effect=RESULT, help="pbt: chance a mutated key is drawn anew from its search "
+                                                                  "range instead of scaled by 0.8 or 1.2")
+    synch: bool = field(False, effect=RESULT, help="pbt: every trial waits for the whole population at each perturbation "
+                                                   "(else each decides on the others' latest scores)")
+    mutate: list[str] = field(effect=RESULT, default_factory=list, help="pbt: swept keys changed during a run (empty = every "
                               f"swept key among {', '.join(PBT_MUTABLE)})")
 
     def __post_init__(self):
@@ -68,39 +68,39 @@ class SchedulerConfig:
 class TrackingConfig:
     """Experiment tracking of every trial's reports."""
 
-    tensorboard: bool = field(True, help="TensorBoard event files per trial (tensorboardX) in the sweep folder")
-    mlflow: bool = field(True, help="one MLflow run per trial (Ray Tune's MLflowLoggerCallback)")
-    tracking_uri: str = field("", help="MLflow tracking URI ('' = sqlite:///<output_dir>/mlflow.db when "
-                                       "output_dir is local; set it, e.g. http://mlflow:5000, for a URI)")
-    experiment_name: str = field("", help="MLflow experiment ('' = the sweep's name)")
+    tensorboard: bool = field(True, effect=RESULT, help="TensorBoard event files per trial (tensorboardX) in the sweep folder")
+    mlflow: bool = field(True, effect=RESULT, help="one MLflow run per trial (Ray Tune's MLflowLoggerCallback)")
+    tracking_uri: str = field("", effect=RESULT, help="MLflow tracking URI ('' = sqlite:///<output_dir>/mlflow.db when "
+                                                      "output_dir is local; set it, e.g. http://mlflow:5000, for a URI)")
+    experiment_name: str = field("", effect=RESULT, help="MLflow experiment ('' = the sweep's name)")
 
 
 @dataclass
 class SweepConfig:
     """A Ray Tune sweep over any keys of a base job's config."""
 
-    base: str = field(help="the job each trial runs: finetune | anchor (cross-lingual layer anchoring) | after")
-    output_dir: str = field(speed_only=True,
+    base: str = field(effect=RESULT, help="the job each trial runs: finetune | anchor (cross-lingual layer anchoring) | after")
+    output_dir: str = field(effect=LOCATION,
                             path=PATH, help="sweep folder (local path or s3://, gs://); rerun the same command to resume")
-    config: dict[str, Any] = field(default_factory=dict, help="the base job's full config (as in its own YAML)")
-    search: dict[str, Any] = field(default_factory=dict, help="dotted key of `config` -> {choice|grid|uniform|"
+    config: dict[str, Any] = field(effect=RESULT, default_factory=dict, help="the base job's full config (as in its own YAML)")
+    search: dict[str, Any] = field(effect=RESULT, default_factory=dict, help="dotted key of `config` -> {choice|grid|uniform|"
                                    "loguniform|randint|qrandint: [...], when: {other.key: value}}")
-    name: str = field("sweep", help="experiment name (folder under output_dir/tune, MLflow experiment)")
-    metric: str = field("", help="what trials are ranked by, always on dev ('' = dev_ua for finetune, alc_dev_ua "
-                                   "for after: the mean dev UA over the rounds; dev_ccc / alc_dev_ccc when the "
-                                   "model has no classes)")
-    mode: str = field("max", help="max | min")
-    num_samples: int = field(8, help="sampled configurations (each repeated over every grid combination)")
-    max_concurrent_trials: int = field(0, speed_only=True,
+    name: str = field("sweep", effect=LOCATION, help="experiment name (folder under output_dir/tune, MLflow experiment)")
+    metric: str = field("", effect=RESULT, help="what trials are ranked by, always on dev ('' = dev_ua for finetune, alc_dev_ua "
+                                                  "for after: the mean dev UA over the rounds; dev_ccc / alc_dev_ccc when the "
+                                                  "model has no classes)")
+    mode: str = field("max", effect=RESULT, help="max | min")
+    num_samples: int = field(8, effect=RESULT, help="sampled configurations (each repeated over every grid combination)")
+    max_concurrent_trials: int = field(0, effect=RESULT,
                                        help="0 = as many as the cluster's CPUs/GPUs hold, one CPU kept free "
                                             "for Ray Data reads (pbt: unused; trials run as resources allow)")
-    search_alg: str = field("random", help="random | grid (every choice/grid combination) | optuna (TPE)")
+    search_alg: str = field("random", effect=RESULT, help="random | grid (every choice/grid combination) | optuna (TPE)")
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig, help="early stopping of weak trials")
-    seed: int = field(0, help="seed of the search algorithm (the trials keep their own train.seed)")
-    max_failures: int = field(1, speed_only=True,
+    seed: int = field(0, effect=RESULT, help="seed of the search algorithm (the trials keep their own train.seed)")
+    max_failures: int = field(1, effect=SPEED,
                               help="Tune retries of a failed trial (Ray Train retries inside a trial too)")
-    tracking: TrackingConfig = field(default_factory=TrackingConfig, speed_only=True, help="TensorBoard and MLflow")
-    top_k: int = field(5, speed_only=True, help="trials printed in the leaderboard")
+    tracking: TrackingConfig = field(default_factory=TrackingConfig, effect=SPEED, help="TensorBoard and MLflow")
+    top_k: int = field(5, effect=SPEED, help="trials printed in the leaderboard")
 
     def __post_init__(self):
         if self.base not in ("finetune", "anchor", "after"):

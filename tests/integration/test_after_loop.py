@@ -22,7 +22,7 @@ import pytest
 from ser_models.active.loop import ActiveLearningLoop
 from ser_models.config import load_config
 from ser_models.data import LabelLedger, Pool, PoolConfig, prepare_pool
-from ser_models.exceptions import LabellingPending
+from ser_models.exceptions import FeatureCacheMissError, LabellingPending
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
@@ -296,7 +296,9 @@ def test_frozen_encoder_cache_encodes_once(demo_pool, tmp_path):
     shards = sorted(tmp_path.glob("feature_cache/*/features-*/*.parquet"))  # written as encoded, in shards
     n_all = len(Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id"]))
     assert sum(pq.read_metadata(f).num_rows for f in shards) == n_all
-    assert loop.cache.table(ids=["nope"]).num_rows == 0 and len(loop.cache.table()) == n_all
+    with pytest.raises(FeatureCacheMissError, match="'nope'"):  # never skipped without a word (issue 51)
+        loop.cache.table(ids=["nope"])
+    assert len(loop.cache.table()) == n_all
     mtimes = [f.stat().st_mtime_ns for f in shards]
     shutil.rmtree(tmp_path / "rounds" / "round=001")  # redo the last round: it must not re-encode
     _loop(cfg).run()
@@ -502,3 +504,17 @@ def test_auto_strategy_logs_and_keeps_its_choice_each_round(demo_pool, tmp_path,
     # 16 labelled clips (>= auto_min_labelled): simulated over every candidate (the fallbacks: unit tests)
     assert set(rounds[0]["strategy"]["simulated_ua"]) == {"random", "margin", "kcenter"}
     assert [r.strategy for r in _loop(cfg).run()] == [r.strategy for r in reports]  # a rerun: same report
+
+
+def test_rounds_carry_the_labels_forecast(reference_run):
+    """Rounds 0 and 1 say plainly that the forecast needs three rounds; round 2 fits the curve to its three dev
+    UAs, and report/forecast.json holds the last round's forecast."""
+    out, reports = reference_run
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["forecast"]["points"] for r in rows] == [1, 2, 3]
+    assert rows[1]["forecast"]["text"] == "needs 3 rounds with a dev UA at different label counts, has 2"
+    assert "| forecast: needs 3 rounds" in reports[1].line()
+    last = rows[2]["forecast"]
+    assert last["a"] <= 1 and last["b"] >= 0 and last["c"] > 0 and last["current_labels"] == rows[2]["labelled"]
+    assert f"| forecast: {last['text']}" in reports[2].line()
+    assert json.loads((out / "report" / "forecast.json").read_text()) == last

@@ -71,7 +71,8 @@ def test_after_chooses_the_functionals_by_cv_on_s3_and_predict_reproduces_them_f
 
     cfg = load_config(AfterJobConfig, "jobs/configs/after_smoke.yaml", [f"pool_dir={demo_pool.pool_dir}",
                                                                        f"output_dir={run}", *AUTO])
-    cached = FeatureCache(cache_dir, feature_cache_key(pool, build_encoder(cfg.model.encoder)), functionals="egemaps")
+    cached = FeatureCache(cache_dir, feature_cache_key(pool, build_encoder(cfg.model.encoder), cfg.active.scorer),
+                          functionals="egemaps")
     assert str(cached.dir).endswith(folder) and cached.ready
     table = cached.table()
     assert table.num_rows == len(clips)

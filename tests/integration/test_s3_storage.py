@@ -78,7 +78,7 @@ def test_pool_after_loop_and_finetune_live_in_the_bucket(demo_pool, s3_bucket, t
 
     # Resume from the bucket: the last round is redone from its stored inputs and labels nothing new.
     io.fs_delete(f"{run}/rounds/round=002/metrics.json")
-    _job("jobs.after", args + ["scaling.num_workers=2"], monkeypatch)  # a speed-only key may change
+    _job("jobs.after", args + ["scaling.cpus_per_worker=2"], monkeypatch)  # a speed-only key may change
     again = LabelLedger(f"{run}/labels/ledger.parquet").labelled()
     assert again[["utt_id", "label", "round"]].equals(ledger[["utt_id", "label", "round"]])
     assert io.exists(f"{run}/rounds/round=002/metrics.json")

@@ -49,22 +49,29 @@ def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
     from ser_models.config import speed_only_keys
     from ser_models.tune.config import SweepConfig
 
-    scaling = {"scaling.num_workers", "scaling.cpus_per_worker", "scaling.max_failures", "scaling.backend",
-               "scaling.use_gpu"}
+    # scaling.num_workers (each replica's batch, the all-reduce) and scaling.use_gpu (other kernels) change results
+    scaling = {"scaling.cpus_per_worker", "scaling.max_failures", "scaling.backend"}
+    encoder = {"model.encoder.allow_download", "model.encoder.gradient_checkpointing", "model.text.allow_download"}
     assert set(speed_only_keys(FinetuneJobConfig)) == {"output_dir", "pool_dir", "train.eval_batch_size", *scaling,
-                                                      "feature_cache_dir"}
+                                                      "feature_cache_dir", *encoder}
+    label_studio = {f"active.label_studio.{k}" for k in ("url", "api_key_env", "project", "audio", "local_files_root",
+                                                          "wait", "poll_seconds", "wait_timeout_s", "timeout_s",
+                                                          "allow_insecure_http")}
     assert set(speed_only_keys(AfterJobConfig)) == {
-        "output_dir", "pool_dir", "train.eval_batch_size", *scaling, "active.scorer.batch_size",
+        "output_dir", "pool_dir", "train.eval_batch_size", *scaling, *encoder, *label_studio,
+        "active.scorer.micro_batch_size", "active.scorer.batch_size",
         "active.scorer.num_actors", "active.scorer.num_cpus", "active.scorer.threads", "active.scorer.functionals_stage",
         "active.strategy.num_threads", "active.feature_cache", "active.feature_cache_dir",
-        "active.feature_cache_layers"}
+        "active.feature_cache_layers",
+        # the labels forecast reads the finished rounds; it changes no label, model or selection
+        "active.forecast.target_ua", "active.forecast.flat_gain", "active.forecast.bootstrap"}
     from jobs.evidence import EvidenceJobConfig
 
     assert set(speed_only_keys(EvidenceJobConfig)) == {*speed_only_keys(AfterJobConfig),
                                                        "evidence.cache_in_memory_mb", "evidence.fan_out",
                                                        "evidence.concurrency", "evidence.cpus_per_run"}
-    assert set(speed_only_keys(SweepConfig)) == {"output_dir", "max_concurrent_trials", "max_failures",
-                                                 "tracking.*", "top_k"}
+    # max_concurrent_trials changes which trials ASHA stops and what TPE proposes next: a result key
+    assert set(speed_only_keys(SweepConfig)) == {"output_dir", "name", "max_failures", "tracking.*", "top_k"}
 
 
 def test_a_dataclass_config_may_change_its_speed_only_keys_but_nothing_else(tmp_path):
@@ -72,7 +79,7 @@ def test_a_dataclass_config_may_change_its_speed_only_keys_but_nothing_else(tmp_
 
     cfg = FinetuneJobConfig(pool_dir="/p", output_dir=str(tmp_path))
     check_run(tmp_path, "jobs.finetune", cfg)
-    cfg.scaling.num_workers, cfg.pool_dir, cfg.train.eval_batch_size = 4, "/moved/p", 64
+    cfg.scaling.cpus_per_worker, cfg.pool_dir, cfg.train.eval_batch_size = 4, "/moved/p", 64
     assert check_run(tmp_path, "jobs.finetune", cfg) is False
     cfg.train.epochs += 1
     with pytest.raises(ConfigError, match="train.epochs"):
