@@ -67,6 +67,7 @@ def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str 
     from ser_models.evaluation import evaluate_checkpoint, headline_metric, plot_matrix
     from ser_models.io import storage_path, write_bytes_atomic, write_json_atomic
     from ser_models.runtime import connect_ray
+    from ser_models.spreadsheet import neutralise_frame
 
     in_process = scaling is not None and scaling.backend == "in_process"
     connect_ray()
@@ -92,7 +93,9 @@ def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str 
         print(matrix.to_string(float_format=lambda v: f"{v:.3f}"))
     if output_dir:
         out = storage_path(output_dir)
-        write_bytes_atomic(out / "matrix.csv", matrix.to_csv(index_label="trained_on").encode())
+        # corpus names come from manifests: neutralised, since people open this file in spreadsheets
+        table = neutralise_frame(matrix.rename_axis("trained_on").reset_index())
+        write_bytes_atomic(out / "matrix.csv", table.to_csv(index=False).encode())
         plot_matrix(matrix, str(out / "matrix.png"), f"{key} on the {split} splits")
         write_json_atomic(out / "evaluations.json", {
             "split": split, "metric": key, "checkpoints": checkpoints, "pools": pools, "results": results})

@@ -60,6 +60,7 @@ from ser_models.active.clips import CLIP_COLUMNS
 from ser_models.active.label_studio_client import LabelStudioClient, check_server_url
 from ser_models.config import LOCATION, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending, OracleError
+from ser_models.names import safe_file_name
 
 __all__ = ["Collected", "LabelStudioConfig", "LabelStudioOracle", "label_config_xml"]
 
@@ -295,8 +296,9 @@ class LabelStudioOracle:
         if self.cfg.audio == "local_files":
             root = os.path.abspath(self.cfg.local_files_root)
             return f"/data/local-files/?d={quote(os.path.relpath(os.path.abspath(path), root))}"
-        suffix = os.path.splitext(path)[1] or ".wav"
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", uid) + suffix
+        suffix = os.path.splitext(path)[1]
+        # the upload is named like the platform's own clip files: distinct ids never share a name
+        name = safe_file_name(uid, suffix if re.fullmatch(r"\.[A-Za-z0-9_-]+", suffix) else ".wav")
         try:
             data = io.read_bytes(path)
         except Exception as exc:
