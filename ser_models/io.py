@@ -24,8 +24,18 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ser_models.exceptions import CheckpointError
+from ser_models.exceptions import CheckpointError, ForeignFolderError
 from ser_models.failpoints import failpoint
+
+
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once: an atomic write gets the mode a plain ``open(path, "w")`` would give.
+_UMASK = _process_umask()
 
 
 def is_local(uri: str | os.PathLike) -> bool:
@@ -100,6 +110,14 @@ def list_dir(uri: str | os.PathLike) -> list[str]:
     return sorted(info.base_name for info in infos)
 
 
+def list_files(uri: str | os.PathLike) -> list[str]:
+    """Every file under a folder, recursively, as paths relative to it (hidden files and temporary objects
+    included: what a bucket listing shows); empty when the folder does not exist."""
+    fs, p = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(p, recursive=True, allow_not_found=True))
+    return sorted(i.path[len(p):].lstrip("/") for i in infos if i.type == pafs.FileType.File)
+
+
 def delete_dir(uri: str | os.PathLike) -> None:
     """Remove a folder and everything under it; a missing folder is fine."""
     fs, p = filesystem(uri)
@@ -150,6 +168,7 @@ def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
     path = local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from teammates and other services
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -250,8 +269,18 @@ def finish_dir_swap(dst: str | os.PathLike, marker: str) -> None:
 def begin_dir_swap(dst: str | os.PathLike, marker: str) -> StoragePath:
     """Start replacing folder ``dst``: returns the empty hidden sibling (``.<name>.incoming``) to write the new
     version into, ``marker`` last; :func:`commit_dir_swap` then puts it in place. The sibling sits beside
-    ``dst``, so paths the new version records relative to its folder (``../encoder``) stay right."""
+    ``dst``, so paths the new version records relative to its folder (``../encoder``) stay right.
+
+    Raises:
+        ForeignFolderError: ``dst`` holds files but no ``marker``: not a version the platform wrote (an
+            interrupted swap of ours was finished just before), so it is never deleted.
+    """
     finish_dir_swap(dst, marker)
+    names = list_dir(dst)
+    if names and marker not in names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ForeignFolderError(f"{dst} holds {shown} but no {marker}: it is not a version this platform wrote, "
+                                 "so it is not replaced. Move it away, or choose another output folder")
     return storage_path(_incoming(dst))
 
 

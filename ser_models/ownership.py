@@ -262,6 +262,8 @@ def recognise_run(job: str | tuple[str, ...], layout: Iterable[str]) -> Recognis
     jobs = (job,) if isinstance(job, str) else tuple(job)
 
     def recognise(folder: str, names: list[str]) -> list[str] | None:
+        if all(n.endswith((".yaml", ".yml")) for n in names):
+            return []  # only config files (the job's own, kept beside its run): a new run; they stay unrecorded
         if "run.json" not in names or not set(names) <= allowed:
             return None
         try:

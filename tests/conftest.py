@@ -140,6 +140,12 @@ def s3_bucket(s3_server, request):
     return f"s3://{name}"
 
 
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    """A folder on each store: a local path, or a fresh bucket on the session's moto S3 server."""
+    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_bucket")
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Modules with a ``slow`` test first, the rest after, each keeping its order.
 

@@ -132,7 +132,11 @@ def finetune_trial(config: dict, spec: TrialSpec, run=None) -> None:
     _quiet_data()
     report = tune.report
     if spec.pbt:
+        from ser_models.ownership import claim
+
         _reads_in_trial_bundle()
+        # marked while Tune's folder for the trial is new, so an exploit later empties a folder known as ours
+        claim(cfg.output_dir, "run", recognise=recognise_trial)
         adopt_checkpoint(tune.get_checkpoint(), cfg.output_dir, trial_id)
         report = _checkpointing_report(cfg.output_dir, trial_id)
     if cfg.scaling.backend == "in_process":
@@ -150,7 +154,15 @@ ORIGIN_FILE = "origin.json"
 #: What a fine-tuning trial's folder holds besides run.json and config.yaml (an earlier version's folder with
 #: only these is adopted before PBT replaces its content).
 TRIAL_LAYOUT = ("checkpoint", ".checkpoint.incoming", "in_process", "ray_train", "metrics.json", "confusion.png",
-                "anchors.json", "cross_lingual.json")
+                "anchors.json", "cross_lingual.json", "adapter_pretrain", "feature_stats.safetensors",
+                "speaker_stats.safetensors", "functionals_stats.safetensors", "functionals_speaker_stats.safetensors")
+
+
+def recognise_trial(folder: str, names: list[str]) -> list[str] | None:
+    """A fine-tuning (or anchoring) trial's folder of an earlier version (:func:`ser_models.ownership.claim`)."""
+    from ser_models.ownership import recognise_run
+
+    return recognise_run(("jobs.finetune", "jobs.anchor"), TRIAL_LAYOUT)(folder, names)
 
 
 def _state_path(output_dir: str):
@@ -218,14 +230,14 @@ def adopt_checkpoint(checkpoint, output_dir: str, trial_id: str) -> str | None:
     from pathlib import Path
 
     from ser_models.io import write_bytes_atomic
-    from ser_models.ownership import claim, clear, recognise_run
+    from ser_models.ownership import claim, clear
     from ser_models.training.loop import STATE_FILE
 
     with checkpoint.as_directory() as d:
         origin = json.loads((Path(d) / ORIGIN_FILE).read_text())
         state = (Path(d) / STATE_FILE).read_bytes()
     if origin["trial_id"] != trial_id:
-        claim(output_dir, "run", recognise=recognise_run(("jobs.finetune", "jobs.anchor"), TRIAL_LAYOUT))
+        claim(output_dir, "run", recognise=recognise_trial)
         clear(output_dir, "run")
         print(f"trial {trial_id}: continues trial {origin['trial_id']}'s fit after epoch {origin['epoch']}")
     write_bytes_atomic(_state_path(output_dir), state)

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pytest
 
 from ser_models import io
@@ -29,21 +28,10 @@ from ser_models.exceptions import FeatureCacheMissError, LockHeldError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    """A folder on each store: a local path, or a fresh bucket on the session's moto S3 server."""
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_bucket")
-
-
-def _every_file(root: str) -> list[str]:
-    """Every file under ``root``, relative, hidden ones included (what a bucket listing shows)."""
-    fs, p = io.filesystem(root)
-    infos = fs.get_file_info(pafs.FileSelector(p, recursive=True, allow_not_found=True))
-    return sorted(i.path[len(p):].lstrip("/") for i in infos if i.type == pafs.FileType.File)
 
 
 def _temporaries(root: str) -> list[str]:
-    return [f for f in _every_file(root) if f.endswith(".tmp")]
+    return [f for f in io.list_files(root) if f.endswith(".tmp")]
 
 
 def _interrupt(monkeypatch, target: str, error: type[BaseException] = KeyboardInterrupt) -> None:
@@ -158,7 +146,7 @@ def test_ledger_a_sigkill_mid_append_keeps_every_committed_row(store):
     _run_killed("ledger.parquet", f"from ser_models.data.ledger import LabelLedger\n"
                                   f"LabelLedger({path!r}).append(1, ['b0'], ['angry'], oracle='o')\n")
     assert io.parquet_problem(path) is None and _ledger_ids(path) == {"a0", "a1"}
-    visible = [f for f in _every_file(store) if not f.rsplit("/", 1)[-1].startswith(".")]
+    visible = [f for f in io.list_files(store) if not f.rsplit("/", 1)[-1].startswith(".")]
     assert visible == ["run/labels/ledger.parquet"]  # at most a hidden temporary beside it, and the dead lock
     # The killed appender's lock is left behind; this host sees its pid is gone and takes it over.
     assert LabelLedger(path).append(1, ["b0"], ["angry"], oracle="o") == 1

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pytest
 
 from ser_models import io
@@ -46,17 +45,6 @@ V1 = pa.table({"utt_id": [f"u{i}" for i in range(500)], "label": ["neu"] * 500})
 V2 = pa.table({"utt_id": [f"v{i}" for i in range(900)], "label": ["ang"] * 900})
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    """A folder on each store: a local path, or a fresh bucket on the session's moto S3 server."""
-    return str(tmp_path / "store") if request.param == "local" else request.getfixturevalue("s3_bucket")
-
-
-def _every_file(root: str) -> list[str]:
-    """Every file under ``root``, relative, hidden ones included (what a bucket listing shows)."""
-    fs, p = io.filesystem(root)
-    infos = fs.get_file_info(pafs.FileSelector(p, recursive=True, allow_not_found=True))
-    return sorted(i.path[len(p):].lstrip("/") for i in infos if i.type == pafs.FileType.File)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -83,7 +71,7 @@ def test_an_exception_mid_write_leaves_the_previous_version_and_no_temporary_obj
         io._write_atomic(target, half_then_fail)
     assert io.read_parquet(target).equals(V1)
     assert io.parquet_problem(target) is None
-    assert _every_file(store) == ["labels/ledger.parquet"]  # no temporary file or key left behind
+    assert io.list_files(store) == ["labels/ledger.parquet"]  # no temporary file or key left behind
 
 
 def test_a_write_to_a_new_key_that_fails_leaves_nothing(store):
@@ -93,7 +81,7 @@ def test_a_write_to_a_new_key_that_fails_leaves_nothing(store):
 
     with pytest.raises(KeyboardInterrupt):
         io._write_atomic(f"{store}/d/new.parquet", fail)
-    assert not io.exists(f"{store}/d/new.parquet") and _every_file(store) == []
+    assert not io.exists(f"{store}/d/new.parquet") and io.list_files(store) == []
 
 
 _SLOW_WRITER = """
@@ -137,7 +125,7 @@ def test_a_sigkill_mid_write_leaves_the_previous_version(store, tmp_path, moment
         if proc.poll() is None:
             proc.kill()
     assert io.read_parquet(target).equals(V1)
-    visible = [f for f in _every_file(store) if not f.rsplit("/", 1)[-1].startswith(".")]
+    visible = [f for f in io.list_files(store) if not f.rsplit("/", 1)[-1].startswith(".")]
     assert visible == ["frames/rec.parquet"]  # at most a hidden temporary file beside it
 
 
@@ -199,3 +187,27 @@ def test_replace_dir_never_publishes_an_incomplete_version(store):
     with pytest.raises(CheckpointError, match="model.json"):
         io.replace_dir(half, ckpt, "model.json")
     assert _read_version(ckpt) == 1
+
+
+def test_an_atomic_write_gets_the_mode_a_plain_write_would(tmp_path):
+    """mkstemp's 0600 would hide a clip or a pool's summary from a teammate or a Label Studio server."""
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x")
+    io.write_bytes_atomic(tmp_path / "atomic", b"x")
+    assert (tmp_path / "atomic").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_a_swap_never_replaces_a_folder_the_platform_did_not_write(store):
+    """A ``checkpoint/`` of the user's own (files, but no marker) in an output folder is refused, never deleted."""
+    from ser_models.exceptions import ForeignFolderError
+
+    dst, src = f"{store}/run/checkpoint", f"{store}/staging"
+    io.write_bytes_atomic(f"{dst}/thesis.txt", b"mine")
+    io.write_bytes_atomic(f"{src}/weights.bin", b"new")
+    io.write_bytes_atomic(f"{src}/model.json", b"{}")
+    with pytest.raises(ForeignFolderError, match=r"checkpoint holds thesis.txt but no model.json"):
+        io.replace_dir(src, dst, "model.json")
+    assert io.read_bytes(f"{dst}/thesis.txt") == b"mine"
+    io.fs_delete(f"{dst}/thesis.txt")
+    io.replace_dir(src, dst, "model.json")  # an empty folder (or none) is fine
+    assert io.read_bytes(f"{dst}/weights.bin") == b"new"

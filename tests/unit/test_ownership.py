@@ -113,6 +113,16 @@ def test_a_run_folder_of_an_earlier_version_is_adopted_only_with_exactly_its_lay
     assert read_marker(other) is None and read_marker(finetune) is None
 
 
+def test_a_folder_holding_only_its_config_file_is_a_new_run_and_keeps_the_file(tmp_path):
+    """``jobs.after runs/r1/config.yaml output_dir=runs/r1``: the config beside its run is not foreign."""
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "config.yaml").write_text("active: {}\n")
+    claim(run, "run", recognise_run("jobs.after", ("labels", "rounds")))
+    assert read_marker(run)["kind"] == "run" and read_marker(run)["children"] == []
+    assert (run / "config.yaml").read_text() == "active: {}\n"
+
+
 def _legacy_pool_layout(root, extra=()):
     """What prepare_pool wrote before markers: summary.json naming its build and files.json, one crash leftover."""
     build, dead = "build-20240101T000000-0123abcd", "build-20240102T000000-89abcdef"
