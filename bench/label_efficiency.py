@@ -75,14 +75,16 @@ def _yaml_value(value) -> str:
 
 def demo_recipe(path: str | Path = DEMO_CONFIG) -> list[str]:
     """The demo's head recipe as dotted overrides: every ``model.*`` key but the encoder (the benchmark picks
-    its own with ``--encoder``) and every ``train.*`` key of ``jobs/configs/demo_after.yaml``."""
-    import yaml
-
+    its own with ``--encoder``) and the labels (the pool's), and every ``train.*`` key, of
+    ``jobs/configs/demo_after.yaml`` as jobs.after loads it (its defaults are the recipe; the file adds the
+    layer), so they replace :data:`bench.cache.BASE_OVERRIDES`' older recipe."""
+    from jobs.after import AfterJobConfig
+    from ser_models.config import load_config, to_dict
     from ser_models.provenance import flatten
 
-    cfg = yaml.safe_load(Path(path).read_text())
-    keys = flatten({"model": {k: v for k, v in cfg.get("model", {}).items() if k != "encoder"},
-                    "train": cfg.get("train", {})})
+    cfg = to_dict(load_config(AfterJobConfig, path))
+    keys = flatten({"model": {k: v for k, v in cfg["model"].items() if k not in ("encoder", "labels")},
+                    "train": cfg["train"]})
     return [f"{key}={_yaml_value(value)}" for key, value in keys.items()]
 
 

@@ -65,8 +65,9 @@ class Predictor:
     """A loaded checkpoint that predicts clips. Build it with :func:`load`.
 
     Attributes:
-        model: the :class:`~ser_models.model.EmotionModel` (eval mode).
-        checkpoint: the checkpoint folder it was loaded from.
+        model: the :class:`~ser_models.model.EmotionModel` (eval mode); None for an ONNX graph
+            (``runtime="onnx"``, whose scorer is :class:`~ser_models.export.onnx_runtime.OnnxScorer`).
+        checkpoint: the checkpoint folder (or ``.onnx`` file) it was loaded from.
         labels: class names, in the model's order.
         dimensions: dimensional outputs, in the model's order.
         max_seconds: longer inputs are cut to their first ``max_seconds`` (s).
@@ -77,14 +78,17 @@ class Predictor:
         self._scorer = scorer
         self.model = scorer.model
         self.checkpoint = checkpoint
-        self.labels = list(self.model.cfg.labels)
-        self.dimensions = list(self.model.cfg.dimensions)
+        described = self.model.cfg if self.model is not None else scorer  # an OnnxScorer carries these itself
+        self.labels = list(described.labels)
+        self.dimensions = list(described.dimensions)
         self.max_seconds = float(max_seconds)
         self.max_minutes = float(max_minutes)
+        self.min_samples = int(self.model.encoder.min_samples if self.model is not None else scorer.min_samples)
+        self._encoder = described.encoder.source if self.model is not None else scorer.encoder
 
     def __repr__(self) -> str:
         return (f"Predictor(checkpoint={self.checkpoint!r}, labels={self.labels}, dimensions={self.dimensions}, "
-                f"encoder={self.model.cfg.encoder.source!r})")
+                f"encoder={self._encoder!r})")
 
     def predict(self, x, sample_rate: int | None = None) -> Prediction | list[Prediction]:
         """Predict one input or a list of them.
@@ -153,9 +157,9 @@ class Predictor:
             _log.warning("%s is %.1f s long: predicted on its first %g s (long recordings: jobs.predict "
                          "recordings=...)", name, wav.size / POOL_SAMPLE_RATE, self.max_seconds)
             wav = wav[:keep]
-        if wav.size < self.model.encoder.min_samples:
+        if wav.size < self.min_samples:
             raise AudioError("too_short", f"{name}: {wav.size} samples at 16 kHz is shorter than the encoder's "
-                                          f"receptive field ({self.model.encoder.min_samples} samples)")
+                                          f"receptive field ({self.min_samples} samples)")
         return name, wav
 
     def _check_length(self, name: str, seconds: float) -> None:
@@ -188,7 +192,7 @@ class Predictor:
 
 
 def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, device: str = "cpu",
-         max_seconds: float = 20.0, max_minutes: float = 10.0) -> Predictor:
+         max_seconds: float = 20.0, max_minutes: float = 10.0, runtime: str = "torch") -> Predictor:
     """Load a trained checkpoint for prediction from Python.
 
     Args:
@@ -199,6 +203,9 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
         device: torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         max_seconds: inputs are cut to their first ``max_seconds`` s (``jobs.predict``'s default crop).
         max_minutes: longer inputs are refused; segment long recordings with ``jobs.predict recordings=``.
+        runtime: ``"torch"`` (the checkpoint) or ``"onnx"``: ``checkpoint_dir`` is then a graph written by
+            ``jobs.export`` (an ``.onnx`` file, or a folder holding ``model.onnx``), run by ONNX Runtime on the
+            CPU without importing torch (``encoder_source`` and ``device`` do not apply).
 
     Returns:
         A :class:`Predictor`; ``.predict(x)`` gives a :class:`Prediction` per input.
@@ -206,8 +213,16 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
     Raises:
         CheckpointError: no checkpoint at ``checkpoint_dir``; ``EncoderMismatchError`` (a ``CheckpointError``)
             when no place holds its encoder, naming each place tried and the expected fingerprint.
-        ConfigError: the model has a text branch (it needs transcripts; this API reads audio only).
+        ConfigError: the model has a text branch (it needs transcripts; this API reads audio only), or an
+            unknown ``runtime``.
     """
+    if runtime == "onnx":
+        from ser_models.export.onnx_runtime import OnnxScorer, resolve_onnx
+
+        path = resolve_onnx(checkpoint_dir)
+        return Predictor(OnnxScorer(path), path, max_seconds, max_minutes)
+    if runtime != "torch":
+        raise ConfigError(f"ser_models.load(runtime={runtime!r}): expected 'torch' or 'onnx'")
     import torch
 
     from ser_models.active.scorer import PoolScorer

@@ -126,18 +126,37 @@ def _leaf_field(schema: type, dotted: str) -> dataclasses.Field | None:
     return {f.name: f for f in dataclasses.fields(schema)}.get(leaf)
 
 
-def key_default(schema: type, dotted: str) -> Any:
-    """The schema's default for a dotted key (a nested config as a dict), or ``dataclasses.MISSING`` when the
-    key has no default or is not in the schema (e.g. inside a plain-dict field)."""
-    f = _leaf_field(schema, dotted)
-    if f is None:
-        return dataclasses.MISSING
+def _field_default(f: dataclasses.Field, owner: Any = None) -> Any:
+    """A field's default: read from ``owner`` (the default instance of the config holding it, so a job's own
+    default for a shared config wins, e.g. jobs.after's ``train.solver``), else its own default or factory."""
+    if owner is not None:
+        return getattr(owner, f.name)
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        value = f.default_factory()  # type: ignore[misc]
-        return to_dict(value) if dataclasses.is_dataclass(value) else value
+        return f.default_factory()  # type: ignore[misc]
     return dataclasses.MISSING
+
+
+def key_default(schema: type, dotted: str) -> Any:
+    """The schema's default for a dotted key (a nested config as a dict), or ``dataclasses.MISSING`` when the
+    key has no default or is not in the schema (e.g. inside a plain-dict field). A nested config's default
+    instance decides its keys' defaults (jobs.after's ``model`` is the recipe's, not ``ModelConfig()``)."""
+    *parents, leaf = dotted.split(".")
+    owner = None
+    for part in parents:
+        f = {f.name: f for f in dataclasses.fields(schema)}.get(part)
+        schema = _nested_schema(f) if f is not None else None
+        if schema is None:
+            return dataclasses.MISSING
+        owner = _field_default(f, owner)
+        if not dataclasses.is_dataclass(owner):
+            owner = None
+    f = {f.name: f for f in dataclasses.fields(schema)}.get(leaf)
+    if f is None:
+        return dataclasses.MISSING
+    value = _field_default(f, owner)
+    return to_dict(value) if dataclasses.is_dataclass(value) else value
 
 
 def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
@@ -210,18 +229,20 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
     """Parse ``CONFIG [key=value ...] [--verbose]`` (or ``--help``) as every job does.
 
-    ``--verbose`` (anywhere) sets ``SER_RAY_PROGRESS_BARS=1`` and ``SER_RAY_DATA_CONSOLE_LEVEL=INFO`` for this
-    process before Ray starts (:func:`ser_models.runtime.connect_ray` reads them).
+    ``--verbose`` (anywhere) sets ``SER_RAY_PROGRESS_BARS=1``, ``SER_RAY_DATA_CONSOLE_LEVEL=INFO`` and
+    ``SER_RAY_CONSOLE=1`` (Ray's own console lines) for this process before Ray starts (:func:`ser_models.runtime.connect_ray` reads them).
     """
     args = [a for a in argv if a not in VERBOSE_FLAGS]
     if len(args) != len(argv):
+        from ser_models.console import RAY_CONSOLE_ENV
         from ser_models.runtime import DATA_CONSOLE_LEVEL_ENV, PROGRESS_BARS_ENV
 
         os.environ[PROGRESS_BARS_ENV] = "1"
+        os.environ[RAY_CONSOLE_ENV] = "1"
         os.environ.setdefault(DATA_CONSOLE_LEVEL_ENV, "INFO")
     if not args or args[0] in ("-h", "--help"):
         print(f"usage: python -m {prog} CONFIG.yaml [key.sub=value ...] [--verbose]\n\n"
-              "--verbose: Ray Data's progress bars and INFO lines too (default: one line per stage)\n\n"
+              "--verbose: Ray's own lines, Ray Data's progress bars and INFO lines too (default: one line per stage)\n\n"
               f"keys:\n{describe(schema)}")
         raise SystemExit(0 if args else 2)
     path, overrides = args[0], args[1:]
@@ -303,21 +324,39 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def config_keys(schema: type, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """``(dotted name, default, help)`` of every leaf key of ``schema`` (nested configs walked); a required
-    key's default is ``"???"``."""
+def config_keys(schema: type, prefix: str = "", owner: Any = None) -> list[tuple[str, Any, str]]:
+    """``(dotted name, default, help)`` of every leaf key of ``schema`` (nested configs walked, their defaults
+    read from the default instance that holds them: ``owner``); a required key's default is ``"???"``."""
     rows = []
     for f in dataclasses.fields(schema):
         name = f"{prefix}{f.name}"
         nested = _nested_schema(f)
+        default = _field_default(f, owner)
         if nested is not None:
-            rows += config_keys(nested, prefix=f"{name}.")
+            rows += config_keys(nested, prefix=f"{name}.", owner=default)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else "???"
-        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
-        rows.append((name, default, f.metadata.get("help", "")))
+        rows.append((name, "???" if default is dataclasses.MISSING else default, f.metadata.get("help", "")))
     return rows
+
+
+def diff_from_defaults(schema: type, cfg: Any) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (default, value)}`` of every leaf key of ``cfg`` (an instance of ``schema``) that differs
+    from the schema's default (required keys, which have none, are left out): what a config file changes."""
+    values = dict(_leaves(to_dict(cfg)))
+    out = {}
+    for name, default, _ in config_keys(schema):
+        if isinstance(default, str) and default == "???":
+            continue
+        if name in values and values[name] != (to_dict(default) if dataclasses.is_dataclass(default) else default):
+            out[name] = (default, values[name])
+    return out
+
+
+def _leaves(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            yield from _leaves(value, f"{prefix}{key}.")
+        yield f"{prefix}{key}", value
 
 
 def describe(schema: type, prefix: str = "") -> str:

@@ -111,3 +111,8 @@ class ResumeMismatchError(ConfigError):
 class DeviceMemoryError(SERError):
     """A forward pass ran out of device memory with a micro-batch of one clip, after halving down to it (the
     message names the clip, its length in seconds, the stage and the config key that bounds clip length)."""
+
+
+class ExportError(ConfigError):
+    """A model cannot be exported to ONNX exactly (a setting the graph cannot carry, or a graph that does not
+    predict as the checkpoint does); the message names the setting."""

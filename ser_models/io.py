@@ -5,6 +5,9 @@ folder is fsynced, so a reader sees the old file or the new one, never half of o
 object is written to a temporary key beside the target, then published by one server-side copy: a stream's
 ``close()`` completes its upload even while an exception unwinds (pyarrow offers no abort), so streaming
 straight to the target could publish half an object. An interrupted write leaves the previous version.
+S3's server-side copy takes objects up to 5 GiB (:data:`COPY_OBJECT_LIMIT`); a larger one is published by
+streaming the temporary object to the target (:func:`copy_object`), which is not atomic against an exception
+(see there).
 
 A folder of several files (a model checkpoint) is replaced by :func:`replace_dir`, which keeps one complete
 version, old or new, at every moment; :func:`complete_dir` finds it after a crash.
@@ -148,8 +151,10 @@ def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
     Local: a temporary file in the same folder, fsynced, renamed over the target, folder fsynced. Object
     store: a temporary key in the same folder, then one server-side copy over the target (atomic: readers see
     the old object or the new one), then the temporary key is deleted. On any exception (KeyboardInterrupt
-    included) the temporary file or key is removed and the target is never touched; a SIGKILL leaves at most
-    a hidden temporary file or key (or an unfinished multipart upload, which S3 never shows as an object).
+    included) while writing, the temporary file or key is removed and the target is never touched; a SIGKILL
+    leaves at most a hidden temporary file or key (or an unfinished multipart upload, which S3 never shows as
+    an object). An object above 5 GiB is published by a streamed copy instead (:func:`copy_object`): an
+    exception during that copy leaves no object at the target.
     """
     if not is_local(uri):
         fs, p = filesystem(uri)
@@ -161,7 +166,7 @@ def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
             with fs.open_output_stream(tmp) as out:
                 write(out)
             failpoint("atomic_write_before_publish")
-            fs.copy_file(tmp, p)
+            copy_object(fs, tmp, p)
         finally:
             _delete_quietly(fs, tmp)
         return
@@ -180,6 +185,58 @@ def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+#: The largest source object (bytes) that S3's single server-side copy (CopyObject) accepts: 5 GiB. pyarrow.fs
+#: offers no multipart copy (UploadPartCopy), so :func:`copy_object` streams larger objects.
+COPY_OBJECT_LIMIT = 5 * 1024**3
+#: Bytes per read and write when :func:`copy_object` streams an object (64 MiB: memory stays bounded).
+STREAM_COPY_CHUNK = 64 * 1024**2
+
+
+def copy_object(fs: pafs.FileSystem, src: str, dst: str) -> str:
+    """Copy one object to another key of the same store, as a whole object at ``dst``.
+
+    Up to :data:`COPY_OBJECT_LIMIT` bytes: one server-side copy (atomic: readers see the old object or the new
+    one). Above it: streamed through this process in :data:`STREAM_COPY_CHUNK` pieces, which is atomic against
+    a SIGKILL (S3 shows an unfinished multipart upload as no object: the previous version stays) but not against
+    an exception: pyarrow's stream cannot abort, so its ``close()`` publishes the part copied so far. That short
+    object is deleted at once, so after an exception ``dst`` holds *nothing* (its previous version is gone too),
+    and a reader in the moment between may see the short object; the exception is re-raised.
+
+    Args:
+        fs: the store of both keys.
+        src: the complete source object (in-filesystem path).
+        dst: the target key (in-filesystem path).
+
+    Returns:
+        ``"copy"`` (server-side) or ``"stream"`` (through this process).
+
+    Raises:
+        OSError: the copy failed, or the streamed object's size differs from the source's (``dst`` deleted).
+    """
+    size = fs.get_file_info(src).size
+    if size is None or size <= COPY_OBJECT_LIMIT:
+        fs.copy_file(src, dst)
+        return "copy"
+    copied = 0
+    with fs.open_input_stream(src) as fin:
+        out = fs.open_output_stream(dst)  # nothing reaches dst before this stream closes
+        try:
+            with out:
+                while chunk := fin.read(STREAM_COPY_CHUNK):
+                    out.write(chunk)
+                    copied += len(chunk)
+                    failpoint("stream_copy_mid")  # kill tests: part of a large object copied
+                if copied != size:
+                    raise OSError(f"copying {src} ({size} bytes) to {dst}: the source ended after {copied} bytes")
+            published = fs.get_file_info(dst).size
+            if published != size:
+                raise OSError(f"copying {src} ({size} bytes) to {dst}: the store holds {published} bytes")
+        except BaseException:
+            _delete_quietly(fs, dst)  # what close() published may be short: never leave it at the target
+            raise
+    return "stream"
 
 
 def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
@@ -222,7 +279,7 @@ def copy_dir(src: str | os.PathLike, dst: str | os.PathLike, last: tuple[str, ..
     for info in infos:
         rel = info.path[len(src_p):].lstrip("/")
         if same_store:
-            dst_fs.copy_file(info.path, f"{dst_p}/{rel}")  # one CopyObject: the target appears whole
+            copy_object(dst_fs, info.path, f"{dst_p}/{rel}")  # one CopyObject up to 5 GiB: the target appears whole
             continue
         with src_fs.open_input_stream(info.path) as fh:
             write_bytes_atomic(join(dst, rel), fh.read())

@@ -1,7 +1,7 @@
 """One writer at a time: a lock file in each output folder (pool, run folder, feature cache, segment output).
 
-A lock is the file ``<folder>/.ser-lock.json`` holding the holder's host, pid, process start time, start time,
-heartbeat time and a random owner token.
+A lock is the file ``<folder>/.ser-lock.json`` holding the holder's host, pid, thread, process start time, start
+time, heartbeat time and a random owner token.
 
 * **Local folders**: the file is created with ``os.open(O_CREAT | O_EXCL)``: of two writers exactly one
   creates it. The holder refreshes its heartbeat by touching the file (its mtime) from a daemon thread.
@@ -16,29 +16,42 @@ heartbeat time and a random owner token.
 
 A second writer stops at once with :class:`~ser_models.exceptions.LockHeldError` naming the holder. A *stale*
 lock is taken over with a log line: its process is gone (same host, pid dead or reused), or its heartbeat is
-older than ``$SER_LOCK_STALE_S`` seconds (default :data:`DEFAULT_STALE_S`; a host that died). Set
-``SER_LOCK_TAKE_OVER=1`` to take a lock over at once (a dead host whose heartbeat is still recent); with
-``ray job submit`` pass it in the runtime environment (``--runtime-env-json '{"env_vars":
-{"SER_LOCK_TAKE_OVER": "1"}}'``). Locks are released on exit (context manager and ``atexit``); a SIGKILL
-leaves the file, which the next writer on the same host takes over at once (dead pid), on another host after
-the stale time.
+older than ``$SER_LOCK_STALE_S`` seconds (default :data:`DEFAULT_STALE_S`; a host that died). To take one
+holder's lock over at once (a dead host whose heartbeat is still recent), name it as the refusal prints it:
+``SER_LOCK_TAKE_OVER=<host>:<pid>``; with ``ray job submit`` pass it in the runtime environment
+(``--runtime-env-json '{"env_vars": {"SER_LOCK_TAKE_OVER": "node-7:4242"}}'``). Only locks of that holder are
+taken over: a lock held by anyone else (the holder changed) is refused as usual, and so is a named holder whose
+process is alive on this host. The old value ``1`` (take over whatever lock the job meets) is refused with a
+:class:`~ser_models.exceptions.ConfigError` that explains the new form.
 
-A process may take a lock it already holds again (nested job stages): the inner handle shares the outer one.
+Locally, take-overs and releases of one folder's locks run under an ``flock`` of the folder (the kernel drops
+it when its holder dies, so it never goes stale): the stale file is judged again and removed under it, then
+the taker creates its own with ``O_EXCL``. Of several processes taking one stale lock over at once, exactly
+one holds it afterwards; the others see the new holder.
+
+Locks are released on exit (context manager and ``atexit``); a SIGKILL leaves the file, which the next writer on
+the same host takes over at once (dead pid), on another host after the stale time.
+
+A lock belongs to the thread that took it. The same thread may take it again (nested job stages): the inner
+handle shares the outer one. Another thread of the same process is another writer: it is refused (or waits,
+with ``wait_s``) like another process. A lock whose thread ended without releasing it is stale.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import socket
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from ser_models import io
-from ser_models.exceptions import LockHeldError, LockLostError
+from ser_models.exceptions import ConfigError, LockHeldError, LockLostError
 
 LOCK_NAME = ".ser-lock.json"
 TAKE_OVER_ENV = "SER_LOCK_TAKE_OVER"
@@ -49,9 +62,14 @@ DEFAULT_STALE_S = 120.0
 SETTLE_S = 0.5
 HOST = socket.gethostname()
 
-#: Locks this process holds, by lock-file path (re-entry shares them; ``held_lock_for`` finds them).
+#: Locks this process holds, by lock-file path (re-entry by the same thread shares them; ``held_lock_for``
+#: finds them).
 _HELD: dict[str, FolderLock] = {}
+#: The owner tokens of this process's locks that are held or being taken, so that a lock file naming this pid is
+#: never mistaken for one this process left behind while another of its threads is creating it.
+_OURS: dict[str, FolderLock] = {}
 _HELD_GUARD = threading.Lock()
+_LEGACY_TAKE_OVER = ("1", "true", "yes", "on")
 
 
 def _now() -> float:
@@ -92,8 +110,30 @@ def _pid_alive(pid: int, proc_start: str | None) -> bool:
     return proc_start is None or _proc_start(pid) in (None, proc_start)
 
 
-def _truthy(value: str | None) -> bool:
-    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+def holder_id(rec: dict) -> str:
+    """``<host>:<pid>`` of a lock record: the value ``SER_LOCK_TAKE_OVER`` takes to take that holder's locks over."""
+    return f"{rec.get('host', '?')}:{rec.get('pid', '?')}"
+
+
+def take_over_holder(value: object) -> str | None:
+    """The holder ``SER_LOCK_TAKE_OVER`` (or ``take_over=``) names, as ``<host>:<pid>``; None when unset.
+
+    Raises:
+        ConfigError: any other value, ``1`` included (it used to take over every lock the job met, live writers
+            on other hosts included), with the form to use instead.
+    """
+    if value is None or value is False or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    host, sep, pid = text.rpartition(":")
+    if isinstance(value, str) and sep and host and pid.isdigit():
+        return f"{host}:{int(pid)}"
+    why = ("it no longer takes over every lock the job meets (that took live writers' locks on other hosts too)"
+           if isinstance(value, bool) or text.lower() in _LEGACY_TAKE_OVER else "it names no holder")
+    raise ConfigError(
+        f"{TAKE_OVER_ENV}={text} is not accepted: {why}. Name the writer whose locks to take over, exactly as the "
+        f"'being written by another process' message prints it: {TAKE_OVER_ENV}=<host>:<pid> (for example "
+        f"{TAKE_OVER_ENV}=node-7:4242), or unset {TAKE_OVER_ENV}")
 
 
 def stale_seconds() -> float:
@@ -111,7 +151,8 @@ class FolderLock:
         folder: the folder to lock (local path or ``pyarrow.fs`` URI); created if missing.
         what: what the folder is, for messages ("pool", "run folder", ...).
         name: the lock file's name inside ``folder`` (a second lock in one folder, e.g. the ledger's).
-        take_over: take any lock found over at once (default: ``$SER_LOCK_TAKE_OVER``).
+        take_over: ``"<host>:<pid>"`` of a holder whose lock to take over at once, even while its heartbeat is
+            recent (default: ``$SER_LOCK_TAKE_OVER``); a lock of any other holder is respected.
         stale_s: heartbeat age (s) after which a lock is stale (default: :func:`stale_seconds`).
         wait_s: how long to wait for a held lock before giving up (0: stop at once; short critical sections
             such as one ledger append wait a little).
@@ -119,11 +160,12 @@ class FolderLock:
     """
 
     def __init__(self, folder: str | os.PathLike, what: str = "output folder", *, name: str = LOCK_NAME,
-                 take_over: bool | None = None, stale_s: float | None = None, wait_s: float = 0.0, log=print):
+                 take_over: str | None = None, stale_s: float | None = None, wait_s: float = 0.0, log=print):
         self.folder = io.storage_path(folder)
         self.what = what
         self.path = io.join(self.folder, name)
-        self.take_over = _truthy(os.environ.get(TAKE_OVER_ENV)) if take_over is None else bool(take_over)
+        self.take_over = take_over_holder(os.environ.get(TAKE_OVER_ENV) if take_over is None else take_over)
+        self.thread: threading.Thread | None = None  # the owner (set when taken): other threads are other writers
         self.stale_s = stale_seconds() if stale_s is None else float(stale_s)
         self.heartbeat_s = max(0.05, min(30.0, self.stale_s / 4))
         self.wait_s = float(wait_s)
@@ -135,6 +177,9 @@ class FolderLock:
         self._outer: FolderLock | None = None
         self._depth = 0
         self._stop = threading.Event()
+        #: Held by the heartbeat while it checks ``_stop`` and writes; a release sets ``_stop`` under it, so no
+        #: beat writes after the release has begun.
+        self._beat_guard = threading.Lock()
         self._thread: threading.Thread | None = None
         self._lost: str | None = None
         #: The last heartbeat error (a store that failed a write; the next beat retries).
@@ -150,7 +195,8 @@ class FolderLock:
 
     def _record(self) -> dict:
         return {"host": HOST, "pid": os.getpid(), "proc_start": _proc_start(os.getpid()), "token": self.token,
-                "started_at": self.started, "heartbeat_at": _now(), "what": self.what, "folder": str(self.folder)}
+                "thread": threading.current_thread().name, "started_at": self.started, "heartbeat_at": _now(),
+                "what": self.what, "folder": str(self.folder)}
 
     def _read(self) -> tuple[dict | None, float]:
         """``(record, heartbeat age in s)``; ``(None, 0)`` when there is no lock file. A file being created
@@ -176,61 +222,89 @@ class FolderLock:
     def _stale(self, rec: dict, age: float) -> str | None:
         """Why ``rec`` is stale, or None while its holder looks alive."""
         if rec.get("host") == HOST and rec.get("pid") is not None:
-            if int(rec["pid"]) == os.getpid() and rec.get("token") not in {lk.token for lk in _HELD.values()}:
-                return f"it was left by this process (pid {rec['pid']}) and is no longer held"
-            if not _pid_alive(rec["pid"], rec.get("proc_start")):
+            if int(rec["pid"]) == os.getpid():
+                with _HELD_GUARD:
+                    owner = _OURS.get(rec.get("token"))
+                if owner is None:
+                    return f"it was left by this process (pid {rec['pid']}) and is no longer held"
+                if owner.thread is not None and not owner.thread.is_alive():
+                    return (f"its thread {owner.thread.name!r} of this process (pid {rec['pid']}) ended without "
+                            "releasing it")
+            elif not _pid_alive(rec["pid"], rec.get("proc_start")):
                 return f"its process {rec['pid']} on this host ({HOST}) is gone"
         if age > self.stale_s:
             return f"its heartbeat is {age:.0f} s old (stale after {self.stale_s:g} s, {STALE_ENV})"
         return None
 
+    def _named_alive(self, rec: dict) -> bool:
+        """The holder ``rec`` runs on this host and its process is alive (never taken over, even when named)."""
+        return (rec.get("host") == HOST and rec.get("pid") is not None
+                and _pid_alive(rec["pid"], rec.get("proc_start")))
+
+    def _take_over_reason(self, rec: dict, age: float, take_over: str | None) -> str | None:
+        """Why the lock ``rec`` (heartbeat ``age`` s old) may be taken over now, or None to respect it."""
+        if not rec:  # a file being created right now, or left empty by a writer that died creating it
+            return f"its file is empty and {age:.0f} s old" if age > self.stale_s else None
+        stale = self._stale(rec, age)
+        if stale is None and take_over is not None and holder_id(rec) == take_over and not self._named_alive(rec):
+            return f"{TAKE_OVER_ENV}={take_over} names it"
+        return stale
+
     def describe(self, rec: dict | None, age: float = 0.0) -> str:
         """The holder in words: host, pid, start time and heartbeat age."""
         if not rec:
             return "a writer that is creating the lock right now"
-        return (f"host {rec.get('host', '?')}, pid {rec.get('pid', '?')}, started {_iso(rec.get('started_at'))}, "
-                f"last heartbeat {age:.0f} s ago")
+        thread = (f", thread {rec['thread']!r} (another thread of this process)"
+                  if rec.get("host") == HOST and rec.get("pid") == os.getpid() and rec.get("thread") else "")
+        return (f"host {rec.get('host', '?')}, pid {rec.get('pid', '?')}{thread}, started "
+                f"{_iso(rec.get('started_at'))}, last heartbeat {age:.0f} s ago")
+
+    def _refusal(self, rec: dict | None, age: float, take_over: str | None) -> LockHeldError:
+        """The error of a writer that found ``rec`` holding the lock: who holds it, and the exact take-over key."""
+        msg = (f"the {self.what} {self.folder} is being written by another process ({self.describe(rec, age)}; "
+               f"lock file {self.path}). Wait for it to finish.")
+        if not rec:
+            return LockHeldError(msg + " Its lock file is being written right now: rerun in a moment")
+        holder = holder_id(rec)
+        if take_over is not None and take_over != holder:
+            msg += (f" {TAKE_OVER_ENV}={take_over} is set, but the holder changed: the lock is now held by {holder}, "
+                    "so nothing was taken over.")
+        elif take_over is not None:
+            msg += (f" {TAKE_OVER_ENV}={take_over} names it, but its process {rec.get('pid')} is alive on this host: "
+                    "stop it first (a lock of a process that exited is taken over by itself).")
+        if rec.get("host") == HOST and rec.get("pid") == os.getpid():
+            return LockHeldError(msg + " Another thread of this process holds it: two threads are two writers")
+        return LockHeldError(
+            msg + f" If that process is gone (a dead host), rerun with {TAKE_OVER_ENV}={holder} to take its lock "
+            f"over now; a lock whose process died on this host, or whose heartbeat is older than "
+            f"{STALE_ENV}={self.stale_s:g} s, is taken over by itself")
 
     # -- acquire / release -------------------------------------------------------------------------------
     def acquire(self) -> FolderLock:
-        """Take the lock (or join this process's hold of it).
+        """Take the lock (or join this thread's hold of it).
 
         Raises:
-            LockHeldError: another live writer holds it (after ``wait_s``), naming it and the take-over key.
+            LockHeldError: another live writer (another process, or another thread of this one) holds it (after
+                ``wait_s``), naming it and the exact take-over key.
         """
         if self._depth > 0 or self._outer is not None:
             return self  # this handle holds it already (``with open_output(...):`` on an acquired lock)
+        me = threading.current_thread()
         with _HELD_GUARD:
             outer = _HELD.get(self.path)
-            if outer is not None and outer.held and outer._pid == os.getpid():  # not a forked child's copy
+            # Re-entry only by the thread that holds it (nested stages), never a forked child's copy.
+            if outer is not None and outer.held and outer._pid == os.getpid() and outer.thread is me:
                 outer._depth += 1
-                self._outer, self.token, self.started = outer, outer.token, outer.started
+                self._outer, self.token, self.started, self.thread = outer, outer.token, outer.started, me
                 return self
-        deadline = time.monotonic() + self.wait_s
-        take_over = self.take_over
-        for _attempt in range(1000):
-            self.started = _now()
-            if self._create():
-                break
-            rec, age = self._read()
-            if rec is None:
-                continue  # released between our create and read: try again
-            reason = f"{TAKE_OVER_ENV} is set" if take_over and rec else self._stale(rec, age) if rec else (
-                f"its file is empty and {age:.0f} s old" if age > self.stale_s else None)
-            if reason:
-                self._take_over(rec, reason, age)
-                take_over = False  # only the lock found at start; a racing new holder is respected
-                continue
-            if time.monotonic() < deadline:
-                time.sleep(0.05)
-                continue
-            raise LockHeldError(
-                f"the {self.what} {self.folder} is being written by another process ({self.describe(rec, age)}; "
-                f"lock file {self.path}). Wait for it to finish. If that process is gone (a dead host), rerun "
-                f"with {TAKE_OVER_ENV}=1 to take the lock over now; a lock whose process died on this host, or "
-                f"whose heartbeat is older than {STALE_ENV}={self.stale_s:g} s, is taken over by itself")
-        else:  # pragma: no cover - a lock file that keeps changing under us
-            raise LockHeldError(f"the {self.what} {self.folder}: could not take the lock {self.path}")
+            _OURS[self.token] = self
+        self.thread = me
+        try:
+            self._acquire_file()
+        except BaseException:
+            with _HELD_GUARD:
+                _OURS.pop(self.token, None)
+            raise
         self._depth, self._pid = 1, os.getpid()
         with _HELD_GUARD:
             _HELD[self.path] = self
@@ -238,6 +312,26 @@ class FolderLock:
         self._thread = threading.Thread(target=self._beat, name=f"lock-heartbeat {self.path}", daemon=True)
         self._thread.start()
         return self
+
+    def _acquire_file(self) -> None:
+        deadline = time.monotonic() + self.wait_s
+        take_over = self.take_over
+        for _attempt in range(1000):
+            self.started = _now()
+            if self._create():
+                return
+            rec, age = self._read()
+            if rec is None:
+                continue  # released between our create and read: try again
+            if self._take_over_reason(rec, age, take_over):
+                self._take_over(take_over)
+                continue  # create ours; a writer that created one first wins, and we see it next
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise self._refusal(rec, age, take_over)
+        raise LockHeldError(  # pragma: no cover - a lock file that keeps changing under us
+            f"the {self.what} {self.folder}: could not take the lock {self.path}")
 
     def _create(self) -> bool:
         data = json.dumps(self._record(), sort_keys=True).encode()
@@ -261,30 +355,45 @@ class FolderLock:
         rec, _ = self._read()
         return bool(rec) and rec.get("token") == self.token
 
-    def _take_over(self, rec: dict, reason: str, age: float) -> None:
-        """Remove the stale lock ``rec`` (only if the file still holds it) and log who held it."""
+    @contextmanager
+    def _folder_guard(self):
+        """Serialise the take-overs and releases of this folder's local locks: an exclusive ``flock`` of the
+        folder (of a guard file beside the lock where folders cannot be locked). The kernel drops it when its
+        holder dies, so unlike a lock file it can never be left behind."""
+        p = io.local_path(self.path)
+        fd = os.open(p.parent, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # e.g. NFS, whose flock is a POSIX lock that needs a file opened for writing
+                os.close(fd)
+                fd = os.open(p.with_name(f"{p.name}.guard"), os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _take_over(self, take_over: str | None) -> None:
+        """Remove the lock file if, read again now, it may still be taken over, and log whose it was.
+
+        Locally the read and the removal run under :meth:`_folder_guard`: no other taker and no releasing holder
+        can replace the file in between, so the file removed is the one judged stale (a lock just created by a
+        racing taker is judged live and kept). The caller then creates its own with ``O_EXCL``: of several
+        takers, one creates it and the others find it held. On object stores the lease is removed only while it
+        still holds the token read; a racing taker is settled by the lease's read-back.
+        """
         if self.local:
-            p = io.local_path(self.path)
-            aside = p.with_name(f"{p.name}.stale-{self.token}")
-            try:
-                os.rename(p, aside)  # atomic: of two writers taking over, one moves it
-            except FileNotFoundError:
-                return
-            try:
-                moved = json.loads(aside.read_bytes().decode() or "{}")
-            except ValueError:
-                moved = {}
-            if moved.get("token") != rec.get("token"):  # a new holder's lock, not the stale one: put it back
-                try:
-                    os.link(aside, p)
-                except FileExistsError:
-                    pass
-                aside.unlink(missing_ok=True)
-                return
-            aside.unlink(missing_ok=True)
+            with self._folder_guard():
+                rec, age = self._read()
+                reason = self._take_over_reason(rec, age, take_over) if rec is not None else None
+                if reason is None:
+                    return  # released meanwhile, or now held by a live writer: the caller looks again
+                io.local_path(self.path).unlink(missing_ok=True)
+                io.fsync_dir(io.local_path(self.path).parent)
         else:
-            now, _ = self._read()
-            if not now or now.get("token") != rec.get("token"):
+            rec, age = self._read()
+            reason = self._take_over_reason(rec, age, take_over) if rec is not None else None
+            if reason is None:
                 return
             io.fs_delete(self.path)
         self.log(f"lock {self.path}: taking over the stale lock of {self.describe(rec, age)} ({reason})")
@@ -296,11 +405,14 @@ class FolderLock:
                 if not rec or rec.get("token") != self.token:
                     self._lost = f"now held by {self.describe(rec)}" if rec else "its lock file is gone"
                     return
-                if self.local:
-                    os.utime(io.local_path(self.path))
-                else:
-                    io.write_bytes_atomic(self.path, json.dumps({**rec, "heartbeat_at": _now()},
-                                                                sort_keys=True).encode())
+                with self._beat_guard:
+                    if self._stop.is_set():
+                        return  # released while we read: the lease is the release's to remove
+                    if self.local:
+                        os.utime(io.local_path(self.path))
+                    else:
+                        io.write_bytes_atomic(self.path, json.dumps({**rec, "heartbeat_at": _now()},
+                                                                    sort_keys=True).encode())
             except Exception as exc:  # noqa: BLE001 - a failed beat is retried; assert_held decides
                 self.beat_error = f"{type(exc).__name__}: {exc}"
 
@@ -337,21 +449,32 @@ class FolderLock:
 
     def _release_file(self) -> None:
         self._depth = 0
-        self._stop.set()
+        with self._beat_guard:  # a beat that read the lease before this finds _stop set and writes nothing
+            self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+            self._thread.join()  # its wait wakes on _stop; a beat in flight ends without writing
         with _HELD_GUARD:
             if _HELD.get(self.path) is self:
                 del _HELD[self.path]
         try:
-            rec, _ = self._read()
-            if rec and rec.get("token") == self.token:
-                if self.local:
-                    io.local_path(self.path).unlink(missing_ok=True)
-                else:
-                    io.fs_delete(self.path)
+            if self.local:
+                with self._folder_guard():  # no taker replaces the file between our read and our unlink
+                    self._remove_if_ours()
+            else:
+                self._remove_if_ours()
         except OSError:
             pass  # the store is gone (interpreter exit): a stale lock is taken over by the next writer
+        finally:
+            with _HELD_GUARD:
+                _OURS.pop(self.token, None)
+
+    def _remove_if_ours(self) -> None:
+        rec, _ = self._read()
+        if rec and rec.get("token") == self.token:
+            if self.local:
+                io.local_path(self.path).unlink(missing_ok=True)
+            else:
+                io.fs_delete(self.path)
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
@@ -394,4 +517,4 @@ def _release_all() -> None:
 
 
 __all__ = ["DEFAULT_STALE_S", "LOCK_NAME", "SETTLE_S", "STALE_ENV", "TAKE_OVER_ENV", "FolderLock", "assert_held_for",
-           "held_lock_for", "stale_seconds"]
+           "held_lock_for", "holder_id", "stale_seconds", "take_over_holder"]

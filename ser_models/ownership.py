@@ -47,6 +47,7 @@ KINDS = {
     "run": "a run folder (jobs.after, a sweep trial)",
     "evidence": "an evidence folder (jobs.evidence)",
     "feature_cache": "a feature cache folder",
+    "export": "an exported dataset folder (jobs.convert to=lhotse / to=hf)",
 }
 #: ``recognise(folder, entries) -> children to record, or None``: is an unmarked folder this kind's layout?
 Recognise = Callable[[str, list[str]], "list[str] | None"]

@@ -8,6 +8,10 @@ config with it: keys marked ``SPEED`` (actor, worker and thread counts, batch si
 :class:`~ser_models.exceptions.ResumeMismatchError` naming each key with its recorded and new value, before Ray
 starts, so a rerun never reuses ``scores.parquet``, ``selection.parquet`` or a checkpoint made under other
 settings. ``tests/unit/test_config_keys.py`` keeps every key of every job classified.
+A record written by an older version may lack a key that changes results now (one added since, or one that
+version counted as speed-only, such as ``scaling.use_gpu``): the run is taken to have used the key's default.
+A start at that default goes on with a log line; any other value is refused, naming the key, both values and
+how to go on.
 ``config.yaml`` beside it keeps the first start's full config (later starts do not overwrite it).
 
 A run's pool input is the pool's *lineage* (``Pool.lineage``), not its version: a pool that only grew (new
@@ -49,7 +53,7 @@ def result_keys(cfg: dict, speed_only: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict[str, Any] | None = None,
-              config_yaml: str | None = None, extra_speed_only: tuple[str, ...] = ()) -> bool:
+              config_yaml: str | None = None, extra_speed_only: tuple[str, ...] = (), log=print) -> bool:
     """Record this run's provenance on its first start; refuse a later start that would change results.
 
     Args:
@@ -61,13 +65,17 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
             while the pool grows or is relabelled, new after a rebuild).
         config_yaml: the full config as YAML, written to ``config.yaml`` on the first start.
         extra_speed_only: more speed-only key patterns (fnmatch over dotted names) for this run.
+        log: where the line goes that says a key the record lacks is assumed at its default.
 
     Returns:
         True when the folder was new (provenance written), False when an earlier start matched.
 
     Raises:
         ResumeMismatchError: (a ``ConfigError``) naming every result-changing key (old and new value) or input
-            that differs, and what to do (a new ``output_dir``, or the old values); ``.changes`` lists them.
+            that differs, and what to do (a new ``output_dir``, or the old values); ``.changes`` lists them. A
+            result key that the record, written by an older version, lacks is assumed at its schema default:
+            a start at that value goes on (with a log line), any other value is refused, naming the key, this
+            start's value, the default, and how to go on.
         ConfigError: the folder holds another job's run, or a record this version cannot read.
     """
     base = str(output_dir).rstrip("/")
@@ -92,12 +100,14 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
         raise ConfigError(f"{path} is not a run record this version understands ({exc}); use a new output_dir") from exc
     if old_job != job:
         raise ConfigError(f"output_dir {base} holds a {old_job} run; {job} needs its own output_dir")
-    # A key a newer version added is missing from an older record: at its default it changes nothing. (So is a
-    # key an older version counted as speed-only, e.g. scaling.num_workers: it is refused unless at its default.)
-    added_at_default = {k for k in set(keys) - set(old_keys) if schema is not None
-                        and _same(key_default(schema, k), keys[k])}
+    # A key the record lacks was not recorded by the older version that wrote it: added since, or counted as
+    # speed-only then (scaling.use_gpu, scaling.num_workers). Its value in that run is not known; the schema's
+    # default stands in for it.
+    unrecorded = sorted(set(keys) - set(old_keys))
+    assumed = [k for k in unrecorded if schema is not None and _same(key_default(schema, k), keys[k])]
+    unknown = [k for k in unrecorded if k not in assumed]
     changes = [(k, old_keys.get(k, "<unset>"), keys.get(k, "<unset>"))
-               for k in sorted(set(old_keys) | set(keys) - added_at_default)
+               for k in sorted(set(old_keys) | set(keys) - set(unrecorded))
                if old_keys.get(k, _MISSING) != keys.get(k, _MISSING)]
     diffs = [f"{k}: {old!r} -> {new!r}" for k, old, new in changes]
     diffs += [f"input {k}: {old_inputs.get(k)!r} -> {inputs.get(k)!r}" + (
@@ -106,16 +116,53 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
               for k in sorted(set(old_inputs) | set(inputs)) if old_inputs.get(k) != inputs.get(k)]
     changes += [(f"input {k}", old_inputs.get(k), inputs.get(k))
                 for k in sorted(set(old_inputs) | set(inputs)) if old_inputs.get(k) != inputs.get(k)]
-    if diffs:
-        raise ResumeMismatchError(
-            f"output_dir {base} was started with other result-changing settings ({path}); resuming would mix "
-            f"artifacts of two configs. Differences: " + "; ".join(diffs)
-            + ". Use a new output_dir, or rerun with the recorded values (speed-only and location keys such as "
-            "active.scorer.num_actors or pool_dir may change freely)", changes)
+    changes += [(k, _NOT_RECORDED, keys[k]) for k in unknown]
+    if diffs or unknown:
+        parts = []
+        if diffs:
+            parts.append(
+                f"output_dir {base} was started with other result-changing settings ({path}); resuming would mix "
+                f"artifacts of two configs. Differences: " + "; ".join(diffs)
+                + ". Use a new output_dir, or rerun with the recorded values (speed-only and location keys such as "
+                "active.scorer.num_actors or pool_dir may change freely)")
+        if unknown:
+            parts.append(_unrecorded_message(base, path, schema, {k: keys[k] for k in unknown}))
+        raise ResumeMismatchError(". ".join(parts), changes)
+    if assumed:
+        log(f"{path} was written by an older version of the platform that did not record "
+            + ", ".join(f"{k} (assumed to be its default, {keys[k]!r}, which this start also uses)" for k in assumed)
+            + "; if that run used other values, resume it with those or use a new output_dir")
     return False
 
 
 _MISSING = object()
+#: The "old value" of a key an older version did not record, in :attr:`ResumeMismatchError.changes`.
+_NOT_RECORDED = "<not recorded>"
+
+
+def _unrecorded_message(base: str, path: str, schema: type | None, values: dict[str, Any]) -> str:
+    """Why a start is refused whose result keys ``values`` (name: this start's value) an older record lacks."""
+    names = ", ".join(values)
+    text = (f"output_dir {base} was written by an older version of the platform that did not record {names} in "
+            f"{path} (keys that change results now). ")
+    fixes = []
+    for key, value in values.items():
+        default = key_default(schema, key) if schema is not None else dataclasses.MISSING
+        shown = json.dumps(value)
+        if default is dataclasses.MISSING:
+            text += f"This start sets {key}={shown}; what that run used is not known. "
+        else:
+            old = json.dumps(json.loads(json.dumps(default, default=str)))
+            text += (f"That run is taken to have used the default, {key}={old}; this start sets {key}={shown}. ")
+            fixes.append(f"{key}={old}")
+    how = []
+    if fixes:
+        how.append("rerun with " + " ".join(fixes) + " to resume it")
+    how.append("if you know the first start used this start's values, record them by adding "
+               + ", ".join(f'"{k}": {json.dumps(v)}' for k, v in values.items())
+               + f' under "config" in {path} and rerun')
+    how.append("or use a new output_dir")
+    return text + "To go on: " + "; ".join(how)
 
 
 def _same(default: Any, value: Any) -> bool:

@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 
+from ser_models import console
+
 #: Largest block Ray Data builds from a pool read (Ray's default is 128 MiB). Pool rows are ~100 KB of encoded
 #: audio; blocks of this size keep each read task's output buffer and the blocks waiting in the object store
 #: small, so the memory of a pool-sized pipeline does not grow with the pool (bench.scale).
@@ -160,7 +162,8 @@ def watch_head_node(poll_s: float = 1.0) -> threading.Thread | None:
 
 
 def connect_ray() -> None:
-    """``ray.init()`` to ``RAY_ADDRESS`` (set by ``ray job submit``) or a new local instance.
+    """``ray.init()`` to ``RAY_ADDRESS`` (set by ``ray job submit``) or a new local instance, with Ray's own
+    console lines kept out unless ``--verbose`` (:mod:`ser_models.console`).
 
     Ray Data prints several INFO lines per dataset it executes (a job runs dozens), which bury the job's own
     progress lines. Its console handler is raised to WARNING (or ``$SER_RAY_DATA_CONSOLE_LEVEL``); its file
@@ -170,7 +173,8 @@ def connect_ray() -> None:
     import ray.data  # configures the "ray.data" logger and its handlers
 
     if not ray.is_initialized():  # inside a Ray task or actor (a sweep trial) Ray is already connected
-        ray.init()
+        ray.init(logging_level=console.init_logging_level())
+        console.quiet_ray_console()  # Ray's internal lines stay in its log files (ser_models.console)
         if os.environ.get("RAY_ADDRESS"):  # attached to a cluster whose head can die without us
             watch_head_node()
     configure_ray_data()

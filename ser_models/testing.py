@@ -89,6 +89,16 @@ def random_waveforms(batch: int = 2, seconds: float = 0.5, seed: int = 0,
 
 # ---------------------------------------------------------------------------------- demo pools
 #: Clips in the demo corpus: enough for speaker-disjoint train/dev/test with all 4 emotions in each split.
+#: jobs.after / jobs.evidence overrides of the trained-head path: LoRA adapters on the encoder, an MLP head with
+#: LayerNorm on its input, AdamW epochs through Ray Train, TAPT first, ``informative_diverse`` selection. The
+#: jobs' defaults are the frozen-encoder recipe; tests of these paths name them with this list (their own keys,
+#: given after it, win).
+TRAINED_HEAD_AFTER = (
+    "model.adapter.kind=lora", "model.feature_norm=none", "model.head_hidden=128", "model.head_input_norm=true",
+    "model.head_dropout=0.1", "train.solver=adamw", "train.l2_c=1.0", "scaling.backend=ray_train",
+    "tapt_enabled=true", "active.strategy.name=informative_diverse", "active.strategy.prefilter_factor=10",
+)
+
 DEMO_N = 48
 #: Corpus seed (same arguments give byte-identical audio).
 DEMO_SEED = 0

@@ -16,21 +16,32 @@ How a draw works:
   belongs to the value most of its clips have. Units are laid out on a line stratum by stratum in a seeded
   random order, each at the middle of its share of its stratum, and the sets take units in that order: every
   prefix of the order holds each stratum's share (systematic sampling).
-* **Sizes**: ``test_size`` / ``dev_size`` clips, or ``test_hours`` / ``dev_hours`` of audio. Whole units cannot
-  hit a size exactly: a set takes the next unit while the unit's first half still fits, skipping a unit that
-  would overshoot by more than half its own size, so it ends within half a unit of its size.
+* **Sizes**: ``test_size`` / ``dev_size`` clips, or ``test_hours`` / ``dev_hours`` of audio. Left unset, they
+  come from the planner for the pool the draw sees (:mod:`~ser_models.active.evaluation_sizes`): the smallest
+  test set whose UA interval reaches ``half_width`` for the run's classes, at the design effect of the pool's
+  recordings (else speakers) and an assumed ``icc``, a dev set of half of it, together at most ``max_share`` of
+  the candidates (a ceiling the draw keeps). Given sizes win. Whole units cannot hit a size exactly: a set takes
+  the next unit while the unit's first half still fits, skipping a unit that would overshoot by more than half
+  its own size, so it ends within half a unit of its size.
+* **At most N clips per unit** (``max_per_unit``): a set takes a seeded sample of at most N clips of each unit
+  it draws, so the same labels span more recordings (a smaller design effect, a narrower interval). The unit's
+  other clips are held out too (neither labelled nor trained on), so no unit straddles evaluation and training:
+  the price is training-pool clips, which the draw's line states.
+* **What a set holds**: the draw prints, per set, its recordings, speakers and groups and its design effect, and
+  warns when a set spans fewer than ``planner.MIN_UNITS`` (10) recordings (else speakers).
 * **Deterministic**: a pure function of (the training clips, the clips the oracle cannot label, the config,
   ``active.seed``). The loop writes the draw once to ``rounds/evaluation/selection.parquet`` (``utt_id,
   purpose, unit``; atomically) and a restart reads it back, never drawing again.
 
-How large to make them: the test set's size sets how finely runs can be compared (the 95 % interval of an
-accuracy near p on n independent clips is about ``1.96 * sqrt(p (1 - p) / n)``: +-5 points at n = 400; fewer
-whole speakers or recordings widen it). ``docs/planning.md`` weighs it against the training budget.
+Before it writes the draw, the draw checks that the training budget (``active.budget_*``) still fits in what
+is left, and names the evaluation keys, the budget keys and the numbers when it does not (nothing is written, so
+a rerun with other sizes draws again). ``docs/planning.md`` weighs the sizes against the training budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,12 +49,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ser_models.active.evaluation_sizes import (
+    EvaluationSizes,
+    clips_mean_cluster_size,
+    cluster_ids,
+    describe_composition,
+    evaluation_sizes,
+    set_composition,
+)
 from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.io import StoragePath, exists, read_parquet, write_json_atomic, write_parquet_atomic
 
 __all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "RunEvaluation", "check_evaluation_pool",
-           "draw_evaluation_sets", "evaluation_sets", "evaluation_source", "without_ids"]
+           "draw_evaluation_sets", "evaluation_sets", "evaluation_source", "resolve_sizes", "unit_column",
+           "without_ids"]
 
 _SOURCES = ("auto", "pool", "loop")
 #: Coarse to fine: a set's units may be spread over a coarser column's values.
@@ -53,7 +73,7 @@ _DISJOINT = ("auto", "none", *_HIERARCHY)
 #: The evaluation purposes, in the order they are drawn.
 EVALUATION_PURPOSES = ("test", "dev")
 #: Pool columns a draw reads.
-DRAW_COLUMNS = ["utt_id", "duration", *_HIERARCHY, "language"]
+DRAW_COLUMNS = ["utt_id", "duration", *_HIERARCHY, "language", "label"]
 _KEY = "active.evaluation"
 
 
@@ -65,8 +85,20 @@ class EvaluationConfig:
                                                     "the manifest); 'loop' = drawn from the training split before round 0 and "
                                                     "labelled through the oracle first; 'auto' = 'pool' when the pool has dev and "
                                                     "test splits with labels, else 'loop'")
-    test_size: int = field(300, effect=RESULT, help="source=loop: clips in the test set (about: whole units are taken)")
-    dev_size: int = field(100, effect=RESULT, help="source=loop: clips in the dev set (0 = no dev set)")
+    test_size: int | None = field(None, effect=RESULT, help="source=loop: clips in the test set (about: whole units are "
+                                  "taken); null = from the planner for the pool: the smallest reaching half_width, "
+                                  "within max_share")
+    dev_size: int | None = field(None, effect=RESULT, help="source=loop: clips in the dev set (0 = no dev set); null = from "
+                                 "the planner, half the planner's test set")
+    half_width: float = field(0.05, effect=RESULT, help="source=loop, sizes unset: the test UA interval's half-width the "
+                              "planner sizes the test set for (95 %, expected UA 0.6)")
+    max_share: float = field(0.3, effect=RESULT, help="source=loop, sizes unset: the most of the candidate clips the test "
+                             "and dev sets may take together (planner sizes never exceed it)")
+    icc: float = field(0.1, effect=RESULT, help="assumed correlation of being right between clips of one recording (else "
+                       "speaker): the design effect 1 + (m - 1) * icc of the planner's sizes and of the sets' report")
+    max_per_unit: int = field(0, effect=RESULT, help="source=loop: at most this many clips of each unit (disjoint_by) in "
+                              "a set, a seeded sample; the unit's other clips are held out of training too (0 = whole "
+                              "units). The same labels then span more recordings")
     test_hours: float = field(0.0, effect=RESULT, help="source=loop: hours of audio in the test set instead of test_size (0 = "
                                                        "use test_size)")
     dev_hours: float = field(0.0, effect=RESULT, help="source=loop: hours of audio in the dev set instead of dev_size (0 = use "
@@ -86,18 +118,38 @@ class EvaluationConfig:
                 raise ConfigError(f"{_KEY}.{key} must be one of {list(allowed)}, got {value!r}")
         for key in ("test_size", "dev_size"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{_KEY}.{key} must be a whole number of clips >= 0, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ConfigError(f"{_KEY}.{key} must be a whole number of clips >= 0 (or null: from the planner), "
+                                  f"got {value!r}")
+        if isinstance(self.max_per_unit, bool) or not isinstance(self.max_per_unit, int) or self.max_per_unit < 0:
+            raise ConfigError(f"{_KEY}.max_per_unit must be a whole number >= 0 (0 = whole units), got "
+                              f"{self.max_per_unit!r}")
+        for key, low, high in (("half_width", 0, 1), ("max_share", 0, 1), ("icc", -1e-12, 1 + 1e-12)):
+            if not low < getattr(self, key) < high:
+                raise ConfigError(f"{_KEY}.{key} must be in ({max(low, 0):g}, {round(high):g}), got "
+                                  f"{getattr(self, key)!r}")
         for key in ("test_hours", "dev_hours"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"{_KEY}.{key} must be >= 0 hours, got {getattr(self, key)!r}")
-        if self.test_size < 1 and self.test_hours <= 0:
-            raise ConfigError(f"{_KEY}: the test set needs test_size >= 1 or test_hours > 0")
+        if self.test_size is not None and self.test_size < 1 and self.test_hours <= 0:
+            raise ConfigError(f"{_KEY}: the test set needs test_size >= 1 (or null), or test_hours > 0")
+
+    @property
+    def planned(self) -> bool:
+        """Whether a size is left to the planner (a size unset and no hours in its place)."""
+        return any(getattr(self, f"{p}_size") is None and getattr(self, f"{p}_hours") <= 0
+                   for p in EVALUATION_PURPOSES)
 
     def target(self, purpose: str) -> tuple[float, str]:
-        """``(size, unit)`` of a set: ``(clips, "clips")`` or ``(seconds, "seconds")`` (0 = no such set)."""
+        """``(size, unit)`` of a set: ``(clips, "clips")`` or ``(seconds, "seconds")`` (0 = no such set); sizes
+        must be resolved (:func:`resolve_sizes`)."""
         hours = getattr(self, f"{purpose}_hours")
-        return (3600.0 * hours, "seconds") if hours > 0 else (float(getattr(self, f"{purpose}_size")), "clips")
+        if hours > 0:
+            return 3600.0 * hours, "seconds"
+        size = getattr(self, f"{purpose}_size")
+        if size is None:
+            raise ConfigError(f"{_KEY}.{purpose}_size is unset and was not resolved from the planner")
+        return float(size), "clips"
 
 
 # ------------------------------------------------------------------------------------------------ source
@@ -189,33 +241,76 @@ def _order(units: pd.DataFrame, seed: int) -> pd.DataFrame:
     return units.sort_values(["place", "draw"], kind="stable").reset_index(drop=True)
 
 
-def _take(order: pd.DataFrame, target: float) -> list[int]:
-    """Positions in ``order`` a set of ``target`` size takes: the next unit while its first half still fits."""
+def _take(order: pd.DataFrame, target: float, ceiling: float = float("inf")) -> list[int]:
+    """Positions in ``order`` a set of ``target`` size takes: the next unit while its first half still fits, and
+    never past ``ceiling``."""
     taken, total = [], 0.0
     for k, size in enumerate(order["size"].to_numpy()):
         if total >= target:
             break
-        if total + size / 2 <= target:
+        if total + size / 2 <= target and total + size <= ceiling:
             taken.append(k)
             total += size
     return taken
 
 
-def draw_evaluation_sets(clips: pd.DataFrame, cfg: EvaluationConfig, seed: int,
-                         exclude: Iterable[str] = ()) -> tuple[pd.DataFrame, dict]:
+def resolve_sizes(clips: pd.DataFrame, cfg: EvaluationConfig, labels: Sequence[str] = ()
+                  ) -> tuple[EvaluationConfig, EvaluationSizes | None]:
+    """``cfg`` with unset sizes filled from the planner for ``clips`` (the candidates), and the planner's sizes
+    (None when every size was given).
+
+    Classes are ``labels`` (the run's ``model.labels``) with the shares of the candidates' labels when each class
+    has one (a simulated pool), else uniform; the expected UA is the planner's 0.6; clusters are the candidates'
+    recordings (else speakers), each capped at ``max_per_unit``. A run with no classes (dimensional only) takes
+    300 / 100 clips within ``max_share``.
+    """
+    if not cfg.planned:
+        return cfg, None
+    labels = [str(c) for c in labels]
+    if len(labels) >= 2:
+        counts = (clips["label"].dropna().astype(str).value_counts() if "label" in clips.columns
+                  else pd.Series(dtype=int))
+        counts = counts.reindex(labels).fillna(0).to_numpy(dtype=float)
+        shares = counts / counts.sum() if counts.min() > 0 else np.full(len(labels), 1 / len(labels))
+    else:  # no class to size UA for: the planner's uniform four-class case, as the old fixed sizes assumed
+        shares = np.full(4, 0.25)
+    _, clusters = cluster_ids(clips)
+    sizes = evaluation_sizes(len(clips), shares, np.full(len(shares), 0.6), half_width=cfg.half_width,
+                             cluster_size=clips_mean_cluster_size(clusters, cfg.max_per_unit), icc=cfg.icc,
+                             max_share=cfg.max_share)
+    test = cfg.test_size if cfg.test_size is not None else sizes.test_size
+    dev = cfg.dev_size if cfg.dev_size is not None else sizes.dev_size
+    return dataclasses.replace(cfg, test_size=test, dev_size=dev), sizes
+
+
+def _sample_per_unit(clips: pd.DataFrame, limit: int, seed: int) -> pd.Series:
+    """True for the clips a draw may take: all, or a seeded sample of at most ``limit`` clips of each unit."""
+    if limit <= 0:
+        return pd.Series(True, index=clips.index)
+    rng = np.random.default_rng([int(seed), 0x5A3])  # a stream of its own, like the unit order's
+    key = pd.Series(rng.permutation(len(clips)), index=clips.index)
+    order = clips.assign(key=key).sort_values(["unit", "utt_id"], kind="stable")  # the same ids, the same sample
+    rank = order.sort_values(["unit", "key"], kind="stable").groupby("unit").cumcount()
+    return (rank < limit).reindex(clips.index)
+
+
+def draw_evaluation_sets(clips: pd.DataFrame, cfg: EvaluationConfig, seed: int, exclude: Iterable[str] = (),
+                         labels: Sequence[str] = ()) -> tuple[pd.DataFrame, dict]:
     """Draw the test set, then the dev set, from ``clips``.
 
     Args:
         clips: the training split's clips: ``utt_id``, ``duration`` (seconds) and any of ``group, recording,
-            speaker, language`` (missing columns count as empty).
+            speaker, language, label`` (missing columns count as empty).
         cfg: ``active.evaluation``.
         seed: ``active.seed``.
         exclude: clips the oracle cannot label: never drawn (their units may still be).
+        labels: the run's classes (``model.labels``), for sizes left to the planner (:func:`resolve_sizes`).
 
     Returns:
         ``(selection, summary)``: ``selection`` has columns ``utt_id, purpose, unit`` (``purpose`` test or dev,
         ``unit`` the disjoint unit, e.g. ``speaker=spk3``), sorted by purpose and id; ``summary`` says what was
-        drawn (``disjoint_by``, ``stratify``, per purpose ``clips``, ``seconds``, ``units``, ``target``).
+        drawn (``disjoint_by``, ``stratify``, ``sizes`` (how they were chosen), per purpose ``clips``,
+        ``seconds``, ``units``, ``target``, and ``composition``: recordings, speakers, groups, design effect).
 
     Raises:
         PoolExhaustedError: the candidates cannot fill the sets and leave training clips, naming the sizes asked
@@ -229,24 +324,28 @@ def draw_evaluation_sets(clips: pd.DataFrame, cfg: EvaluationConfig, seed: int,
             clips[col] = None
     skip = set(map(str, exclude))
     clips = clips[~clips["utt_id"].isin(skip)].reset_index(drop=True)
+    cfg, planned = resolve_sizes(clips, cfg, labels)
+    # Both sizes from the planner: the max_share cap is a ceiling the draw keeps, not a target it may overshoot.
+    ceiling = float(planned.cap) if planned is not None and all(
+        getattr(cfg, f"{p}_hours") <= 0 for p in EVALUATION_PURPOSES) else float("inf")
     disjoint, stratify = _resolve(cfg, clips)
-    if disjoint == "none":
-        clips["unit"] = "clip=" + clips["utt_id"]
-    else:
-        has = _present(clips[disjoint])
-        clips["unit"] = np.where(has, disjoint + "=" + clips[disjoint].astype(str), "clip=" + clips["utt_id"])
+    clips["unit"] = unit_column(clips, disjoint)
     if stratify == "none":
         clips["stratum"] = ""
     else:
         clips["stratum"] = np.where(_present(clips[stratify]), clips[stratify].astype(str), "")
     clips["seconds"] = clips["duration"].astype(float)
     stratum = clips.groupby("unit")["stratum"].agg(lambda s: s.value_counts().sort_index().idxmax())
-    units = clips.groupby("unit").agg(clips=("utt_id", "size"), seconds=("seconds", "sum"))
+    pickable = clips[_sample_per_unit(clips, cfg.max_per_unit, seed)]
+    units = pickable.groupby("unit").agg(clips=("utt_id", "size"), seconds=("seconds", "sum"))
     units["stratum"] = stratum
     units = units.reset_index()
     chosen: dict[str, list[str]] = {}
-    summary: dict = {"disjoint_by": disjoint, "stratify": stratify, "seed": int(seed), "candidates": len(clips)}
-    left = units
+    summary: dict = {"disjoint_by": disjoint, "stratify": stratify, "seed": int(seed), "candidates": len(clips),
+                     "max_per_unit": int(cfg.max_per_unit),
+                     "sizes": ({"source": "given"} if planned is None else
+                               {"source": "planner", "line": planned.describe(), **dataclasses.asdict(planned)})}
+    left, spent = units, 0.0
     for purpose in EVALUATION_PURPOSES:
         target, unit = cfg.target(purpose)
         if target <= 0:
@@ -260,16 +359,20 @@ def draw_evaluation_sets(clips: pd.DataFrame, cfg: EvaluationConfig, seed: int,
                 f"{_KEY} asks for {shown}, but the training split holds {len(clips)} clips "
                 f"({clips['seconds'].sum() / 3600:.3f} h) the oracle can label, in {len(units)} "
                 f"{'units' if disjoint == 'none' else disjoint + ' units'}; {_amount(available, unit)} are left "
+                + (f"(at most {_KEY}.max_per_unit={cfg.max_per_unit} of each unit) " if cfg.max_per_unit else "") +
                 f"for the {purpose} set, which must also leave clips to train on: lower {_KEY}."
                 f"{purpose}_{'hours' if unit == 'seconds' else 'size'} (and the other set's), or add audio")
         order = _order(left.assign(size=left[unit].astype(float)), seed + EVALUATION_PURPOSES.index(purpose))
-        taken = order.iloc[_take(order, target)]
+        later = sum(cfg.target(p)[0] for p in EVALUATION_PURPOSES[EVALUATION_PURPOSES.index(purpose) + 1:])
+        taken = order.iloc[_take(order, target, ceiling - spent - later)]
         if taken.empty:
             raise PoolExhaustedError(
                 f"{_KEY}: every {disjoint} unit is more than twice the {purpose} set's size "
                 f"({_amount(target, unit)}; the smallest holds {_amount(float(order['size'].min()), unit)}): raise "
-                f"{_KEY}.{purpose}_size / {purpose}_hours or set {_KEY}.disjoint_by to a finer column")
+                f"{_KEY}.{purpose}_size / {purpose}_hours, set {_KEY}.max_per_unit, or set {_KEY}.disjoint_by to a "
+                "finer column")
         chosen[purpose] = taken["unit"].tolist()
+        spent += float(taken["clips"].sum())
         left = left[~left["unit"].isin(set(chosen[purpose]))]
         summary[purpose] = {"clips": int(taken["clips"].sum()), "seconds": round(float(taken["seconds"].sum()), 3),
                             "units": len(taken), "target": round(target, 3), "target_unit": unit}
@@ -278,13 +381,24 @@ def draw_evaluation_sets(clips: pd.DataFrame, cfg: EvaluationConfig, seed: int,
                                  f"({len(clips)}): lower {_KEY}.test_size / dev_size")
     rows = [(u, p) for p in EVALUATION_PURPOSES for u in chosen[p]]
     purpose_of = dict(rows)
-    picked = clips[clips["unit"].isin(purpose_of)]
+    picked = pickable[pickable["unit"].isin(purpose_of)]
     selection = pd.DataFrame({"utt_id": picked["utt_id"].to_numpy(),
                               "purpose": picked["unit"].map(purpose_of).to_numpy(),
                               "unit": picked["unit"].to_numpy()})
     rank = selection["purpose"].map({p: k for k, p in enumerate(EVALUATION_PURPOSES)})
     selection = selection.assign(rank=rank).sort_values(["rank", "utt_id"]).drop(columns="rank")
+    summary["composition"] = set_composition(clips, selection, cfg.icc)
     return selection.reset_index(drop=True), summary
+
+
+def unit_column(clips: pd.DataFrame, disjoint: str) -> pd.Series:
+    """Each clip's disjoint unit, ``"<column>=<value>"`` (``"clip=<utt_id>"`` for a clip without a value, or with
+    ``disjoint`` ``none``)."""
+    ids = "clip=" + clips["utt_id"].astype(str)
+    if disjoint == "none":
+        return ids
+    values = clips[disjoint] if disjoint in clips.columns else pd.Series(None, index=clips.index)
+    return pd.Series(np.where(_present(values), disjoint + "=" + values.astype(str), ids), index=clips.index)
 
 
 def _amount(value: float, unit: str) -> str:
@@ -293,29 +407,79 @@ def _amount(value: float, unit: str) -> str:
 
 def evaluation_sets(pool, folder: StoragePath, cfg: EvaluationConfig, seed: int, where: dict | None = None,
                     exclude: Callable[[], Iterable[str]] | Iterable[str] = (),
-                    log: Callable[[str], None] = print) -> pd.DataFrame:
+                    log: Callable[[str], None] = print, labels: Sequence[str] = (), budget=None) -> pd.DataFrame:
     """The run's drawn evaluation sets: read from ``folder/selection.parquet``, or drawn from the pool's training
     split (``where`` filters it, e.g. a cross-lingual target) and written there atomically
-    (``evaluation.json`` beside it says how).
+    (``evaluation.json`` beside it says how, and what each set holds).
 
     Args:
         exclude: the clips the oracle cannot label, or a function giving them (only called when drawing).
+        labels: the run's classes (``model.labels``): what the planner sizes unset sizes for.
+        budget: the run's ``ActiveConfig``: checked against the training pool the draw leaves before anything
+            is written (None = not checked).
 
     Returns:
         ``utt_id, purpose, unit`` (:func:`draw_evaluation_sets`).
+
+    Raises:
+        ConfigError: the training budget does not fit in what the sets leave (the draw is not written).
     """
     path = folder / "selection.parquet"
     if exists(path):
         return read_parquet(path).to_pandas()
     clips = pool.metadata(columns=DRAW_COLUMNS, split="train", where=where)
-    selection, summary = draw_evaluation_sets(clips, cfg, seed, exclude() if callable(exclude) else exclude)
+    selection, summary = draw_evaluation_sets(clips, cfg, seed, exclude() if callable(exclude) else exclude,
+                                              labels=labels)
+    # The training pool: the split's clips outside the drawn units (their other clips are held out too).
+    held = unit_column(clips, summary["disjoint_by"]).isin(set(selection["unit"]))
+    summary["held_out"] = {"clips": int(held.sum()), "training_clips": int((~held).sum())}
+    sizes = summary["sizes"]
+    if sizes["source"] == "planner":
+        log(f"evaluation sizes from the planner ({_KEY}.test_size / dev_size unset): {sizes['line']}")
+        for warning in sizes["warnings"]:
+            log(f"warning: {warning}")
+    if budget is not None:
+        _check_budget(budget, clips, held, selection, summary, cfg)
     write_json_atomic(folder / "evaluation.json", summary)
     write_parquet_atomic(path, pa.Table.from_pandas(selection, preserve_index=False))  # last: the draw is done
     sets = ", ".join(f"{p} {summary[p]['clips']} clips ({summary[p]['seconds'] / 3600:.2f} h, {summary[p]['units']} "
                      f"units)" for p in EVALUATION_PURPOSES if p in summary)
-    log(f"evaluation sets drawn from the training split: {sets}; whole {summary['disjoint_by']} units, stratified "
-        f"by {summary['stratify']} -> {path}")
+    extra = summary["held_out"]["clips"] - len(selection)
+    capped = (f", at most {cfg.max_per_unit} clips per unit ({extra} more clips of those units held out of "
+              "training)" if cfg.max_per_unit else "")
+    log(f"evaluation sets drawn from the training split: {sets}; whole {summary['disjoint_by']} units{capped}, "
+        f"stratified by {summary['stratify']} -> {path}")
+    lines, warnings = describe_composition(summary["composition"], cfg.icc)
+    for line in lines:
+        log(f"  {line}")
+    for warning in warnings:
+        log(f"warning: {warning}")
     return selection
+
+
+def _check_budget(budget, clips: pd.DataFrame, held: pd.Series, selection: pd.DataFrame, summary: dict,
+                  cfg: EvaluationConfig) -> None:
+    """Refuse a draw that leaves the training budget no room, naming the evaluation keys, the budget keys and the
+    numbers (``budget``: the run's ``ActiveConfig``)."""
+    counts = selection["purpose"].value_counts()
+    test, dev = int(counts.get("test", 0)), int(counts.get("dev", 0))
+    sizes = summary["sizes"]
+    chosen = (f"sized by the planner: at most {_KEY}.max_share={cfg.max_share:g} of the pool, for +/-"
+              f"{cfg.half_width:g} UA" if sizes["source"] == "planner" else
+              f"{_KEY}.test_size={cfg.test_size}, {_KEY}.dev_size={cfg.dev_size}"
+              + (f", test_hours={cfg.test_hours:g}" if cfg.test_hours else "")
+              + (f", dev_hours={cfg.dev_hours:g}" if cfg.dev_hours else ""))
+    context = (f"the training split holds {len(clips)} clips; the drawn evaluation sets take test {test} and dev "
+               f"{dev} clips ({chosen}) and hold out {int(held.sum())} clips with their "
+               f"{summary['disjoint_by']} units")
+    fix = (f"lower {_KEY}.test_size / {_KEY}.dev_size (unset, the planner keeps them within "
+           f"{_KEY}.max_share={cfg.max_share:g} of the pool), lower {_KEY}.max_share, raise {_KEY}.max_per_unit "
+           "(fewer recordings held out; 0 = whole units), or add audio")
+    kept = clips.loc[~held]
+    if budget.budget_hours:
+        budget.seconds_targets(float(kept["duration"].astype(float).sum()), evaluation=context, fix=fix)
+    else:
+        budget.targets(len(kept), evaluation=context, fix=fix)
 
 
 def without_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
@@ -360,7 +524,8 @@ class RunEvaluation:
         self.purposes: dict[str, str] = {}
         if self.source == "loop":
             drawn = evaluation_sets(pool, out / "rounds" / "evaluation", active.evaluation, active.seed,
-                                    where=where, exclude=handover.unlabelable, log=log)
+                                    where=where, exclude=handover.unlabelable, log=log,
+                                    labels=model_cfg.labels, budget=active)
             self.purposes = dict(zip(drawn["utt_id"].astype(str), drawn["purpose"]))
             self.units = set(drawn["unit"].astype(str))
         self.ids = set(self.purposes)

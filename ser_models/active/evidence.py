@@ -310,5 +310,133 @@ def evidence_report(runs: pd.DataFrame, baseline: str | None = "random", full: f
     return "\n".join(lines)
 
 
-__all__ = ["RUN_COLUMNS", "aubc", "aubc_table", "budget_table", "evidence_report", "format_ci", "label_savings",
-           "labels_to_reach", "paired_t_test", "plot_bands", "run_seed", "runs_frame", "t_interval"]
+#: Prefix of a runs table's per-class columns: ``labels_<class>`` holds the training labels of that class a
+#: round's model was trained on (of ``labelled``), from the run's ledger.
+CLASS_PREFIX = "labels_"
+
+
+def class_columns(runs: pd.DataFrame) -> list[str]:
+    """The classes a runs table counts labels of (its ``labels_<class>`` columns), in the table's order."""
+    return [c[len(CLASS_PREFIX):] for c in runs.columns if c.startswith(CLASS_PREFIX)]
+
+
+def rarest_class(counts: dict[str, float]) -> str:
+    """The class with the fewest clips in ``counts`` (``{class: clips}``); a tie goes to the first listed.
+
+    Raises:
+        ValueError: ``counts`` is empty.
+    """
+    if not counts:
+        raise ValueError("rarest_class needs at least one class count")
+    return min(counts, key=lambda k: (counts[k], list(counts).index(k)))
+
+
+def class_yield_table(runs: pd.DataFrame, rare: str, baseline: str | None = "random", budget: str = "labelled",
+                      confidence: float = 0.95) -> pd.DataFrame:
+    """Per strategy and budget: labels of class ``rare`` among the labelled clips, their share, and the paired
+    difference to ``baseline`` seed by seed (the statistics of :func:`budget_table` on the class's count).
+
+    Under one seed every strategy is at the same budget with the same number of labelled clips, so the
+    paired difference of the share is the paired difference of the count divided by the budget.
+
+    Args:
+        runs: one row per (strategy, seed, round) with a ``labels_<rare>`` column (:data:`CLASS_PREFIX`).
+        rare: the class counted (usually :func:`rarest_class` of the training clips).
+        baseline: the strategy every other is compared with (None = no comparison).
+        budget: the column that names a budget (labelled clips).
+        confidence: of the intervals.
+
+    Returns:
+        :func:`budget_table`'s columns for the count (``mean``, ``low``, ``high``, ``diff``, ``diff_low``,
+        ``diff_high``, ``t``, ``p``, ``verdict``), plus ``share`` (mean count / budget) and ``ratio`` (mean count
+        / the baseline's mean count at that budget; NaN where the baseline found none or did not run); the
+        verdict reads ``more`` / ``fewer`` / ``no difference resolved``.
+
+    Raises:
+        ValueError: the table has no ``labels_<rare>`` column (it names the columns it has).
+    """
+    column = CLASS_PREFIX + rare
+    if column not in runs.columns:
+        raise ValueError(f"the runs table has no {column!r} column (labels of class {rare!r} per round); it has "
+                         f"{list(runs.columns)}")
+    table = budget_table(runs, baseline, metric=column, budget=budget, confidence=confidence)
+    if "verdict" in table:  # more of a class is not better in itself: say which way the difference goes
+        table["verdict"] = table["verdict"].replace({"better": "more", "worse": "fewer"})
+    table["share"] = table["mean"] / table[budget]
+    base = (table[table.strategy == baseline].set_index(budget)["mean"] if baseline is not None
+            else pd.Series(dtype=float))
+    ref = table[budget].map(base) if len(base) else pd.Series(math.nan, index=table.index)
+    table["ratio"] = (table["mean"] / ref.where(ref > 0)).astype(float)
+    return table
+
+
+def class_means(runs: pd.DataFrame, budget: str = "labelled") -> pd.DataFrame:
+    """Mean labels per class over seeds, one row per (strategy, budget), one column per class."""
+    classes = class_columns(runs)
+    means = runs.groupby(["strategy", budget], sort=False)[[CLASS_PREFIX + c for c in classes]].mean()
+    return means.rename(columns=lambda c: c[len(CLASS_PREFIX):]).reset_index()
+
+
+def class_yield_report(runs: pd.DataFrame, rare: str, share: float | None = None,
+                       baseline: str | None = "random") -> str:
+    """The printed class yield: mean labels per class for every strategy and budget, then the rarest class's
+    labels and share with the paired difference to ``baseline`` [95 % CI] over seeds.
+
+    Args:
+        runs: one row per (strategy, seed, round) with ``labels_<class>`` columns.
+        rare: the class of the second table.
+        share: ``rare``'s share of the training clips (what random labelling finds on average); None = unknown.
+        baseline: the strategy compared with.
+    """
+    classes = class_columns(runs)
+    lines = ["labels per class (mean over seeds), by strategy and budget",
+             f"  {'strategy':<20} {'labels':>6}  " + "  ".join(f"{c:>8}" for c in classes)]
+    for _, r in class_means(runs).iterrows():
+        lines.append(f"  {r.strategy:<20} {int(r.labelled):>6}  " + "  ".join(f"{r[c]:>8.1f}" for c in classes))
+    base = baseline if baseline in set(runs.strategy) else None
+    table = class_yield_table(runs, rare, base)
+    pool = f", {100 * share:.1f} % of the training clips" if share is not None else ""
+    lines.append(f"\nrarest class: {rare}{pool}. Its labels, mean [95 % CI] over seeds (share of the labels)"
+                 + (f"; paired difference to {base} [95 % CI], ratio to {base}'s mean" if base else ""))
+    for _, r in table.iterrows():
+        paired = (f"   {format_ci(r['diff'], r.diff_low, r.diff_high, digits=1, signed=True)}"
+                  + (f"  x{r.ratio:.2f}" if np.isfinite(r.ratio) else "") + f"  {r.verdict}"
+                  if isinstance(r.get("verdict"), str) else "")
+        lines.append(f"  {r.strategy:<20} {int(r.labelled):>6} labels  {r.seeds:>3} seeds  "
+                     f"{format_ci(r['mean'], r.low, r.high, digits=1)} ({100 * r.share:.1f} %){paired}")
+    return "\n".join(lines)
+
+
+def plot_class_yield(runs: pd.DataFrame, rare: str, path, share: float | None = None,
+                     confidence: float = 0.95) -> None:
+    """Labels of class ``rare`` per strategy against labelled clips, mean and t-interval band over seeds (the
+    style of :func:`plot_bands`); what labelling in proportion to the training clips finds as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ser_models.io import save_figure
+
+    stats = class_yield_table(runs, rare, baseline=None, confidence=confidence)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for strategy, g in stats.groupby("strategy", sort=False):
+        line, = ax.plot(g.labelled, g["mean"], marker="o", label=f"{strategy} ({int(g.seeds.max())} seeds)")
+        if g.low.notna().all():
+            ax.fill_between(g.labelled, g.low, g.high, color=line.get_color(), alpha=0.18, linewidth=0)
+    if share is not None:
+        x = np.array(sorted(stats.labelled.unique()), dtype=float)
+        ax.plot(x, share * x, linestyle="--", color="gray", label=f"{100 * share:.1f} % of the labels")
+    ax.set_xlabel("labelled clips")
+    ax.set_ylabel(f"{rare} labels (mean, {100 * confidence:g} % CI over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+__all__ = ["CLASS_PREFIX", "RUN_COLUMNS", "aubc", "aubc_table", "budget_table", "class_columns", "class_means",
+           "class_yield_report", "class_yield_table", "evidence_report", "format_ci", "label_savings",
+           "labels_to_reach", "paired_t_test", "plot_bands", "plot_class_yield", "rarest_class", "run_seed",
+           "runs_frame", "t_interval"]

@@ -396,7 +396,8 @@ class ActiveLearningLoop:
         report = RoundReport(round=r, labelled=len(ledger), fraction=len(ledger) / len(self.train_ids),
                              dev=slim_metrics(m.get("dev")), test=slim_metrics(m.get("test")), selected=selected,
                              seconds=seconds, labelled_seconds=round(ledger.seconds(), 3), stopping=stopping,
-                             pseudo_labels=pseudo_report, strategy=choice, features=feature_choice(m))
+                             pseudo_labels=pseudo_report, strategy=choice, features=feature_choice(m),
+                             class_counts=RoundReport.labels_per_class(ledger.labels().values(), self.labels))
         split = "test" if m.get("test") else "dev"
         if self.plots and m.get(split) and "confusion" in m[split]:
             plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",

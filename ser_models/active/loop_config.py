@@ -133,13 +133,14 @@ class ActiveConfig:
             raise ConfigError("with empty active.budget_fractions set active.initial_size >= 1, "
                               "active.rounds >= 1 and active.query_size >= 1")
 
-    def seconds_targets(self, pool_seconds: float) -> list[float]:
+    def seconds_targets(self, pool_seconds: float, evaluation: str = "", fix: str = "") -> list[float]:
         """Labelled seconds of audio wanted at each training round (``budget_hours``), for a training pool of
-        ``pool_seconds`` seconds of audio."""
+        ``pool_seconds`` seconds of audio (``evaluation`` / ``fix``: see :meth:`targets`)."""
         targets = [3600.0 * h for h in self.budget_hours]
         if targets[-1] > pool_seconds + 1e-6:
-            raise ConfigError(f"active.budget_hours asks for {self.budget_hours[-1]:g} h of labelled audio but the "
-                              f"training pool holds {pool_seconds / 3600:.3f} h: lower active.budget_hours")
+            raise ConfigError(f"active.budget_hours asks for {self.budget_hours[-1]:g} h of labelled training audio "
+                              f"but the training pool holds {pool_seconds / 3600:.3f} h"
+                              + _too_big("active.budget_hours", evaluation, fix))
         return targets
 
     @property
@@ -150,24 +151,43 @@ class ActiveConfig:
                 return len(steps)
         return int(self.rounds)
 
-    def targets(self, pool_size: int) -> list[int]:
-        """Labelled clips wanted at each training round, for a training pool of ``pool_size`` clips."""
+    def targets(self, pool_size: int, evaluation: str = "", fix: str = "") -> list[int]:
+        """Labelled clips wanted at each training round, for a training pool of ``pool_size`` clips.
+
+        Args:
+            pool_size: training clips (the training split without drawn evaluation sets).
+            evaluation: what the drawn evaluation sets took, for the error (numbers and keys).
+            fix: the evaluation keys to change instead of the budget, for the error.
+
+        Raises:
+            ConfigError: the budget does not fit in the training pool, naming the budget keys, and the
+                evaluation keys and numbers when ``evaluation`` says what the sets took.
+        """
         if self.budget_labels:
             if self.budget_labels[-1] > pool_size:
-                raise ConfigError(f"active.budget_labels asks for {self.budget_labels[-1]} labelled clips but the "
-                                  f"training pool has {pool_size}: lower active.budget_labels")
+                raise ConfigError(f"active.budget_labels asks for {self.budget_labels[-1]} labelled training clips "
+                                  f"but the training pool has {pool_size}"
+                                  + _too_big("active.budget_labels", evaluation, fix))
             return [int(x) for x in self.budget_labels]
         if self.budget_fractions:
             counts = [max(1, int(round(f * pool_size))) for f in self.budget_fractions]
         else:
             counts = [self.initial_size + r * self.query_size for r in range(self.rounds)]
         if counts[-1] > pool_size:
-            raise ConfigError(f"the budget asks for {counts[-1]} labelled clips but the training pool has "
-                              f"{pool_size}: lower active.budget_fractions / active.query_size")
+            raise ConfigError(f"the budget asks for {counts[-1]} labelled clips but the training pool has {pool_size}"
+                              + _too_big("active.budget_fractions / active.query_size", evaluation, fix))
         if any(b <= a for a, b in zip(counts, counts[1:])):
             raise ConfigError(f"rounds would label nothing new ({counts}): the pool is too small for "
                               "active.budget_fractions")
         return counts
+
+
+def _too_big(budget_keys: str, evaluation: str, fix: str) -> str:
+    """The end of a budget-too-big error: what the evaluation sets took, and every key that can make room."""
+    if not evaluation:
+        return (f": lower {budget_keys} (the training pool is the training split without the evaluation sets; "
+                "drawn ones are sized by active.evaluation.test_size / dev_size / max_share)")
+    return f" ({evaluation}): lower {budget_keys}, or make room: {fix or 'lower active.evaluation.test_size / dev_size'}"
 
 
 @dataclass

@@ -44,11 +44,13 @@ from scipy.stats import norm
 from ser_models.config import LOCATION, PATH, RESULT, field
 from ser_models.exceptions import ConfigError, PoolError
 
-__all__ = ["BudgetPlan", "PlanConfig", "PoolStats", "kish_design_effect", "plan_budget", "read_pool_stats",
-           "round_targets", "simulate_ua", "simulated_half_width", "required_test_size", "ua_half_width",
-           "ua_variance", "z_value"]
+__all__ = ["MIN_UNITS", "BudgetPlan", "PlanConfig", "PoolStats", "kish_design_effect", "plan_budget", "read_pool_stats", "round_targets", "simulate_ua",
+           "simulated_half_width", "required_test_size", "ua_half_width", "ua_variance", "z_value"]
 
 _SCHEDULES = ("doubling", "equal")
+#: Fewest recordings (else speakers) an evaluation set should span: below it the set's UA tells more about a
+#: few calls or voices than about the model, and a bootstrap over so few units is itself unreliable.
+MIN_UNITS = 10
 
 
 @dataclass
@@ -68,6 +70,10 @@ class PlanConfig:
     confidence: float = field(0.95, effect=RESULT, help="confidence of the interval (0.95 = 95 %)")
     max_test_share: float = field(0.3, effect=RESULT, help="most of the budget the test set may take; a warning says when "
                                   "this cap leaves the interval wider than target_half_width")
+    max_pool_share: float = field(0.3, effect=RESULT, help="with pool_dir: most of the pool the test and dev sets together "
+                                  "may take (the loop's active.evaluation.max_share)")
+    max_per_unit: int = field(0, effect=RESULT, help="most clips of one recording (else speaker) in an evaluation set (0 = "
+                              "whole units; active.evaluation.max_per_unit): smaller clusters, a smaller design effect")
     dev_ratio: float = field(0.5, effect=RESULT, help="dev set size as a fraction of the test set size")
     min_per_class: int = field(5, effect=RESULT, help="clips of the rarest class expected in the initial set (and at least "
                                                       "in the dev and test sets): sizes >= min_per_class / rarest share")
@@ -105,6 +111,8 @@ class PlanConfig:
             (0 < self.target_half_width < 1, f"target_half_width must be in (0, 1), got {self.target_half_width}"),
             (0 < self.confidence < 1, f"confidence must be in (0, 1), got {self.confidence}"),
             (0 < self.max_test_share < 1, f"max_test_share must be in (0, 1), got {self.max_test_share}"),
+            (0 < self.max_pool_share < 1, f"max_pool_share must be in (0, 1), got {self.max_pool_share}"),
+            (self.max_per_unit >= 0, f"max_per_unit must be >= 0 (0 = whole units), got {self.max_per_unit}"),
             (self.dev_ratio >= 0, f"dev_ratio must be >= 0, got {self.dev_ratio}"),
             (self.min_per_class >= 1, f"min_per_class must be >= 1, got {self.min_per_class}"),
             (self.schedule in _SCHEDULES, f"schedule must be one of {list(_SCHEDULES)}, got {self.schedule!r}"),
@@ -267,8 +275,11 @@ class PoolStats:
     cluster_size: float
 
 
-def read_pool_stats(pool_dir: str) -> PoolStats:
+def read_pool_stats(pool_dir: str, max_per_unit: int = 0) -> PoolStats:
     """Class counts and recording (else speaker) sizes of a prepared pool (metadata only, read with pyarrow).
+
+    ``max_per_unit`` > 0 caps each unit at that many clips in ``cluster_size`` (an evaluation set that takes at
+    most that many clips of each recording).
 
     Raises:
         PoolError: no complete pool at ``pool_dir``.
@@ -284,9 +295,10 @@ def read_pool_stats(pool_dir: str) -> PoolStats:
     cluster = ids if unit == "clip" else md[unit].where(md[unit].notna(), ids)
     sizes = cluster.value_counts().to_numpy(dtype=float)
     counts = md["label"].dropna().astype(str).value_counts()
+    taken = np.minimum(sizes, max_per_unit) if max_per_unit > 0 else sizes
     return PoolStats(clips=len(md), label_counts={str(k): int(v) for k, v in counts.items()}, unit=unit,
                      units=len(sizes), mean_size=float(sizes.mean()),
-                     cluster_size=float((sizes**2).sum() / sizes.sum()))
+                     cluster_size=float((taken**2).sum() / taken.sum()))
 
 
 # ---------------------------------------------------------------------------------------------- the plan
@@ -327,6 +339,9 @@ class BudgetPlan:
     table: list[dict]
     warnings: list[str]
     pool: dict | None = None
+    max_per_unit: int = 0
+    #: What the loop's draw with these sizes holds, per set (``jobs.plan`` with ``pool_dir``): lines to print.
+    composition: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def expected_ua(self) -> float:
@@ -338,8 +353,9 @@ class BudgetPlan:
 
     def overrides(self) -> list[str]:
         """The ``jobs.after`` overrides that carry out this plan."""
+        cap = [f"active.evaluation.max_per_unit={self.max_per_unit}"] if self.max_per_unit else []
         return [f"active.evaluation.test_size={self.test_size}", f"active.evaluation.dev_size={self.dev_size}",
-                f"active.budget_labels=[{','.join(str(x) for x in self.budget_labels)}]"]
+                *cap, f"active.budget_labels=[{','.join(str(x) for x in self.budget_labels)}]"]
 
     def to_dict(self) -> dict:
         """The plan as plain JSON-ready values, the overrides and the expected UA included."""
@@ -377,7 +393,9 @@ class BudgetPlan:
             note = "  chosen" if mark == ">" else "  over the cap" if row["over_cap"] else ""
             lines.append(f"  {mark} {row['test_size']:>10}  {row['rarest_clips']:>12.1f}  {row['half_width']:>7.3f}"
                          f"  {sim:>9}{note}")
-        cap = f"the cap is {self.test_cap} ({self.test_cap / self.budget:.0%} of the budget)"
+        cap = (f"the cap is {self.test_cap} ({self.test_cap / self.budget:.0%} of the budget)" if not self.pool else
+               f"the cap is {self.test_cap} (max_test_share of the budget, and test + dev within max_pool_share "
+               f"of the pool's {self.pool['clips']} clips)")
         need = (f"the smallest reaching +/-{self.target_half_width:.3f}" if self.test_size == self.test_needed
                 else f"{self.test_needed} would reach +/-{self.target_half_width:.3f}")
         rounds = len(self.budget_labels)
@@ -390,6 +408,8 @@ class BudgetPlan:
                   f"          initial set {self.initial_size}: the rarest class (share {min(self.shares):.3f}) is "
                   f"expected {self.initial_size * min(self.shares):.1f} times; a random set misses it with "
                   f"probability {self.initial_miss_probability:.1%}",
+                  *(["", "What the loop's draw with these sizes holds (active.seed=0):", *self.composition]
+                    if self.composition else []),
                   "",
                   "Overrides for jobs.after (paste after its config; quoted for bash and zsh):",
                   "  " + " ".join(shlex.quote(o) for o in self.overrides())]
@@ -444,6 +464,8 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
     recalls = np.asarray(cfg.recalls, float) if cfg.recalls else np.full(len(labels), cfg.expected_ua)
     z, p_min = z_value(cfg.confidence), float(shares.min())
     cluster = cfg.cluster_size if cfg.cluster_size is not None else pool.cluster_size if pool else 1.0
+    if cfg.max_per_unit and cfg.cluster_size is not None:  # a pool's clusters were capped when read
+        cluster = min(cluster, cfg.max_per_unit)
     deff = cfg.design_effect if cfg.design_effect is not None else kish_design_effect(cluster, cfg.icc)
     # Simulating clusters checks the Kish design effect; a design effect given as a number has no cluster model.
     can_simulate = cfg.simulate_draws > 0 and (cfg.design_effect is None or cfg.design_effect == 1)
@@ -452,12 +474,16 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
     floor = math.ceil(cfg.min_per_class / p_min - 1e-9)  # the rarest class expected min_per_class times
     needed = max(required_test_size(cfg.target_half_width, shares, recalls, z, deff), floor)
     cap = int(cfg.max_test_share * cfg.budget)
+    if pool is not None:  # test + dev within max_pool_share of the pool, as the loop's own sizing
+        cap = min(cap, int(int(cfg.max_pool_share * pool.clips) / (1 + cfg.dev_ratio)))
     test = max(min(needed, cap), floor)  # below the floor a class would be measured on a handful of clips
     test_hw = ua_half_width(test, shares, recalls, z, deff)
     if needed > cap:
         warnings.append(f"the test set that reaches +/-{cfg.target_half_width:.3f} UA needs {needed} labels, more "
-                        f"than max_test_share={cfg.max_test_share:g} of the budget ({cap}): the test set is {test} "
-                        f"(+/-{test_hw:.3f}). Raise the budget or max_test_share, or accept the wider interval")
+                        f"than max_test_share={cfg.max_test_share:g} of the budget"
+                        + (f" or max_pool_share={cfg.max_pool_share:g} of the pool" if pool is not None else "")
+                        + f" allow ({cap}): the test set is {test} (+/-{test_hw:.3f}). Raise the budget or the "
+                        "share, lower the design effect (max_per_unit), or accept the wider interval")
     dev = max(math.ceil(cfg.dev_ratio * test - 1e-9), floor)
     initial = floor
     training = cfg.budget - test - dev
@@ -488,4 +514,5 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
         icc=float(cfg.icc), test_needed=needed, test_cap=cap, test_size=test, test_half_width=test_hw,
         dev_size=dev, dev_half_width=ua_half_width(dev, shares, recalls, z, deff),
         initial_size=initial, initial_miss_probability=float((1 - p_min) ** initial), budget_labels=targets,
-        schedule=cfg.schedule, table=table, warnings=warnings, pool=dataclasses.asdict(pool) if pool else None)
+        schedule=cfg.schedule, table=table, warnings=warnings, pool=dataclasses.asdict(pool) if pool else None,
+        max_per_unit=cfg.max_per_unit)

@@ -4,6 +4,7 @@ reading those files back."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,8 @@ class RoundReport:
     the ledger; ``features`` what ``model.feature_norm=auto`` and ``model.functionals=auto`` chose for the
     round's model (and the CV scores it chose by); ``forecast`` the labels forecast from the rounds so far
     (:meth:`~ser_models.active.forecast.Forecast.to_json`; in ``metrics.jsonl`` only: the round's
-    ``metrics.json`` is written before it)."""
+    ``metrics.json`` is written before it); ``class_counts`` the training labels per class the round's model
+    was trained on (:meth:`labels_per_class`; None for a model without classes)."""
 
     round: int
     labelled: int
@@ -35,6 +37,7 @@ class RoundReport:
     strategy: dict | None = None
     features: dict | None = None
     forecast: dict | None = None
+    class_counts: dict | None = None
 
     def line(self) -> str:
         def m(split, d):
@@ -57,16 +60,39 @@ class RoundReport:
             extra += f" | {what} {self.features.get('chosen', self.features.get('feature_norm'))}"
         if self.forecast:
             extra += f" | forecast: {self.forecast['text']}"
+        if self.class_counts:
+            extra += " | labels per class: " + ", ".join(f"{k} {v}" for k, v in self.class_counts.items())
         hours = f" {self.labelled_seconds / 3600:.2f} h" if self.labelled_seconds else ""
         return (f"round {self.round:>2} | labelled {self.labelled:>5} ({100 * self.fraction:5.1f}%{hours}) | "
                 f"{m('dev', self.dev)} | {m('test', self.test)} | +{self.selected:<4}{extra} | {stages}")
+
+    @staticmethod
+    def labels_per_class(labels: Iterable[str | None], classes: Sequence[str]) -> dict[str, int] | None:
+        """Labelled clips per class, from the ledger's label of each clip.
+
+        Args:
+            labels: one label per labelled clip (a ledger view's ``labels().values()``); None (a clip labelled only
+                on dimensions) or a name outside ``classes`` counts for no class.
+            classes: the model's classes, in the order the counts are given.
+
+        Returns:
+            ``{class: clips}`` for every class in ``classes``' order (0 for a class not labelled yet); None for a
+            model without classes.
+        """
+        if not classes:
+            return None
+        counts = dict.fromkeys(classes, 0)
+        for label in labels:
+            if label in counts:
+                counts[label] += 1
+        return counts
 
     def to_json(self) -> dict:
         return {"round": self.round, "labelled": self.labelled, "fraction": self.fraction, "dev": self.dev,
                 "test": self.test, "selected": self.selected, "seconds": self.seconds,
                 "labelled_seconds": self.labelled_seconds, "stopping": self.stopping,
                 "pseudo_labels": self.pseudo_labels, "strategy": self.strategy, "features": self.features,
-                "forecast": self.forecast}
+                "forecast": self.forecast, "class_counts": self.class_counts}
 
     @classmethod
     def from_json(cls, d: dict) -> RoundReport:

@@ -92,8 +92,9 @@ def layer_similarity(features_a: np.ndarray, labels_a: Sequence, features_b: np.
         seed: seed of the pairings.
 
     Returns:
-        ``{"cka": [L, L] mean (row = layer of A, column = layer of B), "cka_std": [L, L] spread over pairings,
-        "pairs": P rows per pairing}``. The diagonal is the per-layer similarity anchors are chosen from.
+        A dict with ``"cka"``, the ``[L, L]`` mean (row = layer of A, column = layer of B), ``"cka_std"``, its
+        ``[L, L]`` spread over pairings, and ``"pairs"``, the P rows per pairing. The diagonal is the per-layer
+        similarity anchors are chosen from.
 
     Raises:
         ConfigError: fewer than 4 class-matched pairs (too few clips, or no class in common).

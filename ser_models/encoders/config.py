@@ -22,7 +22,9 @@ class EncoderConfig:
     network by accident.
     """
 
-    source: str = field("tiny-wav2vec2", effect=RESULT, path=PATH_OR_NAME, help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper), "
+    source: str = field("tiny-wav2vec2", effect=RESULT, path=PATH_OR_NAME, help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper; a -group or -stable "
+                        "suffix on the first three gives the group-norm front end of the base checkpoints or the "
+                        "stable layer norm of the large ones, e.g. tiny-wavlm-group), "
                         "local folder with a HF config (e.g. the Smart Turn Whisper-tiny encoder written by "
                         "jobs.import_encoder), or hub id (e.g. microsoft/wavlm-base-plus, openai/whisper-base)")
     checkpoint: str | None = field(None, effect=RESULT, path=PATH, help="safetensors state dict (keys of Encoder.hf_model, e.g. "

@@ -9,27 +9,78 @@ import time
 from dataclasses import dataclass
 
 from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
+from ser_models.adapters import AdapterConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
+from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.tapt_config import TaptConfig
 
 
+# The small-label recipe (docs/few-labels.md#the-small-label-recipe) is the job's default, so a config that
+# sets only paths and budgets runs it: the encoder stays frozen and is run once per clip into the feature
+# cache; one hidden state, standardised with the unlabelled pool's statistics, feeds a linear head solved to
+# convergence with C chosen by cross-validation on the labelled clips. It matched a scikit-learn probe at every
+# budget, and a learned layer sum + MLP head lost 10 UA points to it at 20 % of the labels (BENCHMARKS.md).
+def recipe_model() -> ModelConfig:
+    """``model`` of the recipe: frozen encoder, pool-standardised features, linear head."""
+    return ModelConfig(adapter=AdapterConfig(kind="frozen"), feature_norm="pool", head_hidden=0,
+                       head_input_norm=False, head_dropout=0.2)
+
+
+def recipe_train() -> TrainConfig:
+    """``train`` of the recipe: the whole labelled set in one L-BFGS solve, C by 5-fold CV."""
+    return TrainConfig(solver="lbfgs", l2_c="auto")
+
+
+def recipe_scaling() -> ScalingSettings:
+    """``scaling`` of the recipe: a head over cached features fits in seconds in the driver, where Ray Train's
+    start-up and per-epoch checkpoints would be most of each round (54 s against a few s on 2 cores). Ray Data
+    still builds the cache and scores the pool."""
+    return ScalingSettings(backend="in_process")
+
+
+#: What the recipe's defaults need from a run that trains the encoder instead, key by key.
+_TRAINABLE_ENCODER = {"train.solver": "adamw", "model.feature_norm": "none"}
+
+
 @dataclass
 class AfterJobConfig:
+    """Settings of one jobs.after run. The defaults are the recommended recipe (a frozen encoder, a linear head
+    over pool-standardised cached features, C by cross-validation, the ``auto`` strategy, in process): a
+    config sets paths and budgets, and what differs."""
+
     pool_dir: str = field(effect=LOCATION, path=PATH, help="prepared pool folder (written by jobs.prepare_pool)")
     output_dir: str = field(effect=LOCATION, path=PATH, help="run folder: ledger, rounds, report (rerun to resume)")
-    model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
-    train: TrainConfig = field(default_factory=TrainConfig, help="fine-tuning in every round")
-    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    model: ModelConfig = field(default_factory=recipe_model, help="encoder, adapter, pooling, head")
+    train: TrainConfig = field(default_factory=recipe_train, help="the fit in every round")
+    scaling: ScalingSettings = field(default_factory=recipe_scaling, help="where each round's fit runs")
     active: ActiveConfig = field(default_factory=ActiveConfig, help="budget, strategy, scorer, oracle")
-    tapt_enabled: bool = field(True, effect=RESULT, help="run task-adaptive pre-training on the training split first (AFTER): the "
+    tapt_enabled: bool = field(False, effect=RESULT, help="run task-adaptive pre-training on the training split first (AFTER): the "
                                "encoder's own objective, or for a frozen encoder (Whisper always) the WAP adapter's "
                                "pre-training on the pool's frames (tapt.objective)")
     tapt: TaptConfig = field(default_factory=TaptConfig, help="the TAPT stage (when tapt_enabled)")
     cross_lingual: CrossLingualConfig = field(default_factory=CrossLingualConfig,
                                               help="label a target language's pool with a labelled source "
                                                    "language as extra training data, optionally anchored")
+
+    def __post_init__(self) -> None:
+        trains_encoder = self.model.adapter.kind != "frozen" or bool(self.model.adapter.add)
+        if trains_encoder:
+            # The recipe's solver and normalisation need a frozen encoder's cached features: say every key to
+            # change at once, instead of failing on one of them after the first round's encoding.
+            have = {"train.solver": self.train.solver, "model.feature_norm": self.model.feature_norm}
+            wrong = {k: v for k, v in have.items()
+                     if (k == "train.solver" and v == "lbfgs") or (k == "model.feature_norm" and v != "none")}
+            if wrong:
+                now = ", ".join(f"{k}={v}" for k, v in wrong.items())
+                fix = " ".join(f"{k}={_TRAINABLE_ENCODER[k]}" for k in wrong)
+                raise ConfigError(
+                    f"model.adapter.kind={self.model.adapter.kind}"
+                    f"{' with model.adapter.add' if self.model.adapter.add else ''} trains the encoder, but {now} "
+                    f"(the jobs.after defaults: the frozen-encoder recipe) need a frozen encoder's cached "
+                    f"features: set {fix} (and scaling.backend=ray_train for workers and fault tolerance; "
+                    f"docs/few-labels.md)")
 
 
 #: What a jobs.after run folder holds (besides run.json and config.yaml): a folder of an earlier version with
@@ -120,7 +171,8 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
         # Drawn (or read back) before TAPT, which must never see the clips the rounds are evaluated on.
         held_out = set(evaluation_sets(pool, storage_path(cfg.output_dir) / "rounds" / "evaluation",
                                        cfg.active.evaluation, cfg.active.seed,
-                                       exclude=lambda: _oracle_cannot_label(pool, cfg), log=print)["utt_id"])
+                                       exclude=lambda: _oracle_cannot_label(pool, cfg), log=print,
+                                       labels=cfg.model.labels, budget=cfg.active)["utt_id"])
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
         from ser_models.active.scorer import check_reservation, cluster_cpu_nodes, cluster_cpus

@@ -13,9 +13,13 @@ Layout of ``output_dir``::
     runs/<strategy>_s<seed>/    a jobs.after run folder per (strategy, seed): ledger, rounds, metrics.jsonl
     runs/all-labels_s<seed>/    the all-labels reference, trained once (``evidence.all_labels``)
     cv_choices/                 the runs' cross-validated C choices, shared while the job runs (then removed)
-    runs.csv                    one row per (strategy, seed, round): labelled, fraction, test_ua, dev_ua, seconds
-    report.md                   the tables (per budget, AUBC, label savings) as printed
+    runs.csv                    one row per (strategy, seed, round): labelled, fraction, test_ua, dev_ua, seconds,
+                                labels_<class> (the round's training labels of each class, from its ledger)
+    report.md                   the tables (per budget, AUBC, label savings, labels per class) as printed
     evidence.png                test UA against labelled clips, mean and 95 % band per strategy
+    class_yield.png             labels of the rarest training class against labelled clips, the same bands
+    class_yield.json            that class, its training share, and per (strategy, budget) its labels, share and
+                                paired difference to the baseline
 
 A rerun with the same ``output_dir`` skips finished runs (their ``simulation.json``) and resumes unfinished ones
 round by round (each run folder resumes like jobs.after).
@@ -61,7 +65,7 @@ VARIANTS = {"balanced": {"class_balanced": True}}
 class EvidenceConfig:
     """Which strategies, against which baseline, over how many paired seeds."""
 
-    strategies: list[str] = field(effect=RESULT, default_factory=lambda: ["informative_diverse"],
+    strategies: list[str] = field(effect=RESULT, default_factory=lambda: ["auto"],
                                   help="strategies compared with the baseline (active.strategy.name values; "
                                        "NAME+balanced adds class-balanced quotas)")
     baseline: str = field("random", effect=RESULT, help="the strategy every other one is compared with, seed by seed")
@@ -263,18 +267,77 @@ def labelable_training_clips(pool, model_cfg) -> int:
     return len(truth) - len(oracle.unlabelable(truth["utt_id"].tolist()))
 
 
-def run_rows(strategy: str, seed: int, reports, seconds: float) -> list[dict]:
-    """``runs.csv`` rows of one run: one per round (test UA, or the mean CCC for a model without classes)."""
-    from ser_models.evaluation import headline_metric
+def run_rows(strategy: str, seed: int, reports, seconds: float, classes=(), folder=None) -> list[dict]:
+    """``runs.csv`` rows of one run: one per round (test UA, or the mean CCC for a model without classes), and
+    per class of ``classes`` the training labels the round's model had (``labels_<class>``).
 
+    Args:
+        strategy / seed: the run.
+        reports: its round reports.
+        seconds: its wall seconds.
+        classes: the model's classes (none: no class columns).
+        folder: the run folder, whose ledger gives the class counts of a report made without them (a run
+            finished by an earlier version); None leaves those counts empty.
+    """
+    from ser_models.active.evidence import CLASS_PREFIX
+    from ser_models.active.round_report import RoundReport
+    from ser_models.data.ledger import LabelLedger
+    from ser_models.evaluation import headline_metric
+    from ser_models.io import storage_path
+
+    ledger = None
     rows = []
     for r in reports:
         test, dev = r.test or {}, r.dev or {}
-        rows.append({"strategy": strategy, "seed": seed, "round": r.round, "labelled": r.labelled,
-                     "fraction": r.fraction, "test_ua": test[headline_metric(test)] if test else math.nan,
-                     "dev_ua": dev[headline_metric(dev)] if dev else math.nan,
-                     "round_s": round(sum(r.seconds.values()), 3), "run_s": round(seconds, 3)})
+        row = {"strategy": strategy, "seed": seed, "round": r.round, "labelled": r.labelled,
+               "fraction": r.fraction, "test_ua": test[headline_metric(test)] if test else math.nan,
+               "dev_ua": dev[headline_metric(dev)] if dev else math.nan,
+               "round_s": round(sum(r.seconds.values()), 3), "run_s": round(seconds, 3)}
+        counts = r.class_counts
+        if counts is None and classes and folder is not None:
+            if ledger is None:
+                ledger = LabelLedger(storage_path(folder) / "labels" / "ledger.parquet")
+            counts = RoundReport.labels_per_class(ledger.as_of(r.round).labels().values(), list(classes))
+        rows.append({**row, **{CLASS_PREFIX + c: (counts or {}).get(c, math.nan) for c in classes}})
     return rows
+
+
+def training_class_counts(pool, model_cfg) -> dict[str, int]:
+    """Clips per class of ``model.labels`` in the pool's training split (what random labelling draws from)."""
+    labels = pool.metadata(columns=["utt_id", "label"], split="train")["label"]
+    return {c: int((labels == c).sum()) for c in model_cfg.labels}
+
+
+def class_yield(curves: pd.DataFrame, training: dict[str, int], baseline: str, out) -> str:
+    """What selection finds: the class-yield tables (:func:`~ser_models.active.evidence.class_yield_report`)
+    for the rarest training class, ``class_yield.json`` and ``class_yield.png`` written under ``out``.
+
+    Args:
+        curves: the runs table without the all-labels run, with ``labels_<class>`` columns.
+        training: training clips per class (:func:`training_class_counts`).
+        baseline: the strategy compared with.
+        out: the evidence folder.
+
+    Returns:
+        The printed tables.
+    """
+    from ser_models.active.evidence import (
+        class_yield_report,
+        class_yield_table,
+        plot_class_yield,
+        rarest_class,
+    )
+    from ser_models.io import write_json_atomic
+
+    rare = rarest_class(training)
+    share = training[rare] / max(sum(training.values()), 1)
+    text = class_yield_report(curves, rare, share, baseline)
+    table = class_yield_table(curves, rare, baseline if baseline in set(curves.strategy) else None)
+    rows = json.loads(table.to_json(orient="records"))  # NaN (no pair, no baseline) as null
+    write_json_atomic(out / "class_yield.json", {"rare_class": rare, "training_clips": training,
+                                                 "training_share": share, "baseline": baseline, "rows": rows})
+    plot_class_yield(curves, rare, out / "class_yield.png", share=share)
+    return text
 
 
 def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFrame:
@@ -364,8 +427,9 @@ def _run_claimed(cfg: EvidenceJobConfig, pool, t_all: float, verbose: bool) -> p
             cache.unpin()
     # every run is finished: nothing will look there again (a fixed name of the evidence folder's layout)
     remove(out, "evidence", cv_choices_dir(cfg).name, recorded_only=False)
+    classes = list(cfg.model.labels)
     rows = [row for i, (name, seed) in enumerate(plan)
-            for row in run_rows(name, seed, results[i].reports, results[i].seconds)]
+            for row in run_rows(name, seed, results[i].reports, results[i].seconds, classes, run_dir(cfg, name, seed))]
     frame = pd.DataFrame(rows)
     write_bytes_atomic(out / "runs.csv", frame.to_csv(index=False).encode())
     curves = frame[frame.strategy != ALL_LABELS]
@@ -374,12 +438,19 @@ def _run_claimed(cfg: EvidenceJobConfig, pool, t_all: float, verbose: bool) -> p
     report = evidence_report(curves, ev.baseline, full=full)
     if full is not None:
         report += f"\n\nall labels ({int(full_rows.labelled.iloc[0])} clips): test UA {full:.3f}"
-    write_bytes_atomic(out / "report.md", f"# What active learning buys on {cfg.pool_dir}\n\n```\n{report}\n```\n"
-                       "\n![test UA against labelled clips](evidence.png)\n".encode())
+    # What selection finds, per class: the labels of the rarest training class beside the UA bands.
+    found = class_yield(curves, training_class_counts(pool, cfg.model), ev.baseline, out) if classes else ""
     plot_bands(curves, out / "evidence.png", full=full)
+    images = "![test UA against labelled clips](evidence.png)" + (
+        " ![labels of the rarest class against labelled clips](class_yield.png)" if found else "")
+    found_md = f"\n## What selection finds: labels per class\n\n```\n{found}\n```\n" if found else ""
+    write_bytes_atomic(out / "report.md", f"# What active learning buys on {cfg.pool_dir}\n\n```\n{report}\n```\n"
+                       f"{found_md}\n{images}\n".encode())
+    if found:
+        report += f"\n\n{found}"
     if verbose:
         print(f"\n{report}\n\ndone in {(time.perf_counter() - t_all) / 60:.1f} min: {out / 'report.md'}, "
-              f"{out / 'evidence.png'}, {out / 'runs.csv'}")
+              f"{out / 'evidence.png'}, " + (f"{out / 'class_yield.png'}, " if found else "") + f"{out / 'runs.csv'}")
     return frame
 
 

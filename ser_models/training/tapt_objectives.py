@@ -126,8 +126,11 @@ class ContrastiveObjective(TaptObjective):
                 "mask_time_indices": mask.to(wavs.device), "sampled_negative_indices": negatives.to(wavs.device)}
 
     def forward(self, input_values, attention_mask, mask_time_indices, sampled_negative_indices) -> dict:
-        out = self.pretraining(input_values, attention_mask=attention_mask, mask_time_indices=mask_time_indices,
-                               sampled_negative_indices=sampled_negative_indices)
+        # A group-norm front end (wav2vec2-base) runs clip by clip, as in scoring: a clip's frames, targets and
+        # loss do not depend on the padding its batch adds.
+        with self.encoder._padding_aware_front_end(input_values, attention_mask):
+            out = self.pretraining(input_values, attention_mask=attention_mask, mask_time_indices=mask_time_indices,
+                                   sampled_negative_indices=sampled_negative_indices)
         if out.loss is None:  # the transformers >= 4.12 trap; fail loudly rather than train nothing
             raise TrainingError("Wav2Vec2ForPreTraining returned no loss: sampled_negative_indices missing")
         n = mask_time_indices.sum().clamp(min=1)
@@ -218,7 +221,8 @@ class MaskedPredictionObjective(TaptObjective):
                 "mask_time_indices": mask.to(wavs.device), "targets": ids}
 
     def forward(self, input_values, attention_mask, mask_time_indices, targets) -> dict:
-        with warnings.catch_warnings():
+        # group-norm front ends clip by clip, as in scoring (the targets' teacher features are computed so too)
+        with warnings.catch_warnings(), self.encoder._padding_aware_front_end(input_values, attention_mask):
             warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask.*")
             hidden = self.encoder.hf_model(input_values, attention_mask=attention_mask,
                                            mask_time_indices=mask_time_indices).last_hidden_state

@@ -245,7 +245,8 @@ def adopt_checkpoint(checkpoint, output_dir: str, trial_id: str) -> str | None:
 
 
 def _reads_in_trial_bundle() -> None:
-    """Schedule this process's Ray Data tasks in the trial's placement group (its spare one-CPU bundle)."""
+    """Schedule this process's Ray Data tasks in the trial's placement group (its spare one-CPU bundle), with
+    Ray Data's CPU budget cut to that bundle's CPUs."""
     import ray
     from ray.data import DataContext
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -255,6 +256,13 @@ def _reads_in_trial_bundle() -> None:
         return
     ctx = DataContext.get_current()
     ctx.scheduling_strategy = ctx.scheduling_strategy_large_args = PlacementGroupSchedulingStrategy(pg)
+    # Ray Data budgets the whole cluster's CPUs. With that budget it submitted a second operator's task that
+    # waited for the one spare CPU, held by a read paused on output backpressure, which Ray Data released only
+    # by its 10 s idle check: a 4-block read took 30 s at every trial start. Within the true budget, Ray Data
+    # sees that the downstream task cannot start and lets the read finish.
+    spare = sum(bundle.get("CPU", 0.0) for bundle in pg.bundle_specs[1:])  # bundle 0 holds the trial itself
+    limits = ctx.execution_options.resource_limits
+    ctx.execution_options.resource_limits = limits.copy(cpu=min(limits.cpu, spare))  # unset = inf
 
 
 def after_trial(config: dict, spec: TrialSpec) -> None:

@@ -9,6 +9,7 @@ offline), so this checks the served HTML and assets, not rendering. Skipped when
 from __future__ import annotations
 
 import functools
+import html as html_module
 import http.server
 import re
 import subprocess
@@ -26,13 +27,37 @@ pytest.importorskip("myst_parser")
 pytest.importorskip("pydata_sphinx_theme")
 
 
+#: Runs ``sphinx`` with every network connection and name lookup refused (a Python audit hook): one it tries
+#: is written to the file named by the first argument and fails. Loopback stays allowed.
+OFFLINE_BUILD = """
+import runpy, sys
+log = sys.argv.pop(1)
+def refuse(event, args):
+    if event == "socket.getaddrinfo" and args[0] not in ("localhost", "127.0.0.1", "::1", None):
+        target = args[0]
+    elif event == "socket.connect" and isinstance(args[1], tuple) and args[1][0] not in ("127.0.0.1", "::1"):
+        target = args[1]
+    else:
+        return
+    with open(log, "a") as f:
+        f.write(f"{event} {target!r}\\n")
+    raise OSError(f"the docs build must not reach the network: {event} {target!r}")
+sys.addaudithook(refuse)
+sys.argv[0] = "sphinx"
+runpy.run_module("sphinx", run_name="__main__")
+"""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """``get(path) -> str``: a page of the freshly built site, fetched over HTTP."""
     out = tmp_path_factory.mktemp("html")
-    build = subprocess.run([sys.executable, "-m", "sphinx", "-q", "-W", "--keep-going", "-b", "html",
-                            str(REPO / "docs"), str(out)], capture_output=True, text=True, timeout=300)
+    attempts = out.parent / "network-attempts.txt"
+    build = subprocess.run([sys.executable, "-c", OFFLINE_BUILD, str(attempts), "-q", "-W", "--keep-going", "-b",
+                            "html", str(REPO / "docs"), str(out)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-4000:]
+    # the build is offline: no inventory, theme asset or anything else fetched
+    assert not attempts.exists(), attempts.read_text()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -75,3 +100,32 @@ def test_pages_show_their_outline(site):
         assert anchor in links, (anchor, links[:20])
     concepts = site("concepts.html")
     assert 'id="glossary-of-metrics"' in concepts
+
+
+def test_the_version_is_in_every_page_title_and_the_reference(site):
+    from ser_models import __version__
+
+    for page in ("index.html", "reference/index.html", "reference/generated/ser_models.api.load.html"):
+        html = site(page)
+        title = re.search(r"<title>(.*?)</title>", html, flags=re.S).group(1)
+        assert f"ser-active {__version__}" in title, (page, title)
+        navbar = html[html.index("navbar-brand"):][:2000]
+        assert f"ser-active {__version__}" in navbar, page
+
+
+def test_the_reference_shows_type_hints_and_links_the_source(site):
+    html = site("reference/generated/ser_models.api.load.html")
+    # type hints beside the parameters (autodoc_typehints = "description") and the return type
+    assert re.search(r"<strong>checkpoint_dir</strong>.{0,200}str", html, flags=re.S), "no type for checkpoint_dir"
+    assert "Return type" in html and "Predictor" in html[html.index("Return type"):][:800]
+    # [source] goes to the highlighted module, rendered into the site (viewcode): the function is there
+    link = re.search(r'href="([^"]*_modules/ser_models/api\.html#[^"]*)"', html)
+    assert link, "no [source] link on ser_models.api.load"
+    source = site("reference/generated/" + link.group(1).split("#")[0])
+    assert "def load(checkpoint_dir" in html_module.unescape(re.sub(r"<[^>]+>", "", source))
+    # a re-exported class links to the module that defines it, not to the package that re-exports it
+    html = site("reference/generated/ser_models.active.VectorIndex.html")
+    assert re.search(r'href="[^"]*_modules/ser_models/active/index\.html#VectorIndex"', html)
+    # a package page has its summary table, one row per name
+    page = site("reference/ser_models.heads.html")
+    assert page.count('class="autosummary') >= 2 and "generated/ser_models.heads.EmotionHead.html" in page

@@ -5,6 +5,7 @@ and the feature cache, trained in process: seconds per round."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -20,11 +21,11 @@ from ser_models.testing import DEMO_LABELS
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
+# A config written from scratch: the encoder, its layer, budgets and sizes; the rest is jobs.after's defaults,
+# the frozen-encoder recipe (pool-standardised features, a linear head by L-BFGS with C by CV, in process).
 RECIPE = [
-    "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
-    "model.adapter.kind=frozen", "model.pooling=mean", "model.head_hidden=0", "model.featurizer_layer=1",
-    "train.solver=lbfgs", "active.feature_cache=on", "active.initial=random", "active.strategy.name=margin",
-    f"model.labels=[{','.join(DEMO_LABELS)}]", "active.budget_labels=[8,14]",
+    "model.encoder.normalize_waveform=false", "model.featurizer_layer=1", "active.initial=random",
+    "active.strategy.name=margin", f"model.labels=[{','.join(DEMO_LABELS)}]", "active.budget_labels=[8,14]",
     "active.evaluation.test_size=10", "active.evaluation.dev_size=5",
 ]
 
@@ -97,6 +98,11 @@ def test_simulated_oracle_labels_the_drawn_sets_first_and_a_rerun_reuses_them(ba
     ledger = LabelLedger(out / "labels" / "ledger.parquet").labelled()
     assert (ledger["label"] == ledger["utt_id"].map(truth)).all()
     assert (ledger.loc[ledger["purpose"] != "train", "round"] == 0).all()
+    # the defaults ran the recipe: in process, the L-BFGS head with C by cross-validation, pool statistics
+    fit = json.loads((out / "rounds" / "round=000" / "train" / "metrics.json").read_text())["history"][-1]
+    assert "l2_c_cv" in fit and fit["l2_c"] in loop.train_cfg.l2_c_grid
+    assert (out / "rounds" / "round=000" / "train" / "in_process").is_dir()
+    assert loop.model_cfg.feature_stats is not None
     # a rerun reads the draw back (same sets) and changes nothing
     mtime = (out / "rounds" / "evaluation" / "selection.parquet").stat().st_mtime_ns
     again = _loop(pool_dir, out, oracle=oracle)

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from ser_models import io
+from ser_models.testing import TRAINED_HEAD_AFTER
 
 pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.opensmile, pytest.mark.slow]
 
-AUTO = ["tapt_enabled=false", "scaling.backend=in_process", "model.adapter.kind=frozen", "model.pooling=mean",
+AUTO = [*TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.adapter.kind=frozen", "model.pooling=mean",
         "model.feature_norm=auto", "model.functionals=auto", "model.head_hidden=0", "model.head_input_norm=false",
         "model.featurizer_layer=1", "train.solver=lbfgs", "train.l2_c=auto", "train.cv_folds=2",
         "active.budget_fractions=[0.5,0.75]", "active.initial=random", "active.strategy.name=margin",

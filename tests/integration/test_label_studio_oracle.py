@@ -27,7 +27,7 @@ from ser_models.config import load_config
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending
 from ser_models.names import safe_file_name
 from ser_models.runs.after import AfterJobConfig, run_after
-from ser_models.testing import kill_when
+from ser_models.testing import TRAINED_HEAD_AFTER, kill_when
 from ser_models.testing_label_studio import find_label_studio, start_label_studio
 
 REPO = Path(__file__).resolve().parents[2]
@@ -255,7 +255,7 @@ def test_missing_token_names_the_variable(clips, tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------ the whole loop, killed and resumed
 def _after_args(pool_dir, out, server):
     return [sys.executable, "-m", "jobs.after", f"pool_dir={pool_dir}", f"output_dir={out}",
-            "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+            *TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
             "model.adapter.r=4", "model.adapter.alpha=8", "model.head_hidden=16", "train.epochs=1",
             "train.batch_size=8", "train.max_crop_seconds=1.0", "train.early_stopping_patience=0",
             "active.budget_fractions=[0.25,0.5]", "active.initial=random", "active.oracle=label_studio",
@@ -392,7 +392,7 @@ def test_annotators_of_a_segment_pool_get_the_segment_not_the_recording(server, 
 
 
 # ---------------------------------------------------------------- a pool with no labels: evaluation sets first
-ZERO = ["tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+ZERO = [*TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
         "model.adapter.kind=frozen", "model.pooling=mean", "model.head_hidden=0", "model.featurizer_layer=1",
         "train.solver=lbfgs", "active.feature_cache=on", "active.initial=random", "active.budget_labels=[8,14]",
         "model.labels=[neutral,happy,angry,sad]", "active.evaluation.test_size=10", "active.evaluation.dev_size=5",

@@ -94,7 +94,7 @@ def test_a_fresh_lease_of_another_host_is_refused_until_the_take_over_key(s3_buc
     with pytest.raises(LockHeldError, match="host node-7, pid 99"):
         FolderLock(folder, "run folder").acquire()
     lines = []
-    with FolderLock(folder, "run folder", take_over=True, log=lines.append):
+    with FolderLock(folder, "run folder", take_over="node-7:99", log=lines.append):
         pass
     assert len(lines) == 1 and "node-7" in lines[0]
 

@@ -40,6 +40,7 @@ def private_tmp(tmp_path, monkeypatch):
     return d
 
 
+@pytest.mark.slow_e2e
 def test_pool_after_loop_and_finetune_live_in_the_bucket(demo_pool, s3_bucket, tmp_path, monkeypatch,
                                                           private_tmp):
     cwd = tmp_path / "cwd"

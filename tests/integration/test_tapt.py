@@ -14,6 +14,8 @@ from ser_models.testing import random_waveforms
 from ser_models.training.tapt import run_tapt
 from ser_models.training.tapt_config import TaptJobConfig
 
+pytestmark = [pytest.mark.slow_e2e]  # `make test-e2e` (TAPT end to end stays in make test: test_tapt_job)
+
 
 @pytest.fixture(scope="module")
 def tapt_run(ray_local, demo_pool, tmp_path_factory):

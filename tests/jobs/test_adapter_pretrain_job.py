@@ -37,6 +37,7 @@ def _run(module: str, argv: list[str], monkeypatch) -> None:
     runpy.run_module(module, run_name="__main__")
 
 
+@pytest.mark.slow_e2e
 def test_smoke_run_writes_the_adapter_and_reuses_it(ray_local, demo_pool, tmp_path, monkeypatch, capsys):
     out = tmp_path / "ap"
     argv = [str(SMOKE), f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}"]
@@ -63,6 +64,7 @@ def test_smoke_run_writes_the_adapter_and_reuses_it(ray_local, demo_pool, tmp_pa
     assert "(reused)" in capsys.readouterr().out
 
 
+@pytest.mark.slow_e2e
 def test_after_runs_the_stage_then_trains_adapter_sap_and_head_from_the_frame_cache(ray_local, demo_pool, tmp_path,
                                                                                    monkeypatch, capsys):
     out = tmp_path / "after"
@@ -88,6 +90,7 @@ def test_after_runs_the_stage_then_trains_adapter_sap_and_head_from_the_frame_ca
     assert len(lines) == 2 and all(0 <= x["test"]["ua"] <= 1 for x in lines)
 
 
+@pytest.mark.slow_e2e
 def test_finetune_pretrains_then_fine_tunes_from_the_cache(ray_local, demo_pool, tmp_path, monkeypatch, capsys):
     out = tmp_path / "ft"
     argv = [str(ROOT / "jobs/configs/finetune_smoke.yaml"), f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",

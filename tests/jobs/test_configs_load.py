@@ -87,3 +87,52 @@ def test_header_comment_holds_the_command_that_runs_it(path):
     for line in commands:
         for named, target in re.findall(r"python -m jobs\.(\w+) (\S+)", line):
             assert target != rel or named == module, f"{rel}: header runs it with jobs.{named}, not jobs.{module}"
+
+
+#: The recipe's configs: what each may differ from jobs.after's defaults in (paths, the encoder and its layer,
+#: budgets, the oracle, machine sizes, the evaluation sets and the evidence settings), no model, fit or strategy.
+RECIPE_CONFIGS = ("demo_after.yaml", "my_data_after.yaml", "demo_evidence.yaml")
+RECIPE_KEYS = ("model.adapter.", "model.feature_norm", "model.head_", "model.pooling", "train.", "scaling.backend",
+               "active.strategy.", "tapt_enabled")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_each_config_prints_what_it_changes_from_the_defaults(path, capsys):
+    from ser_models.config import diff_from_defaults
+
+    module, schema_name = job_of(path)
+    schema = getattr(importlib.import_module(f"jobs.{module}"), schema_name)
+    diff = diff_from_defaults(schema, load_config(schema, path))
+    with capsys.disabled():
+        print(f"\n{path.relative_to(REPO)}: {len(diff)} keys differ from python -m jobs.{module}'s defaults")
+        for key, (default, value) in diff.items():
+            print(f"  {key}: {default!r} -> {value!r}")
+    if path.name in RECIPE_CONFIGS:
+        recipe = [k for k in diff if k.startswith(RECIPE_KEYS)]
+        assert not recipe, f"{path.name} changes the recipe's keys {recipe}: the defaults are the recipe"
+        assert len(diff) <= 12, f"{path.name} differs from the defaults in {len(diff)} keys: {sorted(diff)}"
+
+
+def test_a_config_of_paths_and_budgets_alone_is_the_recipe(tmp_path):
+    from jobs.after import AfterJobConfig
+
+    cfg_file = tmp_path / "after.yaml"
+    cfg_file.write_text("pool_dir: data/pool\noutput_dir: data/runs/1\nactive:\n  budget_labels: [100, 200]\n")
+    cfg = load_config(AfterJobConfig, cfg_file)
+    assert (cfg.model.adapter.kind, cfg.model.feature_norm, cfg.model.pooling, cfg.model.head_hidden) == \
+        ("frozen", "pool", "mean", 0)
+    assert not cfg.model.head_input_norm and not cfg.tapt_enabled
+    assert (cfg.train.solver, cfg.train.l2_c, cfg.scaling.backend) == ("lbfgs", "auto", "in_process")
+    assert (cfg.active.strategy.name, cfg.active.feature_cache) == ("auto", "auto")
+
+
+def test_a_trainable_encoder_on_the_recipe_names_every_key_to_change():
+    from jobs.after import AfterJobConfig
+    from ser_models.exceptions import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config(AfterJobConfig, None, ["pool_dir=p", "output_dir=o", "model.adapter.kind=lora"])
+    assert "train.solver=adamw" in str(err.value) and "model.feature_norm=none" in str(err.value)
+    cfg = load_config(AfterJobConfig, None, ["pool_dir=p", "output_dir=o", "model.adapter.kind=lora",
+                                             "train.solver=adamw", "model.feature_norm=none"])
+    assert cfg.model.adapter.kind == "lora"

@@ -8,10 +8,11 @@ import pytest
 
 from ser_models.data import LabelLedger
 from ser_models.exceptions import ConfigError
+from ser_models.testing import TRAINED_HEAD_AFTER
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-RECIPE = ["tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+RECIPE = [*TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
           "model.adapter.kind=frozen", "model.pooling=mean", "model.featurizer_layer=1", "model.feature_norm=pool",
           "model.head_hidden=0", "model.head_input_norm=false", "train.solver=lbfgs", "train.l2_c=auto",
           "active.initial=random", "active.budget_labels=[8,12,16]", "active.stopping.stop_set_size=0"]
@@ -49,11 +50,46 @@ def test_paired_seeds_from_one_cache_with_csv_report_plot_and_resume(ray_local, 
     for part in ("paired difference to random", "AUBC", "label savings", "all labels (32 clips)"):
         assert part in report and part in printed
     assert (out / "evidence.png").stat().st_size > 1000
+    _check_class_yield(demo_pool, out, runs, report, printed)
     assert printed.count("] seed ") == 7  # one progress line per run
     assert "feature cache held in memory" in printed
 
     again = main(_argv(demo_pool, out))  # every run finished: the same rows, nothing retrained
     pd.testing.assert_frame_equal(again.drop(columns=["round_s", "run_s"]), frame.drop(columns=["round_s", "run_s"]))
+
+
+def _check_class_yield(demo_pool, out, runs, report, printed):
+    """Labels per class in runs.csv equal every run's ledger, round by round, and the class-yield table, its
+    JSON and plot describe the rarest training class of the pool."""
+    import json
+
+    from ser_models.data import Pool
+
+    truth = Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id", "label"], split="train")["label"]
+    classes = list(dict.fromkeys(c[len("labels_"):] for c in runs.columns if c.startswith("labels_")))
+    assert sorted(classes) == sorted(truth.unique())
+    for (strategy, seed), g in runs.groupby(["strategy", "seed"]):
+        ledger = LabelLedger(out / "runs" / f"{strategy}_s{seed}" / "labels" / "ledger.parquet")
+        for _, row in g.iterrows():
+            labels = list(ledger.as_of(row["round"]).labels().values())
+            assert [row[f"labels_{c}"] for c in classes] == [labels.count(c) for c in classes]
+            assert sum(row[f"labels_{c}"] for c in classes) == row.labelled
+    found = json.loads((out / "class_yield.json").read_text())
+    training = {c: int((truth == c).sum()) for c in classes}
+    assert found["training_clips"] == training
+    assert found["rare_class"] == min(classes, key=lambda c: (training[c], classes.index(c)))
+    rare = found["rare_class"]
+    curves = runs[runs.strategy != "all-labels"]
+    by_key = {(r["strategy"], r["labelled"]): r for r in found["rows"]}
+    for (strategy, labelled), g in curves.groupby(["strategy", "labelled"]):
+        assert by_key[(strategy, labelled)]["mean"] == pytest.approx(g[f"labels_{rare}"].mean())
+        assert by_key[(strategy, labelled)]["share"] == pytest.approx(g[f"labels_{rare}"].mean() / labelled)
+    pairs = curves.pivot_table(index="seed", columns=["strategy", "labelled"], values=f"labels_{rare}")
+    assert by_key[("margin", 16)]["diff"] == pytest.approx((pairs["margin", 16] - pairs["random", 16]).mean())
+    assert by_key[("margin", 8)]["diff"] == 0  # both start from the same labelled clips under a seed
+    for part in ("labels per class (mean over seeds)", f"rarest class: {rare}", "paired difference to random"):
+        assert part in report and part in printed
+    assert "(class_yield.png)" in report and (out / "class_yield.png").stat().st_size > 1000
 
 
 def test_in_memory_cache_serves_the_rows_the_stream_serves(ray_local, demo_pool, tmp_path):
@@ -67,6 +103,7 @@ def test_in_memory_cache_serves_the_rows_the_stream_serves(ray_local, demo_pool,
     pd.testing.assert_frame_equal(streamed[cols], held[cols])
 
 
+@pytest.mark.slow_e2e
 @pytest.mark.parametrize("ask", ["", "env", "--verbose"])
 def test_a_job_process_prints_progress_bars_only_when_asked(demo_pool, tmp_path, ask):
     """A fresh job process reading Parquet through Ray Data: its bars ("Parquet dataset sampling", one per
@@ -98,7 +135,8 @@ def test_a_job_process_prints_progress_bars_only_when_asked(demo_pool, tmp_path,
 @pytest.mark.parametrize("override, match", [
     ("tapt_enabled=true", "tapt_enabled=false"),
     ("active.oracle=file", "active.oracle must be 'simulated'"),
-    ("model.adapter.kind=lora", "needs the feature cache"),
+    ("model.adapter.kind=lora", "need a frozen encoder's cached features"),
+    ("model.adapter.kind=lora train.solver=adamw model.feature_norm=none", "needs the feature cache"),
     ("evidence.seeds=1", "evidence.seeds must be >= 2"),
     ("evidence.strategies=[random]", "must be distinct"),
     ("evidence.strategies=[margin+fancy]", "unknown variant 'fancy'"),
@@ -107,4 +145,4 @@ def test_settings_that_cannot_give_paired_cached_runs_are_refused(demo_pool, tmp
     from jobs.evidence import main
 
     with pytest.raises(ConfigError, match=match):
-        main(_argv(demo_pool, tmp_path / "x", [override]))
+        main(_argv(demo_pool, tmp_path / "x", override.split()))

@@ -100,3 +100,19 @@ def test_command_line_error_is_one_line_and_exit_code_2():
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == ("error: ConfigError: labels is empty and no pool_dir is given: pass "
                                    "labels=[angry,happy,...]")
+
+
+def test_a_pool_plan_says_what_the_drawn_sets_hold_and_warns_on_few_speakers(tmp_path, capsys):
+    # 460 clips, 10 speakers of 46: the pool's share caps test + dev at 138 clips, about 3 whole speakers
+    rows = [(f"u{i:03d}", ["angry", "happy", "neutral", "sad"][i % 4], f"spk{i // 46}") for i in range(460)]
+    pool = write_pool(tmp_path / "pool", rows, column="speaker")
+    plan = main(["budget=1000", f"pool_dir={pool}", "simulate_draws=0", f"output_dir={tmp_path / 'plan'}"])
+    printed = capsys.readouterr().out
+    assert plan.test_size + plan.dev_size <= 138 and plan.test_cap == 92
+    # overrides.txt: one quoted override a line, what `xargs python -m jobs.after CONFIG < overrides.txt` passes
+    lines = (tmp_path / "plan" / "overrides.txt").read_text().splitlines()
+    assert [shlex.split(line)[0] for line in lines] == plan.overrides() == overrides_from(printed)
+    assert "What the loop's draw with these sizes holds (active.seed=0):" in printed
+    assert "  test: 92 clips from 0 recordings, 2 speakers, 0 groups (2 units taken); 46 clips per speaker" in printed
+    assert "warning: the test set spans 2 speakers, under 10" in printed
+    assert "max_pool_share=0.3 of the pool" in printed

@@ -133,6 +133,7 @@ def test_a_raw_manifest_is_prepared_on_the_fly(ray_local, demo_pool, checkpoint,
 
 
 @pytest.mark.slow
+@pytest.mark.slow_e2e
 def test_predicts_from_and_into_a_bucket(ray_local, demo_pool, checkpoint, s3_bucket, tmp_path, monkeypatch):
     from ser_models import io
 

@@ -163,6 +163,7 @@ def _whisper_folder(path: Path) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.slow_e2e
 def test_readme_sweep_runs_as_written(ray_local, demo_pool, tmp_path, monkeypatch):
     """Tune runs each trial in a folder of its own: the config's relative pool and encoder paths must still
     mean the folder the command was run from (they did not: every trial failed with 'no prepared pool')."""

@@ -23,6 +23,7 @@ def run_module(monkeypatch, module: str, *args: str):
     return runpy.run_module(module, run_name="__main__")
 
 
+@pytest.mark.slow_e2e
 def test_anchoring_sweep_runs_through_jobs_sweep(ray_local, demo_pool, tmp_path, monkeypatch):
     from jobs.anchor import AnchorJobConfig
     from ser_models.config import load_config
@@ -41,6 +42,7 @@ def test_anchoring_sweep_runs_through_jobs_sweep(ray_local, demo_pool, tmp_path,
     assert best.model.encoder.source == "tiny-wav2vec2" and best.anchoring.weight > 0
 
 
+@pytest.mark.slow_e2e
 def test_distill_job_then_finetune_the_student_with_the_text_branch(ray_local, demo_pool, tmp_path, monkeypatch,
                                                                       capsys):
     """``jobs.distill`` on Ray Train (tiny teacher, 1 epoch), then ``jobs.finetune`` over the student with the

@@ -46,6 +46,7 @@ def sweep(ray_local, demo_pool, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow_e2e
 def test_asha_sweep_writes_results_leaderboard_report_and_tracking(sweep):
     frame = pd.read_parquet(sweep / "results.parquet")
     assert len(frame) == 4 and frame["trial_id"].is_unique
@@ -76,6 +77,7 @@ def test_asha_sweep_writes_results_leaderboard_report_and_tracking(sweep):
         assert (sweep / "trials" / row["trial_id"] / "run.json").is_file()
 
 
+@pytest.mark.slow_e2e
 def test_best_yaml_runs_as_is_and_reproduces_the_best_trial(sweep, monkeypatch, capsys):
     from jobs.finetune import FinetuneJobConfig
     from ser_models.config import load_config

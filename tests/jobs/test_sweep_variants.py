@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.slow_e2e]  # `make test-e2e`
 
 CONFIG = "jobs/configs/sweep_smoke.yaml"
 
@@ -50,8 +50,9 @@ def test_after_sweep_runs_whole_loops_and_ranks_them_by_the_learning_curve(ray_l
                                                         "when": {"active.strategy.name": "informative_diverse"}}},
         "config": {"pool_dir": str(demo_pool.pool_dir), "tapt_enabled": False,
                    "model": {"encoder": {"source": "tiny-wav2vec2", "normalize_waveform": False},
-                             "adapter": {"kind": "frozen"}, "pooling": "mean", "head_hidden": 16},
-                   "train": {"epochs": 2, "batch_size": 8, "early_stopping_patience": 0},
+                             "adapter": {"kind": "frozen"}, "pooling": "mean", "head_hidden": 16,
+                             "feature_norm": "none", "head_input_norm": True, "head_dropout": 0.1},
+                   "train": {"solver": "adamw", "epochs": 2, "batch_size": 8, "early_stopping_patience": 0},
                    "scaling": {"backend": "in_process"},
                    "active": {"initial": "random", "budget_fractions": [0.25, 0.5],
                               "feature_cache_dir": str(tmp_path / "cache")}},

@@ -24,6 +24,7 @@ def test_configs_load(name):
     assert any(f"platform/submit.sh tapt jobs/configs/{name}" in line for line in header)
 
 
+@pytest.mark.slow_e2e
 def test_smoke_run(ray_local, demo_pool, tmp_path, monkeypatch, capsys):
     out = tmp_path / "tapt"
     argv = ["jobs.tapt", str(ROOT / "jobs/configs/tapt_smoke.yaml"), f"pool_dir={demo_pool.pool_dir}",

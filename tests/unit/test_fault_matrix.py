@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io as pyio
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -198,7 +200,8 @@ def test_a_second_writer_of_a_run_folder_is_refused_naming_the_first(store):
 
     run = f"{store}/run"
     with _Holder(run, "run") as pid:
-        with pytest.raises(LockHeldError, match=rf"run folder .*pid {pid}, started .*SER_LOCK_TAKE_OVER=1"):
+        host = re.escape(socket.gethostname())
+        with pytest.raises(LockHeldError, match=rf"run folder .*pid {pid}, started .*SER_LOCK_TAKE_OVER={host}:{pid}"):
             claim_run_folder(run, "jobs.after", AFTER_RUN_LAYOUT)
     lines = []
     from ser_models.ownership import open_output, recognise_run

@@ -1,5 +1,5 @@
 """One writer at a time on local folders: a second writer is refused naming the holder, stale locks are taken
-over (dead pid, old heartbeat, the take-over key), and a writer whose lock was taken over stops before committing.
+over (dead pid, old heartbeat, the take-over key naming the holder), and a writer whose lock was taken over stops before committing.
 
 The holders are real processes (``python -c``) that take the lock through the library and wait.
 """
@@ -40,7 +40,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_takes_over_once_it_die
             FolderLock(folder, "pool").acquire()
         message = str(err.value)
         assert f"pid {proc.pid}" in message and f"host {socket.gethostname()}" in message and "started " in message
-        assert TAKE_OVER_ENV in message and str(folder) in message
+        assert f"{TAKE_OVER_ENV}={socket.gethostname()}:{proc.pid}" in message and str(folder) in message
     finally:
         proc.kill()
         proc.wait()
@@ -74,9 +74,9 @@ def test_a_lock_with_an_old_heartbeat_is_taken_over_and_a_fresh_one_is_not(tmp_p
     assert len(lines) == 1 and "heartbeat is 600 s old" in lines[0] and "another-host" in lines[0]
 
 
-def test_the_take_over_key_takes_a_live_looking_lock(tmp_path, monkeypatch):
+def test_the_take_over_key_naming_the_holder_takes_its_live_looking_lock(tmp_path, monkeypatch):
     _foreign_lock(tmp_path / "f", heartbeat_age=1)
-    monkeypatch.setenv(TAKE_OVER_ENV, "1")
+    monkeypatch.setenv(TAKE_OVER_ENV, "another-host:4242")
     lines = []
     with FolderLock(tmp_path / "f", "pool", log=lines.append):
         assert json.loads((tmp_path / "f" / LOCK_NAME).read_text())["host"] == socket.gethostname()

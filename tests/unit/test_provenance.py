@@ -140,6 +140,60 @@ def test_a_key_added_since_the_record_passes_at_its_default_and_is_refused_other
     assert check_run(tmp_path, "jobs.finetune", cfg) is False
     changed = load_config(FinetuneJobConfig, overrides=["pool_dir=/p", f"output_dir={tmp_path}",
                                                          "model.adapter.add=[gating]"])
-    with pytest.raises(ConfigError, match=r"model.adapter.add: '<unset>' -> \['gating'\]"):
+    with pytest.raises(ConfigError, match=r"older version .* did not record model.adapter.add .* this start sets "
+                                          r"model.adapter.add=\[\"gating\"\]"):
         check_run(tmp_path, "jobs.finetune", changed)
     assert flatten(to_dict(cfg))["model.adapter.bottleneck_dim"] == 32
+
+
+def _older_record(tmp_path, *missing: str, overrides=()):
+    """A finetune run folder whose run.json, as an older version wrote it, lacks the ``missing`` keys."""
+    from jobs.finetune import FinetuneJobConfig
+    from ser_models.config import load_config
+
+    def config(*more):
+        return load_config(FinetuneJobConfig, overrides=["pool_dir=/p", f"output_dir={tmp_path}", *overrides, *more])
+
+    check_run(tmp_path, "jobs.finetune", config(), log=lambda line: None)
+    record = json.loads((tmp_path / RUN_FILE).read_text())
+    for key in missing:
+        del record["config"][key]
+    (tmp_path / RUN_FILE).write_text(json.dumps(record))
+    return config
+
+
+def test_an_older_record_without_a_result_key_resumes_at_its_default_and_says_so(tmp_path):
+    config = _older_record(tmp_path, "scaling.use_gpu", "scaling.num_workers")
+    lines = []
+    assert check_run(tmp_path, "jobs.finetune", config(), log=lines.append) is False
+    assert len(lines) == 1 and "older version" in lines[0]
+    assert "scaling.use_gpu (assumed to be its default, False" in lines[0]
+    assert "scaling.num_workers (assumed to be its default, 1" in lines[0]
+
+
+def test_an_older_record_without_a_result_key_refuses_another_value_naming_key_value_and_way_out(tmp_path):
+    from ser_models.exceptions import ResumeMismatchError
+
+    config = _older_record(tmp_path, "scaling.use_gpu")
+    with pytest.raises(ResumeMismatchError) as info:
+        check_run(tmp_path, "jobs.finetune", config("scaling.use_gpu=true"))
+    message = str(info.value)
+    assert "written by an older version of the platform that did not record scaling.use_gpu" in message
+    assert "this start sets scaling.use_gpu=true" in message and "default, scaling.use_gpu=false" in message
+    assert "rerun with scaling.use_gpu=false" in message and '"scaling.use_gpu": true under "config"' in message
+    assert "-> " not in message  # not told as a change from a recorded value
+    assert info.value.changes == [("scaling.use_gpu", "<not recorded>", True)]
+    # The way out it names works: recording the value the first start used lets this start resume.
+    record = json.loads((tmp_path / RUN_FILE).read_text())
+    record["config"]["scaling.use_gpu"] = True
+    (tmp_path / RUN_FILE).write_text(json.dumps(record))
+    assert check_run(tmp_path, "jobs.finetune", config("scaling.use_gpu=true")) is False
+
+
+def test_an_older_record_lacking_one_key_and_differing_in_another_names_both(tmp_path):
+    config = _older_record(tmp_path, "scaling.num_workers")
+    with pytest.raises(ConfigError) as info:
+        check_run(tmp_path, "jobs.finetune", config("scaling.num_workers=2", "train.epochs=7"))
+    message = str(info.value)
+    assert "train.epochs: " in message and "did not record scaling.num_workers" in message
+    assert "this start sets scaling.num_workers=2" in message

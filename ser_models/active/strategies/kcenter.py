@@ -65,7 +65,7 @@ class KCenterStats:
 
 def pca_reduce(x: np.ndarray, others: list[np.ndarray], dim: int, seed: int,
                max_train: int = 50_000) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Project ``x`` [N, D] (and each of ``others`` [*, D]) onto ``dim`` principal axes fitted by FAISS.
+    """Project ``x`` ``[N, D]`` (and each of ``others`` ``[*, D]``) onto ``dim`` principal axes fitted by FAISS.
 
     The PCA is trained on at most ``max_train`` rows drawn with ``seed`` (fitting on all 1M rows buys nothing
     for a 64-d projection). Returns float32 C-contiguous arrays.

@@ -72,7 +72,7 @@ LANGUAGE_SPECS: dict[str, Language] = {
         duration_jitter=0.12,
     ),
 }
-FORMANT_BANDWIDTHS = np.array([80.0, 100.0, 150.0, 220.0])  # formant bandwidths, Hz (x the speaker's factor)
+FORMANT_BANDWIDTHS = np.array([80.0, 100.0, 150.0, 220.0])  #: formant bandwidths, Hz (x the speaker's factor)
 
 # Segment kinds (integer codes keep the per-frame arrays numeric).
 _SIL, _VOWEL, _FRIC, _CLOSURE, _BURST, _NASAL, _APPROX = range(7)

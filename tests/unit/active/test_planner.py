@@ -159,3 +159,24 @@ def test_bad_inputs_name_the_key(kw, match):
 def test_labels_are_required_without_a_pool():
     with pytest.raises(ConfigError, match="labels is empty and no pool_dir is given"):
         plan_budget(PlanConfig(budget=1000))
+
+
+def test_a_pool_caps_test_and_dev_at_its_share():
+    from ser_models.active.planner import PoolStats
+
+    pool = PoolStats(clips=1000, label_counts={}, unit="speaker", units=100, mean_size=10.0, cluster_size=1.0)
+    p = plan_budget(PlanConfig(labels=FOUR, budget=5000, simulate_draws=0), pool)
+    # 30 % of 1,000 clips for test + dev, dev half the test: 200 test clips, 100 dev
+    assert (p.test_needed, p.test_cap, p.test_size, p.dev_size) == (369, 200, 200, 100)
+    assert "max_pool_share=0.3 of the pool" in p.warnings[0]
+    wide = plan_budget(PlanConfig(labels=FOUR, budget=5000, simulate_draws=0, max_pool_share=0.6), pool)
+    assert wide.test_size == 369
+
+
+def test_max_per_unit_shrinks_the_design_effect_and_is_an_override():
+    clustered = plan(budget=20000, cluster_size=40.0)
+    capped = plan(budget=20000, cluster_size=40.0, max_per_unit=5)
+    assert clustered.design_effect == pytest.approx(1 + 39 * 0.1) and capped.design_effect == pytest.approx(1.4)
+    assert capped.test_size < clustered.test_size
+    assert "active.evaluation.max_per_unit=5" in capped.overrides()
+    assert not any("max_per_unit" in o for o in clustered.overrides())

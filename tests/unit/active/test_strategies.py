@@ -191,7 +191,9 @@ def test_registry_and_default():
     assert set(STRATEGIES) >= {"gsx", "gsy", "igs", "mc_variance"}
     assert set(STRATEGIES) >= {"random", "entropy", "least_confidence", "margin", "bald", "badge", "kcenter",
                                "kmeans", "cluster_cold_start", "informative_diverse"}
-    assert "InformativeDiverseStrategy(score='entropy', prefilter_factor=10" in repr(build_strategy())
+    assert repr(build_strategy()).startswith("AutoStrategy(candidates=['random', 'margin', 'informative_diverse']")
+    assert "InformativeDiverseStrategy(score='entropy', prefilter_factor=4" in repr(
+        build_strategy(StrategyConfig(name="informative_diverse")))
 
 
 @pytest.mark.parametrize("kw,key", [({"name": "nope"}, "active.strategy.name"),

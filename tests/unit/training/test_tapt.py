@@ -210,3 +210,44 @@ def test_masked_prediction_targets_default_to_the_encoders_own_layer_when_pretra
     assert (resolved.cluster_features, resolved.cluster_layer) == ("layer", learnt.num_layers // 2)
     explicit = resolve_targets(TaptConfig(cluster_features="mfcc", cluster_layer=1), learnt)
     assert (explicit.cluster_features, explicit.cluster_layer) == ("mfcc", 1)
+
+
+@pytest.mark.parametrize("source", ["tiny-hubert-group", "tiny-wav2vec2-group"])
+def test_a_group_norm_clips_tapt_loss_does_not_depend_on_its_batch(source):
+    """wav2vec2-base / HuBERT-base layouts: a clip's masked-frame loss is the same alone and beside a clip three
+    times longer (its front end runs on its own samples, as in scoring); HF's padded front end would change it."""
+    torch.manual_seed(0)
+    objective, _ = _objective(source, objective="masked_prediction") if "hubert" in source else (None, None)
+    if objective is None:  # the contrastive loss samples negatives across the batch: compare the hidden states
+        objective, _ = _objective(source)
+    objective.eval()
+    wavs, lengths = random_waveforms(2, 1.5, seed=5)
+    lengths = torch.tensor([int(lengths[0]) // 3, int(lengths[1])])
+    alone_inputs, alone_mask = objective.encoder.prepare_inputs(wavs[:1, : lengths[0]], lengths[:1])
+    both_inputs, both_mask = objective.encoder.prepare_inputs(wavs, lengths)
+    frames = int(objective.encoder.frame_lengths(lengths[:1]))
+    mask_alone = torch.zeros(1, frames, dtype=torch.bool)
+    mask_alone[0, 2:frames:3] = True
+    mask_both = torch.zeros(2, int(objective.encoder.frame_lengths(torch.tensor([both_inputs.shape[1]]))),
+                            dtype=torch.bool)
+    mask_both[0, :frames] = mask_alone[0]
+
+    def hidden(inputs, attention, mask, aware=True):
+        import contextlib
+
+        front = objective.encoder._padding_aware_front_end(inputs, attention) if aware else contextlib.nullcontext()
+        with torch.no_grad(), front:
+            return objective.encoder.hf_model(inputs, attention_mask=attention,
+                                              mask_time_indices=mask).last_hidden_state[0, :frames]
+
+    alone = hidden(alone_inputs, alone_mask, mask_alone)
+    assert torch.allclose(hidden(both_inputs, both_mask, mask_both), alone, atol=1e-5)
+    assert not torch.allclose(hidden(both_inputs, both_mask, mask_both, aware=False), alone, atol=1e-3)
+    if isinstance(objective, MaskedPredictionObjective):  # the loss itself, through the objective's forward
+        targets = torch.randint(0, 8, (1, frames))
+        padded = torch.full(mask_both.shape, -100)
+        padded[0, :frames] = targets[0]
+        with torch.no_grad():
+            a = objective(alone_inputs, alone_mask, mask_alone, targets)["loss"]
+            b = objective(both_inputs, both_mask, mask_both, padded)["loss"]
+        assert torch.allclose(a, b, atol=1e-5)

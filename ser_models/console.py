@@ -1,0 +1,118 @@
+"""A job's console holds the job's own lines: Ray's internal lines stay in Ray's log files unless asked for.
+
+Three kinds of Ray line reached a job's console, each of them also in the session's log folder
+(``/tmp/ray/session_*/logs``) or of no use to a user:
+
+* the driver's Python log lines at start (the token-authentication banner, "Started a local Ray instance"):
+  ``ray.init(logging_level=ERROR)`` keeps them out;
+* the driver's native (C++) error lines, which Ray writes to the process's stderr as well as to
+  ``python-core-driver-*.log`` (e.g. a warning about actor constructor arguments on every Ray Data actor
+  pool): a pipe on file descriptor 2 drops lines in Ray's native log format and passes everything else;
+* lines forwarded from workers' stderr (Ray's own library warnings there, such as Ray Data's "no available
+  CPUs" while another task holds them, native worker logs, Python warnings): dropped; a worker's stdout, where
+  the platform's own progress lines go (training epochs in Ray Train workers), is forwarded as before.
+
+An error in a worker still ends the job with that error (Ray raises it in the driver). ``--verbose`` (or
+``SER_RAY_CONSOLE=1``) keeps everything.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+
+#: ``1``: Ray's own console lines too (set by a job's ``--verbose``).
+RAY_CONSOLE_ENV = "SER_RAY_CONSOLE"
+#: A line in Ray's native log format: ``[2026-11-27 03:38:32,180 E 26006 26006] core_worker.cc:2465: ...``.
+NATIVE_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEF] \d+ \d+\] ")
+
+_installed = threading.Lock()
+_state: dict = {}
+
+
+def ray_console_wanted() -> bool:
+    """Whether Ray's own lines should reach the console (``SER_RAY_CONSOLE=1``)."""
+    return os.environ.get(RAY_CONSOLE_ENV, "").strip() == "1"
+
+
+def init_logging_level() -> int:
+    """The ``logging_level`` for ``ray.init``: ERROR unless Ray's lines are wanted."""
+    return logging.INFO if ray_console_wanted() else logging.ERROR
+
+
+def keep_forwarded(data: dict) -> bool:
+    """Whether a batch of worker output that Ray forwards to the driver is the platform's (a worker's
+    stdout), not Ray's or a library's (its stderr)."""
+    return not data.get("is_err", False)
+
+
+def quiet_ray_console() -> None:
+    """Keep Ray's internal lines off this driver's console (once per process; call after ``ray.init``)."""
+    if ray_console_wanted() or not _installed.acquire(blocking=False):
+        return
+    _filter_forwarded_lines()
+    _filter_native_stderr()
+
+
+def _filter_forwarded_lines() -> None:
+    # Ray prints forwarded worker output through one handler of its stream dispatcher ("ray_print_logs");
+    # wrap it so stderr batches are dropped. A Ray that names it differently keeps printing everything.
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    with dispatcher._lock:
+        handlers = list(dispatcher.handlers)
+    for name, handler in handlers:
+        if name != "ray_print_logs":
+            continue
+
+        def only_ours(data, _print=handler):
+            if keep_forwarded(data):
+                _print(data)
+
+        dispatcher.remove_handler(name)
+        dispatcher.add_handler(name, only_ours)
+
+
+def _filter_native_stderr() -> None:
+    """Route file descriptor 2 through a pipe that drops Ray's native log lines.
+
+    Python's own ``sys.stderr`` is re-pointed at the real terminal first, so the platform's error lines and
+    any traceback never pass through the pipe. Only native writes to fd 2 (Ray's C++ core worker, other
+    extension modules) do; at exit fd 2 is restored and the pipe drained. A process whose ``sys.stderr`` is not
+    its own (pytest's capture, a notebook) is left as it is.
+    """
+    if sys.stderr is not sys.__stderr__:  # a test's capture or a caller's own stream: leave it alone
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        read_end, write_end = os.pipe()
+    except (OSError, ValueError):  # no usable stderr (a closed or captured stream): nothing to filter
+        return
+    sys.stderr = os.fdopen(os.dup(real), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                           errors="backslashreplace")
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                if not NATIVE_LINE.match(line):
+                    os.write(real, line)
+
+    thread = threading.Thread(target=pump, name="ser-native-stderr", daemon=True)
+    thread.start()
+    _state.update(real=real, thread=thread)
+    atexit.register(_restore_stderr)
+
+
+def _restore_stderr() -> None:
+    real, thread = _state.pop("real", None), _state.pop("thread", None)
+    if real is None:
+        return
+    os.dup2(real, 2)  # the pipe's last write end closes here, so the pump reads to its end and stops
+    thread.join(timeout=2.0)

@@ -1,0 +1,44 @@
+"""``python -m jobs.export``: write a checkpoint's audio inference path as one ONNX graph (docs/deploy.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from ser_models.config import LOCATION, PATH, RESULT, field
+from ser_models.exceptions import ConfigError
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Inputs of ``python -m jobs.export`` (docs/deploy.md)."""
+
+    checkpoint: str = field("", effect=LOCATION, path=PATH, help="the checkpoint folder, or a run holding one (a "
+                            "jobs.finetune output, an AL run: its last round), as jobs.predict checkpoint= takes")
+    output: str = field("model.onnx", effect=LOCATION, path=PATH, help="the .onnx file to write (local path)")
+    quantize: str = field("none", effect=RESULT, help="none (float32) | int8: ONNX Runtime's dynamic int8 "
+                          "quantisation of the weights (activations quantised per batch at run time)")
+    encoder_source: str | None = field(None, effect=LOCATION, path=PATH, help="where the encoder lives now, if it "
+                                       "moved without keeping its place relative to the checkpoint")
+
+
+def run_export(cfg: ExportConfig) -> dict:
+    """Export ``cfg.checkpoint`` to ``cfg.output`` and print the report (one JSON line).
+
+    Returns:
+        :func:`~ser_models.export.onnx_export.export_checkpoint`'s report.
+
+    Raises:
+        ConfigError: no ``checkpoint=``; ``ExportError`` (a ``ConfigError``) for a model the graph cannot
+            carry exactly, naming the setting.
+    """
+    from ser_models.export.onnx_export import export_checkpoint
+
+    if not cfg.checkpoint:
+        raise ConfigError("jobs.export needs checkpoint=<checkpoint folder or run>")
+    report = export_checkpoint(cfg.checkpoint, cfg.output, cfg.quantize, cfg.encoder_source)
+    print(json.dumps(report))
+    return report
+
+
+__all__ = ["ExportConfig", "run_export"]

@@ -1,0 +1,143 @@
+"""Hugging Face datasets (written by ``datasets``) and NeMo manifests in and out, round trips included."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pandas as pd
+import pytest
+
+from ser_models.data.manifest import read_manifest
+from ser_models.exceptions import ConfigError
+from ser_models.formats.convert import ConvertConfig, convert, detect_format
+from ser_models.formats.hf_dataset import import_hf
+from ser_models.formats.nemo_manifest import import_nemo
+
+QUIET = {"log": lambda s: None}
+
+
+def _hf_dataset(audio, embed: bool):
+    """Four rows; the third names a copy of the mono file that the caller may delete once the dataset is written
+    (``datasets`` stats every file it writes, so a missing file can only be made afterwards)."""
+    import shutil
+
+    datasets = pytest.importorskip("datasets")
+    gone = os.path.join(os.path.dirname(audio["mono"]), "gone.wav")
+    shutil.copy(audio["mono"], gone)
+    features = datasets.Features({"audio": datasets.Audio(sampling_rate=16000),
+                                  "label": datasets.ClassLabel(names=["angry", "happy", "sad"]),
+                                  "speaker_id": datasets.Value("string"), "age": datasets.Value("int64")})
+    cells = [{"bytes": open(audio["mono"], "rb").read() if embed else None, "path": audio["mono"]},
+             {"bytes": None, "path": audio["stereo"]}, {"bytes": None, "path": gone},
+             {"bytes": None, "path": audio["stereo"]}]
+    # Built from Arrow cells: datasets 5 needs torchcodec to encode audio values, not to store a {bytes, path} cell.
+    return datasets.Dataset.from_dict({"audio": cells, "label": [1, 2, 0, 7 if embed else -1],
+                                       "speaker_id": ["s1", "s2", "s3", "s4"], "age": [30, 40, 50, 60]}).cast(features)
+
+
+def test_hf_save_to_disk_with_embedded_bytes_writes_each_clip_once_by_content(tmp_path, audio):
+    datasets = pytest.importorskip("datasets")
+    ds = _hf_dataset(audio, embed=True)
+    datasets.DatasetDict({"train": ds, "validation": ds}).save_to_disk(str(tmp_path / "disk"))
+    assert detect_format(str(tmp_path / "disk")) == "hf"
+    with pytest.raises(ConfigError, match="audio_dir"):
+        import_hf(str(tmp_path / "disk"), str(tmp_path / "m.parquet"), **QUIET)
+    frame, report = import_hf(str(tmp_path / "disk"), str(tmp_path / "m.parquet"), audio_dir=str(tmp_path / "aud"),
+                              **QUIET)
+    # save_to_disk embeds every local file (gone.wav is a copy of mono.wav); class index 7 is refused
+    assert report.reasons() == {"unknown_label": 2} and report.taken == 6
+    files = sorted(os.listdir(tmp_path / "aud"))
+    assert len(files) == 2 and all(f.endswith(".wav") for f in files)  # 2 distinct clips, 6 rows using them
+    m = read_manifest(tmp_path / "m.parquet").set_index("utt_id")
+    assert m.loc["train-0000000", "label"] == "happy" and m.loc["train-0000000", "speaker"] == "s1"
+    assert m.loc["validation-0000004", "split"] == "dev" and m.loc["train-0000000", "age"] == 30
+    with open(m.loc["train-0000000", "path"], "rb") as fh, open(audio["mono"], "rb") as src:
+        assert fh.read() == src.read()
+
+
+def test_hf_parquet_with_paths_is_followed_and_minus_one_is_unlabelled(tmp_path, audio):
+    ds = _hf_dataset(audio, embed=False)
+    (tmp_path / "data").mkdir()
+    ds.to_parquet(str(tmp_path / "data" / "test-00000-of-00001.parquet"))
+    os.remove(os.path.join(os.path.dirname(audio["mono"]), "gone.wav"))
+    frame, report = import_hf(str(tmp_path / "data" / "test-00000-of-00001.parquet"), str(tmp_path / "m.csv"),
+                              **QUIET)
+    assert report.reasons() == {"missing_file": 1}
+    m = read_manifest(tmp_path / "m.csv").set_index("utt_id")
+    assert m.loc["test-0000001", "path"] == audio["stereo"] and m.loc["test-0000001", "split"] == "test"
+    assert m.loc["test-0000003", "label"] is None
+
+
+def _ours(tmp_path, audio) -> str:
+    rows = pd.DataFrame({
+        "utt_id": ["s1", "s2", "clip"], "path": [audio["stereo"], audio["stereo"], audio["mono"]],
+        "recording": ["call1", "call1", None], "channel": [0, 1, -1], "start": [0.25, 1.0, math.nan],
+        "end": [1.0, 2.5, math.nan], "label": ["happy", "sad", None], "speaker": ["a", "b", None],
+        "split": ["train", "test", "dev"], "transcript": ["hi", None, None]})
+    rows.to_parquet(tmp_path / "ours.parquet")
+    return str(tmp_path / "ours.parquet")
+
+
+COLS = ["utt_id", "path", "recording", "channel", "start", "end", "label", "speaker", "split", "transcript"]
+
+
+def test_hf_export_is_read_by_datasets_and_imports_back_to_the_same_rows(tmp_path, audio):
+    datasets = pytest.importorskip("datasets")
+    ours = _ours(tmp_path, audio)
+    convert(ConvertConfig(input=ours, output=str(tmp_path / "hf"), to="hf", labels=["angry", "happy", "sad"]), **QUIET)
+    loaded = datasets.load_dataset(str(tmp_path / "hf"))
+    assert set(loaded) == {"train", "validation", "test"}
+    assert loaded["train"].features["label"].names == ["angry", "happy", "sad"]
+    cell = loaded["train"].with_format("arrow")[0]["audio"][0].as_py()
+    assert cell == {"bytes": None, "path": audio["stereo"]}  # audio by path, never copied
+    convert(ConvertConfig(input=str(tmp_path / "hf"), output=str(tmp_path / "back.parquet"), id_field="utt_id"),
+            **QUIET)
+    back = read_manifest(tmp_path / "back.parquet").sort_values("utt_id").reset_index(drop=True)
+    want = read_manifest(ours).sort_values("utt_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(back[COLS], want[COLS])
+
+
+def test_nemo_export_and_import_give_the_same_rows(tmp_path, audio):
+    ours = _ours(tmp_path, audio)
+    convert(ConvertConfig(input=ours, output=str(tmp_path / "nemo.json"), to="nemo"), **QUIET)
+    lines = [json.loads(x) for x in (tmp_path / "nemo.json").read_text().splitlines()]
+    assert lines[0]["audio_filepath"] == audio["stereo"] and lines[0]["offset"] == 0.25
+    assert lines[0]["duration"] == 0.75 and lines[2]["duration"] == 3.0 and "offset" not in lines[2]
+    convert(ConvertConfig(input=str(tmp_path / "nemo.json"), output=str(tmp_path / "back.csv"), format="nemo"),
+            **QUIET)
+    pd.testing.assert_frame_equal(read_manifest(tmp_path / "back.csv")[COLS], read_manifest(ours)[COLS])
+
+
+def test_nemo_rows_without_ids_get_path_ids_and_bad_rows_are_refused(tmp_path, audio):
+    root = os.path.dirname(audio["mono"])
+    lines = [{"audio_filepath": "mono.wav", "duration": 3.0, "label": "happy"},
+             {"audio_filepath": "stereo.wav", "offset": 0.5, "duration": 1.0, "label": "sad", "snr": 12.5},
+             {"audio_filepath": "stereo.wav", "offset": -1.0, "duration": 1.0, "label": "sad"},
+             {"audio_filepath": "gone.wav", "duration": 1.0, "label": "sad"},
+             {"audio_filepath": "stereo.wav", "offset": 0.5, "duration": 1.0, "label": "sad"},
+             {"audio_filepath": "mono.wav", "offset": 1.0, "duration": 1.0, "label": "bored"},
+             {"utt_id": "a\tb", "audio_filepath": "mono.wav", "offset": 2.0, "duration": 0.5, "label": "sad"}]
+    (tmp_path / "wavs" / "train.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    frame, report = import_nemo(str(tmp_path / "wavs" / "train.json"), str(tmp_path / "m.parquet"),
+                                labels=["happy", "sad"], **QUIET)
+    assert [r[2] for r in report.refused] == ["bad_offset", "missing_file", "duplicate_id", "unknown_label",
+                                              "bad_id"]
+    m = read_manifest(tmp_path / "m.parquet").set_index("utt_id")
+    assert m.loc["mono", "path"] == os.path.join(root, "mono.wav") and math.isnan(m.loc["mono", "start"])
+    assert (m.loc["stereo@0.500", "start"], m.loc["stereo@0.500", "end"], m.loc["stereo@0.500", "snr"]) == (
+        0.5, 1.5, 12.5)
+
+
+def test_an_export_never_writes_into_a_folder_it_did_not_make(tmp_path, audio):
+    from ser_models.exceptions import ForeignFolderError
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ForeignFolderError):
+        convert(ConvertConfig(input=_ours(tmp_path, audio), output=str(tmp_path / "mine"), to="lhotse"), **QUIET)
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+

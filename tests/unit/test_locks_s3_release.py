@@ -1,0 +1,36 @@
+"""On an object store (the moto S3 server) a release is final: a heartbeat that was about to rewrite the lease
+when the lock was released never brings the lease back."""
+
+from __future__ import annotations
+
+import threading
+
+from ser_models import io
+from ser_models.locks import LOCK_NAME, FolderLock
+
+
+def test_a_release_while_a_heartbeat_is_in_flight_leaves_no_lease(s3_bucket):
+    folder = f"{s3_bucket}/cache"
+    lock = FolderLock(folder, "feature cache", stale_s=0.4).acquire()  # a beat every 0.1 s
+    beat = lock._thread
+    in_flight, released = threading.Event(), threading.Event()
+    read = lock._read
+
+    def read_then_stall():
+        # The heartbeat's read of its lease, then a store that takes long to accept its write: the beat stays
+        # between its check and its write until the release is over (or 6 s, longer than the 5 s that a
+        # release once waited for the heartbeat before removing the lease regardless).
+        out = read()
+        if threading.current_thread() is beat and not in_flight.is_set():
+            in_flight.set()
+            released.wait(timeout=6)
+        return out
+
+    lock._read = read_then_stall
+    assert in_flight.wait(timeout=60)
+    releaser = threading.Thread(target=lambda: (lock.release(), released.set()))
+    releaser.start()
+    releaser.join()
+    beat.join()
+    assert not beat.is_alive()
+    assert not io.exists(f"{folder}/{LOCK_NAME}"), "the heartbeat rewrote the lease after its release"
