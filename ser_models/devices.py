@@ -8,6 +8,8 @@ config reserved a GPU for it.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 _said: set[str] = set()  # lines already printed by this process
@@ -34,7 +36,9 @@ def log_device(stage: str, device: torch.device, num_gpus: float) -> str:
     """Print and return the line that says which device ``stage`` runs on and why.
 
     Printed once per process (an actor is one; an in-process loop that builds a scorer each round says it
-    once), as every stage reports itself: Ray forwards an actor's lines to the driver with its pid.
+    once), as every stage reports itself: Ray forwards an actor's lines to the driver with its pid. The plain
+    CPU line (no GPU reserved) is printed by a driver only: a Ray task or actor says it only when a GPU is
+    in play (used, or reserved but not seen), so a fan-out of CPU runs does not repeat it per worker.
 
     Args:
         stage: what runs (``"scorer"``, ``"feature cache"``).
@@ -47,10 +51,21 @@ def log_device(stage: str, device: torch.device, num_gpus: float) -> str:
         line = f"{stage}: cpu ({float(num_gpus):g} GPU reserved but this process sees no CUDA device)"
     else:
         line = f"{stage}: cpu (no GPU reserved: scorer.num_gpus / active.scorer.num_gpus reserve one)"
+        if _in_ray_worker():  # the expected case: said by the driver's own stages, not once more per worker
+            return line
     if line not in _said:
         _said.add(line)
         print("  " + line, flush=True)
     return line
+
+
+def _in_ray_worker() -> bool:
+    """Whether this code runs in a Ray task or actor (not in a driver or outside Ray)."""
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().get_task_id() is not None
 
 
 __all__ = ["actor_device", "log_device"]

@@ -47,3 +47,26 @@ def test_the_scorer_follows_its_reservation(monkeypatch):
     scorer = PoolScorer(None, model_cfg=to_dict(tiny_model_config()), num_gpus=0, threads=torch.get_num_threads())
     assert scorer.device == torch.device("cpu")
     assert next(scorer.model.parameters()).device.type == "cpu"
+
+
+def test_a_ray_worker_says_only_the_lines_that_involve_a_gpu(ray_local):
+    """A fan-out of CPU runs (jobs.evidence) must not forward 'scorer: cpu (no GPU reserved ...)' once per
+    worker to the job's console; a reservation the worker cannot use is still said."""
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def say():
+        import contextlib
+        import io
+
+        from ser_models.devices import log_device
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            plain = log_device("worker scorer", torch.device("cpu"), 0)
+            missing = log_device("worker scorer", torch.device("cpu"), 1)
+        return plain, missing, out.getvalue()
+
+    plain, missing, printed = ray.get(say.remote())
+    assert "no GPU reserved" in plain and "no GPU reserved" not in printed
+    assert "sees no CUDA device" in missing and missing in printed
