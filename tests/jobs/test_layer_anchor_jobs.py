@@ -24,6 +24,7 @@ def run_module(monkeypatch, module: str, *args: str):
     return runpy.run_module(module, run_name="__main__")
 
 
+@pytest.mark.slow_e2e
 def test_layer_analysis_job(ray_local, demo_pool, tmp_path, monkeypatch):
     out = tmp_path / "layers"
     run_module(monkeypatch, "jobs.layer_analysis", "jobs/configs/layer_analysis_demo.yaml",
