@@ -31,7 +31,6 @@ a recording (its rate, length and channel count read from the file's header).
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -47,8 +46,10 @@ from ser_models.formats.rows import (
     Row,
     audio_info,
     finish,
+    json_objects,
     json_value,
     missing,
+    read_text,
     resolve_path,
     text,
     write_table,
@@ -67,10 +68,7 @@ def read_items(path: str) -> list[dict]:
     src = io.storage_path(path)
     if not io.exists(src):
         raise ManifestError(f"Lhotse manifest not found: {src}")
-    data = io.read_bytes(src)
-    if data[:2] == b"\x1f\x8b":  # gzip by its magic bytes: a ".gz" name does not promise it
-        data = gzip.decompress(data)
-    body = data.decode("utf-8")
+    body = read_text(src)
     if ".jsonl" not in src.name:
         try:
             items = json.loads(body)
@@ -80,18 +78,7 @@ def read_items(path: str) -> list[dict]:
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise ManifestError(f"{src}: a Lhotse .json manifest holds one list of objects")
         return items
-    items = []
-    for lineno, line in enumerate(body.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{src}: line {lineno}: invalid JSON ({exc.msg}): {line[:80]!r}") from None
-        if not isinstance(item, dict):
-            raise ManifestError(f"{src}: line {lineno} is not a JSON object")
-        items.append(item)
-    return items
+    return json_objects(body, src)
 
 
 def item_kind(item: dict) -> str:

@@ -31,9 +31,11 @@ from ser_models.formats.rows import (
     Row,
     audio_info,
     finish,
+    json_objects,
     json_value,
     missing,
     number,
+    read_text,
     resolve_path,
     text,
 )
@@ -106,23 +108,7 @@ def import_nemo(path: str, output: str, *, label_field: str = "label", id_field:
 
 def _json_lines(path: str) -> list[dict]:
     """NeMo writes JSON lines under a ``.json`` name: read them as lines."""
-    import gzip
-
-    from ser_models.exceptions import ManifestError
-
-    data = io.read_bytes(path)
-    body = (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8")
-    items = []
-    for lineno, line in enumerate(body.splitlines(), 1):
-        if line.strip():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}: line {lineno}: invalid JSON ({exc.msg}): {line[:80]!r}") from None
-            if not isinstance(item, dict):
-                raise ManifestError(f"{path}: line {lineno} is not a JSON object")
-            items.append(item)
-    return items
+    return json_objects(read_text(path), path)
 
 
 def write_nemo(rows: pd.DataFrame, output: str, *, label_field: str = "label",

@@ -119,6 +119,35 @@ class ImportReport:
         return "\n".join(lines)
 
 
+def read_text(uri: str | os.PathLike) -> str:
+    """A manifest file's text (UTF-8), gunzipped when its first bytes say gzip (a ".gz" name does not promise
+    it)."""
+    import gzip
+
+    data = io.read_bytes(uri)
+    return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8")
+
+
+def json_objects(body: str, src: Any) -> list[dict]:
+    """The JSON objects of a JSON-lines text (blank lines skipped).
+
+    Raises:
+        ManifestError: naming ``src`` and the line that is not JSON, or not an object.
+    """
+    items = []
+    for lineno, line in enumerate(body.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{src}: line {lineno}: invalid JSON ({exc.msg}): {line[:80]!r}") from None
+        if not isinstance(item, dict):
+            raise ManifestError(f"{src}: line {lineno} is not a JSON object")
+        items.append(item)
+    return items
+
+
 def text(value: Any) -> str | None:
     """A foreign cell as our text value: None for missing or blank; integral floats without ``.0``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
