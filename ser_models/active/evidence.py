@@ -247,7 +247,6 @@ def plot_bands(runs: pd.DataFrame, path, full: float | None = None, metric: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ser_models.io import save_figure
 
     stats = budget_table(runs, baseline=None, confidence=confidence)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -257,13 +256,7 @@ def plot_bands(runs: pd.DataFrame, path, full: float | None = None, metric: str 
             ax.fill_between(g.labelled, g.low, g.high, color=line.get_color(), alpha=0.18, linewidth=0)
     if full is not None:
         ax.axhline(full, linestyle="--", color="gray", label="all labels")
-    ax.set_xlabel("labelled clips")
-    ax.set_ylabel(f"test {metric} (mean, {100 * confidence:g} % CI over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    _finish_plot(fig, ax, f"test {metric} (mean, {100 * confidence:g} % CI over seeds)", path)
 
 
 def run_seed(run_dir) -> int | None:
@@ -416,7 +409,6 @@ def plot_class_yield(runs: pd.DataFrame, rare: str, path, share: float | None = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ser_models.io import save_figure
 
     stats = class_yield_table(runs, rare, baseline=None, confidence=confidence)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -427,8 +419,17 @@ def plot_class_yield(runs: pd.DataFrame, rare: str, path, share: float | None = 
     if share is not None:
         x = np.array(sorted(stats.labelled.unique()), dtype=float)
         ax.plot(x, share * x, linestyle="--", color="gray", label=f"{100 * share:.1f} % of the labels")
+    _finish_plot(fig, ax, f"{rare} labels (mean, {100 * confidence:g} % CI over seeds)", path)
+
+
+def _finish_plot(fig, ax, ylabel: str, path) -> None:
+    """Label, grid and legend a curve-against-labels plot, then save it to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    from ser_models.io import save_figure
+
     ax.set_xlabel("labelled clips")
-    ax.set_ylabel(f"{rare} labels (mean, {100 * confidence:g} % CI over seeds)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
