@@ -125,7 +125,6 @@ def main(argv=None) -> Path | None:
 
     import torch
 
-    from ser_models.active.feature_cache import FeatureCache, feature_cache_key
     from ser_models.adapters import AdapterConfig
     from ser_models.adapters.config import WapConfig
     from ser_models.data import Pool
@@ -134,6 +133,7 @@ def main(argv=None) -> Path | None:
     from ser_models.encoders.standardizer import save_statistics
     from ser_models.model import ModelConfig
     from ser_models.runs.adapter_stage import frame_cache
+    from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
     from ser_models.training.config import TrainConfig
 
     torch.set_num_threads(args.threads)

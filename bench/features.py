@@ -83,9 +83,9 @@ def run(pool_dir: str, workdir: Path, seeds: list[int], fractions: list[float]) 
     from sklearn.metrics import balanced_accuracy_score
 
     from bench.label_efficiency import build_shared_cache
-    from ser_models.active.feature_cache import features_array
-    from ser_models.active.functionals_cache import build_functionals_cache
     from ser_models.data import Pool
+    from ser_models.scoring.feature_cache import features_array
+    from ser_models.scoring.functionals_cache import build_functionals_cache
 
     pool = Pool.open(pool_dir)
     meta = pool.metadata(columns=["utt_id", "label", "split", "speaker", "duration"]).sort_values("utt_id")

@@ -36,11 +36,11 @@ def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: st
     """Seconds to build ``variant``'s cache of the whole pool under an empty ``root`` (``encoder_name``: what
     ``bench.common.encoder_overrides`` takes; ``in_process``: in this process rather than on Ray Data actors)."""
     from bench.label_efficiency import job_config, run_overrides
-    from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
-    from ser_models.active.functionals_cache import build_functionals_cache
-    from ser_models.active.scorer import ScorerConfig
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
+    from ser_models.scoring.feature_cache import FeatureCache, cache_states, feature_cache_key
+    from ser_models.scoring.functionals_cache import build_functionals_cache
+    from ser_models.scoring.scorer import ScorerConfig
 
     shutil.rmtree(root, ignore_errors=True)
     pool = Pool.open(pool_dir)

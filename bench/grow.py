@@ -73,10 +73,10 @@ def run(clips: int, grow: float, seconds: float, workdir: Path) -> dict:
     """Start-up, full build and growth, timed in one process; returns the measurements."""
     import ray.data
 
-    from ser_models.active.feature_cache import FeatureCache, feature_cache_key
-    from ser_models.active.scorer import ScorerConfig
     from ser_models.data import Pool, PoolConfig, prepare_pool
     from ser_models.encoders import build_encoder
+    from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
+    from ser_models.scoring.scorer import ScorerConfig
     from ser_models.testing import tiny_model_config
 
     extra = max(1, round(clips * grow))

@@ -131,10 +131,10 @@ def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[
 
 def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] = ()):
     """Encode every pool clip once under ``root`` (``FeatureCache`` layout); returns (root, seconds, cache)."""
-    from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import reads_functionals
+    from ser_models.scoring.feature_cache import FeatureCache, cache_states, feature_cache_key
 
     cfg = job_config(pool_dir, Path(root).parent / "unused", run_overrides("random", 0, FRACTIONS, extra))
     encoder = build_encoder(cfg.model.encoder)
@@ -189,8 +189,8 @@ def probe_records(work: Path, cache, pool_dir, task: str, seeds: list[int], frac
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ser_models.active.feature_cache import features_array
     from ser_models.data import LabelLedger, Pool
+    from ser_models.scoring.feature_cache import features_array
 
     pool = Pool.open(pool_dir)
     table = cache.table()

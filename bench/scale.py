@@ -158,11 +158,11 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     import shutil
 
     from bench.common import init_ray
-    from ser_models.active.feature_cache import FeatureCache, feature_cache_key
-    from ser_models.active.scorer import ScorerConfig, score_dataset
     from ser_models.config import to_dict
     from ser_models.data import Pool
     from ser_models.encoders import EncoderConfig, build_encoder
+    from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
+    from ser_models.scoring.scorer import ScorerConfig, score_dataset
     from ser_models.testing import tiny_model_config
     from ser_models.training import train_model
     from ser_models.training.config import ScalingSettings, TrainConfig

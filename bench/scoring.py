@@ -188,7 +188,7 @@ def _timed_scorer_class():
     """
     import json
 
-    from ser_models.active.scorer import PoolScorer
+    from ser_models.scoring.scorer import PoolScorer
 
     class _Timed(PoolScorer):
         def __call__(self, batch):
@@ -210,7 +210,7 @@ def time_score_dataset(ds, checkpoint: str | Path, cfg, ids: list[str], in_proce
     batch), so one call splits into fixed start-up (call start -> first batch: actor process, imports,
     checkpoint load) and steady state (first batch -> all N clips gathered on the driver).
     """
-    import ser_models.active.scorer as scorer_mod
+    import ser_models.scoring.scorer as scorer_mod
 
     ACTOR_LOG.parent.mkdir(parents=True, exist_ok=True)
     ACTOR_LOG.unlink(missing_ok=True)
@@ -239,8 +239,8 @@ TimedPoolScorer = _timed_scorer_class()
 def load_clips(pool_dir: str | Path, n: int):
     """The first ``n`` training clips of the pool: a materialised Ray Dataset (scorer input columns) and the
     same clips decoded as a ``ClipSet``."""
-    from ser_models.active.scorer import SCORE_INPUT_AUDIO
     from ser_models.data import Pool
+    from ser_models.scoring.scorer import SCORE_INPUT_AUDIO
     from ser_models.training.batching import collect_clips
 
     ds = Pool.open(pool_dir).dataset("train").select_columns(SCORE_INPUT_AUDIO).limit(n).materialize()
@@ -250,7 +250,7 @@ def load_clips(pool_dir: str | Path, n: int):
 
 def bench_model(label: str, checkpoint: Path, ds, clips, args, micro: int) -> list[PathResult]:
     """All paths for one checkpoint at forward micro-batch ``micro``; prints each row as it finishes."""
-    from ser_models.active.scorer import ScorerConfig
+    from ser_models.scoring.scorer import ScorerConfig
 
     cfg = ScorerConfig(batch_size=args.batch_size, micro_batch_size=micro, num_actors=1,
                        num_cpus=THREADS, num_gpus=1.0 if args.device == "cuda" else 0.0)
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.n, args.big = 24, "none"
     if args.batch_size is None:
-        from ser_models.active.scorer import ScorerConfig
+        from ser_models.scoring.scorer import ScorerConfig
 
         args.batch_size = ScorerConfig().batch_size
     import torch
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
                        args.big_n or args.n))
     load = LoadWindow()
     rows, ratios, secs_audio = [], {}, {}
-    from ser_models.active.scorer import auto_micro_batch
+    from ser_models.scoring.scorer import auto_micro_batch
 
     micros = [int(m) or auto_micro_batch(args.device)
               for m in args.micro_batch_sizes.split(",")]

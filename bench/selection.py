@@ -29,7 +29,7 @@ RESULTS = Path(__file__).parent / "results" / "selection.md"
 
 def make_pool(n: int, dim: int = DIM, seed: int = 0):
     """Synthetic ScoredPool: clustered float32 embeddings [n, dim], Dirichlet probs [n, 4]."""
-    from ser_models.active import ScoredPool
+    from ser_models.scoring.scored_pool import ScoredPool
 
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((COMPONENTS, dim), dtype=np.float32)

@@ -15,10 +15,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.active.scorer import ScorerConfig
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
+from ser_models.scoring.scorer import ScorerConfig
 from ser_models.training.config import TrainConfig
 
 
@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> dict:
 def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dict:
     import pyarrow as pa
 
-    from ser_models.active.feature_cache import FeatureCache, cache_supported, feature_cache_key
     from ser_models.analysis.features import split_features
     from ser_models.analysis.layer_report import (
         probe_layers,
@@ -81,6 +80,7 @@ def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dic
     from ser_models.io import storage_path, write_bytes_atomic, write_parquet_atomic
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
+    from ser_models.scoring.feature_cache import FeatureCache, cache_supported, feature_cache_key
 
     t0 = time.perf_counter()
     log = print if verbose else (lambda _: None)

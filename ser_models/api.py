@@ -8,7 +8,7 @@ Inputs take the path every pool clip takes, so a prediction here is the one ``jo
 clip: a file is decoded like ``prepare_pool`` decodes it (any format :mod:`ser_models.data.audio_stream`
 reads, channels averaged, resampled to the 16 kHz the encoders take with soxr), an array is resampled with the
 same :class:`~ser_models.data.audio_stream.Resampler`; both are stored in the pool's 16-bit form and scored
-by :class:`~ser_models.active.scorer.PoolScorer`, which applies the encoder's own preprocessing (waveform
+by :class:`~ser_models.scoring.scorer.PoolScorer`, which applies the encoder's own preprocessing (waveform
 normalisation or log-mel, from the encoder's config) and the model, as scoring and training do.
 
 This is for clips. Long recordings (episodes, calls, meetings) go through ``jobs.predict recordings=...``,
@@ -225,8 +225,8 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
         raise ConfigError(f"ser_models.load(runtime={runtime!r}): expected 'torch' or 'onnx'")
     import torch
 
-    from ser_models.active.scorer import PoolScorer
     from ser_models.runs.predict import resolve_checkpoint
+    from ser_models.scoring.scorer import PoolScorer
 
     checkpoint = resolve_checkpoint(str(checkpoint_dir))
     # threads = the caller's own count: the scorer sets it process-wide, and this is the caller's process.

@@ -24,7 +24,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
         checkpoint: a model checkpoint folder (``model.json`` + ``model.safetensors``), local or URI.
         pool_dir: a prepared pool (local or URI).
         split: the split to evaluate.
-        scorer_cfg: a :class:`~ser_models.active.scorer.ScorerConfig` (actors, CPUs, GPUs, batch sizes).
+        scorer_cfg: a :class:`~ser_models.scoring.scorer.ScorerConfig` (actors, CPUs, GPUs, batch sizes).
         in_process: score in this process instead of on Ray Data actors.
         verbose: print the scoring speed.
         where: evaluate only the split's clips whose columns equal these values (``{"language": "xx"}``).
@@ -37,9 +37,9 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
         PoolError: the split is missing, or holds labels outside the model's, or dimension values missing or
             outside its range (named, with an example clip).
     """
-    from ser_models.active.scorer import ScorerConfig, score_dataset
     from ser_models.data import Pool
     from ser_models.model import EmotionModel, reads_speakers
+    from ser_models.scoring.scorer import ScorerConfig, score_dataset
     from ser_models.training.fitting import evaluation_metrics
 
     model_cfg = EmotionModel.load_checkpoint(checkpoint).cfg  # also checks the checkpoint before any scoring

@@ -227,3 +227,19 @@ def read_parquet_dataset(path: str, **kwargs):
 
 __all__ = ["DATA_CONSOLE_LEVEL_ENV", "POOL_BLOCK_BYTES", "POOL_OBJECT_STORE_BYTES_PER_CPU", "configure_ray_data",
            "connect_ray", "read_parquet_dataset"]
+
+
+def cluster_cpus() -> float:
+    """CPUs the connected Ray cluster reports now (0 when Ray is not initialised)."""
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else 0.0
+
+
+def cluster_cpu_nodes() -> int:
+    """Live nodes of the connected Ray cluster that have CPUs (1 when Ray is not initialised)."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    return sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0) or 1

@@ -100,7 +100,7 @@ class LabelStudioServer:
 
     def tasks(self, title: str) -> list[dict]:
         """Every task (with annotations) of the project titled ``title``, read as the admin."""
-        from ser_models.active.label_studio_client import LabelStudioClient
+        from ser_models.labelling.label_studio_client import LabelStudioClient
 
         client = LabelStudioClient(self.url, self.token)
         project = client.find_project(title)

@@ -15,26 +15,26 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ser_models.active.clips import CLIP_COLUMNS, segment_clips
 from ser_models.active.loop_config import ActiveConfig
-from ser_models.active.oracles import (
+from ser_models.active.scores import REGRESSION_SCORES, SCORES
+from ser_models.data.ledger import LabelLedger
+from ser_models.exceptions import LabellingPending
+from ser_models.io import StoragePath, exists, read_parquet, write_parquet_atomic
+from ser_models.labelling.clips import CLIP_COLUMNS, segment_clips
+from ser_models.labelling.oracles import (
     DETAIL_COLUMNS,
     FileOracle,
     SimulatedOracle,
     as_annotations,
     check_annotations,
 )
-from ser_models.active.scores import REGRESSION_SCORES, SCORES
-from ser_models.data.ledger import LabelLedger
-from ser_models.exceptions import LabellingPending
-from ser_models.io import StoragePath, exists, read_parquet, write_parquet_atomic
 
 
 def model_guesses(scores, ids: list[str], labels: list[str], dimensions: list[str]) -> pd.DataFrame | None:
     """The model's guess for each of ``ids`` from a round's pool scores, for annotators to see.
 
     Args:
-        scores: :class:`~ser_models.active.scorer.Scores` of the round's model (holds every training clip).
+        scores: :class:`~ser_models.scoring.scorer.Scores` of the round's model (holds every training clip).
         ids: the clips about to be labelled.
         labels / dimensions: ``model.labels`` / ``model.dimensions``.
 
@@ -70,13 +70,13 @@ _RANKS_BY_UNCERTAINTY = ("informative_diverse", "kmeans")
 
 def request_details(ids: list[str], reason: str | list[str], guesses: pd.DataFrame | None = None, scores=None,
                     strategy: str | None = None, uncertainty: str = "entropy") -> pd.DataFrame:
-    """What a request file shows people about each clip (:data:`~ser_models.active.oracles.DETAIL_COLUMNS`).
+    """What a request file shows people about each clip (:data:`~ser_models.labelling.oracles.DETAIL_COLUMNS`).
 
     Args:
         ids: the clips asked for.
         reason: why they were asked (one text for all, or one per id); with ``strategy`` the score is appended.
         guesses: :func:`model_guesses` (``label`` and ``score`` = its probability, and/or dimension columns).
-        scores: the round's :class:`~ser_models.active.scorer.Scores` (the strategy's uncertainty is computed
+        scores: the round's :class:`~ser_models.scoring.scorer.Scores` (the strategy's uncertainty is computed
             from them for the picked clips; before dividing by duration when ``cost_aware``).
         strategy: the strategy that picked them (``auto``: the one it chose); None = no strategy score.
         uncertainty: ``active.strategy.uncertainty`` (what informative_diverse and kmeans rank by).
@@ -202,7 +202,7 @@ class LabelHandover:
             return self.override
         folder = self.folder(r, evaluation)
         if self.active.oracle == "label_studio":
-            from ser_models.active.label_studio_oracle import LabelStudioOracle
+            from ser_models.labelling.label_studio_oracle import LabelStudioOracle
 
             return LabelStudioOracle(self.active.label_studio, self.labels, self.dimensions, self.value_range,
                                      self.clip_info, folder, run_name=self.run_label(), log=self.log,

@@ -44,20 +44,11 @@ from ser_models.active.budget import LabelBudget, fixed_at_start
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
 from ser_models.active.curves import plot_learning_curves
 from ser_models.active.evaluation_sets import RunEvaluation, without_ids
-from ser_models.active.feature_cache import (
-    FeatureCache,
-    cache_kind,
-    cache_states,
-    cache_supported,
-    feature_cache_key,
-)
-from ser_models.active.feature_stats import write_run_statistics
 from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets
 from ser_models.active.round_report import RoundReport, feature_choice, slim_metrics, write_run_metrics
-from ser_models.active.scorer import Scores, score_dataset
 from ser_models.active.stopping import decide, stop_set_ids
 from ser_models.active.strategies import build_strategy
 from ser_models.active.strategies.capped import GroupCap
@@ -77,6 +68,15 @@ from ser_models.io import (
 )
 from ser_models.metrics import plot_confusion
 from ser_models.model import reads_speakers
+from ser_models.scoring.feature_cache import (
+    FeatureCache,
+    cache_kind,
+    cache_states,
+    cache_supported,
+    feature_cache_key,
+)
+from ser_models.scoring.feature_stats import write_run_statistics
+from ser_models.scoring.scorer import Scores, score_dataset
 from ser_models.training.config import ScalingSettings, TrainConfig
 
 __all__ = ["ActiveLearningLoop", "RoundReport", "check_cross_lingual"]
@@ -292,7 +292,7 @@ class ActiveLearningLoop:
                                    speakers=reads_speakers(self.model_cfg),
                                    functionals=reads_functionals(self.model_cfg))
             from ser_models.active.config import StrategyConfig
-            from ser_models.active.strategies.base import ScoredPool
+            from ser_models.scoring.scored_pool import ScoredPool
 
             s = self.active.strategy
             cold = build_strategy(StrategyConfig(name="cluster_cold_start", kmeans_iters=s.kmeans_iters,

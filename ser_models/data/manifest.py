@@ -51,7 +51,6 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,7 +81,7 @@ EMOBOX_RENAME: dict[str, str] = {"key": "utt_id", "wav": "path", "emo": "label",
                                  "channel": "channels"}
 LABEL_MAP_FILE = "label_map.json"
 _MISSING_TEXT = frozenset({"", "nan", "none", "null"})
-_EXTENSIONS = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".json")
+TABLE_EXTENSIONS = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".json")
 
 
 def read_manifest(
@@ -108,16 +107,8 @@ def read_manifest(
             ``SPLITS``, non-numeric numbers, ``end <= start``, or a ``channel`` that is not an integer >= 0
             (or -1); each names file, row, column and value.
     """
-    src = io.storage_path(path)  # a local path or a pyarrow.fs URI (s3://bucket/corpus/manifest.csv)
-    if not io.exists(src):
-        raise ManifestError(f"manifest not found: {src}")
-    ext = os.path.splitext(src.name)[1].lower()
-    if ext not in _EXTENSIONS:
-        raise ManifestError(f"{src}: unknown manifest extension {ext!r}; use one of {', '.join(_EXTENSIONS)}")
-    df = _read_table(src, ext)
-    if len(df) == 0:
-        raise ManifestError(f"{src}: manifest has no rows (columns found: {list(df.columns)})")
-    df.columns = [str(c).strip() for c in df.columns]
+    df, where = read_table(path)
+    src = where.src
     emobox = EMOBOX_KEYS.issubset(df.columns) and "utt_id" not in df.columns
     if emobox:
         df = df.rename(columns={k: v for k, v in EMOBOX_RENAME.items() if v not in df.columns})
@@ -127,7 +118,6 @@ def read_manifest(
             f"{src}: required column(s) {missing} missing; columns found: {list(df.columns)}"
         )
     mapping = _resolve_label_map(src, label_map, emobox)
-    where = _Where(src, ext)
 
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     for col in MANIFEST_COLUMNS:
@@ -137,28 +127,33 @@ def read_manifest(
         elif col in INT_COLUMNS:
             out[col] = _channels(raw, col, len(df), where, INT_COLUMNS[col])
         else:
-            out[col] = _texts(raw, col, len(df), keep_words=(col == "transcript"))
+            out[col] = text_values(raw, col, len(df), keep_words=(col == "transcript"))
     _check_ids(out, where)
     for col in ID_COLUMNS:
         check_ids(out[col].tolist(), col, where.row, str(src))
-    out["path"] = _resolve_paths(out["path"], src.parent, where)
+    out["path"] = resolve_paths(out["path"], src.parent, where)
     _check_times(out, where)
     if mapping:
         out["label"] = pd.Series([mapping.get(v, v) if v is not None else None for v in out["label"]],
                                  dtype=object)
     if labels:
-        _check_allowed(out, "label", tuple(labels), where)
-    _check_allowed(out, "split", SPLITS, where, hint=" (use 'dev' for a validation split)")
+        check_allowed(out, "label", tuple(labels), where)
+    check_allowed(out, "split", SPLITS, where, hint=" (use 'dev' for a validation split)")
     extras = [c for c in df.columns if c not in MANIFEST_COLUMNS]
     for c in extras:
         out[c] = df[c].to_numpy()
     return out
 
 
-class _Where:
-    """Formats 'file, row N' locations (CSV/TSV rows also give the file line)."""
+class RowLocator:
+    """Names a table's rows in errors: ``file: row N`` (CSV / TSV rows also give the file line).
 
-    def __init__(self, src: Path, ext: str):
+    Attributes:
+        src: the file (a local path or a URI).
+        header: True for CSV / TSV, whose first line is the header (data row 1 is line 2).
+    """
+
+    def __init__(self, src: io.StoragePath, ext: str):
         self.src = src
         self.header = ext in (".csv", ".tsv")
 
@@ -168,6 +163,37 @@ class _Where:
     def row(self, i: int) -> str:
         """``row N (line M)`` of 0-based data row ``i``, without the file."""
         return f"row {i + 1} (line {i + 2})" if self.header else f"row {i + 1}"
+
+
+def read_table(path: str | os.PathLike, what: str = "manifest", allow_empty: bool = False,
+               ) -> tuple[pd.DataFrame, RowLocator]:
+    """Read a table file as it is, for a reader that checks its own columns (manifests, recordings manifests,
+    annotation files).
+
+    Args:
+        path: a ``.csv``, ``.tsv``, ``.parquet`` / ``.pq``, ``.jsonl`` or ``.json`` file, local or a URI.
+        what: what the file is, for the errors (``"recordings manifest"``).
+        allow_empty: return a table without rows instead of refusing it.
+
+    Returns:
+        ``(rows, where)``: the file's rows with their column names stripped (CSV / TSV cells all text, so an
+        id such as ``007`` survives; Parquet and JSON cells as typed in the file), and the
+        :class:`RowLocator` that names its rows in errors.
+
+    Raises:
+        ManifestError: the file is missing, has an unknown extension, cannot be parsed, or has no rows.
+    """
+    src = io.storage_path(path)  # a local path or a pyarrow.fs URI (s3://bucket/corpus/manifest.csv)
+    if not io.exists(src):
+        raise ManifestError(f"{what} not found: {src}")
+    ext = os.path.splitext(src.name)[1].lower()
+    if ext not in TABLE_EXTENSIONS:
+        raise ManifestError(f"{src}: unknown {what} extension {ext!r}; use one of {', '.join(TABLE_EXTENSIONS)}")
+    df = _read_table(src, ext)
+    if len(df) == 0 and not allow_empty:
+        raise ManifestError(f"{src}: {what} has no rows (columns found: {list(df.columns)})")
+    df.columns = [str(c).strip() for c in df.columns]
+    return df, RowLocator(src, ext)
 
 
 def _read_table(src: str, ext: str) -> pd.DataFrame:
@@ -218,7 +244,9 @@ def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT
 
 
-def _texts(raw: pd.Series | None, col: str, n: int, keep_words: bool) -> pd.Series:
+def text_values(raw: pd.Series | None, col: str, n: int, keep_words: bool) -> pd.Series:
+    """[n] text cells as ``str`` or None: missing, empty and (unless ``keep_words``) ``nan`` / ``none`` /
+    ``null`` cells are None; whole numbers stored as floats (``7.0``, a Parquet speaker id) read as ``7``."""
     if raw is None:
         return pd.Series([None] * n, dtype=object)
     vals = []
@@ -233,7 +261,7 @@ def _texts(raw: pd.Series | None, col: str, n: int, keep_words: bool) -> pd.Seri
     return pd.Series(vals, dtype=object)
 
 
-def _floats(raw: pd.Series | None, col: str, n: int, where: _Where) -> pd.Series:
+def _floats(raw: pd.Series | None, col: str, n: int, where: RowLocator) -> pd.Series:
     if raw is None:
         return pd.Series(np.full(n, np.nan), dtype="float64")
     out = np.full(n, np.nan)
@@ -258,7 +286,7 @@ def _floats(raw: pd.Series | None, col: str, n: int, where: _Where) -> pd.Series
     return pd.Series(out, dtype="float64")
 
 
-def _channels(raw: pd.Series | None, col: str, n: int, where: _Where, missing: int) -> pd.Series:
+def _channels(raw: pd.Series | None, col: str, n: int, where: RowLocator, missing: int) -> pd.Series:
     """0-based channel numbers; a missing cell (or -1) is ``missing``: the channels averaged."""
     out = np.full(n, missing, dtype=np.int64)
     if raw is None:
@@ -279,7 +307,7 @@ def _channels(raw: pd.Series | None, col: str, n: int, where: _Where, missing: i
     return pd.Series(out, dtype="int64")
 
 
-def _check_ids(out: pd.DataFrame, where: _Where) -> None:
+def _check_ids(out: pd.DataFrame, where: RowLocator) -> None:
     ids = out["utt_id"]
     empty = ids.isna()
     if empty.any():
@@ -293,7 +321,7 @@ def _check_ids(out: pd.DataFrame, where: _Where) -> None:
         first[u] = i
 
 
-def _resolve_paths(paths: pd.Series, base: str, where: _Where) -> pd.Series:
+def resolve_paths(paths: pd.Series, base: str, where: RowLocator) -> pd.Series:
     """Absolute clip paths: relative ones resolve against the manifest's folder (a local folder or a URI)."""
     remote_base = not io.is_local(base)
     out = []
@@ -313,7 +341,7 @@ def _resolve_paths(paths: pd.Series, base: str, where: _Where) -> pd.Series:
     return pd.Series(out, dtype=object)
 
 
-def _check_times(out: pd.DataFrame, where: _Where) -> None:
+def _check_times(out: pd.DataFrame, where: RowLocator) -> None:
     start, end = out["start"].to_numpy(), out["end"].to_numpy()
     neg = np.flatnonzero(start < 0)
     if len(neg):
@@ -331,7 +359,12 @@ def _check_times(out: pd.DataFrame, where: _Where) -> None:
         raise ManifestError(f"{where(i)}: column 'end' must be > 0 seconds, got {end[i]}")
 
 
-def _check_allowed(out: pd.DataFrame, col: str, allowed: tuple[str, ...], where: _Where, hint: str = "") -> None:
+def check_allowed(out: pd.DataFrame, col: str, allowed: tuple[str, ...], where: RowLocator, hint: str = "") -> None:
+    """Refuse the first value of ``out[col]`` outside ``allowed`` (None passes), naming its row.
+
+    Raises:
+        ManifestError: naming the file, the row, the column, the value and the allowed values.
+    """
     ok = set(allowed)
     for i, v in enumerate(out[col].tolist()):
         if v is not None and v not in ok:

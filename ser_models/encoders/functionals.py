@@ -10,7 +10,7 @@ free for research and education, **no commercial use without a licence from audE
 and the demo never import it.
 
 The functionals are cached like the encoder's per-layer means (``FeatureCache`` with one "layer" of 88
-values, keyed by the pool's build and the extractor's version; ``ser_models.active.functionals_cache``), so a
+values, keyed by the pool's build and the extractor's version; ``ser_models.scoring.functionals_cache``), so a
 pool pays for them once, a killed build resumes, and the cache may live on ``s3://``.
 """
 

@@ -7,12 +7,12 @@ docstring has the commands.
 # No `from __future__ import annotations`: OmegaConf resolves these annotations at run time.
 from dataclasses import dataclass
 
-from ser_models.active.scorer import ScorerConfig
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
+from ser_models.scoring.scorer import ScorerConfig
 from ser_models.training.config import ScalingSettings
 from ser_models.training.tapt_config import AdapterPretrainConfig
 

@@ -22,9 +22,9 @@ def frame_cache(pool, model_cfg, cache_dir: str, scorer_cfg=None, *, in_process:
     Returns:
         A ready ``FeatureCache(kind="frames")``.
     """
-    from ser_models.active.feature_cache import FeatureCache, cache_supported, feature_cache_key
     from ser_models.adapters import AdapterConfig
     from ser_models.encoders import build_encoder
+    from ser_models.scoring.feature_cache import FeatureCache, cache_supported, feature_cache_key
 
     reason = cache_supported(model_cfg)
     if reason:

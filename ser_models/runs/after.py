@@ -175,7 +175,8 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
                                        labels=cfg.model.labels, budget=cfg.active)["utt_id"])
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
-        from ser_models.active.scorer import check_reservation, cluster_cpu_nodes, cluster_cpus
+        from ser_models.runtime import cluster_cpu_nodes, cluster_cpus
+        from ser_models.scoring.scorer import check_reservation
 
         check_reservation(cfg.active.scorer, cluster_cpus(), cluster_cpu_nodes())
     objective = None

@@ -115,7 +115,7 @@ class EvidenceJobConfig(AfterJobConfig):
 
 def check_evidence_config(cfg: EvidenceJobConfig) -> None:
     """Refuse what cannot give paired, cached, simulated runs (each message names the key)."""
-    from ser_models.active.feature_cache import cache_supported
+    from ser_models.scoring.feature_cache import cache_supported
 
     if cfg.tapt_enabled:
         raise ConfigError("jobs.evidence runs every loop from one frozen-encoder feature cache: set "
@@ -211,11 +211,11 @@ def simulate_run(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: in
     Returns:
         The run's ``SimulationResult.to_json()``.
     """
-    from ser_models.active.feature_cache import FeatureCache
     from ser_models.data import Pool
     from ser_models.io import read_json
     from ser_models.runs.simulation import run_simulation
     from ser_models.runtime import connect_ray
+    from ser_models.scoring.feature_cache import FeatureCache
 
     connect_ray()  # already connected in a worker: only quiets Ray Data's console output
     cache = FeatureCache(**cache_args)
@@ -240,9 +240,9 @@ def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> t
     Returns:
         ``(cache, cache_args)``: the ``FeatureCache`` and the arguments that open it again (a run's task).
     """
-    from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_states, feature_cache_key
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import reads_functionals
+    from ser_models.scoring.feature_cache import FeatureCache, cache_kind, cache_states, feature_cache_key
 
     encoder = build_encoder(cfg.model.encoder)
     active, _ = run_config(cfg, cfg.evidence.baseline, cfg.evidence.first_seed)
@@ -260,7 +260,7 @@ def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> t
 
 def labelable_training_clips(pool, model_cfg) -> int:
     """Training clips the simulated oracle can label (a label in ``model.labels``, every dimension present)."""
-    from ser_models.active.oracles import SimulatedOracle
+    from ser_models.labelling.oracles import SimulatedOracle
 
     truth = pool.metadata(columns=["utt_id", "label", *model_cfg.dimensions], split="train")
     oracle = SimulatedOracle(truth, labels=list(model_cfg.labels), dimensions=list(model_cfg.dimensions))

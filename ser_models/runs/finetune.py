@@ -102,8 +102,8 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
             pool, cfg.model, cfg.feature_cache_dir, splits, in_process=cfg.scaling.backend == "in_process",
             verbose=verbose)
         # Statistics the model standardises with and the config does not give: from the cache, no label read.
-        from ser_models.active.feature_stats import write_run_statistics
         from ser_models.io import storage_path
+        from ser_models.scoring.feature_stats import write_run_statistics
 
         train_ids = pool.metadata(columns=["utt_id"], split=cfg.train_split)["utt_id"].tolist()
         cfg.model, _ = write_run_statistics(cache, pool, storage_path(cfg.output_dir), train_ids, num_layers,
@@ -135,9 +135,9 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
     """
     import pyarrow as pa
 
-    from ser_models.active.feature_cache import FeatureCache, cache_kind, cache_supported, feature_cache_key
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import reads_functionals
+    from ser_models.scoring.feature_cache import FeatureCache, cache_kind, cache_supported, feature_cache_key
 
     reason = cache_supported(model_cfg)
     if reason:

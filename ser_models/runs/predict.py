@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ser_models.active.scorer import ScorerConfig
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, to_yaml
 from ser_models.exceptions import CheckpointError, ConfigError
+from ser_models.scoring.scorer import ScorerConfig
 
 PLAN_FILE = "plan.json"
 SUMMARY_FILE = "summary.json"
@@ -179,12 +179,12 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
         ``(scorer arguments, info)``: ``speaker_stats`` (and, with ``model.functionals``,
         ``functionals_speaker_stats``) files, and ``{"statistics", "speakers", "fallback_clips", "clips"}``.
     """
-    from ser_models.active.feature_cache import FeatureCache, cache_states, feature_cache_key
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
     from ser_models.encoders.speaker_norm import SpeakerStatistics
     from ser_models.io import exists
     from ser_models.model import SPEAKER_STATS_FILE
+    from ser_models.scoring.feature_cache import FeatureCache, cache_states, feature_cache_key
 
     split = None if cfg.split == "all" else cfg.split
     meta = pool.metadata(columns=["utt_id", "speaker"], split=split)  # speaker_key: a segment's stream if none
@@ -267,7 +267,6 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         CheckpointError: the checkpoint cannot be found or loaded.
         ConfigError / PoolError: a bad input; a rerun whose plan no longer matches the pool.
     """
-    from ser_models.active.scorer import SCORE_INPUT_AUDIO, PoolScorer, run_on_actor_pool
     from ser_models.data import Pool
     from ser_models.data.config import PoolConfig
     from ser_models.io import (
@@ -282,6 +281,7 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     from ser_models.model import EmotionModel
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
+    from ser_models.scoring.scorer import SCORE_INPUT_AUDIO, PoolScorer, run_on_actor_pool
 
     say = print if verbose else (lambda *_: None)
     t0 = time.perf_counter()

@@ -25,8 +25,7 @@ import re
 
 import pandas as pd
 
-from ser_models import io
-from ser_models.data.manifest import SPLITS, _check_allowed, _read_table, _resolve_paths, _texts, _Where
+from ser_models.data.manifest import SPLITS, RowLocator, check_allowed, read_table, resolve_paths, text_values
 from ser_models.exceptions import ConfigError, ManifestError
 from ser_models.names import MAX_ID_CHARS, check_ids
 from ser_models.segment.streams import check_channels
@@ -46,27 +45,20 @@ def read_recordings(path: str | os.PathLike) -> pd.DataFrame:
         ManifestError: unreadable file, no ``path`` column, an empty path, a duplicate or unusable recording
             id, a bad split or channel (each names the file, row, column and value).
     """
-    src = io.storage_path(path)
-    if not io.exists(src):
-        raise ManifestError(f"recordings manifest not found: {src}")
-    ext = os.path.splitext(src.name)[1].lower()
-    df = _read_table(src, ext)
-    if len(df) == 0:
-        raise ManifestError(f"{src}: recordings manifest has no rows")
-    df.columns = [str(c).strip() for c in df.columns]
+    df, where = read_table(path, "recordings manifest")
+    src = where.src
     if "path" not in df.columns:
         raise ManifestError(f"{src}: required column 'path' missing; columns found: {list(df.columns)}")
-    where = _Where(src, ext)
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     for col in RECORDING_COLUMNS:
-        out[col] = _texts(df[col] if col in df.columns else None, col, len(df), keep_words=False)
-    out["path"] = _resolve_paths(out["path"], src.parent, where)
+        out[col] = text_values(df[col] if col in df.columns else None, col, len(df), keep_words=False)
+    out["path"] = resolve_paths(out["path"], src.parent, where)
     missing = out["recording"].isna()
     out.loc[missing, "recording"] = [_stem(p) for p in out.loc[missing, "path"]]
     _check_recording_ids(out["recording"].tolist(), where, given="recording" in df.columns)
     for col in ("group", "speaker", "language", "corpus"):
         check_ids(out[col].tolist(), col, where.row, str(src))
-    _check_allowed(out, "split", SPLITS, where)
+    check_allowed(out, "split", SPLITS, where)
     for i, ch in enumerate(out["channel"].tolist()):
         if ch is not None:
             try:
@@ -79,7 +71,7 @@ def read_recordings(path: str | os.PathLike) -> pd.DataFrame:
     return out
 
 
-def _check_recording_ids(recordings: list[str], where: _Where, given: bool) -> None:
+def _check_recording_ids(recordings: list[str], where: RowLocator, given: bool) -> None:
     """Refuse unusable or clashing recording ids, naming every offending row (the first ten) in one error.
 
     A recording id names its frames file (``frames/<key>/<recording>.parquet``, listed back to know which

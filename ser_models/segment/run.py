@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import time
 from collections import Counter
 
@@ -29,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ser_models.config import to_dict, to_yaml
-from ser_models.exceptions import AudioError, ManifestError
+from ser_models.exceptions import AudioError
 from ser_models.io import (
     exists,
     join,
@@ -306,12 +305,9 @@ def _drop_unlabelled(segments: pd.DataFrame, which: str) -> tuple[pd.DataFrame, 
 
 
 def _read_annotations(path: str) -> pd.DataFrame:
-    from ser_models.data.manifest import _read_table
+    from ser_models.data.manifest import read_table
 
-    src = storage_path(path)
-    if not exists(src):
-        raise ManifestError(f"annotations file not found: {src}")
-    df = _read_table(src, os.path.splitext(src.name)[1].lower())
+    df, _ = read_table(path, "annotations file", allow_empty=True)
     for col in ("start", "end"):
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="raise")

@@ -253,7 +253,7 @@ def _stream_rows(scaling: ScalingSettings, train_rows: int | None) -> int | None
     per_worker = train_rows // scaling.num_workers  # Ray Train splits the training set equally
     if per_worker <= scaling.stream_above_clips:
         return None
-    from ser_models.active.scorer import cluster_cpus
+    from ser_models.runtime import cluster_cpus
 
     cpus, reserved = cluster_cpus(), scaling.num_workers * scaling.cpus_per_worker
     if cpus and reserved >= cpus:

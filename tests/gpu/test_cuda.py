@@ -86,8 +86,8 @@ def test_every_buffer_moves_with_the_model(source, norm):
 
 
 def test_the_scorer_runs_on_cuda_in_bf16_with_mc_dropout_and_a_measured_micro_batch(tmp_path):
-    from ser_models.active.scorer import PoolScorer
     from ser_models.data.audio import encode_pool_audio
+    from ser_models.scoring.scorer import PoolScorer
 
     model = _model()
     model.save_checkpoint(str(tmp_path / "ckpt"))

@@ -170,8 +170,8 @@ def test_query_batches_retrain_between_batches_and_resume_after_a_kill(demo_pool
     at the second, and the ledger equals an uninterrupted run's."""
     import ray
 
-    from ser_models.active.scorer import Scores
     from ser_models.failpoints import FAILPOINT_ENV
+    from ser_models.scoring.scorer import Scores
 
     batched = ["active.budget_fractions=[0.25,0.5]", "model.adapter.kind=frozen", "model.pooling=mean",
                f"active.feature_cache_dir={tmp_path / 'cache'}", "active.query_batch=4",
@@ -310,8 +310,8 @@ def test_small_label_recipe_standardises_with_training_pool_statistics(demo_pool
     import numpy as np
     from safetensors.numpy import load_file
 
-    from ser_models.active.feature_cache import features_array
     from ser_models.encoders.standardizer import load_statistics
+    from ser_models.scoring.feature_cache import features_array
 
     cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
         "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=pool", "model.head_hidden=0",
@@ -337,9 +337,9 @@ def test_speaker_norm_standardises_every_clip_by_its_speaker_in_training_and_sco
     output on each clip's cached features with its speaker."""
     import torch
 
-    from ser_models.active.feature_cache import features_array
     from ser_models.encoders.speaker_norm import SpeakerStatistics
     from ser_models.model import EmotionModel
+    from ser_models.scoring.feature_cache import features_array
 
     cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
         "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=speaker", "model.speaker_shrinkage=0",

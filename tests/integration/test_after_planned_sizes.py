@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from ser_models.active.loop import ActiveLearningLoop
-from ser_models.active.oracles import SimulatedOracle
 from ser_models.config import load_config
 from ser_models.data import LabelLedger, Pool, PoolConfig, prepare_pool
 from ser_models.exceptions import ConfigError
+from ser_models.labelling.oracles import SimulatedOracle
 from ser_models.testing import DEMO_LABELS
 
 pytestmark = pytest.mark.usefixtures("ray_local")

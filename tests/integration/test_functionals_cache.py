@@ -12,10 +12,10 @@ pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.opensmile]
 def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo_pool, tmp_path):
     pytest.importorskip("opensmile", reason="the optional opensmile extra is not installed "
                                             "(make test-opensmile installs it and runs these tests)")
-    from ser_models.active.feature_cache import features_array
-    from ser_models.active.functionals_cache import build_functionals_cache
-    from ser_models.active.scorer import ScorerConfig
     from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor
+    from ser_models.scoring.feature_cache import features_array
+    from ser_models.scoring.functionals_cache import build_functionals_cache
+    from ser_models.scoring.scorer import ScorerConfig
     from ser_models.training.batching import collect_clips
 
     pool = demo_pool.open()
@@ -43,8 +43,8 @@ def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo
     stamp = meta_file.stat().st_mtime_ns
     again = build_functionals_cache(tmp_path / "cache", pool, pool.dataset(None), scorer, verbose=False)
     assert again.dir == cache.dir and meta_file.stat().st_mtime_ns == stamp
-    from ser_models.active.feature_cache import feature_cache_key
     from ser_models.encoders import build_encoder
+    from ser_models.scoring.feature_cache import feature_cache_key
     from ser_models.testing import tiny_model_config
 
     assert feature_cache_key(pool, build_encoder(tiny_model_config().encoder))[:16] != cache.dir.name[:16]
@@ -80,9 +80,9 @@ def test_functionals_computed_on_cpu_actors_of_their_own_equal_those_of_the_enco
                                             "(make test-opensmile installs it and runs these tests)")
     import dataclasses
 
-    from ser_models.active.feature_cache import FeatureCache, features_array
-    from ser_models.active.scorer import ScorerConfig
     from ser_models.encoders.functionals import EGEMAPS_DIM
+    from ser_models.scoring.feature_cache import FeatureCache, features_array
+    from ser_models.scoring.scorer import ScorerConfig
     from ser_models.testing import tiny_model_config
 
     pool = demo_pool.open()

@@ -40,9 +40,9 @@ def test_after_chooses_the_functionals_by_cv_on_s3_and_predict_reproduces_them_f
     import pyarrow.parquet as pq
     import torch
 
-    from ser_models.active.feature_cache import FeatureCache, features_array
     from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor
     from ser_models.model import EmotionModel
+    from ser_models.scoring.feature_cache import FeatureCache, features_array
     from ser_models.training.batching import collect_clips
 
     run, cache_dir = f"{s3_bucket}/after", f"{s3_bucket}/cache"
@@ -66,9 +66,9 @@ def test_after_chooses_the_functionals_by_cv_on_s3_and_predict_reproduces_them_f
     clips = collect_clips(pool.dataset(None).iter_batches(batch_size=64, batch_format="numpy"), [],
                           require_labels=False)
     from jobs.after import AfterJobConfig
-    from ser_models.active.feature_cache import feature_cache_key
     from ser_models.config import load_config
     from ser_models.encoders import build_encoder
+    from ser_models.scoring.feature_cache import feature_cache_key
 
     cfg = load_config(AfterJobConfig, "jobs/configs/after_smoke.yaml", [f"pool_dir={demo_pool.pool_dir}",
                                                                        f"output_dir={run}", *AUTO])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ser_models.active.scorer import ScorerConfig, Scores, score_dataset
 from ser_models.exceptions import ConfigError
 from ser_models.model import EmotionModel
+from ser_models.scoring.scorer import ScorerConfig, Scores, score_dataset
 from ser_models.testing import tiny_model_config
 
 pytestmark = pytest.mark.usefixtures("ray_local")

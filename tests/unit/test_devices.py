@@ -39,8 +39,8 @@ def test_the_device_line_names_the_reason_and_is_printed_once_per_process(capsys
 
 
 def test_the_scorer_follows_its_reservation(monkeypatch):
-    from ser_models.active.scorer import PoolScorer
     from ser_models.config import to_dict
+    from ser_models.scoring.scorer import PoolScorer
     from ser_models.testing import tiny_model_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # visible, yet not reserved

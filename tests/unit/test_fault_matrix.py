@@ -359,14 +359,14 @@ class _Features:
 
 
 def _build(cache, ids, **extractor):
-    from ser_models.active.scorer import ScorerConfig
+    from ser_models.scoring.scorer import ScorerConfig
 
     cache.build_with(_rows(ids), _Features, extractor, 1, ScorerConfig(batch_size=2), verbose=False,
                      in_process=True)
 
 
 def _cache(store: str):
-    from ser_models.active.feature_cache import FeatureCache
+    from ser_models.scoring.feature_cache import FeatureCache
 
     return FeatureCache(f"{store}/cache", "ef" * 32)
 
@@ -408,7 +408,7 @@ def test_feature_cache_a_second_writer_waits_for_the_first_and_never_deletes_its
     """The second writer waits (here 0.3 s instead of an hour), then is refused naming the first; it never
     touches the first writer's recorded shard folder. Once the first is gone, the folder is the next
     writer's to clean."""
-    from ser_models.active import feature_cache as fc
+    from ser_models.scoring import feature_cache as fc
 
     cache = _cache(store)
     live = f"{cache.dir}/features-live/part-000000.parquet"

@@ -120,3 +120,67 @@ def test_the_encoders_layer_never_imports_the_active_learning_layer():
                  if mod.startswith("ser_models.encoders") for target, line in targets.items()
                  if target.startswith("ser_models.active")]
     assert not offenders, offenders
+
+
+#: The library's layers, lowest first: a module may import its own layer and those below it. Top-level modules
+#: not named here (config, io, locks, progress, ...) are the base layer under all of them.
+LAYERS = [
+    ["data", "segment", "formats"],
+    ["heads"],
+    ["encoders"],
+    ["adapters"],
+    ["model_config", "encoder_reference", "encoder_reuse", "model"],
+    ["training"],
+    ["analysis"],
+    ["scoring"],
+    ["evaluation"],
+    ["labelling"],
+    ["active"],
+    ["runs"],
+    ["tune", "export", "api", "cli"],
+    ["testing", "testing_cluster", "testing_label_studio"],
+]
+#: Imports that climb a layer, each with why it stays. Adding one means placing the imported name lower.
+CLIMBS_KEPT = {
+    # The eGeMAPS extractor decodes a Ray Data batch with the trainer's clip reader.
+    ("ser_models.encoders.functionals", "ser_models.training.batching"),
+    # The multi-task trainer pools the hidden states the anchoring groups name.
+    ("ser_models.training.fitting", "ser_models.analysis.anchoring"),
+}
+
+
+def _layer_of(module: str) -> int:
+    part = module.split(".")[1] if "." in module else ""
+    for rank, members in enumerate(LAYERS, start=1):
+        if part in members:
+            return rank
+    return 0
+
+
+def test_every_package_has_a_layer():
+    """A new package must be placed in LAYERS (the base layer is for single modules, not packages)."""
+    packages = {p.parent.name for p in LIBRARY.glob("*/__init__.py")}
+    unplaced = sorted(p for p in packages if not any(p in members for members in LAYERS))
+    assert not unplaced, f"add {unplaced} to LAYERS in tests/unit/test_layering.py"
+
+
+def test_imports_climb_only_where_named():
+    """Scoring and labelling sit below the loop: a trainer, the evaluation or the scorer importing
+    ``ser_models.active`` would climb back up (before the split of ``active/``, four imports climbed)."""
+    climbs = {(mod, target) for mod, targets in _import_graph().items() for target in targets
+              if mod != "ser_models" and _layer_of(target) > _layer_of(mod)}
+    assert climbs == CLIMBS_KEPT, {"new": sorted(climbs - CLIMBS_KEPT), "gone": sorted(CLIMBS_KEPT - climbs)}
+
+
+def test_no_package_imports_another_packages_private_names():
+    """A name with a leading underscore is its package's to change: another package reads through a public
+    function (``segment/recordings.py`` reads a table with ``data.manifest.read_table``)."""
+    offenders = []
+    for path in sorted(LIBRARY.rglob("*.py")):
+        own = path.relative_to(LIBRARY.parent).parts[1]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("ser_models."):
+                other = node.module.split(".")[1]
+                offenders += [f"{path.relative_to(LIBRARY.parent)}:{node.lineno} imports {node.module}.{a.name}"
+                              for a in node.names if a.name.startswith("_") and other != own]
+    assert not offenders, offenders

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from ser_models.active.scorer import PoolScorer, ScorerConfig
 from ser_models.config import from_dict, to_dict
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.model import EmotionModel
@@ -21,6 +20,7 @@ from ser_models.precision import (
     configure_device,
     micro_batch_from_memory,
 )
+from ser_models.scoring.scorer import PoolScorer, ScorerConfig
 from ser_models.testing import tiny_model_config, tone_clips
 from ser_models.training.batching import ClipSet
 from ser_models.training.config import TrainConfig

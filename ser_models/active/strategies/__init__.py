@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ser_models.active.config import StrategyConfig
 from ser_models.active.strategies.auto import AutoStrategy, simulate_strategies
-from ser_models.active.strategies.base import QueryStrategy, ScoredPool, uncertainty_scores
+from ser_models.active.strategies.base import QueryStrategy, uncertainty_scores
 from ser_models.active.strategies.diversity import (
     BadgeStrategy,
     ClusterColdStartStrategy,
@@ -22,7 +22,7 @@ from ser_models.active.strategies.uncertainty import RandomStrategy, Uncertainty
 
 __all__ = ["STRATEGIES", "AutoStrategy", "BadgeStrategy", "ClusterColdStartStrategy", "GreedySamplingStrategy",
            "InformativeDiverseStrategy",
-           "KCenterStats", "KCenterStrategy", "KMeansStrategy", "QueryStrategy", "RandomStrategy", "ScoredPool",
+           "KCenterStats", "KCenterStrategy", "KMeansStrategy", "QueryStrategy", "RandomStrategy",
            "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "greedy_kcenter", "greedy_sampling", "pca_reduce",
            "simulate_strategies", "uncertainty_scores"]
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser_models.active.strategies.base import QueryStrategy, ScoredPool
+from ser_models.active.strategies.base import QueryStrategy
+from ser_models.scoring.scored_pool import ScoredPool
 
 __all__ = ["AutoStrategy", "simulate_strategies"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from ser_models.active.strategies.base import ScoredPool
+from ser_models.scoring.scored_pool import ScoredPool
 
 
 class GroupCap:

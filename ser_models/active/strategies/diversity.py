@@ -6,8 +6,9 @@ import faiss
 import numpy as np
 
 from ser_models.active.index import VectorIndex, as_float32
-from ser_models.active.strategies.base import QueryStrategy, ScoredPool, rank_desc, uncertainty_scores
+from ser_models.active.strategies.base import QueryStrategy, rank_desc, uncertainty_scores
 from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, pca_reduce
+from ser_models.scoring.scored_pool import ScoredPool
 
 __all__ = ["BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrategy", "KCenterStrategy",
            "KMeansStrategy", "badge_kmeanspp"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser_models.active.strategies.base import QueryStrategy, ScoredPool, rank_desc, uncertainty_scores
+from ser_models.active.strategies.base import QueryStrategy, rank_desc, uncertainty_scores
+from ser_models.scoring.scored_pool import ScoredPool
 
 __all__ = ["RandomStrategy", "UncertaintyStrategy", "class_balanced_top"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_models.active import ScoredPool
 from ser_models.exceptions import PoolExhaustedError
+from ser_models.scoring.scored_pool import ScoredPool
 
 
 def fake_pool(n: int = 60, classes: int = 4, dim: int = 8, mc: int = 3, seed: int = 0) -> ScoredPool:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_models.active import ScoredPool, StrategyConfig, build_strategy
+from ser_models.active import StrategyConfig, build_strategy
 from ser_models.active.strategies import AutoStrategy, QueryStrategy, simulate_strategies
 from ser_models.exceptions import ConfigError
+from ser_models.scoring.scored_pool import ScoredPool
 
 from .contract import StrategyContract, fake_pool
 

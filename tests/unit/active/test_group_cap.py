@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_models.active.strategies.base import ScoredPool
 from ser_models.active.strategies.capped import GroupCap
 from ser_models.active.strategies.uncertainty import UncertaintyStrategy
+from ser_models.scoring.scored_pool import ScoredPool
 
 
 def pool(n: int = 12) -> ScoredPool:

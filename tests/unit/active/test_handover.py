@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ser_models.active.handover import model_guesses
-from ser_models.active.scorer import Scores
+from ser_models.scoring.scorer import Scores
 
 
 def _scores(dims=None):

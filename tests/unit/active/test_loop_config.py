@@ -4,9 +4,9 @@ import pytest
 
 from jobs.after import AfterJobConfig
 from ser_models.active.loop_config import ActiveConfig
-from ser_models.active.scorer import ScorerConfig, check_reservation
 from ser_models.config import load_config
 from ser_models.exceptions import ConfigError
+from ser_models.scoring.scorer import ScorerConfig, check_reservation
 
 BASE = ["pool_dir=/p", "output_dir=/o"]
 
@@ -92,7 +92,7 @@ def test_fractional_scoring_actors_must_leave_a_whole_cpu_on_some_node():
 
 
 def test_auto_micro_batch_by_device_and_input():
-    from ser_models.active.scorer import auto_micro_batch
+    from ser_models.scoring.scorer import auto_micro_batch
 
     assert auto_micro_batch("cpu") == 1  # padded audio batches only cost time on CPU (bench.scoring)
     assert auto_micro_batch("cuda") == 16

@@ -3,15 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ser_models.active import (
-    STRATEGIES,
-    ScoredPool,
-    StrategyConfig,
-    build_strategy,
-    greedy_kcenter,
-)
+from ser_models.active import STRATEGIES, StrategyConfig, build_strategy, greedy_kcenter
 from ser_models.active.strategies import KCenterStats, badge_kmeanspp
 from ser_models.exceptions import ConfigError, PoolError
+from ser_models.scoring.scored_pool import ScoredPool
 
 from .contract import StrategyContract, fake_pool
 
@@ -212,8 +207,8 @@ def test_scored_pool_rejects_duplicate_ids():
 
 
 def test_non_finite_scores_are_refused_with_clip_ids():
-    from ser_models.active.strategies.base import ScoredPool
     from ser_models.exceptions import PoolError
+    from ser_models.scoring.scored_pool import ScoredPool
 
     probs = np.full((4, 3), 1 / 3, np.float32)
     probs[2, 1] = np.nan
@@ -225,7 +220,7 @@ def test_informative_diverse_when_the_prefilter_covers_the_whole_pool():
     """Prefilter M >= N with nothing labelled: the rows handed to k-center are the whole pool in uncertainty
     order, not pool order. The first pick is the most uncertain clip, the second the clip farthest from it."""
     from ser_models.active.strategies import InformativeDiverseStrategy
-    from ser_models.active.strategies.base import ScoredPool
+    from ser_models.scoring.scored_pool import ScoredPool
 
     n_clips = 12
     probs = np.tile(np.array([0.97, 0.01, 0.01, 0.01], np.float32), (n_clips, 1))

@@ -73,7 +73,7 @@ def test_silence_gives_zeros_where_opensmile_has_no_value_and_counts_them():
 def test_a_cache_of_functionals_without_the_extra_is_refused_naming_it(monkeypatch, tmp_path):
     """jobs.after / finetune / predict open the feature cache with the functionals first: without the extra that
     fails at once, naming the extra, before any clip is encoded."""
-    from ser_models.active.feature_cache import FeatureCache
+    from ser_models.scoring.feature_cache import FeatureCache
 
     monkeypatch.setitem(sys.modules, "opensmile", None)
     with pytest.raises(ConfigError, match=r"model.functionals=egemaps needs the optional opensmile extra"):

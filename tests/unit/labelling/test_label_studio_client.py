@@ -10,9 +10,9 @@ import threading
 import pandas as pd
 import pytest
 
-from ser_models.active.label_studio_client import LabelStudioClient, LabelStudioError, is_loopback_host
-from ser_models.active.label_studio_oracle import LabelStudioConfig, LabelStudioOracle
 from ser_models.exceptions import ConfigError
+from ser_models.labelling.label_studio_client import LabelStudioClient, LabelStudioError, is_loopback_host
+from ser_models.labelling.label_studio_oracle import LabelStudioConfig, LabelStudioOracle
 
 TOKEN = "0123456789abcdef-secret-token"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2VjcmV0LXNpZ25hdHVyZQ"

@@ -7,8 +7,8 @@ import csv
 import pandas as pd
 import pytest
 
-from ser_models.active import FileOracle
 from ser_models.exceptions import LabellingPending
+from ser_models.labelling import FileOracle
 from ser_models.spreadsheet import FORMULA_STARTS
 
 IDS = ["=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0", "+1", "-x", "@x", "'q", "q", "Abc", "abc", "../../../../x",

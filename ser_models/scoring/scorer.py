@@ -21,6 +21,7 @@ from ser_models.failpoints import pausepoint
 from ser_models.io import read_parquet, write_parquet_atomic
 from ser_models.precision import autocast, check_flag, check_precision
 from ser_models.progress import progress_line
+from ser_models.runtime import cluster_cpu_nodes, cluster_cpus
 
 SCORE_INPUT_AUDIO = ["utt_id", "audio", "audio_format", "num_samples"]
 SCORE_INPUT_FEATURES = ["utt_id", "features"]
@@ -160,22 +161,6 @@ def map_on_actor_pool(source, udf: type, kwargs: dict, cfg: ScorerConfig):
         udf, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, batch_format="numpy",
         compute=ActorPoolStrategy(size=cfg.num_actors), num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus or None,
     )
-
-
-def cluster_cpus() -> float:
-    """CPUs the connected Ray cluster reports now (0 when Ray is not initialised)."""
-    import ray
-
-    return float(ray.cluster_resources().get("CPU", 0.0)) if ray.is_initialized() else 0.0
-
-
-def cluster_cpu_nodes() -> int:
-    """Live nodes of the connected Ray cluster that have CPUs (1 when Ray is not initialised)."""
-    import ray
-
-    if not ray.is_initialized():
-        return 1
-    return sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0) or 1
 
 
 class PoolScorer:
@@ -422,7 +407,7 @@ class Scores:
         known dimensional values of labelled clips (NaN elsewhere), for greedy sampling in output space;
         ``costs`` [N] the seconds each clip costs to label (cost-aware selection), or None; ``labels`` [N] the
         known class index of labelled clips (-1 elsewhere), or None."""
-        from ser_models.active.strategies.base import ScoredPool
+        from ser_models.scoring.scored_pool import ScoredPool
 
         return ScoredPool(ids=self.ids.astype(str), probs=self.probs, embeddings=self.embedding,
                           mc_probs=self.mc_probs, predictions=self.dims, mc_predictions=self.mc_dims,

@@ -36,18 +36,6 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models import ownership
-from ser_models.active.cache_guard import (
-    CACHE_LOCK_WAIT_S,
-    check_holds,
-    drop_abandoned,
-    legacy_cache,
-    settle_shards,
-)
-from ser_models.active.cache_rows import feature_table as _feature_table
-from ser_models.active.cache_rows import features_array  # noqa: F401 (re-exported)
-from ser_models.active.cache_rows import select_rows as _select_rows
-from ser_models.active.cache_rows import shard_names as _shard_names
-from ser_models.active.encoder_pooler import EncoderPooler
 from ser_models.exceptions import ConfigError, FeatureCacheMissError
 from ser_models.io import (
     exists,
@@ -58,6 +46,18 @@ from ser_models.io import (
 )
 from ser_models.locks import assert_held_for
 from ser_models.progress import StageProgress, WrittenRows, progress_line
+from ser_models.scoring.cache_guard import (
+    CACHE_LOCK_WAIT_S,
+    check_holds,
+    drop_abandoned,
+    legacy_cache,
+    settle_shards,
+)
+from ser_models.scoring.cache_rows import feature_table as _feature_table
+from ser_models.scoring.cache_rows import features_array  # noqa: F401 (re-exported)
+from ser_models.scoring.cache_rows import select_rows as _select_rows
+from ser_models.scoring.cache_rows import shard_names as _shard_names
+from ser_models.scoring.encoder_pooler import EncoderPooler
 
 #: An extension of at most this many clips (a pool that grew a little) is encoded in this process: starting an
 #: actor pool (processes that import torch and load the encoder, ~10 s) costs more than encoding them here.
@@ -104,7 +104,7 @@ def functionals_actors(sc) -> tuple[int, float]:
     """``(actors, CPUs each)`` for the separate eGeMAPS stage: what the cluster's CPUs leave after the encoding
     actors and one CPU for Ray Data's reads; up to 8 one-CPU actors (openSMILE runs one core per actor), or one
     actor on the fraction that is left; ``(0, 0.0)`` when nothing is left."""
-    from ser_models.active.scorer import cluster_cpus
+    from ser_models.runtime import cluster_cpus
 
     spare = cluster_cpus() - sc.num_actors * sc.num_cpus - 1
     if spare >= 1:
@@ -130,8 +130,8 @@ def feature_settings(scorer_cfg=None) -> dict:
     ``num_gpus`` enters as the device it picks (``cuda`` / ``cpu``), since a share of a GPU changes no number.
     Speed-only keys (batch sizes, actors, threads) stay out: a cache built with other ones is reused.
     ``scorer_cfg``: the ``ScorerConfig`` of the build (None = its defaults)."""
-    from ser_models.active.scorer import ScorerConfig
     from ser_models.config import RESULT, keys_with_effect
+    from ser_models.scoring.scorer import ScorerConfig
 
     sc = scorer_cfg or ScorerConfig()
     settings = {k: getattr(sc, k) for k in keys_with_effect(ScorerConfig, RESULT) if k not in SCORER_KEYS_NOT_IN_FEATURES}
@@ -277,8 +277,8 @@ class FeatureCache:
         reason = cache_supported(model_cfg)
         if reason:
             raise ConfigError(f"the feature cache cannot be used: {reason}")
-        from ser_models.active.scorer import ScorerConfig
         from ser_models.config import to_dict
+        from ser_models.scoring.scorer import ScorerConfig
 
         sc = scorer_cfg or ScorerConfig()
         # On their own CPU actors ahead of the encoder (a GPU actor would wait on openSMILE), or in it.
@@ -337,8 +337,8 @@ class FeatureCache:
 
         import pyarrow.dataset as pads
 
-        from ser_models.active.scorer import map_on_actor_pool, run_on_actor_pool
         from ser_models.io import filesystem
+        from ser_models.scoring.scorer import map_on_actor_pool, run_on_actor_pool
 
         sc = scorer_cfg
         t0 = time.perf_counter()

@@ -9,7 +9,7 @@ the tasks it made (``data.utt_id`` + ``data.ser_round``) and never creates them 
 A task is finished when it holds as many annotations as ``annotators`` asks (skips included), plus one per
 requeue; the count comes from the config, never from the server's project settings or a task's ``overlap``
 (which the oracle sets back when someone changed them in the UI). Finished clips get one label from their
-annotators' votes (:mod:`ser_models.active.agreement`):
+annotators' votes (:mod:`ser_models.labelling.agreement`):
 
 * ``aggregate=majority``: the plurality label; ``aggregate=soft``: the plurality label plus the vote shares
   (``soft_label`` in the ledger; training on soft targets uses them).
@@ -55,11 +55,11 @@ import numpy as np
 import pandas as pd
 
 from ser_models import io
-from ser_models.active.agreement import agreement_report, dimension_agreement, tally
-from ser_models.active.clips import CLIP_COLUMNS
-from ser_models.active.label_studio_client import LabelStudioClient, check_server_url
 from ser_models.config import LOCATION, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending, OracleError
+from ser_models.labelling.agreement import agreement_report, dimension_agreement, tally
+from ser_models.labelling.clips import CLIP_COLUMNS
+from ser_models.labelling.label_studio_client import LabelStudioClient, check_server_url
 from ser_models.names import safe_file_name
 
 __all__ = ["Collected", "LabelStudioConfig", "LabelStudioOracle", "label_config_xml"]
@@ -170,7 +170,7 @@ class Collected:
         pending: clips whose tasks are not finished (or were requeued).
         annotations: one row per annotation of the finished tasks (utt_id, task, annotation, annotator, time,
             label, dimensions, lead_time seconds).
-        agreement: :func:`~ser_models.active.agreement.agreement_report` over the finished clips' votes, plus
+        agreement: :func:`~ser_models.labelling.agreement.agreement_report` over the finished clips' votes, plus
             ``dimensions``: ``{dim: dimension_agreement(...)}`` over their slider values.
         url: where the annotators work.
     """
@@ -573,7 +573,7 @@ class LabelStudioOracle:
                                for d in self.dimensions}}
 
     def label(self, ids: list[str], round: int) -> pd.DataFrame:  # noqa: A002
-        """The :class:`~ser_models.active.oracles.Oracle` protocol: every id's annotations, or
+        """The :class:`~ser_models.labelling.oracles.Oracle` protocol: every id's annotations, or
         :class:`LabellingPending` while some are not finished (the loop itself uses :meth:`collect`, which
         also hands over dropped clips and finished ones early)."""
         got = self.collect(ids, round)

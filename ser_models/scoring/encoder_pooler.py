@@ -1,6 +1,6 @@
 """The feature cache's Ray Data callable class: a frozen encoder's per-layer means (or frames) of each clip.
 
-:class:`~ser_models.active.feature_cache.FeatureCache` maps it over the pool on the scorer's actor pool; it lives
+:class:`~ser_models.scoring.feature_cache.FeatureCache` maps it over the pool on the scorer's actor pool; it lives
 in its own module so the cache's storage logic and the model code it runs stay apart.
 """
 
@@ -26,11 +26,11 @@ class EncoderPooler:
                  num_gpus: float = 0.0, precision: str = "fp32", allow_tf32: bool = True):
         import torch
 
-        from ser_models.active.scorer import auto_micro_batch
         from ser_models.config import from_dict
         from ser_models.devices import actor_device, log_device
         from ser_models.model import EmotionModel, ModelConfig
         from ser_models.precision import check_precision, configure_device
+        from ser_models.scoring.scorer import auto_micro_batch
         from ser_models.training.micro_batches import MicroBatcher
 
         torch.set_num_threads(max(int(threads), 1))

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ser_models import io
-from ser_models.active.clips import CLIP_COLUMNS
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
+from ser_models.labelling.clips import CLIP_COLUMNS
 from ser_models.spreadsheet import match_ids, neutralise_frame, restore_cell
 
 __all__ = ["DETAIL_COLUMNS", "FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
@@ -270,7 +270,7 @@ class FileOracle:
         unknown = [i for i in ids if i not in self._info.index]
         if unknown:
             raise OracleError(f"FileOracle has no path/duration for ids {unknown[:10]}")
-        # Segments of longer recordings also show where they lie (their clip is the path; see active.clips).
+        # Segments of longer recordings also show where they lie (their clip is the path; see labelling.clips).
         where = [c for c in CLIP_COLUMNS if c in self._info.columns and self._info.loc[ids, c].notna().any()]
         df = self._info.loc[ids, ["path", "duration", *where]].reset_index(names="utt_id")
         for col in self.columns:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ser_models.active.agreement import (
+from ser_models.labelling.agreement import (
     agreement_report,
     dimension_agreement,
     krippendorff_alpha_interval,

@@ -59,7 +59,7 @@ def write_pool_statistics(cache, out: StoragePath, train_ids: list[str], num_lay
     """Mean and std of every cached feature over the training split's clips, in ``feature_stats.safetensors``.
 
     Args:
-        cache: the run's :class:`~ser_models.active.feature_cache.FeatureCache` (built).
+        cache: the run's :class:`~ser_models.scoring.feature_cache.FeatureCache` (built).
         out: the run folder.
         train_ids: the training split's clips.
         num_layers: the encoder's hidden states; a cache of the first states is padded to this many.

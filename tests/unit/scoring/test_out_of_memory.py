@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from ser_models.active.encoder_pooler import EncoderPooler
-from ser_models.active.scorer import PoolScorer
 from ser_models.config import to_dict
 from ser_models.exceptions import DeviceMemoryError
+from ser_models.scoring.encoder_pooler import EncoderPooler
+from ser_models.scoring.scorer import PoolScorer
 from ser_models.testing import tiny_model_config
 from ser_models.training.micro_batches import OOM_INJECT_ENV, MicroBatcher, size_or_halve
 

@@ -1,6 +1,6 @@
 """Rows of the feature cache's shards: per-clip feature bytes in and out, and the rows a reader asked for.
 
-(:mod:`ser_models.active.feature_cache` re-exports :func:`features_array`.)
+(:mod:`ser_models.scoring.feature_cache` re-exports :func:`features_array`.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What keeps a feature cache shared by several runs safe: one writer, no deleted shards of others, no silent misses.
 
-* **One writer.** :meth:`~ser_models.active.feature_cache.FeatureCache.build_with` takes the cache folder's
+* **One writer.** :meth:`~ser_models.scoring.feature_cache.FeatureCache.build_with` takes the cache folder's
   lock (:mod:`ser_models.locks`) only when it has clips to write; a second writer waits for it (up to
   :data:`CACHE_LOCK_WAIT_S`) and then finds the clips encoded. Readers never lock.
 * **Only our abandoned shards are deleted.** Before creating a shard folder the writer records it in the

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ser_models.active import feature_cache as fc
-from ser_models.active.cache_guard import drop_abandoned
-from ser_models.active.feature_cache import FeatureCache
 from ser_models.exceptions import FeatureCacheMissError, LockHeldError
 from ser_models.io import write_json_atomic
 from ser_models.ownership import open_output
+from ser_models.scoring import feature_cache as fc
+from ser_models.scoring.cache_guard import drop_abandoned
+from ser_models.scoring.feature_cache import FeatureCache
 
 ROOT = Path(__file__).resolve().parents[3]
 # Another run's writer: holds the cache's lock, has recorded and started its shard folder, then waits.

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from ser_models.active import FileOracle, Oracle, SimulatedOracle
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
+from ser_models.labelling import FileOracle, Oracle, SimulatedOracle
 
 INFO = pd.DataFrame({"utt_id": ["a", "b", "c"], "path": ["/x/a.wav", "/x/b.wav", "/x/c.wav"],
                      "duration": [1.0, 2.5, 3.0]})
@@ -97,7 +97,7 @@ def test_file_oracle_with_dimensions_checks_every_value(tmp_path):
 
 
 def test_as_annotations_accepts_a_label_dict_and_checks_columns():
-    from ser_models.active.oracles import as_annotations
+    from ser_models.labelling.oracles import as_annotations
 
     frame = as_annotations({"x": "hap", "y": "sad"}, ["y", "x"])
     assert frame.index.tolist() == ["y", "x"] and frame["label"].tolist() == ["sad", "hap"]
@@ -108,7 +108,7 @@ def test_as_annotations_accepts_a_label_dict_and_checks_columns():
 
 
 def test_check_annotations_refuses_what_the_model_cannot_train_on():
-    from ser_models.active.oracles import as_annotations, check_annotations
+    from ser_models.labelling.oracles import as_annotations, check_annotations
 
     frame = pd.DataFrame({"label": ["hap", None, "joy"], "arousal": [3.0, 6.0, None]}, index=["a", "b", "c"])
     check_annotations(frame.loc[["a"]], ["hap", "sad"], ["arousal"], (1, 5), "x")  # a clean row passes
@@ -121,8 +121,8 @@ def test_check_annotations_refuses_what_the_model_cannot_train_on():
 def test_label_studio_config_checks_and_interface():
     from xml.etree import ElementTree
 
-    from ser_models.active.label_studio_oracle import LabelStudioConfig, label_config_xml
     from ser_models.exceptions import ConfigError
+    from ser_models.labelling.label_studio_oracle import LabelStudioConfig, label_config_xml
 
     for bad, key in ((dict(aggregate="mean"), "aggregate"), (dict(on_disagreement="vote"), "on_disagreement"),
                      (dict(audio="ftp"), "audio"), (dict(annotators=0), "annotators"),

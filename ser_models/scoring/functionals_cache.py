@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 
-from ser_models.active.feature_cache import FeatureCache, pool_lineage
-from ser_models.active.scorer import ScorerConfig
 from ser_models.encoders.functionals import EgemapsExtractor, functionals_fingerprint
+from ser_models.scoring.feature_cache import FeatureCache, pool_lineage
+from ser_models.scoring.scorer import ScorerConfig
 
 
 def functionals_cache_key(pool) -> str:
@@ -20,7 +20,7 @@ def functionals_cache_key(pool) -> str:
 
 
 def functionals_cache(root, pool):
-    """The :class:`~ser_models.active.feature_cache.FeatureCache` of ``pool``'s functionals under ``root``."""
+    """The :class:`~ser_models.scoring.feature_cache.FeatureCache` of ``pool``'s functionals under ``root``."""
     return FeatureCache(root, functionals_cache_key(pool), kind="pooled")
 
 

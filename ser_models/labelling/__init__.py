@@ -1,0 +1,25 @@
+"""Labelling: where labels come from. Oracles (simulated from known labels, a CSV people fill in, or people
+in a Label Studio project), the playable clips annotators hear, and how several annotators' votes become one
+label with their agreement.
+
+Below the loop: nothing here imports ``ser_models.active``; the loop's hand-over
+(``ser_models.active.handover``) decides which oracle labels a round. Every name loads on first use.
+"""
+
+__all__ = ["FileOracle", "LabelStudioConfig", "LabelStudioOracle", "Oracle", "SimulatedOracle",
+           "krippendorff_alpha_nominal", "segment_clips", "tally"]
+
+_LAZY = {
+    **{name: "ser_models.labelling.oracles" for name in ("FileOracle", "Oracle", "SimulatedOracle")},
+    **{name: "ser_models.labelling.label_studio_oracle" for name in ("LabelStudioConfig", "LabelStudioOracle")},
+    **{name: "ser_models.labelling.agreement" for name in ("krippendorff_alpha_nominal", "tally")},
+    "segment_clips": "ser_models.labelling.clips",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ser_models.labelling' has no attribute {name!r}")
