@@ -192,7 +192,8 @@ class Predictor:
 
 
 def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, device: str = "cpu",
-         max_seconds: float = 20.0, max_minutes: float = 10.0, runtime: str = "torch") -> Predictor:
+         max_seconds: float = 20.0, max_minutes: float = 10.0, runtime: str = "torch",
+         threads: int | None = None) -> Predictor:
     """Load a trained checkpoint for prediction from Python.
 
     Args:
@@ -206,6 +207,9 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
         runtime: ``"torch"`` (the checkpoint) or ``"onnx"``: ``checkpoint_dir`` is then a graph written by
             ``jobs.export`` (an ``.onnx`` file, or a folder holding ``model.onnx``), run by ONNX Runtime on the
             CPU without importing torch (``encoder_source`` and ``device`` do not apply).
+        threads: CPU threads for inference (a service on a shared box sets 1); None = torch's current count for
+            ``runtime="torch"`` (which the predictor then sets process-wide), ONNX Runtime's default (all cores)
+            for ``runtime="onnx"``.
 
     Returns:
         A :class:`Predictor`; ``.predict(x)`` gives a :class:`Prediction` per input.
@@ -213,14 +217,16 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
     Raises:
         CheckpointError: no checkpoint at ``checkpoint_dir``; ``EncoderMismatchError`` (a ``CheckpointError``)
             when no place holds its encoder, naming each place tried and the expected fingerprint.
-        ConfigError: the model has a text branch (it needs transcripts; this API reads audio only), or an
-            unknown ``runtime``.
+        ConfigError: the model has a text branch (it needs transcripts; this API reads audio only), an
+            unknown ``runtime``, or ``threads`` below 1.
     """
+    if threads is not None and int(threads) < 1:
+        raise ConfigError(f"ser_models.load(threads={threads!r}): expected None or a count >= 1")
     if runtime == "onnx":
         from ser_models.export.onnx_runtime import OnnxScorer, resolve_onnx
 
         path = resolve_onnx(checkpoint_dir)
-        return Predictor(OnnxScorer(path), path, max_seconds, max_minutes)
+        return Predictor(OnnxScorer(path, threads=int(threads or 0)), path, max_seconds, max_minutes)
     if runtime != "torch":
         raise ConfigError(f"ser_models.load(runtime={runtime!r}): expected 'torch' or 'onnx'")
     import torch
@@ -230,7 +236,7 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
 
     checkpoint = resolve_checkpoint(str(checkpoint_dir))
     # threads = the caller's own count: the scorer sets it process-wide, and this is the caller's process.
-    scorer = PoolScorer(checkpoint, threads=torch.get_num_threads(), max_seconds=max_seconds,
+    scorer = PoolScorer(checkpoint, threads=int(threads or torch.get_num_threads()), max_seconds=max_seconds,
                         encoder_source=encoder_source, device=str(device))
     if scorer.model.cfg.text.enabled:
         raise ConfigError(f"{checkpoint}: the model has a text branch (model.text); ser_models.load reads audio "

@@ -29,6 +29,12 @@ import threading
 RAY_CONSOLE_ENV = "SER_RAY_CONSOLE"
 #: A line in Ray's native log format: ``[2026-11-27 03:38:32,180 E 26006 26006] core_worker.cc:2465: ...``.
 NATIVE_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEF] \d+ \d+\] ")
+#: What Ray prints on its own, for checks of a job's console (tests, ``bench.demo_console``): the driver's log
+#: lines (banner, "Started a local Ray instance"), native lines and forwarded worker lines ("(MapWorker(...)
+#: pid=123) ...").
+RAY_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\t(DEBUG|INFO|WARNING|ERROR)"
+                      r"|^\[\d{4}-\d\d-\d\d .* [DIWEF] \d+ \d+\]|\(\S+ pid=\d+\)|Token authentication"
+                      r"|Started a local Ray instance")
 
 _installed = threading.Lock()
 _state: dict = {}
@@ -77,13 +83,22 @@ def _filter_forwarded_lines() -> None:
         dispatcher.add_handler(name, only_ours)
 
 
+#: Written to the pipe by a Python write to ``sys.stderr``, never shown: when the pump has passed it on, every
+#: native byte written before it is on the terminal, so the Python line that follows keeps its place.
+_SYNC = b"\x00ser-stderr-sync\n"
+#: Longest wait for the pump before a Python line is written anyway (s): a stuck pump never blocks a job.
+_SYNC_WAIT_S = 1.0
+
+
 def _filter_native_stderr() -> None:
     """Route file descriptor 2 through a pipe that drops Ray's native log lines.
 
     Python's own ``sys.stderr`` is re-pointed at the real terminal first, so the platform's error lines and
     any traceback never pass through the pipe. Only native writes to fd 2 (Ray's C++ core worker, other
-    extension modules) do; at exit fd 2 is restored and the pipe drained. A process whose ``sys.stderr`` is not
-    its own (pytest's capture, a notebook) is left as it is.
+    extension modules) do; before each Python write the pump is asked to pass on what came before it
+    (:data:`_SYNC`), so native and Python lines reach the terminal in the order they were written. At exit fd 2
+    is restored and the pipe drained. A process whose ``sys.stderr`` is not its own (pytest's capture, a
+    notebook) is left as it is.
     """
     if sys.stderr is not sys.__stderr__:  # a test's capture or a caller's own stream: leave it alone
         return
@@ -93,26 +108,87 @@ def _filter_native_stderr() -> None:
         read_end, write_end = os.pipe()
     except (OSError, ValueError):  # no usable stderr (a closed or captured stream): nothing to filter
         return
-    sys.stderr = os.fdopen(os.dup(real), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
-                           errors="backslashreplace")
+    stream = os.fdopen(os.dup(real), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                       errors="backslashreplace")
+    order = _Order()
+    sys.stderr = _InOrderStderr(stream, order)
     os.dup2(write_end, 2)
     os.close(write_end)
 
     def pump() -> None:
         with os.fdopen(read_end, "rb") as lines:
             for line in lines:
-                if not NATIVE_LINE.match(line):
+                synced = line.endswith(_SYNC)
+                line = line[: -len(_SYNC)] if synced else line
+                if line and not NATIVE_LINE.match(line):
                     os.write(real, line)
+                if synced:
+                    order.passed()
 
     thread = threading.Thread(target=pump, name="ser-native-stderr", daemon=True)
     thread.start()
-    _state.update(real=real, thread=thread)
+    _state.update(real=real, thread=thread, order=order)
     atexit.register(_restore_stderr)
 
 
+class _Order:
+    """How many sync marks were sent into the pipe and how many the pump has passed on."""
+
+    def __init__(self) -> None:
+        # One mark in flight at a time, none once fd 2 is restored; re-entrant for a signal handler that writes.
+        self.lock = threading.RLock()
+        self.done = threading.Condition()
+        self.sent = self.seen = 0
+        self.open = True
+
+    def passed(self) -> None:
+        with self.done:
+            self.seen += 1
+            self.done.notify_all()
+
+    def wait(self) -> None:
+        """Block until every native byte written to fd 2 so far is on the terminal (at most _SYNC_WAIT_S)."""
+        with self.lock:
+            if not self.open:
+                return
+            self.sent += 1
+            target = self.sent
+            try:
+                os.write(2, _SYNC)
+            except OSError:
+                return
+            with self.done:
+                self.done.wait_for(lambda: self.seen >= target, timeout=_SYNC_WAIT_S)
+
+    def close(self) -> None:
+        with self.lock:
+            self.open = False
+
+
+class _InOrderStderr:
+    """``sys.stderr`` while fd 2 is filtered: the real terminal's stream, each write after the native lines
+    written before it."""
+
+    def __init__(self, stream, order: _Order):
+        self._stream = stream
+        self._order = order
+
+    def write(self, text: str) -> int:
+        self._order.wait()
+        return self._stream.write(text)
+
+    def writelines(self, lines) -> None:
+        self._order.wait()
+        self._stream.writelines(lines)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def _restore_stderr() -> None:
-    real, thread = _state.pop("real", None), _state.pop("thread", None)
+    real, thread, order = _state.pop("real", None), _state.pop("thread", None), _state.pop("order", None)
     if real is None:
         return
+    order.close()  # no mark may reach the terminal once fd 2 is the terminal again
     os.dup2(real, 2)  # the pipe's last write end closes here, so the pump reads to its end and stops
     thread.join(timeout=2.0)

@@ -62,6 +62,7 @@ def test_a_pool_of_an_earlier_version_is_adopted_and_a_foreign_build_folder_in_i
     assert not (out / first).exists()  # the adopted pool's first build, recorded at adoption, was cleaned
 
 
+@pytest.mark.slow_e2e
 def test_a_second_prepare_pool_on_one_pool_is_refused_naming_the_first(ray_local, tmp_path):
     manifest = _corpus(tmp_path / "corpus", 4)
     manifest.to_csv(tmp_path / "corpus" / "manifest.csv", index=False)

@@ -17,6 +17,7 @@ def _ids(pool: Pool) -> list[str]:
     return sorted(pool.metadata(columns=["utt_id"])["utt_id"])
 
 
+@pytest.mark.slow_e2e
 def test_a_bucket_build_killed_before_its_summary_leaves_the_previous_pool(demo_pool, s3_bucket, monkeypatch):
     import ser_models.data.prepare as prepare
 

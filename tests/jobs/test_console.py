@@ -4,20 +4,15 @@ out unless ``--verbose`` (ser_models.console)."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ser_models.console import NATIVE_LINE, keep_forwarded
+from ser_models.console import NATIVE_LINE, RAY_LINE, keep_forwarded
 
 REPO = Path(__file__).resolve().parents[2]
-#: What Ray prints on its own: the driver's log lines (banner, "Started a local Ray instance"), native lines,
-#: and forwarded worker lines ("(MapWorker(...) pid=123) ...").
-RAY_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\t(DEBUG|INFO|WARNING|ERROR)|^\[\d{4}-\d\d-\d\d .* [DIWEF] \d+ \d+\]"
-                      r"|\(\S+ pid=\d+\)|Token authentication|Started a local Ray instance")
 
 
 def _env():

@@ -27,6 +27,7 @@ def _main(demo_pool, out, *extra):
     return main([f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", *RECIPE, *extra])
 
 
+@pytest.mark.slow_e2e
 def test_fanned_out_runs_give_the_serial_rows_and_a_rerun_redoes_only_unfinished_runs(ray_local, demo_pool,
                                                                                         tmp_path, capsys):
     from ser_models.runs.simulation import SIMULATION_FILE

@@ -227,3 +227,20 @@ def test_features_bench_blocks_learner_and_report():
                                                                    "whisper_cache_s": 1.0, "fits_s": 1.0},
                            "a test pool", [0, 1], common.LoadWindow().close())
     assert "| auto |" in text and "60 s per pool hour" in text and "| all labels |" in text
+
+
+def test_onnx_bench_accuracy_is_unweighted_and_weighted_recall():
+    from bench.onnx_throughput import accuracy
+
+    truth = {"a": "x", "b": "x", "c": "x", "d": "y"}
+    ua, wa = accuracy(truth, ["a", "b", "c", "d"], ["x", "x", "y", "y"])
+    assert ua == pytest.approx((2 / 3 + 1) / 2) and wa == pytest.approx(3 / 4)
+
+
+def test_demo_console_bench_sorts_rays_lines_from_ours():
+    from bench.demo_console import sort_lines
+
+    out = sort_lines(".venv/bin/python -m jobs.evidence x\n[ 3/40] seed 2 auto test UA 0.61\n"
+                     "(simulate_run pid=123) scorer: cpu\n",
+                     "[2026-11-27 03:38:32,180 E 26006 26006] core_worker.cc:2465: Actor\n")
+    assert [len(out[k]) for k in ("make", "ours", "ray")] == [1, 1, 2]

@@ -115,3 +115,23 @@ def test_onnx_load_errors_name_the_input(tmp_path):
         ser_models.load(tmp_path / "missing.onnx", runtime="onnx")
     with pytest.raises(ConfigError, match="runtime='tensorrt'"):
         ser_models.load(tmp_path, runtime="tensorrt")
+
+
+def test_threads_set_the_runtimes_thread_count_and_change_nothing_else(tmp_path):
+    import torch
+
+    checkpoint = _checkpoint(tmp_path, "tiny-wav2vec2-group")
+    export_main([f"checkpoint={checkpoint}", f"output={tmp_path / 'g.onnx'}"])
+    files = _files(tmp_path)
+    one = ser_models.load(tmp_path / "g.onnx", runtime="onnx", threads=1)
+    assert one._scorer.session.get_session_options().intra_op_num_threads == 1
+    before = torch.get_num_threads()
+    try:
+        torch_one = ser_models.load(checkpoint, threads=1)
+        assert torch.get_num_threads() == 1
+        assert _close([p.to_dict() for p in torch_one.predict(files)],
+                      [p.to_dict() for p in one.predict(files)]) <= PARITY_TOLERANCE
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads=0"):
+        ser_models.load(checkpoint, threads=0)

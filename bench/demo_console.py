@@ -1,0 +1,82 @@
+"""What ``make demo`` prints: its line count, the lines that are not the platform's, and what comes last.
+
+    .venv/bin/python -m bench.demo_console [--demo-dir outputs/bench_demo_console] [--out FILE]
+
+Runs ``make demo`` as a user does (a fresh ``DEMO_DIR``, so every step runs: the encoder import is reused
+when present), with its stdout and stderr captured apart, and sorts each line: ``make``'s own echo of a
+command, a line Ray prints on its own (:data:`ser_models.console.RAY_LINE`: its log and native lines, lines
+forwarded from workers), or the platform's. The goal is no Ray line and nothing after the last job's final
+line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from bench.common import RESULTS_DIR, LoadWindow, machine_info, machine_markdown, md_table, write_results
+from ser_models.console import RAY_LINE
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = RESULTS_DIR / "demo_console.md"
+
+
+def sort_lines(stdout: str, stderr: str) -> dict[str, list[str]]:
+    """``{"make": [...], "ray": [...], "ours": [...]}`` over both streams (stderr's lines tagged ``[stderr]``)."""
+    out: dict[str, list[str]] = {"make": [], "ray": [], "ours": []}
+    for stream, text in (("", stdout), ("[stderr] ", stderr)):
+        for line in text.splitlines():
+            kind = ("ray" if RAY_LINE.search(line) else
+                    "make" if line.startswith((".venv/bin/", "make", "python3 -m venv")) else "ours")
+            out[kind].append(stream + line)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo-dir", default="outputs/bench_demo_console")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    demo = Path(args.demo_dir).absolute()
+    shutil.rmtree(demo, ignore_errors=True)
+    load = LoadWindow()
+    start = time.perf_counter()
+    proc = subprocess.run(["make", "demo", f"DEMO_DIR={demo}"], cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    load.close()
+    if proc.returncode != 0:
+        raise SystemExit(f"make demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    lines = sort_lines(proc.stdout, proc.stderr)
+    last = proc.stdout.rstrip().splitlines()[-1] if proc.stdout.strip() else ""
+    rows = [["all lines (stdout + stderr)", len(proc.stdout.splitlines()) + len(proc.stderr.splitlines())],
+            ["stderr lines", len(proc.stderr.splitlines())],
+            ["make's echo of its commands", len(lines["make"])],
+            ["the platform's lines", len(lines["ours"])],
+            ["Ray's own lines (goal 0)", len(lines["ray"])]]
+    shown = "\n".join(lines["ray"][:20]) or "(none)"
+    text = f"""# `make demo`'s console
+
+Command: `.venv/bin/python -m bench.demo_console` (runs `make demo DEMO_DIR=<fresh folder>`; {seconds / 60:.1f} min).
+
+{machine_markdown(machine_info(), load)}
+
+{md_table(["lines", "count"], rows)}
+
+The last line printed: `{last}`
+
+Ray's own lines, if any:
+
+```text
+{shown}
+```
+"""
+    path = write_results(args.out, text)
+    print(text)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
