@@ -205,7 +205,8 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
         max_seconds: inputs are cut to their first ``max_seconds`` s (``jobs.predict``'s default crop).
         max_minutes: longer inputs are refused; segment long recordings with ``jobs.predict recordings=``.
         runtime: ``"torch"`` (the checkpoint) or ``"onnx"``: ``checkpoint_dir`` is then a graph written by
-            ``jobs.export`` (an ``.onnx`` file, or a folder holding ``model.onnx``), run by ONNX Runtime on the
+            ``jobs.export`` (an ``.onnx`` file, or a folder holding ``model.onnx``; local or a URI such as
+            ``s3://bucket/models``), run by ONNX Runtime on the
             CPU without importing torch (``encoder_source`` and ``device`` do not apply).
         threads: CPU threads for inference (a service on a shared box sets 1); None = torch's current count for
             ``runtime="torch"`` (which the predictor then sets process-wide), ONNX Runtime's default (all cores)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -137,6 +138,14 @@ def join(uri: str | os.PathLike, *parts: str) -> str:
 def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` so that readers never see a partial file."""
     _write_atomic(uri, lambda fh: fh.write(data))
+
+
+def write_file_atomic(uri: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Copy the local file ``source`` to ``uri`` (a local path or a URI) so that readers never see a partial
+    file, streamed in :data:`STREAM_COPY_CHUNK` pieces (a model file never sits in memory whole). ``source`` may
+    be on another file system than ``uri``."""
+    with open(source, "rb") as src:
+        _write_atomic(uri, lambda fh: shutil.copyfileobj(src, fh, STREAM_COPY_CHUNK))
 
 
 def _temp_name(name: str) -> str:

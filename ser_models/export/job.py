@@ -15,7 +15,8 @@ class ExportConfig:
 
     checkpoint: str = field("", effect=LOCATION, path=PATH, help="the checkpoint folder, or a run holding one (a "
                             "jobs.finetune output, an AL run: its last round), as jobs.predict checkpoint= takes")
-    output: str = field("model.onnx", effect=LOCATION, path=PATH, help="the .onnx file to write (local path)")
+    output: str = field("model.onnx", effect=LOCATION, path=PATH, help="the .onnx file to write: a local path or a URI "
+                        "(s3://bucket/models/model.onnx), written atomically")
     quantize: str = field("none", effect=RESULT, help="none (float32) | int8: ONNX Runtime's dynamic int8 "
                           "quantisation of the weights (activations quantised per batch at run time)")
     encoder_source: str | None = field(None, effect=LOCATION, path=PATH, help="where the encoder lives now, if it "

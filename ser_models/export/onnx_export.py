@@ -24,6 +24,7 @@ import tempfile
 
 import numpy as np
 
+from ser_models import io
 from ser_models.exceptions import ExportError
 
 #: Largest absolute difference in any class probability allowed between ONNX Runtime (fp32) and torch.
@@ -238,7 +239,8 @@ def export_model(model, output: str, quantize: str = "none") -> dict:
 
     Args:
         model: an :class:`~ser_models.model.EmotionModel` (put in eval mode here).
-        output: local ``.onnx`` path to write.
+        output: ``.onnx`` file to write: a local path or a URI (``s3://bucket/models/model.onnx``), written
+            atomically (a reader sees the previous file or the whole new one).
         quantize: ``none`` (fp32) or ``int8`` (ONNX Runtime dynamic quantisation of the weights).
 
     Returns:
@@ -272,8 +274,7 @@ def export_model(model, output: str, quantize: str = "none") -> dict:
         trace[0][1, :14400] = torch.cos(torch.arange(14400) / 7.0) * 0.2
     if whisper:
         trace = tuple(torch.from_numpy(v) for v in _graph_inputs(model, trace[0].numpy(), trace[1].numpy()).values())
-    os.makedirs(os.path.dirname(os.path.abspath(output)) or ".", exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # the graph is built here, then published whole at output
         fp32 = os.path.join(tmp, "model.fp32.onnx")
         with torch.no_grad(), _tracing_front_end(model):
             torch.onnx.export(graph, trace, fp32, input_names=inputs, output_names=names,
@@ -292,9 +293,9 @@ def export_model(model, output: str, quantize: str = "none") -> dict:
             quantize_dynamic(fp32, q, weight_type=QuantType.QInt8)
             _set_metadata(q, metadata(model, "int8"))
             written = _max_diff(model, q, min_samples)
-            os.replace(q, output)
+            io.write_file_atomic(output, q)
         else:
-            os.replace(fp32, output)
+            io.write_file_atomic(output, fp32)
     return {"output": output, "max_abs_diff_fp32": worst, "max_abs_diff": written, "quantization": quantize}
 
 

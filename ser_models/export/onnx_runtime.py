@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from ser_models import io
 from ser_models.data.audio import decode_pool_audio
 from ser_models.exceptions import CheckpointError
 
@@ -21,12 +22,19 @@ MODEL_FILE = "model.onnx"
 
 
 def resolve_onnx(path: str | os.PathLike) -> str:
-    """An ``.onnx`` file, or a folder holding :data:`MODEL_FILE`, as a local file path.
+    """An ``.onnx`` file, or a folder holding :data:`MODEL_FILE`: a local path or a URI (``s3://...``).
 
     Raises:
         CheckpointError: no such file.
     """
     path = os.fspath(path)
+    if not io.is_local(path):
+        candidates = [path] if path.endswith(".onnx") else [io.join(path, MODEL_FILE), path]
+        for candidate in candidates:
+            if io.exists(candidate) and io.storage_path(candidate).name.endswith(".onnx"):
+                return candidate
+        raise CheckpointError(f"{path}: no ONNX graph (neither the file nor {MODEL_FILE} in the folder); write one "
+                              "with python -m jobs.export checkpoint=... output=model.onnx")
     candidate = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(candidate):
         what = f"no {MODEL_FILE} in the folder" if os.path.isdir(path) else "no such file"
@@ -39,7 +47,7 @@ class OnnxScorer:
     """An exported graph as a scorer: a batch of pool rows in, ``probs [B, C]`` and ``dims [B, K]`` out.
 
     Args:
-        path: the ``.onnx`` file (written by ``jobs.export``).
+        path: the ``.onnx`` file (written by ``jobs.export``): a local path or a URI.
         threads: ONNX Runtime intra-op threads; 0 = its default (all cores).
 
     Attributes:
@@ -60,7 +68,9 @@ class OnnxScorer:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        # A graph in an object store is read into memory once (ONNX Runtime takes the bytes); a local one by path.
+        source = path if io.is_local(path) else io.read_bytes(path)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if "ser.labels" not in self.metadata:
             raise CheckpointError(f"{path}: the graph has no ser.labels metadata; was it written by jobs.export?")

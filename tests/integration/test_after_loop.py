@@ -297,7 +297,7 @@ def test_frozen_encoder_cache_encodes_once(demo_pool, tmp_path):
     shards = sorted(tmp_path.glob("feature_cache/*/features-*/*.parquet"))  # written as encoded, in shards
     n_all = len(Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id"]))
     assert sum(pq.read_metadata(f).num_rows for f in shards) == n_all
-    with pytest.raises(FeatureCacheMissError, match="'nope'"):  # never skipped without a word (issue 51)
+    with pytest.raises(FeatureCacheMissError, match="'nope'"):  # never skipped without a word
         loop.cache.table(ids=["nope"])
     assert len(loop.cache.table()) == n_all
     mtimes = [f.stat().st_mtime_ns for f in shards]

@@ -1,4 +1,4 @@
-"""Results depend only on settings that say so (issue 51, item 5), on real components: a feature cache built
+"""Results depend only on settings that say so, on real components: a feature cache built
 at one precision or crop length is never served to a run at another, and ``jobs.after`` refuses to resume its
 folder with a changed result key while it accepts changed speed keys."""
 

@@ -1,6 +1,6 @@
 """jobs.segment trusts a recording's frames file only when it reads back whole: a file cut short (what a
 store left after a torn upload) is segmented again on the rerun, with a log line, and the segments come out
-identical (issue 51). Local disk and S3."""
+identical. Local disk and S3."""
 
 from __future__ import annotations
 

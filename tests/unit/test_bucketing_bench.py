@@ -17,7 +17,7 @@ def test_bucketing_bench_reports_every_path_and_only_hf_padding_moves_features(t
             for line in text.splitlines() if line.startswith("| ") and "clips / forward" not in line}
     assert set(rows) == set(bucketing.PATHS)
     diff = {name: float(cells[-1]) for name, cells in rows.items()}
-    # exact paths agree with one at a time; HF's padded group norm does not (the bug issue 51 fixed)
+    # exact paths agree with one at a time; HF's padded group norm does not (why the platform runs group-norm front ends clip by clip)
     for name in ("Encoder.forward (per-clip front end), sorted", "per-clip group norm, batched convs, sorted",
                  "one clip at a time (again)"):
         assert diff[name] <= 1e-5, (name, diff[name])

@@ -1,5 +1,5 @@
 """Every config key says what it may change (result, speed or location), and the checks that keep a run, a
-resume and a cache honest cover exactly the result keys (issue 51, item 5)."""
+resume and a cache honest cover exactly the result keys."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_atomic_writes_leave_only_the_target(tmp_path):
     assert not io.exists(tmp_path / "copy")
 
 
-# --- Interrupted writes (issue 51): the previous version stays readable, on a local disk and on S3 ---------
+# --- Interrupted writes: the previous version stays readable, on a local disk and on S3 ---------
 
 V1 = pa.table({"utt_id": [f"u{i}" for i in range(500)], "label": ["neu"] * 500})
 V2 = pa.table({"utt_id": [f"v{i}" for i in range(900)], "label": ["ang"] * 900})

@@ -1,4 +1,4 @@
-"""A clip's features do not depend on its batch (issue 51, item 6).
+"""A clip's features do not depend on its batch.
 
 Every random-weight preset of every family the docs recommend (group-norm wav2vec2 / HuBERT / WavLM as their
 *-base checkpoints, layer-norm ones with post- and pre-LN transformers as *-large, Whisper with full and trimmed

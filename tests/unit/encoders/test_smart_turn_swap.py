@@ -1,5 +1,5 @@
 """The Smart Turn importer replaces only its own folder, and by a swap: a kill mid-replacement leaves an import
-that the next call finds whole (issue 51)."""
+that the next call finds whole."""
 
 from __future__ import annotations
 

@@ -15,8 +15,10 @@ import torch
 
 import ser_models
 from jobs.export import main as export_main
+from ser_models import io
 from ser_models.exceptions import AudioError, CheckpointError, ConfigError
 from ser_models.export.onnx_export import PARITY_TOLERANCE
+from ser_models.export.onnx_runtime import MODEL_FILE
 from ser_models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 
@@ -135,3 +137,17 @@ def test_threads_set_the_runtimes_thread_count_and_change_nothing_else(tmp_path)
         torch.set_num_threads(before)
     with pytest.raises(ConfigError, match="threads=0"):
         ser_models.load(checkpoint, threads=0)
+
+
+def test_a_graph_exported_to_a_bucket_loads_from_it_and_predicts_as_the_local_one(tmp_path, s3_bucket):
+    checkpoint = _checkpoint(tmp_path, "tiny-wav2vec2")
+    export_main([f"checkpoint={checkpoint}", f"output={s3_bucket}/models/{MODEL_FILE}"])
+    export_main([f"checkpoint={checkpoint}", f"output={tmp_path / 'local.onnx'}"])
+    files = _files(tmp_path)
+    want = [p.to_dict() for p in ser_models.load(tmp_path / "local.onnx", runtime="onnx").predict(files)]
+    for where in (f"{s3_bucket}/models", f"{s3_bucket}/models/{MODEL_FILE}"):  # the folder, or the file
+        got = [p.to_dict() for p in ser_models.load(where, runtime="onnx").predict(files)]
+        assert _close(want, got) == 0.0
+    assert [n for n in io.list_dir(f"{s3_bucket}/models")] == [MODEL_FILE]  # no temporary object left behind
+    with pytest.raises(CheckpointError, match="no ONNX graph"):
+        ser_models.load(f"{s3_bucket}/elsewhere", runtime="onnx")

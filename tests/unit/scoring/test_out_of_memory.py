@@ -1,4 +1,4 @@
-"""A device out-of-memory error halves the micro-batch and retries, down to one clip (issue 51, item 7).
+"""A device out-of-memory error halves the micro-batch and retries, down to one clip.
 
 The error is injected on CPU through the code's seam (``$SER_INJECT_OOM_ABOVE_CLIPS``: a micro-batch of more
 clips raises ``torch.OutOfMemoryError`` before its forward), into the real scorer and feature-cache actor
@@ -38,7 +38,7 @@ def _halvings(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def model_cfg():
-    # the group-norm preset: its features depended on the batch before issue 51, so equality here means more
+    # the group-norm preset: its features would depend on the batch if it were padded, so equality here means more
     return to_dict(tiny_model_config("tiny-wav2vec2-group", labels=["a", "b", "c"]))
 
 

@@ -1,4 +1,4 @@
-"""A checkpoint is replaced by a swap (issue 51): the new one is complete beside the old one before the old one
+"""A checkpoint is replaced by a swap: the new one is complete beside the old one before the old one
 goes, so a SIGKILL between the steps leaves one checkpoint that ``EmotionModel.load_checkpoint`` loads, and the
 next writer (``train_model``, ``train_in_process``) puts it back in place."""
 
