@@ -90,8 +90,11 @@ def detect_format(path: str) -> str:
             return "hf"
         raise ManifestError(f"{src}: a Parquet file without Hugging Face features: if it is one of our manifests, "
                             "give it to the jobs as it is; else name its format with format=hf")
+    from ser_models.formats.lhotse_manifest import is_yaml, item_kind
+
+    if is_yaml(src):
+        return "lhotse"  # of the three formats, only Lhotse writes YAML manifests
     first = _first_item(src)
-    from ser_models.formats.lhotse_manifest import item_kind
 
     if item_kind(first) != "unknown":
         return "lhotse"

@@ -5,8 +5,9 @@
 ``start``, ``duration`` in seconds, ``channel``, ``speaker``, ``language``, ``text``, ``gender`` and free
 ``custom`` fields such as an emotion); a ``CutSet`` holds views of recordings (``start``, ``duration``,
 ``channel``) with the supervisions inside them (their times relative to the cut). Files are read as Lhotse
-writes them (``to_file``): JSON lines (``.jsonl``, ``.jsonl.gz``) or one JSON list (``.json``, ``.json.gz``),
-local or at a URI, with no need for the ``lhotse`` package.
+writes them (``to_file``): JSON lines (``.jsonl``, ``.jsonl.gz``), one JSON list (``.json``, ``.json.gz``) or
+YAML (``.yaml``, ``.yml``; read whole, so JSON lines suit large sets), local or at a URI, with no need for the
+``lhotse`` package.
 
 * ``kind=segments``: one row per supervision (or per cut), ``utt_id`` = its id, ``recording``, ``start`` / ``end``
   in seconds of the source file, ``channel`` within that file (a recording kept as one file per channel gives
@@ -60,15 +61,25 @@ _READABLE_URIS = ("s3://", "gs://", "gcs://", "file://", "hdfs://")
 
 
 def read_items(path: str) -> list[dict]:
-    """The JSON objects of a Lhotse manifest file (JSON lines or one JSON list; gzip when it ends in ``.gz``).
+    """The objects of a Lhotse manifest file (JSON lines, one JSON list, or YAML; gunzipped when gzip).
 
     Raises:
-        ManifestError: naming the file and the line that is not a JSON object.
+        ManifestError: naming the file and the line that is not a JSON object (or the YAML error).
     """
     src = io.storage_path(path)
     if not io.exists(src):
         raise ManifestError(f"Lhotse manifest not found: {src}")
     body = read_text(src)
+    if is_yaml(src.name):
+        import yaml
+
+        try:
+            items = yaml.safe_load(body)
+        except yaml.YAMLError as exc:
+            raise ManifestError(f"{src}: invalid YAML: {exc}") from None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise ManifestError(f"{src}: a Lhotse .yaml manifest holds one list of objects")
+        return items
     if ".jsonl" not in src.name:
         try:
             items = json.loads(body)
@@ -79,6 +90,11 @@ def read_items(path: str) -> list[dict]:
             raise ManifestError(f"{src}: a Lhotse .json manifest holds one list of objects")
         return items
     return json_objects(body, src)
+
+
+def is_yaml(name: str) -> bool:
+    """Whether a Lhotse manifest's file name says YAML (``.yaml`` / ``.yml``, gzipped or not)."""
+    return name.removesuffix(".gz").endswith((".yaml", ".yml"))
 
 
 def item_kind(item: dict) -> str:

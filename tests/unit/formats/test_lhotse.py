@@ -127,3 +127,19 @@ def test_write_lhotse_refuses_rows_without_files(tmp_path):
 
     with pytest.raises(ConfigError, match="no audio path"):
         write_lhotse(rows, str(tmp_path / "out"), log=lambda s: None)
+
+
+def test_yaml_manifests_written_by_lhotse_give_the_jsonl_rows(tmp_path, audio):
+    recs, sups = _sets(audio)
+    for ext in ("jsonl", "yaml"):
+        recs.to_file(tmp_path / f"{ext}_recordings.{ext}")
+        sups.to_file(tmp_path / f"{ext}_supervisions.{ext}")
+    assert detect_format(str(tmp_path / "yaml_supervisions.yaml")) == "lhotse"
+    labels = ["angry", "happy", "neutral", "sad"]
+    frames = {}
+    for ext in ("jsonl", "yaml"):
+        frame, report = import_lhotse(str(tmp_path / f"{ext}_supervisions.{ext}"), str(tmp_path / f"{ext}.parquet"),
+                                      labels=labels, log=lambda _: None)
+        assert report.taken == 5
+        frames[ext] = read_manifest(tmp_path / f"{ext}.parquet")
+    pd.testing.assert_frame_equal(frames["yaml"], frames["jsonl"])
