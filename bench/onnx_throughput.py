@@ -85,17 +85,17 @@ def _run(args: list[str], what: str) -> None:
 
 
 def build(work: Path) -> tuple[Path, Path, dict]:
-    """The pool, the recipe run and its two exports under ``work`` (each made only when missing).
+    """The pool, the recipe run and its two exports under ``work`` (the pool and exports made only when missing).
 
     Returns:
         ``(pool_dir, run_dir, {"fp32": {...export report}, "int8": {...}})``.
     """
     pool = ensure_pool(work / "pool", n=2880, seed=0)
     run = work / "run"
-    if not (run / "summary.json").exists():
-        _run(["-m", "jobs.after", "jobs/configs/demo_after.yaml", f"pool_dir={pool}", f"output_dir={run}",
-              f"active.feature_cache_dir={work / 'feature_cache'}", "active.budget_fractions=[0.1,0.2]"],
-             "training the recipe's model (jobs.after)")
+    # Always called: a finished run resumes in seconds, an interrupted one finishes.
+    _run(["-m", "jobs.after", "jobs/configs/demo_after.yaml", f"pool_dir={pool}", f"output_dir={run}",
+          f"active.feature_cache_dir={work / 'feature_cache'}", "active.budget_fractions=[0.1,0.2]"],
+         "training the recipe's model (jobs.after)")
     return pool, run, {quant: export(run, work, quant) for quant in ("none", "int8")}
 
 

@@ -18,7 +18,8 @@ class ExportConfig:
     output: str = field("model.onnx", effect=LOCATION, path=PATH, help="the .onnx file to write: a local path or a URI "
                         "(s3://bucket/models/model.onnx), written atomically")
     quantize: str = field("none", effect=RESULT, help="none (float32) | int8: ONNX Runtime's dynamic int8 "
-                          "quantisation of the weights (activations quantised per batch at run time)")
+                          "quantisation of the matrix multiplications' weights (activations quantised per batch at "
+                          "run time; convolutions stay float32)")
     encoder_source: str | None = field(None, effect=LOCATION, path=PATH, help="where the encoder lives now, if it "
                                        "moved without keeping its place relative to the checkpoint")
 

@@ -37,6 +37,10 @@ METADATA_KEYS = ("ser.labels", "ser.dimensions", "ser.sample_rate", "ser.min_sam
 QUANTIZE_MODES = ("none", "int8")
 
 
+#: The operators ``quantize=int8`` stores with int8 weights (activations quantised per batch at run time).
+INT8_OPS = ("MatMul", "Gemm")
+
+
 def check_exportable(model) -> None:
     """Refuse a model whose prediction the graph could not reproduce exactly.
 
@@ -241,7 +245,8 @@ def export_model(model, output: str, quantize: str = "none") -> dict:
         model: an :class:`~ser_models.model.EmotionModel` (put in eval mode here).
         output: ``.onnx`` file to write: a local path or a URI (``s3://bucket/models/model.onnx``), written
             atomically (a reader sees the previous file or the whole new one).
-        quantize: ``none`` (fp32) or ``int8`` (ONNX Runtime dynamic quantisation of the weights).
+        quantize: ``none`` (fp32) or ``int8`` (ONNX Runtime's dynamic quantisation of the weights of
+            :data:`INT8_OPS`).
 
     Returns:
         ``{"output", "max_abs_diff_fp32", "max_abs_diff" (of the written graph), "quantization"}``.
@@ -290,7 +295,9 @@ def export_model(model, output: str, quantize: str = "none") -> dict:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             q = os.path.join(tmp, "model.int8.onnx")
-            quantize_dynamic(fp32, q, weight_type=QuantType.QInt8)
+            # Matrix multiplications only: ONNX Runtime's integer convolution (ConvInteger) ran slower than the
+            # float one on CPU and cost accuracy (bench/results/onnx_throughput.md); convolutions stay float32.
+            quantize_dynamic(fp32, q, weight_type=QuantType.QInt8, op_types_to_quantize=list(INT8_OPS))
             _set_metadata(q, metadata(model, "int8"))
             written = _max_diff(model, q, min_samples)
             io.write_file_atomic(output, q)
@@ -349,5 +356,5 @@ def export_checkpoint(checkpoint: str, output: str, quantize: str = "none",
     return report
 
 
-__all__ = ["METADATA_KEYS", "OPSET", "PARITY_TOLERANCE", "QUANTIZE_MODES", "check_exportable", "export_checkpoint",
+__all__ = ["INT8_OPS", "METADATA_KEYS", "OPSET", "PARITY_TOLERANCE", "QUANTIZE_MODES", "check_exportable", "export_checkpoint",
            "export_model", "is_whisper", "metadata", "per_clip", "probe_batches", "torch_probabilities"]
