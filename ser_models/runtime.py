@@ -182,13 +182,19 @@ def connect_ray() -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setLevel(level)
-            if _no_bars_notice not in handler.filters:
-                handler.addFilter(_no_bars_notice)
+            if _keep_data_notice not in handler.filters:
+                handler.addFilter(_keep_data_notice)
 
 
-def _no_bars_notice(record: logging.LogRecord) -> bool:
-    """Drop Ray Data's warning that progress bars are off: we turned them off (:data:`PROGRESS_BARS_ENV`)."""
-    return not str(record.msg).startswith("Progress bars disabled")
+def _keep_data_notice(record: logging.LogRecord) -> bool:
+    """Drop Ray Data's notices that are not the job's business: that progress bars are off (we turned them off,
+    :data:`PROGRESS_BARS_ENV`), and, unless ``--verbose``, its snapshot warning that the cluster has no free CPU
+    when a dataset starts (our actor pools hold them for a moment; a real stall shows as a job that stops
+    printing progress). Both stay in Ray Data's log file."""
+    message = str(record.msg)
+    if message.startswith("Progress bars disabled"):
+        return False
+    return console.ray_console_wanted() or "does not have any available CPUs" not in message
 
 
 def configure_ray_data() -> None:

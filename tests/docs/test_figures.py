@@ -189,6 +189,15 @@ def ev_budgets(name: str, labels: tuple[int, ...]) -> str:
     return "; ".join(f"{n}: {report(name, 'random', n)[0]}" for n in labels) + f" | {all_labels(name)} |"
 
 
+ONNX_ALL = "onnx_throughput_int8_all_ops.md"
+
+
+def onnx_cells(name: str, threads: str) -> tuple[str, str, str]:
+    """clips/s, the ratio to torch and UA % of one runtime at one thread count."""
+    cells = row("onnx_throughput.md", name, threads)
+    return cells[2], cells[4], cells[5]
+
+
 @dataclass(frozen=True)
 class Figure:
     """A page, the text it quotes (``{}`` where figures stand), and how to read those figures."""
@@ -292,6 +301,18 @@ FIGURES = [
            lambda: (points(report(LF, "informative_diverse", 400)[1]), points(report(LF, "auto", 400)[1])), LF),
     Figure("BENCHMARKS.md", "fanned out 2 runs at a time on xeon-2c: **{} s**, {} s per run",
            lambda: evidence_cost_after(), "evidence_cost.md"),
+    # deploy: ONNX Runtime against torch on a CPU
+    *[Figure("docs/deploy.md", f"| {shown} | {threads} | {{}} | {{}} | {{}} |",
+             lambda name=name, threads=threads: onnx_cells(name, threads), "onnx_throughput.md")
+      for shown, name, threads in (
+          ("torch float32 (`ser_models.load(checkpoint)`)", "torch fp32 (`ser_models.load`)", "1"),
+          ("ONNX Runtime float32", "ONNX Runtime fp32", "1"), ("ONNX Runtime int8", "ONNX Runtime int8", "1"),
+          ("torch float32", "torch fp32 (`ser_models.load`)", "2"), ("ONNX Runtime float32", "ONNX Runtime fp32", "2"),
+          ("ONNX Runtime int8", "ONNX Runtime int8", "2"))],
+    Figure("docs/deploy.md", "gave {} clips/s on one core and lost {} UA points",
+           lambda: (row(ONNX_ALL, "ONNX Runtime int8", "1")[2],
+                    f"{float(row(ONNX_ALL, 'torch fp32 (`ser_models.load`)', '1')[5]) - float(row(ONNX_ALL, 'ONNX Runtime int8', '1')[5]):.1f}"),
+           ONNX_ALL),
     Figure("README.md", "falls {} points below it at 400 labels here",
            lambda: (points(report(EV, "informative_diverse", 400)[1]).split()[0].lstrip("-"),), EV),
 ]

@@ -83,3 +83,20 @@ def test_verbose_brings_rays_lines_back(archive, tmp_path):
     loud = _segment(archive, tmp_path / "loud", "--verbose")
     assert loud.returncode == 0, loud.stderr
     assert [line for line in (loud.stdout + loud.stderr).splitlines() if RAY_LINE.search(line)]
+
+
+def test_ray_datas_notices_that_are_not_the_jobs_stay_out_unless_verbose(monkeypatch):
+    import logging
+
+    from ser_models.runtime import _keep_data_notice
+
+    def record(msg):
+        return logging.LogRecord("ray.data.dataset", logging.WARNING, "dataset.py", 1, msg, None, None)
+
+    no_cpus = record("Warning: The Ray cluster currently does not have any available CPUs. The Dataset job will hang")
+    monkeypatch.delenv("SER_RAY_CONSOLE", raising=False)
+    assert not _keep_data_notice(no_cpus)
+    assert not _keep_data_notice(record("Progress bars disabled. To enable, set ..."))
+    assert _keep_data_notice(record("Failed to read a block of s3://bucket/pool/part-1.parquet"))
+    monkeypatch.setenv("SER_RAY_CONSOLE", "1")
+    assert _keep_data_notice(no_cpus)
