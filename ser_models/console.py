@@ -140,6 +140,7 @@ class _Order:
         self.done = threading.Condition()
         self.sent = self.seen = 0
         self.open = True
+        self.pid = os.getpid()  # a forked child shares the pipe but not the pump: it never waits
 
     def passed(self) -> None:
         with self.done:
@@ -149,7 +150,7 @@ class _Order:
     def wait(self) -> None:
         """Block until every native byte written to fd 2 so far is on the terminal (at most _SYNC_WAIT_S)."""
         with self.lock:
-            if not self.open:
+            if not self.open or os.getpid() != self.pid:
                 return
             self.sent += 1
             target = self.sent

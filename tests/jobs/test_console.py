@@ -100,3 +100,27 @@ def test_ray_datas_notices_that_are_not_the_jobs_stay_out_unless_verbose(monkeyp
     assert _keep_data_notice(record("Failed to read a block of s3://bucket/pool/part-1.parquet"))
     monkeypatch.setenv("SER_RAY_CONSOLE", "1")
     assert _keep_data_notice(no_cpus)
+
+
+def test_a_forked_child_writes_its_stderr_without_waiting_for_a_pump_it_lacks(tmp_path):
+    """A fork (a DataLoader worker) inherits the filtered stderr but not the thread that drains it: its
+    Python writes go straight out and send no mark (a mark nobody reads would stall each write)."""
+    script = (
+        "import os, sys\n"
+        "from ser_models import console\n"
+        "console._filter_native_stderr()\n"
+        "print('parent first', file=sys.stderr)\n"
+        "sent = sys.stderr._order.sent\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    for i in range(3):\n"
+        "        print(f'child line {i}', file=sys.stderr)\n"
+        "    print(f'child marks {sys.stderr._order.sent - sent}', file=sys.stderr)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print('parent done', file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "child marks 0" in proc.stderr and "child line 2" in proc.stderr
+    assert proc.stderr.startswith("parent first") and proc.stderr.rstrip().endswith("parent done")
