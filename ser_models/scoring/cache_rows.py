@@ -15,6 +15,31 @@ def shard_names(meta: dict) -> list[str]:
     return [shards] if isinstance(shards, str) else list(shards)
 
 
+def shard_column(fs, folders: list[str], column: str) -> pa.Array:
+    """One column of every Parquet file in the shard ``folders`` (paths on ``fs``), files in name order.
+
+    Read file by file on the calling thread (``ParquetFile.read(use_threads=False)``), not through a
+    ``pyarrow.dataset`` scan: in a Ray worker that had run Ray Data tasks, the dataset scanner's
+    ``to_table`` was seen to wait forever on its thread pools. Names starting with ``.`` or ``_`` (writes in
+    progress, metadata) are skipped, as the dataset reader skips them.
+    """
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    parts = []
+    for folder in folders:
+        infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True))
+        for path in sorted(i.path for i in infos if i.type == pafs.FileType.File):
+            name = path.rsplit("/", 1)[-1]
+            if name.startswith((".", "_")) or not name.endswith(".parquet"):
+                continue
+            with fs.open_input_file(path) as fh:
+                parts.append(pq.ParquetFile(fh).read(columns=[column], use_threads=False).column(column))
+    if not parts:
+        return pa.array([], pa.string())
+    return pa.chunked_array([c for p in parts for c in p.chunks], type=parts[0].type).combine_chunks()
+
+
 def features_array(column, shape: tuple[int, int]) -> np.ndarray:
     """``[N, L, D]`` float32 from a binary column of per-clip float32 bytes."""
     return np.stack([np.frombuffer(b, np.float32).reshape(shape) for b in column.to_pylist()])
@@ -43,4 +68,4 @@ def select_rows(table: pa.Table, ids: pa.Array, values: dict[str, pa.Array] | No
     return table
 
 
-__all__ = ["feature_table", "features_array", "select_rows", "shard_names"]
+__all__ = ["feature_table", "features_array", "select_rows", "shard_column", "shard_names"]

@@ -54,7 +54,10 @@ from ser_models.scoring.cache_guard import (
     settle_shards,
 )
 from ser_models.scoring.cache_rows import feature_table as _feature_table
-from ser_models.scoring.cache_rows import features_array  # noqa: F401 (re-exported)
+from ser_models.scoring.cache_rows import (
+    features_array,  # noqa: F401 (re-exported)
+    shard_column,
+)
 from ser_models.scoring.cache_rows import select_rows as _select_rows
 from ser_models.scoring.cache_rows import shard_names as _shard_names
 from ser_models.scoring.encoder_pooler import EncoderPooler
@@ -236,16 +239,9 @@ class FeatureCache:
         return self.shard_dirs[0]
 
     def clip_ids(self) -> pa.Array:
-        """The ids of every cached clip (read on the driver: the ``utt_id`` column only)."""
-        import pyarrow.dataset as pads
-
-        from ser_models.io import filesystem
-
-        fs, _ = filesystem(self.dir)
-        parts = [pads.dataset(filesystem(d)[1], filesystem=fs, format="parquet") for d in self.shard_dirs]
-        table = pads.dataset(parts).to_table(columns=["utt_id"]) if len(parts) > 1 else parts[0].to_table(
-            columns=["utt_id"])
-        return table.column("utt_id").combine_chunks()
+        """The ids of every cached clip (the ``utt_id`` column only, file by file)."""
+        fs, folders = self._shard_paths()
+        return shard_column(fs, folders, "utt_id")
 
     def ensure(self, pool, model_cfg, num_layers: int, scorer_cfg=None, *, verbose: bool = True,
                in_process: bool = False) -> int:

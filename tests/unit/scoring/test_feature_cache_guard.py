@@ -87,3 +87,23 @@ def test_a_second_writer_never_deletes_a_live_writers_shards_and_cleans_a_dead_o
     assert not (folder / "features-live").exists() and (folder / "features-foreign").exists()
     assert any("is gone" in line for line in lines)
 
+
+
+def test_shard_column_reads_every_shard_file_in_order_and_skips_writes_in_progress(tmp_path):
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from ser_models.scoring.cache_rows import shard_column
+
+    for folder, files in {"a": {"p1.parquet": ["c", "d"], "p0.parquet": ["a", "b"]},
+                          "b": {"x.parquet": ["e"], ".x.parquet.tmp": ["zz"], "_SUCCESS": None}}.items():
+        (tmp_path / folder).mkdir()
+        for name, ids in files.items():
+            if ids is None:
+                (tmp_path / folder / name).write_text("")
+            else:
+                pq.write_table(pa.table({"utt_id": ids, "features": [b"x"] * len(ids)}), tmp_path / folder / name)
+    got = shard_column(pafs.LocalFileSystem(), [str(tmp_path / "a"), str(tmp_path / "b")], "utt_id")
+    assert got.to_pylist() == ["a", "b", "c", "d", "e"]
+    assert shard_column(pafs.LocalFileSystem(), [], "utt_id").to_pylist() == []
