@@ -143,12 +143,24 @@ def run_on_actor_pool(source, udf: type, kwargs: dict, cfg: ScorerConfig, in_pro
     batch size from ``cfg``, the reservation check, or (``in_process``) one ``udf`` instance in this process.
 
     Returns:
-        An iterator of dict-of-numpy batches, in no particular order.
+        An iterator of dict-of-numpy batches, in no particular order (in process: the dataset's order).
     """
     if in_process:
-        instance = udf(**kwargs)
-        return (instance(b) for b in source.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"))
+        return _in_order(source, udf(**kwargs), cfg.batch_size)
     return map_on_actor_pool(source, udf, kwargs, cfg).iter_batches(batch_size=None, batch_format="numpy")
+
+
+def _in_order(source, instance, batch_size: int):
+    """``instance`` over ``source``'s batches in the dataset's own order. Read tasks finish in any order, and
+    a clip's float rounding depends on the clips it is padded with in a micro-batch: fixed batches make a
+    rerun in process give the same bits (an actor pool's batches still vary, within rounding)."""
+    options = source.context.execution_options
+    before, options.preserve_order = options.preserve_order, True
+    try:
+        for batch in source.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            yield instance(batch)
+    finally:
+        options.preserve_order = before
 
 
 def map_on_actor_pool(source, udf: type, kwargs: dict, cfg: ScorerConfig):

@@ -86,3 +86,22 @@ def test_mc_dropout_samples_vary_and_repeat(demo_pool, checkpoint):
 def test_starving_reservation_is_refused(demo_pool, checkpoint):
     with pytest.raises(ConfigError, match="active.scorer.threads"):
         score_dataset(_train_split(demo_pool), checkpoint, ScorerConfig(num_cpus=2), verbose=False)
+
+
+def test_in_process_batches_keep_the_datasets_order_whatever_order_reads_finish(ray_local):
+    """Read tasks that finish in a random order: the in-process scorer still sees the same batches every run
+    (a clip's float rounding depends on its micro-batch), and the dataset's own setting is left as it was."""
+    import ray
+
+    from ser_models.scoring.scorer import _in_order
+
+    def jitter(batch):
+        import time
+
+        time.sleep(float(np.random.default_rng().random()) * 0.03)
+        return batch
+
+    ds = ray.data.range(1200, override_num_blocks=24).map_batches(jitter)
+    runs = [[b["id"].tolist() for b in _in_order(ds, lambda batch: batch, 8)] for _ in range(2)]
+    assert runs[0] == runs[1] == [list(range(i, min(i + 8, 1200))) for i in range(0, 1200, 8)]
+    assert ds.context.execution_options.preserve_order is False
