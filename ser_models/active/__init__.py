@@ -3,6 +3,8 @@ strategies, the budget, stopping, evaluation sets drawn from the pool and the ro
 ``ser_models.scoring`` and labelling in ``ser_models.labelling``, both below this package. Every name loads on
 first use, so importing one strategy does not load Ray or torch with it."""
 
+from ser_models.lazy import lazy_exports
+
 __all__ = ["SCORES", "STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy",
            "InformativeDiverseStrategy", "KCenterStrategy", "KMeansStrategy", "QueryStrategy",
            "RandomStrategy", "StrategyConfig", "UncertaintyStrategy",
@@ -25,9 +27,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ser_models.active' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -6,6 +6,8 @@ Below the loop: nothing here imports ``ser_models.active``; the loop's hand-over
 (``ser_models.active.handover``) decides which oracle labels a round. Every name loads on first use.
 """
 
+from ser_models.lazy import lazy_exports
+
 __all__ = ["FileOracle", "LabelStudioConfig", "LabelStudioOracle", "Oracle", "SimulatedOracle",
            "krippendorff_alpha_nominal", "segment_clips", "tally"]
 
@@ -17,9 +19,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ser_models.labelling' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -6,6 +6,8 @@ loads on first use, so a scoring actor or a training worker that imports ``ser_m
 not load FAISS, scikit-learn or Ray with it.
 """
 
+from ser_models.lazy import lazy_exports
+
 __all__ = ["FeatureCache", "PoolScorer", "ScoredPool", "ScorerConfig", "Scores", "score_dataset"]
 
 _LAZY = {
@@ -15,9 +17,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ser_models.scoring' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
