@@ -154,13 +154,17 @@ def _in_order(source, instance, batch_size: int):
     """``instance`` over ``source``'s batches in the dataset's own order. Read tasks finish in any order, and
     a clip's float rounding depends on the clips it is padded with in a micro-batch: fixed batches make a
     rerun in process give the same bits (an actor pool's batches still vary, within rounding)."""
-    options = source.context.execution_options
-    before, options.preserve_order = options.preserve_order, True
+    context = getattr(source, "context", None)  # a Ray Dataset; any other batch source keeps its own order
+    options = context.execution_options if context is not None else None
+    before = options.preserve_order if options is not None else None
+    if options is not None:
+        options.preserve_order = True
     try:
         for batch in source.iter_batches(batch_size=batch_size, batch_format="numpy"):
             yield instance(batch)
     finally:
-        options.preserve_order = before
+        if options is not None:
+            options.preserve_order = before
 
 
 def map_on_actor_pool(source, udf: type, kwargs: dict, cfg: ScorerConfig):
