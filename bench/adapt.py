@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     encoder_overrides,
     ensure_pool,
     init_ray,
@@ -33,6 +33,7 @@ from bench.common import (
     machine_markdown,
     md_table,
     mean_sd,
+    scratch,
     write_results,
 )
 
@@ -63,7 +64,7 @@ def run_seed(acted: Path, natural: Path, work: Path, seed: int, epochs: int, enc
     from ser_models.training.config import ScalingSettings
 
     out = work / f"seed{seed}"
-    shutil.rmtree(out, ignore_errors=True)
+    scratch(out)
     cfg = from_dict(AdaptJobConfig, job_config(acted, natural, out / "adapt", seed, epochs, encoder))
     run_adapt(cfg, verbose=False)
     _, stage2 = stage_configs(cfg)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results/adapt.md")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     info, load = machine_info(), LoadWindow()
     acted = ensure_pool(work / f"adapt_acted_{args.clips}" / "pool", n=args.clips, seed=1, style="acted",
                         corpus_name="acted")

@@ -37,6 +37,7 @@ import pandas as pd
 from bench.common import (
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     init_ray,
     machine_info,
     machine_markdown,
@@ -139,7 +140,7 @@ def main(argv=None) -> Path | None:
     torch.set_num_threads(args.threads)
     load = LoadWindow()
     init_ray(2)
-    work = Path(args.workdir) / Path(args.pool_dir).resolve().parent.name
+    work = claim_workdir(args.workdir) / Path(args.pool_dir).resolve().parent.name
     work.mkdir(parents=True, exist_ok=True)
     pool = Pool.open(args.pool_dir)
     enc = EncoderConfig(source=str(cached_encoder()))
@@ -227,7 +228,7 @@ def write_report(args, load: LoadWindow | None = None) -> Path:
     """The results file from the recorded fits and pre-trainings of ``--workdir``."""
     from ser_models.data import Pool
 
-    work = Path(args.workdir) / Path(args.pool_dir).resolve().parent.name
+    work = claim_workdir(args.workdir) / Path(args.pool_dir).resolve().parent.name
     meta = Pool.open(args.pool_dir).metadata(columns=["duration"], split="train")
     records, costs = pd.DataFrame(_load_jsonl(work / "records.jsonl")), pd.DataFrame(_load_jsonl(work / "costs.jsonl"))
     text = report(records, costs, args, float(meta["duration"].sum()) / 3600, len(meta),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     encoder_overrides,
     ensure_pool,
     init_ray,
@@ -33,6 +33,7 @@ from bench.common import (
     machine_markdown,
     md_table,
     mean_sd,
+    scratch,
     write_results,
 )
 
@@ -68,7 +69,7 @@ def run_one(pool: Path, work: Path, seed: int, epochs: int, encoder: str, varian
     from ser_models.config import from_dict
 
     out = work / f"{variant}_seed{seed}"
-    shutil.rmtree(out, ignore_errors=True)
+    scratch(out)
     t0 = time.perf_counter()
     m = run_anchor(from_dict(AnchorJobConfig, job_config(pool, out, seed, epochs, encoder, variant)),
                    verbose=False).metrics
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = args.variants.split(",")
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     info, load = machine_info(), LoadWindow()
     pool = Path(args.pool) if args.pool else ensure_pool(work / f"demo_{args.clips}" / "pool", n=args.clips, seed=0)
     init_ray(2)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.common import DEFAULT_WORKDIR, RESULTS_DIR, md_table, write_results
+from bench.common import DEFAULT_WORKDIR, RESULTS_DIR, claim_workdir, md_table, write_results
 from bench.sweep import STOP_MODES, asha_rungs_for
 
 RESULTS = RESULTS_DIR / "sweep_replay.md"
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", type=float, default=0.40, help="the cost ratio ASHA must stay within")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     names = args.runs if args.runs is not None else sorted(p.name for p in work.glob("sweep_bench_*"))
     rows, checks = [], []
     for name in names:

@@ -17,7 +17,6 @@ round 1 is the steady state that every later round repeats.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -25,12 +24,14 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     encoder_overrides,
     ensure_pool,
     init_ray,
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 
@@ -86,7 +87,7 @@ def run_variant(pool_dir: str | Path, output_dir: str | Path, cache: str, backen
     from ser_models.encoders import build_encoder
 
     output_dir = Path(output_dir)
-    shutil.rmtree(output_dir, ignore_errors=True)
+    scratch(output_dir)
     cfg = job_config(pool_dir, output_dir, [f"active.feature_cache='{cache}'", f"scaling.backend={backend}", *extra])
     pool = Pool.open(cfg.pool_dir)
     loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active, verbose=False)
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs = {}
     for backend in backends:
         for cache in ("on", "off"):
-            runs[(backend, cache)] = run_variant(pool_dir, Path(args.workdir) / f"{backend}_{cache}", cache, backend,
+            runs[(backend, cache)] = run_variant(pool_dir, claim_workdir(args.workdir) / f"{backend}_{cache}", cache, backend,
                                                  rounds, extra)
     load.close()
     rows, ratios = [], {}

@@ -25,6 +25,43 @@ DEFAULT_WORKDIR = Path("/tmp/ser_bench")
 BUSY_LOAD = 3.0
 
 
+#: Locks of the scratch folders this process claimed (held until it exits).
+_SCRATCH: list = []
+
+
+def claim_workdir(path: str | os.PathLike) -> Path:
+    """A benchmark's ``--workdir``: new, empty, or marked as a benchmark's by an earlier run (what it holds is
+    kept: pools and caches are reused). A folder no benchmark marked is refused and left as it is.
+
+    Raises:
+        ForeignFolderError: the folder holds things no benchmark made.
+        LockHeldError: another run of a benchmark uses it.
+    """
+    from ser_models.ownership import open_output
+
+    folder = Path(path).absolute()
+    _SCRATCH.append(open_output(folder, "bench", what="benchmark work folder"))  # held until the process exits
+    return folder
+
+
+def scratch(path: str | os.PathLike) -> Path:
+    """A folder the benchmark rebuilds on each run: new, empty, or marked as a benchmark's scratch folder by an
+    earlier run, whose contents are then deleted (:func:`ser_models.ownership.clear`). A folder the benchmark
+    did not mark (``--workdir`` pointed at a folder of notes) is refused and left as it is.
+
+    Raises:
+        ForeignFolderError: the folder holds things no benchmark made.
+        LockHeldError: another run of a benchmark uses it.
+    """
+    from ser_models.ownership import clear, open_output
+
+    folder = Path(path).absolute()
+    lock = open_output(folder, "bench", what="benchmark scratch folder")  # held until the process exits
+    _SCRATCH.append(lock)
+    clear(folder, "bench")
+    return folder
+
+
 def cpu_model() -> str:
     """The CPU model name from ``/proc/cpuinfo`` (``platform.processor()`` elsewhere)."""
     try:
@@ -189,8 +226,12 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def write_results(path: str | Path, text: str) -> Path:
-    """Write a results markdown file (creating its folder) and return its path."""
+    """Write a results markdown file atomically (creating its folder) and return its path; a folder at ``path``
+    is refused (:func:`ser_models.ownership.claim_file`)."""
+    from ser_models.io import write_bytes_atomic
+    from ser_models.ownership import claim_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip() + "\n")
+    claim_file(path, key="--out")
+    write_bytes_atomic(path, (text.rstrip() + "\n").encode())
     return path

@@ -12,12 +12,20 @@ line.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from bench.common import RESULTS_DIR, LoadWindow, machine_info, machine_markdown, md_table, write_results
+from bench.common import (
+    RESULTS_DIR,
+    LoadWindow,
+    claim_workdir,
+    machine_info,
+    machine_markdown,
+    md_table,
+    scratch,
+    write_results,
+)
 from ser_models.console import RAY_LINE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--demo-dir", default="outputs/bench_demo_console")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
-    demo = Path(args.demo_dir).absolute()
-    shutil.rmtree(demo, ignore_errors=True)
+    demo = claim_workdir(args.demo_dir)
+    scratch(demo)
     load = LoadWindow()
     start = time.perf_counter()
     proc = subprocess.run(["make", "demo", f"DEMO_DIR={demo}"], cwd=REPO, capture_output=True, text=True)

@@ -25,6 +25,7 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     encoder_overrides,
     ensure_pool,
     init_ray,
@@ -113,9 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     from ser_models.training.distill import DistillConfig, parameter_count, run_distill
 
     seeds = [int(s) for s in args.seeds.split(",")]
-    work = Path(args.workdir) / "distill"
+    work = claim_workdir(args.workdir) / "distill"
     info, load = machine_info(), LoadWindow()
-    pool_dir = Path(args.pool) if args.pool else ensure_pool(Path(args.workdir) / "demo_720" / "pool")
+    pool_dir = Path(args.pool) if args.pool else ensure_pool(claim_workdir(args.workdir) / "demo_720" / "pool")
     init_ray(2)
     teacher_cfg = from_dict(EncoderConfig, {"source": encoder_overrides(args.encoder)[0].split("=", 1)[1],
                                             "normalize_waveform": args.encoder == "smart-turn"})

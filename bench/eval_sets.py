@@ -36,6 +36,7 @@ from bench.common import (
     REPO,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     machine_info,
     machine_markdown,
     md_table,
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--caps", type=int, nargs="+", default=[0, 20, 10, 5])
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
-    w = Path(args.workdir)
+    w = claim_workdir(args.workdir)
     load, info, seconds = LoadWindow(), machine_info(), {}
     archive = w / "archive"
     t0 = time.perf_counter()

@@ -27,7 +27,6 @@ import argparse
 import cProfile
 import json
 import pstats
-import shutil
 import time
 from pathlib import Path
 
@@ -35,10 +34,12 @@ from bench.common import (
     REPO,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     init_ray,
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 
@@ -191,8 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
     from ser_models.model_config import resolve_labels
     from ser_models.runs.evidence import build_feature_cache, labelable_training_clips, run_evidence
 
-    work = Path(args.workdir)
-    shutil.rmtree(work, ignore_errors=True)
+    work = claim_workdir(args.workdir)
+    scratch(work)
     tree = str(Path(ser_models.__file__).parents[1])
     workers = worker_library()
     if workers != tree:

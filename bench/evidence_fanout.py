@@ -21,7 +21,6 @@ fixed cost of seconds that more runs amortise.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -31,12 +30,14 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     encoder_overrides,
     ensure_pool,
     init_ray,
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 
@@ -64,7 +65,7 @@ def timed_evidence(cfg) -> tuple[pd.DataFrame, float]:
     """``run_evidence`` in a fresh ``output_dir``; returns (runs frame, wall seconds)."""
     from ser_models.runs.evidence import run_evidence
 
-    shutil.rmtree(cfg.output_dir, ignore_errors=True)
+    scratch(cfg.output_dir)
     t0 = time.perf_counter()
     frame = run_evidence(cfg, verbose=False)
     return frame, time.perf_counter() - t0
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.budget_labels:
         extra.append(f"active.budget_labels=[{','.join(map(str, args.budget_labels))}]")
     pool_dir = ensure_pool(args.pool_dir)
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     cache_dir = work / "feature_cache"
     init_ray(2)
     from ser_models.data import Pool

@@ -32,7 +32,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import LoadWindow, encoder_overrides, init_ray, machine_info, machine_markdown
+from bench.common import (
+    LoadWindow,
+    claim_workdir,
+    encoder_overrides,
+    init_ray,
+    machine_info,
+    machine_markdown,
+)
 
 SETS = ("whisper", "egemaps", "whisper+egemaps")
 NORMS = ("pool", "speaker")
@@ -195,7 +202,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = ap.parse_args(argv)
     init_ray()
     load = LoadWindow()
-    runs, timings = run(args.pool_dir, Path(args.workdir), args.seeds, args.fractions)
+    runs, timings = run(args.pool_dir, claim_workdir(args.workdir), args.seeds, args.fractions)
     load = load.close()
     text = report(runs, timings, args.corpus, args.seeds, load)
     print(text)

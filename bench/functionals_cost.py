@@ -24,11 +24,18 @@ audio in the pool.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
-from bench.common import LoadWindow, encoder_overrides, init_ray, machine_info, machine_markdown
+from bench.common import (
+    LoadWindow,
+    claim_workdir,
+    encoder_overrides,
+    init_ray,
+    machine_info,
+    machine_markdown,
+    scratch,
+)
 
 
 def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: str = "smart-turn",
@@ -42,7 +49,7 @@ def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: st
     from ser_models.scoring.functionals_cache import build_functionals_cache
     from ser_models.scoring.scorer import ScorerConfig
 
-    shutil.rmtree(root, ignore_errors=True)
+    scratch(root)
     pool = Pool.open(pool_dir)
     scorer = ScorerConfig(num_actors=actors, num_cpus=1.0, threads=2)
     t0 = time.perf_counter()
@@ -76,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = {}
     for backend in ("ray", "in_process"):
         for variant in ("encoder", "encoder + egemaps", "egemaps"):
-            root = Path(args.workdir) / backend / variant.replace(" + ", "_")
+            root = claim_workdir(args.workdir) / backend / variant.replace(" + ", "_")
             seconds[backend, variant] = build(args.pool_dir, root, variant, args.actors, args.encoder,
                                               in_process=backend == "in_process")
             print(f"{backend} {variant}: {seconds[backend, variant]:.1f}s", flush=True)

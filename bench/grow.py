@@ -21,7 +21,6 @@ Clips are generated once under ``--workdir`` (not timed) and reused by later run
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -29,10 +28,12 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     init_ray,
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 
@@ -82,7 +83,7 @@ def run(clips: int, grow: float, seconds: float, workdir: Path) -> dict:
     extra = max(1, round(clips * grow))
     base, grown = ensure_corpus(workdir, clips, extra, seconds)
     out = workdir / f"grow_run_{clips}"
-    shutil.rmtree(out, ignore_errors=True)
+    scratch(out)
 
     t0 = time.perf_counter()
     init_ray(2)
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="print the table only (no results file)")
     args = ap.parse_args(argv)
     load = LoadWindow()
-    res = run(args.clips, args.grow, args.seconds, args.workdir)
+    res = run(args.clips, args.grow, args.seconds, claim_workdir(args.workdir))
     load.close()
     text = table(res)
     print(text)

@@ -16,7 +16,6 @@ import datetime
 import os
 import platform as _platform  # stdlib (the repo's platform/ folder holds no Python)
 import resource
-import shutil
 import statistics
 import sys
 import threading
@@ -26,6 +25,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pandas as pd
+
+from bench.common import claim_workdir, scratch
 
 RESULTS = Path(__file__).parent / "results" / "ingest.md"
 
@@ -132,7 +133,7 @@ def run_pipeline(manifest: str, out_dir: Path, num_cpus: int, batch_size: int, n
     from ser_models.data.config import PoolConfig
     from ser_models.data.prepare import prepare_pool
 
-    shutil.rmtree(out_dir, ignore_errors=True)
+    scratch(out_dir)
     with RssSampler() as rss:
         t0 = time.perf_counter()
         ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING")
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=3, help="alternating plain / pipeline runs (median reported)")
     ap.add_argument("--results", default=str(RESULTS), help="markdown file to write")
     args = ap.parse_args(argv)
-    workdir = Path(args.workdir)
+    workdir = claim_workdir(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     manifest = str(ensure_corpus(workdir, args.n, args.gen_workers))
     hours = pd.read_csv(workdir / f"corpus_n{args.n}" / "clip_info.csv")["duration"].sum() / 3600

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -40,12 +39,14 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     encoder_overrides,
     ensure_pool,
     init_ray,
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 
@@ -156,7 +157,7 @@ def run_one(pool_dir: str | Path, output_dir: str | Path, cache_root: Path, stra
     from ser_models.runs.simulation import run_simulation
 
     output_dir = Path(output_dir)
-    shutil.rmtree(output_dir, ignore_errors=True)
+    scratch(output_dir)
     output_dir.mkdir(parents=True)
     os.symlink(cache_root.absolute(), output_dir / "feature_cache")
     cfg = job_config(pool_dir, output_dir, run_overrides(strategy, seed, fractions, extra))
@@ -399,7 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(THREADS)
     pool_dir = ensure_pool(args.pool_dir)
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     init_ray(2)
     load = LoadWindow()
     t_all = time.perf_counter()

@@ -36,6 +36,7 @@ from bench.common import (
     REPO,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     machine_info,
     machine_markdown,
     md_table,
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
-    w = Path(args.workdir)
+    w = claim_workdir(args.workdir)
     load = LoadWindow()
     info = machine_info()
     seconds = {}

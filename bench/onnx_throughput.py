@@ -31,6 +31,7 @@ from pathlib import Path
 from bench.common import (
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     ensure_pool,
     machine_info,
     machine_markdown,
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
-    work = Path(args.work).absolute()
+    work = claim_workdir(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.checkpoint:
         pool, run = ensure_pool(work / "pool", n=2880, seed=0), Path(args.checkpoint).absolute()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     encoder_overrides,
     ensure_pool,
     init_ray,
@@ -31,6 +31,7 @@ from bench.common import (
     machine_markdown,
     md_table,
     mean_sd,
+    scratch,
     write_results,
 )
 
@@ -73,7 +74,7 @@ def run_one(cfg_dict: dict) -> dict:
     from jobs.finetune import FinetuneJobConfig, run_finetune
     from ser_models.config import from_dict
 
-    shutil.rmtree(cfg_dict["output_dir"], ignore_errors=True)
+    scratch(cfg_dict["output_dir"])
     t0 = time.perf_counter()
     result = run_finetune(from_dict(FinetuneJobConfig, cfg_dict), verbose=False)
     m = result.metrics
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {list(METHODS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     info, load = machine_info(), LoadWindow()
     pool = ensure_pool(work / f"peft_pool_{args.clips}" / "pool", n=args.clips)
     init_ray(2)

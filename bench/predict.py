@@ -26,7 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import RESULTS_DIR, LoadWindow, machine_info, machine_markdown, md_table, write_results
+from bench.common import (
+    RESULTS_DIR,
+    LoadWindow,
+    claim_workdir,
+    machine_info,
+    machine_markdown,
+    md_table,
+    scratch,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = RESULTS_DIR / "predict.md"
@@ -83,7 +92,6 @@ def main(argv=None) -> Path:
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
 
-    import shutil
 
     from ser_models.adapters import AdapterConfig
     from ser_models.data import Pool
@@ -91,8 +99,8 @@ def main(argv=None) -> Path:
     from ser_models.encoders.smart_turn import cached_encoder
     from ser_models.model import EmotionModel, ModelConfig
 
-    work = Path(args.workdir)
-    shutil.rmtree(work, ignore_errors=True)
+    work = claim_workdir(args.workdir)
+    scratch(work)
     work.mkdir(parents=True)
     pool = Pool.open(args.pool_dir)
     clips = pool.summary["kept"]

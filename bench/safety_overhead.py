@@ -28,14 +28,22 @@ import argparse
 import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from bench.common import DEFAULT_WORKDIR, REPO, RESULTS_DIR, LoadWindow, machine_info, machine_markdown
+from bench.common import (
+    DEFAULT_WORKDIR,
+    REPO,
+    RESULTS_DIR,
+    LoadWindow,
+    claim_workdir,
+    machine_info,
+    machine_markdown,
+    scratch,
+)
 
 ENCODER_DIR = REPO / ".cache" / "encoders" / "smart-turn-v3.2-whisper-tiny"
 #: The most the machinery may cost, as a share of the demo's wall time.
@@ -127,10 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--results", default=str(RESULTS_DIR / "safety_overhead.md"))
     args = ap.parse_args(argv)
 
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     corpus = ensure_corpus(work / f"corpus-{args.n}", args.n)
     for name in ("pool", "evidence", "feature_cache"):  # this benchmark's own outputs, rebuilt each run
-        shutil.rmtree(work / name, ignore_errors=True)
+        scratch(work / name)
     if not Path(args.encoder).exists():
         subprocess.run([sys.executable, "-m", "jobs.import_encoder", "smart-turn", args.encoder], check=True,
                        cwd=REPO)

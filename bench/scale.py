@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.common import claim_workdir, scratch
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "scale.md"
 SECONDS_PER_CLIP = 3.1  # mean duration of a demo clip (jobs.make_demo_pool)
@@ -120,7 +122,6 @@ class PeakPss:
 def ensure_pool(hours: float, workdir: Path) -> Path:
     """The demo pool of about ``hours`` under ``workdir``: its corpus is generated once; the pool is rebuilt
     when its files were laid out with more rows per file than ``prepare_pool_demo.yaml`` now asks for."""
-    import shutil
 
     from ser_models.config import load_config
     from ser_models.data.config import PoolConfig
@@ -133,7 +134,7 @@ def ensure_pool(hours: float, workdir: Path) -> Path:
     rows_per_file = load_config(PoolConfig, config, [f"manifest={manifest}"]).rows_per_file
     if (pool / "summary.json").exists() and pool_layout(pool)[1] <= rows_per_file:
         return pool
-    shutil.rmtree(pool, ignore_errors=True)
+    scratch(pool)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if not manifest.exists():
         subprocess.run([sys.executable, "-m", "jobs.make_demo_pool", str(root / "corpus"), "--n", str(n), "--seed",
@@ -155,7 +156,6 @@ def pool_layout(pool_dir: str | Path) -> tuple[int, int]:
 
 def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> dict:
     """All four stages on one pool, in this process (called through ``--case``)."""
-    import shutil
 
     from bench.common import init_ray
     from ser_models.config import to_dict
@@ -171,7 +171,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
 
     init_ray(2)
     out = Path(workdir) / "scale_run"
-    shutil.rmtree(out, ignore_errors=True)
+    scratch(out)
     pool = Pool.open(pool_dir)
     train_n = len(pool.metadata(columns=["utt_id"], split="train"))
     files, most = pool_layout(pool_dir)
@@ -224,7 +224,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
             frames, train_ids, wap, AdapterPretrainConfig(epochs=1, batch_size=16, max_crop_seconds=CROP,
                                                           num_clusters=16, kmeans_max_clips=256),
             ScalingSettings(stream_above_clips=0), str(out / "adapter"), verbose=False))
-    shutil.rmtree(out, ignore_errors=True)
+    scratch(out)
     return row
 
 
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.case:
         print("RESULT " + json.dumps(run_size(**json.loads(args.case))), flush=True)
         return
-    workdir = Path(args.workdir)
+    workdir = claim_workdir(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     pools = [ensure_pool(h, workdir) for h in args.hours]
     load = LoadWindow()

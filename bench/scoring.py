@@ -37,6 +37,7 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     ensure_pool,
     init_ray,
     machine_info,
@@ -202,6 +203,14 @@ def _timed_scorer_class():
     return _Timed
 
 
+def _is_actor_log(path: str) -> bool:
+    """Every line of ``path`` is one of :func:`_timed_scorer_class`'s records."""
+    import json
+
+    with open(path) as fh:
+        return all(set(json.loads(line)) == {"first_batch_start"} for line in fh if line.strip())
+
+
 def time_score_dataset(ds, checkpoint: str | Path, cfg, ids: list[str], in_process: bool = False,
                        name: str = "") -> PathResult:
     """Paths (a) and (a'): one ``score_dataset`` call on all N clips.
@@ -211,9 +220,10 @@ def time_score_dataset(ds, checkpoint: str | Path, cfg, ids: list[str], in_proce
     checkpoint load) and steady state (first batch -> all N clips gathered on the driver).
     """
     import ser_models.scoring.scorer as scorer_mod
+    from ser_models.ownership import remove_if
 
     ACTOR_LOG.parent.mkdir(parents=True, exist_ok=True)
-    ACTOR_LOG.unlink(missing_ok=True)
+    remove_if(ACTOR_LOG, _is_actor_log, "an actor log of this benchmark")  # an earlier call's lines
     original = scorer_mod.PoolScorer
     scorer_mod.PoolScorer = globals()["TimedPoolScorer"]
     try:
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(THREADS)
     pool_dir = ensure_pool(args.pool_dir)
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     init_ray(RAY_CPUS)
     models = [("tiny-wav2vec2 + LoRA", make_checkpoint(work / "ckpt_tiny", "tiny-wav2vec2"), args.n)]
     if args.big == "smart-turn":

@@ -31,7 +31,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import LoadWindow, machine_info, machine_markdown, md_table, write_results
+from bench.common import (
+    LoadWindow,
+    claim_workdir,
+    machine_info,
+    machine_markdown,
+    md_table,
+    scratch,
+    write_results,
+)
 
 RESULTS = Path(__file__).parent / "results" / "segment.md"
 
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
                                                     "--episodes / --calls under --workdir)")
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
-    work = Path(args.workdir)
+    work = claim_workdir(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
 
     from ser_models.data.synth import generate_archive
@@ -179,9 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_ray_data()
     t_ray = time.perf_counter() - t0
     out = work / "segments"
-    import shutil
-
-    shutil.rmtree(out, ignore_errors=True)
+    scratch(out)
     t0 = time.perf_counter()
     summary = segment_archive(SegmentConfig(recordings=str(arch / "recordings.csv"), output_dir=str(out),
                                             preset="vad", num_workers=1), verbose=False)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
 import time
 from pathlib import Path
 
@@ -27,12 +26,14 @@ from bench.common import (
     DEFAULT_WORKDIR,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     encoder_overrides,
     ensure_pool,
     init_ray,
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 
@@ -89,7 +90,7 @@ def measure(cfg) -> dict:
     """Run one sweep; its wall time, reserved CPU-seconds, best and time to the best."""
     from ser_models.tune.sweep import run_sweep
 
-    shutil.rmtree(cfg.output_dir, ignore_errors=True)
+    scratch(cfg.output_dir)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.time()
     outcome = run_sweep(cfg, verbose=0)
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--from-saved", action="store_true",
                         help="rebuild the tables from the sweep folders of an earlier run (no new sweeps)")
     args = parser.parse_args(argv)
-    work = Path(args.workdir) / (f"sweep_bench_{args.clips}_rf{args.reduction_factor:g}"
+    work = claim_workdir(args.workdir) / (f"sweep_bench_{args.clips}_rf{args.reduction_factor:g}"
                                  + ("" if args.epochs == 8 else f"_e{args.epochs}")
                                  + ("" if args.grace == 1 else f"_grace{args.grace}")
                                  + ("" if args.stop_metric == "dev_ua" else f"_{args.stop_metric}")

@@ -33,6 +33,7 @@ from bench.common import (
     REPO,
     RESULTS_DIR,
     LoadWindow,
+    claim_workdir,
     ensure_pool,
     machine_info,
     machine_markdown,
@@ -143,12 +144,12 @@ def run(args) -> str:
     from ser_models.encoders import EncoderConfig, build_encoder
 
     torch.set_num_threads(args.threads)
-    pool_dir = Path(args.pool_dir) if args.pool_dir else ensure_pool(Path(args.workdir) / "pool", n=args.clips,
+    pool_dir = Path(args.pool_dir) if args.pool_dir else ensure_pool(claim_workdir(args.workdir) / "pool", n=args.clips,
                                                                      seed=0, workers=2)
     ids, audio, labels, split = load_pool(pool_dir)
     encoders = {m: build_encoder(EncoderConfig(source=str(args.encoder), whisper_windows=m,
                                                whisper_trim_seconds=args.trim_seconds)).eval() for m in MODES}
-    cache = Path(args.workdir) / f"pooled-{encoders['trim'].fingerprint()[:12]}-{len(ids)}.npz"
+    cache = claim_workdir(args.workdir) / f"pooled-{encoders['trim'].fingerprint()[:12]}-{len(ids)}.npz"
     load = LoadWindow()
     if cache.exists() and not args.reencode:
         saved = np.load(cache)

@@ -114,7 +114,11 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(AdaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.adapt")
-    return run_adapt(cfg)
+    from ser_models.ownership import claim_output
+
+    with claim_output(cfg.output_dir, "run", job="jobs.adapt", layout=(STAGE1_DIR, STAGE2_DIR, MATRIX_DIR),
+                      inputs={"source_pool_dir": cfg.source_pool_dir, "target_pool_dir": cfg.target_pool_dir}):
+        return run_adapt(cfg)
 
 
 if __name__ == "__main__":

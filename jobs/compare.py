@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None):
                         "(default: folder names); runs sharing a name are seeds of one strategy")
     parser.add_argument("--baseline", default="random", help="the name the others are compared with, seed by seed")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from ser_models.ownership import claim_file
+
+    claim_file(args.out, inputs={"runs": list(args.runs)}, key="--out")
     names = expand_names(args.names) if args.names else [Path(r).name for r in args.runs]
     if len(names) != len(args.runs):
         parser.error(f"--names has {len(names)} names for {len(args.runs)} runs")

@@ -31,6 +31,19 @@ class DistillJobConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(DistillJobConfig, sys.argv[1:] if argv is None else argv, "jobs.distill")
+    from ser_models.ownership import claim_output
+
+    with claim_output(cfg.output_dir, "run", job="jobs.distill", layout=DISTILL_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "teacher.source": cfg.teacher.source,
+                              "teacher.checkpoint": cfg.teacher.checkpoint}):
+        return _run(cfg)
+
+
+#: What jobs.distill writes into its output_dir besides run.json and config.yaml.
+DISTILL_LAYOUT = ("student", "metrics.json", "distill_loss.png", "ray_train", "checkpoint")
+
+
+def _run(cfg) -> dict:
     from ser_models.data import Pool
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray

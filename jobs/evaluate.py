@@ -45,6 +45,10 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
+#: What an output folder of jobs.evaluate holds.
+MATRIX_LAYOUT = ("matrix.csv", "matrix.png", "evaluations.json")
+
+
 def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str = "test",
                  output_dir: str | None = None, metric: str | None = None, scaling=None, scorer_cfg=None,
                  verbose: bool = True) -> pd.DataFrame:
@@ -64,6 +68,18 @@ def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str 
     Returns:
         The matrix: rows = checkpoints, columns = pools.
     """
+    if output_dir:  # claimed before anything runs: a folder that is not this job's is refused at once
+        from ser_models.ownership import claim_output
+
+        with claim_output(output_dir, "run", job="jobs.evaluate", layout=MATRIX_LAYOUT,
+                          key="--output-dir", inputs={"checkpoints": list(checkpoints.values()),
+                                                      "pools": list(pools.values())}):
+            return _cross_corpus(checkpoints, pools, split, output_dir, metric, scaling, scorer_cfg, verbose)
+    return _cross_corpus(checkpoints, pools, split, output_dir, metric, scaling, scorer_cfg, verbose)
+
+
+def _cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str, output_dir: str | None,
+                  metric: str | None, scaling, scorer_cfg, verbose: bool) -> pd.DataFrame:
     from ser_models.evaluation import evaluate_checkpoint, headline_metric, plot_matrix
     from ser_models.io import storage_path, write_bytes_atomic, write_json_atomic
     from ser_models.runtime import connect_ray
@@ -117,6 +133,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         "(default ua with classes, else ccc)")
     parser.add_argument("--in-process", action="store_true", help="score in this process (no Ray Data actors)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.output_dir:  # a folder that is not this job's, or one around or inside an input: refused first
+        from ser_models.ownership import check_output
+
+        check_output(args.output_dir, "run", job="jobs.evaluate", layout=MATRIX_LAYOUT, key="--output-dir",
+                     inputs={"paths": list(args.paths)})
     checkpoints, pools = [], []
     for path in args.paths:
         p = path.rstrip("/")

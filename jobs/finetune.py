@@ -18,12 +18,9 @@ __all__ = ["FinetuneJobConfig", "main", "run_finetune"]
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune")
-    from ser_models.locks import FolderLock
-
-    # One fine-tuning per folder: a second one on it stops here, naming the first. (A sweep's trials call
-    # run_finetune in folders Tune gives each trial, so they take no lock of their own.)
-    with FolderLock(cfg.output_dir, "fine-tuning run folder").acquire():
-        return run_finetune(cfg).metrics
+    # run_finetune claims the folder first: one fine-tuning per folder, and a folder that is not this job's
+    # is refused before anything is written
+    return run_finetune(cfg).metrics
 
 
 if __name__ == "__main__":

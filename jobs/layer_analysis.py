@@ -63,7 +63,23 @@ def main(argv: list[str] | None = None) -> dict:
     return run_layer_analysis(cfg)
 
 
+#: What the job writes into its ``output_dir`` besides ``run.json`` and ``config.yaml`` (an earlier
+#: version's folder holding a ``run.json`` of this job and only these names is adopted).
+LAYER_ANALYSIS_LAYOUT = ('feature_cache', 'probes.parquet', 'layer_weights.parquet', 'layers.md', 'metric_vs_layer.png', 'layer_weights.png', 'similarity.parquet', 'similarity.png')
+
+
 def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dict:
+    """Probe every layer on a parsed config (see :func:`_run_layer_analysis`)."""
+    from ser_models.ownership import claim_output
+
+    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
+    # version's run of it), outside every input; this process becomes its one writer.
+    with claim_output(cfg.output_dir, "run", job="jobs.layer_analysis", layout=LAYER_ANALYSIS_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}):
+        return _run_layer_analysis(cfg, verbose)
+
+
+def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dict:
     import pyarrow as pa
 
     from ser_models.analysis.features import split_features

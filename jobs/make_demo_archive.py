@@ -45,14 +45,19 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as exc:
         parser.error(f"--class-prior: {exc}")
 
+    from ser_models.ownership import claim_output, recognise_csv
+
     t0 = time.perf_counter()
-    try:
-        out = generate_archive(args.out_dir, seed=args.seed, n_episodes=args.episodes, n_calls=args.calls,
-                               episode_minutes=tuple(args.episode_minutes), call_minutes=tuple(args.call_minutes),
-                               snr_db=tuple(args.snr_db), music_share=args.music_share, class_prior=prior,
-                               m4a_share=args.m4a_share, workers=args.workers)
-    except ValueError as exc:
-        parser.error(str(exc))
+    # A new or empty folder, or an archive this job wrote (its tables read back): anything else is refused.
+    with claim_output(args.out_dir, "corpus", key="out_dir", recognise=recognise_csv(
+            {"recordings.csv": ("recording", "path")}, ("audio", "truth.csv", "music.csv"))):
+        try:
+            out = generate_archive(args.out_dir, seed=args.seed, n_episodes=args.episodes, n_calls=args.calls,
+                                   episode_minutes=tuple(args.episode_minutes), call_minutes=tuple(args.call_minutes),
+                                   snr_db=tuple(args.snr_db), music_share=args.music_share, class_prior=prior,
+                                   m4a_share=args.m4a_share, workers=args.workers)
+        except ValueError as exc:
+            parser.error(str(exc))
     seconds = time.perf_counter() - t0
     recs = pd.read_csv(out["recordings"])
     for kind, df in recs.groupby("kind", sort=False):

@@ -55,24 +55,30 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     except ValueError as exc:
         parser.error(f"--class-prior: {exc}")
 
+    from ser_models.ownership import claim_output, recognise_csv
+
     t0 = time.perf_counter()
-    if args.engine == "synth":
-        df = generate_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=corpus,
-                             progress=sys.stderr.isatty(), style=args.style or "mixed", class_prior=prior)
-    else:
-        print(espeak_version())
-        df = generate_espeak_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=corpus,
-                                    progress=sys.stderr.isatty(), class_prior=prior)
-    seconds = time.perf_counter() - t0
-    audio_s = float(df["duration"].sum())
-    print(f"wrote {len(df)} clips to {args.out_dir}/manifest.csv")
-    print(pd.crosstab(df["label"], df["split"], margins=True).to_string(), end="\n\n")
-    print(pd.crosstab(df["language"], df["split"], margins=True).to_string(), end="\n\n")
-    print("files: " + ", ".join(f"{k}: {v}" for k, v in df.groupby(["sample_rate", "file_format"]).size().items()))
-    print(f"speakers: {df['speaker'].nunique()}; audio: {audio_s / 60:.1f} min "
-          f"(clips {df['duration'].min():.2f}-{df['duration'].max():.2f} s)")
-    print(f"took {seconds:.1f} s ({len(df) / seconds:.1f} clips/s, "
-          f"{1000 * seconds / audio_s:.2f} ms per second of audio, {args.workers} worker(s))")
+    # A new or empty folder, or a corpus this job wrote (its manifest and clip table read back): a folder of a
+    # person's own files is refused before anything is written.
+    with claim_output(args.out_dir, "corpus", key="out_dir", recognise=recognise_csv(
+            {"manifest.csv": ("utt_id", "path"), "clip_info.csv": ("utt_id",)}, ("audio",))):
+        if args.engine == "synth":
+            df = generate_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=corpus,
+                                 progress=sys.stderr.isatty(), style=args.style or "mixed", class_prior=prior)
+        else:
+            print(espeak_version())
+            df = generate_espeak_corpus(args.out_dir, n=args.n, seed=args.seed, workers=args.workers, corpus=corpus,
+                                        progress=sys.stderr.isatty(), class_prior=prior)
+        seconds = time.perf_counter() - t0
+        audio_s = float(df["duration"].sum())
+        print(f"wrote {len(df)} clips to {args.out_dir}/manifest.csv")
+        print(pd.crosstab(df["label"], df["split"], margins=True).to_string(), end="\n\n")
+        print(pd.crosstab(df["language"], df["split"], margins=True).to_string(), end="\n\n")
+        print("files: " + ", ".join(f"{k}: {v}" for k, v in df.groupby(["sample_rate", "file_format"]).size().items()))
+        print(f"speakers: {df['speaker'].nunique()}; audio: {audio_s / 60:.1f} min "
+              f"(clips {df['duration'].min():.2f}-{df['duration'].max():.2f} s)")
+        print(f"took {seconds:.1f} s ({len(df) / seconds:.1f} clips/s, "
+              f"{1000 * seconds / audio_s:.2f} ms per second of audio, {args.workers} worker(s))")
     return df
 
 

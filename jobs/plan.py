@@ -31,6 +31,16 @@ __all__ = ["PlanConfig", "main"]
 def main(argv: list[str] | None = None) -> BudgetPlan | Forecast:
     """The plan (or, with ``budget=0 run_dir=...``, the run's forecast alone)."""
     cfg = parse_job_args(PlanConfig, sys.argv[1:] if argv is None else argv, "jobs.plan")
+    if not cfg.output_dir:
+        return _plan(cfg)
+    from ser_models.ownership import claim_output
+
+    with claim_output(cfg.output_dir, "run", job="jobs.plan", layout=("plan.json", "overrides.txt", "forecast.json"),
+                      inputs={"pool_dir": cfg.pool_dir, "run_dir": cfg.run_dir}):
+        return _plan(cfg)
+
+
+def _plan(cfg: PlanConfig) -> BudgetPlan | Forecast:
     forecast = None
     if cfg.run_dir:
         from ser_models.active.round_report import read_metrics

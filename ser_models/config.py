@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -319,9 +320,28 @@ def from_dict(schema: type[T], data: dict) -> T:
         raise ConfigError(f"config key '{getattr(exc, 'full_key', None)}': {_first_line(exc)}") from exc
 
 
+#: ``scheme://user:password@host...``: the user info a URL may carry (group 1 kept, group 2 dropped).
+_URL_USER_INFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/@\s]*@)")
+
+
+def strip_user_info(value: Any) -> Any:
+    """``value`` with the user name and password removed from every URL in it (strings, lists, mappings):
+    ``https://ann:secret@ls.internal`` -> ``https://ls.internal``. Credentials come from the environment; no
+    file the platform writes, and no line it prints, holds them."""
+    if isinstance(value, str):
+        return _URL_USER_INFO.sub(r"\1", value)
+    if isinstance(value, dict):
+        return {k: strip_user_info(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(strip_user_info(v) for v in value)
+    return value
+
+
 def to_yaml(cfg: Any) -> str:
-    """A config as YAML text (written next to every run's outputs)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """A config as YAML text (written next to every run's outputs, printed by jobs), URLs without their user
+    info (:func:`strip_user_info`)."""
+    container = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=False)
+    return OmegaConf.to_yaml(OmegaConf.create(strip_user_info(container)))
 
 
 def config_keys(schema: type, prefix: str = "", owner: Any = None) -> list[tuple[str, Any, str]]:

@@ -84,6 +84,10 @@ class ForeignFolderError(SERError):
     job refuses to write or delete there (the message names the folder, its kind if any and some entries)."""
 
 
+class OutputOverlapError(ForeignFolderError, ConfigError):
+    """A job's output is one of its inputs, lies inside one, or contains one: writing it would change the input."""
+
+
 class LockHeldError(SERError):
     """Another process holds the writer's lock of a pool, run folder, feature cache or segment output (the
     message names the holder's host, pid and start time, and how to take over a stale lock)."""

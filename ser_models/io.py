@@ -122,8 +122,17 @@ def list_files(uri: str | os.PathLike) -> list[str]:
     return sorted(i.path[len(p):].lstrip("/") for i in infos if i.type == pafs.FileType.File)
 
 
+def is_link(uri: str | os.PathLike) -> bool:
+    """A local symbolic link (``lstat``; object stores have none)."""
+    return is_local(uri) and os.path.islink(local_path(uri))
+
+
 def delete_dir(uri: str | os.PathLike) -> None:
-    """Remove a folder and everything under it; a missing folder is fine."""
+    """Remove a folder and everything under it; a missing folder is fine. A symbolic link is removed as a link:
+    what it points at is never touched. Called by :mod:`ser_models.ownership` only (its checks come first)."""
+    if is_link(uri):
+        local_path(uri).unlink()
+        return
     fs, p = filesystem(uri)
     if fs.get_file_info(p).type != pafs.FileType.NotFound:
         fs.delete_dir(p)
@@ -180,7 +189,7 @@ def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
             _delete_quietly(fs, tmp)
         return
     path = local_path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from teammates and other services
     try:
@@ -269,7 +278,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def fs_delete(uri: str | os.PathLike) -> None:
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` that makes each new folder durable: the parent of every folder it creates is fsynced, so a
+    power cut after an atomic write never loses the folder that holds the file."""
+    missing = []
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    Path(path).mkdir(parents=True, exist_ok=True)
+    for folder in reversed(missing):
+        fsync_dir(folder.parent)
+
+
+def fs_delete(uri: str | os.PathLike) -> None:  # a link is a file to pyarrow's delete_file: never followed
     """Remove one file (local path or URI)."""
     fs, p = filesystem(uri)
     fs.delete_file(p)
@@ -369,6 +391,11 @@ def commit_dir_swap(dst: str | os.PathLike, marker: str) -> None:
     _retire(incoming, marker)
 
 
+def abort_dir_swap(dst: str | os.PathLike, marker: str) -> None:
+    """Undo a :func:`begin_dir_swap` whose writer failed: its staged folder is removed, ``dst`` stays."""
+    _retire(_incoming(dst), marker)
+
+
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike, marker: str) -> None:
     """Replace folder ``dst`` by a copy of folder ``src`` so that a crash at any point leaves one complete
     version, the old or the new, that :func:`complete_dir` finds (see :func:`commit_dir_swap`).
@@ -388,7 +415,12 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike, marker: str) -> 
 
 
 def _retire(folder: str | os.PathLike, marker: str) -> None:
-    """Delete a version of a folder, its ``marker`` first, so a half-deleted version never looks complete."""
+    """Delete a version of a folder, its ``marker`` first, so a half-deleted version never looks complete. A
+    symbolic link in the folder's place is removed as a link (``lstat``): the folder it points at, perhaps a
+    model other runs share, is left whole."""
+    if is_link(folder):
+        local_path(folder).unlink()
+        return
     if exists(join(folder, marker)):
         fs_delete(join(folder, marker))
     delete_dir(folder)

@@ -1,66 +1,75 @@
 """One writer at a time: a lock file in each output folder (pool, run folder, feature cache, segment output).
 
-A lock is the file ``<folder>/.ser-lock.json`` holding the holder's host, pid, thread, process start time, start
-time, heartbeat time and a random owner token.
+A lock is the file ``<folder>/.ser-lock.json`` holding its holder's identity (host, boot id, PID namespace, pid,
+process start time, thread; :mod:`ser_models.lock_identity`), a random owner token, the holder's heartbeat (a
+``beat`` counter and ``heartbeat_at`` by the holder's own clock) and what the folder is. docs/safety.md has the
+whole story; in short:
 
-* **Local folders**: the file is created with ``os.open(O_CREAT | O_EXCL)``: of two writers exactly one
-  creates it. The holder refreshes its heartbeat by touching the file (its mtime) from a daemon thread.
-* **Object stores** (``s3://`` through ``pyarrow.fs``): pyarrow has no conditional put (``If-None-Match: *``)
-  and the platform does not depend on boto3 at run time, so the lock is a *lease object*: written when
-  absent, read back after :data:`SETTLE_S` to check that the owner token is ours (two writers that both saw
-  no lease: the later PUT wins and the earlier writer sees another token and stops), refreshed by the
-  heartbeat thread (which first checks that the lease still names us), and checked again by
-  :meth:`FolderLock.assert_held` before every commit (ledger append, pool publish, cache shard publish). The
-  remaining window (a writer whose check-to-put takes longer than :data:`SETTLE_S`) is closed at the commit
-  check: a writer that lost its lease stops there with :class:`~ser_models.exceptions.LockLostError`.
+* **Who holds it.** A record of the same host, boot id and PID namespace is judged by its pid: a dead or
+  reused pid, or a zombie, is taken over at once, and a live holder is **never** taken over, whatever its
+  heartbeat (a paused process resumes with its lock). Every other record is judged by observation alone.
+* **Staleness by observation.** The holder rewrites its record every :attr:`FolderLock.heartbeat_s`
+  (``stale_s / 4``, at most 30 s). A lock of another machine is stale only once a writer watching it saw it
+  unchanged for ``stale_s`` on its own monotonic clock: no clock of another machine or file server is ever
+  compared with ours. A writer that meets such a lock watches it (up to ``stale_s``): it stops as soon as the
+  lock beats (its holder is alive), and takes it over when it stays unchanged. ``$SER_LOCK_STALE_S`` (default
+  :data:`DEFAULT_STALE_S`) below :data:`MIN_STALE_S` is a :class:`~ser_models.exceptions.ConfigError`.
+* **Local folders**: the file is created with ``O_CREAT | O_EXCL``; heartbeats, take-overs, releases and
+  fenced commits run under an ``flock`` of the folder (:mod:`ser_models.lock_guard`).
+* **Object stores**: a lease object, written when absent and read back after :data:`SETTLE_S` (the later PUT
+  wins); a take-over reads it again right before deleting it and deletes nothing if it changed.
+* **Fencing.** A commit runs inside :func:`fenced_for`: every lock this process holds above the path must still
+  name this writer's token, checked under the same guard that take-overs use, or
+  :class:`~ser_models.exceptions.LockLostError` is raised and nothing is committed. On object stores the lease
+  is read back right before the commit: a writer paused between that read and its write for longer than a
+  take-over needs can still commit once after it.
+* **Take over at once**: ``SER_LOCK_TAKE_OVER=<host>:<pid>`` names the holder whose lock to take (never one
+  alive on this machine); ``1`` is refused with the new form.
 
-A second writer stops at once with :class:`~ser_models.exceptions.LockHeldError` naming the holder. A *stale*
-lock is taken over with a log line: its process is gone (same host, pid dead or reused), or its heartbeat is
-older than ``$SER_LOCK_STALE_S`` seconds (default :data:`DEFAULT_STALE_S`; a host that died). To take one
-holder's lock over at once (a dead host whose heartbeat is still recent), name it as the refusal prints it:
-``SER_LOCK_TAKE_OVER=<host>:<pid>``; with ``ray job submit`` pass it in the runtime environment
-(``--runtime-env-json '{"env_vars": {"SER_LOCK_TAKE_OVER": "node-7:4242"}}'``). Only locks of that holder are
-taken over: a lock held by anyone else (the holder changed) is refused as usual, and so is a named holder whose
-process is alive on this host. The old value ``1`` (take over whatever lock the job meets) is refused with a
-:class:`~ser_models.exceptions.ConfigError` that explains the new form.
-
-Locally, take-overs and releases of one folder's locks run under an ``flock`` of the folder (the kernel drops
-it when its holder dies, so it never goes stale): the stale file is judged again and removed under it, then
-the taker creates its own with ``O_EXCL``. Of several processes taking one stale lock over at once, exactly
-one holds it afterwards; the others see the new holder.
-
-Locks are released on exit (context manager and ``atexit``); a SIGKILL leaves the file, which the next writer on
-the same host takes over at once (dead pid), on another host after the stale time.
-
-A lock belongs to the thread that took it. The same thread may take it again (nested job stages): the inner
-handle shares the outer one. Another thread of the same process is another writer: it is refused (or waits,
-with ``wait_s``) like another process. A lock whose thread ended without releasing it is stale.
+Locks are released on exit (context manager and ``atexit``). A lock belongs to the thread that took it: the same
+thread may take it again (nested stages), another thread is another writer.
 """
 
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
 import os
-import socket
 import threading
 import time
 import uuid
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from contextlib import ExitStack, contextmanager
 
 from ser_models import io
-from ser_models.exceptions import ConfigError, LockHeldError, LockLostError
+from ser_models.exceptions import LockHeldError, LockLostError
+from ser_models.lock_guard import folder_guard as _guard
+from ser_models.lock_identity import (
+    DEFAULT_STALE_S,
+    HOST,
+    MAX_HEARTBEAT_S,
+    MIN_STALE_S,
+    STALE_ENV,
+    TAKE_OVER_ENV,
+    WAIT_ENV,
+    check_stale,
+    holder_id,
+    machine_identity,
+    stale_seconds,
+    take_over_holder,
+    wait_seconds,
+)
+from ser_models.lock_identity import identity as _identity
+from ser_models.lock_identity import iso as _iso
+from ser_models.lock_identity import now as _now
+from ser_models.lock_identity import pid_alive as _pid_alive
+from ser_models.lock_identity import same_machine as _same_machine
 
 LOCK_NAME = ".ser-lock.json"
-TAKE_OVER_ENV = "SER_LOCK_TAKE_OVER"
-STALE_ENV = "SER_LOCK_STALE_S"
-#: A lock whose heartbeat is older than this (s) is stale (``$SER_LOCK_STALE_S`` overrides it).
-DEFAULT_STALE_S = 120.0
+#: Seconds a taker waits at least for the folder's guard (held by a commit in progress, or by a process paused
+#: in the middle of one) before it gives up taking a stale lock over.
+GUARD_WAIT_S = 60.0
 #: Seconds a lease writer waits before reading its lease back (object stores only).
 SETTLE_S = 0.5
-HOST = socket.gethostname()
 
 #: Locks this process holds, by lock-file path (re-entry by the same thread shares them; ``held_lock_for``
 #: finds them).
@@ -68,80 +77,10 @@ _HELD: dict[str, FolderLock] = {}
 #: The owner tokens of this process's locks that are held or being taken, so that a lock file naming this pid is
 #: never mistaken for one this process left behind while another of its threads is creating it.
 _OURS: dict[str, FolderLock] = {}
+#: What this process saw of each lock file of another machine: ``path -> (fingerprint, monotonic time first
+#: seen)``. A lock is stale once its fingerprint stayed the same for ``stale_s``.
+_SEEN: dict[str, tuple[object, float]] = {}
 _HELD_GUARD = threading.Lock()
-_LEGACY_TAKE_OVER = ("1", "true", "yes", "on")
-
-
-def _now() -> float:
-    return time.time()
-
-
-def _iso(t: float | None) -> str:
-    if t is None:
-        return "?"
-    return datetime.fromtimestamp(float(t), timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S%z")
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name (Linux; None elsewhere or when gone)."""
-    try:
-        with open(f"/proc/{int(pid)}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _proc_start(pid: int) -> str | None:
-    """The start tick of process ``pid``: a pid reused by another process has another one."""
-    stat = _proc_stat(pid)
-    return stat[19] if stat and len(stat) > 19 else None
-
-
-def _pid_alive(pid: int, proc_start: str | None) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    stat = _proc_stat(pid)
-    if stat and stat[0] in ("Z", "X"):  # a zombie: dead, only not yet reaped by its parent
-        return False
-    return proc_start is None or _proc_start(pid) in (None, proc_start)
-
-
-def holder_id(rec: dict) -> str:
-    """``<host>:<pid>`` of a lock record: the value ``SER_LOCK_TAKE_OVER`` takes to take that holder's locks over."""
-    return f"{rec.get('host', '?')}:{rec.get('pid', '?')}"
-
-
-def take_over_holder(value: object) -> str | None:
-    """The holder ``SER_LOCK_TAKE_OVER`` (or ``take_over=``) names, as ``<host>:<pid>``; None when unset.
-
-    Raises:
-        ConfigError: any other value, ``1`` included (it used to take over every lock the job met, live writers
-            on other hosts included), with the form to use instead.
-    """
-    if value is None or value is False or (isinstance(value, str) and not value.strip()):
-        return None
-    text = str(value).strip()
-    host, sep, pid = text.rpartition(":")
-    if isinstance(value, str) and sep and host and pid.isdigit():
-        return f"{host}:{int(pid)}"
-    why = ("it no longer takes over every lock the job meets (that took live writers' locks on other hosts too)"
-           if isinstance(value, bool) or text.lower() in _LEGACY_TAKE_OVER else "it names no holder")
-    raise ConfigError(
-        f"{TAKE_OVER_ENV}={text} is not accepted: {why}. Name the writer whose locks to take over, exactly as the "
-        f"'being written by another process' message prints it: {TAKE_OVER_ENV}=<host>:<pid> (for example "
-        f"{TAKE_OVER_ENV}=node-7:4242), or unset {TAKE_OVER_ENV}")
-
-
-def stale_seconds() -> float:
-    """``$SER_LOCK_STALE_S`` or :data:`DEFAULT_STALE_S`."""
-    try:
-        return float(os.environ.get(STALE_ENV) or DEFAULT_STALE_S)
-    except ValueError:
-        return DEFAULT_STALE_S
 
 
 class FolderLock:
@@ -152,11 +91,18 @@ class FolderLock:
         what: what the folder is, for messages ("pool", "run folder", ...).
         name: the lock file's name inside ``folder`` (a second lock in one folder, e.g. the ledger's).
         take_over: ``"<host>:<pid>"`` of a holder whose lock to take over at once, even while its heartbeat is
-            recent (default: ``$SER_LOCK_TAKE_OVER``); a lock of any other holder is respected.
-        stale_s: heartbeat age (s) after which a lock is stale (default: :func:`stale_seconds`).
+            recent (default: ``$SER_LOCK_TAKE_OVER``); a lock of any other holder is respected, and so is a holder
+            alive on this machine.
+        stale_s: how long (s) a lock of another machine must be seen unchanged before it is stale (default:
+            :func:`stale_seconds`; at least :data:`MIN_STALE_S`).
         wait_s: how long to wait for a held lock before giving up (0: stop at once; short critical sections
-            such as one ledger append wait a little).
+            such as one ledger append wait a little); ``$SER_LOCK_WAIT_S`` raises it. A writer that waits at
+            least ``stale_s`` takes over a lock of another machine that stays unchanged meanwhile.
         log: where the take-over line goes.
+
+    Raises:
+        ConfigError: ``stale_s`` / ``$SER_LOCK_STALE_S`` below :data:`MIN_STALE_S` (or not a number), a bad
+            ``$SER_LOCK_WAIT_S``, or a bad ``take_over``.
     """
 
     def __init__(self, folder: str | os.PathLike, what: str = "output folder", *, name: str = LOCK_NAME,
@@ -166,9 +112,9 @@ class FolderLock:
         self.path = io.join(self.folder, name)
         self.take_over = take_over_holder(os.environ.get(TAKE_OVER_ENV) if take_over is None else take_over)
         self.thread: threading.Thread | None = None  # the owner (set when taken): other threads are other writers
-        self.stale_s = stale_seconds() if stale_s is None else float(stale_s)
-        self.heartbeat_s = max(0.05, min(30.0, self.stale_s / 4))
-        self.wait_s = float(wait_s)
+        self.stale_s = stale_seconds() if stale_s is None else check_stale(stale_s, "stale_s")
+        self.heartbeat_s = min(MAX_HEARTBEAT_S, self.stale_s / 4)
+        self.wait_s = max(float(wait_s), wait_seconds())
         self.log = log
         self.local = io.is_local(self.path)
         self.token = uuid.uuid4().hex
@@ -176,6 +122,7 @@ class FolderLock:
         self._pid = os.getpid()
         self._outer: FolderLock | None = None
         self._depth = 0
+        self._beats = 0
         self._stop = threading.Event()
         #: Held by the heartbeat while it checks ``_stop`` and writes; a release sets ``_stop`` under it, so no
         #: beat writes after the release has begun.
@@ -194,90 +141,144 @@ class FolderLock:
         return self._outer.held if self._outer is not None else self._depth > 0
 
     def _record(self) -> dict:
-        return {"host": HOST, "pid": os.getpid(), "proc_start": _proc_start(os.getpid()), "token": self.token,
-                "thread": threading.current_thread().name, "started_at": self.started, "heartbeat_at": _now(),
-                "what": self.what, "folder": str(self.folder)}
+        me = _identity()
+        return {"host": me["host"], "boot_id": me["boot_id"], "pidns": me["pidns"], "pid": me["pid"],
+                "proc_start": me["proc_start"], "token": self.token, "thread": threading.current_thread().name,
+                "started_at": self.started, "heartbeat_at": _now(), "beat": 0, "what": self.what,
+                "folder": str(self.folder)}
 
-    def _read(self) -> tuple[dict | None, float]:
-        """``(record, heartbeat age in s)``; ``(None, 0)`` when there is no lock file. A file being created
-        (empty or half-written) reads as ``{}``, aged by its mtime."""
-        fs, p = io.filesystem(self.path)
-        info = fs.get_file_info(p)
-        if info.type.name == "NotFound":
-            return None, 0.0
-        try:
-            raw = io.read_bytes(self.path)
-        except (FileNotFoundError, OSError):
-            if not io.exists(self.path):
-                return None, 0.0
-            raw = b""
+    def _read(self) -> tuple[dict | None, object]:
+        """``(record, fingerprint)``; ``(None, None)`` when there is no lock file. A file being created (empty or
+        half-written) reads as ``{}``. The fingerprint changes whenever the holder beats: the bytes, and
+        locally the file's inode, size and mtime too (compared only with themselves, never with a clock)."""
+        if self.local:
+            try:
+                fd = os.open(io.local_path(self.path), os.O_RDONLY)
+            except FileNotFoundError:
+                return None, None
+            try:
+                st = os.fstat(fd)
+                chunks = []
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+                raw = b"".join(chunks)
+            finally:
+                os.close(fd)
+            fingerprint: object = (raw, st.st_ino, st.st_size, st.st_mtime_ns)
+        else:
+            fs, p = io.filesystem(self.path)
+            if fs.get_file_info(p).type.name == "NotFound":
+                return None, None
+            try:
+                raw = io.read_bytes(self.path)
+            except (FileNotFoundError, OSError):
+                if not io.exists(self.path):
+                    return None, None
+                raw = b""
+            fingerprint = raw
         try:
             rec = json.loads(raw.decode() or "{}")
         except ValueError:
             rec = {}
-        mtime = info.mtime.timestamp() if info.mtime is not None else None
-        beat = max([t for t in (rec.get("heartbeat_at"), mtime) if t is not None], default=_now())
-        return rec, max(0.0, _now() - float(beat))
+        return (rec if isinstance(rec, dict) else {}), fingerprint
 
-    def _stale(self, rec: dict, age: float) -> str | None:
-        """Why ``rec`` is stale, or None while its holder looks alive."""
-        if rec.get("host") == HOST and rec.get("pid") is not None:
-            if int(rec["pid"]) == os.getpid():
-                with _HELD_GUARD:
-                    owner = _OURS.get(rec.get("token"))
-                if owner is None:
-                    return f"it was left by this process (pid {rec['pid']}) and is no longer held"
-                if owner.thread is not None and not owner.thread.is_alive():
-                    return (f"its thread {owner.thread.name!r} of this process (pid {rec['pid']}) ended without "
-                            "releasing it")
-            elif not _pid_alive(rec["pid"], rec.get("proc_start")):
-                return f"its process {rec['pid']} on this host ({HOST}) is gone"
-        if age > self.stale_s:
-            return f"its heartbeat is {age:.0f} s old (stale after {self.stale_s:g} s, {STALE_ENV})"
+    def _watch(self, fingerprint: object) -> float:
+        """Seconds (on this process's monotonic clock) that the lock file has read as ``fingerprint``."""
+        now = time.monotonic()
+        with _HELD_GUARD:
+            seen = _SEEN.get(self.path)
+            if seen is None or seen[0] != fingerprint:
+                _SEEN[self.path] = (fingerprint, now)
+                return 0.0
+            return now - seen[1]
+
+    def _local_stale(self, rec: dict) -> str | None:
+        """Why the lock ``rec`` of a holder on this machine and namespace is stale; None while it is alive (it is
+        then never taken over, however old its heartbeat)."""
+        pid = int(rec["pid"])
+        me = _identity()
+        if pid == me["pid"]:
+            if rec.get("proc_start") is not None and me["proc_start"] is not None \
+                    and str(rec["proc_start"]) != str(me["proc_start"]):
+                return f"its process {pid} on this host ({HOST}) is gone (this process now has its pid)"
+            with _HELD_GUARD:
+                owner = _OURS.get(rec.get("token"))
+            if owner is None:
+                return f"it was left by this process (pid {pid}) and is no longer held"
+            if owner.thread is not None and not owner.thread.is_alive():
+                return f"its thread {owner.thread.name!r} of this process (pid {pid}) ended without releasing it"
+            return None
+        if not _pid_alive(pid, rec.get("proc_start")):
+            return f"its process {pid} on this host ({HOST}) is gone"
         return None
 
-    def _named_alive(self, rec: dict) -> bool:
-        """The holder ``rec`` runs on this host and its process is alive (never taken over, even when named)."""
-        return (rec.get("host") == HOST and rec.get("pid") is not None
-                and _pid_alive(rec["pid"], rec.get("proc_start")))
-
-    def _take_over_reason(self, rec: dict, age: float, take_over: str | None) -> str | None:
-        """Why the lock ``rec`` (heartbeat ``age`` s old) may be taken over now, or None to respect it."""
+    def _take_over_reason(self, rec: dict, fingerprint: object, take_over: str | None) -> str | None:
+        """Why the lock ``rec`` (read as ``fingerprint``) may be taken over now, or None to respect it."""
         if not rec:  # a file being created right now, or left empty by a writer that died creating it
-            return f"its file is empty and {age:.0f} s old" if age > self.stale_s else None
-        stale = self._stale(rec, age)
-        if stale is None and take_over is not None and holder_id(rec) == take_over and not self._named_alive(rec):
+            seen = self._watch(fingerprint)
+            return (f"its file is empty and has not changed for {seen:.1f} s of watching "
+                    f"({STALE_ENV}={self.stale_s:g})") if seen >= self.stale_s else None
+        if _same_machine(rec):
+            return self._local_stale(rec)  # a live holder here is never taken over, even when named
+        if take_over is not None and holder_id(rec) == take_over:
             return f"{TAKE_OVER_ENV}={take_over} names it"
-        return stale
+        seen = self._watch(fingerprint)
+        if seen >= self.stale_s:
+            return (f"it has not changed for {seen:.1f} s of watching from here: no heartbeat for "
+                    f"{STALE_ENV}={self.stale_s:g} s")
+        return None
 
-    def describe(self, rec: dict | None, age: float = 0.0) -> str:
-        """The holder in words: host, pid, start time and heartbeat age."""
+    def _seen_for(self, fingerprint: object) -> float:
+        with _HELD_GUARD:
+            seen = _SEEN.get(self.path)
+        return time.monotonic() - seen[1] if seen is not None and seen[0] == fingerprint else 0.0
+
+    def describe(self, rec: dict | None) -> str:
+        """The holder in words: host, pid, start time and last heartbeat (by the holder's own clock)."""
         if not rec:
             return "a writer that is creating the lock right now"
+        same = _same_machine(rec)
         thread = (f", thread {rec['thread']!r} (another thread of this process)"
-                  if rec.get("host") == HOST and rec.get("pid") == os.getpid() and rec.get("thread") else "")
-        return (f"host {rec.get('host', '?')}, pid {rec.get('pid', '?')}{thread}, started "
-                f"{_iso(rec.get('started_at'))}, last heartbeat {age:.0f} s ago")
+                  if same and rec.get("pid") == os.getpid() and rec.get("thread") else "")
+        me = _identity()
+        if same or rec.get("host") != HOST:
+            where = ""
+        elif rec.get("boot_id") == me["boot_id"] and rec.get("pidns") == me["pidns"] and "boot_id" in rec:
+            where = " (its pid cannot be checked from this process)"
+        else:
+            where = " (another boot or PID namespace of this host)"
+        return (f"host {rec.get('host', '?')}{where}, pid {rec.get('pid', '?')}{thread}, started "
+                f"{_iso(rec.get('started_at'))}, last heartbeat {_iso(rec.get('heartbeat_at'))} by its clock")
 
-    def _refusal(self, rec: dict | None, age: float, take_over: str | None) -> LockHeldError:
+    def _refusal(self, rec: dict | None, fingerprint: object, take_over: str | None) -> LockHeldError:
         """The error of a writer that found ``rec`` holding the lock: who holds it, and the exact take-over key."""
-        msg = (f"the {self.what} {self.folder} is being written by another process ({self.describe(rec, age)}; "
+        msg = (f"the {self.what} {self.folder} is being written by another process ({self.describe(rec)}; "
                f"lock file {self.path}). Wait for it to finish.")
+        seen = self._seen_for(fingerprint)
         if not rec:
-            return LockHeldError(msg + " Its lock file is being written right now: rerun in a moment")
+            return LockHeldError(
+                msg + f" Its lock file is being written right now (empty, unchanged for {seen:.0f} s of the "
+                f"{self.stale_s:g} s after which it counts as abandoned): rerun in a moment")
         holder = holder_id(rec)
         if take_over is not None and take_over != holder:
             msg += (f" {TAKE_OVER_ENV}={take_over} is set, but the holder changed: the lock is now held by {holder}, "
                     "so nothing was taken over.")
-        elif take_over is not None:
-            msg += (f" {TAKE_OVER_ENV}={take_over} names it, but its process {rec.get('pid')} is alive on this host: "
-                    "stop it first (a lock of a process that exited is taken over by itself).")
-        if rec.get("host") == HOST and rec.get("pid") == os.getpid():
-            return LockHeldError(msg + " Another thread of this process holds it: two threads are two writers")
+        if _same_machine(rec):
+            if rec.get("pid") == os.getpid():
+                return LockHeldError(msg + " Another thread of this process holds it: two threads are two writers")
+            if take_over is not None and take_over == holder:
+                return LockHeldError(
+                    msg + f" {TAKE_OVER_ENV}={take_over} names it, but its process {rec.get('pid')} is alive on this "
+                    "host: stop it first (a lock of a process that exited is taken over by itself)")
+            return LockHeldError(
+                msg + f" Its process {rec.get('pid')} is alive on this host, so its lock is never taken over while "
+                f"it runs, even when paused and even with {TAKE_OVER_ENV}={holder}: stop it, and the next writer "
+                "takes its lock over by itself")
         return LockHeldError(
-            msg + f" If that process is gone (a dead host), rerun with {TAKE_OVER_ENV}={holder} to take its lock "
-            f"over now; a lock whose process died on this host, or whose heartbeat is older than "
-            f"{STALE_ENV}={self.stale_s:g} s, is taken over by itself")
+            msg + f" It runs on another machine (or in another PID namespace), where this process cannot check its "
+            f"pid, and its heartbeat changed while this writer watched it: it is alive. A lock that stays unchanged "
+            f"for {STALE_ENV}={self.stale_s:g} s while a writer watches it is taken over by itself; to take this one "
+            f"over now (a host you know is gone), rerun with {TAKE_OVER_ENV}={holder}")
 
     # -- acquire / release -------------------------------------------------------------------------------
     def acquire(self) -> FolderLock:
@@ -305,9 +306,10 @@ class FolderLock:
             with _HELD_GUARD:
                 _OURS.pop(self.token, None)
             raise
-        self._depth, self._pid = 1, os.getpid()
+        self._depth, self._pid, self._lost, self._beats = 1, os.getpid(), None, 0
         with _HELD_GUARD:
             _HELD[self.path] = self
+            _SEEN.pop(self.path, None)
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name=f"lock-heartbeat {self.path}", daemon=True)
         self._thread.start()
@@ -316,22 +318,38 @@ class FolderLock:
     def _acquire_file(self) -> None:
         deadline = time.monotonic() + self.wait_s
         take_over = self.take_over
-        for _attempt in range(1000):
+        poll = 0.05 if self.local else 0.2
+        spins, first = 0, {}
+        while True:
             self.started = _now()
             if self._create():
                 return
-            rec, age = self._read()
+            rec, fingerprint = self._read()
+            spins += 1
+            if spins > 1000:  # pragma: no cover - a lock file that keeps changing under us without a pause
+                raise LockHeldError(f"the {self.what} {self.folder}: could not take the lock {self.path}")
             if rec is None:
                 continue  # released between our create and read: try again
-            if self._take_over_reason(rec, age, take_over):
-                self._take_over(take_over)
-                continue  # create ours; a writer that created one first wins, and we see it next
-            if time.monotonic() < deadline:
-                time.sleep(0.05)
+            reason = self._take_over_reason(rec, fingerprint, take_over)
+            if reason:
+                guard_s = max(deadline - time.monotonic(), GUARD_WAIT_S)
+                if self._take_over(take_over, guard_s):
+                    continue  # create ours; a writer that created one first wins, and we see it next
+                raise LockHeldError(
+                    f"the {self.what} {self.folder}: its lock {self.path} may be taken over ({reason}), but the "
+                    f"folder's guard stayed held by another process for {guard_s:.0f} s (a commit in progress, or a "
+                    "process paused in the middle of one); nothing was taken over. Rerun once it is done")
+            # Past the writer's own wait, a lock whose holder this process cannot check (another machine, or an
+            # empty file) is watched: refused as soon as it beats (alive), taken over once unchanged for stale_s.
+            watch = not (rec and _same_machine(rec)) and fingerprint == first.setdefault("fp", fingerprint)
+            if watch and "said" not in first and time.monotonic() >= deadline:
+                first["said"] = self.log(f"lock {self.path}: held by {self.describe(rec)}, which this process "
+                                         f"cannot check: watching it for up to {self.stale_s:g} s ({STALE_ENV})")
+            if time.monotonic() < deadline or watch:
+                spins = 0
+                time.sleep(poll)
                 continue
-            raise self._refusal(rec, age, take_over)
-        raise LockHeldError(  # pragma: no cover - a lock file that keeps changing under us
-            f"the {self.what} {self.folder}: could not take the lock {self.path}")
+            raise self._refusal(rec, fingerprint, take_over)
 
     def _create(self) -> bool:
         data = json.dumps(self._record(), sort_keys=True).encode()
@@ -356,82 +374,116 @@ class FolderLock:
         return bool(rec) and rec.get("token") == self.token
 
     @contextmanager
-    def _folder_guard(self):
-        """Serialise the take-overs and releases of this folder's local locks: an exclusive ``flock`` of the
-        folder (of a guard file beside the lock where folders cannot be locked). The kernel drops it when its
-        holder dies, so unlike a lock file it can never be left behind."""
-        p = io.local_path(self.path)
-        fd = os.open(p.parent, os.O_RDONLY)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError:  # e.g. NFS, whose flock is a POSIX lock that needs a file opened for writing
-                os.close(fd)
-                fd = os.open(p.with_name(f"{p.name}.guard"), os.O_RDWR | os.O_CREAT, 0o644)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
+    def _folder_guard(self, stop: threading.Event | None = None, *, mutate: bool = True,
+                      timeout: float | None = None):
+        """:func:`_guard` of this lock's folder (local folders; object stores have none and yield True)."""
+        if not self.local:
+            yield True
+            return
+        with _guard(io.local_path(self.path).parent, stop, mutate=mutate, timeout=timeout) as got:
+            yield got
 
-    def _take_over(self, take_over: str | None) -> None:
-        """Remove the lock file if, read again now, it may still be taken over, and log whose it was.
+    def _take_over(self, take_over: str | None, guard_s: float | None = None) -> bool:
+        """Remove the lock file if, read again now, it may still be taken over, and log whose it was. False when
+        the folder's guard stayed held for ``guard_s`` (another process is committing, or paused while it is).
 
-        Locally the read and the removal run under :meth:`_folder_guard`: no other taker and no releasing holder
-        can replace the file in between, so the file removed is the one judged stale (a lock just created by a
-        racing taker is judged live and kept). The caller then creates its own with ``O_EXCL``: of several
-        takers, one creates it and the others find it held. On object stores the lease is removed only while it
-        still holds the token read; a racing taker is settled by the lease's read-back.
+        Locally the read and the removal run under :meth:`_folder_guard`: no other taker, no releasing holder, no
+        heartbeat and no fenced commit can come in between, so the file removed is the one judged stale (a lock
+        just created by a racing taker, or that beat meanwhile, reads differently and is kept). The caller then
+        creates its own with ``O_EXCL``: of several takers, one creates it and the others find it held. On object
+        stores the lease is read once more right before the delete, and deleted only if it still reads the same;
+        a racing taker is settled by the lease's read-back.
         """
-        if self.local:
-            with self._folder_guard():
-                rec, age = self._read()
-                reason = self._take_over_reason(rec, age, take_over) if rec is not None else None
-                if reason is None:
-                    return  # released meanwhile, or now held by a live writer: the caller looks again
+        with self._folder_guard(timeout=guard_s) as got:
+            if not got:
+                return False
+            rec, fingerprint = self._read()
+            reason = self._take_over_reason(rec, fingerprint, take_over) if rec is not None else None
+            if reason is None:
+                return True  # released meanwhile, or now held by a live writer: the caller looks again
+            if self.local:
                 io.local_path(self.path).unlink(missing_ok=True)
                 io.fsync_dir(io.local_path(self.path).parent)
-        else:
-            rec, age = self._read()
-            reason = self._take_over_reason(rec, age, take_over) if rec is not None else None
-            if reason is None:
-                return
-            io.fs_delete(self.path)
-        self.log(f"lock {self.path}: taking over the stale lock of {self.describe(rec, age)} ({reason})")
+            else:
+                _, again = self._read()
+                if again != fingerprint:
+                    return True  # it beat (or was replaced) meanwhile: not what was judged stale
+                io.fs_delete(self.path)
+        with _HELD_GUARD:
+            _SEEN.pop(self.path, None)
+        self.log(f"lock {self.path}: taking over the stale lock of {self.describe(rec)} ({reason})")
+        return True
+
+    def _write_record(self, rec: dict) -> None:
+        """Replace the lock file with ``rec`` (whole: a temporary file renamed over it, or one PUT)."""
+        data = json.dumps(rec, sort_keys=True).encode()
+        if not self.local:
+            io.write_bytes_atomic(self.path, data)
+            return
+        p = io.local_path(self.path)
+        tmp = p.with_name(f"{p.name}.{uuid.uuid4().hex[:8]}.tmp")  # named like the lock: ownership skips it
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             try:
-                rec, _ = self._read()
-                if not rec or rec.get("token") != self.token:
-                    self._lost = f"now held by {self.describe(rec)}" if rec else "its lock file is gone"
-                    return
-                with self._beat_guard:
-                    if self._stop.is_set():
-                        return  # released while we read: the lease is the release's to remove
-                    if self.local:
-                        os.utime(io.local_path(self.path))
-                    else:
-                        io.write_bytes_atomic(self.path, json.dumps({**rec, "heartbeat_at": _now()},
-                                                                    sort_keys=True).encode())
-            except Exception as exc:  # noqa: BLE001 - a failed beat is retried; assert_held decides
+                with self._folder_guard(self._stop) as got:  # no take-over or fenced commit in between
+                    if not got:
+                        return  # released while we waited for the guard
+                    rec, _ = self._read()
+                    if not rec or rec.get("token") != self.token:
+                        self._lost = f"now held by {self.describe(rec)}" if rec else "its lock file is gone"
+                        return
+                    with self._beat_guard:
+                        if self._stop.is_set():
+                            return  # released while we read: the lease is the release's to remove
+                        self._beats = max(self._beats, int(rec.get("beat") or 0)) + 1
+                        self._write_record({**rec, "beat": self._beats, "heartbeat_at": _now()})
+            except Exception as exc:  # noqa: BLE001 - a failed beat is retried; a fenced commit decides
                 self.beat_error = f"{type(exc).__name__}: {exc}"
 
+    def _check_token(self) -> None:
+        """Raise LockLostError unless the lock file names this writer now (one small read)."""
+        rec, _ = self._read()
+        if self._lost or not rec or rec.get("token") != self.token:
+            holder = self.describe(rec) if rec else "nobody (the lock file is gone)"
+            raise LockLostError(f"the {self.what} {self.folder}: this writer's lock {self.path} was taken over "
+                                f"(now: {holder}); stopping before the commit, nothing was committed")
+
+    def _root(self) -> FolderLock:
+        return self._outer._root() if self._outer is not None else self
+
     def assert_held(self) -> None:
-        """Check, right before a commit, that this writer still holds the lock (one small read).
+        """Check that this writer still holds the lock (one small read). A commit uses :meth:`fenced` instead,
+        which also keeps a take-over from coming between this check and the commit.
 
         Raises:
             LockLostError: another process took it over (or the file is gone): do not commit.
         """
-        if self._outer is not None:
-            self._outer.assert_held()
-            return
-        if self._depth <= 0:
+        root = self._root()
+        if root._depth <= 0:
             raise LockLostError(f"the {self.what} {self.folder}: this writer does not hold its lock {self.path}")
-        rec, age = self._read()
-        if self._lost or not rec or rec.get("token") != self.token:
-            holder = self.describe(rec, age) if rec else "nobody (the lock file is gone)"
-            raise LockLostError(f"the {self.what} {self.folder}: this writer's lock {self.path} was taken over "
-                                f"(now: {holder}); stopping before the commit")
+        root._check_token()
+
+    @contextmanager
+    def fenced(self):
+        """``with lock.fenced(): <commit>``: the commit runs only while the lock still names this writer, under the
+        guard that take-overs use (locally), so no take-over comes between the check and the commit.
+
+        Raises:
+            LockLostError: the lock was taken over (nothing inside the block ran).
+        """
+        root = self._root()
+        with root._folder_guard(mutate=False):
+            root.assert_held()
+            yield self
 
     def release(self) -> None:
         """Give the lock up (the file is removed only while it still names this writer)."""
@@ -452,15 +504,12 @@ class FolderLock:
         with self._beat_guard:  # a beat that read the lease before this finds _stop set and writes nothing
             self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()  # its wait wakes on _stop; a beat in flight ends without writing
+            self._thread.join()  # its wait wakes on _stop; a beat waiting for the guard gives up
         with _HELD_GUARD:
             if _HELD.get(self.path) is self:
                 del _HELD[self.path]
         try:
-            if self.local:
-                with self._folder_guard():  # no taker replaces the file between our read and our unlink
-                    self._remove_if_ours()
-            else:
+            with self._folder_guard():  # no taker replaces the file between our read and our removal
                 self._remove_if_ours()
         except OSError:
             pass  # the store is gone (interpreter exit): a stale lock is taken over by the next writer
@@ -483,30 +532,54 @@ class FolderLock:
         self.release()
 
 
+def _covering(path: str | os.PathLike) -> list[FolderLock]:
+    """This process's locks on ``path``'s folder or any folder above it, outermost first."""
+    p = str(io.storage_path(path)).rstrip("/")
+    with _HELD_GUARD:
+        found = [lk for lk in _HELD.values()
+                 if p == str(lk.folder).rstrip("/") or p.startswith(str(lk.folder).rstrip("/") + "/")]
+    return sorted(found, key=lambda lk: (len(str(lk.folder).rstrip("/")), lk.path))
+
+
 def held_lock_for(path: str | os.PathLike) -> FolderLock | None:
     """The lock this process holds on ``path``'s folder or the nearest folder above it (None: none)."""
-    p = str(io.storage_path(path)).rstrip("/")
-    best = None
-    with _HELD_GUARD:
-        for lock in _HELD.values():
-            folder = str(lock.folder).rstrip("/")
-            if (p == folder or p.startswith(folder + "/")) and (best is None or len(folder) > len(str(best.folder))):
-                best = lock
-    return best
+    found = _covering(path)
+    return found[-1] if found else None
 
 
 def assert_held_for(path: str | os.PathLike) -> None:
-    """Before a commit under ``path``: check that every lock this process holds on a folder above it is still ours.
+    """Check that every lock this process holds on a folder above ``path`` is still ours. A commit uses
+    :func:`fenced_for` instead, which also keeps a take-over from coming between the check and the commit.
 
     Raises:
         LockLostError: it was taken over.
     """
-    p = str(io.storage_path(path)).rstrip("/")
-    with _HELD_GUARD:
-        covering = [lk for lk in _HELD.values() if p == str(lk.folder).rstrip("/")
-                    or p.startswith(str(lk.folder).rstrip("/") + "/")]
-    for lock in covering:  # every one: a ledger's own append lock sits inside the run folder's
+    for lock in _covering(path):  # every one: a ledger's own append lock sits inside the run folder's
         lock.assert_held()
+
+
+@contextmanager
+def fenced_for(path: str | os.PathLike):
+    """``with fenced_for(path): <commit path>``: commit only while every lock this process holds on a folder above
+    ``path`` still names this writer, with no take-over in between.
+
+    Locally the guards of those locks' folders (the ``flock`` that take-overs, releases and heartbeats take) are
+    held, outermost folder first, while the locks are checked and while the block runs, so a take-over waits
+    until the commit is done and a writer whose lock was taken over before it commits nothing. On object stores
+    each lease is read back right before the block (no guard exists there: a writer paused between that read
+    and its write may still commit after a take-over). Without a covering lock this is a no-op. Re-entrant:
+    code already inside the guard of a folder may call it again.
+
+    Raises:
+        LockLostError: a covering lock was taken over (the block did not run: nothing was committed).
+    """
+    locks = [lk._root() for lk in _covering(path)]
+    with ExitStack() as stack:
+        for lock in locks:
+            stack.enter_context(lock._folder_guard(mutate=False))
+        for lock in locks:
+            lock.assert_held()
+        yield
 
 
 @atexit.register
@@ -516,5 +589,6 @@ def _release_all() -> None:
             lock._release_file()
 
 
-__all__ = ["DEFAULT_STALE_S", "LOCK_NAME", "SETTLE_S", "STALE_ENV", "TAKE_OVER_ENV", "FolderLock", "assert_held_for",
-           "held_lock_for", "holder_id", "stale_seconds", "take_over_holder"]
+__all__ = ["DEFAULT_STALE_S", "LOCK_NAME", "MIN_STALE_S", "SETTLE_S", "STALE_ENV", "TAKE_OVER_ENV", "WAIT_ENV",
+           "FolderLock", "assert_held_for", "fenced_for", "held_lock_for", "holder_id", "machine_identity",
+           "stale_seconds", "take_over_holder", "wait_seconds"]

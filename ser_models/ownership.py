@@ -31,13 +31,13 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import pyarrow.fs as pafs
 
 from ser_models import io
-from ser_models.exceptions import ForeignFolderError
-from ser_models.locks import LOCK_NAME, FolderLock, assert_held_for
+from ser_models.exceptions import ForeignFolderError, OutputOverlapError
+from ser_models.locks import LOCK_NAME, FolderLock, assert_held_for, fenced_for, held_lock_for
 
 MARKER_NAME = ".ser-output.json"
 #: What each kind of output folder is (for messages).
@@ -48,6 +48,9 @@ KINDS = {
     "evidence": "an evidence folder (jobs.evidence)",
     "feature_cache": "a feature cache folder",
     "export": "an exported dataset folder (jobs.convert to=lhotse / to=hf)",
+    "encoder": "an imported encoder folder (jobs.import_encoder)",
+    "corpus": "a generated demo corpus (jobs.make_demo_pool, jobs.make_demo_archive)",
+    "bench": "a benchmark's work folder (python -m bench.<name> --workdir)",
 }
 #: ``recognise(folder, entries) -> children to record, or None``: is an unmarked folder this kind's layout?
 Recognise = Callable[[str, list[str]], "list[str] | None"]
@@ -59,9 +62,17 @@ def _ours(name: str) -> bool:
     return name == MARKER_NAME or name.startswith(LOCK_NAME)
 
 
+def _litter(name: str) -> bool:
+    """A temporary file of an atomic write (``.<target>.<random>.tmp``, see :mod:`ser_models.io`) that a kill
+    left behind: never a reason to refuse a folder (a job killed while writing its first marker must not block
+    the folder for good); the next owner removes it (:func:`claim`)."""
+    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+
+
 def entries(folder: str | os.PathLike) -> list[str]:
-    """The folder's direct children, without the marker and lock files (empty when it does not exist)."""
-    return [n for n in io.list_dir(folder) if not _ours(n)]
+    """The folder's direct children, without the marker and lock files and the temporary files of interrupted
+    atomic writes (empty when it does not exist)."""
+    return [n for n in io.list_dir(folder) if not _ours(n) and not _litter(n)]
 
 
 def read_marker(folder: str | os.PathLike) -> dict | None:
@@ -91,7 +102,8 @@ def _refuse(folder: str, kind: str, marker: dict | None, names: list[str], why: 
         f"write {{\"kind\": \"{kind}\"}} to {io.join(folder, MARKER_NAME)}")
 
 
-def check_claim(folder: str | os.PathLike, kind: str, recognise: Recognise | None = None) -> tuple[str, list[str]]:
+def check_claim(folder: str | os.PathLike, kind: str, recognise: Recognise | None = None, *,
+                job: str | None = None) -> tuple[str, list[str]]:
     """Whether ``folder`` may be claimed as ``kind``, without writing anything.
 
     Returns:
@@ -99,15 +111,17 @@ def check_claim(folder: str | os.PathLike, kind: str, recognise: Recognise | Non
         (an earlier version's layout, recognised; ``children``: what the marker will record).
 
     Raises:
-        ForeignFolderError: a non-empty folder without the marker (and not recognised) or with another kind's.
+        ForeignFolderError: a non-empty folder without the marker (and not recognised) or with another kind's,
+            or (``job`` given) a run folder of another job.
     """
     folder = io.storage_path(folder)
     marker = read_marker(folder)
     names = entries(folder)
     if marker is not None:
-        if marker.get("kind") == kind:
+        if marker.get("kind") == kind and (job is None or marker.get("job") in (None, job)):
             return "ours", []
-        raise _refuse(folder, kind, marker, names)
+        why = f"it is {marker.get('job')}'s, not {job}'s" if marker.get("kind") == kind else ""
+        raise _refuse(folder, kind, marker, names, why)
     if not names:
         return "new", []
     children = recognise(str(folder), names) if recognise is not None else None
@@ -117,10 +131,21 @@ def check_claim(folder: str | os.PathLike, kind: str, recognise: Recognise | Non
 
 
 def _write_marker(folder: str, marker: dict) -> None:
-    io.write_json_atomic(io.join(folder, MARKER_NAME), marker)
+    with fenced_for(io.join(folder, MARKER_NAME)):  # a writer whose lock was taken over records nothing
+        io.write_json_atomic(io.join(folder, MARKER_NAME), marker)
 
 
-def claim(folder: str | os.PathLike, kind: str, recognise: Recognise | None = None, log=print) -> dict:
+def _sweep_litter(folder: str) -> None:
+    """Remove the temporary files that killed atomic writes left at the top of ``folder`` (the caller owns it)."""
+    for name in io.list_dir(folder):
+        if _litter(name):
+            fs, p = io.filesystem(io.join(folder, name))
+            if fs.get_file_info(p).type == pafs.FileType.File:
+                io.fs_delete(io.join(folder, name))
+
+
+def claim(folder: str | os.PathLike, kind: str, recognise: Recognise | None = None, log=print, *,
+          job: str | None = None) -> dict:
     """Claim ``folder`` as ``kind`` (see :func:`check_claim`): write the marker of a new or adopted folder.
 
     Returns:
@@ -130,11 +155,12 @@ def claim(folder: str | os.PathLike, kind: str, recognise: Recognise | None = No
     # here, which the layering test would count as a circle through ``ser_models/__init__``.
     version = getattr(sys.modules.get("ser_models"), "__version__", "unknown")
     folder = io.storage_path(folder)
-    state, children = check_claim(folder, kind, recognise)
+    state, children = check_claim(folder, kind, recognise, job=job)
+    _sweep_litter(folder)
     if state == "ours":
         return read_marker(folder) or {}
     marker = {"kind": kind, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "platform_version": version,
-              "children": sorted(set(children)), "adopted": state == "legacy"}
+              "children": sorted(set(children)), "adopted": state == "legacy", **({"job": job} if job else {})}
     _write_marker(folder, marker)
     if state == "legacy":
         log(f"{folder}: adopted as {KINDS.get(kind, kind)} written by an earlier version (its layout is exactly "
@@ -144,7 +170,7 @@ def claim(folder: str | os.PathLike, kind: str, recognise: Recognise | None = No
 
 
 def open_output(folder: str | os.PathLike, kind: str, *, what: str | None = None, recognise: Recognise | None = None,
-                log=print, **lock_kwargs) -> FolderLock:
+                job: str | None = None, log=print, **lock_kwargs) -> FolderLock:
     """Refuse a foreign ``folder`` (writing nothing), lock it, then claim it: the job's first call on its output.
 
     Args:
@@ -161,14 +187,136 @@ def open_output(folder: str | os.PathLike, kind: str, *, what: str | None = None
         ForeignFolderError: the folder is not ours.
         LockHeldError: another process writes it.
     """
-    check_claim(folder, kind, recognise)
+    check_claim(folder, kind, recognise, job=job)
     lock = FolderLock(folder, what or kind.replace("_", " "), log=log, **lock_kwargs).acquire()
     try:
-        claim(folder, kind, recognise, log=log)  # again under the lock: the folder may have changed meanwhile
+        claim(folder, kind, recognise, log=log, job=job)  # again under the lock: the folder may have changed meanwhile
     except BaseException:
         lock.release()
         raise
     return lock
+
+
+def _where(path: str | os.PathLike) -> tuple[str, str]:
+    """``(store, path)`` to compare locations: a local path absolute with its links resolved (a link to a folder
+    is that folder), a URI as its scheme and its bucket/key path."""
+    text = str(path)
+    if io.is_local(text):
+        return "", os.path.realpath(os.path.expanduser(str(io.local_path(text))))
+    _, p = io.filesystem(text)
+    return text.split("://", 1)[0].lower(), p.rstrip("/")
+
+
+def _relation(output: str, other: str) -> str | None:
+    if output == other:
+        return "is"
+    if output.startswith(other.rstrip("/") + "/"):
+        return "lies inside"
+    if other.startswith(output.rstrip("/") + "/"):
+        return "contains"
+    return None
+
+
+def check_apart(output: str | os.PathLike, inputs: Mapping[str, object], *, key: str = "output_dir") -> None:
+    """Refuse an output that is one of the job's inputs, lies inside one, or contains one.
+
+    Args:
+        output: the output folder or file (local path or URI).
+        inputs: ``{config key: path or URI}`` of what the job reads (empty values are skipped; a list of paths
+            counts path by path).
+        key: the output's config key, for the message.
+
+    Raises:
+        OutputOverlapError: naming both keys and paths; nothing is written.
+    """
+    where = _where(output)
+    for name, value in inputs.items():
+        for one in value if isinstance(value, (list, tuple)) else [value]:
+            # A local input that does not exist is nothing to overwrite (and may be a name, such as an encoder
+            # preset): the job fails on reading it instead.
+            if not one or (io.is_local(str(one)) and not os.path.lexists(os.path.expanduser(str(one)))):
+                continue
+            other = _where(str(one))
+            relation = _relation(where[1], other[1]) if other[0] == where[0] else None
+            if relation:
+                raise OutputOverlapError(
+                    f"refusing to write {key}={output}: it {relation} the input {name}={one}, so the job would write "
+                    f"into what it reads. Point {key} at a new folder outside every input")
+
+
+def check_output(folder: str | os.PathLike, kind: str, *, job: str | None = None, layout: Iterable[str] = (),
+                 inputs: Mapping[str, object] | None = None, key: str = "output_dir",
+                 recognise: Recognise | None = None) -> None:
+    """:func:`claim_output`'s refusals, writing nothing: for a job that checks its config and inputs before it
+    claims (a refusal then comes first, and a config error leaves no trace)."""
+    check_apart(folder, inputs or {}, key=key)
+    if recognise is None and kind == "run" and job:
+        recognise = recognise_run(job, layout)
+    check_claim(folder, kind, recognise, job=job)
+
+
+def claim_output(folder: str | os.PathLike, kind: str, *, job: str | None = None, layout: Iterable[str] = (),
+                 inputs: Mapping[str, object] | None = None, key: str = "output_dir",
+                 recognise: Recognise | None = None, what: str | None = None, log=print,
+                 **lock_kwargs) -> FolderLock:
+    """The one way a job takes its output folder, before its first byte: refuse an output that overlaps an
+    input (:func:`check_apart`) or a folder that is not ours (:func:`check_claim`), then lock and mark it.
+
+    Args:
+        folder: the output folder (local path or URI).
+        kind: one of :data:`KINDS`.
+        job: the job (``jobs.predict``): a ``run`` folder is recorded as that job's, and a run folder of
+            another job is refused.
+        layout: the names the job writes (a ``run`` folder of an earlier version is adopted only with a
+            ``run.json`` of ``job`` and these names).
+        inputs: ``{config key: path}`` of what the job reads.
+        key: the output's config key, for messages.
+        recognise: the kind's legacy-layout check (default for ``run``: :func:`recognise_run`).
+        what: the folder in words, for lock messages.
+        lock_kwargs: passed to :class:`~ser_models.locks.FolderLock`.
+
+    Returns:
+        The held lock (``with claim_output(...):``).
+
+    Raises:
+        OutputOverlapError: the output overlaps an input.
+        ForeignFolderError: the folder is not this kind's (or this job's) output.
+        LockHeldError: another process writes it.
+    """
+    check_apart(folder, inputs or {}, key=key)
+    if recognise is None and kind == "run" and job:
+        recognise = recognise_run(job, layout)
+    return open_output(folder, kind, what=what or (f"{job} output folder" if job else None), recognise=recognise,
+                       job=job, log=log, **lock_kwargs)
+
+
+def claim_file(path: str | os.PathLike, *, inputs: Mapping[str, object] | None = None, key: str = "output") -> None:
+    """The claim of a job whose output is one file (an ONNX graph, a converted manifest, a plot), written
+    atomically: refuse a path that overlaps an input, or that is a folder (or a link to one).
+
+    Raises:
+        OutputOverlapError: the file is an input, or lies inside or contains one.
+        ForeignFolderError: a folder is at ``path``; nothing is written.
+    """
+    check_apart(path, inputs or {}, key=key)
+    fs, p = io.filesystem(path)
+    if fs.get_file_info(p).type == pafs.FileType.Directory:
+        raise ForeignFolderError(f"refusing to write {key}={path}: it is a folder ({_show(entries(path)) or 'empty'}); "
+                                 f"{key} names the one file to write. Name a file path instead")
+
+
+def assert_claimed(folder: str | os.PathLike) -> None:
+    """Before a job's first write into ``folder``: it carries a marker and this process holds its lock.
+
+    Raises:
+        ForeignFolderError: the job did not claim its output (:func:`claim_output`); nothing is written.
+    """
+    folder = str(io.storage_path(folder)).rstrip("/")
+    lock = held_lock_for(folder)
+    if lock is None or str(lock.folder).rstrip("/") != folder or read_marker(folder) is None:
+        raise ForeignFolderError(f"refusing to write into {folder}: the job has not claimed it (a marked folder "
+                                 "whose lock this process holds); every writer claims its output with "
+                                 "ser_models.ownership.claim_output before its first byte")
 
 
 def _marked(folder: str, kind: str) -> dict:
@@ -256,21 +404,130 @@ def clear(folder: str | os.PathLike, kind: str) -> list[str]:
     return names
 
 
+def replace_files(folder: str | os.PathLike, kind: str, written: Iterable[str]) -> list[str]:
+    """After a writer (an export) has written ``written`` (paths relative to ``folder``): delete the files the
+    marker records from its previous write that this one did not write, and record ``written`` instead.
+    Everything else in the folder (a README, a ``curated/`` folder a person added) is left as it is.
+
+    Returns:
+        The relative paths deleted.
+
+    Raises:
+        ForeignFolderError: the folder is not marked ``kind``.
+    """
+    folder = str(io.storage_path(folder))
+    marker = _marked(folder, kind)
+    written = sorted({_relative(folder, f) for f in written})
+    gone = []
+    for rel in sorted(set(marker.get("files") or []) - set(written)):
+        _child(folder, rel)  # inside the folder, never the marker or the lock
+        target = io.join(folder, rel)
+        fs, p = io.filesystem(target)
+        if io.is_link(target) or fs.get_file_info(p).type == pafs.FileType.File:
+            io.fs_delete(target)
+            gone.append(rel)
+    with fenced_for(io.join(folder, MARKER_NAME)):
+        io.write_json_atomic(io.join(folder, MARKER_NAME), {**_marked(folder, kind), "files": written})
+    return gone
+
+
+def _relative(folder: str, path: str) -> str:
+    """``path`` (absolute, a URI, or already relative) relative to ``folder``."""
+    path, base = str(path), folder.rstrip("/") + "/"
+    if path.startswith(base):
+        return path[len(base):]
+    if io.is_local(path) and os.path.isabs(path):
+        return os.path.relpath(path, folder)
+    return path
+
+
+def remove_if(path: str | os.PathLike, recognise: Callable[[str], bool], what: str) -> bool:
+    """Delete the one file ``path`` only when ``recognise(path)`` finds it to be what the platform writes there
+    (by its content), never following a link; anything else is left with a log line.
+
+    Returns:
+        Whether the file was deleted.
+    """
+    path = str(path)
+    fs, p = io.filesystem(path)
+    if io.is_link(path) or fs.get_file_info(p).type != pafs.FileType.File:
+        return False
+    try:
+        ours = recognise(path)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        print(f"{path}: left as it is (it does not read as {what} this platform wrote)")
+        return False
+    io.fs_delete(path)
+    return True
+
+
+#: Where this platform's staging folders live: made by :func:`make_staging`, removed by :func:`discard_staging`.
+_STAGING_PREFIX = "ser-staging-"
+
+
+def make_staging(label: str) -> str:
+    """A new local temporary folder for a job's staging files (a checkpoint before it is published)."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{label}-")
+
+
+def discard_staging(path: str | os.PathLike) -> None:
+    """Remove a folder made by :func:`make_staging` (nothing else: a path of another shape is refused), as a link
+    if it is one; a missing folder is fine."""
+    import tempfile
+
+    p = os.path.abspath(str(path))
+    if os.path.dirname(p) != os.path.abspath(tempfile.gettempdir()) or not os.path.basename(p).startswith(
+            _STAGING_PREFIX):
+        raise ForeignFolderError(f"refusing to delete {p}: not a staging folder this platform made "
+                                 f"({tempfile.gettempdir()}/{_STAGING_PREFIX}*)")
+    if os.path.lexists(p):
+        io.delete_dir(p)
+
+
 def recognise_run(job: str | tuple[str, ...], layout: Iterable[str]) -> Recognise:
-    """A run folder of an earlier version: a ``run.json`` recording ``job`` (or one of several), and only names
-    of ``layout``."""
+    """A run folder of an earlier version, recognised by content: a ``run.json`` that reads as a run record of
+    ``job`` (or one of several: ``format``, ``job`` and a ``config`` mapping), and only names of ``layout``.
+    Names alone never suffice: a folder of YAML files, or a ``run.json`` of another job or of no job, is not
+    adopted."""
     allowed = {"run.json", "config.yaml", *layout}
     jobs = (job,) if isinstance(job, str) else tuple(job)
 
     def recognise(folder: str, names: list[str]) -> list[str] | None:
-        if all(n.endswith((".yaml", ".yml")) for n in names):
-            return []  # only config files (the job's own, kept beside its run): a new run; they stay unrecorded
         if "run.json" not in names or not set(names) <= allowed:
             return None
         try:
-            return [] if io.read_json(io.join(folder, "run.json")).get("job") in jobs else None
-        except (OSError, ValueError, AttributeError):
+            record = io.read_json(io.join(folder, "run.json"))
+        except (OSError, ValueError):
             return None
+        if not isinstance(record, dict) or record.get("job") not in jobs or not isinstance(record.get("config"), dict):
+            return None
+        return []
+
+    return recognise
+
+
+def recognise_csv(tables: Mapping[str, Iterable[str]], allowed: Iterable[str] = ()) -> Recognise:
+    """A layout recognised by content: every CSV file of ``tables`` present with (at least) its columns in its
+    header line, and no entry outside ``tables`` and ``allowed``."""
+    tables = {name: set(columns) for name, columns in tables.items()}
+    names_ok = set(tables) | set(allowed)
+
+    def recognise(folder: str, names: list[str]) -> list[str] | None:
+        if not set(tables) <= set(names) or not set(names) <= names_ok:
+            return None
+        for name, columns in tables.items():
+            try:
+                with io.open_input_file(io.join(folder, name)) as fh:
+                    header = fh.read(1 << 16).split(b"\n", 1)[0].decode("utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                return None
+            if not columns <= set(header.split(",")):
+                return None
+        return []
 
     return recognise
 
@@ -291,5 +548,6 @@ def recognise_names(required: Iterable[str], allowed: Iterable[str] = (), patter
     return recognise
 
 
-__all__ = ["KINDS", "MARKER_NAME", "check_claim", "claim", "clear", "entries", "open_output", "read_marker",
-           "recognise_names", "recognise_run", "record", "recorded", "remove"]
+__all__ = ["KINDS", "MARKER_NAME", "assert_claimed", "check_apart", "check_claim", "check_output", "claim", "claim_file",
+           "claim_output", "clear", "discard_staging", "make_staging", "remove_if", "replace_files", "entries", "open_output", "read_marker",
+           "recognise_csv", "recognise_names", "recognise_run", "record", "recorded", "remove"]

@@ -31,6 +31,7 @@ from typing import Any
 from ser_models import io
 from ser_models.config import key_default, speed_only_keys, to_dict
 from ser_models.exceptions import ConfigError, ResumeMismatchError
+from ser_models.ownership import assert_claimed
 
 RUN_FILE = "run.json"
 RUN_FORMAT = 1
@@ -77,9 +78,11 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
             a start at that value goes on (with a log line), any other value is refused, naming the key, this
             start's value, the default, and how to go on.
         ConfigError: the folder holds another job's run, or a record this version cannot read.
+        ForeignFolderError: the job did not claim ``output_dir`` first (:func:`ser_models.ownership.claim_output`).
     """
     base = str(output_dir).rstrip("/")
     path = f"{base}/{RUN_FILE}"
+    assert_claimed(base)  # the job claimed its folder first (ownership.claim_output): nothing lands in a foreign one
     # Through JSON once, so that tuples and lists (and numpy scalars) compare as the stored record does.
     speed_only = tuple(extra_speed_only)
     schema = type(cfg) if dataclasses.is_dataclass(cfg) else None

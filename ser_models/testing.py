@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,3 +347,39 @@ def build_segment_pool(root: str | Path, seed: int = 11, audio_format: str = "pc
     prepare_pool(PoolConfig(manifest=str(root / "segments" / "segments.parquet"), output_dir=str(root / "pool"),
                             audio_format=audio_format, num_workers=1))
     return root / "pool"
+
+
+def claimed_check_run(folder, job: str, *args, **kwargs):
+    """:func:`ser_models.provenance.check_run` as a job calls it: on ``folder`` claimed (a marked ``run``
+    folder whose lock this process holds) for the call."""
+    from ser_models.ownership import claim_output
+    from ser_models.provenance import check_run
+
+    with claim_output(folder, "run"):
+        return check_run(folder, job, *args, **kwargs)
+
+
+@contextmanager
+def beating_lock(path, every: float = 0.1):
+    """While open: the holder of the lock file ``path`` (a record of another machine) beats, rewriting it with
+    its ``beat`` counter raised every ``every`` s, as a live writer elsewhere would (its clock is not touched)."""
+    import json
+    import os
+    import threading
+
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(every):
+            rec = json.loads(Path(path).read_text())
+            tmp = Path(f"{path}.beat.tmp")
+            tmp.write_text(json.dumps({**rec, "beat": int(rec.get("beat") or 0) + 1}))
+            os.replace(tmp, path)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -60,6 +60,7 @@ from ser_models.active.evaluation_sizes import (
 from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.io import StoragePath, exists, read_parquet, write_json_atomic, write_parquet_atomic
+from ser_models.locks import fenced_for
 
 __all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "RunEvaluation", "check_evaluation_pool",
            "draw_evaluation_sets", "evaluation_sets", "evaluation_source", "resolve_sizes", "unit_column",
@@ -440,8 +441,9 @@ def evaluation_sets(pool, folder: StoragePath, cfg: EvaluationConfig, seed: int,
             log(f"warning: {warning}")
     if budget is not None:
         _check_budget(budget, clips, held, selection, summary, cfg)
-    write_json_atomic(folder / "evaluation.json", summary)
-    write_parquet_atomic(path, pa.Table.from_pandas(selection, preserve_index=False))  # last: the draw is done
+    with fenced_for(path):  # only while the run folder's lock is still ours, with no take-over in between
+        write_json_atomic(folder / "evaluation.json", summary)
+        write_parquet_atomic(path, pa.Table.from_pandas(selection, preserve_index=False))  # last: the draw is done
     sets = ", ".join(f"{p} {summary[p]['clips']} clips ({summary[p]['seconds'] / 3600:.2f} h, {summary[p]['units']} "
                      f"units)" for p in EVALUATION_PURPOSES if p in summary)
     extra = summary["held_out"]["clips"] - len(selection)

@@ -15,8 +15,9 @@ reads as all ``train``.
 Appends never lose a row another process committed: each append takes the ledger's own short lock (a
 ``.<file>.lock`` lock file beside it, :class:`~ser_models.locks.FolderLock`; a second appender waits up to
 :data:`APPEND_WAIT_S`), *re-reads the file* under it, checks the new rows against what is there now, and
-writes the union. When this process holds the run folder's lock, that lock is checked right before the
-write, so a writer whose run lock was taken over stops without committing.
+writes the union. The write is fenced (:func:`~ser_models.locks.fenced_for`): it happens only while the append
+lock, and the run folder's lock when this process holds it, still name this writer, so a writer whose lock was
+taken over (while it was paused, say) stops without committing.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ser_models import io
 from ser_models.exceptions import LedgerError
-from ser_models.locks import FolderLock, assert_held_for
+from ser_models.locks import FolderLock, fenced_for
 
 __all__ = ["DIMENSION_COLUMNS", "LEDGER_SCHEMA", "PURPOSES", "TARGETS_SCHEMA", "LabelLedger", "LedgerView"]
 
@@ -112,7 +114,9 @@ class LabelLedger:
         if not io.exists(self.path):
             return LEDGER_SCHEMA.empty_table()
         try:
-            table = io.read_parquet(self.path)
+            # One read of the whole file: a reader that opened it twice (footer, then pages) while an append
+            # renamed a new version over it mixed the two ("Page was smaller than expected").
+            table = pq.read_table(pa.BufferReader(io.read_bytes(self.path)))
         except Exception as exc:
             raise LedgerError(f"cannot read label ledger {self.path}: {exc}") from exc
         for name in (*DIMENSION_COLUMNS, "seconds", "annotator", "soft_label"):  # ledgers written before them
@@ -250,8 +254,10 @@ class LabelLedger:
             "purpose": pa.array([purpose] * n, pa.string()),
         }, schema=LEDGER_SCHEMA)
         table = pa.concat_tables([self._table, new])
-        assert_held_for(self.path)  # the run's lock, when this process holds it: still ours before the commit
-        io.write_parquet_atomic(self.path, table)
+        # The commit: only while the append lock (and the run's lock, when this process holds it) still names this
+        # writer, with no take-over in between.
+        with fenced_for(self.path):
+            io.write_parquet_atomic(self.path, table)
         self._table = table
         return n
 

@@ -46,7 +46,8 @@ def drop_build(out: str, build: str) -> None:
 def legacy_pool(folder: str, names: list[str]) -> list[str] | None:
     """The builds to record when ``folder`` is a pool written before ownership markers; None when it is not.
 
-    The rule: ``summary.json`` reads as a pool summary, and every other entry is a build folder it names, a
+    The rule: ``summary.json`` reads as a pool summary (a ``fingerprint``; the build folders it reads from
+    exist), and every other entry is a build folder it names, a
     folder named the way only this platform names builds (``build-<YYYYmmddTHHMMSS>-<8 hex>``: a crash's
     leftover), or, for a pre-version-2 summary (no ``build`` key), ``data/``, ``quarantine.parquet`` or
     ``config.yaml``. Any other entry, or no summary, and the folder is not adopted.
@@ -59,6 +60,8 @@ def legacy_pool(folder: str, names: list[str]) -> list[str] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not isinstance(summary, dict) or "fingerprint" not in summary:
+        return None
+    if not live <= set(names):  # a summary naming builds that are not there describes another folder
         return None
     old_layout = {"data", "quarantine.parquet", "config.yaml"} if "build" not in summary else set()
     children = []

@@ -108,7 +108,7 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from ser_models.locks import assert_held_for
+from ser_models.locks import fenced_for
 from ser_models.progress import StageProgress, WrittenRows
 
 #: Bumped when the pool's layout or decoding changes, so old pools are rebuilt.
@@ -245,7 +245,8 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
     out = _canonical(cfg.output_dir)
     fingerprint = fingerprint or pool_fingerprint(cfg)
     # Refuses a folder that is not a pool of ours (nothing is written there), and a second writer.
-    with ownership.open_output(out, "pool", what="pool", recognise=legacy_pool):
+    with ownership.claim_output(out, "pool", what="pool", recognise=legacy_pool,
+                                inputs={"manifest": cfg.manifest}):
         return _prepare_locked(cfg, out, fingerprint, t0)
 
 
@@ -351,8 +352,8 @@ def _update(cfg: PoolConfig, out: str, current: dict, manifest: pd.DataFrame, fi
     if unchanged:  # e.g. rows reordered, or a column the pool does not keep: same pool, new fingerprint
         record = {**current, "fingerprint": fingerprint, "clips_in": len(manifest), "decoded": 0, "added": 0,
                   "relabelled": 0, "moved": 0, "dropped": 0, "seconds": round(time.perf_counter() - t0, 3)}
-        assert_held_for(join(out, "summary.json"))
-        write_json_atomic(join(out, "summary.json"), record)
+        with fenced_for(join(out, "summary.json")):
+            write_json_atomic(join(out, "summary.json"), record)
         return record
 
     staging = join(out, build)
@@ -438,9 +439,10 @@ def _commit(cfg: PoolConfig, out: str, build: str, files: dict[str, list[str]], 
     record = {**summary.to_dict(), "build": build, "files": f"{build}/{FILES_NAME}",
               "quarantine": f"{build}/quarantine.parquet", "config": to_dict(cfg)}
     # The commit point: one atomic write switches readers from the old version to this one; only while this
-    # writer still holds the pool's lock (a writer whose stale lock was taken over stops here).
-    assert_held_for(join(out, "summary.json"))
-    write_json_atomic(join(out, "summary.json"), record)
+    # writer still holds the pool's lock, with no take-over in between (a writer whose lock was taken over stops
+    # here).
+    with fenced_for(join(out, "summary.json")):
+        write_json_atomic(join(out, "summary.json"), record)
     return record
 
 def _canonical(uri: str) -> str:

@@ -21,6 +21,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from ser_models.encoders.config import EncoderConfig
+from ser_models.encoders.content_hash import file_digest, hash_files
 from ser_models.encoders.preprocessing import resolve_normalize_waveform
 from ser_models.encoders.presets import TINY_PRESETS, family_classes
 from ser_models.exceptions import CheckpointError, EncoderError
@@ -29,7 +30,13 @@ from ser_models.io import filesystem, write_bytes_atomic
 #: 16 kHz input / total conv stride 320.
 FRAME_RATE = 50.0
 SAMPLE_RATE = 16_000
-#: Above this many weights the fingerprint hashes config + checkpoint file instead of every tensor.
+#: Version of the code that turns audio into features: waveform preparation, the padding-aware front end, the
+#: hidden states and their pooling (``masked_mean``). It enters every encoder :meth:`~Encoder.fingerprint`, and
+#: so every feature-cache key: bump it with any change that alters a clip's features, and regenerate
+#: ``tests/unit/encoders/golden_features.json`` (``SER_REGENERATE_GOLDEN=1``), which fails until you do.
+FEATURE_CODE_VERSION = 1
+#: Up to this many weights the fingerprint hashes every tensor (every tiny preset, Smart Turn's Whisper-tiny:
+#: milliseconds); above it, the files the weights came from (see :meth:`Encoder.portable_fingerprint`).
 _HASH_WEIGHTS_MAX_PARAMS = 20_000_000
 # Keys of HF configs that say where a model came from, not what it computes.
 _VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash", "_attn_implementation",
@@ -76,8 +83,9 @@ class Encoder(nn.Module):
         # Hashed now, before adapters are injected or weights train: it names the *base* weights that a
         # trainable-only checkpoint or a feature cache was computed over.
         self._base_params = sum(p.numel() for p in hf_model.parameters())
-        self._fingerprint = self._compute_fingerprint()
-        self._portable_fingerprint = None
+        self._portable_fingerprint = self._compute_fingerprint()
+        self._fingerprint = hashlib.sha256(
+            f"{self._portable_fingerprint};feature_code={FEATURE_CODE_VERSION}".encode()).hexdigest()
 
     @property
     def num_layers(self) -> int:
@@ -224,53 +232,68 @@ class Encoder(nn.Module):
         return torch.cat([nn.functional.pad(c, (0, width - c.shape[-1])) for c in clips])
 
     def fingerprint(self) -> str:
-        """sha256 (hex) naming the base encoder: its config plus its weights.
+        """sha256 (hex) naming the features this encoder computes: :meth:`portable_fingerprint` (its config and
+        weights, by content) and :data:`FEATURE_CODE_VERSION` (the code that computes them). What names a
+        feature cache and a checkpoint's ``encoder_fingerprint``.
 
-        Stable across processes. Small models hash every weight tensor; large ones (over 20M parameters,
-        whose weights come from files) hash the config, the source and the bytes of ``cfg.checkpoint``.
-        Computed when the encoder is built, before adapters are injected.
+        Stable across processes and folder moves. Computed when the encoder is built, before adapters are
+        injected.
         """
         return self._fingerprint
 
     def portable_fingerprint(self) -> str:
-        """sha256 (hex) naming the base encoder by content alone, wherever its files live.
+        """sha256 (hex) naming the base encoder by content alone, wherever its files live: what a checkpoint's
+        encoder reference records, so a bump of :data:`FEATURE_CODE_VERSION` still finds the weights.
 
-        Equal to :meth:`fingerprint` for encoders it hashes weight by weight (up to 20M parameters, the tiny
-        presets and Whisper-tiny included). A larger one's :meth:`fingerprint` hashes its ``source`` string,
-        which changes when its folder moves; here a local folder's files (``*.json``, ``*.safetensors``,
-        ``*.bin`` at its top level, by name and bytes) are hashed instead. Computed on first use (a large
-        folder is read once per process), from the files, so adapters injected since do not change it.
+        It hashes the HF config (without the keys that say where it came from), the family, the resolved
+        waveform normalisation, and the weights:
+
+        * up to 20M parameters (every tiny preset, Smart Turn's Whisper-tiny), every tensor as loaded
+          (``cfg.checkpoint`` included);
+        * above, the files they came from: a local folder's ``*.safetensors``, ``*.bin``, ``config.json`` and
+          ``preprocessor_config.json`` by name and bytes (:func:`~ser_models.encoders.content_hash.hash_files`,
+          each file's sha256 cached beside it in ``.ser-hashes.json`` by size, mtime and inode); a hub id's
+          resolved revision (the config's ``_commit_hash`` where transformers sets it; transformers 5 does
+          not, so the files of the cached snapshot folder it resolved to are hashed as a folder's are); plus the
+          bytes of ``cfg.checkpoint``.
+
+        Never a path: a moved folder keeps its fingerprint, and new weights saved into the same folder change it.
         """
-        if self._portable_fingerprint is None:
-            moves = self._base_params > _HASH_WEIGHTS_MAX_PARAMS and Path(self.cfg.source).expanduser().is_dir()
-            self._portable_fingerprint = self._compute_fingerprint(portable=True) if moves else self._fingerprint
         return self._portable_fingerprint
 
-    def _compute_fingerprint(self, portable: bool = False) -> str:
+    def _compute_fingerprint(self) -> str:
         h = hashlib.sha256()
         conf = {k: v for k, v in self.hf_config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
         h.update(json.dumps(conf, sort_keys=True, default=str).encode())
         h.update(f"family={self.family};normalize={self.normalize_waveform}".encode())
-        n_params = self._base_params  # counted at build, before adapters add any
-        if portable:
-            folder = Path(self.cfg.source).expanduser()
-            for file in sorted(f for pattern in ("*.json", "*.safetensors", "*.bin") for f in folder.glob(pattern)):
-                h.update(f"file={file.name}".encode())
-                with open(file, "rb") as fh:
-                    while chunk := fh.read(1 << 24):
-                        h.update(chunk)
-            if self.cfg.checkpoint:
-                _hash_file(h, self.cfg.checkpoint)
-            return h.hexdigest()
-        if n_params <= _HASH_WEIGHTS_MAX_PARAMS:
+        # _base_params: counted at build, before adapters add any.
+        weights = None if self._base_params <= _HASH_WEIGHTS_MAX_PARAMS else self._weight_files_identity()
+        if weights is None:  # every tensor as loaded (cfg.checkpoint included)
             for name, tensor in sorted(self.hf_model.state_dict().items()):
                 h.update(name.encode())
                 h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        else:
-            h.update(f"source={self.cfg.source}".encode())
-            if self.cfg.checkpoint:
-                _hash_file(h, self.cfg.checkpoint)
+            return h.hexdigest()
+        h.update(weights.encode())
+        if self.cfg.checkpoint:
+            h.update(f";checkpoint={file_digest(self.cfg.checkpoint)}".encode())
         return h.hexdigest()
+
+    def _weight_files_identity(self) -> str | None:
+        """What names a large encoder's weights by content: ``files=<hash_files of its folder>`` (a local folder,
+        or a hub id's cached snapshot), ``revision=<commit>`` (a hub config carrying ``_commit_hash``), or None
+        when neither is found (the tensors are hashed then)."""
+        folder = Path(self.cfg.source).expanduser()
+        if folder.is_dir():
+            return f"files={hash_files(folder)}"
+        commit = getattr(self.hf_config, "_commit_hash", None)
+        if commit:
+            return f"revision={commit}"
+        snapshot = _hub_snapshot(self.cfg.source)
+        if snapshot is not None:
+            return f"files={hash_files(snapshot)}"
+        print(f"model.encoder.source={self.cfg.source!r}: no revision or cached snapshot folder found for the "
+              "fingerprint; hashing the loaded weights instead")
+        return None
 
     def extra_repr(self) -> str:
         return (f"family={self.family!r}, source={self.cfg.source!r}, layers={self.num_layers}, "
@@ -278,12 +301,14 @@ class Encoder(nn.Module):
                 f"normalize_waveform={self.normalize_waveform} ({self.normalize_reason})")
 
 
-def _hash_file(h, path: str) -> None:
-    """Feed the bytes of ``path`` (local path or URI) to the hash ``h``, 16 MiB at a time."""
-    fs, p = filesystem(path)
-    with fs.open_input_stream(p) as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
+def _hub_snapshot(source: str) -> Path | None:
+    """The cached snapshot folder of the hub id ``source`` (the revision transformers loads offline), or None."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # not a hub id, or not in the cache
+        return None
 
 
 def _load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, PreTrainedModel]:

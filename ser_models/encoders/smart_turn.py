@@ -358,6 +358,15 @@ def _check_against_whisper(config: dict, tensors: dict[str, np.ndarray]) -> None
 # --------------------------------------------------------------------------------------------- writing
 
 
+def _recognise_import(folder: str, names: list[str]) -> list[str] | None:
+    """An encoder folder this importer wrote: an ``import.json`` that reads back with the ONNX member's hash."""
+    try:
+        ok = "import.json" in names and "onnx_sha256" in json.loads((Path(folder) / "import.json").read_text())
+    except (OSError, ValueError, TypeError):
+        ok = False
+    return [] if ok else None
+
+
 def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
                       cache_dir: Path | str | None = None, force: bool = False, quiet: bool = False) -> Path:
     """Write the Smart Turn Whisper-tiny encoder as a HF folder (reused when already imported).
@@ -376,7 +385,8 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
     Raises:
         EncoderImportError: checksum or graph mismatch, or the wheel cannot be fetched.
     """
-    from ser_models.io import begin_dir_swap, commit_dir_swap, delete_dir, finish_dir_swap
+    from ser_models.io import abort_dir_swap, begin_dir_swap, commit_dir_swap, finish_dir_swap
+    from ser_models.ownership import check_apart, check_claim
 
     out = Path(out_dir)
     stamp = out / "import.json"
@@ -387,11 +397,9 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
                 return out
         except (OSError, ValueError):
             pass
-    if out.is_dir() and any(out.iterdir()) and not stamp.exists():
-        # Only a folder this importer made (it holds import.json) is ever replaced.
-        raise EncoderImportError(f"{out} is a non-empty folder that holds no Smart Turn import "
-                                 f"({', '.join(sorted(p.name for p in out.iterdir())[:5])}): pass an empty or new "
-                                 "folder")
+    # Only a new or empty folder, or one this importer made (its import.json reads back), is ever replaced.
+    check_apart(out, {"--source": source}, key="out_dir")
+    check_claim(out, "encoder", _recognise_import)
     from safetensors.numpy import save_file
     from transformers import WhisperConfig, WhisperFeatureExtractor
 
@@ -422,7 +430,7 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
         }
         (t / "import.json").write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
     except BaseException:
-        delete_dir(t)
+        abort_dir_swap(out, "import.json")
         raise
     commit_dir_swap(out, "import.json")
     if not quiet:

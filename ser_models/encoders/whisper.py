@@ -105,8 +105,9 @@ class WhisperSpeechEncoder(Encoder):
 
     def fingerprint(self) -> str:
         """:meth:`Encoder.fingerprint`, plus the window mode in ``trim`` mode: trimmed windows give other
-        features, so a feature cache built with full windows is never read for trimmed ones (``full`` keeps the
-        fingerprint it always had). :meth:`portable_fingerprint` names the weights alone and ignores the mode."""
+        features, so a feature cache built with full windows is never read for trimmed ones (``full`` gives
+        :meth:`Encoder.fingerprint` itself). :meth:`portable_fingerprint` names the weights alone and ignores the
+        mode."""
         bucket = self.trim_frames
         if bucket is None:
             return self._fingerprint

@@ -38,6 +38,9 @@ def run_export(cfg: ExportConfig) -> dict:
 
     if not cfg.checkpoint:
         raise ConfigError("jobs.export needs checkpoint=<checkpoint folder or run>")
+    from ser_models.ownership import claim_file
+
+    claim_file(cfg.output, inputs={"checkpoint": cfg.checkpoint, "encoder_source": cfg.encoder_source})
     report = export_checkpoint(cfg.checkpoint, cfg.output, cfg.quantize, cfg.encoder_source)
     print(json.dumps(report))
     return report

@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 from ser_models import io
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, ManifestError
+from ser_models.ownership import claim_file, claim_output, replace_files
 
 FORMATS = ("lhotse", "hf", "nemo")
 #: The label field each format names when ``label_field`` is empty.
@@ -123,6 +124,7 @@ def _first_item(src: str) -> dict:
 
 def run_import(cfg: ConvertConfig, log=print):
     """Import ``cfg.input`` into ``cfg.output``; returns ``(manifest, report)``."""
+    claim_file(cfg.output, inputs={"input": cfg.input, "recordings": cfg.recordings})
     fmt = cfg.format or detect_format(cfg.input)
     label_field = cfg.label_field or DEFAULT_LABEL_FIELDS[fmt]
     if fmt != "lhotse" and cfg.kind != "segments":
@@ -150,26 +152,34 @@ def run_export(cfg: ConvertConfig, log=print):
     what the writer returns (the files)."""
     from ser_models.formats.sources import export_table
 
-    kind, rows = export_table(cfg.input, pool_dir=cfg.pool_dir, segments=cfg.segments)
-    log(f"export {kind} {cfg.input}: {len(rows)} rows")
     label_field = cfg.label_field or DEFAULT_LABEL_FIELDS[cfg.to]
+    inputs = {"input": cfg.input, "pool_dir": cfg.pool_dir, "segments": cfg.segments}
     if cfg.to == "nemo":
         from ser_models.formats.nemo_manifest import write_nemo
 
         if os.path.splitext(cfg.output)[1].lower() not in (".json", ".jsonl"):
             raise ConfigError(f"output={cfg.output}: a NeMo manifest is one file ending in .json or .jsonl")
+        claim_file(cfg.output, inputs=inputs)
+        kind, rows = export_table(cfg.input, pool_dir=cfg.pool_dir, segments=cfg.segments)
+        log(f"export {kind} {cfg.input}: {len(rows)} rows")
         return write_nemo(rows, cfg.output, label_field=label_field, log=log)
-    from ser_models.ownership import clear, open_output
-
-    with open_output(cfg.output, "export", log=log):
-        clear(cfg.output, "export")  # an earlier export's files (another split, a dropped file) must not linger
+    # An export folder is ours; what a person added to it stays. The files of the previous export that this
+    # one does not write again (another split, a dropped file) are deleted: the marker lists them.
+    with claim_output(cfg.output, "export", inputs=inputs, key="output", log=log):
+        kind, rows = export_table(cfg.input, pool_dir=cfg.pool_dir, segments=cfg.segments)
+        log(f"export {kind} {cfg.input}: {len(rows)} rows")
         if cfg.to == "lhotse":
             from ser_models.formats.lhotse_manifest import write_lhotse
 
-            return write_lhotse(rows, cfg.output, label_field=label_field, log=log)
-        from ser_models.formats.hf_dataset import write_hf
+            files = write_lhotse(rows, cfg.output, label_field=label_field, log=log)
+        else:
+            from ser_models.formats.hf_dataset import write_hf
 
-        return write_hf(rows, cfg.output, label_field=label_field, labels=cfg.labels, log=log)
+            files = write_hf(rows, cfg.output, label_field=label_field, labels=cfg.labels, log=log)
+        written = list(files.values()) if isinstance(files, dict) else list(files)
+        for gone in replace_files(cfg.output, "export", written):
+            log(f"removed {gone}: written by the previous export of {cfg.output}, not by this one")
+        return files
 
 
 def convert(cfg: ConvertConfig, log=print):

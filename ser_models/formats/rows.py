@@ -46,6 +46,7 @@ import pyarrow as pa
 from ser_models import io
 from ser_models.exceptions import ConfigError, ManifestError
 from ser_models.names import MAX_ID_CHARS, id_problem
+from ser_models.ownership import remove_if
 
 #: Columns a segments manifest is written with (those with any value), in this order, then the extras.
 SEGMENT_COLUMNS = ("utt_id", "path", "start", "end", "channel", "recording", "speaker", "label", "arousal",
@@ -397,12 +398,18 @@ def finish(rows: Sequence[Row], *, source: str, fmt: str, output: str, kind: str
         neutralise_frame(listing).to_csv(buffer, index=False)
         io.write_bytes_atomic(refused_file, buffer.getvalue().encode())
         report.notes.append(f"refused rows listed in {refused_file}")
-    elif io.exists(refused_file):
-        io.fs_delete(refused_file)  # a list from an earlier import of this output would describe other rows
+    elif io.exists(refused_file):  # a list from an earlier import of this output would describe other rows
+        remove_if(refused_file, _is_refusal_listing, "a list of refused rows")
     if extra_files is not None:
         report.notes += extra_files(taken)
     log(report.format())
     return frame, report
+
+
+def _is_refusal_listing(path: str) -> bool:
+    """The file reads as the refused-rows listing an import writes (its header is exactly ours)."""
+    with io.open_input_file(path) as fh:
+        return fh.read(64).split(b"\n", 1)[0].strip() == b"row,id,reason,detail"
 
 
 __all__ = ["KINDS", "KNOWN_FIELDS", "RECORDING_COLUMNS", "SEGMENT_COLUMNS", "ImportReport", "Row", "audio_info", "finish",

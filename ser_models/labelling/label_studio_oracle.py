@@ -122,6 +122,10 @@ class LabelStudioConfig:
         for key, value, allowed in checks:
             if value not in allowed:
                 raise ConfigError(f"active.label_studio.{key} must be one of {list(allowed)}, got {value!r}")
+        if "@" in self.url.split("://", 1)[-1].split("/", 1)[0]:
+            raise ConfigError("active.label_studio.url holds a user name or password: credentials never go in a "
+                              "config (config.yaml keeps it beside the run). Give the URL without them and the access "
+                              f"token in the ${self.api_key_env} environment variable")
         if self.annotators < 1:
             raise ConfigError(f"active.label_studio.annotators must be >= 1, got {self.annotators}")
         if self.max_annotations and self.max_annotations < self.annotators:

@@ -39,7 +39,23 @@ class AdapterPretrainJobConfig:
             raise ConfigError("jobs.adapter_pretrain pre-trains model.wap: set model.wap.enabled=true")
 
 
+#: What the job writes into its ``output_dir`` besides ``run.json`` and ``config.yaml`` (an earlier
+#: version's folder holding a ``run.json`` of this job and only these names is adopted).
+ADAPTER_PRETRAIN_LAYOUT = ('adapter', 'adapter_metrics.json', 'adapter_loss.png', 'feature_cache', 'ray_train')
+
+
 def run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True):
+    """Pre-train the adapter on a parsed config (see :func:`_run_adapter_pretrain_job`)."""
+    from ser_models.ownership import claim_output
+
+    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
+    # version's run of it), outside every input; this process becomes its one writer.
+    with claim_output(cfg.output_dir, "run", job="jobs.adapter_pretrain", layout=ADAPTER_PRETRAIN_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}):
+        return _run_adapter_pretrain_job(cfg, verbose=verbose)
+
+
+def _run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True):
     """The job's work on a parsed config; returns the ``AdapterPretrainResult``."""
     from ser_models.data import Pool
     from ser_models.provenance import check_run

@@ -109,6 +109,10 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     from ser_models.provenance import check_run
 
     t0 = time.perf_counter()
+    # A folder that is not this job's, or that overlaps an input, is refused before anything is read.
+    from ser_models.ownership import check_output
+
+    check_output(cfg.output_dir, "run", job="jobs.after", layout=AFTER_RUN_LAYOUT, inputs=_inputs(cfg))
     # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
     # second, and a rerun with result-changing settings is refused before it touches the folder.
     if cfg.model.text.enabled:
@@ -135,14 +139,21 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
     # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
     # before anything is written there: a second jobs.after on it stops here, naming the first.
-    with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT):
+    with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT, inputs=_inputs(cfg)):
         check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.lineage},
                   config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
         return _run_claimed(cfg, pool, source, t0, verbose, on_round)
 
 
-def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...]):
-    """Refuse a folder that is not a run folder of ours, lock it and mark it (:func:`ser_models.ownership.open_output`).
+def _inputs(cfg: AfterJobConfig) -> dict:
+    """What the job reads, by config key (its output may be none of them, nor inside or around one)."""
+    return {"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source,
+            "model.encoder.checkpoint": cfg.model.encoder.checkpoint}
+
+
+def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...], inputs: dict | None = None):
+    """Refuse a folder that is not a run folder of ours or that overlaps an input, lock it and mark it
+    (:func:`ser_models.ownership.claim_output`).
 
     Returns:
         The held lock (a context manager).
@@ -151,9 +162,9 @@ def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...]):
         ForeignFolderError: the folder holds things this platform did not make.
         LockHeldError: another process runs in it.
     """
-    from ser_models.ownership import open_output, recognise_run
+    from ser_models.ownership import claim_output
 
-    return open_output(output_dir, "run", what="run folder", recognise=recognise_run(job, layout))
+    return claim_output(output_dir, "run", job=job, layout=layout, inputs=inputs, what="run folder")
 
 
 def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round):

@@ -40,7 +40,24 @@ class AnchorJobConfig:
 
 
 
+#: What the job writes into its ``output_dir`` besides ``run.json`` and ``config.yaml`` (an earlier
+#: version's folder holding a ``run.json`` of this job and only these names is adopted).
+ANCHOR_LAYOUT = ('checkpoint', 'metrics.json', 'confusion.png', 'ray_train', 'feature_cache', 'adapter_pretrain', 'statistics', 'speaker_stats.safetensors', 'learning_curve.png', 'anchors.json', 'cross_lingual.json')
+
+
 def run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "anchor", report=None,
+               callbacks: list | None = None):
+    """The job's work on a parsed config (see :func:`_run_anchor`)."""
+    from ser_models.ownership import claim_output
+
+    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
+    # version's run of it), outside every input; this process becomes its one writer.
+    with claim_output(cfg.output_dir, "run", job="jobs.anchor", layout=ANCHOR_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}):
+        return _run_anchor(cfg, verbose=verbose, run_name=run_name, report=report, callbacks=callbacks)
+
+
+def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "anchor", report=None,
                callbacks: list | None = None):
     """The job's work on a parsed config (``main`` and every ``base: anchor`` sweep trial call it).
 

@@ -349,11 +349,15 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     """
     from ser_models.config import resolve_paths, to_yaml
     from ser_models.data import Pool
-    from ser_models.ownership import open_output, recognise_run
+    from ser_models.ownership import check_output, claim_output, recognise_run
     from ser_models.provenance import check_run
 
     t_all = time.perf_counter()
     cfg = resolve_paths(cfg)  # fanned-out runs work in other folders: every path absolute
+    inputs = {"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source,
+              "model.encoder.checkpoint": cfg.model.encoder.checkpoint}
+    recognise = recognise_run("jobs.evidence", EVIDENCE_LAYOUT)
+    check_output(cfg.output_dir, "evidence", inputs=inputs, recognise=recognise)  # before anything is read
     check_evidence_config(cfg)
     pool = Pool.open(cfg.pool_dir)
     from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
@@ -362,8 +366,7 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     pool.check_evaluation_labels(cfg.model)
     # Ours (marked, or an earlier version's evidence folder) and this process its one writer, before anything
     # is written there; cv_choices/ below is deleted only inside a folder marked as evidence.
-    with open_output(cfg.output_dir, "evidence", what="evidence folder",
-                     recognise=recognise_run("jobs.evidence", EVIDENCE_LAYOUT)):
+    with claim_output(cfg.output_dir, "evidence", what="evidence folder", recognise=recognise, inputs=inputs):
         check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.lineage}, config_yaml=to_yaml(cfg))
         return _run_claimed(cfg, pool, t_all, verbose)
 

@@ -50,7 +50,25 @@ class FinetuneJobConfig:
 
 
 
+#: What the job writes into its ``output_dir`` besides ``run.json`` and ``config.yaml`` (an earlier
+#: version's folder holding a ``run.json`` of this job and only these names is adopted).
+FINETUNE_LAYOUT = ('checkpoint', 'metrics.json', 'confusion.png', 'ray_train', 'feature_cache', 'adapter_pretrain', 'statistics', 'speaker_stats.safetensors', 'learning_curve.png')
+
+
 def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str = "finetune", report=None,
+                 callbacks: list | None = None):
+    """The job's work on a parsed config (``main`` and every sweep trial of ``base: finetune`` call it); see
+    :func:`_run_finetune`."""
+    from ser_models.ownership import claim_output
+
+    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
+    # version's run of it), outside every input; this process becomes its one writer.
+    with claim_output(cfg.output_dir, "run", job="jobs.finetune", layout=FINETUNE_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "init_checkpoint": cfg.init_checkpoint, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}):
+        return _run_finetune(cfg, verbose=verbose, run_name=run_name, report=report, callbacks=callbacks)
+
+
+def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str = "finetune", report=None,
                  callbacks: list | None = None):
     """The job's work on a parsed config (``main`` and every sweep trial of ``base: finetune`` call it).
 

@@ -104,6 +104,21 @@ def resolve_checkpoint(path: str) -> str:
     raise CheckpointError(f"checkpoint={path!r}: no model.json in " + ", ".join(tried))
 
 
+def checkpoint_identity(checkpoint: str) -> str:
+    """What a rerun's resume check knows the checkpoint by: its files by content (``model.json``, the weights,
+    speaker statistics: every file at the top of the folder but hidden ones), never its path. A checkpoint moved
+    elsewhere keeps its identity; new weights saved into the same folder change it, and the rerun is refused.
+
+    Hashed without the sidecar cache (the folder belongs to the run that trained it); predict reads it whole
+    anyway.
+    """
+    from ser_models.encoders.content_hash import ALL_FILES, hash_files
+    from ser_models.io import complete_dir
+
+    folder = complete_dir(checkpoint, "model.json") or checkpoint  # the version load_checkpoint reads
+    return "sha256:" + hash_files(folder, ALL_FILES, cache=False)
+
+
 def plan_shards(pool, split: str, shard_rows: int) -> list[list[str]]:
     """Group the pool's Parquet files (of ``split``, or all) into shards of about ``shard_rows`` clips, in a
     fixed order (file names sorted): ``[[file, ...], ...]`` as full paths on the pool's filesystem."""
@@ -260,7 +275,23 @@ def _write_timeline(cfg: PredictJobConfig, out, n_shards: int, labels: list[str]
     return {"segments": len(timeline), "recordings": int(timeline["recording"].nunique()), "plot": plot}
 
 
+#: What the job writes into its ``output_dir`` besides ``run.json`` and ``config.yaml`` (an earlier
+#: version's folder holding a ``run.json`` of this job and only these names is adopted).
+PREDICT_LAYOUT = ('predictions', 'plan.json', 'summary.json', 'pool', 'segments', 'feature_cache', 'timeline.parquet', 'speaker_stats.safetensors', 'predictions.parquet')
+
+
 def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
+    """The job's work on a parsed config; returns the summary (see :func:`_run_predict`)."""
+    from ser_models.ownership import claim_output
+
+    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
+    # version's run of it), outside every input; this process becomes its one writer.
+    with claim_output(cfg.output_dir, "run", job="jobs.predict", layout=PREDICT_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "recordings": cfg.recordings, "encoder_source": cfg.encoder_source}):
+        return _run_predict(cfg, verbose=verbose)
+
+
+def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     """The job's work on a parsed config; returns the summary.
 
     Raises:
@@ -315,7 +346,8 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         pool_dir = cfg.pool_dir
     pool = Pool.open(pool_dir)
     check_run(cfg.output_dir, "jobs.predict", cfg, inputs={"pool": pool.lineage,
-                                                           "checkpoint": checkpoint}, config_yaml=to_yaml(cfg))
+                                                           "checkpoint": checkpoint_identity(checkpoint)},
+              config_yaml=to_yaml(cfg))
     plan_path = out / PLAN_FILE
     if exists(plan_path):
         plan = read_json(plan_path)

@@ -4,8 +4,8 @@ When the encoder is frozen (``model.adapter.kind=frozen``) and pooling is a mask
 trainable part only ever sees the per-layer mean-pooled encoder output [L, D] of a clip: the learned layer
 weighting is linear, so it commutes with the mean (``EmotionModel.forward_from_pooled``). Those [L, D] features
 are computed once per (clip, encoder) and stored as Parquet keyed by clip id under a folder named by the
-encoder's fingerprint (config + weights), so a changed encoder (e.g. a new TAPT checkpoint) never reuses
-stale features.
+encoder's fingerprint (config + weights by content, and the feature code's version), so a changed encoder (e.g.
+a new TAPT checkpoint, or new weights saved into the same folder) never reuses stale features.
 
 With ``model.functionals=egemaps`` (or ``auto``) the same actors also compute each clip's 88 eGeMAPS
 functionals from the audio they already hold (``ser_models.encoders.functionals``) into a ``functionals``
@@ -44,7 +44,7 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from ser_models.locks import assert_held_for
+from ser_models.locks import fenced_for
 from ser_models.progress import StageProgress, WrittenRows, progress_line
 from ser_models.scoring.cache_guard import (
     CACHE_LOCK_WAIT_S,
@@ -145,12 +145,17 @@ def feature_settings(scorer_cfg=None) -> dict:
 
 def feature_cache_key(pool, encoder, scorer_cfg=None) -> str:
     """sha256 naming the cached features of ``pool`` (its lineage: the same while it grows or is relabelled,
-    new after a rebuild) under ``encoder`` (its weights and config) made with ``scorer_cfg``'s result keys
-    (:func:`feature_settings`; None = the defaults, as :meth:`FeatureCache.build` takes None: pass both the same
-    config): a shared cache folder never serves one pool's features to another, nor bf16 or cropped features to
-    a run with other settings, and a grown pool's cache only encodes its new clips."""
+    new after a rebuild) under ``encoder`` (:meth:`~ser_models.encoders.Encoder.fingerprint`: its config and
+    weights by content) computed by this version of the feature code (``FEATURE_CODE_VERSION``, which the
+    fingerprint holds too) made with ``scorer_cfg``'s result keys (:func:`feature_settings`; None = the defaults,
+    as :meth:`FeatureCache.build` takes None: pass both the same config): a shared cache folder never serves one
+    pool's features to another, nor bf16 or cropped features to a run with other settings, nor features the
+    code computed differently before, and a grown pool's cache only encodes its new clips."""
+    from ser_models.encoders.encoder import FEATURE_CODE_VERSION
+
     settings = json.dumps(feature_settings(scorer_cfg), sort_keys=True)
-    return hashlib.sha256(f"{pool_lineage(pool)}:{encoder.fingerprint()}:{settings}".encode()).hexdigest()
+    return hashlib.sha256(f"{pool_lineage(pool)}:{encoder.fingerprint()}:feature_code={FEATURE_CODE_VERSION}:"
+                          f"{settings}".encode()).hexdigest()
 
 
 class FeatureCache:
@@ -388,9 +393,9 @@ class FeatureCache:
             self.last_encoded = clips
             if ready:
                 _PINNED.pop(str(self.dir), None)  # a pinned table would miss the new clips
-                assert_held_for(self.dir / "meta.json")  # a writer whose lock was taken over publishes nothing
-                write_json_atomic(self.dir / "meta.json", {  # last: lists the new shard folder
-                    **meta, "clips": int(meta["clips"]) + clips, "shards": [*_shard_names(meta), shards]})
+                with fenced_for(self.dir / "meta.json"):  # a writer whose lock was taken over publishes nothing
+                    write_json_atomic(self.dir / "meta.json", {  # last: lists the new shard folder
+                        **meta, "clips": int(meta["clips"]) + clips, "shards": [*_shard_names(meta), shards]})
                 committed = True
                 if verbose:
                     print(f"  feature cache: {what} {clips} new clips in {time.perf_counter() - t0:.1f}s -> {out}")
@@ -406,10 +411,10 @@ class FeatureCache:
                 from ser_models.encoders.functionals import EGEMAPS_DIM
 
                 extra["functionals"] = {"set": self.functionals, "dim": EGEMAPS_DIM}
-            assert_held_for(self.dir / "meta.json")
-            write_json_atomic(self.dir / "meta.json", {  # last: marks the cache complete
-                "num_layers": num_layers, "hidden_size": hidden, "clips": clips, "kind": self.kind,
-                "fingerprint": self.fingerprint, "shards": [shards], **extra})
+            with fenced_for(self.dir / "meta.json"):
+                write_json_atomic(self.dir / "meta.json", {  # last: marks the cache complete
+                    "num_layers": num_layers, "hidden_size": hidden, "clips": clips, "kind": self.kind,
+                    "fingerprint": self.fingerprint, "shards": [shards], **extra})
             committed = True
             if verbose:
                 print(f"  feature cache: {what} {clips} clips once in {time.perf_counter() - t0:.1f}s -> {out}")

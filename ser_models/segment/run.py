@@ -34,13 +34,15 @@ from ser_models.io import (
     join,
     list_dir,
     parquet_problem,
+    read_json,
     read_parquet,
     storage_path,
     write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
 )
-from ser_models.ownership import open_output
+from ser_models.locks import fenced_for
+from ser_models.ownership import claim_output
 from ser_models.progress import StageProgress
 from ser_models.segment.config import SegmentConfig
 from ser_models.segment.overlap import labels_by_overlap
@@ -214,7 +216,8 @@ def segment_archive(cfg: SegmentConfig, verbose: bool = True) -> SegmentSummary:
     out = storage_path(cfg.output_dir)
     recordings = read_recordings(cfg.recordings)  # a malformed manifest fails before the folder is touched
     # Refuse a folder that is not a segment output of ours, and a second writer (both would mix frames files).
-    with open_output(out, "segments", what="segment output", recognise=_legacy_segments):
+    with claim_output(out, "segments", what="segment output", recognise=_legacy_segments,
+                      inputs={"recordings": cfg.recordings, "annotations": cfg.annotations}):
         return _segment_locked(cfg, out, recordings, t0, verbose)
 
 
@@ -225,7 +228,22 @@ SEGMENT_LAYOUT = ("segments.parquet", "rejected_segments.parquet", "quarantine.p
 
 
 def _legacy_segments(folder: str, names: list[str]) -> list[str] | None:
-    return [] if set(names) <= set(SEGMENT_LAYOUT) and {"frames", "summary.json"} & set(names) else None
+    """A segment output of an earlier version, recognised by content: only names of :data:`SEGMENT_LAYOUT`, a
+    ``summary.json`` that reads as a segmentation summary (or, for a run killed before it, a ``frames/``
+    folder and no summary), and tables that read as Parquet."""
+    if not set(names) <= set(SEGMENT_LAYOUT) or not {"frames", "summary.json"} & set(names):
+        return None
+    if "summary.json" in names:
+        try:
+            summary = read_json(join(folder, "summary.json"))
+        except (OSError, ValueError):
+            return None
+        fields = {f.name for f in dataclasses.fields(SegmentSummary)}
+        if not isinstance(summary, dict) or not fields <= set(summary):
+            return None
+    if any(parquet_problem(join(folder, n)) for n in names if n.endswith(".parquet")):
+        return None
+    return []
 
 
 def _segment_locked(cfg: SegmentConfig, out: str, recordings: pd.DataFrame, t0: float, verbose: bool) -> SegmentSummary:
@@ -286,8 +304,9 @@ def _segment_locked(cfg: SegmentConfig, out: str, recordings: pd.DataFrame, t0: 
         seconds=round(time.perf_counter() - t0, 3), output_dir=str(out),
     )
     write_bytes_atomic(join(out, "config.yaml"), to_yaml(cfg).encode())
-    write_json_atomic(join(out, "summary.json"), {**dataclasses.asdict(summary), "config": to_dict(cfg),
-                                                   "rules": dataclasses.asdict(rules)})
+    with fenced_for(join(out, "summary.json")):  # the output's commit: only while its lock is still ours
+        write_json_atomic(join(out, "summary.json"), {**dataclasses.asdict(summary), "config": to_dict(cfg),
+                                                       "rules": dataclasses.asdict(rules)})
     print(summary.table())
     return summary
 

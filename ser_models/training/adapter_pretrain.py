@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from ser_models.adapters.config import WapConfig
 from ser_models.adapters.wap import WAPTransformer, save_wap
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask as valid_frames
+from ser_models.ownership import discard_staging
 from ser_models.training.batching import ClipSet, StreamingClips, iterate_batches
 from ser_models.training.distributed import is_distributed, rank
 from ser_models.training.pretraining import TaptState
@@ -483,7 +483,7 @@ def run_adapter_pretrain(cache, train_ids: list[str], wap: WapConfig, cfg: Adapt
         incoming = begin_dir_swap(weights.parent, "wap.json")
         write_bytes_atomic(incoming / "wap.safetensors", (staging / "wap.safetensors").read_bytes())
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_staging(staging)
     write_json_atomic(incoming / "wap.json", {**info, "pretrain": to_dict(cfg), "clips": metrics["clips"],
                                               "final_loss": metrics["final_loss"], "frame_cache": str(cache.dir)})
     commit_dir_swap(weights.parent, "wap.json")

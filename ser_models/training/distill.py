@@ -26,7 +26,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from dataclasses import dataclass
 
@@ -37,6 +36,7 @@ from torch import nn
 from ser_models.config import RESULT, field
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
+from ser_models.ownership import discard_staging
 
 STUDENT_DIR = "student"
 METRICS_FILE = "distill_metrics.json"
@@ -251,7 +251,7 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
         incoming = begin_dir_swap(info_path.parent, info_path.name)
         write_bytes_atomic(incoming / WEIGHTS_FILE, (staging / WEIGHTS_FILE).read_bytes())
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_staging(staging)
     encoder = student_config(teacher, cfg, checkpoint=str(weights))
     write_json_atomic(incoming / info_path.name, {"encoder": to_dict(encoder), "teacher": to_dict(teacher),
                                                   "distill": to_dict(cfg), **counts})

@@ -36,7 +36,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from ser_models.io import (
     storage_path,
     write_bytes_atomic,
 )
+from ser_models.ownership import discard_staging
 from ser_models.training.batching import AUDIO_INPUT_COLUMNS, ClipSet
 from ser_models.training.kmeans_targets import Clusters, fit_clusters, resolve_targets
 from ser_models.training.pretraining import RESULT_FILE, WEIGHTS_FILE, plot_loss_curve, tapt_loop_per_worker
@@ -169,7 +169,7 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_
         incoming = begin_dir_swap(weights.parent, INFO_FILE)
         write_bytes_atomic(incoming / WEIGHTS_FILE, (staging / WEIGHTS_FILE).read_bytes())
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_staging(staging)
     write_json_atomic(incoming / INFO_FILE, {
         "source_encoder": to_dict(cfg.encoder),
         "encoder": to_dict(TaptResult(out, weights, metrics, seconds).encoder_config(cfg.encoder)),

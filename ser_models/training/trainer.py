@@ -12,8 +12,6 @@ Ray Train then writes its checkpoints there through ``storage_filesystem``)::
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from ser_models.io import (
 )
 from ser_models.metrics import plot_confusion
 from ser_models.model import META_FILE, reads_speakers
+from ser_models.ownership import discard_staging, make_staging
 from ser_models.training.batching import AUDIO_INPUT_COLUMNS, training_columns
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.distributed import GPU_BACKEND
@@ -159,7 +158,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
         # (written last) marks a complete version, so a kill at any point leaves one that loads.
         replace_dir(staging / MODEL_DIR, ckpt_dir, META_FILE)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_staging(staging)
     return _finish(model_cfg, output_dir, metrics, seconds, plots)
 
 
@@ -219,7 +218,7 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
     seconds = time.perf_counter() - t0
     if result.checkpoint is None:
         raise TrainingError(f"Ray Train run {run_name!r} in {output_dir} finished without a checkpoint")
-    staging = Path(tempfile.mkdtemp(prefix=f"ser-{run_name}-checkpoint-"))
+    staging = Path(make_staging(f"{run_name}-checkpoint"))
     result.checkpoint.to_directory(str(staging))
     return result, seconds, staging
 

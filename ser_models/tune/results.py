@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from ser_models.config import to_yaml
 from ser_models.io import storage_path, write_bytes_atomic, write_parquet_atomic
+from ser_models.locks import fenced_for
 from ser_models.tune.space import apply_values, trial_values
 from ser_models.tune.targets import TARGETS
 
@@ -89,7 +90,8 @@ def results_frame(grid, plan) -> pd.DataFrame:
 
 def write_results(frame: pd.DataFrame, output_dir: str) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    write_parquet_atomic(storage_path(output_dir) / "results.parquet", table)
+    with fenced_for(storage_path(output_dir) / "results.parquet"):  # a no-op unless a lock covers the sweep
+        write_parquet_atomic(storage_path(output_dir) / "results.parquet", table)
 
 
 def best_config(frame: pd.DataFrame, plan):
@@ -105,7 +107,8 @@ def write_best(frame: pd.DataFrame, plan, output_dir: str):
     best = frame.dropna(subset=["metric"]).iloc[0]
     header = (f"# Best trial {best['trial_id']} of the sweep in {output_dir}: {plan.metric} = {best['metric']:.4f}\n"
               f"# Run it as is: python -m jobs.{plan.cfg.base} best.yaml\n")
-    write_bytes_atomic(storage_path(output_dir) / "best.yaml", (header + to_yaml(cfg)).encode())
+    with fenced_for(storage_path(output_dir) / "best.yaml"):
+        write_bytes_atomic(storage_path(output_dir) / "best.yaml", (header + to_yaml(cfg)).encode())
     return cfg
 
 

@@ -361,7 +361,23 @@ def _tune_storage(cfg: SweepConfig) -> tuple[str, object | None]:
     return path, fs
 
 
+#: What the job writes into its ``output_dir`` besides ``run.json`` and ``config.yaml`` (an earlier
+#: version's folder holding a ``run.json`` of this job and only these names is adopted).
+SWEEP_LAYOUT = ('tune', 'trials', 'mlflow.db', 'results.parquet', 'best.yaml', 'report')
+
+
 def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
+    """Run the sweep, or resume it (see :func:`_run_sweep`)."""
+    from ser_models.ownership import claim_output
+
+    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
+    # version's run of it), outside every input; this process becomes its one writer.
+    with claim_output(cfg.output_dir, "run", job="jobs.sweep", layout=SWEEP_LAYOUT,
+                      inputs={"pool_dir": cfg.config.get("pool_dir") if isinstance(cfg.config, dict) else None}):
+        return _run_sweep(cfg, verbose=verbose)
+
+
+def _run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     """Run the sweep, or resume it when ``output_dir`` holds an unfinished one; write the outputs.
 
     Returns:

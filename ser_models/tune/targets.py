@@ -230,6 +230,7 @@ def adopt_checkpoint(checkpoint, output_dir: str, trial_id: str) -> str | None:
     from pathlib import Path
 
     from ser_models.io import write_bytes_atomic
+    from ser_models.locks import fenced_for
     from ser_models.ownership import claim, clear
     from ser_models.training.loop import STATE_FILE
 
@@ -240,7 +241,8 @@ def adopt_checkpoint(checkpoint, output_dir: str, trial_id: str) -> str | None:
         claim(output_dir, "run", recognise=recognise_trial)
         clear(output_dir, "run")
         print(f"trial {trial_id}: continues trial {origin['trial_id']}'s fit after epoch {origin['epoch']}")
-    write_bytes_atomic(_state_path(output_dir), state)
+    with fenced_for(_state_path(output_dir)):  # a no-op unless this process holds the trial folder's lock
+        write_bytes_atomic(_state_path(output_dir), state)
     return origin["trial_id"]
 
 

@@ -1,7 +1,7 @@
 """Locks on an object store (the moto S3 server): a lease object, read back before it counts, refreshed by a
 heartbeat, checked before every commit; a second writer is refused naming the holder, and a stale lease (dead
-pid on this host, or an old heartbeat) is taken over with a log line. Ledger appends from two processes on S3
-keep every row."""
+pid on this host, or a lease of another machine watched unchanged for stale_s) is taken over with a log line; a
+paused holder on this host is never taken over. Ledger appends from two processes on S3 keep every row."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,43 +44,79 @@ def test_a_lease_refuses_a_second_writer_and_is_taken_over_once_its_process_died
     assert not io.exists(f"{folder}/{LOCK_NAME}")  # released
 
 
-# Holds a lease, then (once woken after a SIGSTOP) checks it before its commit, as a pool publish does.
+# Holds a lease, then (once ``check`` exists) commits under fenced_for, as a pool publish does.
 HANG = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
 from ser_models.exceptions import LockLostError
-from ser_models.locks import FolderLock
+from ser_models.io import write_json_atomic
+from ser_models.locks import FolderLock, fenced_for
 lock = FolderLock({folder!r}, "feature cache", stale_s=1.0).acquire()
-print("held", flush=True)
+print("held", os.readlink("/proc/self"), flush=True)
 while not Path({check!r}).exists():
     time.sleep(0.05)
 try:
-    lock.assert_held()
-    print("committed", flush=True)
+    with fenced_for({folder!r} + "/meta.json"):
+        write_json_atomic({folder!r} + "/meta.json", {{"token": lock.token}})
+    print("committed", lock.token, flush=True)
 except LockLostError as exc:
     print("stopped:", exc, flush=True)
 """
+NAMESPACE = ["unshare", "--pid", "--fork", "--user", "--map-root-user", "--kill-child"]
 
 
-def test_a_lease_whose_heartbeat_stopped_is_taken_over_and_its_old_holder_stops_before_committing(s3_bucket,
-                                                                                                  tmp_path):
+def _hang(folder: str, check, namespace: bool) -> tuple[subprocess.Popen, int]:
+    code = HANG.format(root=str(ROOT), folder=folder, check=str(check))
+    proc = subprocess.Popen([*(NAMESPACE if namespace else []), sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    first = proc.stdout.readline().split()
+    if namespace and not first:
+        proc.wait()
+        pytest.skip(f"the kernel refused a user + PID namespace: {proc.stderr.read()[-300:]}")
+    assert first and first[0] == "held", proc.stderr.read()
+    return proc, int(first[1])
+
+
+def test_a_paused_lease_holder_on_this_host_is_never_taken_over_and_commits_after_it_resumes(s3_bucket, tmp_path):
     import signal
 
     folder, check = f"{s3_bucket}/cache", tmp_path / "check"
-    proc = subprocess.Popen([sys.executable, "-c", HANG.format(root=str(ROOT), folder=folder, check=str(check))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    proc, pid = _hang(folder, check, namespace=False)
     try:
-        assert proc.stdout.readline().strip() == "held", proc.stderr.read()
-        proc.send_signal(signal.SIGSTOP)  # a hung writer: alive on this host, its heartbeat stops
-        time.sleep(1.5)
+        proc.send_signal(signal.SIGSTOP)  # alive on this host, its heartbeat stops
+        with pytest.raises(LockHeldError, match=f"process {pid} is alive on this host"):
+            FolderLock(folder, "feature cache", stale_s=1.0, wait_s=2.5).acquire()
+        proc.send_signal(signal.SIGCONT)
+        check.touch()
+        out, err = proc.communicate(timeout=60)
+        assert out.startswith("committed"), (out, err)
+        assert io.read_json(f"{folder}/meta.json") == {"token": out.split()[-1]}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_paused_lease_holder_of_another_pid_namespace_is_taken_over_after_watching_and_commits_nothing(
+        s3_bucket, tmp_path):
+    """To this process a holder in another PID namespace is another machine: its lease, unchanged for stale_s
+    while watched, is taken over, and the old holder, resumed, stops at its fenced commit."""
+    import signal
+
+    folder, check = f"{s3_bucket}/cache", tmp_path / "check"
+    proc, pid = _hang(folder, check, namespace=True)
+    try:
+        os.kill(pid, signal.SIGSTOP)
         lines = []
-        with FolderLock(folder, "feature cache", stale_s=1.0, log=lines.append) as new:
-            assert len(lines) == 1 and "heartbeat is" in lines[0] and f"pid {proc.pid}" in lines[0]
+        with FolderLock(folder, "feature cache", stale_s=1.0, wait_s=10, log=lines.append) as new:
+            assert len(lines) == 1 and "has not changed for" in lines[0]
+            with new.fenced():
+                io.write_json_atomic(f"{folder}/meta.json", {"token": new.token})
             check.touch()
-            proc.send_signal(signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
             out, err = proc.communicate(timeout=60)
             assert out.startswith("stopped:") and "taken over" in out, (out, err)
+            assert io.read_json(f"{folder}/meta.json") == {"token": new.token}
             new.assert_held()  # the old holder's release left the new lease alone
     finally:
         proc.kill()
@@ -91,8 +128,25 @@ def test_a_fresh_lease_of_another_host_is_refused_until_the_take_over_key(s3_buc
     io.write_bytes_atomic(f"{folder}/{LOCK_NAME}", json.dumps(
         {"host": "node-7", "pid": 99, "token": "x" * 32, "started_at": time.time(), "heartbeat_at": time.time()}
     ).encode())
-    with pytest.raises(LockHeldError, match="host node-7, pid 99"):
-        FolderLock(folder, "run folder").acquire()
+    stop = threading.Event()
+
+    def beat():  # node-7 is alive: it rewrites its lease with a new beat every 0.3 s
+        n = 0
+        while not stop.wait(0.3):
+            n += 1
+            rec = json.loads(io.read_bytes(f"{folder}/{LOCK_NAME}"))
+            if rec.get("host") != "node-7":
+                return
+            io.write_bytes_atomic(f"{folder}/{LOCK_NAME}", json.dumps({**rec, "beat": n}).encode())
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(LockHeldError, match="host node-7, pid 99.*it is alive"):
+            FolderLock(folder, "run folder", stale_s=10).acquire()
+    finally:
+        stop.set()
+        thread.join()
     lines = []
     with FolderLock(folder, "run folder", take_over="node-7:99", log=lines.append):
         pass

@@ -132,7 +132,7 @@ def test_a_changed_audio_file_is_refused_naming_the_id_and_a_touched_one_is_not(
 
 def test_runs_resume_on_a_grown_pool_and_refuse_a_rebuilt_one(grown, tmp_path, capsys):
     from ser_models.exceptions import ConfigError
-    from ser_models.provenance import check_run
+    from ser_models.testing import claimed_check_run as check_run
 
     cfg, first, manifest = grown
     run = tmp_path / "run"

@@ -6,6 +6,7 @@ with ``jobs.finetune`` and compares with ``jobs.predict``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -21,6 +22,7 @@ import torch
 import ser_models
 from ser_models import encoder_reference
 from ser_models.encoders import EncoderConfig, build_encoder
+from ser_models.encoders.encoder import FEATURE_CODE_VERSION
 from ser_models.exceptions import AudioError, CheckpointError, ConfigError, EncoderMismatchError
 from ser_models.model import EmotionModel
 from ser_models.testing import tiny_model_config
@@ -62,7 +64,9 @@ def test_a_checkpoint_moved_with_its_encoder_predicts_as_before(tmp_path, wav_8k
     before = ser_models.load(run).predict(str(wav_8k))
     meta = json.loads((run / "checkpoint" / "model.json").read_text())
     assert meta["encoder"]["relative_source"] == "../../encoder"
-    assert meta["encoder"]["fingerprint"] == meta["encoder_fingerprint"]  # small encoders: one hash
+    # The reference names the weights (portable); the fingerprint names the features: weights + feature code.
+    assert meta["encoder_fingerprint"] == hashlib.sha256(
+        f"{meta['encoder']['fingerprint']};feature_code={FEATURE_CODE_VERSION}".encode()).hexdigest()
     shutil.copytree(tmp_path / "orig", tmp_path / "moved")
     shutil.rmtree(tmp_path / "orig")
 

@@ -190,3 +190,23 @@ def test_an_empty_override_is_an_empty_string_as_the_shell_passes_it():
     assert load_config(Outer, None, ["path="]).path == ""
     with pytest.raises(ConfigError, match="steps"):
         load_config(Outer, None, ["path=p", "steps="])
+
+
+def test_a_label_studio_url_with_a_password_is_refused_and_never_written():
+    """A URL with ``user:pass@`` was written verbatim to config.yaml."""
+    from ser_models.exceptions import ConfigError
+    from ser_models.labelling.label_studio_oracle import LabelStudioConfig
+
+    with pytest.raises(ConfigError, match=r"user name or password.*\$LABEL_STUDIO_API_KEY"):
+        LabelStudioConfig(url="https://ann:hunter2@labelstudio.internal")
+    assert LabelStudioConfig(url="https://labelstudio.internal/path@x").url.endswith("@x")  # '@' in the path is fine
+
+
+def test_config_yaml_never_holds_the_user_info_of_a_url():
+    from ser_models.config import strip_user_info, to_yaml
+    from ser_models.data.config import PoolConfig
+
+    text = to_yaml(PoolConfig(manifest="s3://AKIAXX:s3cr3t@bucket/m.csv", output_dir="https://u:pw@host/pool"))
+    assert "s3cr3t" not in text and "AKIAXX" not in text and "pw@" not in text
+    assert "manifest: s3://bucket/m.csv" in text and "output_dir: https://host/pool" in text
+    assert strip_user_info({"a": ["http://x:y@h/p", "plain@text"]}) == {"a": ["http://h/p", "plain@text"]}

@@ -168,7 +168,7 @@ def test_resuming_a_jobs_after_folder_accepts_every_speed_key_and_refuses_every_
     from jobs.after import AfterJobConfig
     from ser_models.config import speed_only_keys, to_dict
     from ser_models.exceptions import ResumeMismatchError
-    from ser_models.provenance import check_run
+    from ser_models.testing import claimed_check_run as check_run
 
     run, first = tmp_path / "run", _after_config(tmp_path)
     assert check_run(run, "jobs.after", first, inputs={"pool": "L"}) is True
@@ -202,7 +202,7 @@ def test_resuming_a_jobs_after_folder_accepts_every_speed_key_and_refuses_every_
                                         ("scaling.num_workers", 2), ("scaling.use_gpu", True)])
 def test_a_changed_result_key_of_the_job_config_is_refused_naming_it(tmp_path, key, value):
     from ser_models.exceptions import ResumeMismatchError
-    from ser_models.provenance import check_run
+    from ser_models.testing import claimed_check_run as check_run
 
     run = tmp_path / "run"
     check_run(run, "jobs.after", _after_config(tmp_path))
@@ -217,7 +217,7 @@ def test_a_changed_result_key_of_the_job_config_is_refused_naming_it(tmp_path, k
 def test_a_resume_may_change_all_speed_keys_at_once(tmp_path):
     from jobs.after import AfterJobConfig
     from ser_models.config import LOCATION
-    from ser_models.provenance import check_run
+    from ser_models.testing import claimed_check_run as check_run
 
     run = tmp_path / "run"
     check_run(run, "jobs.after", _after_config(tmp_path))

@@ -211,3 +211,39 @@ def test_a_swap_never_replaces_a_folder_the_platform_did_not_write(store):
     io.fs_delete(f"{dst}/thesis.txt")
     io.replace_dir(src, dst, "model.json")  # an empty folder (or none) is fine
     assert io.read_bytes(f"{dst}/weights.bin") == b"new"
+
+
+def test_a_swap_over_a_link_replaces_the_link_and_leaves_what_it_points_at(tmp_path):
+    """A checkpoint folder that is a link to a shared model: the swap deleted model.json inside the link's
+    target, and the shared model no longer loaded."""
+    shared = tmp_path / "shared_model"
+    shared.mkdir()
+    (shared / "model.json").write_text('{"shared": true}')
+    (shared / "weights.bin").write_bytes(b"w" * 64)
+    ckpt = tmp_path / "run" / "checkpoint"
+    ckpt.parent.mkdir()
+    ckpt.symlink_to(shared, target_is_directory=True)
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "model.json").write_text('{"new": true}')
+    io.replace_dir(new, ckpt, "model.json")
+    assert (shared / "model.json").read_text() == '{"shared": true}' and (shared / "weights.bin").exists()
+    assert not ckpt.is_symlink() and (ckpt / "model.json").read_text() == '{"new": true}'
+
+
+def test_delete_dir_removes_a_link_as_a_link(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    (tmp_path / "link").symlink_to(target, target_is_directory=True)
+    io.delete_dir(tmp_path / "link")
+    assert not os.path.lexists(tmp_path / "link") and (target / "keep.txt").read_text() == "keep"
+
+
+def test_an_atomic_write_makes_its_new_folders_durable(tmp_path, monkeypatch):
+    """Every folder an atomic write creates has its parent fsynced (a power cut keeps the path to the file)."""
+    synced = []
+    real = io.fsync_dir
+    monkeypatch.setattr(io, "fsync_dir", lambda p: (synced.append(str(p)), real(p)))
+    io.write_bytes_atomic(tmp_path / "a" / "b" / "f.json", b"{}")
+    assert str(tmp_path) in synced and str(tmp_path / "a") in synced and str(tmp_path / "a" / "b") in synced

@@ -1,5 +1,6 @@
 """One writer at a time on local folders: a second writer is refused naming the holder, stale locks are taken
-over (dead pid, old heartbeat, the take-over key naming the holder), and a writer whose lock was taken over stops before committing.
+over (dead pid, a lock of another host watched unchanged for ``stale_s``, the take-over key naming the holder),
+and a writer whose lock was taken over stops before committing.
 
 The holders are real processes (``python -c``) that take the lock through the library and wait.
 """
@@ -18,6 +19,7 @@ import pytest
 
 from ser_models.exceptions import LockHeldError, LockLostError
 from ser_models.locks import LOCK_NAME, TAKE_OVER_ENV, FolderLock, assert_held_for, held_lock_for
+from ser_models.testing import beating_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD = ("import sys, time; sys.path.insert(0, {root!r}); from ser_models.locks import FolderLock; "
@@ -63,15 +65,29 @@ def _foreign_lock(folder: Path, heartbeat_age: float) -> dict:
     return rec
 
 
-def test_a_lock_with_an_old_heartbeat_is_taken_over_and_a_fresh_one_is_not(tmp_path):
-    _foreign_lock(tmp_path / "fresh", heartbeat_age=5)
-    with pytest.raises(LockHeldError, match="host another-host, pid 4242"):
-        FolderLock(tmp_path / "fresh", "run folder", stale_s=120).acquire()
-    _foreign_lock(tmp_path / "old", heartbeat_age=600)
+def test_a_lock_of_another_host_is_taken_over_only_once_watched_unchanged_for_stale_s(tmp_path):
+    """Its heartbeat time (600 s ago by its own clock) is no reason: only what this writer watched counts. A
+    writer that may not wait still watches such a lock, up to stale_s, and takes it over when it stays still."""
+    _foreign_lock(tmp_path / "f", heartbeat_age=600)
     lines = []
-    with FolderLock(tmp_path / "old", "run folder", stale_s=120, log=lines.append):
-        pass
-    assert len(lines) == 1 and "heartbeat is 600 s old" in lines[0] and "another-host" in lines[0]
+    t0 = time.monotonic()
+    with FolderLock(tmp_path / "f", "run folder", stale_s=1, log=lines.append):
+        waited = time.monotonic() - t0
+        assert json.loads((tmp_path / "f" / LOCK_NAME).read_text())["host"] == socket.gethostname()
+    assert 1.0 <= waited < 5
+    assert len(lines) == 2 and "watching it for up to 1 s" in lines[0] and "another-host" in lines[0]
+    assert "has not changed for" in lines[1] and "another-host" in lines[1]
+
+
+def test_a_lock_of_another_host_that_beats_while_watched_is_refused_as_alive(tmp_path):
+    _foreign_lock(tmp_path / "f", heartbeat_age=600)  # its clock 600 s behind ours: no reason either way
+    with beating_lock(tmp_path / "f" / LOCK_NAME):
+        t0 = time.monotonic()
+        with pytest.raises(LockHeldError, match="host another-host, pid 4242") as err:
+            FolderLock(tmp_path / "f", "run folder", stale_s=30).acquire()
+        assert time.monotonic() - t0 < 10  # refused at its first beat, not after stale_s
+    assert "it is alive" in str(err.value) and f"{TAKE_OVER_ENV}=another-host:4242" in str(err.value)
+    assert json.loads((tmp_path / "f" / LOCK_NAME).read_text())["host"] == "another-host"
 
 
 def test_the_take_over_key_naming_the_holder_takes_its_live_looking_lock(tmp_path, monkeypatch):

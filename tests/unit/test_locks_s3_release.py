@@ -11,7 +11,7 @@ from ser_models.locks import LOCK_NAME, FolderLock
 
 def test_a_release_while_a_heartbeat_is_in_flight_leaves_no_lease(s3_bucket):
     folder = f"{s3_bucket}/cache"
-    lock = FolderLock(folder, "feature cache", stale_s=0.4).acquire()  # a beat every 0.1 s
+    lock = FolderLock(folder, "feature cache", stale_s=1.0).acquire()  # a beat every 0.25 s (the shortest)
     beat = lock._thread
     in_flight, released = threading.Event(), threading.Event()
     read = lock._read

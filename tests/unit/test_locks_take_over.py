@@ -1,6 +1,7 @@
 """Taking a lock over: only the holder the user names (``SER_LOCK_TAKE_OVER=<host>:<pid>``, printed by the
 refusal), never a holder that changed since, never a live process on this host; and a stale lock that several
-processes take over at the same moment has exactly one new holder.
+processes take over at the same moment (a dead pid at once; an empty file or a lock of another machine once
+watched unchanged for ``stale_s``) has exactly one new holder.
 
 The racers are real processes (``multiprocessing``) on real files.
 """
@@ -20,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from ser_models.exceptions import ConfigError, LockHeldError
-from ser_models.locks import LOCK_NAME, TAKE_OVER_ENV, FolderLock
+from ser_models.locks import LOCK_NAME, TAKE_OVER_ENV, FolderLock, machine_identity
+from ser_models.testing import beating_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,8 +49,8 @@ def _pasted_key(message: str) -> str:
 def test_the_refusal_prints_the_holder_to_paste_and_that_value_takes_only_it_over(tmp_path, monkeypatch):
     monkeypatch.delenv(TAKE_OVER_ENV, raising=False)
     _foreign_lock(tmp_path / "f")
-    with pytest.raises(LockHeldError) as err:
-        FolderLock(tmp_path / "f", "pool").acquire()
+    with beating_lock(tmp_path / "f" / LOCK_NAME), pytest.raises(LockHeldError) as err:
+        FolderLock(tmp_path / "f", "pool").acquire()  # alive elsewhere: it beat while this writer watched
     value = _pasted_key(str(err.value))
     assert value == "another-host:4242"
     monkeypatch.setenv(TAKE_OVER_ENV, value)
@@ -61,7 +63,7 @@ def test_the_refusal_prints_the_holder_to_paste_and_that_value_takes_only_it_ove
 def test_a_take_over_key_naming_another_holder_takes_nothing_and_says_the_holder_changed(tmp_path, monkeypatch):
     rec = _foreign_lock(tmp_path / "f", pid=4243)  # the writer named below is gone; another one holds it now
     monkeypatch.setenv(TAKE_OVER_ENV, "another-host:4242")
-    with pytest.raises(LockHeldError) as err:
+    with beating_lock(tmp_path / "f" / LOCK_NAME), pytest.raises(LockHeldError) as err:
         FolderLock(tmp_path / "f", "pool").acquire()
     message = str(err.value)
     assert "holder changed" in message and "another-host:4242" in message
@@ -103,14 +105,14 @@ def test_a_named_holder_that_is_alive_on_this_host_is_not_taken_over(tmp_path, m
 
 # -- several processes taking one stale lock over at the same moment ------------------------------------------
 
-def _racer(folder: str, start, hold, results, index: int) -> None:
-    """Take ``folder``'s lock when every racer is ready; report the token won (None: refused); hold it until
-    every racer has reported."""
+def _racer(folder: str, start, hold, results, index: int, wait_s: float) -> None:
+    """Take ``folder``'s lock when every racer is ready (waiting up to ``wait_s``); report the token won (None:
+    refused); hold it until every racer has reported."""
     from ser_models.locks import FolderLock
 
     start.wait()
     try:
-        lock = FolderLock(folder, "pool", log=lambda line: None).acquire()
+        lock = FolderLock(folder, "pool", wait_s=wait_s, log=lambda line: None).acquire()
     except LockHeldError:
         results.put((index, None))
         hold.wait()
@@ -127,8 +129,8 @@ def _stale_lock(folder: Path, kind: str, dead_pid: int) -> None:
         path.write_bytes(b"")
         old = time.time() - 600
         os.utime(path, (old, old))
-    elif kind == "dead pid":
-        path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid, "token": "d" * 32,
+    elif kind == "dead pid":  # a process of this machine and PID namespace that is gone
+        path.write_text(json.dumps({**machine_identity(), "pid": dead_pid, "token": "d" * 32,
                                     "started_at": time.time(), "heartbeat_at": time.time()}))
     else:
         _foreign_lock(folder, heartbeat_age=600)
@@ -136,17 +138,20 @@ def _stale_lock(folder: Path, kind: str, dead_pid: int) -> None:
 
 @pytest.mark.parametrize("kind", ["empty", "dead pid", "old heartbeat"])
 def test_racing_take_overs_of_one_stale_lock_leave_exactly_one_holder(tmp_path, monkeypatch, kind):
+    """A dead pid of this machine is stale at once; an empty file and a lock of another machine only once every
+    racer has watched it unchanged for ``stale_s`` (1 s here), so the racers wait a little longer than that."""
     monkeypatch.delenv(TAKE_OVER_ENV, raising=False)
-    monkeypatch.setenv("SER_LOCK_STALE_S", "120")
+    monkeypatch.setenv("SER_LOCK_STALE_S", "1")
     ctx = multiprocessing.get_context("fork")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    racers, rounds = 4, 12
+    racers, rounds, wait_s = (4, 12, 0.0) if kind == "dead pid" else (4, 3, 1.6)
     for r in range(rounds):
         folder = tmp_path / f"pool{r}"
         _stale_lock(folder, kind, dead.pid)
         start, hold, results = ctx.Barrier(racers), ctx.Event(), ctx.Queue()
-        procs = [ctx.Process(target=_racer, args=(str(folder), start, hold, results, i)) for i in range(racers)]
+        procs = [ctx.Process(target=_racer, args=(str(folder), start, hold, results, i, wait_s))
+                 for i in range(racers)]
         for p in procs:
             p.start()
         try:

@@ -113,14 +113,39 @@ def test_a_run_folder_of_an_earlier_version_is_adopted_only_with_exactly_its_lay
     assert read_marker(other) is None and read_marker(finetune) is None
 
 
-def test_a_folder_holding_only_its_config_file_is_a_new_run_and_keeps_the_file(tmp_path):
-    """``jobs.after runs/r1/config.yaml output_dir=runs/r1``: the config beside its run is not foreign."""
+@pytest.mark.parametrize("files", [{"config.yaml": "active: {}\n"},
+                                   {"config.yaml": "a: 1\n", "sweep.yaml": "b: 2\n", "notes.yml": "c\n"}])
+def test_a_folder_of_yaml_files_alone_is_refused_and_keeps_its_files(tmp_path, files):
+    """Names alone never adopt: a folder of YAML files (the repo's own jobs/configs/ qualified) was taken as a
+    run folder, and the first start replaced its config.yaml."""
     run = tmp_path / "r1"
     run.mkdir()
-    (run / "config.yaml").write_text("active: {}\n")
+    for name, text in files.items():
+        (run / name).write_text(text)
+    with pytest.raises(ForeignFolderError, match="no .ser-output.json marker"):
+        claim(run, "run", recognise_run("jobs.after", ("labels", "rounds")))
+    assert {p.name: p.read_text() for p in run.iterdir()} == files
+
+
+@pytest.mark.parametrize("record", [None, "not json", {"job": "jobs.predict", "config": {}}, {"job": "jobs.after"},
+                                    ["jobs.after"]])
+def test_a_run_json_that_is_not_this_jobs_record_is_not_adopted(tmp_path, record):
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "config.yaml").write_text("x: 1\n")
+    if record is not None:
+        (run / "run.json").write_text(record if isinstance(record, str) else json.dumps(record))
+    with pytest.raises(ForeignFolderError):
+        claim(run, "run", recognise_run("jobs.after", ("labels", "rounds")))
+    assert not (run / MARKER_NAME).exists()
+
+
+def test_a_run_json_of_this_job_is_adopted(tmp_path):
+    run = tmp_path / "r1"
+    (run / "labels").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"format": 1, "job": "jobs.after", "config": {"seed": 0}}))
     claim(run, "run", recognise_run("jobs.after", ("labels", "rounds")))
-    assert read_marker(run)["kind"] == "run" and read_marker(run)["children"] == []
-    assert (run / "config.yaml").read_text() == "active: {}\n"
+    assert read_marker(run)["adopted"] is True
 
 
 def _legacy_pool_layout(root, extra=()):
@@ -149,3 +174,74 @@ def test_open_output_marks_and_locks_the_folder_until_the_job_leaves(tmp_path):
     with open_output(tmp_path / "seg", "segments") as lock:
         assert lock.held and (tmp_path / "seg" / LOCK_NAME).exists()
     assert not (tmp_path / "seg" / LOCK_NAME).exists() and read_marker(tmp_path / "seg")["kind"] == "segments"
+
+
+def test_a_marker_write_killed_midway_never_blocks_the_folder(tmp_path):
+    """A kill while writing the first marker left ``.ser-output.json.<random>.tmp``; every later start was refused."""
+    out = tmp_path / "run"
+    out.mkdir()
+    litter = out / f".{MARKER_NAME}.k2j3h4.tmp"
+    litter.write_text('{"kind": "ru')
+    with open_output(out, "run"):
+        pass
+    assert read_marker(out)["kind"] == "run" and not litter.exists()
+
+
+def test_litter_of_another_write_is_ignored_by_a_claim_and_removed_by_the_owner(tmp_path):
+    out = tmp_path / "pool"
+    claim(out, "pool")
+    (out / ".summary.json.a1b2c3.tmp").write_text("{")
+    with open_output(out, "pool"):
+        pass
+    assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME]
+
+
+def test_a_segment_output_is_adopted_by_content_not_by_names(tmp_path):
+    from ser_models.segment.run import _legacy_segments
+
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    (seg / "summary.json").write_text('{"mine": 1}')
+    (seg / "config.yaml").write_text("a: 1\n")
+    assert _legacy_segments(str(seg), ["config.yaml", "summary.json"]) is None
+    (seg / "summary.json").write_text("not json")
+    assert _legacy_segments(str(seg), ["config.yaml", "summary.json"]) is None
+    (seg / "summary.json").write_text(json.dumps({k: 0 for k in (
+        "recordings", "segmented", "quarantined", "reasons", "segments", "rejected_segments", "audio_hours",
+        "segment_hours", "vad_recordings", "vad_seconds", "seconds", "output_dir")}))
+    assert _legacy_segments(str(seg), ["config.yaml", "summary.json"]) == []
+    (seg / "segments.parquet").write_text("not parquet")
+    assert _legacy_segments(str(seg), ["config.yaml", "segments.parquet", "summary.json"]) is None
+
+
+def test_a_pool_summary_naming_builds_that_are_not_there_is_not_adopted(tmp_path):
+    build, dead = _legacy_pool_layout(tmp_path / "pool")
+    (tmp_path / "pool" / build).rename(tmp_path / "elsewhere")
+    names = sorted(p.name for p in (tmp_path / "pool").iterdir())
+    assert legacy_pool(str(tmp_path / "pool"), names) is None
+
+
+@pytest.mark.parametrize("relation", ["is", "inside", "contains", "link"])
+def test_an_output_overlapping_an_input_is_refused_before_anything_is_written(tmp_path, relation):
+    from ser_models.exceptions import OutputOverlapError
+    from ser_models.ownership import claim_output
+
+    pool = tmp_path / "data" / "pool"
+    pool.mkdir(parents=True)
+    (pool / "summary.json").write_text("{}")
+    out = {"is": pool, "inside": pool / "run", "contains": tmp_path / "data", "link": tmp_path / "alias"}[relation]
+    if relation == "link":
+        out.symlink_to(pool, target_is_directory=True)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(OutputOverlapError, match="pool_dir="):
+        claim_output(out, "run", job="jobs.predict", inputs={"pool_dir": str(pool)})
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_run_folder_of_another_job_is_refused(tmp_path):
+    from ser_models.ownership import claim_output
+
+    with claim_output(tmp_path / "r", "run", job="jobs.after"):
+        pass
+    with pytest.raises(ForeignFolderError, match="jobs.after's, not jobs.predict's"):
+        claim_output(tmp_path / "r", "run", job="jobs.predict")

@@ -6,9 +6,25 @@ import json
 
 import pytest
 
+from ser_models import provenance
 from ser_models.cli import run_job
-from ser_models.exceptions import ConfigError, PoolError
-from ser_models.provenance import RUN_FILE, check_run
+from ser_models.exceptions import ConfigError, ForeignFolderError, PoolError
+from ser_models.ownership import claim_output
+from ser_models.provenance import RUN_FILE
+
+
+def check_run(folder, job, *args, **kwargs):
+    """``provenance.check_run`` as a job calls it: on a folder it has claimed (and holds) first."""
+    with claim_output(folder, "run"):
+        return provenance.check_run(folder, job, *args, **kwargs)
+
+
+def test_a_job_that_did_not_claim_its_folder_writes_nothing_there(tmp_path):
+    (tmp_path / "config.yaml").write_text("mine: 1\n")
+    with pytest.raises(ForeignFolderError, match="has not claimed it"):
+        provenance.check_run(tmp_path, "jobs.after", CFG, config_yaml="a: 1\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+    assert (tmp_path / "config.yaml").read_text() == "mine: 1\n"
 
 CFG = {"output_dir": "x", "scaling": {"num_workers": 1}, "active": {"strategy": {"name": "entropy"},
                                                                    "scorer": {"num_actors": 1, "mc_samples": 0}},

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from ser_models.encoders.smart_turn import ONNX_SHA256, EncoderImportError, fetch_wheel, import_smart_turn
+from ser_models.encoders.smart_turn import ONNX_SHA256, fetch_wheel, import_smart_turn
+from ser_models.exceptions import ForeignFolderError
 from ser_models.io import complete_dir
 
 pytest.importorskip("onnxruntime", reason="the importer's graph conversion needs onnx")
@@ -26,7 +27,7 @@ def test_a_folder_the_importer_did_not_make_is_refused_untouched(wheel, tmp_path
     out = tmp_path / "thesis"
     out.mkdir()
     (out / "chapter1.tex").write_text("years of work")
-    with pytest.raises(EncoderImportError, match=r"thesis is a non-empty folder .*chapter1\.tex"):
+    with pytest.raises(ForeignFolderError, match=r"thesis: it is not empty .*It holds: chapter1\.tex"):
         import_smart_turn(out, wheel, quiet=True)
     assert sorted(os.listdir(out)) == ["chapter1.tex"] and (out / "chapter1.tex").read_text() == "years of work"
 

@@ -141,3 +141,38 @@ def test_an_export_never_writes_into_a_folder_it_did_not_make(tmp_path, audio):
 
 
 
+def test_a_second_export_keeps_what_a_person_added_and_replaces_only_its_own_files(tmp_path, audio):
+    """A README and a curated/ folder added to an export folder were deleted by the next export."""
+    pytest.importorskip("datasets")
+    ours, out = _ours(tmp_path, audio), tmp_path / "hf"
+    convert(ConvertConfig(input=ours, output=str(out), to="hf", labels=["angry", "happy", "sad"]), **QUIET)
+    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name[0] != ".")
+    (out / "README.md").write_text("our curation notes")
+    (out / "curated").mkdir()
+    (out / "curated" / "picked.csv").write_text("utt_id\na\n")
+    (out / "data" / "mine.txt").write_text("inside the export's own folder")
+    # the second export writes one split only: the first's other split files are its own, and go
+    only_train = tmp_path / "train_only.parquet"
+    frame = read_manifest(ours)
+    frame[frame["split"] == "train"].to_parquet(only_train)
+    lines = []
+    convert(ConvertConfig(input=str(only_train), output=str(out), to="hf", labels=["angry", "happy", "sad"]),
+            log=lines.append)
+    after = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name[0] != ".")
+    assert (out / "README.md").read_text() == "our curation notes"
+    assert (out / "curated" / "picked.csv").read_text() == "utt_id\na\n"
+    assert (out / "data" / "mine.txt").read_text() == "inside the export's own folder"
+    gone = sorted(set(first) - set(after))
+    assert gone and all(g.startswith("data/") and "train" not in g for g in gone)
+    assert [line for line in lines if line.startswith("removed ")] == [
+        f"removed {g}: written by the previous export of {out}, not by this one" for g in gone]
+
+
+def test_an_import_never_writes_over_its_input(tmp_path, audio):
+    from ser_models.exceptions import OutputOverlapError
+
+    ours = _ours(tmp_path, audio)
+    before = open(ours, "rb").read()
+    with pytest.raises(OutputOverlapError, match="is the input input="):
+        convert(ConvertConfig(input=ours, output=ours, format="hf"), **QUIET)
+    assert open(ours, "rb").read() == before

@@ -70,7 +70,7 @@ def _checkpoint(tmp_path, trial_id, state: bytes):
 def test_a_donors_checkpoint_replaces_the_trials_folder(tmp_path, capsys):
     out = tmp_path / "trials" / "t1"
     (out / "in_process").mkdir(parents=True)
-    (out / "run.json").write_text('{"job": "jobs.finetune"}')  # the old config's provenance must not survive
+    (out / "run.json").write_text('{"format": 1, "job": "jobs.finetune", "config": {}}')  # must not survive
     (out / "in_process" / "fit_state.pt").write_bytes(b"own")
     assert adopt_checkpoint(_checkpoint(tmp_path, "t0", b"donor"), str(out), "t1") == "t0"
     assert (out / "in_process" / "fit_state.pt").read_bytes() == b"donor"

@@ -1,0 +1,195 @@
+"""Every writer claims its output before its first byte, through one path (:mod:`ser_models.ownership`).
+
+Each job in ``jobs/`` is run against outputs it must refuse: a person's non-empty folder, another kind's output
+(a pool, another job's run folder, a segment output), a link to a person's folder, and an output that is one of
+the job's inputs, lies inside one, or contains one. Each is refused with the folder and the way out, and the
+whole tree (names, sizes, hashes) is unchanged. A new job fails :func:`test_every_job_is_enumerated` until it is
+listed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ser_models.exceptions import ForeignFolderError, OutputOverlapError
+from ser_models.ownership import MARKER_NAME
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _folder_input(root: Path) -> Path:
+    """An input folder (a pool, a checkpoint, a run) with a file in it."""
+    root.mkdir(parents=True)
+    (root / "summary.json").write_text('{"fingerprint": "x"}')
+    return root
+
+
+def _file_input(root: Path, name: str = "manifest.csv", text: str = "utt_id,path,label\na,a.wav,happy\n") -> Path:
+    root.mkdir(parents=True)
+    (root / name).write_text(text)
+    return root / name
+
+
+def _checkpoint_input(root: Path) -> Path:
+    """A checkpoint folder (its model.json) beside a pool folder."""
+    _folder_input(root.parent / "pool")
+    root.mkdir(parents=True)
+    (root / "model.json").write_text("{}")
+    return root
+
+
+#: job -> (how its input is made, argv for (output, input)). The input is what the overlap cases point into.
+JOBS = {
+    "after": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
+    "evidence": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
+    "finetune": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
+    "anchor": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", "source=en", "target=de"]),
+    "adapter_pretrain": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
+    "tapt": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
+    "distill": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
+    "layer_analysis": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
+    "predict": (_folder_input, lambda o, i: [f"checkpoint={i}", f"output_dir={o}", f"pool_dir={i}"]),
+    "sweep": (_folder_input, lambda o, i: [str(REPO / "jobs/configs/sweep_smoke.yaml"), f"output_dir={o}",
+                                           f"config.pool_dir={i}"]),
+    "adapt": (_folder_input, lambda o, i: [f"source_pool_dir={i}", f"target_pool_dir={i}2", f"output_dir={o}"]),
+    "prepare_pool": (_file_input, lambda o, i: [f"manifest={i}", f"output_dir={o}"]),
+    "segment": (lambda r: _file_input(r, "recordings.csv", "recording,path\nr,a.wav\n"),
+                lambda o, i: [f"recordings={i}", f"output_dir={o}"]),
+    "convert": (_file_input, lambda o, i: [f"input={i}", f"output={o}"]),
+    "convert:export": (_folder_input, lambda o, i: [f"input={i}", f"output={o}", "to=lhotse"]),
+    "export": (_folder_input, lambda o, i: [f"checkpoint={i}", f"output={o}"]),
+    "plan": (_folder_input, lambda o, i: ["budget=100", f"pool_dir={i}", f"output_dir={o}"]),
+    "evaluate": (_checkpoint_input, lambda o, i: [str(i), str(i.parent / "pool"), "--output-dir", str(o)]),
+    "compare": (_folder_input, lambda o, i: [str(i), "--out", str(o)]),
+    "import_encoder": (lambda r: _file_input(r, "pipecat.whl", "not a wheel"),
+                       lambda o, i: ["smart-turn", str(o), "--source", str(i)]),
+    "make_demo_pool": (None, lambda o, i: [str(o), "--n", "12"]),
+    "make_demo_archive": (None, lambda o, i: [str(o)]),
+}
+#: The different kinds of output a job may be pointed at by mistake.
+FOREIGN = ("person", "pool", "run", "segments", "link")
+OVERLAP = ("is_input", "inside_input", "contains_input")
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root`` (links not followed): kind, size and content hash."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path))
+        elif path.is_dir():
+            out[rel] = ("dir",)
+        else:
+            data = path.read_bytes()
+            out[rel] = ("file", len(data), hashlib.sha256(data).hexdigest())
+    return out
+
+
+def _foreign(root: Path, kind: str) -> Path:
+    """A folder the job must not write into."""
+    person = root / "person"
+    if not person.exists():
+        (person / "curated").mkdir(parents=True)
+        (person / "notes.md").write_text("three weeks of listening")
+        (person / "labels.csv").write_text("utt_id,label\na,happy\n")
+        (person / "config.yaml").write_text("mine: true\n")
+        (person / "curated" / "keep.txt").write_text("keep")
+    if kind == "person":
+        return person
+    if kind == "link":
+        link = root / "link"
+        link.symlink_to(person, target_is_directory=True)
+        return link
+    folder = root / kind
+    folder.mkdir()
+    marker = {"kind": kind, "children": []}
+    if kind == "run":
+        marker["job"] = "jobs.someone_else"
+        (folder / "run.json").write_text(json.dumps({"format": 1, "job": "jobs.someone_else", "config": {}}))
+    (folder / "summary.json").write_text('{"theirs": 1}')
+    (folder / MARKER_NAME).write_text(json.dumps(marker))
+    return folder
+
+
+def _own_kind(job: str) -> set[str]:
+    """The foreign cases that are this job's own kind of output (and so not foreign to it)."""
+    return {"prepare_pool": {"pool"}, "segment": {"segments"}}.get(job, set())
+
+
+def _run(job: str, argv: list[str]):
+    module = importlib.import_module(f"jobs.{job.split(':')[0]}")
+    return module.main(argv)
+
+
+CASES = [(job, case) for job in JOBS for case in FOREIGN + (OVERLAP if JOBS[job][0] else ())
+         if case not in _own_kind(job)]
+
+
+@pytest.mark.parametrize(("job", "case"), CASES, ids=[f"{j}-{c}" for j, c in CASES])
+def test_a_job_refuses_an_output_that_is_not_its_own_and_changes_nothing(tmp_path, job, case, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    make_input, argv = JOBS[job]
+    given = make_input(tmp_path / "inputs" / "in") if make_input else tmp_path / "inputs" / "none"
+    if case == "is_input":
+        out = given
+    elif case == "inside_input":
+        out = given / "out"
+    elif case == "contains_input":
+        out = given.parent
+    else:
+        out = _foreign(tmp_path / "outputs", case)
+    before = _tree(tmp_path)
+    if job == "import_encoder":  # a console tool: it prints the error and exits 2
+        with pytest.raises(SystemExit, match="2"):
+            _run(job, argv(out, given))
+        message = capsys.readouterr().err
+        assert message.startswith("error: refusing to write")
+    else:
+        with pytest.raises(ForeignFolderError) as err:
+            _run(job, argv(out, given))
+        message = str(err.value)
+    if case in OVERLAP:
+        assert "new folder outside every input" in message
+        assert job == "import_encoder" or isinstance(err.value, OutputOverlapError)
+    else:
+        assert str(out) in message or os.path.realpath(out) in message
+    assert _tree(tmp_path) == before
+
+
+def test_every_job_is_enumerated():
+    """A job added to jobs/ must be listed in JOBS (and so claim its output) before this passes."""
+    jobs = {p.stem for p in (REPO / "jobs").glob("*.py") if p.stem != "__init__"}
+    assert jobs == {j.split(":")[0] for j in JOBS}
+
+
+def test_every_bench_script_that_writes_claims_its_folder():
+    """Every benchmark with a work folder claims it (bench.common.claim_workdir / scratch), and writes its results
+    file through bench.common.write_results (which refuses a folder at that path)."""
+    import re
+
+    missing = []
+    for path in sorted((REPO / "bench").glob("*.py")):
+        text = path.read_text()
+        if re.search(r"add_argument\(\"--(workdir|work|demo-dir)\"", text) and not re.search(
+                r"claim_workdir\(|scratch\(", text):
+            missing.append(path.name)
+    assert missing == []
+
+
+@pytest.mark.parametrize("case", FOREIGN)
+def test_a_benchmark_refuses_a_work_folder_it_did_not_make(tmp_path, case):
+    from bench.common import claim_workdir, scratch
+
+    out = _foreign(tmp_path / "outputs", case)
+    before = _tree(tmp_path)
+    for claim in (claim_workdir, scratch):
+        with pytest.raises(ForeignFolderError):
+            claim(out)
+    assert _tree(tmp_path) == before

@@ -1,0 +1,312 @@
+"""Chaos: four writer processes append rows to one ``LabelLedger`` and commit a journal (``summary.json``,
+read-modify-write, two commits per hold) under a ``FolderLock`` with ``fenced_for``, while the test pauses them
+at random (SIGSTOP for longer than ``stale_s``, then SIGCONT) and SIGKILLs and restarts some.
+
+Each writer logs what it committed (row ids; journal entries with its lock's token) and what it was refused.
+Afterwards:
+
+* every ledger row a writer logged is in the ledger exactly once, and no row appears twice;
+* every journal commit a writer logged is in the journal exactly once; an entry nobody logged comes only from a
+  writer that was killed right after committing it;
+* nothing was committed by a writer after its lock was taken over: each hold's entries are contiguous in the
+  journal, and a hold that met LockLostError has no entry from that commit on;
+* on one machine and PID namespace a paused (live) writer is never taken over: every take-over names a killed
+  writer. With each writer in a PID namespace of its own (to each other, other machines), paused writers are
+  taken over once watched unchanged for ``stale_s``, and they commit nothing after that.
+
+Variants: local folder (``make test``, about 15 s); local folder with PID namespaces (``unshare``; skipped with
+the reason where the kernel refuses) and S3 (the moto server), about 15 s and 25 s, in ``make test-e2e``
+(marker ``slow_e2e``). Each prints its numbers (``-s``).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ser_models.data.ledger import LabelLedger
+from ser_models.io import exists, read_json
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = ["unshare", "--pid", "--fork", "--user", "--map-root-user", "--kill-child"]
+STALE_S = 1.0
+WRITER = """
+import json, os, sys, time
+sys.path.insert(0, {root!r})
+from ser_models.data.ledger import LabelLedger
+from ser_models.exceptions import LockHeldError, LockLostError
+from ser_models.io import exists, join, read_json, write_json_atomic
+from ser_models.locks import FolderLock, fenced_for
+base, name, first, n, log_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+ledger = LabelLedger(join(base, "labels", "ledger.parquet"))
+summary_dir = join(base, "summary")
+summary = join(summary_dir, "summary.json")
+out = open(log_path, "a")
+def note(**kw):
+    out.write(json.dumps({{"writer": name, "incarnation": first, "t": time.time(), **kw}}) + "\\n")
+    out.flush()
+print("ready", os.readlink("/proc/self"), os.readlink("/proc/self/ns/pid"), flush=True)
+stop = os.path.join(os.path.dirname(log_path), "stop")
+for i in range(first, n):
+    if os.path.exists(stop):
+        break
+    uid = "%s-%04d" % (name, i)
+    try:
+        ledger.append(0, [uid], ["happy"], oracle=name)
+        note(kind="row", id=uid)
+    except LockLostError:
+        note(kind="row lost", id=uid)
+    except LockHeldError:
+        note(kind="row refused", id=uid)
+    try:
+        with FolderLock(summary_dir, "summary", wait_s=120) as lock:
+            note(kind="hold", token=lock.token)
+            for k in range(2):
+                try:
+                    with fenced_for(summary):
+                        journal = read_json(summary) if exists(summary) else {{"commits": []}}
+                        journal["commits"].append([name, lock.token, i, k])
+                        write_json_atomic(summary, journal)
+                except LockLostError:
+                    note(kind="commit lost", token=lock.token, i=i, k=k)
+                    break
+                note(kind="commit", token=lock.token, i=i, k=k)
+    except LockHeldError as exc:
+        note(kind="summary refused", error=str(exc)[:200])
+    note(kind="iteration", i=i)
+note(kind="done")
+"""
+
+
+def _namespace_refused() -> str | None:
+    try:
+        done = subprocess.run([*NAMESPACE, sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare could not run: {exc}"
+    if done.returncode != 0 or done.stdout.strip() != "1":
+        return f"the kernel refused a user + PID namespace: {done.stderr.strip()[-300:]}"
+    return None
+
+
+class _Writer:
+    def __init__(self, base: str, name: str, first: int, n: int, logs: Path, namespace: bool):
+        self.name, self.first = name, first
+        self.out = logs / f"{name}-{first}.out"
+        cmd = [sys.executable, "-c", WRITER.format(root=str(ROOT)), base, name, str(first), str(n),
+               str(logs / "commits.jsonl")]
+        env = {**os.environ, "SER_LOCK_STALE_S": str(STALE_S)}
+        env.pop("SER_LOCK_TAKE_OVER", None)
+        with open(self.out, "w") as fh:
+            self.proc = subprocess.Popen([*(NAMESPACE if namespace else []), *cmd], stdout=fh,
+                                         stderr=subprocess.STDOUT, env=env)
+        self.pid, self.pidns = 0, ""
+
+    def ready(self) -> _Writer:
+        deadline = time.monotonic() + 120
+        while not self.out.read_text().startswith("ready"):
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.out.read_text()
+            time.sleep(0.05)
+        first = self.out.read_text().split()
+        self.pid, self.pidns = int(first[1]), first[2]  # the python process, as this machine sees it
+        return self
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def _chaos(base: str, logs: Path, *, namespace: bool, seconds: float, kills: int, seed: int,
+           take_overs: int = 0) -> dict:
+    """Run the four writers for ``seconds`` while two of them at a time, picked at random, are paused (SIGSTOP for
+    1.5-2.5 x stale_s, then SIGCONT, then the next after 0.1-0.5 s) and ``kills`` of them are SIGKILLed (each
+    restarts at its first unfinished iteration), and on until at least ``take_overs`` locks were taken over (at
+    most 3 x ``seconds``); then let them finish their iteration and stop. Returns what happened."""
+    rng = random.Random(seed)
+    started = time.monotonic()
+    n = 100_000  # more than they get through: the stop file ends them
+    writers = {name: _Writer(base, name, 0, n, logs, namespace) for name in ("w0", "w1", "w2", "w3")}
+    for w in writers.values():
+        w.ready()
+    t0 = time.monotonic()
+    every = list(writers.values())
+    guards = {name: threading.Lock() for name in writers}
+    stop = threading.Event()
+    pauses, killed_incarnations = [], []
+
+    def pauser(seed: int) -> None:  # two of these: at most two writers are paused at once, two run on
+        rnd = random.Random(seed)
+        while not stop.wait(rnd.uniform(0.1, 0.5)):
+            name = (rnd.random() < 0.7 and _a_holder(base, writers, tries=1)) or rnd.choice(sorted(writers))
+            if not guards[name].acquire(blocking=False):
+                continue  # paused by the other pauser, or being restarted
+            try:
+                w = writers[name]
+                if not w.alive():
+                    continue
+                os.kill(w.pid, signal.SIGSTOP)
+                try:
+                    time.sleep(rnd.uniform(1.5, 2.5) * STALE_S)
+                finally:
+                    os.kill(w.pid, signal.SIGCONT)
+                pauses.append(name)
+            finally:
+                guards[name].release()
+
+    threads = [threading.Thread(target=pauser, args=(rng.random(),)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        kill_at = sorted(rng.uniform(0.2, 0.8) * seconds for _ in range(kills))
+        while time.monotonic() - t0 < seconds or (
+                _take_overs(every) < take_overs and time.monotonic() - t0 < 3 * seconds):
+            time.sleep(0.1)
+            if kill_at and time.monotonic() - t0 >= kill_at[0]:
+                kill_at.pop(0)
+                name = _a_holder(base, writers) or rng.choice(sorted(writers))
+                with guards[name]:
+                    w = writers[name]
+                    os.kill(w.pid, signal.SIGKILL)
+                    w.proc.wait()
+                    killed_incarnations.append((w.name, w.first))
+                    done = [e["i"] for e in _log(logs) if e["writer"] == name and e["kind"] == "iteration"]
+                    writers[name] = _Writer(base, name, max(done, default=-1) + 1, n, logs, namespace).ready()
+                    every.append(writers[name])
+        stop.set()
+        for t in threads:
+            t.join()
+        (logs / "stop").touch()
+        for w in writers.values():
+            w.proc.wait(timeout=300)
+    finally:
+        stop.set()
+        for w in every:
+            if w.alive():
+                os.kill(w.pid, signal.SIGCONT)
+                w.proc.kill()
+                w.proc.wait()
+    outputs = "\n".join(w.out.read_text() for w in every)
+    return {"seconds": round(time.monotonic() - started, 1), "pauses": len(pauses), "kills": len(killed_incarnations),
+            "killed": killed_incarnations, "outputs": outputs,
+            "exit_codes": [w.proc.returncode for w in writers.values()]}
+
+
+def _a_holder(base: str, writers: dict, tries: int = 40) -> str | None:
+    """A writer that holds the ledger's or the journal's lock now (paused, it keeps others waiting; killed, it
+    leaves a lock to take over)."""
+    if "://" in base:
+        return None
+    for attempt in range(tries):
+        for lock in _order(("labels/.ledger.parquet.lock", "summary/.ser-lock.json"), attempt):
+            try:
+                rec = json.loads(Path(base, lock).read_text())
+            except (OSError, ValueError):
+                continue
+            names = [name for name, w in writers.items() if (w.pid, w.pidns) == (rec.get("pid"), rec.get("pidns"))
+                     or (w.pidns == rec.get("pidns") and rec.get("pid") == 1)]
+            if names:
+                return names[0]
+        time.sleep(0.05)
+    return None
+
+
+def _order(items: tuple, attempt: int) -> tuple:
+    return items if attempt % 2 == 0 else items[::-1]
+
+
+def _take_overs(writers) -> int:
+    return sum(w.out.read_text().count("taking over the stale lock") for w in writers)
+
+
+def _log(logs: Path) -> list[dict]:
+    path = logs / "commits.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _check(base: str, logs: Path, run: dict, *, live_taken_over: bool) -> dict:
+    log = _log(logs)
+    killed = set(run["killed"])
+    assert run["exit_codes"] == [0, 0, 0, 0], run["outputs"][-3000:]
+    assert {e["writer"] for e in log if e["kind"] == "done"} == {"w0", "w1", "w2", "w3"}, run["outputs"][-3000:]
+    # The ledger: every logged row exactly once; nothing else but rows a killed writer may have committed.
+    table = LabelLedger(f"{base}/labels/ledger.parquet").labelled()
+    counts = collections.Counter(table["utt_id"])
+    assert not [u for u, c in counts.items() if c > 1], "a row is in the ledger twice"
+    rows = {e["id"] for e in log if e["kind"] == "row"}
+    assert rows <= set(counts), f"committed rows missing from the ledger: {sorted(rows - set(counts))}"
+    lost = {e["id"] for e in log if e["kind"] in ("row lost", "row refused")} - rows
+    assert not lost & set(counts), f"rows whose append stopped are in the ledger: {sorted(lost & set(counts))}"
+    # The journal: every logged commit exactly once, each hold's entries contiguous, none after a lost lock.
+    journal = [tuple(c) for c in read_json(f"{base}/summary/summary.json")["commits"]] \
+        if exists(f"{base}/summary/summary.json") else []
+    entries = collections.Counter((tok, i, k) for _, tok, i, k in journal)
+    assert not [e for e, c in entries.items() if c > 1], "a commit is in the journal twice"
+    commits = {(e["token"], e["i"], e["k"]) for e in log if e["kind"] == "commit"}
+    assert commits <= set(entries), f"committed entries lost from the journal: {sorted(commits - set(entries))}"
+    holds = {e["token"]: (e["writer"], e["incarnation"]) for e in log if e["kind"] == "hold"}
+    unlogged = set(entries) - commits
+    assert all(holds.get(tok) in killed for tok, _, _ in unlogged), f"entries nobody committed: {unlogged}"
+    order = [tok for _, tok, _, _ in journal]
+    starts = [tok for j, tok in enumerate(order) if j == 0 or order[j - 1] != tok]
+    assert len(starts) == len(set(starts)), "a writer committed again after another writer's commits"
+    for e in log:
+        if e["kind"] == "commit lost":
+            late = [c for c in journal if c[1] == e["token"] and (c[2], c[3]) >= (e["i"], e["k"])]
+            assert not late, f"a writer committed after its lock was taken over: {late}"
+    take_overs = [line for line in run["outputs"].splitlines() if "taking over the stale lock" in line]
+    if not live_taken_over:  # one machine and namespace: only killed writers' locks are ever taken over
+        assert all("is gone" in line for line in take_overs), [t for t in take_overs if "is gone" not in t]
+    return {"seconds": run["seconds"], "writers": 4, "pauses": run["pauses"], "kills": run["kills"],
+            "take_overs": len(take_overs), "rows": len(counts), "rows_logged": len(rows),
+            "rows_lost": len({e["id"] for e in log if e["kind"] == "row lost"} - rows),
+            "journal": len(journal), "commits_lost": sum(e["kind"] == "commit lost" for e in log)}
+
+
+def _report(name: str, numbers: dict) -> None:
+    print(f"\nchaos {name}: {json.dumps(numbers)}")
+
+
+def test_chaos_on_one_machine_never_takes_a_paused_writer_over_and_loses_no_commit(tmp_path, monkeypatch):
+    monkeypatch.delenv("SER_LOCK_TAKE_OVER", raising=False)
+    base, logs = str(tmp_path / "run"), tmp_path / "logs"
+    logs.mkdir()
+    run = _chaos(base, logs, namespace=False, seconds=5, kills=1, seed=1)
+    numbers = _check(base, logs, run, live_taken_over=False)
+    _report("one machine", numbers)
+    assert numbers["pauses"] >= 4 and numbers["take_overs"] >= 1
+    assert numbers["commits_lost"] == 0 and numbers["rows_lost"] == 0  # nobody alive ever lost a lock
+
+
+@pytest.mark.slow_e2e
+def test_chaos_across_pid_namespaces_takes_paused_writers_over_and_they_commit_nothing_after(tmp_path,
+                                                                                             monkeypatch):
+    why = _namespace_refused()
+    if why:
+        pytest.skip(why)
+    monkeypatch.delenv("SER_LOCK_TAKE_OVER", raising=False)
+    base, logs = str(tmp_path / "run"), tmp_path / "logs"
+    logs.mkdir()
+    run = _chaos(base, logs, namespace=True, seconds=8, kills=0, seed=2, take_overs=2)
+    numbers = _check(base, logs, run, live_taken_over=True)
+    _report("PID namespaces", numbers)
+    assert numbers["pauses"] >= 4 and numbers["take_overs"] >= 1
+
+
+@pytest.mark.slow_e2e
+def test_chaos_on_s3_loses_no_commit(s3_bucket, tmp_path, monkeypatch):
+    monkeypatch.delenv("SER_LOCK_TAKE_OVER", raising=False)
+    base, logs = f"{s3_bucket}/run", tmp_path / "logs"
+    logs.mkdir()
+    run = _chaos(base, logs, namespace=False, seconds=15, kills=2, seed=3)
+    numbers = _check(base, logs, run, live_taken_over=False)
+    _report("S3", numbers)
+    assert numbers["pauses"] >= 4 and numbers["commits_lost"] == 0
