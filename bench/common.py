@@ -44,21 +44,31 @@ def claim_workdir(path: str | os.PathLike) -> Path:
     return folder
 
 
+def fresh_workdir(path: str | os.PathLike) -> Path:
+    """A work folder the benchmark empties on each run: :func:`claim_workdir`, then its contents deleted
+    (:func:`ser_models.ownership.clear`: only inside a folder marked as a benchmark's)."""
+    from ser_models.ownership import clear
+
+    folder = claim_workdir(path)
+    clear(folder, "bench")
+    return folder
+
+
 def scratch(path: str | os.PathLike) -> Path:
-    """A folder the benchmark rebuilds on each run: new, empty, or marked as a benchmark's scratch folder by an
-    earlier run, whose contents are then deleted (:func:`ser_models.ownership.clear`). A folder the benchmark
-    did not mark (``--workdir`` pointed at a folder of notes) is refused and left as it is.
+    """Make way for an output a job of the benchmark writes (and claims) afresh on each run: ``path``'s parent is
+    claimed as a benchmark's folder (:func:`claim_workdir`), ``path`` is recorded there as the benchmark's own
+    and deleted if an earlier run left it. Returns ``path``, which no longer exists.
 
     Raises:
-        ForeignFolderError: the folder holds things no benchmark made.
-        LockHeldError: another run of a benchmark uses it.
+        ForeignFolderError: the parent holds things no benchmark made.
+        LockHeldError: another run of a benchmark uses the parent.
     """
-    from ser_models.ownership import clear, open_output
+    from ser_models.ownership import record, remove
 
     folder = Path(path).absolute()
-    lock = open_output(folder, "bench", what="benchmark scratch folder")  # held until the process exits
-    _SCRATCH.append(lock)
-    clear(folder, "bench")
+    parent = claim_workdir(folder.parent)
+    record(parent, "bench", [folder.name])
+    remove(parent, "bench", folder.name, recorded_only=True)
     return folder
 
 

@@ -20,10 +20,10 @@ from bench.common import (
     RESULTS_DIR,
     LoadWindow,
     claim_workdir,
+    fresh_workdir,
     machine_info,
     machine_markdown,
     md_table,
-    scratch,
     write_results,
 )
 from ser_models.console import RAY_LINE
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     demo = claim_workdir(args.demo_dir)
-    scratch(demo)
+    fresh_workdir(demo)
     load = LoadWindow()
     start = time.perf_counter()
     proc = subprocess.run(["make", "demo", f"DEMO_DIR={demo}"], cwd=REPO, capture_output=True, text=True)

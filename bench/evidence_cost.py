@@ -35,11 +35,11 @@ from bench.common import (
     RESULTS_DIR,
     LoadWindow,
     claim_workdir,
+    fresh_workdir,
     init_ray,
     machine_info,
     machine_markdown,
     md_table,
-    scratch,
     write_results,
 )
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ser_models.runs.evidence import build_feature_cache, labelable_training_clips, run_evidence
 
     work = claim_workdir(args.workdir)
-    scratch(work)
+    fresh_workdir(work)
     tree = str(Path(ser_models.__file__).parents[1])
     workers = worker_library()
     if workers != tree:

@@ -18,7 +18,7 @@ and times side by side, in one run:
   sidecar read (what every build after the first costs; a folder that cannot be written is instead hashed once
   per process and remembered in memory).
 
-The scratch folder (``<workdir>/fingerprint``, marked as a benchmark's through ``bench.common.scratch``) is
+The scratch folder (``<workdir>/fingerprint``, marked as a benchmark's through ``bench.common.fresh_workdir``) is
 emptied at the end unless ``--keep``; nothing outside it is written but the results file.
 
     python -m bench.fingerprint                      # 1.2 GB in /tmp/ser_bench/fingerprint
@@ -41,10 +41,10 @@ from bench.common import (
     RESULTS_DIR,
     LoadWindow,
     claim_workdir,
+    fresh_workdir,
     machine_info,
     machine_markdown,
     md_table,
-    scratch,
     write_results,
 )
 
@@ -142,7 +142,7 @@ def run(args) -> str:
     from ser_models.ownership import clear, remove
 
     work = claim_workdir(args.workdir)
-    folder = scratch(work / "fingerprint")  # marked as this benchmark's; emptied now and at the end
+    folder = fresh_workdir(work / "fingerprint")  # marked as this benchmark's; emptied now and at the end
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     others = busy_processes()
     load = LoadWindow()

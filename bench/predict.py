@@ -30,10 +30,10 @@ from bench.common import (
     RESULTS_DIR,
     LoadWindow,
     claim_workdir,
+    fresh_workdir,
     machine_info,
     machine_markdown,
     md_table,
-    scratch,
     write_results,
 )
 
@@ -100,8 +100,7 @@ def main(argv=None) -> Path:
     from ser_models.model import EmotionModel, ModelConfig
 
     work = claim_workdir(args.workdir)
-    scratch(work)
-    work.mkdir(parents=True)
+    fresh_workdir(work)
     pool = Pool.open(args.pool_dir)
     clips = pool.summary["kept"]
     hours = sum(s["hours"] for s in pool.summary["splits"].values())

@@ -6,8 +6,9 @@ jobs in this process (evidence with ``evidence.fan_out=false``, so every run's l
 here, where they can be timed) and adds up the wall time spent inside:
 
 * ``FolderLock.acquire`` / ``release`` / ``assert_held`` (every lock: pool, run folders, feature cache, ledger);
-* ``ownership`` claims and marker reads and writes (``open_output``, ``claim``, ``check_claim``, ``record``,
-  ``read_marker``);
+* ``ownership`` claims and marker reads and writes (``claim_output``, ``check_output``, ``open_output``,
+  ``claim``, ``check_claim``, ``record``, ``read_marker``, ``replace_files``);
+* fencing: the token read before each commit and taking the folder's guard (``flock``) around it;
 * the ledger's re-read of its file under the append lock;
 * every ``os.fsync`` and ``os.replace`` (what an atomic write adds over a plain one: the temp file is an
   ordinary write).
@@ -103,14 +104,17 @@ class SafetyTimer:
 
 def instrument() -> SafetyTimer:
     """Wrap the machinery's entry points in this process."""
-    from ser_models import locks, ownership
+    from ser_models import lock_guard, locks, ownership
     from ser_models.data.ledger import LabelLedger
 
     timer = SafetyTimer()
     for name in ("acquire", "release", "assert_held"):
         timer.wrap(locks.FolderLock, name, f"lock {name}")
-    for name in ("open_output", "claim", "check_claim", "record", "read_marker"):
-        timer.wrap(ownership, name, "ownership markers")
+    timer.wrap(locks.FolderLock, "_check_token", "fencing: the token read before a commit")
+    timer.wrap(lock_guard, "_share", "fencing: the folder guard (flock) taken")
+    for name in ("claim_output", "check_output", "claim_file", "open_output", "claim", "check_claim", "record",
+                 "read_marker", "replace_files"):
+        timer.wrap(ownership, name, "ownership claims and markers")
     timer.mark(LabelLedger, "append", "in_append")
     timer.wrap(LabelLedger, "_load", "ledger re-read under its lock", only_in="in_append")
     timer.wrap(os, "fsync", "fsync (atomic writes)")

@@ -114,9 +114,12 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(AdaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.adapt")
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import claim_output, recognise_files
 
-    with claim_output(cfg.output_dir, "run", job="jobs.adapt", layout=(STAGE1_DIR, STAGE2_DIR, MATRIX_DIR),
+    # an earlier version's folder (no marker): adopted when its stages are fine-tuning runs of ours
+    earlier = recognise_files({STAGE1_DIR: "run:jobs.finetune", STAGE2_DIR: "run:jobs.finetune",
+                               MATRIX_DIR: "dir"})
+    with claim_output(cfg.output_dir, "run", job="jobs.adapt", recognise=earlier,
                       inputs={"source_pool_dir": cfg.source_pool_dir, "target_pool_dir": cfg.target_pool_dir}):
         return run_adapt(cfg)
 

@@ -45,8 +45,11 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-#: What an output folder of jobs.evaluate holds.
-MATRIX_LAYOUT = ("matrix.csv", "matrix.png", "evaluations.json")
+def _earlier_matrix():
+    """An earlier version's output folder of this job (no marker, no run.json), recognised by its files."""
+    from ser_models.ownership import recognise_files
+
+    return recognise_files({"matrix.csv": "csv:trained_on", "matrix.png": "file", "evaluations.json": "json"})
 
 
 def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str = "test",
@@ -71,7 +74,7 @@ def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str 
     if output_dir:  # claimed before anything runs: a folder that is not this job's is refused at once
         from ser_models.ownership import claim_output
 
-        with claim_output(output_dir, "run", job="jobs.evaluate", layout=MATRIX_LAYOUT,
+        with claim_output(output_dir, "run", job="jobs.evaluate", recognise=_earlier_matrix(),
                           key="--output-dir", inputs={"checkpoints": list(checkpoints.values()),
                                                       "pools": list(pools.values())}):
             return _cross_corpus(checkpoints, pools, split, output_dir, metric, scaling, scorer_cfg, verbose)
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.output_dir:  # a folder that is not this job's, or one around or inside an input: refused first
         from ser_models.ownership import check_output
 
-        check_output(args.output_dir, "run", job="jobs.evaluate", layout=MATRIX_LAYOUT, key="--output-dir",
+        check_output(args.output_dir, "run", job="jobs.evaluate", recognise=_earlier_matrix(), key="--output-dir",
                      inputs={"paths": list(args.paths)})
     checkpoints, pools = [], []
     for path in args.paths:

@@ -33,9 +33,11 @@ def main(argv: list[str] | None = None) -> BudgetPlan | Forecast:
     cfg = parse_job_args(PlanConfig, sys.argv[1:] if argv is None else argv, "jobs.plan")
     if not cfg.output_dir:
         return _plan(cfg)
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import claim_output, recognise_files
 
-    with claim_output(cfg.output_dir, "run", job="jobs.plan", layout=("plan.json", "overrides.txt", "forecast.json"),
+    # an earlier version's plan folder (no marker, no run.json): adopted when its files read back as a plan's
+    earlier = recognise_files({"plan.json": "json", "forecast.json": "json", "overrides.txt": "file"})
+    with claim_output(cfg.output_dir, "run", job="jobs.plan", recognise=earlier,
                       inputs={"pool_dir": cfg.pool_dir, "run_dir": cfg.run_dir}):
         return _plan(cfg)
 

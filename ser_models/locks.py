@@ -144,8 +144,8 @@ class FolderLock:
         me = _identity()
         return {"host": me["host"], "boot_id": me["boot_id"], "pidns": me["pidns"], "pid": me["pid"],
                 "proc_start": me["proc_start"], "token": self.token, "thread": threading.current_thread().name,
-                "started_at": self.started, "heartbeat_at": _now(), "beat": 0, "what": self.what,
-                "folder": str(self.folder)}
+                "started_at": self.started, "heartbeat_at": _now(), "beat": 0, "heartbeat_s": self.heartbeat_s,
+                "what": self.what, "folder": str(self.folder)}
 
     def _read(self) -> tuple[dict | None, object]:
         """``(record, fingerprint)``; ``(None, None)`` when there is no lock file. A file being created (empty or
@@ -222,11 +222,16 @@ class FolderLock:
             return self._local_stale(rec)  # a live holder here is never taken over, even when named
         if take_over is not None and holder_id(rec) == take_over:
             return f"{TAKE_OVER_ENV}={take_over} names it"
-        seen = self._watch(fingerprint)
-        if seen >= self.stale_s:
+        seen, need = self._watch(fingerprint), self._stale_for(rec)
+        if seen >= need:
             return (f"it has not changed for {seen:.1f} s of watching from here: no heartbeat for "
-                    f"{STALE_ENV}={self.stale_s:g} s")
+                    f"{need:g} s ({STALE_ENV}={self.stale_s:g})")
         return None
+
+    def _stale_for(self, rec: dict) -> float:
+        """Unchanged this long, ``rec`` is stale: ``stale_s``, and at least four of its holder's own heartbeats."""
+        beat = rec.get("heartbeat_s")
+        return max(self.stale_s, 4 * float(beat)) if isinstance(beat, (int, float)) else self.stale_s
 
     def _seen_for(self, fingerprint: object) -> float:
         with _HELD_GUARD:
@@ -344,7 +349,8 @@ class FolderLock:
             watch = not (rec and _same_machine(rec)) and fingerprint == first.setdefault("fp", fingerprint)
             if watch and "said" not in first and time.monotonic() >= deadline:
                 first["said"] = self.log(f"lock {self.path}: held by {self.describe(rec)}, which this process "
-                                         f"cannot check: watching it for up to {self.stale_s:g} s ({STALE_ENV})")
+                                         f"cannot check: watching it for up to {self._stale_for(rec):g} s "
+                                         f"({STALE_ENV})")
             if time.monotonic() < deadline or watch:
                 spins = 0
                 time.sleep(poll)

@@ -1,25 +1,30 @@
-"""Delete only what we made: every output folder the platform cleans or replaces things in carries a marker.
+"""Delete only what we made, and write only where we may: the one path by which every writer claims its output.
 
-A job that writes into an output folder (a pool, a segment output, an active-learning run folder, an
-evidence folder, a sweep trial's folder, a feature cache) first *claims* it (:func:`open_output`):
+Every job (and every benchmark with a work folder) claims its output before its first byte with
+:func:`claim_output` (a folder; :func:`check_output` makes the same refusals without writing, for jobs that
+check their inputs first) or :func:`claim_file` (one file written atomically):
 
+* an output that is one of the job's inputs, lies inside one, or contains one is refused with
+  :class:`~ser_models.exceptions.OutputOverlapError` (:func:`check_apart`; links resolved first);
 * a missing or empty folder gets the marker ``<folder>/.ser-output.json`` (``kind``, ``created_at``,
-  ``platform_version`` and ``children``: the sub-folders this platform recorded as its own before creating
-  them, e.g. a pool's ``build-*`` folders);
-* a folder whose marker names the same kind is ours;
-* a folder made by an earlier version (no marker) is *adopted* (the marker is written and a line logged)
-  only when it holds exactly that kind's layout, as recognised by the job's ``recognise`` function (a pool:
-  ``summary.json`` and the build folders it names; a run folder: a ``run.json`` of the same job and the run
-  layout's names). A folder with any entry the layout does not name is never adopted;
-* anything else, a non-empty folder without the marker or with another kind's, is refused with
-  :class:`~ser_models.exceptions.ForeignFolderError` naming the folder, its kind (if any) and a few entries.
-  Nothing is written into a refused folder.
+  ``platform_version``, ``children``: the sub-folders this platform recorded as its own before creating them,
+  e.g. a pool's ``build-*`` folders; ``job`` for a run folder; ``files`` for an export);
+* a folder whose marker names the same kind (and job) is ours;
+* a folder made by an earlier version (no marker) is *adopted* (the marker is written and a line logged) only
+  when its files read back as that kind's, as the kind's ``recognise`` function checks (a pool: a
+  ``summary.json`` whose build folders exist; a run folder: a ``run.json`` recording that job); names alone
+  never suffice;
+* anything else is refused with :class:`~ser_models.exceptions.ForeignFolderError` naming the folder, its
+  kind (if any) and a few entries. Nothing is written into a refused folder. The temporary files that killed
+  atomic writes leave (``.<name>.<hex>.tmp``) never make a folder foreign; the next owner removes them.
 
-Deletion goes through :func:`remove` and :func:`clear`, which refuse a folder not marked with the caller's
-kind, a path that leaves the folder, and the marker and lock themselves; :func:`remove` with
-``recorded=True`` deletes only a child the marker records (a pool build, a feature-cache shard folder being
-written). Recording a child happens under the folder's lock (:mod:`ser_models.locks`), before the child is
-created, so a crash never leaves an unrecorded folder of ours that a later run could not clean.
+Every delete of the platform goes through this module (a test finds any other call site): :func:`remove` and
+:func:`clear` refuse a folder not marked with the caller's kind, a path that leaves the folder, and the marker
+and lock themselves; :func:`remove` with ``recorded_only=True`` deletes only a child the marker records;
+:func:`replace_files` deletes only the files an earlier export recorded; :func:`remove_if` deletes one file only
+when its content is what the platform writes there; :func:`discard_staging` only a staging folder made by
+:func:`make_staging`. Links are removed as links, never followed. Marker writes are fenced
+(:func:`ser_models.locks.fenced_for`): a writer whose lock was taken over records nothing.
 
 If a folder really is yours and the layout check refuses it (a file you added to a run folder, say), move
 the extra entries out, or write the marker yourself: ``{"kind": "<kind>"}`` in ``<folder>/.ser-output.json``.
@@ -234,7 +239,7 @@ def check_apart(output: str | os.PathLike, inputs: Mapping[str, object], *, key:
         for one in value if isinstance(value, (list, tuple)) else [value]:
             # A local input that does not exist is nothing to overwrite (and may be a name, such as an encoder
             # preset): the job fails on reading it instead.
-            if not one or (io.is_local(str(one)) and not os.path.lexists(os.path.expanduser(str(one)))):
+            if not one or (io.is_local(str(one)) and not os.path.lexists(os.path.expanduser(io.local_path(str(one))))):
                 continue
             other = _where(str(one))
             relation = _relation(where[1], other[1]) if other[0] == where[0] else None
@@ -416,29 +421,35 @@ def replace_files(folder: str | os.PathLike, kind: str, written: Iterable[str]) 
         ForeignFolderError: the folder is not marked ``kind``.
     """
     folder = str(io.storage_path(folder))
-    marker = _marked(folder, kind)
     written = sorted({_relative(folder, f) for f in written})
     gone = []
-    for rel in sorted(set(marker.get("files") or []) - set(written)):
-        _child(folder, rel)  # inside the folder, never the marker or the lock
-        target = io.join(folder, rel)
-        fs, p = io.filesystem(target)
-        if io.is_link(target) or fs.get_file_info(p).type == pafs.FileType.File:
+    # Under the fence: a writer whose lock was taken over deletes nothing of the new owner's.
+    with fenced_for(io.join(folder, MARKER_NAME)):
+        marker = _marked(folder, kind)
+        for rel in sorted(set(marker.get("files") or []) - set(written)):
+            _child(folder, rel)  # inside the folder, never the marker or the lock
+            target = io.join(folder, rel)
+            fs, p = io.filesystem(target)
+            if _through_link(folder, rel) or fs.get_file_info(p).type != pafs.FileType.File:
+                continue  # a link on the way (a person's folder linked in) or not a file now: left as it is
             io.fs_delete(target)
             gone.append(rel)
-    with fenced_for(io.join(folder, MARKER_NAME)):
-        io.write_json_atomic(io.join(folder, MARKER_NAME), {**_marked(folder, kind), "files": written})
+        io.write_json_atomic(io.join(folder, MARKER_NAME), {**marker, "files": written})
     return gone
 
 
+def _through_link(folder: str, rel: str) -> bool:
+    """Whether any component of ``folder/rel`` below ``folder`` is a symbolic link (local folders)."""
+    parts = rel.split("/")
+    return any(io.is_link(io.join(folder, *parts[:i])) for i in range(1, len(parts) + 1))
+
+
 def _relative(folder: str, path: str) -> str:
-    """``path`` (absolute, a URI, or already relative) relative to ``folder``."""
+    """``path`` (a URI, or a local path, absolute or relative to the working folder) relative to ``folder``."""
     path, base = str(path), folder.rstrip("/") + "/"
-    if path.startswith(base):
-        return path[len(base):]
-    if io.is_local(path) and os.path.isabs(path):
-        return os.path.relpath(path, folder)
-    return path
+    if io.is_local(path) and io.is_local(folder):
+        return os.path.relpath(os.path.abspath(str(io.local_path(path))), os.path.abspath(str(io.local_path(folder))))
+    return path[len(base):] if path.startswith(base) else path
 
 
 def remove_if(path: str | os.PathLike, recognise: Callable[[str], bool], what: str) -> bool:
@@ -493,7 +504,9 @@ def recognise_run(job: str | tuple[str, ...], layout: Iterable[str]) -> Recognis
     ``job`` (or one of several: ``format``, ``job`` and a ``config`` mapping), and only names of ``layout``.
     Names alone never suffice: a folder of YAML files, or a ``run.json`` of another job or of no job, is not
     adopted."""
-    allowed = {"run.json", "config.yaml", *layout}
+    layout = tuple(layout)
+    # a layout folder's next version staged by a swap that a kill interrupted (``.<name>.incoming``)
+    allowed = {"run.json", "config.yaml", *layout, *(f".{name}.incoming" for name in layout)}
     jobs = (job,) if isinstance(job, str) else tuple(job)
 
     def recognise(folder: str, names: list[str]) -> list[str] | None:
@@ -532,6 +545,39 @@ def recognise_csv(tables: Mapping[str, Iterable[str]], allowed: Iterable[str] = 
     return recognise
 
 
+def recognise_files(layout: Mapping[str, str]) -> Recognise:
+    """A layout recognised by content, for a job that writes no ``run.json``: every entry is a name of
+    ``layout`` and reads back as its kind there: ``"json"`` (a JSON object), ``"csv:<column>"`` (a CSV whose
+    header names that column), ``"run:<job>"`` (a folder holding a run record of that job, or marked as
+    that job's), ``"dir"`` (a folder), ``"file"`` (a file; a plot, a text the job writes); at least one entry."""
+    def reads(folder: str, name: str, kind: str) -> bool:
+        path = io.join(folder, name)
+        try:
+            if kind == "json":
+                return isinstance(io.read_json(path), dict)
+            if kind.startswith("csv:"):
+                with io.open_input_file(path) as fh:
+                    header = fh.read(1 << 16).split(b"\n", 1)[0].decode("utf-8").strip()
+                return kind[4:] in header.split(",")
+            if kind.startswith("run:"):
+                marker = read_marker(path) or {}
+                if marker.get("kind") == "run" and marker.get("job") in (None, kind[4:]):
+                    return True
+                return recognise_run(kind[4:], ())(path, ["run.json"]) == [] if io.exists(
+                    io.join(path, "run.json")) else False
+            fs, p = io.filesystem(path)
+            want = pafs.FileType.Directory if kind == "dir" else pafs.FileType.File
+            return fs.get_file_info(p).type == want
+        except (OSError, ValueError, UnicodeDecodeError):
+            return False
+
+    def recognise(folder: str, names: list[str]) -> list[str] | None:
+        ok = names and all(n in layout and reads(folder, n, layout[n]) for n in names)
+        return [] if ok else None
+
+    return recognise
+
+
 def recognise_names(required: Iterable[str], allowed: Iterable[str] = (), patterns: Iterable[str] = ()) -> Recognise:
     """A layout of fixed names: every name in ``required`` present, every entry in ``required``, ``allowed``
     or matching one of the regular expressions ``patterns``."""
@@ -550,4 +596,4 @@ def recognise_names(required: Iterable[str], allowed: Iterable[str] = (), patter
 
 __all__ = ["KINDS", "MARKER_NAME", "assert_claimed", "check_apart", "check_claim", "check_output", "claim", "claim_file",
            "claim_output", "clear", "discard_staging", "make_staging", "remove_if", "replace_files", "entries", "open_output", "read_marker",
-           "recognise_csv", "recognise_names", "recognise_run", "record", "recorded", "remove"]
+           "recognise_csv", "recognise_files", "recognise_names", "recognise_run", "record", "recorded", "remove"]

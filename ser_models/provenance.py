@@ -29,7 +29,7 @@ import os
 from typing import Any
 
 from ser_models import io
-from ser_models.config import key_default, speed_only_keys, to_dict
+from ser_models.config import key_default, speed_only_keys, strip_user_info, to_dict
 from ser_models.exceptions import ConfigError, ResumeMismatchError
 from ser_models.ownership import assert_claimed
 
@@ -89,7 +89,8 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
     if schema is not None:
         speed_only += speed_only_keys(schema)
         cfg = to_dict(cfg)
-    keys = json.loads(json.dumps(result_keys(cfg, speed_only), default=str))
+    # URLs without their user info (credentials come from the environment, never into a file)
+    keys = strip_user_info(json.loads(json.dumps(result_keys(cfg, speed_only), default=str)))
     inputs = json.loads(json.dumps(dict(inputs or {}), default=str))
     if not io.exists(path):
         io.write_json_atomic(path, {"format": RUN_FORMAT, "job": job, "config": keys, "inputs": inputs})
@@ -98,7 +99,7 @@ def check_run(output_dir: str | os.PathLike, job: str, cfg: Any, *, inputs: dict
         return True
     try:
         stored = io.read_json(path)
-        old_keys, old_inputs, old_job = stored["config"], stored.get("inputs", {}), stored["job"]
+        old_keys, old_inputs, old_job = strip_user_info(stored["config"]), stored.get("inputs", {}), stored["job"]
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path} is not a run record this version understands ({exc}); use a new output_dir") from exc
     if old_job != job:

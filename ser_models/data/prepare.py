@@ -65,7 +65,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from ser_models import ownership
-from ser_models.config import to_dict, to_yaml
+from ser_models.config import strip_user_info, to_dict, to_yaml
 from ser_models.data.audio import decode_batch
 from ser_models.data.config import PoolConfig
 from ser_models.data.manifest import SPLIT_KEYS, check_split_leaks, read_manifest  # noqa: F401 (re-exported)
@@ -437,7 +437,7 @@ def _commit(cfg: PoolConfig, out: str, build: str, files: dict[str, list[str]], 
         )
     failpoint("prepare_before_commit")  # kill tests: everything written but the commit point
     record = {**summary.to_dict(), "build": build, "files": f"{build}/{FILES_NAME}",
-              "quarantine": f"{build}/quarantine.parquet", "config": to_dict(cfg)}
+              "quarantine": f"{build}/quarantine.parquet", "config": strip_user_info(to_dict(cfg))}
     # The commit point: one atomic write switches readers from the old version to this one; only while this
     # writer still holds the pool's lock, with no take-over in between (a writer whose lock was taken over stops
     # here).

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from ser_models.encoders.config import EncoderConfig
-from ser_models.encoders.content_hash import file_digest, hash_files
+from ser_models.encoders.content_hash import SIDECAR_NAME, file_digest, hash_files
 from ser_models.encoders.preprocessing import resolve_normalize_waveform
 from ser_models.encoders.presets import TINY_PRESETS, family_classes
 from ser_models.exceptions import CheckpointError, EncoderError
@@ -277,6 +277,40 @@ class Encoder(nn.Module):
         if self.cfg.checkpoint:
             h.update(f";checkpoint={file_digest(self.cfg.checkpoint)}".encode())
         return h.hexdigest()
+
+    def legacy_fingerprints(self) -> set[str]:
+        """The fingerprints earlier versions gave these weights, which checkpoints they saved still record: a
+        large encoder (over 20M parameters) was named by its config, its ``source`` string and the bytes of
+        ``cfg.checkpoint``, and its portable fingerprint by its folder's top-level ``*.json``,
+        ``*.safetensors`` and ``*.bin`` files. Up to 20M both equal :meth:`portable_fingerprint`. Computed on
+        demand (a checkpoint that records the current fingerprint never needs them)."""
+        if self._base_params <= _HASH_WEIGHTS_MAX_PARAMS:
+            return {self._portable_fingerprint}
+        found = set()
+        for kind in ("source", "files"):
+            h = hashlib.sha256()
+            conf = {k: v for k, v in self.hf_config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+            h.update(json.dumps(conf, sort_keys=True, default=str).encode())
+            h.update(f"family={self.family};normalize={self.normalize_waveform}".encode())
+            folder = Path(self.cfg.source).expanduser()
+            if kind == "source":
+                h.update(f"source={self.cfg.source}".encode())
+            elif folder.is_dir():
+                # the folder as that version saw it: without the hash sidecar this version writes there
+                for file in sorted(f for p in ("*.json", "*.safetensors", "*.bin") for f in folder.glob(p)
+                                   if f.name != SIDECAR_NAME):
+                    h.update(f"file={file.name}".encode())
+                    with open(file, "rb") as fh:
+                        while chunk := fh.read(1 << 24):
+                            h.update(chunk)
+            else:
+                continue
+            if self.cfg.checkpoint:
+                with filesystem(self.cfg.checkpoint)[0].open_input_stream(filesystem(self.cfg.checkpoint)[1]) as fh:
+                    while chunk := fh.read(1 << 24):
+                        h.update(chunk)
+            found.add(h.hexdigest())
+        return found
 
     def _weight_files_identity(self) -> str | None:
         """What names a large encoder's weights by content: ``files=<hash_files of its folder>`` (a local folder,

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser_models.encoders.content_hash import SIDECAR_NAME
 from ser_models.exceptions import EncoderError
 
 WHEEL_NAME = "pipecat_ai-1.14.0-py3-none-any.whl"
@@ -359,9 +360,11 @@ def _check_against_whisper(config: dict, tensors: dict[str, np.ndarray]) -> None
 
 
 def _recognise_import(folder: str, names: list[str]) -> list[str] | None:
-    """An encoder folder this importer wrote: an ``import.json`` that reads back with the ONNX member's hash."""
+    """An encoder folder this importer wrote: an ``import.json`` that reads back with the ONNX member's hash, and
+    nothing the importer does not write (a re-import replaces the whole folder)."""
+    made = {"import.json", "config.json", "preprocessor_config.json", "model.safetensors", "LICENSE", SIDECAR_NAME}
     try:
-        ok = "import.json" in names and "onnx_sha256" in json.loads((Path(folder) / "import.json").read_text())
+        ok = set(names) <= made and "onnx_sha256" in json.loads((Path(folder) / "import.json").read_text())
     except (OSError, ValueError, TypeError):
         ok = False
     return [] if ok else None

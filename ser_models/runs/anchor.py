@@ -12,6 +12,7 @@ from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
+from ser_models.runs.finetune import FINETUNE_LAYOUT
 from ser_models.training.config import ScalingSettings, TrainConfig
 
 
@@ -42,7 +43,7 @@ class AnchorJobConfig:
 
 #: What the job writes into its ``output_dir`` besides ``run.json`` and ``config.yaml`` (an earlier
 #: version's folder holding a ``run.json`` of this job and only these names is adopted).
-ANCHOR_LAYOUT = ('checkpoint', 'metrics.json', 'confusion.png', 'ray_train', 'feature_cache', 'adapter_pretrain', 'statistics', 'speaker_stats.safetensors', 'learning_curve.png', 'anchors.json', 'cross_lingual.json')
+ANCHOR_LAYOUT = (*FINETUNE_LAYOUT, "anchors.json", "cross_lingual.json")
 
 
 def run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "anchor", report=None,

@@ -52,7 +52,9 @@ class FinetuneJobConfig:
 
 #: What the job writes into its ``output_dir`` besides ``run.json`` and ``config.yaml`` (an earlier
 #: version's folder holding a ``run.json`` of this job and only these names is adopted).
-FINETUNE_LAYOUT = ('checkpoint', 'metrics.json', 'confusion.png', 'ray_train', 'feature_cache', 'adapter_pretrain', 'statistics', 'speaker_stats.safetensors', 'learning_curve.png')
+FINETUNE_LAYOUT = ("checkpoint", "in_process", "metrics.json", "confusion.png", "ray_train", "feature_cache",
+                   "adapter_pretrain", "statistics", "feature_stats.safetensors", "speaker_stats.safetensors",
+                   "functionals_stats.safetensors", "functionals_speaker_stats.safetensors", "learning_curve.png")
 
 
 def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str = "finetune", report=None,

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ser_models.config import to_dict, to_yaml
+from ser_models.config import strip_user_info, to_dict, to_yaml
 from ser_models.exceptions import AudioError
 from ser_models.io import (
     exists,
@@ -305,7 +305,7 @@ def _segment_locked(cfg: SegmentConfig, out: str, recordings: pd.DataFrame, t0: 
     )
     write_bytes_atomic(join(out, "config.yaml"), to_yaml(cfg).encode())
     with fenced_for(join(out, "summary.json")):  # the output's commit: only while its lock is still ours
-        write_json_atomic(join(out, "summary.json"), {**dataclasses.asdict(summary), "config": to_dict(cfg),
+        write_json_atomic(join(out, "summary.json"), {**dataclasses.asdict(summary), "config": strip_user_info(to_dict(cfg)),
                                                        "rules": dataclasses.asdict(rules)})
     print(summary.table())
     return summary

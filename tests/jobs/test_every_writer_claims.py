@@ -178,18 +178,34 @@ def test_every_bench_script_that_writes_claims_its_folder():
     for path in sorted((REPO / "bench").glob("*.py")):
         text = path.read_text()
         if re.search(r"add_argument\(\"--(workdir|work|demo-dir)\"", text) and not re.search(
-                r"claim_workdir\(|scratch\(", text):
+                r"claim_workdir\(|fresh_workdir\(|scratch\(", text):
             missing.append(path.name)
     assert missing == []
 
 
 @pytest.mark.parametrize("case", FOREIGN)
 def test_a_benchmark_refuses_a_work_folder_it_did_not_make(tmp_path, case):
-    from bench.common import claim_workdir, scratch
+    from bench.common import claim_workdir, fresh_workdir, scratch
 
     out = _foreign(tmp_path / "outputs", case)
     before = _tree(tmp_path)
-    for claim in (claim_workdir, scratch):
+    for claim, folder in ((claim_workdir, out), (fresh_workdir, out), (scratch, out / "pool")):
         with pytest.raises(ForeignFolderError):
-            claim(out)
+            claim(folder)
     assert _tree(tmp_path) == before
+
+
+def test_a_benchmarks_scratch_output_is_made_way_for_and_a_job_then_claims_it(tmp_path):
+    """scratch() leaves the path free for the job the benchmark runs next, which claims it as its own."""
+    from bench.common import scratch
+    from ser_models.ownership import claim_output, read_marker
+
+    work = tmp_path / "work"
+    for _ in range(2):  # the second run removes what the first left
+        out = scratch(work / "run")
+        assert not out.exists() and read_marker(work)["kind"] == "bench"
+        with claim_output(out, "run", job="jobs.finetune"):
+            (out / "metrics.json").write_text("{}")
+    (work / "notes.md").write_text("mine")
+    scratch(work / "run")
+    assert sorted(p.name for p in work.iterdir() if p.name[0] != ".") == ["notes.md"]

@@ -119,3 +119,15 @@ def test_a_process_may_take_a_lock_it_holds_again(tmp_path):
         assert (tmp_path / LOCK_NAME).exists()  # the outer hold goes on
         outer.assert_held()
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_holder_that_beats_slowly_is_watched_for_four_of_its_own_heartbeats(tmp_path):
+    """A holder started with the default stale time beats every 30 s; a taker whose own stale time is 1 s must
+    not take it over between two of its beats."""
+    rec = _foreign_lock(tmp_path / "f", heartbeat_age=0)
+    (tmp_path / "f" / LOCK_NAME).write_text(json.dumps({**rec, "heartbeat_s": 0.5}))  # beats every 0.5 s
+    lines = []
+    t0 = time.monotonic()
+    with FolderLock(tmp_path / "f", "run folder", stale_s=1, log=lines.append):  # frozen: taken after 4 x 0.5 s
+        waited = time.monotonic() - t0
+    assert waited >= 2.0 and "watching it for up to 2 s" in lines[0] and "no heartbeat for 2 s" in lines[1]

@@ -245,3 +245,23 @@ def test_a_run_folder_of_another_job_is_refused(tmp_path):
         pass
     with pytest.raises(ForeignFolderError, match="jobs.after's, not jobs.predict's"):
         claim_output(tmp_path / "r", "run", job="jobs.predict")
+
+
+def test_an_export_never_deletes_through_a_link_and_records_relative_paths(tmp_path, monkeypatch):
+    from ser_models.ownership import replace_files
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "export"
+    claim(out, "export")
+    (out / "data").mkdir()
+    (out / "data" / "train-0.parquet").write_text("ours")
+    assert replace_files("export", "export", ["export/data/train-0.parquet"]) == []  # a relative path
+    assert read_marker(out)["files"] == ["data/train-0.parquet"]
+    person = tmp_path / "person"
+    person.mkdir()
+    (person / "train-0.parquet").write_text("theirs")
+    (out / "data" / "train-0.parquet").unlink()
+    (out / "data").rmdir()
+    (out / "data").symlink_to(person, target_is_directory=True)  # data/ now leads to a person's folder
+    assert replace_files(out, "export", []) == []
+    assert (person / "train-0.parquet").read_text() == "theirs"

@@ -213,3 +213,12 @@ def test_an_older_record_lacking_one_key_and_differing_in_another_names_both(tmp
     message = str(info.value)
     assert "train.epochs: " in message and "did not record scaling.num_workers" in message
     assert "this start sets scaling.num_workers=2" in message
+
+
+def test_a_run_record_never_holds_the_user_info_of_a_url(tmp_path):
+    cfg = _with(output_dir="s3://AKIAXX:s3cr3t@bucket/run")
+    cfg["manifest"] = "https://u:pw@host/m.csv"
+    check_run(tmp_path, "jobs.after", cfg)
+    text = (tmp_path / RUN_FILE).read_text()
+    assert "s3cr3t" not in text and "pw@" not in text and "https://host/m.csv" in text
+    assert check_run(tmp_path, "jobs.after", cfg) is False  # the same start resumes

@@ -203,3 +203,33 @@ def test_the_feature_code_version_enters_the_fingerprint_and_every_feature_cache
     # The key holds the version itself, too (a fingerprint that did not would still change the key).
     monkeypatch.setattr(after, "fingerprint", before.fingerprint)
     assert feature_cache_key(pool, after) != key
+
+
+def _fingerprint_of_version_0_1(enc: Encoder, folder) -> str:
+    """The portable fingerprint version 0.1 gave a large encoder loaded from ``folder`` (its top-level
+    ``*.json``, ``*.safetensors`` and ``*.bin`` by name and bytes; the folder held no hash sidecar then), as
+    checkpoints saved then record it."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    conf = {k: v for k, v in enc.hf_config.to_dict().items() if k not in encoder_module._VOLATILE_CONFIG_KEYS}
+    h.update(json.dumps(conf, sort_keys=True, default=str).encode())
+    h.update(f"family={enc.family};normalize={enc.normalize_waveform}".encode())
+    for file in sorted(f for p in ("*.json", "*.safetensors", "*.bin") for f in Path(folder).glob(p)
+                       if f.name != SIDECAR_NAME):
+        h.update(f"file={file.name}".encode())
+        h.update(file.read_bytes())
+    return h.hexdigest()
+
+
+def test_a_checkpoint_saved_by_version_0_1_still_finds_its_large_encoder(tmp_path, files_always, hashed):
+    """Checkpoints record the encoder's fingerprint; the new content key must not orphan those saved before it."""
+    _save(tmp_path / "enc")
+    enc = build_encoder(EncoderConfig(source=str(tmp_path / "enc")))
+    assert (tmp_path / "enc" / SIDECAR_NAME).is_file()  # written now; version 0.1 never saw it
+    old = _fingerprint_of_version_0_1(enc, tmp_path / "enc")
+    assert old != enc.portable_fingerprint() and old in enc.legacy_fingerprints()
+    _save(tmp_path / "other", seed=3)
+    assert old not in build_encoder(EncoderConfig(source=str(tmp_path / "other"))).legacy_fingerprints()

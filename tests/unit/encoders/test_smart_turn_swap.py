@@ -48,3 +48,13 @@ def test_a_kill_mid_reimport_leaves_an_import_the_next_call_finds(wheel, tmp_pat
     assert json.loads((out / "import.json").read_text())["onnx_sha256"] == ONNX_SHA256
     assert (out / "model.safetensors").stat().st_size > 1_000_000
     assert sorted(os.listdir(out.parent)) == ["smart-turn"]  # no staging folder left
+
+
+def test_a_reimport_never_replaces_a_folder_holding_files_it_did_not_write(wheel, tmp_path):
+    """A re-import replaces the whole folder: one that also holds a person's notes is refused, notes kept."""
+    out = tmp_path / "encoders" / "smart-turn"
+    import_smart_turn(out, wheel, quiet=True)
+    (out / "NOTES.md").write_text("which runs used it")
+    with pytest.raises(ForeignFolderError, match="NOTES.md"):
+        import_smart_turn(out, wheel, force=True, quiet=True)
+    assert (out / "NOTES.md").read_text() == "which runs used it" and (out / "import.json").exists()
