@@ -31,19 +31,19 @@ class DistillJobConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(DistillJobConfig, sys.argv[1:] if argv is None else argv, "jobs.distill")
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import deferred_claim
 
-    with claim_output(cfg.output_dir, "run", job="jobs.distill", layout=DISTILL_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "teacher.source": cfg.teacher.source,
-                              "teacher.checkpoint": cfg.teacher.checkpoint}):
-        return _run(cfg)
+    with deferred_claim(cfg.output_dir, "run", job="jobs.distill", layout=DISTILL_LAYOUT,
+                        inputs={"pool_dir": cfg.pool_dir, "teacher.source": cfg.teacher.source,
+                                "teacher.checkpoint": cfg.teacher.checkpoint}) as claim:
+        return _run(cfg, claim)
 
 
 #: What jobs.distill writes into its output_dir besides run.json and config.yaml.
 DISTILL_LAYOUT = ("student", "metrics.json", "distill_loss.png", "ray_train", "checkpoint")
 
 
-def _run(cfg) -> dict:
+def _run(cfg, claim) -> dict:
     from ser_models.data import Pool
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
@@ -51,6 +51,7 @@ def _run(cfg) -> dict:
 
     pool = Pool.open(cfg.pool_dir)
     pool.metadata(columns=["utt_id"], split=cfg.split)  # a missing split fails before Ray starts
+    claim()  # the output folder: marked and locked before the first byte
     check_run(cfg.output_dir, "jobs.distill", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()

@@ -70,16 +70,16 @@ LAYER_ANALYSIS_LAYOUT = ('feature_cache', 'probes.parquet', 'layer_weights.parqu
 
 def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dict:
     """Probe every layer on a parsed config (see :func:`_run_layer_analysis`)."""
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import deferred_claim
 
-    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
-    # version's run of it), outside every input; this process becomes its one writer.
-    with claim_output(cfg.output_dir, "run", job="jobs.layer_analysis", layout=LAYER_ANALYSIS_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}):
-        return _run_layer_analysis(cfg, verbose)
+    # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
+    # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
+    with deferred_claim(cfg.output_dir, "run", job="jobs.layer_analysis", layout=LAYER_ANALYSIS_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}) as claim:
+        return _run_layer_analysis(cfg, verbose, claim=claim)
 
 
-def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dict:
+def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True, claim=lambda: None) -> dict:
     import pyarrow as pa
 
     from ser_models.analysis.features import split_features
@@ -109,6 +109,7 @@ def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> di
     from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, tuple(s for s in splits.values() if s))
+    claim()  # the output folder: marked and locked before the first byte
     check_run(cfg.output_dir, "jobs.layer_analysis", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()

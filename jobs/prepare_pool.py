@@ -22,9 +22,10 @@ from ser_models.data.config import PoolConfig
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(PoolConfig, sys.argv[1:] if argv is None else argv, "jobs.prepare_pool")
-    from ser_models.data.prepare import pool_fingerprint, prepare_pool
+    from ser_models.data.prepare import check_pool_output, pool_fingerprint, prepare_pool
     from ser_models.runtime import connect_ray
 
+    check_pool_output(cfg)  # a folder that is not a pool of ours: refused before anything is read
     fingerprint = pool_fingerprint(cfg)  # the manifest and label map are readable: checked before Ray starts
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     print(f"prepare_pool: {cfg}")

@@ -23,8 +23,9 @@ def main(argv: list[str] | None = None):
     cfg = parse_job_args(SegmentConfig, sys.argv[1:] if argv is None else argv, "jobs.segment")
     from ser_models.runtime import connect_ray
     from ser_models.segment.recordings import read_recordings
-    from ser_models.segment.run import segment_archive
+    from ser_models.segment.run import check_segment_output, segment_archive
 
+    check_segment_output(cfg)  # a folder that is not a segment output of ours: refused before anything is read
     read_recordings(cfg.recordings)  # a malformed manifest fails before Ray starts
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     print(f"segment: {cfg}")

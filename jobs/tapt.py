@@ -18,20 +18,20 @@ from ser_models.training.tapt_config import TaptJobConfig
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_job_args(TaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.tapt")
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import deferred_claim
 
     t0 = time.perf_counter()
-    with claim_output(cfg.output_dir, "run", job="jobs.tapt", layout=TAPT_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "encoder.source": cfg.encoder.source,
-                              "encoder.checkpoint": cfg.encoder.checkpoint}):
-        return _run(cfg, t0)
+    with deferred_claim(cfg.output_dir, "run", job="jobs.tapt", layout=TAPT_LAYOUT,
+                        inputs={"pool_dir": cfg.pool_dir, "encoder.source": cfg.encoder.source,
+                                "encoder.checkpoint": cfg.encoder.checkpoint}) as claim:
+        return _run(cfg, t0, claim)
 
 
 #: What jobs.tapt writes into its output_dir besides run.json and config.yaml.
 TAPT_LAYOUT = ("encoder", "metrics.json", "tapt_loss.png", "ray_train", "checkpoint")
 
 
-def _run(cfg, t0: float) -> dict:
+def _run(cfg, t0: float, claim) -> dict:
     from ser_models.data import Pool
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
@@ -39,6 +39,7 @@ def _run(cfg, t0: float) -> dict:
 
     pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
     meta = pool.metadata(columns=["utt_id", "duration"], split=cfg.split)
+    claim()  # the output folder: marked and locked before the first byte
     check_run(cfg.output_dir, "jobs.tapt", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance

@@ -37,6 +37,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack, contextmanager
 
 import pyarrow.fs as pafs
 
@@ -293,6 +294,28 @@ def claim_output(folder: str | os.PathLike, kind: str, *, job: str | None = None
         recognise = recognise_run(job, layout)
     return open_output(folder, kind, what=what or (f"{job} output folder" if job else None), recognise=recognise,
                        job=job, log=log, **lock_kwargs)
+
+
+@contextmanager
+def deferred_claim(folder: str | os.PathLike, kind: str, **kwargs):
+    """For a job that checks its config and inputs before it touches its output: the refusals of
+    :func:`claim_output` now (nothing written), and a ``claim()`` to call right before the job's first write,
+    whose lock is held until the ``with`` block ends. A config error in between leaves no folder behind.
+
+    Yields:
+        ``claim()``: takes the claim (once; later calls do nothing) and returns the held lock.
+    """
+    check_output(folder, kind, **{k: v for k, v in kwargs.items()
+                                  if k in ("job", "layout", "inputs", "key", "recognise")})
+    with ExitStack() as stack:
+        held = []
+
+        def claim() -> FolderLock:
+            if not held:
+                held.append(stack.enter_context(claim_output(folder, kind, **kwargs)))
+            return held[0]
+
+        yield claim
 
 
 def claim_file(path: str | os.PathLike, *, inputs: Mapping[str, object] | None = None, key: str = "output") -> None:
@@ -595,5 +618,5 @@ def recognise_names(required: Iterable[str], allowed: Iterable[str] = (), patter
 
 
 __all__ = ["KINDS", "MARKER_NAME", "assert_claimed", "check_apart", "check_claim", "check_output", "claim", "claim_file",
-           "claim_output", "clear", "discard_staging", "make_staging", "remove_if", "replace_files", "entries", "open_output", "read_marker",
+           "claim_output", "clear", "deferred_claim", "discard_staging", "make_staging", "remove_if", "replace_files", "entries", "open_output", "read_marker",
            "recognise_csv", "recognise_files", "recognise_names", "recognise_run", "record", "recorded", "remove"]

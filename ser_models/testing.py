@@ -383,3 +383,22 @@ def beating_lock(path, every: float = 0.1):
     finally:
         stop.set()
         thread.join()
+
+
+#: Runs a command as PID 1 of a new user + PID namespace (a container's view of pids), killed with its parent.
+PID_NAMESPACE = ["unshare", "--pid", "--fork", "--user", "--map-root-user", "--kill-child"]
+
+
+def pid_namespace_refused() -> str | None:
+    """Why this machine cannot start a process in a new PID namespace (None: it can)."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([*PID_NAMESPACE, sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare could not run: {exc}"
+    if done.returncode != 0 or done.stdout.strip() != "1":
+        return f"the kernel refused a user + PID namespace: {done.stderr.strip()[-300:]}"
+    return None

@@ -245,9 +245,21 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary
     out = _canonical(cfg.output_dir)
     fingerprint = fingerprint or pool_fingerprint(cfg)
     # Refuses a folder that is not a pool of ours (nothing is written there), and a second writer.
-    with ownership.claim_output(out, "pool", what="pool", recognise=legacy_pool,
-                                inputs={"manifest": cfg.manifest}):
+    with ownership.claim_output(out, "pool", what="pool", recognise=legacy_pool, inputs=_inputs(cfg)):
         return _prepare_locked(cfg, out, fingerprint, t0)
+
+
+def _inputs(cfg: PoolConfig) -> dict:
+    return {"manifest": cfg.manifest}
+
+
+def check_pool_output(cfg: PoolConfig) -> None:
+    """:func:`prepare_pool`'s refusals of its ``output_dir``, writing nothing: a job calls it before Ray starts.
+
+    Raises:
+        ForeignFolderError: the folder is not a pool of ours (or overlaps the manifest).
+    """
+    ownership.check_output(_canonical(cfg.output_dir), "pool", recognise=legacy_pool, inputs=_inputs(cfg))
 
 
 def _prepare_locked(cfg: PoolConfig, out: str, fingerprint: str, t0: float) -> PoolSummary:

@@ -46,16 +46,16 @@ ADAPTER_PRETRAIN_LAYOUT = ('adapter', 'adapter_metrics.json', 'adapter_loss.png'
 
 def run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True):
     """Pre-train the adapter on a parsed config (see :func:`_run_adapter_pretrain_job`)."""
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import deferred_claim
 
-    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
-    # version's run of it), outside every input; this process becomes its one writer.
-    with claim_output(cfg.output_dir, "run", job="jobs.adapter_pretrain", layout=ADAPTER_PRETRAIN_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}):
-        return _run_adapter_pretrain_job(cfg, verbose=verbose)
+    # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
+    # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
+    with deferred_claim(cfg.output_dir, "run", job="jobs.adapter_pretrain", layout=ADAPTER_PRETRAIN_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}) as claim:
+        return _run_adapter_pretrain_job(cfg, verbose=verbose, claim=claim)
 
 
-def _run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True):
+def _run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True, claim=lambda: None):
     """The job's work on a parsed config; returns the ``AdapterPretrainResult``."""
     from ser_models.data import Pool
     from ser_models.provenance import check_run
@@ -63,6 +63,7 @@ def _run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = 
     from ser_models.runtime import connect_ray
 
     pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
+    claim()  # the output folder: marked and locked before the first byte
     check_run(cfg.output_dir, "jobs.adapter_pretrain", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()

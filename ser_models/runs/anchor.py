@@ -49,17 +49,17 @@ ANCHOR_LAYOUT = (*FINETUNE_LAYOUT, "anchors.json", "cross_lingual.json")
 def run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "anchor", report=None,
                callbacks: list | None = None):
     """The job's work on a parsed config (see :func:`_run_anchor`)."""
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import deferred_claim
 
-    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
-    # version's run of it), outside every input; this process becomes its one writer.
-    with claim_output(cfg.output_dir, "run", job="jobs.anchor", layout=ANCHOR_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}):
-        return _run_anchor(cfg, verbose=verbose, run_name=run_name, report=report, callbacks=callbacks)
+    # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
+    # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
+    with deferred_claim(cfg.output_dir, "run", job="jobs.anchor", layout=ANCHOR_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}) as claim:
+        return _run_anchor(cfg, verbose=verbose, run_name=run_name, report=report, callbacks=callbacks, claim=claim)
 
 
 def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "anchor", report=None,
-               callbacks: list | None = None):
+               callbacks: list | None = None, claim=lambda: None):
     """The job's work on a parsed config (``main`` and every ``base: anchor`` sweep trial call it).
 
     Returns:
@@ -86,6 +86,7 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
     num_layers = build_encoder(cfg.model.encoder).num_layers
     if cfg.anchoring.auto == "off":
         anchor_groups(cfg.anchoring.layers, cfg.anchoring.group_size, num_layers)  # a bad layer fails here
+    claim()  # the output folder: marked and locked before the first byte
     check_run(cfg.output_dir, "jobs.anchor", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     out = storage_path(cfg.output_dir)

@@ -61,17 +61,17 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
                  callbacks: list | None = None):
     """The job's work on a parsed config (``main`` and every sweep trial of ``base: finetune`` call it); see
     :func:`_run_finetune`."""
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import deferred_claim
 
-    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
-    # version's run of it), outside every input; this process becomes its one writer.
-    with claim_output(cfg.output_dir, "run", job="jobs.finetune", layout=FINETUNE_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "init_checkpoint": cfg.init_checkpoint, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}):
-        return _run_finetune(cfg, verbose=verbose, run_name=run_name, report=report, callbacks=callbacks)
+    # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
+    # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
+    with deferred_claim(cfg.output_dir, "run", job="jobs.finetune", layout=FINETUNE_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "init_checkpoint": cfg.init_checkpoint, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}) as claim:
+        return _run_finetune(cfg, verbose=verbose, run_name=run_name, report=report, callbacks=callbacks, claim=claim)
 
 
 def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str = "finetune", report=None,
-                 callbacks: list | None = None):
+                 callbacks: list | None = None, claim=lambda: None):
     """The job's work on a parsed config (``main`` and every sweep trial of ``base: finetune`` call it).
 
     Args:
@@ -97,6 +97,7 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
+    claim()  # the output folder: marked and locked before the first byte
     check_run(cfg.output_dir, "jobs.finetune", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance

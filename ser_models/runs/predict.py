@@ -282,16 +282,16 @@ PREDICT_LAYOUT = ('predictions', 'plan.json', 'summary.json', 'pool', 'segments'
 
 def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     """The job's work on a parsed config; returns the summary (see :func:`_run_predict`)."""
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import deferred_claim
 
-    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
-    # version's run of it), outside every input; this process becomes its one writer.
-    with claim_output(cfg.output_dir, "run", job="jobs.predict", layout=PREDICT_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "recordings": cfg.recordings, "encoder_source": cfg.encoder_source}):
-        return _run_predict(cfg, verbose=verbose)
+    # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
+    # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
+    with deferred_claim(cfg.output_dir, "run", job="jobs.predict", layout=PREDICT_LAYOUT,
+                      inputs={"pool_dir": cfg.pool_dir, "checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "recordings": cfg.recordings, "encoder_source": cfg.encoder_source}) as claim:
+        return _run_predict(cfg, verbose=verbose, claim=claim)
 
 
-def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
+def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: None) -> dict:
     """The job's work on a parsed config; returns the summary.
 
     Raises:
@@ -326,6 +326,7 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
     speaker_model, model_cfg = model.norm == "speaker", model.cfg
     del model
+    claim()  # the output folder: marked and locked before the first byte
     if cfg.backend == "ray" or cfg.manifest or cfg.recordings:  # segmenting and preparing run on Ray Data
         connect_ray()
     manifest = cfg.manifest

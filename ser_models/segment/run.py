@@ -42,7 +42,7 @@ from ser_models.io import (
     write_parquet_atomic,
 )
 from ser_models.locks import fenced_for
-from ser_models.ownership import claim_output
+from ser_models.ownership import check_output, claim_output
 from ser_models.progress import StageProgress
 from ser_models.segment.config import SegmentConfig
 from ser_models.segment.overlap import labels_by_overlap
@@ -216,9 +216,21 @@ def segment_archive(cfg: SegmentConfig, verbose: bool = True) -> SegmentSummary:
     out = storage_path(cfg.output_dir)
     recordings = read_recordings(cfg.recordings)  # a malformed manifest fails before the folder is touched
     # Refuse a folder that is not a segment output of ours, and a second writer (both would mix frames files).
-    with claim_output(out, "segments", what="segment output", recognise=_legacy_segments,
-                      inputs={"recordings": cfg.recordings, "annotations": cfg.annotations}):
+    with claim_output(out, "segments", what="segment output", recognise=_legacy_segments, inputs=_inputs(cfg)):
         return _segment_locked(cfg, out, recordings, t0, verbose)
+
+
+def _inputs(cfg: SegmentConfig) -> dict:
+    return {"recordings": cfg.recordings, "annotations": cfg.annotations}
+
+
+def check_segment_output(cfg: SegmentConfig) -> None:
+    """:func:`segment_archive`'s refusals of its ``output_dir``, writing nothing: a job calls it before Ray starts.
+
+    Raises:
+        ForeignFolderError: the folder is not a segment output of ours (or overlaps an input).
+    """
+    check_output(storage_path(cfg.output_dir), "segments", recognise=_legacy_segments, inputs=_inputs(cfg))
 
 
 #: What a segment output holds: a folder of an earlier version with only these (and frames/ or summary.json) is
@@ -354,4 +366,4 @@ def read_summary(output_dir: str) -> dict:
 
 
 __all__ = ["FRAMES_FORMAT_VERSION", "QUARANTINE_COLUMNS", "SegmentSummary", "VADWorker", "done_recordings",
-           "frames_path", "read_frames", "read_summary", "segment_archive", "vad_key", "write_frames"]
+           "check_segment_output", "frames_path", "read_frames", "read_summary", "segment_archive", "vad_key", "write_frames"]

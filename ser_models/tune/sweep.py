@@ -368,16 +368,16 @@ SWEEP_LAYOUT = ('tune', 'trials', 'mlflow.db', 'results.parquet', 'best.yaml', '
 
 def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     """Run the sweep, or resume it (see :func:`_run_sweep`)."""
-    from ser_models.ownership import claim_output
+    from ser_models.ownership import deferred_claim
 
-    # The job's first act: its output folder is a new folder, or this job's own (marked, or an earlier
-    # version's run of it), outside every input; this process becomes its one writer.
-    with claim_output(cfg.output_dir, "run", job="jobs.sweep", layout=SWEEP_LAYOUT,
-                      inputs={"pool_dir": cfg.config.get("pool_dir") if isinstance(cfg.config, dict) else None}):
-        return _run_sweep(cfg, verbose=verbose)
+    # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
+    # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
+    with deferred_claim(cfg.output_dir, "run", job="jobs.sweep", layout=SWEEP_LAYOUT,
+                      inputs={"pool_dir": cfg.config.get("pool_dir") if isinstance(cfg.config, dict) else None}) as claim:
+        return _run_sweep(cfg, verbose=verbose, claim=claim)
 
 
-def _run_sweep(cfg: SweepConfig, *, verbose: int = 1):
+def _run_sweep(cfg: SweepConfig, *, verbose: int = 1, claim=lambda: None):
     """Run the sweep, or resume it when ``output_dir`` holds an unfinished one; write the outputs.
 
     Returns:
@@ -396,6 +396,7 @@ def _run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     from ser_models.tune.results import print_leaderboard, results_frame, write_best, write_results
 
     plan = plan_sweep(cfg)
+    claim()  # the output folder: marked and locked before the first byte
     # the base job's speed-only keys may change too (the sweep holds its config as a plain dict)
     check_run(cfg.output_dir, "jobs.sweep", cfg, config_yaml=to_yaml(cfg),
               extra_speed_only=tuple(f"config.{k}" for k in speed_only_keys(TARGETS[cfg.base].schema())))

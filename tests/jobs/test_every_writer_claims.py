@@ -145,7 +145,9 @@ def test_a_job_refuses_an_output_that_is_not_its_own_and_changes_nothing(tmp_pat
         out = given.parent
     else:
         out = _foreign(tmp_path / "outputs", case)
-    before = _tree(tmp_path)
+    import ray
+
+    before, ray_before = _tree(tmp_path), ray.is_initialized()
     if job == "import_encoder":  # a console tool: it prints the error and exits 2
         with pytest.raises(SystemExit, match="2"):
             _run(job, argv(out, given))
@@ -161,6 +163,7 @@ def test_a_job_refuses_an_output_that_is_not_its_own_and_changes_nothing(tmp_pat
     else:
         assert str(out) in message or os.path.realpath(out) in message
     assert _tree(tmp_path) == before
+    assert ray_before or not ray.is_initialized()  # refused before Ray starts
 
 
 def test_every_job_is_enumerated():

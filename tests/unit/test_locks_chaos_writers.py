@@ -36,9 +36,9 @@ import pytest
 
 from ser_models.data.ledger import LabelLedger
 from ser_models.io import exists, read_json
+from ser_models.testing import PID_NAMESPACE, pid_namespace_refused
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMESPACE = ["unshare", "--pid", "--fork", "--user", "--map-root-user", "--kill-child"]
 STALE_S = 1.0
 WRITER = """
 import json, os, sys, time
@@ -88,15 +88,6 @@ note(kind="done")
 """
 
 
-def _namespace_refused() -> str | None:
-    try:
-        done = subprocess.run([*NAMESPACE, sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unshare could not run: {exc}"
-    if done.returncode != 0 or done.stdout.strip() != "1":
-        return f"the kernel refused a user + PID namespace: {done.stderr.strip()[-300:]}"
-    return None
 
 
 class _Writer:
@@ -108,7 +99,7 @@ class _Writer:
         env = {**os.environ, "SER_LOCK_STALE_S": str(STALE_S)}
         env.pop("SER_LOCK_TAKE_OVER", None)
         with open(self.out, "w") as fh:
-            self.proc = subprocess.Popen([*(NAMESPACE if namespace else []), *cmd], stdout=fh,
+            self.proc = subprocess.Popen([*(PID_NAMESPACE if namespace else []), *cmd], stdout=fh,
                                          stderr=subprocess.STDOUT, env=env)
         self.pid, self.pidns = 0, ""
 
@@ -289,7 +280,7 @@ def test_chaos_on_one_machine_never_takes_a_paused_writer_over_and_loses_no_comm
 @pytest.mark.slow_e2e
 def test_chaos_across_pid_namespaces_takes_paused_writers_over_and_they_commit_nothing_after(tmp_path,
                                                                                              monkeypatch):
-    why = _namespace_refused()
+    why = pid_namespace_refused()
     if why:
         pytest.skip(why)
     monkeypatch.delenv("SER_LOCK_TAKE_OVER", raising=False)

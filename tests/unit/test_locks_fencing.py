@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from functools import cache
 from pathlib import Path
 
 import pytest
@@ -31,26 +30,15 @@ import pytest
 from ser_models.exceptions import LockLostError
 from ser_models.io import write_json_atomic
 from ser_models.locks import LOCK_NAME, STALE_ENV, TAKE_OVER_ENV, WAIT_ENV, FolderLock, fenced_for
+from ser_models.testing import PID_NAMESPACE, pid_namespace_refused
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMESPACE = ["unshare", "--pid", "--fork", "--user", "--map-root-user", "--kill-child"]
 
 
-@cache
-def _namespace_refused() -> str | None:
-    """Why this machine cannot start a process in a new PID namespace (None: it can)."""
-    try:
-        done = subprocess.run([*NAMESPACE, sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unshare could not run: {exc}"
-    if done.returncode != 0 or done.stdout.strip() != "1":
-        return f"the kernel refused a user + PID namespace: {done.stderr.strip()[-300:]}"
-    return None
 
 
 def _needs_namespace() -> None:
-    why = _namespace_refused()
+    why = pid_namespace_refused()
     if why:
         pytest.skip(why)
 
@@ -104,7 +92,7 @@ def _pause_outside_its_guard(pid: int, folder: Path) -> None:
 class _Writer:
     def __init__(self, folder: Path):
         code = WRITER.format(root=str(ROOT), folder=str(folder))
-        self.proc = subprocess.Popen([*NAMESPACE, sys.executable, "-c", code], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([*PID_NAMESPACE, sys.executable, "-c", code], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = self.proc.stdout.readline().split()
         assert first and first[0] == "held", self.proc.stderr.read()
