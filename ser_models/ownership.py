@@ -42,8 +42,9 @@ from contextlib import ExitStack, contextmanager
 import pyarrow.fs as pafs
 
 from ser_models import io
-from ser_models.exceptions import ForeignFolderError, OutputOverlapError
+from ser_models.exceptions import ForeignFolderError
 from ser_models.locks import LOCK_NAME, FolderLock, assert_held_for, fenced_for, held_lock_for
+from ser_models.overlap import check_apart
 
 MARKER_NAME = ".ser-output.json"
 #: What each kind of output folder is (for messages).
@@ -203,53 +204,6 @@ def open_output(folder: str | os.PathLike, kind: str, *, what: str | None = None
     return lock
 
 
-def _where(path: str | os.PathLike) -> tuple[str, str]:
-    """``(store, path)`` to compare locations: a local path absolute with its links resolved (a link to a folder
-    is that folder), a URI as its scheme and its bucket/key path."""
-    text = str(path)
-    if io.is_local(text):
-        return "", os.path.realpath(os.path.expanduser(str(io.local_path(text))))
-    _, p = io.filesystem(text)
-    return text.split("://", 1)[0].lower(), p.rstrip("/")
-
-
-def _relation(output: str, other: str) -> str | None:
-    if output == other:
-        return "is"
-    if output.startswith(other.rstrip("/") + "/"):
-        return "lies inside"
-    if other.startswith(output.rstrip("/") + "/"):
-        return "contains"
-    return None
-
-
-def check_apart(output: str | os.PathLike, inputs: Mapping[str, object], *, key: str = "output_dir") -> None:
-    """Refuse an output that is one of the job's inputs, lies inside one, or contains one.
-
-    Args:
-        output: the output folder or file (local path or URI).
-        inputs: ``{config key: path or URI}`` of what the job reads (empty values are skipped; a list of paths
-            counts path by path).
-        key: the output's config key, for the message.
-
-    Raises:
-        OutputOverlapError: naming both keys and paths; nothing is written.
-    """
-    where = _where(output)
-    for name, value in inputs.items():
-        for one in value if isinstance(value, (list, tuple)) else [value]:
-            # A local input that does not exist is nothing to overwrite (and may be a name, such as an encoder
-            # preset): the job fails on reading it instead.
-            if not one or (io.is_local(str(one)) and not os.path.lexists(os.path.expanduser(io.local_path(str(one))))):
-                continue
-            other = _where(str(one))
-            relation = _relation(where[1], other[1]) if other[0] == where[0] else None
-            if relation:
-                raise OutputOverlapError(
-                    f"refusing to write {key}={output}: it {relation} the input {name}={one}, so the job would write "
-                    f"into what it reads. Point {key} at a new folder outside every input")
-
-
 def check_output(folder: str | os.PathLike, kind: str, *, job: str | None = None, layout: Iterable[str] = (),
                  inputs: Mapping[str, object] | None = None, key: str = "output_dir",
                  recognise: Recognise | None = None) -> None:
@@ -309,6 +263,9 @@ def deferred_claim(folder: str | os.PathLike, kind: str, **kwargs):
                                   if k in ("job", "layout", "inputs", "key", "recognise")})
     with ExitStack() as stack:
         held = []
+        if io.exists(folder):  # a folder that exists may have a live writer: a second job stops at once
+            stack.enter_context(FolderLock(folder, kwargs.get("what") or f"{kwargs.get('job') or kind} output folder",
+                                           log=kwargs.get("log", print)))
 
         def claim() -> FolderLock:
             if not held:
