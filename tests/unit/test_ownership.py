@@ -265,3 +265,15 @@ def test_an_export_never_deletes_through_a_link_and_records_relative_paths(tmp_p
     (out / "data").symlink_to(person, target_is_directory=True)  # data/ now leads to a person's folder
     assert replace_files(out, "export", []) == []
     assert (person / "train-0.parquet").read_text() == "theirs"
+
+
+def test_a_refused_rows_file_is_deleted_only_when_it_reads_as_ours(tmp_path):
+    """``<output>.refused.csv`` of an earlier import was deleted unchecked."""
+    from ser_models.formats.rows import _is_refusal_listing
+    from ser_models.ownership import remove_if
+
+    ours, theirs = tmp_path / "a.refused.csv", tmp_path / "b.refused.csv"
+    ours.write_text("row,id,reason,detail\n3,x,missing_file,\n")
+    theirs.write_text("utt_id,label\nx,happy\n")  # a person's own file of that name
+    assert remove_if(ours, _is_refusal_listing, "a list of refused rows") and not ours.exists()
+    assert not remove_if(theirs, _is_refusal_listing, "a list of refused rows") and theirs.exists()
