@@ -421,21 +421,9 @@ class FolderLock:
         return True
 
     def _write_record(self, rec: dict) -> None:
-        """Replace the lock file with ``rec`` (whole: a temporary file renamed over it, or one PUT)."""
-        data = json.dumps(rec, sort_keys=True).encode()
-        if not self.local:
-            io.write_bytes_atomic(self.path, data)
-            return
-        p = io.local_path(self.path)
-        tmp = p.with_name(f"{p.name}.{uuid.uuid4().hex[:8]}.tmp")  # named like the lock: ownership skips it
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Replace the lock file with ``rec`` whole (:func:`ser_models.io.write_bytes_atomic`: a temporary file
+        renamed over it, or one PUT; its temporary name is litter that claims ignore)."""
+        io.write_bytes_atomic(self.path, json.dumps(rec, sort_keys=True).encode())
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
