@@ -190,6 +190,13 @@ def changed_quarantine(q: pd.DataFrame, man: pd.DataFrame) -> list[str]:
     return retry
 
 
+def replaced_quarantine(pool: Pool) -> list[str]:
+    """Quarantined ids whose file changed since it was quarantined, read from the quarantine alone (the manifest
+    is unchanged: a rerun whose fingerprint matches still takes a repaired file back)."""
+    q = read_quarantine(pool)
+    return changed_quarantine(q, q.set_index(q["utt_id"].astype(str), drop=False)[["path"]])
+
+
 def updates_table(rows: pd.DataFrame, index: pd.DataFrame, restamp: pd.DataFrame) -> pa.Table:
     """New ``path``, metadata and source columns of the clips to rewrite, as an Arrow table keyed by utt_id."""
     meta = manifest_frame(rows, METADATA_COLUMNS)

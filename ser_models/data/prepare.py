@@ -23,7 +23,9 @@ that shape decoded audio (:meth:`PoolConfig.audio_fields`) are unchanged, the po
   accepted and its new signature recorded;
 * clips gone from the manifest are dropped (``removed=drop``, the default; their files are rewritten
   without them) or kept (``removed=keep``), with a log line naming how many and which;
-* a quarantined clip is decoded again only when its file changed (path, size or mtime).
+* a quarantined clip is decoded again only when its file changed (path, size or mtime); a rerun with the same
+  manifest and config stats the quarantined files, so a file repaired in place comes back without a manifest
+  edit.
 
 Why rewrite whole files rather than keep the audio apart and join a small metadata table at every read:
 readers stay exactly as fast as on a fresh pool (a split reads only its own partition folders, with no join)
@@ -88,6 +90,7 @@ from ser_models.data.pool_update import (  # noqa: F401 (SourceChangedError re-e
     manifest_frame,
     read_index,
     read_quarantine,
+    replaced_quarantine,
     rewrite_file,
     same_values,
     schema_arrays,
@@ -266,9 +269,14 @@ def _prepare_locked(cfg: PoolConfig, out: str, fingerprint: str, t0: float) -> P
     """:func:`prepare_pool`'s work, under the pool's lock."""
     current = _current_summary(out)
     if current is not None and current.get("fingerprint") == fingerprint:
-        summary = PoolSummary.from_dict(current, up_to_date=True)
-        print(f"pool up to date: {out} (fingerprint {fingerprint}, version {summary.version})")
-        return summary
+        # same manifest and config: up to date unless a quarantined clip's file was replaced (a repaired file)
+        replaced = replaced_quarantine(Pool(out, current)) if current.get("quarantined") else []
+        if not replaced:
+            summary = PoolSummary.from_dict(current, up_to_date=True)
+            print(f"pool up to date: {out} (fingerprint {fingerprint}, version {summary.version})")
+            return summary
+        shown = ", ".join(repr(u) for u in replaced[:5]) + (", ..." if len(replaced) > 5 else "")
+        print(f"pool {out}: {len(replaced)} quarantined clips' files changed since; decoding them again: {shown}")
 
     manifest = read_manifest(cfg.manifest, labels=list(cfg.labels) or None, label_map=cfg.label_map)
     if "split" not in manifest.columns:

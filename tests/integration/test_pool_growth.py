@@ -130,6 +130,39 @@ def test_a_changed_audio_file_is_refused_naming_the_id_and_a_touched_one_is_not(
         prepare_pool(cfg)
 
 
+def test_a_quarantined_clip_whose_file_is_replaced_is_decoded_again_and_kept(ray_local, tmp_path):
+    """The update's retry rule end to end: a bad file quarantined at build time, repaired in place (same id,
+    same path), comes back into the pool on the next prepare_pool instead of staying quarantined."""
+    corpus = tmp_path / "corpus"
+    manifest = _corpus(corpus, 3)
+    (corpus / "bad.wav").write_text("not a RIFF header\n" * 20)
+    bad = {"utt_id": "bad", "path": "bad.wav", "label": "happy", "speaker": "s0", "split": "train"}
+    pd.concat([manifest, pd.DataFrame([bad])]).to_csv(corpus / "manifest.csv", index=False)
+    cfg = _cfg(tmp_path)
+    first = prepare_pool(cfg)
+    assert (first.version, first.kept, first.quarantined) == (1, 3, 1)
+    assert Pool.open(cfg.output_dir).quarantine()["utt_id"].tolist() == ["bad"]
+
+    again = prepare_pool(cfg)  # nothing changed: up to date, nothing decoded
+    assert again.up_to_date and again.version == 1
+
+    _write_clip(corpus / "bad.wav", 7)  # the file repaired in place: real audio now, the manifest unchanged
+    second = prepare_pool(cfg)
+    assert not second.up_to_date
+    assert (second.version, second.decoded, second.added, second.kept, second.quarantined) == (2, 1, 1, 4, 0)
+    assert prepare_pool(cfg).up_to_date  # and now it is up to date again
+    # a later growth decodes only its new clip
+    grown = pd.concat([manifest, pd.DataFrame([bad]), _corpus(corpus, 1, start=3)])
+    grown.to_csv(corpus / "manifest.csv", index=False)
+    third = prepare_pool(cfg)
+    assert (third.version, third.decoded, third.added, third.kept, third.quarantined) == (3, 1, 1, 5, 0)
+    pool = Pool.open(cfg.output_dir)
+    assert pool.quarantine().empty
+    meta = pool.metadata(columns=["utt_id", "status", "num_samples"]).set_index("utt_id")
+    assert sorted(meta.index) == ["bad", "c0", "c1", "c2", "c3"]
+    assert (meta.at["bad", "status"], meta.at["bad", "num_samples"]) == ("ok", sf.info(corpus / "bad.wav").frames)
+
+
 def test_runs_resume_on_a_grown_pool_and_refuse_a_rebuilt_one(grown, tmp_path, capsys):
     from ser_models.exceptions import ConfigError
     from ser_models.testing import claimed_check_run as check_run

@@ -144,13 +144,14 @@ def test_segments_are_a_manifest_with_metadata_quality_and_labels(archive, segme
     assert set(pd.read_parquet(f"{cfg.output_dir}/rejected_segments.parquet")["reason"]) <= {"no_label"}
     labelled = segments[segments["label"].notna()]
     assert (labelled["label_share"] >= 0.5).all()
-    # noisy episodes have a lower SNR estimate than clean ones
+    # noisy episodes have a lower SNR estimate than clean ones: the fixture generates two of each (30 and 10 dB),
+    # and every one must have given segments, so both groups are whole before they are compared
     rec = pd.read_csv(info["recordings"]).set_index("recording")
+    episodes = rec[rec["kind"] == "episode"]
     by = segments.groupby("recording")["snr_db"].median()
-    clean = [r for r in by.index if rec.at[r, "kind"] == "episode" and rec.at[r, "snr_db"] >= 25]
-    noisy = [r for r in by.index if rec.at[r, "kind"] == "episode" and rec.at[r, "snr_db"] <= 15]
-    if clean and noisy:
-        assert by[clean].min() > by[noisy].max()
+    clean, noisy = (sorted(episodes.index[episodes["snr_db"] == snr]) for snr in (30.0, 10.0))
+    assert len(clean) == len(noisy) == 2 and set(clean + noisy) <= set(by.index), (clean, noisy, list(by.index))
+    assert by[clean].min() > by[noisy].max(), by
 
 
 def test_rerun_skips_finished_recordings_and_keeps_every_id(segmented, ray_local):

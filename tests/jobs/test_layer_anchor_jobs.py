@@ -54,12 +54,16 @@ ANCHOR = ["jobs/configs/anchor_demo.yaml", *TINY, "model.adapter.r=4", "scaling.
           "scaling.cpus_per_worker=1", "train.epochs=1", "train.batch_size=8", "train.max_crop_seconds=1.0"]
 
 
+#: CORAL weight of the anchoring run: large enough that the CORAL term (about 3 nats here) stands out of the loss
+WEIGHT = 1e5
+
+
 def test_anchor_job_with_automatic_group_anchors_reports_both_languages_and_resumes(ray_local, demo_pool, tmp_path,
                                                                                    monkeypatch, capsys):
     out = tmp_path / "anchor"
     args = [*ANCHOR, f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", "anchoring.auto=most_similar",
             "anchoring.top_k=1", "anchoring.group_size=2", "anchoring.similarity_clips_per_class=3",
-            "anchoring.weight=1000"]
+            f"anchoring.weight={WEIGHT:g}"]
     metrics = run_module(monkeypatch, "jobs.anchor", *args)["main"]  # the module's main, unrun
     anchors = json.loads((out / "anchors.json").read_text())
     assert anchors["mode"] == "most_similar" and len(anchors["diagonal"]) == 5
@@ -68,7 +72,11 @@ def test_anchor_job_with_automatic_group_anchors_reports_both_languages_and_resu
     summary = json.loads((out / "cross_lingual.json").read_text())
     assert summary["test_target"]["n"] > 0 and summary["test_source"]["n"] > 0
     history = json.loads((out / "metrics.json").read_text())["history"]
-    assert history[0]["train_coral"] >= 0
+    # train_loss = class loss + WEIGHT * CORAL (both means over the epoch's clips): take the reported CORAL
+    # term out and a 4-class loss near chance (ln 4) must remain after the first epoch's two small steps
+    coral = history[0]["train_coral"]
+    assert WEIGHT * coral > 1.0, "the CORAL term is too small for the check below to tell it apart"
+    assert history[0]["train_loss"] - WEIGHT * coral == pytest.approx(np.log(4), abs=0.2), history[0]
     assert "test xx (target)" in capsys.readouterr().out
     result = metrics(args)  # the same command again: finished, reused
     assert result["test_source"] == summary["test_source"]

@@ -55,15 +55,17 @@ def test_asha_sweep_writes_results_leaderboard_report_and_tracking(sweep):
     # r is only set (and recorded) where the adapter is LoRA
     assert frame.loc[frame["model.adapter.kind"] == "frozen", "model.adapter.r"].isna().all()
     assert frame.loc[frame["model.adapter.kind"] == "lora", "model.adapter.r"].isin([2, 4]).all()
-    # ASHA's cut is visible: a stopped trial ran fewer epochs than train.epochs, a finished one all 3
-    assert (frame.loc[frame["status"] == "finished", "epoch"] == 3).all()
-    assert (frame.loc[frame["status"] == "stopped", "epoch"] < 3).all()
+    # a trial's status says how far it ran: finished ones all 3 epochs, stopped ones (ASHA's cut) fewer. On the
+    # smoke pool the trials may tie and none be cut, so this checks the labels, not that ASHA cut one.
+    assert frame["status"].isin(["finished", "stopped"]).all()
+    assert ((frame["status"] == "stopped") == (frame["epoch"] < 3)).all() and frame["epoch"].between(1, 3).all()
     assert frame["metric"].is_monotonic_decreasing  # best first
     assert frame["metric"].between(0, 1).all()
     frozen = frame.loc[frame["model.adapter.kind"] == "frozen", "trainable_params"]
     lora = frame.loc[frame["model.adapter.kind"] == "lora", "trainable_params"]
-    if len(frozen) and len(lora):
-        assert lora.min() > frozen.max()  # adapters add trainable weights to the same head
+    # the seeded search (seed 0) draws both kinds: 2 frozen, 2 LoRA
+    assert len(frozen) and len(lora), frame[SWEPT]
+    assert lora.min() > frozen.max()  # adapters add trainable weights to the same head
     for name in ("metric_by_key.png", "curves.png", "params_vs_metric.png"):
         assert (sweep / "report" / name).stat().st_size > 10_000, name
     events = list((sweep / "tune" / "smoke").rglob("events.out.tfevents*"))
@@ -88,11 +90,14 @@ def test_best_yaml_runs_as_is_and_reproduces_the_best_trial(sweep, monkeypatch, 
     assert cfg.model.adapter.kind == best["model.adapter.kind"]
     assert cfg.train.lr_head == pytest.approx(best["train.lr_head"])
     assert cfg.output_dir == str(sweep / "best")
-    if best["status"] == "finished":
-        run_module(monkeypatch, "jobs.finetune", str(sweep / "best.yaml"))
-        metrics = json.loads((sweep / "best" / "metrics.json").read_text())
-        # same config, seed and thread count in one process: the winner's dev UA comes back exactly
-        assert metrics["best_dev_ua"] == pytest.approx(best["metric"], abs=1e-9)
+    run_module(monkeypatch, "jobs.finetune", str(sweep / "best.yaml"))
+    history = json.loads((sweep / "best" / "metrics.json").read_text())["history"]
+    # same config, seed and thread count in one process: the winner's epochs come back exactly. A trial ASHA
+    # stopped ran the same 3-epoch schedule up to its stop, so its best dev UA is that of the rerun's first
+    # epochs (all of them when it finished)
+    ran = int(best["epoch"])
+    assert len(history) == 3 and 1 <= ran <= 3
+    assert max(h["dev_ua"] for h in history[:ran]) == pytest.approx(best["metric"], abs=1e-9)
 
 
 def _start(args, log):
