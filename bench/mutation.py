@@ -5,12 +5,13 @@
 it. This script picks the mutants of each target (its modules, or the functions of a module that hold the
 target), runs them, and writes the report: per target the mutants, killed, survived, each survivor judged
 (``bench/mutation_judgements.toml``: equivalent, with why) or open, and the score
-``killed / (mutants - equivalent)``.
+``killed / (mutants run - equivalent)``.
 
 Usage::
 
     python -m bench.mutation                      # every target, report to bench/results/mutation.md
     python -m bench.mutation --targets names,io   # some targets (the report covers those)
+    python -m bench.mutation --targets ledger --survivors  # only the last run's survivors, after adding tests
     python -m bench.mutation --report-only        # rewrite the report from the last run's results
 
 A judgement names its mutant and the mutated line it expects (``line``): when the code changes and mutmut
@@ -80,7 +81,8 @@ class Tally:
 
     @property
     def score(self) -> float | None:
-        judged = self.mutants - len(self.equivalent)
+        """killed / (mutants run - equivalent); None when none ran."""
+        judged = self.mutants - self.counts.get("not run", 0) - len(self.equivalent)
         return self.counts.get("killed", 0) / judged if judged else None
 
 
@@ -102,7 +104,8 @@ def results(mutants: Path = MUTANTS) -> dict[str, int | None]:
 def _functions(module: str, mutants: Path) -> dict[str, str]:
     path = mutants / (module.replace(".", "/") + ".py")
     source = path.read_text()
-    return {node.name: ast.get_source_segment(source, node) or "" for node in ast.walk(ast.parse(source))
+    lines = source.splitlines()  # once: ast.get_source_segment splits the whole file at every call
+    return {node.name: "\n".join(lines[node.lineno - 1:node.end_lineno]) for node in ast.walk(ast.parse(source))
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
 
 
@@ -153,7 +156,8 @@ def write_report(tallies: dict[str, Tally], run: dict, path: Path = REPORT) -> N
         if not t.mutants:
             continue
         score = "n/a" if t.score is None else f"{100 * t.score:.1f} %"
-        rows.append(f"| {target} | {t.mutants} | {t.counts.get('killed', 0)} | {t.counts.get('survived', 0)} | "
+        rows.append(f"| {target} | {t.mutants} | {t.counts.get('not run', 0)} | {t.counts.get('killed', 0)} | "
+                    f"{t.counts.get('survived', 0)} | "
                     f"{t.counts.get('timeout', 0)} | {t.counts.get('no tests', 0)} | {len(t.equivalent)} | "
                     f"{len(t.open)} | {score} |")
     lines = [
@@ -161,16 +165,17 @@ def write_report(tallies: dict[str, Tally], run: dict, path: Path = REPORT) -> N
         "",
         "`make mutation` (`python -m bench.mutation`): mutmut 3.8.1 plants one small bug at a time (an operator, a "
         "constant, a string, a dropped argument) in the target's functions and runs the tests that reach that "
-        "function. A mutant is killed when a test fails. Score = killed / (mutants - equivalent); a timeout is "
-        "not counted as killed.",
+        "function. A mutant is killed when a test fails. Score = killed / (mutants run - equivalent); a timeout "
+        "and a mutant no test reaches count against it.",
         "",
         run.get("machine", "Machine: not recorded."),
         "",
         f"Wall time of the run: {run['wall_s'] / 60:.1f} min (targets run: {', '.join(run['targets'])})."
         if run.get("wall_s") else "Wall time: not recorded (report rewritten from earlier results).",
         "",
-        "| target | mutants | killed | survived | timeout | no test reaches it | judged equivalent | open | score |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | mutants | not run | killed | survived | timeout | no test reaches it | judged equivalent | open "
+        "| score |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "Globs of each target: `bench/mutation.py`; tests it runs: `[tool.mutmut]` in `pyproject.toml`.",
@@ -190,11 +195,14 @@ def write_report(tallies: dict[str, Tally], run: dict, path: Path = REPORT) -> N
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--targets", default="", help="comma-separated target names (substrings); default all")
+    ap.add_argument("--targets", default="", help="comma-separated target names (or their first words); default all")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the last run")
     ap.add_argument("--max-children", type=int, default=None, help="mutmut's parallel workers")
+    ap.add_argument("--survivors", action="store_true",
+                    help="run again only the chosen targets' survivors of the last run (after adding tests); the "
+                         "report keeps the last full run's wall time")
     args = ap.parse_args(argv)
-    chosen = [t for t in TARGETS if not args.targets or any(s.strip() and s.strip() in t
+    chosen = [t for t in TARGETS if not args.targets or any(s.strip() and t.startswith(s.strip())
                                                             for s in args.targets.split(","))]
     if not chosen:
         ap.error(f"no target matches {args.targets!r}; targets: {', '.join(TARGETS)}")
@@ -203,12 +211,20 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [str(Path(sys.executable).parent / "mutmut"), "run"]
         if args.max_children:
             cmd += ["--max-children", str(args.max_children)]
-        cmd += [g for t in chosen for g in TARGETS[t]]
-        info, load, start = machine_info(), LoadWindow(), time.monotonic()
-        subprocess.run(cmd, cwd=ROOT, check=True)
-        run = {"wall_s": time.monotonic() - start, "targets": chosen,
-               "machine": machine_markdown(info, load.close())}
-        record.write_text(json.dumps(run))
+        if args.survivors:
+            again = [n for n, code in results().items() if target_of(n) in chosen
+                     and STATUS.get(code, "suspicious") in ("survived", "timeout", "suspicious", "no tests")]
+            if not again:
+                print("no survivors to run again")
+            else:
+                subprocess.run(cmd + again, cwd=ROOT, check=True)
+        else:
+            cmd += [g for t in chosen for g in TARGETS[t]]
+            info, load, start = machine_info(), LoadWindow(), time.monotonic()
+            subprocess.run(cmd, cwd=ROOT, check=True)
+            run = {"wall_s": time.monotonic() - start, "targets": chosen,
+                   "machine": machine_markdown(info, load.close())}
+            record.write_text(json.dumps(run))
     if not MUTANTS.is_dir():
         print("no mutants/ folder: run without --report-only first", file=sys.stderr)
         return 2

@@ -217,7 +217,8 @@ class LabelLedger:
             values = {name: dims[name][j] if name in dims else np.nan for name in DIMENSION_COLUMNS}
             if i in known.index:
                 row = known.loc[i]
-                same = ((row["label"] or "") == lab and int(row["round"]) == int(round)
+                # a row read back through pandas holds a missing label as NaN or None: both are "no label"
+                same = (("" if _missing(row["label"]) else row["label"]) == lab and int(row["round"]) == int(round)
                         and all(_same_value(row[n], values[n]) for n in DIMENSION_COLUMNS)
                         and row["purpose"] == purpose)
                 if not same:

@@ -1,5 +1,5 @@
 """The mutation report (bench.mutation) counts each target's mutants, applies a judgement only while the mutated
-line it names still matches, and scores killed / (mutants - equivalent)."""
+line it names still matches, and scores killed / (mutants run - equivalent)."""
 
 from __future__ import annotations
 
@@ -51,4 +51,4 @@ def test_counts_score_and_judgements(tmp_path):
     assert t.counts == {"killed": 1, "survived": 2}
     assert [n for n, _, _ in t.equivalent] == [name(2)]
     assert t.open == [(name(3), "- return a + 1 / + return a * 1")] and t.stale == [name(3)]
-    assert t.score == 1 / 2  # killed / (mutants - equivalent): the stale judgement does not count
+    assert t.score == 1 / 2  # killed / (mutants run - equivalent): the stale judgement does not count

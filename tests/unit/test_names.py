@@ -116,3 +116,54 @@ def test_safe_child_refuses_a_symbolic_link_that_leads_out(tmp_path):
     with pytest.raises(UnsafePathError, match="outside that folder"):
         safe_child(str(clips), "up/elsewhere.wav")
     assert safe_child(str(clips), "fresh.wav") == f"{clips}/fresh.wav"  # need not exist yet
+
+
+def test_an_empty_id_says_so_exactly():
+    assert id_problem(None) == "is empty" and id_problem("") == "is empty"
+
+
+def test_check_ids_message_shows_long_values_cut_at_80_characters_and_counts_the_rest():
+    bad80, bad81 = "x" * 79 + "\n", "y" * 80 + "\n"  # 80 and 81 characters, each with a line break
+    with pytest.raises(ManifestError) as info:
+        check_ids([None, bad80, bad81], "utt_id", lambda i: f"row {i + 1}", "m.csv")
+    msg = str(info.value)
+    assert f"row 2 {bad80!r} has" in msg  # 80 characters: shown whole
+    assert f"row 3 '{'y' * 80}...' has" in msg and "y" * 81 not in msg  # 81: the first 80, then ...
+    # the missing cell before them is allowed (speaker-like columns) and does not end the check
+    assert "2 value(s)" in msg and "row 1" not in msg
+    assert msg.endswith("at position 81")  # ten rows or fewer: no count of more after the last
+    assert "position 80; row 3" in msg  # rows joined with "; "
+    rows = [f"bad\x00{i}" for i in range(10)]
+    with pytest.raises(ManifestError) as info:
+        check_ids(rows, "utt_id", lambda i: f"row {i + 1}", "m.csv")
+    assert "row 10 " in str(info.value) and "more" not in str(info.value)  # exactly ten: all shown, no count
+
+
+def test_safe_file_name_of_an_invalid_id_and_an_upper_case_suffix():
+    # an id with a lone surrogate is refused by check_ids, but a name must still exist for it (never raise)
+    a, b = safe_file_name("a\ud800", ".wav"), safe_file_name("a\ud801", ".wav")
+    assert a != b and a.startswith("a-") and a.endswith(".wav")
+    assert safe_file_name("a", ".WAV").endswith(".WAV") and safe_file_name("a", ".Tar.GZ").endswith(".Tar.GZ")
+
+
+@pytest.mark.parametrize("name", ["\\x", "\\\\server\\share\\x", "c:\\x", "c:/x", "D:/x"])
+def test_safe_child_refuses_windows_absolute_names(tmp_path, name):
+    with pytest.raises(UnsafePathError, match="is absolute"):
+        safe_child(str(tmp_path / "clips"), name)
+
+
+def test_safe_child_says_a_link_may_be_why_a_name_leads_out(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    os.symlink(tmp_path, clips / "up")
+    with pytest.raises(UnsafePathError, match=r"outside that folder \(a symbolic link\?\)$"):
+        safe_child(str(clips), "up/x.wav")
+
+
+@pytest.mark.parametrize(("value", "slug"), [("abc.", "abc"), ("XaX.", "XaX"), ("._-Xy", "Xy"), ("a b..", "a_b")])
+def test_a_slug_loses_only_leading_dots_dashes_underscores_and_trailing_dots(value, slug):
+    """The name is part of a pool's layout: a later version that named a clip differently would not find it."""
+    import hashlib
+
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:HASH_CHARS]
+    assert safe_file_name(value, ".wav") == f"{slug}-{digest}.wav"

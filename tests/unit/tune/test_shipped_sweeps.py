@@ -3,6 +3,7 @@ combination sweep's every grid point builds a model that passes the gradient che
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from ser_models.tune.sweep import plan_sweep
 from ser_models.tune.targets import TARGETS
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "jobs" / "configs").glob("sweep_*.yaml"))
+
+
+@functools.cache
+def _plan(path: Path):
+    """The shipped sweep's plan, made once per file for this module's tests (a plan takes seconds: it resolves
+    the base job's whole config); the tests only read it."""
+    return plan_sweep(load_config(SweepConfig, path), check_pool=False)
 
 
 #: The metric a sweep without ``metric:`` ranks by, per base job (models with classes; every shipped one has).
@@ -64,7 +72,7 @@ def test_shipped_sweep_plans_what_its_yaml_declares(path):
     # The YAML read on its own (OmegaConf, as the jobs read YAML; no planner), then compared with the plan.
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     assert "extends" not in raw, "the expectations below read this one file only"
-    plan = plan_sweep(load_config(SweepConfig, path), check_pool=False)
+    plan = _plan(path)
 
     assert plan.trials == _expected_trials(raw)
     assert [p.key for p in plan.params] == list(raw["search"])
@@ -94,7 +102,7 @@ def test_shipped_sweep_plans_what_its_yaml_declares(path):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_no_shipped_sweep_ranks_or_stops_on_the_test_split(path):
-    plan = plan_sweep(load_config(SweepConfig, path), check_pool=False)
+    plan = _plan(path)
     for name in (plan.metric, plan.stop_metric):
         assert name.startswith(("dev_", "alc_dev_")), f"{path.name} ranks or stops on {name}"
 
@@ -111,7 +119,7 @@ def test_a_sweep_on_the_test_split_is_refused(metric):
 
 
 def test_every_peft_combination_builds_and_gets_gradients():
-    plan = plan_sweep(load_config(SweepConfig, CONFIGS[0].parent / "sweep_peft_combos_demo.yaml"), check_pool=False)
+    plan = _plan(CONFIGS[0].parent / "sweep_peft_combos_demo.yaml")
     combos = grid_combinations(plan.params, plan.base_dict)
     assert len(combos) == plan.trials == 30
     for values in combos:
