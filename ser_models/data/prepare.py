@@ -1,9 +1,8 @@
 """Build a prepared pool from a manifest with Ray Data, and grow or relabel it in place.
 
-**A fresh build** is one pass over the audio: ``map_batches`` decodes every clip and tags each row
-``status = "ok"`` or a quarantine reason; a single ``write_parquet`` partitioned by split sends bad rows
-(whose audio is null) to a reserved partition, which the driver then turns into ``quarantine.parquet`` and
-removes. No clip is decoded twice and nothing is materialised in the object store.
+**A fresh build** is one pass over the audio: ``map_batches`` decodes every clip and tags each row ``status =
+"ok"`` or a quarantine reason; one ``write_parquet`` partitioned by split sends bad rows (audio null) to a
+reserved partition, which the driver turns into ``quarantine.parquet``. No clip is decoded twice.
 
 **A pool grows and changes in place.** Rerun ``prepare_pool`` on a changed manifest and, while the settings
 that shape decoded audio (:meth:`PoolConfig.audio_fields`) are unchanged, the pool is updated, not rebuilt:
@@ -23,15 +22,13 @@ that shape decoded audio (:meth:`PoolConfig.audio_fields`) are unchanged, the po
   accepted and its new signature recorded;
 * clips gone from the manifest are dropped (``removed=drop``, the default; their files are rewritten
   without them) or kept (``removed=keep``), with a log line naming how many and which;
-* a quarantined clip is decoded again only when its file changed (path, size or mtime); a rerun with the same
-  manifest and config stats the quarantined files, so a file repaired in place comes back without a manifest
-  edit.
+* a quarantined clip is decoded again when its file changed (path, size or mtime), also on a rerun with the
+  same manifest: a file repaired in place comes back.
 
 Why rewrite whole files rather than keep the audio apart and join a small metadata table at every read:
-readers stay exactly as fast as on a fresh pool (a split reads only its own partition folders, with no join)
-and every reader (Ray Data, pyarrow, ``jobs.predict``'s file plan) works unchanged. An update costs a copy of
-the files holding changed clips (``rows_per_file`` rows each, no decoding): small for the usual relabel of a
-few clips, a copy of the pool at worst.
+readers stay as fast as on a fresh pool (a split reads only its own partition folders) and every reader works
+unchanged. An update copies the files holding changed clips (``rows_per_file`` rows each, no decoding): little
+for the usual relabel of a few clips, the pool at worst.
 
 **Identity.** ``summary.json`` records the pool's ``lineage`` (the fingerprint of the build that started it;
 updates keep it, a rebuild starts a new one), its ``version`` (1, then +1 per update that changed clips) and
@@ -45,7 +42,7 @@ writes a new ``build-<id>/`` folder with its new Parquet files, ``quarantine.par
 atomic write, names it. A crash at any point leaves ``summary.json`` naming the previous complete version,
 whose files are untouched (an update never modifies a file, it writes new ones); the next run removes the
 folders no live version references and redoes the update. ``summary.json`` holds a fingerprint of the
-manifest bytes and the content-relevant config, so a rerun with the same inputs does nothing.
+manifest bytes and the content-relevant config: a rerun with the same inputs only stats the quarantined files.
 """
 
 from __future__ import annotations
@@ -275,8 +272,7 @@ def _prepare_locked(cfg: PoolConfig, out: str, fingerprint: str, t0: float) -> P
             summary = PoolSummary.from_dict(current, up_to_date=True)
             print(f"pool up to date: {out} (fingerprint {fingerprint}, version {summary.version})")
             return summary
-        shown = ", ".join(repr(u) for u in replaced[:5]) + (", ..." if len(replaced) > 5 else "")
-        print(f"pool {out}: {len(replaced)} quarantined clips' files changed since; decoding them again: {shown}")
+        print(f"pool {out}: {len(replaced)} quarantined clips' files changed; decoding them again: {replaced[:5]}")
 
     manifest = read_manifest(cfg.manifest, labels=list(cfg.labels) or None, label_map=cfg.label_map)
     if "split" not in manifest.columns:
@@ -459,8 +455,7 @@ def _commit(cfg: PoolConfig, out: str, build: str, files: dict[str, list[str]], 
     record = {**summary.to_dict(), "build": build, "files": f"{build}/{FILES_NAME}",
               "quarantine": f"{build}/quarantine.parquet", "config": strip_user_info(to_dict(cfg))}
     # The commit point: one atomic write switches readers from the old version to this one; only while this
-    # writer still holds the pool's lock, with no take-over in between (a writer whose lock was taken over stops
-    # here).
+    # writer still holds the pool's lock, with no take-over in between (a writer taken over stops here).
     with fenced_for(join(out, "summary.json")):
         write_json_atomic(join(out, "summary.json"), record)
     return record

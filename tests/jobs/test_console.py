@@ -65,6 +65,7 @@ def _segment(archive: Path, out: Path, *flags: str) -> subprocess.CompletedProce
 
 
 @pytest.mark.slow
+@pytest.mark.slow_e2e  # a whole job run of 30 s or more on 2 cores: make test-e2e
 def test_a_job_prints_only_its_own_lines_and_nothing_after_its_last(archive, tmp_path):
     """jobs.segment starts a local Ray, runs a Ray Data actor pool (whose start makes Ray log a native error
     line on every run) and ends: every console line is the job's, the summary line is the last (the same job

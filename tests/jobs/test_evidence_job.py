@@ -23,6 +23,7 @@ def _argv(demo_pool, out, extra=()):
             "evidence.seeds=3", *extra]
 
 
+@pytest.mark.slow_e2e  # a whole job run of 30 s or more on 2 cores: make test-e2e
 def test_paired_seeds_from_one_cache_with_csv_report_plot_and_resume(ray_local, demo_pool, tmp_path, capsys):
     from jobs.evidence import main
 
@@ -92,6 +93,7 @@ def _check_class_yield(demo_pool, out, runs, report, printed):
     assert "(class_yield.png)" in report and (out / "class_yield.png").stat().st_size > 1000
 
 
+@pytest.mark.slow_e2e  # a whole job run of 30 s or more on 2 cores: make test-e2e
 def test_in_memory_cache_serves_the_rows_the_stream_serves(ray_local, demo_pool, tmp_path):
     from jobs.evidence import main
 

@@ -213,6 +213,7 @@ def test_a_speaker_normalised_checkpoint_predicts_with_its_inputs_own_speaker_st
                            np.stack(pred.sort_index()["probs"]))
 
 
+@pytest.mark.slow_e2e  # a whole job run of 30 s or more on 2 cores: make test-e2e
 def test_recordings_are_segmented_predicted_and_laid_out_as_timelines(ray_local, checkpoint, tmp_path, capsys):
     """``recordings=``: long files in, a timeline per recording out (each segment where it lies in its file,
     with the model's class, confidence, probabilities and dimensions), plus one recording's plot."""

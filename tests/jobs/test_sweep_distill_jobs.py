@@ -67,6 +67,7 @@ def test_distill_job_then_finetune_the_student_with_the_text_branch(ray_local, d
     assert result["inputs"] == "audio+text" and "transcript" in result["note"]
 
 
+@pytest.mark.slow_e2e  # a whole job run of 30 s or more on 2 cores: make test-e2e
 def test_cross_lingual_active_learning_labels_only_the_target_and_anchors(ray_local, demo_pool, tmp_path,
                                                                           monkeypatch):
     """``jobs.after`` with ``cross_lingual``: the pool it labels and evaluates is the target language's, the

@@ -200,3 +200,25 @@ def test_a_ledger_named_by_a_bare_file_name_appends_in_the_working_folder(tmp_pa
     monkeypatch.chdir(tmp_path)
     assert LabelLedger("ledger.parquet").append(0, ["a"], ["hap"], "o") == 1
     assert LabelLedger(tmp_path / "ledger.parquet").labels() == {"a": "hap"}
+
+
+def test_dimension_errors_name_the_dimension_and_the_ids(tmp_path):
+    led = LabelLedger(tmp_path / "l.parquet")
+    with pytest.raises(LedgerError, match=r"l.parquet: 2 ids but 1 arousal values$"):
+        led.append(0, ["a", "b"], ["x", "y"], "o", dimensions={"arousal": [0.1]})
+    with pytest.raises(LedgerError, match=r"l.parquet: infinite valence for 'b', 'c'$"):
+        led.append(0, ["a", "b", "c"], ["x", "y", "z"], "o", dimensions={"valence": [0.1, np.inf, -np.inf]})
+
+
+def test_a_ledger_file_without_the_ledgers_columns_or_types_is_refused_by_name(tmp_path):
+    import pyarrow as pa
+
+    path = tmp_path / "l.parquet"
+    pq.write_table(pa.table({"utt_id": ["a"], "round": [0]}), path)
+    with pytest.raises(LedgerError, match=rf"label ledger {path} lacks columns \['label', 'oracle', 'time'\]; "
+                                          r"expected \['utt_id', 'label'"):
+        LabelLedger(path)
+    pq.write_table(pa.table({"utt_id": ["a"], "label": ["x"], "round": ["first"], "oracle": ["o"],
+                             "time": pa.array([0], pa.timestamp("us", tz="UTC"))}), path)
+    with pytest.raises(LedgerError, match=rf"label ledger {path} has unexpected column types: "):
+        LabelLedger(path)
