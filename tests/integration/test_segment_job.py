@@ -187,6 +187,7 @@ def test_bad_recordings_are_quarantined_with_their_reason_and_nothing_valid_is_l
     assert set(seg["recording"]) == {"good"} and len(seg) >= 2
 
 
+@pytest.mark.slow_e2e  # a whole job on S3 (make test-e2e, with the other whole runs on S3)
 def test_recordings_and_output_in_a_bucket(archive, ray_local, s3_bucket, tmp_path):
     """Recordings read from S3 (M4A through FFmpeg on a remote file too), segments and frames written there;
     the rerun resumes from the bucket."""
