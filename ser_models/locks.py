@@ -70,6 +70,9 @@ LOCK_NAME = ".ser-lock.json"
 GUARD_WAIT_S = 60.0
 #: Seconds a lease writer waits before reading its lease back (object stores only).
 SETTLE_S = 0.5
+#: Reads of a lease that failed (an overwrite in flight, a throttled request) are retried this many times, with
+#: a doubling pause from 0.05 s (about 0.75 s in all), before the error is raised (object stores only).
+READ_TRIES = 5
 
 #: Locks this process holds, by lock-file path (re-entry by the same thread shares them; ``held_lock_for``
 #: finds them).
@@ -166,21 +169,48 @@ class FolderLock:
                 os.close(fd)
             fingerprint: object = (raw, st.st_ino, st.st_size, st.st_mtime_ns)
         else:
-            fs, p = io.filesystem(self.path)
-            if fs.get_file_info(p).type.name == "NotFound":
+            raw = self._read_object()
+            if raw is None:
                 return None, None
-            try:
-                raw = io.read_bytes(self.path)
-            except (FileNotFoundError, OSError):
-                if not io.exists(self.path):
-                    return None, None
-                raw = b""
             fingerprint = raw
         try:
             rec = json.loads(raw.decode() or "{}")
         except ValueError:
             rec = {}
         return (rec if isinstance(rec, dict) else {}), fingerprint
+
+    def _read_object(self) -> bytes | None:
+        """The lease object's bytes, or None when there is none.
+
+        A read that fails while the object exists, or returns bytes that are not a JSON object, is retried
+        (:data:`READ_TRIES`): leases are only ever written whole, so such a read met an overwrite in flight or a
+        throttled request (moto's server even answers a read that meets an overwrite with torn bytes). Bytes that
+        stay unreadable as JSON are returned (an abandoned or foreign object: watched, then taken over). A read
+        that keeps failing raises: it is never read as an empty lease, which a waiter would take over once it
+        stayed "empty" for ``stale_s``.
+
+        Raises:
+            OSError: the lease exists but could not be read, naming it and the store's last error.
+        """
+        fs, p = io.filesystem(self.path)
+        raw, error = None, None
+        for attempt in range(READ_TRIES):
+            if fs.get_file_info(p).type.name == "NotFound":
+                return None
+            try:
+                raw = io.read_bytes(self.path)
+            except OSError as exc:  # FileNotFoundError included: deleted between the two calls, looked at again
+                raw, error = None, exc
+            else:
+                try:
+                    if isinstance(json.loads(raw.decode()), dict):
+                        return raw
+                except ValueError:  # UnicodeDecodeError included
+                    pass
+            time.sleep(0.05 * 2 ** attempt)
+        if raw is None:
+            raise OSError(f"the lock file {self.path} exists but could not be read ({READ_TRIES} tries): {error}")
+        return raw
 
     def _watch(self, fingerprint: object) -> float:
         """Seconds (on this process's monotonic clock) that the lock file has read as ``fingerprint``."""
@@ -583,6 +613,6 @@ def _release_all() -> None:
             lock._release_file()
 
 
-__all__ = ["DEFAULT_STALE_S", "LOCK_NAME", "MIN_STALE_S", "SETTLE_S", "STALE_ENV", "TAKE_OVER_ENV", "WAIT_ENV",
+__all__ = ["DEFAULT_STALE_S", "LOCK_NAME", "MIN_STALE_S", "READ_TRIES", "SETTLE_S", "STALE_ENV", "TAKE_OVER_ENV", "WAIT_ENV",
            "FolderLock", "assert_held_for", "fenced_for", "held_lock_for", "holder_id", "machine_identity",
            "stale_seconds", "take_over_holder", "wait_seconds"]

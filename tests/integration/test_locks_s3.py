@@ -97,6 +97,55 @@ def test_a_paused_lease_holder_on_this_host_is_never_taken_over_and_commits_afte
         proc.wait()
 
 
+def test_a_lease_read_while_its_holder_rewrites_it_reads_whole(s3_bucket):
+    """A read that meets a heartbeat's overwrite (moto answers some with torn bytes) is retried, never read as an
+    empty lease: a holder's fenced commit would stop on its own live lease, and a waiter would count it empty."""
+    lock = FolderLock(f"{s3_bucket}/pool", "pool", stale_s=1.0).acquire()
+    stop, torn = threading.Event(), []
+    rec = lock._read()[0]
+
+    def rewrite():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            lock._write_record({**rec, "beat": n})
+
+    thread = threading.Thread(target=rewrite, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            got, _ = lock._read()
+            if not got or got.get("token") != lock.token:
+                torn.append(got)
+        lock.assert_held()
+    finally:
+        stop.set()
+        thread.join()
+        lock.release()
+    assert torn == []
+
+
+def test_a_lease_that_cannot_be_read_stops_the_waiter_and_is_kept(s3_bucket, monkeypatch):
+    """A lease whose reads keep failing raises the store's error after the retries; it is not read as an empty
+    lease (which is taken over once it stays empty for stale_s)."""
+    folder = f"{s3_bucket}/pool"
+    lease = json.dumps({"host": "node-7", "pid": 99, "token": "x" * 32, "heartbeat_s": 0.25}).encode()
+    io.write_bytes_atomic(f"{folder}/{LOCK_NAME}", lease)
+    calls = []
+
+    def failing(uri):
+        calls.append(uri)
+        raise OSError("AWS Error SLOW_DOWN (HTTP status 503)")
+
+    monkeypatch.setattr(io, "read_bytes", failing)
+    with pytest.raises(OSError, match=r"lock file .*\.ser-lock\.json exists but could not be read \(5 tries\): "
+                                      r"AWS Error SLOW_DOWN"):
+        FolderLock(folder, "pool", stale_s=1.0, wait_s=0).acquire()
+    assert len(calls) == 5
+    monkeypatch.undo()
+    assert io.read_bytes(f"{folder}/{LOCK_NAME}") == lease
+
+
 def test_a_paused_lease_holder_of_another_pid_namespace_is_taken_over_after_watching_and_commits_nothing(
         s3_bucket, tmp_path):
     """To this process a holder in another PID namespace is another machine: its lease, unchanged for stale_s
