@@ -32,6 +32,18 @@ for _key, _value in S3_ENV.items():
     os.environ[_key] = _value
 
 
+#: The per-test limit (s) while mutmut runs a mutant (``make mutation``): the slowest selected test takes 7 s, and
+#: a mutant that makes a lock wait forever sleeps (mutmut's own limit counts CPU seconds, which a sleep never
+#: spends), so the 300 s of ``--timeout`` would cost five minutes per such mutant.
+MUTATION_TEST_TIMEOUT_S = 30
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if os.environ.get("MUTANT_UNDER_TEST") and (config.getoption("timeout", None) or 0) > MUTATION_TEST_TIMEOUT_S:
+        config.option.timeout = MUTATION_TEST_TIMEOUT_S
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole session (2 CPUs, no dashboard)."""
