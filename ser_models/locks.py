@@ -1,33 +1,15 @@
 """One writer at a time: a lock file in each output folder (pool, run folder, feature cache, segment output).
 
-A lock is the file ``<folder>/.ser-lock.json`` holding its holder's identity (host, boot id, PID namespace, pid,
-process start time, thread; :mod:`ser_models.lock_identity`), a random owner token, the holder's heartbeat (a
-``beat`` counter and ``heartbeat_at`` by the holder's own clock) and what the folder is. docs/safety.md has the
-whole story; in short:
-
-* **Who holds it.** A record of the same host, boot id and PID namespace is judged by its pid: a dead or
-  reused pid, or a zombie, is taken over at once, and a live holder is **never** taken over, whatever its
-  heartbeat (a paused process resumes with its lock). Every other record is judged by observation alone.
-* **Staleness by observation.** The holder rewrites its record every :attr:`FolderLock.heartbeat_s`
-  (``stale_s / 4``, at most 30 s). A lock of another machine is stale only once a writer watching it saw it
-  unchanged for ``stale_s`` on its own monotonic clock: no clock of another machine or file server is ever
-  compared with ours. A writer that meets such a lock watches it (up to ``stale_s``): it stops as soon as the
-  lock beats (its holder is alive), and takes it over when it stays unchanged. ``$SER_LOCK_STALE_S`` (default
-  :data:`DEFAULT_STALE_S`) below :data:`MIN_STALE_S` is a :class:`~ser_models.exceptions.ConfigError`.
-* **Local folders**: the file is created with ``O_CREAT | O_EXCL``; heartbeats, take-overs, releases and
-  fenced commits run under an ``flock`` of the folder (:mod:`ser_models.lock_guard`).
-* **Object stores**: a lease object, written when absent and read back after :data:`SETTLE_S` (the later PUT
-  wins); a take-over reads it again right before deleting it and deletes nothing if it changed.
-* **Fencing.** A commit runs inside :func:`fenced_for`: every lock this process holds above the path must still
-  name this writer's token, checked under the same guard that take-overs use, or
-  :class:`~ser_models.exceptions.LockLostError` is raised and nothing is committed. On object stores the lease
-  is read back right before the commit: a writer paused between that read and its write for longer than a
-  take-over needs can still commit once after it.
-* **Take over at once**: ``SER_LOCK_TAKE_OVER=<host>:<pid>`` names the holder whose lock to take (never one
-  alive on this machine); ``1`` is refused with the new form.
-
-Locks are released on exit (context manager and ``atexit``). A lock belongs to the thread that took it: the same
-thread may take it again (nested stages), another thread is another writer.
+A lock is the file ``<folder>/.ser-lock.json``: its holder's identity (:mod:`ser_models.lock_identity`), a random
+owner token, a heartbeat (``beat`` counter, ``heartbeat_at`` by the holder's clock) and what the folder is. In
+short (docs/safety.md has the whole story): a holder on this host, boot and PID namespace is judged by its pid and
+is never taken over while alive; any other is stale only once a watching writer saw it unchanged for ``stale_s``
+on its own monotonic clock. Locally the file is created with ``O_CREAT | O_EXCL`` and heartbeats, take-overs,
+releases and fenced commits run under an ``flock`` of the folder (:mod:`ser_models.lock_guard`); on object stores
+a lease object is written when absent and read back after :data:`SETTLE_S`. A commit runs inside
+:func:`fenced_for` and raises :class:`~ser_models.exceptions.LockLostError` unless every lock above it still names
+this writer. ``SER_LOCK_TAKE_OVER=<host>:<pid>`` takes over the holder it names (never one alive here). Locks are
+released on exit; a lock belongs to the thread that took it (the same thread may take it again, nested stages).
 """
 
 from __future__ import annotations
@@ -613,6 +595,6 @@ def _release_all() -> None:
             lock._release_file()
 
 
-__all__ = ["DEFAULT_STALE_S", "LOCK_NAME", "MIN_STALE_S", "READ_TRIES", "SETTLE_S", "STALE_ENV", "TAKE_OVER_ENV", "WAIT_ENV",
-           "FolderLock", "assert_held_for", "fenced_for", "held_lock_for", "holder_id", "machine_identity",
+__all__ = ["DEFAULT_STALE_S", "LOCK_NAME", "MIN_STALE_S", "READ_TRIES", "SETTLE_S", "STALE_ENV", "TAKE_OVER_ENV",
+           "WAIT_ENV", "FolderLock", "assert_held_for", "fenced_for", "held_lock_for", "holder_id", "machine_identity",
            "stale_seconds", "take_over_holder", "wait_seconds"]
