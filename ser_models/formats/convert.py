@@ -1,9 +1,11 @@
-"""``python -m jobs.convert``: import a Lhotse, Hugging Face or NeMo manifest, or export ours to one of them.
+"""``python -m jobs.convert``: import a Lhotse, Hugging Face or NeMo manifest or a standard emotional-speech corpus
+(IEMOCAP, MSP-Podcast, CREMA-D, RAVDESS), or export ours to Lhotse, Hugging Face or NeMo.
 
 Without ``to=`` the job imports: ``input`` is the foreign manifest (its format found from the file, or named by
-``format=``) and ``output`` the manifest to write. With ``to=lhotse|nemo|hf`` it exports: ``input`` is a label
-ledger (or its run folder), a timeline or a manifest (:mod:`ser_models.formats.sources`) and ``output`` a folder
-(Lhotse, Hugging Face) or a file (NeMo).
+``format=``) or a corpus's root folder (``format=iemocap|msp_podcast|crema_d|ravdess``, or found by its layout:
+:mod:`ser_models.formats.corpora`) and ``output`` the manifest to write. With ``to=lhotse|nemo|hf`` it exports:
+``input`` is a label ledger (or its run folder), a timeline or a manifest (:mod:`ser_models.formats.sources`) and
+``output`` a folder (Lhotse, Hugging Face) or a file (NeMo).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pyarrow.fs as pafs
 from ser_models import io
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, ManifestError
+from ser_models.formats.corpora import CORPORA, LAYOUTS
 from ser_models.ownership import claim_file, claim_output, replace_files
 
 FORMATS = ("lhotse", "hf", "nemo")
@@ -27,15 +30,16 @@ DEFAULT_LABEL_FIELDS = {"lhotse": "emotion", "hf": "label", "nemo": "label"}
 
 @dataclasses.dataclass
 class ConvertConfig:
-    """Inputs of ``python -m jobs.convert`` (docs/interoperability.md)."""
+    """Inputs of ``python -m jobs.convert`` (docs/interoperability.md; the corpora: docs/corpora.md)."""
 
-    input: str = field("", effect=LOCATION, path=PATH, help="import: the Lhotse / NeMo manifest file or the Hugging "
-                       "Face dataset folder or Parquet file; export: a label ledger (or its run folder), a "
-                       "timeline.parquet or one of our manifests")
+    input: str = field("", effect=LOCATION, path=PATH, help="import: the Lhotse / NeMo manifest file, the Hugging "
+                       "Face dataset folder or Parquet file, or a corpus's root folder (IEMOCAP_full_release, ...); "
+                       "export: a label ledger (or its run folder), a timeline.parquet or one of our manifests")
     output: str = field("", effect=LOCATION, path=PATH, help="import: our manifest to write (.parquet, .csv, .tsv, "
                         ".jsonl); export: a folder (to=lhotse, to=hf) or a .jsonl file (to=nemo)")
-    format: str = field("", effect=RESULT, help="import: the input's format, one of lhotse, hf, nemo; '' = found from "
-                        "the file")
+    format: str = field("", effect=RESULT, help="import: the input's format, one of lhotse, hf, nemo, or the corpus, "
+                        "one of iemocap, msp_podcast, crema_d, ravdess; '' = found from the file (a corpus folder by "
+                        "its layout)")
     to: str = field("", effect=RESULT, help="export to lhotse, nemo or hf; '' = import")
     kind: str = field("segments", effect=RESULT, help="import: 'segments' (a manifest for jobs.prepare_pool) or "
                       "'recordings' (long files for jobs.segment; Lhotse only)")
@@ -59,20 +63,40 @@ class ConvertConfig:
                                  "manifest (default: segments/segments.parquet beside it)")
     check_files: bool = field(True, effect=SPEED, help="import: refuse rows whose audio file does not exist (one "
                               "stat per distinct file)")
+    test_session: int = field(5, effect=RESULT, help="IEMOCAP import: the session (1-5) whose turns are split "
+                              "'test', the others 'train' (leave one session out); 0 = no split")
+    dev_session: int = field(0, effect=RESULT, help="IEMOCAP import: a session (1-5) whose turns are split 'dev'; "
+                             "0 = none")
+    seed: int = field(0, effect=RESULT, help="CREMA-D / RAVDESS import: the draw of the speaker-disjoint splits "
+                      "(which actors are dev and test)")
+    dev_fraction: float = field(0.1, effect=RESULT, help="CREMA-D / RAVDESS import: the share of actors in split "
+                                "'dev' (rounded to whole actors)")
+    test_fraction: float = field(0.2, effect=RESULT, help="CREMA-D / RAVDESS import: the share of actors in split "
+                                 "'test' (rounded to whole actors)")
+    include_song: bool = field(False, effect=RESULT, help="RAVDESS import: take the song files (vocal channel 02) "
+                               "too; default speech only")
 
     def __post_init__(self):
         if not self.input or not self.output:
             raise ConfigError("input=... and output=... are both required")
-        if self.format not in ("", *FORMATS):
-            raise ConfigError(f"format={self.format!r}: use one of {list(FORMATS)} (or leave it empty)")
+        if self.format not in ("", *FORMATS, *CORPORA):
+            raise ConfigError(f"format={self.format!r}: use one of {[*FORMATS, *CORPORA]} (or leave it empty)")
         if self.to not in ("", *FORMATS):
             raise ConfigError(f"to={self.to!r}: use one of {list(FORMATS)} (or leave it empty to import)")
         if self.kind not in ("segments", "recordings"):
             raise ConfigError(f"kind={self.kind!r}: use 'segments' or 'recordings'")
+        for key in ("test_session", "dev_session"):
+            if not 0 <= getattr(self, key) <= 5:
+                raise ConfigError(f"{key}={getattr(self, key)}: IEMOCAP has sessions 1 to 5 (0 = none)")
+        fractions = (self.dev_fraction, self.test_fraction)
+        if not all(0 <= f < 1 for f in fractions) or sum(fractions) >= 1:
+            raise ConfigError(f"dev_fraction={self.dev_fraction}, test_fraction={self.test_fraction}: each in [0, 1) "
+                              "and together below 1 (the rest of the actors train)")
 
 
 def detect_format(path: str) -> str:
-    """``lhotse``, ``hf`` or ``nemo``: a foreign manifest's format, from the file itself.
+    """``lhotse``, ``hf`` or ``nemo``: a foreign manifest's format, from the file itself; for a folder, the corpus
+    whose layout it has (:func:`ser_models.formats.corpora.detect_corpus`), else ``hf``.
 
     Raises:
         ManifestError: naming the file when it is none of them.
@@ -82,7 +106,10 @@ def detect_format(path: str) -> str:
         raise ManifestError(f"input not found: {src}")
     fs, p = io.filesystem(src)
     if fs.get_file_info(p).type == pafs.FileType.Directory:
-        return "hf"  # a save_to_disk folder or a folder of Parquet files
+        from ser_models.formats.corpora import detect_corpus
+
+        # A corpus only by a layout no dataset folder has; else a save_to_disk folder or a folder of Parquet files.
+        return detect_corpus(src) or "hf"
     if src.endswith((".parquet", ".arrow")):
         import pyarrow.parquet as pq
 
@@ -126,6 +153,17 @@ def run_import(cfg: ConvertConfig, log=print):
     """Import ``cfg.input`` into ``cfg.output``; returns ``(manifest, report)``."""
     claim_file(cfg.output, inputs={"input": cfg.input, "recordings": cfg.recordings})
     fmt = cfg.format or detect_format(cfg.input)
+    if fmt in CORPORA:
+        from ser_models.formats.corpora import import_corpus
+
+        if cfg.kind != "segments":
+            raise ConfigError(f"kind={cfg.kind}: a corpus imports as kind=segments (one row per clip)")
+        if not cfg.format:
+            log(f"{cfg.input}: the {fmt} layout ({LAYOUTS[fmt]}): importing as format={fmt}")
+        return import_corpus(fmt, cfg.input, cfg.output, labels=cfg.labels, check_files=cfg.check_files,
+                             test_session=cfg.test_session, dev_session=cfg.dev_session, seed=cfg.seed,
+                             dev_fraction=cfg.dev_fraction, test_fraction=cfg.test_fraction,
+                             include_song=cfg.include_song, log=log)
     label_field = cfg.label_field or DEFAULT_LABEL_FIELDS[fmt]
     if fmt != "lhotse" and cfg.kind != "segments":
         raise ConfigError(f"kind={cfg.kind}: only Lhotse recordings import as a recordings manifest; import {fmt} "
@@ -187,5 +225,5 @@ def convert(cfg: ConvertConfig, log=print):
     return run_export(cfg, log) if cfg.to else run_import(cfg, log)
 
 
-__all__ = ["DEFAULT_LABEL_FIELDS", "FORMATS", "ConvertConfig", "convert", "detect_format", "run_export",
+__all__ = ["CORPORA", "DEFAULT_LABEL_FIELDS", "FORMATS", "ConvertConfig", "convert", "detect_format", "run_export",
            "run_import"]
