@@ -13,6 +13,11 @@ Usage::
     python -m bench.mutation --targets names,io   # some targets (the report covers those)
     python -m bench.mutation --targets ledger --survivors  # only the last run's survivors, after adding tests
     python -m bench.mutation --report-only        # rewrite the report from the last run's results
+    python -m bench.mutation --targets locks --sample 120 --seed 0  # a random sample of a slow target's mutants
+
+A sampled target is scored on its sample alone (kept in ``mutants/bench-run.json``, reused by later runs), with a
+95 % Wilson interval: the lock tests wait on purpose (watching a lock for ``stale_s``), so each of locks' 987
+mutants costs 20-60 s and the whole target some hours on 2 cores.
 
 A judgement names its mutant and the mutated line it expects (``line``): when the code changes and mutmut
 numbers its mutants anew, a judgement whose line no longer matches is reported stale instead of applied.
@@ -25,6 +30,8 @@ import ast
 import difflib
 import fnmatch
 import json
+import math
+import random
 import subprocess
 import sys
 import time
@@ -78,12 +85,33 @@ class Tally:
     equivalent: list[tuple[str, str, str]] = field(default_factory=list)  # (name, line, why)
     open: list[tuple[str, str]] = field(default_factory=list)  # (name, line)
     stale: list[str] = field(default_factory=list)
+    sampled_from: int | None = None  # the target's mutants in all, when ``mutants`` is a random sample of them
+
+    @property
+    def judged(self) -> int:
+        """Mutants run and not judged equivalent: the score's denominator."""
+        return self.mutants - self.counts.get("not run", 0) - len(self.equivalent)
 
     @property
     def score(self) -> float | None:
         """killed / (mutants run - equivalent); None when none ran."""
-        judged = self.mutants - self.counts.get("not run", 0) - len(self.equivalent)
-        return self.counts.get("killed", 0) / judged if judged else None
+        return self.counts.get("killed", 0) / self.judged if self.judged else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The score's 95 % Wilson interval when the mutants are a sample (None for a whole target)."""
+        return wilson(self.counts.get("killed", 0), self.judged) if self.sampled_from and self.judged else None
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95 % Wilson score interval of the proportion ``k / n`` (sound at 0 and n, unlike the normal one)."""
+    centre, spread = (k + z * z / 2) / (n + z * z), z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    return max(0.0, centre - spread), min(1.0, centre + spread)
+
+
+def draw_sample(names: list[str], size: int, seed: int) -> list[str]:
+    """A reproducible random sample of ``size`` mutant names (all of them when fewer)."""
+    return sorted(random.Random(seed).sample(sorted(names), min(size, len(names))))
 
 
 def target_of(name: str) -> str | None:
@@ -123,13 +151,20 @@ def mutated_line(name: str, cache: dict[str, dict[str, str]], mutants: Path = MU
     return " / ".join(d[0] + " " + d[1:].strip() for d in diff)
 
 
-def tally(codes: dict[str, int | None], judgements: dict[str, dict], mutants: Path = MUTANTS) -> dict[str, Tally]:
-    """Counts per target; a survivor is equivalent when a judgement names it and its line still matches."""
+def tally(codes: dict[str, int | None], judgements: dict[str, dict], mutants: Path = MUTANTS,
+          samples: dict[str, list[str]] | None = None) -> dict[str, Tally]:
+    """Counts per target; a survivor is equivalent when a judgement names it and its line still matches. A target
+    in ``samples`` is counted on its sampled mutants alone."""
     cache: dict[str, dict[str, str]] = {}
+    samples = samples or {}
     out = {t: Tally() for t in TARGETS}
+    for target in samples:
+        if target in out:
+            out[target].sampled_from = sum(target_of(n) == target for n in codes)
+    chosen = {t: set(v) for t, v in samples.items()}
     for name in sorted(codes):
         target = target_of(name)
-        if target is None:
+        if target is None or (target in chosen and name not in chosen[target]):
             continue
         t = out[target]
         t.mutants += 1
@@ -148,30 +183,46 @@ def tally(codes: dict[str, int | None], judgements: dict[str, dict], mutants: Pa
     return out
 
 
-def write_report(tallies: dict[str, Tally], run: dict, path: Path = REPORT) -> None:
-    """The markdown report: the table per target, then each target's survivors (judged, then open)."""
+def _score_text(t: Tally) -> str:
+    if t.score is None:
+        return "n/a"
+    text = f"{100 * t.score:.1f} %"
+    if t.interval:
+        lo, hi = t.interval
+        text += f" [{100 * lo:.0f}, {100 * hi:.0f}]"
+    return text
+
+
+def _run_line(run: dict) -> str:
+    kind = {"full": "every mutant", "sample": "a random sample", "survivors": "the last survivors again"}.get(
+        run.get("kind", "full"), run.get("kind", ""))
+    return (f"- {', '.join(run['targets'])} ({kind}): {run['wall_s'] / 60:.1f} min. "
+            + run.get("machine", "Machine: not recorded.").replace("\n", " "))
+
+
+def write_report(tallies: dict[str, Tally], record: dict, path: Path = REPORT) -> None:
+    """The markdown report: the table per target, the runs behind it, then each target's survivors (judged, then
+    open)."""
 
     rows = []
     for target, t in tallies.items():
         if not t.mutants:
             continue
-        score = "n/a" if t.score is None else f"{100 * t.score:.1f} %"
-        rows.append(f"| {target} | {t.mutants} | {t.counts.get('not run', 0)} | {t.counts.get('killed', 0)} | "
+        mutants = f"{t.mutants} of {t.sampled_from}" if t.sampled_from else str(t.mutants)
+        rows.append(f"| {target} | {mutants} | {t.counts.get('not run', 0)} | {t.counts.get('killed', 0)} | "
                     f"{t.counts.get('survived', 0)} | "
                     f"{t.counts.get('timeout', 0)} | {t.counts.get('no tests', 0)} | {len(t.equivalent)} | "
-                    f"{len(t.open)} | {score} |")
+                    f"{len(t.open)} | {_score_text(t)} |")
+    runs = [r for r in record.get("runs", []) if set(r["targets"]) & set(tallies)]
     lines = [
         "# Mutation testing of the safety core",
         "",
         "`make mutation` (`python -m bench.mutation`): mutmut 3.8.1 plants one small bug at a time (an operator, a "
         "constant, a string, a dropped argument) in the target's functions and runs the tests that reach that "
         "function. A mutant is killed when a test fails. Score = killed / (mutants run - equivalent); a timeout "
-        "and a mutant no test reaches count against it.",
-        "",
-        run.get("machine", "Machine: not recorded."),
-        "",
-        f"Wall time of the run: {run['wall_s'] / 60:.1f} min (targets run: {', '.join(run['targets'])})."
-        if run.get("wall_s") else "Wall time: not recorded (report rewritten from earlier results).",
+        "and a mutant no test reaches count against it. A target shown as \"N of M\" was scored on a random "
+        "sample of N of its M mutants (seed in `mutants/bench-run.json`); its score carries the 95 % Wilson "
+        "interval in brackets.",
         "",
         "| target | mutants | not run | killed | survived | timeout | no test reaches it | judged equivalent | open "
         "| score |",
@@ -179,6 +230,10 @@ def write_report(tallies: dict[str, Tally], run: dict, path: Path = REPORT) -> N
         *rows,
         "",
         "Globs of each target: `bench/mutation.py`; tests it runs: `[tool.mutmut]` in `pyproject.toml`.",
+        "",
+        "## Runs behind these results",
+        "",
+        *([_run_line(r) for r in runs] or ["- not recorded (report rewritten from earlier results)"]),
         "",
     ]
     for target, t in tallies.items():
@@ -193,52 +248,79 @@ def write_report(tallies: dict[str, Tally], run: dict, path: Path = REPORT) -> N
     write_results(path, "\n".join(lines))
 
 
+def load_record(path: Path) -> dict:
+    """The runs behind the results (``runs``) and the targets' samples (``samples``, ``seeds``); a record of the
+    older one-run form is read as a list of one run."""
+    record = json.loads(path.read_text()) if path.exists() else {}
+    if "wall_s" in record:
+        record = {"runs": [{**record, "kind": "full"}]}
+    return {"runs": record.get("runs", []), "samples": record.get("samples", {}), "seeds": record.get("seeds", {})}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="", help="comma-separated target names (or their first words); default all")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the last run")
     ap.add_argument("--max-children", type=int, default=None, help="mutmut's parallel workers")
     ap.add_argument("--survivors", action="store_true",
-                    help="run again only the chosen targets' survivors of the last run (after adding tests); the "
-                         "report keeps the last full run's wall time")
+                    help="run again only the chosen targets' survivors of the last run (after adding tests)")
+    ap.add_argument("--sample", type=int, default=None,
+                    help="score each chosen target on a random sample of this many of its mutants (kept, and used "
+                         "by later runs and reports, until another --sample)")
+    ap.add_argument("--seed", type=int, default=0, help="the sample's seed")
     args = ap.parse_args(argv)
     chosen = [t for t in TARGETS if not args.targets or any(s.strip() and t.startswith(s.strip())
                                                             for s in args.targets.split(","))]
     if not chosen:
         ap.error(f"no target matches {args.targets!r}; targets: {', '.join(TARGETS)}")
-    record = MUTANTS / "bench-run.json"  # the last run's machine, load and wall time, for --report-only
+    path = MUTANTS / "bench-run.json"  # the runs' machine, load and wall time, and the samples, for --report-only
+    record = load_record(path)
     if not args.report_only:
         cmd = [str(Path(sys.executable).parent / "mutmut"), "run"]
         if args.max_children:
             cmd += ["--max-children", str(args.max_children)]
-        if args.survivors:
-            again = [n for n, code in results().items() if target_of(n) in chosen
+        codes = results() if MUTANTS.is_dir() else {}
+        kind, names = "full", [g for t in chosen for g in TARGETS[t]]
+        if args.sample:
+            if not codes:
+                ap.error("--sample needs mutmut's mutants: run once without it (or any target) first")
+            kind, names = "sample", []
+            for t in chosen:
+                sample = draw_sample([n for n in codes if target_of(n) == t], args.sample, args.seed)
+                record["samples"][t], record["seeds"][t] = sample, args.seed
+                names += [n for n in sample if codes[n] is None]  # a sampled mutant already run keeps its result
+        elif args.survivors:
+            kind = "survivors"
+            names = [n for n, code in codes.items() if target_of(n) in chosen
+                     and n in record["samples"].get(target_of(n), [n])
                      and STATUS.get(code, "suspicious") in ("survived", "timeout", "suspicious", "no tests")]
-            if not again:
-                print("no survivors to run again")
-            else:
-                subprocess.run(cmd + again, cwd=ROOT, check=True)
+        if not names:
+            print("no mutants to run")
         else:
-            cmd += [g for t in chosen for g in TARGETS[t]]
             info, load, start = machine_info(), LoadWindow(), time.monotonic()
-            subprocess.run(cmd, cwd=ROOT, check=True)
-            run = {"wall_s": time.monotonic() - start, "targets": chosen,
-                   "machine": machine_markdown(info, load.close())}
-            record.write_text(json.dumps(run))
+            subprocess.run(cmd + names, cwd=ROOT, check=True)
+            record["runs"].append({"targets": chosen, "kind": kind, "wall_s": time.monotonic() - start,
+                                   "machine": machine_markdown(info, load.close())})
+        if not args.sample:
+            for t in chosen if kind == "full" else ():
+                record["samples"].pop(t, None)
+                record["seeds"].pop(t, None)
+        MUTANTS.mkdir(exist_ok=True)
+        path.write_text(json.dumps(record))
     if not MUTANTS.is_dir():
         print("no mutants/ folder: run without --report-only first", file=sys.stderr)
         return 2
-    run = json.loads(record.read_text()) if record.exists() else {}
     judgements = tomllib.loads(JUDGEMENTS.read_text()).get("mutant", {}) if JUDGEMENTS.exists() else {}
-    tallies = tally(results(), judgements)
-    write_report({t: tallies[t] for t in chosen}, run)
-    write_results(RESULTS, json.dumps({t: {"mutants": tallies[t].mutants, **tallies[t].counts,
-                                       "equivalent": len(tallies[t].equivalent), "open": len(tallies[t].open),
-                                       "score": tallies[t].score} for t in chosen}, indent=1))
+    tallies = tally(results(), judgements, samples=record["samples"])
+    write_report({t: tallies[t] for t in chosen}, record)
+    write_results(RESULTS, json.dumps({t: {"mutants": tallies[t].mutants, "sampled_from": tallies[t].sampled_from,
+                                           **tallies[t].counts, "equivalent": len(tallies[t].equivalent),
+                                           "open": len(tallies[t].open), "score": tallies[t].score,
+                                           "interval": tallies[t].interval} for t in chosen}, indent=1))
     for t in chosen:
         x = tallies[t]
         print(f"{t:40s} {x.mutants:5d} mutants  {x.counts.get('killed', 0):5d} killed  {len(x.open):4d} open  "
-              f"score {'n/a' if x.score is None else f'{100 * x.score:.1f} %'}")
+              f"score {_score_text(x)}")
     return 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.mutation import mutated_line, results, tally
+from bench.mutation import draw_sample, load_record, mutated_line, results, tally, wilson
 
 MODULE = '''
 def x_safe_child__mutmut_orig(a):
@@ -52,3 +52,40 @@ def test_counts_score_and_judgements(tmp_path):
     assert [n for n, _, _ in t.equivalent] == [name(2)]
     assert t.open == [(name(3), "- return a + 1 / + return a * 1")] and t.stale == [name(3)]
     assert t.score == 1 / 2  # killed / (mutants run - equivalent): the stale judgement does not count
+
+
+def test_a_sampled_target_is_scored_on_its_sample_with_a_wilson_interval(tmp_path):
+    name = "ser_models.names.x_safe_child__mutmut_{}".format
+    root = _mutants(tmp_path, {name(1): 1, name(2): 0, name(3): None})
+    t = tally(results(root), {}, root, samples={"names": [name(1), name(2)]})["names"]
+    assert t.sampled_from == 3 and t.mutants == 2
+    assert t.counts == {"killed": 1, "survived": 1}  # the unsampled, unrun mutant is not counted
+    assert t.score == 0.5
+    lo, hi = t.interval
+    assert (round(lo, 4), round(hi, 4)) == (0.0945, 0.9055)  # Wilson, k=1, n=2
+    whole = tally(results(root), {}, root)["names"]
+    assert whole.sampled_from is None and whole.interval is None and whole.mutants == 3
+
+
+def test_the_wilson_interval_stays_inside_zero_and_one_and_narrows_with_the_sample():
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+    assert 0.0 < wilson(10, 10)[0] < 1.0  # all killed is not a certainty
+    lo, hi = wilson(90, 100)
+    assert (round(lo, 3), round(hi, 3)) == (0.826, 0.945)
+    assert hi - lo < wilson(9, 10)[1] - wilson(9, 10)[0]
+
+
+def test_a_sample_is_reproducible_by_its_seed_and_never_larger_than_the_target():
+    names = [f"m{i}" for i in range(50)]
+    assert draw_sample(names, 10, 0) == draw_sample(list(reversed(names)), 10, 0)
+    assert draw_sample(names, 10, 0) != draw_sample(names, 10, 1)
+    assert len(set(draw_sample(names, 10, 0))) == 10
+    assert draw_sample(names, 80, 0) == sorted(names)
+
+
+def test_a_record_of_the_older_one_run_form_reads_as_one_full_run(tmp_path):
+    path = tmp_path / "bench-run.json"
+    path.write_text(json.dumps({"wall_s": 60.0, "targets": ["names"], "machine": "m"}))
+    assert load_record(path) == {"runs": [{"wall_s": 60.0, "targets": ["names"], "machine": "m", "kind": "full"}],
+                                 "samples": {}, "seeds": {}}
+    assert load_record(tmp_path / "none.json") == {"runs": [], "samples": {}, "seeds": {}}
