@@ -73,7 +73,10 @@ TARGETS: dict[str, list[str]] = {
 
 #: mutmut's exit codes -> status (mutmut.stats.status_by_exit_code, grouped)
 STATUS = {0: "survived", 1: "killed", 3: "killed", 5: "no tests", 33: "no tests", 34: "skipped",
-          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not run"}
+          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not run",
+          # The tests' process died of SIGKILL: a mutated failpoint (``failpoint(None)``) fires unarmed and kills
+          # whatever reaches it, a crash every test run would show.
+          -9: "killed"}
 
 
 @dataclass
