@@ -62,6 +62,8 @@ KINDS = {
 #: ``recognise(folder, entries) -> children to record, or None``: is an unmarked folder this kind's layout?
 Recognise = Callable[[str, list[str]], "list[str] | None"]
 _SHOWN = 8
+#: io's temporary names: ``tempfile.mkstemp``'s 8 characters (local) or ``uuid4().hex`` (object stores).
+_LITTER = re.compile(r"\..+\.(?:[a-z0-9_]{8}|[0-9a-f]{32})\.tmp")
 
 
 def _ours(name: str) -> bool:
@@ -70,10 +72,12 @@ def _ours(name: str) -> bool:
 
 
 def _litter(name: str) -> bool:
-    """A temporary file of an atomic write (``.<target>.<random>.tmp``, see :mod:`ser_models.io`) that a kill
-    left behind: never a reason to refuse a folder (a job killed while writing its first marker must not block
-    the folder for good); the next owner removes it (:func:`claim`)."""
-    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+    """A temporary file of an atomic write that a kill left behind: never a reason to refuse a folder (a job
+    killed while writing its first marker must not block the folder for good); the next owner removes it
+    (:func:`claim`). Only the two shapes :mod:`ser_models.io` makes count (``.<target>.<8 mkstemp
+    characters>.tmp`` locally, ``.<target>.<32 hex digits>.tmp`` on object stores): a person's
+    ``.draft.final.tmp`` is theirs."""
+    return _LITTER.fullmatch(name) is not None
 
 
 def entries(folder: str | os.PathLike) -> list[str]:

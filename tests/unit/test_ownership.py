@@ -1,25 +1,55 @@
 """Delete only what we made: a folder the platform did not mark is refused and left as it was; deletions stay
-inside marked folders, on recorded children or the kind's own layout names."""
+inside marked folders, on recorded children or the kind's own layout names.
+
+The second part is the module's contract function by function: which folders a claim takes (new, ours, adopted
+by content) and refuses (with which words), what the marker holds, and what each delete removes and keeps; the
+third, :func:`ser_models.overlap.check_apart` (an output that is an input, lies inside one or contains one is
+refused naming both keys and paths). Real files in ``tmp_path``; S3 (moto) only where a branch is specific to
+object stores."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+import ser_models
 from ser_models.data import PoolConfig, prepare_pool
 from ser_models.data.pool_builds import legacy_pool
-from ser_models.exceptions import ForeignFolderError
-from ser_models.locks import LOCK_NAME
+from ser_models.exceptions import ForeignFolderError, LockHeldError, LockLostError, OutputOverlapError
+from ser_models.locks import LOCK_NAME, STALE_ENV, TAKE_OVER_ENV, WAIT_ENV, FolderLock
+from ser_models.overlap import check_apart
 from ser_models.ownership import (
+    KINDS,
     MARKER_NAME,
+    assert_claimed,
+    check_claim,
+    check_output,
     claim,
+    claim_file,
+    claim_output,
     clear,
+    discard_staging,
+    make_staging,
     open_output,
     read_marker,
+    recognise_csv,
+    recognise_files,
+    recognise_names,
     recognise_run,
     record,
+    recorded,
     remove,
+    remove_if,
+    replace_files,
 )
 
 
@@ -180,7 +210,7 @@ def test_a_marker_write_killed_midway_never_blocks_the_folder(tmp_path):
     """A kill while writing the first marker left ``.ser-output.json.<random>.tmp``; every later start was refused."""
     out = tmp_path / "run"
     out.mkdir()
-    litter = out / f".{MARKER_NAME}.k2j3h4.tmp"
+    litter = out / f".{MARKER_NAME}.k2j3h4x9.tmp"  # mkstemp: 8 characters
     litter.write_text('{"kind": "ru')
     with open_output(out, "run"):
         pass
@@ -190,7 +220,7 @@ def test_a_marker_write_killed_midway_never_blocks_the_folder(tmp_path):
 def test_litter_of_another_write_is_ignored_by_a_claim_and_removed_by_the_owner(tmp_path):
     out = tmp_path / "pool"
     claim(out, "pool")
-    (out / ".summary.json.a1b2c3.tmp").write_text("{")
+    (out / ".summary.json.a1b2c3d4.tmp").write_text("{")
     with open_output(out, "pool"):
         pass
     assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME]
@@ -277,3 +307,881 @@ def test_a_refused_rows_file_is_deleted_only_when_it_reads_as_ours(tmp_path):
     theirs.write_text("utt_id,label\nx,happy\n")  # a person's own file of that name
     assert remove_if(ours, _is_refusal_listing, "a list of refused rows") and not ours.exists()
     assert not remove_if(theirs, _is_refusal_listing, "a list of refused rows") and theirs.exists()
+
+
+# -- the contract, function by function -------------------------------------------------------------------------
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}")
+
+
+@pytest.fixture(autouse=True)
+def _empty_working_folder(tmp_path, monkeypatch):
+    """A path taken from the wrong argument (``None``, a bare name) lands in this empty folder, never in a real one."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    for name in (STALE_ENV, TAKE_OVER_ENV, WAIT_ENV):  # a writer stops at once on a held lock
+        monkeypatch.delenv(name, raising=False)
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every entry under ``root``: files with their bytes, folders and links as None."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def _refusal(folder, kind: str, has: str, holds: str) -> str:
+    """The whole ForeignFolderError message of a claim or delete refused in ``folder``."""
+    what = KINDS.get(kind, kind)
+    return (f"refusing to write or delete in {folder}: it is not empty and not {what} made by this platform ({has}). "
+            f"It holds: {holds}. Point the job's output at a new or empty folder. If this folder is really {what} "
+            f"from this platform, move the entries it does not make elsewhere, or write {{\"kind\": \"{kind}\"}} to "
+            f"{folder}/{MARKER_NAME}")
+
+
+def _write(path: Path, text: str | bytes = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def _taken_over(folder: Path) -> None:
+    """Rewrite ``folder``'s lock file as another writer's: what a take-over leaves for the writer that lost it."""
+    lock = folder / LOCK_NAME
+    lock.write_text(json.dumps({**json.loads(lock.read_text()), "token": "another-writer"}))
+
+
+@contextmanager
+def _locked_by_another_thread(folder: Path):
+    """``folder``'s lock held by another thread (another writer) for the ``with`` block."""
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with FolderLock(folder, "test folder"):
+            held.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert held.wait(30)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(30)
+
+
+# -- refusals: the message names the folder, its kind (if any) and its entries ----------------------------------
+
+
+def test_an_unmarked_folder_is_refused_with_its_entries_and_nothing_is_written(tmp_path):
+    out = tmp_path / "out"
+    _write(out / "notes.txt", "mine")
+    (out / "data").mkdir()
+    before = _tree(out)
+    with pytest.raises(ForeignFolderError) as err:
+        check_claim(out, "pool")
+    assert str(err.value) == _refusal(out, "pool", f"it has no {MARKER_NAME} marker", "data, notes.txt")
+    with pytest.raises(ForeignFolderError) as err:
+        claim(out, "pool")  # no recognise: an unmarked folder is never adopted
+    assert str(err.value) == _refusal(out, "pool", f"it has no {MARKER_NAME} marker", "data, notes.txt")
+    assert _tree(out) == before
+
+
+def test_a_folder_marked_as_another_kind_is_refused_naming_that_kind(tmp_path):
+    out = tmp_path / "out"
+    claim(out, "run")
+    _write(out / "metrics.jsonl", "{}\n")
+    with pytest.raises(ForeignFolderError) as err:
+        check_claim(out, "pool")
+    assert str(err.value) == _refusal(out, "pool", "it is marked as kind 'run'", "metrics.jsonl")
+
+
+def test_a_run_folder_of_another_job_is_refused_naming_both_jobs(tmp_path):
+    out = tmp_path / "out"
+    claim(out, "run", job="jobs.after")
+    _write(out / "run.json", "{}")
+    with pytest.raises(ForeignFolderError) as err:
+        claim(out, "run", job="jobs.predict")
+    assert str(err.value) == _refusal(out, "run", "it is marked as kind 'run'; it is jobs.after's, not jobs.predict's",
+                                      "run.json")
+    assert claim(out, "run")["job"] == "jobs.after"  # no job asked: the run folder is ours
+
+
+def test_a_kind_the_platform_does_not_list_is_named_as_given(tmp_path):
+    _write(tmp_path / "out" / "a.txt")
+    with pytest.raises(ForeignFolderError) as err:
+        check_claim(tmp_path / "out", "mystery")
+    message = str(err.value)
+    assert "not mystery made by this platform" in message and '{"kind": "mystery"}' in message
+    assert message == _refusal(tmp_path / "out", "mystery", f"it has no {MARKER_NAME} marker", "a.txt")
+
+
+@pytest.mark.parametrize("count, holds", [
+    (2, "f0, f1"),
+    (8, "f0, f1, f2, f3, f4, f5, f6, f7"),
+    (9, "f0, f1, f2, f3, f4, f5, f6, f7, ... (9 entries)"),
+])
+def test_a_refusal_shows_eight_entries_then_how_many_there_are(tmp_path, count, holds):
+    for i in range(count):
+        _write(tmp_path / "out" / f"f{i}")
+    with pytest.raises(ForeignFolderError) as err:
+        check_claim(tmp_path / "out", "pool")
+    assert f"It holds: {holds}. Point the job's output" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["my.notes.v2.txt", ".x.tmp", ".x.k2j3.tmpl", "x.k2j3.tmp"])
+def test_a_file_named_almost_like_litter_makes_a_folder_foreign(tmp_path, name):
+    _write(tmp_path / "out" / name)
+    with pytest.raises(ForeignFolderError, match=re.escape(f"It holds: {name}.")):
+        claim(tmp_path / "out", "run")
+    assert (tmp_path / "out" / name).exists() and read_marker(tmp_path / "out") is None
+
+
+@pytest.mark.parametrize("name", [f".summary.{'0123456789abcdef' * 2}.tmp", f"{MARKER_NAME}.k2j3h4x9.tmp"])
+def test_litter_of_a_killed_write_never_blocks_a_claim_and_is_removed(tmp_path, name):
+    """``.<name>.<random>.tmp``, as an object store's write (32 hex digits) or a local one (mkstemp) leaves it."""
+    out = tmp_path / "out"
+    _write(out / name, '{"kind": "ru')
+    assert check_claim(out, "run") == ("new", [])
+    claim(out, "run")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME]
+
+
+def test_a_persons_hidden_file_shaped_like_litter_is_neither_ignored_nor_deleted(tmp_path):
+    out = tmp_path / "notes"
+    _write(out / ".draft.final.tmp", "a person's notes")
+    with pytest.raises(ForeignFolderError, match=re.escape("It holds: .draft.final.tmp.")):
+        claim(out, "run")
+    assert (out / ".draft.final.tmp").read_text() == "a person's notes"
+
+
+# -- claims: new, ours, adopted ----------------------------------------------------------------------------------
+
+
+def test_check_claim_says_new_ours_or_legacy_and_writes_nothing(tmp_path):
+    assert check_claim(tmp_path / "missing", "pool") == ("new", [])
+    (tmp_path / "empty").mkdir()
+    assert check_claim(tmp_path / "empty", "pool") == ("new", [])
+    claim(tmp_path / "ours", "pool")
+    assert check_claim(tmp_path / "ours", "pool") == ("ours", [])
+    _write(tmp_path / "old" / "summary.json", "{}")
+    assert check_claim(tmp_path / "old", "pool", lambda folder, names: ["build-b", "build-a"]) == \
+        ("legacy", ["build-b", "build-a"])
+    assert not (tmp_path / "missing").exists() and not list((tmp_path / "empty").iterdir())
+    assert read_marker(tmp_path / "old") is None
+
+
+def test_a_new_folder_gets_the_documented_marker(tmp_path):
+    marker = claim(tmp_path / "pool", "pool")
+    assert read_marker(tmp_path / "pool") == marker
+    assert set(marker) == {"kind", "created_at", "platform_version", "children", "adopted"}
+    assert marker["kind"] == "pool" and marker["children"] == [] and marker["adopted"] is False
+    assert marker["platform_version"] == ser_models.__version__ and STAMP.fullmatch(marker["created_at"])
+    run = claim(tmp_path / "run", "run", job="jobs.after")
+    assert set(run) == {"kind", "created_at", "platform_version", "children", "adopted", "job"}
+    assert run["job"] == "jobs.after"
+
+
+def test_claiming_a_folder_that_is_ours_returns_its_marker_unchanged(tmp_path):
+    first = claim(tmp_path / "pool", "pool")
+    _write(tmp_path / "pool" / "summary.json", "{}")
+    assert claim(tmp_path / "pool", "pool") == first == read_marker(tmp_path / "pool")
+
+
+def test_the_marker_names_an_unknown_version_when_the_package_has_none(tmp_path, monkeypatch):
+    monkeypatch.delattr(ser_models, "__version__")
+    assert claim(tmp_path / "pool", "pool")["platform_version"] == "unknown"
+
+
+def test_an_adopted_folder_records_its_children_and_says_so_in_one_line(tmp_path):
+    out = tmp_path / "pool"
+    _write(out / "summary.json", "{}")
+    lines = []
+    marker = claim(out, "pool", lambda folder, names: ["build-b", "build-a"], log=lines.append)
+    assert marker["adopted"] is True and marker["children"] == ["build-a", "build-b"]
+    assert read_marker(out) == marker
+    assert lines == [f"{out}: adopted as {KINDS['pool']} written by an earlier version (its layout is exactly ours; "
+                     f"marker {MARKER_NAME} written, recorded build-a, build-b)"]
+
+
+def test_an_adopted_folder_of_an_unlisted_kind_without_children_is_logged_plainly(tmp_path):
+    out = tmp_path / "x"
+    _write(out / "a.txt")
+    lines = []
+    claim(out, "mystery", lambda folder, names: [], log=lines.append)
+    assert lines == [f"{out}: adopted as mystery written by an earlier version (its layout is exactly ours; "
+                     f"marker {MARKER_NAME} written)"]
+
+
+@pytest.mark.parametrize("text", ["[1]", '"pool"', "not json", ""])
+def test_a_marker_that_is_not_a_json_object_reads_as_none(tmp_path, text):
+    _write(tmp_path / "out" / MARKER_NAME, text)
+    assert read_marker(tmp_path / "out") is None
+
+
+# -- check_output: the refusals of claim_output, nothing written ---------------------------------------------------
+
+
+def test_check_output_refuses_an_output_inside_an_input_naming_the_output_key(tmp_path):
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    with pytest.raises(OutputOverlapError) as err:
+        check_output(pool / "run", "run", job="jobs.after", inputs={"pool_dir": str(pool)})
+    assert str(err.value).startswith(f"refusing to write output_dir={pool / 'run'}: it lies inside the input "
+                                     f"pool_dir={pool}")
+    with pytest.raises(OutputOverlapError, match=re.escape(f"refusing to write run_dir={pool}: it is the input")):
+        check_output(pool, "run", inputs={"pool_dir": str(pool)}, key="run_dir")
+    assert not (pool / "run").exists() and not list(pool.iterdir())
+
+
+def _legacy_run(folder: Path, job: str = "jobs.after") -> Path:
+    """A run folder an earlier version wrote (no marker): its run.json, config.yaml and a ``labels/`` folder."""
+    _write(folder / "run.json", json.dumps({"format": 1, "job": job, "config": {"seed": 0}}))
+    _write(folder / "config.yaml", "seed: 0\n")
+    (folder / "labels").mkdir()
+    return folder
+
+
+def test_check_output_accepts_an_earlier_run_folder_of_its_job_without_marking_it(tmp_path):
+    run = _legacy_run(tmp_path / "run")
+    before = _tree(run)
+    check_output(run, "run", job="jobs.after", layout=("labels",))
+    assert _tree(run) == before
+    with pytest.raises(ForeignFolderError, match="no .ser-output.json marker"):
+        check_output(run, "run", job="jobs.predict", layout=("labels",))
+    with pytest.raises(ForeignFolderError):
+        check_output(run, "run", job="jobs.after")  # labels/ is not in the layout asked for
+    assert _tree(run) == before
+
+
+def test_check_output_refuses_a_foreign_folder_and_accepts_its_own(tmp_path):
+    _write(tmp_path / "foreign" / "thesis.txt")
+    with pytest.raises(ForeignFolderError, match="thesis.txt"):
+        check_output(tmp_path / "foreign", "pool")
+    assert read_marker(tmp_path / "foreign") is None
+    claim(tmp_path / "pool", "pool")
+    _write(tmp_path / "pool" / "summary.json", "{}")
+    check_output(tmp_path / "pool", "pool")
+    claim(tmp_path / "run", "run", job="jobs.after")
+    check_output(tmp_path / "run", "run", job="jobs.after")
+    with pytest.raises(ForeignFolderError, match="it is jobs.after's, not jobs.predict's"):
+        check_output(tmp_path / "run", "run", job="jobs.predict")
+    check_output(tmp_path / "missing", "pool")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_check_output_keeps_the_recognise_it_is_given(tmp_path):
+    _write(tmp_path / "out" / "a.txt")
+    check_output(tmp_path / "out", "run", job="jobs.x", recognise=recognise_names(["a.txt"]))
+    check_output(tmp_path / "out", "evidence", job="jobs.evidence", recognise=recognise_names(["a.txt"]))
+    assert read_marker(tmp_path / "out") is None
+
+
+# -- claim_output / open_output: refuse, lock, mark ----------------------------------------------------------------
+
+
+def test_claim_output_refuses_an_overlap_naming_the_output_key(tmp_path):
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    with pytest.raises(OutputOverlapError, match=re.escape(f"refusing to write output_dir={pool}: it is the input")):
+        claim_output(pool, "run", inputs={"pool_dir": str(pool)})
+    with pytest.raises(OutputOverlapError, match=re.escape(f"refusing to write out={pool}: it is the input")):
+        claim_output(pool, "run", inputs={"pool_dir": str(pool)}, key="out")
+    assert not list(pool.iterdir())
+
+
+def test_claim_output_adopts_an_earlier_run_folder_of_its_job_and_names_its_lock_after_the_job(tmp_path):
+    run = _legacy_run(tmp_path / "run")
+    lines = []
+    with claim_output(run, "run", job="jobs.after", layout=("labels",), log=lines.append) as lock:
+        assert lock.held and lock.what == "jobs.after output folder"
+        marker = read_marker(run)
+        assert marker["adopted"] is True and marker["job"] == "jobs.after" and marker["kind"] == "run"
+    assert len(lines) == 1 and lines[0].startswith(f"{run}: adopted as {KINDS['run']} written by an earlier version")
+
+
+def test_claim_output_names_its_lock_and_passes_the_lock_settings(tmp_path):
+    with claim_output(tmp_path / "a", "pool") as lock:
+        assert lock.what == "pool"
+    with claim_output(tmp_path / "b", "pool", what="the pool", stale_s=7) as lock:
+        assert lock.what == "the pool" and lock.stale_s == 7
+
+
+def test_claim_output_adopts_with_the_recognise_it_is_given(tmp_path):
+    _write(tmp_path / "seg" / "summary.json", "{}")
+    lines = []
+    with claim_output(tmp_path / "seg", "segments", recognise=recognise_names(["summary.json"]), log=lines.append):
+        assert read_marker(tmp_path / "seg")["adopted"] is True
+    assert len(lines) == 1
+
+
+def test_open_output_names_its_lock_after_the_kind_and_passes_the_lock_settings(tmp_path):
+    with open_output(tmp_path / "a", "feature_cache") as lock:
+        assert lock.what == "feature cache"
+    with open_output(tmp_path / "b", "feature_cache", what="the cache", stale_s=7) as lock:
+        assert lock.what == "the cache" and lock.stale_s == 7
+    assert read_marker(tmp_path / "b")["kind"] == "feature_cache"
+
+
+def test_open_output_adopts_with_the_recognise_it_is_given_and_logs_it(tmp_path):
+    _write(tmp_path / "seg" / "summary.json", "{}")
+    lines = []
+    with open_output(tmp_path / "seg", "segments", recognise=recognise_names(["summary.json"]), log=lines.append):
+        assert read_marker(tmp_path / "seg")["adopted"] is True
+    assert len(lines) == 1 and "adopted as a segmentation output (jobs.segment)" in lines[0]
+
+
+def test_open_output_refuses_a_foreign_folder_before_it_waits_for_the_lock(tmp_path):
+    """A folder that is not ours is refused as such, even while another writer holds its lock."""
+    new = tmp_path / "new"
+    with _locked_by_another_thread(new), pytest.raises(LockHeldError):
+        open_output(new, "pool")  # the setup is real: a folder we may take is refused by its lock
+    _write(tmp_path / "foreign" / "thesis.txt")
+    with _locked_by_another_thread(tmp_path / "foreign"), pytest.raises(ForeignFolderError, match="thesis.txt"):
+        open_output(tmp_path / "foreign", "pool")
+    claim(tmp_path / "run", "run", job="jobs.after")
+    with _locked_by_another_thread(tmp_path / "run"), \
+            pytest.raises(ForeignFolderError, match="it is jobs.after's, not jobs.predict's"):
+        open_output(tmp_path / "run", "run", job="jobs.predict")
+
+
+# -- claim_file: one output file ------------------------------------------------------------------------------------
+
+
+def test_claim_file_accepts_a_new_path_or_a_file_to_replace(tmp_path):
+    claim_file(tmp_path / "model.onnx")
+    _write(tmp_path / "old.onnx", b"old graph")
+    claim_file(tmp_path / "old.onnx", inputs={"checkpoint": str(tmp_path / "ckpt")})
+    assert not (tmp_path / "model.onnx").exists() and (tmp_path / "old.onnx").read_bytes() == b"old graph"
+
+
+def test_claim_file_refuses_a_folder_naming_its_entries(tmp_path):
+    out = tmp_path / "model.onnx"
+    _write(out / "a.txt")
+    with pytest.raises(ForeignFolderError) as err:
+        claim_file(out)
+    assert str(err.value) == (f"refusing to write output={out}: it is a folder (a.txt); output names the one file "
+                              "to write. Name a file path instead")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ForeignFolderError, match=re.escape(f"refusing to write plot={tmp_path / 'empty'}: it is a "
+                                                           "folder (empty); plot names the one file")):
+        claim_file(tmp_path / "empty", key="plot")
+    (tmp_path / "link.onnx").symlink_to(out, target_is_directory=True)
+    with pytest.raises(ForeignFolderError, match="it is a folder"):
+        claim_file(tmp_path / "link.onnx")
+    assert _tree(out) == {"a.txt": b"x"}
+
+
+def test_claim_file_refuses_an_output_that_is_an_input(tmp_path):
+    manifest = _write(tmp_path / "manifest.csv", "utt_id\n")
+    with pytest.raises(OutputOverlapError) as err:
+        claim_file(manifest, inputs={"input": str(manifest)})
+    assert str(err.value).startswith(f"refusing to write output={manifest}: it is the input input={manifest}")
+    with pytest.raises(OutputOverlapError, match=re.escape(f"refusing to write manifest={manifest}: it is")):
+        claim_file(manifest, inputs={"input": str(manifest)}, key="manifest")
+    assert manifest.read_text() == "utt_id\n"
+
+
+# -- assert_claimed: marked, and locked by this process -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["outX", "out ", "out"])
+def test_a_claimed_folder_passes_assert_claimed_whatever_its_name_ends_with(tmp_path, name):
+    with claim_output(tmp_path / name, "run"):
+        assert_claimed(tmp_path / name)
+        assert_claimed(f"{tmp_path / name}/")
+
+
+def test_assert_claimed_refuses_a_folder_without_marker_or_lock(tmp_path):
+    message = (f"refusing to write into {tmp_path / 'out'}: the job has not claimed it (a marked folder whose lock "
+               "this process holds); every writer claims its output with ser_models.ownership.claim_output before "
+               "its first byte")
+    with FolderLock(tmp_path / "out", "run"), pytest.raises(ForeignFolderError) as err:
+        assert_claimed(tmp_path / "out")  # locked, not marked
+    assert str(err.value) == message
+    claim(tmp_path / "out", "run")
+    with pytest.raises(ForeignFolderError, match="has not claimed it"):
+        assert_claimed(tmp_path / "out")  # marked, not locked
+    with FolderLock(tmp_path, "parent"), pytest.raises(ForeignFolderError, match="has not claimed it"):
+        assert_claimed(tmp_path / "out")  # marked, and only a folder above it locked
+
+
+# -- deletes inside a marked folder ---------------------------------------------------------------------------------
+
+
+def test_a_delete_in_a_folder_of_another_kind_is_refused_and_deletes_nothing(tmp_path):
+    out = tmp_path / "out"
+    claim(out, "pool")
+    (out / "build-a").mkdir()
+    for delete in (lambda: remove(out, "run", "build-a", recorded_only=False), lambda: clear(out, "run"),
+                   lambda: recorded(out, "run"), lambda: replace_files(out, "run", [])):
+        with pytest.raises(ForeignFolderError) as err:
+            delete()
+        assert str(err.value) == _refusal(out, "run", "it is marked as kind 'pool'; nothing deleted", "build-a")
+    with pytest.raises(ForeignFolderError) as err:
+        remove(tmp_path / "cwd", "run", "x", recorded_only=False)
+    assert f"(it has no {MARKER_NAME} marker; nothing deleted)" in str(err.value)
+    assert (out / "build-a").is_dir()
+
+
+@pytest.mark.parametrize("rel", ["a//b", "a/./b", "a/b/", "a/\x00b", "../x", "a/../../x", "/etc", "s3://b/x", "", "."])
+def test_remove_refuses_a_path_that_is_not_plain(tmp_path, rel):
+    out = tmp_path / "out"
+    claim(out, "pool")
+    _write(out / "a" / "b")
+    with pytest.raises(ForeignFolderError) as err:
+        remove(out, "pool", rel, recorded_only=False)
+    assert str(err.value) == f"refusing to delete {rel!r} under {out}: not a plain path inside the folder"
+    assert (out / "a" / "b").exists()
+
+
+@pytest.mark.parametrize("rel", [MARKER_NAME, LOCK_NAME, f"{LOCK_NAME}.taking", f"{MARKER_NAME}/x"])
+def test_remove_never_deletes_the_marker_or_the_lock(tmp_path, rel):
+    out = tmp_path / "out"
+    claim(out, "pool")
+    with pytest.raises(ForeignFolderError) as err:
+        remove(out, "pool", rel, recorded_only=False)
+    assert str(err.value) == f"refusing to delete {rel!r} under {out}: the folder's marker and lock stay"
+    assert read_marker(out)["kind"] == "pool"
+
+
+def test_remove_deletes_only_recorded_children_and_says_whether_it_deleted(tmp_path):
+    out = tmp_path / "pool"
+    claim(out, "pool")
+    _write(out / "build-a" / "x.parquet")
+    _write(out / "build-b" / "x.parquet")
+    _write(out / "notes.txt")
+    record(out, "pool", ["build-a", "gone"])
+    with pytest.raises(ForeignFolderError) as err:
+        remove(out, "pool", "build-b/x.parquet", recorded_only=True)
+    assert str(err.value) == (f"refusing to delete {out}/build-b/x.parquet: 'build-b' is not recorded as made by this "
+                              f"platform in {out}/{MARKER_NAME}")
+    assert remove(out, "pool", "gone", recorded_only=True) is False
+    assert remove(out, "pool", "build-a/x.parquet", recorded_only=True) is True
+    assert remove(out, "pool", "build-a", recorded_only=True) is True
+    assert remove(out, "pool", "notes.txt", recorded_only=False) is True
+    assert _tree(out) == {MARKER_NAME: (out / MARKER_NAME).read_bytes(), "build-b": None,
+                          "build-b/x.parquet": b"x"}
+
+
+def test_record_adds_and_forgets_children(tmp_path):
+    out = tmp_path / "pool"
+    claim(out, "pool")
+    record(out, "pool", ["build-a"])
+    record(out, "pool", ["build-b/data", "build-c"])
+    assert recorded(out, "pool") == {"build-a", "build-b", "build-c"} == set(read_marker(out)["children"])
+    record(out, "pool", ["build-a", "build-c/x"], add=False)
+    assert read_marker(out)["children"] == ["build-b"]
+    with pytest.raises(ForeignFolderError) as err:
+        record(out, "pool", ["../x"])
+    assert str(err.value) == f"refusing to delete '../x' under {out}: not a plain path inside the folder"
+
+
+def test_clear_deletes_everything_but_the_marker_and_the_lock(tmp_path):
+    out = tmp_path / "trial"
+    with claim_output(out, "run"):
+        _write(out / "run.json", "{}")
+        _write(out / "in_process" / "state.bin")
+        (out / "link").symlink_to(tmp_path / "cwd", target_is_directory=True)
+        assert sorted(clear(out, "run")) == ["in_process", "link", "run.json"]
+        assert sorted(p.name for p in out.iterdir()) == sorted([MARKER_NAME, LOCK_NAME])
+    assert (tmp_path / "cwd").is_dir()  # the link was removed, not what it pointed at
+
+
+def test_a_writer_whose_lock_was_taken_over_marks_records_and_deletes_nothing(tmp_path):
+    new = tmp_path / "new"
+    with FolderLock(new, "run"):
+        _taken_over(new)
+        with pytest.raises(LockLostError):
+            claim(new, "run")
+    assert read_marker(new) is None
+
+    pool = tmp_path / "pool"
+    with FolderLock(pool, "pool"):
+        claim(pool, "pool")
+        record(pool, "pool", ["build-a"])
+        _taken_over(pool)
+        with pytest.raises(LockLostError):
+            record(pool, "pool", ["build-a"])  # nothing to change: still checked
+    assert recorded(pool, "pool") == {"build-a"}
+
+    export = tmp_path / "export"
+    with FolderLock(export, "export"):
+        claim(export, "export")
+        _write(export / "a.parquet")
+        replace_files(export, "export", [export / "a.parquet"])
+        _taken_over(export)
+        with pytest.raises(LockLostError):
+            replace_files(export, "export", [])
+    assert (export / "a.parquet").exists() and read_marker(export)["files"] == ["a.parquet"]
+
+
+# -- replace_files: the files of the previous export -----------------------------------------------------------------
+
+
+def test_replace_files_deletes_only_the_previous_exports_files_not_written_again(tmp_path):
+    out = tmp_path / "export"
+    claim(out, "export")
+    for rel in ("a/gone.parquet", "b.parquet", "c.parquet", "data/d.parquet"):
+        _write(out / rel, rel)
+    assert replace_files(out, "export", [out / "a/gone.parquet", out / "b.parquet", out / "c.parquet",
+                                         str(out / "data/d.parquet")]) == []
+    assert read_marker(out)["files"] == ["a/gone.parquet", "b.parquet", "c.parquet", "data/d.parquet"]
+    (out / "a" / "gone.parquet").unlink()  # gone since: skipped, the others still go
+    _write(out / "README.md", "a person's")
+    _write(out / "data" / "mine.csv", "a person's")
+    assert replace_files(out, "export", [out / "c.parquet"]) == ["b.parquet", "data/d.parquet"]
+    assert read_marker(out)["files"] == ["c.parquet"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
+        sorted([MARKER_NAME, "README.md", "c.parquet", "data/mine.csv"])
+
+
+def test_replace_files_skips_a_recorded_path_that_is_now_a_folder(tmp_path):
+    out = tmp_path / "export"
+    claim(out, "export")
+    _write(out / "a.parquet")
+    _write(out / "b.parquet")
+    replace_files(out, "export", [out / "a.parquet", out / "b.parquet"])
+    (out / "a.parquet").unlink()
+    _write(out / "a.parquet" / "person.txt")
+    assert replace_files(out, "export", []) == ["b.parquet"]
+    assert (out / "a.parquet" / "person.txt").exists() and not (out / "b.parquet").exists()
+
+
+def test_replace_files_refuses_a_recorded_path_outside_the_folder(tmp_path):
+    out = tmp_path / "export"
+    claim(out, "export")
+    outside = _write(tmp_path / "outside.txt", "theirs")
+    (out / MARKER_NAME).write_text(json.dumps({**read_marker(out), "files": ["../outside.txt"]}))
+    with pytest.raises(ForeignFolderError) as err:
+        replace_files(out, "export", [])
+    assert str(err.value) == f"refusing to delete '../outside.txt' under {out}: not a plain path inside the folder"
+    assert outside.read_text() == "theirs"
+
+
+def test_a_written_path_outside_the_folder_is_recorded_as_given_and_never_deleted(tmp_path):
+    """A path outside the export folder (another store, a local file beside it) is kept in the marker as given, so
+    the next export refuses it, naming it, instead of deleting it."""
+    out = tmp_path / "export"
+    claim(out, "export")
+    beside = _write(tmp_path / "beside.parquet", "theirs")
+    replace_files(out, "export", ["s3://bkt/x.parquet", beside])
+    assert read_marker(out)["files"] == ["../beside.parquet", "s3://bkt/x.parquet"]
+    with pytest.raises(ForeignFolderError, match=re.escape(f"refusing to delete '../beside.parquet' under {out}:")):
+        replace_files(out, "export", ["s3://bkt/x.parquet"])
+    with pytest.raises(ForeignFolderError, match=re.escape(f"refusing to delete 's3://bkt/x.parquet' under {out}:")):
+        replace_files(out, "export", [beside])
+    assert beside.read_text() == "theirs"
+
+
+def test_replace_files_deletes_in_an_export_folder_reached_through_a_link(tmp_path):
+    """Only links below the folder stop a delete: the folder itself may be named through a link."""
+    real = tmp_path / "real"
+    claim(real, "export")
+    _write(real / "data" / "a.parquet")
+    (tmp_path / "alias").symlink_to(real, target_is_directory=True)
+    alias = tmp_path / "alias"
+    replace_files(alias, "export", [alias / "data" / "a.parquet"])
+    assert replace_files(alias, "export", []) == ["data/a.parquet"]
+    assert not (real / "data" / "a.parquet").exists()
+
+
+def test_replace_files_on_an_object_store_records_paths_relative_to_the_folder(s3_bucket):
+    from ser_models import io
+
+    out = f"{s3_bucket}/exportX"  # a name ending in X: no character but "/" is stripped from it
+    claim(out, "export")
+    for rel in ("a.parquet", "data/b.parquet"):
+        io.write_bytes_atomic(f"{out}/{rel}", b"x")
+    assert replace_files(out, "export", [f"{out}/a.parquet", f"{out}/data/b.parquet"]) == []
+    assert read_marker(out)["files"] == ["a.parquet", "data/b.parquet"]
+    assert replace_files(out, "export", ["data/b.parquet"]) == ["a.parquet"]  # a plain path: already relative
+    assert read_marker(out)["files"] == ["data/b.parquet"]
+    assert not io.exists(f"{out}/a.parquet") and io.exists(f"{out}/data/b.parquet")
+
+
+# -- remove_if: one file, by its content ------------------------------------------------------------------------------
+
+
+def _refused_rows(path) -> bool:
+    return Path(path).read_text().startswith("row,id,reason")
+
+
+def test_remove_if_deletes_a_file_that_reads_as_ours_and_keeps_anything_else(tmp_path, capsys):
+    ours = _write(tmp_path / "a.refused.csv", "row,id,reason,detail\n")
+    theirs = _write(tmp_path / "b.refused.csv", "utt_id,label\n")
+    assert remove_if(ours, _refused_rows, "a list of refused rows") is True and not ours.exists()
+    assert remove_if(theirs, _refused_rows, "a list of refused rows") is False and theirs.exists()
+    assert capsys.readouterr().out == \
+        f"{theirs}: left as it is (it does not read as a list of refused rows this platform wrote)\n"
+
+
+def test_remove_if_never_follows_a_link_and_ignores_what_is_not_a_file(tmp_path, capsys):
+    target = _write(tmp_path / "target.csv", "row,id,reason,detail\n")
+    (tmp_path / "link.csv").symlink_to(target)
+    assert remove_if(tmp_path / "link.csv", _refused_rows, "rows") is False
+    assert (tmp_path / "link.csv").is_symlink() and target.exists()
+    assert remove_if(tmp_path / "missing.csv", _refused_rows, "rows") is False
+    (tmp_path / "folder.csv").mkdir()
+    assert remove_if(tmp_path / "folder.csv", lambda p: True, "rows") is False and (tmp_path / "folder.csv").is_dir()
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("error", [OSError, ValueError])
+def test_remove_if_keeps_a_file_it_cannot_read(tmp_path, capsys, error):
+    path = _write(tmp_path / "a.refused.csv", "row,id,reason\n")
+
+    def unreadable(p):
+        raise error("cannot read")
+
+    assert remove_if(path, unreadable, "rows") is False and path.exists()
+    assert "left as it is" in capsys.readouterr().out
+
+
+# -- staging folders -----------------------------------------------------------------------------------------------
+
+
+def test_make_staging_makes_a_staging_folder_that_discard_staging_removes(tmp_path):
+    staging = make_staging("run1-checkpoint")
+    try:
+        assert os.path.dirname(staging) == os.path.abspath(tempfile.gettempdir()) and os.path.isdir(staging)
+        assert os.path.basename(staging).startswith("ser-staging-run1-checkpoint-")
+        _write(Path(staging) / "ckpt" / "weights.bin", b"w")
+        discard_staging(staging)
+        assert not os.path.lexists(staging)
+        discard_staging(staging)  # already gone: fine
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def test_discard_staging_removes_a_staging_link_as_a_link(tmp_path):
+    model = _write(tmp_path / "model" / "weights.bin", b"w").parent
+    link = os.path.join(tempfile.gettempdir(), f"ser-staging-link-{uuid.uuid4().hex}")
+    os.symlink(model, link)
+    try:
+        discard_staging(link)
+        assert not os.path.lexists(link) and (model / "weights.bin").read_bytes() == b"w"
+    finally:
+        if os.path.lexists(link):
+            os.unlink(link)
+
+
+def test_discard_staging_refuses_a_folder_it_did_not_make(tmp_path):
+    elsewhere = tmp_path / "ser-staging-x"  # the name, not in the temporary folder
+    _write(elsewhere / "a.bin")
+    other = tempfile.mkdtemp(prefix="not-staging-")  # in the temporary folder, another name
+    try:
+        for path in (elsewhere, other):
+            with pytest.raises(ForeignFolderError) as err:
+                discard_staging(path)
+            assert str(err.value) == (f"refusing to delete {os.path.abspath(path)}: not a staging folder this platform "
+                                      f"made ({tempfile.gettempdir()}/ser-staging-*)")
+            assert os.path.isdir(path)
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+
+
+# -- recognise_*: adoption by content -------------------------------------------------------------------------------
+
+
+def test_recognise_run_takes_a_run_json_of_any_of_its_jobs_and_exactly_its_layout(tmp_path):
+    run = _write(tmp_path / "run" / "run.json", json.dumps({"job": "jobs.anchor", "config": {}})).parent
+    names = ["run.json", "config.yaml", "checkpoints", ".checkpoints.incoming"]
+    recognise = recognise_run(("jobs.finetune", "jobs.anchor"), ["checkpoints"])
+    assert recognise(str(run), names) == []
+    assert recognise(str(run), ["run.json", "config.yaml"]) == []
+    assert recognise(str(run), [*names, ".other.incoming"]) is None
+    assert recognise(str(run), ["config.yaml"]) is None
+    assert recognise_run("jobs.finetune", ["checkpoints"])(str(run), ["run.json"]) is None
+    (run / "run.json").write_text(json.dumps({"job": "jobs.anchor", "config": ["a"]}))
+    assert recognise(str(run), ["run.json"]) is None
+
+
+def test_recognise_names_takes_required_allowed_and_pattern_names_only(tmp_path):
+    recognise = recognise_names(["summary.json"], ["config.yaml"], [r"build-\d+"])
+    assert recognise(str(tmp_path), ["summary.json"]) == []
+    assert recognise(str(tmp_path), ["build-1", "build-22", "config.yaml", "summary.json"]) == []
+    assert recognise(str(tmp_path), ["build-1", "config.yaml"]) is None  # summary.json required
+    assert recognise(str(tmp_path), ["build-1x", "summary.json"]) is None  # the whole name must match
+    assert recognise(str(tmp_path), ["notes.txt", "summary.json"]) is None
+    assert recognise_names(["a"])(str(tmp_path), ["a"]) == []
+    assert recognise_names(["a"])(str(tmp_path), ["a", "b"]) is None
+
+
+def test_recognise_csv_takes_tables_with_their_columns_and_allowed_names(tmp_path):
+    _write(tmp_path / "manifest.csv", "utt_id,path,label\nx,a.wav,happy\n")
+    exact = recognise_csv({"manifest.csv": ["utt_id", "path", "label"]})
+    assert exact(str(tmp_path), ["manifest.csv"]) == []
+    assert recognise_csv({"manifest.csv": ["label"]})(str(tmp_path), ["manifest.csv"]) == []
+    _write(tmp_path / "recordings.csv", "id,duration s,speaker\nr1,3.5,s1\n")
+    spaced = recognise_csv({"recordings.csv": ["id", "duration s"]}, allowed=["audio"])
+    assert spaced(str(tmp_path), ["audio", "recordings.csv"]) == []
+    assert spaced(str(tmp_path), ["recordings.csv"]) == []
+
+
+@pytest.mark.parametrize("names, text", [
+    (["manifest.csv", "notes.txt"], "utt_id,path\n"),  # an entry outside the tables
+    ([], "utt_id,path\n"),  # the table missing
+    (["manifest.csv"], "utt_id,label\nx,a.wav\n"),  # a column missing
+    (["manifest.csv"], "utt_id\npath\n"),  # a column only on a later line
+    (["manifest.csv"], b"\xff\xfeutt_id,path\n"),  # not UTF-8
+    (["manifest.csv"], None),  # a folder of that name
+    (["manifest.csv"], "x" * 70_000 + ",utt_id,path\n"),  # a header is read from the first 64 KiB only
+])
+def test_recognise_csv_refuses_a_folder_that_does_not_read_as_its_tables(tmp_path, names, text):
+    if text is None:
+        (tmp_path / "manifest.csv").mkdir()
+    else:
+        _write(tmp_path / "manifest.csv", text)
+    assert recognise_csv({"manifest.csv": ["utt_id", "path"]})(str(tmp_path), names) is None
+
+
+LAYOUT = {"summary.json": "json", "runs.csv": "csv:run", "trial-a": "run:jobs.finetune", "trial-b": "run:jobs.finetune",
+          "trial-c": "run:jobs.finetune", "plots": "dir", "report.md": "file", "extra.json": "json"}
+
+
+def _outputs(folder: Path) -> Path:
+    """A folder whose every entry reads as its kind in :data:`LAYOUT` (``extra.json`` left out)."""
+    _write(folder / "summary.json", '{"trials": 3}')
+    _write(folder / "runs.csv", "trial,mean acc,run\n1,0.5,r1\n")  # "run" last, after a column with a space
+    _run_json(folder / "trial-a", "jobs.finetune")
+    _write(folder / "trial-b" / MARKER_NAME, json.dumps({"kind": "run", "job": "jobs.finetune"}))
+    _write(folder / "trial-c" / MARKER_NAME, json.dumps({"kind": "run"}))
+    (folder / "plots").mkdir()
+    _write(folder / "report.md", "# report\n")
+    return folder
+
+
+def test_recognise_files_takes_a_folder_whose_entries_read_as_their_kinds(tmp_path):
+    out = _outputs(tmp_path / "out")
+    assert recognise_files(LAYOUT)(str(out), sorted(p.name for p in out.iterdir())) == []
+    assert recognise_files({"runs.csv": "csv:trial"})(str(out), ["runs.csv"]) == []
+
+
+def _mark(path: Path, marker: dict) -> None:
+    _write(path / MARKER_NAME, json.dumps(marker))
+
+
+def _run_json(path: Path, job: str) -> None:
+    _write(path / "run.json", json.dumps({"job": job, "config": {}}))
+
+
+@pytest.mark.parametrize("spoil", [
+    pytest.param(lambda out: _write(out / "notes.txt"), id="name outside the layout"),
+    pytest.param(lambda out: _write(out / "summary.json", "[1]"), id="json not an object"),
+    pytest.param(lambda out: _write(out / "summary.json", "not json"), id="json unreadable"),
+    pytest.param(lambda out: _write(out / "runs.csv", "trial,score\nrun,1\n"), id="csv without the column"),
+    pytest.param(lambda out: _write(out / "runs.csv", "x" * 70_000 + ",run\n"), id="csv header past 64 KiB"),
+    pytest.param(lambda out: _write(out / "runs.csv", b"\xfftrial,run\n"), id="csv not utf-8"),
+    pytest.param(lambda out: _run_json(out / "trial-a", "jobs.anchor"), id="run.json of another job"),
+    pytest.param(lambda out: _write(out / "trial-a" / "run.json", "{"), id="run.json unreadable"),
+    pytest.param(lambda out: _mark(out / "trial-b", {"kind": "run", "job": "jobs.anchor"}), id="another job's run"),
+    pytest.param(lambda out: _mark(out / "trial-b", {"kind": "pool"}), id="marked as another kind"),
+    pytest.param(lambda out: (out / "trial-c" / MARKER_NAME).rename(out / "trial-c" / "kept.json"),
+                 id="neither marked nor run.json"),
+    pytest.param(lambda out: (out / "plots").rmdir() or _write(out / "plots"), id="file where a folder belongs"),
+    pytest.param(lambda out: (out / "report.md").unlink() or (out / "report.md").mkdir(),
+                 id="folder where a file belongs"),
+])
+def test_recognise_files_refuses_an_entry_that_does_not_read_as_its_kind(tmp_path, spoil):
+    out = _outputs(tmp_path / "out")
+    spoil(out)
+    assert recognise_files(LAYOUT)(str(out), sorted(p.name for p in out.iterdir())) is None
+
+
+def test_recognise_files_refuses_an_empty_folder(tmp_path):
+    assert recognise_files(LAYOUT)(str(tmp_path), []) is None
+
+
+# -- outputs apart from inputs (ser_models.overlap) -------------------------------------------------------------
+
+def _message(key: str, output, relation: str, name: str, value) -> str:
+    return (f"refusing to write {key}={output}: it {relation} the input {name}={value}, so the job would write into "
+            f"what it reads. Point {key} at a new folder outside every input")
+
+
+@pytest.mark.parametrize("output, relation", [("data/pool", "is"), ("data/pool/run", "lies inside"),
+                                              ("data", "contains")])
+def test_an_output_overlapping_an_input_is_refused_naming_both(tmp_path, output, relation):
+    pool = tmp_path / "data" / "pool"
+    pool.mkdir(parents=True)
+    with pytest.raises(OutputOverlapError) as err:
+        check_apart(tmp_path / output, {"pool_dir": str(pool)})
+    assert str(err.value) == _message("output_dir", tmp_path / output, relation, "pool_dir", pool)
+    with pytest.raises(OutputOverlapError) as err:
+        check_apart(tmp_path / output, {"pool_dir": str(pool)}, key="run_dir")
+    assert str(err.value) == _message("run_dir", tmp_path / output, relation, "pool_dir", pool)
+
+
+def test_the_root_folder_overlaps_everything(tmp_path):
+    with pytest.raises(OutputOverlapError, match=re.escape("it lies inside the input data_root=/,")):
+        check_apart(tmp_path / "out", {"data_root": "/"})
+    with pytest.raises(OutputOverlapError, match=re.escape(f"it contains the input pool_dir={tmp_path},")):
+        check_apart("/", {"pool_dir": str(tmp_path)})
+
+
+@pytest.mark.parametrize("output, other", [("runX/out", "run"), ("run/out", "runX"), ("run", "runX/in"),
+                                           ("runX", "run/in"), ("run2", "run")])
+def test_a_sibling_whose_name_starts_alike_is_apart(tmp_path, output, other):
+    (tmp_path / other).mkdir(parents=True)
+    check_apart(tmp_path / output, {"input": str(tmp_path / other)})
+
+
+def test_every_path_of_a_list_input_counts(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    missing, a, b = (str(tmp_path / name) for name in ("missing", "a", "b"))
+    for value in ([a, b], (a, b), [missing, "", b]):
+        with pytest.raises(OutputOverlapError, match=re.escape(f"it lies inside the input models={b},")):
+            check_apart(tmp_path / "b" / "out", {"models": value})
+
+
+def test_a_missing_or_empty_local_input_is_skipped_and_the_next_one_still_checked(tmp_path):
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    check_apart(tmp_path / "preset", {"encoder": str(tmp_path / "preset"), "labels": "", "model": None})
+    check_apart(tmp_path / "cwd" / "out", {"labels": ""})  # "" is no input, not the working folder
+    with pytest.raises(OutputOverlapError, match=re.escape(f"the input pool_dir={pool},")):
+        check_apart(pool / "out", {"encoder": str(tmp_path / "missing"), "labels": "", "pool_dir": str(pool)})
+
+
+def test_a_link_to_an_input_counts_as_the_input(tmp_path):
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "pool", target_is_directory=True)
+    with pytest.raises(OutputOverlapError, match="it lies inside the input pool_dir="):
+        check_apart(tmp_path / "alias" / "run", {"pool_dir": str(tmp_path / "pool")})
+
+
+# -- object stores: compared by scheme and bucket/key ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output, relation", [("s3://bkt/pool", "is"), ("s3://bkt/pool/", "is"),
+                                              ("s3://bkt/pool/run", "lies inside"), ("s3://bkt", "contains")])
+def test_an_object_store_output_overlapping_an_input_is_refused(output, relation):
+    with pytest.raises(OutputOverlapError) as err:
+        check_apart(output, {"pool_dir": "s3://bkt/pool"})
+    assert str(err.value) == _message("output_dir", output, relation, "pool_dir", "s3://bkt/pool")
+
+
+@pytest.mark.parametrize("output, other", [("s3://bkt/poolX", "s3://bkt/pool"), ("s3://bkt/pool", "s3://bkt/poolX"),
+                                           ("s3://bkt/a/run", "s3://bkt/b/run"), ("s3://other/pool", "s3://bkt/pool"),
+                                           ("gs://bkt/pool/run", "s3://bkt/pool"),
+                                           ("s3://bkt/pool%20", "s3://bkt/pool")])  # the key "pool " (a space)
+def test_object_store_paths_in_other_places_or_stores_are_apart(output, other):
+    check_apart(output, {"pool_dir": other})
+
+
+def test_an_object_store_key_holding_a_scheme_separator_still_lies_inside_its_input():
+    with pytest.raises(OutputOverlapError, match="it lies inside the input pool_dir=s3://bkt/pool,"):
+        check_apart("s3://bkt/pool/a://b", {"pool_dir": "s3://bkt/pool"})
+
+
+def test_a_local_folder_spelled_like_a_uri_is_not_that_uri(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s3:" / "bkt" / "pool").mkdir(parents=True)  # a local folder: ./s3:/bkt/pool
+    check_apart("s3://bkt/pool", {"pool_dir": "s3:/bkt/pool"})
+    check_apart("s3:/bkt/pool/run", {"pool_dir": "s3://bkt/pool"})
