@@ -5,7 +5,7 @@
 it. This script picks the mutants of each target (its modules, or the functions of a module that hold the
 target), runs them, and writes the report: per target the mutants, killed, survived, each survivor judged
 (``bench/mutation_judgements.toml``: equivalent, with why) or open, and the score
-``killed / (mutants run - equivalent)``.
+``(killed + timed out) / (mutants run - equivalent)``.
 
 Usage::
 
@@ -97,13 +97,18 @@ class Tally:
 
     @property
     def score(self) -> float | None:
-        """killed / (mutants run - equivalent); None when none ran."""
-        return self.counts.get("killed", 0) / self.judged if self.judged else None
+        """(killed + timed out) / (mutants run - equivalent); None when none ran. A timeout is a test that failed
+        by hanging past pytest's limit: the mutant was caught."""
+        return self.caught / self.judged if self.judged else None
+
+    @property
+    def caught(self) -> int:
+        return self.counts.get("killed", 0) + self.counts.get("timeout", 0)
 
     @property
     def interval(self) -> tuple[float, float] | None:
         """The score's 95 % Wilson interval when the mutants are a sample (None for a whole target)."""
-        return wilson(self.counts.get("killed", 0), self.judged) if self.sampled_from and self.judged else None
+        return wilson(self.caught, self.judged) if self.sampled_from and self.judged else None
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -173,7 +178,7 @@ def tally(codes: dict[str, int | None], judgements: dict[str, dict], mutants: Pa
         t.mutants += 1
         status = STATUS.get(codes[name], "suspicious")
         t.counts[status] = t.counts.get(status, 0) + 1
-        if status not in ("survived", "timeout", "suspicious", "no tests"):
+        if status not in ("survived", "suspicious", "no tests"):
             continue
         line = mutated_line(name, cache, mutants)
         judged = judgements.get(name)
@@ -222,8 +227,9 @@ def write_report(tallies: dict[str, Tally], record: dict, path: Path = REPORT) -
         "",
         "`make mutation` (`python -m bench.mutation`): mutmut 3.8.1 plants one small bug at a time (an operator, a "
         "constant, a string, a dropped argument) in the target's functions and runs the tests that reach that "
-        "function. A mutant is killed when a test fails. Score = killed / (mutants run - equivalent); a timeout "
-        "and a mutant no test reaches count against it. A target shown as \"N of M\" was scored on a random "
+        "function. A mutant is killed when a test fails. Score = (killed + timed out) / (mutants run - "
+        "equivalent): a timeout is a test that hung past pytest's limit under the mutant, so it was caught; a mutant "
+        "no test reaches counts against the score. A target shown as \"N of M\" was scored on a random "
         "sample of N of its M mutants (seed in `mutants/bench-run.json`); its score carries the 95 % Wilson "
         "interval in brackets.",
         "",
@@ -296,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             kind = "survivors"
             names = [n for n, code in codes.items() if target_of(n) in chosen
                      and n in record["samples"].get(target_of(n), [n])
-                     and STATUS.get(code, "suspicious") in ("survived", "timeout", "suspicious", "no tests")]
+                     and STATUS.get(code, "suspicious") in ("survived", "suspicious", "no tests")]
         if not names:
             print("no mutants to run")
         else:

@@ -9,8 +9,7 @@ releases and fenced commits run under an ``flock`` of the folder (:mod:`ser_mode
 a lease object is written when absent and read back after :data:`SETTLE_S`. A commit runs inside
 :func:`fenced_for` and raises :class:`~ser_models.exceptions.LockLostError` unless every lock above it still names
 this writer. ``SER_LOCK_TAKE_OVER=<host>:<pid>`` takes over the holder it names (never one alive here). Locks are
-released on exit; a lock belongs to the thread that took it (the same thread may take it again, nested stages).
-"""
+released on exit; a lock belongs to the thread that took it (the same thread may take it again, nested stages)."""
 
 from __future__ import annotations
 
@@ -460,8 +459,9 @@ class FolderLock:
         rec, _ = self._read()
         if self._lost or not rec or rec.get("token") != self.token:
             holder = self.describe(rec) if rec else "nobody (the lock file is gone)"
+            seen = f"; its heartbeat saw it {self._lost}" if self._lost else ""  # once lost, lost for good
             raise LockLostError(f"the {self.what} {self.folder}: this writer's lock {self.path} was taken over "
-                                f"(now: {holder}); stopping before the commit, nothing was committed")
+                                f"(now: {holder}{seen}); stopping before the commit, nothing was committed")
 
     def _root(self) -> FolderLock:
         return self._outer._root() if self._outer is not None else self

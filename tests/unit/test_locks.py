@@ -131,3 +131,38 @@ def test_a_holder_that_beats_slowly_is_watched_for_four_of_its_own_heartbeats(tm
     with FolderLock(tmp_path / "f", "run folder", stale_s=1, log=lines.append):  # frozen: taken after 4 x 0.5 s
         waited = time.monotonic() - t0
     assert waited >= 2.0 and "watching it for up to 2 s" in lines[0] and "no heartbeat for 2 s" in lines[1]
+
+
+def test_a_lease_on_an_object_store_is_written_read_back_refused_to_a_second_writer_and_removed(s3_bucket):
+    from ser_models import io
+
+    folder = f"{s3_bucket}/pool"
+    with FolderLock(folder, "pool") as lock:
+        rec = json.loads(io.read_bytes(f"{folder}/{LOCK_NAME}"))
+        assert rec["token"] == lock.token and rec["folder"] == folder and rec["what"] == "pool"
+        assert lock._read()[0] == rec
+        assert_held_for(f"{folder}/summary.json")
+        with pytest.raises(LockHeldError, match=f"pid {os.getpid()}.*Another thread of this process holds it"):
+            _in_thread(lambda: FolderLock(folder, "pool", wait_s=0).acquire())
+    assert not io.exists(f"{folder}/{LOCK_NAME}")
+    assert FolderLock(folder, "pool")._read() == (None, None)
+
+
+def _in_thread(fn):
+    """Run ``fn`` in another thread (another writer of this process) and raise what it raised."""
+    import threading
+
+    box = []
+    thread = threading.Thread(target=lambda: box.append(_call(fn)))
+    thread.start()
+    thread.join(60)
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _call(fn):
+    try:
+        return fn()
+    except BaseException as exc:  # noqa: BLE001 - handed back to the test's thread
+        return exc

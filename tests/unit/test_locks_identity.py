@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -420,7 +421,8 @@ def test_a_writer_that_lost_its_lock_once_has_lost_it_even_when_its_record_comes
             assert time.monotonic() < deadline, "the heartbeat never saw the other holder"
             time.sleep(0.05)
         path.write_bytes(ours)
-        with pytest.raises(LockLostError, match="was taken over"):
+        with pytest.raises(LockLostError, match=r"was taken over \(now: host .*; its heartbeat saw it now held by "
+                                                r"host node-9, pid 41, started \?"):
             lock.assert_held()
     finally:
         lock.release()
@@ -466,3 +468,156 @@ def test_a_forked_child_forgets_its_parents_guards_and_takes_its_own(tmp_path):
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         os.fstat(fds[0])  # the parent's own fd is untouched
+
+
+# -- the guard, the record and the words ------------------------------------------------------------------------
+
+
+def test_where_a_folder_cannot_be_flocked_the_guard_locks_a_file_in_it(tmp_path, monkeypatch):
+    """NFS: ``flock`` of a folder fails (a POSIX lock needs a file open for writing), so the guard locks
+    ``.ser-lock.json.guard`` in the folder instead."""
+    import errno
+    import fcntl
+    import stat
+
+    real = fcntl.flock
+
+    def no_folder_locks(fd, flags):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOLCK, "No locks available")
+        return real(fd, flags)
+
+    monkeypatch.setattr(lock_guard.fcntl, "flock", no_folder_locks)
+    with lock_guard.folder_guard(tmp_path) as got:
+        assert got
+        assert (tmp_path / lock_guard.GUARD_NAME).is_file()
+
+
+def test_a_thread_waiting_for_another_threads_guard_gives_up_as_soon_as_it_is_stopped(tmp_path):
+    """Thread A is taking the guard (another process holds the flock); thread B waits for A. B's stop (a
+    heartbeat being released) ends its wait at once, not when A is done."""
+    import threading
+
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                               "os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                               "time.sleep(60)", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        taking, stop, outcome = threading.Event(), threading.Event(), []
+
+        def a():
+            with lock_guard.folder_guard(tmp_path, timeout=8) as got:
+                outcome.append(("a", got))
+
+        def b():
+            with lock_guard.folder_guard(tmp_path, stop=stop) as got:
+                outcome.append(("b", got))
+
+        ta = threading.Thread(target=a, daemon=True)
+        ta.start()
+        time.sleep(0.3)  # A is now retrying the flock, as this process's taker
+        tb = threading.Thread(target=b, daemon=True)
+        tb.start()
+        time.sleep(0.3)
+        stop.set()
+        tb.join(3)
+        assert not tb.is_alive() and outcome == [("b", False)]
+        assert not taking.is_set()
+    finally:
+        holder.kill()
+        holder.wait()
+    ta.join(10)
+    assert ("a", True) in outcome
+
+
+def test_forgetting_guards_drops_every_guard_and_gives_a_new_mutex(tmp_path):
+    with lock_guard.folder_guard(tmp_path):
+        pass  # leaves this folder's entry, with no fd held
+    assert lock_guard._FOLDER_GUARDS
+    old = lock_guard._FOLDER_GUARDS_LOCK
+    lock_guard.forget_guards()
+    assert lock_guard._FOLDER_GUARDS == {} and lock_guard._FOLDER_GUARDS_LOCK is not old
+    with lock_guard.folder_guard(tmp_path) as got:
+        assert got
+
+
+def test_a_pid_namespace_that_cannot_be_read_is_none(monkeypatch):
+    real = os.readlink
+
+    def readlink(path, *a, **kw):
+        if str(path) == "/proc/self/ns/pid":
+            raise PermissionError(path)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(lock_identity.os, "readlink", readlink)
+    monkeypatch.setattr(lock_identity, "_IDENTITY", {})
+    me = lock_identity.identity()
+    assert me["pidns"] is None and me["pid"] == os.getpid()
+    assert not lock_identity.same_machine({**me, "pid": os.getpid()})  # without a namespace, never by pid
+
+
+@pytest.mark.parametrize("value", [None, False, "", "   "])
+def test_an_unset_or_blank_take_over_names_nobody(value):
+    assert lock_identity.take_over_holder(value) is None
+
+
+def test_a_lock_says_what_it_guards_and_where_in_its_record(tmp_path):
+    folder = tmp_path / "a" / "b" / "pool"  # the parents do not exist yet
+    lock = FolderLock(folder).acquire()
+    try:
+        assert lock.what == "output folder"
+        path = folder / LOCK_NAME
+        rec = json.loads(path.read_text())
+        assert rec["what"] == "output folder" and rec["folder"] == str(folder)
+        assert rec["beat"] == 0 and rec["token"] == lock.token
+        assert path.stat().st_mode & 0o777 == 0o644 & ~_umask()
+        names = {t.name for t in __import__("threading").enumerate()}
+        assert f"lock-heartbeat {lock.path}" in names
+    finally:
+        lock.release()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_each_heartbeat_counts_and_stamps_the_record(tmp_path):
+    lock = FolderLock(tmp_path, "pool", stale_s=1.0).acquire()  # a beat every 0.25 s
+    try:
+        first = json.loads((tmp_path / LOCK_NAME).read_text())
+        deadline = time.monotonic() + 10
+        while (rec := json.loads((tmp_path / LOCK_NAME).read_text()))["beat"] < 2:
+            assert time.monotonic() < deadline, "no two heartbeats in 10 s"
+            time.sleep(0.05)
+        assert set(rec) == set(first)  # the same fields, rewritten
+        assert rec["heartbeat_at"] > first["heartbeat_at"] and rec["started_at"] == first["started_at"]
+    finally:
+        lock.release()
+
+
+def test_a_refusal_by_an_empty_lock_file_says_how_long_it_was_watched(tmp_path):
+    """The refusal counts the seconds the file read the same (the writer's own watch), never a clock of the file."""
+    lock = FolderLock(tmp_path, "pool", stale_s=30)
+    fingerprint = (b"", 1, 0, 0)
+    lock._watch(fingerprint)
+    time.sleep(0.6)
+    message = str(lock._refusal({}, fingerprint, None))
+    assert re.search(r"empty, unchanged for [1-9]\d* s of the 30 s after which it counts as abandoned\): rerun in "
+                     r"a moment", message), message
+    assert "unchanged for 0 s" in str(lock._refusal({}, (b"", 2, 0, 0), None))  # another file: not watched yet
+
+
+def test_a_holder_is_described_by_host_boot_and_namespace():
+    me = machine_identity()
+    lock = FolderLock("/nonexistent/pool", "pool")
+    assert lock.describe({}) == "a writer that is creating the lock right now"
+    unchecked = {**me, "pid": "12"}  # this host, boot and namespace, but a pid this process cannot check
+    assert lock.describe(unchecked).startswith(f"host {me['host']} (its pid cannot be checked from this process), "
+                                               "pid 12, started ?")
+    other_boot = {**me, "boot_id": "another-boot", "pid": 12}
+    assert lock.describe(other_boot).startswith(f"host {me['host']} (another boot or PID namespace of this host), "
+                                                "pid 12")
+    assert lock.describe({"pid": 7}).startswith("host ?, pid 7, started ?, last heartbeat ? by its clock")
+    assert lock.describe({"host": "node-9", "pid": 7}).startswith("host node-9, pid 7, started ?")
