@@ -14,6 +14,7 @@ Usage::
     python -m bench.mutation --targets ledger --survivors  # only the last run's survivors, after adding tests
     python -m bench.mutation --report-only        # rewrite the report from the last run's results
     python -m bench.mutation --targets locks --sample 120 --seed 0  # a random sample of a slow target's mutants
+    python -m bench.mutation --targets locks --full   # every mutant of a target sampled by default
 
 A sampled target is scored on its sample alone (kept in ``mutants/bench-run.json``, reused by later runs), with a
 95 % Wilson interval: the lock tests wait on purpose (watching a lock for ``stale_s``), so each of locks' 987
@@ -70,6 +71,10 @@ TARGETS: dict[str, list[str]] = {
             "_mean_reached", "label_savings")],
     "strategies: labelled clips excluded": ["ser_models.active.strategies.base.*"],
 }
+
+#: Targets scored on a random sample of this many mutants unless ``--full``: each lock mutant costs 20-60 s (the
+#: lock tests wait on purpose), so all 987 would take some hours on 2 cores.
+DEFAULT_SAMPLE = {"locks": 100}
 
 #: mutmut's exit codes -> status (mutmut.stats.status_by_exit_code, grouped)
 STATUS = {0: "survived", 1: "killed", 3: "killed", 5: "no tests", 33: "no tests", 34: "skipped",
@@ -202,7 +207,8 @@ def _score_text(t: Tally) -> str:
 
 
 def _run_line(run: dict) -> str:
-    kind = {"full": "every mutant", "sample": "a random sample", "survivors": "the last survivors again"}.get(
+    kind = {"full": "every mutant", "sample": "a random sample", "survivors": "the last survivors again",
+            "full, locks sampled": "every mutant; locks a random sample"}.get(
         run.get("kind", "full"), run.get("kind", ""))
     return (f"- {', '.join(run['targets'])} ({kind}): {run['wall_s'] / 60:.1f} min. "
             + run.get("machine", "Machine: not recorded.").replace("\n", " "))
@@ -277,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="score each chosen target on a random sample of this many of its mutants (kept, and used "
                          "by later runs and reports, until another --sample)")
     ap.add_argument("--seed", type=int, default=0, help="the sample's seed")
+    ap.add_argument("--full", action="store_true",
+                    help=f"run every mutant of the targets otherwise sampled ({', '.join(DEFAULT_SAMPLE)})")
     args = ap.parse_args(argv)
     chosen = [t for t in TARGETS if not args.targets or any(s.strip() and t.startswith(s.strip())
                                                             for s in args.targets.split(","))]
@@ -289,16 +297,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_children:
             cmd += ["--max-children", str(args.max_children)]
         codes = results() if MUTANTS.is_dir() else {}
-        kind, names = "full", [g for t in chosen for g in TARGETS[t]]
-        if args.sample:
+        sizes = {t: args.sample or (None if args.full else DEFAULT_SAMPLE.get(t)) for t in chosen}
+        kind, names = "full", [g for t in chosen if not sizes[t] for g in TARGETS[t]]
+        if any(sizes.values()) and not args.survivors:
             if not codes:
-                ap.error("--sample needs mutmut's mutants: run once without it (or any target) first")
-            kind, names = "sample", []
-            for t in chosen:
-                sample = draw_sample([n for n in codes if target_of(n) == t], args.sample, args.seed)
+                ap.error("a sample needs mutmut's mutants: run a whole target first (e.g. --targets names)")
+            kind = "sample" if all(sizes.values()) else "full, locks sampled"
+            for t in (t for t in chosen if sizes[t]):
+                sample = draw_sample([n for n in codes if target_of(n) == t], sizes[t], args.seed)
                 record["samples"][t], record["seeds"][t] = sample, args.seed
                 names += [n for n in sample if codes[n] is None]  # a sampled mutant already run keeps its result
-        elif args.survivors:
+        if args.survivors:
             kind = "survivors"
             names = [n for n, code in codes.items() if target_of(n) in chosen
                      and n in record["samples"].get(target_of(n), [n])
@@ -310,8 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(cmd + names, cwd=ROOT, check=True)
             record["runs"].append({"targets": chosen, "kind": kind, "wall_s": time.monotonic() - start,
                                    "machine": machine_markdown(info, load.close())})
-        if not args.sample:
-            for t in chosen if kind == "full" else ():
+        for t in chosen if not args.survivors else ():
+            if not sizes[t]:  # scored whole from now on
                 record["samples"].pop(t, None)
                 record["seeds"].pop(t, None)
         MUTANTS.mkdir(exist_ok=True)
