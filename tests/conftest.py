@@ -4,6 +4,7 @@ processes with pytest-xdist, each with its own local Ray, demo pool and S3 endpo
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -40,8 +41,16 @@ MUTATION_TEST_TIMEOUT_S = 30
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    if os.environ.get("MUTANT_UNDER_TEST") and (config.getoption("timeout", None) or 0) > MUTATION_TEST_TIMEOUT_S:
+    if not os.environ.get("MUTANT_UNDER_TEST"):
+        return
+    if (config.getoption("timeout", None) or 0) > MUTATION_TEST_TIMEOUT_S:
         config.option.timeout = MUTATION_TEST_TIMEOUT_S
+    # The processes a test starts (a lock holder, a writer killed at a failpoint) import mutmut's copy too, and
+    # inherit MUTANT_UNDER_TEST, so a mutant is live in them as in the test itself.
+    import ser_models
+
+    copy = str(Path(ser_models.__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join([copy, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")

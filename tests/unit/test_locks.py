@@ -166,3 +166,14 @@ def _call(fn):
         return fn()
     except BaseException as exc:  # noqa: BLE001 - handed back to the test's thread
         return exc
+
+
+def test_a_lock_file_that_vanishes_between_every_create_and_read_is_given_up_on(tmp_path, monkeypatch):
+    """A lock file that exists when this writer creates its own and is gone when it reads (a writer creating and
+    releasing in a tight loop) is retried without a pause, and given up on after 1,000 tries, naming the file."""
+    tries = []
+    monkeypatch.setattr(FolderLock, "_create", lambda self: tries.append(1) and False)
+    monkeypatch.setattr(FolderLock, "_read", lambda self: (None, None))
+    with pytest.raises(LockHeldError, match=rf"the pool {tmp_path}: could not take the lock {tmp_path}/\.ser-lock"):
+        FolderLock(tmp_path, "pool", wait_s=0).acquire()
+    assert len(tries) == 1001
