@@ -177,3 +177,81 @@ def test_a_lock_file_that_vanishes_between_every_create_and_read_is_given_up_on(
     with pytest.raises(LockHeldError, match=rf"the pool {tmp_path}: could not take the lock {tmp_path}/\.ser-lock"):
         FolderLock(tmp_path, "pool", wait_s=0).acquire()
     assert len(tries) == 1001
+
+
+HOLDER = ("import sys, time; sys.path.insert(0, {root!r}); from ser_models.locks import FolderLock; "
+          "FolderLock({folder!r}, 'pool').acquire(); print('held', flush=True); time.sleep(60)")
+
+
+def test_a_live_holder_on_this_host_is_refused_in_full_words(tmp_path):
+    root = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=root, folder=str(tmp_path))],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(LockHeldError, match=rf"Its process {proc.pid} is alive on this host, so its lock is never "
+                                                r"taken over while it runs, even when paused and even with "
+                                                rf"{TAKE_OVER_ENV}=.*: stop it, and the next writer takes its lock "
+                                                r"over by itself$"):
+            FolderLock(tmp_path, "pool", wait_s=0).acquire()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_thread_is_refused_in_full_words(tmp_path):
+    with FolderLock(tmp_path, "pool"):
+        with pytest.raises(LockHeldError, match=r"Another thread of this process holds it: two threads are two "
+                                                r"writers$"):
+            _in_thread(lambda: FolderLock(tmp_path, "pool", wait_s=0).acquire())
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_stale_lock_whose_folder_guard_stays_held_is_not_taken_over(tmp_path, monkeypatch):
+    """A taker waits for the folder's guard (a commit in progress) only so long, then stops and takes nothing."""
+    from ser_models import locks
+    from ser_models.locks import machine_identity
+
+    monkeypatch.setattr(locks, "GUARD_WAIT_S", 0.5)
+    lease = {**machine_identity(), "pid": _dead_pid(), "token": "d" * 32}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(lease))
+    guard = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                              "os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                              "time.sleep(60)", str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert guard.stdout.readline().strip() == "held"
+        with pytest.raises(LockHeldError, match=r"may be taken over \(its process \d+ on this host .* is gone\), but "
+                                                r"the folder's guard stayed held by another process"):
+            FolderLock(tmp_path, "pool", wait_s=0).acquire()
+        assert json.loads((tmp_path / LOCK_NAME).read_text()) == lease
+    finally:
+        guard.kill()
+        guard.wait()
+
+
+def test_a_stale_lease_on_an_object_store_is_taken_over_once_read_unchanged(s3_bucket):
+    from ser_models import io
+    from ser_models.locks import machine_identity
+
+    folder = f"{s3_bucket}/pool"
+    io.write_bytes_atomic(f"{folder}/{LOCK_NAME}", json.dumps(
+        {**machine_identity(), "pid": _dead_pid(), "token": "d" * 32}).encode())
+    lines = []
+    with FolderLock(folder, "pool", wait_s=5, log=lines.append) as lock:
+        assert json.loads(io.read_bytes(f"{folder}/{LOCK_NAME}"))["token"] == lock.token
+    assert len(lines) == 1 and "taking over the stale lock" in lines[0] and "is gone" in lines[0]
+
+
+def test_a_lock_of_another_machine_is_watched_for_the_whole_stale_time_before_it_is_taken(tmp_path):
+    """Watching starts at zero: a frozen lock of another machine is taken only after stale_s of watching."""
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"host": "node-9", "pid": 41, "token": "t" * 32}))
+    lines, start = [], time.monotonic()
+    with FolderLock(tmp_path, "pool", stale_s=1.0, wait_s=0, log=lines.append):
+        waited = time.monotonic() - start
+    assert waited >= 0.95, waited
+    assert any("has not changed for" in line for line in lines)
