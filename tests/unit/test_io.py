@@ -736,3 +736,17 @@ def test_delete_dir_removes_a_link_whose_target_is_gone(tmp_path):
     (tmp_path / "checkpoint").symlink_to(tmp_path / "removed_model", target_is_directory=True)
     io.delete_dir(tmp_path / "checkpoint")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_swap_on_an_object_store_copies_the_new_versions_marker_last(s3_bucket, monkeypatch):
+    """On a store a swap publishes by copying: the marker is the last object copied to the target, so a copy that
+    stops part-way leaves no version that claims to be complete."""
+    run, dst, _ = _swap_paths(s3_bucket)
+    _write(dst, OLD)
+    _write(io.begin_dir_swap(dst, MARKER), NEW)
+    copied, real = [], io.copy_object
+    monkeypatch.setattr(io, "copy_object", lambda fs, src, target: (copied.append(target), real(fs, src, target)))
+    io.commit_dir_swap(dst, MARKER)
+    published = [p.rsplit("/checkpoint/", 1)[1] for p in copied if "/checkpoint/" in p]
+    assert sorted(published) == sorted(NEW) and published[-1] == MARKER
+    assert _files(dst) == NEW
