@@ -24,6 +24,7 @@ import pytest
 from ser_models import io
 from ser_models.exceptions import CheckpointError, ForeignFolderError
 from ser_models.failpoints import FAILPOINT_ENV
+from ser_models.testing import PassThroughStore
 
 
 def test_storage_paths_keep_uris_intact_and_make_local_paths_absolute(tmp_path, monkeypatch):
@@ -53,8 +54,6 @@ def test_atomic_writes_leave_only_the_target(tmp_path):
 
 V1 = pa.table({"utt_id": [f"u{i}" for i in range(500)], "label": ["neu"] * 500})
 V2 = pa.table({"utt_id": [f"v{i}" for i in range(900)], "label": ["ang"] * 900})
-
-
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -415,12 +414,13 @@ class _FirstPieceOnly:
         self.closed = True
 
 
-class _FaultyStore(pafs.FileSystemHandler):
+class _FaultyStore(PassThroughStore):
     """The local disk, except that reads end early (``short_read``: after 3 pieces) or written objects lose all
     but their first piece (``lost_bytes``)."""
 
     def __init__(self, fault: str):
-        self.real, self.fault = pafs.LocalFileSystem(), fault
+        super().__init__(pafs.LocalFileSystem())
+        self.fault = fault
 
     def open_input_stream(self, path):
         with self.real.open_input_stream(path) as fh:
@@ -433,45 +433,6 @@ class _FaultyStore(pafs.FileSystemHandler):
 
     def get_type_name(self):
         return f"faulty-{self.fault}"
-
-    def normalize_path(self, path):
-        return path
-
-    def equals(self, other):
-        return self is other
-
-    def get_file_info(self, paths):
-        return self.real.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self.real.get_file_info(selector)
-
-    def create_dir(self, path, recursive):
-        self.real.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path):
-        self.real.delete_dir(path)
-
-    def delete_dir_contents(self, path, missing_dir_ok=False):
-        self.real.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self):
-        raise NotImplementedError
-
-    def delete_file(self, path):
-        self.real.delete_file(path)
-
-    def move(self, src, dest):
-        self.real.move(src, dest)
-
-    def copy_file(self, src, dest):
-        self.real.copy_file(src, dest)
-
-    def open_input_file(self, path):
-        return self.real.open_input_file(path)
-
-    def open_append_stream(self, path, metadata):
-        raise NotImplementedError
 
 
 @pytest.mark.parametrize(("fault", "problem"), [("short_read", "the source ended after 12288 bytes"),

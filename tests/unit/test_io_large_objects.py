@@ -14,6 +14,7 @@ import pyarrow.fs as pa_fs
 import pytest
 
 from ser_models import io
+from ser_models.testing import PassThroughStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,11 +69,12 @@ def test_a_sigkill_mid_streamed_copy_leaves_the_previous_version(s3_bucket):
     assert io.read_bytes(target) == b"previous version"
 
 
-class _ReadFailsAfter(pa_fs.FileSystemHandler):
+class _ReadFailsAfter(PassThroughStore):
     """The real S3 store, except that a read of ``src`` fails after ``good`` bytes (a connection that drops)."""
 
     def __init__(self, real: pa_fs.FileSystem, src: str, good: int):
-        self.real, self.src, self.good = real, src, good
+        super().__init__(real)
+        self.src, self.good = src, good
 
     def open_input_stream(self, path):
         if path != self.src:
@@ -94,53 +96,8 @@ class _ReadFailsAfter(pa_fs.FileSystemHandler):
 
         return pa.PythonFile(Dropping(), mode="r")
 
-    def __getattr__(self, name):  # everything else: the real store
-        return getattr(self.real, name)
-
     def get_type_name(self):
         return "read-fails-after"
-
-    def normalize_path(self, path):
-        return path
-
-    def equals(self, other):
-        return self is other
-
-    def get_file_info(self, paths):
-        return self.real.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self.real.get_file_info(selector)
-
-    def create_dir(self, path, recursive):
-        self.real.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path):
-        self.real.delete_dir(path)
-
-    def delete_dir_contents(self, path, missing_dir_ok=False):
-        self.real.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self):
-        raise NotImplementedError
-
-    def delete_file(self, path):
-        self.real.delete_file(path)
-
-    def move(self, src, dest):
-        self.real.move(src, dest)
-
-    def copy_file(self, src, dest):
-        self.real.copy_file(src, dest)
-
-    def open_input_file(self, path):
-        return self.real.open_input_file(path)
-
-    def open_output_stream(self, path, metadata):
-        return self.real.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path, metadata):
-        raise NotImplementedError
 
 
 def test_an_error_mid_streamed_copy_leaves_no_short_object_at_the_target(s3_bucket, small_limit):
