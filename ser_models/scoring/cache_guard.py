@@ -71,7 +71,7 @@ def check_holds(cache_dir: str, keep: pa.Array, have: pa.Array) -> None:
 
     missing = keep.filter(pc.invert(pc.is_in(keep, value_set=have)))
     if len(missing):
-        shown = ", ".join(repr(i) for i in missing[:10].to_pylist()) + (" ..." if len(missing) > 10 else "")
+        shown = ", ".join(repr(i) for i in missing[:10].to_pylist()) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise FeatureCacheMissError(
             f"feature cache {cache_dir} does not hold {len(missing)} of the {len(keep)} clips asked for: {shown}. "
             "Extend it first (FeatureCache.ensure(pool, ...), which the loop runs at each round's start for a pool "

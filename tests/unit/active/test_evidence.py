@@ -116,3 +116,53 @@ def test_missing_columns_are_named_and_ci_formats():
     assert format_ci(0.61234, 0.6, 0.62) == "0.612 [0.600, 0.620]"
     assert format_ci(0.02, -0.01, 0.05, signed=True) == "+0.020 [-0.010, +0.050]"
     assert format_ci(0.5, math.nan, math.nan) == "0.500" and format_ci(math.nan, 0, 0) == "-"
+
+
+def test_t_interval_of_two_values_has_an_interval():
+    # by hand: mean 0.6, sd = 0.1414, sem = 0.1, t(0.975, 1) = 12.7062: half-width 1.27062
+    mean, low, high = t_interval([0.5, 0.7])
+    assert mean == pytest.approx(0.6)
+    assert (low, high) == pytest.approx((0.6 - 1.2706205, 0.6 + 1.2706205), abs=1e-6)
+    assert (low, high) == pytest.approx(stats.t.interval(0.95, 1, loc=0.6, scale=stats.sem([0.5, 0.7])))
+
+
+def test_paired_t_test_reads_numbers_given_as_text_on_either_side():
+    a, b = [0.62, 0.55, 0.70], [0.60, 0.50, 0.69]
+    ref = stats.ttest_rel(a, b)
+    assert paired_t_test(a, [str(v) for v in b]) == pytest.approx((ref.statistic, ref.pvalue))
+    assert paired_t_test([str(v) for v in a], b) == pytest.approx((ref.statistic, ref.pvalue))
+
+
+def test_budget_table_intervals_follow_the_confidence_asked_for():
+    rand = {0: 0.50, 1: 0.60, 2: 0.40}
+    margin = {0: 0.53, 1: 0.62, 2: 0.44}
+    rows = [("margin", s, 100, 0.1, margin[s]) for s in margin] + [("random", s, 100, 0.1, rand[s]) for s in rand]
+    table = budget_table(_runs(rows), confidence=0.90).set_index("strategy")
+    m = [margin[s] for s in (0, 1, 2)]
+    # t(0.95, 2) = 2.919986, not the 95 % interval's t(0.975, 2) = 4.302653
+    half = 2.919986 * np.std(m, ddof=1) / math.sqrt(3)
+    assert (table.loc["margin", "low"], table.loc["margin", "high"]) == pytest.approx(
+        (np.mean(m) - half, np.mean(m) + half), rel=1e-6)
+    assert (table.loc["random", "low"], table.loc["random", "high"]) == pytest.approx(
+        stats.t.interval(0.90, 2, loc=0.5, scale=stats.sem(list(rand.values()))))
+    d = [margin[s] - rand[s] for s in (0, 1, 2)]
+    assert (table.loc["margin", "diff_low"], table.loc["margin", "diff_high"]) == pytest.approx(
+        stats.t.interval(0.90, 2, loc=np.mean(d), scale=stats.sem(d)))
+
+
+def test_label_savings_reads_each_seeds_own_curve_and_full_value():
+    rows = [("random", 0, 100, 0.1, 0.50), ("random", 0, 200, 0.2, 0.60),
+            ("random", 1, 100, 0.1, 0.40), ("random", 1, 200, 0.2, 0.50),
+            ("margin", 0, 100, 0.1, 0.55), ("margin", 0, 200, 0.2, 0.65),
+            ("margin", 1, 100, 0.1, 0.48), ("margin", 1, 200, 0.2, 0.58)]
+    out = label_savings(_runs(rows), full={0: 0.70, 1: 0.60})
+    assert list(out.columns) == ["strategy", "seeds", "to_baseline", "to_baseline_reached", "saving", "to_full",
+                                 "to_full_reached"]
+    m = out.set_index("strategy").loc["margin"]
+    # seed 0 reaches random's 0.60 at 150 labels (saving 0.25), seed 1 reaches its 0.50 at 120 (saving 0.40)
+    assert m.seeds == 2 and m.to_baseline_reached == 2
+    assert m.to_baseline == pytest.approx(135) and m.saving == pytest.approx(0.325)
+    # 95 % of all labels: seed 0 needs 0.665 (never: 0.65 at most), seed 1 needs 0.57: 100 + 0.09 / 0.10 * 100
+    assert m.to_full_reached == 1 and m.to_full == pytest.approx(190)
+    r = out.set_index("strategy").loc["random"]
+    assert r.seeds == 2 and r.to_baseline == 200 and r.saving == 0 and r.to_full_reached == 0

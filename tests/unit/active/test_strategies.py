@@ -351,3 +351,73 @@ def test_class_balanced_is_refused_where_it_means_nothing():
     auto = build_strategy(StrategyConfig(name="auto", class_balanced=True,
                                          auto_candidates=["random", "margin", "kcenter"]))
     assert auto.candidates["margin"].class_balanced and "class_balanced" not in repr(auto.candidates["kcenter"])
+
+
+def test_class_score_messages_name_the_fix_in_full():
+    from ser_models.active.strategies.base import uncertainty_scores
+
+    no_classes = fake_pool()
+    no_classes = ScoredPool(ids=no_classes.ids, probs=np.zeros((60, 0)), embeddings=no_classes.embeddings,
+                            predictions=no_classes.predictions)
+    with pytest.raises(PoolError) as err:
+        uncertainty_scores(no_classes, "entropy", "the test")
+    assert str(err.value) == ("the test ranks by entropy, a class-probability score, but the model has no classes "
+                              "(model.labels is empty): use active.strategy.uncertainty=mc_variance or a greedy "
+                              "sampling strategy (gsx, gsy, igs)")
+    no_mc = fake_pool()
+    no_mc.mc_probs = None
+    with pytest.raises(PoolError) as err:
+        uncertainty_scores(no_mc, "bald", "the test")
+    assert str(err.value) == ("the test uses BALD, which needs ScoredPool.mc_probs [N, T, C] (MC-dropout samples), "
+                              "but the pool was scored without them: enable MC samples in the scorer or set "
+                              "active.strategy.uncertainty to entropy, least_confidence or margin")
+
+
+def test_rank_desc_keeps_pool_order_among_many_ties_and_reads_any_numbers():
+    from ser_models.active.strategies.base import rank_desc
+
+    values = np.tile([0.2, 0.9, 0.5], 100)  # 300 values, 100 of each: long enough for an unstable sort to reorder
+    got = rank_desc(values)
+    assert got.tolist() == list(range(1, 300, 3)) + list(range(2, 300, 3)) + list(range(0, 300, 3))
+    assert rank_desc(np.array([0, 3, 1], dtype=np.uint8)).tolist() == [1, 2, 0]  # no unsigned wrap-around
+    assert rank_desc(np.array([False, True, True])).tolist() == [1, 2, 0]
+
+
+def _fixed(picks, num_threads=None):
+    """A strategy that returns the positions it is given, and notes the FAISS threads it ran under."""
+    import faiss
+
+    from ser_models.active.strategies.base import QueryStrategy
+
+    class Fixed(QueryStrategy):
+        def _select(self, scored, candidates, labelled, n, seed):
+            self.threads = faiss.omp_get_max_threads()
+            return np.array(picks)
+
+    return Fixed(num_threads=num_threads)
+
+
+def test_query_runs_under_the_strategys_thread_cap_and_repr_names_it():
+    import faiss
+
+    from ser_models.active.strategies.base import QueryStrategy
+
+    before = faiss.omp_get_max_threads()
+    strategy = _fixed([2, 0], num_threads=before + 1)
+    assert strategy.num_threads == before + 1
+    assert strategy.query(fake_pool(n=5), set(), 2, 0) == ["c002", "c000"]
+    assert strategy.threads == before + 1 and faiss.omp_get_max_threads() == before
+    assert repr(strategy) == f"Fixed(num_threads={before + 1})"
+    assert repr(QueryStrategy()) == "QueryStrategy(num_threads=None)"
+
+
+def test_query_refuses_a_bad_n_and_picks_already_in_the_ledger():
+    pool = fake_pool(n=5)
+    strategy = _fixed([1, 3])
+    for n in (0, 2.5, -1):
+        with pytest.raises(ValueError) as err:
+            strategy.query(pool, set(), n, 0)
+        assert str(err.value) == f"n must be a positive integer, got {n!r}"
+    with pytest.raises(AssertionError) as err:  # n unique picks, but one of them is labelled already
+        strategy.query(pool, {"c003"}, 2, 0)
+    assert str(err.value) == "Fixed(num_threads=None) returned 2 picks (2 unique) for n=2"

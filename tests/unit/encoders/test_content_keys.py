@@ -233,3 +233,49 @@ def test_a_checkpoint_saved_by_version_0_1_still_finds_its_large_encoder(tmp_pat
     assert old != enc.portable_fingerprint() and old in enc.legacy_fingerprints()
     _save(tmp_path / "other", seed=3)
     assert old not in build_encoder(EncoderConfig(source=str(tmp_path / "other"))).legacy_fingerprints()
+
+
+def test_file_digest_of_a_local_file_is_its_sha256_read_once(tmp_path, hashed):
+    import hashlib
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"weights")
+    want = hashlib.sha256(b"weights").hexdigest()
+    assert content_hash.file_digest(path) == want
+    assert hashed == [str(path)]
+    assert content_hash.file_digest(f"file://{path}") == want and hashed == [str(path)]  # remembered
+
+
+def _uri_store(monkeypatch, root):
+    """``store://<path>`` URIs served from ``root`` by a pyarrow file system (a bucket without a network)."""
+    import pyarrow.fs as pafs
+
+    def filesystem(uri):
+        scheme, rest = str(uri).split("://", 1)
+        assert scheme == "store"
+        return pafs.SubTreeFileSystem(str(root), pafs.LocalFileSystem()), rest.rstrip("/")
+
+    monkeypatch.setattr(content_hash, "filesystem", filesystem)
+
+
+def test_a_folder_behind_a_uri_is_hashed_by_its_matching_files(tmp_path, monkeypatch, hashed):
+    import hashlib
+
+    folder = tmp_path / "models" / "encX"
+    (folder / "sub.bin").mkdir(parents=True)  # a folder whose name matches: not a file, skipped
+    (folder / "config.json").write_bytes(b"{}")
+    (folder / "model.safetensors").write_bytes(b"w")
+    (folder / ".hidden.bin").write_bytes(b"h")
+    (folder / "notes.txt").write_bytes(b"n")
+    _uri_store(monkeypatch, tmp_path)
+    want = hashlib.sha256(b"ser-files-v1\n" + f"config.json\0{hashlib.sha256(b'{}').hexdigest()}\n".encode()
+                          + f"model.safetensors\0{hashlib.sha256(b'w').hexdigest()}\n".encode()).hexdigest()
+    assert hash_files("store://models/encX/") == want
+    assert sorted(hashed) == ["store://models/encX/config.json", "store://models/encX/model.safetensors"]
+    assert hash_files(folder, cache=False) == want  # the same folder, local: the same key
+    hashed.clear()
+    assert content_hash.file_digest("store://models/encX/config.json") == hashlib.sha256(b"{}").hexdigest()
+    assert hashed == ["store://models/encX/config.json"]
+    with pytest.raises(FileNotFoundError) as err:
+        hash_files("store://models/nothing")
+    assert str(err.value) == "store://models/nothing is not a folder"

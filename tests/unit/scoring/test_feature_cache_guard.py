@@ -107,3 +107,68 @@ def test_shard_column_reads_every_shard_file_in_order_and_skips_writes_in_progre
     got = shard_column(pafs.LocalFileSystem(), [str(tmp_path / "a"), str(tmp_path / "b")], "utt_id")
     assert got.to_pylist() == ["a", "b", "c", "d", "e"]
     assert shard_column(pafs.LocalFileSystem(), [], "utt_id").to_pylist() == []
+
+
+def test_only_a_folder_of_meta_json_and_shard_folders_is_a_legacy_cache():
+    from ser_models.scoring.cache_guard import legacy_cache
+
+    assert legacy_cache("/c", ["meta.json", "features-1", "features-2"]) == []
+    assert legacy_cache("/c", []) == []
+    assert legacy_cache("/c", ["meta.json", "features-1", "notes.txt"]) is None
+
+
+def test_drop_abandoned_removes_only_recorded_unlisted_shards_and_names_the_others(tmp_path, capsys):
+    from ser_models import ownership
+
+    folder = tmp_path / "cache"
+    with open_output(folder, "feature_cache"):
+        ownership.record(folder, "feature_cache", ["features-dead", "features-done"])
+        for name in ("features-dead", "features-done", "features-foreign", "notes"):
+            (folder / name).mkdir()
+        capsys.readouterr()
+        drop_abandoned(str(folder), "features-", {"features-done"}, verbose=True)
+        assert ownership.recorded(folder, "feature_cache") == set()
+    assert capsys.readouterr().out == (
+        f"  feature cache: leaving {folder}/features-foreign alone (not listed, and not recorded as one of this "
+        "platform's unfinished shard folders)\n")
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "features-done", "features-foreign", "notes"]
+
+
+def test_settle_shards_keeps_a_committed_folder_and_removes_only_our_failed_one(tmp_path):
+    from ser_models import ownership
+    from ser_models.exceptions import ForeignFolderError
+    from ser_models.scoring.cache_guard import settle_shards
+
+    folder = tmp_path / "cache"
+    with open_output(folder, "feature_cache"):
+        ownership.record(folder, "feature_cache", ["features-ok", "features-failed"])
+        for name in ("features-ok", "features-failed", "features-other"):
+            (folder / name).mkdir()
+        settle_shards(str(folder), "features-ok", committed=True)
+        assert (folder / "features-ok").is_dir()
+        assert ownership.recorded(folder, "feature_cache") == {"features-failed"}
+        settle_shards(str(folder), "features-failed", committed=False)
+        assert not (folder / "features-failed").exists()
+        assert ownership.recorded(folder, "feature_cache") == set()
+        with pytest.raises(ForeignFolderError) as err:  # not recorded by us: never deleted
+            settle_shards(str(folder), "features-other", committed=False)
+        assert str(err.value) == (f"refusing to delete {folder}/features-other: 'features-other' is not recorded "
+                                  f"as made by this platform in {folder}/.ser-output.json")
+        assert (folder / "features-other").is_dir()
+
+
+def test_check_holds_names_the_first_ten_missing_clips():
+    from ser_models.scoring.cache_guard import check_holds
+
+    tail = ("Extend it first (FeatureCache.ensure(pool, ...), which the loop runs at each round's start for a pool "
+            "that grew), or check that these ids are clips of the pool the cache was built from")
+    have = pa.array(["a", "b"])
+    check_holds("/c", pa.array(["b", "a"]), have)
+    with pytest.raises(FeatureCacheMissError) as err:
+        check_holds("/c", pa.array(["a", "y", "b", "z"]), have)
+    assert str(err.value) == f"feature cache /c does not hold 2 of the 4 clips asked for: 'y', 'z'. {tail}"
+    with pytest.raises(FeatureCacheMissError) as err:
+        check_holds("/c", pa.array(["a"] + [f"m{i:02d}" for i in range(12)]), have)
+    shown = ", ".join(f"'m{i:02d}'" for i in range(10))
+    assert str(err.value) == f"feature cache /c does not hold 12 of the 13 clips asked for: {shown} and 2 more. {tail}"
