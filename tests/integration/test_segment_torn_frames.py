@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.ray]
 
 
 # the S3 run (25 s on 2 cores) is in make test-e2e with the other whole runs on S3
-@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.slow_e2e)])
+@pytest.mark.slow_e2e  # a whole segment run on Ray, 40 s per store: make test-e2e (CI runs it after make test)
+@pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_truncated_frames_file_is_redone_not_trusted(where, tmp_path, ray_local, capsys, request):
     info = generate_archive(tmp_path / "a", seed=5, n_episodes=2, n_calls=0, episode_minutes=(0.3, 0.3),
                             music_share=0.0, m4a_share=0.0)
