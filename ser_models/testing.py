@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import torch
 
 from ser_models.adapters import AdapterConfig
@@ -403,65 +402,3 @@ def pid_namespace_refused() -> str | None:
     if done.returncode != 0 or done.stdout.strip() != "1":
         return f"the kernel refused a user + PID namespace: {done.stderr.strip()[-300:]}"
     return None
-
-
-class PassThroughStore(pafs.FileSystemHandler):
-    """A file system handler that hands every call to the real file system ``real``. A test subclasses it,
-    overrides the calls it makes fail (a read that drops, a write that loses bytes) and wraps it in
-    ``pyarrow.fs.PyFileSystem``."""
-
-    def __init__(self, real: pafs.FileSystem):
-        self.real = real
-
-    def __eq__(self, other):
-        return self is other
-
-    __hash__ = object.__hash__
-
-    def get_type_name(self):
-        return f"pass-through-{type(self).__name__}"
-
-    def normalize_path(self, path):
-        return path
-
-    def equals(self, other):
-        return self is other
-
-    def get_file_info(self, paths):
-        return self.real.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self.real.get_file_info(selector)
-
-    def create_dir(self, path, recursive):
-        self.real.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path):
-        self.real.delete_dir(path)
-
-    def delete_dir_contents(self, path, missing_dir_ok=False):
-        self.real.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self):
-        raise NotImplementedError
-
-    def delete_file(self, path):
-        self.real.delete_file(path)
-
-    def move(self, src, dest):
-        self.real.move(src, dest)
-
-    def copy_file(self, src, dest):
-        self.real.copy_file(src, dest)
-
-    def open_input_file(self, path):
-        return self.real.open_input_file(path)
-
-    def open_input_stream(self, path):
-        return self.real.open_input_stream(path)
-
-    def open_output_stream(self, path, metadata):
-        return self.real.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path, metadata):
-        raise NotImplementedError

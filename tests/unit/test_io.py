@@ -20,11 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
+from _stores import PassThroughStore
 
 from ser_models import io
 from ser_models.exceptions import CheckpointError, ForeignFolderError
 from ser_models.failpoints import FAILPOINT_ENV
-from ser_models.testing import PassThroughStore
 
 
 def test_storage_paths_keep_uris_intact_and_make_local_paths_absolute(tmp_path, monkeypatch):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pa_fs
 import pytest
+from _stores import PassThroughStore
 
 from ser_models import io
-from ser_models.testing import PassThroughStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
