@@ -179,7 +179,7 @@ class Encoder(nn.Module):
     @property
     def group_norm_front_end(self) -> bool:
         """Whether the CNN front end starts with a group norm over time (``feat_extract_norm="group"``:
-        wav2vec2-base, HuBERT-base, WavLM base / base+), which :meth:`forward` computes clip by clip."""
+        wav2vec2-base, HuBERT-base, WavLM base / base+), which :meth:`forward` computes as each clip gets it alone."""
         return getattr(self.hf_config, "feat_extract_norm", None) == "group"
 
     @contextlib.contextmanager
@@ -203,20 +203,30 @@ class Encoder(nn.Module):
         finally:
             del extractor.forward
 
+    #: Run the group-norm front end batched, with each clip's norm over its own frames (True), or clip by clip
+    #: (False); None = batched on CUDA only. Both are exact; which is faster depends on the device.
+    batched_front_end: bool | None = None
+
     def _front_end(self, input_values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The CNN feature extractor of a group-norm model, run on each clip's own samples, unpadded.
+        """The CNN feature extractor of a group-norm model, as each clip gets it alone, unpadded.
 
         HF's front end normalises every channel of the first conv layer over the whole padded time axis, so a
         clip's features change with the length of the longest clip in its batch (0.8 relative for a clip next
-        to one three times longer). HF's advice for these models is to batch without padding. Here each clip
-        goes through ``hf_model.feature_extractor`` (HF's own modules, with any hooks on them) alone, on its
-        valid samples: exactly what it gets when scored alone. The frame sequences are then zero-padded and the
-        transformer runs batched under the frame mask. Of the exact options this is the cheapest measured
-        (bench/results/bucketing.md, CPU): 0.94x-1.04x the time of one clip at a time at 8 clips per forward,
-        where keeping the convolutions batched and taking the first layer's norm per clip over its valid frames
-        took 1.11x-1.15x (padded convolutions, and copies of the model's largest activation, ``[B, 512, T/5]``).
+        to one three times longer). HF's advice for these models is to batch without padding. Two exact ways
+        are kept, one per device (:attr:`batched_front_end`):
+
+        * **clip by clip** (CPU): each clip goes through ``hf_model.feature_extractor`` (HF's own modules, with
+          any hooks on them) alone, on its valid samples. The cheapest on a CPU (bench/results/bucketing.md):
+          0.94x-1.04x the time of one clip at a time at 8 clips per forward, where the batched way took
+          1.11x-1.15x (padded convolutions, and copies of the model's largest activation, ``[B, 512, T/5]``).
+          Its peak memory is one clip's.
+        * **batched** (CUDA, :meth:`_front_end_batched`): the convolutions run on the padded batch and the
+          first layer's norm takes each clip's statistics over its own valid frames. Clip by clip, a GPU runs
+          seven small convolutions per clip one after another, each of a shape it has not seen (clip lengths
+          rarely repeat): more than half of a scoring pass on an H200 (bench/results/gpu_scorer_profile.txt).
+
         Equal-length buckets, HF's other advice, would be single clips: real clips almost never share a length.
-        Per clip, the front end's peak memory is also one clip's, not the padded batch's.
+        The frame sequences are then zero-padded and the transformer runs batched under the frame mask.
 
         Args:
             input_values: ``[B, T]`` from :meth:`prepare_inputs` (zero after each clip's length).
@@ -226,10 +236,50 @@ class Encoder(nn.Module):
             ``[B, C, F]``, as ``hf_model.feature_extractor`` returns for the padded batch (``F`` frames of ``T``
             samples; frames past a clip's own are zero).
         """
+        batched = self.batched_front_end
+        if batched is None:
+            batched = input_values.device.type == "cuda"
+        if batched:
+            return self._front_end_batched(input_values, lengths)
         extractor = self.hf_model.feature_extractor
         width = int(self.hf_model._get_feat_extract_output_lengths(torch.tensor(input_values.shape[1])))
         clips = [extractor(input_values[b:b + 1, :n]) for b, n in enumerate(lengths.tolist())]  # [1, C, F_b] each
         return torch.cat([nn.functional.pad(c, (0, width - c.shape[-1])) for c in clips])
+
+    def _front_end_batched(self, input_values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """:meth:`_front_end` with the convolutions batched: the first layer's group norm (one group per
+        channel) takes each clip's mean and variance over its own valid frames, in float32 as ``GroupNorm``
+        runs under autocast. The convolutions have no padding, so a clip's valid output frames read only its
+        valid samples; frames past them are zeroed at the end.
+
+        Calls the first layer's ``conv`` and ``activation`` and every later layer as modules (their hooks
+        run); the first layer's ``layer_norm`` is applied from its weights.
+
+        Args:
+            input_values: ``[B, T]``; lengths: ``[B]`` valid samples.
+
+        Returns:
+            ``[B, C, F]`` (C = 512 for the base models; F frames of T samples).
+        """
+        extractor = self.hf_model.feature_extractor
+        first, *rest = extractor.conv_layers
+        hidden = first.conv(input_values[:, None])  # [B, C, F0]
+        kernel, stride = first.conv.kernel_size[0], first.conv.stride[0]
+        frames0 = torch.div(lengths.to(hidden.device) - kernel, stride, rounding_mode="floor") + 1
+        valid = (torch.arange(hidden.shape[-1], device=hidden.device)[None] < frames0[:, None])[:, None]  # [B, 1, F0]
+        count = frames0.clamp_min(1)[:, None, None].to(torch.float32)
+        h = hidden.float()
+        mean = (h * valid).sum(-1, keepdim=True) / count
+        var = (((h - mean) * valid) ** 2).sum(-1, keepdim=True) / count
+        norm = first.layer_norm
+        h = (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight.float()[None, :, None] \
+            + norm.bias.float()[None, :, None]
+        hidden = first.activation(h)
+        for layer in rest:
+            hidden = layer(hidden)
+        frames = self.hf_model._get_feat_extract_output_lengths(lengths).to(hidden.device)
+        keep = torch.arange(hidden.shape[-1], device=hidden.device)[None] < frames[:, None]
+        return hidden * keep[:, None].to(hidden.dtype)
 
     def fingerprint(self) -> str:
         """sha256 (hex) naming the features this encoder computes: :meth:`portable_fingerprint` (its config and

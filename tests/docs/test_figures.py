@@ -136,8 +136,13 @@ def totals() -> tuple[float, float]:
     return one, one + evidence_cpu_s()
 
 
-def gpu_rate(encoder: str, precision: str, batch: str = "32") -> float:
-    return number(row("gpu.md", encoder, precision, batch)[4])
+def gpu_rate(encoder: str, precision: str, batch: str = "32", card: str = "gpu.md") -> float:
+    return number(row(card, encoder, precision, batch)[4])
+
+
+def scorer_rate(encoder: str, precision: str, mc: str = "0") -> int:
+    """Audio s / s of ``bench/results/gpu_scorer.md``'s row (micro-batch auto)."""
+    return round(number(row("gpu_scorer.md", encoder, precision, "auto", "128", mc)[-2]))
 
 
 def finetune_rate(precision: str, batch: str) -> float:
@@ -274,6 +279,25 @@ FIGURES = [
            lambda: (ua_ci("features_auto_platform_demo2880.md", "random", "20%").split()[0],
                     row("speaker_norm_20seeds.md", "20 %", section="demo")[1].split()[0]),
            "features_auto_platform_demo2880.md, speaker_norm_20seeds.md"),
+    # the H200 beside the H100, and the platform's own scorer on the H200
+    Figure("docs/gpu.md", "| scoring, fp32 with TF32, micro-batch 32, audio s / s | {:,} | {:,} | {:,} | {:,} |",
+           lambda: tuple(int(gpu_rate(enc, "tf32", card=card)) for enc in (WHISPER, W2V)
+                         for card in ("gpu.md", "gpu_h200.md")), "gpu.md, gpu_h200.md"),
+    Figure("docs/gpu.md", "| MC-dropout, T = 8, bf16, audio s / s | {:,} | {:,} | {:,} | {:,} |",
+           lambda: tuple(int(gpu_rate(enc, "bf16 + MC-dropout T=8", card=card)) for enc in (WHISPER, W2V)
+                         for card in ("gpu.md", "gpu_h200.md")), "gpu.md, gpu_h200.md"),
+    Figure("docs/gpu.md", "| Whisper-tiny (bundled) | fp32 (TF32) | auto (128) | {:,} |",
+           lambda: (scorer_rate(WHISPER, "fp32"),), "gpu_scorer.md"),
+    Figure("docs/gpu.md", "| wav2vec2-base-sized | bf16 | auto (128) | {:,} |",
+           lambda: (scorer_rate(W2V, "bf16"),), "gpu_scorer.md"),
+    Figure("docs/gpu.md", "| wav2vec2-base-sized | bf16, MC-dropout T = 8 | auto (128) | {:,} |",
+           lambda: (scorer_rate(W2V, "bf16", "8"),), "gpu_scorer.md"),
+    Figure("BENCHMARKS.md", "{:,}-{:,} audio s / s for Whisper-tiny and {:,}-{:,} for the wav2vec2-base-sized encoder",
+           lambda: (*sorted(scorer_rate(WHISPER, p) for p in ("fp32", "bf16")),
+                    *sorted(scorer_rate(W2V, p) for p in ("fp32", "bf16"))), "gpu_scorer.md"),
+    Figure("docs/gpu.md", "one profiled pass ran at only {} audio s / s",
+           lambda: (re.search(r"one pass: [\d.]+ s, (\d+) audio s/s", results("gpu_scorer_profile.txt"))[1],),
+           "gpu_scorer_profile.txt"),
     # the corrected figures: GPU epoch time, TF32, torch version, shipped strategy, evidence cost
     Figure("docs/gpu.md", "takes about {} s of the card (1,200 crops at {}-{:,} samples / s",
            lambda: (epoch_range(), round(finetune_rate("tf32", "64 x 3 s")), round(finetune_rate("bf16", "64 x 3 s"))),

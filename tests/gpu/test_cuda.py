@@ -72,6 +72,33 @@ def test_a_checkpoint_written_from_cuda_loads_on_the_cpu_and_back(tmp_path):
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("source", ["tiny-wav2vec2-group", "tiny-hubert-group", "tiny-wavlm-group"])
+def test_a_group_norm_encoder_batched_on_cuda_gives_each_clip_its_cpu_features_alone(source):
+    """CUDA runs the group-norm front end batched (each clip's norm over its own frames); each clip of a padded
+    CUDA batch gets the hidden states the CPU gives it alone, clip by clip (strict float32)."""
+    from ser_models.encoders import EncoderConfig, build_encoder
+
+    torch.manual_seed(0)
+    enc = build_encoder(EncoderConfig(source=source)).eval()
+    wavs, lengths = _waves([16000, 7000, 40000, 3000], seed=3)
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.no_grad():
+            alone = [enc(wavs[i:i + 1, :n], lengths[i:i + 1]) for i, n in enumerate(lengths.tolist())]
+            enc.to(CUDA)
+            if CUDA.type == "cpu":  # SER_TEST_DEVICE=cpu checks the test: force the CUDA path
+                enc.batched_front_end = True
+            batched = enc(wavs.to(CUDA), lengths.to(CUDA))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    for i, one in enumerate(alone):
+        n = int(one.frame_lengths[0])
+        assert int(batched.frame_lengths[i]) == n
+        for a, b in zip(one.hidden_states, batched.hidden_states):
+            torch.testing.assert_close(b[i, :n].cpu(), a[0, :n], atol=1e-4, rtol=1e-3)
+
+
 @pytest.mark.parametrize("source, norm", [("tiny-whisper", "pool"), ("tiny-wav2vec2", "pool")])
 def test_every_buffer_moves_with_the_model(source, norm):
     import dataclasses

@@ -137,3 +137,46 @@ def test_group_norm_front_end_computes_the_models_own_function(source):
     assert first.layer_norm.weight.grad is not None and first.layer_norm.weight.grad.abs().sum() > 0
     # the override lasts one call: HF's own front end is back (TAPT calls hf_model directly)
     assert "forward" not in vars(enc.hf_model.feature_extractor)
+
+
+@pytest.mark.parametrize("source", ["tiny-wav2vec2-group", "tiny-hubert-group", "tiny-wavlm-group"])
+def test_the_batched_front_end_gives_each_clip_its_clip_by_clip_features(source):
+    """The batched group-norm front end (what CUDA runs) equals the clip-by-clip one (what the CPU runs) at every
+    clip's valid frames, zero past them, for clips from 0.45 s to 4.7 s in one batch; and a clip alone or among
+    longer clips keeps its hidden states with the batched front end too."""
+    enc = build_encoder(EncoderConfig(source=source)).eval()
+    clips = [_clip(s, seed=20 + i) for i, s in enumerate([TARGET_S, *NEIGHBOURS_S.values()])]
+    x, mask = enc.prepare_inputs(*_pad(clips))
+    lengths = mask.sum(1)
+    with torch.no_grad():
+        enc.batched_front_end = False
+        per_clip = enc._front_end(x, lengths)
+        enc.batched_front_end = True
+        batched = enc._front_end(x, lengths)
+    frames = enc.hf_model._get_feat_extract_output_lengths(lengths)
+    assert batched.shape == per_clip.shape
+    for row, n in enumerate(frames.tolist()):
+        a, b = per_clip[row, :, :n], batched[row, :, :n]
+        assert float((a - b).abs().max() / a.abs().max()) <= REL_TOL, f"{source}: clip {row}"
+        assert not batched[row, :, n:].any() and not per_clip[row, :, n:].any()
+    target = clips[0]
+    errors = _relative_errors(enc, target, [clips[3], target, clips[2]], 1)
+    assert max(errors) <= REL_TOL, errors
+
+
+def test_the_batched_front_end_trains_the_first_layer_and_its_norm():
+    """Full fine-tuning on CUDA runs the batched front end: gradients reach the first conv and its norm's
+    weights, and equal the clip-by-clip front end's."""
+    grads = {}
+    for batched in (False, True):
+        torch.manual_seed(0)
+        enc = build_encoder(EncoderConfig(source="tiny-wav2vec2-group")).train()
+        enc.batched_front_end = batched
+        enc.hf_model.config.mask_time_prob = 0.0  # no SpecAugment draws: both runs see the same inputs
+        out = enc(*_pad([_clip(0.8, seed=4), _clip(0.5, seed=5)]))
+        out.hidden_states[-1][1, :int(out.frame_lengths[1])].sum().backward()
+        first = enc.hf_model.feature_extractor.conv_layers[0]
+        grads[batched] = [first.conv.weight.grad.clone(), first.layer_norm.weight.grad.clone()]
+    for per_clip, batched in zip(grads[False], grads[True]):
+        assert per_clip.abs().sum() > 0
+        torch.testing.assert_close(batched, per_clip, rtol=1e-4, atol=1e-6)
