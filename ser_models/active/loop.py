@@ -50,7 +50,7 @@ from ser_models.active.pseudo_labels import TrainingTargets, pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets
 from ser_models.active.round_report import RoundReport, feature_choice, slim_metrics, write_run_metrics
 from ser_models.active.stopping import decide, stop_set_ids
-from ser_models.active.strategies import build_strategy
+from ser_models.active.strategies import build_strategy, format_verdict
 from ser_models.active.strategies.capped import GroupCap
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
@@ -385,6 +385,8 @@ class ActiveLearningLoop:
                 sims = " ".join(f"{k} {v:.3f}" for k, v in choice["simulated_ua"].items())
                 self.log(f"  auto: round {r + 1} queries with {choice['chosen']} ({choice['reason']}"
                          + (f"; simulated UA {sims}" if sims else "") + ")")
+                if choice.get("verdict"):
+                    self.log(f"  does selection pay here: {format_verdict(choice['verdict'])}")
             failpoint("after_select")
             seconds["select"] = time.perf_counter() - t0
             t0 = time.perf_counter()

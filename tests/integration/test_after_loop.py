@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ser_models.active.loop import ActiveLearningLoop
+from ser_models.active.strategies import format_verdict
 from ser_models.config import load_config
 from ser_models.data import LabelLedger, Pool, PoolConfig, prepare_pool
 from ser_models.exceptions import FeatureCacheMissError, LabellingPending
@@ -504,6 +505,14 @@ def test_auto_strategy_logs_and_keeps_its_choice_each_round(demo_pool, tmp_path,
     assert rounds[-1]["strategy"] is None  # the last round trains and stops
     # 16 labelled clips (>= auto_min_labelled): simulated over every candidate (the fallbacks: unit tests)
     assert set(rounds[0]["strategy"]["simulated_ua"]) == {"random", "margin", "kcenter"}
+    # and the verdict: the better of margin and kcenter against random on the same splits, with its interval
+    verdict = rounds[0]["strategy"]["verdict"]
+    sims = rounds[0]["strategy"]["simulated_ua"]
+    assert verdict["strategy"] == max(("margin", "kcenter"), key=sims.get) and verdict["labelled"] == 16
+    assert verdict["splits"] <= 3 and verdict["low"] <= verdict["gain"] <= verdict["high"]
+    assert f"does selection pay here: {format_verdict(verdict)}" in printed
+    assert f"| auto -> {rounds[0]['strategy']['chosen']} ({verdict['strategy']} {100 * verdict['gain']:+.1f} [" \
+        in printed
     assert [r.strategy for r in _loop(cfg).run()] == [r.strategy for r in reports]  # a rerun: same report
 
 

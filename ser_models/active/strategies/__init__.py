@@ -6,7 +6,12 @@ import dataclasses
 from collections.abc import Callable
 
 from ser_models.active.config import StrategyConfig
-from ser_models.active.strategies.auto import AutoStrategy, simulate_strategies
+from ser_models.active.strategies.auto import (
+    AutoStrategy,
+    format_verdict,
+    selection_verdict,
+    simulate_strategies,
+)
 from ser_models.active.strategies.base import QueryStrategy, uncertainty_scores
 from ser_models.active.strategies.diversity import (
     BadgeStrategy,
@@ -23,8 +28,8 @@ from ser_models.active.strategies.uncertainty import RandomStrategy, Uncertainty
 __all__ = ["STRATEGIES", "AutoStrategy", "BadgeStrategy", "ClusterColdStartStrategy", "GreedySamplingStrategy",
            "InformativeDiverseStrategy",
            "KCenterStats", "KCenterStrategy", "KMeansStrategy", "QueryStrategy", "RandomStrategy",
-           "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "greedy_kcenter", "greedy_sampling", "pca_reduce",
-           "simulate_strategies", "uncertainty_scores"]
+           "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "format_verdict", "greedy_kcenter", "greedy_sampling",
+           "pca_reduce", "selection_verdict", "simulate_strategies", "uncertainty_scores"]
 
 #: Strategies that take ``active.strategy.class_balanced``.
 _RANKS_BY_UNCERTAINTY = ("entropy", "least_confidence", "margin", "bald")

@@ -20,6 +20,10 @@ baseline at low budgets, and the simulation is noisy with few labels. With fewer
 labelled clips (or fewer than two classes with three clips each) there is nothing to simulate on, and the
 round queries at random. The choice and every candidate's simulated UA are logged and kept with the round.
 
+Each decision also carries a **verdict** (:func:`selection_verdict`): the best other candidate's gain over
+random, paired split by split, with its 95 % t-interval, and about how many more labels the interval needs to
+narrow to +-2 UA points. That answers "does selection pay on my pool" from the labels a run gathered.
+
 References:
     Hsu & Lin, "Active Learning by Learning", AAAI 2015 (choosing among strategies online; we choose by
     simulation on the labelled set instead of a bandit, so a round's choice needs no random queries).
@@ -28,12 +32,18 @@ References:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ser_models.active.evidence import t_interval
 from ser_models.active.strategies.base import QueryStrategy
 from ser_models.scoring.scored_pool import ScoredPool
 
-__all__ = ["AutoStrategy", "simulate_strategies"]
+__all__ = ["RESOLVE_HALF_WIDTH", "AutoStrategy", "format_verdict", "selection_verdict", "simulate_strategies"]
+
+#: The half-width (UA, 0-1) a verdict's interval must reach to resolve a gain of 2 UA points.
+RESOLVE_HALF_WIDTH = 0.02
 
 
 def _probe(x: np.ndarray, y: np.ndarray, num_classes: int):
@@ -104,6 +114,54 @@ def simulate_strategies(x: np.ndarray, y: np.ndarray, strategies: dict[str, Quer
     return out
 
 
+def selection_verdict(sims: dict[str, list[float]], labelled: int, confidence: float = 0.95) -> dict | None:
+    """Does selection pay on these labels: the best candidate's paired gain over ``random`` in the replay.
+
+    Args:
+        sims: :func:`simulate_strategies`'s held-out UA per strategy and split (NaN where a split could not
+            run); ``random`` must be among them.
+        labelled: labelled clips the replay ran on (L).
+        confidence: of the interval.
+
+    Returns:
+        None without ``random`` or without a candidate with two finite paired splits; else ``{"strategy",
+        "gain", "low", "high", "splits", "labelled", "labels_to_resolve"}``: the candidate with the highest mean
+        gain, the mean gain and its t-interval over the splits (UA, 0-1), and the labels to add before the
+        interval's half-width reaches :data:`RESOLVE_HALF_WIDTH` (0 when it already has). That last figure
+        assumes the half-width shrinks as ``1 / sqrt(L)`` (the held-out third and the simulated pool grow with
+        L): an extrapolation, not a measurement. The best of several candidates is chosen on the same splits,
+        so its interval is a little optimistic.
+    """
+    if "random" not in sims:
+        return None
+    base = np.asarray(sims["random"], float)
+    best = None
+    for name, values in sims.items():
+        if name == "random":
+            continue
+        diffs = np.asarray(values, float) - base
+        diffs = diffs[np.isfinite(diffs)]
+        if len(diffs) >= 2 and (best is None or diffs.mean() > best[1].mean()):
+            best = (name, diffs)
+    if best is None:
+        return None
+    name, diffs = best
+    gain, low, high = t_interval(diffs, confidence)
+    half = (high - low) / 2
+    more = 0 if half <= RESOLVE_HALF_WIDTH else math.ceil(labelled * (half / RESOLVE_HALF_WIDTH) ** 2) - labelled
+    return {"strategy": name, "gain": gain, "low": low, "high": high, "splits": len(diffs), "labelled": int(labelled),
+            "labels_to_resolve": int(more)}
+
+
+def format_verdict(v: dict) -> str:
+    """One line of a :func:`selection_verdict`, in UA points: ``margin +0.8 [-1.2, +2.8] UA points over random
+    (8 splits of 120 labels); about 480 more labels to resolve +-2``."""
+    text = (f"{v['strategy']} {100 * v['gain']:+.1f} [{100 * v['low']:+.1f}, {100 * v['high']:+.1f}] UA points over "
+            f"random ({v['splits']} splits of {v['labelled']} labels)")
+    more = v["labels_to_resolve"]
+    return text + ("; resolved to +-2" if more == 0 else f"; about {more} more labels to resolve +-2")
+
+
 class AutoStrategy(QueryStrategy):
     """Chooses among ``candidates`` every round by simulated active learning on the labelled clips (see the
     module docstring for the rule); :attr:`last_choice` records the decision of the last query."""
@@ -126,25 +184,29 @@ class AutoStrategy(QueryStrategy):
                 "min_labelled": self.min_labelled}
 
     def choose(self, scored: ScoredPool, labelled: np.ndarray, n: int, seed: int) -> dict:
-        """The decision for a query of ``n`` clips: ``{"chosen", "reason", "simulated_ua": {name: mean}}``."""
+        """The decision for a query of ``n`` clips: ``{"chosen", "reason", "simulated_ua": {name: mean}, "verdict"}``
+        (``verdict``: :func:`selection_verdict`, None when nothing was simulated)."""
         fallback = "random" if "random" in self.candidates else next(iter(self.candidates))
         known = labelled[scored.labels[labelled] >= 0] if scored.labels is not None else labelled[:0]
         y = scored.labels[known] if len(known) else np.zeros(0, int)
         counts = np.bincount(y, minlength=scored.probs.shape[1]) if len(y) else np.zeros(1, int)
         if len(known) < self.min_labelled or (counts >= 3).sum() < 2:
             return {"chosen": fallback, "reason": f"{len(known)} labelled clips: too few to simulate "
-                    f"(auto_min_labelled={self.min_labelled}, two classes with 3 clips)", "simulated_ua": {}}
+                    f"(auto_min_labelled={self.min_labelled}, two classes with 3 clips)", "simulated_ua": {},
+                    "verdict": None}
         sims = simulate_strategies(scored.embeddings[known], y, self.candidates, n / len(known), self.repeats,
                                    seed, scored.probs.shape[1])
         means = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for name, v in sims.items()}
+        verdict = selection_verdict(sims, len(known))
         ranked = sorted((m, name) for name, m in means.items() if np.isfinite(m))
         if not ranked:
-            return {"chosen": fallback, "reason": "no simulation could run", "simulated_ua": means}
+            return {"chosen": fallback, "reason": "no simulation could run", "simulated_ua": means, "verdict": verdict}
         best = ranked[-1][1]
         if "random" in means and best != "random" and not means[best] - means["random"] > self.margin:
             return {"chosen": "random", "reason": f"{best} gains {means[best] - means['random']:+.3f} over random "
-                    f"in simulation, not above auto_margin={self.margin}", "simulated_ua": means}
-        return {"chosen": best, "reason": f"highest simulated UA over {self.repeats} splits", "simulated_ua": means}
+                    f"in simulation, not above auto_margin={self.margin}", "simulated_ua": means, "verdict": verdict}
+        return {"chosen": best, "reason": f"highest simulated UA over {self.repeats} splits", "simulated_ua": means,
+                "verdict": verdict}
 
     def _select(self, scored: ScoredPool, candidates: np.ndarray, labelled: np.ndarray, n: int,
                 seed: int) -> np.ndarray:

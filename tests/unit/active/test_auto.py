@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from ser_models.active import StrategyConfig, build_strategy
+from ser_models.active.round_report import RoundReport
 from ser_models.active.strategies import AutoStrategy, QueryStrategy, simulate_strategies
+from ser_models.active.strategies.auto import format_verdict, selection_verdict
 from ser_models.exceptions import ConfigError
 from ser_models.scoring.scored_pool import ScoredPool
 
@@ -67,6 +69,11 @@ def test_auto_queries_with_the_strategy_the_simulation_chose_and_records_why():
     assert choice["chosen"] == "rare" and set(choice["simulated_ua"]) == {"random", "common", "rare"}
     assert choice["simulated_ua"]["common"] < choice["simulated_ua"]["random"] < choice["simulated_ua"]["rare"]
     assert ids == auto.candidates["rare"].query(pool, ledger, 60, seed=0)  # the chosen strategy's own picks
+    # the verdict: rare picks gain on these labels, though six splits leave the interval wide (it spans zero)
+    verdict = choice["verdict"]
+    assert verdict["strategy"] == "rare" and verdict["splits"] == 6 and verdict["labelled"] == 300
+    assert verdict["low"] < 0 < verdict["gain"] < verdict["high"] and verdict["labels_to_resolve"] > 0
+    assert verdict["gain"] == pytest.approx(choice["simulated_ua"]["rare"] - choice["simulated_ua"]["random"])
     # A margin no candidate can clear keeps random, and says so.
     strict = AutoStrategy(dict(auto.candidates), repeats=6, margin=1.0)
     strict.query(pool, ledger, 60, seed=0)
@@ -105,3 +112,43 @@ def test_scored_pool_checks_labels():
     pool = fake_pool(n=10)
     with pytest.raises(Exception, match="labels"):
         ScoredPool(ids=pool.ids, probs=pool.probs, embeddings=pool.embeddings, labels=np.full(10, 7))
+
+
+def test_the_verdict_is_the_best_candidates_paired_gain_with_its_interval_and_the_labels_to_resolve_it():
+    nan = float("nan")
+    sims = {"random": [0.50, 0.50, 0.50, 0.50, nan], "a": [0.52, 0.54, 0.50, 0.56, 0.90],
+            "b": [0.49, 0.50, 0.50, 0.50, 0.50]}
+    v = selection_verdict(sims, labelled=100)
+    # a's paired gains +.02 +.04 0 +.06 (the split random could not run is dropped): mean .03, sd .02582, and
+    # t(0.975, 3 df) = 3.18245, so the half-width is .04109; it shrinks as 1/sqrt(L) to .02 at L = 422
+    assert v["strategy"] == "a" and v["splits"] == 4 and v["labelled"] == 100
+    assert v["gain"] == pytest.approx(0.03)
+    assert (v["low"], v["high"]) == pytest.approx((0.03 - 0.041085, 0.03 + 0.041085), abs=1e-5)
+    assert v["labels_to_resolve"] == 322
+    assert format_verdict(v) == ("a +3.0 [-1.1, +7.1] UA points over random (4 splits of 100 labels); "
+                                 "about 322 more labels to resolve +-2")
+    # a narrow interval is resolved already
+    tight = selection_verdict({"random": [0.5] * 4, "a": [0.51, 0.511, 0.509, 0.51]}, labelled=50)
+    assert tight["labels_to_resolve"] == 0 and format_verdict(tight).endswith("; resolved to +-2")
+    # a candidate that loses is still reported (does selection pay: no)
+    losing = selection_verdict({"random": [0.6, 0.6, 0.6], "a": [0.55, 0.56, 0.57]}, labelled=60)
+    assert losing["strategy"] == "a" and losing["high"] < 0
+
+
+@pytest.mark.parametrize("sims", [
+    {"a": [0.5, 0.6], "b": [0.4, 0.5]},  # no random to compare with
+    {"random": [0.5, 0.5], "a": [0.6, float("nan")]},  # one paired split: no interval
+    {"random": [0.5, 0.5]},  # nothing but random
+])
+def test_no_verdict_without_random_or_two_paired_splits(sims):
+    assert selection_verdict(sims, labelled=80) is None
+
+
+def test_the_round_line_shows_the_verdict():
+    verdict = selection_verdict({"random": [0.50, 0.50, 0.50, 0.50], "a": [0.52, 0.54, 0.50, 0.56]}, labelled=100)
+    report = RoundReport(round=2, labelled=100, fraction=0.1, dev=None, test=None, selected=50,
+                         seconds={"train": 1.0}, strategy={"chosen": "random", "reason": "r", "simulated_ua": {},
+                                                           "verdict": verdict})
+    assert "| auto -> random (a +3.0 [-1.1, +7.1] UA points over random) |" in report.line()
+    report.strategy["verdict"] = None  # too few labels to simulate
+    assert "| auto -> random |" in report.line()

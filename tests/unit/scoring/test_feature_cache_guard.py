@@ -172,3 +172,13 @@ def test_check_holds_names_the_first_ten_missing_clips():
         check_holds("/c", pa.array(["a"] + [f"m{i:02d}" for i in range(12)]), have)
     shown = ", ".join(f"'m{i:02d}'" for i in range(10))
     assert str(err.value) == f"feature cache /c does not hold 12 of the 13 clips asked for: {shown} and 2 more. {tail}"
+
+
+@pytest.mark.parametrize("missing, more", [(10, ""), (11, " and 1 more")])
+def test_check_holds_counts_the_missing_clips_past_the_tenth(missing, more):
+    from ser_models.scoring.cache_guard import check_holds
+
+    with pytest.raises(FeatureCacheMissError) as err:
+        check_holds("/c", pa.array([f"m{i:02d}" for i in range(missing)]), pa.array(["a"]))
+    shown = ", ".join(f"'m{i:02d}'" for i in range(10))
+    assert f"does not hold {missing} of the {missing} clips asked for: {shown}{more}. Extend" in str(err.value)
