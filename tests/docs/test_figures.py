@@ -279,6 +279,13 @@ FIGURES = [
            lambda: (ua_ci("features_auto_platform_demo2880.md", "random", "20%").split()[0],
                     row("speaker_norm_20seeds.md", "20 %", section="demo")[1].split()[0]),
            "features_auto_platform_demo2880.md, speaker_norm_20seeds.md"),
+    # the quickstart's figure for informative_diverse, and the export check's measured difference
+    Figure("docs/quickstart.md", "`informative_diverse` was {} points *below* random at 400 labels ({},",
+           lambda: (f"{-100 * float(report(EV, 'informative_diverse', 400)[1].split()[0]):.1f}",
+                    report(EV, "informative_diverse", 400)[1]), EV),
+    Figure("docs/deploy.md", "Whisper-tiny encoder: {} in float32",
+           lambda: (re.search(r"measured on its probe clips: fp32 (\S+),", results("onnx_throughput.md"))[1],),
+           "onnx_throughput.md"),
     # the H200 beside the H100, and the platform's own scorer on the H200
     Figure("docs/gpu.md", "| scoring, fp32 with TF32, micro-batch 32, audio s / s | {:,} | {:,} | {:,} | {:,} |",
            lambda: tuple(int(gpu_rate(enc, "tf32", card=card)) for enc in (WHISPER, W2V)
