@@ -286,6 +286,11 @@ FIGURES = [
     Figure("docs/deploy.md", "Whisper-tiny encoder: {} in float32",
            lambda: (re.search(r"measured on its probe clips: fp32 (\S+),", results("onnx_throughput.md"))[1],),
            "onnx_throughput.md"),
+    Figure("docs/selection-pays.md", "20 paired seeds gave `informative_diverse` {} UA at 400 labels against random, "
+                                     "an interval of about +-{} points",
+           lambda: (report(EV, "informative_diverse", 400)[1],
+                    (lambda d: f"{50 * (float(d[1]) - float(d[0])):.1f}")(
+                        re.search(r"\[(\S+), (\S+)\]", report(EV, "informative_diverse", 400)[1]).groups())), EV),
     # the H200 beside the H100, and the platform's own scorer on the H200
     Figure("docs/gpu.md", "| scoring, fp32 with TF32, micro-batch 32, audio s / s | {:,} | {:,} | {:,} | {:,} |",
            lambda: tuple(int(gpu_rate(enc, "tf32", card=card)) for enc in (WHISPER, W2V)
