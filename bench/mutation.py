@@ -10,7 +10,7 @@ target), runs them, and writes the report: per target the mutants, killed, survi
 Usage::
 
     python -m bench.mutation                      # every target, report to bench/results/mutation.md
-    python -m bench.mutation --targets names,io   # some targets (the report covers those)
+    python -m bench.mutation --targets names,io   # some targets (the report keeps the others' last results)
     python -m bench.mutation --targets ledger --survivors  # only the last run's survivors, after adding tests
     python -m bench.mutation --report-only        # rewrite the report from the last run's results
     python -m bench.mutation --targets locks --sample 120 --seed 0  # a random sample of a slow target's mutants
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [str(Path(sys.executable).parent / "mutmut"), "run"]
         if args.max_children:
             cmd += ["--max-children", str(args.max_children)]
-        codes = results() if MUTANTS.is_dir() else {}
+        codes = results(MUTANTS) if MUTANTS.is_dir() else {}
         sizes = {t: args.sample or (None if args.full else DEFAULT_SAMPLE.get(t)) for t in chosen}
         kind, names = "full", [g for t in chosen if not sizes[t] for g in TARGETS[t]]
         if any(sizes.values()) and not args.survivors:
@@ -329,12 +329,15 @@ def main(argv: list[str] | None = None) -> int:
         print("no mutants/ folder: run without --report-only first", file=sys.stderr)
         return 2
     judgements = tomllib.loads(JUDGEMENTS.read_text()).get("mutant", {}) if JUDGEMENTS.exists() else {}
-    tallies = tally(results(), judgements, samples=record["samples"])
-    write_report({t: tallies[t] for t in chosen}, record)
+    tallies = tally(results(MUTANTS), judgements, MUTANTS, samples=record["samples"])
+    # The report covers every target with results, whichever were run now: a run of some targets (or of their
+    # survivors) updates their rows and keeps the others'.
+    scored = [t for t in TARGETS if t in chosen or tallies[t].mutants]
+    write_report({t: tallies[t] for t in scored}, record, REPORT)
     write_results(RESULTS, json.dumps({t: {"mutants": tallies[t].mutants, "sampled_from": tallies[t].sampled_from,
                                            **tallies[t].counts, "equivalent": len(tallies[t].equivalent),
                                            "open": len(tallies[t].open), "score": tallies[t].score,
-                                           "interval": tallies[t].interval} for t in chosen}, indent=1))
+                                           "interval": tallies[t].interval} for t in scored}, indent=1))
     for t in chosen:
         x = tallies[t]
         print(f"{t:40s} {x.mutants:5d} mutants  {x.counts.get('killed', 0):5d} killed  {len(x.open):4d} open  "

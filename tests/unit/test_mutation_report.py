@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import bench.mutation as mutation
 from bench.mutation import draw_sample, load_record, mutated_line, results, tally, wilson
 
 MODULE = '''
@@ -89,3 +90,19 @@ def test_a_record_of_the_older_one_run_form_reads_as_one_full_run(tmp_path):
     assert load_record(path) == {"runs": [{"wall_s": 60.0, "targets": ["names"], "machine": "m", "kind": "full"}],
                                  "samples": {}, "seeds": {}}
     assert load_record(tmp_path / "none.json") == {"runs": [], "samples": {}, "seeds": {}}
+
+
+def test_a_run_of_some_targets_keeps_the_other_targets_in_the_report(tmp_path, monkeypatch):
+    root = _mutants(tmp_path, {"ser_models.names.x_safe_child__mutmut_1": 1,
+                               "ser_models.names.x_safe_child__mutmut_2": 0})
+    (root / "ser_models" / "data").mkdir()
+    (root / "ser_models" / "data" / "ledger.py").write_text(MODULE)
+    (root / "ser_models" / "data" / "ledger.py.meta").write_text(json.dumps({"exit_code_by_key": {
+        "ser_models.data.ledger.x_safe_child__mutmut_1": 1}}))
+    for name, value in {"MUTANTS": root, "REPORT": tmp_path / "mutation.md", "RESULTS": tmp_path / "mutation.json",
+                        "JUDGEMENTS": tmp_path / "none.toml"}.items():
+        monkeypatch.setattr(mutation, name, value)
+    assert mutation.main(["--report-only", "--targets", "names"]) == 0
+    report = (tmp_path / "mutation.md").read_text()
+    assert "| names | 2 |" in report and "| ledger | 1 |" in report
+    assert set(json.loads((tmp_path / "mutation.json").read_text())) == {"names", "ledger"}
