@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the last run")
     ap.add_argument("--max-children", type=int, default=None, help="mutmut's parallel workers")
     ap.add_argument("--survivors", action="store_true",
-                    help="run again only the chosen targets' survivors of the last run (after adding tests)")
+                    help="run again only the chosen targets' survivors of the last run (after adding tests), and "
+                         "their mutants not run yet")
     ap.add_argument("--sample", type=int, default=None,
                     help="score each chosen target on a random sample of this many of its mutants (kept, and used "
                          "by later runs and reports, until another --sample)")
@@ -309,9 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                 names += [n for n in sample if codes[n] is None]  # a sampled mutant already run keeps its result
         if args.survivors:
             kind = "survivors"
+            # ... and the chosen mutants never run (a function changed since: mutmut made its mutants anew)
             names = [n for n, code in codes.items() if target_of(n) in chosen
                      and n in record["samples"].get(target_of(n), [n])
-                     and STATUS.get(code, "suspicious") in ("survived", "suspicious", "no tests")]
+                     and STATUS.get(code, "suspicious") in ("survived", "suspicious", "no tests", "not run")]
         if not names:
             print("no mutants to run")
         else:

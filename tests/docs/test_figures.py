@@ -140,6 +140,17 @@ def gpu_rate(encoder: str, precision: str, batch: str = "32", card: str = "gpu.m
     return number(row(card, encoder, precision, batch)[4])
 
 
+def mutation_row(target: str) -> tuple:
+    """BENCHMARKS.md's row of a mutation target, from ``bench/results/mutation.json``."""
+    import json
+
+    t = json.loads(results("mutation.json"))[target]
+    size = f"{t['mutants']} of {t['sampled_from']} (sample)" if t["sampled_from"] else str(t["mutants"])
+    score = f"{100 * t['score']:.0f} %" + (f"** [{100 * t['interval'][0]:.0f}, {100 * t['interval'][1]:.0f}]"
+                                           if t["interval"] else "**")
+    return target, size, t["killed"] + t.get("timeout", 0), t["equivalent"], t["open"], score
+
+
 def scorer_rate(encoder: str, precision: str, mc: str = "0") -> int:
     """Audio s / s of ``bench/results/gpu_scorer.md``'s row (micro-batch auto)."""
     return round(number(row("gpu_scorer.md", encoder, precision, "auto", "128", mc)[-2]))
@@ -291,6 +302,10 @@ FIGURES = [
            lambda: (report(EV, "informative_diverse", 400)[1],
                     (lambda d: f"{50 * (float(d[1]) - float(d[0])):.1f}")(
                         re.search(r"\[(\S+), (\S+)\]", report(EV, "informative_diverse", 400)[1]).groups())), EV),
+    # the mutation scores, target by target
+    *(Figure("BENCHMARKS.md", "| {} | {} | {} | {} | {} | **{} |", lambda t=t: mutation_row(t), "mutation.json")
+      for t in ("locks", "ownership", "io (atomic writes, deletes, swaps)", "ledger", "names", "pool build and update",
+                "feature-cache guard and keys", "evidence statistics", "strategies: labelled clips excluded")),
     # the H200 beside the H100, and the platform's own scorer on the H200
     Figure("docs/gpu.md", "| scoring, fp32 with TF32, micro-batch 32, audio s / s | {:,} | {:,} | {:,} | {:,} |",
            lambda: tuple(int(gpu_rate(enc, "tf32", card=card)) for enc in (WHISPER, W2V)
