@@ -32,6 +32,7 @@ import difflib
 import fnmatch
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -125,6 +126,26 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 def draw_sample(names: list[str], size: int, seed: int) -> list[str]:
     """A reproducible random sample of ``size`` mutant names (all of them when fewer)."""
     return sorted(random.Random(seed).sample(sorted(names), min(size, len(names))))
+
+
+def check_kill(name: str, stats: dict, mutants: Path = MUTANTS, timeout_s: int = 600) -> bool:
+    """Whether the mutant ``name`` is caught when the tests mutmut ran for it are run directly (a plain pytest
+    process in mutmut's copy, the mutant active through ``MUTANT_UNDER_TEST``): a kill confirmed outside mutmut's
+    forkserver. A run past ``timeout_s`` counts as caught, as in the scores."""
+    selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    marker = selection["pytest_add_cli_args_test_selection"]
+    marker = marker[marker.index("-m") + 1] if "-m" in marker else ""
+    tests = stats["tests_by_mangled_function_name"].get(name.rsplit("__mutmut_", 1)[0], [])
+    if not tests:
+        return False
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", *selection.get("pytest_add_cli_args", []),
+           *(["-m", marker] if marker else []), *tests]
+    try:
+        done = subprocess.run(cmd, cwd=mutants, env={**os.environ, "MUTANT_UNDER_TEST": name},
+                              capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return True
+    return done.returncode != 0
 
 
 def target_of(name: str) -> str | None:
@@ -250,6 +271,7 @@ def write_report(tallies: dict[str, Tally], record: dict, path: Path = REPORT) -
         "",
         *([_run_line(r) for r in runs] or ["- not recorded (report rewritten from earlier results)"]),
         "",
+        *_kill_check_lines(record.get("kill_checks", [])),
     ]
     for target, t in tallies.items():
         if t.equivalent:
@@ -263,13 +285,29 @@ def write_report(tallies: dict[str, Tally], record: dict, path: Path = REPORT) -
     write_results(path, "\n".join(lines))
 
 
+def _kill_check_lines(checks: list[dict]) -> list[str]:
+    """The report's section on kills checked outside mutmut (``--check-kills``), if any were."""
+    if not checks:
+        return []
+    confirmed = sum(c["confirmed"] for c in checks)
+    low, high = wilson(confirmed, len(checks))
+    lines = ["## Kills checked outside mutmut", "",
+             f"A random sample of {len(checks)} killed mutants, each rerun as a plain pytest process over the tests "
+             f"mutmut ran for it, with the mutant active: {confirmed} of {len(checks)} failed again "
+             f"({100 * confirmed / len(checks):.0f} % [{100 * low:.0f}, {100 * high:.0f}], 95 % Wilson). A kill "
+             "that does not repeat was a failure of the run, not of the mutant, and inflates the score.", ""]
+    lines += [f"- not repeated: `{c['name']}`" for c in checks if not c["confirmed"]]
+    return lines + ([""] if confirmed < len(checks) else [])
+
+
 def load_record(path: Path) -> dict:
     """The runs behind the results (``runs``) and the targets' samples (``samples``, ``seeds``); a record of the
     older one-run form is read as a list of one run."""
     record = json.loads(path.read_text()) if path.exists() else {}
     if "wall_s" in record:
         record = {"runs": [{**record, "kind": "full"}]}
-    return {"runs": record.get("runs", []), "samples": record.get("samples", {}), "seeds": record.get("seeds", {})}
+    return {"runs": record.get("runs", []), "samples": record.get("samples", {}), "seeds": record.get("seeds", {}),
+            "kill_checks": record.get("kill_checks", [])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="the sample's seed")
     ap.add_argument("--full", action="store_true",
                     help=f"run every mutant of the targets otherwise sampled ({', '.join(DEFAULT_SAMPLE)})")
+    ap.add_argument("--check-kills", type=int, default=0, metavar="N",
+                    help="rerun N random killed mutants of the chosen targets outside mutmut (plain pytest) and "
+                         "report how many fail again")
     args = ap.parse_args(argv)
     chosen = [t for t in TARGETS if not args.targets or any(s.strip() and t.startswith(s.strip())
                                                             for s in args.targets.split(","))]
@@ -330,6 +371,18 @@ def main(argv: list[str] | None = None) -> int:
     if not MUTANTS.is_dir():
         print("no mutants/ folder: run without --report-only first", file=sys.stderr)
         return 2
+    if args.check_kills:
+        codes = results(MUTANTS)
+        killed = [n for n, c in codes.items() if target_of(n) in chosen and STATUS.get(c) == "killed"
+                  and n in record["samples"].get(target_of(n), [n])]
+        stats = json.loads((MUTANTS / "mutmut-stats.json").read_text())
+        record["kill_checks"] = []
+        for i, name in enumerate(draw_sample(killed, args.check_kills, args.seed), 1):
+            record["kill_checks"].append({"name": name, "confirmed": check_kill(name, stats)})
+            print(f"kill check {i}/{args.check_kills}: {name} "
+                  f"{'failed again' if record['kill_checks'][-1]['confirmed'] else 'PASSED: not repeated'}",
+                  flush=True)
+        path.write_text(json.dumps(record))
     judgements = tomllib.loads(JUDGEMENTS.read_text()).get("mutant", {}) if JUDGEMENTS.exists() else {}
     tallies = tally(results(MUTANTS), judgements, MUTANTS, samples=record["samples"])
     # The report covers every target with results, whichever were run now: a run of some targets (or of their

@@ -45,12 +45,26 @@ def pytest_configure(config):
         return
     if (config.getoption("timeout", None) or 0) > MUTATION_TEST_TIMEOUT_S:
         config.option.timeout = MUTATION_TEST_TIMEOUT_S
+    # mutmut runs a pytest session per mutant, two at once: each gets its own temporary root, since pytest keeps
+    # only the three newest roots under one parent and removes the others, which can be a running session's.
+    if not config.option.basetemp:
+        import tempfile
+
+        config.option.basetemp = config._mutant_basetemp = tempfile.mkdtemp(prefix="pytest-mutant-")
     # The processes a test starts (a lock holder, a writer killed at a failpoint) import mutmut's copy too, and
     # inherit MUTANT_UNDER_TEST, so a mutant is live in them as in the test itself.
     import ser_models
 
     copy = str(Path(ser_models.__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join([copy, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def pytest_unconfigure(config):
+    made = getattr(config, "_mutant_basetemp", None)
+    if made:  # the session's own temporary root (pytest_configure): nothing else is in it
+        import shutil
+
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

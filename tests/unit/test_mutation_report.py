@@ -88,8 +88,8 @@ def test_a_record_of_the_older_one_run_form_reads_as_one_full_run(tmp_path):
     path = tmp_path / "bench-run.json"
     path.write_text(json.dumps({"wall_s": 60.0, "targets": ["names"], "machine": "m"}))
     assert load_record(path) == {"runs": [{"wall_s": 60.0, "targets": ["names"], "machine": "m", "kind": "full"}],
-                                 "samples": {}, "seeds": {}}
-    assert load_record(tmp_path / "none.json") == {"runs": [], "samples": {}, "seeds": {}}
+                                 "samples": {}, "seeds": {}, "kill_checks": []}
+    assert load_record(tmp_path / "none.json") == {"runs": [], "samples": {}, "seeds": {}, "kill_checks": []}
 
 
 def test_a_run_of_some_targets_keeps_the_other_targets_in_the_report(tmp_path, monkeypatch):
@@ -106,3 +106,12 @@ def test_a_run_of_some_targets_keeps_the_other_targets_in_the_report(tmp_path, m
     report = (tmp_path / "mutation.md").read_text()
     assert "| names | 2 |" in report and "| ledger | 1 |" in report
     assert set(json.loads((tmp_path / "mutation.json").read_text())) == {"names", "ledger"}
+
+
+def test_kills_checked_outside_mutmut_are_reported_with_an_interval_and_the_ones_not_repeated():
+    lines = mutation._kill_check_lines([{"name": "a", "confirmed": True}] * 19 + [{"name": "m.x_f__mutmut_3",
+                                                                                   "confirmed": False}])
+    text = "\n".join(lines)
+    assert "19 of 20 failed again (95 % [76, 99], 95 % Wilson)" in text
+    assert "- not repeated: `m.x_f__mutmut_3`" in text
+    assert mutation._kill_check_lines([]) == []
