@@ -31,6 +31,7 @@ def test_starving_scorer_reservation_fails_before_tapt(demo_pool, tmp_path, monk
     assert not (out / "tapt").exists()  # refused up front, not after minutes of TAPT
 
 
+@pytest.mark.slow_e2e  # a whole job run on the pretrained encoder, 29 s on 2 cores: make test-e2e
 def test_demo_config_on_the_pretrained_encoder_shares_its_cache(demo_pool, smart_turn_dir, tmp_path, monkeypatch,
                                                                 capsys):
     """The demo's own config (frozen Smart Turn Whisper-tiny, cache, Ray Train rounds), shortened; a second run

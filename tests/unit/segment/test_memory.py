@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ser_models.testing import write_long_recording
 
 # VmHWM (this process's own peak RSS), not ru_maxrss: Linux carries ru_maxrss over from the forking parent
@@ -32,6 +34,7 @@ def _grown(warm, *paths) -> list[dict]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow_e2e  # three subprocesses over a 2-hour file, 24 s on 2 cores: make test-e2e
 def test_peak_memory_is_flat_in_the_recordings_length(tmp_path):
     warm, short, long = tmp_path / "warm.wav", tmp_path / "short.wav", tmp_path / "long.wav"
     write_long_recording(warm, 60)
