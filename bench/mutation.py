@@ -128,18 +128,24 @@ def draw_sample(names: list[str], size: int, seed: int) -> list[str]:
     return sorted(random.Random(seed).sample(sorted(names), min(size, len(names))))
 
 
-def check_kill(name: str, stats: dict, mutants: Path = MUTANTS, timeout_s: int = 600) -> bool:
-    """Whether the mutant ``name`` is caught when the tests mutmut ran for it are run directly (a plain pytest
-    process in mutmut's copy, the mutant active through ``MUTANT_UNDER_TEST``): a kill confirmed outside mutmut's
-    forkserver. A run past ``timeout_s`` counts as caught, as in the scores."""
+def plain_pytest() -> list[str]:
+    """The pytest command mutmut runs a mutant's tests with (``[tool.mutmut]``'s arguments and marker), to which
+    :func:`check_kill` adds the tests."""
     selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
     marker = selection["pytest_add_cli_args_test_selection"]
     marker = marker[marker.index("-m") + 1] if "-m" in marker else ""
+    return [sys.executable, "-m", "pytest", "-q", "-x", *selection.get("pytest_add_cli_args", []),
+            *(["-m", marker] if marker else [])]
+
+
+def check_kill(name: str, stats: dict, pytest_cmd: list[str], mutants: Path = MUTANTS, timeout_s: int = 600) -> bool:
+    """Whether the mutant ``name`` is caught when the tests mutmut ran for it are run directly (``pytest_cmd``,
+    :func:`plain_pytest`, in mutmut's copy, the mutant active through ``MUTANT_UNDER_TEST``): a kill confirmed
+    outside mutmut's forkserver. A run past ``timeout_s`` counts as caught, as in the scores."""
     tests = stats["tests_by_mangled_function_name"].get(name.rsplit("__mutmut_", 1)[0], [])
     if not tests:
         return False
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", *selection.get("pytest_add_cli_args", []),
-           *(["-m", marker] if marker else []), *tests]
+    cmd = [*pytest_cmd, *tests]
     try:
         done = subprocess.run(cmd, cwd=mutants, env={**os.environ, "MUTANT_UNDER_TEST": name},
                               capture_output=True, timeout=timeout_s)
@@ -376,9 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         killed = [n for n, c in codes.items() if target_of(n) in chosen and STATUS.get(c) == "killed"
                   and n in record["samples"].get(target_of(n), [n])]
         stats = json.loads((MUTANTS / "mutmut-stats.json").read_text())
-        record["kill_checks"] = []
+        record["kill_checks"], pytest_cmd = [], plain_pytest()
         for i, name in enumerate(draw_sample(killed, args.check_kills, args.seed), 1):
-            record["kill_checks"].append({"name": name, "confirmed": check_kill(name, stats)})
+            record["kill_checks"].append({"name": name, "confirmed": check_kill(name, stats, pytest_cmd)})
             print(f"kill check {i}/{args.check_kills}: {name} "
                   f"{'failed again' if record['kill_checks'][-1]['confirmed'] else 'PASSED: not repeated'}",
                   flush=True)

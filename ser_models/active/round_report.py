@@ -55,10 +55,12 @@ class RoundReport:
             extra += f" | kappa {self.stopping['kappa']:.3f}"
         if self.strategy:
             extra += f" | auto -> {self.strategy['chosen']}"
-            verdict = self.strategy.get("verdict")
-            if verdict:
-                extra += f" ({verdict['strategy']} {100 * verdict['gain']:+.1f} [{100 * verdict['low']:+.1f}, " \
-                         f"{100 * verdict['high']:+.1f}] UA points over random)"
+            if self.strategy.get("verdict"):
+                from ser_models.active.strategies.auto import (
+                    verdict_gain,  # the strategies package: only here
+                )
+
+                extra += f" ({verdict_gain(self.strategy['verdict'])})"
         if self.features:
             what = "features" if "functionals" in self.features else "norm"
             extra += f" | {what} {self.features.get('chosen', self.features.get('feature_norm'))}"

@@ -25,6 +25,7 @@ from ser_models.encoders.content_hash import SIDECAR_NAME, file_digest, hash_fil
 from ser_models.encoders.preprocessing import resolve_normalize_waveform
 from ser_models.encoders.presets import TINY_PRESETS, family_classes
 from ser_models.exceptions import CheckpointError, EncoderError
+from ser_models.heads.pooling import frame_mask
 from ser_models.io import filesystem, write_bytes_atomic
 
 #: 16 kHz input / total conv stride 320.
@@ -266,7 +267,7 @@ class Encoder(nn.Module):
         hidden = first.conv(input_values[:, None])  # [B, C, F0]
         kernel, stride = first.conv.kernel_size[0], first.conv.stride[0]
         frames0 = torch.div(lengths.to(hidden.device) - kernel, stride, rounding_mode="floor") + 1
-        valid = (torch.arange(hidden.shape[-1], device=hidden.device)[None] < frames0[:, None])[:, None]  # [B, 1, F0]
+        valid = frame_mask(frames0, hidden.shape[-1])[:, None]  # [B, 1, F0]
         count = frames0.clamp_min(1)[:, None, None].to(torch.float32)
         h = hidden.float()
         mean = (h * valid).sum(-1, keepdim=True) / count
@@ -278,8 +279,7 @@ class Encoder(nn.Module):
         for layer in rest:
             hidden = layer(hidden)
         frames = self.hf_model._get_feat_extract_output_lengths(lengths).to(hidden.device)
-        keep = torch.arange(hidden.shape[-1], device=hidden.device)[None] < frames[:, None]
-        return hidden * keep[:, None].to(hidden.dtype)
+        return hidden * frame_mask(frames, hidden.shape[-1])[:, None].to(hidden.dtype)
 
     def fingerprint(self) -> str:
         """sha256 (hex) naming the features this encoder computes: :meth:`portable_fingerprint` (its config and

@@ -40,7 +40,8 @@ from ser_models.active.evidence import t_interval
 from ser_models.active.strategies.base import QueryStrategy
 from ser_models.scoring.scored_pool import ScoredPool
 
-__all__ = ["RESOLVE_HALF_WIDTH", "AutoStrategy", "format_verdict", "selection_verdict", "simulate_strategies"]
+__all__ = ["RESOLVE_HALF_WIDTH", "AutoStrategy", "format_verdict", "selection_verdict", "simulate_strategies",
+           "verdict_gain"]
 
 #: The half-width (UA, 0-1) a verdict's interval must reach to resolve a gain of 2 UA points.
 RESOLVE_HALF_WIDTH = 0.02
@@ -153,11 +154,15 @@ def selection_verdict(sims: dict[str, list[float]], labelled: int, confidence: f
             "labels_to_resolve": int(more)}
 
 
+def verdict_gain(v: dict) -> str:
+    """A :func:`selection_verdict`'s gain in UA points: ``margin +0.8 [-1.2, +2.8] UA points over random``."""
+    return f"{v['strategy']} {100 * v['gain']:+.1f} [{100 * v['low']:+.1f}, {100 * v['high']:+.1f}] UA points over random"
+
+
 def format_verdict(v: dict) -> str:
-    """One line of a :func:`selection_verdict`, in UA points: ``margin +0.8 [-1.2, +2.8] UA points over random
-    (8 splits of 120 labels); about 480 more labels to resolve +-2``."""
-    text = (f"{v['strategy']} {100 * v['gain']:+.1f} [{100 * v['low']:+.1f}, {100 * v['high']:+.1f}] UA points over "
-            f"random ({v['splits']} splits of {v['labelled']} labels)")
+    """One line of a :func:`selection_verdict`: :func:`verdict_gain`, then ``(8 splits of 120 labels); about 480
+    more labels to resolve +-2``."""
+    text = f"{verdict_gain(v)} ({v['splits']} splits of {v['labelled']} labels)"
     more = v["labels_to_resolve"]
     return text + ("; resolved to +-2" if more == 0 else f"; about {more} more labels to resolve +-2")
 
