@@ -44,13 +44,33 @@ from scipy.stats import norm
 from ser_models.config import LOCATION, PATH, RESULT, field
 from ser_models.exceptions import ConfigError, PoolError
 
-__all__ = ["MIN_UNITS", "BudgetPlan", "PlanConfig", "PoolStats", "kish_design_effect", "plan_budget", "read_pool_stats", "round_targets", "simulate_ua",
+__all__ = ["MIN_UNITS", "RESOLVE_HALF_WIDTH", "VERDICT_REFERENCE", "BudgetPlan", "verdict_half_width", "verdict_labels", "PlanConfig", "PoolStats", "kish_design_effect", "plan_budget", "read_pool_stats", "round_targets", "simulate_ua",
            "simulated_half_width", "required_test_size", "ua_half_width", "ua_variance", "z_value"]
 
 _SCHEDULES = ("doubling", "equal")
 #: Fewest recordings (else speakers) an evaluation set should span: below it the set's UA tells more about a
 #: few calls or voices than about the model, and a bootstrap over so few units is itself unreliable.
 MIN_UNITS = 10
+#: The half-width (UA, 0-1) the interval of "does selection pay" must reach to resolve a gain of 2 UA points.
+RESOLVE_HALF_WIDTH = 0.02
+#: ``(labels, half-width)``: the mean 95 % half-width (UA, 0-1) of ``auto``'s verdict at that many training
+#: labels, measured on demo-2880 (generated speech, Whisper-tiny features, 10 seeds;
+#: ``bench/results/verdict_width.md``). The planner's figure before any label scales it as ``1 / sqrt(labels)``.
+VERDICT_REFERENCE = (200, 0.0495)
+
+
+def verdict_half_width(labels: int, reference: tuple[int, float] = VERDICT_REFERENCE) -> float:
+    """The expected half-width (UA, 0-1) of ``auto``'s verdict after ``labels`` training labels: the reference
+    half-width scaled as ``1 / sqrt(labels)`` (an extrapolation from one generated pool, not a measurement of
+    yours)."""
+    at, half = reference
+    return half * math.sqrt(at / max(labels, 1))
+
+
+def verdict_labels(half_width: float = RESOLVE_HALF_WIDTH, reference: tuple[int, float] = VERDICT_REFERENCE) -> int:
+    """Training labels after which ``auto``'s verdict is expected to reach ``half_width`` (UA, 0-1)."""
+    at, half = reference
+    return math.ceil(at * (half / half_width) ** 2)
 
 
 @dataclass
@@ -340,6 +360,8 @@ class BudgetPlan:
     warnings: list[str]
     pool: dict | None = None
     max_per_unit: int = 0
+    #: Training labels after which ``auto``'s verdict is expected to resolve +-2 UA points (:func:`verdict_labels`).
+    verdict_labels: int = 0
     #: What the loop's draw with these sizes holds, per set (``jobs.plan`` with ``pool_dir``): lines to print.
     composition: list[str] = dataclasses.field(default_factory=list)
 
@@ -408,6 +430,7 @@ class BudgetPlan:
                   f"          initial set {self.initial_size}: the rarest class (share {min(self.shares):.3f}) is "
                   f"expected {self.initial_size * min(self.shares):.1f} times; a random set misses it with "
                   f"probability {self.initial_miss_probability:.1%}",
+                  *self.verdict_lines(),
                   *(["", "What the loop's draw with these sizes holds (active.seed=0):", *self.composition]
                     if self.composition else []),
                   "",
@@ -415,6 +438,21 @@ class BudgetPlan:
                   "  " + " ".join(shlex.quote(o) for o in self.overrides())]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+    def verdict_lines(self) -> list[str]:
+        """What the plan's training labels tell about "does selection pay" (``auto``'s verdict): lines to print."""
+        at, half = VERDICT_REFERENCE
+        mine = verdict_half_width(self.training_size)
+        resolve = f"+/-{100 * RESOLVE_HALF_WIDTH:g}"
+        return ["",
+                f"Does selection pay? auto's verdict (the best strategy's gain over random, 95 % interval) resolves "
+                f"{resolve} UA points",
+                f"  at about {self.verdict_labels} training labels; this plan's {self.training_size} give about "
+                f"+/-{100 * mine:.1f} points"
+                + (" (resolved)." if mine <= RESOLVE_HALF_WIDTH else " (a gain inside that stays unresolved)."),
+                f"  (Measured on demo-2880, generated speech: +/-{100 * half:.1f} points at {at} labels, narrowing as "
+                "1 / sqrt(labels).)"]
 
 
 def _classes(cfg: PlanConfig, pool: PoolStats | None) -> tuple[list[str], np.ndarray, str, list[str]]:
@@ -515,4 +553,4 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
         dev_size=dev, dev_half_width=ua_half_width(dev, shares, recalls, z, deff),
         initial_size=initial, initial_miss_probability=float((1 - p_min) ** initial), budget_labels=targets,
         schedule=cfg.schedule, table=table, warnings=warnings, pool=dataclasses.asdict(pool) if pool else None,
-        max_per_unit=cfg.max_per_unit)
+        max_per_unit=cfg.max_per_unit, verdict_labels=verdict_labels())

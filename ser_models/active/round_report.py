@@ -57,7 +57,7 @@ class RoundReport:
             extra += f" | auto -> {self.strategy['chosen']}"
             if self.strategy.get("verdict"):
                 from ser_models.active.strategies.auto import (
-                    verdict_gain,  # the strategies package: only here
+                    verdict_gain,  # the strategies package: only in functions
                 )
 
                 extra += f" ({verdict_gain(self.strategy['verdict'])})"
@@ -107,11 +107,28 @@ class RoundReport:
 
 def write_run_metrics(out, reports: list[RoundReport], forecast: ForecastConfig) -> None:
     """After a round: give the last report the labels forecast of the rounds so far (recomputed on a resumed
-    run; the bootstrap is seeded), and rewrite ``metrics.jsonl`` and ``report/forecast.json`` under ``out``."""
+    run; the bootstrap is seeded), and rewrite ``metrics.jsonl``, ``report/forecast.json`` and, once ``auto``
+    has judged, ``report/selection.json`` (:func:`latest_verdict`) under ``out``."""
     reports[-1].forecast = forecast_rounds([r.to_json() for r in reports], forecast).to_json()
     lines = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in reports)
     write_bytes_atomic(out / "metrics.jsonl", lines.encode())
     write_json_atomic(out / "report" / "forecast.json", reports[-1].forecast)
+    verdict = latest_verdict(reports)
+    if verdict is not None:
+        write_json_atomic(out / "report" / "selection.json", verdict)
+
+
+def latest_verdict(reports: list[RoundReport]) -> dict | None:
+    """The run's latest answer to "does selection pay here": ``{"round", "verdict", "text"}`` of the last round
+    whose ``auto`` decision carried a verdict (:func:`~ser_models.active.strategies.auto.selection_verdict`), the
+    text as the round's log says it; None before any."""
+    from ser_models.active.strategies.auto import format_verdict  # the strategies package: only in functions
+
+    for r in reversed(reports):
+        verdict = (r.strategy or {}).get("verdict")
+        if verdict:
+            return {"round": r.round, "verdict": verdict, "text": format_verdict(verdict)}
+    return None
 
 
 def slim_metrics(m: dict | None) -> dict | None:

@@ -226,6 +226,12 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
     except LabellingPending as pending:
         print(f"\n*** waiting for labels ***\n{pending}")
         return None
+    from ser_models.active.round_report import latest_verdict
+
+    verdict = latest_verdict(reports)
+    if verdict is not None:
+        print(f"does selection pay here (round {verdict['round']}): {verdict['text']} "
+              f"({cfg.output_dir}/report/selection.json)")
     print(f"\ndone in {time.perf_counter() - t0:.0f}s: {cfg.output_dir}/metrics.jsonl, "
           f"{cfg.output_dir}/report/learning_curve.png")
     return reports

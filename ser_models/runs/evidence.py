@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ser_models.config import RESULT, SPEED, field
+from ser_models.config import PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 from ser_models.runs.after import AfterJobConfig
 from ser_models.runs.simulation import SimulationResult
@@ -85,6 +85,10 @@ class EvidenceConfig:
     concurrency: int = field(0, effect=SPEED,
                              help="runs at once with fan_out; 0 = as many as the cluster's CPUs allow "
                                   "(node CPUs // cpus_per_run on every node)")
+    labels_from: str | None = field(None, effect=RESULT, path=PATH,
+                                    help="a jobs.after run folder: replay on the labels it gathered (its training "
+                                         "labels play the annotator, its evaluation sets evaluate) instead of "
+                                         "the pool's own labels; budgets must stay within half its labels")
     cpus_per_run: int = field(1, effect=SPEED,
                               help="CPUs one run uses: its torch and FAISS threads (training, scoring, selection), "
                                    "in both modes, so a serial and a fanned-out job give the same rows")
@@ -347,33 +351,78 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         cfg: the job config.
         verbose: print one line per run, the cache build and the report.
     """
-    from ser_models.config import resolve_paths, to_yaml
-    from ser_models.data import Pool
+    from ser_models.config import resolve_paths
     from ser_models.ownership import check_output, claim_output, recognise_run
-    from ser_models.provenance import check_run
 
     t_all = time.perf_counter()
     cfg = resolve_paths(cfg)  # fanned-out runs work in other folders: every path absolute
     inputs = {"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source,
               "model.encoder.checkpoint": cfg.model.encoder.checkpoint}
+    if cfg.evidence.labels_from:
+        inputs["evidence.labels_from"] = cfg.evidence.labels_from
     recognise = recognise_run("jobs.evidence", EVIDENCE_LAYOUT)
     check_output(cfg.output_dir, "evidence", inputs=inputs, recognise=recognise)  # before anything is read
+    if cfg.evidence.labels_from:
+        return _run_on_run_labels(cfg, inputs, recognise, t_all, verbose)
     check_evidence_config(cfg)
-    pool = Pool.open(cfg.pool_dir)
-    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
-    cfg.model = resolve_labels(cfg.model, pool)
-    pool.check_targets(cfg.model, ("dev", "test"))
-    pool.check_evaluation_labels(cfg.model)
+    pool = _checked_pool(cfg)
     # Ours (marked, or an earlier version's evidence folder) and this process its one writer, before anything
     # is written there; cv_choices/ below is deleted only inside a folder marked as evidence.
     with claim_output(cfg.output_dir, "evidence", what="evidence folder", recognise=recognise, inputs=inputs):
-        check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.lineage}, config_yaml=to_yaml(cfg))
-        return _run_claimed(cfg, pool, t_all, verbose)
+        return _run_claimed(cfg, _checked_run(cfg, pool), t_all, verbose)
+
+
+def _checked_pool(cfg: EvidenceJobConfig):
+    """The job's pool, its labels resolved into ``cfg.model`` and its evaluation splits checked."""
+    from ser_models.data import Pool
+    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+
+    pool = Pool.open(cfg.pool_dir)
+    cfg.model = resolve_labels(cfg.model, pool)
+    pool.check_targets(cfg.model, ("dev", "test"))
+    pool.check_evaluation_labels(cfg.model)
+    return pool
+
+
+def _checked_run(cfg: EvidenceJobConfig, pool):
+    """``pool`` once the folder's run record agrees with this config (a resumed job), holding the lock."""
+    from ser_models.config import to_yaml
+    from ser_models.provenance import check_run
+
+    check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.lineage}, config_yaml=to_yaml(cfg))
+    return pool
+
+
+def _run_on_run_labels(cfg: EvidenceJobConfig, inputs: dict, recognise, t_all: float, verbose: bool):
+    """:func:`run_evidence` on a ``jobs.after`` run's labels (``evidence.labels_from``): the run's labelled clips
+    become a pool (:mod:`ser_models.runs.run_labels`) whose training labels the simulated annotator reads and
+    whose dev and test splits are the run's evaluation sets."""
+    from ser_models.ownership import claim_output
+    from ser_models.runs.run_labels import labelled_pool_from_run, read_run_labels
+    from ser_models.runtime import connect_ray
+
+    # The run's labels are known now: the annotator is simulated from them, the evaluation is the run's sets.
+    cfg.active = dataclasses.replace(cfg.active, oracle="simulated", evaluation=dataclasses.replace(
+        cfg.active.evaluation, source="pool"))
+    check_evidence_config(cfg)
+    labels = read_run_labels(cfg.evidence.labels_from, cfg.pool_dir, tuple(cfg.model.dimensions))
+    have = labels.counts()["train"]
+    largest = max(cfg.active.targets(have))
+    if 2 * largest > have:
+        steps = sorted({max(1, have // 8), max(2, have // 4), max(3, have // 2)})
+        raise ConfigError(f"evidence.labels_from: the run gathered {have} training labels, so each seed draws its "
+                          f"budgets from those {have}; budgets up to about half of them still differ between "
+                          f"strategies, but the largest of active.budget_labels is {largest}: set e.g. "
+                          f"active.budget_labels=[{','.join(map(str, steps))}]")
+    with claim_output(cfg.output_dir, "evidence", what="evidence folder", recognise=recognise, inputs=inputs):
+        connect_ray()
+        cfg.pool_dir = labelled_pool_from_run(labels, cfg.output_dir, log=print if verbose else lambda _: None)
+        return _run_claimed(cfg, _checked_run(cfg, _checked_pool(cfg)), t_all, verbose)
 
 
 #: What an evidence folder holds besides run.json and config.yaml (an earlier version's folder with only these
 #: is adopted).
-EVIDENCE_LAYOUT = ("runs", "cv_choices", "runs.csv", "report.md", "evidence.png", "feature_cache")
+EVIDENCE_LAYOUT = ("runs", "cv_choices", "runs.csv", "report.md", "evidence.png", "feature_cache", "labelled_pool")
 
 
 def _run_claimed(cfg: EvidenceJobConfig, pool, t_all: float, verbose: bool) -> pd.DataFrame:

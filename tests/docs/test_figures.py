@@ -227,6 +227,8 @@ class Figure:
 ET = "docs/what-to-expect.md"
 EV = "evidence_demo2880_20seeds.md"
 LF = "longform_evidence.md"
+VW = "verdict_width.md"
+DC = "demo_console.md"
 
 FIGURES = [
     # what to expect: cost per pool hour, end to end
@@ -290,8 +292,8 @@ FIGURES = [
            lambda: (ua_ci("features_auto_platform_demo2880.md", "random", "20%").split()[0],
                     row("speaker_norm_20seeds.md", "20 %", section="demo")[1].split()[0]),
            "features_auto_platform_demo2880.md, speaker_norm_20seeds.md"),
-    # the quickstart's figure for informative_diverse, and the export check's measured difference
-    Figure("docs/quickstart.md", "`informative_diverse` was {} points *below* random at 400 labels ({},",
+    # the tutorial's figure for informative_diverse, and the export check's measured difference
+    Figure("docs/tutorial.md", "`informative_diverse` was {} points *below* random at 400 labels ({},",
            lambda: (f"{-100 * float(report(EV, 'informative_diverse', 400)[1].split()[0]):.1f}",
                     report(EV, "informative_diverse", 400)[1]), EV),
     Figure("docs/deploy.md", "Whisper-tiny encoder: {} in float32",
@@ -366,6 +368,20 @@ FIGURES = [
            ONNX_ALL),
     Figure("README.md", "falls {} points below it at 400 labels here",
            lambda: (points(report(EV, "informative_diverse", 400)[1]).split()[0].lstrip("-"),), EV),
+    # does selection pay: the verdict's width by labels, and the labels that resolve +-2 points
+    Figure("docs/selection-pays.md", "an interval of about +-{} UA points at 50 labels, +-{} at 100 and +-{} at 200",
+           lambda: (f"{number(row(VW, '50')[3]):.0f}", f"{number(row(VW, '100')[3]):.1f}",
+                    f"{number(row(VW, '200')[3]):.1f}"), VW),
+    Figure("docs/selection-pays.md", "about {} training labels (`jobs.plan` prints it", lambda: (f"{int(row(VW, '200')[6]):,}",), VW),
+    Figure("docs/selection-pays.md", "+-{} points at 200 labels, extrapolated", lambda: (row(VW, "200")[3],), VW),
+    Figure("docs/selection-pays.md", "the width shrank by a factor of {}, less than",
+           lambda: (f"{number(row(VW, '200')[3]) / number(row(VW, '100')[3]):.2f}",), VW),
+    Figure("docs/selection-pays.md", "so read the {} as a lower bound", lambda: (f"{int(row(VW, '200')[6]):,}",), VW),
+    Figure("docs/tutorial.md", "about {} for an interval of +-2 UA points", lambda: (f"{int(row(VW, '200')[6]):,}",), VW),
+    # the demo's timing
+    Figure("docs/tutorial.md", "The demo took {} minutes on 2 cores, {} of them in",
+           lambda: (re.search(r"`make demo DEMO_DIR=<fresh folder>`; ([\d.]+) min", results(DC))[1],
+                    re.search(r"done in ([\d.]+) min", results(DC))[1]), DC),
 ]
 
 
@@ -420,3 +436,14 @@ def test_what_to_expect_is_short_and_linked_first():
         links = re.findall(r"\]\((docs/[\w-]+\.md)", (REPO / name).read_text())
         assert "docs/what-to-expect.md" in links[:3], f"{name} links what-to-expect late: {links[:3]}"
     assert re.search(r"^what-to-expect$", (REPO / "docs" / "index.md").read_text(), re.M)
+
+
+def test_the_demo_report_quoted_is_the_committed_runs_report():
+    """README and the tutorial quote ``make demo``'s report table as its committed run printed it
+    (``bench/results/demo_report.md``, written by ``python -m bench.demo_console``), character for character."""
+    block = re.search(r"```\n(per budget: .*?)```", results("demo_report.md"), re.S)
+    assert block, "bench/results/demo_report.md: no report table"
+    for page in ("README.md", "docs/tutorial.md"):
+        text = (REPO / page).read_text()
+        quoted = re.findall(r"```\n(per budget: .*?)```", text, re.S)
+        assert quoted == [block[1]], f"{page}: the demo's report differs from bench/results/demo_report.md"

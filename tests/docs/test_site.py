@@ -84,7 +84,7 @@ def test_every_page_has_search_and_the_page_list(site):
         html = site(page)
         assert "search-button" in html and 'action="search.html"' in html.replace("'", '"'), page
         nav = html[html.index("bd-sidebar-primary"):]
-        for target in ("quickstart.html", "concepts.html", "jobs.html", "privacy.html", "benchmarks.html",
+        for target in ("tutorial.html", "concepts.html", "jobs.html", "privacy.html", "benchmarks.html",
                        "cost.html"):
             assert f'href="{target}' in nav or 'href="#' in nav and target == page, (page, target)
 

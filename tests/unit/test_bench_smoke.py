@@ -244,3 +244,29 @@ def test_demo_console_bench_sorts_rays_lines_from_ours():
                      "(simulate_run pid=123) scorer: cpu\n",
                      "[2026-11-27 03:38:32,180 E 26006 26006] core_worker.cc:2465: Actor\n")
     assert [len(out[k]) for k in ("make", "ours", "ray")] == [1, 1, 2]
+
+
+def test_verdict_width_bench_reads_every_auto_runs_verdicts(tmp_path):
+    """bench.verdict_width: one verdict per auto run and labelled count, from each run's metrics.jsonl; the mean
+    half-width in points and the labels it extrapolates to for +-2 points."""
+    import json
+
+    from bench.verdict_width import verdicts, width_rows
+
+    def verdict(labelled, low, high):
+        return {"strategy": "margin", "gain": (low + high) / 2, "low": low, "high": high, "labelled": labelled}
+
+    for seed, widths in ((0, (0.06, 0.04)), (1, (0.04, 0.02))):
+        run = tmp_path / "runs" / f"auto_s{seed}"
+        run.mkdir(parents=True)
+        lines = [{"round": 0, "strategy": None},
+                 {"round": 1, "strategy": {"chosen": "random", "verdict": verdict(100, -widths[0], widths[0])}},
+                 {"round": 2, "strategy": {"chosen": "random", "verdict": verdict(200, -widths[1], widths[1])}}]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "runs" / "random_s0").mkdir()  # not an auto run: never read
+    found = verdicts(tmp_path)
+    assert sorted(found) == [100, 200] and [len(v) for v in found.values()] == [2, 2]
+    rows = width_rows(found)
+    # 100 labels: half-widths 6 and 4 points, mean 5 -> 100 * (5 / 2)^2 = 625 labels for +-2.
+    assert rows[0] == [100, 2, "+0.0", "5.00", "4.0", "6.0", 625]
+    assert rows[1] == [200, 2, "+0.0", "3.00", "2.0", "4.0", 450]

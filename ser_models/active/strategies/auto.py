@@ -37,14 +37,13 @@ import math
 import numpy as np
 
 from ser_models.active.evidence import t_interval
+from ser_models.active.planner import RESOLVE_HALF_WIDTH
 from ser_models.active.strategies.base import QueryStrategy
 from ser_models.scoring.scored_pool import ScoredPool
 
 __all__ = ["RESOLVE_HALF_WIDTH", "AutoStrategy", "format_verdict", "selection_verdict", "simulate_strategies",
            "verdict_gain"]
 
-#: The half-width (UA, 0-1) a verdict's interval must reach to resolve a gain of 2 UA points.
-RESOLVE_HALF_WIDTH = 0.02
 
 
 def _probe(x: np.ndarray, y: np.ndarray, num_classes: int):

@@ -180,3 +180,34 @@ def test_max_per_unit_shrinks_the_design_effect_and_is_an_override():
     assert capped.test_size < clustered.test_size
     assert "active.evaluation.max_per_unit=5" in capped.overrides()
     assert not any("max_per_unit" in o for o in clustered.overrides())
+
+
+def test_the_verdict_figure_before_any_label_is_the_measured_width_extrapolated():
+    """``jobs.plan`` says how many training labels ``auto``'s verdict needs to resolve +-2 UA points: the
+    half-width measured at the reference labels (``bench/results/verdict_width.md``'s widest row), narrowing as
+    ``1 / sqrt(labels)``; and whether the plan's own training labels get there."""
+    import re
+    from pathlib import Path
+
+    from ser_models.active.planner import VERDICT_REFERENCE, verdict_half_width, verdict_labels
+
+    results = (Path(__file__).resolve().parents[3] / "bench" / "results" / "verdict_width.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in results.splitlines()
+            if re.match(r"\|\s*\d", line)]
+    labelled, half, resolve = int(rows[-1][0]), float(rows[-1][3]), int(rows[-1][6])
+    assert VERDICT_REFERENCE == (labelled, pytest.approx(half / 100))
+    assert verdict_labels() == resolve  # the same extrapolation as the results file
+    assert verdict_half_width(labelled) == pytest.approx(half / 100)
+    assert verdict_half_width(4 * labelled) == pytest.approx(half / 200)  # four times the labels: half as wide
+    assert verdict_half_width(verdict_labels()) <= 0.02 < verdict_half_width(verdict_labels() - 1)
+
+    small, large = plan(budget=600), plan(budget=resolve + 1000)
+    for p in (small, large):
+        assert p.verdict_labels == resolve
+    text = small.format()
+    assert f"resolves +/-2 UA points\n  at about {resolve} training labels; this plan's {small.training_size} give " \
+           f"about +/-{100 * verdict_half_width(small.training_size):.1f} points (a gain inside that stays " \
+           "unresolved)." in text
+    assert f"+/-{half:.1f} points at {labelled} labels" in text
+    assert f"this plan's {large.training_size} give about" in large.format() and "(resolved)." in large.format()
+    assert small.to_dict()["verdict_labels"] == resolve
