@@ -57,10 +57,10 @@ def job_config(source: Path, target: Path, out: Path, seed: int, epochs: int, en
 
 def run_seed(acted: Path, natural: Path, work: Path, seed: int, epochs: int, encoder: str) -> dict:
     """The three models of one seed, each evaluated on both test splits: ``{model: {pool: metrics}}``."""
-    from jobs.adapt import AdaptJobConfig, run_adapt, stage_configs
-    from jobs.evaluate import cross_corpus
-    from jobs.finetune import run_finetune
     from ser_models.config import from_dict
+    from ser_models.runs.adapt import AdaptJobConfig, run_adapt, stage_configs
+    from ser_models.runs.evaluate import cross_corpus
+    from ser_models.runs.finetune import run_finetune
     from ser_models.training.config import ScalingSettings
 
     out = work / f"seed{seed}"

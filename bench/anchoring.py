@@ -65,8 +65,8 @@ def job_config(pool: Path, out: Path, seed: int, epochs: int, encoder: str, vari
 
 
 def run_one(pool: Path, work: Path, seed: int, epochs: int, encoder: str, variant: str) -> dict:
-    from jobs.anchor import AnchorJobConfig, run_anchor
     from ser_models.config import from_dict
+    from ser_models.runs.anchor import AnchorJobConfig, run_anchor
 
     out = work / f"{variant}_seed{seed}"
     scratch(out)

@@ -68,8 +68,8 @@ def job_config(pool_dir: str | Path, output_dir: str | Path, extra: list[str] = 
     Quote ``on``/``off`` values (``active.feature_cache='on'``): unquoted, the YAML parser behind the dotted
     overrides reads them as booleans and ``ActiveConfig`` rejects ``'True'``.
     """
-    from jobs.after import AfterJobConfig
     from ser_models.config import load_config
+    from ser_models.runs.after import AfterJobConfig
 
     return load_config(AfterJobConfig, None, [f"pool_dir={pool_dir}", f"output_dir={output_dir}",
                                               *BASE_OVERRIDES, *extra])

@@ -79,9 +79,9 @@ def demo_recipe(path: str | Path = DEMO_CONFIG) -> list[str]:
     its own with ``--encoder``) and the labels (the pool's), and every ``train.*`` key, of
     ``jobs/configs/demo_after.yaml`` as jobs.after loads it (its defaults are the recipe; the file adds the
     layer), so they replace :data:`bench.cache.BASE_OVERRIDES`' older recipe."""
-    from jobs.after import AfterJobConfig
     from ser_models.config import load_config, to_dict
     from ser_models.provenance import flatten
+    from ser_models.runs.after import AfterJobConfig
 
     cfg = to_dict(load_config(AfterJobConfig, path))
     keys = flatten({"model": {k: v for k, v in cfg["model"].items() if k not in ("encoder", "labels")},

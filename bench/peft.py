@@ -71,8 +71,8 @@ def run_config(pool_dir: Path, out: Path, method: str, seed: int, epochs: int, e
 
 def run_one(cfg_dict: dict) -> dict:
     """Fine-tune once; the figures the tables need."""
-    from jobs.finetune import FinetuneJobConfig, run_finetune
     from ser_models.config import from_dict
+    from ser_models.runs.finetune import FinetuneJobConfig, run_finetune
 
     scratch(cfg_dict["output_dir"])
     t0 = time.perf_counter()

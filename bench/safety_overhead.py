@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
         subprocess.run([sys.executable, "-m", "jobs.import_encoder", "smart-turn", args.encoder], check=True,
                        cwd=REPO)
 
-    from jobs import evidence, prepare_pool
+    from ser_models.runs import evidence, prepare_pool
 
     timer = instrument()
     load = LoadWindow()

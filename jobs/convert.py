@@ -11,26 +11,14 @@
     python -m jobs.convert input=outputs/demo/after pool_dir=outputs/demo/pool output=exports/lhotse to=lhotse
     python -m jobs.convert input=outputs/calls/segments/segments.parquet output=exports/segments.jsonl to=nemo
 
-Without ``to=`` it imports ``input`` (format found from the file, or ``format=lhotse|hf|nemo``; a corpus's root
-folder with ``format=iemocap|msp_podcast|crema_d|ravdess``) into one of our manifests, printing the rows it took
-and the rows it refused with the reason; with ``to=`` it exports a label ledger (with ``pool_dir``), a timeline or
-a manifest. No Ray. Formats and columns: docs/interoperability.md; the corpora: docs/corpora.md.
+The job's config and code: :mod:`ser_models.runs.convert`.
 """
 
 from __future__ import annotations
 
-import sys
+from ser_models.runs.convert import main
 
-from ser_models.config import parse_job_args
-from ser_models.formats.convert import ConvertConfig, convert
-
-__all__ = ["ConvertConfig", "main"]
-
-
-def main(argv: list[str] | None = None):
-    cfg = parse_job_args(ConvertConfig, sys.argv[1:] if argv is None else argv, "jobs.convert")
-    return convert(cfg)
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     from ser_models.cli import run_job

@@ -6,97 +6,14 @@
     python -m jobs.plan CONFIG.yaml [key=value ...]
     python -m jobs.plan budget=0 run_dir=outputs/demo/after [target_ua=0.7]
 
-Prints the precision table, the sizes and the ``jobs.after`` overrides that carry out the plan
-(``active.evaluation.test_size``, ``active.evaluation.dev_size``, ``active.budget_labels``); with
-``output_dir`` it also writes ``plan.json`` and ``overrides.txt`` (one quoted override a line:
-``xargs python -m jobs.after CONFIG.yaml < overrides.txt``). ``pool_dir`` reads class shares and recording sizes from a prepared
-pool. With ``run_dir`` (a ``jobs.after`` run) it also prints the labels forecast from the run's rounds (dev UA
-against training labels, ``ser_models.active.forecast``); ``budget=0`` prints only that. No Ray. The formula
-and its assumptions: docs/planning.md.
+The job's config and code: :mod:`ser_models.runs.plan`.
 """
 
 from __future__ import annotations
 
-import shlex
-import sys
+from ser_models.runs.plan import main
 
-from ser_models.active.forecast import Forecast, ForecastConfig, forecast_rounds
-from ser_models.active.planner import BudgetPlan, PlanConfig, plan_budget, read_pool_stats
-from ser_models.config import parse_job_args
-from ser_models.exceptions import ConfigError
-
-__all__ = ["PlanConfig", "main"]
-
-
-def main(argv: list[str] | None = None) -> BudgetPlan | Forecast:
-    """The plan (or, with ``budget=0 run_dir=...``, the run's forecast alone)."""
-    cfg = parse_job_args(PlanConfig, sys.argv[1:] if argv is None else argv, "jobs.plan")
-    if not cfg.output_dir:
-        return _plan(cfg)
-    from ser_models.ownership import claim_output, recognise_files
-
-    # an earlier version's plan folder (no marker, no run.json): adopted when its files read back as a plan's
-    earlier = recognise_files({"plan.json": "json", "forecast.json": "json", "overrides.txt": "file"})
-    with claim_output(cfg.output_dir, "run", job="jobs.plan", recognise=earlier,
-                      inputs={"pool_dir": cfg.pool_dir, "run_dir": cfg.run_dir}):
-        return _plan(cfg)
-
-
-def _plan(cfg: PlanConfig) -> BudgetPlan | Forecast:
-    forecast = None
-    if cfg.run_dir:
-        from ser_models.active.round_report import read_metrics
-
-        try:
-            rows = read_metrics(cfg.run_dir)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"run_dir: {exc}: point it at a jobs.after output_dir") from exc
-        forecast = forecast_rounds(rows, ForecastConfig(target_ua=cfg.target_ua))
-        print(f"run {cfg.run_dir}: " + forecast.format(), flush=True)
-        if cfg.output_dir:
-            from ser_models.io import join, write_json_atomic
-
-            write_json_atomic(join(cfg.output_dir, "forecast.json"), forecast.to_json())
-        if cfg.budget == 0:
-            return forecast
-    pool = read_pool_stats(cfg.pool_dir, cfg.max_per_unit) if cfg.pool_dir else None
-    plan = plan_budget(cfg, pool)
-    if cfg.pool_dir:
-        plan.composition = _composition(cfg, plan)
-    print(plan.format(), flush=True)
-    if cfg.output_dir:
-        from ser_models.io import join, write_bytes_atomic, write_json_atomic
-
-        path = join(cfg.output_dir, "plan.json")
-        write_json_atomic(path, plan.to_dict())
-        # One override a line, quoted for a shell: `xargs python -m jobs.after CONFIG < overrides.txt` runs the plan.
-        write_bytes_atomic(join(cfg.output_dir, "overrides.txt"),
-                           "".join(shlex.quote(o) + "\n" for o in plan.overrides()).encode())
-        print(f"plan written to {path}; its overrides to {join(cfg.output_dir, 'overrides.txt')}", flush=True)
-    return plan
-
-
-def _composition(cfg: PlanConfig, plan: BudgetPlan) -> list[str]:
-    """What the loop's draw with the plan's sizes (``active.seed=0``, the defaults of ``active.evaluation``)
-    holds on the pool's training split: recordings, speakers, groups and design effect per set, and warnings
-    (fewer than 10 recordings or speakers in a set). The plan's warnings get the draw's too."""
-    from ser_models.active.evaluation_sets import DRAW_COLUMNS, EvaluationConfig, draw_evaluation_sets
-    from ser_models.active.evaluation_sizes import describe_composition
-    from ser_models.data.pool import Pool
-    from ser_models.exceptions import PoolExhaustedError
-
-    evaluation = EvaluationConfig(test_size=plan.test_size, dev_size=plan.dev_size, icc=cfg.icc,
-                                  max_per_unit=cfg.max_per_unit)
-    clips = Pool.open(cfg.pool_dir).metadata(columns=DRAW_COLUMNS, split="train")
-    try:
-        _, summary = draw_evaluation_sets(clips, evaluation, seed=0, labels=plan.labels)
-    except PoolExhaustedError as exc:
-        plan.warnings.append(f"the loop could not draw these sets from the pool's training split: {exc}")
-        return []
-    lines, warnings = describe_composition(summary["composition"], cfg.icc)
-    plan.warnings += warnings
-    return [f"  {line}" for line in lines]
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     from ser_models.cli import run_job

@@ -4,36 +4,14 @@
     ray job submit --working-dir . --runtime-env platform/runtime_env.yaml -- \\
         python -m jobs.prepare_pool jobs/configs/prepare_pool_demo.yaml
 
-The config is :class:`ser_models.data.PoolConfig` (top-level keys ``manifest``, ``output_dir``, ...).
-Rerunning with unchanged inputs prints "pool up to date" and does nothing. A changed manifest updates the
-pool in place (docs/jobs.md, "Pools that grow"): new clips are decoded, changed labels, splits and metadata
-are rewritten without decoding, an existing clip whose audio changed is refused; changed audio settings (or
-``grow=false``) rebuild it. Either way the new version is written beside the old one and committed by
-``summary.json`` last, so the output folder never holds half a pool.
+The job's config and code: :mod:`ser_models.runs.prepare_pool`.
 """
 
 from __future__ import annotations
 
-import sys
+from ser_models.runs.prepare_pool import main
 
-from ser_models.config import parse_job_args
-from ser_models.data.config import PoolConfig
-
-
-def main(argv: list[str] | None = None):
-    cfg = parse_job_args(PoolConfig, sys.argv[1:] if argv is None else argv, "jobs.prepare_pool")
-    from ser_models.data.prepare import check_pool_output, pool_fingerprint, prepare_pool
-    from ser_models.runtime import connect_ray
-
-    check_pool_output(cfg)  # a folder that is not a pool of ours: refused before anything is read
-    fingerprint = pool_fingerprint(cfg)  # the manifest and label map are readable: checked before Ray starts
-    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-    print(f"prepare_pool: {cfg}")
-    summary = prepare_pool(cfg, fingerprint)
-    print(f"pool: {summary.output_dir}  kept {summary.kept} / {summary.clips_in} clips, "
-          f"quarantined {summary.quarantined}")
-    return summary
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     from ser_models.cli import run_job

@@ -6,34 +6,14 @@
         python -m jobs.segment jobs/configs/segment_demo.yaml recordings=s3://bucket/calls/recordings.csv \\
         output_dir=s3://bucket/calls/segments
 
-The config is :class:`ser_models.segment.SegmentConfig`. ``output_dir/segments.parquet`` is a manifest:
-``python -m jobs.prepare_pool jobs/configs/prepare_pool_demo.yaml manifest=<output_dir>/segments.parquet``.
-A rerun resumes: finished recordings are not decoded again, and new rules reuse the stored probabilities.
+The job's config and code: :mod:`ser_models.runs.segment`.
 """
 
 from __future__ import annotations
 
-import sys
+from ser_models.runs.segment import main
 
-from ser_models.config import parse_job_args
-from ser_models.segment.config import SegmentConfig
-
-
-def main(argv: list[str] | None = None):
-    cfg = parse_job_args(SegmentConfig, sys.argv[1:] if argv is None else argv, "jobs.segment")
-    from ser_models.runtime import connect_ray
-    from ser_models.segment.recordings import read_recordings
-    from ser_models.segment.run import check_segment_output, segment_archive
-
-    check_segment_output(cfg)  # a folder that is not a segment output of ours: refused before anything is read
-    read_recordings(cfg.recordings)  # a malformed manifest fails before Ray starts
-    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-    print(f"segment: {cfg}")
-    summary = segment_archive(cfg)
-    print(f"segments: {summary.output_dir}/segments.parquet  {summary.segments} segments from "
-          f"{summary.segmented} / {summary.recordings} recordings")
-    return summary
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     from ser_models.cli import run_job

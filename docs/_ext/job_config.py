@@ -13,9 +13,10 @@ from ser_models.config import RESULT, config_keys, key_effects
 
 
 def _schema(job: str) -> type:
-    """The config dataclass a job parses: its module's ``*Config`` class handed to ``parse_job_args``."""
-    module = importlib.import_module(job)
-    source = importlib.util.find_spec(job).loader.get_source(job) or ""
+    """The config dataclass a job parses: the ``*Config`` class its ``main`` (in ``ser_models.runs.<job>``) hands
+    to ``parse_job_args``."""
+    module = importlib.import_module(importlib.import_module(job).main.__module__)
+    source = importlib.util.find_spec(module.__name__).loader.get_source(module.__name__) or ""
     for name in dir(module):
         if name.endswith("Config") and f"parse_job_args({name}," in source:
             return getattr(module, name)

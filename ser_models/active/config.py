@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ser_models.active.planner import AUTO_MIN_LABELLED
 from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 
@@ -33,7 +34,7 @@ class StrategyConfig:
                                        help=f"auto: the strategies it chooses among, from {list(AUTO_CANDIDATES)}")
     auto_repeats: int = field(8, effect=RESULT, help="auto: random splits of the labelled clips each round's simulation averages")
     auto_margin: float = field(0.01, effect=RESULT, help="auto: simulated UA gain over random a candidate needs to replace random")
-    auto_min_labelled: int = field(40, effect=RESULT, help="auto: below this many labelled clips the round queries at random")
+    auto_min_labelled: int = field(AUTO_MIN_LABELLED, effect=RESULT, help="auto: below this many labelled clips the round queries at random")
     uncertainty: str = field("entropy", effect=RESULT, help=f"uncertainty score used to rank clips, one of {list(_UNCERTAINTIES)}")
     prefilter_factor: int = field(
         4, effect=RESULT, help="informative_diverse keeps the prefilter_factor * n most uncertain clips, then picks n diverse ones")

@@ -57,6 +57,8 @@ RESOLVE_HALF_WIDTH = 0.02
 #: labels, measured on demo-2880 (generated speech, Whisper-tiny features, 10 seeds;
 #: ``bench/results/verdict_width.md``). The planner's figure before any label scales it as ``1 / sqrt(labels)``.
 VERDICT_REFERENCE = (200, 0.0495)
+#: ``active.strategy.auto_min_labelled``'s default: below it a round's ``auto`` queries at random, with no verdict.
+AUTO_MIN_LABELLED = 40
 
 
 def verdict_half_width(labels: int, reference: tuple[int, float] = VERDICT_REFERENCE) -> float:
@@ -441,18 +443,23 @@ class BudgetPlan:
 
 
     def verdict_lines(self) -> list[str]:
-        """What the plan's training labels tell about "does selection pay" (``auto``'s verdict): lines to print."""
+        """What the plan's rounds tell about "does selection pay" (``auto``'s verdict): lines to print. The last
+        verdict comes with the last round that queries, before the final budget (the final round only trains)."""
         at, half = VERDICT_REFERENCE
-        mine = verdict_half_width(self.training_size)
-        resolve = f"+/-{100 * RESOLVE_HALF_WIDTH:g}"
-        return ["",
-                f"Does selection pay? auto's verdict (the best strategy's gain over random, 95 % interval) resolves "
-                f"{resolve} UA points",
-                f"  at about {self.verdict_labels} training labels; this plan's {self.training_size} give about "
-                f"+/-{100 * mine:.1f} points"
-                + (" (resolved)." if mine <= RESOLVE_HALF_WIDTH else " (a gain inside that stays unresolved)."),
-                f"  (Measured on demo-2880, generated speech: +/-{100 * half:.1f} points at {at} labels, narrowing as "
-                "1 / sqrt(labels).)"]
+        head = (f"Does selection pay? auto's verdict (the best strategy's gain over random, 95 % interval) resolves "
+                f"+/-{100 * RESOLVE_HALF_WIDTH:g} UA points")
+        source = f"  (Measured on demo-2880, generated speech: +/-{100 * half:.1f} points at {at} labels, narrowing as " \
+                 "1 / sqrt(labels).)"
+        last = self.budget_labels[-2] if len(self.budget_labels) > 1 else 0
+        if last < AUTO_MIN_LABELLED:
+            mine = (f"  at about {self.verdict_labels} training labels; this plan's rounds give none (auto judges from "
+                    f"{AUTO_MIN_LABELLED} labels in a round that queries).")
+        else:
+            width = verdict_half_width(last)
+            mine = (f"  at about {self.verdict_labels} training labels; its last verdict here, at {last} labels, is "
+                    f"about +/-{100 * width:.1f} points"
+                    + (" (resolved)." if width <= RESOLVE_HALF_WIDTH else " (a gain inside that stays unresolved)."))
+        return ["", head, mine, source]
 
 
 def _classes(cfg: PlanConfig, pool: PoolStats | None) -> tuple[list[str], np.ndarray, str, list[str]]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
-from ser_models.config import LOCATION, PATH, RESULT, field
+from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args
 from ser_models.exceptions import ConfigError
 
 
@@ -47,3 +48,8 @@ def run_export(cfg: ExportConfig) -> dict:
 
 
 __all__ = ["ExportConfig", "run_export"]
+
+
+def main(argv: list[str] | None = None):
+    cfg = parse_job_args(ExportConfig, sys.argv[1:] if argv is None else argv, "jobs.export")
+    return run_export(cfg)

@@ -2,14 +2,20 @@
 
 ``AdapterPretrainJobConfig`` is the job's config and ``run_adapter_pretrain_job`` runs it; the job's module
 docstring has the commands.
+
+Encodes every clip once into the frame cache, then trains the teacher-student adapter on Ray Train with
+per-epoch checkpoints. Writes ``output_dir/adapter/wap.safetensors``: point ``model.wap.checkpoint`` of a
+fine-tuning or AFTER job at it (``jobs.after`` and ``jobs.finetune`` can also run this stage themselves).
+Rerunning with the same ``output_dir`` resumes an interrupted run or reuses a finished one.
 """
 
 # No `from __future__ import annotations`: OmegaConf resolves these annotations at run time.
+import sys
 from dataclasses import dataclass
 
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
-from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.scoring.scorer import ScorerConfig
@@ -73,3 +79,13 @@ def _run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = 
                                        cfg.feature_cache_dir or f"{cfg.output_dir}/feature_cache", cfg.scorer,
                                        verbose=verbose)
     return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_job_args(AdapterPretrainJobConfig, sys.argv[1:] if argv is None else argv, "jobs.adapter_pretrain")
+    result = run_adapter_pretrain_job(cfg)
+    h = result.metrics["history"]
+    print(f"\nadapter pre-training: {len(h)} epochs, loss {h[0]['loss']:.4f} -> {h[-1]['loss']:.4f}"
+          + (" (reused)" if result.reused else f" in {result.seconds:.1f}s"))
+    print(f"use it with: model.wap.enabled=true model.wap.checkpoint={result.checkpoint}")
+    return result.metrics

@@ -1,16 +1,27 @@
 """What ``python -m jobs.after`` runs: the AFTER active-learning loop (optional TAPT, then rounds of train, evaluate, score, select, label).
 
 ``AfterJobConfig`` is the job's config and ``run_after`` runs it; the job's module docstring has the commands.
+
+Rerunning with the same ``output_dir`` resumes (finished rounds are skipped, an unfinished one is redone and
+selects the same clips). With ``active.oracle=file`` the job stops after writing ``to_label.csv``; fill it in
+and rerun the same command. With ``active.oracle=label_studio`` (server and token from LABEL_STUDIO_URL and
+LABEL_STUDIO_API_KEY) it creates the round's tasks in a Label Studio project, then stops or, with
+``active.label_studio.wait=true``, polls until people have annotated them.
+
+A pool without labelled dev / test splits (e.g. no labels at all) gets test and dev sets drawn from its
+training split before round 0 (``active.evaluation.*``: sizes, whole groups / recordings / speakers); they are
+labelled first, through the same oracle, and never train.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
 from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
 from ser_models.adapters import AdapterConfig
-from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -247,3 +258,8 @@ def _oracle_cannot_label(pool, cfg: AfterJobConfig) -> set[str]:
 
     oracle = simulated_oracle(pool, list(cfg.model.labels), list(cfg.model.dimensions))
     return oracle.unlabelable(pool.metadata(columns=["utt_id"], split="train")["utt_id"].astype(str))
+
+
+def main(argv: list[str] | None = None):
+    cfg = parse_job_args(AfterJobConfig, sys.argv[1:] if argv is None else argv, "jobs.after")
+    return run_after(cfg)

@@ -1,15 +1,23 @@
 """What ``python -m jobs.anchor`` runs: fine-tuning with cross-lingual layer anchoring (CORAL between source and target clips).
 
 ``AnchorJobConfig`` is the job's config and ``run_anchor`` runs it; the job's module docstring has the commands.
+
+The pool's ``group_column`` (``language``, or ``corpus`` for cross-corpus work) tells the two apart. Training
+clips are the source's labelled ``train_split``; every step also encodes unlabelled target ``train_split``
+clips and adds ``anchoring.weight`` x a CORAL loss at the anchor layers (one layer, a group of layers, or the
+top-k most / least similar layers by CKA with ``anchoring.auto``). The epoch is picked on ``dev_on``'s dev
+clips; UA/CCC are reported on both languages' test clips (``cross_lingual.json``). ``anchoring.weight=0`` is
+the no-anchoring baseline. Rerunning with the same ``output_dir`` resumes.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
 from ser_models.analysis.anchoring import AnchoringConfig
-from ser_models.config import LOCATION, PATH, RESULT, field, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.runs.finetune import FINETUNE_LAYOUT
@@ -142,3 +150,8 @@ def _check_groups(cfg: AnchorJobConfig, pool) -> None:
                 found = sorted(meta.loc[meta["split"] == split, cfg.group_column].dropna().unique().tolist())
                 raise ConfigError(f"{key}={value!r}: split {split!r} of pool {cfg.pool_dir} has no clip with "
                                   f"{cfg.group_column}={value!r} (it has {found})")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_job_args(AnchorJobConfig, sys.argv[1:] if argv is None else argv, "jobs.anchor")
+    return run_anchor(cfg).metrics

@@ -21,8 +21,7 @@ Layout of ``output_dir``::
     class_yield.json            that class, its training share, and per (strategy, budget) its labels, share and
                                 paired difference to the baseline
 
-A rerun with the same ``output_dir`` skips finished runs (their ``simulation.json``) and resumes unfinished ones
-round by round (each run folder resumes like jobs.after).
+A rerun with the same ``output_dir`` skips finished runs (``simulation.json``) and resumes the others by round.
 
 Fan-out (``evidence.fan_out``): the driver encodes every clip once into the feature cache, then runs each
 (strategy, seed) as a Ray task that trains and scores in its own process (``scaling.backend=in_process``) and
@@ -38,6 +37,9 @@ Runs of one seed share work without changing a number: every strategy starts fro
 ``auto`` often queries what ``random`` queries, so several runs cross-validate ``train.l2_c`` on the same clips;
 the first to do so leaves the choice in ``cv_choices/`` for the others. The fan-out starts a block of seeds'
 first runs before their other strategies, so that those find the choices of their first rounds made.
+
+The config is a jobs.after config (every run's settings) plus ``evidence``: strategies, baseline, seeds, and
+``labels_from`` (replay on a jobs.after run's own labels: :mod:`ser_models.runs.run_labels`).
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 
 import pandas as pd
 
-from ser_models.config import PATH, RESULT, SPEED, field
+from ser_models.config import PATH, RESULT, SPEED, field, parse_job_args
 from ser_models.exceptions import ConfigError
 from ser_models.runs.after import AfterJobConfig
 from ser_models.runs.simulation import SimulationResult
@@ -398,7 +401,7 @@ def _run_on_run_labels(cfg: EvidenceJobConfig, inputs: dict, recognise, t_all: f
     become a pool (:mod:`ser_models.runs.run_labels`) whose training labels the simulated annotator reads and
     whose dev and test splits are the run's evaluation sets."""
     from ser_models.ownership import claim_output
-    from ser_models.runs.run_labels import labelled_pool_from_run, read_run_labels
+    from ser_models.runs.run_labels import check_replay_budgets, labelled_pool_from_run, read_run_labels
     from ser_models.runtime import connect_ray
 
     # The run's labels are known now: the annotator is simulated from them, the evaluation is the run's sets.
@@ -406,14 +409,7 @@ def _run_on_run_labels(cfg: EvidenceJobConfig, inputs: dict, recognise, t_all: f
         cfg.active.evaluation, source="pool"))
     check_evidence_config(cfg)
     labels = read_run_labels(cfg.evidence.labels_from, cfg.pool_dir, tuple(cfg.model.dimensions))
-    have = labels.counts()["train"]
-    largest = max(cfg.active.targets(have))
-    if 2 * largest > have:
-        steps = sorted({max(1, have // 8), max(2, have // 4), max(3, have // 2)})
-        raise ConfigError(f"evidence.labels_from: the run gathered {have} training labels, so each seed draws its "
-                          f"budgets from those {have}; budgets up to about half of them still differ between "
-                          f"strategies, but the largest of active.budget_labels is {largest}: set e.g. "
-                          f"active.budget_labels=[{','.join(map(str, steps))}]")
+    check_replay_budgets(cfg.active, labels.counts()["train"])
     with claim_output(cfg.output_dir, "evidence", what="evidence folder", recognise=recognise, inputs=inputs):
         connect_ray()
         cfg.pool_dir = labelled_pool_from_run(labels, cfg.output_dir, log=print if verbose else lambda _: None)
@@ -590,3 +586,8 @@ def _fan_out(cfg: EvidenceJobConfig, plan: list[tuple[str, int]], todo: list[int
     finally:
         for ref in running:  # a failed run (or Ctrl-C): the others stop; their folders resume on a rerun
             ray.cancel(ref)
+
+
+def main(argv: list[str] | None = None):
+    cfg = parse_job_args(EvidenceJobConfig, sys.argv[1:] if argv is None else argv, "jobs.evidence")
+    return run_evidence(cfg)

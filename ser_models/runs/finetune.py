@@ -1,14 +1,17 @@
 """What ``python -m jobs.finetune`` runs: fine-tuning adapters and an emotion head on a prepared pool with Ray Train.
 
 ``FinetuneJobConfig`` is the job's config and ``run_finetune`` runs it; the job's module docstring has the commands.
+
+Rerunning with the same ``output_dir`` resumes an interrupted run, or reuses a finished one.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.config import LOCATION, PATH, RESULT, field, to_dict, to_yaml
+from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_dict, to_yaml
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -213,3 +216,10 @@ def _check_init_checkpoint(cfg: FinetuneJobConfig) -> None:
     if differ:
         raise CheckpointError(f"init_checkpoint={cfg.init_checkpoint!r} was trained with another model: "
                               + ", ".join(f"model.{k} {stored.get(k)!r} there, {mine.get(k)!r} here" for k in differ))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune")
+    # run_finetune claims the folder first: one fine-tuning per folder, and a folder that is not this job's
+    # is refused before anything is written
+    return run_finetune(cfg).metrics

@@ -14,16 +14,21 @@ one shard's predictions at a time.
                                     and its speakers' statistics of each (the pass before)
       predictions/part-00000.parquet utt_id, predicted, confidence, probs [C], <dimensions>, embedding [E]
       summary.json                  clips, counts per class, mean confidence, seconds (written last)
+
+Writes ``output_dir/predictions/part-*.parquet`` (utt_id, predicted class, confidence, probabilities, A/V/D
+when the model has them, optional embedding) and ``summary.json`` (clips per class). Rerunning with the
+same ``output_dir`` skips the shards already written.
 """
 
 # No `from __future__ import annotations`: OmegaConf resolves these annotations at run time.
+import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, to_yaml
+from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.scoring.scorer import ScorerConfig
 
@@ -426,3 +431,8 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
             + f"; mean confidence {summary['mean_confidence']:.3f}")
     say(f"{clips} clips in {summary['seconds']:.1f}s -> {out / PREDICTIONS_DIR}")
     return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_job_args(PredictJobConfig, sys.argv[1:] if argv is None else argv, "jobs.predict")
+    return run_predict(cfg)

@@ -14,19 +14,21 @@ simulate. This module writes one from the run's label ledger, with no copying by
 The pool is built by :func:`ser_models.data.prepare.prepare_pool` from a manifest of those rows, under the
 source pool's own preparation settings, so the clips decode to the same samples; only the labelled clips are
 decoded. It lives in ``<evidence output_dir>/labelled_pool/`` (the manifest beside the pool). Its runs replay
-the labels as they were: when the run has labelled more since, the folder is refused, and a new one replays
-the new labels.
+the labels as they were: when the run's labels or sets have changed since, the folder is refused, and a new one
+replays the new labels; a change of other metadata (a corrected speaker, a moved file) updates the pool in
+place.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pandas as pd
 
 from ser_models.exceptions import ConfigError
 
-__all__ = ["RUN_POOL_DIR", "RunLabels", "labelled_pool_from_run", "read_run_labels"]
+__all__ = ["RUN_POOL_DIR", "RunLabels", "check_replay_budgets", "labelled_pool_from_run", "read_run_labels"]
 
 #: Where the labelled pool lives under the evidence job's ``output_dir``.
 RUN_POOL_DIR = "labelled_pool"
@@ -41,7 +43,7 @@ class RunLabels:
 
     Attributes:
         run_dir: the run folder.
-        pool_dir: the pool the run labelled (its ``config.yaml``'s ``pool_dir``, else the job's).
+        pool_dir: the pool the run labelled (the job's ``pool_dir``, checked against the run's recorded lineage).
         manifest: one row per labelled clip: ``utt_id``, the carried pool columns, the targets and ``split``.
         evaluation: where the dev and test splits came from: ``"run"`` (the run's own labelled sets) or
             ``"pool"`` (the pool's splits).
@@ -59,40 +61,40 @@ class RunLabels:
         return {s: int((self.manifest["split"] == s).sum()) for s in ("train", "dev", "test")}
 
 
-def _run_pool_dir(run_dir: str, default: str | None) -> str:
-    """The run's pool: ``pool_dir`` of its ``config.yaml`` (a ``jobs.after`` run), else ``default``."""
-    import yaml
+def _check_lineage(run_dir: str, pool) -> None:
+    """Refuse a pool that is not the one the run labelled: its lineage (identity across growth and relabelling)
+    differs from the one the run recorded in ``run.json`` (a rebuilt or re-segmented pool could give an old
+    label to other audio under the same id)."""
+    from ser_models.io import exists, read_json, storage_path
 
-    from ser_models.io import exists, read_bytes, storage_path
-
-    config = storage_path(run_dir) / "config.yaml"
-    if exists(config):
-        pool_dir = (yaml.safe_load(read_bytes(config)) or {}).get("pool_dir")
-        if pool_dir:
-            return str(pool_dir)
-    if not default:
-        raise ConfigError(f"{_KEY}: {run_dir} has no config.yaml naming its pool_dir: set pool_dir to the pool "
-                          "the run labelled")
-    return default
+    record = storage_path(run_dir) / "run.json"
+    recorded = (read_json(record).get("inputs") or {}).get("pool") if exists(record) else None
+    if recorded and recorded != pool.lineage:
+        raise ConfigError(f"{_KEY}={run_dir}: the run labelled a pool of lineage {recorded}, but pool_dir="
+                          f"{pool.root} has lineage {pool.lineage} (rebuilt, or another pool): point pool_dir at "
+                          "the pool the run labelled")
 
 
-def read_run_labels(run_dir: str, pool_dir: str | None = None, dimensions: tuple[str, ...] = ()) -> RunLabels:
+def read_run_labels(run_dir: str, pool_dir: str, dimensions: tuple[str, ...] = ()) -> RunLabels:
     """The labelled clips of a run folder, as manifest rows of a new pool.
 
     Args:
         run_dir: a ``jobs.after`` output folder (or one run of a ``jobs.evidence`` folder): it holds
             ``labels/ledger.parquet``.
-        pool_dir: the pool to read the clips from when the run's ``config.yaml`` does not name one.
+        pool_dir: the pool the run labelled (the job's ``pool_dir``: the run's own when the job starts from the
+            run's ``config.yaml``, or where that pool has moved); checked against the lineage in ``run.json``.
         dimensions: ``model.dimensions`` whose values the rows carry.
 
     Returns:
         The :class:`RunLabels`.
 
     Raises:
-        ConfigError: naming ``evidence.labels_from``: no ledger in the folder, or no training label in it.
+        ConfigError: naming ``evidence.labels_from``: no ledger in the folder, no training label or no test or dev
+            set in it, or a pool that is not the one the run labelled.
     """
     from ser_models.data import Pool
     from ser_models.data.ledger import LabelLedger
+    from ser_models.data.pool import speaker_key
     from ser_models.io import exists, storage_path
 
     run = storage_path(run_dir)
@@ -104,7 +106,8 @@ def read_run_labels(run_dir: str, pool_dir: str | None = None, dimensions: tuple
     if not len(ledger):
         raise ConfigError(f"{_KEY}={run_dir}: the run has no training labels yet (its ledger holds "
                           f"{ledger.counts()})")
-    pool = Pool.open(_run_pool_dir(str(run), pool_dir))
+    pool = Pool.open(pool_dir)
+    _check_lineage(str(run), pool)
     wanted = {"train": ledger.targets("train").to_pandas()}
     if ledger.counts()["test"]:
         evaluation = "run"
@@ -114,20 +117,68 @@ def read_run_labels(run_dir: str, pool_dir: str | None = None, dimensions: tuple
         targets = ["label", *dimensions]
         wanted.update({s: pool.metadata(columns=["utt_id", *targets], split=s) for s in ("dev", "test")
                        if s in pool.splits})
+    missing_sets = [s for s in ("test", "dev") if s not in wanted or not len(wanted[s])]
+    if missing_sets:
+        raise ConfigError(f"{_KEY}={run_dir}: the run has no {' and no '.join(missing_sets)} set (e.g. "
+                          "active.evaluation.dev_size=0); the replay evaluates every run on the run's own test and "
+                          "dev sets, so it needs both")
     frames = []
     for split, targets in wanted.items():
-        # The latest answer per clip (a relabelled clip has several rows).
-        targets = targets.drop_duplicates("utt_id", keep="last")
+        targets = targets.drop_duplicates("utt_id", keep="last")  # one row per clip (the ledger keeps one)
         keep = [c for c in ("utt_id", "label", *dimensions) if c in targets.columns]
         frames.append(targets[keep].assign(split=split))
     labelled = pd.concat(frames, ignore_index=True).drop_duplicates("utt_id", keep="first")
     ids = labelled["utt_id"].astype(str).tolist()
     clips = pool.metadata(columns=["utt_id", *_CARRIED], where={"utt_id": ids})
     manifest = labelled.merge(clips, on="utt_id", how="inner")
-    # The pool's channel -1 means "channels averaged", which a manifest says by leaving the column empty.
+    # A segment without a speaker reads as its stream's key: not a speaker the manifest had, and too long an id
+    # for a long recording's name. The pool's channel -1 ("channels averaged") is an empty manifest cell.
+    stream = [speaker_key(None, r, c) for r, c in zip(manifest["recording"], manifest["channel"])]
+    manifest["speaker"] = manifest["speaker"].where(manifest["speaker"].ne(pd.Series(stream, index=manifest.index))
+                                                    | manifest["recording"].isna())
     manifest["channel"] = manifest["channel"].where(manifest["channel"] >= 0).astype("Int64")
     missing = sorted(set(ids) - set(manifest["utt_id"]))
     return RunLabels(str(run), pool.root, manifest, evaluation, missing)
+
+
+def check_replay_budgets(active, have: int) -> None:
+    """Refuse budgets a replay on ``have`` training labels cannot answer with, naming the override to use.
+
+    Every seed draws its budgets from the same labelled clips, so past about half of them every strategy ends up
+    with nearly the same clips (and budgets in hours of such a subset even more so).
+
+    Args:
+        active: the job's ``active`` config.
+        have: training labels the run gathered.
+
+    Raises:
+        ConfigError: too few labels, budgets in hours, or a budget above half of ``have``.
+    """
+    steps = sorted({max(1, have // 8), max(2, have // 4), max(3, have // 2)})
+    fix = f"active.budget_labels=[{','.join(map(str, steps))}]"
+    if have < 24:
+        raise ConfigError(f"{_KEY}: the run gathered {have} training labels; replaying strategies needs a few dozen "
+                          "at least (budgets up to half of them, each with clips of every class)")
+    if active.budget_hours:
+        raise ConfigError(f"{_KEY} replays budgets in labels: set active.budget_hours=[] and {fix}")
+    largest = max(active.budget_labels or active.targets(have))
+    if 2 * largest > have:
+        raise ConfigError(f"{_KEY}: the run gathered {have} training labels, so each seed draws its budgets from "
+                          f"those {have}; budgets up to about half of them still differ between strategies, but the "
+                          f"largest budget is {largest}: set e.g. {fix}")
+
+
+def _changed_targets(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    """Ids whose split or targets differ between two manifests of a run's labels (or that only one holds); other
+    columns (a corrected speaker, a moved path) are the pool update's business, not a change of the labels."""
+    cols = ["utt_id", "split", *[c for c in ("label", "arousal", "valence", "dominance") if c in new.columns]]
+
+    def keyed(frame):
+        frame = frame.reindex(columns=cols).astype({"utt_id": str}).set_index("utt_id")
+        return {i: tuple("" if pd.isna(v) else str(v) for v in row) for i, row in zip(frame.index, frame.values)}
+
+    a, b = keyed(old), keyed(new)
+    return sorted(i for i in set(a) | set(b) if a.get(i) != b.get(i))
 
 
 def labelled_pool_from_run(labels: RunLabels, out_dir: str, log=print) -> str:
@@ -150,11 +201,13 @@ def labelled_pool_from_run(labels: RunLabels, out_dir: str, log=print) -> str:
     folder = storage_path(out_dir) / RUN_POOL_DIR
     manifest_path = folder / "manifest.csv"
     manifest = labels.manifest.to_csv(index=False).encode()
-    if exists(manifest_path) and read_bytes(manifest_path) != manifest:
-        # Finished runs replayed the labels as they were: mixing them with runs on other labels is no answer.
-        then = pd.read_csv(manifest_path, usecols=["split"])["split"].eq("train").sum()
-        raise ConfigError(f"{_KEY}={labels.run_dir}: its labels changed since {out_dir} replayed them "
-                          f"({then} training labels then, {labels.counts()['train']} now): give a new output_dir")
+    if exists(manifest_path):
+        changed = _changed_targets(pd.read_csv(io.BytesIO(read_bytes(manifest_path)), dtype={"utt_id": str},
+                                               keep_default_na=False, na_values=[""]), labels.manifest)
+        if changed:
+            # Finished runs replayed the labels as they were: mixing them with runs on others answers nothing.
+            raise ConfigError(f"{_KEY}={labels.run_dir}: its labels or sets changed since {out_dir} replayed them "
+                              f"({len(changed)} clips, e.g. {', '.join(changed[:3])}): give a new output_dir")
     write_bytes_atomic(manifest_path, manifest)
     counts = labels.counts()
     log(f"labels of {labels.run_dir}: {counts['train']} training clips, evaluated on "

@@ -38,7 +38,7 @@ OVERRIDES = [
 
 
 def _job_cfg(pool_dir, out, extra=()):
-    from jobs.after import AfterJobConfig
+    from ser_models.runs.after import AfterJobConfig
 
     return load_config(AfterJobConfig, None, [f"pool_dir={pool_dir}", f"output_dir={out}", *OVERRIDES, *extra])
 

@@ -39,7 +39,7 @@ def bare_pool(demo_pool, tmp_path_factory):
 
 
 def _loop(pool_dir, out, truth, extra=()):
-    from jobs.after import AfterJobConfig
+    from ser_models.runs.after import AfterJobConfig
 
     cfg = load_config(AfterJobConfig, None, [f"pool_dir={pool_dir}", f"output_dir={out}", *RECIPE, *extra])
     assert cfg.active.evaluation.test_size is None and cfg.active.evaluation.dev_size is None or extra

@@ -45,7 +45,7 @@ def bare_pool(demo_pool, tmp_path_factory):
 
 
 def _loop(pool_dir, out, extra=(), oracle=None):
-    from jobs.after import AfterJobConfig
+    from ser_models.runs.after import AfterJobConfig
 
     cfg = load_config(AfterJobConfig, None, [f"pool_dir={pool_dir}", f"output_dir={out}", *RECIPE, *extra])
     return ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,

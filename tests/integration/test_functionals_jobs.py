@@ -65,9 +65,9 @@ def test_after_chooses_the_functionals_by_cv_on_s3_and_predict_reproduces_them_f
     pool = demo_pool.open()
     clips = collect_clips(pool.dataset(None).iter_batches(batch_size=64, batch_format="numpy"), [],
                           require_labels=False)
-    from jobs.after import AfterJobConfig
     from ser_models.config import load_config
     from ser_models.encoders import build_encoder
+    from ser_models.runs.after import AfterJobConfig
     from ser_models.scoring.feature_cache import feature_cache_key
 
     cfg = load_config(AfterJobConfig, "jobs/configs/after_smoke.yaml", [f"pool_dir={demo_pool.pool_dir}",

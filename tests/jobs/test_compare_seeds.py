@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from jobs.compare import expand_names, main
+from ser_models.runs.compare import expand_names, main
 
 BUDGETS = [(0, 50, 0.05), (1, 100, 0.10), (2, 200, 0.20)]
 

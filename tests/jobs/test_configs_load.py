@@ -65,7 +65,7 @@ def test_there_are_configs_to_check():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_config_loads_into_its_job_schema(path):
     module, schema_name = job_of(path)
-    schema = getattr(importlib.import_module(f"jobs.{module}"), schema_name)
+    schema = getattr(importlib.import_module(importlib.import_module(f"jobs.{module}").main.__module__), schema_name)
     cfg = load_config(schema, path)  # raises ConfigError naming an unknown key, a wrong type or a bad value
     assert type(cfg) is schema
     if module == "sweep":  # the base job's config and every swept key and value check out too
@@ -101,7 +101,7 @@ def test_each_config_prints_what_it_changes_from_the_defaults(path, capsys):
     from ser_models.config import diff_from_defaults
 
     module, schema_name = job_of(path)
-    schema = getattr(importlib.import_module(f"jobs.{module}"), schema_name)
+    schema = getattr(importlib.import_module(importlib.import_module(f"jobs.{module}").main.__module__), schema_name)
     diff = diff_from_defaults(schema, load_config(schema, path))
     with capsys.disabled():
         print(f"\n{path.relative_to(REPO)}: {len(diff)} keys differ from python -m jobs.{module}'s defaults")
@@ -114,7 +114,7 @@ def test_each_config_prints_what_it_changes_from_the_defaults(path, capsys):
 
 
 def test_a_config_of_paths_and_budgets_alone_is_the_recipe(tmp_path):
-    from jobs.after import AfterJobConfig
+    from ser_models.runs.after import AfterJobConfig
 
     cfg_file = tmp_path / "after.yaml"
     cfg_file.write_text("pool_dir: data/pool\noutput_dir: data/runs/1\nactive:\n  budget_labels: [100, 200]\n")
@@ -127,8 +127,8 @@ def test_a_config_of_paths_and_budgets_alone_is_the_recipe(tmp_path):
 
 
 def test_a_trainable_encoder_on_the_recipe_names_every_key_to_change():
-    from jobs.after import AfterJobConfig
     from ser_models.exceptions import ConfigError
+    from ser_models.runs.after import AfterJobConfig
 
     with pytest.raises(ConfigError) as err:
         load_config(AfterJobConfig, None, ["pool_dir=p", "output_dir=o", "model.adapter.kind=lora"])

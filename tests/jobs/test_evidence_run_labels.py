@@ -100,7 +100,8 @@ def test_evidence_replays_on_the_runs_labels_and_evaluation_sets(after_run, tmp_
     lines = manifest.read_text().splitlines(keepends=True)
     train_line = next(i for i, line in enumerate(lines) if ",train," in line)
     manifest.write_text("".join(lines[:train_line] + lines[train_line + 1:]))
-    with pytest.raises(ConfigError, match=r"its labels changed since .*\(199 training labels then, 200 now\)"):
+    dropped = lines[train_line].split(",")[0]
+    with pytest.raises(ConfigError, match=rf"its labels or sets changed since .*\(1 clips, e\.g\. {dropped}\)"):
         main(argv)
 
 
@@ -112,6 +113,12 @@ def test_budgets_the_labels_cannot_separate_are_refused_with_the_override(after_
         main([f"{run}/config.yaml", f"evidence.labels_from={run}", f"output_dir={tmp_path / 'ev'}",
               "active.budget_labels=[50,150]"])
     assert not (tmp_path / "ev").exists()  # refused before anything was written
+    # A pool that is not the one the run labelled (another lineage) is refused before anything is written.
+    other = build_demo_pool(tmp_path / "other", n=48)
+    with pytest.raises(ConfigError, match="the run labelled a pool of lineage"):
+        main([f"{run}/config.yaml", f"evidence.labels_from={run}", f"output_dir={tmp_path / 'ev'}",
+              f"pool_dir={other.pool_dir}", "active.budget_labels=[25,50]"])
+    assert not (tmp_path / "ev").exists()
     (tmp_path / "not_a_run").mkdir()
     with pytest.raises(ConfigError, match="not_a_run: no labels/ledger.parquet there"):
         main([f"{run}/config.yaml", f"evidence.labels_from={tmp_path / 'not_a_run'}", f"output_dir={tmp_path / 'ev'}",

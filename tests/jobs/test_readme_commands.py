@@ -71,7 +71,8 @@ def _job_argv(command: str) -> tuple[str, list[str]] | None:
 
 def _parse_only(module_name: str, argv: list[str], monkeypatch):
     """Run the module's ``main(argv)`` until its arguments are parsed; return what it parsed."""
-    module = importlib.import_module(module_name)
+    # The job's main, in the module that defines it (a jobs/ shell hands on ser_models.runs.<job>.main).
+    module = importlib.import_module(importlib.import_module(module_name).main.__module__)
     real_parse = argparse.ArgumentParser.parse_args
 
     def parse_args(self, args=None, namespace=None):

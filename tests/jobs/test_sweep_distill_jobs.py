@@ -25,8 +25,8 @@ def run_module(monkeypatch, module: str, *args: str):
 
 @pytest.mark.slow_e2e
 def test_anchoring_sweep_runs_through_jobs_sweep(ray_local, demo_pool, tmp_path, monkeypatch):
-    from jobs.anchor import AnchorJobConfig
     from ser_models.config import load_config
+    from ser_models.runs.anchor import AnchorJobConfig
 
     out = tmp_path / "sweep"
     run_module(monkeypatch, "jobs.sweep", "jobs/configs/sweep_anchoring_demo.yaml", f"output_dir={out}",

@@ -81,8 +81,8 @@ def test_asha_sweep_writes_results_leaderboard_report_and_tracking(sweep):
 
 @pytest.mark.slow_e2e
 def test_best_yaml_runs_as_is_and_reproduces_the_best_trial(sweep, monkeypatch, capsys):
-    from jobs.finetune import FinetuneJobConfig
     from ser_models.config import load_config
+    from ser_models.runs.finetune import FinetuneJobConfig
 
     frame = pd.read_parquet(sweep / "results.parquet")
     best = frame.iloc[0]

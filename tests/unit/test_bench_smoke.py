@@ -128,8 +128,8 @@ def test_scale_peak_sampler_splits_a_child_process_memory():
 
 def test_peft_bench_configs_are_valid_finetune_jobs_and_rows_show_the_spread(tmp_path):
     from bench import peft
-    from jobs.finetune import FinetuneJobConfig
     from ser_models.config import from_dict
+    from ser_models.runs.finetune import FinetuneJobConfig
 
     for method in peft.METHODS:
         cfg = from_dict(FinetuneJobConfig, peft.run_config(tmp_path / "pool", tmp_path / method, method, 1, 2,
@@ -149,8 +149,8 @@ def test_peft_bench_configs_are_valid_finetune_jobs_and_rows_show_the_spread(tmp
 
 def test_adapt_bench_config_is_a_valid_adapt_job_and_rows_show_the_spread(tmp_path):
     from bench import adapt
-    from jobs.adapt import AdaptJobConfig
     from ser_models.config import from_dict
+    from ser_models.runs.adapt import AdaptJobConfig
 
     cfg = from_dict(AdaptJobConfig, adapt.job_config(tmp_path / "a", tmp_path / "n", tmp_path / "o", 3, 2,
                                                      "tiny-wav2vec2"))
@@ -182,9 +182,9 @@ def test_asha_replay_rates_over_orders_and_the_sweep_seed_reaches_every_trial():
 
 
 def test_the_benchmarks_shipped_recipe_is_read_from_the_demo_config(tmp_path):
-    from jobs.after import AfterJobConfig
     from ser_models.config import load_config, to_dict
     from ser_models.provenance import flatten
+    from ser_models.runs.after import AfterJobConfig
 
     demo = flatten(to_dict(load_config(AfterJobConfig, le.DEMO_CONFIG)))
     bench = flatten(to_dict(bench_cache.job_config(tmp_path / "pool", tmp_path / "run", le.RECIPES["small-label"])))

@@ -22,10 +22,12 @@ def _job_schemas() -> dict[str, type]:
     out = {}
     for info in pkgutil.iter_modules(jobs.__path__):
         name = f"jobs.{info.name}"
-        source = importlib.util.find_spec(name).loader.get_source(name) or ""
+        # The module that defines the job's main (a jobs/ shell hands on ser_models.runs.<job>.main).
+        code = importlib.import_module(name).main.__module__
+        source = importlib.util.find_spec(code).loader.get_source(code) or ""
         if "parse_job_args(" not in source:
             continue
-        module = importlib.import_module(name)
+        module = importlib.import_module(code)
         found = [getattr(module, attr) for attr in dir(module)
                  if attr.endswith("Config") and f"parse_job_args({attr}," in source]
         assert len(found) == 1, f"{name}: cannot tell its config class ({found})"
@@ -153,8 +155,8 @@ def _get(cfg, dotted: str):
 
 
 def _after_config(tmp_path):
-    from jobs.after import AfterJobConfig
     from ser_models.config import load_config
+    from ser_models.runs.after import AfterJobConfig
 
     return load_config(AfterJobConfig, "jobs/configs/after_smoke.yaml",
                        [f"pool_dir={tmp_path / 'pool'}", f"output_dir={tmp_path / 'run'}"])
@@ -165,9 +167,9 @@ def test_resuming_a_jobs_after_folder_accepts_every_speed_key_and_refuses_every_
     ``ResumeMismatchError`` naming it with its recorded and new value; a speed or location key resumes. (The
     first start records the schema's config as the job does; the later ones pass it as a dict with the schema's
     speed-only patterns, the same comparison without OmegaConf's 0.5 s per config.)"""
-    from jobs.after import AfterJobConfig
     from ser_models.config import speed_only_keys, to_dict
     from ser_models.exceptions import ResumeMismatchError
+    from ser_models.runs.after import AfterJobConfig
     from ser_models.testing import claimed_check_run as check_run
 
     run, first = tmp_path / "run", _after_config(tmp_path)
@@ -215,8 +217,8 @@ def test_a_changed_result_key_of_the_job_config_is_refused_naming_it(tmp_path, k
 
 
 def test_a_resume_may_change_all_speed_keys_at_once(tmp_path):
-    from jobs.after import AfterJobConfig
     from ser_models.config import LOCATION
+    from ser_models.runs.after import AfterJobConfig
     from ser_models.testing import claimed_check_run as check_run
 
     run = tmp_path / "run"
@@ -279,8 +281,8 @@ def test_the_pool_fingerprint_holds_every_result_key_of_the_pool_config():
 
 
 def test_help_and_the_jobs_reference_show_each_keys_effect():
-    from jobs.after import AfterJobConfig
     from ser_models.config import describe
+    from ser_models.runs.after import AfterJobConfig
 
     text = describe(AfterJobConfig)
     assert "active.scorer.precision = 'fp32'  # [result]" in text

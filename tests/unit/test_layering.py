@@ -1,4 +1,5 @@
-"""The library never imports its command-line package: jobs/ depends on ser_models, not the reverse."""
+"""The library never imports its command-line package: jobs/ depends on ser_models, not the reverse; each job is a
+shell over ``ser_models.runs.<job>``, and the benchmarks import the runs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,43 @@ def test_ser_models_never_imports_jobs():
             offenders += [f"{path.relative_to(LIBRARY.parent)}:{node.lineno} imports {n}" for n in names
                           if n == "jobs" or n.startswith("jobs.")]
     assert not offenders, "move what ser_models needs into ser_models (e.g. ser_models.runs):\n" + "\n".join(offenders)
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every absolute import in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found += [(node.lineno, node.module or "")]
+    return found
+
+
+#: Jobs whose code sits above the runs layer, in their own package: the export reads a run's checkpoint, and a
+#: sweep runs the runs as its trials.
+ABOVE_THE_RUNS = {"export": "ser_models.export.job", "sweep": "ser_models.tune.job"}
+
+
+def test_every_job_is_a_shell_over_its_run_module():
+    """``jobs/<job>.py`` is at most 30 lines that hand ``main`` of ``ser_models.runs.<job>`` to the command line:
+    a job's config and code live in the library, where the benchmarks and a notebook reach them too."""
+    root = LIBRARY.parent
+    problems = []
+    for path in sorted((root / "jobs").glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        lines = len(path.read_text().splitlines())
+        mods = {m for _, m in _imports(path)} - {"__future__", "ser_models.cli"}
+        if lines > 30 or mods != {ABOVE_THE_RUNS.get(path.stem, f"ser_models.runs.{path.stem}")}:
+            problems.append(f"jobs/{path.name}: {lines} lines, imports {sorted(mods)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_benchmarks_import_the_runs_never_the_job_shells():
+    offenders = [f"bench/{path.name}:{line} imports {m}" for path in sorted((LIBRARY.parent / "bench").glob("*.py"))
+                 for line, m in _imports(path) if m == "jobs" or m.startswith("jobs.")]
+    assert not offenders, offenders
 
 
 def test_no_module_is_over_600_lines():

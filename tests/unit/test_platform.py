@@ -237,7 +237,8 @@ def test_rayjob_manifest(rel):
 
     from ser_models.config import load_config
 
-    job_cfg = load_config(getattr(importlib.import_module(f"jobs.{module}"), {
+    code = importlib.import_module(importlib.import_module(f"jobs.{module}").main.__module__)  # where main lives
+    job_cfg = load_config(getattr(code, {
         "finetune": "FinetuneJobConfig", "after": "AfterJobConfig", "sweep": "SweepConfig"}[module]),
         ROOT / config, entry[4:])  # the overrides are valid keys and values of the job
     if module == "sweep":

@@ -22,7 +22,7 @@ def _job_config(rel: str):
     entry = shlex.split(spec["entrypoint"])
     module = entry[2].removeprefix("jobs.")
     cls = {"finetune": "FinetuneJobConfig", "after": "AfterJobConfig", "sweep": "SweepConfig"}[module]
-    return load_config(getattr(importlib.import_module(f"jobs.{module}"), cls), ROOT / entry[3], entry[4:])
+    return load_config(getattr(importlib.import_module(importlib.import_module(f"jobs.{module}").main.__module__), cls), ROOT / entry[3], entry[4:])
 
 
 def test_the_finetune_rayjob_trains_on_its_gpu_group():

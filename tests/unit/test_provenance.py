@@ -60,9 +60,9 @@ def test_first_start_records_then_identical_and_speed_only_reruns_pass(tmp_path)
 
 def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
     """``speed_only`` field flags, read from the schemas (nested configs included)."""
-    from jobs.after import AfterJobConfig
-    from jobs.finetune import FinetuneJobConfig
     from ser_models.config import speed_only_keys
+    from ser_models.runs.after import AfterJobConfig
+    from ser_models.runs.finetune import FinetuneJobConfig
     from ser_models.tune.config import SweepConfig
 
     # scaling.num_workers (each replica's batch, the all-reduce) and scaling.use_gpu (other kernels) change results
@@ -81,7 +81,7 @@ def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
         "active.feature_cache_layers",
         # the labels forecast reads the finished rounds; it changes no label, model or selection
         "active.forecast.target_ua", "active.forecast.flat_gain", "active.forecast.bootstrap"}
-    from jobs.evidence import EvidenceJobConfig
+    from ser_models.runs.evidence import EvidenceJobConfig
 
     assert set(speed_only_keys(EvidenceJobConfig)) == {*speed_only_keys(AfterJobConfig),
                                                        "evidence.cache_in_memory_mb", "evidence.fan_out",
@@ -91,7 +91,7 @@ def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
 
 
 def test_a_dataclass_config_may_change_its_speed_only_keys_but_nothing_else(tmp_path):
-    from jobs.finetune import FinetuneJobConfig
+    from ser_models.runs.finetune import FinetuneJobConfig
 
     cfg = FinetuneJobConfig(pool_dir="/p", output_dir=str(tmp_path))
     check_run(tmp_path, "jobs.finetune", cfg)
@@ -142,9 +142,9 @@ def test_jobs_end_a_typed_error_with_one_line_and_exit_code_2(monkeypatch, capsy
 def test_a_key_added_since_the_record_passes_at_its_default_and_is_refused_otherwise(tmp_path):
     # A run recorded by an older version lacks the keys added since (here model.adapter.add): resuming it
     # must work while they keep their defaults, and name them when they do not.
-    from jobs.finetune import FinetuneJobConfig
     from ser_models.config import load_config, to_dict
     from ser_models.provenance import flatten
+    from ser_models.runs.finetune import FinetuneJobConfig
 
     cfg = load_config(FinetuneJobConfig, overrides=["pool_dir=/p", f"output_dir={tmp_path}"])
     check_run(tmp_path, "jobs.finetune", cfg)
@@ -164,8 +164,8 @@ def test_a_key_added_since_the_record_passes_at_its_default_and_is_refused_other
 
 def _older_record(tmp_path, *missing: str, overrides=()):
     """A finetune run folder whose run.json, as an older version wrote it, lacks the ``missing`` keys."""
-    from jobs.finetune import FinetuneJobConfig
     from ser_models.config import load_config
+    from ser_models.runs.finetune import FinetuneJobConfig
 
     def config(*more):
         return load_config(FinetuneJobConfig, overrides=["pool_dir=/p", f"output_dir={tmp_path}", *overrides, *more])

@@ -2,10 +2,10 @@
 
 import pytest
 
-from jobs.after import AfterJobConfig
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.config import load_config
 from ser_models.exceptions import ConfigError
+from ser_models.runs.after import AfterJobConfig
 from ser_models.scoring.scorer import ScorerConfig, check_reservation
 
 BASE = ["pool_dir=/p", "output_dir=/o"]

@@ -201,13 +201,15 @@ def test_the_verdict_figure_before_any_label_is_the_measured_width_extrapolated(
     assert verdict_half_width(4 * labelled) == pytest.approx(half / 200)  # four times the labels: half as wide
     assert verdict_half_width(verdict_labels()) <= 0.02 < verdict_half_width(verdict_labels() - 1)
 
-    small, large = plan(budget=600), plan(budget=resolve + 1000)
+    small, large, tiny = plan(budget=600), plan(budget=3 * resolve), plan(budget=120)
     for p in (small, large):
         assert p.verdict_labels == resolve
-    text = small.format()
-    assert f"resolves +/-2 UA points\n  at about {resolve} training labels; this plan's {small.training_size} give " \
-           f"about +/-{100 * verdict_half_width(small.training_size):.1f} points (a gain inside that stays " \
-           "unresolved)." in text
-    assert f"+/-{half:.1f} points at {labelled} labels" in text
-    assert f"this plan's {large.training_size} give about" in large.format() and "(resolved)." in large.format()
+    # The last verdict comes with the last round that queries: the budget before the final one.
+    last = small.budget_labels[-2]
+    assert f"resolves +/-2 UA points\n  at about {resolve} training labels; its last verdict here, at {last} labels, " \
+           f"is about +/-{100 * verdict_half_width(last):.1f} points (a gain inside that stays unresolved)." \
+           in small.format()
+    assert f"+/-{half:.1f} points at {labelled} labels" in small.format()
+    assert large.budget_labels[-2] >= resolve and "(resolved)." in large.format()
+    assert tiny.budget_labels[-2] < 40 and "this plan's rounds give none (auto judges from 40 labels" in tiny.format()
     assert small.to_dict()["verdict_labels"] == resolve

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.after import AfterJobConfig
-from jobs.finetune import FinetuneJobConfig
 from ser_models.exceptions import ConfigError
+from ser_models.runs.after import AfterJobConfig
+from ser_models.runs.finetune import FinetuneJobConfig
 from ser_models.tune.sweep import check_gpus, default_concurrency, trial_footprint
 
 

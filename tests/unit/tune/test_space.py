@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.finetune import FinetuneJobConfig
 from ser_models.config import from_dict, to_dict
 from ser_models.exceptions import ConfigError
+from ser_models.runs.finetune import FinetuneJobConfig
 from ser_models.tune.report import pareto_front
 from ser_models.tune.space import (
     GRID_KEY,
