@@ -48,6 +48,7 @@ class RunLabels:
         evaluation: where the dev and test splits came from: ``"run"`` (the run's own labelled sets) or
             ``"pool"`` (the pool's splits).
         missing: labelled ids no longer in the pool (left out, and said).
+        pool_settings: the pool's ``summary.json`` preparation config (what the labelled pool is prepared with).
     """
 
     run_dir: str
@@ -55,6 +56,7 @@ class RunLabels:
     manifest: pd.DataFrame
     evaluation: str
     missing: list[str]
+    pool_settings: dict = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Clips per split."""
@@ -138,7 +140,7 @@ def read_run_labels(run_dir: str, pool_dir: str, dimensions: tuple[str, ...] = (
                                                     | manifest["recording"].isna())
     manifest["channel"] = manifest["channel"].where(manifest["channel"] >= 0).astype("Int64")
     missing = sorted(set(ids) - set(manifest["utt_id"]))
-    return RunLabels(str(run), pool.root, manifest, evaluation, missing)
+    return RunLabels(str(run), pool.root, manifest, evaluation, missing, pool.summary.get("config") or {})
 
 
 def check_replay_budgets(active, have: int) -> None:
@@ -193,11 +195,9 @@ def labelled_pool_from_run(labels: RunLabels, out_dir: str, log=print) -> str:
         The pool's folder.
     """
     from ser_models.data.config import PoolConfig
-    from ser_models.data.pool import Pool
     from ser_models.data.prepare import check_pool_output, prepare_pool
     from ser_models.io import exists, read_bytes, storage_path, write_bytes_atomic
 
-    source = Pool.open(labels.pool_dir)
     folder = storage_path(out_dir) / RUN_POOL_DIR
     manifest_path = folder / "manifest.csv"
     manifest = labels.manifest.to_csv(index=False).encode()
@@ -216,7 +216,7 @@ def labelled_pool_from_run(labels: RunLabels, out_dir: str, log=print) -> str:
         + (f"; {len(labels.missing)} labelled clips are no longer in the pool (left out): "
            f"{', '.join(labels.missing[:5])}" if labels.missing else ""))
     # The source pool's own preparation settings: every clip decodes to the samples the run's model saw.
-    settings = {k: v for k, v in (source.summary.get("config") or {}).items()
+    settings = {k: v for k, v in labels.pool_settings.items()
                 if k in {f.name for f in dataclasses.fields(PoolConfig)}}
     cfg = PoolConfig(**{**settings, "manifest": str(manifest_path), "output_dir": str(folder / "pool"),
                         "label_map": None, "grow": True, "removed": "drop"})

@@ -32,12 +32,10 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ser_models.active.evidence import t_interval
-from ser_models.active.planner import RESOLVE_HALF_WIDTH
+from ser_models.active.planner import RESOLVE_HALF_WIDTH, verdict_labels
 from ser_models.active.strategies.base import QueryStrategy
 from ser_models.scoring.scored_pool import ScoredPool
 
@@ -148,7 +146,7 @@ def selection_verdict(sims: dict[str, list[float]], labelled: int, confidence: f
     name, diffs = best
     gain, low, high = t_interval(diffs, confidence)
     half = (high - low) / 2
-    more = 0 if half <= RESOLVE_HALF_WIDTH else math.ceil(labelled * (half / RESOLVE_HALF_WIDTH) ** 2) - labelled
+    more = 0 if half <= RESOLVE_HALF_WIDTH else verdict_labels(RESOLVE_HALF_WIDTH, (labelled, half)) - labelled
     return {"strategy": name, "gain": gain, "low": low, "high": high, "splits": len(diffs), "labelled": int(labelled),
             "labels_to_resolve": int(more)}
 
