@@ -8,12 +8,13 @@ usage() {
 usage: platform/submit.sh [--address URL] [--no-wait] [--submission-id ID] JOB CONFIG [key=value ...]
        platform/submit.sh [--address URL] [--no-wait] [--submission-id ID] JOB -- [ARG ...]
 
-Runs `python -m jobs.JOB CONFIG key=value ...` as a Ray job:
+Runs `ser-models JOB CONFIG key=value ...` (as `python -m ser_models`, from the uploaded repository) as a
+Ray job:
 
   ray job submit --address ADDRESS --working-dir . --runtime-env platform/runtime_env.yaml \
-      [--no-wait] -- python -m jobs.JOB CONFIG key=value ...
+      [--no-wait] -- python -m ser_models JOB CONFIG key=value ...
 
-  JOB              a module in jobs/ (jobs/JOB.py), e.g. prepare_pool, finetune, tapt, after
+  JOB              a job of `ser-models --help`, e.g. prepare-pool, finetune, tapt, after (prepare_pool works too)
   CONFIG           its YAML config inside this repository (it travels with the working directory),
                    e.g. jobs/configs/finetune_demo.yaml
   key=value        dotted config overrides, e.g. output_dir=s3://bucket/runs/ft1 train.epochs=3
@@ -66,7 +67,8 @@ done
 
 [[ $# -ge 1 ]] || die "missing JOB"
 job="$1"; shift
-[[ "$job" =~ ^[a-z_]+$ ]] || die "JOB '$job' must match ^[a-z_]+\$ (a module name in jobs/, e.g. finetune)"
+[[ "$job" =~ ^[a-z_-]+$ ]] || die "JOB '$job' must match ^[a-z_-]+\$ (a job of \`ser-models --help\`, e.g. finetune)"
+module="${job//-/_}"
 
 # The working directory Ray uploads is the repository root; resolve everything against it so the script
 # works from any current directory.
@@ -74,9 +76,9 @@ caller_pwd="$PWD"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$root"
 
-if [[ ! -f "jobs/$job.py" ]]; then
-    known="$(find jobs -maxdepth 1 -name '*.py' ! -name '__init__.py' -exec basename {} .py \; 2>/dev/null | sort | paste -sd ' ' -)"
-    die "unknown job '$job': jobs/$job.py does not exist in $root (known jobs: ${known:-none})"
+if [[ ! -f "jobs/$module.py" ]]; then
+    known="$(find jobs -maxdepth 1 -name '*.py' ! -name '__init__.py' -exec basename {} .py \; 2>/dev/null | sort | tr _ - | paste -sd ' ' -)"
+    die "unknown job '$job': no jobs/$module.py in $root (known jobs: ${known:-none})"
 fi
 
 args=()
@@ -84,7 +86,7 @@ if [[ $# -ge 1 && "$1" == "--" ]]; then
     shift
     args=("$@")
 else
-    [[ $# -ge 1 ]] || die "missing CONFIG for job '$job' (e.g. jobs/configs/${job}_demo.yaml)"
+    [[ $# -ge 1 ]] || die "missing CONFIG for job '$job' (e.g. jobs/configs/${module}_demo.yaml)"
     config="$1"; shift
     # A relative CONFIG is taken from the caller's directory, then made relative to the root: the job
     # reads it on the cluster, inside the uploaded working directory.
@@ -120,12 +122,12 @@ fi
 
 # The job is always submitted with --no-wait; unless the caller asked for that, it is then followed by polling.
 if [[ ${#submission_id[@]} -eq 0 ]]; then
-    submission_id=(--submission-id "ser-$job-$(date -u +%Y%m%d-%H%M%S)-$RANDOM$RANDOM")
+    submission_id=(--submission-id "ser-${module//_/-}-$(date -u +%Y%m%d-%H%M%S)-$RANDOM$RANDOM")
 fi
 cmd=("$ray_bin" job submit --address "$address" --working-dir . --runtime-env platform/runtime_env.yaml)
 cmd+=(--no-wait "${submission_id[@]}")
 # ${a[@]+"${a[@]}"}: empty arrays under `set -u` on bash < 4.4 (macOS).
-cmd+=(-- python -m "jobs.$job" ${args[@]+"${args[@]}"})
+cmd+=(-- python -m ser_models "${module//_/-}" ${args[@]+"${args[@]}"})
 printf '+ (cd %q &&' "$root"
 printf ' %q' "${cmd[@]}"
 printf ')\n'

@@ -9,6 +9,7 @@ trial applies its sampled values through the same overrides path.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -226,13 +227,53 @@ def _file_layers(path: Path, chain: tuple[Path, ...] = ()) -> list:
 #: because a round executes many datasets, each with a bar, which buried the job's own progress lines).
 VERBOSE_FLAGS = ("-v", "--verbose")
 
+#: How the running job was started, for its usage and help lines: ``ser-models after`` from the console
+#: command (:mod:`ser_models.command` sets it), else ``python -m jobs.<job>``.
+_invoked_as: str | None = None
+
+
+def set_invoked_as(prog: str | None) -> None:
+    """Say how the job was started (the console command sets ``ser-models <job>``)."""
+    global _invoked_as
+    _invoked_as = prog
+
+
+def invoked_as(module: str) -> str:
+    """The command a user typed to run job module ``module`` (``jobs.after``)."""
+    return _invoked_as or f"python -m {module}"
+
+
+def _take_flag(args: list[str], flag: str) -> bool:
+    if flag not in args:
+        return False
+    args.remove(flag)
+    return True
+
+
+def _is_recipe(name: str) -> bool:
+    from ser_models.recipes import recipes
+
+    stem = name.rsplit(".", 1)[0] if name.endswith((".yaml", ".yml")) else name
+    return any(p.stem == stem for p in recipes())
+
 
 def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
-    """Parse ``CONFIG [key=value ...] [--verbose]`` (or ``--help``) as every job does.
+    """Parse ``[CONFIG.yaml | --config RECIPE] [key=value ...] [--print-config] [--verbose]`` as every job does.
 
-    ``--verbose`` (anywhere) sets ``SER_RAY_PROGRESS_BARS=1``, ``SER_RAY_DATA_CONSOLE_LEVEL=INFO`` and
-    ``SER_RAY_CONSOLE=1`` (Ray's own console lines) for this process before Ray starts (:func:`ser_models.runtime.connect_ray` reads them).
+    ``--help`` prints the keys a user sets, grouped; ``--help-all`` every key; ``--help SECTION`` one section
+    (:mod:`ser_models.job_help`). ``--config NAME`` reads a shipped recipe (``ser-models configs`` lists them);
+    a config path that is no file but a recipe's name does too. ``--print-config`` prints the resolved config as
+    YAML and exits. ``--verbose`` (anywhere) sets ``SER_RAY_PROGRESS_BARS=1``,
+    ``SER_RAY_DATA_CONSOLE_LEVEL=INFO`` and ``SER_RAY_CONSOLE=1`` (Ray's own console lines) for this process
+    before Ray starts (:func:`ser_models.runtime.connect_ray` reads them).
+
+    Raises:
+        ConfigError: a bad key, value, file or recipe name.
+        SystemExit: after help (0; 2 when no argument was given) or ``--print-config`` (0).
     """
+    from ser_models import job_help
+    from ser_models.recipes import find_recipe
+
     args = [a for a in argv if a not in VERBOSE_FLAGS]
     if len(args) != len(argv):
         from ser_models.console import RAY_CONSOLE_ENV
@@ -241,15 +282,41 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         os.environ[PROGRESS_BARS_ENV] = "1"
         os.environ[RAY_CONSOLE_ENV] = "1"
         os.environ.setdefault(DATA_CONSOLE_LEVEL_ENV, "INFO")
-    if not args or args[0] in ("-h", "--help"):
-        print(f"usage: python -m {prog} CONFIG.yaml [key.sub=value ...] [--verbose]\n\n"
-              "--verbose: Ray's own lines, Ray Data's progress bars and INFO lines too (default: one line per stage)\n\n"
-              f"keys:\n{describe(schema)}")
+    job = prog.rsplit(".", 1)[-1]
+    flag = next((a for a in args if a in ("-h", "--help", "--help-all")), None)
+    if not args or flag is not None:
+        after = args[args.index(flag) + 1:] if flag else []
+        section = after[0] if flag in ("-h", "--help") and after and "=" not in after[0] else None
+        from ser_models.job_table import JOBS, job_name
+
+        summary = JOBS[job_name(prog)].summary if job_name(prog) in JOBS else ""
+        try:
+            text = job_help.render(invoked_as(prog), summary, help_keys(schema), job_help.recipe_keys(job),
+                                   flag or "--help", section)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        print(text)
         raise SystemExit(0 if args else 2)
-    path, overrides = args[0], args[1:]
-    if "=" in path:
-        path, overrides = None, args
-    return resolve_paths(load_config(schema, path, overrides))
+    print_config = _take_flag(args, "--print-config")
+    path: str | None = None
+    if "--config" in args:
+        at = args.index("--config")
+        if at + 1 >= len(args):
+            raise ConfigError("--config needs a recipe name or a YAML path (`ser-models configs` lists the recipes)")
+        name = args.pop(at + 1)
+        args.pop(at)
+        path = name if Path(name).is_file() else str(find_recipe(name, job))
+    if args and "=" not in args[0]:
+        if path is not None:
+            raise ConfigError(f"two configs given: --config {path} and {args[0]}")
+        path = args.pop(0)
+        if not Path(path).is_file() and "/" not in path and "://" not in path and _is_recipe(path):
+            path = str(find_recipe(path, job))
+    cfg = resolve_paths(load_config(schema, path, args))
+    if print_config:
+        print(to_yaml(cfg), end="")
+        raise SystemExit(0)
+    return cfg
 
 
 def _absolute(value: Any, kind: str, cwd: str) -> Any:
@@ -384,6 +451,29 @@ def describe(schema: type, prefix: str = "") -> str:
     effects = key_effects(schema, prefix)
     return "\n".join(f"  {name} = {default!r}  # [{effects.get(name) or RESULT}] {text}"
                      for name, default, text in config_keys(schema, prefix))
+
+
+def help_keys(schema: type) -> list:
+    """Every leaf key of config dataclass ``schema`` as :class:`ser_models.job_help.Key` rows (for help)."""
+    from ser_models.job_help import Key
+
+    effects = key_effects(schema)
+    rows = []
+    for name, default, text in config_keys(schema):
+        value = to_dict(default) if hasattr(default, "__dataclass_fields__") else default
+        rows.append(Key(name, "???" if isinstance(value, str) and value == "???" else _yaml_value(value),
+                        effects.get(name) or RESULT, text))
+    return rows
+
+
+def _yaml_value(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value) if value == "" or value.strip() != value or ":" in value else value
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 def _first_line(exc: Exception) -> str:

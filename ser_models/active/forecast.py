@@ -58,7 +58,7 @@ class ForecastConfig:
                                     "report where the curve flattens instead (see flat_gain)")
     flat_gain: float = field(0.005, effect=SPEED, help="without target_ua: report the labels at which the next 100 labels "
                              "add less than this much dev UA (0.005 = half a UA point)")
-    bootstrap: int = field(200, effect=SPEED, help="bootstrap fits behind the forecast's 95%% interval (seeded)")
+    bootstrap: int = field(200, effect=SPEED, help="bootstrap fits behind the forecast's 95 % interval (seeded)")
 
     def __post_init__(self) -> None:
         if self.target_ua is not None and not 0.0 < self.target_ua <= 1.0:

@@ -30,7 +30,7 @@ class ActiveConfig:
     budget_fractions: list[float] = field(
         effect=RESULT, default_factory=lambda: [0.05, 0.10, 0.15, 0.20],
         help="labelled fraction of the training pool (without drawn evaluation sets) at each round (AFTER: "
-             "5%% steps up to 20%%); empty = use initial_size / query_size / rounds")
+             "5 % steps up to 20 %); empty = use initial_size / query_size / rounds")
     budget_labels: list[int] = field(
         effect=RESULT, default_factory=list,
         help="labelled clips at each round (e.g. [50, 100, 200, 400], what a team buys); when set it replaces "

@@ -20,6 +20,7 @@ from pathlib import Path
 from ser_models.active.curves import plot_learning_curves, table
 from ser_models.active.evidence import evidence_report, plot_bands, run_seed, runs_frame
 from ser_models.active.round_report import read_metrics
+from ser_models.config import invoked_as
 
 
 def expand_names(spec: str) -> list[str]:
@@ -32,7 +33,7 @@ def expand_names(spec: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(prog="python -m jobs.compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=invoked_as("jobs.compare"), description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders")
     parser.add_argument("--out", default="compare.png", help="PNG to write")
     parser.add_argument("--split", default="test", choices=["dev", "test"])

@@ -18,6 +18,7 @@ import time
 
 import pandas as pd
 
+from ser_models.config import invoked_as
 from ser_models.exceptions import ConfigError
 
 
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     from ser_models.io import exists
 
     parser = argparse.ArgumentParser(
-        prog="python -m jobs.evaluate",
+        prog=invoked_as("jobs.evaluate"),
         description="Evaluate model checkpoints on prepared pools; with several, the cross-corpus matrix.")
     parser.add_argument("paths", nargs="+", help="checkpoint folders (model.json) and pool folders (summary.json)")
     parser.add_argument("--split", default="test", help="pool split to evaluate (default test)")

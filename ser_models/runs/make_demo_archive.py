@@ -15,11 +15,12 @@ import time
 
 import pandas as pd
 
+from ser_models.config import invoked_as
 from ser_models.data.synth import EMOTIONS, generate_archive, parse_class_prior
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m jobs.make_demo_archive", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=invoked_as("jobs.make_demo_archive"), description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", help="folder to write audio/, recordings.csv, truth.csv and music.csv into")
     parser.add_argument("--episodes", type=int, default=4, help="mono podcast-like episodes (default 4)")
     parser.add_argument("--calls", type=int, default=4, help="two-channel 8 kHz calls (default 4)")

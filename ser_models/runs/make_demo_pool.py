@@ -18,6 +18,7 @@ import time
 
 import pandas as pd
 
+from ser_models.config import invoked_as
 from ser_models.data.espeak_corpus import espeak_version, generate_espeak_corpus
 from ser_models.data.synth import STYLES, generate_corpus
 from ser_models.data.synth.corpus import parse_class_prior
@@ -25,7 +26,7 @@ from ser_models.data.synth.corpus import parse_class_prior
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(
-        prog="python -m jobs.make_demo_pool",
+        prog=invoked_as("jobs.make_demo_pool"),
         description="Generate a synthetic emotional-speech corpus (4 emotions, noisy, speaker-disjoint "
         "train/dev/test) as WAV/FLAC files at 16/22.05/44.1 kHz plus manifest.csv.",
     )

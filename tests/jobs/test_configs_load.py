@@ -1,7 +1,7 @@
 """Every YAML under ``jobs/configs/`` (recursively) loads into its job's schema and names its command.
 
-A config's job comes from its file-name prefix (:data:`JOBS`); a YAML with no known prefix fails, so a new job
-must be added here along with its configs.
+A config's job comes from its file-name prefix (``ser_models.recipes.RECIPE_PREFIXES``); a YAML with no known
+prefix fails, so a new job's prefix is added there along with its configs.
 """
 
 from __future__ import annotations
@@ -13,29 +13,15 @@ from pathlib import Path
 import pytest
 
 from ser_models.config import load_config
+from ser_models.job_table import JOBS as COMMAND_JOBS
+from ser_models.recipes import RECIPE_PREFIXES
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "jobs" / "configs"
 
-#: file-name prefix -> (job module under jobs/, name of its config schema in that module)
-JOBS = {
-    "prepare_pool_": ("prepare_pool", "PoolConfig"),
-    "finetune_": ("finetune", "FinetuneJobConfig"),
-    "tapt_": ("tapt", "TaptJobConfig"),
-    "demo_after": ("after", "AfterJobConfig"),
-    "my_data_after": ("after", "AfterJobConfig"),
-    "demo_evidence": ("evidence", "EvidenceJobConfig"),
-    "evidence_": ("evidence", "EvidenceJobConfig"),
-    "after_": ("after", "AfterJobConfig"),
-    "sweep_": ("sweep", "SweepConfig"),
-    "adapt_": ("adapt", "AdaptJobConfig"),
-    "layer_analysis_": ("layer_analysis", "LayerAnalysisJobConfig"),
-    "anchor_": ("anchor", "AnchorJobConfig"),
-    "distill_": ("distill", "DistillJobConfig"),
-    "adapter_pretrain_": ("adapter_pretrain", "AdapterPretrainJobConfig"),
-    "predict_": ("predict", "PredictJobConfig"),
-    "segment_": ("segment", "SegmentConfig"),
-}
+#: file-name prefix -> (job module under jobs/, name of its config schema), from the library's recipe table
+JOBS = {prefix: (job, COMMAND_JOBS[job.replace("_", "-")].schema.split(":")[1])
+        for prefix, job in RECIPE_PREFIXES.items()}
 
 CONFIGS = sorted(p for ext in ("*.yaml", "*.yml") for p in CONFIG_DIR.rglob(ext))
 
@@ -45,7 +31,7 @@ def job_of(path: Path) -> tuple[str, str]:
         if path.name.startswith(prefix):
             return job
     pytest.fail(f"{path.relative_to(REPO)}: no job is mapped to this file name; name it after its job "
-                f"({', '.join(JOBS)}...) or add its prefix to JOBS in {Path(__file__).name}")
+                f"({', '.join(JOBS)}...) or add its prefix to ser_models.recipes.RECIPE_PREFIXES")
 
 
 def header(path: Path) -> list[str]:

@@ -1,5 +1,6 @@
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -101,7 +102,12 @@ def test_parse_job_args_help(capsys):
         parse_job_args(Outer, ["--help"], "jobs.x")
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "inner.rate" in out and "a rate" in out
+    assert re.search(r"path +=  ?\?\?\?  required path", out) and re.search(r"steps += 3  steps", out)
+    assert "inner.rate" not in out and "2 more keys: --help-all" in out
+    with pytest.raises(SystemExit):
+        parse_job_args(Outer, ["--help-all"], "jobs.x")
+    out = capsys.readouterr().out
+    assert "inner.rate = 0.1  [changes results]" in out and "a rate" in out
     assert "inner.rate = 0.1" in describe(Outer)
 
 

@@ -226,21 +226,21 @@ def test_rayjob_manifest(rel):
     _assert_cluster_security(spec["rayClusterSpec"], rel)
     _assert_gpu_group(spec["rayClusterSpec"])
 
+    # the installed command with a shipped recipe by name: `ser-models JOB --config NAME key=value ...`
     entry = shlex.split(spec["entrypoint"])
-    assert entry[:2] == ["python", "-m"] and entry[2].startswith("jobs."), spec["entrypoint"]
-    module = entry[2].removeprefix("jobs.")
-    config = entry[3]
+    assert entry[0] == "ser-models" and entry[2] == "--config", spec["entrypoint"]
+    from ser_models.command import JOBS
+    from ser_models.recipes import find_recipe
+
+    module = entry[1].replace("-", "_")
+    assert entry[1] in JOBS, f"{rel}: no job {entry[1]!r}"
+    config = find_recipe(entry[3], module)  # a recipe of this job
     overrides = dict(arg.split("=", 1) for arg in entry[4:])
-    assert (ROOT / "jobs" / f"{module}.py").is_file(), f"{rel}: jobs/{module}.py does not exist (yet?)"
-    assert config.startswith("jobs/configs/"), config
-    assert (ROOT / config).is_file(), f"{rel}: {config} does not exist (yet?)"
 
     from ser_models.config import load_config
 
-    code = importlib.import_module(importlib.import_module(f"jobs.{module}").main.__module__)  # where main lives
-    job_cfg = load_config(getattr(code, {
-        "finetune": "FinetuneJobConfig", "after": "AfterJobConfig", "sweep": "SweepConfig"}[module]),
-        ROOT / config, entry[4:])  # the overrides are valid keys and values of the job
+    mod, cls = JOBS[entry[1]].schema.split(":")
+    job_cfg = load_config(getattr(importlib.import_module(mod), cls), config, entry[4:])  # valid keys and values
     if module == "sweep":
         from ser_models.tune.sweep import plan_sweep
 
@@ -251,7 +251,7 @@ def test_rayjob_manifest(rel):
     out = overrides["output_dir"]
     assert out.startswith("s3://") or any(out.startswith(m.rstrip("/") + "/") for m in mounts), (out, mounts)
 
-    # The relative config path resolves against working_dir, which must be the image's repository copy.
+    # The recipes' relative paths resolve against working_dir, which must be the image's repository copy.
     runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
     assert runtime_env["working_dir"] == IMAGE_SOURCE_DIR
     dockerfile = (PLATFORM / "Dockerfile").read_text()
@@ -308,8 +308,10 @@ def test_dockerfile():
     assert any(ln.startswith("ARG TORCH_INDEX_URL=") for ln in lines)
     assert "libsndfile1" in text
     torch_at = next(i for i, ln in enumerate(lines) if '--index-url "${TORCH_INDEX_URL}"' in ln)
-    project_at = next(i for i, ln in enumerate(lines) if re.search(r"pip install \.(\s|$)", ln))
+    project_at = next(i for i, ln in enumerate(lines) if re.search(r"pip wheel .*--wheel-dir /tmp/wheels \.", ln))
     assert torch_at < project_at, "torch must be installed (pinned) before the project"
+    # the image installs the built wheel (the library, its recipes, the command), not the source tree
+    assert "pip install /tmp/wheels/ser_models-*.whl" in text and "ser-models --version" in text
     for src in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
         for item in src.split():
             assert (ROOT / item).exists(), f"Dockerfile copies {item}, which is not in the repository"
@@ -356,8 +358,8 @@ def test_submit_sh_syntax_and_help():
     ("args", "message"),
     [
         (["no_such_job", "jobs/configs/x.yaml"], "unknown job 'no_such_job'"),
-        (["Finetune;rm", "x.yaml"], "must match ^[a-z_]+$"),
-        (["../jobs/finetune", "x.yaml"], "must match ^[a-z_]+$"),
+        (["Finetune;rm", "x.yaml"], "must match ^[a-z_-]+$"),
+        (["../jobs/finetune", "x.yaml"], "must match ^[a-z_-]+$"),
         ([], "missing JOB"),
         (["--bogus", "finetune"], "unknown option '--bogus'"),
     ],
@@ -426,12 +428,13 @@ def test_submit_sh_builds_the_ray_command_from_any_directory(tmp_path):
         "--",
         "python",
         "-m",
-        f"jobs.{job}",
+        "ser_models",
+        job.replace("_", "-"),
         "platform/runtime_env.yaml",
         "a.b=1",
         "output_dir=s3://x/y",
     ]
-    assert re.fullmatch(rf"ser-{job}-\d{{8}}-\d{{6}}-\d+", argv[10])  # a named job, so it can be followed
+    assert re.fullmatch(rf"ser-{job.replace('_', '-')}-\d{{8}}-\d{{6}}-\d+", argv[10])  # a named job, so it can be followed
     assert "job submit" in proc.stdout  # the command is echoed before it runs
 
 
@@ -455,7 +458,8 @@ def test_submit_sh_passthrough_address_flag_and_token_mode(tmp_path):
     assert auth == "auth=token"  # a token is available, so `ray job submit` must send it
     assert argv[2:4] == ["--address", "http://127.0.0.1:9"]
     assert argv[argv.index("--no-wait"):argv.index("--")] == ["--no-wait", "--submission-id", "my-id"]
-    assert argv[argv.index("--") :] == ["--", "python", "-m", f"jobs.{job}", "/tmp/out dir", "--n", "8"]
+    assert argv[argv.index("--") :] == ["--", "python", "-m", "ser_models", job.replace("_", "-"), "/tmp/out dir",
+                                        "--n", "8"]
 
 
 def _flaky_ray(tmp_path: Path, message: str, failures: int) -> Path:

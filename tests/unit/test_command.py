@@ -1,0 +1,144 @@
+"""The ``ser-models`` command: one subcommand per job, recipes by name, help a person reads, started cheaply."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ser_models import command, job_help
+from ser_models.command import JOBS, help_text, list_configs
+from ser_models.config import parse_job_args, set_invoked_as
+from ser_models.exceptions import ConfigError
+from ser_models.recipes import RECIPE_DIR, find_recipe, recipe_job, recipes
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ser_models", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=300)
+
+
+def test_every_job_shell_has_a_subcommand_over_the_same_main():
+    shells = sorted(p.stem for p in (REPO / "jobs").glob("*.py") if p.stem != "__init__")
+    assert sorted(n.replace("-", "_") for n in JOBS) == shells
+    import importlib
+
+    for name, job in JOBS.items():
+        shell = importlib.import_module(f"jobs.{name.replace('-', '_')}")
+        assert shell.main.__module__ == job.module, name
+
+
+def test_the_help_index_is_current():
+    """``job_keys.json`` is what the live config classes give; after changing a key, run
+    ``python -m ser_models.command --write-index``."""
+    assert command.build_index() == job_help.load_index(), \
+        "ser_models/job_keys.json is stale: run `python -m ser_models.command --write-index`"
+
+
+@pytest.mark.parametrize("name", [n for n, j in JOBS.items() if j.schema is not None])
+def test_help_is_short_grouped_and_the_full_help_has_every_key(name):
+    index = job_help.load_index()
+    short = help_text(name, ["--help"], index)
+    lines = short.splitlines()
+    assert len(lines) <= job_help.MAX_LINES and max(map(len, lines)) <= job_help.WIDTH, name
+    assert lines[0].startswith(f"usage: ser-models {name} [CONFIG.yaml | --config RECIPE]")
+    keys = [k[0] for k in index[name]["keys"]]
+    required = [k[0] for k in index[name]["keys"] if k[1] == "???"]
+    for key in required:  # every required key is on the short help
+        assert any(line.split(" = ")[0].strip() == key for line in lines), (name, key)
+    full = help_text(name, ["--help-all"], index)
+    shown = {line.split(" = ")[0].strip() for line in full.splitlines() if " = " in line and line.startswith("  ")
+             and not line.startswith("      ")}
+    assert shown == set(keys), name
+    assert "%%" not in full and all(len(line) <= job_help.WIDTH for line in full.splitlines()
+                                    if line.startswith("      "))
+
+
+def test_help_section_and_an_unknown_section():
+    text = help_text("after", ["--help", "labels"])
+    assert "active.budget_labels = []  [changes results]" in text and "model.encoder.source" not in text
+    proc = _run("after", "--help", "nosuch")
+    assert proc.returncode == 2 and "no help section 'nosuch'" in proc.stderr and "labels" in proc.stderr
+
+
+def test_help_starts_without_torch_or_ray():
+    code = ("import sys\nfrom ser_models.command import main\n"
+            "for argv in (['--help'], ['after', '--help'], ['export', '--help-all'], ['configs']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "heavy = [m for m in ('torch', 'ray', 'transformers', 'peft', 'pandas') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "prepare-pool" in proc.stdout and "demo_after" in proc.stdout
+
+
+def test_the_overview_lists_every_job_and_an_unknown_job_is_refused():
+    proc = _run("--help")
+    assert proc.returncode == 0
+    for name in JOBS:
+        assert f"  {name} " in proc.stdout
+    proc = _run("aftr")
+    assert proc.returncode == 2 and "unknown job 'aftr' (did you mean after?)" in proc.stderr
+
+
+def test_configs_lists_every_recipe_under_its_job():
+    text = list_configs()
+    for path in recipes():
+        assert recipe_job(path) is not None, f"{path.name}: no job prefix (ser_models.recipes.RECIPE_PREFIXES)"
+        assert f"  {path.stem} " in text
+    assert "demo_after" in list_configs("after") and "prepare_pool_demo" not in list_configs("after")
+    assert (REPO / "jobs" / "configs").resolve() == RECIPE_DIR  # a clone's documented paths read the same files
+
+
+def test_a_recipe_by_name_and_print_config(capsys, tmp_path):
+    from ser_models.runs.plan import PlanConfig
+
+    cfg_path = tmp_path / "plan.yaml"
+    cfg_path.write_text("budget: 300\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_job_args(PlanConfig, [str(cfg_path), "rounds=3", "--print-config"], "jobs.plan")
+    assert exc.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["budget"] == 300 and printed["rounds"] == 3
+
+    from ser_models.data.config import PoolConfig
+
+    cfg = parse_job_args(PoolConfig, ["--config", "prepare_pool_demo", "manifest=m.csv", "output_dir=out"],
+                         "jobs.prepare_pool")
+    shipped = yaml.safe_load(find_recipe("prepare_pool_demo").read_text())
+    assert cfg.target_sample_rate == shipped.get("target_sample_rate", cfg.target_sample_rate)
+    assert Path(cfg.output_dir).is_absolute()
+    with pytest.raises(ConfigError, match="recipe 'demo_after' is for `after`, not `prepare_pool`"):
+        parse_job_args(PoolConfig, ["--config", "demo_after"], "jobs.prepare_pool")
+    with pytest.raises(ConfigError, match="no recipe named 'nosuch'.*prepare_pool_demo"):
+        parse_job_args(PoolConfig, ["--config", "nosuch"], "jobs.prepare_pool")
+    with pytest.raises(ConfigError, match="config file not found: nosuch.yaml"):
+        parse_job_args(PoolConfig, ["nosuch.yaml"], "jobs.prepare_pool")
+
+
+def test_a_subcommand_runs_the_job_with_its_errors_and_exit_codes(tmp_path):
+    ok = _run("plan", "budget=400", "labels=[a,b,c,d]", cwd=tmp_path)
+    assert ok.returncode == 0 and "Overrides for jobs.after" in ok.stdout
+    bad = _run("plan", "budget=x", cwd=tmp_path)
+    same = subprocess.run([sys.executable, "-m", "jobs.plan", "budget=x"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert bad.returncode == same.returncode == 2
+    assert bad.stderr == same.stderr and "config key 'budget'" in bad.stderr
+
+
+def test_argparse_jobs_name_the_command_they_were_started_by(capsys):
+    from ser_models.runs import import_encoder
+
+    set_invoked_as("ser-models import-encoder")
+    try:
+        with pytest.raises(SystemExit):
+            import_encoder.main(["--help"])
+    finally:
+        set_invoked_as(None)
+    assert capsys.readouterr().out.startswith("usage: ser-models import-encoder")
+    assert help_text("import-encoder", ["--help"]).startswith("usage: ser-models import-encoder")
