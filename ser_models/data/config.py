@@ -26,7 +26,9 @@ class PoolConfig:
     existing pool can grow in place: a change there rebuilds it.
     """
 
-    manifest: str = field("???", effect=RESULT, path=PATH, help="manifest file (CSV, Parquet or JSONL) listing the clips; required")
+    manifest: str = field("???", effect=RESULT, path=PATH, help="the clips: our manifest (CSV, Parquet, JSON lines, EmoBox's), Lhotse, NeMo, a Hugging "
+                                "Face dataset or a corpus's root folder (IEMOCAP, MSP-Podcast, CREMA-D, RAVDESS; "
+                                "foreign ones are imported into output_dir/imported). Required")
     output_dir: str = field("outputs/pool", effect=LOCATION, path=PATH, help="folder the pool is written to (replaced atomically)")
     labels: list[str] = field(
         effect=RESULT, default_factory=lambda: ["neutral", "happy", "angry", "sad"],

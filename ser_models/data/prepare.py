@@ -47,7 +47,6 @@ manifest bytes and the content-relevant config: a rerun with the same inputs onl
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -76,6 +75,7 @@ from ser_models.data.pool import (
     Pool,
 )
 from ser_models.data.pool_builds import BUILD_PREFIX, drop_build, legacy_pool, referenced, remove_builds
+from ser_models.data.pool_summary import POOL_FORMAT_VERSION, PoolSummary
 from ser_models.data.pool_update import (  # noqa: F401 (SourceChangedError re-exported)
     METADATA_COLUMNS,
     SPAN_COLUMNS,
@@ -108,96 +108,18 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from ser_models.locks import fenced_for
+from ser_models.locks import FolderLock, fenced_for
 from ser_models.progress import StageProgress, WrittenRows
 
-#: Bumped when the pool's layout or decoding changes, so old pools are rebuilt.
-POOL_FORMAT_VERSION = 4  # 4: pools grow in place (files.json, lineage, version, source signatures)
 #: Split given to every clip whose manifest row has none (a manifest without splits is one training pool).
 DEFAULT_SPLIT = "train"
 # Reserved partition value for quarantined rows during the build; never present in a finished pool.
 _QUARANTINE_SPLIT = "_quarantine"
 
 
-@dataclasses.dataclass
-class PoolSummary:
-    """What a build or update did (also the content of ``summary.json``).
-
-    Attributes:
-        clips_in: manifest rows.
-        kept: clips in the pool.
-        quarantined: clips in ``quarantine.parquet``.
-        splits: ``{split: {"clips": int, "hours": float}}`` of kept clips.
-        reasons: ``{reason: count}`` of quarantined clips.
-        seconds: wall time of the build or update (s).
-        clips_per_s: ``clips_in / seconds``.
-        fingerprint: hash of the manifest bytes and the content-relevant config.
-        output_dir: where the pool lives.
-        up_to_date: True when the pool already matched and nothing was done.
-        lineage: the pool's identity across versions (the fingerprint of the build that started it).
-        version: 1 for a fresh build, +1 per update that changed clips.
-        decoded: clips decoded by this call (a fresh build: every manifest row; an update: the new ones).
-        added: clips added to the pool by this call.
-        relabelled: existing clips whose non-split metadata this call changed (no decoding).
-        moved: existing clips this call moved to another split (no decoding).
-        dropped: clips this call removed because the manifest no longer lists them.
-        history: one entry per build and update: ``{"version", "kind", "added", "decoded", "relabelled",
-            "moved", "dropped", "kept", "fingerprint", "seconds", "at"}``.
-    """
-
-    clips_in: int
-    kept: int
-    quarantined: int
-    splits: dict[str, dict[str, float]]
-    reasons: dict[str, int]
-    seconds: float
-    clips_per_s: float
-    fingerprint: str
-    output_dir: str
-    up_to_date: bool = False
-    lineage: str = ""
-    version: int = 1
-    decoded: int = 0
-    added: int = 0
-    relabelled: int = 0
-    moved: int = 0
-    dropped: int = 0
-    history: list = dataclasses.field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("up_to_date")
-        d["format_version"] = POOL_FORMAT_VERSION
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], up_to_date: bool = False) -> PoolSummary:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names and k != "up_to_date"}, up_to_date=up_to_date)
-
-    def table(self) -> str:
-        """A human-readable summary (printed by the job)."""
-        lines = [f"pool {self.output_dir}" + ("  (up to date, nothing done)" if self.up_to_date else "")]
-        lines.append(f"  version       {self.version:>8}   (lineage {self.lineage[:12]})")
-        if not self.up_to_date:
-            lines.append(f"  this run      decoded {self.decoded}, added {self.added}, relabelled {self.relabelled}, "
-                         f"moved {self.moved}, dropped {self.dropped}")
-        lines.append(f"  clips in      {self.clips_in:>8}")
-        lines.append(f"  kept          {self.kept:>8}")
-        lines.append(f"  quarantined   {self.quarantined:>8}")
-        lines.append("  split           clips     hours")
-        for split, s in sorted(self.splits.items()):
-            lines.append(f"  {split:<12} {int(s['clips']):>8} {s['hours']:>9.3f}")
-        if self.reasons:
-            lines.append("  reason          clips")
-            for reason, count in sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
-                lines.append(f"  {reason:<12} {count:>8}")
-        lines.append(f"  seconds       {self.seconds:>8.1f}   ({self.clips_per_s:.1f} clips/s)")
-        return "\n".join(lines)
-
-
-def pool_fingerprint(cfg: PoolConfig) -> str:
-    """sha256 over the manifest bytes and path, the label map bytes (explicit or implicit) and :meth:`PoolConfig.content_fields`.
+def pool_fingerprint(cfg: PoolConfig, source: str | None = None) -> str:
+    """sha256 over the manifest bytes and path (``source``, the import of a foreign ``cfg.manifest``, when given),
+    the label map bytes (explicit or implicit) and :meth:`PoolConfig.content_fields`.
 
     The manifest's own path is included because relative clip paths resolve against its folder. Audio
     files are not hashed here (that would read the whole corpus on every run): an update compares each
@@ -205,11 +127,7 @@ def pool_fingerprint(cfg: PoolConfig) -> str:
     """
     h = hashlib.sha256()
     h.update(f"pool-format-{POOL_FORMAT_VERSION}\n".encode())
-    label_map = cfg.label_map
-    if label_map is None:  # read_manifest picks up a label_map.json next to the manifest
-        implicit = join(_parent(cfg.manifest), "label_map.json")
-        label_map = implicit if exists(implicit) else None
-    for key, path in (("manifest", cfg.manifest), ("label_map", label_map)):
+    for key, path in (("manifest", source or cfg.manifest), ("label_map", _label_map(cfg))):
         if path is None:
             continue
         if not exists(path):
@@ -220,33 +138,56 @@ def pool_fingerprint(cfg: PoolConfig) -> str:
     return h.hexdigest()[:32]
 
 
-def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None) -> PoolSummary:
+def _label_map(cfg: PoolConfig) -> str | None:
+    """``cfg.label_map``, else the ``label_map.json`` beside ``cfg.manifest`` (read_manifest's own rule, kept for
+    the import of a foreign manifest, which lies in the pool folder)."""
+    if cfg.label_map is not None:
+        return cfg.label_map
+    implicit = join(_parent(cfg.manifest), "label_map.json")
+    return implicit if exists(implicit) else None
+
+
+def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None, source: str | None = None) -> PoolSummary:
     """Decode, validate and shard a manifest's clips into a prepared pool at ``cfg.output_dir``, or update the
     pool there in place (new clips decoded, changed metadata rewritten; see the module docstring).
 
     The manifest is read and validated on the driver first, so manifest errors surface before any Ray work.
-    Uses the current Ray instance (``ray.init()`` first to pick a cluster; otherwise Ray starts locally).
+    A foreign manifest (Lhotse, Hugging Face, NeMo, a corpus folder) is imported into the pool folder first
+    (:mod:`ser_models.formats.ingest`). Uses the current Ray instance (``ray.init()`` first to pick a cluster;
+    otherwise Ray starts locally).
 
     Args:
         cfg: the pool's configuration.
-        fingerprint: ``pool_fingerprint(cfg)`` when the caller has already computed it (``jobs.prepare_pool``
-            does, to check the manifest before Ray starts): the manifest is then not hashed twice.
+        fingerprint: ``pool_fingerprint(cfg, source)`` when the caller has already computed it
+            (``jobs.prepare_pool`` does, to check the manifest before Ray starts): the manifest is then not hashed
+            twice.
+        source: the manifest file to read in place of ``cfg.manifest``: the import of a foreign one that
+            ``jobs.prepare_pool`` made before Ray started.
 
     Returns:
         The :class:`PoolSummary` (``up_to_date=True`` if the pool already matched).
 
     Raises:
-        ManifestError: the manifest is malformed.
+        ManifestError: the manifest is malformed, or of no format the jobs read (naming those and jobs.convert).
         SourceChangedError: an existing clip's audio changed (the pool stays as it was).
         PoolError: one recording or group has clips in several splits (see :func:`check_split_leaks`), or the
             build failed (the previous pool stays readable).
     """
+    from ser_models.formats.ingest import read_as_ours
+
     t0 = time.perf_counter()
     out = _canonical(cfg.output_dir)
-    fingerprint = fingerprint or pool_fingerprint(cfg)
-    # Refuses a folder that is not a pool of ours (nothing is written there), and a second writer.
-    with ownership.claim_output(out, "pool", what="pool", recognise=legacy_pool, inputs=_inputs(cfg)):
-        return _prepare_locked(cfg, out, fingerprint, t0)
+    with read_as_ours(source or cfg.manifest, out, "segments", lambda: claim_pool(cfg)) as source:
+        fingerprint = fingerprint or pool_fingerprint(cfg, source)
+        with claim_pool(cfg):
+            return _prepare_locked(cfg, out, source, fingerprint, t0)
+
+
+def claim_pool(cfg: PoolConfig) -> FolderLock:
+    """``with claim_pool(cfg):`` the pool folder's claim (:func:`ser_models.ownership.claim_output`): refuses a
+    folder that is not a pool of ours (nothing is written there), and a second writer."""
+    return ownership.claim_output(_canonical(cfg.output_dir), "pool", what="pool", recognise=legacy_pool,
+                                  inputs=_inputs(cfg))
 
 
 def _inputs(cfg: PoolConfig) -> dict:
@@ -262,7 +203,7 @@ def check_pool_output(cfg: PoolConfig) -> None:
     ownership.check_output(_canonical(cfg.output_dir), "pool", recognise=legacy_pool, inputs=_inputs(cfg))
 
 
-def _prepare_locked(cfg: PoolConfig, out: str, fingerprint: str, t0: float) -> PoolSummary:
+def _prepare_locked(cfg: PoolConfig, out: str, source: str, fingerprint: str, t0: float) -> PoolSummary:
     """:func:`prepare_pool`'s work, under the pool's lock."""
     current = _current_summary(out)
     if current is not None and current.get("fingerprint") == fingerprint:
@@ -274,7 +215,7 @@ def _prepare_locked(cfg: PoolConfig, out: str, fingerprint: str, t0: float) -> P
             return summary
         print(f"pool {out}: {len(replaced)} quarantined clips' files changed; decoding them again: {replaced[:5]}")
 
-    manifest = read_manifest(cfg.manifest, labels=list(cfg.labels) or None, label_map=cfg.label_map)
+    manifest = read_manifest(source, labels=list(cfg.labels) or None, label_map=_label_map(cfg))
     if "split" not in manifest.columns:
         manifest["split"] = DEFAULT_SPLIT
     manifest["split"] = manifest["split"].where(manifest["split"].notna(), DEFAULT_SPLIT).astype(object)

@@ -101,6 +101,20 @@ def detect_format(path: str) -> str:
     Raises:
         ManifestError: naming the file when it is none of them.
     """
+    fmt, why = sniff_format(path)
+    if fmt is None:
+        raise ManifestError(why)
+    return fmt
+
+
+def sniff_format(path: str) -> tuple[str | None, str]:
+    """:func:`detect_format` without its refusal: ``(format, "")``, or ``(None, why)`` for a file that is none of
+    the foreign formats (one of our manifests, an EmoBox file, or neither). Reads a Parquet file's schema or a
+    JSON file's first 64 KiB, never the whole file.
+
+    Raises:
+        ManifestError: ``path`` does not exist.
+    """
     src = str(io.storage_path(path))
     if not io.exists(src):
         raise ManifestError(f"input not found: {src}")
@@ -109,27 +123,34 @@ def detect_format(path: str) -> str:
         from ser_models.formats.corpora import detect_corpus
 
         # A corpus only by a layout no dataset folder has; else a save_to_disk folder or a folder of Parquet files.
-        return detect_corpus(src) or "hf"
+        return detect_corpus(src) or "hf", ""
     if src.endswith((".parquet", ".arrow")):
         import pyarrow.parquet as pq
 
-        schema = pq.read_schema(p, filesystem=fs)
+        try:
+            schema = pq.read_schema(p, filesystem=fs)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            return None, f"{src}: not a Parquet file ({exc})"
         if b"huggingface" in (schema.metadata or {}):
-            return "hf"
-        raise ManifestError(f"{src}: a Parquet file without Hugging Face features: if it is one of our manifests, "
-                            "give it to the jobs as it is; else name its format with format=hf")
+            return "hf", ""
+        return None, (f"{src}: a Parquet file without Hugging Face features: if it is one of our manifests, give it "
+                      "to the jobs as it is; else name its format with format=hf")
     from ser_models.formats.lhotse_manifest import is_yaml, item_kind
 
     if is_yaml(src):
-        return "lhotse"  # of the three formats, only Lhotse writes YAML manifests
-    first = _first_item(src)
-
+        return "lhotse", ""  # of the three formats, only Lhotse writes YAML manifests
+    try:
+        first = _first_item(src)
+    except ManifestError as exc:
+        return None, str(exc)
+    if {"utt_id", "path"} <= set(first) and "audio_filepath" not in first:  # our columns; no Lhotse item has both
+        return None, f"{src}: one of our manifests (utt_id, path): give it to the jobs as it is"
     if item_kind(first) != "unknown":
-        return "lhotse"
+        return "lhotse", ""
     if "audio_filepath" in first:
-        return "nemo"
-    raise ManifestError(f"{src}: its first object (keys {sorted(first)[:8]}) is neither a Lhotse recording, "
-                        "supervision or cut nor a NeMo line (audio_filepath); name the format with format=...")
+        return "nemo", ""
+    return None, (f"{src}: its first object (keys {sorted(first)[:8]}) is neither a Lhotse recording, supervision "
+                  "or cut nor a NeMo line (audio_filepath); name the format with format=...")
 
 
 def _first_item(src: str) -> dict:
@@ -226,4 +247,4 @@ def convert(cfg: ConvertConfig, log=print):
 
 
 __all__ = ["CORPORA", "DEFAULT_LABEL_FIELDS", "FORMATS", "ConvertConfig", "convert", "detect_format", "run_export",
-           "run_import"]
+           "run_import", "sniff_format"]

@@ -22,14 +22,17 @@ from ser_models.data.config import PoolConfig
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(PoolConfig, sys.argv[1:] if argv is None else argv, "jobs.prepare_pool")
-    from ser_models.data.prepare import check_pool_output, pool_fingerprint, prepare_pool
+    from ser_models.data.prepare import check_pool_output, claim_pool, pool_fingerprint, prepare_pool
+    from ser_models.formats.ingest import read_as_ours
     from ser_models.runtime import connect_ray
 
     check_pool_output(cfg)  # a folder that is not a pool of ours: refused before anything is read
-    fingerprint = pool_fingerprint(cfg)  # the manifest and label map are readable: checked before Ray starts
-    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-    print(f"prepare_pool: {cfg}")
-    summary = prepare_pool(cfg, fingerprint)
+    # A Lhotse / Hugging Face / NeMo manifest or a corpus folder: imported into the pool folder, under its claim.
+    with read_as_ours(cfg.manifest, cfg.output_dir, "segments", lambda: claim_pool(cfg)) as source:
+        fingerprint = pool_fingerprint(cfg, source)  # the manifest and label map are readable: checked before Ray
+        connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+        print(f"prepare_pool: {cfg}")
+        summary = prepare_pool(cfg, fingerprint, source)
     print(f"pool: {summary.output_dir}  kept {summary.kept} / {summary.clips_in} clips, "
           f"quarantined {summary.quarantined}")
     return summary

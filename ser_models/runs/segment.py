@@ -21,15 +21,19 @@ from ser_models.segment.config import SegmentConfig
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(SegmentConfig, sys.argv[1:] if argv is None else argv, "jobs.segment")
+    from ser_models.formats.ingest import read_as_ours
     from ser_models.runtime import connect_ray
     from ser_models.segment.recordings import read_recordings
-    from ser_models.segment.run import check_segment_output, segment_archive
+    from ser_models.segment.run import check_segment_output, claim_segment_output, segment_archive
 
     check_segment_output(cfg)  # a folder that is not a segment output of ours: refused before anything is read
-    read_recordings(cfg.recordings)  # a malformed manifest fails before Ray starts
-    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-    print(f"segment: {cfg}")
-    summary = segment_archive(cfg)
+    # A Lhotse manifest: imported into the output folder, under its claim.
+    with read_as_ours(cfg.recordings, cfg.output_dir, "recordings", lambda: claim_segment_output(cfg),
+                      key="recordings") as source:
+        read_recordings(source)  # a malformed manifest fails before Ray starts
+        connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+        print(f"segment: {cfg}")
+        summary = segment_archive(cfg, source=source)
     print(f"segments: {summary.output_dir}/segments.parquet  {summary.segments} segments from "
           f"{summary.segmented} / {summary.recordings} recordings")
     return summary

@@ -20,8 +20,9 @@ class SegmentConfig:
     how its stored frame probabilities become segments, so changing them reruns no model.
     """
 
-    recordings: str = field("???", effect=RESULT, path=PATH, help="recordings manifest (CSV, Parquet or JSONL with a 'path' "
-                                                                  "column; see docs/recordings.md); required")
+    recordings: str = field("???", effect=RESULT, path=PATH, help="recordings manifest: ours (CSV, Parquet or JSONL "
+                                                                  "with a 'path' column; see docs/recordings.md) or a "
+                                                                  "Lhotse recordings manifest; required")
     output_dir: str = field("outputs/segments", effect=LOCATION, path=PATH, help="folder for segments.parquet, the frame "
                                                                                 "probabilities, quarantine.parquet and summary.json")
     preset: str = field("turns", effect=RESULT, help=f"segmentation rules preset: {', '.join(sorted(PRESETS))}")

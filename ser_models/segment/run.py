@@ -7,6 +7,7 @@ Output, under ``output_dir`` (a local path or URI)::
     quarantine.parquet          recordings that gave nothing: recording, path, reason, detail
     frames/<vad key>/<recording>.parquet   each stream's frame probabilities, power and clipping
     summary.json, config.yaml
+    imported/                   the import of a Lhotse ``recordings`` manifest (:mod:`ser_models.formats.ingest`)
 
 **Resume.** The VAD pass writes one frames file per recording, atomically, when the recording is finished.
 A rerun skips every recording whose frames file exists and reads back whole (a killed job redoes only the
@@ -41,7 +42,7 @@ from ser_models.io import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from ser_models.locks import fenced_for
+from ser_models.locks import FolderLock, fenced_for
 from ser_models.ownership import check_output, claim_output
 from ser_models.progress import StageProgress
 from ser_models.segment.config import SegmentConfig
@@ -198,26 +199,44 @@ def _run_vad(todo: pd.DataFrame, cfg: SegmentConfig, frames_dir: str, verbose: b
     return rows
 
 
-def segment_archive(cfg: SegmentConfig, verbose: bool = True) -> SegmentSummary:
+def segment_archive(cfg: SegmentConfig, verbose: bool = True, source: str | None = None) -> SegmentSummary:
     """Segment every recording of ``cfg.recordings`` (resuming a previous run in ``cfg.output_dir``).
 
-    Uses the current Ray instance (``ray.init()`` first to pick a cluster).
+    A Lhotse recordings manifest (or supervisions, or cuts) is imported into ``output_dir/imported/`` first
+    (:mod:`ser_models.formats.ingest`). Uses the current Ray instance (``ray.init()`` first to pick a cluster).
+
+    Args:
+        cfg: the run's configuration.
+        verbose: print the progress of the VAD pass.
+        source: the recordings manifest to read in place of ``cfg.recordings``: the import of a foreign one that
+            ``jobs.segment`` made before Ray started.
 
     Returns:
         The run's :class:`SegmentSummary`.
 
     Raises:
-        ManifestError: the recordings manifest or the annotations are malformed.
+        ManifestError: the recordings manifest or the annotations are malformed, or the recordings manifest is of
+            no format the jobs read (naming those and jobs.convert).
         ConfigError: a bad key, or the silero-vad wheel is missing.
         ForeignFolderError: ``output_dir`` holds things this platform did not make (nothing is written there).
         LockHeldError: another process is segmenting into ``output_dir``.
     """
+    from ser_models.formats.ingest import read_as_ours
+
     t0 = time.perf_counter()
     out = storage_path(cfg.output_dir)
-    recordings = read_recordings(cfg.recordings)  # a malformed manifest fails before the folder is touched
-    # Refuse a folder that is not a segment output of ours, and a second writer (both would mix frames files).
-    with claim_output(out, "segments", what="segment output", recognise=_legacy_segments, inputs=_inputs(cfg)):
-        return _segment_locked(cfg, out, recordings, t0, verbose)
+    with read_as_ours(source or cfg.recordings, out, "recordings", lambda: claim_segment_output(cfg),
+                      key="recordings") as source:
+        recordings = read_recordings(source)  # one of ours that is malformed fails before the folder is touched
+        with claim_segment_output(cfg):
+            return _segment_locked(cfg, out, recordings, t0, verbose)
+
+
+def claim_segment_output(cfg: SegmentConfig) -> FolderLock:
+    """``with claim_segment_output(cfg):`` the output folder's claim: refuses a folder that is not a segment
+    output of ours, and a second writer (both would mix frames files)."""
+    return claim_output(storage_path(cfg.output_dir), "segments", what="segment output", recognise=_legacy_segments,
+                        inputs=_inputs(cfg))
 
 
 def _inputs(cfg: SegmentConfig) -> dict:
@@ -366,4 +385,4 @@ def read_summary(output_dir: str) -> dict:
 
 
 __all__ = ["FRAMES_FORMAT_VERSION", "QUARANTINE_COLUMNS", "SegmentSummary", "VADWorker", "done_recordings",
-           "check_segment_output", "frames_path", "read_frames", "read_summary", "segment_archive", "vad_key", "write_frames"]
+           "check_segment_output", "claim_segment_output", "frames_path", "read_frames", "read_summary", "segment_archive", "vad_key", "write_frames"]

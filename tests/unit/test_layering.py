@@ -175,7 +175,7 @@ LAYERS = [
     ["labelling"],
     ["active"],
     ["runs"],
-    ["tune", "export", "api", "cli", "command", "__main__"],
+    ["tune", "export", "api", "cli", "command", "__main__", "serve"],
     ["testing", "testing_cluster", "testing_label_studio"],
 ]
 #: Imports that climb a layer, each with why it stays. Adding one means placing the imported name lower.

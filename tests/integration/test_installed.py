@@ -1,0 +1,162 @@
+"""The platform as a team installs it: the built wheels, in fresh virtual environments, run from a folder outside
+the repository.
+
+- ``ser-models`` (``pip wheel .``): the library alone, its recipes, the key index and two console scripts; the
+  heavy packages (torch, Ray, ...) come from the project's ``.venv`` through a ``.pth`` file, so what is
+  tested is the wheel's own contents and entry points.
+- ``ser-models-serve`` (``pip wheel serving/``): the same package with the serving dependencies only, in an
+  environment where torch, Ray and transformers are not installed at all (not merely blocked).
+
+The journey from a manifest to a served prediction is ``test_installed_journey.py`` (``make test-e2e``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = Path(sysconfig.get_paths()["purelib"])
+#: What the serving environment must not hold (top-level names in site-packages, and their dist-info).
+NOT_SERVED = ("torch", "ray", "transformers", "peft", "faiss", "triton", "nvidia", "functorch", "__editable__",
+              "ser_models", "ser-models", "lhotse", "datasets", "pandas", "sklearn", "scikit_learn", "scipy")
+
+
+def build_wheel(project: Path, out: Path) -> Path:
+    """``pip wheel`` of ``project`` (no dependencies, no build isolation: setuptools comes from this venv)."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(project)], check=True, capture_output=True, text=True, timeout=600)
+    (wheel,) = out.glob("*.whl")
+    return wheel
+
+
+def make_env(root: Path, wheel: Path, site_from: Path | None) -> Path:
+    """A virtual environment at ``root`` holding ``wheel``; ``site_from`` (a folder of packages) is reached
+    through a ``.pth`` file. Returns its ``bin`` folder."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
+    py = root / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index",
+                    str(wheel)], check=True, capture_output=True, text=True, timeout=600)
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    if site_from is not None:
+        Path(purelib, "_heavy_packages.pth").write_text(f"{site_from}\n")
+    return root / "bin"
+
+
+def serving_site(root: Path) -> Path:
+    """This venv's site-packages without torch, Ray, transformers and the rest of :data:`NOT_SERVED`: a folder
+    of links to every other entry (the serving dependencies and their own dependencies among them)."""
+    root.mkdir()
+    for entry in SITE.iterdir():
+        if not entry.name.lower().startswith(NOT_SERVED) and entry.suffix != ".pth":
+            (root / entry.name).symlink_to(entry)
+    return root
+
+
+def run(cmd: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("wheels")
+    return {"full": build_wheel(REPO, out / "full"), "serve": build_wheel(REPO / "serving", out / "serve")}
+
+
+def test_the_wheel_holds_the_library_its_recipes_and_the_commands(wheels):
+    names = zipfile.ZipFile(wheels["full"]).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"ser_models", "ser_models-0.1.0.dist-info"}, tops  # no top-level `jobs` package
+    recipes = sorted(p.name for p in (REPO / "ser_models" / "configs").glob("*.yaml"))
+    assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("ser_models/configs/")) == recipes
+    assert "ser_models/job_keys.json" in names
+    entry_points = zipfile.ZipFile(wheels["full"]).read("ser_models-0.1.0.dist-info/entry_points.txt").decode()
+    assert "ser-models = ser_models.command:main" in entry_points
+    assert "ser-models-serve = ser_models.serve:main" in entry_points
+    metadata = zipfile.ZipFile(wheels["full"]).read("ser_models-0.1.0.dist-info/METADATA").decode()
+    assert "Requires-Dist: torch" in metadata
+    serve_meta = zipfile.ZipFile(wheels["serve"]).read("ser_models_serve-0.1.0.dist-info/METADATA").decode()
+    required = [line.split(":", 1)[1].strip() for line in serve_meta.splitlines() if line.startswith("Requires-Dist")]
+    assert required and not [r for r in required if r.lower().startswith(("torch", "ray", "transformers", "peft"))]
+
+
+def test_the_installed_command_from_a_folder_outside_the_repository(wheels, tmp_path):
+    bin_dir = make_env(tmp_path / "env", wheels["full"], SITE)
+    work = tmp_path / "work"
+    work.mkdir()
+    where = run([bin_dir / "python", "-c", "import ser_models; print(ser_models.__file__)"], work)
+    assert where.returncode == 0 and str(tmp_path / "env") in where.stdout, where  # the wheel's, not the clone's
+    overview = run([bin_dir / "ser-models", "--help"], work)
+    assert overview.returncode == 0 and "prepare-pool" in overview.stdout and "after" in overview.stdout
+    configs = run([bin_dir / "ser-models", "configs"], work)
+    assert configs.returncode == 0 and "demo_after" in configs.stdout
+    job_help = run([bin_dir / "ser-models", "after", "--help"], work)
+    assert job_help.returncode == 0 and job_help.stdout.startswith("usage: ser-models after")
+    printed = run([bin_dir / "ser-models", "plan", "--config", "demo_after", "--print-config"], work)
+    assert printed.returncode == 2 and "recipe 'demo_after' is for `after`, not `plan`" in printed.stderr
+    plan = run([bin_dir / "ser-models", "plan", "budget=300", "labels=[a,b,c,d]"], work)
+    assert plan.returncode == 0 and "Overrides for jobs.after" in plan.stdout
+    module_form = run([bin_dir / "python", "-m", "ser_models", "plan", "budget=x"], work)
+    assert module_form.returncode == 2 and "config key 'budget'" in module_form.stderr
+
+
+def _exported(tmp_path: Path) -> Path:
+    """A tiny model (random tiny wav2vec2, classes and arousal) exported to ONNX by the export job."""
+    import torch
+
+    from ser_models.export.job import main as export_main
+    from ser_models.model import EmotionModel
+    from ser_models.testing import tiny_model_config
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(tiny_model_config("tiny-wav2vec2", dimensions=["arousal"]), feature_norm="none")
+    EmotionModel(cfg).eval().save_checkpoint(str(tmp_path / "checkpoint"))
+    export_main([f"checkpoint={tmp_path / 'checkpoint'}", f"output={tmp_path / 'served' / 'model.onnx'}"])
+    return tmp_path / "served"
+
+
+def test_the_serving_install_predicts_without_torch_ray_or_transformers(wheels, tmp_path):
+    import ser_models
+
+    served = _exported(tmp_path)
+    rng = np.random.default_rng(0)
+    files = []
+    for i, rate in enumerate((16000, 22050)):
+        path = tmp_path / f"clip{i}.wav"
+        sf.write(path, (0.2 * rng.standard_normal(int(rate * 1.2))).astype(np.float32), rate, subtype="PCM_16")
+        files.append(str(path))
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    want = [p.to_dict() for p in ser_models.load(served, runtime="onnx").predict(files)]
+
+    bin_dir = make_env(tmp_path / "serve_env", wheels["serve"], serving_site(tmp_path / "serving_site"))
+    work = tmp_path / "work"
+    work.mkdir()
+    absent = run([bin_dir / "python", "-c", "import importlib.util as u; "
+                  "print([m for m in ('torch', 'ray', 'transformers', 'peft', 'pandas') if u.find_spec(m)])"], work)
+    assert absent.returncode == 0 and absent.stdout.strip() == "[]", absent  # not installed at all
+    cli = run([bin_dir / "ser-models-serve", served, *files, tmp_path / "bad.wav"], work)
+    rows = [json.loads(line) for line in cli.stdout.splitlines()]
+    assert cli.returncode == 2, cli.stderr  # the bad file is reported, the others are still scored
+    assert [r["input"] for r in rows] == [*files, str(tmp_path / "bad.wav")]
+    assert "error" in rows[-1] and "bad.wav" in rows[-1]["error"]
+    for got, exp in zip(rows[:2], want, strict=True):
+        assert got["label"] == exp["label"] and got["seconds"] == exp["seconds"]
+        assert max(abs(got["probabilities"][k] - exp["probabilities"][k]) for k in exp["probabilities"]) < 1e-5
+    api = run([bin_dir / "python", "-c", "import sys, ser_models; "
+               f"p = ser_models.load({str(served)!r}, runtime='onnx').predict({files!r}); "
+               "print(p[0].label); "
+               "print(sorted(m for m in ('torch', 'ray', 'transformers', 'pandas') if m in sys.modules))"], work)
+    assert api.returncode == 0, api.stderr
+    assert api.stdout.splitlines() == [want[0]["label"], "[]"]
