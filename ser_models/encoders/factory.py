@@ -6,9 +6,12 @@ factory here means neither imports the other back.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ser_models.encoders.config import EncoderConfig
 from ser_models.encoders.encoder import Encoder, _load_pretrained, load_encoder_weights
 from ser_models.encoders.presets import TINY_PRESETS, build_tiny
+from ser_models.encoders.pretrained import is_pretrained_name, pretrained_folder
 from ser_models.encoders.student import shrink_encoder
 from ser_models.encoders.whisper import WhisperSpeechEncoder
 
@@ -21,6 +24,8 @@ def build_encoder(cfg: EncoderConfig) -> Encoder:
             local path or set ``model.encoder.allow_download=true``).
         CheckpointError: ``cfg.checkpoint`` is missing or its keys do not match the model.
     """
+    if is_pretrained_name(cfg.source):  # a name (model.encoder.source=smart-turn): its verified cached import
+        cfg = dataclasses.replace(cfg, source=str(pretrained_folder(cfg.source)))
     if cfg.source in TINY_PRESETS:
         family, hf_config, hf_model = build_tiny(cfg.source)
     else:

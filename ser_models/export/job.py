@@ -7,6 +7,7 @@ import json
 import sys
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 
 
@@ -51,5 +52,5 @@ __all__ = ["ExportConfig", "run_export"]
 
 
 def main(argv: list[str] | None = None):
-    cfg = parse_job_args(ExportConfig, sys.argv[1:] if argv is None else argv, "jobs.export")
+    cfg = resolve_encoder_names(parse_job_args(ExportConfig, sys.argv[1:] if argv is None else argv, "jobs.export"))
     return run_export(cfg)

@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -113,7 +114,7 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_job_args(AdaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.adapt")
+    cfg = resolve_encoder_names(parse_job_args(AdaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.adapt"))
     from ser_models.ownership import claim_output, recognise_files
 
     # an earlier version's folder (no marker): adopted when its stages are fine-tuning runs of ours

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.scoring.scorer import ScorerConfig
@@ -82,7 +83,7 @@ def _run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_job_args(AdapterPretrainJobConfig, sys.argv[1:] if argv is None else argv, "jobs.adapter_pretrain")
+    cfg = resolve_encoder_names(parse_job_args(AdapterPretrainJobConfig, sys.argv[1:] if argv is None else argv, "jobs.adapter_pretrain"))
     result = run_adapter_pretrain_job(cfg)
     h = result.metrics["history"]
     print(f"\nadapter pre-training: {len(h)} epochs, loss {h[0]['loss']:.4f} -> {h[-1]['loss']:.4f}"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
 from ser_models.adapters import AdapterConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -261,5 +262,5 @@ def _oracle_cannot_label(pool, cfg: AfterJobConfig) -> set[str]:
 
 
 def main(argv: list[str] | None = None):
-    cfg = parse_job_args(AfterJobConfig, sys.argv[1:] if argv is None else argv, "jobs.after")
+    cfg = resolve_encoder_names(parse_job_args(AfterJobConfig, sys.argv[1:] if argv is None else argv, "jobs.after"))
     return run_after(cfg)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.runs.finetune import FINETUNE_LAYOUT
@@ -153,5 +154,5 @@ def _check_groups(cfg: AnchorJobConfig, pool) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_job_args(AnchorJobConfig, sys.argv[1:] if argv is None else argv, "jobs.anchor")
+    cfg = resolve_encoder_names(parse_job_args(AnchorJobConfig, sys.argv[1:] if argv is None else argv, "jobs.anchor"))
     return run_anchor(cfg).metrics

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders import EncoderConfig
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.training.config import ScalingSettings
 from ser_models.training.distill import DistillConfig
 
@@ -30,7 +31,7 @@ class DistillJobConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_job_args(DistillJobConfig, sys.argv[1:] if argv is None else argv, "jobs.distill")
+    cfg = resolve_encoder_names(parse_job_args(DistillJobConfig, sys.argv[1:] if argv is None else argv, "jobs.distill"))
     from ser_models.ownership import deferred_claim
 
     with deferred_claim(cfg.output_dir, "run", job="jobs.distill", layout=DISTILL_LAYOUT,

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ser_models.config import PATH, RESULT, SPEED, field, parse_job_args
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.runs.after import AfterJobConfig
 from ser_models.runs.simulation import SimulationResult
@@ -589,5 +590,5 @@ def _fan_out(cfg: EvidenceJobConfig, plan: list[tuple[str, int]], todo: list[int
 
 
 def main(argv: list[str] | None = None):
-    cfg = parse_job_args(EvidenceJobConfig, sys.argv[1:] if argv is None else argv, "jobs.evidence")
+    cfg = resolve_encoder_names(parse_job_args(EvidenceJobConfig, sys.argv[1:] if argv is None else argv, "jobs.evidence"))
     return run_evidence(cfg)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_dict, to_yaml
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
@@ -219,7 +220,7 @@ def _check_init_checkpoint(cfg: FinetuneJobConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune")
+    cfg = resolve_encoder_names(parse_job_args(FinetuneJobConfig, sys.argv[1:] if argv is None else argv, "jobs.finetune"))
     # run_finetune claims the folder first: one fine-tuning per folder, and a folder that is not this job's
     # is refused before anything is written
     return run_finetune(cfg).metrics

@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--no-verify", action="store_true", help="skip the check against the ONNX graph")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
-    from ser_models.encoders.smart_turn import EncoderImportError, import_smart_turn, verify_import
+    from ser_models.encoders.smart_turn import EncoderImportError, import_smart_turn
+    from ser_models.encoders.smart_turn_check import verify_import
     from ser_models.exceptions import SERError
 
     t0 = time.perf_counter()

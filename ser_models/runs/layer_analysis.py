@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field, parse_job_args, to_yaml
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.model import ModelConfig
 from ser_models.scoring.scorer import ScorerConfig
@@ -59,7 +60,7 @@ class LayerAnalysisJobConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_job_args(LayerAnalysisJobConfig, sys.argv[1:] if argv is None else argv, "jobs.layer_analysis")
+    cfg = resolve_encoder_names(parse_job_args(LayerAnalysisJobConfig, sys.argv[1:] if argv is None else argv, "jobs.layer_analysis"))
     return run_layer_analysis(cfg)
 
 

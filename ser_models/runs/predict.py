@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.scoring.scorer import ScorerConfig
 
@@ -434,5 +435,5 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_job_args(PredictJobConfig, sys.argv[1:] if argv is None else argv, "jobs.predict")
+    cfg = resolve_encoder_names(parse_job_args(PredictJobConfig, sys.argv[1:] if argv is None else argv, "jobs.predict"))
     return run_predict(cfg)

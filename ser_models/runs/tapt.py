@@ -13,11 +13,12 @@ import sys
 import time
 
 from ser_models.config import parse_job_args, to_yaml
+from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.training.tapt_config import TaptJobConfig
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_job_args(TaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.tapt")
+    cfg = resolve_encoder_names(parse_job_args(TaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.tapt"))
     from ser_models.ownership import deferred_claim
 
     t0 = time.perf_counter()

@@ -14,12 +14,12 @@ from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.encoders.smart_turn import (
     ONNX_SHA256,
     EncoderImportError,
-    compare_with_graph,
     convert_graph,
     fetch_wheel,
     import_smart_turn,
     read_onnx,
 )
+from ser_models.encoders.smart_turn_check import compare_with_graph
 
 pytest.importorskip("onnxruntime", reason="the conversion check runs the ONNX graph with onnxruntime")
 

@@ -1,0 +1,90 @@
+"""``model.encoder.source=smart-turn``: the pretrained encoder by name, imported once into the encoder cache,
+verified by hash on reuse, re-imported when its files change, and an offline error that says what to do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ser_models.encoders import pretrained
+from ser_models.encoders.config import EncoderConfig
+from ser_models.encoders.factory import build_encoder
+from ser_models.encoders.smart_turn import EncoderImportError, fetch_wheel
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, smart_turn_dir):
+    """An empty encoder cache, and the wheel the session already fetched offered as a local wheel."""
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "encoders"))
+    monkeypatch.setenv(pretrained.WHEEL_ENV, str(fetch_wheel(smart_turn_dir.parents[1], quiet=True)))
+    monkeypatch.setattr(pretrained, "_verified", {})
+    return tmp_path / "encoders"
+
+
+def test_the_name_is_imported_once_then_reused_after_its_hash_checks(cache, smart_turn_dir, capsys):
+    from ser_models.runs.after import AfterJobConfig
+
+    cfg = AfterJobConfig(pool_dir="p", output_dir="o")
+    cfg.model.encoder.source = "smart-turn"
+    pretrained.resolve_encoder_names(cfg)
+    folder = cache / "smart-turn-v3.2-whisper-tiny"
+    assert cfg.model.encoder.source == str(folder)
+    assert "importing the Smart Turn v3.2 Whisper-tiny encoder" in capsys.readouterr().out
+    stamp = json.loads((folder / "import.json").read_text())
+    from ser_models.encoders.content_hash import hash_files
+
+    assert stamp[pretrained.HASH_KEY] == hash_files(folder) == hash_files(smart_turn_dir)  # the same weights
+    weights = (folder / "model.safetensors").stat().st_mtime_ns
+    pretrained._verified.clear()  # a new process: verified again, not imported again
+    assert pretrained.pretrained_folder("smart-turn-v3.2") == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == weights
+    assert "importing" not in capsys.readouterr().out
+
+
+def test_a_changed_file_is_imported_again(cache):
+    folder = pretrained.pretrained_folder("smart-turn", quiet=True)
+    good = json.loads((folder / "import.json").read_text())[pretrained.HASH_KEY]
+    with open(folder / "model.safetensors", "r+b") as fh:  # one flipped byte in the weights
+        fh.seek(4096)
+        byte = fh.read(1)
+        fh.seek(4096)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    pretrained._verified.clear()
+    assert pretrained.pretrained_folder("smart-turn", quiet=True) == folder
+    from ser_models.encoders.content_hash import hash_files
+
+    assert hash_files(folder) == good
+
+
+def test_an_encoder_built_from_the_name_is_the_pretrained_one(cache):
+    encoder = build_encoder(EncoderConfig(source="smart-turn"))
+    assert encoder.family == "whisper" and encoder.cfg.source == str(cache / "smart-turn-v3.2-whisper-tiny")
+
+
+def test_offline_the_error_names_the_local_wheel_import(tmp_path):
+    """No wheel offered and no index reachable: a typed error that says how to import from a local wheel."""
+    code = ("import os, sys\n"
+            "from ser_models.encoders.pretrained import pretrained_folder\n"
+            "from ser_models.exceptions import EncoderError\n"
+            "try:\n    pretrained_folder('smart-turn', quiet=True)\n"
+            "except EncoderError as exc:\n    print(exc)\n    sys.exit(3)\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SER_ENCODER_CACHE": str(tmp_path / "enc"),
+           "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "", "PIP_CONFIG_FILE": "/dev/null"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    message = proc.stdout
+    assert "model.encoder.source=smart-turn" in message
+    assert f"ser-models import-encoder smart-turn {tmp_path / 'enc' / 'smart-turn-v3.2-whisper-tiny'} --source" in message
+    assert pretrained.WHEEL_ENV in message and pretrained.CACHE_ENV in message
+    assert not (tmp_path / "enc" / "smart-turn-v3.2-whisper-tiny" / "model.safetensors").exists()
+
+
+def test_other_sources_are_left_as_they_are(cache):
+    cfg = EncoderConfig(source="tiny-whisper")
+    assert pretrained.resolve_encoder_names(cfg).source == "tiny-whisper"
+    with pytest.raises(EncoderImportError.__mro__[1], match="no pretrained encoder named 'nope'"):
+        pretrained.pretrained_folder("nope")
+    assert not cache.exists()
