@@ -170,7 +170,7 @@ class Predictor:
 
     def _score(self, names: list[str], wavs: list[np.ndarray]) -> list[Prediction]:
         from ser_models.data.audio import encode_pool_audio
-        from ser_models.runs.predict import prediction_table
+        from ser_models.scoring.predictions import prediction_table
 
         ids = [f"{i:08d}" for i in range(len(wavs))]  # sorted = input order
         blobs = [encode_pool_audio(w, _POOL_FORMAT) for w in wavs]

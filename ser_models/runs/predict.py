@@ -31,6 +31,7 @@ import pyarrow as pa
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import CheckpointError, ConfigError
+from ser_models.scoring.predictions import prediction_table
 from ser_models.scoring.scorer import ScorerConfig
 
 PLAN_FILE = "plan.json"
@@ -146,28 +147,6 @@ def plan_shards(pool, split: str, shard_rows: int) -> list[list[str]]:
     if current:
         shards.append(current)
     return shards
-
-
-def prediction_table(batches: list[dict], labels: list[str], dimensions: list[str], embedding: bool) -> pa.Table:
-    """Scorer output batches -> one table sorted by ``utt_id``: ``predicted`` (argmax class), ``confidence``
-    (its probability), ``probs [C]``, one column per dimension, optional ``embedding [E]`` (the predictions
-    layout; ``ser_models.load(...).predict`` reads its rows too)."""
-    ids = np.concatenate([np.asarray(b["utt_id"]) for b in batches]).astype(str)
-    order = np.argsort(ids, kind="stable")
-    columns = {"utt_id": pa.array(ids[order], pa.string())}
-    if labels:
-        probs = np.concatenate([b["probs"] for b in batches]).astype(np.float32)[order]
-        columns["predicted"] = pa.array(np.asarray(labels, dtype=object)[probs.argmax(1)], pa.string())
-        columns["confidence"] = pa.array(probs.max(1))
-        columns["probs"] = pa.FixedSizeListArray.from_arrays(pa.array(probs.ravel()), probs.shape[1])
-    if dimensions:
-        dims = np.concatenate([b["dims"] for b in batches]).astype(np.float32)[order]
-        for k, name in enumerate(dimensions):
-            columns[name] = pa.array(dims[:, k])
-    if embedding:
-        emb = np.concatenate([b["embedding"] for b in batches]).astype(np.float32)[order]
-        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), max(emb.shape[1], 1))
-    return pa.table(columns)
 
 
 def _score_files(files: list[str], fs, scorer, batch_size: int, columns: list[str]):

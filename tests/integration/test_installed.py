@@ -160,3 +160,64 @@ def test_the_serving_install_predicts_without_torch_ray_or_transformers(wheels, 
                "print(sorted(m for m in ('torch', 'ray', 'transformers', 'pandas') if m in sys.modules))"], work)
     assert api.returncode == 0, api.stderr
     assert api.stdout.splitlines() == [want[0]["label"], "[]"]
+
+
+_FILL = """
+import sys
+import pandas as pd
+from ser_models.data import Pool
+truth = Pool.open(sys.argv[1]).metadata(columns=["utt_id", "label"]).set_index("utt_id")["label"]
+request = pd.read_csv(sys.argv[2], dtype=str, keep_default_na=False)
+request["label"] = request["utt_id"].map(truth)
+request.to_csv(sys.argv[2], index=False)
+"""
+
+
+@pytest.mark.slow_e2e
+def test_the_journey_from_a_lhotse_file_to_a_served_prediction(wheels, tmp_path):
+    """As a team would, from an empty folder: help, the recipes, a pool straight from a Lhotse cuts file, the loop
+    to "waiting for labels", the request filled in, the loop again, export, then predictions from the serving
+    install (no torch there)."""
+    lhotse = pytest.importorskip("lhotse")
+    from ser_models.data import generate_corpus
+
+    work = tmp_path / "work"
+    corpus = generate_corpus(work / "corpus", n=48, seed=0)
+    recs = lhotse.RecordingSet.from_recordings([lhotse.Recording.from_file(work / "corpus" / p, recording_id=u)
+                                                for u, p in zip(corpus["utt_id"], corpus["path"])])
+    sups = lhotse.SupervisionSet.from_segments([
+        lhotse.SupervisionSegment(f"{r.utt_id}-s", r.utt_id, 0.0, recs[r.utt_id].duration, channel=0,
+                                  speaker=r.speaker, custom={"emotion": r.label, "split": r.split})
+        for r in corpus.itertuples()])
+    lhotse.CutSet.from_manifests(recordings=recs, supervisions=sups).to_file(work / "cuts.jsonl.gz")
+
+    tool = make_env(tmp_path / "env", wheels["full"], SITE)
+    serve = make_env(tmp_path / "serve_env", wheels["serve"], serving_site(tmp_path / "serving_site"))
+    assert run([tool / "ser-models", "--help"], work).returncode == 0
+    assert "my_data_after" in run([tool / "ser-models", "configs", "after"], work).stdout
+    pool = run([tool / "ser-models", "prepare-pool", "manifest=cuts.jsonl.gz", "output_dir=pool"], work)
+    assert pool.returncode == 0 and "a Lhotse manifest; importing it" in pool.stdout, pool.stdout + pool.stderr
+    assert "kept 48 / 48 clips" in pool.stdout
+
+    after = [tool / "ser-models", "after", "--config", "my_data_after", "pool_dir=pool", "output_dir=run",
+             "model.encoder.source=tiny-whisper", "active.budget_labels=[8,14]", "active.feature_cache_dir=fc",
+             "scaling.cpus_per_worker=1", "active.scorer.threads=1"]
+    first = run(after, work, timeout=600)
+    assert first.returncode == 0 and "*** waiting for labels ***" in first.stdout, first.stdout + first.stderr
+    request = work / "run" / "rounds" / "initial" / "to_label.csv"
+    assert str(request) in first.stdout
+    assert run([tool / "python", "-c", _FILL, "pool", request], work).returncode == 0
+    second = run(after, work, timeout=600)
+    assert second.returncode == 0 and "*** waiting for labels ***" in second.stdout, second.stdout + second.stderr
+    assert "rounds/round=000/to_label.csv" in second.stdout  # round 0 trained on the 8 labels, asks for the next
+    assert (work / "run" / "rounds" / "round=000" / "train" / "checkpoint" / "model.json").exists()
+
+    exported = run([tool / "ser-models", "export", "checkpoint=run", "output=served/model.onnx"], work)
+    assert exported.returncode == 0 and (work / "served" / "model.onnx").exists(), exported.stderr[-2000:]
+    clips = [str(work / "corpus" / p) for p in corpus["path"][:3]]
+    served = run([serve / "ser-models-serve", work / "served" / "model.onnx", *clips], work)
+    assert served.returncode == 0, served.stderr
+    rows = [json.loads(line) for line in served.stdout.splitlines()]
+    assert [r["input"] for r in rows] == clips
+    assert all(r["label"] in ("neutral", "happy", "angry", "sad") and abs(sum(r["probabilities"].values()) - 1) < 1e-4
+               for r in rows)
