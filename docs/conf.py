@@ -12,8 +12,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE / "_ext")]
 
-project = "ser-active"
-author = "the ser-active developers"
+project = "ser-models"
+author = "the ser-models developers"
 try:  # the installed distribution's version (``pip install -e .`` records pyproject's); the source's otherwise
     release = importlib.metadata.version("ser-models")
 except importlib.metadata.PackageNotFoundError:
@@ -48,7 +48,7 @@ viewcode_line_numbers = True
 # pydata-sphinx-theme: a search box in the header, the toctree as the left sidebar and each page's outline
 # (its headings) as the right ("secondary") sidebar.
 html_theme = "pydata_sphinx_theme"
-html_title = f"ser-active {release}"
+html_title = f"ser-models {release}"
 html_theme_options = {
     "navbar_start": ["navbar-logo"],
     "navbar_center": ["navbar-nav"],

@@ -17,10 +17,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_LANGS = {"bash", "sh", "shell", "zsh", "console"}
-COMMAND_START = re.compile(r"^(\$ )?(python3? -m |\.venv/bin/python -m |make |ray job submit |bash |"
-                           r"platform/submit\.sh |pip install |sphinx-build )")
+COMMAND_START = re.compile(r"^(\$ )?(python3? -m |\.venv/bin/python -m |(\.venv/bin/)?ser-models(-serve)? |xargs |"
+                           r"make |ray job submit |bash |platform/submit\.sh |pip install |pip wheel |sphinx-build )")
 GLOB_CHARS = "[]*?"
-# An inline usage line (`python -m jobs.<name> CONFIG [key=value ...]`) is notation, not a command to paste.
+# An inline usage line (`ser-models <job> CONFIG [key=value ...]`) is notation, not a command to paste.
 SYNOPSIS = re.compile(r"<[\w|.-]+>|\.\.\.")
 
 
@@ -119,7 +119,7 @@ def markdown_commands(path: Path) -> list[tuple[int, str]]:
             fence = None
             continue
         block.append((number, line))
-    # Inline spans outside code blocks: `python -m jobs.x ... key=[a,b]` in running text.
+    # Inline spans outside code blocks: `ser-models x ... key=[a,b]` in running text.
     for match in re.finditer(r"(?<!`)`([^`]+)`(?!`)", text):
         span = " ".join(match[1].split())
         if COMMAND_START.match(span) and not SYNOPSIS.search(span):
@@ -140,7 +140,7 @@ def makefile_commands(path: Path) -> list[tuple[int, str]]:
 
 
 def config_comment_commands(path: Path) -> list[tuple[int, str]]:
-    """``(line, command)`` of the commands shown in a YAML config's comments (``#   python -m jobs.x ...``, with
+    """``(line, command)`` of the commands shown in a YAML config's comments (``#   ser-models x ...``, with
     ``#       ...`` continuation lines after a trailing backslash)."""
     lines = []
     for number, line in enumerate(path.read_text().splitlines(), 1):

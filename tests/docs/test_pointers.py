@@ -184,6 +184,11 @@ def test_named_configs_exist():
             if not (REPO / match[0]).is_file():
                 problems.append(f"{source.relative_to(REPO)}:{_line(text, match.start())}: {match[0]} does not "
                                 f"exist")
+        # a shipped recipe by name (`ser-models after --config demo_after`); `--config NAME` is notation
+        for match in re.finditer(r"--config ([a-z][a-z0-9_]*)\b", text):
+            if not (REPO / "ser_models" / "configs" / f"{match[1]}.yaml").is_file():
+                problems.append(f"{source.relative_to(REPO)}:{_line(text, match.start())}: --config {match[1]}: "
+                                f"no such recipe (`ser-models configs` lists them)")
     assert not problems, "\n".join(problems)
 
 

@@ -102,7 +102,7 @@ def test_pages_show_their_outline(site):
     toc = html[html.index('id="pst-page-navigation-heading'):] if 'id="pst-page-navigation-heading' in html \
         else html[html.index("page-toc"):]
     links = re.findall(r'href="#([\w-]+)"', toc)
-    for anchor in ("applying-a-model-jobs-predict", "configuration", "config-keys-of-every-job"):
+    for anchor in ("applying-a-model-ser-models-predict", "configuration", "config-keys-of-every-job"):
         assert anchor in links, (anchor, links[:20])
     concepts = site("concepts.html")
     assert 'id="glossary-of-metrics"' in concepts
@@ -114,9 +114,9 @@ def test_the_version_is_in_every_page_title_and_the_reference(site):
     for page in ("index.html", "reference/index.html", "reference/generated/ser_models.api.load.html"):
         html = site(page)
         title = re.search(r"<title>(.*?)</title>", html, flags=re.S).group(1)
-        assert f"ser-active {__version__}" in title, (page, title)
+        assert f"ser-models {__version__}" in title, (page, title)
         navbar = html[html.index("navbar-brand"):][:2000]
-        assert f"ser-active {__version__}" in navbar, page
+        assert f"ser-models {__version__}" in navbar, page
 
 
 def test_the_reference_shows_type_hints_and_links_the_source(site):

@@ -28,8 +28,8 @@ def test_config_header_names_its_commands():
     cfg = load_config(AdapterPretrainJobConfig, SMOKE)
     assert cfg.model.wap.enabled and cfg.model.adapter.kind == "frozen"
     header = SMOKE.read_text().splitlines()[:5]
-    assert any("python -m jobs.adapter_pretrain jobs/configs/adapter_pretrain_smoke.yaml" in x for x in header)
-    assert any("platform/submit.sh adapter_pretrain" in x for x in header)
+    assert any("ser-models adapter-pretrain --config adapter_pretrain_smoke" in x for x in header)
+    assert any("platform/submit.sh adapter-pretrain" in x for x in header)
 
 
 def _run(module: str, argv: list[str], monkeypatch) -> None:

@@ -60,19 +60,30 @@ def test_config_loads_into_its_job_schema(path):
         assert plan_sweep(cfg, check_pool=False).trials >= cfg.num_samples
 
 
+#: A command of a header that names a config: ``ser-models JOB --config NAME`` or ``ser-models JOB PATH`` (also as
+#: ``python -m ser_models``), or ``platform/submit.sh [--no-wait] JOB PATH``.
+HEADER_RUN = re.compile(r"(?:ser-models|python -m ser_models|platform/submit\.sh(?: --no-wait)?) ([a-z][\w-]*) "
+                        r"(--config )?(\S+)")
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
 def test_header_comment_holds_the_command_that_runs_it(path):
     module, _ = job_of(path)
+    job = module.replace("_", "-")  # the subcommand
     rel = path.relative_to(REPO).as_posix()
     lines = header(path)
     assert lines, f"{rel} has no header comment"
-    commands = [line for line in lines if "python -m jobs." in line]
-    assert any(re.search(rf"python -m jobs\.{module} {re.escape(rel)}(\s|$)", line) for line in commands), (
-        f"{rel}: no header line runs `python -m jobs.{module} {rel}`")
+    # One name: the header runs the recipe with the command, by its name or (in a clone) by its path.
+    assert not [line for line in lines if "python -m jobs." in line], (
+        f"{rel}: write `ser-models {job} ...`, not `python -m jobs.{module} ...`")
+    own = (f"ser-models {job} --config {path.stem}", f"ser-models {job} {rel}")
+    assert any(re.search(rf"(^|\s){re.escape(command)}(\s|$)", line) for line in lines for command in own), (
+        f"{rel}: no header line runs `{own[0]}` (or `{own[1]}`)")
     # Preparation steps may run other jobs, but nothing may run THIS file with another job.
-    for line in commands:
-        for named, target in re.findall(r"python -m jobs\.(\w+) (\S+)", line):
-            assert target != rel or named == module, f"{rel}: header runs it with jobs.{named}, not jobs.{module}"
+    for line in lines:
+        for named, flag, target in HEADER_RUN.findall(line):
+            if target == rel or (flag and target == path.stem):
+                assert named == job, f"{rel}: header runs it with `{named}`, not `{job}`"
 
 
 #: The recipe's configs: what each may differ from jobs.after's defaults in (paths, the encoder and its layer,
@@ -90,7 +101,7 @@ def test_each_config_prints_what_it_changes_from_the_defaults(path, capsys):
     schema = getattr(importlib.import_module(importlib.import_module(f"jobs.{module}").main.__module__), schema_name)
     diff = diff_from_defaults(schema, load_config(schema, path))
     with capsys.disabled():
-        print(f"\n{path.relative_to(REPO)}: {len(diff)} keys differ from python -m jobs.{module}'s defaults")
+        print(f"\n{path.relative_to(REPO)}: {len(diff)} keys differ from ser-models {module.replace('_', '-')}'s defaults")
         for key, (default, value) in diff.items():
             print(f"  {key}: {default!r} -> {value!r}")
     if path.name in RECIPE_CONFIGS:

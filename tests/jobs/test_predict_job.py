@@ -50,7 +50,7 @@ def _read(out: Path):
 
 def test_config_header_and_checkpoint_resolution(checkpoint, tmp_path):
     header = (ROOT / "jobs/configs/predict_demo.yaml").read_text().splitlines()[:5]
-    assert any("python -m jobs.predict jobs/configs/predict_demo.yaml" in x for x in header)
+    assert any("ser-models predict --config predict_demo" in x for x in header)
     assert resolve_checkpoint(str(checkpoint)) == str(checkpoint / "checkpoint")
     run = tmp_path / "run" / "rounds"
     for r in ("round=000", "round=001"):

@@ -20,7 +20,7 @@ def test_configs_load(name):
     cfg = load_config(TaptJobConfig, ROOT / "jobs" / "configs" / name)
     assert cfg.split == "train"
     header = (ROOT / "jobs" / "configs" / name).read_text().splitlines()[:5]
-    assert any(f"python -m jobs.tapt jobs/configs/{name}" in line for line in header)
+    assert any(f"ser-models tapt --config {name.removesuffix('.yaml')}" in line for line in header)
     assert any(f"platform/submit.sh tapt jobs/configs/{name}" in line for line in header)
 
 
