@@ -34,8 +34,9 @@ def warn_test_encoder(source: str) -> bool:
         return False
     _warned_test_encoder = True
     _log.warning("model.encoder.source=%s is a random-initialised test encoder: its predictions mean nothing. "
-                 "Set model.encoder.source to a pretrained encoder (a local folder, e.g. one written by "
-                 "jobs.import_encoder, or a hub id), as a key=value override or in the job's YAML", source)
+                 "Set model.encoder.source to a pretrained encoder (smart-turn: the Whisper-tiny encoder of "
+                 "Smart Turn v3.2, imported once; a local folder; or a hub id), as a key=value override or in "
+                 "the job's YAML", source)
     return True
 
 

@@ -21,7 +21,29 @@ _EXPORTS = {
     **dict.fromkeys(("EMOTIONS", "generate_corpus", "write_bad_clips"), "ser_models.data.synth"),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "EMOTIONS",
+    "MANIFEST_COLUMNS",
+    "POOL_COLUMNS",
+    "POOL_SAMPLE_RATE",
+    "POOL_SCHEMA",
+    "REASONS",
+    "SPLITS",
+    "LabelLedger",
+    "Pool",
+    "PoolConfig",
+    "PoolSummary",
+    "SourceChangedError",
+    "decode_batch",
+    "decode_pool_audio",
+    "encode_pool_audio",
+    "generate_corpus",
+    "load_clip",
+    "prepare_pool",
+    "read_manifest",
+    "validate",
+    "write_bad_clips",
+]
 
 
 def __getattr__(name: str):

@@ -16,17 +16,20 @@ WHISPER_WINDOWS = ("full", "trim")
 class EncoderConfig:
     """Which pretrained speech encoder to build and how to feed it.
 
-    ``source`` is resolved in this order: a tiny preset name (random weights, built from a config, for tests
-    and demos), a local folder holding a Hugging Face ``config.json`` (and weights), else a hub id. Hub ids
+    ``source`` is resolved in this order: a pretrained encoder's name (``smart-turn``:
+    :mod:`ser_models.encoders.pretrained`), a tiny preset name (random weights, built from a config, for tests),
+    a local folder holding a Hugging Face ``config.json`` (and weights), else a hub id. Hub ids
     are loaded with ``local_files_only=True`` unless ``allow_download`` is true, so a job never reaches the
     network by accident.
     """
 
-    source: str = field("tiny-wav2vec2", effect=RESULT, path=PATH_OR_NAME, help="tiny preset (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper; a -group or -stable "
-                        "suffix on the first three gives the group-norm front end of the base checkpoints or the "
-                        "stable layer norm of the large ones, e.g. tiny-wavlm-group), "
-                        "local folder with a HF config (e.g. the Smart Turn Whisper-tiny encoder written by "
-                        "jobs.import_encoder), or hub id (e.g. microsoft/wavlm-base-plus, openai/whisper-base)")
+    source: str = field("tiny-wav2vec2", effect=RESULT, path=PATH_OR_NAME, help="smart-turn (the pretrained Whisper-tiny "
+                        "encoder of Smart Turn v3.2, imported once from the pipecat-ai wheel into the encoder cache, "
+                        "$SER_ENCODER_CACHE or ~/.cache/ser-models, and verified by hash), a local folder with a HF "
+                        "config, a hub id (e.g. microsoft/wavlm-base-plus, openai/whisper-base), or a tiny preset "
+                        "with random weights for tests (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper; a -group "
+                        "or -stable suffix on the first three gives the group-norm front end of the base checkpoints "
+                        "or the stable layer norm of the large ones)")
     checkpoint: str | None = field(None, effect=RESULT, path=PATH, help="safetensors state dict (keys of Encoder.hf_model, e.g. "
                                    "written by TAPT) loaded over the built encoder; null = none")
     normalize_waveform: bool | str = field("auto", effect=RESULT, help="per-utterance zero-mean unit-variance over the valid "

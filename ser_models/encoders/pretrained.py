@@ -88,6 +88,10 @@ def _verified_or_imported(name: str, folder: Path, quiet: bool) -> str:
     recorded = _recorded_hash(folder)
     if recorded is not None and hash_files(folder) == recorded:
         return recorded
+    if recorded is None and _complete_import(folder):
+        # an import made before imports recorded their hash (`ser-models import-encoder` into the cache, the
+        # offline route): its graph's sha256 matches, so its hash is recorded now and checked from then on
+        return record_hash(folder)
     wheel = os.environ.get(WHEEL_ENV) or None
     if not quiet:
         why = "not imported yet" if not (folder / "import.json").exists() else "its files no longer match the import"
@@ -103,6 +107,16 @@ def _verified_or_imported(name: str, folder: Path, quiet: bool) -> str:
             f"{folder} --source pipecat_ai-1.14.0-py3-none-any.whl`, or set {WHEEL_ENV}=<the wheel>; or point "
             f"{CACHE_ENV} at a folder that holds the import") from None
     return record_hash(folder)
+
+
+def _complete_import(folder: Path) -> bool:
+    from ser_models.encoders.smart_turn import ONNX_SHA256
+
+    try:
+        stamp = json.loads((folder / "import.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp.get("onnx_sha256") == ONNX_SHA256 and (folder / "model.safetensors").is_file()
 
 
 def _recorded_hash(folder: Path) -> str | None:

@@ -431,6 +431,10 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
             "weights": "int8 QDQ weights dequantised to float32 ((q - zero_point) * scale per channel)",
             "name_map": conv.name_map,
         }
+        from ser_models.encoders.content_hash import hash_files
+
+        # what a later run checks the folder against (ser_models.encoders.pretrained)
+        provenance["model_sha256"] = hash_files(t)
         (t / "import.json").write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
     except BaseException:
         abort_dir_swap(out, "import.json")

@@ -16,8 +16,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -25,43 +23,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bench.install import SITE, build_wheel, make_env, serving_site
+
 REPO = Path(__file__).resolve().parents[2]
-SITE = Path(sysconfig.get_paths()["purelib"])
-#: What the serving environment must not hold (top-level names in site-packages, and their dist-info).
-NOT_SERVED = ("torch", "ray", "transformers", "peft", "faiss", "triton", "nvidia", "functorch", "__editable__",
-              "ser_models", "ser-models", "lhotse", "datasets", "pandas", "sklearn", "scikit_learn", "scipy")
-
-
-def build_wheel(project: Path, out: Path) -> Path:
-    """``pip wheel`` of ``project`` (no dependencies, no build isolation: setuptools comes from this venv)."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(project)], check=True, capture_output=True, text=True, timeout=600)
-    (wheel,) = out.glob("*.whl")
-    return wheel
-
-
-def make_env(root: Path, wheel: Path, site_from: Path | None) -> Path:
-    """A virtual environment at ``root`` holding ``wheel``; ``site_from`` (a folder of packages) is reached
-    through a ``.pth`` file. Returns its ``bin`` folder."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
-    py = root / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index",
-                    str(wheel)], check=True, capture_output=True, text=True, timeout=600)
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    if site_from is not None:
-        Path(purelib, "_heavy_packages.pth").write_text(f"{site_from}\n")
-    return root / "bin"
-
-
-def serving_site(root: Path) -> Path:
-    """This venv's site-packages without torch, Ray, transformers and the rest of :data:`NOT_SERVED`: a folder
-    of links to every other entry (the serving dependencies and their own dependencies among them)."""
-    root.mkdir()
-    for entry in SITE.iterdir():
-        if not entry.name.lower().startswith(NOT_SERVED) and entry.suffix != ".pth":
-            (root / entry.name).symlink_to(entry)
-    return root
 
 
 def run(cmd: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -222,3 +222,13 @@ def test_no_package_imports_another_packages_private_names():
                 offenders += [f"{path.relative_to(LIBRARY.parent)}:{node.lineno} imports {node.module}.{a.name}"
                               for a in node.names if a.name.startswith("_") and other != own]
     assert not offenders, offenders
+
+
+def test_the_data_package_exports_what_it_lists():
+    """``ser_models.data`` imports its names on first use (serving decodes audio without pandas or Ray): its
+    ``__all__`` and its table of where each name lives must list the same names, and each must resolve."""
+    import ser_models.data as data
+
+    assert sorted(data.__all__) == sorted(data._EXPORTS)
+    for name in data.__all__:
+        assert getattr(data, name) is not None

@@ -18,11 +18,16 @@ PLATFORM = ROOT / "platform"
 
 
 def _job_config(rel: str):
+    """The config a RayJob's entrypoint (`ser-models JOB --config RECIPE key=value ...`) runs with."""
+    from ser_models.job_table import JOBS
+    from ser_models.recipes import find_recipe
+
     spec = yaml.safe_load((PLATFORM / rel).read_text())["spec"]
     entry = shlex.split(spec["entrypoint"])
-    module = entry[2].removeprefix("jobs.")
-    cls = {"finetune": "FinetuneJobConfig", "after": "AfterJobConfig", "sweep": "SweepConfig"}[module]
-    return load_config(getattr(importlib.import_module(importlib.import_module(f"jobs.{module}").main.__module__), cls), ROOT / entry[3], entry[4:])
+    assert entry[0] == "ser-models" and entry[2] == "--config", entry
+    module, cls = JOBS[entry[1]].schema.split(":")
+    return load_config(getattr(importlib.import_module(module), cls), find_recipe(entry[3], entry[1].replace("-", "_")),
+                       entry[4:])
 
 
 def test_the_finetune_rayjob_trains_on_its_gpu_group():

@@ -88,3 +88,22 @@ def test_other_sources_are_left_as_they_are(cache):
     with pytest.raises(EncoderImportError.__mro__[1], match="no pretrained encoder named 'nope'"):
         pretrained.pretrained_folder("nope")
     assert not cache.exists()
+
+
+def test_an_import_made_by_hand_into_the_cache_is_adopted_offline(cache, monkeypatch, capsys):
+    """The offline route the error names: `ser-models import-encoder smart-turn <cache folder> --source WHEEL`,
+    then the name resolves to it without fetching (an older import without a recorded hash gets one)."""
+    from ser_models.encoders.smart_turn import import_smart_turn
+
+    folder = cache / "smart-turn-v3.2-whisper-tiny"
+    import_smart_turn(folder, pretrained.os.environ[pretrained.WHEEL_ENV], quiet=True)
+    stamp = json.loads((folder / "import.json").read_text())
+    assert stamp[pretrained.HASH_KEY]  # imports record their hash
+    del stamp[pretrained.HASH_KEY]  # as an import made before they did
+    (folder / "import.json").write_text(json.dumps(stamp))
+    weights = (folder / "model.safetensors").stat().st_mtime_ns
+    monkeypatch.delenv(pretrained.WHEEL_ENV)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # no fetch possible
+    assert pretrained.pretrained_folder("smart-turn") == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == weights and "importing" not in capsys.readouterr().out
+    assert json.loads((folder / "import.json").read_text())[pretrained.HASH_KEY]
