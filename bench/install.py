@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ NOT_SERVED = ("torch", "ray", "transformers", "peft", "faiss", "triton", "nvidia
               "ser_models", "ser-models", "lhotse", "datasets", "pandas", "sklearn", "scikit_learn", "scipy")
 
 _PREDICT = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 import ser_models
 runtime, model, files = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -50,8 +49,9 @@ predictor = ser_models.load(model, runtime=runtime)
 out = predictor.predict(files)
 seconds = time.perf_counter() - t0
 heavy = sorted(m for m in ("torch", "ray", "transformers") if m in sys.modules)
-print(json.dumps({"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "predictions": len(out), "imported": heavy}))
+# VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across fork and exec)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "peak_rss_mib": hwm / 1024, "predictions": len(out), "imported": heavy}))
 """
 
 
@@ -87,16 +87,20 @@ def serving_site(root: Path) -> Path:
 
 
 def _name(requirement: str) -> str | None:
-    """The distribution a requirement names, or None when it only applies with an extra."""
-    if "extra ==" in requirement:
+    """The distribution a requirement names, or None when its marker does not apply here (an extra, another
+    platform or Python)."""
+    from packaging.requirements import Requirement
+
+    req = Requirement(requirement)
+    if req.marker is not None and not req.marker.evaluate({"extra": ""}):
         return None
-    return re.split(r"[\s;<>=!~\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return req.name.lower().replace("_", "-")
 
 
-def installed_size(requirements: list[str]) -> tuple[float, int, list[str]]:
+def installed_size(requirements: list[str]) -> tuple[float, int, list[str], list[tuple[str, float]]]:
     """MiB on disk of the distributions ``requirements`` name and all they require (this venv's versions), their
-    count, and any that is not installed here."""
-    seen, missing, todo, total = set(), [], [n for r in requirements if (n := _name(r))], 0
+    count, any that is not installed here, and the five largest ``(name, MiB)``."""
+    seen, missing, todo, sizes = set(), [], [n for r in requirements if (n := _name(r))], {}
     while todo:
         name = todo.pop()
         if name in seen:
@@ -107,9 +111,10 @@ def installed_size(requirements: list[str]) -> tuple[float, int, list[str]]:
         except metadata.PackageNotFoundError:
             missing.append(name)
             continue
-        total += sum(f.size or 0 for f in dist.files or [])
+        sizes[name] = sum(f.size or 0 for f in dist.files or []) / 2**20
         todo += [n for r in dist.requires or [] if (n := _name(r))]
-    return total / 2**20, len(seen) - len(missing), sorted(missing)
+    largest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
+    return sum(sizes.values()), len(sizes), sorted(missing), largest
 
 
 def _pyproject_requirements(path: Path) -> list[str]:
@@ -197,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
         runs.append((label, runtime, best))
     load.close()
 
-    size_rows = [[name, f"{mib:.0f}", count, ", ".join(missing) or "-"] for name, (mib, count, missing) in sizes.items()]
+    size_rows = [[name, f"{mib:.0f}", count, ", ".join(f"{n} {m:.0f}" for n, m in largest), ", ".join(missing) or "-"]
+                 for name, (mib, count, missing, largest) in sizes.items()]
     run_rows = [[label, runtime, f"{r['seconds']:.2f}", f"{r['peak_rss_mib']:.0f}", ", ".join(r["imported"]) or "none"]
                 for label, runtime, r in runs]
     ratio = sizes["ser-models (full)"][0] / sizes["ser-models-serve"][0]
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
             f"## Help, cold start (median of {args.repeats}, a new interpreter each)\n\n"
             + md_table(["command", "seconds"], help_rows)
             + "\n\n## Installed size (the distribution and everything it requires, this venv's versions)\n\n"
-            + md_table(["install", "MiB", "distributions", "not installed here"], size_rows)
+            + md_table(["install", "MiB", "distributions", "largest (MiB)", "not installed here"], size_rows)
             + f"\n\nThe full install is {ratio:.1f}x the serving one.\n\n"
             f"## Import to first prediction, {args.clips} clips of 1.5-5 s (the fastest of {args.repeats}, a new "
             "interpreter each)\n\nWhisper-tiny (Smart Turn v3.2) with an untrained linear head, exported by "
