@@ -18,7 +18,9 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import sys
+from unittest import mock
 
 from ser_models import __version__
 from ser_models.job_help import INDEX_PATH, clip, entry_keys, load_index, render, section_names
@@ -86,7 +88,9 @@ def build_index() -> dict:
         if job.schema is None:
             module = importlib.import_module(job.module)
             buf = io.StringIO()
-            with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
+            # argparse wraps at the terminal's width: the index must not depend on who wrote it
+            with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit), \
+                    mock.patch.dict(os.environ, {"COLUMNS": "80"}):
                 set_invoked_as("{prog}")
                 try:
                     module.main(["--help"])
@@ -114,6 +118,15 @@ def write_index() -> None:
     INDEX_PATH.write_text(json.dumps(build_index(), indent=0, sort_keys=True) + "\n")
 
 
+def _print(text: str) -> None:
+    """Print, and end quietly when the reader went away (``ser-models after --help-all | head``)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        raise SystemExit(0) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script ``ser-models``."""
     from ser_models.cli import run_job
@@ -121,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(overview())
+        _print(overview())
         raise SystemExit(0 if args else 2)
     if args[0] == "--version":
         print(f"{COMMAND} {__version__}")
@@ -131,7 +144,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {INDEX_PATH}")
         return
     if args[0] == "configs":
-        print(list_configs(args[1] if len(args) > 1 else None))
+        if len(args) > 1 and args[1] in ("-h", "--help"):
+            print(f"usage: {COMMAND} configs [JOB]\n\nThe shipped recipes (example configs), by job, each with its "
+                  f"first sentence; use one with `{COMMAND} JOB --config NAME`.")
+            return
+        job = args[1] if len(args) > 1 else None
+        if job is not None and job.replace("_", "-") not in JOBS:
+            print(f"error: unknown job {job!r}; `{COMMAND} --help` lists them", file=sys.stderr)
+            raise SystemExit(2)
+        _print(list_configs(job))
         return
     name, rest = args[0].replace("_", "-"), args[1:]
     if name not in JOBS:
@@ -141,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     if any(a in HELP_FLAGS for a in rest):
         try:
-            print(help_text(name, rest))
+            _print(help_text(name, rest))
         except ValueError as exc:  # an unknown help section
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None

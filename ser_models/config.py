@@ -283,10 +283,13 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         os.environ[RAY_CONSOLE_ENV] = "1"
         os.environ.setdefault(DATA_CONSOLE_LEVEL_ENV, "INFO")
     job = prog.rsplit(".", 1)[-1]
+    # `--config=NAME` is `--config NAME`
+    args = [part for a in args for part in (a.split("=", 1) if a.startswith("--config=") else [a])]
     flag = next((a for a in args if a in ("-h", "--help", "--help-all")), None)
     if not args or flag is not None:
         after = args[args.index(flag) + 1:] if flag else []
-        section = after[0] if flag in ("-h", "--help") and after and "=" not in after[0] else None
+        section = after[0] if flag in ("-h", "--help") and after and "=" not in after[0] \
+            and not after[0].startswith("-") else None
         from ser_models.job_table import JOBS, job_name
 
         summary = JOBS[job_name(prog)].summary if job_name(prog) in JOBS else ""
@@ -299,6 +302,8 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         raise SystemExit(0 if args else 2)
     print_config = _take_flag(args, "--print-config")
     path: str | None = None
+    if args.count("--config") > 1:
+        raise ConfigError("--config given twice: one recipe or YAML file per run (its `extends:` can name another)")
     if "--config" in args:
         at = args.index("--config")
         if at + 1 >= len(args):

@@ -197,9 +197,16 @@ def recipe_keys(job: str) -> set[str]:
             else:
                 out.add(f"{prefix}{key}")
 
+    def load(path, seen=()):
+        data = yaml.safe_load(path.read_text()) or {}
+        parent = data.get("extends") if isinstance(data, dict) else None
+        if isinstance(parent, str) and (path.parent / parent).is_file() and path not in seen:
+            load(path.parent / parent, (*seen, path))
+        walk(data)
+
     for path in recipes():
         if recipe_job(path) == job:
-            walk(yaml.safe_load(path.read_text()))
+            load(path)
     return out
 
 

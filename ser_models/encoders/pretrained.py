@@ -19,6 +19,7 @@ workers receive the folder's path; an encoder built from the name in a plain pro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -72,13 +73,35 @@ def pretrained_folder(name: str, *, quiet: bool = False) -> Path:
     key = str(folder)
     if key in _verified:
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    recorded = _recorded_hash(folder)
+    if recorded is not None and _hash(folder) == recorded:  # the common case, also on a read-only cache
+        _verified[key] = recorded
+        return folder
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = folder.parent / f".{folder.name}.lock"
+        lock = open(lock_path, "a")
+        with contextlib.suppress(OSError):  # a cache shared by several users: each must be able to take it
+            os.chmod(lock_path, 0o666)
+    except OSError as exc:
+        raise EncoderError(f"model.encoder.source={name}: the encoder cache {folder.parent} cannot be written "
+                           f"({exc.strerror}) and holds no valid import; point {CACHE_ENV} at a writable folder or "
+                           f"at one that holds the import") from None
     # processes on one machine (or nodes on shared storage) share the cache: one imports, the others wait
-    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         recorded = _verified_or_imported(name, folder, quiet)
     _verified[key] = recorded
     return folder
+
+
+def _hash(folder: Path) -> str | None:
+    from ser_models.encoders.content_hash import hash_files
+
+    try:
+        return hash_files(folder)
+    except OSError:
+        return None
 
 
 def _verified_or_imported(name: str, folder: Path, quiet: bool) -> str:
@@ -137,10 +160,42 @@ def record_hash(folder: Path) -> str:
     return stamp[HASH_KEY]
 
 
+#: Dict keys whose values name an encoder source: a plain key, a dotted override (``model.encoder.source``), or
+#: a sweep's search key over encoders (its ``choice`` / ``grid`` values).
+_NAMED_KEYS = ("encoder_source", "encoder.source", "teacher.source")
+
+
+def _resolved(value):
+    """``value`` with every pretrained name in it (a string, or inside lists and dicts: a search spec)
+    replaced by its folder."""
+    if is_pretrained_name(value):
+        return str(pretrained_folder(value))
+    if isinstance(value, list):
+        return [_resolved(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolved(v) for k, v in value.items()}
+    return value
+
+
 def resolve_encoder_names(cfg):
-    """``cfg`` (a job config dataclass) with every encoder source that names a pretrained encoder replaced by
-    its verified folder, nested configs included; the driver calls it before a job starts so that workers get
-    a path. Other values are left as they are."""
+    """``cfg`` with every encoder source that names a pretrained encoder replaced by its verified folder, in
+    place: a job config dataclass (its :class:`EncoderConfig` fields and ``encoder_source`` keys, nested
+    configs included) or a plain dict of one (a sweep's base config: ``source`` under ``encoder`` or
+    ``teacher``). The driver calls it before a job starts so that workers and trials get a path. Other values
+    are left as they are.
+
+    Returns:
+        ``cfg`` itself.
+    """
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            if key in ("encoder", "teacher") and isinstance(value, dict) and is_pretrained_name(value.get("source")):
+                value["source"] = str(pretrained_folder(value["source"]))
+            elif isinstance(key, str) and key.endswith(_NAMED_KEYS):  # `encoder_source`, dotted keys, a search
+                cfg[key] = _resolved(value)
+            elif isinstance(value, dict) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+                resolve_encoder_names(value)
+        return cfg
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         return cfg
     for f in dataclasses.fields(cfg):  # in place: every reference to the config sees the folder
@@ -148,6 +203,6 @@ def resolve_encoder_names(cfg):
         named = (f.name == "source" and isinstance(cfg, EncoderConfig)) or f.name == "encoder_source"
         if named and is_pretrained_name(value):
             setattr(cfg, f.name, str(pretrained_folder(value)))
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        elif isinstance(value, dict) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
             resolve_encoder_names(value)
     return cfg

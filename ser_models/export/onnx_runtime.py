@@ -34,11 +34,11 @@ def resolve_onnx(path: str | os.PathLike) -> str:
             if io.exists(candidate) and io.storage_path(candidate).name.endswith(".onnx"):
                 return candidate
         raise CheckpointError(f"{path}: no ONNX graph (neither the file nor {MODEL_FILE} in the folder); write one "
-                              "with python -m jobs.export checkpoint=... output=model.onnx")
+                              "with ser-models export checkpoint=... output=model.onnx")
     candidate = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(candidate):
         what = f"no {MODEL_FILE} in the folder" if os.path.isdir(path) else "no such file"
-        raise CheckpointError(f"{path}: no ONNX graph ({what}); write one with python -m jobs.export "
+        raise CheckpointError(f"{path}: no ONNX graph ({what}); write one with ser-models export "
                               "checkpoint=... output=model.onnx")
     return candidate
 
@@ -70,10 +70,15 @@ class OnnxScorer:
         options.intra_op_num_threads = int(threads)
         # A graph in an object store is read into memory once (ONNX Runtime takes the bytes); a local one by path.
         source = path if io.is_local(path) else io.read_bytes(path)
-        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own errors (InvalidProtobuf, Fail) are not typed for callers
+            raise CheckpointError(f"{path}: not an ONNX graph ONNX Runtime can load ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); write one with "
+                                  "ser-models export checkpoint=... output=model.onnx") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if "ser.labels" not in self.metadata:
-            raise CheckpointError(f"{path}: the graph has no ser.labels metadata; was it written by jobs.export?")
+            raise CheckpointError(f"{path}: the graph has no ser.labels metadata; was it written by ser-models export?")
         self.labels = list(json.loads(self.metadata["ser.labels"]))
         self.dimensions = list(json.loads(self.metadata.get("ser.dimensions", "[]")))
         self.min_samples = int(self.metadata.get("ser.min_samples", "0"))

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import json
 import re
 import runpy
 import shlex
@@ -308,7 +309,16 @@ def test_readme_sweep_runs_as_written(ray_local, demo_pool, tmp_path, monkeypatc
     (tmp_path / "jobs" / "configs").symlink_to(REPO / "jobs" / "configs")
     (tmp_path / "outputs" / "demo").mkdir(parents=True)
     (tmp_path / "outputs" / "demo" / "pool").symlink_to(demo_pool.pool_dir)
-    _whisper_folder(tmp_path / ".cache" / "encoders" / "smart-turn-v3.2-whisper-tiny")
+    # The recipes name the encoder (model.encoder.source=smart-turn): its import in the encoder cache, here a
+    # tiny random Whisper adopted as an import (the driver resolves the name before Tune starts any trial).
+    encoders = tmp_path / "encoder_cache"
+    _whisper_folder(encoders / "smart-turn-v3.2-whisper-tiny")
+    from ser_models.encoders import pretrained
+    from ser_models.encoders.smart_turn import ONNX_SHA256
+
+    (encoders / "smart-turn-v3.2-whisper-tiny" / "import.json").write_text(json.dumps({"onnx_sha256": ONNX_SHA256}))
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(encoders))
+    monkeypatch.setattr(pretrained, "_verified", {})
     monkeypatch.chdir(tmp_path)
 
     _run(SWEEP, TINY_BUDGET, monkeypatch)

@@ -142,3 +142,31 @@ def test_argparse_jobs_name_the_command_they_were_started_by(capsys):
         set_invoked_as(None)
     assert capsys.readouterr().out.startswith("usage: ser-models import-encoder")
     assert help_text("import-encoder", ["--help"]).startswith("usage: ser-models import-encoder")
+
+
+def test_flag_forms_and_mistakes_give_clear_answers(capsys):
+    from ser_models.data.config import PoolConfig
+
+    cfg = parse_job_args(PoolConfig, ["--config=prepare_pool_demo", "manifest=m.csv"], "jobs.prepare_pool")
+    assert cfg.manifest.endswith("m.csv")
+    with pytest.raises(ConfigError, match="--config given twice"):
+        parse_job_args(PoolConfig, ["--config", "prepare_pool_demo", "--config", "prepare_pool_smoke"],
+                       "jobs.prepare_pool")
+    with pytest.raises(SystemExit) as exc:  # a flag after --help is no help section
+        parse_job_args(PoolConfig, ["--help", "--config", "prepare_pool_demo"], "jobs.prepare_pool")
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("usage: python -m jobs.prepare_pool")
+    usage = _run("configs", "--help")
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: ser-models configs [JOB]")
+    unknown = _run("configs", "nosuch")
+    assert unknown.returncode == 2 and "unknown job 'nosuch'" in unknown.stderr
+    piped = subprocess.run(f"{sys.executable} -m ser_models after --help-all | head -1", shell=True, cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+    assert piped.stdout.startswith("usage:") and "Traceback" not in piped.stderr
+
+
+def test_a_file_that_is_no_onnx_graph_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.onnx").write_text("junk")
+    proc = subprocess.run([sys.executable, "-m", "ser_models.serve", str(tmp_path / "bad.onnx"), "x.wav"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: CheckpointError:" in proc.stderr and "not an ONNX graph" in proc.stderr

@@ -107,3 +107,40 @@ def test_an_import_made_by_hand_into_the_cache_is_adopted_offline(cache, monkeyp
     assert pretrained.pretrained_folder("smart-turn") == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == weights and "importing" not in capsys.readouterr().out
     assert json.loads((folder / "import.json").read_text())[pretrained.HASH_KEY]
+
+
+def test_a_sweeps_base_config_and_a_teacher_are_resolved_in_the_driver(cache):
+    """A sweep's base config is a plain dict: its encoder (and a distillation teacher) are resolved before any
+    trial starts, so trials on other nodes get the folder; other 'source' keys (a language) are left alone."""
+    from ser_models.config import load_config
+    from ser_models.recipes import find_recipe
+    from ser_models.tune.config import SweepConfig
+
+    sweep = load_config(SweepConfig, find_recipe("sweep_anchoring_demo"), ["output_dir=o"])
+    assert sweep.config["model"]["encoder"]["source"] == "smart-turn"
+    language = sweep.config.get("source")
+    pretrained.resolve_encoder_names(sweep)
+    folder = str(cache / "smart-turn-v3.2-whisper-tiny")
+    assert sweep.config["model"]["encoder"]["source"] == folder and sweep.config.get("source") == language
+    teacher = {"teacher": {"source": "smart-turn"}, "encoder_source": "smart-turn", "other": {"source": "en"}}
+    assert pretrained.resolve_encoder_names(teacher) == {"teacher": {"source": folder}, "encoder_source": folder,
+                                                        "other": {"source": "en"}}
+
+
+def test_a_cache_that_cannot_be_written_and_holds_no_import_is_named(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(blocker / "encoders"))
+    monkeypatch.setattr(pretrained, "_verified", {})
+    with pytest.raises(EncoderImportError.__mro__[1], match=f"the encoder cache {blocker / 'encoders'} cannot be written .*"
+                                                            f"{pretrained.CACHE_ENV}"):
+        pretrained.pretrained_folder("smart-turn")
+
+
+def test_dotted_keys_and_a_search_over_encoders_are_resolved(cache):
+    folder = str(cache / "smart-turn-v3.2-whisper-tiny")
+    cfg = {"config": {"model.encoder.source": "smart-turn"},
+           "search": {"model.encoder.source": {"choice": ["smart-turn", "tiny-wav2vec2"]}}}
+    assert pretrained.resolve_encoder_names(cfg) == {
+        "config": {"model.encoder.source": folder},
+        "search": {"model.encoder.source": {"choice": [folder, "tiny-wav2vec2"]}}}
