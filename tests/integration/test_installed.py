@@ -7,7 +7,8 @@ the repository.
 - ``ser-models-serve`` (``pip wheel serving/``): the same package with the serving dependencies only, in an
   environment where torch, Ray and transformers are not installed at all (not merely blocked).
 
-The journey from a manifest to a served prediction is ``test_installed_journey.py`` (``make test-e2e``).
+Each test builds wheels and virtual environments (seconds each on 2 cores), so the file runs in ``make test-e2e``
+(marker ``slow_e2e``), with the journey from a Lhotse file to a served prediction at its end.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import soundfile as sf
 from bench.install import SITE, build_wheel, make_env, serving_site
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow_e2e
 
 
 def run(cmd: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -137,7 +139,6 @@ request.to_csv(sys.argv[2], index=False)
 """
 
 
-@pytest.mark.slow_e2e
 def test_the_journey_from_a_lhotse_file_to_a_served_prediction(wheels, tmp_path):
     """As a team would, from an empty folder: help, the recipes, a pool straight from a Lhotse cuts file, the loop
     to "waiting for labels", the request filled in, the loop again, export, then predictions from the serving

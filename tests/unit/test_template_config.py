@@ -21,4 +21,4 @@ def test_the_template_is_the_recipe_for_a_pool_with_no_labels():
     assert a.oracle == "file"
     pool, cache = Path(cfg.pool_dir), Path(a.feature_cache_dir)
     assert cache.parent == pool.parent and "outputs" not in pool.parts + cache.parts
-    assert cfg.model.adapter.kind == "frozen" and cfg.model.encoder.source.endswith("smart-turn-v3.2-whisper-tiny")
+    assert cfg.model.adapter.kind == "frozen" and cfg.model.encoder.source == "smart-turn"
