@@ -2,7 +2,8 @@
 calls an annotator makes (sign up through the invite link, annotate, skip).
 
 The server comes from the ``label-studio`` package in its own environment (``make labelstudio`` creates
-``.venv-labelstudio``; its pins clash with ours). Nothing here is used by the platform itself.
+``.venv-labelstudio``; its pins clash with ours). Every server starts from a copy of a migrated database made
+once per installation (:func:`migrated_template`). Nothing here is used by the platform itself.
 """
 
 from __future__ import annotations
@@ -116,12 +117,56 @@ class LabelStudioServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
 
 
+#: The files of a started server's data folder that a new server may start from (the migrated database and the
+#: secret key it was written with).
+_TEMPLATE_FILES = ("label_studio.sqlite3", ".env")
+
+
+def template_folder(executable: str) -> Path:
+    """Where the migrated database of ``executable``'s installation is kept: inside its environment, so that a
+    new install (another pin) gets a new one."""
+    return Path(executable).absolute().parent.parent / "ser-models-template"
+
+
+def migrated_template(executable: str, timeout: float = 240.0) -> Path:
+    """A data folder of ``executable`` whose database is migrated and has its admin, made once per installation.
+
+    A first start of Label Studio applies some 300 database migrations (about 45 s on two cores); a server
+    started from a copy of this folder answers in about 6 s. The admin's token is in ``token`` beside the
+    database, since the server keeps an existing user's token. Made under a lock, so concurrent test workers
+    build it once.
+
+    Returns:
+        The folder (``label_studio.sqlite3``, ``.env``, ``token``).
+    """
+    import fcntl
+
+    folder = template_folder(executable)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / ".ser-models-template.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if (folder / "token").is_file():
+            return folder
+        build = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(build, ignore_errors=True)
+        server = _start(build, executable, None, timeout, secrets.token_hex(20))
+        server.stop()
+        for name in os.listdir(build):
+            if name not in _TEMPLATE_FILES:
+                shutil.rmtree(build / name) if (build / name).is_dir() else (build / name).unlink()
+        (build / "token").write_text(server.token)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(build, folder)  # whole or absent: a killed build leaves only the .partial folder
+    return folder
+
+
 def start_label_studio(data_dir: str | Path, executable: str, document_root: str | Path | None = None,
                        timeout: float = 240.0) -> LabelStudioServer:
-    """Start ``label-studio`` on a free port of 127.0.0.1 with a SQLite database under ``data_dir``.
+    """Start ``label-studio`` on a free port of 127.0.0.1 with a SQLite database under ``data_dir``, copied from
+    the installation's :func:`migrated_template` (made on first use).
 
     Args:
-        data_dir: the server's data folder (database, uploads, log).
+        data_dir: the server's data folder (database, uploads, log); it must not hold a database yet.
         executable: the ``label-studio`` command (:func:`find_label_studio`).
         document_root: a folder the server may serve clips from (``/data/local-files/?d=``); None = off.
         timeout: seconds to wait for ``/health``.
@@ -129,11 +174,24 @@ def start_label_studio(data_dir: str | Path, executable: str, document_root: str
     Raises:
         RuntimeError: the server exited or did not answer in time (with the end of its log).
     """
+    template = migrated_template(executable, timeout)
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if (data_dir / _TEMPLATE_FILES[0]).exists():
+        raise RuntimeError(f"{data_dir} already holds a Label Studio database: start from an empty folder")
+    for name in _TEMPLATE_FILES:
+        if (template / name).is_file():
+            shutil.copy2(template / name, data_dir / name)
+    return _start(data_dir, executable, document_root, timeout, (template / "token").read_text().strip())
+
+
+def _start(data_dir: Path, executable: str, document_root: str | Path | None, timeout: float,
+           token: str) -> LabelStudioServer:
     import requests
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    port, token = free_port(), secrets.token_hex(20)
+    port = free_port()
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "DJANGO_DB": "sqlite",
            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
     if document_root is not None:
