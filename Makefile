@@ -36,7 +36,7 @@ $(LS_STAMP):
 # A migrated database for the test servers, made once per Label Studio install (a first start migrates for ~45 s).
 LS_TEMPLATE := $(LS_VENV)/ser-models-template/token
 $(LS_TEMPLATE): $(STAMP) $(LS_STAMP)
-	$(BIN)/python -c "from ser_models.testing_label_studio import find_label_studio as f, migrated_template as t; t(f())"
+	$(BIN)/python -c "from ser_models.testing.label_studio import find_label_studio as f, migrated_template as t; t(f())"
 
 labelstudio: $(LS_TEMPLATE)
 

@@ -55,7 +55,7 @@ def load_split(cache, pool, split: str, feature_shape):
     """A split's cached rows with labels as a ClipSet (the benchmark holds the 720-clip pool's frames)."""
     import pyarrow as pa
 
-    from ser_models.training.batching import collect_clips
+    from ser_models.data.clips import collect_clips
 
     meta = pool.metadata(columns=["utt_id", "label"], split=split)
     ds = cache.dataset(targets=pa.Table.from_pandas(meta[["utt_id", "label"]], preserve_index=False))
@@ -76,8 +76,8 @@ def pretrain(wap_cfg, stats, train, seed: int, out: Path, epochs: int, **weights
     import torch
 
     from ser_models.adapters.wap import save_wap
-    from ser_models.training.adapter_pretrain import AdapterPretrainObjective, pretrain_adapter
-    from ser_models.training.tapt_config import AdapterPretrainConfig
+    from ser_models.pretraining.adapter_pretrain import AdapterPretrainObjective, pretrain_adapter
+    from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 
     cfg = AdapterPretrainConfig(epochs=max(epochs, 1), seed=seed, **weights)  # scratch: built, never run
     torch.manual_seed(seed)
@@ -92,7 +92,7 @@ def pretrain(wap_cfg, stats, train, seed: int, out: Path, epochs: int, **weights
 def fit_variant(model_cfg, train_cfg, train, test, seed: int) -> float:
     import torch
 
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.training.fitting import evaluate, fit
 
     torch.manual_seed(seed)
@@ -132,8 +132,8 @@ def main(argv=None) -> Path | None:
     from ser_models.encoders import EncoderConfig, build_encoder
     from ser_models.encoders.smart_turn import cached_encoder
     from ser_models.encoders.standardizer import save_statistics
-    from ser_models.model import ModelConfig
-    from ser_models.runs.adapter_stage import frame_cache
+    from ser_models.models.model import ModelConfig
+    from ser_models.pretraining.adapter_stage import frame_cache
     from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
     from ser_models.training.config import TrainConfig
 

@@ -4,7 +4,7 @@
 
 Reads the ``*_runs.csv`` files that ``jobs.evidence`` and ``bench.label_efficiency`` wrote for each pool (20
 paired seeds: under a seed every strategy starts from the same random initial set), computes each run's AUBC
-(the normalised area under its UA-by-budget curve, :func:`ser_models.active.evidence.aubc_table`), and pairs it
+(the normalised area under its UA-by-budget curve, :func:`ser_models.planning.evidence.aubc_table`), and pairs it
 with random's under the same seed.
 
 The choice reads **dev** UA only: a default chosen on the test split would be tuned to the numbers it reports.
@@ -48,7 +48,7 @@ FAMILY = {"margin+balanced": "margin"}
 
 def pool_rows(name: str, runs: pd.DataFrame, budget: str) -> list[dict]:
     """Per strategy: dev and test AUBC gain over random (paired, 95 % CI) on one pool."""
-    from ser_models.active.evidence import aubc_table
+    from ser_models.planning.evidence import aubc_table
 
     runs = runs[~runs.strategy.isin(REFERENCES)]
     out = {}

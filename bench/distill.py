@@ -45,8 +45,9 @@ def encode_split(encoder, pool, split: str):
     """``(ids, features [N, L, D], labels, targets [N, 3], transcripts, seconds per clip)`` of a split."""
     import torch
 
+    from ser_models.data.clips import collect_clips
     from ser_models.heads import masked_mean
-    from ser_models.training.batching import collect_clips, make_batch
+    from ser_models.training.batching import make_batch
 
     rows = pool.metadata(columns=["utt_id", "label", "audio", "audio_format", "transcript", *DIMS], split=split)
     clips = collect_clips([{c: rows[c].to_numpy() for c in rows.columns}], LABELS, dimensions=DIMS).sorted_by_id()
@@ -78,7 +79,7 @@ def fit_head(model_cfg, splits: dict, seed: int, epochs: int) -> dict:
     """Train the head (and layer weights) of ``model_cfg`` on cached features; test metrics."""
     import torch
 
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.training.config import TrainConfig
     from ser_models.training.fitting import evaluate, fit
 
@@ -109,9 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     from ser_models.data import Pool
     from ser_models.encoders import EncoderConfig, build_encoder
     from ser_models.encoders.text import TextConfig
-    from ser_models.model import ModelConfig
+    from ser_models.models.model import ModelConfig
+    from ser_models.pretraining.distill import DistillConfig, parameter_count, run_distill
     from ser_models.training.config import ScalingSettings
-    from ser_models.training.distill import DistillConfig, parameter_count, run_distill
 
     seeds = [int(s) for s in args.seeds.split(",")]
     work = claim_workdir(args.workdir) / "distill"

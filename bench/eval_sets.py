@@ -158,8 +158,8 @@ def bootstrap_half_width(units: np.ndarray, labels: np.ndarray, correct: np.ndar
 
 def measure(held: pd.DataFrame, sizes: list[int], caps: list[int], draws: int, boot: int) -> pd.DataFrame:
     """One row per (test size, cap, draw): UA, bootstrap half-width, recordings, held-out segments."""
-    from ser_models.active.evaluation_sets import EvaluationConfig, draw_evaluation_sets
     from ser_models.exceptions import PoolExhaustedError
+    from ser_models.planning.evaluation_sets import EvaluationConfig, draw_evaluation_sets
 
     clips = pd.DataFrame({"utt_id": held["seg"].astype(str), "duration": held["end"] - held["start"],
                           "recording": held["recording_id"].astype(str), "speaker": held["speaker"].astype(str)})
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     load.close()
     rows.to_csv(Path(args.results).with_name(Path(args.results).stem + "_draws.csv"), index=False)
 
-    from ser_models.active.planner import kish_design_effect, ua_half_width
+    from ser_models.planning.planner import kish_design_effect, ua_half_width
 
     shares = held["emotion"].value_counts(normalize=True).reindex(LABELS).to_numpy()
     recalls = np.array([held.loc[held["emotion"] == c, "correct"].mean() for c in LABELS])

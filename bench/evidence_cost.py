@@ -56,7 +56,7 @@ PARTS = [
     ("threadpoolctl scans in the query strategies",
      [("threadpoolctl.py", "__init__", "ser_models/active/strategies/base.py")]),
     ("build the encoder", [("ser_models/encoders/factory.py", "build_encoder", None)]),
-    ("read a checkpoint's model config", [("ser_models/config.py", "from_dict", "ser_models/model.py")]),
+    ("read a checkpoint's model config", [("ser_models/config.py", "from_dict", "ser_models/models/model.py")]),
     ("plots", [("ser_models/metrics.py", "plot_confusion", None), ("ser_models/active/curves.py",
                                                                      "plot_learning_curves", None)]),
     ("auto's simulated active learning", [("ser_models/active/strategies/auto.py", "simulate_strategies", None)]),
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     init_ray(2)
     from ser_models.config import resolve_paths
     from ser_models.data import Pool
-    from ser_models.model_config import resolve_labels
+    from ser_models.models.model_config import resolve_labels
     from ser_models.runs.evidence import build_feature_cache, labelable_training_clips, run_evidence
 
     work = claim_workdir(args.workdir)

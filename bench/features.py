@@ -144,7 +144,7 @@ def run(pool_dir: str, workdir: Path, seeds: list[int], fractions: list[float]) 
 
 
 def report(runs: pd.DataFrame, timings: dict, corpus: str, seeds: list[int], load: LoadWindow) -> str:
-    from ser_models.active.evidence import aubc_table, budget_table, format_ci
+    from ser_models.planning.evidence import aubc_table, budget_table, format_ci
 
     curves = runs[runs.fraction < 1.0]
     full = runs[runs.fraction >= 1.0].set_index("strategy")

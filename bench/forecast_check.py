@@ -1,4 +1,4 @@
-"""How well the labels forecast (:mod:`ser_models.active.forecast`) predicts later rounds, on the committed runs.
+"""How well the labels forecast (:mod:`ser_models.planning.forecast`) predicts later rounds, on the committed runs.
 
     python -m bench.forecast_check            # writes bench/results/forecast_check.md
 
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import RESULTS_DIR, LoadWindow, machine_info, machine_markdown, md_table, write_results
-from ser_models.active.forecast import forecast
+from ser_models.planning.forecast import forecast
 
 RESULTS = Path(RESULTS_DIR) if not isinstance(RESULTS_DIR, Path) else RESULTS_DIR
 _NEUTRAL = "neutral=0.55,happy=0.2,angry=0.1,sad=0.15"
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> str:
                                                            for p in __doc__.split("\n\n")[2:4])
         + " Every run has four rounds (labels doubling: e.g. 50/100/200/400), so round 3 lies 2x beyond the fit "
         "and the all-labels point 5-20x beyond it. Each forecast: 200 seeded bootstrap fits "
-        "(ser_models.active.forecast, dev-set noise from the pools' dev class counts).",
+        "(ser_models.planning.forecast, dev-set noise from the pools' dev class counts).",
         "## Coverage and error in labels, per pool\n\n" + main_t,
         "PI: prediction interval (curve band plus the later measurement's dev-set noise); curve band: the "
         "bootstrap band of the curve alone. Forecast / actual labels > 1: the forecast asked for more labels "

@@ -141,8 +141,8 @@ def model_and_clips(work: Path, n: int) -> tuple[Path, Path, list[str]]:
     from ser_models.encoders.config import EncoderConfig
     from ser_models.encoders.smart_turn import cached_encoder
     from ser_models.export.job import main as export_main
-    from ser_models.model import EmotionModel
-    from ser_models.model_config import ModelConfig
+    from ser_models.models.model import EmotionModel
+    from ser_models.models.model_config import ModelConfig
 
     checkpoint, graph = work / "checkpoint", work / "served" / "model.onnx"
     if not graph.exists():

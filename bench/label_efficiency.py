@@ -221,7 +221,7 @@ def probe_records(work: Path, cache, pool_dir, task: str, seeds: list[int], frac
 
 def aggregate(records: list[dict]) -> pd.DataFrame:
     """Per (strategy, fraction): the test metric's mean and 95 % t-interval over seeds, and the paired
-    difference to random under the same seeds (``ser_models.active.evidence.budget_table``).
+    difference to random under the same seeds (``ser_models.planning.evidence.budget_table``).
 
     Args:
         records: one dict per (strategy, seed, fraction) with ``test_ua``, ``dev_ua``, ``round_s``, ``run_s``.
@@ -231,7 +231,7 @@ def aggregate(records: list[dict]) -> pd.DataFrame:
         ``run_s``, ``diff/diff_low/diff_high/p`` (NaN without random) and ``beats_random``: the paired
         difference's 95 % interval lies above 0.
     """
-    from ser_models.active.evidence import budget_table
+    from ser_models.planning.evidence import budget_table
 
     df = pd.DataFrame(records)
     stats = budget_table(df, "random", metric="test_ua", budget="fraction")
@@ -248,7 +248,7 @@ def aggregate(records: list[dict]) -> pd.DataFrame:
 
 def _paired(r) -> str:
     """A row's paired difference to random, ``+0.020 [-0.010, +0.050] (p=0.231)``; ``-`` for random itself."""
-    from ser_models.active.evidence import format_ci
+    from ser_models.planning.evidence import format_ci
 
     if r.strategy == "random" or pd.isna(r.get("diff")):
         return "-"
@@ -258,7 +258,7 @@ def _paired(r) -> str:
 def efficiency_tables(records: list[dict], full: dict[int, float] | None, metric: str = "UA") -> str:
     """AUBC per strategy (mean, 95 % CI, paired difference to random) and the label savings (labels to reach
     random's largest-budget value and 95 % of all labels, interpolated per seed), as Markdown."""
-    from ser_models.active.evidence import aubc_table, format_ci, label_savings
+    from ser_models.planning.evidence import aubc_table, format_ci, label_savings
 
     df = pd.DataFrame(records)
     rows = []
@@ -335,7 +335,7 @@ def signals_table(records: list[dict]) -> str:
 
 def format_table(summary: pd.DataFrame, full: dict | None, metric: str = "UA",
                  probe_full: list[float] = ()) -> str:
-    from ser_models.active.evidence import format_ci, t_interval
+    from ser_models.planning.evidence import format_ci, t_interval
 
     rows = []
     for _, r in summary.iterrows():

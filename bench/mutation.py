@@ -67,7 +67,7 @@ TARGETS: dict[str, list[str]] = {
     "pool build and update": ["ser_models.data.pool_update.*", "ser_models.data.pool_builds.*"],
     "feature-cache guard and keys": ["ser_models.scoring.cache_guard.*", "ser_models.encoders.content_hash.*"],
     "evidence statistics": [
-        f"ser_models.active.evidence.x_{name}__mutmut_*" for name in (
+        f"ser_models.planning.evidence.x_{name}__mutmut_*" for name in (
             "t_interval", "paired_t_test", "_check", "budget_table", "aubc", "aubc_table", "labels_to_reach",
             "_mean_reached", "label_savings")],
     "strategies: labelled clips excluded": ["ser_models.active.strategies.base.*"],

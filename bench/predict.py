@@ -46,7 +46,7 @@ import numpy as np, pyarrow as pa, pyarrow.parquet as pq, torch
 from pathlib import Path
 from ser_models.data import Pool
 from ser_models.data.audio import decode_pool_audio
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(2)
@@ -97,7 +97,7 @@ def main(argv=None) -> Path:
     from ser_models.data import Pool
     from ser_models.encoders import EncoderConfig
     from ser_models.encoders.smart_turn import cached_encoder
-    from ser_models.model import EmotionModel, ModelConfig
+    from ser_models.models.model import EmotionModel, ModelConfig
 
     work = claim_workdir(args.workdir)
     fresh_workdir(work)

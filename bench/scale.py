@@ -161,13 +161,13 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     from ser_models.config import to_dict
     from ser_models.data import Pool
     from ser_models.encoders import EncoderConfig, build_encoder
+    from ser_models.pretraining.tapt import TAPT_COLUMNS, run_tapt
+    from ser_models.pretraining.tapt_config import TaptConfig, TaptJobConfig
     from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
     from ser_models.scoring.scorer import ScorerConfig, score_dataset
     from ser_models.testing import tiny_model_config
     from ser_models.training import train_model
     from ser_models.training.config import ScalingSettings, TrainConfig
-    from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
-    from ser_models.training.tapt_config import TaptConfig, TaptJobConfig
 
     init_ray(2)
     out = Path(workdir) / "scale_run"
@@ -210,8 +210,8 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
         lora, TrainConfig(epochs=1, batch_size=8, max_crop_seconds=CROP, early_stopping_patience=0),
         ScalingSettings(), feeds, out / "ft", class_counts=counts, train_rows=train_n, verbose=False))
     from ser_models.adapters.config import WapConfig
-    from ser_models.training.adapter_pretrain import run_adapter_pretrain
-    from ser_models.training.tapt_config import AdapterPretrainConfig
+    from ser_models.pretraining.adapter_pretrain import run_adapter_pretrain
+    from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 
     framed = tiny_model_config(adapter="frozen", normalize_waveform=False, pooling="attentive_stats")
     frames = FeatureCache(out / "cache", feature_cache_key(pool, encoder, scorer), kind="frames")

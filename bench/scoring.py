@@ -123,7 +123,7 @@ def make_checkpoint(folder: str | Path, encoder_source: str, seed: int = 0) -> P
 
     from ser_models.adapters import AdapterConfig
     from ser_models.encoders import EncoderConfig
-    from ser_models.model import EmotionModel, ModelConfig
+    from ser_models.models.model import EmotionModel, ModelConfig
 
     folder = Path(folder)
     meta = folder / "model.json"
@@ -156,7 +156,7 @@ def time_forward(checkpoint: str | Path, clips, batch_size: int, threads: int = 
     """
     import torch
 
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.training.batching import make_batch, plan_batches
 
     torch.set_num_threads(threads)
@@ -250,8 +250,8 @@ def load_clips(pool_dir: str | Path, n: int):
     """The first ``n`` training clips of the pool: a materialised Ray Dataset (scorer input columns) and the
     same clips decoded as a ``ClipSet``."""
     from ser_models.data import Pool
+    from ser_models.data.clips import collect_clips
     from ser_models.scoring.scorer import SCORE_INPUT_AUDIO
-    from ser_models.training.batching import collect_clips
 
     ds = Pool.open(pool_dir).dataset("train").select_columns(SCORE_INPUT_AUDIO).limit(n).materialize()
     clips = collect_clips(ds.iter_batches(batch_size=None, batch_format="numpy"), LABELS, require_labels=False)

@@ -6,7 +6,7 @@ runs (one per seed), and the labels it would take to resolve +-2 UA points.
 
 The default folder is the one ``python -m bench.demo_console`` leaves (``make demo``: demo-2880, 10 seeds, 50 to
 400 labels). ``jobs.plan`` quotes the widest labelled count's mean half-width as its figure before any label
-(:data:`ser_models.active.planner.VERDICT_REFERENCE`); a test checks the two agree.
+(:data:`ser_models.planning.planner.VERDICT_REFERENCE`); a test checks the two agree.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class Predictor:
     """A loaded checkpoint that predicts clips. Build it with :func:`load`.
 
     Attributes:
-        model: the :class:`~ser_models.model.EmotionModel` (eval mode); None for an ONNX graph
+        model: the :class:`~ser_models.models.model.EmotionModel` (eval mode); None for an ONNX graph
             (``runtime="onnx"``, whose scorer is :class:`~ser_models.export.onnx_runtime.OnnxScorer`).
         checkpoint: the checkpoint folder (or ``.onnx`` file) it was loaded from.
         labels: class names, in the model's order.

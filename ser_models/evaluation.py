@@ -38,7 +38,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
             outside its range (named, with an example clip).
     """
     from ser_models.data import Pool
-    from ser_models.model import EmotionModel, reads_speakers
+    from ser_models.models.model import EmotionModel, reads_speakers
     from ser_models.scoring.scorer import ScorerConfig, score_dataset
     from ser_models.training.fitting import evaluation_metrics
 

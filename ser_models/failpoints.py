@@ -5,7 +5,7 @@ no ``finally`` block, no atexit handler, no flush runs, exactly like a node that
 tests), a failpoint is one dictionary lookup.
 
 A *pause point* lets a test kill a whole Ray node while work is running on it
-(:mod:`ser_models.testing_cluster`): with ``SER_PAUSEPOINT_DIR=<dir>`` set on the cluster's nodes and
+(:mod:`ser_models.testing.cluster`): with ``SER_PAUSEPOINT_DIR=<dir>`` set on the cluster's nodes and
 ``<dir>/<name>.armed`` present, every process that reaches ``pausepoint(<name>)`` writes
 ``<dir>/<name>.<node id>.<pid>.paused`` and waits until ``<dir>/<name>.released`` exists. The test removes
 the node of the first paused process, then releases the others (and the retries Ray starts elsewhere).

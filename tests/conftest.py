@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ["SER_MODELS_TESTING"] = "1"  # tiny random encoders are expected here: no warning (ser_models.model)
+os.environ["SER_MODELS_TESTING"] = "1"  # tiny random encoders are expected here: no warning (ser_models.models.model)
 
 from ser_models.testing import free_port  # noqa: E402  (after the offline settings above)
 

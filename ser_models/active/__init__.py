@@ -1,7 +1,7 @@
 """Active learning: the AFTER loop and what it decides. Uncertainty scores, the FAISS ``VectorIndex``, query
-strategies, the budget, stopping, evaluation sets drawn from the pool and the round reports. Scoring lives in
-``ser_models.scoring`` and labelling in ``ser_models.labelling``, both below this package. Every name loads on
-first use, so importing one strategy does not load Ray or torch with it."""
+strategies, the budget, stopping and the round reports. Scoring lives in ``ser_models.scoring``, labelling in
+``ser_models.labelling``, and evaluation sets and the planner in ``ser_models.planning``, all below this
+package. Every name loads on first use, so importing one strategy does not load Ray or torch with it."""
 
 from ser_models.lazy import lazy_exports
 
@@ -9,7 +9,7 @@ __all__ = ["SCORES", "STRATEGIES", "BadgeStrategy", "ClusterColdStartStrategy",
            "InformativeDiverseStrategy", "KCenterStrategy", "KMeansStrategy", "QueryStrategy",
            "RandomStrategy", "StrategyConfig", "UncertaintyStrategy",
            "VectorIndex", "bald", "build_strategy", "entropy", "greedy_kcenter", "least_confidence", "margin",
-           "ActiveConfig", "ActiveLearningLoop", "EvaluationConfig", "RoundReport", "draw_evaluation_sets"]
+           "ActiveConfig", "ActiveLearningLoop", "RoundReport"]
 
 _LAZY = {
     "StrategyConfig": "ser_models.active.config",
@@ -21,8 +21,6 @@ _LAZY = {
         "greedy_kcenter")},
     "ActiveConfig": "ser_models.active.loop_config",
     "ActiveLearningLoop": "ser_models.active.loop",
-    "EvaluationConfig": "ser_models.active.evaluation_sets",
-    "draw_evaluation_sets": "ser_models.active.evaluation_sets",
     "RoundReport": "ser_models.active.round_report",
 }
 

@@ -4,7 +4,7 @@ ledger still matches its budget.
 
 What the budget covers: the *training* labels, those the rounds buy (``active.budget_*`` steps, counted over
 the training pool, which excludes drawn evaluation sets). The evaluation sets a run draws for itself
-(``active.evaluation``, :mod:`~ser_models.active.evaluation_sets`) are a fixed cost paid once before round 0,
+(``active.evaluation``, :mod:`~ser_models.planning.evaluation_sets`) are a fixed cost paid once before round 0,
 sized by their own keys; they are reported beside the budget, never taken from it. Why: a learning curve's
 x-axis must mean the same thing in every run (labels the model trained on), whatever test set measured it,
 and a strategy comparison must not change with the evaluation sizes. The total a team pays is the budget's

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ser_models.active.planner import AUTO_MIN_LABELLED
 from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
+from ser_models.planning.planner import AUTO_MIN_LABELLED
 
 __all__ = ["AUTO_CANDIDATES", "StrategyConfig"]
 

@@ -58,7 +58,7 @@ class CrossLingualFeeds:
     def feeds(self, labelled, dimensions: list[str]) -> dict:
         """The round's training feed (the ledger's target clips + the source group's labelled clips) and, with
         anchoring, the unlabelled target clips (``anchor_target``)."""
-        from ser_models.training.batching import training_columns
+        from ser_models.data.clips import training_columns
 
         cols = training_columns(False, dimensions, self.model_cfg.text.enabled)
         source = self.pool.dataset("train", where={self.cross.group_column: self.cross.source})

@@ -1,7 +1,7 @@
 """Oracle hand-over for the loop: which oracle labels a round, the clips it can never label, and how its
 answers reach the ledger (``labels/ledger.parquet``) or the dropped list (``labels/dropped.parquet``).
 
-The drawn evaluation sets (:mod:`~ser_models.active.evaluation_sets`) go through the same hand-over as one
+The drawn evaluation sets (:mod:`~ser_models.planning.evaluation_sets`) go through the same hand-over as one
 request of their own, before the initial set: the file oracle writes ``rounds/evaluation/to_label.csv``, Label
 Studio gets a project of its own (``<project> (evaluation)``), the simulated oracle answers at once, and the
 labels enter the ledger with purpose ``test`` / ``dev``."""

@@ -18,7 +18,7 @@ Run layout under ``output_dir``::
     report/learning_curve.png, report/confusion_round=003.png, report/forecast.json (labels still needed)
 
 Evaluation: the pool's dev / test splits, or sets drawn from the training split and labelled first
-(:mod:`~ser_models.active.evaluation_sets`), which the rounds never train on, score or select.
+(:mod:`~ser_models.planning.evaluation_sets`), which the rounds never train on, score or select.
 
 Resume: a finished round (its ``metrics.json`` exists) is skipped; an unfinished one is redone from its
 inputs. Training resumes from Ray Train's last epoch checkpoint, and a stored ``selection.parquet`` is
@@ -43,7 +43,6 @@ import pyarrow as pa
 from ser_models.active.budget import LabelBudget, fixed_at_start
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
 from ser_models.active.curves import plot_learning_curves
-from ser_models.active.evaluation_sets import RunEvaluation, without_ids
 from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, pseudo_labels
@@ -67,7 +66,8 @@ from ser_models.io import (
     write_parquet_atomic,
 )
 from ser_models.metrics import plot_confusion
-from ser_models.model import reads_speakers
+from ser_models.models.model import reads_speakers
+from ser_models.planning.evaluation_sets import RunEvaluation, without_ids
 from ser_models.scoring.feature_cache import (
     FeatureCache,
     cache_kind,
@@ -178,7 +178,7 @@ class ActiveLearningLoop:
             return None
         if reason:
             raise ConfigError(f"active.feature_cache=on but {reason}")
-        from ser_models.encoder_reuse import base_encoder  # build_encoder, or a simulation's shared one
+        from ser_models.models.encoder_reuse import base_encoder  # or a simulation's shared encoder
 
         encoder = base_encoder(self.model_cfg.encoder)
         cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ser_models.active.config import StrategyConfig
-from ser_models.active.evaluation_sets import EvaluationConfig
-from ser_models.active.forecast import ForecastConfig
 from ser_models.active.pseudo_labels import SemiSupervisedConfig
 from ser_models.active.stopping import StoppingConfig
 from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 from ser_models.labelling.label_studio_oracle import LabelStudioConfig
+from ser_models.planning.evaluation_sets import EvaluationConfig
+from ser_models.planning.forecast import ForecastConfig
 from ser_models.scoring.scorer import ScorerConfig
 
 _INITIAL = ("random", "cluster_cold_start")

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ser_models.active.forecast import ForecastConfig, forecast_rounds
 from ser_models.evaluation import headline_metric
 from ser_models.io import exists, read_bytes, read_json, storage_path, write_bytes_atomic, write_json_atomic
+from ser_models.planning.forecast import ForecastConfig, forecast_rounds
 
 
 @dataclass
@@ -20,7 +20,7 @@ class RoundReport:
     (:class:`~ser_models.active.stopping.StopDecision`); ``pseudo_labels`` what the round trained on besides
     the ledger; ``features`` what ``model.feature_norm=auto`` and ``model.functionals=auto`` chose for the
     round's model (and the CV scores it chose by); ``forecast`` the labels forecast from the rounds so far
-    (:meth:`~ser_models.active.forecast.Forecast.to_json`; in ``metrics.jsonl`` only: the round's
+    (:meth:`~ser_models.planning.forecast.Forecast.to_json`; in ``metrics.jsonl`` only: the round's
     ``metrics.json`` is written before it); ``class_counts`` the training labels per class the round's model
     was trained on (:meth:`labels_per_class`; None for a model without classes)."""
 

@@ -1,7 +1,7 @@
 """The WAP-Transformer: a weighted average of a frozen encoder's hidden states, enriched by a small Transformer.
 
 It runs on per-layer frame features (``[B, F, L, D]``, e.g. from the frame cache), so training it never needs
-an encoder forward. Pre-training (``ser_models.training.adapter_pretrain``) teaches it from the unlabelled
+an encoder forward. Pre-training (``ser_models.pretraining.adapter_pretrain``) teaches it from the unlabelled
 pool; fine-tuning trains it with attentive statistics pooling and the emotion head.
 
 Weights live in ``wap.safetensors`` next to ``wap.json`` (the architecture and the encoder [L, D] they fit);

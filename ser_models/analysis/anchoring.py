@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ser_models.analysis.coral import coral_loss
 from ser_models.analysis.similarity import ANCHOR_MODES
 from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
@@ -90,32 +87,6 @@ def anchor_groups(layers: list[int], group_size: int, num_layers: int) -> list[l
     return groups
 
 
-def anchoring_loss(source: torch.Tensor, target: torch.Tensor, groups: list[list[int]],
-                   layers: list[int]) -> torch.Tensor:
-    """Mean CORAL loss over the anchor groups.
-
-    Args:
-        source: ``[Bs, U, D]`` utterance means of the source batch at ``layers`` (U layers, in that order).
-        target: ``[Bt, U, D]`` the same for the target batch.
-        groups: anchor groups from :func:`anchor_groups` (every layer in ``layers``).
-        layers: which hidden state each of the U columns is.
-
-    Returns:
-        A scalar tensor.
-    """
-    where = {layer: i for i, layer in enumerate(layers)}
-    terms = []
-    for group in groups:
-        cols = [where[layer] for layer in group]
-        terms.append(coral_loss(source[:, cols].mean(1), target[:, cols].mean(1)))
-    return torch.stack(terms).mean()
-
-
-def union_layers(groups: list[list[int]]) -> list[int]:
-    """Sorted distinct layers of all groups (the hidden states the model must pool)."""
-    return sorted({layer for group in groups for layer in group})
-
-
 def sample_target_ids(ids, max_clips: int, seed: int) -> list[str]:
     """The unlabelled target clips held for anchoring: all of ``ids``, or a seeded random sample of
     ``max_clips`` when there are more (the first ids in sort order would favour a few speakers). Sorted."""
@@ -142,7 +113,8 @@ def encode_sample(pool, split: str, where: dict, model, per_class: int, seed: in
     """
     import numpy as np
 
-    from ser_models.training.batching import collect_clips, pooled_layer_features
+    from ser_models.data.clips import collect_clips
+    from ser_models.training.batching import pooled_layer_features
 
     model_cfg = model.cfg
 
@@ -169,7 +141,7 @@ def choose_anchors(pool, cfg: AnchoringConfig, model_cfg, split: str, column: st
     import dataclasses
 
     from ser_models.analysis.similarity import layer_similarity, suggest_anchors
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
 
     # Built once for both groups, adapters off.
     model = EmotionModel(dataclasses.replace(model_cfg, adapter=dataclasses.replace(model_cfg.adapter, kind="frozen",

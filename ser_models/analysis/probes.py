@@ -75,7 +75,7 @@ def task_model_config(model_cfg, task: str):
 
 def task_clips(split: SplitFeatures, model_cfg, task: str):
     """The split's clips that have the task's target, as a feature-mode ``ClipSet``."""
-    from ser_models.training.batching import ClipSet
+    from ser_models.data.clips import ClipSet
 
     if task == CATEGORICAL:
         keep = np.flatnonzero(split.labels >= 0)
@@ -116,7 +116,7 @@ class ProbeModel(nn.Module):
     def forward_from_pooled(self, pooled_layers: torch.Tensor, transcripts=None, speakers=None):
         """``[B, L, D]`` -> ``EmotionOutput`` (``EmotionModel.forward_from_pooled`` without a text branch or
         speaker statistics)."""
-        from ser_models.model import EmotionOutput
+        from ser_models.models.model import EmotionOutput
 
         pooled = self.featurizer.forward_pooled(pooled_layers)
         logits, dims, embedding = self.head(pooled)

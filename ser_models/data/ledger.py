@@ -7,7 +7,7 @@ resumed round that re-appends exactly the labels it already wrote changes nothin
 
 Every label has a *purpose*: ``train`` (picked by the loop's rounds: it trains the model), or ``dev`` / ``test``
 (an evaluation set the loop drew from the pool and had labelled before round 0, see
-:mod:`ser_models.active.evaluation_sets`). Evaluation labels never train: every read that feeds training or
+:mod:`ser_models.planning.evaluation_sets`). Evaluation labels never train: every read that feeds training or
 selection (:meth:`LabelLedger.labels`, :meth:`~LabelLedger.targets`, :meth:`~LabelLedger.as_of`, ``len``)
 sees the ``train`` rows only unless it asks for another purpose. A ledger written before purposes existed
 reads as all ``train``.

@@ -80,7 +80,7 @@ class EgemapsExtractor:
         self.nan_values = 0
 
     def __call__(self, batch: dict) -> dict:
-        from ser_models.training.batching import collect_clips
+        from ser_models.data.clips import collect_clips
 
         clips = collect_clips([batch], [], require_labels=False)
         rows = [self.clip(audio) for audio in clips.audio]
@@ -109,7 +109,7 @@ class FunctionalsColumn(EgemapsExtractor):
     """
 
     def __call__(self, batch: dict) -> dict:
-        from ser_models.training.batching import collect_clips
+        from ser_models.data.clips import collect_clips
 
         clips = collect_clips([batch], [], require_labels=False)
         by_id = {u: self.clip(a).tobytes() for u, a in zip(clips.ids, clips.audio)}

@@ -4,7 +4,7 @@ The student keeps the teacher's front end (CNN or Whisper's convolutions and pos
 first ``layers`` transformer layers, each with only a fraction of its feed-forward units. It starts from the
 teacher's weights (DistilHuBERT initialises its layers the same way); the kept feed-forward units are those
 with the largest ``||w_in[i]|| * ||w_out[:, i]||``, the units that move the residual stream most. Distillation
-(:mod:`ser_models.training.distill`) then trains it to predict several teacher layers.
+(:mod:`ser_models.pretraining.distill`) then trains it to predict several teacher layers.
 
 References:
     Chang, Yang, Lee, 2022. DistilHuBERT: Speech Representation Learning by Layer-wise Distillation of

@@ -9,7 +9,7 @@ featurizer, the pooling, the pool-statistics feature standardisation and the hea
 ``probabilities [B, C]`` (softmax of the logits) and, for models with dimensional outputs, ``dimensions [B, K]``.
 Batch and length are dynamic axes.
 
-The graph is traced from the same :class:`~ser_models.model.EmotionModel` the checkpoint loads into, and checked
+The graph is traced from the same :class:`~ser_models.models.model.EmotionModel` the checkpoint loads into, and checked
 after export: ONNX Runtime must give the torch model's probabilities within :data:`PARITY_TOLERANCE` on probe
 batches of other sizes and lengths than the traced one, or the export is refused (the file is removed). Settings
 the graph cannot carry exactly are refused before tracing (:func:`check_exportable`).
@@ -45,7 +45,7 @@ def check_exportable(model) -> None:
     """Refuse a model whose prediction the graph could not reproduce exactly.
 
     Args:
-        model: an :class:`~ser_models.model.EmotionModel`.
+        model: an :class:`~ser_models.models.model.EmotionModel`.
 
     Raises:
         ExportError: naming the setting: a text branch (``model.text``: needs transcripts and a tokenizer),
@@ -85,7 +85,7 @@ def metadata(model, quantization: str = "none") -> dict[str, str]:
     """The ``metadata_props`` of an exported graph: labels, sample rate and the preprocessing a caller repeats.
 
     Args:
-        model: the exported :class:`~ser_models.model.EmotionModel`.
+        model: the exported :class:`~ser_models.models.model.EmotionModel`.
         quantization: ``none`` | ``int8``.
 
     Returns:
@@ -242,7 +242,7 @@ def export_model(model, output: str, quantize: str = "none") -> dict:
     """Export an eval-mode model to ``output`` and check it against torch.
 
     Args:
-        model: an :class:`~ser_models.model.EmotionModel` (put in eval mode here).
+        model: an :class:`~ser_models.models.model.EmotionModel` (put in eval mode here).
         output: ``.onnx`` file to write: a local path or a URI (``s3://bucket/models/model.onnx``), written
             atomically (a reader sees the previous file or the whole new one).
         quantize: ``none`` (fp32) or ``int8`` (ONNX Runtime's dynamic quantisation of the weights of
@@ -346,7 +346,7 @@ def export_checkpoint(checkpoint: str, output: str, quantize: str = "none",
     Returns:
         :func:`export_model`'s report, plus ``checkpoint`` (the folder loaded).
     """
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.runs.predict import resolve_checkpoint
 
     folder = resolve_checkpoint(str(checkpoint))

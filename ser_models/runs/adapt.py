@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
-from ser_models.model import ModelConfig
+from ser_models.models.model import ModelConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
 
 STAGE1_DIR, STAGE2_DIR, MATRIX_DIR = "stage1_source", "stage2_target", "cross_corpus"
@@ -82,7 +82,7 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
         ``{"stage1": metrics, "stage2": metrics, "matrix": DataFrame | None}``.
     """
     from ser_models.data import Pool
-    from ser_models.model_config import resolve_labels
+    from ser_models.models.model_config import resolve_labels
     from ser_models.runs.evaluate import cross_corpus
     from ser_models.runs.finetune import run_finetune
 

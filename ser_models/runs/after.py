@@ -24,9 +24,9 @@ from ser_models.adapters import AdapterConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
-from ser_models.model import ModelConfig
+from ser_models.models.model import ModelConfig
+from ser_models.pretraining.tapt_config import TaptConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
-from ser_models.training.tapt_config import TaptConfig
 
 
 # The small-label recipe (docs/few-labels.md#the-small-label-recipe) is the job's default, so a config that
@@ -113,11 +113,11 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         The rounds' ``RoundReport`` s, or None when the loop waits for labels (``active.oracle=file``).
     """
 
-    from ser_models.active.evaluation_sets import (
+    from ser_models.data import Pool
+    from ser_models.planning.evaluation_sets import (
         check_evaluation_pool,
         evaluation_source,
     )
-    from ser_models.data import Pool
     from ser_models.provenance import check_run
 
     t0 = time.perf_counter()
@@ -140,7 +140,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         raise ConfigError("cross_lingual.anchoring.weight > 0 needs trainable encoder weights (model.adapter.kind "
                           "lora, ia3, full, or model.adapter.add)")
     pool = Pool.open(cfg.pool_dir)
-    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     # dev / test: the pool's labelled splits, or sets drawn from the training split (a pool with no labels)
     source = evaluation_source(cfg.active.evaluation, pool, cfg.model)
@@ -183,10 +183,10 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
     """:func:`run_after` after its checks, holding the run folder's lock."""
     import pyarrow as pa
 
-    from ser_models.active.evaluation_sets import evaluation_sets, without_ids
     from ser_models.active.loop import ActiveLearningLoop
     from ser_models.exceptions import LabellingPending
     from ser_models.io import storage_path
+    from ser_models.planning.evaluation_sets import evaluation_sets, without_ids
     from ser_models.runtime import connect_ray
 
     held_out = set()
@@ -210,15 +210,15 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
                                                frozen=cfg.model.wap.enabled and cfg.model.adapter.kind == "frozen"
                                                and not cfg.model.adapter.add)
     if objective == "adapter":
-        from ser_models.runs.adapter_stage import pretrain_adapter_stage
+        from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 
         # The adapter learns from the training split's cached frames, shared with the loop's frame cache.
         cfg.model, _ = pretrain_adapter_stage(pool, cfg.model, cfg.tapt.adapter, cfg.scaling, f"{cfg.output_dir}/tapt",
                                               cfg.active.feature_cache_dir or f"{cfg.output_dir}/feature_cache",
                                               cfg.active.scorer, verbose=verbose)
     elif cfg.tapt_enabled:
-        from ser_models.training.tapt import TAPT_COLUMNS, run_tapt
-        from ser_models.training.tapt_config import TaptJobConfig
+        from ser_models.pretraining.tapt import TAPT_COLUMNS, run_tapt
+        from ser_models.pretraining.tapt_config import TaptJobConfig
 
         tapt_job = TaptJobConfig(pool_dir=cfg.pool_dir, output_dir=f"{cfg.output_dir}/tapt",
                                  encoder=cfg.model.encoder, tapt=cfg.tapt, scaling=cfg.scaling)

@@ -20,7 +20,7 @@ from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
-from ser_models.model import ModelConfig
+from ser_models.models.model import ModelConfig
 from ser_models.runs.finetune import FINETUNE_LAYOUT
 from ser_models.training.config import ScalingSettings, TrainConfig
 
@@ -89,7 +89,7 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
     log = print if verbose else (lambda _: None)
     pool = Pool.open(cfg.pool_dir)
     _check_groups(cfg, pool)
-    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
     num_layers = build_encoder(cfg.model.encoder).num_layers

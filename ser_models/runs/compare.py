@@ -8,7 +8,7 @@ print the statistics that say what active learning bought.
 A RUN_DIR is a jobs.after run (metrics.jsonl) or a jobs.finetune run on all data (metrics.json), which is
 drawn as a dashed 100% reference line. Runs that share a name are seeds of one strategy: runs of different
 names with the same seed (``active.seed``) are compared pair by pair with the baseline (95 % t-intervals,
-paired t-test, AUBC, label savings; ``ser_models.active.evidence``).
+paired t-test, AUBC, label savings; ``ser_models.planning.evidence``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from ser_models.active.curves import plot_learning_curves, table
-from ser_models.active.evidence import evidence_report, plot_bands, run_seed, runs_frame
 from ser_models.active.round_report import read_metrics
 from ser_models.config import invoked_as
+from ser_models.planning.evidence import evidence_report, plot_bands, run_seed, runs_frame
 
 
 def expand_names(spec: str) -> list[str]:

@@ -6,7 +6,7 @@ One seed is a draw of the initial set, the selections and the head's start. Unde
 from the same initial set (``active.initial=random``) and differs only in what it queries, so the comparison
 with the baseline is paired: per budget, the paired difference with a 95 % t-interval and a paired t-test;
 per run, the normalised area under the budget curve (AUBC); the labels each strategy needs to reach the
-baseline's value at the largest budget and 95 % of the all-labels value (``ser_models.active.evidence``).
+baseline's value at the largest budget and 95 % of the all-labels value (``ser_models.planning.evidence``).
 
 Layout of ``output_dir``::
 
@@ -287,11 +287,11 @@ def run_rows(strategy: str, seed: int, reports, seconds: float, classes=(), fold
         folder: the run folder, whose ledger gives the class counts of a report made without them (a run
             finished by an earlier version); None leaves those counts empty.
     """
-    from ser_models.active.evidence import CLASS_PREFIX
     from ser_models.active.round_report import RoundReport
     from ser_models.data.ledger import LabelLedger
     from ser_models.evaluation import headline_metric
     from ser_models.io import storage_path
+    from ser_models.planning.evidence import CLASS_PREFIX
 
     ledger = None
     rows = []
@@ -317,7 +317,7 @@ def training_class_counts(pool, model_cfg) -> dict[str, int]:
 
 
 def class_yield(curves: pd.DataFrame, training: dict[str, int], baseline: str, out) -> str:
-    """What selection finds: the class-yield tables (:func:`~ser_models.active.evidence.class_yield_report`)
+    """What selection finds: the class-yield tables (:func:`~ser_models.planning.evidence.class_yield_report`)
     for the rarest training class, ``class_yield.json`` and ``class_yield.png`` written under ``out``.
 
     Args:
@@ -329,13 +329,13 @@ def class_yield(curves: pd.DataFrame, training: dict[str, int], baseline: str, o
     Returns:
         The printed tables.
     """
-    from ser_models.active.evidence import (
+    from ser_models.io import write_json_atomic
+    from ser_models.planning.evidence import (
         class_yield_report,
         class_yield_table,
         plot_class_yield,
         rarest_class,
     )
-    from ser_models.io import write_json_atomic
 
     rare = rarest_class(training)
     share = training[rare] / max(sum(training.values()), 1)
@@ -379,7 +379,7 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
 def _checked_pool(cfg: EvidenceJobConfig):
     """The job's pool, its labels resolved into ``cfg.model`` and its evaluation splits checked."""
     from ser_models.data import Pool
-    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
 
     pool = Pool.open(cfg.pool_dir)
     cfg.model = resolve_labels(cfg.model, pool)
@@ -424,9 +424,9 @@ EVIDENCE_LAYOUT = ("runs", "cv_choices", "runs.csv", "report.md", "evidence.png"
 
 def _run_claimed(cfg: EvidenceJobConfig, pool, t_all: float, verbose: bool) -> pd.DataFrame:
     """:func:`run_evidence` after its checks, holding the evidence folder's lock."""
-    from ser_models.active.evidence import evidence_report, plot_bands
     from ser_models.io import storage_path, write_bytes_atomic
     from ser_models.ownership import remove
+    from ser_models.planning.evidence import evidence_report, plot_bands
     from ser_models.runs.simulation import finished_simulation, run_simulation
     from ser_models.runtime import connect_ray
 

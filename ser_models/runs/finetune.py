@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_dict, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
-from ser_models.model import ModelConfig
+from ser_models.models.model import ModelConfig
+from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 from ser_models.training.config import ScalingSettings, TrainConfig
-from ser_models.training.tapt_config import AdapterPretrainConfig
 
 
 @dataclass
@@ -98,7 +98,7 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     pool = Pool.open(cfg.pool_dir)
     if cfg.init_checkpoint:
         _check_init_checkpoint(cfg)
-    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
     claim()  # the output folder: marked and locked before the first byte
@@ -118,7 +118,7 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     feature_shape = None
     if cfg.feature_cache_dir:
         if cfg.pretrain_adapter:
-            from ser_models.runs.adapter_stage import pretrain_adapter_stage
+            from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 
             cfg.model, _ = pretrain_adapter_stage(pool, cfg.model, cfg.adapter_pretrain, cfg.scaling,
                                                   f"{cfg.output_dir}/adapter_pretrain", cfg.feature_cache_dir,
@@ -171,7 +171,7 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
     cache = FeatureCache(cache_dir, feature_cache_key(pool, encoder), kind=cache_kind(model_cfg),
                          functionals="egemaps" if reads_functionals(model_cfg) else None)
     cache.build(pool.dataset(None), model_cfg, encoder.num_layers, verbose=verbose, in_process=in_process)
-    from ser_models.model import reads_speakers
+    from ser_models.models.model import reads_speakers
 
     columns = ["utt_id", *(["label"] if model_cfg.labels else []), *model_cfg.dimensions,
                *(["speaker"] if reads_speakers(model_cfg) else [])]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
-from ser_models.model import ModelConfig
+from ser_models.models.model import ModelConfig
 from ser_models.scoring.scorer import ScorerConfig
 from ser_models.training.config import TrainConfig
 
@@ -107,7 +107,7 @@ def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True, claim
     tasks = probe_tasks(cfg.model, cfg.tasks)
     pool = Pool.open(cfg.pool_dir)
     splits = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
-    from ser_models.model_config import resolve_labels  # labels are declared once, at prepare_pool
+    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, tuple(s for s in splits.values() if s))
     claim()  # the output folder: marked and locked before the first byte

@@ -11,7 +11,7 @@ Prints the precision table, the sizes and the ``jobs.after`` overrides that carr
 ``output_dir`` it also writes ``plan.json`` and ``overrides.txt`` (one quoted override a line:
 ``xargs python -m jobs.after CONFIG.yaml < overrides.txt``). ``pool_dir`` reads class shares and recording sizes from a prepared
 pool. With ``run_dir`` (a ``jobs.after`` run) it also prints the labels forecast from the run's rounds (dev UA
-against training labels, ``ser_models.active.forecast``); ``budget=0`` prints only that. No Ray. The formula
+against training labels, ``ser_models.planning.forecast``); ``budget=0`` prints only that. No Ray. The formula
 and its assumptions: docs/planning.md.
 """
 
@@ -20,10 +20,10 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ser_models.active.forecast import Forecast, ForecastConfig, forecast_rounds
-from ser_models.active.planner import BudgetPlan, PlanConfig, plan_budget, read_pool_stats
 from ser_models.config import parse_job_args
 from ser_models.exceptions import ConfigError
+from ser_models.planning.forecast import Forecast, ForecastConfig, forecast_rounds
+from ser_models.planning.planner import BudgetPlan, PlanConfig, plan_budget, read_pool_stats
 
 __all__ = ["PlanConfig", "main"]
 
@@ -80,10 +80,10 @@ def _composition(cfg: PlanConfig, plan: BudgetPlan) -> list[str]:
     """What the loop's draw with the plan's sizes (``active.seed=0``, the defaults of ``active.evaluation``)
     holds on the pool's training split: recordings, speakers, groups and design effect per set, and warnings
     (fewer than 10 recordings or speakers in a set). The plan's warnings get the draw's too."""
-    from ser_models.active.evaluation_sets import DRAW_COLUMNS, EvaluationConfig, draw_evaluation_sets
-    from ser_models.active.evaluation_sizes import describe_composition
     from ser_models.data.pool import Pool
     from ser_models.exceptions import PoolExhaustedError
+    from ser_models.planning.evaluation_sets import DRAW_COLUMNS, EvaluationConfig, draw_evaluation_sets
+    from ser_models.planning.evaluation_sizes import describe_composition
 
     evaluation = EvaluationConfig(test_size=plan.test_size, dev_size=plan.dev_size, icc=cfg.icc,
                                   max_per_unit=cfg.max_per_unit)

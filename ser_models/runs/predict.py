@@ -183,7 +183,7 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
     from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
     from ser_models.encoders.speaker_norm import SpeakerStatistics
     from ser_models.io import exists
-    from ser_models.model import SPEAKER_STATS_FILE
+    from ser_models.models.model import SPEAKER_STATS_FILE
     from ser_models.scoring.feature_cache import FeatureCache, cache_states, feature_cache_key
 
     split = None if cfg.split == "all" else cfg.split
@@ -294,7 +294,7 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
         write_json_atomic,
         write_parquet_atomic,
     )
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
     from ser_models.scoring.scorer import SCORE_INPUT_AUDIO, PoolScorer, run_on_actor_pool

@@ -3,7 +3,7 @@ frozen-encoder feature cache, in this process. ``jobs.evidence`` (serially or on
 label-efficiency benchmark both call :func:`run_simulation`, so their numbers come from one code path.
 
 A run whose feature cache is ready builds its models' frozen encoder once per process
-(:func:`~ser_models.encoder_reuse.reusing_frozen_encoders`: the same models and numbers, without reloading the
+(:func:`~ser_models.models.encoder_reuse.reusing_frozen_encoders`: the same models and numbers, without reloading the
 encoder's weights for every fit and scoring pass), takes a cross-validated C that another run of its job
 already chose on the same labelled clips (``cv_choices``), and draws no plots unless asked.
 
@@ -90,7 +90,7 @@ def run_simulation(pool, output_dir: str | Path, model_cfg, train_cfg, scaling, 
         The :class:`SimulationResult`; ``reports`` hold the rounds in order (a stopped run has fewer).
     """
     from ser_models.active.loop import ActiveLearningLoop
-    from ser_models.encoder_reuse import reusing_frozen_encoders
+    from ser_models.models.encoder_reuse import reusing_frozen_encoders
     from ser_models.training.lbfgs import sharing_cv_choices
 
     done = finished_simulation(output_dir)

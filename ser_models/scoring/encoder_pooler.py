@@ -28,7 +28,7 @@ class EncoderPooler:
 
         from ser_models.config import from_dict
         from ser_models.devices import actor_device, log_device
-        from ser_models.model import EmotionModel, ModelConfig
+        from ser_models.models.model import EmotionModel, ModelConfig
         from ser_models.precision import check_precision, configure_device
         from ser_models.scoring.scorer import auto_micro_batch
         from ser_models.training.micro_batches import MicroBatcher
@@ -55,8 +55,8 @@ class EncoderPooler:
             self.functionals = EgemapsExtractor(threads)
 
     def __call__(self, batch: dict) -> dict:
+        from ser_models.data.clips import collect_clips
         from ser_models.precision import autocast
-        from ser_models.training.batching import collect_clips
         from ser_models.training.micro_batches import MicroBatcher
 
         clips = collect_clips([batch], self.model.cfg.labels, require_labels=False)

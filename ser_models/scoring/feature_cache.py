@@ -539,8 +539,8 @@ class FeatureCache:
         streamed shard by shard (memory O(L x D), not O(clips)); returns ``(mean, std, clips)``. The frame
         cache gives the statistics of every frame (what frame-level standardisation needs). ``column=
         "functionals"``: those of the functionals, ``[1, 88]``."""
+        from ser_models.data.clips import decode_features
         from ser_models.encoders.standardizer import RunningMoments
-        from ser_models.training.batching import decode_features
 
         shape = self.column_shape(column)
         moments = RunningMoments()

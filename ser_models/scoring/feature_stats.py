@@ -32,7 +32,7 @@ def write_run_statistics(cache, pool, out: StoragePath, train_ids: list[str], nu
         the speaker summary or None)``.
     """
     from ser_models.encoders.functionals import reads_functionals
-    from ser_models.model import reads_speakers
+    from ser_models.models.model import reads_speakers
 
     def wanted(key: str) -> bool:
         return not (only_missing and getattr(model_cfg, key))

@@ -220,11 +220,11 @@ class PoolScorer:
         import torch
 
         from ser_models.config import from_dict
+        from ser_models.data.clips import is_frame_shape
         from ser_models.devices import actor_device, log_device
         from ser_models.encoders import FRAME_RATE
-        from ser_models.model import EmotionModel, ModelConfig
+        from ser_models.models.model import EmotionModel, ModelConfig
         from ser_models.precision import configure_device
-        from ser_models.training.batching import is_frame_shape
         from ser_models.training.micro_batches import MicroBatcher
 
         torch.set_num_threads(max(int(threads), 1))
@@ -276,8 +276,9 @@ class PoolScorer:
     def __call__(self, batch: dict) -> dict:
         import torch
 
+        from ser_models.data.clips import collect_clips
         from ser_models.precision import pin_for
-        from ser_models.training.batching import collect_clips, make_batch
+        from ser_models.training.batching import make_batch
         from ser_models.training.micro_batches import MicroBatcher
 
         clips = collect_clips([batch], self.model.cfg.labels, feature_shape=self.feature_shape,

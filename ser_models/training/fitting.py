@@ -15,19 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser_models.data.clips import ClipSet, collect_clips
 from ser_models.exceptions import TrainingError
 from ser_models.failpoints import pausepoint
 from ser_models.heads.dimensional import dimensional_loss
 from ser_models.metrics import balanced_nll, classification_metrics, regression_metrics
 from ser_models.precision import autocast, configure_device, pin_for
-from ser_models.training.batching import (
-    ClipSet,
-    StreamingClips,
-    collect_clips,
-    epoch_batches,
-    make_batch,
-    plan_batches,
-)
+from ser_models.training.anchoring import anchoring_loss, union_layers
+from ser_models.training.batching import StreamingClips, epoch_batches, make_batch, plan_batches
 from ser_models.training.config import FREEZABLE_PARTS, TrainConfig
 from ser_models.training.distributed import all_reduce_min, broadcast_flag, rank, seed_epoch, wrap_ddp
 from ser_models.training.lbfgs import chooses_features
@@ -56,7 +51,6 @@ class AnchorFeed:
     layers: list[int] = field(init=False)  # the hidden states the groups use, pooled every step
 
     def __post_init__(self) -> None:
-        from ser_models.analysis.anchoring import union_layers
 
         self.layers = union_layers(self.groups)
 
@@ -87,7 +81,6 @@ class _TrainForward(nn.Module):
         if target_wavs is None:
             out = self.model(wavs, lengths, transcripts, speakers, functionals=functionals)
             return out.logits, out.dimensions, None
-        from ser_models.analysis.anchoring import anchoring_loss
 
         layers = self.anchor.layers
         out, source = self.model.forward_with_layer_means(wavs, lengths, layers, transcripts, speakers)

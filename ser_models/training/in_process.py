@@ -11,9 +11,10 @@ import weakref
 
 import torch
 
+from ser_models.data.clips import collect_clips
 from ser_models.exceptions import ConfigError
 from ser_models.io import begin_dir_swap, commit_dir_swap, exists, storage_path, write_json_atomic
-from ser_models.training.batching import StreamingClips, collect_clips
+from ser_models.training.batching import StreamingClips
 from ser_models.training.fitting import (
     FitState,
     anchor_feed,
@@ -62,7 +63,7 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
     Raises:
         ConfigError: ``use_gpu`` (``scaling.use_gpu``) is set but this process sees no CUDA device.
     """
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
 
     if use_gpu and not torch.cuda.is_available():
         raise ConfigError("scaling.use_gpu=true but the in_process backend's process sees no CUDA device; set "

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser_models.data.clips import ClipSet
 from ser_models.exceptions import TrainingError
-from ser_models.training.batching import ClipSet, make_batch
+from ser_models.training.batching import make_batch
 from ser_models.training.config import TrainConfig
 from ser_models.training.distributed import is_distributed
 
@@ -289,11 +290,11 @@ def chooses_features(model: nn.Module) -> bool:
 
 def feature_candidates(model_cfg) -> list[dict]:
     """What an ``auto`` model chooses among, simplest first (ties go to the earlier one): every
-    ``model.feature_norm`` of :data:`~ser_models.model.AUTO_NORMS` under ``feature_norm=auto`` x every
+    ``model.feature_norm`` of :data:`~ser_models.models.model.AUTO_NORMS` under ``feature_norm=auto`` x every
     ``model.functionals`` of :data:`~ser_models.encoders.functionals.AUTO_FUNCTIONALS` under
     ``functionals=auto``; a fixed setting is None (unchanged)."""
     from ser_models.encoders.functionals import AUTO_FUNCTIONALS
-    from ser_models.model import AUTO_NORMS
+    from ser_models.models.model import AUTO_NORMS
 
     norms = AUTO_NORMS if model_cfg.feature_norm == "auto" else (None,)
     functionals = AUTO_FUNCTIONALS if model_cfg.functionals == "auto" else (None,)

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from ser_models.config import from_dict
-from ser_models.training.batching import StreamingClips, collect_clips
+from ser_models.data.clips import collect_clips
+from ser_models.training.batching import StreamingClips
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import (
     FitState,
@@ -55,7 +56,7 @@ def train_loop_per_worker(config: dict) -> dict:
     import ray.train
     import ray.train.torch
 
-    from ser_models.model import EmotionModel, ModelConfig
+    from ser_models.models.model import EmotionModel, ModelConfig
 
     torch.set_num_threads(max(int(config.get("threads", 1)), 1))
     model_cfg = from_dict(ModelConfig, config["model"])

@@ -21,6 +21,7 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from ser_models.config import to_dict
+from ser_models.data.clips import AUDIO_INPUT_COLUMNS, training_columns
 from ser_models.encoders.functionals import reads_functionals
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import (
@@ -35,9 +36,8 @@ from ser_models.io import (
     write_json_atomic,
 )
 from ser_models.metrics import plot_confusion
-from ser_models.model import META_FILE, reads_speakers
+from ser_models.models.model import META_FILE, reads_speakers
 from ser_models.ownership import discard_staging, make_staging
-from ser_models.training.batching import AUDIO_INPUT_COLUMNS, training_columns
 from ser_models.training.config import ScalingSettings, TrainConfig
 from ser_models.training.distributed import GPU_BACKEND
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker

@@ -112,7 +112,9 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
 
         splits = ((base_cfg.train_split, base_cfg.dev_split, base_cfg.test_split) if target.fits
                   else ("dev", "test"))
-        from ser_models.model_config import resolve_labels  # each trial's job takes the pool's labels too
+        from ser_models.models.model_config import (
+            resolve_labels,  # each trial's job takes the pool's labels too
+        )
 
         pool = Pool.open(base_cfg.pool_dir)
         pool.check_targets(resolve_labels(base_cfg.model, pool), splits)

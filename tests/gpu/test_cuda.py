@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 
 CUDA = torch.device(os.environ.get("SER_TEST_DEVICE", "cuda"))

@@ -13,9 +13,9 @@ import pytest
 from safetensors.torch import load_file
 
 from ser_models.config import load_config
+from ser_models.pretraining.adapter_pretrain import RUN_NAME, STATE_FILE, AdapterPretrainState
 from ser_models.runs.adapter_pretrain import AdapterPretrainJobConfig, run_adapter_pretrain_job
 from ser_models.testing import kill_when, latest_ray_train_checkpoint
-from ser_models.training.adapter_pretrain import RUN_NAME, STATE_FILE, AdapterPretrainState
 from ser_models.training.state_io import load_state
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

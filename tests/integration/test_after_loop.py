@@ -339,7 +339,7 @@ def test_speaker_norm_standardises_every_clip_by_its_speaker_in_training_and_sco
     import torch
 
     from ser_models.encoders.speaker_norm import SpeakerStatistics
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.scoring.feature_cache import features_array
 
     cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
@@ -389,7 +389,7 @@ def test_feature_norm_auto_chooses_each_round_by_cv_and_logs_it(demo_pool, tmp_p
     """``model.feature_norm=auto`` with ``train.l2_c=auto``: every round's fit cross-validates pool against speaker
     standardisation on the labelled clips; the choice and its scores are in the round line, metrics.jsonl and
     the round's checkpoint."""
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
 
     cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
         "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=auto", "model.head_hidden=0",

@@ -22,10 +22,10 @@ import pytest
 import torch
 
 from ser_models.config import to_dict
-from ser_models.model import EmotionModel
+from ser_models.data.clips import AUDIO_COLUMNS, collect_clips
+from ser_models.models.model import EmotionModel
 from ser_models.testing import kill_when, latest_ray_train_checkpoint, tiny_model_config
 from ser_models.training import ScalingSettings, TrainConfig, evaluate, train_model
-from ser_models.training.batching import AUDIO_COLUMNS, collect_clips
 from ser_models.training.fitting import FitState
 from ser_models.training.loop import STATE_FILE
 from ser_models.training.state_io import load_state
@@ -60,7 +60,7 @@ import json, sys
 import ray
 from ser_models.config import from_dict
 from ser_models.data import Pool
-from ser_models.model import ModelConfig
+from ser_models.models.model import ModelConfig
 from ser_models.training import ScalingSettings, TrainConfig, train_model
 
 spec = json.loads(sys.argv[1])

@@ -12,11 +12,11 @@ pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.opensmile]
 def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo_pool, tmp_path):
     pytest.importorskip("opensmile", reason="the optional opensmile extra is not installed "
                                             "(make test-opensmile installs it and runs these tests)")
+    from ser_models.data.clips import collect_clips
     from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor
     from ser_models.scoring.feature_cache import features_array
     from ser_models.scoring.functionals_cache import build_functionals_cache
     from ser_models.scoring.scorer import ScorerConfig
-    from ser_models.training.batching import collect_clips
 
     pool = demo_pool.open()
     scorer = ScorerConfig(num_actors=1, num_cpus=1, batch_size=16)

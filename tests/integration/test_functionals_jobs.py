@@ -40,10 +40,10 @@ def test_after_chooses_the_functionals_by_cv_on_s3_and_predict_reproduces_them_f
     import pyarrow.parquet as pq
     import torch
 
+    from ser_models.data.clips import collect_clips
     from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.scoring.feature_cache import FeatureCache, features_array
-    from ser_models.training.batching import collect_clips
 
     run, cache_dir = f"{s3_bucket}/after", f"{s3_bucket}/cache"
     _job("jobs.after", ["jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={run}",
@@ -106,7 +106,7 @@ def test_finetune_with_functionals_trains_from_a_cache_on_s3_and_predict_takes_t
     _opensmile()
     import pyarrow.parquet as pq
 
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
 
     out = f"{s3_bucket}/ft"
     _job("jobs.finetune", ["jobs/configs/finetune_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",

@@ -83,7 +83,7 @@ def _exported(tmp_path: Path) -> Path:
     import torch
 
     from ser_models.export.job import main as export_main
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.testing import tiny_model_config
 
     torch.manual_seed(0)

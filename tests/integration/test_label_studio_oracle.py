@@ -28,7 +28,7 @@ from ser_models.labelling.label_studio_oracle import LabelStudioConfig, LabelStu
 from ser_models.names import safe_file_name
 from ser_models.runs.after import AfterJobConfig, run_after
 from ser_models.testing import TRAINED_HEAD_AFTER, kill_when
-from ser_models.testing_label_studio import find_label_studio, start_label_studio
+from ser_models.testing.label_studio import find_label_studio, start_label_studio
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.label_studio, pytest.mark.slow]

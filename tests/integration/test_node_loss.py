@@ -1,6 +1,6 @@
 """Losing a worker node mid-job on a real multi-node Ray cluster: nothing lost, nothing done twice.
 
-The cluster (:mod:`ser_models.testing_cluster`) runs in its own process: a head node with no CPUs and two
+The cluster (:mod:`ser_models.testing.cluster`) runs in its own process: a head node with no CPUs and two
 worker nodes of 2 CPUs each, all on this machine. Jobs run as users run them, ``RAY_ADDRESS=... python -m
 jobs.<job> ...``, so the driver is attached to the head. A pause point in the job's worker code holds the
 work on a node until the cluster process has SIGKILLed that node's whole process tree (raylet, object
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ser_models.cli import HEAD_LOST_EXIT
-from ser_models.testing_cluster import ClusterProcess
+from ser_models.testing.cluster import ClusterProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.failure_model]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ser_models.exceptions import ConfigError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.scoring.scorer import ScorerConfig, Scores, score_dataset
 from ser_models.testing import tiny_model_config
 

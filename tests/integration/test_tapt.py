@@ -10,9 +10,9 @@ import torch
 
 from ser_models.config import load_config
 from ser_models.encoders import build_encoder
+from ser_models.pretraining.tapt import run_tapt
+from ser_models.pretraining.tapt_config import TaptJobConfig
 from ser_models.testing import random_waveforms
-from ser_models.training.tapt import run_tapt
-from ser_models.training.tapt_config import TaptJobConfig
 
 pytestmark = [pytest.mark.slow_e2e]  # `make test-e2e` (TAPT end to end stays in make test: test_tapt_job)
 

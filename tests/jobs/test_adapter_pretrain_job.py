@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from ser_models.config import load_config
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.runs.adapter_pretrain import AdapterPretrainJobConfig
 
 pytestmark = [pytest.mark.slow]

@@ -86,10 +86,10 @@ def test_finetune_with_given_speaker_statistics_trains_and_evaluates_each_clip_b
     import numpy as np
     import torch
 
+    from ser_models.data.clips import collect_clips
     from ser_models.encoders.speaker_norm import SpeakerMoments
-    from ser_models.model import EmotionModel
+    from ser_models.models.model import EmotionModel
     from ser_models.testing import tiny_model_config
-    from ser_models.training.batching import collect_clips
 
     labels = ["neutral", "happy", "angry", "sad"]
     encoder_model = EmotionModel(tiny_model_config(adapter="frozen", labels=labels, normalize_waveform=False))

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from jobs.plan import main
-from ser_models.active.forecast import Forecast, PowerLaw
-from ser_models.active.planner import BudgetPlan
 from ser_models.exceptions import ConfigError
+from ser_models.planning.forecast import Forecast, PowerLaw
+from ser_models.planning.planner import BudgetPlan
 
 CURVE = PowerLaw(a=0.8, b=2.0, c=0.5)
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from ser_models.config import load_config
+from ser_models.data.clips import collect_clips
 from ser_models.exceptions import CheckpointError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.runs.predict import PredictJobConfig, resolve_checkpoint, run_predict
 from ser_models.testing import tiny_model_config
-from ser_models.training.batching import collect_clips
 
 pytestmark = [pytest.mark.ray]
 ROOT = Path(__file__).parents[2]

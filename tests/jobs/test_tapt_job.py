@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ser_models.config import load_config
-from ser_models.training.tapt_config import TaptJobConfig
+from ser_models.pretraining.tapt_config import TaptJobConfig
 
 ROOT = Path(__file__).parents[2]
 

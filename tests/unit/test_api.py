@@ -20,11 +20,11 @@ import soundfile as sf
 import torch
 
 import ser_models
-from ser_models import encoder_reference
+from ser_models.models import encoder_reference
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.encoders.encoder import FEATURE_CODE_VERSION
 from ser_models.exceptions import AudioError, CheckpointError, ConfigError, EncoderMismatchError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 
 LABELS = ["frustrated", "satisfied", "neutral"]
@@ -159,7 +159,7 @@ def test_import_ser_models_stays_cheap_and_exports_load():
 
 def test_a_random_test_encoder_is_warned_about_once_outside_tests(monkeypatch, caplog):
     monkeypatch.setattr(encoder_reference, "_warned_test_encoder", False)
-    with caplog.at_level(logging.WARNING, logger="ser_models.encoder_reference"):
+    with caplog.at_level(logging.WARNING, logger="ser_models.models.encoder_reference"):
         EmotionModel(tiny_model_config())  # the suite sets SER_MODELS_TESTING: silent
         assert not caplog.records
         monkeypatch.delenv(encoder_reference.TESTING_ENV)

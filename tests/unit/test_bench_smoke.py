@@ -17,7 +17,7 @@ from bench import label_efficiency as le  # noqa: E402
 
 
 def test_batched_and_one_at_a_time_forward_agree(tmp_path):
-    from ser_models.training.batching import ClipSet
+    from ser_models.data.clips import ClipSet
 
     ckpt = scoring.make_checkpoint(tmp_path / "ckpt", "tiny-wav2vec2")
     assert (ckpt / "model.json").exists()

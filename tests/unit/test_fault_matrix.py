@@ -238,7 +238,7 @@ class _PoolClips:
 
 
 def _draw(folder: str) -> pd.DataFrame:
-    from ser_models.active.evaluation_sets import EvaluationConfig, evaluation_sets
+    from ser_models.planning.evaluation_sets import EvaluationConfig, evaluation_sets
 
     return evaluation_sets(_PoolClips(), io.storage_path(folder), EvaluationConfig(test_size=24, dev_size=12), seed=0,
                            log=lambda line: None)

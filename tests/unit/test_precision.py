@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from ser_models.config import from_dict, to_dict
+from ser_models.data.clips import ClipSet
 from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.precision import (
     AUTO_MICRO_BATCH_CAP,
     AUTO_MICRO_BATCH_FLOOR,
@@ -22,7 +23,6 @@ from ser_models.precision import (
 )
 from ser_models.scoring.scorer import PoolScorer, ScorerConfig
 from ser_models.testing import tiny_model_config, tone_clips
-from ser_models.training.batching import ClipSet
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import fit
 

@@ -6,7 +6,7 @@ import pytest
 
 from ser_models.data.pool import Pool
 from ser_models.exceptions import ConfigError
-from ser_models.model_config import DEFAULT_LABELS, ModelConfig, resolve_labels
+from ser_models.models.model_config import DEFAULT_LABELS, ModelConfig, resolve_labels
 
 POOL_LABELS = ["frustrated", "satisfied", "neutral"]
 

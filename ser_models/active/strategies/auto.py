@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser_models.active.evidence import t_interval
-from ser_models.active.planner import RESOLVE_HALF_WIDTH, verdict_labels
 from ser_models.active.strategies.base import QueryStrategy
+from ser_models.planning.evidence import t_interval
+from ser_models.planning.planner import RESOLVE_HALF_WIDTH, verdict_labels
 from ser_models.scoring.scored_pool import ScoredPool
 
 __all__ = ["RESOLVE_HALF_WIDTH", "AutoStrategy", "format_verdict", "selection_verdict", "simulate_strategies",

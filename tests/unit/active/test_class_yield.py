@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ser_models.active.evidence import (
+from ser_models.active.round_report import RoundReport
+from ser_models.data.ledger import LabelLedger
+from ser_models.planning.evidence import (
     class_columns,
     class_means,
     class_yield_report,
@@ -18,8 +20,6 @@ from ser_models.active.evidence import (
     plot_class_yield,
     rarest_class,
 )
-from ser_models.active.round_report import RoundReport
-from ser_models.data.ledger import LabelLedger
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
 

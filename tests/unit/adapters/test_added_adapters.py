@@ -12,7 +12,7 @@ from ser_models.adapters import AdapterConfig, apply_adapter, check_gradients, p
 from ser_models.adapters.bottleneck import BottleneckAdapter, LayerGate, transformer_layers
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.exceptions import AdapterError, ConfigError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.scoring.feature_cache import cache_supported
 from ser_models.testing import assert_padding_invariant, random_waveforms, tiny_model_config
 

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from ser_models.analysis import AnchoringConfig, anchor_groups, anchoring_loss, coral_loss
-from ser_models.analysis.anchoring import sample_target_ids, union_layers
+from ser_models.analysis import AnchoringConfig, anchor_groups
+from ser_models.analysis.anchoring import sample_target_ids
+from ser_models.data.clips import ClipSet
 from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
-from ser_models.training.batching import ClipSet, make_batch
+from ser_models.training.anchoring import anchoring_loss, coral_loss, union_layers
+from ser_models.training.batching import make_batch
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import AnchorFeed, fit
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ser_models.analysis import class_matched_pairs, coral_loss, layer_similarity, linear_cka, suggest_anchors
-from ser_models.analysis.coral import feature_covariance
+from ser_models.analysis import class_matched_pairs, layer_similarity, linear_cka, suggest_anchors
 from ser_models.exceptions import ConfigError
+from ser_models.training.anchoring import coral_loss, feature_covariance
 
 
 def reference_cka(x: np.ndarray, y: np.ndarray) -> float:

@@ -102,8 +102,9 @@ def test_group_norm_fix_is_what_makes_them_independent(source):
 def test_feature_cache_means_do_not_depend_on_the_micro_batch(source):
     """``pooled_layer_features`` (what the feature cache stores) at micro-batch 1, 3 and 8 agree within 1e-5:
     the micro-batch size a GPU picks from its free memory changes speed only."""
-    from ser_models.model import EmotionModel
-    from ser_models.training.batching import ClipSet, pooled_layer_features
+    from ser_models.data.clips import ClipSet
+    from ser_models.models.model import EmotionModel
+    from ser_models.training.batching import pooled_layer_features
 
     model = EmotionModel(tiny_model_config(source, adapter="frozen")).eval()
     rng = np.random.default_rng(0)

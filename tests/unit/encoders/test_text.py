@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from ser_models.data.clips import collect_clips, training_columns
 from ser_models.encoders.text import TINY_TEXT, ByteTokenizer, TextConfig, TextEncoder
 from ser_models.exceptions import ConfigError, EncoderError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.testing import random_waveforms, tiny_model_config
-from ser_models.training.batching import collect_clips, make_batch, training_columns
+from ser_models.training.batching import make_batch
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import evaluate, fit
 
@@ -67,7 +68,7 @@ def test_transcripts_flow_through_collect_and_batch():
 def test_a_label_carried_only_by_the_text_is_learnt_with_the_text_branch():
     """Features: the same noise for both classes; the transcript names the class. Audio alone stays at chance.
     (Cached-feature mode: the fusion is the same as on audio, and the test stays fast.)"""
-    from ser_models.training.batching import ClipSet
+    from ser_models.data.clips import ClipSet
 
     def clips(n, seed):
         r = np.random.default_rng(seed)

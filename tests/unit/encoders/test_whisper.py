@@ -12,9 +12,9 @@ from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.encoders.presets import tiny_config
 from ser_models.encoders.whisper import log_mel_spectrogram, whisper_mel_filters
 from ser_models.exceptions import ConfigError, EncoderError
-from ser_models.model import EmotionModel, ModelConfig
+from ser_models.models.model import EmotionModel, ModelConfig
+from ser_models.pretraining.tapt_config import TaptConfig
 from ser_models.testing import random_waveforms
-from ser_models.training.tapt_config import TaptConfig
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from ser_models.adapters import AdapterConfig
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.encoders import whisper_windows as ww
 from ser_models.exceptions import ConfigError
-from ser_models.model import EmotionModel, ModelConfig
+from ser_models.models.model import EmotionModel, ModelConfig
 from ser_models.testing import random_waveforms
 
 WINDOW = 32_000  # the tiny preset's window: 100 frames, 2 s

@@ -20,7 +20,7 @@ from ser_models.export.onnx_export import (
     per_clip,
     torch_probabilities,
 )
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 
 

@@ -19,7 +19,7 @@ from ser_models import io
 from ser_models.exceptions import AudioError, CheckpointError, ConfigError
 from ser_models.export.onnx_export import PARITY_TOLERANCE
 from ser_models.export.onnx_runtime import MODEL_FILE
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 
 _BLOCK_TORCH = textwrap.dedent("""

@@ -12,7 +12,7 @@ import torch
 from ser_models.config import load_config
 from ser_models.encoders.content_hash import SIDECAR_NAME
 from ser_models.exceptions import ResumeMismatchError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.ownership import claim_output
 from ser_models.provenance import check_run
 from ser_models.runs.predict import PREDICT_LAYOUT, PredictJobConfig, checkpoint_identity

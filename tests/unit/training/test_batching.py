@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from ser_models.data.clips import ClipSet, collect_clips
 from ser_models.exceptions import TrainingError
-from ser_models.training.batching import ClipSet, collect_clips, iterate_batches, plan_batches
+from ser_models.training.batching import iterate_batches, plan_batches
 
 LABELS = ["neutral", "happy", "angry", "sad"]
 
@@ -73,8 +74,9 @@ def test_seeded_batches_repeat_exactly():
 
 
 def test_collect_clips_reads_dimensions_and_names_a_clip_without_one():
+    from ser_models.data.clips import collect_clips
     from ser_models.exceptions import TrainingError
-    from ser_models.training.batching import collect_clips, make_batch
+    from ser_models.training.batching import make_batch
 
     pcm = (np.zeros(800, np.int16)).tobytes()
     batch = {"utt_id": np.array(["a", "b"], dtype=object), "audio": np.array([pcm, pcm], dtype=object),

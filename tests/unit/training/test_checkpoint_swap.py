@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ser_models import io
-from ser_models.model import META_FILE, EmotionModel
+from ser_models.models.model import META_FILE, EmotionModel
 from ser_models.testing import tiny_model_config
 
 # The two ways a checkpoint is swapped in: a copy of Ray Train's downloaded checkpoint (trainer.train_model),

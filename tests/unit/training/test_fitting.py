@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ser_models.model import EmotionModel
+from ser_models.data.clips import ClipSet
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config, tone_clips
-from ser_models.training.batching import ClipSet
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import FitState, evaluate, fit, trainable_weights
 

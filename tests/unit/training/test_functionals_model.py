@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from ser_models.data.clips import ClipSet
 from ser_models.encoders.functionals import EGEMAPS_DIM, FUNCTIONALS_SPEAKER_STATS_FILE
 from ser_models.encoders.speaker_norm import SpeakerMoments
 from ser_models.encoders.standardizer import save_statistics
 from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 from ser_models.training import TrainConfig
-from ser_models.training.batching import ClipSet
 from ser_models.training.fitting import fit, predict
 
 LABELS = ["neutral", "happy", "angry", "sad"]

@@ -8,10 +8,10 @@ import dataclasses
 import numpy as np
 import torch
 
-from ser_models.model import EmotionModel
+from ser_models.data.clips import ClipSet
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 from ser_models.training import TrainConfig, lbfgs
-from ser_models.training.batching import ClipSet
 from ser_models.training.fitting import fit
 
 LABELS = ["neutral", "happy", "angry", "sad"]

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from ser_models.data.clips import ClipSet
 from ser_models.encoders.standardizer import RunningMoments, load_statistics, save_statistics
 from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.testing import random_waveforms, tiny_model_config
 from ser_models.training import TrainConfig
-from ser_models.training.batching import ClipSet
 from ser_models.training.fitting import fit, predict
 
 LABELS = ["neutral", "happy", "angry", "sad"]
@@ -237,7 +237,8 @@ def test_soft_labels_reach_scikit_learns_optimum_on_the_annotators_votes():
 
 
 def test_collect_clips_reads_soft_labels_and_refuses_bad_ones():
-    from ser_models.training.batching import collect_clips, make_batch
+    from ser_models.data.clips import collect_clips
+    from ser_models.training.batching import make_batch
 
     feats = np.zeros((3, 2, 4), np.float32)
     batch = {"utt_id": np.array(["a", "b", "c"]), "label": np.array(["angry", "happy", "sad"], dtype=object),

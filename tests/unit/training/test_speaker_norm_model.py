@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from ser_models.data.clips import ClipSet
 from ser_models.encoders.speaker_norm import SpeakerMoments
 from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.model import SPEAKER_STATS_FILE, EmotionModel
+from ser_models.models.model import SPEAKER_STATS_FILE, EmotionModel
 from ser_models.testing import random_waveforms, tiny_model_config
 from ser_models.training import TrainConfig
-from ser_models.training.batching import ClipSet
 from ser_models.training.fitting import fit, predict
 
 LABELS = ["neutral", "happy", "angry", "sad"]

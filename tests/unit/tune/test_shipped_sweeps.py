@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from ser_models.config import load_config
 from ser_models.exceptions import ConfigError
-from ser_models.model import EmotionModel
+from ser_models.models.model import EmotionModel
 from ser_models.tune.config import PBT_MUTABLE, SweepConfig
 from ser_models.tune.space import apply_values, grid_combinations
 from ser_models.tune.sweep import plan_sweep

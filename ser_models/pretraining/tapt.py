@@ -11,9 +11,9 @@ Two objectives, picked by encoder family (``tapt.objective=auto``):
   iterations). Targets are computed per batch on the same random crop the model sees, from centroids fitted
   once on the driver (:func:`fit_clusters`).
 
-Layers: masks (:mod:`~ser_models.training.masking`), k-means targets (:mod:`~ser_models.training.kmeans_targets`),
-objectives (:mod:`~ser_models.training.tapt_objectives`) -> one step, epochs with resume and the Ray Train worker
-(:mod:`~ser_models.training.pretraining`, shared with distillation) -> :func:`run_tapt` (driver, artifacts)::
+Layers: masks (:mod:`~ser_models.pretraining.masking`), k-means targets (:mod:`~ser_models.pretraining.kmeans_targets`),
+objectives (:mod:`~ser_models.pretraining.tapt_objectives`) -> one step, epochs with resume and the Ray Train worker
+(:mod:`~ser_models.pretraining.pretraining`, shared with distillation) -> :func:`run_tapt` (driver, artifacts)::
 
     output_dir/
       encoder/encoder.safetensors   state dict of Encoder.hf_model: set EncoderConfig.checkpoint to it
@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ser_models.data.clips import AUDIO_INPUT_COLUMNS, ClipSet
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import (
@@ -51,11 +52,15 @@ from ser_models.io import (
     write_bytes_atomic,
 )
 from ser_models.ownership import discard_staging
-from ser_models.training.batching import AUDIO_INPUT_COLUMNS, ClipSet
-from ser_models.training.kmeans_targets import Clusters, fit_clusters, resolve_targets
-from ser_models.training.pretraining import RESULT_FILE, WEIGHTS_FILE, plot_loss_curve, tapt_loop_per_worker
-from ser_models.training.tapt_config import TaptJobConfig
-from ser_models.training.tapt_objectives import build_from_config
+from ser_models.pretraining.kmeans_targets import Clusters, fit_clusters, resolve_targets
+from ser_models.pretraining.pretraining import (
+    RESULT_FILE,
+    WEIGHTS_FILE,
+    plot_loss_curve,
+    tapt_loop_per_worker,
+)
+from ser_models.pretraining.tapt_config import TaptJobConfig
+from ser_models.pretraining.tapt_objectives import build_from_config
 
 #: Pool columns TAPT reads: audio only, never labels.
 TAPT_COLUMNS = AUDIO_INPUT_COLUMNS
@@ -82,7 +87,7 @@ class TaptResult:
 
 
 def _driver_clips(dataset, max_clips: int, seed: int) -> ClipSet:
-    from ser_models.training.batching import collect_clips
+    from ser_models.data.clips import collect_clips
 
     # Block order randomised (cheap, no audio shuffle) so the k-means sample is not just the first files.
     sample = dataset.randomize_block_order(seed=seed).limit(max_clips)

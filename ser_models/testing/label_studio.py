@@ -21,7 +21,7 @@ from ser_models.testing import free_port
 
 __all__ = ["LabelStudioServer", "find_label_studio", "start_label_studio"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def find_label_studio() -> str | None:

@@ -23,13 +23,6 @@ from torch import nn
 
 from ser_models.adapters import check_gradients, parameter_report
 from ser_models.config import from_dict, to_dict
-from ser_models.encoder_reference import (  # noqa: F401 (TESTING_ENV re-exported)
-    TESTING_ENV,
-    build_over_encoder,
-    encoder_reference,
-    warn_test_encoder,
-)
-from ser_models.encoder_reuse import adapted_encoder
 from ser_models.encoders import LayerFeaturizer
 from ser_models.encoders.functionals import (
     AUTO_FUNCTIONALS,
@@ -52,7 +45,14 @@ from ser_models.io import (
     write_bytes_atomic,
     write_json_atomic,
 )
-from ser_models.model_config import AUTO_NORMS, FEATURE_NORMS, ModelConfig, reads_speakers  # noqa: F401 (re-exported)
+from ser_models.models.encoder_reference import (  # noqa: F401 (TESTING_ENV re-exported)
+    TESTING_ENV,
+    build_over_encoder,
+    encoder_reference,
+    warn_test_encoder,
+)
+from ser_models.models.encoder_reuse import adapted_encoder
+from ser_models.models.model_config import AUTO_NORMS, FEATURE_NORMS, ModelConfig, reads_speakers  # noqa: F401 (re-exported)
 
 WEIGHTS_FILE = "model.safetensors"
 #: The per-speaker statistics a checkpoint carries beside its weights (``model.feature_norm=speaker``).

@@ -5,8 +5,8 @@ from the teacher's weights) encodes a clip; one linear prediction head per chose
 student's last hidden state to that layer, and the loss is, per frame and head, the L1 distance minus
 ``log sigmoid(cosine similarity)`` (DistilHuBERT's objective), averaged over valid frames. No labels are read.
 
-It runs on the TAPT machinery (:func:`ser_models.training.tapt.pretrain` for epochs, resume state and the
-schedule; :func:`~ser_models.training.tapt.tapt_loop_per_worker` on Ray Train), so it streams large pools,
+It runs on the TAPT machinery (:func:`ser_models.pretraining.tapt.pretrain` for epochs, resume state and the
+schedule; :func:`~ser_models.pretraining.tapt.tapt_loop_per_worker` on Ray Train), so it streams large pools,
 checkpoints every epoch and resumes the same way::
 
     output_dir/
@@ -194,6 +194,7 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
     """
     from ser_models.config import from_dict, to_dict
     from ser_models.data import Pool
+    from ser_models.data.clips import AUDIO_INPUT_COLUMNS as TAPT_COLUMNS
     from ser_models.io import (
         begin_dir_swap,
         commit_dir_swap,
@@ -204,8 +205,7 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
         write_bytes_atomic,
         write_json_atomic,
     )
-    from ser_models.training.batching import AUDIO_INPUT_COLUMNS as TAPT_COLUMNS
-    from ser_models.training.pretraining import (
+    from ser_models.pretraining.pretraining import (
         RESULT_FILE,
         WEIGHTS_FILE,
         plot_loss_curve,
@@ -262,7 +262,7 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
 
 
 def build_from_config(config: dict):
-    """The Ray Train worker's builder (see :mod:`ser_models.training.pretraining`): ``(objective, DistillConfig)``
+    """The Ray Train worker's builder (see :mod:`ser_models.pretraining.pretraining`): ``(objective, DistillConfig)``
     from ``{"encoder": the teacher's EncoderConfig dict, "distill": DistillConfig dict}``."""
     from ser_models.config import from_dict
 

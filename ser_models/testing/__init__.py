@@ -10,7 +10,7 @@ import torch
 
 from ser_models.adapters import AdapterConfig
 from ser_models.encoders import EncoderConfig
-from ser_models.model import ModelConfig
+from ser_models.models.model import ModelConfig
 
 
 def tiny_model_config(source: str = "tiny-wav2vec2", adapter: str = "lora", *, pooling: str = "mean",
@@ -50,7 +50,7 @@ def tone_clips(n: int, seed: int, seconds: tuple[float, float] = (0.5, 0.8), noi
     """
     import numpy as np
 
-    from ser_models.training.batching import ClipSet
+    from ser_models.data.clips import ClipSet
 
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2

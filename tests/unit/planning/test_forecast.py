@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from ser_models.active.forecast import (
+from ser_models.active.round_report import RoundReport
+from ser_models.exceptions import ConfigError
+from ser_models.planning.forecast import (
     ForecastConfig,
     PowerLaw,
     fit_power_law,
@@ -15,8 +17,6 @@ from ser_models.active.forecast import (
     forecast_rounds,
     ua_standard_error,
 )
-from ser_models.active.round_report import RoundReport
-from ser_models.exceptions import ConfigError
 
 TRUE = PowerLaw(a=0.8, b=2.0, c=0.5)  # UA 0.52 at 50 labels, 0.70 at 400, 0.8 in the limit
 LABELS = np.array([50, 100, 200, 400, 800])

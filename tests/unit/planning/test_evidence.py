@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ser_models.active.evidence import (
+from ser_models.planning.evidence import (
     aubc,
     aubc_table,
     budget_table,

@@ -8,20 +8,20 @@ import torch
 from transformers import Wav2Vec2ForPreTraining
 
 from ser_models.config import load_config
+from ser_models.data.clips import ClipSet
 from ser_models.encoders import EncoderConfig, build_encoder, save_encoder_weights
 from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.testing import random_waveforms
-from ser_models.training.batching import ClipSet
-from ser_models.training.kmeans_targets import fit_clusters, fit_kmeans
-from ser_models.training.masking import sample_negatives, sample_time_mask
-from ser_models.training.mfcc import MFCC_DIM, mfcc
-from ser_models.training.pretraining import probe_loss, train_step
-from ser_models.training.tapt_config import TaptConfig, TaptJobConfig
-from ser_models.training.tapt_objectives import (
+from ser_models.pretraining.kmeans_targets import fit_clusters, fit_kmeans
+from ser_models.pretraining.masking import sample_negatives, sample_time_mask
+from ser_models.pretraining.mfcc import MFCC_DIM, mfcc
+from ser_models.pretraining.pretraining import probe_loss, train_step
+from ser_models.pretraining.tapt_config import TaptConfig, TaptJobConfig
+from ser_models.pretraining.tapt_objectives import (
     ContrastiveObjective,
     MaskedPredictionObjective,
     build_objective,
 )
+from ser_models.testing import random_waveforms
 
 CFG = dict(num_clusters=8, mask_time_prob=0.5, mask_time_length=5, num_negatives=20, lr=2e-3,
            max_crop_seconds=1.0, kmeans_max_clips=8)
@@ -197,7 +197,7 @@ def test_masked_prediction_targets_default_to_the_encoders_own_layer_when_pretra
     """HuBERT's first-iteration MFCC targets would pull a pretrained model backwards: learnt weights cluster
     their own middle layer, a randomly initialised preset clusters MFCCs; explicit values always win."""
     from ser_models.encoders.encoder import save_encoder_weights
-    from ser_models.training.kmeans_targets import resolve_targets
+    from ser_models.pretraining.kmeans_targets import resolve_targets
 
     random_init = build_encoder(EncoderConfig(source="tiny-hubert"))
     auto = TaptConfig(objective="masked_prediction")

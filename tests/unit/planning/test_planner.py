@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ser_models.active.planner import (
+from ser_models.exceptions import ConfigError
+from ser_models.planning.planner import (
     PlanConfig,
     kish_design_effect,
     plan_budget,
@@ -19,7 +20,6 @@ from ser_models.active.planner import (
     ua_variance,
     z_value,
 )
-from ser_models.exceptions import ConfigError
 
 FOUR = ["angry", "happy", "neutral", "sad"]
 SKEWED = [0.1, 0.2, 0.55, 0.15]
@@ -162,7 +162,7 @@ def test_labels_are_required_without_a_pool():
 
 
 def test_a_pool_caps_test_and_dev_at_its_share():
-    from ser_models.active.planner import PoolStats
+    from ser_models.planning.planner import PoolStats
 
     pool = PoolStats(clips=1000, label_counts={}, unit="speaker", units=100, mean_size=10.0, cluster_size=1.0)
     p = plan_budget(PlanConfig(labels=FOUR, budget=5000, simulate_draws=0), pool)
@@ -189,7 +189,7 @@ def test_the_verdict_figure_before_any_label_is_the_measured_width_extrapolated(
     import re
     from pathlib import Path
 
-    from ser_models.active.planner import VERDICT_REFERENCE, verdict_half_width, verdict_labels
+    from ser_models.planning.planner import VERDICT_REFERENCE, verdict_half_width, verdict_labels
 
     results = (Path(__file__).resolve().parents[3] / "bench" / "results" / "verdict_width.md").read_text()
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in results.splitlines()

@@ -11,13 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser_models.data.clips import ClipSet
 from ser_models.encoders import Encoder
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask
 from ser_models.io import read_bytes, write_bytes_atomic
-from ser_models.training.batching import ClipSet, iterate_batches
-from ser_models.training.mfcc import mfcc
-from ser_models.training.tapt_config import TaptConfig
+from ser_models.pretraining.mfcc import mfcc
+from ser_models.pretraining.tapt_config import TaptConfig
+from ser_models.training.batching import iterate_batches
 
 
 @dataclass

@@ -9,7 +9,7 @@ import torch
 
 from ser_models.config import from_dict, to_dict
 from ser_models.exceptions import CheckpointError, ConfigError, EncoderMismatchError, GradientCheckError
-from ser_models.model import EmotionModel, ModelConfig
+from ser_models.models.model import EmotionModel, ModelConfig
 from ser_models.testing import random_waveforms, tiny_model_config
 
 FAMILIES = ["tiny-wav2vec2", "tiny-hubert", "tiny-wavlm"]

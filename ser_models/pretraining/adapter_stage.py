@@ -55,7 +55,7 @@ def pretrain_adapter_stage(pool, model_cfg, pretrain_cfg, scaling, output_dir: s
     Raises:
         ConfigError: ``model.wap.enabled`` is false, or the encoder is not frozen.
     """
-    from ser_models.training.adapter_pretrain import run_adapter_pretrain
+    from ser_models.pretraining.adapter_pretrain import run_adapter_pretrain
 
     if not model_cfg.wap.enabled:
         raise ConfigError("adapter pre-training (tapt.objective=adapter; auto for a frozen or Whisper encoder) "

@@ -17,7 +17,7 @@ How a draw works:
   random order, each at the middle of its share of its stratum, and the sets take units in that order: every
   prefix of the order holds each stratum's share (systematic sampling).
 * **Sizes**: ``test_size`` / ``dev_size`` clips, or ``test_hours`` / ``dev_hours`` of audio. Left unset, they
-  come from the planner for the pool the draw sees (:mod:`~ser_models.active.evaluation_sizes`): the smallest
+  come from the planner for the pool the draw sees (:mod:`~ser_models.planning.evaluation_sizes`): the smallest
   test set whose UA interval reaches ``half_width`` for the run's classes, at the design effect of the pool's
   recordings (else speakers) and an assumed ``icc``, a dev set of half of it, together at most ``max_share`` of
   the candidates (a ceiling the draw keeps). Given sizes win. Whole units cannot hit a size exactly: a set takes
@@ -49,7 +49,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ser_models.active.evaluation_sizes import (
+from ser_models.config import RESULT, field
+from ser_models.exceptions import ConfigError, PoolExhaustedError
+from ser_models.io import StoragePath, exists, read_parquet, write_json_atomic, write_parquet_atomic
+from ser_models.locks import fenced_for
+from ser_models.planning.evaluation_sizes import (
     EvaluationSizes,
     clips_mean_cluster_size,
     cluster_ids,
@@ -57,10 +61,6 @@ from ser_models.active.evaluation_sizes import (
     evaluation_sizes,
     set_composition,
 )
-from ser_models.config import RESULT, field
-from ser_models.exceptions import ConfigError, PoolExhaustedError
-from ser_models.io import StoragePath, exists, read_parquet, write_json_atomic, write_parquet_atomic
-from ser_models.locks import fenced_for
 
 __all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "RunEvaluation", "check_evaluation_pool",
            "draw_evaluation_sets", "evaluation_sets", "evaluation_source", "resolve_sizes", "unit_column",

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ser_models.active.evaluation_sets import EvaluationConfig, draw_evaluation_sets, evaluation_sets
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.data.pool import SHARD_SCHEMA, Pool
 from ser_models.exceptions import ConfigError
 from ser_models.io import storage_path
+from ser_models.planning.evaluation_sets import EvaluationConfig, draw_evaluation_sets, evaluation_sets
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from ser_models.data.clips import ClipSet
 from ser_models.encoders import EncoderConfig, build_encoder, save_encoder_weights
 from ser_models.exceptions import ConfigError
-from ser_models.testing import random_waveforms
-from ser_models.training.batching import ClipSet
-from ser_models.training.distill import (
+from ser_models.pretraining.distill import (
     DistillConfig,
     build_distill_objective,
     resolve_teacher_layers,
     student_config,
 )
-from ser_models.training.pretraining import pretrain, probe_loss
+from ser_models.pretraining.pretraining import pretrain, probe_loss
+from ser_models.testing import random_waveforms
 
 
 @pytest.mark.parametrize("source", ["tiny-wav2vec2", "tiny-whisper", "tiny-wavlm"])

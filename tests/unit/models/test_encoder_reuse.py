@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ser_models.encoder_reuse import reusing_frozen_encoders
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.encoders.presets import tiny_config
-from ser_models.model import EmotionModel
+from ser_models.models.encoder_reuse import reusing_frozen_encoders
+from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 
 

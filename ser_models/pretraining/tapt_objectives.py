@@ -2,7 +2,7 @@
 
 A step is ``inputs = objective.prepare(wavs, lengths, rng)`` (masks, negatives or targets: sampled outside
 ``forward`` so that DDP wraps only differentiable work) then ``objective(**inputs)`` (the protocol of
-:mod:`ser_models.training.pretraining`).
+:mod:`ser_models.pretraining.pretraining`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from torch import nn
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask
-from ser_models.training.kmeans_targets import Clusters, _check_layer, cluster_frames, resolve_targets
-from ser_models.training.masking import sample_negatives, sample_time_mask
-from ser_models.training.tapt_config import TaptConfig
+from ser_models.pretraining.kmeans_targets import Clusters, _check_layer, cluster_frames, resolve_targets
+from ser_models.pretraining.masking import sample_negatives, sample_time_mask
+from ser_models.pretraining.tapt_config import TaptConfig
 
 #: HuBERT's temperature of the cosine similarity between projected frames and cluster embeddings.
 COSINE_TEMPERATURE = 0.1

@@ -1,7 +1,11 @@
-"""CORAL: the distance between the feature covariances of two batches (a differentiable domain-alignment loss).
+"""The layer-anchoring loss: CORAL, the distance between the feature covariances of two batches (a
+differentiable domain-alignment loss), averaged over anchor groups of encoder layers. The trainer adds it to
+the emotion loss; which layers to anchor is chosen in ``ser_models.analysis.anchoring``.
 
 References:
     Sun and Saenko, 2016. Deep CORAL: Correlation Alignment for Deep Domain Adaptation. ECCV workshops.
+    Upadhyay, Busso, Lee, 2024. A Layer-Anchoring Strategy for Enhancing Cross-Lingual Speech Emotion
+    Recognition. arXiv:2407.04966.
 """
 
 from __future__ import annotations
@@ -43,3 +47,29 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     cs, ct = feature_covariance(source.to(dtype)), feature_covariance(target.to(dtype))
     d = source.shape[1]
     return ((cs - ct) ** 2).sum() / (4.0 * d * d)
+
+
+def anchoring_loss(source: torch.Tensor, target: torch.Tensor, groups: list[list[int]],
+                   layers: list[int]) -> torch.Tensor:
+    """Mean CORAL loss over the anchor groups.
+
+    Args:
+        source: ``[Bs, U, D]`` utterance means of the source batch at ``layers`` (U layers, in that order).
+        target: ``[Bt, U, D]`` the same for the target batch.
+        groups: anchor groups from :func:`~ser_models.analysis.anchoring.anchor_groups` (every layer in ``layers``).
+        layers: which hidden state each of the U columns is.
+
+    Returns:
+        A scalar tensor.
+    """
+    where = {layer: i for i, layer in enumerate(layers)}
+    terms = []
+    for group in groups:
+        cols = [where[layer] for layer in group]
+        terms.append(coral_loss(source[:, cols].mean(1), target[:, cols].mean(1)))
+    return torch.stack(terms).mean()
+
+
+def union_layers(groups: list[list[int]]) -> list[int]:
+    """Sorted distinct layers of all groups (the hidden states the model must pool)."""
+    return sorted({layer for group in groups for layer in group})

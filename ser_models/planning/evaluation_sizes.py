@@ -1,5 +1,5 @@
 """Evaluation-set sizes for a pool when a run gives none: the smallest test set whose UA interval reaches the
-half-width asked for (:mod:`ser_models.active.planner`'s formula, with the design effect of clustered clips),
+half-width asked for (:mod:`ser_models.planning.planner`'s formula, with the design effect of clustered clips),
 a dev set of half of it, and both together never more than a share of the pool.
 
 Before any label exists nothing measures how correlated a recording's clips are, so the intra-cluster
@@ -17,14 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ser_models.active.planner import (
+from ser_models.exceptions import ConfigError
+from ser_models.planning.planner import (
     MIN_UNITS,
     kish_design_effect,
     required_test_size,
     ua_half_width,
     z_value,
 )
-from ser_models.exceptions import ConfigError
 
 __all__ = ["EvaluationSizes", "cluster_ids", "clips_mean_cluster_size", "describe_composition", "evaluation_sizes",
            "set_composition"]
@@ -157,7 +157,7 @@ def set_composition(clips: pd.DataFrame, selection: pd.DataFrame, icc: float) ->
 
     Args:
         clips: the candidates: ``utt_id`` and any of ``recording, speaker, group``.
-        selection: ``utt_id, purpose, unit`` (:func:`~ser_models.active.evaluation_sets.draw_evaluation_sets`).
+        selection: ``utt_id, purpose, unit`` (:func:`~ser_models.planning.evaluation_sets.draw_evaluation_sets`).
         icc: the assumed intra-cluster correlation of being right.
 
     Returns:

@@ -52,13 +52,14 @@ from torch import nn
 
 from ser_models.adapters.config import WapConfig
 from ser_models.adapters.wap import WAPTransformer, save_wap
+from ser_models.data.clips import ClipSet
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask as valid_frames
 from ser_models.ownership import discard_staging
-from ser_models.training.batching import ClipSet, StreamingClips, iterate_batches
+from ser_models.pretraining.pretraining import TaptState
+from ser_models.pretraining.tapt_config import AdapterPretrainConfig
+from ser_models.training.batching import StreamingClips, iterate_batches
 from ser_models.training.distributed import is_distributed, rank
-from ser_models.training.pretraining import TaptState
-from ser_models.training.tapt_config import AdapterPretrainConfig
 
 ADAPTER_DIR = "adapter"
 METRICS_FILE = "adapter_metrics.json"
@@ -208,7 +209,7 @@ class AdapterPretrainObjective(nn.Module):
 
     def prepare(self, frames: torch.Tensor, lengths: torch.Tensor, rng: np.random.Generator) -> dict:
         """Masks and every target of a batch ``frames [B, F, L, D]``, ``lengths [B]`` (frames)."""
-        from ser_models.training.masking import sample_time_mask
+        from ser_models.pretraining.masking import sample_time_mask
 
         num_frames = frames.shape[1]
         mask = sample_time_mask(lengths.cpu(), num_frames, self.cfg.mask_prob,
@@ -252,7 +253,7 @@ class AdapterPretrainObjective(nn.Module):
                          max_seconds: float, batch_size: int) -> dict:
         """Refit the local-attribute centroids with FAISS k-means on the teacher's targets of up to
         ``max_clips`` clips (rank 0 fits, the others receive them), and return the fit's statistics."""
-        from ser_models.training.kmeans_targets import fit_kmeans
+        from ser_models.pretraining.kmeans_targets import fit_kmeans
 
         stats: dict = {}
         if rank() == 0:
@@ -291,7 +292,7 @@ def pretrain_adapter(objective: AdapterPretrainObjective, clips: ClipSet | Strea
                      device: torch.device | None = None, resume: dict | None = None, on_epoch_end=None,
                      log=print) -> AdapterPretrainState:
     """Run the pre-training epochs over this worker's cached frames: the shared loop of
-    :func:`ser_models.training.pretraining.pretrain`, with this objective's hooks (cluster refresh at the start
+    :func:`ser_models.pretraining.pretraining.pretrain`, with this objective's hooks (cluster refresh at the start
     of an epoch, the EMA update after every step, the collapse guard at the end of an epoch).
 
     Args:
@@ -310,7 +311,7 @@ def pretrain_adapter(objective: AdapterPretrainObjective, clips: ClipSet | Strea
     Raises:
         TrainingError: a worker has no clips, the loss is not finite, or the collapse guard fires.
     """
-    from ser_models.training.pretraining import pretrain
+    from ser_models.pretraining.pretraining import pretrain
 
     return pretrain(objective, clips, objective.cfg, device=device, resume=resume, on_epoch_end=on_epoch_end,
                     log=log)
@@ -335,7 +336,7 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     import ray.train.torch
 
     from ser_models.config import from_dict
-    from ser_models.training.batching import collect_clips
+    from ser_models.data.clips import collect_clips
 
     torch.set_num_threads(max(int(config.get("threads", 1)), 1))
     wap = from_dict(WapConfig, config["wap"])
@@ -356,7 +357,7 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     if me == 0:
         print(f"adapter pre-training on {len(clips)} clips per worker ({'streamed' if config.get('stream_rows') else 'held'})")
 
-    from ser_models.training.pretraining import resume_from_checkpoint, save_progress
+    from ser_models.pretraining.pretraining import resume_from_checkpoint, save_progress
 
     resume = resume_from_checkpoint(STATE_FILE, verbose=me == 0)
     save = save_progress

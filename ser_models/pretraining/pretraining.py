@@ -1,6 +1,6 @@
 """Self-supervised pre-training of an encoder, whatever the objective: one step, the epoch loop with resume,
-and the Ray Train worker. TAPT (:mod:`ser_models.training.tapt_objectives`) and layer-wise distillation
-(:mod:`ser_models.training.distill`) both plug in through the objective protocol:
+and the Ray Train worker. TAPT (:mod:`ser_models.pretraining.tapt_objectives`) and layer-wise distillation
+(:mod:`ser_models.pretraining.distill`) both plug in through the objective protocol:
 
 - ``objective.encoder``: the :class:`~ser_models.encoders.Encoder` being trained (its ``hf_model`` is saved);
 - ``objective.name``; ``objective.min_samples`` (shortest usable clip, 16 kHz samples);
@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser_models.data.clips import ClipSet
 from ser_models.exceptions import TrainingError
 from ser_models.io import save_figure
-from ser_models.training.batching import ClipSet, StreamingClips, epoch_batches
+from ser_models.training.batching import StreamingClips, epoch_batches
 from ser_models.training.distributed import all_reduce_min, rank, seed_epoch, wrap_ddp
 from ser_models.training.schedule import tri_stage_scheduler
 from ser_models.training.state_io import load_state, save_state
@@ -218,8 +219,8 @@ def tapt_loop_per_worker(config: dict) -> dict:
     import ray.train
     import ray.train.torch
 
+    from ser_models.data.clips import collect_clips
     from ser_models.encoders import save_encoder_weights
-    from ser_models.training.batching import collect_clips
 
     torch.set_num_threads(max(int(config.get("threads", 1)), 1))
     me = ray.train.get_context().get_world_rank()

@@ -10,17 +10,18 @@ import torch
 
 from ser_models.adapters.config import WapConfig
 from ser_models.adapters.wap import WAPTransformer, load_wap_weights, save_wap
+from ser_models.data.clips import ClipSet, collect_clips
 from ser_models.exceptions import CheckpointError, ConfigError, TrainingError
 from ser_models.heads import AttentiveStatisticsPooling
-from ser_models.training.adapter_pretrain import (
+from ser_models.pretraining.adapter_pretrain import (
     AdapterPretrainObjective,
     ema_decay,
     ema_update,
     instance_norm,
     pretrain_adapter,
 )
-from ser_models.training.batching import ClipSet, collect_clips, make_batch
-from ser_models.training.tapt_config import AdapterPretrainConfig, TaptConfig
+from ser_models.pretraining.tapt_config import AdapterPretrainConfig, TaptConfig
+from ser_models.training.batching import make_batch
 
 L, D = 3, 8
 WAP = WapConfig(enabled=True, depth=2, dim=16, heads=2, ff_dim=32, dropout=0.0)

@@ -1,6 +1,6 @@
 """A multi-node Ray cluster on one machine whose worker nodes a test can lose mid-job.
 
-``python -m ser_models.testing_cluster DIR`` starts a :class:`ray.cluster_utils.Cluster`: a head node with no
+``python -m ser_models.testing.cluster DIR`` starts a :class:`ray.cluster_utils.Cluster`: a head node with no
 CPUs (so every task, actor and Train worker runs on a worker node, as on a real cluster whose head only
 coordinates) and ``--workers`` worker nodes. It writes the cluster's address to ``DIR/address``; a job is
 run against it as a user would, ``RAY_ADDRESS=$(cat DIR/address) python -m jobs.<job> ...``.
@@ -163,7 +163,7 @@ def _kill_node(cluster, node) -> int:
 
 
 class ClusterProcess:
-    """The test side: start ``python -m ser_models.testing_cluster`` in its own process and drive it.
+    """The test side: start ``python -m ser_models.testing.cluster`` in its own process and drive it.
 
     Args:
         folder: the cluster's folder (address, events, pause files).
@@ -179,7 +179,7 @@ class ClusterProcess:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log = open(self.folder / "cluster.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "ser_models.testing_cluster", str(self.folder),
+        self.proc = subprocess.Popen([sys.executable, "-m", "ser_models.testing.cluster", str(self.folder),
                                       "--workers", str(workers), "--cpus", str(cpus)],
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + self.START_TIMEOUT_S
