@@ -20,10 +20,10 @@ import soundfile as sf
 import torch
 
 import ser_models
-from ser_models.models import encoder_reference
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.encoders.encoder import FEATURE_CODE_VERSION
 from ser_models.exceptions import AudioError, CheckpointError, ConfigError, EncoderMismatchError
+from ser_models.models import encoder_reference
 from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 
