@@ -13,6 +13,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["SER_MODELS_TESTING"] = "1"  # tiny random encoders are expected here: no warning (ser_models.models.model)
+# The default encoder (model.encoder.source=smart-turn) resolves into the checkout's cache, the folder make demo and
+# the smart_turn_dir fixture import into, never a developer's ~/.cache. Tests that train name a tiny preset.
+os.environ.setdefault("SER_ENCODER_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "encoders"))
 
 from ser_models.testing import free_port  # noqa: E402  (after the offline settings above)
 

@@ -20,12 +20,12 @@ class EncoderConfig:
     :mod:`ser_models.encoders.pretrained`), a tiny preset name (random weights, built from a config, for tests),
     a local folder holding a Hugging Face ``config.json`` (and weights), else a hub id. Hub ids
     are loaded with ``local_files_only=True`` unless ``allow_download`` is true, so a job never reaches the
-    network by accident.
+    network by accident. The default is ``smart-turn``; the random tiny presets are used only where named.
     """
 
-    source: str = field("tiny-wav2vec2", effect=RESULT, path=PATH_OR_NAME, help="smart-turn (the pretrained Whisper-tiny "
-                        "encoder of Smart Turn v3.2, imported once from the pipecat-ai wheel into the encoder cache, "
-                        "$SER_ENCODER_CACHE or ~/.cache/ser-models, and verified by hash), a local folder with a HF "
+    source: str = field("smart-turn", effect=RESULT, path=PATH_OR_NAME, help="smart-turn (the default: the pretrained "
+                        "Whisper-tiny encoder of Smart Turn v3.2, imported on first use from the pipecat-ai wheel into "
+                        "the encoder cache, $SER_ENCODER_CACHE or ~/.cache/ser-models, and verified by hash), a local folder with a HF "
                         "config, a hub id (e.g. microsoft/wavlm-base-plus, openai/whisper-base), or a tiny preset "
                         "with random weights for tests (tiny-wav2vec2|tiny-hubert|tiny-wavlm|tiny-whisper; a -group "
                         "or -stable suffix on the first three gives the group-norm front end of the base checkpoints "

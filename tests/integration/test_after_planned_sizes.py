@@ -19,7 +19,7 @@ from ser_models.testing import DEMO_LABELS
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 RECIPE = [
-    "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+    "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false",
     "model.adapter.kind=frozen", "model.pooling=mean", "model.head_hidden=0", "model.featurizer_layer=1",
     "train.solver=lbfgs", "active.feature_cache=on", "active.initial=random", "active.strategy.name=margin",
     f"model.labels=[{','.join(DEMO_LABELS)}]", "active.budget_labels=[8,14]",

@@ -20,7 +20,7 @@ from ser_models.testing import TRAINED_HEAD_AFTER
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 RECIPE = [
-    *TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+    *TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false",
     "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=pool", "model.head_hidden=0",
     "model.featurizer_layer=1", "train.solver=lbfgs", "active.feature_cache=on", "active.initial=random",
 ]

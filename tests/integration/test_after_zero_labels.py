@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 # A config written from scratch: the encoder, its layer, budgets and sizes; the rest is jobs.after's defaults,
 # the frozen-encoder recipe (pool-standardised features, a linear head by L-BFGS with C by CV, in process).
 RECIPE = [
-    "model.encoder.normalize_waveform=false", "model.featurizer_layer=1", "active.initial=random",
+    "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false", "model.featurizer_layer=1", "active.initial=random",
     "active.strategy.name=margin", f"model.labels=[{','.join(DEMO_LABELS)}]", "active.budget_labels=[8,14]",
     "active.evaluation.test_size=10", "active.evaluation.dev_size=5",
 ]

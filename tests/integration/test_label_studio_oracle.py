@@ -255,7 +255,7 @@ def test_missing_token_names_the_variable(clips, tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------ the whole loop, killed and resumed
 def _after_args(pool_dir, out, server):
     return [sys.executable, "-m", "jobs.after", f"pool_dir={pool_dir}", f"output_dir={out}",
-            *TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+            *TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false",
             "model.adapter.r=4", "model.adapter.alpha=8", "model.head_hidden=16", "train.epochs=1",
             "train.batch_size=8", "train.max_crop_seconds=1.0", "train.early_stopping_patience=0",
             "active.budget_fractions=[0.25,0.5]", "active.initial=random", "active.oracle=label_studio",
@@ -392,7 +392,7 @@ def test_annotators_of_a_segment_pool_get_the_segment_not_the_recording(server, 
 
 
 # ---------------------------------------------------------------- a pool with no labels: evaluation sets first
-ZERO = [*TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+ZERO = [*TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false",
         "model.adapter.kind=frozen", "model.pooling=mean", "model.head_hidden=0", "model.featurizer_layer=1",
         "train.solver=lbfgs", "active.feature_cache=on", "active.initial=random", "active.budget_labels=[8,14]",
         "model.labels=[neutral,happy,angry,sad]", "active.evaluation.test_size=10", "active.evaluation.dev_size=5",

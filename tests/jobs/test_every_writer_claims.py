@@ -44,20 +44,23 @@ def _checkpoint_input(root: Path) -> Path:
     return root
 
 
+#: The random tiny encoder, named: these cases are about claims, and the default encoder (smart-turn) would be
+#: imported before the job reaches its claim.
+TINY = "model.encoder.source=tiny-wav2vec2"
 #: job -> (how its input is made, argv for (output, input)). The input is what the overlap cases point into.
 JOBS = {
-    "after": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
-    "evidence": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
-    "finetune": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
-    "anchor": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", "source=en", "target=de"]),
-    "adapter_pretrain": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
-    "tapt": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
-    "distill": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
-    "layer_analysis": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}"]),
+    "after": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", TINY]),
+    "evidence": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", TINY]),
+    "finetune": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", TINY]),
+    "anchor": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", "source=en", "target=de", TINY]),
+    "adapter_pretrain": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", TINY]),
+    "tapt": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", "encoder.source=tiny-wav2vec2"]),
+    "distill": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", "teacher.source=tiny-wav2vec2"]),
+    "layer_analysis": (_folder_input, lambda o, i: [f"pool_dir={i}", f"output_dir={o}", TINY]),
     "predict": (_folder_input, lambda o, i: [f"checkpoint={i}", f"output_dir={o}", f"pool_dir={i}"]),
     "sweep": (_folder_input, lambda o, i: [str(REPO / "jobs/configs/sweep_smoke.yaml"), f"output_dir={o}",
                                            f"config.pool_dir={i}"]),
-    "adapt": (_folder_input, lambda o, i: [f"source_pool_dir={i}", f"target_pool_dir={i}2", f"output_dir={o}"]),
+    "adapt": (_folder_input, lambda o, i: [f"source_pool_dir={i}", f"target_pool_dir={i}2", f"output_dir={o}", TINY]),
     "prepare_pool": (_file_input, lambda o, i: [f"manifest={i}", f"output_dir={o}"]),
     "segment": (lambda r: _file_input(r, "recordings.csv", "recording,path\nr,a.wav\n"),
                 lambda o, i: [f"recordings={i}", f"output_dir={o}"]),

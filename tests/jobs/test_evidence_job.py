@@ -12,7 +12,7 @@ from ser_models.testing import TRAINED_HEAD_AFTER
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-RECIPE = [*TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.normalize_waveform=false",
+RECIPE = [*TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false",
           "model.adapter.kind=frozen", "model.pooling=mean", "model.featurizer_layer=1", "model.feature_norm=pool",
           "model.head_hidden=0", "model.head_input_norm=false", "train.solver=lbfgs", "train.l2_c=auto",
           "active.initial=random", "active.budget_labels=[8,12,16]", "active.stopping.stop_set_size=0"]

@@ -17,7 +17,7 @@ from ser_models.testing import build_demo_pool
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.slow_e2e]  # two whole jobs: make test-e2e
 
 RECIPE = ["active.strategy.name=auto", "tapt_enabled=false", "scaling.backend=in_process",
-          "model.encoder.normalize_waveform=false", "model.adapter.kind=frozen", "model.pooling=mean",
+          "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false", "model.adapter.kind=frozen", "model.pooling=mean",
           "model.featurizer_layer=1", "model.feature_norm=pool", "model.head_hidden=0",
           "model.head_input_norm=false", "train.solver=lbfgs", "train.l2_c=auto", "active.initial=random",
           "active.stopping.stop_set_size=0"]

@@ -219,7 +219,7 @@ def test_a_second_fine_tuning_of_one_folder_is_refused_naming_the_first(store):
     run = f"{store}/ft"
     with _Holder(run, "run") as pid:
         with pytest.raises(LockHeldError, match=rf"jobs.finetune output folder .*pid {pid}"):
-            main([f"output_dir={run}", f"pool_dir={store}/no-pool"])
+            main([f"output_dir={run}", f"pool_dir={store}/no-pool", "model.encoder.source=tiny-wav2vec2"])
 
 
 # --- evaluation sets -----------------------------------------------------------------------------------------
