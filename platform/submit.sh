@@ -36,7 +36,7 @@ Token auth: the token is read by Ray from RAY_AUTH_TOKEN, else the file named by
 else ~/.ray/auth_token. `ray job submit` sends it only when RAY_AUTH_MODE=token; this script sets that
 when RAY_AUTH_MODE is unset and one of those sources holds a token.
 Without --no-wait the script follows the job by polling its status and logs over HTTP
-(python -m ser_models.job_follow) rather than tailing a WebSocket, which a busy dashboard may close while
+(python -m ser_models.cli.follow) rather than tailing a WebSocket, which a busy dashboard may close while
 the job runs on. Exit status: 0 if the job succeeded, 1 if it failed or was stopped, 3 if the cluster
 stopped answering; with --no-wait, that of `ray job submit`; 2 for a usage error.
 EOF
@@ -158,4 +158,4 @@ fi
 # The python beside `ray` has Ray's job SDK; run from the repository root, it imports ser_models from it.
 python_bin="$(dirname "$ray_bin")/python"
 [[ -x "$python_bin" ]] || python_bin="$(command -v python3)"
-exec "$python_bin" -m ser_models.job_follow --address "$address" "${submission_id[1]}"
+exec "$python_bin" -m ser_models.cli.follow --address "$address" "${submission_id[1]}"

@@ -228,7 +228,7 @@ def _file_layers(path: Path, chain: tuple[Path, ...] = ()) -> list:
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 #: How the running job was started, for its usage and help lines: ``ser-models after`` from the console
-#: command (:mod:`ser_models.command` sets it), else ``python -m jobs.<job>``.
+#: command (:mod:`ser_models.cli.command` sets it), else ``python -m jobs.<job>``.
 _invoked_as: str | None = None
 
 
@@ -251,7 +251,7 @@ def _take_flag(args: list[str], flag: str) -> bool:
 
 
 def _is_recipe(name: str) -> bool:
-    from ser_models.recipes import recipes
+    from ser_models.catalog.recipes import recipes
 
     stem = name.rsplit(".", 1)[0] if name.endswith((".yaml", ".yml")) else name
     return any(p.stem == stem for p in recipes())
@@ -261,7 +261,7 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
     """Parse ``[CONFIG.yaml | --config RECIPE] [key=value ...] [--print-config] [--verbose]`` as every job does.
 
     ``--help`` prints the keys a user sets, grouped; ``--help-all`` every key; ``--help SECTION`` one section
-    (:mod:`ser_models.job_help`). ``--config NAME`` reads a shipped recipe (``ser-models configs`` lists them);
+    (:mod:`ser_models.catalog.help`). ``--config NAME`` reads a shipped recipe (``ser-models configs`` lists them);
     a config path that is no file but a recipe's name does too. ``--print-config`` prints the resolved config as
     YAML and exits. ``--verbose`` (anywhere) sets ``SER_RAY_PROGRESS_BARS=1``,
     ``SER_RAY_DATA_CONSOLE_LEVEL=INFO`` and ``SER_RAY_CONSOLE=1`` (Ray's own console lines) for this process
@@ -272,7 +272,7 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         SystemExit: after help (0; 2 when no argument was given) or ``--print-config`` (0).
     """
     from ser_models import job_help
-    from ser_models.recipes import find_recipe
+    from ser_models.catalog.recipes import find_recipe
 
     args = [a for a in argv if a not in VERBOSE_FLAGS]
     if len(args) != len(argv):
@@ -290,7 +290,7 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         after = args[args.index(flag) + 1:] if flag else []
         section = after[0] if flag in ("-h", "--help") and after and "=" not in after[0] \
             and not after[0].startswith("-") else None
-        from ser_models.job_table import JOBS, job_name
+        from ser_models.catalog.jobs import JOBS, job_name
 
         summary = JOBS[job_name(prog)].summary if job_name(prog) in JOBS else ""
         try:
@@ -459,8 +459,8 @@ def describe(schema: type, prefix: str = "") -> str:
 
 
 def help_keys(schema: type) -> list:
-    """Every leaf key of config dataclass ``schema`` as :class:`ser_models.job_help.Key` rows (for help)."""
-    from ser_models.job_help import Key
+    """Every leaf key of config dataclass ``schema`` as :class:`ser_models.catalog.help.Key` rows (for help)."""
+    from ser_models.catalog.help import Key
 
     effects = key_effects(schema)
     rows = []

@@ -49,8 +49,8 @@ def test_the_wheel_holds_the_library_its_recipes_and_the_commands(wheels):
     assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("ser_models/configs/")) == recipes
     assert "ser_models/job_keys.json" in names
     entry_points = zipfile.ZipFile(wheels["full"]).read("ser_models-0.1.0.dist-info/entry_points.txt").decode()
-    assert "ser-models = ser_models.command:main" in entry_points
-    assert "ser-models-serve = ser_models.serve:main" in entry_points
+    assert "ser-models = ser_models.cli.command:main" in entry_points
+    assert "ser-models-serve = ser_models.cli.serve:main" in entry_points
     metadata = zipfile.ZipFile(wheels["full"]).read("ser_models-0.1.0.dist-info/METADATA").decode()
     assert "Requires-Dist: torch" in metadata
     serve_meta = zipfile.ZipFile(wheels["serve"]).read("ser_models_serve-0.1.0.dist-info/METADATA").decode()

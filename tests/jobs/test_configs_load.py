@@ -1,6 +1,6 @@
 """Every YAML under ``jobs/configs/`` (recursively) loads into its job's schema and names its command.
 
-A config's job comes from its file-name prefix (``ser_models.recipes.RECIPE_PREFIXES``); a YAML with no known
+A config's job comes from its file-name prefix (``ser_models.catalog.recipes.RECIPE_PREFIXES``); a YAML with no known
 prefix fails, so a new job's prefix is added there along with its configs.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from ser_models.catalog.jobs import JOBS as COMMAND_JOBS
+from ser_models.catalog.recipes import RECIPE_PREFIXES
 from ser_models.config import load_config
-from ser_models.job_table import JOBS as COMMAND_JOBS
-from ser_models.recipes import RECIPE_PREFIXES
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "jobs" / "configs"
@@ -31,7 +31,7 @@ def job_of(path: Path) -> tuple[str, str]:
         if path.name.startswith(prefix):
             return job
     pytest.fail(f"{path.relative_to(REPO)}: no job is mapped to this file name; name it after its job "
-                f"({', '.join(JOBS)}...) or add its prefix to ser_models.recipes.RECIPE_PREFIXES")
+                f"({', '.join(JOBS)}...) or add its prefix to ser_models.catalog.recipes.RECIPE_PREFIXES")
 
 
 def header(path: Path) -> list[str]:

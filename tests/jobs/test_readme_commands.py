@@ -29,8 +29,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ser_models.command import HELP_FLAGS
-from ser_models.job_table import JOBS
+from ser_models.catalog.jobs import JOBS
+from ser_models.cli.command import HELP_FLAGS
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -43,8 +43,8 @@ RECIPES = sorted((REPO / "ser_models" / "configs").glob("*.yaml"))
 COMMAND_FORMS = (["ser-models"], [".venv/bin/ser-models"], ["python", "-m", "ser_models"])
 SERVE_FORMS = (["ser-models-serve"], [".venv/bin/ser-models-serve"])
 #: The "module" of a command ``ser-models`` answers itself (overview, recipes, a job's help): it only prints.
-COMMAND = "ser_models.command"
-SERVE = "ser_models.serve"
+COMMAND = "ser_models.cli.command"
+SERVE = "ser_models.cli.serve"
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
@@ -162,7 +162,7 @@ def _parse_only(module_name: str, argv: list[str], monkeypatch):
 def _command_only(argv: list[str]) -> str:
     """``ser-models ARGV`` for what the command answers itself; its output. Fails on a name that is no job
     (the pages write the dashed subcommand) and on any exit but 0."""
-    from ser_models.command import main
+    from ser_models.cli.command import main
 
     head = argv[0] if argv else None
     if head == "configs":

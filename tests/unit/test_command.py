@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from ser_models import command, job_help
-from ser_models.command import JOBS, help_text, list_configs
+from ser_models.catalog.recipes import RECIPE_DIR, find_recipe, recipe_job, recipes
+from ser_models.cli.command import JOBS, help_text, list_configs
 from ser_models.config import parse_job_args, set_invoked_as
 from ser_models.exceptions import ConfigError
-from ser_models.recipes import RECIPE_DIR, find_recipe, recipe_job, recipes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,9 +35,9 @@ def test_every_job_shell_has_a_subcommand_over_the_same_main():
 
 def test_the_help_index_is_current():
     """``job_keys.json`` is what the live config classes give; after changing a key, run
-    ``python -m ser_models.command --write-index``."""
+    ``python -m ser_models.cli.command --write-index``."""
     assert command.build_index() == job_help.load_index(), \
-        "ser_models/job_keys.json is stale: run `python -m ser_models.command --write-index`"
+        "ser_models/job_keys.json is stale: run `python -m ser_models.cli.command --write-index`"
 
 
 @pytest.mark.parametrize("name", [n for n, j in JOBS.items() if j.schema is not None])
@@ -67,7 +67,7 @@ def test_help_section_and_an_unknown_section():
 
 
 def test_help_starts_without_torch_or_ray():
-    code = ("import sys\nfrom ser_models.command import main\n"
+    code = ("import sys\nfrom ser_models.cli.command import main\n"
             "for argv in (['--help'], ['after', '--help'], ['export', '--help-all'], ['configs']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "heavy = [m for m in ('torch', 'ray', 'transformers', 'peft', 'pandas') if m in sys.modules]\n"
@@ -89,7 +89,7 @@ def test_the_overview_lists_every_job_and_an_unknown_job_is_refused():
 def test_configs_lists_every_recipe_under_its_job():
     text = list_configs()
     for path in recipes():
-        assert recipe_job(path) is not None, f"{path.name}: no job prefix (ser_models.recipes.RECIPE_PREFIXES)"
+        assert recipe_job(path) is not None, f"{path.name}: no job prefix (ser_models.catalog.recipes.RECIPE_PREFIXES)"
         assert f"  {path.stem} " in text
     assert "demo_after" in list_configs("after") and "prepare_pool_demo" not in list_configs("after")
     assert (REPO / "jobs" / "configs").resolve() == RECIPE_DIR  # a clone's documented paths read the same files
@@ -166,7 +166,7 @@ def test_flag_forms_and_mistakes_give_clear_answers(capsys):
 
 def test_a_file_that_is_no_onnx_graph_is_a_clear_error(tmp_path):
     (tmp_path / "bad.onnx").write_text("junk")
-    proc = subprocess.run([sys.executable, "-m", "ser_models.serve", str(tmp_path / "bad.onnx"), "x.wav"],
+    proc = subprocess.run([sys.executable, "-m", "ser_models.cli.serve", str(tmp_path / "bad.onnx"), "x.wav"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: CheckpointError:" in proc.stderr and "not an ONNX graph" in proc.stderr

@@ -229,8 +229,8 @@ def test_rayjob_manifest(rel):
     # the installed command with a shipped recipe by name: `ser-models JOB --config NAME key=value ...`
     entry = shlex.split(spec["entrypoint"])
     assert entry[0] == "ser-models" and entry[2] == "--config", spec["entrypoint"]
-    from ser_models.command import JOBS
-    from ser_models.recipes import find_recipe
+    from ser_models.catalog.recipes import find_recipe
+    from ser_models.cli.command import JOBS
 
     module = entry[1].replace("-", "_")
     assert entry[1] in JOBS, f"{rel}: no job {entry[1]!r}"

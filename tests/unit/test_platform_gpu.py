@@ -19,8 +19,8 @@ PLATFORM = ROOT / "platform"
 
 def _job_config(rel: str):
     """The config a RayJob's entrypoint (`ser-models JOB --config RECIPE key=value ...`) runs with."""
-    from ser_models.job_table import JOBS
-    from ser_models.recipes import find_recipe
+    from ser_models.catalog.jobs import JOBS
+    from ser_models.catalog.recipes import find_recipe
 
     spec = yaml.safe_load((PLATFORM / rel).read_text())["spec"]
     entry = shlex.split(spec["entrypoint"])

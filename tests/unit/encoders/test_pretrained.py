@@ -107,8 +107,8 @@ def test_an_import_made_by_hand_into_the_cache_is_adopted_offline(cache, monkeyp
 def test_a_sweeps_base_config_and_a_teacher_are_resolved_in_the_driver(cache):
     """A sweep's base config is a plain dict: its encoder (and a distillation teacher) are resolved before any
     trial starts, so trials on other nodes get the folder; other 'source' keys (a language) are left alone."""
+    from ser_models.catalog.recipes import find_recipe
     from ser_models.config import load_config
-    from ser_models.recipes import find_recipe
     from ser_models.tune.config import SweepConfig
 
     sweep = load_config(SweepConfig, find_recipe("sweep_anchoring_demo"), ["output_dir=o"])

@@ -8,7 +8,7 @@
 
 Each subcommand runs the same ``main(argv)`` as ``python -m jobs.<job>`` in a clone (the job's code lives in
 ``ser_models.runs.<job>``), with the same keys, errors and exit codes. Help is read from ``job_keys.json`` so
-that it starts without importing torch or Ray; ``python -m ser_models.command --write-index`` rewrites that
+that it starts without importing torch or Ray; ``python -m ser_models.cli.command --write-index`` rewrites that
 file after a config changes (a test says when it is stale).
 """
 
@@ -23,8 +23,8 @@ import sys
 from unittest import mock
 
 from ser_models import __version__
-from ser_models.job_help import INDEX_PATH, clip, entry_keys, load_index, render, section_names
-from ser_models.job_table import JOBS, Job, job_name
+from ser_models.catalog.help import INDEX_PATH, clip, entry_keys, load_index, render, section_names
+from ser_models.catalog.jobs import JOBS, Job, job_name
 
 #: The console command's name (also the distribution's).
 COMMAND = "ser-models"
@@ -49,7 +49,7 @@ def overview() -> str:
 
 def list_configs(job: str | None = None) -> str:
     """``ser-models configs [JOB]``: the shipped recipes by job, each with its first sentence."""
-    from ser_models.recipes import recipe_job, recipe_summary, recipes
+    from ser_models.catalog.recipes import recipe_job, recipe_summary, recipes
 
     module = None if job is None else job.replace("-", "_")
     rows = [(recipe_job(p) or "?", p.stem, recipe_summary(p)) for p in recipes()
@@ -105,8 +105,8 @@ def build_index() -> dict:
 
 def index_entry(job: str, summary: str, schema: type | None, text: str | None = None) -> dict:
     """One job's entry of the index, from its live schema (or its argparse help ``text``)."""
+    from ser_models.catalog.help import recipe_keys
     from ser_models.config import help_keys
-    from ser_models.job_help import recipe_keys
 
     if schema is None:
         return {"summary": summary, "text": text}

@@ -6,7 +6,7 @@ the submit command dies although the job runs on. ``platform/submit.sh`` therefo
 and hands the submission id to this module, which asks for the status and the logs every few seconds (each
 request stands alone, so a dropped connection costs one poll, not the run) and exits with the job's outcome.
 
-    python -m ser_models.job_follow --address http://127.0.0.1:8265 SUBMISSION_ID
+    python -m ser_models.cli.follow --address http://127.0.0.1:8265 SUBMISSION_ID
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def follow(address: str, submission_id: str, *, poll_seconds: float = 2.0, max_e
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ser_models.job_follow", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ser_models.cli.follow", description=__doc__.split("\n")[0])
     parser.add_argument("submission_id")
     parser.add_argument("--address", required=True, help="the cluster's job API, e.g. http://127.0.0.1:8265")
     parser.add_argument("--poll-seconds", type=float, default=2.0, help="seconds between two polls")

@@ -1,6 +1,6 @@
 """The jobs the ``ser-models`` command runs: subcommand, module, config class, group and one-line summary.
 
-Plain data, imported by the command (:mod:`ser_models.command`) and by every job's ``--help``
+Plain data, imported by the command (:mod:`ser_models.cli.command`) and by every job's ``--help``
 (:func:`ser_models.config.parse_job_args`); it imports nothing of the platform.
 """
 

@@ -23,7 +23,7 @@ WIDTH = 100
 #: The most lines ``--help`` prints for one job.
 MAX_LINES = 60
 #: The committed key index the console command reads (:func:`build_index`).
-INDEX_PATH = Path(__file__).resolve().parent / "job_keys.json"
+INDEX_PATH = Path(__file__).resolve().parents[1] / "job_keys.json"
 
 #: Sections in the order help prints them, each with the patterns of the dotted keys it holds (fnmatch-like:
 #: ``*`` is any run of characters). A key goes to the first section with a matching pattern; keys no pattern
@@ -184,7 +184,7 @@ def recipe_keys(job: str) -> set[str]:
     """The dotted keys the shipped recipes of ``job`` set (``extends`` chains included)."""
     import yaml
 
-    from ser_models.recipes import recipe_job, recipes
+    from ser_models.catalog.recipes import recipe_job, recipes
 
     out: set[str] = set()
 

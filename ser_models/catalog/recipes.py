@@ -12,7 +12,7 @@ from pathlib import Path
 from ser_models.exceptions import ConfigError
 
 #: The folder that holds the recipes.
-RECIPE_DIR = Path(__file__).resolve().parent / "configs"
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 #: File-name prefix -> job (the subcommand's module name). The first prefix a name starts with wins, so the
 #: longer prefixes come first where two could match.
