@@ -271,7 +271,7 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         ConfigError: a bad key, value, file or recipe name.
         SystemExit: after help (0; 2 when no argument was given) or ``--print-config`` (0).
     """
-    from ser_models import job_help
+    from ser_models.catalog import help as job_help
     from ser_models.catalog.recipes import find_recipe
 
     args = [a for a in argv if a not in VERBOSE_FLAGS]

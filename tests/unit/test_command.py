@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ser_models import command, job_help
+from ser_models.catalog import help as job_help
 from ser_models.catalog.recipes import RECIPE_DIR, find_recipe, recipe_job, recipes
+from ser_models.cli import command
 from ser_models.cli.command import JOBS, help_text, list_configs
 from ser_models.config import parse_job_args, set_invoked_as
 from ser_models.exceptions import ConfigError
