@@ -22,11 +22,11 @@ def cache(tmp_path, monkeypatch, smart_turn_dir):
     return tmp_path / "encoders"
 
 
-def test_the_name_is_imported_once_then_reused_after_its_hash_checks(cache, smart_turn_dir, capsys):
+def test_the_default_is_imported_once_then_reused_after_its_hash_checks(cache, smart_turn_dir, capsys):
     from ser_models.runs.after import AfterJobConfig
 
-    cfg = AfterJobConfig(pool_dir="p", output_dir="o")
-    cfg.model.encoder.source = "smart-turn"
+    cfg = AfterJobConfig(pool_dir="p", output_dir="o")  # a config of paths alone
+    assert cfg.model.encoder.source == EncoderConfig().source == "smart-turn"  # the pretrained encoder by default
     pretrained.resolve_encoder_names(cfg)
     folder = cache / "smart-turn-v3.2-whisper-tiny"
     assert cfg.model.encoder.source == str(folder)
