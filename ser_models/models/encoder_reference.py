@@ -23,7 +23,7 @@ _warned_test_encoder = False
 
 
 def warn_test_encoder(source: str) -> bool:
-    """Log, once per process, that ``source`` (a tiny preset, the library's default ``model.encoder.source``) is a
+    """Log, once per process, that ``source`` (a tiny preset, used only where a config names it) is a
     random-initialised test encoder, and how to choose a real one; silent when ``$SER_MODELS_TESTING`` is set.
 
     Returns:
@@ -34,9 +34,9 @@ def warn_test_encoder(source: str) -> bool:
         return False
     _warned_test_encoder = True
     _log.warning("model.encoder.source=%s is a random-initialised test encoder: its predictions mean nothing. "
-                 "Set model.encoder.source to a pretrained encoder (smart-turn: the Whisper-tiny encoder of "
-                 "Smart Turn v3.2, imported once; a local folder; or a hub id), as a key=value override or in "
-                 "the job's YAML", source)
+                 "Set model.encoder.source to a pretrained encoder (smart-turn, the default: the Whisper-tiny "
+                 "encoder of Smart Turn v3.2, imported once; a local folder; or a hub id), as a key=value override "
+                 "or in the job's YAML", source)
     return True
 
 
