@@ -124,8 +124,15 @@ _TEMPLATE_FILES = ("label_studio.sqlite3", ".env")
 
 def template_folder(executable: str) -> Path:
     """Where the migrated database of ``executable``'s installation is kept: inside its environment, so that a
-    new install (another pin) gets a new one."""
-    return Path(executable).absolute().parent.parent / "ser-models-template"
+    new install (another pin) gets a new one; for an installation this user cannot write (a system package), in
+    the user's cache under a name made from the executable's path."""
+    env = Path(executable).absolute().parent.parent
+    if os.access(env, os.W_OK):
+        return env / "ser-models-template"
+    import hashlib
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "ser-models")
+    return base / f"label-studio-template-{hashlib.sha256(str(env).encode()).hexdigest()[:12]}"
 
 
 def migrated_template(executable: str, timeout: float = 240.0) -> Path:
