@@ -13,10 +13,12 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ser_models import ownership
 from ser_models.testing import free_port
 
 __all__ = ["LabelStudioServer", "find_label_studio", "start_label_studio"]
@@ -154,16 +156,22 @@ def migrated_template(executable: str, timeout: float = 240.0) -> Path:
         fcntl.flock(guard, fcntl.LOCK_EX)
         if (folder / "token").is_file():
             return folder
-        build = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(build, ignore_errors=True)
-        server = _start(build, executable, None, timeout, secrets.token_hex(20))
-        server.stop()
-        for name in os.listdir(build):
-            if name not in _TEMPLATE_FILES:
-                shutil.rmtree(build / name) if (build / name).is_dir() else (build / name).unlink()
-        (build / "token").write_text(server.token)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(build, folder)  # whole or absent: a killed build leaves only the .partial folder
+        if folder.exists():
+            raise RuntimeError(f"{folder} exists but holds no template (no token): remove it by hand")
+        # The server's first start runs in a staging folder of the ownership module, which alone removes it;
+        # only the template's files reach a new folder beside the target, renamed into place whole.
+        build = Path(ownership.make_staging("label-studio-template"))
+        try:
+            server = _start(build, executable, None, timeout, secrets.token_hex(20))
+            server.stop()
+            part = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))
+            for name in _TEMPLATE_FILES:
+                if (build / name).is_file():
+                    shutil.copy2(build / name, part / name)
+            (part / "token").write_text(server.token)
+            os.replace(part, folder)  # whole or absent: a killed build leaves a .partial-* folder, never a half one
+        finally:
+            ownership.discard_staging(build)
     return folder
 
 

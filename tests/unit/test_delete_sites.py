@@ -21,7 +21,6 @@ ALLOWED = {
                         "temporary file of an atomic write, and a folder swap's old version",
     "ser_models/locks.py": "a lock file, removed under its guard only while it names this writer",
     "ser_models/testing/__init__.py": "test helpers: files the test itself made",
-    "ser_models/testing/label_studio.py": "test helpers: the partial Label Studio template it is building",
     "ser_models/testing/cluster.py": "test helpers: the Ray cluster's own temporary folder and armed failpoints",
     "ser_models/data/synth/bad_clips.py": "the demo generator: the 'missing file' case it just made",
 }
