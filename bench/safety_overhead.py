@@ -104,8 +104,10 @@ class SafetyTimer:
 
 def instrument() -> SafetyTimer:
     """Wrap the machinery's entry points in this process."""
-    from ser_models import lock_guard, locks, ownership
     from ser_models.data.ledger import LabelLedger
+    from ser_models.locks import folder_lock as locks
+    from ser_models.locks import guard as lock_guard
+    from ser_models.ownership import claims as ownership
 
     timer = SafetyTimer()
     for name in ("acquire", "release", "assert_held"):

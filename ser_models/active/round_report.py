@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ser_models.evaluation import headline_metric
 from ser_models.io import exists, read_bytes, read_json, storage_path, write_bytes_atomic, write_json_atomic
 from ser_models.planning.forecast import ForecastConfig, forecast_rounds
+from ser_models.scoring.evaluation import headline_metric
 
 
 @dataclass

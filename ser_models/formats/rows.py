@@ -391,7 +391,7 @@ def finish(rows: Sequence[Row], *, source: str, fmt: str, output: str, kind: str
     report.output = str(output)
     refused_file = refused_path(output)
     if refused:
-        from ser_models.spreadsheet import neutralise_frame
+        from ser_models.formats.spreadsheet import neutralise_frame
 
         listing = pd.DataFrame(refused, columns=["row", "id", "reason", "detail"]).astype({"id": object})
         buffer = _bytes_io.StringIO()

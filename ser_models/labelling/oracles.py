@@ -19,8 +19,8 @@ import pandas as pd
 
 from ser_models import io
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
+from ser_models.formats.spreadsheet import match_ids, neutralise_frame, restore_cell
 from ser_models.labelling.clips import CLIP_COLUMNS
-from ser_models.spreadsheet import match_ids, neutralise_frame, restore_cell
 
 __all__ = ["DETAIL_COLUMNS", "FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
 
@@ -202,7 +202,7 @@ class FileOracle:
     Text cells that a spreadsheet would run as formulas (starting with ``=``, ``+``, ``-``, ``@``, tab or CR)
     are written with a leading ``'``, and so are cells starting with ``'``; the import removes exactly that
     prefix, or finds it already dropped by a spreadsheet, so every id comes back as it was
-    (:mod:`ser_models.spreadsheet`).
+    (:mod:`ser_models.formats.spreadsheet`).
 
     Args:
         round_dir: folder of the round (local path or ``pyarrow.fs`` URI).

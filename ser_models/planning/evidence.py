@@ -226,7 +226,7 @@ def runs_frame(runs: Sequence[tuple[str, int, Sequence[dict]]], split: str = "te
         One row per round with :data:`RUN_COLUMNS` (``test_ua`` holds ``split``'s UA, or its mean CCC for a
         model without classes) and ``dev_ua``.
     """
-    from ser_models.evaluation import headline_metric
+    from ser_models.scoring.evaluation import headline_metric
 
     rows = []
     for strategy, seed, rounds in runs:

@@ -78,11 +78,11 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
     from ser_models.analysis.anchoring import anchor_groups, resolve_anchors, sample_target_ids
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
-    from ser_models.evaluation import evaluate_checkpoint
     from ser_models.io import exists, read_json, storage_path, write_json_atomic
     from ser_models.metrics import metrics_table
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
+    from ser_models.scoring.evaluation import evaluate_checkpoint
     from ser_models.training import train_model
 
     t0 = time.perf_counter()

@@ -289,9 +289,9 @@ def run_rows(strategy: str, seed: int, reports, seconds: float, classes=(), fold
     """
     from ser_models.active.round_report import RoundReport
     from ser_models.data.ledger import LabelLedger
-    from ser_models.evaluation import headline_metric
     from ser_models.io import storage_path
     from ser_models.planning.evidence import CLASS_PREFIX
+    from ser_models.scoring.evaluation import headline_metric
 
     ledger = None
     rows = []
@@ -521,7 +521,7 @@ class _Progress:
         self.done, self.ran, self.t0 = 0, 0, time.perf_counter()
 
     def finished(self, i: int, result, earlier: bool = False) -> None:
-        from ser_models.evaluation import headline_metric
+        from ser_models.scoring.evaluation import headline_metric
 
         self.done += 1
         self.ran += not earlier

@@ -21,8 +21,8 @@ from ser_models.active.loop_config import ActiveConfig
 from ser_models.data import Pool, PoolConfig, decode_pool_audio, prepare_pool, read_manifest
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import LabellingPending, ManifestError
+from ser_models.formats.spreadsheet import FORMULA_STARTS, NEUTRALISED
 from ser_models.io import storage_path
-from ser_models.spreadsheet import FORMULA_STARTS, NEUTRALISED
 
 pytestmark = [pytest.mark.ray]
 LABELS = ["happy", "sad"]

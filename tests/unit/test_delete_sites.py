@@ -16,10 +16,10 @@ DELETES = {"rmtree", "remove", "unlink", "rmdir", "removedirs", "delete_dir", "d
 _NOT_FILES = ("remove", "clear")
 #: The one module that deletes, and the primitives below it, each with why it may.
 ALLOWED = {
-    "ser_models/ownership.py": "the ownership module: every delete of an output's contents",
+    "ser_models/ownership/claims.py": "the ownership module: every delete of an output's contents",
     "ser_models/io.py": "the store primitives ownership calls (delete_dir, fs_delete, never following links), the "
                         "temporary file of an atomic write, and a folder swap's old version",
-    "ser_models/locks.py": "a lock file, removed under its guard only while it names this writer",
+    "ser_models/locks/folder_lock.py": "a lock file, removed under its guard only while it names this writer",
     "ser_models/testing/__init__.py": "test helpers: files the test itself made",
     "ser_models/testing/cluster.py": "test helpers: the Ray cluster's own temporary folder and armed failpoints",
     "ser_models/data/synth/bad_clips.py": "the demo generator: the 'missing file' case it just made",

@@ -214,7 +214,7 @@ def _dead_pid() -> int:
 
 def test_a_stale_lock_whose_folder_guard_stays_held_is_not_taken_over(tmp_path, monkeypatch):
     """A taker waits for the folder's guard (a commit in progress) only so long, then stops and takes nothing."""
-    from ser_models import locks
+    from ser_models.locks import folder_lock as locks
     from ser_models.locks import machine_identity
 
     monkeypatch.setattr(locks, "GUARD_WAIT_S", 0.5)

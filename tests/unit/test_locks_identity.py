@@ -31,9 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_models import lock_guard, lock_identity
 from ser_models.exceptions import ConfigError, LockHeldError, LockLostError
-from ser_models.lock_identity import pid_alive, proc_start, proc_stat
 from ser_models.locks import (
     LOCK_NAME,
     MIN_STALE_S,
@@ -44,6 +42,9 @@ from ser_models.locks import (
     held_lock_for,
     machine_identity,
 )
+from ser_models.locks import guard as lock_guard
+from ser_models.locks import identity as lock_identity
+from ser_models.locks.identity import pid_alive, proc_start, proc_stat
 from ser_models.testing import beating_lock
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ inside marked folders, on recorded children or the kind's own layout names.
 
 The second part is the module's contract function by function: which folders a claim takes (new, ours, adopted
 by content) and refuses (with which words), what the marker holds, and what each delete removes and keeps; the
-third, :func:`ser_models.overlap.check_apart` (an output that is an input, lies inside one or contains one is
+third, :func:`ser_models.ownership.overlap.check_apart` (an output that is an input, lies inside one or contains one is
 refused naming both keys and paths). Real files in ``tmp_path``; S3 (moto) only where a branch is specific to
 object stores."""
 
@@ -26,7 +26,6 @@ from ser_models.data import PoolConfig, prepare_pool
 from ser_models.data.pool_builds import legacy_pool
 from ser_models.exceptions import ForeignFolderError, LockHeldError, LockLostError, OutputOverlapError
 from ser_models.locks import LOCK_NAME, STALE_ENV, TAKE_OVER_ENV, WAIT_ENV, FolderLock
-from ser_models.overlap import check_apart
 from ser_models.ownership import (
     KINDS,
     MARKER_NAME,
@@ -51,6 +50,7 @@ from ser_models.ownership import (
     remove_if,
     replace_files,
 )
+from ser_models.ownership.overlap import check_apart
 
 
 def _plain_folder(root):
@@ -1097,7 +1097,7 @@ def test_recognise_files_refuses_an_empty_folder(tmp_path):
     assert recognise_files(LAYOUT)(str(tmp_path), []) is None
 
 
-# -- outputs apart from inputs (ser_models.overlap) -------------------------------------------------------------
+# -- outputs apart from inputs (ser_models.ownership.overlap) -------------------------------------------------------------
 
 def _message(key: str, output, relation: str, name: str, value) -> str:
     return (f"refusing to write {key}={output}: it {relation} the input {name}={value}, so the job would write into "

@@ -8,7 +8,13 @@ import io
 import pandas as pd
 import pytest
 
-from ser_models.spreadsheet import FORMULA_STARTS, match_ids, neutralise_cell, neutralise_frame, restore_cell
+from ser_models.formats.spreadsheet import (
+    FORMULA_STARTS,
+    match_ids,
+    neutralise_cell,
+    neutralise_frame,
+    restore_cell,
+)
 
 TEXTS = ["=cmd|' /C calc'!A0", "+1", "-x", "@SUM(A1)", "\tx", "\rx", "'", "''", "'=x", "'x", "x'", "plain",
          "", "=", "a=b", "''=x", "'''"]

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from ser_models.exceptions import LabellingPending
+from ser_models.formats.spreadsheet import FORMULA_STARTS
 from ser_models.labelling import FileOracle
-from ser_models.spreadsheet import FORMULA_STARTS
 
 IDS = ["=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0", "+1", "-x", "@x", "'q", "q", "Abc", "abc", "../../../../x",
        "/etc/x", "%2e%2e", "a\u2215b", "a\uff0eb"]

@@ -1,11 +1,11 @@
 """One writer at a time: a lock file in each output folder (pool, run folder, feature cache, segment output).
 
-A lock is the file ``<folder>/.ser-lock.json``: its holder's identity (:mod:`ser_models.lock_identity`), a random
+A lock is the file ``<folder>/.ser-lock.json``: its holder's identity (:mod:`ser_models.locks.identity`), a random
 owner token, a heartbeat (``beat`` counter, ``heartbeat_at`` by the holder's clock) and what the folder is. In
 short (docs/safety.md has the whole story): a holder on this host, boot and PID namespace is judged by its pid and
 is never taken over while alive; any other is stale only once a watching writer saw it unchanged for ``stale_s``
 on its own monotonic clock. Locally the file is created with ``O_CREAT | O_EXCL`` and heartbeats, take-overs,
-releases and fenced commits run under an ``flock`` of the folder (:mod:`ser_models.lock_guard`); on object stores
+releases and fenced commits run under an ``flock`` of the folder (:mod:`ser_models.locks.guard`); on object stores
 a lease object is written when absent and read back after :data:`SETTLE_S`. A commit runs inside
 :func:`fenced_for` and raises :class:`~ser_models.exceptions.LockLostError` unless every lock above it still names
 this writer. ``SER_LOCK_TAKE_OVER=<host>:<pid>`` takes over the holder it names (never one alive here). Locks are
@@ -23,8 +23,8 @@ from contextlib import ExitStack, contextmanager
 
 from ser_models import io
 from ser_models.exceptions import LockHeldError, LockLostError
-from ser_models.lock_guard import folder_guard as _guard
-from ser_models.lock_identity import (
+from ser_models.locks.guard import folder_guard as _guard
+from ser_models.locks.identity import (
     DEFAULT_STALE_S,
     HOST,
     MAX_HEARTBEAT_S,
@@ -39,11 +39,11 @@ from ser_models.lock_identity import (
     take_over_holder,
     wait_seconds,
 )
-from ser_models.lock_identity import identity as _identity
-from ser_models.lock_identity import iso as _iso
-from ser_models.lock_identity import now as _now
-from ser_models.lock_identity import pid_alive as _pid_alive
-from ser_models.lock_identity import same_machine as _same_machine
+from ser_models.locks.identity import identity as _identity
+from ser_models.locks.identity import iso as _iso
+from ser_models.locks.identity import now as _now
+from ser_models.locks.identity import pid_alive as _pid_alive
+from ser_models.locks.identity import same_machine as _same_machine
 
 LOCK_NAME = ".ser-lock.json"
 #: Seconds a taker waits at least for the folder's guard (held by a commit in progress, or by a process paused

@@ -44,7 +44,7 @@ import pyarrow.fs as pafs
 from ser_models import io
 from ser_models.exceptions import ForeignFolderError
 from ser_models.locks import LOCK_NAME, FolderLock, assert_held_for, fenced_for, held_lock_for
-from ser_models.overlap import check_apart
+from ser_models.ownership.overlap import check_apart
 
 MARKER_NAME = ".ser-output.json"
 #: What each kind of output folder is (for messages).
