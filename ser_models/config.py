@@ -84,6 +84,36 @@ def _nested_schema(f: dataclasses.Field) -> type | None:
     return ftype if ftype is not None and dataclasses.is_dataclass(ftype) else None
 
 
+def renamed_keys(schema: type, prefix: str = "") -> dict[str, str]:
+    """``{old dotted key: new dotted key}`` of ``schema`` and the configs nested in it: a config class names the
+    keys it renamed in a ``RENAMED`` class attribute (``{"target_half_width": "half_width"}``). One concept has one
+    key name across the jobs, and an old name is refused with the new one, never read as an alias."""
+    out = {f"{prefix}{old}": f"{prefix}{new}" for old, new in getattr(schema, "RENAMED", {}).items()}
+    for f in dataclasses.fields(schema):
+        if (nested := _nested_schema(f)) is not None:
+            out.update(renamed_keys(nested, prefix=f"{prefix}{f.name}."))
+    return out
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a YAML mapping layer (a nested mapping's own key too)."""
+    if not isinstance(node, (dict, DictConfig)):
+        return []
+    keys = []
+    for key, value in node.items():
+        keys.append(f"{prefix}{key}")
+        keys += _dotted_keys(value, prefix=f"{prefix}{key}.")
+    return keys
+
+
+def _refuse_renamed(schema: type, layer: Any, where: str = "") -> None:
+    """Raise :class:`ConfigError` naming the new key when ``layer`` sets a key ``schema`` renamed."""
+    renamed = renamed_keys(schema)
+    for key in _dotted_keys(layer):
+        if key in renamed:
+            raise ConfigError(f"config key '{key}' is now called '{renamed[key]}'{where}: rename it")
+
+
 def key_effects(schema: type, prefix: str = "", inherited: str | None = None) -> dict[str, str | None]:
     """``{dotted name: effect}`` of every leaf key of ``schema`` (nested configs walked; a nested config's own
     effect covers the keys below it); None for a key that carries none (treated as :data:`RESULT`)."""
@@ -180,6 +210,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     if path is not None:
         path = Path(path)
         layers += _file_layers(path)
+    n_file_layers = len(layers) - 1
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key.sub=value, got {bad}")
@@ -190,6 +221,8 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
             layers.append(OmegaConf.from_dotlist(list(overrides)))
         except (OmegaConfBaseException, yaml.YAMLError) as exc:  # a value that is not YAML: `k={a:[1]}`
             raise ConfigError(f"cannot parse overrides {list(overrides)}: {exc}") from exc
+    for i, layer in enumerate(layers[1:], start=1):  # the file's layers, then the overrides
+        _refuse_renamed(schema, layer, f" (file {path})" if path is not None and i <= n_file_layers else "")
     try:
         merged = OmegaConf.merge(*layers)
         obj = OmegaConf.to_object(merged)
@@ -386,6 +419,7 @@ def to_dict(cfg: Any) -> dict:
 
 def from_dict(schema: type[T], data: dict) -> T:
     """Inverse of :func:`to_dict`, with the same validation as :func:`load_config`."""
+    _refuse_renamed(schema, data)
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))  # type: ignore
     except OmegaConfBaseException as exc:

@@ -38,7 +38,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                           "active.warm_start*", "active.max_per_recording", "active.semi_supervised*", "active.clip_context*",
                           "budget", "rounds", "schedule", "shares"),
     "evaluation": ("active.evaluation.*", "active.forecast.*", "evidence.*", "evaluate_split", "dev_on", "dev_ratio",
-                   "target_half_width", "target_ua", "expected_ua", "confidence", "max_pool_share", "max_test_share",
+                   "half_width", "target_ua", "expected_ua", "confidence", "max_share", "max_test_share",
                    "max_per_unit", "min_per_class", "recalls", "test_fraction", "dev_fraction", "test_session",
                    "dev_session"),
     "model": ("model.*", "encoder.*", "encoder_source", "teacher.*", "cross_lingual.*", "anchoring.*"),

@@ -37,6 +37,7 @@ import dataclasses
 import math
 import shlex
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from scipy.stats import norm
@@ -79,6 +80,9 @@ def verdict_labels(half_width: float = RESOLVE_HALF_WIDTH, reference: tuple[int,
 class PlanConfig:
     """Inputs of ``python -m jobs.plan``: the budget, the classes and how precise the test set must be."""
 
+    #: keys named as the loop's evaluation sets name them (``active.evaluation.half_width``, ``max_share``)
+    RENAMED: ClassVar[dict[str, str]] = {"target_half_width": "half_width", "max_pool_share": "max_share"}
+
     budget: int = field(0, effect=RESULT, help="total labels the team can buy (test + dev + training), in clips")
     labels: list[str] = field(effect=RESULT, default_factory=list, help="class names, e.g. [angry,happy,neutral,sad]; empty = "
                               "the labels found in pool_dir")
@@ -88,11 +92,11 @@ class PlanConfig:
     expected_ua: float = field(0.6, effect=RESULT, help="expected UA (mean per-class recall) of the final model")
     recalls: list[float] = field(effect=RESULT, default_factory=list, help="expected recall of each class, in labels' order "
                                  "(empty = expected_ua for every class)")
-    target_half_width: float = field(0.05, effect=RESULT, help="wanted half-width of the test set's UA interval (+/- UA)")
+    half_width: float = field(0.05, effect=RESULT, help="wanted half-width of the test set's UA interval (+/- UA)")
     confidence: float = field(0.95, effect=RESULT, help="confidence of the interval (0.95 = 95 %)")
     max_test_share: float = field(0.3, effect=RESULT, help="most of the budget the test set may take; a warning says when "
-                                  "this cap leaves the interval wider than target_half_width")
-    max_pool_share: float = field(0.3, effect=RESULT, help="with pool_dir: most of the pool the test and dev sets together "
+                                  "this cap leaves the interval wider than half_width")
+    max_share: float = field(0.3, effect=RESULT, help="with pool_dir: most of the pool the test and dev sets together "
                                   "may take (the loop's active.evaluation.max_share)")
     max_per_unit: int = field(0, effect=RESULT, help="most clips of one recording (else speaker) in an evaluation set (0 = "
                               "whole units; active.evaluation.max_per_unit): smaller clusters, a smaller design effect")
@@ -130,10 +134,10 @@ class PlanConfig:
             (0 < self.expected_ua < 1, f"expected_ua must be in (0, 1), got {self.expected_ua}"),
             (all(0 <= r <= 1 for r in self.recalls), f"recalls must be in [0, 1], got {list(self.recalls)}"),
             (all(s > 0 for s in self.shares), f"shares must be > 0, got {list(self.shares)}"),
-            (0 < self.target_half_width < 1, f"target_half_width must be in (0, 1), got {self.target_half_width}"),
+            (0 < self.half_width < 1, f"half_width must be in (0, 1), got {self.half_width}"),
             (0 < self.confidence < 1, f"confidence must be in (0, 1), got {self.confidence}"),
             (0 < self.max_test_share < 1, f"max_test_share must be in (0, 1), got {self.max_test_share}"),
-            (0 < self.max_pool_share < 1, f"max_pool_share must be in (0, 1), got {self.max_pool_share}"),
+            (0 < self.max_share < 1, f"max_share must be in (0, 1), got {self.max_share}"),
             (self.max_per_unit >= 0, f"max_per_unit must be >= 0 (0 = whole units), got {self.max_per_unit}"),
             (self.dev_ratio >= 0, f"dev_ratio must be >= 0, got {self.dev_ratio}"),
             (self.min_per_class >= 1, f"min_per_class must be >= 1, got {self.min_per_class}"),
@@ -418,7 +422,7 @@ class BudgetPlan:
             lines.append(f"  {mark} {row['test_size']:>10}  {row['rarest_clips']:>12.1f}  {row['half_width']:>7.3f}"
                          f"  {sim:>9}{note}")
         cap = (f"the cap is {self.test_cap} ({self.test_cap / self.budget:.0%} of the budget)" if not self.pool else
-               f"the cap is {self.test_cap} (max_test_share of the budget, and test + dev within max_pool_share "
+               f"the cap is {self.test_cap} (max_test_share of the budget, and test + dev within max_share "
                f"of the pool's {self.pool['clips']} clips)")
         need = (f"the smallest reaching +/-{self.target_half_width:.3f}" if self.test_size == self.test_needed
                 else f"{self.test_needed} would reach +/-{self.target_half_width:.3f}")
@@ -517,16 +521,16 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
     sim_cluster, sim_icc = (cluster, cfg.icc) if cfg.design_effect is None else (1.0, 0.0)
 
     floor = math.ceil(cfg.min_per_class / p_min - 1e-9)  # the rarest class expected min_per_class times
-    needed = max(required_test_size(cfg.target_half_width, shares, recalls, z, deff), floor)
+    needed = max(required_test_size(cfg.half_width, shares, recalls, z, deff), floor)
     cap = int(cfg.max_test_share * cfg.budget)
-    if pool is not None:  # test + dev within max_pool_share of the pool, as the loop's own sizing
-        cap = min(cap, int(int(cfg.max_pool_share * pool.clips) / (1 + cfg.dev_ratio)))
+    if pool is not None:  # test + dev within max_share of the pool, as the loop's own sizing
+        cap = min(cap, int(int(cfg.max_share * pool.clips) / (1 + cfg.dev_ratio)))
     test = max(min(needed, cap), floor)  # below the floor a class would be measured on a handful of clips
     test_hw = ua_half_width(test, shares, recalls, z, deff)
     if needed > cap:
-        warnings.append(f"the test set that reaches +/-{cfg.target_half_width:.3f} UA needs {needed} labels, more "
+        warnings.append(f"the test set that reaches +/-{cfg.half_width:.3f} UA needs {needed} labels, more "
                         f"than max_test_share={cfg.max_test_share:g} of the budget"
-                        + (f" or max_pool_share={cfg.max_pool_share:g} of the pool" if pool is not None else "")
+                        + (f" or max_share={cfg.max_share:g} of the pool" if pool is not None else "")
                         + f" allow ({cap}): the test set is {test} (+/-{test_hw:.3f}). Raise the budget or the "
                         "share, lower the design effect (max_per_unit), or accept the wider interval")
     dev = max(math.ceil(cfg.dev_ratio * test - 1e-9), floor)
@@ -555,7 +559,7 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
     return BudgetPlan(
         budget=cfg.budget, labels=labels, shares=[float(s) for s in shares], shares_source=source,
         recalls=[float(r) for r in recalls], confidence=cfg.confidence, z=z,
-        target_half_width=cfg.target_half_width, design_effect=float(deff), cluster_size=float(cluster),
+        target_half_width=cfg.half_width, design_effect=float(deff), cluster_size=float(cluster),
         icc=float(cfg.icc), test_needed=needed, test_cap=cap, test_size=test, test_half_width=test_hw,
         dev_size=dev, dev_half_width=ua_half_width(dev, shares, recalls, z, deff),
         initial_size=initial, initial_miss_probability=float((1 - p_min) ** initial), budget_labels=targets,

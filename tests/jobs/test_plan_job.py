@@ -115,4 +115,4 @@ def test_a_pool_plan_says_what_the_drawn_sets_hold_and_warns_on_few_speakers(tmp
     assert "What the loop's draw with these sizes holds (active.seed=0):" in printed
     assert "  test: 92 clips from 0 recordings, 2 speakers, 0 groups (2 units taken); 46 clips per speaker" in printed
     assert "warning: the test set spans 2 speakers, under 10" in printed
-    assert "max_pool_share=0.3 of the pool" in printed
+    assert "max_share=0.3 of the pool" in printed

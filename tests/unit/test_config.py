@@ -216,3 +216,42 @@ def test_config_yaml_never_holds_the_user_info_of_a_url():
     assert "s3cr3t" not in text and "AKIAXX" not in text and "pw@" not in text
     assert "manifest: s3://bucket/m.csv" in text and "output_dir: https://host/pool" in text
     assert strip_user_info({"a": ["http://x:y@h/p", "plain@text"]}) == {"a": ["http://h/p", "plain@text"]}
+
+
+def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
+    """One concept has one key name: an old name is an error that names the new one, from an override, a file
+    (named in the message) or a dict, and never a silent alias."""
+    from ser_models.config import from_dict, renamed_keys
+    from ser_models.planning.planner import PlanConfig
+
+    assert renamed_keys(PlanConfig) == {"target_half_width": "half_width", "max_pool_share": "max_share"}
+    with pytest.raises(ConfigError, match=r"'target_half_width' is now called 'half_width'"):
+        load_config(PlanConfig, overrides=["target_half_width=0.1"])
+    recipe = tmp_path / "plan.yaml"
+    recipe.write_text("budget: 400\nmax_pool_share: 0.5\n")
+    with pytest.raises(ConfigError, match=r"'max_pool_share' is now called 'max_share' \(file .*plan\.yaml\)"):
+        load_config(PlanConfig, recipe)
+    with pytest.raises(ConfigError, match="is now called 'half_width'"):
+        from_dict(PlanConfig, {"target_half_width": 0.1})
+    assert load_config(PlanConfig, overrides=["budget=400", "half_width=0.1", "max_share=0.5"]).max_share == 0.5
+
+
+def test_renamed_keys_are_found_in_nested_configs():
+    import dataclasses as dc
+    from typing import ClassVar
+
+    from ser_models.config import renamed_keys
+
+    @dc.dataclass
+    class Inner:
+        RENAMED: ClassVar[dict[str, str]] = {"old": "new"}
+        new: int = 1
+
+    @dc.dataclass
+    class Outer:
+        inner: Inner = dc.field(default_factory=Inner)
+
+    assert renamed_keys(Outer) == {"inner.old": "inner.new"}
+    with pytest.raises(ConfigError, match=r"'inner\.old' is now called 'inner\.new'"):
+        load_config(Outer, overrides=["inner.old=2"])
+    assert load_config(Outer, overrides=["inner.new=2"]).inner.new == 2
