@@ -16,6 +16,7 @@ Run layout under ``output_dir``::
     metrics.jsonl                  one line per finished round
     report/labels.json             labels paid for by purpose (train / test / dev), next to the budget
     report/learning_curve.png, report/confusion_round=003.png, report/forecast.json (labels still needed)
+    report/selection.json          auto's latest verdict, written as a round decides (before it asks for labels)
 
 Evaluation: the pool's dev / test splits, or sets drawn from the training split and labelled first
 (:mod:`~ser_models.planning.evaluation_sets`), which the rounds never train on, score or select.
@@ -46,10 +47,17 @@ from ser_models.active.curves import plot_learning_curves
 from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, pseudo_labels
-from ser_models.active.round_inputs import class_counts, known_labels, known_targets
-from ser_models.active.round_report import RoundReport, feature_choice, slim_metrics, write_run_metrics
+from ser_models.active.round_inputs import class_counts, known_labels, known_targets, trains_on_soft_labels
+from ser_models.active.round_report import (
+    RoundReport,
+    announce_choice,
+    feature_choice,
+    slim_metrics,
+    write_run_metrics,
+    write_selection,
+)
 from ser_models.active.stopping import decide, stop_set_ids
-from ser_models.active.strategies import build_strategy, format_verdict
+from ser_models.active.strategies import build_strategy
 from ser_models.active.strategies.capped import GroupCap
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
@@ -308,21 +316,7 @@ class ActiveLearningLoop:
         self.log(f"initial set: {len(ids)} clips ({self.active.initial}) in {time.perf_counter() - t0:.1f}s")
 
     def _soft(self, training) -> bool:
-        """Train on soft labels: the round's targets hold some (several annotators, ``aggregate=soft`` or
-        ``on_disagreement=soft``). Cross-lingual rounds train on the plurality label (the source group has none)."""
-        import pyarrow.compute as pc
-
-        targets = training.targets()
-        if "soft_label" not in targets.column_names or not targets.num_rows:
-            return False
-        has = bool(pc.any(pc.is_valid(targets["soft_label"])).as_py())
-        if has and self.cross:
-            self.log("  cross_lingual: training on the plurality label of soft-labelled clips")
-            return False
-        if has:
-            n = int(pc.sum(pc.is_valid(targets["soft_label"])).as_py())
-            self.log(f"  training on soft labels: {n} of {targets.num_rows} clips carry their annotators' vote shares")
-        return has
+        return trains_on_soft_labels(training, self.cross is not None, self.log)
 
     def step(self, r: int) -> RoundReport:
         """Run training round ``r`` (train, evaluate, then score/select/label the next batch)."""
@@ -381,12 +375,8 @@ class ActiveLearningLoop:
                 if choice is not None:  # auto: kept before the selection, so a resumed round reports it too
                     write_json_atomic(choice_path, choice)
                 write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
-            if choice is not None:
-                sims = " ".join(f"{k} {v:.3f}" for k, v in choice["simulated_ua"].items())
-                self.log(f"  auto: round {r + 1} queries with {choice['chosen']} ({choice['reason']}"
-                         + (f"; simulated UA {sims}" if sims else "") + ")")
-                if choice.get("verdict"):
-                    self.log(f"  does selection pay here: {format_verdict(choice['verdict'])}")
+            if choice is not None:  # said, and its verdict reported, before people are asked for labels
+                announce_choice(self.out, r, choice, self.log)
             failpoint("after_select")
             seconds["select"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -447,7 +437,9 @@ class ActiveLearningLoop:
                 labelled = self.ledger.as_of(r + 1)  # the round's labels plus this round's earlier batches
                 ids, batch_choice = self._query(scores, labelled, have | set(picked), min(q, n - len(picked)),
                                                 seed=(self.active.seed * 1000 + r) * 1000 + b)
-                choice = choice or batch_choice
+                if choice is None and batch_choice is not None:  # the round's choice: reported before labelling
+                    choice = batch_choice
+                    write_selection(self.out, r, choice)
                 write_parquet_atomic(path, pa.table({"utt_id": pa.array(ids, pa.string())}))
             self._label(ids, r, scores)  # now: the next batch's model trains on these labels
             failpoint("after_query_batch")

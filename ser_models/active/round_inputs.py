@@ -1,5 +1,5 @@
-"""What a round reads from the ledger besides its training feed: the class counts that weight the loss, and the
-labels and values the strategies read for the clips they score."""
+"""What a round reads from the ledger besides its training feed: the class counts that weight the loss, whether
+it trains on soft labels, and the labels and values the strategies read for the clips they score."""
 
 from __future__ import annotations
 
@@ -52,3 +52,27 @@ def class_counts(ledger, labels: list[str], source_labels: list[str] | None = No
             if name in counts:
                 counts[name] += share
     return [counts[name] for name in labels] or None
+
+
+def trains_on_soft_labels(training, cross_lingual: bool, log) -> bool:
+    """Train on soft labels: the round's targets hold some (several annotators, ``aggregate=soft`` or
+    ``on_disagreement=soft``).
+
+    Args:
+        training: the round's training targets (a ledger view, or ledger + pseudo-labels).
+        cross_lingual: a cross-lingual round, which trains on the plurality label (the source group has none).
+        log: progress output; says how many clips carry vote shares.
+    """
+    import pyarrow.compute as pc
+
+    targets = training.targets()
+    if "soft_label" not in targets.column_names or not targets.num_rows:
+        return False
+    has = bool(pc.any(pc.is_valid(targets["soft_label"])).as_py())
+    if has and cross_lingual:
+        log("  cross_lingual: training on the plurality label of soft-labelled clips")
+        return False
+    if has:
+        n = int(pc.sum(pc.is_valid(targets["soft_label"])).as_py())
+        log(f"  training on soft labels: {n} of {targets.num_rows} clips carry their annotators' vote shares")
+    return has

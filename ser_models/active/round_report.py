@@ -118,17 +118,47 @@ def write_run_metrics(out, reports: list[RoundReport], forecast: ForecastConfig)
         write_json_atomic(out / "report" / "selection.json", verdict)
 
 
-def latest_verdict(reports: list[RoundReport]) -> dict | None:
-    """The run's latest answer to "does selection pay here": ``{"round", "verdict", "text"}`` of the last round
-    whose ``auto`` decision carried a verdict (:func:`~ser_models.active.strategies.auto.selection_verdict`), the
-    text as the round's log says it; None before any."""
+def round_verdict(r: int, choice: dict | None) -> dict | None:
+    """``{"round", "verdict", "text"}`` of round ``r``'s ``auto`` decision ``choice`` (the text as the round's
+    log says it), or None when the decision carries no verdict (too few labels, or no ``auto``)."""
     from ser_models.active.strategies.auto import format_verdict  # the strategies package: only in functions
 
+    verdict = (choice or {}).get("verdict")
+    return {"round": r, "verdict": verdict, "text": format_verdict(verdict)} if verdict else None
+
+
+def latest_verdict(reports: list[RoundReport]) -> dict | None:
+    """The run's latest answer to "does selection pay here": :func:`round_verdict` of the last round whose
+    ``auto`` decision carried a verdict (:func:`~ser_models.active.strategies.auto.selection_verdict`); None
+    before any."""
     for r in reversed(reports):
-        verdict = (r.strategy or {}).get("verdict")
-        if verdict:
-            return {"round": r.round, "verdict": verdict, "text": format_verdict(verdict)}
+        verdict = round_verdict(r.round, r.strategy)
+        if verdict is not None:
+            return verdict
     return None
+
+
+def write_selection(out, r: int, choice: dict | None) -> None:
+    """Write round ``r``'s verdict (:func:`round_verdict`) to ``report/selection.json`` under ``out`` the moment
+    its ``auto`` decision is made, before the round asks for labels: a run that stops to wait for people then
+    reports the verdict its log just printed, not the previous round's. A decision without a verdict leaves the
+    file as it was."""
+    verdict = round_verdict(r, choice)
+    if verdict is not None:
+        write_json_atomic(out / "report" / "selection.json", verdict)
+
+
+def announce_choice(out, r: int, choice: dict, log) -> None:
+    """Log round ``r``'s ``auto`` decision (the strategy round ``r + 1`` queries with, why, the simulated UAs and
+    the verdict) and write its verdict (:func:`write_selection`)."""
+    from ser_models.active.strategies.auto import format_verdict  # the strategies package: only in functions
+
+    sims = " ".join(f"{k} {v:.3f}" for k, v in choice["simulated_ua"].items())
+    log(f"  auto: round {r + 1} queries with {choice['chosen']} ({choice['reason']}"
+        + (f"; simulated UA {sims}" if sims else "") + ")")
+    if choice.get("verdict"):
+        log(f"  does selection pay here: {format_verdict(choice['verdict'])}")
+    write_selection(out, r, choice)
 
 
 def slim_metrics(m: dict | None) -> dict | None:

@@ -401,18 +401,21 @@ def _resolve_label_map(
 SPLIT_KEYS = ("recording", "group")
 
 
-def check_split_leaks(manifest, source: str = "manifest") -> None:
-    """Refuse a manifest where one ``recording`` or one ``group`` has rows in more than one split.
+def check_split_leaks(manifest, source: str = "manifest", keys: Sequence[str] = SPLIT_KEYS) -> None:
+    """Refuse a manifest where one ``recording`` or one ``group`` (each of ``keys``) has rows in more than one split.
 
     Args:
-        manifest: the manifest DataFrame (``split`` already filled; rows without a recording / group are free).
+        manifest: the manifest DataFrame (``split`` already filled; rows without a value of a key are free).
         source: the manifest's name, for the message.
+        keys: the columns whose every value must lie in one split (:data:`SPLIT_KEYS`); a pool of a run's labels
+            checks the unit the run kept its evaluation sets apart by, and nothing for a run that let them share
+            recordings (:mod:`ser_models.runs.run_labels`).
 
     Raises:
         PoolError: naming the column, up to three offending values with the splits found for each, and how many
             values straddle splits.
     """
-    for col in SPLIT_KEYS:
+    for col in keys:
         if col not in manifest.columns:
             continue
         rows = manifest.loc[manifest[col].notna(), [col, "split"]]

@@ -53,7 +53,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -147,7 +147,8 @@ def _label_map(cfg: PoolConfig) -> str | None:
     return implicit if exists(implicit) else None
 
 
-def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None, source: str | None = None) -> PoolSummary:
+def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None, source: str | None = None,
+                 split_keys: Sequence[str] = SPLIT_KEYS) -> PoolSummary:
     """Decode, validate and shard a manifest's clips into a prepared pool at ``cfg.output_dir``, or update the
     pool there in place (new clips decoded, changed metadata rewritten; see the module docstring).
 
@@ -163,6 +164,8 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None, source: str | 
             twice.
         source: the manifest file to read in place of ``cfg.manifest``: the import of a foreign one that
             ``jobs.prepare_pool`` made before Ray started.
+        split_keys: the columns whose every value must lie in one split (:func:`check_split_leaks`); the pool of
+            a run's labels passes the run's own (:mod:`ser_models.runs.run_labels`).
 
     Returns:
         The :class:`PoolSummary` (``up_to_date=True`` if the pool already matched).
@@ -170,8 +173,8 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None, source: str | 
     Raises:
         ManifestError: the manifest is malformed, or of no format the jobs read (naming those and jobs.convert).
         SourceChangedError: an existing clip's audio changed (the pool stays as it was).
-        PoolError: one recording or group has clips in several splits (see :func:`check_split_leaks`), or the
-            build failed (the previous pool stays readable).
+        PoolError: one recording or group (of ``split_keys``) has clips in several splits (see
+            :func:`check_split_leaks`), or the build failed (the previous pool stays readable).
     """
     from ser_models.formats.ingest import read_as_ours
 
@@ -180,7 +183,7 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None, source: str | 
     with read_as_ours(source or cfg.manifest, out, "segments", lambda: claim_pool(cfg)) as source:
         fingerprint = fingerprint or pool_fingerprint(cfg, source)
         with claim_pool(cfg):
-            return _prepare_locked(cfg, out, source, fingerprint, t0)
+            return _prepare_locked(cfg, out, source, fingerprint, t0, split_keys)
 
 
 def claim_pool(cfg: PoolConfig) -> FolderLock:
@@ -203,7 +206,8 @@ def check_pool_output(cfg: PoolConfig) -> None:
     ownership.check_output(_canonical(cfg.output_dir), "pool", recognise=legacy_pool, inputs=_inputs(cfg))
 
 
-def _prepare_locked(cfg: PoolConfig, out: str, source: str, fingerprint: str, t0: float) -> PoolSummary:
+def _prepare_locked(cfg: PoolConfig, out: str, source: str, fingerprint: str, t0: float,
+                    split_keys: Sequence[str] = SPLIT_KEYS) -> PoolSummary:
     """:func:`prepare_pool`'s work, under the pool's lock."""
     current = _current_summary(out)
     if current is not None and current.get("fingerprint") == fingerprint:
@@ -221,7 +225,7 @@ def _prepare_locked(cfg: PoolConfig, out: str, source: str, fingerprint: str, t0
     manifest["split"] = manifest["split"].where(manifest["split"].notna(), DEFAULT_SPLIT).astype(object)
     if (manifest["split"] == _QUARANTINE_SPLIT).any():
         raise PoolError(f"manifest {cfg.manifest}: split value {_QUARANTINE_SPLIT!r} is reserved")
-    check_split_leaks(manifest, cfg.manifest)
+    check_split_leaks(manifest, cfg.manifest, split_keys)
 
     # We hold the pool's lock: builds that no live version references were left by a crash and are removed
     # (only those the pool's marker records as ours); the live ones stay until a new summary replaces them.

@@ -9,7 +9,11 @@ simulate. This module writes one from the run's label ledger, with no copying by
 - the **dev and test splits** are the run's own evaluation sets: the clips it labelled for ``dev`` / ``test``
   (drawn by the loop), or, for a run that evaluated on its pool's splits, those splits' clips and labels;
 - every clip keeps its source, span, speaker, recording, group, language, corpus and transcript, so the
-  evidence runs split, group and evaluate exactly as the run did.
+  evidence runs split, group and evaluate exactly as the run did;
+- the pool keeps the run's own separation of evaluation and training: sets the run drew by whole units
+  (``active.evaluation.disjoint_by``, as the draw resolved it) are checked to share no unit with training, and
+  sets drawn clip by clip (``disjoint_by=none``) may share recordings and groups with it, as the run allowed. A
+  run that evaluated on its pool's splits keeps the pool's rule (no recording or group in two splits).
 
 The pool is built by :func:`ser_models.data.prepare.prepare_pool` from a manifest of those rows, under the
 source pool's own preparation settings, so the clips decode to the same samples; only the labelled clips are
@@ -49,6 +53,9 @@ class RunLabels:
             ``"pool"`` (the pool's splits).
         missing: labelled ids no longer in the pool (left out, and said).
         pool_settings: the pool's ``summary.json`` preparation config (what the labelled pool is prepared with).
+        disjoint_by: the unit the run's drawn evaluation sets took whole (``active.evaluation.disjoint_by`` as the
+            draw resolved it: ``group``, ``recording``, ``speaker``, or ``none`` for single clips); None when the
+            run evaluated on its pool's splits, or its draw says nothing.
     """
 
     run_dir: str
@@ -57,10 +64,23 @@ class RunLabels:
     evaluation: str
     missing: list[str]
     pool_settings: dict = dataclasses.field(default_factory=dict)
+    disjoint_by: str | None = None
 
     def counts(self) -> dict[str, int]:
         """Clips per split."""
         return {s: int((self.manifest["split"] == s).sum()) for s in ("train", "dev", "test")}
+
+    def split_keys(self) -> tuple[str, ...]:
+        """The columns whose every value the labelled pool keeps in one split: the unit the run's sets took whole,
+        none for sets drawn clip by clip, and the pool's own rule (:data:`~ser_models.data.manifest.SPLIT_KEYS`)
+        otherwise."""
+        from ser_models.data.manifest import SPLIT_KEYS
+
+        if self.disjoint_by is None:
+            return SPLIT_KEYS
+        # The run accepted sets that share what is finer than its unit with training: refusing them here would
+        # refuse the run's own evaluation.
+        return () if self.disjoint_by == "none" else (self.disjoint_by,)
 
 
 def _check_lineage(run_dir: str, pool) -> None:
@@ -111,9 +131,11 @@ def read_run_labels(run_dir: str, pool_dir: str, dimensions: tuple[str, ...] = (
     pool = Pool.open(pool_dir)
     _check_lineage(str(run), pool)
     wanted = {"train": ledger.targets("train").to_pandas()}
+    disjoint_by = None
     if ledger.counts()["test"]:
         evaluation = "run"
         wanted.update({s: ledger.targets(s).to_pandas() for s in ("dev", "test")})
+        disjoint_by = _drawn_disjoint_by(run)
     else:  # the run evaluated on the pool's own labelled splits
         evaluation = "pool"
         targets = ["label", *dimensions]
@@ -140,7 +162,17 @@ def read_run_labels(run_dir: str, pool_dir: str, dimensions: tuple[str, ...] = (
                                                     | manifest["recording"].isna())
     manifest["channel"] = manifest["channel"].where(manifest["channel"] >= 0).astype("Int64")
     missing = sorted(set(ids) - set(manifest["utt_id"]))
-    return RunLabels(str(run), pool.root, manifest, evaluation, missing, pool.summary.get("config") or {})
+    return RunLabels(str(run), pool.root, manifest, evaluation, missing, pool.summary.get("config") or {},
+                     disjoint_by)
+
+
+def _drawn_disjoint_by(run) -> str | None:
+    """The unit the run's drawn evaluation sets took whole, from the draw's ``rounds/evaluation/evaluation.json``
+    (``auto`` resolved there); None when the run folder has no such record."""
+    from ser_models.io import exists, read_json
+
+    record = run / "rounds" / "evaluation" / "evaluation.json"
+    return read_json(record).get("disjoint_by") if exists(record) else None
 
 
 def check_replay_budgets(active, have: int) -> None:
@@ -210,9 +242,11 @@ def labelled_pool_from_run(labels: RunLabels, out_dir: str, log=print) -> str:
                               f"({len(changed)} clips, e.g. {', '.join(changed[:3])}): give a new output_dir")
     write_bytes_atomic(manifest_path, manifest)
     counts = labels.counts()
+    shared = labels.disjoint_by == "none"
     log(f"labels of {labels.run_dir}: {counts['train']} training clips, evaluated on "
         f"{counts['test']} test and {counts['dev']} dev clips ("
-        + ("the run's own labelled sets" if labels.evaluation == "run" else "the pool's splits") + ")"
+        + ("the run's own labelled sets" if labels.evaluation == "run" else "the pool's splits")
+        + (", drawn clip by clip: they may share recordings with training, as in the run" if shared else "") + ")"
         + (f"; {len(labels.missing)} labelled clips are no longer in the pool (left out): "
            f"{', '.join(labels.missing[:5])}" if labels.missing else ""))
     # The source pool's own preparation settings: every clip decodes to the samples the run's model saw.
@@ -221,7 +255,7 @@ def labelled_pool_from_run(labels: RunLabels, out_dir: str, log=print) -> str:
     cfg = PoolConfig(**{**settings, "manifest": str(manifest_path), "output_dir": str(folder / "pool"),
                         "label_map": None, "grow": True, "removed": "drop"})
     check_pool_output(cfg)
-    summary = prepare_pool(cfg)
+    summary = prepare_pool(cfg, split_keys=labels.split_keys())
     if summary.quarantined:
         log(f"  {summary.quarantined} of the labelled clips could not be decoded again (see "
             f"{folder / 'pool' / 'quarantine.parquet'})")

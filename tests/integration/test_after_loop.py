@@ -516,6 +516,39 @@ def test_auto_strategy_logs_and_keeps_its_choice_each_round(demo_pool, tmp_path,
     assert [r.strategy for r in _loop(cfg).run()] == [r.strategy for r in reports]  # a rerun: same report
 
 
+def test_a_run_waiting_for_labels_reports_the_verdict_its_log_printed(demo_pool, tmp_path):
+    """At a labelling pause, report/selection.json holds the verdict of the round that asks for labels (the one
+    its log has just printed, and its strategy.json), named by that round, though no round has finished yet;
+    the finished run keeps it (its last round queries nothing)."""
+    manifest = pd.read_csv(demo_pool.manifest)
+    truth = dict(zip(manifest["utt_id"], manifest["label"]))
+    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
+        "active.oracle=file", "model.adapter.kind=frozen", "model.pooling=mean", "active.initial=random",
+        "active.budget_fractions=[0.5,0.75]", "active.strategy.name=auto",
+        "active.strategy.auto_candidates=[random,margin,kcenter]", "active.strategy.auto_min_labelled=12",
+        "active.strategy.auto_repeats=3"])
+
+    def fill(csv):
+        df = pd.read_csv(csv)
+        df["label"] = df["utt_id"].map(truth)
+        df.to_csv(csv, index=False)
+
+    with pytest.raises(LabellingPending):
+        _loop(cfg).run()
+    fill(tmp_path / "rounds" / "initial" / "to_label.csv")
+    with pytest.raises(LabellingPending):
+        _loop(cfg).run()  # round 0 trains, decides with a verdict and asks for round 1's clips
+    assert not (tmp_path / "metrics.jsonl").exists()  # round 0 is not finished: it waits for its labels
+    verdict = json.loads((tmp_path / "rounds" / "round=000" / "strategy.json").read_text())["verdict"]
+    assert verdict is not None
+    paused = json.loads((tmp_path / "report" / "selection.json").read_text())
+    assert paused == {"round": 0, "verdict": verdict, "text": format_verdict(verdict)}
+    fill(tmp_path / "rounds" / "round=000" / "to_label.csv")
+    reports = _loop(cfg).run()
+    assert [r.round for r in reports] == [0, 1]
+    assert json.loads((tmp_path / "report" / "selection.json").read_text()) == paused
+
+
 def test_rounds_carry_the_labels_forecast(reference_run):
     """Rounds 0 and 1 say plainly that the forecast needs three rounds; round 2 fits the curve to its three dev
     UAs, and report/forecast.json holds the last round's forecast."""

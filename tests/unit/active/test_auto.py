@@ -152,3 +152,36 @@ def test_the_round_line_shows_the_verdict():
     assert "| auto -> random (a +3.0 [-1.1, +7.1] UA points over random) |" in report.line()
     report.strategy["verdict"] = None  # too few labels to simulate
     assert "| auto -> random |" in report.line()
+
+
+def test_a_run_waiting_for_labels_reports_the_verdict_of_the_round_that_asks_for_them(tmp_path):
+    """report/selection.json is written when a round's auto decision is made, before it asks for labels: at a
+    labelling pause it holds the verdict the log just printed, named by its round, not the previous round's; once
+    that round finishes, the round reports write the same."""
+    import json
+
+    from ser_models.active.round_report import announce_choice, write_run_metrics, write_selection
+    from ser_models.planning.forecast import ForecastConfig
+
+    def choice(gains):
+        verdict = selection_verdict({"random": [0.50] * 4, "a": gains}, labelled=100)
+        return {"chosen": "a", "reason": "r", "simulated_ua": {"random": 0.5, "a": 0.53}, "verdict": verdict}
+
+    def report(r, strategy):
+        return RoundReport(round=r, labelled=60 + 20 * r, fraction=0.1, dev={"ua": 0.5}, test=None, selected=20,
+                           seconds={"train": 1.0}, strategy=strategy)
+
+    path = tmp_path / "report" / "selection.json"
+    first, second = choice([0.52, 0.54, 0.50, 0.56]), choice([0.60, 0.62, 0.58, 0.61])
+    write_run_metrics(tmp_path, [report(0, first)], ForecastConfig())  # round 0 finished
+    assert json.loads(path.read_text())["round"] == 0
+    printed = []
+    announce_choice(tmp_path, 1, second, printed.append)  # round 1 decides, then waits for its labels
+    assert printed == ["  auto: round 2 queries with a (r; simulated UA random 0.500 a 0.530)",
+                       f"  does selection pay here: {format_verdict(second['verdict'])}"]
+    paused = json.loads(path.read_text())
+    assert paused == {"round": 1, "verdict": second["verdict"], "text": format_verdict(second["verdict"])}
+    write_run_metrics(tmp_path, [report(0, first), report(1, second)], ForecastConfig())  # labelled: finished
+    assert json.loads(path.read_text()) == paused
+    write_selection(tmp_path, 2, {**second, "verdict": None})  # a decision without a verdict leaves the file
+    assert json.loads(path.read_text()) == paused
