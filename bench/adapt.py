@@ -61,7 +61,7 @@ def run_seed(acted: Path, natural: Path, work: Path, seed: int, epochs: int, enc
     from ser_models.runs.adapt import AdaptJobConfig, run_adapt, stage_configs
     from ser_models.runs.evaluate import cross_corpus
     from ser_models.runs.finetune import run_finetune
-    from ser_models.training.config import ScalingSettings
+    from ser_models.training.config import ScalingConfig
 
     out = work / f"seed{seed}"
     scratch(out)
@@ -74,7 +74,7 @@ def run_seed(acted: Path, natural: Path, work: Path, seed: int, epochs: int, enc
                    "natural only": str(out / "natural_only" / "checkpoint"),
                    "acted -> natural": str(out / "adapt" / "stage2_target" / "checkpoint")}
     cross_corpus(checkpoints, {"acted": str(acted), "natural": str(natural)}, "test",
-                 output_dir=str(out / "matrix"), scaling=ScalingSettings(backend="in_process"), verbose=False)
+                 output_dir=str(out / "matrix"), scaling=ScalingConfig(backend="in_process"), verbose=False)
     results = json.loads((out / "matrix" / "evaluations.json").read_text())["results"]
     return {m: {pool: {k: results[m][pool][k] for k in ("ua", "ccc")} for pool in ("acted", "natural")}
             for m in MODELS}

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     from ser_models.encoders.text import TextConfig
     from ser_models.models.model import ModelConfig
     from ser_models.pretraining.distill import DistillConfig, parameter_count, run_distill
-    from ser_models.training.config import ScalingSettings
+    from ser_models.training.config import ScalingConfig
 
     seeds = [int(s) for s in args.seeds.split(",")]
     work = claim_workdir(args.workdir) / "distill"
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                          epochs=args.distill_epochs, batch_size=8, lr=5e-4, max_crop_seconds=3.0)
     t0 = time.perf_counter()
     distilled = run_distill(str(pool_dir), str(work / f"run_{args.encoder}_{args.distill_epochs}"), teacher_cfg,
-                            dcfg, ScalingSettings(num_workers=1, cpus_per_worker=2))
+                            dcfg, ScalingConfig(num_workers=1, cpus_per_worker=2))
     distill_s = time.perf_counter() - t0
     pool = Pool.open(pool_dir)
     encoders = {"teacher": teacher_cfg, "student": distilled.encoder}

@@ -167,7 +167,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     from ser_models.scoring.scorer import ScorerConfig, score_dataset
     from ser_models.testing import tiny_model_config
     from ser_models.training import train_model
-    from ser_models.training.config import ScalingSettings, TrainConfig
+    from ser_models.training.config import ScalingConfig, TrainConfig
 
     init_ray(2)
     out = Path(workdir) / "scale_run"
@@ -200,7 +200,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
                                            verbose=False))
     tapt = TaptJobConfig(pool_dir=pool_dir, output_dir=str(out / "tapt"),
                          encoder=EncoderConfig(source="tiny-wav2vec2", normalize_waveform=False),
-                         tapt=TaptConfig(epochs=1, batch_size=8, max_crop_seconds=CROP), scaling=ScalingSettings())
+                         tapt=TaptConfig(epochs=1, batch_size=8, max_crop_seconds=CROP), scaling=ScalingConfig())
     stage("tapt_epoch", lambda: run_tapt(tapt, pool.dataset("train", columns=TAPT_COLUMNS), train_rows=train_n,
                                          verbose=False))
     labels = pool.metadata(columns=["label"], split="train")["label"]
@@ -208,7 +208,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     feeds = {s: pool.dataset(s) for s in ("train", "dev", "test")}
     stage("finetune_epoch", lambda: train_model(
         lora, TrainConfig(epochs=1, batch_size=8, max_crop_seconds=CROP, early_stopping_patience=0),
-        ScalingSettings(), feeds, out / "ft", class_counts=counts, train_rows=train_n, verbose=False))
+        ScalingConfig(), feeds, out / "ft", class_counts=counts, train_rows=train_n, verbose=False))
     from ser_models.adapters.config import WapConfig
     from ser_models.pretraining.adapter_pretrain import run_adapter_pretrain
     from ser_models.pretraining.tapt_config import AdapterPretrainConfig
@@ -223,7 +223,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
         stage("adapter_epoch", lambda: run_adapter_pretrain(
             frames, train_ids, wap, AdapterPretrainConfig(epochs=1, batch_size=16, max_crop_seconds=CROP,
                                                           num_clusters=16, kmeans_max_clips=256),
-            ScalingSettings(stream_above_clips=0), str(out / "adapter"), verbose=False))
+            ScalingConfig(stream_above_clips=0), str(out / "adapter"), verbose=False))
     scratch(out)
     return row
 

@@ -85,7 +85,7 @@ from ser_models.scoring.feature_cache import (
 )
 from ser_models.scoring.feature_stats import write_run_statistics
 from ser_models.scoring.scorer import Scores, score_dataset
-from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.config import ScalingConfig, TrainConfig
 
 __all__ = ["ActiveLearningLoop", "RoundReport", "check_cross_lingual"]
 
@@ -111,7 +111,7 @@ class ActiveLearningLoop:
             on (paired runs compare the same pool, and only the driver extends the shared cache).
     """
 
-    def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings,
+    def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig,
                  active: ActiveConfig, oracle=None, verbose: bool = True, cross_lingual=None,
                  pool_checked: bool = False, plots: bool = True, follow_pool: bool = True):
         self.pool = pool

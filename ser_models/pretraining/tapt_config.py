@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ser_models.config import LOCATION, PATH, RESULT, field
 from ser_models.encoders.config import EncoderConfig
 from ser_models.exceptions import ConfigError
-from ser_models.training.config import ScalingSettings
+from ser_models.training.config import ScalingConfig
 
 #: ``tapt.objective`` values; ``auto`` picks by encoder family (see :data:`OBJECTIVE_BY_FAMILY`) and, for a
 #: frozen encoder (Whisper always), pre-trains the WAP-Transformer adapter on the pool instead (``adapter``).
@@ -216,7 +216,7 @@ class TaptJobConfig:
     split: str = field("train", effect=RESULT, help="pool split pre-trained on; only 'train' is allowed")
     encoder: EncoderConfig = field(default_factory=EncoderConfig, help="the encoder to adapt")
     tapt: TaptConfig = field(default_factory=TaptConfig, help="objective and optimisation")
-    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    scaling: ScalingConfig = field(default_factory=ScalingConfig, help="Ray Train workers and retries")
 
     def __post_init__(self) -> None:
         for key in ("pool_dir", "output_dir"):

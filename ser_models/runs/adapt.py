@@ -27,7 +27,7 @@ from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.models.model import ModelConfig
-from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.config import ScalingConfig, TrainConfig
 
 STAGE1_DIR, STAGE2_DIR, MATRIX_DIR = "stage1_source", "stage2_target", "cross_corpus"
 
@@ -47,7 +47,7 @@ class AdaptJobConfig:
     target_train: TrainConfig = field(effect=RESULT, default_factory=_stage2_defaults,
                                       help="stage 2 optimisation (target pool); target_train.freeze names the "
                                            "parts stage 2 keeps from stage 1 (adapter, featurizer, pooling, head)")
-    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    scaling: ScalingConfig = field(default_factory=ScalingConfig, help="Ray Train workers and retries")
     evaluate_split: str = field("test", effect=RESULT, help="split of both pools the cross-corpus matrix is computed on "
                                 "('' = no matrix)")
     names: list[str] = field(effect=RESULT, default_factory=lambda: ["source", "target"],

@@ -21,7 +21,7 @@ from ser_models.exceptions import ConfigError
 from ser_models.models.model import ModelConfig
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 from ser_models.scoring.scorer import ScorerConfig
-from ser_models.training.config import ScalingSettings
+from ser_models.training.config import ScalingConfig
 
 
 def _default_model() -> ModelConfig:
@@ -36,7 +36,7 @@ class AdapterPretrainJobConfig:
     model: ModelConfig = field(effect=RESULT, default_factory=_default_model, help="the frozen encoder (model.encoder) and the "
                                "adapter's architecture (model.wap); pooling and head are not used here")
     pretrain: AdapterPretrainConfig = field(default_factory=AdapterPretrainConfig, help="the objective")
-    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    scaling: ScalingConfig = field(default_factory=ScalingConfig, help="Ray Train workers and retries")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors that build the frame cache")
     feature_cache_dir: str = field("", effect=LOCATION, path=PATH, help="frame cache root ('' = output_dir/feature_cache); "
                                    "give jobs.after's active.feature_cache_dir to share it")

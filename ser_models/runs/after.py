@@ -26,7 +26,7 @@ from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.models.model import ModelConfig
 from ser_models.pretraining.tapt_config import TaptConfig
-from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.config import ScalingConfig, TrainConfig
 
 
 # The small-label recipe (docs/few-labels.md#the-small-label-recipe) is the job's default, so a config that
@@ -45,11 +45,11 @@ def recipe_train() -> TrainConfig:
     return TrainConfig(solver="lbfgs", l2_c="auto")
 
 
-def recipe_scaling() -> ScalingSettings:
+def recipe_scaling() -> ScalingConfig:
     """``scaling`` of the recipe: a head over cached features fits in seconds in the driver, where Ray Train's
     start-up and per-epoch checkpoints would be most of each round (54 s against a few s on 2 cores). Ray Data
     still builds the cache and scores the pool."""
-    return ScalingSettings(backend="in_process")
+    return ScalingConfig(backend="in_process")
 
 
 #: What the recipe's defaults need from a run that trains the encoder instead, key by key.
@@ -66,7 +66,7 @@ class AfterJobConfig:
     output_dir: str = field(effect=LOCATION, path=PATH, help="run folder: ledger, rounds, report (rerun to resume)")
     model: ModelConfig = field(default_factory=recipe_model, help="encoder, adapter, pooling, head")
     train: TrainConfig = field(default_factory=recipe_train, help="the fit in every round")
-    scaling: ScalingSettings = field(default_factory=recipe_scaling, help="where each round's fit runs")
+    scaling: ScalingConfig = field(default_factory=recipe_scaling, help="where each round's fit runs")
     active: ActiveConfig = field(default_factory=ActiveConfig, help="budget, strategy, scorer, oracle")
     tapt_enabled: bool = field(False, effect=RESULT, help="run task-adaptive pre-training on the training split first (AFTER): the "
                                "encoder's own objective, or for a frozen encoder (Whisper always) the WAP adapter's "

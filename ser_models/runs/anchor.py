@@ -22,7 +22,7 @@ from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.models.model import ModelConfig
 from ser_models.runs.finetune import FINETUNE_LAYOUT
-from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.config import ScalingConfig, TrainConfig
 
 
 @dataclass
@@ -31,7 +31,7 @@ class AnchorJobConfig:
     output_dir: str = field(effect=LOCATION, path=PATH, help="where the checkpoint, metrics and anchors go")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter (not frozen), pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="optimisation")
-    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    scaling: ScalingConfig = field(default_factory=ScalingConfig, help="Ray Train workers and retries")
     anchoring: AnchoringConfig = field(default_factory=AnchoringConfig, help="anchor layers and CORAL weight")
     group_column: str = field("language", effect=RESULT, help="pool column that tells source from target (language | corpus)")
     source: str = field("en", effect=RESULT, help="value of group_column of the labelled source clips")

@@ -17,7 +17,7 @@ from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_
 from ser_models.encoders import EncoderConfig
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.pretraining.distill import DistillConfig
-from ser_models.training.config import ScalingSettings
+from ser_models.training.config import ScalingConfig
 
 
 @dataclass
@@ -26,7 +26,7 @@ class DistillJobConfig:
     output_dir: str = field(effect=LOCATION, path=PATH, help="where student/encoder.safetensors and the metrics go")
     teacher: EncoderConfig = field(default_factory=EncoderConfig, help="the encoder distilled (as model.encoder)")
     distill: DistillConfig = field(default_factory=DistillConfig, help="student size and training")
-    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    scaling: ScalingConfig = field(default_factory=ScalingConfig, help="Ray Train workers and retries")
     split: str = field("train", effect=RESULT, help="pool split whose audio is used (labels are never read)")
 
 

@@ -65,7 +65,7 @@ def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str 
         output_dir: where ``matrix.csv``, ``matrix.png`` and ``evaluations.json`` go (None = nowhere).
         metric: the cell value (a key of the evaluation, e.g. ``ua``, ``ccc``, ``ccc_arousal``); None = ``ua``
             for models with classes, else ``ccc``.
-        scaling: a ``ScalingSettings``; ``backend=in_process`` scores in this process.
+        scaling: a ``ScalingConfig``; ``backend=in_process`` scores in this process.
         scorer_cfg: the scoring actor pool (default one actor, one CPU).
         verbose: print progress and the matrix.
 
@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if not checkpoints or not pools:
         parser.error(f"need at least one checkpoint and one pool; got {len(checkpoints)} checkpoint(s) and "
                      f"{len(pools)} pool(s)")
-    from ser_models.training.config import ScalingSettings
+    from ser_models.training.config import ScalingConfig
 
-    scaling = ScalingSettings(backend="in_process" if args.in_process else "ray_train")
+    scaling = ScalingConfig(backend="in_process" if args.in_process else "ray_train")
     named_ckpts = dict(zip(_unique([_name(c, "checkpoint") for c in checkpoints]), checkpoints))
     named_pools = dict(zip(_unique([_name(p, "pool") for p in pools]), pools))
     return cross_corpus(named_ckpts, named_pools, args.split, args.output_dir, args.metric, scaling=scaling)

@@ -16,7 +16,7 @@ from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.models.model import ModelConfig
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
-from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.config import ScalingConfig, TrainConfig
 
 
 @dataclass
@@ -25,7 +25,7 @@ class FinetuneJobConfig:
     output_dir: str = field(effect=LOCATION, path=PATH, help="where checkpoints, metrics.json and confusion.png go")
     model: ModelConfig = field(default_factory=ModelConfig, help="encoder, adapter, pooling, head")
     train: TrainConfig = field(default_factory=TrainConfig, help="optimisation")
-    scaling: ScalingSettings = field(default_factory=ScalingSettings, help="Ray Train workers and retries")
+    scaling: ScalingConfig = field(default_factory=ScalingConfig, help="Ray Train workers and retries")
     train_split: str = field("train", effect=RESULT, help="pool split to train on")
     dev_split: str = field("dev", effect=RESULT, help="pool split for model selection (early stopping)")
     test_split: str = field("test", effect=RESULT, help="pool split reported at the end ('' = none)")

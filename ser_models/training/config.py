@@ -117,8 +117,9 @@ class TrainConfig:
 
 
 @dataclass
-class ScalingSettings:
-    """Where training runs (maps onto Ray Train's ScalingConfig and FailureConfig)."""
+class ScalingConfig:
+    """Where training runs (``scaling`` in every job that trains; maps onto Ray Train's ``ScalingConfig`` and
+    ``FailureConfig``)."""
 
     num_workers: int = field(1, effect=RESULT, help="Ray Train workers (data-parallel DDP replicas)")
     use_gpu: bool = field(False, effect=RESULT, help="one GPU per worker")

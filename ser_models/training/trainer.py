@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
+from ray.train import ScalingConfig as RayScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from ser_models.config import to_dict
@@ -38,7 +39,7 @@ from ser_models.io import (
 from ser_models.metrics import plot_confusion
 from ser_models.models.model import META_FILE, reads_speakers
 from ser_models.ownership import discard_staging, make_staging
-from ser_models.training.config import ScalingSettings, TrainConfig
+from ser_models.training.config import ScalingConfig, TrainConfig
 from ser_models.training.distributed import GPU_BACKEND
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
 
@@ -67,7 +68,7 @@ def _feed(ds, name: str, columns, in_process: bool):
     return ds.select_columns(columns(name))
 
 
-def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, datasets: dict[str, ray.data.Dataset],
+def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datasets: dict[str, ray.data.Dataset],
                 output_dir: str | Path, *, class_counts: list[int] | None = None,
                 feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
                 run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True,
@@ -162,7 +163,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingSettings, dat
     return _finish(model_cfg, output_dir, metrics, seconds, plots)
 
 
-def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, datasets: dict, output_dir: str,
+def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingConfig, datasets: dict, output_dir: str,
                       run_name: str, train_rows: int | None = None, callbacks: list | None = None) -> tuple:
     """Run ``loop_fn`` with Ray Train V2 and download its last checkpoint to a local temporary folder.
 
@@ -195,7 +196,7 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingSettings, data
         # On GPUs NCCL carries the gradients and gloo the loop's small CPU collectives (NCCL rejects CPU
         # tensors); on CPUs Ray's default (gloo) is kept.
         torch_config=TorchConfig(backend=GPU_BACKEND) if scaling.use_gpu else None,
-        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+        scaling_config=RayScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker={"CPU": scaling.cpus_per_worker}),
         run_config=RunConfig(
             name=run_name,
@@ -240,7 +241,7 @@ def held_on_driver_node(ds):
     return held
 
 
-def _stream_rows(scaling: ScalingSettings, train_rows: int | None) -> int | None:
+def _stream_rows(scaling: ScalingConfig, train_rows: int | None) -> int | None:
     """Rows per worker when the training set is streamed (``scaling.stream_above_clips``), else None.
 
     Raises:

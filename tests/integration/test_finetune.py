@@ -25,7 +25,7 @@ from ser_models.config import to_dict
 from ser_models.data.clips import AUDIO_COLUMNS, collect_clips
 from ser_models.models.model import EmotionModel
 from ser_models.testing import kill_when, latest_ray_train_checkpoint, tiny_model_config
-from ser_models.training import ScalingSettings, TrainConfig, evaluate, train_model
+from ser_models.training import ScalingConfig, TrainConfig, evaluate, train_model
 from ser_models.training.fitting import FitState
 from ser_models.training.loop import STATE_FILE
 from ser_models.training.state_io import load_state
@@ -61,14 +61,14 @@ import ray
 from ser_models.config import from_dict
 from ser_models.data import Pool
 from ser_models.models.model import ModelConfig
-from ser_models.training import ScalingSettings, TrainConfig, train_model
+from ser_models.training import ScalingConfig, TrainConfig, train_model
 
 spec = json.loads(sys.argv[1])
 ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
 pool = Pool.open(spec["pool_dir"])
 datasets = {split: pool.dataset(split) for split in ("train", "dev", "test")}
 train_model(from_dict(ModelConfig, spec["model"]), from_dict(TrainConfig, spec["train"]),
-            ScalingSettings(max_failures=0), datasets, spec["output_dir"], class_counts=spec["counts"])
+            ScalingConfig(max_failures=0), datasets, spec["output_dir"], class_counts=spec["counts"])
 """
 EPOCHS = 2  # the killed driver checkpoints epoch 1; the resumed run on two workers trains epoch 2
 
@@ -100,7 +100,7 @@ def resumed_run(ray_local, demo_pool, tmp_path_factory):
         # Resumed on two gloo DDP workers (the killed driver had one): the worker count is a speed-only
         # setting, and both ranks must agree on the number of steps (all_reduce_min) or one hangs.
         result = train_model(model_config(), train_config(EPOCHS),
-                             ScalingSettings(num_workers=2, cpus_per_worker=1, max_failures=0), datasets, out,
+                             ScalingConfig(num_workers=2, cpus_per_worker=1, max_failures=0), datasets, out,
                              class_counts=counts)
     return SimpleNamespace(result=result, out=out, run_dir=run_dir, killed_state=killed_state,
                            metrics_after_kill=metrics_after_kill, logs=logs.getvalue(), counts=counts)
@@ -175,7 +175,7 @@ def test_checkpoint_holds_the_best_weights_and_reproduces_test_metrics(resumed_r
 def test_second_call_reuses_the_finished_run(resumed_run, demo_pool, capsys):
     datasets, counts = pool_inputs(demo_pool)
     t0 = time.perf_counter()
-    again = train_model(model_config(), train_config(EPOCHS), ScalingSettings(), datasets, resumed_run.out,
+    again = train_model(model_config(), train_config(EPOCHS), ScalingConfig(), datasets, resumed_run.out,
                         class_counts=counts)
     assert time.perf_counter() - t0 < 5  # no Ray Train start-up
     assert again.resumed and again.seconds == 0.0

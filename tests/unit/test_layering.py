@@ -239,3 +239,25 @@ def test_the_data_package_exports_what_it_lists():
     assert sorted(data.__all__) == sorted(data._EXPORTS)
     for name in data.__all__:
         assert getattr(data, name) is not None
+
+
+def test_architecture_says_where_every_config_lives():
+    """Every ``*Config`` class is a row of ARCHITECTURE.md's "Where configs live" table, in the module the table
+    names; and nothing is named ``*Settings`` (one suffix for a config)."""
+    import re
+
+    found, settings = {}, []
+    for path in sorted(LIBRARY.rglob("*.py")):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
+                found[node.name] = str(path.relative_to(LIBRARY.parent))
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Settings") and any(
+                    "dataclass" in ast.unparse(d) for d in node.decorator_list):
+                settings.append(node.name)
+    page = (LIBRARY.parent / "docs" / "ARCHITECTURE.md").read_text()
+    section = page.split("## Where configs live", 1)[1].split("\n## ", 1)[0]
+    listed = dict(re.findall(r"^\| `(\w+Config)` \| `([^`]+)` \|", section, flags=re.M))
+    assert listed == found, {"not in the table": sorted(found.keys() - listed.keys()),
+                             "not in the code": sorted(listed.keys() - found.keys()),
+                             "moved": sorted(k for k in found.keys() & listed.keys() if found[k] != listed[k])}
+    assert not settings, f"name these *Config: {settings}"

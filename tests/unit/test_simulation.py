@@ -36,9 +36,9 @@ def test_evidence_refuses_bad_fan_out_settings(override, match):
 def test_threads_reach_training_scoring_and_selection():
     from ser_models.active.loop_config import ActiveConfig
     from ser_models.runs.simulation import with_threads
-    from ser_models.training.config import ScalingSettings
+    from ser_models.training.config import ScalingConfig
 
-    scaling, active = with_threads(ScalingSettings(cpus_per_worker=2), ActiveConfig(), 1)
+    scaling, active = with_threads(ScalingConfig(cpus_per_worker=2), ActiveConfig(), 1)
     assert (scaling.cpus_per_worker, active.scorer.threads, active.strategy.num_threads) == (1, 1, 1)
     assert with_threads(scaling, active, None) == (scaling, active)
     with pytest.raises(ConfigError, match="thread count must be >= 1"):

@@ -168,8 +168,8 @@ def test_a_pool_caps_test_and_dev_at_its_share():
     p = plan_budget(PlanConfig(labels=FOUR, budget=5000, simulate_draws=0), pool)
     # 30 % of 1,000 clips for test + dev, dev half the test: 200 test clips, 100 dev
     assert (p.test_needed, p.test_cap, p.test_size, p.dev_size) == (369, 200, 200, 100)
-    assert "max_pool_share=0.3 of the pool" in p.warnings[0]
-    wide = plan_budget(PlanConfig(labels=FOUR, budget=5000, simulate_draws=0, max_pool_share=0.6), pool)
+    assert "max_share=0.3 of the pool" in p.warnings[0]
+    wide = plan_budget(PlanConfig(labels=FOUR, budget=5000, simulate_draws=0, max_share=0.6), pool)
     assert wide.test_size == 369
 
 
