@@ -283,13 +283,6 @@ def _take_flag(args: list[str], flag: str) -> bool:
     return True
 
 
-def _is_recipe(name: str) -> bool:
-    from ser_models.catalog.recipes import recipes
-
-    stem = name.rsplit(".", 1)[0] if name.endswith((".yaml", ".yml")) else name
-    return any(p.stem == stem for p in recipes())
-
-
 def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
     """Parse ``[CONFIG.yaml | --config RECIPE] [key=value ...] [--print-config] [--verbose]`` as every job does.
 
@@ -305,7 +298,7 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         SystemExit: after help (0; 2 when no argument was given) or ``--print-config`` (0).
     """
     from ser_models.catalog import help as job_help
-    from ser_models.catalog.recipes import find_recipe
+    from ser_models.catalog.recipes import find_recipe, recipe_named
 
     args = [a for a in argv if a not in VERBOSE_FLAGS]
     if len(args) != len(argv):
@@ -318,11 +311,9 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
     job = prog.rsplit(".", 1)[-1]
     # `--config=NAME` is `--config NAME`
     args = [part for a in args for part in (a.split("=", 1) if a.startswith("--config=") else [a])]
-    flag = next((a for a in args if a in ("-h", "--help", "--help-all")), None)
-    if not args or flag is not None:
-        after = args[args.index(flag) + 1:] if flag else []
-        section = after[0] if flag in ("-h", "--help") and after and "=" not in after[0] \
-            and not after[0].startswith("-") else None
+    asked = job_help.help_request(args)
+    if not args or asked is not None:
+        flag, section = asked or (None, None)
         from ser_models.catalog.jobs import JOBS, job_name
 
         summary = JOBS[job_name(prog)].summary if job_name(prog) in JOBS else ""
@@ -348,7 +339,7 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         if path is not None:
             raise ConfigError(f"two configs given: --config {path} and {args[0]}")
         path = args.pop(0)
-        if not Path(path).is_file() and "/" not in path and "://" not in path and _is_recipe(path):
+        if not Path(path).is_file() and "/" not in path and "://" not in path and recipe_named(path):
             path = str(find_recipe(path, job))
     cfg = resolve_paths(load_config(schema, path, args))
     if print_config:

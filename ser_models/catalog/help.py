@@ -161,6 +161,20 @@ def _grouped(keys: list[Key]) -> dict[str, list[Key]]:
     return {s: m for s, m in out.items() if m}
 
 
+#: The flags that ask a job for help: ``--help [SECTION]`` the keys a user sets, ``--help-all`` every key.
+HELP_FLAGS = ("-h", "--help", "--help-all")
+
+
+def help_request(args: list[str]) -> tuple[str, str | None] | None:
+    """``(flag, section)`` when ``args`` ask for help (``--help data`` -> ``("--help", "data")``), else None."""
+    flag = next((a for a in args if a in HELP_FLAGS), None)
+    if flag is None:
+        return None
+    after = args[args.index(flag) + 1:]
+    wants_section = flag != "--help-all" and after and "=" not in after[0] and not after[0].startswith("-")
+    return flag, after[0] if wants_section else None
+
+
 def render(prog: str, summary: str, keys: list[Key], common: set[str], flag: str, section: str | None) -> str:
     """The help ``flag`` asks for (``--help``, ``--help-all``, or ``--help`` with a ``section``).
 

@@ -62,6 +62,12 @@ def recipe_summary(path: Path) -> str:
     return text[: end + 1] if end >= 0 else text
 
 
+def recipe_named(name: str) -> Path | None:
+    """The shipped recipe called ``name`` (with or without ``.yaml`` / ``.yml``), or None."""
+    stem = name[:-5] if name.endswith(".yaml") else name[:-4] if name.endswith(".yml") else name
+    return next((p for p in recipes() if p.stem == stem), None)
+
+
 def find_recipe(name: str, job: str | None = None) -> Path:
     """The recipe called ``name`` (with or without ``.yaml``).
 
@@ -69,13 +75,12 @@ def find_recipe(name: str, job: str | None = None) -> Path:
         ConfigError: naming the recipes of ``job`` (or all) when there is none of that name, or when the recipe
             is for another job.
     """
-    stem = name[:-5] if name.endswith(".yaml") else name[:-4] if name.endswith(".yml") else name
-    found = [p for p in recipes() if p.stem == stem]
+    found = recipe_named(name)
     names = [p.stem for p in recipes() if job is None or recipe_job(p) == job]
-    if not found:
+    if found is None:
         raise ConfigError(f"no recipe named {name!r}; the recipes{f' of {job}' if job else ''} are: "
                           f"{', '.join(names) or 'none'} (`ser-models configs` lists them all)")
-    if job is not None and recipe_job(found[0]) not in (None, job):
-        raise ConfigError(f"recipe {stem!r} is for `{recipe_job(found[0])}`, not `{job}`; "
+    if job is not None and recipe_job(found) not in (None, job):
+        raise ConfigError(f"recipe {found.stem!r} is for `{recipe_job(found)}`, not `{job}`; "
                           f"the recipes of {job} are: {', '.join(names) or 'none'}")
-    return found[0]
+    return found

@@ -23,14 +23,22 @@ import sys
 from unittest import mock
 
 from ser_models import __version__
-from ser_models.catalog.help import INDEX_PATH, clip, entry_keys, load_index, render, section_names
+from ser_models.catalog.help import (
+    HELP_FLAGS,
+    INDEX_PATH,
+    clip,
+    entry_keys,
+    help_request,
+    load_index,
+    render,
+    section_names,
+)
 from ser_models.catalog.jobs import JOBS, Job, job_name
 
 #: The console command's name (also the distribution's).
 COMMAND = "ser-models"
 
 
-HELP_FLAGS = ("-h", "--help", "--help-all")
 
 
 def overview() -> str:
@@ -72,10 +80,7 @@ def help_text(name: str, argv: list[str], index: dict | None = None) -> str:
     prog = f"{COMMAND} {name}"
     if "text" in entry:
         return entry["text"].replace("{prog}", prog)
-    flag = next(a for a in argv if a in HELP_FLAGS)
-    after = argv[argv.index(flag) + 1:]
-    section = after[0] if flag != "--help-all" and after and "=" not in after[0] and not after[0].startswith("-") \
-        else None
+    flag, section = help_request(argv)
     return render(prog, JOBS[name].summary, entry_keys(entry), set(entry["common"]), flag, section)
 
 
