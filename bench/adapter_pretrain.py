@@ -134,7 +134,8 @@ def main(argv=None) -> Path | None:
     from ser_models.encoders.standardizer import save_statistics
     from ser_models.models.model import ModelConfig
     from ser_models.pretraining.adapter_stage import frame_cache
-    from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
+    from ser_models.scoring.cache_keys import feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
     from ser_models.training.config import TrainConfig
 
     torch.set_num_threads(args.threads)

@@ -91,7 +91,7 @@ def run(pool_dir: str, workdir: Path, seeds: list[int], fractions: list[float]) 
 
     from bench.label_efficiency import build_shared_cache
     from ser_models.data import Pool
-    from ser_models.scoring.feature_cache import features_array
+    from ser_models.scoring.cache_rows import features_array
     from ser_models.scoring.functionals_cache import build_functionals_cache
 
     pool = Pool.open(pool_dir)

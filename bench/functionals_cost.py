@@ -45,7 +45,8 @@ def build(pool_dir: str, root: Path, variant: str, actors: int, encoder_name: st
     from bench.label_efficiency import job_config, run_overrides
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
-    from ser_models.scoring.feature_cache import FeatureCache, cache_states, feature_cache_key
+    from ser_models.scoring.cache_keys import cache_states, feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
     from ser_models.scoring.functionals_cache import build_functionals_cache
     from ser_models.scoring.scorer import ScorerConfig
 

@@ -76,7 +76,8 @@ def run(clips: int, grow: float, seconds: float, workdir: Path) -> dict:
 
     from ser_models.data import Pool, PoolConfig, prepare_pool
     from ser_models.encoders import build_encoder
-    from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
+    from ser_models.scoring.cache_keys import feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
     from ser_models.scoring.scorer import ScorerConfig
     from ser_models.testing import tiny_model_config
 

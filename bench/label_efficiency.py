@@ -135,7 +135,8 @@ def build_shared_cache(pool_dir: str | Path, root: str | Path, extra: list[str] 
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import reads_functionals
-    from ser_models.scoring.feature_cache import FeatureCache, cache_states, feature_cache_key
+    from ser_models.scoring.cache_keys import cache_states, feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
 
     cfg = job_config(pool_dir, Path(root).parent / "unused", run_overrides("random", 0, FRACTIONS, extra))
     encoder = build_encoder(cfg.model.encoder)
@@ -191,7 +192,7 @@ def probe_records(work: Path, cache, pool_dir, task: str, seeds: list[int], frac
     from sklearn.preprocessing import StandardScaler
 
     from ser_models.data import LabelLedger, Pool
-    from ser_models.scoring.feature_cache import features_array
+    from ser_models.scoring.cache_rows import features_array
 
     pool = Pool.open(pool_dir)
     table = cache.table()

@@ -163,7 +163,8 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     from ser_models.encoders import EncoderConfig, build_encoder
     from ser_models.pretraining.tapt import TAPT_COLUMNS, run_tapt
     from ser_models.pretraining.tapt_config import TaptConfig, TaptJobConfig
-    from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
+    from ser_models.scoring.cache_keys import feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
     from ser_models.scoring.scorer import ScorerConfig, score_dataset
     from ser_models.testing import tiny_model_config
     from ser_models.training import train_model

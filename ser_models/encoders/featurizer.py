@@ -72,7 +72,7 @@ class LayerFeaturizer(nn.Module):
         Returns:
             ``[B, D]``.
         """
-        # A fixed layer also reads a cache of the first hidden states alone (feature_cache.cache_states).
+        # A fixed layer also reads a cache of the first hidden states alone (scoring.cache_keys.cache_states).
         fits = pooled.shape[1] == self.num_layers or (self.layer is not None and self.layer < pooled.shape[1])
         if pooled.dim() != 3 or not fits:
             raise EncoderError(f"forward_pooled expects [B, {self.num_layers}, D], got {tuple(pooled.shape)}")

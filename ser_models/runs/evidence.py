@@ -123,7 +123,7 @@ class EvidenceJobConfig(AfterJobConfig):
 
 def check_evidence_config(cfg: EvidenceJobConfig) -> None:
     """Refuse what cannot give paired, cached, simulated runs (each message names the key)."""
-    from ser_models.scoring.feature_cache import cache_supported
+    from ser_models.scoring.cache_keys import cache_supported
 
     if cfg.tapt_enabled:
         raise ConfigError("jobs.evidence runs every loop from one frozen-encoder feature cache: set "
@@ -250,7 +250,8 @@ def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> t
     """
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import reads_functionals
-    from ser_models.scoring.feature_cache import FeatureCache, cache_kind, cache_states, feature_cache_key
+    from ser_models.scoring.cache_keys import cache_kind, cache_states, feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
 
     encoder = build_encoder(cfg.model.encoder)
     active, _ = run_config(cfg, cfg.evidence.baseline, cfg.evidence.first_seed)

@@ -162,7 +162,8 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
 
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import reads_functionals
-    from ser_models.scoring.feature_cache import FeatureCache, cache_kind, cache_supported, feature_cache_key
+    from ser_models.scoring.cache_keys import cache_kind, cache_supported, feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
 
     reason = cache_supported(model_cfg)
     if reason:

@@ -97,7 +97,8 @@ def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True, claim
     from ser_models.io import storage_path, write_bytes_atomic, write_parquet_atomic
     from ser_models.provenance import check_run
     from ser_models.runtime import connect_ray
-    from ser_models.scoring.feature_cache import FeatureCache, cache_supported, feature_cache_key
+    from ser_models.scoring.cache_keys import cache_supported, feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
 
     t0 = time.perf_counter()
     log = print if verbose else (lambda _: None)

@@ -184,7 +184,8 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
     from ser_models.encoders.speaker_norm import SpeakerStatistics
     from ser_models.io import exists
     from ser_models.models.model import SPEAKER_STATS_FILE
-    from ser_models.scoring.feature_cache import FeatureCache, cache_states, feature_cache_key
+    from ser_models.scoring.cache_keys import cache_states, feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
 
     split = None if cfg.split == "all" else cfg.split
     meta = pool.metadata(columns=["utt_id", "speaker"], split=split)  # speaker_key: a segment's stream if none

@@ -1,7 +1,4 @@
-"""Rows of the feature cache's shards: per-clip feature bytes in and out, and the rows a reader asked for.
-
-(:mod:`ser_models.scoring.feature_cache` re-exports :func:`features_array`.)
-"""
+"""Rows of the feature cache's shards: per-clip feature bytes in and out, and the rows a reader asked for."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 
 from ser_models.encoders.functionals import EgemapsExtractor, functionals_fingerprint
-from ser_models.scoring.feature_cache import FeatureCache, pool_lineage
+from ser_models.scoring.cache_keys import pool_lineage
+from ser_models.scoring.feature_cache import FeatureCache
 from ser_models.scoring.scorer import ScorerConfig
 
 

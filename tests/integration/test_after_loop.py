@@ -312,7 +312,7 @@ def test_small_label_recipe_standardises_with_training_pool_statistics(demo_pool
     from safetensors.numpy import load_file
 
     from ser_models.encoders.standardizer import load_statistics
-    from ser_models.scoring.feature_cache import features_array
+    from ser_models.scoring.cache_rows import features_array
 
     cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
         "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=pool", "model.head_hidden=0",
@@ -340,7 +340,7 @@ def test_speaker_norm_standardises_every_clip_by_its_speaker_in_training_and_sco
 
     from ser_models.encoders.speaker_norm import SpeakerStatistics
     from ser_models.models.model import EmotionModel
-    from ser_models.scoring.feature_cache import features_array
+    from ser_models.scoring.cache_rows import features_array
 
     cfg = _job_cfg(demo_pool.pool_dir, tmp_path, [
         "model.adapter.kind=frozen", "model.pooling=mean", "model.feature_norm=speaker", "model.speaker_shrinkage=0",

@@ -14,7 +14,7 @@ def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo
                                             "(make test-opensmile installs it and runs these tests)")
     from ser_models.data.clips import collect_clips
     from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor
-    from ser_models.scoring.feature_cache import features_array
+    from ser_models.scoring.cache_rows import features_array
     from ser_models.scoring.functionals_cache import build_functionals_cache
     from ser_models.scoring.scorer import ScorerConfig
 
@@ -44,7 +44,7 @@ def test_functionals_of_every_clip_are_cached_once_and_equal_the_extractors(demo
     again = build_functionals_cache(tmp_path / "cache", pool, pool.dataset(None), scorer, verbose=False)
     assert again.dir == cache.dir and meta_file.stat().st_mtime_ns == stamp
     from ser_models.encoders import build_encoder
-    from ser_models.scoring.feature_cache import feature_cache_key
+    from ser_models.scoring.cache_keys import feature_cache_key
     from ser_models.testing import tiny_model_config
 
     assert feature_cache_key(pool, build_encoder(tiny_model_config().encoder))[:16] != cache.dir.name[:16]
@@ -81,7 +81,8 @@ def test_functionals_computed_on_cpu_actors_of_their_own_equal_those_of_the_enco
     import dataclasses
 
     from ser_models.encoders.functionals import EGEMAPS_DIM
-    from ser_models.scoring.feature_cache import FeatureCache, features_array
+    from ser_models.scoring.cache_rows import features_array
+    from ser_models.scoring.feature_cache import FeatureCache
     from ser_models.scoring.scorer import ScorerConfig
     from ser_models.testing import tiny_model_config
 

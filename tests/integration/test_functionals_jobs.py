@@ -43,7 +43,8 @@ def test_after_chooses_the_functionals_by_cv_on_s3_and_predict_reproduces_them_f
     from ser_models.data.clips import collect_clips
     from ser_models.encoders.functionals import EGEMAPS_DIM, EgemapsExtractor
     from ser_models.models.model import EmotionModel
-    from ser_models.scoring.feature_cache import FeatureCache, features_array
+    from ser_models.scoring.cache_rows import features_array
+    from ser_models.scoring.feature_cache import FeatureCache
 
     run, cache_dir = f"{s3_bucket}/after", f"{s3_bucket}/cache"
     _job("jobs.after", ["jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={run}",
@@ -68,7 +69,7 @@ def test_after_chooses_the_functionals_by_cv_on_s3_and_predict_reproduces_them_f
     from ser_models.config import load_config
     from ser_models.encoders import build_encoder
     from ser_models.runs.after import AfterJobConfig
-    from ser_models.scoring.feature_cache import feature_cache_key
+    from ser_models.scoring.cache_keys import feature_cache_key
 
     cfg = load_config(AfterJobConfig, "jobs/configs/after_smoke.yaml", [f"pool_dir={demo_pool.pool_dir}",
                                                                        f"output_dir={run}", *AUTO])

@@ -250,7 +250,8 @@ def test_an_s3_pool_grows_and_relabels_in_place(ray_local, s3_bucket, tmp_path):
 
 def test_the_feature_cache_encodes_only_the_clips_it_lacks(grown, tmp_path):
     from ser_models.encoders import build_encoder
-    from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key
+    from ser_models.scoring.cache_keys import feature_cache_key
+    from ser_models.scoring.feature_cache import FeatureCache
     from ser_models.scoring.scorer import ScorerConfig
     from ser_models.testing import tiny_model_config
 

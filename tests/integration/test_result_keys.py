@@ -10,7 +10,9 @@ import pytest
 
 def test_a_feature_cache_is_reused_across_speed_keys_and_never_across_precision_or_crop_length(demo_pool, tmp_path):
     from ser_models.encoders import build_encoder
-    from ser_models.scoring.feature_cache import FeatureCache, feature_cache_key, features_array
+    from ser_models.scoring.cache_keys import feature_cache_key
+    from ser_models.scoring.cache_rows import features_array
+    from ser_models.scoring.feature_cache import FeatureCache
     from ser_models.scoring.scorer import ScorerConfig
     from ser_models.testing import tiny_model_config
 

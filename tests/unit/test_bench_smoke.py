@@ -72,7 +72,7 @@ def test_aggregate_flags_only_strategies_whose_paired_interval_is_above_zero(tmp
 
 
 def test_benchmark_configs_load_and_enable_the_cache(tmp_path):
-    from ser_models.scoring.feature_cache import cache_supported
+    from ser_models.scoring.cache_keys import cache_supported
 
     cfg = bench_cache.job_config(tmp_path / "pool", tmp_path / "run", ["active.feature_cache='on'"])
     assert cache_supported(cfg.model) is None and cfg.active.feature_cache == "on"

@@ -253,7 +253,7 @@ class _Pool:
 def test_the_feature_cache_key_changes_with_every_result_key_that_reaches_the_features(tiny_encoder):
     """``precision``, ``allow_tf32``, ``max_seconds`` and the device name another cache; speed keys and
     ``mc_samples`` (the head's, not the encoder's) keep it."""
-    from ser_models.scoring.feature_cache import SCORER_KEYS_NOT_IN_FEATURES, feature_cache_key
+    from ser_models.scoring.cache_keys import SCORER_KEYS_NOT_IN_FEATURES, feature_cache_key
     from ser_models.scoring.scorer import ScorerConfig
 
     assert set(SCORER_CHANGES) == {f.name for f in dataclasses.fields(ScorerConfig)}

@@ -13,7 +13,7 @@ from ser_models.adapters.bottleneck import BottleneckAdapter, LayerGate, transfo
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.exceptions import AdapterError, ConfigError
 from ser_models.models.model import EmotionModel
-from ser_models.scoring.feature_cache import cache_supported
+from ser_models.scoring.cache_keys import cache_supported
 from ser_models.testing import assert_padding_invariant, random_waveforms, tiny_model_config
 
 FAMILIES = ["tiny-wav2vec2", "tiny-hubert", "tiny-wavlm", "tiny-whisper"]

@@ -19,7 +19,7 @@ from ser_models.encoders import encoder as encoder_module
 from ser_models.encoders.content_hash import SIDECAR_NAME, clear_memo, hash_files
 from ser_models.encoders.encoder import _HASH_WEIGHTS_MAX_PARAMS, Encoder
 from ser_models.encoders.presets import build_tiny
-from ser_models.scoring.feature_cache import feature_cache_key
+from ser_models.scoring.cache_keys import feature_cache_key
 
 
 @pytest.fixture

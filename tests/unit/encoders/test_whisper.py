@@ -123,7 +123,7 @@ def test_emotion_model_checkpoint_round_trip(tmp_path, kind):
 
 
 def test_limit_depth_computes_the_first_states_exactly_as_the_whole_encoder():
-    from ser_models.scoring.feature_cache import cache_states
+    from ser_models.scoring.cache_keys import cache_states
 
     full = build_encoder(EncoderConfig(source="tiny-whisper")).eval()
     part = build_encoder(EncoderConfig(source="tiny-whisper")).eval()
