@@ -55,7 +55,7 @@ from ser_models.adapters.wap import WAPTransformer, save_wap
 from ser_models.data.clips import ClipSet
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask as valid_frames
-from ser_models.ownership import discard_staging
+from ser_models.io import StoragePath
 from ser_models.pretraining.pretraining import TaptState
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 from ser_models.training.batching import StreamingClips, iterate_batches
@@ -439,56 +439,36 @@ def run_adapter_pretrain(cache, train_ids: list[str], wap: WapConfig, cfg: Adapt
         TrainingError: Ray Train gives up after ``scaling.max_failures`` restarts, or no adapter came back.
     """
     from ser_models.config import to_dict
-    from ser_models.io import (
-        begin_dir_swap,
-        commit_dir_swap,
-        exists,
-        finish_dir_swap,
-        read_json,
-        storage_path,
-        write_bytes_atomic,
-        write_json_atomic,
-    )
-    from ser_models.training.trainer import run_torch_trainer
+    from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say, run_pretraining
 
-    say = print if verbose else (lambda *_: None)
-    out = storage_path(output_dir)
-    weights = out / ADAPTER_DIR / "wap.safetensors"
-    metrics_path = out / METRICS_FILE
-    finish_dir_swap(weights.parent, "wap.json")  # a replacement a kill interrupted: the complete one goes in
-    if exists(metrics_path) and exists(weights):
-        say(f"adapter pre-training already finished in {out}: reusing {weights}")
-        return AdapterPretrainResult(out, weights, read_json(metrics_path), 0.0, reused=True)
-    if cache.kind != "frames" or not cache.ready:
-        raise ConfigError(f"adapter pre-training needs a ready frame cache, got {cache!r}")
-    t0 = time.perf_counter()
-    mean, std, clips = cache.statistics(train_ids)
-    say(f"adapter pre-training: frame statistics of {clips} training clips ({time.perf_counter() - t0:.1f}s)")
-    loop_config = {"wap": to_dict(wap), "pretrain": to_dict(cfg), "shape": list(cache.shape),
-                   "mean": mean.tolist(), "std": std.tolist(), "stats_clips": clips,
-                   "threads": scaling.cpus_per_worker}
-    dataset = cache.dataset(ids=train_ids)
-    dataset.context.enable_progress_bars = False  # bars would interleave with the epoch lines
-    result, _, staging = run_torch_trainer(adapter_pretrain_loop_per_worker, loop_config, scaling,
-                                           {"train": dataset}, out, RUN_NAME, train_rows=len(train_ids))
-    seconds = time.perf_counter() - t0
-    try:
-        if not (staging / "wap.safetensors").exists():
-            raise TrainingError(f"adapter pre-training: the last checkpoint in {out}/ray_train has no "
-                                "wap.safetensors")
-        metrics = result.return_value or read_json(staging / RESULT_FILE)
-        metrics["seconds"] = seconds
-        info = read_json(staging / "wap.json")
-        # A swap: the new weights and wap.json (the completion marker, written last) go beside the old adapter
-        # folder first, so a kill at any point leaves one complete pair.
-        incoming = begin_dir_swap(weights.parent, "wap.json")
-        write_bytes_atomic(incoming / "wap.safetensors", (staging / "wap.safetensors").read_bytes())
-    finally:
-        discard_staging(staging)
-    write_json_atomic(incoming / "wap.json", {**info, "pretrain": to_dict(cfg), "clips": metrics["clips"],
-                                              "final_loss": metrics["final_loss"], "frame_cache": str(cache.dir)})
-    commit_dir_swap(weights.parent, "wap.json")
-    plot_adapter_curve(metrics["history"], out / PLOT_FILE, f"adapter pre-training ({metrics['clips']} clips)")
-    write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
-    say(f"adapter pre-training: {len(metrics['history'])} epochs in {seconds:.0f}s -> {weights}")
-    return AdapterPretrainResult(out, weights, metrics, seconds)
+    layout = PretrainLayout("adapter pre-training", ADAPTER_DIR, "wap.safetensors", "wap.json", METRICS_FILE,
+                            PLOT_FILE)
+
+    def prepare(out: StoragePath, say: Say) -> PretrainTraining:
+        if cache.kind != "frames" or not cache.ready:
+            raise ConfigError(f"adapter pre-training needs a ready frame cache, got {cache!r}")
+        t0 = time.perf_counter()
+        mean, std, clips = cache.statistics(train_ids)
+        say(f"adapter pre-training: frame statistics of {clips} training clips ({time.perf_counter() - t0:.1f}s)")
+        loop_config = {"wap": to_dict(wap), "pretrain": to_dict(cfg), "shape": list(cache.shape),
+                       "mean": mean.tolist(), "std": std.tolist(), "stats_clips": clips,
+                       "threads": scaling.cpus_per_worker}
+        dataset = cache.dataset(ids=train_ids)
+        dataset.context.enable_progress_bars = False  # bars would interleave with the epoch lines
+
+        def describe(metrics: dict, staged: dict | None) -> dict:
+            # the architecture the worker saved beside the weights, plus how it was pre-trained
+            return {**staged, "pretrain": to_dict(cfg), "clips": metrics["clips"],
+                    "final_loss": metrics["final_loss"], "frame_cache": str(cache.dir)}
+
+        return PretrainTraining(
+            adapter_pretrain_loop_per_worker, loop_config, dataset, len(train_ids), t0,
+            missing=f"adapter pre-training: the last checkpoint in {out}/ray_train has no wap.safetensors",
+            describe=describe, title=lambda metrics: f"adapter pre-training ({metrics['clips']} clips)",
+            staged_info="wap.json")
+
+    run = run_pretraining(output_dir, layout, scaling, RUN_NAME, prepare, plot=plot_adapter_curve,
+                          verbose=verbose)
+    if verbose and not run.reused:
+        print(f"adapter pre-training: {len(run.metrics['history'])} epochs in {run.seconds:.0f}s -> {run.weights}")
+    return AdapterPretrainResult(run.output_dir, run.weights, run.metrics, run.seconds, reused=run.reused)

@@ -35,8 +35,8 @@ from torch import nn
 
 from ser_models.config import RESULT, field
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
-from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.ownership import discard_staging
+from ser_models.exceptions import ConfigError
+from ser_models.io import StoragePath
 
 STUDENT_DIR = "student"
 METRICS_FILE = "distill_metrics.json"
@@ -195,70 +195,44 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
     from ser_models.config import from_dict, to_dict
     from ser_models.data import Pool
     from ser_models.data.clips import AUDIO_INPUT_COLUMNS as TAPT_COLUMNS
-    from ser_models.io import (
-        begin_dir_swap,
-        commit_dir_swap,
-        exists,
-        finish_dir_swap,
-        read_json,
-        storage_path,
-        write_bytes_atomic,
-        write_json_atomic,
-    )
-    from ser_models.pretraining.pretraining import (
-        RESULT_FILE,
-        WEIGHTS_FILE,
-        plot_loss_curve,
-        tapt_loop_per_worker,
-    )
-    from ser_models.training.trainer import run_torch_trainer
+    from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say, run_pretraining
+    from ser_models.pretraining.pretraining import WEIGHTS_FILE, tapt_loop_per_worker
 
-    say = print if verbose else (lambda *_: None)
-    out = storage_path(output_dir)
-    weights, info_path, metrics_path = out / STUDENT_DIR / WEIGHTS_FILE, out / STUDENT_DIR / "encoder.json", \
-        out / METRICS_FILE
-    finish_dir_swap(info_path.parent, info_path.name)  # a replacement a kill interrupted: the complete one goes in
-    if exists(metrics_path) and exists(info_path):
-        say(f"distillation already finished in {out}: reusing {weights}")
-        info = read_json(info_path)
-        return DistillResult(out, from_dict(EncoderConfig, info["encoder"]), read_json(metrics_path), 0.0, True)
-    pool = Pool.open(pool_dir)
-    dataset = pool.dataset(split, columns=TAPT_COLUMNS)
-    dataset.context.enable_progress_bars = False
-    rows = len(pool.metadata(columns=["utt_id"], split=split))
-    probe = build_distill_objective(teacher, cfg)  # checks the sizes and layers before Ray starts
-    counts = {"teacher_params": parameter_count(probe.teacher.hf_model),
-              "student_params": parameter_count(probe.encoder.hf_model),
-              "teacher_layers": probe.teacher_layers}
-    del probe
-    say(f"distilling {teacher.source} ({counts['teacher_params']:,} parameters) into a {cfg.student_layers}-layer "
-        f"student at {cfg.student_ffn_ratio:g}x feed-forward width ({counts['student_params']:,} parameters, "
-        f"{counts['student_params'] / counts['teacher_params']:.0%}); predicting teacher layers "
-        f"{counts['teacher_layers']} on {rows} clips of split {split!r}")
-    t0 = time.perf_counter()
-    loop_config = {"build": build_from_config, "encoder": to_dict(teacher), "distill": to_dict(cfg),
-                   "threads": scaling.cpus_per_worker}
-    result, _, staging = run_torch_trainer(tapt_loop_per_worker, loop_config, scaling, {"train": dataset}, out,
-                                           run_name, train_rows=rows)
-    seconds = time.perf_counter() - t0
-    try:
-        if not (staging / WEIGHTS_FILE).exists():
-            raise TrainingError(f"distillation run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}")
-        metrics = result.return_value or read_json(staging / RESULT_FILE)
-        metrics.update(seconds=seconds, **counts)
-        # A swap: the new weights and encoder.json (the completion marker, written last) go beside the old
-        # student folder first, so a kill at any point leaves one complete pair.
-        incoming = begin_dir_swap(info_path.parent, info_path.name)
-        write_bytes_atomic(incoming / WEIGHTS_FILE, (staging / WEIGHTS_FILE).read_bytes())
-    finally:
-        discard_staging(staging)
-    encoder = student_config(teacher, cfg, checkpoint=str(weights))
-    write_json_atomic(incoming / info_path.name, {"encoder": to_dict(encoder), "teacher": to_dict(teacher),
-                                                  "distill": to_dict(cfg), **counts})
-    commit_dir_swap(info_path.parent, info_path.name)
-    plot_loss_curve(metrics["history"], out / PLOT_FILE, f"distillation of {teacher.source}")
-    write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
-    return DistillResult(out, encoder, metrics, seconds)
+    layout = PretrainLayout("distillation", STUDENT_DIR, WEIGHTS_FILE, "encoder.json", METRICS_FILE, PLOT_FILE,
+                            finished_by_marker=True)  # the marker holds the config that loads the student
+
+    def prepare(out: StoragePath, say: Say) -> PretrainTraining:
+        pool = Pool.open(pool_dir)
+        dataset = pool.dataset(split, columns=TAPT_COLUMNS)
+        dataset.context.enable_progress_bars = False
+        rows = len(pool.metadata(columns=["utt_id"], split=split))
+        probe = build_distill_objective(teacher, cfg)  # checks the sizes and layers before Ray starts
+        counts = {"teacher_params": parameter_count(probe.teacher.hf_model),
+                  "student_params": parameter_count(probe.encoder.hf_model),
+                  "teacher_layers": probe.teacher_layers}
+        del probe
+        say(f"distilling {teacher.source} ({counts['teacher_params']:,} parameters) into a {cfg.student_layers}-layer "
+            f"student at {cfg.student_ffn_ratio:g}x feed-forward width ({counts['student_params']:,} parameters, "
+            f"{counts['student_params'] / counts['teacher_params']:.0%}); predicting teacher layers "
+            f"{counts['teacher_layers']} on {rows} clips of split {split!r}")
+        t0 = time.perf_counter()
+        loop_config = {"build": build_from_config, "encoder": to_dict(teacher), "distill": to_dict(cfg),
+                       "threads": scaling.cpus_per_worker}
+
+        def describe(_metrics: dict, _staged: dict | None) -> dict:
+            encoder = student_config(teacher, cfg, checkpoint=str(out / STUDENT_DIR / WEIGHTS_FILE))
+            return {"encoder": to_dict(encoder), "teacher": to_dict(teacher), "distill": to_dict(cfg), **counts}
+
+        return PretrainTraining(
+            tapt_loop_per_worker, loop_config, dataset, rows, t0,
+            missing=f"distillation run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}",
+            describe=describe, title=lambda _metrics: f"distillation of {teacher.source}", extra_metrics=counts)
+
+    run = run_pretraining(output_dir, layout, scaling, run_name, prepare, verbose=verbose)
+    if run.reused:
+        return DistillResult(run.output_dir, from_dict(EncoderConfig, run.info["encoder"]), run.metrics, 0.0, True)
+    encoder = student_config(teacher, cfg, checkpoint=str(run.weights))  # the one its marker records
+    return DistillResult(run.output_dir, encoder, run.metrics, run.seconds)
 
 
 def build_from_config(config: dict):

@@ -13,7 +13,8 @@ Two objectives, picked by encoder family (``tapt.objective=auto``):
 
 Layers: masks (:mod:`~ser_models.pretraining.masking`), k-means targets (:mod:`~ser_models.pretraining.kmeans_targets`),
 objectives (:mod:`~ser_models.pretraining.tapt_objectives`) -> one step, epochs with resume and the Ray Train worker
-(:mod:`~ser_models.pretraining.pretraining`, shared with distillation) -> :func:`run_tapt` (driver, artifacts)::
+(:mod:`~ser_models.pretraining.pretraining`, shared with distillation) -> :func:`run_tapt` (driver, artifacts, on
+the skeleton of :mod:`~ser_models.pretraining.driver`)::
 
     output_dir/
       encoder/encoder.safetensors   state dict of Encoder.hf_model: set EncoderConfig.checkpoint to it
@@ -42,23 +43,11 @@ from pathlib import Path
 
 from ser_models.data.clips import AUDIO_INPUT_COLUMNS, ClipSet
 from ser_models.encoders import EncoderConfig, build_encoder
-from ser_models.exceptions import ConfigError, TrainingError
-from ser_models.io import (
-    begin_dir_swap,
-    commit_dir_swap,
-    exists,
-    finish_dir_swap,
-    storage_path,
-    write_bytes_atomic,
-)
-from ser_models.ownership import discard_staging
+from ser_models.exceptions import ConfigError
+from ser_models.io import StoragePath, exists
+from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say, run_pretraining
 from ser_models.pretraining.kmeans_targets import Clusters, fit_clusters, resolve_targets
-from ser_models.pretraining.pretraining import (
-    RESULT_FILE,
-    WEIGHTS_FILE,
-    plot_loss_curve,
-    tapt_loop_per_worker,
-)
+from ser_models.pretraining.pretraining import WEIGHTS_FILE, tapt_loop_per_worker
 from ser_models.pretraining.tapt_config import TaptJobConfig
 from ser_models.pretraining.tapt_objectives import build_from_config
 
@@ -69,6 +58,7 @@ INFO_FILE = "encoder.json"
 METRICS_FILE = "tapt_metrics.json"
 PLOT_FILE = "tapt_loss.png"
 CLUSTERS_FILE = "kmeans/clusters.npz"
+LAYOUT = PretrainLayout("TAPT", ENCODER_DIR, WEIGHTS_FILE, INFO_FILE, METRICS_FILE, PLOT_FILE)
 
 
 @dataclass
@@ -115,72 +105,57 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_
         ConfigError: the objective does not fit the encoder.
     """
     from ser_models.config import to_dict
-    from ser_models.io import read_json, write_json_atomic
-    from ser_models.training.trainer import run_torch_trainer
+    from ser_models.io import write_json_atomic
 
-    say = print if verbose else (lambda *_: None)
-    out = storage_path(cfg.output_dir)
-    weights = out / ENCODER_DIR / WEIGHTS_FILE
-    metrics_path = out / METRICS_FILE
-    finish_dir_swap(weights.parent, INFO_FILE)  # a replacement a kill interrupted: the complete version goes in
-    if exists(metrics_path) and exists(weights):
-        say(f"TAPT already finished in {out}: reusing {weights}")
-        return TaptResult(out, weights, read_json(metrics_path), 0.0, reused=True)
-    if dataset is None:
-        from ser_models.data import Pool
+    def prepare(out: StoragePath, say: Say) -> PretrainTraining:
+        data, rows = dataset, train_rows
+        if data is None:
+            from ser_models.data import Pool
 
-        pool = Pool.open(cfg.pool_dir)
-        dataset = pool.dataset(cfg.split, columns=TAPT_COLUMNS)
-        train_rows = len(pool.metadata(columns=["utt_id"], split=cfg.split))
-    dataset = dataset.select_columns(TAPT_COLUMNS)
-    dataset.context.enable_progress_bars = False  # bars would interleave with the epoch lines
-    t0 = time.perf_counter()
-    encoder = build_encoder(cfg.encoder)
-    objective = cfg.tapt.resolve_objective(encoder.family)
-    if objective == "adapter":
-        raise ConfigError("tapt.objective=adapter (auto for Whisper) pre-trains the WAP adapter, not the encoder: "
-                          "use jobs.adapter_pretrain, or jobs.after / jobs.finetune with model.wap.enabled=true")
-    # Concrete k-means targets from here on: workers, tapt_info.json and a resumed run all see the same ones.
-    cfg = dataclasses.replace(cfg, tapt=resolve_targets(cfg.tapt, encoder))
-    clusters = None
-    if objective == "masked_prediction":
-        path = out / CLUSTERS_FILE
-        if exists(path):  # a resumed run must keep the targets its checkpoints were trained on
-            clusters = Clusters.load(path)
-            say(f"reusing k-means targets {path}")
-        else:
-            clips = _driver_clips(dataset, cfg.tapt.kmeans_max_clips, cfg.tapt.seed)
-            clusters = fit_clusters(encoder, clips, cfg.tapt, batch_size=cfg.tapt.batch_size)
-            clusters.save(path)
-            write_json_atomic(path[:-len(".npz")] + ".json" if path.endswith(".npz") else path + ".json", {"features": clusters.features, "layer": clusters.layer,
-                                                          "num_clusters": cfg.tapt.num_clusters, **clusters.stats})
-            say(f"k-means: K={cfg.tapt.num_clusters} on {clusters.stats['frames']} {clusters.features} frames of "
-                f"{clusters.stats['clips']} clips ({clusters.stats['seconds']:.1f}s) -> {path}")
-    del encoder
-    loop_config = {"build": build_from_config, "encoder": to_dict(cfg.encoder), "tapt": to_dict(cfg.tapt),
-                   "clusters": None if clusters is None else clusters.to_dict(),
-                   "threads": cfg.scaling.cpus_per_worker}
-    result, _, staging = run_torch_trainer(tapt_loop_per_worker, loop_config, cfg.scaling,
-                                           {"train": dataset}, out, run_name,
-                                           train_rows=dataset.count() if train_rows is None else train_rows)
-    seconds = time.perf_counter() - t0  # k-means targets included
-    try:
-        if not (staging / WEIGHTS_FILE).exists():
-            raise TrainingError(f"TAPT run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}")
-        metrics = result.return_value or read_json(staging / RESULT_FILE)
-        metrics["seconds"] = seconds
-        # A swap: the new weights and their encoder.json (the completion marker, written last) go beside the
-        # old folder first, so a kill at any point leaves one complete pair.
-        incoming = begin_dir_swap(weights.parent, INFO_FILE)
-        write_bytes_atomic(incoming / WEIGHTS_FILE, (staging / WEIGHTS_FILE).read_bytes())
-    finally:
-        discard_staging(staging)
-    write_json_atomic(incoming / INFO_FILE, {
-        "source_encoder": to_dict(cfg.encoder),
-        "encoder": to_dict(TaptResult(out, weights, metrics, seconds).encoder_config(cfg.encoder)),
-        "objective": metrics["objective"], "epochs": len(metrics["history"]), "final_loss": metrics["final_loss"],
-        "tapt": to_dict(cfg.tapt), "clusters": None if clusters is None else str(out / CLUSTERS_FILE)})
-    commit_dir_swap(weights.parent, INFO_FILE)
-    plot_loss_curve(metrics["history"], out / PLOT_FILE, f"TAPT {metrics['objective']} on {cfg.encoder.source}")
-    write_json_atomic(metrics_path, metrics)  # written last: its presence marks the run finished
-    return TaptResult(out, weights, metrics, seconds)
+            pool = Pool.open(cfg.pool_dir)
+            data = pool.dataset(cfg.split, columns=TAPT_COLUMNS)
+            rows = len(pool.metadata(columns=["utt_id"], split=cfg.split))
+        data = data.select_columns(TAPT_COLUMNS)
+        data.context.enable_progress_bars = False  # bars would interleave with the epoch lines
+        t0 = time.perf_counter()  # the run's seconds include the k-means targets
+        encoder = build_encoder(cfg.encoder)
+        objective = cfg.tapt.resolve_objective(encoder.family)
+        if objective == "adapter":
+            raise ConfigError("tapt.objective=adapter (auto for Whisper) pre-trains the WAP adapter, not the encoder: "
+                              "use jobs.adapter_pretrain, or jobs.after / jobs.finetune with model.wap.enabled=true")
+        # Concrete k-means targets from here on: workers, tapt_info.json and a resumed run all see the same ones.
+        job = dataclasses.replace(cfg, tapt=resolve_targets(cfg.tapt, encoder))
+        clusters = None
+        if objective == "masked_prediction":
+            path = out / CLUSTERS_FILE
+            if exists(path):  # a resumed run must keep the targets its checkpoints were trained on
+                clusters = Clusters.load(path)
+                say(f"reusing k-means targets {path}")
+            else:
+                clips = _driver_clips(data, job.tapt.kmeans_max_clips, job.tapt.seed)
+                clusters = fit_clusters(encoder, clips, job.tapt, batch_size=job.tapt.batch_size)
+                clusters.save(path)
+                write_json_atomic(path[:-len(".npz")] + ".json" if path.endswith(".npz") else path + ".json",
+                                  {"features": clusters.features, "layer": clusters.layer,
+                                   "num_clusters": job.tapt.num_clusters, **clusters.stats})
+                say(f"k-means: K={job.tapt.num_clusters} on {clusters.stats['frames']} {clusters.features} frames "
+                    f"of {clusters.stats['clips']} clips ({clusters.stats['seconds']:.1f}s) -> {path}")
+        del encoder
+        loop_config = {"build": build_from_config, "encoder": to_dict(job.encoder), "tapt": to_dict(job.tapt),
+                       "clusters": None if clusters is None else clusters.to_dict(),
+                       "threads": job.scaling.cpus_per_worker}
+
+        def describe(metrics: dict, _staged: dict | None) -> dict:
+            adapted = TaptResult(out, out / ENCODER_DIR / WEIGHTS_FILE, metrics, metrics["seconds"])
+            return {"source_encoder": to_dict(job.encoder), "encoder": to_dict(adapted.encoder_config(job.encoder)),
+                    "objective": metrics["objective"], "epochs": len(metrics["history"]),
+                    "final_loss": metrics["final_loss"], "tapt": to_dict(job.tapt),
+                    "clusters": None if clusters is None else str(out / CLUSTERS_FILE)}
+
+        return PretrainTraining(
+            tapt_loop_per_worker, loop_config, data, data.count() if rows is None else rows, t0,
+            missing=f"TAPT run {run_name!r}: the last checkpoint has no {WEIGHTS_FILE}", describe=describe,
+            title=lambda metrics: f"TAPT {metrics['objective']} on {job.encoder.source}")
+
+    run = run_pretraining(cfg.output_dir, LAYOUT, cfg.scaling, run_name, prepare, verbose=verbose)
+    return TaptResult(run.output_dir, run.weights, run.metrics, run.seconds, reused=run.reused)
