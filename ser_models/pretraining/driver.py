@@ -34,7 +34,7 @@ from ser_models.io import (
 )
 from ser_models.ownership import discard_staging
 from ser_models.pretraining.pretraining import RESULT_FILE, plot_loss_curve
-from ser_models.training.config import ScalingSettings
+from ser_models.training.config import ScalingConfig
 
 #: A console line writer: ``print``, or a no-op when the run is quiet.
 Say = Callable[..., None]
@@ -116,7 +116,7 @@ class PretrainRun:
     info: dict | None = None
 
 
-def run_pretraining(output_dir: str, layout: PretrainLayout, scaling: ScalingSettings, run_name: str,
+def run_pretraining(output_dir: str, layout: PretrainLayout, scaling: ScalingConfig, run_name: str,
                     prepare: Callable[[StoragePath, Say], PretrainTraining], *,
                     plot: Callable[[list[dict], StoragePath, str], None] = plot_loss_curve,
                     verbose: bool = True) -> PretrainRun:
