@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ser_models.data.audio_stream import Resampler, open_audio
 from ser_models.data.config import POOL_SAMPLE_RATE
 from ser_models.exceptions import AudioError, ConfigError
+from ser_models.scoring.predictions import prediction_table
 
 _log = logging.getLogger(__name__)
 #: How ``predict`` stores audio before scoring it: the pool's 16-bit PCM (what every model trains on).
@@ -121,7 +123,6 @@ class Predictor:
     def _waveform(self, item, index: int, sample_rate: int | None) -> tuple[str, np.ndarray]:
         """``(name, [T] float32 at 16 kHz)`` of one input, checked and cut to ``max_seconds``."""
         from ser_models.data.audio import load_clip
-        from ser_models.data.audio_stream import Resampler, open_audio
 
         if isinstance(item, (str, os.PathLike)):
             name = str(item)
@@ -170,7 +171,6 @@ class Predictor:
 
     def _score(self, names: list[str], wavs: list[np.ndarray]) -> list[Prediction]:
         from ser_models.data.audio import encode_pool_audio
-        from ser_models.scoring.predictions import prediction_table
 
         ids = [f"{i:08d}" for i in range(len(wavs))]  # sorted = input order
         blobs = [encode_pool_audio(w, _POOL_FORMAT) for w in wavs]

@@ -20,7 +20,13 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ser_models.catalog import help as job_help
+from ser_models.catalog.help import Key
+from ser_models.catalog.jobs import JOBS, job_name
+from ser_models.catalog.recipes import find_recipe, recipe_named
+from ser_models.console import RAY_CONSOLE_ENV
 from ser_models.exceptions import ConfigError
+from ser_models.runtime import DATA_CONSOLE_LEVEL_ENV, PROGRESS_BARS_ENV
 
 T = TypeVar("T")
 
@@ -297,13 +303,9 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         ConfigError: a bad key, value, file or recipe name.
         SystemExit: after help (0; 2 when no argument was given) or ``--print-config`` (0).
     """
-    from ser_models.catalog import help as job_help
-    from ser_models.catalog.recipes import find_recipe, recipe_named
 
     args = [a for a in argv if a not in VERBOSE_FLAGS]
     if len(args) != len(argv):
-        from ser_models.console import RAY_CONSOLE_ENV
-        from ser_models.runtime import DATA_CONSOLE_LEVEL_ENV, PROGRESS_BARS_ENV
 
         os.environ[PROGRESS_BARS_ENV] = "1"
         os.environ[RAY_CONSOLE_ENV] = "1"
@@ -314,7 +316,6 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
     asked = job_help.help_request(args)
     if not args or asked is not None:
         flag, section = asked or (None, None)
-        from ser_models.catalog.jobs import JOBS, job_name
 
         summary = JOBS[job_name(prog)].summary if job_name(prog) in JOBS else ""
         try:
@@ -485,7 +486,6 @@ def describe(schema: type, prefix: str = "") -> str:
 
 def help_keys(schema: type) -> list:
     """Every leaf key of config dataclass ``schema`` as :class:`ser_models.catalog.help.Key` rows (for help)."""
-    from ser_models.catalog.help import Key
 
     effects = key_effects(schema)
     rows = []

@@ -15,6 +15,7 @@ version, old or new, at every moment; :func:`complete_dir` finds it after a cras
 
 from __future__ import annotations
 
+import io as _io
 import json
 import os
 import shutil
@@ -492,7 +493,6 @@ def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa
 
 def save_figure(fig, uri: str | os.PathLike, dpi: int = 100) -> None:
     """Render a matplotlib figure as PNG and write it atomically to a local path or URI."""
-    import io as _io
 
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)

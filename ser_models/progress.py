@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+from ser_models.io import filesystem
+
 
 def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
@@ -42,7 +47,6 @@ class WrittenRows:
     """
 
     def __init__(self, path: str):
-        from ser_models.io import filesystem
 
         self.fs, self.root = filesystem(path)
         self._rows: dict[str, int] = {}
@@ -75,7 +79,6 @@ class StageProgress:
 
     def __init__(self, stage: str, total: int | None, unit: str, done, every: float = 10.0, verbose: bool = True,
                  indent: str = "  "):
-        import threading
 
         self.stage, self.total, self.unit, self.done, self.every = stage, total, unit, done, every
         self.verbose, self.indent = verbose, indent
@@ -85,7 +88,6 @@ class StageProgress:
         self._last = -1
 
     def _line(self) -> None:
-        import time
 
         n = self.done()
         if n != self._last:
@@ -98,7 +100,6 @@ class StageProgress:
             self._line()
 
     def __enter__(self) -> StageProgress:
-        import time
 
         self._t0 = time.perf_counter()
         if self.verbose:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -92,7 +93,6 @@ def _gcs_address() -> str | None:
 
 
 def _gcs_answers(address: str, timeout: float = 2.0) -> bool:
-    import socket
 
     host, port = address.rsplit(":", 1)
     try:

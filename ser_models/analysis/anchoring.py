@@ -13,11 +13,13 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ser_models.analysis.similarity import ANCHOR_MODES
 from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
+from ser_models.io import exists, read_json, write_json_atomic
 
 #: ``anchoring.auto`` values.
 AUTO_MODES = ("off", *ANCHOR_MODES)
@@ -138,7 +140,6 @@ def choose_anchors(pool, cfg: AnchoringConfig, model_cfg, split: str, column: st
     Returns:
         ``{"layers": anchors, "mode", "diagonal": [L] per-layer CKA, "cka": [L, L], "pairs"}``.
     """
-    import dataclasses
 
     from ser_models.analysis.similarity import layer_similarity, suggest_anchors
     from ser_models.models.model import EmotionModel
@@ -170,7 +171,6 @@ def resolve_anchors(pool, cfg: AnchoringConfig, model_cfg, split: str, column: s
         ``{"groups": [[layer, ...], ...], "layers": anchors, "mode": off | most_similar | least_similar, ...}``
         (measured choices add the per-layer CKA).
     """
-    from ser_models.io import exists, read_json, write_json_atomic
 
     if exists(record_path):
         return read_json(record_path)

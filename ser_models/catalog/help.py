@@ -18,6 +18,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from ser_models.catalog.recipes import recipe_job, recipes
+
 #: Longest line of ``--help`` (and of ``--help-all``'s wrapped help text).
 WIDTH = 100
 #: The most lines ``--help`` prints for one job.
@@ -198,7 +200,6 @@ def recipe_keys(job: str) -> set[str]:
     """The dotted keys the shipped recipes of ``job`` set (``extends`` chains included)."""
     import yaml
 
-    from ser_models.catalog.recipes import recipe_job, recipes
 
     out: set[str] = set()
 

@@ -30,10 +30,13 @@ from ser_models.catalog.help import (
     entry_keys,
     help_request,
     load_index,
+    recipe_keys,
     render,
     section_names,
 )
 from ser_models.catalog.jobs import JOBS, Job, job_name
+from ser_models.catalog.recipes import recipe_job, recipe_summary, recipes
+from ser_models.cli import run_job
 
 #: The console command's name (also the distribution's).
 COMMAND = "ser-models"
@@ -57,7 +60,6 @@ def overview() -> str:
 
 def list_configs(job: str | None = None) -> str:
     """``ser-models configs [JOB]``: the shipped recipes by job, each with its first sentence."""
-    from ser_models.catalog.recipes import recipe_job, recipe_summary, recipes
 
     module = None if job is None else job.replace("-", "_")
     rows = [(recipe_job(p) or "?", p.stem, recipe_summary(p)) for p in recipes()
@@ -110,7 +112,6 @@ def build_index() -> dict:
 
 def index_entry(job: str, summary: str, schema: type | None, text: str | None = None) -> dict:
     """One job's entry of the index, from its live schema (or its argparse help ``text``)."""
-    from ser_models.catalog.help import recipe_keys
     from ser_models.config import help_keys
 
     if schema is None:
@@ -134,7 +135,6 @@ def _print(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """The console script ``ser-models``."""
-    from ser_models.cli import run_job
     from ser_models.config import set_invoked_as
 
     args = list(sys.argv[1:] if argv is None else argv)

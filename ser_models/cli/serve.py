@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 
+import ser_models
 from ser_models.exceptions import AudioError, SERError
 
 
@@ -25,7 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", help="audio files (any format the platform decodes)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: its own)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    import ser_models
 
     try:
         predictor = ser_models.load(args.model, runtime="onnx", threads=args.threads)

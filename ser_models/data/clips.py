@@ -9,6 +9,7 @@ batching``), scoring, pre-training and the functionals extractor all read clips 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -204,7 +205,6 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
 
 def _soft_row(batch: dict, j: int, uid: str, index: dict[str, int]) -> np.ndarray | None:
     """Clip ``j``'s soft label (JSON ``{class: share}`` from the ledger) as [C] probabilities, or None."""
-    import json
 
     raw = batch["soft_label"][j]
     if raw is None or (isinstance(raw, float) and np.isnan(raw)):

@@ -47,6 +47,7 @@ first row after a CSV/TSV header is row 1, i.e. line 2; in JSONL, row = line), t
 
 from __future__ import annotations
 
+import io as _bytes_io
 import json
 import math
 import os
@@ -197,7 +198,6 @@ def read_table(path: str | os.PathLike, what: str = "manifest", allow_empty: boo
 
 
 def _read_table(src: str, ext: str) -> pd.DataFrame:
-    import io as _bytes_io
 
     try:
         raw = _bytes_io.BytesIO(io.read_bytes(src))

@@ -39,6 +39,7 @@ import pyarrow.dataset as pads
 
 from ser_models.exceptions import PoolError
 from ser_models.io import exists, filesystem, read_json, read_parquet
+from ser_models.runtime import read_parquet_dataset
 
 if TYPE_CHECKING:
     import ray.data
@@ -263,7 +264,6 @@ class Pool:
         """
         from ray.data.datasource.partitioning import Partitioning
 
-        from ser_models.runtime import read_parquet_dataset
 
         cols = _check_columns(columns, self.root)
         fs, root_path = filesystem(self.root)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ser_models.encoders.config import EncoderConfig
 from ser_models.exceptions import EncoderError
+from ser_models.io import write_json_atomic
 
 #: The names a source may give, each with the folder its import lives in under the cache.
 PRETRAINED = {"smart-turn": "smart-turn-v3.2-whisper-tiny", "smart-turn-v3.2": "smart-turn-v3.2-whisper-tiny"}
@@ -152,7 +153,6 @@ def _recorded_hash(folder: Path) -> str | None:
 def record_hash(folder: Path) -> str:
     """Write the folder's content hash into its ``import.json`` (atomically) and return it."""
     from ser_models.encoders.content_hash import hash_files
-    from ser_models.io import write_json_atomic
 
     stamp = json.loads((folder / "import.json").read_text())
     stamp[HASH_KEY] = hash_files(folder)

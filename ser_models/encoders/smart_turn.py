@@ -44,6 +44,8 @@ import numpy as np
 
 from ser_models.encoders.content_hash import SIDECAR_NAME
 from ser_models.exceptions import EncoderError
+from ser_models.io import abort_dir_swap, begin_dir_swap, commit_dir_swap, finish_dir_swap
+from ser_models.ownership import check_apart, check_claim
 
 WHEEL_NAME = "pipecat_ai-1.14.0-py3-none-any.whl"
 WHEEL_REQUIREMENT = "pipecat-ai==1.14.0"
@@ -388,8 +390,6 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
     Raises:
         EncoderImportError: checksum or graph mismatch, or the wheel cannot be fetched.
     """
-    from ser_models.io import abort_dir_swap, begin_dir_swap, commit_dir_swap, finish_dir_swap
-    from ser_models.ownership import check_apart, check_claim
 
     out = Path(out_dir)
     stamp = out / "import.json"

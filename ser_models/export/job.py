@@ -9,6 +9,8 @@ import sys
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
+from ser_models.export.onnx_export import export_checkpoint
+from ser_models.ownership import claim_file
 
 
 @dataclasses.dataclass
@@ -36,11 +38,9 @@ def run_export(cfg: ExportConfig) -> dict:
         ConfigError: no ``checkpoint=``; ``ExportError`` (a ``ConfigError``) for a model the graph cannot
             carry exactly, naming the setting.
     """
-    from ser_models.export.onnx_export import export_checkpoint
 
     if not cfg.checkpoint:
         raise ConfigError("jobs.export needs checkpoint=<checkpoint folder or run>")
-    from ser_models.ownership import claim_file
 
     claim_file(cfg.output, inputs={"checkpoint": cfg.checkpoint, "encoder_source": cfg.encoder_source})
     report = export_checkpoint(cfg.checkpoint, cfg.output, cfg.quantize, cfg.encoder_source)

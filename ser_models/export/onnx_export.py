@@ -26,6 +26,7 @@ import numpy as np
 
 from ser_models import io
 from ser_models.exceptions import ExportError
+from ser_models.export.whisper_mel import whisper_inputs
 
 #: Largest absolute difference in any class probability allowed between ONNX Runtime (fp32) and torch.
 PARITY_TOLERANCE = 1e-4
@@ -327,7 +328,6 @@ def _graph_inputs(model, wavs: np.ndarray, lengths: np.ndarray) -> dict[str, np.
     """The graph's inputs for a padded batch: itself, or for Whisper the numpy log-mel windows."""
     if not is_whisper(model):
         return {"wavs": wavs, "lengths": lengths}
-    from ser_models.export.whisper_mel import whisper_inputs
 
     clips = [w[:n] for w, n in zip(wavs, lengths)]
     return whisper_inputs(clips, int(model.encoder.window_frames), model.encoder.mel_filters.float().numpy())

@@ -16,6 +16,7 @@ import numpy as np
 from ser_models import io
 from ser_models.data.audio import decode_pool_audio
 from ser_models.exceptions import CheckpointError
+from ser_models.export.whisper_mel import whisper_inputs
 
 #: The file ``ser_models.load(folder, runtime="onnx")`` looks for in a folder.
 MODEL_FILE = "model.onnx"
@@ -114,7 +115,6 @@ class OnnxScorer:
     def _run(self, wavs: list[np.ndarray]) -> list[np.ndarray]:
         """The graph on ``wavs`` zero-padded into one batch: ``[probabilities [B, C](, dimensions [B, K])]``."""
         if self.whisper:
-            from ser_models.export.whisper_mel import whisper_inputs
 
             return self.session.run(self._outputs, whisper_inputs(wavs, self._window_frames, self._mel_filters))
         lengths = np.asarray([w.size for w in wavs], np.int64)

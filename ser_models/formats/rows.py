@@ -31,6 +31,7 @@ neutralised against spreadsheet formulas) and the first ten are printed.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import io as _bytes_io
 import json
 import math
@@ -44,6 +45,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ser_models import io
+from ser_models.data.audio_stream import open_audio
 from ser_models.exceptions import ConfigError, ManifestError
 from ser_models.names import MAX_ID_CHARS, id_problem
 from ser_models.ownership import remove_if
@@ -123,7 +125,6 @@ class ImportReport:
 def read_text(uri: str | os.PathLike) -> str:
     """A manifest file's text (UTF-8), gunzipped when its first bytes say gzip (a ".gz" name does not promise
     it)."""
-    import gzip
 
     data = io.read_bytes(uri)
     return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8")
@@ -350,7 +351,6 @@ def json_value(value: Any) -> Any:
 
 def audio_info(path: str) -> tuple[int, int, int]:
     """``(sample rate in Hz, samples per channel, channels)`` from an audio file's header (local or URI)."""
-    from ser_models.data.audio_stream import open_audio
 
     with open_audio(path) as stream:
         return stream.sample_rate, stream.frames, stream.channels

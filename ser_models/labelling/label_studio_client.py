@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Iterator, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ser_models.exceptions import ConfigError, OracleError
 
@@ -177,7 +177,6 @@ class LabelStudioClient:
 
     def find_project(self, title: str) -> dict | None:
         """The project titled exactly ``title`` (the newest one if several), or None."""
-        from urllib.parse import quote
 
         rows = [p for p in self._pages(f"/api/projects/?title={quote(title)}&page_size=100", "results")
                 if p.get("title") == title]

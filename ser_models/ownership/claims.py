@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack, contextmanager
@@ -464,7 +465,6 @@ _STAGING_PREFIX = "ser-staging-"
 
 def make_staging(label: str) -> str:
     """A new local temporary folder for a job's staging files (a checkpoint before it is published)."""
-    import tempfile
 
     return tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{label}-")
 
@@ -472,7 +472,6 @@ def make_staging(label: str) -> str:
 def discard_staging(path: str | os.PathLike) -> None:
     """Remove a folder made by :func:`make_staging` (nothing else: a path of another shape is refused), as a link
     if it is one; a missing folder is fine."""
-    import tempfile
 
     p = os.path.abspath(str(path))
     if os.path.dirname(p) != os.path.abspath(tempfile.gettempdir()) or not os.path.basename(p).startswith(

@@ -20,6 +20,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ser_models import io
+from ser_models.io import save_figure
+
 #: Columns every runs table has (``jobs.after`` metrics give them per round; ``--runs`` CSVs hold them).
 RUN_COLUMNS = ("strategy", "seed", "round", "labelled", "fraction", "test_ua")
 
@@ -262,7 +265,6 @@ def plot_bands(runs: pd.DataFrame, path, full: float | None = None, metric: str 
 def run_seed(run_dir) -> int | None:
     """The seed a ``jobs.after`` (``active.seed``) or ``jobs.finetune`` (``train.seed``) run folder was made
     with, from its ``run.json``; None when it has none."""
-    from ser_models import io
     from ser_models.provenance import RUN_FILE
 
     path = f"{str(run_dir).rstrip('/')}/{RUN_FILE}"
@@ -426,7 +428,6 @@ def _finish_plot(fig, ax, ylabel: str, path) -> None:
     """Label, grid and legend a curve-against-labels plot, then save it to ``path`` and close it."""
     import matplotlib.pyplot as plt
 
-    from ser_models.io import save_figure
 
     ax.set_xlabel("labelled clips")
     ax.set_ylabel(ylabel)

@@ -40,6 +40,7 @@ References:
 from __future__ import annotations
 
 import copy
+import json
 import math
 import tempfile
 import time
@@ -55,7 +56,7 @@ from ser_models.adapters.wap import WAPTransformer, save_wap
 from ser_models.data.clips import ClipSet
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask as valid_frames
-from ser_models.io import StoragePath
+from ser_models.io import StoragePath, save_figure
 from ser_models.pretraining.pretraining import TaptState
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 from ser_models.training.batching import StreamingClips, iterate_batches
@@ -330,7 +331,6 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     Returns:
         On rank 0 ``{"history", "clips", "final_loss"}``; ``{}`` elsewhere.
     """
-    import json
 
     import ray.train
     import ray.train.torch
@@ -402,7 +402,6 @@ def plot_adapter_curve(history: list[dict], path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ser_models.io import save_figure
 
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     epochs = [h["epoch"] for h in history]

@@ -8,6 +8,8 @@ import dataclasses
 import time
 
 from ser_models.exceptions import ConfigError
+from ser_models.scoring.cache_keys import cache_supported, feature_cache_key
+from ser_models.scoring.feature_cache import FeatureCache
 
 
 def frame_cache(pool, model_cfg, cache_dir: str, scorer_cfg=None, *, in_process: bool = False, verbose: bool = True):
@@ -24,8 +26,6 @@ def frame_cache(pool, model_cfg, cache_dir: str, scorer_cfg=None, *, in_process:
     """
     from ser_models.adapters import AdapterConfig
     from ser_models.encoders import build_encoder
-    from ser_models.scoring.cache_keys import cache_supported, feature_cache_key
-    from ser_models.scoring.feature_cache import FeatureCache
 
     reason = cache_supported(model_cfg)
     if reason:

@@ -19,6 +19,7 @@ seed``), so this module imports neither objective and neither imports the other.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -214,7 +215,6 @@ def tapt_loop_per_worker(config: dict) -> dict:
         On rank 0 ``{"history", "objective", "final_loss", "clips", "dropped_short"}``
         (``Result.return_value``); ``{}`` elsewhere.
     """
-    import json
 
     import ray.train
     import ray.train.torch

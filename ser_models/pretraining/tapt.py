@@ -44,7 +44,7 @@ from pathlib import Path
 from ser_models.data.clips import AUDIO_INPUT_COLUMNS, ClipSet
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError
-from ser_models.io import StoragePath, exists
+from ser_models.io import StoragePath, exists, write_json_atomic
 from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say, run_pretraining
 from ser_models.pretraining.kmeans_targets import Clusters, fit_clusters, resolve_targets
 from ser_models.pretraining.pretraining import WEIGHTS_FILE, tapt_loop_per_worker
@@ -105,7 +105,6 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_
         ConfigError: the objective does not fit the encoder.
     """
     from ser_models.config import to_dict
-    from ser_models.io import write_json_atomic
 
     def prepare(out: StoragePath, say: Say) -> PretrainTraining:
         data, rows = dataset, train_rows

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
+from ser_models.io import storage_path
 from ser_models.models.model import ModelConfig
+from ser_models.ownership import claim_output, recognise_files
 from ser_models.training.config import ScalingConfig, TrainConfig
 
 STAGE1_DIR, STAGE2_DIR, MATRIX_DIR = "stage1_source", "stage2_target", "cross_corpus"
@@ -63,7 +65,6 @@ class AdaptJobConfig:
 
 def stage_configs(cfg: AdaptJobConfig):
     """The two ``jobs.finetune`` configs the stages run (stage 2 warm-starts from stage 1's checkpoint)."""
-    from ser_models.io import storage_path
     from ser_models.runs.finetune import FinetuneJobConfig
 
     out = storage_path(cfg.output_dir)
@@ -115,7 +116,6 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = resolve_encoder_names(parse_job_args(AdaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.adapt"))
-    from ser_models.ownership import claim_output, recognise_files
 
     # an earlier version's folder (no marker): adopted when its stages are fine-tuning runs of ours
     earlier = recognise_files({STAGE1_DIR: "run:jobs.finetune", STAGE2_DIR: "run:jobs.finetune",

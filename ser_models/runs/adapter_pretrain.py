@@ -19,7 +19,10 @@ from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.models.model import ModelConfig
+from ser_models.ownership import deferred_claim
+from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
+from ser_models.runtime import connect_ray
 from ser_models.scoring.scorer import ScorerConfig
 from ser_models.training.config import ScalingConfig
 
@@ -53,7 +56,6 @@ ADAPTER_PRETRAIN_LAYOUT = ('adapter', 'adapter_metrics.json', 'adapter_loss.png'
 
 def run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True):
     """Pre-train the adapter on a parsed config (see :func:`_run_adapter_pretrain_job`)."""
-    from ser_models.ownership import deferred_claim
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
@@ -65,9 +67,7 @@ def run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = T
 def _run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True, claim=lambda: None):
     """The job's work on a parsed config; returns the ``AdapterPretrainResult``."""
     from ser_models.data import Pool
-    from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
 
     pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
     claim()  # the output folder: marked and locked before the first byte

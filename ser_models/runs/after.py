@@ -23,9 +23,13 @@ from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
 from ser_models.adapters import AdapterConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
-from ser_models.exceptions import ConfigError
+from ser_models.exceptions import ConfigError, LabellingPending
+from ser_models.io import storage_path
 from ser_models.models.model import ModelConfig
+from ser_models.ownership import check_output, claim_output
+from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import TaptConfig
+from ser_models.runtime import cluster_cpu_nodes, cluster_cpus, connect_ray
 from ser_models.training.config import ScalingConfig, TrainConfig
 
 
@@ -122,20 +126,17 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
 
     t0 = time.perf_counter()
     # A folder that is not this job's, or that overlaps an input, is refused before anything is read.
-    from ser_models.ownership import check_output
 
     check_output(cfg.output_dir, "run", job="jobs.after", layout=AFTER_RUN_LAYOUT, inputs=_inputs(cfg))
     # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
     # second, and a rerun with result-changing settings is refused before it touches the folder.
     if cfg.model.text.enabled:
-        from ser_models.exceptions import ConfigError
 
         raise ConfigError(f"model.text.source={cfg.model.text.source!r}: the active-learning loop does not take a "
                           "text branch yet (its scoring and feature cache are audio only); use it with "
                           "jobs.finetune, jobs.anchor or jobs.adapt")
     if cfg.cross_lingual.anchoring.weight > 0 and cfg.cross_lingual.enabled and cfg.model.adapter.kind == "frozen" \
             and not cfg.model.adapter.add:
-        from ser_models.exceptions import ConfigError
 
         raise ConfigError("cross_lingual.anchoring.weight > 0 needs trainable encoder weights (model.adapter.kind "
                           "lora, ia3, full, or model.adapter.add)")
@@ -174,7 +175,6 @@ def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...], inputs:
         ForeignFolderError: the folder holds things this platform did not make.
         LockHeldError: another process runs in it.
     """
-    from ser_models.ownership import claim_output
 
     return claim_output(output_dir, "run", job=job, layout=layout, inputs=inputs, what="run folder")
 
@@ -184,10 +184,7 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
     import pyarrow as pa
 
     from ser_models.active.loop import ActiveLearningLoop
-    from ser_models.exceptions import LabellingPending
-    from ser_models.io import storage_path
     from ser_models.planning.evaluation_sets import evaluation_sets, without_ids
-    from ser_models.runtime import connect_ray
 
     held_out = set()
     if source == "loop":
@@ -198,7 +195,6 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
                                        labels=cfg.model.labels, budget=cfg.active)["utt_id"])
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
-        from ser_models.runtime import cluster_cpu_nodes, cluster_cpus
         from ser_models.scoring.scorer import check_reservation
 
         check_reservation(cfg.active.scorer, cluster_cpus(), cluster_cpu_nodes())
@@ -210,7 +206,6 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
                                                frozen=cfg.model.wap.enabled and cfg.model.adapter.kind == "frozen"
                                                and not cfg.model.adapter.add)
     if objective == "adapter":
-        from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 
         # The adapter learns from the training split's cached frames, shared with the loop's frame cache.
         cfg.model, _ = pretrain_adapter_stage(pool, cfg.model, cfg.tapt.adapter, cfg.scaling, f"{cfg.output_dir}/tapt",

@@ -20,8 +20,11 @@ from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
+from ser_models.io import exists, read_json, storage_path, write_json_atomic
 from ser_models.models.model import ModelConfig
+from ser_models.ownership import deferred_claim
 from ser_models.runs.finetune import FINETUNE_LAYOUT
+from ser_models.runtime import connect_ray
 from ser_models.training.config import ScalingConfig, TrainConfig
 
 
@@ -58,7 +61,6 @@ ANCHOR_LAYOUT = (*FINETUNE_LAYOUT, "anchors.json", "cross_lingual.json")
 def run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "anchor", report=None,
                callbacks: list | None = None):
     """The job's work on a parsed config (see :func:`_run_anchor`)."""
-    from ser_models.ownership import deferred_claim
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
@@ -78,10 +80,8 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
     from ser_models.analysis.anchoring import anchor_groups, resolve_anchors, sample_target_ids
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
-    from ser_models.io import exists, read_json, storage_path, write_json_atomic
     from ser_models.metrics import metrics_table
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
     from ser_models.scoring.evaluation import evaluate_checkpoint
     from ser_models.training import train_model
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from ser_models.active.curves import plot_learning_curves, table
 from ser_models.active.round_report import read_metrics
 from ser_models.config import invoked_as
+from ser_models.ownership import claim_file
 from ser_models.planning.evidence import evidence_report, plot_bands, run_seed, runs_frame
 
 
@@ -41,7 +42,6 @@ def main(argv: list[str] | None = None):
                         "(default: folder names); runs sharing a name are seeds of one strategy")
     parser.add_argument("--baseline", default="random", help="the name the others are compared with, seed by seed")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from ser_models.ownership import claim_file
 
     claim_file(args.out, inputs={"runs": list(args.runs)}, key="--out")
     names = expand_names(args.names) if args.names else [Path(r).name for r in args.runs]

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.encoders import EncoderConfig
 from ser_models.encoders.pretrained import resolve_encoder_names
+from ser_models.ownership import deferred_claim
 from ser_models.pretraining.distill import DistillConfig
+from ser_models.runtime import connect_ray
 from ser_models.training.config import ScalingConfig
 
 
@@ -32,7 +34,6 @@ class DistillJobConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = resolve_encoder_names(parse_job_args(DistillJobConfig, sys.argv[1:] if argv is None else argv, "jobs.distill"))
-    from ser_models.ownership import deferred_claim
 
     with deferred_claim(cfg.output_dir, "run", job="jobs.distill", layout=DISTILL_LAYOUT,
                         inputs={"pool_dir": cfg.pool_dir, "teacher.source": cfg.teacher.source,
@@ -48,7 +49,6 @@ def _run(cfg, claim) -> dict:
     from ser_models.data import Pool
     from ser_models.pretraining.distill import run_distill
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
 
     pool = Pool.open(cfg.pool_dir)
     pool.metadata(columns=["utt_id"], split=cfg.split)  # a missing split fails before Ray starts

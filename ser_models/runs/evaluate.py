@@ -20,6 +20,9 @@ import pandas as pd
 
 from ser_models.config import invoked_as
 from ser_models.exceptions import ConfigError
+from ser_models.io import exists, storage_path, write_bytes_atomic, write_json_atomic
+from ser_models.ownership import check_output, claim_output, recognise_files
+from ser_models.runtime import connect_ray
 
 
 def _name(path: str, kind: str) -> str:
@@ -48,7 +51,6 @@ def _unique(names: list[str]) -> list[str]:
 
 def _earlier_matrix():
     """An earlier version's output folder of this job (no marker, no run.json), recognised by its files."""
-    from ser_models.ownership import recognise_files
 
     return recognise_files({"matrix.csv": "csv:trained_on", "matrix.png": "file", "evaluations.json": "json"})
 
@@ -73,7 +75,6 @@ def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str 
         The matrix: rows = checkpoints, columns = pools.
     """
     if output_dir:  # claimed before anything runs: a folder that is not this job's is refused at once
-        from ser_models.ownership import claim_output
 
         with claim_output(output_dir, "run", job="jobs.evaluate", recognise=_earlier_matrix(),
                           key="--output-dir", inputs={"checkpoints": list(checkpoints.values()),
@@ -85,8 +86,6 @@ def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str 
 def _cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str, output_dir: str | None,
                   metric: str | None, scaling, scorer_cfg, verbose: bool) -> pd.DataFrame:
     from ser_models.formats.spreadsheet import neutralise_frame
-    from ser_models.io import storage_path, write_bytes_atomic, write_json_atomic
-    from ser_models.runtime import connect_ray
     from ser_models.scoring.evaluation import evaluate_checkpoint, headline_metric, plot_matrix
 
     in_process = scaling is not None and scaling.backend == "in_process"
@@ -125,7 +124,6 @@ def _cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
-    from ser_models.io import exists
 
     parser = argparse.ArgumentParser(
         prog=invoked_as("jobs.evaluate"),
@@ -138,7 +136,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--in-process", action="store_true", help="score in this process (no Ray Data actors)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.output_dir:  # a folder that is not this job's, or one around or inside an input: refused first
-        from ser_models.ownership import check_output
 
         check_output(args.output_dir, "run", job="jobs.evaluate", recognise=_earlier_matrix(), key="--output-dir",
                      inputs={"paths": list(args.paths)})

@@ -56,8 +56,13 @@ import pandas as pd
 from ser_models.config import PATH, RESULT, SPEED, field, parse_job_args
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
+from ser_models.io import read_json, storage_path, write_bytes_atomic, write_json_atomic
+from ser_models.ownership import check_output, claim_output, recognise_run, remove
 from ser_models.runs.after import AfterJobConfig
 from ser_models.runs.simulation import SimulationResult
+from ser_models.runtime import connect_ray
+from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_supported, feature_cache_key
+from ser_models.scoring.feature_cache import FeatureCache
 
 #: The name of the all-labels reference runs in ``runs.csv`` and the run folders.
 ALL_LABELS = "all-labels"
@@ -123,7 +128,6 @@ class EvidenceJobConfig(AfterJobConfig):
 
 def check_evidence_config(cfg: EvidenceJobConfig) -> None:
     """Refuse what cannot give paired, cached, simulated runs (each message names the key)."""
-    from ser_models.scoring.cache_keys import cache_supported
 
     if cfg.tapt_enabled:
         raise ConfigError("jobs.evidence runs every loop from one frozen-encoder feature cache: set "
@@ -161,7 +165,6 @@ def run_config(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: int 
 
 def run_dir(cfg: EvidenceJobConfig, strategy: str, seed: int):
     """The run folder of ``strategy`` under ``seed``: ``<output_dir>/runs/<strategy>_s<seed>``."""
-    from ser_models.io import storage_path
 
     return storage_path(cfg.output_dir) / "runs" / f"{strategy}_s{seed}"
 
@@ -199,7 +202,6 @@ _HELD: dict[str, str] = {}
 
 def cv_choices_dir(cfg: EvidenceJobConfig):
     """Where the job's runs share their cross-validated C choices: ``<output_dir>/cv_choices``."""
-    from ser_models.io import storage_path
 
     return storage_path(cfg.output_dir) / "cv_choices"
 
@@ -220,10 +222,7 @@ def simulate_run(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: in
         The run's ``SimulationResult.to_json()``.
     """
     from ser_models.data import Pool
-    from ser_models.io import read_json
     from ser_models.runs.simulation import run_simulation
-    from ser_models.runtime import connect_ray
-    from ser_models.scoring.feature_cache import FeatureCache
 
     connect_ray()  # already connected in a worker: only quiets Ray Data's console output
     cache = FeatureCache(**cache_args)
@@ -250,8 +249,6 @@ def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> t
     """
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import reads_functionals
-    from ser_models.scoring.cache_keys import cache_kind, cache_states, feature_cache_key
-    from ser_models.scoring.feature_cache import FeatureCache
 
     encoder = build_encoder(cfg.model.encoder)
     active, _ = run_config(cfg, cfg.evidence.baseline, cfg.evidence.first_seed)
@@ -290,7 +287,6 @@ def run_rows(strategy: str, seed: int, reports, seconds: float, classes=(), fold
     """
     from ser_models.active.round_report import RoundReport
     from ser_models.data.ledger import LabelLedger
-    from ser_models.io import storage_path
     from ser_models.planning.evidence import CLASS_PREFIX
     from ser_models.scoring.evaluation import headline_metric
 
@@ -330,7 +326,6 @@ def class_yield(curves: pd.DataFrame, training: dict[str, int], baseline: str, o
     Returns:
         The printed tables.
     """
-    from ser_models.io import write_json_atomic
     from ser_models.planning.evidence import (
         class_yield_report,
         class_yield_table,
@@ -357,7 +352,6 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         verbose: print one line per run, the cache build and the report.
     """
     from ser_models.config import resolve_paths
-    from ser_models.ownership import check_output, claim_output, recognise_run
 
     t_all = time.perf_counter()
     cfg = resolve_paths(cfg)  # fanned-out runs work in other folders: every path absolute
@@ -402,9 +396,7 @@ def _run_on_run_labels(cfg: EvidenceJobConfig, inputs: dict, recognise, t_all: f
     """:func:`run_evidence` on a ``jobs.after`` run's labels (``evidence.labels_from``): the run's labelled clips
     become a pool (:mod:`ser_models.runs.run_labels`) whose training labels the simulated annotator reads and
     whose dev and test splits are the run's evaluation sets."""
-    from ser_models.ownership import claim_output
     from ser_models.runs.run_labels import check_replay_budgets, labelled_pool_from_run, read_run_labels
-    from ser_models.runtime import connect_ray
 
     # The run's labels are known now: the annotator is simulated from them, the evaluation is the run's sets.
     cfg.active = dataclasses.replace(cfg.active, oracle="simulated", evaluation=dataclasses.replace(
@@ -425,11 +417,8 @@ EVIDENCE_LAYOUT = ("runs", "cv_choices", "runs.csv", "report.md", "evidence.png"
 
 def _run_claimed(cfg: EvidenceJobConfig, pool, t_all: float, verbose: bool) -> pd.DataFrame:
     """:func:`run_evidence` after its checks, holding the evidence folder's lock."""
-    from ser_models.io import storage_path, write_bytes_atomic
-    from ser_models.ownership import remove
     from ser_models.planning.evidence import evidence_report, plot_bands
     from ser_models.runs.simulation import finished_simulation, run_simulation
-    from ser_models.runtime import connect_ray
 
     connect_ray()
     out = storage_path(cfg.output_dir)
@@ -506,7 +495,6 @@ def _run_claimed(cfg: EvidenceJobConfig, pool, t_all: float, verbose: bool) -> p
 
 def _fits_in_memory(cache, mb: int) -> bool:
     """Whether :meth:`FeatureCache.pin` holds ``cache`` under ``mb`` MB (a pooled cache of float32 features)."""
-    from ser_models.io import read_json
 
     if cache.kind != "pooled" or not cache.ready:
         return False

@@ -13,9 +13,16 @@ from dataclasses import dataclass
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_dict, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
-from ser_models.exceptions import ConfigError
+from ser_models.exceptions import CheckpointError, ConfigError
+from ser_models.io import exists, read_json, storage_path
 from ser_models.models.model import ModelConfig
+from ser_models.ownership import deferred_claim
+from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
+from ser_models.runtime import connect_ray
+from ser_models.scoring.cache_keys import cache_kind, cache_supported, feature_cache_key
+from ser_models.scoring.feature_cache import FeatureCache
+from ser_models.scoring.feature_stats import write_run_statistics
 from ser_models.training.config import ScalingConfig, TrainConfig
 
 
@@ -65,7 +72,6 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
                  callbacks: list | None = None):
     """The job's work on a parsed config (``main`` and every sweep trial of ``base: finetune`` call it); see
     :func:`_run_finetune`."""
-    from ser_models.ownership import deferred_claim
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
@@ -90,7 +96,6 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     from ser_models.data import Pool
     from ser_models.metrics import metrics_table
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
     from ser_models.training import train_model
 
     t0 = time.perf_counter()
@@ -118,7 +123,6 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     feature_shape = None
     if cfg.feature_cache_dir:
         if cfg.pretrain_adapter:
-            from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 
             cfg.model, _ = pretrain_adapter_stage(pool, cfg.model, cfg.adapter_pretrain, cfg.scaling,
                                                   f"{cfg.output_dir}/adapter_pretrain", cfg.feature_cache_dir,
@@ -127,8 +131,6 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
             pool, cfg.model, cfg.feature_cache_dir, splits, in_process=cfg.scaling.backend == "in_process",
             verbose=verbose)
         # Statistics the model standardises with and the config does not give: from the cache, no label read.
-        from ser_models.io import storage_path
-        from ser_models.scoring.feature_stats import write_run_statistics
 
         train_ids = pool.metadata(columns=["utt_id"], split=cfg.train_split)["utt_id"].tolist()
         cfg.model, _ = write_run_statistics(cache, pool, storage_path(cfg.output_dir), train_ids, num_layers,
@@ -162,8 +164,6 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
 
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import reads_functionals
-    from ser_models.scoring.cache_keys import cache_kind, cache_supported, feature_cache_key
-    from ser_models.scoring.feature_cache import FeatureCache
 
     reason = cache_supported(model_cfg)
     if reason:
@@ -203,8 +203,6 @@ def _check_init_checkpoint(cfg: FinetuneJobConfig) -> None:
         CheckpointError: the file is missing, or its model differs from ``cfg.model`` in a way that changes the
             trainable weights (encoder, adapter, head, labels, dimensions), naming the differing keys.
     """
-    from ser_models.exceptions import CheckpointError
-    from ser_models.io import exists, read_json
 
     meta_path = f"{cfg.init_checkpoint.rstrip('/')}/model.json"
     if not exists(meta_path):

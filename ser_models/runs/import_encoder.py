@@ -18,6 +18,7 @@ import sys
 import time
 
 from ser_models.config import invoked_as
+from ser_models.exceptions import SERError
 
 IMPORTERS = ("smart-turn",)
 
@@ -35,7 +36,6 @@ def main(argv: list[str] | None = None) -> str:
 
     from ser_models.encoders.smart_turn import EncoderImportError, import_smart_turn
     from ser_models.encoders.smart_turn_check import verify_import
-    from ser_models.exceptions import SERError
 
     t0 = time.perf_counter()
     try:

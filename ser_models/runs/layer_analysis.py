@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
+from ser_models.io import storage_path, write_bytes_atomic, write_parquet_atomic
 from ser_models.models.model import ModelConfig
+from ser_models.ownership import deferred_claim
+from ser_models.runtime import connect_ray
+from ser_models.scoring.cache_keys import cache_supported, feature_cache_key
+from ser_models.scoring.feature_cache import FeatureCache
 from ser_models.scoring.scorer import ScorerConfig
 from ser_models.training.config import TrainConfig
 
@@ -71,7 +76,6 @@ LAYER_ANALYSIS_LAYOUT = ('feature_cache', 'probes.parquet', 'layer_weights.parqu
 
 def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dict:
     """Probe every layer on a parsed config (see :func:`_run_layer_analysis`)."""
-    from ser_models.ownership import deferred_claim
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
@@ -94,11 +98,7 @@ def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True, claim
     from ser_models.analysis.probes import probe_tasks
     from ser_models.data import Pool
     from ser_models.encoders import build_encoder
-    from ser_models.io import storage_path, write_bytes_atomic, write_parquet_atomic
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
-    from ser_models.scoring.cache_keys import cache_supported, feature_cache_key
-    from ser_models.scoring.feature_cache import FeatureCache
 
     t0 = time.perf_counter()
     log = print if verbose else (lambda _: None)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ser_models.config import invoked_as
 from ser_models.data.synth import EMOTIONS, generate_archive, parse_class_prior
+from ser_models.ownership import claim_output, recognise_csv
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -46,7 +47,6 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as exc:
         parser.error(f"--class-prior: {exc}")
 
-    from ser_models.ownership import claim_output, recognise_csv
 
     t0 = time.perf_counter()
     # A new or empty folder, or an archive this job wrote (its tables read back): anything else is refused.

@@ -22,6 +22,7 @@ from ser_models.config import invoked_as
 from ser_models.data.espeak_corpus import espeak_version, generate_espeak_corpus
 from ser_models.data.synth import STYLES, generate_corpus
 from ser_models.data.synth.corpus import parse_class_prior
+from ser_models.ownership import claim_output, recognise_csv
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -56,7 +57,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     except ValueError as exc:
         parser.error(f"--class-prior: {exc}")
 
-    from ser_models.ownership import claim_output, recognise_csv
 
     t0 = time.perf_counter()
     # A new or empty folder, or a corpus this job wrote (its manifest and clip table read back): a folder of a

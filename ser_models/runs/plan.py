@@ -21,7 +21,9 @@ import shlex
 import sys
 
 from ser_models.config import parse_job_args
-from ser_models.exceptions import ConfigError
+from ser_models.exceptions import ConfigError, PoolExhaustedError
+from ser_models.io import join, write_bytes_atomic, write_json_atomic
+from ser_models.ownership import claim_output, recognise_files
 from ser_models.planning.forecast import Forecast, ForecastConfig, forecast_rounds
 from ser_models.planning.planner import BudgetPlan, PlanConfig, plan_budget, read_pool_stats
 
@@ -33,7 +35,6 @@ def main(argv: list[str] | None = None) -> BudgetPlan | Forecast:
     cfg = parse_job_args(PlanConfig, sys.argv[1:] if argv is None else argv, "jobs.plan")
     if not cfg.output_dir:
         return _plan(cfg)
-    from ser_models.ownership import claim_output, recognise_files
 
     # an earlier version's plan folder (no marker, no run.json): adopted when its files read back as a plan's
     earlier = recognise_files({"plan.json": "json", "forecast.json": "json", "overrides.txt": "file"})
@@ -54,7 +55,6 @@ def _plan(cfg: PlanConfig) -> BudgetPlan | Forecast:
         forecast = forecast_rounds(rows, ForecastConfig(target_ua=cfg.target_ua))
         print(f"run {cfg.run_dir}: " + forecast.format(), flush=True)
         if cfg.output_dir:
-            from ser_models.io import join, write_json_atomic
 
             write_json_atomic(join(cfg.output_dir, "forecast.json"), forecast.to_json())
         if cfg.budget == 0:
@@ -65,7 +65,6 @@ def _plan(cfg: PlanConfig) -> BudgetPlan | Forecast:
         plan.composition = _composition(cfg, plan)
     print(plan.format(), flush=True)
     if cfg.output_dir:
-        from ser_models.io import join, write_bytes_atomic, write_json_atomic
 
         path = join(cfg.output_dir, "plan.json")
         write_json_atomic(path, plan.to_dict())
@@ -81,7 +80,6 @@ def _composition(cfg: PlanConfig, plan: BudgetPlan) -> list[str]:
     holds on the pool's training split: recordings, speakers, groups and design effect per set, and warnings
     (fewer than 10 recordings or speakers in a set). The plan's warnings get the draw's too."""
     from ser_models.data.pool import Pool
-    from ser_models.exceptions import PoolExhaustedError
     from ser_models.planning.evaluation_sets import DRAW_COLUMNS, EvaluationConfig, draw_evaluation_sets
     from ser_models.planning.evaluation_sizes import describe_composition
 

@@ -31,6 +31,24 @@ import pyarrow as pa
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import CheckpointError, ConfigError
+from ser_models.failpoints import failpoint
+from ser_models.io import (
+    complete_dir,
+    exists,
+    filesystem,
+    list_dir,
+    parquet_problem,
+    read_json,
+    read_parquet,
+    storage_path,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from ser_models.names import safe_child
+from ser_models.ownership import deferred_claim
+from ser_models.runtime import connect_ray
+from ser_models.scoring.cache_keys import cache_states, feature_cache_key
+from ser_models.scoring.feature_cache import FeatureCache
 from ser_models.scoring.predictions import prediction_table
 from ser_models.scoring.scorer import ScorerConfig
 
@@ -94,7 +112,6 @@ def resolve_checkpoint(path: str) -> str:
     Raises:
         CheckpointError: none of those holds a ``model.json``, naming what was tried.
     """
-    from ser_models.io import exists, list_dir
 
     base = str(path).rstrip("/")
     tried = [base, f"{base}/checkpoint"]
@@ -120,7 +137,6 @@ def checkpoint_identity(checkpoint: str) -> str:
     anyway.
     """
     from ser_models.encoders.content_hash import ALL_FILES, hash_files
-    from ser_models.io import complete_dir
 
     folder = complete_dir(checkpoint, "model.json") or checkpoint  # the version load_checkpoint reads
     return "sha256:" + hash_files(folder, ALL_FILES, cache=False)
@@ -131,7 +147,6 @@ def plan_shards(pool, split: str, shard_rows: int) -> list[list[str]]:
     fixed order (file names sorted): ``[[file, ...], ...]`` as full paths on the pool's filesystem."""
     import pyarrow.parquet as pq
 
-    from ser_models.io import filesystem
 
     fs, _ = filesystem(pool.data_dir)
     files = pool.files(None if split == "all" else split)
@@ -182,10 +197,7 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
     from ser_models.encoders import build_encoder
     from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
     from ser_models.encoders.speaker_norm import SpeakerStatistics
-    from ser_models.io import exists
     from ser_models.models.model import SPEAKER_STATS_FILE
-    from ser_models.scoring.cache_keys import cache_states, feature_cache_key
-    from ser_models.scoring.feature_cache import FeatureCache
 
     split = None if cfg.split == "all" else cfg.split
     meta = pool.metadata(columns=["utt_id", "speaker"], split=split)  # speaker_key: a segment's stream if none
@@ -239,7 +251,6 @@ def _write_timeline(cfg: PredictJobConfig, out, n_shards: int, labels: list[str]
     """``timeline.parquet`` (every segment's prediction on its recording's time axis) and one plot."""
     import pandas as pd
 
-    from ser_models.io import read_parquet, write_parquet_atomic
     from ser_models.segment.timeline import TIMELINE_KEYS, build_timeline, plot_timeline
 
     segments = read_parquet(out / "segments" / "segments.parquet", columns=["utt_id", *TIMELINE_KEYS]).to_pandas()
@@ -252,7 +263,6 @@ def _write_timeline(cfg: PredictJobConfig, out, n_shards: int, labels: list[str]
     if recording and labels:
         if recording not in set(timeline["recording"]):
             raise ConfigError(f"timeline_plot={recording!r}: no predicted segment of that recording")
-        from ser_models.names import safe_child
 
         plot = safe_child(out, f"timeline_{recording}.png")  # a recording id from data names this file
         plot_timeline(timeline, recording, labels, plot)
@@ -268,7 +278,6 @@ PREDICT_LAYOUT = ('predictions', 'plan.json', 'summary.json', 'pool', 'segments'
 
 def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
     """The job's work on a parsed config; returns the summary (see :func:`_run_predict`)."""
-    from ser_models.ownership import deferred_claim
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
@@ -286,18 +295,8 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
     """
     from ser_models.data import Pool
     from ser_models.data.config import PoolConfig
-    from ser_models.io import (
-        exists,
-        parquet_problem,
-        read_json,
-        read_parquet,
-        storage_path,
-        write_json_atomic,
-        write_parquet_atomic,
-    )
     from ser_models.models.model import EmotionModel
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
     from ser_models.scoring.scorer import SCORE_INPUT_AUDIO, PoolScorer, run_on_actor_pool
 
     say = print if verbose else (lambda *_: None)
@@ -348,8 +347,6 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
         shards = plan_shards(pool, cfg.split, cfg.shard_rows)
         write_json_atomic(plan_path, {"pool": pool.summary.get("fingerprint"), "shards": shards,
                                       "checkpoint": checkpoint})
-    from ser_models.failpoints import failpoint
-    from ser_models.io import filesystem
 
     fs, _ = filesystem(pool.data_dir)
     columns, speaker_info = SCORE_INPUT_AUDIO, None

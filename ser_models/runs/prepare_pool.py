@@ -18,13 +18,13 @@ import sys
 
 from ser_models.config import parse_job_args
 from ser_models.data.config import PoolConfig
+from ser_models.runtime import connect_ray
 
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(PoolConfig, sys.argv[1:] if argv is None else argv, "jobs.prepare_pool")
     from ser_models.data.prepare import check_pool_output, claim_pool, pool_fingerprint, prepare_pool
     from ser_models.formats.ingest import read_as_ours
-    from ser_models.runtime import connect_ray
 
     check_pool_output(cfg)  # a folder that is not a pool of ours: refused before anything is read
     # A Lhotse / Hugging Face / NeMo manifest or a corpus folder: imported into the pool folder, under its claim.

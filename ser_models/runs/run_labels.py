@@ -31,6 +31,7 @@ import io
 import pandas as pd
 
 from ser_models.exceptions import ConfigError
+from ser_models.io import exists, read_bytes, read_json, storage_path, write_bytes_atomic
 
 __all__ = ["RUN_POOL_DIR", "RunLabels", "check_replay_budgets", "labelled_pool_from_run", "read_run_labels"]
 
@@ -87,7 +88,6 @@ def _check_lineage(run_dir: str, pool) -> None:
     """Refuse a pool that is not the one the run labelled: its lineage (identity across growth and relabelling)
     differs from the one the run recorded in ``run.json`` (a rebuilt or re-segmented pool could give an old
     label to other audio under the same id)."""
-    from ser_models.io import exists, read_json, storage_path
 
     record = storage_path(run_dir) / "run.json"
     recorded = (read_json(record).get("inputs") or {}).get("pool") if exists(record) else None
@@ -117,7 +117,6 @@ def read_run_labels(run_dir: str, pool_dir: str, dimensions: tuple[str, ...] = (
     from ser_models.data import Pool
     from ser_models.data.ledger import LabelLedger
     from ser_models.data.pool import speaker_key
-    from ser_models.io import exists, storage_path
 
     run = storage_path(run_dir)
     ledger_path = run / "labels" / "ledger.parquet"
@@ -169,7 +168,6 @@ def read_run_labels(run_dir: str, pool_dir: str, dimensions: tuple[str, ...] = (
 def _drawn_disjoint_by(run) -> str | None:
     """The unit the run's drawn evaluation sets took whole, from the draw's ``rounds/evaluation/evaluation.json``
     (``auto`` resolved there); None when the run folder has no such record."""
-    from ser_models.io import exists, read_json
 
     record = run / "rounds" / "evaluation" / "evaluation.json"
     return read_json(record).get("disjoint_by") if exists(record) else None
@@ -228,7 +226,6 @@ def labelled_pool_from_run(labels: RunLabels, out_dir: str, log=print) -> str:
     """
     from ser_models.data.config import PoolConfig
     from ser_models.data.prepare import check_pool_output, prepare_pool
-    from ser_models.io import exists, read_bytes, storage_path, write_bytes_atomic
 
     folder = storage_path(out_dir) / RUN_POOL_DIR
     manifest_path = folder / "manifest.csv"

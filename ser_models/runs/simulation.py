@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ser_models.active.round_report import RoundReport
+from ser_models.exceptions import ConfigError
 from ser_models.io import exists, read_json, storage_path, write_json_atomic
 
 #: The file that marks a finished simulation (its round reports and wall seconds).
@@ -52,7 +53,6 @@ def with_threads(scaling, active, threads: int | None):
     if threads is None:
         return scaling, active
     if threads < 1:
-        from ser_models.exceptions import ConfigError
 
         raise ConfigError(f"a simulation's thread count must be >= 1, got {threads}")
     scaling = dataclasses.replace(scaling, cpus_per_worker=threads)

@@ -14,12 +14,13 @@ import time
 
 from ser_models.config import parse_job_args, to_yaml
 from ser_models.encoders.pretrained import resolve_encoder_names
+from ser_models.ownership import deferred_claim
 from ser_models.pretraining.tapt_config import TaptJobConfig
+from ser_models.runtime import connect_ray
 
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = resolve_encoder_names(parse_job_args(TaptJobConfig, sys.argv[1:] if argv is None else argv, "jobs.tapt"))
-    from ser_models.ownership import deferred_claim
 
     t0 = time.perf_counter()
     with deferred_claim(cfg.output_dir, "run", job="jobs.tapt", layout=TAPT_LAYOUT,
@@ -36,7 +37,6 @@ def _run(cfg, t0: float, claim) -> dict:
     from ser_models.data import Pool
     from ser_models.pretraining.tapt import TAPT_COLUMNS, run_tapt
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
 
     pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
     meta = pool.metadata(columns=["utt_id", "duration"], split=cfg.split)

@@ -10,6 +10,14 @@ import numpy as np
 
 from ser_models.exceptions import ConfigError
 from ser_models.failpoints import pausepoint
+from ser_models.precision import (
+    AUTO_MICRO_BATCH_FLOOR,
+    autocast,
+    check_precision,
+    configure_device,
+    gpu_share,
+    size_micro_batch,
+)
 
 
 class EncoderPooler:
@@ -29,7 +37,6 @@ class EncoderPooler:
         from ser_models.config import from_dict
         from ser_models.devices import actor_device, log_device
         from ser_models.models.model import EmotionModel, ModelConfig
-        from ser_models.precision import check_precision, configure_device
         from ser_models.scoring.scorer import auto_micro_batch
         from ser_models.training.micro_batches import MicroBatcher
 
@@ -56,7 +63,6 @@ class EncoderPooler:
 
     def __call__(self, batch: dict) -> dict:
         from ser_models.data.clips import collect_clips
-        from ser_models.precision import autocast
         from ser_models.training.micro_batches import MicroBatcher
 
         clips = collect_clips([batch], self.model.cfg.labels, require_labels=False)
@@ -86,7 +92,6 @@ class EncoderPooler:
 
     def _size_micro_batch(self, clips) -> int:
         """Clips per forward on CUDA, from a probe encode of the longest clips (as the scorer's)."""
-        from ser_models.precision import AUTO_MICRO_BATCH_FLOOR, autocast, gpu_share, size_micro_batch
         from ser_models.training.batching import SAMPLE_RATE, probe_batch
         from ser_models.training.micro_batches import size_or_halve
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from ser_models import ownership
 from ser_models.exceptions import ConfigError, FeatureCacheMissError
 from ser_models.io import (
     exists,
+    filesystem,
     read_json,
     storage_path,
     write_json_atomic,
@@ -45,6 +47,7 @@ from ser_models.io import (
 )
 from ser_models.locks import fenced_for
 from ser_models.progress import StageProgress, WrittenRows, progress_line
+from ser_models.runtime import cluster_cpus, read_parquet_dataset
 from ser_models.scoring.cache_guard import (
     CACHE_LOCK_WAIT_S,
     check_holds,
@@ -73,7 +76,6 @@ def functionals_actors(sc) -> tuple[int, float]:
     """``(actors, CPUs each)`` for the separate eGeMAPS stage: what the cluster's CPUs leave after the encoding
     actors and one CPU for Ray Data's reads; up to 8 one-CPU actors (openSMILE runs one core per actor), or one
     actor on the fraction that is left; ``(0, 0.0)`` when nothing is left."""
-    from ser_models.runtime import cluster_cpus
 
     spare = cluster_cpus() - sc.num_actors * sc.num_cpus - 1
     if spare >= 1:
@@ -257,11 +259,9 @@ class FeatureCache:
     def _build_locked(self, ds, extractor, kwargs: dict, num_layers: int, scorer_cfg, columns: list[str], *,
                       verbose: bool, in_process: bool, total: int | None, what: str, functionals_stage: bool) -> None:
         """:meth:`build_with` under the cache's lock."""
-        import uuid
 
         import pyarrow.dataset as pads
 
-        from ser_models.io import filesystem
         from ser_models.scoring.scorer import map_on_actor_pool, run_on_actor_pool
 
         sc = scorer_cfg
@@ -408,7 +408,6 @@ class FeatureCache:
         import pyarrow.compute as pc
         import ray
 
-        from ser_models.runtime import read_parquet_dataset
 
         if labels is not None:
             targets = pa.table({"utt_id": pa.array(list(labels), pa.string()),
@@ -452,7 +451,6 @@ class FeatureCache:
 
     def _shard_paths(self):
         """``(filesystem, [shard folder, ...])`` for a Ray Data read of every shard."""
-        from ser_models.io import filesystem
 
         fs, _ = filesystem(self.dir)
         return fs, [filesystem(d)[1] for d in self.shard_dirs]

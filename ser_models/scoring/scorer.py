@@ -9,6 +9,7 @@ pooled features (cold start).
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,16 @@ from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, PoolError
 from ser_models.failpoints import pausepoint
 from ser_models.io import read_parquet, write_parquet_atomic
-from ser_models.precision import autocast, check_flag, check_precision
+from ser_models.precision import (
+    AUTO_MICRO_BATCH_FLOOR,
+    autocast,
+    check_flag,
+    check_precision,
+    configure_device,
+    gpu_share,
+    pin_for,
+    size_micro_batch,
+)
 from ser_models.progress import progress_line
 from ser_models.runtime import cluster_cpu_nodes, cluster_cpus
 
@@ -224,7 +234,6 @@ class PoolScorer:
         from ser_models.devices import actor_device, log_device
         from ser_models.encoders import FRAME_RATE
         from ser_models.models.model import EmotionModel, ModelConfig
-        from ser_models.precision import configure_device
         from ser_models.training.micro_batches import MicroBatcher
 
         torch.set_num_threads(max(int(threads), 1))
@@ -277,7 +286,6 @@ class PoolScorer:
         import torch
 
         from ser_models.data.clips import collect_clips
-        from ser_models.precision import pin_for
         from ser_models.training.batching import make_batch
         from ser_models.training.micro_batches import MicroBatcher
 
@@ -341,7 +349,6 @@ class PoolScorer:
     def _size_micro_batch(self, clips) -> int:
         """Clips per forward on CUDA, from a probe forward of the longest clips of ``clips`` (scaled to
         ``max_seconds``) and the device memory left (:func:`~ser_models.precision.size_micro_batch`)."""
-        from ser_models.precision import AUTO_MICRO_BATCH_FLOOR, gpu_share, size_micro_batch
         from ser_models.training.batching import probe_batch
         from ser_models.training.micro_batches import size_or_halve
 
@@ -352,7 +359,6 @@ class PoolScorer:
 
 
 def _stable_hash(ids) -> int:
-    import zlib
 
     return zlib.crc32("\x00".join(ids).encode()) % (2**31)
 

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ import pyarrow as pa
 
 from ser_models.config import strip_user_info, to_dict, to_yaml
 from ser_models.exceptions import AudioError
+from ser_models.failpoints import pausepoint
 from ser_models.io import (
     exists,
     join,
@@ -43,6 +45,7 @@ from ser_models.io import (
     write_parquet_atomic,
 )
 from ser_models.locks import FolderLock, fenced_for
+from ser_models.names import safe_child
 from ser_models.ownership import check_output, claim_output
 from ser_models.progress import StageProgress
 from ser_models.segment.config import SegmentConfig
@@ -97,7 +100,6 @@ def vad_key(cfg: SegmentConfig) -> str:
 
 def frames_path(frames_dir: str, recording: str) -> str:
     """The frames file of one recording."""
-    from ser_models.names import safe_child
 
     return safe_child(frames_dir, f"{recording}.parquet")  # read_recordings checks ids; this checks the path
 
@@ -121,7 +123,6 @@ def done_recordings(frames_dir: str) -> set[str]:
     :func:`ser_models.io.parquet_problem`). A file cut short (a store that published half an object, a disk
     that filled) is not trusted: it is named in a log line and its recording is segmented again, which
     replaces it."""
-    from concurrent.futures import ThreadPoolExecutor
 
     names = [n for n in (list_dir(frames_dir) if exists(frames_dir) else []) if n.endswith(".parquet")]
     # One footer read per file; on an object store each is a round trip, so they overlap.
@@ -161,7 +162,6 @@ class VADWorker:
         self.frames_dir, self.block_seconds, self.max_seconds = frames_dir, block_seconds, max_seconds
 
     def __call__(self, batch: dict) -> dict:
-        from ser_models.failpoints import pausepoint
         from ser_models.segment.streams import vad_pass
 
         n = len(batch["recording"])
@@ -379,7 +379,6 @@ def _to_arrow(df: pd.DataFrame) -> pa.Table:
 
 def read_summary(output_dir: str) -> dict:
     """``summary.json`` of a finished run."""
-    from ser_models.io import read_json
 
     return read_json(join(output_dir, "summary.json"))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ser_models.io import save_figure
+
 TIMELINE_KEYS = ("recording", "channel", "start", "end")
 
 
@@ -45,7 +47,6 @@ def plot_timeline(timeline: pd.DataFrame, recording: str, labels: list[str], pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ser_models.io import save_figure
 
     rows = timeline[timeline["recording"] == recording]
     channels = sorted(rows["channel"].unique().tolist())

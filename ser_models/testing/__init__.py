@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +20,7 @@ import torch
 from ser_models.adapters import AdapterConfig
 from ser_models.encoders import EncoderConfig
 from ser_models.models.model import ModelConfig
+from ser_models.ownership import claim_output
 
 
 def tiny_model_config(source: str = "tiny-wav2vec2", adapter: str = "lora", *, pooling: str = "mean",
@@ -208,9 +218,6 @@ def kill_session(sid: int, timeout: float = 30.0) -> None:
     Raises:
         AssertionError: a process of the session outlived ``timeout`` seconds of kills.
     """
-    import os
-    import signal
-    import time
 
     deadline = time.monotonic() + timeout
     while pids := session_pids(sid):
@@ -247,9 +254,6 @@ def kill_when(cmd: list[str], ready, *, cwd: str | Path, env: dict | None = None
     Raises:
         AssertionError: the process exited before ``ready()``, or ``timeout`` passed (with the output's end).
     """
-    import subprocess
-    import tempfile
-    import time
 
     own = log_file is None
     log_path = Path(tempfile.mkstemp(suffix=".log")[1] if own else log_file)
@@ -278,7 +282,6 @@ def kill_when(cmd: list[str], ready, *, cwd: str | Path, env: dict | None = None
 
 def latest_ray_train_checkpoint(run_dir: str | Path) -> Path:
     """The checkpoint folder Ray Train V2 resumes ``run_dir`` from (named by its checkpoint manager's snapshot)."""
-    import json
 
     run_dir = Path(run_dir)
     snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
@@ -287,7 +290,6 @@ def latest_ray_train_checkpoint(run_dir: str | Path) -> Path:
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -352,7 +354,6 @@ def build_segment_pool(root: str | Path, seed: int = 11, audio_format: str = "pc
 def claimed_check_run(folder, job: str, *args, **kwargs):
     """:func:`ser_models.provenance.check_run` as a job calls it: on ``folder`` claimed (a marked ``run``
     folder whose lock this process holds) for the call."""
-    from ser_models.ownership import claim_output
     from ser_models.provenance import check_run
 
     with claim_output(folder, "run"):
@@ -363,9 +364,6 @@ def claimed_check_run(folder, job: str, *args, **kwargs):
 def beating_lock(path, every: float = 0.1):
     """While open: the holder of the lock file ``path`` (a record of another machine) beats, rewriting it with
     its ``beat`` counter raised every ``every`` s, as a live writer elsewhere would (its clock is not touched)."""
-    import json
-    import os
-    import threading
 
     stop = threading.Event()
 
@@ -391,8 +389,6 @@ PID_NAMESPACE = ["unshare", "--pid", "--fork", "--user", "--map-root-user", "--k
 
 def pid_namespace_refused() -> str | None:
     """Why this machine cannot start a process in a new PID namespace (None: it can)."""
-    import subprocess
-    import sys
 
     try:
         done = subprocess.run([*PID_NAMESPACE, sys.executable, "-c", "import os; print(os.getpid())"],

@@ -24,9 +24,11 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from ser_models.failpoints import PAUSEPOINT_DIR_ENV
@@ -174,7 +176,6 @@ class ClusterProcess:
     START_TIMEOUT_S = 120.0
 
     def __init__(self, folder: Path, workers: int = 2, cpus: int = 1):
-        import subprocess
 
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -199,7 +200,6 @@ class ClusterProcess:
         Returns:
             The arming's id, which its events carry (:meth:`losses`).
         """
-        import uuid
 
         for stale in [*self.folder.glob(f"pause/{name}.*.paused"), self.folder / "pause" / f"{name}.released"]:
             stale.unlink(missing_ok=True)  # left by an earlier arming of the same point
@@ -236,7 +236,6 @@ class ClusterProcess:
 
     def stop(self) -> None:
         """Stop the cluster (SIGTERM, then SIGKILL of its whole process group after 60 s)."""
-        import subprocess
 
         (self.folder / "stop").touch()
         try:

@@ -8,6 +8,7 @@ once per installation (:func:`migrated_template`). Nothing here is used by the p
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ser_models import ownership
+from ser_models.labelling.label_studio_client import LabelStudioClient
 from ser_models.testing import free_port
 
 __all__ = ["LabelStudioServer", "find_label_studio", "start_label_studio"]
@@ -103,7 +105,6 @@ class LabelStudioServer:
 
     def tasks(self, title: str) -> list[dict]:
         """Every task (with annotations) of the project titled ``title``, read as the admin."""
-        from ser_models.labelling.label_studio_client import LabelStudioClient
 
         client = LabelStudioClient(self.url, self.token)
         project = client.find_project(title)
@@ -131,7 +132,6 @@ def template_folder(executable: str) -> Path:
     env = Path(executable).absolute().parent.parent
     if os.access(env, os.W_OK):
         return env / "ser-models-template"
-    import hashlib
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "ser-models")
     return base / f"label-studio-template-{hashlib.sha256(str(env).encode()).hexdigest()[:12]}"

@@ -25,6 +25,7 @@ from torch import nn
 
 from ser_models.data.clips import ClipSet
 from ser_models.exceptions import TrainingError
+from ser_models.io import exists, read_json, storage_path, write_json_atomic
 from ser_models.training.batching import make_batch
 from ser_models.training.config import TrainConfig
 from ser_models.training.distributed import is_distributed
@@ -413,7 +414,6 @@ def sharing_cv_choices(folder) -> Iterator[None]:
     written atomically) and looks there before solving: the processes of a fanned-out ``jobs.evidence`` then
     share them, as one process shares them in memory. A file holds the record as computed; JSON gives the same
     floats back."""
-    from ser_models.io import storage_path
 
     _CV_FOLDERS.append(storage_path(folder))
     try:
@@ -427,7 +427,6 @@ def _kept_choice(key: str | None) -> tuple[float, dict] | None:
     if key is None:
         return None
     if key not in _CV_CHOICES and _CV_FOLDERS:
-        from ser_models.io import exists, read_json
 
         path = _CV_FOLDERS[-1] / f"{key}.json"
         if exists(path):
@@ -447,7 +446,6 @@ def _keep_choice(key: str, c: float, cv: dict, share: bool) -> None:
     while len(_CV_CHOICES) > CV_CHOICES_KEPT:
         _CV_CHOICES.popitem(last=False)
     if share and _CV_FOLDERS:
-        from ser_models.io import write_json_atomic
 
         write_json_atomic(_CV_FOLDERS[-1] / f"{key}.json", {"c": c, "cv": cv})
 

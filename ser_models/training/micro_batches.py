@@ -7,10 +7,14 @@ size_micro_batch`). :class:`MicroBatcher` keeps a job alive when that memory shr
 
 from __future__ import annotations
 
+import gc
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from ser_models.exceptions import DeviceMemoryError
 
 #: 16 kHz samples per second: what audio lengths are counted in.
 SAMPLE_RATE = 16000
@@ -89,7 +93,6 @@ class MicroBatcher:
                   f"{self.size} ({failed})", flush=True)
 
     def _fail(self, clip_id: str, length: int, reason: str) -> None:
-        from ser_models.exceptions import DeviceMemoryError
 
         if self.rate:
             seconds = length / self.rate
@@ -126,7 +129,6 @@ def size_or_halve(stage: str, measure, probe_clips: int) -> int:
 
 
 def _inject_out_of_memory(clips: int) -> None:
-    import os
 
     limit = os.environ.get(OOM_INJECT_ENV)
     if limit is not None and clips > int(limit):
@@ -135,7 +137,6 @@ def _inject_out_of_memory(clips: int) -> None:
 
 def _release_cached_memory() -> None:
     """Hand torch's cached, unused CUDA blocks back (no-op without CUDA), so that a smaller retry can use them."""
-    import gc
 
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():

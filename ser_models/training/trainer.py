@@ -39,6 +39,7 @@ from ser_models.io import (
 from ser_models.metrics import plot_confusion
 from ser_models.models.model import META_FILE, reads_speakers
 from ser_models.ownership import discard_staging, make_staging
+from ser_models.runtime import cluster_cpus
 from ser_models.training.config import ScalingConfig, TrainConfig
 from ser_models.training.distributed import GPU_BACKEND
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
@@ -253,7 +254,6 @@ def _stream_rows(scaling: ScalingConfig, train_rows: int | None) -> int | None:
     per_worker = train_rows // scaling.num_workers  # Ray Train splits the training set equally
     if per_worker <= scaling.stream_above_clips:
         return None
-    from ser_models.runtime import cluster_cpus
 
     cpus, reserved = cluster_cpus(), scaling.num_workers * scaling.cpus_per_worker
     if cpus and reserved >= cpus:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from ser_models.config import from_dict, path_kind, resolve_path_value, resolve_paths, to_dict, to_yaml
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import filesystem, is_local, local_path, storage_path
+from ser_models.ownership import deferred_claim
+from ser_models.runtime import connect_ray
 from ser_models.tune.config import PBT_MUTABLE, SweepConfig
 from ser_models.tune.space import check_against, grid_size, param_space, parse_search
 from ser_models.tune.targets import DIMENSIONAL_DEFAULT_METRIC, TARGETS, TrialSpec
@@ -370,7 +372,6 @@ SWEEP_LAYOUT = ('tune', 'trials', 'mlflow.db', 'results.parquet', 'best.yaml', '
 
 def run_sweep(cfg: SweepConfig, *, verbose: int = 1):
     """Run the sweep, or resume it (see :func:`_run_sweep`)."""
-    from ser_models.ownership import deferred_claim
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
@@ -393,7 +394,6 @@ def _run_sweep(cfg: SweepConfig, *, verbose: int = 1, claim=lambda: None):
 
     from ser_models.config import speed_only_keys
     from ser_models.provenance import check_run
-    from ser_models.runtime import connect_ray
     from ser_models.tune.report import write_report
     from ser_models.tune.results import print_leaderboard, results_frame, write_best, write_results
 

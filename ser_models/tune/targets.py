@@ -22,10 +22,17 @@ so a killed trial resumes from its last epoch or round instead of starting over.
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ser_models.io import is_local, local_path, read_bytes, storage_path, write_bytes_atomic
+from ser_models.locks import fenced_for
+from ser_models.ownership import claim, clear, recognise_run
 from ser_models.tune.space import SearchParam, apply_values, trial_values
 
 
@@ -132,7 +139,6 @@ def finetune_trial(config: dict, spec: TrialSpec, run=None) -> None:
     _quiet_data()
     report = tune.report
     if spec.pbt:
-        from ser_models.ownership import claim
 
         _reads_in_trial_bundle()
         # marked while Tune's folder for the trial is new, so an exploit later empties a folder known as ours
@@ -160,13 +166,11 @@ TRIAL_LAYOUT = ("checkpoint", ".checkpoint.incoming", "in_process", "ray_train",
 
 def recognise_trial(folder: str, names: list[str]) -> list[str] | None:
     """A fine-tuning (or anchoring) trial's folder of an earlier version (:func:`ser_models.ownership.claim`)."""
-    from ser_models.ownership import recognise_run
 
     return recognise_run(("jobs.finetune", "jobs.anchor"), TRIAL_LAYOUT)(folder, names)
 
 
 def _state_path(output_dir: str):
-    from ser_models.io import storage_path
     from ser_models.training.loop import STATE_FILE
 
     return storage_path(output_dir) / "in_process" / STATE_FILE
@@ -179,13 +183,9 @@ def _checkpointing_report(output_dir: str, trial_id: str):
     state enters that folder as a hard link (no second copy of the state per epoch); on object storage it
     is read once into a temporary folder.
     """
-    import json
-    import tempfile
-    from pathlib import Path
 
     from ray import tune
 
-    from ser_models.io import is_local, local_path, read_bytes
     from ser_models.training.loop import STATE_FILE
 
     state_uri = _state_path(output_dir)
@@ -206,7 +206,6 @@ def _checkpointing_report(output_dir: str, trial_id: str):
 
 def _hard_link(src, dst) -> bool:
     """``os.link(src, dst)``; False where the filesystem refuses it."""
-    import os
 
     try:
         os.link(src, dst)
@@ -226,12 +225,7 @@ def adopt_checkpoint(checkpoint, output_dir: str, trial_id: str) -> str | None:
     """
     if checkpoint is None:
         return None
-    import json
-    from pathlib import Path
 
-    from ser_models.io import write_bytes_atomic
-    from ser_models.locks import fenced_for
-    from ser_models.ownership import claim, clear
     from ser_models.training.loop import STATE_FILE
 
     with checkpoint.as_directory() as d:
