@@ -85,6 +85,16 @@ def paired(name: str, strategy: str, labelled: str) -> str:
     return points(row(name, strategy, labelled, width=8)[4].split(" (p=")[0])
 
 
+def pool_clips(name: str) -> int:
+    """The clips a results file states for its pool (``'2,880 clips, 2.59 h of audio'``)."""
+    return int(re.search(r"([\d,]+) clips, \d+\.\d+ h\b", results(name))[1].replace(",", ""))
+
+
+def clips_per_hour(name: str) -> int:
+    """Clips per hour of audio of a results file's pool, to three figures: ``~1,110`` for demo-2880."""
+    return int(round(pool_clips(name) / pool_hours(name), -1))
+
+
 def pool_hours(name: str) -> float:
     """The hours of audio a results file states for its pool (``'2.59 h of audio'``, ``'9.01 h'``)."""
     return float(re.search(r"(\d+\.\d+) h\b", results(name))[1])
@@ -260,6 +270,10 @@ FIGURES = [
            "functionals_cost.md"),
     Figure(ET, "**{} s** ({:,} audio s / s, TF32)",
            lambda: (f"{3600 / gpu_rate(WHISPER, 'tf32'):.2f}", int(gpu_rate(WHISPER, "tf32"))), "gpu.md"),
+    Figure(ET, "2 x 384 float32 per clip, ~{:,} clips per hour", lambda: (clips_per_hour("functionals_cost.md"),),
+           "functionals_cost.md"),
+    Figure("docs/cost.md", "2 x 384 float32 per clip, ~{:,} clips of 3.2 s per hour",
+           lambda: (clips_per_hour("functionals_cost.md"),), "functionals_cost.md"),
     Figure(ET, "**{}-{} CPU-s** (a run took {}-{} s on 2 cores for {} h; `auto` {} s: {} CPU-s)",
            lambda: (*(f"{2 * v / pool_hours('functionals_cost.md'):.1f}" for v in run_seconds()[:2]),
                     *run_seconds()[:2], pool_hours("functionals_cost.md"), run_seconds()[2],
