@@ -10,7 +10,7 @@ from ser_models.active.stopping import StoppingConfig
 from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
-from ser_models.labelling.label_studio_oracle import LabelStudioConfig
+from ser_models.labelling.config import LabelStudioConfig
 from ser_models.planning.evaluation_sets import EvaluationConfig
 from ser_models.planning.forecast import ForecastConfig
 from ser_models.scoring.scorer import ScorerConfig

@@ -13,7 +13,8 @@ __all__ = ["FileOracle", "LabelStudioConfig", "LabelStudioOracle", "Oracle", "Si
 
 _LAZY = {
     **{name: "ser_models.labelling.oracles" for name in ("FileOracle", "Oracle", "SimulatedOracle")},
-    **{name: "ser_models.labelling.label_studio_oracle" for name in ("LabelStudioConfig", "LabelStudioOracle")},
+    "LabelStudioConfig": "ser_models.labelling.config",
+    "LabelStudioOracle": "ser_models.labelling.label_studio_oracle",
     **{name: "ser_models.labelling.agreement" for name in ("krippendorff_alpha_nominal", "tally")},
     "segment_clips": "ser_models.labelling.clips",
 }

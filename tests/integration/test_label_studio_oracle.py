@@ -23,8 +23,9 @@ import soundfile as sf
 
 from ser_models.config import load_config
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending
+from ser_models.labelling.config import LabelStudioConfig
 from ser_models.labelling.label_studio_client import LabelStudioClient, LabelStudioError
-from ser_models.labelling.label_studio_oracle import LabelStudioConfig, LabelStudioOracle
+from ser_models.labelling.label_studio_oracle import LabelStudioOracle
 from ser_models.names import safe_file_name
 from ser_models.runs.after import AfterJobConfig, run_after
 from ser_models.testing import TRAINED_HEAD_AFTER, kill_when

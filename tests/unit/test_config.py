@@ -201,7 +201,7 @@ def test_an_empty_override_is_an_empty_string_as_the_shell_passes_it():
 def test_a_label_studio_url_with_a_password_is_refused_and_never_written():
     """A URL with ``user:pass@`` was written verbatim to config.yaml."""
     from ser_models.exceptions import ConfigError
-    from ser_models.labelling.label_studio_oracle import LabelStudioConfig
+    from ser_models.labelling.config import LabelStudioConfig
 
     with pytest.raises(ConfigError, match=r"user name or password.*\$LABEL_STUDIO_API_KEY"):
         LabelStudioConfig(url="https://ann:hunter2@labelstudio.internal")

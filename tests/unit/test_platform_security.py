@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ser_models.labelling.label_studio_oracle import LabelStudioConfig
+from ser_models.labelling.config import LabelStudioConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ROOT / "platform"

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from ser_models.exceptions import ConfigError
+from ser_models.labelling.config import LabelStudioConfig
 from ser_models.labelling.label_studio_client import LabelStudioClient, LabelStudioError, is_loopback_host
-from ser_models.labelling.label_studio_oracle import LabelStudioConfig, LabelStudioOracle
+from ser_models.labelling.label_studio_oracle import LabelStudioOracle
 
 TOKEN = "0123456789abcdef-secret-token"
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2VjcmV0LXNpZ25hdHVyZQ"

@@ -122,7 +122,8 @@ def test_label_studio_config_checks_and_interface():
     from xml.etree import ElementTree
 
     from ser_models.exceptions import ConfigError
-    from ser_models.labelling.label_studio_oracle import LabelStudioConfig, label_config_xml
+    from ser_models.labelling.config import LabelStudioConfig
+    from ser_models.labelling.label_studio_oracle import label_config_xml
 
     for bad, key in ((dict(aggregate="mean"), "aggregate"), (dict(on_disagreement="vote"), "on_disagreement"),
                      (dict(audio="ftp"), "audio"), (dict(annotators=0), "annotators"),
