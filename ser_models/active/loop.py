@@ -75,7 +75,7 @@ from ser_models.io import (
 )
 from ser_models.metrics import plot_confusion
 from ser_models.models.model import reads_speakers
-from ser_models.planning.evaluation_sets import RunEvaluation, without_ids
+from ser_models.planning.run_evaluation import RunEvaluation, without_ids
 from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_supported, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache
 from ser_models.scoring.feature_stats import write_run_statistics

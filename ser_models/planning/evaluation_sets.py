@@ -47,7 +47,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError, PoolExhaustedError
@@ -62,9 +61,8 @@ from ser_models.planning.evaluation_sizes import (
     set_composition,
 )
 
-__all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "RunEvaluation", "check_evaluation_pool",
-           "draw_evaluation_sets", "evaluation_sets", "evaluation_source", "resolve_sizes", "unit_column",
-           "without_ids"]
+__all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "check_evaluation_pool", "draw_evaluation_sets",
+           "evaluation_sets", "evaluation_source", "resolve_sizes", "unit_column"]
 
 _SOURCES = ("auto", "pool", "loop")
 #: Coarse to fine: a set's units may be spread over a coarser column's values.
@@ -484,110 +482,3 @@ def _check_budget(budget, clips: pd.DataFrame, held: pd.Series, selection: pd.Da
         budget.targets(len(kept), evaluation=context, fix=fix)
 
 
-def without_ids(table: pa.Table, ids: pa.Array) -> pa.Table:
-    """``map_batches`` body: the rows of ``table`` whose ``utt_id`` is not in ``ids`` (keeps a run's evaluation
-    clips out of what trains or is scored)."""
-    return table.filter(pc.invert(pc.is_in(table.column("utt_id"), value_set=ids)))
-
-
-class RunEvaluation:
-    """A run's dev and test sets as the loop uses them: where they come from, which clips were drawn, their
-    labelling through the run's oracle, and the datasets that measure each round.
-
-    Args:
-        pool: the opened pool.
-        out: the run folder (the draw lives in ``rounds/evaluation/``).
-        active: ``ActiveConfig`` (``evaluation``, ``seed``).
-        model_cfg: ``ModelConfig`` (its targets decide whether the pool's splits are labelled).
-        handover: the run's :class:`~ser_models.active.handover.LabelHandover` (its oracle labels the drawn
-            sets; the clips it cannot label are never drawn).
-        where: the pool filter of the loop (cross-lingual: the target group).
-        pool_checked: the caller already ran :func:`check_evaluation_pool`.
-        cross_lingual: cross-lingual runs evaluate on the pool's splits only.
-        log: progress output.
-
-    Attributes:
-        source: ``"pool"`` or ``"loop"``.
-        purposes: ``{utt_id: "test" | "dev"}`` of the drawn sets ({} with the pool's splits).
-        ids: the drawn clips (what training, scoring and selection leave out).
-    """
-
-    def __init__(self, pool, out: StoragePath, active, model_cfg, handover, where: dict | None = None,
-                 pool_checked: bool = False, cross_lingual: bool = False, log: Callable[[str], None] = print):
-        self.pool, self.handover, self.log = pool, handover, log
-        self.source = evaluation_source(active.evaluation, pool, model_cfg)
-        if self.source == "pool" and exists(out / "rounds" / "evaluation" / "selection.parquet"):
-            # The run drew its own sets: they stay its sets, even if the pool has labelled splits by now (the
-            # ledger labelled them for evaluation, and the learning curve keeps one test set).
-            log("evaluation: this run drew its own sets; it keeps them (the pool's dev / test splits are not used)")
-            self.source = "loop"
-        if not pool_checked:
-            check_evaluation_pool(pool, model_cfg, self.source, cross_lingual=cross_lingual)
-        self.purposes: dict[str, str] = {}
-        if self.source == "loop":
-            drawn = evaluation_sets(pool, out / "rounds" / "evaluation", active.evaluation, active.seed,
-                                    where=where, exclude=handover.unlabelable, log=log,
-                                    labels=model_cfg.labels, budget=active)
-            self.purposes = dict(zip(drawn["utt_id"].astype(str), drawn["purpose"]))
-            self.units = set(drawn["unit"].astype(str))
-        self.ids = set(self.purposes)
-        self.where = where or {}
-
-    def held_out(self) -> set[str]:
-        """The drawn clips and every training-split clip that shares a unit with them (a clip a grown pool
-        added to a test speaker or recording): none of them trains, is scored or is selected.
-
-        Returns:
-            Utt ids (empty with the pool's splits).
-        """
-        ids = set(self.ids)
-        units = getattr(self, "units", set())
-        for col in sorted({u.split("=", 1)[0] for u in units} - {"clip"}):
-            values = {u.split("=", 1)[1] for u in units if u.startswith(col + "=")}
-            meta = self.pool.metadata(columns=["utt_id", col], split="train", where=self.where)
-            shared = meta[col].notna() & meta[col].astype(str).isin(values)
-            ids |= set(meta.loc[shared, "utt_id"].astype(str))
-        return ids
-
-    def training_dropped(self) -> pd.DataFrame:
-        """Clips the oracle dropped among the training picks (``utt_id, round, reason``): a dropped evaluation
-        clip leaves its set and spends no training budget."""
-        dropped = self.handover.dropped()
-        return dropped[~dropped["utt_id"].isin(self.ids)] if self.ids else dropped
-
-    def label(self, ledger) -> None:
-        """Have the drawn sets labelled unless the ledger holds (or the oracle dropped) every clip: the simulated
-        oracle answers at once, people through ``rounds/evaluation/to_label.csv`` or the run's Label Studio
-        evaluation project (``LabellingPending`` until they are done).
-
-        Args:
-            ledger: the run's ledger (every purpose).
-        """
-        decided = ledger.ids(None) | set(self.handover.dropped()["utt_id"])
-        ids = [u for p in EVALUATION_PURPOSES for u in sorted(self.purposes) if self.purposes[u] == p]
-        if not set(ids) - decided:
-            return
-        self.handover.label(ids, 0, -1, purposes=self.purposes,
-                            reason=[f"evaluation set ({self.purposes[u]})" for u in ids])
-        counts = ledger.counts()
-        self.log(f"evaluation sets labelled: test {counts['test']}, dev {counts['dev']} clips "
-                 f"({ledger.seconds(None) - ledger.seconds():.0f} s of audio); they never train and are never "
-                 "selected")
-
-    def feeds(self, ledger, cache, dimensions: list[str]) -> dict:
-        """``{"dev": ds, "test": ds}`` materialized, from the feature cache when ``cache`` is given: the pool's
-        splits, or the drawn clips the ledger labelled for evaluation, with its labels (a set with no label,
-        e.g. ``dev_size=0``, is left out)."""
-        if self.source == "loop":
-            views = {p: ledger.view(p) for p in ("dev", "test")}
-            views = {p: v for p, v in views.items() if len(v)}
-            if cache is None:
-                return {p: self.pool.labelled(v).materialize() for p, v in views.items()}
-            return {p: cache.dataset(targets=v.targets()).materialize() for p, v in views.items()}
-        if cache is None:
-            return {s: self.pool.dataset(s, where=self.where).materialize() for s in ("dev", "test")}
-        cols = ["utt_id", "label", *dimensions]
-        meta = {s: self.pool.metadata(columns=cols, split=s) for s in ("dev", "test")}
-        # Filtered on the workers from the cache.
-        return {s: cache.dataset(targets=pa.Table.from_pandas(m[cols], preserve_index=False)).materialize()
-                for s, m in meta.items()}

@@ -184,7 +184,8 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
     import pyarrow as pa
 
     from ser_models.active.loop import ActiveLearningLoop
-    from ser_models.planning.evaluation_sets import evaluation_sets, without_ids
+    from ser_models.planning.evaluation_sets import evaluation_sets
+    from ser_models.planning.run_evaluation import without_ids
 
     held_out = set()
     if source == "loop":

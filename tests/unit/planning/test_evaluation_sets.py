@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from ser_models.exceptions import ConfigError, PoolExhaustedError
-from ser_models.planning.evaluation_sets import EvaluationConfig, draw_evaluation_sets, without_ids
+from ser_models.planning.evaluation_sets import EvaluationConfig, draw_evaluation_sets
+from ser_models.planning.run_evaluation import without_ids
 
 
 def _clips(n_groups=6, recordings_per_group=4, clips_per_recording=5, languages=("en", "de")) -> pd.DataFrame:
