@@ -20,7 +20,7 @@ import ast
 import sys
 from pathlib import Path
 
-LIBRARY = Path(__file__).resolve().parents[2] / "ser_models"
+from test_layering import LIBRARY, _modules
 
 #: Third-party modules whose import is worth deferring. Measured with ``python -c "import X"`` on the 2-core
 #: development machine: torch 2.8 s, peft 7.3 s, matplotlib.pyplot 2.0 s, sklearn 1.6 s, pandas 1.1 s,
@@ -32,15 +32,6 @@ HEAVY = ("torch", "ray", "transformers", "peft", "pandas", "pyarrow.dataset", "s
 
 #: Standard-library modules that exist only on some systems: imported where they are used.
 PLATFORM_ONLY = {"fcntl"}
-
-
-def _modules() -> dict[str, Path]:
-    """Dotted name -> file of every module of the library (a package by its ``__init__``)."""
-    mods = {}
-    for path in LIBRARY.rglob("*.py"):
-        parts = list(path.relative_to(LIBRARY.parent).with_suffix("").parts)
-        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return mods
 
 
 MODULES = _modules()
