@@ -43,15 +43,15 @@ MODELS = ("acted only", "natural only", "acted -> natural")
 
 def job_config(source: Path, target: Path, out: Path, seed: int, epochs: int, encoder: str) -> dict:
     """The ``jobs.adapt`` config (as a dict) of one seed."""
-    train = {"epochs": epochs, "batch_size": 16, "lr_head": 3e-3, "max_crop_seconds": 3.0,
-             "early_stopping_patience": 0, "seed": seed, "select_metric": "ua_plus_ccc"}
+    train = {"optim": {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "seed": seed}, "lr_head": 3e-3,
+             "early_stopping_patience": 0, "select_metric": "ua_plus_ccc"}
     source_path = encoder_overrides(encoder)[0].split("=", 1)[1]
     return {"source_pool_dir": str(source), "target_pool_dir": str(target), "output_dir": str(out),
             "names": ["acted", "natural"],
             "model": {"encoder": {"source": source_path, "normalize_waveform": "auto"}, "adapter": {"kind": "frozen"},
                       "pooling": "mean", "head_hidden": 64, "head_dropout": 0.2,
                       "dimensions": ["arousal", "valence", "dominance"]},
-            "train": train, "target_train": dict(train), "evaluate_split": "",
+            "train": train, "target_train": {**train, "optim": dict(train["optim"])}, "evaluate_split": "",
             "scaling": {"backend": "in_process", "cpus_per_worker": 2}}
 
 

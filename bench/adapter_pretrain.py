@@ -79,7 +79,8 @@ def pretrain(wap_cfg, stats, train, seed: int, out: Path, epochs: int, **weights
     from ser_models.pretraining.adapter_pretrain import AdapterPretrainObjective, pretrain_adapter
     from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 
-    cfg = AdapterPretrainConfig(epochs=max(epochs, 1), seed=seed, **weights)  # scratch: built, never run
+    optim = dataclasses.replace(AdapterPretrainConfig().optim, epochs=max(epochs, 1), seed=seed)
+    cfg = AdapterPretrainConfig(optim=optim, **weights)  # scratch: built, never run
     torch.manual_seed(seed)
     obj = AdapterPretrainObjective(stats[0].shape[0], stats[0].shape[1], wap_cfg, cfg, *stats)
     t0 = time.perf_counter()
@@ -99,8 +100,9 @@ def fit_variant(model_cfg, train_cfg, train, test, seed: int) -> float:
     model = EmotionModel(model_cfg)
     counts = [int((train.labels == c).sum()) for c in range(len(LABELS))]
     if train_cfg.solver == "adamw":
-        steps = math.ceil(len(train) / train_cfg.batch_size)
-        train_cfg = dataclasses.replace(train_cfg, epochs=max(10, math.ceil(300 / steps)))
+        steps = math.ceil(len(train) / train_cfg.optim.batch_size)
+        train_cfg = dataclasses.replace(
+            train_cfg, optim=dataclasses.replace(train_cfg.optim, epochs=max(10, math.ceil(300 / steps))))
     fit(model, train, None, train_cfg, class_counts=counts, log=lambda _: None)
     return float(evaluate(model, test, train_cfg, torch.device("cpu"))["ua"])
 
@@ -136,7 +138,7 @@ def main(argv=None) -> Path | None:
     from ser_models.pretraining.adapter_stage import frame_cache
     from ser_models.scoring.cache_keys import feature_cache_key
     from ser_models.scoring.feature_cache import FeatureCache
-    from ser_models.training.config import TrainConfig
+    from ser_models.training.config import OptimConfig, TrainConfig
 
     torch.set_num_threads(args.threads)
     load = LoadWindow()
@@ -164,7 +166,7 @@ def main(argv=None) -> Path | None:
     save_statistics(work / "pooled_stats.safetensors", pmean, pstd, pn)
     unlabelled = dataclasses.replace(splits["train"], labels=np.full(len(train_ids), -1))  # pre-training: no labels
 
-    adamw = TrainConfig(solver="adamw", batch_size=16, lr_head=5e-4, early_stopping_patience=0, epochs=10)
+    adamw = TrainConfig(optim=OptimConfig(batch_size=16, epochs=10), solver="adamw", lr_head=5e-4, early_stopping_patience=0)
     recipe_cfg = dataclasses.replace(base, featurizer_layer=1, feature_norm="pool", head_input_norm=False,
                                      feature_stats=str(work / "pooled_stats.safetensors"))
     lbfgs = TrainConfig(solver="lbfgs", l2_c="auto")

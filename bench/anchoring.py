@@ -59,8 +59,8 @@ def job_config(pool: Path, out: Path, seed: int, epochs: int, encoder: str, vari
                       "head_hidden": 64, "head_dropout": 0.2},
             "anchoring": {"layers": [2], "group_size": 1, "weight": 1e5, "max_target_clips": 512,
                           **VARIANTS[variant]},
-            "train": {"epochs": epochs, "batch_size": 16, "lr_adapter": 1e-3, "lr_head": 3e-3,
-                      "max_crop_seconds": 3.0, "early_stopping_patience": 0, "seed": seed},
+            "train": {"optim": {"epochs": epochs, "batch_size": 16, "lr": 1e-3, "max_crop_seconds": 3.0, "seed": seed},
+                      "lr_head": 3e-3, "early_stopping_patience": 0},
             "scaling": {"backend": "in_process", "cpus_per_worker": 2}}
 
 

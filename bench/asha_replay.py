@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         curves_by_metric, cfg = run
         concurrent = int(cfg.get("max_concurrent_trials") or 1)
         epochs = max(c.epochs[-1] for c in next(iter(curves_by_metric.values())))
-        seed = cfg.get("config", {}).get("train", {}).get("seed", 0)
+        seed = cfg.get("config", {}).get("train", {}).get("optim", {}).get("seed", 0)
         check = check_against_real(work / name, curves_by_metric, concurrent)
         if check:
             checks.append(check)

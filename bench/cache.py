@@ -47,8 +47,8 @@ BASE_OVERRIDES = [
     "model.head_dropout=0.1", "scaling.backend=ray_train", "active.strategy.prefilter_factor=10",
     "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false",
     "model.adapter.kind=frozen", "model.pooling=mean", "model.head_hidden=64",
-    "train.epochs=12", "train.batch_size=8", "train.lr_adapter=1e-3", "train.lr_head=3e-3",
-    "train.max_crop_seconds=3.0", "train.early_stopping_patience=4",
+    "train.optim.epochs=12", "train.optim.batch_size=8", "train.optim.lr=1e-3", "train.lr_head=3e-3",
+    "train.optim.max_crop_seconds=3.0", "train.early_stopping_patience=4",
     f"scaling.cpus_per_worker={THREADS}",
     "active.initial=random", "active.budget_fractions=[0.05,0.10,0.15]",
     "active.strategy.name=informative_diverse",
@@ -119,12 +119,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ray-train", action="store_true", help="also compare both with scaling.backend=ray_train")
     ap.add_argument("--encoder", default="tiny-wav2vec2", help="model.encoder.source, or smart-turn for the "
                     "imported pretrained Whisper-tiny (fetched and cached on first use)")
-    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's)")
+    ap.add_argument("--epochs", type=int, default=None, help="train.optim.epochs (default: the demo's)")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
-    extra = ["train.epochs=2"] if args.quick else []
+    extra = ["train.optim.epochs=2"] if args.quick else []
     extra += encoder_overrides(args.encoder)
-    extra += [f"train.epochs={args.epochs}"] if args.epochs else []
+    extra += [f"train.optim.epochs={args.epochs}"] if args.epochs else []
     rounds = 2
     import torch
 

@@ -15,6 +15,7 @@ test split: UA, CCC per dimension, parameters (encoder + text encoder), mean +- 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -80,10 +81,10 @@ def fit_head(model_cfg, splits: dict, seed: int, epochs: int) -> dict:
     import torch
 
     from ser_models.models.model import EmotionModel
-    from ser_models.training.config import TrainConfig
+    from ser_models.training.config import OptimConfig, TrainConfig
     from ser_models.training.fitting import evaluate, fit
 
-    cfg = TrainConfig(epochs=epochs, batch_size=16, lr_head=3e-3, early_stopping_patience=8, seed=seed,
+    cfg = TrainConfig(optim=OptimConfig(epochs=epochs, batch_size=16, seed=seed), lr_head=3e-3, early_stopping_patience=8,
                       select_metric="ua_plus_ccc")
     torch.manual_seed(seed)
     model = EmotionModel(model_cfg)
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     init_ray(2)
     teacher_cfg = from_dict(EncoderConfig, {"source": encoder_overrides(args.encoder)[0].split("=", 1)[1],
                                             "normalize_waveform": args.encoder == "smart-turn"})
-    dcfg = DistillConfig(student_layers=args.student_layers, student_ffn_ratio=args.student_ffn_ratio,
-                         epochs=args.distill_epochs, batch_size=8, lr=5e-4, max_crop_seconds=3.0)
+    optim = dataclasses.replace(DistillConfig().optim, epochs=args.distill_epochs, batch_size=8, lr=5e-4,
+                                max_crop_seconds=3.0)
+    dcfg = DistillConfig(student_layers=args.student_layers, student_ffn_ratio=args.student_ffn_ratio, optim=optim)
     t0 = time.perf_counter()
     distilled = run_distill(str(pool_dir), str(work / f"run_{args.encoder}_{args.distill_epochs}"), teacher_cfg,
                             dcfg, ScalingConfig(num_workers=1, cpus_per_worker=2))

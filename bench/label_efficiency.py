@@ -16,7 +16,7 @@ pool's own statistics, a linear head solved with L-BFGS, ``train.l2_c=auto``: C 
 (``model.adapter.kind=frozen model.pooling=mean active.feature_cache=on``), in process
 (``scaling.backend=in_process``), ``active.budget_fractions=[0.05,0.10,0.20]``, a random initial set
 (``active.initial=random``: the 5 % point is the same clips for every strategy under a seed, so the strategies
-differ only in what they query), and ``active.seed = train.seed = seed``. The cache is built once and shared
+differ only in what they query), and ``active.seed = train.optim.seed = seed``. The cache is built once and shared
 by every run (each run's ``feature_cache/`` is a symlink to it). BALD scores with 8 MC-dropout samples. The
 100 % reference labels the whole training split at once (``budget_fractions=[1.0]``) and trains once. The
 ``probe`` rows are the reference learner, scikit-learn's StandardScaler + LogisticRegression (C=1, balanced
@@ -95,7 +95,7 @@ def demo_recipe(path: str | Path = DEMO_CONFIG) -> list[str]:
 #: sum, LayerNorm, a 64-wide MLP head, AdamW for up to 30 epochs with early stopping on dev UA.
 RECIPES = {
     "small-label": demo_recipe(),
-    "mlp": ["model.head_dropout=0.2", "train.epochs=30", "train.batch_size=16", "train.early_stopping_patience=8"],
+    "mlp": ["model.head_dropout=0.2", "train.optim.epochs=30", "train.optim.batch_size=16", "train.early_stopping_patience=8"],
 }
 #: ``--strategies margin+confident``: a strategy run with a variant's overrides (the name after ``+``):
 #: pseudo-labels of the unlabelled pool in training (``active.semi_supervised``; never in the ledger), or
@@ -124,7 +124,7 @@ def run_overrides(strategy: str, seed: int, fractions: list[float], extra: list[
         raise SystemExit(f"unknown strategy variant {variant!r}; known: {list(VARIANTS)}")
     out = ["scaling.backend=in_process", "active.feature_cache='on'", "active.initial=random",
            f"active.budget_fractions=[{','.join(str(f) for f in fractions)}]",
-           f"active.strategy.name={strategy}", f"active.seed={seed}", f"train.seed={seed}"]
+           f"active.strategy.name={strategy}", f"active.seed={seed}", f"train.optim.seed={seed}"]
     if strategy in MC_STRATEGIES or "active.strategy.uncertainty=mc_variance" in extra:
         out.append("active.scorer.mc_samples=8")
     return out + VARIANTS.get(variant, []) + list(extra)
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "per seed (the ceiling and the 95 %% target of the label savings)")
     ap.add_argument("--runs", default=None, help="write one CSV row per (strategy, seed, round): strategy, seed, "
                     "round, labelled, fraction, test_ua, dev_ua, timings (the all-labels runs as strategy 'full')")
-    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the demo's 30)")
+    ap.add_argument("--epochs", type=int, default=None, help="train.optim.epochs (default: the demo's 30)")
     ap.add_argument("--encoder", default="smart-turn", help="smart-turn (the imported pretrained Whisper-tiny, "
                     "fetched and cached on first use) or any model.encoder.source, e.g. tiny-wav2vec2")
     ap.add_argument("--override", nargs="*", default=[], help="extra dotted overrides of every run, e.g. "
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not fractions or any(not 0 < f <= 1 for f in args.fractions):
         ap.error(f"--fractions must lie in (0, 1] and include at least one below 1.0, got {args.fractions}")
     extra = encoder_overrides(args.encoder) + (RECIPES[args.recipe] if args.encoder == "smart-turn" else [])
-    extra += [f"train.epochs={args.epochs}"] if args.epochs else []
+    extra += [f"train.optim.epochs={args.epochs}"] if args.epochs else []
     extra += AVD_OVERRIDES if avd else []
     extra += list(args.override)
     import torch

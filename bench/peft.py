@@ -37,7 +37,7 @@ from bench.common import (
 
 RESULTS = RESULTS_DIR / "peft.md"
 
-#: name -> model.adapter settings. Learning rates: the adapters' own (train.lr_adapter), as configured by
+#: name -> model.adapter settings. Learning rates: the adapters' own (train.optim.lr), as configured by
 #: default; full fine-tuning uses a 10x smaller encoder rate, as is usual for a pretrained encoder.
 METHODS: dict[str, dict] = {
     "frozen": {"kind": "frozen"},
@@ -56,12 +56,12 @@ DIMENSIONS = ("arousal", "valence", "dominance")
 def run_config(pool_dir: Path, out: Path, method: str, seed: int, epochs: int, encoder: str) -> dict:
     """The finetune job config (as a dict) of one method and seed."""
     adapter = dict(METHODS[method])
-    train = {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "early_stopping_patience": 0,
-             "seed": seed, "select_metric": "ua_plus_ccc"}
+    train = {"optim": {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "seed": seed},
+             "early_stopping_patience": 0, "select_metric": "ua_plus_ccc"}
     if method == "full":
         from ser_models.training import TrainConfig
 
-        train["lr_adapter"] = TrainConfig().lr_adapter * FULL_LR_SCALE
+        train["optim"]["lr"] = TrainConfig().optim.lr * FULL_LR_SCALE
     source = encoder_overrides(encoder)[0].split("=", 1)[1]
     return {"pool_dir": str(pool_dir), "output_dir": str(out),
             "model": {"encoder": {"source": source, "normalize_waveform": "auto"}, "adapter": adapter,

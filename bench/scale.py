@@ -23,6 +23,7 @@ come from ``jobs.make_demo_pool`` + ``jobs.prepare_pool`` and are kept under ``-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -168,7 +169,7 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
     from ser_models.scoring.scorer import ScorerConfig, score_dataset
     from ser_models.testing import tiny_model_config
     from ser_models.training import train_model
-    from ser_models.training.config import ScalingConfig, TrainConfig
+    from ser_models.training.config import OptimConfig, ScalingConfig, TrainConfig
 
     init_ray(2)
     out = Path(workdir) / "scale_run"
@@ -201,14 +202,16 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
                                            verbose=False))
     tapt = TaptJobConfig(pool_dir=pool_dir, output_dir=str(out / "tapt"),
                          encoder=EncoderConfig(source="tiny-wav2vec2", normalize_waveform=False),
-                         tapt=TaptConfig(epochs=1, batch_size=8, max_crop_seconds=CROP), scaling=ScalingConfig())
+                         tapt=TaptConfig(optim=dataclasses.replace(TaptConfig().optim, epochs=1, batch_size=8,
+                                                                             max_crop_seconds=CROP)),
+                         scaling=ScalingConfig())
     stage("tapt_epoch", lambda: run_tapt(tapt, pool.dataset("train", columns=TAPT_COLUMNS), train_rows=train_n,
                                          verbose=False))
     labels = pool.metadata(columns=["label"], split="train")["label"]
     counts = [int((labels == c).sum()) for c in lora.labels]
     feeds = {s: pool.dataset(s) for s in ("train", "dev", "test")}
     stage("finetune_epoch", lambda: train_model(
-        lora, TrainConfig(epochs=1, batch_size=8, max_crop_seconds=CROP, early_stopping_patience=0),
+        lora, TrainConfig(optim=OptimConfig(epochs=1, batch_size=8, max_crop_seconds=CROP), early_stopping_patience=0),
         ScalingConfig(), feeds, out / "ft", class_counts=counts, train_rows=train_n, verbose=False))
     from ser_models.adapters.config import WapConfig
     from ser_models.pretraining.adapter_pretrain import run_adapter_pretrain
@@ -222,8 +225,9 @@ def run_size(pool_dir: str, workdir: str, stages: list[str] | None = None) -> di
         train_ids = sorted(pool.metadata(columns=["utt_id"], split="train")["utt_id"].astype(str))
         wap = WapConfig(enabled=True, depth=2, dim=32, heads=2, ff_dim=64)
         stage("adapter_epoch", lambda: run_adapter_pretrain(
-            frames, train_ids, wap, AdapterPretrainConfig(epochs=1, batch_size=16, max_crop_seconds=CROP,
-                                                          num_clusters=16, kmeans_max_clips=256),
+            frames, train_ids, wap, AdapterPretrainConfig(
+                optim=dataclasses.replace(AdapterPretrainConfig().optim, epochs=1, batch_size=16, max_crop_seconds=CROP),
+                num_clusters=16, kmeans_max_clips=256),
             ScalingConfig(stream_above_clips=0), str(out / "adapter"), verbose=False))
     scratch(out)
     return row

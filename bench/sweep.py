@@ -53,8 +53,8 @@ def base_config(pool_dir: Path, epochs: int, seed: int = 0) -> dict:
         "pool_dir": str(pool_dir),
         "model": {"encoder": {"source": source, "normalize_waveform": "auto"}, "adapter": {"kind": "frozen"},
                   "head_hidden": 64, "head_dropout": 0.2},
-        "train": {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "early_stopping_patience": 0,
-                  "seed": seed},
+        "train": {"optim": {"epochs": epochs, "batch_size": 16, "max_crop_seconds": 3.0, "seed": seed},
+                  "early_stopping_patience": 0},
         "scaling": {"backend": "in_process", "cpus_per_worker": 1},
     }
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grace", type=int, default=1, help="ASHA's grace period: epochs before the first rung")
     parser.add_argument("--stop-metric", default="dev_ua", choices=sorted(STOP_MODES),
                         help="what ASHA stops trials on (scheduler.metric); the ranking stays dev UA")
-    parser.add_argument("--seed", type=int, default=0, help="every trial's train.seed (and the search's seed)")
+    parser.add_argument("--seed", type=int, default=0, help="every trial's train.optim.seed (and the search's seed)")
     parser.add_argument("--clips", type=int, default=240,
                         help="demo corpus size (720 = make demo's pool: one frozen-encoder epoch takes ~84 s on 2 "
                              "cores there, so the two searches would take ~3 h)")

@@ -1,7 +1,7 @@
 """Sweep any keys of a base job's config with Ray Tune (ASHA or FIFO; random, grid or Optuna TPE).
 
     python -m jobs.sweep jobs/configs/sweep_peft_demo.yaml [key.sub=value ...]
-    python -m jobs.sweep jobs/configs/sweep_peft_demo.yaml num_samples=16 config.train.epochs=6
+    python -m jobs.sweep jobs/configs/sweep_peft_demo.yaml num_samples=16 config.train.optim.epochs=6
     platform/submit.sh sweep jobs/configs/sweep_peft_demo.yaml output_dir=s3://bucket/sweeps/peft1
 
 The job's config and code: :mod:`ser_models.tune.job`.

@@ -17,7 +17,7 @@ Ray job:
   JOB              a job of `ser-models --help`, e.g. prepare-pool, finetune, tapt, after (prepare_pool works too)
   CONFIG           its YAML config inside this repository (it travels with the working directory),
                    e.g. jobs/configs/finetune_demo.yaml
-  key=value        dotted config overrides, e.g. output_dir=s3://bucket/runs/ft1 train.epochs=3
+  key=value        dotted config overrides, e.g. output_dir=s3://bucket/runs/ft1 train.optim.epochs=3
   -- ARG ...       pass arguments through unchecked, for jobs that take no config
                    (e.g. make_demo_pool -- /mnt/outputs/corpus --n 720 --seed 0)
 

@@ -203,7 +203,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     Args:
         schema: the dataclass type of the config.
         path: YAML file with values; ``None`` uses the schema defaults.
-        overrides: strings like ``train.epochs=3`` or ``model.adapter.target_modules=[fc1,fc2]``.
+        overrides: strings like ``train.optim.epochs=3`` or ``model.adapter.target_modules=[fc1,fc2]``.
 
     Returns:
         An instance of ``schema`` (its ``__post_init__`` validation has run).

@@ -252,7 +252,7 @@ class ActiveLearningLoop:
         return len(self.cross_feeds.source_labels()) if self.cross else 0
 
     def _anchoring(self) -> dict | None:
-        return self.cross_feeds.anchoring(self.train_cfg.batch_size) if self.cross else None
+        return self.cross_feeds.anchoring(self.train_cfg.optim.batch_size) if self.cross else None
 
     def _label(self, ids: list[str], r: int, scores: Scores | None, choice: dict | None = None) -> None:
         """Label round ``r + 1``'s picks, with round ``r``'s model guesses for an oracle that shows them (and, for

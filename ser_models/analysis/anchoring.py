@@ -47,7 +47,7 @@ class AnchoringConfig:
                                             "the CKA measurement")
     max_target_clips: int = field(1024, effect=RESULT, help="unlabelled target-language training clips held for anchoring "
                                   "(a random sample when the target language has more)")
-    target_batch_size: int = field(0, effect=RESULT, help="target clips encoded per step (0 = train.batch_size)")
+    target_batch_size: int = field(0, effect=RESULT, help="target clips encoded per step (0 = train.optim.batch_size)")
 
     def __post_init__(self):
         if not self.weight >= 0:

@@ -154,7 +154,7 @@ def run_probe(splits: dict[str, SplitFeatures], model_cfg, train_cfg, task: str,
     torch.set_num_threads(max(int(threads), 1))
     t0 = time.perf_counter()
     cfg = task_model_config(model_cfg, task)
-    tcfg = dataclasses.replace(train_cfg, seed=int(seed), select_metric="auto")
+    tcfg = dataclasses.replace(train_cfg, optim=dataclasses.replace(train_cfg.optim, seed=int(seed)), select_metric="auto")
     clips = {name: task_clips(s, model_cfg, task) for name, s in splits.items()}
     num_layers, hidden = splits["train"].features.shape[1:]
     torch.manual_seed(int(seed))

@@ -10,7 +10,7 @@ process already built for the same config and encoder files (:func:`adapted_enco
 head's initial weights are drawn from it next): the models, and every number they give, are a fresh build's.
 
 The state a build leaves is a function of the state it starts from, so it is known once a build has started
-from that state: the fits of a run's rounds start from ``manual_seed(train.seed)`` and share it. A start state
+from that state: the fits of a run's rounds start from ``manual_seed(train.optim.seed)`` and share it. A start state
 not seen before still builds (and is remembered).
 
 Only for models that never run their encoder: they share its weights, so moving one model to a device moves

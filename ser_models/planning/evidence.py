@@ -263,7 +263,7 @@ def plot_bands(runs: pd.DataFrame, path, full: float | None = None, metric: str 
 
 
 def run_seed(run_dir) -> int | None:
-    """The seed a ``jobs.after`` (``active.seed``) or ``jobs.finetune`` (``train.seed``) run folder was made
+    """The seed a ``jobs.after`` (``active.seed``) or ``jobs.finetune`` (``train.optim.seed``) run folder was made
     with, from its ``run.json``; None when it has none."""
     from ser_models.provenance import RUN_FILE
 
@@ -271,7 +271,8 @@ def run_seed(run_dir) -> int | None:
     if not io.exists(path):
         return None
     config = io.read_json(path).get("config", {})
-    seed = config.get("active.seed", config.get("train.seed"))
+    # a run folder written before the optimiser keys moved into train.optim records train.seed
+    seed = config.get("active.seed", config.get("train.optim.seed", config.get("train.seed")))
     return None if seed is None else int(seed)
 
 

@@ -169,8 +169,8 @@ class AdapterPretrainObjective(nn.Module):
         c = self.cfg
         if epoch % c.refresh_every and bool(self.clusters_fitted):
             return {}
-        fit = self.refresh_clusters(clips, c.kmeans_max_clips, c.kmeans_iterations, c.seed + epoch,
-                                    c.max_crop_seconds, c.batch_size)
+        fit = self.refresh_clusters(clips, c.kmeans_max_clips, c.kmeans_iterations, c.optim.seed + epoch,
+                                    c.optim.max_crop_seconds, c.optim.batch_size)
         return {"kmeans": {k: fit[k] for k in ("frames", "inertia", "clips", "seconds") if k in fit}}
 
     def after_step(self, step: int, total_steps: int) -> None:
@@ -185,7 +185,7 @@ class AdapterPretrainObjective(nn.Module):
             raise TrainingError(
                 f"adapter pre-training collapsed at epoch {record['epoch']}: the teacher's outputs vary by "
                 f"{record['spread']:.2e} across frames (< tapt.adapter.collapse_std={self.cfg.collapse_std}); "
-                "raise tapt.adapter.ema_decay / ema_decay_end (a slower teacher), lower tapt.adapter.lr, or raise "
+                "raise tapt.adapter.ema_decay / ema_decay_end (a slower teacher), lower tapt.adapter.optim.lr, or raise "
                 "tapt.adapter.mask_weight (the reconstruction loss cannot be met by a constant)")
 
     @torch.no_grad()
@@ -314,7 +314,7 @@ def pretrain_adapter(objective: AdapterPretrainObjective, clips: ClipSet | Strea
     """
     from ser_models.pretraining.pretraining import pretrain
 
-    return pretrain(objective, clips, objective.cfg, device=device, resume=resume, on_epoch_end=on_epoch_end,
+    return pretrain(objective, clips, objective.cfg.optim, device=device, resume=resume, on_epoch_end=on_epoch_end,
                     log=log)
 
 
@@ -344,7 +344,7 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     shape = tuple(config["shape"])
     me = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
-    torch.manual_seed(cfg.seed)  # identical initialisation on every replica
+    torch.manual_seed(cfg.optim.seed)  # identical initialisation on every replica
     objective = AdapterPretrainObjective(shape[1], shape[2], wap, cfg, np.asarray(config["mean"], np.float32),
                                          np.asarray(config["std"], np.float32), config.get("stats_clips", 1))
     shard = ray.train.get_dataset_shard("train")
@@ -369,7 +369,7 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
             return
         with tempfile.TemporaryDirectory() as tmp:
             save(Path(tmp) / STATE_FILE, state, obj, opt, sched)
-            if state.epoch == cfg.epochs:  # the last epoch's checkpoint also carries the finished adapter
+            if state.epoch == cfg.optim.epochs:  # the last epoch's checkpoint also carries the finished adapter
                 save_wap(obj.student, tmp, {"epochs": state.epoch})
                 (Path(tmp) / RESULT_FILE).write_text(json.dumps(
                     {"history": state.history, "clips": len(clips), "final_loss": state.history[-1]["loss"]},

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ from ser_models.config import RESULT, field
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError
 from ser_models.io import StoragePath
+from ser_models.training.config import OPTIM_RENAMED, OptimConfig
 
 STUDENT_DIR = "student"
 METRICS_FILE = "distill_metrics.json"
@@ -53,26 +55,19 @@ class DistillConfig:
                                       help="teacher hidden states the student predicts, one head each ([] = three "
                                            "evenly spaced up to the last: 4, 8, 12 of 12 as in DistilHuBERT)")
     cos_weight: float = field(1.0, effect=RESULT, help="weight of -log sigmoid(cosine) next to the L1 term")
-    epochs: int = field(10, effect=RESULT, help="passes over the pool's audio")
-    batch_size: int = field(8, effect=RESULT, help="clips per batch per worker")
-    lr: float = field(2e-4, effect=RESULT, help="peak learning rate (AdamW, tri-stage schedule)")
-    weight_decay: float = field(0.0, effect=RESULT, help="AdamW weight decay")
-    warmup_ratio: float = field(0.1, effect=RESULT, help="fraction of steps warming up")
-    hold_ratio: float = field(0.4, effect=RESULT, help="fraction of steps at the peak rate")
-    max_crop_seconds: float = field(4.0, effect=RESULT, help="clips longer than this are randomly cropped (s)")
-    grad_clip: float = field(10.0, effect=RESULT, help="max gradient norm (0 = off)")
-    seed: int = field(0, effect=RESULT, help="seed of shuffling, crops and head init")
+    optim: OptimConfig = field(effect=RESULT, default_factory=lambda: OptimConfig(lr=2e-4, weight_decay=0.0, grad_clip=10.0),
+                               help="the optimiser: passes over the pool's audio, AdamW, schedule, crops, and the seed "
+                                    "of shuffling, crops and head init")
+
+    RENAMED: ClassVar[dict[str, str]] = OPTIM_RENAMED
 
     def __post_init__(self):
         if self.student_layers < 1:
             raise ConfigError(f"distill.student_layers must be >= 1, got {self.student_layers}")
         if not 0 < self.student_ffn_ratio <= 1:
             raise ConfigError(f"distill.student_ffn_ratio must be in (0, 1], got {self.student_ffn_ratio}")
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"distill.{key} must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0 or self.cos_weight < 0 or self.max_crop_seconds <= 0:
-            raise ConfigError("distill.lr and distill.max_crop_seconds must be > 0, distill.cos_weight >= 0")
+        if self.cos_weight < 0:
+            raise ConfigError(f"distill.cos_weight must be >= 0, got {self.cos_weight}")
 
 
 def student_config(teacher: EncoderConfig, cfg: DistillConfig, checkpoint: str | None = None) -> EncoderConfig:
@@ -241,5 +236,5 @@ def build_from_config(config: dict):
     from ser_models.config import from_dict
 
     cfg = from_dict(DistillConfig, config["distill"])
-    torch.manual_seed(cfg.seed)  # identical head init on every replica
+    torch.manual_seed(cfg.optim.seed)  # identical head init on every replica
     return build_distill_objective(from_dict(EncoderConfig, config["encoder"]), cfg), cfg

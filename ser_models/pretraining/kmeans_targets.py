@@ -120,7 +120,7 @@ def fit_kmeans(frames: np.ndarray, k: int, iterations: int, seed: int) -> tuple[
 
 
 def fit_clusters(encoder: Encoder, clips: ClipSet, cfg: TaptConfig, batch_size: int = 16) -> Clusters:
-    """Fit the masked-prediction targets on ``clips`` (centre crops of ``tapt.max_crop_seconds``).
+    """Fit the masked-prediction targets on ``clips`` (centre crops of ``tapt.optim.max_crop_seconds``).
 
     Raises:
         ConfigError: ``tapt.cluster_layer`` out of range for this encoder.
@@ -128,13 +128,13 @@ def fit_clusters(encoder: Encoder, clips: ClipSet, cfg: TaptConfig, batch_size: 
     cfg = resolve_targets(cfg, encoder)
     _check_layer(encoder, cfg)
     chunks = []
-    for batch in iterate_batches(clips, batch_size, cfg.max_crop_seconds, rng=None):
+    for batch in iterate_batches(clips, batch_size, cfg.optim.max_crop_seconds, rng=None):
         feats, fl = cluster_frames(encoder, batch.wavs, batch.lengths, cfg.cluster_features, cfg.cluster_layer)
         chunks.append(feats[frame_mask(fl, feats.shape[1])].cpu().numpy())
     frames = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
     mean = frames.mean(0).astype(np.float32) if len(frames) else np.zeros(frames.shape[1], np.float32)
     std = (frames.std(0) + 1e-5).astype(np.float32) if len(frames) else np.ones(frames.shape[1], np.float32)
-    centroids, stats = fit_kmeans((frames - mean) / std, cfg.num_clusters, cfg.kmeans_iterations, cfg.seed)
+    centroids, stats = fit_kmeans((frames - mean) / std, cfg.num_clusters, cfg.kmeans_iterations, cfg.optim.seed)
     stats["clips"] = len(clips)
     return Clusters(centroids, mean, std, cfg.cluster_features, cfg.cluster_layer, stats)
 

@@ -34,6 +34,7 @@ from ser_models.data.clips import ClipSet
 from ser_models.exceptions import TrainingError
 from ser_models.io import save_figure
 from ser_models.training.batching import StreamingClips, epoch_batches
+from ser_models.training.config import OptimConfig
 from ser_models.training.distributed import all_reduce_min, rank, seed_epoch, wrap_ddp
 from ser_models.training.schedule import tri_stage_scheduler
 from ser_models.training.state_io import load_state, save_state
@@ -95,7 +96,7 @@ def drop_short_clips(clips: ClipSet, min_samples: int) -> tuple[ClipSet, int]:
     return kept, len(clips) - len(keep)
 
 
-def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg, *,
+def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg: OptimConfig, *,
              device: torch.device | None = None,
              resume: dict | None = None, on_epoch_end=None, log=print) -> TaptState:
     """Run pre-training epochs over this worker's clips (AdamW, tri-stage schedule, random crops).
@@ -104,8 +105,7 @@ def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg, *,
         objective: follows the protocol above; its trainable parameters are optimised.
         clips: audio clips (labels unused), at least ``objective.min_samples`` long, or cached frames: held, or
             streamed from the worker's shard every epoch (:class:`StreamingClips`, which drops short clips).
-        cfg: settings with ``epochs, batch_size, lr, weight_decay, warmup_ratio, hold_ratio, grad_clip,
-            max_crop_seconds, seed``.
+        cfg: the optimiser (the ``optim`` node of ``tapt``, ``tapt.adapter`` or ``distill``).
         device: where to train (default CPU).
         resume: ``{"state": TaptState, "model", "optimizer", "scheduler"}`` as saved by a checkpoint.
         on_epoch_end: ``f(state, objective, optimizer, scheduler)`` after every epoch on every worker
@@ -159,7 +159,7 @@ def pretrain(objective: nn.Module, clips: ClipSet | StreamingClips, cfg, *,
                                grad_clip=cfg.grad_clip, forward=wrapped)
             if not math.isfinite(stats["loss"]):
                 raise TrainingError(f"{key} loss is {stats['loss']} at epoch {epoch + 1} step {steps + 1}: lower "
-                                    f"{key}.lr")
+                                    f"{key}.optim.lr")
             scheduler.step()
             if after_step is not None:
                 after_step(state.step, total)
@@ -258,7 +258,7 @@ def tapt_loop_per_worker(config: dict) -> dict:
             save(Path(tmp) / STATE_FILE, state, obj, opt, sched)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
-    state = pretrain(objective, clips, cfg, device=device, resume=resume, on_epoch_end=on_epoch_end,
+    state = pretrain(objective, clips, cfg.optim, device=device, resume=resume, on_epoch_end=on_epoch_end,
                      log=print if me == 0 else (lambda _: None))
     if me != 0:
         ray.train.report({"final": 1, "epoch": state.epoch}, checkpoint=None)  # every rank reports equally

@@ -131,8 +131,8 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_
                 clusters = Clusters.load(path)
                 say(f"reusing k-means targets {path}")
             else:
-                clips = _driver_clips(data, job.tapt.kmeans_max_clips, job.tapt.seed)
-                clusters = fit_clusters(encoder, clips, job.tapt, batch_size=job.tapt.batch_size)
+                clips = _driver_clips(data, job.tapt.kmeans_max_clips, job.tapt.optim.seed)
+                clusters = fit_clusters(encoder, clips, job.tapt, batch_size=job.tapt.optim.batch_size)
                 clusters.save(path)
                 write_json_atomic(path[:-len(".npz")] + ".json" if path.endswith(".npz") else path + ".json",
                                   {"features": clusters.features, "layer": clusters.layer,

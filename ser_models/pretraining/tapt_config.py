@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ser_models.config import LOCATION, PATH, RESULT, field
 from ser_models.encoders.config import EncoderConfig
 from ser_models.exceptions import ConfigError
-from ser_models.training.config import ScalingConfig
+from ser_models.training.config import OPTIM_RENAMED, OptimConfig, ScalingConfig
 
 #: ``tapt.objective`` values; ``auto`` picks by encoder family (see :data:`OBJECTIVE_BY_FAMILY`) and, for a
 #: frozen encoder (Whisper always), pre-trains the WAP-Transformer adapter on the pool instead (``adapter``).
@@ -32,14 +33,10 @@ class AdapterPretrainConfig:
     teacher's mean target (utterance self-distillation).
     """
 
-    epochs: int = field(20, effect=RESULT, help="passes over the training clips' cached frames")
-    batch_size: int = field(16, effect=RESULT, help="clips per batch per worker")
-    lr: float = field(5e-4, effect=RESULT, help="peak AdamW learning rate")
-    weight_decay: float = field(0.01, effect=RESULT, help="AdamW weight decay")
-    warmup_ratio: float = field(0.1, effect=RESULT, help="tri-stage schedule: fraction of steps warming up")
-    hold_ratio: float = field(0.4, effect=RESULT, help="tri-stage schedule: fraction of steps at the peak rate")
-    grad_clip: float = field(1.0, effect=RESULT, help="max gradient norm (0 = off)")
-    max_crop_seconds: float = field(8.0, effect=RESULT, help="longer clips are randomly cropped to this many seconds each epoch")
+    optim: OptimConfig = field(effect=RESULT, default_factory=lambda: OptimConfig(
+        epochs=20, batch_size=16, lr=5e-4, max_crop_seconds=8.0),
+        help="the optimiser: passes over the training clips' cached frames, AdamW, schedule, crops, and the seed "
+             "of crops, masks, k-means and initialisation")
     mask_prob: float = field(0.5, effect=RESULT, help="fraction of frames that start a masked span (spans overlap: the masked "
                              "share is lower)")
     mask_length: int = field(5, effect=RESULT, help="masked span length in frames (20 ms each)")
@@ -57,17 +54,15 @@ class AdapterPretrainConfig:
     cluster_weight: float = field(1.0, effect=RESULT, help="weight of the local-attribute (cluster id) prediction loss")
     collapse_std: float = field(1e-3, effect=RESULT, help="collapse guard: stop with an error when the teacher's raw outputs vary "
                                 "less than this across frames (mean std over dimensions) for a whole epoch")
-    seed: int = field(0, effect=RESULT, help="seed of crops, masks, k-means and initialisation")
+
+    RENAMED: ClassVar[dict[str, str]] = OPTIM_RENAMED
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "mask_length", "refresh_every", "kmeans_max_clips",
-                    "kmeans_iterations"):
+        for key in ("mask_length", "refresh_every", "kmeans_max_clips", "kmeans_iterations"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"tapt.adapter.{key} must be >= 1, got {getattr(self, key)}")
         if self.num_clusters < 2:
             raise ConfigError(f"tapt.adapter.num_clusters must be >= 2, got {self.num_clusters}")
-        if self.lr <= 0 or self.max_crop_seconds <= 0:
-            raise ConfigError("tapt.adapter.lr and tapt.adapter.max_crop_seconds must be > 0")
         if not 0 < self.mask_prob <= 1:
             raise ConfigError(f"tapt.adapter.mask_prob must be in (0, 1], got {self.mask_prob}")
         if not 0 <= self.ema_decay <= self.ema_decay_end <= 1:
@@ -78,10 +73,8 @@ class AdapterPretrainConfig:
         weights = (self.mask_weight, self.frame_weight, self.utterance_weight, self.cluster_weight)
         if min(weights) < 0 or sum(weights) <= 0:
             raise ConfigError("tapt.adapter.*_weight must be >= 0 and not all 0")
-        if min(self.weight_decay, self.grad_clip, self.collapse_std) < 0:
-            raise ConfigError("tapt.adapter.weight_decay, grad_clip and collapse_std must be >= 0")
-        if min(self.warmup_ratio, self.hold_ratio) < 0 or self.warmup_ratio + self.hold_ratio > 1:
-            raise ConfigError("tapt.adapter.warmup_ratio and hold_ratio must be >= 0 and sum to <= 1")
+        if self.collapse_std < 0:
+            raise ConfigError(f"tapt.adapter.collapse_std must be >= 0, got {self.collapse_std}")
 
 
 @dataclass
@@ -95,14 +88,9 @@ class TaptConfig:
 
     objective: str = field("auto", effect=RESULT, help="auto (contrastive for wav2vec2, masked_prediction for hubert/wavlm) "
                            "| contrastive | masked_prediction")
-    epochs: int = field(5, effect=RESULT, help="passes over the training clips")
-    batch_size: int = field(8, effect=RESULT, help="clips per batch per worker")
-    lr: float = field(5e-5, effect=RESULT, help="peak AdamW learning rate")
-    weight_decay: float = field(0.01, effect=RESULT, help="AdamW weight decay")
-    warmup_ratio: float = field(0.1, effect=RESULT, help="tri-stage schedule: fraction of steps warming up")
-    hold_ratio: float = field(0.4, effect=RESULT, help="tri-stage schedule: fraction of steps at the peak rate")
-    grad_clip: float = field(1.0, effect=RESULT, help="max gradient norm (0 = off)")
-    max_crop_seconds: float = field(8.0, effect=RESULT, help="longer clips are randomly cropped to this many seconds each epoch")
+    optim: OptimConfig = field(effect=RESULT, default_factory=lambda: OptimConfig(epochs=5, lr=5e-5, max_crop_seconds=8.0),
+                               help="the optimiser: passes over the training clips, AdamW, schedule, crops, and the "
+                                    "seed of crops, masks, negatives, k-means and head init")
     mask_time_prob: float | None = field(None, effect=RESULT, help="fraction of frames that start a masked span "
                                          "(null = the encoder config's mask_time_prob)")
     mask_time_length: int | None = field(None, effect=RESULT, help="masked span length in frames (null = from the encoder config)")
@@ -122,10 +110,11 @@ class TaptConfig:
     kmeans_iterations: int = field(20, effect=RESULT, help="k-means iterations")
     proj_dim: int = field(256, effect=RESULT, help="masked prediction: projection width of the cluster-embedding head")
     freeze_feature_encoder: bool = field(True, effect=RESULT, help="keep the CNN feature encoder fixed (as in fine-tuning)")
-    seed: int = field(0, effect=RESULT, help="seed of crops, masks, negatives, k-means and head init")
     adapter: AdapterPretrainConfig = field(default_factory=AdapterPretrainConfig,
                                            help="objective=adapter: pre-training the WAP-Transformer adapter "
                                                 "(model.wap) on the pool's frames")
+
+    RENAMED: ClassVar[dict[str, str]] = OPTIM_RENAMED
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -133,20 +122,13 @@ class TaptConfig:
         if self.cluster_features not in CLUSTER_FEATURES:
             raise ConfigError(f"tapt.cluster_features must be one of {CLUSTER_FEATURES}, got "
                               f"{self.cluster_features!r}")
-        for key in ("epochs", "batch_size", "kmeans_max_clips", "kmeans_iterations", "proj_dim"):
+        for key in ("kmeans_max_clips", "kmeans_iterations", "proj_dim"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"tapt.{key} must be >= 1, got {getattr(self, key)}")
         if self.num_clusters < 2:
             raise ConfigError(f"tapt.num_clusters must be >= 2, got {self.num_clusters}")
-        if self.lr <= 0:
-            raise ConfigError(f"tapt.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.diversity_loss_weight < 0:
-            raise ConfigError("tapt.weight_decay, tapt.grad_clip and tapt.diversity_loss_weight must be >= 0")
-        if min(self.warmup_ratio, self.hold_ratio) < 0 or self.warmup_ratio + self.hold_ratio > 1:
-            raise ConfigError("tapt.warmup_ratio and tapt.hold_ratio must be >= 0 and sum to <= 1, got "
-                              f"{self.warmup_ratio} and {self.hold_ratio}")
-        if self.max_crop_seconds <= 0:
-            raise ConfigError(f"tapt.max_crop_seconds must be > 0, got {self.max_crop_seconds}")
+        if self.diversity_loss_weight < 0:
+            raise ConfigError(f"tapt.diversity_loss_weight must be >= 0, got {self.diversity_loss_weight}")
         if self.mask_time_prob is not None and not 0 < self.mask_time_prob <= 1:
             raise ConfigError(f"tapt.mask_time_prob must be in (0, 1] or null, got {self.mask_time_prob}")
         if self.mask_time_length is not None and self.mask_time_length < 1:

@@ -259,6 +259,6 @@ def build_from_config(config: dict):
     from ser_models.config import from_dict
 
     cfg = from_dict(TaptConfig, config["tapt"])
-    torch.manual_seed(cfg.seed)  # identical head init on every replica
+    torch.manual_seed(cfg.optim.seed)  # identical head init on every replica
     encoder = build_encoder(from_dict(EncoderConfig, config["encoder"]))
     return build_objective(encoder, cfg, config.get("clusters")), cfg

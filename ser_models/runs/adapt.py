@@ -29,14 +29,14 @@ from ser_models.exceptions import ConfigError
 from ser_models.io import storage_path
 from ser_models.models.model import ModelConfig
 from ser_models.ownership import claim_output, recognise_files
-from ser_models.training.config import ScalingConfig, TrainConfig
+from ser_models.training.config import OptimConfig, ScalingConfig, TrainConfig
 
 STAGE1_DIR, STAGE2_DIR, MATRIX_DIR = "stage1_source", "stage2_target", "cross_corpus"
 
 
 def _stage2_defaults() -> TrainConfig:
     # Stage 2 adapts, it does not relearn: a lower encoder-side rate than stage 1's default.
-    return TrainConfig(lr_adapter=2e-4)
+    return TrainConfig(optim=OptimConfig(lr=2e-4))
 
 
 @dataclass

@@ -102,12 +102,12 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
     source, target = {cfg.group_column: cfg.source}, {cfg.group_column: cfg.target}
     # Before Ray: a measured choice encodes a small sample in this process.
     anchors = resolve_anchors(pool, cfg.anchoring, cfg.model, cfg.train_split, cfg.group_column, cfg.source,
-                              cfg.target, out / "anchors.json", num_layers, seed=cfg.train.seed, log=log)
+                              cfg.target, out / "anchors.json", num_layers, seed=cfg.train.optim.seed, log=log)
     connect_ray()
     labels = pool.metadata(columns=["label"], split=cfg.train_split, where=source)["label"]
     counts = [int((labels == name).sum()) for name in cfg.model.labels] or None
     targets = sample_target_ids(pool.metadata(columns=["utt_id"], split=cfg.train_split, where=target)["utt_id"],
-                                cfg.anchoring.max_target_clips, cfg.train.seed)
+                                cfg.anchoring.max_target_clips, cfg.train.optim.seed)
     log(f"pool {cfg.pool_dir}: {len(labels)} labelled {cfg.source} training clips, {len(targets)} unlabelled "
         f"{cfg.target} clips for anchoring; anchor groups {anchors['groups']}, weight {cfg.anchoring.weight}")
     datasets = {"train": pool.dataset(cfg.train_split, where=source),
@@ -115,7 +115,7 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
                 "test": pool.dataset(cfg.test_split, where=target),
                 "anchor_target": pool.dataset(cfg.train_split, where={**target, "utt_id": targets})}
     anchoring = ({"groups": anchors["groups"], "weight": cfg.anchoring.weight,
-                  "batch_size": cfg.anchoring.target_batch_size or max(cfg.train.batch_size, 2)}
+                  "batch_size": cfg.anchoring.target_batch_size or max(cfg.train.optim.batch_size, 2)}
                  if cfg.anchoring.weight > 0 else None)
     result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, out, class_counts=counts,
                          train_rows=len(labels), run_name=run_name, verbose=verbose, report=report,

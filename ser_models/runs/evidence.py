@@ -160,7 +160,7 @@ def run_config(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: int 
         active = dataclasses.replace(cfg.active, strategy=dataclasses.replace(
             cfg.active.strategy, name=name, **VARIANTS.get(variant, {})))
     active = dataclasses.replace(active, seed=seed, feature_cache="on", feature_cache_dir=cache_dir)
-    return active, dataclasses.replace(cfg.train, seed=seed)
+    return active, dataclasses.replace(cfg.train, optim=dataclasses.replace(cfg.train.optim, seed=seed))
 
 
 def run_dir(cfg: EvidenceJobConfig, strategy: str, seed: int):

@@ -3,10 +3,10 @@ Encoder pre-training (TAPT, distillation, adapter pre-training) is in ``ser_mode
 
 from ser_models.lazy import lazy_exports
 from ser_models.training.anchoring import anchoring_loss, coral_loss
-from ser_models.training.config import ScalingConfig, TrainConfig
+from ser_models.training.config import OptimConfig, ScalingConfig, TrainConfig
 from ser_models.training.fitting import FitState, evaluate, fit, predict
 
-__all__ = ["FitState", "ScalingConfig", "TrainConfig", "TrainResult", "anchoring_loss", "coral_loss", "evaluate", "fit",
+__all__ = ["FitState", "OptimConfig", "ScalingConfig", "TrainConfig", "TrainResult", "anchoring_loss", "coral_loss", "evaluate", "fit",
            "predict", "train_model"]
 
 # The drivers pull in Ray Train; keep them out of worker imports of this package.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
@@ -17,17 +18,58 @@ SOLVERS = ("adamw", "lbfgs")
 
 
 @dataclass
-class TrainConfig:
-    """How to fine-tune adapters + head on labelled clips."""
+class OptimConfig:
+    """The optimiser of a training loop (``optim`` in ``train``, ``tapt``, ``tapt.adapter`` and ``distill``): AdamW
+    with a tri-stage schedule (warm up, hold, decay) over ``epochs`` passes of randomly cropped clips.
 
-    epochs: int = field(10, effect=RESULT, help="maximum number of passes over the labelled training clips")
+    Each owner keeps its own defaults (TAPT's rate is ten times lower than fine-tuning's, for one), so the class
+    defaults here are fine-tuning's; the other owners build theirs through ``default_factory``.
+    """
+
+    epochs: int = field(10, effect=RESULT, help="passes over the training clips (at most: early stopping may end "
+                        "fine-tuning sooner)")
     batch_size: int = field(8, effect=RESULT, help="clips per batch per worker")
-    lr_adapter: float = field(5e-4, effect=RESULT, help="learning rate of encoder-side trainable weights (adapters, or all under full)")
-    lr_head: float = field(1e-3, effect=RESULT, help="learning rate of the featurizer, pooling and head")
+    lr: float = field(5e-4, effect=RESULT, help="peak AdamW learning rate (in train: that of the encoder-side "
+                      "trainable weights, adapters or all under full; train.lr_head is the head's)")
     weight_decay: float = field(0.01, effect=RESULT, help="AdamW weight decay")
     warmup_ratio: float = field(0.1, effect=RESULT, help="tri-stage schedule: fraction of steps warming up")
     hold_ratio: float = field(0.4, effect=RESULT, help="tri-stage schedule: fraction of steps at the peak rate")
-    max_crop_seconds: float = field(4.0, effect=RESULT, help="training clips longer than this are randomly cropped (s)")
+    grad_clip: float = field(1.0, effect=RESULT, help="max gradient norm (0 = off)")
+    seed: int = field(0, effect=RESULT, help="seed of shuffling, crops, masks, dropout and initialisation")
+    max_crop_seconds: float = field(4.0, effect=RESULT, help="training clips longer than this are randomly cropped "
+                                    "each epoch (s)")
+
+    def __post_init__(self):
+        # the owner (train, tapt, ...) is not known here: messages name the key inside the optim node
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"optim.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("lr", "max_crop_seconds"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"optim.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("weight_decay", "grad_clip"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"optim.{key} must be >= 0, got {getattr(self, key)}")
+        if min(self.warmup_ratio, self.hold_ratio) < 0 or self.warmup_ratio + self.hold_ratio > 1:
+            raise ConfigError(f"optim.warmup_ratio and optim.hold_ratio must be >= 0 and sum to <= 1, got "
+                              f"{self.warmup_ratio} and {self.hold_ratio}")
+
+
+#: ``RENAMED`` of a config whose optimiser keys moved into its ``optim`` node (an old key is refused, naming
+#: the new one).
+OPTIM_RENAMED = {key: f"optim.{key}" for key in ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio",
+                                                 "hold_ratio", "grad_clip", "seed", "max_crop_seconds")}
+
+
+@dataclass
+class TrainConfig:
+    """How to fine-tune adapters + head on labelled clips."""
+
+    optim: OptimConfig = field(effect=RESULT, default_factory=OptimConfig,
+                               help="the optimiser: epochs, batch size, AdamW, schedule, crops, seed; optim.lr is "
+                                    "the rate of the encoder-side trainable weights (adapters, or all under full)")
+    lr_head: float = field(1e-3, effect=RESULT, help="learning rate of the featurizer, pooling and head (optim.lr is "
+                           "the encoder side's: they train at different rates)")
     max_eval_seconds: float = field(20.0, effect=RESULT, help="evaluation clips longer than this are centre-cropped (s)")
     early_stopping_patience: int = field(3, effect=RESULT, help="stop after this many epochs without a better dev score "
                                          "(train.select_metric; 0 = off)")
@@ -41,9 +83,7 @@ class TrainConfig:
                                    f"any of {list(FREEZABLE_PARTS)}; for stage 2 of jobs.adapt and other warm starts")
     select_metric: str = field("auto", effect=RESULT, help="dev metric that picks the best epoch and drives early stopping: ua | "
                                "ccc (mean over model.dimensions) | ua_plus_ccc | auto (ua with classes, else ccc)")
-    grad_clip: float = field(1.0, effect=RESULT, help="max gradient norm (0 = off)")
     eval_batch_size: int = field(16, effect=SPEED, help="clips per batch when evaluating")
-    seed: int = field(0, effect=RESULT, help="seed of shuffling, crops, dropout and head init")
     solver: str = field("adamw", effect=RESULT, help="adamw: minibatch epochs with early stopping on dev | lbfgs: the whole "
                         "labelled set in one batch, solved to convergence with an L2 penalty (heads over cached "
                         "frozen features only; no epochs, no learning rate, no dev split needed)")
@@ -63,17 +103,16 @@ class TrainConfig:
                              "(2.4x strict fp32 for a wav2vec2-base LoRA step on an H100); false = strict "
                              "float32. No effect on a CPU")
 
+    #: The optimiser's keys moved into ``train.optim`` (one vocabulary with tapt and distill); the head's own
+    #: rate stays ``train.lr_head``.
+    RENAMED: ClassVar[dict[str, str]] = {**{k: v for k, v in OPTIM_RENAMED.items() if k != "lr"},
+                                         "lr_adapter": "optim.lr"}
+
     def __post_init__(self):
-        for key in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("lr_adapter", "lr_head"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"train.{key} must be > 0, got {getattr(self, key)}")
-        if not 0 <= self.warmup_ratio + self.hold_ratio <= 1 or min(self.warmup_ratio, self.hold_ratio) < 0:
-            raise ConfigError("train.warmup_ratio and train.hold_ratio must be >= 0 and sum to <= 1")
-        if self.max_crop_seconds <= 0:
-            raise ConfigError(f"train.max_crop_seconds must be > 0, got {self.max_crop_seconds}")
+        if self.eval_batch_size < 1:
+            raise ConfigError(f"train.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.lr_head <= 0:
+            raise ConfigError(f"train.lr_head must be > 0, got {self.lr_head}")
         if self.early_stopping_patience < 0:
             raise ConfigError("train.early_stopping_patience must be >= 0")
         if self.dimensional_loss not in ("ccc", "mse"):

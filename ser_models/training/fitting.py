@@ -286,23 +286,24 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     learned = [(n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith(frozen)]
     params_adapter = [p for n, p in learned if n.startswith("encoder.")]
     params_head = [p for n, p in learned if not n.startswith("encoder.")]
-    groups = [g for g in ({"params": params_adapter, "lr": cfg.lr_adapter},
+    groups = [g for g in ({"params": params_adapter, "lr": cfg.optim.lr},
                           {"params": params_head, "lr": cfg.lr_head}) if g["params"]]
     if not groups:
         raise TrainingError("the model has no trainable parameters: check model.adapter.kind"
                             + (f" and train.freeze={list(cfg.freeze)}" if cfg.freeze else ""))
     peak_lrs = [g["lr"] for g in groups]  # read now: the optimizer shares these dicts, the schedule rewrites lr
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-    n_local, _ = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, np.random.default_rng(0))
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
+    n_local, _ = epoch_batches(train, cfg.optim.batch_size, cfg.optim.max_crop_seconds, np.random.default_rng(0))
     steps_per_epoch = all_reduce_min(n_local)
     if steps_per_epoch == 0:
         raise TrainingError(f"a worker got no training clips ({len(train)} here): use fewer scaling.num_workers "
                             "or label more clips")
-    scheduler = tri_stage_scheduler(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_ratio, cfg.hold_ratio)
+    scheduler = tri_stage_scheduler(optimizer, steps_per_epoch * cfg.optim.epochs, cfg.optim.warmup_ratio,
+                                    cfg.optim.hold_ratio)
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
-        _apply_hyperparameters(optimizer, scheduler, peak_lrs, cfg.weight_decay)
+        _apply_hyperparameters(optimizer, scheduler, peak_lrs, cfg.optim.weight_decay)
     num_classes = len(model.cfg.labels)
     weights = class_weight_tensor(class_counts, num_classes) if cfg.class_weighted and num_classes else None
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
@@ -318,20 +319,20 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         return _fit_full_batch(model, train, dev, cfg, device, state, loss_fn, select, on_epoch_end, log, anchor)
     wrapped = wrap_ddp(_TrainForward(model, anchor), device)
     me = rank()
-    for epoch in range(state.epoch, cfg.epochs):
+    for epoch in range(state.epoch, cfg.optim.epochs):
         pausepoint(f"train_epoch_{epoch + 1}")  # node-loss tests remove this worker's node here
         t0 = time.perf_counter()
-        rng = seed_epoch(cfg.seed, epoch)
+        rng = seed_epoch(cfg.optim.seed, epoch)
         model.train()
         # Sums stay on the device (float64 where it has it: the same sums as Python floats on a CPU); they are
         # read once, after the epoch.
         total, coral_total = (torch.zeros((), dtype=_sum_dtype(device), device=device) for _ in range(2))
         count = 0
         window = _LossWindow(epoch)
-        _, batches = epoch_batches(train, cfg.batch_size, cfg.max_crop_seconds, rng, pin=pin_for(device))
+        _, batches = epoch_batches(train, cfg.optim.batch_size, cfg.optim.max_crop_seconds, rng, pin=pin_for(device))
         # Its own generator (the source batches are the same with and without anchoring), one per replica (each
         # aligns with other target clips).
-        target_rng = np.random.default_rng([cfg.seed, epoch, 1, me])
+        target_rng = np.random.default_rng([cfg.optim.seed, epoch, 1, me])
         for step in range(steps_per_epoch):
             batch = next(batches, None)
             # Every replica takes the same steps: stop as soon as any shard runs dry (a streamed shard's
@@ -355,8 +356,8 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
                 window.check()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.optim.grad_clip)
             optimizer.step()
             scheduler.step()
             total += loss.detach().to(total.dtype) * len(batch.ids)
@@ -390,7 +391,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
         stop = broadcast_flag(stop)
         state.epoch = epoch + 1
         state.history.append(record)
-        state.finished = stop or state.epoch >= cfg.epochs
+        state.finished = stop or state.epoch >= cfg.optim.epochs
         state.optimizer, state.scheduler = optimizer.state_dict(), scheduler.state_dict()
         if on_epoch_end is not None:
             on_epoch_end(state, model, optimizer, scheduler)
@@ -445,7 +446,7 @@ class _LossWindow:
             raise TrainingError(f"non-finite training loss ({float(losses[k])}) at epoch {self.epoch + 1}, step "
                                 f"{self.steps[k] + 1}, batch of clips {shown} (checked over steps "
                                 f"{self.steps[0] + 1}-{self.steps[-1] + 1}): lower train.lr_head / "
-                                "train.lr_adapter, set train.grad_clip, or check those clips' audio")
+                                "train.optim.lr, set train.optim.grad_clip, or check those clips' audio")
         self.steps, self.losses, self.ids = [], [], []
 
 
@@ -460,7 +461,7 @@ def _fit_full_batch(model, train, dev, cfg: TrainConfig, device, state: FitState
         # A labelled set of cached features is small (L x D floats a clip, 7.7 kB for Whisper-tiny) even when
         # its row count crosses the audio streaming limit: gather the windows into one batch.
         train = concat_clips(list(train.windows()))
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.optim.seed)
     record = {"epoch": 1, **fit_lbfgs(model, train, cfg, device,
                                       lambda logits, dims, batch: training_loss(logits, dims, batch, loss_fn, cfg),
                                       log, class_loss=loss_fn)}
@@ -508,7 +509,7 @@ def _target_batch(anchor: AnchorFeed, cfg: TrainConfig, rng: np.random.Generator
     """A random batch of ``anchor.batch_size`` target clips, cropped like training clips."""
     n = len(anchor.clips)
     index = rng.choice(n, size=anchor.batch_size, replace=n < anchor.batch_size)
-    return make_batch(anchor.clips, index, int(cfg.max_crop_seconds * 16000), rng, pin_for(device)).to(device)
+    return make_batch(anchor.clips, index, int(cfg.optim.max_crop_seconds * 16000), rng, pin_for(device)).to(device)
 
 
 def _apply_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, base_lrs: list[float],

@@ -71,7 +71,7 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
     device = torch.device("cuda" if use_gpu else "cpu")
 
     torch.set_num_threads(max(int(threads), 1))
-    torch.manual_seed(train_cfg.seed)
+    torch.manual_seed(train_cfg.optim.seed)
     model = EmotionModel(model_cfg)
     if init_checkpoint:
         load_trainable_weights(model, trainable_weights(EmotionModel.load_checkpoint(init_checkpoint)))

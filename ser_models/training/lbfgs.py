@@ -56,7 +56,7 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
     Args:
         model: an ``EmotionModel`` whose trainable part is the featurizer and head (frozen encoder).
         train: the labelled clips as cached features ``[N, L, D]``.
-        cfg: ``train.l2_c`` (C, or ``auto``: :func:`choose_l2_c`), ``train.lbfgs_max_iter``; ``train.seed``
+        cfg: ``train.l2_c`` (C, or ``auto``: :func:`choose_l2_c`), ``train.lbfgs_max_iter``; ``train.optim.seed``
             seeds the head's start and the CV folds.
         device: where to solve.
         loss_fn: ``(logits, dims, batch) -> scalar`` training loss (class-weighted cross-entropy + dimensions).
@@ -369,7 +369,7 @@ def choose_l2_c(model: nn.Module, params: list[torch.Tensor], start: list[torch.
         fallback = 1.0 if 1.0 in grid else grid[len(grid) // 2]
         return fallback, {"metric": "none (a class has < 2 labelled clips)", "folds": 0, "grid": grid,
                           "scores": [float("nan")] * len(grid)}
-    folds = stratified_folds(labels, k, cfg.seed)
+    folds = stratified_folds(labels, k, cfg.optim.seed)
     # Each fold's batches once, reused for every C.
     splits = [(make_batch(train, np.flatnonzero(folds != f), None, None).to(device), np.flatnonzero(folds == f),
                make_batch(train, np.flatnonzero(folds == f), None, None).to(device)) for f in range(k)]

@@ -65,7 +65,7 @@ def train_loop_per_worker(config: dict) -> dict:
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     device = ray.train.torch.get_device()
-    torch.manual_seed(train_cfg.seed)  # identical head init on every replica
+    torch.manual_seed(train_cfg.optim.seed)  # identical head init on every replica
     model = EmotionModel(model_cfg)
     if config.get("init_checkpoint"):
         # Warm start (an AL option): previous round's trainable weights.

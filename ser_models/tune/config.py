@@ -12,7 +12,7 @@ SEARCH_ALGS = ("random", "grid", "optuna")
 SCHEDULERS = ("asha", "fifo", "pbt")
 #: Keys Population Based Training may change in the middle of a fit: the fit reads them afresh when it takes
 #: over another trial's state (``fitting._apply_hyperparameters`` re-applies the rates and weight decay).
-PBT_MUTABLE = ("train.lr_adapter", "train.lr_head", "train.weight_decay", "train.grad_clip")
+PBT_MUTABLE = ("train.optim.lr", "train.lr_head", "train.optim.weight_decay", "train.optim.grad_clip")
 
 
 @dataclass
@@ -96,7 +96,7 @@ class SweepConfig:
                                             "for Ray Data reads (pbt: unused; trials run as resources allow)")
     search_alg: str = field("random", effect=RESULT, help="random | grid (every choice/grid combination) | optuna (TPE)")
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig, help="early stopping of weak trials")
-    seed: int = field(0, effect=RESULT, help="seed of the search algorithm (the trials keep their own train.seed)")
+    seed: int = field(0, effect=RESULT, help="seed of the search algorithm (the trials keep their own train.optim.seed)")
     max_failures: int = field(1, effect=SPEED,
                               help="Tune retries of a failed trial (Ray Train retries inside a trial too)")
     tracking: TrackingConfig = field(default_factory=TrackingConfig, effect=SPEED, help="TensorBoard and MLflow")

@@ -5,8 +5,8 @@ A sweep YAML names keys of the base job's config and how to sample each::
     search:
       model.adapter.kind: {choice: [lora, ia3, frozen]}
       model.adapter.r: {choice: [4, 8, 16], when: {model.adapter.kind: lora}}
-      train.lr_adapter: {loguniform: [1.0e-4, 1.0e-2]}
-      train.batch_size: {grid: [8, 16]}
+      train.optim.lr: {loguniform: [1.0e-4, 1.0e-2]}
+      train.optim.batch_size: {grid: [8, 16]}
 
 Distributions: ``choice``, ``grid``, ``uniform``, ``loguniform`` (``[low, high]``), ``randint`` (``[low, high)``)
 and ``qrandint`` (``[low, high, q]``, high included). ``when`` maps other keys to a value or a list of values;
@@ -25,7 +25,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from ser_models.config import from_dict
+from ser_models.config import from_dict, renamed_keys
 from ser_models.exceptions import ConfigError
 from ser_models.provenance import flatten
 
@@ -176,8 +176,11 @@ def check_against(params: list[SearchParam], schema: type, base: dict, prefix: s
         ConfigError: naming ``search.<key>`` and the base job, before any trial starts.
     """
     conf = OmegaConf.create(base)
+    renamed = renamed_keys(schema)
     for p in params:
         for key in (p.key, *(k for k, _ in p.when)):
+            if key in renamed:
+                raise ConfigError(f"search.{p.key}: config key {key!r} is now called {renamed[key]!r}: rename it")
             got = OmegaConf.select(conf, key, default=_MISSING)
             if got is _MISSING:
                 raise ConfigError(f"search.{p.key}: {key!r} is not a key of the base job's config "

@@ -87,7 +87,7 @@ class Target:
     def max_time(self, cfg) -> int:
         """The largest value of ``time_attr`` a trial with job config ``cfg`` can reach."""
         if self.fits:
-            return int(cfg.train.epochs)
+            return int(cfg.train.optim.epochs)
         return cfg.active.num_rounds
 
 

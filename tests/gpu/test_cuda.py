@@ -154,7 +154,7 @@ def test_collectives_run_on_the_nccl_groups_device():
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_fit_on_cuda_trains_with_float32_weights_and_a_finite_loss(precision):
     from ser_models.testing import tone_clips
-    from ser_models.training.config import TrainConfig
+    from ser_models.training.config import OptimConfig, TrainConfig
     from ser_models.training.fitting import evaluate, fit, trainable_weights
 
     def clips(n, seed):
@@ -165,7 +165,7 @@ def test_a_fit_on_cuda_trains_with_float32_weights_and_a_finite_loss(precision):
                                            normalize_waveform=False)).to(CUDA)
     # 4 epochs: on the CPU, model seeds 0-5 all reach dev UA 1.0 by then in both precisions (after 2, seed 2 was
     # still at chance), a margin wider than the device's rounding differences
-    cfg = TrainConfig(epochs=4, batch_size=4, lr_adapter=3e-3, lr_head=1e-2, max_crop_seconds=0.5,
+    cfg = TrainConfig(optim=OptimConfig(epochs=4, batch_size=4, lr=3e-3, max_crop_seconds=0.5), lr_head=1e-2,
                       early_stopping_patience=0, eval_batch_size=8, precision=precision)
     dev = clips(6, 1)
     initial = trainable_weights(model)

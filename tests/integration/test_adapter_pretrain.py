@@ -39,7 +39,7 @@ run_adapter_pretrain_job(load_config(AdapterPretrainJobConfig, spec["config"], s
 @pytest.mark.failure_model
 def test_killed_driver_then_rerun_resumes_the_pretraining(ray_local, demo_pool, tmp_path):
     out = tmp_path / "ap"
-    overrides = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", f"pretrain.epochs={EPOCHS}"]
+    overrides = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", f"pretrain.optim.epochs={EPOCHS}"]
     config = str(REPO / "jobs/configs/adapter_pretrain_smoke.yaml")
     spec = {"config": config, "overrides": overrides}
     run_dir = out / "ray_train" / RUN_NAME

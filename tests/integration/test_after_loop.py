@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
 OVERRIDES = [
     *TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process",
     "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false", "model.adapter.r=4", "model.adapter.alpha=8", "model.head_hidden=16",
-    "train.epochs=2", "train.batch_size=8", "train.max_crop_seconds=1.0", "train.early_stopping_patience=0",
+    "train.optim.epochs=2", "train.optim.batch_size=8", "train.optim.max_crop_seconds=1.0", "train.early_stopping_patience=0",
     "active.budget_fractions=[0.25,0.5,0.75]", "active.initial=cluster_cold_start",
 ]
 

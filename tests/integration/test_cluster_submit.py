@@ -289,7 +289,7 @@ def test_submit_prepare_pool_then_finetune_smoke(local_cluster, tmp_path):
 
     proc = local_cluster.submit(
         FINETUNE_JOB, FINETUNE_CONFIG, f"{FINETUNE_POOL_KEY}={pool}", f"{OUTPUT_KEY}={ft}",
-        "train.epochs=1",  # the submission path is under test here; epochs are tested in test_finetune
+        "train.optim.epochs=1",  # the submission path is under test here; epochs are tested in test_finetune
     )
     _assert_succeeded(proc, FINETUNE_JOB)
     for name in FINETUNE_ARTIFACTS:

@@ -25,7 +25,7 @@ from ser_models.config import to_dict
 from ser_models.data.clips import AUDIO_COLUMNS, collect_clips
 from ser_models.models.model import EmotionModel
 from ser_models.testing import kill_when, latest_ray_train_checkpoint, tiny_model_config
-from ser_models.training import ScalingConfig, TrainConfig, evaluate, train_model
+from ser_models.training import OptimConfig, ScalingConfig, TrainConfig, evaluate, train_model
 from ser_models.training.fitting import FitState
 from ser_models.training.loop import STATE_FILE
 from ser_models.training.state_io import load_state
@@ -44,7 +44,7 @@ def model_config(labels=LABELS):
 
 
 def train_config(epochs: int) -> TrainConfig:
-    return TrainConfig(epochs=epochs, batch_size=8, max_crop_seconds=1.5, early_stopping_patience=0)
+    return TrainConfig(optim=OptimConfig(epochs=epochs, batch_size=8, max_crop_seconds=1.5), early_stopping_patience=0)
 
 
 def pool_inputs(demo_pool) -> tuple[dict, list[int]]:
@@ -158,7 +158,7 @@ def test_checkpoint_holds_the_best_weights_and_reproduces_test_metrics(resumed_r
     assert sorted(reloaded) == sorted(final.best_weights)
     for name, weight in final.best_weights.items():
         torch.testing.assert_close(reloaded[name], weight, rtol=0, atol=0)
-    torch.manual_seed(train_config(EPOCHS).seed)  # the worker's initialisation
+    torch.manual_seed(train_config(EPOCHS).optim.seed)  # the worker's initialisation
     untrained = EmotionModel(model_config()).trainable_state_dict()
     assert any(not torch.equal(untrained[n], reloaded[n]) for n in reloaded), "checkpoint holds untrained weights"
 

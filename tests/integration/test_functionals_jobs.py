@@ -113,7 +113,7 @@ def test_finetune_with_functionals_trains_from_a_cache_on_s3_and_predict_takes_t
     _job("jobs.finetune", ["jobs/configs/finetune_smoke.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
                            f"feature_cache_dir={s3_bucket}/cache", "scaling.backend=in_process",
                            "model.adapter.kind=frozen", "model.functionals=egemaps", "model.feature_norm=speaker",
-                           "train.epochs=2"], monkeypatch)
+                           "train.optim.epochs=2"], monkeypatch)
     for name in ("speaker_stats", "functionals_stats", "functionals_speaker_stats"):  # computed from the cache
         assert io.exists(f"{out}/{name}.safetensors"), name
     model = EmotionModel.load_checkpoint(f"{out}/checkpoint")

@@ -257,8 +257,8 @@ def test_missing_token_names_the_variable(clips, tmp_path, monkeypatch):
 def _after_args(pool_dir, out, server):
     return [sys.executable, "-m", "jobs.after", f"pool_dir={pool_dir}", f"output_dir={out}",
             *TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process", "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false",
-            "model.adapter.r=4", "model.adapter.alpha=8", "model.head_hidden=16", "train.epochs=1",
-            "train.batch_size=8", "train.max_crop_seconds=1.0", "train.early_stopping_patience=0",
+            "model.adapter.r=4", "model.adapter.alpha=8", "model.head_hidden=16", "train.optim.epochs=1",
+            "train.optim.batch_size=8", "train.optim.max_crop_seconds=1.0", "train.early_stopping_patience=0",
             "active.budget_fractions=[0.25,0.5]", "active.initial=random", "active.oracle=label_studio",
             f"active.label_studio.url={server.url}", "active.label_studio.project=loop test",
             "active.label_studio.annotators=2", "active.label_studio.aggregate=soft", "active.label_studio.wait=true",

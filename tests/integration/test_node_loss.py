@@ -96,7 +96,7 @@ def test_a_plain_ray_init_elsewhere_on_the_machine_does_not_join_the_test_cluste
 
 def _after(cluster, pool_dir, out: Path):
     return run_job(cluster, out.with_suffix(".log"), "jobs.after", "jobs/configs/after_smoke.yaml",
-                   f"pool_dir={pool_dir}", f"output_dir={out}", "tapt_enabled=false", "train.epochs=1",
+                   f"pool_dir={pool_dir}", f"output_dir={out}", "tapt_enabled=false", "train.optim.epochs=1",
                    "model.adapter.kind=frozen", "active.feature_cache=on", f"active.feature_cache_dir={out}/cache",
                    "active.scorer.num_actors=2", "active.scorer.num_cpus=1")
 
@@ -149,7 +149,7 @@ def finetuned(cluster, built_pool, tmp_path_factory):
     arming = cluster.arm("train_epoch_2", after=out / "ray_train" / "finetune" / "checkpoint_manager_snapshot.json")
     proc = run_job(cluster, root / "ft.log", "jobs.finetune", "jobs/configs/finetune_smoke.yaml",
                    f"pool_dir={pool_dir}", f"output_dir={out}", "scaling.backend=ray_train",
-                   "scaling.num_workers=2", "scaling.cpus_per_worker=2", "scaling.max_failures=2", "train.epochs=3")
+                   "scaling.num_workers=2", "scaling.cpus_per_worker=2", "scaling.max_failures=2", "train.optim.epochs=3")
     return out, proc, arming
 
 
@@ -187,7 +187,7 @@ def test_sweep_restores_the_trial_whose_node_was_lost(cluster, built_pool, tmp_p
     arming = cluster.arm("train_epoch_2")
     proc = run_job(cluster, tmp_path / "sweep.log", "jobs.sweep", "jobs/configs/sweep_smoke.yaml",
                    f"config.pool_dir={pool_dir}", f"output_dir={out}", "num_samples=2", "scheduler.name=fifo",
-                   "max_failures=1", "config.train.epochs=3")
+                   "max_failures=1", "config.train.optim.epochs=3")
     assert proc.returncode == 0, tail(proc)
     assert len(cluster.losses(arming)) == 1, cluster.events()
     results = pq.read_table(out / "results.parquet").to_pandas()
@@ -208,7 +208,7 @@ def test_head_loss_ends_the_job_clearly_and_a_rerun_on_a_new_cluster_resumes(bui
     pool_dir, *_ = built_pool
     out = tmp_path / "ft"
     args = ("jobs.finetune", "jobs/configs/finetune_smoke.yaml", f"pool_dir={pool_dir}", f"output_dir={out}",
-            "scaling.backend=ray_train", "scaling.num_workers=1", "scaling.max_failures=2", "train.epochs=3")
+            "scaling.backend=ray_train", "scaling.num_workers=1", "scaling.max_failures=2", "train.optim.epochs=3")
     doomed = ClusterProcess(tmp_path / "cluster1", workers=1, cpus=2)
     try:
         doomed.arm("train_epoch_2", lose="head",

@@ -65,7 +65,7 @@ def test_pool_after_loop_and_finetune_live_in_the_bucket(demo_pool, s3_bucket, t
     # AFTER with TAPT through Ray Train (its checkpoints in the bucket), rounds trained in process.
     run = f"{s3_bucket}/runs/after"
     args = ["jobs/configs/after_smoke.yaml", f"pool_dir={pool_uri}", f"output_dir={run}",
-            "scaling.backend=in_process", "active.budget_fractions=[0.25,0.375,0.5]", "train.epochs=1"]
+            "scaling.backend=in_process", "active.budget_fractions=[0.25,0.375,0.5]", "train.optim.epochs=1"]
     monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))  # configs are repo-relative
     _job("jobs.after", args, monkeypatch)
     for rel in ("run.json", "config.yaml", "labels/ledger.parquet", "metrics.jsonl", "report/learning_curve.png",
@@ -87,7 +87,7 @@ def test_pool_after_loop_and_finetune_live_in_the_bucket(demo_pool, s3_bucket, t
     # Fine-tuning through Ray Train with storage_path + storage_filesystem in the bucket.
     ft = f"{s3_bucket}/runs/ft"
     _job("jobs.finetune", ["jobs/configs/finetune_smoke.yaml", f"pool_dir={pool_uri}", f"output_dir={ft}",
-                           "train.epochs=1", "scaling.stream_above_clips=0"], monkeypatch)  # streamed shard
+                           "train.optim.epochs=1", "scaling.stream_above_clips=0"], monkeypatch)  # streamed shard
     assert io.exists(f"{ft}/metrics.json") and io.exists(f"{ft}/checkpoint/model.safetensors")
     assert io.list_dir(f"{ft}/ray_train/finetune"), "Ray Train wrote no checkpoints to the bucket"
 

@@ -44,7 +44,7 @@ def test_in_process_training_streams_above_the_threshold(demo_pool, tmp_path, mo
     import ser_models.training.in_process as in_process
     from ser_models.testing import tiny_model_config
     from ser_models.training import train_model
-    from ser_models.training.config import ScalingConfig, TrainConfig
+    from ser_models.training.config import OptimConfig, ScalingConfig, TrainConfig
 
     made = []
 
@@ -58,7 +58,7 @@ def test_in_process_training_streams_above_the_threshold(demo_pool, tmp_path, mo
     pool = demo_pool.open()
     feeds = {s: pool.dataset(s) for s in ("train", "dev", "test")}
     result = train_model(tiny_model_config(normalize_waveform=False),
-                         TrainConfig(epochs=2, batch_size=8, max_crop_seconds=1.0, early_stopping_patience=0),
+                         TrainConfig(optim=OptimConfig(epochs=2, batch_size=8, max_crop_seconds=1.0), early_stopping_patience=0),
                          ScalingConfig(backend="in_process", stream_above_clips=0, stream_window=8), feeds,
                          tmp_path / "ft", train_rows=feeds["train"].count(), verbose=False)
     history = result.metrics["history"]

@@ -22,8 +22,8 @@ def tapt_run(ray_local, demo_pool, tmp_path_factory):
     out = tmp_path_factory.mktemp("tapt")
     cfg = load_config(TaptJobConfig, None, [
         f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", "encoder.source=tiny-wav2vec2",
-        "encoder.normalize_waveform=false", "tapt.epochs=2", "tapt.batch_size=4", "tapt.lr=0.002",
-        "tapt.warmup_ratio=0.0", "tapt.hold_ratio=1.0", "tapt.max_crop_seconds=1.0", "tapt.mask_time_prob=0.5",
+        "encoder.normalize_waveform=false", "tapt.optim.epochs=2", "tapt.optim.batch_size=4", "tapt.optim.lr=0.002",
+        "tapt.optim.warmup_ratio=0.0", "tapt.optim.hold_ratio=1.0", "tapt.optim.max_crop_seconds=1.0", "tapt.mask_time_prob=0.5",
         "tapt.mask_time_length=5", "tapt.num_negatives=20", "scaling.max_failures=0",
     ])
     return cfg, run_tapt(cfg)

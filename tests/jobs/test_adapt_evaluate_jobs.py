@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 TINY = ["model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false", "model.adapter.kind=lora",
         "model.adapter.r=4", "model.head_hidden=16", "model.dimensions=[arousal,valence]",
-        "scaling.backend=in_process", "train.epochs=1", "train.batch_size=8", "train.max_crop_seconds=1.0",
-        "target_train.epochs=1", "target_train.batch_size=8", "target_train.max_crop_seconds=1.0"]
+        "scaling.backend=in_process", "train.optim.epochs=1", "train.optim.batch_size=8", "train.optim.max_crop_seconds=1.0",
+        "target_train.optim.epochs=1", "target_train.optim.batch_size=8", "target_train.optim.max_crop_seconds=1.0"]
 
 
 def run_module(monkeypatch, module: str, *args: str):

@@ -70,8 +70,8 @@ def test_after_runs_the_stage_then_trains_adapter_sap_and_head_from_the_frame_ca
     out = tmp_path / "after"
     argv = [str(ROOT / "jobs/configs/after_smoke.yaml"), f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
             "model.encoder.source=tiny-whisper", "model.adapter.kind=frozen", "model.pooling=attentive_stats",
-            *WAP_SMALL, "tapt.objective=auto", "tapt.adapter.epochs=1", "tapt.adapter.num_clusters=4",
-            "tapt.adapter.batch_size=8", "scaling.backend=in_process", "train.epochs=2"]
+            *WAP_SMALL, "tapt.objective=auto", "tapt.adapter.optim.epochs=1", "tapt.adapter.num_clusters=4",
+            "tapt.adapter.optim.batch_size=8", "scaling.backend=in_process", "train.optim.epochs=2"]
     _run("jobs.after", argv, monkeypatch)
     text = capsys.readouterr().out
     assert "adapter pre-training: 1 epochs" in text and "feature cache: encoded" in text
@@ -96,7 +96,7 @@ def test_finetune_pretrains_then_fine_tunes_from_the_cache(ray_local, demo_pool,
     argv = [str(ROOT / "jobs/configs/finetune_smoke.yaml"), f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
             "model.encoder.source=tiny-whisper", "model.adapter.kind=frozen", "model.pooling=attentive_stats",
             *WAP_SMALL, f"feature_cache_dir={tmp_path / 'cache'}", "pretrain_adapter=true",
-            "adapter_pretrain.epochs=1", "adapter_pretrain.num_clusters=4", "adapter_pretrain.batch_size=8",
+            "adapter_pretrain.optim.epochs=1", "adapter_pretrain.num_clusters=4", "adapter_pretrain.optim.batch_size=8",
             "scaling.backend=in_process"]
     _run("jobs.finetune", argv, monkeypatch)
     assert (out / "adapter_pretrain" / "adapter" / "wap.safetensors").exists()

@@ -42,7 +42,7 @@ def test_demo_config_on_the_pretrained_encoder_shares_its_cache(demo_pool, smart
     cache = tmp_path / "shared_cache"
     source = os.path.relpath(smart_turn_dir)
     common = ["jobs/configs/demo_after.yaml", f"pool_dir={demo_pool.pool_dir}", f"model.encoder.source={source}",
-              f"active.feature_cache_dir={cache}", "active.budget_fractions=[0.25,0.5]", "train.epochs=3"]
+              f"active.feature_cache_dir={cache}", "active.budget_fractions=[0.25,0.5]", "train.optim.epochs=3"]
     _run("jobs.after", [*common, f"output_dir={tmp_path / 'after'}"], monkeypatch)
     first = capsys.readouterr().out
     assert "feature cache: encoded 48 clips once" in first

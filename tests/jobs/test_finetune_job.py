@@ -31,7 +31,7 @@ def test_finetune_smoke_config_end_to_end(ray_local, demo_pool, tmp_path, monkey
     for name in ("checkpoint/model.json", "checkpoint/model.safetensors", "metrics.json", "confusion.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [h["epoch"] for h in metrics["history"]] == [1, 2]  # train.epochs in the smoke config
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]  # train.optim.epochs in the smoke config
     splits = demo_pool.summary.splits
     assert metrics["dev"]["n"] == splits["dev"]["clips"] and metrics["test"]["n"] == splits["test"]["clips"]
 

@@ -29,7 +29,7 @@ def test_layer_analysis_job(ray_local, demo_pool, tmp_path, monkeypatch):
     out = tmp_path / "layers"
     run_module(monkeypatch, "jobs.layer_analysis", "jobs/configs/layer_analysis_demo.yaml",
                f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", f"feature_cache_dir={tmp_path / 'cache'}", *TINY,
-               "model.dimensions=[arousal]", "seeds=[0]", "train.epochs=2", "train.batch_size=8",
+               "model.dimensions=[arousal]", "seeds=[0]", "train.optim.epochs=2", "train.optim.batch_size=8",
                "similarity.repeats=2", "scorer.threads=1")
     probes = pd.read_parquet(out / "probes.parquet")
     # 2 tasks x (5 layers + the weighted sum) x 1 seed, each evaluated on dev and test
@@ -51,7 +51,7 @@ def test_layer_analysis_job(ray_local, demo_pool, tmp_path, monkeypatch):
 
 
 ANCHOR = ["jobs/configs/anchor_demo.yaml", *TINY, "model.adapter.r=4", "scaling.backend=in_process",
-          "scaling.cpus_per_worker=1", "train.epochs=1", "train.batch_size=8", "train.max_crop_seconds=1.0"]
+          "scaling.cpus_per_worker=1", "train.optim.epochs=1", "train.optim.batch_size=8", "train.optim.max_crop_seconds=1.0"]
 
 
 #: CORAL weight of the anchoring run: large enough that the CORAL term (about 3 nats here) stands out of the loss

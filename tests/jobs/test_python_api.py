@@ -58,7 +58,7 @@ def trained(ray_local, demo_pool, tmp_path_factory):
     config = _finetune_yaml(root / "finetune.yaml")
     sys_argv = sys.argv
     sys.argv = ["jobs.finetune", str(config), f"pool_dir={root / 'pool'}", f"output_dir={work / 'ft'}",
-                "scaling.backend=in_process", "train.epochs=1", f"model.encoder.source={work / 'encoder'}"]
+                "scaling.backend=in_process", "train.optim.epochs=1", f"model.encoder.source={work / 'encoder'}"]
     try:
         runpy.run_module("jobs.finetune", run_name="__main__")
     finally:

@@ -250,7 +250,7 @@ _PLANNED: dict[str, int] = {}
     "ser-models after --config demo_aftr",                                        # no such recipe
     "ser-models plan --config demo_after budget=100",                             # another job's recipe
     "ser-models after --config demo_after --print-config model.nope=1",
-    "ser-models finetune jobs/configs/finetune_demo.yaml train.epochs=many",     # a wrong type
+    "ser-models finetune jobs/configs/finetune_demo.yaml train.optim.epochs=many",     # a wrong type
     "ser-models after --help trainig",                                            # no such help section
     "ser-models configs aftr",
     "ser-models make-demo-pool outputs/demo/corpus --clips 20",                   # an argparse job's unknown flag
@@ -279,7 +279,7 @@ def test_readme_make_targets_exist():
 
 SWEEP = "ser-models sweep jobs/configs/sweep_peft_demo.yaml"
 BEST = "ser-models finetune outputs/demo/sweep_peft/best.yaml"
-TINY_BUDGET = ["num_samples=2", "config.train.epochs=1", "scheduler.name=fifo", "tracking.mlflow=false",
+TINY_BUDGET = ["num_samples=2", "config.train.optim.epochs=1", "scheduler.name=fifo", "tracking.mlflow=false",
                "tracking.tensorboard=false"]
 
 

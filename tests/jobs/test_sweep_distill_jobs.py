@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 TINY = ["model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false", "model.head_hidden=16"]
 ANCHOR = ["jobs/configs/anchor_demo.yaml", *TINY, "model.adapter.r=4", "scaling.backend=in_process",
-          "scaling.cpus_per_worker=1", "train.epochs=1", "train.batch_size=8", "train.max_crop_seconds=1.0"]
+          "scaling.cpus_per_worker=1", "train.optim.epochs=1", "train.optim.batch_size=8", "train.optim.max_crop_seconds=1.0"]
 
 
 def run_module(monkeypatch, module: str, *args: str):
@@ -52,7 +52,7 @@ def test_distill_job_then_finetune_the_student_with_the_text_branch(ray_local, d
     out = tmp_path / "distill"
     run_module(monkeypatch, "jobs.distill", "jobs/configs/distill_demo.yaml", f"pool_dir={demo_pool.pool_dir}",
                f"output_dir={out}", "teacher.source=tiny-wav2vec2", "teacher.normalize_waveform=false",
-               "distill.epochs=1", "distill.batch_size=4", "distill.max_crop_seconds=1.0")
+               "distill.optim.epochs=1", "distill.optim.batch_size=4", "distill.optim.max_crop_seconds=1.0")
     info = json.loads((out / "student" / "encoder.json").read_text())
     assert info["encoder"]["student_layers"] == 1 and info["encoder"]["checkpoint"].endswith("encoder.safetensors")
     assert info["student_params"] < 0.5 * info["teacher_params"]
@@ -63,7 +63,7 @@ def test_distill_job_then_finetune_the_student_with_the_text_branch(ray_local, d
     overrides = [line.strip() for line in printed.splitlines() if line.strip().startswith("model.encoder.source=")]
     result = finetune_main(["jobs/configs/finetune_smoke.yaml", f"pool_dir={demo_pool.pool_dir}",
                             f"output_dir={tmp_path / 'ft'}", *overrides[0].split(), "model.text.source=tiny-text",
-                            "model.adapter.kind=frozen", "scaling.backend=in_process", "train.epochs=1"])
+                            "model.adapter.kind=frozen", "scaling.backend=in_process", "train.optim.epochs=1"])
     assert result["inputs"] == "audio+text" and "transcript" in result["note"]
 
 
@@ -76,7 +76,7 @@ def test_cross_lingual_active_learning_labels_only_the_target_and_anchors(ray_lo
 
     out = tmp_path / "xl"
     run_module(monkeypatch, "jobs.after", "jobs/configs/after_smoke.yaml", f"pool_dir={demo_pool.pool_dir}",
-               f"output_dir={out}", "tapt_enabled=false", "scaling.backend=in_process", "train.epochs=1",
+               f"output_dir={out}", "tapt_enabled=false", "scaling.backend=in_process", "train.optim.epochs=1",
                "cross_lingual.group_column=language", "cross_lingual.source=en", "cross_lingual.target=xx",
                "cross_lingual.anchoring.weight=1000", "cross_lingual.anchoring.layers=[2]")
     meta = Pool.open(demo_pool.pool_dir).metadata(columns=["utt_id", "language"], split="train")

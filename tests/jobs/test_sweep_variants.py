@@ -25,7 +25,7 @@ def test_ray_train_trials_report_every_epoch_through_the_driver_function(ray_loc
     out = tmp_path / "rt"
     run_module(monkeypatch, "jobs.sweep", CONFIG, f"config.pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
                "config.scaling.backend=ray_train", "num_samples=1", "scheduler.name=fifo",
-               "config.train.epochs=2", "tracking.mlflow=false", "tracking.tensorboard=false")
+               "config.train.optim.epochs=2", "tracking.mlflow=false", "tracking.tensorboard=false")
     frame = pd.read_parquet(out / "results.parquet")
     assert len(frame) == 1 and (frame["status"] == "finished").all() and (frame["epoch"] == 2).all()
     for tid in frame["trial_id"]:
@@ -52,7 +52,7 @@ def test_after_sweep_runs_whole_loops_and_ranks_them_by_the_learning_curve(ray_l
                    "model": {"encoder": {"source": "tiny-wav2vec2", "normalize_waveform": False},
                              "adapter": {"kind": "frozen"}, "pooling": "mean", "head_hidden": 16,
                              "feature_norm": "none", "head_input_norm": True, "head_dropout": 0.1},
-                   "train": {"solver": "adamw", "epochs": 2, "batch_size": 8, "early_stopping_patience": 0},
+                   "train": {"solver": "adamw", "optim": {"epochs": 2, "batch_size": 8}, "early_stopping_patience": 0},
                    "scaling": {"backend": "in_process"},
                    "active": {"initial": "random", "budget_fractions": [0.25, 0.5],
                               "feature_cache_dir": str(tmp_path / "cache")}},
@@ -76,7 +76,7 @@ def test_optuna_tpe_samples_the_same_space_with_asha_stopping_on_dev_nll(ray_loc
     out = tmp_path / "optuna"
     run_module(monkeypatch, "jobs.sweep", CONFIG, f"config.pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
                "search_alg=optuna", "num_samples=2", "scheduler.name=asha", "scheduler.metric=dev_nll",
-               "scheduler.mode=min", "config.train.epochs=2", "tracking.mlflow=false", "tracking.tensorboard=false")
+               "scheduler.mode=min", "config.train.optim.epochs=2", "tracking.mlflow=false", "tracking.tensorboard=false")
     printed = capsys.readouterr().out
     assert "ASHA stops on dev_nll (min)" in printed and "leaderboard (dev_ua, max; 2 trials" in printed
     frame = pd.read_parquet(out / "results.parquet")
@@ -94,7 +94,7 @@ def test_pbt_copies_a_strong_trials_fit_and_perturbs_its_rates(ray_local, demo_p
     history shows, and goes on with perturbed rates that stay inside the search range."""
     out = tmp_path / "pbt"
     run_module(monkeypatch, "jobs.sweep", CONFIG, f"config.pool_dir={demo_pool.pool_dir}", f"output_dir={out}",
-               "num_samples=2", "config.train.epochs=2", "scheduler.name=pbt", "scheduler.synch=true",
+               "num_samples=2", "config.train.optim.epochs=2", "scheduler.name=pbt", "scheduler.synch=true",
                "scheduler.quantile_fraction=0.5", "scheduler.resample_probability=0",
                "tracking.mlflow=false", "tracking.tensorboard=false")
     frame = pd.read_parquet(out / "results.parquet")

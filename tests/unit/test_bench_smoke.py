@@ -78,7 +78,7 @@ def test_benchmark_configs_load_and_enable_the_cache(tmp_path):
     assert cache_supported(cfg.model) is None and cfg.active.feature_cache == "on"
     assert cfg.active.targets(500) == [25, 50, 75] and not cfg.tapt_enabled
     bald = bench_cache.job_config(tmp_path / "pool", tmp_path / "run", le.run_overrides("bald", 2, le.FRACTIONS))
-    assert bald.active.scorer.mc_samples == 8 and bald.active.seed == bald.train.seed == 2
+    assert bald.active.scorer.mc_samples == 8 and bald.active.seed == bald.train.optim.seed == 2
     assert bald.scaling.backend == "in_process" and bald.active.budget_fractions == le.FRACTIONS
     assert bench_cache.job_config(tmp_path, tmp_path, le.run_overrides("kmeans", 0, [1.0])).active.targets(10) == [10]
 
@@ -134,10 +134,10 @@ def test_peft_bench_configs_are_valid_finetune_jobs_and_rows_show_the_spread(tmp
     for method in peft.METHODS:
         cfg = from_dict(FinetuneJobConfig, peft.run_config(tmp_path / "pool", tmp_path / method, method, 1, 2,
                                                            "tiny-wav2vec2"))
-        assert cfg.train.seed == 1 and cfg.train.epochs == 2 and cfg.scaling.backend == "in_process"
+        assert cfg.train.optim.seed == 1 and cfg.train.optim.epochs == 2 and cfg.scaling.backend == "in_process"
         assert cfg.model.adapter.kind == peft.METHODS[method]["kind"]
     full = from_dict(FinetuneJobConfig, peft.run_config(tmp_path, tmp_path, "full", 0, 1, "tiny-wav2vec2"))
-    assert full.train.lr_adapter == pytest.approx(5e-5)
+    assert full.train.optim.lr == pytest.approx(5e-5)
     assert full.model.dimensions == ["arousal", "valence", "dominance"] and full.train.select_metric == "ua_plus_ccc"
     ccc = {"test_ccc_arousal": 0.5, "test_ccc_valence": 0.1, "test_ccc_dominance": 0.3}
     runs = {"lora": [{"trainable": 10, "total": 1000, "dev_ua": 0.5, "test_ua": 0.4, "epoch_s": 2.0, **ccc},
@@ -154,7 +154,7 @@ def test_adapt_bench_config_is_a_valid_adapt_job_and_rows_show_the_spread(tmp_pa
 
     cfg = from_dict(AdaptJobConfig, adapt.job_config(tmp_path / "a", tmp_path / "n", tmp_path / "o", 3, 2,
                                                      "tiny-wav2vec2"))
-    assert cfg.train.seed == cfg.target_train.seed == 3 and cfg.model.adapter.kind == "frozen"
+    assert cfg.train.optim.seed == cfg.target_train.optim.seed == 3 and cfg.model.adapter.kind == "frozen"
     assert cfg.names == ["acted", "natural"] and cfg.model.dimensions == ["arousal", "valence", "dominance"]
     one = {m: {"acted": {"ua": 0.5, "ccc": 0.2}, "natural": {"ua": 0.3, "ccc": 0.1}} for m in adapt.MODELS}
     two = {m: {"acted": {"ua": 0.7, "ccc": 0.2}, "natural": {"ua": 0.5, "ccc": 0.1}} for m in adapt.MODELS}
@@ -178,7 +178,7 @@ def test_asha_replay_rates_over_orders_and_the_sweep_seed_reaches_every_trial():
     assert r["ratio"].shape == (200,) and r["grid_same"] and r["grid_ratio"] == pytest.approx(1.0)
     assert 0.0 < r["same"].mean() < 1.0 and (r["meet"] <= r["same"]).all()
     cfg = sweep.sweep_config(Path("/out"), Path("/pool"), 4, "asha", seed=3)
-    assert cfg.seed == 3 and cfg.config["train"]["seed"] == 3
+    assert cfg.seed == 3 and cfg.config["train"]["optim"]["seed"] == 3
 
 
 def test_the_benchmarks_shipped_recipe_is_read_from_the_demo_config(tmp_path):

@@ -255,3 +255,58 @@ def test_renamed_keys_are_found_in_nested_configs():
     with pytest.raises(ConfigError, match=r"'inner\.old' is now called 'inner\.new'"):
         load_config(Outer, overrides=["inner.old=2"])
     assert load_config(Outer, overrides=["inner.new=2"]).inner.new == 2
+
+
+def test_the_optimiser_keys_moved_into_optim_are_refused_with_their_new_names(tmp_path):
+    """train, tapt, tapt.adapter and distill share one optimiser node, ``optim``: their old flat keys are errors
+    naming the key under ``optim`` (train.lr_adapter is now train.optim.lr), from an override, a recipe file or
+    a dict."""
+    from ser_models.config import renamed_keys
+    from ser_models.pretraining.tapt_config import TaptJobConfig
+    from ser_models.runs.distill import DistillJobConfig
+    from ser_models.runs.finetune import FinetuneJobConfig
+
+    renamed = renamed_keys(FinetuneJobConfig)
+    assert renamed["train.lr_adapter"] == "train.optim.lr" and renamed["train.epochs"] == "train.optim.epochs"
+    assert "train.lr_head" not in renamed  # the head's own rate stays beside the optimiser
+    with pytest.raises(ConfigError, match=r"'train\.lr_adapter' is now called 'train\.optim\.lr'"):
+        load_config(FinetuneJobConfig, overrides=["pool_dir=/p", "output_dir=/o", "train.lr_adapter=1e-3"])
+    with pytest.raises(ConfigError, match=r"'tapt\.adapter\.epochs' is now called 'tapt\.adapter\.optim\.epochs'"):
+        load_config(TaptJobConfig, overrides=["pool_dir=/p", "output_dir=/o", "tapt.adapter.epochs=2"])
+    recipe = tmp_path / "tapt.yaml"
+    recipe.write_text("pool_dir: /p\noutput_dir: /o\ntapt:\n  objective: auto\n  lr: 1.0e-4\n")
+    with pytest.raises(ConfigError, match=r"'tapt\.lr' is now called 'tapt\.optim\.lr' \(file .*tapt\.yaml\)"):
+        load_config(TaptJobConfig, recipe)
+    with pytest.raises(ConfigError, match=r"'distill\.max_crop_seconds' is now called 'distill\.optim\.max_crop_seconds'"):
+        from_dict(DistillJobConfig, {"pool_dir": "/p", "output_dir": "/o", "distill": {"max_crop_seconds": 2.0}})
+    from ser_models.tune.space import check_against, parse_search
+
+    base = {"pool_dir": "/p", "output_dir": "/o"}
+    with pytest.raises(ConfigError, match=r"search\.train\.lr_adapter: .*is now called 'train\.optim\.lr'"):
+        check_against(parse_search({"train.lr_adapter": {"choice": [1e-3]}}), FinetuneJobConfig, base)
+    cfg = load_config(FinetuneJobConfig, overrides=["pool_dir=/p", "output_dir=/o", "train.optim.lr=1e-3",
+                                                    "train.optim.epochs=2"])
+    assert (cfg.train.optim.lr, cfg.train.optim.epochs, cfg.train.lr_head) == (1e-3, 2, 1e-3)
+
+
+def test_each_optim_owner_keeps_its_own_defaults_and_optim_validates_its_keys():
+    from ser_models.config import key_default
+    from ser_models.pretraining.distill import DistillConfig
+    from ser_models.pretraining.tapt_config import AdapterPretrainConfig, TaptConfig, TaptJobConfig
+    from ser_models.training.config import OptimConfig, TrainConfig
+
+    assert (TrainConfig().optim.epochs, TrainConfig().optim.lr, TrainConfig().optim.max_crop_seconds) == (10, 5e-4, 4.0)
+    assert (TaptConfig().optim.epochs, TaptConfig().optim.lr, TaptConfig().optim.max_crop_seconds) == (5, 5e-5, 8.0)
+    adapter = AdapterPretrainConfig().optim
+    assert (adapter.epochs, adapter.batch_size, adapter.lr, adapter.max_crop_seconds) == (20, 16, 5e-4, 8.0)
+    distill = DistillConfig().optim
+    assert (distill.lr, distill.weight_decay, distill.grad_clip) == (2e-4, 0.0, 10.0)
+    assert key_default(TaptJobConfig, "tapt.optim.lr") == 5e-5  # the owner's default, not OptimConfig's
+    assert key_default(TaptJobConfig, "tapt.adapter.optim.epochs") == 20
+    for bad, key in [({"epochs": 0}, "optim.epochs"), ({"lr": 0.0}, "optim.lr"), ({"grad_clip": -1.0}, "optim.grad_clip"),
+                     ({"max_crop_seconds": 0.0}, "optim.max_crop_seconds"),
+                     ({"warmup_ratio": 0.7, "hold_ratio": 0.5}, "optim.warmup_ratio")]:
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            OptimConfig(**bad)
+    with pytest.raises(ConfigError, match=r"optim\.batch_size"):
+        load_config(TaptJobConfig, overrides=["pool_dir=/p", "output_dir=/o", "tapt.optim.batch_size=0"])

@@ -23,7 +23,7 @@ from ser_models.precision import (
 )
 from ser_models.scoring.scorer import PoolScorer, ScorerConfig
 from ser_models.testing import tiny_model_config, tone_clips
-from ser_models.training.config import TrainConfig
+from ser_models.training.config import OptimConfig, TrainConfig
 from ser_models.training.fitting import fit
 
 MiB, GiB = 2**20, 2**30
@@ -117,7 +117,7 @@ def test_bf16_training_on_cpu_keeps_float32_weights_and_a_finite_loss():
     model = EmotionModel(tiny_model_config("tiny-wav2vec2", "lora", labels=["low", "high"],
                                            normalize_waveform=False))
     dtypes = _linear_output_dtypes(model)
-    cfg = TrainConfig(epochs=2, batch_size=4, lr_adapter=3e-3, lr_head=1e-2, max_crop_seconds=0.5,
+    cfg = TrainConfig(optim=OptimConfig(epochs=2, batch_size=4, lr=3e-3, max_crop_seconds=0.5), lr_head=1e-2,
                       early_stopping_patience=0, eval_batch_size=8, precision="bf16")
     seen = {}
     state = fit(model, _toy_clips(12, 0), _toy_clips(6, 1), cfg, class_counts=[6, 6], log=lambda _: None,
@@ -140,7 +140,8 @@ def test_a_non_finite_loss_names_its_step_inside_the_checked_window(monkeypatch)
     feats[11, 0, 0] = np.inf
     clips = ClipSet(ids=[f"clip{i}" for i in range(16)], labels=np.arange(16) % 2, features=feats)
     with pytest.raises(TrainingError) as err:
-        fit(model, clips, None, TrainConfig(epochs=1, batch_size=2, early_stopping_patience=0), log=lambda _: None)
+        fit(model, clips, None, TrainConfig(optim=OptimConfig(epochs=1, batch_size=2), early_stopping_patience=0),
+            log=lambda _: None)
     found = re.search(r"at epoch 1, step (\d+), batch of clips .*'clip11'.* \(checked over steps (\d+)-(\d+)\)",
                       str(err.value))
     assert found, str(err.value)

@@ -28,7 +28,7 @@ def test_a_job_that_did_not_claim_its_folder_writes_nothing_there(tmp_path):
 
 CFG = {"output_dir": "x", "scaling": {"num_workers": 1}, "active": {"strategy": {"name": "entropy"},
                                                                    "scorer": {"num_actors": 1, "mc_samples": 0}},
-       "train": {"epochs": 3, "lr_head": 1e-3}, "budget": [0.1, 0.2]}
+       "train": {"optim": {"epochs": 3}, "lr_head": 1e-3}, "budget": [0.1, 0.2]}
 
 
 def _with(**changes):
@@ -50,7 +50,7 @@ def test_first_start_records_then_identical_and_speed_only_reruns_pass(tmp_path)
                      extra_speed_only=SPEED) is True
     record = json.loads((tmp_path / RUN_FILE).read_text())
     assert record["job"] == "jobs.after" and record["inputs"] == {"pool": "abc"}
-    assert "train.epochs" in record["config"] and "scaling.num_workers" not in record["config"]
+    assert "train.optim.epochs" in record["config"] and "scaling.num_workers" not in record["config"]
     assert (tmp_path / "config.yaml").read_text() == "a: 1\n"
     faster = _with(scaling__num_workers=4, active__scorer__num_actors=3, output_dir="elsewhere")
     assert check_run(tmp_path, "jobs.after", faster, inputs={"pool": "abc"}, config_yaml="b: 2\n",
@@ -97,8 +97,8 @@ def test_a_dataclass_config_may_change_its_speed_only_keys_but_nothing_else(tmp_
     check_run(tmp_path, "jobs.finetune", cfg)
     cfg.scaling.cpus_per_worker, cfg.pool_dir, cfg.train.eval_batch_size = 4, "/moved/p", 64
     assert check_run(tmp_path, "jobs.finetune", cfg) is False
-    cfg.train.epochs += 1
-    with pytest.raises(ConfigError, match="train.epochs"):
+    cfg.train.optim.epochs += 1
+    with pytest.raises(ConfigError, match="train.optim.epochs"):
         check_run(tmp_path, "jobs.finetune", cfg)
 
 
@@ -209,9 +209,9 @@ def test_an_older_record_without_a_result_key_refuses_another_value_naming_key_v
 def test_an_older_record_lacking_one_key_and_differing_in_another_names_both(tmp_path):
     config = _older_record(tmp_path, "scaling.num_workers")
     with pytest.raises(ConfigError) as info:
-        check_run(tmp_path, "jobs.finetune", config("scaling.num_workers=2", "train.epochs=7"))
+        check_run(tmp_path, "jobs.finetune", config("scaling.num_workers=2", "train.optim.epochs=7"))
     message = str(info.value)
-    assert "train.epochs: " in message and "did not record scaling.num_workers" in message
+    assert "train.optim.epochs: " in message and "did not record scaling.num_workers" in message
     assert "this start sets scaling.num_workers=2" in message
 
 

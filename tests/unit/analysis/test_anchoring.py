@@ -16,7 +16,7 @@ from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
 from ser_models.training.anchoring import anchoring_loss, coral_loss, union_layers
 from ser_models.training.batching import make_batch
-from ser_models.training.config import TrainConfig
+from ser_models.training.config import OptimConfig, TrainConfig
 from ser_models.training.fitting import AnchorFeed, fit
 
 
@@ -74,8 +74,8 @@ def _clips(n: int, seed: int, domain: str) -> ClipSet:
                    np.full(n, -1), audio=audio)
 
 
-CFG = TrainConfig(epochs=3, batch_size=4, lr_adapter=3e-3, lr_head=1e-2, max_crop_seconds=0.5,
-                  early_stopping_patience=0, seed=0, eval_batch_size=8)
+CFG = TrainConfig(optim=OptimConfig(epochs=3, batch_size=4, lr=3e-3, max_crop_seconds=0.5, seed=0), lr_head=1e-2,
+                  early_stopping_patience=0, eval_batch_size=8)
 
 
 def _model():
@@ -102,7 +102,7 @@ def test_fit_with_anchoring_aligns_the_target_and_weight_zero_is_plain_training(
     assert "train_coral" not in zero.history[-1]
 
     cfg = copy.deepcopy(CFG)
-    cfg.epochs = 6
+    cfg.optim.epochs = 6
     base, anchored = _model(), _model()
     gap_before = _anchor_gap(base, source, target, groups)
     fit(base, source, None, cfg, log=lambda _: None)

@@ -16,7 +16,7 @@ from ser_models.analysis.probes import (
 )
 from ser_models.exceptions import ConfigError
 from ser_models.testing import tiny_model_config
-from ser_models.training.config import TrainConfig
+from ser_models.training.config import OptimConfig, TrainConfig
 
 LABELS = ["a", "b", "c"]
 
@@ -36,7 +36,7 @@ def _split(n: int, seed: int) -> SplitFeatures:
 @pytest.fixture(scope="module")
 def setup():
     cfg = tiny_model_config("tiny-wav2vec2", "frozen", labels=LABELS, dimensions=["arousal", "valence"])
-    train_cfg = TrainConfig(epochs=15, batch_size=16, lr_head=5e-3, early_stopping_patience=0)
+    train_cfg = TrainConfig(optim=OptimConfig(epochs=15, batch_size=16), lr_head=5e-3, early_stopping_patience=0)
     return cfg, train_cfg, {"train": _split(90, 0), "dev": _split(30, 1), "test": _split(30, 2)}
 
 

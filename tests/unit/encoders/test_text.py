@@ -15,7 +15,7 @@ from ser_models.exceptions import ConfigError, EncoderError
 from ser_models.models.model import EmotionModel
 from ser_models.testing import random_waveforms, tiny_model_config
 from ser_models.training.batching import make_batch
-from ser_models.training.config import TrainConfig
+from ser_models.training.config import OptimConfig, TrainConfig
 from ser_models.training.fitting import evaluate, fit
 
 
@@ -79,7 +79,7 @@ def test_a_label_carried_only_by_the_text_is_learnt_with_the_text_branch():
                        features=r.standard_normal((n, 5, 64)).astype(np.float32), transcripts=words)
 
     train, dev = clips(64, 1), clips(24, 2)
-    cfg = TrainConfig(epochs=30, batch_size=8, lr_head=1e-2, early_stopping_patience=0)
+    cfg = TrainConfig(optim=OptimConfig(epochs=30, batch_size=8), lr_head=1e-2, early_stopping_patience=0)
     results = {}
     for source in ("", TINY_TEXT):
         torch.manual_seed(0)

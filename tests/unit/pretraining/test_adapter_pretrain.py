@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -33,10 +34,11 @@ def frame_clips(n: int = 12, seed: int = 0) -> ClipSet:
     return ClipSet(ids=[f"c{i:02d}" for i in range(n)], labels=np.full(n, -1), frames=frames)
 
 
-def objective(seed: int = 0, **cfg) -> AdapterPretrainObjective:
+def objective(seed: int = 0, epochs: int = 2, **cfg) -> AdapterPretrainObjective:
     torch.manual_seed(seed)
-    settings = AdapterPretrainConfig(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "num_clusters": 4,
-                                        "refresh_every": 1, "kmeans_max_clips": 8, "warmup_ratio": 0.0, **cfg})
+    optim = dataclasses.replace(AdapterPretrainConfig().optim, epochs=epochs, batch_size=4, lr=1e-3, warmup_ratio=0.0)
+    settings = AdapterPretrainConfig(**{"num_clusters": 4, "refresh_every": 1, "kmeans_max_clips": 8, **cfg},
+                                     optim=optim)
     return AdapterPretrainObjective(L, D, WAP, settings, np.zeros((L, D), np.float32), np.ones((L, D), np.float32), 12)
 
 

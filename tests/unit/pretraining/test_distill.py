@@ -60,8 +60,9 @@ def _clips(n: int, seed: int) -> ClipSet:
 
 def test_distillation_lowers_the_loss_and_the_student_round_trips_through_its_checkpoint(tmp_path):
     teacher = EncoderConfig(source="tiny-wav2vec2", normalize_waveform=False)
-    cfg = DistillConfig(student_layers=1, student_ffn_ratio=0.5, epochs=4, batch_size=4, lr=2e-3,
-                        max_crop_seconds=0.6, warmup_ratio=0.0, hold_ratio=1.0)
+    optim = dataclasses.replace(DistillConfig().optim, epochs=4, batch_size=4, lr=2e-3, max_crop_seconds=0.6,
+                                warmup_ratio=0.0, hold_ratio=1.0)
+    cfg = DistillConfig(student_layers=1, student_ffn_ratio=0.5, optim=optim)
     objective = build_distill_objective(teacher, cfg)
     assert objective.teacher_layers == [1, 3, 4] and len(objective.heads) == 3
     assert not any(p.requires_grad for p in objective.teacher.parameters())
@@ -69,7 +70,7 @@ def test_distillation_lowers_the_loss_and_the_student_round_trips_through_its_ch
     wavs, lengths = random_waveforms(4, seconds=0.6, seed=5)
     before = probe_loss(objective, wavs, lengths)
     teacher_before = {k: v.clone() for k, v in objective.teacher.hf_model.state_dict().items()}
-    state = pretrain(objective, _clips(16, 0), cfg, log=lambda _: None)
+    state = pretrain(objective, _clips(16, 0), cfg.optim, log=lambda _: None)
     assert [h["epoch"] for h in state.history] == [1, 2, 3, 4]
     assert probe_loss(objective, wavs, lengths) < 0.8 * before
     assert all(torch.equal(v, objective.teacher.hf_model.state_dict()[k]) for k, v in teacher_before.items())

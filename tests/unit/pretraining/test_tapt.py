@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -23,8 +25,7 @@ from ser_models.pretraining.tapt_objectives import (
 )
 from ser_models.testing import random_waveforms
 
-CFG = dict(num_clusters=8, mask_time_prob=0.5, mask_time_length=5, num_negatives=20, lr=2e-3,
-           max_crop_seconds=1.0, kmeans_max_clips=8)
+CFG = dict(num_clusters=8, mask_time_prob=0.5, mask_time_length=5, num_negatives=20, kmeans_max_clips=8)
 
 
 def _clips(wavs: torch.Tensor, lengths: torch.Tensor) -> ClipSet:
@@ -32,10 +33,11 @@ def _clips(wavs: torch.Tensor, lengths: torch.Tensor) -> ClipSet:
     return ClipSet(ids=[f"c{i}" for i in range(len(audio))], labels=np.full(len(audio), -1), audio=audio)
 
 
-def _objective(source: str, **overrides):
+def _objective(source: str, lr: float = 2e-3, **overrides):
     torch.manual_seed(0)
     encoder = build_encoder(EncoderConfig(source=source))
-    cfg = TaptConfig(**{**CFG, **overrides})
+    optim = dataclasses.replace(TaptConfig().optim, lr=lr, max_crop_seconds=1.0)
+    cfg = TaptConfig(**{**CFG, **overrides}, optim=optim)
     clusters = None
     if cfg.resolve_objective(encoder.family) == "masked_prediction":
         clusters = fit_clusters(encoder, _clips(*random_waveforms(4, 0.6, seed=7)), cfg)
@@ -52,7 +54,7 @@ def test_loss_decreases_on_fixed_batch_and_held_out_probe(source, kind):
     probe_wavs, probe_lengths = random_waveforms(4, 0.5, seed=2)
     before_train = probe_loss(objective, train_wavs, train_lengths, seed=3)
     before_probe = probe_loss(objective, probe_wavs, probe_lengths, seed=3)
-    optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=cfg.lr)
+    optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=cfg.optim.lr)
     rng = np.random.default_rng(0)
     for step in range(20):
         objective.set_step(step)
@@ -69,7 +71,7 @@ def test_feature_encoder_is_frozen_and_gets_no_update():
     cnn = objective.encoder.hf_model.feature_extractor
     assert not any(p.requires_grad for p in cnn.parameters())
     before = {k: v.clone() for k, v in cnn.state_dict().items()}
-    optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=cfg.lr)
+    optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=cfg.optim.lr)
     train_step(objective, optimizer, *random_waveforms(2, 0.5, seed=1), np.random.default_rng(0))
     assert all(torch.equal(before[k], v) for k, v in cnn.state_dict().items())
 
@@ -179,8 +181,8 @@ def test_config_validation_names_keys():
         TaptConfig(objective="mlm")
     with pytest.raises(ConfigError, match="tapt.mask_time_prob"):
         TaptConfig(mask_time_prob=1.5)
-    with pytest.raises(ConfigError, match="tapt.warmup_ratio"):
-        TaptConfig(warmup_ratio=0.8, hold_ratio=0.5)
+    with pytest.raises(ConfigError, match="optim.warmup_ratio"):
+        TaptConfig(optim=dataclasses.replace(TaptConfig().optim, warmup_ratio=0.8, hold_ratio=0.5))
     with pytest.raises(ConfigError, match="tapt.cluster_features"):
         TaptConfig(cluster_features="fbank")
     with pytest.raises(ConfigError, match="contrastive needs a wav2vec2"):
@@ -189,8 +191,8 @@ def test_config_validation_names_keys():
     assert TaptConfig().resolve_objective("wav2vec2") == "contrastive"
     with pytest.raises(ConfigError, match="never see dev or test"):
         load_config(TaptJobConfig, None, ["pool_dir=/p", "output_dir=/o", "split=test"])
-    cfg = load_config(TaptJobConfig, None, ["pool_dir=/p", "output_dir=/o", "tapt.epochs=2"])
-    assert cfg.tapt.epochs == 2 and "num_clusters=100" in repr(cfg.tapt)
+    cfg = load_config(TaptJobConfig, None, ["pool_dir=/p", "output_dir=/o", "tapt.optim.epochs=2"])
+    assert cfg.tapt.optim.epochs == 2 and "num_clusters=100" in repr(cfg.tapt)
 
 
 def test_masked_prediction_targets_default_to_the_encoders_own_layer_when_pretrained(tmp_path):

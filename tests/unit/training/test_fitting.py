@@ -9,7 +9,7 @@ import torch
 from ser_models.data.clips import ClipSet
 from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config, tone_clips
-from ser_models.training.config import TrainConfig
+from ser_models.training.config import OptimConfig, TrainConfig
 from ser_models.training.fitting import FitState, evaluate, fit, trainable_weights
 
 
@@ -29,8 +29,8 @@ def _model(seed=0):
     return EmotionModel(cfg)
 
 
-CFG = TrainConfig(epochs=6, batch_size=4, lr_adapter=3e-3, lr_head=1e-2, max_crop_seconds=0.5,
-                  early_stopping_patience=0, seed=0, eval_batch_size=8)
+CFG = TrainConfig(optim=OptimConfig(epochs=6, batch_size=4, lr=3e-3, max_crop_seconds=0.5, seed=0), lr_head=1e-2,
+                  early_stopping_patience=0, eval_batch_size=8)
 
 
 def test_fit_learns_separable_classes(data):
@@ -48,7 +48,7 @@ def test_fit_learns_separable_classes(data):
 def test_early_stopping_stops(data):
     train, dev = data
     cfg = copy.deepcopy(CFG)
-    cfg.epochs, cfg.early_stopping_patience, cfg.lr_adapter, cfg.lr_head = 20, 1, 1e-9, 1e-9
+    cfg.optim.epochs, cfg.early_stopping_patience, cfg.optim.lr, cfg.lr_head = 20, 1, 1e-9, 1e-9
     state = fit(_model(), train, dev, cfg, log=lambda _: None)
     assert state.epoch < 20 and state.bad_epochs == 1
 
@@ -56,7 +56,7 @@ def test_early_stopping_stops(data):
 def test_resumed_fit_equals_uninterrupted():
     """Crash after epoch 2, restore state + current weights into a fresh model: same history as one run."""
     cfg = copy.deepcopy(CFG)
-    cfg.epochs = 4
+    cfg.optim.epochs = 4
     train, dev = _toy_clips(12, 0), _toy_clips(6, 1)
     full = fit(_model(), train, dev, cfg, log=lambda _: None)
 
@@ -93,7 +93,7 @@ def test_resumed_state_takes_the_new_configs_learning_rates_at_its_schedule_posi
     from ser_models.training.schedule import tri_stage_lambda
 
     cfg = copy.deepcopy(CFG)
-    cfg.epochs, cfg.warmup_ratio, cfg.hold_ratio = 4, 0.5, 0.0  # the multiplier changes at every step
+    cfg.optim.epochs, cfg.optim.warmup_ratio, cfg.optim.hold_ratio = 4, 0.5, 0.0  # the multiplier changes at every step
     train, dev = _toy_clips(12, 0), _toy_clips(6, 1)
     saved = {}
 
@@ -107,7 +107,7 @@ def test_resumed_state_takes_the_new_configs_learning_rates_at_its_schedule_posi
     steps_done = state.scheduler["last_epoch"]
     assert steps_done > 0
     mutated = copy.deepcopy(cfg)
-    mutated.lr_adapter, mutated.lr_head, mutated.weight_decay = 1e-4, 5e-2, 0.3
+    mutated.optim.lr, mutated.lr_head, mutated.optim.weight_decay = 1e-4, 5e-2, 0.3
     seen = {}
 
     def look(st, _m, opt, sched):
@@ -118,7 +118,7 @@ def test_resumed_state_takes_the_new_configs_learning_rates_at_its_schedule_posi
 
     with pytest.raises(KeyboardInterrupt):
         fit(_model(), train, dev, mutated, state=state, on_epoch_end=look, log=lambda _: None)
-    mult = tri_stage_lambda(steps_done * cfg.epochs, 0.5, 0.0)(seen["step"])
+    mult = tri_stage_lambda(steps_done * cfg.optim.epochs, 0.5, 0.0)(seen["step"])
     assert seen["step"] == 2 * steps_done and seen["adam_step"] == 2 * steps_done
     assert seen["base"] == [1e-4, 5e-2]
     for (lr, initial, wd), base in zip(seen["groups"], [1e-4, 5e-2]):
@@ -134,7 +134,8 @@ def test_feature_mode_trains_from_pooled_features():
     y = np.arange(40) % 2
     feats = (rng.standard_normal((40, L, D)) + y[:, None, None] * 1.5).astype(np.float32)
     clips = ClipSet(ids=[str(i) for i in range(40)], labels=y, features=feats)
-    state = fit(model, clips, clips, TrainConfig(epochs=5, batch_size=8, lr_head=1e-2, early_stopping_patience=0),
+    state = fit(model, clips, clips,
+                TrainConfig(optim=OptimConfig(epochs=5, batch_size=8), lr_head=1e-2, early_stopping_patience=0),
                 log=lambda _: None)
     assert state.best_ua > 0.9
 
@@ -160,7 +161,8 @@ def test_non_finite_loss_names_epoch_step_and_clips():
     feats[5, 0, 0] = np.inf  # one clip's features blow up the head
     clips = ClipSet(ids=[f"clip{i}" for i in range(8)], labels=np.arange(8) % 2, features=feats)
     with pytest.raises(TrainingError, match=r"non-finite training loss .* at epoch 1, step \d+, .*'clip5'"):
-        fit(model, clips, None, TrainConfig(epochs=2, batch_size=8, early_stopping_patience=0), log=lambda _: None)
+        fit(model, clips, None, TrainConfig(optim=OptimConfig(epochs=2, batch_size=8), early_stopping_patience=0),
+            log=lambda _: None)
 
 
 def _feature_clips(n, L, D, seed, dims=True):
@@ -182,7 +184,7 @@ def test_dimensional_and_multitask_fits_learn_and_report_ccc(labels, select):
     model = EmotionModel(cfg)
     L, D = model.encoder.num_layers, model.encoder.hidden_size
     train, dev = _feature_clips(64, L, D, 0), _feature_clips(32, L, D, 1)
-    tc = TrainConfig(epochs=8, batch_size=8, lr_head=1e-2, early_stopping_patience=0, select_metric=select)
+    tc = TrainConfig(optim=OptimConfig(epochs=8, batch_size=8), lr_head=1e-2, early_stopping_patience=0, select_metric=select)
     before = evaluate(model, dev, tc, torch.device("cpu"))
     state = fit(model, train, dev, tc, class_counts=[32, 32] if labels else None, log=lambda _: None)
     after = evaluate(model, dev, tc, torch.device("cpu"))
@@ -201,7 +203,7 @@ def test_dimensional_fit_refuses_missing_targets_and_wrong_select_metric():
     model = EmotionModel(cfg)
     L, D = model.encoder.num_layers, model.encoder.hidden_size
     with pytest.raises(ConfigError, match="select_metric.*model.dimensions"):
-        fit(model, _feature_clips(8, L, D, 0, dims=False), None, TrainConfig(epochs=1, select_metric="ccc"),
+        fit(model, _feature_clips(8, L, D, 0, dims=False), None, TrainConfig(optim=OptimConfig(epochs=1), select_metric="ccc"),
             log=lambda _: None)
 
 
@@ -212,7 +214,7 @@ def test_frozen_parts_keep_their_weights_and_stay_in_the_checkpoint(data):
     model = _model()
     before = trainable_weights(model)
     cfg = copy.deepcopy(CFG)
-    cfg.epochs, cfg.freeze = 1, ["adapter", "featurizer"]
+    cfg.optim.epochs, cfg.freeze = 1, ["adapter", "featurizer"]
     fit(model, train, dev, cfg, class_counts=[12, 12], log=lambda _: None)
     after = trainable_weights(model)
     assert after.keys() == before.keys()  # every trainable weight is still saved

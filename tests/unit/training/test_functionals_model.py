@@ -17,7 +17,7 @@ from ser_models.encoders.standardizer import save_statistics
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
-from ser_models.training import TrainConfig
+from ser_models.training import OptimConfig, TrainConfig
 from ser_models.training.fitting import fit, predict
 
 LABELS = ["neutral", "happy", "angry", "sad"]
@@ -112,7 +112,7 @@ def test_bad_functionals_settings_are_refused_naming_the_key(tmp_path):
     clips = ClipSet(ids=["a", "b"], labels=np.array([0, 1]), features=np.zeros((2, 3, 32), np.float32),
                     functionals=np.zeros((2, EGEMAPS_DIM), np.float32))
     with pytest.raises(TrainingError, match="model.functionals_stats"):
-        fit(model, clips, None, TrainConfig(solver="lbfgs", l2_c=1.0, epochs=1))
+        fit(model, clips, None, TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c=1.0))
 
 
 def _auto_case(tmp_path, signal_in: str, n=160, seed=0):
@@ -142,7 +142,7 @@ def _auto_case(tmp_path, signal_in: str, n=160, seed=0):
 @pytest.mark.parametrize("signal_in, expected", [("functionals", "egemaps"), ("features", "none")])
 def test_auto_turns_the_functionals_on_only_when_they_cross_validate_better(tmp_path, signal_in, expected):
     auto, clips = _auto_case(tmp_path, signal_in)
-    state = fit(auto, clips, None, TrainConfig(solver="lbfgs", l2_c="auto", epochs=1))
+    state = fit(auto, clips, None, TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c="auto"))
     row = state.history[-1]
     assert row["functionals"] == expected and auto.cfg.functionals_choice == expected
     assert "feature_norm" not in row  # fixed: not chosen
@@ -176,7 +176,7 @@ def test_auto_norm_and_functionals_are_chosen_jointly_and_logged(tmp_path):
                   feature_stats=auto.cfg.feature_stats, speaker_stats=spk, featurizer_layer=0, head_hidden=0,
                   head_input_norm=False)
     logged = []
-    state = fit(both, clips, None, TrainConfig(solver="lbfgs", l2_c="auto", epochs=1), log=logged.append)
+    state = fit(both, clips, None, TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c="auto"), log=logged.append)
     row = state.history[-1]
     assert set(row["feature_norm_cv"]["scores"]) == {"pool", "speaker", "pool+egemaps", "speaker+egemaps"}
     assert row["functionals"] == "egemaps" and row["feature_norm"] in ("pool", "speaker")

@@ -11,11 +11,11 @@ import torch
 from ser_models.data.clips import ClipSet
 from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
-from ser_models.training import TrainConfig, lbfgs
+from ser_models.training import OptimConfig, TrainConfig, lbfgs
 from ser_models.training.fitting import fit
 
 LABELS = ["neutral", "happy", "angry", "sad"]
-CFG = TrainConfig(solver="lbfgs", l2_c="auto", l2_c_grid=[0.01, 0.1, 1.0], cv_folds=3, seed=1)
+CFG = TrainConfig(optim=OptimConfig(seed=1), solver="lbfgs", l2_c="auto", l2_c_grid=[0.01, 0.1, 1.0], cv_folds=3)
 
 
 def _model() -> EmotionModel:
@@ -68,7 +68,7 @@ def test_any_change_to_the_problem_solves_it_anew():
     moved = x.copy()
     moved[0, 1, 0] += 1e-3
     for args, kw in [((moved, y), {}), ((x, flipped), {}), ((x, y), {"head_seed": 1}),
-                     ((x, y), {"cfg": dataclasses.replace(CFG, seed=2)}),
+                     ((x, y), {"cfg": dataclasses.replace(CFG, optim=dataclasses.replace(CFG.optim, seed=2))}),
                      ((x, y), {"cfg": dataclasses.replace(CFG, l2_c_grid=[0.01, 1.0])})]:
         before = len(lbfgs._CV_CHOICES)
         _fit(*args, **kw)

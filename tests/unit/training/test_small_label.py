@@ -14,7 +14,7 @@ from ser_models.encoders.standardizer import RunningMoments, load_statistics, sa
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.models.model import EmotionModel
 from ser_models.testing import random_waveforms, tiny_model_config
-from ser_models.training import TrainConfig
+from ser_models.training import OptimConfig, TrainConfig
 from ser_models.training.fitting import fit, predict
 
 LABELS = ["neutral", "happy", "angry", "sad"]
@@ -148,7 +148,7 @@ def test_l2_c_auto_cross_validates_on_the_labelled_clips_like_scikit_learn():
     model = _model(head_hidden=0, head_input_norm=False, featurizer_layer=1)
     x, y = _features(80, (model.encoder.num_layers, model.encoder.hidden_size), seed=5)
     grid = [0.001, 0.1, 10.0]
-    cfg = TrainConfig(solver="lbfgs", l2_c="auto", l2_c_grid=grid, cv_folds=4, lbfgs_max_iter=2000, seed=2)
+    cfg = TrainConfig(optim=OptimConfig(seed=2), solver="lbfgs", l2_c="auto", l2_c_grid=grid, cv_folds=4, lbfgs_max_iter=2000)
     logs = []
     state = fit(model, _clipset(x, y), None, cfg, class_counts=np.bincount(y, minlength=4).tolist(), log=logs.append)
     record = state.history[0]

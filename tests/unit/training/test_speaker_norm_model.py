@@ -14,7 +14,7 @@ from ser_models.encoders.speaker_norm import SpeakerMoments
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.models.model import SPEAKER_STATS_FILE, EmotionModel
 from ser_models.testing import random_waveforms, tiny_model_config
-from ser_models.training import TrainConfig
+from ser_models.training import OptimConfig, TrainConfig
 from ser_models.training.fitting import fit, predict
 
 LABELS = ["neutral", "happy", "angry", "sad"]
@@ -109,7 +109,7 @@ def test_lbfgs_fit_and_predict_use_the_clip_speakers(tmp_path):
     m.result(shrink_clips=0).save(tmp_path / "s.safetensors")
     clips = ClipSet(ids=[f"c{i:03d}" for i in range(n)], labels=y.astype(np.int64), features=x, speakers=speakers)
     train, test = clips.subset(np.arange(0, 120)), clips.subset(np.arange(120, n))
-    cfg = TrainConfig(solver="lbfgs", l2_c=1.0, epochs=1)
+    cfg = TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c=1.0)
     spk = _model(feature_norm="speaker", speaker_stats=str(tmp_path / "s.safetensors"), featurizer_layer=0,
                  head_hidden=0, head_input_norm=False)
     fit(spk, train, None, cfg)
@@ -127,7 +127,7 @@ def test_speaker_norm_without_statistics_or_with_a_wrong_key_is_refused(tmp_path
     clips = ClipSet(ids=["x"], labels=np.zeros(1, np.int64),
                     features=np.zeros((1, model.encoder.num_layers, model.encoder.hidden_size), np.float32))
     with pytest.raises(TrainingError, match="model.speaker_stats"):
-        fit(model, clips, None, TrainConfig(solver="lbfgs", l2_c=1.0, epochs=1))
+        fit(model, clips, None, TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c=1.0))
     with pytest.raises(ConfigError, match="model.speaker_stats is set but model.feature_norm"):
         _model(speaker_stats=str(tmp_path / "x"))
     with pytest.raises(ConfigError, match="model.speaker_shrinkage"):
@@ -169,7 +169,7 @@ def _auto_case(tmp_path, class_is_speaker: bool, n=160, seed=0):
 @pytest.mark.parametrize("class_is_speaker, expected", [(False, "speaker"), (True, "pool")])
 def test_auto_chooses_the_standardisation_that_cross_validates_better(tmp_path, class_is_speaker, expected):
     auto, clips = _auto_case(tmp_path, class_is_speaker)
-    state = fit(auto, clips, None, TrainConfig(solver="lbfgs", l2_c="auto", epochs=1))
+    state = fit(auto, clips, None, TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c="auto"))
     row = state.history[-1]
     assert row["feature_norm"] == expected and auto.norm == expected
     scores = row["feature_norm_cv"]["scores"]
@@ -187,7 +187,7 @@ def test_auto_with_too_few_labels_to_cross_validate_keeps_pool_and_says_why(tmp_
     auto, clips = _auto_case(tmp_path, False)
     few = clips.subset([i for i in range(len(clips)) if clips.labels[i] != 0][:10] + [
         int(np.flatnonzero(clips.labels == 0)[0])])  # one clip of class 0: no fold can hold it out
-    state = fit(auto, few, None, TrainConfig(solver="lbfgs", l2_c="auto", epochs=1))
+    state = fit(auto, few, None, TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c="auto"))
     assert state.history[-1]["feature_norm"] == "pool"
     assert "too few" in state.history[-1]["feature_norm_cv"]["reason"]
 
@@ -195,10 +195,10 @@ def test_auto_with_too_few_labels_to_cross_validate_keeps_pool_and_says_why(tmp_
 def test_auto_needs_the_lbfgs_solver_and_a_resumed_fit_keeps_its_choice(tmp_path):
     auto, clips = _auto_case(tmp_path, False)
     with pytest.raises(TrainingError, match="train.solver=lbfgs"):
-        fit(auto, clips, None, TrainConfig(solver="adamw", epochs=1))
-    state = fit(auto, clips, None, TrainConfig(solver="lbfgs", l2_c=1.0, epochs=1))
+        fit(auto, clips, None, TrainConfig(optim=OptimConfig(epochs=1), solver="adamw"))
+    state = fit(auto, clips, None, TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c=1.0))
     fresh, _ = _auto_case(tmp_path, False)
-    fit(fresh, clips, None, TrainConfig(solver="lbfgs", l2_c=1.0, epochs=1), state=state)
+    fit(fresh, clips, None, TrainConfig(optim=OptimConfig(epochs=1), solver="lbfgs", l2_c=1.0), state=state)
     assert fresh.norm == auto.norm == "speaker"
     with pytest.raises(ConfigError, match="feature_norm_choice"):
         _model(feature_norm_choice="speaker")

@@ -15,7 +15,7 @@ from ser_models.tune.sweep import asha_rungs, build_scheduler, build_search_alg,
 def _plan(epochs: int, grace: int, rf: float, search_alg: str = "random", **scheduler):
     cfg = SweepConfig(base="finetune", output_dir="/tmp/unused", search={"train.lr_head": {"grid": [1e-3, 1e-2]}},
                       scheduler=SchedulerConfig(name="asha", grace_period=grace, reduction_factor=rf, **scheduler),
-                      config={"pool_dir": "/p", "train": {"epochs": epochs}}, search_alg=search_alg)
+                      config={"pool_dir": "/p", "train": {"optim": {"epochs": epochs}}}, search_alg=search_alg)
     return plan_sweep(cfg, check_pool=False)
 
 

@@ -32,7 +32,7 @@ def test_default_mutations_are_the_swept_rate_keys():
     ({"base": "after"}, "needs base: finetune"),
     ({"search_alg": "optuna"}, "Optuna"),
     ({"search": {"model.adapter.r": {"choice": [4, 8]}}}, "nothing to mutate"),
-    ({"scheduler": {"mutate": ["train.lr_adapter"]}}, "train.lr_adapter is not a key of search"),
+    ({"scheduler": {"mutate": ["train.optim.lr"]}}, "train.optim.lr is not a key of search"),
     ({"search": {"train.lr_head": {"grid": [1e-3, 1e-2]}}}, "not grid"),
 ])
 def test_sweeps_pbt_cannot_run_are_refused_by_key(kw, match):
@@ -41,8 +41,8 @@ def test_sweeps_pbt_cannot_run_are_refused_by_key(kw, match):
 
 
 def test_only_keys_a_fit_rereads_may_be_mutated():
-    with pytest.raises(ConfigError, match=r"scheduler.mutate: \['train.epochs'\] cannot change"):
-        SchedulerConfig(name="pbt", mutate=["train.epochs"])
+    with pytest.raises(ConfigError, match=r"scheduler.mutate: \['train.optim.epochs'\] cannot change"):
+        SchedulerConfig(name="pbt", mutate=["train.optim.epochs"])
 
 
 @pytest.mark.parametrize("name", ["asha", "fifo"])

@@ -90,11 +90,11 @@ def test_shipped_sweep_plans_what_its_yaml_declares(path):
     for key, value in raw["scheduler"].items():
         assert getattr(plan.cfg.scheduler, key) == value, f"scheduler.{key}"
     # ASHA's max_t: the base job's epochs, or the AL loop's rounds (one per budget step); nothing sweeps them
-    assert not {"train.epochs", "active.budget_fractions"} & set(raw["search"])
+    assert not {"train.optim.epochs", "active.budget_fractions"} & set(raw["search"])
     if base == "after":
         assert (plan.time_attr, plan.max_t) == ("round", len(raw["config"]["active"]["budget_fractions"]))
     else:
-        assert (plan.time_attr, plan.max_t) == ("epoch", raw["config"]["train"]["epochs"])
+        assert (plan.time_attr, plan.max_t) == ("epoch", raw["config"]["train"]["optim"]["epochs"])
     # PBT perturbs the swept keys a fit re-reads mid-run (here: its learning rates), nothing else
     want_mutated = [k for k in raw["search"] if k in PBT_MUTABLE] if raw["scheduler"]["name"] == "pbt" else []
     assert [p.key for p in plan.mutate] == want_mutated

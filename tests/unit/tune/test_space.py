@@ -32,9 +32,9 @@ def test_every_distribution_parses_and_samples_in_range(base):
         "model.adapter.kind": {"choice": ["lora", "ia3"]},
         "train.lr_head": {"loguniform": [1e-4, 1e-2]},
         "model.head_dropout": {"uniform": [0.0, 0.3]},
-        "train.epochs": {"randint": [2, 5]},
+        "train.optim.epochs": {"randint": [2, 5]},
         "model.head_hidden": {"qrandint": [16, 64, 16]},
-        "train.batch_size": {"grid": [4, 8]},
+        "train.optim.batch_size": {"grid": [4, 8]},
     })
     check_against(params, FinetuneJobConfig, base)
     space = param_space(params, base, "random")
@@ -43,10 +43,10 @@ def test_every_distribution_parses_and_samples_in_range(base):
         values = trial_values(params, base, variant)
         assert values["model.adapter.kind"] in ("lora", "ia3")
         assert 1e-4 <= values["train.lr_head"] <= 1e-2 and 0 <= values["model.head_dropout"] <= 0.3
-        assert 2 <= values["train.epochs"] < 5 and values["model.head_hidden"] % 16 == 0
-        assert values["train.batch_size"] in (4, 8)
+        assert 2 <= values["train.optim.epochs"] < 5 and values["model.head_hidden"] % 16 == 0
+        assert values["train.optim.batch_size"] in (4, 8)
         cfg = apply_values(FinetuneJobConfig, base, values)
-        assert cfg.train.batch_size == values["train.batch_size"]
+        assert cfg.train.optim.batch_size == values["train.optim.batch_size"]
 
 
 @pytest.mark.parametrize("search, match", [
@@ -54,8 +54,8 @@ def test_every_distribution_parses_and_samples_in_range(base):
     ({"train.lr_head": {"normal": [0, 1]}}, "exactly one of"),
     ({"train.lr_head": {"loguniform": [0.0, 1.0]}}, "low > 0"),
     ({"train.lr_head": {"uniform": [1.0, 0.5]}}, "low must be below high"),
-    ({"train.epochs": {"randint": [1.5, 3]}}, "integers"),
-    ({"train.epochs": {"qrandint": [1, 10, 4]}}, "divide"),
+    ({"train.optim.epochs": {"randint": [1.5, 3]}}, "integers"),
+    ({"train.optim.epochs": {"qrandint": [1, 10, 4]}}, "divide"),
     ({"train.lr_head": {"choice": []}}, "non-empty list"),
     ({"train.lr_head": 0.1}, "must be a mapping"),
 ])
@@ -71,8 +71,8 @@ def test_keys_and_values_are_checked_against_the_base_config(base):
         check_against(parse_search({"model.adapter": {"choice": [4]}}), FinetuneJobConfig, base)
     with pytest.raises(ConfigError, match=r"search.model.adapter.kind: value 'prefix' is invalid"):
         check_against(parse_search({"model.adapter.kind": {"choice": ["lora", "prefix"]}}), FinetuneJobConfig, base)
-    with pytest.raises(ConfigError, match=r"search.train.epochs: value 0 is invalid"):
-        check_against(parse_search({"train.epochs": {"randint": [0, 3]}}), FinetuneJobConfig, base)
+    with pytest.raises(ConfigError, match=r"search.train.optim.epochs: value 0 is invalid"):
+        check_against(parse_search({"train.optim.epochs": {"randint": [0, 3]}}), FinetuneJobConfig, base)
     with pytest.raises(ConfigError, match="not a key"):  # a condition naming a missing key
         check_against(parse_search({"model.adapter.r": {"choice": [4], "when": {"model.kind": "lora"}}}),
                       FinetuneJobConfig, base)
@@ -99,10 +99,10 @@ def test_conditional_keys_drop_out_and_grid_skips_duplicate_trials(base):
 
 def test_search_alg_constraints(base):
     with pytest.raises(ConfigError, match="optuna samples every key"):
-        param_space(parse_search({"train.epochs": {"grid": [1, 2]}}), base, "optuna")
+        param_space(parse_search({"train.optim.epochs": {"grid": [1, 2]}}), base, "optuna")
     with pytest.raises(ConfigError, match="search_alg=grid needs choice or grid keys only"):
         param_space(parse_search({"train.lr_head": {"uniform": [0.1, 0.2]}}), base, "grid")
-    space = param_space(parse_search({"train.epochs": {"choice": [1, 2, 3]}}), base, "grid")
+    space = param_space(parse_search({"train.optim.epochs": {"choice": [1, 2, 3]}}), base, "grid")
     assert len(space[GRID_KEY]["grid_search"]) == 3
 
 
