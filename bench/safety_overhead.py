@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 from bench.common import (
@@ -81,6 +82,12 @@ class SafetyTimer:
                 timer.calls[key] = timer.calls.get(key, 0) + 1
 
         setattr(owner, name, timed)
+        if isinstance(owner, types.ModuleType):
+            # A module that imported the function by name (``from ser_models.ownership import claim_output``, or
+            # the package re-exporting it) holds its own binding: time the calls made through those too.
+            for module in list(sys.modules.values()):
+                if module is not owner and getattr(module, name, None) is fn:
+                    setattr(module, name, timed)
 
     def mark(self, owner, name: str, flag: str) -> None:
         """Set the thread-local ``flag`` while ``owner.name`` runs (for ``wrap(..., only_in=flag)``)."""

@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ser_models.data.audio import encode_pool_audio, load_clip
 from ser_models.data.audio_stream import Resampler, open_audio
 from ser_models.data.config import POOL_SAMPLE_RATE
 from ser_models.exceptions import AudioError, ConfigError
+from ser_models.export.onnx_runtime import OnnxScorer, resolve_onnx
 from ser_models.scoring.predictions import prediction_table
+from ser_models.scoring.scorer import PoolScorer
 
 _log = logging.getLogger(__name__)
 #: How ``predict`` stores audio before scoring it: the pool's 16-bit PCM (what every model trains on).
@@ -122,7 +125,6 @@ class Predictor:
 
     def _waveform(self, item, index: int, sample_rate: int | None) -> tuple[str, np.ndarray]:
         """``(name, [T] float32 at 16 kHz)`` of one input, checked and cut to ``max_seconds``."""
-        from ser_models.data.audio import load_clip
 
         if isinstance(item, (str, os.PathLike)):
             name = str(item)
@@ -170,7 +172,6 @@ class Predictor:
                                          "speech turns, each predicted on a timeline)")
 
     def _score(self, names: list[str], wavs: list[np.ndarray]) -> list[Prediction]:
-        from ser_models.data.audio import encode_pool_audio
 
         ids = [f"{i:08d}" for i in range(len(wavs))]  # sorted = input order
         blobs = [encode_pool_audio(w, _POOL_FORMAT) for w in wavs]
@@ -224,7 +225,6 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
     if threads is not None and int(threads) < 1:
         raise ConfigError(f"ser_models.load(threads={threads!r}): expected None or a count >= 1")
     if runtime == "onnx":
-        from ser_models.export.onnx_runtime import OnnxScorer, resolve_onnx
 
         path = resolve_onnx(checkpoint_dir)
         return Predictor(OnnxScorer(path, threads=int(threads or 0)), path, max_seconds, max_minutes)
@@ -233,7 +233,6 @@ def load(checkpoint_dir: str | os.PathLike, encoder_source: str | None = None, d
     import torch
 
     from ser_models.runs.predict import resolve_checkpoint
-    from ser_models.scoring.scorer import PoolScorer
 
     checkpoint = resolve_checkpoint(str(checkpoint_dir))
     # threads = the caller's own count: the scorer sets it process-wide, and this is the caller's process.

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
 from ser_models.io import filesystem
 
 
@@ -52,8 +55,6 @@ class WrittenRows:
         self._rows: dict[str, int] = {}
 
     def __call__(self) -> int:
-        import pyarrow.fs as pafs
-        import pyarrow.parquet as pq
 
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))

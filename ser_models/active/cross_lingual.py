@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ser_models.active.loop_config import CrossLingualConfig
+from ser_models.analysis.anchoring import resolve_anchors, sample_target_ids
 from ser_models.exceptions import ConfigError
 
 
@@ -64,7 +65,6 @@ class CrossLingualFeeds:
         source = self.pool.dataset("train", where={self.cross.group_column: self.cross.source})
         feeds = {"train": labelled.select_columns(cols).union(source.select_columns(cols))}
         if self.cross.anchoring.weight > 0:
-            from ser_models.analysis.anchoring import sample_target_ids
 
             ids = sample_target_ids(self.train_ids, self.cross.anchoring.max_target_clips, self.seed)
             feeds["anchor_target"] = self.pool.dataset("train", where={**self.where, "utt_id": ids})
@@ -75,7 +75,6 @@ class CrossLingualFeeds:
         if self.cross.anchoring.weight <= 0:
             return None
         if self._anchors is None:
-            from ser_models.analysis.anchoring import resolve_anchors
             from ser_models.encoders import build_encoder
 
             c = self.cross

@@ -21,6 +21,7 @@ from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import LabellingPending
 from ser_models.io import StoragePath, exists, read_parquet, write_parquet_atomic
 from ser_models.labelling.clips import CLIP_COLUMNS, segment_clips
+from ser_models.labelling.label_studio_oracle import LabelStudioOracle
 from ser_models.labelling.oracles import (
     DETAIL_COLUMNS,
     FileOracle,
@@ -202,7 +203,6 @@ class LabelHandover:
             return self.override
         folder = self.folder(r, evaluation)
         if self.active.oracle == "label_studio":
-            from ser_models.labelling.label_studio_oracle import LabelStudioOracle
 
             return LabelStudioOracle(self.active.label_studio, self.labels, self.dimensions, self.value_range,
                                      self.clip_info, folder, run_name=self.run_label(), log=self.log,

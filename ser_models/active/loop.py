@@ -42,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ser_models.active.budget import LabelBudget, fixed_at_start
+from ser_models.active.config import StrategyConfig
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
 from ser_models.active.curves import plot_learning_curves
 from ser_models.active.handover import LabelHandover, model_guesses
@@ -74,11 +75,13 @@ from ser_models.io import (
     write_parquet_atomic,
 )
 from ser_models.metrics import plot_confusion
+from ser_models.models.encoder_reuse import base_encoder
 from ser_models.models.model import reads_speakers
 from ser_models.planning.run_evaluation import RunEvaluation, without_ids
 from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_supported, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache
 from ser_models.scoring.feature_stats import write_run_statistics
+from ser_models.scoring.scored_pool import ScoredPool
 from ser_models.scoring.scorer import Scores, score_dataset
 from ser_models.training.config import ScalingConfig, TrainConfig
 
@@ -181,7 +184,6 @@ class ActiveLearningLoop:
             return None
         if reason:
             raise ConfigError(f"active.feature_cache=on but {reason}")
-        from ser_models.models.encoder_reuse import base_encoder  # or a simulation's shared encoder
 
         encoder = base_encoder(self.model_cfg.encoder)
         cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",
@@ -294,8 +296,6 @@ class ActiveLearningLoop:
                                    transcripts=shape is None and self.model_cfg.text.enabled,
                                    speakers=reads_speakers(self.model_cfg),
                                    functionals=reads_functionals(self.model_cfg))
-            from ser_models.active.config import StrategyConfig
-            from ser_models.scoring.scored_pool import ScoredPool
 
             s = self.active.strategy
             cold = build_strategy(StrategyConfig(name="cluster_cold_start", kmeans_iters=s.kmeans_iters,

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ser_models.config import RESULT, field
+from ser_models.data.ledger import TARGETS_SCHEMA
 from ser_models.exceptions import ConfigError
 
 __all__ = ["PSEUDO_SCHEMA", "SemiSupervisedConfig", "TrainingTargets", "balanced_top", "confident_pseudo_labels",
@@ -213,7 +214,6 @@ class TrainingTargets:
     @classmethod
     def of(cls, ledger, pseudo: pa.Table) -> TrainingTargets:
         """The ledger view's targets followed by the pseudo-labelled rows (no dimensional values)."""
-        from ser_models.data.ledger import TARGETS_SCHEMA
 
         n = pseudo.num_rows
         cols = {"utt_id": pseudo.column("utt_id"), "label": pseudo.column("label")}

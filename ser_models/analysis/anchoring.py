@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
 from ser_models.analysis.similarity import ANCHOR_MODES
 from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
@@ -95,7 +97,6 @@ def sample_target_ids(ids, max_clips: int, seed: int) -> list[str]:
     ids = sorted(str(i) for i in ids)
     if len(ids) <= max_clips:
         return ids
-    import numpy as np
 
     pick = np.random.default_rng(seed).choice(len(ids), size=max_clips, replace=False)
     return sorted(ids[i] for i in pick)
@@ -113,7 +114,6 @@ def encode_sample(pool, split: str, where: dict, model, per_class: int, seed: in
     Returns:
         ``(features [N, L, D] float32, labels [N] class names)``.
     """
-    import numpy as np
 
     from ser_models.data.clips import collect_clips
     from ser_models.training.batching import pooled_layer_features

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from ser_models.analysis.plots import plot_similarity
 from ser_models.analysis.probes import WEIGHTED, SplitFeatures, run_probes_on_ray
 from ser_models.analysis.similarity import layer_similarity, suggest_anchors
 from ser_models.io import write_bytes_atomic, write_json_atomic
@@ -77,7 +78,6 @@ def similarity_by_group(features: SplitFeatures, meta: pd.DataFrame, column: str
         One dict per pair: ``column, a, b, pairs, cka ([L, L]), cka_std, diagonal ([L]), most_similar,
         least_similar`` (the suggested anchors).
     """
-    from ser_models.analysis.plots import plot_similarity
 
     if column not in meta or meta[column].isna().all():
         log(f"  similarity by {column}: the pool has no {column} column values: skipped")

@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 
 from ser_models.exceptions import PoolError
 from ser_models.io import exists, filesystem, read_json, read_parquet
@@ -192,7 +193,6 @@ class Pool:
     def _file_map(self) -> dict[str, list[str]]:
         """``{split: [file, ...]}`` of the live files, as paths on the pool's filesystem (cached)."""
         if self._files is None:
-            import pyarrow.fs as pafs
 
             fs, root_path = filesystem(self.root)
             listing = self._files_path()

@@ -96,6 +96,7 @@ from ser_models.data.pool_update import (  # noqa: F401 (SourceChangedError re-e
 )
 from ser_models.exceptions import PoolError
 from ser_models.failpoints import failpoint, pausepoint
+from ser_models.formats.ingest import read_as_ours
 from ser_models.io import (
     exists,
     filesystem,
@@ -176,7 +177,6 @@ def prepare_pool(cfg: PoolConfig, fingerprint: str | None = None, source: str | 
         PoolError: one recording or group (of ``split_keys``) has clips in several splits (see
             :func:`check_split_leaks`), or the build failed (the previous pool stays readable).
     """
-    from ser_models.formats.ingest import read_as_ours
 
     t0 = time.perf_counter()
     out = _canonical(cfg.output_dir)

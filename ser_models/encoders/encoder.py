@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ser_models.encoders.config import EncoderConfig
 from ser_models.encoders.content_hash import SIDECAR_NAME, file_digest, hash_files
@@ -396,7 +397,6 @@ def _hub_snapshot(source: str) -> Path | None:
 
 
 def _load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, PreTrainedModel]:
-    from transformers import AutoConfig
 
     local = Path(cfg.source).expanduser()
     is_local = local.is_dir()
@@ -445,7 +445,6 @@ def _load_whisper_encoder(cfg: EncoderConfig, where: str, hf_config: PretrainedC
     """
     from huggingface_hub import snapshot_download
     from safetensors import safe_open
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     folder = Path(where)
     if not folder.is_dir():

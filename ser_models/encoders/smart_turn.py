@@ -41,8 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from transformers import WhisperConfig, WhisperFeatureExtractor
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from ser_models.encoders.content_hash import SIDECAR_NAME
+from ser_models.encoders.content_hash import SIDECAR_NAME, hash_files
 from ser_models.exceptions import EncoderError
 from ser_models.io import abort_dir_swap, begin_dir_swap, commit_dir_swap, finish_dir_swap
 from ser_models.ownership import check_apart, check_claim
@@ -346,8 +348,6 @@ def _whisper_config(tensors: dict[str, np.ndarray]) -> dict:
 
 
 def _check_against_whisper(config: dict, tensors: dict[str, np.ndarray]) -> None:
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     expected = {k: tuple(v.shape) for k, v in WhisperEncoder(WhisperConfig(**config)).state_dict().items()}
     missing = sorted(set(expected) - set(tensors))
@@ -404,7 +404,6 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
     check_apart(out, {"--source": source}, key="out_dir")
     check_claim(out, "encoder", _recognise_import)
     from safetensors.numpy import save_file
-    from transformers import WhisperConfig, WhisperFeatureExtractor
 
     wheel = Path(source) if source is not None else fetch_wheel(cache_dir, quiet=quiet)
     onnx_bytes, licence = read_onnx(wheel)
@@ -431,7 +430,6 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
             "weights": "int8 QDQ weights dequantised to float32 ((q - zero_point) * scale per channel)",
             "name_map": conv.name_map,
         }
-        from ser_models.encoders.content_hash import hash_files
 
         # what a later run checks the folder against (ser_models.encoders.pretrained)
         provenance["model_sha256"] = hash_files(t)

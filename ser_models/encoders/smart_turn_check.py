@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ser_models.encoders.config import EncoderConfig
+from ser_models.encoders.factory import build_encoder
 from ser_models.encoders.smart_turn import (
     _PREFIX,
     EncoderImportError,
@@ -18,6 +21,7 @@ from ser_models.encoders.smart_turn import (
     fetch_wheel,
     read_onnx,
 )
+from ser_models.encoders.whisper import log_mel_spectrogram
 
 
 def reference_graph(onnx_bytes: bytes, *, bypass_activation_qdq: bool = True) -> tuple[bytes, str]:
@@ -85,11 +89,7 @@ def compare_with_graph(encoder_dir: Path | str, onnx_bytes: bytes, wav: np.ndarr
         plus ``"min_frame_cosine_float_graph"`` and ``"frames"``.
     """
     import onnxruntime as ort
-    import torch
 
-    from ser_models.encoders.config import EncoderConfig
-    from ser_models.encoders.factory import build_encoder
-    from ser_models.encoders.whisper import log_mel_spectrogram
 
     encoder = build_encoder(EncoderConfig(source=str(encoder_dir)))
     x = torch.from_numpy(np.asarray(wav, dtype=np.float32))[None]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
 from ser_models.config import PATH_OR_NAME, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, EncoderError
@@ -79,7 +80,6 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         if cfg.source == TINY_TEXT:
-            from transformers import BertConfig, BertModel
 
             conf = BertConfig(vocab_size=ByteTokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                               num_attention_heads=2, intermediate_size=64, max_position_embeddings=max(cfg.max_tokens,
@@ -89,7 +89,6 @@ class TextEncoder(nn.Module):
                 self.model = BertModel(conf, add_pooling_layer=False)
             self._tokenizer = ByteTokenizer()
         else:
-            from transformers import AutoModel, AutoTokenizer
 
             offline = not cfg.allow_download
             try:

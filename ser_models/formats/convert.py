@@ -16,6 +16,7 @@ import json
 import os
 
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from ser_models import io
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
@@ -125,7 +126,6 @@ def sniff_format(path: str) -> tuple[str | None, str]:
         # A corpus only by a layout no dataset folder has; else a save_to_disk folder or a folder of Parquet files.
         return detect_corpus(src) or "hf", ""
     if src.endswith((".parquet", ".arrow")):
-        import pyarrow.parquet as pq
 
         try:
             schema = pq.read_schema(p, filesystem=fs)

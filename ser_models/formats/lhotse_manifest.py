@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from ser_models import io
 from ser_models.exceptions import ConfigError, ManifestError
@@ -71,7 +72,6 @@ def read_items(path: str) -> list[dict]:
         raise ManifestError(f"Lhotse manifest not found: {src}")
     body = read_text(src)
     if is_yaml(src.name):
-        import yaml
 
         try:
             items = yaml.safe_load(body)

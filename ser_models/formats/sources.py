@@ -16,8 +16,11 @@ channels averaged), ``start`` / ``end`` (seconds of the file; NaN = the whole fi
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ser_models import io
+from ser_models.data.ledger import LabelLedger
+from ser_models.data.manifest import read_manifest
 from ser_models.exceptions import ConfigError, ManifestError
 
 SOURCES = ("ledger", "timeline", "manifest")
@@ -37,7 +40,6 @@ def source_kind(path: str) -> tuple[str, str]:
         raise ConfigError(f"input={path}: give a ledger, timeline or manifest file, or a run folder with "
                           f"{LEDGER_FILE}")
     if src.endswith((".parquet", ".pq")):
-        import pyarrow.parquet as pq
 
         fs, p = io.filesystem(src)
         names = set(pq.read_schema(p, filesystem=fs).names)
@@ -60,13 +62,11 @@ def export_table(path: str, *, pool_dir: str | None = None, segments: str | None
         return kind, _ledger_rows(src, pool_dir)
     if kind == "timeline":
         return kind, _timeline_rows(src, segments)
-    from ser_models.data.manifest import read_manifest
 
     return kind, read_manifest(src)
 
 
 def _ledger_rows(src: str, pool_dir: str | None) -> pd.DataFrame:
-    from ser_models.data.ledger import LabelLedger
     from ser_models.data.pool import Pool
 
     if not pool_dir:

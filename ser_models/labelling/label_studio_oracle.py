@@ -53,6 +53,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ser_models import io
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending, OracleError
@@ -521,6 +522,5 @@ class LabelStudioOracle:
 
 
 def _to_arrow(df: pd.DataFrame):
-    import pyarrow as pa
 
     return pa.Table.from_pandas(df, preserve_index=False)

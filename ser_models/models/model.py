@@ -22,6 +22,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from ser_models.adapters import check_gradients, parameter_report
+from ser_models.adapters.wap import WAPTransformer, load_wap_weights
 from ser_models.config import from_dict, to_dict
 from ser_models.encoders import LayerFeaturizer
 from ser_models.encoders.functionals import (
@@ -117,7 +118,6 @@ class EmotionModel(nn.Module):
         self.featurizer = LayerFeaturizer(self.encoder.num_layers, cfg.featurizer_layer)
         self.wap = None
         if cfg.wap.enabled:
-            from ser_models.adapters.wap import WAPTransformer, load_wap_weights
 
             self.wap = WAPTransformer(self.encoder.num_layers, self.encoder.hidden_size, cfg.wap)
             if cfg.wap.checkpoint:

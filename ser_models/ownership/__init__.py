@@ -3,7 +3,7 @@ of the platform goes through here.
 
 - :mod:`~ser_models.ownership.claims`: the output marker, claiming and adopting a folder or a file, the records of
   what the platform made in it, and the deletes of exactly those;
-- :mod:`~ser_models.ownership.overlap`: an output that is one of its job"s inputs, or lies inside or around one, is
+- :mod:`~ser_models.ownership.overlap`: an output that is one of its job's inputs, or lies inside or around one, is
   refused.
 
 docs/safety.md tells the whole story.

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ser_models import io
 from ser_models.io import save_figure
+from ser_models.scoring.evaluation import headline_metric
 
 #: Columns every runs table has (``jobs.after`` metrics give them per round; ``--runs`` CSVs hold them).
 RUN_COLUMNS = ("strategy", "seed", "round", "labelled", "fraction", "test_ua")
@@ -229,7 +230,6 @@ def runs_frame(runs: Sequence[tuple[str, int, Sequence[dict]]], split: str = "te
         One row per round with :data:`RUN_COLUMNS` (``test_ua`` holds ``split``'s UA, or its mean CCC for a
         model without classes) and ``dev_ua``.
     """
-    from ser_models.scoring.evaluation import headline_metric
 
     rows = []
     for strategy, seed, rounds in runs:

@@ -53,11 +53,14 @@ from torch import nn
 
 from ser_models.adapters.config import WapConfig
 from ser_models.adapters.wap import WAPTransformer, save_wap
-from ser_models.data.clips import ClipSet
+from ser_models.config import from_dict, to_dict
+from ser_models.data.clips import ClipSet, collect_clips
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask as valid_frames
 from ser_models.io import StoragePath, save_figure
-from ser_models.pretraining.pretraining import TaptState
+from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say, run_pretraining
+from ser_models.pretraining.kmeans_targets import fit_kmeans
+from ser_models.pretraining.pretraining import TaptState, pretrain, resume_from_checkpoint, save_progress
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 from ser_models.training.batching import StreamingClips, iterate_batches
 from ser_models.training.distributed import is_distributed, rank
@@ -254,7 +257,6 @@ class AdapterPretrainObjective(nn.Module):
                          max_seconds: float, batch_size: int) -> dict:
         """Refit the local-attribute centroids with FAISS k-means on the teacher's targets of up to
         ``max_clips`` clips (rank 0 fits, the others receive them), and return the fit's statistics."""
-        from ser_models.pretraining.kmeans_targets import fit_kmeans
 
         stats: dict = {}
         if rank() == 0:
@@ -312,7 +314,6 @@ def pretrain_adapter(objective: AdapterPretrainObjective, clips: ClipSet | Strea
     Raises:
         TrainingError: a worker has no clips, the loss is not finite, or the collapse guard fires.
     """
-    from ser_models.pretraining.pretraining import pretrain
 
     return pretrain(objective, clips, objective.cfg.optim, device=device, resume=resume, on_epoch_end=on_epoch_end,
                     log=log)
@@ -335,8 +336,6 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     import ray.train
     import ray.train.torch
 
-    from ser_models.config import from_dict
-    from ser_models.data.clips import collect_clips
 
     torch.set_num_threads(max(int(config.get("threads", 1)), 1))
     wap = from_dict(WapConfig, config["wap"])
@@ -357,7 +356,6 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     if me == 0:
         print(f"adapter pre-training on {len(clips)} clips per worker ({'streamed' if config.get('stream_rows') else 'held'})")
 
-    from ser_models.pretraining.pretraining import resume_from_checkpoint, save_progress
 
     resume = resume_from_checkpoint(STATE_FILE, verbose=me == 0)
     save = save_progress
@@ -437,8 +435,6 @@ def run_adapter_pretrain(cache, train_ids: list[str], wap: WapConfig, cfg: Adapt
         ConfigError: the cache is not a ready frame cache.
         TrainingError: Ray Train gives up after ``scaling.max_failures`` restarts, or no adapter came back.
     """
-    from ser_models.config import to_dict
-    from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say, run_pretraining
 
     layout = PretrainLayout("adapter pre-training", ADAPTER_DIR, "wap.safetensors", "wap.json", METRICS_FILE,
                             PLOT_FILE)

@@ -34,10 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ser_models.config import RESULT, field
+from ser_models.config import RESULT, field, from_dict, to_dict
+from ser_models.data import Pool
+from ser_models.data.clips import AUDIO_INPUT_COLUMNS as TAPT_COLUMNS
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError
 from ser_models.io import StoragePath
+from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say, run_pretraining
+from ser_models.pretraining.pretraining import WEIGHTS_FILE, tapt_loop_per_worker
 from ser_models.training.config import OPTIM_RENAMED, OptimConfig
 
 STUDENT_DIR = "student"
@@ -187,11 +191,6 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
     Raises:
         TrainingError: Ray Train gives up, or no checkpoint came back.
     """
-    from ser_models.config import from_dict, to_dict
-    from ser_models.data import Pool
-    from ser_models.data.clips import AUDIO_INPUT_COLUMNS as TAPT_COLUMNS
-    from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say, run_pretraining
-    from ser_models.pretraining.pretraining import WEIGHTS_FILE, tapt_loop_per_worker
 
     layout = PretrainLayout("distillation", STUDENT_DIR, WEIGHTS_FILE, "encoder.json", METRICS_FILE, PLOT_FILE,
                             finished_by_marker=True)  # the marker holds the config that loads the student
@@ -233,7 +232,6 @@ def run_distill(pool_dir: str, output_dir: str, teacher: EncoderConfig, cfg: Dis
 def build_from_config(config: dict):
     """The Ray Train worker's builder (see :mod:`ser_models.pretraining.pretraining`): ``(objective, DistillConfig)``
     from ``{"encoder": the teacher's EncoderConfig dict, "distill": DistillConfig dict}``."""
-    from ser_models.config import from_dict
 
     cfg = from_dict(DistillConfig, config["distill"])
     torch.manual_seed(cfg.optim.seed)  # identical head init on every replica

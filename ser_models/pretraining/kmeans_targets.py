@@ -13,6 +13,7 @@ from torch import nn
 
 from ser_models.data.clips import ClipSet
 from ser_models.encoders import Encoder
+from ser_models.encoders.presets import TINY_PRESETS
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask
 from ser_models.io import read_bytes, write_bytes_atomic
@@ -142,7 +143,6 @@ def fit_clusters(encoder: Encoder, clips: ClipSet, cfg: TaptConfig, batch_size: 
 def resolve_targets(cfg: TaptConfig, encoder: Encoder) -> TaptConfig:
     """``cfg`` with ``cluster_features=auto`` and ``cluster_layer=null`` made concrete for ``encoder``: a
     randomly initialised tiny preset clusters MFCCs, anything with learnt weights its own middle layer."""
-    from ser_models.encoders.presets import TINY_PRESETS
 
     random_init = encoder.cfg.source in TINY_PRESETS and not encoder.cfg.checkpoint
     return cfg.resolve_targets(pretrained=not random_init, num_hidden_states=encoder.num_layers)

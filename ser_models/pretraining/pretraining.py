@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ser_models.data.clips import ClipSet
+from ser_models.data.clips import ClipSet, collect_clips
 from ser_models.exceptions import TrainingError
 from ser_models.io import save_figure
 from ser_models.training.batching import StreamingClips, epoch_batches
@@ -219,7 +219,6 @@ def tapt_loop_per_worker(config: dict) -> dict:
     import ray.train
     import ray.train.torch
 
-    from ser_models.data.clips import collect_clips
     from ser_models.encoders import save_encoder_weights
 
     torch.set_num_threads(max(int(config.get("threads", 1)), 1))

@@ -41,7 +41,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ser_models.data.clips import AUDIO_INPUT_COLUMNS, ClipSet
+from ser_models.config import to_dict
+from ser_models.data import Pool
+from ser_models.data.clips import AUDIO_INPUT_COLUMNS, ClipSet, collect_clips
 from ser_models.encoders import EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError
 from ser_models.io import StoragePath, exists, write_json_atomic
@@ -77,7 +79,6 @@ class TaptResult:
 
 
 def _driver_clips(dataset, max_clips: int, seed: int) -> ClipSet:
-    from ser_models.data.clips import collect_clips
 
     # Block order randomised (cheap, no audio shuffle) so the k-means sample is not just the first files.
     sample = dataset.randomize_block_order(seed=seed).limit(max_clips)
@@ -104,12 +105,10 @@ def run_tapt(cfg: TaptJobConfig, dataset=None, *, run_name: str = "tapt", train_
         TrainingError: Ray Train gives up after ``scaling.max_failures`` restarts, or no checkpoint came back.
         ConfigError: the objective does not fit the encoder.
     """
-    from ser_models.config import to_dict
 
     def prepare(out: StoragePath, say: Say) -> PretrainTraining:
         data, rows = dataset, train_rows
         if data is None:
-            from ser_models.data import Pool
 
             pool = Pool.open(cfg.pool_dir)
             data = pool.dataset(cfg.split, columns=TAPT_COLUMNS)

@@ -14,7 +14,9 @@ import warnings
 import numpy as np
 import torch
 from torch import nn
+from transformers import Wav2Vec2ForPreTraining
 
+from ser_models.config import from_dict
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask
@@ -98,7 +100,6 @@ class ContrastiveObjective(TaptObjective):
     name = "contrastive"
 
     def __init__(self, encoder: Encoder, cfg: TaptConfig):
-        from transformers import Wav2Vec2ForPreTraining
 
         if encoder.family != "wav2vec2":
             raise ConfigError(f"tapt.objective=contrastive needs a wav2vec2 encoder, got {encoder.family}")
@@ -256,7 +257,6 @@ def build_objective(encoder: Encoder, cfg: TaptConfig, clusters: Clusters | dict
 def build_from_config(config: dict):
     """The Ray Train worker's builder (``tapt_loop_per_worker``'s ``config["build"]``): ``(objective, TaptConfig)``
     from ``{"encoder": EncoderConfig dict, "tapt": TaptConfig dict, "clusters": Clusters dict | None}``."""
-    from ser_models.config import from_dict
 
     cfg = from_dict(TaptConfig, config["tapt"])
     torch.manual_seed(cfg.optim.seed)  # identical head init on every replica

@@ -24,11 +24,15 @@ import sys
 from dataclasses import dataclass
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.data import Pool
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.io import storage_path
 from ser_models.models.model import ModelConfig
+from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import claim_output, recognise_files
+from ser_models.runs.evaluate import cross_corpus
+from ser_models.runs.finetune import FinetuneJobConfig, run_finetune
 from ser_models.training.config import OptimConfig, ScalingConfig, TrainConfig
 
 STAGE1_DIR, STAGE2_DIR, MATRIX_DIR = "stage1_source", "stage2_target", "cross_corpus"
@@ -65,7 +69,6 @@ class AdaptJobConfig:
 
 def stage_configs(cfg: AdaptJobConfig):
     """The two ``jobs.finetune`` configs the stages run (stage 2 warm-starts from stage 1's checkpoint)."""
-    from ser_models.runs.finetune import FinetuneJobConfig
 
     out = storage_path(cfg.output_dir)
     stage1 = FinetuneJobConfig(pool_dir=cfg.source_pool_dir, output_dir=str(out / STAGE1_DIR), model=cfg.model,
@@ -82,10 +85,6 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
     Returns:
         ``{"stage1": metrics, "stage2": metrics, "matrix": DataFrame | None}``.
     """
-    from ser_models.data import Pool
-    from ser_models.models.model_config import resolve_labels
-    from ser_models.runs.evaluate import cross_corpus
-    from ser_models.runs.finetune import run_finetune
 
     # Both pools are opened and checked before any training: a wrong path fails in a second.
     for key in ("source_pool_dir", "target_pool_dir"):

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.data import Pool
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.models.model import ModelConfig
 from ser_models.ownership import deferred_claim
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
+from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 from ser_models.scoring.scorer import ScorerConfig
 from ser_models.training.config import ScalingConfig
@@ -66,8 +68,6 @@ def run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = T
 
 def _run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = True, claim=lambda: None):
     """The job's work on a parsed config; returns the ``AdapterPretrainResult``."""
-    from ser_models.data import Pool
-    from ser_models.provenance import check_run
 
     pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
     claim()  # the output folder: marked and locked before the first byte

@@ -19,17 +19,30 @@ import sys
 import time
 from dataclasses import dataclass
 
+import pyarrow as pa
+
+from ser_models.active.cross_lingual import check_cross_lingual
+from ser_models.active.handover import simulated_oracle
+from ser_models.active.loop import ActiveLearningLoop
 from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
+from ser_models.active.round_report import latest_verdict
 from ser_models.adapters import AdapterConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.data import Pool
+from ser_models.encoders import build_encoder
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError, LabellingPending
 from ser_models.io import storage_path
 from ser_models.models.model import ModelConfig
+from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import check_output, claim_output
+from ser_models.planning.evaluation_sets import check_evaluation_pool, evaluation_sets, evaluation_source
+from ser_models.planning.run_evaluation import without_ids
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
-from ser_models.pretraining.tapt_config import TaptConfig
+from ser_models.pretraining.tapt_config import TaptConfig, TaptJobConfig
+from ser_models.provenance import check_run
 from ser_models.runtime import cluster_cpu_nodes, cluster_cpus, connect_ray
+from ser_models.scoring.scorer import check_reservation
 from ser_models.training.config import ScalingConfig, TrainConfig
 
 
@@ -117,12 +130,6 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         The rounds' ``RoundReport`` s, or None when the loop waits for labels (``active.oracle=file``).
     """
 
-    from ser_models.data import Pool
-    from ser_models.planning.evaluation_sets import (
-        check_evaluation_pool,
-        evaluation_source,
-    )
-    from ser_models.provenance import check_run
 
     t0 = time.perf_counter()
     # A folder that is not this job's, or that overlaps an input, is refused before anything is read.
@@ -141,13 +148,11 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         raise ConfigError("cross_lingual.anchoring.weight > 0 needs trainable encoder weights (model.adapter.kind "
                           "lora, ia3, full, or model.adapter.add)")
     pool = Pool.open(cfg.pool_dir)
-    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     # dev / test: the pool's labelled splits, or sets drawn from the training split (a pool with no labels)
     source = evaluation_source(cfg.active.evaluation, pool, cfg.model)
     check_evaluation_pool(pool, cfg.model, source, cross_lingual=cfg.cross_lingual.enabled)
     if cfg.cross_lingual.enabled:
-        from ser_models.active.cross_lingual import check_cross_lingual
 
         check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
     # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
@@ -181,11 +186,7 @@ def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...], inputs:
 
 def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round):
     """:func:`run_after` after its checks, holding the run folder's lock."""
-    import pyarrow as pa
 
-    from ser_models.active.loop import ActiveLearningLoop
-    from ser_models.planning.evaluation_sets import evaluation_sets
-    from ser_models.planning.run_evaluation import without_ids
 
     held_out = set()
     if source == "loop":
@@ -196,12 +197,10 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
                                        labels=cfg.model.labels, budget=cfg.active)["utt_id"])
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
-        from ser_models.scoring.scorer import check_reservation
 
         check_reservation(cfg.active.scorer, cluster_cpus(), cluster_cpu_nodes())
     objective = None
     if cfg.tapt_enabled:
-        from ser_models.encoders import build_encoder
 
         objective = cfg.tapt.resolve_objective(build_encoder(cfg.model.encoder).family,
                                                frozen=cfg.model.wap.enabled and cfg.model.adapter.kind == "frozen"
@@ -214,7 +213,6 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
                                               cfg.active.scorer, verbose=verbose)
     elif cfg.tapt_enabled:
         from ser_models.pretraining.tapt import TAPT_COLUMNS, run_tapt
-        from ser_models.pretraining.tapt_config import TaptJobConfig
 
         tapt_job = TaptJobConfig(pool_dir=cfg.pool_dir, output_dir=f"{cfg.output_dir}/tapt",
                                  encoder=cfg.model.encoder, tapt=cfg.tapt, scaling=cfg.scaling)
@@ -234,7 +232,6 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
     except LabellingPending as pending:
         print(f"\n*** waiting for labels ***\n{pending}")
         return None
-    from ser_models.active.round_report import latest_verdict
 
     verdict = latest_verdict(reports)
     if verdict is not None:
@@ -251,7 +248,6 @@ def _oracle_cannot_label(pool, cfg: AfterJobConfig) -> set[str]:
     them."""
     if cfg.active.oracle != "simulated":
         return set()
-    from ser_models.active.handover import simulated_oracle
 
     oracle = simulated_oracle(pool, list(cfg.model.labels), list(cfg.model.dimensions))
     return oracle.unlabelable(pool.metadata(columns=["utt_id"], split="train")["utt_id"].astype(str))

@@ -16,15 +16,21 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ser_models.analysis.anchoring import AnchoringConfig
+from ser_models.analysis.anchoring import AnchoringConfig, anchor_groups, resolve_anchors, sample_target_ids
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.data import Pool
+from ser_models.encoders import build_encoder
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.io import exists, read_json, storage_path, write_json_atomic
+from ser_models.metrics import metrics_table
 from ser_models.models.model import ModelConfig
+from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import deferred_claim
+from ser_models.provenance import check_run
 from ser_models.runs.finetune import FINETUNE_LAYOUT
 from ser_models.runtime import connect_ray
+from ser_models.scoring.evaluation import evaluate_checkpoint
 from ser_models.training.config import ScalingConfig, TrainConfig
 
 
@@ -77,19 +83,12 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
         The :class:`~ser_models.training.trainer.TrainResult`; its ``metrics`` gain ``test_source`` and
         ``test_target`` (the evaluation of each language's test clips) and ``anchors``.
     """
-    from ser_models.analysis.anchoring import anchor_groups, resolve_anchors, sample_target_ids
-    from ser_models.data import Pool
-    from ser_models.encoders import build_encoder
-    from ser_models.metrics import metrics_table
-    from ser_models.provenance import check_run
-    from ser_models.scoring.evaluation import evaluate_checkpoint
     from ser_models.training import train_model
 
     t0 = time.perf_counter()
     log = print if verbose else (lambda _: None)
     pool = Pool.open(cfg.pool_dir)
     _check_groups(cfg, pool)
-    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
     num_layers = build_encoder(cfg.model.encoder).num_layers

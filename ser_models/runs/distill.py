@@ -14,10 +14,12 @@ import sys
 from dataclasses import dataclass
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
+from ser_models.data import Pool
 from ser_models.encoders import EncoderConfig
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.ownership import deferred_claim
-from ser_models.pretraining.distill import DistillConfig
+from ser_models.pretraining.distill import DistillConfig, run_distill
+from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 from ser_models.training.config import ScalingConfig
 
@@ -46,9 +48,6 @@ DISTILL_LAYOUT = ("student", "metrics.json", "distill_loss.png", "ray_train", "c
 
 
 def _run(cfg, claim) -> dict:
-    from ser_models.data import Pool
-    from ser_models.pretraining.distill import run_distill
-    from ser_models.provenance import check_run
 
     pool = Pool.open(cfg.pool_dir)
     pool.metadata(columns=["utt_id"], split=cfg.split)  # a missing split fails before Ray starts

@@ -20,9 +20,11 @@ import pandas as pd
 
 from ser_models.config import invoked_as
 from ser_models.exceptions import ConfigError
+from ser_models.formats.spreadsheet import neutralise_frame
 from ser_models.io import exists, storage_path, write_bytes_atomic, write_json_atomic
 from ser_models.ownership import check_output, claim_output, recognise_files
 from ser_models.runtime import connect_ray
+from ser_models.scoring.evaluation import evaluate_checkpoint, headline_metric, plot_matrix
 
 
 def _name(path: str, kind: str) -> str:
@@ -85,8 +87,6 @@ def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str 
 
 def _cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str, output_dir: str | None,
                   metric: str | None, scaling, scorer_cfg, verbose: bool) -> pd.DataFrame:
-    from ser_models.formats.spreadsheet import neutralise_frame
-    from ser_models.scoring.evaluation import evaluate_checkpoint, headline_metric, plot_matrix
 
     in_process = scaling is not None and scaling.backend == "in_process"
     connect_ray()

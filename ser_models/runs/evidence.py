@@ -53,15 +53,34 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ser_models.config import PATH, RESULT, SPEED, field, parse_job_args
+from ser_models.active.round_report import RoundReport
+from ser_models.config import PATH, RESULT, SPEED, field, parse_job_args, resolve_paths, to_yaml
+from ser_models.data import Pool
+from ser_models.data.ledger import LabelLedger
+from ser_models.encoders import build_encoder
+from ser_models.encoders.functionals import reads_functionals
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.io import read_json, storage_path, write_bytes_atomic, write_json_atomic
+from ser_models.labelling.oracles import SimulatedOracle
+from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import check_output, claim_output, recognise_run, remove
+from ser_models.planning.evidence import (
+    CLASS_PREFIX,
+    class_yield_report,
+    class_yield_table,
+    evidence_report,
+    plot_bands,
+    plot_class_yield,
+    rarest_class,
+)
+from ser_models.provenance import check_run
 from ser_models.runs.after import AfterJobConfig
-from ser_models.runs.simulation import SimulationResult
+from ser_models.runs.run_labels import check_replay_budgets, labelled_pool_from_run, read_run_labels
+from ser_models.runs.simulation import SimulationResult, finished_simulation, run_simulation
 from ser_models.runtime import connect_ray
 from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_supported, feature_cache_key
+from ser_models.scoring.evaluation import headline_metric
 from ser_models.scoring.feature_cache import FeatureCache
 
 #: The name of the all-labels reference runs in ``runs.csv`` and the run folders.
@@ -221,8 +240,6 @@ def simulate_run(cfg: EvidenceJobConfig, strategy: str, seed: int, labelable: in
     Returns:
         The run's ``SimulationResult.to_json()``.
     """
-    from ser_models.data import Pool
-    from ser_models.runs.simulation import run_simulation
 
     connect_ray()  # already connected in a worker: only quiets Ray Data's console output
     cache = FeatureCache(**cache_args)
@@ -247,8 +264,6 @@ def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> t
     Returns:
         ``(cache, cache_args)``: the ``FeatureCache`` and the arguments that open it again (a run's task).
     """
-    from ser_models.encoders import build_encoder
-    from ser_models.encoders.functionals import reads_functionals
 
     encoder = build_encoder(cfg.model.encoder)
     active, _ = run_config(cfg, cfg.evidence.baseline, cfg.evidence.first_seed)
@@ -266,7 +281,6 @@ def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> t
 
 def labelable_training_clips(pool, model_cfg) -> int:
     """Training clips the simulated oracle can label (a label in ``model.labels``, every dimension present)."""
-    from ser_models.labelling.oracles import SimulatedOracle
 
     truth = pool.metadata(columns=["utt_id", "label", *model_cfg.dimensions], split="train")
     oracle = SimulatedOracle(truth, labels=list(model_cfg.labels), dimensions=list(model_cfg.dimensions))
@@ -285,10 +299,6 @@ def run_rows(strategy: str, seed: int, reports, seconds: float, classes=(), fold
         folder: the run folder, whose ledger gives the class counts of a report made without them (a run
             finished by an earlier version); None leaves those counts empty.
     """
-    from ser_models.active.round_report import RoundReport
-    from ser_models.data.ledger import LabelLedger
-    from ser_models.planning.evidence import CLASS_PREFIX
-    from ser_models.scoring.evaluation import headline_metric
 
     ledger = None
     rows = []
@@ -326,12 +336,6 @@ def class_yield(curves: pd.DataFrame, training: dict[str, int], baseline: str, o
     Returns:
         The printed tables.
     """
-    from ser_models.planning.evidence import (
-        class_yield_report,
-        class_yield_table,
-        plot_class_yield,
-        rarest_class,
-    )
 
     rare = rarest_class(training)
     share = training[rare] / max(sum(training.values()), 1)
@@ -351,7 +355,6 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         cfg: the job config.
         verbose: print one line per run, the cache build and the report.
     """
-    from ser_models.config import resolve_paths
 
     t_all = time.perf_counter()
     cfg = resolve_paths(cfg)  # fanned-out runs work in other folders: every path absolute
@@ -373,8 +376,6 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
 
 def _checked_pool(cfg: EvidenceJobConfig):
     """The job's pool, its labels resolved into ``cfg.model`` and its evaluation splits checked."""
-    from ser_models.data import Pool
-    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
 
     pool = Pool.open(cfg.pool_dir)
     cfg.model = resolve_labels(cfg.model, pool)
@@ -385,8 +386,6 @@ def _checked_pool(cfg: EvidenceJobConfig):
 
 def _checked_run(cfg: EvidenceJobConfig, pool):
     """``pool`` once the folder's run record agrees with this config (a resumed job), holding the lock."""
-    from ser_models.config import to_yaml
-    from ser_models.provenance import check_run
 
     check_run(cfg.output_dir, "jobs.evidence", cfg, inputs={"pool": pool.lineage}, config_yaml=to_yaml(cfg))
     return pool
@@ -396,7 +395,6 @@ def _run_on_run_labels(cfg: EvidenceJobConfig, inputs: dict, recognise, t_all: f
     """:func:`run_evidence` on a ``jobs.after`` run's labels (``evidence.labels_from``): the run's labelled clips
     become a pool (:mod:`ser_models.runs.run_labels`) whose training labels the simulated annotator reads and
     whose dev and test splits are the run's evaluation sets."""
-    from ser_models.runs.run_labels import check_replay_budgets, labelled_pool_from_run, read_run_labels
 
     # The run's labels are known now: the annotator is simulated from them, the evaluation is the run's sets.
     cfg.active = dataclasses.replace(cfg.active, oracle="simulated", evaluation=dataclasses.replace(
@@ -417,8 +415,6 @@ EVIDENCE_LAYOUT = ("runs", "cv_choices", "runs.csv", "report.md", "evidence.png"
 
 def _run_claimed(cfg: EvidenceJobConfig, pool, t_all: float, verbose: bool) -> pd.DataFrame:
     """:func:`run_evidence` after its checks, holding the evidence folder's lock."""
-    from ser_models.planning.evidence import evidence_report, plot_bands
-    from ser_models.runs.simulation import finished_simulation, run_simulation
 
     connect_ray()
     out = storage_path(cfg.output_dir)
@@ -510,7 +506,6 @@ class _Progress:
         self.done, self.ran, self.t0 = 0, 0, time.perf_counter()
 
     def finished(self, i: int, result, earlier: bool = False) -> None:
-        from ser_models.scoring.evaluation import headline_metric
 
         self.done += 1
         self.ran += not earlier
@@ -548,7 +543,6 @@ def _fan_out(cfg: EvidenceJobConfig, plan: list[tuple[str, int]], todo: list[int
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from ser_models.runs.simulation import SimulationResult
 
     ev = cfg.evidence
     nodes = {n["NodeID"]: float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")}

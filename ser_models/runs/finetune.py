@@ -11,14 +11,22 @@ import sys
 import time
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_dict, to_yaml
+from ser_models.data import Pool
+from ser_models.encoders import build_encoder
+from ser_models.encoders.functionals import reads_functionals
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.io import exists, read_json, storage_path
-from ser_models.models.model import ModelConfig
+from ser_models.metrics import metrics_table
+from ser_models.models.model import ModelConfig, reads_speakers
+from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import deferred_claim
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
+from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 from ser_models.scoring.cache_keys import cache_kind, cache_supported, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache
@@ -93,9 +101,6 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     Returns:
         The :class:`~ser_models.training.trainer.TrainResult`.
     """
-    from ser_models.data import Pool
-    from ser_models.metrics import metrics_table
-    from ser_models.provenance import check_run
     from ser_models.training import train_model
 
     t0 = time.perf_counter()
@@ -103,7 +108,6 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     pool = Pool.open(cfg.pool_dir)
     if cfg.init_checkpoint:
         _check_init_checkpoint(cfg)
-    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
     claim()  # the output folder: marked and locked before the first byte
@@ -160,10 +164,7 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
     Raises:
         ConfigError: the model changes the encoder (no cache can serve it).
     """
-    import pyarrow as pa
 
-    from ser_models.encoders import build_encoder
-    from ser_models.encoders.functionals import reads_functionals
 
     reason = cache_supported(model_cfg)
     if reason:
@@ -172,7 +173,6 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
     cache = FeatureCache(cache_dir, feature_cache_key(pool, encoder), kind=cache_kind(model_cfg),
                          functionals="egemaps" if reads_functionals(model_cfg) else None)
     cache.build(pool.dataset(None), model_cfg, encoder.num_layers, verbose=verbose, in_process=in_process)
-    from ser_models.models.model import reads_speakers
 
     columns = ["utt_id", *(["label"] if model_cfg.labels else []), *model_cfg.dimensions,
                *(["speaker"] if reads_speakers(model_cfg) else [])]

@@ -15,12 +15,22 @@ import sys
 import time
 from dataclasses import dataclass
 
+import pyarrow as pa
+
+from ser_models.analysis.features import split_features
+from ser_models.analysis.layer_report import probe_layers, probe_table, similarity_by_group, write_similarity
+from ser_models.analysis.plots import plot_layer_weights, plot_metric_vs_layer
+from ser_models.analysis.probes import probe_tasks
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field, parse_job_args, to_yaml
+from ser_models.data import Pool
+from ser_models.encoders import build_encoder
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.io import storage_path, write_bytes_atomic, write_parquet_atomic
 from ser_models.models.model import ModelConfig
+from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import deferred_claim
+from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 from ser_models.scoring.cache_keys import cache_supported, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache
@@ -85,20 +95,7 @@ def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dic
 
 
 def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True, claim=lambda: None) -> dict:
-    import pyarrow as pa
 
-    from ser_models.analysis.features import split_features
-    from ser_models.analysis.layer_report import (
-        probe_layers,
-        probe_table,
-        similarity_by_group,
-        write_similarity,
-    )
-    from ser_models.analysis.plots import plot_layer_weights, plot_metric_vs_layer
-    from ser_models.analysis.probes import probe_tasks
-    from ser_models.data import Pool
-    from ser_models.encoders import build_encoder
-    from ser_models.provenance import check_run
 
     t0 = time.perf_counter()
     log = print if verbose else (lambda _: None)
@@ -108,7 +105,6 @@ def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True, claim
     tasks = probe_tasks(cfg.model, cfg.tasks)
     pool = Pool.open(cfg.pool_dir)
     splits = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
-    from ser_models.models.model_config import resolve_labels  # labels are declared once, at prepare_pool
     cfg.model = resolve_labels(cfg.model, pool)
     pool.check_targets(cfg.model, tuple(s for s in splits.values() if s))
     claim()  # the output folder: marked and locked before the first byte

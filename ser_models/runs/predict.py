@@ -27,8 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
+from ser_models.data.config import PoolConfig
+from ser_models.encoders import build_encoder
+from ser_models.encoders.content_hash import ALL_FILES, hash_files
+from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.failpoints import failpoint
@@ -46,11 +51,12 @@ from ser_models.io import (
 )
 from ser_models.names import safe_child
 from ser_models.ownership import deferred_claim
+from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 from ser_models.scoring.cache_keys import cache_states, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache
 from ser_models.scoring.predictions import prediction_table
-from ser_models.scoring.scorer import ScorerConfig
+from ser_models.scoring.scorer import SCORE_INPUT_AUDIO, PoolScorer, ScorerConfig, run_on_actor_pool
 
 PLAN_FILE = "plan.json"
 SUMMARY_FILE = "summary.json"
@@ -136,7 +142,6 @@ def checkpoint_identity(checkpoint: str) -> str:
     Hashed without the sidecar cache (the folder belongs to the run that trained it); predict reads it whole
     anyway.
     """
-    from ser_models.encoders.content_hash import ALL_FILES, hash_files
 
     folder = complete_dir(checkpoint, "model.json") or checkpoint  # the version load_checkpoint reads
     return "sha256:" + hash_files(folder, ALL_FILES, cache=False)
@@ -145,7 +150,6 @@ def checkpoint_identity(checkpoint: str) -> str:
 def plan_shards(pool, split: str, shard_rows: int) -> list[list[str]]:
     """Group the pool's Parquet files (of ``split``, or all) into shards of about ``shard_rows`` clips, in a
     fixed order (file names sorted): ``[[file, ...], ...]`` as full paths on the pool's filesystem."""
-    import pyarrow.parquet as pq
 
 
     fs, _ = filesystem(pool.data_dir)
@@ -167,8 +171,6 @@ def plan_shards(pool, split: str, shard_rows: int) -> list[list[str]]:
 def _score_files(files: list[str], fs, scorer, batch_size: int, columns: list[str]):
     """``backend=in_process``: ``scorer``'s output batches over ``files``, read ``batch_size`` rows at a time
     (one batch of audio in memory)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from ser_models.data.pool import fill_speaker_keys, speaker_sources
 
@@ -194,8 +196,6 @@ def _speaker_statistics(cfg: PredictJobConfig, pool, checkpoint: str, model_cfg,
         ``(scorer arguments, info)``: ``speaker_stats`` (and, with ``model.functionals``,
         ``functionals_speaker_stats``) files, and ``{"statistics", "speakers", "fallback_clips", "clips"}``.
     """
-    from ser_models.encoders import build_encoder
-    from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
     from ser_models.encoders.speaker_norm import SpeakerStatistics
     from ser_models.models.model import SPEAKER_STATS_FILE
 
@@ -294,10 +294,7 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
         ConfigError / PoolError: a bad input; a rerun whose plan no longer matches the pool.
     """
     from ser_models.data import Pool
-    from ser_models.data.config import PoolConfig
     from ser_models.models.model import EmotionModel
-    from ser_models.provenance import check_run
-    from ser_models.scoring.scorer import SCORE_INPUT_AUDIO, PoolScorer, run_on_actor_pool
 
     say = print if verbose else (lambda *_: None)
     t0 = time.perf_counter()

@@ -30,6 +30,8 @@ import io
 
 import pandas as pd
 
+from ser_models.data.ledger import LabelLedger
+from ser_models.data.manifest import SPLIT_KEYS
 from ser_models.exceptions import ConfigError
 from ser_models.io import exists, read_bytes, read_json, storage_path, write_bytes_atomic
 
@@ -75,7 +77,6 @@ class RunLabels:
         """The columns whose every value the labelled pool keeps in one split: the unit the run's sets took whole,
         none for sets drawn clip by clip, and the pool's own rule (:data:`~ser_models.data.manifest.SPLIT_KEYS`)
         otherwise."""
-        from ser_models.data.manifest import SPLIT_KEYS
 
         if self.disjoint_by is None:
             return SPLIT_KEYS
@@ -115,7 +116,6 @@ def read_run_labels(run_dir: str, pool_dir: str, dimensions: tuple[str, ...] = (
             set in it, or a pool that is not the one the run labelled.
     """
     from ser_models.data import Pool
-    from ser_models.data.ledger import LabelLedger
     from ser_models.data.pool import speaker_key
 
     run = storage_path(run_dir)

@@ -16,15 +16,15 @@ from __future__ import annotations
 import sys
 
 from ser_models.config import parse_job_args
+from ser_models.formats.ingest import read_as_ours
 from ser_models.runtime import connect_ray
 from ser_models.segment.config import SegmentConfig
+from ser_models.segment.recordings import read_recordings
+from ser_models.segment.run import check_segment_output, claim_segment_output, segment_archive
 
 
 def main(argv: list[str] | None = None):
     cfg = parse_job_args(SegmentConfig, sys.argv[1:] if argv is None else argv, "jobs.segment")
-    from ser_models.formats.ingest import read_as_ours
-    from ser_models.segment.recordings import read_recordings
-    from ser_models.segment.run import check_segment_output, claim_segment_output, segment_archive
 
     check_segment_output(cfg)  # a folder that is not a segment output of ours: refused before anything is read
     # A Lhotse manifest: imported into the output folder, under its claim.

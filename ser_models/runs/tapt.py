@@ -13,9 +13,11 @@ import sys
 import time
 
 from ser_models.config import parse_job_args, to_yaml
+from ser_models.data import Pool
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.ownership import deferred_claim
 from ser_models.pretraining.tapt_config import TaptJobConfig
+from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 
 
@@ -34,9 +36,7 @@ TAPT_LAYOUT = ("encoder", "metrics.json", "tapt_loss.png", "ray_train", "checkpo
 
 
 def _run(cfg, t0: float, claim) -> dict:
-    from ser_models.data import Pool
     from ser_models.pretraining.tapt import TAPT_COLUMNS, run_tapt
-    from ser_models.provenance import check_run
 
     pool = Pool.open(cfg.pool_dir)  # checked before Ray starts: a wrong path fails in a second
     meta = pool.metadata(columns=["utt_id", "duration"], split=cfg.split)

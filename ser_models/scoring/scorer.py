@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ser_models.config import RESULT, SPEED, field
+from ser_models.config import RESULT, SPEED, field, from_dict
 from ser_models.exceptions import ConfigError, PoolError
 from ser_models.failpoints import pausepoint
 from ser_models.io import read_parquet, write_parquet_atomic
@@ -229,7 +229,6 @@ class PoolScorer:
                  allow_tf32: bool = True):
         import torch
 
-        from ser_models.config import from_dict
         from ser_models.data.clips import is_frame_shape
         from ser_models.devices import actor_device, log_device
         from ser_models.encoders import FRAME_RATE

@@ -30,8 +30,10 @@ import pandas as pd
 import pyarrow as pa
 
 from ser_models.config import strip_user_info, to_dict, to_yaml
+from ser_models.data.manifest import read_table
 from ser_models.exceptions import AudioError
 from ser_models.failpoints import pausepoint
+from ser_models.formats.ingest import read_as_ours
 from ser_models.io import (
     exists,
     join,
@@ -221,7 +223,6 @@ def segment_archive(cfg: SegmentConfig, verbose: bool = True, source: str | None
         ForeignFolderError: ``output_dir`` holds things this platform did not make (nothing is written there).
         LockHeldError: another process is segmenting into ``output_dir``.
     """
-    from ser_models.formats.ingest import read_as_ours
 
     t0 = time.perf_counter()
     out = storage_path(cfg.output_dir)
@@ -355,7 +356,6 @@ def _drop_unlabelled(segments: pd.DataFrame, which: str) -> tuple[pd.DataFrame, 
 
 
 def _read_annotations(path: str) -> pd.DataFrame:
-    from ser_models.data.manifest import read_table
 
     df, _ = read_table(path, "annotations file", allow_empty=True)
     for col in ("start", "end"):

@@ -15,12 +15,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 import torch
 
 from ser_models.adapters import AdapterConfig
+from ser_models.data import Pool, PoolConfig, generate_corpus, prepare_pool
+from ser_models.data.clips import ClipSet
+from ser_models.data.synth import generate_archive
 from ser_models.encoders import EncoderConfig
 from ser_models.models.model import ModelConfig
 from ser_models.ownership import claim_output
+from ser_models.provenance import check_run
+from ser_models.segment import SegmentConfig, segment_archive
 
 
 def tiny_model_config(source: str = "tiny-wav2vec2", adapter: str = "lora", *, pooling: str = "mean",
@@ -58,9 +65,7 @@ def tone_clips(n: int, seed: int, seconds: tuple[float, float] = (0.5, 0.8), noi
         seconds: ``(shortest, longest)`` clip length (s).
         noise: white-noise amplitude added to each tone (0 = none, and no draw for it).
     """
-    import numpy as np
 
-    from ser_models.data.clips import ClipSet
 
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
@@ -137,7 +142,6 @@ class DemoPool:
 
     def open(self):
         """The prepared ``ser_models.data.Pool`` (cheap: reads ``summary.json`` only)."""
-        from ser_models.data import Pool
 
         return Pool.open(self.pool_dir)
 
@@ -174,7 +178,6 @@ def build_demo_pool(root: str | Path, n: int = DEMO_N, seed: int = DEMO_SEED) ->
         n: clips in the corpus (>= 12).
         seed: corpus seed.
     """
-    from ser_models.data import PoolConfig, generate_corpus, prepare_pool
 
     root = Path(root)
     if root in _DEMO_POOLS:
@@ -303,7 +306,6 @@ def write_m4a(path: str | Path, wav, sample_rate: int) -> None:
     decoded file is about 1024 samples longer and later than ``wav``.
     """
     import av
-    import numpy as np
 
     data = np.asarray(wav, dtype=np.float32)
     data = data[:, None] if data.ndim == 1 else data
@@ -318,8 +320,6 @@ def write_m4a(path: str | Path, wav, sample_rate: int) -> None:
 def write_long_recording(path: str | Path, seconds: float, seed: int = 0, sample_rate: int = 16000) -> None:
     """A mono PCM16 WAV of ``seconds``: a noise floor with a 1 s tone burst every 5 s, written in 60 s blocks
     (so writing a many-hour file holds one block). For memory and throughput tests, not for accuracy."""
-    import numpy as np
-    import soundfile as sf
 
     rng = np.random.default_rng(seed)
     block = 60 * sample_rate
@@ -337,9 +337,6 @@ def build_segment_pool(root: str | Path, seed: int = 11, audio_format: str = "pc
     """A small pool of segments: a generated archive (``n_episodes`` short episodes, one two-channel call; with 7
     or more episodes their shows fill train, dev and test) under ``root/archive``, segmented by ``jobs.segment``'s code into ``root/segments`` with labels by overlap, and
     prepared into ``root/pool``. Needs a running Ray. Returns the pool folder."""
-    from ser_models.data import PoolConfig, prepare_pool
-    from ser_models.data.synth import generate_archive
-    from ser_models.segment import SegmentConfig, segment_archive
 
     root = Path(root)
     info = generate_archive(root / "archive", seed=seed, n_episodes=n_episodes, n_calls=1, episode_minutes=(0.4, 0.5),
@@ -354,7 +351,6 @@ def build_segment_pool(root: str | Path, seed: int = 11, audio_format: str = "pc
 def claimed_check_run(folder, job: str, *args, **kwargs):
     """:func:`ser_models.provenance.check_run` as a job calls it: on ``folder`` claimed (a marked ``run``
     folder whose lock this process holds) for the call."""
-    from ser_models.provenance import check_run
 
     with claim_output(folder, "run"):
         return check_run(folder, job, *args, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -99,7 +100,6 @@ def seed_epoch(seed: int, epoch: int):
     dropout and masks an uninterrupted run would. numpy's global RNG is seeded too: HF speech encoders draw
     their SpecAugment masks from it in train mode.
     """
-    import numpy as np
 
     me = rank()
     mixed = seed * 100_003 + epoch * 31 + me

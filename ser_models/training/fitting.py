@@ -18,6 +18,7 @@ from torch import nn
 from ser_models.data.clips import ClipSet, collect_clips
 from ser_models.exceptions import TrainingError
 from ser_models.failpoints import pausepoint
+from ser_models.heads import soft_cross_entropy
 from ser_models.heads.dimensional import dimensional_loss
 from ser_models.metrics import balanced_nll, classification_metrics, regression_metrics
 from ser_models.precision import autocast, configure_device, pin_for
@@ -214,7 +215,6 @@ def training_loss(logits: torch.Tensor, dims: torch.Tensor, batch, class_loss: n
     loss = logits.new_zeros(())
     if logits.shape[1]:
         if batch.soft is not None:  # several annotators' vote shares
-            from ser_models.heads import soft_cross_entropy
 
             loss = loss + soft_cross_entropy(logits, batch.soft, getattr(class_loss, "weight", None))
         else:

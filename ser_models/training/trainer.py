@@ -42,6 +42,7 @@ from ser_models.ownership import discard_staging, make_staging
 from ser_models.runtime import cluster_cpus
 from ser_models.training.config import ScalingConfig, TrainConfig
 from ser_models.training.distributed import GPU_BACKEND
+from ser_models.training.in_process import train_in_process
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
 
 
@@ -131,7 +132,6 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
     if train_rows is None:
         train_rows = feeds["train"].count()
     if scaling.backend == "in_process":
-        from ser_models.training.in_process import train_in_process
 
         t0 = time.perf_counter()
         metrics = train_in_process(model_cfg, train_cfg, feeds, output_dir, class_counts=class_counts,
@@ -234,7 +234,6 @@ def held_on_driver_node(ds):
     small (``scaling.stream_above_clips`` bounds it), and blocks put by the driver live as long as the driver's
     node. The driver holds one block at a time.
     """
-    import ray
     import ray.data
 
     held = ray.data.from_arrow_refs([ray.put(ray.get(ref)) for ref in ds.to_arrow_refs()])

@@ -8,10 +8,10 @@ import sys
 from ser_models.config import parse_job_args
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.tune.config import SweepConfig
+from ser_models.tune.sweep import run_sweep
 
 
 def main(argv: list[str] | None = None):
     cfg = resolve_encoder_names(parse_job_args(SweepConfig, sys.argv[1:] if argv is None else argv, "jobs.sweep"))
-    from ser_models.tune.sweep import run_sweep
 
     return run_sweep(cfg).frame

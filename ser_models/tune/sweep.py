@@ -21,13 +21,22 @@ import math
 import time
 from dataclasses import dataclass, replace
 
-from ser_models.config import from_dict, path_kind, resolve_path_value, resolve_paths, to_dict, to_yaml
+from ser_models.config import (
+    from_dict,
+    path_kind,
+    resolve_path_value,
+    resolve_paths,
+    speed_only_keys,
+    to_dict,
+    to_yaml,
+)
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import filesystem, is_local, local_path, storage_path
 from ser_models.ownership import deferred_claim
+from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 from ser_models.tune.config import PBT_MUTABLE, SweepConfig
-from ser_models.tune.space import check_against, grid_size, param_space, parse_search
+from ser_models.tune.space import apply_values, check_against, grid_size, param_space, parse_search
 from ser_models.tune.targets import DIMENSIONAL_DEFAULT_METRIC, TARGETS, TrialSpec
 
 
@@ -157,7 +166,6 @@ def _pbt_mutations(cfg: SweepConfig, base_cfg, params) -> tuple:
 
 def _max_time(target, schema, base: dict, params) -> int:
     """The most time units any trial can run (the space's largest epochs / rounds)."""
-    from ser_models.tune.space import apply_values
 
     best = target.max_time(from_dict(schema, base))
     for p in params:
@@ -392,8 +400,6 @@ def _run_sweep(cfg: SweepConfig, *, verbose: int = 1, claim=lambda: None):
     """
     from ray import tune
 
-    from ser_models.config import speed_only_keys
-    from ser_models.provenance import check_run
     from ser_models.tune.report import write_report
     from ser_models.tune.results import print_leaderboard, results_frame, write_best, write_results
 

@@ -109,12 +109,17 @@ def _assert_the_models_own(pred, checkpoint, demo_pool, step: int = 7) -> None:
 
 
 def test_in_process_backend_predicts_what_the_model_does_without_ray(demo_pool, checkpoint, tmp_path, monkeypatch):
+    import ser_models.runs.predict
     import ser_models.runtime
 
     def no_ray(*_, **__):
         raise AssertionError("backend=in_process connected to Ray")
 
-    monkeypatch.setattr(ser_models.runtime, "connect_ray", no_ray)
+    real = ser_models.runtime.connect_ray
+    for module in list(sys.modules.values()):  # every module that imported it by name (runs.predict does)
+        if getattr(module, "connect_ray", None) is real:
+            monkeypatch.setattr(module, "connect_ray", no_ray)
+    assert ser_models.runs.predict.connect_ray is no_ray
     out = tmp_path / "local"
     summary = run_predict(_config(checkpoint, out, pool_dir=demo_pool.pool_dir, backend="in_process"))
     pred = _read(out)

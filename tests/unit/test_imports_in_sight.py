@@ -2,12 +2,12 @@
 library keeps one only where it pays for itself:
 
 * it defers a heavy import (:data:`HEAVY`: torch, Ray, transformers, pandas, pyarrow's dataset layer, ...), itself
-  or through the library module it names, whose own top-level imports reach one; ``jobs.<job> --help``, a Ray
-  worker and the serving install stay light that way;
+  or through the library module it names, whose own top-level imports reach one that the importing module's own
+  top does not load already; ``jobs.<job> --help``, a Ray worker and the serving install stay light that way;
 * it breaks a circle: the imported module already imports this one at its top;
 * it names a third-party package that is light but optional or absent from the serving install (optuna,
-  huggingface_hub, psutil, pyarrow and numpy in the ONNX runtime, ...): that decision belongs to the install
-  extras, not to this test.
+  huggingface_hub, psutil, pyarrow and numpy in the ONNX runtime, ...) and that the module's top does not import
+  already: that decision belongs to the install extras, not to this test.
 
 Every other import of a library or standard-library module sits at the top of its file. ``from pkg import name``
 of a package with lazy exports (``ser_models.data``, ``ser_models.scoring``, ...) is judged by the module the name
@@ -80,7 +80,7 @@ def _imports(module: str) -> tuple[list[str], list[tuple[int, ast.AST]]]:
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            if isinstance(child, ast.If) and ast.unparse(child.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
                 continue
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 if in_function:
@@ -125,16 +125,18 @@ def _heavy(names: set[str]) -> bool:
 def _why_deferred(module: str, target: str) -> str | None:
     """Why ``module`` may import ``target`` inside a function, or None when it should import it at its top."""
     root = target.split(".")[0]
+    has, has_outside = _loads(module)  # what importing ``module`` runs already
     if root == "ser_models":
-        loaded, outside = _loads(_resolve(target))
-        if _heavy(outside):
-            return "defers a heavy import"
+        resolved = _resolve(target)
+        loaded, outside = _loads(resolved)
         if module in loaded:
             return "breaks a circle"
-        return None
+        if resolved in has:
+            return None  # the module's own top already loads it: the import inside defers nothing
+        return "defers a heavy import" if _heavy(outside - has_outside) else None
     if root in sys.stdlib_module_names:
         return "exists on some systems only" if root in PLATFORM_ONLY else None
-    return "a third-party package"
+    return None if target in has_outside else "a third-party package"
 
 
 def hidden_imports() -> list[str]:
