@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
+from ser_models.data.inputs import AUDIO
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.failpoints import failpoint
@@ -350,7 +351,7 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
 
     fs, _ = filesystem(pool.data_dir)
     columns, speaker_info = SCORE_INPUT_AUDIO, None
-    kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, feature_shape=None, mc_samples=0,
+    kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, inputs=AUDIO, mc_samples=0,
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0, encoder_source=encoder_source,
                   num_gpus=cfg.scorer.num_gpus, precision=cfg.scorer.precision, allow_tf32=cfg.scorer.allow_tf32)
