@@ -51,16 +51,17 @@ ABLATIONS = ["no_distill", "no_clusters", "mean_pool", "no_wap"]
 LABELS = ["neutral", "happy", "angry", "sad"]
 
 
-def load_split(cache, pool, split: str, feature_shape):
+def load_split(cache, pool, split: str):
     """A split's cached rows with labels as a ClipSet (the benchmark holds the 720-clip pool's frames)."""
     import pyarrow as pa
 
     from ser_models.data.clips import collect_clips
+    from ser_models.scoring.feature_cache import model_inputs
 
     meta = pool.metadata(columns=["utt_id", "label"], split=split)
     ds = cache.dataset(targets=pa.Table.from_pandas(meta[["utt_id", "label"]], preserve_index=False))
     return collect_clips(ds.iter_batches(batch_size=256, batch_format="numpy"), LABELS,
-                         feature_shape=feature_shape).sorted_by_id()
+                         inputs=model_inputs(cache)).sorted_by_id()
 
 
 def subset(clips, fraction: float, seed: int):
@@ -156,9 +157,8 @@ def main(argv=None) -> Path | None:
     pooled_cache = FeatureCache(work / "cache", feature_cache_key(pool, encoder))
     pooled_cache.build(pool.dataset(None), base, encoder.num_layers)
     print(f"caches ready in {time.perf_counter() - t0:.0f}s")
-    fshape, pshape = frames_cache.shape, pooled_cache.shape
-    splits = {s: load_split(frames_cache, pool, s, fshape) for s in ("train", "test")}
-    psplits = {s: load_split(pooled_cache, pool, s, pshape) for s in ("train", "test")}
+    splits = {s: load_split(frames_cache, pool, s) for s in ("train", "test")}
+    psplits = {s: load_split(pooled_cache, pool, s) for s in ("train", "test")}
     train_ids = splits["train"].ids
     audio_hours = float(pool.metadata(columns=["duration"], split="train")["duration"].sum()) / 3600
     fmean, fstd, fn = frames_cache.statistics(train_ids)

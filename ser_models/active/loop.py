@@ -79,7 +79,7 @@ from ser_models.models.encoder_reuse import base_encoder
 from ser_models.models.model import reads_speakers
 from ser_models.planning.run_evaluation import RunEvaluation, without_ids
 from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_supported, feature_cache_key
-from ser_models.scoring.feature_cache import FeatureCache
+from ser_models.scoring.feature_cache import FeatureCache, model_inputs
 from ser_models.scoring.feature_stats import write_run_statistics
 from ser_models.scoring.scored_pool import ScoredPool
 from ser_models.scoring.scorer import Scores, score_dataset
@@ -233,10 +233,10 @@ class ActiveLearningLoop:
         if self.cache is None:
             train = self.pool.labelled(ledger)
             if self.cross:
-                return {**self.cross_feeds.feeds(train, self.dimensions), **self._dev_test}, None
-            return {"train": train, **self._dev_test}, None
+                return {**self.cross_feeds.feeds(train, self.dimensions), **self._dev_test}, model_inputs(None)
+            return {"train": train, **self._dev_test}, model_inputs(None)
         feeds = {"train": self.cache.dataset(targets=ledger.targets()), **self._dev_test}
-        return feeds, self.cache.shape
+        return feeds, model_inputs(self.cache)
 
     def _score_input(self):
         """Every training clip (labelled ones too: k-center uses them as centres), without labels."""
@@ -246,8 +246,8 @@ class ActiveLearningLoop:
             held_out = pa.array(sorted(self.held_out), pa.string())  # never scored, so never selected
             ds = ds.map_batches(without_ids, fn_kwargs={"ids": held_out}, batch_format="pyarrow", zero_copy_batch=True) \
                 if self.held_out else ds
-            return ds, None
-        return self.cache.dataset(ids=self.train_ids), self.cache.shape
+            return ds, model_inputs(None)
+        return self.cache.dataset(ids=self.train_ids), model_inputs(self.cache)
 
     def _source_rows(self) -> int:
         """Training rows the source group adds to every cross-lingual round (0 otherwise)."""
@@ -289,11 +289,11 @@ class ActiveLearningLoop:
             ids = sorted(self.budget.within(ids, self.targets[0], "the initial set"))
         else:
             # AFTER's cold start: cluster the (TAPT) encoder's pooled features of the unlabelled pool.
-            ds, shape = self._score_input()
+            ds, inputs = self._score_input()
             scores = score_dataset(ds, None, self.active.scorer, model_cfg=to_dict(self.model_cfg),
-                                   feature_shape=shape, seed=self.active.seed, verbose=self.verbose,
+                                   inputs=inputs, seed=self.active.seed, verbose=self.verbose,
                                    in_process=self.in_process, keep_pooled=True,
-                                   transcripts=shape is None and self.model_cfg.text.enabled,
+                                   transcripts=inputs.is_audio and self.model_cfg.text.enabled,
                                    speakers=reads_speakers(self.model_cfg),
                                    functionals=reads_functionals(self.model_cfg))
 
@@ -329,11 +329,11 @@ class ActiveLearningLoop:
         t0 = time.perf_counter()
         pseudo, pseudo_report = self._pseudo_labels(r, ledger)
         training = ledger if pseudo is None else TrainingTargets.of(ledger, pseudo)
-        feeds, shape = self._datasets(training)
+        feeds, inputs = self._datasets(training)
         counts = self._class_counts(training)
         init = (self.round_dir(r - 1) / "train" / "checkpoint") if (self.active.warm_start and r > 0) else None
         result = train_model(self.model_cfg, self.train_cfg, self.scaling, feeds, folder / "train",
-                             class_counts=counts, feature_shape=shape, init_checkpoint=init, plots=self.plots,
+                             class_counts=counts, inputs=inputs, init_checkpoint=init, plots=self.plots,
                              run_name=f"round{r:03d}", train_rows=len(training) + self._source_rows(),
                              verbose=self.verbose, anchoring=self._anchoring(), soft_labels=self._soft(training))
         seconds["train"] = time.perf_counter() - t0
@@ -452,10 +452,10 @@ class ActiveLearningLoop:
         if exists(scores_path):
             return Scores.load(scores_path)
         labelled = self.ledger.as_of(r + 1)
-        feeds, shape = self._datasets(labelled)
+        feeds, inputs = self._datasets(labelled)
         feeds = {name: ds for name, ds in feeds.items() if name not in ("dev", "test")}
         result = train_model(self.model_cfg, train_cfg, self.scaling, feeds, folder / "train",
-                             class_counts=self._class_counts(labelled), feature_shape=shape,
+                             class_counts=self._class_counts(labelled), inputs=inputs,
                              run_name=f"round{r:03d}_{folder.name.replace('=', '')}", plots=self.plots,
                              train_rows=len(labelled) + self._source_rows(), verbose=False,
                              anchoring=self._anchoring(), soft_labels=self._soft(labelled))
@@ -466,10 +466,10 @@ class ActiveLearningLoop:
         (read back when it exists: a resumed round does not score again)."""
         if exists(scores_path):
             return Scores.load(scores_path)
-        ds, shape = self._score_input()
-        scores = score_dataset(ds, checkpoint_dir, self.active.scorer, feature_shape=shape,
+        ds, inputs = self._score_input()
+        scores = score_dataset(ds, checkpoint_dir, self.active.scorer, inputs=inputs,
                                seed=self.active.seed + r, verbose=verbose, in_process=self.in_process,
-                               transcripts=shape is None and self.model_cfg.text.enabled,
+                               transcripts=inputs.is_audio and self.model_cfg.text.enabled,
                                speakers=reads_speakers(self.model_cfg),
                                functionals=reads_functionals(self.model_cfg), total=len(self.train_ids))
         scores.save(scores_path)
@@ -516,12 +516,13 @@ class ActiveLearningLoop:
             probs = np.asarray(table.column("probs").to_pylist(), np.float32)
         else:
             if scores is None:
-                ds, shape = (self.cache.dataset(ids=self.stop_ids), self.cache.shape) if self.cache is not None \
-                    else (self.pool.dataset("train", where={**self.where, "utt_id": self.stop_ids}), None)
+                ds = self.cache.dataset(ids=self.stop_ids) if self.cache is not None \
+                    else self.pool.dataset("train", where={**self.where, "utt_id": self.stop_ids})
+                inputs = model_inputs(self.cache)
                 scores = score_dataset(ds, checkpoint_dir, dataclasses.replace(self.active.scorer, mc_samples=0),
-                                       feature_shape=shape, seed=self.active.seed + r, verbose=False,
+                                       inputs=inputs, seed=self.active.seed + r, verbose=False,
                                        in_process=self.in_process, keep_embedding=False,
-                                       transcripts=shape is None and self.model_cfg.text.enabled,
+                                       transcripts=inputs.is_audio and self.model_cfg.text.enabled,
                                        speakers=reads_speakers(self.model_cfg),
                                        functionals=reads_functionals(self.model_cfg))
             pos = pd.Index(scores.ids.astype(str)).get_indexer(self.stop_ids)

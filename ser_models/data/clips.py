@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.data.pool import speaker_key
 from ser_models.exceptions import TrainingError
 
@@ -22,19 +23,6 @@ from ser_models.exceptions import TrainingError
 AUDIO_INPUT_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples"]
 AUDIO_COLUMNS = [*AUDIO_INPUT_COLUMNS, "label"]
 FEATURE_COLUMNS = ["utt_id", "features", "label"]
-
-
-def is_frame_shape(feature_shape) -> bool:
-    """True for the frame cache's ``(-1, L, D)`` (float16 frames ``[F, L, D]`` per clip), False for the pooled
-    cache's ``(L, D)`` (float32 per-layer means)."""
-    return feature_shape is not None and len(feature_shape) == 3
-
-
-def decode_features(raw: bytes, feature_shape) -> np.ndarray:
-    """One clip's cached features: ``[L, D]`` float32 (pooled) or ``[F, L, D]`` float16 (frames)."""
-    if is_frame_shape(feature_shape):
-        return np.frombuffer(raw, dtype=np.float16).reshape(-1, *feature_shape[1:])
-    return np.frombuffer(raw, dtype=np.float32).reshape(feature_shape)
 
 
 def training_columns(feature_mode: bool, dimensions: Sequence[str] = (), text: bool = False,
@@ -121,7 +109,7 @@ class ClipSet:
         return np.fromiter((len(a) for a in self.audio), np.int64, len(self.audio))
 
 
-def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape: tuple[int, int] | None = None,
+def collect_clips(batches: Iterable[dict], labels: Sequence[str], inputs: ModelInputs = AUDIO,
                   require_labels: bool = True, dimensions: Sequence[str] = ()) -> ClipSet:
     """Materialise numpy batches (from ``DataIterator.iter_batches``) into a :class:`ClipSet`.
 
@@ -129,7 +117,8 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
         batches: dicts of numpy columns; audio mode needs ``utt_id, audio, audio_format``, feature mode
             ``utt_id, features`` (float32 bytes of a [L, D] array, or float16 bytes of [F, L, D] frames).
         labels: the label set; ``label`` values are mapped to their index ([] = no categorical targets).
-        feature_shape: (L, D) in pooled feature mode, (-1, L, D) in frame mode, None in audio mode.
+        inputs: what the rows carry: audio (the default), cached pooled ``[L, D]`` or cached frames
+            ``[F, L, D]`` (:class:`~ser_models.data.inputs.ModelInputs`).
         require_labels: raise if a clip lacks a target the model trains on (a label when ``labels`` is set,
             a value of each of ``dimensions``), or has a label outside ``labels``.
         dimensions: dimensional columns to read into ``ClipSet.targets`` (``model.dimensions``).
@@ -175,8 +164,8 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
             else:
                 ys.append(index[raw])
             soft_rows.append(_soft_row(batch, j, uid, index) if index and "soft_label" in batch else None)
-            if feature_shape is not None:
-                feats.append(decode_features(batch["features"][j], feature_shape))
+            if inputs.is_cached:
+                feats.append(inputs.decode(batch["features"][j]))
             else:
                 fmt = batch["audio_format"][j]
                 data = batch["audio"][j]
@@ -194,10 +183,10 @@ def collect_clips(batches: Iterable[dict], labels: Sequence[str], feature_shape:
     if any(row is not None for row in soft_rows):
         eye = np.eye(len(index), dtype=np.float32)
         clips.soft = np.stack([row if row is not None else eye[y] for row, y in zip(soft_rows, ys)])
-    if is_frame_shape(feature_shape):
+    if inputs.is_frames:
         clips.frames = feats
-    elif feature_shape is not None:
-        clips.features = (np.stack(feats) if feats else np.zeros((0, *feature_shape), np.float32))
+    elif inputs.is_cached:
+        clips.features = (np.stack(feats) if feats else np.zeros((0, *inputs.shape), np.float32))
     else:
         clips.audio = audio
     return clips

@@ -55,6 +55,7 @@ from ser_models.adapters.config import WapConfig
 from ser_models.adapters.wap import WAPTransformer, save_wap
 from ser_models.config import from_dict, to_dict
 from ser_models.data.clips import ClipSet, collect_clips
+from ser_models.data.inputs import ModelInputs
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask as valid_frames
 from ser_models.io import StoragePath, save_figure
@@ -62,6 +63,7 @@ from ser_models.pretraining.driver import PretrainLayout, PretrainTraining, Say,
 from ser_models.pretraining.kmeans_targets import fit_kmeans
 from ser_models.pretraining.pretraining import TaptState, pretrain, resume_from_checkpoint, save_progress
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
+from ser_models.scoring.feature_cache import model_inputs
 from ser_models.training.batching import StreamingClips, iterate_batches
 from ser_models.training.distributed import is_distributed, rank
 
@@ -326,8 +328,9 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     """Ray Train worker: pre-train the adapter on this worker's shard of ``train`` (cached frames).
 
     Args:
-        config: ``{"wap": WapConfig dict, "pretrain": AdapterPretrainConfig dict, "shape": [-1, L, D],
-            "mean", "std": [L, D] lists, "stats_clips": int, "threads": int, "stream_rows": int | None}``.
+        config: ``{"wap": WapConfig dict, "pretrain": AdapterPretrainConfig dict, "inputs": ModelInputs
+            dict (frames, shape [-1, L, D]), "mean", "std": [L, D] lists, "stats_clips": int, "threads": int,
+            "stream_rows": int | None}``.
 
     Returns:
         On rank 0 ``{"history", "clips", "final_loss"}``; ``{}`` elsewhere.
@@ -340,7 +343,8 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
     torch.set_num_threads(max(int(config.get("threads", 1)), 1))
     wap = from_dict(WapConfig, config["wap"])
     cfg = from_dict(AdapterPretrainConfig, config["pretrain"])
-    shape = tuple(config["shape"])
+    inputs = ModelInputs.from_dict(config["inputs"])
+    shape = inputs.shape  # (-1, L, D)
     me = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
     torch.manual_seed(cfg.optim.seed)  # identical initialisation on every replica
@@ -348,11 +352,11 @@ def adapter_pretrain_loop_per_worker(config: dict) -> dict:
                                          np.asarray(config["std"], np.float32), config.get("stats_clips", 1))
     shard = ray.train.get_dataset_shard("train")
     if config.get("stream_rows"):
-        clips = StreamingClips(shard, [], int(config["stream_rows"]), feature_shape=shape, require_labels=False,
+        clips = StreamingClips(shard, [], int(config["stream_rows"]), inputs=inputs, require_labels=False,
                                window=int(config.get("stream_window", 256)))
     else:
         clips = collect_clips(shard.iter_batches(batch_size=64, batch_format="numpy"), labels=[],
-                              feature_shape=shape, require_labels=False).sorted_by_id()
+                              inputs=inputs, require_labels=False).sorted_by_id()
     if me == 0:
         print(f"adapter pre-training on {len(clips)} clips per worker ({'streamed' if config.get('stream_rows') else 'held'})")
 
@@ -445,7 +449,7 @@ def run_adapter_pretrain(cache, train_ids: list[str], wap: WapConfig, cfg: Adapt
         t0 = time.perf_counter()
         mean, std, clips = cache.statistics(train_ids)
         say(f"adapter pre-training: frame statistics of {clips} training clips ({time.perf_counter() - t0:.1f}s)")
-        loop_config = {"wap": to_dict(wap), "pretrain": to_dict(cfg), "shape": list(cache.shape),
+        loop_config = {"wap": to_dict(wap), "pretrain": to_dict(cfg), "inputs": model_inputs(cache).to_dict(),
                        "mean": mean.tolist(), "std": std.tolist(), "stats_clips": clips,
                        "threads": scaling.cpus_per_worker}
         dataset = cache.dataset(ids=train_ids)

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_dict, to_yaml
 from ser_models.data import Pool
+from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.encoders import build_encoder
 from ser_models.encoders.functionals import reads_functionals
 from ser_models.encoders.pretrained import resolve_encoder_names
@@ -29,7 +30,7 @@ from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 from ser_models.scoring.cache_keys import cache_kind, cache_supported, feature_cache_key
-from ser_models.scoring.feature_cache import FeatureCache
+from ser_models.scoring.feature_cache import FeatureCache, model_inputs
 from ser_models.scoring.feature_stats import write_run_statistics
 from ser_models.training.config import ScalingConfig, TrainConfig
 
@@ -124,14 +125,14 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
               + (f"; dimensions {', '.join(cfg.model.dimensions)}" if cfg.model.dimensions else ""))
         print(to_yaml(cfg))
     splits = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
-    feature_shape = None
+    model_in = AUDIO
     if cfg.feature_cache_dir:
         if cfg.pretrain_adapter:
 
             cfg.model, _ = pretrain_adapter_stage(pool, cfg.model, cfg.adapter_pretrain, cfg.scaling,
                                                   f"{cfg.output_dir}/adapter_pretrain", cfg.feature_cache_dir,
                                                   verbose=verbose)
-        datasets, feature_shape, cache, num_layers = cached_datasets(
+        datasets, model_in, cache, num_layers = cached_datasets(
             pool, cfg.model, cfg.feature_cache_dir, splits, in_process=cfg.scaling.backend == "in_process",
             verbose=verbose)
         # Statistics the model standardises with and the config does not give: from the cache, no label read.
@@ -144,7 +145,7 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     result = train_model(cfg.model, cfg.train, cfg.scaling, datasets, cfg.output_dir, class_counts=counts,
                          train_rows=len(labels), run_name=run_name, verbose=verbose, report=report,
                          callbacks=callbacks, init_checkpoint=cfg.init_checkpoint or None,
-                         feature_shape=feature_shape)
+                         inputs=model_in)
     result.metrics.update(inputs)
     if not verbose:
         return result
@@ -156,10 +157,10 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
 
 
 def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, in_process: bool = False,
-                    verbose: bool = True) -> tuple[dict, tuple, object, int]:
+                    verbose: bool = True) -> tuple[dict, ModelInputs, object, int]:
     """Training and evaluation feeds read from the frozen encoder's cache (built over every split if missing):
     ``({"train" | "dev" | "test": Ray Dataset of utt_id, features (and functionals) and the targets},
-    feature_shape, the FeatureCache, the encoder's hidden states L)``.
+    the ModelInputs of the cache, the FeatureCache, the encoder's hidden states L)``.
 
     Raises:
         ConfigError: the model changes the encoder (no cache can serve it).
@@ -181,7 +182,7 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
         if split:
             meta = pool.metadata(columns=columns, split=split)
             feeds[name] = cache.dataset(targets=pa.Table.from_pandas(meta[columns], preserve_index=False))
-    return feeds, cache.shape, cache, encoder.num_layers
+    return feeds, model_inputs(cache), cache, encoder.num_layers
 
 
 def describe_inputs(model_cfg, pool, split: str) -> dict:

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.data.config import PoolConfig
+from ser_models.data.inputs import AUDIO
 from ser_models.encoders import build_encoder
 from ser_models.encoders.content_hash import ALL_FILES, hash_files
 from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
@@ -347,7 +348,7 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
 
     fs, _ = filesystem(pool.data_dir)
     columns, speaker_info = SCORE_INPUT_AUDIO, None
-    kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, feature_shape=None, mc_samples=0,
+    kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, inputs=AUDIO, mc_samples=0,
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0, encoder_source=encoder_source,
                   num_gpus=cfg.scorer.num_gpus, precision=cfg.scorer.precision, allow_tf32=cfg.scorer.allow_tf32)

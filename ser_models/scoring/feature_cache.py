@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models import ownership
+from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.exceptions import ConfigError, FeatureCacheMissError
 from ser_models.io import (
     exists,
@@ -138,8 +139,8 @@ class FeatureCache:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """``(L, D)`` of the pooled cache, ``(-1, L, D)`` of the frame cache (frames vary per clip): the
-        ``feature_shape`` that training and scoring take."""
+        """``(L, D)`` of the pooled cache, ``(-1, L, D)`` of the frame cache (frames vary per clip): the shape
+        of the :class:`~ser_models.data.inputs.ModelInputs` that training and scoring take (:func:`model_inputs`)."""
         meta = read_json(self.dir / "meta.json")
         shape = (int(meta["num_layers"]), int(meta["hidden_size"]))
         return (-1, *shape) if self.kind == "frames" else shape
@@ -460,10 +461,10 @@ class FeatureCache:
         streamed shard by shard (memory O(L x D), not O(clips)); returns ``(mean, std, clips)``. The frame
         cache gives the statistics of every frame (what frame-level standardisation needs). ``column=
         "functionals"``: those of the functionals, ``[1, 88]``."""
-        from ser_models.data.clips import decode_features
         from ser_models.encoders.standardizer import RunningMoments
 
         shape = self.column_shape(column)
+        inputs = ModelInputs.cached(shape)  # decodes the frame cache's clips
         moments = RunningMoments()
         clips = 0
         for batch in self.dataset(ids).iter_batches(batch_format="pyarrow", batch_size=256):
@@ -471,7 +472,7 @@ class FeatureCache:
                 continue
             clips += batch.num_rows
             if self.kind == "frames":
-                moments.add(np.concatenate([decode_features(b, shape) for b in batch.column("features").to_pylist()])
+                moments.add(np.concatenate([inputs.decode(b) for b in batch.column("features").to_pylist()])
                             .astype(np.float32))
             else:
                 moments.add(features_array(batch.column(column), shape))
@@ -508,3 +509,14 @@ class FeatureCache:
             return pa.table({"utt_id": pa.array([], pa.string()), "features": pa.array([], pa.binary()),
                              **({"functionals": pa.array([], pa.binary())} if self.functionals else {})})
         return pa.concat_tables(parts).sort_by("utt_id")
+
+
+def model_inputs(cache: FeatureCache | None) -> ModelInputs:
+    """What a model trained or scored from ``cache`` reads: its pooled ``[L, D]`` features or frames
+    ``[F, L, D]`` (by the cache's kind), or audio when there is no cache. The one place the inputs are built
+    from a run's cache, so training, scoring and pre-training agree on them.
+
+    Args:
+        cache: the run's frozen-encoder feature cache (built: its ``meta.json`` gives the shape), or None.
+    """
+    return AUDIO if cache is None else ModelInputs.cached(cache.shape)

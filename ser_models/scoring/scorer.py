@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.config import RESULT, SPEED, field, from_dict
+from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.exceptions import ConfigError, PoolError
 from ser_models.failpoints import pausepoint
 from ser_models.io import read_parquet, write_parquet_atomic
@@ -196,7 +197,7 @@ class PoolScorer:
         checkpoint_dir: an ``EmotionModel`` checkpoint (None = a freshly initialised model from ``model_cfg``,
             used for the cold start before anything is trained).
         model_cfg: ModelConfig dict, used only when ``checkpoint_dir`` is None.
-        feature_shape: (L, D) when rows carry cached pooled features instead of audio.
+        inputs: what the rows carry: audio (the default), or the cache's pooled features or frames.
         mc_samples: T MC-dropout passes.
         micro_batch_size: clips per forward pass (0 = :func:`auto_micro_batch` for the device).
         max_seconds: crop limit (s).
@@ -222,14 +223,13 @@ class PoolScorer:
     """
 
     def __init__(self, checkpoint_dir: str | None, model_cfg: dict | None = None,
-                 feature_shape: tuple[int, int] | None = None, mc_samples: int = 0, micro_batch_size: int = 0,
+                 inputs: ModelInputs = AUDIO, mc_samples: int = 0, micro_batch_size: int = 0,
                  max_seconds: float = 20.0, threads: int = 1, seed: int = 0, speaker_stats: str | None = None,
                  functionals_speaker_stats: str | None = None, encoder_source: str | None = None,
                  device: str | None = None, num_gpus: float = 0.0, precision: str = "fp32",
                  allow_tf32: bool = True):
         import torch
 
-        from ser_models.data.clips import is_frame_shape
         from ser_models.devices import actor_device, log_device
         from ser_models.encoders import FRAME_RATE
         from ser_models.models.model import EmotionModel, ModelConfig
@@ -255,7 +255,7 @@ class PoolScorer:
                                   "(model.functionals=none)")
             self.model.functionals_norm.speaker.set_statistics(SpeakerStatistics.load(functionals_speaker_stats))
         self.egemaps = None
-        if self.model.uses_functionals and not feature_shape:  # audio in: functionals computed here
+        if self.model.uses_functionals and inputs.is_audio:  # audio in: functionals computed here
             from ser_models.encoders.functionals import EgemapsExtractor
 
             self.egemaps = EgemapsExtractor(threads)
@@ -265,18 +265,18 @@ class PoolScorer:
         self.model.to(self.device).eval()
         self.precision = check_precision(precision, "scorer.precision")
         configure_device(self.device, allow_tf32)
-        self.feature_shape = tuple(feature_shape) if feature_shape else None
+        self.inputs = inputs
         self.mc_samples = mc_samples
         self.num_gpus = num_gpus
         # None = sized from free memory on the first batch (audio on CUDA); else a fixed size. Either way it
         # halves on an out-of-memory error (MicroBatcher): a clip's scores do not depend on its batch, so the
         # size changes speed only.
         micro = micro_batch_size or (
-            None if self.device.type == "cuda" and self.feature_shape is None
-            else auto_micro_batch(self.device.type, self.feature_shape is not None))
+            None if self.device.type == "cuda" and self.inputs.is_audio
+            else auto_micro_batch(self.device.type, self.inputs.is_cached))
         self.max_seconds = max_seconds
         # Lengths the batcher sees: samples of audio, frames of cached frames, nothing of pooled features.
-        self.rate = 16000 if self.feature_shape is None else (FRAME_RATE if is_frame_shape(self.feature_shape) else None)
+        self.rate = 16000 if self.inputs.is_audio else (FRAME_RATE if self.inputs.is_frames else None)
         self.batcher = None if micro is None else MicroBatcher(micro, "scorer", max_seconds, self.rate)
         self.max_samples = int(max_seconds * 16000)
         self.seed = seed
@@ -288,7 +288,7 @@ class PoolScorer:
         from ser_models.training.batching import make_batch
         from ser_models.training.micro_batches import MicroBatcher
 
-        clips = collect_clips([batch], self.model.cfg.labels, feature_shape=self.feature_shape,
+        clips = collect_clips([batch], self.model.cfg.labels, inputs=self.inputs,
                               require_labels=False)
         if self.egemaps is not None and clips.audio is not None:
             clips.functionals = np.concatenate([self.egemaps.clip(a) for a in clips.audio]) if len(clips) \
@@ -450,17 +450,18 @@ def _unfixed(col) -> np.ndarray:
 
 
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
-                  feature_shape: tuple[int, int] | None = None, seed: int = 0, verbose: bool = True,
+                  inputs: ModelInputs = AUDIO, seed: int = 0, verbose: bool = True,
                   in_process: bool = False, keep_pooled: bool = False, keep_embedding: bool = True,
                   transcripts: bool = False, speakers: bool = False, functionals: bool = False,
                   total: int | None = None) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
     Args:
-        ds: Ray Dataset of pool rows (audio mode) or cached features (``feature_shape`` given). Only the
+        ds: Ray Dataset of pool rows (audio mode) or cached features (``inputs`` names the cache). Only the
             audio/feature columns are read: labels never reach the scorer.
         checkpoint_dir: the round's model checkpoint (None = fresh model from ``model_cfg``).
         cfg: actor pool size, GPUs, batch sizes, MC samples.
+        inputs: what the rows carry: audio (the default), or the cache's pooled features or frames.
         in_process: call one :class:`PoolScorer` in this process instead of an actor pool (the loop's
             ``scaling.backend=in_process``: no actor start-up, for quick local runs).
         keep_pooled: gather the [N, D] pooled encoder vectors too (only the cold start needs them; at 1M
@@ -479,15 +480,15 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
     """
     t0 = time.perf_counter()
-    columns = SCORE_INPUT_FEATURES if feature_shape is not None else SCORE_INPUT_AUDIO
+    columns = SCORE_INPUT_FEATURES if inputs.is_cached else SCORE_INPUT_AUDIO
     if transcripts:
         columns = [*columns, "transcript"]
     if speakers:
         columns = [*columns, "speaker"]
-    if functionals and feature_shape is not None:
+    if functionals and inputs.is_cached:
         columns = [*columns, "functionals"]
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
-                  feature_shape=feature_shape, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
+                  inputs=inputs, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed, num_gpus=cfg.num_gpus,
                   precision=cfg.precision, allow_tf32=cfg.allow_tf32)
     batches = run_on_actor_pool(ds.select_columns(columns), PoolScorer, kwargs, cfg, in_process)

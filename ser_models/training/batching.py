@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ser_models.data.clips import ClipSet, collect_clips
+from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.training.micro_batches import MicroBatcher
 
 SAMPLE_RATE = 16000
@@ -229,19 +230,19 @@ class StreamingClips:
         labels: the label set (``[]`` for TAPT).
         rows: rows this worker reads per epoch (before any ``min_samples`` filtering): the epoch's step
             count comes from it.
-        feature_shape: (L, D) or (-1, L, D) in feature mode, None in audio mode.
+        inputs: what the rows carry: audio (the default), cached pooled ``[L, D]`` or cached frames.
         require_labels: as in :func:`collect_clips`.
         window: clips decoded at a time (rounded up to a whole number of length-bucketing windows).
         min_samples: drop clips shorter than this (TAPT's masking needs a minimum length).
         dimensions: as in :func:`collect_clips`.
     """
 
-    def __init__(self, shard, labels: Sequence[str], rows: int, feature_shape: tuple[int, int] | None = None,
+    def __init__(self, shard, labels: Sequence[str], rows: int, inputs: ModelInputs = AUDIO,
                  require_labels: bool = True, window: int = 256, min_samples: int = 0,
                  dimensions: Sequence[str] = ()):
         self.shard, self.labels, self.rows = shard, list(labels), int(rows)
         self.dimensions = list(dimensions)
-        self.feature_shape, self.require_labels = feature_shape, require_labels
+        self.inputs, self.require_labels = inputs, require_labels
         self.window, self.min_samples = max(int(window), 1), int(min_samples)
         self.dropped = 0  # short clips skipped, summed over the epochs read
         self.epochs_read = 0  # epochs started by iterate()
@@ -269,7 +270,7 @@ class StreamingClips:
         window = window or self.window
         shuffle = {} if seed is None else {"local_shuffle_buffer_size": window, "local_shuffle_seed": seed}
         for rows in self.shard.iter_batches(batch_size=window, batch_format="numpy", **shuffle):
-            clips = collect_clips([rows], self.labels, feature_shape=self.feature_shape,
+            clips = collect_clips([rows], self.labels, inputs=self.inputs,
                                   require_labels=self.require_labels, dimensions=self.dimensions)
             if self.min_samples and clips.audio is not None:
                 keep = np.flatnonzero(clips.lengths() >= self.min_samples)

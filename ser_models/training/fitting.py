@@ -310,7 +310,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
     select = cfg.selection_metric(bool(num_classes), bool(model.cfg.dimensions))
     if anchor is not None and anchor.weight == 0:
         anchor = None
-    if anchor is not None and (train.is_features if isinstance(train, ClipSet) else train.feature_shape is not None):
+    if anchor is not None and (train.is_features if isinstance(train, ClipSet) else train.inputs.is_cached):
         raise TrainingError("layer anchoring needs audio (the anchor layers train through the encoder's adapters); "
                             "it cannot train from the frozen-encoder feature cache")
     if anchor is not None and len(anchor.clips) < 2:

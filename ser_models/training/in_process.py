@@ -12,6 +12,7 @@ import weakref
 import torch
 
 from ser_models.data.clips import collect_clips
+from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.exceptions import ConfigError
 from ser_models.io import begin_dir_swap, commit_dir_swap, exists, storage_path, write_json_atomic
 from ser_models.training.batching import StreamingClips
@@ -34,23 +35,23 @@ from ser_models.training.state_io import load_state, save_state
 _READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _clips(ds, labels, feature_shape, dimensions=()):
+def _clips(ds, labels, inputs: ModelInputs, dimensions=()):
     if ds is None:
         return None
     from ray.data.dataset import MaterializedDataset
 
-    key = (tuple(labels), None if feature_shape is None else tuple(feature_shape), tuple(dimensions))
+    key = (tuple(labels), inputs, tuple(dimensions))
     if isinstance(ds, MaterializedDataset) and key in _READ.get(ds, {}):
         return _READ[ds][key]
     clips = collect_clips(ds.iter_batches(batch_size=256, batch_format="numpy"), labels, dimensions=dimensions,
-                          feature_shape=feature_shape).sorted_by_id()
+                          inputs=inputs).sorted_by_id()
     if isinstance(ds, MaterializedDataset):
         _READ.setdefault(ds, {})[key] = clips
     return clips
 
 
 def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, class_counts=None,
-                     feature_shape=None, init_checkpoint=None, threads: int = 1, use_gpu: bool = False,
+                     inputs: ModelInputs = AUDIO, init_checkpoint=None, threads: int = 1, use_gpu: bool = False,
                      verbose: bool = True, stream_rows: int | None = None, stream_window: int = 256,
                      report=None, anchoring: dict | None = None) -> dict:
     """Fit in this process; returns the same metrics dict as the Ray Train worker and leaves the model in
@@ -75,17 +76,17 @@ def train_in_process(model_cfg, train_cfg, datasets: dict, output_dir: str, *, c
     model = EmotionModel(model_cfg)
     if init_checkpoint:
         load_trainable_weights(model, trainable_weights(EmotionModel.load_checkpoint(init_checkpoint)))
-    if feature_shape is None:
+    if inputs.is_audio:
         model.check_gradients()
     labels, dims = model_cfg.labels, model_cfg.dimensions
     if stream_rows is not None:
-        train = StreamingClips(datasets["train"].iterator(), labels, stream_rows, feature_shape=feature_shape,
+        train = StreamingClips(datasets["train"].iterator(), labels, stream_rows, inputs=inputs,
                                dimensions=dims,
                                window=stream_window)
     else:
-        train = _clips(datasets["train"], labels, feature_shape, dims)
-    dev = _clips(datasets.get("dev"), labels, feature_shape, dims)
-    test = _clips(datasets.get("test"), labels, feature_shape, dims)
+        train = _clips(datasets["train"], labels, inputs, dims)
+    dev = _clips(datasets.get("dev"), labels, inputs, dims)
+    test = _clips(datasets.get("test"), labels, inputs, dims)
     output_dir = storage_path(output_dir)
     state_path = output_dir / "in_process" / STATE_FILE
     state = FitState()

@@ -10,6 +10,7 @@ import torch
 
 from ser_models.config import from_dict
 from ser_models.data.clips import collect_clips
+from ser_models.data.inputs import ModelInputs
 from ser_models.training.batching import StreamingClips
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import (
@@ -30,14 +31,14 @@ MODEL_DIR = "model"
 RESULT_FILE = "result.json"
 
 
-def _shard_clips(name: str, labels, feature_shape, dimensions=()):
+def _shard_clips(name: str, labels, inputs: ModelInputs, dimensions=()):
     import ray.train
 
     shard = ray.train.get_dataset_shard(name)
     if shard is None:
         return None
     clips = collect_clips(shard.iter_batches(batch_size=64, batch_format="numpy"), labels,
-                          feature_shape=feature_shape, dimensions=dimensions)
+                          inputs=inputs, dimensions=dimensions)
     return clips.sorted_by_id()
 
 
@@ -45,7 +46,7 @@ def train_loop_per_worker(config: dict) -> dict:
     """Fine-tune an ``EmotionModel`` on this worker's shard of ``train``; rank 0 evaluates ``dev``/``test``.
 
     Args:
-        config: ``{"model": ModelConfig dict, "train": TrainConfig dict, "feature_shape": [L, D] | None,
+        config: ``{"model": ModelConfig dict, "train": TrainConfig dict, "inputs": ModelInputs dict,
             "class_counts": [C], "init_checkpoint": dir | None, "threads": int, "anchoring": {"groups",
             "weight", "batch_size"} | None}`` (anchoring reads the ``anchor_target`` dataset).
 
@@ -61,7 +62,7 @@ def train_loop_per_worker(config: dict) -> dict:
     torch.set_num_threads(max(int(config.get("threads", 1)), 1))
     model_cfg = from_dict(ModelConfig, config["model"])
     train_cfg = from_dict(TrainConfig, config["train"])
-    feature_shape = tuple(config["feature_shape"]) if config.get("feature_shape") else None
+    inputs = ModelInputs.from_dict(config.get("inputs"))
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     device = ray.train.torch.get_device()
@@ -71,26 +72,26 @@ def train_loop_per_worker(config: dict) -> dict:
         # Warm start (an AL option): previous round's trainable weights.
         init = EmotionModel.load_checkpoint(config["init_checkpoint"])
         load_trainable_weights(model, trainable_weights(init))
-    if config.get("check_gradients", True) and feature_shape is None:
+    if config.get("check_gradients", True) and inputs.is_audio:
         model.check_gradients()
     labels, dims = model_cfg.labels, model_cfg.dimensions
     if config.get("stream_rows"):
         # Too large to hold: read the shard anew every epoch, one decoded window at a time.
         train = StreamingClips(ray.train.get_dataset_shard("train"), labels, int(config["stream_rows"]),
-                               feature_shape=feature_shape, dimensions=dims,
+                               inputs=inputs, dimensions=dims,
                                window=int(config.get("stream_window", 256)))
         if rank == 0:
             print(f"streaming {len(train)} training clips per worker, {train.window} decoded at a time")
     else:
-        train = _shard_clips("train", labels, feature_shape, dims)
+        train = _shard_clips("train", labels, inputs, dims)
     if config.get("eval_rows") is not None:  # streamed: evaluated window by window, never held
         window = int(config.get("stream_window", 256))
         dev, test = (StreamingClips(ray.train.get_dataset_shard(name), labels, config["eval_rows"][name],
-                                    feature_shape=feature_shape, dimensions=dims, window=window)
+                                    inputs=inputs, dimensions=dims, window=window)
                      if rank == 0 and name in config["eval_rows"] else None for name in ("dev", "test"))
     else:
-        dev = _shard_clips("dev", labels, feature_shape, dims) if rank == 0 else None
-        test = _shard_clips("test", labels, feature_shape, dims) if rank == 0 else None
+        dev = _shard_clips("dev", labels, inputs, dims) if rank == 0 else None
+        test = _shard_clips("test", labels, inputs, dims) if rank == 0 else None
 
     anchor = None
     if config.get("anchoring"):  # unlabelled target clips, whole on every worker (not split)

@@ -23,6 +23,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from ser_models.config import to_dict
 from ser_models.data.clips import AUDIO_INPUT_COLUMNS, training_columns
+from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.encoders.functionals import reads_functionals
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import (
@@ -72,7 +73,7 @@ def _feed(ds, name: str, columns, in_process: bool):
 
 def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datasets: dict[str, ray.data.Dataset],
                 output_dir: str | Path, *, class_counts: list[int] | None = None,
-                feature_shape: tuple[int, int] | None = None, init_checkpoint: str | Path | None = None,
+                inputs: ModelInputs = AUDIO, init_checkpoint: str | Path | None = None,
                 run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True,
                 report=None, callbacks: list | None = None, anchoring: dict | None = None,
                 soft_labels: bool = False, plots: bool = True) -> TrainResult:
@@ -83,11 +84,11 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
         train_cfg: training hyperparameters.
         scaling: workers, GPUs, failure retries.
         datasets: ``train`` (required), ``dev``, ``test`` Ray Datasets of pool rows (audio mode) or of cached
-            features (``feature_shape`` given). Only ``train`` is split across workers; rank 0 evaluates.
+            features (``inputs`` names the cache). Only ``train`` is split across workers; rank 0 evaluates.
         output_dir: local folder or ``pyarrow.fs`` URI (Ray Train's storage must be visible to every node on
             a cluster: use ``s3://``/``gs://`` or a shared filesystem path there).
         class_counts: [C] labelled training clips per class (class-weighted loss).
-        feature_shape: (L, D) of cached pooled features; None trains on audio.
+        inputs: what the rows carry: audio (the default), or the cache's pooled features or frames.
         init_checkpoint: warm-start from this model checkpoint's trainable weights.
         run_name: Ray Train run name under ``output_dir/ray_train``.
         train_rows: clips in ``datasets["train"]`` when the caller knows (None = counted here); above
@@ -120,9 +121,9 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
         raise TrainingError("datasets must contain 'train'")
 
     def columns(name: str) -> list[str]:  # only the training feed carries soft labels
-        return training_columns(feature_shape is not None, model_cfg.dimensions, model_cfg.text.enabled,
+        return training_columns(inputs.is_cached, model_cfg.dimensions, model_cfg.text.enabled,
                                 soft=soft_labels and name == "train", speakers=reads_speakers(model_cfg),
-                                functionals=reads_functionals(model_cfg) and feature_shape is not None)
+                                functionals=reads_functionals(model_cfg) and inputs.is_cached)
 
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")
@@ -135,7 +136,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
 
         t0 = time.perf_counter()
         metrics = train_in_process(model_cfg, train_cfg, feeds, output_dir, class_counts=class_counts,
-                                   feature_shape=feature_shape, init_checkpoint=init_checkpoint,
+                                   inputs=inputs, init_checkpoint=init_checkpoint,
                                    threads=scaling.cpus_per_worker, use_gpu=scaling.use_gpu, verbose=verbose,
                                    stream_rows=train_rows if train_rows > scaling.stream_above_clips else None,
                                    stream_window=scaling.stream_window, report=report, anchoring=anchoring)
@@ -146,7 +147,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
     loop_config = {
         "model": to_dict(model_cfg),
         "train": to_dict(train_cfg),
-        "feature_shape": list(feature_shape) if feature_shape is not None else None,
+        "inputs": inputs.to_dict(),
         "class_counts": class_counts,
         "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
         "threads": scaling.cpus_per_worker,

@@ -12,6 +12,7 @@ import torch
 from ser_models.adapters.config import WapConfig
 from ser_models.adapters.wap import WAPTransformer, load_wap_weights, save_wap
 from ser_models.data.clips import ClipSet, collect_clips
+from ser_models.data.inputs import ModelInputs
 from ser_models.exceptions import CheckpointError, ConfigError, TrainingError
 from ser_models.heads import AttentiveStatisticsPooling
 from ser_models.pretraining.adapter_pretrain import (
@@ -49,7 +50,7 @@ def test_frame_batches_pad_crop_and_round_trip_through_cache_bytes():
     clips = frame_clips(3)
     raw = {"utt_id": np.asarray(clips.ids, object),
            "features": np.asarray([f.tobytes() for f in clips.frames], object)}
-    back = collect_clips([raw], [], feature_shape=(-1, L, D), require_labels=False)
+    back = collect_clips([raw], [], inputs=ModelInputs.cached((-1, L, D)), require_labels=False)
     assert all(np.array_equal(a, b) for a, b in zip(back.frames, clips.frames))
     assert list(back.lengths()) == [len(f) for f in clips.frames]
     batch = make_batch(back, np.arange(3), None, None)

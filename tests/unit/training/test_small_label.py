@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ser_models.data.clips import ClipSet
+from ser_models.data.inputs import ModelInputs
 from ser_models.encoders.standardizer import RunningMoments, load_statistics, save_statistics
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.models.model import EmotionModel
@@ -244,19 +245,19 @@ def test_collect_clips_reads_soft_labels_and_refuses_bad_ones():
     batch = {"utt_id": np.array(["a", "b", "c"]), "label": np.array(["angry", "happy", "sad"], dtype=object),
              "features": np.array([f.tobytes() for f in feats], dtype=object),
              "soft_label": np.array(['{"angry": 0.5, "happy": 0.5}', None, '{"sad": 1.0}'], dtype=object)}
-    clips = collect_clips([batch], LABELS, feature_shape=(2, 4))
+    clips = collect_clips([batch], LABELS, inputs=ModelInputs.cached((2, 4)))
     np.testing.assert_allclose(clips.soft, [[0, 0.5, 0.5, 0], np.eye(4)[LABELS.index("happy")],
                                             np.eye(4)[LABELS.index("sad")]])
     b = make_batch(clips.subset([2, 0]), np.array([0, 1]), None, None)
     torch.testing.assert_close(b.class_targets, torch.tensor([np.eye(4)[LABELS.index("sad")], [0, 0.5, 0.5, 0]],
                                                               dtype=torch.float32))
-    plain = collect_clips([{k: v for k, v in batch.items() if k != "soft_label"}], LABELS, feature_shape=(2, 4))
+    plain = collect_clips([{k: v for k, v in batch.items() if k != "soft_label"}], LABELS, inputs=ModelInputs.cached((2, 4)))
     assert plain.soft is None and make_batch(plain, np.array([0]), None, None).class_targets.dtype == torch.long
     for bad, why in (('{"fear": 1.0}', "not in model.labels"), ('{"angry": 0.2}', "not a probability"),
                      ("oops", "unreadable")):
         with pytest.raises(TrainingError, match=why):
             collect_clips([{**batch, "soft_label": np.array([bad, None, None], dtype=object)}], LABELS,
-                          feature_shape=(2, 4))
+                          inputs=ModelInputs.cached((2, 4)))
 
 
 def test_soft_cross_entropy_weights_like_the_hard_label_loss():
