@@ -215,8 +215,10 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     layers = [base]
     if path is not None:
         path = Path(path)
-        layers += _file_layers(path)
-    n_file_layers = len(layers) - 1
+        files = _file_layers(path)
+        for file, layer in files:  # each named in the refusal: an old key may sit in an `extends:` parent
+            _refuse_renamed(schema, layer, f" (file {file})")
+        layers += [layer for _, layer in files]
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"overrides must look like key.sub=value, got {bad}")
@@ -227,8 +229,8 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
             layers.append(OmegaConf.from_dotlist(list(overrides)))
         except (OmegaConfBaseException, yaml.YAMLError) as exc:  # a value that is not YAML: `k={a:[1]}`
             raise ConfigError(f"cannot parse overrides {list(overrides)}: {exc}") from exc
-    for i, layer in enumerate(layers[1:], start=1):  # the file's layers, then the overrides
-        _refuse_renamed(schema, layer, f" (file {path})" if path is not None and i <= n_file_layers else "")
+    if overrides:
+        _refuse_renamed(schema, layers[-1])
     try:
         merged = OmegaConf.merge(*layers)
         obj = OmegaConf.to_object(merged)
@@ -243,9 +245,9 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     return obj  # type: ignore[return-value]
 
 
-def _file_layers(path: Path, chain: tuple[Path, ...] = ()) -> list:
-    """The YAML layers of ``path``: those of the file its top-level ``extends:`` names (relative to ``path``'s
-    folder), then its own values, which win (one recipe, several jobs' configs)."""
+def _file_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[tuple[Path, Any]]:
+    """``(file, layer)`` of the YAML layers of ``path``: those of the file its top-level ``extends:`` names
+    (relative to ``path``'s folder), then its own values, which win (one recipe, several jobs' configs)."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}" + (f" (extended by {chain[-1]})" if chain else ""))
     if path.resolve() in chain:
@@ -256,10 +258,10 @@ def _file_layers(path: Path, chain: tuple[Path, ...] = ()) -> list:
         raise ConfigError(f"cannot parse {path}: {exc}") from exc
     parent = conf.pop("extends", None) if isinstance(conf, DictConfig) else None
     if parent is None:
-        return [conf]
+        return [(path, conf)]
     if not isinstance(parent, str) or not parent:
         raise ConfigError(f"config {path}: 'extends' must name a YAML file, got {parent!r}")
-    return [*_file_layers(path.parent / parent, (*chain, path.resolve())), conf]
+    return [*_file_layers(path.parent / parent, (*chain, path.resolve())), (path, conf)]
 
 
 #: A job's ``--verbose`` flag: Ray Data's progress bars and its INFO lines come back (they are off by default

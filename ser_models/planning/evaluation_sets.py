@@ -271,7 +271,7 @@ def resolve_sizes(clips: pd.DataFrame, cfg: EvaluationConfig, labels: Sequence[s
                   else pd.Series(dtype=int))
         counts = counts.reindex(labels).fillna(0).to_numpy(dtype=float)
         shares = counts / counts.sum() if counts.min() > 0 else np.full(len(labels), 1 / len(labels))
-    else:  # no class to size UA for: the planner's uniform four-class case, as the old fixed sizes assumed
+    else:  # no class to size UA for: the planner's uniform four-class case
         shares = np.full(4, 0.25)
     _, clusters = cluster_ids(clips)
     sizes = evaluation_sizes(len(clips), shares, np.full(len(shares), 0.6), half_width=cfg.half_width,

@@ -310,3 +310,12 @@ def test_each_optim_owner_keeps_its_own_defaults_and_optim_validates_its_keys():
             OptimConfig(**bad)
     with pytest.raises(ConfigError, match=r"optim\.batch_size"):
         load_config(TaptJobConfig, overrides=["pool_dir=/p", "output_dir=/o", "tapt.optim.batch_size=0"])
+
+
+def test_a_renamed_key_in_an_extended_recipe_names_that_recipe(tmp_path):
+    from ser_models.planning.planner import PlanConfig
+
+    (tmp_path / "base.yaml").write_text("max_pool_share: 0.5\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nbudget: 400\n")
+    with pytest.raises(ConfigError, match=r"'max_pool_share' is now called 'max_share' \(file .*base\.yaml\)"):
+        load_config(PlanConfig, tmp_path / "child.yaml")

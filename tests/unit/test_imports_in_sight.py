@@ -169,3 +169,16 @@ def test_the_check_sees_a_cheap_import_inside_a_function(tmp_path, monkeypatch):
     assert listed == ["json", "ser_models.io"]
     assert _why_deferred("ser_models._probe_imports", "ser_models.models.model") == "defers a heavy import"
     assert _why_deferred("ser_models.io", "ser_models.locks") == "breaks a circle"  # the lock imports io at its top
+
+
+def test_an_import_the_module_top_already_loads_defers_nothing(tmp_path, monkeypatch):
+    """A heavy module imported again inside a function, when the module's own top loads it already, is listed:
+    it hides an arrow and saves nothing."""
+    source = ("import pyarrow as pa\nfrom ser_models.models import model\n\n"
+              "def f():\n    from ser_models.models.model import EmotionModel\n    import pyarrow\n    import torch\n")
+    monkeypatch.setitem(MODULES, "ser_models._probe_twice", tmp_path / "_probe_twice.py")
+    (tmp_path / "_probe_twice.py").write_text(source)
+    monkeypatch.setitem(IMPORTS, "ser_models._probe_twice", _imports("ser_models._probe_twice"))
+    listed = [h.split(" imports ")[1] for h in hidden_imports() if "_probe_twice" in h]
+    assert listed == ["ser_models.models.model", "pyarrow", "torch"]
+
