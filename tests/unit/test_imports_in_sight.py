@@ -157,16 +157,21 @@ def test_function_level_imports_defer_something():
                         "or break a circle):\n" + "\n".join(hidden))
 
 
+def _listed_for_probe(tmp_path, monkeypatch, name: str, source: str) -> list[str]:
+    """The imports :func:`hidden_imports` lists for a probe module ``ser_models.<name>`` holding ``source``."""
+    module = f"ser_models.{name}"
+    monkeypatch.setitem(MODULES, module, tmp_path / f"{name}.py")
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.setitem(IMPORTS, module, _imports(module))
+    return [h.split(" imports ")[1] for h in hidden_imports() if f"{name}.py" in h]
+
+
 def test_the_check_sees_a_cheap_import_inside_a_function(tmp_path, monkeypatch):
     """The rule itself: a cheap library or standard import inside a function is listed; a heavy one, a circle
     and a third-party one are not."""
     source = ("def f():\n    import json\n    from ser_models.io import read_json\n"
               "    from ser_models.models.model import EmotionModel\n    import torch\n    import optuna\n")
-    monkeypatch.setitem(MODULES, "ser_models._probe_imports", tmp_path / "_probe_imports.py")
-    (tmp_path / "_probe_imports.py").write_text(source)
-    monkeypatch.setitem(IMPORTS, "ser_models._probe_imports", _imports("ser_models._probe_imports"))
-    listed = [h.split(" imports ")[1] for h in hidden_imports() if "_probe_imports" in h]
-    assert listed == ["json", "ser_models.io"]
+    assert _listed_for_probe(tmp_path, monkeypatch, "_probe_imports", source) == ["json", "ser_models.io"]
     assert _why_deferred("ser_models._probe_imports", "ser_models.models.model") == "defers a heavy import"
     assert _why_deferred("ser_models.io", "ser_models.locks") == "breaks a circle"  # the lock imports io at its top
 
@@ -176,9 +181,6 @@ def test_an_import_the_module_top_already_loads_defers_nothing(tmp_path, monkeyp
     it hides an arrow and saves nothing."""
     source = ("import pyarrow as pa\nfrom ser_models.models import model\n\n"
               "def f():\n    from ser_models.models.model import EmotionModel\n    import pyarrow\n    import torch\n")
-    monkeypatch.setitem(MODULES, "ser_models._probe_twice", tmp_path / "_probe_twice.py")
-    (tmp_path / "_probe_twice.py").write_text(source)
-    monkeypatch.setitem(IMPORTS, "ser_models._probe_twice", _imports("ser_models._probe_twice"))
-    listed = [h.split(" imports ")[1] for h in hidden_imports() if "_probe_twice" in h]
+    listed = _listed_for_probe(tmp_path, monkeypatch, "_probe_twice", source)
     assert listed == ["ser_models.models.model", "pyarrow", "torch"]
 
