@@ -1,4 +1,5 @@
-"""What a model reads: audio, or the frozen encoder's cached features (pooled or frames).
+"""What a model reads: audio, or the frozen encoder's cached features (pooled or frames); and what it predicts,
+which a pool's clips are checked against (:class:`ModelTargets`).
 
 One small value travels from where the source is decided (the feature cache, or none) through training, the
 Ray Train worker config, scoring and pre-training, instead of a loose shape tuple whose ``None`` meant audio and
@@ -14,6 +15,22 @@ import numpy as np
 
 #: The sources a model reads its clips from.
 KINDS = ("audio", "pooled", "frames")
+
+
+@dataclass(frozen=True)
+class ModelTargets:
+    """What a model predicts: the data layer checks a pool's clips against it (``Pool.check_targets``) without
+    knowing the model's config (``ModelConfig.targets`` builds it).
+
+    Attributes:
+        labels: the class names (empty for a model with dimensions only).
+        dimensions: the continuous targets (arousal, valence, dominance, ...), possibly empty.
+        dimension_range: ``[low, high]`` every dimension's values lie in.
+    """
+
+    labels: list[str]
+    dimensions: list[str]
+    dimension_range: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -89,4 +106,4 @@ class ModelInputs:
 #: Audio pool rows: the default wherever a caller names no cache.
 AUDIO = ModelInputs()
 
-__all__ = ["AUDIO", "KINDS", "ModelInputs"]
+__all__ = ["AUDIO", "KINDS", "ModelInputs", "ModelTargets"]

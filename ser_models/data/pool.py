@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
+from ser_models.data.inputs import ModelTargets
 from ser_models.exceptions import PoolError
 from ser_models.io import exists, filesystem, read_json, read_parquet
 from ser_models.runtime import read_parquet_dataset
@@ -370,17 +371,17 @@ class Pool:
                             "annotations=..., which leaves unlabelled dev / test segments out), or move them to "
                             "train")
 
-    def check_targets(self, model_cfg, splits: tuple[str, ...] = ("train", "dev", "test"),
+    def check_targets(self, targets: ModelTargets, splits: tuple[str, ...] = ("train", "dev", "test"),
                       key: str = "model.labels") -> None:
-        """What every job checks on its pool before Ray starts: :meth:`check_labels` when the model
-        (``model_cfg``, a ``ModelConfig``) has classes, :meth:`check_dimensions` when it has dimensions.
+        """What every job checks on its pool before Ray starts: :meth:`check_labels` when the model has classes,
+        :meth:`check_dimensions` when it has dimensions (``targets``: ``ModelConfig.targets``).
 
         Raises:
             PoolError: see the two checks.
         """
-        if model_cfg.labels:
-            self.check_labels(model_cfg.labels, splits, key=key)
-        self.check_dimensions(model_cfg.dimensions, tuple(model_cfg.dimension_range), splits)
+        if targets.labels:
+            self.check_labels(targets.labels, splits, key=key)
+        self.check_dimensions(targets.dimensions, targets.dimension_range, splits)
 
     def check_dimensions(self, dimensions: list[str], value_range: tuple[float, float],
                          splits: tuple[str, ...] = ("train", "dev", "test"), key: str = "model.dimensions") -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
 from ser_models.config import PATH, RESULT, field
+from ser_models.data.inputs import ModelTargets
 from ser_models.encoders import EncoderConfig
 from ser_models.encoders.functionals import AUTO_FUNCTIONALS, FUNCTIONAL_SETS
 from ser_models.encoders.text import TextConfig
@@ -135,6 +136,11 @@ class ModelConfig:
             if ckpt and "://" not in ckpt and Path(ckpt).exists():  # Ray workers run elsewhere
                 self.wap.checkpoint = str(Path(ckpt).resolve())
 
+
+    @property
+    def targets(self) -> ModelTargets:
+        """What the model predicts, as the data layer checks a pool against it (``Pool.check_targets``)."""
+        return ModelTargets(list(self.labels), list(self.dimensions), tuple(self.dimension_range))
 
     def _check_functionals(self) -> None:
         if self.functionals not in FUNCTIONAL_SETS:

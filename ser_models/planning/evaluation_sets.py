@@ -195,7 +195,7 @@ def check_evaluation_pool(pool, model_cfg, source: str, cross_lingual: bool = Fa
         raise ConfigError("cross_lingual evaluates on the target group's dev / test splits of the pool: give the "
                           f"pool labelled dev and test splits and set {_KEY}.source=pool (or auto)")
     if source == "pool":
-        pool.check_targets(model_cfg, ("dev", "test"))
+        pool.check_targets(model_cfg.targets, ("dev", "test"))
         pool.check_evaluation_labels(model_cfg)
 
 

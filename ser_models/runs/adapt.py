@@ -90,7 +90,7 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
     for key in ("source_pool_dir", "target_pool_dir"):
         pool = Pool.open(getattr(cfg, key))
         cfg.model = resolve_labels(cfg.model, pool)  # labels are declared once, at prepare_pool
-        pool.check_targets(cfg.model, key=f"model.labels (pool {key})")
+        pool.check_targets(cfg.model.targets, key=f"model.labels (pool {key})")
     stage1, stage2 = stage_configs(cfg)
     if verbose:
         print(to_yaml(cfg))

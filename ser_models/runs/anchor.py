@@ -90,7 +90,7 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
     pool = Pool.open(cfg.pool_dir)
     _check_groups(cfg, pool)
     cfg.model = resolve_labels(cfg.model, pool)
-    pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
+    pool.check_targets(cfg.model.targets, (cfg.train_split, cfg.dev_split, cfg.test_split))
     num_layers = build_encoder(cfg.model.encoder).num_layers
     if cfg.anchoring.auto == "off":
         anchor_groups(cfg.anchoring.layers, cfg.anchoring.group_size, num_layers)  # a bad layer fails here

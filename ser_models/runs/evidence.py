@@ -379,7 +379,7 @@ def _checked_pool(cfg: EvidenceJobConfig):
 
     pool = Pool.open(cfg.pool_dir)
     cfg.model = resolve_labels(cfg.model, pool)
-    pool.check_targets(cfg.model, ("dev", "test"))
+    pool.check_targets(cfg.model.targets, ("dev", "test"))
     pool.check_evaluation_labels(cfg.model)
     return pool
 

@@ -110,7 +110,7 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     if cfg.init_checkpoint:
         _check_init_checkpoint(cfg)
     cfg.model = resolve_labels(cfg.model, pool)
-    pool.check_targets(cfg.model, (cfg.train_split, cfg.dev_split, cfg.test_split))
+    pool.check_targets(cfg.model.targets, (cfg.train_split, cfg.dev_split, cfg.test_split))
     claim()  # the output folder: marked and locked before the first byte
     check_run(cfg.output_dir, "jobs.finetune", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))

@@ -106,7 +106,7 @@ def _run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True, claim
     pool = Pool.open(cfg.pool_dir)
     splits = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
     cfg.model = resolve_labels(cfg.model, pool)
-    pool.check_targets(cfg.model, tuple(s for s in splits.values() if s))
+    pool.check_targets(cfg.model.targets, tuple(s for s in splits.values() if s))
     claim()  # the output folder: marked and locked before the first byte
     check_run(cfg.output_dir, "jobs.layer_analysis", cfg, inputs={"pool": pool.lineage},
               config_yaml=to_yaml(cfg))

@@ -44,7 +44,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
 
     model_cfg = EmotionModel.load_checkpoint(checkpoint).cfg  # also checks the checkpoint before any scoring
     pool = Pool.open(pool_dir)
-    pool.check_targets(model_cfg, (split,), key=f"the labels of checkpoint {checkpoint}")
+    pool.check_targets(model_cfg.targets, (split,), key=f"the labels of checkpoint {checkpoint}")
     truth = pool.metadata(columns=["utt_id", "label", *model_cfg.dimensions], split=split, where=where)
     if truth.empty:
         raise PoolError(f"pool {pool_dir}, split {split!r} has no clips" + (f" where {where}" if where else ""))

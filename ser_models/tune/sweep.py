@@ -128,7 +128,7 @@ def plan_sweep(cfg: SweepConfig, *, check_pool: bool = True) -> SweepPlan:
         )
 
         pool = Pool.open(base_cfg.pool_dir)
-        pool.check_targets(resolve_labels(base_cfg.model, pool), splits)
+        pool.check_targets(resolve_labels(base_cfg.model, pool).targets, splits)
     trials = cfg.num_samples * grid_size(params, base_dict, cfg.search_alg)
     mutate = _pbt_mutations(cfg, base_cfg, params) if cfg.scheduler.name == "pbt" else ()
     return SweepPlan(cfg, base_cfg, base_dict, params, metric, target.time_attr, max_t, trials, mutate)
