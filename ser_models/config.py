@@ -112,9 +112,9 @@ def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _refuse_renamed(schema: type, layer: Any, where: str = "") -> None:
-    """Raise :class:`ConfigError` naming the new key when ``layer`` sets a key ``schema`` renamed."""
-    renamed = renamed_keys(schema)
+def _refuse_renamed(renamed: dict[str, str], layer: Any, where: str = "") -> None:
+    """Raise :class:`ConfigError` naming the new key when ``layer`` sets a key of ``renamed``
+    (:func:`renamed_keys` of the schema, walked once per load)."""
     for key in _dotted_keys(layer):
         if key in renamed:
             raise ConfigError(f"config key '{key}' is now called '{renamed[key]}'{where}: rename it")
@@ -213,11 +213,12 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     """
     base = OmegaConf.structured(schema)
     layers = [base]
+    renamed = renamed_keys(schema)
     if path is not None:
         path = Path(path)
         files = _file_layers(path)
         for file, layer in files:  # each named in the refusal: an old key may sit in an `extends:` parent
-            _refuse_renamed(schema, layer, f" (file {file})")
+            _refuse_renamed(renamed, layer, f" (file {file})")
         layers += [layer for _, layer in files]
     bad = [o for o in overrides if "=" not in o]
     if bad:
@@ -230,7 +231,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         except (OmegaConfBaseException, yaml.YAMLError) as exc:  # a value that is not YAML: `k={a:[1]}`
             raise ConfigError(f"cannot parse overrides {list(overrides)}: {exc}") from exc
     if overrides:
-        _refuse_renamed(schema, layers[-1])
+        _refuse_renamed(renamed, layers[-1])
     try:
         merged = OmegaConf.merge(*layers)
         obj = OmegaConf.to_object(merged)
@@ -413,7 +414,7 @@ def to_dict(cfg: Any) -> dict:
 
 def from_dict(schema: type[T], data: dict) -> T:
     """Inverse of :func:`to_dict`, with the same validation as :func:`load_config`."""
-    _refuse_renamed(schema, data)
+    _refuse_renamed(renamed_keys(schema), data)
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))  # type: ignore
     except OmegaConfBaseException as exc:
