@@ -251,9 +251,9 @@ def load_clips(pool_dir: str | Path, n: int):
     same clips decoded as a ``ClipSet``."""
     from ser_models.data import Pool
     from ser_models.data.clips import collect_clips
-    from ser_models.scoring.scorer import SCORE_INPUT_AUDIO
+    from ser_models.data.inputs import AUDIO
 
-    ds = Pool.open(pool_dir).dataset("train").select_columns(SCORE_INPUT_AUDIO).limit(n).materialize()
+    ds = Pool.open(pool_dir).dataset("train").select_columns(AUDIO.columns()).limit(n).materialize()
     clips = collect_clips(ds.iter_batches(batch_size=None, batch_format="numpy"), LABELS, require_labels=False)
     return ds, clips
 

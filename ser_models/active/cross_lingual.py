@@ -59,9 +59,7 @@ class CrossLingualFeeds:
     def feeds(self, labelled, dimensions: list[str]) -> dict:
         """The round's training feed (the ledger's target clips + the source group's labelled clips) and, with
         anchoring, the unlabelled target clips (``anchor_target``)."""
-        from ser_models.data.clips import training_columns
-
-        cols = training_columns(False, dimensions, self.model_cfg.text.enabled)
+        cols = self.model_cfg.inputs().feed_columns(dimensions)  # audio: the source group has no cached features
         source = self.pool.dataset("train", where={self.cross.group_column: self.cross.source})
         feeds = {"train": labelled.select_columns(cols).union(source.select_columns(cols))}
         if self.cross.anchoring.weight > 0:

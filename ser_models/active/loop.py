@@ -76,7 +76,6 @@ from ser_models.io import (
 )
 from ser_models.metrics import plot_confusion
 from ser_models.models.encoder_reuse import base_encoder
-from ser_models.models.model import reads_speakers
 from ser_models.planning.run_evaluation import RunEvaluation, without_ids
 from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_supported, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache, model_inputs
@@ -233,10 +232,15 @@ class ActiveLearningLoop:
         if self.cache is None:
             train = self.pool.labelled(ledger)
             if self.cross:
-                return {**self.cross_feeds.feeds(train, self.dimensions), **self._dev_test}, model_inputs(None)
-            return {"train": train, **self._dev_test}, model_inputs(None)
+                return {**self.cross_feeds.feeds(train, self.dimensions), **self._dev_test}, self._inputs()
+            return {"train": train, **self._dev_test}, self._inputs()
         feeds = {"train": self.cache.dataset(targets=ledger.targets()), **self._dev_test}
-        return feeds, model_inputs(self.cache)
+        return feeds, self._inputs()
+
+    def _inputs(self):
+        """What the model reads: the cache's features (once built) or audio, with the side columns its config
+        asks for."""
+        return model_inputs(self.cache, self.model_cfg)
 
     def _score_input(self):
         """Every training clip (labelled ones too: k-center uses them as centres), without labels."""
@@ -246,8 +250,8 @@ class ActiveLearningLoop:
             held_out = pa.array(sorted(self.held_out), pa.string())  # never scored, so never selected
             ds = ds.map_batches(without_ids, fn_kwargs={"ids": held_out}, batch_format="pyarrow", zero_copy_batch=True) \
                 if self.held_out else ds
-            return ds, model_inputs(None)
-        return self.cache.dataset(ids=self.train_ids), model_inputs(self.cache)
+            return ds, self._inputs()
+        return self.cache.dataset(ids=self.train_ids), self._inputs()
 
     def _source_rows(self) -> int:
         """Training rows the source group adds to every cross-lingual round (0 otherwise)."""
@@ -292,10 +296,7 @@ class ActiveLearningLoop:
             ds, inputs = self._score_input()
             scores = score_dataset(ds, None, self.active.scorer, model_cfg=to_dict(self.model_cfg),
                                    inputs=inputs, seed=self.active.seed, verbose=self.verbose,
-                                   in_process=self.in_process, keep_pooled=True,
-                                   transcripts=inputs.is_audio and self.model_cfg.text.enabled,
-                                   speakers=reads_speakers(self.model_cfg),
-                                   functionals=reads_functionals(self.model_cfg))
+                                   in_process=self.in_process, keep_pooled=True)
 
             s = self.active.strategy
             cold = build_strategy(StrategyConfig(name="cluster_cold_start", kmeans_iters=s.kmeans_iters,
@@ -469,9 +470,7 @@ class ActiveLearningLoop:
         ds, inputs = self._score_input()
         scores = score_dataset(ds, checkpoint_dir, self.active.scorer, inputs=inputs,
                                seed=self.active.seed + r, verbose=verbose, in_process=self.in_process,
-                               transcripts=inputs.is_audio and self.model_cfg.text.enabled,
-                               speakers=reads_speakers(self.model_cfg),
-                               functionals=reads_functionals(self.model_cfg), total=len(self.train_ids))
+                               total=len(self.train_ids))
         scores.save(scores_path)
         return scores
 
@@ -518,13 +517,9 @@ class ActiveLearningLoop:
             if scores is None:
                 ds = self.cache.dataset(ids=self.stop_ids) if self.cache is not None \
                     else self.pool.dataset("train", where={**self.where, "utt_id": self.stop_ids})
-                inputs = model_inputs(self.cache)
                 scores = score_dataset(ds, checkpoint_dir, dataclasses.replace(self.active.scorer, mc_samples=0),
-                                       inputs=inputs, seed=self.active.seed + r, verbose=False,
-                                       in_process=self.in_process, keep_embedding=False,
-                                       transcripts=inputs.is_audio and self.model_cfg.text.enabled,
-                                       speakers=reads_speakers(self.model_cfg),
-                                       functionals=reads_functionals(self.model_cfg))
+                                       inputs=self._inputs(), seed=self.active.seed + r, verbose=False,
+                                       in_process=self.in_process, keep_embedding=False)
             pos = pd.Index(scores.ids.astype(str)).get_indexer(self.stop_ids)
             if (pos < 0).any():
                 raise ConfigError(f"round {r}: {int((pos < 0).sum())} stop-set clips were not scored")

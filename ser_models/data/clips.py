@@ -15,24 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ser_models.data.inputs import AUDIO, ModelInputs
+from ser_models.data.inputs import AUDIO, SOURCE_COLUMNS, ModelInputs
 from ser_models.data.pool import speaker_key
 from ser_models.exceptions import TrainingError
 
 #: Columns a model reads from audio pool rows (scoring, TAPT, distillation, anchoring's target clips).
-AUDIO_INPUT_COLUMNS = ["utt_id", "audio", "audio_format", "num_samples"]
+AUDIO_INPUT_COLUMNS = list(SOURCE_COLUMNS["audio"])
 AUDIO_COLUMNS = [*AUDIO_INPUT_COLUMNS, "label"]
-FEATURE_COLUMNS = ["utt_id", "features", "label"]
-
-
-def training_columns(feature_mode: bool, dimensions: Sequence[str] = (), text: bool = False,
-                     soft: bool = False, speakers: bool = False, functionals: bool = False) -> list[str]:
-    """Columns a training or evaluation feed reads: inputs, ``label``, the model's dimensions, with a text branch
-    ``transcript``, for a training feed with soft labels ``soft_label``, with ``model.feature_norm=speaker``
-    ``speaker``, and with ``model.functionals`` the cache's ``functionals``."""
-    return [*(FEATURE_COLUMNS if feature_mode else AUDIO_COLUMNS), *dimensions, *(["transcript"] if text else []),
-            *(["soft_label"] if soft else []), *(["speaker"] if speakers else []),
-            *(["functionals"] if functionals else [])]
 
 
 @dataclass

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
 from ser_models.config import PATH, RESULT, field
-from ser_models.data.inputs import ModelTargets
+from ser_models.data.inputs import AUDIO, ModelInputs, ModelTargets
 from ser_models.encoders import EncoderConfig
 from ser_models.encoders.functionals import AUTO_FUNCTIONALS, FUNCTIONAL_SETS
 from ser_models.encoders.text import TextConfig
@@ -142,6 +143,16 @@ class ModelConfig:
         """What the model predicts, as the data layer checks a pool against it (``Pool.check_targets``)."""
         return ModelTargets(list(self.labels), list(self.dimensions), tuple(self.dimension_range))
 
+    def inputs(self, shape: Sequence[int] | None = None) -> ModelInputs:
+        """What a model of this config reads: audio (``shape`` None) or the feature cache's features of
+        ``shape`` (``(L, D)`` pooled, ``(-1, L, D)`` frames), with the side inputs the config asks for
+        (transcripts with a text branch, speakers with per-speaker standardisation, the cache's functionals).
+        The one place they are derived; :func:`~ser_models.scoring.feature_cache.model_inputs` passes a cache's
+        shape."""
+        source = AUDIO if shape is None else ModelInputs.cached(shape)
+        return replace(source, transcripts=source.is_audio and self.text.enabled, speakers=reads_speakers(self),
+                       functionals=source.is_cached and self.functionals != "none")
+
     def _check_functionals(self) -> None:
         if self.functionals not in FUNCTIONAL_SETS:
             raise ConfigError(f"model.functionals must be one of {list(FUNCTIONAL_SETS)}, got {self.functionals!r}")
@@ -160,8 +171,9 @@ class ModelConfig:
 
 
 def reads_speakers(cfg: ModelConfig) -> bool:
-    """Whether a model of ``cfg`` needs each clip's speaker (``model.feature_norm=speaker`` or ``auto``)."""
-    return cfg.feature_norm in ("speaker", "auto")
+    """Whether a model of ``cfg`` needs each clip's speaker: ``model.feature_norm=speaker``, or ``auto`` before
+    its fit chose (a fit compares both) or having chosen ``speaker``."""
+    return cfg.feature_norm == "speaker" or (cfg.feature_norm == "auto" and cfg.feature_norm_choice != "pool")
 
 
 def resolve_labels(cfg: ModelConfig, pool) -> ModelConfig:

@@ -15,14 +15,14 @@ import pyarrow as pa
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_dict, to_yaml
 from ser_models.data import Pool
-from ser_models.data.inputs import AUDIO, ModelInputs
+from ser_models.data.inputs import ModelInputs
 from ser_models.encoders import build_encoder
 from ser_models.encoders.functionals import reads_functionals
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import CheckpointError, ConfigError
 from ser_models.io import exists, read_json, storage_path
 from ser_models.metrics import metrics_table
-from ser_models.models.model import ModelConfig, reads_speakers
+from ser_models.models.model import ModelConfig
 from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import deferred_claim
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
@@ -125,7 +125,7 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
               + (f"; dimensions {', '.join(cfg.model.dimensions)}" if cfg.model.dimensions else ""))
         print(to_yaml(cfg))
     splits = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
-    model_in = AUDIO
+    model_in = cfg.model.inputs()
     if cfg.feature_cache_dir:
         if cfg.pretrain_adapter:
 
@@ -176,13 +176,13 @@ def cached_datasets(pool, model_cfg, cache_dir: str, splits: dict[str, str], *, 
     cache.build(pool.dataset(None), model_cfg, encoder.num_layers, verbose=verbose, in_process=in_process)
 
     columns = ["utt_id", *(["label"] if model_cfg.labels else []), *model_cfg.dimensions,
-               *(["speaker"] if reads_speakers(model_cfg) else [])]
+               *(["speaker"] if model_cfg.inputs().speakers else [])]
     feeds = {}
     for name, split in splits.items():
         if split:
             meta = pool.metadata(columns=columns, split=split)
             feeds[name] = cache.dataset(targets=pa.Table.from_pandas(meta[columns], preserve_index=False))
-    return feeds, model_inputs(cache), cache, encoder.num_layers
+    return feeds, model_inputs(cache, model_cfg), cache, encoder.num_layers
 
 
 def describe_inputs(model_cfg, pool, split: str) -> dict:

@@ -31,7 +31,6 @@ import pyarrow.parquet as pq
 
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.data.config import PoolConfig
-from ser_models.data.inputs import AUDIO
 from ser_models.encoders import build_encoder
 from ser_models.encoders.content_hash import ALL_FILES, hash_files
 from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
@@ -57,7 +56,7 @@ from ser_models.runtime import connect_ray
 from ser_models.scoring.cache_keys import cache_states, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache
 from ser_models.scoring.predictions import prediction_table
-from ser_models.scoring.scorer import SCORE_INPUT_AUDIO, PoolScorer, ScorerConfig, run_on_actor_pool
+from ser_models.scoring.scorer import PoolScorer, ScorerConfig, run_on_actor_pool
 
 PLAN_FILE = "plan.json"
 SUMMARY_FILE = "summary.json"
@@ -307,7 +306,8 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
     labels, dimensions = list(model.cfg.labels), list(model.cfg.dimensions)
     if model.cfg.text.enabled:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
-    speaker_model, model_cfg = model.norm == "speaker", model.cfg
+    model_cfg = model.cfg
+    inputs = model_cfg.inputs()  # audio, with each clip's speaker for a model that standardises per speaker
     del model
     claim()  # the output folder: marked and locked before the first byte
     if cfg.backend == "ray" or cfg.manifest or cfg.recordings:  # segmenting and preparing run on Ray Data
@@ -347,15 +347,14 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
                                       "checkpoint": checkpoint})
 
     fs, _ = filesystem(pool.data_dir)
-    columns, speaker_info = SCORE_INPUT_AUDIO, None
-    kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, inputs=AUDIO, mc_samples=0,
+    columns, speaker_info = inputs.columns(), None
+    kwargs = dict(checkpoint_dir=checkpoint, model_cfg=None, inputs=inputs, mc_samples=0,
                   micro_batch_size=cfg.scorer.micro_batch_size, max_seconds=cfg.scorer.max_seconds,
                   threads=cfg.scorer.torch_threads(), seed=0, encoder_source=encoder_source,
                   num_gpus=cfg.scorer.num_gpus, precision=cfg.scorer.precision, allow_tf32=cfg.scorer.allow_tf32)
-    if speaker_model:
+    if inputs.speakers:
         stats_paths, speaker_info = _speaker_statistics(cfg, pool, checkpoint, model_cfg, out, say)
         kwargs.update(stats_paths)
-        columns = [*SCORE_INPUT_AUDIO, "speaker"]
     local_scorer = None
     # A shard counts as finished only when its file reads back whole (footer and extents), never on existence.
     finished = {k for k in range(len(shards))

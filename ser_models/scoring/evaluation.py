@@ -38,7 +38,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
             outside its range (named, with an example clip).
     """
     from ser_models.data import Pool
-    from ser_models.models.model import EmotionModel, reads_speakers
+    from ser_models.models.model import EmotionModel
     from ser_models.scoring.scorer import ScorerConfig, score_dataset
     from ser_models.training.fitting import evaluation_metrics
 
@@ -53,8 +53,7 @@ def evaluate_checkpoint(checkpoint: str, pool_dir: str, split: str = "test", sco
         raise PoolError(f"pool {pool_dir}, split {split!r}: {len(missing)} clips have no label (e.g. "
                         f"{missing.iloc[0]!r}); the checkpoint predicts classes")
     scores = score_dataset(pool.dataset(split, where=where), checkpoint, scorer_cfg or ScorerConfig(), verbose=verbose,
-                           in_process=in_process, keep_embedding=False, transcripts=model_cfg.text.enabled,
-                           speakers=reads_speakers(model_cfg))
+                           in_process=in_process, keep_embedding=False, inputs=model_cfg.inputs())
     truth = truth.set_index(truth["utt_id"].astype(str)).loc[scores.ids.astype(str)]
     index = {name: i for i, name in enumerate(model_cfg.labels)}
     labels = truth["label"].map(index).fillna(-1).to_numpy(np.int64) if model_cfg.labels else np.zeros(0)

@@ -511,12 +511,18 @@ class FeatureCache:
         return pa.concat_tables(parts).sort_by("utt_id")
 
 
-def model_inputs(cache: FeatureCache | None) -> ModelInputs:
+def model_inputs(cache: FeatureCache | None, model_cfg=None) -> ModelInputs:
     """What a model trained or scored from ``cache`` reads: its pooled ``[L, D]`` features or frames
-    ``[F, L, D]`` (by the cache's kind), or audio when there is no cache. The one place the inputs are built
-    from a run's cache, so training, scoring and pre-training agree on them.
+    ``[F, L, D]`` (by the cache's kind), or audio when there is no cache; with a model config, plus the side
+    inputs it asks for (:meth:`~ser_models.models.model_config.ModelConfig.inputs`). The one place the inputs
+    are built from a run's cache, so training, scoring and pre-training agree on them.
 
     Args:
         cache: the run's frozen-encoder feature cache (built: its ``meta.json`` gives the shape), or None.
+        model_cfg: the ``ModelConfig`` of the model that reads them; None for no side inputs (a pre-training
+            objective reads the features alone).
     """
-    return AUDIO if cache is None else ModelInputs.cached(cache.shape)
+    shape = None if cache is None else cache.shape
+    if model_cfg is not None:
+        return model_cfg.inputs(shape)
+    return AUDIO if shape is None else ModelInputs.cached(shape)

@@ -34,9 +34,6 @@ from ser_models.precision import (
 from ser_models.progress import progress_line
 from ser_models.runtime import cluster_cpu_nodes, cluster_cpus
 
-SCORE_INPUT_AUDIO = ["utt_id", "audio", "audio_format", "num_samples"]
-SCORE_INPUT_FEATURES = ["utt_id", "features"]
-
 
 @dataclass
 class ScorerConfig:
@@ -452,7 +449,6 @@ def _unfixed(col) -> np.ndarray:
 def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, model_cfg: dict | None = None,
                   inputs: ModelInputs = AUDIO, seed: int = 0, verbose: bool = True,
                   in_process: bool = False, keep_pooled: bool = False, keep_embedding: bool = True,
-                  transcripts: bool = False, speakers: bool = False, functionals: bool = False,
                   total: int | None = None) -> Scores:
     """Score every row of ``ds`` with an actor pool of :class:`PoolScorer` and gather the results.
 
@@ -461,7 +457,10 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
             audio/feature columns are read: labels never reach the scorer.
         checkpoint_dir: the round's model checkpoint (None = fresh model from ``model_cfg``).
         cfg: actor pool size, GPUs, batch sizes, MC samples.
-        inputs: what the rows carry: audio (the default), or the cache's pooled features or frames.
+        inputs: what the rows carry and the model reads, built from its config (:meth:`ModelConfig.inputs
+            <ser_models.models.model_config.ModelConfig.inputs>`, or ``model_inputs`` given the feature cache):
+            audio (the default) or the cache's pooled features or frames, and the side columns (transcripts,
+            speakers, functionals) read with them.
         in_process: call one :class:`PoolScorer` in this process instead of an actor pool (the loop's
             ``scaling.backend=in_process``: no actor start-up, for quick local runs).
         keep_pooled: gather the [N, D] pooled encoder vectors too (only the cold start needs them; at 1M
@@ -469,10 +468,6 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
             ``Scores.pooled`` is an [N, 0] array.
         keep_embedding: gather the [N, E] head embeddings (selection needs them; evaluation does not, and
             then ``Scores.embedding`` is an [N, 0] array).
-        transcripts: also read the ``transcript`` column (a model with a text branch; audio mode).
-        speakers: also read the ``speaker`` column (``model.feature_norm=speaker``).
-        functionals: also read the feature cache's ``functionals`` column (``model.functionals``; from audio
-            the scorer computes them itself).
         total: rows in ``ds`` when the caller knows them: with ``verbose``, a progress line (done / total,
             rate, time left) every 15 s of a long scoring pass.
 
@@ -480,13 +475,7 @@ def score_dataset(ds, checkpoint_dir: str | Path | None, cfg: ScorerConfig, *, m
         :class:`Scores` sorted by clip id (deterministic whatever order the actors finished in).
     """
     t0 = time.perf_counter()
-    columns = SCORE_INPUT_FEATURES if inputs.is_cached else SCORE_INPUT_AUDIO
-    if transcripts:
-        columns = [*columns, "transcript"]
-    if speakers:
-        columns = [*columns, "speaker"]
-    if functionals and inputs.is_cached:
-        columns = [*columns, "functionals"]
+    columns = inputs.columns()
     kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   inputs=inputs, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed, num_gpus=cfg.num_gpus,

@@ -22,9 +22,8 @@ from ray.train import ScalingConfig as RayScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from ser_models.config import to_dict
-from ser_models.data.clips import AUDIO_INPUT_COLUMNS, training_columns
-from ser_models.data.inputs import AUDIO, ModelInputs
-from ser_models.encoders.functionals import reads_functionals
+from ser_models.data.clips import AUDIO_INPUT_COLUMNS
+from ser_models.data.inputs import ModelInputs
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import (
     StoragePath,
@@ -38,7 +37,7 @@ from ser_models.io import (
     write_json_atomic,
 )
 from ser_models.metrics import plot_confusion
-from ser_models.models.model import META_FILE, reads_speakers
+from ser_models.models.model import META_FILE
 from ser_models.ownership import discard_staging, make_staging
 from ser_models.runtime import cluster_cpus
 from ser_models.training.config import ScalingConfig, TrainConfig
@@ -71,9 +70,18 @@ def _feed(ds, name: str, columns, in_process: bool):
     return ds.select_columns(columns(name))
 
 
+def _inputs_for(model_cfg, inputs: ModelInputs | None) -> ModelInputs:
+    """``inputs``, checked to be what ``model_cfg`` reads from their source (None: audio)."""
+    expected = model_cfg.inputs(inputs.shape if inputs is not None else None)
+    if inputs is not None and inputs != expected:
+        raise TrainingError(f"train_model: inputs {inputs} were not built for this model config, which reads "
+                            f"{expected}: build them with ModelConfig.inputs or scoring.feature_cache.model_inputs")
+    return expected
+
+
 def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datasets: dict[str, ray.data.Dataset],
                 output_dir: str | Path, *, class_counts: list[int] | None = None,
-                inputs: ModelInputs = AUDIO, init_checkpoint: str | Path | None = None,
+                inputs: ModelInputs | None = None, init_checkpoint: str | Path | None = None,
                 run_name: str = "finetune", train_rows: int | None = None, verbose: bool = True,
                 report=None, callbacks: list | None = None, anchoring: dict | None = None,
                 soft_labels: bool = False, plots: bool = True) -> TrainResult:
@@ -88,7 +96,10 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
         output_dir: local folder or ``pyarrow.fs`` URI (Ray Train's storage must be visible to every node on
             a cluster: use ``s3://``/``gs://`` or a shared filesystem path there).
         class_counts: [C] labelled training clips per class (class-weighted loss).
-        inputs: what the rows carry: audio (the default), or the cache's pooled features or frames.
+        inputs: what the rows carry, built from ``model_cfg`` (:meth:`ModelConfig.inputs
+            <ser_models.models.model_config.ModelConfig.inputs>`, or ``model_inputs`` given the feature cache):
+            audio, or the cache's pooled features or frames, with the side columns the model reads. None = audio
+            for ``model_cfg``.
         init_checkpoint: warm-start from this model checkpoint's trainable weights.
         run_name: Ray Train run name under ``output_dir/ray_train``.
         train_rows: clips in ``datasets["train"]`` when the caller knows (None = counted here); above
@@ -107,8 +118,10 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
         A :class:`TrainResult`; ``metrics`` has ``history``, ``best_epoch``, ``dev`` and ``test``.
 
     Raises:
-        TrainingError: when Ray Train gives up (after ``scaling.max_failures`` restarts).
+        TrainingError: when Ray Train gives up (after ``scaling.max_failures`` restarts), or ``inputs`` were not
+            built for ``model_cfg``.
     """
+    inputs = _inputs_for(model_cfg, inputs)
     output_dir = storage_path(output_dir)
     ckpt_dir = output_dir / "checkpoint"
     metrics_path = output_dir / "metrics.json"
@@ -121,9 +134,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
         raise TrainingError("datasets must contain 'train'")
 
     def columns(name: str) -> list[str]:  # only the training feed carries soft labels
-        return training_columns(inputs.is_cached, model_cfg.dimensions, model_cfg.text.enabled,
-                                soft=soft_labels and name == "train", speakers=reads_speakers(model_cfg),
-                                functionals=reads_functionals(model_cfg) and inputs.is_cached)
+        return inputs.feed_columns(model_cfg.dimensions, soft=soft_labels and name == "train")
 
     if anchoring and "anchor_target" not in datasets:
         raise TrainingError("anchoring needs datasets['anchor_target'] (the unlabelled target clips)")

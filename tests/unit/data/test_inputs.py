@@ -29,3 +29,20 @@ def test_decode_reads_float32_means_and_float16_frames():
     out = ModelInputs.cached((-1, 3, 4)).decode(frames.tobytes())
     assert out.dtype == np.float16 and out.shape == (2, 3, 4)
     np.testing.assert_array_equal(out, frames)
+
+
+def test_the_side_inputs_name_the_columns_a_feed_and_a_scorer_read():
+    audio = ModelInputs(transcripts=True, speakers=True)
+    assert audio.columns() == ["utt_id", "audio", "audio_format", "num_samples", "transcript", "speaker"]
+    assert audio.feed_columns(["arousal"], soft=True) == [
+        "utt_id", "audio", "audio_format", "num_samples", "label", "arousal", "transcript", "soft_label", "speaker"]
+    cached = ModelInputs("pooled", (3, 4), speakers=True, functionals=True)
+    assert cached.columns() == ["utt_id", "features", "speaker", "functionals"]
+    assert cached.feed_columns() == ["utt_id", "features", "label", "speaker", "functionals"]
+    assert AUDIO.columns() == ["utt_id", "audio", "audio_format", "num_samples"]
+    for inputs in (audio, cached):
+        assert ModelInputs.from_dict(inputs.to_dict()) == inputs
+    with pytest.raises(ValueError, match="transcripts are read with audio only"):
+        ModelInputs("pooled", (3, 4), transcripts=True)
+    with pytest.raises(ValueError, match="functionals are read from the feature cache"):
+        ModelInputs(functionals=True)

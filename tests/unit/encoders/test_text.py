@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ser_models.data.clips import collect_clips, training_columns
+from ser_models.data.clips import collect_clips
+from ser_models.data.inputs import ModelInputs
 from ser_models.encoders.text import TINY_TEXT, ByteTokenizer, TextConfig, TextEncoder
 from ser_models.exceptions import ConfigError, EncoderError
 from ser_models.models.model import EmotionModel
@@ -53,7 +54,7 @@ def test_model_fuses_text_and_round_trips_its_checkpoint(tmp_path):
 
 
 def test_transcripts_flow_through_collect_and_batch():
-    assert training_columns(False, [], text=True)[-1] == "transcript"
+    assert ModelInputs(transcripts=True).feed_columns([])[-1] == "transcript"
     batch = {"utt_id": np.array(["x", "y"], dtype=object), "audio": np.array([b"\0\0" * 800] * 2, dtype=object),
              "audio_format": np.array(["pcm16"] * 2, dtype=object), "label": np.array(["a", "b"], dtype=object),
              "transcript": np.array(["hello", None], dtype=object)}

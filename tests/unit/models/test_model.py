@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from ser_models.config import from_dict, to_dict
-from ser_models.exceptions import CheckpointError, ConfigError, EncoderMismatchError, GradientCheckError
+from ser_models.data.inputs import AUDIO, ModelInputs
+from ser_models.encoders.text import TINY_TEXT, TextConfig
+from ser_models.exceptions import (
+    CheckpointError,
+    ConfigError,
+    EncoderMismatchError,
+    GradientCheckError,
+    TrainingError,
+)
 from ser_models.models.model import EmotionModel, ModelConfig
 from ser_models.testing import random_waveforms, tiny_model_config
+from ser_models.training.trainer import _inputs_for
 
 FAMILIES = ["tiny-wav2vec2", "tiny-hubert", "tiny-wavlm"]
 KINDS = ["lora", "ia3", "frozen", "full"]
@@ -183,3 +193,25 @@ def test_gradient_checkpointing_keeps_outputs_and_gradients(batch):
     assert recompute.check_gradients()["checked"] == plain.check_gradients()["checked"]
     with torch.no_grad():
         torch.testing.assert_close(recompute(*batch).logits, plain(*batch).logits)
+
+
+def test_the_config_builds_the_inputs_its_model_reads():
+    """One builder: transcripts with a text branch (audio only), speakers while per-speaker standardisation can
+    run, the cache's functionals with model.functionals; train_model refuses inputs built for another config."""
+    plain = tiny_model_config()
+    assert plain.inputs() == AUDIO and plain.inputs((2, 8)) == ModelInputs.cached((2, 8))
+    text = dataclasses.replace(plain, text=TextConfig(source=TINY_TEXT))
+    assert text.inputs() == ModelInputs(transcripts=True)
+    speaker = dataclasses.replace(plain, feature_norm="speaker")
+    assert speaker.inputs().speakers and speaker.inputs((-1, 2, 8)) == ModelInputs("frames", (-1, 2, 8), speakers=True)
+    auto = dataclasses.replace(plain, feature_norm="auto")
+    assert auto.inputs().speakers  # the fit compares pool and speaker standardisation
+    assert not dataclasses.replace(auto, feature_norm_choice="pool").inputs().speakers
+    assert dataclasses.replace(auto, feature_norm_choice="speaker").inputs().speakers
+    functionals = dataclasses.replace(tiny_model_config(adapter="frozen"), functionals="egemaps")
+    assert functionals.inputs() == AUDIO  # from audio the scorer computes them
+    assert functionals.inputs((2, 8)) == ModelInputs("pooled", (2, 8), functionals=True)
+    assert _inputs_for(speaker, None) == speaker.inputs()
+    assert _inputs_for(speaker, speaker.inputs((2, 8))) == speaker.inputs((2, 8))
+    with pytest.raises(TrainingError, match="were not built for this model config"):
+        _inputs_for(speaker, ModelInputs.cached((2, 8)))
