@@ -104,7 +104,7 @@ def _parts(stats: pstats.Stats) -> dict[str, float]:
 
 def profile_runs(cfg, pool, labelable: int) -> dict:
     """One warm-up run, the three strategies unprofiled (seed 0), then profiled (seed 1), in this process."""
-    from ser_models.runs.evidence import run_config, run_dir
+    from ser_models.runs.evidence_runs import run_config, run_dir
     from ser_models.runs.simulation import run_simulation
 
     def one(name: str, seed: int):

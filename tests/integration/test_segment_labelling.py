@@ -128,7 +128,8 @@ def test_the_all_labels_reference_labels_every_segment_the_oracle_can(pool, tmp_
     from pathlib import Path
 
     from ser_models.config import load_config
-    from ser_models.runs.evidence import ALL_LABELS, EvidenceJobConfig, labelable_training_clips, run_config
+    from ser_models.runs.evidence import EvidenceJobConfig, labelable_training_clips
+    from ser_models.runs.evidence_runs import ALL_LABELS, run_config
 
     cfg = load_config(EvidenceJobConfig, Path(__file__).parents[2] / "jobs/configs/demo_evidence.yaml",
                       [f"pool_dir={pool.root}", f"output_dir={tmp_path}"])

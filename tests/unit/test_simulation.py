@@ -9,7 +9,7 @@ from ser_models.exceptions import ConfigError
 
 
 def test_slots_fill_every_node_by_its_cpus_and_interleave_nodes():
-    from ser_models.runs.evidence import run_slots
+    from ser_models.runs.evidence_runs import run_slots
 
     assert run_slots({"a": 2.0}, 1) == ["a", "a"]
     assert run_slots({"a": 4.0, "b": 2.0, "head": 0.0}, 1) == ["a", "b", "a", "b", "a", "a"]
@@ -58,7 +58,7 @@ def test_a_finished_simulation_is_read_back_as_it_was_written(tmp_path):
 
 
 def test_the_fan_out_starts_a_block_of_seeds_first_runs_before_their_other_strategies():
-    from ser_models.runs.evidence import seeds_apart
+    from ser_models.runs.evidence_runs import seeds_apart
 
     plan = [(name, seed) for seed in range(5) for name in ("random", "margin", "auto")] + [("all-labels", 0)]
     order = [plan[i] for i in seeds_apart(plan, list(range(len(plan))), slots=2)]
