@@ -47,7 +47,7 @@ from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingu
 from ser_models.active.curves import plot_learning_curves
 from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
-from ser_models.active.pseudo_labels import TrainingTargets, pseudo_labels
+from ser_models.active.pseudo_labels import TrainingTargets, round_pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets, trains_on_soft_labels
 from ser_models.active.round_report import (
     RoundReport,
@@ -57,7 +57,7 @@ from ser_models.active.round_report import (
     write_run_metrics,
     write_selection,
 )
-from ser_models.active.stopping import decide, stop_set_ids
+from ser_models.active.stopping import stop_set_ids, stop_set_verdict
 from ser_models.active.strategies import build_strategy
 from ser_models.active.strategies.capped import GroupCap
 from ser_models.config import to_dict
@@ -475,69 +475,27 @@ class ActiveLearningLoop:
         return scores
 
     def _pseudo_labels(self, r: int, ledger) -> tuple[pa.Table | None, dict | None]:
-        """Round ``r``'s pseudo-labels (:mod:`~ser_models.active.pseudo_labels`) from round ``r - 1``'s scores,
-        stored in the round's folder (a resumed round reuses them) and never appended to the ledger."""
-        cfg = self.active.semi_supervised
-        if not cfg.enabled or r == 0:
-            return None, None
-        path = self.round_dir(r) / "pseudo_labels.parquet"
-        if exists(path):
-            table = read_parquet(path)
-        else:
-            prev = self.round_dir(r - 1) / "scores.parquet"
-            if not exists(prev):
-                self.log(f"  pseudo-labels: round {r - 1} left no scores.parquet; round {r} trains on the ledger alone")
-                return None, None
-            scores = Scores.load(prev)
-            table = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, ledger.labels(), self.labels,
-                                  exclude=self.handover.unlabelable())
-            write_parquet_atomic(path, table)
-        labels = table.column("label").to_pylist()
-        report = {"method": cfg.method, "clips": table.num_rows,
-                  "per_class": {c: labels.count(c) for c in self.labels},
-                  "mean_confidence": round(float(np.mean(table.column("confidence").to_numpy())), 4)
-                  if table.num_rows else None}
-        if self.handover.simulated:
-            # Only the simulated oracle knows the truth; the share is reported, never trained on.
-            acc = self.handover.oracle(-1).accuracy(table.column("utt_id").to_pylist(), labels)
-            report["accuracy"] = None if acc is None else round(acc, 4)
-        return table, report
+        """Round ``r``'s pseudo-labels and their report (:func:`~ser_models.active.pseudo_labels.round_pseudo_labels`);
+        only the simulated oracle knows the truth, so only a simulation reports their accuracy."""
+        accuracy = self.handover.oracle(-1).accuracy if self.handover.simulated else None
+        return round_pseudo_labels(self.active.semi_supervised, r, ledger, self.round_dir, self.labels,
+                                   self.handover.unlabelable(), accuracy=accuracy, log=self.log)
 
     def _stopping(self, r: int, ledger, scores: Scores | None, checkpoint_dir, last: bool) -> dict | None:
-        """Round ``r``'s stopping signals (:func:`~ser_models.active.stopping.decide`) from its predictions on
-        the stop set (taken from the round's pool scores, or scored alone in the last round) and round
-        ``r - 1``'s."""
-        if not self.stop_ids:
-            return decide(self.active.stopping, r, None, None, None, None, last).to_json()
-        path = self.round_dir(r) / "stop_set.parquet"
-        if exists(path):
-            table = read_parquet(path)
-            probs = np.asarray(table.column("probs").to_pylist(), np.float32)
-        else:
-            if scores is None:
-                ds = self.cache.dataset(ids=self.stop_ids) if self.cache is not None \
-                    else self.pool.dataset("train", where={**self.where, "utt_id": self.stop_ids})
-                scores = score_dataset(ds, checkpoint_dir, dataclasses.replace(self.active.scorer, mc_samples=0),
-                                       inputs=self._inputs(), seed=self.active.seed + r, verbose=False,
-                                       in_process=self.in_process, keep_embedding=False)
-            pos = pd.Index(scores.ids.astype(str)).get_indexer(self.stop_ids)
-            if (pos < 0).any():
-                raise ConfigError(f"round {r}: {int((pos < 0).sum())} stop-set clips were not scored")
-            probs = scores.probs[pos]
-            preds = [self.labels[int(k)] for k in probs.argmax(axis=1)]
-            table = pa.table({"utt_id": pa.array(self.stop_ids, pa.string()), "prediction": pa.array(preds),
-                              "probs": pa.array(probs.tolist(), pa.list_(pa.float32()))})
-            write_parquet_atomic(path, table)
-        previous, prev_stop = None, None
-        prev_path = self.round_dir(r - 1) / "stop_set.parquet"
-        if r > 0 and exists(prev_path):
-            prev_table = read_parquet(prev_path)
-            if prev_table.column("utt_id").to_pylist() == list(self.stop_ids):
-                previous = np.asarray(prev_table.column("prediction").to_pylist(), dtype=object)
-                prev_stop = (read_json(self.round_dir(r - 1) / "metrics.json").get("stopping")
-                             if exists(self.round_dir(r - 1) / "metrics.json") else None)
-        predictions = np.asarray(table.column("prediction").to_pylist(), dtype=object)
-        return decide(self.active.stopping, r, predictions, probs, previous, prev_stop, last).to_json()
+        """Round ``r``'s stopping signals (:func:`~ser_models.active.stopping.stop_set_verdict`) from its
+        predictions on the stop set: taken from the round's pool scores, or scored alone in the last round."""
+
+        def stop_set_scores() -> Scores:
+            if scores is not None:
+                return scores
+            ds = self.cache.dataset(ids=self.stop_ids) if self.cache is not None \
+                else self.pool.dataset("train", where={**self.where, "utt_id": self.stop_ids})
+            return score_dataset(ds, checkpoint_dir, dataclasses.replace(self.active.scorer, mc_samples=0),
+                                 inputs=self._inputs(), seed=self.active.seed + r, verbose=False,
+                                 in_process=self.in_process, keep_embedding=False)
+
+        return stop_set_verdict(self.active.stopping, r, self.stop_ids, self.labels, self.round_dir,
+                                stop_set_scores, last)
 
     def _class_counts(self, ledger) -> list[float] | None:
         return class_counts(ledger, self.labels, self.cross_feeds.source_labels() if self.cross else None)

@@ -29,6 +29,8 @@ import pyarrow as pa
 from ser_models.config import RESULT, field
 from ser_models.data.ledger import TARGETS_SCHEMA
 from ser_models.exceptions import ConfigError
+from ser_models.io import exists, read_parquet, write_parquet_atomic
+from ser_models.scoring.scorer import Scores
 
 __all__ = ["PSEUDO_SCHEMA", "SemiSupervisedConfig", "TrainingTargets", "balanced_top", "confident_pseudo_labels",
            "label_spreading", "pseudo_labels"]
@@ -199,6 +201,51 @@ def pseudo_labels(cfg: SemiSupervisedConfig, ids: np.ndarray, probs: np.ndarray,
                      "label": pa.array([class_names[int(c)] for c in cls], pa.string()),
                      "confidence": pa.array(np.asarray(conf, np.float64)),
                      "method": pa.array([cfg.method] * len(pos), pa.string())}, schema=PSEUDO_SCHEMA)
+
+
+def round_pseudo_labels(cfg: SemiSupervisedConfig, r: int, ledger, round_dir, class_names: list[str],
+                        exclude: set[str], accuracy=None, log=print) -> tuple[pa.Table | None, dict | None]:
+    """Round ``r``'s pseudo-labels from round ``r - 1``'s scores (:func:`pseudo_labels`), kept in the round's
+    folder as ``pseudo_labels.parquet`` (a resumed round reuses them) and never appended to the ledger.
+
+    Args:
+        cfg: ``active.semi_supervised``.
+        r: the training round (round 0 has no earlier scores: none).
+        ledger: the ledger view as of round ``r``.
+        round_dir: ``r -> folder`` of a round.
+        class_names: ``model.labels``.
+        exclude: clips never pseudo-labelled (those the oracle cannot label).
+        accuracy: ``(ids, labels) -> share correct | None`` where the truth is known (a simulation); it is
+            reported, never trained on.
+        log: where a round without earlier scores says so.
+
+    Returns:
+        ``(table, report)``: the pseudo-labels (:data:`PSEUDO_SCHEMA`) and ``{"method", "clips", "per_class",
+        "mean_confidence"[, "accuracy"]}``; ``(None, None)`` when off, in round 0, or without earlier scores.
+    """
+    if not cfg.enabled or r == 0:
+        return None, None
+    path = round_dir(r) / "pseudo_labels.parquet"
+    if exists(path):
+        table = read_parquet(path)
+    else:
+        prev = round_dir(r - 1) / "scores.parquet"
+        if not exists(prev):
+            log(f"  pseudo-labels: round {r - 1} left no scores.parquet; round {r} trains on the ledger alone")
+            return None, None
+        scores = Scores.load(prev)
+        table = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, ledger.labels(), class_names,
+                              exclude=exclude)
+        write_parquet_atomic(path, table)
+    labels = table.column("label").to_pylist()
+    report = {"method": cfg.method, "clips": table.num_rows,
+              "per_class": {c: labels.count(c) for c in class_names},
+              "mean_confidence": round(float(np.mean(table.column("confidence").to_numpy())), 4)
+              if table.num_rows else None}
+    if accuracy is not None:
+        acc = accuracy(table.column("utt_id").to_pylist(), labels)
+        report["accuracy"] = None if acc is None else round(acc, 4)
+    return table, report
 
 
 class TrainingTargets:

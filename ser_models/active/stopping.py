@@ -23,9 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 from ser_models.config import RESULT, field
 from ser_models.exceptions import ConfigError
+from ser_models.io import exists, read_json, read_parquet, write_parquet_atomic
 
 __all__ = ["StopDecision", "StoppingConfig", "cohen_kappa", "decide", "stop_set_ids"]
 
@@ -173,3 +176,53 @@ def decide(cfg: StoppingConfig, round_index: int, predictions: np.ndarray | None
         d.message = "; ".join(filter(None, [d.message, f"active.stopping.max_rounds={cfg.max_rounds} reached"]))
     d.stop = not last_round and (capped or (cfg.end_loop and bool(reasons)))
     return d
+
+
+def stop_set_verdict(cfg: StoppingConfig, r: int, stop_ids: list[str], labels: list[str], round_dir,
+                     scores, last_round: bool) -> dict:
+    """Round ``r``'s stopping signals (:func:`decide`) from its predictions on the stop set and round ``r - 1``'s,
+    each round's kept in its folder as ``stop_set.parquet`` (``utt_id``, ``prediction``, ``probs``; a resumed
+    round reads it back).
+
+    Args:
+        cfg: the criteria.
+        r: the training round.
+        stop_ids: the stop set's clip ids (fixed when the run started; empty without classes).
+        labels: the model's classes (logit order).
+        round_dir: ``r -> folder`` of a round.
+        scores: ``() -> Scores`` holding every stop-set clip, called only when round ``r``'s predictions are
+            not stored yet.
+        last_round: this is the budget's last round.
+
+    Returns:
+        :meth:`StopDecision.to_json` of the round's decision.
+
+    Raises:
+        ConfigError: stop-set clips are missing from the scores.
+    """
+    if not stop_ids:
+        return decide(cfg, r, None, None, None, None, last_round).to_json()
+    path = round_dir(r) / "stop_set.parquet"
+    if exists(path):
+        table = read_parquet(path)
+        probs = np.asarray(table.column("probs").to_pylist(), np.float32)
+    else:
+        scored = scores()
+        pos = pd.Index(scored.ids.astype(str)).get_indexer(stop_ids)
+        if (pos < 0).any():
+            raise ConfigError(f"round {r}: {int((pos < 0).sum())} stop-set clips were not scored")
+        probs = scored.probs[pos]
+        preds = [labels[int(k)] for k in probs.argmax(axis=1)]
+        table = pa.table({"utt_id": pa.array(stop_ids, pa.string()), "prediction": pa.array(preds),
+                          "probs": pa.array(probs.tolist(), pa.list_(pa.float32()))})
+        write_parquet_atomic(path, table)
+    previous, prev_stop = None, None
+    prev_path = round_dir(r - 1) / "stop_set.parquet"
+    if r > 0 and exists(prev_path):
+        prev_table = read_parquet(prev_path)
+        if prev_table.column("utt_id").to_pylist() == list(stop_ids):
+            previous = np.asarray(prev_table.column("prediction").to_pylist(), dtype=object)
+            prev_stop = (read_json(round_dir(r - 1) / "metrics.json").get("stopping")
+                         if exists(round_dir(r - 1) / "metrics.json") else None)
+    predictions = np.asarray(table.column("prediction").to_pylist(), dtype=object)
+    return decide(cfg, r, predictions, probs, previous, prev_stop, last_round).to_json()
