@@ -54,7 +54,8 @@ RESULTS = ROOT / "bench" / "results" / "mutation.json"
 #: module where all of it keeps the target; named functions where the module also holds other things (io's
 #: reads and listings, evidence's tables and plots).
 TARGETS: dict[str, list[str]] = {
-    "locks": ["ser_models.locks.folder_lock.*", "ser_models.locks.identity.*", "ser_models.locks.guard.*"],
+    "locks": ["ser_models.locks.folder_lock.*", "ser_models.locks.lock_file.*", "ser_models.locks.identity.*",
+              "ser_models.locks.guard.*"],
     "ownership": ["ser_models.ownership.claims.*", "ser_models.ownership.overlap.*"],
     "io (atomic writes, deletes, swaps)": [
         f"ser_models.io.x_{name}__mutmut_*" for name in (

@@ -3,6 +3,8 @@ under.
 
 - :mod:`~ser_models.locks.folder_lock`: :class:`FolderLock` (take, heartbeat, take over, release) and the fence
   every commit runs inside (:func:`fenced_for`);
+- :mod:`~ser_models.locks.lock_file`: reading the lock file back (local file or lease object) as a record and a
+  fingerprint, and its holder in words;
 - :mod:`~ser_models.locks.identity`: a holder's identity (host, boot, PID namespace, pid and its start time) and
   when a holder is stale;
 - :mod:`~ser_models.locks.guard`: the ``flock`` of a local folder that lock changes on this machine run under.

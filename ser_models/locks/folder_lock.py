@@ -40,10 +40,10 @@ from ser_models.locks.identity import (
     wait_seconds,
 )
 from ser_models.locks.identity import identity as _identity
-from ser_models.locks.identity import iso as _iso
 from ser_models.locks.identity import now as _now
 from ser_models.locks.identity import pid_alive as _pid_alive
 from ser_models.locks.identity import same_machine as _same_machine
+from ser_models.locks.lock_file import READ_TRIES, describe_holder, read_lock_file
 
 LOCK_NAME = ".ser-lock.json"
 #: Seconds a taker waits at least for the folder's guard (held by a commit in progress, or by a process paused
@@ -51,9 +51,6 @@ LOCK_NAME = ".ser-lock.json"
 GUARD_WAIT_S = 60.0
 #: Seconds a lease writer waits before reading its lease back (object stores only).
 SETTLE_S = 0.5
-#: Reads of a lease that failed (an overwrite in flight, a throttled request) are retried this many times, with
-#: a doubling pause from 0.05 s (about 0.75 s in all), before the error is raised (object stores only).
-READ_TRIES = 5
 
 #: Locks this process holds, by lock-file path (re-entry by the same thread shares them; ``held_lock_for``
 #: finds them).
@@ -132,66 +129,8 @@ class FolderLock:
                 "what": self.what, "folder": str(self.folder)}
 
     def _read(self) -> tuple[dict | None, object]:
-        """``(record, fingerprint)``; ``(None, None)`` when there is no lock file. A file being created (empty or
-        half-written) reads as ``{}``. The fingerprint changes whenever the holder beats: the bytes, and
-        locally the file's inode, size and mtime too (compared only with themselves, never with a clock)."""
-        if self.local:
-            try:
-                fd = os.open(io.local_path(self.path), os.O_RDONLY)
-            except FileNotFoundError:
-                return None, None
-            try:
-                st = os.fstat(fd)
-                chunks = []
-                while chunk := os.read(fd, 65536):
-                    chunks.append(chunk)
-                raw = b"".join(chunks)
-            finally:
-                os.close(fd)
-            fingerprint: object = (raw, st.st_ino, st.st_size, st.st_mtime_ns)
-        else:
-            raw = self._read_object()
-            if raw is None:
-                return None, None
-            fingerprint = raw
-        try:
-            rec = json.loads(raw.decode() or "{}")
-        except ValueError:
-            rec = {}
-        return (rec if isinstance(rec, dict) else {}), fingerprint
-
-    def _read_object(self) -> bytes | None:
-        """The lease object's bytes, or None when there is none.
-
-        A read that fails while the object exists, or returns bytes that are not a JSON object, is retried
-        (:data:`READ_TRIES`): leases are only ever written whole, so such a read met an overwrite in flight or a
-        throttled request (moto's server even answers a read that meets an overwrite with torn bytes). Bytes that
-        stay unreadable as JSON are returned (an abandoned or foreign object: watched, then taken over). A read
-        that keeps failing raises: it is never read as an empty lease, which a waiter would take over once it
-        stayed "empty" for ``stale_s``.
-
-        Raises:
-            OSError: the lease exists but could not be read, naming it and the store's last error.
-        """
-        fs, p = io.filesystem(self.path)
-        raw, error = None, None
-        for attempt in range(READ_TRIES):
-            if fs.get_file_info(p).type.name == "NotFound":
-                return None
-            try:
-                raw = io.read_bytes(self.path)
-            except OSError as exc:  # FileNotFoundError included: deleted between the two calls, looked at again
-                raw, error = None, exc
-            else:
-                try:
-                    if isinstance(json.loads(raw.decode()), dict):
-                        return raw
-                except ValueError:  # UnicodeDecodeError included
-                    pass
-            time.sleep(0.05 * 2 ** attempt)
-        if raw is None:
-            raise OSError(f"the lock file {self.path} exists but could not be read ({READ_TRIES} tries): {error}")
-        return raw
+        """The lock file's ``(record, fingerprint)`` (:func:`~ser_models.locks.lock_file.read_lock_file`)."""
+        return read_lock_file(self.path, self.local)
 
     def _watch(self, fingerprint: object) -> float:
         """Seconds (on this process's monotonic clock) that the lock file has read as ``fingerprint``."""
@@ -250,21 +189,8 @@ class FolderLock:
         return time.monotonic() - seen[1] if seen is not None and seen[0] == fingerprint else 0.0
 
     def describe(self, rec: dict | None) -> str:
-        """The holder in words: host, pid, start time and last heartbeat (by the holder's own clock)."""
-        if not rec:
-            return "a writer that is creating the lock right now"
-        same = _same_machine(rec)
-        thread = (f", thread {rec['thread']!r} (another thread of this process)"
-                  if same and rec.get("pid") == os.getpid() and rec.get("thread") else "")
-        me = _identity()
-        if same or rec.get("host") != HOST:
-            where = ""
-        elif rec.get("boot_id") == me["boot_id"] and rec.get("pidns") == me["pidns"] and "boot_id" in rec:
-            where = " (its pid cannot be checked from this process)"
-        else:
-            where = " (another boot or PID namespace of this host)"
-        return (f"host {rec.get('host', '?')}{where}, pid {rec.get('pid', '?')}{thread}, started "
-                f"{_iso(rec.get('started_at'))}, last heartbeat {_iso(rec.get('heartbeat_at'))} by its clock")
+        """The holder in words (:func:`~ser_models.locks.lock_file.describe_holder`)."""
+        return describe_holder(rec)
 
     def _refusal(self, rec: dict | None, fingerprint: object, take_over: str | None) -> LockHeldError:
         """The error of a writer that found ``rec`` holding the lock: who holds it, and the exact take-over key."""
