@@ -56,7 +56,8 @@ RESULTS = ROOT / "bench" / "results" / "mutation.json"
 TARGETS: dict[str, list[str]] = {
     "locks": ["ser_models.locks.folder_lock.*", "ser_models.locks.lock_file.*", "ser_models.locks.identity.*",
               "ser_models.locks.guard.*"],
-    "ownership": ["ser_models.ownership.claims.*", "ser_models.ownership.overlap.*"],
+    "ownership": ["ser_models.ownership.claims.*", "ser_models.ownership.recognise.*",
+                  "ser_models.ownership.overlap.*"],
     "io (atomic writes, deletes, swaps)": [
         f"ser_models.io.x_{name}__mutmut_*" for name in (
             "is_link", "delete_dir", "write_bytes_atomic", "write_file_atomic", "_temp_name", "_write_atomic",
