@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     load.close()
     rows.to_csv(Path(args.results).with_name(Path(args.results).stem + "_draws.csv"), index=False)
 
-    from ser_models.planning.planner import kish_design_effect, ua_half_width
+    from ser_models.planning.ua_precision import kish_design_effect, ua_half_width
 
     shares = held["emotion"].value_counts(normalize=True).reindex(LABELS).to_numpy()
     recalls = np.array([held.loc[held["emotion"] == c, "correct"].mean() for c in LABELS])

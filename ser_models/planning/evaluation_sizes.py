@@ -18,13 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ser_models.exceptions import ConfigError
-from ser_models.planning.planner import (
-    MIN_UNITS,
-    kish_design_effect,
-    required_test_size,
-    ua_half_width,
-    z_value,
-)
+from ser_models.planning.planner import MIN_UNITS
+from ser_models.planning.ua_precision import kish_design_effect, required_test_size, ua_half_width, z_value
 
 __all__ = ["EvaluationSizes", "cluster_ids", "clips_mean_cluster_size", "describe_composition", "evaluation_sizes",
            "set_composition"]

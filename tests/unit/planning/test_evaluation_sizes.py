@@ -17,7 +17,7 @@ from ser_models.planning.evaluation_sizes import (
     evaluation_sizes,
     set_composition,
 )
-from ser_models.planning.planner import kish_design_effect, required_test_size, ua_half_width, z_value
+from ser_models.planning.ua_precision import kish_design_effect, required_test_size, ua_half_width, z_value
 
 UNIFORM = [0.25] * 4
 RECALLS = [0.6] * 4
@@ -109,7 +109,7 @@ def test_composition_counts_units_and_design_effect_and_warns_under_the_floor():
 
 def test_design_effect_agrees_with_the_planners_simulation():
     # the sizes' design effect is the one the planner's beta-binomial simulation carries
-    from ser_models.planning.planner import simulated_half_width
+    from ser_models.planning.ua_precision import simulated_half_width
 
     s = evaluation_sizes(100_000, UNIFORM, RECALLS, half_width=0.08, cluster_size=10.0, icc=0.2)
     sim = simulated_half_width(s.test_size, UNIFORM, RECALLS, draws=4000, seed=2, cluster_size=10.0, icc=0.2)

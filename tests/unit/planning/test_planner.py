@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 
 from ser_models.exceptions import ConfigError
-from ser_models.planning.planner import (
-    PlanConfig,
+from ser_models.planning.planner import PlanConfig, plan_budget, round_targets
+from ser_models.planning.ua_precision import (
     kish_design_effect,
-    plan_budget,
     required_test_size,
-    round_targets,
     simulate_ua,
     simulated_half_width,
     ua_half_width,
