@@ -1,6 +1,7 @@
-"""The layer-anchoring loss: CORAL, the distance between the feature covariances of two batches (a
-differentiable domain-alignment loss), averaged over anchor groups of encoder layers. The trainer adds it to
-the emotion loss; which layers to anchor is chosen in ``ser_models.analysis.anchoring``.
+"""Layer anchoring in training: its loss, CORAL, the distance between the feature covariances of two batches (a
+differentiable domain-alignment loss) averaged over anchor groups of encoder layers, and its feed of unlabelled
+target-domain clips (:class:`AnchorFeed`), drawn at random beside every training batch. The trainer adds the loss
+to the emotion loss; which layers to anchor is chosen in ``ser_models.analysis.anchoring``.
 
 References:
     Sun and Saenko, 2016. Deep CORAL: Correlation Alignment for Deep Domain Adaptation. ECCV workshops.
@@ -10,7 +11,15 @@ References:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import numpy as np
 import torch
+
+from ser_models.data.clips import ClipSet, collect_clips
+from ser_models.precision import pin_for
+from ser_models.training.batching import make_batch
+from ser_models.training.config import TrainConfig
 
 
 def feature_covariance(x: torch.Tensor) -> torch.Tensor:
@@ -73,3 +82,41 @@ def anchoring_loss(source: torch.Tensor, target: torch.Tensor, groups: list[list
 def union_layers(groups: list[list[int]]) -> list[int]:
     """Sorted distinct layers of all groups (the hidden states the model must pool)."""
     return sorted({layer for group in groups for layer in group})
+
+
+@dataclass
+class AnchorFeed:
+    """Unlabelled target-domain clips and where to align them with the training batches (layer anchoring).
+
+    Attributes:
+        clips: the target clips (audio), held; each step draws ``batch_size`` of them at random.
+        groups: anchor layer groups (``ser_models.analysis.anchor_groups``).
+        weight: weight of the CORAL loss next to the emotion loss.
+        batch_size: target clips per step (>= 2).
+    """
+
+    clips: ClipSet
+    groups: list[list[int]]
+    weight: float
+    batch_size: int
+    layers: list[int] = field(init=False)  # the hidden states the groups use, pooled every step
+
+    def __post_init__(self) -> None:
+
+        self.layers = union_layers(self.groups)
+
+
+def anchor_feed(spec: dict | None, batches) -> AnchorFeed | None:
+    """The :class:`AnchorFeed` of a training run from its ``anchoring`` spec (``groups``, ``weight``,
+    ``batch_size``) and the target clips' numpy batches; None without a spec."""
+    if not spec:
+        return None
+    clips = collect_clips(batches, [], require_labels=False).sorted_by_id()
+    return AnchorFeed(clips, [list(g) for g in spec["groups"]], float(spec["weight"]), int(spec["batch_size"]))
+
+
+def target_batch(anchor: AnchorFeed, cfg: TrainConfig, rng: np.random.Generator, device: torch.device):
+    """A random batch of ``anchor.batch_size`` target clips, cropped like training clips."""
+    n = len(anchor.clips)
+    index = rng.choice(n, size=anchor.batch_size, replace=n < anchor.batch_size)
+    return make_batch(anchor.clips, index, int(cfg.optim.max_crop_seconds * 16000), rng, pin_for(device)).to(device)

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ser_models.data.clips import ClipSet, collect_clips
+from ser_models.data.clips import ClipSet
 from ser_models.exceptions import TrainingError
 from ser_models.failpoints import pausepoint
 from ser_models.heads import soft_cross_entropy
 from ser_models.heads.dimensional import dimensional_loss
 from ser_models.metrics import balanced_nll, classification_metrics, regression_metrics
 from ser_models.precision import autocast, configure_device, pin_for
-from ser_models.training.anchoring import anchoring_loss, union_layers
+from ser_models.training.anchoring import AnchorFeed, anchoring_loss, target_batch
 from ser_models.training.batching import StreamingClips, epoch_batches, make_batch, plan_batches
 from ser_models.training.config import FREEZABLE_PARTS, TrainConfig
 from ser_models.training.distributed import all_reduce_min, broadcast_flag, rank, seed_epoch, wrap_ddp
@@ -32,37 +32,6 @@ from ser_models.training.schedule import tri_stage_scheduler
 #: Training steps between checks that the loss is finite (and one at the end of every epoch). A check reads a
 #: value back from the device, a host sync that stalls a GPU's queue: once a step it cost every step.
 FINITE_CHECK_STEPS = 50
-
-
-@dataclass
-class AnchorFeed:
-    """Unlabelled target-domain clips and where to align them with the training batches (layer anchoring).
-
-    Attributes:
-        clips: the target clips (audio), held; each step draws ``batch_size`` of them at random.
-        groups: anchor layer groups (``ser_models.analysis.anchor_groups``).
-        weight: weight of the CORAL loss next to the emotion loss.
-        batch_size: target clips per step (>= 2).
-    """
-
-    clips: ClipSet
-    groups: list[list[int]]
-    weight: float
-    batch_size: int
-    layers: list[int] = field(init=False)  # the hidden states the groups use, pooled every step
-
-    def __post_init__(self) -> None:
-
-        self.layers = union_layers(self.groups)
-
-
-def anchor_feed(spec: dict | None, batches) -> AnchorFeed | None:
-    """The :class:`AnchorFeed` of a training run from its ``anchoring`` spec (``groups``, ``weight``,
-    ``batch_size``) and the target clips' numpy batches; None without a spec."""
-    if not spec:
-        return None
-    clips = collect_clips(batches, [], require_labels=False).sorted_by_id()
-    return AnchorFeed(clips, [list(g) for g in spec["groups"]], float(spec["weight"]), int(spec["batch_size"]))
 
 
 class _TrainForward(nn.Module):
@@ -340,7 +309,7 @@ def fit(model: nn.Module, train: ClipSet | StreamingClips, dev: ClipSet | None, 
             if all_reduce_min(batch is not None) == 0:
                 break
             batch = batch.to(device)
-            target = _target_batch(anchor, cfg, target_rng, device) if anchor is not None else None
+            target = target_batch(anchor, cfg, target_rng, device) if anchor is not None else None
             with autocast(device, cfg.precision):  # bf16: the forward only; weights and grads stay float32
                 logits, dims, coral = wrapped(wavs=batch.wavs, lengths=batch.lengths, features=batch.features,
                                               target_wavs=None if target is None else target.wavs,
@@ -503,13 +472,6 @@ def _concat_soft(parts: list[ClipSet]) -> np.ndarray | None:
     width = next(p.soft.shape[1] for p in parts if p.soft is not None)
     eye = np.eye(width, dtype=np.float32)
     return np.concatenate([p.soft if p.soft is not None else eye[p.labels] for p in parts])
-
-
-def _target_batch(anchor: AnchorFeed, cfg: TrainConfig, rng: np.random.Generator, device: torch.device):
-    """A random batch of ``anchor.batch_size`` target clips, cropped like training clips."""
-    n = len(anchor.clips)
-    index = rng.choice(n, size=anchor.batch_size, replace=n < anchor.batch_size)
-    return make_batch(anchor.clips, index, int(cfg.optim.max_crop_seconds * 16000), rng, pin_for(device)).to(device)
 
 
 def _apply_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, base_lrs: list[float],

@@ -15,10 +15,10 @@ from ser_models.data.clips import collect_clips
 from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.exceptions import ConfigError
 from ser_models.io import begin_dir_swap, commit_dir_swap, exists, storage_path, write_json_atomic
+from ser_models.training.anchoring import anchor_feed
 from ser_models.training.batching import StreamingClips
 from ser_models.training.fitting import (
     FitState,
-    anchor_feed,
     epoch_row,
     evaluate,
     final_row,

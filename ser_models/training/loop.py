@@ -11,11 +11,11 @@ import torch
 from ser_models.config import from_dict
 from ser_models.data.clips import collect_clips
 from ser_models.data.inputs import ModelInputs
+from ser_models.training.anchoring import anchor_feed
 from ser_models.training.batching import StreamingClips
 from ser_models.training.config import TrainConfig
 from ser_models.training.fitting import (
     FitState,
-    anchor_feed,
     epoch_row,
     evaluate,
     final_row,

@@ -109,7 +109,7 @@ def train_model(model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig, datas
         callbacks: Ray Train V2 ``UserCallback`` s for the run (a Tune trial passes ``TuneReportCallback``).
         anchoring: layer anchoring, ``{"groups", "weight", "batch_size"}``: ``datasets["anchor_target"]``
             (unlabelled target-domain pool rows) is held whole by every worker and aligned with the training
-            batches at the anchor layers (:class:`~ser_models.training.fitting.AnchorFeed`).
+            batches at the anchor layers (:class:`~ser_models.training.anchoring.AnchorFeed`).
         soft_labels: ``datasets["train"]`` has a ``soft_label`` column (JSON vote shares from several
             annotators, null for hard labels): the classification loss fits the shares.
         plots: draw ``confusion.png`` of the evaluation split (many-seed simulations skip it).

@@ -14,10 +14,10 @@ from ser_models.data.clips import ClipSet
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.models.model import EmotionModel
 from ser_models.testing import tiny_model_config
-from ser_models.training.anchoring import anchoring_loss, coral_loss, union_layers
+from ser_models.training.anchoring import AnchorFeed, anchoring_loss, coral_loss, union_layers
 from ser_models.training.batching import make_batch
 from ser_models.training.config import OptimConfig, TrainConfig
-from ser_models.training.fitting import AnchorFeed, fit
+from ser_models.training.fitting import fit
 
 
 def test_config_validation():
