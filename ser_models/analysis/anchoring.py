@@ -20,6 +20,7 @@ import numpy as np
 
 from ser_models.analysis.similarity import ANCHOR_MODES
 from ser_models.config import RESULT, field
+from ser_models.data.clips import collect_clips
 from ser_models.exceptions import ConfigError
 from ser_models.io import exists, read_json, write_json_atomic
 
@@ -115,7 +116,6 @@ def encode_sample(pool, split: str, where: dict, model, per_class: int, seed: in
         ``(features [N, L, D] float32, labels [N] class names)``.
     """
 
-    from ser_models.data.clips import collect_clips
     from ser_models.training.batching import pooled_layer_features
 
     model_cfg = model.cfg

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser_models.data.clips import ClipSet
 from ser_models.exceptions import ConfigError
 
 #: The name of the categorical task (the dimensional tasks are named after their dimension).
@@ -75,7 +76,6 @@ def task_model_config(model_cfg, task: str):
 
 def task_clips(split: SplitFeatures, model_cfg, task: str):
     """The split's clips that have the task's target, as a feature-mode ``ClipSet``."""
-    from ser_models.data.clips import ClipSet
 
     if task == CATEGORICAL:
         keep = np.flatnonzero(split.labels >= 0)

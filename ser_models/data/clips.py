@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ser_models.data.inputs import AUDIO, SOURCE_COLUMNS, ModelInputs
-from ser_models.data.pool import speaker_key
+from ser_models.data.speakers import speaker_key
 from ser_models.exceptions import TrainingError
 
 #: Columns a model reads from audio pool rows (scoring, TAPT, distillation, anchoring's target clips).

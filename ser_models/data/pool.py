@@ -21,7 +21,7 @@ quarantined rows in one pass) and the source file's signature (``source_size``, 
 reader here exposes exactly :data:`POOL_COLUMNS`.
 
 A row is a clip or a segment of a long recording (``recording, channel, start, end``, ``group``); readers give
-``speaker`` as :func:`speaker_key` (a segment without a speaker is its stream's).
+``speaker`` as :func:`~ser_models.data.speakers.speaker_key` (a segment without a speaker is its stream's).
 
 This module never imports torch: its ``map_batches`` functions run on Ray workers, where importing torch
 costs seconds per worker.
@@ -39,6 +39,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from ser_models.data.inputs import ModelTargets
+from ser_models.data.speakers import fill_speaker_keys, speaker_sources, stream_mask
 from ser_models.exceptions import PoolError
 from ser_models.io import exists, filesystem, read_json, read_parquet
 from ser_models.runtime import read_parquet_dataset
@@ -253,7 +254,7 @@ class Pool:
         """The pool (or one split of it) as a Ray Dataset with :data:`POOL_COLUMNS`.
 
         A split reads only its own partition folder. The ``split`` column is a plain string. The ``speaker``
-        column is each clip's :func:`speaker_key`: the manifest's speaker, or for a segment without one its
+        column is each clip's :func:`~ser_models.data.speakers.speaker_key`: the manifest's speaker, or for a segment without one its
         stream (``<recording>#ch<channel>``), so every reader groups speakers alike.
 
         Args:
@@ -300,7 +301,7 @@ class Pool:
                  where: dict[str, str] | None = None) -> pd.DataFrame:
         """Pool columns read on the driver with pyarrow; the ``audio`` column only when asked for; only rows
         whose columns equal ``where``'s values when given (as in :meth:`dataset`). ``speaker`` is each clip's
-        :func:`speaker_key`, as in :meth:`dataset`."""
+        :func:`~ser_models.data.speakers.speaker_key`, as in :meth:`dataset`."""
         cols = [c for c in POOL_COLUMNS if c != "audio"] if columns is None else _check_columns(columns, self.root)
         dataset = self._arrow_dataset(None if split is None or split not in self.splits else self.files(split))
         flt = None if split is None else (pc.field("split") == split)
@@ -320,10 +321,10 @@ class Pool:
         dataset = self._arrow_dataset()
         flt = None if split is None else (pc.field("split") == split)
         t = dataset.to_table(columns=["speaker", "recording"], filter=flt)
-        return int(pc.sum(_stream_mask(t.column("speaker"), t.column("recording"))).as_py() or 0)
+        return int(pc.sum(stream_mask(t.column("speaker"), t.column("recording"))).as_py() or 0)
 
     def log_stream_speakers(self, log=print, split: str | None = None) -> int:
-        """Say once, in a job's log, how many clips take their stream as their speaker (see :func:`speaker_key`);
+        """Say once, in a job's log, how many clips take their stream as their speaker (see :func:`~ser_models.data.speakers.speaker_key`);
         returns that count (nothing is said when it is 0)."""
         n = self.stream_speakers(split)
         if n:
@@ -437,69 +438,6 @@ class Pool:
         )
 
 
-def speaker_key(speaker, recording=None, channel=None) -> str | None:
-    """The speaker a clip is grouped under (per-speaker statistics, ``model.feature_norm=speaker``), or None.
-
-    The clip's ``speaker`` (text, stripped) when it has one; else, for a segment of a recording,
-    ``"<recording>#ch<channel>"``: one stream is one speaker, the usual case for the channels of a split call
-    (``channel`` -1 or missing = the channels averaged, itself one stream). None when it has neither (the
-    statistics then fall back to the pool's). This is the only definition: the pool's readers apply it, and
-    the feature statistics key on it.
-
-    Args:
-        speaker: the pool's ``speaker`` value (None, NaN or blank = none).
-        recording: the pool's ``recording`` value (None, NaN or blank = a plain clip).
-        channel: the pool's ``channel`` (0-based; -1, None or NaN = averaged).
-    """
-    key = _text(speaker)
-    if key is not None or recording is None:
-        return key
-    rec = _text(recording)
-    if rec is None:
-        return None
-    try:
-        ch = -1 if channel is None or channel != channel else int(channel)  # NaN != NaN
-    except (TypeError, ValueError):
-        ch = -1
-    return f"{rec}#ch{ch}"
-
-
-def _text(value) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def speaker_sources(columns: list[str]) -> list[str]:
-    """Columns a reader needs besides ``columns`` to give each clip's :func:`speaker_key` as ``speaker``."""
-    return ["recording", "channel"] if "speaker" in columns else []
-
-
-def _stream_mask(speaker: pa.ChunkedArray, recording: pa.ChunkedArray) -> pa.ChunkedArray:
-    """True where a clip has no speaker but a recording (its stream is its speaker)."""
-    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(speaker), ""), True)
-    has_recording = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(recording), ""), False)
-    return pc.and_(blank, has_recording)
-
-
-def fill_speaker_keys(table: pa.Table) -> pa.Table:
-    """``table`` with its ``speaker`` column replaced by each row's :func:`speaker_key` (a no-op without the
-    ``speaker`` / ``recording`` / ``channel`` columns). Only rows that take their stream as speaker change."""
-    names = table.column_names
-    if not {"speaker", "recording", "channel"}.issubset(names) or table.num_rows == 0:
-        return table
-    speaker = table.column("speaker")
-    mask = _stream_mask(speaker, table.column("recording"))
-    if not pc.any(mask).as_py():
-        return table
-    values = speaker.to_pylist()
-    recordings, channels = table.column("recording").to_pylist(), table.column("channel").to_pylist()
-    for i in pc.indices_nonzero(mask).to_pylist():
-        values[i] = speaker_key(values[i], recordings[i], channels[i])
-    return table.set_column(names.index("speaker"), "speaker", pa.array(values, pa.string()))
-
-
 def _check_columns(columns: list[str] | None, root: str) -> list[str]:
     if columns is None:
         return list(POOL_COLUMNS)
@@ -534,7 +472,7 @@ def _check_where(where: dict[str, str] | None, root: str) -> dict[str, str]:
 
 def _keep_where(table: pa.Table, where: dict[str, str], columns: list[str]) -> pa.Table:
     """Rows of ``table`` whose columns equal ``where``'s values (or are in a list value), ``columns`` only, with
-    each clip's :func:`speaker_key` as ``speaker``."""
+    each clip's :func:`~ser_models.data.speakers.speaker_key` as ``speaker``."""
     keep = None
     for name, value in where.items():
         term = (pc.is_in(table.column(name), value_set=pa.array(list(value), table.schema.field(name).type))

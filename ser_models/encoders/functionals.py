@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ser_models.data.clips import collect_clips
 from ser_models.exceptions import ConfigError
 
 #: ``model.functionals`` choices: none, eGeMAPS, or by cross-validation (``auto``: on or off per fit).
@@ -80,8 +81,6 @@ class EgemapsExtractor:
         self.nan_values = 0
 
     def __call__(self, batch: dict) -> dict:
-        from ser_models.data.clips import collect_clips
-
         clips = collect_clips([batch], [], require_labels=False)
         rows = [self.clip(audio) for audio in clips.audio]
         return {"utt_id": np.asarray(clips.ids, dtype=object),
@@ -109,8 +108,6 @@ class FunctionalsColumn(EgemapsExtractor):
     """
 
     def __call__(self, batch: dict) -> dict:
-        from ser_models.data.clips import collect_clips
-
         clips = collect_clips([batch], [], require_labels=False)
         by_id = {u: self.clip(a).tobytes() for u, a in zip(clips.ids, clips.audio)}
         return {**batch, "functionals": np.asarray([by_id[str(u)] for u in batch["utt_id"]], dtype=object)}

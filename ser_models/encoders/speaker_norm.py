@@ -35,7 +35,7 @@ from torch import nn
 
 # One definition of a clip's speaker (a segment without one is its stream's): the pool's readers give it as the
 # ``speaker`` column, and a value here is normalised by the same function (None, NaN or blank = unknown).
-from ser_models.data.pool import speaker_key  # noqa: F401 (re-exported)
+from ser_models.data.speakers import speaker_key  # noqa: F401 (re-exported)
 from ser_models.encoders.standardizer import MIN_STD, RunningMoments
 from ser_models.exceptions import ConfigError
 from ser_models.io import read_bytes, write_bytes_atomic

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from ser_models.config import LOCATION, PATH, PATH_OR_NAME, RESULT, SPEED, field, parse_job_args, to_yaml
 from ser_models.data.config import PoolConfig
+from ser_models.data.speakers import fill_speaker_keys, speaker_sources
 from ser_models.encoders import build_encoder
 from ser_models.encoders.content_hash import ALL_FILES, hash_files
 from ser_models.encoders.functionals import FUNCTIONALS_SPEAKER_STATS_FILE, reads_functionals
@@ -172,7 +173,6 @@ def _score_files(files: list[str], fs, scorer, batch_size: int, columns: list[st
     """``backend=in_process``: ``scorer``'s output batches over ``files``, read ``batch_size`` rows at a time
     (one batch of audio in memory)."""
 
-    from ser_models.data.pool import fill_speaker_keys, speaker_sources
 
     read = columns + [c for c in speaker_sources(columns) if c not in columns]
     for path in files:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from ser_models.data.ledger import LabelLedger
 from ser_models.data.manifest import SPLIT_KEYS
+from ser_models.data.speakers import speaker_key
 from ser_models.exceptions import ConfigError
 from ser_models.io import exists, read_bytes, read_json, storage_path, write_bytes_atomic
 
@@ -116,7 +117,6 @@ def read_run_labels(run_dir: str, pool_dir: str, dimensions: tuple[str, ...] = (
             set in it, or a pool that is not the one the run labelled.
     """
     from ser_models.data import Pool
-    from ser_models.data.pool import speaker_key
 
     run = storage_path(run_dir)
     ledger_path = run / "labels" / "ledger.parquet"

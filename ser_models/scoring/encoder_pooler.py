@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ser_models.data.clips import collect_clips
 from ser_models.exceptions import ConfigError
 from ser_models.failpoints import pausepoint
 from ser_models.precision import (
@@ -62,7 +63,6 @@ class EncoderPooler:
             self.functionals = EgemapsExtractor(threads)
 
     def __call__(self, batch: dict) -> dict:
-        from ser_models.data.clips import collect_clips
         from ser_models.training.micro_batches import MicroBatcher
 
         clips = collect_clips([batch], self.model.cfg.labels, require_labels=False)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ser_models import ownership
 from ser_models.data.inputs import AUDIO, ModelInputs
@@ -351,7 +352,6 @@ class FeatureCache:
         A dataset from ``Pool.dataset`` says which files and filter it reads: the ids come from those files'
         ``utt_id`` column (no audio read) and only the files holding missing clips are read. Any other
         dataset is read once for its ids."""
-        import pyarrow.compute as pc
 
         from ser_models.data.pool import POOL_READ_ATTR
 
@@ -406,7 +406,6 @@ class FeatureCache:
         ``targets`` (a table of ``utt_id`` and any of ``label, arousal, valence, dominance``; its ids are the
         rows kept when ``ids`` is None) or a ``label`` column from ``labels``, and the :meth:`attach`-ed
         columns. Filtering runs on the workers, shard by shard."""
-        import pyarrow.compute as pc
         import ray
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ser_models.config import RESULT, SPEED, field, from_dict
+from ser_models.data.clips import collect_clips
 from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.exceptions import ConfigError, PoolError
 from ser_models.failpoints import pausepoint
@@ -281,7 +282,6 @@ class PoolScorer:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from ser_models.data.clips import collect_clips
         from ser_models.training.batching import make_batch
         from ser_models.training.micro_batches import MicroBatcher
 
@@ -355,7 +355,6 @@ class PoolScorer:
 
 
 def _stable_hash(ids) -> int:
-
     return zlib.crc32("\x00".join(ids).encode()) % (2**31)
 
 

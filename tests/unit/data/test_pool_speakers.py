@@ -7,7 +7,7 @@ import math
 import pyarrow as pa
 import pytest
 
-from ser_models.data.pool import fill_speaker_keys, speaker_key, speaker_sources
+from ser_models.data.speakers import fill_speaker_keys, speaker_key, speaker_sources
 from ser_models.encoders.speaker_norm import SpeakerStatistics
 from ser_models.encoders.speaker_norm import speaker_key as norm_speaker_key
 
