@@ -477,6 +477,8 @@ class ActiveLearningLoop:
     def _pseudo_labels(self, r: int, ledger) -> tuple[pa.Table | None, dict | None]:
         """Round ``r``'s pseudo-labels and their report (:func:`~ser_models.active.pseudo_labels.round_pseudo_labels`);
         only the simulated oracle knows the truth, so only a simulation reports their accuracy."""
+        if not self.active.semi_supervised.enabled or r == 0:
+            return None, None
         accuracy = self.handover.oracle(-1).accuracy if self.handover.simulated else None
         return round_pseudo_labels(self.active.semi_supervised, r, ledger, self.round_dir, self.labels,
                                    self.handover.unlabelable(), accuracy=accuracy, log=self.log)

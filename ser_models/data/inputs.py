@@ -52,8 +52,8 @@ class ModelInputs:
             None for audio.
         transcripts: the model has a text branch and reads each clip's ``transcript`` (audio only: the feature
             cache holds no transcripts).
-        speakers: the model standardises per speaker (``model.feature_norm=speaker``, or ``auto`` not having
-            chosen ``pool``) and reads each clip's ``speaker``.
+        speakers: the model standardises per speaker (``model.feature_norm=speaker`` or ``auto``) and reads each
+            clip's ``speaker``.
         functionals: the model reads the eGeMAPS functionals from the cache's ``functionals`` column (cached
             only: given audio, the scorer computes them itself).
     """

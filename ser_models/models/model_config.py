@@ -171,9 +171,9 @@ class ModelConfig:
 
 
 def reads_speakers(cfg: ModelConfig) -> bool:
-    """Whether a model of ``cfg`` needs each clip's speaker: ``model.feature_norm=speaker``, or ``auto`` before
-    its fit chose (a fit compares both) or having chosen ``speaker``."""
-    return cfg.feature_norm == "speaker" or (cfg.feature_norm == "auto" and cfg.feature_norm_choice != "pool")
+    """Whether a model of ``cfg`` needs each clip's speaker (``model.feature_norm=speaker`` or ``auto``: every fit
+    of ``auto`` compares both standardisations)."""
+    return cfg.feature_norm in ("speaker", "auto")
 
 
 def resolve_labels(cfg: ModelConfig, pool) -> ModelConfig:

@@ -90,7 +90,7 @@ def run_slots(node_cpus: dict[str, float], cpus_per_run: int, concurrency: int =
 
 #: Feature caches this process holds in memory for fanned-out runs, by folder, with the ``meta.json`` they were
 #: read under (a Ray worker keeps its copy for every later run it hosts, and reads it again when the cache
-#: grew); the driver's own copy is pinned and released by :func:`run_evidence`.
+#: grew); the driver's own copy is pinned and released by :func:`~ser_models.runs.evidence.run_evidence`.
 _HELD: dict[str, str] = {}
 
 

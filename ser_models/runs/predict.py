@@ -21,6 +21,7 @@ same ``output_dir`` skips the shards already written.
 """
 
 # No `from __future__ import annotations`: OmegaConf resolves these annotations at run time.
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -307,7 +308,9 @@ def _run_predict(cfg: PredictJobConfig, *, verbose: bool = True, claim=lambda: N
     if model.cfg.text.enabled:
         raise ConfigError("jobs.predict reads audio only; this checkpoint has a text branch (model.text)")
     model_cfg = model.cfg
-    inputs = model_cfg.inputs()  # audio, with each clip's speaker for a model that standardises per speaker
+    # Audio, with each clip's speaker for a model that standardises per speaker: the fitted one (an auto model
+    # reads speakers only when its fit chose them).
+    inputs = dataclasses.replace(model_cfg.inputs(), speakers=model.norm == "speaker")
     del model
     claim()  # the output folder: marked and locked before the first byte
     if cfg.backend == "ray" or cfg.manifest or cfg.recordings:  # segmenting and preparing run on Ray Data

@@ -90,7 +90,7 @@ def write_speaker_statistics(cache, pool, out: StoragePath, shrinkage: float,
 
     The pool's ``speaker`` column is joined into every cached row the run reads (models standardise each clip
     by its speaker); the statistics cover all of a speaker's clips in the pool, every split. A segment without
-    a speaker counts as its stream's (:func:`~ser_models.data.pool.speaker_key`: the pool gives it so).
+    a speaker counts as its stream's (:func:`~ser_models.data.speakers.speaker_key`: the pool gives it so).
 
     Args:
         cache: the run's feature cache (built).

@@ -19,8 +19,16 @@ from ser_models.locks import guard as lock_guard
 from ser_models.locks.identity import identity, take_over_holder
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _fds_on(path) -> set[int]:
+    """This process's fds open on ``path`` (other threads' fds, e.g. Ray's, never point into a test's folder)."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == str(path):
+                fds.add(int(name))
+        except OSError:  # closed meanwhile
+            pass
+    return fds
 
 
 @pytest.mark.parametrize("value", ["node-7:", ":42", "node-7", "node-7:4x"])
@@ -89,11 +97,10 @@ def nfs_flock(monkeypatch):
 
 
 def test_a_directory_flock_refused_falls_back_to_the_guard_file_and_leaks_no_fd(tmp_path, nfs_flock):
-    before = _open_fds()
     fd = lock_guard._guard_fd(tmp_path, True)
     try:
-        assert os.readlink(f"/proc/self/fd/{fd}") == str(tmp_path / lock_guard.GUARD_NAME)
-        assert _open_fds() == before + 1  # the directory's fd was closed
+        assert _fds_on(tmp_path / lock_guard.GUARD_NAME) == {fd}
+        assert _fds_on(tmp_path) == set()  # the directory's fd was closed
     finally:
         os.close(fd)
 
@@ -102,9 +109,8 @@ def test_a_guard_held_elsewhere_is_reported_busy_and_leaks_no_fd(tmp_path, nfs_f
     holder = os.open(tmp_path / lock_guard.GUARD_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)  # another open file description holds the guard file
-        before = _open_fds()
         assert lock_guard._guard_fd(tmp_path, False) is None
-        assert _open_fds() == before
+        assert _fds_on(tmp_path / lock_guard.GUARD_NAME) == {holder} and _fds_on(tmp_path) == set()
     finally:
         os.close(holder)
 
@@ -113,18 +119,18 @@ def test_a_directory_flock_held_elsewhere_is_reported_busy_and_leaks_no_fd(tmp_p
     holder = os.open(tmp_path, os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)
-        before = _open_fds()
         assert lock_guard._guard_fd(tmp_path, False) is None
-        assert _open_fds() == before
+        assert _fds_on(tmp_path) == {holder}
     finally:
         os.close(holder)
 
 
-def test_forgetting_guards_closes_the_fds_a_forked_child_inherited(tmp_path):
+def test_forgetting_guards_closes_the_fds_a_forked_child_inherited(tmp_path, monkeypatch):
     guard = lock_guard._FolderGuard()
     guard.fd = os.open(tmp_path, os.O_RDONLY)
-    lock_guard._FOLDER_GUARDS[("test", str(tmp_path))] = guard
+    # Only this test's guard: the process's own guards (held by other tests' threads) stay untouched.
+    guards = {("test", str(tmp_path)): guard}
+    monkeypatch.setattr(lock_guard, "_FOLDER_GUARDS", guards)
+    monkeypatch.setattr(lock_guard, "_FOLDER_GUARDS_LOCK", lock_guard._FOLDER_GUARDS_LOCK)
     lock_guard.forget_guards()
-    assert lock_guard._FOLDER_GUARDS == {}
-    with pytest.raises(OSError):
-        os.fstat(guard.fd)
+    assert guards == {} and _fds_on(tmp_path) == set()

@@ -196,18 +196,15 @@ def test_gradient_checkpointing_keeps_outputs_and_gradients(batch):
 
 
 def test_the_config_builds_the_inputs_its_model_reads():
-    """One builder: transcripts with a text branch (audio only), speakers while per-speaker standardisation can
-    run, the cache's functionals with model.functionals; train_model refuses inputs built for another config."""
+    """One builder: transcripts with a text branch (audio only), speakers with per-speaker standardisation, the
+    cache's functionals with model.functionals; train_model refuses inputs built for another config."""
     plain = tiny_model_config()
     assert plain.inputs() == AUDIO and plain.inputs((2, 8)) == ModelInputs.cached((2, 8))
     text = dataclasses.replace(plain, text=TextConfig(source=TINY_TEXT))
     assert text.inputs() == ModelInputs(transcripts=True)
     speaker = dataclasses.replace(plain, feature_norm="speaker")
     assert speaker.inputs().speakers and speaker.inputs((-1, 2, 8)) == ModelInputs("frames", (-1, 2, 8), speakers=True)
-    auto = dataclasses.replace(plain, feature_norm="auto")
-    assert auto.inputs().speakers  # the fit compares pool and speaker standardisation
-    assert not dataclasses.replace(auto, feature_norm_choice="pool").inputs().speakers
-    assert dataclasses.replace(auto, feature_norm_choice="speaker").inputs().speakers
+    assert dataclasses.replace(plain, feature_norm="auto").inputs().speakers  # every fit compares pool and speaker
     functionals = dataclasses.replace(tiny_model_config(adapter="frozen"), functionals="egemaps")
     assert functionals.inputs() == AUDIO  # from audio the scorer computes them
     assert functionals.inputs((2, 8)) == ModelInputs("pooled", (2, 8), functionals=True)
