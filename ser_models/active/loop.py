@@ -165,6 +165,7 @@ class ActiveLearningLoop:
             raise ConfigError(f"model.functionals={model_cfg.functionals} reads the functionals from the "
                               "frozen-encoder feature cache: set active.feature_cache=on, or model.functionals=none")
         self._dev_test = None
+        self._model_inputs = None  # built on first use, after the cache is
         self.speaker_summary: dict | None = None  # model.feature_norm=speaker: speakers and clips per speaker
 
     # ----------------------------------------------------------------------------------------- helpers
@@ -231,16 +232,17 @@ class ActiveLearningLoop:
             self._dev_test = self.eval_sets.feeds(self.ledger, self.cache, self.dimensions)
         if self.cache is None:
             train = self.pool.labelled(ledger)
-            if self.cross:
-                return {**self.cross_feeds.feeds(train, self.dimensions), **self._dev_test}, self._inputs()
-            return {"train": train, **self._dev_test}, self._inputs()
-        feeds = {"train": self.cache.dataset(targets=ledger.targets()), **self._dev_test}
-        return feeds, self._inputs()
+            feeds = self.cross_feeds.feeds(train, self.dimensions) if self.cross else {"train": train}
+        else:
+            feeds = {"train": self.cache.dataset(targets=ledger.targets())}
+        return {**feeds, **self._dev_test}, self._inputs()
 
     def _inputs(self):
         """What the model reads: the cache's features (once built) or audio, with the side columns its config
-        asks for."""
-        return model_inputs(self.cache, self.model_cfg)
+        asks for. Built once: the cache's shape never changes during a run (its meta.json is read once)."""
+        if self._model_inputs is None:
+            self._model_inputs = model_inputs(self.cache, self.model_cfg)
+        return self._model_inputs
 
     def _score_input(self):
         """Every training clip (labelled ones too: k-center uses them as centres), without labels."""

@@ -82,6 +82,11 @@ class ModelInputs:
         return cls()
 
     @classmethod
+    def of(cls, shape: Sequence[int] | None) -> ModelInputs:
+        """Audio for ``shape`` None, else :meth:`cached` features of ``shape`` (no side inputs)."""
+        return cls.audio() if shape is None else cls.cached(shape)
+
+    @classmethod
     def cached(cls, shape: Sequence[int]) -> ModelInputs:
         """Cached features of ``shape``: ``(L, D)`` pooled, ``(-1, L, D)`` frames (three axes mean frames)."""
         shape = tuple(int(s) for s in shape)

@@ -9,9 +9,9 @@ from pathlib import Path
 from ser_models.adapters import AdapterConfig
 from ser_models.adapters.config import WapConfig
 from ser_models.config import PATH, RESULT, field
-from ser_models.data.inputs import AUDIO, ModelInputs, ModelTargets
+from ser_models.data.inputs import ModelInputs, ModelTargets
 from ser_models.encoders import EncoderConfig
-from ser_models.encoders.functionals import AUTO_FUNCTIONALS, FUNCTIONAL_SETS
+from ser_models.encoders.functionals import AUTO_FUNCTIONALS, FUNCTIONAL_SETS, reads_functionals
 from ser_models.encoders.text import TextConfig
 from ser_models.exceptions import ConfigError
 from ser_models.heads import POOLINGS, check_dimensions
@@ -149,9 +149,9 @@ class ModelConfig:
         (transcripts with a text branch, speakers with per-speaker standardisation, the cache's functionals).
         The one place they are derived; :func:`~ser_models.scoring.feature_cache.model_inputs` passes a cache's
         shape."""
-        source = AUDIO if shape is None else ModelInputs.cached(shape)
+        source = ModelInputs.of(shape)
         return replace(source, transcripts=source.is_audio and self.text.enabled, speakers=reads_speakers(self),
-                       functionals=source.is_cached and self.functionals != "none")
+                       functionals=source.is_cached and reads_functionals(self))
 
     def _check_functionals(self) -> None:
         if self.functionals not in FUNCTIONAL_SETS:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ser_models import ownership
-from ser_models.data.inputs import AUDIO, ModelInputs
+from ser_models.data.inputs import ModelInputs
 from ser_models.exceptions import ConfigError, FeatureCacheMissError
 from ser_models.io import (
     exists,
@@ -522,6 +522,4 @@ def model_inputs(cache: FeatureCache | None, model_cfg=None) -> ModelInputs:
             objective reads the features alone).
     """
     shape = None if cache is None else cache.shape
-    if model_cfg is not None:
-        return model_cfg.inputs(shape)
-    return AUDIO if shape is None else ModelInputs.cached(shape)
+    return ModelInputs.of(shape) if model_cfg is None else model_cfg.inputs(shape)
