@@ -378,7 +378,9 @@ class Scores:
 
     def to_table(self) -> pa.Table:
         n = len(self.ids)
-        cols = {"utt_id": pa.array(self.ids.astype(str)), "embedding": _fixed(self.embedding)}
+        cols = {"utt_id": pa.array(self.ids.astype(str))}
+        if self.embedding.shape[1]:  # kept by selection and scoring; evaluation reads none
+            cols["embedding"] = _fixed(self.embedding)
         if self.probs.shape[1]:  # a model without classes has none (Arrow lists cannot be 0 wide)
             cols["probs"] = _fixed(self.probs)
         if self.pooled.size:  # gathered only for the cold start (score_dataset(keep_pooled=True))
@@ -409,8 +411,20 @@ class Scores:
         dims = _unfixed(table.column("dims")) if "dims" in table.column_names else None
         probs = (_unfixed(table.column("probs")) if "probs" in table.column_names
                  else np.zeros((len(ids), 0), np.float32))
-        return cls(ids, probs, _unfixed(table.column("embedding")), pooled,
+        embedding = (_unfixed(table.column("embedding")) if "embedding" in table.column_names
+                     else np.zeros((len(ids), 0), np.float32))
+        return cls(ids, probs, embedding, pooled,
                    samples("mc_probs", "mc_shape"), dims, samples("mc_dims", "mc_dims_shape"))
+
+    def sorted_by_id(self) -> Scores:
+        """These scores with their rows in id order (the order every strategy sees a pool in)."""
+        order = np.argsort(self.ids.astype(str), kind="stable")
+
+        def take(a):
+            return None if a is None else a[order]
+
+        return Scores(self.ids[order], self.probs[order], self.embedding[order], self.pooled[order],
+                      take(self.mc_probs), take(self.dims), take(self.mc_dims))
 
     def save(self, path: str | Path) -> None:
         write_parquet_atomic(path, self.to_table())

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser_models.active.strategies.base import QueryStrategy
+from ser_models.active.strategies.base import QueryStrategy, ShardPlan
 from ser_models.planning.evidence import t_interval
 from ser_models.planning.planner import RESOLVE_HALF_WIDTH, verdict_labels
 from ser_models.scoring.scored_pool import ScoredPool
@@ -209,6 +209,14 @@ class AutoStrategy(QueryStrategy):
                     f"in simulation, not above auto_margin={self.margin}", "simulated_ua": means, "verdict": verdict}
         return {"chosen": best, "reason": f"highest simulated UA over {self.repeats} splits", "simulated_ua": means,
                 "verdict": verdict}
+
+    def shard_plan(self, n):
+        # The replay reads labelled clips only (the centres); whichever candidate wins then needs its own rows,
+        # so the union of every candidate's rows is enough. None when a candidate has no sharded form.
+        plans = [c.shard_plan(n) for c in self.candidates.values()]
+        if any(p is None for p in plans):
+            return None
+        return sum(plans[1:], plans[0]) + ShardPlan((), centres=True)
 
     def _select(self, scored: ScoredPool, candidates: np.ndarray, labelled: np.ndarray, n: int,
                 seed: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
@@ -14,7 +15,68 @@ from ser_models.active.scores import REGRESSION_SCORES, SCORES
 from ser_models.exceptions import PoolError, PoolExhaustedError
 from ser_models.scoring.scored_pool import ScoredPool
 
-__all__ = ["QueryStrategy", "uncertainty_scores"]
+__all__ = ["QueryStrategy", "ShardPlan", "TopK", "random_keys", "uncertainty_scores"]
+
+
+@dataclass(frozen=True)
+class TopK:
+    """One per-clip ranking a sharded query keeps the top of.
+
+    Attributes:
+        key: an uncertainty score name (``active.strategy.uncertainty``; highest first) or ``"random"`` (the
+            smallest seeded hash of the id first, :func:`random_keys`).
+        k: how many of the best unlabelled clips to keep.
+        per_class: keep the top ``k`` of each predicted class instead (class-balanced quotas).
+    """
+
+    key: str
+    k: int
+    per_class: bool = False
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Which clips a strategy may pick from, as rankings that merge exactly over shards.
+
+    Attributes:
+        tops: the rankings; their winners, merged over every shard, hold every clip the strategy can pick.
+        centres: the strategy also reads the scores of clips already labelled (k-center centres, ``auto``'s
+            replay, class-balanced quotas).
+    """
+
+    tops: tuple[TopK, ...]
+    centres: bool = False
+
+    def __add__(self, other: ShardPlan) -> ShardPlan:
+        return ShardPlan(self.tops + tuple(t for t in other.tops if t not in self.tops), self.centres or other.centres)
+
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves every output bit."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def random_keys(ids, seed: int) -> np.ndarray:
+    """[N] uint64: a seeded hash of each clip id (FNV-1a over its UTF-8 bytes, then mixed).
+
+    Random selection takes the clips with the smallest keys: a clip's key depends on its id and the seed only,
+    never on the other clips, so the pick is the same however the pool is split into shards.
+    """
+    raw = np.char.encode(np.asarray(ids, dtype=str), "utf-8")
+    n = len(raw)
+    width = raw.dtype.itemsize
+    lengths = np.char.str_len(raw) if n else np.zeros(0, int)
+    data = raw.view(np.uint8).reshape(n, width) if width else np.zeros((n, 0), np.uint8)
+    with np.errstate(over="ignore"):
+        h = np.full(n, _FNV_OFFSET ^ _mix(np.array([int(seed) & 0xFFFFFFFFFFFFFFFF], np.uint64))[0], np.uint64)
+        for j in range(width):  # bytes past a clip's own length are padding, not part of its id
+            h = np.where(j < lengths, (h ^ data[:, j].astype(np.uint64)) * _FNV_PRIME, h)
+        return _mix(h)
 
 
 def uncertainty_scores(scored: ScoredPool, name: str, who: str) -> np.ndarray:
@@ -120,6 +182,12 @@ class QueryStrategy:
     def _select(self, scored: ScoredPool, candidates: np.ndarray, labelled: np.ndarray, n: int,
                 seed: int) -> np.ndarray:
         raise NotImplementedError
+
+    def shard_plan(self, n: int) -> ShardPlan | None:
+        """The rankings that hold every clip this strategy can pick for a batch of ``n``, so that a query over
+        sharded scores (:mod:`ser_models.active.sharded_selection`) gathers only those rows and picks exactly
+        what the whole pool would give; None = no sharded form (the pool's scores are gathered)."""
+        return None
 
     def _params(self) -> dict:
         return {}

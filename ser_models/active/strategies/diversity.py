@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 
 from ser_models.active.index import VectorIndex, as_float32
-from ser_models.active.strategies.base import QueryStrategy, rank_desc, uncertainty_scores
+from ser_models.active.strategies.base import QueryStrategy, ShardPlan, TopK, rank_desc, uncertainty_scores
 from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, pca_reduce
 from ser_models.scoring.scored_pool import ScoredPool
 
@@ -99,6 +99,10 @@ class InformativeDiverseStrategy(QueryStrategy):
         # top[0] is the most uncertain clip; kcenter rows are indices into `top`.
         return _kcenter(scored, top, labelled, n, 0 if not len(labelled) else None, self.reduce_dim, seed,
                         self.last_stats)
+
+    def shard_plan(self, n):
+        # The prefilter is a top-M (mergeable); k-center then runs on those M with the labelled clips as centres.
+        return ShardPlan((TopK(self.score, self.prefilter_factor * n),), centres=True)
 
     def _params(self):
         return {"score": self.score, "prefilter_factor": self.prefilter_factor, "reduce_dim": self.reduce_dim}

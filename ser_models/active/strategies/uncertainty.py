@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from ser_models.active.strategies.base import QueryStrategy, rank_desc, uncertainty_scores
+from ser_models.active.strategies.base import (
+    QueryStrategy,
+    ShardPlan,
+    TopK,
+    random_keys,
+    rank_desc,
+    uncertainty_scores,
+)
 from ser_models.scoring.scored_pool import ScoredPool
 
 __all__ = ["RandomStrategy", "UncertaintyStrategy", "class_balanced_top"]
 
 
 class RandomStrategy(QueryStrategy):
-    """Uniform sample without replacement: the baseline every other strategy must beat."""
+    """Uniform sample without replacement (the smallest seeded hashes of the ids): the baseline every other
+    strategy must beat."""
 
     name = "random"
     uses_model = False
 
     def _select(self, scored, candidates, labelled, n, seed):
-        return np.random.default_rng(seed).choice(candidates, size=n, replace=False)
+        # The n smallest seeded hashes of the ids: uniform, fixed by the seed, and the same pick whether the pool
+        # is whole or split into shards (a clip's key never depends on the other clips).
+        return candidates[np.lexsort((candidates, random_keys(scored.ids[candidates], seed)))[:n]]
+
+    def shard_plan(self, n):
+        return ShardPlan((TopK("random", n),))
 
 
 class UncertaintyStrategy(QueryStrategy):
@@ -46,6 +59,10 @@ class UncertaintyStrategy(QueryStrategy):
             return candidates[class_balanced_top(u, scored.probs[candidates].argmax(1), n,
                                                  _label_counts(scored, labelled))]
         return candidates[rank_desc(u)[:n]]
+
+    def shard_plan(self, n):
+        # Class-balanced quotas take at most n of a class, its most uncertain first: each class's top n holds them.
+        return ShardPlan((TopK(self.score, n, per_class=self.class_balanced),), centres=self.class_balanced)
 
     def _params(self):
         return {"score": self.score, **({"class_balanced": True} if self.class_balanced else {})}

@@ -1,0 +1,156 @@
+"""Selection over scores that stay sharded: the few rows a strategy can pick, found shard by shard.
+
+A strategy with a sharded form (:meth:`QueryStrategy.shard_plan
+<ser_models.active.strategies.base.QueryStrategy.shard_plan>`) states which per-clip rankings its picks come
+from: the top ``k`` clips by an uncertainty score (overall or per predicted class) or by a seeded hash of the
+id (random). The global top-k of a ranking is the top-k of the union of every shard's top-k, so two passes
+over the shards find every row the strategy could pick:
+
+1. each shard ranks its unlabelled clips under every ranking of the plan and returns its top ``k`` ids and
+   keys (ties broken by id, as the in-process path breaks them by pool order, which is id order), plus its
+   counts; the driver merges them into the global top-k of each ranking;
+2. each shard returns the full score rows of those winners, and of the clips already labelled when the
+   strategy uses them (the k-center centres, ``auto``'s replay, class-balanced quotas).
+
+The strategy then runs unchanged on that small pool, sorted by id as a whole pool is, so it picks exactly
+the clips it picks in process: the rows it ranks keep their order, and no row it could take is missing. The
+driver holds ``sum(k) + L`` rows, never N. What a strategy without a sharded form does is for the caller to
+say (the loop gathers the pool in process, with a line saying so).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ser_models.active.strategies.base import QueryStrategy, ShardPlan, TopK, random_keys, uncertainty_scores
+from ser_models.exceptions import PoolError, PoolExhaustedError
+from ser_models.failpoints import pausepoint
+from ser_models.scoring.score_shards import ScoreShards, read_shard, shard_rows
+from ser_models.scoring.scorer import Scores
+
+__all__ = ["shard_candidates"]
+
+
+def _columns(plan: ShardPlan) -> list[str]:
+    """Score columns pass 1 reads: only what its rankings need (never the embedding)."""
+    cols = set()
+    for top in plan.tops:
+        if top.key == "bald":
+            cols |= {"probs", "mc_probs"}
+        elif top.key == "mc_variance":
+            cols |= {"dims", "mc_dims"}
+        elif top.key != "random":
+            cols.add("probs")
+        if top.per_class:
+            cols.add("probs")
+    return sorted(cols)
+
+
+def _costs_of(ids: pa.Array, costs: pa.Table | None) -> np.ndarray | None:
+    if costs is None:
+        return None
+    at = pc.index_in(ids, value_set=costs.column("utt_id"))
+    if at.null_count:
+        missing = pc.filter(ids, pc.is_null(at)).to_pylist()[:5]
+        raise PoolError(f"cost-aware selection has no duration for {at.null_count} scored clips, e.g. {missing}")
+    return costs.column("seconds").take(at).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _ranked(primary: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best rows: smallest ``primary`` first, ties by id."""
+    return np.lexsort((ids, primary))[:k]
+
+
+def _primary(top: TopK, scored, who: str, seed: int) -> np.ndarray:
+    """The ranking key of every row of ``scored`` (smaller = picked first): a seeded hash of the id for random,
+    minus the uncertainty otherwise (in float64, the order ``rank_desc`` sorts in)."""
+    if top.key == "random":
+        return random_keys(scored.ids, seed)
+    return -np.asarray(uncertainty_scores(scored, top.key, who), dtype=np.float64)
+
+
+def shard_tops(path: str, plan: ShardPlan, excluded: pa.Array, seed: int, costs: pa.Table | None,
+               who: str) -> dict:
+    """Pass 1 on one shard: its row counts and, per ranking of ``plan``, its top-k unlabelled clips.
+
+    Returns:
+        ``{"rows", "excluded", "tops": [(ids [k'], primary [k'], classes [k'] or None)]}``.
+    """
+    pausepoint("select_shard")  # node-loss tests remove this task's node here
+    scores = read_shard(path, _columns(plan))
+    ids_arrow = pa.array(scores.ids.astype(str), pa.string())
+    out_mask = pc.is_in(ids_arrow, value_set=excluded).to_numpy(zero_copy_only=False) if len(excluded) \
+        else np.zeros(len(scores.ids), bool)
+    keep = np.flatnonzero(~out_mask)
+    tops = []
+    if len(keep):
+        scored = scores.as_scored_pool(costs=_costs_of(ids_arrow, costs))
+        ids = scored.ids[keep]
+        classes = scored.probs[keep].argmax(1) if scored.probs.shape[1] else np.zeros(len(keep), np.int64)
+        for top in plan.tops:
+            primary = _primary(top, scored, who, seed)[keep]
+            if top.per_class:
+                best = np.concatenate([np.flatnonzero(classes == c)[_ranked(primary[classes == c],
+                                                                            ids[classes == c], top.k)]
+                                       for c in np.unique(classes)])
+            else:
+                best = _ranked(primary, ids, top.k)
+            tops.append((ids[best], primary[best], classes[best] if top.per_class else None))
+    else:
+        tops = [(np.zeros(0, str), np.zeros(0), None) for _ in plan.tops]
+    return {"rows": len(scores.ids), "excluded": int(out_mask.sum()), "tops": tops}
+
+
+def _merge(parts: list[tuple], top: TopK) -> np.ndarray:
+    """The global top-k ids of one ranking from every shard's top-k."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return np.zeros(0, str)
+    ids = np.concatenate([p[0] for p in parts]).astype(str)
+    primary = np.concatenate([p[1] for p in parts])
+    if not top.per_class:
+        return ids[_ranked(primary, ids, top.k)]
+    classes = np.concatenate([p[2] for p in parts])
+    return np.concatenate([ids[classes == c][_ranked(primary[classes == c], ids[classes == c], top.k)]
+                           for c in np.unique(classes)])
+
+
+def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, excluded: set[str], seed: int,
+                     costs: pa.Table | None = None) -> Scores:
+    """The scores of every clip ``strategy`` could pick for a batch of ``n`` (and of the excluded clips it
+    uses), found over ``shards`` in two passes; the driver holds these rows only.
+
+    Args:
+        shards: the round's committed scores.
+        strategy: a strategy with a sharded form (``strategy.shard_plan(n)`` is not None).
+        n: the batch size.
+        excluded: ids that are never picked (the ledger, unlabelable and held-out clips).
+        seed: the query's seed (random's hash keys).
+        costs: ``utt_id, seconds`` of every clip for cost-aware scores, or None.
+
+    Returns:
+        :class:`Scores` of those rows, sorted by id: query ``strategy`` on it as on the whole pool.
+
+    Raises:
+        PoolExhaustedError: fewer than ``n`` unlabelled clips are scored (as the in-process query raises it).
+        ValueError: the strategy has no sharded form.
+    """
+    plan = strategy.shard_plan(n)
+    if plan is None:
+        raise ValueError(f"{strategy!r} has no sharded form")
+    out = pa.array(sorted(excluded), pa.string())
+    passes = shards.map(shard_tops, plan, out, int(seed), costs, repr(strategy))
+    rows = sum(p["rows"] for p in passes)
+    labelled = sum(p["excluded"] for p in passes)
+    if n > rows - labelled:
+        raise PoolExhaustedError(
+            f"{strategy!r} was asked for {n} clips but only {rows - labelled} of the {rows} scored clips are "
+            f"unlabelled ({labelled} are in the ledger); lower the batch size or the budget")
+    winners = set()
+    for i, top in enumerate(plan.tops):
+        winners.update(_merge([p["tops"][i] for p in passes], top).tolist())
+    tables = [t for t in shards.map(shard_rows, pa.array(sorted(winners), pa.string()), plan.centres, out)
+              if t.num_rows]
+    return Scores.from_table(pa.concat_tables(tables)).sorted_by_id()

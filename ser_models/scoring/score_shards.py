@@ -1,0 +1,228 @@
+"""A round's scores kept as Parquet shards where they were made, never gathered into one process.
+
+``score_to_shards`` is the sharded form of :func:`~ser_models.scoring.scorer.score_dataset`: the scoring
+actors' output goes to shard files of about ``rows_per_shard`` clips each (written by Ray Data tasks on
+whichever node holds the rows, or streamed from this process in bounded pieces when scoring runs in process),
+and the driver only learns the shards' names and row counts. A shard is a :meth:`Scores.to_table
+<ser_models.scoring.scorer.Scores.to_table>` table of its clips, sorted by id.
+
+Layout under the round's ``scores/`` folder::
+
+    attempt=<token>/part-<uuid>.parquet   one scoring pass's shards (each written atomically)
+    manifest.json                        written last: the committed attempt, its files and row counts
+
+Only the attempt the manifest names is ever read, so a pass killed half-way (a node lost, the disk full) is
+never read back: the next pass writes a new attempt. :meth:`ScoreShards.map` runs a function over every
+shard as Ray tasks (lost with their node: retried, the same result) or, in process, one shard at a time.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ser_models.data.inputs import AUDIO, ModelInputs
+from ser_models.exceptions import PoolError
+from ser_models.failpoints import failpoint
+from ser_models.io import exists, filesystem, join, read_json, read_parquet, write_json_atomic, write_parquet_atomic
+from ser_models.progress import progress_line
+from ser_models.scoring.scorer import PoolScorer, ScorerConfig, Scores, map_on_actor_pool, run_on_actor_pool
+
+__all__ = ["MANIFEST", "ScoreShards", "read_shard", "score_to_shards", "shard_rows"]
+
+#: The file that commits a scoring pass (written last).
+MANIFEST = "manifest.json"
+#: Score columns that are per-clip float matrices.
+_FLOAT_COLUMNS = ("probs", "embedding", "pooled", "mc_probs", "dims", "mc_dims")
+#: Retries of a shard task whose worker or node died (Ray re-runs it elsewhere; the result is the same).
+SHARD_TASK_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class ScoreShards:
+    """A committed scoring pass: the shard files of one round's scores.
+
+    Attributes:
+        folder: the ``scores/`` folder (a local path or URI).
+        files: shard paths relative to ``folder``.
+        rows: clips per shard, in ``files`` order.
+        in_process: run :meth:`map` here, one shard at a time, instead of as Ray tasks.
+    """
+
+    folder: str
+    files: tuple[str, ...]
+    rows: tuple[int, ...]
+    in_process: bool = False
+
+    @classmethod
+    def open(cls, folder: str, in_process: bool = False) -> ScoreShards | None:
+        """The committed pass in ``folder``, or None when no pass finished there."""
+        path = join(folder, MANIFEST)
+        if not exists(path):
+            return None
+        manifest = read_json(path)
+        return cls(str(folder), tuple(manifest["files"]), tuple(int(n) for n in manifest["rows"]), in_process)
+
+    def __len__(self) -> int:
+        return int(sum(self.rows))
+
+    @property
+    def paths(self) -> list[str]:
+        return [join(self.folder, f) for f in self.files]
+
+    def map(self, fn: Callable, *args) -> list:
+        """``[fn(shard_path, *args) for every shard]``, as Ray tasks on the cluster (arguments put in the object
+        store once) or here one shard at a time; results in shard order."""
+        if self.in_process:
+            return [fn(path, *args) for path in self.paths]
+        import ray
+
+        refs = [ray.put(a) for a in args]
+        task = ray.remote(fn).options(num_cpus=1, max_retries=SHARD_TASK_RETRIES)
+        return ray.get([task.remote(path, *refs) for path in self.paths])
+
+    def rows_of(self, ids: Iterable[str]) -> Scores:
+        """The scores of the clips ``ids`` (those the shards hold), sorted by id: one pass over the shards that
+        brings back only the matching rows."""
+        wanted = pa.array(sorted(set(map(str, ids))), pa.string())
+        parts = [t for t in self.map(shard_rows, wanted, False) if t.num_rows]
+        if not parts:
+            raise PoolError(f"none of the {len(wanted)} clips asked for are in the scores under {self.folder}")
+        return Scores.from_table(pa.concat_tables(parts)).sorted_by_id()
+
+
+def read_shard(path: str, columns: Iterable[str] | None = None) -> Scores:
+    """One shard as :class:`Scores`; ``columns``: only these score columns (besides ``utt_id``) are read, and
+    an embedding not read is [N, 0]."""
+    if columns is None:
+        return Scores.from_table(read_parquet(path))
+    fs, p = filesystem(path)
+    present = pq.read_schema(p, filesystem=fs).names
+    wanted = {"utt_id", *columns}
+    return Scores.from_table(read_parquet(path, columns=[c for c in present if c in wanted]))
+
+
+def shard_rows(path: str, ids: pa.Array, also_excluded: bool, excluded: pa.Array | None = None) -> pa.Table:
+    """The rows of one shard whose id is in ``ids`` (or, with ``also_excluded``, in ``excluded``)."""
+    table = read_parquet(path)
+    keep = pc.is_in(table.column("utt_id"), value_set=ids)
+    if also_excluded and excluded is not None and len(excluded):
+        keep = pc.or_(keep, pc.is_in(table.column("utt_id"), value_set=excluded))
+    return table.filter(keep)
+
+
+def _batch_scores(batch: dict, keep_pooled: bool) -> Scores:
+    """A scorer batch (dict of numpy) as :class:`Scores` sorted by id. Ray Data may hand a column of rows
+    from blocks of unequal shapes as an object array of rows: those are stacked back into a matrix."""
+    def col(key):
+        if key not in batch:
+            return None
+        a = batch[key]
+        if a.dtype == object:
+            a = np.stack([np.asarray(x, np.float32) for x in a]) if len(a) else np.zeros((0, 0), np.float32)
+        return np.asarray(a, np.float32)
+
+    n = len(batch["utt_id"])
+    empty = np.zeros((n, 0), np.float32)
+    probs = col("probs")
+    pooled = col("pooled") if keep_pooled else None
+    scores = Scores(np.asarray(batch["utt_id"]).astype(str).astype(object), empty if probs is None else probs,
+                    col("embedding"), empty if pooled is None else pooled, col("mc_probs"), col("dims"),
+                    col("mc_dims"))
+    return scores.sorted_by_id()
+
+
+def write_shard(batch: dict, folder: str, keep_pooled: bool) -> dict:
+    """Write one scorer batch as a shard file of ``folder`` (atomically); returns ``{"file": [name], "rows":
+    [n]}`` (empty for an empty batch). Runs inside a Ray Data task, or in process."""
+    n = len(batch["utt_id"])
+    if not n:
+        return {"file": np.zeros(0, object), "rows": np.zeros(0, np.int64)}
+    name = f"part-{uuid.uuid4().hex}.parquet"
+    write_parquet_atomic(join(folder, name), _batch_scores(batch, keep_pooled).to_table())
+    return {"file": np.array([name], object), "rows": np.array([n], np.int64)}
+
+
+def _concat(parts: list[dict]) -> dict:
+    keys = [k for k in parts[0] if all(k in p for p in parts)]
+    out = {}
+    for k in keys:
+        arrays = [p[k] for p in parts if len(p[k])]
+        out[k] = np.concatenate(arrays) if arrays else parts[0][k]
+    return out
+
+
+def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: str, *, inputs: ModelInputs = AUDIO,
+                    seed: int = 0, verbose: bool = True, in_process: bool = False, total: int | None = None,
+                    rows_per_shard: int = 65536, keep_pooled: bool = False) -> ScoreShards:
+    """Score every row of ``ds`` (as :func:`~ser_models.scoring.scorer.score_dataset`) into shard files under
+    ``folder``, committed by its manifest. The driver holds one shard's rows at most (in process) or none.
+
+    Args:
+        ds: Ray Dataset of pool rows or cached features.
+        checkpoint_dir: the round's checkpoint.
+        cfg: the scoring actors.
+        folder: the round's ``scores/`` folder; a committed pass there is returned as it is.
+        inputs / seed / in_process / total: as for ``score_dataset``.
+        verbose: one line when done (and a progress line every 15 s in process).
+        rows_per_shard: clips per shard file (about; Ray Data bundles blocks up to it).
+        keep_pooled: keep the pooled encoder features too.
+
+    Returns:
+        The committed :class:`ScoreShards`.
+
+    Raises:
+        PoolError: the dataset to score is empty.
+    """
+    done = ScoreShards.open(folder, in_process)
+    if done is not None:
+        return done
+    t0 = time.perf_counter()
+    attempt = f"attempt={uuid.uuid4().hex[:12]}"
+    where = join(folder, attempt)
+    kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=None,
+                  inputs=inputs, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
+                  max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed, num_gpus=cfg.num_gpus,
+                  precision=cfg.precision, allow_tf32=cfg.allow_tf32)
+    source = ds.select_columns(inputs.columns())
+    files, rows = [], []
+    if in_process:
+        buffered, held, shown = [], 0, t0
+        for batch in run_on_actor_pool(source, PoolScorer, kwargs, cfg, in_process=True):
+            buffered.append(batch)
+            held += len(batch["utt_id"])
+            if held >= rows_per_shard:
+                out = write_shard(_concat(buffered), where, keep_pooled)
+                files += [f"{attempt}/{f}" for f in out["file"]]
+                rows += out["rows"].tolist()
+                buffered, held = [], 0
+            if verbose and time.perf_counter() - shown > 15:
+                shown = time.perf_counter()
+                print("  " + progress_line("scoring", sum(rows) + held, total, shown - t0, "clips"), flush=True)
+        if held:
+            out = write_shard(_concat(buffered), where, keep_pooled)
+            files += [f"{attempt}/{f}" for f in out["file"]]
+            rows += out["rows"].tolist()
+    else:
+        scored = map_on_actor_pool(source, PoolScorer, kwargs, cfg)
+        written = scored.map_batches(write_shard, fn_kwargs={"folder": where, "keep_pooled": keep_pooled},
+                                     batch_size=rows_per_shard, batch_format="numpy")
+        for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
+            files += [f"{attempt}/{f}" for f in batch["file"]]
+            rows += [int(n) for n in batch["rows"]]
+    if not sum(rows):
+        raise PoolError("scoring produced no rows: the dataset to score is empty")
+    failpoint("before_score_manifest")
+    write_json_atomic(join(folder, MANIFEST), {"files": files, "rows": rows})
+    if verbose:
+        secs = time.perf_counter() - t0
+        print(f"  scored {sum(rows)} clips into {len(files)} shards in {secs:.1f}s "
+              f"({sum(rows) / max(secs, 1e-9):.0f} clips/s)", flush=True)
+    return ScoreShards(str(folder), tuple(files), tuple(rows), in_process)

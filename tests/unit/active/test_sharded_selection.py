@@ -1,0 +1,150 @@
+"""A query over sharded scores picks exactly what the same query picks over the whole pool in one process, for
+every strategy with a sharded form, however the pool is split (1, 3 or 7 shards, rows in any order)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from ser_models.active.config import StrategyConfig
+from ser_models.active.sharded_selection import shard_candidates
+from ser_models.active.strategies import build_strategy
+from ser_models.active.strategies.base import random_keys
+from ser_models.exceptions import PoolError, PoolExhaustedError
+from ser_models.scoring.score_shards import MANIFEST, ScoreShards, read_shard, write_shard
+from ser_models.scoring.scorer import Scores
+
+N, C, E, T = 3000, 4, 16, 5
+
+
+def _scores(seed: int = 0, n: int = N) -> Scores:
+    """Clustered embeddings, probabilities with exact ties (repeated rows), MC samples and dimensions."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"rec{i % 97:04d}_seg{i:06d}" for i in rng.permutation(n)], dtype=object)
+    centres = rng.normal(size=(12, E)) * 4
+    emb = (centres[rng.integers(12, size=n)] + rng.normal(size=(n, E))).astype(np.float32)
+    logits = rng.normal(size=(n, C)) * 2
+    logits[::10] = logits[0]  # every tenth clip ties with the first: ties must break by id, not by row order
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    mc = np.clip(probs[:, None, :] + rng.normal(scale=0.05, size=(n, T, C)), 1e-4, None)
+    mc /= mc.sum(-1, keepdims=True)
+    dims = rng.uniform(size=(n, 3)).astype(np.float32)
+    mc_dims = (dims[:, None, :] + rng.normal(scale=0.1, size=(n, T, 3))).astype(np.float32)
+    return Scores(ids, probs.astype(np.float32), emb, np.zeros((n, 0), np.float32), mc.astype(np.float32), dims,
+                  mc_dims).sorted_by_id()
+
+
+def _shard(scores: Scores, folder, parts: int, seed: int = 1) -> ScoreShards:
+    """``scores`` written as ``parts`` shards of unequal size, rows shuffled across them."""
+    order = np.random.default_rng(seed).permutation(len(scores.ids))
+    cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, len(order)), parts - 1, replace=False))
+    files, rows = [], []
+    for chunk in np.split(order, cuts):
+        batch = {"utt_id": scores.ids[chunk], "probs": scores.probs[chunk], "embedding": scores.embedding[chunk],
+                 "mc_probs": scores.mc_probs[chunk], "dims": scores.dims[chunk], "mc_dims": scores.mc_dims[chunk]}
+        out = write_shard(batch, str(folder), keep_pooled=False)
+        files += list(out["file"])
+        rows += out["rows"].tolist()
+    return ScoreShards(str(folder), tuple(files), tuple(rows), in_process=True)
+
+
+_LEDGER_EVERY = 13  # one clip in 13 is labelled, with a class
+
+
+def _labelled(scores: Scores) -> dict[str, int]:
+    ids = scores.ids.astype(str)
+    return {u: i % C for i, u in enumerate(sorted(ids)) if i % _LEDGER_EVERY == 0}
+
+
+def _query(strategy, scores: Scores, ledger: dict[str, int], n: int, seed: int, costs=None) -> list[str]:
+    ids = scores.ids.astype(str)
+    labels = np.array([ledger.get(u, -1) for u in ids], np.int64)
+    cost = None if costs is None else np.array([costs[u] for u in ids])
+    return strategy.query(scores.as_scored_pool(labels=labels, costs=cost), set(ledger), n, seed)
+
+
+CONFIGS = {
+    "random": {},
+    "entropy": {},
+    "least_confidence": {},
+    "margin": {},
+    "bald": {},
+    "mc_variance": {},
+    "margin_balanced": {"name": "margin", "class_balanced": True},
+    "entropy_cost": {"name": "entropy", "cost_aware": True},
+    "informative_diverse": {"prefilter_factor": 4},
+    "informative_diverse_pca": {"name": "informative_diverse", "kcenter_dim": 4},
+    "auto": {"auto_min_labelled": 6},
+}
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_sharded_picks_equal_in_process_picks(tmp_path, name, parts):
+    cfg = StrategyConfig(**{"name": name, **CONFIGS[name]})
+    scores = _scores()
+    ledger = _labelled(scores)
+    costs = ({u: 1.0 + (hash(u) % 7) for u in scores.ids.astype(str)} if cfg.cost_aware else None)
+    n, seed = 40, 5
+    whole = _query(build_strategy(cfg), scores, ledger, n, seed, costs)
+    shards = _shard(scores, tmp_path, parts)
+    cost_table = None if costs is None else pa.table({"utt_id": list(costs), "seconds": list(costs.values())})
+    strategy = build_strategy(cfg)
+    mini = shard_candidates(shards, strategy, n, set(ledger), seed, cost_table)
+    assert len(mini.ids) < len(scores.ids) / 2  # the driver held a fraction of the pool
+    assert _query(strategy, mini, ledger, n, seed, costs) == whole
+    if name == "auto":
+        assert strategy.last_choice is not None
+
+
+def test_random_keys_depend_on_the_id_and_seed_only():
+    ids = np.array(["a", "bb", "ccc", "é", "rec_0001"])
+    keys = random_keys(ids, 3)
+    assert random_keys(ids[::-1], 3).tolist() == keys[::-1].tolist()
+    assert random_keys(np.array(["bb", "a much longer id than the others"]), 3)[0] == keys[1]
+    assert (random_keys(ids, 4) != keys).all()
+    assert len(set(keys.tolist())) == len(ids)
+
+
+def test_random_is_uniform_over_the_pool():
+    ids = np.array([f"clip{i:05d}" for i in range(20000)])
+    chosen = np.zeros(len(ids))
+    for seed in range(50):
+        chosen[np.argsort(random_keys(ids, seed))[:2000]] += 1
+    # Each clip is picked with probability 0.1 per seed: by deciles of the pool order the picks are even.
+    per_decile = chosen.reshape(10, -1).sum(1)
+    assert np.abs(per_decile / per_decile.mean() - 1).max() < 0.03
+
+
+def test_an_exhausted_pool_is_refused_as_in_process(tmp_path):
+    scores = _scores(n=200)
+    ledger = {u: 0 for u in scores.ids.astype(str)[:190]}
+    shards = _shard(scores, tmp_path, 3)
+    with pytest.raises(PoolExhaustedError, match="only 10 of the 200 scored clips are unlabelled"):
+        shard_candidates(shards, build_strategy(StrategyConfig("margin")), 11, set(ledger), 0)
+
+
+def test_a_strategy_without_a_sharded_form_says_so(tmp_path):
+    shards = _shard(_scores(n=100), tmp_path, 2)
+    with pytest.raises(ValueError, match="no sharded form"):
+        shard_candidates(shards, build_strategy(StrategyConfig("kcenter")), 5, set(), 0)
+
+
+def test_rows_of_and_read_shard(tmp_path):
+    scores = _scores(n=300)
+    shards = _shard(scores, tmp_path, 3)
+    wanted = scores.ids.astype(str)[[3, 150, 299]]
+    got = shards.rows_of(list(wanted) + ["not-scored"])
+    assert got.ids.tolist() == sorted(wanted)
+    np.testing.assert_array_equal(got.embedding, scores.embedding[[3, 150, 299]])
+    part = read_shard(shards.paths[0], ["probs"])
+    assert part.embedding.shape == (shards.rows[0], 0) and part.probs.shape == (shards.rows[0], C)
+    with pytest.raises(PoolError, match="none of the 1 clips"):
+        shards.rows_of(["not-scored"])
+
+
+def test_an_unfinished_pass_is_never_read(tmp_path):
+    _shard(_scores(n=50), tmp_path, 2)  # shard files, no manifest: a pass killed before its commit
+    assert ScoreShards.open(str(tmp_path)) is None
+    assert not (tmp_path / MANIFEST).exists()
