@@ -8,7 +8,7 @@ from ser_models.config import RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 from ser_models.planning.planner import AUTO_MIN_LABELLED
 
-__all__ = ["AUTO_CANDIDATES", "StrategyConfig"]
+__all__ = ["AUTO_CANDIDATES", "SHARD_ABOVE_CLIPS", "SelectionConfig", "StrategyConfig"]
 
 _KEY = "active.strategy"
 _NAMES = ("random", "entropy", "least_confidence", "margin", "bald", "mc_variance", "badge", "kcenter", "kmeans",
@@ -88,3 +88,26 @@ class StrategyConfig:
             raise ConfigError(f"{_KEY}.auto_repeats must be >= 1, auto_min_labelled >= 6 and auto_margin >= 0")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"{_KEY}.num_threads must be >= 1 or null, got {self.num_threads}")
+
+
+#: Pools above this many training clips are scored into shards and selected shard by shard
+#: (``bench/round_scale.py`` measured the two paths side by side; docs/concepts.md, "The sharded round").
+SHARD_ABOVE_CLIPS = 200_000
+
+
+@dataclass
+class SelectionConfig:
+    """Where a round's decision runs: over scores gathered into this process, or over scores left in shards."""
+
+    shard_above_clips: int = field(
+        SHARD_ABOVE_CLIPS, effect=SPEED,
+        help="pools with more training clips than this keep each round's scores as Parquet shards and select shard "
+             "by shard (the driver holds the candidates, never the pool); the picks are the same either way for "
+             "random, entropy, least_confidence, margin, bald, mc_variance, informative_diverse and auto over "
+             "those. 0 = always sharded")
+    rows_per_shard: int = field(65536, effect=SPEED, help="clips per score shard (a shard is one selection task)")
+
+    def __post_init__(self) -> None:
+        if self.shard_above_clips < 0 or self.rows_per_shard < 1:
+            raise ConfigError(f"active.selection.shard_above_clips must be >= 0 and rows_per_shard >= 1, got "
+                              f"{self.shard_above_clips} / {self.rows_per_shard}")

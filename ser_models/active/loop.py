@@ -7,7 +7,8 @@ Run layout under ``output_dir``::
                                    labelled dev / test split (active.evaluation); labelled before round 0
     rounds/plan.json               budget targets and stop set, fixed at the first start; rounds/initial/selection.parquet
     rounds/round=003/train/        Ray Train run (checkpoint/, metrics.json, confusion.png)
-    rounds/round=003/scores.parquet
+    rounds/round=003/scores.parquet  (or scores/: the same as Parquet shards, on pools above
+                                   active.selection.shard_above_clips; scores/manifest.json commits them)
     rounds/round=003/stop_set.parquet    the round's predictions on the fixed stop set (stopping criteria)
     rounds/round=003/pseudo_labels.parquet  pseudo-labels this round trained on (never in the ledger)
     rounds/round=003/selection.parquet   clips picked after training round 3 (labelled as round 4)
@@ -49,6 +50,7 @@ from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, round_pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets, trains_on_soft_labels
+from ser_models.active.sharded_selection import shard_candidates
 from ser_models.active.round_report import (
     RoundReport,
     announce_choice,
@@ -81,6 +83,7 @@ from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_suppor
 from ser_models.scoring.feature_cache import FeatureCache, model_inputs
 from ser_models.scoring.feature_stats import write_run_statistics
 from ser_models.scoring.scored_pool import ScoredPool
+from ser_models.scoring.score_shards import ScoreShards, score_to_shards
 from ser_models.scoring.scorer import Scores, score_dataset
 from ser_models.training.config import ScalingConfig, TrainConfig
 
@@ -166,6 +169,7 @@ class ActiveLearningLoop:
                               "frozen-encoder feature cache: set active.feature_cache=on, or model.functionals=none")
         self._dev_test = None
         self._model_inputs = None  # built on first use, after the cache is
+        self.sharded = self._shards_rounds()
         self.speaker_summary: dict | None = None  # model.feature_norm=speaker: speakers and clips per speaker
 
     # ----------------------------------------------------------------------------------------- helpers
@@ -192,6 +196,23 @@ class ActiveLearningLoop:
                              functionals="egemaps" if reads_functionals(self.model_cfg) else None)
         self._num_layers = encoder.num_layers
         return cache
+
+    def _shards_rounds(self) -> bool:
+        """Whether the rounds keep their scores in shards and select shard by shard: pools above
+        ``active.selection.shard_above_clips`` whose strategy has a sharded form. A large pool whose settings have
+        none yet is gathered as before, and the console says so."""
+        if len(self.train_ids) <= self.active.selection.shard_above_clips:
+            return False
+        why = ("active.semi_supervised reads a whole round's scores" if self.active.semi_supervised.enabled
+               else f"{self.strategy!r} has no sharded form" if self.strategy.shard_plan(1) is None else None)
+        if why:
+            self.log(f"selection: {len(self.train_ids):,} training clips, above active.selection.shard_above_clips="
+                     f"{self.active.selection.shard_above_clips:,}, but {why}: each round gathers the pool's scores "
+                     "in this process")
+            return False
+        self.log(f"selection: sharded ({len(self.train_ids):,} training clips; scores stay in shards of "
+                 f"{self.active.selection.rows_per_shard:,})")
+        return True
 
     def _recordings(self) -> dict[str, str | None]:
         rec = self.pool.metadata(columns=["utt_id", "recording"], split="train", where=self.where)
@@ -266,6 +287,8 @@ class ActiveLearningLoop:
         """Label round ``r + 1``'s picks, with round ``r``'s model guesses for an oracle that shows them (and, for
         a request file, the strategy's score and the reason per clip; ``choice``: what ``auto`` chose)."""
         shown = self.handover.shows_guesses or self.handover.takes_details
+        if shown and isinstance(scores, ScoreShards):  # the picks' rows only
+            scores = scores.rows_of(ids)
         guesses = model_guesses(scores, ids, self.labels, self.dimensions) if shown else None
         name = choice["chosen"] if choice else self.active.strategy.name
         self.handover.label(ids, r + 1, r, guesses=guesses, model_version=f"{self.handover.run_label()} round {r}",
@@ -396,14 +419,24 @@ class ActiveLearningLoop:
         failpoint("after_metrics")
         return report
 
-    def _query(self, scores: Scores, ledger, exclude: set[str], n: int, seed: int) -> tuple[list[str], dict | None]:
-        """``n`` clips from the strategy, none of ``exclude``; returns ``(ids, auto's choice or None)``."""
+    def _query(self, scores: Scores | ScoreShards, ledger, exclude: set[str], n: int,
+               seed: int) -> tuple[list[str], dict | None]:
+        """``n`` clips from the strategy, none of ``exclude``; returns ``(ids, auto's choice or None)``. Over
+        shards, the strategy runs on the rows it could pick (:func:`~ser_models.active.sharded_selection.
+        shard_candidates`): the same picks as over the whole pool."""
+        exclude = exclude | self.handover.unlabelable() | self.held_out
+        if isinstance(scores, ScoreShards):
+            costs = None
+            if self.active.strategy.cost_aware:
+                costs = pa.table({"utt_id": pa.array(self.durations.index.astype(str), pa.string()),
+                                  "seconds": self.durations.to_numpy(np.float64)})
+            scores = shard_candidates(scores, self.strategy, n, exclude, seed, costs)
         costs = None
         if self.active.strategy.cost_aware:
             costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()
         scored = scores.as_scored_pool(known_targets(scores.ids, ledger, self.dimensions), costs=costs,
                                        labels=known_labels(scores.ids, ledger, self.labels, self.active.strategy))
-        ids = self.strategy.query(scored, exclude | self.handover.unlabelable() | self.held_out, n, seed=seed)
+        ids = self.strategy.query(scored, exclude, n, seed=seed)
         return list(ids), getattr(self.strategy, "last_choice", None)
 
     def _query_in_batches(self, r: int, scores: Scores, have: set[str], n: int,
@@ -446,14 +479,15 @@ class ActiveLearningLoop:
         self.log(f"  queried {len(picked)} clips in {b} batches of <= {q}, retraining between batches")
         return picked, choice
 
-    def _retrain_and_score(self, r: int, folder, train_cfg: TrainConfig) -> Scores:
+    def _retrain_and_score(self, r: int, folder, train_cfg: TrainConfig) -> Scores | ScoreShards:
         """Train on the ledger as of round ``r + 1`` (labels alone: no pseudo-labels, no dev or test) and score
-        the pool with that model; kept in ``folder`` (``scores.parquet`` marks it done)."""
+        the pool with that model; kept in ``folder`` (its scores mark it done)."""
         from ser_models.training import train_model
 
         scores_path = folder / "scores.parquet"
-        if exists(scores_path):
-            return Scores.load(scores_path)
+        done = self._stored_scores(scores_path)
+        if done is not None:
+            return done
         labelled = self.ledger.as_of(r + 1)
         feeds, inputs = self._datasets(labelled)
         feeds = {name: ds for name, ds in feeds.items() if name not in ("dev", "test")}
@@ -464,12 +498,26 @@ class ActiveLearningLoop:
                              anchoring=self._anchoring(), soft_labels=self._soft(labelled))
         return self._score_pool(result.checkpoint_dir, r, scores_path, verbose=False)
 
-    def _score_pool(self, checkpoint_dir, r: int, scores_path, verbose: bool) -> Scores:
+    def _stored_scores(self, scores_path) -> Scores | ScoreShards | None:
+        """Scores a killed run already made at ``scores_path`` (one file) or beside it (committed shards)."""
+        shards = ScoreShards.open(scores_path.parent / "scores")
+        if shards is not None:
+            return shards
+        return Scores.load(scores_path) if exists(scores_path) else None
+
+    def _score_pool(self, checkpoint_dir, r: int, scores_path, verbose: bool) -> Scores | ScoreShards:
         """Round ``r``'s scores of the unlabelled training pool under ``checkpoint_dir``, kept in ``scores_path``
-        (read back when it exists: a resumed round does not score again)."""
-        if exists(scores_path):
-            return Scores.load(scores_path)
+        or, sharded, in the ``scores/`` folder beside it (read back when there: a resumed round does not score
+        again)."""
+        done = self._stored_scores(scores_path)
+        if done is not None:
+            return done
         ds, inputs = self._score_input()
+        if self.sharded:
+            return score_to_shards(ds, checkpoint_dir, self.active.scorer, scores_path.parent / "scores",
+                                   inputs=inputs, seed=self.active.seed + r, verbose=verbose,
+                                   in_process=self.in_process, total=len(self.train_ids),
+                                   rows_per_shard=self.active.selection.rows_per_shard)
         scores = score_dataset(ds, checkpoint_dir, self.active.scorer, inputs=inputs,
                                seed=self.active.seed + r, verbose=verbose, in_process=self.in_process,
                                total=len(self.train_ids))
@@ -485,11 +533,14 @@ class ActiveLearningLoop:
         return round_pseudo_labels(self.active.semi_supervised, r, ledger, self.round_dir, self.labels,
                                    self.handover.unlabelable(), accuracy=accuracy, log=self.log)
 
-    def _stopping(self, r: int, ledger, scores: Scores | None, checkpoint_dir, last: bool) -> dict | None:
+    def _stopping(self, r: int, ledger, scores: Scores | ScoreShards | None, checkpoint_dir,
+                  last: bool) -> dict | None:
         """Round ``r``'s stopping signals (:func:`~ser_models.active.stopping.stop_set_verdict`) from its
         predictions on the stop set: taken from the round's pool scores, or scored alone in the last round."""
 
         def stop_set_scores() -> Scores:
+            if isinstance(scores, ScoreShards):  # the stop set's rows only
+                return scores.rows_of(self.stop_ids)
             if scores is not None:
                 return scores
             ds = self.cache.dataset(ids=self.stop_ids) if self.cache is not None \

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ser_models.active.config import StrategyConfig
+from ser_models.active.config import SelectionConfig, StrategyConfig
 from ser_models.active.pseudo_labels import SemiSupervisedConfig
 from ser_models.active.stopping import StoppingConfig
 from ser_models.analysis.anchoring import AnchoringConfig
@@ -26,6 +26,8 @@ class ActiveConfig:
 
     strategy: StrategyConfig = field(default_factory=StrategyConfig, help="how each round's batch is chosen")
     scorer: ScorerConfig = field(default_factory=ScorerConfig, help="Ray Data actors scoring the pool")
+    selection: SelectionConfig = field(default_factory=SelectionConfig,
+                                       help="whether a round's scores stay sharded and selection runs shard by shard")
     initial: str = field("cluster_cold_start", effect=RESULT, help=f"initial labelled set, one of {list(_INITIAL)} (AFTER: clusters)")
     budget_fractions: list[float] = field(
         effect=RESULT, default_factory=lambda: [0.05, 0.10, 0.15, 0.20],

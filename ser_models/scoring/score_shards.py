@@ -53,7 +53,8 @@ class ScoreShards:
         folder: the ``scores/`` folder (a local path or URI).
         files: shard paths relative to ``folder``.
         rows: clips per shard, in ``files`` order.
-        in_process: run :meth:`map` here, one shard at a time, instead of as Ray tasks.
+        in_process: run :meth:`map` here, one shard at a time, even when Ray is up (without Ray it always
+            runs here).
     """
 
     folder: str
@@ -78,11 +79,13 @@ class ScoreShards:
         return [join(self.folder, f) for f in self.files]
 
     def map(self, fn: Callable, *args) -> list:
-        """``[fn(shard_path, *args) for every shard]``, as Ray tasks on the cluster (arguments put in the object
-        store once) or here one shard at a time; results in shard order."""
-        if self.in_process:
-            return [fn(path, *args) for path in self.paths]
+        """``[fn(shard_path, *args) for every shard]``, as Ray tasks on the connected cluster (arguments put in
+        the object store once; a task lost with its node runs again elsewhere) or here one shard at a time;
+        results in shard order."""
         import ray
+
+        if self.in_process or not ray.is_initialized():
+            return [fn(path, *args) for path in self.paths]
 
         refs = [ray.put(a) for a in args]
         task = ray.remote(fn).options(num_cpus=1, max_retries=SHARD_TASK_RETRIES)
@@ -181,7 +184,7 @@ def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: s
     Raises:
         PoolError: the dataset to score is empty.
     """
-    done = ScoreShards.open(folder, in_process)
+    done = ScoreShards.open(folder)
     if done is not None:
         return done
     t0 = time.perf_counter()
@@ -195,21 +198,29 @@ def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: s
     files, rows = [], []
     if in_process:
         buffered, held, shown = [], 0, t0
+
+        def flush(size: int) -> list[dict]:
+            """Write the buffered rows as shards of ``size``; returns what is left over (fewer rows)."""
+            batch = _concat(buffered)
+            n = len(batch["utt_id"])
+            for start in range(0, n - n % size, size):
+                out = write_shard({k: v[start:start + size] for k, v in batch.items()}, where, keep_pooled)
+                files.extend(f"{attempt}/{f}" for f in out["file"])
+                rows.extend(out["rows"].tolist())
+            rest = n - n % size
+            return [{k: v[rest:] for k, v in batch.items()}] if rest < n else []
+
         for batch in run_on_actor_pool(source, PoolScorer, kwargs, cfg, in_process=True):
             buffered.append(batch)
             held += len(batch["utt_id"])
             if held >= rows_per_shard:
-                out = write_shard(_concat(buffered), where, keep_pooled)
-                files += [f"{attempt}/{f}" for f in out["file"]]
-                rows += out["rows"].tolist()
-                buffered, held = [], 0
+                buffered = flush(rows_per_shard)
+                held = sum(len(b["utt_id"]) for b in buffered)
             if verbose and time.perf_counter() - shown > 15:
                 shown = time.perf_counter()
                 print("  " + progress_line("scoring", sum(rows) + held, total, shown - t0, "clips"), flush=True)
         if held:
-            out = write_shard(_concat(buffered), where, keep_pooled)
-            files += [f"{attempt}/{f}" for f in out["file"]]
-            rows += out["rows"].tolist()
+            flush(held)
     else:
         scored = map_on_actor_pool(source, PoolScorer, kwargs, cfg)
         written = scored.map_batches(write_shard, fn_kwargs={"folder": where, "keep_pooled": keep_pooled},
@@ -225,4 +236,4 @@ def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: s
         secs = time.perf_counter() - t0
         print(f"  scored {sum(rows)} clips into {len(files)} shards in {secs:.1f}s "
               f"({sum(rows) / max(secs, 1e-9):.0f} clips/s)", flush=True)
-    return ScoreShards(str(folder), tuple(files), tuple(rows), in_process)
+    return ScoreShards(str(folder), tuple(files), tuple(rows))

@@ -1,0 +1,81 @@
+"""A round over a pool whose scores stay sharded (``active.selection.shard_above_clips=0``, shards of 7
+clips) labels exactly the clips the gathered round labels, for the strategies with an exact sharded
+form, and keeps only shard files and their manifest. Selection runs as Ray tasks on the session's cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ser_models.active.loop import ActiveLearningLoop
+from ser_models.config import load_config
+from ser_models.data import LabelLedger, Pool
+from ser_models.exceptions import LabellingPending
+from ser_models.testing import TRAINED_HEAD_AFTER
+
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.slow]
+
+OVERRIDES = [
+    *TRAINED_HEAD_AFTER, "tapt_enabled=false", "scaling.backend=in_process",
+    "model.encoder.source=tiny-wav2vec2", "model.encoder.normalize_waveform=false", "model.head_hidden=16",
+    "train.optim.epochs=2", "train.optim.batch_size=8", "train.optim.max_crop_seconds=1.0",
+    "train.early_stopping_patience=0", "active.budget_fractions=[0.2,0.4]", "active.initial=random",
+]
+SHARDED = ["active.selection.shard_above_clips=0", "active.selection.rows_per_shard=7"]
+
+
+def _run(pool_dir, out, extra):
+    from ser_models.runs.after import AfterJobConfig
+
+    cfg = load_config(AfterJobConfig, None, [f"pool_dir={pool_dir}", f"output_dir={out}", *OVERRIDES, *extra])
+    loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
+                              cfg.active, verbose=False)
+    return loop, loop.run()
+
+
+def _ledger(out):
+    df = LabelLedger(Path(out) / "labels" / "ledger.parquet").labelled()
+    return sorted(zip(df["utt_id"], df["label"], df["round"].astype(int)))
+
+
+@pytest.mark.parametrize("strategy", [["active.strategy.name=margin", "active.strategy.class_balanced=true"],
+                                      ["active.strategy.name=informative_diverse"]])
+def test_a_sharded_round_labels_what_the_gathered_round_labels(demo_pool, tmp_path, strategy):
+    gathered_loop, _ = _run(demo_pool.pool_dir, tmp_path / "gathered", strategy)
+    sharded_loop, reports = _run(demo_pool.pool_dir, tmp_path / "sharded", [*strategy, *SHARDED])
+    assert not gathered_loop.sharded and sharded_loop.sharded
+    assert _ledger(tmp_path / "sharded") == _ledger(tmp_path / "gathered")
+    assert reports[0].selected > 0
+    round0 = tmp_path / "sharded" / "rounds" / "round=000"
+    assert (round0 / "scores" / "manifest.json").exists() and not (round0 / "scores.parquet").exists()
+    assert len(list((round0 / "scores").glob("attempt=*/part-*.parquet"))) > 3
+    # the stop set's predictions came from the shards, and they are the gathered round's
+    assert (round0 / "stop_set.parquet").read_bytes() == \
+        (tmp_path / "gathered" / "rounds" / "round=000" / "stop_set.parquet").read_bytes()
+
+
+def test_a_sharded_round_writes_the_request_file_with_guesses_and_scores(demo_pool, tmp_path):
+    """The file oracle's request shows the model's guess and the strategy's score per clip, read back from the
+    shards for the picks alone: the same file the gathered round writes."""
+    manifest = pd.read_csv(demo_pool.manifest)
+    truth = dict(zip(manifest["utt_id"], manifest["label"]))
+    requests = {}
+    for name, extra in (("gathered", []), ("sharded", SHARDED)):
+        out = tmp_path / name
+        args = ["active.strategy.name=entropy", "active.oracle=file", *extra]
+        with pytest.raises(LabellingPending):
+            _run(demo_pool.pool_dir, out, args)
+        initial = out / "rounds" / "initial" / "to_label.csv"
+        df = pd.read_csv(initial)
+        df["label"] = df["utt_id"].map(truth)
+        df.to_csv(initial, index=False)
+        with pytest.raises(LabellingPending):
+            _run(demo_pool.pool_dir, out, args)  # imports the initial labels, trains round 0, asks for round 1
+        requests[name] = pd.read_csv(out / "rounds" / "round=000" / "to_label.csv")
+    sharded, gathered = requests["sharded"], requests["gathered"]
+    assert (tmp_path / "sharded" / "rounds" / "round=000" / "scores" / "manifest.json").exists()
+    guess = [c for c in sharded.columns if "guess" in c]
+    assert guess and sharded[guess].notna().all().all()
+    pd.testing.assert_frame_equal(sharded, gathered)
