@@ -50,7 +50,6 @@ from ser_models.active.handover import LabelHandover, model_guesses
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, round_pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets, trains_on_soft_labels
-from ser_models.active.sharded_selection import shard_candidates
 from ser_models.active.round_report import (
     RoundReport,
     announce_choice,
@@ -59,6 +58,7 @@ from ser_models.active.round_report import (
     write_run_metrics,
     write_selection,
 )
+from ser_models.active.sharded_selection import shard_candidates
 from ser_models.active.stopping import stop_set_ids, stop_set_verdict
 from ser_models.active.strategies import build_strategy
 from ser_models.active.strategies.capped import GroupCap
@@ -82,8 +82,8 @@ from ser_models.planning.run_evaluation import RunEvaluation, without_ids
 from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_supported, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache, model_inputs
 from ser_models.scoring.feature_stats import write_run_statistics
-from ser_models.scoring.scored_pool import ScoredPool
 from ser_models.scoring.score_shards import ScoreShards, score_to_shards
+from ser_models.scoring.scored_pool import ScoredPool
 from ser_models.scoring.scorer import Scores, score_dataset
 from ser_models.training.config import ScalingConfig, TrainConfig
 

@@ -31,7 +31,15 @@ import pyarrow.parquet as pq
 from ser_models.data.inputs import AUDIO, ModelInputs
 from ser_models.exceptions import PoolError
 from ser_models.failpoints import failpoint
-from ser_models.io import exists, filesystem, join, read_json, read_parquet, write_json_atomic, write_parquet_atomic
+from ser_models.io import (
+    exists,
+    filesystem,
+    join,
+    read_json,
+    read_parquet,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from ser_models.progress import progress_line
 from ser_models.scoring.scorer import PoolScorer, ScorerConfig, Scores, map_on_actor_pool, run_on_actor_pool
 
