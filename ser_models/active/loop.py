@@ -430,7 +430,9 @@ class ActiveLearningLoop:
             if self.active.strategy.cost_aware:
                 costs = pa.table({"utt_id": pa.array(self.durations.index.astype(str), pa.string()),
                                   "seconds": self.durations.to_numpy(np.float64)})
-            scores = shard_candidates(scores, self.strategy, n, exclude, seed, costs)
+            scores = shard_candidates(scores, self.strategy, n, exclude, seed, costs, lambda known: (
+                known_targets(known.ids, ledger, self.dimensions),
+                known_labels(known.ids, ledger, self.labels, self.active.strategy)))
         costs = None
         if self.active.strategy.cost_aware:
             costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()

@@ -14,8 +14,18 @@ over the shards find every row the strategy could pick:
 
 The strategy then runs unchanged on that small pool, sorted by id as a whole pool is, so it picks exactly
 the clips it picks in process: the rows it ranks keep their order, and no row it could take is missing. The
-driver holds ``sum(k) + L`` rows, never N. What a strategy without a sharded form does is for the caller to
-say (the loop gathers the pool in process, with a line saying so).
+driver holds ``sum(k) + L`` rows, never N.
+
+Strategies whose picks no ranking holds (k-center, k-means, BADGE, greedy sampling) go two rounds instead:
+each shard runs the strategy on its own unlabelled clips, with the labelled clips broadcast as existing
+centres, and offers its ``n`` picks; the strategy then runs on the union of the offers (``shards x n`` rows).
+For k-center this is the composable core-set of Malkomes et al. (2015), a constant-factor approximation of
+the greedy over the whole pool; for the others it is a heuristic of the same shape. ``bench/round_scale.py``
+measures the k-center objective against the whole-pool greedy. What a strategy without a sharded form does is
+for the caller to say (the loop gathers the pool in process, with a line saying so).
+
+References:
+    Malkomes et al., 2015, "Fast Distributed k-Center Clustering with Outliers on Massive Data" (NeurIPS).
 """
 
 from __future__ import annotations
@@ -71,19 +81,50 @@ def _primary(top: TopK, scored, who: str, seed: int) -> np.ndarray:
     return -np.asarray(uncertainty_scores(scored, top.key, who), dtype=np.float64)
 
 
+def _local_picks(unlabelled: Scores, strategy: QueryStrategy, n: int, seed: int, costs: pa.Table | None,
+                 centres: tuple | None) -> list[str]:
+    """One shard's offer in a two-round plan: ``strategy``'s picks among the shard's unlabelled clips, with the
+    labelled clips (``centres``: their scores, dimensional values and classes) as existing centres."""
+    if not len(unlabelled.ids):
+        return []
+    pool, targets, labels, taken = unlabelled, None, None, set()
+    if centres is not None:
+        known, known_targets, known_labels = centres
+        pool = Scores.from_table(pa.concat_tables([unlabelled.to_table(), known.to_table()],
+                                                  promote_options="default"))
+        u = len(unlabelled.ids)
+        if known_targets is not None:
+            targets = np.concatenate([np.full((u, known_targets.shape[1]), np.nan, np.float32), known_targets])
+        if known_labels is not None:
+            labels = np.concatenate([np.full(u, -1, np.int64), known_labels])
+        order = np.argsort(pool.ids.astype(str), kind="stable")
+        pool = pool.take(order)
+        targets = None if targets is None else targets[order]
+        labels = None if labels is None else labels[order]
+        taken = set(known.ids.astype(str).tolist())
+    ids = pa.array(pool.ids.astype(str), pa.string())
+    scored = pool.as_scored_pool(targets, costs=_costs_of(ids, costs), labels=labels)
+    return strategy.query(scored, taken, min(n, len(unlabelled.ids)), seed)
+
+
 def shard_tops(path: str, plan: ShardPlan, excluded: pa.Array, seed: int, costs: pa.Table | None,
-               who: str) -> dict:
-    """Pass 1 on one shard: its row counts and, per ranking of ``plan``, its top-k unlabelled clips.
+               strategy: QueryStrategy, n: int, centres: tuple | None = None) -> dict:
+    """Pass 1 on one shard: its row counts and, per ranking of ``plan``, its top-k unlabelled clips (or, for a
+    two-round plan, the strategy's own ``n`` picks among them).
 
     Returns:
-        ``{"rows", "excluded", "tops": [(ids [k'], primary [k'], classes [k'] or None)]}``.
+        ``{"rows", "excluded", "tops": [(ids [k'], primary [k'], classes [k'] or None)], "picks": [ids]}``.
     """
     pausepoint("select_shard")  # node-loss tests remove this task's node here
-    scores = read_shard(path, _columns(plan))
+    who = repr(strategy)
+    scores = read_shard(path, None if plan.local else _columns(plan))
     ids_arrow = pa.array(scores.ids.astype(str), pa.string())
     out_mask = pc.is_in(ids_arrow, value_set=excluded).to_numpy(zero_copy_only=False) if len(excluded) \
         else np.zeros(len(scores.ids), bool)
     keep = np.flatnonzero(~out_mask)
+    if plan.local:
+        picks = _local_picks(scores.take(keep), strategy, n, seed, costs, centres)
+        return {"rows": len(scores.ids), "excluded": int(out_mask.sum()), "tops": [], "picks": list(picks)}
     tops = []
     if len(keep):
         scored = scores.as_scored_pool(costs=_costs_of(ids_arrow, costs))
@@ -100,7 +141,7 @@ def shard_tops(path: str, plan: ShardPlan, excluded: pa.Array, seed: int, costs:
             tops.append((ids[best], primary[best], classes[best] if top.per_class else None))
     else:
         tops = [(np.zeros(0, str), np.zeros(0), None) for _ in plan.tops]
-    return {"rows": len(scores.ids), "excluded": int(out_mask.sum()), "tops": tops}
+    return {"rows": len(scores.ids), "excluded": int(out_mask.sum()), "tops": tops, "picks": []}
 
 
 def _merge(parts: list[tuple], top: TopK) -> np.ndarray:
@@ -117,8 +158,19 @@ def _merge(parts: list[tuple], top: TopK) -> np.ndarray:
                            for c in np.unique(classes)])
 
 
+def _centres(shards: ScoreShards, excluded: pa.Array, annotate) -> tuple | None:
+    """The labelled clips' scores (and, through ``annotate``, their dimensional values and classes), broadcast
+    to every shard of a two-round plan; None when none of them is scored."""
+    parts = [t for t in shards.map(shard_rows, excluded, False) if t.num_rows]
+    if not parts:
+        return None
+    known = Scores.from_table(pa.concat_tables(parts)).sorted_by_id()
+    targets, labels = annotate(known) if annotate is not None else (None, None)
+    return known, targets, labels
+
+
 def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, excluded: set[str], seed: int,
-                     costs: pa.Table | None = None) -> Scores:
+                     costs: pa.Table | None = None, annotate=None) -> Scores:
     """The scores of every clip ``strategy`` could pick for a batch of ``n`` (and of the excluded clips it
     uses), found over ``shards`` in two passes; the driver holds these rows only.
 
@@ -129,6 +181,8 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
         excluded: ids that are never picked (the ledger, unlabelable and held-out clips).
         seed: the query's seed (random's hash keys).
         costs: ``utt_id, seconds`` of every clip for cost-aware scores, or None.
+        annotate: ``scores -> (targets [L, K] or None, labels [L] or None)``: the ledger's dimensional values and
+            classes of the labelled clips a two-round plan broadcasts as centres (None: neither).
 
     Returns:
         :class:`Scores` of those rows, sorted by id: query ``strategy`` on it as on the whole pool.
@@ -141,14 +195,15 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
     if plan is None:
         raise ValueError(f"{strategy!r} has no sharded form")
     out = pa.array(sorted(excluded), pa.string())
-    passes = shards.map(shard_tops, plan, out, int(seed), costs, repr(strategy))
+    centres = _centres(shards, out, annotate) if plan.local and plan.centres and len(out) else None
+    passes = shards.map(shard_tops, plan, out, int(seed), costs, strategy, int(n), centres)
     rows = sum(p["rows"] for p in passes)
     labelled = sum(p["excluded"] for p in passes)
     if n > rows - labelled:
         raise PoolExhaustedError(
             f"{strategy!r} was asked for {n} clips but only {rows - labelled} of the {rows} scored clips are "
             f"unlabelled ({labelled} are in the ledger); lower the batch size or the budget")
-    winners = set()
+    winners = {u for p in passes for u in p["picks"]}
     for i, top in enumerate(plan.tops):
         winners.update(_merge([p["tops"][i] for p in passes], top).tolist())
     tables = [t for t in shards.map(shard_rows, pa.array(sorted(winners), pa.string()), plan.centres, out)

@@ -416,15 +416,17 @@ class Scores:
         return cls(ids, probs, embedding, pooled,
                    samples("mc_probs", "mc_shape"), dims, samples("mc_dims", "mc_dims_shape"))
 
+    def take(self, rows: np.ndarray) -> Scores:
+        """The scores of ``rows`` [R] (positions), in that order."""
+        def pick(a):
+            return None if a is None else a[rows]
+
+        return Scores(self.ids[rows], self.probs[rows], self.embedding[rows], self.pooled[rows],
+                      pick(self.mc_probs), pick(self.dims), pick(self.mc_dims))
+
     def sorted_by_id(self) -> Scores:
         """These scores with their rows in id order (the order every strategy sees a pool in)."""
-        order = np.argsort(self.ids.astype(str), kind="stable")
-
-        def take(a):
-            return None if a is None else a[order]
-
-        return Scores(self.ids[order], self.probs[order], self.embedding[order], self.pooled[order],
-                      take(self.mc_probs), take(self.dims), take(self.mc_dims))
+        return self.take(np.argsort(self.ids.astype(str), kind="stable"))
 
     def save(self, path: str | Path) -> None:
         write_parquet_atomic(path, self.to_table())

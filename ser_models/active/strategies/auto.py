@@ -214,7 +214,7 @@ class AutoStrategy(QueryStrategy):
         # The replay reads labelled clips only (the centres); whichever candidate wins then needs its own rows,
         # so the union of every candidate's rows is enough. None when a candidate has no sharded form.
         plans = [c.shard_plan(n) for c in self.candidates.values()]
-        if any(p is None for p in plans):
+        if any(p is None or p.local for p in plans):  # a two-round candidate would pick other clips than in process
             return None
         return sum(plans[1:], plans[0]) + ShardPlan((), centres=True)
 

@@ -42,12 +42,19 @@ class ShardPlan:
         tops: the rankings; their winners, merged over every shard, hold every clip the strategy can pick.
         centres: the strategy also reads the scores of clips already labelled (k-center centres, ``auto``'s
             replay, class-balanced quotas).
+        local: no ranking holds the picks (k-center, k-means, BADGE, greedy sampling): each shard runs the
+            strategy on its own clips, with the labelled clips as existing centres, and offers its ``n`` picks;
+            the strategy then runs again on the union of the offers. Two rounds of a composable core-set:
+            approximate (Malkomes et al., 2015), where ``tops`` are exact.
     """
 
-    tops: tuple[TopK, ...]
+    tops: tuple[TopK, ...] = ()
     centres: bool = False
+    local: bool = False
 
     def __add__(self, other: ShardPlan) -> ShardPlan:
+        if self.local or other.local:
+            raise ValueError("a two-round (local) shard plan does not combine with others")
         return ShardPlan(self.tops + tuple(t for t in other.tops if t not in self.tops), self.centres or other.centres)
 
 

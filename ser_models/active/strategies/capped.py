@@ -31,6 +31,11 @@ class GroupCap:
     def __getattr__(self, name: str):  # last_choice, uses_model, ... of the inner strategy
         return getattr(self.inner, name)
 
+    def shard_plan(self, n: int) -> None:
+        """None: a capped query may reach past the inner strategy's top ``n`` (every capped group hands its
+        places on), so no fixed ranking holds its picks; the loop gathers the pool's scores for it."""
+        return None
+
     def query(self, scored: ScoredPool, ledger_ids: set[str], n: int, seed: int) -> list[str]:
         """Up to ``n`` ids, at most ``cap`` of any one group, in the inner strategy's pick order."""
         chosen: list[str] = []

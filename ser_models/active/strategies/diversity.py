@@ -56,6 +56,9 @@ class KCenterStrategy(QueryStrategy):
         self.reduce_dim = reduce_dim
         self.last_stats: KCenterStats | None = None
 
+    def shard_plan(self, n):
+        return ShardPlan(centres=True, local=True)
+
     def _select(self, scored, candidates, labelled, n, seed):
         first = None if len(labelled) else int(np.random.default_rng(seed).integers(len(candidates)))
         self.last_stats = KCenterStats()
@@ -164,6 +167,9 @@ class BadgeStrategy(QueryStrategy):
 
     name = "badge"
 
+    def shard_plan(self, n):
+        return ShardPlan(local=True)
+
     def _select(self, scored: ScoredPool, candidates, labelled, n, seed):
         if scored.grad_embedding_parts is not None:
             a, h = (v[candidates] for v in scored.grad_embedding_parts)
@@ -218,6 +224,9 @@ class KMeansStrategy(QueryStrategy):
             rest = [i for i in rank_desc(u) if not taken[i]]
             chosen = np.concatenate([chosen, rest[: n - len(chosen)]]).astype(np.int64)
         return candidates[chosen[:n]]
+
+    def shard_plan(self, n):
+        return ShardPlan(local=True)
 
     def _params(self):
         return {"score": self.score, "pick": self.pick, "iters": self.iters}

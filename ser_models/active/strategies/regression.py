@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ser_models.active.index import as_float32
-from ser_models.active.strategies.base import QueryStrategy
+from ser_models.active.strategies.base import QueryStrategy, ShardPlan
 from ser_models.active.strategies.diversity import _kcenter
 from ser_models.active.strategies.kcenter import KCenterStats
 from ser_models.exceptions import PoolError
@@ -139,6 +139,9 @@ class GreedySamplingStrategy(QueryStrategy):
                                "output" if self.space == "output" else "both",
                                x_known=x[known] if len(known) else None, y_known=y_known)
         return candidates[rows]
+
+    def shard_plan(self, n):
+        return ShardPlan(centres=True, local=True)
 
     def _params(self):
         return {"space": self.space, "reduce_dim": self.reduce_dim}

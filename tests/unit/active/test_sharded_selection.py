@@ -98,6 +98,71 @@ def test_sharded_picks_equal_in_process_picks(tmp_path, name, parts):
         assert strategy.last_choice is not None
 
 
+TWO_ROUND = {
+    "kcenter": {},
+    "kmeans": {},
+    "badge": {},
+    "gsx": {},
+    "gsy": {},
+    "igs": {},
+}
+
+
+def _targets(scores: Scores, ledger: dict[str, int]) -> np.ndarray:
+    """The 'ledger' values of the labelled clips (their true dims here), NaN elsewhere."""
+    known = np.array([u in ledger for u in scores.ids.astype(str)])
+    return np.where(known[:, None], scores.dims, np.nan).astype(np.float32)
+
+
+def _annotate(ledger):
+    def annotate(known: Scores):
+        return _targets(known, ledger), np.array([ledger.get(u, -1) for u in known.ids.astype(str)], np.int64)
+    return annotate
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+@pytest.mark.parametrize("name", list(TWO_ROUND))
+def test_two_round_strategies_pick_n_unlabelled_clips_from_the_shards_offers(tmp_path, name, parts):
+    """k-center, k-means, BADGE and greedy sampling: each shard offers its own picks (labelled clips as
+    centres), and the strategy runs again on the offers. On one shard that is the whole pool's pick."""
+    cfg = StrategyConfig(name=name)
+    scores = _scores()
+    ledger = _labelled(scores)
+    n, seed = 30, 2
+    shards = _shard(scores, tmp_path, parts)
+    strategy = build_strategy(cfg)
+    mini = shard_candidates(shards, strategy, n, set(ledger), seed, annotate=_annotate(ledger))
+    assert len(mini.ids) <= parts * n + len(ledger)
+    scored = mini.as_scored_pool(_targets(mini, ledger))
+    picks = strategy.query(scored, set(ledger), n, seed)
+    assert len(set(picks)) == n and not set(picks) & set(ledger)
+    if parts == 1:
+        whole = build_strategy(cfg).query(scores.as_scored_pool(_targets(scores, ledger)), set(ledger), n, seed)
+        assert set(picks) == set(whole)
+
+
+def _radius(x: np.ndarray, centres: np.ndarray) -> float:
+    """The k-center objective: the largest distance of a clip to its nearest centre."""
+    d = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
+    return float(np.sqrt(d.min(1).max()))
+
+
+def test_two_round_kcenter_stays_near_the_whole_pool_greedy(tmp_path):
+    scores = _scores(seed=3)
+    ledger = _labelled(scores)
+    n = 40
+    strategy = build_strategy(StrategyConfig("kcenter"))
+    whole = strategy.query(scores.as_scored_pool(), set(ledger), n, 0)
+    mini = shard_candidates(_shard(scores, tmp_path, 7), strategy, n, set(ledger), 0)
+    sharded = strategy.query(mini.as_scored_pool(), set(ledger), n, 0)
+    pos = {u: i for i, u in enumerate(scores.ids.astype(str))}
+    labelled = [pos[u] for u in ledger]
+    x = scores.embedding.astype(np.float64)
+    r_whole = _radius(x, x[labelled + [pos[u] for u in whole]])
+    r_sharded = _radius(x, x[labelled + [pos[u] for u in sharded]])
+    assert r_sharded <= 1.25 * r_whole
+
+
 def test_random_keys_depend_on_the_id_and_seed_only():
     ids = np.array(["a", "bb", "ccc", "é", "rec_0001"])
     keys = random_keys(ids, 3)
@@ -128,7 +193,7 @@ def test_an_exhausted_pool_is_refused_as_in_process(tmp_path):
 def test_a_strategy_without_a_sharded_form_says_so(tmp_path):
     shards = _shard(_scores(n=100), tmp_path, 2)
     with pytest.raises(ValueError, match="no sharded form"):
-        shard_candidates(shards, build_strategy(StrategyConfig("kcenter")), 5, set(), 0)
+        shard_candidates(shards, build_strategy(StrategyConfig("cluster_cold_start")), 5, set(), 0)
 
 
 def test_rows_of_and_read_shard(tmp_path):
@@ -148,3 +213,9 @@ def test_an_unfinished_pass_is_never_read(tmp_path):
     _shard(_scores(n=50), tmp_path, 2)  # shard files, no manifest: a pass killed before its commit
     assert ScoreShards.open(str(tmp_path)) is None
     assert not (tmp_path / MANIFEST).exists()
+
+
+def test_a_recording_cap_has_no_sharded_form():
+    from ser_models.active.strategies.capped import GroupCap
+
+    assert GroupCap(build_strategy(StrategyConfig("margin")), {}, 2).shard_plan(5) is None
