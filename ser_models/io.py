@@ -481,9 +481,10 @@ def read_json(uri: str | os.PathLike) -> Any:
         return json.loads(fh.read().decode())
 
 
-def write_parquet_atomic(uri: str | os.PathLike, table: pa.Table) -> None:
-    """One Parquet file, written atomically and streamed to its destination (no in-memory copy of the file)."""
-    _write_atomic(uri, lambda fh: pq.write_table(table, fh))
+def write_parquet_atomic(uri: str | os.PathLike, table: pa.Table, row_group_size: int | None = None) -> None:
+    """One Parquet file, written atomically and streamed to its destination (no in-memory copy of the file);
+    ``row_group_size``: rows per row group (None = pyarrow's default), so readers can take a few rows' groups."""
+    _write_atomic(uri, lambda fh: pq.write_table(table, fh, row_group_size=row_group_size))
 
 
 def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:

@@ -35,6 +35,7 @@ from ser_models.io import (
     exists,
     filesystem,
     join,
+    open_input_file,
     read_json,
     read_parquet,
     write_json_atomic,
@@ -49,6 +50,9 @@ __all__ = ["MANIFEST", "ScoreShards", "read_shard", "score_to_shards", "shard_ro
 MANIFEST = "manifest.json"
 #: Score columns that are per-clip float matrices.
 _FLOAT_COLUMNS = ("probs", "embedding", "pooled", "mc_probs", "dims", "mc_dims")
+#: Rows per Parquet row group of a shard: a read of a few clips' scores (the picks, the stop set) decodes only the
+#: groups that hold them.
+ROW_GROUP_ROWS = 4096
 #: Retries of a shard task whose worker or node died (Ray re-runs it elsewhere; the result is the same).
 SHARD_TASK_RETRIES = 3
 
@@ -121,12 +125,24 @@ def read_shard(path: str, columns: Iterable[str] | None = None) -> Scores:
 
 
 def shard_rows(path: str, ids: pa.Array, also_excluded: bool, excluded: pa.Array | None = None) -> pa.Table:
-    """The rows of one shard whose id is in ``ids`` (or, with ``also_excluded``, in ``excluded``)."""
-    table = read_parquet(path)
-    keep = pc.is_in(table.column("utt_id"), value_set=ids)
-    if also_excluded and excluded is not None and len(excluded):
-        keep = pc.or_(keep, pc.is_in(table.column("utt_id"), value_set=excluded))
-    return table.filter(keep)
+    """The rows of one shard whose id is in ``ids`` (or, with ``also_excluded``, in ``excluded``): the id
+    column is read first, then only the row groups that hold a wanted row."""
+    def wanted(column) -> pa.Array:
+        keep = pc.is_in(column, value_set=ids)
+        if also_excluded and excluded is not None and len(excluded):
+            keep = pc.or_(keep, pc.is_in(column, value_set=excluded))
+        return keep
+
+    with open_input_file(path) as fh:
+        parquet = pq.ParquetFile(fh)
+        keep = wanted(parquet.read(columns=["utt_id"], use_threads=False).column(0)).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(keep)
+        if not len(rows):
+            return parquet.schema_arrow.empty_table()
+        sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+        groups = np.unique(np.searchsorted(np.cumsum(sizes), rows, side="right"))
+        table = parquet.read_row_groups(groups.tolist(), use_threads=False)
+    return table.filter(wanted(table.column("utt_id")))
 
 
 def _batch_scores(batch: dict, keep_pooled: bool) -> Scores:
@@ -157,7 +173,7 @@ def write_shard(batch: dict, folder: str, keep_pooled: bool) -> dict:
     if not n:
         return {"file": np.zeros(0, object), "rows": np.zeros(0, np.int64)}
     name = f"part-{uuid.uuid4().hex}.parquet"
-    write_parquet_atomic(join(folder, name), _batch_scores(batch, keep_pooled).to_table())
+    write_parquet_atomic(join(folder, name), _batch_scores(batch, keep_pooled).to_table(), ROW_GROUP_ROWS)
     return {"file": np.array([name], object), "rows": np.array([n], np.int64)}
 
 
