@@ -11,8 +11,9 @@ are clustered (64 centres, so diversity matters) and the classes follow a skewed
 (2 CPUs), one round, stage by stage:
 
 * **train**: the head on the 1,000 labelled clips (``train_model``, in process, from the cache);
-* **score**: every clip with 8 MC-dropout passes (one Ray Data actor), gathered into the driver
-  (``score_dataset``) or written as shards where it is made (``score_to_shards``);
+* **score**: every clip with 8 MC-dropout passes (one Ray Data actor), gathered into the driver and kept as
+  the round's ``scores.parquet`` (``score_dataset``, ``Scores.save``: today's round) or written as shards where
+  it is made (``score_to_shards``);
 * **select**: B = 1,000 clips by ``informative_diverse`` (entropy prefilter x4, then k-center), in the driver
   or shard by shard (:func:`~ser_models.active.sharded_selection.shard_candidates`);
 * **write**: ``to_label.csv`` of the picks with the model's guess.
@@ -169,9 +170,10 @@ def run_round(info: dict, path: str, workdir: str, kcenter: bool) -> dict:
                              inputs=inputs, train_rows=labelled.num_rows, verbose=False, plots=False)
         seconds["train"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if path == "gathered":
+        if path == "gathered":  # today's round in full: gather, then keep the round's scores.parquet
             scores = score_dataset(cache.dataset(), result.checkpoint_dir, scorer, inputs=inputs, seed=1,
                                    total=info["n"])
+            scores.save(str(out / "scores.parquet"))
         else:
             scores = score_to_shards(cache.dataset(), result.checkpoint_dir, scorer, str(out / "scores"),
                                      inputs=inputs, seed=1, total=info["n"])
@@ -190,13 +192,15 @@ def run_round(info: dict, path: str, workdir: str, kcenter: bool) -> dict:
         with open(out / "to_label.csv", "w") as f:
             f.write("utt_id,model_guess,label\n" + "".join(f"{u},{g},\n" for u, g in zip(picks, guess)))
         seconds["write"] = time.perf_counter() - t0
+        mem["driver_peak"] = _vmhwm()  # the round's peak, before the k-center comparison below
+        round_job_peak = job.peak
         objective = None
         if kcenter:
             objective = _kcenter_objective(scores if path == "gathered" else None, out, ledger_ids, path)
-    mem["driver_peak"] = _vmhwm()
     return {"n": info["n"], "dim": info["dim"], "path": path, "seconds": seconds,
             "round_s": sum(seconds.values()), "driver_peak_gib": mem["driver_peak"] / 2**30,
-            "driver_after_score_gib": mem["after_score"] / 2**30, "job_peak_gib": job.peak / 2**30,
+            "driver_after_score_gib": mem["after_score"] / 2**30, "job_peak_gib": round_job_peak / 2**30,
+            "with_kcenter_driver_peak_gib": _vmhwm() / 2**30, "with_kcenter_job_peak_gib": job.peak / 2**30,
             "job_breakdown_mib": job.breakdown(), "picks": len(picks), "kcenter": objective}
 
 

@@ -58,6 +58,8 @@ from ser_models.active.round_report import (
     write_run_metrics,
     write_selection,
 )
+from ser_models.active.round_scores import rounds_are_sharded, stored_scores
+from ser_models.active.sharded_cold_start import shard_cold_start
 from ser_models.active.sharded_selection import shard_candidates
 from ser_models.active.stopping import stop_set_ids, stop_set_verdict
 from ser_models.active.strategies import build_strategy
@@ -169,7 +171,7 @@ class ActiveLearningLoop:
                               "frozen-encoder feature cache: set active.feature_cache=on, or model.functionals=none")
         self._dev_test = None
         self._model_inputs = None  # built on first use, after the cache is
-        self.sharded = self._shards_rounds()
+        self.sharded = rounds_are_sharded(active, self.strategy, len(self.train_ids), self.log)
         self.speaker_summary: dict | None = None  # model.feature_norm=speaker: speakers and clips per speaker
 
     # ----------------------------------------------------------------------------------------- helpers
@@ -196,23 +198,6 @@ class ActiveLearningLoop:
                              functionals="egemaps" if reads_functionals(self.model_cfg) else None)
         self._num_layers = encoder.num_layers
         return cache
-
-    def _shards_rounds(self) -> bool:
-        """Whether the rounds keep their scores in shards and select shard by shard: pools above
-        ``active.selection.shard_above_clips`` whose strategy has a sharded form. A large pool whose settings have
-        none yet is gathered as before, and the console says so."""
-        if len(self.train_ids) <= self.active.selection.shard_above_clips:
-            return False
-        why = ("active.semi_supervised reads a whole round's scores" if self.active.semi_supervised.enabled
-               else f"{self.strategy!r} has no sharded form" if self.strategy.shard_plan(1) is None else None)
-        if why:
-            self.log(f"selection: {len(self.train_ids):,} training clips, above active.selection.shard_above_clips="
-                     f"{self.active.selection.shard_above_clips:,}, but {why}: each round gathers the pool's scores "
-                     "in this process")
-            return False
-        self.log(f"selection: sharded ({len(self.train_ids):,} training clips; scores stay in shards of "
-                 f"{self.active.selection.rows_per_shard:,})")
-        return True
 
     def _recordings(self) -> dict[str, str | None]:
         rec = self.pool.metadata(columns=["utt_id", "recording"], split="train", where=self.where)
@@ -317,24 +302,35 @@ class ActiveLearningLoop:
             ids = rng.choice(candidates, size=n, replace=False).tolist()
             ids = sorted(self.budget.within(ids, self.targets[0], "the initial set"))
         else:
-            # AFTER's cold start: cluster the (TAPT) encoder's pooled features of the unlabelled pool.
-            ds, inputs = self._score_input()
-            scores = score_dataset(ds, None, self.active.scorer, model_cfg=to_dict(self.model_cfg),
-                                   inputs=inputs, seed=self.active.seed, verbose=self.verbose,
-                                   in_process=self.in_process, keep_pooled=True)
-
-            s = self.active.strategy
-            cold = build_strategy(StrategyConfig(name="cluster_cold_start", kmeans_iters=s.kmeans_iters,
-                                                 num_clusters=s.num_clusters, max_clusters=s.max_clusters,
-                                                 cold_start_dim=s.cold_start_dim, num_threads=s.num_threads))
-            scored = ScoredPool(ids=scores.ids.astype(str), probs=scores.probs, embeddings=scores.pooled)
-            ids = self.budget.within(cold.query(scored, self.handover.unlabelable(), n, self.active.seed),
-                                     self.targets[0], "the initial set")
+            ids = self.budget.within(self._cold_start(folder, n), self.targets[0], "the initial set")
         if not exists(sel_path):
             write_parquet_atomic(sel_path, pa.table({"utt_id": pa.array(list(ids), pa.string())}))
         failpoint("after_initial_selection")
         self.handover.label(ids, 0, -1, reason=f"initial set ({self.active.initial})")
         self.log(f"initial set: {len(ids)} clips ({self.active.initial}) in {time.perf_counter() - t0:.1f}s")
+
+    def _cold_start(self, folder, n: int) -> list[str]:
+        """AFTER's cold start: cluster the (TAPT) encoder's pooled features of the unlabelled pool (gathered, or
+        shard by shard on a sharded run: the same picks). No MC-dropout passes or head embeddings: the
+        clustering reads the pooled features alone."""
+        ds, inputs = self._score_input()
+        scorer = dataclasses.replace(self.active.scorer, mc_samples=0)
+        s = self.active.strategy
+        cold = build_strategy(StrategyConfig(name="cluster_cold_start", kmeans_iters=s.kmeans_iters,
+                                             num_clusters=s.num_clusters, max_clusters=s.max_clusters,
+                                             cold_start_dim=s.cold_start_dim, num_threads=s.num_threads))
+        if self.sharded:
+            shards = score_to_shards(ds, None, scorer, folder / "scores", model_cfg=to_dict(self.model_cfg),
+                                     inputs=inputs, seed=self.active.seed, verbose=self.verbose,
+                                     in_process=self.in_process, total=len(self.train_ids),
+                                     rows_per_shard=self.active.selection.rows_per_shard, keep_pooled=True,
+                                     keep_embedding=False)
+            return shard_cold_start(shards, cold, n, self.handover.unlabelable(), self.active.seed)
+        scores = score_dataset(ds, None, scorer, model_cfg=to_dict(self.model_cfg), inputs=inputs,
+                               seed=self.active.seed, verbose=self.verbose, in_process=self.in_process,
+                               keep_pooled=True, keep_embedding=False)
+        scored = ScoredPool(ids=scores.ids.astype(str), probs=scores.probs, embeddings=scores.pooled)
+        return cold.query(scored, self.handover.unlabelable(), n, self.active.seed)
 
     def _soft(self, training) -> bool:
         return trains_on_soft_labels(training, self.cross is not None, self.log)
@@ -487,7 +483,7 @@ class ActiveLearningLoop:
         from ser_models.training import train_model
 
         scores_path = folder / "scores.parquet"
-        done = self._stored_scores(scores_path)
+        done = stored_scores(scores_path)
         if done is not None:
             return done
         labelled = self.ledger.as_of(r + 1)
@@ -500,18 +496,11 @@ class ActiveLearningLoop:
                              anchoring=self._anchoring(), soft_labels=self._soft(labelled))
         return self._score_pool(result.checkpoint_dir, r, scores_path, verbose=False)
 
-    def _stored_scores(self, scores_path) -> Scores | ScoreShards | None:
-        """Scores a killed run already made at ``scores_path`` (one file) or beside it (committed shards)."""
-        shards = ScoreShards.open(scores_path.parent / "scores")
-        if shards is not None:
-            return shards
-        return Scores.load(scores_path) if exists(scores_path) else None
-
     def _score_pool(self, checkpoint_dir, r: int, scores_path, verbose: bool) -> Scores | ScoreShards:
         """Round ``r``'s scores of the unlabelled training pool under ``checkpoint_dir``, kept in ``scores_path``
         or, sharded, in the ``scores/`` folder beside it (read back when there: a resumed round does not score
         again)."""
-        done = self._stored_scores(scores_path)
+        done = stored_scores(scores_path)
         if done is not None:
             return done
         ds, inputs = self._score_input()

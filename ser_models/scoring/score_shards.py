@@ -53,6 +53,8 @@ _FLOAT_COLUMNS = ("probs", "embedding", "pooled", "mc_probs", "dims", "mc_dims")
 #: Rows per Parquet row group of a shard: a read of a few clips' scores (the picks, the stop set) decodes only the
 #: groups that hold them.
 ROW_GROUP_ROWS = 4096
+#: CPUs Ray reserves per shard-writing task of the scoring pass.
+WRITE_CPUS = 0.5
 #: Retries of a shard task whose worker or node died (Ray re-runs it elsewhere; the result is the same).
 SHARD_TASK_RETRIES = 3
 
@@ -100,7 +102,8 @@ class ScoreShards:
             return [fn(path, *args) for path in self.paths]
 
         refs = [ray.put(a) for a in args]
-        task = ray.remote(fn).options(num_cpus=1, max_retries=SHARD_TASK_RETRIES)
+        # SPREAD: shards are read from shared storage, so every node takes a share of the work.
+        task = ray.remote(fn).options(num_cpus=1, max_retries=SHARD_TASK_RETRIES, scheduling_strategy="SPREAD")
         return ray.get([task.remote(path, *refs) for path in self.paths])
 
     def rows_of(self, ids: Iterable[str]) -> Scores:
@@ -145,7 +148,7 @@ def shard_rows(path: str, ids: pa.Array, also_excluded: bool, excluded: pa.Array
     return table.filter(wanted(table.column("utt_id")))
 
 
-def _batch_scores(batch: dict, keep_pooled: bool) -> Scores:
+def _batch_scores(batch: dict, keep_pooled: bool, keep_embedding: bool = True) -> Scores:
     """A scorer batch (dict of numpy) as :class:`Scores` sorted by id. Ray Data may hand a column of rows
     from blocks of unequal shapes as an object array of rows: those are stacked back into a matrix."""
     def col(key):
@@ -160,20 +163,22 @@ def _batch_scores(batch: dict, keep_pooled: bool) -> Scores:
     empty = np.zeros((n, 0), np.float32)
     probs = col("probs")
     pooled = col("pooled") if keep_pooled else None
+    embedding = col("embedding") if keep_embedding else None
     scores = Scores(np.asarray(batch["utt_id"]).astype(str).astype(object), empty if probs is None else probs,
-                    col("embedding"), empty if pooled is None else pooled, col("mc_probs"), col("dims"),
-                    col("mc_dims"))
+                    empty if embedding is None else embedding, empty if pooled is None else pooled, col("mc_probs"),
+                    col("dims"), col("mc_dims"))
     return scores.sorted_by_id()
 
 
-def write_shard(batch: dict, folder: str, keep_pooled: bool) -> dict:
+def write_shard(batch: dict, folder: str, keep_pooled: bool, keep_embedding: bool = True) -> dict:
     """Write one scorer batch as a shard file of ``folder`` (atomically); returns ``{"file": [name], "rows":
     [n]}`` (empty for an empty batch). Runs inside a Ray Data task, or in process."""
     n = len(batch["utt_id"])
     if not n:
         return {"file": np.zeros(0, object), "rows": np.zeros(0, np.int64)}
     name = f"part-{uuid.uuid4().hex}.parquet"
-    write_parquet_atomic(join(folder, name), _batch_scores(batch, keep_pooled).to_table(), ROW_GROUP_ROWS)
+    write_parquet_atomic(join(folder, name), _batch_scores(batch, keep_pooled, keep_embedding).to_table(),
+                         ROW_GROUP_ROWS)
     return {"file": np.array([name], object), "rows": np.array([n], np.int64)}
 
 
@@ -188,7 +193,8 @@ def _concat(parts: list[dict]) -> dict:
 
 def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: str, *, inputs: ModelInputs = AUDIO,
                     seed: int = 0, verbose: bool = True, in_process: bool = False, total: int | None = None,
-                    rows_per_shard: int = 65536, keep_pooled: bool = False) -> ScoreShards:
+                    rows_per_shard: int = 65536, keep_pooled: bool = False, keep_embedding: bool = True,
+                    model_cfg: dict | None = None) -> ScoreShards:
     """Score every row of ``ds`` (as :func:`~ser_models.scoring.scorer.score_dataset`) into shard files under
     ``folder``, committed by its manifest. The driver holds one shard's rows at most (in process) or none.
 
@@ -200,7 +206,9 @@ def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: s
         inputs / seed / in_process / total: as for ``score_dataset``.
         verbose: one line when done (and a progress line every 15 s in process).
         rows_per_shard: clips per shard file (about; Ray Data bundles blocks up to it).
-        keep_pooled: keep the pooled encoder features too.
+        keep_pooled: keep the pooled encoder features too (the cold start clusters them).
+        keep_embedding: keep the head's embeddings (selection reads them; the cold start does not).
+        model_cfg: the model to score with when ``checkpoint_dir`` is None (a fresh model: the cold start).
 
     Returns:
         The committed :class:`ScoreShards`.
@@ -214,7 +222,7 @@ def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: s
     t0 = time.perf_counter()
     attempt = f"attempt={uuid.uuid4().hex[:12]}"
     where = join(folder, attempt)
-    kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=None,
+    kwargs = dict(checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), model_cfg=model_cfg,
                   inputs=inputs, mc_samples=cfg.mc_samples, micro_batch_size=cfg.micro_batch_size,
                   max_seconds=cfg.max_seconds, threads=cfg.torch_threads(), seed=seed, num_gpus=cfg.num_gpus,
                   precision=cfg.precision, allow_tf32=cfg.allow_tf32)
@@ -228,7 +236,8 @@ def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: s
             batch = _concat(buffered)
             n = len(batch["utt_id"])
             for start in range(0, n - n % size, size):
-                out = write_shard({k: v[start:start + size] for k, v in batch.items()}, where, keep_pooled)
+                out = write_shard({k: v[start:start + size] for k, v in batch.items()}, where, keep_pooled,
+                                  keep_embedding)
                 files.extend(f"{attempt}/{f}" for f in out["file"])
                 rows.extend(out["rows"].tolist())
             rest = n - n % size
@@ -247,8 +256,11 @@ def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: s
             flush(held)
     else:
         scored = map_on_actor_pool(source, PoolScorer, kwargs, cfg)
-        written = scored.map_batches(write_shard, fn_kwargs={"folder": where, "keep_pooled": keep_pooled},
-                                     batch_size=rows_per_shard, batch_format="numpy")
+        # Half a CPU: the writes are mostly copies and I/O, and a whole one would make them wait for the CPU
+        # the scoring actors and the read tasks hold.
+        written = scored.map_batches(write_shard, fn_kwargs={"folder": where, "keep_pooled": keep_pooled,
+                                                             "keep_embedding": keep_embedding},
+                                     batch_size=rows_per_shard, batch_format="numpy", num_cpus=WRITE_CPUS)
         for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
             files += [f"{attempt}/{f}" for f in batch["file"]]
             rows += [int(n) for n in batch["rows"]]

@@ -94,11 +94,16 @@ def test_a_plain_ray_init_elsewhere_on_the_machine_does_not_join_the_test_cluste
     assert not (machine_wide.exists() and machine_wide.read_text().strip() == cluster.address)
 
 
-def _after(cluster, pool_dir, out: Path):
+def _after(cluster, pool_dir, out: Path, *extra: str):
     return run_job(cluster, out.with_suffix(".log"), "jobs.after", "jobs/configs/after_smoke.yaml",
                    f"pool_dir={pool_dir}", f"output_dir={out}", "tapt_enabled=false", "train.optim.epochs=1",
                    "model.adapter.kind=frozen", "active.feature_cache=on", f"active.feature_cache_dir={out}/cache",
-                   "active.scorer.num_actors=2", "active.scorer.num_cpus=1")
+                   "active.scorer.num_actors=2", "active.scorer.num_cpus=1", *extra)
+
+
+def _ledger(out: Path) -> pd.DataFrame:
+    t = pq.read_table(out / "labels" / "ledger.parquet", columns=["utt_id", "label", "round"]).to_pandas()
+    return t.sort_values("utt_id").reset_index(drop=True)
 
 
 def _cache_ids(out: Path) -> list[str]:
@@ -131,11 +136,27 @@ def test_after_round_loses_nodes_while_caching_and_scoring_and_ends_with_the_sam
     assert unlabelled <= set(lossy["utt_id"]), "an unlabelled clip was not scored"
     assert set(lossy["utt_id"]) == set(ref["utt_id"])
 
-    def ledger(out):
-        t = pq.read_table(out / "labels" / "ledger.parquet", columns=["utt_id", "label", "round"]).to_pandas()
-        return t.sort_values("utt_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(_ledger(tmp_path / "lossy"), _ledger(tmp_path / "reference"))
 
-    pd.testing.assert_frame_equal(ledger(tmp_path / "lossy"), ledger(tmp_path / "reference"))
+
+def test_a_sharded_round_loses_a_node_mid_selection_and_labels_the_same_clips(cluster, built_pool, tmp_path):
+    """A run whose scores stay sharded (threshold 0, shards of 8 clips): its selection tasks spread over both
+    worker nodes; the node of the first one to run is lost while it works. Ray runs the lost task again on the
+    other node, and the run labels what an undisturbed run labels."""
+    pool_dir, *_ = built_pool
+    sharded = ("active.selection.shard_above_clips=0", "active.selection.rows_per_shard=8")
+    reference = _after(cluster, pool_dir, tmp_path / "reference", *sharded)
+    assert reference.returncode == 0, tail(reference)
+    assert "selection: sharded" in reference.output
+    selecting = cluster.arm("select_shard")
+    proc = _after(cluster, pool_dir, tmp_path / "lossy", *sharded)
+    assert proc.returncode == 0, tail(proc)
+    assert len(cluster.losses(selecting)) == 1, cluster.events()
+    for out in (tmp_path / "reference", tmp_path / "lossy"):
+        scores = out / "rounds" / "round=000" / "scores"
+        assert (scores / "manifest.json").exists() and len(list(scores.glob("attempt=*/part-*.parquet"))) > 2
+        assert not (out / "rounds" / "round=000" / "scores.parquet").exists()
+    pd.testing.assert_frame_equal(_ledger(tmp_path / "lossy"), _ledger(tmp_path / "reference"))
 
 
 @pytest.fixture(scope="module")

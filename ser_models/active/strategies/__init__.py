@@ -1,29 +1,11 @@
-"""Query strategies: registry ``STRATEGIES`` and ``build_strategy(cfg)``."""
+"""Query strategies: registry ``STRATEGIES`` and ``build_strategy(cfg)``.
 
-from __future__ import annotations
+Every name loads on first use: a shard task that unpickles one strategy imports its module and the contract
+(``base``), not the whole family with ``auto``'s statistics (SciPy), which a Ray worker would otherwise load
+for every selection task.
+"""
 
-import dataclasses
-from collections.abc import Callable
-
-from ser_models.active.config import StrategyConfig
-from ser_models.active.strategies.auto import (
-    AutoStrategy,
-    format_verdict,
-    selection_verdict,
-    simulate_strategies,
-)
-from ser_models.active.strategies.base import QueryStrategy, uncertainty_scores
-from ser_models.active.strategies.diversity import (
-    BadgeStrategy,
-    ClusterColdStartStrategy,
-    InformativeDiverseStrategy,
-    KCenterStrategy,
-    KMeansStrategy,
-    badge_kmeanspp,
-)
-from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, pca_reduce
-from ser_models.active.strategies.regression import GreedySamplingStrategy, greedy_sampling
-from ser_models.active.strategies.uncertainty import RandomStrategy, UncertaintyStrategy
+from ser_models.lazy import lazy_exports
 
 __all__ = ["STRATEGIES", "AutoStrategy", "BadgeStrategy", "ClusterColdStartStrategy", "GreedySamplingStrategy",
            "InformativeDiverseStrategy",
@@ -31,35 +13,18 @@ __all__ = ["STRATEGIES", "AutoStrategy", "BadgeStrategy", "ClusterColdStartStrat
            "UncertaintyStrategy", "badge_kmeanspp", "build_strategy", "format_verdict", "greedy_kcenter", "greedy_sampling",
            "pca_reduce", "selection_verdict", "simulate_strategies", "uncertainty_scores"]
 
-#: Strategies that take ``active.strategy.class_balanced``.
-_RANKS_BY_UNCERTAINTY = ("entropy", "least_confidence", "margin", "bald")
-
-#: ``active.strategy.name`` -> builder from the config.
-STRATEGIES: dict[str, Callable[[StrategyConfig], QueryStrategy]] = {
-    "random": lambda c: RandomStrategy(num_threads=c.num_threads),
-    "entropy": lambda c: UncertaintyStrategy("entropy", num_threads=c.num_threads, class_balanced=c.class_balanced),
-    "least_confidence": lambda c: UncertaintyStrategy("least_confidence", num_threads=c.num_threads, class_balanced=c.class_balanced),
-    "margin": lambda c: UncertaintyStrategy("margin", num_threads=c.num_threads, class_balanced=c.class_balanced),
-    "bald": lambda c: UncertaintyStrategy("bald", num_threads=c.num_threads, class_balanced=c.class_balanced),
-    "mc_variance": lambda c: UncertaintyStrategy("mc_variance", num_threads=c.num_threads),
-    "gsx": lambda c: GreedySamplingStrategy("input", reduce_dim=c.kcenter_dim, num_threads=c.num_threads),
-    "gsy": lambda c: GreedySamplingStrategy("output", num_threads=c.num_threads),
-    "igs": lambda c: GreedySamplingStrategy("both", num_threads=c.num_threads),
-    "badge": lambda c: BadgeStrategy(num_threads=c.num_threads),
-    "kcenter": lambda c: KCenterStrategy(reduce_dim=c.kcenter_dim, num_threads=c.num_threads),
-    "kmeans": lambda c: KMeansStrategy(c.uncertainty, c.pick, c.kmeans_iters, num_threads=c.num_threads),
-    "cluster_cold_start": lambda c: ClusterColdStartStrategy(c.num_clusters, c.kmeans_iters, c.max_clusters,
-                                                             c.cold_start_dim, num_threads=c.num_threads),
-    "informative_diverse": lambda c: InformativeDiverseStrategy(c.uncertainty, c.prefilter_factor,
-                                                                c.kcenter_dim, num_threads=c.num_threads),
-    "auto": lambda c: AutoStrategy({name: build_strategy(dataclasses.replace(
-        c, name=name, class_balanced=c.class_balanced and name in _RANKS_BY_UNCERTAINTY))
-        for name in c.auto_candidates}, c.auto_repeats, c.auto_margin, c.auto_min_labelled,
-        num_threads=c.num_threads),
+_LAZY = {
+    **{name: "ser_models.active.strategies.auto" for name in (
+        "AutoStrategy", "format_verdict", "selection_verdict", "simulate_strategies")},
+    **{name: "ser_models.active.strategies.base" for name in ("QueryStrategy", "uncertainty_scores")},
+    **{name: "ser_models.active.strategies.diversity" for name in (
+        "BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrategy", "KCenterStrategy",
+        "KMeansStrategy", "badge_kmeanspp")},
+    **{name: "ser_models.active.strategies.kcenter" for name in ("KCenterStats", "greedy_kcenter", "pca_reduce")},
+    **{name: "ser_models.active.strategies.regression" for name in ("GreedySamplingStrategy", "greedy_sampling")},
+    **{name: "ser_models.active.strategies.uncertainty" for name in ("RandomStrategy", "UncertaintyStrategy")},
+    **{name: "ser_models.active.strategies.registry" for name in ("STRATEGIES", "build_strategy")},
 }
 
 
-def build_strategy(cfg: StrategyConfig | None = None) -> QueryStrategy:
-    """The strategy named by ``cfg.name`` (``active.strategy.name``), configured from ``cfg``."""
-    cfg = cfg or StrategyConfig()
-    return STRATEGIES[cfg.name](cfg)
+__getattr__ = lazy_exports(__name__, _LAZY)

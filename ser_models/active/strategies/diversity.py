@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import faiss
 import numpy as np
 
 from ser_models.active.index import VectorIndex, as_float32
-from ser_models.active.strategies.base import QueryStrategy, ShardPlan, TopK, rank_desc, uncertainty_scores
+from ser_models.active.strategies.base import (
+    QueryStrategy,
+    ShardPlan,
+    TopK,
+    random_keys,
+    rank_desc,
+    uncertainty_scores,
+)
 from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, pca_reduce
 from ser_models.scoring.scored_pool import ScoredPool
 
@@ -232,6 +241,21 @@ class KMeansStrategy(QueryStrategy):
         return {"score": self.score, "pick": self.pick, "iters": self.iters}
 
 
+@dataclass(frozen=True)
+class Projection:
+    """``y = x A^T + b``: a fitted PCA as plain arrays (``A`` [D', D], ``b`` [D']), so it travels to shard tasks
+    and projects every row the same way there as here; no matrix = the identity."""
+
+    matrix: np.ndarray | None = None
+    bias: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = as_float32(x)
+        if self.matrix is None:
+            return x
+        return np.ascontiguousarray(x @ self.matrix.T + self.bias, dtype=np.float32)
+
+
 class ClusterColdStartStrategy(QueryStrategy):
     """AFTER's initial set: k-means over embeddings, the clip nearest each centre, round-robin to fill n.
 
@@ -240,7 +264,9 @@ class ClusterColdStartStrategy(QueryStrategy):
 
     Scale: AFTER's k = n would be k-means with 50k centres at 1M clips and a 5 % budget (hours). Here k is
     capped at ``max_clusters``, the centroids are fitted on a seeded sample of ``SAMPLE_PER_CLUSTER * k``
-    rows, and pools above ``REDUCE_ABOVE`` clips are clustered on a ``reduce_dim``-d PCA projection; then
+    rows (the smallest seeded hashes of the ids, so a sharded pool samples the same rows:
+    :mod:`ser_models.active.sharded_cold_start`), and pools above ``REDUCE_ABOVE`` clips are clustered on a
+    ``reduce_dim``-d PCA projection; then
     one exact assignment pass over every clip and the round-robin fill (about n / k clips per cluster,
     nearest-centre first). On small pools (k <= max_clusters, N <= REDUCE_ABOVE) nothing is approximated
     but the k-means sample. ``bench/cold_start.py`` times N = 1M x 768.
@@ -259,6 +285,8 @@ class ClusterColdStartStrategy(QueryStrategy):
     SAMPLE_PER_CLUSTER = 128
     #: Pools larger than this are clustered on a PCA projection.
     REDUCE_ABOVE = 100_000
+    #: The PCA is fitted on this many rows (fitting on all 1M rows buys nothing for a 64-d projection).
+    PCA_TRAIN = 50_000
 
     def __init__(self, num_clusters: int | None = None, iters: int = 20, max_clusters: int = 1024,
                  reduce_dim: int | None = 64, num_threads: int | None = None):
@@ -267,28 +295,68 @@ class ClusterColdStartStrategy(QueryStrategy):
         self.max_clusters, self.reduce_dim = max_clusters, reduce_dim
 
     def _select(self, scored, candidates, labelled, n, seed):
-        k = min(self.num_clusters or n, self.max_clusters, len(candidates))
+        k = self.clusters(n, len(candidates))
         x = as_float32(_rows_of(scored.embeddings, candidates))
-        rng = np.random.default_rng(seed)
-        if self.reduce_dim is not None and len(x) > self.REDUCE_ABOVE and x.shape[1] > self.reduce_dim:
-            x, _ = pca_reduce(x, [], self.reduce_dim, seed)
-        sample_size = min(len(x), self.SAMPLE_PER_CLUSTER * k)
-        sample = x if sample_size == len(x) else x[np.sort(rng.choice(len(x), sample_size, replace=False))]
-        km = faiss.Kmeans(x.shape[1], k, niter=self.iters, seed=seed, max_points_per_centroid=sample_size,
+        # Samples by the smallest seeded hashes of the ids (in pool order): the same rows whether the pool is
+        # whole or in shards (ser_models.active.sharded_cold_start).
+        first = np.lexsort((np.arange(len(candidates)), random_keys(scored.ids[candidates], seed)))
+        pca_rows, sample_rows = (np.sort(first[:size]) for size in self.sample_sizes(k, len(candidates)))
+        project, centroids = self.fit(x[pca_rows], x[sample_rows], k, len(candidates), seed)
+        assign, dist = self.assign(project(x), centroids)
+        return candidates[self.round_robin(assign, dist, np.arange(len(candidates)), k, n)]
+
+    def clusters(self, n: int, unlabelled: int) -> int:
+        """k: ``num_clusters`` (None = n), capped at ``max_clusters`` and at the unlabelled clips."""
+        return min(self.num_clusters or n, self.max_clusters, unlabelled)
+
+    def sample_sizes(self, k: int, unlabelled: int) -> tuple[int, int]:
+        """``(PCA training rows, k-means sample rows)`` among ``unlabelled`` clips."""
+        return min(unlabelled, self.PCA_TRAIN), min(unlabelled, self.SAMPLE_PER_CLUSTER * k)
+
+    def fit(self, pca_x: np.ndarray, sample: np.ndarray, k: int, unlabelled: int, seed: int):
+        """``(project, centroids [k, D'])``: the PCA projection (fitted on ``pca_x``, on pools above
+        ``REDUCE_ABOVE`` clips; else the identity) and the k-means centres of the projected ``sample``."""
+        project = Projection()
+        if self.reduce_dim is not None and unlabelled > self.REDUCE_ABOVE and sample.shape[1] > self.reduce_dim:
+            pca = faiss.PCAMatrix(sample.shape[1], self.reduce_dim)
+            pca.train(as_float32(pca_x))
+            project = Projection(faiss.vector_to_array(pca.A).reshape(self.reduce_dim, sample.shape[1]),
+                                 faiss.vector_to_array(pca.b))
+        sample = project(sample)
+        km = faiss.Kmeans(sample.shape[1], k, niter=self.iters, seed=seed, max_points_per_centroid=len(sample),
                           min_points_per_centroid=1, verbose=False)
         km.train(sample)
-        dist, assign = VectorIndex(x.shape[1]).build(km.centroids).search(x, 1)
-        assign, dist = assign[:, 0], dist[:, 0]
-        sizes = np.bincount(assign, minlength=k)
+        return project, km.centroids
+
+    @staticmethod
+    def assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(nearest centre [N], squared distance to it [N])`` of each projected row."""
+        dist, assign = VectorIndex(x.shape[1]).build(centroids).search(x, 1)
+        return assign[:, 0], dist[:, 0]
+
+    @staticmethod
+    def levels(sizes: np.ndarray, n: int) -> int:
+        """How deep the round-robin goes into the clusters for ``n`` picks: the fewest nearest-first levels
+        whose clips number at least ``n`` (every pick is among each cluster's ``levels`` nearest clips)."""
+        depth = 1
+        while np.minimum(sizes, depth).sum() < n:
+            depth += 1
+        return depth
+
+    @staticmethod
+    def round_robin(assign: np.ndarray, dist: np.ndarray, tie: np.ndarray, k: int, n: int,
+                    sizes: np.ndarray | None = None) -> np.ndarray:
+        """The first ``n`` rows of the round-robin: level by level (nearest first, ties by ``tie``: pool order),
+        the clusters largest first (``sizes``: the whole pool's, when the rows are only its nearest)."""
+        sizes = np.bincount(assign, minlength=k) if sizes is None else sizes
         cluster_rank = np.empty(k, np.int64)
         cluster_rank[np.lexsort((np.arange(k), -sizes))] = np.arange(k)
-        order = np.lexsort((np.arange(len(candidates)), dist, assign))
-        within = np.empty(len(candidates), np.int64)  # position of each clip inside its cluster (0 = nearest)
+        order = np.lexsort((tie, dist, assign))
+        within = np.empty(len(assign), np.int64)  # position of each clip inside its cluster (0 = nearest)
         sorted_assign = assign[order]
         starts = np.r_[0, np.flatnonzero(sorted_assign[1:] != sorted_assign[:-1]) + 1]
         within[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        round_robin = np.lexsort((cluster_rank[assign], within))
-        return candidates[round_robin[:n]]
+        return np.lexsort((cluster_rank[assign], within))[:n]
 
     def _params(self):
         return {"num_clusters": self.num_clusters, "iters": self.iters, "max_clusters": self.max_clusters,

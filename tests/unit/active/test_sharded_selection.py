@@ -13,6 +13,7 @@ from ser_models.active.strategies import build_strategy
 from ser_models.active.strategies.base import random_keys
 from ser_models.exceptions import PoolError, PoolExhaustedError
 from ser_models.scoring.score_shards import MANIFEST, ScoreShards, read_shard, write_shard
+from ser_models.scoring.scored_pool import ScoredPool
 from ser_models.scoring.scorer import Scores
 
 N, C, E, T = 3000, 4, 16, 5
@@ -219,3 +220,34 @@ def test_a_recording_cap_has_no_sharded_form():
     from ser_models.active.strategies.capped import GroupCap
 
     assert GroupCap(build_strategy(StrategyConfig("margin")), {}, 2).shard_plan(5) is None
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+@pytest.mark.parametrize("reduce_above", [10**9, 100])
+def test_the_sharded_cold_start_picks_the_in_process_initial_set(tmp_path, monkeypatch, parts, reduce_above):
+    """Sample by hashed ids, centres fitted on it (PCA too above REDUCE_ABOVE), clusters sized and filled
+    nearest-first over the shards: the in-process strategy's initial set, in its order."""
+    from ser_models.active.sharded_cold_start import shard_cold_start
+    from ser_models.active.strategies.diversity import ClusterColdStartStrategy
+
+    monkeypatch.setattr(ClusterColdStartStrategy, "REDUCE_ABOVE", reduce_above)
+    monkeypatch.setattr(ClusterColdStartStrategy, "SAMPLE_PER_CLUSTER", 16)  # a sample smaller than the pool
+    scores = _scores(seed=4)
+    pooled = Scores(scores.ids, scores.probs, scores.embedding, scores.embedding.copy())
+    strategy = build_strategy(StrategyConfig("cluster_cold_start", num_clusters=20, kmeans_iters=5, cold_start_dim=6))
+    skip = set(scores.ids.astype(str)[::50])
+    n, seed = 90, 3
+    whole = strategy.query(ScoredPool(ids=pooled.ids.astype(str), probs=pooled.probs, embeddings=pooled.pooled),
+                           skip, n, seed)
+    order = np.random.default_rng(parts).permutation(len(pooled.ids))
+    files, rows = [], []
+    for chunk in np.array_split(order, parts):
+        out = write_shard({"utt_id": pooled.ids[chunk], "probs": pooled.probs[chunk],
+                           "embedding": pooled.embedding[chunk], "pooled": pooled.pooled[chunk]},
+                          str(tmp_path), keep_pooled=True)
+        files += list(out["file"])
+        rows += out["rows"].tolist()
+    shards = ScoreShards(str(tmp_path), tuple(files), tuple(rows), in_process=True)
+    assert shard_cold_start(shards, strategy, n, skip, seed) == whole
+    with pytest.raises(PoolExhaustedError):
+        shard_cold_start(shards, strategy, len(pooled.ids), skip, seed)

@@ -1,0 +1,48 @@
+"""Where a round's scores live: gathered into one ``scores.parquet``, or left in shards where they were made.
+
+Pools above ``active.selection.shard_above_clips`` training clips keep every round's scores as Parquet shards
+(:mod:`ser_models.scoring.score_shards`) and select shard by shard (:mod:`ser_models.active.sharded_selection`,
+:mod:`ser_models.active.sharded_cold_start`), so no process holds the pool's scores; smaller pools gather them,
+which is faster there (``bench/results/round_scale.md``).
+"""
+
+from __future__ import annotations
+
+from ser_models.io import exists
+from ser_models.scoring.score_shards import ScoreShards
+from ser_models.scoring.scorer import Scores
+
+__all__ = ["rounds_are_sharded", "stored_scores"]
+
+
+def rounds_are_sharded(active, strategy, train_clips: int, log) -> bool:
+    """Whether the rounds keep their scores in shards: pools above ``active.selection.shard_above_clips`` whose
+    strategy has a sharded form. A large pool whose settings have none is gathered, and ``log`` says why.
+
+    Args:
+        active: the loop's ``ActiveConfig``.
+        strategy: the built strategy (a recording cap included).
+        train_clips: clips the rounds may score and select.
+        log: one line of progress output.
+    """
+    threshold = active.selection.shard_above_clips
+    if train_clips <= threshold:
+        return False
+    why = ("active.semi_supervised reads a whole round's scores" if active.semi_supervised.enabled
+           else f"{strategy!r} has no sharded form" if strategy.shard_plan(1) is None else None)
+    if why:
+        log(f"selection: {train_clips:,} training clips, above active.selection.shard_above_clips={threshold:,}, "
+            f"but {why}: each round gathers the pool's scores in this process")
+        return False
+    log(f"selection: sharded ({train_clips:,} training clips; scores stay in shards of "
+        f"{active.selection.rows_per_shard:,})")
+    return True
+
+
+def stored_scores(scores_path) -> Scores | ScoreShards | None:
+    """Scores a killed run already made at ``scores_path`` (one file) or beside it (committed shards in
+    ``scores/``), whichever the round wrote; None when it wrote neither."""
+    shards = ScoreShards.open(scores_path.parent / "scores")
+    if shards is not None:
+        return shards
+    return Scores.load(scores_path) if exists(scores_path) else None
