@@ -99,13 +99,19 @@ SHARD_ABOVE_CLIPS = 200_000
 class SelectionConfig:
     """Where a round's decision runs: over scores gathered into this process, or over scores left in shards."""
 
+    # Result-changing: the picks are the same either way for the exact forms, but k-center, k-means, BADGE and
+    # greedy sampling go two rounds over the shards (approximate), so the threshold and the shards' size can
+    # change what they pick.
     shard_above_clips: int = field(
-        SHARD_ABOVE_CLIPS, effect=SPEED,
+        SHARD_ABOVE_CLIPS, effect=RESULT,
         help="pools with more training clips than this keep each round's scores as Parquet shards and select shard "
              "by shard (the driver holds the candidates, never the pool); the picks are the same either way for "
-             "random, entropy, least_confidence, margin, bald, mc_variance, informative_diverse and auto over "
-             "those. 0 = always sharded")
-    rows_per_shard: int = field(65536, effect=SPEED, help="clips per score shard (a shard is one selection task)")
+             "random, entropy, least_confidence, margin, bald, mc_variance, informative_diverse, auto over those "
+             "and the cold start; kcenter, kmeans, badge, gsx, gsy and igs go two rounds (approximate). "
+             "0 = always sharded")
+    rows_per_shard: int = field(65536, effect=RESULT,
+                                help="clips per score shard (a shard is one selection task; the two-round strategies "
+                                     "pick per shard first)")
 
     def __post_init__(self) -> None:
         if self.shard_above_clips < 0 or self.rows_per_shard < 1:

@@ -255,15 +255,22 @@ def score_to_shards(ds, checkpoint_dir: str | None, cfg: ScorerConfig, folder: s
         if held:
             flush(held)
     else:
+        # Blocks in the pool's order: the shards' contents are then the same on every run, which the two-round
+        # strategies' picks depend on (they pick per shard first).
+        options = source.context.execution_options
+        before, options.preserve_order = options.preserve_order, True
         scored = map_on_actor_pool(source, PoolScorer, kwargs, cfg)
         # Half a CPU: the writes are mostly copies and I/O, and a whole one would make them wait for the CPU
         # the scoring actors and the read tasks hold.
         written = scored.map_batches(write_shard, fn_kwargs={"folder": where, "keep_pooled": keep_pooled,
                                                              "keep_embedding": keep_embedding},
                                      batch_size=rows_per_shard, batch_format="numpy", num_cpus=WRITE_CPUS)
-        for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
-            files += [f"{attempt}/{f}" for f in batch["file"]]
-            rows += [int(n) for n in batch["rows"]]
+        try:
+            for batch in written.iter_batches(batch_size=None, batch_format="numpy"):
+                files += [f"{attempt}/{f}" for f in batch["file"]]
+                rows += [int(n) for n in batch["rows"]]
+        finally:
+            options.preserve_order = before
     if not sum(rows):
         raise PoolError("scoring produced no rows: the dataset to score is empty")
     failpoint("before_score_manifest")
