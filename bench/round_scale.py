@@ -197,7 +197,8 @@ def run_round(info: dict, path: str, workdir: str, kcenter: bool) -> dict:
         objective = None
         if kcenter:
             objective = _kcenter_objective(scores if path == "gathered" else None, out, ledger_ids, path)
-    return {"n": info["n"], "dim": info["dim"], "path": path, "seconds": seconds,
+    stored = sum(f.stat().st_size for f in out.rglob("*.parquet") if "scores" in f.relative_to(out).parts[0])
+    return {"n": info["n"], "dim": info["dim"], "path": path, "seconds": seconds, "scores_bytes": stored,
             "round_s": sum(seconds.values()), "driver_peak_gib": mem["driver_peak"] / 2**30,
             "driver_after_score_gib": mem["after_score"] / 2**30, "job_peak_gib": round_job_peak / 2**30,
             "with_kcenter_driver_peak_gib": _vmhwm() / 2**30, "with_kcenter_job_peak_gib": job.peak / 2**30,
@@ -327,8 +328,38 @@ def report(rows: list[dict], info: dict, load) -> str:
         out += ["k-center over the whole pool (B = 1,000 picks, 1,000 labelled centres): the largest distance of "
                 "a clip to its nearest centre.", "",
                 md_table(["clips", "E", "gathered greedy", "sharded two-round", "ratio"], kc), ""]
-    out += [machine_markdown(info, load), ""]
+    out += targets(by)
+    out += [machine_markdown(info, load), ""] if info is not None else []
     return "\n".join(out)
+
+
+def targets(by: dict) -> list[str]:
+    """The benchmark's four targets, each with what this run measured (a target the run has no rows for is
+    left out)."""
+    lines = []
+    big, one, small = by.get((10_000_000, 384, "sharded")), by.get((1_000_000, 384, "sharded")), None
+    if big:
+        ok = big["driver_peak_gib"] <= 1.5 and big["job_peak_gib"] <= 12
+        lines.append(f"- Driver peak at 10,000,000 clips, 384-d, at most 1.5 GiB, the whole Ray job within 12 GiB: "
+                     f"driver {big['driver_peak_gib']:.2f} GiB, job {big['job_peak_gib']:.2f} GiB "
+                     f"({'met' if ok else 'not met'}).")
+    if big and one:
+        ratio = big["round_s"] / one["round_s"]
+        lines.append(f"- Round time at 10,000,000 at most 12x the round time at 1,000,000: {ratio:.2f}x "
+                     f"({'met' if ratio <= 12 else 'not met'}).")
+    for n in (100_000, 1_000_000):
+        small, gathered = by.get((n, 384, "sharded")), by.get((n, 384, "gathered"))
+        if small and gathered:
+            ratio = small["round_s"] / gathered["round_s"]
+            lines.append(f"- At {n:,} clips the sharded round no slower than the gathered one: ratio {ratio:.2f} "
+                         f"({'met' if ratio <= 1.0 else 'not met'}).")
+    kc = [(n, r) for (n, dim, path), r in by.items() if path == "sharded" and dim == 384 and n == 1_000_000
+          and r.get("kcenter") and by.get((n, dim, "gathered"), {}).get("kcenter")]
+    for n, r in kc:
+        ratio = r["kcenter"]["objective"] / by[(n, 384, "gathered")]["kcenter"]["objective"]
+        lines.append(f"- k-center over the whole pool at 1,000,000 clips: the sharded objective within 1.25x of the "
+                     f"gathered greedy: {ratio:.3f}x ({'met' if ratio <= 1.25 else 'not met'}).")
+    return ["Targets:", "", *lines, ""] if lines else []
 
 
 if __name__ == "__main__":
