@@ -63,7 +63,7 @@ def _costs_of(ids: pa.Array, costs: pa.Table | None) -> np.ndarray | None:
         return None
     at = pc.index_in(ids, value_set=costs.column("utt_id"))
     if at.null_count:
-        missing = pc.filter(ids, pc.is_null(at)).to_pylist()[:5]
+        missing = pc.filter(ids, pc.is_null(at))[:5].to_pylist()  # five ids, not every missing one
         raise PoolError(f"cost-aware selection has no duration for {at.null_count} scored clips, e.g. {missing}")
     return costs.column("seconds").take(at).to_numpy(zero_copy_only=False).astype(np.float64)
 
@@ -71,6 +71,14 @@ def _costs_of(ids: pa.Array, costs: pa.Table | None) -> np.ndarray | None:
 def _ranked(primary: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` best rows: smallest ``primary`` first, ties by id."""
     return np.lexsort((ids, primary))[:k]
+
+
+def _best(primary: np.ndarray, ids: np.ndarray, classes: np.ndarray | None, k: int) -> np.ndarray:
+    """Positions of the ``k`` best rows overall, or of each class's ``k`` best (``classes`` given)."""
+    if classes is None:
+        return _ranked(primary, ids, k)
+    return np.concatenate([np.flatnonzero(classes == c)[_ranked(primary[classes == c], ids[classes == c], k)]
+                           for c in np.unique(classes)])
 
 
 def _primary(top: TopK, scored, who: str, seed: int) -> np.ndarray:
@@ -132,12 +140,7 @@ def shard_tops(path: str, plan: ShardPlan, excluded: pa.Array, seed: int, costs:
         classes = scored.probs[keep].argmax(1) if scored.probs.shape[1] else np.zeros(len(keep), np.int64)
         for top in plan.tops:
             primary = _primary(top, scored, who, seed)[keep]
-            if top.per_class:
-                best = np.concatenate([np.flatnonzero(classes == c)[_ranked(primary[classes == c],
-                                                                            ids[classes == c], top.k)]
-                                       for c in np.unique(classes)])
-            else:
-                best = _ranked(primary, ids, top.k)
+            best = _best(primary, ids, classes if top.per_class else None, top.k)
             tops.append((ids[best], primary[best], classes[best] if top.per_class else None))
     else:
         tops = [(np.zeros(0, str), np.zeros(0), None) for _ in plan.tops]
@@ -151,11 +154,8 @@ def _merge(parts: list[tuple], top: TopK) -> np.ndarray:
         return np.zeros(0, str)
     ids = np.concatenate([p[0] for p in parts]).astype(str)
     primary = np.concatenate([p[1] for p in parts])
-    if not top.per_class:
-        return ids[_ranked(primary, ids, top.k)]
-    classes = np.concatenate([p[2] for p in parts])
-    return np.concatenate([ids[classes == c][_ranked(primary[classes == c], ids[classes == c], top.k)]
-                           for c in np.unique(classes)])
+    classes = np.concatenate([p[2] for p in parts]) if top.per_class else None
+    return ids[_best(primary, ids, classes, top.k)]
 
 
 def _centres(shards: ScoreShards, excluded: pa.Array, annotate) -> tuple | None:

@@ -48,8 +48,6 @@ __all__ = ["MANIFEST", "ScoreShards", "read_shard", "score_to_shards", "shard_ro
 
 #: The file that commits a scoring pass (written last).
 MANIFEST = "manifest.json"
-#: Score columns that are per-clip float matrices.
-_FLOAT_COLUMNS = ("probs", "embedding", "pooled", "mc_probs", "dims", "mc_dims")
 #: Rows per Parquet row group of a shard: a read of a few clips' scores (the picks, the stop set) decodes only the
 #: groups that hold them.
 ROW_GROUP_ROWS = 4096
@@ -77,13 +75,13 @@ class ScoreShards:
     in_process: bool = False
 
     @classmethod
-    def open(cls, folder: str, in_process: bool = False) -> ScoreShards | None:
+    def open(cls, folder: str) -> ScoreShards | None:
         """The committed pass in ``folder``, or None when no pass finished there."""
         path = join(folder, MANIFEST)
         if not exists(path):
             return None
         manifest = read_json(path)
-        return cls(str(folder), tuple(manifest["files"]), tuple(int(n) for n in manifest["rows"]), in_process)
+        return cls(str(folder), tuple(manifest["files"]), tuple(int(n) for n in manifest["rows"]))
 
     def __len__(self) -> int:
         return int(sum(self.rows))
