@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.training_clips import TrainingClips
 from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
 from ser_models.io import exists, read_json, write_json_atomic
 
@@ -39,14 +40,14 @@ class LabelBudget:
 
     Args:
         active: the loop's config (``budget_*`` keys and ``stopping.max_rounds``).
-        durations: seconds per training clip, indexed by ``utt_id`` (what labelling each clip costs).
+        clips: the training clips and their seconds of audio (what labelling each clip costs).
     """
 
-    def __init__(self, active: ActiveConfig, durations: pd.Series):
-        self.durations = durations
+    def __init__(self, active: ActiveConfig, clips: TrainingClips):
+        self.clips = clips
         self.unit = "seconds" if active.budget_hours else "clips"
-        self.targets = (active.seconds_targets(float(durations.sum())) if self.unit == "seconds"
-                        else active.targets(len(durations)))
+        self.targets = (active.seconds_targets(clips.total_seconds) if self.unit == "seconds"
+                        else active.targets(len(clips)))
         cap = active.stopping.max_rounds
         if cap is not None and cap < len(self.targets):
             self.targets = self.targets[:cap]  # the round cap: later rounds are never run or labelled for
@@ -57,16 +58,16 @@ class LabelBudget:
     def __repr__(self) -> str:
         return f"LabelBudget(unit={self.unit!r}, targets={self.targets})"
 
-    def describe_evaluation(self, evaluation: dict[str, str], durations: pd.Series) -> str:
+    def describe_evaluation(self, evaluation: dict[str, str], split: TrainingClips) -> str:
         """One line on the drawn evaluation sets' cost next to the budget (``evaluation``: ``{utt_id: purpose}``, {}
-        = the pool's own dev / test splits; ``durations``: seconds per clip of the training split)."""
+        = the pool's own dev / test splits; ``split``: every clip of the training split, with its seconds)."""
         if not evaluation:
             return "dev / test from the pool's splits"
         parts = []
         for purpose in ("test", "dev"):
             ids = [u for u, p in evaluation.items() if p == purpose]
             if ids:
-                parts.append(f"{purpose} {len(ids)} clips ({durations.reindex(pd.Index(ids)).sum() / 3600:.2f} h)")
+                parts.append(f"{purpose} {len(ids)} clips ({np.nansum(split.seconds_of(ids)) / 3600:.2f} h)")
         last = self.targets[-1]
         budget = f"{last / 3600:.2f} h" if self.unit == "seconds" else f"{int(last)} clips"
         return f"drawn {', '.join(parts)}, labelled on top of the training budget ({budget})"
@@ -88,22 +89,23 @@ class LabelBudget:
         """
         if self.unit == "clips":
             return int(target) - len(labelled)
-        remaining = float(target) - float(self.durations.reindex(pd.Index(list(labelled))).sum())
-        free = self.durations.drop(index=list(labelled | unlabelable), errors="ignore")
-        if free.empty:
+        remaining = float(target) - float(np.nansum(self.clips.seconds_of(labelled)))
+        free = self.clips.mask_without(labelled | unlabelable)
+        count = int(free.sum())
+        if not count:
             raise PoolExhaustedError("no unlabelled training clip is left to label")
-        return int(min(len(free), max(1, np.ceil(1.25 * remaining / free.mean()) + 1)))
+        mean = float(np.sum(self.clips.seconds, where=free)) / count
+        return int(min(count, max(1, np.ceil(1.25 * remaining / mean) + 1)))
 
     def within(self, ids: list[str], target, what: str, labelled: set[str] | None = None) -> list[str]:
         """The picks that fit an hour budget, in pick order (a clip too long for what is left is skipped, later
         shorter ones may still fit); ``ids`` unchanged with a clip budget."""
         if self.unit == "clips":
             return list(ids)
-        left = float(target) - float(self.durations.reindex(pd.Index(list(labelled or ()))).sum())
+        left = float(target) - float(np.nansum(self.clips.seconds_of(labelled or ())))
         keep = []
-        for i in ids:
-            d = float(self.durations[str(i)])
-            if d <= left + 1e-9:
+        for i, d in zip(ids, self.clips.seconds_of(ids)):
+            if d <= left + 1e-9:  # NaN (not a training clip) never fits
                 keep.append(i)
                 left -= d
         if not keep:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.scores import REGRESSION_SCORES, SCORES
+from ser_models.active.training_clips import TrainingClips
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import LabellingPending
 from ser_models.io import StoragePath, exists, read_parquet, write_parquet_atomic
@@ -140,29 +141,56 @@ class LabelHandover:
         ledger: the run's label ledger.
         active: the loop's config (``oracle``, ``label_studio``).
         labels / dimensions / value_range: ``model.labels``, ``model.dimensions``, ``model.dimension_range``.
-        clip_info: ``utt_id, path, duration`` of every training clip.
-        durations: seconds per training clip (the ledger records them).
-        train_ids: the training clips the loop may select.
+        clips: every clip of the training split with its seconds of audio (the ledger records them); a
+            request's paths are read from the pool for its own clips.
         oracle: an oracle to use instead of the one ``active.oracle`` names.
         log: progress output.
     """
 
     def __init__(self, pool, out: StoragePath, ledger: LabelLedger, active: ActiveConfig, labels: list[str],
-                 dimensions: list[str], value_range: tuple[float, float], clip_info: pd.DataFrame,
-                 durations: pd.Series, train_ids: list[str], oracle=None, log: Callable[[str], None] = print):
+                 dimensions: list[str], value_range: tuple[float, float], clips: TrainingClips, oracle=None,
+                 log: Callable[[str], None] = print):
         self.pool, self.out, self.ledger, self.active = pool, out, ledger, active
         self.labels, self.dimensions, self.value_range = labels, dimensions, value_range
-        self.clip_info, self.durations, self.train_ids = clip_info, durations, train_ids
+        self.clips = clips
         self.override = oracle
         self.log = log
         self._unlabelable_ids: set[str] | None = None
         self._dropped_table: pd.DataFrame | None = None
         self._simulated: SimulatedOracle | None = None
+        self._segments: pd.DataFrame | None = None  # the current request's segments, written for people
+        self._path_range: list[str] | None = None
 
-    def grow(self, clip_info: pd.DataFrame, durations: pd.Series, train_ids: list[str]) -> None:
+    def grow(self, clips: TrainingClips) -> None:
         """The pool grew (or was relabelled) during the run: the oracle may be asked about its new clips."""
-        self.clip_info, self.durations, self.train_ids = clip_info, durations, train_ids
-        self._unlabelable_ids = self._simulated = None  # rebuilt over the new clips on next use
+        self.clips = clips
+        self._unlabelable_ids = self._simulated = self._path_range = None  # rebuilt over the new clips on next use
+
+    def clip_info(self, ids) -> pd.DataFrame:
+        """``utt_id, path, duration`` of ``ids`` (training-split clips), read from the pool; a segment written
+        for people (:func:`~ser_models.labelling.clips.segment_clips`) points at its clip, with its times and
+        source in :data:`~ser_models.labelling.clips.CLIP_COLUMNS`."""
+        ids = [str(i) for i in ids]
+        if not ids:
+            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (("utt_id", str), ("path", str),
+                                                                    ("duration", float))})
+        info = self.pool.metadata(columns=["utt_id", "path", "duration"], split="train", where={"utt_id": ids})
+        if self._segments is None:
+            return info
+        info = info.set_index(info["utt_id"].astype(str))
+        for col in CLIP_COLUMNS:
+            info[col] = None
+        info = info.astype({c: object for c in ("path", *CLIP_COLUMNS)})
+        rows = self._segments.index.intersection(info.index)
+        info.loc[rows, ["path", *CLIP_COLUMNS]] = self._segments.loc[rows, ["path", *CLIP_COLUMNS]].to_numpy(dtype=object)
+        return info.reset_index(drop=True)
+
+    def _paths_span(self) -> list[str]:
+        """The first and last path of the training split in sort order: their common folder holds every clip
+        (Label Studio's local storage covers the pool, not one request). Scanned once, not held."""
+        if self._path_range is None:
+            self._path_range = list(self.pool.value_range("path", split="train") or ())
+        return self._path_range
 
     @property
     def dropped_path(self) -> StoragePath:
@@ -196,19 +224,19 @@ class LabelHandover:
         sets, ``rounds/evaluation``)."""
         return self.out / "rounds" / ("evaluation" if evaluation else f"round={r:03d}" if r >= 0 else "initial")
 
-    def oracle(self, r: int, evaluation: bool = False):
+    def oracle(self, r: int, evaluation: bool = False, ids=()):
         """The oracle that labels the clips picked after round ``r`` (-1: the initial set), or with ``evaluation``
-        the evaluation sets."""
+        the evaluation sets; ``ids``: the clips it is asked about (a request shows their paths)."""
         if self.override is not None:
             return self.override
         folder = self.folder(r, evaluation)
         if self.active.oracle == "label_studio":
-
+            spans = self._paths_span() if self.active.label_studio.audio == "local_files" else None
             return LabelStudioOracle(self.active.label_studio, self.labels, self.dimensions, self.value_range,
-                                     self.clip_info, folder, run_name=self.run_label(), log=self.log,
-                                     purpose="evaluation" if evaluation else "train")
+                                     self.clip_info(ids), folder, run_name=self.run_label(), log=self.log,
+                                     purpose="evaluation" if evaluation else "train", pool_paths=spans)
         if self.active.oracle == "file":
-            return FileOracle(folder, self.labels, self.clip_info, dimensions=self.dimensions,
+            return FileOracle(folder, self.labels, self.clip_info(ids), dimensions=self.dimensions,
                               value_range=self.value_range,
                               request="the evaluation sets (test and dev)" if evaluation else None)
         if self._simulated is None:
@@ -221,7 +249,7 @@ class LabelHandover:
         dropped: never selected, so the run neither crashes at labelling time nor writes a foreign label."""
         if self._unlabelable_ids is None:
             check = getattr(self.oracle(-1), "unlabelable", None)
-            self._unlabelable_ids = set(check(self.train_ids)) if check is not None else set()
+            self._unlabelable_ids = set(check(self.clips.ids.to_pylist())) if check is not None else set()
             self._unlabelable_ids |= set(self.dropped()["utt_id"])
             if self._unlabelable_ids:
                 self.log(f"  {len(self._unlabelable_ids)} training clips cannot be labelled by the oracle (no true "
@@ -250,7 +278,7 @@ class LabelHandover:
         ids = [str(i) for i in ids]
         evaluation = purposes is not None
         self._segment_clips(ids, oracle_round, evaluation)
-        oracle = self.oracle(oracle_round, evaluation)
+        oracle = self.oracle(oracle_round, evaluation, ids)
         if hasattr(oracle, "collect"):  # people annotating on a server: finished clips go in as they finish
             self._collect(oracle, ids, ledger_round, guesses, model_version, purposes)
             return
@@ -264,20 +292,11 @@ class LabelHandover:
 
     def _segment_clips(self, ids: list[str], oracle_round: int, evaluation: bool = False) -> None:
         """People hear segments, not their recordings: write the clips of ``ids`` that are segments into the
-        request's ``clips/`` folder and point ``clip_info`` at them (with the segment's times and source)."""
+        request's ``clips/`` folder; :meth:`clip_info` then points at them (with the segment's times and source)."""
         if self.override is not None or self.active.oracle not in ("file", "label_studio"):
             return
         folder = self.folder(oracle_round, evaluation) / "clips"
-        clips = segment_clips(self.pool, ids, str(folder), self.active.clip_context)
-        if clips is None:
-            return
-        info = self.clip_info.set_index(self.clip_info["utt_id"].astype(str))
-        for col in CLIP_COLUMNS:
-            if col not in info.columns:
-                info[col] = None
-        info = info.astype({c: object for c in ("path", *CLIP_COLUMNS)})
-        info.loc[clips.index, ["path", *CLIP_COLUMNS]] = clips[["path", *CLIP_COLUMNS]].to_numpy(dtype=object)
-        self.clip_info = info.reset_index(drop=True)
+        self._segments = segment_clips(self.pool, ids, str(folder), self.active.clip_context)
 
     def _append(self, frame: pd.DataFrame, ledger_round: int, oracle: str,
                 purposes: Mapping[str, str] | None = None) -> None:
@@ -296,7 +315,7 @@ class LabelHandover:
                                                                ("soft_labels", "soft_label")) if col in part.columns}
             self.ledger.append(ledger_round, ids, part["label"].tolist(), oracle=oracle,
                                dimensions={d: part[d].tolist() for d in self.dimensions},
-                               seconds=self.durations.reindex(pd.Index(ids)).tolist(), purpose=purpose, **extra)
+                               seconds=self.clips.seconds_of(ids).tolist(), purpose=purpose, **extra)
 
     def _collect(self, oracle, ids: list[str], ledger_round: int, guesses: pd.DataFrame | None,
                  model_version: str, purposes: Mapping[str, str] | None = None) -> None:

@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from ser_models.active.budget import LabelBudget, fixed_at_start
@@ -64,6 +63,7 @@ from ser_models.active.sharded_selection import shard_candidates
 from ser_models.active.stopping import stop_set_ids, stop_set_verdict
 from ser_models.active.strategies import build_strategy
 from ser_models.active.strategies.capped import GroupCap
+from ser_models.active.training_clips import TrainingClips
 from ser_models.config import to_dict
 from ser_models.data.ledger import LabelLedger
 from ser_models.encoders.functionals import reads_functionals
@@ -128,38 +128,34 @@ class ActiveLearningLoop:
         self.cross = cross_lingual if cross_lingual is not None and cross_lingual.enabled else None
         # The group the loop labels and is evaluated on ({} = the whole pool).
         self.where = {self.cross.group_column: self.cross.target} if self.cross else {}
-        meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train", where=self.where)
-        if meta.empty:
+        # Every clip of the training split, evaluation sets included: what the oracle may be asked about.
+        split = TrainingClips.read(pool, self.where)
+        if not len(split):
             raise ConfigError(f"the training split of pool {pool.root} has no clips"
                               + (f" with {self.where}" if self.where else ""))
-        # Every clip of the training split, evaluation sets included: what the oracle may be asked about.
-        split_ids = sorted(meta["utt_id"].astype(str))
-        seconds = pd.Series(meta["duration"].astype(float).to_numpy(), index=meta["utt_id"].astype(str))
         self.handover = LabelHandover(pool, self.out, self.ledger, active, self.labels, self.dimensions,
-                                      tuple(model_cfg.dimension_range), meta, seconds, split_ids,
-                                      oracle=oracle, log=self.log)
+                                      tuple(model_cfg.dimension_range), split, oracle=oracle, log=self.log)
         # dev / test: the pool's splits, or drawn sets the ledger labels; training labels only from the ledger.
         self.eval_sets = RunEvaluation(pool, self.out, active, model_cfg, self.handover, where=self.where,
                                        pool_checked=pool_checked, cross_lingual=self.cross is not None, log=self.log)
         self.evaluation = self.eval_sets.purposes
         # The clips the rounds may train on, score and select: the training split without the evaluation sets.
         self.held_out = self.eval_sets.held_out()
-        self.train_ids = [i for i in split_ids if i not in self.held_out]
+        # With what labelling each costs (hour budgets spend seconds of audio): Arrow ids, not N Python strings.
+        self.clips = split.without(self.held_out)
         if active.max_per_recording:
             self.strategy = GroupCap(self.strategy, self._recordings(), active.max_per_recording)
-        # What labelling each training clip costs (hour budgets spend seconds of audio).
-        self.durations = seconds.drop(index=list(self.held_out), errors="ignore")
-        self.budget = LabelBudget(active, self.durations)
+        self.budget = LabelBudget(active, self.clips)
         if active.semi_supervised.enabled and not self.labels:
             raise ConfigError("active.semi_supervised makes class pseudo-labels, but model.labels is empty: set "
                               "active.semi_supervised.method=none for a dimensional-only model")
         # Targets and stop set (whose predictions tell if the model still changes its mind): fixed at the first start.
         plan = fixed_at_start(self.out / "rounds" / "plan.json", lambda: {"targets": self.budget.targets, "stop_ids": (
-            stop_set_ids(self.train_ids, active.stopping.stop_set_size, active.seed) if self.labels else [])})
+            stop_set_ids(self.clips.ids, active.stopping.stop_set_size, active.seed) if self.labels else [])})
         self.budget.targets, self.targets, self.stop_ids = plan["targets"], plan["targets"], plan["stop_ids"]
         if self.cross and not pool_checked:
             check_cross_lingual(pool, self.cross, model_cfg)
-        self.cross_feeds = CrossLingualFeeds(pool, self.cross, model_cfg, self.train_ids, active.seed,
+        self.cross_feeds = CrossLingualFeeds(pool, self.cross, model_cfg, self.clips.ids.to_pylist(), active.seed,
                                              self.out / "anchors.json", log=self.log) if self.cross else None
         self.cache = self._open_cache()
         if model_cfg.feature_norm in ("pool", "speaker", "auto") and self.cache is None:
@@ -171,7 +167,7 @@ class ActiveLearningLoop:
                               "frozen-encoder feature cache: set active.feature_cache=on, or model.functionals=none")
         self._dev_test = None
         self._model_inputs = None  # built on first use, after the cache is
-        self.sharded = rounds_are_sharded(active, self.strategy, len(self.train_ids), self.log)
+        self.sharded = rounds_are_sharded(active, self.strategy, len(self.clips), self.log)
         self.speaker_summary: dict | None = None  # model.feature_norm=speaker: speakers and clips per speaker
 
     # ----------------------------------------------------------------------------------------- helpers
@@ -213,21 +209,18 @@ class ActiveLearningLoop:
         if self.pool.lineage != lineage:  # the cache, the ledger and the statistics describe the old audio
             raise ConfigError(f"pool {self.pool.root} was rebuilt while this run was going (lineage {lineage[:12]} -> "
                               f"{self.pool.lineage[:12]}): start a new run (a new output_dir) on the rebuilt pool")
-        meta = self.pool.metadata(columns=["utt_id", "path", "duration"], split="train", where=self.where)
-        split_ids = sorted(meta["utt_id"].astype(str))
-        seconds = pd.Series(meta["duration"].astype(float).to_numpy(), index=meta["utt_id"].astype(str))
-        before = len(self.train_ids)
-        self.handover.grow(meta, seconds, split_ids)
+        split = TrainingClips.read(self.pool, self.where)
+        before = len(self.clips)
+        self.handover.grow(split)
         self.held_out = self.eval_sets.held_out()
-        self.train_ids = [i for i in split_ids if i not in self.held_out]
-        self.durations = self.budget.durations = seconds.drop(index=list(self.held_out), errors="ignore")
+        self.clips = self.budget.clips = split.without(self.held_out)
         if isinstance(self.strategy, GroupCap):
             self.strategy.groups = self._recordings()
         self._dev_test = None  # a clip may have moved between splits
         if self.cache is not None:
             self.cache.ensure(self.pool, self.model_cfg, self._num_layers, self.active.scorer,
                               verbose=self.verbose, in_process=self.in_process)
-        self.log(f"pool version {self.pool.version}: {len(self.train_ids)} training clips ({len(self.train_ids) - before:+d})")
+        self.log(f"pool version {self.pool.version}: {len(self.clips)} training clips ({len(self.clips) - before:+d})")
 
     def _datasets(self, ledger):
         """Ray Datasets for a training round: labelled train (``ledger``'s labels: a ledger view or a
@@ -259,7 +252,7 @@ class ActiveLearningLoop:
             ds = ds.map_batches(without_ids, fn_kwargs={"ids": held_out}, batch_format="pyarrow", zero_copy_batch=True) \
                 if self.held_out else ds
             return ds, self._inputs()
-        return self.cache.dataset(ids=self.train_ids), self._inputs()
+        return self.cache.dataset(ids=self.clips.ids), self._inputs()
 
     def _source_rows(self) -> int:
         """Training rows the source group adds to every cross-lingual round (0 otherwise)."""
@@ -293,13 +286,12 @@ class ActiveLearningLoop:
         if exists(sel_path):
             ids = read_parquet(sel_path)["utt_id"].to_pylist()
         elif self.active.initial == "random":
-            rng = np.random.default_rng([self.active.seed, 0])
             skip = self.handover.unlabelable()
-            candidates = [i for i in self.train_ids if i not in skip]
-            if len(candidates) < n:
-                raise PoolExhaustedError(f"the initial set needs {n} clips but only {len(candidates)} training "
+            free = int(self.clips.mask_without(skip).sum())
+            if free < n:
+                raise PoolExhaustedError(f"the initial set needs {n} clips but only {free} training "
                                          "clips can be labelled")
-            ids = rng.choice(candidates, size=n, replace=False).tolist()
+            ids = self.clips.sample(n, np.random.default_rng([self.active.seed, 0]), skip)
             ids = sorted(self.budget.within(ids, self.targets[0], "the initial set"))
         else:
             ids = self.budget.within(self._cold_start(folder, n), self.targets[0], "the initial set")
@@ -322,7 +314,7 @@ class ActiveLearningLoop:
         if self.sharded:
             shards = score_to_shards(ds, None, scorer, folder / "scores", model_cfg=to_dict(self.model_cfg),
                                      inputs=inputs, seed=self.active.seed, verbose=self.verbose,
-                                     in_process=self.in_process, total=len(self.train_ids),
+                                     in_process=self.in_process, total=len(self.clips),
                                      rows_per_shard=self.active.selection.rows_per_shard, keep_pooled=True,
                                      keep_embedding=False)
             return shard_cold_start(shards, cold, n, self.handover.unlabelable(), self.active.seed)
@@ -402,7 +394,7 @@ class ActiveLearningLoop:
             seconds["label"] = time.perf_counter() - t0
             selected = len(ids)
         m = result.metrics
-        report = RoundReport(round=r, labelled=len(ledger), fraction=len(ledger) / len(self.train_ids),
+        report = RoundReport(round=r, labelled=len(ledger), fraction=len(ledger) / len(self.clips),
                              dev=slim_metrics(m.get("dev")), test=slim_metrics(m.get("test")), selected=selected,
                              seconds=seconds, labelled_seconds=round(ledger.seconds(), 3), stopping=stopping,
                              pseudo_labels=pseudo_report, strategy=choice, features=feature_choice(m),
@@ -424,14 +416,13 @@ class ActiveLearningLoop:
         if isinstance(scores, ScoreShards):
             costs = None
             if self.active.strategy.cost_aware:
-                costs = pa.table({"utt_id": pa.array(self.durations.index.astype(str), pa.string()),
-                                  "seconds": self.durations.to_numpy(np.float64)})
+                costs = pa.table({"utt_id": self.clips.ids, "seconds": self.clips.seconds})
             scores = shard_candidates(scores, self.strategy, n, exclude, seed, costs, lambda known: (
                 known_targets(known.ids, ledger, self.dimensions),
                 known_labels(known.ids, ledger, self.labels, self.active.strategy)))
         costs = None
         if self.active.strategy.cost_aware:
-            costs = self.durations.reindex(pd.Index(scores.ids.astype(str))).to_numpy()
+            costs = self.clips.seconds_of(scores.ids)
         scored = scores.as_scored_pool(known_targets(scores.ids, ledger, self.dimensions), costs=costs,
                                        labels=known_labels(scores.ids, ledger, self.labels, self.active.strategy))
         ids = self.strategy.query(scored, exclude, n, seed=seed)
@@ -507,11 +498,11 @@ class ActiveLearningLoop:
         if self.sharded:
             return score_to_shards(ds, checkpoint_dir, self.active.scorer, scores_path.parent / "scores",
                                    inputs=inputs, seed=self.active.seed + r, verbose=verbose,
-                                   in_process=self.in_process, total=len(self.train_ids),
+                                   in_process=self.in_process, total=len(self.clips),
                                    rows_per_shard=self.active.selection.rows_per_shard)
         scores = score_dataset(ds, checkpoint_dir, self.active.scorer, inputs=inputs,
                                seed=self.active.seed + r, verbose=verbose, in_process=self.in_process,
-                               total=len(self.train_ids))
+                               total=len(self.clips))
         scores.save(scores_path)
         return scores
 
@@ -553,14 +544,14 @@ class ActiveLearningLoop:
             on_round: called as ``on_round(report, reports_so_far)`` after every round, finished ones
                 included (a sweep trial reports them to Tune).
         """
-        self.log(f"AFTER loop: {len(self.train_ids)} training clips, labelled per round {self.targets}, "
+        self.log(f"AFTER loop: {len(self.clips)} training clips, labelled per round {self.targets}, "
                  f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}, evaluation: "
-                 + self.budget.describe_evaluation(self.evaluation, self.handover.durations))
+                 + self.budget.describe_evaluation(self.evaluation, self.handover.clips))
         if self.cache is not None:
             self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,
                              verbose=self.verbose, in_process=self.in_process)
             self.model_cfg, self.speaker_summary = write_run_statistics(
-                self.cache, self.pool, self.out, self.train_ids, self._num_layers, self.model_cfg, self.log)
+                self.cache, self.pool, self.out, self.clips.ids, self._num_layers, self.model_cfg, self.log)
         self.eval_sets.label(self.ledger)
         self.initial()
         reports = []

@@ -92,13 +92,17 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
     return (p_o - p_e) / (1.0 - p_e)
 
 
-def stop_set_ids(train_ids: list[str], size: int, seed: int) -> list[str]:
-    """The fixed stop set: ``min(size, len(train_ids))`` training clip ids, sorted, drawn with ``seed``."""
+def stop_set_ids(train_ids, size: int, seed: int) -> list[str]:
+    """The fixed stop set: ``min(size, len(train_ids))`` training clip ids (a list or Arrow strings), sorted,
+    drawn with ``seed`` by position (no Python string per clip for Arrow ids)."""
     size = min(int(size), len(train_ids))
     if size <= 0:
         return []
     rng = np.random.default_rng([int(seed), 7919])  # its own stream: independent of the initial set's draw
-    return sorted(rng.choice(np.asarray(train_ids, dtype=object), size=size, replace=False).tolist())
+    pick = rng.choice(len(train_ids), size=size, replace=False)
+    if isinstance(train_ids, pa.Array):
+        return sorted(train_ids.take(pa.array(pick)).to_pylist())
+    return sorted(str(train_ids[int(i)]) for i in pick)
 
 
 @dataclass

@@ -302,6 +302,11 @@ class Pool:
         """Pool columns read on the driver with pyarrow; the ``audio`` column only when asked for; only rows
         whose columns equal ``where``'s values when given (as in :meth:`dataset`). ``speaker`` is each clip's
         :func:`~ser_models.data.speakers.speaker_key`, as in :meth:`dataset`."""
+        return self.table(columns, split, where).to_pandas()
+
+    def table(self, columns: list[str] | None = None, split: str | None = None,
+              where: dict[str, str] | None = None) -> pa.Table:
+        """:meth:`metadata` as an Arrow table: no Python object per clip (a pool of millions of clips)."""
         cols = [c for c in POOL_COLUMNS if c != "audio"] if columns is None else _check_columns(columns, self.root)
         dataset = self._arrow_dataset(None if split is None or split not in self.splits else self.files(split))
         flt = None if split is None else (pc.field("split") == split)
@@ -312,7 +317,25 @@ class Pool:
             flt = term if flt is None else flt & term
         read = cols + [c for c in speaker_sources(cols) if c not in cols]
         table = dataset.to_table(columns=read, filter=flt)
-        return fill_speaker_keys(table).select(cols).to_pandas()
+        return fill_speaker_keys(table).select(cols)
+
+    def value_range(self, column: str, split: str | None = None) -> tuple | None:
+        """``(min, max)`` of ``column`` over the rows of ``split`` (None = all), scanned batch by batch (the
+        column is never held whole); None for no rows."""
+        _check_columns([column], self.root)
+        if split is not None:
+            self._split_name(split)
+        dataset = self._arrow_dataset(None if split is None or split not in self.splits else self.files(split))
+        low = high = None
+        for batch in dataset.to_batches(columns=[column], filter=None if split is None else pc.field("split") == split):
+            if not batch.num_rows:
+                continue
+            mm = pc.min_max(batch.column(0))
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if lo is not None:
+                low = lo if low is None else min(low, lo)
+                high = hi if high is None else max(high, hi)
+        return None if low is None else (low, high)
 
     def stream_speakers(self, split: str | None = None) -> int:
         """Clips whose ``speaker`` the pool derives from their stream (no speaker, but a recording)."""

@@ -134,6 +134,9 @@ class LabelStudioOracle:
             0): evaluation clips go to a project of their own, titled ``<project> (evaluation)``, whose tasks
             carry ``data.ser_purpose`` and never a model guess, so annotators label them blind and the rounds'
             queue never mixes with them.
+        pool_paths: paths whose common folder, with ``clip_info``'s, is served as local storage
+            (``audio=local_files``): the first and last of the pool's, so that one storage covers every round.
+            None = ``clip_info``'s alone.
     """
 
     name = "label_studio"
@@ -141,7 +144,8 @@ class LabelStudioOracle:
     def __init__(self, cfg: LabelStudioConfig, labels: Sequence[str], dimensions: Sequence[str],
                  value_range: tuple[float, float], clip_info: pd.DataFrame, round_dir, run_name: str,
                  client: LabelStudioClient | None = None, log: Callable[[str], None] = print,
-                 sleep: Callable[[float], None] = time.sleep, purpose: str = "train"):
+                 sleep: Callable[[float], None] = time.sleep, purpose: str = "train",
+                 pool_paths: Sequence[str] | None = None):
         if not labels and not dimensions:
             raise OracleError("LabelStudioOracle needs model.labels or model.dimensions")
         if purpose not in ("train", "evaluation"):
@@ -152,6 +156,7 @@ class LabelStudioOracle:
         self.dimensions = list(dimensions)
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self._info = clip_info.set_index(clip_info["utt_id"].astype(str))
+        self._pool_paths = list(pool_paths or ())
         self.round_dir = str(round_dir).rstrip("/")
         self.title = (cfg.project or f"SER active learning: {run_name}") + (
             " (evaluation)" if purpose == "evaluation" else "")
@@ -208,7 +213,8 @@ class LabelStudioOracle:
         """audio=local_files: the folder holding every clip (connected to the project as local storage; Label
         Studio wants a subfolder of its document root, not the root itself)."""
         root = os.path.abspath(self.cfg.local_files_root)
-        folder = os.path.commonpath([os.path.abspath(str(p)) for p in self._info["path"]] or [root])
+        paths = [*self._pool_paths, *self._info["path"]]
+        folder = os.path.commonpath([os.path.abspath(str(p)) for p in paths] or [root])
         if not os.path.isdir(folder):
             folder = os.path.dirname(folder)
         if os.path.commonpath([root, folder]) != root or folder == root:

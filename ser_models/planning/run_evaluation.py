@@ -79,9 +79,14 @@ class RunEvaluation:
         units = getattr(self, "units", set())
         for col in sorted({u.split("=", 1)[0] for u in units} - {"clip"}):
             values = {u.split("=", 1)[1] for u in units if u.startswith(col + "=")}
-            meta = self.pool.metadata(columns=["utt_id", col], split="train", where=self.where)
-            shared = meta[col].notna() & meta[col].astype(str).isin(values)
-            ids |= set(meta.loc[shared, "utt_id"].astype(str))
+            # Arrow, not a frame of Python objects: this reads every training clip's unit
+            t = self.pool.table(["utt_id", col], split="train", where=self.where)
+            values_of = t.column(col)
+            if not pa.types.is_string(values_of.type):  # the units spell values as pandas does
+                values_of = pa.array(values_of.to_pandas().astype(str), pa.string())
+            shared = pc.and_(pc.is_valid(t.column(col)),
+                             pc.fill_null(pc.is_in(values_of, value_set=pa.array(sorted(values), pa.string())), False))
+            ids |= set(t.column("utt_id").filter(shared).to_pylist())
         return ids
 
     def training_dropped(self) -> pd.DataFrame:

@@ -217,7 +217,7 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
         tapt_job = TaptJobConfig(pool_dir=cfg.pool_dir, output_dir=f"{cfg.output_dir}/tapt",
                                  encoder=cfg.model.encoder, tapt=cfg.tapt, scaling=cfg.scaling)
         # Training split only, without drawn evaluation sets: TAPT must never see the clips it is evaluated on.
-        train_n = len(pool.metadata(columns=["utt_id"], split="train")) - len(held_out)
+        train_n = pool.table(["utt_id"], split="train").num_rows - len(held_out)
         tapt_ds = pool.dataset("train", columns=TAPT_COLUMNS)
         if held_out:
             tapt_ds = tapt_ds.map_batches(without_ids, fn_kwargs={"ids": pa.array(sorted(held_out), pa.string())},

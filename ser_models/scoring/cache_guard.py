@@ -17,6 +17,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ser_models import ownership
+from ser_models.data.id_keys import KeySet
 from ser_models.exceptions import FeatureCacheMissError, LockHeldError
 from ser_models.io import list_dir
 
@@ -61,15 +62,29 @@ def settle_shards(cache_dir: str, shards: str, committed: bool) -> None:
         pass
 
 
-def check_holds(cache_dir: str, keep: pa.Array, have: pa.Array) -> None:
-    """Refuse a read of clips (``keep``) the cache does not hold (``have``): the filter would drop them silently.
+def sorted_ids(ids) -> pa.Array:
+    """``ids`` (a list, NumPy array, Arrow array or chunked array of str) as one sorted Arrow string array,
+    without a Python string per clip for Arrow input."""
+    import pyarrow.compute as pc
+
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    if not isinstance(ids, pa.Array):
+        ids = pa.array(list(ids), pa.string())
+    return pc.take(ids, pc.array_sort_indices(ids)) if len(ids) else ids.cast(pa.string())
+
+
+def check_holds(cache_dir: str, keep: pa.Array, have: pa.Array | KeySet) -> None:
+    """Refuse a read of clips (``keep``) the cache does not hold (``have``: its ids, or their
+    :class:`~ser_models.data.id_keys.KeySet`): the filter would drop them silently.
 
     Raises:
         FeatureCacheMissError: naming the cache, how many clips are missing and the first of them.
     """
     import pyarrow.compute as pc
 
-    missing = keep.filter(pc.invert(pc.is_in(keep, value_set=have)))
+    held = pa.array(have.contains(keep)) if isinstance(have, KeySet) else pc.is_in(keep, value_set=have)
+    missing = keep.filter(pc.invert(held))
     if len(missing):
         shown = ", ".join(repr(i) for i in missing[:10].to_pylist()) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise FeatureCacheMissError(
@@ -78,4 +93,4 @@ def check_holds(cache_dir: str, keep: pa.Array, have: pa.Array) -> None:
             "that grew), or check that these ids are clips of the pool the cache was built from")
 
 
-__all__ = ["CACHE_LOCK_WAIT_S", "check_holds", "drop_abandoned", "legacy_cache", "settle_shards"]
+__all__ = ["CACHE_LOCK_WAIT_S", "check_holds", "drop_abandoned", "legacy_cache", "settle_shards", "sorted_ids"]

@@ -12,8 +12,9 @@ def shard_names(meta: dict) -> list[str]:
     return [shards] if isinstance(shards, str) else list(shards)
 
 
-def shard_column(fs, folders: list[str], column: str) -> pa.Array:
-    """One column of every Parquet file in the shard ``folders`` (paths on ``fs``), files in name order.
+def shard_column_parts(fs, folders: list[str], column: str):
+    """Yield one column of each Parquet file in the shard ``folders`` (paths on ``fs``), files in name order:
+    a whole cache's ids are never held at once.
 
     Read file by file on the calling thread (``ParquetFile.read(use_threads=False)``), not through a
     ``pyarrow.dataset`` scan: in a Ray worker that had run Ray Data tasks, the dataset scanner's
@@ -23,7 +24,6 @@ def shard_column(fs, folders: list[str], column: str) -> pa.Array:
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    parts = []
     for folder in folders:
         infos = fs.get_file_info(pafs.FileSelector(folder, recursive=True))
         for path in sorted(i.path for i in infos if i.type == pafs.FileType.File):
@@ -31,7 +31,12 @@ def shard_column(fs, folders: list[str], column: str) -> pa.Array:
             if name.startswith((".", "_")) or not name.endswith(".parquet"):
                 continue
             with fs.open_input_file(path) as fh:
-                parts.append(pq.ParquetFile(fh).read(columns=[column], use_threads=False).column(column))
+                yield pq.ParquetFile(fh).read(columns=[column], use_threads=False).column(column)
+
+
+def shard_column(fs, folders: list[str], column: str) -> pa.Array:
+    """One column of every Parquet file in the shard ``folders``, concatenated (:func:`shard_column_parts`)."""
+    parts = list(shard_column_parts(fs, folders, column))
     if not parts:
         return pa.array([], pa.string())
     return pa.chunked_array([c for p in parts for c in p.chunks], type=parts[0].type).combine_chunks()
@@ -65,4 +70,4 @@ def select_rows(table: pa.Table, ids: pa.Array, values: dict[str, pa.Array] | No
     return table
 
 
-__all__ = ["feature_table", "features_array", "select_rows", "shard_column", "shard_names"]
+__all__ = ["feature_table", "features_array", "select_rows", "shard_column", "shard_column_parts", "shard_names"]

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ser_models import ownership
+from ser_models.data.id_keys import KeySet
 from ser_models.data.inputs import ModelInputs
 from ser_models.exceptions import ConfigError, FeatureCacheMissError
 from ser_models.io import (
@@ -56,10 +57,11 @@ from ser_models.scoring.cache_guard import (
     drop_abandoned,
     legacy_cache,
     settle_shards,
+    sorted_ids,
 )
 from ser_models.scoring.cache_keys import cache_supported
 from ser_models.scoring.cache_rows import feature_table as _feature_table
-from ser_models.scoring.cache_rows import features_array, shard_column
+from ser_models.scoring.cache_rows import features_array, shard_column, shard_column_parts
 from ser_models.scoring.cache_rows import select_rows as _select_rows
 from ser_models.scoring.cache_rows import shard_names as _shard_names
 from ser_models.scoring.encoder_pooler import EncoderPooler
@@ -419,9 +421,9 @@ class FeatureCache:
             fs, path = self._shard_paths()
             return read_parquet_dataset(path, filesystem=fs, columns=self.columns)
         if ids is None and targets is None:
-            ids = self.side.column("utt_id").to_pylist()
-        keep = pa.array(sorted(ids if ids is not None else targets.column("utt_id").to_pylist()), pa.string())
-        check_holds(self.dir, keep, pinned.column("utt_id") if pinned is not None else self._held_ids())
+            ids = self.side.column("utt_id")
+        keep = sorted_ids(ids if ids is not None else targets.column("utt_id"))
+        check_holds(self.dir, keep, pinned.column("utt_id") if pinned is not None else self._held_keys())
         values = None
         if targets is not None:
             where = pc.index_in(keep, value_set=targets.column("utt_id"))
@@ -437,17 +439,20 @@ class FeatureCache:
         return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
                               zero_copy_batch=True)
 
-    def _held_ids(self) -> pa.Array:
-        """:meth:`clip_ids`, read once per set of shard folders (``meta.json`` lists a new one per extension)."""
+    def _held_keys(self) -> KeySet:
+        """The keys of every cached clip's id (8 bytes a clip: :class:`~ser_models.data.id_keys.KeySet`), read file by
+        file once per set of shard folders (``meta.json`` lists a new one per extension): a read's check never
+        holds every cached id string, however many clips the cache holds."""
         shards = tuple(_shard_names(read_json(self.dir / "meta.json")))
         gone = [name for name in shards if not exists(self.dir / name)]
         if gone:  # its clips would read as absent: name the folder rather than the clips
             raise FeatureCacheMissError(f"feature cache {self.dir}: meta.json lists shard folders that are gone: "
                                         f"{', '.join(gone)}; its clips cannot be read. Remove {self.dir} to rebuild it")
-        cached = getattr(self, "_ids_cache", None)
+        cached = getattr(self, "_keys_cache", None)
         if cached is None or cached[0] != shards:
-            self._ids_cache = (shards, self.clip_ids())
-        return self._ids_cache[1]
+            fs, folders = self._shard_paths()
+            self._keys_cache = (shards, KeySet(shard_column_parts(fs, folders, "utt_id")))
+        return self._keys_cache[1]
 
     def _shard_paths(self):
         """``(filesystem, [shard folder, ...])`` for a Ray Data read of every shard."""

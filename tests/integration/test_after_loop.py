@@ -322,8 +322,8 @@ def test_small_label_recipe_standardises_with_training_pool_statistics(demo_pool
     assert [r.labelled for r in reports] == loop.targets
     mean, std, clips = load_statistics(tmp_path / "feature_stats.safetensors")
     # every training clip, labelled or not, and nothing from dev / test
-    assert clips == len(loop.train_ids)
-    feats = features_array(loop.cache.table(ids=loop.train_ids).column("features"), loop.cache.shape)
+    assert clips == len(loop.clips)
+    feats = features_array(loop.cache.table(ids=loop.clips.ids).column("features"), loop.cache.shape)
     np.testing.assert_allclose(mean, feats.mean(0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(std, feats.std(0), rtol=1e-3, atol=1e-5)
     weights = load_file(str(tmp_path / "rounds" / "round=000" / "train" / "checkpoint" / "model.safetensors"))

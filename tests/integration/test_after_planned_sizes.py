@@ -65,7 +65,7 @@ def test_zero_labels_run_takes_planner_sizes_within_the_share(bare_pool, tmp_pat
     ledger = LabelLedger(tmp_path / "run" / "labels" / "ledger.parquet")
     assert ledger.counts() == {"train": 14, "test": counts["test"], "dev": counts["dev"]}
     assert [r.labelled for r in reports] == [8, 14] and all(r.test["n"] == counts["test"] for r in reports)
-    assert len(loop.train_ids) == clips - len(drawn)
+    assert len(loop.clips) == clips - len(drawn)
 
 
 def test_a_budget_the_sets_leave_no_room_for_names_the_evaluation_keys(bare_pool, tmp_path):

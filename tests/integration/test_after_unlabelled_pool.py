@@ -54,7 +54,7 @@ def test_pseudo_labels_train_but_never_reach_the_ledger_and_kappa_ends_the_loop(
 
     # Kappa and uncertainty against a hand computation from the stored stop-set predictions.
     s0, s1 = (_parquet(tmp_path / "rounds" / f"round={r:03d}" / "stop_set.parquet") for r in (0, 1))
-    assert s0["utt_id"] == s1["utt_id"] == loop.stop_ids and len(loop.stop_ids) == len(loop.train_ids)
+    assert s0["utt_id"] == s1["utt_id"] == loop.stop_ids and len(loop.stop_ids) == len(loop.clips)
     assert reports[1].stopping["kappa"] == pytest.approx(cohen_kappa_score(s0["prediction"], s1["prediction"]),
                                                          abs=1e-6)
     probs1 = np.asarray(s1["probs"])

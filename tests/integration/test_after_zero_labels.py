@@ -73,8 +73,8 @@ def _check_run(out: Path, loop, reports, speakers):
     assert not set(ledger.targets().column("utt_id").to_pylist()) & set(evaluation)
     assert not set(pq.read_table(out / "rounds" / "round=000" / "scores.parquet").column("utt_id").to_pylist()) \
         & set(evaluation)
-    assert not {speakers[u] for u in evaluation} & {speakers[u] for u in loop.train_ids}
-    assert len(loop.train_ids) + len(evaluation) == len(speakers)
+    assert not {speakers[u] for u in evaluation} & {speakers[u] for u in loop.clips.ids.to_pylist()}
+    assert len(loop.clips) + len(evaluation) == len(speakers)
     # every round is measured on exactly the drawn sets, and trained on the budget's clips alone
     assert [r.labelled for r in reports] == [8, 14]
     for r in reports:
@@ -187,7 +187,7 @@ def test_a_running_loop_takes_the_clips_a_pool_grew_by_into_its_next_round(demo_
     assert loop.cache.last_encoded == len(new)  # only the new clips encoded
     # a new clip of a test or dev speaker stays out of training, scoring and selection: units stay whole
     new_held = {u for u in new if speakers[u] in held}
-    assert new_held and not new_held & set(loop.train_ids) and new - new_held <= set(loop.train_ids)
+    assert new_held and not new_held & set(loop.clips.ids.to_pylist()) and new - new_held <= set(loop.clips.ids.to_pylist())
     scored = lambda r: set(pq.read_table(out / "rounds" / f"round={r:03d}" / "scores.parquet")  # noqa: E731
                            .column("utt_id").to_pylist())
     assert not scored(0) & new and new - new_held <= scored(1) and not scored(1) & new_held
@@ -195,7 +195,7 @@ def test_a_running_loop_takes_the_clips_a_pool_grew_by_into_its_next_round(demo_
     # a restart on the grown pool keeps the targets and the stop set it started with, and its finished rounds
     again = _loop(tmp_path / "pool", out, ["active.budget_labels=[6,10,14]"],
                   oracle=SimulatedOracle(truth, labels=list(DEMO_LABELS)))
-    assert again.stop_ids == stop_ids and again.targets == [6, 10, 14] and len(again.train_ids) > len(stop_ids)
+    assert again.stop_ids == stop_ids and again.targets == [6, 10, 14] and len(again.clips) > len(stop_ids)
     assert [r.to_json() for r in again.run()] == [r.to_json() for r in reports]
     ledger = LabelLedger(out / "labels" / "ledger.parquet")
     assert ledger.counts()["train"] == 14 and (ledger.labelled()["label"] == ledger.labelled()["utt_id"].map(truth)).all()

@@ -18,6 +18,7 @@ import soundfile as sf
 
 from ser_models.active.handover import LabelHandover
 from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.training_clips import TrainingClips
 from ser_models.data import Pool, PoolConfig, decode_pool_audio, prepare_pool, read_manifest
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import LabellingPending, ManifestError
@@ -76,11 +77,9 @@ def test_unusable_ids_are_refused_at_ingest_with_their_rows(corpus):
 
 
 def _handover(pool, out):
-    meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train")
-    durations = pd.Series(meta["duration"].to_numpy(), index=meta["utt_id"])
     return LabelHandover(pool, storage_path(out), LabelLedger(out / "labels" / "ledger.parquet"),
-                         ActiveConfig(oracle="file"), LABELS, [], (1.0, 5.0), meta, durations,
-                         sorted(meta["utt_id"]), log=lambda m: None)
+                         ActiveConfig(oracle="file"), LABELS, [], (1.0, 5.0), TrainingClips.read(pool),
+                         log=lambda m: None)
 
 
 def test_hostile_ids_stay_in_their_folder_and_come_back_on_their_own_clips(pool, tmp_path):

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from ser_models.active.training_clips import TrainingClips
 from ser_models.config import load_config
 from ser_models.exceptions import ConfigError, LabelImportError, LabellingPending
 from ser_models.labelling.config import LabelStudioConfig
@@ -366,8 +367,7 @@ def test_annotators_of_a_segment_pool_get_the_segment_not_the_recording(server, 
     out = tmp_path / "run"
     labels = ["neutral", "happy", "angry", "sad"]
     handover = LabelHandover(pool, storage_path(out), LabelLedger(out / "labels" / "ledger.parquet"), active, labels,
-                             [], (1.0, 5.0), meta, pd.Series(meta["duration"].to_numpy(), index=meta["utt_id"]),
-                             sorted(meta["utt_id"]), log=lambda m: None)
+                             [], (1.0, 5.0), TrainingClips.read(pool), log=lambda m: None)
     with pytest.raises(LabellingPending):
         handover.label(ids, 0, 0)
     tasks = _task_of(server, "segments test")

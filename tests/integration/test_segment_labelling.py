@@ -13,6 +13,7 @@ import soxr
 
 from ser_models.active.handover import LabelHandover
 from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.training_clips import TrainingClips
 from ser_models.data import Pool, decode_pool_audio
 from ser_models.data.audio_stream import read_span
 from ser_models.data.ledger import LabelLedger
@@ -32,11 +33,9 @@ def pool(tmp_path_factory, ray_local):
 
 
 def _handover(pool, out, **active):
-    meta = pool.metadata(columns=["utt_id", "path", "duration"], split="train")
-    durations = pd.Series(meta["duration"].to_numpy(), index=meta["utt_id"])
     return LabelHandover(pool, storage_path(out), LabelLedger(out / "labels" / "ledger.parquet"),
-                         ActiveConfig(oracle="file", **active), LABELS, [], (1.0, 5.0), meta, durations,
-                         sorted(meta["utt_id"]), log=lambda m: None)
+                         ActiveConfig(oracle="file", **active), LABELS, [], (1.0, 5.0), TrainingClips.read(pool),
+                         log=lambda m: None)
 
 
 def _ids(pool):

@@ -12,6 +12,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from ser_models.active.scores import REGRESSION_SCORES, SCORES
+from ser_models.data.id_keys import id_keys
 from ser_models.exceptions import PoolError, PoolExhaustedError
 from ser_models.scoring.scored_pool import ScoredPool
 
@@ -58,32 +59,13 @@ class ShardPlan:
         return ShardPlan(self.tops + tuple(t for t in other.tops if t not in self.tops), self.centres or other.centres)
 
 
-_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit moves every output bit."""
-    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
 def random_keys(ids, seed: int) -> np.ndarray:
-    """[N] uint64: a seeded hash of each clip id (FNV-1a over its UTF-8 bytes, then mixed).
+    """[N] uint64: a seeded hash of each clip id (:func:`ser_models.data.id_keys.id_keys`).
 
     Random selection takes the clips with the smallest keys: a clip's key depends on its id and the seed only,
     never on the other clips, so the pick is the same however the pool is split into shards.
     """
-    raw = np.char.encode(np.asarray(ids, dtype=str), "utf-8")
-    n = len(raw)
-    width = raw.dtype.itemsize
-    lengths = np.char.str_len(raw) if n else np.zeros(0, int)
-    data = raw.view(np.uint8).reshape(n, width) if width else np.zeros((n, 0), np.uint8)
-    with np.errstate(over="ignore"):
-        h = np.full(n, _FNV_OFFSET ^ _mix(np.array([int(seed) & 0xFFFFFFFFFFFFFFFF], np.uint64))[0], np.uint64)
-        for j in range(width):  # bytes past a clip's own length are padding, not part of its id
-            h = np.where(j < lengths, (h ^ data[:, j].astype(np.uint64)) * _FNV_PRIME, h)
-        return _mix(h)
+    return id_keys(ids, seed)
 
 
 def uncertainty_scores(scored: ScoredPool, name: str, who: str) -> np.ndarray:

@@ -7,9 +7,10 @@ import pytest
 
 from ser_models.active.budget import LabelBudget
 from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.training_clips import TrainingClips
 from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
 
-DUR = pd.Series([2.0, 4.0, 6.0, 8.0], index=["a", "b", "c", "d"])  # 20 s, i.e. 1/180 h
+DUR = TrainingClips(["a", "b", "c", "d"], [2.0, 4.0, 6.0, 8.0])  # 20 s, i.e. 1/180 h
 NO_DROPS = pd.DataFrame({"utt_id": pd.Series(dtype=str), "round": pd.Series(dtype="int64")})
 
 

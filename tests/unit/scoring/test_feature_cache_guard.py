@@ -182,3 +182,35 @@ def test_check_holds_counts_the_missing_clips_past_the_tenth(missing, more):
         check_holds("/c", pa.array([f"m{i:02d}" for i in range(missing)]), pa.array(["a"]))
     shown = ", ".join(f"'m{i:02d}'" for i in range(10))
     assert f"does not hold {missing} of the {missing} clips asked for: {shown}{more}. Extend" in str(err.value)
+
+
+def test_the_read_check_holds_keys_not_ids_and_sees_a_shard_folder_added_later(tmp_path):
+    """The check reads the ids file by file into 8-byte keys; a cache extended since (meta.json lists a new
+    shard folder) is read again, so its new clips pass and still-missing ones are named."""
+    from ser_models.data.id_keys import KeySet
+
+    cache = _cache(tmp_path, ["a", "b"])
+    cache.dataset(ids=pa.chunked_array([pa.array(["b"]), pa.array(["a"])]))
+    held = cache._held_keys()
+    assert isinstance(held, KeySet) and len(held) == 2
+    with open_output(cache.dir, "feature_cache"):
+        (Path(cache.dir) / "features-2").mkdir()
+        for k, part in enumerate((["c"], ["d", "e"])):
+            pq.write_table(pa.table({"utt_id": part, "features": pa.array([b"\0" * 8] * len(part), pa.binary())}),
+                           Path(cache.dir) / "features-2" / f"part-{k:06d}.parquet")
+        write_json_atomic(cache.dir / "meta.json", {"num_layers": 1, "hidden_size": 2, "clips": 5, "kind": "pooled",
+                                                    "fingerprint": cache.fingerprint,
+                                                    "shards": ["features-1", "features-2"]})
+    cache.dataset(ids=["e", "a", "c"])
+    assert len(cache._held_keys()) == 5
+    with pytest.raises(FeatureCacheMissError, match=r"does not hold 1 of the 3 clips asked for: 'f'"):
+        cache.dataset(ids=["f", "e", "d"])
+
+
+def test_check_holds_takes_a_key_set():
+    from ser_models.data.id_keys import KeySet
+    from ser_models.scoring.cache_guard import check_holds
+
+    check_holds("/c", pa.array(["b", "a"]), KeySet([["a", "b"]]))
+    with pytest.raises(FeatureCacheMissError, match=r"does not hold 2 of the 3 clips asked for: 'x', 'y'"):
+        check_holds("/c", pa.array(["a", "x", "y"]), KeySet([["a", "b"]]))
