@@ -25,6 +25,7 @@ import ser_models
 from ser_models.data import PoolConfig, prepare_pool
 from ser_models.data.pool_builds import legacy_pool
 from ser_models.exceptions import ForeignFolderError, LockHeldError, LockLostError, OutputOverlapError
+from ser_models.io import TEMP_PREFIX
 from ser_models.locks import LOCK_NAME, STALE_ENV, TAKE_OVER_ENV, WAIT_ENV, FolderLock
 from ser_models.ownership import (
     KINDS,
@@ -37,6 +38,7 @@ from ser_models.ownership import (
     claim_output,
     clear,
     discard_staging,
+    entries,
     make_staging,
     open_output,
     read_marker,
@@ -207,10 +209,11 @@ def test_open_output_marks_and_locks_the_folder_until_the_job_leaves(tmp_path):
 
 
 def test_a_marker_write_killed_midway_never_blocks_the_folder(tmp_path):
-    """A kill while writing the first marker left ``.ser-output.json.<random>.tmp``; every later start was refused."""
+    """A kill while writing the first marker left ``.ser-tmp-.ser-output.json.<random>.tmp``; every later start
+    was refused."""
     out = tmp_path / "run"
     out.mkdir()
-    litter = out / f".{MARKER_NAME}.k2j3h4x9.tmp"  # mkstemp: 8 characters
+    litter = out / f"{TEMP_PREFIX}{MARKER_NAME}.k2j3h4x9.tmp"  # mkstemp: 8 characters
     litter.write_text('{"kind": "ru')
     with open_output(out, "run"):
         pass
@@ -220,7 +223,7 @@ def test_a_marker_write_killed_midway_never_blocks_the_folder(tmp_path):
 def test_litter_of_another_write_is_ignored_by_a_claim_and_removed_by_the_owner(tmp_path):
     out = tmp_path / "pool"
     claim(out, "pool")
-    (out / ".summary.json.a1b2c3d4.tmp").write_text("{")
+    (out / f"{TEMP_PREFIX}summary.json.a1b2c3d4.tmp").write_text("{")
     with open_output(out, "pool"):
         pass
     assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME]
@@ -433,7 +436,9 @@ def test_a_refusal_shows_eight_entries_then_how_many_there_are(tmp_path, count, 
     assert f"It holds: {holds}. Point the job's output" in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["my.notes.v2.txt", ".x.tmp", ".x.k2j3.tmpl", "x.k2j3.tmp"])
+@pytest.mark.parametrize("name", ["my.notes.v2.txt", ".x.tmp", ".x.k2j3.tmpl", "x.k2j3.tmp", ".report.draft_v2.tmp",
+                                  ".labels.20250101.tmp", f".summary.{'0123456789abcdef' * 2}.tmp",
+                                  f".{MARKER_NAME}.k2j3h4x9.tmp", TEMP_PREFIX[1:] + "x.tmp", ".ser-tmpx.tmp"])
 def test_a_file_named_almost_like_litter_makes_a_folder_foreign(tmp_path, name):
     _write(tmp_path / "out" / name)
     with pytest.raises(ForeignFolderError, match=re.escape(f"It holds: {name}.")):
@@ -441,9 +446,11 @@ def test_a_file_named_almost_like_litter_makes_a_folder_foreign(tmp_path, name):
     assert (tmp_path / "out" / name).exists() and read_marker(tmp_path / "out") is None
 
 
-@pytest.mark.parametrize("name", [f".summary.{'0123456789abcdef' * 2}.tmp", f"{MARKER_NAME}.k2j3h4x9.tmp"])
+@pytest.mark.parametrize("name", [f"{TEMP_PREFIX}summary.{'0123456789abcdef' * 2}.tmp",
+                                  f"{TEMP_PREFIX}{MARKER_NAME}.k2j3h4x9.tmp"])
 def test_litter_of_a_killed_write_never_blocks_a_claim_and_is_removed(tmp_path, name):
-    """``.<name>.<random>.tmp``, as an object store's write (32 hex digits) or a local one (mkstemp) leaves it."""
+    """``.ser-tmp-<name>.<random>.tmp``, as an object store's write (32 hex digits) or a local one (mkstemp)
+    leaves it."""
     out = tmp_path / "out"
     _write(out / name, '{"kind": "ru')
     assert check_claim(out, "run") == ("new", [])
@@ -1185,3 +1192,17 @@ def test_a_local_folder_spelled_like_a_uri_is_not_that_uri(tmp_path, monkeypatch
     (tmp_path / "s3:" / "bkt" / "pool").mkdir(parents=True)  # a local folder: ./s3:/bkt/pool
     check_apart("s3://bkt/pool", {"pool_dir": "s3:/bkt/pool"})
     check_apart("s3:/bkt/pool/run", {"pool_dir": "s3://bkt/pool"})
+
+
+def test_a_persons_hidden_tmp_file_in_a_marked_folder_survives_the_owners_sweep(tmp_path):
+    """Only names with the platform's prefix are litter: ``.report.draft_v2.tmp`` (a shape the platform's temporary
+    files once had) is a person's file, kept when the owner sweeps its litter, while ``.ser-tmp-...`` goes."""
+    out = tmp_path / "run"
+    claim(out, "run")
+    _write(out / ".report.draft_v2.tmp", "a person's draft")
+    _write(out / f"{TEMP_PREFIX}summary.json.a1b2c3d4.tmp", "{")
+    with open_output(out, "run"):
+        pass
+    assert sorted(p.name for p in out.iterdir()) == [".report.draft_v2.tmp", MARKER_NAME]
+    assert (out / ".report.draft_v2.tmp").read_text() == "a person's draft"
+    assert entries(out) == [".report.draft_v2.tmp"]
