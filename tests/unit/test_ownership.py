@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -53,6 +55,8 @@ from ser_models.ownership import (
     replace_files,
 )
 from ser_models.ownership.overlap import check_apart
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _plain_folder(root):
@@ -1206,3 +1210,96 @@ def test_a_persons_hidden_tmp_file_in_a_marked_folder_survives_the_owners_sweep(
     assert sorted(p.name for p in out.iterdir()) == [".report.draft_v2.tmp", MARKER_NAME]
     assert (out / ".report.draft_v2.tmp").read_text() == "a person's draft"
     assert entries(out) == [".report.draft_v2.tmp"]
+
+
+# -- nested ownership: another output inside a folder being cleared -----------------------------------------------
+def _store_write(path: str, text: str = "x") -> None:
+    from ser_models import io
+
+    io.write_bytes_atomic(path, text.encode())
+
+
+def test_clear_keeps_another_output_inside_the_folder_and_says_so(store):
+    """A pool (its own marker) inside a benchmark's work folder is another job's output: kept, with a line."""
+    from ser_models import io
+
+    work = f"{store}/work"
+    claim(work, "bench")
+    _store_write(f"{work}/pool/{MARKER_NAME}", '{"kind": "pool"}')
+    _store_write(f"{work}/pool/data/part-0.parquet", "clips")
+    _store_write(f"{work}/deep/a/{MARKER_NAME}", '{"kind": "run"}')  # a marker further down counts too
+    _store_write(f"{work}/deep/b.txt")
+    _store_write(f"{work}/tmp/scores.parquet")
+    lines = []
+    assert clear(work, "bench", log=lines.append) == ["tmp"]
+    assert io.read_bytes(f"{work}/pool/data/part-0.parquet") == b"clips" and io.exists(f"{work}/deep/b.txt")
+    assert not io.exists(f"{work}/tmp")
+    assert lines == [f"{work}: keeping deep: {work}/deep/a is another output (it carries {MARKER_NAME}), and clearing "
+                     "the folder never deletes through one",
+                     f"{work}: keeping pool: {work}/pool is another output (it carries {MARKER_NAME}), and clearing "
+                     "the folder never deletes through one"]
+    with pytest.raises(ForeignFolderError, match=f"refusing to delete {work}/pool: {work}/pool is another output"):
+        remove(work, "bench", "pool", recorded_only=False)
+    assert io.read_bytes(f"{work}/pool/data/part-0.parquet") == b"clips"
+
+
+def test_a_child_the_marker_records_is_the_folders_own_even_with_a_marker_of_its_own(store):
+    """bench.common.scratch records a job's output before the job claims it: clearing (or removing) it again is
+    the owner's right."""
+    from ser_models import io
+
+    work = f"{store}/work"
+    claim(work, "bench")
+    with FolderLock(work, "bench"):
+        record(work, "bench", ["run"])
+    _store_write(f"{work}/run/{MARKER_NAME}", '{"kind": "run"}')
+    _store_write(f"{work}/run/metrics.json")
+    assert clear(work, "bench") == ["run"] and not io.exists(f"{work}/run")
+    _store_write(f"{work}/run/{MARKER_NAME}", '{"kind": "run"}')
+    assert remove(work, "bench", "run", recorded_only=True) and not io.exists(f"{work}/run")
+
+
+def _in_a_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``script`` as root of a new user + mount namespace (it may mount), or skip where the kernel refuses."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "d=$(mktemp -d) && mount -t tmpfs none $d && umount $d && rmdir $d"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user + mount namespace here: {probe.stderr.strip()[-200:]}")
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-c", script, *args],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+# Mounts a tmpfs holding a file at <work>/data/disk, then clears and removes; prints what happened.
+_MOUNTED = """
+import json, os, subprocess, sys
+from ser_models.exceptions import ForeignFolderError
+from ser_models.ownership import claim, clear, remove
+work = sys.argv[1]
+claim(work, "bench")
+disk = os.path.join(work, "data", "disk")
+os.makedirs(disk)
+subprocess.run(["mount", "-t", "tmpfs", "none", disk], check=True)
+open(os.path.join(disk, "theirs.wav"), "w").write("audio")
+open(os.path.join(work, "scores.parquet"), "w").write("x")
+lines = []
+gone = clear(work, "bench", log=lines.append)
+try:
+    remove(work, "bench", "data", recorded_only=False)
+    refused = ""
+except ForeignFolderError as exc:
+    refused = str(exc)
+print(json.dumps({"gone": gone, "lines": lines, "refused": refused,
+                  "kept": open(os.path.join(disk, "theirs.wav")).read()}))
+"""
+
+
+def test_a_mount_point_inside_a_folder_is_never_deleted_through(tmp_path):
+    work = tmp_path / "work"
+    done = _in_a_mount_namespace(_MOUNTED, str(work))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["gone"] == ["scores.parquet"] and result["kept"] == "audio"
+    assert result["lines"] == [f"{work}: keeping data: {work}/data/disk is a mount point, and clearing the folder "
+                               "never deletes through one"]
+    assert result["refused"].startswith(f"refusing to delete {work}/data: {work}/data/disk is a mount point")
