@@ -4,9 +4,9 @@ path is spelled, and the refusal of a write under a locked folder none of them m
 A path is matched to the locks above it by where it is, not by how it is spelled: a local path is resolved
 (``realpath``: links followed) and its folders are compared with each held lock's folder by device and inode, so
 a path through a symbolic link or a bind mount finds the lock of the folder it really lies in; a URI is compared
-by scheme and normalised key (``s3://b//pool/./x`` is ``s3://b/pool/x``). A process that holds a folder lock of
-its own (a writer) never writes or deletes under a folder locked by someone else: :func:`fenced_for` refuses such
-a path instead of letting it through unfenced.
+by scheme and normalised key (``s3://b//pool/./x`` is ``s3://b/pool/x``). A path under a folder whose lock file
+names one of this process's locks that it still cannot match (the folder was moved while held) is refused by
+:func:`fenced_for` instead of let through unfenced.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from contextlib import ExitStack, contextmanager
 
 from ser_models import io
 from ser_models.exceptions import LockLostError
-from ser_models.locks.folder_lock import _HELD, _HELD_GUARD, LOCK_NAME, FolderLock
-from ser_models.locks.lock_file import describe_holder, read_lock_file
+from ser_models.locks.folder_lock import _HELD, _HELD_GUARD, _OURS, LOCK_NAME, FolderLock
+from ser_models.locks.lock_file import read_lock_file
 
 
 def location(path: str | os.PathLike) -> tuple[str, str]:
@@ -81,26 +81,28 @@ def _same_folder(lock: FolderLock, store: str, folder: str) -> bool:
     return not store and _identity(folder) is not None and _identity(folder) == _identity(lock.folder)
 
 
-def _foreign_lock(path: str | os.PathLike, covering: list[FolderLock]) -> str | None:
-    """The lock file of a folder above ``path`` that none of ``covering`` is (None: none), checked only while
-    this process holds a folder lock of its own (a writer; a process that holds none, such as a sweep's trial
-    inside the sweep's locked folder, writes under its driver's lock)."""
+def _unmatched_lock(path: str | os.PathLike, covering: list[FolderLock]) -> str | None:
+    """The lock file of a folder above ``path`` that names one of this process's locks but none of ``covering``
+    (this process locked that folder, and the path cannot be matched to the lock: the folder was moved while
+    held, say); None: none. A lock of another process above ``path`` is not this fence's business (a sweep's
+    trial writes inside its driver's locked folder)."""
     with _HELD_GUARD:
-        writer = any(lk.path.endswith("/" + LOCK_NAME) for lk in _HELD.values())
-    if not writer:
+        tokens = set(_OURS)
+    if not tokens:
         return None
     text = str(path)
     store, _ = where = location(text)
     query = "?" + text.split("?", 1)[1] if store and "?" in text else ""
     for folder in _ancestors(where):
-        if store:
-            lock_path = f"{store}://{folder}/{LOCK_NAME}"
-            present = io.exists(lock_path + query)
-        else:
-            lock_path = os.path.join(folder, LOCK_NAME)
-            present = os.path.lexists(lock_path)
-        if present and not any(_same_folder(lk, store, folder) for lk in covering):
-            return lock_path + query
+        if any(_same_folder(lk, store, folder) for lk in covering):
+            continue
+        lock_path = f"{store}://{folder}/{LOCK_NAME}{query}" if store else os.path.join(folder, LOCK_NAME)
+        try:
+            rec, _ = read_lock_file(lock_path, not store)
+        except OSError:  # a folder we may not read, or a lease that cannot be read: not a lock of ours
+            continue
+        if rec and rec.get("token") in tokens:
+            return lock_path
     return None
 
 
@@ -132,20 +134,20 @@ def fenced_for(path: str | os.PathLike):
     nothing. On object stores each lease is read back right before the block (no guard exists there: a writer
     paused between that read and its write may still write once after a take-over). The locks are found by
     where ``path`` lies, however it is spelled (:func:`location`). Without a covering lock this is a no-op,
-    except for a writer (a process holding a folder lock) under a folder locked by another: refused.
+    unless a folder above ``path`` carries a lock of this process that cannot be matched: refused.
     Re-entrant: code already inside the guard of a folder may call it again.
 
     Raises:
-        LockLostError: a covering lock was taken over, or ``path`` lies under a folder whose lock this writer
-            does not hold (the block did not run: nothing was committed or deleted).
+        LockLostError: a covering lock was taken over, or ``path`` lies under a folder locked by this process
+            that it cannot match (the block did not run: nothing was committed or deleted).
     """
     covering = _covering(path)
-    foreign = _foreign_lock(path, covering)
-    if foreign is not None:
-        rec, _ = read_lock_file(foreign, io.is_local(foreign))
-        raise LockLostError(f"refusing to write or delete {path}: it lies under {foreign.rsplit('/', 1)[0]}, whose "
-                            f"lock {foreign} this process does not hold (held by {describe_holder(rec)}); nothing "
-                            "was committed or deleted. Write only inside the folders this job has claimed")
+    unmatched = _unmatched_lock(path, covering)
+    if unmatched is not None:
+        raise LockLostError(f"refusing to write or delete {path}: it lies under {unmatched.rsplit('/', 1)[0]}, whose "
+                            f"lock {unmatched} this process took, but the path cannot be matched to that lock (was "
+                            "the folder moved or renamed while the job ran?); nothing was committed or deleted. "
+                            "Rerun the job on the folder where it now is")
     locks = [lk._root() for lk in covering]
     with ExitStack() as stack:
         for lock in locks:

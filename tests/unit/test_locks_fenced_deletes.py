@@ -7,7 +7,7 @@
   a checkpoint swap's retire, a pool's ``remove_builds``) raises ``LockLostError`` after a take-over and deletes
   nothing; with the lock held each deletes.
 * ``fenced_for`` finds a lock by where a path lies, not how it is spelled (a symbolic link, a bind mount, an
-  ``s3://`` key with ``//`` or ``.``), and refuses a writer's delete or commit under a folder another holds.
+  ``s3://`` key with ``//`` or ``.``), and refuses a path under a lock of this process that it cannot match.
 
 Writers that lose their locks run in a PID namespace of their own (to this process, another machine: a live
 holder here is never taken over); where the kernel refuses user namespaces those tests are skipped.
@@ -223,26 +223,34 @@ def test_an_s3_key_spelled_with_empty_or_dot_parts_is_fenced(s3_bucket):
                 pass
 
 
-def test_a_writer_never_writes_under_a_folder_another_holds_and_a_lockless_process_may(tmp_path):
-    """A process that holds a folder lock (a writer) is refused under a folder locked by someone else; one that
-    holds none (a sweep's trial inside its driver's locked folder) is not; under its own lock a writer is fenced
-    as always."""
-    other, mine = tmp_path / "other", tmp_path / "mine"
-    other.mkdir()
-    _taken_over(str(other))  # locked by another holder
-    with fenced_for(other / "trial" / "state.pt"):
-        pass  # no lock held here: not a writer
-    with FolderLock(mine, "run folder"):
-        with fenced_for(mine / "summary.json"):
+def test_a_path_under_a_lock_of_this_process_that_it_cannot_match_is_refused(tmp_path):
+    """The folder was moved while its job held it: a commit under its new name finds the lock file of this
+    process there but no lock it holds on that path, and is refused rather than let through unfenced."""
+    old, new = tmp_path / "pool", tmp_path / "moved"
+    with FolderLock(old, "pool"):
+        with fenced_for(old / "summary.json"):
             pass
-        with pytest.raises(LockLostError, match=f"it lies under {other}, whose lock {other / LOCK_NAME} this "
-                                                "process does not hold"):
-            with fenced_for(other / "trial" / "state.pt"):
+        os.rename(old, new)
+        assert held_lock_for(new / "summary.json") is None
+        with pytest.raises(LockLostError, match=f"it lies under {new}, whose lock {new / LOCK_NAME} this process took"):
+            with fenced_for(new / "build-a" / "summary.json"):
                 raise AssertionError("never runs")
-        with FolderLock(other / "trial", "run folder"):  # its own lock inside the other's folder does not help
-            with pytest.raises(LockLostError, match=f"it lies under {other}"):
-                with fenced_for(other / "trial" / "state.pt"):
-                    pass
+        os.rename(new, old)
+
+
+def test_a_lock_of_another_process_above_a_path_is_not_this_fences_business(tmp_path):
+    """A sweep's trial (or an evidence worker's cache) writes inside its driver's locked folder, holding a lock
+    of its own or none: not refused."""
+    driver, mine = tmp_path / "sweep", tmp_path / "sweep" / "trial" / "cache"
+    driver.mkdir()
+    _taken_over(str(driver))  # the driver's lock
+    with fenced_for(driver / "trial" / "state.pt"):
+        pass
+    with FolderLock(mine, "feature cache"):
+        with fenced_for(mine / "meta.json"):
+            pass
+        with fenced_for(driver / "trial" / "state.pt"):
+            pass
 
 
 def test_a_writer_under_its_own_nested_lock_is_fenced_by_both(tmp_path):
