@@ -153,11 +153,9 @@ def _sweep_litter(folder: str) -> None:
     """Remove the temporary files that killed atomic writes left at the top of ``folder`` (the caller owns it;
     fenced like every delete)."""
     for name in io.list_dir(folder):
-        if _litter(name):
-            fs, p = io.filesystem(io.join(folder, name))
+        if _litter(name):  # a file, or a temporary folder (a trial's checkpoint report): never through a mount
             with fenced_for(io.join(folder, name)):
-                if fs.get_file_info(p).type == pafs.FileType.File:
-                    io.fs_delete(io.join(folder, name))
+                _delete(io.join(folder, name), markers=True)
 
 
 def claim(folder: str | os.PathLike, kind: str, recognise: Recognise | None = None, log=print, *,

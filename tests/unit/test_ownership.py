@@ -1303,3 +1303,13 @@ def test_a_mount_point_inside_a_folder_is_never_deleted_through(tmp_path):
     assert result["lines"] == [f"{work}: keeping data: {work}/data/disk is a mount point, and clearing the folder "
                                "never deletes through one"]
     assert result["refused"].startswith(f"refusing to delete {work}/data: {work}/data/disk is a mount point")
+
+
+def test_a_temporary_folder_a_kill_left_is_litter_and_the_owner_removes_it(tmp_path):
+    out = tmp_path / "trial"
+    claim(out, "run")
+    _write(out / f"{TEMP_PREFIX}pbt-t1-abc" / "fit_state.pt", "state")
+    (out / ".pbt-t1-abc").mkdir()  # not the platform's prefix: someone's
+    assert entries(out) == [".pbt-t1-abc"]
+    claim(out, "run")
+    assert sorted(p.name for p in out.iterdir()) == [".pbt-t1-abc", MARKER_NAME]
