@@ -414,10 +414,10 @@ def clear(folder: str | os.PathLike, kind: str, log=print) -> list[str]:
     with fenced_for(folder):
         mine = set(_marked(folder, kind).get("children") or [])
         for name in entries(folder):
-            deleted, why = _delete(io.join(folder, name), markers=name not in mine)
+            _, why = _delete(io.join(folder, name), markers=name not in mine)
             if why:
                 log(f"{folder}: keeping {name}: {why}, and clearing the folder never deletes through one")
-            elif deleted:
+            else:
                 gone.append(name)
     return gone
 

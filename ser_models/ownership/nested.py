@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 
-import pyarrow.fs as pafs
-
 from ser_models import io
 
 
 def kept_inside(target: str, marker: str, *, markers: bool = True) -> str | None:
-    """Why the tree at ``target`` (a folder, or a file) must not be deleted, or None when it may.
+    """Why the tree at ``target`` must not be deleted, or None when it may.
 
     Args:
-        target: the folder about to be deleted (local path or URI).
+        target: the folder about to be deleted (local path or URI; a folder, or a link to one).
         marker: the ownership marker's file name (``.ser-output.json``).
         markers: also refuse a folder of the tree (``target`` itself included) that carries ``marker``: another
             output of this platform, which its own owner deletes. False: only mount points count (a child the
@@ -27,8 +25,7 @@ def kept_inside(target: str, marker: str, *, markers: bool = True) -> str | None
         ``"<path> is a mount point"`` or ``"<path> is another output (it carries <marker>)"``.
     """
     if not io.is_local(target):
-        fs, p = io.filesystem(target)
-        if not markers or fs.get_file_info(p).type != pafs.FileType.Directory:
+        if not markers:
             return None  # object stores have no mount points
         for rel in io.list_files(target):
             if rel == marker or rel.endswith("/" + marker):
@@ -36,8 +33,8 @@ def kept_inside(target: str, marker: str, *, markers: bool = True) -> str | None
                 return f"{folder} is another output (it carries {marker})"
         return None
     top = str(io.local_path(target))
-    if os.path.islink(top) or not os.path.isdir(top):
-        return None  # a link is removed as a link, a file as a file: nothing is deleted through them
+    if os.path.islink(top):
+        return None  # a link is removed as a link: nothing is deleted through it
     for folder, _, files in os.walk(top, followlinks=False):
         if os.path.ismount(folder):
             return f"{folder} is a mount point"

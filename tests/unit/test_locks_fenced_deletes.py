@@ -299,3 +299,37 @@ def test_a_commit_through_a_bind_mount_of_the_locked_folder_is_fenced(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"found": True, "fenced": True}
+
+
+def test_a_checkpoint_publish_after_a_take_over_publishes_nothing(tmp_path):
+    folder = tmp_path / "run"
+    io.write_bytes_atomic(folder / ".checkpoint.incoming" / "model.json", b"{}")
+    with FolderLock(folder, "run folder"):
+        _taken_over(str(folder))
+        with pytest.raises(LockLostError, match="taken over"):
+            io._publish(str(folder / ".checkpoint.incoming"), str(folder / "checkpoint"), "model.json")
+        assert not (folder / "checkpoint").exists()
+    (folder / LOCK_NAME).unlink()  # the other holder is done
+    with FolderLock(folder, "run folder"):
+        io._publish(str(folder / ".checkpoint.incoming"), str(folder / "checkpoint"), "model.json")
+    assert (folder / "checkpoint" / "model.json").read_bytes() == b"{}"
+
+
+def test_where_a_path_lies(tmp_path, monkeypatch):
+    from ser_models.locks.fence import location
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert location("~/link/x") == ("", str(tmp_path.resolve() / "real" / "x"))
+    assert location(f"file://{tmp_path}/link/x") == ("", str(tmp_path.resolve() / "real" / "x"))
+    assert location("S3://b//pool/./x/?endpoint_override=h") == ("s3", "b/pool/x")
+    assert location("gs://b/pool") == ("gs", "b/pool")
+
+
+def test_a_local_lock_never_covers_a_key_of_a_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with FolderLock(tmp_path / "b" / "pool", "pool"):
+        assert held_lock_for(tmp_path / "b" / "pool" / "x") is not None
+        assert held_lock_for("s3://b/pool/x") is None
+        assert held_lock_for(tmp_path / "b" / "pool2" / "x") is None

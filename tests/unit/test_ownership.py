@@ -1313,3 +1313,15 @@ def test_a_temporary_folder_a_kill_left_is_litter_and_the_owner_removes_it(tmp_p
     assert entries(out) == [".pbt-t1-abc"]
     claim(out, "run")
     assert sorted(p.name for p in out.iterdir()) == [".pbt-t1-abc", MARKER_NAME]
+
+
+def test_clear_removes_a_link_to_another_output_as_a_link(tmp_path):
+    """A link is never gone through: neither to delete what it points at, nor to keep it because of a marker there."""
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    _write(pool / MARKER_NAME, '{"kind": "pool"}')
+    work = tmp_path / "work"
+    claim(work, "bench")
+    (work / "pool").symlink_to(pool)
+    assert clear(work, "bench") == ["pool"]
+    assert not os.path.lexists(work / "pool") and (pool / MARKER_NAME).exists()
