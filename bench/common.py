@@ -29,27 +29,35 @@ BUSY_LOAD = 3.0
 _SCRATCH: list = []
 
 
-def claim_workdir(path: str | os.PathLike) -> Path:
+def claim_workdir(path: str | os.PathLike, inputs: dict | None = None) -> Path:
     """A benchmark's ``--workdir``: new, empty, or marked as a benchmark's by an earlier run (what it holds is
-    kept: pools and caches are reused). A folder no benchmark marked is refused and left as it is.
+    kept: pools and caches are reused). A folder no benchmark marked is refused and left as it is, and so is one
+    that is, contains or lies inside one of the benchmark's ``inputs`` (the check every job makes).
+
+    Args:
+        path: the work folder.
+        inputs: ``{option: path}`` of what the benchmark reads (``{"--pool-dir": ...}``).
 
     Raises:
+        OutputOverlapError: the work folder overlaps an input; nothing is written or deleted.
         ForeignFolderError: the folder holds things no benchmark made.
         LockHeldError: another run of a benchmark uses it.
     """
-    from ser_models.ownership import open_output
+    from ser_models.ownership import check_apart, open_output
 
     folder = Path(path).absolute()
+    check_apart(folder, inputs or {}, key="--workdir")
     _SCRATCH.append(open_output(folder, "bench", what="benchmark work folder"))  # held until the process exits
     return folder
 
 
-def fresh_workdir(path: str | os.PathLike) -> Path:
-    """A work folder the benchmark empties on each run: :func:`claim_workdir`, then its contents deleted
-    (:func:`ser_models.ownership.clear`: only inside a folder marked as a benchmark's)."""
+def fresh_workdir(path: str | os.PathLike, inputs: dict | None = None) -> Path:
+    """A work folder the benchmark empties on each run: :func:`claim_workdir` (``inputs`` checked against it),
+    then its contents deleted (:func:`ser_models.ownership.clear`: only inside a folder marked as a benchmark's;
+    another output inside it, such as a pool, is kept unless the benchmark recorded it with :func:`scratch`)."""
     from ser_models.ownership import clear
 
-    folder = claim_workdir(path)
+    folder = claim_workdir(path, inputs)
     clear(folder, "bench")
     return folder
 

@@ -24,6 +24,7 @@ from bench.common import (
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 from ser_models.console import RAY_LINE
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     demo = claim_workdir(args.demo_dir)
     fresh_workdir(demo)
+    for output in ("corpus", "pool", "feature_cache", "evidence"):
+        scratch(demo / output)  # what `make demo` writes is this benchmark's: emptied on the next run
     load = LoadWindow()
     start = time.perf_counter()
     proc = subprocess.run(["make", "demo", f"DEMO_DIR={demo}"], cwd=REPO, capture_output=True, text=True)

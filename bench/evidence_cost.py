@@ -34,12 +34,12 @@ from bench.common import (
     REPO,
     RESULTS_DIR,
     LoadWindow,
-    claim_workdir,
     fresh_workdir,
     init_ray,
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 
@@ -192,8 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
     from ser_models.models.model_config import resolve_labels
     from ser_models.runs.evidence import build_feature_cache, labelable_training_clips, run_evidence
 
-    work = claim_workdir(args.workdir)
-    fresh_workdir(work)
+    work = fresh_workdir(args.workdir, {"--pool-dir": args.pool_dir, "--cache-dir": args.cache_dir})
+    for output in ("profile", "workload"):
+        scratch(work / output)  # the evidence outputs are this benchmark's: emptied on the next run
     tree = str(Path(ser_models.__file__).parents[1])
     workers = worker_library()
     if workers != tree:

@@ -55,15 +55,16 @@ RESULTS = ROOT / "bench" / "results" / "mutation.json"
 #: reads and listings, evidence's tables and plots).
 TARGETS: dict[str, list[str]] = {
     "locks": ["ser_models.locks.folder_lock.*", "ser_models.locks.lock_file.*", "ser_models.locks.identity.*",
-              "ser_models.locks.guard.*"],
+              "ser_models.locks.guard.*", "ser_models.locks.fence.*"],
     "ownership": ["ser_models.ownership.claims.*", "ser_models.ownership.recognise.*",
-                  "ser_models.ownership.overlap.*"],
+                  "ser_models.ownership.overlap.*", "ser_models.ownership.nested.*"],
     "io (atomic writes, deletes, swaps)": [
         f"ser_models.io.x_{name}__mutmut_*" for name in (
             "is_link", "delete_dir", "write_bytes_atomic", "write_file_atomic", "_temp_name", "_write_atomic",
             "copy_object", "_delete_quietly", "fsync_dir", "make_dirs", "fs_delete", "copy_dir", "_incoming",
             "complete_dir", "finish_dir_swap", "begin_dir_swap", "commit_dir_swap", "abort_dir_swap",
-            "replace_dir", "_retire", "_publish", "write_json_atomic", "write_parquet_atomic")],
+            "replace_dir", "set_delete_fence", "_retire", "_publish", "_publish_unfenced", "write_json_atomic",
+            "write_parquet_atomic")],
     "ledger": ["ser_models.data.ledger.*"],
     "names": ["ser_models.names.*"],
     "pool build and update": ["ser_models.data.pool_update.*", "ser_models.data.pool_builds.*"],

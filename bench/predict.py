@@ -29,11 +29,11 @@ from pathlib import Path
 from bench.common import (
     RESULTS_DIR,
     LoadWindow,
-    claim_workdir,
     fresh_workdir,
     machine_info,
     machine_markdown,
     md_table,
+    scratch,
     write_results,
 )
 
@@ -99,8 +99,10 @@ def main(argv=None) -> Path:
     from ser_models.encoders.smart_turn import cached_encoder
     from ser_models.models.model import EmotionModel, ModelConfig
 
-    work = claim_workdir(args.workdir)
-    fresh_workdir(work)
+    inputs = {"--pool-dir": args.pool_dir}  # a work folder around the pool would be emptied with it
+    work = fresh_workdir(args.workdir, inputs)
+    for output in ("checkpoint", "predict", "predict_local"):
+        scratch(work / output)  # the jobs' outputs are this benchmark's: emptied on the next run
     pool = Pool.open(args.pool_dir)
     clips = pool.summary["kept"]
     hours = sum(s["hours"] for s in pool.summary["splits"].values())

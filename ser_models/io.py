@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -158,10 +159,16 @@ def write_file_atomic(uri: str | os.PathLike, source: str | os.PathLike) -> None
         _write_atomic(uri, lambda fh: shutil.copyfileobj(src, fh, STREAM_COPY_CHUNK))
 
 
+#: The prefix of every temporary name this platform writes (an atomic write in progress, a lock being replaced):
+#: a name only the platform uses, so what a kill leaves behind is told from a person's hidden file by its name.
+TEMP_PREFIX = ".ser-tmp-"
+
+
 def _temp_name(name: str) -> str:
-    """A hidden sibling name for a write in progress: never ends in the target's extension, so folder listings
-    that look for ``*.parquet`` / ``*.json`` never pick it up (and Arrow's dataset readers skip ``.`` files)."""
-    return f".{name}.{uuid.uuid4().hex}.tmp"
+    """A hidden sibling name for a write in progress (:data:`TEMP_PREFIX`): never ends in the target's extension,
+    so folder listings that look for ``*.parquet`` / ``*.json`` never pick it up (and Arrow's dataset readers
+    skip ``.`` files)."""
+    return f"{TEMP_PREFIX}{name}.{uuid.uuid4().hex}.tmp"
 
 
 def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
@@ -191,7 +198,7 @@ def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
         return
     path = local_path(uri)
     make_dirs(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide the file from teammates and other services
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -415,20 +422,39 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike, marker: str) -> 
     commit_dir_swap(dst, marker)
 
 
+#: ``fence(path)``: the context every delete of a swap runs in. :mod:`ser_models.locks` sets it to its
+#: ``fenced_for`` when imported (a process that holds a lock has imported it): a writer whose lock was taken
+#: over deletes nothing. Until then nothing is locked and nothing needs fencing.
+_DELETE_FENCE: Callable[[str], AbstractContextManager] = lambda path: nullcontext()  # noqa: E731
+
+
+def set_delete_fence(fence: Callable[[str], AbstractContextManager]) -> None:
+    """Run the swaps' deletes (:func:`_retire`) and publishes inside ``fence(path)`` (set by :mod:`ser_models.locks`)."""
+    global _DELETE_FENCE
+    _DELETE_FENCE = fence
+
+
 def _retire(folder: str | os.PathLike, marker: str) -> None:
-    """Delete a version of a folder, its ``marker`` first, so a half-deleted version never looks complete. A
-    symbolic link in the folder's place is removed as a link (``lstat``): the folder it points at, perhaps a
-    model other runs share, is left whole."""
-    if is_link(folder):
-        local_path(folder).unlink()
-        return
-    if exists(join(folder, marker)):
-        fs_delete(join(folder, marker))
-    delete_dir(folder)
+    """Delete a version of a folder, its ``marker`` first, so a half-deleted version never looks complete, inside
+    the fence (:func:`set_delete_fence`): a writer whose lock was taken over deletes nothing. A symbolic link in
+    the folder's place is removed as a link (``lstat``): the folder it points at, perhaps a model other runs
+    share, is left whole."""
+    with _DELETE_FENCE(str(folder)):
+        if is_link(folder):
+            local_path(folder).unlink()
+            return
+        if exists(join(folder, marker)):
+            fs_delete(join(folder, marker))
+        delete_dir(folder)
 
 
 def _publish(incoming: str, dst: str | os.PathLike, marker: str) -> None:
-    """Make the complete staged version ``dst`` (which no longer exists)."""
+    """Make the complete staged version ``dst`` (which no longer exists), inside the fence."""
+    with _DELETE_FENCE(str(dst)):
+        _publish_unfenced(incoming, dst, marker)
+
+
+def _publish_unfenced(incoming: str, dst: str | os.PathLike, marker: str) -> None:
     if is_local(dst):
         staged = local_path(incoming)
         for file in (f for f in staged.rglob("*") if f.is_file()):  # durable before the rename makes it live

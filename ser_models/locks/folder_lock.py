@@ -7,8 +7,8 @@ is never taken over while alive; any other is stale only once a watching writer 
 on its own monotonic clock. Locally the file is created with ``O_CREAT | O_EXCL`` and heartbeats, take-overs,
 releases and fenced commits run under an ``flock`` of the folder (:mod:`ser_models.locks.guard`); on object stores
 a lease object is written when absent and read back after :data:`SETTLE_S`. A commit runs inside
-:func:`fenced_for` and raises :class:`~ser_models.exceptions.LockLostError` unless every lock above it still names
-this writer. ``SER_LOCK_TAKE_OVER=<host>:<pid>`` takes over the holder it names (never one alive here). Locks are
+:func:`~ser_models.locks.fence.fenced_for` (so does every delete) and raises
+:class:`~ser_models.exceptions.LockLostError` unless every lock above it still names this writer. ``SER_LOCK_TAKE_OVER=<host>:<pid>`` takes over the holder it names (never one alive here). Locks are
 released on exit; a lock belongs to the thread that took it (the same thread may take it again, nested stages)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import uuid
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 from ser_models import io
 from ser_models.exceptions import LockHeldError, LockLostError
@@ -464,56 +464,6 @@ class FolderLock:
         self.release()
 
 
-def _covering(path: str | os.PathLike) -> list[FolderLock]:
-    """This process's locks on ``path``'s folder or any folder above it, outermost first."""
-    p = str(io.storage_path(path)).rstrip("/")
-    with _HELD_GUARD:
-        found = [lk for lk in _HELD.values()
-                 if p == str(lk.folder).rstrip("/") or p.startswith(str(lk.folder).rstrip("/") + "/")]
-    return sorted(found, key=lambda lk: (len(str(lk.folder).rstrip("/")), lk.path))
-
-
-def held_lock_for(path: str | os.PathLike) -> FolderLock | None:
-    """The lock this process holds on ``path``'s folder or the nearest folder above it (None: none)."""
-    found = _covering(path)
-    return found[-1] if found else None
-
-
-def assert_held_for(path: str | os.PathLike) -> None:
-    """Check that every lock this process holds on a folder above ``path`` is still ours. A commit uses
-    :func:`fenced_for` instead, which also keeps a take-over from coming between the check and the commit.
-
-    Raises:
-        LockLostError: it was taken over.
-    """
-    for lock in _covering(path):  # every one: a ledger's own append lock sits inside the run folder's
-        lock.assert_held()
-
-
-@contextmanager
-def fenced_for(path: str | os.PathLike):
-    """``with fenced_for(path): <commit path>``: commit only while every lock this process holds on a folder above
-    ``path`` still names this writer, with no take-over in between.
-
-    Locally the guards of those locks' folders (the ``flock`` that take-overs, releases and heartbeats take) are
-    held, outermost folder first, while the locks are checked and while the block runs, so a take-over waits
-    until the commit is done and a writer whose lock was taken over before it commits nothing. On object stores
-    each lease is read back right before the block (no guard exists there: a writer paused between that read
-    and its write may still commit after a take-over). Without a covering lock this is a no-op. Re-entrant:
-    code already inside the guard of a folder may call it again.
-
-    Raises:
-        LockLostError: a covering lock was taken over (the block did not run: nothing was committed).
-    """
-    locks = [lk._root() for lk in _covering(path)]
-    with ExitStack() as stack:
-        for lock in locks:
-            stack.enter_context(lock._folder_guard(mutate=False))
-        for lock in locks:
-            lock.assert_held()
-        yield
-
-
 @atexit.register
 def _release_all() -> None:
     for lock in list(_HELD.values()):
@@ -522,5 +472,5 @@ def _release_all() -> None:
 
 
 __all__ = ["DEFAULT_STALE_S", "LOCK_NAME", "MIN_STALE_S", "READ_TRIES", "SETTLE_S", "STALE_ENV", "TAKE_OVER_ENV",
-           "WAIT_ENV", "FolderLock", "assert_held_for", "fenced_for", "held_lock_for", "holder_id", "machine_identity",
-           "stale_seconds", "take_over_holder", "wait_seconds"]
+           "WAIT_ENV", "FolderLock", "holder_id", "machine_identity", "stale_seconds", "take_over_holder",
+           "wait_seconds"]

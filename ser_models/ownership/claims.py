@@ -16,15 +16,20 @@ check their inputs first) or :func:`claim_file` (one file written atomically):
   never suffice;
 * anything else is refused with :class:`~ser_models.exceptions.ForeignFolderError` naming the folder, its
   kind (if any) and a few entries. Nothing is written into a refused folder. The temporary files that killed
-  atomic writes leave (``.<name>.<hex>.tmp``) never make a folder foreign; the next owner removes them.
+  atomic writes leave never make a folder foreign; the next owner removes them. They are told by their name's
+  prefix, which only the platform writes (``.ser-tmp-``, :data:`ser_models.io.TEMP_PREFIX`): a person's hidden
+  file (``.report.draft_v2.tmp``) makes a folder non-empty and is never deleted.
 
 Every delete of the platform goes through this module (a test finds any other call site): :func:`remove` and
 :func:`clear` refuse a folder not marked with the caller's kind, a path that leaves the folder, and the marker
 and lock themselves; :func:`remove` with ``recorded_only=True`` deletes only a child the marker records;
 :func:`replace_files` deletes only the files an earlier export recorded; :func:`remove_if` deletes one file only
 when its content is what the platform writes there; :func:`discard_staging` only a staging folder made by
-:func:`make_staging`. Links are removed as links, never followed. Marker writes are fenced
-(:func:`ser_models.locks.fenced_for`): a writer whose lock was taken over records nothing.
+:func:`make_staging`. Links are removed as links, never followed; a tree is never deleted through a mount point
+inside it, nor through a folder that carries its own marker (another output) unless the folder's marker records
+it as made for it (:func:`clear` keeps such a folder and says so; :func:`remove` refuses). Deletes and marker
+writes are fenced (:func:`ser_models.locks.fenced_for`): a writer whose lock was taken over deletes and records
+nothing.
 
 If a folder really is yours and the layout check refuses it (a file you added to a run folder, say), move
 the extra entries out, or write the marker yourself: ``{"kind": "<kind>"}`` in ``<folder>/.ser-output.json``.
@@ -33,7 +38,6 @@ the extra entries out, or write the marker yourself: ``{"kind": "<kind>"}`` in `
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 import time
@@ -45,6 +49,7 @@ import pyarrow.fs as pafs
 from ser_models import io
 from ser_models.exceptions import ForeignFolderError
 from ser_models.locks import LOCK_NAME, FolderLock, assert_held_for, fenced_for, held_lock_for
+from ser_models.ownership.nested import kept_inside
 from ser_models.ownership.overlap import check_apart
 
 MARKER_NAME = ".ser-output.json"
@@ -63,8 +68,6 @@ KINDS = {
 #: ``recognise(folder, entries) -> children to record, or None``: is an unmarked folder this kind's layout?
 Recognise = Callable[[str, list[str]], "list[str] | None"]
 _SHOWN = 8
-#: io's temporary names: ``tempfile.mkstemp``'s 8 characters (local) or ``uuid4().hex`` (object stores).
-_LITTER = re.compile(r"\..+\.(?:[a-z0-9_]{8}|[0-9a-f]{32})\.tmp")
 
 
 def _ours(name: str) -> bool:
@@ -75,10 +78,9 @@ def _ours(name: str) -> bool:
 def _litter(name: str) -> bool:
     """A temporary file of an atomic write that a kill left behind: never a reason to refuse a folder (a job
     killed while writing its first marker must not block the folder for good); the next owner removes it
-    (:func:`claim`). Only the two shapes :mod:`ser_models.io` makes count (``.<target>.<8 mkstemp
-    characters>.tmp`` locally, ``.<target>.<32 hex digits>.tmp`` on object stores): a person's
-    ``.draft.final.tmp`` is theirs."""
-    return _LITTER.fullmatch(name) is not None
+    (:func:`claim`). Only names with the platform's own prefix (:data:`ser_models.io.TEMP_PREFIX`) count, never
+    a shape a person's file can have: ``.report.draft_v2.tmp`` is theirs."""
+    return name.startswith(io.TEMP_PREFIX)
 
 
 def entries(folder: str | os.PathLike) -> list[str]:
@@ -148,12 +150,12 @@ def _write_marker(folder: str, marker: dict) -> None:
 
 
 def _sweep_litter(folder: str) -> None:
-    """Remove the temporary files that killed atomic writes left at the top of ``folder`` (the caller owns it)."""
+    """Remove the temporary files that killed atomic writes left at the top of ``folder`` (the caller owns it;
+    fenced like every delete)."""
     for name in io.list_dir(folder):
-        if _litter(name):
-            fs, p = io.filesystem(io.join(folder, name))
-            if fs.get_file_info(p).type == pafs.FileType.File:
-                io.fs_delete(io.join(folder, name))
+        if _litter(name):  # a file, or a temporary folder (a trial's checkpoint report): never through a mount
+            with fenced_for(io.join(folder, name)):
+                _delete(io.join(folder, name), markers=True)
 
 
 def claim(folder: str | os.PathLike, kind: str, recognise: Recognise | None = None, log=print, *,
@@ -345,53 +347,79 @@ def _child(folder: str, rel: str) -> str:
 
 
 def remove(folder: str | os.PathLike, kind: str, rel: str, *, recorded_only: bool) -> bool:
-    """Delete ``folder/rel`` (a file or a folder tree), only inside a folder marked ``kind``.
+    """Delete ``folder/rel`` (a file or a folder tree), only inside a folder marked ``kind``, inside the fence
+    (:func:`~ser_models.locks.fenced_for`: a writer whose lock was taken over deletes nothing).
 
     Args:
         folder: the marked output folder.
         kind: its kind.
         rel: a relative path inside it (``build-x``, ``build-x/data/split=_quarantine``, ``cv_choices``).
         recorded_only: True: ``rel``'s first component must be a child the marker records (else nothing is
-            deleted and ``ForeignFolderError`` is raised); False: a name of the kind's own fixed layout.
+            deleted and ``ForeignFolderError`` is raised); False: a name of the kind's own fixed layout, which
+            is not deleted when a folder in it carries its own marker (another output).
 
     Returns:
         Whether something was deleted (False: it did not exist).
 
     Raises:
         ForeignFolderError: the folder is not marked ``kind``, ``rel`` leaves it or names the marker or lock,
-            or (``recorded_only``) its first component is not recorded.
+            (``recorded_only``) its first component is not recorded, or the tree holds a mount point or
+            (not ``recorded_only``) another output: nothing is deleted.
+        LockLostError: this writer's lock was taken over; nothing is deleted.
     """
     folder = str(io.storage_path(folder))
-    marker = _marked(folder, kind)
     first = _child(folder, rel)
-    if recorded_only and first not in set(marker.get("children") or []):
-        raise ForeignFolderError(f"refusing to delete {io.join(folder, rel)}: {first!r} is not recorded as made by "
-                                 f"this platform in {io.join(folder, MARKER_NAME)}")
     target = io.join(folder, rel)
+    with fenced_for(target):
+        marker = _marked(folder, kind)
+        if recorded_only and first not in set(marker.get("children") or []):
+            raise ForeignFolderError(f"refusing to delete {target}: {first!r} is not recorded as made by this "
+                                     f"platform in {io.join(folder, MARKER_NAME)}")
+        deleted, why = _delete(target, markers=not recorded_only)
+    if why:
+        raise ForeignFolderError(f"refusing to delete {target}: {why}, and a delete never goes through one; nothing "
+                                 f"was deleted. Move it out of {folder} (or unmount it) and run again")
+    return deleted
+
+
+def _delete(target: str, *, markers: bool) -> tuple[bool, str | None]:
+    """Delete the file or tree ``target`` unless :func:`~ser_models.ownership.nested.kept_inside` keeps it:
+    ``(deleted, why kept)``."""
     fs, p = io.filesystem(target)
     kind_of = fs.get_file_info(p).type
     if kind_of == pafs.FileType.NotFound:
-        return False
+        return False, None
     if kind_of == pafs.FileType.Directory:
+        why = kept_inside(target, MARKER_NAME, markers=markers)
+        if why:
+            return False, why
         io.delete_dir(target)
     else:
         io.fs_delete(target)
-    return True
+    return True, None
 
 
-def clear(folder: str | os.PathLike, kind: str) -> list[str]:
+def clear(folder: str | os.PathLike, kind: str, log=print) -> list[str]:
     """Delete everything in a folder marked ``kind`` but its marker and lock (a trial folder taking another
-    trial's state); returns the names deleted.
+    trial's state), inside the fence; returns the names deleted. A folder in it that carries its own marker
+    (another job's output, such as a pool inside a benchmark's work folder) is kept, unless this folder's marker
+    records it as made for it, and so is any tree with a mount point inside: each with a line saying so.
 
     Raises:
         ForeignFolderError: the folder is not marked ``kind``.
+        LockLostError: this writer's lock was taken over; nothing is deleted.
     """
     folder = str(io.storage_path(folder))
-    _marked(folder, kind)
-    names = entries(folder)
-    for name in names:
-        remove(folder, kind, name, recorded_only=False)
-    return names
+    gone = []
+    with fenced_for(folder):
+        mine = set(_marked(folder, kind).get("children") or [])
+        for name in entries(folder):
+            _, why = _delete(io.join(folder, name), markers=name not in mine)
+            if why:
+                log(f"{folder}: keeping {name}: {why}, and clearing the folder never deletes through one")
+            else:
+                gone.append(name)
+    return gone
 
 
 def replace_files(folder: str | os.PathLike, kind: str, written: Iterable[str]) -> list[str]:
@@ -455,7 +483,8 @@ def remove_if(path: str | os.PathLike, recognise: Callable[[str], bool], what: s
     if not ours:
         print(f"{path}: left as it is (it does not read as {what} this platform wrote)")
         return False
-    io.fs_delete(path)
+    with fenced_for(path):  # a writer whose lock was taken over deletes nothing
+        io.fs_delete(path)
     return True
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ser_models.io import is_local, local_path, read_bytes, storage_path, write_bytes_atomic
+from ser_models.io import TEMP_PREFIX, is_local, local_path, read_bytes, storage_path, write_bytes_atomic
 from ser_models.locks import fenced_for
 from ser_models.ownership import claim, clear, recognise_run
 from ser_models.tune.space import SearchParam, apply_values, trial_values
@@ -194,7 +194,8 @@ def _checkpointing_report(output_dir: str, trial_id: str):
     parent = local_path(str(state_uri)).parent if local else None
 
     def report(row: dict) -> None:
-        with tempfile.TemporaryDirectory(prefix=f"pbt-{trial_id}-", dir=parent) as tmp:
+        # the platform's temporary prefix: a kill's leftover here is litter, never a reason to refuse the folder
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}pbt-{trial_id}-", dir=parent) as tmp:
             target = Path(tmp) / STATE_FILE
             if not (local and _hard_link(local_path(str(state_uri)), target)):
                 target.write_bytes(read_bytes(state_uri))  # object storage, or no hard links here

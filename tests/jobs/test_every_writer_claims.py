@@ -215,3 +215,41 @@ def test_a_benchmarks_scratch_output_is_made_way_for_and_a_job_then_claims_it(tm
     (work / "notes.md").write_text("mine")
     scratch(work / "run")
     assert sorted(p.name for p in work.iterdir() if p.name[0] != ".") == ["notes.md"]
+
+
+def _marked_pool(folder: Path) -> None:
+    """A pool folder some job made: its marker and a summary."""
+    folder.mkdir(parents=True)
+    (folder / ".ser-output.json").write_text('{"kind": "pool"}')
+    (folder / "summary.json").write_text('{"build": "build-x"}')
+
+
+def test_a_benchmark_whose_work_folder_holds_its_pool_is_refused_and_the_pool_stays(tmp_path):
+    """``bench.predict --workdir W --pool-dir W/pool`` once emptied W, the pool with it, before reading it: the
+    benchmark makes the jobs' input/output check, and nothing is deleted."""
+    from bench import predict
+    from ser_models.exceptions import OutputOverlapError
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / ".ser-output.json").write_text('{"kind": "bench"}')  # an earlier benchmark run's work folder
+    _marked_pool(work / "pool")
+    before = _tree(tmp_path)
+    with pytest.raises(OutputOverlapError, match=r"--workdir=.* contains the input --pool-dir="):
+        predict.main(["--workdir", str(work), "--pool-dir", str(work / "pool"), "--results", str(tmp_path / "r.md")])
+    assert _tree(tmp_path) == before
+
+
+def test_a_fresh_work_folder_keeps_another_output_inside_it_and_empties_the_rest(tmp_path, capsys):
+    from bench.common import fresh_workdir, scratch
+
+    work = tmp_path / "w"
+    scratch(work / "run")  # recorded as the benchmark's own: emptied on the next run, marker or not
+    (work / "run").mkdir()
+    (work / "run" / ".ser-output.json").write_text('{"kind": "run", "job": "jobs.finetune"}')
+    _marked_pool(work / "pool")
+    (work / "old.parquet").write_text("x")
+    fresh_workdir(work)
+    assert sorted(p.name for p in work.iterdir() if p.name[0] != ".") == ["pool"]
+    assert (work / "pool" / "summary.json").read_text() == '{"build": "build-x"}'
+    assert f"keeping pool: {work / 'pool'} is another output (it carries .ser-output.json)" in capsys.readouterr().out

@@ -326,7 +326,7 @@ _WRITE = "import sys; from ser_models import io; io.write_bytes_atomic(sys.argv[
 
 
 def test_a_kill_before_publish_leaves_the_old_bytes_and_one_hidden_temporary_file_beside_the_target(store):
-    """The new version is written whole to a hidden ``.<name>.<random>.tmp`` in the target's own folder (never
+    """The new version is written whole to a hidden ``.ser-tmp-<name>.<random>.tmp`` in the target's own folder (never
     ending in the target's extension) before it is published."""
     target = f"{store}/labels/ledger.parquet"
     io.write_bytes_atomic(target, b"old version")
@@ -335,7 +335,7 @@ def test_a_kill_before_publish_leaves_the_old_bytes_and_one_hidden_temporary_fil
     assert io.read_bytes(target) == b"old version"
     files = io.list_files(f"{store}/labels")
     assert len(files) == 2 and files[1] == "ledger.parquet", files
-    assert re.fullmatch(r"\.ledger\.parquet\.\w+\.tmp", files[0]), files
+    assert re.fullmatch(r"\.ser-tmp-ledger\.parquet\.\w+\.tmp", files[0]), files
     assert io.read_bytes(f"{store}/labels/{files[0]}") == b"new version"
 
 

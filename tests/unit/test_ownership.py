@@ -13,6 +13,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -25,6 +27,7 @@ import ser_models
 from ser_models.data import PoolConfig, prepare_pool
 from ser_models.data.pool_builds import legacy_pool
 from ser_models.exceptions import ForeignFolderError, LockHeldError, LockLostError, OutputOverlapError
+from ser_models.io import TEMP_PREFIX
 from ser_models.locks import LOCK_NAME, STALE_ENV, TAKE_OVER_ENV, WAIT_ENV, FolderLock
 from ser_models.ownership import (
     KINDS,
@@ -37,6 +40,7 @@ from ser_models.ownership import (
     claim_output,
     clear,
     discard_staging,
+    entries,
     make_staging,
     open_output,
     read_marker,
@@ -51,6 +55,8 @@ from ser_models.ownership import (
     replace_files,
 )
 from ser_models.ownership.overlap import check_apart
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _plain_folder(root):
@@ -207,10 +213,11 @@ def test_open_output_marks_and_locks_the_folder_until_the_job_leaves(tmp_path):
 
 
 def test_a_marker_write_killed_midway_never_blocks_the_folder(tmp_path):
-    """A kill while writing the first marker left ``.ser-output.json.<random>.tmp``; every later start was refused."""
+    """A kill while writing the first marker left ``.ser-tmp-.ser-output.json.<random>.tmp``; every later start
+    was refused."""
     out = tmp_path / "run"
     out.mkdir()
-    litter = out / f".{MARKER_NAME}.k2j3h4x9.tmp"  # mkstemp: 8 characters
+    litter = out / f"{TEMP_PREFIX}{MARKER_NAME}.k2j3h4x9.tmp"  # mkstemp: 8 characters
     litter.write_text('{"kind": "ru')
     with open_output(out, "run"):
         pass
@@ -220,7 +227,7 @@ def test_a_marker_write_killed_midway_never_blocks_the_folder(tmp_path):
 def test_litter_of_another_write_is_ignored_by_a_claim_and_removed_by_the_owner(tmp_path):
     out = tmp_path / "pool"
     claim(out, "pool")
-    (out / ".summary.json.a1b2c3d4.tmp").write_text("{")
+    (out / f"{TEMP_PREFIX}summary.json.a1b2c3d4.tmp").write_text("{")
     with open_output(out, "pool"):
         pass
     assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME]
@@ -433,7 +440,9 @@ def test_a_refusal_shows_eight_entries_then_how_many_there_are(tmp_path, count, 
     assert f"It holds: {holds}. Point the job's output" in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["my.notes.v2.txt", ".x.tmp", ".x.k2j3.tmpl", "x.k2j3.tmp"])
+@pytest.mark.parametrize("name", ["my.notes.v2.txt", ".x.tmp", ".x.k2j3.tmpl", "x.k2j3.tmp", ".report.draft_v2.tmp",
+                                  ".labels.20250101.tmp", f".summary.{'0123456789abcdef' * 2}.tmp",
+                                  f".{MARKER_NAME}.k2j3h4x9.tmp", TEMP_PREFIX[1:] + "x.tmp", ".ser-tmpx.tmp"])
 def test_a_file_named_almost_like_litter_makes_a_folder_foreign(tmp_path, name):
     _write(tmp_path / "out" / name)
     with pytest.raises(ForeignFolderError, match=re.escape(f"It holds: {name}.")):
@@ -441,9 +450,11 @@ def test_a_file_named_almost_like_litter_makes_a_folder_foreign(tmp_path, name):
     assert (tmp_path / "out" / name).exists() and read_marker(tmp_path / "out") is None
 
 
-@pytest.mark.parametrize("name", [f".summary.{'0123456789abcdef' * 2}.tmp", f"{MARKER_NAME}.k2j3h4x9.tmp"])
+@pytest.mark.parametrize("name", [f"{TEMP_PREFIX}summary.{'0123456789abcdef' * 2}.tmp",
+                                  f"{TEMP_PREFIX}{MARKER_NAME}.k2j3h4x9.tmp"])
 def test_litter_of_a_killed_write_never_blocks_a_claim_and_is_removed(tmp_path, name):
-    """``.<name>.<random>.tmp``, as an object store's write (32 hex digits) or a local one (mkstemp) leaves it."""
+    """``.ser-tmp-<name>.<random>.tmp``, as an object store's write (32 hex digits) or a local one (mkstemp)
+    leaves it."""
     out = tmp_path / "out"
     _write(out / name, '{"kind": "ru')
     assert check_claim(out, "run") == ("new", [])
@@ -1185,3 +1196,132 @@ def test_a_local_folder_spelled_like_a_uri_is_not_that_uri(tmp_path, monkeypatch
     (tmp_path / "s3:" / "bkt" / "pool").mkdir(parents=True)  # a local folder: ./s3:/bkt/pool
     check_apart("s3://bkt/pool", {"pool_dir": "s3:/bkt/pool"})
     check_apart("s3:/bkt/pool/run", {"pool_dir": "s3://bkt/pool"})
+
+
+def test_a_persons_hidden_tmp_file_in_a_marked_folder_survives_the_owners_sweep(tmp_path):
+    """Only names with the platform's prefix are litter: ``.report.draft_v2.tmp`` (a shape the platform's temporary
+    files once had) is a person's file, kept when the owner sweeps its litter, while ``.ser-tmp-...`` goes."""
+    out = tmp_path / "run"
+    claim(out, "run")
+    _write(out / ".report.draft_v2.tmp", "a person's draft")
+    _write(out / f"{TEMP_PREFIX}summary.json.a1b2c3d4.tmp", "{")
+    with open_output(out, "run"):
+        pass
+    assert sorted(p.name for p in out.iterdir()) == [".report.draft_v2.tmp", MARKER_NAME]
+    assert (out / ".report.draft_v2.tmp").read_text() == "a person's draft"
+    assert entries(out) == [".report.draft_v2.tmp"]
+
+
+# -- nested ownership: another output inside a folder being cleared -----------------------------------------------
+def _store_write(path: str, text: str = "x") -> None:
+    from ser_models import io
+
+    io.write_bytes_atomic(path, text.encode())
+
+
+def test_clear_keeps_another_output_inside_the_folder_and_says_so(store):
+    """A pool (its own marker) inside a benchmark's work folder is another job's output: kept, with a line."""
+    from ser_models import io
+
+    work = f"{store}/work"
+    claim(work, "bench")
+    _store_write(f"{work}/pool/{MARKER_NAME}", '{"kind": "pool"}')
+    _store_write(f"{work}/pool/data/part-0.parquet", "clips")
+    _store_write(f"{work}/deep/a/{MARKER_NAME}", '{"kind": "run"}')  # a marker further down counts too
+    _store_write(f"{work}/deep/b.txt")
+    _store_write(f"{work}/tmp/scores.parquet")
+    lines = []
+    assert clear(work, "bench", log=lines.append) == ["tmp"]
+    assert io.read_bytes(f"{work}/pool/data/part-0.parquet") == b"clips" and io.exists(f"{work}/deep/b.txt")
+    assert not io.exists(f"{work}/tmp")
+    assert lines == [f"{work}: keeping deep: {work}/deep/a is another output (it carries {MARKER_NAME}), and clearing "
+                     "the folder never deletes through one",
+                     f"{work}: keeping pool: {work}/pool is another output (it carries {MARKER_NAME}), and clearing "
+                     "the folder never deletes through one"]
+    with pytest.raises(ForeignFolderError, match=f"refusing to delete {work}/pool: {work}/pool is another output"):
+        remove(work, "bench", "pool", recorded_only=False)
+    assert io.read_bytes(f"{work}/pool/data/part-0.parquet") == b"clips"
+
+
+def test_a_child_the_marker_records_is_the_folders_own_even_with_a_marker_of_its_own(store):
+    """bench.common.scratch records a job's output before the job claims it: clearing (or removing) it again is
+    the owner's right."""
+    from ser_models import io
+
+    work = f"{store}/work"
+    claim(work, "bench")
+    with FolderLock(work, "bench"):
+        record(work, "bench", ["run"])
+    _store_write(f"{work}/run/{MARKER_NAME}", '{"kind": "run"}')
+    _store_write(f"{work}/run/metrics.json")
+    assert clear(work, "bench") == ["run"] and not io.exists(f"{work}/run")
+    _store_write(f"{work}/run/{MARKER_NAME}", '{"kind": "run"}')
+    assert remove(work, "bench", "run", recorded_only=True) and not io.exists(f"{work}/run")
+
+
+def _in_a_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``script`` as root of a new user + mount namespace (it may mount), or skip where the kernel refuses."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "d=$(mktemp -d) && mount -t tmpfs none $d && umount $d && rmdir $d"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user + mount namespace here: {probe.stderr.strip()[-200:]}")
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-c", script, *args],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+# Mounts a tmpfs holding a file at <work>/data/disk, then clears and removes; prints what happened.
+_MOUNTED = """
+import json, os, subprocess, sys
+from ser_models.exceptions import ForeignFolderError
+from ser_models.ownership import claim, clear, remove
+work = sys.argv[1]
+claim(work, "bench")
+disk = os.path.join(work, "data", "disk")
+os.makedirs(disk)
+subprocess.run(["mount", "-t", "tmpfs", "none", disk], check=True)
+open(os.path.join(disk, "theirs.wav"), "w").write("audio")
+open(os.path.join(work, "scores.parquet"), "w").write("x")
+lines = []
+gone = clear(work, "bench", log=lines.append)
+try:
+    remove(work, "bench", "data", recorded_only=False)
+    refused = ""
+except ForeignFolderError as exc:
+    refused = str(exc)
+print(json.dumps({"gone": gone, "lines": lines, "refused": refused,
+                  "kept": open(os.path.join(disk, "theirs.wav")).read()}))
+"""
+
+
+def test_a_mount_point_inside_a_folder_is_never_deleted_through(tmp_path):
+    work = tmp_path / "work"
+    done = _in_a_mount_namespace(_MOUNTED, str(work))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["gone"] == ["scores.parquet"] and result["kept"] == "audio"
+    assert result["lines"] == [f"{work}: keeping data: {work}/data/disk is a mount point, and clearing the folder "
+                               "never deletes through one"]
+    assert result["refused"].startswith(f"refusing to delete {work}/data: {work}/data/disk is a mount point")
+
+
+def test_a_temporary_folder_a_kill_left_is_litter_and_the_owner_removes_it(tmp_path):
+    out = tmp_path / "trial"
+    claim(out, "run")
+    _write(out / f"{TEMP_PREFIX}pbt-t1-abc" / "fit_state.pt", "state")
+    (out / ".pbt-t1-abc").mkdir()  # not the platform's prefix: someone's
+    assert entries(out) == [".pbt-t1-abc"]
+    claim(out, "run")
+    assert sorted(p.name for p in out.iterdir()) == [".pbt-t1-abc", MARKER_NAME]
+
+
+def test_clear_removes_a_link_to_another_output_as_a_link(tmp_path):
+    """A link is never gone through: neither to delete what it points at, nor to keep it because of a marker there."""
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    _write(pool / MARKER_NAME, '{"kind": "pool"}')
+    work = tmp_path / "work"
+    claim(work, "bench")
+    (work / "pool").symlink_to(pool)
+    assert clear(work, "bench") == ["pool"]
+    assert not os.path.lexists(work / "pool") and (pool / MARKER_NAME).exists()
