@@ -21,7 +21,9 @@ reason              why
 ==================  ========================================================================================
 
 An importer may refuse a row for a reason of its format before these checks (Lhotse: ``unsupported_source``
-for audio in memory, behind a command or at an ``http`` URL, ``unsupported_cut`` for mixed cuts).
+for audio in memory, behind a command or at an ``http`` URL, ``unsupported_cut`` for mixed cuts). A
+``file://`` URI of another host (``file://server/x.wav``) is refused as ``unsupported_source`` in every format;
+``file:///abs/x.wav`` and ``file://localhost/abs/x.wav`` are the local file ``/abs/x.wav``.
 
 The taken rows become one of our manifests (CSV / TSV, Parquet or JSONL by the output's extension, written
 atomically through :mod:`ser_models.io`); the refused ones are listed in ``<output stem>.refused.csv`` (cells
@@ -178,11 +180,16 @@ def cell(value: Any) -> Any:
 
 
 def resolve_path(path: str | None, base: str) -> str | None:
-    """An audio path as our manifests hold it: ``file://`` dropped, URIs kept, relative ones against ``base``."""
+    """An audio path as our manifests hold it: a ``file://`` URI of this machine as its local path (a URI of
+    another host is kept, and :func:`take_rows` refuses its row), other URIs kept, relative paths against
+    ``base``."""
     if not path:
         return None
     if path.startswith("file://"):
-        path = path[len("file://"):]
+        try:
+            path = io.file_uri_path(path)
+        except ConfigError:
+            return path
     elif "://" in path:
         return path
     if not io.is_local(base) and not os.path.isabs(path):
@@ -209,6 +216,9 @@ def _check(row: Row, kind: str, labels: set[str] | None) -> tuple[str, str] | No
                           "'.', '_' or '-', starting with a letter or digit")
     if not row.path:
         return "missing_file", "no audio path"
+    if row.path.startswith("file://"):  # left so by resolve_path: a file URI of another host
+        return "unsupported_source", (f"{row.path}: a file:// URI of another host; only this machine's files are "
+                                      "read (file:///abs/path or file://localhost/abs/path)")
     start, end = row.start, row.end
     if not (math.isnan(start) and math.isnan(end)):
         if not (math.isfinite(start) and math.isfinite(end)):

@@ -130,6 +130,20 @@ def test_nemo_rows_without_ids_get_path_ids_and_bad_rows_are_refused(tmp_path, a
         0.5, 1.5, 12.5)
 
 
+def test_file_uris_of_this_machine_are_read_and_of_another_host_refused(tmp_path, audio):
+    """``file://localhost/abs/mono.wav`` was read as ``localhost/abs/mono.wav`` under the manifest's folder."""
+    lines = [{"utt_id": "a", "audio_filepath": f"file://localhost{audio['mono']}", "duration": 3.0},
+             {"utt_id": "b", "audio_filepath": f"file://{audio['stereo']}", "duration": 3.0},
+             {"utt_id": "c", "audio_filepath": f"file://nas01{audio['mono']}", "duration": 3.0}]
+    (tmp_path / "m.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    for check_files in (True, False):  # refused by what it is, not because no such file is found
+        frame, report = import_nemo(str(tmp_path / "m.json"), str(tmp_path / "m.csv"), check_files=check_files,
+                                    **QUIET)
+        assert frame["path"].tolist() == [audio["mono"], audio["stereo"]]
+        assert [(r[1], r[2]) for r in report.refused] == [("c", "unsupported_source")]
+        assert "another host" in report.refused[0][3]
+
+
 def test_an_export_never_writes_into_a_folder_it_did_not_make(tmp_path, audio):
     from ser_models.exceptions import ForeignFolderError
 
