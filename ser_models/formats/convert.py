@@ -223,7 +223,8 @@ def run_export(cfg: ConvertConfig, log=print):
         log(f"export {kind} {cfg.input}: {len(rows)} rows")
         return write_nemo(rows, cfg.output, label_field=label_field, log=log)
     # An export folder is ours; what a person added to it stays. The files of the previous export that this
-    # one does not write again (another split, a dropped file) are deleted: the marker lists them.
+    # one does not write again (another split, a dropped file) are deleted: the marker lists them with their
+    # content's hash, and one a person edited since is kept (replace_files warns).
     with claim_output(cfg.output, "export", inputs=inputs, key="output", log=log):
         kind, rows = export_table(cfg.input, pool_dir=cfg.pool_dir, segments=cfg.segments)
         log(f"export {kind} {cfg.input}: {len(rows)} rows")
@@ -236,7 +237,7 @@ def run_export(cfg: ConvertConfig, log=print):
 
             files = write_hf(rows, cfg.output, label_field=label_field, labels=cfg.labels, log=log)
         written = list(files.values()) if isinstance(files, dict) else list(files)
-        for gone in replace_files(cfg.output, "export", written):
+        for gone in replace_files(cfg.output, "export", written, log=log):
             log(f"removed {gone}: written by the previous export of {cfg.output}, not by this one")
         return files
 

@@ -182,6 +182,35 @@ def test_a_second_export_keeps_what_a_person_added_and_replaces_only_its_own_fil
         f"removed {g}: written by the previous export of {out}, not by this one" for g in gone]
 
 
+def test_a_later_export_keeps_an_earlier_exports_file_that_a_person_edited(tmp_path, audio):
+    """A later export deleted the earlier export's files it did not write again by name, edited or not."""
+    pytest.importorskip("datasets")
+    ours, out = _ours(tmp_path, audio), tmp_path / "hf"
+    convert(ConvertConfig(input=ours, output=str(out), to="hf", labels=["angry", "happy", "sad"]), **QUIET)
+    first = sorted(p.relative_to(out).as_posix() for p in (out / "data").iterdir())
+    assert len(first) == 3
+    edited = next(out / rel for rel in first if "test" in rel)
+    edited.write_bytes(edited.read_bytes() + b"a person's edit")
+    only_train = tmp_path / "train_only.parquet"
+    frame = read_manifest(ours)
+    frame[frame["split"] == "train"].to_parquet(only_train)
+    lines = []
+    convert(ConvertConfig(input=str(only_train), output=str(out), to="hf", labels=["angry", "happy", "sad"]),
+            log=lines.append)
+    assert edited.read_bytes().endswith(b"a person's edit")  # kept, with a warning naming it
+    warned = [line for line in lines if line.startswith("WARNING")]
+    assert len(warned) == 1 and str(edited) in warned[0] and "changed since" in warned[0]
+    untouched = next(rel for rel in first if "validation" in rel)
+    assert not (out / untouched).exists()  # the unedited file of the previous export still goes
+    assert [line for line in lines if line.startswith("removed ")] == [
+        f"removed {untouched}: written by the previous export of {out}, not by this one"]
+    # the kept file is the person's now: a third export neither deletes it nor warns again
+    lines.clear()
+    convert(ConvertConfig(input=str(only_train), output=str(out), to="hf", labels=["angry", "happy", "sad"]),
+            log=lines.append)
+    assert edited.exists() and not [line for line in lines if line.startswith(("WARNING", "removed"))]
+
+
 def test_an_import_never_writes_over_its_input(tmp_path, audio):
     from ser_models.exceptions import OutputOverlapError
 
