@@ -172,7 +172,12 @@ def _first_item(src: str) -> dict:
 
 def run_import(cfg: ConvertConfig, log=print):
     """Import ``cfg.input`` into ``cfg.output``; returns ``(manifest, report)``."""
-    claim_file(cfg.output, inputs={"input": cfg.input, "recordings": cfg.recordings})
+    from ser_models.formats.rows import refused_path
+
+    inputs = {"input": cfg.input, "recordings": cfg.recordings}
+    claim_file(cfg.output, inputs=inputs)
+    # The refused rows go beside the output (rows.finish): an output too, claimed like it before the first byte.
+    claim_file(refused_path(cfg.output), inputs=inputs, key="the refused-rows list of output")
     fmt = cfg.format or detect_format(cfg.input)
     if fmt in CORPORA:
         from ser_models.formats.corpora import import_corpus

@@ -32,6 +32,7 @@ neutralised against spreadsheet formulas) and the first ten are printed.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import gzip
 import io as _bytes_io
@@ -48,7 +49,7 @@ import pyarrow as pa
 
 from ser_models import io
 from ser_models.data.audio_stream import open_audio
-from ser_models.exceptions import ConfigError, ManifestError
+from ser_models.exceptions import ConfigError, ForeignFolderError, ManifestError
 from ser_models.names import MAX_ID_CHARS, id_problem
 from ser_models.ownership import remove_if
 
@@ -60,6 +61,7 @@ RECORDING_COLUMNS = ("recording", "path", "speaker", "group", "split", "language
 #: Our manifest columns a foreign field may fill by name (a Lhotse ``custom`` key, a Hugging Face column).
 KNOWN_FIELDS = ("split", "group", "corpus", "language", "arousal", "valence", "dominance")
 _ID_COLUMNS = ("utt_id", "recording", "speaker", "group", "label", "corpus", "language")
+_REASON = re.compile(r"[a-z][a-z_]*")  # a refusal reason as a listing holds it: missing_file, bad_id, ...
 _RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")  # as jobs.segment's recordings manifest requires
 _END_TOLERANCE_S = 0.05  # a rounded end may overshoot the recording by this much (as prepare_pool allows)
 _OUTPUT_EXTENSIONS = (".csv", ".tsv", ".parquet", ".jsonl")
@@ -396,10 +398,17 @@ def finish(rows: Sequence[Row], *, source: str, fmt: str, output: str, kind: str
                           notes=list(notes))
     if not taken:
         raise ManifestError(f"{source}: no row could be imported as {fmt}. " + report.format())
+    refused_file = refused_path(output)
+    if refused and io.exists(refused_file) and not _is_refusal_listing(refused_file):
+        # Checked before the first byte: the listing is an output whose name the person did not choose.
+        raise ForeignFolderError(f"refusing to write {refused_file}: a file of that name is there and does not read "
+                                 "as a list of refused rows an import wrote (a header row,id,reason,detail, then a "
+                                 f"row number and a reason per line), and this import refuses {len(refused)} rows "
+                                 "it would list there. Move that file elsewhere, or name another output (the "
+                                 "refused rows go beside it, to <output stem>.refused.csv); nothing was written")
     frame = to_frame(taken, kind)
     write_table(frame, output)
     report.output = str(output)
-    refused_file = refused_path(output)
     if refused:
         from ser_models.formats.spreadsheet import neutralise_frame
 
@@ -417,9 +426,18 @@ def finish(rows: Sequence[Row], *, source: str, fmt: str, output: str, kind: str
 
 
 def _is_refusal_listing(path: str) -> bool:
-    """The file reads as the refused-rows listing an import writes (its header is exactly ours)."""
-    with io.open_input_file(path) as fh:
-        return fh.read(64).split(b"\n", 1)[0].strip() == b"row,id,reason,detail"
+    """The whole file reads as a refused-rows listing an import writes: exactly our header, then per line a row
+    number (>= 1), an id, a reason (a lowercase word such as ``missing_file``) and a detail. A person's file of
+    that name (a note, a spreadsheet of their own) is never overwritten nor deleted."""
+    if io.is_link(path):
+        return False
+    try:
+        lines = list(csv.reader(_bytes_io.StringIO(read_text(path), newline="")))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    if not lines or lines[0] != ["row", "id", "reason", "detail"]:
+        return False
+    return all(len(r) == 4 and r[0].isdigit() and int(r[0]) >= 1 and _REASON.fullmatch(r[2]) for r in lines[1:])
 
 
 __all__ = ["KINDS", "KNOWN_FIELDS", "RECORDING_COLUMNS", "SEGMENT_COLUMNS", "ImportReport", "Row", "audio_info", "finish",

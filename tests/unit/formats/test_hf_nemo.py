@@ -48,8 +48,9 @@ def test_hf_save_to_disk_with_embedded_bytes_writes_each_clip_once_by_content(tm
                               **QUIET)
     # save_to_disk embeds every local file (gone.wav is a copy of mono.wav); class index 7 is refused
     assert report.reasons() == {"unknown_label": 2} and report.taken == 6
-    files = sorted(os.listdir(tmp_path / "aud"))
+    files = sorted(f for f in os.listdir(tmp_path / "aud") if not f.startswith("."))
     assert len(files) == 2 and all(f.endswith(".wav") for f in files)  # 2 distinct clips, 6 rows using them
+    assert json.loads((tmp_path / "aud" / ".ser-output.json").read_text())["kind"] == "audio"  # claimed
     m = read_manifest(tmp_path / "m.parquet").set_index("utt_id")
     assert m.loc["train-0000000", "label"] == "happy" and m.loc["train-0000000", "speaker"] == "s1"
     assert m.loc["validation-0000004", "split"] == "dev" and m.loc["train-0000000", "age"] == 30
@@ -219,3 +220,80 @@ def test_an_import_never_writes_over_its_input(tmp_path, audio):
     with pytest.raises(OutputOverlapError, match="is the input input="):
         convert(ConvertConfig(input=ours, output=ours, format="hf"), **QUIET)
     assert open(ours, "rb").read() == before
+
+
+def _tree(root) -> dict[str, bytes | None]:
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_an_hf_imports_audio_dir_is_checked_against_the_input_and_claimed(tmp_path, audio):
+    """audio_dir was neither claimed nor checked: clips were written into the dataset's own folder or a
+    person's folder."""
+    from ser_models.exceptions import ForeignFolderError, OutputOverlapError
+
+    datasets = pytest.importorskip("datasets")
+    datasets.DatasetDict({"train": _hf_dataset(audio, embed=True)}).save_to_disk(str(tmp_path / "disk"))
+    before = _tree(tmp_path / "disk")
+    with pytest.raises(OutputOverlapError, match="audio_dir=.*lies inside the input input="):
+        convert(ConvertConfig(input=str(tmp_path / "disk"), output=str(tmp_path / "m.csv"),
+                              audio_dir=str(tmp_path / "disk" / "clips")), **QUIET)
+    assert _tree(tmp_path / "disk") == before and not (tmp_path / "m.csv").exists()
+    person = tmp_path / "mine"
+    person.mkdir()
+    (person / "take1.wav").write_bytes(b"RIFF mine")
+    with pytest.raises(ForeignFolderError, match=f"refusing to write or delete in {person}"):
+        convert(ConvertConfig(input=str(tmp_path / "disk"), output=str(tmp_path / "m.csv"), audio_dir=str(person)),
+                **QUIET)
+    assert _tree(person) == {"take1.wav": b"RIFF mine"} and not (tmp_path / "m.csv").exists()
+
+
+def test_an_audio_dir_an_earlier_version_wrote_is_adopted_only_by_its_content(tmp_path, audio):
+    datasets = pytest.importorskip("datasets")
+    datasets.DatasetDict({"train": _hf_dataset(audio, embed=True)}).save_to_disk(str(tmp_path / "disk"))
+    cfg = ConvertConfig(input=str(tmp_path / "disk"), output=str(tmp_path / "m.csv"), audio_dir=str(tmp_path / "aud"))
+    convert(cfg, **QUIET)
+    (tmp_path / "aud" / ".ser-output.json").unlink()  # as an earlier version left it: no marker
+    lines = []
+    convert(cfg, log=lines.append)
+    assert any("adopted as a folder of imported audio" in x for x in lines)
+    (tmp_path / "aud" / ".ser-output.json").unlink()
+    clip = next(p for p in (tmp_path / "aud").iterdir() if p.suffix == ".wav")
+    clip.write_bytes(clip.read_bytes() + b"edited")  # its name no longer names its content
+    from ser_models.exceptions import ForeignFolderError
+
+    with pytest.raises(ForeignFolderError):
+        convert(cfg, **QUIET)
+    assert clip.read_bytes().endswith(b"edited")
+
+
+def test_an_import_never_overwrites_a_persons_refused_csv(tmp_path, audio):
+    """``<output stem>.refused.csv`` was written over whatever file of that name was there."""
+    from ser_models.exceptions import ForeignFolderError
+
+    lines = [{"audio_filepath": audio["mono"], "duration": 3.0, "label": "happy"},
+             {"audio_filepath": "gone.wav", "duration": 1.0, "label": "sad"}]
+    (tmp_path / "n.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    theirs = tmp_path / "m.refused.csv"
+    theirs.write_text("utt_id,why\ngone,we re-record it next week\n")  # a person's own file of that name
+    cfg = ConvertConfig(input=str(tmp_path / "n.json"), output=str(tmp_path / "m.csv"), format="nemo")
+    with pytest.raises(ForeignFolderError, match=f"refusing to write {theirs}: .* refuses 1 rows"):
+        convert(cfg, **QUIET)
+    assert theirs.read_text() == "utt_id,why\ngone,we re-record it next week\n"
+    assert not (tmp_path / "m.csv").exists()  # refused before the first byte
+    theirs.unlink()
+    convert(cfg, **QUIET)  # the platform's own listing is replaced by the next import, as before
+    ours = theirs.read_text()
+    assert ours.startswith("row,id,reason,detail\n2,") and "missing_file" in ours
+    convert(cfg, **QUIET)
+    assert theirs.read_text() == ours
+
+
+def test_a_folder_at_the_refused_csv_path_is_refused_before_anything_is_written(tmp_path, audio):
+    from ser_models.exceptions import ForeignFolderError
+
+    (tmp_path / "n.json").write_text(json.dumps({"audio_filepath": audio["mono"], "duration": 3.0}) + "\n")
+    (tmp_path / "m.refused.csv").mkdir()
+    with pytest.raises(ForeignFolderError, match="refusing to write the refused-rows list of output=.*a folder"):
+        convert(ConvertConfig(input=str(tmp_path / "n.json"), output=str(tmp_path / "m.csv"), format="nemo"),
+                **QUIET)
+    assert not (tmp_path / "m.csv").exists()
