@@ -312,19 +312,29 @@ def write_hf(rows: pd.DataFrame, folder: str, *, label_field: str = "label", lab
     if unknown:
         raise ConfigError(f"labels={list(labels)}: the rows also hold {unknown}; list every class")
     index = {n: i for i, n in enumerate(names)}
-    split_of = rows["split"] if "split" in rows.columns else pd.Series([None] * len(rows))
     out = []
-    for ours, theirs in (("train", "train"), ("dev", "validation"), ("test", "test")):
-        part = rows[split_of.map(lambda s, o=ours: (s if not missing(s) else "train") == o).to_numpy()]
-        if not len(part):
-            continue
+    for rel, part in _split_parts(rows):
         table, feats = _table(part, label_field, index, names)
         meta = {b"huggingface": json.dumps({"info": {"features": feats}}).encode()}
-        target = io.join(folder, "data", f"{theirs}-00000-of-00001.parquet")
+        target = io.join(folder, rel)
         io.write_parquet_atomic(target, table.replace_schema_metadata(meta))
         out.append(target)
     log(f"hf: wrote {len(rows)} rows to {folder} ({', '.join(os.path.basename(f).split('-')[0] for f in out)})")
     return out
+
+
+def hf_files(rows: pd.DataFrame) -> list[str]:
+    """The files :func:`write_hf` writes for ``rows``, relative to the folder (one per split that has rows)."""
+    return [rel for rel, _ in _split_parts(rows)]
+
+
+def _split_parts(rows: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(data/<split>-00000-of-00001.parquet, rows of that split)`` per split with rows (no split = train)."""
+    split_of = rows["split"] if "split" in rows.columns else pd.Series([None] * len(rows))
+    for ours, theirs in (("train", "train"), ("dev", "validation"), ("test", "test")):
+        part = rows[split_of.map(lambda s, o=ours: (s if not missing(s) else "train") == o).to_numpy()]
+        if len(part):
+            yield f"data/{theirs}-00000-of-00001.parquet", part
 
 
 def _table(part: pd.DataFrame, label_field: str, index: dict[str, int], names: list[str]) -> tuple[pa.Table, dict]:
@@ -360,4 +370,4 @@ def _dtype_name(t: pa.DataType) -> str:
     return str(t)
 
 
-__all__ = ["SPLIT_NAMES", "import_hf", "write_hf"]
+__all__ = ["SPLIT_NAMES", "hf_files", "import_hf", "write_hf"]

@@ -297,3 +297,35 @@ def test_a_folder_at_the_refused_csv_path_is_refused_before_anything_is_written(
         convert(ConvertConfig(input=str(tmp_path / "n.json"), output=str(tmp_path / "m.csv"), format="nemo"),
                 **QUIET)
     assert not (tmp_path / "m.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["edited", "theirs", "linked"])
+def test_an_export_never_writes_over_a_file_that_is_not_as_the_platform_wrote_it(tmp_path, audio, case):
+    """An export wrote its files over whatever was at their names: a person's edit of the previous export's
+    file, or a person's own file of that name (or through a link to their folder)."""
+    pytest.importorskip("datasets")
+    ours, out = _ours(tmp_path, audio), tmp_path / "hf"
+    frame = read_manifest(ours)
+    only_train = tmp_path / "train_only.parquet"
+    frame[frame["split"] == "train"].to_parquet(only_train)
+    convert(ConvertConfig(input=str(only_train), output=str(out), to="hf", labels=["angry", "happy", "sad"]),
+            **QUIET)
+    train, test = out / "data" / "train-00000-of-00001.parquet", out / "data" / "test-00000-of-00001.parquet"
+    if case == "edited":
+        train.write_bytes(train.read_bytes() + b"a person's edit")
+        at = "data/train-00000-of-00001.parquet"
+    elif case == "theirs":
+        test.write_bytes(b"a person's own test split")
+        at = "data/test-00000-of-00001.parquet"
+    else:
+        person = tmp_path / "person"
+        person.mkdir()
+        (out / "data").rename(person / "data")
+        (out / "data").symlink_to(person / "data", target_is_directory=True)
+        at = "data/train-00000-of-00001.parquet"
+    before = _tree(tmp_path)
+    from ser_models.exceptions import ForeignFolderError
+
+    with pytest.raises(ForeignFolderError, match=f"refusing to export into {out}: this export writes .*{at}"):
+        convert(ConvertConfig(input=ours, output=str(out), to="hf", labels=["angry", "happy", "sad"]), **QUIET)
+    assert _tree(tmp_path) == before  # nothing written, nothing deleted
