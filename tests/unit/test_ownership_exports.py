@@ -36,3 +36,16 @@ def test_a_file_an_earlier_version_recorded_without_its_hash_is_kept(tmp_path):
     lines: list[str] = []
     assert replace_files(out, "export", [], log=lines.append) == []
     assert (out / "cuts.jsonl").exists() and "not recorded" in lines[0]
+
+
+def test_a_written_path_outside_the_folder_gets_no_hash(tmp_path):
+    """Only files inside the export folder are hashed (one outside is recorded as given and never deleted)."""
+    out = tmp_path / "export"
+    claim(out, "export")
+    beside = tmp_path / "beside.parquet"
+    beside.write_text("theirs")
+    (out / "a.parquet").write_text("ours")
+    replace_files(out, "export", [beside, out / "a.parquet", out / "never_written.parquet"])
+    marker = read_marker(out)
+    assert marker["files"] == ["../beside.parquet", "a.parquet", "never_written.parquet"]
+    assert list(marker["hashes"]) == ["a.parquet"]
