@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -68,8 +69,6 @@ def file_uri_path(uri: str) -> str:
         ConfigError: the URI names another host (``file://server/share/x``): this machine cannot read that host's
             disk through a local path, and reading ``server/share/x`` here instead would read the wrong file.
     """
-    from urllib.parse import unquote
-
     host, _, path = str(uri)[len("file://"):].partition("/")
     if host.lower() not in ("", "localhost"):
         raise ConfigError(f"{uri}: a file:// URI of the host {host!r}; only this machine's files are read through "
