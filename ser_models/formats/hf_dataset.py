@@ -11,7 +11,8 @@ first word) or one Parquet file. The column types come from the features ``datas
   ``save_to_disk`` and ``push_to_hub`` write) is written once, unchanged, to ``audio_dir/<sha256>.<ext>``:
   our pool builder decodes files, and a content-addressed name means a rerun or a second copy of the same
   audio writes nothing new. The batches are read one at a time, so the bytes of the whole dataset are never
-  held at once.
+  held at once. ``audio_dir`` is an output: it may not overlap the dataset, and it is claimed (marked as kind
+  ``audio``, locked) before its first clip, unless a job's claim covers it already.
 * Label: ``label_field`` (default ``label``). A ``ClassLabel`` maps its index to the class name (``-1`` means
   unlabelled; any other index outside the names is refused as ``unknown_label``); text is taken as it is.
 * Splits: ``train`` / ``validation`` (or ``valid``, ``dev``) / ``test`` become ``train`` / ``dev`` / ``test``;
@@ -188,10 +189,10 @@ def import_hf(path: str, output: str, *, label_field: str = "label", id_field: s
 
 @contextmanager
 def _audio_claim(audio_dir: str, source: str, log: Callable[[str], None]):
-    """``with _audio_claim(audio_dir, path, log) as claim:`` ``audio_dir`` is an output like any other: refused now if it
-    overlaps the dataset or is not an audio folder of ours (nothing written), claimed by ``claim()`` before the
-    first clip is written and locked until the block ends. Inside a folder this process has claimed already (a
-    job's ``imported/audio``), the job's claim covers it."""
+    """``with _audio_claim(audio_dir, path, log) as claim:``: ``audio_dir`` is an output like any other, refused
+    now if it overlaps the dataset or is not an audio folder of ours (nothing written), claimed by ``claim()``
+    before the first clip is written and locked until the block ends. Inside a folder this process has claimed
+    already (a job's ``imported/audio``), the job's claim covers it."""
     if not audio_dir:
         yield lambda: None
         return
