@@ -35,7 +35,7 @@ from ser_models.exceptions import ConfigError, LabellingPending
 from ser_models.io import storage_path
 from ser_models.models.model import ModelConfig
 from ser_models.models.model_config import resolve_labels
-from ser_models.ownership import check_apart, check_output, claim_output
+from ser_models.ownership import check_output, claim_output
 from ser_models.planning.evaluation_sets import check_evaluation_pool, evaluation_sets, evaluation_source
 from ser_models.planning.run_evaluation import without_ids
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
@@ -135,8 +135,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     # A folder that is not this job's, or that overlaps an input, is refused before anything is read.
 
     check_output(cfg.output_dir, "run", job="jobs.after", layout=AFTER_RUN_LAYOUT, inputs=_inputs(cfg))
-    if cfg.active.feature_cache_dir:  # a second output: never an input, inside one or around one either
-        check_apart(cfg.active.feature_cache_dir, _inputs(cfg), key="active.feature_cache_dir")
+    cfg.active.check_cache_apart(_inputs(cfg))
     # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
     # second, and a rerun with result-changing settings is refused before it touches the folder.
     if cfg.model.text.enabled:

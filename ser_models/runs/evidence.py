@@ -52,7 +52,7 @@ from ser_models.exceptions import ConfigError
 from ser_models.io import storage_path, write_bytes_atomic, write_json_atomic
 from ser_models.labelling.oracles import SimulatedOracle
 from ser_models.models.model_config import resolve_labels
-from ser_models.ownership import check_apart, check_output, claim_output, recognise_run, remove
+from ser_models.ownership import check_output, claim_output, recognise_run, remove
 from ser_models.planning.evidence import (
     CLASS_PREFIX,
     class_yield_report,
@@ -265,8 +265,7 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         inputs["evidence.labels_from"] = cfg.evidence.labels_from
     recognise = recognise_run("jobs.evidence", EVIDENCE_LAYOUT)
     check_output(cfg.output_dir, "evidence", inputs=inputs, recognise=recognise)  # before anything is read
-    if cfg.active.feature_cache_dir:  # a second output: never an input, inside one or around one either
-        check_apart(cfg.active.feature_cache_dir, inputs, key="active.feature_cache_dir")
+    cfg.active.check_cache_apart(inputs)
     if cfg.evidence.labels_from:
         return _run_on_run_labels(cfg, inputs, recognise, t_all, verbose)
     check_evidence_config(cfg)
