@@ -25,12 +25,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ser_models.exceptions import CheckpointError, ForeignFolderError
+from ser_models.exceptions import CheckpointError, ConfigError, ForeignFolderError
 from ser_models.failpoints import failpoint
 
 
@@ -51,9 +52,30 @@ def is_local(uri: str | os.PathLike) -> bool:
 
 
 def local_path(uri: str | os.PathLike) -> Path:
-    """A local path from a path or a ``file://`` URI."""
+    """A local path from a path or a ``file://`` URI (:func:`file_uri_path`).
+
+    Raises:
+        ConfigError: a ``file://`` URI of another host.
+    """
     s = str(uri)
-    return Path(s[len("file://"):] if s.startswith("file://") else s)
+    return Path(file_uri_path(s) if s.startswith("file://") else s)
+
+
+def file_uri_path(uri: str) -> str:
+    """The local path a ``file://`` URI names, parsed as a URL (RFC 8089): ``file:///abs/path`` and
+    ``file://localhost/abs/path`` are ``/abs/path``, with percent escapes decoded (``%20`` is a space), as
+    ``pyarrow.fs`` reads them.
+
+    Raises:
+        ConfigError: the URI names another host (``file://server/share/x``): this machine cannot read that host's
+            disk through a local path, and reading ``server/share/x`` here instead would read the wrong file.
+    """
+    host, _, path = str(uri)[len("file://"):].partition("/")
+    if host.lower() not in ("", "localhost"):
+        raise ConfigError(f"{uri}: a file:// URI of the host {host!r}; only this machine's files are read through "
+                          "file:// (file:///abs/path or file://localhost/abs/path). Mount that host's folder and "
+                          "give its local path, or give the data's s3:// / gs:// URI")
+    return "/" + unquote(path)
 
 
 def filesystem(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:

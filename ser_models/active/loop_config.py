@@ -11,6 +11,7 @@ from ser_models.analysis.anchoring import AnchoringConfig
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError
 from ser_models.labelling.config import LabelStudioConfig
+from ser_models.ownership.overlap import check_apart
 from ser_models.planning.evaluation_sets import EvaluationConfig
 from ser_models.planning.forecast import ForecastConfig
 from ser_models.scoring.scorer import ScorerConfig
@@ -144,6 +145,16 @@ class ActiveConfig:
                               f"but the training pool holds {pool_seconds / 3600:.3f} h"
                               + _too_big("active.budget_hours", evaluation, fix))
         return targets
+
+    def check_cache_apart(self, inputs: dict) -> None:
+        """Refuse a ``feature_cache_dir`` that is one of the job's ``inputs``, lies inside one or contains one:
+        the cache is a second output (its default, inside the run folder, needs no check).
+
+        Raises:
+            OutputOverlapError: naming both keys; nothing is written.
+        """
+        if self.feature_cache_dir:
+            check_apart(self.feature_cache_dir, inputs, key="active.feature_cache_dir")
 
     @property
     def num_rounds(self) -> int:

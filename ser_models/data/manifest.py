@@ -34,7 +34,8 @@ each row's ``recording`` and, for a multi-channel file, the ``channel`` it was f
 or -1 means the file's channels averaged. Splits never cross a ``recording`` or a ``group``
 (``prepare_pool`` refuses a manifest where one does). Text cells that are empty (or, except in ``transcript``,
 ``nan`` / ``none`` / ``null``) are missing values. Relative paths are resolved against the manifest's folder;
-absolute paths are kept; ``file://`` URIs become local paths; other URIs (``s3://...``) are kept verbatim.
+absolute paths are kept; ``file://`` URIs become local paths (``file:///abs`` or ``file://localhost/abs``; another host is
+refused); other URIs (``s3://...``) are kept verbatim.
 
 **Where the label map comes from** (first match wins): the ``label_map`` argument (a mapping, or the path of
 a JSON object file); else ``label_map.json`` in the manifest's folder; else, for EmoBox manifests only,
@@ -58,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from ser_models import io
-from ser_models.exceptions import ManifestError, PoolError
+from ser_models.exceptions import ConfigError, ManifestError, PoolError
 from ser_models.names import check_ids
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -329,7 +330,10 @@ def resolve_paths(paths: pd.Series, base: str, where: RowLocator) -> pd.Series:
         if p is None:
             raise ManifestError(f"{where(i)}: column 'path' is empty")
         if p.startswith("file://"):
-            p = p[len("file://"):]
+            try:
+                p = io.file_uri_path(p)
+            except ConfigError as exc:
+                raise ManifestError(f"{where(i)}: column 'path': {exc}") from None
         elif "://" in p:
             out.append(p)  # object-store URI: read through pyarrow.fs
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import os
 
@@ -20,9 +21,9 @@ import pyarrow.parquet as pq
 
 from ser_models import io
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
-from ser_models.exceptions import ConfigError, ManifestError
+from ser_models.exceptions import ConfigError, ForeignFolderError, ManifestError
 from ser_models.formats.corpora import CORPORA, LAYOUTS
-from ser_models.ownership import claim_file, claim_output, replace_files
+from ser_models.ownership import claim_file, claim_output, read_marker, replace_files
 
 FORMATS = ("lhotse", "hf", "nemo")
 #: The label field each format names when ``label_field`` is empty.
@@ -172,7 +173,12 @@ def _first_item(src: str) -> dict:
 
 def run_import(cfg: ConvertConfig, log=print):
     """Import ``cfg.input`` into ``cfg.output``; returns ``(manifest, report)``."""
-    claim_file(cfg.output, inputs={"input": cfg.input, "recordings": cfg.recordings})
+    from ser_models.formats.rows import refused_path
+
+    inputs = {"input": cfg.input, "recordings": cfg.recordings}
+    claim_file(cfg.output, inputs=inputs)
+    # The refused rows go beside the output (rows.finish): an output too, claimed like it before the first byte.
+    claim_file(refused_path(cfg.output), inputs=inputs, key="the refused-rows list of output")
     fmt = cfg.format or detect_format(cfg.input)
     if fmt in CORPORA:
         from ser_models.formats.corpora import import_corpus
@@ -223,22 +229,57 @@ def run_export(cfg: ConvertConfig, log=print):
         log(f"export {kind} {cfg.input}: {len(rows)} rows")
         return write_nemo(rows, cfg.output, label_field=label_field, log=log)
     # An export folder is ours; what a person added to it stays. The files of the previous export that this
-    # one does not write again (another split, a dropped file) are deleted: the marker lists them.
+    # one does not write again (another split, a dropped file) are deleted: the marker lists them with their
+    # content's hash, and one a person edited since is kept (replace_files warns).
     with claim_output(cfg.output, "export", inputs=inputs, key="output", log=log):
         kind, rows = export_table(cfg.input, pool_dir=cfg.pool_dir, segments=cfg.segments)
         log(f"export {kind} {cfg.input}: {len(rows)} rows")
         if cfg.to == "lhotse":
-            from ser_models.formats.lhotse_manifest import write_lhotse
+            from ser_models.formats.lhotse_manifest import LHOTSE_FILES, write_lhotse
 
+            _refuse_overwrites(cfg.output, list(LHOTSE_FILES.values()))
             files = write_lhotse(rows, cfg.output, label_field=label_field, log=log)
         else:
-            from ser_models.formats.hf_dataset import write_hf
+            from ser_models.formats.hf_dataset import hf_files, write_hf
 
+            _refuse_overwrites(cfg.output, hf_files(rows))
             files = write_hf(rows, cfg.output, label_field=label_field, labels=cfg.labels, log=log)
         written = list(files.values()) if isinstance(files, dict) else list(files)
-        for gone in replace_files(cfg.output, "export", written):
+        for gone in replace_files(cfg.output, "export", written, log=log):
             log(f"removed {gone}: written by the previous export of {cfg.output}, not by this one")
         return files
+
+
+def _refuse_overwrites(folder: str, names: list[str]) -> None:
+    """Before an export writes ``names`` (relative to its folder): each one already there must be a file the
+    previous export wrote, with the content it wrote (the hash its marker records); a person's edit of it, or
+    a person's own file of that name, is never written over.
+
+    Raises:
+        ForeignFolderError: naming the files; nothing is written.
+    """
+    known = (read_marker(folder) or {}).get("hashes") or {}
+    changed = []
+    for rel in names:
+        target, parts = io.join(folder, rel), rel.split("/")
+        # a link on the way (data/ leading to a person's folder) would be written through
+        if any(io.is_link(io.join(folder, *parts[:i])) for i in range(1, len(parts) + 1)) or (
+                io.exists(target) and known.get(rel) != _sha256(target)):
+            changed.append(rel)
+    if changed:
+        raise ForeignFolderError(
+            f"refusing to export into {folder}: this export writes {', '.join(changed)}, and what is there now is "
+            "not what the previous export wrote (edited since, a file or link of yours, or an export of a version "
+            "that recorded no content hash). Move it elsewhere (or delete it, if nothing in it is needed) and "
+            "rerun; nothing was written")
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with io.open_input_file(path) as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def convert(cfg: ConvertConfig, log=print):

@@ -11,7 +11,8 @@ first word) or one Parquet file. The column types come from the features ``datas
   ``save_to_disk`` and ``push_to_hub`` write) is written once, unchanged, to ``audio_dir/<sha256>.<ext>``:
   our pool builder decodes files, and a content-addressed name means a rerun or a second copy of the same
   audio writes nothing new. The batches are read one at a time, so the bytes of the whole dataset are never
-  held at once.
+  held at once. ``audio_dir`` is an output: it may not overlap the dataset, and it is claimed (marked as kind
+  ``audio``, locked) before its first clip, unless a job's claim covers it already.
 * Label: ``label_field`` (default ``label``). A ``ClassLabel`` maps its index to the class name (``-1`` means
   unlabelled; any other index outside the names is refused as ``unknown_label``); text is taken as it is.
 * Splits: ``train`` / ``validation`` (or ``valid``, ``dev``) / ``test`` become ``train`` / ``dev`` / ``test``;
@@ -34,7 +35,9 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -44,6 +47,8 @@ import pyarrow.parquet as pq
 from ser_models import io
 from ser_models.exceptions import ConfigError, ManifestError
 from ser_models.formats.rows import ImportReport, Row, finish, json_value, missing, number, resolve_path, text
+from ser_models.locks import held_lock_for
+from ser_models.ownership import check_apart, deferred_claim
 
 SPLIT_NAMES = {"train": "train", "validation": "dev", "valid": "dev", "dev": "dev", "test": "test"}
 OUR_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
@@ -169,6 +174,59 @@ def import_hf(path: str, output: str, *, label_field: str = "label", id_field: s
                                               or pa.types.is_large_binary(f.type))]
     skipped = [f.name for f in schema if f.name not in scalar and f.name != audio]
     base = str(io.storage_path(path)) if not str(path).endswith(".parquet") else str(io.storage_path(path).parent)
+    with _audio_claim(audio_dir, path, log) as claim_audio:
+        rows, written, embedded = _rows(parts, audio, scalar, label_field, names, id_col, base, audio_dir,
+                                        claim_audio, path)
+    notes = []
+    if embedded:
+        notes.append(f"{embedded} clips had their audio embedded: written once to {audio_dir} "
+                     f"({len(written)} distinct files, named by content)")
+    if skipped:
+        notes.append(f"columns left out (lists, structs or bytes): {skipped}")
+    return finish(rows, source=str(path), fmt="hf", output=output, kind="segments", labels=labels,
+                  check_files=check_files, notes=notes, log=log)
+
+
+@contextmanager
+def _audio_claim(audio_dir: str, source: str, log: Callable[[str], None]):
+    """``with _audio_claim(audio_dir, path, log) as claim:``: ``audio_dir`` is an output like any other, refused
+    now if it overlaps the dataset or is not an audio folder of ours (nothing written), claimed by ``claim()``
+    before the first clip is written and locked until the block ends. Inside a folder this process has claimed
+    already (a job's ``imported/audio``), the job's claim covers it."""
+    if not audio_dir:
+        yield lambda: None
+        return
+    check_apart(audio_dir, {"input": source}, key="audio_dir")
+    if held_lock_for(audio_dir) is not None:
+        yield lambda: None
+        return
+    with deferred_claim(audio_dir, "audio", inputs={"input": source}, key="audio_dir", recognise=_earlier_audio,
+                        what="audio_dir", log=log) as claim:
+        yield claim
+
+
+_CONTENT_NAME = re.compile(r"([0-9a-f]{32})(\.[a-z0-9]{1,6})")
+
+
+def _earlier_audio(folder: str, names: list[str]) -> list[str] | None:
+    """An audio folder an earlier version wrote (no marker), recognised by content: only files named by their
+    content (``<first 32 hex digits of the SHA-256>.<ext>``) whose bytes hash to that name."""
+    for name in names:
+        match = _CONTENT_NAME.fullmatch(name)
+        target = io.join(folder, name)
+        if match is None or io.is_link(target):
+            return None
+        try:
+            if hashlib.sha256(io.read_bytes(target)).hexdigest()[:32] != match.group(1):
+                return None
+        except OSError:  # a folder of that name, or unreadable
+            return None
+    return []
+
+
+def _rows(parts, audio: str, scalar: list[str], label_field: str, names, id_col: str, base: str, audio_dir: str,
+          claim_audio: Callable[[], object], path: str) -> tuple[list[Row], dict[str, str], int]:
+    """The dataset's rows, the embedded clips written (``{sha256: file}``) and how many rows had one."""
     rows: list[Row] = []
     written: dict[str, str] = {}
     embedded = 0
@@ -186,20 +244,14 @@ def import_hf(path: str, output: str, *, label_field: str = "label", id_field: s
                     if not audio_dir:
                         raise ConfigError(f"{path}: the audio is embedded in the dataset; set audio_dir=<folder> "
                                           "to write each clip there once (our pool builder reads files)")
+                    claim_audio()  # marked and locked before its first clip
                     row.path = _store(blobs[j], paths[j], audio_dir, written)
                     embedded += 1
                 else:
                     row.path = resolve_path(paths[j], base)
                 _fill(row, values, label_field, names, id_col, split, ours)
                 rows.append(row)
-    notes = []
-    if embedded:
-        notes.append(f"{embedded} clips had their audio embedded: written once to {audio_dir} "
-                     f"({len(written)} distinct files, named by content)")
-    if skipped:
-        notes.append(f"columns left out (lists, structs or bytes): {skipped}")
-    return finish(rows, source=str(path), fmt="hf", output=output, kind="segments", labels=labels,
-                  check_files=check_files, notes=notes, log=log)
+    return rows, written, embedded
 
 
 def _class_names(feature: Any) -> list[str] | None:
@@ -261,19 +313,29 @@ def write_hf(rows: pd.DataFrame, folder: str, *, label_field: str = "label", lab
     if unknown:
         raise ConfigError(f"labels={list(labels)}: the rows also hold {unknown}; list every class")
     index = {n: i for i, n in enumerate(names)}
-    split_of = rows["split"] if "split" in rows.columns else pd.Series([None] * len(rows))
     out = []
-    for ours, theirs in (("train", "train"), ("dev", "validation"), ("test", "test")):
-        part = rows[split_of.map(lambda s, o=ours: (s if not missing(s) else "train") == o).to_numpy()]
-        if not len(part):
-            continue
+    for rel, part in _split_parts(rows):
         table, feats = _table(part, label_field, index, names)
         meta = {b"huggingface": json.dumps({"info": {"features": feats}}).encode()}
-        target = io.join(folder, "data", f"{theirs}-00000-of-00001.parquet")
+        target = io.join(folder, rel)
         io.write_parquet_atomic(target, table.replace_schema_metadata(meta))
         out.append(target)
     log(f"hf: wrote {len(rows)} rows to {folder} ({', '.join(os.path.basename(f).split('-')[0] for f in out)})")
     return out
+
+
+def hf_files(rows: pd.DataFrame) -> list[str]:
+    """The files :func:`write_hf` writes for ``rows``, relative to the folder (one per split that has rows)."""
+    return [rel for rel, _ in _split_parts(rows)]
+
+
+def _split_parts(rows: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(data/<split>-00000-of-00001.parquet, rows of that split)`` per split with rows (no split = train)."""
+    split_of = rows["split"] if "split" in rows.columns else pd.Series([None] * len(rows))
+    for ours, theirs in (("train", "train"), ("dev", "validation"), ("test", "test")):
+        part = rows[split_of.map(lambda s, o=ours: (s if not missing(s) else "train") == o).to_numpy()]
+        if len(part):
+            yield f"data/{theirs}-00000-of-00001.parquet", part
 
 
 def _table(part: pd.DataFrame, label_field: str, index: dict[str, int], names: list[str]) -> tuple[pa.Table, dict]:
@@ -309,4 +371,4 @@ def _dtype_name(t: pa.DataType) -> str:
     return str(t)
 
 
-__all__ = ["SPLIT_NAMES", "import_hf", "write_hf"]
+__all__ = ["SPLIT_NAMES", "hf_files", "import_hf", "write_hf"]

@@ -58,6 +58,8 @@ from ser_models.formats.rows import (
 )
 
 CUT_TYPES = ("MonoCut", "MultiCut")
+#: The files :func:`write_lhotse` writes into its folder.
+LHOTSE_FILES = {"recordings": "recordings.jsonl", "supervisions": "supervisions.jsonl"}
 _READABLE_URIS = ("s3://", "gs://", "gcs://", "file://", "hdfs://")
 
 
@@ -360,7 +362,7 @@ def write_lhotse(rows: pd.DataFrame, folder: str, *, label_field: str = "emotion
         if custom:
             sup["custom"] = custom
         sups.append(sup)
-    out = {"recordings": io.join(folder, "recordings.jsonl"), "supervisions": io.join(folder, "supervisions.jsonl")}
+    out = {kind: io.join(folder, name) for kind, name in LHOTSE_FILES.items()}
     io.write_bytes_atomic(out["recordings"], _jsonl(recs))
     io.write_bytes_atomic(out["supervisions"], _jsonl(sups))
     log(f"lhotse: wrote {len(sups)} supervisions of {len(recs)} recordings to {out['supervisions']} and "
@@ -381,4 +383,4 @@ def _jsonl(items: list[dict]) -> bytes:
     return ("".join(json.dumps(i, ensure_ascii=False, default=str) + "\n" for i in items)).encode()
 
 
-__all__ = ["import_lhotse", "item_kind", "looks_like_lhotse", "read_items", "recording_ids", "write_lhotse"]
+__all__ = ["LHOTSE_FILES", "import_lhotse", "item_kind", "looks_like_lhotse", "read_items", "recording_ids", "write_lhotse"]

@@ -21,7 +21,9 @@ reason              why
 ==================  ========================================================================================
 
 An importer may refuse a row for a reason of its format before these checks (Lhotse: ``unsupported_source``
-for audio in memory, behind a command or at an ``http`` URL, ``unsupported_cut`` for mixed cuts).
+for audio in memory, behind a command or at an ``http`` URL, ``unsupported_cut`` for mixed cuts). A
+``file://`` URI of another host (``file://server/x.wav``) is refused as ``unsupported_source`` in every format;
+``file:///abs/x.wav`` and ``file://localhost/abs/x.wav`` are the local file ``/abs/x.wav``.
 
 The taken rows become one of our manifests (CSV / TSV, Parquet or JSONL by the output's extension, written
 atomically through :mod:`ser_models.io`); the refused ones are listed in ``<output stem>.refused.csv`` (cells
@@ -30,6 +32,7 @@ neutralised against spreadsheet formulas) and the first ten are printed.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import gzip
 import io as _bytes_io
@@ -46,7 +49,7 @@ import pyarrow as pa
 
 from ser_models import io
 from ser_models.data.audio_stream import open_audio
-from ser_models.exceptions import ConfigError, ManifestError
+from ser_models.exceptions import ConfigError, ForeignFolderError, ManifestError
 from ser_models.names import MAX_ID_CHARS, id_problem
 from ser_models.ownership import remove_if
 
@@ -58,6 +61,7 @@ RECORDING_COLUMNS = ("recording", "path", "speaker", "group", "split", "language
 #: Our manifest columns a foreign field may fill by name (a Lhotse ``custom`` key, a Hugging Face column).
 KNOWN_FIELDS = ("split", "group", "corpus", "language", "arousal", "valence", "dominance")
 _ID_COLUMNS = ("utt_id", "recording", "speaker", "group", "label", "corpus", "language")
+_REASON = re.compile(r"[a-z][a-z_]*")  # a refusal reason as a listing holds it: missing_file, bad_id, ...
 _RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")  # as jobs.segment's recordings manifest requires
 _END_TOLERANCE_S = 0.05  # a rounded end may overshoot the recording by this much (as prepare_pool allows)
 _OUTPUT_EXTENSIONS = (".csv", ".tsv", ".parquet", ".jsonl")
@@ -178,11 +182,16 @@ def cell(value: Any) -> Any:
 
 
 def resolve_path(path: str | None, base: str) -> str | None:
-    """An audio path as our manifests hold it: ``file://`` dropped, URIs kept, relative ones against ``base``."""
+    """An audio path as our manifests hold it: a ``file://`` URI of this machine as its local path (a URI of
+    another host is kept, and :func:`take_rows` refuses its row), other URIs kept, relative paths against
+    ``base``."""
     if not path:
         return None
     if path.startswith("file://"):
-        path = path[len("file://"):]
+        try:
+            path = io.file_uri_path(path)
+        except ConfigError:
+            return path
     elif "://" in path:
         return path
     if not io.is_local(base) and not os.path.isabs(path):
@@ -209,6 +218,9 @@ def _check(row: Row, kind: str, labels: set[str] | None) -> tuple[str, str] | No
                           "'.', '_' or '-', starting with a letter or digit")
     if not row.path:
         return "missing_file", "no audio path"
+    if row.path.startswith("file://"):  # left so by resolve_path: a file URI of another host
+        return "unsupported_source", (f"{row.path}: a file:// URI of another host; only this machine's files are "
+                                      "read (file:///abs/path or file://localhost/abs/path)")
     start, end = row.start, row.end
     if not (math.isnan(start) and math.isnan(end)):
         if not (math.isfinite(start) and math.isfinite(end)):
@@ -386,10 +398,17 @@ def finish(rows: Sequence[Row], *, source: str, fmt: str, output: str, kind: str
                           notes=list(notes))
     if not taken:
         raise ManifestError(f"{source}: no row could be imported as {fmt}. " + report.format())
+    refused_file = refused_path(output)
+    if refused and io.exists(refused_file) and not _is_refusal_listing(refused_file):
+        # Checked before the first byte: the listing is an output whose name the person did not choose.
+        raise ForeignFolderError(f"refusing to write {refused_file}: a file of that name is there and does not read "
+                                 "as a list of refused rows an import wrote (a header row,id,reason,detail, then a "
+                                 f"row number and a reason per line), and this import refuses {len(refused)} rows "
+                                 "it would list there. Move that file elsewhere, or name another output (the "
+                                 "refused rows go beside it, to <output stem>.refused.csv); nothing was written")
     frame = to_frame(taken, kind)
     write_table(frame, output)
     report.output = str(output)
-    refused_file = refused_path(output)
     if refused:
         from ser_models.formats.spreadsheet import neutralise_frame
 
@@ -407,9 +426,18 @@ def finish(rows: Sequence[Row], *, source: str, fmt: str, output: str, kind: str
 
 
 def _is_refusal_listing(path: str) -> bool:
-    """The file reads as the refused-rows listing an import writes (its header is exactly ours)."""
-    with io.open_input_file(path) as fh:
-        return fh.read(64).split(b"\n", 1)[0].strip() == b"row,id,reason,detail"
+    """The whole file reads as a refused-rows listing an import writes: exactly our header, then per line a row
+    number (>= 1), an id, a reason (a lowercase word such as ``missing_file``) and a detail. A person's file of
+    that name (a note, a spreadsheet of their own) is never overwritten nor deleted."""
+    if io.is_link(path):
+        return False
+    try:
+        lines = list(csv.reader(_bytes_io.StringIO(read_text(path), newline="")))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    if not lines or lines[0] != ["row", "id", "reason", "detail"]:
+        return False
+    return all(len(r) == 4 and r[0].isdigit() and int(r[0]) >= 1 and _REASON.fullmatch(r[2]) for r in lines[1:])
 
 
 __all__ = ["KINDS", "KNOWN_FIELDS", "RECORDING_COLUMNS", "SEGMENT_COLUMNS", "ImportReport", "Row", "audio_info", "finish",

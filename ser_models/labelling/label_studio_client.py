@@ -11,7 +11,9 @@ hides the access token, whatever a server or a network library puts in its messa
 
 Plain ``http://`` sends the token in clear text, so it is refused unless the server is on this machine
 (``127.0.0.1`` and the rest of 127.0.0.0/8, ``::1``, ``localhost``) or the caller allows it
-(``allow_insecure_http``, the config key ``active.label_studio.allow_insecure_http``).
+(``allow_insecure_http``, the config key ``active.label_studio.allow_insecure_http``). A URL holding a user name
+or password (``https://user:pass@host``) is refused, from the config and from ``LABEL_STUDIO_URL`` alike: the URL
+is printed, and the server authenticates by the token alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 from ser_models.exceptions import ConfigError, OracleError
 
-__all__ = ["LabelStudioClient", "LabelStudioError", "check_server_url", "is_loopback_host"]
+__all__ = ["LabelStudioClient", "LabelStudioError", "check_server_url", "is_loopback_host", "shown_url"]
 
 _REDACTED = "<redacted>"
 
@@ -45,15 +47,36 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_server_url(url: str, allow_insecure_http: bool) -> str:
-    """``url`` without a trailing slash, or ConfigError for a scheme other than http(s) or a plain-http server
-    beyond this machine."""
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: without any user name or password (``https://host:port/path``)."""
     parts = urlsplit(url)
-    shown = parts._replace(netloc=parts.hostname or "").geturl() if parts.username or parts.password else url
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def check_server_url(url: str, allow_insecure_http: bool, key: str = "active.label_studio.url") -> str:
+    """``url`` without a trailing slash, or ConfigError for a URL holding a user name or password, a scheme other
+    than http(s), or a plain-http server beyond this machine.
+
+    Args:
+        url: the server's base URL, from the config or the environment.
+        allow_insecure_http: accept plain http to another machine.
+        key: where the URL came from (``active.label_studio.url`` or ``LABEL_STUDIO_URL``), for messages.
+    """
+    parts = urlsplit(url)
+    shown = shown_url(url)
+    if "@" in parts.netloc:
+        # Every source is treated as the config key is: the user info would be printed with the URL (the
+        # project line, the project's address, every error), and Label Studio authenticates by the access
+        # token alone (requests would send the user info as Basic auth in place of the token's header).
+        raise ConfigError(f"{key}={shown} holds a user name or password (before '@'): they are never taken from "
+                          "a URL, which the job prints. Give the URL without them and the access token in the "
+                          "environment variable active.label_studio.api_key_env names")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"active.label_studio.url must be an http(s):// URL of the server, got {shown!r}")
+        raise ConfigError(f"{key} must be an http(s):// URL of the server, got {shown!r}")
     if parts.scheme == "http" and not allow_insecure_http and not is_loopback_host(parts.hostname):
-        raise ConfigError(f"active.label_studio.url={shown} is plain http to another machine: the access token "
+        raise ConfigError(f"{key}={shown} is plain http to another machine: the access token "
                           "would cross the network in clear text. Use https://, reach the server through a "
                           "loopback address (e.g. a port-forward to 127.0.0.1), or set "
                           "active.label_studio.allow_insecure_http=true on a network you trust")
@@ -74,20 +97,22 @@ class LabelStudioClient:
         retries: attempts for a request that fails to connect or gets a 5xx (a busy or restarting server).
         allow_insecure_http: accept a plain ``http://`` URL of another machine (the token then travels in clear
             text); loopback addresses never need it.
+        key: where ``url`` came from, for messages (``active.label_studio.url`` or ``LABEL_STUDIO_URL``).
 
     Raises:
-        ConfigError: a URL that is not http(s), or plain http beyond loopback without ``allow_insecure_http``.
+        ConfigError: a URL holding a user name or password, a URL that is not http(s), or plain http beyond
+            loopback without ``allow_insecure_http``.
     """
 
     def __init__(self, url: str, token: str, timeout: float = 30.0, retries: int = 3,
-                 allow_insecure_http: bool = False):
+                 allow_insecure_http: bool = False, key: str = "active.label_studio.url"):
         import requests
 
         if not url:
             raise LabelStudioError("no Label Studio URL: set active.label_studio.url or LABEL_STUDIO_URL")
         if not token:
             raise LabelStudioError("no Label Studio token (empty)")
-        self.url = check_server_url(url, allow_insecure_http)
+        self.url = check_server_url(url, allow_insecure_http, key)
         self.timeout = float(timeout)
         self.retries = max(1, int(retries))
         self._session = requests.Session()

@@ -180,7 +180,8 @@ class LabelStudioOracle:
                                   f"{self.cfg.api_key_env} (Label Studio: Account & Settings -> Access Token; "
                                   "active.label_studio.api_key_env names another variable)")
             self._client = LabelStudioClient(url, token, timeout=self.cfg.timeout_s,
-                                             allow_insecure_http=self.cfg.allow_insecure_http)
+                                             allow_insecure_http=self.cfg.allow_insecure_http,
+                                             key="active.label_studio.url" if self.cfg.url else "LABEL_STUDIO_URL")
         return self._client
 
     def project(self) -> dict:

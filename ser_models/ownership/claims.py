@@ -37,6 +37,7 @@ the extra entries out, or write the marker yourself: ``{"kind": "<kind>"}`` in `
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -61,6 +62,7 @@ KINDS = {
     "evidence": "an evidence folder (jobs.evidence)",
     "feature_cache": "a feature cache folder",
     "export": "an exported dataset folder (jobs.convert to=lhotse / to=hf)",
+    "audio": "a folder of imported audio files named by their content (jobs.convert audio_dir)",
     "encoder": "an imported encoder folder (jobs.import_encoder)",
     "corpus": "a generated demo corpus (jobs.make_demo_pool, jobs.make_demo_archive)",
     "bench": "a benchmark's work folder (python -m bench.<name> --workdir)",
@@ -422,10 +424,13 @@ def clear(folder: str | os.PathLike, kind: str, log=print) -> list[str]:
     return gone
 
 
-def replace_files(folder: str | os.PathLike, kind: str, written: Iterable[str]) -> list[str]:
+def replace_files(folder: str | os.PathLike, kind: str, written: Iterable[str], *, log=print) -> list[str]:
     """After a writer (an export) has written ``written`` (paths relative to ``folder``): delete the files the
-    marker records from its previous write that this one did not write, and record ``written`` instead.
-    Everything else in the folder (a README, a ``curated/`` folder a person added) is left as it is.
+    marker records from its previous write that this one did not write, and record ``written`` instead, each
+    with the SHA-256 of its content as the platform wrote it. Everything else in the folder (a README, a
+    ``curated/`` folder a person added) is left as it is, and so is a recorded file whose content changed
+    since the platform wrote it (a person edited it) or whose content was never recorded (an earlier
+    version's export): a warning names it, and it is no longer recorded, so it is the person's from then on.
 
     Returns:
         The relative paths deleted.
@@ -435,20 +440,45 @@ def replace_files(folder: str | os.PathLike, kind: str, written: Iterable[str]) 
     """
     folder = str(io.storage_path(folder))
     written = sorted({_relative(folder, f) for f in written})
+    hashes = {rel: _digest(io.join(folder, rel)) for rel in written if _hashable(folder, rel)}
     gone = []
     # Under the fence: a writer whose lock was taken over deletes nothing of the new owner's.
     with fenced_for(io.join(folder, MARKER_NAME)):
         marker = _marked(folder, kind)
+        known = marker.get("hashes") or {}
         for rel in sorted(set(marker.get("files") or []) - set(written)):
             _child(folder, rel)  # inside the folder, never the marker or the lock
             target = io.join(folder, rel)
             fs, p = io.filesystem(target)
             if _through_link(folder, rel) or fs.get_file_info(p).type != pafs.FileType.File:
                 continue  # a link on the way (a person's folder linked in) or not a file now: left as it is
+            if known.get(rel) != _digest(target):
+                log(f"WARNING {target}: kept, although the previous export wrote it and this one did not: its "
+                    + ("content changed since then (edited?)" if rel in known else "content was not recorded")
+                    + ". It is yours now; delete it yourself if it is not needed")
+                continue
             io.fs_delete(target)
             gone.append(rel)
-        io.write_json_atomic(io.join(folder, MARKER_NAME), {**marker, "files": written})
+        io.write_json_atomic(io.join(folder, MARKER_NAME), {**marker, "files": written, "hashes": hashes})
     return gone
+
+
+def _hashable(folder: str, rel: str) -> bool:
+    """A written file inside ``folder`` (one outside is recorded as given, never hashed nor deleted)."""
+    try:
+        _child(folder, rel)
+    except ForeignFolderError:
+        return False
+    return io.exists(io.join(folder, rel))
+
+
+def _digest(path: str) -> str:
+    """The SHA-256 of a file's content (hex), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with io.open_input_file(path) as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _through_link(folder: str, rel: str) -> bool:

@@ -20,7 +20,7 @@ from ser_models.data import Pool
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError
 from ser_models.models.model import ModelConfig
-from ser_models.ownership import deferred_claim
+from ser_models.ownership import check_apart, deferred_claim
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 from ser_models.provenance import check_run
@@ -61,8 +61,12 @@ def run_adapter_pretrain_job(cfg: AdapterPretrainJobConfig, *, verbose: bool = T
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
+    inputs = {"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source,
+              "model.encoder.checkpoint": cfg.model.encoder.checkpoint}
+    if cfg.feature_cache_dir:  # a second output: never an input, inside one or around one either
+        check_apart(cfg.feature_cache_dir, inputs, key="feature_cache_dir")
     with deferred_claim(cfg.output_dir, "run", job="jobs.adapter_pretrain", layout=ADAPTER_PRETRAIN_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}) as claim:
+                        inputs=inputs) as claim:
         return _run_adapter_pretrain_job(cfg, verbose=verbose, claim=claim)
 
 

@@ -135,6 +135,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     # A folder that is not this job's, or that overlaps an input, is refused before anything is read.
 
     check_output(cfg.output_dir, "run", job="jobs.after", layout=AFTER_RUN_LAYOUT, inputs=_inputs(cfg))
+    cfg.active.check_cache_apart(_inputs(cfg))
     # Everything that can be checked without Ray is checked first: a wrong path, label or key fails in a
     # second, and a rerun with result-changing settings is refused before it touches the folder.
     if cfg.model.text.enabled:

@@ -265,6 +265,7 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         inputs["evidence.labels_from"] = cfg.evidence.labels_from
     recognise = recognise_run("jobs.evidence", EVIDENCE_LAYOUT)
     check_output(cfg.output_dir, "evidence", inputs=inputs, recognise=recognise)  # before anything is read
+    cfg.active.check_cache_apart(inputs)
     if cfg.evidence.labels_from:
         return _run_on_run_labels(cfg, inputs, recognise, t_all, verbose)
     check_evidence_config(cfg)

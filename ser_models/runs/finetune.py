@@ -24,7 +24,7 @@ from ser_models.io import exists, read_json, storage_path
 from ser_models.metrics import metrics_table
 from ser_models.models.model import ModelConfig
 from ser_models.models.model_config import resolve_labels
-from ser_models.ownership import deferred_claim
+from ser_models.ownership import check_apart, deferred_claim
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import AdapterPretrainConfig
 from ser_models.provenance import check_run
@@ -84,8 +84,11 @@ def run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str 
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
-    with deferred_claim(cfg.output_dir, "run", job="jobs.finetune", layout=FINETUNE_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "init_checkpoint": cfg.init_checkpoint, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}) as claim:
+    inputs = {"pool_dir": cfg.pool_dir, "init_checkpoint": cfg.init_checkpoint,
+              "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}
+    if cfg.feature_cache_dir:  # a second output: never an input, inside one or around one either
+        check_apart(cfg.feature_cache_dir, inputs, key="feature_cache_dir")
+    with deferred_claim(cfg.output_dir, "run", job="jobs.finetune", layout=FINETUNE_LAYOUT, inputs=inputs) as claim:
         return _run_finetune(cfg, verbose=verbose, run_name=run_name, report=report, callbacks=callbacks, claim=claim)
 
 

@@ -29,7 +29,7 @@ from ser_models.exceptions import ConfigError
 from ser_models.io import storage_path, write_bytes_atomic, write_parquet_atomic
 from ser_models.models.model import ModelConfig
 from ser_models.models.model_config import resolve_labels
-from ser_models.ownership import deferred_claim
+from ser_models.ownership import check_apart, deferred_claim
 from ser_models.provenance import check_run
 from ser_models.runtime import connect_ray
 from ser_models.scoring.cache_keys import cache_supported, feature_cache_key
@@ -89,8 +89,12 @@ def run_layer_analysis(cfg: LayerAnalysisJobConfig, verbose: bool = True) -> dic
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
+    inputs = {"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source,
+              "model.encoder.checkpoint": cfg.model.encoder.checkpoint}
+    if cfg.feature_cache_dir:  # a second output: never an input, inside one or around one either
+        check_apart(cfg.feature_cache_dir, inputs, key="feature_cache_dir")
     with deferred_claim(cfg.output_dir, "run", job="jobs.layer_analysis", layout=LAYER_ANALYSIS_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "model.encoder.source": cfg.model.encoder.source, "model.encoder.checkpoint": cfg.model.encoder.checkpoint}) as claim:
+                        inputs=inputs) as claim:
         return _run_layer_analysis(cfg, verbose, claim=claim)
 
 

@@ -282,8 +282,11 @@ def run_predict(cfg: PredictJobConfig, *, verbose: bool = True) -> dict:
 
     # Refused now, before anything is read, if the folder is not this job's or overlaps an input; claimed
     # (marked and locked) right before the job's first write, so a config error leaves no folder behind.
-    with deferred_claim(cfg.output_dir, "run", job="jobs.predict", layout=PREDICT_LAYOUT,
-                      inputs={"pool_dir": cfg.pool_dir, "checkpoint": cfg.checkpoint, "manifest": cfg.manifest, "recordings": cfg.recordings, "encoder_source": cfg.encoder_source}) as claim:
+    # speaker_stats names a file the job reads unless it is one of the two words
+    stats = cfg.speaker_stats if cfg.speaker_stats not in ("input", "checkpoint") else None
+    inputs = {"pool_dir": cfg.pool_dir, "checkpoint": cfg.checkpoint, "manifest": cfg.manifest,
+              "recordings": cfg.recordings, "encoder_source": cfg.encoder_source, "speaker_stats": stats}
+    with deferred_claim(cfg.output_dir, "run", job="jobs.predict", layout=PREDICT_LAYOUT, inputs=inputs) as claim:
         return _run_predict(cfg, verbose=verbose, claim=claim)
 
 

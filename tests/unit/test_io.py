@@ -36,6 +36,23 @@ def test_storage_paths_keep_uris_intact_and_make_local_paths_absolute(tmp_path, 
     assert io.storage_path("file://" + str(tmp_path / "y")) == str(tmp_path / "y")
 
 
+def test_a_file_uri_is_parsed_as_a_url_localhost_is_this_machine_and_another_host_is_refused(tmp_path):
+    """``file://localhost/abs/path`` was read as the relative path ``localhost/abs/path``."""
+    from ser_models.exceptions import ConfigError
+
+    (tmp_path / "a b.txt").write_text("here")
+    for uri in (f"file://{tmp_path}/a b.txt", f"file://localhost{tmp_path}/a%20b.txt",
+                f"file://LOCALHOST{tmp_path}/a b.txt", f"file://{tmp_path}/a%20b.txt"):
+        assert io.local_path(uri) == tmp_path / "a b.txt"
+        assert io.storage_path(uri) == str(tmp_path / "a b.txt")
+        assert io.read_bytes(uri) == b"here" and io.exists(uri)
+    for uri in ("file://fileserver/share/a.wav", "file://10.0.0.5/data/a.wav"):
+        assert io.is_local(uri)  # a file URI, of another machine
+        with pytest.raises(ConfigError, match="another host|of the host") as err:
+            io.storage_path(uri)
+        assert uri in str(err.value) and "file://localhost/abs/path" in str(err.value)
+
+
 def test_atomic_writes_leave_only_the_target(tmp_path):
     table = pa.table({"utt_id": ["a", "b"], "x": [1, 2]})
     io.write_parquet_atomic(tmp_path / "d" / "t.parquet", table)

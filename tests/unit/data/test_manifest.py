@@ -78,6 +78,16 @@ def test_paths_relative_absolute_and_file_uri(tmp_path):
                                 str(sub / "d.wav")]
 
 
+def test_a_file_uri_of_localhost_is_its_absolute_path_and_of_another_host_is_refused(tmp_path):
+    """``file://localhost/abs/b.wav`` was read as ``localhost/abs/b.wav`` beside the manifest."""
+    rows = [{"utt_id": "a", "path": "file://localhost/abs/a.wav"}, {"utt_id": "b", "path": "file:///abs/b%20c.wav"}]
+    df = read_manifest(f"file://localhost{write(tmp_path, 'm.csv', rows)}")
+    assert df.path.tolist() == ["/abs/a.wav", "/abs/b c.wav"]
+    rows.append({"utt_id": "c", "path": "file://nas01/abs/c.wav"})
+    with pytest.raises(ManifestError, match="row 3.*file://nas01/abs/c.wav.*the host 'nas01'"):
+        read_manifest(write(tmp_path, "n.csv", rows))
+
+
 def test_label_map_argument_file_and_discovery(tmp_path):
     rows = [{"utt_id": "a", "path": "a.wav", "label": "hap"}, {"utt_id": "b", "path": "b.wav", "label": "exc"},
             {"utt_id": "c", "path": "c.wav", "label": "sad"}]

@@ -48,8 +48,9 @@ def test_hf_save_to_disk_with_embedded_bytes_writes_each_clip_once_by_content(tm
                               **QUIET)
     # save_to_disk embeds every local file (gone.wav is a copy of mono.wav); class index 7 is refused
     assert report.reasons() == {"unknown_label": 2} and report.taken == 6
-    files = sorted(os.listdir(tmp_path / "aud"))
+    files = sorted(f for f in os.listdir(tmp_path / "aud") if not f.startswith("."))
     assert len(files) == 2 and all(f.endswith(".wav") for f in files)  # 2 distinct clips, 6 rows using them
+    assert json.loads((tmp_path / "aud" / ".ser-output.json").read_text())["kind"] == "audio"  # claimed
     m = read_manifest(tmp_path / "m.parquet").set_index("utt_id")
     assert m.loc["train-0000000", "label"] == "happy" and m.loc["train-0000000", "speaker"] == "s1"
     assert m.loc["validation-0000004", "split"] == "dev" and m.loc["train-0000000", "age"] == 30
@@ -130,6 +131,20 @@ def test_nemo_rows_without_ids_get_path_ids_and_bad_rows_are_refused(tmp_path, a
         0.5, 1.5, 12.5)
 
 
+def test_file_uris_of_this_machine_are_read_and_of_another_host_refused(tmp_path, audio):
+    """``file://localhost/abs/mono.wav`` was read as ``localhost/abs/mono.wav`` under the manifest's folder."""
+    lines = [{"utt_id": "a", "audio_filepath": f"file://localhost{audio['mono']}", "duration": 3.0},
+             {"utt_id": "b", "audio_filepath": f"file://{audio['stereo']}", "duration": 3.0},
+             {"utt_id": "c", "audio_filepath": f"file://nas01{audio['mono']}", "duration": 3.0}]
+    (tmp_path / "m.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    for check_files in (True, False):  # refused by what it is, not because no such file is found
+        frame, report = import_nemo(str(tmp_path / "m.json"), str(tmp_path / "m.csv"), check_files=check_files,
+                                    **QUIET)
+        assert frame["path"].tolist() == [audio["mono"], audio["stereo"]]
+        assert [(r[1], r[2]) for r in report.refused] == [("c", "unsupported_source")]
+        assert "another host" in report.refused[0][3]
+
+
 def test_an_export_never_writes_into_a_folder_it_did_not_make(tmp_path, audio):
     from ser_models.exceptions import ForeignFolderError
 
@@ -168,6 +183,35 @@ def test_a_second_export_keeps_what_a_person_added_and_replaces_only_its_own_fil
         f"removed {g}: written by the previous export of {out}, not by this one" for g in gone]
 
 
+def test_a_later_export_keeps_an_earlier_exports_file_that_a_person_edited(tmp_path, audio):
+    """A later export deleted the earlier export's files it did not write again by name, edited or not."""
+    pytest.importorskip("datasets")
+    ours, out = _ours(tmp_path, audio), tmp_path / "hf"
+    convert(ConvertConfig(input=ours, output=str(out), to="hf", labels=["angry", "happy", "sad"]), **QUIET)
+    first = sorted(p.relative_to(out).as_posix() for p in (out / "data").iterdir())
+    assert len(first) == 3
+    edited = next(out / rel for rel in first if "test" in rel)
+    edited.write_bytes(edited.read_bytes() + b"a person's edit")
+    only_train = tmp_path / "train_only.parquet"
+    frame = read_manifest(ours)
+    frame[frame["split"] == "train"].to_parquet(only_train)
+    lines = []
+    convert(ConvertConfig(input=str(only_train), output=str(out), to="hf", labels=["angry", "happy", "sad"]),
+            log=lines.append)
+    assert edited.read_bytes().endswith(b"a person's edit")  # kept, with a warning naming it
+    warned = [line for line in lines if line.startswith("WARNING")]
+    assert len(warned) == 1 and str(edited) in warned[0] and "changed since" in warned[0]
+    untouched = next(rel for rel in first if "validation" in rel)
+    assert not (out / untouched).exists()  # the unedited file of the previous export still goes
+    assert [line for line in lines if line.startswith("removed ")] == [
+        f"removed {untouched}: written by the previous export of {out}, not by this one"]
+    # the kept file is the person's now: a third export neither deletes it nor warns again
+    lines.clear()
+    convert(ConvertConfig(input=str(only_train), output=str(out), to="hf", labels=["angry", "happy", "sad"]),
+            log=lines.append)
+    assert edited.exists() and not [line for line in lines if line.startswith(("WARNING", "removed"))]
+
+
 def test_an_import_never_writes_over_its_input(tmp_path, audio):
     from ser_models.exceptions import OutputOverlapError
 
@@ -176,3 +220,112 @@ def test_an_import_never_writes_over_its_input(tmp_path, audio):
     with pytest.raises(OutputOverlapError, match="is the input input="):
         convert(ConvertConfig(input=ours, output=ours, format="hf"), **QUIET)
     assert open(ours, "rb").read() == before
+
+
+def _tree(root) -> dict[str, bytes | None]:
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_an_hf_imports_audio_dir_is_checked_against_the_input_and_claimed(tmp_path, audio):
+    """audio_dir was neither claimed nor checked: clips were written into the dataset's own folder or a
+    person's folder."""
+    from ser_models.exceptions import ForeignFolderError, OutputOverlapError
+
+    datasets = pytest.importorskip("datasets")
+    datasets.DatasetDict({"train": _hf_dataset(audio, embed=True)}).save_to_disk(str(tmp_path / "disk"))
+    before = _tree(tmp_path / "disk")
+    with pytest.raises(OutputOverlapError, match="audio_dir=.*lies inside the input input="):
+        convert(ConvertConfig(input=str(tmp_path / "disk"), output=str(tmp_path / "m.csv"),
+                              audio_dir=str(tmp_path / "disk" / "clips")), **QUIET)
+    assert _tree(tmp_path / "disk") == before and not (tmp_path / "m.csv").exists()
+    person = tmp_path / "mine"
+    person.mkdir()
+    (person / "take1.wav").write_bytes(b"RIFF mine")
+    with pytest.raises(ForeignFolderError, match=f"refusing to write or delete in {person}"):
+        convert(ConvertConfig(input=str(tmp_path / "disk"), output=str(tmp_path / "m.csv"), audio_dir=str(person)),
+                **QUIET)
+    assert _tree(person) == {"take1.wav": b"RIFF mine"} and not (tmp_path / "m.csv").exists()
+
+
+def test_an_audio_dir_an_earlier_version_wrote_is_adopted_only_by_its_content(tmp_path, audio):
+    datasets = pytest.importorskip("datasets")
+    datasets.DatasetDict({"train": _hf_dataset(audio, embed=True)}).save_to_disk(str(tmp_path / "disk"))
+    cfg = ConvertConfig(input=str(tmp_path / "disk"), output=str(tmp_path / "m.csv"), audio_dir=str(tmp_path / "aud"))
+    convert(cfg, **QUIET)
+    (tmp_path / "aud" / ".ser-output.json").unlink()  # as an earlier version left it: no marker
+    lines = []
+    convert(cfg, log=lines.append)
+    assert any("adopted as a folder of imported audio" in x for x in lines)
+    (tmp_path / "aud" / ".ser-output.json").unlink()
+    clip = next(p for p in (tmp_path / "aud").iterdir() if p.suffix == ".wav")
+    clip.write_bytes(clip.read_bytes() + b"edited")  # its name no longer names its content
+    from ser_models.exceptions import ForeignFolderError
+
+    with pytest.raises(ForeignFolderError):
+        convert(cfg, **QUIET)
+    assert clip.read_bytes().endswith(b"edited")
+
+
+def test_an_import_never_overwrites_a_persons_refused_csv(tmp_path, audio):
+    """``<output stem>.refused.csv`` was written over whatever file of that name was there."""
+    from ser_models.exceptions import ForeignFolderError
+
+    lines = [{"audio_filepath": audio["mono"], "duration": 3.0, "label": "happy"},
+             {"audio_filepath": "gone.wav", "duration": 1.0, "label": "sad"}]
+    (tmp_path / "n.json").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    theirs = tmp_path / "m.refused.csv"
+    theirs.write_text("utt_id,why\ngone,we re-record it next week\n")  # a person's own file of that name
+    cfg = ConvertConfig(input=str(tmp_path / "n.json"), output=str(tmp_path / "m.csv"), format="nemo")
+    with pytest.raises(ForeignFolderError, match=f"refusing to write {theirs}: .* refuses 1 rows"):
+        convert(cfg, **QUIET)
+    assert theirs.read_text() == "utt_id,why\ngone,we re-record it next week\n"
+    assert not (tmp_path / "m.csv").exists()  # refused before the first byte
+    theirs.unlink()
+    convert(cfg, **QUIET)  # the platform's own listing is replaced by the next import, as before
+    ours = theirs.read_text()
+    assert ours.startswith("row,id,reason,detail\n2,") and "missing_file" in ours
+    convert(cfg, **QUIET)
+    assert theirs.read_text() == ours
+
+
+def test_a_folder_at_the_refused_csv_path_is_refused_before_anything_is_written(tmp_path, audio):
+    from ser_models.exceptions import ForeignFolderError
+
+    (tmp_path / "n.json").write_text(json.dumps({"audio_filepath": audio["mono"], "duration": 3.0}) + "\n")
+    (tmp_path / "m.refused.csv").mkdir()
+    with pytest.raises(ForeignFolderError, match="refusing to write the refused-rows list of output=.*a folder"):
+        convert(ConvertConfig(input=str(tmp_path / "n.json"), output=str(tmp_path / "m.csv"), format="nemo"),
+                **QUIET)
+    assert not (tmp_path / "m.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["edited", "theirs", "linked"])
+def test_an_export_never_writes_over_a_file_that_is_not_as_the_platform_wrote_it(tmp_path, audio, case):
+    """An export wrote its files over whatever was at their names: a person's edit of the previous export's
+    file, or a person's own file of that name (or through a link to their folder)."""
+    pytest.importorskip("datasets")
+    ours, out = _ours(tmp_path, audio), tmp_path / "hf"
+    frame = read_manifest(ours)
+    only_train = tmp_path / "train_only.parquet"
+    frame[frame["split"] == "train"].to_parquet(only_train)
+    convert(ConvertConfig(input=str(only_train), output=str(out), to="hf", labels=["angry", "happy", "sad"]),
+            **QUIET)
+    train, test = out / "data" / "train-00000-of-00001.parquet", out / "data" / "test-00000-of-00001.parquet"
+    if case == "edited":
+        train.write_bytes(train.read_bytes() + b"a person's edit")
+        at = "data/train-00000-of-00001.parquet"
+    elif case == "theirs":
+        test.write_bytes(b"a person's own test split")
+        at = "data/test-00000-of-00001.parquet"
+    else:
+        person = tmp_path / "person"
+        person.mkdir()
+        (out / "data").rename(person / "data")
+        (out / "data").symlink_to(person / "data", target_is_directory=True)
+        at = "data/train-00000-of-00001.parquet"
+    before = _tree(tmp_path)
+    from ser_models.exceptions import ForeignFolderError
+
+    with pytest.raises(ForeignFolderError, match=f"refusing to export into {out}: this export writes .*{at}"):
+        convert(ConvertConfig(input=ours, output=str(out), to="hf", labels=["angry", "happy", "sad"]), **QUIET)
+    assert _tree(tmp_path) == before  # nothing written, nothing deleted

@@ -190,3 +190,19 @@ def test_lhotse_recordings_go_straight_into_segment_as_a_recordings_manifest_wit
     assert sorted(got["recording"]) == ["call1", "ep1"]
     annotations = pd.read_parquet(tmp_path / "segments" / "imported" / "recordings.annotations.parquet")
     assert sorted(annotations["label"]) == ["angry", "happy", "sad"]
+
+
+def test_a_datasets_embedded_audio_goes_under_the_pools_claim_without_a_claim_of_its_own(tmp_path, audio):
+    """jobs.prepare_pool's imported/audio lies inside the pool it has claimed: that claim covers it."""
+    datasets = pytest.importorskip("datasets")
+    import soundfile as sf
+
+    cells = [{"bytes": open(audio["mono"], "rb").read(), "path": "a.wav"}]
+    features = datasets.Features({"audio": datasets.Audio(sampling_rate=16000), "label": datasets.Value("string")})
+    datasets.Dataset.from_dict({"audio": cells, "label": ["happy"]}).cast(features).save_to_disk(
+        str(tmp_path / "disk"))
+    out = tmp_path / "pool"
+    source = _seam(str(tmp_path / "disk"), str(out))
+    clip = read_manifest(source)["path"].iloc[0]
+    assert os.path.dirname(clip) == str(out / "imported" / "audio") and sf.info(clip).frames == 48000
+    assert not (out / "imported" / "audio" / MARKER_NAME).exists()  # one owner: the pool

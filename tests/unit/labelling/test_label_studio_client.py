@@ -131,3 +131,97 @@ def test_the_oracle_refuses_plain_http_from_the_environment_before_any_request(t
     oracle = LabelStudioOracle(allowed, ["a", "b"], [], (1.0, 5.0), clips, tmp_path, "t", log=lambda m: None)
     assert oracle.client.url == "http://labelstudio.internal:8080"
     assert TOKEN not in repr(oracle) + repr(oracle.client)
+
+
+class _Projects(http.server.BaseHTTPRequestHandler):
+    """Plays the project calls of a Label Studio server (no project yet; a created one gets id 7), and records
+    every request it receives."""
+
+    seen: list[str] = []
+
+    def _answer(self, body: object, status: int = 200):
+        out = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def do_GET(self):  # noqa: N802
+        self.seen.append(f"GET {self.path}")
+        self._answer({"results": [], "count": 0} if self.path.startswith("/api/projects/") else {"id": 1})
+
+    def do_POST(self):  # noqa: N802
+        self.seen.append(f"POST {self.path}")
+        length = int(self.headers.get("Content-Length") or 0)
+        fields = json.loads(self.rfile.read(length) or b"{}")
+        self._answer({"id": 7, **fields}, 201)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def projects_server():
+    _Projects.seen = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Projects)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+SECRET = "hunter2-pw"
+
+
+@pytest.mark.parametrize("site", ["created project", "project url", "unreachable"])
+def test_user_info_in_label_studio_url_from_the_environment_is_refused_and_never_shown(
+        site, projects_server, tmp_path, monkeypatch, capsys):
+    """Each place the oracle prints the server's URL: the "created project" line, the project's address and the
+    "unreachable" error. A ``user:pass@`` URL in LABEL_STUDIO_URL is refused as the config key is, before any
+    request, and the password is in no line, no error and no output."""
+    port = 9 if site == "unreachable" else projects_server  # port 9 (discard): nothing listens there
+    monkeypatch.setenv("SER_TEST_LS_TOKEN", TOKEN)
+    monkeypatch.setenv("LABEL_STUDIO_URL", f"http://admin:{SECRET}@127.0.0.1:{port}")
+    clips = pd.DataFrame({"utt_id": ["u0"], "path": [str(tmp_path / "u0.wav")], "duration": [1.0]})
+    lines: list[str] = []
+    oracle = LabelStudioOracle(LabelStudioConfig(api_key_env="SER_TEST_LS_TOKEN"), ["a", "b"], [], (1.0, 5.0),
+                               clips, tmp_path, "t", log=lines.append)
+    with pytest.raises(ConfigError) as err:
+        if site == "created project":
+            oracle.project()
+        elif site == "project url":
+            print(oracle.project_url)
+        else:
+            oracle.client.whoami()
+    shown = "\n".join([str(err.value), *lines, *capsys.readouterr()])
+    assert SECRET not in shown and "admin" not in shown
+    assert "LABEL_STUDIO_URL" in str(err.value) and "user name or password" in str(err.value)
+    assert f"http://127.0.0.1:{port}" in str(err.value)  # the URL is named, without its user info
+    assert _Projects.seen == []  # refused before any request
+
+
+@pytest.mark.parametrize("url", ["https://admin:pw@ls.example.com", "https://token@ls.example.com:8443/",
+                                 "http://:pw@127.0.0.1:8080"])
+def test_the_client_refuses_user_info_from_any_source(url):
+    with pytest.raises(ConfigError, match="user name or password") as err:
+        LabelStudioClient(url, TOKEN, key="LABEL_STUDIO_URL")
+    assert "pw" not in str(err.value) and "token@" not in str(err.value)
+    assert "LABEL_STUDIO_URL" in str(err.value)
+    with pytest.raises(ConfigError, match="user name or password"):
+        LabelStudioConfig(url=url)
+
+
+def test_the_oracle_logs_its_project_with_the_url_it_was_given(projects_server, tmp_path, monkeypatch):
+    """Without user info the URL is shown as given (the print sites stay informative)."""
+    monkeypatch.setenv("SER_TEST_LS_TOKEN", TOKEN)
+    monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{projects_server}")
+    clips = pd.DataFrame({"utt_id": ["u0"], "path": [str(tmp_path / "u0.wav")], "duration": [1.0]})
+    lines: list[str] = []
+    oracle = LabelStudioOracle(LabelStudioConfig(api_key_env="SER_TEST_LS_TOKEN"), ["a", "b"], [], (1.0, 5.0),
+                               clips, tmp_path, "t", log=lines.append)
+    assert oracle.project()["id"] == 7
+    assert any(f"created project 7 'SER active learning: t' at http://127.0.0.1:{projects_server}" in x
+               for x in lines)
+    assert oracle.project_url == f"http://127.0.0.1:{projects_server}/projects/7/data"
