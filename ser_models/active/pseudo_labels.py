@@ -25,15 +25,17 @@ import faiss
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ser_models.config import RESULT, field
 from ser_models.data.ledger import TARGETS_SCHEMA
 from ser_models.exceptions import ConfigError
 from ser_models.io import exists, read_parquet, write_parquet_atomic
+from ser_models.scoring.score_shards import ScoreShards, read_shard
 from ser_models.scoring.scorer import Scores
 
 __all__ = ["PSEUDO_SCHEMA", "SemiSupervisedConfig", "TrainingTargets", "balanced_top", "confident_pseudo_labels",
-           "label_spreading", "pseudo_labels"]
+           "label_spreading", "pseudo_labels", "shard_confident"]
 
 _KEY = "active.semi_supervised"
 _METHODS = ("none", "confident", "propagation")
@@ -203,6 +205,50 @@ def pseudo_labels(cfg: SemiSupervisedConfig, ids: np.ndarray, probs: np.ndarray,
                      "method": pa.array([cfg.method] * len(pos), pa.string())}, schema=PSEUDO_SCHEMA)
 
 
+def _confident_in_shard(path: str, threshold: float, per_class: int, skip: pa.Array) -> pa.Table:
+    """One shard's candidates for confident pseudo-labels: per predicted class, its ``per_class`` most confident
+    clips at or above ``threshold`` that are not in ``skip`` (ties: id order, the shard's row order)."""
+    s = read_shard(path, ["probs"])
+    ids = pa.array(np.asarray(s.ids).astype(str).tolist(), pa.string())
+    probs = np.asarray(s.probs, np.float64)  # as the gathered round computes it
+    labels, conf = probs.argmax(axis=1), probs.max(axis=1)
+    eligible = (conf >= threshold) & ~pc.is_in(ids, value_set=skip).to_numpy(zero_copy_only=False)
+    pos = balanced_top(labels, conf, eligible, probs.shape[1], per_class * probs.shape[1])
+    return pa.table({"utt_id": ids.take(pa.array(pos, pa.int64())), "cls": pa.array(labels[pos], pa.int64()),
+                     "confidence": pa.array(conf[pos], pa.float64())})
+
+
+def shard_confident(shards: ScoreShards, cfg: SemiSupervisedConfig, labelled: dict[str, str | None],
+                    class_names: list[str], exclude: set[str] | None = None) -> pa.Table:
+    """:func:`pseudo_labels` with ``method=confident`` over a round's score shards: each shard offers its top
+    ``cap // C`` per class, and the merge keeps the top of the offers by (confidence, then id), the order the
+    gathered round ranks in (its pool is sorted by id). The same pseudo-labels; no process holds the pool.
+
+    Raises:
+        ConfigError: ``cfg.method`` is not ``confident`` (propagation spreads over the whole pool's kNN graph).
+    """
+    if cfg.method != "confident":
+        raise ConfigError(f"{_KEY}.method={cfg.method!r} has no sharded form: only confident pseudo-labels do")
+    per_class = int(cfg.max_ratio * len(labelled)) // len(class_names)
+    skip = pa.array(sorted(set(map(str, labelled)) | set(map(str, exclude or ()))), pa.string())
+    offers = [t for t in shards.map(_confident_in_shard, float(cfg.threshold), per_class, skip) if t.num_rows]
+    if not offers:
+        return PSEUDO_SCHEMA.empty_table()
+    merged = pa.concat_tables(offers)
+    ids = np.asarray(merged.column("utt_id").to_pylist(), dtype=object)
+    cls, conf = merged.column("cls").to_numpy(), merged.column("confidence").to_numpy()
+    keep = []
+    for c in range(len(class_names)):
+        pos = np.flatnonzero(cls == c)
+        keep.append(pos[np.lexsort((ids[pos], -conf[pos]))[:per_class]])
+    keep = np.concatenate(keep)
+    keep = keep[np.argsort(ids[keep], kind="stable")]  # sorted by id, as the gathered table is
+    return pa.table({"utt_id": pa.array(ids[keep].tolist(), pa.string()),
+                     "label": pa.array([class_names[int(c)] for c in cls[keep]], pa.string()),
+                     "confidence": pa.array(conf[keep], pa.float64()),
+                     "method": pa.array(["confident"] * len(keep), pa.string())}, schema=PSEUDO_SCHEMA)
+
+
 def round_pseudo_labels(cfg: SemiSupervisedConfig, r: int, ledger, round_dir, class_names: list[str],
                         exclude: set[str], accuracy=None, log=print) -> tuple[pa.Table | None, dict | None]:
     """Round ``r``'s pseudo-labels from round ``r - 1``'s scores (:func:`pseudo_labels`), kept in the round's
@@ -230,12 +276,16 @@ def round_pseudo_labels(cfg: SemiSupervisedConfig, r: int, ledger, round_dir, cl
         table = read_parquet(path)
     else:
         prev = round_dir(r - 1) / "scores.parquet"
-        if not exists(prev):
+        shards = ScoreShards.open(prev.parent / "scores")
+        if shards is not None:  # a sharded round: confident pseudo-labels are picked shard by shard
+            table = shard_confident(shards, cfg, ledger.labels(), class_names, exclude)
+        elif not exists(prev):
             log(f"  pseudo-labels: round {r - 1} left no scores.parquet; round {r} trains on the ledger alone")
             return None, None
-        scores = Scores.load(prev)
-        table = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, ledger.labels(), class_names,
-                              exclude=exclude)
+        else:
+            scores = Scores.load(prev)
+            table = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, ledger.labels(), class_names,
+                                  exclude=exclude)
         write_parquet_atomic(path, table)
     labels = table.column("label").to_pylist()
     report = {"method": cfg.method, "clips": table.num_rows,

@@ -28,7 +28,8 @@ def rounds_are_sharded(active, strategy, train_clips: int, log) -> bool:
     threshold = active.selection.shard_above_clips
     if train_clips <= threshold:
         return False
-    why = ("active.semi_supervised reads a whole round's scores" if active.semi_supervised.enabled
+    why = ("active.semi_supervised.method=propagation spreads labels over the whole pool's kNN graph"
+           if active.semi_supervised.method == "propagation"
            else f"{strategy!r} has no sharded form" if strategy.shard_plan(1) is None else None)
     if why:
         log(f"selection: {train_clips:,} training clips, above active.selection.shard_above_clips={threshold:,}, "

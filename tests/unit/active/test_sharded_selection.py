@@ -251,3 +251,47 @@ def test_the_sharded_cold_start_picks_the_in_process_initial_set(tmp_path, monke
     assert shard_cold_start(shards, strategy, n, skip, seed) == whole
     with pytest.raises(PoolExhaustedError):
         shard_cold_start(shards, strategy, len(pooled.ids), skip, seed)
+
+
+# Confident pseudo-labels over a round's score shards are the ones the gathered round makes; propagation, which
+# spreads over the whole pool's graph, has no sharded form and says so.
+from ser_models.active.pseudo_labels import SemiSupervisedConfig, pseudo_labels, shard_confident  # noqa: E402
+from ser_models.exceptions import ConfigError  # noqa: E402
+
+PSEUDO_CLASSES = ["neutral", "happy", "sad", "angry"]
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+@pytest.mark.parametrize("threshold, ratio", [(0.5, 1.0), (0.8, 0.3), (0.0, 2.0)])
+def test_sharded_confident_pseudo_labels_equal_the_gathered_ones(tmp_path, parts, threshold, ratio):
+    scores = _scores(seed=parts)
+    ids = scores.ids.astype(str)
+    labelled = {u: PSEUDO_CLASSES[i % 4] for i, u in enumerate(sorted(ids)) if i % 11 == 0}
+    exclude = {u for i, u in enumerate(sorted(ids)) if i % 17 == 5}
+    cfg = SemiSupervisedConfig(method="confident", threshold=threshold, max_ratio=ratio)
+    want = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, labelled, PSEUDO_CLASSES, exclude=exclude)
+    got = shard_confident(_shard(scores, tmp_path, parts), cfg, labelled, PSEUDO_CLASSES, exclude)
+    assert want.num_rows > 0 and got.equals(want)
+    assert not set(got.column("utt_id").to_pylist()) & (set(labelled) | exclude)
+
+
+def test_propagation_has_no_sharded_form(tmp_path):
+    scores = _scores(seed=0, n=100)
+    with pytest.raises(ConfigError, match="propagation.*only confident"):
+        shard_confident(_shard(scores, tmp_path, 2), SemiSupervisedConfig(method="propagation"), {"a": "happy"},
+                        PSEUDO_CLASSES)
+
+
+@pytest.mark.parametrize("parts", [3, 7])
+def test_sharded_confident_pseudo_labels_break_ties_at_the_cut_by_id(tmp_path, parts):
+    """Forty clips share one confidence across the shards and only five per class are kept: the five with the
+    smallest ids, as the gathered round keeps them."""
+    scores = _scores(seed=5, n=400)
+    scores.probs[:40] = [1.0, 0.0, 0.0, 0.0]  # rows are id-sorted; the shuffle spreads them over every shard
+    labelled = {u: "happy" for u in scores.ids.astype(str)[-20:]}  # cap 20: 5 per class
+    cfg = SemiSupervisedConfig(method="confident", threshold=0.0, max_ratio=1.0)
+    want = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, labelled, PSEUDO_CLASSES)
+    got = shard_confident(_shard(scores, tmp_path, parts), cfg, labelled, PSEUDO_CLASSES)
+    zero = [u for u, lab in zip(want.column("utt_id").to_pylist(), want.column("label").to_pylist()) if lab == "neutral"]
+    assert zero == sorted(scores.ids.astype(str)[:40])[:5]
+    assert got.equals(want)
