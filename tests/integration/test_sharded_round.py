@@ -56,6 +56,19 @@ def test_a_sharded_round_labels_what_the_gathered_round_labels(demo_pool, tmp_pa
         (tmp_path / "gathered" / "rounds" / "round=000" / "stop_set.parquet").read_bytes()
 
 
+def test_a_sharded_round_trains_on_the_gathered_rounds_confident_pseudo_labels(demo_pool, tmp_path):
+    extra = ["active.strategy.name=margin", "active.semi_supervised.method=confident",
+             "active.semi_supervised.threshold=0.3", "active.semi_supervised.max_ratio=2.0"]
+    _, gathered = _run(demo_pool.pool_dir, tmp_path / "gathered", extra)
+    sharded_loop, sharded = _run(demo_pool.pool_dir, tmp_path / "sharded", [*extra, *SHARDED])
+    assert sharded_loop.sharded
+    pseudo = [pd.read_parquet(tmp_path / run / "rounds" / "round=001" / "pseudo_labels.parquet")
+              for run in ("gathered", "sharded")]
+    assert len(pseudo[0]) > 0 and pseudo[1].equals(pseudo[0])
+    assert sharded[1].pseudo_labels == gathered[1].pseudo_labels
+    assert _ledger(tmp_path / "sharded") == _ledger(tmp_path / "gathered")
+
+
 def test_a_sharded_round_writes_the_request_file_with_guesses_and_scores(demo_pool, tmp_path):
     """The file oracle's request shows the model's guess and the strategy's score per clip, read back from the
     shards for the picks alone: the same file the gathered round writes."""
