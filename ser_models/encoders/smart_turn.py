@@ -46,7 +46,14 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ser_models.encoders.content_hash import SIDECAR_NAME, hash_files
 from ser_models.exceptions import EncoderError
-from ser_models.io import SWAP_SUFFIX, abort_dir_swap, begin_dir_swap, commit_dir_swap, exists, finish_dir_swap
+from ser_models.io import (
+    SWAP_SUFFIX,
+    abort_dir_swap,
+    begin_dir_swap,
+    commit_dir_swap,
+    exists,
+    finish_dir_swap,
+)
 from ser_models.ownership import check_apart, check_claim
 
 WHEEL_NAME = "pipecat_ai-1.14.0-py3-none-any.whl"
