@@ -62,10 +62,22 @@ def hash_files(folder: str | os.PathLike, patterns: Iterable[str] = MODEL_FILE_P
         digests = _remote_digests(str(folder), patterns)
     else:
         digests = _local_digests(local_path(folder).expanduser(), patterns, cache)
+    return files_identity(digests)
+
+
+def files_identity(digests: dict[str, str]) -> str:
+    """sha256 (hex) of a set of files by name and content: ``{name: sha256 of its bytes}`` (what
+    :func:`hash_files` returns for a folder, and :mod:`ser_models.encoders.loading` for the bytes it read)."""
     h = hashlib.sha256(b"ser-files-v1\n")
     for name in sorted(digests):
         h.update(f"{name}\0{digests[name]}\n".encode())
     return h.hexdigest()
+
+
+def model_files(folder: Path, patterns: Iterable[str] = MODEL_FILE_PATTERNS) -> list[str]:
+    """The names of the files at the top of the local ``folder`` that :func:`hash_files` covers (links followed)."""
+    patterns = tuple(patterns)
+    return [n for n in sorted(os.listdir(folder)) if _matches(n, patterns) and (folder / n).is_file()]
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -95,12 +107,8 @@ def _stamp(st: os.stat_result) -> dict:
 def _local_digests(folder: Path, patterns: tuple[str, ...], cache: bool) -> dict[str, str]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    files: dict[str, os.stat_result] = {}
-    for name in sorted(os.listdir(folder)):
-        if _matches(name, patterns):
-            st = os.stat(folder / name)  # follows links: a Hugging Face snapshot links to its blobs
-            if Path(folder / name).is_file():
-                files[name] = st
+    # follows links: a Hugging Face snapshot links to its blobs
+    files = {name: os.stat(folder / name) for name in model_files(folder, patterns)}
     old = _read_sidecar(folder) if cache else {}
     entries, digests = {}, {}
     for name, st in files.items():
