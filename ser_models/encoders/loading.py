@@ -160,6 +160,18 @@ def load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, nn.Modul
     return family, hf_config, hf_model, weights
 
 
+def read_tensors(cfg: EncoderConfig) -> dict[str, torch.Tensor]:
+    """Every tensor of the weight files of ``cfg.source`` (a local folder or a hub id), read once into this
+    process's memory (never mapped to the files): for a model built beside the encoder from the same checkpoint
+    (TAPT's pre-training heads), which a later change on disk must not reach either."""
+    local = Path(cfg.source).expanduser()
+    files = read_model_files(local if local.is_dir() else _hub_snapshot(cfg))
+    try:
+        return files.state_dict()
+    finally:
+        files.release()
+
+
 def _hub_snapshot(cfg: EncoderConfig) -> Path:
     """The snapshot folder of the hub id ``cfg.source`` (the cached one offline; fetched with
     ``allow_download``): its configs and safetensors weights, or its PyTorch weights when it has none."""
@@ -201,4 +213,4 @@ def _whisper_encoder(cfg: EncoderConfig, folder: Path, hf_config: PretrainedConf
     return model
 
 
-__all__ = ["ModelFiles", "load_pretrained", "read_model_files"]
+__all__ = ["ModelFiles", "load_pretrained", "read_model_files", "read_tensors"]
