@@ -10,6 +10,10 @@ changed, and is never hashed itself (hidden files are skipped). A folder that ca
 shared model store) is hashed without the sidecar; this process still remembers each file's sha256 by the same
 (size, ``mtime_ns``, inode) test, so it reads the folder once.
 
+An encoder is not keyed through this cache: it is built from its files read once and keyed by the bytes read
+(:mod:`ser_models.encoders.loading`), and nothing is written into its folder. The sidecar serves folders the
+platform made (an imported encoder); a folder another job or a person owns is hashed with ``cache=False``.
+
 What the cache cannot see: a file rewritten in place with the same size and its old modification time set back
 (``touch -d``), within the file system's timestamp resolution, is trusted; so is a sidecar edited by hand. A
 file that changes while it is hashed is hashed again (three tries, then :class:`OSError`).
