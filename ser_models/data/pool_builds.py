@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import re
 
-from ser_models.io import join, list_dir, read_json
-from ser_models.ownership import record, recorded, remove
+import pyarrow as pa
+
+from ser_models.data.pool import POOL_SCHEMA, QUARANTINE_SCHEMA
+from ser_models.io import join, list_dir, list_files, read_json
+from ser_models.ownership import parquet_with, record, recorded, remove
 
 #: Prefix of the per-build folders inside a pool (``summary.json`` names the current one).
 BUILD_PREFIX = "build-"
@@ -46,20 +49,24 @@ def drop_build(out: str, build: str) -> None:
 def legacy_pool(folder: str, names: list[str]) -> list[str] | None:
     """The builds to record when ``folder`` is a pool written before ownership markers; None when it is not.
 
-    The rule: ``summary.json`` reads as a pool summary (a ``fingerprint``; the build folders it reads from
-    exist), and every other entry is a build folder it names, a
-    folder named the way only this platform names builds (``build-<YYYYmmddTHHMMSS>-<8 hex>``: a crash's
-    leftover), or, for a pre-version-2 summary (no ``build`` key), ``data/``, ``quarantine.parquet`` or
-    ``config.yaml``. Any other entry, or no summary, and the folder is not adopted.
+    The rule reads content, never names alone: ``summary.json`` reads as a pool summary (a ``fingerprint``
+    and a ``format_version``), and the pool's data reads back as that version's Parquet with the pool's
+    columns (:data:`LEGACY_POOL_COLUMNS`): for a summary naming a build, every live file it lists (or every
+    file under ``<build>/data/``); for the first layout (no ``build``), every file under ``data/`` is a
+    ``split=<name>/*.parquet`` of the pool's and ``quarantine.parquet``, if there, is a quarantine table. At
+    least one data file, and every other entry is a build folder the summary names, a folder named the way
+    only this platform names builds (``build-<YYYYmmddTHHMMSS>-<8 hex>``: a crash's leftover) or, for the
+    first layout, ``data/``, ``quarantine.parquet`` or ``config.yaml``. Anything else, and the folder is not
+    adopted (``summary.json`` with a ``fingerprint`` beside a ``data/`` of audio files is a person's folder).
     """
     if "summary.json" not in names:
         return None
     try:
         summary = read_json(join(folder, "summary.json"))
-        live = referenced(folder, summary) if isinstance(summary, dict) and "build" in summary else set()
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(summary, dict) or "fingerprint" not in summary:
+        if not isinstance(summary, dict) or "fingerprint" not in summary or "format_version" not in summary:
+            return None
+        live = referenced(folder, summary) if "build" in summary else set()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if not live <= set(names):  # a summary naming builds that are not there describes another folder
         return None
@@ -72,7 +79,40 @@ def legacy_pool(folder: str, names: list[str]) -> list[str] | None:
             children.append(name)
         elif name not in old_layout:
             return None
-    return children
+    return children if _data_reads_as_pool(folder, summary, names) else None
+
+
+#: The columns every pool version wrote into its data files (the split is the hive partition, not a column;
+#: later versions added the segment columns, which older files lack and readers fill with nulls).
+LEGACY_POOL_COLUMNS = pa.schema([f for f in POOL_SCHEMA if f.name not in (
+    "split", "recording", "channel", "start", "end", "group")])
+
+
+def _data_reads_as_pool(folder: str, summary: dict, names: list[str]) -> bool:
+    """Whether the pool's data files (see :func:`legacy_pool`) all read as the pool's Parquet; at least one."""
+    if "build" in summary:
+        listing = summary.get("files")
+        if listing is not None:
+            files = [f for names_ in read_json(join(folder, listing))["files"].values() for f in names_]
+        else:
+            data = join(folder, summary["build"], "data")
+            files = [f"{summary['build']}/data/{f}" for f in list_files(data)]
+    else:
+        if "data" not in names:
+            return False
+        files = [f"data/{f}" for f in list_files(join(folder, "data"))]
+        if "quarantine.parquet" in names and not parquet_with(join(folder, "quarantine.parquet"),
+                                                               QUARANTINE_SCHEMA):
+            return False
+    if not files:
+        return False
+    for rel in files:
+        parts = str(rel).split("/")
+        if len(parts) < 2 or not parts[-2].startswith("split=") or not parts[-1].endswith(".parquet"):
+            return False
+        if not parquet_with(join(folder, rel), LEGACY_POOL_COLUMNS):
+            return False
+    return True
 
 
 def referenced(out: str, summary: dict | None) -> set[str]:
@@ -86,4 +126,4 @@ def referenced(out: str, summary: dict | None) -> set[str]:
     return keep
 
 
-__all__ = ["BUILD_PREFIX", "drop_build", "legacy_pool", "referenced", "remove_builds"]
+__all__ = ["BUILD_PREFIX", "LEGACY_POOL_COLUMNS", "drop_build", "legacy_pool", "referenced", "remove_builds"]

@@ -10,6 +10,10 @@ changed, and is never hashed itself (hidden files are skipped). A folder that ca
 shared model store) is hashed without the sidecar; this process still remembers each file's sha256 by the same
 (size, ``mtime_ns``, inode) test, so it reads the folder once.
 
+An encoder is not keyed through this cache: it is built from its files read once and keyed by the bytes read
+(:mod:`ser_models.encoders.loading`), and nothing is written into its folder. The sidecar serves folders the
+platform made (an imported encoder); a folder another job or a person owns is hashed with ``cache=False``.
+
 What the cache cannot see: a file rewritten in place with the same size and its old modification time set back
 (``touch -d``), within the file system's timestamp resolution, is trusted; so is a sidecar edited by hand. A
 file that changes while it is hashed is hashed again (three tries, then :class:`OSError`).
@@ -62,10 +66,22 @@ def hash_files(folder: str | os.PathLike, patterns: Iterable[str] = MODEL_FILE_P
         digests = _remote_digests(str(folder), patterns)
     else:
         digests = _local_digests(local_path(folder).expanduser(), patterns, cache)
+    return files_identity(digests)
+
+
+def files_identity(digests: dict[str, str]) -> str:
+    """sha256 (hex) of a set of files by name and content: ``{name: sha256 of its bytes}`` (what
+    :func:`hash_files` returns for a folder, and :mod:`ser_models.encoders.loading` for the bytes it read)."""
     h = hashlib.sha256(b"ser-files-v1\n")
     for name in sorted(digests):
         h.update(f"{name}\0{digests[name]}\n".encode())
     return h.hexdigest()
+
+
+def model_files(folder: Path, patterns: Iterable[str] = MODEL_FILE_PATTERNS) -> list[str]:
+    """The names of the files at the top of the local ``folder`` that :func:`hash_files` covers (links followed)."""
+    patterns = tuple(patterns)
+    return [n for n in sorted(os.listdir(folder)) if _matches(n, patterns) and (folder / n).is_file()]
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -95,12 +111,8 @@ def _stamp(st: os.stat_result) -> dict:
 def _local_digests(folder: Path, patterns: tuple[str, ...], cache: bool) -> dict[str, str]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
-    files: dict[str, os.stat_result] = {}
-    for name in sorted(os.listdir(folder)):
-        if _matches(name, patterns):
-            st = os.stat(folder / name)  # follows links: a Hugging Face snapshot links to its blobs
-            if Path(folder / name).is_file():
-                files[name] = st
+    # follows links: a Hugging Face snapshot links to its blobs
+    files = {name: os.stat(folder / name) for name in model_files(folder, patterns)}
     old = _read_sidecar(folder) if cache else {}
     entries, digests = {}, {}
     for name, st in files.items():

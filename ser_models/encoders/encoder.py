@@ -8,6 +8,7 @@ can read any layer.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import warnings
@@ -18,16 +19,21 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
-from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
-from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers import PretrainedConfig, PreTrainedModel
 
 from ser_models.encoders.config import EncoderConfig
-from ser_models.encoders.content_hash import SIDECAR_NAME, file_digest, hash_files
+from ser_models.encoders.content_hash import (
+    MODEL_FILE_PATTERNS,
+    SIDECAR_NAME,
+    file_digest,
+    files_identity,
+    hash_files,
+)
 from ser_models.encoders.preprocessing import resolve_normalize_waveform
-from ser_models.encoders.presets import TINY_PRESETS, family_classes
+from ser_models.encoders.presets import TINY_PRESETS
 from ser_models.exceptions import CheckpointError, EncoderError
 from ser_models.heads.pooling import frame_mask
-from ser_models.io import filesystem, write_bytes_atomic
+from ser_models.io import filesystem, read_bytes, write_bytes_atomic
 
 #: 16 kHz input / total conv stride 320.
 FRAME_RATE = 50.0
@@ -72,8 +78,12 @@ class Encoder(nn.Module):
     ``Wav2Vec2ForPreTraining(encoder.hf_config)`` and copy the encoder weights into it.
     """
 
-    def __init__(self, cfg: EncoderConfig, family: str, hf_config: PretrainedConfig, hf_model: PreTrainedModel):
+    def __init__(self, cfg: EncoderConfig, family: str, hf_config: PretrainedConfig, hf_model: PreTrainedModel, *,
+                 weights: str | None = None, checkpoint_digest: str | None = None):
         super().__init__()
+        # What the weights were loaded from, hashed as read (ser_models.encoders.loading): a large encoder's key
+        # names exactly those bytes, whatever is on disk by now. None: found from the source (a direct build).
+        self._weights, self._checkpoint_digest = weights, checkpoint_digest
         self.cfg = cfg
         self.family = family
         self.hf_config = hf_config
@@ -318,7 +328,9 @@ class Encoder(nn.Module):
         h.update(json.dumps(conf, sort_keys=True, default=str).encode())
         h.update(f"family={self.family};normalize={self.normalize_waveform}".encode())
         # _base_params: counted at build, before adapters add any.
-        weights = None if self._base_params <= _HASH_WEIGHTS_MAX_PARAMS else self._weight_files_identity()
+        weights = None
+        if self._base_params > _HASH_WEIGHTS_MAX_PARAMS:
+            weights = self._weights or self._weight_files_identity()
         if weights is None:  # every tensor as loaded (cfg.checkpoint included)
             for name, tensor in sorted(self.hf_model.state_dict().items()):
                 h.update(name.encode())
@@ -326,42 +338,63 @@ class Encoder(nn.Module):
             return h.hexdigest()
         h.update(weights.encode())
         if self.cfg.checkpoint:
-            h.update(f";checkpoint={file_digest(self.cfg.checkpoint)}".encode())
+            h.update(f";checkpoint={self._checkpoint_digest or file_digest(self.cfg.checkpoint)}".encode())
         return h.hexdigest()
 
     def legacy_fingerprints(self) -> set[str]:
-        """The fingerprints earlier versions gave these weights, which checkpoints they saved still record: a
-        large encoder (over 20M parameters) was named by its config, its ``source`` string and the bytes of
-        ``cfg.checkpoint``, and its portable fingerprint by its folder's top-level ``*.json``,
-        ``*.safetensors`` and ``*.bin`` files. Up to 20M both equal :meth:`portable_fingerprint`. Computed on
-        demand (a checkpoint that records the current fingerprint never needs them)."""
+        """The fingerprints earlier versions gave these weights by content, which checkpoints they saved still
+        record: up to 20M parameters, :meth:`portable_fingerprint`; above, version 0.1's portable fingerprint
+        (its config and the bytes of its folder's top-level ``*.json``, ``*.safetensors`` and ``*.bin`` files
+        and of ``cfg.checkpoint``), offered only while those files still hold the bytes this encoder was built
+        from. Computed on demand (a checkpoint that records the current fingerprint never needs them).
+
+        An even older key named a large encoder by its ``source`` string alone (a path or a hub id): it names
+        no weights, so it is never accepted (:meth:`named_only_fingerprints` tells it apart for messages)."""
         if self._base_params <= _HASH_WEIGHTS_MAX_PARAMS:
             return {self._portable_fingerprint}
-        found = set()
-        for kind in ("source", "files"):
-            h = hashlib.sha256()
-            conf = {k: v for k, v in self.hf_config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
-            h.update(json.dumps(conf, sort_keys=True, default=str).encode())
-            h.update(f"family={self.family};normalize={self.normalize_waveform}".encode())
-            folder = Path(self.cfg.source).expanduser()
-            if kind == "source":
-                h.update(f"source={self.cfg.source}".encode())
-            elif folder.is_dir():
-                # the folder as that version saw it: without the hash sidecar this version writes there
-                for file in sorted(f for p in ("*.json", "*.safetensors", "*.bin") for f in folder.glob(p)
-                                   if f.name != SIDECAR_NAME):
-                    h.update(f"file={file.name}".encode())
-                    with open(file, "rb") as fh:
-                        while chunk := fh.read(1 << 24):
-                            h.update(chunk)
-            else:
-                continue
-            if self.cfg.checkpoint:
-                with filesystem(self.cfg.checkpoint)[0].open_input_stream(filesystem(self.cfg.checkpoint)[1]) as fh:
-                    while chunk := fh.read(1 << 24):
-                        h.update(chunk)
-            found.add(h.hexdigest())
-        return found
+        folder = Path(self.cfg.source).expanduser()
+        if not folder.is_dir():
+            return set()
+        h = self._legacy_hash()
+        digests = {}
+        # the folder as that version saw it: without the hash sidecar this version writes there
+        for file in sorted(f for p in ("*.json", "*.safetensors", "*.bin") for f in folder.glob(p)
+                           if f.name != SIDECAR_NAME):
+            h.update(f"file={file.name}".encode())
+            d = hashlib.sha256()
+            with open(file, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    h.update(chunk)
+                    d.update(chunk)
+            digests[file.name] = d.hexdigest()
+        if self._weights is not None and self._weights != "files=" + files_identity(
+                {n: d for n, d in digests.items() if any(fnmatch.fnmatchcase(n, p) for p in MODEL_FILE_PATTERNS)}):
+            return set()  # the folder changed since this encoder was built from it: its old key is not these weights
+        if self.cfg.checkpoint:
+            data = read_bytes(self.cfg.checkpoint)
+            if self._checkpoint_digest is not None and hashlib.sha256(data).hexdigest() != self._checkpoint_digest:
+                return set()
+            h.update(data)
+        return {h.hexdigest()}
+
+    def named_only_fingerprints(self) -> set[str]:
+        """The keys the first versions gave an encoder above 20M parameters: its config, its ``source`` string
+        (a path or a hub id) and the bytes of ``cfg.checkpoint``. They name a place, not weights (a hub id
+        resolves to whatever revision is current), so no checkpoint is loaded on them; a refusal names them."""
+        if self._base_params <= _HASH_WEIGHTS_MAX_PARAMS:
+            return set()
+        h = self._legacy_hash()
+        h.update(f"source={self.cfg.source}".encode())
+        if self.cfg.checkpoint:
+            h.update(read_bytes(self.cfg.checkpoint))
+        return {h.hexdigest()}
+
+    def _legacy_hash(self):
+        h = hashlib.sha256()
+        conf = {k: v for k, v in self.hf_config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+        h.update(json.dumps(conf, sort_keys=True, default=str).encode())
+        h.update(f"family={self.family};normalize={self.normalize_waveform}".encode())
+        return h
 
     def _weight_files_identity(self) -> str | None:
         """What names a large encoder's weights by content: ``files=<hash_files of its folder>`` (a local folder,
@@ -369,13 +402,13 @@ class Encoder(nn.Module):
         when neither is found (the tensors are hashed then)."""
         folder = Path(self.cfg.source).expanduser()
         if folder.is_dir():
-            return f"files={hash_files(folder)}"
+            return f"files={hash_files(folder, cache=False)}"  # a person's folder: nothing written there
         commit = getattr(self.hf_config, "_commit_hash", None)
         if commit:
             return f"revision={commit}"
         snapshot = _hub_snapshot(self.cfg.source)
         if snapshot is not None:
-            return f"files={hash_files(snapshot)}"
+            return f"files={hash_files(snapshot, cache=False)}"
         print(f"model.encoder.source={self.cfg.source!r}: no revision or cached snapshot folder found for the "
               "fingerprint; hashing the loaded weights instead")
         return None
@@ -396,91 +429,12 @@ def _hub_snapshot(source: str) -> Path | None:
         return None
 
 
-def _load_pretrained(cfg: EncoderConfig) -> tuple[str, PretrainedConfig, PreTrainedModel]:
-
-    local = Path(cfg.source).expanduser()
-    is_local = local.is_dir()
-    where = str(local) if is_local else cfg.source
-    offline = not cfg.allow_download
-    how = ("pass a local folder holding config.json and the weights as model.encoder.source, or set "
-           "model.encoder.allow_download=true to fetch it from the hub")
-    if not is_local and cfg.source.startswith((".", "/", "~")):
-        hint = (" (import it first: python -m jobs.import_encoder smart-turn " + cfg.source + ")"
-                if "smart-turn" in cfg.source else "")
-        raise EncoderError(f"model.encoder.source: folder {cfg.source} does not exist{hint}")
-    try:
-        hf_config = AutoConfig.from_pretrained(where, local_files_only=offline)
-    except Exception as exc:
-        raise EncoderError(f"model.encoder.source={cfg.source!r}: cannot load its config "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); {how}"
-                           ) from exc
-    family = {"wav2vec2": "wav2vec2", "hubert": "hubert", "wavlm": "wavlm", "whisper": "whisper"
-              }.get(hf_config.model_type)
-    if family is None:
-        raise EncoderError(f"model.encoder.source={cfg.source!r} is a {hf_config.model_type!r} model; "
-                           "supported families: wav2vec2, hubert, wavlm, whisper")
-    hf_config.layerdrop = 0.0
-    _, model_cls = family_classes(family)
-    if family == "whisper":
-        return family, hf_config, _load_whisper_encoder(cfg, where, hf_config, how)
-    try:
-        hf_model = model_cls.from_pretrained(where, config=hf_config, local_files_only=offline)
-    except Exception as exc:
-        raise EncoderError(f"model.encoder.source={cfg.source!r}: cannot load its weights "
-                           f"({type(exc).__name__}); {how}") from exc
-    return family, hf_config, hf_model
-
-
-#: Prefixes under which Whisper checkpoints store the encoder: whole seq2seq models (``model.encoder.``),
-#: audio classifiers and our importer (``encoder.``), a bare encoder (none).
-_WHISPER_ENCODER_PREFIXES = ("model.encoder.", "encoder.", "")
-
-
-def _load_whisper_encoder(cfg: EncoderConfig, where: str, hf_config: PretrainedConfig, how: str) -> nn.Module:
-    """Build a ``WhisperEncoder`` and load only its weights from a Whisper checkpoint folder or hub id.
-
-    ``WhisperEncoder.from_pretrained`` does not strip the ``model.encoder.`` prefix of full Whisper checkpoints
-    (it loads nothing and keeps the random init), so the encoder's tensors are picked out here, and a
-    checkpoint that lacks any of them is refused.
-    """
-    from huggingface_hub import snapshot_download
-    from safetensors import safe_open
-
-    folder = Path(where)
-    if not folder.is_dir():
-        try:
-            folder = Path(snapshot_download(where, local_files_only=not cfg.allow_download,
-                                            allow_patterns=["*.json", "*.safetensors"]))
-        except Exception as exc:
-            raise EncoderError(f"model.encoder.source={cfg.source!r}: cannot load its weights "
-                               f"({type(exc).__name__}); {how}") from exc
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise EncoderError(f"model.encoder.source={cfg.source!r}: no *.safetensors weights in {folder} "
-                           "(convert .bin checkpoints with transformers' save_pretrained)")
-    model = WhisperEncoder(hf_config)
-    expected = set(model.state_dict())
-    found: dict[str, torch.Tensor] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt") as fh:
-            for key in fh.keys():
-                for prefix in _WHISPER_ENCODER_PREFIXES:
-                    if key.startswith(prefix) and key[len(prefix):] in expected:
-                        found[key[len(prefix):]] = fh.get_tensor(key)
-                        break
-    missing = sorted(expected - set(found))
-    if missing:
-        raise EncoderError(f"model.encoder.source={cfg.source!r}: the checkpoint in {folder} lacks "
-                           f"{len(missing)} Whisper encoder tensors, e.g. {missing[:4]}")
-    try:
-        model.load_state_dict(found, strict=True)
-    except RuntimeError as exc:
-        raise EncoderError(f"model.encoder.source={cfg.source!r}: {str(exc).splitlines()[0]}") from exc
-    return model
-
-
-def load_encoder_weights(hf_model: nn.Module, path: str) -> None:
+def load_encoder_weights(hf_model: nn.Module, path: str) -> str:
     """Load a safetensors state dict (keys of ``Encoder.hf_model``) over ``hf_model``, strictly.
+
+    Returns:
+        The sha256 (hex) of the bytes read and loaded: what names them in the encoder's key (read once, so a
+        file replaced after the load cannot lend its hash to the loaded weights).
 
     Raises:
         CheckpointError: the file is missing, unreadable, or its keys or shapes do not match.
@@ -488,7 +442,10 @@ def load_encoder_weights(hf_model: nn.Module, path: str) -> None:
     try:
         fs, p = filesystem(path)
         with fs.open_input_stream(p) as fh:
-            tensors = load_safetensors_bytes(fh.read())
+            data = fh.read()
+        digest = hashlib.sha256(data).hexdigest()
+        tensors = load_safetensors_bytes(data)
+        del data
     except Exception as exc:
         raise CheckpointError(f"model.encoder.checkpoint: cannot read {path} ({type(exc).__name__}: {exc})"
                               ) from exc
@@ -503,6 +460,7 @@ def load_encoder_weights(hf_model: nn.Module, path: str) -> None:
         hf_model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:  # shape mismatches
         raise CheckpointError(f"encoder checkpoint {path}: {str(exc).splitlines()[0]}") from exc
+    return digest
 
 
 def save_encoder_weights(encoder: Encoder | nn.Module, path: str) -> None:

@@ -46,7 +46,14 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ser_models.encoders.content_hash import SIDECAR_NAME, hash_files
 from ser_models.exceptions import EncoderError
-from ser_models.io import abort_dir_swap, begin_dir_swap, commit_dir_swap, finish_dir_swap
+from ser_models.io import (
+    SWAP_SUFFIX,
+    abort_dir_swap,
+    begin_dir_swap,
+    commit_dir_swap,
+    exists,
+    finish_dir_swap,
+)
 from ser_models.ownership import check_apart, check_claim
 
 WHEEL_NAME = "pipecat_ai-1.14.0-py3-none-any.whl"
@@ -361,15 +368,54 @@ def _check_against_whisper(config: dict, tensors: dict[str, np.ndarray]) -> None
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _recognise_import(folder: str, names: list[str]) -> list[str] | None:
-    """An encoder folder this importer wrote: an ``import.json`` that reads back with the ONNX member's hash, and
-    nothing the importer does not write (a re-import replaces the whole folder)."""
-    made = {"import.json", "config.json", "preprocessor_config.json", "model.safetensors", "LICENSE", SIDECAR_NAME}
+#: What the importer writes into its folder (a re-import replaces exactly such a folder).
+_MADE = ("import.json", "config.json", "preprocessor_config.json", "model.safetensors", "LICENSE", SIDECAR_NAME)
+
+
+def _reads_as_made(folder: Path, name: str) -> bool:
+    """Whether ``folder/name`` reads as the file the importer writes under that name (by content)."""
+    path = folder / name
     try:
-        ok = set(names) <= made and "onnx_sha256" in json.loads((Path(folder) / "import.json").read_text())
-    except (OSError, ValueError, TypeError):
-        ok = False
+        if name == "import.json":
+            return json.loads(path.read_text()).get("onnx_sha256") == ONNX_SHA256
+        if name == "config.json":
+            return json.loads(path.read_text()).get("model_type") == "whisper"
+        if name == "preprocessor_config.json":
+            return "WhisperFeatureExtractor" in str(json.loads(path.read_text()).get("feature_extractor_type"))
+        if name == SIDECAR_NAME:
+            return isinstance(json.loads(path.read_text()).get("files"), dict)
+        if name == "model.safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="np") as fh:
+                keys = list(fh.keys())
+            return bool(keys) and all(k.startswith("encoder.") for k in keys)
+        return name == "LICENSE" and path.is_file()
+    except Exception:  # any file a person put there (safetensors raises its own error type on a bad header)
+        return False
+
+
+def _recognise_import(folder: str, names: list[str]) -> list[str] | None:
+    """An encoder folder this importer wrote, by content: an ``import.json`` recording the ONNX member's hash and
+    a Whisper ``config.json``, every other entry reading as the importer's file of its name (the weights need
+    only be a file: damaged weights are what a re-import repairs), and nothing the importer does not write (a
+    re-import replaces the whole folder)."""
+    def reads(name: str) -> bool:
+        if name == "model.safetensors":
+            return (Path(folder) / name).is_file()
+        return _reads_as_made(Path(folder), name)
+
+    ok = set(names) <= set(_MADE) and {"import.json", "config.json"} <= set(names) and all(map(reads, names))
     return [] if ok else None
+
+
+def _half_retired(folder: str, names: list[str]) -> list[str] | None:
+    """An import that a killed re-import had begun to delete (its ``import.json`` goes first): only files the
+    importer writes, each reading as such, at least one of them the weights or a config (by content)."""
+    ok = (set(names) <= set(_MADE) - {"import.json"}
+          and bool(set(names) & {"config.json", "preprocessor_config.json", "model.safetensors"})
+          and all(_reads_as_made(Path(folder), n) for n in names))
+    return [] if ok else _recognise_import(folder, names)
 
 
 def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
@@ -393,15 +439,19 @@ def import_smart_turn(out_dir: Path | str, source: Path | str | None = None, *,
 
     out = Path(out_dir)
     stamp = out / "import.json"
-    finish_dir_swap(out, "import.json")  # an import a kill interrupted while swapping: its complete version goes in
+    check_apart(out, {"--source": source}, key="out_dir")
+    # An import a kill interrupted while swapping: its complete staged version goes in, but only in place of an
+    # import of ours (whole or half deleted) or nothing: a folder a person made there since is refused as it is.
+    if exists(out.parent / f".{out.name}{SWAP_SUFFIX}"):
+        check_claim(out, "encoder", _half_retired)
+    finish_dir_swap(out, "import.json")
     if not force and stamp.exists() and (out / "model.safetensors").exists():
         try:
             if json.loads(stamp.read_text()).get("onnx_sha256") == ONNX_SHA256:
                 return out
         except (OSError, ValueError):
             pass
-    # Only a new or empty folder, or one this importer made (its import.json reads back), is ever replaced.
-    check_apart(out, {"--source": source}, key="out_dir")
+    # Only a new or empty folder, or one this importer made (its files read back), is ever replaced.
     check_claim(out, "encoder", _recognise_import)
     from safetensors.numpy import save_file
 

@@ -116,6 +116,16 @@ def build_over_encoder(cls, cfg, meta: dict, base: str, meta_path: str,
         # A checkpoint saved by an earlier version records the fingerprint that version gave these weights.
         if actual == expected or expected in model.encoder.legacy_fingerprints():
             return model, encoder_cfg
+        if expected in model.encoder.named_only_fingerprints():
+            # A key of the first versions: it names the place (a path, a hub id at whatever revision is current
+            # now), not the weights; loading on it could put the trained head over other weights.
+            tried.append(
+                f"{how} {source}: the checkpoint names its encoder by this source alone (saved before encoders "
+                "were keyed by their weights), so the weights it was trained over cannot be checked, and a hub id "
+                "may now resolve to other weights. If you know these are the weights it was trained over, record "
+                f"them: set \"encoder\": {{\"fingerprint\": \"{model.encoder.portable_fingerprint()}\"}} in "
+                f"{meta_path}")
+            continue
         tried.append(f"{how} {source}: fingerprint {actual[:12]}")
     raise EncoderMismatchError(
         f"{meta_path}: no place holds the encoder this checkpoint was trained over (fingerprint "

@@ -35,10 +35,10 @@ from ser_models.ownership.claims import (
     remove_if,
     replace_files,
 )
-from ser_models.ownership.recognise import recognise_csv, recognise_files, recognise_names
+from ser_models.ownership.recognise import parquet_with, recognise_csv, recognise_files
 
 __all__ = ["KINDS", "MARKER_NAME", "assert_claimed", "check_apart", "check_claim", "check_output", "claim",
            "claim_file", "claim_output", "clear", "deferred_claim", "discard_staging", "entries", "make_staging",
-           "open_output", "read_marker", "recognise_csv", "recognise_files", "recognise_names", "recognise_run",
+           "open_output", "parquet_with", "read_marker", "recognise_csv", "recognise_files", "recognise_run",
            "record", "recorded", "remove", "remove_if", "replace_files"]
 

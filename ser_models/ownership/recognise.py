@@ -10,10 +10,12 @@ which a claim of a run folder applies by default, stays with the claims
 
 from __future__ import annotations
 
-import re
+import codecs
 from collections.abc import Iterable, Mapping
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from ser_models import io
 from ser_models.ownership.claims import Recognise, read_marker, recognise_run
@@ -41,11 +43,18 @@ def recognise_csv(tables: Mapping[str, Iterable[str]], allowed: Iterable[str] = 
     return recognise
 
 
+#: The kinds of :func:`recognise_files` that read a file's content (a folder needs one of them to be adopted).
+_CONTENT_KINDS = ("json", "csv:", "run:", "png")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
 def recognise_files(layout: Mapping[str, str]) -> Recognise:
     """A layout recognised by content, for a job that writes no ``run.json``: every entry is a name of
     ``layout`` and reads back as its kind there: ``"json"`` (a JSON object), ``"csv:<column>"`` (a CSV whose
     header names that column), ``"run:<job>"`` (a folder holding a run record of that job, or marked as
-    that job's), ``"dir"`` (a folder), ``"file"`` (a file; a plot, a text the job writes); at least one entry."""
+    that job's), ``"png"`` (a PNG image: its signature), ``"text"`` (UTF-8 text), ``"dir"`` (a folder). At least
+    one entry must be of a kind read by content (``json``, ``csv``, ``run``, ``png``): a folder holding only a
+    text file or a sub-folder of the right name is not adopted."""
     def reads(folder: str, name: str, kind: str) -> bool:
         path = io.join(folder, name)
         try:
@@ -61,33 +70,62 @@ def recognise_files(layout: Mapping[str, str]) -> Recognise:
                     return True
                 return recognise_run(kind[4:], ())(path, ["run.json"]) == [] if io.exists(
                     io.join(path, "run.json")) else False
+            if kind in ("png", "text"):
+                with io.open_input_file(path) as fh:
+                    head = fh.read(1 << 16)
+                if kind == "png":
+                    return head.startswith(_PNG_MAGIC)
+                codecs.getincrementaldecoder("utf-8")().decode(head)  # raises on bytes that are not text
+                return True
             fs, p = io.filesystem(path)
-            want = pafs.FileType.Directory if kind == "dir" else pafs.FileType.File
-            return fs.get_file_info(p).type == want
+            return fs.get_file_info(p).type == pafs.FileType.Directory
         except (OSError, ValueError, UnicodeDecodeError):
             return False
 
+    unknown = sorted(k for k in layout.values() if k not in ("json", "png", "text", "dir")
+                     and not k.startswith(("csv:", "run:")))
+    if unknown:
+        raise ValueError(f"recognise_files: unknown kinds {unknown} (json, csv:<column>, run:<job>, png, text, dir)")
+
     def recognise(folder: str, names: list[str]) -> list[str] | None:
-        ok = names and all(n in layout and reads(folder, n, layout[n]) for n in names)
+        anchored = any(layout.get(n, "").startswith(_CONTENT_KINDS) for n in names)
+        ok = anchored and all(n in layout and reads(folder, n, layout[n]) for n in names)
         return [] if ok else None
 
     return recognise
 
 
-def recognise_names(required: Iterable[str], allowed: Iterable[str] = (), patterns: Iterable[str] = ()) -> Recognise:
-    """A layout of fixed names: every name in ``required`` present, every entry in ``required``, ``allowed``
-    or matching one of the regular expressions ``patterns``."""
-    required, allowed = set(required), set(required) | set(allowed)
-    regexes = [re.compile(p) for p in patterns]
+def parquet_with(uri: str, schema: pa.Schema | Iterable[str] = ()) -> bool:
+    """Whether ``uri`` is a whole Parquet file (:func:`~ser_models.io.parquet_problem`) whose columns include
+    ``schema``'s: by name, and for a :class:`pyarrow.Schema` by type family too (a string is a string whether
+    large or not; an all-null column, typed ``null`` by a writer that saw no value, matches any type)."""
+    if io.parquet_problem(uri) is not None:
+        return False
+    try:
+        with io.open_input_file(uri) as fh:
+            found = pq.ParquetFile(fh).schema_arrow
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    fields = list(schema) if isinstance(schema, pa.Schema) else [pa.field(n, pa.null()) for n in schema]
+    for want in fields:
+        idx = found.get_field_index(want.name)
+        if idx < 0:
+            return False
+        if want.type != pa.null() and not _same_family(want.type, found.field(idx).type):
+            return False
+    return True
 
-    def recognise(folder: str, names: list[str]) -> list[str] | None:
-        if not required <= set(names):
-            return None
-        if all(n in allowed or any(r.fullmatch(n) for r in regexes) for n in names):
-            return []
-        return None
 
-    return recognise
+def _same_family(a: pa.DataType, b: pa.DataType) -> bool:
+    t = pa.types
+    if a == b or pa.null() in (a, b):
+        return True
+    for test in ((lambda x: t.is_string(x) or t.is_large_string(x) or t.is_string_view(x)),
+                 (lambda x: t.is_binary(x) or t.is_large_binary(x) or t.is_binary_view(x)),
+                 t.is_integer, t.is_floating):
+        if test(a) and test(b):
+            return True
+    return False
 
 
-__all__ = ["recognise_csv", "recognise_files", "recognise_names"]
+__all__ = ["parquet_with", "recognise_csv", "recognise_files"]

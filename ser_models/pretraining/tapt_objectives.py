@@ -145,10 +145,13 @@ def _pretraining_model(encoder: Encoder, config, model_cls):
     if encoder.cfg.source.startswith("tiny-"):
         return model_cls(config)
     try:
+        from ser_models.encoders.loading import read_tensors
+
+        # the heads from the same files, read into memory: a later change on disk cannot reach a running TAPT
+        tensors = read_tensors(encoder.cfg)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return model_cls.from_pretrained(encoder.cfg.source, config=config,
-                                             local_files_only=not encoder.cfg.allow_download)
+            return model_cls.from_pretrained(None, config=config, state_dict=tensors)
     except Exception as exc:  # a base-model-only folder: no quantizer to reuse
         warnings.warn(f"{encoder.cfg.source}: no pre-training heads found ({type(exc).__name__}); the quantizer "
                       "and projections start random", stacklevel=2)

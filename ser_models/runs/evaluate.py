@@ -54,7 +54,7 @@ def _unique(names: list[str]) -> list[str]:
 def _earlier_matrix():
     """An earlier version's output folder of this job (no marker, no run.json), recognised by its files."""
 
-    return recognise_files({"matrix.csv": "csv:trained_on", "matrix.png": "file", "evaluations.json": "json"})
+    return recognise_files({"matrix.csv": "csv:trained_on", "matrix.png": "png", "evaluations.json": "json"})
 
 
 def cross_corpus(checkpoints: dict[str, str], pools: dict[str, str], split: str = "test",

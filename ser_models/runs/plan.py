@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> BudgetPlan | Forecast:
         return _plan(cfg)
 
     # an earlier version's plan folder (no marker, no run.json): adopted when its files read back as a plan's
-    earlier = recognise_files({"plan.json": "json", "forecast.json": "json", "overrides.txt": "file"})
+    earlier = recognise_files({"plan.json": "json", "forecast.json": "json", "overrides.txt": "text"})
     with claim_output(cfg.output_dir, "run", job="jobs.plan", recognise=earlier,
                       inputs={"pool_dir": cfg.pool_dir, "run_dir": cfg.run_dir}):
         return _plan(cfg)

@@ -19,7 +19,9 @@ import pyarrow as pa
 from ser_models import ownership
 from ser_models.data.id_keys import KeySet
 from ser_models.exceptions import FeatureCacheMissError, LockHeldError
-from ser_models.io import list_dir
+from ser_models.io import join, list_dir, list_files, read_json
+from ser_models.ownership import parquet_with
+from ser_models.scoring.cache_rows import shard_names
 
 #: Seconds a writer waits for another process that is writing the same cache (two runs sharing a cache that
 #: both start on a grown pool): the second then finds the clips encoded. A dead writer's lock is taken over
@@ -30,9 +32,29 @@ SHARDS_PREFIX = "features-"
 
 
 def legacy_cache(folder: str, names: list[str]) -> list[str] | None:
-    """A cache folder written before ownership markers: ``meta.json`` and ``features-*`` folders only (the
-    unlisted ones among them are left alone, not recorded: nothing tells whose they are)."""
-    return [] if all(n == "meta.json" or n.startswith(SHARDS_PREFIX) for n in names) else None
+    """A cache folder written before ownership markers, recognised by content: ``meta.json`` reads as a cache's
+    (``num_layers``, ``hidden_size``, ``clips``, ``fingerprint`` and the shard folders it lists), every listed
+    shard folder is there and its files read as feature shards (whole Parquet with ``utt_id`` and
+    ``features``), and nothing but ``features-*`` folders besides (the unlisted ones are left alone, not
+    recorded: nothing tells whose they are). A folder of ``features-*`` folders alone is not adopted."""
+    if "meta.json" not in names or not all(n == "meta.json" or n.startswith(SHARDS_PREFIX) for n in names):
+        return None
+    try:
+        meta = read_json(join(folder, "meta.json"))
+        if not isinstance(meta, dict) or not {"num_layers", "hidden_size", "clips", "fingerprint"} <= set(meta):
+            return None
+        listed = shard_names(meta)
+        if not listed or not set(listed) <= set(names):
+            return None
+        files = [join(folder, shard, f) for shard in listed for f in list_files(join(folder, shard))
+                 if not f.split("/")[-1].startswith((".", "_"))]
+    except (OSError, ValueError, TypeError):
+        return None
+    if int(meta["clips"]) > 0 and not files:
+        return None
+    if not all(parquet_with(f, ("utt_id", "features")) for f in files):
+        return None
+    return []
 
 
 def drop_abandoned(cache_dir: str, prefix: str, listed: set[str], verbose: bool) -> None:

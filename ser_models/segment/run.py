@@ -253,26 +253,27 @@ def check_segment_output(cfg: SegmentConfig) -> None:
     check_output(storage_path(cfg.output_dir), "segments", recognise=_legacy_segments, inputs=_inputs(cfg))
 
 
-#: What a segment output holds: a folder of an earlier version with only these (and frames/ or summary.json) is
-#: adopted.
+#: What a segment output holds: a folder of an earlier version with only these, its summary and its segments
+#: table among them, is adopted when they read back (see :func:`_legacy_segments`).
 SEGMENT_LAYOUT = ("segments.parquet", "rejected_segments.parquet", "quarantine.parquet", "frames", "summary.json",
                   "config.yaml")
 
 
 def _legacy_segments(folder: str, names: list[str]) -> list[str] | None:
     """A segment output of an earlier version, recognised by content: only names of :data:`SEGMENT_LAYOUT`, a
-    ``summary.json`` that reads as a segmentation summary (or, for a run killed before it, a ``frames/``
-    folder and no summary), and tables that read as Parquet."""
-    if not set(names) <= set(SEGMENT_LAYOUT) or not {"frames", "summary.json"} & set(names):
+    ``summary.json`` that reads as a segmentation summary (every field of :class:`SegmentSummary`), and a
+    ``segments.parquet`` (with any other table there) that reads as whole Parquet. A run killed before its
+    summary left frames, not an output: such a folder (``frames/`` and ``config.yaml``, say) is refused, and
+    a person's folder of those names keeps its files."""
+    if not set(names) <= set(SEGMENT_LAYOUT) or not {"summary.json", "segments.parquet"} <= set(names):
         return None
-    if "summary.json" in names:
-        try:
-            summary = read_json(join(folder, "summary.json"))
-        except (OSError, ValueError):
-            return None
-        fields = {f.name for f in dataclasses.fields(SegmentSummary)}
-        if not isinstance(summary, dict) or not fields <= set(summary):
-            return None
+    try:
+        summary = read_json(join(folder, "summary.json"))
+    except (OSError, ValueError):
+        return None
+    fields = {f.name for f in dataclasses.fields(SegmentSummary)}
+    if not isinstance(summary, dict) or not fields <= set(summary):
+        return None
     if any(parquet_problem(join(folder, n)) for n in names if n.endswith(".parquet")):
         return None
     return []

@@ -46,7 +46,6 @@ from ser_models.ownership import (
     read_marker,
     recognise_csv,
     recognise_files,
-    recognise_names,
     recognise_run,
     record,
     recorded,
@@ -184,10 +183,27 @@ def test_a_run_json_of_this_job_is_adopted(tmp_path):
     assert read_marker(run)["adopted"] is True
 
 
+def _pool_shard(path: Path, columns=None) -> None:
+    """One Parquet file of pool rows as an earlier version wrote it (``columns``: another table's)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ser_models.data.pool_builds import LEGACY_POOL_COLUMNS
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if columns is None:
+        row = {f.name: None for f in LEGACY_POOL_COLUMNS} | {"utt_id": "a", "path": "a.wav", "audio": b"fLaC",
+                                                           "num_samples": 16000, "status": "ok"}
+        table = pa.Table.from_pylist([row], schema=LEGACY_POOL_COLUMNS)
+    else:
+        table = pa.table({c: ["x"] for c in columns})
+    pq.write_table(table, path)
+
+
 def _legacy_pool_layout(root, extra=()):
     """What prepare_pool wrote before markers: summary.json naming its build and files.json, one crash leftover."""
     build, dead = "build-20240101T000000-0123abcd", "build-20240102T000000-89abcdef"
-    (root / build / "data" / "split=train").mkdir(parents=True)
+    _pool_shard(root / build / "data" / "split=train" / "0.parquet")
     (root / build / "files.json").write_text(json.dumps({"files": {"train": [f"{build}/data/split=train/0.parquet"]}}))
     (root / dead).mkdir()
     (root / "summary.json").write_text(json.dumps({"fingerprint": "f" * 32, "build": build,
@@ -197,13 +213,71 @@ def _legacy_pool_layout(root, extra=()):
     return build, dead
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 def test_a_legacy_pool_is_recognised_by_its_summary_and_builds_and_nothing_else(tmp_path):
     build, dead = _legacy_pool_layout(tmp_path / "pool")
-    assert sorted(legacy_pool(str(tmp_path / "pool"), sorted(p.name for p in (tmp_path / "pool").iterdir()))) == \
-        sorted([build, dead])
+    assert sorted(legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool"))) == sorted([build, dead])
     _legacy_pool_layout(tmp_path / "mixed", extra=("build-old",))
-    assert legacy_pool(str(tmp_path / "mixed"), sorted(p.name for p in (tmp_path / "mixed").iterdir())) is None
+    assert legacy_pool(str(tmp_path / "mixed"), _names(tmp_path / "mixed")) is None
     assert legacy_pool(str(tmp_path), ["data", "build-old"]) is None  # no summary.json
+
+
+@pytest.mark.parametrize("spoil", [
+    pytest.param(lambda b: _pool_shard(b / "data" / "split=train" / "0.parquet", ["utt_id", "path"]),
+                 id="parquet without the pool's columns"),
+    pytest.param(lambda b: (b / "data" / "split=train" / "0.parquet").write_bytes(b"RIFF....WAVEfmt "),
+                 id="not parquet"),
+    pytest.param(lambda b: (b / "data" / "split=train" / "0.parquet").unlink(), id="a listed file missing"),
+])
+def test_a_pool_whose_build_does_not_read_as_pool_parquet_is_not_adopted(tmp_path, spoil):
+    build, _ = _legacy_pool_layout(tmp_path / "pool")
+    spoil(tmp_path / "pool" / build)
+    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) is None
+
+
+def _first_layout_pool(root: Path) -> None:
+    """A pool of the first layout (format 1): data/split=*/ Parquet, quarantine.parquet, config.yaml, no build."""
+    import pyarrow.parquet as pq
+
+    from ser_models.data.pool import QUARANTINE_SCHEMA
+
+    _pool_shard(root / "data" / "split=train" / "part-0.parquet")
+    _pool_shard(root / "data" / "split=test" / "part-0.parquet")
+    pq.write_table(QUARANTINE_SCHEMA.empty_table(), root / "quarantine.parquet")
+    (root / "config.yaml").write_text("manifest: m.csv\n")
+    (root / "summary.json").write_text(json.dumps({"fingerprint": "f" * 32, "format_version": 1, "kept": 2}))
+
+
+def test_a_pool_of_the_first_layout_is_adopted_when_its_data_reads_as_pool_parquet(tmp_path):
+    _first_layout_pool(tmp_path / "pool")
+    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) == ["data"]
+    (tmp_path / "pool" / "data" / "split=train" / "clip.wav").write_bytes(b"RIFF")
+    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) is None
+    (tmp_path / "pool" / "data" / "split=train" / "clip.wav").unlink()
+    (tmp_path / "pool" / "quarantine.parquet").write_text("not parquet")
+    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) is None
+
+
+@pytest.mark.parametrize("summary", [{"fingerprint": "vendor-2024"}, {"fingerprint": "f" * 32, "format_version": 1}])
+def test_prepare_pool_refuses_a_summary_with_a_fingerprint_beside_data_of_audio_files(tmp_path, summary):
+    """A vendor folder (summary.json with a "fingerprint" key, data/ of audio files, config.yaml) was adopted by
+    that one key: prepare_pool deleted its data/ and replaced its summary.json."""
+    out = tmp_path / "vendor"
+    (out / "data").mkdir(parents=True)
+    for k in range(3):
+        (out / "data" / f"call{k}.wav").write_bytes(b"RIFF" + bytes([k]) * 40)
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "config.yaml").write_text("vendor: acme\n")
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("utt_id,path,label\na,a.wav,happy\n")
+    with pytest.raises(ForeignFolderError, match="not a prepared pool"):
+        prepare_pool(PoolConfig(manifest=str(manifest), output_dir=str(out), labels=[]))
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
 
 
 def test_open_output_marks_and_locks_the_folder_until_the_job_leaves(tmp_path):
@@ -234,21 +308,54 @@ def test_litter_of_another_write_is_ignored_by_a_claim_and_removed_by_the_owner(
 
 
 def test_a_segment_output_is_adopted_by_content_not_by_names(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from ser_models.segment.run import _legacy_segments
 
     seg = tmp_path / "seg"
     seg.mkdir()
+    names = ["config.yaml", "segments.parquet", "summary.json"]
+    pq.write_table(pa.table({"utt_id": ["r-0-0"], "recording": ["r"], "start": [0.0], "end": [1.0]}),
+                   seg / "segments.parquet")
     (seg / "summary.json").write_text('{"mine": 1}')
     (seg / "config.yaml").write_text("a: 1\n")
-    assert _legacy_segments(str(seg), ["config.yaml", "summary.json"]) is None
+    assert _legacy_segments(str(seg), names) is None
     (seg / "summary.json").write_text("not json")
-    assert _legacy_segments(str(seg), ["config.yaml", "summary.json"]) is None
+    assert _legacy_segments(str(seg), names) is None
     (seg / "summary.json").write_text(json.dumps({k: 0 for k in (
         "recordings", "segmented", "quarantined", "reasons", "segments", "rejected_segments", "audio_hours",
         "segment_hours", "vad_recordings", "vad_seconds", "seconds", "output_dir")}))
-    assert _legacy_segments(str(seg), ["config.yaml", "summary.json"]) == []
+    assert _legacy_segments(str(seg), names) == []
+    assert _legacy_segments(str(seg), ["config.yaml", "summary.json"]) is None  # its segments table is not there
     (seg / "segments.parquet").write_text("not parquet")
-    assert _legacy_segments(str(seg), ["config.yaml", "segments.parquet", "summary.json"]) is None
+    assert _legacy_segments(str(seg), names) is None
+
+
+@pytest.mark.parametrize("names", [("frames", "config.yaml"), ("frames",), ("frames", "quarantine.parquet")])
+def test_jobs_segment_refuses_a_folder_of_frames_and_a_config_and_keeps_the_config(tmp_path, names):
+    """A folder holding only frames/ and config.yaml was adopted by its names, and the person's config.yaml was
+    overwritten by the first segmentation."""
+    from jobs.segment import main
+
+    out = tmp_path / "mine"
+    for name in names:
+        if name == "frames":
+            (out / "frames" / "vad").mkdir(parents=True)
+            (out / "frames" / "vad" / "take1.npy").write_bytes(b"\x93NUMPY")
+        elif name == "config.yaml":
+            (out / "config.yaml").write_text("my: settings\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({"recording": ["r"]}), out / name)
+    recordings = tmp_path / "recordings.csv"
+    recordings.write_text("recording,path\nr,a.wav\n")
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ForeignFolderError, match="not a segmentation output"):
+        main([f"recordings={recordings}", f"output_dir={out}"])
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_a_pool_summary_naming_builds_that_are_not_there_is_not_adopted(tmp_path):
@@ -586,9 +693,9 @@ def test_check_output_refuses_a_foreign_folder_and_accepts_its_own(tmp_path):
 
 
 def test_check_output_keeps_the_recognise_it_is_given(tmp_path):
-    _write(tmp_path / "out" / "a.txt")
-    check_output(tmp_path / "out", "run", job="jobs.x", recognise=recognise_names(["a.txt"]))
-    check_output(tmp_path / "out", "evidence", job="jobs.evidence", recognise=recognise_names(["a.txt"]))
+    _write(tmp_path / "out" / "a.json", "{}")
+    check_output(tmp_path / "out", "run", job="jobs.x", recognise=recognise_files({"a.json": "json"}))
+    check_output(tmp_path / "out", "evidence", job="jobs.evidence", recognise=recognise_files({"a.json": "json"}))
     assert read_marker(tmp_path / "out") is None
 
 
@@ -625,7 +732,7 @@ def test_claim_output_names_its_lock_and_passes_the_lock_settings(tmp_path):
 def test_claim_output_adopts_with_the_recognise_it_is_given(tmp_path):
     _write(tmp_path / "seg" / "summary.json", "{}")
     lines = []
-    with claim_output(tmp_path / "seg", "segments", recognise=recognise_names(["summary.json"]), log=lines.append):
+    with claim_output(tmp_path / "seg", "segments", recognise=recognise_files({"summary.json": "json"}), log=lines.append):
         assert read_marker(tmp_path / "seg")["adopted"] is True
     assert len(lines) == 1
 
@@ -641,7 +748,7 @@ def test_open_output_names_its_lock_after_the_kind_and_passes_the_lock_settings(
 def test_open_output_adopts_with_the_recognise_it_is_given_and_logs_it(tmp_path):
     _write(tmp_path / "seg" / "summary.json", "{}")
     lines = []
-    with open_output(tmp_path / "seg", "segments", recognise=recognise_names(["summary.json"]), log=lines.append):
+    with open_output(tmp_path / "seg", "segments", recognise=recognise_files({"summary.json": "json"}), log=lines.append):
         assert read_marker(tmp_path / "seg")["adopted"] is True
     assert len(lines) == 1 and "adopted as a segmentation output (jobs.segment)" in lines[0]
 
@@ -1012,17 +1119,6 @@ def test_recognise_run_takes_a_run_json_of_any_of_its_jobs_and_exactly_its_layou
     assert recognise(str(run), ["run.json"]) is None
 
 
-def test_recognise_names_takes_required_allowed_and_pattern_names_only(tmp_path):
-    recognise = recognise_names(["summary.json"], ["config.yaml"], [r"build-\d+"])
-    assert recognise(str(tmp_path), ["summary.json"]) == []
-    assert recognise(str(tmp_path), ["build-1", "build-22", "config.yaml", "summary.json"]) == []
-    assert recognise(str(tmp_path), ["build-1", "config.yaml"]) is None  # summary.json required
-    assert recognise(str(tmp_path), ["build-1x", "summary.json"]) is None  # the whole name must match
-    assert recognise(str(tmp_path), ["notes.txt", "summary.json"]) is None
-    assert recognise_names(["a"])(str(tmp_path), ["a"]) == []
-    assert recognise_names(["a"])(str(tmp_path), ["a", "b"]) is None
-
-
 def test_recognise_csv_takes_tables_with_their_columns_and_allowed_names(tmp_path):
     _write(tmp_path / "manifest.csv", "utt_id,path,label\nx,a.wav,happy\n")
     exact = recognise_csv({"manifest.csv": ["utt_id", "path", "label"]})
@@ -1052,7 +1148,7 @@ def test_recognise_csv_refuses_a_folder_that_does_not_read_as_its_tables(tmp_pat
 
 
 LAYOUT = {"summary.json": "json", "runs.csv": "csv:run", "trial-a": "run:jobs.finetune", "trial-b": "run:jobs.finetune",
-          "trial-c": "run:jobs.finetune", "plots": "dir", "report.md": "file", "extra.json": "json"}
+          "trial-c": "run:jobs.finetune", "plots": "dir", "report.md": "text", "extra.json": "json", "matrix.png": "png"}
 
 
 def _outputs(folder: Path) -> Path:
@@ -1064,6 +1160,7 @@ def _outputs(folder: Path) -> Path:
     _write(folder / "trial-c" / MARKER_NAME, json.dumps({"kind": "run"}))
     (folder / "plots").mkdir()
     _write(folder / "report.md", "# report\n")
+    _write(folder / "matrix.png", b"\x89PNG\r\n\x1a\n" + bytes(16))
     return folder
 
 
@@ -1097,6 +1194,8 @@ def _run_json(path: Path, job: str) -> None:
     pytest.param(lambda out: (out / "plots").rmdir() or _write(out / "plots"), id="file where a folder belongs"),
     pytest.param(lambda out: (out / "report.md").unlink() or (out / "report.md").mkdir(),
                  id="folder where a file belongs"),
+    pytest.param(lambda out: _write(out / "report.md", b"\x00\xff\xfe binary"), id="text that is not utf-8"),
+    pytest.param(lambda out: _write(out / "matrix.png", "a PNG in name only"), id="png without its signature"),
 ])
 def test_recognise_files_refuses_an_entry_that_does_not_read_as_its_kind(tmp_path, spoil):
     out = _outputs(tmp_path / "out")
@@ -1106,6 +1205,19 @@ def test_recognise_files_refuses_an_entry_that_does_not_read_as_its_kind(tmp_pat
 
 def test_recognise_files_refuses_an_empty_folder(tmp_path):
     assert recognise_files(LAYOUT)(str(tmp_path), []) is None
+
+
+@pytest.mark.parametrize("names", [["report.md"], ["plots"], ["plots", "report.md"]])
+def test_recognise_files_never_adopts_by_names_alone(tmp_path, names):
+    """A folder whose entries are only of kinds read by name or shape (a text file, a sub-folder) is not adopted:
+    a person's report.md and plots/ read as well as ours."""
+    out = _outputs(tmp_path / "out")
+    assert recognise_files(LAYOUT)(str(out), names) is None
+
+
+def test_recognise_files_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="unknown kinds"):
+        recognise_files({"a": "file"})
 
 
 # -- outputs apart from inputs (ser_models.ownership.overlap) -------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_a_large_encoders_key_follows_new_weights_saved_into_its_folder(tmp_path
     Wav2Vec2Model(config).save_pretrained(folder)
     first = build_encoder(EncoderConfig(source=str(folder)))
     assert sum(p.numel() for p in first.hf_model.parameters()) > _HASH_WEIGHTS_MAX_PARAMS
-    assert (folder / SIDECAR_NAME).is_file()
+    assert not (folder / SIDECAR_NAME).exists()  # the folder is the person's: keyed as read, nothing written there
     torch.manual_seed(1)
     Wav2Vec2Model(config).save_pretrained(folder)  # same names, same sizes, new weights
     second = build_encoder(EncoderConfig(source=str(folder)))
@@ -74,10 +74,9 @@ def test_a_moved_or_copied_folder_keeps_its_key(tmp_path, files_always, hashed):
     hashed.clear()
     moved = build_encoder(EncoderConfig(source=str(tmp_path / "b")))
     assert (moved.fingerprint(), moved.portable_fingerprint()) == (before.fingerprint(), before.portable_fingerprint())
-    assert hashed == []  # a move keeps the files' inodes and times: the sidecar moved with them
-    shutil.copytree(tmp_path / "b", tmp_path / "c")  # new inodes and times: hashed again, same content
+    shutil.copytree(tmp_path / "b", tmp_path / "c")  # new inodes and times, same content
     assert build_encoder(EncoderConfig(source=str(tmp_path / "c"))).fingerprint() == before.fingerprint()
-    assert sorted(os.path.basename(h) for h in hashed) == ["config.json", "model.safetensors"]
+    assert not any((tmp_path / d / SIDECAR_NAME).exists() for d in ("b", "c"))
 
 
 def test_a_small_encoder_from_a_folder_is_keyed_by_its_tensors_as_before(tmp_path, hashed):
@@ -228,11 +227,15 @@ def test_a_checkpoint_saved_by_version_0_1_still_finds_its_large_encoder(tmp_pat
     """Checkpoints record the encoder's fingerprint; the new content key must not orphan those saved before it."""
     _save(tmp_path / "enc")
     enc = build_encoder(EncoderConfig(source=str(tmp_path / "enc")))
-    assert (tmp_path / "enc" / SIDECAR_NAME).is_file()  # written now; version 0.1 never saw it
+    (tmp_path / "enc" / SIDECAR_NAME).write_text("{}")  # an earlier version's sidecar: version 0.1 never saw it
     old = _fingerprint_of_version_0_1(enc, tmp_path / "enc")
     assert old != enc.portable_fingerprint() and old in enc.legacy_fingerprints()
     _save(tmp_path / "other", seed=3)
     assert old not in build_encoder(EncoderConfig(source=str(tmp_path / "other"))).legacy_fingerprints()
+    # New weights saved over the folder after the encoder was built from it: the old key names the new files,
+    # not the weights this encoder holds, so it is not offered.
+    _save(tmp_path / "enc", seed=4)
+    assert _fingerprint_of_version_0_1(enc, tmp_path / "enc") not in enc.legacy_fingerprints()
 
 
 def test_file_digest_of_a_local_file_is_its_sha256_read_once(tmp_path, hashed):
@@ -279,3 +282,46 @@ def test_a_folder_behind_a_uri_is_hashed_by_its_matching_files(tmp_path, monkeyp
     with pytest.raises(FileNotFoundError) as err:
         hash_files("store://models/nothing")
     assert str(err.value) == "store://models/nothing is not a folder"
+
+
+def _key_by_source_alone(enc: Encoder) -> str:
+    """The key the first versions gave an encoder above 20M parameters: its config and its ``source`` string."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    conf = {k: v for k, v in enc.hf_config.to_dict().items() if k not in encoder_module._VOLATILE_CONFIG_KEYS}
+    h.update(json.dumps(conf, sort_keys=True, default=str).encode())
+    h.update(f"family={enc.family};normalize={enc.normalize_waveform}".encode())
+    h.update(f"source={enc.cfg.source}".encode())
+    return h.hexdigest()
+
+
+def test_a_checkpoint_keyed_by_a_hub_id_alone_is_refused_until_its_weights_are_recorded(tmp_path, monkeypatch,
+                                                                                       files_always):
+    """A checkpoint saved before content keys, over a hub-id encoder above 20M parameters, loaded over whatever
+    weights the hub id resolved to now: its key named the id, not the weights."""
+    import json
+
+    from ser_models.exceptions import EncoderMismatchError
+    from ser_models.models.model import EmotionModel
+    from ser_models.testing import tiny_model_config
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    _fake_hub_snapshot(cache, "org/tiny", "a" * 40)
+    model = EmotionModel(tiny_model_config(source="org/tiny"))
+    ckpt = tmp_path / "ckpt"
+    model.save_checkpoint(str(ckpt))
+    _fake_hub_snapshot(cache, "org/tiny", "b" * 40, seed=5)  # the id now resolves to other weights
+    meta = json.loads((ckpt / "model.json").read_text())
+    del meta["encoder"]  # as the first versions wrote it: the encoder named by its source alone
+    meta["encoder_fingerprint"] = _key_by_source_alone(model.encoder)
+    (ckpt / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(EncoderMismatchError, match="names its encoder by this source alone") as err:
+        EmotionModel.load_checkpoint(str(ckpt))
+    now = build_encoder(EncoderConfig(source="org/tiny")).portable_fingerprint()
+    assert now in str(err.value) and str(ckpt / "model.json") in str(err.value)
+    meta["encoder"] = {"fingerprint": now}  # what the message says to do, for weights one knows are the same
+    (ckpt / "model.json").write_text(json.dumps(meta))
+    assert EmotionModel.load_checkpoint(str(ckpt)).encoder.portable_fingerprint() == now

@@ -253,3 +253,22 @@ def test_a_group_norm_clips_tapt_loss_does_not_depend_on_its_batch(source):
             a = objective(alone_inputs, alone_mask, mask_alone, targets)["loss"]
             b = objective(both_inputs, both_mask, mask_both, padded)["loss"]
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_pre_training_heads_come_from_the_source_read_once(tmp_path):
+    """The quantizer and projections of a *ForPreTraining folder are loaded from its files read into memory: the
+    saved heads, and a later copy over the weights file (same inode) does not reach them."""
+    import shutil
+
+    from ser_models.encoders.presets import tiny_config
+
+    folder, other = tmp_path / "w2v-pt", tmp_path / "other"
+    torch.manual_seed(0)
+    Wav2Vec2ForPreTraining(tiny_config("tiny-wav2vec2")).save_pretrained(folder)
+    saved = Wav2Vec2ForPreTraining.from_pretrained(folder).quantizer.codevectors.detach().clone()
+    torch.manual_seed(1)
+    Wav2Vec2ForPreTraining(tiny_config("tiny-wav2vec2")).save_pretrained(other)
+    obj = ContrastiveObjective(build_encoder(EncoderConfig(source=str(folder))), TaptConfig(**CFG))
+    assert torch.equal(obj.pretraining.quantizer.codevectors.detach(), saved)
+    shutil.copyfile(other / "model.safetensors", folder / "model.safetensors")
+    assert torch.equal(obj.pretraining.quantizer.codevectors.detach(), saved)

@@ -3,6 +3,7 @@ a dead writer recorded; readers never skip a clip the cache lacks."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -109,12 +110,39 @@ def test_shard_column_reads_every_shard_file_in_order_and_skips_writes_in_progre
     assert shard_column(pafs.LocalFileSystem(), [], "utt_id").to_pylist() == []
 
 
-def test_only_a_folder_of_meta_json_and_shard_folders_is_a_legacy_cache():
+def _earlier_cache(folder):
+    """A cache an earlier version wrote: meta.json listing one shard folder of Parquet feature shards."""
+    (folder / "features-1").mkdir(parents=True)
+    pq.write_table(pa.table({"utt_id": ["a", "b"], "features": [b"x", b"y"]}), folder / "features-1" / "0.parquet")
+    (folder / "meta.json").write_text(json.dumps({"num_layers": 2, "hidden_size": 4, "clips": 2, "kind": "pooled",
+                                                  "fingerprint": "f" * 64, "shards": ["features-1"]}))
+    return folder
+
+
+def test_a_legacy_cache_is_recognised_by_its_meta_json_and_feature_shards(tmp_path):
     from ser_models.scoring.cache_guard import legacy_cache
 
-    assert legacy_cache("/c", ["meta.json", "features-1", "features-2"]) == []
-    assert legacy_cache("/c", []) == []
-    assert legacy_cache("/c", ["meta.json", "features-1", "notes.txt"]) is None
+    cache = _earlier_cache(tmp_path / "c")
+    (cache / "features-2").mkdir()  # an abandoned shard folder: tolerated, not recorded
+    assert legacy_cache(str(cache), ["features-1", "features-2", "meta.json"]) == []
+    assert legacy_cache(str(cache), ["features-1", "meta.json", "notes.txt"]) is None
+
+
+@pytest.mark.parametrize("spoil", [
+    pytest.param(lambda c: (c / "meta.json").unlink(), id="no meta.json: shard folders by name alone"),
+    pytest.param(lambda c: (c / "meta.json").write_text('{"shards": ["features-1"]}'), id="meta.json of another"),
+    pytest.param(lambda c: (c / "meta.json").write_text("not json"), id="meta.json unreadable"),
+    pytest.param(lambda c: (c / "features-1" / "0.parquet").write_bytes(b"RIFF"), id="a shard that is not parquet"),
+    pytest.param(lambda c: pq.write_table(pa.table({"utt_id": ["a"]}), c / "features-1" / "0.parquet"),
+                 id="a shard without features"),
+    pytest.param(lambda c: (c / "features-1" / "0.parquet").unlink(), id="a listed shard folder empty"),
+])
+def test_a_folder_that_does_not_read_as_a_cache_is_not_adopted(tmp_path, spoil):
+    from ser_models.scoring.cache_guard import legacy_cache
+
+    cache = _earlier_cache(tmp_path / "c")
+    spoil(cache)
+    assert legacy_cache(str(cache), sorted(p.name for p in cache.iterdir())) is None
 
 
 def test_drop_abandoned_removes_only_recorded_unlisted_shards_and_names_the_others(tmp_path, capsys):
