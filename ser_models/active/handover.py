@@ -29,6 +29,7 @@ from ser_models.labelling.oracles import (
     as_annotations,
     check_annotations,
 )
+from ser_models.scoring.score_shards import ScoreShards
 
 
 def model_guesses(scores, ids: list[str], labels: list[str], dimensions: list[str]) -> pd.DataFrame | None:
@@ -235,6 +236,19 @@ class LabelHandover:
                          f"label, one outside model.labels, or no value of a model.dimensions) and are never "
                          "selected")
         return self._unlabelable_ids
+
+    def label_picks(self, ids: list[str], r: int, scores, choice: dict | None = None) -> None:
+        """Label the clips round ``r`` picked (stamped round ``r + 1`` in the ledger), with round ``r``'s model
+        guesses for an oracle that shows them (and, for a request file, the strategy's score and the reason per
+        clip; ``choice``: what ``auto`` chose)."""
+        shown = self.shows_guesses or self.takes_details
+        if shown and isinstance(scores, ScoreShards):  # the picks' rows only
+            scores = scores.rows_of(ids)
+        guesses = model_guesses(scores, ids, self.labels, self.dimensions) if shown else None
+        name = choice["chosen"] if choice else self.active.strategy.name
+        self.label(ids, r + 1, r, guesses=guesses, model_version=f"{self.run_label()} round {r}",
+                   reason=name if name == self.active.strategy.name else f"auto chose {name}", scores=scores,
+                   strategy=name)
 
     def label(self, ids: list[str], ledger_round: int, oracle_round: int, guesses: pd.DataFrame | None = None,
               model_version: str = "", purposes: Mapping[str, str] | None = None,
