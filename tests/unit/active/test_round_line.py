@@ -36,7 +36,8 @@ def _everything(**extra) -> RoundReport:
                   strategy={"chosen": "informative_diverse", "verdict": verdict},
                   features={"chosen": "speaker+egemaps", "functionals": "egemaps", "reason": "best CV score"},
                   forecast={"a": 0.8, "target_ua": 0.75, "labels": 1_450_000.0, "interval": [1_200_000.0, 4_100_000.0],
-                            "current_labels": 1_234_567, "reachable": True},
+                            "current_labels": 1_234_567, "reachable": True,
+                            "text": "UA 0.750 at 1,450,000 labels (1,200,000-4,100,000)"},
                   class_counts=classes)
     return RoundReport(**{**fields, **extra})
 
@@ -53,7 +54,8 @@ def test_the_round_line_stays_within_160_characters_and_keeps_the_rounds_own_fie
 
 
 def test_optional_fields_come_in_order_while_they_fit():
-    fc = {"a": 0.8, "target_ua": 0.75, "labels": 1450.0, "interval": [900.0, 4100.0], "current_labels": 400}
+    fc = {"a": 0.8, "target_ua": 0.75, "labels": 1450.0, "interval": [900.0, 4100.0], "current_labels": 400,
+          "text": "UA 0.750 at 1,450 labels (900-4,100)"}
     rep = _everything(round=3, labelled=400, fraction=0.2, labelled_seconds=1200.0, dev={"ua": 0.5, "wa": 0.5,
                       "macro_f1": 0.5}, test=None, selected=100, seconds={"train": 3.4}, class_counts=None,
                       pseudo_labels=None, forecast=fc, strategy={"chosen": "margin", "verdict": {
