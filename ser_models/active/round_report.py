@@ -70,7 +70,7 @@ class RoundReport:
     class_counts: dict | None = None
 
     def line(self) -> str:
-        """The round's console line, at most :data:`LINE_WIDTH` characters, e.g. ``round 2 | 48 labels (25%,
+        """The round's console line, at most :data:`LINE_WIDTH` characters, e.g. ``round 1 | 48 labels (25%,
         0.05 h) | dev UA 0.512 | test UA 0.498 | +12 | forecast: too early | kappa 0.91 | auto margin | 3.4 s`` (every field is defined in the tutorial). The round's own fields always show; the
         optional ones follow in this order (forecast, kappa, auto, pseudo-labels, the feature choice, labels per
         class), each one only when it still fits."""
