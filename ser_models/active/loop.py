@@ -173,6 +173,7 @@ class ActiveLearningLoop:
         self._model_inputs = None  # built on first use, after the cache is
         self.sharded = rounds_are_sharded(active, self.strategy, len(self.train_ids), self.log)
         self.speaker_summary: dict | None = None  # model.feature_norm=speaker: speakers and clips per speaker
+        self._reports, self._shown = [], set()  # run()'s rounds so far; those whose line step() said already
 
     # ----------------------------------------------------------------------------------------- helpers
     def log(self, msg: str) -> None:
@@ -554,7 +555,7 @@ class ActiveLearningLoop:
         self.eval_sets.label(self.ledger)
         self.initial()
         reports = []
-        self._reports, self._shown = reports, set()  # rounds whose line step() said before asking for labels
+        self._reports, self._shown = reports, set()
         for r in range(len(self.targets)):
             rep = self.step(r)
             reports.append(rep)
