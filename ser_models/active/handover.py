@@ -30,6 +30,7 @@ from ser_models.labelling.oracles import (
     as_annotations,
     check_annotations,
 )
+from ser_models.scoring.score_shards import ScoreShards
 
 
 def model_guesses(scores, ids: list[str], labels: list[str], dimensions: list[str]) -> pd.DataFrame | None:
@@ -58,6 +59,13 @@ def model_guesses(scores, ids: list[str], labels: list[str], dimensions: list[st
         for j, dim in enumerate(dimensions):
             frame[dim] = scores.dims[pos[keep], j].astype(float)
     return frame if len(frame.columns) else None
+
+
+def request_name(r: int, evaluation: bool = False) -> str:
+    """Names a request in messages by the folder it lives in: ``the evaluation sets``, ``the initial set``
+    (``rounds/initial``) or ``round 3`` (``rounds/round=003``: the clips round 3 picked, which round 4 trains
+    on), the number every round line and request file of that round shows."""
+    return "the evaluation sets" if evaluation else "the initial set" if r < 0 else f"round {r}"
 
 
 def simulated_oracle(pool, labels: list[str], dimensions: list[str]) -> SimulatedOracle:
@@ -238,7 +246,7 @@ class LabelHandover:
         if self.active.oracle == "file":
             return FileOracle(folder, self.labels, self.clip_info(ids), dimensions=self.dimensions,
                               value_range=self.value_range,
-                              request="the evaluation sets (test and dev)" if evaluation else None)
+                              request="the evaluation sets (test and dev)" if evaluation else request_name(r, evaluation))
         if self._simulated is None:
             # The only place that reads the pool's own training labels: it plays the human annotator.
             self._simulated = simulated_oracle(self.pool, self.labels, self.dimensions)
@@ -256,6 +264,19 @@ class LabelHandover:
                          f"label, one outside model.labels, or no value of a model.dimensions) and are never "
                          "selected")
         return self._unlabelable_ids
+
+    def label_picks(self, ids: list[str], r: int, scores, choice: dict | None = None) -> None:
+        """Label the clips round ``r`` picked (stamped round ``r + 1`` in the ledger), with round ``r``'s model
+        guesses for an oracle that shows them (and, for a request file, the strategy's score and the reason per
+        clip; ``choice``: what ``auto`` chose)."""
+        shown = self.shows_guesses or self.takes_details
+        if shown and isinstance(scores, ScoreShards):  # the picks' rows only
+            scores = scores.rows_of(ids)
+        guesses = model_guesses(scores, ids, self.labels, self.dimensions) if shown else None
+        name = choice["chosen"] if choice else self.active.strategy.name
+        self.label(ids, r + 1, r, guesses=guesses, model_version=f"{self.run_label()} round {r}",
+                   reason=name if name == self.active.strategy.name else f"auto chose {name}", scores=scores,
+                   strategy=name)
 
     def label(self, ids: list[str], ledger_round: int, oracle_round: int, guesses: pd.DataFrame | None = None,
               model_version: str = "", purposes: Mapping[str, str] | None = None,
@@ -282,13 +303,15 @@ class LabelHandover:
         if hasattr(oracle, "collect"):  # people annotating on a server: finished clips go in as they finish
             self._collect(oracle, ids, ledger_round, guesses, model_version, purposes)
             return
-        if getattr(oracle, "takes_details", False):
-            details = None if reason is None else request_details(ids, reason, guesses, scores, strategy,
-                                                                  self.active.strategy.uncertainty)
-            answer = oracle.label(list(ids), ledger_round, details=details)
-        else:
-            answer = oracle.label(list(ids), ledger_round)
-        self._append(as_annotations(answer, ids, self.dimensions), ledger_round, oracle.name, purposes)
+        details = None
+        if getattr(oracle, "takes_details", False) and reason is not None:
+            details = request_details(ids, reason, guesses, scores, strategy, self.active.strategy.uncertainty)
+        if isinstance(oracle, FileOracle):  # people fill a file: what they filled in goes in, the rest waits
+            self._import_file(oracle, ids, ledger_round, oracle_round, details, purposes)
+            return
+        answer = oracle.label(list(ids), ledger_round, **({"details": details} if details is not None else {}))
+        self._append(as_annotations(answer, ids, self.dimensions), ledger_round, oracle.name, purposes,
+                     request_name(oracle_round, evaluation))
 
     def _segment_clips(self, ids: list[str], oracle_round: int, evaluation: bool = False) -> None:
         """People hear segments, not their recordings: write the clips of ``ids`` that are segments into the
@@ -298,13 +321,33 @@ class LabelHandover:
         folder = self.folder(oracle_round, evaluation) / "clips"
         self._segments = segment_clips(self.pool, ids, str(folder), self.active.clip_context)
 
+    def _import_file(self, oracle: FileOracle, ids: list[str], ledger_round: int, oracle_round: int,
+                     details: pd.DataFrame | None, purposes: Mapping[str, str] | None) -> None:
+        """Write the request file, or import what people filled in so far: the rows filled in correctly go to
+        the ledger, ``skip`` rows to the dropped list, and the job waits (LabellingPending) while rows are blank
+        or refused. A decision is final: rows already imported or skipped are not read again."""
+        oracle.ask(ids, oracle_round, details)
+        decided = (self.ledger.ids(None) | set(self.dropped()["utt_id"])) & set(ids)
+        got = oracle.read(ids, decided)
+        said = request_name(oracle_round, purposes is not None)
+        if len(got.frame):
+            self._append(got.frame, ledger_round, oracle.name, purposes, said)
+        if got.skipped:
+            self.record_dropped(got.skipped, ledger_round, said)
+        self.log(f"  {oracle.file}: {got.summary()}" + (f" ({len(decided)} imported or skipped before)"
+                                                          if decided else ""))
+        for problem in got.problems[:50]:
+            self.log(f"    refused: {problem}")
+        if got.pending:
+            raise LabellingPending(oracle.pending_message(got, oracle_round))
+
     def _append(self, frame: pd.DataFrame, ledger_round: int, oracle: str,
-                purposes: Mapping[str, str] | None = None) -> None:
+                purposes: Mapping[str, str] | None = None, said: str | None = None) -> None:
         """Check an annotation frame (index utt_id) and append it to the ledger, with its ``annotator``,
         ``time`` and ``soft_label`` columns when it has them, and each clip's purpose (``purposes``; None =
-        training labels)."""
-        check_annotations(frame, self.labels, self.dimensions, self.value_range,
-                          f"{oracle} oracle, " + ("evaluation sets" if purposes is not None else f"round {ledger_round}"))
+        training labels); ``said`` names the request in messages."""
+        check_annotations(frame, self.labels, self.dimensions, self.value_range, f"{oracle} oracle, " + (
+            said or ("evaluation sets" if purposes is not None else f"round {ledger_round}")))
         frame = frame.copy()
         frame.index = frame.index.astype(str)
         of = pd.Series([("train" if purposes is None else purposes[i]) for i in frame.index], index=frame.index)
@@ -351,8 +394,9 @@ class LabelHandover:
                 {"utt_id": pd.Series(dtype=str), "round": pd.Series(dtype="int64"), "reason": pd.Series(dtype=str)})
         return self._dropped_table
 
-    def record_dropped(self, dropped: dict[str, str], ledger_round: int) -> None:
-        """Add ``{utt_id: reason}`` to the dropped list (a clip already labelled or dropped stays as it was)."""
+    def record_dropped(self, dropped: dict[str, str], ledger_round: int, said: str | None = None) -> None:
+        """Add ``{utt_id: reason}`` to the dropped list (a clip already labelled or dropped stays as it was);
+        ``said`` names the request in the log line."""
         old = self.dropped()
         new = pd.DataFrame({"utt_id": list(dropped), "round": ledger_round, "reason": list(dropped.values())})
         new = new[~new["utt_id"].isin(set(old["utt_id"]) | self.ledger.ids(None))]
@@ -364,5 +408,5 @@ class LabelHandover:
         self._dropped_table = table
         if self._unlabelable_ids is not None:
             self._unlabelable_ids |= set(new["utt_id"])
-        self.log(f"  {len(new)} clips dropped in round {ledger_round} (never selected again): "
+        self.log(f"  {len(new)} clips dropped from {said or f'round {ledger_round}'} (never asked again): "
                  + ", ".join(f"{u!r} ({why})" for u, why in list(dropped.items())[:5]))

@@ -45,15 +45,15 @@ from ser_models.active.budget import LabelBudget, fixed_at_start
 from ser_models.active.config import StrategyConfig
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
 from ser_models.active.curves import plot_learning_curves
-from ser_models.active.handover import LabelHandover, model_guesses
+from ser_models.active.handover import LabelHandover
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pseudo_labels import TrainingTargets, round_pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets, trains_on_soft_labels
 from ser_models.active.round_report import (
     RoundReport,
     announce_choice,
-    feature_choice,
-    slim_metrics,
+    announce_round,
+    round_report,
     write_run_metrics,
     write_selection,
 )
@@ -169,6 +169,7 @@ class ActiveLearningLoop:
         self._model_inputs = None  # built on first use, after the cache is
         self.sharded = rounds_are_sharded(active, self.strategy, len(self.clips), self.log)
         self.speaker_summary: dict | None = None  # model.feature_norm=speaker: speakers and clips per speaker
+        self._reports, self._shown = [], set()  # run()'s rounds so far; those whose line step() said already
 
     # ----------------------------------------------------------------------------------------- helpers
     def log(self, msg: str) -> None:
@@ -260,18 +261,6 @@ class ActiveLearningLoop:
 
     def _anchoring(self) -> dict | None:
         return self.cross_feeds.anchoring(self.train_cfg.optim.batch_size) if self.cross else None
-
-    def _label(self, ids: list[str], r: int, scores: Scores | None, choice: dict | None = None) -> None:
-        """Label round ``r + 1``'s picks, with round ``r``'s model guesses for an oracle that shows them (and, for
-        a request file, the strategy's score and the reason per clip; ``choice``: what ``auto`` chose)."""
-        shown = self.handover.shows_guesses or self.handover.takes_details
-        if shown and isinstance(scores, ScoreShards):  # the picks' rows only
-            scores = scores.rows_of(ids)
-        guesses = model_guesses(scores, ids, self.labels, self.dimensions) if shown else None
-        name = choice["chosen"] if choice else self.active.strategy.name
-        self.handover.label(ids, r + 1, r, guesses=guesses, model_version=f"{self.handover.run_label()} round {r}",
-                            reason=name if name == self.active.strategy.name else f"auto chose {name}",
-                            scores=scores, strategy=name)
 
     # -------------------------------------------------------------------------------------------- stages
     def initial(self) -> None:
@@ -366,6 +355,11 @@ class ActiveLearningLoop:
         if stopping and stopping["message"]:
             self.log(f"  stopping: {stopping['message']}" + (" -> the loop ends here" if stopping["stop"] else ""))
         choice = None
+
+        def report(selected: int) -> RoundReport:
+            return round_report(r, ledger, len(self.clips), self.labels, result.metrics, seconds, selected,
+                                stopping, pseudo_report, choice)
+
         if not last and not (stopping and stopping["stop"]):
             t0 = time.perf_counter()
             sel_path, choice_path = folder / "selection.parquet", folder / "strategy.json"
@@ -388,24 +382,21 @@ class ActiveLearningLoop:
                 announce_choice(self.out, r, choice, self.log)
             failpoint("after_select")
             seconds["select"] = time.perf_counter() - t0
+            self._shown.add(r)  # the line now, before the request: a run waiting for labels shows this round
+            announce_round(report(len(ids)), self._reports, self.active.forecast, self.log)
             t0 = time.perf_counter()
-            self._label(ids, r, scores, choice)
+            self.handover.label_picks(ids, r, scores, choice)
             failpoint("after_label")
             seconds["label"] = time.perf_counter() - t0
             selected = len(ids)
-        m = result.metrics
-        report = RoundReport(round=r, labelled=len(ledger), fraction=len(ledger) / len(self.clips),
-                             dev=slim_metrics(m.get("dev")), test=slim_metrics(m.get("test")), selected=selected,
-                             seconds=seconds, labelled_seconds=round(ledger.seconds(), 3), stopping=stopping,
-                             pseudo_labels=pseudo_report, strategy=choice, features=feature_choice(m),
-                             class_counts=RoundReport.labels_per_class(ledger.labels().values(), self.labels))
+        m, done = result.metrics, report(selected)
         split = "test" if m.get("test") else "dev"
         if self.plots and m.get(split) and "confusion" in m[split]:
             plot_confusion(m[split]["confusion"], self.labels, self.out / "report" / f"confusion_round={r:03d}.png",
-                           title=f"round {r} ({100 * report.fraction:.0f}% labelled) {split} UA {m[split]['ua']:.3f}")
-        write_json_atomic(folder / "metrics.json", report.to_json())  # last: marks the round finished
+                           title=f"round {r} ({100 * done.fraction:.0f}% labelled) {split} UA {m[split]['ua']:.3f}")
+        write_json_atomic(folder / "metrics.json", done.to_json())  # last: marks the round finished
         failpoint("after_metrics")
-        return report
+        return done
 
     def _query(self, scores: Scores | ScoreShards, ledger, exclude: set[str], n: int,
                seed: int) -> tuple[list[str], dict | None]:
@@ -461,7 +452,7 @@ class ActiveLearningLoop:
                     choice = batch_choice
                     write_selection(self.out, r, choice)
                 write_parquet_atomic(path, pa.table({"utt_id": pa.array(ids, pa.string())}))
-            self._label(ids, r, scores)  # now: the next batch's model trains on these labels
+            self.handover.label_picks(ids, r, scores)  # now: the next batch's model trains on these labels
             failpoint("after_query_batch")
             picked += ids
             b += 1
@@ -555,11 +546,13 @@ class ActiveLearningLoop:
         self.eval_sets.label(self.ledger)
         self.initial()
         reports = []
+        self._reports, self._shown = reports, set()
         for r in range(len(self.targets)):
             rep = self.step(r)
             reports.append(rep)
             self.write_report(reports)  # first: it adds the labels forecast that the round line shows
-            self.log(rep.line())
+            if r not in self._shown:
+                self.log(rep.line())
             if on_round is not None:
                 on_round(rep, reports)
             if rep.stopping and rep.stopping.get("stop"):
@@ -571,8 +564,6 @@ class ActiveLearningLoop:
         return self.pool.dataset(None)
 
     def write_report(self, reports: list[RoundReport]) -> None:
-        write_run_metrics(self.out, reports, self.active.forecast)
-        write_json_atomic(self.out / "report" / "labels.json", self.budget.spent(self.ledger))
+        write_run_metrics(self.out, reports, self.active.forecast, self.budget.spent(self.ledger))
         if self.plots:
-            plot_learning_curves({"this run": [r.to_json() for r in reports]},
-                                 self.out / "report" / "learning_curve.png")
+            plot_learning_curves({"this run": [r.to_json() for r in reports]}, self.out / "report" / "learning_curve.png")

@@ -11,7 +11,8 @@ import csv
 import io as _io
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -22,7 +23,7 @@ from ser_models.exceptions import LabelImportError, LabellingPending, OracleErro
 from ser_models.formats.spreadsheet import match_ids, neutralise_frame, restore_cell
 from ser_models.labelling.clips import CLIP_COLUMNS
 
-__all__ = ["DETAIL_COLUMNS", "FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
+__all__ = ["DETAIL_COLUMNS", "SKIP", "FileAnswer", "FileOracle", "Oracle", "SimulatedOracle", "as_annotations", "check_annotations"]
 
 #: What a request file shows after the columns people fill in: the model's guess and its probability, the
 #: strategy's score and why the clip was asked (e.g. ``margin: top-2 gap 0.031``, ``initial set (random)``,
@@ -188,6 +189,60 @@ class SimulatedOracle:
 
 _INFO_COLUMNS = ["utt_id", "path", "duration"]
 
+#: What a labeller types in a cell to fill in (any case, ``skip: why`` keeps a note) to take a clip out of the
+#: request: nobody can label it (silence, another language, two voices). The loop records it as skipped in
+#: ``labels/dropped.parquet`` and never asks for it again (it counts against the budget: someone listened to it).
+#: A class of ``model.labels`` named ``skip`` stays that class.
+SKIP = "skip"
+
+
+@dataclass
+class FileAnswer:
+    """What a request file holds right now (:meth:`FileOracle.read`).
+
+    Attributes:
+        frame: the rows filled in correctly: index ``utt_id`` (in the asked order), ``label`` and one float
+            column per dimension.
+        skipped: ``{utt_id: reason}`` of the rows whose cell reads ``skip``.
+        blank: ``{utt_id: line}`` of the clips still left to fill in (line 0: the file has no row for it).
+        refused: ``{utt_id: problem}`` of the rows that cannot be imported (an unknown label, a value out of
+            range, a clip on two lines), each problem naming its line and value.
+        stray: problems of lines that name no requested clip (an unknown or already decided ``utt_id``...).
+    """
+
+    frame: pd.DataFrame
+    skipped: dict[str, str]
+    blank: dict[str, int]
+    refused: dict[str, str]
+    stray: list[str]
+
+    @property
+    def pending(self) -> list[str]:
+        """The clips still requested: left blank, or refused (in the asked order of :attr:`blank` then
+        :attr:`refused`)."""
+        return [*self.blank, *(i for i in self.refused if i not in self.blank)]
+
+    @property
+    def problems(self) -> list[str]:
+        """Every refused line, in line order."""
+        return sorted([*self.refused.values(), *self.stray], key=_line_number)
+
+    def summary(self) -> str:
+        """``12 rows imported, 5 left blank, 1 skipped, 2 refused``."""
+        return (f"{len(self.frame)} rows imported, {len(self.blank)} left blank, {len(self.skipped)} skipped, "
+                f"{len(self.refused) + len(self.stray)} refused")
+
+
+def _line_number(problem: str) -> int:
+    digits = problem[5:].split(" ", 1)[0].rstrip(":") if problem.startswith("line ") else ""
+    return int(digits) if digits.isdigit() else 1 << 30
+
+
+def _skip_note(cell: str) -> str | None:
+    """The note of a ``skip`` cell (``""`` for a bare ``skip``); None when the cell is not a skip."""
+    word, _, note = cell.partition(":")
+    return note.strip() if word.strip().lower() == SKIP else None
+
 
 class FileOracle:
     """Human labelling through a CSV file per round.
@@ -196,8 +251,12 @@ class FileOracle:
     also source_path, recording, channel, start, end, clip_start, clip_end, with ``path`` the segment's own
     clip; then an empty ``label`` column when the model has classes and one empty column per dimension; then,
     when the caller gives ``details``, :data:`DETAIL_COLUMNS` for the annotator to read) and raises
-    :class:`LabellingPending`. A human fills it in (any spreadsheet); rerunning the same command imports it,
-    after checking every row (columns other than utt_id and the filled ones are ignored).
+    :class:`LabellingPending`. A human fills it in (any spreadsheet); rerunning the same command imports it.
+
+    A file may be filled in part (:meth:`read`): the rows filled in correctly are imported, blank rows stay
+    requested, a row whose cell reads ``skip`` (:data:`SKIP`) takes its clip out of the request, and a row
+    that cannot be imported (an unknown label, a value out of range) is refused with its line number and value
+    and stays requested. Columns other than utt_id and the filled ones are ignored.
 
     Text cells that a spreadsheet would run as formulas (starting with ``=``, ``+``, ``-``, ``@``, tab or CR)
     are written with a leading ``'``, and so are cells starting with ``'``; the import removes exactly that
@@ -241,8 +300,12 @@ class FileOracle:
         """The columns a human fills in."""
         return (["label"] if self.labels else []) + self.dimensions
 
+    def _what(self, round: int) -> str:  # noqa: A002
+        return self.request or f"round {round}"
+
     def label(self, ids: list[str], round: int, details: pd.DataFrame | None = None) -> pd.DataFrame:  # noqa: A002
-        """The filled file's annotations of ``ids``; the first call writes the request and raises.
+        """The filled file's annotations of every one of ``ids``; the first call writes the request and raises.
+        (The loop reads a partly filled file with :meth:`read` instead.)
 
         Args:
             details: index ``utt_id``; any of :data:`DETAIL_COLUMNS`, written after the columns to fill in
@@ -250,21 +313,46 @@ class FileOracle:
 
         Raises:
             LabellingPending: the request was written now; people fill it in, then the command is rerun.
-            LabelImportError: the filled file has problems (every one listed, with line numbers).
+            LabelImportError: a row is blank, skipped or refused (every one listed, with line numbers).
         """
         ids = [str(i) for i in ids]
-        if not io.exists(self.file):
-            self._write_request(ids, details)
-            hints = [f"allowed labels: {', '.join(self.labels)}"] if self.labels else []
-            if self.dimensions:
-                hints.append(f"{', '.join(self.dimensions)}: numbers in [{self.value_range[0]:g}, "
-                             f"{self.value_range[1]:g}]")
-            cols = ", ".join(repr(c) for c in self.columns)
-            raise LabellingPending(
-                f"{self.request or f'round {round}'}: {len(ids)} clips need labels. Fill in the {cols} column(s) of {self.file} "
-                f"({'; '.join(hints)}), save it as CSV, then rerun the same command: it imports the file and "
-                "continues.")
-        return self._import(ids)
+        self.ask(ids, round, details)
+        got = self.read(ids)
+        errors = [f"line {line} ({uid!r}): empty {' / '.join(self.columns)}" if line else
+                  f"no row for requested id {uid!r}" for uid, line in got.blank.items()]
+        errors += got.problems + [f"{uid!r}: {why}" for uid, why in got.skipped.items()]
+        if errors:
+            raise LabelImportError(f"{self.file}: {len(errors)} problems:\n  " + "\n  ".join(errors[:50]))
+        return got.frame
+
+    def ask(self, ids: list[str], round: int, details: pd.DataFrame | None = None) -> None:  # noqa: A002
+        """Write the request of ``ids`` and raise, unless the file is there already (then return).
+
+        Raises:
+            LabellingPending: the request was written now.
+        """
+        if io.exists(self.file):
+            return
+        ids = [str(i) for i in ids]
+        self._write_request(ids, details)
+        hints = [f"allowed labels: {', '.join(self.labels)}"] if self.labels else []
+        if self.dimensions:
+            hints.append(f"{', '.join(self.dimensions)}: numbers in [{self.value_range[0]:g}, "
+                         f"{self.value_range[1]:g}]")
+        hints.append(f"or {SKIP} for a clip nobody can label")
+        cols = ", ".join(repr(c) for c in self.columns)
+        raise LabellingPending(
+            f"{self._what(round)}: {len(ids)} clips need labels. Fill in the {cols} column(s) of {self.file} "
+            f"({'; '.join(hints)}), save it as CSV, then rerun the same command: it imports the rows filled in "
+            "and asks again for the rest.")
+
+    def pending_message(self, got: FileAnswer, round: int) -> str:  # noqa: A002
+        """What the job says while clips of a partly filled file are still requested."""
+        refused = len(got.refused)
+        return (f"{self._what(round)}: {len(got.pending)} clips still need labels in {self.file} "
+                f"({len(got.blank)} left blank" + (f", {refused} refused: see the lines above" if refused else "")
+                + f"). Fill them in (or type {SKIP} for a clip nobody can label), save the file, then rerun the "
+                "same command.")
 
     def _write_request(self, ids: list[str], details: pd.DataFrame | None = None) -> None:
         unknown = [i for i in ids if i not in self._info.index]
@@ -286,72 +374,100 @@ class FileOracle:
         neutralise_frame(df[_INFO_COLUMNS + where + self.columns + shown]).to_csv(buf, index=False)
         io.write_bytes_atomic(self.file, buf.getvalue().encode())
 
-    def _import(self, ids: list[str]) -> pd.DataFrame:
+    def read(self, ids: list[str], decided: Collection[str] = ()) -> FileAnswer:
+        """What the filled request file holds for ``ids``, row by row (see the class docstring).
+
+        Args:
+            ids: the clips requested.
+            decided: clips among ``ids`` already imported or skipped: their rows are not read again (a decision
+                is final; a later edit of the row changes nothing).
+
+        Raises:
+            LabelImportError: the file has no header with utt_id and the columns to fill in (nothing is read).
+        """
         fs, p = io.filesystem(self.file)
         with fs.open_input_stream(p) as fh:
             text = fh.read().decode("utf-8-sig")  # spreadsheets often save a BOM
         rows = list(csv.reader(_io.StringIO(text)))
-        where = self.file
         need = ["utt_id", *self.columns]
         if not rows or any(c not in rows[0] for c in need):
-            raise LabelImportError(f"{where}: line 1 must be a header with columns {', '.join(need)}")
-        head = rows[0]
-        pos = {c: head.index(c) for c in need}
-        wanted = set(ids)
-        errors: list[str] = []
-        seen: dict[str, int] = {}
-        out: dict[str, dict] = {}
-        low, high = self.value_range
+            raise LabelImportError(f"{self.file}: line 1 must be a header with columns {', '.join(need)}")
+        pos = {c: rows[0].index(c) for c in need}
+        decided = {str(i) for i in decided}
+        wanted = {str(i) for i in ids} - decided
         filled = [(line, row) for line, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
         cells = [{c: (row[k].strip() if k < len(row) else "") for c, k in pos.items()} for _, row in filled]
         # The request neutralised formula-like cells with a leading "'"; a text editor keeps it, a spreadsheet
         # drops it on saving: match_ids tells which for this file.
-        uids = match_ids([c["utt_id"] for c in cells], wanted)
-        for (line, _), cell, uid in zip(filled, cells, uids):
+        uids = match_ids([c["utt_id"] for c in cells], wanted | decided)
+        lines: dict[str, list[int]] = {}
+        stray: list[str] = []
+        for (line, _), uid in zip(filled, uids):
+            if uid in wanted:
+                lines.setdefault(uid, []).append(line)
+            elif uid not in decided:
+                stray.append(f"line {line}: unknown utt_id {uid!r} (not requested in this round)")
+        out: dict[str, dict] = {}
+        skipped: dict[str, str] = {}
+        blank: dict[str, int] = {}
+        refused: dict[str, str] = {}
+        by_line = {line: cell for (line, _), cell in zip(filled, cells)}
+        for uid in (str(i) for i in ids):
             if uid not in wanted:
-                errors.append(f"line {line}: unknown utt_id {uid!r} (not requested in this round)")
                 continue
-            if uid in seen:
-                errors.append(f"line {line}: utt_id {uid!r} repeats line {seen[uid]}")
+            at = lines.get(uid, [])
+            if len(at) > 1:
+                refused[uid] = f"line {at[1]}: utt_id {uid!r} repeats line {at[0]} (keep one of the lines)"
                 continue
-            seen[uid] = line
-            record: dict = {"label": None}
-            ok = True
-            if self.labels:
-                lab = cell["label"]
-                lab = lab if lab in self.labels or restore_cell(lab) not in self.labels else restore_cell(lab)
-                if not lab:
-                    errors.append(f"line {line}: empty label for {uid!r}")
-                    ok = False
-                elif lab not in self.labels:
-                    errors.append(f"line {line}: unknown label {lab!r} for {uid!r} (allowed: {', '.join(self.labels)})")
-                    ok = False
-                record["label"] = lab
-            for dim in self.dimensions:
-                raw = restore_cell(cell[dim])
-                try:
-                    value = float(raw)
-                except ValueError:
-                    errors.append(f"line {line}: {dim} for {uid!r} is "
-                                  + (f"not a number: {raw!r}" if raw else "empty"))
-                    ok = False
-                    continue
-                if not math.isfinite(value) or not low <= value <= high:
-                    errors.append(f"line {line}: {dim} {raw} for {uid!r} is outside [{low:g}, {high:g}] "
-                                  "(model.dimension_range)")
-                    ok = False
-                record[dim] = value
-            if ok:
-                out[uid] = record
-        missing = [i for i in ids if i not in seen]
-        if missing:
-            errors.append(f"missing rows for {len(missing)} requested ids: {missing[:10]}")
-        if errors:
-            raise LabelImportError(f"{where}: {len(errors)} problems:\n  " + "\n  ".join(errors[:50]))
-        frame = pd.DataFrame.from_dict(out, orient="index")
+            if not at:
+                blank[uid] = 0
+                continue
+            kind, value = self._row(at[0], uid, by_line[at[0]])
+            {"blank": blank, "skip": skipped, "refused": refused, "ok": out}[kind][uid] = value
+        frame = pd.DataFrame.from_dict(out, orient="index", columns=["label", *self.dimensions])
+        frame["label"] = frame["label"].astype(object)
         for dim in self.dimensions:
             frame[dim] = frame[dim].astype(np.float64)
-        return frame.loc[ids, ["label", *self.dimensions]]
+        return FileAnswer(frame=frame.loc[[i for i in map(str, ids) if i in out]], skipped=skipped, blank=blank,
+                          refused=refused, stray=stray)
+
+    def _row(self, line: int, uid: str, cell: dict[str, str]) -> tuple[str, object]:
+        """One requested clip's row: ``("blank", line)``, ``("skip", reason)``, ``("refused", problem)`` or
+        ``("ok", {"label", dimension: value})``."""
+        values = {c: restore_cell(cell[c]) for c in self.dimensions}
+        if self.labels:
+            lab = cell["label"]
+            values["label"] = lab if lab in self.labels or restore_cell(lab) not in self.labels else restore_cell(lab)
+        if not any(values.values()):
+            return "blank", line
+        notes = [_skip_note(v) for c, v in values.items() if not (c == "label" and v in self.labels)]
+        notes = [n for n in notes if n is not None]
+        if notes:
+            return "skip", f"skipped in {self.file.rsplit('/', 2)[-2]}/to_label.csv line {line}" + (
+                f": {notes[0]}" if notes[0] else "")
+        errors: list[str] = []
+        record: dict = {"label": None}
+        if self.labels:
+            lab = values["label"]
+            if not lab:
+                errors.append("empty label")
+            elif lab not in self.labels:
+                errors.append(f"unknown label {lab!r} (allowed: {', '.join(self.labels)}, or {SKIP})")
+            record["label"] = lab
+        low, high = self.value_range
+        for dim in self.dimensions:
+            raw = values[dim]
+            try:
+                value = float(raw)
+            except ValueError:
+                errors.append(f"{dim} is " + (f"not a number: {raw!r}" if raw else "empty"))
+                continue
+            if not math.isfinite(value) or not low <= value <= high:
+                errors.append(f"{dim} {raw} is outside [{low:g}, {high:g}] (model.dimension_range)")
+            record[dim] = value
+        if errors:
+            return "refused", f"line {line} ({uid!r}): {'; '.join(errors)}"
+        return "ok", record
 
     def __repr__(self) -> str:
         return f"FileOracle(file={self.file!r}, labels={self.labels}, dimensions={self.dimensions})"

@@ -38,6 +38,8 @@ _CV_CHOICES: OrderedDict[str, tuple[float, dict]] = OrderedDict()
 CV_CHOICES_KEPT = 256
 #: Folders (innermost last) where choices are also kept for other processes (:func:`sharing_cv_choices`).
 _CV_FOLDERS: list = []
+#: What the log says when a class has fewer than 2 labelled clips: no fold could hold one out and train on it.
+_NO_CV = "too few labelled clips per class to cross-validate (a class has fewer than 2)"
 
 
 def l2_penalty(model: nn.Module) -> torch.Tensor:
@@ -91,13 +93,17 @@ def fit_lbfgs(model: nn.Module, train: ClipSet, cfg: TrainConfig, device: torch.
     c, cv, norm = cfg.l2_c, None, None
     if chooses_features(model):
         norm, c, cv = choose_features(model, params, start, train, cfg, device, loss_fn, class_loss)
-        log(f"  lbfgs  {norm['what']}=auto: {norm['chosen']} by {cv['folds']}-fold CV on {len(train)} labelled "
-            f"clips (" + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in norm["scores"].items())
-            + f" {cv['metric']}; {norm['reason']}); C={c:g}")
+        if not cv["folds"] or any(v is None for v in norm["scores"].values()):  # no CV: no scores to show
+            log(f"  lbfgs  {norm['what']}=auto: {norm['chosen']} kept, C={c:g}: {_NO_CV} ({len(train)} clips)")
+        else:
+            log(f"  lbfgs  {norm['what']}=auto: {norm['chosen']} by {cv['folds']}-fold CV on {len(train)} labelled "
+                "clips (" + ", ".join(f"{k} {v:.3f}" for k, v in norm["scores"].items())
+                + f" {cv['metric']}; {norm['reason']}); C={c:g}")
         _restore(params, start)
     elif c == "auto":
         c, cv = choose_l2_c(model, params, start, train, cfg, device, loss_fn, class_loss)
-        log(f"  lbfgs  l2_c=auto: C={c:g} by {cv['folds']}-fold CV on {len(train)} labelled clips ("
+        log(f"  lbfgs  l2_c=auto: C={c:g} kept: {_NO_CV} ({len(train)} clips)" if not cv["folds"] else
+            f"  lbfgs  l2_c=auto: C={c:g} by {cv['folds']}-fold CV on {len(train)} labelled clips ("
             + ", ".join(f"{k:g}: {v:.3f}" for k, v in zip(cv["grid"], cv["scores"])) + f" {cv['metric']})")
         _restore(params, start)
     batch = make_batch(train, np.arange(len(train)), None, None).to(device)

@@ -1251,7 +1251,7 @@ REGISTRY: dict[str, list[Known]] = {
     ],
     "docs/selection-pays.md": [
         Known("0.79", "the width shrank by a factor of 0.79", "pending"),
-        Known("+2.8", "`auto -> random (margin +0.8 [-1.2, +2.8] UA points over random)`", "pending"),
+        Known("+2.8", "`auto random, margin +0.8 [-1.2, +2.8]` (UA points over random)", "pending"),
     ],
     "docs/what-to-expect.md": [
         Known("8.9", "**8.9 CPU-s** (406 audio hours per core-hour)", "arithmetic on cited figures"),

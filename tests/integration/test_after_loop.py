@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ser_models.active.loop import ActiveLearningLoop
+from ser_models.active.round_report import forecast_word
 from ser_models.active.strategies import format_verdict
 from ser_models.config import load_config
 from ser_models.data import LabelLedger, Pool, PoolConfig, prepare_pool
@@ -501,7 +502,7 @@ def test_auto_strategy_logs_and_keeps_its_choice_each_round(demo_pool, tmp_path,
         choice = r["strategy"]
         assert choice["chosen"] in {"random", "margin", "kcenter"}
         assert choice == json.loads((tmp_path / "rounds" / f"round={r['round']:03d}" / "strategy.json").read_text())
-        assert f"auto: round {r['round'] + 1} queries with {choice['chosen']}" in printed
+        assert f"auto: round {r['round']} picks with {choice['chosen']}" in printed
     assert rounds[-1]["strategy"] is None  # the last round trains and stops
     # 16 labelled clips (>= auto_min_labelled): simulated over every candidate (the fallbacks: unit tests)
     assert set(rounds[0]["strategy"]["simulated_ua"]) == {"random", "margin", "kcenter"}
@@ -511,8 +512,9 @@ def test_auto_strategy_logs_and_keeps_its_choice_each_round(demo_pool, tmp_path,
     assert verdict["strategy"] == max(("margin", "kcenter"), key=sims.get) and verdict["labelled"] == 16
     assert verdict["splits"] <= 3 and verdict["low"] <= verdict["gain"] <= verdict["high"]
     assert f"does selection pay here: {format_verdict(verdict)}" in printed
-    assert f"| auto -> {rounds[0]['strategy']['chosen']} ({verdict['strategy']} {100 * verdict['gain']:+.1f} [" \
-        in printed
+    chosen = rounds[0]["strategy"]["chosen"]
+    named = " " if chosen == verdict["strategy"] else f", {verdict['strategy']} "
+    assert f"| auto {chosen}{named}{100 * verdict['gain']:+.1f} [" in printed
     assert [r.strategy for r in _loop(cfg).run()] == [r.strategy for r in reports]  # a rerun: same report
 
 
@@ -549,6 +551,60 @@ def test_a_run_waiting_for_labels_reports_the_verdict_its_log_printed(demo_pool,
     assert json.loads((tmp_path / "report" / "selection.json").read_text()) == paused
 
 
+def test_file_oracle_rounds_speak_one_number_and_take_partial_files(demo_pool, tmp_path, capsys):
+    """With people filling request files: the round trained on the labels just imported prints its line before
+    it asks for the next clips, and the line, the request and its folder give that round one number
+    (``round 0`` / ``rounds/round=000``). A partly filled file imports its filled rows, keeps asking for blank
+    and refused ones (a typo named by its line and value) and never asks again for a clip marked ``skip``."""
+    manifest = pd.read_csv(demo_pool.manifest)
+    truth = dict(zip(manifest["utt_id"], manifest["label"]))
+    cfg = _job_cfg(demo_pool.pool_dir, tmp_path, ["active.oracle=file", "model.adapter.kind=frozen",
+                                                  "model.pooling=mean", "active.initial=random",
+                                                  "active.budget_fractions=[0.5,0.75]", "active.strategy.name=margin"])
+
+    def run():
+        loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
+                                  cfg.active, verbose=True)
+        try:
+            return loop.run(), None, capsys.readouterr().out
+        except LabellingPending as pending:
+            return None, str(pending), capsys.readouterr().out
+
+    def fill(csv, cells=None):
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        df["label"] = [(cells or {}).get(u, truth[u]) for u in df["utt_id"]]
+        df.to_csv(csv, index=False)
+        return df
+
+    _, asked, _ = run()
+    assert asked.startswith("the initial set: 16 clips need labels") and "rounds/initial/to_label.csv" in asked
+    fill(tmp_path / "rounds" / "initial" / "to_label.csv")
+    _, asked, printed = run()  # imports the initial set, trains round 0, says its line, asks for its picks
+    lines = [x for x in printed.splitlines() if x.startswith("round ")]
+    assert len(lines) == 1 and lines[0].startswith("round 0 | 16 labels (") and "| +8 |" in lines[0]
+    assert len(lines[0]) <= 160
+    assert asked.startswith("round 0: 8 clips need labels") and "rounds/round=000/to_label.csv" in asked
+    csv = tmp_path / "rounds" / "round=000" / "to_label.csv"
+    ids = pd.read_csv(csv, dtype=str)["utt_id"].tolist()
+    wrong = ids[2]
+    fill(csv, {ids[0]: "skip: two voices", ids[1]: "hapy", **{u: "" for u in ids[5:]}})
+    _, asked, printed = run()
+    assert "3 rows imported, 3 left blank, 1 skipped, 1 refused" in printed
+    assert f"refused: line 3 ({ids[1]!r}): unknown label 'hapy'" in printed
+    assert asked.startswith("round 0: 4 clips still need labels") and "3 left blank, 1 refused" in asked
+    ledger = LabelLedger(tmp_path / "labels" / "ledger.parquet")
+    assert set(ids[2:5]) <= ledger.ids() and not {ids[0], ids[1], *ids[5:]} & ledger.ids()
+    fill(csv, {ids[0]: "skip", wrong: "skip"})  # imported and skipped rows are not read again
+    reports, asked, printed = run()
+    assert asked is None and [r.round for r in reports] == [0, 1]
+    ledger = LabelLedger(tmp_path / "labels" / "ledger.parquet")
+    assert ledger.labels()[wrong] == truth[wrong] and ids[0] not in ledger.ids()
+    assert reports[1].labelled == 16 + 7  # the skipped clip is never asked again, and spent its label
+    dropped = pq.read_table(tmp_path / "labels" / "dropped.parquet").to_pandas()
+    assert dropped["utt_id"].tolist() == [ids[0]] and dropped["reason"].str.endswith(": two voices").all()
+    assert [x.split(" |")[0] for x in printed.splitlines() if x.startswith("round ")] == ["round 0", "round 1"]
+
+
 def test_rounds_carry_the_labels_forecast(reference_run):
     """Rounds 0 and 1 say plainly that the forecast needs three rounds; round 2 fits the curve to its three dev
     UAs, and report/forecast.json holds the last round's forecast."""
@@ -556,8 +612,8 @@ def test_rounds_carry_the_labels_forecast(reference_run):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["forecast"]["points"] for r in rows] == [1, 2, 3]
     assert rows[1]["forecast"]["text"] == "needs 3 rounds with a dev UA at different label counts, has 2"
-    assert "| forecast: needs 3 rounds" in reports[1].line()
+    assert "| forecast: too early |" in reports[1].line()
     last = rows[2]["forecast"]
     assert last["a"] <= 1 and last["b"] >= 0 and last["c"] > 0 and last["current_labels"] == rows[2]["labelled"]
-    assert f"| forecast: {last['text']}" in reports[2].line()
+    assert f"| forecast: {forecast_word(last)} |" in reports[2].line()
     assert json.loads((out / "report" / "forecast.json").read_text()) == last

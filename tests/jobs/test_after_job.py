@@ -49,14 +49,14 @@ def test_demo_config_on_the_pretrained_encoder_shares_its_cache(demo_pool, smart
     _run("jobs.after", [*common, f"output_dir={tmp_path / 'random'}", "active.strategy.name=random",
                         "active.initial=random"], monkeypatch)
     second = capsys.readouterr().out
-    assert "feature cache: encoded" not in second and "round  1 | labelled" in second
+    assert "feature cache: encoded" not in second and "\nround 1 | 16 labels (" in second
     for run in ("after", "random"):
         rounds = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         assert [r["round"] for r in rounds] == [0, 1] and all(0.0 <= r["test"]["ua"] <= 1.0 for r in rounds)
     meta = json.loads((tmp_path / "after" / "rounds" / "round=000" / "train" / "checkpoint" / "model.json"
                        ).read_text())
     assert "smart-turn" in json.dumps(meta)
-    assert "round  0 | labelled" in first and (tmp_path / "after" / "report" / "learning_curve.png").exists()
+    assert "\nround 0 | 8 labels (" in first and (tmp_path / "after" / "report" / "learning_curve.png").exists()
 
     # jobs.compare overlays the two runs and prints their table
     png = tmp_path / "cmp.png"

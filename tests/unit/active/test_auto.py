@@ -149,9 +149,9 @@ def test_the_round_line_shows_the_verdict():
     report = RoundReport(round=2, labelled=100, fraction=0.1, dev=None, test=None, selected=50,
                          seconds={"train": 1.0}, strategy={"chosen": "random", "reason": "r", "simulated_ua": {},
                                                            "verdict": verdict})
-    assert "| auto -> random (a +3.0 [-1.1, +7.1] UA points over random) |" in report.line()
+    assert "| auto random, a +3.0 [-1.1, +7.1] |" in report.line()
     report.strategy["verdict"] = None  # too few labels to simulate
-    assert "| auto -> random |" in report.line()
+    assert "| auto random |" in report.line()
 
 
 def test_a_run_waiting_for_labels_reports_the_verdict_of_the_round_that_asks_for_them(tmp_path):
@@ -177,7 +177,7 @@ def test_a_run_waiting_for_labels_reports_the_verdict_of_the_round_that_asks_for
     assert json.loads(path.read_text())["round"] == 0
     printed = []
     announce_choice(tmp_path, 1, second, printed.append)  # round 1 decides, then waits for its labels
-    assert printed == ["  auto: round 2 queries with a (r; simulated UA random 0.500 a 0.530)",
+    assert printed == ["  auto: round 1 picks with a (r; simulated UA random 0.500 a 0.530)",
                        f"  does selection pay here: {format_verdict(second['verdict'])}"]
     paused = json.loads(path.read_text())
     assert paused == {"round": 1, "verdict": second["verdict"], "text": format_verdict(second["verdict"])}

@@ -48,7 +48,7 @@ def _report(**extra):
 
 def test_the_round_line_names_the_labels_per_class_and_old_reports_still_load():
     rep = _report(class_counts={"neutral": 40, "happy": 30, "angry": 4, "sad": 26})
-    assert "| labels per class: neutral 40, happy 30, angry 4, sad 26 |" in rep.line()
+    assert "| per class neutral 40 happy 30 angry 4 sad 26 |" in rep.line()
     assert RoundReport.from_json(rep.to_json()) == rep
     old = {k: v for k, v in rep.to_json().items() if k != "class_counts"}  # written before the counts existed
     assert RoundReport.from_json(old).class_counts is None and "per class" not in _report().line()

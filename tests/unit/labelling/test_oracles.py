@@ -40,9 +40,9 @@ def test_file_oracle_request_then_import(tmp_path):
 
 
 @pytest.mark.parametrize("rows,pattern", [
-    ([["a", "", 1, "joy"], ["b", "", 2, "sad"]], r"line 2: unknown label 'joy'"),
-    ([["a", "", 1, "hap"], ["b", "", 2, ""]], r"line 3: empty label for 'b'"),
-    ([["a", "", 1, "hap"]], r"missing rows .*'b'"),
+    ([["a", "", 1, "joy"], ["b", "", 2, "sad"]], r"line 2 \('a'\): unknown label 'joy'"),
+    ([["a", "", 1, "hap"], ["b", "", 2, ""]], r"line 3 \('b'\): empty label"),
+    ([["a", "", 1, "hap"]], r"no row for requested id 'b'"),
     ([["a", "", 1, "hap"], ["b", "", 2, "sad"], ["zz", "", 1, "hap"]], r"line 4: unknown utt_id 'zz'"),
     ([["a", "", 1, "hap"], ["a", "", 1, "sad"], ["b", "", 2, "sad"]], r"line 3: utt_id 'a' repeats line 2"),
 ])
@@ -82,9 +82,9 @@ def test_file_oracle_with_dimensions_checks_every_value(tmp_path):
     with pytest.raises(LabelImportError) as err:
         o.label(["a", "b"], 1)
     text = str(err.value)
-    assert "line 2: arousal 5.5 for 'a' is outside [1, 5]" in text
-    assert "line 3: arousal for 'b' is empty" in text and "line 3: valence for 'b' is not a number: 'x'" in text
-    assert "line 4: unknown utt_id 'c'" in text
+    assert "line 2 ('a'): arousal 5.5 is outside [1, 5]" in text
+    assert "line 3 ('b'): arousal is empty; valence is not a number: 'x'" in text
+    assert text.index("line 3 ('b')") < text.index("line 4: unknown utt_id 'c'")
     good = [["a", "", 1, "hap", "4.5", "3"], ["b", "", 2, "sad", "1", "2.25"]]
     pd.DataFrame(good, columns=cols).to_csv(tmp_path / "to_label.csv", index=False)
     got = o.label(["b", "a"], 1)

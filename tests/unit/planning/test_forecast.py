@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ser_models.active.round_report import RoundReport
+from ser_models.active.round_report import RoundReport, forecast_word
 from ser_models.exceptions import ConfigError
 from ser_models.planning.forecast import (
     ForecastConfig,
@@ -118,9 +118,10 @@ def test_forecast_rounds_reads_round_reports_and_the_line_shows_it():
     assert f.points == 4 and f.current_labels == 400
     assert f.labels == pytest.approx(400, rel=0.1)
     rep = RoundReport.from_json({**rows[-1], "forecast": f.to_json()})
-    assert f"| forecast: {f.summary()}" in rep.line()
+    assert f"| forecast: {forecast_word(f.to_json())} |" in rep.line()
     early = forecast_rounds(rows[:2])
-    assert "needs 3 rounds" in RoundReport.from_json({**rows[1], "forecast": early.to_json()}).line()
+    assert "needs 3 rounds" in early.summary()
+    assert "| forecast: too early |" in RoundReport.from_json({**rows[1], "forecast": early.to_json()}).line()
 
 
 def test_forecast_rounds_of_a_model_without_classes():

@@ -182,9 +182,14 @@ def test_l2_c_auto_falls_back_when_a_class_has_one_labelled_clip():
     model = _model(head_hidden=0, head_input_norm=False, featurizer_layer=1)
     x, y = _features(12, (model.encoder.num_layers, model.encoder.hidden_size), seed=1)
     y[:] = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 3]
+    logs: list[str] = []
     state = fit(model, _clipset(x, y), None, TrainConfig(solver="lbfgs", l2_c="auto"),
-                class_counts=np.bincount(y, minlength=4).tolist(), log=lambda _: None)
+                class_counts=np.bincount(y, minlength=4).tolist(), log=logs.append)
     assert state.history[0]["l2_c"] == 1.0 and state.history[0]["l2_c_cv"]["folds"] == 0
+    # the log says so in words, not as a 0-fold CV with NaN scores
+    said = next(line for line in logs if "l2_c=auto" in line)
+    assert "C=1 kept: too few labelled clips per class to cross-validate" in said
+    assert "0-fold" not in said and "nan" not in said and "none" not in said
 
 
 def test_lbfgs_gathers_a_streamed_feature_set_and_refuses_audio_or_missing_statistics():
