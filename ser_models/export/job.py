@@ -8,7 +8,7 @@ import sys
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args
 from ser_models.encoders.pretrained import resolve_encoder_names
-from ser_models.exceptions import ConfigError
+from ser_models.exceptions import ConfigError, ExportError
 from ser_models.export.onnx_export import export_checkpoint
 from ser_models.ownership import claim_file
 
@@ -28,6 +28,28 @@ class ExportConfig:
                                        "moved without keeping its place relative to the checkpoint")
 
 
+#: The modules the export needs beyond the base install: ``onnx`` writes the graph, ONNX Runtime checks it
+#: against torch (and quantises it); both come with the ``onnx`` extra.
+EXTRA_MODULES = ("onnx", "onnxruntime")
+INSTALL_EXTRA = "pip install 'ser-models[onnx]'"
+
+
+def check_extra() -> None:
+    """Import what the export needs beyond the base install.
+
+    Raises:
+        ExportError: (a ``ConfigError``) a module is missing, naming it and ``pip install 'ser-models[onnx]'``.
+    """
+    import importlib
+
+    for name in EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ExportError(f"jobs.export needs {name} (the onnx extra), which this environment cannot import "
+                              f"({exc}): {INSTALL_EXTRA}") from None
+
+
 def run_export(cfg: ExportConfig) -> dict:
     """Export ``cfg.checkpoint`` to ``cfg.output`` and print the report (one JSON line).
 
@@ -35,10 +57,10 @@ def run_export(cfg: ExportConfig) -> dict:
         :func:`~ser_models.export.onnx_export.export_checkpoint`'s report.
 
     Raises:
-        ConfigError: no ``checkpoint=``; ``ExportError`` (a ``ConfigError``) for a model the graph cannot
-            carry exactly, naming the setting.
+        ConfigError: no ``checkpoint=``; ``ExportError`` (a ``ConfigError``) for a missing onnx extra, or for a
+            model the graph cannot carry exactly, naming the setting.
     """
-
+    check_extra()  # before the checkpoint is read or traced: a missing extra fails in a second, not after tracing
     if not cfg.checkpoint:
         raise ConfigError("jobs.export needs checkpoint=<checkpoint folder or run>")
 
@@ -48,7 +70,7 @@ def run_export(cfg: ExportConfig) -> dict:
     return report
 
 
-__all__ = ["ExportConfig", "run_export"]
+__all__ = ["EXTRA_MODULES", "ExportConfig", "check_extra", "run_export"]
 
 
 def main(argv: list[str] | None = None):

@@ -151,3 +151,34 @@ def test_a_graph_exported_to_a_bucket_loads_from_it_and_predicts_as_the_local_on
     assert [n for n in io.list_dir(f"{s3_bucket}/models")] == [MODEL_FILE]  # no temporary object left behind
     with pytest.raises(CheckpointError, match="no ONNX graph"):
         ser_models.load(f"{s3_bucket}/elsewhere", runtime="onnx")
+
+
+_BLOCK_ORT = textwrap.dedent("""
+    import sys
+
+    # As in an install without the onnx extra: `import onnxruntime` fails and importlib.util.find_spec finds
+    # nothing (torch and transformers probe for it that way, and must carry on without it).
+    sys.modules["onnxruntime"] = None
+    import torch.onnx
+
+    def _traced(*args, **kwargs):  # any tracing at all: the check came too late
+        raise SystemExit("traced before the extra was checked")
+
+    torch.onnx.export = _traced
+    from ser_models.cli.command import main
+
+    main(["export", f"checkpoint={sys.argv[1]}", f"output={sys.argv[2]}"])
+""")
+
+
+def test_export_without_the_onnx_extra_says_how_to_install_it_before_tracing(tmp_path):
+    """Without ONNX Runtime, `ser-models export` prints one `error:` line naming the extra and exits 2, as every
+    job does, before it reads or traces the checkpoint; nothing is written."""
+    ck = _checkpoint(tmp_path, "tiny-wav2vec2")
+    out = tmp_path / "model.onnx"
+    done = subprocess.run([sys.executable, "-c", _BLOCK_ORT, ck, str(out)], capture_output=True, text=True,
+                          timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "pip install 'ser-models[onnx]'" in lines[0]
+    assert "onnxruntime" in lines[0] and not out.exists()
