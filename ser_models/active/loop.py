@@ -554,7 +554,7 @@ class ActiveLearningLoop:
                 included (a sweep trial reports them to Tune).
         """
         self.log(f"AFTER loop: {len(self.train_ids)} training clips, labelled per round {self.targets}, "
-                 f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}, evaluation: "
+                 f"strategy {self.strategy}, feature cache {'on' if self.cache else 'off'}, evaluation: "
                  + self.budget.describe_evaluation(self.evaluation, self.handover.durations))
         if self.cache is not None:
             self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,

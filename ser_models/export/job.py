@@ -7,9 +7,11 @@ import json
 import sys
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args
+from ser_models.console import library_warnings
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError, ExportError
 from ser_models.export.onnx_export import export_checkpoint
+from ser_models.io import write_bytes_atomic
 from ser_models.ownership import claim_file
 
 
@@ -64,10 +66,24 @@ def run_export(cfg: ExportConfig) -> dict:
     if not cfg.checkpoint:
         raise ConfigError("jobs.export needs checkpoint=<checkpoint folder or run>")
 
-    claim_file(cfg.output, inputs={"checkpoint": cfg.checkpoint, "encoder_source": cfg.encoder_source})
-    report = export_checkpoint(cfg.checkpoint, cfg.output, cfg.quantize, cfg.encoder_source)
+    inputs = {"checkpoint": cfg.checkpoint, "encoder_source": cfg.encoder_source}
+    claim_file(cfg.output, inputs=inputs)
+    log = log_path(cfg.output)
+    claim_file(log, inputs=inputs, key="output's log")
+    # torch's TracerWarnings and ONNX Runtime's quantisation advice go to the log beside the graph, not the console.
+    with library_warnings() as lines:
+        try:
+            report = export_checkpoint(cfg.checkpoint, cfg.output, cfg.quantize, cfg.encoder_source)
+        finally:
+            write_bytes_atomic(log, "".join(line + "\n" for line in lines).encode())
+    report["log"] = log
     print(json.dumps(report))
     return report
+
+
+def log_path(output: str) -> str:
+    """The export's log file: beside the graph, ``model.onnx`` -> ``model.onnx.log``."""
+    return f"{str(output).rstrip('/')}.log"
 
 
 __all__ = ["EXTRA_MODULES", "ExportConfig", "check_extra", "run_export"]

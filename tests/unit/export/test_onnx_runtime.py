@@ -182,3 +182,21 @@ def test_export_without_the_onnx_extra_says_how_to_install_it_before_tracing(tmp
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1 and lines[0].startswith("error: ") and "pip install 'ser-models[onnx]'" in lines[0]
     assert "onnxruntime" in lines[0] and not out.exists()
+
+
+def test_export_keeps_library_warnings_off_the_console_and_in_its_log(tmp_path):
+    """torch's TracerWarnings while tracing and ONNX Runtime's quantisation advice go to the log beside the graph
+    (named in the report); the console holds the job's own report line alone."""
+    import os
+
+    ck = _checkpoint(tmp_path, "tiny-wav2vec2")
+    out = tmp_path / "model.int8.onnx"
+    done = subprocess.run([sys.executable, "-m", "ser_models", "export", f"checkpoint={ck}", f"output={out}",
+                           "quantize=int8"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SER_MODELS_TESTING": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    report = json.loads(done.stdout)
+    assert report["log"] == f"{out}.log"
+    log = (tmp_path / "model.int8.onnx.log").read_text()
+    assert "TracerWarning" in log and "pre-processing before quantization" in log
