@@ -195,3 +195,13 @@ def test_help_lists_every_allowed_value_of_a_key_it_shows(name):
     if name == "after":
         assert checked >= 3 and "active.strategy.name" in shown
         assert "'informative_diverse', 'gsx', 'gsy', 'igs', 'auto']" in text
+
+
+def test_serve_help_is_plain_text():
+    """`ser-models-serve --help` as a terminal shows it: no reST markup (``x``, :func:`x`), its whole description."""
+    proc = subprocess.run([sys.executable, "-m", "ser_models.cli.serve", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0
+    assert "`" not in proc.stdout and ":func:" not in proc.stdout
+    assert "predict emotions in audio files with a model exported to ONNX, without torch" in proc.stdout
+    assert "One JSON line per file goes to stdout" in " ".join(proc.stdout.split())
