@@ -164,7 +164,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
     # The budget against the training pool, before the folder is claimed: a refused budget leaves no run.json
     # behind, so the fix its message names (a lower budget) is a new start, not a resume mismatch.
-    drawn = _checked_budget(cfg, pool, source)
+    drawn = check_budget_fits(cfg, pool, source)
     # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
     # before anything is written there: a second jobs.after on it stops here, naming the first.
     with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT, inputs=_inputs(cfg)):
@@ -173,8 +173,9 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
         return _run_claimed(cfg, pool, source, t0, verbose, on_round, drawn)
 
 
-def _checked_budget(cfg: AfterJobConfig, pool, source: str):
-    """Refuse a budget that does not fit in the training pool, writing nothing (the loop checks it again).
+def check_budget_fits(cfg: AfterJobConfig, pool, source: str):
+    """Refuse a budget that does not fit in the training pool, writing nothing (the loop checks it again): a
+    job calls it before it claims its folder, so the refusal leaves no run behind.
 
     Returns:
         The evaluation sets' draw (``checked_draw``) for the run to write once it holds its folder, or None

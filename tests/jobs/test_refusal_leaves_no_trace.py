@@ -88,3 +88,14 @@ def test_a_refused_after_budget_leaves_no_run_and_its_fix_then_starts(demo_pool,
     # The fix the message names: the run starts (and waits for its first labels in to_label.csv).
     assert main([*common, "active.budget_labels=[4,8]"]) is None
     assert (out / "run.json").exists()
+
+
+def test_a_refused_evidence_budget_leaves_no_folder(demo_pool, tmp_path, monkeypatch):
+    from ser_models.runs.evidence import main
+
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "evidence"
+    with pytest.raises(ConfigError, match="lower active.budget_labels"):
+        main(["jobs/configs/demo_evidence.yaml", f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", TINY,
+              "active.budget_fractions=[]", "active.budget_labels=[8,1000]"])
+    assert not out.exists()
