@@ -9,9 +9,7 @@ Nothing here imports torch or Ray.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -118,19 +116,12 @@ def copy_recipe(name: str, dest: str | None = None) -> Path:
         other = f"{stem}_2.yaml" if stem.startswith("my_") else f"my_{stem}.yaml"
         raise ConfigError(f"refusing to overwrite {target}: it exists. Name another file "
                           f"(`ser-models configs --copy {stem} {other}`), or move that one first")
-    # Written whole, then linked into place: a file that appeared meanwhile is not overwritten either.
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            raise ConfigError(f"refusing to overwrite {target}: it exists") from None
-    finally:
-        os.unlink(tmp)
+    from ser_models.io import create_local_file
+
+    try:  # written whole, never over a file that appeared meanwhile
+        create_local_file(target, text.encode())
+    except FileExistsError:
+        raise ConfigError(f"refusing to overwrite {target}: it exists") from None
     return target
 
 
