@@ -71,11 +71,13 @@ def run_export(cfg: ExportConfig) -> dict:
     log = log_path(cfg.output)
     claim_file(log, inputs=inputs, key="output's log")
     # torch's TracerWarnings and ONNX Runtime's quantisation advice go to the log beside the graph, not the console.
+    report = None
     with library_warnings() as lines:
         try:
             report = export_checkpoint(cfg.checkpoint, cfg.output, cfg.quantize, cfg.encoder_source)
         finally:
-            write_bytes_atomic(log, "".join(line + "\n" for line in lines).encode())
+            if report is not None or lines:  # a checkpoint refused before tracing leaves nothing behind
+                write_bytes_atomic(log, "".join(line + "\n" for line in lines).encode())
     report["log"] = log
     print(json.dumps(report))
     return report
