@@ -345,6 +345,12 @@ def parse_job_args(schema: type[T], argv: Sequence[str], prog: str) -> T:
         path = args.pop(0)
         if not Path(path).is_file() and "/" not in path and "://" not in path and recipe_named(path):
             path = str(find_recipe(path, job))
+        elif not Path(path).is_file() and "://" not in path and recipe_named(Path(path).name):
+            # A clone's jobs/configs/NAME.yaml given outside a clone: the same recipe ships with the package.
+            stem = recipe_named(Path(path).name).stem
+            raise ConfigError(f"config file not found: {path}; the shipped recipe {stem} is installed with the "
+                              f"package: run it with `--config {stem}`, or copy it to edit with "
+                              f"`ser-models configs --copy {stem} {stem}.yaml`")
     cfg = resolve_paths(load_config(schema, path, args))
     if print_config:
         print(to_yaml(cfg), end="")

@@ -14,6 +14,10 @@ Three kinds of Ray line reached a job's console, each of them also in the sessio
 
 An error in a worker still ends the job with that error (Ray raises it in the driver). ``--verbose`` (or
 ``SER_RAY_CONSOLE=1``) keeps everything.
+
+Libraries' own warnings in the driver (torch's ``TracerWarning`` while a graph is traced, ONNX Runtime's
+quantisation advice through the root logger) are collected by :func:`library_warnings` for the job to write
+into its log file, instead of reaching the console.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import os
 import re
 import sys
 import threading
+import warnings
+from contextlib import contextmanager
 
 #: ``1``: Ray's own console lines too (set by a job's ``--verbose``).
 RAY_CONSOLE_ENV = "SER_RAY_CONSOLE"
@@ -38,6 +44,40 @@ RAY_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\t(DEBUG|INFO|WARNI
 
 _installed = threading.Lock()
 _state: dict = {}
+
+
+@contextmanager
+def library_warnings():
+    """Collect the Python warnings and the root logger's records (where libraries such as ONNX Runtime log)
+    raised in this process during the block, instead of printing them; ``--verbose`` (``SER_RAY_CONSOLE=1``)
+    prints them as before.
+
+    Yields:
+        The list the lines are appended to (one string per warning or record, with its source), for the job to
+        write into its log file.
+    """
+    lines: list[str] = []
+    if ray_console_wanted():
+        yield lines
+        return
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        lines.append(warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    with warnings.catch_warnings():  # restores warnings.showwarning and the filters on the way out
+        warnings.showwarning = show
+        # With a handler of its own, the root logger never adds the stderr one that logging.warning() would.
+        root.handlers = [_Collect()]
+        try:
+            yield lines
+        finally:
+            root.handlers = saved
 
 
 def ray_console_wanted() -> bool:

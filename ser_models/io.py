@@ -173,6 +173,26 @@ def write_bytes_atomic(uri: str | os.PathLike, data: bytes) -> None:
     _write_atomic(uri, lambda fh: fh.write(data))
 
 
+def create_local_file(path: str | os.PathLike, data: bytes) -> None:
+    """Write a new local file whole, never over an existing one (a file a person may have edited).
+
+    Raises:
+        FileExistsError: something is at ``path`` already (nothing is written there).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # a link, unlike a rename, fails when the name is taken: whole and exclusive
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
 def write_file_atomic(uri: str | os.PathLike, source: str | os.PathLike) -> None:
     """Copy the local file ``source`` to ``uri`` (a local path or a URI) so that readers never see a partial
     file, streamed in :data:`STREAM_COPY_CHUNK` pieces (a model file never sits in memory whole). ``source`` may

@@ -536,7 +536,7 @@ class ActiveLearningLoop:
                 included (a sweep trial reports them to Tune).
         """
         self.log(f"AFTER loop: {len(self.clips)} training clips, labelled per round {self.targets}, "
-                 f"strategy {self.strategy!r}, feature cache {'on' if self.cache else 'off'}, evaluation: "
+                 f"strategy {self.strategy}, feature cache {'on' if self.cache else 'off'}, evaluation: "
                  + self.budget.describe_evaluation(self.evaluation, self.handover.clips))
         if self.cache is not None:
             self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,

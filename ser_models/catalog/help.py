@@ -22,8 +22,8 @@ from ser_models.catalog.recipes import recipe_job, recipes
 
 #: Longest line of ``--help`` (and of ``--help-all``'s wrapped help text).
 WIDTH = 100
-#: The most lines ``--help`` prints for one job.
-MAX_LINES = 60
+#: The most lines ``--help`` prints for one job (lists of allowed values are wrapped, never cut).
+MAX_LINES = 66
 #: The committed key index the console command reads (:func:`build_index`).
 INDEX_PATH = Path(__file__).resolve().parents[1] / "job_keys.json"
 
@@ -121,22 +121,46 @@ def short_help(prog: str, summary: str, keys: list[Key], common: set[str]) -> st
              "", *([clip(summary), ""] if summary else [])]
     by_section = _grouped(shown)
     room = MAX_LINES - len(lines) - 4 - 2 * len(by_section)
-    if room < len(shown):  # keep every required key; drop the deepest keys last listed first
-        keep = {k.name for k in sorted(shown, key=lambda k: (k.default != "???", k.name.count("."),
-                                                                 keys.index(k)))[:max(room, 0)]}
-        by_section = _grouped([k for k in shown if k.name in keep])
+    width = max((len(k.name) for k in shown), default=0)
+    # Keep every required key; drop the deepest keys last listed first, until the lines fit.
+    keep: set[str] = set()
+    for k in sorted(shown, key=lambda k: (k.default != "???", k.name.count("."), keys.index(k))):
+        cost = len(_key_lines(k, width))
+        if cost > room and k.default != "???":
+            continue
+        keep.add(k.name)
+        room -= cost
+    by_section = _grouped([k for k in shown if k.name in keep])
     for section, members in by_section.items():
         lines.append(f"{section}:")
         width = max(len(k.name) for k in members)
         for k in members:
-            head = f"  {k.name.ljust(width)} = {_default_text(k.default)}"
-            lines.append(clip(f"{head}  {_first_sentence(k.help)}" if k.help else head))
+            lines += _key_lines(k, width)
         lines.append("")
     hidden = len(keys) - sum(len(m) for m in by_section.values())
     lines.append(f"{hidden} more keys: --help-all, or --help SECTION, one of:")
     lines.append(clip("  " + ", ".join(s for s in _grouped(keys))))
     lines.append("--verbose: Ray's own lines, Ray Data's progress bars and INFO lines too")
     return "\n".join(lines)
+
+
+#: A list of allowed values in a help text (``one of ['random', 'file', ...]``): never cut, wrapped instead.
+_VALUES = re.compile(r"\[\s*'[^']*'(?:\s*,\s*'[^']*')*\s*\]|\[[A-Za-z_][\w-]*(?:,\s*[A-Za-z_][\w-]*)+\]")
+
+
+def _key_lines(k: Key, width: int) -> list[str]:
+    """One key of ``--help``: name, default and the help's first sentence on one line of at most :data:`WIDTH`
+    characters, clipped; a sentence that lists the allowed values is wrapped onto indented lines instead, so
+    every value shows."""
+    head = f"  {k.name.ljust(width)} = {_default_text(k.default)}"
+    text = _first_sentence(k.help) if k.help else ""
+    line = f"{head}  {text}" if text else head
+    values = _VALUES.search(text)
+    if len(line) <= WIDTH or not values:
+        return [clip(line)]
+    # The sentence up to the end of its list of values (the rest is on --help-all), wrapped.
+    line = f"{head}  {text[:values.end()]}" + ("..." if text[values.end():].strip(" .,;:") else "")
+    return textwrap.wrap(line, WIDTH, subsequent_indent=" " * 6, break_on_hyphens=False, break_long_words=False)
 
 
 def full_help(prog: str, summary: str, keys: list[Key], section: str | None = None) -> str:

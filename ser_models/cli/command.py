@@ -2,6 +2,7 @@
 
     ser-models --help                       # the jobs, grouped
     ser-models configs                      # the shipped recipes, by job
+    ser-models configs --copy my_data_after my_after.yaml   # a recipe to edit, each key's help as a comment
     ser-models after --help                 # the keys a user sets, grouped (--help-all: every key)
     ser-models after --config demo_after pool_dir=outputs/demo/pool output_dir=runs/after1
     python -m ser_models after ...          # the same thing
@@ -47,7 +48,8 @@ COMMAND = "ser-models"
 def overview() -> str:
     """``ser-models --help``: the subcommands grouped, one line each."""
     lines = [f"usage: {COMMAND} JOB [CONFIG.yaml | --config RECIPE] [key.sub=value ...]",
-             f"       {COMMAND} configs [JOB]      the shipped recipes", ""]
+             f"       {COMMAND} configs [JOB]      the shipped recipes",
+             f"       {COMMAND} configs --copy NAME [PATH]   a recipe to edit, each key explained", ""]
     width = max(map(len, JOBS))
     for group in dict.fromkeys(j.group for j in JOBS.values()):
         lines.append(f"{group}:")
@@ -133,6 +135,24 @@ def _print(text: str) -> None:
         raise SystemExit(0) from None
 
 
+def _copy(rest: list[str]) -> None:
+    """``ser-models configs --copy NAME [PATH]`` (exit 2 with one ``error:`` line when it cannot)."""
+    from ser_models.catalog.templates import copy_recipe
+    from ser_models.exceptions import ConfigError
+
+    if not rest or len(rest) > 2 or rest[0].startswith("-"):
+        print(f"error: usage: {COMMAND} configs --copy NAME [PATH] (`{COMMAND} configs` lists the names)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        path = copy_recipe(rest[0], rest[1] if len(rest) > 1 else None)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    job = job_name(recipe_job(path.name) or recipe_job(rest[0]) or "JOB")
+    print(f"wrote {path}: edit it, then run `{COMMAND} {job} {path}`")
+
+
 def main(argv: list[str] | None = None) -> None:
     """The console script ``ser-models``."""
     from ser_models.config import set_invoked_as
@@ -150,8 +170,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args[0] == "configs":
         if len(args) > 1 and args[1] in ("-h", "--help"):
-            print(f"usage: {COMMAND} configs [JOB]\n\nThe shipped recipes (example configs), by job, each with its "
-                  f"first sentence; use one with `{COMMAND} JOB --config NAME`.")
+            print(f"usage: {COMMAND} configs [JOB]\n       {COMMAND} configs --copy NAME [PATH]\n\nThe shipped "
+                  f"recipes (example configs), by job, each with its first sentence; use one with "
+                  f"`{COMMAND} JOB --config NAME`.\n--copy NAME [PATH]: write recipe NAME to PATH (default "
+                  f"./NAME.yaml; a folder: NAME.yaml in it) to edit, each key's help written above it as a comment; "
+                  f"an existing file is never overwritten.")
+            return
+        if len(args) > 1 and args[1] == "--copy":
+            _copy(args[2:])
             return
         job = args[1] if len(args) > 1 else None
         if job is not None and job.replace("_", "-") not in JOBS:

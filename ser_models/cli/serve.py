@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 import ser_models
 from ser_models.exceptions import AudioError, SERError
 
 
+def plain(text: str) -> str:
+    """``text`` without its reST markup, as a terminal shows it: ````x```` -> ``x``, ``:func:`a.b``` -> ``a.b``."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ser-models-serve", description=__doc__.splitlines()[0])
+    paragraphs = __doc__.split("\n\n")
+    parser = argparse.ArgumentParser(prog="ser-models-serve", description=plain(paragraphs[0].split(": ", 1)[1]),
+                                     epilog=plain(" ".join(paragraphs[2].split())))
     parser.add_argument("model", help="the exported ONNX graph (model.onnx) or the folder holding it")
     parser.add_argument("files", nargs="+", help="audio files (any format the platform decodes)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: its own)")

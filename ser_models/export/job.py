@@ -7,9 +7,11 @@ import json
 import sys
 
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args
+from ser_models.console import library_warnings
 from ser_models.encoders.pretrained import resolve_encoder_names
-from ser_models.exceptions import ConfigError
+from ser_models.exceptions import ConfigError, ExportError
 from ser_models.export.onnx_export import export_checkpoint
+from ser_models.io import write_bytes_atomic
 from ser_models.ownership import claim_file
 
 
@@ -28,6 +30,28 @@ class ExportConfig:
                                        "moved without keeping its place relative to the checkpoint")
 
 
+#: The modules the export needs beyond the base install: ``onnx`` writes the graph, ONNX Runtime checks it
+#: against torch (and quantises it); both come with the ``onnx`` extra.
+EXTRA_MODULES = ("onnx", "onnxruntime")
+INSTALL_EXTRA = "pip install 'ser-models[onnx]'"
+
+
+def check_extra() -> None:
+    """Import what the export needs beyond the base install.
+
+    Raises:
+        ExportError: (a ``ConfigError``) a module is missing, naming it and ``pip install 'ser-models[onnx]'``.
+    """
+    import importlib
+
+    for name in EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ExportError(f"jobs.export needs {name} (the onnx extra), which this environment cannot import "
+                              f"({exc}): {INSTALL_EXTRA}") from None
+
+
 def run_export(cfg: ExportConfig) -> dict:
     """Export ``cfg.checkpoint`` to ``cfg.output`` and print the report (one JSON line).
 
@@ -35,20 +59,36 @@ def run_export(cfg: ExportConfig) -> dict:
         :func:`~ser_models.export.onnx_export.export_checkpoint`'s report.
 
     Raises:
-        ConfigError: no ``checkpoint=``; ``ExportError`` (a ``ConfigError``) for a model the graph cannot
-            carry exactly, naming the setting.
+        ConfigError: no ``checkpoint=``; ``ExportError`` (a ``ConfigError``) for a missing onnx extra, or for a
+            model the graph cannot carry exactly, naming the setting.
     """
-
+    check_extra()  # before the checkpoint is read or traced: a missing extra fails in a second, not after tracing
     if not cfg.checkpoint:
         raise ConfigError("jobs.export needs checkpoint=<checkpoint folder or run>")
 
-    claim_file(cfg.output, inputs={"checkpoint": cfg.checkpoint, "encoder_source": cfg.encoder_source})
-    report = export_checkpoint(cfg.checkpoint, cfg.output, cfg.quantize, cfg.encoder_source)
+    inputs = {"checkpoint": cfg.checkpoint, "encoder_source": cfg.encoder_source}
+    claim_file(cfg.output, inputs=inputs)
+    log = log_path(cfg.output)
+    claim_file(log, inputs=inputs, key="output's log")
+    # torch's TracerWarnings and ONNX Runtime's quantisation advice go to the log beside the graph, not the console.
+    report = None
+    with library_warnings() as lines:
+        try:
+            report = export_checkpoint(cfg.checkpoint, cfg.output, cfg.quantize, cfg.encoder_source)
+        finally:
+            if report is not None or lines:  # a checkpoint refused before tracing leaves nothing behind
+                write_bytes_atomic(log, "".join(line + "\n" for line in lines).encode())
+    report["log"] = log
     print(json.dumps(report))
     return report
 
 
-__all__ = ["ExportConfig", "run_export"]
+def log_path(output: str) -> str:
+    """The export's log file: beside the graph, ``model.onnx`` -> ``model.onnx.log``."""
+    return f"{str(output).rstrip('/')}.log"
+
+
+__all__ = ["EXTRA_MODULES", "ExportConfig", "check_extra", "run_export"]
 
 
 def main(argv: list[str] | None = None):

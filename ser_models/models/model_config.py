@@ -198,9 +198,12 @@ def resolve_labels(cfg: ModelConfig, pool) -> ModelConfig:
     """
     pool_labels = list((pool.summary.get("config") or {}).get("labels") or [])
     labels = list(cfg.labels)
-    if not pool_labels or not labels or set(labels) == set(pool_labels):
+    if not pool_labels or not labels:
         return cfg
+    # Unset first: a pool declared with the default four classes in another order keeps its declared order.
     if labels == list(DEFAULT_LABELS):  # not set: the pool's list, in the pool's order
-        return replace(cfg, labels=pool_labels)
+        return cfg if labels == pool_labels else replace(cfg, labels=pool_labels)
+    if set(labels) == set(pool_labels):
+        return cfg
     raise ConfigError(f"model.labels={labels} but pool {pool.root} was prepared with labels={pool_labels}: "
                       "leave model.labels unset to use the pool's, or set it to the same classes")

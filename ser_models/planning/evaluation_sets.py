@@ -61,7 +61,7 @@ from ser_models.planning.evaluation_sizes import (
     set_composition,
 )
 
-__all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "check_evaluation_pool", "draw_evaluation_sets",
+__all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "check_evaluation_pool", "checked_draw", "draw_evaluation_sets",
            "evaluation_sets", "evaluation_source", "resolve_sizes", "unit_column"]
 
 _SOURCES = ("auto", "pool", "loop")
@@ -406,7 +406,8 @@ def _amount(value: float, unit: str) -> str:
 
 def evaluation_sets(pool, folder: StoragePath, cfg: EvaluationConfig, seed: int, where: dict | None = None,
                     exclude: Callable[[], Iterable[str]] | Iterable[str] = (),
-                    log: Callable[[str], None] = print, labels: Sequence[str] = (), budget=None) -> pd.DataFrame:
+                    log: Callable[[str], None] = print, labels: Sequence[str] = (), budget=None,
+                    drawn: tuple[pd.DataFrame, dict] | None = None) -> pd.DataFrame:
     """The run's drawn evaluation sets: read from ``folder/selection.parquet``, or drawn from the pool's training
     split (``where`` filters it, e.g. a cross-lingual target) and written there atomically
     (``evaluation.json`` beside it says how, and what each set holds).
@@ -416,6 +417,8 @@ def evaluation_sets(pool, folder: StoragePath, cfg: EvaluationConfig, seed: int,
         labels: the run's classes (``model.labels``): what the planner sizes unset sizes for.
         budget: the run's ``ActiveConfig``: checked against the training pool the draw leaves before anything
             is written (None = not checked).
+        drawn: the draw :func:`checked_draw` made (and checked) before the run claimed its folder, written as it
+            is; None = drawn here.
 
     Returns:
         ``utt_id, purpose, unit`` (:func:`draw_evaluation_sets`).
@@ -426,19 +429,7 @@ def evaluation_sets(pool, folder: StoragePath, cfg: EvaluationConfig, seed: int,
     path = folder / "selection.parquet"
     if exists(path):
         return read_parquet(path).to_pandas()
-    clips = pool.metadata(columns=DRAW_COLUMNS, split="train", where=where)
-    selection, summary = draw_evaluation_sets(clips, cfg, seed, exclude() if callable(exclude) else exclude,
-                                              labels=labels)
-    # The training pool: the split's clips outside the drawn units (their other clips are held out too).
-    held = unit_column(clips, summary["disjoint_by"]).isin(set(selection["unit"]))
-    summary["held_out"] = {"clips": int(held.sum()), "training_clips": int((~held).sum())}
-    sizes = summary["sizes"]
-    if sizes["source"] == "planner":
-        log(f"evaluation sizes from the planner ({_KEY}.test_size / dev_size unset): {sizes['line']}")
-        for warning in sizes["warnings"]:
-            log(f"warning: {warning}")
-    if budget is not None:
-        _check_budget(budget, clips, held, selection, summary, cfg)
+    selection, summary = drawn or checked_draw(pool, cfg, seed, where, exclude, log, labels, budget)
     with fenced_for(path):  # only while the run folder's lock is still ours, with no take-over in between
         write_json_atomic(folder / "evaluation.json", summary)
         write_parquet_atomic(path, pa.Table.from_pandas(selection, preserve_index=False))  # last: the draw is done
@@ -455,6 +446,34 @@ def evaluation_sets(pool, folder: StoragePath, cfg: EvaluationConfig, seed: int,
     for warning in warnings:
         log(f"warning: {warning}")
     return selection
+
+
+def checked_draw(pool, cfg: EvaluationConfig, seed: int, where: dict | None = None,
+                 exclude: Callable[[], Iterable[str]] | Iterable[str] = (), log: Callable[[str], None] = print,
+                 labels: Sequence[str] = (), budget=None) -> tuple[pd.DataFrame, dict]:
+    """The draw :func:`evaluation_sets` writes, and its budget check, writing nothing: a job refuses a budget
+    that does not fit before it claims its run folder (a refusal leaves no trace).
+
+    Returns:
+        ``(selection, summary)`` (:func:`draw_evaluation_sets`; ``summary["held_out"]`` added).
+
+    Raises:
+        ConfigError: the training budget does not fit in what the sets leave.
+    """
+    clips = pool.metadata(columns=DRAW_COLUMNS, split="train", where=where)
+    selection, summary = draw_evaluation_sets(clips, cfg, seed, exclude() if callable(exclude) else exclude,
+                                              labels=labels)
+    # The training pool: the split's clips outside the drawn units (their other clips are held out too).
+    held = unit_column(clips, summary["disjoint_by"]).isin(set(selection["unit"]))
+    summary["held_out"] = {"clips": int(held.sum()), "training_clips": int((~held).sum())}
+    sizes = summary["sizes"]
+    if sizes["source"] == "planner":
+        log(f"evaluation sizes from the planner ({_KEY}.test_size / dev_size unset): {sizes['line']}")
+        for warning in sizes["warnings"]:
+            log(f"warning: {warning}")
+    if budget is not None:
+        _check_budget(budget, clips, held, selection, summary, cfg)
+    return selection, summary
 
 
 def _check_budget(budget, clips: pd.DataFrame, held: pd.Series, selection: pd.DataFrame, summary: dict,

@@ -30,7 +30,7 @@ from ser_models.exceptions import ConfigError
 from ser_models.io import storage_path
 from ser_models.models.model import ModelConfig
 from ser_models.models.model_config import resolve_labels
-from ser_models.ownership import claim_output, recognise_files
+from ser_models.ownership import check_output, claim_output, recognise_files
 from ser_models.runs.evaluate import cross_corpus
 from ser_models.runs.finetune import FinetuneJobConfig, run_finetune
 from ser_models.training.config import OptimConfig, ScalingConfig, TrainConfig
@@ -79,6 +79,20 @@ def stage_configs(cfg: AdaptJobConfig):
     return stage1, stage2
 
 
+def check_pools(cfg: AdaptJobConfig) -> None:
+    """Open both pools and check the model's labels on each (``cfg.model.labels`` resolved from them): a wrong
+    path fails in a second, before any training and before the output folder is claimed.
+
+    Raises:
+        PoolError: a pool is missing or lacks the targets.
+        ConfigError: the labels do not match a pool's.
+    """
+    for key in ("source_pool_dir", "target_pool_dir"):
+        pool = Pool.open(getattr(cfg, key))
+        cfg.model = resolve_labels(cfg.model, pool)  # labels are declared once, at prepare_pool
+        pool.check_targets(cfg.model.targets, key=f"model.labels (pool {key})")
+
+
 def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
     """Both stages, then the cross-corpus matrix.
 
@@ -86,11 +100,7 @@ def run_adapt(cfg: AdaptJobConfig, verbose: bool = True) -> dict:
         ``{"stage1": metrics, "stage2": metrics, "matrix": DataFrame | None}``.
     """
 
-    # Both pools are opened and checked before any training: a wrong path fails in a second.
-    for key in ("source_pool_dir", "target_pool_dir"):
-        pool = Pool.open(getattr(cfg, key))
-        cfg.model = resolve_labels(cfg.model, pool)  # labels are declared once, at prepare_pool
-        pool.check_targets(cfg.model.targets, key=f"model.labels (pool {key})")
+    check_pools(cfg)
     stage1, stage2 = stage_configs(cfg)
     if verbose:
         print(to_yaml(cfg))
@@ -119,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     # an earlier version's folder (no marker): adopted when its stages are fine-tuning runs of ours
     earlier = recognise_files({STAGE1_DIR: "run:jobs.finetune", STAGE2_DIR: "run:jobs.finetune",
                                MATRIX_DIR: "dir"})
-    with claim_output(cfg.output_dir, "run", job="jobs.adapt", recognise=earlier,
-                      inputs={"source_pool_dir": cfg.source_pool_dir, "target_pool_dir": cfg.target_pool_dir}):
+    inputs = {"source_pool_dir": cfg.source_pool_dir, "target_pool_dir": cfg.target_pool_dir}
+    check_output(cfg.output_dir, "run", job="jobs.adapt", recognise=earlier, inputs=inputs)
+    check_pools(cfg)  # a missing pool or wrong labels: refused before the folder is claimed
+    with claim_output(cfg.output_dir, "run", job="jobs.adapt", recognise=earlier, inputs=inputs):
         return run_adapt(cfg)

@@ -21,22 +21,29 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from ser_models.active.budget import LabelBudget
 from ser_models.active.cross_lingual import check_cross_lingual
 from ser_models.active.handover import simulated_oracle
 from ser_models.active.loop import ActiveLearningLoop
 from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
 from ser_models.active.round_report import latest_verdict
+from ser_models.active.training_clips import TrainingClips
 from ser_models.adapters import AdapterConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.data import Pool
 from ser_models.encoders import build_encoder
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError, LabellingPending
-from ser_models.io import storage_path
+from ser_models.io import exists, storage_path
 from ser_models.models.model import ModelConfig
 from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import check_output, claim_output
-from ser_models.planning.evaluation_sets import check_evaluation_pool, evaluation_sets, evaluation_source
+from ser_models.planning.evaluation_sets import (
+    check_evaluation_pool,
+    checked_draw,
+    evaluation_sets,
+    evaluation_source,
+)
 from ser_models.planning.run_evaluation import without_ids
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import TaptConfig, TaptJobConfig
@@ -156,12 +163,40 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     if cfg.cross_lingual.enabled:
 
         check_cross_lingual(pool, cfg.cross_lingual, cfg.model)
+    # The budget against the training pool, before the folder is claimed: a refused budget leaves no run.json
+    # behind, so the fix its message names (a lower budget) is a new start, not a resume mismatch.
+    drawn = check_budget_fits(cfg, pool, source)
     # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
     # before anything is written there: a second jobs.after on it stops here, naming the first.
     with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT, inputs=_inputs(cfg)):
         check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.lineage},
                   config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
-        return _run_claimed(cfg, pool, source, t0, verbose, on_round)
+        return _run_claimed(cfg, pool, source, t0, verbose, on_round, drawn)
+
+
+def check_budget_fits(cfg: AfterJobConfig, pool, source: str):
+    """Refuse a budget that does not fit in the training pool, writing nothing (the loop checks it again): a
+    job calls it before it claims its folder, so the refusal leaves no run behind.
+
+    Returns:
+        The evaluation sets' draw (``checked_draw``) for the run to write once it holds its folder, or None
+        (the pool's splits, or a draw an earlier start wrote).
+
+    Raises:
+        ConfigError: the budget's last step exceeds the training pool, naming the keys to change.
+    """
+    if exists(storage_path(cfg.output_dir) / "rounds" / "evaluation" / "selection.parquet"):
+        return None  # an earlier start drew the sets: the loop checks the budget against them
+    if source == "loop":
+        return checked_draw(pool, cfg.active.evaluation, cfg.active.seed,
+                            exclude=lambda: _oracle_cannot_label(pool, cfg), log=print,
+                            labels=cfg.model.labels, budget=cfg.active)
+    cross = cfg.cross_lingual
+    where = {cross.group_column: cross.target} if cross.enabled else None
+    clips = TrainingClips.read(pool, where)
+    if len(clips):  # an empty training split is the loop's own error
+        LabelBudget(cfg.active, clips)
+    return None
 
 
 def _inputs(cfg: AfterJobConfig) -> dict:
@@ -185,8 +220,9 @@ def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...], inputs:
     return claim_output(output_dir, "run", job=job, layout=layout, inputs=inputs, what="run folder")
 
 
-def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round):
-    """:func:`run_after` after its checks, holding the run folder's lock."""
+def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round, drawn=None):
+    """:func:`run_after` after its checks, holding the run folder's lock (``drawn``: the checked draw of the
+    evaluation sets, written now)."""
 
 
     held_out = set()
@@ -195,7 +231,7 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
         held_out = set(evaluation_sets(pool, storage_path(cfg.output_dir) / "rounds" / "evaluation",
                                        cfg.active.evaluation, cfg.active.seed,
                                        exclude=lambda: _oracle_cannot_label(pool, cfg), log=print,
-                                       labels=cfg.model.labels, budget=cfg.active)["utt_id"])
+                                       labels=cfg.model.labels, budget=cfg.active, drawn=drawn)["utt_id"])
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
     if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
 

@@ -53,6 +53,7 @@ from ser_models.io import storage_path, write_bytes_atomic, write_json_atomic
 from ser_models.labelling.oracles import SimulatedOracle
 from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import check_output, claim_output, recognise_run, remove
+from ser_models.planning.evaluation_sets import evaluation_source
 from ser_models.planning.evidence import (
     CLASS_PREFIX,
     class_yield_report,
@@ -63,7 +64,7 @@ from ser_models.planning.evidence import (
     rarest_class,
 )
 from ser_models.provenance import check_run
-from ser_models.runs.after import AfterJobConfig
+from ser_models.runs.after import AfterJobConfig, check_budget_fits
 from ser_models.runs.evidence_runs import (
     ALL_LABELS,
     VARIANTS,
@@ -270,6 +271,8 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
         return _run_on_run_labels(cfg, inputs, recognise, t_all, verbose)
     check_evidence_config(cfg)
     pool = _checked_pool(cfg)
+    # The budget against the pool before the folder is claimed: a refusal leaves no run.json behind.
+    check_budget_fits(cfg, pool, evaluation_source(cfg.active.evaluation, pool, cfg.model))
     # Ours (marked, or an earlier version's evidence folder) and this process its one writer, before anything
     # is written there; cv_choices/ below is deleted only inside a folder marked as evidence.
     with claim_output(cfg.output_dir, "evidence", what="evidence folder", recognise=recognise, inputs=inputs):

@@ -23,7 +23,7 @@ import sys
 from ser_models.config import parse_job_args
 from ser_models.exceptions import ConfigError, PoolExhaustedError
 from ser_models.io import join, write_bytes_atomic, write_json_atomic
-from ser_models.ownership import claim_output, recognise_files
+from ser_models.ownership import deferred_claim, recognise_files
 from ser_models.planning.forecast import Forecast, ForecastConfig, forecast_rounds
 from ser_models.planning.planner import BudgetPlan, PlanConfig, plan_budget, read_pool_stats
 
@@ -38,12 +38,14 @@ def main(argv: list[str] | None = None) -> BudgetPlan | Forecast:
 
     # an earlier version's plan folder (no marker, no run.json): adopted when its files read back as a plan's
     earlier = recognise_files({"plan.json": "json", "forecast.json": "json", "overrides.txt": "text"})
-    with claim_output(cfg.output_dir, "run", job="jobs.plan", recognise=earlier,
-                      inputs={"pool_dir": cfg.pool_dir, "run_dir": cfg.run_dir}):
-        return _plan(cfg)
+    # Refused now if the folder is not a plan's; claimed right before the first write, so a missing pool or a
+    # refused plan leaves no folder behind.
+    with deferred_claim(cfg.output_dir, "run", job="jobs.plan", recognise=earlier,
+                        inputs={"pool_dir": cfg.pool_dir, "run_dir": cfg.run_dir}) as claim:
+        return _plan(cfg, claim)
 
 
-def _plan(cfg: PlanConfig) -> BudgetPlan | Forecast:
+def _plan(cfg: PlanConfig, claim=lambda: None) -> BudgetPlan | Forecast:
     forecast = None
     if cfg.run_dir:
         from ser_models.active.round_report import read_metrics
@@ -55,7 +57,7 @@ def _plan(cfg: PlanConfig) -> BudgetPlan | Forecast:
         forecast = forecast_rounds(rows, ForecastConfig(target_ua=cfg.target_ua))
         print(f"run {cfg.run_dir}: " + forecast.format(), flush=True)
         if cfg.output_dir:
-
+            claim()
             write_json_atomic(join(cfg.output_dir, "forecast.json"), forecast.to_json())
         if cfg.budget == 0:
             return forecast
@@ -65,7 +67,7 @@ def _plan(cfg: PlanConfig) -> BudgetPlan | Forecast:
         plan.composition = _composition(cfg, plan)
     print(plan.format(), flush=True)
     if cfg.output_dir:
-
+        claim()
         path = join(cfg.output_dir, "plan.json")
         write_json_atomic(path, plan.to_dict())
         # One override a line, quoted for a shell: `xargs python -m jobs.after CONFIG < overrides.txt` runs the plan.

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None):
     with read_as_ours(cfg.manifest, cfg.output_dir, "segments", lambda: claim_pool(cfg)) as source:
         fingerprint = pool_fingerprint(cfg, source)  # the manifest and label map are readable: checked before Ray
         connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-        print(f"prepare_pool: {cfg}")
+        print(f"prepare-pool: {cfg.manifest} -> {cfg.output_dir} (labels {list(cfg.labels) or 'any'}, "
+              f"{cfg.audio_format} audio, {cfg.num_workers} decode workers)")
         summary = prepare_pool(cfg, fingerprint, source)
     print(f"pool: {summary.output_dir}  kept {summary.kept} / {summary.clips_in} clips, "
           f"quarantined {summary.quarantined}")

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None):
                       key="recordings") as source:
         read_recordings(source)  # a malformed manifest fails before Ray starts
         connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-        print(f"segment: {cfg}")
+        print(f"segment: {cfg.recordings} -> {cfg.output_dir}")
         summary = segment_archive(cfg, source=source)
     print(f"segments: {summary.output_dir}/segments.parquet  {summary.segments} segments from "
           f"{summary.segmented} / {summary.recordings} recordings")

@@ -165,6 +165,8 @@ def _command_only(argv: list[str]) -> str:
     from ser_models.cli.command import main
 
     head = argv[0] if argv else None
+    if argv[:2] == ["configs", "--copy"]:  # writes a file: run in a fresh folder, where the page's path is new
+        return _copy_only(argv, main)
     if head == "configs":
         assert len(argv) <= 2 and (len(argv) == 1 or argv[1] in JOBS), f"ser-models {shlex.join(argv)}: no such job"
     elif head not in (None, "-h", "--help", "--version"):
@@ -177,6 +179,23 @@ def _command_only(argv: list[str]) -> str:
         except SystemExit as done:
             code = done.code
     assert code in (0, None), f"ser-models {shlex.join(argv)}: exit {code}: {err.getvalue().strip()}"
+    return out.getvalue()
+
+
+def _copy_only(argv: list[str], main) -> str:
+    """``ser-models configs --copy NAME [PATH]`` run in an empty temporary folder (PATH's folders made first, as
+    the page's earlier steps do); the copy must be written."""
+    import os
+    import tempfile
+
+    assert 3 <= len(argv) <= 4, f"ser-models {shlex.join(argv)}: configs --copy takes NAME [PATH]"
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        dest = Path(argv[3] if len(argv) == 4 else f"{argv[2]}.yaml")
+        os.makedirs(dest.parent, exist_ok=True)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            main(argv)
+        assert dest.is_file(), f"ser-models {shlex.join(argv)} wrote nothing at {dest}"
     return out.getvalue()
 
 

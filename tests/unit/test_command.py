@@ -171,3 +171,37 @@ def test_a_file_that_is_no_onnx_graph_is_a_clear_error(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: CheckpointError:" in proc.stderr and "not an ONNX graph" in proc.stderr
+
+
+@pytest.mark.parametrize("name", [n for n, j in JOBS.items() if j.schema is not None])
+def test_help_lists_every_allowed_value_of_a_key_it_shows(name):
+    """A key's list of allowed values (``one of ['random', ..., 'auto']``) is wrapped onto indented lines, never
+    cut: every value of every key ``--help`` shows is on it."""
+    import re
+
+    index = job_help.load_index()
+    short = help_text(name, ["--help"], index)
+    lines = short.splitlines()
+    assert len(lines) <= job_help.MAX_LINES and max(map(len, lines)) <= job_help.WIDTH
+    text = " ".join(line.strip() for line in lines)
+    shown = {line.split(" = ")[0].strip() for line in lines if " = " in line and line.startswith("  ")}
+    checked = 0
+    for key, _, _, helptext in index[name]["keys"]:
+        values = re.search(r"one of (\[[^\]]*\])", helptext)
+        if key in shown and values and values.group(1) in " ".join(helptext.split()):
+            for value in re.findall(r"'([^']*)'", values.group(1)):
+                assert f"'{value}'" in text, (name, key, value)
+            checked += 1
+    if name == "after":
+        assert checked >= 3 and "active.strategy.name" in shown
+        assert "'informative_diverse', 'gsx', 'gsy', 'igs', 'auto']" in text
+
+
+def test_serve_help_is_plain_text():
+    """`ser-models-serve --help` as a terminal shows it: no reST markup (``x``, :func:`x`), its whole description."""
+    proc = subprocess.run([sys.executable, "-m", "ser_models.cli.serve", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0
+    assert "`" not in proc.stdout and ":func:" not in proc.stdout
+    assert "predict emotions in audio files with a model exported to ONNX, without torch" in proc.stdout
+    assert "One JSON line per file goes to stdout" in " ".join(proc.stdout.split())

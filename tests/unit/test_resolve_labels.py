@@ -39,3 +39,13 @@ def test_a_pool_of_any_label_and_a_dimensional_model_keep_their_config():
     assert resolve_labels(ModelConfig(), Pool("/p", {"build": "b"})).labels == list(DEFAULT_LABELS)
     dims = ModelConfig(labels=[], dimensions=["arousal"])
     assert resolve_labels(dims, _pool(POOL_LABELS)) is dims
+
+
+def test_a_pool_declaring_the_default_classes_in_its_own_order_keeps_that_order():
+    """The default four classes, declared at prepare_pool in another order: an unset model.labels takes the
+    pool's order (the logit order, the confusion matrices' rows, the served labels), not the default's."""
+    declared = ["angry", "sad", "neutral", "happy"]
+    assert set(declared) == set(DEFAULT_LABELS) and declared != list(DEFAULT_LABELS)
+    assert resolve_labels(ModelConfig(), _pool(declared)).labels == declared
+    same = ModelConfig(labels=list(DEFAULT_LABELS))
+    assert resolve_labels(same, _pool(list(DEFAULT_LABELS))) is same

@@ -181,6 +181,13 @@ class QueryStrategy:
     def _params(self) -> dict:
         return {}
 
+    def __str__(self) -> str:
+        """The strategy as a run's log names it: ``auto (candidates=random+margin+informative_diverse,
+        repeats=8, ...)``, its name and settings, no class names."""
+        words = {k: "+".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in self._params().items()}
+        settings = ", ".join(f"{k}={v}" for k, v in words.items() if not isinstance(v, (dict, QueryStrategy)))
+        return f"{self.name} ({settings})" if settings else str(self.name)
+
     def __repr__(self) -> str:
         params = {**self._params(), "num_threads": self.num_threads}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in params.items())})"

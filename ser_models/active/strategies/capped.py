@@ -62,6 +62,9 @@ class GroupCap:
             ask = min(n - len(chosen), left)
         return chosen
 
+    def __str__(self) -> str:
+        return f"{self.inner}, at most {self.cap} clips of a recording per batch"
+
     def __repr__(self) -> str:
         return f"GroupCap({self.inner!r}, cap={self.cap})"
 

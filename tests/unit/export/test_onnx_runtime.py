@@ -148,6 +148,56 @@ def test_a_graph_exported_to_a_bucket_loads_from_it_and_predicts_as_the_local_on
     for where in (f"{s3_bucket}/models", f"{s3_bucket}/models/{MODEL_FILE}"):  # the folder, or the file
         got = [p.to_dict() for p in ser_models.load(where, runtime="onnx").predict(files)]
         assert _close(want, got) == 0.0
-    assert [n for n in io.list_dir(f"{s3_bucket}/models")] == [MODEL_FILE]  # no temporary object left behind
+    # the graph and its log, and no temporary object left behind
+    assert sorted(io.list_dir(f"{s3_bucket}/models")) == [MODEL_FILE, f"{MODEL_FILE}.log"]
     with pytest.raises(CheckpointError, match="no ONNX graph"):
         ser_models.load(f"{s3_bucket}/elsewhere", runtime="onnx")
+
+
+_BLOCK_ORT = textwrap.dedent("""
+    import sys
+
+    # As in an install without the onnx extra: `import onnxruntime` fails and importlib.util.find_spec finds
+    # nothing (torch and transformers probe for it that way, and must carry on without it).
+    sys.modules["onnxruntime"] = None
+    import torch.onnx
+
+    def _traced(*args, **kwargs):  # any tracing at all: the check came too late
+        raise SystemExit("traced before the extra was checked")
+
+    torch.onnx.export = _traced
+    from ser_models.cli.command import main
+
+    main(["export", f"checkpoint={sys.argv[1]}", f"output={sys.argv[2]}"])
+""")
+
+
+def test_export_without_the_onnx_extra_says_how_to_install_it_before_tracing(tmp_path):
+    """Without ONNX Runtime, `ser-models export` prints one `error:` line naming the extra and exits 2, as every
+    job does, before it reads or traces the checkpoint; nothing is written."""
+    ck = _checkpoint(tmp_path, "tiny-wav2vec2")
+    out = tmp_path / "model.onnx"
+    done = subprocess.run([sys.executable, "-c", _BLOCK_ORT, ck, str(out)], capture_output=True, text=True,
+                          timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "pip install 'ser-models[onnx]'" in lines[0]
+    assert "onnxruntime" in lines[0] and not out.exists()
+
+
+def test_export_keeps_library_warnings_off_the_console_and_in_its_log(tmp_path):
+    """torch's TracerWarnings while tracing and ONNX Runtime's quantisation advice go to the log beside the graph
+    (named in the report); the console holds the job's own report line alone."""
+    import os
+
+    ck = _checkpoint(tmp_path, "tiny-wav2vec2")
+    out = tmp_path / "model.int8.onnx"
+    done = subprocess.run([sys.executable, "-m", "ser_models", "export", f"checkpoint={ck}", f"output={out}",
+                           "quantize=int8"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SER_MODELS_TESTING": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    report = json.loads(done.stdout)
+    assert report["log"] == f"{out}.log"
+    log = (tmp_path / "model.int8.onnx.log").read_text()
+    assert "TracerWarning" in log and "pre-processing before quantization" in log
