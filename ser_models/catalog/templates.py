@@ -17,6 +17,7 @@ from ser_models.catalog.help import WIDTH, load_index
 from ser_models.catalog.jobs import job_name
 from ser_models.catalog.recipes import find_recipe, recipe_job
 from ser_models.exceptions import ConfigError
+from ser_models.io import create_local_file
 
 #: A mapping key at the start of a YAML line: its indentation and name (list items and comments are not keys).
 _KEY = re.compile(r"^(?P<indent> *)(?P<name>[A-Za-z_][\w.-]*):(?:\s|$)")
@@ -116,8 +117,6 @@ def copy_recipe(name: str, dest: str | None = None) -> Path:
         other = f"{stem}_2.yaml" if stem.startswith("my_") else f"my_{stem}.yaml"
         raise ConfigError(f"refusing to overwrite {target}: it exists. Name another file "
                           f"(`ser-models configs --copy {stem} {other}`), or move that one first")
-    from ser_models.io import create_local_file
-
     try:  # written whole, never over a file that appeared meanwhile
         create_local_file(target, text.encode())
     except FileExistsError:

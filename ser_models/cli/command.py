@@ -37,7 +37,9 @@ from ser_models.catalog.help import (
 )
 from ser_models.catalog.jobs import JOBS, Job, job_name
 from ser_models.catalog.recipes import recipe_job, recipe_summary, recipes
+from ser_models.catalog.templates import copy_recipe
 from ser_models.cli import run_job
+from ser_models.exceptions import ConfigError
 
 #: The console command's name (also the distribution's).
 COMMAND = "ser-models"
@@ -137,9 +139,6 @@ def _print(text: str) -> None:
 
 def _copy(rest: list[str]) -> None:
     """``ser-models configs --copy NAME [PATH]`` (exit 2 with one ``error:`` line when it cannot)."""
-    from ser_models.catalog.templates import copy_recipe
-    from ser_models.exceptions import ConfigError
-
     if not rest or len(rest) > 2 or rest[0].startswith("-"):
         print(f"error: usage: {COMMAND} configs --copy NAME [PATH] (`{COMMAND} configs` lists the names)",
               file=sys.stderr)

@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ser_models.encoders.config import EncoderConfig
 from ser_models.encoders.content_hash import MODEL_FILE_PATTERNS, file_digest, files_identity, model_files
@@ -192,8 +193,6 @@ def _whisper_encoder(cfg: EncoderConfig, folder: Path, hf_config: PretrainedConf
     (it loads nothing and keeps the random init), so the encoder's tensors are picked out here, and a
     checkpoint that lacks any of them is refused.
     """
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     model = WhisperEncoder(hf_config)
     expected = set(model.state_dict())
     found: dict[str, torch.Tensor] = {}

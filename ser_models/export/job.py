@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import sys
 
@@ -42,8 +43,6 @@ def check_extra() -> None:
     Raises:
         ExportError: (a ``ConfigError``) a module is missing, naming it and ``pip install 'ser-models[onnx]'``.
     """
-    import importlib
-
     for name in EXTRA_MODULES:
         try:
             importlib.import_module(name)

@@ -18,6 +18,7 @@ from transformers import Wav2Vec2ForPreTraining
 
 from ser_models.config import from_dict
 from ser_models.encoders import Encoder, EncoderConfig, build_encoder
+from ser_models.encoders.loading import read_tensors
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.heads.pooling import frame_mask
 from ser_models.pretraining.kmeans_targets import Clusters, _check_layer, cluster_frames, resolve_targets
@@ -145,8 +146,6 @@ def _pretraining_model(encoder: Encoder, config, model_cls):
     if encoder.cfg.source.startswith("tiny-"):
         return model_cls(config)
     try:
-        from ser_models.encoders.loading import read_tensors
-
         # the heads from the same files, read into memory: a later change on disk cannot reach a running TAPT
         tensors = read_tensors(encoder.cfg)
         with warnings.catch_warnings():

@@ -15,6 +15,7 @@ holder here is never taken over); where the kernel refuses user namespaces those
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -139,7 +140,9 @@ def _prepared(folder: str) -> None:
                 "checkpoint/weights.bin", "checkpoint/model.json", ".checkpoint.incoming/model.json",
                 f"{TEMP_PREFIX}summary.json.a1b2c3d4.tmp"):
         io.write_bytes_atomic(f"{folder}/{rel}", b"ours")
-    io.write_json_atomic(f"{folder}/{MARKER_NAME}", {**io.read_json(f"{folder}/{MARKER_NAME}"), "files": ["export/a.csv"]})
+    ours = hashlib.sha256(b"ours").hexdigest()  # as an export records what it wrote
+    io.write_json_atomic(f"{folder}/{MARKER_NAME}", {**io.read_json(f"{folder}/{MARKER_NAME}"), "files": ["export/a.csv"],
+                                                     "hashes": {"export/a.csv": ours}})
     io.write_json_atomic(f"{folder}/summary.json", {"build": "build-b"})
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from ser_models.active.handover import LabelHandover
 from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.training_clips import TrainingClips
 from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import LabellingPending
 from ser_models.io import storage_path
@@ -23,9 +24,8 @@ def _handover(tmp_path, logs, dims=()):
     ledger = LabelLedger(out / "labels" / "ledger.parquet")
     oracle = FileOracle(out / "rounds" / "round=000", ["hap", "sad"], INFO, dimensions=list(dims),
                         value_range=(1, 5), request="round 0")
-    seconds = pd.Series(2.0, index=IDS)
-    return LabelHandover(None, out, ledger, ActiveConfig(), ["hap", "sad"], list(dims), (1.0, 5.0), INFO, seconds,
-                         IDS, oracle=oracle, log=logs.append), ledger, oracle
+    return LabelHandover(None, out, ledger, ActiveConfig(), ["hap", "sad"], list(dims), (1.0, 5.0),
+                         TrainingClips(IDS, [2.0] * len(IDS)), oracle=oracle, log=logs.append), ledger, oracle
 
 
 def _fill(oracle, cells):
