@@ -175,9 +175,14 @@ def test_the_batched_front_end_trains_the_first_layer_and_its_norm():
         enc.batched_front_end = batched
         enc.hf_model.config.mask_time_prob = 0.0  # no SpecAugment draws: both runs see the same inputs
         out = enc(*_pad([_clip(0.8, seed=4), _clip(0.5, seed=5)]))
-        out.hidden_states[-1][1, :int(out.frame_lengths[1])].sum().backward()
+        h = out.hidden_states[-1][1, :int(out.frame_lengths[1])]
+        # A fixed random projection, not a plain sum: the last state is layer-normed, so its sum over features
+        # is constant and its gradient zero in exact arithmetic (float32 left rounding noise to compare).
+        weights = torch.randn(h.shape, generator=torch.Generator().manual_seed(7))
+        (h * weights).sum().backward()
         first = enc.hf_model.feature_extractor.conv_layers[0]
         grads[batched] = [first.conv.weight.grad.clone(), first.layer_norm.weight.grad.clone()]
     for per_clip, batched in zip(grads[False], grads[True]):
-        assert per_clip.abs().sum() > 0
-        torch.testing.assert_close(batched, per_clip, rtol=1e-4, atol=1e-6)
+        assert per_clip.abs().max() > 1.0  # a gradient, not rounding noise
+        # relative to the gradient's scale, as the hidden states are compared (measured: about 1e-6)
+        assert float((batched - per_clip).abs().max() / per_clip.abs().max()) <= REL_TOL
