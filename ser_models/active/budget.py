@@ -21,7 +21,7 @@ import pandas as pd
 
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.training_clips import TrainingClips
-from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
+from ser_models.exceptions import ConfigError, OracleError, PoolError, PoolExhaustedError
 from ser_models.io import exists, read_json, write_json_atomic
 
 
@@ -94,7 +94,9 @@ class LabelBudget:
         count = int(free.sum())
         if not count:
             raise PoolExhaustedError("no unlabelled training clip is left to label")
-        mean = float(np.sum(self.clips.seconds, where=free)) / count
+        known = self.clips.seconds[free]
+        known = known[~np.isnan(known)]  # the mean of the free clips that have a duration, as pandas takes it
+        mean = float(known.mean()) if len(known) else float("nan")
         return int(min(count, max(1, np.ceil(1.25 * remaining / mean) + 1)))
 
     def within(self, ids: list[str], target, what: str, labelled: set[str] | None = None) -> list[str]:
@@ -103,9 +105,14 @@ class LabelBudget:
         if self.unit == "clips":
             return list(ids)
         left = float(target) - float(np.nansum(self.clips.seconds_of(labelled or ())))
+        seconds = self.clips.seconds_of(ids)
+        stray = [i for i, p in zip(ids, self.clips.positions(ids)) if p < 0]
+        if stray:
+            raise PoolError(f"{len(stray)} picks are not training clips of this run, e.g. {stray[0]!r}: a strategy "
+                            "may pick only the clips it was given")
         keep = []
-        for i, d in zip(ids, self.clips.seconds_of(ids)):
-            if d <= left + 1e-9:  # NaN (not a training clip) never fits
+        for i, d in zip(ids, seconds):
+            if d <= left + 1e-9:
                 keep.append(i)
                 left -= d
         if not keep:

@@ -153,14 +153,15 @@ class LabelHandover:
             request's paths are read from the pool for its own clips.
         oracle: an oracle to use instead of the one ``active.oracle`` names.
         log: progress output.
+        where: the rows of the training split the run labels (a cross-lingual run's target group; {} = all).
     """
 
     def __init__(self, pool, out: StoragePath, ledger: LabelLedger, active: ActiveConfig, labels: list[str],
                  dimensions: list[str], value_range: tuple[float, float], clips: TrainingClips, oracle=None,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, where: dict | None = None):
         self.pool, self.out, self.ledger, self.active = pool, out, ledger, active
         self.labels, self.dimensions, self.value_range = labels, dimensions, value_range
-        self.clips = clips
+        self.clips, self.where = clips, dict(where or {})
         self.override = oracle
         self.log = log
         self._unlabelable_ids: set[str] | None = None
@@ -197,7 +198,7 @@ class LabelHandover:
         """The first and last path of the training split in sort order: their common folder holds every clip
         (Label Studio's local storage covers the pool, not one request). Scanned once, not held."""
         if self._path_range is None:
-            self._path_range = list(self.pool.value_range("path", split="train") or ())
+            self._path_range = list(self.pool.value_range("path", split="train", where=self.where) or ())
         return self._path_range
 
     @property

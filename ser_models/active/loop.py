@@ -134,7 +134,8 @@ class ActiveLearningLoop:
             raise ConfigError(f"the training split of pool {pool.root} has no clips"
                               + (f" with {self.where}" if self.where else ""))
         self.handover = LabelHandover(pool, self.out, self.ledger, active, self.labels, self.dimensions,
-                                      tuple(model_cfg.dimension_range), split, oracle=oracle, log=self.log)
+                                      tuple(model_cfg.dimension_range), split, oracle=oracle, log=self.log,
+                                      where=self.where)
         # dev / test: the pool's splits, or drawn sets the ledger labels; training labels only from the ledger.
         self.eval_sets = RunEvaluation(pool, self.out, active, model_cfg, self.handover, where=self.where,
                                        pool_checked=pool_checked, cross_lingual=self.cross is not None, log=self.log)

@@ -19,11 +19,16 @@ __all__ = ["TrainingClips"]
 
 
 def _arrow_ids(ids) -> pa.Array:
+    """Ids as one Arrow string array (dictionary-encoded, large or view strings decoded; nulls refused)."""
     if isinstance(ids, pa.ChunkedArray):
-        return ids.combine_chunks().cast(pa.string())
-    if isinstance(ids, pa.Array):
-        return ids.cast(pa.string())
-    return pa.array([str(i) for i in ids], pa.string())
+        ids = ids.cast(pa.string()).combine_chunks()
+    elif isinstance(ids, pa.Array):
+        ids = ids.cast(pa.string())
+    else:
+        ids = pa.array([str(i) for i in ids], pa.string())
+    if ids.null_count:
+        raise ValueError(f"{ids.null_count} clip ids are null")
+    return ids
 
 
 class TrainingClips:
@@ -65,7 +70,8 @@ class TrainingClips:
 
     @property
     def total_seconds(self) -> float:
-        return float(self.seconds.sum())
+        """Seconds of audio of every clip (a clip without a duration counts none, as pandas sums)."""
+        return float(np.nansum(self.seconds))
 
     def positions(self, ids: Iterable[str]) -> np.ndarray:
         """[len(ids)] int64: where each of ``ids`` is in :attr:`ids`, -1 when it is not a clip here.

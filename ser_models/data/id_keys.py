@@ -29,19 +29,24 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def _strings(ids) -> pa.Array:
-    """``ids`` (a list, NumPy array, Arrow array or chunked array of str) as one Arrow string array."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    if not isinstance(ids, pa.Array):
-        ids = pa.array(np.asarray(ids, dtype=object) if isinstance(ids, np.ndarray) else list(ids), pa.string())
-    if pa.types.is_large_string(ids.type) or pa.types.is_string_view(ids.type):
-        ids = ids.cast(pa.string())
-    if not pa.types.is_string(ids.type):
-        raise TypeError(f"clip ids must be strings, not {ids.type}")
-    if ids.null_count:
-        raise ValueError(f"{ids.null_count} clip ids are null")
-    return ids
+def _strings(ids) -> list[pa.Array]:
+    """``ids`` (a list, NumPy array, Arrow array or chunked array of str) as Arrow string arrays, chunk by chunk
+    (never combined: a column of over 2 GiB of ids stays readable); dictionary-encoded and view strings are
+    decoded, large strings kept."""
+    chunks = ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]
+    out = []
+    for chunk in chunks:
+        if not isinstance(chunk, pa.Array):
+            chunk = pa.array(np.asarray(chunk, dtype=object) if isinstance(chunk, np.ndarray) else list(chunk),
+                             pa.string())
+        if pa.types.is_dictionary(chunk.type) or pa.types.is_string_view(chunk.type):
+            chunk = chunk.cast(pa.string())
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            raise TypeError(f"clip ids must be strings, not {chunk.type}")
+        if chunk.null_count:
+            raise ValueError(f"{chunk.null_count} clip ids are null")
+        out.append(chunk)
+    return out
 
 
 def id_keys(ids, seed: int = 0) -> np.ndarray:
@@ -54,11 +59,19 @@ def id_keys(ids, seed: int = 0) -> np.ndarray:
     Returns:
         [N] uint64 keys, in the order of ``ids``.
     """
-    arr = _strings(ids)
-    n = len(arr)
-    offsets = np.frombuffer(arr.buffers()[1], np.int32, count=n + 1, offset=arr.offset * 4) if n else np.zeros(1, np.int32)
-    data = np.frombuffer(arr.buffers()[2], np.uint8) if n and arr.buffers()[2] is not None else np.zeros(0, np.uint8)
     basis = _FNV_OFFSET ^ _mix(np.array([int(seed) & _MASK], np.uint64))[0]
+    parts = [_keys_of(arr, basis) for arr in _strings(ids)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+
+def _keys_of(arr: pa.Array, basis) -> np.ndarray:
+    """[len(arr)] keys of one Arrow (large) string array, a block of ids at a time."""
+    n = len(arr)
+    wide = pa.types.is_large_string(arr.type)
+    width = 8 if wide else 4
+    offsets = (np.frombuffer(arr.buffers()[1], np.int64 if wide else np.int32, count=n + 1, offset=arr.offset * width)
+               if n else np.zeros(1, np.int64))
+    data = np.frombuffer(arr.buffers()[2], np.uint8) if n and arr.buffers()[2] is not None else np.zeros(0, np.uint8)
     out = np.empty(n, np.uint64)
     for a in range(0, n, _BLOCK):  # blocks bound the temporaries, whatever N
         b = min(n, a + _BLOCK)

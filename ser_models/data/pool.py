@@ -319,15 +319,19 @@ class Pool:
         table = dataset.to_table(columns=read, filter=flt)
         return fill_speaker_keys(table).select(cols)
 
-    def value_range(self, column: str, split: str | None = None) -> tuple | None:
-        """``(min, max)`` of ``column`` over the rows of ``split`` (None = all), scanned batch by batch (the
-        column is never held whole); None for no rows."""
+    def value_range(self, column: str, split: str | None = None, where: dict | None = None) -> tuple | None:
+        """``(min, max)`` of ``column`` over the rows of ``split`` (None = all) whose columns equal ``where``'s
+        values, scanned batch by batch (the column is never held whole); None for no rows."""
         _check_columns([column], self.root)
         if split is not None:
             self._split_name(split)
         dataset = self._arrow_dataset(None if split is None or split not in self.splits else self.files(split))
+        flt = None if split is None else (pc.field("split") == split)
+        for name, value in _check_where(where, self.root).items():
+            term = pc.field(name).isin(value) if isinstance(value, (list, tuple)) else pc.field(name) == value
+            flt = term if flt is None else flt & term
         low = high = None
-        for batch in dataset.to_batches(columns=[column], filter=None if split is None else pc.field("split") == split):
+        for batch in dataset.to_batches(columns=[column], filter=flt):
             if not batch.num_rows:
                 continue
             mm = pc.min_max(batch.column(0))

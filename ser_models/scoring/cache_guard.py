@@ -90,10 +90,12 @@ def sorted_ids(ids) -> pa.Array:
     import pyarrow.compute as pc
 
     if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    if not isinstance(ids, pa.Array):
+        ids = ids.cast(pa.string()).combine_chunks()  # dictionary-encoded or large strings decoded too
+    elif isinstance(ids, pa.Array):
+        ids = ids.cast(pa.string())
+    else:
         ids = pa.array(list(ids), pa.string())
-    return pc.take(ids, pc.array_sort_indices(ids)) if len(ids) else ids.cast(pa.string())
+    return pc.take(ids, pc.array_sort_indices(ids)) if len(ids) else ids
 
 
 def check_holds(cache_dir: str, keep: pa.Array, have: pa.Array | KeySet) -> None:

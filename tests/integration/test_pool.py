@@ -75,6 +75,16 @@ def test_metadata_skips_audio_unless_asked(pool):
         pool.metadata(columns=["loudness"])
 
 
+def test_table_and_value_range_read_what_metadata_reads(pool):
+    train = pool.metadata(columns=["utt_id", "path", "speaker"], split="train")
+    assert pool.table(["utt_id", "path", "speaker"], split="train").to_pandas().equals(train)
+    assert pool.value_range("path", split="train") == (min(train["path"]), max(train["path"]))
+    one = train["speaker"].iloc[0]
+    mine = train[train["speaker"] == one]["path"]
+    assert pool.value_range("path", split="train", where={"speaker": one}) == (min(mine), max(mine))
+    assert pool.value_range("path", split="train", where={"speaker": "nobody"}) is None
+
+
 def test_labelled_view_takes_the_ledger_label(pool):
     ledger = TinyLedger({"c1": "angry", "c4": "happy", "c6": "sad"})  # c6 is a dev clip
     labelled = pool.labelled(ledger).to_pandas()

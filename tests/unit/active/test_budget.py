@@ -8,7 +8,7 @@ import pytest
 from ser_models.active.budget import LabelBudget
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.training_clips import TrainingClips
-from ser_models.exceptions import ConfigError, OracleError, PoolExhaustedError
+from ser_models.exceptions import ConfigError, OracleError, PoolError, PoolExhaustedError
 
 DUR = TrainingClips(["a", "b", "c", "d"], [2.0, 4.0, 6.0, 8.0])  # 20 s, i.e. 1/180 h
 NO_DROPS = pd.DataFrame({"utt_id": pd.Series(dtype=str), "round": pd.Series(dtype="int64")})
@@ -63,3 +63,13 @@ def test_check_refuses_a_changed_budget_and_counts_dropped_clips():
         b.check(1, _Ledger(["a", "b"]), NO_DROPS, "dropped.parquet")
     with pytest.raises(OracleError, match="dropped.parquet"):
         b.check(0, _Ledger([]), dropped, "dropped.parquet")
+
+
+def test_a_clip_without_a_duration_counts_none_as_pandas_summed_and_a_stray_pick_is_refused():
+    clips = TrainingClips([f"c{i}" for i in range(10)], [1.0] * 9 + [float("nan")])
+    b = LabelBudget(ActiveConfig(budget_hours=[3.6 / 3600, 7.2 / 3600]), clips)
+    assert clips.total_seconds == 9.0 and b.targets == pytest.approx([3.6, 7.2])
+    # 3 s left after c0, mean free duration 1 s (the clip without one does not drag it to NaN)
+    assert b.clips_wanted(3.0, {"c0"}, set()) == 4
+    with pytest.raises(PoolError, match="1 picks are not training clips of this run, e.g. 'zz'"):
+        b.within(["zz", "c1"], 7.2, "round 1")

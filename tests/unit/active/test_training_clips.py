@@ -64,3 +64,11 @@ def test_the_draws_equal_the_list_draws_they_replace(seed):
     old = sorted(np.random.default_rng([seed, 7919]).choice(np.asarray(sorted(ids), dtype=object), size=64,
                                                             replace=False).tolist())
     assert stop_set_ids(clips.ids, 64, seed) == old == stop_set_ids(sorted(ids), 64, seed)
+
+
+def test_dictionary_encoded_ids_are_decoded_and_null_ids_refused():
+    clips = TrainingClips(pa.array(["b", "a", "c"]).dictionary_encode(), [2.0, 1.0, 3.0])
+    assert clips.ids.type == pa.string() and clips.ids.to_pylist() == ["a", "b", "c"]
+    assert list(clips.seconds_of(pa.chunked_array([pa.array(["c", "a"]).dictionary_encode()]))) == [3.0, 1.0]
+    with pytest.raises(ValueError, match="1 clip ids are null"):
+        TrainingClips(pa.array(["a", None]), [1.0, 2.0])

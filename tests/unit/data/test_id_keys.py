@@ -75,3 +75,13 @@ def test_keys_past_a_block_boundary_equal_those_of_the_ids_alone():
     keys = id_keys(ids, 2)
     edge = list(range(module._BLOCK - 3, n))
     assert (keys[edge] == np.array(_reference([ids[i].as_py() for i in edge], 2), np.uint64)).all()
+
+
+def test_keys_of_large_dictionary_and_many_chunked_strings_equal_the_plain_ones():
+    ids = [f"clip-{i}-" + "y" * (i % 7) for i in range(1000)]
+    want = id_keys(ids, 3)
+    assert (id_keys(pa.array(ids, pa.large_string()).slice(10), 3) == want[10:]).all()
+    assert (id_keys(pa.array(ids).dictionary_encode(), 3) == want).all()
+    chunks = pa.chunked_array([pa.array(ids[:400], pa.large_string()), pa.array(ids[400:], pa.large_string())])
+    assert (id_keys(chunks, 3) == want).all()
+    assert len(id_keys(pa.chunked_array([], pa.string()))) == 0
