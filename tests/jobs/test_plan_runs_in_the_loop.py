@@ -72,7 +72,11 @@ def test_the_loop_accepts_every_plan(tmp_path, capsys, clips, budget, splits):
     source = evaluation_source(cfg.active.evaluation, pool, cfg.model)
     check_evaluation_pool(pool, cfg.model, source)
     drawn = check_budget_fits(cfg, pool, source)  # raises where the loop would refuse the plan
-    assert source == {"none": "loop", "test": "test", "both": "pool"}[splits] == planned.evaluation_source
+    # a labelled test split is used as it is (alone: kept, with a dev set drawn)
+    assert source == {"none": "loop", "test": "test", "both": "pool"}[splits]
+    if splits != "none":  # no override sizes a set the loop takes from the pool
+        assert not any(o.startswith("active.evaluation.test_size") for o in overrides)
+    assert planned.evaluation_source == source
     if splits == "both":  # the pool's labelled splits as they are: no label of the budget spent on them
         assert drawn is None and not any("evaluation." in o for o in overrides)
         assert planned.evaluation_labels == 0
