@@ -318,7 +318,9 @@ def resolve_sizes(clips: pd.DataFrame, cfg: EvaluationConfig, labels: Sequence[s
                              max_share=cfg.max_share)
     test = cfg.test_size if cfg.test_size is not None else sizes.test_size
     dev = cfg.dev_size if cfg.dev_size is not None else sizes.dev_size
-    return dataclasses.replace(cfg, test_size=test, dev_size=dev), sizes
+    resolved = dataclasses.replace(cfg, test_size=test or None, dev_size=dev)
+    resolved.test_size = test  # 0 in a dev-only draw (draw_config), past the check that a test set exists
+    return resolved, sizes
 
 
 def _sample_per_unit(clips: pd.DataFrame, limit: int, seed: int) -> pd.Series:
