@@ -83,8 +83,8 @@ class EvaluationConfig:
 
     source: str = field("auto", effect=RESULT, help=f"{list(_SOURCES)}: 'pool' = the pool's own dev / test splits (labelled in "
                                                     "the manifest); 'loop' = drawn from the training split before round 0 and "
-                                                    "labelled through the oracle first; 'auto' = 'pool' when the pool has dev and "
-                                                    "test splits with labels, else 'loop'")
+                                                    "labelled through the oracle first; 'auto' = the pool's labelled splits as they "
+                                                    "are (a labelled test split alone: kept, with a dev set drawn), else 'loop'")
     test_size: int | None = field(None, effect=RESULT, help="source=loop: clips in the test set (about: whole units are "
                                   "taken); null = from the planner for the pool: the smallest reaching half_width, "
                                   "within max_share")
