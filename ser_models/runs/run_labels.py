@@ -189,7 +189,8 @@ def check_replay_budgets(active, have: int, min_labelled: int = 0) -> None:
         ConfigError: too few labels, budgets in hours, or a budget above half of ``have``.
     """
     steps = sorted({max(1, have // 8), max(2, have // 4), max(3, have // 2)})
-    if min_labelled:  # budgets whose rounds all query below the minimum compare random with random
+    if min_labelled and max(steps[:-1], default=0) < min_labelled:
+        # every round that queries (all but the last) would be under the minimum: random against random
         steps = sorted({min_labelled, *(s for s in steps if s > min_labelled)})
     fix = f"active.budget_labels=[{','.join(map(str, steps))}]"
     if have < 24:
