@@ -61,8 +61,9 @@ from ser_models.planning.evaluation_sizes import (
     set_composition,
 )
 
-__all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "check_evaluation_pool", "checked_draw", "draw_evaluation_sets",
-           "evaluation_sets", "evaluation_source", "resolve_sizes", "unit_column"]
+__all__ = ["EVALUATION_PURPOSES", "EvaluationConfig", "check_evaluation_pool", "checked_draw", "describe_source",
+           "draw_config", "draw_evaluation_sets", "evaluation_sets", "evaluation_source", "pool_source", "resolve_sizes",
+           "unit_column"]
 
 _SOURCES = ("auto", "pool", "loop")
 #: Coarse to fine: a set's units may be spread over a coarser column's values.
@@ -82,8 +83,8 @@ class EvaluationConfig:
 
     source: str = field("auto", effect=RESULT, help=f"{list(_SOURCES)}: 'pool' = the pool's own dev / test splits (labelled in "
                                                     "the manifest); 'loop' = drawn from the training split before round 0 and "
-                                                    "labelled through the oracle first; 'auto' = 'pool' when the pool has dev and "
-                                                    "test splits with labels, else 'loop'")
+                                                    "labelled through the oracle first; 'auto' = the pool's labelled splits as they "
+                                                    "are (a labelled test split alone: kept, with a dev set drawn), else 'loop'")
     test_size: int | None = field(None, effect=RESULT, help="source=loop: clips in the test set (about: whole units are "
                                   "taken); null = from the planner for the pool: the smallest reaching half_width, "
                                   "within max_share")
@@ -152,51 +153,89 @@ class EvaluationConfig:
 
 
 # ------------------------------------------------------------------------------------------------ source
-def _has_targets(pool, model_cfg, split: str) -> bool:
-    cols = ["utt_id", *(["label"] if model_cfg.labels else []), *model_cfg.dimensions]
+def _has_targets(pool, labels, dimensions, split: str) -> bool:
+    cols = ["utt_id", *(["label"] if labels else []), *dimensions]
     meta = pool.metadata(columns=cols, split=split)
     return bool(len(meta) and meta[cols[1:]].notna().any(axis=None))
 
 
-def evaluation_source(cfg: EvaluationConfig, pool, model_cfg) -> str:
-    """``"pool"`` or ``"loop"``: where a run's dev and test sets come from.
+def pool_source(cfg: EvaluationConfig, pool, labels=(), dimensions=()) -> str:
+    """Where a run's dev and test sets come from, for the pool as it is: ``"pool"`` (its labelled dev and test
+    splits, used as they are), ``"test"`` (its labelled test split kept, a dev set drawn from the training split:
+    a pool with a test split and no labelled dev) or ``"loop"`` (both drawn). ``plan`` and the loop both call it.
 
-    ``auto`` takes the pool's splits when both exist and hold labels (a split that is only partly labelled
-    then fails the pool's own check, naming the clips: a half-labelled test split is a mistake to fix, not
-    to paper over); a pool without them, or whose dev / test clips carry no label at all, gets drawn sets.
+    ``auto`` takes a split that exists and holds labels (a split that is only partly labelled then fails the
+    pool's own check, naming the clips: a half-labelled test split is a mistake to fix, not to paper over).
+
+    Args:
+        cfg: ``active.evaluation``.
+        pool: the opened pool.
+        labels: the run's classes (``model.labels``; empty: dimensions only).
+        dimensions: the run's dimensions.
 
     Raises:
-        ConfigError: ``source=pool`` on a pool without a dev or a test split.
+        ConfigError: ``source=pool`` on a pool without a test split.
     """
     have = [s for s in ("dev", "test") if s in pool.splits]
     if cfg.source == "loop":
         return "loop"
-    if cfg.source == "pool":
-        if len(have) < 2:
-            raise ConfigError(f"{_KEY}.source=pool but pool {pool.root} has the splits {pool.splits} (no "
-                              f"{' and no '.join(s for s in ('dev', 'test') if s not in have)}): give the manifest "
-                              f"a split column, or set {_KEY}.source=loop to draw them from the training split")
-        return "pool"
-    if len(have) < 2:
+    if cfg.source == "pool" and "test" not in have:
+        raise ConfigError(f"{_KEY}.source=pool but pool {pool.root} has the splits {pool.splits} (no test): give the "
+                          f"manifest a split column, or set {_KEY}.source=loop to draw the sets from the training "
+                          "split")
+    labelled = [s for s in have if cfg.source == "pool" or _has_targets(pool, labels, dimensions, s)]
+    if "test" not in labelled:
         return "loop"
-    return "pool" if all(_has_targets(pool, model_cfg, s) for s in have) else "loop"
+    return "pool" if "dev" in labelled else "test"
+
+
+def evaluation_source(cfg: EvaluationConfig, pool, model_cfg) -> str:
+    """:func:`pool_source` for a run's model config (its ``labels`` and ``dimensions``)."""
+    return pool_source(cfg, pool, model_cfg.labels, model_cfg.dimensions)
+
+
+def draw_config(cfg: EvaluationConfig, source: str) -> EvaluationConfig:
+    """The ``active.evaluation`` a draw runs with: ``cfg`` itself, or with ``source="test"`` no test set (the
+    pool's test split is the test set) and the dev set as ``cfg`` sizes it."""
+    if source != "test":
+        return cfg
+    drawn = dataclasses.replace(cfg, test_hours=0.0, test_size=None)
+    drawn.test_size = 0  # after the checks: a dev-only draw (its test set is the pool's split)
+    return drawn
+
+
+def describe_source(source: str, pool, cfg: EvaluationConfig) -> str:
+    """One console line: which sets come from the pool's splits, which are drawn, and the keys not used."""
+    sizes = {s: len(pool.metadata(columns=["utt_id"], split=s)) for s in ("dev", "test") if s in pool.splits}
+    unused = [f"{_KEY}.{k}" for k in (("test_size", "test_hours", "dev_size", "dev_hours") if source == "pool" else
+                                      ("test_size", "test_hours") if source == "test" else ())
+              if getattr(cfg, k) not in (None, 0, 0.0)]
+    ignored = (f"; {', '.join(unused)} not used (set {_KEY}.source=loop to draw both sets instead)" if unused else "")
+    if source == "pool":
+        return (f"evaluation: the pool's labelled splits as they are: test {sizes['test']} clips, dev "
+                f"{sizes['dev']} clips{ignored}")
+    if source == "test":
+        return (f"evaluation: the pool's labelled test split as it is ({sizes['test']} clips); the pool has no "
+                f"labelled dev split, so a dev set is drawn from the training split{ignored}")
+    return "evaluation: test and dev sets drawn from the training split"
 
 
 def check_evaluation_pool(pool, model_cfg, source: str, cross_lingual: bool = False) -> None:
-    """The pool checks a run's evaluation needs before Ray starts: with the pool's splits every dev / test clip
-    has valid targets (``Pool.check_targets`` and ``Pool.check_evaluation_labels``); drawn sets are labelled by
-    the oracle, so there is nothing to check in the pool.
+    """The pool checks a run's evaluation needs before Ray starts: every clip of the pool's splits it uses has
+    valid targets (``Pool.check_targets`` and ``Pool.check_evaluation_labels``); drawn sets are labelled by the
+    oracle, so there is nothing to check in the pool for them.
 
     Raises:
-        ConfigError: drawn sets with ``cross_lingual`` on (it evaluates on the target group's pool splits).
+        ConfigError: a drawn set with ``cross_lingual`` on (it evaluates on the target group's pool splits).
         PoolError: from the pool's checks.
     """
-    if cross_lingual and source == "loop":
+    if cross_lingual and source != "pool":
         raise ConfigError("cross_lingual evaluates on the target group's dev / test splits of the pool: give the "
                           f"pool labelled dev and test splits and set {_KEY}.source=pool (or auto)")
-    if source == "pool":
-        pool.check_targets(model_cfg.targets, ("dev", "test"))
-        pool.check_evaluation_labels(model_cfg)
+    splits = {"pool": ("dev", "test"), "test": ("test",)}.get(source, ())
+    if splits:
+        pool.check_targets(model_cfg.targets, splits)
+        pool.check_evaluation_labels(model_cfg, splits)
 
 
 # ------------------------------------------------------------------------------------------------ drawing
@@ -279,7 +318,9 @@ def resolve_sizes(clips: pd.DataFrame, cfg: EvaluationConfig, labels: Sequence[s
                              max_share=cfg.max_share)
     test = cfg.test_size if cfg.test_size is not None else sizes.test_size
     dev = cfg.dev_size if cfg.dev_size is not None else sizes.dev_size
-    return dataclasses.replace(cfg, test_size=test, dev_size=dev), sizes
+    resolved = dataclasses.replace(cfg, test_size=test or None, dev_size=dev)
+    resolved.test_size = test  # 0 in a dev-only draw (draw_config), past the check that a test set exists
+    return resolved, sizes
 
 
 def _sample_per_unit(clips: pd.DataFrame, limit: int, seed: int) -> pd.Series:

@@ -281,8 +281,14 @@ def evidence_report(runs: pd.DataFrame, baseline: str | None = "random", full: f
     """The printed comparison of several seeds per strategy: per budget mean [95 % CI] and the paired
     difference to the baseline, then AUBC and label savings (plain text, one table each)."""
     def paired(r) -> str:
-        return (f"   {format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)}  p={r.p:.3f}  {r.verdict}"
-                if isinstance(r.get("verdict"), str) else "")
+        if not isinstance(r.get("verdict"), str):
+            return ""
+        if identical(r):  # the same clips and the same UA under every seed: nothing was compared
+            return f"   same as {baseline} under every seed: no comparison"
+        return f"   {format_ci(r['diff'], r.diff_low, r.diff_high, signed=True)}  p={r.p:.3f}  {r.verdict}"
+
+    def identical(r) -> bool:
+        return all(abs(float(r[k])) <= 1e-12 for k in ("diff", "diff_low", "diff_high") if np.isfinite(r[k]))
 
     budgets = budget_table(runs, baseline if baseline in set(runs.strategy) else None)
     lines = [f"per budget: test {metric}, mean [95 % CI] over seeds"
@@ -298,8 +304,10 @@ def evidence_report(runs: pd.DataFrame, baseline: str | None = "random", full: f
         lines.append(f"\nlabel savings: labels to reach {baseline}'s test {metric} at its largest budget"
                      + (" / 95 % of the all-labels value" if full is not None else "") + " (per seed, interpolated)")
         for _, r in label_savings(runs, baseline, full=full).iterrows():
-            reach = ("not reached" if r.to_baseline_reached == 0 else
-                     f"{r.to_baseline:.0f} labels ({r.to_baseline_reached}/{r.seeds} seeds, saving {100 * r.saving:+.0f} %)")
+            # A saving is one strategy's labels against the baseline's: the baseline against itself saves nothing.
+            reach = ("(the baseline)" if r.strategy == baseline else "not reached" if r.to_baseline_reached == 0
+                     else f"{r.to_baseline:.0f} labels ({r.to_baseline_reached}/{r.seeds} seeds, saving "
+                          f"{100 * r.saving:+.0f} %)")
             to_full = "" if full is None else ("  |  not reached" if r.to_full_reached == 0 else
                                                f"  |  {r.to_full:.0f} labels ({r.to_full_reached}/{r.seeds} seeds)")
             lines.append(f"  {r.strategy:<20} {reach}{to_full}")

@@ -200,6 +200,7 @@ class PoolStats:
         units: distinct units (a clip without one is a unit of its own).
         mean_size: plain mean of clips per unit.
         cluster_size: clips' mean unit size, ``sum m_u^2 / sum m_u`` (what the design effect uses).
+        splits: clips per split.
     """
 
     clips: int
@@ -208,6 +209,8 @@ class PoolStats:
     units: int
     mean_size: float
     cluster_size: float
+    #: clips per split (``train``, and ``dev`` / ``test`` when the pool has them)
+    splits: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def read_pool_stats(pool_dir: str, max_per_unit: int = 0) -> PoolStats:
@@ -221,7 +224,7 @@ def read_pool_stats(pool_dir: str, max_per_unit: int = 0) -> PoolStats:
     """
     from ser_models.data.pool import Pool
 
-    md = Pool.open(pool_dir).metadata(columns=["utt_id", "label", "recording", "speaker"])
+    md = Pool.open(pool_dir).metadata(columns=["utt_id", "label", "recording", "speaker", "split"])
     if md.empty:
         raise PoolError(f"pool {pool_dir} holds no clips")
     unit = next((c for c in ("recording", "speaker") if md[c].notna().any()), "clip")
@@ -233,7 +236,8 @@ def read_pool_stats(pool_dir: str, max_per_unit: int = 0) -> PoolStats:
     taken = np.minimum(sizes, max_per_unit) if max_per_unit > 0 else sizes
     return PoolStats(clips=len(md), label_counts={str(k): int(v) for k, v in counts.items()}, unit=unit,
                      units=len(sizes), mean_size=float(sizes.mean()),
-                     cluster_size=float((taken**2).sum() / taken.sum()))
+                     cluster_size=float((taken**2).sum() / taken.sum()),
+                     splits={str(k): int(v) for k, v in md["split"].astype(str).value_counts().items()})
 
 
 # ---------------------------------------------------------------------------------------------- the plan
@@ -279,6 +283,18 @@ class BudgetPlan:
     verdict_labels: int = 0
     #: What the loop's draw with these sizes holds, per set (``jobs.plan`` with ``pool_dir``): lines to print.
     composition: list[str] = dataclasses.field(default_factory=list)
+    #: Where the sets come from (``ser_models.planning.evaluation_sets.pool_source``): ``loop`` (both drawn and
+    #: paid from the budget), ``test`` (the pool's labelled test split, a drawn dev set) or ``pool`` (both splits).
+    evaluation_source: str = "loop"
+    #: Clips the loop's draw takes for these sizes (whole units: within half a unit of them); None = not drawn.
+    drawn_clips: int | None = None
+
+    @property
+    def evaluation_labels(self) -> int:
+        """Labels the evaluation sets cost from the budget (the pool's labelled splits cost none)."""
+        if self.drawn_clips is not None:
+            return self.drawn_clips
+        return {"loop": self.test_size + self.dev_size, "test": self.dev_size}.get(self.evaluation_source, 0)
 
     @property
     def expected_ua(self) -> float:
@@ -291,13 +307,16 @@ class BudgetPlan:
     def overrides(self) -> list[str]:
         """The ``jobs.after`` overrides that carry out this plan."""
         cap = [f"active.evaluation.max_per_unit={self.max_per_unit}"] if self.max_per_unit else []
-        return [f"active.evaluation.test_size={self.test_size}", f"active.evaluation.dev_size={self.dev_size}",
-                *cap, f"active.budget_labels=[{','.join(str(x) for x in self.budget_labels)}]"]
+        budget = f"active.budget_labels=[{','.join(str(x) for x in self.budget_labels)}]"
+        if self.evaluation_source == "pool":  # the pool's labelled splits: no set is drawn, nothing to size
+            return [budget]
+        test = [f"active.evaluation.test_size={self.test_size}"] if self.evaluation_source == "loop" else []
+        return [*test, f"active.evaluation.dev_size={self.dev_size}", *cap, budget]
 
     def to_dict(self) -> dict:
         """The plan as plain JSON-ready values, the overrides and the expected UA included."""
         return {**dataclasses.asdict(self), "expected_ua": self.expected_ua, "training_size": self.training_size,
-                "overrides": self.overrides()}
+                "evaluation_labels": self.evaluation_labels, "overrides": self.overrides()}
 
     def format(self) -> str:
         """The plan as text for a terminal: the inputs, the precision table, the sizes and the overrides."""
@@ -337,9 +356,7 @@ class BudgetPlan:
                 else f"{self.test_needed} would reach +/-{self.target_half_width:.3f}")
         rounds = len(self.budget_labels)
         lines += ["",
-                  f"Test:     {self.test_size} clips, UA +/-{self.test_half_width:.3f} ({pct}): {need}; {cap}",
-                  f"Dev:      {self.dev_size} clips, UA +/-{self.dev_half_width:.3f}: early stopping and model "
-                  "selection",
+                  *self._evaluation_lines(pct, need, cap),
                   f"Training: {self.training_size} clips in {rounds} round{'s' if rounds > 1 else ''}"
                   + (f" ({self.schedule}), labelled clips per round: {self.budget_labels}" if rounds > 1 else ""),
                   f"          initial set {self.initial_size}: the rarest class (share {min(self.shares):.3f}) is "
@@ -354,6 +371,18 @@ class BudgetPlan:
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
+
+    def _evaluation_lines(self, pct: str, need: str, cap: str) -> list[str]:
+        """The Test: and Dev: lines: drawn and paid from the budget, or the pool's labelled splits as they are."""
+        test = (f"Test:     {self.test_size} clips, UA +/-{self.test_half_width:.3f} ({pct}): {need}; {cap}"
+                if self.evaluation_source == "loop" else
+                f"Test:     the pool's labelled test split as it is, {self.test_size} clips, UA "
+                f"+/-{self.test_half_width:.3f} ({pct}); no label spent")
+        dev = (f"Dev:      the pool's labelled dev split as it is, {self.dev_size} clips, UA "
+               f"+/-{self.dev_half_width:.3f}; no label spent" if self.evaluation_source == "pool" else
+               f"Dev:      {self.dev_size} clips, UA +/-{self.dev_half_width:.3f}: early stopping and model selection"
+               + (" (drawn: the pool has no labelled dev split)" if self.evaluation_source == "test" else ""))
+        return [test, dev]
 
     def verdict_lines(self) -> list[str]:
         """What the plan's rounds tell about "does selection pay" (``auto``'s verdict): lines to print. The last
@@ -405,12 +434,15 @@ def _classes(cfg: PlanConfig, pool: PoolStats | None) -> tuple[list[str], np.nda
     return labels, shares / shares.sum(), source, warnings
 
 
-def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
+def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None, evaluation: str = "loop") -> BudgetPlan:
     """Split ``cfg.budget`` into test, dev and training labels, with the training rounds.
 
     Args:
         cfg: the planner's inputs.
         pool: statistics of ``cfg.pool_dir`` (:func:`read_pool_stats`), when one is given.
+        evaluation: where the loop takes the sets from on that pool (``evaluation_sets.pool_source``):
+            ``loop`` (both drawn: paid from the budget), ``test`` (the pool's test split, a drawn dev set) or
+            ``pool`` (the pool's dev and test splits as they are: no label spent on them).
 
     Raises:
         ConfigError: the budget cannot hold a test set, a dev set and an initial set (the sizes are named),
@@ -432,23 +464,35 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
     floor = math.ceil(cfg.min_per_class / p_min - 1e-9)  # the rarest class expected min_per_class times
     needed = max(required_test_size(cfg.half_width, shares, recalls, z, deff), floor)
     cap = int(cfg.max_test_share * cfg.budget)
-    if pool is not None:  # test + dev within max_share of the pool, as the loop's own sizing
-        cap = min(cap, int(int(cfg.max_share * pool.clips) / (1 + cfg.dev_ratio)))
-    test = max(min(needed, cap), floor)  # below the floor a class would be measured on a handful of clips
-    test_hw = ua_half_width(test, shares, recalls, z, deff)
-    if needed > cap:
+    candidates = pool.splits.get("train", pool.clips) if pool is not None else 0  # what the loop draws from
+    if pool is not None:  # test + dev within max_share of the training split, as the loop's own sizing
+        cap = min(cap, int(int(cfg.max_share * candidates) / (1 + cfg.dev_ratio)))
+        if not _floors_fit(cfg, pool, evaluation, floor, needed, cap):
+            raise ConfigError(_floors_refusal(cfg, pool, evaluation, shares, recalls, z, deff, needed, cap))
+    # below the floor a class would be measured on a handful of clips
+    test = pool.splits.get("test", 0) if evaluation != "loop" else max(min(needed, cap), floor)
+    test_hw = ua_half_width(max(test, 1), shares, recalls, z, deff)
+    if needed > cap and evaluation == "loop":
         warnings.append(f"the test set that reaches +/-{cfg.half_width:.3f} UA needs {needed} labels, more "
                         f"than max_test_share={cfg.max_test_share:g} of the budget"
                         + (f" or max_share={cfg.max_share:g} of the pool" if pool is not None else "")
                         + f" allow ({cap}): the test set is {test} (+/-{test_hw:.3f}). Raise the budget or the "
                         "share, lower the design effect (max_per_unit), or accept the wider interval")
-    dev = max(math.ceil(cfg.dev_ratio * test - 1e-9), floor)
+    dev = (pool.splits.get("dev", 0) if evaluation == "pool" else
+           max(math.ceil(cfg.dev_ratio * (test if evaluation == "loop" else min(needed, cap)) - 1e-9), floor))
     initial = floor
-    training = cfg.budget - test - dev
+    spent = {"loop": test + dev, "test": dev}.get(evaluation, 0)
+    training = cfg.budget - spent
     if training < initial:
-        raise ConfigError(f"budget={cfg.budget} cannot hold the test set ({test}), the dev set ({dev}) and an "
-                          f"initial set with {cfg.min_per_class} clips of the rarest class ({initial}): raise the "
-                          "budget, or lower max_test_share, dev_ratio or min_per_class")
+        # name only the keys that move a size here: a size held at its floor does not follow its share or ratio
+        knobs = ["raise budget", "lower min_per_class"]
+        if evaluation == "loop" and test > floor:
+            knobs.append("lower max_test_share")
+        if evaluation != "pool" and dev > floor:
+            knobs.append("lower dev_ratio")
+        what = {"loop": f"the test set ({test}), the dev set ({dev}) and ", "test": f"the dev set ({dev}) and "}
+        raise ConfigError(f"budget={cfg.budget} cannot hold {what.get(evaluation, '')}an initial set with "
+                          f"{cfg.min_per_class} clips of the rarest class ({initial}): " + ", or ".join(knobs))
     targets = round_targets(initial, training, cfg.rounds, cfg.schedule)
 
     table = []
@@ -465,6 +509,12 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
                         "approximation is optimistic; prefer a larger test set")
     if pool is not None and cfg.budget > pool.clips:
         warnings.append(f"the budget ({cfg.budget}) is larger than the pool ({pool.clips} clips)")
+    if evaluation != "loop":
+        warnings.append("the pool has a labelled test split" + (" and dev split" if evaluation == "pool" else "")
+                        + ": the loop uses " + ("them as they are" if evaluation == "pool" else
+                                                "it as it is and draws only a dev set")
+                        + ", so the budget pays for " + ("training only" if evaluation == "pool" else
+                                                         "the dev set and training"))
     return BudgetPlan(
         budget=cfg.budget, labels=labels, shares=[float(s) for s in shares], shares_source=source,
         recalls=[float(r) for r in recalls], confidence=cfg.confidence, z=z,
@@ -473,4 +523,36 @@ def plan_budget(cfg: PlanConfig, pool: PoolStats | None = None) -> BudgetPlan:
         dev_size=dev, dev_half_width=ua_half_width(dev, shares, recalls, z, deff),
         initial_size=initial, initial_miss_probability=float((1 - p_min) ** initial), budget_labels=targets,
         schedule=cfg.schedule, table=table, warnings=warnings, pool=dataclasses.asdict(pool) if pool else None,
-        max_per_unit=cfg.max_per_unit, verdict_labels=verdict_labels())
+        max_per_unit=cfg.max_per_unit, verdict_labels=verdict_labels(), evaluation_source=evaluation)
+
+
+def _floors_fit(cfg: PlanConfig, pool: PoolStats, evaluation: str, floor: int, needed: int, cap: int) -> bool:
+    """Whether sets of ``floor`` clips (``min_per_class`` of the rarest class each) fit the pool's training split:
+    the drawn ones within ``max_share`` of it, and with the initial set within it and the budget."""
+    candidates = pool.splits.get("train", pool.clips)
+    room = {"loop": cap, "test": int(cfg.max_share * candidates)}.get(evaluation, candidates)
+    drawn = {"loop": max(min(needed, cap), floor) + floor, "test": floor}.get(evaluation, 0)
+    return floor <= room and drawn + floor <= min(cfg.budget, candidates)
+
+
+def _floors_refusal(cfg: PlanConfig, pool: PoolStats, evaluation: str, shares, recalls, z: float, deff: float,
+                    needed: int, cap: int) -> str:
+    """Why the pool is too small for ``min_per_class``'s floors, and the plan that fits (a smaller
+    ``min_per_class``, with the test UA interval it gives), or what to add."""
+    p_min, candidates = float(shares.min()), pool.splits.get("train", pool.clips)
+    floor = math.ceil(cfg.min_per_class / p_min - 1e-9)
+    sets = {"loop": "test, dev and initial set", "test": "dev and initial set"}.get(evaluation, "initial set")
+    head = (f"the pool at {cfg.pool_dir} has {candidates} training clips ({pool.clips} in all); min_per_class="
+            f"{cfg.min_per_class} wants {floor} clips ({cfg.min_per_class} of the rarest class, share {p_min:.3f}) "
+            f"in each of the {sets}, which must fit in those training clips and budget={cfg.budget}"
+            + (f", the drawn sets within max_share={cfg.max_share:g} of them" if evaluation != "pool" else ""))
+    for m in range(cfg.min_per_class - 1, 0, -1):
+        small = math.ceil(m / p_min - 1e-9)
+        if _floors_fit(cfg, pool, evaluation, small, needed, cap):
+            test = max(min(needed, cap), small) if evaluation == "loop" else pool.splits.get("test", 0)
+            dev = small if evaluation != "pool" else pool.splits.get("dev", 0)
+            return (f"{head}. The plan that fits: min_per_class={m} (test {test}, dev {dev}, initial {small} clips; "
+                    f"test UA +/-{ua_half_width(max(test, 1), shares, recalls, z, deff):.3f} at "
+                    f"{cfg.confidence:.0%}, the rarest class expected {m} times in the initial set), or add clips")
+    return f"{head}. Even min_per_class=1 does not fit: add clips" + (
+        ", or raise max_share" if evaluation != "pool" else "")

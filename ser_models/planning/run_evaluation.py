@@ -10,10 +10,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ser_models.io import StoragePath, exists
+from ser_models.io import StoragePath, exists, read_parquet
 from ser_models.planning.evaluation_sets import (
     EVALUATION_PURPOSES,
     check_evaluation_pool,
+    describe_source,
+    draw_config,
     evaluation_sets,
     evaluation_source,
 )
@@ -42,7 +44,7 @@ class RunEvaluation:
         log: progress output.
 
     Attributes:
-        source: ``"pool"`` or ``"loop"``.
+        source: ``"pool"`` (the pool's splits), ``"test"`` (its test split, a drawn dev set) or ``"loop"``.
         purposes: ``{utt_id: "test" | "dev"}`` of the drawn sets ({} with the pool's splits).
         ids: the drawn clips (what training, scoring and selection leave out).
     """
@@ -51,16 +53,21 @@ class RunEvaluation:
                  pool_checked: bool = False, cross_lingual: bool = False, log: Callable[[str], None] = print):
         self.pool, self.handover, self.log = pool, handover, log
         self.source = evaluation_source(active.evaluation, pool, model_cfg)
-        if self.source == "pool" and exists(out / "rounds" / "evaluation" / "selection.parquet"):
+        record = out / "rounds" / "evaluation" / "selection.parquet"
+        if self.source != "loop" and exists(record) and (
+                self.source == "pool" or "test" in set(read_parquet(record, columns=["purpose"]).column(0).to_pylist())):
             # The run drew its own sets: they stay its sets, even if the pool has labelled splits by now (the
             # ledger labelled them for evaluation, and the learning curve keeps one test set).
             log("evaluation: this run drew its own sets; it keeps them (the pool's dev / test splits are not used)")
             self.source = "loop"
+        elif self.source != "loop":  # the pool's splits in use, and the keys that then do nothing
+            log(describe_source(self.source, pool, active.evaluation))
         if not pool_checked:
             check_evaluation_pool(pool, model_cfg, self.source, cross_lingual=cross_lingual)
         self.purposes: dict[str, str] = {}
-        if self.source == "loop":
-            drawn = evaluation_sets(pool, out / "rounds" / "evaluation", active.evaluation, active.seed,
+        if self.source != "pool":
+            drawn = evaluation_sets(pool, out / "rounds" / "evaluation", draw_config(active.evaluation, self.source),
+                                    active.seed,
                                     where=where, exclude=handover.unlabelable, log=log,
                                     labels=model_cfg.labels, budget=active)
             self.purposes = dict(zip(drawn["utt_id"].astype(str), drawn["purpose"]))
@@ -118,19 +125,22 @@ class RunEvaluation:
         """``{"dev": ds, "test": ds}`` materialized, from the feature cache when ``cache`` is given: the pool's
         splits, or the drawn clips the ledger labelled for evaluation, with its labels (a set with no label,
         e.g. ``dev_size=0``, is left out)."""
-        if self.source == "loop":
-            views = {p: ledger.view(p) for p in ("dev", "test")}
+        splits = {"pool": ("dev", "test"), "test": ("test",)}.get(self.source, ())
+        feeds = {}
+        if self.source != "pool":
+            views = {p: ledger.view(p) for p in ("dev", "test") if p not in splits}
             views = {p: v for p, v in views.items() if len(v)}
             if cache is None:
-                return {p: self.pool.labelled(v).materialize() for p, v in views.items()}
-            return {p: cache.dataset(targets=v.targets()).materialize() for p, v in views.items()}
+                feeds = {p: self.pool.labelled(v).materialize() for p, v in views.items()}
+            else:
+                feeds = {p: cache.dataset(targets=v.targets()).materialize() for p, v in views.items()}
         if cache is None:
-            return {s: self.pool.dataset(s, where=self.where).materialize() for s in ("dev", "test")}
+            return {**feeds, **{s: self.pool.dataset(s, where=self.where).materialize() for s in splits}}
         cols = ["utt_id", "label", *dimensions]
-        meta = {s: self.pool.metadata(columns=cols, split=s) for s in ("dev", "test")}
+        meta = {s: self.pool.metadata(columns=cols, split=s) for s in splits}
         # Filtered on the workers from the cache.
-        return {s: cache.dataset(targets=pa.Table.from_pandas(m[cols], preserve_index=False)).materialize()
-                for s, m in meta.items()}
+        return {**feeds, **{s: cache.dataset(targets=pa.Table.from_pandas(m[cols], preserve_index=False)).materialize()
+                            for s, m in meta.items()}}
 
 
 __all__ = ["RunEvaluation", "without_ids"]

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ser_models.active.budget import LabelBudget
 from ser_models.active.cross_lingual import check_cross_lingual
 from ser_models.active.handover import simulated_oracle
 from ser_models.active.loop import ActiveLearningLoop
 from ser_models.active.loop_config import ActiveConfig, CrossLingualConfig
 from ser_models.active.round_report import latest_verdict
-from ser_models.active.training_clips import TrainingClips
 from ser_models.adapters import AdapterConfig
 from ser_models.config import LOCATION, PATH, RESULT, field, parse_job_args, to_yaml
 from ser_models.data import Pool
@@ -40,10 +38,11 @@ from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import check_output, claim_output
 from ser_models.planning.evaluation_sets import (
     check_evaluation_pool,
-    checked_draw,
+    draw_config,
     evaluation_sets,
     evaluation_source,
 )
+from ser_models.planning.pool_sizing import check_sizes
 from ser_models.planning.run_evaluation import without_ids
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import TaptConfig, TaptJobConfig
@@ -187,16 +186,12 @@ def check_budget_fits(cfg: AfterJobConfig, pool, source: str):
     """
     if exists(storage_path(cfg.output_dir) / "rounds" / "evaluation" / "selection.parquet"):
         return None  # an earlier start drew the sets: the loop checks the budget against them
-    if source == "loop":
-        return checked_draw(pool, cfg.active.evaluation, cfg.active.seed,
-                            exclude=lambda: _oracle_cannot_label(pool, cfg), log=print,
-                            labels=cfg.model.labels, budget=cfg.active)
     cross = cfg.cross_lingual
-    where = {cross.group_column: cross.target} if cross.enabled else None
-    clips = TrainingClips.read(pool, where)
-    if len(clips):  # an empty training split is the loop's own error
-        LabelBudget(cfg.active, clips)
-    return None
+    where = {cross.group_column: cross.target} if cross.enabled and source == "pool" else None
+    # The sizing jobs.plan uses too: the plan's overrides pass here as they passed there.
+    _, drawn = check_sizes(pool, cfg.active, cfg.model.labels, cfg.model.dimensions, where=where,
+                           exclude=lambda: _oracle_cannot_label(pool, cfg), log=print)
+    return drawn
 
 
 def _inputs(cfg: AfterJobConfig) -> dict:
@@ -226,10 +221,10 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
 
 
     held_out = set()
-    if source == "loop":
+    if source != "pool":
         # Drawn (or read back) before TAPT, which must never see the clips the rounds are evaluated on.
         held_out = set(evaluation_sets(pool, storage_path(cfg.output_dir) / "rounds" / "evaluation",
-                                       cfg.active.evaluation, cfg.active.seed,
+                                       draw_config(cfg.active.evaluation, source), cfg.active.seed,
                                        exclude=lambda: _oracle_cannot_label(pool, cfg), log=print,
                                        labels=cfg.model.labels, budget=cfg.active, drawn=drawn)["utt_id"])
     connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance

@@ -159,6 +159,31 @@ def check_evidence_config(cfg: EvidenceJobConfig) -> None:
                           f"'in_process', got {cfg.scaling.backend!r} (or set evidence.fan_out=false)")
 
 
+def auto_min_labelled(cfg: EvidenceJobConfig) -> int:
+    """Labels ``auto`` needs before it queries other than at random (``active.strategy.auto_min_labelled``) when
+    ``auto`` is compared (0 otherwise)."""
+    names = [n.partition("+")[0] for n in (cfg.evidence.baseline, *cfg.evidence.strategies)]
+    return cfg.active.strategy.auto_min_labelled if "auto" in names else 0
+
+
+def check_auto_compares(cfg: EvidenceJobConfig, targets: list[int]) -> None:
+    """Refuse a comparison of ``auto`` whose rounds all query below its minimum: there ``auto`` queries at
+    random, so it would be random compared with random (``targets``: labelled training clips per round).
+
+    Raises:
+        ConfigError: naming ``active.strategy.auto_min_labelled``, the budgets, and what to set instead.
+    """
+    least = auto_min_labelled(cfg)
+    queries = targets[:-1]  # the last round only trains: the rounds before it chose what it trains on
+    if least and queries and max(queries) < least:
+        raise ConfigError(f"evidence.strategies compares auto, which queries at random below "
+                          f"active.strategy.auto_min_labelled={least} labels, but every round that queries here has "
+                          f"fewer (budgets {list(targets)}): it would compare random with random. Set "
+                          f"active.budget_labels with a round at {least} or more labels before the last (e.g. "
+                          f"[{least},{2 * least}]), or compare auto's candidates (evidence.strategies="
+                          f"[{','.join(c for c in cfg.active.strategy.auto_candidates if c != 'random')}]) at these budgets")
+
+
 def build_feature_cache(cfg: EvidenceJobConfig, pool, verbose: bool = True) -> tuple:
     """Encode every clip of ``pool`` once into the job's feature cache (a no-op when it is ready), as every run's
     loop opens it.
@@ -273,6 +298,9 @@ def run_evidence(cfg: EvidenceJobConfig, *, verbose: bool = True) -> pd.DataFram
     pool = _checked_pool(cfg)
     # The budget against the pool before the folder is claimed: a refusal leaves no run.json behind.
     check_budget_fits(cfg, pool, evaluation_source(cfg.active.evaluation, pool, cfg.model))
+    if not cfg.active.budget_hours:
+        check_auto_compares(cfg, cfg.active.budget_labels
+                            or cfg.active.targets(len(pool.metadata(columns=["utt_id"], split="train"))))
     # Ours (marked, or an earlier version's evidence folder) and this process its one writer, before anything
     # is written there; cv_choices/ below is deleted only inside a folder marked as evidence.
     with claim_output(cfg.output_dir, "evidence", what="evidence folder", recognise=recognise, inputs=inputs):
@@ -306,7 +334,8 @@ def _run_on_run_labels(cfg: EvidenceJobConfig, inputs: dict, recognise, t_all: f
         cfg.active.evaluation, source="pool"))
     check_evidence_config(cfg)
     labels = read_run_labels(cfg.evidence.labels_from, cfg.pool_dir, tuple(cfg.model.dimensions))
-    check_replay_budgets(cfg.active, labels.counts()["train"])
+    check_replay_budgets(cfg.active, labels.counts()["train"], auto_min_labelled(cfg))
+    check_auto_compares(cfg, cfg.active.budget_labels or cfg.active.targets(labels.counts()["train"]))
     with claim_output(cfg.output_dir, "evidence", what="evidence folder", recognise=recognise, inputs=inputs):
         connect_ray()
         cfg.pool_dir = labelled_pool_from_run(labels, cfg.output_dir, log=print if verbose else lambda _: None)

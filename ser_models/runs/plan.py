@@ -10,7 +10,8 @@ Prints the precision table, the sizes and the ``jobs.after`` overrides that carr
 (``active.evaluation.test_size``, ``active.evaluation.dev_size``, ``active.budget_labels``); with
 ``output_dir`` it also writes ``plan.json`` and ``overrides.txt`` (one quoted override a line:
 ``xargs python -m jobs.after CONFIG.yaml < overrides.txt``). ``pool_dir`` reads class shares and recording sizes from a prepared
-pool. With ``run_dir`` (a ``jobs.after`` run) it also prints the labels forecast from the run's rounds (dev UA
+pool, and sizes the evaluation sets as the loop will on it (``ser_models.planning.pool_sizing``): its labelled dev /
+test splits as they are, a test split alone kept with a dev set drawn. With ``run_dir`` (a ``jobs.after`` run) it also prints the labels forecast from the run's rounds (dev UA
 against training labels, ``ser_models.planning.forecast``); ``budget=0`` prints only that. No Ray. The formula
 and its assumptions: docs/planning.md.
 """
@@ -21,11 +22,12 @@ import shlex
 import sys
 
 from ser_models.config import parse_job_args
-from ser_models.exceptions import ConfigError, PoolExhaustedError
+from ser_models.exceptions import ConfigError
 from ser_models.io import join, write_bytes_atomic, write_json_atomic
 from ser_models.ownership import deferred_claim, recognise_files
 from ser_models.planning.forecast import Forecast, ForecastConfig, forecast_rounds
-from ser_models.planning.planner import BudgetPlan, PlanConfig, plan_budget, read_pool_stats
+from ser_models.planning.planner import BudgetPlan, PlanConfig, plan_budget
+from ser_models.planning.pool_sizing import plan_on_pool
 
 __all__ = ["PlanConfig", "main"]
 
@@ -61,10 +63,8 @@ def _plan(cfg: PlanConfig, claim=lambda: None) -> BudgetPlan | Forecast:
             write_json_atomic(join(cfg.output_dir, "forecast.json"), forecast.to_json())
         if cfg.budget == 0:
             return forecast
-    pool = read_pool_stats(cfg.pool_dir, cfg.max_per_unit) if cfg.pool_dir else None
-    plan = plan_budget(cfg, pool)
-    if cfg.pool_dir:
-        plan.composition = _composition(cfg, plan)
+    # With a pool: sized as the loop sizes it (its labelled splits as they are), so the overrides run unchanged.
+    plan = plan_on_pool(cfg) if cfg.pool_dir else plan_budget(cfg)
     print(plan.format(), flush=True)
     if cfg.output_dir:
         claim()
@@ -76,23 +76,3 @@ def _plan(cfg: PlanConfig, claim=lambda: None) -> BudgetPlan | Forecast:
         print(f"plan written to {path}; its overrides to {join(cfg.output_dir, 'overrides.txt')}", flush=True)
     return plan
 
-
-def _composition(cfg: PlanConfig, plan: BudgetPlan) -> list[str]:
-    """What the loop's draw with the plan's sizes (``active.seed=0``, the defaults of ``active.evaluation``)
-    holds on the pool's training split: recordings, speakers, groups and design effect per set, and warnings
-    (fewer than 10 recordings or speakers in a set). The plan's warnings get the draw's too."""
-    from ser_models.data.pool import Pool
-    from ser_models.planning.evaluation_sets import DRAW_COLUMNS, EvaluationConfig, draw_evaluation_sets
-    from ser_models.planning.evaluation_sizes import describe_composition
-
-    evaluation = EvaluationConfig(test_size=plan.test_size, dev_size=plan.dev_size, icc=cfg.icc,
-                                  max_per_unit=cfg.max_per_unit)
-    clips = Pool.open(cfg.pool_dir).metadata(columns=DRAW_COLUMNS, split="train")
-    try:
-        _, summary = draw_evaluation_sets(clips, evaluation, seed=0, labels=plan.labels)
-    except PoolExhaustedError as exc:
-        plan.warnings.append(f"the loop could not draw these sets from the pool's training split: {exc}")
-        return []
-    lines, warnings = describe_composition(summary["composition"], cfg.icc)
-    plan.warnings += warnings
-    return [f"  {line}" for line in lines]

@@ -173,7 +173,7 @@ def _drawn_disjoint_by(run) -> str | None:
     return read_json(record).get("disjoint_by") if exists(record) else None
 
 
-def check_replay_budgets(active, have: int) -> None:
+def check_replay_budgets(active, have: int, min_labelled: int = 0) -> None:
     """Refuse budgets a replay on ``have`` training labels cannot answer with, naming the override to use.
 
     Every seed draws its budgets from the same labelled clips, so past about half of them every strategy ends up
@@ -182,15 +182,26 @@ def check_replay_budgets(active, have: int) -> None:
     Args:
         active: the job's ``active`` config.
         have: training labels the run gathered.
+        min_labelled: labels a compared strategy needs before it queries other than at random (``auto``'s
+            ``active.strategy.auto_min_labelled``; 0 = none): the suggested budgets query from at least that many.
 
     Raises:
         ConfigError: too few labels, budgets in hours, or a budget above half of ``have``.
     """
     steps = sorted({max(1, have // 8), max(2, have // 4), max(3, have // 2)})
+    if min_labelled and max(steps[:-1], default=0) < min_labelled:
+        # every round that queries (all but the last) would be under the minimum: random against random
+        steps = sorted({min_labelled, *(s for s in steps if s > min_labelled)})
     fix = f"active.budget_labels=[{','.join(map(str, steps))}]"
     if have < 24:
         raise ConfigError(f"{_KEY}: the run gathered {have} training labels; replaying strategies needs a few dozen "
                           "at least (budgets up to half of them, each with clips of every class)")
+    if min_labelled and have < 2 * (min_labelled + 1):
+        raise ConfigError(f"{_KEY}: the run gathered {have} training labels, so budgets stay under {have // 2}, but "
+                          f"auto queries at random below active.strategy.auto_min_labelled={min_labelled} labels: "
+                          f"every budget would compare random with random. Gather at least {2 * (min_labelled + 1)} "
+                          "training labels, or compare auto's candidates (evidence.strategies="
+                          "[margin,informative_diverse]) instead of auto")
     if active.budget_hours:
         raise ConfigError(f"{_KEY} replays budgets in labels: set active.budget_hours=[] and {fix}")
     largest = max(active.budget_labels or active.targets(have))

@@ -78,3 +78,31 @@ def test_a_budget_the_sets_leave_no_room_for_names_the_evaluation_keys(bare_pool
         _loop(pool_dir, tmp_path / "run", truth, ["active.budget_labels=[8,40]", "active.evaluation.test_size=20",
                                                   "active.evaluation.dev_size=10"])
     assert not (tmp_path / "run" / "rounds" / "evaluation" / "selection.parquet").exists()
+
+
+@pytest.fixture(scope="module")
+def test_split_pool(demo_pool, tmp_path_factory):
+    """The demo corpus with a labelled test split and no dev split (the dev clips moved to train), as IEMOCAP's
+    release folder imports; returns (pool dir, truth, test clips)."""
+    root = tmp_path_factory.mktemp("test_split_only")
+    manifest = pd.read_csv(demo_pool.manifest)
+    manifest["split"] = manifest["split"].replace({"dev": "train"})
+    manifest["path"] = [str(Path(demo_pool.corpus_dir) / p) for p in manifest["path"]]
+    manifest.to_csv(root / "manifest.csv", index=False)
+    prepare_pool(PoolConfig(manifest=str(root / "manifest.csv"), output_dir=str(root / "pool"), labels=[]))
+    truth = dict(zip(manifest["utt_id"], manifest["label"]))
+    return root / "pool", truth, int((manifest["split"] == "test").sum())
+
+
+def test_a_test_split_alone_is_kept_and_a_dev_set_drawn(test_split_pool, tmp_path, capsys):
+    pool_dir, truth, test_clips = test_split_pool
+    loop = _loop(pool_dir, tmp_path / "run", truth, ["active.evaluation.test_size=5"])
+    reports = loop.run()
+    printed = capsys.readouterr().out
+    assert (f"evaluation: the pool's labelled test split as it is ({test_clips} clips); the pool has no labelled "
+            "dev split, so a dev set is drawn from the training split; active.evaluation.test_size not used") in printed
+    drawn = pd.read_parquet(tmp_path / "run" / "rounds" / "evaluation" / "selection.parquet")
+    assert set(drawn["purpose"]) == {"dev"}  # no test set drawn: the pool's own is the test set
+    ledger = LabelLedger(tmp_path / "run" / "labels" / "ledger.parquet")
+    assert ledger.counts() == {"train": 14, "test": 0, "dev": len(drawn)}
+    assert all(r.test["n"] == test_clips and r.dev["n"] == len(drawn) for r in reports)

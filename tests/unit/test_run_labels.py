@@ -32,6 +32,15 @@ def test_budgets_within_half_the_labels_pass_and_the_others_name_the_override():
         check_replay_budgets(ActiveConfig(budget_labels=[2, 4]), 12)
 
 
+def test_suggested_replay_budgets_never_all_sit_below_autos_minimum():
+    # 31 labels: the old suggestion [3,7,15] lies wholly under the 40 labels auto needs to leave random
+    with pytest.raises(ConfigError, match=r"auto_min_labelled=40 .* Gather at least 82") as refused:
+        check_replay_budgets(ActiveConfig(budget_labels=[5, 30]), 31, min_labelled=40)
+    assert "[3,7,15]" not in str(refused.value)
+    with pytest.raises(ConfigError, match=r"set e\.g\. active\.budget_labels=\[40,50\]"):
+        check_replay_budgets(ActiveConfig(budget_labels=[50, 150]), 100, min_labelled=40)
+
+
 def test_only_labels_and_sets_count_as_a_change():
     old = pd.DataFrame({"utt_id": ["a", "b", "007"], "label": ["sad", "happy", None], "arousal": [0.5, 0.1, 0.7],
                         "split": ["train", "train", "test"], "speaker": ["s1", "s2", "s3"]})

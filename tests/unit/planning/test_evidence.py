@@ -166,3 +166,21 @@ def test_label_savings_reads_each_seeds_own_curve_and_full_value():
     assert m.to_full_reached == 1 and m.to_full == pytest.approx(190)
     r = out.set_index("strategy").loc["random"]
     assert r.seeds == 2 and r.to_baseline == 200 and r.saving == 0 and r.to_full_reached == 0
+
+
+def test_report_never_prices_the_baseline_against_itself_nor_calls_identical_runs_a_comparison():
+    from ser_models.planning.evidence import evidence_report
+
+    # random reaches its own final UA before its last budget (a curve that dips): a naive saving of +50 %
+    rows = []
+    for seed in (0, 1, 2):
+        rows += [("random", seed, 20, 0.1, 0.40), ("random", seed, 40, 0.2, 0.55), ("random", seed, 80, 0.4, 0.50)]
+        # auto below its minimum queries at random: the same clips, the same UA under every seed
+        rows += [("auto", seed, 20, 0.1, 0.40), ("auto", seed, 40, 0.2, 0.55), ("auto", seed, 80, 0.4, 0.50)]
+    report = evidence_report(_runs(rows), "random")
+    savings = report.split("label savings")[1]
+    random_line = next(line for line in savings.splitlines() if line.strip().startswith("random"))
+    assert "saving" not in random_line and "(the baseline)" in random_line
+    auto_lines = [line for line in report.split("label savings")[0].splitlines() if line.strip().startswith("auto")]
+    assert auto_lines and all("+0.000" not in line and "no difference resolved" not in line for line in auto_lines)
+    assert all("same as random under every seed: no comparison" in line for line in auto_lines)

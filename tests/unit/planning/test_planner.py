@@ -211,3 +211,12 @@ def test_the_verdict_figure_before_any_label_is_the_measured_width_extrapolated(
     assert large.budget_labels[-2] >= resolve and "(resolved)." in large.format()
     assert tiny.budget_labels[-2] < 40 and "this plan's rounds give none (auto judges from 40 labels" in tiny.format()
     assert small.to_dict()["verdict_labels"] == resolve
+
+
+def test_a_budget_too_small_names_only_the_keys_that_move_a_size():
+    # 4 classes: every set sits at its floor of 20 (5 of a 25 % class), where max_test_share and dev_ratio do nothing
+    with pytest.raises(ConfigError, match=r"budget=50 cannot hold the test set \(20\), the dev set \(20\)") as refused:
+        plan_budget(PlanConfig(budget=50, labels=["a", "b", "c", "d"], simulate_draws=0))
+    message = str(refused.value)
+    assert "raise budget" in message and "min_per_class" in message
+    assert "max_test_share" not in message and "dev_ratio" not in message
