@@ -7,7 +7,8 @@
   a checkpoint swap's retire, a pool's ``remove_builds``) raises ``LockLostError`` after a take-over and deletes
   nothing; with the lock held each deletes.
 * ``fenced_for`` finds a lock by where a path lies, not how it is spelled (a symbolic link, a bind mount, an
-  ``s3://`` key with ``//`` or ``.``), and refuses a path under a lock of this process that it cannot match.
+  ``s3://`` key with ``//`` or ``.``), and refuses a path under a lock of this process that it cannot match, or
+  under a lock file it cannot read.
 
 Writers that lose their locks run in a PID namespace of their own (to this process, another machine: a live
 holder here is never taken over); where the kernel refuses user namespaces those tests are skipped.
@@ -336,3 +337,38 @@ def test_a_local_lock_never_covers_a_key_of_a_store(tmp_path, monkeypatch):
         assert held_lock_for(tmp_path / "b" / "pool" / "x") is not None
         assert held_lock_for("s3://b/pool/x") is None
         assert held_lock_for(tmp_path / "b" / "pool2" / "x") is None
+
+
+def test_a_path_under_a_lock_file_that_cannot_be_read_is_refused(tmp_path):
+    """The folder was moved while its job held it, and what is now in its lock file's place cannot be read (a
+    folder there: unreadable even as root): whether the lock is this process's cannot be told, so a commit or
+    delete under it is refused, never let through unfenced."""
+    old, new = tmp_path / "pool", tmp_path / "moved"
+    io.write_bytes_atomic(old / "build-a" / "x", b"ours")
+    with FolderLock(old, "pool"):
+        os.rename(old, new)
+        (new / LOCK_NAME).unlink()
+        (new / LOCK_NAME).mkdir()
+        with pytest.raises(LockLostError, match=f"the lock file {new / LOCK_NAME} of a folder above it cannot be read "
+                                                "[(]IsADirectoryError"):
+            with fenced_for(new / "build-a" / "x"):
+                raise AssertionError("never runs")
+        with pytest.raises(LockLostError, match="cannot be read"):
+            remove(new, "pool", "build-a", recorded_only=False)
+        assert (new / "build-a" / "x").read_bytes() == b"ours"
+        (new / LOCK_NAME).rmdir()
+        os.rename(new, old)
+
+
+def test_a_process_holding_no_lock_is_not_fenced_by_a_lock_file_it_cannot_read(tmp_path):
+    """Without a lock of its own a process has no lock to lose: an unreadable lock file above a path is not its
+    fence's business, and a folder with no lock file above it is let through."""
+    (tmp_path / "pool" / LOCK_NAME).mkdir(parents=True)
+    with fenced_for(tmp_path / "pool" / "summary.json"):
+        io.write_json_atomic(tmp_path / "pool" / "summary.json", {"n": 1})
+    with FolderLock(tmp_path / "other", "other"):
+        with fenced_for(tmp_path / "free" / "summary.json"):
+            io.write_json_atomic(tmp_path / "free" / "summary.json", {"n": 2})
+        with fenced_for(tmp_path / "free" / "summary.json"):  # a file now: no lock file can lie under it
+            io.write_json_atomic(tmp_path / "free" / "summary.json", {"n": 3})
+    assert io.read_json(tmp_path / "free" / "summary.json") == {"n": 3}
