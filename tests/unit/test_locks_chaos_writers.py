@@ -392,3 +392,23 @@ def test_chaos_on_s3_loses_no_commit(s3_bucket, tmp_path, monkeypatch):
     numbers = _check(base, logs, run, live_taken_over=False)
     _report("S3", numbers)
     assert numbers["pauses"] >= 4 and numbers["commits_lost"] == 0
+
+
+@pytest.mark.slow_e2e
+def test_chaos_on_s3_across_pid_namespaces_a_writer_paused_between_commit_and_clean_up_deletes_nothing(
+        s3_bucket, tmp_path, monkeypatch):
+    """On S3 each lease is read back right before a commit or delete (no guard exists there), so the writers are
+    paused only where they ask, between a pool commit and its clean-up, never inside a fence; each in a PID
+    namespace of its own (another machine), a paused writer is taken over and its clean-up deletes nothing."""
+    why = pid_namespace_refused()
+    if why:
+        pytest.skip(why)
+    monkeypatch.delenv("SER_LOCK_TAKE_OVER", raising=False)
+    base, logs = f"{s3_bucket}/run", tmp_path / "logs"
+    logs.mkdir()
+    run = _chaos(base, logs, namespace=True, seconds=10, kills=0, seed=4, take_overs=1, window_p=0.5,
+                 window_pauses=2, pausers=0)
+    numbers = _check(base, logs, run, live_taken_over=True)
+    _report("S3, PID namespaces", numbers)
+    assert numbers["window_pauses"] >= 2 and numbers["take_overs"] >= 1
+    assert numbers["deletes_lost"] >= 1  # a writer paused between commit and clean-up was taken over and stopped
