@@ -1194,7 +1194,7 @@ REGISTRY: dict[str, list[Known]] = {
         Known("15.2", "| 15.2 s | 5 | 2 | 1 |", "unrecorded measurement"),
         Known("11.8", "| 11.8 s | 4 | 5 | 0 |", "unrecorded measurement"),
         Known("29.3", "| 29.3 s | 14 | 2 | 2 |", "unrecorded measurement"),
-        Known("21.2", "| 21.2 s | 0 | 2 | 0 |", "unrecorded measurement"),
+        Known("13.4", "| 13.4 s | 0 | 3 | 0 |", "unrecorded measurement"),
         Known("0.5", "Two scoring actors of 0.5 CPU each landed on the two 1-CPU nodes and left 0.5",
               "example"),
     ],
