@@ -32,7 +32,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ser_models.exceptions import CheckpointError, ConfigError, ForeignFolderError
-from ser_models.failpoints import failpoint
+from ser_models.failpoints import failpoint, pausepoint
 
 
 def _process_umask() -> int:
@@ -438,6 +438,7 @@ def commit_dir_swap(dst: str | os.PathLike, marker: str) -> None:
     _retire(dst, marker)
     failpoint("replace_dir_old_removed")
     _publish(incoming, dst, marker)
+    pausepoint("replace_dir_published")  # tests: a take-over between the publish and the clean-up after it
     _retire(incoming, marker)
 
 

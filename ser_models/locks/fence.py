@@ -5,8 +5,9 @@ A path is matched to the locks above it by where it is, not by how it is spelled
 (``realpath``: links followed) and its folders are compared with each held lock's folder by device and inode, so
 a path through a symbolic link or a bind mount finds the lock of the folder it really lies in; a URI is compared
 by scheme and normalised key (``s3://b//pool/./x`` is ``s3://b/pool/x``). A path under a folder whose lock file
-names one of this process's locks that it still cannot match (the folder was moved while held) is refused by
-:func:`fenced_for` instead of let through unfenced.
+names one of this process's locks that it still cannot match (the folder was moved while held), or whose lock
+file cannot be read while this process holds a lock, is refused by :func:`fenced_for` instead of let through
+unfenced.
 """
 
 from __future__ import annotations
@@ -81,11 +82,13 @@ def _same_folder(lock: FolderLock, store: str, folder: str) -> bool:
     return not store and _identity(folder) is not None and _identity(folder) == _identity(lock.folder)
 
 
-def _unmatched_lock(path: str | os.PathLike, covering: list[FolderLock]) -> str | None:
-    """The lock file of a folder above ``path`` that names one of this process's locks but none of ``covering``
-    (this process locked that folder, and the path cannot be matched to the lock: the folder was moved while
-    held, say); None: none. A lock of another process above ``path`` is not this fence's business (a sweep's
-    trial writes inside its driver's locked folder)."""
+def _unmatched_lock(path: str | os.PathLike, covering: list[FolderLock]) -> tuple[str, OSError | None] | None:
+    """``(lock file, error)`` of a folder above ``path`` whose lock may be one of this process's locks that none of
+    ``covering`` is (this process locked that folder, and the path cannot be matched to the lock: the folder was
+    moved while held, say): its lock file names one of them (``error`` None), or cannot be read, so whether it
+    does cannot be told (a folder in its place, a lease the store will not return: ``error`` says why); None:
+    none. A lock of another process above ``path`` is not this fence's business (a sweep's trial writes inside
+    its driver's locked folder)."""
     with _HELD_GUARD:
         tokens = set(_OURS)
     if not tokens:
@@ -99,10 +102,12 @@ def _unmatched_lock(path: str | os.PathLike, covering: list[FolderLock]) -> str 
         lock_path = f"{store}://{folder}/{LOCK_NAME}{query}" if store else os.path.join(folder, LOCK_NAME)
         try:
             rec, _ = read_lock_file(lock_path, not store)
-        except OSError:  # a folder we may not read, or a lease that cannot be read: not a lock of ours
+        except (FileNotFoundError, NotADirectoryError):  # no such folder (the path itself is a file): no lock
             continue
+        except OSError as exc:  # a folder in its place, a lease the store will not return: it may be ours
+            return lock_path, exc
         if rec and rec.get("token") in tokens:
-            return lock_path
+            return lock_path, None
     return None
 
 
@@ -134,20 +139,28 @@ def fenced_for(path: str | os.PathLike):
     nothing. On object stores each lease is read back right before the block (no guard exists there: a writer
     paused between that read and its write may still write once after a take-over). The locks are found by
     where ``path`` lies, however it is spelled (:func:`location`). Without a covering lock this is a no-op,
-    unless a folder above ``path`` carries a lock of this process that cannot be matched: refused.
+    unless a folder above ``path`` carries a lock of this process that cannot be matched, or (while this process
+    holds any lock) a lock file that cannot be read: refused.
     Re-entrant: code already inside the guard of a folder may call it again.
 
     Raises:
         LockLostError: a covering lock was taken over, or ``path`` lies under a folder locked by this process
-            that it cannot match (the block did not run: nothing was committed or deleted).
+            that it cannot match, or under a lock file that cannot be read (the block did not run: nothing was
+            committed or deleted).
     """
     covering = _covering(path)
     unmatched = _unmatched_lock(path, covering)
-    if unmatched is not None:
-        raise LockLostError(f"refusing to write or delete {path}: it lies under {unmatched.rsplit('/', 1)[0]}, whose "
-                            f"lock {unmatched} this process took, but the path cannot be matched to that lock (was "
-                            "the folder moved or renamed while the job ran?); nothing was committed or deleted. "
+    if unmatched is not None and unmatched[1] is None:
+        raise LockLostError(f"refusing to write or delete {path}: it lies under {unmatched[0].rsplit('/', 1)[0]}, "
+                            f"whose lock {unmatched[0]} this process took, but the path cannot be matched to that lock "
+                            "(was the folder moved or renamed while the job ran?); nothing was committed or deleted. "
                             "Rerun the job on the folder where it now is")
+    if unmatched is not None:
+        raise LockLostError(f"refusing to write or delete {path}: the lock file {unmatched[0]} of a folder above it "
+                            f"cannot be read ({type(unmatched[1]).__name__}: {unmatched[1]}), so whether it is a lock "
+                            "this process holds cannot be told; nothing was committed or deleted. "
+                            f"Remove what is at {unmatched[0]} if no job is writing there (a "
+                            "folder or an unreadable file in a lock file's place), then rerun")
     locks = [lk._root() for lk in covering]
     with ExitStack() as stack:
         for lock in locks:

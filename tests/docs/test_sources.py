@@ -1191,9 +1191,10 @@ REGISTRY: dict[str, list[Known]] = {
     ],
     "docs/failure-model.md": [
         Known("1.5 2.5", "paused for 1.5 to 2.5 times `SER_LOCK_STALE_S`", "config default"),
-        Known("8.5", "| 8.5 s | 4 | 1 |", "unrecorded measurement"),
-        Known("11.6", "| 11.6 s | 7 | 0 |", "unrecorded measurement"),
-        Known("21.3", "| 21.3 s | 12 | 2 |", "unrecorded measurement"),
+        Known("15.2", "| 15.2 s | 5 | 2 | 1 |", "unrecorded measurement"),
+        Known("11.8", "| 11.8 s | 4 | 5 | 0 |", "unrecorded measurement"),
+        Known("29.3", "| 29.3 s | 14 | 2 | 2 |", "unrecorded measurement"),
+        Known("13.4", "| 13.4 s | 0 | 3 | 0 |", "unrecorded measurement"),
         Known("0.5", "Two scoring actors of 0.5 CPU each landed on the two 1-CPU nodes and left 0.5",
               "example"),
     ],

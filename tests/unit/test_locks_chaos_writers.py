@@ -36,6 +36,8 @@ import pytest
 
 from ser_models.data.ledger import LabelLedger
 from ser_models.io import exists, read_json
+from ser_models.locks import FolderLock
+from ser_models.ownership import claim
 from ser_models.testing import PID_NAMESPACE, pid_namespace_refused
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,14 +45,21 @@ STALE_S = 1.0
 WRITER = """
 import json, os, sys, time
 sys.path.insert(0, {root!r})
+import random
 from ser_models.data.ledger import LabelLedger
+from ser_models.data.pool_builds import remove_builds
 from ser_models.exceptions import LockHeldError, LockLostError
-from ser_models.io import exists, join, read_json, write_json_atomic
+from ser_models.io import exists, join, read_json, write_bytes_atomic, write_json_atomic
 from ser_models.locks import FolderLock, fenced_for
+from ser_models.ownership import record
 base, name, first, n, log_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+pause_p, freeze_beat = float(sys.argv[6]), sys.argv[7] == "1"
+rnd = random.Random("%s-%d" % (name, first))
 ledger = LabelLedger(join(base, "labels", "ledger.parquet"))
 summary_dir = join(base, "summary")
 summary = join(summary_dir, "summary.json")
+pool = join(summary_dir, "pool.json")
+window = os.path.join(os.path.dirname(log_path), name + ".window")
 out = open(log_path, "a")
 def note(**kw):
     out.write(json.dumps({{"writer": name, "incarnation": first, "t": time.time(), **kw}}) + "\\n")
@@ -70,7 +79,8 @@ for i in range(first, n):
         note(kind="row refused", id=uid)
     try:
         with FolderLock(summary_dir, "summary", wait_s=120) as lock:
-            note(kind="hold", token=lock.token)
+            named = read_json(pool)["build"] if exists(pool) else None  # what the last holder committed
+            note(kind="hold", token=lock.token, named=named, whole=named is None or exists(join(summary_dir, named, "x")))
             for k in range(2):
                 try:
                     with fenced_for(summary):
@@ -81,6 +91,37 @@ for i in range(first, n):
                     note(kind="commit lost", token=lock.token, i=i, k=k)
                     break
                 note(kind="commit", token=lock.token, i=i, k=k)
+            else:
+                # A pool build: the build, then the summary naming it (the commit), then the clean-up of the
+                # builds it replaced; a pause between the commit and the clean-up (SIGSTOP of this process: a
+                # laptop lid) outlasts SER_LOCK_STALE_S, and the clean-up must then delete nothing.
+                build = "build-%s-%04d-%s" % (name, i, lock.token[:8])
+                committed = False
+                try:
+                    record(summary_dir, "pool", [build])
+                    try:
+                        write_bytes_atomic(join(summary_dir, build, "x"), build.encode())
+                    except FileNotFoundError:  # paused, taken over: the new holder cleaned up this unnamed build
+                        raise LockLostError("build folder removed by the next holder") from None
+                    with fenced_for(pool):
+                        write_json_atomic(pool, {{"build": build, "token": lock.token}})
+                    committed = True
+                    note(kind="build", token=lock.token, build=build)
+                    if rnd.random() < pause_p and not os.path.exists(stop):
+                        note(kind="window pause", token=lock.token, build=build)
+                        if freeze_beat:  # S3: see _chaos
+                            with lock._beat_guard:
+                                lock._stop.set()
+                            lock._thread.join()
+                        # Ask the test to stop this process (pid 1 of a PID namespace cannot stop itself): it
+                        # sends SIGSTOP, removes the request, and SIGCONT after 1.5-2.5 x stale_s.
+                        open(window, "w").close()
+                        while os.path.exists(window):
+                            time.sleep(0.01)
+                    remove_builds(summary_dir, keep={{build}})
+                    note(kind="builds removed", token=lock.token, build=build)
+                except LockLostError:
+                    note(kind="delete lost" if committed else "build lost", token=lock.token, build=build)
     except LockHeldError as exc:
         note(kind="summary refused", error=str(exc)[:200])
     note(kind="iteration", i=i)
@@ -91,11 +132,12 @@ note(kind="done")
 
 
 class _Writer:
-    def __init__(self, base: str, name: str, first: int, n: int, logs: Path, namespace: bool):
+    def __init__(self, base: str, name: str, first: int, n: int, logs: Path, namespace: bool, pause_p: float,
+                 freeze_beat: bool = False):
         self.name, self.first = name, first
         self.out = logs / f"{name}-{first}.out"
         cmd = [sys.executable, "-c", WRITER.format(root=str(ROOT)), base, name, str(first), str(n),
-               str(logs / "commits.jsonl")]
+               str(logs / "commits.jsonl"), str(pause_p), "1" if freeze_beat else "0"]
         env = {**os.environ, "SER_LOCK_STALE_S": str(STALE_S)}
         env.pop("SER_LOCK_TAKE_OVER", None)
         with open(self.out, "w") as fh:
@@ -117,23 +159,34 @@ class _Writer:
 
 
 def _chaos(base: str, logs: Path, *, namespace: bool, seconds: float, kills: int, seed: int,
-           take_overs: int = 0) -> dict:
-    """Run the four writers for ``seconds`` while two of them at a time, picked at random, are paused (SIGSTOP for
-    1.5-2.5 x stale_s, then SIGCONT, then the next after 0.1-0.5 s) and ``kills`` of them are SIGKILLed (each
-    restarts at its first unfinished iteration), and on until at least ``take_overs`` locks were taken over and four
-    pauses ended (at most 3 x ``seconds``; a killed writer that let go of its lock before the signal landed is
-    followed by another kill of a holder); then let them finish their iteration and stop. Returns what happened."""
+           take_overs: int = 0, window_p: float = 0.3, window_pauses: int = 2, pausers: int = 2,
+           freeze_beat: bool = False, count: int = 4) -> dict:
+    """Run ``count`` writers (four unless told) for ``seconds`` while ``pausers`` of them at a time, picked at random, are paused
+    (SIGSTOP for 1.5-2.5 x stale_s, then SIGCONT, then the next after 0.1-0.5 s), a writer asks to be paused between a
+    pool commit and its clean-up with probability ``window_p`` (SIGSTOP, SIGCONT after 1.5-2.5 x stale_s) and ``kills`` of
+    them are SIGKILLed (each restarts at its first unfinished iteration), and on until at least ``take_overs`` locks
+    were taken over, four random pauses (with pausers) and ``window_pauses`` pauses between a commit and its
+    clean-up ended (at most 3 x ``seconds``; a killed writer that let go of its lock before the signal landed is
+    followed by another kill of a holder); then let them finish their iteration and stop. Returns what happened.
+
+    ``freeze_beat``: a writer asking for a pause first stops its lock's heartbeat between two beats, so the
+    SIGSTOP never lands inside a beat. On S3 a beat reads the lease and then writes it, with no guard around the
+    two: stopped in between and taken over, it would write its lease over the new holder's when it resumes (a
+    hole of its own, not the fences'), and this test is about the fences."""
     rng = random.Random(seed)
     started = time.monotonic()
     n = 100_000  # more than they get through: the stop file ends them
-    writers = {name: _Writer(base, name, 0, n, logs, namespace) for name in ("w0", "w1", "w2", "w3")}
+    with FolderLock(f"{base}/summary", "summary"):
+        claim(f"{base}/summary", "pool", log=lambda line: None)  # the folder the builds are recorded in
+    writers = {name: _Writer(base, name, 0, n, logs, namespace, window_p, freeze_beat)
+               for name in (f"w{j}" for j in range(count))}  # ``count`` writers
     for w in writers.values():
         w.ready()
     t0 = time.monotonic()
     every = list(writers.values())
     guards = {name: threading.Lock() for name in writers}
     stop = threading.Event()
-    pauses, killed_incarnations = [], []
+    pauses, windows, killed_incarnations = [], [], []
 
     def pauser(seed: int) -> None:  # two of these: at most two writers are paused at once, two run on
         rnd = random.Random(seed)
@@ -154,14 +207,35 @@ def _chaos(base: str, logs: Path, *, namespace: bool, seconds: float, kills: int
             finally:
                 guards[name].release()
 
-    threads = [threading.Thread(target=pauser, args=(rng.random(),)) for _ in range(2)]
+    def windower(name: str, seed: int) -> None:  # one per writer: pauses it where it asks, between commit and clean-up
+        rnd = random.Random(seed)
+        request = logs / f"{name}.window"
+        while not stop.wait(0.02):
+            if not request.exists() or not guards[name].acquire(blocking=False):
+                continue  # no request, or paused by a pauser, or being restarted: look again
+            try:
+                w = writers[name]
+                if w.alive() and request.exists():
+                    os.kill(w.pid, signal.SIGSTOP)
+                    request.unlink()
+                    try:
+                        time.sleep(rnd.uniform(1.5, 2.5) * STALE_S)
+                    finally:
+                        os.kill(w.pid, signal.SIGCONT)
+                    windows.append(name)
+            finally:
+                guards[name].release()
+
+    threads = [threading.Thread(target=pauser, args=(rng.random(),)) for _ in range(pausers)]
+    threads += [threading.Thread(target=windower, args=(name, rng.random())) for name in sorted(writers)]
     for t in threads:
         t.start()
     try:
         kill_at = sorted(rng.uniform(0.2, 0.8) * seconds for _ in range(kills))
         last_kill = 0.0
         while time.monotonic() - t0 < seconds or (
-                (_take_overs(every) < take_overs or len(pauses) < 4) and time.monotonic() - t0 < 3 * seconds):
+                (_take_overs(every) < take_overs or len(pauses) < 4 * (pausers > 0) or len(windows) < window_pauses)
+                and time.monotonic() - t0 < 3 * seconds):
             time.sleep(0.1)
             now = time.monotonic() - t0
             if kills and not kill_at and now >= seconds and now - last_kill > 4 * STALE_S \
@@ -178,16 +252,22 @@ def _chaos(base: str, logs: Path, *, namespace: bool, seconds: float, kills: int
                     w = writers[name]
                     os.kill(w.pid, signal.SIGKILL)
                     w.proc.wait()
+                    (logs / f"{name}.window").unlink(missing_ok=True)  # a request of the killed incarnation
                     killed_incarnations.append((w.name, w.first))
                     done = [e["i"] for e in _log(logs) if e["writer"] == name and e["kind"] == "iteration"]
-                    writers[name] = _Writer(base, name, max(done, default=-1) + 1, n, logs, namespace).ready()
+                    writers[name] = _Writer(base, name, max(done, default=-1) + 1, n, logs, namespace,
+                                            window_p, freeze_beat).ready()
                     every.append(writers[name])
+        (logs / "stop").touch()  # a writer asks for a pause only before it sees this file
         stop.set()
         for t in threads:
             t.join()
-        (logs / "stop").touch()
+        deadline = time.monotonic() + 300
         for w in writers.values():
-            w.proc.wait(timeout=300)
+            while w.alive() and time.monotonic() < deadline:
+                (logs / f"{w.name}.window").unlink(missing_ok=True)  # asked before the stop file was there
+                time.sleep(0.05)
+            w.proc.wait(timeout=1)
     finally:
         stop.set()
         for w in every:
@@ -196,9 +276,10 @@ def _chaos(base: str, logs: Path, *, namespace: bool, seconds: float, kills: int
                 w.proc.kill()
                 w.proc.wait()
     outputs = "\n".join(w.out.read_text() for w in every)
-    return {"seconds": round(time.monotonic() - started, 1), "pauses": len(pauses), "kills": len(killed_incarnations),
+    return {"seconds": round(time.monotonic() - started, 1), "pauses": len(pauses), "windows": len(windows),
+            "kills": len(killed_incarnations),
             "killed": killed_incarnations, "outputs": outputs,
-            "exit_codes": [w.proc.returncode for w in writers.values()]}
+            "exit_codes": [w.proc.returncode for w in writers.values()], "names": sorted(writers)}
 
 
 def _a_holder(base: str, writers: dict, tries: int = 40) -> str | None:
@@ -236,8 +317,8 @@ def _log(logs: Path) -> list[dict]:
 def _check(base: str, logs: Path, run: dict, *, live_taken_over: bool) -> dict:
     log = _log(logs)
     killed = set(run["killed"])
-    assert run["exit_codes"] == [0, 0, 0, 0], run["outputs"][-3000:]
-    assert {e["writer"] for e in log if e["kind"] == "done"} == {"w0", "w1", "w2", "w3"}, run["outputs"][-3000:]
+    assert run["exit_codes"] == [0] * len(run["names"]), run["outputs"][-3000:]
+    assert {e["writer"] for e in log if e["kind"] == "done"} == set(run["names"]), run["outputs"][-3000:]
     # The ledger: every logged row exactly once; nothing else but rows a killed writer may have committed.
     table = LabelLedger(f"{base}/labels/ledger.parquet").labelled()
     counts = collections.Counter(table["utt_id"])
@@ -263,13 +344,23 @@ def _check(base: str, logs: Path, run: dict, *, live_taken_over: bool) -> dict:
         if e["kind"] == "commit lost":
             late = [c for c in journal if c[1] == e["token"] and (c[2], c[3]) >= (e["i"], e["k"])]
             assert not late, f"a writer committed after its lock was taken over: {late}"
+    # The pool: every holder found the build the summary names (nobody deleted a committed build), and so does
+    # the end; a clean-up that met LockLostError deleted nothing (the build named then is the one found next).
+    broken = [e for e in log if e["kind"] == "hold" and not e["whole"]]
+    assert not broken, f"a holder found the committed build gone: {broken[:3]}"
+    named = read_json(f"{base}/summary/pool.json")["build"] if exists(f"{base}/summary/pool.json") else None
+    assert named is None or exists(f"{base}/summary/{named}/x"), f"the pool's summary names {named}, which is gone"
+    builds = {e["build"] for e in log if e["kind"] == "build"}
+    assert named is None or named in builds or holds.get(read_json(f"{base}/summary/pool.json")["token"]) in killed
     take_overs = [line for line in run["outputs"].splitlines() if "taking over the stale lock" in line]
     if not live_taken_over:  # one machine and namespace: only killed writers' locks are ever taken over
         assert all("is gone" in line for line in take_overs), [t for t in take_overs if "is gone" not in t]
-    return {"seconds": run["seconds"], "writers": 4, "pauses": run["pauses"], "kills": run["kills"],
+    return {"seconds": run["seconds"], "writers": len(run["names"]), "pauses": run["pauses"], "kills": run["kills"],
             "take_overs": len(take_overs), "rows": len(counts), "rows_logged": len(rows),
             "rows_lost": len({e["id"] for e in log if e["kind"] == "row lost"} - rows),
-            "journal": len(journal), "commits_lost": sum(e["kind"] == "commit lost" for e in log)}
+            "journal": len(journal), "commits_lost": sum(e["kind"] == "commit lost" for e in log),
+            "window_pauses": run["windows"], "builds": len(builds), "holds_checked": sum(e["kind"] == "hold" for e in log),
+            "deletes_lost": sum(e["kind"] == "delete lost" for e in log)}
 
 
 def _report(name: str, numbers: dict) -> None:
@@ -283,8 +374,9 @@ def test_chaos_on_one_machine_never_takes_a_paused_writer_over_and_loses_no_comm
     run = _chaos(base, logs, namespace=False, seconds=5, kills=1, seed=1, take_overs=1)
     numbers = _check(base, logs, run, live_taken_over=False)
     _report("one machine", numbers)
-    assert numbers["pauses"] >= 4 and numbers["take_overs"] >= 1
+    assert numbers["pauses"] >= 4 and numbers["take_overs"] >= 1 and numbers["window_pauses"] >= 2
     assert numbers["commits_lost"] == 0 and numbers["rows_lost"] == 0  # nobody alive ever lost a lock
+    assert numbers["deletes_lost"] == 0
 
 
 @pytest.mark.slow_e2e
@@ -300,6 +392,7 @@ def test_chaos_across_pid_namespaces_takes_paused_writers_over_and_they_commit_n
     numbers = _check(base, logs, run, live_taken_over=True)
     _report("PID namespaces", numbers)
     assert numbers["pauses"] >= 4 and numbers["take_overs"] >= 1
+    assert numbers["deletes_lost"] >= 1  # a writer paused between commit and clean-up was taken over and stopped
 
 
 @pytest.mark.slow_e2e
@@ -311,3 +404,25 @@ def test_chaos_on_s3_loses_no_commit(s3_bucket, tmp_path, monkeypatch):
     numbers = _check(base, logs, run, live_taken_over=False)
     _report("S3", numbers)
     assert numbers["pauses"] >= 4 and numbers["commits_lost"] == 0
+
+
+@pytest.mark.slow_e2e
+def test_chaos_on_s3_across_pid_namespaces_a_writer_paused_between_commit_and_clean_up_deletes_nothing(
+        s3_bucket, tmp_path, monkeypatch):
+    """On S3 each lease is read back right before a commit or delete (no guard exists there), so the writers are
+    paused only where they ask, between a pool commit and its clean-up, never inside a fence; each in a PID
+    namespace of its own (another machine), a paused writer is taken over and its clean-up deletes nothing.
+    Two writers: one waiter takes a paused writer over (two waiters taking one S3 lease over at once is a race of
+    the take-over's own, not the fences')."""
+    why = pid_namespace_refused()
+    if why:
+        pytest.skip(why)
+    monkeypatch.delenv("SER_LOCK_TAKE_OVER", raising=False)
+    base, logs = f"{s3_bucket}/run", tmp_path / "logs"
+    logs.mkdir()
+    run = _chaos(base, logs, namespace=True, seconds=10, kills=0, seed=4, take_overs=1, window_p=0.5,
+                 window_pauses=2, pausers=0, freeze_beat=True, count=2)
+    numbers = _check(base, logs, run, live_taken_over=True)
+    _report("S3, PID namespaces", numbers)
+    assert numbers["window_pauses"] >= 2 and numbers["take_overs"] >= 1
+    assert numbers["deletes_lost"] >= 1  # a writer paused between commit and clean-up was taken over and stopped

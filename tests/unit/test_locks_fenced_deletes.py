@@ -7,7 +7,8 @@
   a checkpoint swap's retire, a pool's ``remove_builds``) raises ``LockLostError`` after a take-over and deletes
   nothing; with the lock held each deletes.
 * ``fenced_for`` finds a lock by where a path lies, not how it is spelled (a symbolic link, a bind mount, an
-  ``s3://`` key with ``//`` or ``.``), and refuses a path under a lock of this process that it cannot match.
+  ``s3://`` key with ``//`` or ``.``), and refuses a path under a lock of this process that it cannot match, or
+  under a lock file it cannot read.
 
 Writers that lose their locks run in a PID namespace of their own (to this process, another machine: a live
 holder here is never taken over); where the kernel refuses user namespaces those tests are skipped.
@@ -336,3 +337,97 @@ def test_a_local_lock_never_covers_a_key_of_a_store(tmp_path, monkeypatch):
         assert held_lock_for(tmp_path / "b" / "pool" / "x") is not None
         assert held_lock_for("s3://b/pool/x") is None
         assert held_lock_for(tmp_path / "b" / "pool2" / "x") is None
+
+
+def test_a_path_under_a_lock_file_that_cannot_be_read_is_refused(tmp_path):
+    """The folder was moved while its job held it, and what is now in its lock file's place cannot be read (a
+    folder there: unreadable even as root): whether the lock is this process's cannot be told, so a commit or
+    delete under it is refused, never let through unfenced."""
+    old, new = tmp_path / "pool", tmp_path / "moved"
+    io.write_bytes_atomic(old / "build-a" / "x", b"ours")
+    with FolderLock(old, "pool"):
+        os.rename(old, new)
+        (new / LOCK_NAME).unlink()
+        (new / LOCK_NAME).mkdir()
+        with pytest.raises(LockLostError, match=f"the lock file {new / LOCK_NAME} of a folder above it cannot be read "
+                                                "[(]IsADirectoryError"):
+            with fenced_for(new / "build-a" / "x"):
+                raise AssertionError("never runs")
+        with pytest.raises(LockLostError, match="cannot be read"):
+            remove(new, "pool", "build-a", recorded_only=False)
+        assert (new / "build-a" / "x").read_bytes() == b"ours"
+        (new / LOCK_NAME).rmdir()
+        os.rename(new, old)
+
+
+def test_a_process_holding_no_lock_is_not_fenced_by_a_lock_file_it_cannot_read(tmp_path):
+    """Without a lock of its own a process has no lock to lose: an unreadable lock file above a path is not its
+    fence's business, and a folder with no lock file above it is let through."""
+    (tmp_path / "pool" / LOCK_NAME).mkdir(parents=True)
+    with fenced_for(tmp_path / "pool" / "summary.json"):
+        io.write_json_atomic(tmp_path / "pool" / "summary.json", {"n": 1})
+    with FolderLock(tmp_path / "other", "other"):
+        with fenced_for(tmp_path / "free" / "summary.json"):
+            io.write_json_atomic(tmp_path / "free" / "summary.json", {"n": 2})
+        with fenced_for(tmp_path / "free" / "summary.json"):  # a file now: no lock file can lie under it
+            io.write_json_atomic(tmp_path / "free" / "summary.json", {"n": 3})
+    assert io.read_json(tmp_path / "free" / "summary.json") == {"n": 3}
+
+
+# A checkpoint writer in its own PID namespace: locks the run folder, stages a checkpoint and swaps it in; the
+# swap waits at its pause point between the publish and the removal of the staging folder.
+SWAP_WRITER = """
+import os, sys
+sys.path.insert(0, {root!r})
+from ser_models import io
+from ser_models.exceptions import LockLostError
+from ser_models.locks import FolderLock
+folder = {folder!r}
+FolderLock(folder, "run folder", stale_s=1.0).acquire()
+staged = io.begin_dir_swap(folder + "/checkpoint", "model.json")
+io.write_bytes_atomic(str(staged) + "/model.json", b"a")
+print("staged", os.readlink("/proc/self"), flush=True)
+try:
+    io.commit_dir_swap(folder + "/checkpoint", "model.json")
+    print("retired", flush=True)
+except LockLostError as exc:
+    print("stopped:", exc, flush=True)
+"""
+
+
+def test_a_checkpoint_swap_that_lost_its_lock_between_publish_and_clean_up_never_deletes_the_next_staging(
+        store, tmp_path):
+    why = pid_namespace_refused()
+    if why:
+        pytest.skip(why)
+    import time
+
+    folder, pauses = f"{store}/run", tmp_path / "pause"
+    pauses.mkdir()
+    (pauses / "replace_dir_published.armed").touch()
+    proc = subprocess.Popen([*PID_NAMESPACE, sys.executable, "-c", SWAP_WRITER.format(root=str(ROOT), folder=folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SER_PAUSEPOINT_DIR": str(pauses)})
+    try:
+        first = proc.stdout.readline().split()
+        assert first and first[0] == "staged", proc.stderr.read()
+        deadline = time.monotonic() + 60
+        while not list(pauses.glob("replace_dir_published.*.paused")):  # published, its clean-up not begun
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.05)
+        assert io.read_bytes(f"{folder}/checkpoint/model.json") == b"a"
+        _pause(int(first[1]), folder)  # longer than SER_LOCK_STALE_S
+        with FolderLock(folder, "run folder", stale_s=1.0, wait_s=10, log=lambda line: None) as new:
+            staged = io.begin_dir_swap(f"{folder}/checkpoint", "model.json")  # the next checkpoint, staged
+            io.write_bytes_atomic(f"{staged}/model.json", b"b")
+            os.kill(int(first[1]), signal.SIGCONT)
+            (pauses / "replace_dir_published.released").touch()
+            answer = proc.stdout.readline().strip()
+            assert answer.startswith("stopped:") and "taken over" in answer, (answer, proc.stderr.read())
+            assert io.read_bytes(f"{staged}/model.json") == b"b"  # the new holder's staged version stays
+            io.commit_dir_swap(f"{folder}/checkpoint", "model.json")
+            assert io.read_bytes(f"{folder}/checkpoint/model.json") == b"b"
+            new.assert_held()
+    finally:
+        proc.kill()
+        proc.wait()
