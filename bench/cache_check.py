@@ -19,11 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from bench.common import LoadWindow, claim_workdir, machine_info, machine_markdown, md_table, write_results
+from bench.common import (
+    LoadWindow,
+    claim_workdir,
+    machine_info,
+    machine_markdown,
+    md_table,
+    proc_status,
+    run_in_fresh_process,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "cache_check.md"
@@ -55,14 +62,6 @@ def build(workdir: Path, n: int) -> Path:
         write_json_atomic(cache.dir / "meta.json", {"num_layers": 1, "hidden_size": 2, "clips": n, "kind": "pooled",
                                                     "fingerprint": cache.fingerprint, "shards": ["features-1"]})
     return root
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _settle() -> None:
@@ -99,15 +98,15 @@ def run_case(folder: str, n: int, method: str, k: int) -> dict:
     _settle()
     with open("/proc/self/clear_refs", "w") as f:  # VmHWM restarts from the current RSS
         f.write("5")
-    before = _status("VmRSS")
+    before = proc_status("VmRSS")
     t0 = time.perf_counter()
     held = cache.clip_ids() if method == "ids" else cache._held_keys()
     check_holds(str(cache.dir), keep, held)
     seconds = time.perf_counter() - t0
-    peak = _status("VmHWM")
+    peak = proc_status("VmHWM")
     _settle()
     return {"n": n, "k": k, "method": method, "seconds": round(seconds, 2),
-            "peak_mib": round((peak - before) / 2**20, 1), "held_mib": round((_status("VmRSS") - before) / 2**20, 1)}
+            "peak_mib": round((peak - before) / 2**20, 1), "held_mib": round((proc_status("VmRSS") - before) / 2**20, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,13 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         load = LoadWindow()
         for k in (1_000, n):
             for method in ("ids", "keys"):
-                case = json.dumps({"folder": str(folder), "n": n, "method": method, "k": k})
-                proc = subprocess.run([sys.executable, "-m", "bench.cache_check", "--case", case], cwd=REPO,
-                                      capture_output=True, text=True)
-                found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-                if proc.returncode or not found:
-                    raise SystemExit(f"case {case} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-                rows.append(json.loads(found[-1][7:]))
+                rows.append(run_in_fresh_process("bench.cache_check", {"folder": str(folder), "n": n,
+                                                                       "method": method, "k": k}, REPO))
                 print(json.dumps(rows[-1]), flush=True)
         load.close()
     text = report(rows, machine_info(), load)

@@ -236,6 +236,34 @@ def mean_sd(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.3f} +- {sd:.3f}"
 
 
+def proc_status(key: str) -> int:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes (0 where there is none)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_in_fresh_process(module: str, case: dict, cwd: Path) -> dict:
+    """``python -m module --case <json>`` in a fresh process (its own peak memory); returns the dict its last
+    ``RESULT <json>`` line prints.
+
+    Raises:
+        SystemExit: the case failed, with the end of its output.
+    """
+    import json
+    import subprocess
+    import sys
+
+    text = json.dumps(case)
+    proc = subprocess.run([sys.executable, "-m", module, "--case", text], cwd=cwd, capture_output=True, text=True)
+    found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not found:
+        raise SystemExit(f"case {text} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return json.loads(found[-1][7:])
+
+
 def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A GitHub markdown table (cells formatted with ``str``)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

@@ -20,11 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from bench.common import LoadWindow, claim_workdir, machine_info, machine_markdown, md_table, write_results
+from bench.common import (
+    LoadWindow,
+    claim_workdir,
+    machine_info,
+    machine_markdown,
+    md_table,
+    proc_status,
+    run_in_fresh_process,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "run_state.md"
@@ -51,14 +58,6 @@ def build(workdir: Path, n: int) -> Path:
     writer.close()
     Path(str(path) + ".tmp").rename(path)
     return path
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _pandas_state(table, held_out: set[str]):
@@ -93,7 +92,7 @@ def run_case(path: str, n: int, method: str) -> dict:
     pick = np.random.default_rng(1).choice(n, size=n // 20 + 1000, replace=False)
     held_out = set(ids.take(pick[: n // 20]).to_pylist())
     labelled = set(ids.take(pick[n // 20:]).to_pylist())
-    before = _status("VmRSS")
+    before = proc_status("VmRSS")
     t0 = time.perf_counter()
     if method == "pandas":
         state = _pandas_state(table, held_out)
@@ -110,8 +109,8 @@ def run_case(path: str, n: int, method: str) -> dict:
         count, mean = int(free.sum()), float(np.sum(state[1].seconds, where=free)) / int(free.sum())
     asked = time.perf_counter() - t0
     return {"n": n, "method": method, "build_s": round(built, 2), "wanted_s": round(asked, 3),
-            "free": count, "mean": round(mean, 6), "peak_mib": round((_status("VmHWM") - before) / 2**20, 1),
-            "held_mib": round((_status("VmRSS") - before) / 2**20, 1)}
+            "free": count, "mean": round(mean, 6), "peak_mib": round((proc_status("VmHWM") - before) / 2**20, 1),
+            "held_mib": round((proc_status("VmRSS") - before) / 2**20, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,13 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     for n in args.sizes:
         path = build(workdir, n)
         for method in ("pandas", "arrow"):
-            case = json.dumps({"path": str(path), "n": n, "method": method})
-            proc = subprocess.run([sys.executable, "-m", "bench.run_state", "--case", case], cwd=REPO,
-                                  capture_output=True, text=True)
-            found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-            if proc.returncode or not found:
-                raise SystemExit(f"case {case} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-            rows.append(json.loads(found[-1][7:]))
+            rows.append(run_in_fresh_process("bench.run_state", {"path": str(path), "n": n, "method": method}, REPO))
             print(json.dumps(rows[-1]), flush=True)
         old, new = rows[-2], rows[-1]
         if (old["free"], old["mean"]) != (new["free"], new["mean"]):

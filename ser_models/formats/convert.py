@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import hashlib
 import json
 import os
 
@@ -23,7 +22,7 @@ from ser_models import io
 from ser_models.config import LOCATION, PATH, RESULT, SPEED, field
 from ser_models.exceptions import ConfigError, ForeignFolderError, ManifestError
 from ser_models.formats.corpora import CORPORA, LAYOUTS
-from ser_models.ownership import claim_file, claim_output, read_marker, replace_files
+from ser_models.ownership import claim_file, claim_output, file_sha256, read_marker, replace_files
 
 FORMATS = ("lhotse", "hf", "nemo")
 #: The label field each format names when ``label_field`` is empty.
@@ -264,7 +263,7 @@ def _refuse_overwrites(folder: str, names: list[str]) -> None:
         target, parts = io.join(folder, rel), rel.split("/")
         # a link on the way (data/ leading to a person's folder) would be written through
         if any(io.is_link(io.join(folder, *parts[:i])) for i in range(1, len(parts) + 1)) or (
-                io.exists(target) and known.get(rel) != _sha256(target)):
+                io.exists(target) and known.get(rel) != file_sha256(target)):
             changed.append(rel)
     if changed:
         raise ForeignFolderError(
@@ -272,14 +271,6 @@ def _refuse_overwrites(folder: str, names: list[str]) -> None:
             "not what the previous export wrote (edited since, a file or link of yours, or an export of a version "
             "that recorded no content hash). Move it elsewhere (or delete it, if nothing in it is needed) and "
             "rerun; nothing was written")
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with io.open_input_file(path) as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def convert(cfg: ConvertConfig, log=print):

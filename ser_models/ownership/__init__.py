@@ -25,6 +25,7 @@ from ser_models.ownership.claims import (
     deferred_claim,
     discard_staging,
     entries,
+    file_sha256,
     make_staging,
     open_output,
     read_marker,
@@ -38,7 +39,8 @@ from ser_models.ownership.claims import (
 from ser_models.ownership.recognise import parquet_with, recognise_csv, recognise_files
 
 __all__ = ["KINDS", "MARKER_NAME", "assert_claimed", "check_apart", "check_claim", "check_output", "claim",
-           "claim_file", "claim_output", "clear", "deferred_claim", "discard_staging", "entries", "make_staging",
+           "claim_file", "claim_output", "clear", "deferred_claim", "discard_staging", "entries", "file_sha256",
+           "make_staging",
            "open_output", "parquet_with", "read_marker", "recognise_csv", "recognise_files", "recognise_run",
            "record", "recorded", "remove", "remove_if", "replace_files"]
 

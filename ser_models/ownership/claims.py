@@ -440,7 +440,7 @@ def replace_files(folder: str | os.PathLike, kind: str, written: Iterable[str], 
     """
     folder = str(io.storage_path(folder))
     written = sorted({_relative(folder, f) for f in written})
-    hashes = {rel: _digest(io.join(folder, rel)) for rel in written if _hashable(folder, rel)}
+    hashes = {rel: file_sha256(io.join(folder, rel)) for rel in written if _hashable(folder, rel)}
     gone = []
     # Under the fence: a writer whose lock was taken over deletes nothing of the new owner's.
     with fenced_for(io.join(folder, MARKER_NAME)):
@@ -452,7 +452,7 @@ def replace_files(folder: str | os.PathLike, kind: str, written: Iterable[str], 
             fs, p = io.filesystem(target)
             if _through_link(folder, rel) or fs.get_file_info(p).type != pafs.FileType.File:
                 continue  # a link on the way (a person's folder linked in) or not a file now: left as it is
-            if known.get(rel) != _digest(target):
+            if known.get(rel) != file_sha256(target):
                 log(f"WARNING {target}: kept, although the previous export wrote it and this one did not: its "
                     + ("content changed since then (edited?)" if rel in known else "content was not recorded")
                     + ". It is yours now; delete it yourself if it is not needed")
@@ -472,7 +472,7 @@ def _hashable(folder: str, rel: str) -> bool:
     return io.exists(io.join(folder, rel))
 
 
-def _digest(path: str) -> str:
+def file_sha256(path: str) -> str:
     """The SHA-256 of a file's content (hex), read in 1 MiB blocks."""
     h = hashlib.sha256()
     with io.open_input_file(path) as fh:
@@ -566,6 +566,6 @@ def recognise_run(job: str | tuple[str, ...], layout: Iterable[str]) -> Recognis
 
 
 
-__all__ = ["KINDS", "MARKER_NAME", "Recognise", "assert_claimed", "check_apart", "check_claim", "check_output", "claim",
+__all__ = ["KINDS", "MARKER_NAME", "Recognise", "file_sha256", "assert_claimed", "check_apart", "check_claim", "check_output", "claim",
            "claim_file", "claim_output", "clear", "deferred_claim", "discard_staging", "entries", "make_staging",
            "open_output", "read_marker", "recognise_run", "record", "recorded", "remove", "remove_if", "replace_files"]
