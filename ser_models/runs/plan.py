@@ -21,6 +21,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from ser_models.active.round_report import read_metrics
 from ser_models.config import parse_job_args
 from ser_models.exceptions import ConfigError
 from ser_models.io import join, write_bytes_atomic, write_json_atomic
@@ -50,8 +51,6 @@ def main(argv: list[str] | None = None) -> BudgetPlan | Forecast:
 def _plan(cfg: PlanConfig, claim=lambda: None) -> BudgetPlan | Forecast:
     forecast = None
     if cfg.run_dir:
-        from ser_models.active.round_report import read_metrics
-
         try:
             rows = read_metrics(cfg.run_dir)
         except FileNotFoundError as exc:

@@ -372,8 +372,12 @@ def test_a_process_holding_no_lock_is_not_fenced_by_a_lock_file_it_cannot_read(t
     """Without a lock of its own a process has no lock to lose: an unreadable lock file above a path is not its
     fence's business, and a folder with no lock file above it is let through."""
     (tmp_path / "pool" / LOCK_NAME).mkdir(parents=True)
-    with fenced_for(tmp_path / "pool" / "summary.json"):
-        io.write_json_atomic(tmp_path / "pool" / "summary.json", {"n": 1})
+    # In a fresh process: one that holds no lock at all (an earlier test in this one may have left one held).
+    write = ("import sys; sys.path.insert(0, {root!r}); from ser_models import io; from ser_models.locks import "
+             "fenced_for\nwith fenced_for({path!r}):\n    io.write_json_atomic({path!r}, {{'n': 1}})")
+    path = str(tmp_path / "pool" / "summary.json")
+    subprocess.run([sys.executable, "-c", write.format(root=str(ROOT), path=path)], check=True)
+    assert io.read_json(path) == {"n": 1}
     with FolderLock(tmp_path / "other", "other"):
         with fenced_for(tmp_path / "free" / "summary.json"):
             io.write_json_atomic(tmp_path / "free" / "summary.json", {"n": 2})
