@@ -105,13 +105,13 @@ class LabelBudget:
         if self.unit == "clips":
             return list(ids)
         left = float(target) - float(np.nansum(self.clips.seconds_of(labelled or ())))
-        seconds = self.clips.seconds_of(ids)
-        stray = [i for i, p in zip(ids, self.clips.positions(ids)) if p < 0]
+        pos = self.clips.positions(ids)
+        stray = [i for i, p in zip(ids, pos) if p < 0]
         if stray:
             raise PoolError(f"{len(stray)} picks are not training clips of this run, e.g. {stray[0]!r}: a strategy "
                             "may pick only the clips it was given")
         keep = []
-        for i, d in zip(ids, seconds):
+        for i, d in zip(ids, self.clips.seconds[pos]):
             if d <= left + 1e-9:
                 keep.append(i)
                 left -= d

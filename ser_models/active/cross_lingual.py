@@ -42,7 +42,7 @@ class CrossLingualFeeds:
         pool: the opened pool.
         cross: the enabled ``cross_lingual`` config.
         model_cfg: the run's ModelConfig.
-        train_ids: the target group's training clips (the loop's pool).
+        train_ids: the target group's training clips (the loop's pool; sorted Arrow ids or a list).
         seed: ``active.seed`` (which target clips anchor).
         anchors_path: where the resolved anchor layers are kept (``anchors.json``).
         log: progress output.

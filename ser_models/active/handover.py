@@ -258,7 +258,7 @@ class LabelHandover:
         dropped: never selected, so the run neither crashes at labelling time nor writes a foreign label."""
         if self._unlabelable_ids is None:
             check = getattr(self.oracle(-1), "unlabelable", None)
-            self._unlabelable_ids = set(check(self.clips.ids.to_pylist())) if check is not None else set()
+            self._unlabelable_ids = set(check(self.clips.ids)) if check is not None else set()
             self._unlabelable_ids |= set(self.dropped()["utt_id"])
             if self._unlabelable_ids:
                 self.log(f"  {len(self._unlabelable_ids)} training clips cannot be labelled by the oracle (no true "

@@ -156,7 +156,7 @@ class ActiveLearningLoop:
         self.budget.targets, self.targets, self.stop_ids = plan["targets"], plan["targets"], plan["stop_ids"]
         if self.cross and not pool_checked:
             check_cross_lingual(pool, self.cross, model_cfg)
-        self.cross_feeds = CrossLingualFeeds(pool, self.cross, model_cfg, self.clips.ids.to_pylist(), active.seed,
+        self.cross_feeds = CrossLingualFeeds(pool, self.cross, model_cfg, self.clips.ids, active.seed,
                                              self.out / "anchors.json", log=self.log) if self.cross else None
         self.cache = self._open_cache()
         if model_cfg.feature_norm in ("pool", "speaker", "auto") and self.cache is None:

@@ -134,7 +134,8 @@ class SimulatedOracle:
     def _problems(self, ids) -> dict[str, str]:
         """``{utt_id: why it cannot be labelled}`` for the ids among ``ids`` this oracle cannot label
         (vectorised: the loop asks about every training clip once)."""
-        index = pd.Index([str(i) for i in ids])
+        # Arrow ids (the run's every training clip) become an Arrow-backed index: no Python string per clip
+        index = pd.Index(ids.to_pandas()) if hasattr(ids, "to_pandas") else pd.Index([str(i) for i in ids])
         sub = self._truth.reindex(index)
         why = pd.Series("", index=index, dtype=object)
         unknown = ~index.isin(self._truth.index)
