@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from ser_models.analysis.similarity import ANCHOR_MODES
 from ser_models.config import RESULT, field
@@ -95,7 +96,7 @@ def anchor_groups(layers: list[int], group_size: int, num_layers: int) -> list[l
 def sample_target_ids(ids, max_clips: int, seed: int) -> list[str]:
     """The unlabelled target clips held for anchoring: all of ``ids``, or a seeded random sample of
     ``max_clips`` when there are more (the first ids in sort order would favour a few speakers). Sorted."""
-    if hasattr(ids, "take"):  # Arrow ids (sorted, as TrainingClips holds them): only the sample becomes Python
+    if isinstance(ids, pa.Array):  # Arrow ids (sorted, as TrainingClips holds them): only the sample becomes Python
         if len(ids) <= max_clips:
             return sorted(ids.to_pylist())
         return sorted(ids.take(np.random.default_rng(seed).choice(len(ids), size=max_clips, replace=False)).to_pylist())

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ser_models import io
 from ser_models.exceptions import LabelImportError, LabellingPending, OracleError
@@ -135,7 +136,7 @@ class SimulatedOracle:
         """``{utt_id: why it cannot be labelled}`` for the ids among ``ids`` this oracle cannot label
         (vectorised: the loop asks about every training clip once)."""
         # Arrow ids (the run's every training clip) become an Arrow-backed index: no Python string per clip
-        index = pd.Index(ids.to_pandas()) if hasattr(ids, "to_pandas") else pd.Index([str(i) for i in ids])
+        index = pd.Index(ids.to_pandas()) if isinstance(ids, pa.Array) else pd.Index([str(i) for i in ids])
         sub = self._truth.reindex(index)
         why = pd.Series("", index=index, dtype=object)
         unknown = ~index.isin(self._truth.index)
