@@ -296,7 +296,7 @@ def test_readme_make_targets_exist():
 
 # ---- the docs' sweep command, as written, after `make demo` --------------------------------------------------
 
-SWEEP = "ser-models sweep jobs/configs/sweep_peft_demo.yaml"
+SWEEP = "ser-models sweep --config sweep_peft_demo"
 BEST = "ser-models finetune outputs/demo/sweep_peft/best.yaml"
 TINY_BUDGET = ["num_samples=2", "config.train.optim.epochs=1", "scheduler.name=fifo", "tracking.mlflow=false",
                "tracking.tensorboard=false"]
