@@ -292,7 +292,7 @@ class FeatureCache:
                 fs.create_dir(path)
                 done, last = 0, time.perf_counter()
                 for i, batch in enumerate(run_on_actor_pool(source, extractor, kwargs, sc, in_process=True)):
-                    write_parquet_atomic(out / f"part-{i:06d}.parquet", _feature_table(batch))
+                    write_parquet_atomic(out / f"part-{i:06d}.parquet", _feature_table(batch), dictionary=False)
                     done += len(batch["utt_id"])
                     if verbose and (time.perf_counter() - last > 15 or done == total):
                         last = time.perf_counter()
@@ -313,7 +313,7 @@ class FeatureCache:
                 encoded = map_on_actor_pool(source, extractor, kwargs, sc)
                 with StageProgress("feature cache", total, "clips", WrittenRows(str(out)), every=15.0, verbose=verbose):
                     encoded.map_batches(_feature_table, batch_format="numpy", batch_size=None).write_parquet(
-                        path, filesystem=fs)
+                        path, filesystem=fs, use_dictionary=False)  # unique ids and float vectors
             fs.create_dir(path)  # an extension whose clips all fell out of ``ds``'s filter still lists a folder
             written = pads.dataset(path, filesystem=fs, format="parquet")
             clips = written.count_rows()

@@ -176,7 +176,7 @@ def write_shard(batch: dict, folder: str, keep_pooled: bool, keep_embedding: boo
         return {"file": np.zeros(0, object), "rows": np.zeros(0, np.int64)}
     name = f"part-{uuid.uuid4().hex}.parquet"
     write_parquet_atomic(join(folder, name), _batch_scores(batch, keep_pooled, keep_embedding).to_table(),
-                         ROW_GROUP_ROWS)
+                         ROW_GROUP_ROWS, dictionary=False)  # unique ids and float vectors
     return {"file": np.array([name], object), "rows": np.array([n], np.int64)}
 
 

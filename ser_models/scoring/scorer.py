@@ -429,7 +429,7 @@ class Scores:
         return self.take(np.argsort(self.ids.astype(str), kind="stable"))
 
     def save(self, path: str | Path) -> None:
-        write_parquet_atomic(path, self.to_table())
+        write_parquet_atomic(path, self.to_table(), dictionary=False)  # unique ids and float vectors
 
     @classmethod
     def load(cls, path: str | Path) -> Scores:
