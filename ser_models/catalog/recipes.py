@@ -7,7 +7,7 @@ comes from its file name (:data:`RECIPE_PREFIXES`), so ``ser-models configs`` ca
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ser_models.exceptions import ConfigError
 
@@ -78,8 +78,13 @@ def find_recipe(name: str, job: str | None = None) -> Path:
     found = recipe_named(name)
     names = [p.stem for p in recipes() if job is None or recipe_job(p) == job]
     if found is None:
-        raise ConfigError(f"no recipe named {name!r}; the recipes{f' of {job}' if job else ''} are: "
-                          f"{', '.join(names) or 'none'} (`ser-models configs` lists them all)")
+        # `--config jobs/configs/NAME.yaml`: a path where a name goes (the docs' in-clone form, typed outside one)
+        shipped = recipe_named(PurePosixPath(name.replace("\\", "/")).name) if "/" in name or "\\" in name else None
+        hint = (f"--config takes a recipe's name, not a path: `--config {shipped.stem}`; a config file of your own "
+                f"goes without --config" if shipped is not None else
+                f"the recipes{f' of {job}' if job else ''} are: {', '.join(names) or 'none'} "
+                f"(`ser-models configs` lists them all)")
+        raise ConfigError(f"no recipe named {name!r}; {hint}")
     if job is not None and recipe_job(found) not in (None, job):
         raise ConfigError(f"recipe {found.stem!r} is for `{recipe_job(found)}`, not `{job}`; "
                           f"the recipes of {job} are: {', '.join(names) or 'none'}")

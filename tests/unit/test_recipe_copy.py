@@ -98,6 +98,17 @@ def test_a_missing_clone_recipe_path_names_the_shipped_recipe(tmp_path, monkeypa
     assert "ser-models configs --copy my_data_after my_data_after.yaml" in message
 
 
+def test_a_recipe_path_given_to_config_names_the_recipe(tmp_path, monkeypatch):
+    """`--config jobs/configs/NAME.yaml` (the clone path where a name goes) is answered with `--config NAME`."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        parse_job_args(_schema("after"), ["--config", "jobs/configs/my_data_after.yaml"], "ser-models after")
+    assert "`--config my_data_after`" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # a path to no shipped recipe still lists the recipes
+        parse_job_args(_schema("after"), ["--config", "mine/my_own.yaml"], "ser-models after")
+    assert "the recipes of " in str(err.value) and "not a path" not in str(err.value)
+
+
 def test_the_pages_run_recipes_in_their_installed_form():
     """A page's command works outside a clone: a shipped recipe is named `--config NAME` (a clone's
     `jobs/configs/NAME.yaml` only for a cluster submission from a clone), and a template is copied with
