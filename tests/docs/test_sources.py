@@ -1112,6 +1112,7 @@ REGISTRY: dict[str, list[Known]] = {
     ],
     "BENCHMARKS.md": [
         Known("2.78", "(4 labels, 2.78 h)", "computed"),
+        Known("0.59 0.60", "At N = 100 it was 0.59-0.60x", "unrecorded measurement"),
         Known("2.52 1.95", "summed peak RSS is ~2.52 GB against ~1.95 GB with one task per file",
               "unrecorded measurement"),
         Known("1.73", "and scales 1.73x from 1 to 2 worker nodes", "arithmetic on cited figures"),
@@ -1253,6 +1254,9 @@ REGISTRY: dict[str, list[Known]] = {
     "docs/selection-pays.md": [
         Known("0.79", "the width shrank by a factor of 0.79", "pending"),
         Known("+2.8", "`auto random, margin +0.8 [-1.2, +2.8]` (UA points over random)", "pending"),
+    ],
+    "docs/tutorial.md": [
+        Known("+0.8 -1.2 +2.8", "for example `auto random, margin +0.8 [-1.2, +2.8]`", "example"),
     ],
     "docs/what-to-expect.md": [
         Known("8.9", "**8.9 CPU-s** (406 audio hours per core-hour)", "arithmetic on cited figures"),
