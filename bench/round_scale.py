@@ -39,7 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import LoadWindow, claim_workdir, machine_info, machine_markdown, md_table, write_results
+from bench.common import (
+    LoadWindow,
+    claim_workdir,
+    machine_info,
+    machine_markdown,
+    md_table,
+    scratch,
+    write_results,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "round_scale.md"
@@ -273,6 +281,9 @@ def main(argv: list[str] | None = None) -> None:
             for path in ("gathered", "sharded"):
                 if path == "gathered" and n > args.gathered_up_to:
                     continue
+                # A round folder left by an earlier run would be resumed (its checkpoint, its committed score
+                # shards), and the round timed as nearly free: every case starts from none.
+                scratch(workdir / f"round_{n}_{dim}_{path}")
                 env = {**os.environ, "PYTHONPATH": str(REPO)}
                 proc = subprocess.run([sys.executable, "-m", "bench.round_scale", "--case", json.dumps(info),
                                        "--path", path, "--workdir", str(workdir),
