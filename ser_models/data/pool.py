@@ -30,6 +30,7 @@ costs seconds per worker.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import pandas as pd
@@ -287,15 +288,20 @@ class Pool:
         setattr(ds, POOL_READ_ATTR, PoolRead(self, list(path), where))
         return ds
 
-    def ids_by_file(self, files: list[str] | None = None, where: dict | None = None) -> pa.Table:
+    def ids_by_file(self, files: list[str] | None = None, where: dict | None = None) -> Iterator[pa.Table]:
         """``utt_id`` and ``file`` (the live file holding it) of every clip (of ``files``; matching ``where`` as in
-        :meth:`metadata`), read on the driver without the audio: which files to read for a few clips."""
+        :meth:`metadata`), read on the driver without the audio, a batch of rows at a time (a pool of millions
+        of clips is never held whole): which files to read for a few clips.
+
+        Yields:
+            Tables with the columns ``utt_id`` and ``file``.
+        """
         flt = None
         for name, value in _check_where(where, self.root).items():
             term = pc.field(name).isin(value) if isinstance(value, (list, tuple)) else pc.field(name) == value
             flt = term if flt is None else flt & term
-        t = self._arrow_dataset(files).to_table(columns=["utt_id", "__filename"], filter=flt)
-        return t.rename_columns(["utt_id", "file"])
+        for batch in self._arrow_dataset(files).to_batches(columns=["utt_id", "__filename"], filter=flt):
+            yield pa.Table.from_batches([batch]).rename_columns(["utt_id", "file"])
 
     def metadata(self, columns: list[str] | None = None, split: str | None = None,
                  where: dict[str, str] | None = None) -> pd.DataFrame:

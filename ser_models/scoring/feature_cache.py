@@ -357,24 +357,28 @@ class FeatureCache:
 
         from ser_models.data.pool import POOL_READ_ATTR
 
-        have = self.clip_ids()
+        # The cache's ids as 8-byte keys, the pool's read a batch at a time: only the clips the cache lacks
+        # (few, except on the first build) are held as strings (R9 of the round's memory map: every cached id
+        # and every pool id with its file path, about 100 bytes a clip, before).
+        have = self._held_keys() if self.ready else KeySet()
         read = getattr(ds, POOL_READ_ATTR, None)
         if read is not None:
-            ids = read.pool.ids_by_file(read.files, read.where)
-            lacking = ids.filter(pc.invert(pc.is_in(ids.column("utt_id"), value_set=have)))
-            if not lacking.num_rows:
+            files, missing = set(), set()
+            for ids in read.pool.ids_by_file(read.files, read.where):
+                lacking = ids.filter(pa.array(~have.contains(ids.column("utt_id"))))
+                files.update(lacking.column("file").to_pylist())
+                missing.update(lacking.column("utt_id").to_pylist())
+            if not missing:
                 return None, 0
-            files = sorted(set(lacking.column("file").to_pylist()))
-            missing = sorted(set(lacking.column("utt_id").to_pylist()))
-            return read.pool.dataset(None, columns=columns, files=files,
-                                     where={**read.where, "utt_id": missing}), len(missing)
-        parts = [b.column("utt_id") for b in ds.select_columns(["utt_id"]).iter_batches(batch_format="pyarrow",
-                                                                                         batch_size=None)]
-        ids = pa.concat_arrays([c.combine_chunks() for c in parts]) if parts else pa.array([], pa.string())
-        missing = pc.unique(ids.filter(pc.invert(pc.is_in(ids, value_set=have))))
-        if not len(missing):
+            return read.pool.dataset(None, columns=columns, files=sorted(files),
+                                     where={**read.where, "utt_id": sorted(missing)}), len(missing)
+        missing = set()
+        for batch in ds.select_columns(["utt_id"]).iter_batches(batch_format="pyarrow", batch_size=None):
+            ids = batch.column("utt_id")
+            missing.update(ids.filter(pa.array(~have.contains(ids))).to_pylist())
+        if not missing:
             return None, 0
-        keep = pa.array(sorted(missing.to_pylist()), pa.string())
+        keep = pa.array(sorted(missing), pa.string())
         return ds.select_columns(columns).map_batches(_select_rows, fn_kwargs={"ids": keep, "values": None},
                                                       batch_format="pyarrow", zero_copy_batch=True), len(keep)
 
