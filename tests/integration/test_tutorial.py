@@ -212,6 +212,7 @@ def _follow(j: Journey, truth: dict[str, str], prepare, plan, copy, after, expor
     n_eval = len(request) - 1
     sizes = re.search(r"evaluation sets labelled: test (\d+), dev (\d+) clips", out)
     assert sizes and int(sizes[1]) + int(sizes[2]) == n_eval, out
+    assert "1 clips skipped or dropped in labelling" in out and "cannot be labelled by the oracle" not in out, out
     ledger = pd.read_parquet(work / "data" / "runs" / "after-1" / "labels" / "ledger.parquet")
     assert len(ledger) == n_eval and skipped not in set(ledger["utt_id"])
     assert set(ledger["purpose"]) == {"test", "dev"}
