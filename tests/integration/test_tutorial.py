@@ -92,6 +92,7 @@ class Journey:
     def __init__(self, work: Path, tool: Path, serve: Path, env: dict[str, str], placeholders: dict[str, str]):
         self.work, self.tool, self.serve, self.env, self.placeholders = work, tool, serve, env, placeholders
         self.log: list[str] = []
+        self.seconds: list[tuple[str, float]] = []  # each command's wall time, printed at the end
 
     def shell(self, command: str, timeout: int = 600, bin_dir: Path | None = None):
         """One of the tutorial's commands, placeholders replaced, in bash; must exit 0."""
@@ -99,7 +100,8 @@ class Journey:
         path = f"{bin_dir or self.tool}{os.pathsep}{os.environ.get('PATH', '')}"
         started = time.perf_counter()
         proc = run(["bash", "-c", line], self.work, timeout=timeout, env={**self.env, "PATH": path})
-        self.log.append(f"$ {line}   ({time.perf_counter() - started:.1f} s)\n{proc.stdout}{proc.stderr}")
+        self.seconds.append((line, time.perf_counter() - started))
+        self.log.append(f"$ {line}   ({self.seconds[-1][1]:.1f} s)\n{proc.stdout}{proc.stderr}")
         assert proc.returncode == 0, f"$ {line}\nexit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc
 
@@ -153,6 +155,7 @@ def test_the_tutorial_word_for_word_on_a_crema_d_tree(wheels, smart_turn_dir, tm
         _follow(journey, truth, prepare, plan, copy, after, export, serve)
     finally:
         (tmp_path / "console.log").write_text("\n".join(journey.log))  # what a person would have read
+        print("\n".join(f"{seconds:6.1f} s  {line[:100]}" for line, seconds in journey.seconds))
 
 
 def _follow(j: Journey, truth: dict[str, str], prepare, plan, copy, after, export, serve) -> None:
