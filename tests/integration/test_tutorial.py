@@ -209,8 +209,12 @@ def _follow(j: Journey, truth: dict[str, str], prepare, plan, copy, after, expor
     still = j.request(EVAL_REQUEST)
     assert {typo, *blank} <= set(still["utt_id"]), still  # asked again in the same file
 
-    # The rest answered (imported and skipped rows are final: the skipped clip's answer now is ignored).
-    j.fill(EVAL_REQUEST, [truth[u] for u in still["utt_id"]])
+    # The rest answered. Imported and skipped rows are final: the skipped clip's answer now, and an imported
+    # row changed to another class, are ignored (the ledger below holds the first answers).
+    edited = request["utt_id"][4]
+    assert edited in set(still["utt_id"]), still  # a spreadsheet keeps the rows already imported
+    j.fill(EVAL_REQUEST, [next(c for c in CLASSES if c != truth[u]) if u == edited else truth[u]
+                          for u in still["utt_id"]])
     out = j.shell(after).stdout
     n_eval = len(request) - 1
     sizes = re.search(r"evaluation sets labelled: test (\d+), dev (\d+) clips", out)
