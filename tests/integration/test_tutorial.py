@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from bench.install import SITE, make_env, serving_site
 from bench.install import run_outside as run
@@ -179,8 +180,6 @@ def _follow(j: Journey, truth: dict[str, str], prepare, plan, copy, after, expor
 
     # 5. The template, copied next to the data: its paths are the tutorial's as shipped.
     j.shell(copy)
-    import yaml
-
     recipe = yaml.safe_load((work / "data" / "after.yaml").read_text())
     assert (recipe["pool_dir"], recipe["output_dir"], recipe["active"]["feature_cache_dir"]) == (
         "data/pool", "data/runs/after-1", "data/feature_cache")
