@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,14 @@ def make_env(root: Path, wheel: Path, site_from: Path | None) -> Path:
     if site_from is not None:
         Path(purelib, "_heavy_packages.pth").write_text(f"{site_from}\n")
     return root / "bin"
+
+
+def run_outside(cmd: list, cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``cmd`` run as a team runs the installed tool: in ``cwd``, without this checkout's ``PYTHONPATH`` or virtual
+    environment (``env``: variables set on top); its output captured as text."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**clean, **(env or {})})
 
 
 def serving_site(root: Path) -> Path:

@@ -258,12 +258,16 @@ class LabelHandover:
         dropped: never selected, so the run neither crashes at labelling time nor writes a foreign label."""
         if self._unlabelable_ids is None:
             check = getattr(self.oracle(-1), "unlabelable", None)
-            self._unlabelable_ids = set(check(self.clips.ids)) if check is not None else set()
-            self._unlabelable_ids |= set(self.dropped()["utt_id"])
-            if self._unlabelable_ids:
-                self.log(f"  {len(self._unlabelable_ids)} training clips cannot be labelled by the oracle (no true "
-                         f"label, one outside model.labels, or no value of a model.dimensions) and are never "
-                         "selected")
+            cannot = set(check(self.clips.ids)) if check is not None else set()
+            # Told apart: a clip people skipped is no fault of the oracle's, and the message says where it is.
+            dropped = set(self.dropped()["utt_id"]) - cannot
+            self._unlabelable_ids = cannot | dropped
+            if cannot:
+                self.log(f"  {len(cannot)} training clips cannot be labelled by the oracle (no true label, one "
+                         "outside model.labels, or no value of a model.dimensions) and are never selected")
+            if dropped:
+                self.log(f"  {len(dropped)} clips skipped or dropped in labelling ({self.dropped_path}) are never "
+                         "asked for again")
         return self._unlabelable_ids
 
     def label_picks(self, ids: list[str], r: int, scores, choice: dict | None = None) -> None:

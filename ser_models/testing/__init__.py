@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 import torch
 
@@ -193,6 +194,45 @@ def build_demo_pool(root: str | Path, n: int = DEMO_N, seed: int = DEMO_SEED) ->
         raise RuntimeError(f"demo pool build is not what the tests assume: {summary.table()}")
     _DEMO_POOLS[root] = DemoPool(corpus, corpus / "manifest.csv", root / "pool", summary)
     return _DEMO_POOLS[root]
+
+
+#: The generator's emotions as CREMA-D's file names code them (four of its six; the other two are never drawn).
+CREMA_D_CODES = {"angry": "ANG", "happy": "HAP", "neutral": "NEU", "sad": "SAD"}
+
+
+def crema_d_tree(root: str | Path, n: int = 240, seed: int = 0, n_actors: int = 12) -> pd.DataFrame:
+    """A CREMA-D-shaped tree of generated speech, as the release unpacks:
+    ``root/AudioWAV/<ActorID>_<Sentence>_<Emotion>_<Level>.wav`` (16 kHz mono PCM16; actors from 1001).
+
+    Each actor's clips of one emotion take the sentence codes in turn, then the next intensity level, so every
+    name is unique and well formed. The speech is the ``acted`` style of :func:`ser_models.data.generate_corpus`.
+
+    Args:
+        root: the corpus folder to write (``AudioWAV/`` is made in it).
+        n: clips (>= 12). seed: the corpus seed. n_actors: actors (speakers).
+
+    Returns:
+        One row per clip: ``utt_id`` (the file name without ``.wav``), ``path`` (absolute), ``speaker`` (the
+        actor id), ``label`` (the emotion the name codes).
+    """
+    from ser_models.data.synth.corpus import plan_corpus
+    from ser_models.data.synth.voice import synthesize_clip
+    from ser_models.formats.corpora.crema_d import SENTENCES
+
+    folder = Path(root) / "AudioWAV"
+    folder.mkdir(parents=True, exist_ok=True)
+    actors: dict[str, str] = {}
+    taken: dict[tuple[str, str], int] = {}
+    rows = []
+    for spec in plan_corpus(n, seed, n_actors):
+        actor = actors.setdefault(spec.speaker.speaker_id, str(1001 + len(actors)))
+        code = CREMA_D_CODES[spec.emotion]
+        k = taken[actor, code] = taken.get((actor, code), -1) + 1
+        name = f"{actor}_{SENTENCES[k % len(SENTENCES)]}_{code}_{('XX', 'LO', 'MD', 'HI')[k // len(SENTENCES)]}"
+        wav, _ = synthesize_clip(spec, seed, sample_rate=16000, style="acted")
+        sf.write(folder / f"{name}.wav", wav, 16000, subtype="PCM_16")
+        rows.append({"utt_id": name, "path": str(folder / f"{name}.wav"), "speaker": actor, "label": spec.emotion})
+    return pd.DataFrame(rows)
 
 
 def session_pids(sid: int) -> list[int]:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -24,21 +22,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench.install import SITE, build_wheel, make_env, serving_site
+from bench.install import SITE, make_env, serving_site
+from bench.install import run_outside as run
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow_e2e
-
-
-def run(cmd: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("wheels")
-    return {"full": build_wheel(REPO, out / "full"), "serve": build_wheel(REPO / "serving", out / "serve")}
 
 
 def test_the_wheel_holds_the_library_its_recipes_and_the_commands(wheels):

@@ -64,6 +64,19 @@ def test_a_partly_filled_file_imports_its_filled_rows_and_keeps_asking_for_the_r
     assert len(LabelLedger(ledger.path)) == 5
 
 
+def test_a_skipped_clip_is_reported_as_skipped_not_as_one_the_oracle_cannot_label(tmp_path):
+    logs: list[str] = []
+    handover, _, oracle = _handover(tmp_path, logs)
+    with pytest.raises(LabellingPending):
+        handover.label(IDS[:2], 0, -1)
+    _fill(oracle, {"a": "skip: another language", "b": "hap"})
+    handover.label(IDS[:2], 0, -1)
+    logs.clear()
+    assert handover.unlabelable() == {"a"}
+    assert logs == [f"  1 clips skipped or dropped in labelling ({tmp_path / 'run' / 'labels' / 'dropped.parquet'}) "
+                    "are never asked for again"]
+
+
 def test_dimension_rows_are_imported_refused_or_skipped_one_by_one(tmp_path):
     logs: list[str] = []
     handover, ledger, oracle = _handover(tmp_path, logs, dims=["arousal"])
