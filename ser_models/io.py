@@ -15,6 +15,7 @@ version, old or new, at every moment; :func:`complete_dir` finds it after a cras
 
 from __future__ import annotations
 
+import errno
 import io as _io
 import json
 import os
@@ -213,7 +214,20 @@ def _temp_name(name: str) -> str:
     return f"{TEMP_PREFIX}{name}.{uuid.uuid4().hex}.tmp"
 
 
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  #: a full storage: no space, a quota, a file-size limit
+
+
 def _write_atomic(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
+    """:func:`_write_whole`; a full storage (:data:`STORAGE_FULL`) is raised naming ``uri`` (pyarrow names none)."""
+    try:
+        _write_whole(uri, write)
+    except OSError as exc:
+        if exc.errno in STORAGE_FULL and not exc.filename:
+            raise OSError(exc.errno, os.strerror(exc.errno), str(uri)) from exc
+        raise
+
+
+def _write_whole(uri: str | os.PathLike, write: Callable[[Any], Any]) -> None:
     """Call ``write(file)`` on a stream that becomes ``uri`` only once complete.
 
     Local: a temporary file in the same folder, fsynced, renamed over the target, folder fsynced. Object
@@ -552,16 +566,10 @@ def read_json(uri: str | os.PathLike) -> Any:
 
 def write_parquet_atomic(uri: str | os.PathLike, table: pa.Table, row_group_size: int | None = None, *,
                          dictionary: bool = True) -> None:
-    """One Parquet file, written atomically and streamed to its destination (no in-memory copy of the file).
-
-    Args:
-        uri: local path or URI.
-        table: the rows.
-        row_group_size: rows per row group (None = pyarrow's default), so readers can take a few rows' groups.
-        dictionary: dictionary-encode the columns (pyarrow's default). Pass False for columns of unique values
-            (ids, float vectors): the encoder then builds a hash table only to fall back to plain pages, which
-            more than doubled the write time of a score shard of float vectors.
-    """
+    """One Parquet file, written atomically and streamed to its destination (no in-memory copy of the file);
+    ``row_group_size``: rows per row group (None = pyarrow's default), so readers can take a few rows' groups;
+    ``dictionary=False`` for unique values (ids, float vectors), whose dictionary is built only to be dropped
+    (it more than doubled the write time of a score shard)."""
     _write_atomic(uri, lambda fh: pq.write_table(table, fh, row_group_size=row_group_size,
                                                  use_dictionary=dictionary))
 
@@ -573,7 +581,6 @@ def read_parquet(uri: str | os.PathLike, columns: list[str] | None = None) -> pa
 
 def save_figure(fig, uri: str | os.PathLike, dpi: int = 100) -> None:
     """Render a matplotlib figure as PNG and write it atomically to a local path or URI."""
-
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     write_bytes_atomic(uri, buf.getvalue())

@@ -24,7 +24,10 @@ from ser_models.adapters import AdapterConfig
 from ser_models.data import Pool, PoolConfig, generate_corpus, prepare_pool
 from ser_models.data.clips import ClipSet
 from ser_models.data.synth import generate_archive
+from ser_models.data.synth.corpus import plan_corpus
+from ser_models.data.synth.voice import synthesize_clip
 from ser_models.encoders import EncoderConfig
+from ser_models.formats.corpora.crema_d import SENTENCES
 from ser_models.models.model import ModelConfig
 from ser_models.ownership import claim_output
 from ser_models.provenance import check_run
@@ -215,10 +218,6 @@ def crema_d_tree(root: str | Path, n: int = 240, seed: int = 0, n_actors: int = 
         One row per clip: ``utt_id`` (the file name without ``.wav``), ``path`` (absolute), ``speaker`` (the
         actor id), ``label`` (the emotion the name codes).
     """
-    from ser_models.data.synth.corpus import plan_corpus
-    from ser_models.data.synth.voice import synthesize_clip
-    from ser_models.formats.corpora.crema_d import SENTENCES
-
     folder = Path(root) / "AudioWAV"
     folder.mkdir(parents=True, exist_ok=True)
     actors: dict[str, str] = {}

@@ -166,6 +166,40 @@ def test_sigkill_at_every_stage_boundary_then_resume_gives_the_same_ledger(demo_
 
 
 @pytest.mark.failure_model
+def test_a_scoring_pass_killed_before_its_manifest_is_never_read_back(demo_pool, tmp_path):
+    """Sharded round (``shard_above_clips=0``): the driver is SIGKILLed after every score shard of round 0 was
+    written but before the manifest that commits them. The rerun scores again into a new attempt, reads only
+    that one, and labels what an uninterrupted run labels."""
+    import ray
+
+    from ser_models.failpoints import FAILPOINT_ENV
+
+    sharded = ["active.budget_fractions=[0.25,0.5]", "model.adapter.kind=frozen", "model.pooling=mean",
+               f"active.feature_cache_dir={tmp_path / 'cache'}", "active.initial=random",
+               "active.strategy.name=margin", "active.selection.shard_above_clips=0",
+               "active.selection.rows_per_shard=7"]
+    ref = tmp_path / "uninterrupted"
+    _loop(_job_cfg(demo_pool.pool_dir, ref, sharded)).run()
+    out = tmp_path / "killed"
+    argv = [f"pool_dir={demo_pool.pool_dir}", f"output_dir={out}", *OVERRIDES, *sharded]
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["jobs.after", "ser_models.active.loop", "ser_models.training.in_process"])
+    address = ray.get_runtime_context().gcs_address
+    scores = out / "rounds" / "round=000" / "scores"
+    for point in ("before_score_manifest", None):
+        proc = ctx.Process(target=_run_after_job, args=(argv, {"RAY_ADDRESS": address, FAILPOINT_ENV: point}))
+        proc.start()
+        proc.join(300)
+        assert proc.exitcode == (-signal.SIGKILL if point else 0), (point, proc.exitcode)
+        if point:  # every shard of the pass on disk, none committed
+            assert not (scores / "manifest.json").exists() and list(scores.glob("attempt=*/part-*.parquet"))
+    attempts = {p.name for p in scores.glob("attempt=*")}
+    listed = {f.split("/")[0] for f in json.loads((scores / "manifest.json").read_text())["files"]}
+    assert len(attempts) == 2 and len(listed) == 1 and listed < attempts  # the dead pass's shards: never listed
+    assert _ledger_rows(out) == _ledger_rows(ref)
+
+
+@pytest.mark.failure_model
 def test_query_batches_retrain_between_batches_and_resume_after_a_kill(demo_pool, tmp_path):
     """``active.query_batch=4``: each 8-clip budget step is two batches; the second is chosen by a model
     retrained on the first batch's labels. A driver killed right after the first batch was labelled resumes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -73,6 +74,44 @@ def test_run_job_names_a_lost_head_node_whatever_error_surfaced(capsys, monkeypa
     err = capsys.readouterr().err
     assert err.startswith("error: HeadNodeLost: the Ray cluster's head node is gone")
     assert "RuntimeError: The actor is temporarily unavailable: RpcError" in err and "more detail" not in err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full (every write: ENOSPC)")
+def test_run_job_says_a_full_disk_in_one_line_and_exits_2(capsys, monkeypatch, tmp_path):
+    """A write that finds no space left (a real ENOSPC from /dev/full, also when a Ray task's error wraps it
+    as its cause) is one ``StorageFullError`` line naming the file, not a traceback."""
+    monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+
+    def write():
+        from ser_models import io
+
+        def fill(fh):
+            with open("/dev/full", "wb") as full:  # a real ENOSPC, raised inside the platform's atomic write
+                full.write(b"x" * 4096)
+                full.flush()
+
+        io._write_atomic(tmp_path / "scores" / "part-0.parquet", fill)
+
+    class TaskError(Exception):  # the shape of Ray's RayTaskError: the task's own error as ``cause``
+        def __init__(self, cause):
+            super().__init__("task failed")
+            self.cause = cause
+
+    def in_a_task():
+        try:
+            write()
+        except OSError as exc:
+            raise TaskError(exc) from None
+
+    for main in (write, in_a_task):
+        with pytest.raises(SystemExit) as stop:
+            cli.run_job(main)
+        assert stop.value.code == cli.USER_ERROR_EXIT
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: StorageFullError: No space left on device writing "
+                              f"{tmp_path / 'scores' / 'part-0.parquet'}. Free space"), err
+        assert len(err.strip().splitlines()) == 1
+        assert not list((tmp_path / "scores").iterdir())  # the temporary file went with the failed write
 
 
 def test_run_job_keeps_the_traceback_of_a_bug_while_the_cluster_is_alive(monkeypatch):
