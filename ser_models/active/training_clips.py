@@ -15,20 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ser_models.data.id_keys import arrow_ids
+
 __all__ = ["TrainingClips"]
-
-
-def _arrow_ids(ids) -> pa.Array:
-    """Ids as one Arrow string array (dictionary-encoded, large or view strings decoded; nulls refused)."""
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.cast(pa.string()).combine_chunks()
-    elif isinstance(ids, pa.Array):
-        ids = ids.cast(pa.string())
-    else:
-        ids = pa.array([str(i) for i in ids], pa.string())
-    if ids.null_count:
-        raise ValueError(f"{ids.null_count} clip ids are null")
-    return ids
 
 
 class TrainingClips:
@@ -43,7 +32,7 @@ class TrainingClips:
     """
 
     def __init__(self, ids, seconds):
-        ids = _arrow_ids(ids)
+        ids = arrow_ids(ids)
         seconds = np.asarray(seconds, np.float64)
         if len(ids) != len(seconds):
             raise ValueError(f"{len(ids)} clip ids but {len(seconds)} durations")
@@ -77,7 +66,7 @@ class TrainingClips:
         """[len(ids)] int64: where each of ``ids`` is in :attr:`ids`, -1 when it is not a clip here.
 
         Hashes ``ids`` (the few clips asked about) and probes every clip once: no index over N is built."""
-        asked = _arrow_ids(ids)
+        asked = arrow_ids(ids)
         out = np.full(len(asked), -1, np.int64)
         if not len(asked) or not len(self.ids):
             return out
@@ -97,7 +86,7 @@ class TrainingClips:
 
     def mask_without(self, ids: Iterable[str]) -> np.ndarray:
         """[N] bool: the clips that are not among ``ids``."""
-        asked = _arrow_ids(ids)
+        asked = arrow_ids(ids)
         if not len(asked):
             return np.ones(len(self), bool)
         return ~pc.is_in(self.ids, value_set=asked).to_numpy(zero_copy_only=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["KeySet", "id_keys"]
+__all__ = ["KeySet", "arrow_ids", "id_keys"]
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
 _MASK = 0xFFFFFFFFFFFFFFFF
@@ -47,6 +47,24 @@ def _strings(ids) -> list[pa.Array]:
             raise ValueError(f"{chunk.null_count} clip ids are null")
         out.append(chunk)
     return out
+
+
+def arrow_ids(ids) -> pa.Array:
+    """``ids`` (a list, NumPy array, Arrow array or chunked array) as one Arrow string array, without a Python
+    string per clip for Arrow input (dictionary-encoded, large or view strings decoded).
+
+    Raises:
+        ValueError: an id is null.
+    """
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.cast(pa.string()).combine_chunks()
+    elif isinstance(ids, pa.Array):
+        ids = ids.cast(pa.string())
+    else:
+        ids = pa.array([str(i) for i in ids], pa.string())
+    if ids.null_count:
+        raise ValueError(f"{ids.null_count} clip ids are null")
+    return ids
 
 
 def id_keys(ids, seed: int = 0) -> np.ndarray:

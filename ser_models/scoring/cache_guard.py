@@ -17,7 +17,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ser_models import ownership
-from ser_models.data.id_keys import KeySet
+from ser_models.data.id_keys import KeySet, arrow_ids
 from ser_models.exceptions import FeatureCacheMissError, LockHeldError
 from ser_models.io import join, list_dir, list_files, read_json
 from ser_models.ownership import parquet_with
@@ -89,12 +89,7 @@ def sorted_ids(ids) -> pa.Array:
     without a Python string per clip for Arrow input."""
     import pyarrow.compute as pc
 
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.cast(pa.string()).combine_chunks()  # dictionary-encoded or large strings decoded too
-    elif isinstance(ids, pa.Array):
-        ids = ids.cast(pa.string())
-    else:
-        ids = pa.array(list(ids), pa.string())
+    ids = arrow_ids(ids)
     return pc.take(ids, pc.array_sort_indices(ids)) if len(ids) else ids
 
 
