@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,19 +37,11 @@ from bench.common import (
     scratch,
     write_results,
 )
+from bench.evidence_fanout import evidence_config  # the demo's evidence config over a pool, a folder, a cache
 
 RESULTS = RESULTS_DIR / "sharded_quality.md"
-EVIDENCE_CONFIG = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "demo_evidence.yaml"
-#: The tolerance of the issue's benchmark: the paired difference's 95 % interval within +-1 UA point.
+#: The benchmark's tolerance: the paired difference's 95 % interval within +-1 UA point.
 TOLERANCE = 0.01
-
-
-def evidence_config(pool_dir, output_dir, cache_dir, extra: list[str]):
-    from ser_models.config import load_config
-    from ser_models.runs.evidence import EvidenceJobConfig
-
-    return load_config(EvidenceJobConfig, EVIDENCE_CONFIG, [f"pool_dir={pool_dir}", f"output_dir={output_dir}",
-                                                            f"active.feature_cache_dir={cache_dir}", *extra])
 
 
 def paired(gathered: pd.DataFrame, sharded: pd.DataFrame) -> pd.DataFrame:
