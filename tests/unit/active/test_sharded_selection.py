@@ -280,7 +280,7 @@ CAPPED = {
     "mc_variance": {},
     "entropy_balanced": {"name": "entropy", "class_balanced": True},
     "informative_diverse": {"prefilter_factor": 4},
-    "auto": {"auto_min_labelled": 6, "auto_candidates": ["random", "margin", "informative_diverse"]},
+    "auto": {"auto_min_labelled": 6, "auto_repeats": 2, "auto_candidates": ["random", "margin", "informative_diverse"]},
 }
 
 
@@ -412,3 +412,20 @@ def test_sharded_confident_pseudo_labels_break_ties_at_the_cut_by_id(tmp_path, p
     zero = [u for u, lab in zip(want.column("utt_id").to_pylist(), want.column("label").to_pylist()) if lab == "neutral"]
     assert zero == sorted(scores.ids.astype(str)[:40])[:5]
     assert got.equals(want)
+
+
+@pytest.mark.parametrize("name, sharded", [("margin", True), ("informative_diverse", True), ("kcenter", False)])
+def test_a_capped_round_stays_sharded_unless_its_inner_strategy_goes_two_rounds(name, sharded):
+    """The loop's decision (``rounds_are_sharded``) with ``active.max_per_recording`` set and the threshold
+    forced: a cap around a ranking strategy keeps the scores in shards; around k-center the round gathers them,
+    and the console says so."""
+    from ser_models.active.config import SelectionConfig
+    from ser_models.active.loop_config import ActiveConfig
+    from ser_models.active.round_scores import rounds_are_sharded
+
+    active = ActiveConfig(strategy=StrategyConfig(name), max_per_recording=2,
+                          selection=SelectionConfig(shard_above_clips=0))
+    lines: list[str] = []
+    capped = GroupCap(build_strategy(active.strategy), {}, active.max_per_recording)
+    assert rounds_are_sharded(active, capped, 1000, lines.append) is sharded
+    assert any("gathers the pool's scores" in line for line in lines) is not sharded
