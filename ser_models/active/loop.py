@@ -47,6 +47,7 @@ from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingu
 from ser_models.active.curves import plot_learning_curves
 from ser_models.active.handover import LabelHandover
 from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.pool_groups import PoolRecordings
 from ser_models.active.pseudo_labels import TrainingTargets, round_pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets, trains_on_soft_labels
 from ser_models.active.round_report import (
@@ -57,7 +58,6 @@ from ser_models.active.round_report import (
     write_run_metrics,
     write_selection,
 )
-from ser_models.active.pool_groups import PoolRecordings
 from ser_models.active.round_scores import rounds_are_sharded, stored_scores
 from ser_models.active.sharded_capped import capped_candidates
 from ser_models.active.sharded_cold_start import shard_cold_start
