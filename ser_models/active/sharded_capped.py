@@ -4,14 +4,16 @@
 per recording, and asks again with the clips of full recordings skipped, so its picks reach past the inner
 strategy's top ``n``. When rankings hold the inner strategy's picks (random, the uncertainty scores,
 informative_diverse's prefilter, class-balanced quotas, ``auto`` over those), each call of the walk takes the
-top of every ranking among the clips it is told to skip not (the ledger, the picks so far, the clips of full
+top of every ranking among the clips it is not told to skip (the ledger, the picks so far, the clips of full
 recordings). So the walk over a few rows gives the whole pool's picks when those rows hold, for each ranking,
 its top ``K`` unlabelled clips, and at the walk's last call each ranking (each class of a per-class ranking)
 either was complete (fewer than ``K``: every clip it has) or still held the ``k`` clips the inner strategy's
 plan asks for outside the skipped ones: every earlier call skipped fewer. Then each call sees the same top and
-the same count of clips left, so it asks for as many and gets the same answer. An inner strategy that reads the
-rows of the clips it skips (informative_diverse's k-center takes them as existing centres) also gets every
-scored clip of each recording that was full at that call. When a ranking ran short, ``K`` grows fourfold and
+the same count of clips left, so it asks for as many and gets the same answer. A walk that stopped short of
+``n`` (no clip of an open recording left) is checked where it stopped: the rows must then hold every clip. An
+inner strategy that reads the rows of the clips it skips (informative_diverse's k-center takes them as existing
+centres, so the gathered round counts a full recording as covered) also gets every scored clip of each
+recording that was full at that call. When a ranking ran short, ``K`` grows fourfold and
 the shards are ranked again, up to the whole pool (a ranking then holds every clip).
 
 An inner strategy with a two-round plan (k-center, k-means, BADGE, greedy sampling) has no such form: no ranking

@@ -429,3 +429,24 @@ def test_a_capped_round_stays_sharded_unless_its_inner_strategy_goes_two_rounds(
     capped = GroupCap(build_strategy(active.strategy), {}, active.max_per_recording)
     assert rounds_are_sharded(active, capped, 1000, lines.append) is sharded
     assert any("gathers the pool's scores" in line for line in lines) is not sharded
+
+
+@pytest.mark.parametrize("parts", [1, 7])
+def test_sharded_capped_cost_aware_picks_equal_the_gathered_ones(tmp_path, parts):
+    """Uncertainty per second of audio under a cap of one: the walk over the shards' rows reads the same costs."""
+    cfg = StrategyConfig("margin", cost_aware=True)
+    scores = _scores(seed=8)
+    ids = scores.ids.astype(str)
+    ledger = _labelled(scores)
+    costs = {u: 1.0 + (i % 7) for i, u in enumerate(ids)}
+    n, seed = 40, 1
+    cost_table = pa.table({"utt_id": list(costs), "seconds": list(costs.values())})
+    scored = scores.as_scored_pool(costs=np.array([costs[u] for u in ids]))
+    from ser_models.active.strategies.base import uncertainty_scores
+
+    order = np.argsort(-uncertainty_scores(scored, "margin", "test").astype(np.float64), kind="stable")
+    groups = _skewed_recordings(order, ids, seed=0)
+    whole = _query(GroupCap(build_strategy(cfg), groups, 1), scores, ledger, n, seed, costs)
+    capped = GroupCap(build_strategy(cfg), groups, 1)
+    rows = capped_candidates(_shard(scores, tmp_path, parts), capped, n, set(ledger), seed, cost_table)
+    assert _query(capped, rows, ledger, n, seed, costs) == whole
