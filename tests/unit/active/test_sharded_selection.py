@@ -233,6 +233,8 @@ def test_a_recording_cap_has_a_sharded_form_only_around_a_ranking_strategy(tmp_p
         capped_candidates(shards, kcenter, 5, set(), 0)
     with pytest.raises(ValueError, match="capped_candidates"):
         shard_candidates(shards, GroupCap(build_strategy(StrategyConfig("margin")), {}, 2), 5, set(), 0)
+    with pytest.raises(PoolExhaustedError, match="only 100 of the 100 scored clips are unlabelled"):
+        capped_candidates(shards, GroupCap(build_strategy(StrategyConfig("margin")), {}, 2), 101, set(), 0)
 
 
 def _primary_order(cfg: StrategyConfig, scores: Scores, seed: int) -> np.ndarray:
