@@ -47,6 +47,7 @@ from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingu
 from ser_models.active.curves import plot_learning_curves
 from ser_models.active.handover import LabelHandover
 from ser_models.active.loop_config import ActiveConfig
+from ser_models.active.pool_groups import PoolRecordings
 from ser_models.active.pseudo_labels import TrainingTargets, round_pseudo_labels
 from ser_models.active.round_inputs import class_counts, known_labels, known_targets, trains_on_soft_labels
 from ser_models.active.round_report import (
@@ -58,6 +59,7 @@ from ser_models.active.round_report import (
     write_selection,
 )
 from ser_models.active.round_scores import rounds_are_sharded, stored_scores
+from ser_models.active.sharded_capped import capped_candidates
 from ser_models.active.sharded_cold_start import shard_cold_start
 from ser_models.active.sharded_selection import shard_candidates
 from ser_models.active.stopping import stop_set_ids, stop_set_verdict
@@ -145,7 +147,7 @@ class ActiveLearningLoop:
         # With what labelling each costs (hour budgets spend seconds of audio): Arrow ids, not N Python strings.
         self.clips = split.without(self.held_out)
         if active.max_per_recording:
-            self.strategy = GroupCap(self.strategy, self._recordings(), active.max_per_recording)
+            self.strategy = GroupCap(self.strategy, PoolRecordings(pool, self.where), active.max_per_recording)
         self.budget = LabelBudget(active, self.clips)
         if active.semi_supervised.enabled and not self.labels:
             raise ConfigError("active.semi_supervised makes class pseudo-labels, but model.labels is empty: set "
@@ -197,10 +199,6 @@ class ActiveLearningLoop:
         self._num_layers = encoder.num_layers
         return cache
 
-    def _recordings(self) -> dict[str, str | None]:
-        rec = self.pool.metadata(columns=["utt_id", "recording"], split="train", where=self.where)
-        return {u: (r if isinstance(r, str) else None) for u, r in zip(rec["utt_id"].astype(str), rec["recording"])}
-
     def _take_new_clips(self) -> None:
         """A pool that grew (or was relabelled) since the run started: its new training clips are encoded into the
         cache, scored and selectable from this round on. The budget's targets, the evaluation sets and the stop
@@ -216,8 +214,6 @@ class ActiveLearningLoop:
         self.handover.grow(split)
         self.held_out = self.eval_sets.held_out()
         self.clips = self.budget.clips = split.without(self.held_out)
-        if isinstance(self.strategy, GroupCap):
-            self.strategy.groups = self._recordings()
         self._dev_test = None  # a clip may have moved between splits
         if self.cache is not None:
             self.cache.ensure(self.pool, self.model_cfg, self._num_layers, self.active.scorer,
@@ -403,13 +399,15 @@ class ActiveLearningLoop:
                seed: int) -> tuple[list[str], dict | None]:
         """``n`` clips from the strategy, none of ``exclude``; returns ``(ids, auto's choice or None)``. Over
         shards, the strategy runs on the rows it could pick (:func:`~ser_models.active.sharded_selection.
-        shard_candidates`): the same picks as over the whole pool."""
+        shard_candidates`, or :func:`~ser_models.active.sharded_capped.capped_candidates` under a recording cap):
+        the same picks as over the whole pool."""
         exclude = exclude | self.handover.unlabelable() | self.held_out
         if isinstance(scores, ScoreShards):
             costs = None
             if self.active.strategy.cost_aware:
                 costs = pa.table({"utt_id": self.clips.ids, "seconds": self.clips.seconds})
-            scores = shard_candidates(scores, self.strategy, n, exclude, seed, costs, lambda known: (
+            find = capped_candidates if isinstance(self.strategy, GroupCap) else shard_candidates
+            scores = find(scores, self.strategy, n, exclude, seed, costs, lambda known: (
                 known_targets(known.ids, ledger, self.dimensions),
                 known_labels(known.ids, ledger, self.labels, self.active.strategy)))
         costs = None

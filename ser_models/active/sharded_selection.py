@@ -24,23 +24,45 @@ the greedy over the whole pool; for the others it is a heuristic of the same sha
 measures the k-center objective against the whole-pool greedy. What a strategy without a sharded form does is
 for the caller to say (the loop gathers the pool in process, with a line saying so).
 
+A recording cap around a ranking strategy reaches past the rankings' top ``k``: every full recording hands its
+places on. :mod:`ser_models.active.sharded_capped` deepens the rankings until they hold every pick of the
+capped walk, with :func:`rank_shards` and :func:`candidate_rows`, the two passes apart.
+
 References:
     Malkomes et al., 2015, "Fast Distributed k-Center Clustering with Outliers on Massive Data" (NeurIPS).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ser_models.active.strategies.base import QueryStrategy, ShardPlan, TopK, random_keys, uncertainty_scores
+from ser_models.active.strategies.capped import GroupCap
 from ser_models.exceptions import PoolError, PoolExhaustedError
 from ser_models.failpoints import pausepoint
 from ser_models.scoring.score_shards import ScoreShards, read_shard, shard_rows
 from ser_models.scoring.scorer import Scores
 
-__all__ = ["shard_candidates"]
+__all__ = ["Ranked", "candidate_rows", "costs_of", "rank_shards", "shard_candidates"]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One ranking's top-k over every shard.
+
+    Attributes:
+        top: the ranking.
+        ids: [k'] its best unlabelled clips, best first (k' < k: the ranking, or the class, has no more).
+        classes: [k'] their predicted classes when ``top.per_class`` (the top k of each class), else None.
+    """
+
+    top: TopK
+    ids: np.ndarray
+    classes: np.ndarray | None
 
 
 def _columns(plan: ShardPlan) -> list[str]:
@@ -58,7 +80,12 @@ def _columns(plan: ShardPlan) -> list[str]:
     return sorted(cols)
 
 
-def _costs_of(ids: pa.Array, costs: pa.Table | None) -> np.ndarray | None:
+def costs_of(ids: pa.Array, costs: pa.Table | None) -> np.ndarray | None:
+    """[M] seconds of each of ``ids`` from ``costs`` (``utt_id, seconds``), or None without costs.
+
+    Raises:
+        PoolError: a scored clip has no duration in ``costs``.
+    """
     if costs is None:
         return None
     at = pc.index_in(ids, value_set=costs.column("utt_id"))
@@ -111,7 +138,7 @@ def _local_picks(unlabelled: Scores, strategy: QueryStrategy, n: int, seed: int,
         labels = None if labels is None else labels[order]
         taken = set(known.ids.astype(str).tolist())
     ids = pa.array(pool.ids.astype(str), pa.string())
-    scored = pool.as_scored_pool(targets, costs=_costs_of(ids, costs), labels=labels)
+    scored = pool.as_scored_pool(targets, costs=costs_of(ids, costs), labels=labels)
     return strategy.query(scored, taken, min(n, len(unlabelled.ids)), seed)
 
 
@@ -135,7 +162,7 @@ def shard_tops(path: str, plan: ShardPlan, excluded: pa.Array, seed: int, costs:
         return {"rows": len(scores.ids), "excluded": int(out_mask.sum()), "tops": [], "picks": list(picks)}
     tops = []
     if len(keep):
-        scored = scores.as_scored_pool(costs=_costs_of(ids_arrow, costs))
+        scored = scores.as_scored_pool(costs=costs_of(ids_arrow, costs))
         ids = scored.ids[keep]
         classes = scored.probs[keep].argmax(1) if scored.probs.shape[1] else np.zeros(len(keep), np.int64)
         for top in plan.tops:
@@ -147,15 +174,16 @@ def shard_tops(path: str, plan: ShardPlan, excluded: pa.Array, seed: int, costs:
     return {"rows": len(scores.ids), "excluded": int(out_mask.sum()), "tops": tops, "picks": []}
 
 
-def _merge(parts: list[tuple], top: TopK) -> np.ndarray:
-    """The global top-k ids of one ranking from every shard's top-k."""
+def _merge(parts: list[tuple], top: TopK) -> Ranked:
+    """The global top-k of one ranking from every shard's top-k."""
     parts = [p for p in parts if len(p[0])]
     if not parts:
-        return np.zeros(0, str)
+        return Ranked(top, np.zeros(0, str), np.zeros(0, np.int64) if top.per_class else None)
     ids = np.concatenate([p[0] for p in parts]).astype(str)
     primary = np.concatenate([p[1] for p in parts])
     classes = np.concatenate([p[2] for p in parts]) if top.per_class else None
-    return ids[_best(primary, ids, classes, top.k)]
+    best = _best(primary, ids, classes, top.k)
+    return Ranked(top, ids[best], None if classes is None else classes[best])
 
 
 def _centres(shards: ScoreShards, excluded: pa.Array, annotate) -> tuple | None:
@@ -176,7 +204,8 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
 
     Args:
         shards: the round's committed scores.
-        strategy: a strategy with a sharded form (``strategy.shard_plan(n)`` is not None).
+        strategy: a strategy with a sharded form (``strategy.shard_plan(n)`` is not None); a recording cap
+            goes through :func:`~ser_models.active.sharded_capped.capped_candidates`.
         n: the batch size.
         excluded: ids that are never picked (the ledger, unlabelable and held-out clips).
         seed: the query's seed (random's hash keys).
@@ -189,13 +218,36 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
 
     Raises:
         PoolExhaustedError: fewer than ``n`` unlabelled clips are scored (as the in-process query raises it).
-        ValueError: the strategy has no sharded form.
+        ValueError: the strategy has no sharded form, or is a recording cap.
     """
+    if isinstance(strategy, GroupCap):
+        raise ValueError(f"{strategy!r} picks past its inner strategy's top n: select with capped_candidates")
     plan = strategy.shard_plan(n)
     if plan is None:
         raise ValueError(f"{strategy!r} has no sharded form")
     out = pa.array(sorted(excluded), pa.string())
     centres = _centres(shards, out, annotate) if plan.local and plan.centres and len(out) else None
+    ranked, picks = rank_shards(shards, strategy, plan, n, out, seed, costs, centres)
+    winners = set(picks)
+    for r in ranked:
+        winners.update(r.ids.tolist())
+    return candidate_rows(shards, winners, plan.centres, out)
+
+
+def rank_shards(shards: ScoreShards, strategy: QueryStrategy, plan: ShardPlan, n: int, out: pa.Array, seed: int,
+                costs: pa.Table | None = None, centres: tuple | None = None) -> tuple[list[Ranked], list[str]]:
+    """Pass 1: each ranking of ``plan`` merged over ``shards`` (and, for a two-round plan, the shards' offers).
+
+    Args:
+        out: the excluded ids, sorted (Arrow strings).
+        centres: a two-round plan's labelled clips (:func:`_centres`), or None.
+
+    Returns:
+        ``(one Ranked per plan.tops, the offered ids)``.
+
+    Raises:
+        PoolExhaustedError: fewer than ``n`` unlabelled clips are scored.
+    """
     passes = shards.map(shard_tops, plan, out, int(seed), costs, strategy, int(n), centres)
     rows = sum(p["rows"] for p in passes)
     labelled = sum(p["excluded"] for p in passes)
@@ -203,9 +255,12 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
         raise PoolExhaustedError(
             f"{strategy!r} was asked for {n} clips but only {rows - labelled} of the {rows} scored clips are "
             f"unlabelled ({labelled} are in the ledger); lower the batch size or the budget")
-    winners = {u for p in passes for u in p["picks"]}
-    for i, top in enumerate(plan.tops):
-        winners.update(_merge([p["tops"][i] for p in passes], top).tolist())
-    tables = [t for t in shards.map(shard_rows, pa.array(sorted(winners), pa.string()), plan.centres, out)
+    ranked = [_merge([p["tops"][i] for p in passes], top) for i, top in enumerate(plan.tops)]
+    return ranked, [u for p in passes for u in p["picks"]]
+
+
+def candidate_rows(shards: ScoreShards, ids, with_excluded: bool, out: pa.Array) -> Scores:
+    """Pass 2: the score rows of ``ids`` (and of the excluded clips ``out`` when ``with_excluded``), sorted by id."""
+    tables = [t for t in shards.map(shard_rows, pa.array(sorted(ids), pa.string()), with_excluded, out)
               if t.num_rows]
     return Scores.from_table(pa.concat_tables(tables)).sorted_by_id()

@@ -92,3 +92,47 @@ def test_a_sharded_round_writes_the_request_file_with_guesses_and_scores(demo_po
     guess = [c for c in sharded.columns if "guess" in c]
     assert guess and sharded[guess].notna().all().all()
     pd.testing.assert_frame_equal(sharded, gathered)
+
+
+@pytest.fixture(scope="module")
+def recorded_pool(ray_local, tmp_path_factory):
+    """The demo corpus with recordings: half of the training clips come from one long episode, every other clip
+    is a recording of its own (so a cap of one still fills each batch)."""
+    from ser_models.data import PoolConfig, generate_corpus, prepare_pool
+    from ser_models.testing import DEMO_LABELS
+
+    root = tmp_path_factory.mktemp("recorded_pool")
+    generate_corpus(root / "corpus", n=48, seed=0)
+    manifest = pd.read_csv(root / "corpus" / "manifest.csv")
+    train = manifest["split"] == "train"
+    manifest["recording"] = "rec_" + manifest["utt_id"].astype(str)
+    manifest.loc[train & (manifest.index % 2 == 0), "recording"] = "rec_long_episode"
+    manifest.to_csv(root / "corpus" / "manifest.csv", index=False)
+    prepare_pool(PoolConfig(manifest=str(root / "corpus" / "manifest.csv"), output_dir=str(root / "pool"),
+                            labels=list(DEMO_LABELS), max_duration=8.0, audio_format="flac", batch_size=8,
+                            num_workers=1))
+    return root / "pool"
+
+
+def test_a_capped_sharded_round_labels_what_the_capped_gathered_round_labels(recorded_pool, tmp_path, capsys):
+    """At most one clip of a recording per query, the threshold forced: the round keeps its scores in shards
+    (no line saying it gathers them) and labels the gathered round's clips."""
+    capped = ["active.strategy.name=margin", "active.max_per_recording=1"]
+    gathered_loop, _ = _run(recorded_pool, tmp_path / "gathered", capped)
+    from ser_models.runs.after import AfterJobConfig
+
+    cfg = load_config(AfterJobConfig, None, [f"pool_dir={recorded_pool}", f"output_dir={tmp_path / 'sharded'}",
+                                             *OVERRIDES, *capped, *SHARDED])
+    capsys.readouterr()
+    sharded_loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
+                                      cfg.active, verbose=True)
+    reports = sharded_loop.run()
+    said = capsys.readouterr().out
+    assert "selection: sharded" in said and "gathers the pool's scores" not in said
+    assert not gathered_loop.sharded and sharded_loop.sharded
+    assert (tmp_path / "sharded" / "rounds" / "round=000" / "scores" / "manifest.json").exists()
+    assert reports[0].selected > 0
+    assert _ledger(tmp_path / "sharded") == _ledger(tmp_path / "gathered")
+    picked = pd.read_parquet(tmp_path / "sharded" / "rounds" / "round=000" / "selection.parquet")["utt_id"]
+    recordings = Pool.open(cfg.pool_dir).metadata(["utt_id", "recording"]).set_index("utt_id")["recording"]
+    assert recordings[picked].value_counts().max() == 1

@@ -4,14 +4,65 @@ An uncertain stretch of one episode yields many similar, equally uncertain segme
 be one episode. :class:`GroupCap` takes the inner strategy's picks in order, keeps at most ``cap`` per group,
 and asks the strategy again for the rest with the over-represented groups excluded, until the batch is full
 or no clip of an open group is left (then the batch is smaller, never capped twice).
+
+The groups are looked up for the clips a query sees (:class:`Groups`): a sharded round asks only about its
+candidate rows (:mod:`ser_models.active.sharded_capped`), never about every clip of the pool.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
+
+from ser_models.active.strategies.base import ShardPlan
 from ser_models.scoring.scored_pool import ScoredPool
+
+__all__ = ["CapWalk", "GroupCap", "Groups", "MappedGroups"]
+
+
+class Groups(Protocol):
+    """Where the groups come from: looked up for the ids a query sees, not held for the whole pool."""
+
+    def of(self, ids: np.ndarray) -> dict[str, str | None]:
+        """``utt_id -> group`` for ``ids`` [M] (None: no group, no cap)."""
+
+    def members(self, groups: Iterable[str]) -> list[str]:
+        """Every clip id of ``groups``."""
+
+
+class MappedGroups:
+    """:class:`Groups` from a ``utt_id -> group`` mapping (ids missing or mapped to None have no group)."""
+
+    def __init__(self, groups: Mapping[str, str | None]):
+        self.groups = dict(groups)
+
+    def of(self, ids: np.ndarray) -> dict[str, str | None]:
+        return {str(u): self.groups.get(str(u)) for u in np.asarray(ids).tolist()}
+
+    def members(self, groups: Iterable[str]) -> list[str]:
+        wanted = set(groups)
+        return sorted(u for u, g in self.groups.items() if g in wanted)
+
+
+@dataclass(frozen=True)
+class CapWalk:
+    """One capped query as it ran.
+
+    Attributes:
+        chosen: the picks, in order.
+        banned: the ids the last call to the inner strategy was told to skip (ledger, earlier picks, the clips of
+            full groups): every earlier call skipped a subset of them. When the walk stopped short of ``n``, every
+            id it skipped at the end (it found no clip left).
+        full: the groups that were full at that point.
+    """
+
+    chosen: list[str]
+    banned: frozenset[str]
+    full: frozenset[str]
 
 
 class GroupCap:
@@ -19,38 +70,50 @@ class GroupCap:
 
     Args:
         inner: the strategy whose picks are capped.
-        groups: ``utt_id -> group`` (e.g. the recording); ids missing or mapped to None have no cap.
+        groups: ``utt_id -> group`` (e.g. the recording; ids missing or mapped to None have no cap), or a
+            :class:`Groups` lookup.
         cap: most clips of one group per query (>= 1).
     """
 
-    def __init__(self, inner, groups: Mapping[str, str | None], cap: int):
+    def __init__(self, inner, groups: Mapping[str, str | None] | Groups, cap: int):
         if cap < 1:
             raise ValueError(f"cap must be >= 1, got {cap}")
-        self.inner, self.groups, self.cap = inner, dict(groups), int(cap)
+        self.inner, self.cap = inner, int(cap)
+        self.groups: Groups = groups if hasattr(groups, "members") else MappedGroups(groups)
 
     def __getattr__(self, name: str):  # last_choice, uses_model, ... of the inner strategy
         return getattr(self.inner, name)
 
-    def shard_plan(self, n: int) -> None:
-        """None: a capped query may reach past the inner strategy's top ``n`` (every capped group hands its
-        places on), so no fixed ranking holds its picks; the loop gathers the pool's scores for it."""
-        return None
+    def shard_plan(self, n: int) -> ShardPlan | None:
+        """The inner strategy's plan when rankings hold its picks (the capped query over shards deepens them
+        until they hold every pick of the walk: :func:`~ser_models.active.sharded_capped.capped_candidates`).
+        None for a two-round inner plan: its shards' offers are not the picks the whole pool would give once
+        groups are banned, so the loop gathers the pool's scores for it."""
+        plan = self.inner.shard_plan(n)
+        return None if plan is None or plan.local else plan
 
     def query(self, scored: ScoredPool, ledger_ids: set[str], n: int, seed: int) -> list[str]:
         """Up to ``n`` ids, at most ``cap`` of any one group, in the inner strategy's pick order."""
+        return self.walk(scored, self.groups.of(scored.ids), ledger_ids, n, seed).chosen
+
+    def walk(self, scored: ScoredPool, groups: Mapping[str, str | None], ledger_ids: set[str], n: int,
+             seed: int) -> CapWalk:
+        """:meth:`query` with ``groups`` of ``scored``'s ids given, and what its last inner call was told."""
         chosen: list[str] = []
         counts: Counter = Counter()
         banned = set(ledger_ids)
         members: dict[str, list[str]] = {}
         all_ids = {str(u) for u in scored.ids.tolist()}
         for uid in all_ids:
-            g = self.groups.get(str(uid))
+            g = groups.get(uid)
             if g is not None:
-                members.setdefault(g, []).append(str(uid))
+                members.setdefault(g, []).append(uid)
+        last, full = frozenset(banned), frozenset()
         ask = n
         while ask > 0:
+            last, full = frozenset(banned), frozenset(g for g, c in counts.items() if c >= self.cap)
             for uid in self.inner.query(scored, banned, ask, seed):
-                g = self.groups.get(str(uid))
+                g = groups.get(str(uid))
                 if g is None or counts[g] < self.cap:
                     chosen.append(uid)
                     counts[g] += g is not None
@@ -60,13 +123,12 @@ class GroupCap:
                     banned |= set(members.get(g, ()))
             left = len(all_ids - banned)
             ask = min(n - len(chosen), left)
-        return chosen
+        if len(chosen) < n:  # it stopped for want of clips: that, too, must hold over the whole pool
+            last, full = frozenset(banned), frozenset(g for g, c in counts.items() if c >= self.cap)
+        return CapWalk(chosen, last, full)
 
     def __str__(self) -> str:
         return f"{self.inner}, at most {self.cap} clips of a recording per batch"
 
     def __repr__(self) -> str:
         return f"GroupCap({self.inner!r}, cap={self.cap})"
-
-
-__all__ = ["GroupCap"]

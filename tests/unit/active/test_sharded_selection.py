@@ -3,6 +3,8 @@ every strategy with a sharded form, however the pool is split (1, 3 or 7 shards,
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -216,10 +218,127 @@ def test_an_unfinished_pass_is_never_read(tmp_path):
     assert not (tmp_path / MANIFEST).exists()
 
 
-def test_a_recording_cap_has_no_sharded_form():
-    from ser_models.active.strategies.capped import GroupCap
+# A recording cap over shards: the capped walk over the candidate rows picks what it picks over the whole pool.
+from ser_models.active.sharded_capped import capped_candidates  # noqa: E402
+from ser_models.active.strategies.capped import GroupCap  # noqa: E402
 
-    assert GroupCap(build_strategy(StrategyConfig("margin")), {}, 2).shard_plan(5) is None
+
+def test_a_recording_cap_has_a_sharded_form_only_around_a_ranking_strategy(tmp_path):
+    assert GroupCap(build_strategy(StrategyConfig("margin")), {}, 2).shard_plan(5) == \
+        build_strategy(StrategyConfig("margin")).shard_plan(5)
+    kcenter = GroupCap(build_strategy(StrategyConfig("kcenter")), {}, 2)
+    assert kcenter.shard_plan(5) is None
+    shards = _shard(_scores(n=100), tmp_path, 2)
+    with pytest.raises(ValueError, match="held by no ranking"):
+        capped_candidates(shards, kcenter, 5, set(), 0)
+    with pytest.raises(ValueError, match="capped_candidates"):
+        shard_candidates(shards, GroupCap(build_strategy(StrategyConfig("margin")), {}, 2), 5, set(), 0)
+    with pytest.raises(PoolExhaustedError, match="only 100 of the 100 scored clips are unlabelled"):
+        capped_candidates(shards, GroupCap(build_strategy(StrategyConfig("margin")), {}, 2), 101, set(), 0)
+
+
+def _primary_order(cfg: StrategyConfig, scores: Scores, seed: int) -> np.ndarray:
+    """Row positions in the order the strategy's ranking takes them (most wanted first)."""
+    scored = scores.as_scored_pool()
+    if cfg.name == "random":
+        return np.lexsort((scores.ids.astype(str), random_keys(scores.ids.astype(str), seed)))
+    from ser_models.active.strategies.base import uncertainty_scores
+
+    score = cfg.uncertainty if cfg.name in ("informative_diverse", "auto") else cfg.name
+    return np.argsort(-uncertainty_scores(scored, score, "test").astype(np.float64), kind="stable")
+
+
+def _skewed_recordings(order: np.ndarray, ids: np.ndarray, seed: int) -> dict[str, str | None]:
+    """Three recordings hold most of the ranking's top 600 (one of them 70 %); the rest of the pool is spread
+    over recordings of Zipf-like sizes, and one clip in 50 has no recording."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, str | None] = {}
+    top, rest = order[:600], order[600:]
+    for pos in top:
+        groups[ids[pos]] = str(rng.choice(["big_a", "big_b", "big_c", "small"], p=[0.7, 0.15, 0.1, 0.05]))
+    sizes = np.maximum(1, (400 / np.arange(1, 200)).astype(int))
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    for i, pos in enumerate(rng.permutation(rest)):
+        groups[ids[pos]] = f"rec{owner[i % len(owner)]:03d}"
+    for u in ids[::50]:
+        groups[u] = None
+    return groups
+
+
+def _capped_query(capped: GroupCap, scores: Scores, ledger: dict[str, int], n: int, seed: int) -> list[str]:
+    return _query(capped, scores, ledger, n, seed)
+
+
+def _labels_of(ledger: dict[str, int]):
+    def annotate(rows: Scores):
+        return None, np.array([ledger.get(u, -1) for u in rows.ids.astype(str)], np.int64)
+    return annotate
+
+
+CAPPED = {
+    "random": {},
+    "margin": {},
+    "bald": {},
+    "mc_variance": {},
+    "entropy_balanced": {"name": "entropy", "class_balanced": True},
+    "informative_diverse": {"prefilter_factor": 4},
+    "auto": {"auto_min_labelled": 6, "auto_repeats": 2, "auto_candidates": ["random", "margin", "informative_diverse"]},
+}
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+@pytest.mark.parametrize("cap", [1, 3])
+@pytest.mark.parametrize("name", list(CAPPED))
+def test_sharded_capped_picks_equal_the_gathered_capped_picks(tmp_path, name, cap, parts):
+    """One recording dominates the top of the ranking, so the capped walk goes far past the top n; the rows the
+    shards hand over still give the gathered walk's picks, in its order."""
+    cfg = StrategyConfig(**{"name": name, **CAPPED[name]})
+    scores = _scores(seed=7)
+    ids = scores.ids.astype(str)
+    ledger = _labelled(scores)
+    n, seed = 40, 3
+    groups = _skewed_recordings(_primary_order(cfg, scores, seed), ids, seed=cap)
+    whole = _capped_query(GroupCap(build_strategy(cfg), groups, cap), scores, ledger, n, seed)
+    assert len(whole) == n and max(Counter(groups[u] for u in whole if groups[u]).values()) == cap
+    capped = GroupCap(build_strategy(cfg), groups, cap)
+    rows = capped_candidates(_shard(scores, tmp_path, parts), capped, n, set(ledger), seed,
+                             annotate=_labels_of(ledger))
+    assert len(rows.ids) < len(ids)  # never the whole pool here
+    assert _capped_query(capped, rows, ledger, n, seed) == whole
+
+
+def test_the_rankings_grow_until_they_hold_the_walk(tmp_path):
+    """Capped at one clip a recording, the top 40 by margin (one recording's, mostly) hold few of the picks: the
+    first pass's rows give other picks, and the capped search ranks deeper than the batch (margin reads no rows
+    besides its rankings', so every row past 40 came from a deeper ranking)."""
+    cfg = StrategyConfig("margin")
+    scores = _scores(seed=7)
+    ledger = _labelled(scores)
+    n, seed = 40, 3
+    groups = _skewed_recordings(_primary_order(cfg, scores, seed), scores.ids.astype(str), seed=1)
+    whole = _capped_query(GroupCap(build_strategy(cfg), groups, 1), scores, ledger, n, seed)
+    shards = _shard(scores, tmp_path, 3)
+    first = shard_candidates(shards, build_strategy(cfg), n, set(ledger), seed)
+    assert len(first.ids) == n
+    assert _capped_query(GroupCap(build_strategy(cfg), groups, 1), first, ledger, n, seed) != whole
+    rows = capped_candidates(shards, GroupCap(build_strategy(cfg), groups, 1), n, set(ledger), seed)
+    assert len(rows.ids) >= 4 * n
+    assert _capped_query(GroupCap(build_strategy(cfg), groups, 1), rows, ledger, n, seed) == whole
+
+
+def test_a_capped_walk_that_empties_the_pool_is_the_gathered_one(tmp_path):
+    """Few recordings, a large cap-limited batch: the walk runs out of open recordings before the batch is full,
+    over the shards as over the whole pool (the rankings grow to the whole pool)."""
+    scores = _scores(seed=2, n=400)
+    ids = scores.ids.astype(str)
+    groups = {u: f"rec{i % 9}" for i, u in enumerate(ids)}
+    ledger = _labelled(scores)
+    cfg = StrategyConfig("entropy")
+    whole = _capped_query(GroupCap(build_strategy(cfg), groups, 2), scores, ledger, 30, 0)
+    assert len(whole) == 18
+    capped = GroupCap(build_strategy(cfg), groups, 2)
+    rows = capped_candidates(_shard(scores, tmp_path, 3), capped, 30, set(ledger), 0)
+    assert _capped_query(capped, rows, ledger, 30, 0) == whole
 
 
 @pytest.mark.parametrize("parts", [1, 3, 7])
@@ -295,3 +414,41 @@ def test_sharded_confident_pseudo_labels_break_ties_at_the_cut_by_id(tmp_path, p
     zero = [u for u, lab in zip(want.column("utt_id").to_pylist(), want.column("label").to_pylist()) if lab == "neutral"]
     assert zero == sorted(scores.ids.astype(str)[:40])[:5]
     assert got.equals(want)
+
+
+@pytest.mark.parametrize("name, sharded", [("margin", True), ("informative_diverse", True), ("kcenter", False)])
+def test_a_capped_round_stays_sharded_unless_its_inner_strategy_goes_two_rounds(name, sharded):
+    """The loop's decision (``rounds_are_sharded``) with ``active.max_per_recording`` set and the threshold
+    forced: a cap around a ranking strategy keeps the scores in shards; around k-center the round gathers them,
+    and the console says so."""
+    from ser_models.active.config import SelectionConfig
+    from ser_models.active.loop_config import ActiveConfig
+    from ser_models.active.round_scores import rounds_are_sharded
+
+    active = ActiveConfig(strategy=StrategyConfig(name), max_per_recording=2,
+                          selection=SelectionConfig(shard_above_clips=0))
+    lines: list[str] = []
+    capped = GroupCap(build_strategy(active.strategy), {}, active.max_per_recording)
+    assert rounds_are_sharded(active, capped, 1000, lines.append) is sharded
+    assert any("gathers the pool's scores" in line for line in lines) is not sharded
+
+
+@pytest.mark.parametrize("parts", [1, 7])
+def test_sharded_capped_cost_aware_picks_equal_the_gathered_ones(tmp_path, parts):
+    """Uncertainty per second of audio under a cap of one: the walk over the shards' rows reads the same costs."""
+    cfg = StrategyConfig("margin", cost_aware=True)
+    scores = _scores(seed=8)
+    ids = scores.ids.astype(str)
+    ledger = _labelled(scores)
+    costs = {u: 1.0 + (i % 7) for i, u in enumerate(ids)}
+    n, seed = 40, 1
+    cost_table = pa.table({"utt_id": list(costs), "seconds": list(costs.values())})
+    scored = scores.as_scored_pool(costs=np.array([costs[u] for u in ids]))
+    from ser_models.active.strategies.base import uncertainty_scores
+
+    order = np.argsort(-uncertainty_scores(scored, "margin", "test").astype(np.float64), kind="stable")
+    groups = _skewed_recordings(order, ids, seed=0)
+    whole = _query(GroupCap(build_strategy(cfg), groups, 1), scores, ledger, n, seed, costs)
+    capped = GroupCap(build_strategy(cfg), groups, 1)
+    rows = capped_candidates(_shard(scores, tmp_path, parts), capped, n, set(ledger), seed, cost_table)
+    assert _query(capped, rows, ledger, n, seed, costs) == whole

@@ -1,0 +1,105 @@
+"""A recording cap over sharded scores: the rows that hold every pick of the capped query, found shard by shard.
+
+:class:`~ser_models.active.strategies.capped.GroupCap` walks its inner strategy's picks, keeps at most ``cap``
+per recording, and asks again with the clips of full recordings skipped, so its picks reach past the inner
+strategy's top ``n``. When rankings hold the inner strategy's picks (random, the uncertainty scores,
+informative_diverse's prefilter, class-balanced quotas, ``auto`` over those), each call of the walk takes the
+top of every ranking among the clips it is not told to skip (the ledger, the picks so far, the clips of full
+recordings). So the walk over a few rows gives the whole pool's picks when those rows hold, for each ranking,
+its top ``K`` unlabelled clips, and at the walk's last call each ranking (each class of a per-class ranking)
+either was complete (fewer than ``K``: every clip it has) or still held the ``k`` clips the inner strategy's
+plan asks for outside the skipped ones: every earlier call skipped fewer. Then each call sees the same top and
+the same count of clips left, so it asks for as many and gets the same answer. A walk that stopped short of
+``n`` (no clip of an open recording left) is checked where it stopped: the rows must then hold every clip. An
+inner strategy that reads the rows of the clips it skips (informative_diverse's k-center takes them as existing
+centres, so the gathered round counts a full recording as covered) also gets every scored clip of each
+recording that was full at that call. When a ranking ran short, ``K`` grows fourfold and
+the shards are ranked again, up to the whole pool (a ranking then holds every clip).
+
+An inner strategy with a two-round plan (k-center, k-means, BADGE, greedy sampling) has no such form: no ranking
+holds its picks, and its shards' offers are not the clips it would pick once recordings are skipped, so the
+loop gathers the pool's scores for it (:meth:`GroupCap.shard_plan
+<ser_models.active.strategies.capped.GroupCap.shard_plan>` is None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+
+from ser_models.active.sharded_selection import Ranked, candidate_rows, costs_of, rank_shards
+from ser_models.active.strategies.base import ShardPlan
+from ser_models.active.strategies.capped import GroupCap
+from ser_models.scoring.score_shards import ScoreShards
+from ser_models.scoring.scored_pool import ScoredPool
+from ser_models.scoring.scorer import Scores
+
+__all__ = ["GROWTH", "capped_candidates"]
+
+#: How much deeper every ranking goes when one ran short of the walk.
+GROWTH = 4
+
+
+def _short(ranked: Ranked, need: int, skipped: frozenset[str]) -> bool:
+    """Whether a ranking (a class of it, when per class) is cut off (``K`` long) and holds fewer than ``need``
+    clips outside ``skipped``: the walk may have wanted a clip beyond it."""
+    lists = [ranked.ids] if ranked.classes is None else \
+        [ranked.ids[ranked.classes == c] for c in np.unique(ranked.classes)]
+    return any(len(ids) >= ranked.top.k and sum(u not in skipped for u in ids.tolist()) < need for ids in lists)
+
+
+def _scored(rows: Scores, costs: pa.Table | None, annotate) -> ScoredPool:
+    """``rows`` as the loop hands a pool to a strategy: the ledger's values and classes, the clips' costs."""
+    targets, labels = annotate(rows) if annotate is not None else (None, None)
+    ids = pa.array(rows.ids.astype(str), pa.string())
+    return rows.as_scored_pool(targets, costs=costs_of(ids, costs), labels=labels)
+
+
+def capped_candidates(shards: ScoreShards, capped: GroupCap, n: int, excluded: set[str], seed: int,
+                      costs: pa.Table | None = None, annotate=None) -> Scores:
+    """The scores of every clip ``capped`` could pick for a batch of ``n`` (and of the clips its inner strategy
+    reads), found over ``shards``; ``capped.query`` on them picks what it picks on the whole pool.
+
+    Args:
+        shards: the round's committed scores.
+        capped: a recording cap whose inner strategy has a ranking plan (``capped.shard_plan(n)`` not None);
+            its :class:`~ser_models.active.strategies.capped.Groups` are asked about these rows only.
+        n: the batch size.
+        excluded: ids that are never picked (the ledger, unlabelable and held-out clips).
+        seed: the query's seed.
+        costs: ``utt_id, seconds`` of every clip for cost-aware scores, or None.
+        annotate: ``scores -> (targets [M, K] or None, labels [M] or None)``: the ledger's dimensional values and
+            classes of those rows, as the caller hands them to the strategy (None: neither).
+
+    Returns:
+        :class:`Scores` of those rows, sorted by id.
+
+    Raises:
+        PoolExhaustedError: fewer than ``n`` unlabelled clips are scored.
+        ValueError: the inner strategy has no ranking plan.
+    """
+    plan = capped.shard_plan(n)
+    if plan is None:
+        raise ValueError(f"{capped!r} has no sharded form: its inner strategy's picks are held by no ranking")
+    out = pa.array(sorted(excluded), pa.string())
+    grow, ranked, members, fetched = 1, None, set(), frozenset()
+    while True:
+        if ranked is None:
+            deeper = ShardPlan(tuple(dataclasses.replace(t, k=t.k * grow) for t in plan.tops), plan.centres)
+            ranked, _ = rank_shards(shards, capped.inner, deeper, n, out, seed, costs)
+        wanted = set(members)
+        for r in ranked:
+            wanted.update(r.ids.tolist())
+        rows = candidate_rows(shards, wanted, plan.centres, out)
+        walk = capped.walk(_scored(rows, costs, annotate), capped.groups.of(rows.ids), excluded, n, seed)
+        short = any(_short(r, top.k, walk.banned) for r, top in zip(ranked, plan.tops))
+        missing = walk.full - fetched if plan.centres else frozenset()
+        if not short and not missing:
+            return rows
+        if short:
+            grow, ranked = grow * GROWTH, None
+        if missing:  # the inner strategy reads the rows it skips: every clip of a full recording
+            members.update(capped.groups.members(sorted(missing)))
+            fetched |= missing
