@@ -83,8 +83,9 @@ def report(table: pd.DataFrame, walls: dict, args, info: dict, load: LoadWindow)
                   "seeds differing", "within +-1 point"], rows), "",
         f"Target: the same test UA, or a paired difference whose 95 % interval lies within +-1 point, for every "
         f"strategy and budget: {'met' if met else 'not met'}.", "",
-        f"Wall time: gathered {walls['gathered'] / 60:.1f} min, sharded {walls['sharded'] / 60:.1f} min (one "
-        f"process each, runs one after another; not a speed comparison: {machine_markdown(info, load)}", ""])
+        f"Wall time: gathered {walls['gathered'] / 60:.1f} min, sharded {walls['sharded'] / 60:.1f} min, one "
+        f"process each, one after another (not a speed comparison: the machine ran other jobs).", "",
+        machine_markdown(info, load), ""])
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
