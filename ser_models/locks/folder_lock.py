@@ -351,7 +351,10 @@ class FolderLock:
                 _, again = self._read()
                 if again != fingerprint:
                     return True  # it beat (or was replaced) meanwhile: not what was judged stale
-                io.fs_delete(self.path)
+                try:
+                    io.fs_delete(self.path)
+                except FileNotFoundError:
+                    return True  # a racing taker deleted it first: the caller looks again (its read-back settles it)
         with _HELD_GUARD:
             _SEEN.pop(self.path, None)
         self.log(f"lock {self.path}: taking over the stale lock of {self.describe(rec)} ({reason})")

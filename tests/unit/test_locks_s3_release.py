@@ -34,3 +34,35 @@ def test_a_release_while_a_heartbeat_is_in_flight_leaves_no_lease(s3_bucket):
     beat.join()
     assert not beat.is_alive()
     assert not io.exists(f"{folder}/{LOCK_NAME}"), "the heartbeat rewrote the lease after its release"
+
+
+def test_a_stale_lease_removed_by_a_racing_taker_first_is_no_error(s3_bucket, monkeypatch):
+    """Two processes take one stale S3 lease over at once: both judge it stale and read it again unchanged, and
+    the other one deletes it first. This one's delete then finds no lease: it looks again and takes the lock,
+    instead of failing with the store's FileNotFoundError."""
+    import json
+    import time
+
+    from ser_models.locks import folder_lock
+
+    folder = f"{s3_bucket}/pool"
+    beat = time.time() - 600  # a writer of another machine whose heartbeat stopped ten minutes ago
+    io.write_bytes_atomic(f"{folder}/{LOCK_NAME}", json.dumps({
+        "host": "another-host", "pid": 4242, "token": "another-host-4242".ljust(32, "t"),
+        "started_at": beat - 60, "heartbeat_at": beat}).encode())
+    monkeypatch.setenv("SER_LOCK_STALE_S", "1")
+    delete, raced = io.fs_delete, []
+
+    def racing_taker_deletes_first(uri):
+        if str(uri).endswith(LOCK_NAME) and not raced:
+            raced.append(uri)
+            delete(uri)  # the other taker's delete lands between this taker's last read and its delete
+        delete(uri)
+
+    monkeypatch.setattr(folder_lock.io, "fs_delete", racing_taker_deletes_first)
+    lock = FolderLock(folder, "pool", stale_s=1.0, wait_s=30).acquire()
+    try:
+        assert raced, "the take-over never deleted the stale lease"
+        assert json.loads(io.read_bytes(f"{folder}/{LOCK_NAME}"))["token"] == lock.token
+    finally:
+        lock.release()
