@@ -41,18 +41,21 @@ def speaker_pool(ray_local, tmp_path_factory):
     return root / "pool"
 
 
-def test_a_batch_the_cap_leaves_short_is_asked_for_again_next_round(speaker_pool, tmp_path, capsys):
+@pytest.mark.parametrize("sharded", [False, True], ids=["gathered", "sharded"])
+def test_a_batch_the_cap_leaves_short_is_asked_for_again_next_round(speaker_pool, tmp_path, capsys, sharded):
     """Round 0 asks for 10 clips, but one per recording leaves 8; round 1 accepts the 12 labels and asks for
-    the 8 it needs to reach 20."""
+    the 8 it needs to reach 20 (scores gathered, or kept in shards of 7 clips)."""
     from ser_models.runs.after import AfterJobConfig
 
     out = tmp_path / "run"
+    shards = ["active.selection.shard_above_clips=0", "active.selection.rows_per_shard=7"] if sharded else []
     cfg = load_config(AfterJobConfig, None, [f"pool_dir={speaker_pool}", f"output_dir={out}", *OVERRIDES,
-                                             "active.budget_labels=[4,14,20]"])
+                                             "active.budget_labels=[4,14,20]", *shards])
     loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
                               cfg.active, verbose=True)
     reports = loop.run()
     said = capsys.readouterr().out
+    assert loop.sharded == sharded
     assert [r.labelled for r in reports] == [4, 12, 20]
     assert said.count("round 0 picked 8 of the 10 clips it asked for: the recording cap") == 1
     assert "round 1 asks for the rest again" in said
