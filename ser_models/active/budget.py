@@ -22,7 +22,7 @@ import pandas as pd
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.training_clips import TrainingClips
 from ser_models.exceptions import ConfigError, OracleError, PoolError, PoolExhaustedError
-from ser_models.io import exists, read_json, write_json_atomic
+from ser_models.io import exists, read_json, read_parquet, write_json_atomic
 
 
 def fixed_at_start(path, values: Callable[[], dict]) -> dict:
@@ -120,29 +120,54 @@ class LabelBudget:
                               "clip the strategy picked: widen the steps between active.budget_hours")
         return keep
 
-    def check(self, r: int, ledger, dropped: pd.DataFrame, dropped_path) -> None:
-        """Round ``r`` sees exactly the labels its budget bought (a changed budget would mix two runs).
+    def check(self, r: int, ledger, dropped: pd.DataFrame, dropped_path, picked: int | None = None) -> None:
+        """Round ``r`` sees exactly the labels its rounds bought (a changed budget would mix two runs).
+
+        A round's batch may be shorter than its budget step asked for (``active.max_per_recording`` leaves too few
+        recordings open, or an hour budget's last clips do not fit): the labels then fall short of the target, and
+        the next round asks for the rest. So the ledger must hold what the stored selections picked, never more
+        than the target.
 
         Args:
             r: the round.
             ledger: the ledger as of round ``r``.
             dropped: clips the oracle dropped (``utt_id, round, reason``); they spent the budget too.
             dropped_path: where those are kept, for the error message.
+            picked: distinct clips in the stored selections of the initial set and rounds ``0..r-1``
+                (:func:`picked_so_far`); None (a selection is missing) holds a clip budget to its exact target.
 
         Raises:
             OracleError: the round has no labelled clip at all.
-            ConfigError: the ledger holds more or fewer labels than the budget allows (the budget changed).
+            ConfigError: the ledger holds more labels than the target, or not the clips the selections picked
+                (the budget changed).
         """
         if not len(ledger):
             raise OracleError(f"round {r} has no labelled clip: the oracle dropped every clip of the initial set "
                               f"(see {dropped_path})")
         # Picked for rounds 0..r but dropped by the annotators (a clip is never both: see LabelHandover).
         lost = len(set(dropped.loc[dropped["round"] <= r, "utt_id"]) - ledger.ids())
-        if self.unit == "clips" and len(ledger) + lost != self.targets[r]:
-            raise ConfigError(f"round {r} expects {self.targets[r]} labelled clips, the ledger has {len(ledger)} in "
-                              f"rounds 0..{r}" + (f" (+ {lost} dropped)" if lost else "")
-                              + ": was the budget changed between runs of this output_dir?")
+        has = f"the ledger has {len(ledger)} in rounds 0..{r}" + (f" (+ {lost} dropped)" if lost else "")
+        changed = ": was the budget changed between runs of this output_dir?"
+        n = len(ledger) + lost
+        if self.unit == "clips" and (n > self.targets[r] or (picked is None and n != self.targets[r])):
+            raise ConfigError(f"round {r} expects {'' if picked is None else 'at most '}{self.targets[r]} labelled "
+                              f"clips, {has}{changed}")
         if self.unit == "seconds" and ledger.seconds() > self.targets[r] + 1e-6:
             raise ConfigError(f"round {r} may use {self.targets[r]:.1f} s of labelled audio, the ledger has "
                               f"{ledger.seconds():.1f} s in rounds 0..{r}: was active.budget_hours changed between "
                               "runs of this output_dir?")
+        if picked is not None and n != picked:
+            raise ConfigError(f"round {r} expects the {picked} clips that the initial set and rounds 0..{r - 1} "
+                              f"picked (their selection.parquet), {has}{changed}")
+
+
+def picked_so_far(paths: list) -> int | None:
+    """Distinct clips in the stored selections at ``paths`` (``selection.parquet`` files with a ``utt_id``
+    column: the initial set's and each earlier round's), or None when one is missing (a run folder written before
+    selections were kept)."""
+    ids: set[str] = set()
+    for path in paths:
+        if not exists(path):
+            return None
+        ids.update(read_parquet(path, columns=["utt_id"])["utt_id"].to_pylist())
+    return len(ids)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ser_models.active.budget import LabelBudget, fixed_at_start
+from ser_models.active.budget import LabelBudget, fixed_at_start, picked_so_far
 from ser_models.active.config import StrategyConfig
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
 from ser_models.active.curves import plot_learning_curves
@@ -325,7 +325,10 @@ class ActiveLearningLoop:
         # Rounds <= r only: a run killed after appending round r + 1's labels but before this round's
         # metrics.json redoes round r on the labels it had, then re-appends the stored selection (a no-op).
         ledger = self.ledger.as_of(r)
-        self.budget.check(r, ledger, self.eval_sets.training_dropped(), self.handover.dropped_path)
+        # What the initial set and rounds 0..r-1 really picked: a batch the cap left short is no changed budget.
+        picked = picked_so_far([self.out / "rounds" / "initial" / "selection.parquet",
+                                *(self.round_dir(q) / "selection.parquet" for q in range(r))])
+        self.budget.check(r, ledger, self.eval_sets.training_dropped(), self.handover.dropped_path, picked)
         t0 = time.perf_counter()
         pseudo, pseudo_report = self._pseudo_labels(r, ledger)
         training = ledger if pseudo is None else TrainingTargets.of(ledger, pseudo)
@@ -371,6 +374,7 @@ class ActiveLearningLoop:
                     ids, choice = self._query_in_batches(r, scores, have, n, result.metrics)
                 else:
                     ids, choice = self._query(scores, ledger, have, n, seed=self.active.seed * 1000 + r)
+                    self._say_short(r, len(ids), n)
                     ids = self.budget.within(ids, self.targets[r + 1], f"round {r + 1}", have)
                 if choice is not None:  # auto: kept before the selection, so a resumed round reports it too
                     write_json_atomic(choice_path, choice)
@@ -394,6 +398,18 @@ class ActiveLearningLoop:
         write_json_atomic(folder / "metrics.json", done.to_json())  # last: marks the round finished
         failpoint("after_metrics")
         return done
+
+    def _say_short(self, r: int, got: int, n: int) -> None:
+        """Say once, as round ``r`` picks, that the strategy gave ``got`` of the ``n`` clips asked for, and why; the
+        next round's :meth:`LabelBudget.clips_wanted` counts from the labels, so it asks for the rest again."""
+        if got >= n:
+            return
+        why = (f"the recording cap (active.max_per_recording={self.active.max_per_recording}) leaves no other "
+               "recording with an unlabelled clip" if isinstance(self.strategy, GroupCap)
+               else "the pool leaves no more unlabelled clips")
+        then = (f"round {r + 1} asks for the rest again" if r + 2 < len(self.targets)
+                else "the run ends below its budget (this was its last query)")
+        self.log(f"  round {r} picked {got} of the {n} clips it asked for: {why}; {then}")
 
     def _query(self, scores: Scores | ScoreShards, ledger, exclude: set[str], n: int,
                seed: int) -> tuple[list[str], dict | None]:

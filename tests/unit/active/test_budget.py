@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from ser_models.active.budget import LabelBudget
+from ser_models.active.budget import LabelBudget, picked_so_far
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.training_clips import TrainingClips
+from ser_models.data.ledger import LabelLedger
 from ser_models.exceptions import ConfigError, OracleError, PoolError, PoolExhaustedError
 
 DUR = TrainingClips(["a", "b", "c", "d"], [2.0, 4.0, 6.0, 8.0])  # 20 s, i.e. 1/180 h
@@ -63,6 +66,46 @@ def test_check_refuses_a_changed_budget_and_counts_dropped_clips():
         b.check(1, _Ledger(["a", "b"]), NO_DROPS, "dropped.parquet")
     with pytest.raises(OracleError, match="dropped.parquet"):
         b.check(0, _Ledger([]), dropped, "dropped.parquet")
+
+
+def _selection(path, ids):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"utt_id": pa.array(ids, pa.string())}), path)
+    return path
+
+
+def test_check_accepts_a_short_batch_its_selection_explains_and_refuses_what_no_selection_explains(tmp_path):
+    """Budget 4 -> 14 -> 20 over 20 clips: round 0 asked for 10 but picked 8 (a recording cap), so round 1 sees 12
+    labels. The stored selections explain them; a missing selection keeps the exact target; labels the
+    selections do not explain, or more than the target, are a changed budget."""
+    clips = TrainingClips([f"c{i:02d}" for i in range(20)], [1.0] * 20)
+    b = LabelBudget(ActiveConfig(budget_labels=[4, 14, 20]), clips)
+    ids = [f"c{i:02d}" for i in range(20)]
+    initial = _selection(tmp_path / "initial" / "selection.parquet", ids[:4])
+    round0 = _selection(tmp_path / "round=000" / "selection.parquet", ids[4:12])
+    ledger = LabelLedger(tmp_path / "ledger.parquet")
+    ledger.append(0, ids[:4], ["a"] * 4, "test")
+    ledger.append(1, ids[4:11], ["a"] * 7, "test")
+    dropped = pd.DataFrame({"utt_id": [ids[11]], "round": [1]})  # picked in round 0, dropped by annotators
+    picked = picked_so_far([initial, round0])
+    assert picked == 12 and picked_so_far([initial, tmp_path / "round=001" / "selection.parquet"]) is None
+    b.check(0, ledger.as_of(0), NO_DROPS, "dropped.parquet", picked_so_far([initial]))
+    b.check(1, ledger.as_of(1), dropped, "dropped.parquet", picked)  # 11 labelled + 1 dropped = 12 picked
+    with pytest.raises(ConfigError, match="round 1 expects 14 labelled clips, the ledger has 11 in rounds 0..1 "
+                                          r"\(\+ 1 dropped\)"):
+        b.check(1, ledger.as_of(1), dropped, "dropped.parquet", None)
+    with pytest.raises(ConfigError, match="expects the 12 clips that the initial set and rounds 0..0 picked"):
+        b.check(1, ledger.as_of(1), NO_DROPS, "dropped.parquet", picked)  # a label the selections miss
+    ledger.append(1, ids[12:14], ["a"] * 2, "test")  # within the target, but picked by no stored selection
+    with pytest.raises(ConfigError, match="expects the 12 clips"):
+        b.check(1, ledger.as_of(1), dropped, "dropped.parquet", picked)
+    ledger.append(1, [ids[14]], ["a"], "test")  # above the target, whatever the selections say
+    with pytest.raises(ConfigError, match="round 1 expects at most 14 labelled clips, the ledger has 14 in rounds "
+                                          r"0..1 \(\+ 1 dropped\)"):
+        b.check(1, ledger.as_of(1), dropped, "dropped.parquet", 15)
+    hours = LabelBudget(ActiveConfig(budget_hours=[4 / 3600, 14 / 3600, 20 / 3600]), clips)
+    with pytest.raises(ConfigError, match="expects the 12 clips"):  # an hour budget: the same count of picks
+        hours.check(1, ledger.as_of(1), NO_DROPS, "dropped.parquet", 12)
 
 
 def test_a_clip_without_a_duration_counts_none_as_pandas_summed_and_a_stray_pick_is_refused():
