@@ -46,8 +46,9 @@ def drop_build(out: str, build: str) -> None:
     record(out, "pool", [build], add=False)
 
 
-def legacy_pool(folder: str, names: list[str]) -> list[str] | None:
-    """The builds to record when ``folder`` is a pool written before ownership markers; None when it is not.
+def legacy_pool(folder: str, names: list[str]) -> list[str] | str | None:
+    """The builds to record when ``folder`` is a pool written before ownership markers; None when it has no
+    ``summary.json`` (no pool at all), else the reason it is not one (for the refusal to name).
 
     The rule reads content, never names alone: ``summary.json`` reads as a pool summary (a ``fingerprint``
     and a ``format_version``), and the pool's data reads back as that version's Parquet with the pool's
@@ -63,13 +64,16 @@ def legacy_pool(folder: str, names: list[str]) -> list[str] | None:
         return None
     try:
         summary = read_json(join(folder, "summary.json"))
-        if not isinstance(summary, dict) or "fingerprint" not in summary or "format_version" not in summary:
-            return None
+    except (OSError, ValueError) as exc:
+        return f"its summary.json does not read as JSON ({type(exc).__name__}: {exc})"
+    if not isinstance(summary, dict) or "fingerprint" not in summary or "format_version" not in summary:
+        return "its summary.json does not read as a pool's (a pool's has a fingerprint and a format_version)"
+    try:
         live = referenced(folder, summary) if "build" in summary else set()
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"the builds its summary.json names do not read as a pool's ({type(exc).__name__}: {exc})"
     if not live <= set(names):  # a summary naming builds that are not there describes another folder
-        return None
+        return f"its summary.json names builds that are not here: {', '.join(sorted(live - set(names)))}"
     old_layout = {"data", "quarantine.parquet", "config.yaml"} if "build" not in summary else set()
     children = []
     for name in names:
@@ -78,8 +82,9 @@ def legacy_pool(folder: str, names: list[str]) -> list[str] | None:
         if name in live or _BUILD_NAME.fullmatch(name) or name == "data" and name in old_layout:
             children.append(name)
         elif name not in old_layout:
-            return None
-    return children if _data_reads_as_pool(folder, summary, names) else None
+            return f"it holds {name!r}, which no version of the pool writes"
+    problem = _data_problem(folder, summary, names)
+    return children if problem is None else problem
 
 
 #: The columns every pool version wrote into its data files (the split is the hive partition, not a column;
@@ -88,8 +93,9 @@ LEGACY_POOL_COLUMNS = pa.schema([f for f in POOL_SCHEMA if f.name not in (
     "split", "recording", "channel", "start", "end", "group")])
 
 
-def _data_reads_as_pool(folder: str, summary: dict, names: list[str]) -> bool:
-    """Whether the pool's data files (see :func:`legacy_pool`) all read as the pool's Parquet; at least one."""
+def _data_problem(folder: str, summary: dict, names: list[str]) -> str | None:
+    """Why the pool's data files (see :func:`legacy_pool`) do not all read as the pool's Parquet (at least
+    one), or None when they do."""
     if "build" in summary:
         listing = summary.get("files")
         if listing is not None:
@@ -99,20 +105,20 @@ def _data_reads_as_pool(folder: str, summary: dict, names: list[str]) -> bool:
             files = [f"{summary['build']}/data/{f}" for f in list_files(data)]
     else:
         if "data" not in names:
-            return False
+            return "it has no data/ folder"
         files = [f"data/{f}" for f in list_files(join(folder, "data"))]
         if "quarantine.parquet" in names and not parquet_with(join(folder, "quarantine.parquet"),
                                                                QUARANTINE_SCHEMA):
-            return False
+            return "its quarantine.parquet does not read as a pool's quarantine table"
     if not files:
-        return False
+        return "it has no data file"
     for rel in files:
         parts = str(rel).split("/")
         if len(parts) < 2 or not parts[-2].startswith("split=") or not parts[-1].endswith(".parquet"):
-            return False
+            return f"its data file {rel} is not a pool's split=<name>/<file>.parquet"
         if not parquet_with(join(folder, rel), LEGACY_POOL_COLUMNS):
-            return False
-    return True
+            return f"its data file {rel} does not read as Parquet with the pool's columns"
+    return None
 
 
 def referenced(out: str, summary: dict | None) -> set[str]:

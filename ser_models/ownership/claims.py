@@ -67,8 +67,9 @@ KINDS = {
     "corpus": "a generated demo corpus (jobs.make_demo_pool, jobs.make_demo_archive)",
     "bench": "a benchmark's work folder (python -m bench.<name> --workdir)",
 }
-#: ``recognise(folder, entries) -> children to record, or None``: is an unmarked folder this kind's layout?
-Recognise = Callable[[str, list[str]], "list[str] | None"]
+#: ``recognise(folder, entries) -> children to record, or None (or the reason, for the refusal to name)``: is
+#: an unmarked folder this kind's layout?
+Recognise = Callable[[str, list[str]], "list[str] | str | None"]
 _SHOWN = 8
 
 
@@ -141,8 +142,8 @@ def check_claim(folder: str | os.PathLike, kind: str, recognise: Recognise | Non
     if not names:
         return "new", []
     children = recognise(str(folder), names) if recognise is not None else None
-    if children is None:
-        raise _refuse(folder, kind, None, names)
+    if children is None or isinstance(children, str):
+        raise _refuse(folder, kind, None, names, children or "")
     return "legacy", list(children)
 
 

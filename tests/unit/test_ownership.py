@@ -221,7 +221,8 @@ def test_a_legacy_pool_is_recognised_by_its_summary_and_builds_and_nothing_else(
     build, dead = _legacy_pool_layout(tmp_path / "pool")
     assert sorted(legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool"))) == sorted([build, dead])
     _legacy_pool_layout(tmp_path / "mixed", extra=("build-old",))
-    assert legacy_pool(str(tmp_path / "mixed"), _names(tmp_path / "mixed")) is None
+    assert legacy_pool(str(tmp_path / "mixed"), _names(tmp_path / "mixed")) == \
+        "it holds 'build-old', which no version of the pool writes"
     assert legacy_pool(str(tmp_path), ["data", "build-old"]) is None  # no summary.json
 
 
@@ -235,7 +236,8 @@ def test_a_legacy_pool_is_recognised_by_its_summary_and_builds_and_nothing_else(
 def test_a_pool_whose_build_does_not_read_as_pool_parquet_is_not_adopted(tmp_path, spoil):
     build, _ = _legacy_pool_layout(tmp_path / "pool")
     spoil(tmp_path / "pool" / build)
-    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) is None
+    why = legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool"))
+    assert why == f"its data file {build}/data/split=train/0.parquet does not read as Parquet with the pool's columns"
 
 
 def _first_layout_pool(root: Path) -> None:
@@ -255,10 +257,12 @@ def test_a_pool_of_the_first_layout_is_adopted_when_its_data_reads_as_pool_parqu
     _first_layout_pool(tmp_path / "pool")
     assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) == ["data"]
     (tmp_path / "pool" / "data" / "split=train" / "clip.wav").write_bytes(b"RIFF")
-    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) is None
+    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) == \
+        "its data file data/split=train/clip.wav is not a pool's split=<name>/<file>.parquet"
     (tmp_path / "pool" / "data" / "split=train" / "clip.wav").unlink()
     (tmp_path / "pool" / "quarantine.parquet").write_text("not parquet")
-    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) is None
+    assert legacy_pool(str(tmp_path / "pool"), _names(tmp_path / "pool")) == \
+        "its quarantine.parquet does not read as a pool's quarantine table"
 
 
 @pytest.mark.parametrize("summary", [{"fingerprint": "vendor-2024"}, {"fingerprint": "f" * 32, "format_version": 1}])
@@ -274,8 +278,11 @@ def test_prepare_pool_refuses_a_summary_with_a_fingerprint_beside_data_of_audio_
     before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("utt_id,path,label\na,a.wav,happy\n")
-    with pytest.raises(ForeignFolderError, match="not a prepared pool"):
+    with pytest.raises(ForeignFolderError, match="not a prepared pool") as refused:
         prepare_pool(PoolConfig(manifest=str(manifest), output_dir=str(out), labels=[]))
+    # the refusal says which content check failed, not only that the folder is not the platform's
+    assert ("does not read as a pool's (a pool's has a fingerprint and a format_version)" if len(summary) == 1
+            else "its data file data/call0.wav is not a pool's split=<name>/<file>.parquet") in str(refused.value)
     after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
 
@@ -362,7 +369,7 @@ def test_a_pool_summary_naming_builds_that_are_not_there_is_not_adopted(tmp_path
     build, dead = _legacy_pool_layout(tmp_path / "pool")
     (tmp_path / "pool" / build).rename(tmp_path / "elsewhere")
     names = sorted(p.name for p in (tmp_path / "pool").iterdir())
-    assert legacy_pool(str(tmp_path / "pool"), names) is None
+    assert legacy_pool(str(tmp_path / "pool"), names).startswith("the builds its summary.json names do not read")
 
 
 @pytest.mark.parametrize("relation", ["is", "inside", "contains", "link"])
