@@ -47,6 +47,7 @@ from ser_models.planning.run_evaluation import without_ids
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import TaptConfig, TaptJobConfig
 from ser_models.provenance import check_run
+from ser_models.runs.ray_choice import RuntimeConfig, use_ray
 from ser_models.runtime import cluster_cpu_nodes, cluster_cpus, connect_ray
 from ser_models.scoring.scorer import check_reservation
 from ser_models.training.config import ScalingConfig, TrainConfig
@@ -98,6 +99,7 @@ class AfterJobConfig:
     cross_lingual: CrossLingualConfig = field(default_factory=CrossLingualConfig,
                                               help="label a target language's pool with a labelled source "
                                                    "language as extra training data, optionally anchored")
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig, help="with Ray, or in this process alone")
 
     def __post_init__(self) -> None:
         trains_encoder = self.model.adapter.kind != "frozen" or bool(self.model.adapter.add)
@@ -165,12 +167,13 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     # The budget against the training pool, before the folder is claimed: a refused budget leaves no run.json
     # behind, so the fix its message names (a lower budget) is a new start, not a resume mismatch.
     drawn = check_budget_fits(cfg, pool, source)
+    ray = use_ray(cfg, pool)  # runtime.ray=off refused here too, before the folder is claimed
     # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
     # before anything is written there: a second jobs.after on it stops here, naming the first.
     with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT, inputs=_inputs(cfg)):
         check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.lineage},
                   config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
-        return _run_claimed(cfg, pool, source, t0, verbose, on_round, drawn)
+        return _run_claimed(cfg, pool, source, t0, verbose, on_round, drawn, ray)
 
 
 def check_budget_fits(cfg: AfterJobConfig, pool, source: str):
@@ -215,9 +218,10 @@ def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...], inputs:
     return claim_output(output_dir, "run", job=job, layout=layout, inputs=inputs, what="run folder")
 
 
-def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round, drawn=None):
+def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round, drawn=None,
+                 ray: bool = True):
     """:func:`run_after` after its checks, holding the run folder's lock (``drawn``: the checked draw of the
-    evaluation sets, written now)."""
+    evaluation sets, written now; ``ray``: connect to Ray, else every round runs in this process)."""
 
 
     held_out = set()
@@ -227,8 +231,9 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
                                        draw_config(cfg.active.evaluation, source), cfg.active.seed,
                                        exclude=lambda: _oracle_cannot_label(pool, cfg), log=print,
                                        labels=cfg.model.labels, budget=cfg.active, drawn=drawn)["utt_id"])
-    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-    if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
+    if ray:
+        connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    if ray and cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
 
         check_reservation(cfg.active.scorer, cluster_cpus(), cluster_cpu_nodes())
     objective = None
@@ -258,7 +263,7 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
         print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
         cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
     loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
-                              verbose=verbose, cross_lingual=cfg.cross_lingual, pool_checked=True)
+                              verbose=verbose, cross_lingual=cfg.cross_lingual, pool_checked=True, use_ray=ray)
     try:
         reports = loop.run(on_round=on_round)
     except LabellingPending as pending:
