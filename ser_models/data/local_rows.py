@@ -94,10 +94,11 @@ class LocalRows:
         kwargs = dict(fn_kwargs or {})
         return LocalRows(self._parts, (*self._steps, lambda t: fn(t, **kwargs)))
 
-    def iter_batches(self, *, batch_size: int | None = 256, batch_format: str = "numpy", **_) -> Iterator:
+    def iter_batches(self, *, batch_size: int | None = 256, batch_format: str = "numpy") -> Iterator:
         """Batches of exactly ``batch_size`` rows across parts (the last one shorter; None: one per part), as
         Ray Data gives them: ``numpy`` (a dict of arrays, as ``ArrowBlockAccessor.to_numpy`` makes them) or
-        ``pyarrow`` (a table)."""
+        ``pyarrow`` (a table). Nothing else: a local shuffle, say, would not be Ray Data's, so asking for one
+        is a ``TypeError`` rather than another order."""
         if batch_format not in ("numpy", "pyarrow"):
             raise ValueError(f"LocalRows.iter_batches gives numpy or pyarrow batches, got {batch_format!r}")
         convert = _to_numpy if batch_format == "numpy" else (lambda t: t)

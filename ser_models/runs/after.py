@@ -15,6 +15,7 @@ labelled first, through the same oracle, and never train.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from ser_models.encoders import build_encoder
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError, LabellingPending
 from ser_models.io import exists, storage_path
+from ser_models.models.encoder_reuse import reusing_frozen_encoders
 from ser_models.models.model import ModelConfig
 from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import check_output, claim_output
@@ -167,7 +169,8 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     # The budget against the training pool, before the folder is claimed: a refused budget leaves no run.json
     # behind, so the fix its message names (a lower budget) is a new start, not a resume mismatch.
     drawn = check_budget_fits(cfg, pool, source)
-    ray = use_ray(cfg, pool)  # runtime.ray=off refused here too, before the folder is claimed
+    with reusing_frozen_encoders():  # the encoder names the cache here; a run without Ray reuses it (below)
+        ray = use_ray(cfg, pool)  # runtime.ray=off refused here too, before the folder is claimed
     # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
     # before anything is written there: a second jobs.after on it stops here, naming the first.
     with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT, inputs=_inputs(cfg)):
@@ -262,13 +265,16 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
         tapt = run_tapt(tapt_job, tapt_ds, train_rows=train_n)
         print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
         cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
-    loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
-                              verbose=verbose, cross_lingual=cfg.cross_lingual, pool_checked=True, use_ray=ray)
-    try:
-        reports = loop.run(on_round=on_round)
-    except LabellingPending as pending:
-        print(f"\n*** waiting for labels ***\n{pending}")
-        return None
+    # Without Ray every model reads cached features alone: they share one frozen encoder, with the numbers of
+    # fresh builds (ser_models.models.encoder_reuse), instead of loading its weights for every fit and pass.
+    with contextlib.nullcontext() if ray else reusing_frozen_encoders():
+        loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
+                                  verbose=verbose, cross_lingual=cfg.cross_lingual, pool_checked=True, use_ray=ray)
+        try:
+            reports = loop.run(on_round=on_round)
+        except LabellingPending as pending:
+            print(f"\n*** waiting for labels ***\n{pending}")
+            return None
 
     verdict = latest_verdict(reports)
     if verdict is not None:
