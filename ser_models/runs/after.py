@@ -169,8 +169,7 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     # The budget against the training pool, before the folder is claimed: a refused budget leaves no run.json
     # behind, so the fix its message names (a lower budget) is a new start, not a resume mismatch.
     drawn = check_budget_fits(cfg, pool, source)
-    with reusing_frozen_encoders():  # the encoder names the cache here; a run without Ray reuses it (below)
-        ray = use_ray(cfg, pool)  # runtime.ray=off refused here too, before the folder is claimed
+    ray = use_ray(cfg, pool)  # runtime.ray=off refused here too, before the folder is claimed
     # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
     # before anything is written there: a second jobs.after on it stops here, naming the first.
     with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT, inputs=_inputs(cfg)):
