@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -111,13 +110,23 @@ def wait_for_quiet(limit: float, wait_s: float) -> None:
         time.sleep(5)
 
 
-def table(times: dict[str, list[dict]]) -> str:
+def imports_alone() -> float:
+    """Seconds a new process takes to start and import the job (``ser_models.runs.after``): the floor of a rerun."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import ser_models.cli.command, ser_models.runs.after"], cwd=REPO,
+                   check=True, timeout=600)
+    return time.perf_counter() - t0
+
+
+def table(times: dict[str, list[dict]], imports: list[float]) -> str:
     rows = []
     for mode, runs in times.items():
         req = [r["to_request"] for r in runs]
         rows.append([MODES[mode], "no" if all(r["no_ray"] for r in runs) else "yes",
                      f"**{statistics.median(req):.1f}**", ", ".join(f"{x:.1f}" for x in req),
                      f"{statistics.median(r['to_exit'] for r in runs):.1f}"])
+    rows.append(["the imports alone (`import ser_models.runs.after` in a new process)", "no",
+                 f"{statistics.median(imports):.1f}", ", ".join(f"{x:.1f}" for x in imports), "-"])
     return md_table(["rerun", "Ray started", "start to next to_label.csv, median (s)", "each run (s)",
                      "start to exit, median (s)"], rows)
 
@@ -139,14 +148,16 @@ def main(argv: list[str] | None = None) -> None:
     wait_for_quiet(args.quiet_load, args.wait)
     load = LoadWindow()
     times: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    imports = []
     for _ in range(args.repeats):
         for mode in MODES:  # alternating: a change in the machine's load touches both alike
             times[mode].append(timed_rerun(state, work / "rerun", [*common, f"runtime.ray={mode}"]))
+        imports.append(imports_alone())
     load.close()
     requests = {r["request"] for runs in times.values() for r in runs}
     if len(requests) != 1:
         raise SystemExit("the reruns wrote different request files: the paths must give the same picks")
-    text = table(times)
+    text = table(times, imports)
     print(text)
     if not args.quick:
         info = machine_info()
@@ -160,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
 The demo pool ({args.n:,} clips, {train:,} of them training clips), the tutorial's template (`--config
 my_data_after`: the pretrained Whisper-tiny encoder, frozen, its features cached beside the pool; the CSV oracle),
 waiting at round 0 with its request filled. Each rerun imports round 0's labels, finishes round 0, trains round 1
-and writes round 1's request; every rerun wrote the same request file, byte for byte. {os.cpu_count()} cores.
+and writes round 1's request; every rerun wrote the same request file, byte for byte.
 
 {text}
 """)
