@@ -71,11 +71,11 @@ def lost_head_message() -> str | None:
 
     Ray cannot survive its head node without GCS fault tolerance: every actor and task ends, and the error
     that reaches the driver names whatever call failed first (a Train controller, a Data executor). A job
-    that ends while Ray is connected asks this, so the user reads what happened and what to do.
+    that ends while Ray is connected asks this, so the user reads what happened and what to do. A process that
+    never imported Ray (a run without it: ``runtime.ray``) is not connected, and does not import it to say so.
     """
-    import ray
-
-    if not ray.is_initialized():
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
         return None
     address = _gcs_address()
     if address is None or _gcs_answers(address):

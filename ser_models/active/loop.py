@@ -46,6 +46,7 @@ from ser_models.active.config import StrategyConfig
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
 from ser_models.active.curves import plot_learning_curves
 from ser_models.active.handover import LabelHandover
+from ser_models.active.local_rounds import check_cache_whole, open_run_cache
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.pool_groups import PoolRecordings
 from ser_models.active.pseudo_labels import TrainingTargets, round_pseudo_labels
@@ -81,9 +82,7 @@ from ser_models.io import (
     write_parquet_atomic,
 )
 from ser_models.metrics import plot_confusion
-from ser_models.models.encoder_reuse import base_encoder
 from ser_models.planning.run_evaluation import RunEvaluation, without_ids
-from ser_models.scoring.cache_keys import cache_kind, cache_states, cache_supported, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache, model_inputs
 from ser_models.scoring.feature_stats import write_run_statistics
 from ser_models.scoring.score_shards import ScoreShards, score_to_shards
@@ -113,15 +112,17 @@ class ActiveLearningLoop:
         plots: draw every round's confusion matrices (training's too) and the learning curve.
         follow_pool: take the clips a pool grows by into the next round; simulations keep the pool they started
             on (paired runs compare the same pool, and only the driver extends the shared cache).
+        use_ray: read through Ray Data; False: every read in this process, Ray never imported (only for a run
+            that :func:`~ser_models.active.local_rounds.rounds_need_ray` finds no reason to start Ray for).
     """
 
     def __init__(self, pool, output_dir: str | Path, model_cfg, train_cfg: TrainConfig, scaling: ScalingConfig,
                  active: ActiveConfig, oracle=None, verbose: bool = True, cross_lingual=None,
-                 pool_checked: bool = False, plots: bool = True, follow_pool: bool = True):
+                 pool_checked: bool = False, plots: bool = True, follow_pool: bool = True, use_ray: bool = True):
         self.pool = pool
         self.out: StoragePath = storage_path(output_dir)
         self.model_cfg, self.train_cfg, self.scaling, self.active = model_cfg, train_cfg, scaling, active
-        self.verbose, self.plots, self.follow_pool = verbose, plots, follow_pool
+        self.verbose, self.plots, self.follow_pool, self.use_ray = verbose, plots, follow_pool, use_ray
         self.in_process = scaling.backend == "in_process"
         self.ledger = LabelLedger(self.out / "labels" / "ledger.parquet")
         self.strategy = build_strategy(active.strategy)
@@ -183,20 +184,8 @@ class ActiveLearningLoop:
         return self.out / "rounds" / f"round={r:03d}"
 
     def _open_cache(self) -> FeatureCache | None:
-        mode = self.active.feature_cache
-        reason = cache_supported(self.model_cfg) or (
-            "cross_lingual trains on the source group's audio next to the ledger's" if self.cross else None)
-        if mode == "off" or (mode == "auto" and reason):
-            return None
-        if reason:
-            raise ConfigError(f"active.feature_cache=on but {reason}")
-
-        encoder = base_encoder(self.model_cfg.encoder)
-        cache = FeatureCache(self.active.feature_cache_dir or self.out / "feature_cache",
-                             feature_cache_key(self.pool, encoder, self.active.scorer), kind=cache_kind(self.model_cfg),
-                             states=cache_states(self.model_cfg, encoder, self.active.feature_cache_layers),
-                             functionals="egemaps" if reads_functionals(self.model_cfg) else None)
-        self._num_layers = encoder.num_layers
+        cache, self._num_layers = open_run_cache(self.pool, self.model_cfg, self.active, self.out, bool(self.cross),
+                                                 local=not self.use_ray)
         return cache
 
     def _take_new_clips(self) -> None:
@@ -215,7 +204,9 @@ class ActiveLearningLoop:
         self.held_out = self.eval_sets.held_out()
         self.clips = self.budget.clips = split.without(self.held_out)
         self._dev_test = None  # a clip may have moved between splits
-        if self.cache is not None:
+        if self.cache is not None and not self.use_ray:
+            check_cache_whole(self.cache, self.pool)
+        elif self.cache is not None:
             self.cache.ensure(self.pool, self.model_cfg, self._num_layers, self.active.scorer,
                               verbose=self.verbose, in_process=self.in_process)
         self.log(f"pool version {self.pool.version}: {len(self.clips)} training clips ({len(self.clips) - before:+d})")
@@ -554,8 +545,11 @@ class ActiveLearningLoop:
                  f"strategy {self.strategy}, feature cache {'on' if self.cache else 'off'}, evaluation: "
                  + self.budget.describe_evaluation(self.evaluation, self.handover.clips))
         if self.cache is not None:
-            self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,
-                             verbose=self.verbose, in_process=self.in_process)
+            if self.use_ray:
+                self.cache.build(self._all_splits(), self.model_cfg, self._num_layers, self.active.scorer,
+                                 verbose=self.verbose, in_process=self.in_process)
+            else:  # nothing to encode: the run decided so before it started
+                check_cache_whole(self.cache, self.pool)
             self.model_cfg, self.speaker_summary = write_run_statistics(
                 self.cache, self.pool, self.out, self.clips.ids, self._num_layers, self.model_cfg, self.log)
         self.eval_sets.label(self.ledger)

@@ -15,6 +15,7 @@ labelled first, through the same oracle, and never train.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from ser_models.encoders import build_encoder
 from ser_models.encoders.pretrained import resolve_encoder_names
 from ser_models.exceptions import ConfigError, LabellingPending
 from ser_models.io import exists, storage_path
+from ser_models.models.encoder_reuse import reusing_frozen_encoders
 from ser_models.models.model import ModelConfig
 from ser_models.models.model_config import resolve_labels
 from ser_models.ownership import check_output, claim_output
@@ -47,6 +49,7 @@ from ser_models.planning.run_evaluation import without_ids
 from ser_models.pretraining.adapter_stage import pretrain_adapter_stage
 from ser_models.pretraining.tapt_config import TaptConfig, TaptJobConfig
 from ser_models.provenance import check_run
+from ser_models.runs.ray_choice import RuntimeConfig, use_ray
 from ser_models.runtime import cluster_cpu_nodes, cluster_cpus, connect_ray
 from ser_models.scoring.scorer import check_reservation
 from ser_models.training.config import ScalingConfig, TrainConfig
@@ -98,6 +101,7 @@ class AfterJobConfig:
     cross_lingual: CrossLingualConfig = field(default_factory=CrossLingualConfig,
                                               help="label a target language's pool with a labelled source "
                                                    "language as extra training data, optionally anchored")
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig, help="with Ray, or in this process alone")
 
     def __post_init__(self) -> None:
         trains_encoder = self.model.adapter.kind != "frozen" or bool(self.model.adapter.add)
@@ -165,12 +169,13 @@ def run_after(cfg: AfterJobConfig, *, verbose: bool = True, on_round=None):
     # The budget against the training pool, before the folder is claimed: a refused budget leaves no run.json
     # behind, so the fix its message names (a lower budget) is a new start, not a resume mismatch.
     drawn = check_budget_fits(cfg, pool, source)
+    ray = use_ray(cfg, pool)  # runtime.ray=off refused here too, before the folder is claimed
     # The run folder is ours (marked, or an earlier version's run of this job) and this process its one writer,
     # before anything is written there: a second jobs.after on it stops here, naming the first.
     with claim_run_folder(cfg.output_dir, "jobs.after", AFTER_RUN_LAYOUT, inputs=_inputs(cfg)):
         check_run(cfg.output_dir, "jobs.after", cfg, inputs={"pool": pool.lineage},
                   config_yaml=to_yaml(cfg), extra_speed_only=() if cfg.tapt_enabled else ("tapt.*",))
-        return _run_claimed(cfg, pool, source, t0, verbose, on_round, drawn)
+        return _run_claimed(cfg, pool, source, t0, verbose, on_round, drawn, ray)
 
 
 def check_budget_fits(cfg: AfterJobConfig, pool, source: str):
@@ -215,9 +220,10 @@ def claim_run_folder(output_dir: str, job: str, layout: tuple[str, ...], inputs:
     return claim_output(output_dir, "run", job=job, layout=layout, inputs=inputs, what="run folder")
 
 
-def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round, drawn=None):
+def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: bool, on_round, drawn=None,
+                 ray: bool = True):
     """:func:`run_after` after its checks, holding the run folder's lock (``drawn``: the checked draw of the
-    evaluation sets, written now)."""
+    evaluation sets, written now; ``ray``: connect to Ray, else every round runs in this process)."""
 
 
     held_out = set()
@@ -227,8 +233,9 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
                                        draw_config(cfg.active.evaluation, source), cfg.active.seed,
                                        exclude=lambda: _oracle_cannot_label(pool, cfg), log=print,
                                        labels=cfg.model.labels, budget=cfg.active, drawn=drawn)["utt_id"])
-    connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
-    if cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
+    if ray:
+        connect_ray()  # RAY_ADDRESS (set by `ray job submit`) or a local instance
+    if ray and cfg.scaling.backend != "in_process":  # fail before TAPT, not at the first scoring call
 
         check_reservation(cfg.active.scorer, cluster_cpus(), cluster_cpu_nodes())
     objective = None
@@ -257,13 +264,16 @@ def _run_claimed(cfg: AfterJobConfig, pool, source: str, t0: float, verbose: boo
         tapt = run_tapt(tapt_job, tapt_ds, train_rows=train_n)
         print(f"TAPT: encoder adapted on the training split -> {tapt.checkpoint}")
         cfg.model.encoder = tapt.encoder_config(cfg.model.encoder)
-    loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
-                              verbose=verbose, cross_lingual=cfg.cross_lingual, pool_checked=True)
-    try:
-        reports = loop.run(on_round=on_round)
-    except LabellingPending as pending:
-        print(f"\n*** waiting for labels ***\n{pending}")
-        return None
+    # Without Ray every model reads cached features alone: they share one frozen encoder, with the numbers of
+    # fresh builds (ser_models.models.encoder_reuse), instead of loading its weights for every fit and pass.
+    with contextlib.nullcontext() if ray else reusing_frozen_encoders():
+        loop = ActiveLearningLoop(pool, cfg.output_dir, cfg.model, cfg.train, cfg.scaling, cfg.active,
+                                  verbose=verbose, cross_lingual=cfg.cross_lingual, pool_checked=True, use_ray=ray)
+        try:
+            reports = loop.run(on_round=on_round)
+        except LabellingPending as pending:
+            print(f"\n*** waiting for labels ***\n{pending}")
+            return None
 
     verdict = latest_verdict(reports)
     if verdict is not None:

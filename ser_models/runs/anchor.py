@@ -31,6 +31,7 @@ from ser_models.provenance import check_run
 from ser_models.runs.finetune import FINETUNE_LAYOUT
 from ser_models.runtime import connect_ray
 from ser_models.scoring.evaluation import evaluate_checkpoint
+from ser_models.training import train_model
 from ser_models.training.config import ScalingConfig, TrainConfig
 
 
@@ -83,8 +84,6 @@ def _run_anchor(cfg: AnchorJobConfig, *, verbose: bool = True, run_name: str = "
         The :class:`~ser_models.training.trainer.TrainResult`; its ``metrics`` gain ``test_source`` and
         ``test_target`` (the evaluation of each language's test clips) and ``anchors``.
     """
-    from ser_models.training import train_model
-
     t0 = time.perf_counter()
     log = print if verbose else (lambda _: None)
     pool = Pool.open(cfg.pool_dir)

@@ -153,6 +153,9 @@ def check_evidence_config(cfg: EvidenceJobConfig) -> None:
     if reason or cfg.active.feature_cache == "off":
         raise ConfigError("jobs.evidence needs the feature cache (many runs, one encoder pass): "
                           + (reason or "active.feature_cache is 'off'"))
+    if cfg.runtime.ray == "off":
+        raise ConfigError("jobs.evidence runs its paired loops on Ray: runtime.ray=off is for jobs.after; set "
+                          "runtime.ray=auto")
     if cfg.evidence.fan_out and cfg.scaling.backend != "in_process":
         # A Ray Train run inside a task would reserve a worker group of its own beside every other run's.
         raise ConfigError(f"evidence.fan_out runs every loop inside one Ray task: scaling.backend must be "

@@ -32,6 +32,7 @@ from ser_models.runtime import connect_ray
 from ser_models.scoring.cache_keys import cache_kind, cache_supported, feature_cache_key
 from ser_models.scoring.feature_cache import FeatureCache, model_inputs
 from ser_models.scoring.feature_stats import write_run_statistics
+from ser_models.training import train_model
 from ser_models.training.config import ScalingConfig, TrainConfig
 
 
@@ -105,8 +106,6 @@ def _run_finetune(cfg: FinetuneJobConfig, *, verbose: bool = True, run_name: str
     Returns:
         The :class:`~ser_models.training.trainer.TrainResult`.
     """
-    from ser_models.training import train_model
-
     t0 = time.perf_counter()
     # Config, pool and labels are checked before Ray starts: a wrong path or label fails in a second.
     pool = Pool.open(cfg.pool_dir)

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from ser_models import ownership
 from ser_models.data.id_keys import KeySet
 from ser_models.data.inputs import ModelInputs
+from ser_models.data.local_rows import LocalRows
 from ser_models.exceptions import ConfigError, FeatureCacheMissError
 from ser_models.io import (
     exists,
@@ -109,7 +110,7 @@ class FeatureCache:
     SHARDS_PREFIX = "features-"
 
     def __init__(self, root: str | Path, fingerprint: str, kind: str = "pooled", states: int | None = None,
-                 functionals: str | None = None):
+                 functionals: str | None = None, local: bool = False):
         if kind not in CACHE_KINDS:
             raise ConfigError(f"feature cache kind must be one of {CACHE_KINDS}, got {kind!r}")
         if states is not None and kind != "pooled":
@@ -127,6 +128,9 @@ class FeatureCache:
         self.dir = storage_path(root) / (fingerprint[:16] + suffix)
         self.fingerprint = fingerprint
         self.side: pa.Table | None = None
+        #: Readers get rows read in this process (:class:`~ser_models.data.local_rows.LocalRows`), never a Ray
+        #: Dataset: a run that does not start Ray (``runtime.ray``).
+        self.local = local
         #: Clips the last :meth:`build` / :meth:`ensure` call encoded (0: the cache already held them all).
         self.last_encoded = 0
 
@@ -411,19 +415,14 @@ class FeatureCache:
         """The cached rows as a lazy Ray Dataset: only ``ids`` (None = all), with target columns from
         ``targets`` (a table of ``utt_id`` and any of ``label, arousal, valence, dominance``; its ids are the
         rows kept when ``ids`` is None) or a ``label`` column from ``labels``, and the :meth:`attach`-ed
-        columns. Filtering runs on the workers, shard by shard."""
-        import ray
-
-
+        columns. Filtering runs on the workers, shard by shard. A :attr:`local` cache gives the same rows, in the
+        same order, read file by file in this process (:class:`~ser_models.data.local_rows.LocalRows`)."""
         if labels is not None:
             targets = pa.table({"utt_id": pa.array(list(labels), pa.string()),
                                 "label": pa.array(list(labels.values()), pa.string())})
         pinned = _PINNED.get(str(self.dir))
         if ids is None and targets is None and self.side is None:
-            if pinned is not None:
-                return ray.data.from_arrow(pinned)
-            fs, path = self._shard_paths()
-            return read_parquet_dataset(path, filesystem=fs, columns=self.columns)
+            return self._held_rows(pinned) if pinned is not None else self._all_rows()
         if ids is None and targets is None:
             ids = self.side.column("utt_id")
         keep = sorted_ids(ids if ids is not None else targets.column("utt_id"))
@@ -437,11 +436,32 @@ class FeatureCache:
             values = {**(values or {}), **{name: pc.take(self.side.column(name), where)
                                            for name in self.side.column_names if name != "utt_id"}}
         if pinned is not None:  # filtered here, in memory; the rows as the streamed path gives them
-            return ray.data.from_arrow(_select_rows(pinned, keep, values))
+            return self._held_rows(_select_rows(pinned, keep, values))
+        return self._all_rows().map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values},
+                                            batch_format="pyarrow", zero_copy_batch=True)
+
+    def _all_rows(self):
+        """Every cached row, streamed: a Ray Dataset, or read here file by file when :attr:`local`."""
         fs, path = self._shard_paths()
-        ds = read_parquet_dataset(path, filesystem=fs, columns=self.columns)
-        return ds.map_batches(_select_rows, fn_kwargs={"ids": keep, "values": values}, batch_format="pyarrow",
-                              zero_copy_batch=True)
+        if self.local:
+            return LocalRows.from_parquet(fs, path, self.columns)
+        return read_parquet_dataset(path, filesystem=fs, columns=self.columns)
+
+    def _held_rows(self, table: pa.Table):
+        """``table`` (rows in memory) as what readers take: a Ray Dataset, or :class:`LocalRows` when :attr:`local`."""
+        if self.local:
+            return LocalRows.from_table(table)
+        import ray.data
+
+        return ray.data.from_arrow(table)
+
+    def missing_clips(self, pool) -> int:
+        """How many clips of ``pool`` (all splits) this cache does not hold, from ids alone (no audio read, no
+        Ray): all of them when it was never built."""
+        if not self.ready:
+            return int(pool.summary.get("kept", 0))
+        ids = pool.ids_by_file().column("utt_id")
+        return int(pc.sum(pc.invert(pc.is_in(ids, value_set=self.clip_ids()))).as_py() or 0)
 
     def _held_keys(self) -> KeySet:
         """The keys of every cached clip's id (8 bytes a clip: :class:`~ser_models.data.id_keys.KeySet`), read file by

@@ -18,6 +18,7 @@ shard as Ray tasks (lost with their node: retried, the same result) or, in proce
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -94,9 +95,8 @@ class ScoreShards:
         """``[fn(shard_path, *args) for every shard]``, as Ray tasks on the connected cluster (arguments put in
         the object store once; a task lost with its node runs again elsewhere) or here one shard at a time;
         results in shard order."""
-        import ray
-
-        if self.in_process or not ray.is_initialized():
+        ray = sys.modules.get("ray")  # a process that never imported Ray is not connected (runtime.ray)
+        if self.in_process or ray is None or not ray.is_initialized():
             return [fn(path, *args) for path in self.paths]
 
         refs = [ray.put(a) for a in args]

@@ -13,6 +13,7 @@ import torch
 
 from ser_models.data.clips import collect_clips
 from ser_models.data.inputs import AUDIO, ModelInputs
+from ser_models.data.local_rows import is_held
 from ser_models.exceptions import ConfigError
 from ser_models.io import begin_dir_swap, commit_dir_swap, exists, storage_path, write_json_atomic
 from ser_models.training.anchoring import anchor_feed
@@ -38,14 +39,12 @@ _READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _clips(ds, labels, inputs: ModelInputs, dimensions=()):
     if ds is None:
         return None
-    from ray.data.dataset import MaterializedDataset
-
     key = (tuple(labels), inputs, tuple(dimensions))
-    if isinstance(ds, MaterializedDataset) and key in _READ.get(ds, {}):
+    if is_held(ds) and key in _READ.get(ds, {}):
         return _READ[ds][key]
     clips = collect_clips(ds.iter_batches(batch_size=256, batch_format="numpy"), labels, dimensions=dimensions,
                           inputs=inputs).sorted_by_id()
-    if isinstance(ds, MaterializedDataset):
+    if is_held(ds):
         _READ.setdefault(ds, {})[key] = clips
     return clips
 

@@ -15,15 +15,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import ray
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
-from ray.train import ScalingConfig as RayScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
+from typing import TYPE_CHECKING
 
 from ser_models.config import to_dict
 from ser_models.data.clips import AUDIO_INPUT_COLUMNS
 from ser_models.data.inputs import ModelInputs
+from ser_models.data.local_rows import is_held
 from ser_models.exceptions import ConfigError, TrainingError
 from ser_models.io import (
     StoragePath,
@@ -45,6 +42,9 @@ from ser_models.training.distributed import GPU_BACKEND
 from ser_models.training.in_process import train_in_process
 from ser_models.training.loop import MODEL_DIR, RESULT_FILE, train_loop_per_worker
 
+if TYPE_CHECKING:
+    import ray.data
+
 
 @dataclass
 class TrainResult:
@@ -61,11 +61,9 @@ def _feed(ds, name: str, columns, in_process: bool):
     """The dataset a fit reads for feed ``name``: only the columns it needs, except an evaluation split that
     is already materialised for an in-process fit, passed as it is so that ``train_in_process`` reads it once
     per loop, not once per round (its extra columns are ignored)."""
-    from ray.data.dataset import MaterializedDataset
-
     if name == "anchor_target":
         return ds.select_columns(AUDIO_INPUT_COLUMNS)
-    if in_process and name != "train" and isinstance(ds, MaterializedDataset):
+    if in_process and name != "train" and is_held(ds):
         return ds
     return ds.select_columns(columns(name))
 
@@ -191,6 +189,11 @@ def run_torch_trainer(loop_fn, loop_config: dict, scaling: ScalingConfig, datase
     Raises:
         TrainingError: Ray Train gave up after ``scaling.max_failures`` restarts, or left no checkpoint.
     """
+    # Here, not at the top: an in-process fit on rows read without Ray never imports it (runtime.ray).
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
+    from ray.train import ScalingConfig as RayScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
     stream_rows = _stream_rows(scaling, train_rows)
     # A held training set is read on the driver, before the workers reserve their CPUs: when num_workers *
     # cpus_per_worker takes every CPU (2 workers on 2 CPUs), reads started by the workers wait for a free CPU
@@ -246,6 +249,7 @@ def held_on_driver_node(ds):
     small (``scaling.stream_above_clips`` bounds it), and blocks put by the driver live as long as the driver's
     node. The driver holds one block at a time.
     """
+    import ray
     import ray.data
 
     held = ray.data.from_arrow_refs([ray.put(ray.get(ref)) for ref in ds.to_arrow_refs()])

@@ -142,6 +142,7 @@ def test_a_job_process_prints_progress_bars_only_when_asked(demo_pool, tmp_path,
     ("evidence.seeds=1", "evidence.seeds must be >= 2"),
     ("evidence.strategies=[random]", "must be distinct"),
     ("evidence.strategies=[margin+fancy]", "unknown variant 'fancy'"),
+    ("runtime.ray=off", "runs its paired loops on Ray: runtime.ray=off is for jobs.after"),
 ])
 def test_settings_that_cannot_give_paired_cached_runs_are_refused(demo_pool, tmp_path, override, match):
     from jobs.evidence import main
