@@ -460,8 +460,8 @@ class FeatureCache:
         Ray): all of them when it was never built."""
         if not self.ready:
             return int(pool.summary.get("kept", 0))
-        ids = pool.ids_by_file().column("utt_id")
-        return int(pc.sum(pc.invert(pc.is_in(ids, value_set=self.clip_ids()))).as_py() or 0)
+        have = self._held_keys()  # 8 bytes a cached clip; the pool's ids a batch at a time
+        return sum(int((~have.contains(ids.column("utt_id"))).sum()) for ids in pool.ids_by_file())
 
     def _held_keys(self) -> KeySet:
         """The keys of every cached clip's id (8 bytes a clip: :class:`~ser_models.data.id_keys.KeySet`), read file by
