@@ -80,7 +80,9 @@ def test_the_job_schemas_mark_exactly_the_keys_that_never_change_a_result():
         "active.strategy.num_threads", "active.feature_cache", "active.feature_cache_dir",
         "active.feature_cache_layers",
         # the labels forecast reads the finished rounds; it changes no label, model or selection
-        "active.forecast.target_ua", "active.forecast.flat_gain", "active.forecast.bootstrap"}
+        "active.forecast.target_ua", "active.forecast.flat_gain", "active.forecast.bootstrap",
+        # with or without Ray: the same scores bit for bit, and the same files (tests/integration/test_label_rerun.py)
+        "runtime.ray"}
     from ser_models.runs.evidence import EvidenceJobConfig
 
     assert set(speed_only_keys(EvidenceJobConfig)) == {*speed_only_keys(AfterJobConfig),
