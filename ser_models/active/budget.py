@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ser_models.active.loop_config import ActiveConfig
 from ser_models.active.training_clips import TrainingClips
@@ -165,9 +167,9 @@ def picked_so_far(paths: list) -> int | None:
     """Distinct clips in the stored selections at ``paths`` (``selection.parquet`` files with a ``utt_id``
     column: the initial set's and each earlier round's), or None when one is missing (a run folder written before
     selections were kept)."""
-    ids: set[str] = set()
+    chunks = []
     for path in paths:
         if not exists(path):
             return None
-        ids.update(read_parquet(path, columns=["utt_id"])["utt_id"].to_pylist())
-    return len(ids)
+        chunks += read_parquet(path, columns=["utt_id"]).column("utt_id").chunks
+    return int(pc.count_distinct(pa.chunked_array(chunks, pa.string())).as_py())  # Arrow: no str per clip

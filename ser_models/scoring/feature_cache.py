@@ -364,7 +364,7 @@ class FeatureCache:
         # The cache's ids as 8-byte keys, the pool's read a batch at a time: only the clips the cache lacks
         # (few, except on the first build) are held as strings (R9 of the round's memory map: every cached id
         # and every pool id with its file path, about 100 bytes a clip, before).
-        have = self._held_keys() if self.ready else KeySet()
+        have = self._held_keys()  # called on a ready cache only (build_with, _build_locked)
         read = getattr(ds, POOL_READ_ATTR, None)
         if read is not None:
             files, missing = set(), set()
