@@ -6,6 +6,8 @@ under.
   finds the locks above a path however it is spelled;
 - :mod:`~ser_models.locks.lock_file`: reading the lock file back (local file or lease object) as a record and a
   fingerprint, and its holder in words;
+- :mod:`~ser_models.locks.lease`: an S3 lease's conditional create, rewrite and delete (``If-None-Match`` /
+  ``If-Match``);
 - :mod:`~ser_models.locks.identity`: a holder's identity (host, boot, PID namespace, pid and its start time) and
   when a holder is stale;
 - :mod:`~ser_models.locks.guard`: the ``flock`` of a local folder that lock changes on this machine run under.

@@ -5,8 +5,10 @@ owner token, a heartbeat (``beat`` counter, ``heartbeat_at`` by the holder's clo
 short (docs/safety.md has the whole story): a holder on this host, boot and PID namespace is judged by its pid and
 is never taken over while alive; any other is stale only once a watching writer saw it unchanged for ``stale_s``
 on its own monotonic clock. Locally the file is created with ``O_CREAT | O_EXCL`` and heartbeats, take-overs,
-releases and fenced commits run under an ``flock`` of the folder (:mod:`ser_models.locks.guard`); on object stores
-a lease object is written when absent and read back after :data:`SETTLE_S`. A commit runs inside
+releases and fenced commits run under an ``flock`` of the folder (:mod:`ser_models.locks.guard`); on S3 the lease
+object is created only where none is and rewritten or deleted only as it was read (conditional writes,
+:mod:`ser_models.locks.lease`); on other object stores, and on an S3 store that ignores conditions, it is written
+when absent and read back after :data:`SETTLE_S`. A commit runs inside
 :func:`~ser_models.locks.fence.fenced_for` (so does every delete) and raises
 :class:`~ser_models.exceptions.LockLostError` unless every lock above it still names this writer. ``SER_LOCK_TAKE_OVER=<host>:<pid>`` takes over the holder it names (never one alive here). Locks are
 released on exit; a lock belongs to the thread that took it (the same thread may take it again, nested stages)."""
@@ -23,6 +25,7 @@ from contextlib import contextmanager
 
 from ser_models import io
 from ser_models.exceptions import LockHeldError, LockLostError
+from ser_models.locks import lease
 from ser_models.locks.guard import folder_guard as _guard
 from ser_models.locks.identity import (
     DEFAULT_STALE_S,
@@ -98,6 +101,7 @@ class FolderLock:
         self.wait_s = max(float(wait_s), wait_seconds())
         self.log = log
         self.local = io.is_local(self.path)
+        self.conditional = not self.local and lease.is_s3(self.path)  # S3: conditional writes of the lease
         self.token = uuid.uuid4().hex
         self.started = None
         self._pid = os.getpid()
@@ -131,6 +135,19 @@ class FolderLock:
     def _read(self) -> tuple[dict | None, object]:
         """The lock file's ``(record, fingerprint)`` (:func:`~ser_models.locks.lock_file.read_lock_file`)."""
         return read_lock_file(self.path, self.local)
+
+    def _read_lease(self) -> tuple[dict | None, bytes | None, str | None]:
+        """An S3 lease's ``(record, bytes, ETag)`` (``(None, None, None)``: none), for a conditional rewrite or
+        delete of exactly what was read."""
+        got = lease.get(self.path)
+        if got is None:
+            return None, None, None
+        raw, etag = got
+        try:
+            rec = json.loads(raw.decode() or "{}")
+        except ValueError:
+            rec = {}
+        return (rec if isinstance(rec, dict) else {}), raw, etag
 
     def _watch(self, fingerprint: object) -> float:
         """Seconds (on this process's monotonic clock) that the lock file has read as ``fingerprint``."""
@@ -309,12 +326,29 @@ class FolderLock:
                 os.fsync(fh.fileno())
             io.fsync_dir(p.parent)
             return True
-        if io.exists(self.path):
-            return False
-        io.write_bytes_atomic(self.path, data)
+        if self.conditional:
+            try:
+                lease.put(self.path, data, create=True)
+            except lease.LeaseConflict:
+                return False  # a lease is there: the caller reads it
+            if lease.honours_conditions(self.path, data):
+                return True
+            self._say_unconditional()
+        else:
+            if io.exists(self.path):
+                return False
+            io.write_bytes_atomic(self.path, data)
         time.sleep(SETTLE_S)  # a writer that also saw no lease has written by now: the last PUT wins
         rec, _ = self._read()
         return bool(rec) and rec.get("token") == self.token
+
+    def _say_unconditional(self) -> None:
+        """One line per process: this S3 store ignores conditional writes (the read-back protocol is used)."""
+        if not getattr(FolderLock, "_said_unconditional", False):
+            FolderLock._said_unconditional = True
+            self.log(f"lock {self.path}: the store ignores conditional writes (If-Match / If-None-Match), so its "
+                     "leases are written and read back instead; a writer paused in the middle of a heartbeat may "
+                     "then overwrite a new holder's lease (docs/failure-model.md)")
 
     @contextmanager
     def _folder_guard(self, stop: threading.Event | None = None, *, mutate: bool = True,
@@ -334,8 +368,9 @@ class FolderLock:
         heartbeat and no fenced commit can come in between, so the file removed is the one judged stale (a lock
         just created by a racing taker, or that beat meanwhile, reads differently and is kept). The caller then
         creates its own with ``O_EXCL``: of several takers, one creates it and the others find it held. On object
-        stores the lease is read once more right before the delete, and deleted only if it still reads the same;
-        a racing taker is settled by the lease's read-back.
+        stores the lease is read once more right before the delete, and deleted only if it still reads the same
+        (on S3, only if its ETag is still the one read); a racing taker is settled by the conditional create
+        (S3) or the lease's read-back.
         """
         with self._folder_guard(timeout=guard_s) as got:
             if not got:
@@ -347,6 +382,14 @@ class FolderLock:
             if self.local:
                 io.local_path(self.path).unlink(missing_ok=True)
                 io.fsync_dir(io.local_path(self.path).parent)
+            elif self.conditional:
+                _, raw, etag = self._read_lease()
+                if raw != fingerprint:
+                    return True  # it beat (or was replaced) meanwhile: not what was judged stale
+                try:
+                    lease.delete(self.path, if_match=etag)
+                except lease.LeaseConflict:
+                    return True  # it changed or went since that read: the caller looks again
             else:
                 _, again = self._read()
                 if again != fingerprint:
@@ -371,7 +414,7 @@ class FolderLock:
                 with self._folder_guard(self._stop) as got:  # no take-over or fenced commit in between
                     if not got:
                         return  # released while we waited for the guard
-                    rec, _ = self._read()
+                    rec, _, etag = self._read_lease() if self.conditional else (*self._read(), None)
                     if not rec or rec.get("token") != self.token:
                         self._lost = f"now held by {self.describe(rec)}" if rec else "its lock file is gone"
                         return
@@ -379,7 +422,15 @@ class FolderLock:
                         if self._stop.is_set():
                             return  # released while we read: the lease is the release's to remove
                         self._beats = max(self._beats, int(rec.get("beat") or 0)) + 1
-                        self._write_record({**rec, "beat": self._beats, "heartbeat_at": _now()})
+                        beat = {**rec, "beat": self._beats, "heartbeat_at": _now()}
+                        if etag is None:
+                            self._write_record(beat)
+                            continue
+                        try:  # only over the lease just read: a take-over since then keeps its own
+                            lease.put(self.path, json.dumps(beat, sort_keys=True).encode(), if_match=etag)
+                        except lease.LeaseConflict:
+                            self._lost = "taken over between its read of the lease and its rewrite"
+                            return
             except Exception as exc:  # noqa: BLE001 - a failed beat is retried; a fenced commit decides
                 self.beat_error = f"{type(exc).__name__}: {exc}"
 
@@ -453,6 +504,14 @@ class FolderLock:
                 _OURS.pop(self.token, None)
 
     def _remove_if_ours(self) -> None:
+        if self.conditional:
+            rec, _, etag = self._read_lease()
+            if rec and rec.get("token") == self.token:
+                try:
+                    lease.delete(self.path, if_match=etag)
+                except lease.LeaseConflict:
+                    pass  # taken over since that read: the lease is its new holder's
+            return
         rec, _ = self._read()
         if rec and rec.get("token") == self.token:
             if self.local:

@@ -103,6 +103,8 @@ def test_a_lease_read_while_its_holder_rewrites_it_reads_whole(s3_bucket):
     lock = FolderLock(f"{s3_bucket}/pool", "pool", stale_s=1.0).acquire()
     stop, torn = threading.Event(), []
     rec = lock._read()[0]
+    lock._stop.set()  # the rewrites below play the heartbeat: the real one (whose writes are conditional on
+    lock._thread.join()  # the lease it read) would find the lease changed under it, and its lock lost
 
     def rewrite():
         n = 0
