@@ -56,6 +56,9 @@ ROW_GROUP_ROWS = 4096
 WRITE_CPUS = 0.5
 #: Retries of a shard task whose worker or node died (Ray re-runs it elsewhere; the result is the same).
 SHARD_TASK_RETRIES = 3
+#: A pass over at most this many shards runs here, one shard at a time: a fresh Ray worker spends about a second
+#: starting and importing the selection code, more than reading a few shards takes (``bench/round_scale.py``).
+IN_PROCESS_SHARDS = 4
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,8 @@ class ScoreShards:
         folder: the ``scores/`` folder (a local path or URI).
         files: shard paths relative to ``folder``.
         rows: clips per shard, in ``files`` order.
-        in_process: run :meth:`map` here, one shard at a time, even when Ray is up (without Ray it always
-            runs here).
+        in_process: run :meth:`map` here, one shard at a time, even when Ray is up (without Ray, or over at
+            most :data:`IN_PROCESS_SHARDS` shards, it always runs here).
     """
 
     folder: str
@@ -93,10 +96,10 @@ class ScoreShards:
 
     def map(self, fn: Callable, *args) -> list:
         """``[fn(shard_path, *args) for every shard]``, as Ray tasks on the connected cluster (arguments put in
-        the object store once; a task lost with its node runs again elsewhere) or here one shard at a time;
-        results in shard order."""
+        the object store once; a task lost with its node runs again elsewhere) or, for a few shards, here one
+        shard at a time; results in shard order."""
         ray = sys.modules.get("ray")  # a process that never imported Ray is not connected (runtime.ray)
-        if self.in_process or ray is None or not ray.is_initialized():
+        if self.in_process or len(self.paths) <= IN_PROCESS_SHARDS or ray is None or not ray.is_initialized():
             return [fn(path, *args) for path in self.paths]
 
         refs = [ray.put(a) for a in args]
@@ -176,7 +179,7 @@ def write_shard(batch: dict, folder: str, keep_pooled: bool, keep_embedding: boo
         return {"file": np.zeros(0, object), "rows": np.zeros(0, np.int64)}
     name = f"part-{uuid.uuid4().hex}.parquet"
     write_parquet_atomic(join(folder, name), _batch_scores(batch, keep_pooled, keep_embedding).to_table(),
-                         ROW_GROUP_ROWS, dictionary=False)  # unique ids and float vectors
+                         ROW_GROUP_ROWS, dictionary=False, compression="lz4")  # unique ids and float vectors
     return {"file": np.array([name], object), "rows": np.array([n], np.int64)}
 
 

@@ -429,7 +429,8 @@ class Scores:
         return self.take(np.argsort(self.ids.astype(str), kind="stable"))
 
     def save(self, path: str | Path) -> None:
-        write_parquet_atomic(path, self.to_table(), dictionary=False)  # unique ids and float vectors
+        # Unique ids and float vectors: no dictionary, LZ4 (see write_parquet_atomic).
+        write_parquet_atomic(path, self.to_table(), dictionary=False, compression="lz4")
 
     @classmethod
     def load(cls, path: str | Path) -> Scores:
