@@ -138,7 +138,7 @@ def shard_rows(path: str, ids: pa.Array, also_excluded: bool, excluded: pa.Array
         return keep
 
     with open_input_file(path) as fh:
-        parquet = pq.ParquetFile(fh)
+        parquet = pq.ParquetFile(fh, pre_buffer=True)  # coalesced reads: half the time locally, fewer S3 requests
         keep = wanted(parquet.read(columns=["utt_id"], use_threads=False).column(0)).to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(keep)
         if not len(rows):
