@@ -55,7 +55,7 @@ RESULTS = ROOT / "bench" / "results" / "mutation.json"
 #: reads and listings, evidence's tables and plots).
 TARGETS: dict[str, list[str]] = {
     "locks": ["ser_models.locks.folder_lock.*", "ser_models.locks.lock_file.*", "ser_models.locks.identity.*",
-              "ser_models.locks.guard.*", "ser_models.locks.fence.*"],
+              "ser_models.locks.guard.*", "ser_models.locks.fence.*", "ser_models.locks.lease.*"],
     "ownership": ["ser_models.ownership.claims.*", "ser_models.ownership.recognise.*",
                   "ser_models.ownership.overlap.*", "ser_models.ownership.nested.*"],
     "io (atomic writes, deletes, swaps)": [

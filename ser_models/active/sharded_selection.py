@@ -21,8 +21,9 @@ each shard runs the strategy on its own unlabelled clips, with the labelled clip
 centres, and offers its ``n`` picks; the strategy then runs on the union of the offers (``shards x n`` rows).
 For k-center this is the composable core-set of Malkomes et al. (2015), a constant-factor approximation of
 the greedy over the whole pool; for the others it is a heuristic of the same shape. ``bench/round_scale.py``
-measures the k-center objective against the whole-pool greedy. What a strategy without a sharded form does is
-for the caller to say (the loop gathers the pool in process, with a line saying so).
+measures the k-center objective against the whole-pool greedy. ``auto`` over such a candidate chooses first
+(its replay reads the labelled clips only), then runs the chosen candidate's plan. What a strategy without a
+sharded form does is for the caller to say (the loop gathers the pool in process, with a line saying so).
 
 A recording cap around a ranking strategy reaches past the rankings' top ``k``: every full recording hands its
 places on. :mod:`ser_models.active.sharded_capped` deepens the rankings until they hold every pick of the
@@ -34,12 +35,13 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ser_models.active.strategies.auto import AutoStrategy
 from ser_models.active.strategies.base import QueryStrategy, ShardPlan, TopK, random_keys, uncertainty_scores
 from ser_models.active.strategies.capped import GroupCap
 from ser_models.exceptions import PoolError, PoolExhaustedError
@@ -211,7 +213,8 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
         seed: the query's seed (random's hash keys).
         costs: ``utt_id, seconds`` of every clip for cost-aware scores, or None.
         annotate: ``scores -> (targets [L, K] or None, labels [L] or None)``: the ledger's dimensional values and
-            classes of the labelled clips a two-round plan broadcasts as centres (None: neither).
+            classes of the labelled clips a two-round plan broadcasts as centres, and ``auto``'s replay reads
+            before a two-round candidate (None: neither).
 
     Returns:
         :class:`Scores` of those rows, sorted by id: query ``strategy`` on it as on the whole pool.
@@ -222,16 +225,35 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
     """
     if isinstance(strategy, GroupCap):
         raise ValueError(f"{strategy!r} picks past its inner strategy's top n: select with capped_candidates")
-    plan = strategy.shard_plan(n)
-    if plan is None:
+    if not strategy.sharded(n):
         raise ValueError(f"{strategy!r} has no sharded form")
     out = pa.array(sorted(excluded), pa.string())
+    plan = strategy.shard_plan(n)
+    if plan is None:  # auto over a two-round candidate: choose first, then gather what the chosen one can pick
+        strategy = _auto_choice(shards, strategy, n, out, seed, annotate)
+        plan = strategy.shard_plan(n)
+        plan = replace(plan, centres=True) if plan.local else plan + ShardPlan((), centres=True)
     centres = _centres(shards, out, annotate) if plan.local and plan.centres and len(out) else None
     ranked, picks = rank_shards(shards, strategy, plan, n, out, seed, costs, centres)
     winners = set(picks)
     for r in ranked:
         winners.update(r.ids.tolist())
     return candidate_rows(shards, winners, plan.centres, out)
+
+
+def _auto_choice(shards: ScoreShards, auto: AutoStrategy, n: int, out: pa.Array, seed: int,
+                 annotate) -> QueryStrategy:
+    """The candidate ``auto`` chooses for this query, from its replay on the labelled clips (the excluded rows
+    with a class): the decision the query over the gathered rows then makes again, from the same clips."""
+    rows = [t for t in shards.map(shard_rows, out, False) if t.num_rows] if len(out) else []
+    if not rows:
+        return auto.candidates[auto.fallback]  # no labelled clip is scored: too few to simulate
+    if annotate is None:
+        raise ValueError(f"{auto!r} over a two-round candidate needs the labelled clips' classes (annotate)")
+    known = Scores.from_table(pa.concat_tables(rows)).sorted_by_id()
+    targets, labels = annotate(known)
+    decision = auto.choose(known.as_scored_pool(targets, labels=labels), np.arange(len(known.ids)), n, seed)
+    return auto.candidates[decision["chosen"]]
 
 
 def rank_shards(shards: ScoreShards, strategy: QueryStrategy, plan: ShardPlan, n: int, out: pa.Array, seed: int,

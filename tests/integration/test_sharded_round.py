@@ -56,6 +56,28 @@ def test_a_sharded_round_labels_what_the_gathered_round_labels(demo_pool, tmp_pa
         (tmp_path / "gathered" / "rounds" / "round=000" / "stop_set.parquet").read_bytes()
 
 
+def test_auto_with_a_kcenter_candidate_stays_sharded_and_chooses_what_the_gathered_round_chooses(demo_pool,
+                                                                                                 tmp_path):
+    """``auto`` over random, margin and k-center (a two-round candidate): the rounds keep their scores in shards
+    (before, such a round gathered them), each round's replay chooses what the gathered round's chooses, with
+    the same simulated UA, and a round that chose a ranking candidate labels the gathered round's clips."""
+    import json
+
+    auto = ["active.strategy.name=auto", "active.strategy.auto_candidates=[random,margin,kcenter]",
+            "active.strategy.auto_min_labelled=12", "active.strategy.auto_repeats=3",
+            "active.budget_fractions=[0.5,0.75]"]  # 16 labelled clips at round 0's query: enough to replay
+    gathered_loop, gathered = _run(demo_pool.pool_dir, tmp_path / "gathered", auto)
+    sharded_loop, sharded = _run(demo_pool.pool_dir, tmp_path / "sharded", [*auto, *SHARDED])
+    assert not gathered_loop.sharded and sharded_loop.sharded
+    assert (tmp_path / "sharded" / "rounds" / "round=000" / "scores" / "manifest.json").exists()
+    choices = [json.loads((tmp_path / run / "rounds" / "round=000" / "strategy.json").read_text())
+               for run in ("gathered", "sharded")]
+    assert choices[0]["simulated_ua"] and choices[1] == choices[0]
+    assert [r.strategy for r in sharded] == [r.strategy for r in gathered]
+    if choices[0]["chosen"] != "kcenter":  # random and margin have exact sharded forms
+        assert _ledger(tmp_path / "sharded") == _ledger(tmp_path / "gathered")
+
+
 def test_a_sharded_round_trains_on_the_gathered_rounds_confident_pseudo_labels(demo_pool, tmp_path):
     extra = ["active.strategy.name=margin", "active.semi_supervised.method=confident",
              "active.semi_supervised.threshold=0.3", "active.semi_supervised.max_ratio=2.0"]

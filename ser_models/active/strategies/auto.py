@@ -32,6 +32,8 @@ References:
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from ser_models.active.strategies.base import QueryStrategy, ShardPlan
@@ -180,6 +182,15 @@ class AutoStrategy(QueryStrategy):
         self.margin = margin
         self.min_labelled = min_labelled
         self.last_choice: dict | None = None
+        #: The last decision and what it was made from: the same labelled clips, batch and seed choose the same
+        #: candidate, so a sharded query (which chooses before it gathers the chosen one's rows, then queries
+        #: those rows) replays once.
+        self._memo: tuple[bytes, dict] | None = None
+
+    @property
+    def fallback(self) -> str:
+        """The candidate a round with too few labels queries with: ``random`` when it is a candidate."""
+        return "random" if "random" in self.candidates else next(iter(self.candidates))
 
     def _params(self) -> dict:
         return {"candidates": list(self.candidates), "repeats": self.repeats, "margin": self.margin,
@@ -188,7 +199,7 @@ class AutoStrategy(QueryStrategy):
     def choose(self, scored: ScoredPool, labelled: np.ndarray, n: int, seed: int) -> dict:
         """The decision for a query of ``n`` clips: ``{"chosen", "reason", "simulated_ua": {name: mean}, "verdict"}``
         (``verdict``: :func:`selection_verdict`, None when nothing was simulated)."""
-        fallback = "random" if "random" in self.candidates else next(iter(self.candidates))
+        fallback = self.fallback
         known = labelled[scored.labels[labelled] >= 0] if scored.labels is not None else labelled[:0]
         y = scored.labels[known] if len(known) else np.zeros(0, int)
         counts = np.bincount(y, minlength=scored.probs.shape[1]) if len(y) else np.zeros(1, int)
@@ -196,10 +207,18 @@ class AutoStrategy(QueryStrategy):
             return {"chosen": fallback, "reason": f"{len(known)} labelled clips: too few to simulate "
                     f"(auto_min_labelled={self.min_labelled}, two classes with 3 clips)", "simulated_ua": {},
                     "verdict": None}
-        sims = simulate_strategies(scored.embeddings[known], y, self.candidates, n / len(known), self.repeats,
-                                   seed, scored.probs.shape[1])
+        x = np.ascontiguousarray(scored.embeddings[known])
+        key = hashlib.sha256(b"".join([np.int64([n, seed, scored.probs.shape[1]]).tobytes(),
+                                       np.ascontiguousarray(y, np.int64).tobytes(), x.tobytes()])).digest()
+        if self._memo is None or self._memo[0] != key:
+            self._memo = (key, self._decide(x, y, n, seed, scored.probs.shape[1], fallback))
+        return dict(self._memo[1])
+
+    def _decide(self, x: np.ndarray, y: np.ndarray, n: int, seed: int, num_classes: int, fallback: str) -> dict:
+        """:meth:`choose`'s decision from the labelled clips' embeddings ``x`` [L, E] and classes ``y`` [L]."""
+        sims = simulate_strategies(x, y, self.candidates, n / len(y), self.repeats, seed, num_classes)
         means = {name: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for name, v in sims.items()}
-        verdict = selection_verdict(sims, len(known))
+        verdict = selection_verdict(sims, len(y))
         ranked = sorted((m, name) for name, m in means.items() if np.isfinite(m))
         if not ranked:
             return {"chosen": fallback, "reason": "no simulation could run", "simulated_ua": means, "verdict": verdict}
@@ -212,11 +231,15 @@ class AutoStrategy(QueryStrategy):
 
     def shard_plan(self, n):
         # The replay reads labelled clips only (the centres); whichever candidate wins then needs its own rows,
-        # so the union of every candidate's rows is enough. None when a candidate has no sharded form.
+        # so the union of every candidate's rows is enough. None when a candidate goes two rounds (its offers
+        # are not the others' rankings): the sharded query then chooses first (``sharded``).
         plans = [c.shard_plan(n) for c in self.candidates.values()]
-        if any(p is None or p.local for p in plans):  # a two-round candidate would pick other clips than in process
+        if any(p is None or p.local for p in plans):
             return None
         return sum(plans[1:], plans[0]) + ShardPlan((), centres=True)
+
+    def sharded(self, n):
+        return all(c.shard_plan(n) is not None for c in self.candidates.values())
 
     def _select(self, scored: ScoredPool, candidates: np.ndarray, labelled: np.ndarray, n: int,
                 seed: int) -> np.ndarray:

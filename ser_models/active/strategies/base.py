@@ -175,8 +175,14 @@ class QueryStrategy:
     def shard_plan(self, n: int) -> ShardPlan | None:
         """The rankings that hold every clip this strategy can pick for a batch of ``n``, so that a query over
         sharded scores (:mod:`ser_models.active.sharded_selection`) gathers only those rows and picks exactly
-        what the whole pool would give; None = no sharded form (the pool's scores are gathered)."""
+        what the whole pool would give; None = no such plan known before the query."""
         return None
+
+    def sharded(self, n: int) -> bool:
+        """Whether a query of ``n`` clips can run over sharded scores: a :meth:`shard_plan` (``auto`` over a
+        two-round candidate chooses first, then runs the chosen one's plan); False = the pool's scores are
+        gathered."""
+        return self.shard_plan(n) is not None
 
     def _params(self) -> dict:
         return {}

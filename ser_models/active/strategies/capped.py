@@ -92,6 +92,11 @@ class GroupCap:
         plan = self.inner.shard_plan(n)
         return None if plan is None or plan.local else plan
 
+    def sharded(self, n: int) -> bool:
+        """Whether a capped query can run over sharded scores: only through :meth:`shard_plan` (``auto``'s
+        choose-first form does not reach past the chosen candidate's top ``n``)."""
+        return self.shard_plan(n) is not None
+
     def query(self, scored: ScoredPool, ledger_ids: set[str], n: int, seed: int) -> list[str]:
         """Up to ``n`` ids, at most ``cap`` of any one group, in the inner strategy's pick order."""
         return self.walk(scored, self.groups.of(scored.ids), ledger_ids, n, seed).chosen

@@ -144,6 +144,40 @@ def test_two_round_strategies_pick_n_unlabelled_clips_from_the_shards_offers(tmp
         assert set(picks) == set(whole)
 
 
+@pytest.mark.parametrize("parts", [1, 3, 7])
+@pytest.mark.parametrize("candidates, margin, chosen", [
+    (["kcenter"], 0.01, "kcenter"), (["random", "kcenter", "badge"], 0.01, "badge"), (["margin", "kmeans"], 0.01, "kmeans"),
+    (["random", "kcenter"], 1.0, "random")])  # no candidate gains a whole UA point over random: random is chosen
+def test_auto_over_a_two_round_candidate_chooses_as_in_process_then_runs_the_chosen_sharded(tmp_path, candidates,
+                                                                                               margin, chosen, parts):
+    """``auto`` with a k-center, BADGE or k-means candidate stays sharded: its replay over the labelled clips
+    chooses what the whole-pool query chooses; a ranking candidate then picks exactly the whole pool's clips, and
+    a two-round one picks what its own sharded form picks (on one shard: the whole pool's clips)."""
+    cfg = StrategyConfig(name="auto", auto_candidates=candidates, auto_min_labelled=6, auto_repeats=3,
+                         auto_margin=margin)
+    scores = _scores()
+    ledger = _labelled(scores)
+    n, seed = 30, 4
+    gathered = build_strategy(cfg)
+    whole = _query(gathered, scores, ledger, n, seed)
+    shards = _shard(scores, tmp_path, parts)
+    auto = build_strategy(cfg)
+    assert auto.shard_plan(n) is None and auto.sharded(n)
+    mini = shard_candidates(shards, auto, n, set(ledger), seed, annotate=_annotate(ledger))
+    assert len(mini.ids) < len(scores.ids) / 2  # the driver held a fraction of the pool
+    picks = _query(auto, mini, ledger, n, seed)
+    assert auto.last_choice["chosen"] == gathered.last_choice["chosen"] == chosen
+    assert auto.last_choice["simulated_ua"] == gathered.last_choice["simulated_ua"]
+    inner = build_strategy(StrategyConfig(name=chosen))
+    if not inner.shard_plan(n).local:
+        assert picks == whole
+        return
+    own = shard_candidates(shards, inner, n, set(ledger), seed, annotate=_annotate(ledger))
+    assert set(picks) == set(_query(inner, own, ledger, n, seed))
+    if parts == 1:
+        assert set(picks) == set(whole)
+
+
 def _radius(x: np.ndarray, centres: np.ndarray) -> float:
     """The k-center objective: the largest distance of a clip to its nearest centre."""
     d = ((x[:, None, :] - centres[None, :, :]) ** 2).sum(-1)
