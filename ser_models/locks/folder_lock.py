@@ -101,7 +101,7 @@ class FolderLock:
         self.wait_s = max(float(wait_s), wait_seconds())
         self.log = log
         self.local = io.is_local(self.path)
-        self.conditional = not self.local and lease.is_s3(self.path)  # S3: conditional writes of the lease
+        self.s3 = not self.local and lease.is_s3(self.path)  # S3: conditional writes where the store honours them
         self.token = uuid.uuid4().hex
         self.started = None
         self._pid = os.getpid()
@@ -135,6 +135,17 @@ class FolderLock:
     def _read(self) -> tuple[dict | None, object]:
         """The lock file's ``(record, fingerprint)`` (:func:`~ser_models.locks.lock_file.read_lock_file`)."""
         return read_lock_file(self.path, self.local)
+
+    def _conditional(self) -> bool:
+        """Whether this lock's lease takes conditional writes: on S3, where the store honours all three
+        (:func:`~ser_models.locks.lease.honours_conditions`, tried once per bucket on a scratch object named as
+        litter in this folder)."""
+        if not self.s3:
+            return False
+        if lease.honours_conditions(io.join(self.folder, f"{io.TEMP_PREFIX}{LOCK_NAME}.{uuid.uuid4().hex}.tmp")):
+            return True
+        self._say_unconditional()
+        return False
 
     def _read_lease(self) -> tuple[dict | None, bytes | None, str | None]:
         """An S3 lease's ``(record, bytes, ETag)`` (``(None, None, None)``: none), for a conditional rewrite or
@@ -326,29 +337,29 @@ class FolderLock:
                 os.fsync(fh.fileno())
             io.fsync_dir(p.parent)
             return True
-        if self.conditional:
+        if self._conditional():
             try:
                 lease.put(self.path, data, create=True)
             except lease.LeaseConflict:
-                return False  # a lease is there: the caller reads it
-            if lease.honours_conditions(self.path, data):
-                return True
-            self._say_unconditional()
-        else:
-            if io.exists(self.path):
-                return False
-            io.write_bytes_atomic(self.path, data)
+                got = lease.get(self.path)  # a retried create of ours answers 412 too: look at what is there
+                return got is not None and got[0] == data
+            return True
+        if io.exists(self.path):
+            return False
+        io.write_bytes_atomic(self.path, data)
         time.sleep(SETTLE_S)  # a writer that also saw no lease has written by now: the last PUT wins
         rec, _ = self._read()
         return bool(rec) and rec.get("token") == self.token
 
     def _say_unconditional(self) -> None:
-        """One line per process: this S3 store ignores conditional writes (the read-back protocol is used)."""
+        """One line per process: this S3 store does not honour conditional writes (the read-back protocol is
+        used)."""
         if not getattr(FolderLock, "_said_unconditional", False):
             FolderLock._said_unconditional = True
-            self.log(f"lock {self.path}: the store ignores conditional writes (If-Match / If-None-Match), so its "
-                     "leases are written and read back instead; a writer paused in the middle of a heartbeat may "
-                     "then overwrite a new holder's lease (docs/failure-model.md)")
+            self.log(f"lock {self.path}: the store does not honour conditional requests (If-None-Match and If-Match "
+                     "on a write, If-Match on a delete), so its leases are written and read back instead; a writer "
+                     "paused between a read of its lease and the write or delete that follows may then overwrite "
+                     "or delete a new holder's lease (docs/failure-model.md)")
 
     @contextmanager
     def _folder_guard(self, stop: threading.Event | None = None, *, mutate: bool = True,
@@ -382,7 +393,7 @@ class FolderLock:
             if self.local:
                 io.local_path(self.path).unlink(missing_ok=True)
                 io.fsync_dir(io.local_path(self.path).parent)
-            elif self.conditional:
+            elif self._conditional():
                 _, raw, etag = self._read_lease()
                 if raw != fingerprint:
                     return True  # it beat (or was replaced) meanwhile: not what was judged stale
@@ -414,7 +425,7 @@ class FolderLock:
                 with self._folder_guard(self._stop) as got:  # no take-over or fenced commit in between
                     if not got:
                         return  # released while we waited for the guard
-                    rec, _, etag = self._read_lease() if self.conditional else (*self._read(), None)
+                    rec, _, etag = self._read_lease() if self._conditional() else (*self._read(), None)
                     if not rec or rec.get("token") != self.token:
                         self._lost = f"now held by {self.describe(rec)}" if rec else "its lock file is gone"
                         return
@@ -429,8 +440,12 @@ class FolderLock:
                         try:  # only over the lease just read: a take-over since then keeps its own
                             lease.put(self.path, json.dumps(beat, sort_keys=True).encode(), if_match=etag)
                         except lease.LeaseConflict:
-                            self._lost = "taken over between its read of the lease and its rewrite"
-                            return
+                            # A retried request of ours (its first try landed) and a concurrent write answer
+                            # the same way: lost only if the lease now names another writer, or is gone.
+                            now, _, _ = self._read_lease()
+                            if not now or now.get("token") != self.token:
+                                self._lost = "taken over between its read of the lease and its rewrite"
+                                return
             except Exception as exc:  # noqa: BLE001 - a failed beat is retried; a fenced commit decides
                 self.beat_error = f"{type(exc).__name__}: {exc}"
 
@@ -504,7 +519,7 @@ class FolderLock:
                 _OURS.pop(self.token, None)
 
     def _remove_if_ours(self) -> None:
-        if self.conditional:
+        if self._conditional():
             rec, _, etag = self._read_lease()
             if rec and rec.get("token") == self.token:
                 try:

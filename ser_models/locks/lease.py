@@ -1,36 +1,31 @@
 """Conditional writes of a lease on S3: created only where none is, rewritten or deleted only as it was read.
 
-S3 has no lock, but it honours ``If-None-Match: *`` and ``If-Match: <ETag>`` on PutObject and ``If-Match`` on
-DeleteObject (AWS general purpose buckets; MinIO and Ceph too). A heartbeat that read its lease, was paused,
-and resumes after a take-over then finds the lease's ETag changed and writes nothing, instead of writing its
-old lease over the new holder's. pyarrow's filesystem sends neither header, so the lease's own requests go
-through boto3, configured the way pyarrow configures itself: the environment (``AWS_ENDPOINT_URL``, the
-credentials, the region) and a URI's ``endpoint_override``, ``scheme`` and ``region`` query keys. Every other
-read and write of the platform stays on pyarrow.
+S3 has no lock, but AWS honours ``If-None-Match: *`` and ``If-Match: <ETag>`` on PutObject and ``If-Match`` on
+DeleteObject (general purpose buckets). A heartbeat that read its lease, was paused, and resumes after a
+take-over then finds the lease's ETag changed and writes nothing, instead of writing its old lease over the new
+holder's. pyarrow's filesystem sends neither header, so the lease's own requests go through boto3, set up the
+way pyarrow sets itself up from the environment (``AWS_ENDPOINT_URL``, with or without a scheme; the
+credentials; the region; ``AWS_CA_BUNDLE``) and from a URI's ``user:secret@`` part.
 
-A store that answers a conditional request it does not honour as if it were plain is found at the first lock
-taken in each bucket (:func:`honours_conditions`); the lock then falls back to the read-back protocol and says
-so once.
+Some S3-compatible stores honour only part of this (one ignores ``If-Match`` on a delete; older ones answer 501),
+so before a lock first uses conditions in a bucket, :func:`honours_conditions` tries all three on a scratch
+object; a store that fails any of them gets the lock's write-and-read-back protocol instead.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import threading
-import time
 from functools import lru_cache
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ser_models.exceptions import SERError
 
-#: Reads that return bytes that are not a JSON object (moto answers a read that meets an overwrite with torn
-#: bytes) are tried this many times, with a doubling pause from 0.05 s.
-READ_TRIES = 5
-#: An ETag no object ever has (ETags are hex digests): a conditional write against it must fail.
-_NO_ETAG = '"ser-models-no-such-etag"'
-#: Error codes of a condition that did not hold: 412 (the ETag changed, or an object is there already), 409 (a
-#: concurrent write won), 404 (the lease is gone).
-_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412", "409"}
+#: An ETag no object has (a quoted 32-hex digest, the shape S3 gives): a conditional request against it must fail.
+_NO_ETAG = '"00000000000000000000000000000000"'
+#: Error codes of a condition that did not hold: the ETag changed or an object is there already (412), a
+#: concurrent write won (409), the object is gone (404 NoSuchKey; never NoSuchBucket, which is an error).
+_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"}
 
 _HONOURS: dict[tuple, bool] = {}
 _HONOURS_GUARD = threading.Lock()
@@ -41,73 +36,72 @@ class LeaseConflict(SERError):
 
 
 def is_s3(uri: str) -> bool:
-    """Whether ``uri`` names an S3 object (leases there take conditional writes)."""
+    """Whether ``uri`` names an S3 object (leases there may take conditional writes)."""
     return str(uri).startswith("s3://")
 
 
 def _where(uri: str) -> tuple[tuple[str | None, str | None], str, str]:
-    """``((endpoint URL, region), bucket, key)`` of an ``s3://bucket/key[?query]`` URI."""
+    """``((access key, secret key), bucket, key)`` of an ``s3://[key:secret@]bucket/key`` URI; the key
+    percent-decoded, as pyarrow decodes it."""
     parts = urlsplit(str(uri))
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    endpoint = query.get("endpoint_override")
-    if endpoint and "://" not in endpoint:
-        endpoint = f"{query.get('scheme', 'https')}://{endpoint}"
-    return (endpoint, query.get("region")), parts.netloc, parts.path.lstrip("/")
+    user, _, bucket = parts.netloc.rpartition("@")
+    key_id, _, secret = user.partition(":")
+    return ((unquote(key_id) or None, unquote(secret) or None), bucket, unquote(parts.path).lstrip("/"))
 
 
 @lru_cache(maxsize=16)
-def _client(endpoint: str | None, region: str | None):
-    import boto3  # only for leases on S3
+def _client(key_id: str | None, secret: str | None):
+    """A boto3 S3 client for these credentials (None: the environment's), built once per process."""
+    import boto3
+    from botocore.config import Config
 
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    if endpoint and "://" not in endpoint:
+        endpoint = f"https://{endpoint}"  # pyarrow takes an endpoint without a scheme as https
+    # Checksums only where the API requires them: several S3-compatible stores refuse boto3's newer default
+    # integrity headers, which pyarrow does not send either.
+    config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required")
+    return boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret).client(
+        "s3", endpoint_url=endpoint, config=config)
 
 
-def _conflict(exc: Exception) -> bool:
-    response = getattr(exc, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = str(response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    return code in _CONFLICT or status in {"412", "409", "404"}
+os.register_at_fork(after_in_child=_client.cache_clear)  # a forked child never shares its parent's sockets
 
 
-def _call(what: str, uri: str, fn, **kwargs):
-    """``fn(**kwargs)``; a failed condition raises :class:`LeaseConflict`, any other store error ``OSError``."""
-    from botocore.exceptions import BotoCoreError, ClientError
+def _code(exc: Exception) -> str:
+    return str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
 
+
+def _call(what: str, uri: str, method: str, **kwargs) -> dict:
+    """``client.<method>(**kwargs)`` for the lease ``uri``; a failed condition raises :class:`LeaseConflict`,
+    every other failure (the store, the network, the client's setup) ``OSError``, naming the lease."""
     try:
-        return fn(**kwargs)
-    except ClientError as exc:
-        if _conflict(exc):
+        (key_id, secret), _, _ = _where(uri)
+        return getattr(_client(key_id, secret), method)(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - botocore's errors, and its setup's, are not OSErrors
+        if _code(exc) in _CONFLICT:
             raise LeaseConflict(f"the lease {uri} changed before this {what}") from exc
-        raise OSError(f"the store refused the {what} of the lease {uri}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise OSError(f"the {what} of the lease {uri} failed: {exc}") from exc
+        raise OSError(f"the {what} of the lease {uri} failed: {type(exc).__name__}: {exc}") from exc
 
 
-def get(uri: str) -> tuple[bytes, str] | None:
+def get(uri: str) -> tuple[bytes, str | None] | None:
     """``(bytes, ETag)`` of the lease at ``uri``, or None when there is none.
 
     Raises:
         OSError: the store failed the read.
     """
-    (endpoint, region), bucket, key = _where(uri)
-    client = _client(endpoint, region)
-    raw = b""
-    for attempt in range(READ_TRIES):
-        try:
-            out = _call("read", uri, client.get_object, Bucket=bucket, Key=key)
-        except LeaseConflict:
-            return None
-        raw = out["Body"].read()
-        try:
-            if isinstance(json.loads(raw.decode()), dict):
-                return raw, out["ETag"]
-        except ValueError:  # UnicodeDecodeError included: an overwrite in flight (retried)
-            pass
-        time.sleep(0.05 * 2 ** attempt)
-    return raw, out["ETag"]  # bytes that stay unreadable: an abandoned or foreign object (watched, taken over)
+    _, bucket, key = _where(uri)
+    try:
+        out = _call("read", uri, "get_object", Bucket=bucket, Key=key)
+    except LeaseConflict:
+        return None
+    try:
+        return out["Body"].read(), out.get("ETag")
+    except Exception as exc:  # noqa: BLE001 - a body cut short: botocore's streaming errors
+        raise OSError(f"the read of the lease {uri} failed: {type(exc).__name__}: {exc}") from exc
 
 
-def put(uri: str, data: bytes, *, if_match: str | None = None, create: bool = False) -> str:
+def put(uri: str, data: bytes, *, if_match: str | None = None, create: bool = False) -> str | None:
     """Write the lease at ``uri`` in one PUT: only where none is (``create``), or only over the version whose
     ETag is ``if_match``. Returns the new ETag.
 
@@ -115,44 +109,78 @@ def put(uri: str, data: bytes, *, if_match: str | None = None, create: bool = Fa
         LeaseConflict: the condition failed (a lease is there already; the lease changed or is gone).
         OSError: the store failed the write.
     """
-    (endpoint, region), bucket, key = _where(uri)
+    _, bucket, key = _where(uri)
     cond = {"IfNoneMatch": "*"} if create else ({"IfMatch": if_match} if if_match else {})
-    out = _call("write", uri, _client(endpoint, region).put_object, Bucket=bucket, Key=key, Body=data, **cond)
-    return out["ETag"]
+    return _call("write", uri, "put_object", Bucket=bucket, Key=key, Body=data, **cond).get("ETag")
 
 
-def delete(uri: str, if_match: str) -> None:
-    """Delete the lease at ``uri`` if it is still the version whose ETag is ``if_match``.
+def delete(uri: str, if_match: str | None) -> None:
+    """Delete the lease at ``uri`` if it is still the version whose ETag is ``if_match`` (None: whatever is there).
 
     Raises:
         LeaseConflict: it changed or is gone.
         OSError: the store failed the delete.
     """
-    (endpoint, region), bucket, key = _where(uri)
-    _call("delete", uri, _client(endpoint, region).delete_object, Bucket=bucket, Key=key, IfMatch=if_match)
+    _, bucket, key = _where(uri)
+    _call("delete", uri, "delete_object", Bucket=bucket, Key=key, **({"IfMatch": if_match} if if_match else {}))
 
 
-def honours_conditions(uri: str, data: bytes) -> bool:
-    """Whether the store of ``uri`` honours conditional writes, found once per endpoint and bucket: ``data``
-    (the lease just created there, read as it is) is written again against an ETag it cannot have. A store that
-    honours the condition refuses; one that ignores it rewrites the same bytes, which changes nothing.
+def _probe(scratch: str) -> bool:
+    """Whether the store refuses each of the three conditional requests a lease relies on when its condition
+    fails, tried on the object ``scratch`` (removed afterwards)."""
+    put(scratch, b"{}", create=True)
+    try:
+        for attempt in (lambda: put(scratch, b"{}", create=True), lambda: put(scratch, b"{}", if_match=_NO_ETAG),
+                        lambda: delete(scratch, if_match=_NO_ETAG)):
+            try:
+                attempt()
+            except LeaseConflict:
+                continue
+            return False  # the store ignored the condition
+        return get(scratch) is not None  # the refused delete left the object
+    finally:
+        try:
+            delete(scratch, None)
+        except (LeaseConflict, OSError):
+            pass  # a scratch object left by a failing store: litter the folder's next owner removes
+
+
+def honours_conditions(scratch: str) -> bool:
+    """Whether the store of the lease-to-be ``scratch``'s bucket honours conditional creates, rewrites and
+    deletes; found once per process and bucket by trying each on ``scratch`` (a platform-only litter name in the
+    lock's folder). A store that answers a condition with an error (501 Not Implemented, 400) does not.
 
     Raises:
-        OSError: the store failed the probe for another reason.
+        OSError: the store failed the scratch object's first write (an unreachable store, a missing bucket).
     """
-    where, bucket, _ = _where(uri)
+    where = _where(scratch)
+    bucket = (where[0], where[1])
     with _HONOURS_GUARD:
-        known = _HONOURS.get((where, bucket))
+        known = _HONOURS.get(bucket)
     if known is not None:
         return known
     try:
-        put(uri, data, if_match=_NO_ETAG)
-        honoured = False
+        honoured = _probe(scratch)
     except LeaseConflict:
-        honoured = True
+        honoured = False
+    except OSError:
+        if get(scratch) is None and _reachable(scratch):
+            honoured = False  # it refused a conditional request outright (501, 400): not honoured
+        else:
+            raise
     with _HONOURS_GUARD:
-        _HONOURS[(where, bucket)] = honoured
+        _HONOURS[bucket] = honoured
     return honoured
+
+
+def _reachable(scratch: str) -> bool:
+    """Whether the store answers a plain read in the scratch object's folder (a missing bucket does not)."""
+    _, bucket, key = _where(scratch)
+    try:
+        _call("list", scratch, "list_objects_v2", Bucket=bucket, Prefix=key.rsplit("/", 1)[0] + "/", MaxKeys=1)
+    except (LeaseConflict, OSError):
+        return False
+    return True
 
 
 __all__ = ["LeaseConflict", "delete", "get", "honours_conditions", "is_s3", "put"]

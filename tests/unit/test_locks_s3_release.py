@@ -153,14 +153,16 @@ def test_a_release_paused_between_its_read_and_its_delete_keeps_off_a_new_holder
 
 
 def test_the_s3_store_honours_conditional_writes_and_a_second_creator_finds_the_lease(s3_bucket):
-    """moto, like S3, refuses a write whose condition fails: a lock created there is exclusive at once (no
-    settle-and-read-back), and a second writer finds it held."""
+    """moto, like S3, refuses each conditional request whose condition fails: the probe on a scratch object says
+    so and removes the object, a lock created there is exclusive at once (no settle-and-read-back), and a
+    second writer finds it held."""
     from ser_models.exceptions import LockHeldError
     from ser_models.locks import lease
 
     folder = f"{s3_bucket}/cache"
-    with FolderLock(folder, "feature cache", stale_s=1.0) as lock:
-        assert lease.honours_conditions(lock.path, io.read_bytes(lock.path))
+    with FolderLock(folder, "feature cache", stale_s=1.0):
+        assert lease.honours_conditions(f"{folder}/{io.TEMP_PREFIX}probe.tmp")
+        assert io.list_dir(folder) == [LOCK_NAME], "the probe left its scratch object"
         refused = []
 
         def second_writer():  # another thread is another writer
@@ -175,14 +177,70 @@ def test_the_s3_store_honours_conditional_writes_and_a_second_creator_finds_the_
         assert refused and "being written by another process" in refused[0], "a second writer took a held lease"
 
 
-def test_a_store_that_ignores_conditions_falls_back_to_the_read_back_and_says_so(s3_bucket, monkeypatch):
-    """An S3-compatible store that ignores If-Match / If-None-Match (modelled by the probe's answer; moto honours
-    them) gets the write-then-read-back protocol, with one line saying what that leaves open."""
+def test_a_store_that_ignores_if_match_on_deletes_gets_the_read_back_protocol_and_is_told(s3_bucket, monkeypatch):
+    """A store that honours conditional writes but deletes unconditionally (modelled by dropping If-Match from
+    delete requests; moto honours it) is found by the probe before the lease is touched: the lock then writes
+    and reads back, and says once what that leaves open."""
     from ser_models.locks import folder_lock, lease
 
-    monkeypatch.setattr(lease, "honours_conditions", lambda uri, data: False)
+    call = lease._call
+
+    def delete_ignores_if_match(what, uri, method, **kwargs):
+        if method == "delete_object":
+            kwargs.pop("IfMatch", None)
+        return call(what, uri, method, **kwargs)
+
+    monkeypatch.setattr(lease, "_call", delete_ignores_if_match)
+    monkeypatch.setattr(lease, "_HONOURS", {})
     monkeypatch.setattr(folder_lock.FolderLock, "_said_unconditional", False, raising=False)
     said = []
-    with FolderLock(f"{s3_bucket}/pool", "pool", stale_s=1.0, log=said.append) as lock:
+    folder = f"{s3_bucket}/pool"
+    with FolderLock(folder, "pool", stale_s=1.0, log=said.append) as lock:
+        assert not lock._conditional()
         lock.assert_held()
-    assert len(said) == 1 and "ignores conditional writes" in said[0]
+    assert len(said) == 1 and "does not honour conditional requests" in said[0]
+    assert not io.exists(f"{folder}/{LOCK_NAME}") and io.list_dir(folder) == []
+
+
+def test_a_retried_conditional_request_whose_first_try_landed_is_not_a_lost_lock(s3_bucket, monkeypatch):
+    """A conditional create or heartbeat that reached the store but lost its answer is retried by the client,
+    and the retry is refused (the condition no longer holds). The lock reads the lease again: it names this
+    writer, so the create succeeded and the heartbeat goes on, instead of a lock refused or lost."""
+    from ser_models.locks import folder_lock, lease
+
+    put = lease.put
+
+    def answer_lost(uri, data, **kwargs):
+        put(uri, data, **kwargs)  # the request lands ...
+        if str(uri).endswith(LOCK_NAME):
+            raise lease.LeaseConflict("a retry of a request that landed")  # ... and its retry is refused
+
+    monkeypatch.setattr(folder_lock.lease, "put", answer_lost)
+    lock = FolderLock(f"{s3_bucket}/run", "run folder", stale_s=1.0).acquire()  # a beat every 0.25 s
+    try:
+        beats = lock._beats
+        for _ in range(200):
+            if lock._beats >= beats + 2:
+                break
+            threading.Event().wait(0.05)
+        assert lock._beats >= beats + 2 and lock._lost is None and lock._thread.is_alive()
+        lock.assert_held()
+    finally:
+        lock.release()
+
+
+def test_a_lease_key_is_read_as_pyarrow_reads_it():
+    """The lease's requests name the object pyarrow reads: the key percent-decoded, a ``user:secret@`` part taken
+    as credentials, never as part of the bucket."""
+    from ser_models.locks.lease import _where
+
+    assert _where("s3://bucket/run%201/.ser-lock.json") == ((None, None), "bucket", "run 1/.ser-lock.json")
+    assert _where("s3://AKIA:s%2Fcret@bucket/a/b") == (("AKIA", "s/cret"), "bucket", "a/b")
+
+
+def test_a_lock_in_a_bucket_that_does_not_exist_fails_at_once_naming_it(s3_server):
+    """No spinning on a missing bucket: the first request's error names the lease and the store's answer."""
+    import pytest
+
+    with pytest.raises(OSError, match="NoSuchBucket"):
+        FolderLock("s3://no-such-bucket-for-this-lock/pool", "pool", stale_s=1.0).acquire()
