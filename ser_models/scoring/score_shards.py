@@ -36,6 +36,7 @@ from ser_models.io import (
     exists,
     filesystem,
     join,
+    list_dir,
     open_input_file,
     read_json,
     read_parquet,
@@ -45,7 +46,7 @@ from ser_models.io import (
 from ser_models.progress import progress_line
 from ser_models.scoring.scorer import PoolScorer, ScorerConfig, Scores, map_on_actor_pool, run_on_actor_pool
 
-__all__ = ["MANIFEST", "ScoreShards", "read_shard", "score_to_shards", "shard_rows"]
+__all__ = ["MANIFEST", "ScoreShards", "dead_attempts", "read_shard", "score_to_shards", "shard_rows"]
 
 #: The file that commits a scoring pass (written last).
 MANIFEST = "manifest.json"
@@ -115,6 +116,14 @@ class ScoreShards:
         if not parts:
             raise PoolError(f"none of the {len(wanted)} clips asked for are in the scores under {self.folder}")
         return Scores.from_table(pa.concat_tables(parts)).sorted_by_id()
+
+
+def dead_attempts(shards: ScoreShards) -> list[str]:
+    """The ``attempt=*`` folders beside ``shards`` that its manifest does not name: scoring passes killed before
+    their manifest (never read; a round's are removed by :meth:`ActiveLearningLoop
+    <ser_models.active.loop.ActiveLearningLoop>` once a pass is committed)."""
+    live = {f.split("/", 1)[0] for f in shards.files}
+    return sorted(n for n in list_dir(shards.folder) if n.startswith("attempt=") and n not in live)
 
 
 def read_shard(path: str, columns: Iterable[str] | None = None) -> Scores:

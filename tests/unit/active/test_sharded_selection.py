@@ -252,6 +252,23 @@ def test_an_unfinished_pass_is_never_read(tmp_path):
     assert not (tmp_path / MANIFEST).exists()
 
 
+def test_the_attempts_a_manifest_does_not_name_are_dead():
+    """Beside a committed pass, only ``attempt=`` folders its manifest does not name count as dead passes; any
+    other name in the folder is not the platform's to judge."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from ser_models.scoring.score_shards import dead_attempts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name in ("attempt=aaaa", "attempt=bbbb", "attempt=cccc", "notes"):
+            (root / name).mkdir()
+        (root / MANIFEST).write_text(json.dumps({"files": ["attempt=bbbb/part-1.parquet"], "rows": [5]}))
+        assert dead_attempts(ScoreShards.open(str(root))) == ["attempt=aaaa", "attempt=cccc"]
+
+
 # A recording cap over shards: the capped walk over the candidate rows picks what it picks over the whole pool.
 from ser_models.active.sharded_capped import capped_candidates  # noqa: E402
 from ser_models.active.strategies.capped import GroupCap  # noqa: E402
