@@ -35,7 +35,7 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -229,16 +229,16 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
         raise ValueError(f"{strategy!r} has no sharded form")
     out = pa.array(sorted(excluded), pa.string())
     plan = strategy.shard_plan(n)
+    labelled = plan is None or plan.centres  # the rows to return beside the picks: auto replays on them again
     if plan is None:  # auto over a two-round candidate: choose first, then gather what the chosen one can pick
         strategy = _auto_choice(shards, strategy, n, out, seed, annotate)
         plan = strategy.shard_plan(n)
-        plan = replace(plan, centres=True) if plan.local else plan + ShardPlan((), centres=True)
     centres = _centres(shards, out, annotate) if plan.local and plan.centres and len(out) else None
     ranked, picks = rank_shards(shards, strategy, plan, n, out, seed, costs, centres)
     winners = set(picks)
     for r in ranked:
         winners.update(r.ids.tolist())
-    return candidate_rows(shards, winners, plan.centres, out)
+    return candidate_rows(shards, winners, labelled, out)
 
 
 def _auto_choice(shards: ScoreShards, auto: AutoStrategy, n: int, out: pa.Array, seed: int,
