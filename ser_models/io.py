@@ -568,9 +568,8 @@ def write_parquet_atomic(uri: str | os.PathLike, table: pa.Table, row_group_size
                          dictionary: bool = True, compression: str = "snappy") -> None:
     """One Parquet file, written atomically and streamed to its destination (no in-memory copy of the file);
     ``row_group_size``: rows per row group (None = pyarrow's default), so readers can take a few rows' groups;
-    ``dictionary=False`` for unique values (ids, float vectors), whose dictionary is built only to be dropped
-    (it more than doubled the write time of a score shard); ``compression="lz4"`` for float vectors (a
-    score shard: Snappy's size, half its read time)."""
+    ``dictionary=False`` for unique values (ids, float vectors), whose dictionary is built only to be dropped;
+    ``compression="lz4"`` for float vectors (a score shard: Snappy's size, half its read time)."""
     _write_atomic(uri, lambda fh: pq.write_table(table, fh, row_group_size=row_group_size,
                                                  use_dictionary=dictionary, compression=compression))
 
