@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ser_models import ownership
 from ser_models.active.budget import LabelBudget, fixed_at_start, picked_so_far
 from ser_models.active.config import StrategyConfig
 from ser_models.active.cross_lingual import CrossLingualFeeds, check_cross_lingual
@@ -60,7 +59,7 @@ from ser_models.active.round_report import (
     write_run_metrics,
     write_selection,
 )
-from ser_models.active.round_scores import rounds_are_sharded, stored_scores
+from ser_models.active.round_scores import drop_dead_attempts, rounds_are_sharded, stored_scores
 from ser_models.active.sharded_capped import capped_candidates
 from ser_models.active.sharded_cold_start import shard_cold_start
 from ser_models.active.sharded_selection import shard_candidates
@@ -86,14 +85,10 @@ from ser_models.metrics import plot_confusion
 from ser_models.planning.run_evaluation import RunEvaluation, without_ids
 from ser_models.scoring.feature_cache import FeatureCache, model_inputs
 from ser_models.scoring.feature_stats import write_run_statistics
-from ser_models.scoring.score_shards import ScoreShards, dead_attempts, score_to_shards
+from ser_models.scoring.score_shards import ScoreShards, score_to_shards
 from ser_models.scoring.scored_pool import ScoredPool
 from ser_models.scoring.scorer import Scores, score_dataset
 from ser_models.training.config import ScalingConfig, TrainConfig
-
-#: The kind of output a run folder is claimed as (``jobs.after``, a sweep trial): its marker lets the loop
-#: remove what its own killed passes left.
-RUN_KIND = "run"
 
 __all__ = ["ActiveLearningLoop", "RoundReport", "check_cross_lingual"]
 
@@ -489,23 +484,6 @@ class ActiveLearningLoop:
                              anchoring=self._anchoring(), soft_labels=self._soft(labelled))
         return self._score_pool(result.checkpoint_dir, r, scores_path, verbose=False)
 
-    def _drop_dead_attempts(self, shards: ScoreShards) -> None:
-        """Remove the shards of scoring passes a kill left beside the committed one (never read, but as large as
-        the pool's scores), through the run folder's marker and the fence; a run folder that carries no run
-        marker (a loop run outside the jobs) keeps them, with a line."""
-        dead = dead_attempts(shards)
-        if not dead:
-            return
-        marker = ownership.read_marker(self.out)
-        if not marker or marker.get("kind") != RUN_KIND:
-            self.log(f"  scores: leaving {len(dead)} unfinished scoring pass(es) in {shards.folder}: the run folder "
-                     "carries no run marker, so nothing in it is deleted")
-            return
-        rel = str(shards.folder)[len(str(self.out)):].strip("/")
-        for name in dead:
-            ownership.remove(self.out, RUN_KIND, f"{rel}/{name}", recorded_only=False)
-        self.log(f"  scores: removed {len(dead)} unfinished scoring pass(es) a killed run left in {shards.folder}")
-
     def _score_pool(self, checkpoint_dir, r: int, scores_path, verbose: bool) -> Scores | ScoreShards:
         """Round ``r``'s scores of the unlabelled training pool under ``checkpoint_dir``, kept in ``scores_path``
         or, sharded, in the ``scores/`` folder beside it (read back when there: a resumed round does not score
@@ -513,7 +491,7 @@ class ActiveLearningLoop:
         done = stored_scores(scores_path)
         if done is not None:
             if isinstance(done, ScoreShards):
-                self._drop_dead_attempts(done)
+                drop_dead_attempts(self.out, done, self.log)
             return done
         ds, inputs = self._score_input()
         if self.sharded:
@@ -521,7 +499,7 @@ class ActiveLearningLoop:
                                      inputs=inputs, seed=self.active.seed + r, verbose=verbose,
                                      in_process=self.in_process, total=len(self.clips),
                                      rows_per_shard=self.active.selection.rows_per_shard)
-            self._drop_dead_attempts(shards)
+            drop_dead_attempts(self.out, shards, self.log)
             return shards
         scores = score_dataset(ds, checkpoint_dir, self.active.scorer, inputs=inputs,
                                seed=self.active.seed + r, verbose=verbose, in_process=self.in_process,

@@ -8,11 +8,16 @@ which is faster there (``bench/results/round_scale.md``).
 
 from __future__ import annotations
 
+from ser_models import ownership
 from ser_models.io import exists
-from ser_models.scoring.score_shards import ScoreShards
+from ser_models.scoring.score_shards import ScoreShards, dead_attempts
 from ser_models.scoring.scorer import Scores
 
-__all__ = ["rounds_are_sharded", "stored_scores"]
+__all__ = ["RUN_KIND", "drop_dead_attempts", "rounds_are_sharded", "stored_scores"]
+
+#: The kind of output a run folder is claimed as (``jobs.after``, a sweep trial): its marker lets a round
+#: remove what its own killed scoring passes left.
+RUN_KIND = "run"
 
 
 def rounds_are_sharded(active, strategy, train_clips: int, log) -> bool:
@@ -47,3 +52,21 @@ def stored_scores(scores_path) -> Scores | ScoreShards | None:
     if shards is not None:
         return shards
     return Scores.load(scores_path) if exists(scores_path) else None
+
+
+def drop_dead_attempts(run_dir, shards: ScoreShards, log) -> None:
+    """Remove the shards of scoring passes a kill left beside the committed ``shards`` (never read, but as large
+    as the pool's scores), through the run folder's marker and its lock's fence; a run folder that carries no
+    run marker (a loop run outside the jobs) keeps them, and ``log`` says so."""
+    dead = dead_attempts(shards)
+    if not dead:
+        return
+    marker = ownership.read_marker(run_dir)
+    if not marker or marker.get("kind") != RUN_KIND:
+        log(f"  scores: leaving {len(dead)} unfinished scoring pass(es) in {shards.folder}: the run folder carries "
+            "no run marker, so nothing in it is deleted")
+        return
+    rel = str(shards.folder)[len(str(run_dir)):].strip("/")
+    for name in dead:
+        ownership.remove(run_dir, RUN_KIND, f"{rel}/{name}", recorded_only=False)
+    log(f"  scores: removed {len(dead)} unfinished scoring pass(es) a killed run left in {shards.folder}")
