@@ -230,28 +230,34 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
     out = pa.array(sorted(excluded), pa.string())
     plan = strategy.shard_plan(n)
     labelled = plan is None or plan.centres  # the rows to return beside the picks: auto replays on them again
+    centres = None  # the labelled clips' rows, read at most once: broadcast, replayed on, returned
     if plan is None:  # auto over a two-round candidate: choose first, then gather what the chosen one can pick
-        strategy = _auto_choice(shards, strategy, n, out, seed, annotate)
+        centres = _centres(shards, out, annotate) if len(out) else None
+        strategy = _auto_choice(strategy, n, seed, centres, annotate)
         plan = strategy.shard_plan(n)
-    centres = _centres(shards, out, annotate) if plan.local and plan.centres and len(out) else None
-    ranked, picks = rank_shards(shards, strategy, plan, n, out, seed, costs, centres)
+    if centres is None and plan.local and plan.centres and len(out):
+        centres = _centres(shards, out, annotate)
+    ranked, picks = rank_shards(shards, strategy, plan, n, out, seed, costs,
+                                centres if plan.local and plan.centres else None)
     winners = set(picks)
     for r in ranked:
         winners.update(r.ids.tolist())
-    return candidate_rows(shards, winners, labelled, out)
+    if centres is None:
+        return candidate_rows(shards, winners, labelled, out)
+    rows = candidate_rows(shards, winners, False, out)  # the picks are unlabelled: no row twice
+    return Scores.from_table(pa.concat_tables([rows.to_table(), centres[0].to_table()],
+                                              promote_options="default")).sorted_by_id()
 
 
-def _auto_choice(shards: ScoreShards, auto: AutoStrategy, n: int, out: pa.Array, seed: int,
-                 annotate) -> QueryStrategy:
-    """The candidate ``auto`` chooses for this query, from its replay on the labelled clips (the excluded rows
-    with a class): the decision the query over the gathered rows then makes again, from the same clips."""
-    rows = [t for t in shards.map(shard_rows, out, False) if t.num_rows] if len(out) else []
-    if not rows:
+def _auto_choice(auto: AutoStrategy, n: int, seed: int, centres: tuple | None, annotate) -> QueryStrategy:
+    """The candidate ``auto`` chooses for this query, from its replay on the labelled clips (``centres``: the
+    excluded rows, with their classes): the decision the query over the gathered rows then makes again, from the
+    same clips."""
+    if centres is None:
         return auto.candidates[auto.fallback]  # no labelled clip is scored: too few to simulate
     if annotate is None:
         raise ValueError(f"{auto!r} over a two-round candidate needs the labelled clips' classes (annotate)")
-    known = Scores.from_table(pa.concat_tables(rows)).sorted_by_id()
-    targets, labels = annotate(known)
+    known, targets, labels = centres
     decision = auto.choose(known.as_scored_pool(targets, labels=labels), np.arange(len(known.ids)), n, seed)
     return auto.candidates[decision["chosen"]]
 

@@ -46,7 +46,7 @@ from ser_models.locks.identity import identity as _identity
 from ser_models.locks.identity import now as _now
 from ser_models.locks.identity import pid_alive as _pid_alive
 from ser_models.locks.identity import same_machine as _same_machine
-from ser_models.locks.lock_file import READ_TRIES, describe_holder, read_lock_file
+from ser_models.locks.lock_file import READ_TRIES, describe_holder, parse_record, read_lock_file
 
 LOCK_NAME = ".ser-lock.json"
 #: Seconds a taker waits at least for the folder's guard (held by a commit in progress, or by a process paused
@@ -154,11 +154,7 @@ class FolderLock:
         if got is None:
             return None, None, None
         raw, etag = got
-        try:
-            rec = json.loads(raw.decode() or "{}")
-        except ValueError:
-            rec = {}
-        return (rec if isinstance(rec, dict) else {}), raw, etag
+        return parse_record(raw), raw, etag
 
     def _watch(self, fingerprint: object) -> float:
         """Seconds (on this process's monotonic clock) that the lock file has read as ``fingerprint``."""

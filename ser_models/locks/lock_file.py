@@ -56,11 +56,16 @@ def read_lock_file(path: str, local: bool) -> tuple[dict | None, object]:
         if raw is None:
             return None, None
         fingerprint = raw
+    return parse_record(raw), fingerprint
+
+
+def parse_record(raw: bytes) -> dict:
+    """A lock file's bytes as its record: ``{}`` for a file being created, half-written or not a JSON object."""
     try:
         rec = json.loads(raw.decode() or "{}")
     except ValueError:
         rec = {}
-    return (rec if isinstance(rec, dict) else {}), fingerprint
+    return rec if isinstance(rec, dict) else {}
 
 
 def read_lease(path: str) -> bytes | None:
@@ -116,4 +121,4 @@ def describe_holder(rec: dict | None) -> str:
             f"{_iso(rec.get('started_at'))}, last heartbeat {_iso(rec.get('heartbeat_at'))} by its clock")
 
 
-__all__ = ["READ_TRIES", "describe_holder", "read_lease", "read_lock_file"]
+__all__ = ["READ_TRIES", "describe_holder", "parse_record", "read_lease", "read_lock_file"]
