@@ -205,7 +205,8 @@ def run_round(info: dict, path: str, workdir: str, kcenter: bool) -> dict:
         objective = None
         if kcenter:
             objective = _kcenter_objective(scores if path == "gathered" else None, out, ledger_ids, path)
-    stored = sum(f.stat().st_size for f in out.rglob("*.parquet") if "scores" in f.relative_to(out).parts[0])
+    stored = sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and "scores" in f.relative_to(out).parts[0]
+                 and f.suffix in (".parquet", ".embedding"))
     return {"n": info["n"], "dim": info["dim"], "path": path, "seconds": seconds, "scores_bytes": stored,
             "round_s": sum(seconds.values()), "driver_peak_gib": mem["driver_peak"] / 2**30,
             "driver_after_score_gib": mem["after_score"] / 2**30, "job_peak_gib": round_job_peak / 2**30,

@@ -8,8 +8,13 @@ and the driver only learns the shards' names and row counts. A shard is a :meth:
 
 Layout under the round's ``scores/`` folder::
 
-    attempt=<token>/part-<uuid>.parquet   one scoring pass's shards (each written atomically)
-    manifest.json                        written last: the committed attempt, its files and row counts
+    attempt=<token>/part-<uuid>.parquet     one scoring pass's shards (each written atomically)
+    attempt=<token>/part-<uuid>.embedding   the shard's embeddings, raw float32 rows (written before its shard)
+    manifest.json                          written last: the committed attempt, its files and row counts
+
+A shard's embeddings sit beside it, not in it: selection reads the embeddings of a few thousand candidates, and a
+Parquet column is read a whole row group at a time (at a million clips, 5,000 candidates touch every row group
+of every shard: about 1 GB decoded for 8 MB wanted), where a file of fixed-size rows is read by offset.
 
 Only the attempt the manifest names is ever read, so a pass killed half-way (a node lost, the disk full) is
 never read back: the next pass writes a new attempt. :meth:`ScoreShards.map` runs a function over every
@@ -22,7 +27,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -35,18 +41,21 @@ from ser_models.failpoints import failpoint
 from ser_models.io import (
     exists,
     filesystem,
+    is_local,
     join,
     list_dir,
     open_input_file,
     read_json,
     read_parquet,
+    write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
 )
 from ser_models.progress import progress_line
 from ser_models.scoring.scorer import PoolScorer, ScorerConfig, Scores, map_on_actor_pool, run_on_actor_pool
 
-__all__ = ["MANIFEST", "ScoreShards", "dead_attempts", "read_shard", "score_to_shards", "shard_rows"]
+__all__ = ["MANIFEST", "ScoreShards", "dead_attempts", "embedding_file", "embedding_rows", "read_shard",
+           "score_to_shards", "shard_rows"]
 
 #: The file that commits a scoring pass (written last).
 MANIFEST = "manifest.json"
@@ -60,6 +69,15 @@ SHARD_TASK_RETRIES = 3
 #: A pass over at most this many shards runs here, one shard at a time: a fresh Ray worker spends about a second
 #: starting and importing the selection code, more than reading a few shards takes (``bench/round_scale.py``).
 IN_PROCESS_SHARDS = 4
+#: A shard's embedding file: ``part-<uuid>.parquet`` -> ``part-<uuid>.embedding``, [rows, E] little-endian float32
+#: in the shard's row order (sorted by id); E is in the shard's schema metadata under :data:`EMBEDDING_DIM_KEY`.
+EMBEDDING_SUFFIX = ".embedding"
+EMBEDDING_DIM_KEY = b"embedding_dim"
+#: Wanted rows of an embedding file closer than this are read as one range, the rows between them discarded: on
+#: object storage a request costs about what a megabyte does; on a local disk a read call costs little.
+HOLE_BYTES = {"local": 64 << 10, "remote": 1 << 20}
+#: Concurrent range requests per embedding file on object storage.
+REMOTE_RANGE_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -126,20 +144,72 @@ def dead_attempts(shards: ScoreShards) -> list[str]:
     return sorted(n for n in list_dir(shards.folder) if n.startswith("attempt=") and n not in live)
 
 
+def embedding_file(path: str) -> str:
+    """The embedding file of the shard ``path`` (:data:`EMBEDDING_SUFFIX`)."""
+    return path[:-len(".parquet")] + EMBEDDING_SUFFIX if path.endswith(".parquet") else path + EMBEDDING_SUFFIX
+
+
+def _embedding_dim(schema: pa.Schema) -> int:
+    """E of a shard whose embeddings are in its embedding file; 0 when it has none there (none kept, or a shard
+    written with its embeddings as a Parquet column)."""
+    return int((schema.metadata or {}).get(EMBEDDING_DIM_KEY, b"0"))
+
+
+def embedding_rows(path: str, rows: np.ndarray, dim: int, total: int) -> np.ndarray:
+    """[R, dim] float32 embeddings of the shard ``path``'s rows ``rows`` (ascending positions), read by offset
+    from its embedding file; wanted rows close together are read as one range (:data:`HOLE_BYTES`).
+
+    Raises:
+        PoolError: the embedding file does not hold ``total`` rows of ``dim`` floats (truncated or foreign).
+    """
+    width = 4 * dim
+    where = embedding_file(path)
+    out = np.empty((len(rows), dim), "<f4")
+    fs, p = filesystem(where)
+    with fs.open_input_file(p) as fh:
+        if fh.size() != total * width:
+            raise PoolError(f"the embedding file {where} holds {fh.size()} bytes, not the {total} rows x {dim} "
+                            f"float32 of its shard {path}: the scores are damaged; delete the round's scores/ "
+                            "folder to score it again")
+        if not len(rows):
+            return out
+        gap = max(HOLE_BYTES["local" if is_local(where) else "remote"] // width, 1)
+        cuts = np.flatnonzero(np.diff(rows) > gap) + 1
+        runs = list(zip(np.r_[0, cuts], np.r_[cuts, len(rows)]))
+
+        def fill(run: tuple[int, int]) -> None:
+            a, b = run
+            first = int(rows[a])
+            block = np.frombuffer(fh.read_at((int(rows[b - 1]) - first + 1) * width, first * width), "<f4")
+            out[a:b] = block.reshape(-1, dim)[rows[a:b] - first]
+
+        if is_local(where) or len(runs) == 1:
+            for run in runs:
+                fill(run)
+        else:  # one request at a time would spend most of the read waiting on the store
+            with ThreadPoolExecutor(REMOTE_RANGE_THREADS) as pool:
+                list(pool.map(fill, runs))
+    return out
+
+
 def read_shard(path: str, columns: Iterable[str] | None = None) -> Scores:
     """One shard as :class:`Scores`; ``columns``: only these score columns (besides ``utt_id``) are read, and
     an embedding not read is [N, 0]."""
-    if columns is None:
-        return Scores.from_table(read_parquet(path))
     fs, p = filesystem(path)
-    present = pq.read_schema(p, filesystem=fs).names
-    wanted = {"utt_id", *columns}
-    return Scores.from_table(read_parquet(path, columns=[c for c in present if c in wanted]))
+    schema = pq.read_schema(p, filesystem=fs)
+    wanted = None if columns is None else {"utt_id", *columns}
+    scores = Scores.from_table(read_parquet(path, columns=None if wanted is None else
+                                            [c for c in schema.names if c in wanted]))
+    dim = _embedding_dim(schema)
+    if dim and (wanted is None or "embedding" in wanted):
+        n = len(scores.ids)
+        scores = replace(scores, embedding=embedding_rows(path, np.arange(n), dim, n))
+    return scores
 
 
 def shard_rows(path: str, ids: pa.Array, also_excluded: bool, excluded: pa.Array | None = None) -> pa.Table:
     """The rows of one shard whose id is in ``ids`` (or, with ``also_excluded``, in ``excluded``): the id
-    column is read first, then only the row groups that hold a wanted row."""
+    column is read first, then only the row groups that hold a wanted row, and only those rows' embeddings."""
     def wanted(column) -> pa.Array:
         keep = pc.is_in(column, value_set=ids)
         if also_excluded and excluded is not None and len(excluded):
@@ -155,7 +225,12 @@ def shard_rows(path: str, ids: pa.Array, also_excluded: bool, excluded: pa.Array
         sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
         groups = np.unique(np.searchsorted(np.cumsum(sizes), rows, side="right"))
         table = parquet.read_row_groups(groups.tolist(), use_threads=False)
-    return table.filter(wanted(table.column("utt_id")))
+    table = table.filter(wanted(table.column("utt_id")))  # the rows of ``rows``, in that order
+    dim = _embedding_dim(table.schema)
+    if dim:
+        emb = embedding_rows(path, rows, dim, len(keep))
+        table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim))
+    return table
 
 
 def _batch_scores(batch: dict, keep_pooled: bool, keep_embedding: bool = True) -> Scores:
@@ -187,8 +262,16 @@ def write_shard(batch: dict, folder: str, keep_pooled: bool, keep_embedding: boo
     if not n:
         return {"file": np.zeros(0, object), "rows": np.zeros(0, np.int64)}
     name = f"part-{uuid.uuid4().hex}.parquet"
-    write_parquet_atomic(join(folder, name), _batch_scores(batch, keep_pooled, keep_embedding).to_table(),
-                         ROW_GROUP_ROWS, dictionary=False, compression="lz4")  # unique ids and float vectors
+    scores = _batch_scores(batch, keep_pooled, keep_embedding)
+    table = scores.to_table()
+    if scores.embedding.shape[1]:
+        emb = np.ascontiguousarray(scores.embedding, "<f4")
+        # Before the shard: a shard file that exists always has its embeddings.
+        write_bytes_atomic(embedding_file(join(folder, name)), emb.data.cast("B"))
+        meta = {**(table.schema.metadata or {}), EMBEDDING_DIM_KEY: str(emb.shape[1]).encode()}
+        table = table.drop_columns(["embedding"]).replace_schema_metadata(meta)
+    write_parquet_atomic(join(folder, name), table, ROW_GROUP_ROWS, dictionary=False,
+                         compression="lz4")  # unique ids and float vectors
     return {"file": np.array([name], object), "rows": np.array([n], np.int64)}
 
 
