@@ -16,10 +16,13 @@ centres, so the gathered round counts a full recording as covered) also gets eve
 recording that was full at that call. When a ranking ran short, ``K`` grows fourfold and
 the shards are ranked again, up to the whole pool (a ranking then holds every clip).
 
-An inner strategy with a two-round plan (k-center, k-means, BADGE, greedy sampling) has no such form: no ranking
-holds its picks, and its shards' offers are not the clips it would pick once recordings are skipped, so the
-loop gathers the pool's scores for it (:meth:`GroupCap.shard_plan
-<ser_models.active.strategies.capped.GroupCap.shard_plan>` is None).
+An inner strategy with a two-round plan (k-center, k-means, BADGE, greedy sampling) goes two rounds under the cap
+too, and is as approximate as it is uncapped: each shard offers the strategy's picks among its own clips (the
+labelled clips as centres; the shards never look up recordings), then the capped walk runs on the union of the
+offers, with the recordings looked up for those clips alone. When the walk falls short of the batch (the offers
+crowd into a few recordings), every shard offers ``GROWTH`` times as many and the walk runs again, up to each
+shard's every clip. ``auto`` over such a candidate still has no capped form (:meth:`GroupCap.shard_plan
+<ser_models.active.strategies.capped.GroupCap.shard_plan>` is None): the loop gathers the pool's scores for it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from ser_models.active.sharded_selection import Ranked, candidate_rows, costs_of, rank_shards
+from ser_models.active.sharded_selection import (
+    Ranked,
+    candidate_rows,
+    centre_rows,
+    costs_of,
+    rank_shards,
+    with_centres,
+)
 from ser_models.active.strategies.base import ShardPlan
 from ser_models.active.strategies.capped import GroupCap
 from ser_models.scoring.score_shards import ScoreShards
@@ -64,8 +74,9 @@ def capped_candidates(shards: ScoreShards, capped: GroupCap, n: int, excluded: s
 
     Args:
         shards: the round's committed scores.
-        capped: a recording cap whose inner strategy has a ranking plan (``capped.shard_plan(n)`` not None);
-            its :class:`~ser_models.active.strategies.capped.Groups` are asked about these rows only.
+        capped: a recording cap with a sharded form (``capped.shard_plan(n)`` not None: a ranking plan, exact, or
+            a two-round one, approximate); its :class:`~ser_models.active.strategies.capped.Groups` are asked
+            about these rows only.
         n: the batch size.
         excluded: ids that are never picked (the ledger, unlabelable and held-out clips).
         seed: the query's seed.
@@ -78,12 +89,14 @@ def capped_candidates(shards: ScoreShards, capped: GroupCap, n: int, excluded: s
 
     Raises:
         PoolExhaustedError: fewer than ``n`` unlabelled clips are scored.
-        ValueError: the inner strategy has no ranking plan.
+        ValueError: the cap has no sharded form.
     """
     plan = capped.shard_plan(n)
     if plan is None:
-        raise ValueError(f"{capped!r} has no sharded form: its inner strategy's picks are held by no ranking")
+        raise ValueError(f"{capped!r} has no sharded form: its inner strategy chooses before it knows its plan")
     out = pa.array(sorted(excluded), pa.string())
+    if plan.local:
+        return _two_round(shards, capped, plan, n, out, excluded, seed, costs, annotate)
     grow, ranked, members, fetched = 1, None, set(), frozenset()
     while True:
         if ranked is None:
@@ -103,3 +116,18 @@ def capped_candidates(shards: ScoreShards, capped: GroupCap, n: int, excluded: s
         if missing:  # the inner strategy reads the rows it skips: every clip of a full recording
             members.update(capped.groups.members(sorted(missing)))
             fetched |= missing
+
+
+def _two_round(shards: ScoreShards, capped: GroupCap, plan: ShardPlan, n: int, out: pa.Array, excluded: set[str],
+               seed: int, costs: pa.Table | None, annotate) -> Scores:
+    """The union of the shards' offers (and the labelled rows the inner strategy reads), deep enough that the
+    capped walk over it fills the batch, or every clip of every shard."""
+    centres = centre_rows(shards, out, annotate) if plan.centres and len(out) else None
+    offer = n
+    while True:
+        _, picks = rank_shards(shards, capped.inner, plan, n, out, seed, costs, centres, offer=offer)
+        rows = with_centres(candidate_rows(shards, set(picks), False, out), centres)
+        walk = capped.walk(_scored(rows, costs, annotate), capped.groups.of(rows.ids), excluded, n, seed)
+        if len(walk.chosen) >= n or offer >= max(shards.rows):
+            return rows
+        offer *= GROWTH

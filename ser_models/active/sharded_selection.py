@@ -49,7 +49,7 @@ from ser_models.failpoints import pausepoint
 from ser_models.scoring.score_shards import ScoreShards, read_shard, shard_rows
 from ser_models.scoring.scorer import Scores
 
-__all__ = ["Ranked", "candidate_rows", "costs_of", "rank_shards", "shard_candidates"]
+__all__ = ["Ranked", "candidate_rows", "centre_rows", "costs_of", "rank_shards", "shard_candidates", "with_centres"]
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def _merge(parts: list[tuple], top: TopK) -> Ranked:
     return Ranked(top, ids[best], None if classes is None else classes[best])
 
 
-def _centres(shards: ScoreShards, excluded: pa.Array, annotate) -> tuple | None:
+def centre_rows(shards: ScoreShards, excluded: pa.Array, annotate) -> tuple | None:
     """The labelled clips' scores (and, through ``annotate``, their dimensional values and classes), broadcast
     to every shard of a two-round plan; None when none of them is scored."""
     parts = [t for t in shards.map(shard_rows, excluded, False) if t.num_rows]
@@ -232,11 +232,11 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
     labelled = plan is None or plan.centres  # the rows to return beside the picks: auto replays on them again
     centres = None  # the labelled clips' rows, read at most once: broadcast, replayed on, returned
     if plan is None:  # auto over a two-round candidate: choose first, then gather what the chosen one can pick
-        centres = _centres(shards, out, annotate) if len(out) else None
+        centres = centre_rows(shards, out, annotate) if len(out) else None
         strategy = _auto_choice(strategy, n, seed, centres, annotate)
         plan = strategy.shard_plan(n)
     if centres is None and plan.local and plan.centres and len(out):
-        centres = _centres(shards, out, annotate)
+        centres = centre_rows(shards, out, annotate)
     ranked, picks = rank_shards(shards, strategy, plan, n, out, seed, costs,
                                 centres if plan.local and plan.centres else None)
     winners = set(picks)
@@ -244,7 +244,13 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
         winners.update(r.ids.tolist())
     if centres is None:
         return candidate_rows(shards, winners, labelled, out)
-    rows = candidate_rows(shards, winners, False, out)  # the picks are unlabelled: no row twice
+    return with_centres(candidate_rows(shards, winners, False, out), centres)  # the picks are unlabelled
+
+
+def with_centres(rows: Scores, centres: tuple | None) -> Scores:
+    """``rows`` (unlabelled clips) and the labelled clips' rows of ``centres`` (:func:`centre_rows`), sorted by id."""
+    if centres is None:
+        return rows
     return Scores.from_table(pa.concat_tables([rows.to_table(), centres[0].to_table()],
                                               promote_options="default")).sorted_by_id()
 
@@ -263,12 +269,15 @@ def _auto_choice(auto: AutoStrategy, n: int, seed: int, centres: tuple | None, a
 
 
 def rank_shards(shards: ScoreShards, strategy: QueryStrategy, plan: ShardPlan, n: int, out: pa.Array, seed: int,
-                costs: pa.Table | None = None, centres: tuple | None = None) -> tuple[list[Ranked], list[str]]:
+                costs: pa.Table | None = None, centres: tuple | None = None,
+                offer: int | None = None) -> tuple[list[Ranked], list[str]]:
     """Pass 1: each ranking of ``plan`` merged over ``shards`` (and, for a two-round plan, the shards' offers).
 
     Args:
+        n: the batch size.
         out: the excluded ids, sorted (Arrow strings).
-        centres: a two-round plan's labelled clips (:func:`_centres`), or None.
+        centres: a two-round plan's labelled clips (:func:`centre_rows`), or None.
+        offer: picks each shard offers in a two-round plan (at most its unlabelled clips); None = ``n``.
 
     Returns:
         ``(one Ranked per plan.tops, the offered ids)``.
@@ -276,7 +285,7 @@ def rank_shards(shards: ScoreShards, strategy: QueryStrategy, plan: ShardPlan, n
     Raises:
         PoolExhaustedError: fewer than ``n`` unlabelled clips are scored.
     """
-    passes = shards.map(shard_tops, plan, out, int(seed), costs, strategy, int(n), centres)
+    passes = shards.map(shard_tops, plan, out, int(seed), costs, strategy, int(offer or n), centres)
     rows = sum(p["rows"] for p in passes)
     labelled = sum(p["excluded"] for p in passes)
     if n > rows - labelled:

@@ -158,3 +158,29 @@ def test_a_capped_sharded_round_labels_what_the_capped_gathered_round_labels(rec
     picked = pd.read_parquet(tmp_path / "sharded" / "rounds" / "round=000" / "selection.parquet")["utt_id"]
     recordings = Pool.open(cfg.pool_dir).metadata(["utt_id", "recording"]).set_index("utt_id")["recording"]
     assert recordings[picked].value_counts().max() == 1
+
+
+def test_a_cap_around_kcenter_stays_sharded_and_holds_over_the_whole_pool(recorded_pool, tmp_path, capsys):
+    """k-center under a cap of one, the threshold forced: the shards offer k-center's picks, the capped walk runs
+    on their union (deeper where the long episode crowds them), and no round gathers the pool's scores."""
+    from ser_models.runs.after import AfterJobConfig
+
+    cfg = load_config(AfterJobConfig, None, [f"pool_dir={recorded_pool}", f"output_dir={tmp_path / 'sharded'}",
+                                             *OVERRIDES, "active.strategy.name=kcenter", "active.max_per_recording=1",
+                                             *SHARDED])
+    capsys.readouterr()
+    loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
+                              cfg.active, verbose=True)
+    reports = loop.run()
+    said = capsys.readouterr().out
+    assert loop.sharded and "selection: sharded" in said and "gathers the pool's scores" not in said
+    assert "clips it asked for" not in said  # every batch was filled
+    recordings = Pool.open(cfg.pool_dir).metadata(["utt_id", "recording"]).set_index("utt_id")["recording"]
+    selecting = [r for r in reports if r.selected]
+    assert selecting
+    for report in selecting:
+        round_dir = tmp_path / "sharded" / "rounds" / f"round={report.round:03d}"
+        assert (round_dir / "scores" / "manifest.json").exists()
+        picked = pd.read_parquet(round_dir / "selection.parquet")["utt_id"]
+        assert len(picked) == report.selected
+        assert recordings[picked].value_counts().max() == 1

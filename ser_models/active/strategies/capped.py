@@ -85,12 +85,11 @@ class GroupCap:
         return getattr(self.inner, name)
 
     def shard_plan(self, n: int) -> ShardPlan | None:
-        """The inner strategy's plan when rankings hold its picks (the capped query over shards deepens them
-        until they hold every pick of the walk: :func:`~ser_models.active.sharded_capped.capped_candidates`).
-        None for a two-round inner plan: its shards' offers are not the picks the whole pool would give once
-        groups are banned, so the loop gathers the pool's scores for it."""
-        plan = self.inner.shard_plan(n)
-        return None if plan is None or plan.local else plan
+        """The inner strategy's plan (:func:`~ser_models.active.sharded_capped.capped_candidates`): rankings it
+        deepens until they hold every pick of the walk, or the shards' offers of a two-round plan, taken deeper
+        until the walk over them fills the batch. None when the inner strategy has no plan of its own (``auto``
+        over a two-round candidate chooses first), and the loop gathers the pool's scores."""
+        return self.inner.shard_plan(n)
 
     def sharded(self, n: int) -> bool:
         """Whether a capped query can run over sharded scores: only through :meth:`shard_plan` (``auto``'s

@@ -274,18 +274,61 @@ from ser_models.active.sharded_capped import capped_candidates  # noqa: E402
 from ser_models.active.strategies.capped import GroupCap  # noqa: E402
 
 
-def test_a_recording_cap_has_a_sharded_form_only_around_a_ranking_strategy(tmp_path):
-    assert GroupCap(build_strategy(StrategyConfig("margin")), {}, 2).shard_plan(5) == \
-        build_strategy(StrategyConfig("margin")).shard_plan(5)
-    kcenter = GroupCap(build_strategy(StrategyConfig("kcenter")), {}, 2)
-    assert kcenter.shard_plan(5) is None
+def test_a_recording_cap_has_its_inner_strategys_sharded_form_unless_that_chooses_first(tmp_path):
+    for name in ("margin", "kcenter"):
+        assert GroupCap(build_strategy(StrategyConfig(name)), {}, 2).shard_plan(5) == \
+            build_strategy(StrategyConfig(name)).shard_plan(5)
+    auto = GroupCap(build_strategy(StrategyConfig("auto", auto_candidates=["random", "kcenter"])), {}, 2)
+    assert auto.shard_plan(5) is None
     shards = _shard(_scores(n=100), tmp_path, 2)
-    with pytest.raises(ValueError, match="held by no ranking"):
-        capped_candidates(shards, kcenter, 5, set(), 0)
+    with pytest.raises(ValueError, match="chooses before it knows its plan"):
+        capped_candidates(shards, auto, 5, set(), 0)
     with pytest.raises(ValueError, match="capped_candidates"):
         shard_candidates(shards, GroupCap(build_strategy(StrategyConfig("margin")), {}, 2), 5, set(), 0)
     with pytest.raises(PoolExhaustedError, match="only 100 of the 100 scored clips are unlabelled"):
         capped_candidates(shards, GroupCap(build_strategy(StrategyConfig("margin")), {}, 2), 101, set(), 0)
+
+
+def _crowded_recordings(ids: np.ndarray, seed: int) -> dict[str, str | None]:
+    """Nine clips in ten belong to one recording, the rest to recordings of one or two clips: under a cap of one,
+    the offers of a diversity strategy crowd into the big recording, and most of them are skipped."""
+    rng = np.random.default_rng(seed)
+    return {u: "big" if rng.random() < 0.9 else f"small{i // 2}" for i, u in enumerate(ids.tolist())}
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+@pytest.mark.parametrize("name", list(TWO_ROUND))
+def test_a_cap_around_a_two_round_strategy_stays_sharded_and_fills_its_batch(tmp_path, name, parts):
+    """The capped walk runs on the union of the shards' offers; when the cap skips most of them, the shards offer
+    deeper until the walk fills the batch. Before that deepening, these walks came up short of ``n``."""
+    scores = _scores()
+    ids = scores.ids.astype(str)
+    ledger = _labelled(scores)
+    groups = _crowded_recordings(ids, seed=parts)
+    n, seed = 30, 2
+    capped = GroupCap(build_strategy(StrategyConfig(name)), groups, 1)
+    rows = capped_candidates(_shard(scores, tmp_path, parts), capped, n, set(ledger), seed,
+                             annotate=_annotate(ledger))
+    assert len(rows.ids) < len(ids) / 2  # the driver held a fraction of the pool
+    scored = rows.as_scored_pool(_targets(rows, ledger), labels=_annotate(ledger)(rows)[1])
+    picks = capped.query(scored, set(ledger), n, seed)
+    assert len(picks) == len(set(picks)) == n and not set(picks) & set(ledger)
+    assert max(Counter(groups[u] for u in picks).values()) == 1  # the cap holds over the whole pool
+
+
+@pytest.mark.parametrize("name", list(TWO_ROUND))
+def test_a_cap_that_never_binds_around_a_two_round_strategy_picks_the_gathered_clips_on_one_shard(tmp_path, name):
+    scores = _scores()
+    ledger = _labelled(scores)
+    groups = {u: f"rec{i}" for i, u in enumerate(scores.ids.astype(str).tolist())}  # one clip per recording
+    n, seed = 30, 4
+    capped = GroupCap(build_strategy(StrategyConfig(name)), groups, 1)
+    scored = scores.as_scored_pool(_targets(scores, ledger), labels=_annotate(ledger)(scores)[1])
+    whole = capped.query(scored, set(ledger), n, seed)
+    rows = capped_candidates(_shard(scores, tmp_path, 1), capped, n, set(ledger), seed, annotate=_annotate(ledger))
+    picked = capped.query(rows.as_scored_pool(_targets(rows, ledger), labels=_annotate(ledger)(rows)[1]),
+                          set(ledger), n, seed)
+    assert set(picked) == set(whole)  # k-means over its own offers may order them otherwise
 
 
 def _primary_order(cfg: StrategyConfig, scores: Scores, seed: int) -> np.ndarray:
@@ -467,17 +510,19 @@ def test_sharded_confident_pseudo_labels_break_ties_at_the_cut_by_id(tmp_path, p
     assert got.equals(want)
 
 
-@pytest.mark.parametrize("name, sharded", [("margin", True), ("informative_diverse", True), ("kcenter", False)])
-def test_a_capped_round_stays_sharded_unless_its_inner_strategy_goes_two_rounds(name, sharded):
+@pytest.mark.parametrize("name, sharded", [("margin", True), ("informative_diverse", True), ("kcenter", True),
+                                          ("auto_kcenter", False)])
+def test_a_capped_round_stays_sharded_unless_its_inner_strategy_chooses_first(name, sharded):
     """The loop's decision (``rounds_are_sharded``) with ``active.max_per_recording`` set and the threshold
-    forced: a cap around a ranking strategy keeps the scores in shards; around k-center the round gathers them,
-    and the console says so."""
+    forced: a cap around a ranking or a two-round strategy keeps the scores in shards; around ``auto`` with
+    k-center among its candidates the round gathers them, and the console says so."""
     from ser_models.active.config import SelectionConfig
     from ser_models.active.loop_config import ActiveConfig
     from ser_models.active.round_scores import rounds_are_sharded
 
-    active = ActiveConfig(strategy=StrategyConfig(name), max_per_recording=2,
-                          selection=SelectionConfig(shard_above_clips=0))
+    strategy = (StrategyConfig("auto", auto_candidates=["random", "kcenter"]) if name == "auto_kcenter"
+                else StrategyConfig(name))
+    active = ActiveConfig(strategy=strategy, max_per_recording=2, selection=SelectionConfig(shard_above_clips=0))
     lines: list[str] = []
     capped = GroupCap(build_strategy(active.strategy), {}, active.max_per_recording)
     assert rounds_are_sharded(active, capped, 1000, lines.append) is sharded
