@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gathered-up-to", type=int, default=1_000_000,
                         help="largest N the gathered path runs at (above: out of memory on 24 GiB, extrapolated)")
     parser.add_argument("--kcenter", action="store_true", help="also compare k-center over the whole pool")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each size's pair of rounds this many times, the order alternating (gathered "
+                             "first, then sharded first); the report takes each path's median")
     parser.add_argument("--workdir", default=str(REPO / "outputs" / "bench_round_scale"))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -279,7 +282,9 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             _encoder(workdir, dim)
             info = build(workdir, n, dim)
-            for path in ("gathered", "sharded"):
+            order = [(k, p) for k in range(args.repeat)
+                     for p in (("gathered", "sharded") if k % 2 == 0 else ("sharded", "gathered"))]
+            for rep, path in order:
                 if path == "gathered" and n > args.gathered_up_to:
                     continue
                 # A round folder left by an earlier run would be resumed (its checkpoint, its committed score
@@ -288,14 +293,15 @@ def main(argv: list[str] | None = None) -> None:
                 env = {**os.environ, "PYTHONPATH": str(REPO)}
                 proc = subprocess.run([sys.executable, "-m", "bench.round_scale", "--case", json.dumps(info),
                                        "--path", path, "--workdir", str(workdir),
-                                       *(["--kcenter"] if args.kcenter and n <= args.gathered_up_to else [])],
+                                       *(["--kcenter"] if args.kcenter and n <= args.gathered_up_to and not rep
+                                         else [])],
                                       cwd=REPO, env=env, capture_output=True, text=True)
                 found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
                 if proc.returncode or not found:
                     print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-                    rows.append({"n": n, "dim": dim, "path": path, "failed": proc.returncode})
+                    rows.append({"n": n, "dim": dim, "path": path, "rep": rep, "failed": proc.returncode})
                     continue
-                row = json.loads(found[-1][7:])
+                row = {**json.loads(found[-1][7:]), "rep": rep}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     load.close()
@@ -306,31 +312,55 @@ def main(argv: list[str] | None = None) -> None:
         (RESULTS.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
 
 
+def medians(rows: list[dict]) -> dict:
+    """``(n, dim, path) -> row``: one row per case, or for a repeated case each stage's and the round's median
+    seconds and the largest peaks."""
+    cases: dict = {}
+    for r in rows:
+        if "failed" not in r:
+            cases.setdefault((r["n"], r["dim"], r["path"]), []).append(r)
+    by = {}
+    for key, rs in cases.items():
+        by[key] = {**rs[0], "repeats": len(rs),
+                   "seconds": {k: float(np.median([r["seconds"][k] for r in rs])) for k in rs[0]["seconds"]},
+                   "round_s": float(np.median([r["round_s"] for r in rs])),
+                   "driver_peak_gib": max(r["driver_peak_gib"] for r in rs),
+                   "job_peak_gib": max(r["job_peak_gib"] for r in rs)}
+    return by
+
+
 def report(rows: list[dict], info: dict, load) -> str:
     table = []
+    repeated = any(r.get("rep") for r in rows)
     for r in rows:
+        first = [f"{r['n']:,}", r["dim"], r["path"], *([r.get("rep", 0) + 1] if repeated else [])]
         if "failed" in r:
-            table.append([f"{r['n']:,}", r["dim"], r["path"], f"failed (exit {r['failed']})", "", "", "", "", "", ""])
+            table.append([*first, f"failed (exit {r['failed']})", "", "", "", "", "", ""])
             continue
         s = r["seconds"]
-        table.append([f"{r['n']:,}", r["dim"], r["path"], f"{s['train']:.1f}", f"{s['score']:.1f}",
-                      f"{s['select']:.1f}", f"{s['write']:.2f}", f"{r['round_s']:.1f}",
-                      f"{r['driver_peak_gib']:.2f}", f"{r['job_peak_gib']:.2f}"])
+        table.append([*first, f"{s['train']:.1f}", f"{s['score']:.1f}", f"{s['select']:.1f}", f"{s['write']:.2f}",
+                      f"{r['round_s']:.1f}", f"{r['driver_peak_gib']:.2f}", f"{r['job_peak_gib']:.2f}"])
     out = ["# One round's decision at scale: gathered against sharded", "",
            "Synthetic features (no audio, no real speech): `python -m bench.round_scale`. "
            "Seconds per stage; peak memory in GiB.", "",
-           md_table(["clips", "E", "path", "train s", "score s", "select s", "write s", "round s",
-                     "driver peak", "Ray job peak (PSS)"], table), ""]
+           md_table(["clips", "E", "path", *(["repeat"] if repeated else []), "train s", "score s", "select s",
+                     "write s", "round s", "driver peak", "Ray job peak (PSS)"], table), ""]
     ratios = []
-    by = {(r["n"], r["dim"], r["path"]): r for r in rows if "failed" not in r}
+    by = medians(rows)
+    paired = {(r["n"], r["dim"], r["path"], r.get("rep", 0)): r for r in rows if "failed" not in r}
     for (n, dim, path), r in sorted(by.items()):
         g = by.get((n, dim, "gathered"))
         if path == "sharded" and g:
+            each = [paired[(n, dim, "sharded", k)]["round_s"] / paired[(n, dim, "gathered", k)]["round_s"]
+                    for k in range(r["repeats"]) if (n, dim, "gathered", k) in paired and (n, dim, "sharded", k) in paired]
             ratios.append([f"{n:,}", dim, f"{r['round_s'] / g['round_s']:.2f}",
-                           f"{r['driver_peak_gib'] / g['driver_peak_gib']:.2f}"])
+                           f"{r['driver_peak_gib'] / g['driver_peak_gib']:.2f}",
+                           *([", ".join(f"{x:.2f}" for x in each)] if repeated else [])])
     if ratios:
-        out += ["Sharded against gathered, the same run:", "",
-                md_table(["clips", "E", "round time ratio", "driver peak ratio"], ratios), ""]
+        out += ["Sharded against gathered, the same run" + (" (each path's median round; and each repeat's pair)"
+                                                            if repeated else "") + ":", "",
+                md_table(["clips", "E", "round time ratio", "driver peak ratio",
+                          *(["ratio per repeat"] if repeated else [])], ratios), ""]
     kc = [[f"{n:,}", dim, f"{by[(n, dim, 'gathered')]['kcenter']['objective']:.3f}",
            f"{r['kcenter']['objective']:.3f}",
            f"{r['kcenter']['objective'] / by[(n, dim, 'gathered')]['kcenter']['objective']:.3f}"]
