@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import norm
 
 __all__ = ["kish_design_effect", "required_test_size", "simulate_ua", "simulated_half_width", "ua_half_width",
            "ua_variance", "z_value"]
@@ -34,6 +33,9 @@ __all__ = ["kish_design_effect", "required_test_size", "simulate_ua", "simulated
 
 def z_value(confidence: float) -> float:
     """Two-sided normal quantile of ``confidence`` (1.96 for 0.95)."""
+    # Imported here: scipy.stats takes about 0.9 s to import, and every shard task imports this module.
+    from scipy.stats import norm
+
     return float(norm.ppf(0.5 + confidence / 2))
 
 

@@ -270,3 +270,21 @@ def test_verdict_width_bench_reads_every_auto_runs_verdicts(tmp_path):
     # 100 labels: half-widths 6 and 4 points, mean 5 -> 100 * (5 / 2)^2 = 625 labels for +-2.
     assert rows[0] == [100, 2, "+0.0", "5.00", "4.0", "6.0", 625]
     assert rows[1] == [200, 2, "+0.0", "3.00", "2.0", "4.0", 450]
+
+
+def test_two_round_objectives_equal_their_brute_force_definitions():
+    """The k-means cost and BADGE's potential, computed without building gradient embeddings, equal the
+    definitions computed the long way."""
+    from bench.two_round_objectives import badge_potential, kmeans_cost
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=50)
+    emb = rng.normal(size=(50, 6)).astype(np.float32)
+    picks = np.array([3, 17, 40])
+    d = ((emb[:, None, :] - emb[None, picks, :]) ** 2).sum(-1)
+    assert kmeans_cost(emb, picks) == pytest.approx(d.min(1).mean(), rel=1e-5)
+    a = probs.copy()
+    a[np.arange(50), a.argmax(1)] -= 1.0
+    g = (a[:, :, None] * emb[:, None, :].astype(np.float64)).reshape(50, -1)
+    brute = ((g[:, None, :] - g[None, picks, :]) ** 2).sum(-1).min(1).mean()
+    assert badge_potential(probs, emb, picks) == pytest.approx(brute, rel=1e-9)
