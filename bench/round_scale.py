@@ -321,7 +321,7 @@ def medians(rows: list[dict]) -> dict:
             cases.setdefault((r["n"], r["dim"], r["path"]), []).append(r)
     by = {}
     for key, rs in cases.items():
-        by[key] = {**rs[0], "repeats": len(rs),
+        by[key] = {**rs[0], "repeats": len(rs), "kcenter": next((r["kcenter"] for r in rs if r.get("kcenter")), None),
                    "seconds": {k: float(np.median([r["seconds"][k] for r in rs])) for k in rs[0]["seconds"]},
                    "round_s": float(np.median([r["round_s"] for r in rs])),
                    "driver_peak_gib": max(r["driver_peak_gib"] for r in rs),
@@ -351,8 +351,9 @@ def report(rows: list[dict], info: dict, load) -> str:
     for (n, dim, path), r in sorted(by.items()):
         g = by.get((n, dim, "gathered"))
         if path == "sharded" and g:
+            reps = sorted({k for (n2, d2, _, k) in paired if (n2, d2) == (n, dim)})
             each = [paired[(n, dim, "sharded", k)]["round_s"] / paired[(n, dim, "gathered", k)]["round_s"]
-                    for k in range(r["repeats"]) if (n, dim, "gathered", k) in paired and (n, dim, "sharded", k) in paired]
+                    for k in reps if (n, dim, "gathered", k) in paired and (n, dim, "sharded", k) in paired]
             ratios.append([f"{n:,}", dim, f"{r['round_s'] / g['round_s']:.2f}",
                            f"{r['driver_peak_gib'] / g['driver_peak_gib']:.2f}",
                            *([", ".join(f"{x:.2f}" for x in each)] if repeated else [])])

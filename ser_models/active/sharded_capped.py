@@ -17,11 +17,12 @@ recording that was full at that call. When a ranking ran short, ``K`` grows four
 the shards are ranked again, up to the whole pool (a ranking then holds every clip).
 
 An inner strategy with a two-round plan (k-center, k-means, BADGE, greedy sampling) goes two rounds under the cap
-too, and is as approximate as it is uncapped: each shard offers the strategy's picks among its own clips (the
-labelled clips as centres; the shards never look up recordings), then the capped walk runs on the union of the
-offers, with the recordings looked up for those clips alone. When the walk falls short of the batch (the offers
-crowd into a few recordings), every shard offers ``GROWTH`` times as many and the walk runs again, up to each
-shard's every clip. ``auto`` over such a candidate still has no capped form (:meth:`GroupCap.shard_plan
+too: each shard offers the strategy's picks among its own clips (the labelled clips as centres; the shards never
+look up recordings), then the capped walk runs on the union of the offers, with the recordings looked up for
+those clips alone. When the walk falls short of the batch (the offers crowd into a few recordings), the shards
+offer again from the clips of open recordings. It is approximate, as the strategy is uncapped, and a little
+more: the gathered walk counts every clip of a full recording as covered (a k-center centre), this one only
+the clips it was offered. ``auto`` over such a candidate still has no capped form (:meth:`GroupCap.shard_plan
 <ser_models.active.strategies.capped.GroupCap.shard_plan>` is None): the loop gathers the pool's scores for it.
 """
 
@@ -120,14 +121,27 @@ def capped_candidates(shards: ScoreShards, capped: GroupCap, n: int, excluded: s
 
 def _two_round(shards: ScoreShards, capped: GroupCap, plan: ShardPlan, n: int, out: pa.Array, excluded: set[str],
                seed: int, costs: pa.Table | None, annotate) -> Scores:
-    """The union of the shards' offers (and the labelled rows the inner strategy reads), deep enough that the
-    capped walk over it fills the batch, or every clip of every shard."""
+    """The union of the shards' offers (and the labelled rows the inner strategy reads), wide enough that the
+    capped walk over it fills the batch, or that no shard has another clip of an open recording to offer.
+
+    Each time the walk falls short, the shards offer again, skipping what they offered before and every clip of
+    the recordings that were full: the next offers come from open recordings only. It stops once an offer brings
+    no new clip and no recording filled up since the last (the pool cannot fill the batch: the walk is as short
+    as the gathered one), so it never reads the pool because the cap cannot be met."""
     centres = centre_rows(shards, out, annotate) if plan.centres and len(out) else None
-    offer = n
+    offered: set[str] = set()
+    skipped: set[str] = set()  # the clips of full recordings: ids only, their rows are never read
+    full: frozenset[str] = frozenset()
+    skip, need = out, n  # the exhaustion check counts the excluded clips only, on the first offers
     while True:
-        _, picks = rank_shards(shards, capped.inner, plan, n, out, seed, costs, centres, offer=offer)
-        rows = with_centres(candidate_rows(shards, set(picks), False, out), centres)
+        _, picks = rank_shards(shards, capped.inner, plan, need, skip, seed, costs, centres, offer=n)
+        new = set(picks) - offered
+        offered |= new
+        rows = with_centres(candidate_rows(shards, offered, False, out), centres)
         walk = capped.walk(_scored(rows, costs, annotate), capped.groups.of(rows.ids), excluded, n, seed)
-        if len(walk.chosen) >= n or offer >= max(shards.rows):
+        filled = walk.full - full
+        if len(walk.chosen) >= n or not (new or filled):
             return rows
-        offer *= GROWTH
+        full |= filled
+        skipped.update(capped.groups.members(sorted(filled)))
+        skip, need = pa.array(sorted(set(out.to_pylist()) | offered | skipped), pa.string()), 0

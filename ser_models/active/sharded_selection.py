@@ -274,7 +274,7 @@ def rank_shards(shards: ScoreShards, strategy: QueryStrategy, plan: ShardPlan, n
     """Pass 1: each ranking of ``plan`` merged over ``shards`` (and, for a two-round plan, the shards' offers).
 
     Args:
-        n: the batch size.
+        n: the batch size (0: no check that the shards hold that many unlabelled clips).
         out: the excluded ids, sorted (Arrow strings).
         centres: a two-round plan's labelled clips (:func:`centre_rows`), or None.
         offer: picks each shard offers in a two-round plan (at most its unlabelled clips); None = ``n``.

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ser_models.data.inputs import AUDIO, ModelInputs
@@ -160,12 +161,16 @@ def embedding_rows(path: str, rows: np.ndarray, dim: int, total: int) -> np.ndar
     from its embedding file; wanted rows close together are read as one range (:data:`HOLE_BYTES`).
 
     Raises:
-        PoolError: the embedding file does not hold ``total`` rows of ``dim`` floats (truncated or foreign).
+        PoolError: the embedding file is missing, or does not hold ``total`` rows of ``dim`` floats (truncated or
+            foreign).
     """
     width = 4 * dim
     where = embedding_file(path)
     out = np.empty((len(rows), dim), "<f4")
     fs, p = filesystem(where)
+    if fs.get_file_info(p).type == pafs.FileType.NotFound:
+        raise PoolError(f"the score shard {path} has no embedding file {where} beside it (a copy that took only "
+                        "the Parquet files?): delete the round's scores/ folder to score it again")
     with fs.open_input_file(p) as fh:
         if fh.size() != total * width:
             raise PoolError(f"the embedding file {where} holds {fh.size()} bytes, not the {total} rows x {dim} "
@@ -220,15 +225,16 @@ def shard_rows(path: str, ids: pa.Array, also_excluded: bool, excluded: pa.Array
         parquet = pq.ParquetFile(fh, pre_buffer=True)  # coalesced reads: half the time locally, fewer S3 requests
         keep = wanted(parquet.read(columns=["utt_id"], use_threads=False).column(0)).to_numpy(zero_copy_only=False)
         rows = np.flatnonzero(keep)
+        dim = _embedding_dim(parquet.schema_arrow)
         if not len(rows):
-            return parquet.schema_arrow.empty_table()
-        sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
-        groups = np.unique(np.searchsorted(np.cumsum(sizes), rows, side="right"))
-        table = parquet.read_row_groups(groups.tolist(), use_threads=False)
-    table = table.filter(wanted(table.column("utt_id")))  # the rows of ``rows``, in that order
-    dim = _embedding_dim(table.schema)
-    if dim:
-        emb = embedding_rows(path, rows, dim, len(keep))
+            table = parquet.schema_arrow.empty_table()
+        else:
+            sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+            groups = np.unique(np.searchsorted(np.cumsum(sizes), rows, side="right"))
+            table = parquet.read_row_groups(groups.tolist(), use_threads=False)
+            table = table.filter(wanted(table.column("utt_id")))  # the rows of ``rows``, in that order
+    if dim:  # an empty result too: every result of a pass has one schema
+        emb = embedding_rows(path, rows, dim, len(keep)) if len(rows) else np.zeros((0, dim), "<f4")
         table = table.append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim))
     return table
 

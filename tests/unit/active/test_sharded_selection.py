@@ -300,7 +300,8 @@ def _crowded_recordings(ids: np.ndarray, seed: int) -> dict[str, str | None]:
 @pytest.mark.parametrize("name", list(TWO_ROUND))
 def test_a_cap_around_a_two_round_strategy_stays_sharded_and_fills_its_batch(tmp_path, name, parts):
     """The capped walk runs on the union of the shards' offers; when the cap skips most of them, the shards offer
-    deeper until the walk fills the batch. Before that deepening, these walks came up short of ``n``."""
+    again from open recordings until the walk fills the batch. On the first offers alone, every one of these
+    walks comes up short of ``n``."""
     scores = _scores()
     ids = scores.ids.astype(str)
     ledger = _labelled(scores)
@@ -314,6 +315,24 @@ def test_a_cap_around_a_two_round_strategy_stays_sharded_and_fills_its_batch(tmp
     picks = capped.query(scored, set(ledger), n, seed)
     assert len(picks) == len(set(picks)) == n and not set(picks) & set(ledger)
     assert max(Counter(groups[u] for u in picks).values()) == 1  # the cap holds over the whole pool
+
+
+@pytest.mark.parametrize("name", ["kcenter", "kmeans"])
+def test_a_capped_two_round_batch_the_pool_cannot_fill_stops_short_without_reading_the_pool(tmp_path, name):
+    """Twenty recordings and a cap of one cannot fill a batch of 30: the walk stops at 20, as the gathered one
+    does, once the shards have no clip of an open recording left to offer, holding a few offers, not the pool."""
+    scores = _scores()
+    ids = scores.ids.astype(str)
+    ledger = _labelled(scores)
+    groups = {u: f"rec{i % 20}" for i, u in enumerate(ids.tolist())}
+    capped = GroupCap(build_strategy(StrategyConfig(name)), groups, 1)
+    scored = scores.as_scored_pool(_targets(scores, ledger), labels=_annotate(ledger)(scores)[1])
+    assert len(capped.query(scored, set(ledger), 30, 2)) == 20
+    rows = capped_candidates(_shard(scores, tmp_path, 3), capped, 30, set(ledger), 2, annotate=_annotate(ledger))
+    assert len(rows.ids) < len(ids) / 4  # a few offers of 30 per shard and the centres, not the pool
+    picks = capped.query(rows.as_scored_pool(_targets(rows, ledger), labels=_annotate(ledger)(rows)[1]),
+                         set(ledger), 30, 2)
+    assert len(picks) == 20 and len({groups[u] for u in picks}) == 20
 
 
 @pytest.mark.parametrize("name", list(TWO_ROUND))

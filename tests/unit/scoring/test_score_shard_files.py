@@ -59,6 +59,23 @@ def test_a_shard_keeps_no_embedding_file_when_no_embedding_is_kept(tmp_path):
     assert read_shard(path).embedding.shape == (50, 0)
 
 
+def test_a_missing_embedding_file_is_named(tmp_path):
+    out = write_shard(_batch(100), str(tmp_path), keep_pooled=False)
+    path = str(tmp_path / out["file"][0])
+    (tmp_path / embedding_file(out["file"][0])).unlink()  # a copy that took only the Parquet files
+    with pytest.raises(PoolError, match=f"has no embedding file {embedding_file(path)}"):
+        read_shard(path)
+
+
+def test_an_empty_read_has_the_schema_of_any_other(tmp_path):
+    out = write_shard(_batch(100), str(tmp_path), keep_pooled=False)
+    path = str(tmp_path / out["file"][0])
+    empty = shard_rows(path, pa.array(["not-here"], pa.string()), False)
+    some = shard_rows(path, pa.array([Scores.from_table(pq.read_table(path, columns=["utt_id"])).ids[0]]), False)
+    assert empty.num_rows == 0 and empty.schema.equals(some.schema)
+    assert pa.concat_tables([empty, some]).num_rows == 1
+
+
 def test_a_truncated_embedding_file_is_named(tmp_path):
     out = write_shard(_batch(100), str(tmp_path), keep_pooled=False)
     path = str(tmp_path / out["file"][0])
