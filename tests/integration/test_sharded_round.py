@@ -26,12 +26,12 @@ OVERRIDES = [
 SHARDED = ["active.selection.shard_above_clips=0", "active.selection.rows_per_shard=7"]
 
 
-def _run(pool_dir, out, extra):
+def _run(pool_dir, out, extra, verbose=False):
     from ser_models.runs.after import AfterJobConfig
 
     cfg = load_config(AfterJobConfig, None, [f"pool_dir={pool_dir}", f"output_dir={out}", *OVERRIDES, *extra])
     loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
-                              cfg.active, verbose=False)
+                              cfg.active, verbose=verbose)
     return loop, loop.run()
 
 
@@ -141,14 +141,8 @@ def test_a_capped_sharded_round_labels_what_the_capped_gathered_round_labels(rec
     (no line saying it gathers them) and labels the gathered round's clips."""
     capped = ["active.strategy.name=margin", "active.max_per_recording=1"]
     gathered_loop, _ = _run(recorded_pool, tmp_path / "gathered", capped)
-    from ser_models.runs.after import AfterJobConfig
-
-    cfg = load_config(AfterJobConfig, None, [f"pool_dir={recorded_pool}", f"output_dir={tmp_path / 'sharded'}",
-                                             *OVERRIDES, *capped, *SHARDED])
     capsys.readouterr()
-    sharded_loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
-                                      cfg.active, verbose=True)
-    reports = sharded_loop.run()
+    sharded_loop, reports = _run(recorded_pool, tmp_path / "sharded", [*capped, *SHARDED], verbose=True)
     said = capsys.readouterr().out
     assert "selection: sharded" in said and "gathers the pool's scores" not in said
     assert not gathered_loop.sharded and sharded_loop.sharded
@@ -156,26 +150,21 @@ def test_a_capped_sharded_round_labels_what_the_capped_gathered_round_labels(rec
     assert reports[0].selected > 0
     assert _ledger(tmp_path / "sharded") == _ledger(tmp_path / "gathered")
     picked = pd.read_parquet(tmp_path / "sharded" / "rounds" / "round=000" / "selection.parquet")["utt_id"]
-    recordings = Pool.open(cfg.pool_dir).metadata(["utt_id", "recording"]).set_index("utt_id")["recording"]
+    recordings = Pool.open(recorded_pool).metadata(["utt_id", "recording"]).set_index("utt_id")["recording"]
     assert recordings[picked].value_counts().max() == 1
 
 
 def test_a_cap_around_kcenter_stays_sharded_and_holds_over_the_whole_pool(recorded_pool, tmp_path, capsys):
     """k-center under a cap of one, the threshold forced: the shards offer k-center's picks, the capped walk runs
-    on their union (deeper where the long episode crowds them), and no round gathers the pool's scores."""
-    from ser_models.runs.after import AfterJobConfig
-
-    cfg = load_config(AfterJobConfig, None, [f"pool_dir={recorded_pool}", f"output_dir={tmp_path / 'sharded'}",
-                                             *OVERRIDES, "active.strategy.name=kcenter", "active.max_per_recording=1",
-                                             *SHARDED])
+    on their union (offered again from open recordings where the long episode crowds them), and no round gathers
+    the pool's scores."""
     capsys.readouterr()
-    loop = ActiveLearningLoop(Pool.open(cfg.pool_dir), cfg.output_dir, cfg.model, cfg.train, cfg.scaling,
-                              cfg.active, verbose=True)
-    reports = loop.run()
+    loop, reports = _run(recorded_pool, tmp_path / "sharded",
+                         ["active.strategy.name=kcenter", "active.max_per_recording=1", *SHARDED], verbose=True)
     said = capsys.readouterr().out
     assert loop.sharded and "selection: sharded" in said and "gathers the pool's scores" not in said
     assert "clips it asked for" not in said  # every batch was filled
-    recordings = Pool.open(cfg.pool_dir).metadata(["utt_id", "recording"]).set_index("utt_id")["recording"]
+    recordings = Pool.open(recorded_pool).metadata(["utt_id", "recording"]).set_index("utt_id")["recording"]
     selecting = [r for r in reports if r.selected]
     assert selecting
     for report in selecting:
