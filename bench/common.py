@@ -271,6 +271,27 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(lines)
 
 
+def write_score_pass(parts, folder: str | Path, say: bool = False):
+    """A committed scoring pass under ``folder`` (``attempt=bench/`` and its manifest) of ``parts``, an iterable
+    of :class:`~ser_models.scoring.scorer.Scores` written one shard each, as ``score_to_shards`` writes them;
+    ``say``: a line every 20 shards. Returns the :class:`~ser_models.scoring.score_shards.ScoreShards`."""
+    from ser_models.io import write_json_atomic
+    from ser_models.scoring.score_shards import MANIFEST, ScoreShards, write_shard
+
+    files, rows, t0 = [], [], time.perf_counter()
+    for i, s in enumerate(parts):
+        batch = {"utt_id": s.ids, "probs": s.probs, "embedding": s.embedding}
+        if s.mc_probs is not None:
+            batch["mc_probs"] = s.mc_probs
+        out = write_shard(batch, str(Path(folder) / "attempt=bench"), keep_pooled=False)
+        files += [f"attempt=bench/{f}" for f in out["file"]]
+        rows += out["rows"].tolist()
+        if say and i % 20 == 0:
+            print(f"  wrote {i + 1} shards, {time.perf_counter() - t0:.0f}s", flush=True)
+    write_json_atomic(str(Path(folder) / MANIFEST), {"files": files, "rows": rows})
+    return ScoreShards.open(str(folder))
+
+
 def write_results(path: str | Path, text: str) -> Path:
     """Write a results markdown file atomically (creating its folder) and return its path; a folder at ``path``
     is refused (:func:`ser_models.ownership.claim_file`)."""

@@ -27,30 +27,12 @@ from bench.common import (
     md_table,
     scratch,
     write_results,
+    write_score_pass,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "shard_reads.md"
 BATCH = 1000
-
-
-def _copy_to_embedding_files(old, folder: Path):
-    """``old``'s shards rewritten in the current layout under ``folder`` (committed)."""
-    from ser_models.io import write_json_atomic
-    from ser_models.scoring.score_shards import MANIFEST, ScoreShards, read_shard, write_shard
-
-    files, rows = [], []
-    t0 = time.perf_counter()
-    for i, path in enumerate(old.paths):
-        s = read_shard(path)
-        out = write_shard({"utt_id": s.ids, "probs": s.probs, "embedding": s.embedding, "mc_probs": s.mc_probs},
-                          str(folder / "attempt=copy"), keep_pooled=False)
-        files += [f"attempt=copy/{f}" for f in out["file"]]
-        rows += out["rows"].tolist()
-        if i % 20 == 0:
-            print(f"  copied {i + 1}/{len(old.paths)} shards, {time.perf_counter() - t0:.0f}s", flush=True)
-    write_json_atomic(str(folder / MANIFEST), {"files": files, "rows": rows})
-    return ScoreShards.open(str(folder))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     ledger = set(read_parquet(labelled).column("utt_id").to_pylist())
     workdir = claim_workdir(args.workdir, {"--scores": args.scores})
     load = LoadWindow()
-    new = _copy_to_embedding_files(old, scratch(workdir / "scores"))
+    from ser_models.scoring.score_shards import read_shard
+
+    new = write_score_pass((read_shard(p) for p in old.paths), scratch(workdir / "scores"), say=True)
     layouts = {"embedding column": dataclasses.replace(old, in_process=True),
                "embedding file": dataclasses.replace(new, in_process=True)}
     seconds = {name: [] for name in layouts}

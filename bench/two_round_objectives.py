@@ -21,6 +21,7 @@ Lower is better for both; the ratio is sharded / gathered. k-center's objective 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from bench.common import (
     md_table,
     scratch,
     write_results,
+    write_score_pass,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,8 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     from ser_models.active.config import StrategyConfig
     from ser_models.active.sharded_selection import shard_candidates
     from ser_models.active.strategies import build_strategy
-    from ser_models.io import read_parquet, write_json_atomic
-    from ser_models.scoring.score_shards import MANIFEST, ScoreShards, write_shard
+    from ser_models.io import read_parquet
     from ser_models.scoring.scorer import Scores
 
     source = Path(args.source)
@@ -97,15 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     scores = Scores.load(str(scores_path))
     ledger = set(read_parquet(str(labelled_path)).column("utt_id").to_pylist())
     folder = scratch(workdir / "scores")
-    files, rows = [], []
-    for start in range(0, len(scores.ids), args.rows_per_shard):
-        part = scores.take(np.arange(start, min(start + args.rows_per_shard, len(scores.ids))))
-        out = write_shard({"utt_id": part.ids, "probs": part.probs, "embedding": part.embedding,
-                           "mc_probs": part.mc_probs}, str(folder), keep_pooled=False)
-        files += list(out["file"])
-        rows += out["rows"].tolist()
-    write_json_atomic(str(folder / MANIFEST), {"files": files, "rows": rows})
-    shards = ScoreShards(str(folder), tuple(files), tuple(rows), in_process=True)
+    starts = range(0, len(scores.ids), args.rows_per_shard)
+    shards = dataclasses.replace(write_score_pass(
+        (scores.take(np.arange(a, min(a + args.rows_per_shard, len(scores.ids)))) for a in starts), folder),
+        in_process=True)
     position = {u: i for i, u in enumerate(scores.ids.astype(str).tolist())}
     objective = {"kmeans": lambda p: kmeans_cost(scores.embedding, p),
                  "badge": lambda p: badge_potential(scores.probs, scores.embedding, p)}
@@ -131,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         "# Two-round selection over shards against the whole-pool strategy: k-means and BADGE objectives", "",
         f"`python -m bench.two_round_objectives --n {args.n} --dim {args.dim} --seeds {args.seeds}`: one scoring pass "
         f"of `bench.round_scale` ({args.n:,} synthetic clips, {args.dim}-d, 1,000 labelled; no audio, no real "
-        f"speech) cut into {len(files)} shards of up to {args.rows_per_shard:,} clips; B = {BATCH:,} picks. "
+        f"speech) cut into {len(shards.files)} shards of up to {args.rows_per_shard:,} clips; B = {BATCH:,} picks. "
         "Objectives (lower is better): k-means, the mean squared distance of a clip to its nearest pick in the "
         "embedding space; BADGE, the mean k-means++ potential of the gradient embeddings against the picks.", "",
         md_table(["strategy", "seed", "gathered", "sharded", "ratio", "gathered s", "sharded s"], table), "",

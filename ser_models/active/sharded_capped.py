@@ -32,6 +32,7 @@ import dataclasses
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ser_models.active.sharded_selection import (
     Ranked,
@@ -144,4 +145,7 @@ def _two_round(shards: ScoreShards, capped: GroupCap, plan: ShardPlan, n: int, o
             return rows
         full |= filled
         skipped.update(capped.groups.members(sorted(filled)))
-        skip, need = pa.array(sorted(set(out.to_pylist()) | offered | skipped), pa.string()), 0
+        # The excluded ids stay Arrow (the unlabelable and held-out clips can be many); only the offers and the
+        # full recordings' clips, which the walk already holds, are Python strings.
+        skip = pc.unique(pa.concat_arrays([out, pa.array(sorted(offered | skipped), pa.string())]))
+        skip, need = skip.take(pc.sort_indices(skip)), 0

@@ -47,7 +47,6 @@ from ser_models.io import (
     list_dir,
     open_input_file,
     read_json,
-    read_parquet,
     write_bytes_atomic,
     write_json_atomic,
     write_parquet_atomic,
@@ -200,11 +199,12 @@ def embedding_rows(path: str, rows: np.ndarray, dim: int, total: int) -> np.ndar
 def read_shard(path: str, columns: Iterable[str] | None = None) -> Scores:
     """One shard as :class:`Scores`; ``columns``: only these score columns (besides ``utt_id``) are read, and
     an embedding not read is [N, 0]."""
-    fs, p = filesystem(path)
-    schema = pq.read_schema(p, filesystem=fs)
     wanted = None if columns is None else {"utt_id", *columns}
-    scores = Scores.from_table(read_parquet(path, columns=None if wanted is None else
-                                            [c for c in schema.names if c in wanted]))
+    with open_input_file(path) as fh:  # one open for the schema and the columns (one request less on S3)
+        parquet = pq.ParquetFile(fh)
+        schema = parquet.schema_arrow
+        scores = Scores.from_table(parquet.read(columns=None if wanted is None else
+                                                [c for c in schema.names if c in wanted], use_threads=False))
     dim = _embedding_dim(schema)
     if dim and (wanted is None or "embedding" in wanted):
         n = len(scores.ids)

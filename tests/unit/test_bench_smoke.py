@@ -288,3 +288,18 @@ def test_two_round_objectives_equal_their_brute_force_definitions():
     g = (a[:, :, None] * emb[:, None, :].astype(np.float64)).reshape(50, -1)
     brute = ((g[:, None, :] - g[None, picks, :]) ** 2).sum(-1).min(1).mean()
     assert badge_potential(probs, emb, picks) == pytest.approx(brute, rel=1e-9)
+
+
+def test_write_score_pass_commits_a_pass_the_selection_reads(tmp_path):
+    """The benchmarks' pass writer: one shard per part, committed by a manifest, read back whole."""
+    from bench.common import write_score_pass
+    from ser_models.scoring.score_shards import read_shard
+    from ser_models.scoring.scorer import Scores
+
+    rng = np.random.default_rng(0)
+    parts = [Scores(np.array([f"c{i}{j}" for j in range(5)], object), rng.dirichlet(np.ones(3), 5).astype(np.float32),
+                    rng.normal(size=(5, 4)).astype(np.float32), np.zeros((5, 0), np.float32)) for i in range(3)]
+    shards = write_score_pass(parts, tmp_path / "scores")
+    assert shards.rows == (5, 5, 5)
+    back = read_shard(shards.paths[1])
+    np.testing.assert_array_equal(back.embedding, parts[1].sorted_by_id().embedding)
