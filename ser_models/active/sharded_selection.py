@@ -41,10 +41,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ser_models.active.sharded_seeding import exhausted, seeded_picks
 from ser_models.active.strategies.auto import AutoStrategy
 from ser_models.active.strategies.base import QueryStrategy, ShardPlan, TopK, random_keys, uncertainty_scores
 from ser_models.active.strategies.capped import GroupCap
-from ser_models.exceptions import PoolError, PoolExhaustedError
+from ser_models.exceptions import PoolError
 from ser_models.failpoints import pausepoint
 from ser_models.scoring.score_shards import ScoreShards, read_shard, shard_rows
 from ser_models.scoring.scorer import Scores
@@ -237,6 +238,9 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
         plan = strategy.shard_plan(n)
     if centres is None and plan.local and plan.centres and len(out):
         centres = centre_rows(shards, out, annotate)
+    if plan.stepwise:  # drawn pick by pick over every shard: the picks themselves (and auto's replay rows)
+        rows = candidate_rows(shards, seeded_picks(shards, strategy, n, out, seed), False, out)
+        return with_centres(rows, centres) if labelled else rows
     ranked, picks = rank_shards(shards, strategy, plan, n, out, seed, costs,
                                 centres if plan.local and plan.centres else None)
     winners = set(picks)
@@ -289,9 +293,7 @@ def rank_shards(shards: ScoreShards, strategy: QueryStrategy, plan: ShardPlan, n
     rows = sum(p["rows"] for p in passes)
     labelled = sum(p["excluded"] for p in passes)
     if n > rows - labelled:
-        raise PoolExhaustedError(
-            f"{strategy!r} was asked for {n} clips but only {rows - labelled} of the {rows} scored clips are "
-            f"unlabelled ({labelled} are in the ledger); lower the batch size or the budget")
+        raise exhausted(strategy, n, rows, labelled)
     ranked = [_merge([p["tops"][i] for p in passes], top) for i, top in enumerate(plan.tops)]
     return ranked, [u for p in passes for u in p["picks"]]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["KeySet", "arrow_ids", "id_keys"]
+__all__ = ["KeySet", "arrow_ids", "id_keys", "key_uniforms"]
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
 _MASK = 0xFFFFFFFFFFFFFFFF
@@ -80,6 +80,24 @@ def id_keys(ids, seed: int = 0) -> np.ndarray:
     basis = _FNV_OFFSET ^ _mix(np.array([int(seed) & _MASK], np.uint64))[0]
     parts = [_keys_of(arr, basis) for arr in _strings(ids)]
     return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+
+_GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment
+
+
+def key_uniforms(keys: np.ndarray, step: int) -> np.ndarray:
+    """[N] float64 uniforms in (0, 1], one per key for draw number ``step``: splitmix64 of ``key + (step + 1) *
+    golden``, its top 53 bits. A clip's draw depends on its key and ``step`` only, so draws made shard by shard
+    are the draws made over the whole pool.
+
+    Args:
+        keys: [N] uint64 keys (:func:`id_keys`, seeded).
+        step: the draw's number (>= 0); each step's draws are independent of another's.
+    """
+    offset = np.uint64(((int(step) + 1) * _GOLDEN) & _MASK)
+    with np.errstate(over="ignore"):
+        bits = _mix(np.asarray(keys, np.uint64) + offset)
+    return ((bits >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0 ** -53
 
 
 def _keys_of(arr: pa.Array, basis) -> np.ndarray:

@@ -113,14 +113,20 @@ class ScoreShards:
     def paths(self) -> list[str]:
         return [join(self.folder, f) for f in self.files]
 
+    @property
+    def runs_here(self) -> bool:
+        """Whether work over the shards runs in this process: asked to, a few shards, or no Ray connected."""
+        ray = sys.modules.get("ray")  # a process that never imported Ray is not connected (runtime.ray)
+        return self.in_process or len(self.paths) <= IN_PROCESS_SHARDS or ray is None or not ray.is_initialized()
+
     def map(self, fn: Callable, *args) -> list:
         """``[fn(shard_path, *args) for every shard]``, as Ray tasks on the connected cluster (arguments put in
         the object store once; a task lost with its node runs again elsewhere) or, for a few shards, here one
         shard at a time; results in shard order."""
-        ray = sys.modules.get("ray")  # a process that never imported Ray is not connected (runtime.ray)
-        if self.in_process or len(self.paths) <= IN_PROCESS_SHARDS or ray is None or not ray.is_initialized():
+        if self.runs_here:
             return [fn(path, *args) for path in self.paths]
 
+        ray = sys.modules["ray"]
         refs = [ray.put(a) for a in args]
         # SPREAD: shards are read from shared storage, so every node takes a share of the work.
         task = ray.remote(fn).options(num_cpus=1, max_retries=SHARD_TASK_RETRIES, scheduling_strategy="SPREAD")

@@ -47,11 +47,15 @@ class ShardPlan:
             strategy on its own clips, with the labelled clips as existing centres, and offers its ``n`` picks;
             the strategy then runs again on the union of the offers. Two rounds of a composable core-set:
             approximate (Malkomes et al., 2015), where ``tops`` are exact.
+        stepwise: with ``local``: the strategy draws its picks one at a time, each over every shard
+            (:mod:`ser_models.active.sharded_seeding`; the strategy has a ``seeding(scores, seed)``), which gives
+            the whole pool's picks. A recording cap around it still goes two rounds.
     """
 
     tops: tuple[TopK, ...] = ()
     centres: bool = False
     local: bool = False
+    stepwise: bool = False
 
     def __add__(self, other: ShardPlan) -> ShardPlan:
         if self.local or other.local:

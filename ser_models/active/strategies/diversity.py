@@ -17,9 +17,10 @@ from ser_models.active.strategies.base import (
     uncertainty_scores,
 )
 from ser_models.active.strategies.kcenter import KCenterStats, greedy_kcenter, pca_reduce
+from ser_models.data.id_keys import key_uniforms
 from ser_models.scoring.scored_pool import ScoredPool
 
-__all__ = ["BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrategy", "KCenterStrategy",
+__all__ = ["BadgeSeeding", "BadgeStrategy", "ClusterColdStartStrategy", "InformativeDiverseStrategy", "KCenterStrategy",
            "KMeansStrategy", "badge_kmeanspp"]
 
 
@@ -120,46 +121,98 @@ class InformativeDiverseStrategy(QueryStrategy):
         return {"score": self.score, "prefilter_factor": self.prefilter_factor, "reduce_dim": self.reduce_dim}
 
 
-def badge_kmeanspp(a: np.ndarray, h: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """k-means++ seeding over gradient embeddings ``g_i = a_i h_i^T`` without building ``g`` [N, C*E].
+class BadgeSeeding:
+    """BADGE's k-means++ seeding over some rows of a pool, one pick at a time: a pool's rows, or one shard's.
 
-    ``||g_i - g_j||^2 = ||a_i||^2 ||h_i||^2 + ||a_j||^2 ||h_j||^2 - 2 (a_i.a_j)(h_i.h_j)``, so a pick costs
-    one [N, C] and one [N, E] matvec instead of an [N, C*E] one. The first centre is the largest gradient
-    (``argmax ||g_i||``); each later one is drawn with probability proportional to the squared distance to
-    the nearest centre, using one ``rng.random()`` per pick and an inverse-CDF lookup.
+    Gradient embeddings ``g_i = a_i h_i^T`` are never built: ``||g_i - g_j||^2 = ||a_i||^2 ||h_i||^2 +
+    ||a_j||^2 ||h_j||^2 - 2 (a_i.a_j)(h_i.h_j)``, so a pick costs one [N, C] and one [N, E] matvec, not an
+    [N, C*E] one. The first pick is the largest gradient (``argmax ||g_i||``); each later one is drawn with
+    probability proportional to the squared distance to the nearest pick, by an exponential race: row ``i``
+    draws ``E_i = -log u_i`` with ``u_i`` a uniform of its id, the seed and the pick's number
+    (:func:`~ser_models.data.id_keys.key_uniforms`), and the smallest ``E_i / d_i^2`` wins (Efraimidis and
+    Spirakis, 2006). A row's draw never depends on the other rows, so the pool's pick is the smallest of the
+    shards' offers (:mod:`ser_models.active.sharded_seeding`), and seeding again over rows that hold the picks
+    draws the same picks in the same order.
 
     Args:
         a: [N, C] ``p - onehot(argmax p)``.
         h: [N, E] penultimate embeddings.
+        ids: [N] the rows' clip ids, sorted (ties go to the smaller id).
+        seed: seeds the draws.
+    """
+
+    def __init__(self, a: np.ndarray, h: np.ndarray, ids: np.ndarray, seed: int):
+        self.a = np.asarray(a, dtype=np.float64)
+        self.h = np.asarray(h, dtype=np.float64)
+        self.ids = np.asarray(ids)
+        self.keys = random_keys(self.ids, seed)
+        self.sq = np.einsum("ij,ij->i", self.a, self.a) * np.einsum("ij,ij->i", self.h, self.h)
+        self.d2 = np.full(len(self.a), np.inf)
+        self.chosen = np.zeros(len(self.a), bool)
+        self.step = 0
+
+    def offer(self) -> tuple[tuple[int, float], int] | None:
+        """This share's best row for the next pick: ``((tier, key), row)``, smaller first; None once every row is
+        picked. Tier 0 is the first pick (key ``-||g||^2``), tier 1 the race over rows away from every pick,
+        tier 2 a uniform race when every row left duplicates a pick."""
+        free = ~self.chosen
+        if not free.any():
+            return None
+        if self.step == 0:
+            row = int(np.argmax(self.sq))
+            return (0, -float(self.sq[row])), row
+        race = -np.log(key_uniforms(self.keys, self.step))
+        live = free & (self.d2 > 0)
+        tier = 1 if live.any() else 2
+        key = np.where(live, race / np.where(live, self.d2, 1.0), np.inf) if tier == 1 else \
+            np.where(free, race, np.inf)
+        row = int(np.argmin(key))
+        return (tier, float(key[row])), row
+
+    def centre(self, row: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """``row``'s ``(a, h, ||g||^2)``: what every share absorbs when it is picked."""
+        return self.a[row], self.h[row], float(self.sq[row])
+
+    def take(self, row: int) -> None:
+        """Mark ``row`` picked (it is never offered again)."""
+        self.chosen[row] = True
+
+    def absorb(self, pick: tuple[np.ndarray, np.ndarray, float]) -> None:
+        """Lower each row's squared distance to its nearest pick by the new ``pick`` (any share's)."""
+        a, h, sq = pick
+        np.minimum(self.d2, np.maximum(self.sq + sq - 2.0 * (self.a @ a) * (self.h @ h), 0.0), out=self.d2)
+        self.step += 1
+
+
+def badge_kmeanspp(a: np.ndarray, h: np.ndarray, ids: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """k-means++ seeding over gradient embeddings ``g_i = a_i h_i^T`` (:class:`BadgeSeeding` over every row).
+
+    Args:
+        a: [N, C] ``p - onehot(argmax p)``.
+        h: [N, E] penultimate embeddings.
+        ids: [N] clip ids, sorted.
         n: picks (<= N).
         seed: seeds the draws.
 
     Returns:
         [n] int64 row indices in pick order.
     """
-    a = np.asarray(a, dtype=np.float64)
-    h = np.asarray(h, dtype=np.float64)
-    sq = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", h, h)
-    rng = np.random.default_rng(seed)
-    picks = [int(np.argmax(sq))]
-    chosen = np.zeros(len(a), bool)
-    d2 = np.full(len(a), np.inf)
-    for _ in range(1, n):
-        j = picks[-1]
-        chosen[j] = True
-        np.minimum(d2, np.maximum(sq + sq[j] - 2.0 * (a @ a[j]) * (h @ h[j]), 0.0), out=d2)
-        picks.append(_draw_d2(d2, chosen, rng))
+    seeding = BadgeSeeding(a, h, ids, seed)
+    picks = []
+    for _ in range(n):
+        _, row = seeding.offer()
+        picks.append(row)
+        seeding.take(row)
+        seeding.absorb(seeding.centre(row))
     return np.asarray(picks, dtype=np.int64)
 
 
-def _draw_d2(d2: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> int:
-    w = np.where(chosen, 0.0, d2)
-    total = w.sum()
-    if not total > 0:  # every remaining point duplicates a centre: fall back to uniform over the rest
-        w = (~chosen).astype(np.float64)
-        total = w.sum()
-    u = rng.random() * total
-    return int(min(np.searchsorted(np.cumsum(w), u, side="right"), len(w) - 1))
+def badge_parts(probs: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BADGE's ``a = p - onehot(argmax p)`` [N, C] (float64) and ``h`` = the embeddings [N, E]."""
+    a = np.asarray(probs, dtype=np.float64).copy()
+    if len(a):
+        a[np.arange(len(a)), a.argmax(axis=1)] -= 1.0
+    return a, embeddings
 
 
 class BadgeStrategy(QueryStrategy):
@@ -167,7 +220,7 @@ class BadgeStrategy(QueryStrategy):
 
     Gradient magnitude carries uncertainty, k-means++ spreading carries diversity. Uses
     ``scored.grad_embedding_parts`` when the scorer provides them, else ``a = p - onehot(argmax p)`` and
-    ``h = embeddings``.
+    ``h = embeddings``. Over sharded scores it draws pick by pick over every shard: the same picks.
 
     References:
         Ash et al., 2020, "Deep Batch Active Learning by Diverse, Uncertain Gradient Lower Bounds" (ICLR).
@@ -177,17 +230,20 @@ class BadgeStrategy(QueryStrategy):
     name = "badge"
 
     def shard_plan(self, n):
-        return ShardPlan(local=True)
+        # Pick by pick over every shard (exact); a recording cap around it goes two rounds (local).
+        return ShardPlan(local=True, stepwise=True)
+
+    def seeding(self, scores, seed: int) -> BadgeSeeding:
+        """The seeding of one shard's unlabelled clips (:class:`~ser_models.scoring.scorer.Scores`, sorted by id)."""
+        a, h = badge_parts(scores.probs, scores.embedding)
+        return BadgeSeeding(a, h, scores.ids.astype(str), seed)
 
     def _select(self, scored: ScoredPool, candidates, labelled, n, seed):
         if scored.grad_embedding_parts is not None:
             a, h = (v[candidates] for v in scored.grad_embedding_parts)
         else:
-            p = scored.probs[candidates].astype(np.float64)
-            a = p.copy()
-            a[np.arange(len(p)), p.argmax(axis=1)] -= 1.0
-            h = scored.embeddings[candidates]
-        return candidates[badge_kmeanspp(a, h, n, seed)]
+            a, h = badge_parts(scored.probs[candidates], scored.embeddings[candidates])
+        return candidates[badge_kmeanspp(a, h, np.asarray(scored.ids)[candidates], n, seed)]
 
 
 def _kmeans(x: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from ser_models.active import STRATEGIES, StrategyConfig, build_strategy, greedy_kcenter
 from ser_models.active.strategies import KCenterStats, badge_kmeanspp
+from ser_models.active.strategies.base import random_keys
+from ser_models.data.id_keys import key_uniforms
 from ser_models.exceptions import ConfigError, PoolError
 from ser_models.scoring.scored_pool import ScoredPool
 
@@ -57,20 +61,21 @@ class TestBadge(StrategyContract):
         return _cfg("badge")
 
 
-def _badge_reference(probs, emb, n, seed):
-    """Materialises g = (p - onehot) outer h [N, C*E] and runs k-means++ on it directly."""
+def _badge_reference(probs, emb, ids, n, seed):
+    """Materialises g = (p - onehot) outer h [N, C*E] and runs k-means++ on it directly: each pick drawn by an
+    exponential race on the clips' seeded draws (key_uniforms), i.e. with probability d2 / sum(d2)."""
     a = probs.astype(np.float64).copy()
     a[np.arange(len(a)), a.argmax(1)] -= 1
     g = (a[:, :, None] * emb.astype(np.float64)[:, None, :]).reshape(len(a), -1)
-    rng = np.random.default_rng(seed)
+    keys = random_keys(ids, seed)
     picks = [int(np.argmax((g * g).sum(1)))]
     d2 = np.full(len(g), np.inf)
     while len(picks) < n:
         d2 = np.minimum(d2, ((g - g[picks[-1]]) ** 2).sum(1))
-        w = d2.copy()
-        w[picks] = 0
-        u = rng.random() * w.sum()
-        picks.append(int(min(np.searchsorted(np.cumsum(w), u, side="right"), len(w) - 1)))
+        with np.errstate(divide="ignore"):  # a pick's own distance is 0: it is never drawn again
+            race = -np.log(key_uniforms(keys, len(picks))) / d2
+        race[picks] = np.inf
+        picks.append(int(np.argmin(race)))
     return np.array(picks)
 
 
@@ -79,8 +84,22 @@ def test_badge_matches_materialised_reference(seed):
     pool = fake_pool(n=80, dim=6, seed=seed)
     a = pool.probs.astype(np.float64).copy()
     a[np.arange(len(a)), a.argmax(1)] -= 1
-    got = badge_kmeanspp(a, pool.embeddings, 15, seed)
-    np.testing.assert_array_equal(got, _badge_reference(pool.probs, pool.embeddings, 15, seed))
+    got = badge_kmeanspp(a, pool.embeddings, pool.ids, 15, seed)
+    np.testing.assert_array_equal(got, _badge_reference(pool.probs, pool.embeddings, pool.ids, 15, seed))
+
+
+def test_badge_draws_in_proportion_to_the_squared_distance():
+    """The race draws a clip with probability d2 / sum(d2): over many seeds, the second pick's frequencies
+    match those probabilities (chi-square, 2 degrees of freedom)."""
+    a = np.array([[1.0], [0.5], [0.0], [0.0]])
+    h = np.array([[1.0], [1.0], [1.0], [1.0]])  # g = a: distances to the first pick (row 0) are 0.25, 1, 1
+    ids = np.array(["a", "b", "c", "d"])
+    seeds = 4000
+    second = Counter(int(badge_kmeanspp(a, h, ids, 2, s)[1]) for s in range(seeds))
+    expected = np.array([0.25, 1.0, 1.0]) / 2.25 * seeds
+    observed = np.array([second[1], second[2], second[3]])
+    assert second[0] == 0
+    assert ((observed - expected) ** 2 / expected).sum() < 16.3  # chi-square(2 dof) at p = 0.0003
 
 
 def _kcenter_reference(x, n, centres=None, first=None):
