@@ -22,8 +22,11 @@ look up recordings), then the capped walk runs on the union of the offers, with 
 those clips alone. When the walk falls short of the batch (the offers crowd into a few recordings), the shards
 offer again from the clips of open recordings. It is approximate, as the strategy is uncapped, and a little
 more: the gathered walk counts every clip of a full recording as covered (a k-center centre), this one only
-the clips it was offered. ``auto`` over such a candidate still has no capped form (:meth:`GroupCap.shard_plan
-<ser_models.active.strategies.capped.GroupCap.shard_plan>` is None): the loop gathers the pool's scores for it.
+the clips it was offered.
+
+``auto`` over such a candidate chooses first, from its replay over the labelled clips (as the uncapped sharded
+query does); the chosen candidate then runs capped in its own sharded form, and the labelled clips' rows go back
+with its rows, for the replay the capped walk runs again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import pyarrow.compute as pc
 
 from ser_models.active.sharded_selection import (
     Ranked,
+    auto_choice,
     candidate_rows,
     centre_rows,
     costs_of,
@@ -94,9 +98,14 @@ def capped_candidates(shards: ScoreShards, capped: GroupCap, n: int, excluded: s
         ValueError: the cap has no sharded form.
     """
     plan = capped.shard_plan(n)
-    if plan is None:
-        raise ValueError(f"{capped!r} has no sharded form: its inner strategy chooses before it knows its plan")
+    if plan is None and not capped.sharded(n):
+        raise ValueError(f"{capped!r} has no sharded form")
     out = pa.array(sorted(excluded), pa.string())
+    if plan is None:  # auto over a two-round candidate: choose from the labelled clips, then cap the chosen one
+        centres = centre_rows(shards, out, annotate) if len(out) else None
+        chosen = GroupCap(auto_choice(capped.inner, n, seed, centres, annotate), capped.groups, capped.cap)
+        # auto's replay in the walk reads the labelled clips again: they go back with the chosen one's rows
+        return with_centres(capped_candidates(shards, chosen, n, excluded, seed, costs, annotate), centres)
     if plan.local:
         return _two_round(shards, capped, plan, n, out, excluded, seed, costs, annotate)
     grow, ranked, members, fetched = 1, None, set(), frozenset()

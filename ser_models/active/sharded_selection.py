@@ -16,14 +16,17 @@ The strategy then runs unchanged on that small pool, sorted by id as a whole poo
 the clips it picks in process: the rows it ranks keep their order, and no row it could take is missing. The
 driver holds ``sum(k) + L`` rows, never N.
 
-Strategies whose picks no ranking holds (k-center, k-means, BADGE, greedy sampling) go two rounds instead:
+BADGE draws its picks one at a time, each over every shard (:mod:`ser_models.active.sharded_seeding`): the
+whole pool's picks; its rows are the picks themselves.
+
+Strategies whose picks no ranking holds (k-center, k-means, greedy sampling) go two rounds instead:
 each shard runs the strategy on its own unlabelled clips, with the labelled clips broadcast as existing
 centres, and offers its ``n`` picks; the strategy then runs on the union of the offers (``shards x n`` rows).
 For k-center this is the composable core-set of Malkomes et al. (2015), a constant-factor approximation of
 the greedy over the whole pool; for the others it is a heuristic of the same shape. ``bench/round_scale.py``
-measures the k-center objective against the whole-pool greedy. ``auto`` over such a candidate chooses first
-(its replay reads the labelled clips only), then runs the chosen candidate's plan. What a strategy without a
-sharded form does is for the caller to say (the loop gathers the pool in process, with a line saying so).
+measures the k-center objective against the whole-pool greedy. ``auto`` over such a candidate (or BADGE)
+chooses first (its replay reads the labelled clips only), then runs the chosen candidate's plan. What a strategy
+without a sharded form does is for the caller to say (the loop gathers the pool in process, with a line saying so).
 
 A recording cap around a ranking strategy reaches past the rankings' top ``k``: every full recording hands its
 places on. :mod:`ser_models.active.sharded_capped` deepens the rankings until they hold every pick of the
@@ -50,7 +53,7 @@ from ser_models.failpoints import pausepoint
 from ser_models.scoring.score_shards import ScoreShards, read_shard, shard_rows
 from ser_models.scoring.scorer import Scores
 
-__all__ = ["Ranked", "candidate_rows", "centre_rows", "costs_of", "rank_shards", "shard_candidates", "with_centres"]
+__all__ = ["Ranked", "auto_choice", "candidate_rows", "centre_rows", "costs_of", "rank_shards", "shard_candidates", "with_centres"]
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,7 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
     centres = None  # the labelled clips' rows, read at most once: broadcast, replayed on, returned
     if plan is None:  # auto over a two-round candidate: choose first, then gather what the chosen one can pick
         centres = centre_rows(shards, out, annotate) if len(out) else None
-        strategy = _auto_choice(strategy, n, seed, centres, annotate)
+        strategy = auto_choice(strategy, n, seed, centres, annotate)
         plan = strategy.shard_plan(n)
     if centres is None and plan.local and plan.centres and len(out):
         centres = centre_rows(shards, out, annotate)
@@ -252,14 +255,17 @@ def shard_candidates(shards: ScoreShards, strategy: QueryStrategy, n: int, exclu
 
 
 def with_centres(rows: Scores, centres: tuple | None) -> Scores:
-    """``rows`` (unlabelled clips) and the labelled clips' rows of ``centres`` (:func:`centre_rows`), sorted by id."""
+    """``rows`` and the labelled clips' rows of ``centres`` (:func:`centre_rows`) that ``rows`` lacks, sorted by id."""
     if centres is None:
         return rows
-    return Scores.from_table(pa.concat_tables([rows.to_table(), centres[0].to_table()],
-                                              promote_options="default")).sorted_by_id()
+    known = centres[0].to_table()
+    if len(rows.ids):
+        have = pa.array(rows.ids.astype(str), pa.string())
+        known = known.filter(pc.invert(pc.is_in(known.column("utt_id"), value_set=have)))
+    return Scores.from_table(pa.concat_tables([rows.to_table(), known], promote_options="default")).sorted_by_id()
 
 
-def _auto_choice(auto: AutoStrategy, n: int, seed: int, centres: tuple | None, annotate) -> QueryStrategy:
+def auto_choice(auto: AutoStrategy, n: int, seed: int, centres: tuple | None, annotate) -> QueryStrategy:
     """The candidate ``auto`` chooses for this query, from its replay on the labelled clips (``centres``: the
     excluded rows, with their classes): the decision the query over the gathered rows then makes again, from the
     same clips."""

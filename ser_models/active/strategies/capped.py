@@ -88,13 +88,12 @@ class GroupCap:
         """The inner strategy's plan (:func:`~ser_models.active.sharded_capped.capped_candidates`): rankings it
         deepens until they hold every pick of the walk, or the shards' offers of a two-round plan, taken deeper
         until the walk over them fills the batch. None when the inner strategy has no plan of its own (``auto``
-        over a two-round candidate chooses first), and the loop gathers the pool's scores."""
+        over a two-round candidate chooses first, then the chosen candidate runs capped)."""
         return self.inner.shard_plan(n)
 
     def sharded(self, n: int) -> bool:
-        """Whether a capped query can run over sharded scores: only through :meth:`shard_plan` (``auto``'s
-        choose-first form does not reach past the chosen candidate's top ``n``)."""
-        return self.shard_plan(n) is not None
+        """Whether a capped query can run over sharded scores: whenever the inner strategy's can."""
+        return self.inner.sharded(n)
 
     def query(self, scored: ScoredPool, ledger_ids: set[str], n: int, seed: int) -> list[str]:
         """Up to ``n`` ids, at most ``cap`` of any one group, in the inner strategy's pick order."""

@@ -278,15 +278,15 @@ from ser_models.active.sharded_capped import capped_candidates  # noqa: E402
 from ser_models.active.strategies.capped import GroupCap  # noqa: E402
 
 
-def test_a_recording_cap_has_its_inner_strategys_sharded_form_unless_that_chooses_first(tmp_path):
+def test_a_recording_cap_has_its_inner_strategys_sharded_form(tmp_path):
     for name in ("margin", "kcenter"):
         assert GroupCap(build_strategy(StrategyConfig(name)), {}, 2).shard_plan(5) == \
             build_strategy(StrategyConfig(name)).shard_plan(5)
     auto = GroupCap(build_strategy(StrategyConfig("auto", auto_candidates=["random", "kcenter"])), {}, 2)
-    assert auto.shard_plan(5) is None
+    assert auto.shard_plan(5) is None and auto.sharded(5)  # chooses first, then caps the chosen candidate
     shards = _shard(_scores(n=100), tmp_path, 2)
-    with pytest.raises(ValueError, match="chooses before it knows its plan"):
-        capped_candidates(shards, auto, 5, set(), 0)
+    with pytest.raises(ValueError, match="no sharded form"):
+        capped_candidates(shards, GroupCap(build_strategy(StrategyConfig("cluster_cold_start")), {}, 2), 5, set(), 0)
     with pytest.raises(ValueError, match="capped_candidates"):
         shard_candidates(shards, GroupCap(build_strategy(StrategyConfig("margin")), {}, 2), 5, set(), 0)
     with pytest.raises(PoolExhaustedError, match="only 100 of the 100 scored clips are unlabelled"):
@@ -319,6 +319,30 @@ def test_a_cap_around_a_two_round_strategy_stays_sharded_and_fills_its_batch(tmp
     picks = capped.query(scored, set(ledger), n, seed)
     assert len(picks) == len(set(picks)) == n and not set(picks) & set(ledger)
     assert max(Counter(groups[u] for u in picks).values()) == 1  # the cap holds over the whole pool
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+def test_a_cap_around_auto_choosing_a_two_round_candidate_chooses_as_gathered_and_fills_its_batch(tmp_path, parts):
+    """``auto`` over k-center and BADGE under a cap of one: the choice is the gathered round's, the chosen
+    candidate runs capped in its two-round form, and the batch is full with the cap held over the whole pool."""
+    cfg = StrategyConfig("auto", auto_candidates=["random", "kcenter", "badge"], auto_min_labelled=6,
+                         auto_repeats=3, auto_margin=0.01)
+    scores = _scores()
+    ids = scores.ids.astype(str)
+    ledger = _labelled(scores)
+    groups = _crowded_recordings(ids, seed=parts)
+    n, seed = 30, 5
+    gathered = GroupCap(build_strategy(cfg), groups, 1)
+    _query(gathered, scores, ledger, n, seed)
+    capped = GroupCap(build_strategy(cfg), groups, 1)
+    rows = capped_candidates(_shard(scores, tmp_path, parts), capped, n, set(ledger), seed,
+                             annotate=_annotate(ledger))
+    assert len(rows.ids) < len(ids) / 2  # the driver held a fraction of the pool
+    picks = _query(capped, rows, ledger, n, seed)
+    assert capped.last_choice["chosen"] == gathered.last_choice["chosen"] == "badge"
+    assert capped.last_choice["simulated_ua"] == gathered.last_choice["simulated_ua"]
+    assert len(picks) == len(set(picks)) == n and not set(picks) & set(ledger)
+    assert max(Counter(groups[u] for u in picks).values()) == 1
 
 
 @pytest.mark.parametrize("name", ["kcenter", "kmeans"])
@@ -361,6 +385,8 @@ def _primary_order(cfg: StrategyConfig, scores: Scores, seed: int) -> np.ndarray
         return np.lexsort((scores.ids.astype(str), random_keys(scores.ids.astype(str), seed)))
     from ser_models.active.strategies.base import uncertainty_scores
 
+    if cfg.name == "auto" and "kcenter" in cfg.auto_candidates:  # auto_two_round chooses random
+        return _primary_order(StrategyConfig("random"), scores, seed)
     score = cfg.uncertainty if cfg.name in ("informative_diverse", "auto") else cfg.name
     return np.argsort(-uncertainty_scores(scored, score, "test").astype(np.float64), kind="stable")
 
@@ -400,6 +426,9 @@ CAPPED = {
     "entropy_balanced": {"name": "entropy", "class_balanced": True},
     "informative_diverse": {"prefilter_factor": 4},
     "auto": {"auto_min_labelled": 6, "auto_repeats": 2, "auto_candidates": ["random", "margin", "informative_diverse"]},
+    # a two-round candidate: auto chooses first (random: k-center gains no whole point), then random runs capped
+    "auto_two_round": {"name": "auto", "auto_min_labelled": 6, "auto_repeats": 2, "auto_margin": 1.0,
+                       "auto_candidates": ["random", "kcenter"]},
 }
 
 
@@ -534,11 +563,12 @@ def test_sharded_confident_pseudo_labels_break_ties_at_the_cut_by_id(tmp_path, p
 
 
 @pytest.mark.parametrize("name, sharded", [("margin", True), ("informative_diverse", True), ("kcenter", True),
-                                          ("auto_kcenter", False)])
-def test_a_capped_round_stays_sharded_unless_its_inner_strategy_chooses_first(name, sharded):
+                                          ("auto_kcenter", True), ("cluster_cold_start", False)])
+def test_a_capped_round_stays_sharded_when_its_inner_strategy_has_a_sharded_form(name, sharded):
     """The loop's decision (``rounds_are_sharded``) with ``active.max_per_recording`` set and the threshold
-    forced: a cap around a ranking or a two-round strategy keeps the scores in shards; around ``auto`` with
-    k-center among its candidates the round gathers them, and the console says so."""
+    forced: a cap around a ranking or a two-round strategy, or ``auto`` with k-center among its candidates,
+    keeps the scores in shards; around a strategy with no sharded form the round gathers them, and the console
+    says so."""
     from ser_models.active.config import SelectionConfig
     from ser_models.active.loop_config import ActiveConfig
     from ser_models.active.round_scores import rounds_are_sharded
