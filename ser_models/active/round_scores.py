@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ser_models import ownership
 from ser_models.io import exists
-from ser_models.scoring.score_shards import ScoreShards, dead_attempts
+from ser_models.scoring.score_shards import ScoreShards, dead_attempts, stray_files
 from ser_models.scoring.scorer import Scores
 
 __all__ = ["RUN_KIND", "drop_dead_attempts", "rounds_are_sharded", "stored_scores"]
@@ -55,18 +55,21 @@ def stored_scores(scores_path) -> Scores | ScoreShards | None:
 
 
 def drop_dead_attempts(run_dir, shards: ScoreShards, log) -> None:
-    """Remove the shards of scoring passes a kill left beside the committed ``shards`` (never read, but as large
-    as the pool's scores), through the run folder's marker and its lock's fence; a run folder that carries no
-    run marker (a loop run outside the jobs) keeps them, and ``log`` says so."""
-    dead = dead_attempts(shards)
-    if not dead:
+    """Remove the shards of scoring passes a kill left beside the committed ``shards``, and the shard files a
+    retried shard task left inside it (never read, but as large as what they hold), through the run folder's
+    marker and its lock's fence; a run folder that carries no run marker (a loop run outside the jobs) keeps
+    them, and ``log`` says so."""
+    dead, stray = dead_attempts(shards), stray_files(shards)
+    if not dead and not stray:
         return
+    what = ", ".join(w for w in (f"{len(dead)} unfinished scoring pass(es)" if dead else "",
+                                 f"{len(stray)} shard file(s) of retried tasks" if stray else "") if w)
     marker = ownership.read_marker(run_dir)
     if not marker or marker.get("kind") != RUN_KIND:
-        log(f"  scores: leaving {len(dead)} unfinished scoring pass(es) in {shards.folder}: the run folder carries "
-            "no run marker, so nothing in it is deleted")
+        log(f"  scores: leaving {what} in {shards.folder}: the run folder carries no run marker, so nothing in it "
+            "is deleted")
         return
     rel = str(shards.folder)[len(str(run_dir)):].strip("/")
-    for name in dead:
+    for name in dead + stray:
         ownership.remove(run_dir, RUN_KIND, f"{rel}/{name}", recorded_only=False)
-    log(f"  scores: removed {len(dead)} unfinished scoring pass(es) a killed run left in {shards.folder}")
+    log(f"  scores: removed {what} a killed run or worker left in {shards.folder}")

@@ -55,6 +55,7 @@ from ser_models.progress import progress_line
 from ser_models.scoring.scorer import PoolScorer, ScorerConfig, Scores, map_on_actor_pool, run_on_actor_pool
 
 __all__ = ["MANIFEST", "ScoreShards", "dead_attempts", "embedding_file", "embedding_rows", "read_shard",
+           "stray_files",
            "score_to_shards", "shard_rows"]
 
 #: The file that commits a scoring pass (written last).
@@ -148,6 +149,20 @@ def dead_attempts(shards: ScoreShards) -> list[str]:
     <ser_models.active.loop.ActiveLearningLoop>` once a pass is committed)."""
     live = {f.split("/", 1)[0] for f in shards.files}
     return sorted(n for n in list_dir(shards.folder) if n.startswith("attempt=") and n not in live)
+
+
+def stray_files(shards: ScoreShards) -> list[str]:
+    """Shard files (``part-*.parquet``, ``part-*.embedding``) in the attempt folders ``shards`` commits that its
+    manifest does not name, relative to ``shards.folder``: a shard task Ray ran again after its worker died leaves
+    the first try's files (never read)."""
+    named = set(shards.files) | {embedding_file(f) for f in shards.files}
+    stray = []
+    for attempt in sorted({f.split("/", 1)[0] for f in shards.files if "/" in f}):
+        for name in list_dir(join(shards.folder, attempt)):
+            rel = f"{attempt}/{name}"
+            if name.startswith("part-") and name.endswith((".parquet", EMBEDDING_SUFFIX)) and rel not in named:
+                stray.append(rel)
+    return stray
 
 
 def embedding_file(path: str) -> str:

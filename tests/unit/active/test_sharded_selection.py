@@ -273,6 +273,39 @@ def test_the_attempts_a_manifest_does_not_name_are_dead():
         assert dead_attempts(ScoreShards.open(str(root))) == ["attempt=aaaa", "attempt=cccc"]
 
 
+def test_a_committed_pass_loses_its_dead_attempts_and_the_files_of_retried_tasks_nothing_else(tmp_path):
+    """A shard task Ray ran again after its worker died leaves the first try's part and embedding files in the
+    committed attempt; they go with the dead attempts, through the run folder's marker. Other files stay, and
+    the pass reads back whole."""
+    import json
+
+    from ser_models.active.round_scores import drop_dead_attempts
+    from ser_models.ownership import claim_output
+
+    scores = _scores(n=200)
+    run = tmp_path / "run"
+    with claim_output(run, "run"):
+        folder = run / "rounds" / "round=000" / "scores"
+        batch = {"utt_id": scores.ids, "probs": scores.probs, "embedding": scores.embedding}
+        live = write_shard(batch, str(folder / "attempt=b"), keep_pooled=False)
+        first_try = write_shard(batch, str(folder / "attempt=b"), keep_pooled=False)  # the retried task's first
+        write_shard(batch, str(folder / "attempt=a"), keep_pooled=False)  # a pass killed before its manifest
+        (folder / "attempt=b" / "notes.txt").write_text("not a shard file")
+        files = [f"attempt=b/{f}" for f in live["file"]]
+        (folder / MANIFEST).write_text(json.dumps({"files": files, "rows": live["rows"].tolist()}))
+        shards = ScoreShards.open(str(folder))
+        lines: list[str] = []
+        drop_dead_attempts(run, shards, lines.append)
+    stray = first_try["file"][0]
+    assert not (folder / "attempt=a").exists()
+    assert not (folder / "attempt=b" / stray).exists()
+    assert not (folder / "attempt=b" / stray.replace(".parquet", ".embedding")).exists()
+    assert sorted(p.name for p in (folder / "attempt=b").iterdir()) == sorted(
+        [live["file"][0], live["file"][0].replace(".parquet", ".embedding"), "notes.txt"])
+    assert "1 unfinished scoring pass(es), 2 shard file(s) of retried tasks" in lines[0]
+    assert read_shard(shards.paths[0]).ids.tolist() == scores.ids.tolist()
+
+
 # A recording cap over shards: the capped walk over the candidate rows picks what it picks over the whole pool.
 from ser_models.active.sharded_capped import capped_candidates  # noqa: E402
 from ser_models.active.strategies.capped import GroupCap  # noqa: E402
