@@ -31,11 +31,11 @@ from ser_models.config import RESULT, field
 from ser_models.data.ledger import TARGETS_SCHEMA
 from ser_models.exceptions import ConfigError
 from ser_models.io import exists, read_parquet, write_parquet_atomic
-from ser_models.scoring.score_shards import ScoreShards, read_shard
+from ser_models.scoring.score_shards import ScoreShards, read_shard, shard_rows
 from ser_models.scoring.scorer import Scores
 
 __all__ = ["PSEUDO_SCHEMA", "SemiSupervisedConfig", "TrainingTargets", "balanced_top", "confident_pseudo_labels",
-           "label_spreading", "pseudo_labels", "shard_confident"]
+           "label_spreading", "pseudo_labels", "shard_pseudo_labels"]
 
 _KEY = "active.semi_supervised"
 _METHODS = ("none", "confident", "propagation")
@@ -205,33 +205,95 @@ def pseudo_labels(cfg: SemiSupervisedConfig, ids: np.ndarray, probs: np.ndarray,
                      "method": pa.array([cfg.method] * len(pos), pa.string())}, schema=PSEUDO_SCHEMA)
 
 
+def _offers_table(ids: np.ndarray, cls: np.ndarray, conf: np.ndarray) -> pa.Table:
+    """One shard's pseudo-label offers: ``utt_id, cls, confidence``."""
+    return pa.table({"utt_id": pa.array(np.asarray(ids, dtype=object).tolist(), pa.string()),
+                     "cls": pa.array(np.asarray(cls, np.int64)), "confidence": pa.array(np.asarray(conf, np.float64))})
+
+
 def _confident_in_shard(path: str, threshold: float, per_class: int, skip: pa.Array) -> pa.Table:
     """One shard's candidates for confident pseudo-labels: per predicted class, its ``per_class`` most confident
     clips at or above ``threshold`` that are not in ``skip`` (ties: id order, the shard's row order)."""
     s = read_shard(path, ["probs"])
-    ids = pa.array(np.asarray(s.ids).astype(str).tolist(), pa.string())
+    ids = np.asarray(s.ids).astype(str)
     probs = np.asarray(s.probs, np.float64)  # as the gathered round computes it
     labels, conf = probs.argmax(axis=1), probs.max(axis=1)
-    eligible = (conf >= threshold) & ~pc.is_in(ids, value_set=skip).to_numpy(zero_copy_only=False)
+    eligible = (conf >= threshold) & ~pc.is_in(pa.array(ids.tolist(), pa.string()), value_set=skip).to_numpy(
+        zero_copy_only=False)
     pos = balanced_top(labels, conf, eligible, probs.shape[1], per_class * probs.shape[1])
-    return pa.table({"utt_id": ids.take(pa.array(pos, pa.int64())), "cls": pa.array(labels[pos], pa.int64()),
-                     "confidence": pa.array(conf[pos], pa.float64())})
+    return _offers_table(ids[pos], labels[pos], conf[pos])
 
 
-def shard_confident(shards: ScoreShards, cfg: SemiSupervisedConfig, labelled: dict[str, str | None],
-                    class_names: list[str], exclude: set[str] | None = None) -> pa.Table:
-    """:func:`pseudo_labels` with ``method=confident`` over a round's score shards: each shard offers its top
-    ``cap // C`` per class, and the merge keeps the top of the offers by (confidence, then id), the order the
-    gathered round ranks in (its pool is sorted by id). The same pseudo-labels; no process holds the pool.
+def _spread_in_shard(path: str, cfg: SemiSupervisedConfig, num_classes: int, seeds: pa.Table, per_class: int,
+                     skip: pa.Array) -> pa.Table:
+    """One shard's candidates for propagated pseudo-labels: label spreading over the kNN graph of the shard's
+    clips joined with every seeding clip (``seeds``: ``utt_id, cls, embedding``), then, per spread class, its
+    ``per_class`` most confident clips at or above the threshold that are not in ``skip``."""
+    s = read_shard(path, ["embedding"])
+    ids = np.asarray(s.ids).astype(str)
+    own = ~pc.is_in(pa.array(ids.tolist(), pa.string()), value_set=seeds.column("utt_id")).to_numpy(
+        zero_copy_only=False)
+    if not own.any():
+        return _offers_table(np.zeros(0, str), np.zeros(0), np.zeros(0))
+    # One graph over the shard's clips and the seeds, in id order: on one shard, the gathered round's graph.
+    nodes = np.concatenate([ids[own], np.asarray(seeds.column("utt_id").to_pylist(), dtype=str)])
+    dim = s.embedding.shape[1]
+    seeded = seeds.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim) \
+        if seeds.num_rows else np.zeros((0, dim), np.float32)
+    x = np.concatenate([np.asarray(s.embedding)[own], seeded]).astype(np.float32)
+    y = np.concatenate([np.full(int(own.sum()), -1, np.int64), seeds.column("cls").to_numpy()])
+    order = np.argsort(nodes, kind="stable")
+    nodes, x, y = nodes[order], x[order], y[order]
+    spread = label_spreading(x, y, num_classes, cfg.neighbours, cfg.alpha, cfg.iterations)
+    cls, conf = spread.argmax(axis=1), spread.max(axis=1)
+    eligible = (y < 0) & (conf >= cfg.threshold) & ~pc.is_in(pa.array(nodes.tolist(), pa.string()),
+                                                              value_set=skip).to_numpy(zero_copy_only=False)
+    pos = balanced_top(cls, conf, eligible, num_classes, per_class * num_classes)
+    return _offers_table(nodes[pos], cls[pos], conf[pos])
+
+
+def _seeding_rows(shards: ScoreShards, labelled: dict[str, str | None], class_names: list[str]) -> pa.Table:
+    """``utt_id, cls, embedding`` of the scored clips the ledger gives a class (what propagation seeds from)."""
+    index = {c: i for i, c in enumerate(class_names)}
+    classed = {str(u): index[v] for u, v in labelled.items() if v in index}  # a dimensional-only label seeds none
+    wanted = pa.array(sorted(classed), pa.string())
+    parts = [t for t in shards.map(shard_rows, wanted, False) if t.num_rows] if len(wanted) else []
+    if not parts:
+        return pa.table({"utt_id": pa.array([], pa.string()), "cls": pa.array([], pa.int64()),
+                         "embedding": pa.array([], pa.list_(pa.float32()))})
+    rows = Scores.from_table(pa.concat_tables(parts)).sorted_by_id()
+    ids = rows.ids.astype(str)
+    return pa.table({"utt_id": pa.array(ids.tolist(), pa.string()),
+                     "cls": pa.array([classed[u] for u in ids], pa.int64()),
+                     "embedding": pa.FixedSizeListArray.from_arrays(
+                         pa.array(np.asarray(rows.embedding, np.float32).reshape(-1)), rows.embedding.shape[1])})
+
+
+def shard_pseudo_labels(shards: ScoreShards, cfg: SemiSupervisedConfig, labelled: dict[str, str | None],
+                        class_names: list[str], exclude: set[str] | None = None) -> pa.Table:
+    """:func:`pseudo_labels` over a round's score shards: each shard offers its top ``cap // C`` per class, and
+    the merge keeps the top of the offers by (confidence, then id), the order the gathered round ranks in (its
+    pool is sorted by id). No process holds the pool.
+
+    * ``confident``: the same pseudo-labels as the gathered round.
+    * ``propagation``: each shard spreads the labels over the kNN graph of its own clips joined with every
+      labelled clip (their embeddings broadcast), not over the whole pool's graph: approximate. A clip's
+      neighbours are then its nearest among its shard's clips and the labelled ones; on one shard it is the
+      gathered graph. The exact search costs O(n^2 E) per shard of n clips, not O(N^2 E) for the pool.
 
     Raises:
-        ConfigError: ``cfg.method`` is not ``confident`` (propagation spreads over the whole pool's kNN graph).
+        ConfigError: ``cfg.method`` makes no pseudo-labels.
     """
-    if cfg.method != "confident":
-        raise ConfigError(f"{_KEY}.method={cfg.method!r} has no sharded form: only confident pseudo-labels do")
     per_class = int(cfg.max_ratio * len(labelled)) // len(class_names)
     skip = pa.array(sorted(set(map(str, labelled)) | set(map(str, exclude or ()))), pa.string())
-    offers = [t for t in shards.map(_confident_in_shard, float(cfg.threshold), per_class, skip) if t.num_rows]
+    if cfg.method == "confident":
+        offers = shards.map(_confident_in_shard, float(cfg.threshold), per_class, skip)
+    elif cfg.method == "propagation":
+        offers = shards.map(_spread_in_shard, cfg, len(class_names), _seeding_rows(shards, labelled, class_names),
+                            per_class, skip)
+    else:
+        raise ConfigError(f"{_KEY}.method={cfg.method!r} makes no pseudo-labels")
+    offers = [t for t in offers if t.num_rows]
     if not offers:
         return PSEUDO_SCHEMA.empty_table()
     merged = pa.concat_tables(offers)
@@ -246,7 +308,7 @@ def shard_confident(shards: ScoreShards, cfg: SemiSupervisedConfig, labelled: di
     return pa.table({"utt_id": pa.array(ids[keep].tolist(), pa.string()),
                      "label": pa.array([class_names[int(c)] for c in cls[keep]], pa.string()),
                      "confidence": pa.array(conf[keep], pa.float64()),
-                     "method": pa.array(["confident"] * len(keep), pa.string())}, schema=PSEUDO_SCHEMA)
+                     "method": pa.array([cfg.method] * len(keep), pa.string())}, schema=PSEUDO_SCHEMA)
 
 
 def round_pseudo_labels(cfg: SemiSupervisedConfig, r: int, ledger, round_dir, class_names: list[str],
@@ -277,8 +339,8 @@ def round_pseudo_labels(cfg: SemiSupervisedConfig, r: int, ledger, round_dir, cl
     else:
         prev = round_dir(r - 1) / "scores.parquet"
         shards = ScoreShards.open(prev.parent / "scores")
-        if shards is not None:  # a sharded round: confident pseudo-labels are picked shard by shard
-            table = shard_confident(shards, cfg, ledger.labels(), class_names, exclude)
+        if shards is not None:  # a sharded round: pseudo-labels are picked shard by shard
+            table = shard_pseudo_labels(shards, cfg, ledger.labels(), class_names, exclude)
         elif not exists(prev):
             log(f"  pseudo-labels: round {r - 1} left no scores.parquet; round {r} trains on the ledger alone")
             return None, None

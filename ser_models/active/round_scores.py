@@ -33,9 +33,7 @@ def rounds_are_sharded(active, strategy, train_clips: int, log) -> bool:
     threshold = active.selection.shard_above_clips
     if train_clips <= threshold:
         return False
-    why = ("active.semi_supervised.method=propagation spreads labels over the whole pool's kNN graph"
-           if active.semi_supervised.method == "propagation"
-           else f"{strategy!r} has no sharded form" if not strategy.sharded(1) else None)
+    why = f"{strategy!r} has no sharded form" if not strategy.sharded(1) else None
     if why:
         log(f"selection: {train_clips:,} training clips, above active.selection.shard_above_clips={threshold:,}, "
             f"but {why}: each round gathers the pool's scores in this process")

@@ -91,6 +91,20 @@ def test_a_sharded_round_trains_on_the_gathered_rounds_confident_pseudo_labels(d
     assert _ledger(tmp_path / "sharded") == _ledger(tmp_path / "gathered")
 
 
+def test_a_sharded_round_spreads_labels_shard_by_shard(demo_pool, tmp_path):
+    """Label propagation keeps a round's scores in shards (it gathered them before): each shard spreads the
+    ledger's labels over its own clips' graph, and round 1 trains on what the shards offered."""
+    extra = ["active.strategy.name=margin", "active.semi_supervised.method=propagation",
+             "active.semi_supervised.threshold=0.3", "active.semi_supervised.max_ratio=2.0"]
+    loop, rounds = _run(demo_pool.pool_dir, tmp_path / "sharded", [*extra, *SHARDED])
+    assert loop.sharded
+    pseudo = pd.read_parquet(tmp_path / "sharded" / "rounds" / "round=001" / "pseudo_labels.parquet")
+    assert len(pseudo) > 0 and set(pseudo["method"]) == {"propagation"}
+    labelled_before = {u for u, _, r in _ledger(tmp_path / "sharded") if r < 1}
+    assert not set(pseudo["utt_id"]) & labelled_before
+    assert rounds[1].pseudo_labels["clips"] == len(pseudo)
+
+
 def test_a_sharded_round_writes_the_request_file_with_guesses_and_scores(demo_pool, tmp_path):
     """The file oracle's request shows the model's guess and the strategy's score per clip, read back from the
     shards for the picks alone: the same file the gathered round writes."""

@@ -551,10 +551,9 @@ def test_the_sharded_cold_start_picks_the_in_process_initial_set(tmp_path, monke
         shard_cold_start(shards, strategy, len(pooled.ids), skip, seed)
 
 
-# Confident pseudo-labels over a round's score shards are the ones the gathered round makes; propagation, which
-# spreads over the whole pool's graph, has no sharded form and says so.
-from ser_models.active.pseudo_labels import SemiSupervisedConfig, pseudo_labels, shard_confident  # noqa: E402
-from ser_models.exceptions import ConfigError  # noqa: E402
+# Confident pseudo-labels over a round's score shards are the ones the gathered round makes; propagation spreads
+# over each shard's own graph joined with every labelled clip.
+from ser_models.active.pseudo_labels import SemiSupervisedConfig, pseudo_labels, shard_pseudo_labels  # noqa: E402
 
 PSEUDO_CLASSES = ["neutral", "happy", "sad", "angry"]
 
@@ -568,16 +567,60 @@ def test_sharded_confident_pseudo_labels_equal_the_gathered_ones(tmp_path, parts
     exclude = {u for i, u in enumerate(sorted(ids)) if i % 17 == 5}
     cfg = SemiSupervisedConfig(method="confident", threshold=threshold, max_ratio=ratio)
     want = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, labelled, PSEUDO_CLASSES, exclude=exclude)
-    got = shard_confident(_shard(scores, tmp_path, parts), cfg, labelled, PSEUDO_CLASSES, exclude)
+    got = shard_pseudo_labels(_shard(scores, tmp_path, parts), cfg, labelled, PSEUDO_CLASSES, exclude)
     assert want.num_rows > 0 and got.equals(want)
     assert not set(got.column("utt_id").to_pylist()) & (set(labelled) | exclude)
 
 
-def test_propagation_has_no_sharded_form(tmp_path):
-    scores = _scores(seed=0, n=100)
-    with pytest.raises(ConfigError, match="propagation.*only confident"):
-        shard_confident(_shard(scores, tmp_path, 2), SemiSupervisedConfig(method="propagation"), {"a": "happy"},
-                        PSEUDO_CLASSES)
+def _clustered_scores(n: int, seed: int) -> tuple[Scores, np.ndarray]:
+    """Scores whose embeddings form one tight cluster per class (and a spread around it): the class of each
+    clip is the truth propagation should recover."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 4, n)
+    centres = rng.normal(size=(4, E)) * 3
+    emb = (centres[truth] + rng.normal(size=(n, E))).astype(np.float32)
+    ids = np.array([f"clip{i:05d}" for i in rng.permutation(n)], dtype=object)
+    probs = np.full((n, 4), 0.25, np.float32)
+    scores = Scores(ids, probs, emb, np.zeros((n, 0), np.float32), np.full((n, T, 4), 0.25, np.float32),
+                    np.zeros((n, 3), np.float32), np.zeros((n, T, 3), np.float32))
+    order = np.argsort(ids.astype(str))
+    return scores.take(order), truth[order]
+
+
+def test_sharded_propagation_on_one_shard_is_the_gathered_one(tmp_path):
+    scores, truth = _clustered_scores(600, seed=1)
+    ids = scores.ids.astype(str)
+    labelled = {u: PSEUDO_CLASSES[int(t)] for u, t in zip(ids[::15], truth[::15])}
+    labelled[ids[1]] = None  # a dimensional-only label: in the graph, seeds nothing, never pseudo-labelled
+    cfg = SemiSupervisedConfig(method="propagation", threshold=0.5, max_ratio=2.0)
+    want = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, labelled, PSEUDO_CLASSES,
+                         exclude={ids[2]})
+    got = shard_pseudo_labels(_shard(scores, tmp_path, 1), cfg, labelled, PSEUDO_CLASSES, {ids[2]})
+    assert want.num_rows > 0 and got.equals(want)
+
+
+@pytest.mark.parametrize("parts", [3, 7])
+def test_sharded_propagation_spreads_each_shards_graph_from_every_labelled_clip(tmp_path, parts):
+    """Over several shards each clip's neighbours are its shard's clips and the labelled clips (approximate):
+    on clusters with one class each, the pseudo-labels are as right as the gathered ones, and never name a
+    labelled or excluded clip."""
+    scores, truth = _clustered_scores(1500, seed=parts)
+    ids = scores.ids.astype(str)
+    labelled = {u: PSEUDO_CLASSES[int(t)] for u, t in zip(ids[::25], truth[::25])}
+    exclude = set(ids[3::40].tolist())
+    cfg = SemiSupervisedConfig(method="propagation", threshold=0.5, max_ratio=4.0)
+    want = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, labelled, PSEUDO_CLASSES, exclude=exclude)
+    got = shard_pseudo_labels(_shard(scores, tmp_path, parts), cfg, labelled, PSEUDO_CLASSES, exclude)
+    truth_of = dict(zip(ids, (PSEUDO_CLASSES[int(t)] for t in truth)))
+
+    def accuracy(table):
+        return np.mean([truth_of[u] == lab for u, lab in zip(table.column("utt_id").to_pylist(),
+                                                              table.column("label").to_pylist())])
+
+    assert got.num_rows == want.num_rows  # every class fills its share either way
+    assert accuracy(got) >= accuracy(want) - 0.02 and accuracy(got) > 0.95
+    assert not set(got.column("utt_id").to_pylist()) & (set(labelled) | exclude)
+    assert set(got.column("method").to_pylist()) == {"propagation"}
 
 
 @pytest.mark.parametrize("parts", [3, 7])
@@ -589,7 +632,7 @@ def test_sharded_confident_pseudo_labels_break_ties_at_the_cut_by_id(tmp_path, p
     labelled = {u: "happy" for u in scores.ids.astype(str)[-20:]}  # cap 20: 5 per class
     cfg = SemiSupervisedConfig(method="confident", threshold=0.0, max_ratio=1.0)
     want = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, labelled, PSEUDO_CLASSES)
-    got = shard_confident(_shard(scores, tmp_path, parts), cfg, labelled, PSEUDO_CLASSES)
+    got = shard_pseudo_labels(_shard(scores, tmp_path, parts), cfg, labelled, PSEUDO_CLASSES)
     zero = [u for u, lab in zip(want.column("utt_id").to_pylist(), want.column("label").to_pylist()) if lab == "neutral"]
     assert zero == sorted(scores.ids.astype(str)[:40])[:5]
     assert got.equals(want)
