@@ -244,7 +244,9 @@ def _spread_in_shard(path: str, cfg: SemiSupervisedConfig, num_classes: int, see
     y = np.concatenate([np.full(int(own.sum()), -1, np.int64), seeds.column("cls").to_numpy()])
     order = np.argsort(nodes, kind="stable")
     nodes, x, y = nodes[order], x[order], y[order]
-    spread = label_spreading(x, y, num_classes, cfg.neighbours, cfg.alpha, cfg.iterations)
+    # a lone clip has no neighbour: unreached, uniform (as label_spreading leaves a clip no label reaches)
+    spread = label_spreading(x, y, num_classes, cfg.neighbours, cfg.alpha, cfg.iterations) if len(x) > 1 else \
+        np.full((len(x), num_classes), 1.0 / num_classes)
     cls, conf = spread.argmax(axis=1), spread.max(axis=1)
     eligible = (y < 0) & (conf >= cfg.threshold) & ~pc.is_in(pa.array(nodes.tolist(), pa.string()),
                                                               value_set=skip).to_numpy(zero_copy_only=False)
@@ -279,7 +281,8 @@ def shard_pseudo_labels(shards: ScoreShards, cfg: SemiSupervisedConfig, labelled
     * ``propagation``: each shard spreads the labels over the kNN graph of its own clips joined with every
       labelled clip (their embeddings broadcast), not over the whole pool's graph: approximate. A clip's
       neighbours are then its nearest among its shard's clips and the labelled ones; on one shard it is the
-      gathered graph. The exact search costs O(n^2 E) per shard of n clips, not O(N^2 E) for the pool.
+      gathered graph. The exact search costs O((n + L)^2 E) per shard of n clips and L labelled ones, not
+      O(N^2 E) for the pool.
 
     Raises:
         ConfigError: ``cfg.method`` makes no pseudo-labels.

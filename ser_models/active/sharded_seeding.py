@@ -10,9 +10,10 @@ process for a few shards), which keeps each clip's distance to the picks so far.
 2. the driver takes the smallest offer (ties by id, as the pool's id order breaks them in process);
 3. every share absorbs the pick, the one that offered it marks it taken, and each offers again.
 
-The driver holds one offer per share; the shares hold the pool's probabilities and embeddings (in float64, as
-the in-process seeding does) spread over the cluster. A share lost with its node makes the walk start again
-from the first pick on fresh shares: the draws are the same, so are the picks.
+The driver holds one offer per share; the shares (one per CPU of the cluster) hold the pool's probabilities and
+embeddings (in float64, as the in-process seeding does) spread over the cluster. A share lost with its node makes
+the walk start again from the first pick on fresh shares: the draws are the same, so are the picks (each row's
+products are computed alone, never in a BLAS call whose rounding could depend on the shard).
 
 References:
     Arthur and Vassilvitskii, 2007, "k-means++: The Advantages of Careful Seeding".
@@ -156,16 +157,17 @@ def seeded_picks(shards: ScoreShards, strategy: QueryStrategy, n: int, out: pa.A
     ray = sys.modules["ray"]
     out_ref = ray.put(out)
     for attempt in range(SHARD_TASK_RETRIES + 1):
-        # One share per free CPU: every share must run at once (each pick waits for all), so none may wait for
-        # a CPU. SPREAD: the shares read shared storage and hold their clips, so every node takes a part of both.
-        free = int(ray.available_resources().get("CPU", 0))
-        actor = ray.remote(Share).options(num_cpus=1 if free else 0, scheduling_strategy="SPREAD")
-        groups = _groups(shards, max(1, min(free, len(shards))))
-        shares = [actor.remote(group, strategy, out_ref, int(seed)) for group in groups]
+        # One share per CPU of the cluster, each reserving none: every share must run at once (each pick waits
+        # for all), so none may wait for a CPU another job holds; the round's own work is done by now. SPREAD:
+        # the shares read shared storage and hold their clips, so every node takes a part of both.
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        actor = ray.remote(Share).options(num_cpus=0, scheduling_strategy="SPREAD")
+        shares = [actor.remote(group, strategy, out_ref, int(seed))
+                  for group in _groups(shards, max(1, min(cpus, len(shards))))]
         try:
             return _walk(_caller(shares, ray), strategy, n)
         except ray.exceptions.RayActorError as err:
-            if attempt == SHARD_TASK_RETRIES:
+            if attempt == SHARD_TASK_RETRIES or err.actor_init_failed:  # a share that cannot start never will
                 raise
             log.warning("a seeding share was lost (%s); drawing the %d picks again on fresh shares", err, n)
         finally:

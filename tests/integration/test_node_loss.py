@@ -159,6 +159,23 @@ def test_a_sharded_round_loses_a_node_mid_selection_and_labels_the_same_clips(cl
     pd.testing.assert_frame_equal(_ledger(tmp_path / "lossy"), _ledger(tmp_path / "reference"))
 
 
+def test_badge_loses_a_share_with_its_node_and_draws_the_same_clips(cluster, built_pool, tmp_path):
+    """BADGE over shards (threshold 0, shards of 4 clips): its shares are Ray actors spread over the worker
+    nodes, holding the shards' clips while each pick is drawn. The node of the first share to start is lost;
+    the draw starts again on fresh shares and the run labels what an undisturbed run labels."""
+    pool_dir, *_ = built_pool
+    sharded = ("active.selection.shard_above_clips=0", "active.selection.rows_per_shard=4",
+               "active.strategy.name=badge")
+    reference = _after(cluster, pool_dir, tmp_path / "reference", *sharded)
+    assert reference.returncode == 0, tail(reference)
+    assert "selection: sharded" in reference.output
+    seeding = cluster.arm("seed_shard")
+    proc = _after(cluster, pool_dir, tmp_path / "lossy", *sharded)
+    assert proc.returncode == 0, tail(proc)
+    assert len(cluster.losses(seeding)) == 1, cluster.events()
+    pd.testing.assert_frame_equal(_ledger(tmp_path / "lossy"), _ledger(tmp_path / "reference"))
+
+
 @pytest.fixture(scope="module")
 def finetuned(cluster, built_pool, tmp_path_factory):
     """(b) ``jobs.finetune`` on Ray Train losing a worker's node in epoch 2: (output dir, process, arming)."""

@@ -101,7 +101,9 @@ class GroupCap:
 
     def walk(self, scored: ScoredPool, groups: Mapping[str, str | None], ledger_ids: set[str], n: int,
              seed: int) -> CapWalk:
-        """:meth:`query` with ``groups`` of ``scored``'s ids given, and what its last inner call was told."""
+        """:meth:`query` with ``groups`` of ``scored``'s ids given, and what its last inner call was told. An
+        ``auto`` inner strategy chooses at the first call, for the whole batch; the later calls (fewer clips
+        asked for) go to the candidate it chose."""
         chosen: list[str] = []
         counts: Counter = Counter()
         banned = set(ledger_ids)
@@ -112,14 +114,18 @@ class GroupCap:
             if g is not None:
                 members.setdefault(g, []).append(uid)
         last, full = frozenset(banned), frozenset()
-        ask = n
+        ask, inner = n, self.inner
         while ask > 0:
             last, full = frozenset(banned), frozenset(g for g, c in counts.items() if c >= self.cap)
-            for uid in self.inner.query(scored, banned, ask, seed):
+            for uid in inner.query(scored, banned, ask, seed):
                 g = groups.get(str(uid))
                 if g is None or counts[g] < self.cap:
                     chosen.append(uid)
                     counts[g] += g is not None
+            choice = getattr(inner, "last_choice", None) if inner is self.inner else None
+            if choice and getattr(inner, "candidates", None):
+                # auto chooses once per batch, for all n: the walk's later calls ask its choice for the rest
+                inner = inner.candidates[choice["chosen"]]
             banned |= set(chosen)
             for g, c in counts.items():
                 if c >= self.cap:

@@ -180,19 +180,22 @@ class BadgeSeeding:
     def absorb(self, pick: tuple[np.ndarray, np.ndarray, float]) -> None:
         """Lower each row's squared distance to its nearest pick by the new ``pick`` (any share's)."""
         a, h, sq = pick
-        np.minimum(self.d2, np.maximum(self.sq + sq - 2.0 * (self.a @ a) * (self.h @ h), 0.0), out=self.d2)
+        # einsum, not a BLAS matvec: a row's product must not depend on how many rows share the call (a BLAS
+        # kernel's may, in the last bit), or a duplicate of a pick could race in another tier on another shard
+        cross = np.einsum("ij,j->i", self.a, a) * np.einsum("ij,j->i", self.h, h)
+        np.minimum(self.d2, np.maximum(self.sq + sq - 2.0 * cross, 0.0), out=self.d2)
         self.step += 1
 
 
-def badge_kmeanspp(a: np.ndarray, h: np.ndarray, ids: np.ndarray, n: int, seed: int) -> np.ndarray:
+def badge_kmeanspp(a: np.ndarray, h: np.ndarray, n: int, seed: int, *, ids: np.ndarray) -> np.ndarray:
     """k-means++ seeding over gradient embeddings ``g_i = a_i h_i^T`` (:class:`BadgeSeeding` over every row).
 
     Args:
         a: [N, C] ``p - onehot(argmax p)``.
         h: [N, E] penultimate embeddings.
-        ids: [N] clip ids, sorted.
         n: picks (<= N).
         seed: seeds the draws.
+        ids: [N] clip ids, sorted (each clip's draws depend on its id).
 
     Returns:
         [n] int64 row indices in pick order.
@@ -243,7 +246,7 @@ class BadgeStrategy(QueryStrategy):
             a, h = (v[candidates] for v in scored.grad_embedding_parts)
         else:
             a, h = badge_parts(scored.probs[candidates], scored.embeddings[candidates])
-        return candidates[badge_kmeanspp(a, h, np.asarray(scored.ids)[candidates], n, seed)]
+        return candidates[badge_kmeanspp(a, h, n, seed, ids=np.asarray(scored.ids)[candidates])]
 
 
 def _kmeans(x: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -15,6 +16,7 @@ from ser_models.active.sharded_seeding import seeded_picks
 from ser_models.active.strategies import build_strategy
 from ser_models.active.strategies.diversity import BadgeSeeding, BadgeStrategy
 from ser_models.exceptions import PoolExhaustedError
+from ser_models.scoring.scorer import Scores
 
 from .test_sharded_selection import _labelled, _query, _scores, _shard
 
@@ -33,6 +35,25 @@ def test_ray_shares_draw_the_whole_pools_picks_in_order(tmp_path):
     shards = dataclasses.replace(_shard(scores, tmp_path, 7), in_process=False)
     assert not shards.runs_here  # seven shards on a connected Ray: the shares are actors
     assert seeded_picks(shards, BadgeStrategy(), n, _excluded(ledger), seed) == whole
+
+
+@pytest.mark.parametrize("parts", [3, 7])
+def test_duplicate_clips_past_the_distinct_ones_draw_the_same_picks_over_shards(tmp_path, parts):
+    """Every clip has three exact duplicates and the batch asks for more picks than there are distinct clips:
+    a duplicate's distance to its picked twin must come out the same on every shard (0, the uniform tier), or
+    the shards' walk and the whole pool's part ways. The re-query over the picks keeps their order."""
+    base = _scores(seed=9, n=60)
+    take = np.repeat(np.arange(60), 4)
+    ids = np.array([f"dup{i:04d}" for i in range(240)], dtype=object)
+    scores = Scores(ids, base.probs[take], base.embedding[take], np.zeros((240, 0), np.float32),
+                    base.mc_probs[take], base.dims[take], base.mc_dims[take]).sorted_by_id()
+    n, seed = 90, 2
+    whole = _query(BadgeStrategy(), scores, {}, n, seed)
+    shards = _shard(scores, tmp_path, parts)
+    picks = seeded_picks(shards, BadgeStrategy(), n, _excluded({}), seed)
+    assert picks == whole
+    rows = shards.rows_of(picks)
+    assert _query(BadgeStrategy(), rows, {}, n, seed) == whole
 
 
 def test_a_share_that_dies_mid_walk_is_drawn_again_to_the_same_picks(tmp_path, caplog):
@@ -63,11 +84,10 @@ def test_a_share_that_dies_mid_walk_is_drawn_again_to_the_same_picks(tmp_path, c
     assert "drawing the 20 picks again on fresh shares" in caplog.text
 
 
-@pytest.mark.parametrize("in_process", [True, False])
-def test_a_batch_larger_than_the_unlabelled_shards_is_refused_as_in_process(tmp_path, in_process):
+def test_a_batch_larger_than_the_unlabelled_shards_is_refused_as_in_process(tmp_path):
     scores = _scores(n=400)
     ledger = _labelled(scores)
-    shards = dataclasses.replace(_shard(scores, tmp_path, 6), in_process=in_process)
+    shards = _shard(scores, tmp_path, 6)
     n = 400 - len(ledger) + 1
     with pytest.raises(PoolExhaustedError) as gathered:
         _query(BadgeStrategy(), scores, ledger, n, 0)

@@ -378,6 +378,28 @@ def test_a_cap_around_auto_choosing_a_two_round_candidate_chooses_as_gathered_an
     assert max(Counter(groups[u] for u in picks).values()) == 1
 
 
+@pytest.mark.parametrize("parts", [1, 3, 7])
+def test_a_capped_auto_keeps_its_first_choice_for_the_whole_batch_and_picks_the_gathered_clips(tmp_path, parts):
+    """``auto`` under a cap chooses once, for the batch: the walk's later calls (fewer clips asked for) take the
+    same candidate, gathered or sharded. Here auto chooses margin (a ranking), so the picks are the gathered ones;
+    before, the walk's second call replayed for fewer clips, switched to k-means, and picked other clips."""
+    cfg = StrategyConfig("auto", auto_candidates=["margin", "kmeans"], auto_min_labelled=6, auto_repeats=3,
+                         auto_margin=0.01)
+    scores = _scores()
+    ids = scores.ids.astype(str)
+    ledger = _labelled(scores)
+    groups = _crowded_recordings(ids, seed=parts)
+    n, seed = 30, 5
+    gathered = GroupCap(build_strategy(cfg), groups, 1)
+    whole = _query(gathered, scores, ledger, n, seed)
+    capped = GroupCap(build_strategy(cfg), groups, 1)
+    rows = capped_candidates(_shard(scores, tmp_path, parts), capped, n, set(ledger), seed,
+                             annotate=_annotate(ledger))
+    assert len(rows.ids) < len(ids) / 2
+    assert _query(capped, rows, ledger, n, seed) == whole
+    assert capped.last_choice["chosen"] == gathered.last_choice["chosen"] == "margin"
+
+
 @pytest.mark.parametrize("name", ["kcenter", "kmeans"])
 def test_a_capped_two_round_batch_the_pool_cannot_fill_stops_short_without_reading_the_pool(tmp_path, name):
     """Twenty recordings and a cap of one cannot fill a batch of 30: the walk stops at 20, as the gathered one
@@ -585,6 +607,22 @@ def _clustered_scores(n: int, seed: int) -> tuple[Scores, np.ndarray]:
                     np.zeros((n, 3), np.float32), np.zeros((n, T, 3), np.float32))
     order = np.argsort(ids.astype(str))
     return scores.take(order), truth[order]
+
+
+def test_sharded_propagation_over_a_shard_of_one_unseeded_clip(tmp_path):
+    """A shard of one clip, and no labelled clip with a class to join it: no graph to spread over, so the clip is
+    unreached (uniform shares), as every clip of a graph without seeds is; the result is the gathered one."""
+    scores, _ = _clustered_scores(60, seed=2)
+    ids = scores.ids.astype(str)
+    rest = _shard(scores.take(np.arange(1, 60)), tmp_path / "rest", 2)
+    lone = _shard(scores.take(np.arange(1)), tmp_path / "lone", 1)
+    shards = ScoreShards(str(tmp_path), tuple(f"rest/{f}" for f in rest.files) + tuple(f"lone/{f}" for f in lone.files),
+                         rest.rows + lone.rows, in_process=True)
+    cfg = SemiSupervisedConfig(method="propagation", threshold=0.0, max_ratio=20.0)
+    labelled = {u: None for u in ids[1:4]}  # dimensional labels only: nothing seeds the spread
+    want = pseudo_labels(cfg, scores.ids, scores.probs, scores.embedding, labelled, PSEUDO_CLASSES)
+    got = shard_pseudo_labels(shards, cfg, labelled, PSEUDO_CLASSES)
+    assert ids[0] in got.column("utt_id").to_pylist() and got.equals(want)
 
 
 def test_sharded_propagation_on_one_shard_is_the_gathered_one(tmp_path):

@@ -84,7 +84,7 @@ def test_badge_matches_materialised_reference(seed):
     pool = fake_pool(n=80, dim=6, seed=seed)
     a = pool.probs.astype(np.float64).copy()
     a[np.arange(len(a)), a.argmax(1)] -= 1
-    got = badge_kmeanspp(a, pool.embeddings, pool.ids, 15, seed)
+    got = badge_kmeanspp(a, pool.embeddings, 15, seed, ids=pool.ids)
     np.testing.assert_array_equal(got, _badge_reference(pool.probs, pool.embeddings, pool.ids, 15, seed))
 
 
@@ -95,7 +95,7 @@ def test_badge_draws_in_proportion_to_the_squared_distance():
     h = np.array([[1.0], [1.0], [1.0], [1.0]])  # g = a: distances to the first pick (row 0) are 0.25, 1, 1
     ids = np.array(["a", "b", "c", "d"])
     seeds = 4000
-    second = Counter(int(badge_kmeanspp(a, h, ids, 2, s)[1]) for s in range(seeds))
+    second = Counter(int(badge_kmeanspp(a, h, 2, s, ids=ids)[1]) for s in range(seeds))
     expected = np.array([0.25, 1.0, 1.0]) / 2.25 * seeds
     observed = np.array([second[1], second[2], second[3]])
     assert second[0] == 0
