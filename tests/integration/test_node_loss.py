@@ -139,16 +139,22 @@ def test_after_round_loses_nodes_while_caching_and_scoring_and_ends_with_the_sam
     pd.testing.assert_frame_equal(_ledger(tmp_path / "lossy"), _ledger(tmp_path / "reference"))
 
 
-def test_a_sharded_round_loses_a_node_mid_selection_and_labels_the_same_clips(cluster, built_pool, tmp_path):
-    """A run whose scores stay sharded (threshold 0, shards of 8 clips): its selection tasks spread over both
-    worker nodes; the node of the first one to run is lost while it works. Ray runs the lost task again on the
-    other node, and the run labels what an undisturbed run labels."""
+@pytest.mark.parametrize("point, extra", [
+    ("select_shard", ("active.selection.rows_per_shard=8",)),
+    ("seed_shard", ("active.selection.rows_per_shard=4", "active.strategy.name=badge"))])
+def test_a_sharded_round_loses_a_node_mid_selection_and_labels_the_same_clips(cluster, built_pool, tmp_path, point,
+                                                                               extra):
+    """A run whose scores stay sharded (threshold 0, shards of a few clips) loses a node mid-selection.
+    ``select_shard``: the selection tasks spread over both worker nodes; the node of the first one to run is
+    lost, and Ray runs the lost task again on the other node. ``seed_shard``: BADGE's shares are Ray actors
+    holding the shards' clips while each pick is drawn; the node of the first share to start is lost, and the
+    draw starts again on fresh shares. Either way the run labels what an undisturbed run labels."""
     pool_dir, *_ = built_pool
-    sharded = ("active.selection.shard_above_clips=0", "active.selection.rows_per_shard=8")
+    sharded = ("active.selection.shard_above_clips=0", *extra)
     reference = _after(cluster, pool_dir, tmp_path / "reference", *sharded)
     assert reference.returncode == 0, tail(reference)
     assert "selection: sharded" in reference.output
-    selecting = cluster.arm("select_shard")
+    selecting = cluster.arm(point)
     proc = _after(cluster, pool_dir, tmp_path / "lossy", *sharded)
     assert proc.returncode == 0, tail(proc)
     assert len(cluster.losses(selecting)) == 1, cluster.events()
@@ -156,23 +162,6 @@ def test_a_sharded_round_loses_a_node_mid_selection_and_labels_the_same_clips(cl
         scores = out / "rounds" / "round=000" / "scores"
         assert (scores / "manifest.json").exists() and len(list(scores.glob("attempt=*/part-*.parquet"))) > 2
         assert not (out / "rounds" / "round=000" / "scores.parquet").exists()
-    pd.testing.assert_frame_equal(_ledger(tmp_path / "lossy"), _ledger(tmp_path / "reference"))
-
-
-def test_badge_loses_a_share_with_its_node_and_draws_the_same_clips(cluster, built_pool, tmp_path):
-    """BADGE over shards (threshold 0, shards of 4 clips): its shares are Ray actors spread over the worker
-    nodes, holding the shards' clips while each pick is drawn. The node of the first share to start is lost;
-    the draw starts again on fresh shares and the run labels what an undisturbed run labels."""
-    pool_dir, *_ = built_pool
-    sharded = ("active.selection.shard_above_clips=0", "active.selection.rows_per_shard=4",
-               "active.strategy.name=badge")
-    reference = _after(cluster, pool_dir, tmp_path / "reference", *sharded)
-    assert reference.returncode == 0, tail(reference)
-    assert "selection: sharded" in reference.output
-    seeding = cluster.arm("seed_shard")
-    proc = _after(cluster, pool_dir, tmp_path / "lossy", *sharded)
-    assert proc.returncode == 0, tail(proc)
-    assert len(cluster.losses(seeding)) == 1, cluster.events()
     pd.testing.assert_frame_equal(_ledger(tmp_path / "lossy"), _ledger(tmp_path / "reference"))
 
 
