@@ -10,10 +10,11 @@ process for a few shards), which keeps each clip's distance to the picks so far.
 2. the driver takes the smallest offer (ties by id, as the pool's id order breaks them in process);
 3. every share absorbs the pick, the one that offered it marks it taken, and each offers again.
 
-The driver holds one offer per share; the shares (one per CPU of the cluster) hold the pool's probabilities and
-embeddings (in float64, as the in-process seeding does) spread over the cluster. A share lost with its node makes
-the walk start again from the first pick on fresh shares: the draws are the same, so are the picks (each row's
-products are computed alone, never in a BLAS call whose rounding could depend on the shard).
+The driver holds one offer per share; the shares (one per CPU of the cluster, each reserving a sliver of one)
+hold the pool's probabilities and embeddings (in float64, as the in-process seeding does) spread over the
+cluster. A share lost with its node makes the walk start again from the first pick on fresh shares: the draws
+are the same, so are the picks (each row's products are computed alone, never in a BLAS call whose rounding
+could depend on the shard).
 
 References:
     Arthur and Vassilvitskii, 2007, "k-means++: The Advantages of Careful Seeding".
@@ -31,13 +32,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ser_models.active.strategies.base import QueryStrategy
-from ser_models.exceptions import PoolExhaustedError
+from ser_models.exceptions import PoolError, PoolExhaustedError
 from ser_models.failpoints import pausepoint
 from ser_models.scoring.score_shards import SHARD_TASK_RETRIES, ScoreShards, read_shard
 
-__all__ = ["exhausted", "seeded_picks"]
+__all__ = ["SHARE_CPUS", "SHARE_START_S", "exhausted", "seeded_picks"]
 
 log = logging.getLogger(__name__)
+
+#: CPU each share reserves. A sliver: every pick waits for every share, so none may wait long for a CPU another
+#: job holds; but some, so that shares run where the cluster runs work (a head node with no CPUs keeps them off).
+SHARE_CPUS = 0.01
+#: Seconds the shares have to start and read their shards before the query fails (a cluster with no room for them).
+SHARE_START_S = 600.0
 
 
 def exhausted(strategy: QueryStrategy, n: int, rows: int, labelled: int) -> PoolExhaustedError:
@@ -121,6 +128,20 @@ def _caller(shares: list, ray) -> Callable:
     return lambda name, *args: ray.get([getattr(s, name).remote(*args) for s in shares])
 
 
+def _started(ray, shares: list, num_shards: int) -> None:
+    """Wait until every share has read its shards.
+
+    Raises:
+        PoolError: some share did not start within :data:`SHARE_START_S` (no node can place it).
+    """
+    _, pending = ray.wait([s.counts.remote() for s in shares], num_returns=len(shares), timeout=SHARE_START_S)
+    if pending:
+        raise PoolError(f"{len(pending)} of the {len(shares)} Ray actors that hold the {num_shards} score shards for "
+                        f"the selection did not start within {SHARE_START_S:g} s: the cluster has no node with "
+                        f"{SHARE_CPUS} CPU and the memory to spare. Free a node, or run with fewer shards "
+                        "(active.selection.rows_per_shard) or in process (active.selection.shard_above_clips)")
+
+
 def _walk(call: Callable, strategy: QueryStrategy, n: int) -> list[str]:
     """The ``n`` picks: the smallest offer of every share, pick by pick."""
     counts = call("counts")
@@ -157,14 +178,14 @@ def seeded_picks(shards: ScoreShards, strategy: QueryStrategy, n: int, out: pa.A
     ray = sys.modules["ray"]
     out_ref = ray.put(out)
     for attempt in range(SHARD_TASK_RETRIES + 1):
-        # One share per CPU of the cluster, each reserving none: every share must run at once (each pick waits
-        # for all), so none may wait for a CPU another job holds; the round's own work is done by now. SPREAD:
-        # the shares read shared storage and hold their clips, so every node takes a part of both.
+        # One share per CPU of the cluster. SPREAD: the shares read shared storage and hold their clips, so every
+        # node takes a part of both.
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        actor = ray.remote(Share).options(num_cpus=0, scheduling_strategy="SPREAD")
+        actor = ray.remote(Share).options(num_cpus=SHARE_CPUS, scheduling_strategy="SPREAD")
         shares = [actor.remote(group, strategy, out_ref, int(seed))
                   for group in _groups(shards, max(1, min(cpus, len(shards))))]
         try:
+            _started(ray, shares, len(shards))
             return _walk(_caller(shares, ray), strategy, n)
         except ray.exceptions.RayActorError as err:
             if attempt == SHARD_TASK_RETRIES or err.actor_init_failed:  # a share that cannot start never will

@@ -15,7 +15,7 @@ from ser_models.active.config import StrategyConfig
 from ser_models.active.sharded_seeding import seeded_picks
 from ser_models.active.strategies import build_strategy
 from ser_models.active.strategies.diversity import BadgeSeeding, BadgeStrategy
-from ser_models.exceptions import PoolExhaustedError
+from ser_models.exceptions import PoolError, PoolExhaustedError
 from ser_models.scoring.scorer import Scores
 
 from .test_sharded_selection import _labelled, _query, _scores, _shard
@@ -94,3 +94,16 @@ def test_a_batch_larger_than_the_unlabelled_shards_is_refused_as_in_process(tmp_
     with pytest.raises(PoolExhaustedError) as sharded:
         seeded_picks(shards, BadgeStrategy(), n, _excluded(ledger), 0)
     assert str(sharded.value) == str(gathered.value)
+
+
+def test_shares_no_node_can_place_fail_the_query_naming_why(tmp_path, monkeypatch):
+    """Shares that cannot start (here each asks for more CPU than any node has) fail the query after
+    SHARE_START_S with what to do, instead of waiting for ever for every share of the first pick."""
+    from ser_models.active import sharded_seeding
+
+    monkeypatch.setattr(sharded_seeding, "SHARE_CPUS", 64.0)
+    monkeypatch.setattr(sharded_seeding, "SHARE_START_S", 2.0)
+    scores = _scores(n=300)
+    shards = dataclasses.replace(_shard(scores, tmp_path, 5), in_process=False)
+    with pytest.raises(PoolError, match="did not start within 2 s.*active.selection.rows_per_shard"):
+        seeded_picks(shards, BadgeStrategy(), 10, _excluded({}), 0)
