@@ -172,6 +172,7 @@ def seeded_picks(shards: ScoreShards, strategy: QueryStrategy, n: int, out: pa.A
 
     Raises:
         PoolExhaustedError: fewer than ``n`` unlabelled clips are scored.
+        PoolError: the shares did not start within :data:`SHARE_START_S`.
     """
     if shards.runs_here:
         return _walk(_caller([Share(shards.paths, strategy, out, int(seed))], None), strategy, n)
