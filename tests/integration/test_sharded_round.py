@@ -56,6 +56,7 @@ def test_a_sharded_round_labels_what_the_gathered_round_labels(demo_pool, tmp_pa
         (tmp_path / "gathered" / "rounds" / "round=000" / "stop_set.parquet").read_bytes()
 
 
+@pytest.mark.slow_e2e  # a gathered and a sharded run, 20 s on 2 cores: make test-e2e (the unit tests compare picks)
 def test_auto_with_a_kcenter_candidate_stays_sharded_and_chooses_what_the_gathered_round_chooses(demo_pool,
                                                                                                  tmp_path):
     """``auto`` over random, margin and k-center (a two-round candidate): the rounds keep their scores in shards
@@ -89,20 +90,6 @@ def test_a_sharded_round_trains_on_the_gathered_rounds_confident_pseudo_labels(d
     assert len(pseudo[0]) > 0 and pseudo[1].equals(pseudo[0])
     assert sharded[1].pseudo_labels == gathered[1].pseudo_labels
     assert _ledger(tmp_path / "sharded") == _ledger(tmp_path / "gathered")
-
-
-def test_a_sharded_round_spreads_labels_shard_by_shard(demo_pool, tmp_path):
-    """Label propagation keeps a round's scores in shards (it gathered them before): each shard spreads the
-    ledger's labels over its own clips' graph, and round 1 trains on what the shards offered."""
-    extra = ["active.strategy.name=margin", "active.semi_supervised.method=propagation",
-             "active.semi_supervised.threshold=0.3", "active.semi_supervised.max_ratio=2.0"]
-    loop, rounds = _run(demo_pool.pool_dir, tmp_path / "sharded", [*extra, *SHARDED])
-    assert loop.sharded
-    pseudo = pd.read_parquet(tmp_path / "sharded" / "rounds" / "round=001" / "pseudo_labels.parquet")
-    assert len(pseudo) > 0 and set(pseudo["method"]) == {"propagation"}
-    labelled_before = {u for u, _, r in _ledger(tmp_path / "sharded") if r < 1}
-    assert not set(pseudo["utt_id"]) & labelled_before
-    assert rounds[1].pseudo_labels["clips"] == len(pseudo)
 
 
 def test_a_sharded_round_writes_the_request_file_with_guesses_and_scores(demo_pool, tmp_path):
@@ -150,6 +137,7 @@ def recorded_pool(ray_local, tmp_path_factory):
     return root / "pool"
 
 
+@pytest.mark.slow_e2e  # a gathered and a sharded run, 20 s on 2 cores: make test-e2e (the unit tests compare picks)
 def test_a_capped_sharded_round_labels_what_the_capped_gathered_round_labels(recorded_pool, tmp_path, capsys):
     """At most one clip of a recording per query, the threshold forced: the round keeps its scores in shards
     (no line saying it gathers them) and labels the gathered round's clips."""
@@ -168,16 +156,23 @@ def test_a_capped_sharded_round_labels_what_the_capped_gathered_round_labels(rec
     assert recordings[picked].value_counts().max() == 1
 
 
-def test_a_cap_around_kcenter_stays_sharded_and_holds_over_the_whole_pool(recorded_pool, tmp_path, capsys):
-    """k-center under a cap of one, the threshold forced: the shards offer k-center's picks, the capped walk runs
-    on their union (offered again from open recordings where the long episode crowds them), and no round gathers
-    the pool's scores."""
+def test_a_cap_around_kcenter_with_label_propagation_stays_sharded(recorded_pool, tmp_path, capsys):
+    """k-center under a cap of one, with label propagation, the threshold forced (both gathered the pool's scores
+    before): the shards offer k-center's picks, the capped walk runs on their union (offered again from open
+    recordings where the long episode crowds them), each shard spreads the ledger's labels over its own clips'
+    graph, and no round gathers the pool's scores."""
     capsys.readouterr()
     loop, reports = _run(recorded_pool, tmp_path / "sharded",
-                         ["active.strategy.name=kcenter", "active.max_per_recording=1", *SHARDED], verbose=True)
+                         ["active.strategy.name=kcenter", "active.max_per_recording=1",
+                          "active.semi_supervised.method=propagation", "active.semi_supervised.threshold=0.3",
+                          "active.semi_supervised.max_ratio=2.0", *SHARDED], verbose=True)
     said = capsys.readouterr().out
     assert loop.sharded and "selection: sharded" in said and "gathers the pool's scores" not in said
     assert "clips it asked for" not in said  # every batch was filled
+    pseudo = pd.read_parquet(tmp_path / "sharded" / "rounds" / "round=001" / "pseudo_labels.parquet")
+    assert len(pseudo) > 0 and set(pseudo["method"]) == {"propagation"}
+    assert not set(pseudo["utt_id"]) & {u for u, _, r in _ledger(tmp_path / "sharded") if r < 1}
+    assert reports[1].pseudo_labels["clips"] == len(pseudo)
     recordings = Pool.open(recorded_pool).metadata(["utt_id", "recording"]).set_index("utt_id")["recording"]
     selecting = [r for r in reports if r.selected]
     assert selecting
