@@ -207,7 +207,7 @@ def pseudo_labels(cfg: SemiSupervisedConfig, ids: np.ndarray, probs: np.ndarray,
 
 def _offers_table(ids: np.ndarray, cls: np.ndarray, conf: np.ndarray) -> pa.Table:
     """One shard's pseudo-label offers: ``utt_id, cls, confidence``."""
-    return pa.table({"utt_id": pa.array(np.asarray(ids, dtype=object).tolist(), pa.string()),
+    return pa.table({"utt_id": pa.array(np.asarray(ids, dtype=str), pa.string()),
                      "cls": pa.array(np.asarray(cls, np.int64)), "confidence": pa.array(np.asarray(conf, np.float64))})
 
 
@@ -218,7 +218,7 @@ def _confident_in_shard(path: str, threshold: float, per_class: int, skip: pa.Ar
     ids = np.asarray(s.ids).astype(str)
     probs = np.asarray(s.probs, np.float64)  # as the gathered round computes it
     labels, conf = probs.argmax(axis=1), probs.max(axis=1)
-    eligible = (conf >= threshold) & ~pc.is_in(pa.array(ids.tolist(), pa.string()), value_set=skip).to_numpy(
+    eligible = (conf >= threshold) & ~pc.is_in(pa.array(ids, pa.string()), value_set=skip).to_numpy(
         zero_copy_only=False)
     pos = balanced_top(labels, conf, eligible, probs.shape[1], per_class * probs.shape[1])
     return _offers_table(ids[pos], labels[pos], conf[pos])
@@ -231,8 +231,10 @@ def _spread_in_shard(path: str, cfg: SemiSupervisedConfig, num_classes: int, see
     ``per_class`` most confident clips at or above the threshold that are not in ``skip``."""
     s = read_shard(path, ["embedding"])
     ids = np.asarray(s.ids).astype(str)
-    own = ~pc.is_in(pa.array(ids.tolist(), pa.string()), value_set=seeds.column("utt_id")).to_numpy(
-        zero_copy_only=False)
+    arrow_ids = pa.array(ids, pa.string())  # one shard's ids (at most rows_per_shard), once
+    own = ~pc.is_in(arrow_ids, value_set=seeds.column("utt_id")).to_numpy(zero_copy_only=False)
+    # the seeds are labelled, so always skipped: only the shard's own clips can be eligible
+    open_ = own & ~pc.is_in(arrow_ids, value_set=skip).to_numpy(zero_copy_only=False)
     if not own.any():
         return _offers_table(np.zeros(0, str), np.zeros(0), np.zeros(0))
     # One graph over the shard's clips and the seeds, in id order: on one shard, the gathered round's graph.
@@ -242,15 +244,14 @@ def _spread_in_shard(path: str, cfg: SemiSupervisedConfig, num_classes: int, see
         if seeds.num_rows else np.zeros((0, dim), np.float32)
     x = np.concatenate([np.asarray(s.embedding)[own], seeded]).astype(np.float32)
     y = np.concatenate([np.full(int(own.sum()), -1, np.int64), seeds.column("cls").to_numpy()])
+    free = np.concatenate([open_[own], np.zeros(seeds.num_rows, bool)])
     order = np.argsort(nodes, kind="stable")
-    nodes, x, y = nodes[order], x[order], y[order]
+    nodes, x, y, free = nodes[order], x[order], y[order], free[order]
     # a lone clip has no neighbour: unreached, uniform (as label_spreading leaves a clip no label reaches)
     spread = label_spreading(x, y, num_classes, cfg.neighbours, cfg.alpha, cfg.iterations) if len(x) > 1 else \
         np.full((len(x), num_classes), 1.0 / num_classes)
     cls, conf = spread.argmax(axis=1), spread.max(axis=1)
-    eligible = (y < 0) & (conf >= cfg.threshold) & ~pc.is_in(pa.array(nodes.tolist(), pa.string()),
-                                                              value_set=skip).to_numpy(zero_copy_only=False)
-    pos = balanced_top(cls, conf, eligible, num_classes, per_class * num_classes)
+    pos = balanced_top(cls, conf, free & (conf >= cfg.threshold), num_classes, per_class * num_classes)
     return _offers_table(nodes[pos], cls[pos], conf[pos])
 
 

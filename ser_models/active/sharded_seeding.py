@@ -31,12 +31,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ser_models.active.strategies.base import QueryStrategy
-from ser_models.exceptions import PoolError, PoolExhaustedError
+from ser_models.active.strategies.base import QueryStrategy, exhausted
+from ser_models.exceptions import PoolError
 from ser_models.failpoints import pausepoint
 from ser_models.scoring.score_shards import SHARD_TASK_RETRIES, ScoreShards, read_shard
 
-__all__ = ["SHARE_CPUS", "SHARE_START_S", "exhausted", "seeded_picks"]
+__all__ = ["SHARE_CPUS", "SHARE_START_S", "seeded_picks"]
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,6 @@ log = logging.getLogger(__name__)
 SHARE_CPUS = 0.01
 #: Seconds the shares have to start and read their shards before the query fails (a cluster with no room for them).
 SHARE_START_S = 600.0
-
-
-def exhausted(strategy: QueryStrategy, n: int, rows: int, labelled: int) -> PoolExhaustedError:
-    """The error of a query for ``n`` clips over ``rows`` scored clips, ``labelled`` of them excluded: the
-    in-process query's words."""
-    return PoolExhaustedError(
-        f"{strategy!r} was asked for {n} clips but only {rows - labelled} of the {rows} scored clips are "
-        f"unlabelled ({labelled} are in the ledger); lower the batch size or the budget")
 
 
 class Share:

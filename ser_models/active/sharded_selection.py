@@ -44,9 +44,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ser_models.active.sharded_seeding import exhausted, seeded_picks
+from ser_models.active.sharded_seeding import seeded_picks
 from ser_models.active.strategies.auto import AutoStrategy
-from ser_models.active.strategies.base import QueryStrategy, ShardPlan, TopK, random_keys, uncertainty_scores
+from ser_models.active.strategies.base import (
+    QueryStrategy,
+    ShardPlan,
+    TopK,
+    exhausted,
+    random_keys,
+    uncertainty_scores,
+)
 from ser_models.active.strategies.capped import GroupCap
 from ser_models.exceptions import PoolError
 from ser_models.failpoints import pausepoint

@@ -241,6 +241,10 @@ class AutoStrategy(QueryStrategy):
     def sharded(self, n):
         return all(c.shard_plan(n) is not None for c in self.candidates.values())
 
+    def rest_of_batch(self):
+        # chosen once per batch: a later call for fewer clips would replay for another size and may choose again
+        return self.candidates[self.last_choice["chosen"]] if self.last_choice else self
+
     def _select(self, scored: ScoredPool, candidates: np.ndarray, labelled: np.ndarray, n: int,
                 seed: int) -> np.ndarray:
         self.last_choice = self.choose(scored, labelled, n, seed)

@@ -16,7 +16,7 @@ from ser_models.data.id_keys import id_keys
 from ser_models.exceptions import PoolError, PoolExhaustedError
 from ser_models.scoring.scored_pool import ScoredPool
 
-__all__ = ["QueryStrategy", "ShardPlan", "TopK", "random_keys", "uncertainty_scores"]
+__all__ = ["QueryStrategy", "ShardPlan", "TopK", "exhausted", "random_keys", "uncertainty_scores"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,14 @@ def _raw_uncertainty(scored: ScoredPool, name: str, who: str) -> np.ndarray:
     return SCORES[name](scored.probs)
 
 
+def exhausted(strategy, n: int, rows: int, labelled: int) -> PoolExhaustedError:
+    """The error of a query for ``n`` clips over ``rows`` scored clips, ``labelled`` of them in the ledger (or
+    otherwise excluded), in process or over shards."""
+    return PoolExhaustedError(
+        f"{strategy!r} was asked for {n} clips but only {rows - labelled} of the {rows} scored clips are "
+        f"unlabelled ({labelled} are in the ledger); lower the batch size or the budget")
+
+
 def rank_desc(values: np.ndarray) -> np.ndarray:
     """Positions sorting ``values`` high to low; ties keep pool order so a seed fully fixes the result."""
     return np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")
@@ -162,9 +170,7 @@ class QueryStrategy:
         in_ledger = pd.Index(scored.ids).isin(list(ledger_ids)) if ledger_ids else np.zeros(len(scored), bool)
         candidates = np.flatnonzero(~in_ledger)
         if n > len(candidates):
-            raise PoolExhaustedError(
-                f"{self!r} was asked for {n} clips but only {len(candidates)} of the {len(scored)} scored clips are "
-                f"unlabelled ({int(in_ledger.sum())} are in the ledger); lower the batch size or the budget")
+            raise exhausted(self, n, len(scored), int(in_ledger.sum()))
         with thread_limit(self.num_threads):
             picks = np.asarray(self._select(scored, candidates, np.flatnonzero(in_ledger), n, int(seed)))
         out = scored.ids[picks].tolist()
@@ -187,6 +193,11 @@ class QueryStrategy:
         two-round candidate chooses first, then runs the chosen one's plan); False = the pool's scores are
         gathered."""
         return self.shard_plan(n) is not None
+
+    def rest_of_batch(self) -> QueryStrategy:
+        """The strategy the rest of a batch asks after this one's first query (a recording cap's later calls, for
+        fewer clips): itself; ``auto``, the candidate that query chose for the whole batch."""
+        return self
 
     def _params(self) -> dict:
         return {}

@@ -122,10 +122,7 @@ class GroupCap:
                 if g is None or counts[g] < self.cap:
                     chosen.append(uid)
                     counts[g] += g is not None
-            choice = getattr(inner, "last_choice", None) if inner is self.inner else None
-            if choice and getattr(inner, "candidates", None):
-                # auto chooses once per batch, for all n: the walk's later calls ask its choice for the rest
-                inner = inner.candidates[choice["chosen"]]
+            inner = inner.rest_of_batch()  # auto chose for the whole batch: its later calls ask that candidate
             banned |= set(chosen)
             for g, c in counts.items():
                 if c >= self.cap:
