@@ -79,6 +79,7 @@ def test_auto_with_a_kcenter_candidate_stays_sharded_and_chooses_what_the_gather
         assert _ledger(tmp_path / "sharded") == _ledger(tmp_path / "gathered")
 
 
+@pytest.mark.slow_e2e  # a gathered and a sharded run, 20 s on 2 cores: make test-e2e (the unit tests compare them)
 def test_a_sharded_round_trains_on_the_gathered_rounds_confident_pseudo_labels(demo_pool, tmp_path):
     extra = ["active.strategy.name=margin", "active.semi_supervised.method=confident",
              "active.semi_supervised.threshold=0.3", "active.semi_supervised.max_ratio=2.0"]
